@@ -1,0 +1,114 @@
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError } from './config.error';
+import { loadGatewayConfig } from './config.loader';
+
+const SECRET = 'sk-should-never-be-printed-123';
+const base = {
+  API_KEY_SERVER_PRODUCT_KEYS: JSON.stringify({ demo: SECRET }),
+  API_KEY_SERVER_JWT_PUBLIC_KEYS: '{}',
+  API_KEY_SERVER_JWT_ISSUER: 'issuer-a, issuer-b',
+};
+
+function failure(env: NodeJS.ProcessEnv): string {
+  try {
+    loadGatewayConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadGatewayConfig', () => {
+  it('applies the SPEC defaults', () => {
+    const config = loadGatewayConfig(base);
+    expect(config.port).toBe(8080);
+    expect(config.logLevel).toBe('info');
+    expect(config.jwt).toEqual({
+      issuers: ['issuer-a', 'issuer-b'],
+      audience: 'keygate',
+      maxTtlSeconds: 900,
+      jwksUrls: [],
+      clockSkewSeconds: 60,
+      jwks: { timeoutMs: 3000, ttlMs: 600_000, cooldownMs: 30_000 },
+      requiredClaims: {},
+    });
+    expect(config.upstream).toEqual({ connectMs: 5000, ttfbMs: 60000, idleMs: 60000, totalMs: 600000 });
+    expect(config.shutdownDrainSeconds).toBe(45);
+    expect(config.retry).toEqual({ maxRetries: 2, baseDelayMs: 250, maxDelayMs: 5000 });
+    expect(config.secretManager.names).toEqual({ productKeys: 'openai-api-keys', jwtPublicKeys: 'jwt-public-keys', hmacSecrets: 'hmac-secrets' });
+    expect(config.corsOrigins).toEqual([]);
+    expect(config.policy.forProduct('demo').policy.maxTokens).toBe(4096);
+  });
+
+  it('reads every timeout and the port', () => {
+    const config = loadGatewayConfig({
+      ...base,
+      PORT: '9000',
+      API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS: '1',
+      API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: '2',
+      API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: '3',
+      API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '4',
+    });
+    expect(config.port).toBe(9000);
+    expect(config.upstream).toEqual({ connectMs: 1, ttfbMs: 2, idleMs: 3, totalMs: 4 });
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ LOG_LEVEL: 'chatty' }, 'LOG_LEVEL'],
+    [{ API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: '10s' }, 'API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS'],
+    [{ API_KEY_SERVER_REDIS_URL: 'localhost:6379' }, 'API_KEY_SERVER_REDIS_URL'],
+    [{ API_KEY_SERVER_JWKS_URLS: 'https://a.example/jwks, not a url' }, 'API_KEY_SERVER_JWKS_URLS'],
+    [{ API_KEY_SERVER_JWT_ISSUER: '' }, 'API_KEY_SERVER_JWT_ISSUER'],
+    [{ API_KEY_SERVER_CORS_ORIGINS: 'https://ok.example,*' }, 'API_KEY_SERVER_CORS_ORIGINS'],
+    [{ USE_SECRET_MANAGER: 'yes' }, 'USE_SECRET_MANAGER'],
+    [{ API_KEY_SERVER_UPSTREAM_MAX_RETRIES: '11' }, 'API_KEY_SERVER_UPSTREAM_MAX_RETRIES'],
+  ])('rejects %j naming %s', (override, variable) => {
+    const message = failure({ ...base, ...override });
+    expect(message).toMatch(/^Invalid environment variables/);
+    expect(message).toContain(variable);
+    expect(message).not.toContain(SECRET);
+  });
+
+  it('reads the required-claims rule', () => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWT_REQUIRED_CLAIMS: 'token_use=access, tier = gold' }).jwt?.requiredClaims).toEqual({ token_use: 'access', tier: 'gold' });
+    expect(failure({ ...base, API_KEY_SERVER_JWT_REQUIRED_CLAIMS: 'token_use' })).toContain('API_KEY_SERVER_JWT_REQUIRED_CLAIMS');
+  });
+
+  it('requires product keys unless Secret Manager is on', () => {
+    expect(failure({ API_KEY_SERVER_JWT_PUBLIC_KEYS: '{}', API_KEY_SERVER_JWT_ISSUER: 'i' })).toContain('API_KEY_SERVER_PRODUCT_KEYS');
+  });
+
+  it('requires a project when Secret Manager is on', () => {
+    expect(failure({ ...base, USE_SECRET_MANAGER: 'true' })).toContain('GOOGLE_CLOUD_PROJECT');
+  });
+
+  it('requires some credential method', () => {
+    expect(failure({ API_KEY_SERVER_PRODUCT_KEYS: '{}' })).toContain('no credential method configured');
+  });
+
+  it('reports every problem at once', () => {
+    const message = failure({ ...base, PORT: 'x', LOG_LEVEL: 'y' });
+    expect(message).toContain('PORT');
+    expect(message).toContain('LOG_LEVEL');
+  });
+
+  it('ignores variables outside the contract', () => {
+    expect(() => loadGatewayConfig({ ...base, HOME: '/root', SOMETHING_ELSE: 'x' })).not.toThrow();
+  });
+
+  it('loads the policy file it is pointed at', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
+    const file = join(dir, 'policy.yaml');
+    writeFileSync(file, 'products:\n  demo:\n    policy: {max_tokens: 64}\n');
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_POLICY_FILE: file }).policy.forProduct('demo').policy.maxTokens).toBe(64);
+  });
+
+  it('names an unreadable policy file', () => {
+    expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: '/nonexistent/policy.yaml' })).toMatch(/API_KEY_SERVER_POLICY_FILE: cannot read .* \(ENOENT\)/);
+  });
+});

@@ -1,0 +1,127 @@
+import { getMetadataStorage } from 'class-validator';
+import { ConfigError } from './config.error';
+import { EnvironmentSchema, urlList } from './env.schema';
+import type { GatewayConfig, LogLevel } from './gateway-config';
+import { loadPolicyFile } from './policy.loader';
+import { validatePlain } from './validation.util';
+
+const GOOGLE_IAP_JWKS_URL = 'https://www.gstatic.com/iap/verify/public_key-jwk';
+
+/**
+ * Parses and validates the environment once. Throws {@link ConfigError} naming every bad variable;
+ * never includes a value in the message.
+ */
+export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
+  const known = Object.fromEntries(
+    Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in KNOWN_KEYS),
+  );
+  const { value: e, problems } = validatePlain(EnvironmentSchema, known, '');
+  if (e.API_KEY_SERVER_JWKS_URLS && !urlList(e.API_KEY_SERVER_JWKS_URLS)) {
+    problems.push('API_KEY_SERVER_JWKS_URLS: must be a comma-separated list of http(s) URLs');
+  }
+  const useSecretManager = /^(true|1)$/i.test(e.USE_SECRET_MANAGER ?? '');
+  const jwtOn = Boolean(e.API_KEY_SERVER_JWT_PUBLIC_KEYS || e.API_KEY_SERVER_JWKS_URLS || useSecretManager);
+  const issuers = list(e.API_KEY_SERVER_JWT_ISSUER);
+  if (jwtOn && issuers.length === 0) problems.push('API_KEY_SERVER_JWT_ISSUER: required when JWT authentication is on');
+  if (useSecretManager && !e.GOOGLE_CLOUD_PROJECT) problems.push('GOOGLE_CLOUD_PROJECT: required when USE_SECRET_MANAGER=true');
+  if (!useSecretManager && !e.API_KEY_SERVER_PRODUCT_KEYS) {
+    problems.push('API_KEY_SERVER_PRODUCT_KEYS: required (or set USE_SECRET_MANAGER=true)');
+  }
+  if (!jwtOn && !e.API_KEY_SERVER_HMAC_SECRETS && !e.API_KEY_SERVER_IAP_AUDIENCE) {
+    problems.push('no credential method configured: set API_KEY_SERVER_JWT_PUBLIC_KEYS, API_KEY_SERVER_JWKS_URLS, API_KEY_SERVER_HMAC_SECRETS or API_KEY_SERVER_IAP_AUDIENCE');
+  }
+  const port = int(e.PORT, 8080);
+  if (port < 1 || port > 65535) problems.push('PORT: must be between 1 and 65535');
+  const maxTtl = int(e.API_KEY_SERVER_JWT_MAX_TTL_SECONDS, 900);
+  if (maxTtl < 1) problems.push('API_KEY_SERVER_JWT_MAX_TTL_SECONDS: must be at least 1');
+  const upstream = {
+    connectMs: int(e.API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS, 5_000),
+    ttfbMs: int(e.API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS, 60_000),
+    idleMs: int(e.API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS, 60_000),
+    totalMs: int(e.API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS, 600_000),
+  };
+  if (int(e.API_KEY_SERVER_UPSTREAM_MAX_RETRIES, 2) > 10) problems.push('API_KEY_SERVER_UPSTREAM_MAX_RETRIES: at most 10');
+  for (const [k, v] of Object.entries(upstream)) if (v < 1) problems.push(`API_KEY_SERVER_UPSTREAM_*: ${k} must be at least 1 ms`);
+  const corsOrigins = list(e.API_KEY_SERVER_CORS_ORIGINS);
+  for (const origin of corsOrigins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) problems.push('API_KEY_SERVER_CORS_ORIGINS: each entry must be an exact origin such as https://app.example.com');
+  }
+  const authorizationServers = e.API_KEY_SERVER_AUTHORIZATION_SERVERS ? list(e.API_KEY_SERVER_AUTHORIZATION_SERVERS) : issuers.filter((i) => /^https:\/\//.test(i));
+  if (e.API_KEY_SERVER_AUTHORIZATION_SERVERS && !urlList(e.API_KEY_SERVER_AUTHORIZATION_SERVERS)) {
+    problems.push('API_KEY_SERVER_AUTHORIZATION_SERVERS: must be a comma-separated list of http(s) URLs');
+  }
+  if (problems.length) throw new ConfigError(`Invalid environment variables:\n  - ${[...new Set(problems)].join('\n  - ')}`);
+
+  return {
+    port,
+    logLevel: (e.LOG_LEVEL ?? 'info') as LogLevel,
+    jwt: jwtOn
+      ? {
+          issuers,
+          audience: e.API_KEY_SERVER_JWT_AUDIENCE ?? 'keygate',
+          maxTtlSeconds: maxTtl,
+          jwksUrls: list(e.API_KEY_SERVER_JWKS_URLS),
+          clockSkewSeconds: 60,
+          jwks: {
+            timeoutMs: int(e.API_KEY_SERVER_JWKS_TIMEOUT_MS, 3_000),
+            ttlMs: int(e.API_KEY_SERVER_JWKS_CACHE_SECONDS, 600) * 1000,
+            cooldownMs: int(e.API_KEY_SERVER_JWKS_COOLDOWN_SECONDS, 30) * 1000,
+          },
+          requiredClaims: Object.fromEntries(list(e.API_KEY_SERVER_JWT_REQUIRED_CLAIMS).map((pair) => pair.split('=').map((s) => s.trim()) as [string, string])),
+        }
+      : undefined,
+    iap: e.API_KEY_SERVER_IAP_AUDIENCE
+      ? { audience: e.API_KEY_SERVER_IAP_AUDIENCE, jwksUrl: e.API_KEY_SERVER_IAP_JWKS_URL ?? GOOGLE_IAP_JWKS_URL }
+      : undefined,
+    redisUrl: e.API_KEY_SERVER_REDIS_URL,
+    secretEnv: {
+      productKeys: e.API_KEY_SERVER_PRODUCT_KEYS,
+      jwtPublicKeys: e.API_KEY_SERVER_JWT_PUBLIC_KEYS,
+      hmacSecrets: e.API_KEY_SERVER_HMAC_SECRETS,
+    },
+    secretManager: {
+      enabled: useSecretManager,
+      project: e.GOOGLE_CLOUD_PROJECT,
+      names: {
+        productKeys: e.API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME ?? 'openai-api-keys',
+        jwtPublicKeys: e.API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_NAME ?? 'jwt-public-keys',
+        hmacSecrets: e.API_KEY_SERVER_SECRET_HMAC_SECRETS_NAME ?? 'hmac-secrets',
+      },
+      versions: {
+        productKeys: e.API_KEY_SERVER_SECRET_PRODUCT_KEYS_VERSION ?? 'latest',
+        jwtPublicKeys: e.API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_VERSION ?? 'latest',
+        hmacSecrets: e.API_KEY_SERVER_SECRET_HMAC_SECRETS_VERSION ?? 'latest',
+      },
+      refreshSeconds: int(e.API_KEY_SERVER_SECRET_REFRESH_SECONDS, 60),
+      endpoint: e.API_KEY_SERVER_SECRET_MANAGER_ENDPOINT,
+    },
+    upstream,
+    retry: {
+      maxRetries: int(e.API_KEY_SERVER_UPSTREAM_MAX_RETRIES, 2),
+      baseDelayMs: int(e.API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS, 250),
+      maxDelayMs: int(e.API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS, 5_000),
+    },
+    shutdownDrainSeconds: int(e.API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS, 45),
+    corsOrigins,
+    resource: { publicUrl: e.API_KEY_SERVER_PUBLIC_URL?.replace(/\/+$/, ''), authorizationServers },
+    policy: loadPolicyFile(e.API_KEY_SERVER_POLICY_FILE),
+  };
+}
+
+// Only the variables of SPEC §2 are handed to the validator; the rest of the environment is ignored.
+const KNOWN_KEYS: Record<string, true> = Object.fromEntries(
+  getMetadataStorage()
+    .getTargetValidationMetadatas(EnvironmentSchema, '', true, false)
+    .map((m) => [m.propertyName, true]),
+);
+
+function list(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function int(value: string | undefined, fallback: number): number {
+  return value === undefined ? fallback : Number.parseInt(value, 10);
+}

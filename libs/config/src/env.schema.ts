@@ -1,0 +1,58 @@
+import { IsIn, IsOptional, IsString, IsUrl, Matches } from 'class-validator';
+
+const INT = /^\d+$/;
+const BOOL = /^(true|false|1|0)$/i;
+/** `latest`, a version number, or a version alias (letters, digits, `_`, `-`). */
+const SECRET_VERSION = /^[A-Za-z0-9][\w-]{0,62}$/;
+const urlList = (value: string): boolean =>
+  value.split(',').every((u) => /^https?:\/\/[^\s,]+$/.test(u.trim()));
+
+/**
+ * The environment of SPEC §2, as strings. Validated once at boot; only the loader turns it into
+ * typed values. Secret-bearing variables are only checked for presence here: their content is
+ * parsed by the secrets module, which never echoes it.
+ */
+export class EnvironmentSchema {
+  @IsOptional() @Matches(INT, { message: 'must be a port number' }) PORT?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_PRODUCT_KEYS?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_JWT_PUBLIC_KEYS?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_JWKS_URLS?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_JWT_ISSUER?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_JWT_AUDIENCE?: string;
+  @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_JWT_MAX_TTL_SECONDS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_JWKS_CACHE_SECONDS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_JWKS_COOLDOWN_SECONDS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_JWKS_TIMEOUT_MS?: string;
+  @IsOptional()
+  @Matches(/^\s*[\w.:-]+\s*=\s*[^,=\s][^,=]*(,\s*[\w.:-]+\s*=\s*[^,=\s][^,=]*)*$/, { message: 'must be a comma-separated list of claim=value' })
+  API_KEY_SERVER_JWT_REQUIRED_CLAIMS?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_HMAC_SECRETS?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_IAP_AUDIENCE?: string;
+  @IsOptional() @IsUrl({ require_tld: false, protocols: ['http', 'https'] }, { message: 'must be an http(s) URL' }) API_KEY_SERVER_IAP_JWKS_URL?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_POLICY_FILE?: string;
+  @IsOptional() @Matches(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }) API_KEY_SERVER_REDIS_URL?: string;
+  @IsOptional() @Matches(BOOL, { message: 'must be true or false' }) USE_SECRET_MANAGER?: string;
+  @IsOptional() @IsString() GOOGLE_CLOUD_PROJECT?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_NAME?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_SECRET_HMAC_SECRETS_NAME?: string;
+  @IsOptional() @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' }) API_KEY_SERVER_SECRET_PRODUCT_KEYS_VERSION?: string;
+  @IsOptional() @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' }) API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_VERSION?: string;
+  @IsOptional() @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' }) API_KEY_SERVER_SECRET_HMAC_SECRETS_VERSION?: string;
+  @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_SECRET_REFRESH_SECONDS?: string;
+  @IsOptional() @Matches(/^[\w.-]+:\d+$/, { message: 'must be host:port' }) API_KEY_SERVER_SECRET_MANAGER_ENDPOINT?: string;
+  @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be a whole number' }) API_KEY_SERVER_UPSTREAM_MAX_RETRIES?: string;
+  @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_CORS_ORIGINS?: string;
+  @IsOptional() @Matches(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, { message: 'must be an http(s) URL without query or fragment' }) API_KEY_SERVER_PUBLIC_URL?: string;
+  @IsOptional() @IsString() API_KEY_SERVER_AUTHORIZATION_SERVERS?: string;
+  @IsOptional() @IsIn(['debug', 'info', 'warn', 'error']) LOG_LEVEL?: string;
+}
+
+export { urlList };

@@ -1,0 +1,6 @@
+export * from './config.error';
+export * from './config.loader';
+export * from './config.module';
+export * from './gateway-config';
+export * from './policy.loader';
+export * from './policy.types';

@@ -1,0 +1,79 @@
+import { parse } from 'yaml';
+import { ConfigError } from './config.error';
+import { BUILT_IN_POLICY, buildPolicyBook } from './policy.loader';
+
+const SPEC_EXAMPLE = `
+defaults:
+  limits:
+    requests_per_second: 10
+    user_requests_per_second: 2
+    daily_requests: 10000
+    user_daily_requests: 1000
+    daily_tokens: 5000000
+    user_daily_tokens: 500000
+  policy:
+    max_tokens: 4096
+    temperature: {min: 0, max: 1.5}
+    max_request_bytes: 1048576
+    max_stream_seconds: 300
+products:
+  product-a:
+    limits: {requests_per_second: 50}
+    fallbacks: {gpt-4o: [claude-3-5-sonnet-20241022]}
+`;
+
+function problems(doc: unknown): string {
+  try {
+    buildPolicyBook(doc);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('buildPolicyBook', () => {
+  it('reads the SPEC example and merges defaults under a product field by field', () => {
+    const book = buildPolicyBook(parse(SPEC_EXAMPLE));
+    const a = book.forProduct('product-a');
+    expect(a.limits.requestsPerSecond).toBe(50);
+    expect(a.limits.userRequestsPerSecond).toBe(2);
+    expect(a.limits.dailyTokens).toBe(5_000_000);
+    expect(a.policy.temperature).toEqual({ min: 0, max: 1.5 });
+    expect(a.fallbacks).toEqual({ 'gpt-4o': ['claude-3-5-sonnet-20241022'] });
+  });
+
+  it('answers defaults for products it does not name', () => {
+    const book = buildPolicyBook({ defaults: { policy: { max_tokens: 100 } } });
+    expect(book.forProduct('unknown').policy.maxTokens).toBe(100);
+    expect(book.forProduct('unknown').limits).toEqual(BUILT_IN_POLICY.limits);
+  });
+
+  it('reads JSON documents too', () => {
+    expect(buildPolicyBook(parse('{"products": {"p": {"policy": {"max_stream_seconds": 5}}}}')).forProduct('p').policy.maxStreamSeconds).toBe(5);
+  });
+
+  it('computes the largest body limit for the HTTP server', () => {
+    const book = buildPolicyBook({ defaults: { policy: { max_request_bytes: 1000 } }, products: { big: { policy: { max_request_bytes: 5000 } } } });
+    expect(book.largestRequestBytes).toBe(5000);
+  });
+
+  it('reads IAP members, lowercased, a product list replacing the default one', () => {
+    const book = buildPolicyBook({ defaults: { iap_members: ['domain:Example.com'] }, products: { a: { iap_members: ['user:Alice@Example.com'] } } });
+    expect(book.forProduct('a').iapMembers).toEqual(['user:alice@example.com']);
+    expect(book.forProduct('b').iapMembers).toEqual(['domain:example.com']);
+  });
+
+  it.each([
+    [{ products: { a: { iap_members: ['alice@example.com'] } } }, 'products.a.iap_members'],
+    [{ defaults: { limits: { requests_per_secnd: 5 } } }, 'defaults.limits.requests_per_secnd'],
+    [{ products: { a: { policy: { max_tokens: -1 } } } }, 'products.a.policy.max_tokens'],
+    [{ products: { a: { policy: { max_tokens: 1.5 } } } }, 'products.a.policy.max_tokens'],
+    [{ products: { a: { policy: { temperature: { min: 1, max: 0.5 } } } } }, 'products.a.policy.temperature'],
+    [{ products: { a: { fallbacks: { 'gpt-4o': 'claude' } } } }, 'products.a.fallbacks.gpt-4o'],
+    [{ products: { a: 'nope' } }, 'products.a'],
+    [{ limits: {} }, 'limits: unknown top-level field'],
+  ])('rejects %j naming %s', (doc, path) => {
+    expect(problems(doc)).toContain(path);
+  });
+});

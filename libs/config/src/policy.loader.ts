@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from './config.error';
+import { ProductPolicySchema } from './policy.schema';
+import type { Limits, ParameterPolicy, PolicyBook, ProductPolicy } from './policy.types';
+import { validatePlain } from './validation.util';
+
+/** Built-in defaults, the values SPEC §4 shows; used where the policy file says nothing. */
+export const BUILT_IN_POLICY: ProductPolicy = Object.freeze({
+  limits: Object.freeze({
+    requestsPerSecond: 10,
+    userRequestsPerSecond: 2,
+    dailyRequests: 10_000,
+    userDailyRequests: 1_000,
+    dailyTokens: 5_000_000,
+    userDailyTokens: 500_000,
+  }),
+  policy: Object.freeze({
+    maxTokens: 4096,
+    temperature: Object.freeze({ min: 0, max: 1.5 }),
+    maxRequestBytes: 1_048_576,
+    maxStreamSeconds: 300,
+  }),
+  fallbacks: Object.freeze({}),
+  autoBlock: Object.freeze({ rejections: 100, windowSeconds: 60, blockSeconds: 900 }),
+  iapMembers: Object.freeze([]),
+});
+
+/** Reads and resolves the policy file at `path` (YAML or JSON); no path → built-in defaults. */
+export function loadPolicyFile(path: string | undefined): PolicyBook {
+  if (!path) return buildPolicyBook({});
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`API_KEY_SERVER_POLICY_FILE: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let doc: unknown;
+  try {
+    // YAML 1.2 is a superset of JSON, so one parser reads both formats.
+    doc = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`API_KEY_SERVER_POLICY_FILE: ${path} is not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
+  }
+  return buildPolicyBook(doc ?? {}, `API_KEY_SERVER_POLICY_FILE (${path})`);
+}
+
+/** Validates a parsed policy document and merges `defaults` under each product, field by field. */
+export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
+  const problems: string[] = [];
+  if (!isPlainObject(doc)) throw new ConfigError(`${source}: the document must be an object with "defaults" and/or "products"`);
+  for (const key of Object.keys(doc)) {
+    if (key !== 'defaults' && key !== 'products') problems.push(`${key}: unknown top-level field (expected "defaults" or "products")`);
+  }
+  const defaultsDoc = doc.defaults ?? {};
+  const defaults = validateProduct(defaultsDoc, 'defaults', problems);
+  const productsDoc = doc.products ?? {};
+  const products = new Map<string, ProductPolicySchema>();
+  if (!isPlainObject(productsDoc)) problems.push('products: must be an object keyed by product name');
+  else for (const [name, entry] of Object.entries(productsDoc)) products.set(name, validateProduct(entry, `products.${name}`, problems));
+  if (problems.length) throw new ConfigError(`${source} is invalid:\n  - ${problems.join('\n  - ')}`);
+
+  const resolvedDefaults = merge(BUILT_IN_POLICY, defaults);
+  const resolved = new Map<string, ProductPolicy>();
+  for (const [name, entry] of products) resolved.set(name, merge(resolvedDefaults, entry));
+  for (const [name, p] of resolved) {
+    if (p.policy.temperature.min > p.policy.temperature.max) problems.push(`products.${name}.policy.temperature: min is above max`);
+  }
+  if (resolvedDefaults.policy.temperature.min > resolvedDefaults.policy.temperature.max) problems.push('defaults.policy.temperature: min is above max');
+  if (problems.length) throw new ConfigError(`${source} is invalid:\n  - ${problems.join('\n  - ')}`);
+
+  const largestRequestBytes = Math.max(resolvedDefaults.policy.maxRequestBytes, ...[...resolved.values()].map((p) => p.policy.maxRequestBytes));
+  return {
+    defaults: resolvedDefaults,
+    largestRequestBytes,
+    forProduct: (product) => resolved.get(product) ?? resolvedDefaults,
+  };
+}
+
+function validateProduct(entry: unknown, path: string, problems: string[]): ProductPolicySchema {
+  if (!isPlainObject(entry)) {
+    problems.push(`${path}: must be an object`);
+    return {};
+  }
+  const { value, problems: found } = validatePlain(ProductPolicySchema, entry, path);
+  problems.push(...found);
+  if (value.fallbacks !== undefined) {
+    for (const [model, list] of Object.entries(value.fallbacks)) {
+      if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string' && m.length > 0)) {
+        problems.push(`${path}.fallbacks.${model}: must be a non-empty list of model names`);
+      }
+    }
+  }
+  return value;
+}
+
+function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
+  const l = over.limits ?? {};
+  const p = over.policy ?? {};
+  const limits: Limits = {
+    requestsPerSecond: l.requests_per_second ?? base.limits.requestsPerSecond,
+    userRequestsPerSecond: l.user_requests_per_second ?? base.limits.userRequestsPerSecond,
+    dailyRequests: l.daily_requests ?? base.limits.dailyRequests,
+    userDailyRequests: l.user_daily_requests ?? base.limits.userDailyRequests,
+    dailyTokens: l.daily_tokens ?? base.limits.dailyTokens,
+    userDailyTokens: l.user_daily_tokens ?? base.limits.userDailyTokens,
+  };
+  const policy: ParameterPolicy = {
+    maxTokens: p.max_tokens ?? base.policy.maxTokens,
+    temperature: p.temperature ? { min: p.temperature.min, max: p.temperature.max } : base.policy.temperature,
+    maxRequestBytes: p.max_request_bytes ?? base.policy.maxRequestBytes,
+    maxStreamSeconds: p.max_stream_seconds ?? base.policy.maxStreamSeconds,
+  };
+  return {
+    limits,
+    policy,
+    fallbacks: { ...base.fallbacks, ...(over.fallbacks ?? {}) },
+    autoBlock: over.auto_block
+      ? { rejections: over.auto_block.rejections, windowSeconds: over.auto_block.window_seconds, blockSeconds: over.auto_block.block_seconds }
+      : base.autoBlock,
+    iapMembers: over.iap_members ? over.iap_members.map((m) => m.toLowerCase()) : base.iapMembers,
+  };
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

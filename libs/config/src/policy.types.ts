@@ -1,0 +1,37 @@
+/** Per-product limits after merging `defaults` with `products.<name>`; 0 means "no limit". */
+export interface Limits {
+  requestsPerSecond: number;
+  userRequestsPerSecond: number;
+  dailyRequests: number;
+  userDailyRequests: number;
+  dailyTokens: number;
+  userDailyTokens: number;
+}
+
+/** Server-side parameter policy after merging. */
+export interface ParameterPolicy {
+  maxTokens: number;
+  temperature: { min: number; max: number };
+  maxRequestBytes: number;
+  maxStreamSeconds: number;
+}
+
+/** Everything the policy file says about one product, resolved. */
+export interface ProductPolicy {
+  limits: Limits;
+  policy: ParameterPolicy;
+  /** model → ordered fallback models. */
+  fallbacks: Readonly<Record<string, readonly string[]>>;
+  /** Auto-block of users who keep hitting their limits; `rejections: 0` is off. */
+  autoBlock: { rejections: number; windowSeconds: number; blockSeconds: number };
+  /** IAP users allowed to call this product: `user:<email>` or `domain:<domain>` (lowercase). */
+  iapMembers: readonly string[];
+}
+
+/** The policy file, resolved once at boot: `forProduct` is a map lookup on the hot path. */
+export interface PolicyBook {
+  readonly defaults: ProductPolicy;
+  forProduct(product: string): ProductPolicy;
+  /** The largest `max_request_bytes` of any product: the HTTP server's hard body limit. */
+  readonly largestRequestBytes: number;
+}

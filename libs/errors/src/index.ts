@@ -1,0 +1,3 @@
+export * from './failure-class';
+export * from './error-codes';
+export * from './gateway.error';
