@@ -1,0 +1,58 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
+
+/** One audit record, SPEC §7. */
+export interface AuditRecord {
+  type: 'audit';
+  requestId: string;
+  product: string | null;
+  user: string | null;
+  model: string | null;
+  requested_model: string | null;
+  provider: string | null;
+  stream: boolean;
+  tokens_in: number | null;
+  tokens_out: number | null;
+  latency_ms: number;
+  status: number;
+  failure: RequestContext['failure'];
+  attempts: number;
+  method: string;
+  path: string;
+}
+
+/**
+ * Writes exactly one audit line per auditable request. It never holds prompt or completion text:
+ * the record is built only from the context's counters and names.
+ */
+@Injectable()
+export class AuditService {
+  constructor(@Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger) {}
+
+  /** Writes the record for `ctx` unless it was written already; returns whether it wrote. */
+  record(ctx: RequestContext): boolean {
+    if (!ctx.auditable || ctx.audited) return false;
+    ctx.audited = true;
+    const record: AuditRecord = {
+      type: 'audit',
+      requestId: ctx.requestId,
+      product: ctx.product,
+      user: ctx.user,
+      model: ctx.model,
+      requested_model: ctx.requestedModel,
+      provider: ctx.provider,
+      stream: ctx.stream,
+      tokens_in: ctx.tokensIn,
+      tokens_out: ctx.tokensOut,
+      latency_ms: Math.round(Number(process.hrtime.bigint() - ctx.startedAt) / 1e4) / 100,
+      status: ctx.status,
+      failure: ctx.failure,
+      attempts: ctx.attempts,
+      method: ctx.method,
+      path: ctx.path,
+    };
+    // SPEC §7: one record per request whatever LOG_LEVEL says.
+    this.logger.always(ctx.failure && ctx.failure !== 'client_abort' && ctx.status >= 500 ? 'WARNING' : 'INFO', 'audit', { ...record }, ctx);
+    return true;
+  }
+}

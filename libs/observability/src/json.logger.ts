@@ -1,0 +1,101 @@
+import type { LoggerService } from '@nestjs/common';
+import { redact } from './redact';
+import { requestContextStorage, type RequestContext } from './request-context';
+
+/** Cloud Logging severities (a subset of LogSeverity). */
+export type Severity = 'DEBUG' | 'INFO' | 'NOTICE' | 'WARNING' | 'ERROR' | 'CRITICAL' | 'ALERT';
+
+const RANK: Record<Severity, number> = { DEBUG: 0, INFO: 1, NOTICE: 1, WARNING: 2, ERROR: 3, CRITICAL: 3, ALERT: 3 };
+const LEVEL_RANK = { debug: 0, info: 1, warn: 2, error: 3 } as const;
+
+/** Where structured lines go; stdout in production, a buffer in tests. */
+export type LineSink = (line: string) => void;
+
+export const stdoutSink: LineSink = (line) => {
+  process.stdout.write(line);
+};
+
+/**
+ * Writes Cloud Logging structured JSON, one object per line, with the request id and trace of the
+ * request being served (from AsyncLocalStorage) on every line.
+ */
+export class JsonLogger implements LoggerService {
+  private readonly minRank: number;
+
+  constructor(
+    level: keyof typeof LEVEL_RANK = 'info',
+    private readonly projectId?: string,
+    private readonly sink: LineSink = stdoutSink,
+  ) {
+    this.minRank = LEVEL_RANK[level];
+  }
+
+  log(message: unknown, ...rest: unknown[]): void {
+    this.emit('INFO', message, rest);
+  }
+  error(message: unknown, ...rest: unknown[]): void {
+    this.emit('ERROR', message, rest);
+  }
+  warn(message: unknown, ...rest: unknown[]): void {
+    this.emit('WARNING', message, rest);
+  }
+  debug(message: unknown, ...rest: unknown[]): void {
+    this.emit('DEBUG', message, rest);
+  }
+  verbose(message: unknown, ...rest: unknown[]): void {
+    this.emit('DEBUG', message, rest);
+  }
+  fatal(message: unknown, ...rest: unknown[]): void {
+    this.emit('CRITICAL', message, rest);
+  }
+
+  /**
+   * Writes one structured entry at `severity`, if `LOG_LEVEL` lets it through. The message and
+   * every field pass through {@link redact}, so a key, a token or a prompt logged by mistake is
+   * masked.
+   */
+  write(severity: Severity, message: string, fields: Record<string, unknown> = {}, ctx?: RequestContext): void {
+    if (RANK[severity] < this.minRank) return;
+    this.always(severity, redact(message) as string, redact(fields) as Record<string, unknown>, ctx);
+  }
+
+  /**
+   * Writes one structured entry whatever `LOG_LEVEL` says, without masking: for the audit record,
+   * whose fields are built from counters and configured names only.
+   */
+  always(severity: Severity, message: string, fields: Record<string, unknown> = {}, ctx?: RequestContext): void {
+    const context = ctx ?? requestContextStorage.getStore();
+    const entry: Record<string, unknown> = { severity, time: new Date().toISOString(), message, ...fields };
+    if (context) {
+      entry.requestId = context.requestId;
+      Object.assign(entry, this.traceFields(context));
+    }
+    this.sink(JSON.stringify(entry) + '\n');
+  }
+
+  /** Cloud Logging's trace correlation fields for a request. */
+  traceFields(context: RequestContext): Record<string, unknown> {
+    if (!context.trace) return {};
+    const out: Record<string, unknown> = {
+      'logging.googleapis.com/trace': this.projectId ? `projects/${this.projectId}/traces/${context.trace.traceId}` : context.trace.traceId,
+    };
+    if (context.trace.spanId) out['logging.googleapis.com/spanId'] = context.trace.spanId;
+    if (context.trace.sampled !== undefined) out['logging.googleapis.com/trace_sampled'] = context.trace.sampled;
+    return out;
+  }
+
+  private emit(severity: Severity, message: unknown, rest: unknown[]): void {
+    // Nest passes the context name last; an Error's stack may come before it.
+    const fields: Record<string, unknown> = {};
+    const last = rest[rest.length - 1];
+    if (typeof last === 'string') fields.context = last;
+    if (message instanceof Error) {
+      fields.error = message.name;
+      fields.stack = message.stack;
+      this.write(severity, message.message, fields);
+      return;
+    }
+    if (rest.length > 1 && typeof rest[0] === 'string' && rest[0].includes('\n')) fields.stack = rest[0];
+    this.write(severity, typeof message === 'string' ? message : JSON.stringify(message), fields);
+  }
+}

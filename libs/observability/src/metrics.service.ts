@@ -1,0 +1,100 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RequestContext } from './request-context';
+
+/** A value read when Prometheus scrapes (Redis availability, secret refreshes, …). */
+export type ScrapeProbe = (metrics: MetricsService) => void;
+
+/**
+ * keygate's Prometheus metrics. Label values come only from configuration or from small fixed
+ * sets (status, failure class, provider): never user ids, raw paths or client-chosen model names,
+ * so cardinality stays bounded.
+ */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'keygate_requests_total',
+    help: 'Requests by product, provider, model, status and failure class',
+    labelNames: ['product', 'provider', 'model', 'status', 'failure'],
+    registers: [this.registry],
+  });
+  readonly latency = new Histogram({
+    name: 'keygate_request_duration_seconds',
+    help: 'Time from arrival to the end of the response',
+    labelNames: ['product', 'provider', 'stream'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [this.registry],
+  });
+  readonly upstreamTtfb = new Histogram({
+    name: 'keygate_upstream_ttfb_seconds',
+    help: 'Time from sending an upstream request to its response headers',
+    labelNames: ['provider'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly tokens = new Counter({
+    name: 'keygate_tokens_total',
+    help: 'Prompt (in) and completion (out) tokens by product and model',
+    labelNames: ['product', 'model', 'direction'],
+    registers: [this.registry],
+  });
+  readonly rejections = new Counter({
+    name: 'keygate_limit_rejections_total',
+    help: 'Requests refused by a rate limit, a quota or a block',
+    labelNames: ['product', 'reason'],
+    registers: [this.registry],
+  });
+  readonly activeStreams = new Gauge({ name: 'keygate_active_streams', help: 'Streams being served now', registers: [this.registry] });
+  readonly attempts = new Counter({
+    name: 'keygate_upstream_attempts_total',
+    help: 'Upstream attempts (retries and fallbacks included) by provider',
+    labelNames: ['provider'],
+    registers: [this.registry],
+  });
+  readonly fallbacks = new Counter({
+    name: 'keygate_fallbacks_total',
+    help: 'Requests answered by a fallback model',
+    labelNames: ['product', 'model'],
+    registers: [this.registry],
+  });
+  readonly secretRefreshes = new Gauge({
+    name: 'keygate_secret_refreshes',
+    help: 'Secret refreshes since start, by secret and result',
+    labelNames: ['secret', 'result'],
+    registers: [this.registry],
+  });
+  readonly redisUp = new Gauge({ name: 'keygate_redis_up', help: '1 while the shared Redis answers, 0 while limits count per replica', registers: [this.registry] });
+
+  private readonly probes: ScrapeProbe[] = [];
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'keygate_' });
+  }
+
+  /** Registers a value that is read at scrape time. */
+  probe(probe: ScrapeProbe): void {
+    this.probes.push(probe);
+  }
+
+  /** The Prometheus text exposition. */
+  async scrape(): Promise<string> {
+    for (const probe of this.probes) probe(this);
+    return this.registry.metrics();
+  }
+
+  /** Records one finished request from its context (called once, with the audit record). */
+  observeRequest(ctx: RequestContext): void {
+    // Only configured names reach labels: a model is known once a provider was chosen for it.
+    const product = ctx.product ?? 'none';
+    const provider = ctx.provider ?? 'none';
+    const model = ctx.provider ? (ctx.model ?? 'none') : 'none';
+    this.requests.inc({ product, provider, model, status: String(ctx.status), failure: ctx.failure ?? 'none' });
+    this.latency.observe({ product, provider, stream: String(ctx.stream) }, Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
+    if (ctx.tokensIn) this.tokens.inc({ product, model, direction: 'in' }, ctx.tokensIn);
+    if (ctx.tokensOut) this.tokens.inc({ product, model, direction: 'out' }, ctx.tokensOut);
+    if (ctx.failure === 'rate_limit' || ctx.failure === 'quota' || ctx.failure === 'blocked') this.rejections.inc({ product, reason: ctx.failure });
+    if (ctx.attempts) this.attempts.inc({ provider }, ctx.attempts);
+    if (ctx.requestedModel && ctx.model && ctx.model !== ctx.requestedModel && ctx.failure === null) this.fallbacks.inc({ product, model });
+  }
+}

@@ -1,0 +1,78 @@
+import { JsonLogger } from './json.logger';
+import { redact } from './redact';
+import { RequestContext, requestContextStorage } from './request-context';
+
+const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+
+describe('redact', () => {
+  it('replaces values under credential and content keys, at any depth', () => {
+    const out = redact({
+      headers: { Authorization: `Bearer ${JWT}`, 'x-api-key': 'sk-ant-abcdefghijkl', accept: 'json' },
+      body: { messages: [{ role: 'user', content: 'my secret prompt' }] },
+      nested: { deeper: { api_key: 'AIza-whatever', password: 'hunter2', model: 'gpt-4o' } },
+    });
+    expect(out).toEqual({
+      headers: { Authorization: '[redacted]', 'x-api-key': '[redacted]', accept: 'json' },
+      body: '[redacted]',
+      nested: { deeper: { api_key: '[redacted]', password: '[redacted]', model: 'gpt-4o' } },
+    });
+  });
+
+  it('masks credential-shaped substrings in free text', () => {
+    const text = `failed with ${JWT} and sk-proj-abcdefghijklmnop and AIzaSyA1234567890abcdefghijkl and -----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----`;
+    const out = redact(text) as string;
+    expect(out).not.toMatch(/eyJ|sk-proj|AIzaSy|MIIB/);
+    expect(out.match(/\[redacted\]/g)).toHaveLength(4);
+  });
+
+  it('survives cycles, depth and size', () => {
+    const a: Record<string, unknown> = { name: 'a' };
+    a.self = a;
+    expect(redact(a)).toEqual({ name: 'a', self: '[cycle]' });
+    let deep: Record<string, unknown> = { v: 1 };
+    for (let i = 0; i < 10; i++) deep = { d: deep };
+    expect(JSON.stringify(redact(deep))).toContain('[truncated]');
+    expect((redact(Array.from({ length: 500 }, (_, i) => i)) as unknown[]).length).toBe(50);
+  });
+});
+
+describe('JsonLogger', () => {
+  const lines: string[] = [];
+  const logger = new JsonLogger('debug', 'my-project', (line) => lines.push(line));
+  beforeEach(() => (lines.length = 0));
+
+  it('writes Cloud Logging entries with the request id and trace of the request being served', () => {
+    const ctx = new RequestContext('req-1', 'POST', '/v1/chat/completions', 0n, { traceId: 'abc123', spanId: '00f067aa0ba902b7', sampled: true }, true);
+    requestContextStorage.run(ctx, () => logger.write('WARNING', 'deep in a provider call', { provider: 'openai' }));
+    const entry = JSON.parse(lines[0]) as Record<string, unknown>;
+    expect(entry).toMatchObject({
+      severity: 'WARNING',
+      message: 'deep in a provider call',
+      provider: 'openai',
+      requestId: 'req-1',
+      'logging.googleapis.com/trace': 'projects/my-project/traces/abc123',
+      'logging.googleapis.com/spanId': '00f067aa0ba902b7',
+      'logging.googleapis.com/trace_sampled': true,
+    });
+    expect(new Date(entry.time as string).toISOString()).toBe(entry.time);
+  });
+
+  it('maps Nest levels to Cloud Logging severities and honours the level', () => {
+    const quiet = new JsonLogger('warn', undefined, (line) => lines.push(line));
+    quiet.log('info line');
+    quiet.debug('debug line');
+    quiet.warn('warn line');
+    quiet.error('error line');
+    quiet.fatal('fatal line');
+    expect(lines.map((l) => (JSON.parse(l) as { severity: string }).severity)).toEqual(['WARNING', 'ERROR', 'CRITICAL']);
+  });
+
+  it('masks what is logged by mistake but writes audit records unfiltered by level', () => {
+    const quiet = new JsonLogger('error', undefined, (line) => lines.push(line));
+    quiet.write('ERROR', `upstream said ${JWT}`, { request: { headers: { authorization: 'Bearer x' } } });
+    quiet.always('INFO', 'audit', { type: 'audit', product: 'demo' });
+    expect(lines[0]).not.toContain(JWT);
+    expect(lines[0]).not.toContain('Bearer x');
+    expect(JSON.parse(lines[1])).toMatchObject({ severity: 'INFO', type: 'audit', product: 'demo' });
+  });
+});

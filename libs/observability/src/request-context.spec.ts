@@ -1,0 +1,33 @@
+import { parseTrace, pickRequestId } from './request-context';
+
+describe('pickRequestId', () => {
+  const gen = (): string => 'generated';
+  it('keeps a sane caller id and replaces anything else', () => {
+    expect(pickRequestId('abc-123_x.y:z', gen)).toBe('abc-123_x.y:z');
+    expect(pickRequestId('has space', gen)).toBe('generated');
+    expect(pickRequestId('x'.repeat(129), gen)).toBe('generated');
+    expect(pickRequestId(['a', 'b'], gen)).toBe('generated');
+    expect(pickRequestId(undefined, gen)).toBe('generated');
+  });
+});
+
+describe('parseTrace', () => {
+  it('reads W3C traceparent', () => {
+    expect(parseTrace('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', undefined)).toEqual({
+      traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+      spanId: '00f067aa0ba902b7',
+      sampled: true,
+    });
+  });
+
+  it('reads X-Cloud-Trace-Context with a decimal span id', () => {
+    expect(parseTrace(undefined, '105445aa7843bc8bf206b12000100000/1;o=1')).toEqual({ traceId: '105445aa7843bc8bf206b12000100000', spanId: '0000000000000001', sampled: true });
+    expect(parseTrace(undefined, '105445aa7843bc8bf206b12000100000')).toEqual({ traceId: '105445aa7843bc8bf206b12000100000', spanId: undefined, sampled: undefined });
+  });
+
+  it('prefers traceparent and rejects all-zero or malformed ids', () => {
+    expect(parseTrace('00-00000000000000000000000000000000-00f067aa0ba902b7-01', undefined)).toBeNull();
+    expect(parseTrace('garbage', 'also garbage')).toBeNull();
+    expect(parseTrace('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00', '105445aa7843bc8bf206b12000100000')?.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
+  });
+});

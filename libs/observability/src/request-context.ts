@@ -1,0 +1,96 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { FailureClass } from '@keygate/errors';
+
+/**
+ * Everything known about one request, filled in as it moves along the path and read once by the
+ * audit writer when the response closes. One object per request, created by the HTTP hook.
+ */
+export class RequestContext {
+  product: string | null = null;
+  user: string | null = null;
+  /** The model that answered (a fallback may differ from the one requested). */
+  model: string | null = null;
+  /** The model the client asked for. */
+  requestedModel: string | null = null;
+  provider: string | null = null;
+  stream = false;
+  tokensIn: number | null = null;
+  tokensOut: number | null = null;
+  /** HTTP status answered; set by whoever answers. */
+  status = 0;
+  failure: FailureClass | null = null;
+  /** Upstream attempts made (retries and fallbacks included). */
+  attempts = 0;
+  /** Resolves when the handler has finished with the upstream (so aborted streams count usage). */
+  settled: Promise<void> = Promise.resolve();
+  /** Set once the audit line is written: guarantees exactly one. */
+  audited = false;
+  /** Aborted when the client disconnects before the response finished, or at the drain deadline. */
+  readonly abort = new AbortController();
+  /** Set when the drain deadline passed: the request is ended by keygate, not by the client. */
+  shuttingDown = false;
+
+  constructor(
+    readonly requestId: string,
+    readonly method: string,
+    readonly path: string,
+    /** `process.hrtime.bigint()` at arrival. */
+    readonly startedAt: bigint,
+    /** Cloud Trace id and span, when the caller sent `traceparent` or `X-Cloud-Trace-Context`. */
+    readonly trace: { traceId: string; spanId?: string; sampled?: boolean } | null,
+    /** Whether this request gets an audit line (SPEC §7: `/v1/*` and `/chat/*`). */
+    readonly auditable: boolean,
+  ) {}
+
+  /** Marks the request as failed with a class, unless an earlier failure was recorded. */
+  fail(failure: FailureClass, status: number): void {
+    if (this.failure === null) this.failure = failure;
+    this.status = status;
+  }
+}
+
+/** The request context of the code running now, for log lines written deep in a call. */
+export const requestContextStorage = new AsyncLocalStorage<RequestContext>();
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** A caller's `X-Request-Id` when it is sane, else a fresh UUID. */
+export function pickRequestId(header: string | string[] | undefined, generate: () => string): string {
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : generate();
+}
+
+const TRACEPARENT = /^[\da-f]{2}-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})$/;
+const CLOUD_TRACE = /^([\da-fA-F]{32})(?:\/(\d{1,20}))?(?:;o=([01]))?$/;
+
+/** Parses W3C `traceparent`, else `X-Cloud-Trace-Context`; all-zero ids are invalid. */
+export function parseTrace(
+  traceparent: string | string[] | undefined,
+  cloudTrace: string | string[] | undefined,
+): RequestContext['trace'] {
+  if (typeof traceparent === 'string') {
+    const m = TRACEPARENT.exec(traceparent.trim());
+    if (m && !/^0+$/.test(m[1]) && !/^0+$/.test(m[2])) {
+      return { traceId: m[1], spanId: m[2], sampled: (Number.parseInt(m[3], 16) & 1) === 1 };
+    }
+  }
+  if (typeof cloudTrace === 'string') {
+    const m = CLOUD_TRACE.exec(cloudTrace.trim());
+    if (m && !/^0+$/.test(m[1])) {
+      const spanId = m[2] ? BigInt(m[2]).toString(16).padStart(16, '0') : undefined;
+      return { traceId: m[1].toLowerCase(), spanId, sampled: m[3] === undefined ? undefined : m[3] === '1' };
+    }
+  }
+  return null;
+}
+
+const CONTEXT = Symbol('keygate.requestContext');
+
+/** Attaches the context to the raw request object (one property, no map lookups). */
+export function attachContext(raw: object, ctx: RequestContext): void {
+  (raw as Record<symbol, RequestContext>)[CONTEXT] = ctx;
+}
+
+/** The context attached to a raw request, if any. */
+export function contextOf(raw: object): RequestContext | undefined {
+  return (raw as Record<symbol, RequestContext | undefined>)[CONTEXT];
+}
