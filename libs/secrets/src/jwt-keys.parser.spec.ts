@@ -1,0 +1,35 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { parseJwtPublicKeys } from './jwt-keys.parser';
+
+const pem = (key: { export(o: { type: 'spki'; format: 'pem' }): string | Buffer }): string => key.export({ type: 'spki', format: 'pem' }).toString();
+
+describe('parseJwtPublicKeys', () => {
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+
+  it('pins RS256 to RSA keys and ES256 to P-256 keys', () => {
+    const keys = parseJwtPublicKeys(JSON.stringify({ r1: pem(rsa), e1: pem(ec) }), 'jwt-public-keys');
+    expect(keys.get('r1')?.alg).toBe('RS256');
+    expect(keys.get('e1')?.alg).toBe('ES256');
+  });
+
+  it.each([
+    ['weak RSA', () => pem(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey), 'unsupported key'],
+    ['P-384', () => pem(generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey), 'unsupported key'],
+    ['Ed25519', () => pem(generateKeyPairSync('ed25519').publicKey), 'unsupported key'],
+    ['garbage', () => '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----', 'not a PEM public key'],
+  ])('rejects a %s key naming its kid', (_name, make, expected) => {
+    expect(() => parseJwtPublicKeys(JSON.stringify({ k1: make() }), 'jwt-public-keys')).toThrow(new RegExp(`k1: ${expected}`));
+  });
+
+  it('rejects hostile kids, non-objects and empty sets', () => {
+    expect(() => parseJwtPublicKeys(JSON.stringify({ '../../etc/passwd': pem(rsa) }), 's')).toThrow(/kid at index 0/);
+    expect(() => parseJwtPublicKeys('["x"]', 's')).toThrow(/must be a JSON object/);
+    expect(() => parseJwtPublicKeys('{}', 's')).toThrow(/no keys/);
+  });
+
+  it('accepts an empty set only when told remote JWKS provide the keys', () => {
+    expect(parseJwtPublicKeys('{}', 's', { allowEmpty: true }).size).toBe(0);
+    expect(() => parseJwtPublicKeys('{"k1": 42}', 's', { allowEmpty: true })).toThrow(/k1: must be a PEM string/);
+  });
+});

@@ -1,0 +1,72 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { SecretFormatError } from './secret-format.error';
+
+/** JWS algorithms keygate accepts; each key is pinned to the one its type allows. */
+export type JwtAlgorithm = 'RS256' | 'ES256';
+
+/** A verification key with its pinned algorithm. */
+export interface JwtVerificationKey {
+  readonly kid: string;
+  readonly key: KeyObject;
+  readonly alg: JwtAlgorithm;
+}
+
+const KID = /^[\w.:-]{1,128}$/;
+
+/** Options of {@link parseJwtPublicKeys}. */
+export interface JwtKeysParseOptions {
+  /** Accept `{}` (remote JWKS provide the keys); by default an empty set is a mistake. */
+  allowEmpty?: boolean;
+}
+
+/** Parses `{"<kid>": "<PEM public key>"}`; RSA keys (≥ 2048 bits) pin RS256, P-256 keys pin ES256. */
+export function parseJwtPublicKeys(
+  text: string,
+  secretName: string,
+  options: JwtKeysParseOptions = {},
+): ReadonlyMap<string, JwtVerificationKey> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new SecretFormatError(secretName, ['not valid JSON']);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new SecretFormatError(secretName, ['must be a JSON object {"<kid>": "<PEM public key>"}']);
+  }
+  const problems: string[] = [];
+  const keys = new Map<string, JwtVerificationKey>();
+  for (const [kid, pem] of Object.entries(doc as Record<string, unknown>)) {
+    if (!KID.test(kid)) {
+      problems.push(`kid at index ${keys.size}: must be 1-128 characters of [A-Za-z0-9_.:-]`);
+      continue;
+    }
+    if (typeof pem !== 'string') {
+      problems.push(`${kid}: must be a PEM string`);
+      continue;
+    }
+    let key: KeyObject;
+    try {
+      key = createPublicKey(pem);
+    } catch {
+      problems.push(`${kid}: not a PEM public key`);
+      continue;
+    }
+    const alg = algorithmFor(key);
+    if (!alg) {
+      problems.push(`${kid}: unsupported key (RSA of at least 2048 bits or EC P-256 expected)`);
+      continue;
+    }
+    keys.set(kid, { kid, key, alg });
+  }
+  if (problems.length) throw new SecretFormatError(secretName, problems);
+  if (keys.size === 0 && !options.allowEmpty) throw new SecretFormatError(secretName, ['no keys']);
+  return keys;
+}
+
+function algorithmFor(key: KeyObject): JwtAlgorithm | undefined {
+  const details = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'rsa' && (details?.modulusLength ?? 0) >= 2048) return 'RS256';
+  if (key.asymmetricKeyType === 'ec' && details?.namedCurve === 'prime256v1') return 'ES256';
+  return undefined;
+}

@@ -1,0 +1,57 @@
+/** Upstream providers keygate speaks to. */
+export type ProviderName = 'openai' | 'anthropic' | 'gemini';
+
+export const PROVIDER_NAMES: readonly ProviderName[] = ['openai', 'anthropic', 'gemini'];
+
+/** The public endpoint of each provider, written as its official SDK takes it (SPEC §3). */
+export const DEFAULT_BASE_URLS: Readonly<Record<ProviderName, string>> = {
+  openai: 'https://api.openai.com/v1',
+  anthropic: 'https://api.anthropic.com',
+  gemini: 'https://generativelanguage.googleapis.com',
+};
+
+/** One product's access to one provider. */
+export interface ProviderAccess {
+  readonly provider: ProviderName;
+  readonly apiKey: string;
+  /** Without trailing slash. */
+  readonly baseUrl: string;
+  /** Exact model names; a trailing `*` entry is a prefix pattern; the legacy format has `['*']`. */
+  readonly models: readonly string[];
+}
+
+/** A product from the product-keys secret, with model routing precomputed. */
+export interface ProductEntry {
+  readonly name: string;
+  readonly providers: readonly ProviderAccess[];
+  /** The provider that serves `model` for this product, if any. */
+  route(model: string): ProviderAccess | undefined;
+  /** Every exact model name this product may use, for `GET /v1/models`. */
+  readonly modelIds: readonly string[];
+}
+
+/** All products, keyed by name. */
+export type ProductCatalog = ReadonlyMap<string, ProductEntry>;
+
+/** Builds a product's routing: exact names first (a map lookup), then prefix patterns in order. */
+export function makeProductEntry(name: string, providers: ProviderAccess[]): ProductEntry {
+  const exact = new Map<string, ProviderAccess>();
+  const patterns: Array<{ prefix: string; access: ProviderAccess }> = [];
+  for (const access of providers) {
+    for (const model of access.models) {
+      if (model.endsWith('*')) patterns.push({ prefix: model.slice(0, -1), access });
+      else if (!exact.has(model)) exact.set(model, access);
+    }
+  }
+  return {
+    name,
+    providers,
+    modelIds: [...exact.keys()],
+    route(model) {
+      const hit = exact.get(model);
+      if (hit) return hit;
+      for (const p of patterns) if (model.startsWith(p.prefix)) return p.access;
+      return undefined;
+    },
+  };
+}

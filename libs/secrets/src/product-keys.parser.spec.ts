@@ -1,0 +1,70 @@
+import { parseProductKeys } from './product-keys.parser';
+import { SecretFormatError } from './secret-format.error';
+
+const KEY = 'sk-secret-value-never-printed';
+
+function problems(text: string): string {
+  try {
+    parseProductKeys(text, 'openai-api-keys');
+  } catch (error) {
+    expect(error).toBeInstanceOf(SecretFormatError);
+    const message = (error as Error).message;
+    expect(message).not.toContain(KEY);
+    return message;
+  }
+  throw new Error('expected SecretFormatError');
+}
+
+describe('parseProductKeys', () => {
+  const catalog = parseProductKeys(
+    JSON.stringify({
+      'product-a': {
+        providers: {
+          openai: { api_key: 'sk-a', models: ['gpt-4o', 'gpt-4o-mini'], base_url: 'http://127.0.0.1:8090/v1/' },
+          gemini: { api_key: 'AIza', models: ['gemini-1.5-pro', 'gemini-2*'] },
+          anthropic: { api_key: 'sk-ant', models: ['claude-3-5-sonnet-20241022'] },
+        },
+      },
+      'product-b': 'sk-legacy',
+    }),
+    'keys',
+  );
+
+  it('routes each model to the provider that lists it', () => {
+    const a = catalog.get('product-a')!;
+    expect(a.route('gpt-4o')?.provider).toBe('openai');
+    expect(a.route('claude-3-5-sonnet-20241022')?.provider).toBe('anthropic');
+    expect(a.route('gemini-1.5-pro')?.provider).toBe('gemini');
+    expect(a.route('gemini-2.0-flash')?.provider).toBe('gemini');
+    expect(a.route('gpt-5')).toBeUndefined();
+    expect(a.modelIds).toEqual(['gpt-4o', 'gpt-4o-mini', 'gemini-1.5-pro', 'claude-3-5-sonnet-20241022']);
+  });
+
+  it('strips a trailing slash from base_url and defaults the rest to the public endpoints', () => {
+    const a = catalog.get('product-a')!;
+    expect(a.route('gpt-4o')?.baseUrl).toBe('http://127.0.0.1:8090/v1');
+    expect(a.route('gemini-1.5-pro')?.baseUrl).toBe('https://generativelanguage.googleapis.com');
+    expect(a.route('claude-3-5-sonnet-20241022')?.baseUrl).toBe('https://api.anthropic.com');
+  });
+
+  it('routes every model of a legacy product to OpenAI', () => {
+    const b = catalog.get('product-b')!;
+    expect(b.route('anything')).toMatchObject({ provider: 'openai', apiKey: 'sk-legacy', baseUrl: 'https://api.openai.com/v1' });
+    expect(b.modelIds).toEqual([]);
+  });
+
+  it.each([
+    ['not json ' + KEY, 'not valid JSON'],
+    ['[]', 'must be a JSON object'],
+    [JSON.stringify({ p: { providers: { mistral: { api_key: KEY, models: ['m'] } } } }), 'p.providers.mistral: unknown provider'],
+    [JSON.stringify({ p: { providers: { openai: { api_key: '', models: ['m'] } } } }), 'p.providers.openai.api_key'],
+    [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: [] } } } }), 'p.providers.openai.models'],
+    [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], base_url: 'ftp://x' } } } }), 'p.providers.openai.base_url'],
+    [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], extra: 1 } } } }), 'p.providers.openai.extra: unknown field'],
+    [JSON.stringify({ p: { providers: {} } }), 'p.providers: at least one provider'],
+    [JSON.stringify({ p: 42 }), 'p: must be a key string'],
+    [JSON.stringify({ 'bad name!': KEY }), 'product name at index 0'],
+  ])('rejects %s naming the problem', (text, expected) => {
+    expect(problems(text)).toContain(expected);
+  });
+});

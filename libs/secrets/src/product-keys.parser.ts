@@ -1,0 +1,95 @@
+import {
+  DEFAULT_BASE_URLS,
+  PROVIDER_NAMES,
+  makeProductEntry,
+  type ProductCatalog,
+  type ProductEntry,
+  type ProviderAccess,
+  type ProviderName,
+} from './product-catalog';
+import { SecretFormatError } from './secret-format.error';
+
+const PRODUCT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/**
+ * Parses the product-keys secret (SPEC §3): the multi-provider format and the legacy
+ * `"product": "sk-..."` OpenAI-only format, which routes every model to OpenAI.
+ */
+export function parseProductKeys(text: string, secretName: string): ProductCatalog {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    // The parser's message can quote the input, so it is not passed on.
+    throw new SecretFormatError(secretName, ['not valid JSON']);
+  }
+  if (!isObject(doc)) throw new SecretFormatError(secretName, ['must be a JSON object keyed by product name']);
+  const problems: string[] = [];
+  const catalog = new Map<string, ProductEntry>();
+  for (const [product, entry] of Object.entries(doc)) {
+    if (!PRODUCT_NAME.test(product)) {
+      problems.push(`product name at index ${catalog.size}: must match ${PRODUCT_NAME.source}`);
+      continue;
+    }
+    if (typeof entry === 'string') {
+      if (!entry.trim()) problems.push(`${product}: the legacy key must be a non-empty string`);
+      else catalog.set(product, makeProductEntry(product, [{ provider: 'openai', apiKey: entry.trim(), baseUrl: DEFAULT_BASE_URLS.openai, models: ['*'] }]));
+      continue;
+    }
+    if (!isObject(entry) || !isObject(entry.providers)) {
+      problems.push(`${product}: must be a key string (legacy) or {"providers": {...}}`);
+      continue;
+    }
+    for (const key of Object.keys(entry)) if (key !== 'providers') problems.push(`${product}.${key}: unknown field`);
+    const providers: ProviderAccess[] = [];
+    for (const [provider, access] of Object.entries(entry.providers)) {
+      const path = `${product}.providers.${provider}`;
+      if (!(PROVIDER_NAMES as readonly string[]).includes(provider)) {
+        problems.push(`${path}: unknown provider (expected one of ${PROVIDER_NAMES.join(', ')})`);
+        continue;
+      }
+      const parsed = parseAccess(provider as ProviderName, access, path, problems);
+      if (parsed) providers.push(parsed);
+    }
+    if (providers.length === 0) problems.push(`${product}.providers: at least one provider is required`);
+    else catalog.set(product, makeProductEntry(product, providers));
+  }
+  if (problems.length) throw new SecretFormatError(secretName, problems);
+  return catalog;
+}
+
+function parseAccess(provider: ProviderName, access: unknown, path: string, problems: string[]): ProviderAccess | undefined {
+  if (!isObject(access)) {
+    problems.push(`${path}: must be an object with api_key and models`);
+    return undefined;
+  }
+  const before = problems.length;
+  for (const key of Object.keys(access)) {
+    if (!['api_key', 'models', 'base_url'].includes(key)) problems.push(`${path}.${key}: unknown field`);
+  }
+  const { api_key: apiKey, models, base_url: baseUrl } = access;
+  if (typeof apiKey !== 'string' || !apiKey.trim()) problems.push(`${path}.api_key: must be a non-empty string`);
+  if (!Array.isArray(models) || models.length === 0 || !models.every((m) => typeof m === 'string' && m.trim().length > 0)) {
+    problems.push(`${path}.models: must be a non-empty list of model names`);
+  }
+  let base = DEFAULT_BASE_URLS[provider];
+  if (baseUrl !== undefined) {
+    if (typeof baseUrl !== 'string' || !isHttpUrl(baseUrl)) problems.push(`${path}.base_url: must be an http(s) URL`);
+    else base = baseUrl.replace(/\/+$/, '');
+  }
+  if (problems.length > before) return undefined;
+  return { provider, apiKey: (apiKey as string).trim(), baseUrl: base, models: (models as string[]).map((m) => m.trim()) };
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && !u.username && !u.password && !u.search && !u.hash;
+  } catch {
+    return false;
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
