@@ -1,0 +1,76 @@
+import { Injectable, Optional, type ExecutionContext } from '@nestjs/common';
+import { AuthGuard, AuthModuleOptions } from '@nestjs/passport';
+import { GatewayError } from '@keygate/errors';
+import { contextOf } from '@keygate/observability';
+import type { FastifyRequest } from 'fastify';
+import { bearerToken } from './jwt.strategy';
+import type { Principal } from './principal';
+import { VerifiedTokenCache } from './verified-token.cache';
+
+/** Puts the caller on the request's audit context, so every later outcome names them. */
+function recordPrincipal(request: FastifyRequest, principal: Principal): void {
+  const ctx = contextOf(request.raw);
+  if (!ctx) return;
+  ctx.product = principal.product;
+  ctx.user = principal.user;
+}
+
+/** Messages of jsonwebtoken/passport-jwt failures, rewritten so no configured value is echoed. */
+const FAILURE_MESSAGES: ReadonlyArray<[RegExp, string]> = [
+  [/jwt expired/i, 'the token has expired'],
+  [/jwt not active/i, 'the token is not valid yet (nbf)'],
+  [/jwt audience invalid/i, 'the token audience is not accepted'],
+  [/jwt issuer invalid/i, 'the token issuer is not accepted'],
+  [/invalid algorithm/i, 'the token algorithm is not accepted'],
+  [/invalid signature/i, 'the token signature is invalid'],
+  [/jwt malformed|invalid token|jwt must be|unexpected token|json/i, 'the token is malformed'],
+];
+
+/**
+ * Authenticates a request with the credential strategies configured at boot (JWT, HMAC, IAP: the
+ * passport module's default strategies, tried in that order) and stores the {@link Principal} on
+ * the request. A strategy that finds no credential of its kind steps aside; the first strategy
+ * that found one and refused it gives the answer. Every failure is a `GatewayError` (401, or 503
+ * when the HMAC replay cache is down).
+ */
+@Injectable()
+export class CredentialGuard extends AuthGuard() {
+  constructor(
+    private readonly verified: VerifiedTokenCache,
+    @Optional() options?: AuthModuleOptions,
+  ) {
+    // The passport module's options carry the default strategies (see AuthModule).
+    super(options);
+  }
+
+  /** A bearer token seen and verified before skips passport and the signature check. */
+  override async canActivate(context: ExecutionContext): Promise<boolean> {
+    const request = context.switchToHttp().getRequest<FastifyRequest & { user?: Principal }>();
+    const token = bearerToken(request.headers.authorization);
+    const known = token === undefined ? undefined : this.verified.get(token);
+    if (known) {
+      request.user = known;
+      recordPrincipal(request, known);
+      return true;
+    }
+    return (await super.canActivate(context)) as boolean;
+  }
+
+  override handleRequest<TUser = Principal>(err: unknown, user: unknown, info: unknown, context: ExecutionContext): TUser {
+    if (err instanceof GatewayError) throw err;
+    if (user) {
+      recordPrincipal(context.switchToHttp().getRequest<FastifyRequest>(), user as Principal);
+      return user as TUser;
+    }
+    const reasons: unknown[] = Array.isArray(info) ? info : [info ?? err];
+    const refusal = reasons.find((r): r is GatewayError => r instanceof GatewayError);
+    if (refusal) throw refusal;
+    for (const reason of reasons) {
+      const text = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : '';
+      if (/no auth token/i.test(text) || text === '') continue;
+      const hit = FAILURE_MESSAGES.find(([pattern]) => pattern.test(text));
+      throw new GatewayError('invalid_token', hit ? hit[1] : 'the credential is invalid');
+    }
+    throw new GatewayError('invalid_token', 'a credential is required (a bearer token, an HMAC signature or an IAP assertion)');
+  }
+}

@@ -1,0 +1,139 @@
+import { createHmac } from 'node:crypto';
+import {
+  canonicalString,
+  isNormalisedTarget,
+  parseHmacHeaders,
+  sha256Hex,
+  signCanonical,
+  verifySignature,
+  withinWindow,
+} from './hmac-signature';
+
+const SECRET = Buffer.from('a-client-secret-of-at-least-32-characters', 'utf8');
+const SIG = 'a'.repeat(64);
+
+describe('canonicalString', () => {
+  it('joins timestamp, method, target with query and body hash with newlines', () => {
+    const body = Buffer.from('{"model":"gpt-4o"}');
+    expect(canonicalString('1800000000', 'post', '/v1/chat/completions?a=1&b=%2F', sha256Hex(body))).toBe(
+      `1800000000\nPOST\n/v1/chat/completions?a=1&b=%2F\n${sha256Hex(body)}`,
+    );
+  });
+
+  it('hashes an absent body as the empty string', () => {
+    const empty = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+    expect(sha256Hex(undefined)).toBe(empty);
+    expect(sha256Hex(Buffer.alloc(0))).toBe(empty);
+  });
+});
+
+describe('parseHmacHeaders', () => {
+  const good = { 'x-client-id': 'ci.runner_2-a', 'x-timestamp': '1800000000', 'x-signature': SIG };
+
+  it('is absent only when none of the three headers is present', () => {
+    expect(parseHmacHeaders({ authorization: 'Bearer x' })).toEqual({ status: 'absent' });
+    expect(parseHmacHeaders({ 'x-client-id': 'c' }).status).toBe('invalid');
+  });
+
+  it('returns the headers as received', () => {
+    expect(parseHmacHeaders(good)).toEqual({
+      status: 'ok',
+      headers: { clientId: 'ci.runner_2-a', timestamp: '1800000000', signature: SIG },
+    });
+  });
+
+  it.each([
+    [{ 'x-client-id': undefined }, /X-Client-Id header is required/],
+    [{ 'x-timestamp': undefined }, /X-Timestamp header is required/],
+    [{ 'x-signature': undefined }, /X-Signature header is required/],
+    [{ 'x-client-id': ['a', 'b'] }, /X-Client-Id header must be sent exactly once/],
+    [{ 'x-timestamp': ['1800000000', '1800000000'] }, /X-Timestamp header must be sent exactly once/],
+    [{ 'x-signature': [SIG, SIG] }, /X-Signature header must be sent exactly once/],
+    [{ 'x-client-id': 'a, b' }, /X-Client-Id header must be a client id/],
+    [{ 'x-client-id': '' }, /X-Client-Id/],
+    [{ 'x-client-id': 'x'.repeat(65) }, /X-Client-Id/],
+    [{ 'x-client-id': 'a/b' }, /X-Client-Id/],
+    [{ 'x-timestamp': '1800000000, 1800000000' }, /X-Timestamp header must be unix seconds/],
+    [{ 'x-timestamp': '-1800000000' }, /X-Timestamp/],
+    [{ 'x-timestamp': '1800000000.5' }, /X-Timestamp/],
+    [{ 'x-timestamp': '1'.repeat(13) }, /X-Timestamp/],
+    [{ 'x-timestamp': '' }, /X-Timestamp/],
+    [{ 'x-signature': SIG.toUpperCase() }, /X-Signature header must be the lowercase hex/],
+    [{ 'x-signature': SIG.slice(1) }, /X-Signature/],
+    [{ 'x-signature': SIG + 'a' }, /X-Signature/],
+    [{ 'x-signature': 'g'.repeat(64) }, /X-Signature/],
+    [{ 'x-signature': `${SIG}, ${SIG}` }, /X-Signature/],
+  ])('rejects %j', (override, problem) => {
+    const parsed = parseHmacHeaders({ ...good, ...override });
+    expect(parsed.status).toBe('invalid');
+    expect(parsed.status === 'invalid' && parsed.problem).toMatch(problem);
+  });
+});
+
+describe('isNormalisedTarget', () => {
+  it.each([
+    '/v1/chat/completions',
+    '/v1/models?limit=10',
+    '/v1/x?redirect=%2Fa%2F..%2Fb&p=a//b',
+    '/',
+    '/v1/files/a.b..c',
+    '/v1/.well-known',
+  ])('accepts %s', (target) => expect(isNormalisedTarget(target)).toBe(true));
+
+  it.each([
+    'v1/chat/completions',
+    '',
+    'http://gateway/v1/models',
+    '*',
+    '//v1/models',
+    '/v1//models',
+    '/v1/./models',
+    '/v1/../admin',
+    '/v1/models/.',
+    '/v1/models/..',
+    '/v1/models/..?x=1',
+    '/v1/%2e%2e/admin',
+    '/v1/%2E/models',
+    '/v1%2fmodels',
+    '/v1%2Fmodels',
+    '/v1%5cmodels',
+    '/v1%5Cmodels',
+    '/v1\\models',
+    '/v1/models#frag',
+  ])('refuses %s', (target) => expect(isNormalisedTarget(target)).toBe(false));
+});
+
+describe('verifySignature', () => {
+  const canonical = canonicalString('1800000000', 'GET', '/v1/models', sha256Hex(undefined));
+  const signature = createHmac('sha256', SECRET).update(canonical).digest('hex');
+
+  it('accepts the HMAC-SHA256 of the canonical string', () => {
+    expect(signCanonical(SECRET, canonical)).toBe(signature);
+    expect(verifySignature(SECRET, canonical, signature)).toBe(true);
+  });
+
+  it('refuses another secret, another string, or a malformed signature', () => {
+    expect(verifySignature(Buffer.from('another-secret-of-at-least-32-characters'), canonical, signature)).toBe(false);
+    expect(verifySignature(SECRET, canonical + 'x', signature)).toBe(false);
+    expect(verifySignature(SECRET, canonical, signature.toUpperCase())).toBe(false);
+    expect(verifySignature(SECRET, canonical, signature.slice(0, 62))).toBe(false);
+    expect(verifySignature(SECRET, canonical, signature + '00')).toBe(false);
+    // Buffer.from(hex) would stop at the first non-hex digit and compare a shorter prefix.
+    expect(verifySignature(SECRET, canonical, signature.slice(0, 62) + 'zz')).toBe(false);
+    expect(verifySignature(SECRET, canonical, '')).toBe(false);
+  });
+});
+
+describe('withinWindow', () => {
+  const now = 1_800_000_000;
+  it.each([
+    [now, true],
+    [now - 300, true],
+    [now + 300, true],
+    [now - 301, false],
+    [now + 301, false],
+    [0, false],
+    [Number.NaN, false],
+    [now + 0.5, false],
+  ])('timestamp %d → %s', (ts, expected) => expect(withinWindow(ts, now, 300)).toBe(expected));
+});

@@ -1,0 +1,80 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { Inject, Injectable } from '@nestjs/common';
+import { PassportStrategy } from '@nestjs/passport';
+import { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import { SecretsService } from '@keygate/secrets';
+import { Strategy } from 'passport-strategy';
+import { IapVerifier, isIapMember } from './iap.verifier';
+import type { Principal } from './principal';
+
+/** Passport strategy name of the IAP strategy. */
+export const IAP_STRATEGY = 'keygate-iap';
+
+/** Header IAP adds to every request it lets through. */
+export const IAP_ASSERTION_HEADER = 'x-goog-iap-jwt-assertion';
+
+/** Header an IAP user may send to choose a product on `/v1/*` when several are open to them. */
+export const PRODUCT_HEADER = 'x-keygate-product';
+
+/** The parts of a Fastify request the strategy reads. */
+export interface IapRequest {
+  readonly headers: IncomingHttpHeaders;
+  readonly params?: unknown;
+}
+
+/**
+ * Google IAP (SPEC §5). The user is the assertion's email; the products they may call are set in
+ * the policy file (`iap_members`). The product is the one in the path (`/chat/{product}`), else
+ * the `X-Keygate-Product` header, else the only product open to the user.
+ */
+@Injectable()
+export class IapStrategy extends PassportStrategy(Strategy, IAP_STRATEGY) {
+  constructor(
+    private readonly verifier: IapVerifier,
+    private readonly secrets: SecretsService,
+    @Inject(GatewayConfig) private readonly config: GatewayConfig,
+  ) {
+    super();
+  }
+
+  /** Passport entry point; `this` is passport's per-request copy carrying success/fail/error. */
+  override authenticate(request: IapRequest): void {
+    void this.validate(request).then(
+      (principal) => (principal ? this.success(principal) : this.fail(401)),
+      (error: unknown) => this.error(error instanceof GatewayError ? error : new GatewayError('internal_error', 'the IAP assertion could not be checked', { cause: error })),
+    );
+  }
+
+  /** The principal, `false` when no assertion was sent, or a `GatewayError`. */
+  async validate(request: IapRequest): Promise<Principal | false> {
+    const assertion = request.headers[IAP_ASSERTION_HEADER];
+    if (assertion === undefined) return false;
+    if (typeof assertion !== 'string') throw new GatewayError('invalid_token', 'send one IAP assertion header');
+    const { email } = await this.verifier.verify(assertion);
+    const product = this.productFor(email, request);
+    return { kind: 'iap', product, user: email, scopes: [] };
+  }
+
+  private productFor(email: string, request: IapRequest): string {
+    const wanted = pathProduct(request.params) ?? single(request.headers[PRODUCT_HEADER]);
+    const allowed = (name: string): boolean => isIapMember(email, this.config.policy.forProduct(name).iapMembers);
+    if (wanted !== undefined) {
+      if (!this.secrets.product(wanted) || !allowed(wanted)) throw new GatewayError('forbidden', `${email} may not use product ${wanted}`);
+      return wanted;
+    }
+    const open = [...this.secrets.current.products.keys()].filter(allowed);
+    if (open.length === 1) return open[0];
+    if (open.length === 0) throw new GatewayError('forbidden', `${email} may not use any product`);
+    throw new GatewayError('forbidden', `${email} may use several products: choose one with the X-Keygate-Product header or /chat/{product}`);
+  }
+}
+
+function pathProduct(params: unknown): string | undefined {
+  const product = (params as { product?: unknown } | undefined)?.product;
+  return typeof product === 'string' ? product : undefined;
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}

@@ -1,0 +1,70 @@
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
+import { jwtVerify, errors as joseErrors } from 'jose';
+import { RemoteJwksKeySet } from './jwks.key-set';
+import { inspectToken } from './token-inspection';
+
+/** The issuer of every IAP assertion. */
+export const IAP_ISSUER = 'https://cloud.google.com/iap';
+const ES256_ONLY: ReadonlySet<string> = new Set(['ES256']);
+
+/** The identity IAP vouches for. */
+export interface IapIdentity {
+  email: string;
+  subject: string;
+}
+
+/**
+ * Verifies Google IAP's signed header (`x-goog-iap-jwt-assertion`): ES256 only, Google's keys
+ * (URL overridable for tests), issuer `https://cloud.google.com/iap`, exact audience. The
+ * unsigned `x-goog-authenticated-user-*` headers are never read.
+ */
+@Injectable()
+export class IapVerifier implements OnApplicationBootstrap {
+  private readonly keys: RemoteJwksKeySet | undefined;
+  private readonly audience: string | undefined;
+
+  constructor(@Inject(GatewayConfig) config: GatewayConfig, @Inject(KEYGATE_LOGGER) logger: JsonLogger) {
+    if (!config.iap) return;
+    this.audience = config.iap.audience;
+    this.keys = new RemoteJwksKeySet(config.iap.jwksUrl, config.jwt?.jwks, (url, reason) =>
+      logger.write('WARNING', 'IAP key fetch failed; keeping the keys already held', { url, reason }),
+    );
+  }
+
+  /** Starts fetching Google's keys at boot without waiting (see JwtKeyResolver). */
+  onApplicationBootstrap(): void {
+    void this.keys?.refresh(true);
+  }
+
+  /** The verified identity of an assertion, or `GatewayError('invalid_token')`. */
+  async verify(assertion: string): Promise<IapIdentity> {
+    if (!this.keys || !this.audience) throw new GatewayError('invalid_token', 'IAP authentication is not enabled');
+    const { header } = inspectToken(assertion, ES256_ONLY);
+    const key = await this.keys.key({ alg: 'ES256', kid: header.kid });
+    if (!key) throw new GatewayError('invalid_token', 'the IAP assertion kid is not a known Google key');
+    try {
+      const { payload } = await jwtVerify(assertion, key, { algorithms: ['ES256'], issuer: IAP_ISSUER, audience: this.audience, clockTolerance: 60, requiredClaims: ['exp', 'iat', 'sub', 'email'] });
+      if (typeof payload.email !== 'string' || !payload.email.includes('@')) throw new GatewayError('invalid_token', 'the IAP assertion has no email');
+      return { email: payload.email.toLowerCase(), subject: payload.sub as string };
+    } catch (error) {
+      if (error instanceof GatewayError) throw error;
+      throw new GatewayError('invalid_token', iapMessage(error));
+    }
+  }
+}
+
+function iapMessage(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return 'the IAP assertion has expired';
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return `the IAP assertion ${error.claim} claim is not accepted`;
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'the IAP assertion signature is invalid';
+  return 'the IAP assertion is invalid';
+}
+
+/** Whether an IAP email is among a product's members (`user:<email>` or `domain:<domain>`). */
+export function isIapMember(email: string, members: readonly string[]): boolean {
+  const domain = email.slice(email.lastIndexOf('@') + 1);
+  return members.includes(`user:${email}`) || members.includes(`domain:${domain}`);
+}

@@ -1,0 +1,122 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RemoteJwksKeySet } from './jwks.key-set';
+
+/** A real JWKS endpoint on 127.0.0.1 whose answer and health the test controls. */
+class JwksServer {
+  fetches = 0;
+  mode: 'ok' | 'fail' | 'hang' = 'ok';
+  keys: Array<Record<string, unknown>> = [];
+  private server!: Server;
+  url = '';
+
+  async start(): Promise<void> {
+    this.server = createServer((_req, res) => {
+      this.fetches++;
+      if (this.mode === 'hang') return;
+      if (this.mode === 'fail') {
+        res.writeHead(503).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: this.keys }));
+    });
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/.well-known/jwks.json`;
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+const jwk = (kid: string, key: KeyObject): Record<string, unknown> => ({ ...key.export({ format: 'jwk' }), kid, use: 'sig' });
+
+describe('RemoteJwksKeySet', () => {
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const server = new JwksServer();
+  let clock = 1_000_000;
+  const now = (): number => clock;
+  const failures: string[] = [];
+  const make = (): RemoteJwksKeySet => new RemoteJwksKeySet(server.url, { timeoutMs: 300, ttlMs: 60_000, cooldownMs: 10_000 }, (_u, reason) => failures.push(reason), now);
+
+  beforeAll(() => server.start());
+  afterAll(() => server.stop());
+  beforeEach(() => {
+    server.fetches = 0;
+    server.mode = 'ok';
+    server.keys = [jwk('rsa-1', rsa.publicKey), jwk('ec-1', ec.publicKey)];
+    failures.length = 0;
+    clock += 1_000_000;
+  });
+
+  it('selects keys by kid and algorithm', async () => {
+    const set = make();
+    await set.refresh(true);
+    expect((await set.key({ kid: 'rsa-1', alg: 'RS256' }))?.asymmetricKeyType).toBe('rsa');
+    expect((await set.key({ kid: 'ec-1', alg: 'ES256' }))?.asymmetricKeyType).toBe('ec');
+    expect(await set.key({ kid: 'rsa-1', alg: 'ES256' })).toBeUndefined();
+    expect(server.fetches).toBe(1);
+  });
+
+  it('drops private, symmetric and encryption keys from a fetched set', async () => {
+    server.keys = [
+      { ...rsa.privateKey.export({ format: 'jwk' }), kid: 'private' },
+      { kty: 'oct', k: 'c2VjcmV0', kid: 'oct' },
+      { ...jwk('enc', rsa.publicKey), use: 'enc' },
+    ];
+    const set = make();
+    await set.refresh(true);
+    expect(set.size).toBe(0);
+  });
+
+  it('refetches an unknown kid at most once per cooldown', async () => {
+    const set = make();
+    await set.refresh(true);
+    clock += 10_001;
+    for (let i = 0; i < 50; i++) expect(await set.key({ kid: `random-${i}`, alg: 'RS256' })).toBeUndefined();
+    expect(server.fetches).toBe(2);
+  });
+
+  it('finds a rotated key after the cooldown', async () => {
+    const set = make();
+    await set.refresh(true);
+    const rotated = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    server.keys.push(jwk('rsa-2', rotated.publicKey));
+    expect(await set.key({ kid: 'rsa-2', alg: 'RS256' })).toBeUndefined();
+    clock += 10_001;
+    expect(await set.key({ kid: 'rsa-2', alg: 'RS256' })).toBeDefined();
+  });
+
+  it('keeps stale keys when a refetch fails', async () => {
+    const set = make();
+    await set.refresh(true);
+    server.mode = 'fail';
+    clock += 120_000;
+    expect(await set.key({ kid: 'rsa-1', alg: 'RS256' })).toBeDefined();
+    await set.refresh(true);
+    expect(failures).toContain('status 503');
+    expect(await set.key({ kid: 'rsa-1', alg: 'RS256' })).toBeDefined();
+  });
+
+  it('answers at once with a cold cache while the IdP is down', async () => {
+    server.mode = 'hang';
+    const set = make();
+    const started = Date.now();
+    expect(await set.key({ kid: 'rsa-1', alg: 'RS256' })).toBeUndefined();
+    expect(failures).toEqual(['timeout']);
+    const fetchesAfterFirst = server.fetches;
+    for (let i = 0; i < 20; i++) expect(await set.key({ kid: 'rsa-1', alg: 'RS256' })).toBeUndefined();
+    // Only the first call waited for the fetch timeout; the others were answered from the cooldown.
+    expect(server.fetches).toBe(fetchesAfterFirst);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('shares one fetch between concurrent callers', async () => {
+    const set = make();
+    await Promise.all(Array.from({ length: 20 }, () => set.key({ kid: 'rsa-1', alg: 'RS256' })));
+    expect(server.fetches).toBe(1);
+  });
+});

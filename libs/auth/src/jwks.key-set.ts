@@ -1,0 +1,98 @@
+import { createLocalJWKSet, errors, type JSONWebKeySet, type JWSHeaderParameters } from 'jose';
+import { KeyObject, type webcrypto } from 'node:crypto';
+
+/** Tuning of a {@link RemoteJwksKeySet}. */
+export interface JwksOptions {
+  /** A fetch slower than this fails (the IdP is treated as down). */
+  timeoutMs: number;
+  /** Keys older than this are refreshed (in the background while they still verify). */
+  ttlMs: number;
+  /** At most one fetch per this period, successful or not: bounds load from unknown-kid floods. */
+  cooldownMs: number;
+}
+
+export const DEFAULT_JWKS_OPTIONS: JwksOptions = { timeoutMs: 3_000, ttlMs: 10 * 60_000, cooldownMs: 30_000 };
+
+/** Reports fetch failures without logging key material. */
+export type JwksFailureReporter = (url: string, reason: string) => void;
+
+/**
+ * One remote JWKS endpoint. jose's `createLocalJWKSet` selects and imports the key; this class
+ * owns fetching, because jose's remote set drops its keys when a refetch fails and counts its
+ * cooldown from successful fetches only, which lets an unreachable IdP be hit on every request.
+ * Here the cooldown counts every attempt, stale keys stay in force when a refetch fails, and a
+ * cold cache with the IdP down fails at once instead of waiting on each request.
+ */
+export class RemoteJwksKeySet {
+  private local: ReturnType<typeof createLocalJWKSet> | undefined;
+  private keyCount = 0;
+  private fetchedAt = 0;
+  private attemptedAt = Number.NEGATIVE_INFINITY;
+  private pending: Promise<void> | undefined;
+
+  constructor(
+    readonly url: string,
+    private readonly options: JwksOptions = DEFAULT_JWKS_OPTIONS,
+    private readonly onFailure: JwksFailureReporter = () => undefined,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Fetches the key set unless a fetch ran within the cooldown; concurrent callers share one fetch. */
+  refresh(force = false): Promise<void> {
+    if (this.pending) return this.pending;
+    if (!force && this.now() - this.attemptedAt < this.options.cooldownMs) return Promise.resolve();
+    this.attemptedAt = this.now();
+    this.pending = this.fetchOnce().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  /** The verification key for a token header, or undefined when this set has no such key. */
+  async key(header: JWSHeaderParameters): Promise<KeyObject | undefined> {
+    if (!this.local) await this.refresh();
+    else if (this.now() - this.fetchedAt > this.options.ttlMs) void this.refresh();
+    let found = await this.select(header);
+    if (!found && this.now() - this.attemptedAt >= this.options.cooldownMs) {
+      // An unknown kid may be a rotation the cache has not seen yet.
+      await this.refresh();
+      found = await this.select(header);
+    }
+    return found;
+  }
+
+  /** Number of keys held now (for readiness details). */
+  get size(): number {
+    return this.keyCount;
+  }
+
+  private async select(header: JWSHeaderParameters): Promise<KeyObject | undefined> {
+    if (!this.local) return undefined;
+    try {
+      const key = await this.local(header, undefined);
+      return key instanceof KeyObject ? key : KeyObject.from(key as unknown as webcrypto.CryptoKey);
+    } catch (error) {
+      if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return undefined;
+      throw error;
+    }
+  }
+
+  private async fetchOnce(): Promise<void> {
+    try {
+      const res = await fetch(this.url, { redirect: 'error', headers: { accept: 'application/json, application/jwk-set+json' }, signal: AbortSignal.timeout(this.options.timeoutMs) });
+      if (res.status !== 200) throw new Error(`status ${res.status}`);
+      const jwks = (await res.json()) as JSONWebKeySet;
+      if (!jwks || !Array.isArray(jwks.keys)) throw new Error('not a JWK set');
+      // Only public signing keys of the two accepted types are kept.
+      const keys = jwks.keys.filter((k) => (k.kty === 'RSA' || (k.kty === 'EC' && k.crv === 'P-256')) && (k.use === undefined || k.use === 'sig') && typeof k.kid === 'string' && !('d' in k));
+      this.local = createLocalJWKSet({ keys });
+      this.keyCount = keys.length;
+      this.fetchedAt = this.now();
+    } catch (error) {
+      // AbortSignal.timeout rejects with a DOMException, which is not always an Error instance.
+      const { name, message } = (error ?? {}) as { name?: unknown; message?: unknown };
+      const reason = name === 'TimeoutError' ? 'timeout' : typeof message === 'string' ? message : 'error';
+      this.onFailure(this.url, reason);
+    }
+  }
+}

@@ -1,0 +1,51 @@
+import { GatewayError } from '@keygate/errors';
+import { principalFromClaims } from './jwt-claims';
+
+const NOW = 1_800_000_000;
+const ok = { sub: 'alice', product: 'demo', iat: NOW, exp: NOW + 300 };
+
+function rejected(payload: Record<string, unknown>): string {
+  try {
+    principalFromClaims(payload, 900, 60, NOW);
+  } catch (error) {
+    expect(error).toBeInstanceOf(GatewayError);
+    expect((error as GatewayError).code).toBe('invalid_token');
+    return (error as Error).message;
+  }
+  throw new Error('expected rejection');
+}
+
+describe('principalFromClaims', () => {
+  it('builds the principal from sub, product and scope', () => {
+    expect(principalFromClaims({ ...ok, scope: 'a keygate.admin' }, 900, 60, NOW)).toEqual({ kind: 'jwt', product: 'demo', user: 'alice', scopes: ['a', 'keygate.admin'] });
+    expect(principalFromClaims({ ...ok, scope: ['x'] }, 900, 60, NOW).scopes).toEqual(['x']);
+  });
+
+  it('measures lifetime from now when iat is absent', () => {
+    expect(() => principalFromClaims({ sub: 'a', product: 'p', exp: NOW + 900 }, 900, 60, NOW)).not.toThrow();
+    expect(rejected({ sub: 'a', product: 'p', exp: NOW + 901 })).toMatch(/lifetime/);
+  });
+
+  it.each([
+    [{ ...ok, exp: undefined }, /exp/],
+    [{ ...ok, exp: '1900000000' }, /exp/],
+    [{ ...ok, exp: NOW + 1000 }, /lifetime exceeds the maximum of 900/],
+    [{ ...ok, iat: NOW + 120, exp: NOW + 200 }, /issued in the future/],
+    [{ ...ok, iat: 'yesterday' }, /iat/],
+    [{ ...ok, sub: undefined }, /sub/],
+    [{ ...ok, sub: '' }, /sub/],
+    [{ ...ok, product: 7 }, /product/],
+  ])('rejects %j', (payload, message) => {
+    expect(rejected(payload)).toMatch(message);
+  });
+
+  it('enforces the configured claim rules', () => {
+    expect(() => principalFromClaims({ ...ok, token_use: 'access' }, 900, 60, NOW, { token_use: 'access' })).not.toThrow();
+    expect(() => principalFromClaims({ ...ok, token_use: 'id' }, 900, 60, NOW, { token_use: 'access' })).toThrow(/token_use claim must be access/);
+    expect(() => principalFromClaims(ok, 900, 60, NOW, { token_use: 'access' })).toThrow(/token_use/);
+  });
+
+  it('accepts an iat within the skew', () => {
+    expect(() => principalFromClaims({ ...ok, iat: NOW + 30, exp: NOW + 300 }, 900, 60, NOW)).not.toThrow();
+  });
+});

@@ -1,0 +1,81 @@
+import type { KeyObject } from 'node:crypto';
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
+import { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
+import { SecretsService } from '@keygate/secrets';
+import { RemoteJwksKeySet } from './jwks.key-set';
+import { inspectToken, type UnverifiedToken } from './token-inspection';
+
+const ACCEPTED_ALGS: ReadonlySet<string> = new Set(['RS256', 'ES256']);
+
+/**
+ * Chooses the verification key of a JWT from configured keys only: static keys by `kid`, then the
+ * JWKS endpoints bound to the token's issuer. Everything checkable without a key is checked first,
+ * so hostile tokens cost no key lookup and never cause a fetch.
+ */
+@Injectable()
+export class JwtKeyResolver implements OnApplicationBootstrap {
+  private readonly issuers: ReadonlySet<string>;
+  private readonly jwksByIssuer: ReadonlyMap<string, RemoteJwksKeySet[]>;
+  private readonly allSets: RemoteJwksKeySet[];
+
+  constructor(
+    @Inject(GatewayConfig) config: GatewayConfig,
+    private readonly secrets: SecretsService,
+    @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
+  ) {
+    this.issuers = new Set(config.jwt?.issuers ?? []);
+    const report = (url: string, reason: string): void => this.logger.write('WARNING', 'JWKS fetch failed; keeping the keys already held', { url, reason });
+    this.allSets = (config.jwt?.jwksUrls ?? []).map((url) => new RemoteJwksKeySet(url, config.jwt?.jwks, report));
+    this.jwksByIssuer = bindToIssuers(config.jwt?.issuers ?? [], this.allSets);
+  }
+
+  /**
+   * Starts fetching every JWKS at boot without waiting: an IdP that is down must not hold the
+   * boot up. A request arriving before the fetch ends shares it.
+   */
+  onApplicationBootstrap(): void {
+    for (const set of this.allSets) void set.refresh(true);
+  }
+
+  /** The key for `token`, or a `GatewayError('invalid_token')` saying why not. */
+  async keyFor(token: string): Promise<KeyObject> {
+    const { header, issuer } = this.inspect(token);
+    const staticKey = this.secrets.current.jwtKeys.get(header.kid);
+    if (staticKey) {
+      if (staticKey.alg !== header.alg) throw invalid(`the token alg is not allowed for this key (expected ${staticKey.alg})`);
+      return staticKey.key;
+    }
+    for (const set of this.jwksByIssuer.get(issuer) ?? []) {
+      const key = await set.key({ alg: header.alg, kid: header.kid });
+      if (key) return key;
+    }
+    throw invalid('the token kid is not a known key');
+  }
+
+  /** Checks the header and the claimed issuer of a token without verifying it. */
+  private inspect(token: string): { header: UnverifiedToken['header']; issuer: string } {
+    const { header, payload } = inspectToken(token, ACCEPTED_ALGS);
+    // An issuer that is not configured is refused here, so it can never cause a JWKS fetch.
+    if (typeof payload.iss !== 'string' || !this.issuers.has(payload.iss)) throw invalid('the token issuer is not accepted');
+    return { header, issuer: payload.iss };
+  }
+}
+
+/**
+ * Binds each JWKS URL to the issuers it lives under (the OIDC convention: the `jwks_uri` is below
+ * the issuer URL). A URL under no configured issuer is shared by all of them.
+ */
+function bindToIssuers(issuers: readonly string[], sets: readonly RemoteJwksKeySet[]): Map<string, RemoteJwksKeySet[]> {
+  const byIssuer = new Map<string, RemoteJwksKeySet[]>(issuers.map((i) => [i, []]));
+  for (const set of sets) {
+    const owners = issuers.filter((i) => /^https?:\/\//.test(i) && set.url.startsWith(i.replace(/\/+$/, '') + '/'));
+    for (const issuer of owners.length ? owners : issuers) byIssuer.get(issuer)?.push(set);
+  }
+  return byIssuer;
+}
+
+function invalid(message: string): GatewayError {
+  return new GatewayError('invalid_token', message);
+}

@@ -1,0 +1,59 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { PassportStrategy } from '@nestjs/passport';
+import { GatewayConfig, type JwtSettings } from '@keygate/config';
+import { ExtractJwt, Strategy, type SecretOrKeyProvider } from 'passport-jwt';
+import { JWT_STRATEGY } from './auth.constants';
+import { principalFromClaims, type JwtPayload } from './jwt-claims';
+import { JwtKeyResolver } from './jwt-key.resolver';
+import type { Principal } from './principal';
+import { VerifiedTokenCache } from './verified-token.cache';
+
+/**
+ * Bearer JWT authentication (SPEC §5) with passport-jwt. {@link JwtKeyResolver} picks the key from
+ * configured keys only and pins its algorithm; passport-jwt (jsonwebtoken) then verifies the
+ * signature, `iss`, `aud`, `exp` and `nbf` with the allowed skew; keygate's claim rules follow.
+ */
+@Injectable()
+export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
+  private readonly settings: JwtSettings;
+
+  constructor(
+    @Inject(GatewayConfig) config: GatewayConfig,
+    resolver: JwtKeyResolver,
+    private readonly cache: VerifiedTokenCache,
+  ) {
+    const settings = config.jwt;
+    if (!settings) throw new Error('JwtStrategy registered without JWT settings');
+    const keyProvider: SecretOrKeyProvider = (_request, rawJwtToken: string, done) => {
+      resolver.keyFor(rawJwtToken).then(
+        (key) => done(null, key as unknown as string),
+        (error: unknown) => done(error),
+      );
+    };
+    super({
+      jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
+      secretOrKeyProvider: keyProvider,
+      algorithms: ['RS256', 'ES256'],
+      issuer: settings.issuers,
+      audience: settings.audience,
+      ignoreExpiration: false,
+      passReqToCallback: true,
+      jsonWebTokenOptions: { clockTolerance: settings.clockSkewSeconds },
+    });
+    this.settings = settings;
+  }
+
+  /** Called by passport-jwt after the signature and registered claims verified. */
+  validate(request: { headers: { authorization?: string } }, payload: JwtPayload): Principal {
+    const s = this.settings;
+    const principal = principalFromClaims(payload, s.maxTtlSeconds, s.clockSkewSeconds, Math.floor(Date.now() / 1000), s.requiredClaims);
+    const token = bearerToken(request.headers.authorization);
+    if (token) this.cache.set(token, principal, payload.exp as number, s.clockSkewSeconds);
+    return principal;
+  }
+}
+
+/** The token of an `Authorization: Bearer <token>` header. */
+export function bearerToken(header: string | undefined): string | undefined {
+  return header !== undefined && header.length > 7 && header.slice(0, 7).toLowerCase() === 'bearer ' ? header.slice(7).trim() : undefined;
+}

@@ -1,0 +1,49 @@
+import type { OnApplicationShutdown } from '@nestjs/common';
+import { Redis } from 'ioredis';
+import { ReplayCache, ReplayCacheUnavailableError } from './replay-cache';
+
+/** Namespace of replay keys in the shared Redis. */
+export const REPLAY_KEY_PREFIX = 'keygate:replay:';
+
+/**
+ * The Redis connection for the replay cache. No offline queue, one retry and a 250 ms command
+ * timeout: during an outage a signed request is answered 503 at once instead of hanging, and a
+ * command is never queued to run after its answer no longer matters. `onError` receives connection
+ * errors (otherwise ioredis prints each reconnect failure to stderr).
+ */
+export function createReplayRedis(url: string, onError?: (error: Error) => void): Redis {
+  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 250, lazyConnect: false });
+  if (onError) redis.on('error', onError);
+  return redis;
+}
+
+/**
+ * {@link ReplayCache} shared by every replica: one atomic `SET key 1 NX EX ttl` per signature,
+ * so of concurrent requests carrying the same signature exactly one wins, whichever replica
+ * serves it. Any Redis failure is a {@link ReplayCacheUnavailableError}: the caller fails closed.
+ * It owns the connection it is given and closes it at shutdown.
+ */
+export class RedisReplayCache implements ReplayCache, OnApplicationShutdown {
+  constructor(private readonly redis: Redis) {}
+
+  async remember(key: string, ttlSeconds: number): Promise<boolean> {
+    if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 1) throw new RangeError('ttlSeconds must be a positive integer');
+    let reply: 'OK' | null;
+    try {
+      reply = await this.redis.set(REPLAY_KEY_PREFIX + key, '1', 'EX', ttlSeconds, 'NX');
+    } catch (error) {
+      throw new ReplayCacheUnavailableError('the Redis replay cache did not answer', { cause: error });
+    }
+    return reply === 'OK';
+  }
+
+  /** Closes the connection after the HTTP server has drained (not in onModuleDestroy, which runs before). */
+  async onApplicationShutdown(): Promise<void> {
+    try {
+      await this.redis.quit();
+    } catch {
+      // Not connected (no offline queue): nothing to flush, just stop reconnecting.
+      this.redis.disconnect();
+    }
+  }
+}

@@ -1,0 +1,46 @@
+import { Injectable } from '@nestjs/common';
+import { SecretsService } from '@keygate/secrets';
+import type { Principal } from './principal';
+
+interface Entry {
+  principal: Principal;
+  /** Epoch ms after which the token is no longer accepted (exp + skew). */
+  until: number;
+  /** The secrets snapshot the token verified against: a key rotation invalidates the entry. */
+  snapshot: object;
+}
+
+const MAX_ENTRIES = 10_000;
+
+/**
+ * Bearer tokens that verified, kept until they expire, so a client reusing its token for many
+ * requests costs one signature check, not one per request. An entry dies with its token's `exp`
+ * or when the secrets snapshot changes (a removed `kid` stops verifying at once). Keys fetched
+ * from a JWKS endpoint are not tracked: a token verified with a key later removed from the JWKS
+ * stays accepted until its own `exp` (at most the max TTL).
+ */
+@Injectable()
+export class VerifiedTokenCache {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly secrets: SecretsService) {}
+
+  get(token: string): Principal | undefined {
+    const entry = this.entries.get(token);
+    if (!entry) return undefined;
+    if (entry.until <= Date.now() || entry.snapshot !== this.secrets.current) {
+      this.entries.delete(token);
+      return undefined;
+    }
+    return entry.principal;
+  }
+
+  set(token: string, principal: Principal, expSeconds: number, skewSeconds: number): void {
+    if (this.entries.size >= MAX_ENTRIES) {
+      // Oldest first (Map keeps insertion order): cheap and good enough for short-lived tokens.
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+    this.entries.set(token, { principal, until: (expSeconds + skewSeconds) * 1000, snapshot: this.secrets.current });
+  }
+}
