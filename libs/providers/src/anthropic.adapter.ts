@@ -1,0 +1,72 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import type { AnthropicMessage, AnthropicStreamEvent, MessagesRequest } from './anthropic.types';
+import { AnthropicStreamTranslator, toChatCompletion, toMessagesRequest, type CompletionMeta } from './anthropic.translate';
+import type { ChatResult, ChatStream, StreamEvent } from './chat.types';
+import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
+import { UpstreamClient, type UpstreamResponse } from './upstream.client';
+import { failFromStatus, readText, sseEvents } from './upstream-body.util';
+import { UpstreamError } from './upstream.error';
+
+/** The Messages API version keygate's translation is written against. */
+const ANTHROPIC_VERSION = '2023-06-01';
+
+/**
+ * Anthropic Claude (Messages API). Requests and answers are translated between OpenAI's format and
+ * Anthropic's by the pure functions of `anthropic.translate.ts`; this class only talks HTTP. The
+ * key travels in `x-api-key`; nothing from the client's headers is forwarded.
+ */
+@Injectable()
+export class AnthropicAdapter implements ProviderAdapter {
+  readonly name = 'anthropic' as const;
+
+  constructor(private readonly client: UpstreamClient) {}
+
+  async chat(call: ProviderCall): Promise<ChatResult> {
+    // Translated before anything is sent: a request Anthropic cannot express never reaches it.
+    const request = toMessagesRequest(call.body);
+    const res = await this.post(call, request);
+    const { completion, usage } = toChatCompletion(parse<AnthropicMessage>(await readText(res, this.name), 'response'), meta(call.body));
+    return { body: JSON.stringify(completion), usage };
+  }
+
+  async chatStream(call: ProviderCall): Promise<ChatStream> {
+    const request = toMessagesRequest(call.body);
+    request.stream = true;
+    const res = await this.post(call, request);
+    const translator = new AnthropicStreamTranslator({ ...meta(call.body), clientWantsUsage: call.clientWantsUsage });
+    return { events: this.events(res, translator) };
+  }
+
+  private async post(call: ProviderCall, body: MessagesRequest): Promise<UpstreamResponse> {
+    const res = await this.client.send({
+      provider: this.name,
+      url: `${call.access.baseUrl}/v1/messages`,
+      headers: { 'x-api-key': call.access.apiKey, 'anthropic-version': ANTHROPIC_VERSION, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: call.signal,
+    });
+    // Anthropic's `{"type":"error","error":{...}}` bodies are read by failFromStatus; 529 overloaded is a 5xx.
+    if (res.statusCode < 200 || res.statusCode >= 300) await failFromStatus(res, this.name);
+    return res;
+  }
+
+  private async *events(res: UpstreamResponse, translator: AnthropicStreamTranslator): AsyncGenerator<StreamEvent> {
+    for await (const event of sseEvents(res, this.name)) {
+      yield* translator.push(parse<AnthropicStreamEvent>(event.data, 'stream event'));
+    }
+    translator.end();
+  }
+}
+
+function meta(body: ProviderCall['body']): CompletionMeta {
+  return { fallbackId: `chatcmpl-${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: body.model };
+}
+
+function parse<T>(text: string, what: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new UpstreamError('protocol', 'anthropic', `${what} is not JSON`);
+  }
+}

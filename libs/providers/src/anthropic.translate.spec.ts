@@ -1,0 +1,271 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GatewayError } from '@keygate/errors';
+import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic.types';
+import { AnthropicStreamTranslator, finishReason, toChatCompletion, toMessagesRequest, toUsage } from './anthropic.translate';
+import type { ChatCompletionRequest, StreamEvent, Usage } from './chat.types';
+import { UpstreamError } from './upstream.error';
+
+/*
+ * Golden conformance cases: each JSON file in __conformance__/anthropic pins one translation
+ * exactly, built from Anthropic's and OpenAI's published examples. Ids and timestamps are inputs
+ * of the translation, so nothing is normalised.
+ */
+
+const CREATED = 1735689600;
+const MODEL = 'claude-sonnet-4-5';
+const FALLBACK_ID = 'chatcmpl-fallback';
+
+interface RequestCase {
+  name: string;
+  openaiRequest: ChatCompletionRequest;
+  anthropicRequest: unknown;
+}
+interface RequestErrorCase {
+  name: string;
+  openaiRequest: ChatCompletionRequest;
+  error: { status: number; code: string; param: string };
+}
+interface ResponseCase {
+  name: string;
+  anthropicResponse: AnthropicMessage;
+  openaiResponse: unknown;
+}
+interface StreamCase {
+  name: string;
+  clientWantsUsage: boolean;
+  anthropicEvents: Array<{ event: string; data: AnthropicStreamEvent }>;
+  openaiChunks: unknown[];
+  usage: Usage | null;
+  error?: { kind: string; message: string };
+}
+
+const dir = join(__dirname, '__conformance__', 'anthropic');
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
+const cases = files.map((file) => ({ file, doc: JSON.parse(readFileSync(join(dir, file), 'utf8')) as Record<string, unknown> }));
+const requests = cases.filter((c) => 'anthropicRequest' in c.doc) as unknown as Array<{ file: string; doc: RequestCase }>;
+const requestErrors = cases.filter((c) => 'openaiRequest' in c.doc && 'error' in c.doc) as unknown as Array<{
+  file: string;
+  doc: RequestErrorCase;
+}>;
+const responses = cases.filter((c) => 'anthropicResponse' in c.doc) as unknown as Array<{ file: string; doc: ResponseCase }>;
+const streams = cases.filter((c) => 'anthropicEvents' in c.doc) as unknown as Array<{ file: string; doc: StreamCase }>;
+
+/** Runs a whole event list through a translator, as the adapter does, keeping what came out before any error. */
+function runStream(c: StreamCase): { events: StreamEvent[]; error: unknown } {
+  const translator = new AnthropicStreamTranslator({
+    fallbackId: FALLBACK_ID,
+    created: CREATED,
+    model: MODEL,
+    clientWantsUsage: c.clientWantsUsage,
+  });
+  const events: StreamEvent[] = [];
+  try {
+    for (const { data } of c.anthropicEvents) events.push(...translator.push(data));
+    translator.end();
+  } catch (error) {
+    return { events, error };
+  }
+  return { events, error: undefined };
+}
+
+describe('Anthropic conformance fixtures', () => {
+  it('cover every kind of case and nothing else', () => {
+    expect(requests.length + requestErrors.length + responses.length + streams.length).toBe(files.length);
+    expect(files.length).toBeGreaterThanOrEqual(16);
+    for (const list of [requests, requestErrors, responses, streams]) expect(list.length).toBeGreaterThan(0);
+  });
+
+  describe.each(requests.map((c) => [c.file, c.doc] as const))('request %s', (_file, c) => {
+    it(c.name, () => {
+      expect(toMessagesRequest(c.openaiRequest)).toStrictEqual(c.anthropicRequest);
+    });
+  });
+
+  describe.each(requestErrors.map((c) => [c.file, c.doc] as const))('refused request %s', (_file, c) => {
+    it(c.name, () => {
+      let thrown: unknown;
+      try {
+        toMessagesRequest(c.openaiRequest);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(GatewayError);
+      const error = thrown as GatewayError;
+      expect({ status: error.status, code: error.code, param: error.options.param }).toStrictEqual(c.error);
+      if (c.error.code === 'unsupported_parameter')
+        expect(error.message).toContain(`${c.error.param} is not supported by anthropic models`);
+    });
+  });
+
+  describe.each(responses.map((c) => [c.file, c.doc] as const))('response %s', (_file, c) => {
+    it(c.name, () => {
+      const { completion, usage } = toChatCompletion(c.anthropicResponse, { fallbackId: FALLBACK_ID, created: CREATED, model: MODEL });
+      expect(completion).toStrictEqual(c.openaiResponse);
+      expect(usage).toStrictEqual((c.openaiResponse as { usage?: Usage }).usage ?? null);
+    });
+  });
+
+  describe.each(streams.map((c) => [c.file, c.doc] as const))('stream %s', (_file, c) => {
+    it(c.name, () => {
+      for (const { event, data } of c.anthropicEvents) expect(data.type).toBe(event);
+      const { events, error } = runStream(c);
+      const chunks = events.filter((e) => e.data !== null).map((e) => JSON.parse(e.data as string) as unknown);
+      expect(chunks).toStrictEqual(c.openaiChunks);
+      const usages = events.filter((e) => e.usage !== undefined).map((e) => e.usage);
+      expect(usages).toStrictEqual(c.usage ? [c.usage] : []);
+      if (c.error) {
+        expect(error).toBeInstanceOf(UpstreamError);
+        expect({ kind: (error as UpstreamError).kind, message: (error as UpstreamError).message }).toStrictEqual(c.error);
+      } else {
+        expect(error).toBeUndefined();
+      }
+    });
+  });
+});
+
+describe('toMessagesRequest', () => {
+  const base: ChatCompletionRequest = { model: MODEL, max_tokens: 100, messages: [{ role: 'user', content: 'Hi' }] };
+
+  it('takes the smaller of max_tokens and max_completion_tokens', () => {
+    expect(toMessagesRequest({ ...base, max_tokens: 300, max_completion_tokens: 200 }).max_tokens).toBe(200);
+  });
+
+  it('references tool schemas and image data instead of copying them', () => {
+    const parameters = { type: 'object', properties: { q: { type: 'string' } } };
+    const out = toMessagesRequest({ ...base, tools: [{ type: 'function', function: { name: 'search', parameters } }] });
+    expect(out.tools?.[0].input_schema).toBe(parameters);
+  });
+
+  it('does not touch the client body', () => {
+    const body: ChatCompletionRequest = {
+      ...base,
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'user', content: 'b' },
+      ],
+    };
+    const before = JSON.stringify(body);
+    toMessagesRequest(body);
+    expect(JSON.stringify(body)).toBe(before);
+  });
+
+  it.each([
+    ['a system-only conversation', { ...base, messages: [{ role: 'system', content: 'Be brief.' }] }, 'messages'],
+    ['a deprecated function message', { ...base, messages: [{ role: 'function', name: 'f', content: '{}' }] }, 'messages[0].role'],
+    [
+      'an audio input part',
+      { ...base, messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }] },
+      'messages[0].content[0].type',
+    ],
+    [
+      'an image of an unsupported type',
+      { ...base, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/bmp;base64,Qk0=' } }] }] },
+      'messages[0].content[0].image_url',
+    ],
+    [
+      'a data URL that is not base64',
+      { ...base, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png,abc' } }] }] },
+      'messages[0].content[0].image_url',
+    ],
+    ['tool_choice required without tools', { ...base, tool_choice: 'required' }, 'tool_choice'],
+    ['a non-function tool', { ...base, tools: [{ type: 'custom', custom: { name: 'x' } }] }, 'tools[0].type'],
+    ['a negative temperature', { ...base, temperature: -0.1 }, 'temperature'],
+    ['reasoning_effort', { ...base, reasoning_effort: 'high' }, 'reasoning_effort'],
+  ])('refuses %s with a 400 naming the parameter', (_what, body, param) => {
+    expect(() => toMessagesRequest(body as ChatCompletionRequest)).toThrow(
+      expect.objectContaining({ status: 400, options: expect.objectContaining({ param }) }) as Error,
+    );
+  });
+
+  it('sends an inline PDF as a document block', () => {
+    const out = toMessagesRequest({
+      ...base,
+      messages: [
+        { role: 'user', content: [{ type: 'file', file: { filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' } }] },
+      ],
+    });
+    expect(out.messages[0].content).toStrictEqual([
+      { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } },
+    ]);
+  });
+
+  it('drops tool_choice auto or none when no tools are declared', () => {
+    expect(toMessagesRequest({ ...base, tool_choice: 'auto' }).tool_choice).toBeUndefined();
+    expect(toMessagesRequest({ ...base, tool_choice: 'none', parallel_tool_calls: false }).tool_choice).toBeUndefined();
+  });
+});
+
+describe('finishReason and toUsage', () => {
+  it.each([
+    ['end_turn', 'stop'],
+    ['stop_sequence', 'stop'],
+    ['pause_turn', 'stop'],
+    ['max_tokens', 'length'],
+    ['model_context_window_exceeded', 'length'],
+    ['tool_use', 'tool_calls'],
+    ['refusal', 'content_filter'],
+    [null, 'stop'],
+    ['something_new', 'stop'],
+  ])('maps %s to %s', (reason, expected) => {
+    expect(finishReason(reason)).toBe(expected);
+  });
+
+  it('treats null cache counts as zero', () => {
+    expect(toUsage({ input_tokens: 5, cache_creation_input_tokens: null, cache_read_input_tokens: null, output_tokens: 2 })).toStrictEqual({
+      prompt_tokens: 5,
+      completion_tokens: 2,
+      total_tokens: 7,
+    });
+  });
+});
+
+describe('AnthropicStreamTranslator', () => {
+  const meta = { fallbackId: FALLBACK_ID, created: CREATED, model: MODEL, clientWantsUsage: false };
+
+  it('refuses content before message_start', () => {
+    const t = new AnthropicStreamTranslator(meta);
+    expect(() => t.push({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'x' } })).toThrow(UpstreamError);
+  });
+
+  it('refuses argument deltas for a block that is not a tool call', () => {
+    const t = new AnthropicStreamTranslator(meta);
+    t.push({
+      type: 'message_start',
+      message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
+    });
+    expect(() => t.push({ type: 'content_block_delta', index: 3, delta: { type: 'input_json_delta', partial_json: '{' } })).toThrow(
+      UpstreamError,
+    );
+  });
+
+  it('skips unknown events and deltas, and finishes a stop without stop_reason', () => {
+    const t = new AnthropicStreamTranslator(meta);
+    const out = [
+      ...t.push({
+        type: 'message_start',
+        message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
+      }),
+      ...t.push({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '' } }),
+      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'hmm' } }),
+      ...t.push({ type: 'brand_new_event' } as unknown as AnthropicStreamEvent),
+      ...t.push({ type: 'message_stop' }),
+    ];
+    const chunks = out
+      .filter((e) => e.data !== null)
+      .map((e) => JSON.parse(e.data as string) as { choices: Array<{ finish_reason: string | null }> });
+    expect(chunks.map((c) => c.choices[0].finish_reason)).toStrictEqual([null, 'stop']);
+    expect(() => t.end()).not.toThrow();
+  });
+
+  it('uses the fallback id when message_start has no id', () => {
+    const t = new AnthropicStreamTranslator(meta);
+    const [first] = t.push({
+      type: 'message_start',
+      message: { type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null } as unknown as AnthropicMessage,
+    });
+    expect((JSON.parse(first.data as string) as { id: string }).id).toBe(FALLBACK_ID);
+  });
+});

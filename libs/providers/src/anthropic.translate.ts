@@ -1,0 +1,636 @@
+import { GatewayError } from '@keygate/errors';
+import { invalidParameter, isRecord, unsupportedParameter, type Json } from './translate.util';
+import type { ChatCompletionRequest, ChatMessage, StreamEvent, Usage } from './chat.types';
+import type {
+  AnthropicMessage,
+  AnthropicMessageParam,
+  AnthropicRequestBlock,
+  AnthropicResponseBlock,
+  AnthropicStopReason,
+  AnthropicStreamEvent,
+  AnthropicTextBlock,
+  AnthropicTool,
+  AnthropicToolChoice,
+  AnthropicToolUseBlock,
+  AnthropicUsage,
+  MessagesRequest,
+} from './anthropic.types';
+import { UpstreamError } from './upstream.error';
+
+/*
+ * Pure translation between OpenAI's chat-completions format and Anthropic's Messages API. No I/O,
+ * no clock, no randomness: ids and timestamps come in as arguments, so the golden fixtures in
+ * __conformance__/anthropic pin every byte.
+ */
+
+const PROVIDER = 'anthropic';
+
+function unsupported(param: string, why: string): GatewayError {
+  return unsupportedParameter('anthropic', param, why);
+}
+
+const invalid = invalidParameter;
+
+function num(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/* ------------------------------------------------------------------ request: OpenAI -> Anthropic */
+
+/**
+ * OpenAI parameters Anthropic cannot honour. Rejected (400 `unsupported_parameter`) rather than
+ * dropped: a client that asks for logprobs, several choices or JSON mode and silently gets none
+ * would draw wrong conclusions from the answer. Each check returns the reason, or undefined when
+ * the value is absent or harmless (null, false, 0, 1, `{}`, `"text"`).
+ *
+ * Ignored on purpose (harmless, or already handled by keygate), and never sent to Anthropic:
+ * - `stream`, `stream_options`: the adapter sets Anthropic's `stream`; usage is always read;
+ * - `store`, `metadata`: OpenAI's stored-completions dashboard; Anthropic's `metadata` takes only a user id;
+ * - `service_tier`: OpenAI's tiers (auto/default/flex/priority) have no Anthropic counterpart a client could mean;
+ * - `seed`: OpenAI documents it as best-effort (and deprecated); rejecting it would break clients that
+ *   send one on every call, and no answer is wrong because it was not honoured;
+ * - `parallel_tool_calls: true` (Anthropic's default), `prompt_cache_key`, `verbosity`;
+ * - per message: `name`; per image: `detail`; per function: `strict`.
+ * The Anthropic body is built field by field, so any other unknown field is not forwarded either.
+ */
+const UNSUPPORTED_PARAMS: ReadonlyArray<readonly [string, (value: unknown) => string | undefined]> = [
+  ['n', (v) => (typeof v === 'number' && v > 1 ? 'Claude returns one choice per request' : undefined)],
+  ['logprobs', (v) => (v === true ? 'Claude does not return log probabilities' : undefined)],
+  ['top_logprobs', (v) => (typeof v === 'number' && v > 0 ? 'Claude does not return log probabilities' : undefined)],
+  ['presence_penalty', (v) => (typeof v === 'number' && v !== 0 ? 'Claude has no presence penalty' : undefined)],
+  ['frequency_penalty', (v) => (typeof v === 'number' && v !== 0 ? 'Claude has no frequency penalty' : undefined)],
+  ['logit_bias', (v) => (isRecord(v) && Object.keys(v).length > 0 ? 'Claude has no logit bias' : undefined)],
+  ['response_format', responseFormatProblem],
+  ['audio', (v) => (v !== undefined && v !== null ? 'Claude does not produce audio' : undefined)],
+  ['modalities', (v) => (Array.isArray(v) && v.some((m) => m !== 'text') ? 'Claude produces text only' : undefined)],
+  ['prediction', (v) => (v !== undefined && v !== null ? 'Claude has no predicted outputs' : undefined)],
+  ['web_search_options', (v) => (v !== undefined && v !== null ? 'Claude web search is not exposed through keygate' : undefined)],
+  ['functions', (v) => (v !== undefined && v !== null ? 'use tools instead of the deprecated functions' : undefined)],
+  ['function_call', (v) => (v !== undefined && v !== null ? 'use tool_choice instead of the deprecated function_call' : undefined)],
+  // Extended thinking needs a token budget, changes temperature rules and streams extra blocks: not mapped.
+  ['reasoning_effort', (v) => (v !== undefined && v !== null ? 'Claude extended thinking is not mapped by keygate' : undefined)],
+];
+
+/**
+ * Anthropic has no JSON mode. A JSON schema could be imitated with a forced tool, but the answer
+ * would then arrive as a tool call the client did not declare (and clash with its own tools), so
+ * it is refused; clients can declare the tool themselves.
+ */
+function responseFormatProblem(format: unknown): string | undefined {
+  if (format === undefined || format === null) return undefined;
+  const type = isRecord(format) ? format.type : undefined;
+  if (type === 'text') return undefined;
+  return 'Claude has no JSON mode; describe the format in the prompt or declare a tool with the schema';
+}
+
+/** Media types Anthropic accepts for image blocks. */
+const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp']);
+
+/**
+ * Translates a validated OpenAI chat-completions body into an Anthropic Messages body (without
+ * `stream`), in one pass over the messages. Throws a {@link GatewayError} (400) for what Anthropic
+ * cannot express, so a rejected request never reaches the upstream. Nothing is deep-copied: tool
+ * schemas and image data are referenced as the client sent them.
+ *
+ * System and developer messages, wherever they stand, become the top-level `system` (one paragraph
+ * each, in order); `user` (else `safety_identifier`) becomes `metadata.user_id`.
+ */
+export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest {
+  for (const [param, check] of UNSUPPORTED_PARAMS) {
+    const why = check(body[param]);
+    if (why !== undefined) throw unsupported(param, why);
+  }
+
+  const system: string[] = [];
+  const messages: AnthropicMessageParam[] = [];
+  const input = body.messages;
+  for (let i = 0; i < input.length; i++) {
+    const m = input[i];
+    switch (m.role) {
+      case 'system':
+      case 'developer':
+        // Anthropic has one top-level system prompt: every system message joins it, in order.
+        systemTexts(m.content, i, system);
+        break;
+      case 'user':
+        append(messages, 'user', userContent(m.content, i));
+        break;
+      case 'assistant':
+        append(messages, 'assistant', assistantContent(m, i));
+        break;
+      case 'tool':
+        // Consecutive tool results (and a user message after them) merge into one user turn.
+        append(messages, 'user', [toolResult(m, i)]);
+        break;
+      default:
+        throw unsupported(`messages[${i}].role`, `role "${m.role}" has no Anthropic equivalent`);
+    }
+  }
+  if (messages.length === 0) throw invalid('messages', 'anthropic models need at least one user or assistant message');
+
+  const out: MessagesRequest = { model: body.model, max_tokens: maxTokens(body), messages };
+  if (system.length) out.system = system.join('\n\n');
+  const temperature = num(body.temperature);
+  if (temperature !== undefined) {
+    if (temperature < 0 || temperature > 1) throw unsupported('temperature', 'Claude takes a temperature between 0 and 1');
+    out.temperature = temperature;
+  }
+  const topP = num(body.top_p);
+  if (topP !== undefined) out.top_p = topP;
+  const stop = stopSequences(body.stop);
+  if (stop) out.stop_sequences = stop;
+  const tools = toolDefinitions(body.tools);
+  if (tools) out.tools = tools;
+  const choice = toolChoice(body.tool_choice, tools !== undefined, body.parallel_tool_calls === false);
+  if (choice) out.tool_choice = choice;
+  const user = typeof body.user === 'string' && body.user !== '' ? body.user : body.safety_identifier;
+  if (typeof user === 'string' && user !== '') out.metadata = { user_id: user };
+  return out;
+}
+
+/** `max_completion_tokens` (OpenAI's current name) or `max_tokens`, the smaller when both are set. */
+function maxTokens(body: ChatCompletionRequest): number {
+  const a = num(body.max_tokens);
+  const b = num(body.max_completion_tokens);
+  const max = a === undefined ? b : b === undefined ? a : Math.min(a, b);
+  // keygate's policy sets max_tokens when the client sent none, so this is a wiring bug, not a client one.
+  if (max === undefined) throw invalid('max_tokens', 'max_tokens is required for anthropic models');
+  return max;
+}
+
+/**
+ * Adds a turn, merging it into the previous one when the role repeats (Anthropic wants alternating
+ * turns). A turn stays a plain string until something is merged into it. Empty content is skipped:
+ * Anthropic rejects empty text blocks and empty turns.
+ */
+function append(messages: AnthropicMessageParam[], role: 'user' | 'assistant', content: string | AnthropicRequestBlock[]): void {
+  if (content.length === 0) return;
+  const last = messages[messages.length - 1];
+  if (last?.role !== role) {
+    messages.push({ role, content });
+    return;
+  }
+  const blocks = typeof last.content === 'string' ? [text(last.content)] : last.content;
+  if (typeof content === 'string') blocks.push(text(content));
+  else for (const block of content) blocks.push(block);
+  last.content = blocks;
+}
+
+function text(value: string): AnthropicTextBlock {
+  return { type: 'text', text: value };
+}
+
+/** System and developer content: a string or text parts, each one paragraph of the system prompt. */
+function systemTexts(content: ChatMessage['content'], i: number, out: string[]): void {
+  if (typeof content === 'string') {
+    if (content !== '') out.push(content);
+    return;
+  }
+  if (!Array.isArray(content)) return;
+  for (let j = 0; j < content.length; j++) {
+    const part = content[j];
+    if (part.type !== 'text' || typeof part.text !== 'string')
+      throw unsupported(`messages[${i}].content[${j}].type`, 'system messages take text parts only');
+    if (part.text !== '') out.push(part.text);
+  }
+}
+
+function userContent(content: ChatMessage['content'], i: number): string | AnthropicRequestBlock[] {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  const blocks: AnthropicRequestBlock[] = [];
+  for (let j = 0; j < content.length; j++) {
+    const part = content[j];
+    const where = `messages[${i}].content[${j}]`;
+    switch (part.type) {
+      case 'text':
+        if (typeof part.text !== 'string') throw invalid(`${where}.text`, `${where}.text must be a string`);
+        if (part.text !== '') blocks.push(text(part.text));
+        break;
+      case 'image_url': {
+        const image = part.image_url;
+        const url = isRecord(image) ? image.url : image;
+        if (typeof url !== 'string') throw invalid(`${where}.image_url`, `${where}.image_url.url must be a string`);
+        blocks.push(imageBlock(url, `${where}.image_url`));
+        break;
+      }
+      case 'file': {
+        const file = part.file;
+        if (!isRecord(file) || typeof file.file_data !== 'string') {
+          throw unsupported(
+            `${where}.file`,
+            'only inline PDFs (file_data as a base64 data URL) can be sent; file_id refers to OpenAI storage',
+          );
+        }
+        const { mediaType, data } = dataUrl(file.file_data, `${where}.file.file_data`);
+        if (mediaType !== 'application/pdf') throw unsupported(`${where}.file`, `Claude reads PDF documents, not ${mediaType}`);
+        blocks.push({ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data } });
+        break;
+      }
+      default:
+        throw unsupported(`${where}.type`, `content part type "${String(part.type)}" has no Anthropic equivalent`);
+    }
+  }
+  return blocks;
+}
+
+/** A data URL becomes inline bytes; an http(s) URL is passed on for Anthropic to fetch (keygate fetches nothing). */
+function imageBlock(url: string, param: string): AnthropicRequestBlock {
+  if (url.startsWith('https://') || url.startsWith('http://')) return { type: 'image', source: { type: 'url', url } };
+  if (!url.startsWith('data:')) throw invalid(param, `${param} must be an http(s) URL or a base64 data URL`);
+  const { mediaType, data } = dataUrl(url, param);
+  if (!IMAGE_TYPES.has(mediaType)) throw unsupported(param, `Claude reads JPEG, PNG, GIF and WebP images, not ${mediaType}`);
+  return { type: 'image', source: { type: 'base64', media_type: mediaType, data } };
+}
+
+/** Splits `data:<mime>;base64,<payload>` with indexOf, not a regex: the payload may be megabytes long. */
+function dataUrl(url: string, param: string): { mediaType: string; data: string } {
+  const comma = url.indexOf(',');
+  const meta = comma === -1 ? '' : url.slice(5, comma);
+  if (!url.startsWith('data:') || !meta.endsWith(';base64')) throw invalid(param, `${param} must be a base64 data URL`);
+  const mediaType = meta.slice(0, meta.indexOf(';'));
+  if (mediaType === '') throw invalid(param, `${param} must name its media type`);
+  return { mediaType, data: url.slice(comma + 1) };
+}
+
+function assistantContent(m: ChatMessage, i: number): string | AnthropicRequestBlock[] {
+  const content = m.content;
+  const calls = m.tool_calls;
+  const hasCalls = Array.isArray(calls) && calls.length > 0;
+  if (typeof content === 'string' && !hasCalls) return content;
+  const blocks: AnthropicRequestBlock[] = [];
+  if (typeof content === 'string') {
+    if (content !== '') blocks.push(text(content));
+  } else if (Array.isArray(content)) {
+    for (let j = 0; j < content.length; j++) {
+      const part = content[j];
+      const value = part.type === 'text' ? part.text : part.type === 'refusal' ? part.refusal : undefined;
+      if (typeof value !== 'string')
+        throw unsupported(`messages[${i}].content[${j}].type`, 'assistant messages take text and refusal parts only');
+      if (value !== '') blocks.push(text(value));
+    }
+  }
+  if (!hasCalls) return blocks;
+  for (let k = 0; k < calls.length; k++) blocks.push(toolUse(calls[k], `messages[${i}].tool_calls[${k}]`));
+  return blocks;
+}
+
+/** An OpenAI tool call as a `tool_use` block; its id is kept so the later tool result still matches. */
+function toolUse(call: unknown, where: string): AnthropicToolUseBlock {
+  const fn = isRecord(call) ? call.function : undefined;
+  if (
+    !isRecord(call) ||
+    !isRecord(fn) ||
+    typeof call.id !== 'string' ||
+    typeof fn.name !== 'string' ||
+    (call.type !== undefined && call.type !== 'function')
+  ) {
+    throw invalid(where, `${where} must be a function tool call with an id and a name`);
+  }
+  return { type: 'tool_use', id: call.id, name: fn.name, input: parseArguments(fn.arguments, `${where}.function.arguments`) };
+}
+
+/** Anthropic's `input` is a JSON object; OpenAI's `arguments` is that object serialized. */
+function parseArguments(raw: unknown, param: string): Record<string, unknown> {
+  if (raw === undefined || raw === null || raw === '') return {};
+  if (typeof raw !== 'string') throw invalid(param, `${param} must be a JSON string`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw invalid(param, `${param} is not valid JSON`);
+  }
+  if (!isRecord(parsed)) throw invalid(param, `${param} must encode a JSON object`);
+  return parsed;
+}
+
+function toolResult(m: ChatMessage, i: number): AnthropicRequestBlock {
+  const id = m.tool_call_id;
+  if (typeof id !== 'string' || id === '') throw invalid(`messages[${i}].tool_call_id`, `messages[${i}].tool_call_id is required`);
+  const content = m.content;
+  if (typeof content === 'string')
+    return content === '' ? { type: 'tool_result', tool_use_id: id } : { type: 'tool_result', tool_use_id: id, content };
+  const blocks: AnthropicTextBlock[] = [];
+  if (Array.isArray(content)) {
+    for (let j = 0; j < content.length; j++) {
+      const part = content[j];
+      if (part.type !== 'text' || typeof part.text !== 'string')
+        throw unsupported(`messages[${i}].content[${j}].type`, 'tool messages take text parts only');
+      if (part.text !== '') blocks.push(text(part.text));
+    }
+  }
+  return blocks.length ? { type: 'tool_result', tool_use_id: id, content: blocks } : { type: 'tool_result', tool_use_id: id };
+}
+
+function stopSequences(stop: unknown): string[] | undefined {
+  if (typeof stop === 'string') return stop === '' ? undefined : [stop];
+  if (!Array.isArray(stop)) return undefined;
+  const out = stop.filter((s): s is string => typeof s === 'string' && s !== '');
+  return out.length ? out : undefined;
+}
+
+/** OpenAI function tools as Anthropic tools; the JSON Schema is passed by reference, unchanged. */
+function toolDefinitions(tools: unknown): AnthropicTool[] | undefined {
+  if (!Array.isArray(tools) || tools.length === 0) return undefined;
+  const out: AnthropicTool[] = [];
+  for (let k = 0; k < tools.length; k++) {
+    const tool: unknown = tools[k];
+    if (!isRecord(tool) || tool.type !== 'function' || !isRecord(tool.function))
+      throw unsupported(`tools[${k}].type`, 'only function tools can be declared');
+    const fn = tool.function;
+    if (typeof fn.name !== 'string' || fn.name === '') throw invalid(`tools[${k}].function.name`, `tools[${k}].function.name is required`);
+    // Anthropic requires a schema; a function without parameters takes an empty object.
+    const def: AnthropicTool = {
+      name: fn.name,
+      input_schema: isRecord(fn.parameters) ? fn.parameters : { type: 'object', properties: {} },
+    };
+    if (typeof fn.description === 'string') def.description = fn.description;
+    out.push(def);
+  }
+  return out;
+}
+
+/**
+ * OpenAI `tool_choice` (and `parallel_tool_calls: false`) as Anthropic's. Without tools, `auto` and
+ * `none` mean nothing and are dropped; forcing a tool that is not declared is the client's mistake.
+ */
+function toolChoice(choice: unknown, hasTools: boolean, serial: boolean): AnthropicToolChoice | undefined {
+  if (choice === undefined || choice === null) return hasTools && serial ? { type: 'auto', disable_parallel_tool_use: true } : undefined;
+  if (choice === 'none') return hasTools ? { type: 'none' } : undefined;
+  if (choice === 'auto') return hasTools ? withSerial({ type: 'auto' }, serial) : undefined;
+  if (!hasTools) throw invalid('tool_choice', 'tool_choice needs tools');
+  if (choice === 'required') return withSerial({ type: 'any' }, serial);
+  if (isRecord(choice) && choice.type === 'function' && isRecord(choice.function) && typeof choice.function.name === 'string') {
+    return withSerial({ type: 'tool', name: choice.function.name }, serial);
+  }
+  throw unsupported('tool_choice', 'use auto, none, required or a named function');
+}
+
+/** `disable_parallel_tool_use` is only defined on the choices that allow tool use. */
+function withSerial(choice: Exclude<AnthropicToolChoice, { type: 'none' }>, serial: boolean): AnthropicToolChoice {
+  if (serial) choice.disable_parallel_tool_use = true;
+  return choice;
+}
+
+/* ------------------------------------------------------------------ response: Anthropic -> OpenAI */
+
+/** What a completion is labelled with; supplied by the caller so translation stays deterministic. */
+export interface CompletionMeta {
+  /** Used as the completion id when Anthropic sent no message id. */
+  fallbackId: string;
+  /** Unix seconds. */
+  created: number;
+  /** The model the client asked for (OpenAI echoes the request's model). */
+  model: string;
+}
+
+export type OpenAiFinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
+
+/** OpenAI usage, with the cached prompt tokens when Anthropic reported them. */
+export interface OpenAiUsage extends Usage {
+  prompt_tokens_details?: { cached_tokens: number };
+}
+
+export interface OpenAiToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+export interface OpenAiChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: OpenAiToolCall[] };
+    logprobs: null;
+    finish_reason: OpenAiFinishReason;
+  }>;
+  usage?: OpenAiUsage;
+}
+
+/** `chatcmpl-<Anthropic message id>`, so a completion can be traced to Anthropic's logs. */
+export function completionId(messageId: string | undefined, fallback: string): string {
+  return messageId ? `chatcmpl-${messageId}` : fallback;
+}
+
+/**
+ * Anthropic `stop_reason` as OpenAI's `finish_reason`. `pause_turn` (a server tool paused a long
+ * turn) is a normal end for a client that cannot resume it; `refusal` is a safety stop;
+ * `model_context_window_exceeded` ran out of room like `max_tokens`. Unknown future reasons are `stop`.
+ */
+export function finishReason(reason: AnthropicStopReason | null | undefined): OpenAiFinishReason {
+  switch (reason) {
+    case 'max_tokens':
+    case 'model_context_window_exceeded':
+      return 'length';
+    case 'tool_use':
+      return 'tool_calls';
+    case 'refusal':
+      return 'content_filter';
+    default:
+      return 'stop';
+  }
+}
+
+/**
+ * Anthropic usage as OpenAI's. Anthropic's `input_tokens` excludes the tokens written to and read
+ * from the prompt cache; OpenAI's `prompt_tokens` includes cached tokens, so all three are added.
+ */
+export function toUsage(u: AnthropicUsage): OpenAiUsage {
+  const cacheRead = u.cache_read_input_tokens ?? 0;
+  const prompt = (u.input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0) + cacheRead;
+  const completion = u.output_tokens ?? 0;
+  const usage: OpenAiUsage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  if (typeof u.cache_read_input_tokens === 'number') usage.prompt_tokens_details = { cached_tokens: cacheRead };
+  return usage;
+}
+
+function isText(block: AnthropicResponseBlock): block is AnthropicTextBlock {
+  return block.type === 'text' && typeof (block as Json).text === 'string';
+}
+
+function isToolUse(block: AnthropicResponseBlock): block is AnthropicToolUseBlock {
+  const b = block as Json;
+  return b.type === 'tool_use' && typeof b.id === 'string' && typeof b.name === 'string';
+}
+
+/**
+ * A Messages answer as an OpenAI chat completion: text blocks joined into `content` (null when
+ * there are none), tool_use blocks as `tool_calls` in order. Thinking and server-tool blocks are
+ * not part of the answer and are skipped.
+ */
+export function toChatCompletion(
+  res: AnthropicMessage,
+  meta: CompletionMeta,
+): { completion: OpenAiChatCompletion; usage: OpenAiUsage | null } {
+  if (!Array.isArray(res.content)) throw new UpstreamError('protocol', PROVIDER, 'response has no content');
+  let content: string | null = null;
+  const toolCalls: OpenAiToolCall[] = [];
+  for (const block of res.content) {
+    if (isText(block)) content = content === null ? block.text : content + block.text;
+    else if (isToolUse(block))
+      toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+  }
+  const message: OpenAiChatCompletion['choices'][number]['message'] = { role: 'assistant', content, refusal: null };
+  if (toolCalls.length) message.tool_calls = toolCalls;
+  const completion: OpenAiChatCompletion = {
+    id: completionId(res.id, meta.fallbackId),
+    object: 'chat.completion',
+    created: meta.created,
+    model: meta.model,
+    choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(res.stop_reason) }],
+  };
+  const usage = res.usage ? toUsage(res.usage) : null;
+  if (usage) completion.usage = usage;
+  return { completion, usage };
+}
+
+/* ------------------------------------------------------------------ stream: Anthropic events -> OpenAI chunks */
+
+/** Options of an {@link AnthropicStreamTranslator}. */
+export interface StreamMeta extends CompletionMeta {
+  /** The client asked for the usage chunk (`stream_options.include_usage`). */
+  clientWantsUsage: boolean;
+}
+
+/**
+ * Turns the events of a Messages stream into OpenAI `chat.completion.chunk`s, one event at a time
+ * (nothing is buffered). Stateful (completion id, which content block is which tool call, usage,
+ * finish) but free of I/O.
+ *
+ * - `message_start` gives the id and the prompt usage, and becomes OpenAI's role chunk;
+ * - text deltas become `delta.content`; a `tool_use` block start becomes a tool call with its id,
+ *   name and empty arguments, its `input_json_delta`s argument fragments under the same index
+ *   (tool calls are numbered from 0 in order, whatever their block index);
+ * - `message_delta` gives the finish reason and the final (cumulative) usage;
+ * - `message_stop` ends the stream with the usage: a `choices: []` chunk when the client asked for
+ *   it (every earlier chunk then carries `"usage": null`, as OpenAI's do), else an event for
+ *   keygate only, and no chunk has a `usage` key;
+ * - a tool call that streamed no argument JSON gets `{}` when its block stops;
+ * - `ping`, other block stops, thinking/signature/citation deltas and unknown events are skipped;
+ * - an `error` event throws `UpstreamError('stream_error')`.
+ */
+export class AnthropicStreamTranslator {
+  private id: string | undefined;
+  private readonly usage: AnthropicUsage = {};
+  /** Anthropic content-block index -> the OpenAI tool call it streams. */
+  private readonly tools = new Map<number, { index: number; hasArguments: boolean }>();
+  private finished = false;
+  private stopped = false;
+
+  constructor(private readonly meta: StreamMeta) {}
+
+  /** The chunks for one event's data. */
+  push(event: AnthropicStreamEvent): StreamEvent[] {
+    if (this.stopped) return [];
+    switch (event.type) {
+      case 'message_start': {
+        if (this.id !== undefined) return [];
+        this.id = completionId(event.message?.id, this.meta.fallbackId);
+        if (event.message?.usage) mergeUsage(this.usage, event.message.usage);
+        return [this.chunk({ role: 'assistant', content: '', refusal: null }, null)];
+      }
+      case 'content_block_start':
+        return this.blockStart(event.index, event.content_block);
+      case 'content_block_delta': {
+        this.started();
+        const delta = event.delta;
+        if (delta.type === 'text_delta' && typeof delta.text === 'string' && delta.text !== '') {
+          return [{ ...this.chunk({ content: delta.text }, null), text: delta.text }];
+        }
+        if (delta.type === 'input_json_delta' && typeof delta.partial_json === 'string' && delta.partial_json !== '') {
+          const tool = this.tools.get(event.index);
+          if (tool === undefined) throw new UpstreamError('protocol', PROVIDER, 'tool input for a block that is not a tool call');
+          tool.hasArguments = true;
+          const toolCalls = [{ index: tool.index, function: { arguments: delta.partial_json } }];
+          return [{ ...this.chunk({ tool_calls: toolCalls }, null), text: delta.partial_json }];
+        }
+        return [];
+      }
+      case 'message_delta': {
+        this.started();
+        if (event.usage) mergeUsage(this.usage, event.usage);
+        const reason = event.delta?.stop_reason;
+        if (reason === undefined || reason === null || this.finished) return [];
+        this.finished = true;
+        return [this.chunk({}, finishReason(reason))];
+      }
+      case 'message_stop': {
+        this.started();
+        this.stopped = true;
+        // A stop without a stop_reason still ends the choice, so clients see a finish_reason.
+        const out = this.finished ? [] : [this.chunk({}, 'stop')];
+        this.finished = true;
+        out.push(this.usageEvent());
+        return out;
+      }
+      case 'error':
+        throw new UpstreamError('stream_error', PROVIDER, event.error?.message ?? 'error event');
+      case 'content_block_stop': {
+        // A call without arguments streams no JSON at all; OpenAI clients expect `{}` to parse.
+        const tool = this.tools.get(event.index);
+        if (tool === undefined || tool.hasArguments) return [];
+        tool.hasArguments = true;
+        return [this.chunk({ tool_calls: [{ index: tool.index, function: { arguments: '{}' } }] }, null)];
+      }
+      case 'ping':
+        return [];
+      default:
+        // Anthropic's versioning policy allows new event types: they are skipped, not fatal.
+        return [];
+    }
+  }
+
+  /** Checks the stream ended with `message_stop`; a clean close before it is a truncated answer. */
+  end(): void {
+    if (!this.stopped) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without message_stop');
+  }
+
+  private blockStart(blockIndex: number, block: AnthropicResponseBlock | undefined): StreamEvent[] {
+    this.started();
+    if (!block) return [];
+    if (isToolUse(block)) {
+      const index = this.tools.size;
+      this.tools.set(blockIndex, { index, hasArguments: false });
+      return [this.chunk({ tool_calls: [{ index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } }] }, null)];
+    }
+    // Text blocks start empty; should one ever carry text, it is not lost.
+    if (isText(block) && block.text !== '') return [{ ...this.chunk({ content: block.text }, null), text: block.text }];
+    return [];
+  }
+
+  private started(): void {
+    if (this.id === undefined) throw new UpstreamError('protocol', PROVIDER, 'stream event before message_start');
+  }
+
+  private usageEvent(): StreamEvent {
+    const usage = toUsage(this.usage);
+    if (!this.meta.clientWantsUsage) return { data: null, usage };
+    const chunk = { id: this.id, object: 'chat.completion.chunk', created: this.meta.created, model: this.meta.model, choices: [], usage };
+    return { data: JSON.stringify(chunk), usage };
+  }
+
+  private chunk(delta: Json, finish: OpenAiFinishReason | null): StreamEvent {
+    const chunk: Json = {
+      id: this.id,
+      object: 'chat.completion.chunk',
+      created: this.meta.created,
+      model: this.meta.model,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    };
+    // OpenAI puts `"usage": null` on every chunk only when the client asked for the usage chunk.
+    if (this.meta.clientWantsUsage) chunk.usage = null;
+    return { data: JSON.stringify(chunk) };
+  }
+}
+
+/** Copies the counts `from` carries; `message_delta` usage is cumulative, so its counts replace `message_start`'s. */
+function mergeUsage(into: AnthropicUsage, from: AnthropicUsage): void {
+  if (typeof from.input_tokens === 'number') into.input_tokens = from.input_tokens;
+  if (typeof from.cache_creation_input_tokens === 'number') into.cache_creation_input_tokens = from.cache_creation_input_tokens;
+  if (typeof from.cache_read_input_tokens === 'number') into.cache_read_input_tokens = from.cache_read_input_tokens;
+  if (typeof from.output_tokens === 'number') into.output_tokens = from.output_tokens;
+}

@@ -1,0 +1,70 @@
+/** Token usage in OpenAI's shape. */
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** One chat message as OpenAI takes it; content is text, parts, or null (assistant tool calls). */
+export interface ChatMessage {
+  role: string;
+  content?: string | Array<Record<string, unknown>> | null;
+  name?: string;
+  tool_calls?: unknown[];
+  tool_call_id?: string;
+  [key: string]: unknown;
+}
+
+/**
+ * An OpenAI chat-completions request body, validated at the edge. Unknown fields are kept and
+ * forwarded to OpenAI-compatible upstreams, so new OpenAI parameters work without a release.
+ */
+export interface ChatCompletionRequest {
+  model: string;
+  messages: ChatMessage[];
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  temperature?: number | null;
+  [key: string]: unknown;
+}
+
+/** A finished non-streaming completion. */
+export interface ChatResult {
+  /** The OpenAI-shaped JSON body, serialized, ready to send. */
+  body: string;
+  usage: Usage | null;
+}
+
+/** One event of a streamed completion, already in OpenAI's chunk format. */
+export interface StreamEvent {
+  /** The chunk's JSON to send as `data: …`, or null when the event is for keygate only (usage). */
+  data: string | null;
+  /** Usage, when this event carried it. */
+  usage?: Usage;
+  /** Completion text in this event, kept to estimate usage if the stream ends early. */
+  text?: string;
+}
+
+/** A streamed completion whose upstream has answered with a success status. */
+export interface ChatStream {
+  events: AsyncIterable<StreamEvent>;
+}
+
+/** An OpenAI embeddings request body (`POST /v1/embeddings`). */
+export interface EmbeddingsRequest {
+  model: string;
+  input: string | string[] | number[] | number[][];
+  encoding_format?: 'float' | 'base64';
+  dimensions?: number;
+  user?: string;
+  [key: string]: unknown;
+}
+
+/** A finished embeddings call, already in OpenAI's shape. */
+export interface EmbeddingsResult {
+  /** The OpenAI-shaped JSON body, serialized. */
+  body: string;
+  usage: { prompt_tokens: number; total_tokens: number } | null;
+}

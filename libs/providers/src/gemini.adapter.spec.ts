@@ -1,0 +1,346 @@
+import { MetricsService } from '@keygate/observability';
+import type { GatewayConfig } from '@keygate/config';
+import type { ProviderAccess } from '@keygate/secrets';
+import { getStats, eventually, startMock, type RunningMock } from '../../../apps/mock-upstream/src/mock.testing';
+import type { ChatCompletionRequest, EmbeddingsRequest, StreamEvent } from './chat.types';
+import { GeminiAdapter } from './gemini.adapter';
+import type { OpenAiChatCompletion, OpenAiEmbeddings } from './gemini.translate';
+import type { ProviderCall } from './provider-adapter.interface';
+import { ClientAbortedError, UpstreamClient } from './upstream.client';
+import { UpstreamError } from './upstream.error';
+
+/** Integration: the adapter with a real UpstreamClient against the real mock upstream, in-process. */
+
+const MODEL = 'gemini-2.5-flash';
+const KEY = 'AIza-mock-adapter-spec';
+const WEATHER_TOOL = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'Get current temperature for a given location.',
+    parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'], additionalProperties: false },
+  },
+};
+
+interface Chunk {
+  choices: Array<{
+    index: number;
+    delta: {
+      role?: string;
+      content?: string;
+      tool_calls?: Array<{ index: number; id: string; function: { name: string; arguments: string } }>;
+    };
+    finish_reason: string | null;
+  }>;
+  usage?: unknown;
+}
+
+describe('GeminiAdapter against the mock upstream', () => {
+  let mock: RunningMock;
+  let client: UpstreamClient;
+  let adapter: GeminiAdapter;
+
+  beforeAll(async () => {
+    mock = await startMock();
+    const config = { upstream: { connectMs: 2_000, ttfbMs: 5_000, idleMs: 5_000, totalMs: 15_000 } } as unknown as GatewayConfig;
+    client = new UpstreamClient(config, new MetricsService());
+    adapter = new GeminiAdapter(client);
+  });
+  afterAll(async () => {
+    await client.onApplicationShutdown();
+    await mock.close();
+  });
+
+  const access = (apiKey = KEY): ProviderAccess => ({ provider: 'gemini', apiKey, baseUrl: mock.base, models: [MODEL] });
+  const call = <T = ChatCompletionRequest>(body: T, extra: Partial<ProviderCall<T>> = {}): ProviderCall<T> => ({
+    body,
+    access: access(),
+    signal: new AbortController().signal,
+    clientWantsUsage: false,
+    ...extra,
+  });
+  const chatBody = (text: string, extra: Record<string, unknown> = {}): ChatCompletionRequest => ({
+    model: MODEL,
+    messages: [{ role: 'user', content: text }],
+    ...extra,
+  });
+
+  async function collect(events: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
+    const out: StreamEvent[] = [];
+    for await (const e of events) out.push(e);
+    return out;
+  }
+  const chunksOf = (events: StreamEvent[]): Chunk[] =>
+    events.filter((e) => e.data !== null).map((e) => JSON.parse(e.data as string) as Chunk);
+  async function rejection(p: Promise<unknown>): Promise<unknown> {
+    try {
+      await p;
+    } catch (error) {
+      return error;
+    }
+    throw new Error('expected a rejection');
+  }
+
+  it('answers a plain completion in OpenAI format with usage', async () => {
+    const result = await adapter.chat(call(chatBody('hello')));
+    const body = JSON.parse(result.body) as OpenAiChatCompletion;
+    expect(body).toMatchObject({
+      object: 'chat.completion',
+      model: MODEL,
+      choices: [{ index: 0, message: { role: 'assistant', content: 'Hello from mock gemini! You said: hello' }, finish_reason: 'stop' }],
+    });
+    expect(body.id).toMatch(/^chatcmpl-mock/);
+    expect(result.usage).toEqual(body.usage);
+    expect(result.usage?.total_tokens).toBe((result.usage?.prompt_tokens ?? 0) + (result.usage?.completion_tokens ?? 0));
+  });
+
+  it('sends the key in x-goog-api-key (never in the URL), and the translated body', async () => {
+    await adapter.chat(
+      call({
+        model: MODEL,
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'hi there' },
+        ],
+        max_tokens: 64,
+        temperature: 0.2,
+        stop: ['END'],
+      }),
+    );
+    const last = (await getStats(mock.base)).last['gemini.generateContent'];
+    expect(last?.url).toBe(`/v1beta/models/${MODEL}:generateContent`);
+    expect(last?.headers['x-goog-api-key']).toBe(KEY);
+    expect(last?.headers['content-type']).toBe('application/json');
+    expect(last?.headers.authorization).toBeUndefined();
+    expect(last?.body).toEqual({
+      systemInstruction: { parts: [{ text: 'Be brief.' }] },
+      contents: [{ role: 'user', parts: [{ text: 'hi there' }] }],
+      generationConfig: { maxOutputTokens: 64, temperature: 0.2, stopSequences: ['END'] },
+    });
+  });
+
+  it('streams a completion that reassembles to the non-streamed text, with the usage for keygate only', async () => {
+    const text = 'stream me please';
+    const events = await collect((await adapter.chatStream(call(chatBody(`${text} [mock chunks=4]`)))).events);
+    const chunks = chunksOf(events);
+    expect(chunks[0].choices[0].delta).toEqual({ role: 'assistant', content: '', refusal: null });
+    expect(chunks.map((c) => c.choices[0].delta.content ?? '').join('')).toBe(`Hello from mock gemini! You said: ${text}`);
+    expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('stop');
+    for (const c of chunks) expect(c).not.toHaveProperty('usage');
+    const last = events[events.length - 1];
+    expect(last.data).toBeNull();
+    expect(last.usage?.completion_tokens).toBeGreaterThan(0);
+    expect((await getStats(mock.base)).last['gemini.streamGenerateContent']?.url).toBe(
+      `/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`,
+    );
+  });
+
+  it('ends a stream with an OpenAI usage chunk when the client asked for it', async () => {
+    const events = await collect((await adapter.chatStream(call(chatBody('count me'), { clientWantsUsage: true }))).events);
+    const chunks = chunksOf(events);
+    const final = chunks[chunks.length - 1];
+    expect(final.choices).toEqual([]);
+    expect(final.usage).toEqual(events[events.length - 1].usage);
+    for (const c of chunks.slice(0, -1)) expect(c.usage).toBeNull();
+  });
+
+  it('turns a Gemini function call into an OpenAI tool call, streamed and not', async () => {
+    const body = chatBody('weather in Paris [mock tool=get_weather]', { tools: [WEATHER_TOOL] });
+    const plain = JSON.parse((await adapter.chat(call(body))).body) as OpenAiChatCompletion;
+    const choice = plain.choices[0];
+    expect(choice.finish_reason).toBe('tool_calls');
+    expect(choice.message.content).toBeNull();
+    expect(choice.message.tool_calls).toEqual([
+      {
+        id: expect.stringMatching(/^call_/) as unknown,
+        type: 'function',
+        function: { name: 'get_weather', arguments: JSON.stringify({ echo: 'weather in Paris' }) },
+      },
+    ]);
+    const sent = (await getStats(mock.base)).last['gemini.generateContent']?.body as { tools: unknown };
+    expect(sent.tools).toEqual([
+      {
+        functionDeclarations: [
+          {
+            name: 'get_weather',
+            description: 'Get current temperature for a given location.',
+            parameters: { type: 'OBJECT', properties: { location: { type: 'STRING' } }, required: ['location'] },
+          },
+        ],
+      },
+    ]);
+
+    const chunks = chunksOf(await collect((await adapter.chatStream(call({ ...body, tool_choice: 'required' }))).events));
+    const calls = chunks.flatMap((c) => c.choices[0].delta.tool_calls ?? []);
+    expect(calls).toEqual([
+      {
+        index: 0,
+        id: expect.stringMatching(/^call_/) as unknown,
+        type: 'function',
+        function: { name: 'get_weather', arguments: JSON.stringify({ echo: 'weather in Paris' }) },
+      },
+    ]);
+    expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('tool_calls');
+    const streamedBody = (await getStats(mock.base)).last['gemini.streamGenerateContent']?.body as { toolConfig: unknown };
+    expect(streamedBody.toolConfig).toEqual({ functionCallingConfig: { mode: 'ANY' } });
+  });
+
+  it('answers a tool result with text (a full agent loop round)', async () => {
+    const tools = [WEATHER_TOOL];
+    const first = JSON.parse((await adapter.chat(call(chatBody('weather? [mock tools=2]', { tools })))).body) as OpenAiChatCompletion;
+    const message = first.choices[0].message;
+    expect(message.tool_calls).toHaveLength(2);
+    expect(new Set(message.tool_calls?.map((c) => c.id)).size).toBe(2);
+    const second = await adapter.chat(
+      call({
+        model: MODEL,
+        tools,
+        messages: [
+          { role: 'user', content: 'weather?' },
+          message,
+          ...(message.tool_calls ?? []).map((c) => ({ role: 'tool', tool_call_id: c.id, content: '{"temp_c": 21}' })),
+        ],
+      }),
+    );
+    expect((JSON.parse(second.body) as OpenAiChatCompletion).choices[0].finish_reason).toBe('stop');
+    const sent = (await getStats(mock.base)).last['gemini.generateContent']?.body as { contents: unknown[] };
+    expect(sent.contents[2]).toEqual({
+      role: 'user',
+      parts: [
+        { functionResponse: { name: 'get_weather', response: { temp_c: 21 } } },
+        { functionResponse: { name: 'get_weather', response: { temp_c: 21 } } },
+      ],
+    });
+  });
+
+  it('reports a SAFETY stop as content_filter, streamed and not', async () => {
+    const plain = JSON.parse((await adapter.chat(call(chatBody('bad things [mock safety=1]')))).body) as OpenAiChatCompletion;
+    expect(plain.choices[0]).toMatchObject({ message: { content: null }, finish_reason: 'content_filter' });
+    const chunks = chunksOf(await collect((await adapter.chatStream(call(chatBody('bad things [mock safety=1]')))).events));
+    expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('content_filter');
+  });
+
+  it('reports MAX_TOKENS as length', async () => {
+    const plain = JSON.parse((await adapter.chat(call(chatBody('long story [mock finish=length]')))).body) as OpenAiChatCompletion;
+    expect(plain.choices[0].finish_reason).toBe('length');
+  });
+
+  it('maps a bad key (400 API_KEY_INVALID) to a credential failure the client sees as 502', async () => {
+    const error = await rejection(adapter.chat(call(chatBody('hi'), { access: access('AIza-wrong') })));
+    expect(error).toBeInstanceOf(UpstreamError);
+    expect(error).toMatchObject({ kind: 'http', status: 401, message: 'API key not valid. Please pass a valid API key.' });
+    expect((error as UpstreamError).toGatewayError().status).toBe(502);
+  });
+
+  it('maps a missing key (403) the same way', async () => {
+    const error = await rejection(adapter.chatStream(call(chatBody('hi'), { access: access('') })));
+    expect(error).toMatchObject({ kind: 'http', status: 401 });
+  });
+
+  it('passes a 503 on as a retryable upstream failure with its Retry-After', async () => {
+    const error = await rejection(adapter.chat(call(chatBody('hi [mock status=503 retry_after=7]'))));
+    expect(error).toBeInstanceOf(UpstreamError);
+    expect(error).toMatchObject({
+      kind: 'http',
+      status: 503,
+      retryAfterSeconds: 7,
+      retryable: true,
+      message: 'The model is overloaded. Please try again later.',
+    });
+  });
+
+  it('fails a stream cut mid-way with an UpstreamError after the chunks that arrived', async () => {
+    const { events } = await adapter.chatStream(call(chatBody('cut me [mock chunks=5 cut_after=2]')));
+    const seen: StreamEvent[] = [];
+    let error: unknown;
+    try {
+      for await (const e of events) seen.push(e);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(UpstreamError);
+    expect((error as UpstreamError).kind).toBe('stream_error');
+    expect(chunksOf(seen).length).toBe(3); // role chunk + 2 content chunks
+  });
+
+  it('fails a stream that carries Google’s error event', async () => {
+    const { events } = await adapter.chatStream(call(chatBody('oops [mock error_event_after=1]')));
+    const error = await rejection(collect(events));
+    expect(error).toMatchObject({ kind: 'stream_error', message: 'The model is overloaded. Please try again later.' });
+  });
+
+  it('stops on client abort with ClientAbortedError, and the mock sees the abort', async () => {
+    const before = (await getStats(mock.base)).aborted;
+    const controller = new AbortController();
+    const { events } = await adapter.chatStream(call(chatBody('slow [mock chunks=10 chunk_delay_ms=200]'), { signal: controller.signal }));
+    const error = await rejection(
+      (async () => {
+        for await (const e of events) if (e.text) controller.abort();
+      })(),
+    );
+    expect(error).toBeInstanceOf(ClientAbortedError);
+    const after = await eventually(
+      () => getStats(mock.base),
+      (s) => s.aborted > before,
+    );
+    expect(after.aborted).toBeGreaterThan(before);
+  });
+
+  it('rejects an unsupported parameter before calling the upstream', async () => {
+    const before = (await getStats(mock.base)).byRoute['gemini.generateContent'];
+    const error = await rejection(adapter.chat(call(chatBody('hi', { logprobs: true }))));
+    expect(error).toMatchObject({ code: 'unsupported_parameter', options: { param: 'logprobs' } });
+    expect((await getStats(mock.base)).byRoute['gemini.generateContent']).toBe(before);
+  });
+
+  describe('embeddings', () => {
+    const embed = (body: EmbeddingsRequest) => adapter.embeddings(call(body));
+
+    it('returns float vectors in input order, with outputDimensionality and an estimated usage', async () => {
+      const result = await embed({ model: 'gemini-embedding-001', input: ['alpha', 'beta gamma'], dimensions: 8 });
+      const body = JSON.parse(result.body) as OpenAiEmbeddings;
+      expect(body.object).toBe('list');
+      expect(body.model).toBe('gemini-embedding-001');
+      expect(body.data.map((d) => [d.object, d.index, (d.embedding as number[]).length])).toEqual([
+        ['embedding', 0, 8],
+        ['embedding', 1, 8],
+      ]);
+      expect(body.usage).toEqual(result.usage);
+      expect(result.usage?.prompt_tokens).toBeGreaterThan(0);
+      const last = (await getStats(mock.base)).last['gemini.batchEmbedContents'];
+      expect(last?.url).toBe('/v1beta/models/gemini-embedding-001:batchEmbedContents');
+      expect(last?.headers['x-goog-api-key']).toBe(KEY);
+      expect(last?.body).toEqual({
+        requests: [
+          { model: 'models/gemini-embedding-001', content: { parts: [{ text: 'alpha' }] }, outputDimensionality: 8 },
+          { model: 'models/gemini-embedding-001', content: { parts: [{ text: 'beta gamma' }] }, outputDimensionality: 8 },
+        ],
+      });
+    });
+
+    it('encodes base64 as little-endian float32 that decodes to the float answer', async () => {
+      const floats = JSON.parse((await embed({ model: 'text-embedding-004', input: 'same text' })).body) as OpenAiEmbeddings;
+      const b64 = JSON.parse(
+        (await embed({ model: 'text-embedding-004', input: 'same text', encoding_format: 'base64' })).body,
+      ) as OpenAiEmbeddings;
+      const bytes = Buffer.from(b64.data[0].embedding as string, 'base64');
+      const decoded = Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readFloatLE(i * 4));
+      const expected = floats.data[0].embedding as number[];
+      expect(decoded).toHaveLength(768);
+      expect(decoded).toEqual(expected.map((v) => Math.fround(v)));
+    });
+
+    it('splits more than 100 inputs into several batchEmbedContents calls', async () => {
+      const before = (await getStats(mock.base)).byRoute['gemini.batchEmbedContents'];
+      const input = Array.from({ length: 205 }, (_, i) => `text ${i}`);
+      const body = JSON.parse((await embed({ model: 'gemini-embedding-001', input, dimensions: 4 })).body) as OpenAiEmbeddings;
+      expect(body.data.map((d) => d.index)).toEqual(input.map((_, i) => i));
+      expect((await getStats(mock.base)).byRoute['gemini.batchEmbedContents'] - before).toBe(3);
+    });
+
+    it('refuses token-array input without calling the upstream', async () => {
+      const error = await rejection(embed({ model: 'gemini-embedding-001', input: [1, 2, 3] }));
+      expect(error).toMatchObject({ code: 'unsupported_parameter', options: { param: 'input' } });
+    });
+  });
+});

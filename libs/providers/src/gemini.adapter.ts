@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { GatewayError } from '@keygate/errors';
+import type { ChatResult, ChatStream, EmbeddingsRequest, EmbeddingsResult, StreamEvent } from './chat.types';
+import type { BatchEmbedContentsResponse, GenerateContentResponse } from './gemini.types';
+import {
+  embeddingInputs,
+  GEMINI_EMBED_BATCH_SIZE,
+  GeminiStreamTranslator,
+  geminiHttpError,
+  toBatchEmbedRequest,
+  toChatCompletion,
+  toGenerateContentRequest,
+  toOpenAiEmbeddings,
+  type CompletionMeta,
+} from './gemini.translate';
+import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
+import { countTokens } from './token-estimate';
+import { UpstreamClient, type UpstreamResponse } from './upstream.client';
+import { readText, sseEvents } from './upstream-body.util';
+import { UpstreamError } from './upstream.error';
+
+/**
+ * Google Gemini (Generative Language API, `v1beta`). Requests and answers are translated between
+ * OpenAI's format and Gemini's by the pure functions of `gemini.translate.ts`; this class only
+ * talks HTTP. The key travels in `x-goog-api-key`, never as `?key=`, because URLs end up in logs.
+ */
+@Injectable()
+export class GeminiAdapter implements ProviderAdapter {
+  readonly name = 'gemini' as const;
+
+  constructor(private readonly client: UpstreamClient) {}
+
+  async chat(call: ProviderCall): Promise<ChatResult> {
+    // Translated before anything is sent: a request Gemini cannot express never reaches it.
+    const request = toGenerateContentRequest(call.body);
+    const res = await this.post(call, `${modelPath(call.body.model)}:generateContent`, request);
+    const { completion, usage } = toChatCompletion(
+      parse<GenerateContentResponse>(await readText(res, this.name), 'response'),
+      meta(call.body),
+    );
+    return { body: JSON.stringify(completion), usage };
+  }
+
+  async chatStream(call: ProviderCall): Promise<ChatStream> {
+    const request = toGenerateContentRequest(call.body);
+    const res = await this.post(call, `${modelPath(call.body.model)}:streamGenerateContent?alt=sse`, request);
+    const translator = new GeminiStreamTranslator({ ...meta(call.body), clientWantsUsage: call.clientWantsUsage });
+    return { events: this.events(res, translator) };
+  }
+
+  /** OpenAI embeddings through `batchEmbedContents`, in batches of Gemini's maximum size, sent concurrently. */
+  async embeddings(call: ProviderCall<EmbeddingsRequest>): Promise<EmbeddingsResult> {
+    const body = call.body;
+    const texts = embeddingInputs(body);
+    const format = body.encoding_format ?? 'float';
+    if (format !== 'float' && format !== 'base64') {
+      throw new GatewayError('invalid_request', 'encoding_format must be float or base64', { param: 'encoding_format' });
+    }
+    const batches: string[][] = [];
+    for (let i = 0; i < texts.length; i += GEMINI_EMBED_BATCH_SIZE) batches.push(texts.slice(i, i + GEMINI_EMBED_BATCH_SIZE));
+    const requests = batches.map((batch) => toBatchEmbedRequest(body.model, batch, body.dimensions ?? undefined));
+    const path = `${modelPath(body.model)}:batchEmbedContents`;
+    const answers = await Promise.all(
+      requests.map(async (request, b) => {
+        const res = await this.post(call, path, request);
+        const vectors = parse<BatchEmbedContentsResponse>(await readText(res, this.name), 'response').embeddings ?? [];
+        if (vectors.length !== batches[b].length)
+          throw new UpstreamError('protocol', this.name, 'embeddings count does not match the inputs');
+        return vectors;
+      }),
+    );
+    // Gemini reports no usage for embeddings: this is an estimate with keygate's tokenizer (OpenAI's
+    // o200k), close to but not exactly what Google counts and bills.
+    let promptTokens = 0;
+    for (const text of texts) promptTokens += countTokens(text);
+    const result = toOpenAiEmbeddings(answers.flat(), { model: body.model, encodingFormat: format, promptTokens });
+    return { body: JSON.stringify(result), usage: result.usage };
+  }
+
+  private async post(call: ProviderCall<unknown>, path: string, body: unknown): Promise<UpstreamResponse> {
+    const res = await this.client.send({
+      provider: this.name,
+      url: `${call.access.baseUrl}/v1beta/models/${path}`,
+      headers: { 'x-goog-api-key': call.access.apiKey, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: call.signal,
+    });
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      const text = await readText(res, this.name).catch(() => '');
+      throw geminiHttpError(res.statusCode, text, res.headers['retry-after']);
+    }
+    return res;
+  }
+
+  private async *events(res: UpstreamResponse, translator: GeminiStreamTranslator): AsyncGenerator<StreamEvent> {
+    for await (const event of sseEvents(res, this.name)) {
+      yield* translator.push(parse<GenerateContentResponse>(event.data, 'stream chunk'));
+    }
+    yield* translator.end();
+  }
+}
+
+/** The model as a path segment; encoded so a model name can never change the path. */
+function modelPath(model: string): string {
+  return encodeURIComponent(model);
+}
+
+function meta(body: ProviderCall['body']): CompletionMeta {
+  const n = typeof body.n === 'number' ? body.n : undefined;
+  return { fallbackId: `chatcmpl-${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: body.model, n };
+}
+
+function parse<T>(text: string, what: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new UpstreamError('protocol', 'gemini', `${what} is not JSON`);
+  }
+}

@@ -1,0 +1,392 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GatewayError } from '@keygate/errors';
+import type { ChatCompletionRequest, EmbeddingsRequest, StreamEvent } from './chat.types';
+import type { BatchEmbedContentsResponse, GenerateContentResponse } from './gemini.types';
+import {
+  embeddingInputs,
+  GeminiStreamTranslator,
+  geminiHttpError,
+  toBatchEmbedRequest,
+  toChatCompletion,
+  toGeminiSchema,
+  toGenerateContentRequest,
+  toOpenAiEmbeddings,
+  type CompletionMeta,
+} from './gemini.translate';
+import { countTokens } from './token-estimate';
+import { UpstreamError } from './upstream.error';
+
+/*
+ * Golden fixtures: __conformance__/gemini/*.json, one case per file, its kind given by its keys.
+ * Built from Google's and OpenAI's published request/response examples.
+ */
+interface ExpectedError {
+  status: number;
+  code: string;
+  param: string;
+}
+interface Fixture {
+  file: string;
+  name: string;
+  openaiRequest?: ChatCompletionRequest;
+  geminiRequest?: unknown;
+  geminiResponse?: GenerateContentResponse & BatchEmbedContentsResponse;
+  openaiResponse?: unknown;
+  meta?: CompletionMeta;
+  geminiEvents?: Array<Record<string, unknown>>;
+  openaiChunks?: unknown[];
+  clientWantsUsage?: boolean;
+  usage?: unknown;
+  embeddingsRequest?: EmbeddingsRequest;
+  promptTokens?: number;
+  error?: ExpectedError & { kind?: string; message?: string };
+}
+
+const DIR = join(__dirname, '__conformance__', 'gemini');
+const fixtures: Fixture[] = readdirSync(DIR)
+  .filter((f) => f.endsWith('.json'))
+  .sort()
+  .map((file) => ({ file, ...(JSON.parse(readFileSync(join(DIR, file), 'utf8')) as Omit<Fixture, 'file'>) }));
+
+const requestCases = fixtures.filter((f) => f.openaiRequest && f.geminiRequest);
+const requestErrors = fixtures.filter((f) => f.openaiRequest && f.error);
+const responseCases = fixtures.filter((f) => f.openaiRequest === undefined && f.embeddingsRequest === undefined && f.geminiResponse);
+const streamCases = fixtures.filter((f) => f.geminiEvents);
+const embeddingCases = fixtures.filter((f) => f.embeddingsRequest && !f.error);
+const embeddingErrors = fixtures.filter((f) => f.embeddingsRequest && f.error);
+
+/** Runs `fn` and returns what it threw. */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a throw');
+}
+
+function expectGatewayError(error: unknown, expected: ExpectedError): void {
+  expect(error).toBeInstanceOf(GatewayError);
+  const e = error as GatewayError;
+  expect({ status: e.status, code: e.code, param: e.options.param }).toEqual({
+    status: expected.status,
+    code: expected.code,
+    param: expected.param,
+  });
+}
+
+/** Feeds the events to a translator, collecting chunks until the end or a throw. */
+function runStream(f: Fixture): { events: StreamEvent[]; error?: unknown } {
+  const translator = new GeminiStreamTranslator({ ...(f.meta as CompletionMeta), clientWantsUsage: f.clientWantsUsage ?? false });
+  const events: StreamEvent[] = [];
+  try {
+    for (const e of f.geminiEvents ?? []) events.push(...translator.push(e));
+    events.push(...translator.end());
+  } catch (error) {
+    return { events, error };
+  }
+  return { events };
+}
+
+describe('Gemini translation goldens', () => {
+  it('has the documented coverage', () => {
+    expect(fixtures.length).toBeGreaterThanOrEqual(16);
+    expect(requestCases.length && requestErrors.length && responseCases.length && streamCases.length && embeddingCases.length).toBeTruthy();
+  });
+
+  describe.each(requestCases.map((f) => [f.file, f]))('request %s', (_file, f) => {
+    it(f.name, () => {
+      expect(toGenerateContentRequest(f.openaiRequest as ChatCompletionRequest)).toEqual(f.geminiRequest);
+    });
+  });
+
+  describe.each(requestErrors.map((f) => [f.file, f]))('refused request %s', (_file, f) => {
+    it(f.name, () => {
+      expectGatewayError(
+        thrown(() => toGenerateContentRequest(f.openaiRequest as ChatCompletionRequest)),
+        f.error as ExpectedError,
+      );
+    });
+  });
+
+  describe.each(responseCases.map((f) => [f.file, f]))('response %s', (_file, f) => {
+    it(f.name, () => {
+      const { completion, usage } = toChatCompletion(f.geminiResponse as GenerateContentResponse, f.meta as CompletionMeta);
+      expect(completion).toEqual(f.openaiResponse);
+      expect(usage).toEqual((f.openaiResponse as { usage?: unknown }).usage ?? null);
+    });
+  });
+
+  describe.each(streamCases.map((f) => [f.file, f]))('stream %s', (_file, f) => {
+    it(f.name, () => {
+      const { events, error } = runStream(f);
+      const chunks = events.filter((e) => e.data !== null).map((e) => JSON.parse(e.data as string) as unknown);
+      expect(chunks).toEqual(f.openaiChunks);
+      if (f.error) {
+        expect(error).toBeInstanceOf(UpstreamError);
+        expect(error).toMatchObject({ kind: f.error.kind, message: f.error.message });
+        return;
+      }
+      expect(error).toBeUndefined();
+      // Usage is reported to keygate exactly once, on the last event.
+      const withUsage = events.filter((e) => e.usage);
+      expect(withUsage).toHaveLength(1);
+      expect(events[events.length - 1].usage).toEqual(f.usage);
+      // Without include_usage no chunk mentions usage at all, exactly like OpenAI.
+      if (!f.clientWantsUsage) for (const c of chunks) expect(c).not.toHaveProperty('usage');
+      else expect(events[events.length - 1].data).not.toBeNull();
+      // Completion text is reported for the gateway's fallback estimate.
+      const text = events.map((e) => e.text ?? '').join('');
+      const expectedText = (f.openaiChunks as Array<{ choices: Array<{ delta: { content?: string } }> }>)
+        .map((c) => c.choices[0]?.delta.content ?? '')
+        .join('');
+      expect(text).toBe(expectedText);
+    });
+  });
+
+  describe.each(embeddingCases.map((f) => [f.file, f]))('embeddings %s', (_file, f) => {
+    it(f.name, () => {
+      const body = f.embeddingsRequest as EmbeddingsRequest;
+      const texts = embeddingInputs(body);
+      expect(toBatchEmbedRequest(body.model, texts, body.dimensions)).toEqual(f.geminiRequest);
+      // The fixture's count is what keygate's tokenizer gives: a real count, not chars/4.
+      expect(texts.reduce((n, t) => n + countTokens(t), 0)).toBe(f.promptTokens);
+      const out = toOpenAiEmbeddings((f.geminiResponse as BatchEmbedContentsResponse).embeddings ?? [], {
+        model: body.model,
+        encodingFormat: body.encoding_format ?? 'float',
+        promptTokens: f.promptTokens as number,
+      });
+      expect(out).toEqual(f.openaiResponse);
+    });
+  });
+
+  describe.each(embeddingErrors.map((f) => [f.file, f]))('refused embeddings %s', (_file, f) => {
+    it(f.name, () => {
+      expectGatewayError(
+        thrown(() => embeddingInputs(f.embeddingsRequest as EmbeddingsRequest)),
+        f.error as ExpectedError,
+      );
+    });
+  });
+});
+
+describe('Gemini translation', () => {
+  const user = [{ role: 'user', content: 'Hi' }];
+  const req = (extra: Record<string, unknown>): ChatCompletionRequest => ({ model: 'gemini-2.5-flash', messages: user, ...extra });
+  const meta: CompletionMeta = { fallbackId: 'chatcmpl-x', created: 1, model: 'gemini-2.5-flash' };
+
+  it('round-trips a thought signature: response tool call -> next request functionCall part', () => {
+    const { completion } = toChatCompletion(
+      {
+        responseId: 'r1',
+        candidates: [
+          {
+            content: { role: 'model', parts: [{ functionCall: { name: 'f', args: { a: 1 } }, thoughtSignature: 'SIG' }] },
+            finishReason: 'STOP',
+          },
+        ],
+      },
+      meta,
+    );
+    const message = completion.choices[0].message;
+    const next = toGenerateContentRequest(
+      req({
+        messages: [...user, message, { role: 'tool', tool_call_id: message.tool_calls?.[0].id, content: '{"ok":true}' }],
+        tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'integer' } } } } }],
+      }),
+    );
+    expect(next.contents[1]).toEqual({ role: 'model', parts: [{ functionCall: { name: 'f', args: { a: 1 } }, thoughtSignature: 'SIG' }] });
+    expect(next.contents[2]).toEqual({ role: 'user', parts: [{ functionResponse: { name: 'f', response: { ok: true } } }] });
+  });
+
+  it('gives the same tool-call ids to the streamed and the non-streamed translation', () => {
+    const parts = [{ functionCall: { name: 'a', args: {} } }, { functionCall: { name: 'b', args: {} } }];
+    const res: GenerateContentResponse = {
+      responseId: 'same',
+      candidates: [{ content: { role: 'model', parts }, finishReason: 'STOP', index: 0 }],
+    };
+    const plain = toChatCompletion(res, meta).completion.choices[0].message.tool_calls?.map((c) => c.id);
+    const t = new GeminiStreamTranslator({ ...meta, clientWantsUsage: false });
+    const streamed = [
+      ...t.push({ responseId: 'same', candidates: [{ content: { role: 'model', parts: [parts[0]] } }] }),
+      ...t.push({ responseId: 'same', candidates: [{ content: { role: 'model', parts: [parts[1]] }, finishReason: 'STOP' }] }),
+    ]
+      .map((e) => JSON.parse(e.data as string) as { choices: Array<{ delta: { tool_calls?: Array<{ id: string }> } }> })
+      .flatMap((c) => c.choices[0].delta.tool_calls ?? [])
+      .map((c) => c.id);
+    expect(streamed).toEqual(plain);
+    expect(new Set(plain).size).toBe(2);
+  });
+
+  it('keeps an id Gemini did send on a functionCall', () => {
+    const { completion } = toChatCompletion(
+      { candidates: [{ content: { parts: [{ functionCall: { id: 'fc-1', name: 'f', args: {} } }] }, finishReason: 'STOP' }] },
+      meta,
+    );
+    expect(completion.choices[0].message.tool_calls?.[0].id).toBe('fc-1');
+  });
+
+  it('maps every finish reason', () => {
+    const finish = (reason: string, parts = [{ text: 'x' }]): string =>
+      toChatCompletion({ candidates: [{ content: { parts }, finishReason: reason }] }, meta).completion.choices[0].finish_reason;
+    expect(finish('STOP')).toBe('stop');
+    expect(finish('STOP', [{ functionCall: { name: 'f' } }] as never)).toBe('tool_calls');
+    expect(finish('MAX_TOKENS')).toBe('length');
+    for (const r of ['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII']) expect(finish(r)).toBe('content_filter');
+    for (const r of ['OTHER', 'LANGUAGE', 'MALFORMED_FUNCTION_CALL', 'FINISH_REASON_UNSPECIFIED']) expect(finish(r)).toBe('stop');
+  });
+
+  it('refuses a response with neither candidates nor a block reason as a protocol error', () => {
+    expect(thrown(() => toChatCompletion({ usageMetadata: { promptTokenCount: 1 } }, meta))).toMatchObject({ kind: 'protocol' });
+  });
+
+  it('streams a blocked prompt as a content_filter finish', () => {
+    const t = new GeminiStreamTranslator({ ...meta, clientWantsUsage: false });
+    const events = [
+      ...t.push({ promptFeedback: { blockReason: 'SAFETY' }, usageMetadata: { promptTokenCount: 4, totalTokenCount: 4 } }),
+      ...t.end(),
+    ];
+    const chunks = events
+      .filter((e) => e.data)
+      .map((e) => JSON.parse(e.data as string) as { choices: Array<{ finish_reason: string | null }> });
+    expect(chunks.map((c) => c.choices[0].finish_reason)).toEqual([null, 'content_filter']);
+    expect(events[events.length - 1]).toEqual({ data: null, usage: { prompt_tokens: 4, completion_tokens: 0, total_tokens: 4 } });
+  });
+
+  it.each([
+    [{ n: 8 }, { candidateCount: 8 }],
+    [{ n: 1 }, undefined],
+    [{ response_format: { type: 'text' } }, undefined],
+    [{ stop: [] }, undefined],
+    [{ max_tokens: 50, max_completion_tokens: 20 }, { maxOutputTokens: 20 }],
+  ])('maps %j to generationConfig %j', (extra, config) => {
+    expect(toGenerateContentRequest(req(extra)).generationConfig).toEqual(config);
+  });
+
+  it.each([
+    ['tool_choice', { tool_choice: 'required' }, 'invalid_request'],
+    ['tools[0].type', { tools: [{ type: 'custom', custom: { name: 'x' } }] }, 'unsupported_parameter'],
+    ['response_format', { response_format: { type: 'grammar' } }, 'unsupported_parameter'],
+    ['reasoning_effort', { reasoning_effort: 'low' }, 'unsupported_parameter'],
+    ['messages', { messages: [{ role: 'system', content: 'only a system prompt' }] }, 'invalid_request'],
+    ['messages[0].role', { messages: [{ role: 'function', name: 'f', content: '1' }] }, 'unsupported_parameter'],
+    [
+      'messages[0].content[0].file',
+      { messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'file-abc' } }] }] },
+      'unsupported_parameter',
+    ],
+    [
+      'messages[0].content[1].type',
+      {
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'a' },
+              { type: 'video_url', video_url: {} },
+            ],
+          },
+        ],
+      },
+      'unsupported_parameter',
+    ],
+    [
+      'messages[0].content[0].image_url',
+      { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png,raw' } }] }] },
+      'invalid_request',
+    ],
+    [
+      'messages[1].tool_calls[0].function.arguments',
+      {
+        messages: [
+          ...user,
+          { role: 'assistant', tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{oops' } }] },
+        ],
+      },
+      'invalid_request',
+    ],
+  ])('refuses %s', (param, extra, code) => {
+    const error = thrown(() => toGenerateContentRequest(req(extra)));
+    expect(error).toBeInstanceOf(GatewayError);
+    expect(error).toMatchObject({ code, options: { param } });
+  });
+
+  it('sends inline PDFs given as file_data', () => {
+    const out = toGenerateContentRequest(
+      req({
+        messages: [
+          { role: 'user', content: [{ type: 'file', file: { filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' } }] },
+        ],
+      }),
+    );
+    expect(out.contents[0].parts).toEqual([{ inlineData: { mimeType: 'application/pdf', data: 'JVBERi0=' } }]);
+  });
+
+  it('converts schemas: type arrays, oneOf, single allOf, unknown formats dropped', () => {
+    expect(
+      toGeminiSchema(
+        {
+          type: 'object',
+          properties: {
+            a: { type: ['integer', 'null'], format: 'int32', exclusiveMinimum: 0 },
+            b: { oneOf: [{ type: 'string' }, { type: 'number' }] },
+            c: { allOf: [{ type: 'string', format: 'email' }], description: 'mail' },
+            d: { type: ['string', 'boolean'] },
+          },
+        },
+        'p',
+      ),
+    ).toEqual({
+      type: 'OBJECT',
+      properties: {
+        a: { type: 'INTEGER', nullable: true, format: 'int32' },
+        b: { anyOf: [{ type: 'STRING' }, { type: 'NUMBER' }] },
+        c: { type: 'STRING', description: 'mail' },
+        d: { anyOf: [{ type: 'STRING' }, { type: 'BOOLEAN' }] },
+      },
+    });
+    expect(thrown(() => toGeminiSchema({ allOf: [{ type: 'string' }, { minLength: 1 }] }, 'p'))).toMatchObject({
+      code: 'unsupported_parameter',
+      options: { param: 'p' },
+    });
+  });
+
+  describe('HTTP errors', () => {
+    const googleError = (code: number, status: string, message: string, details?: unknown[]): string =>
+      JSON.stringify({ error: { code, message, status, ...(details ? { details } : {}) } });
+
+    it('treats a 400 API_KEY_INVALID as keygate credential trouble (401 -> 502), not the client’s', () => {
+      const text = googleError(400, 'INVALID_ARGUMENT', 'API key not valid. Please pass a valid API key.', [
+        { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com' },
+      ]);
+      const error = geminiHttpError(400, text, undefined);
+      expect(error).toMatchObject({ kind: 'http', status: 401, message: 'API key not valid. Please pass a valid API key.' });
+      expect(error.toGatewayError()).toMatchObject({ code: 'upstream_error', status: 502 });
+    });
+
+    it('treats a 403 PERMISSION_DENIED the same way', () => {
+      const error = geminiHttpError(403, googleError(403, 'PERMISSION_DENIED', 'Method doesn’t allow unregistered callers'), undefined);
+      expect(error.status).toBe(401);
+      expect(error.toGatewayError().status).toBe(502);
+    });
+
+    it('passes other 400s on as the client’s mistake', () => {
+      const error = geminiHttpError(
+        400,
+        googleError(400, 'INVALID_ARGUMENT', '* GenerateContentRequest.contents: contents is not specified'),
+        undefined,
+      );
+      expect(error.toGatewayError()).toMatchObject({ code: 'upstream_bad_request', status: 400 });
+    });
+
+    it('takes the retry delay from Retry-After, else from a RetryInfo detail', () => {
+      const quota = googleError(429, 'RESOURCE_EXHAUSTED', 'Quota exceeded', [
+        { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '12.5s' },
+      ]);
+      expect(geminiHttpError(429, quota, undefined)).toMatchObject({ status: 429, retryAfterSeconds: 13, retryable: true });
+      expect(geminiHttpError(429, quota, '3')).toMatchObject({ retryAfterSeconds: 3 });
+      expect(geminiHttpError(503, 'not json', undefined)).toMatchObject({ status: 503, message: 'status 503' });
+    });
+  });
+});

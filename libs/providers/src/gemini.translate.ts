@@ -1,0 +1,834 @@
+import { createHash } from 'node:crypto';
+import { GatewayError } from '@keygate/errors';
+import { invalidParameter, isRecord, unsupportedParameter, type Json } from './translate.util';
+import type { ChatCompletionRequest, ChatMessage, EmbeddingsRequest, StreamEvent, Usage } from './chat.types';
+import type {
+  BatchEmbedContentsRequest,
+  GeminiCandidate,
+  GeminiContent,
+  GeminiErrorBody,
+  GeminiFunctionDeclaration,
+  GeminiGenerationConfig,
+  GeminiPart,
+  GeminiSchema,
+  GeminiUsageMetadata,
+  GenerateContentRequest,
+  GenerateContentResponse,
+  OpenAiToolCall,
+} from './gemini.types';
+import { retryAfter, upstreamMessage } from './upstream-body.util';
+import { UpstreamError } from './upstream.error';
+
+/*
+ * Pure translation between OpenAI's chat-completions / embeddings formats and Gemini's
+ * generateContent / batchEmbedContents. No I/O, no clock, no randomness: ids and timestamps come
+ * in as arguments, so the golden fixtures in __conformance__/gemini pin every byte.
+ */
+
+const PROVIDER = 'gemini';
+
+/** Gemini returns at most 8 candidates (`candidateCount`). */
+export const GEMINI_MAX_CANDIDATES = 8;
+/** `batchEmbedContents` rejects more requests than this in one call. */
+export const GEMINI_EMBED_BATCH_SIZE = 100;
+
+function unsupported(param: string, why: string): GatewayError {
+  return unsupportedParameter('gemini', param, why);
+}
+
+const invalid = invalidParameter;
+
+/* ------------------------------------------------------------------ request: OpenAI -> Gemini */
+
+/**
+ * OpenAI parameters Gemini cannot honour. Rejected rather than dropped: a client that asks for
+ * logprobs or a logit bias and silently gets none would draw wrong conclusions from the answer.
+ * The value is the reason given to the client; the check treats null, false, {} and [] as unset.
+ */
+const UNSUPPORTED_PARAMS: ReadonlyArray<readonly [string, string]> = [
+  ['logprobs', 'Gemini log probabilities are not translated by keygate'],
+  ['top_logprobs', 'Gemini log probabilities are not translated by keygate'],
+  ['logit_bias', 'Gemini has no logit bias'],
+  ['audio', 'audio output is not available through keygate for Gemini'],
+  ['prediction', 'Gemini has no predicted outputs'],
+  ['web_search_options', 'Gemini search grounding is not exposed through keygate'],
+  ['functions', 'use tools instead of the deprecated functions'],
+  ['function_call', 'use tool_choice instead of the deprecated function_call'],
+  // Gemini's thinking budget is model-specific (thinkingBudget on 2.5, thinkingLevel on 3).
+  ['reasoning_effort', 'Gemini thinking levels are not mapped by keygate'],
+];
+
+function isSet(value: unknown): boolean {
+  if (value === undefined || value === null || value === false) return false;
+  if (Array.isArray(value)) return value.length > 0;
+  if (isRecord(value)) return Object.keys(value).length > 0;
+  return true;
+}
+
+/**
+ * Translates a validated OpenAI chat-completions body into a Gemini `generateContent` body, in one
+ * pass over the messages. Throws a {@link GatewayError} (400) for what Gemini cannot express, so a
+ * rejected request never reaches the upstream.
+ */
+export function toGenerateContentRequest(body: ChatCompletionRequest): GenerateContentRequest {
+  for (const [param, why] of UNSUPPORTED_PARAMS) if (isSet(body[param])) throw unsupported(param, why);
+  if (body.parallel_tool_calls === false) throw unsupported('parallel_tool_calls', 'Gemini cannot be told to make at most one call');
+  const modalities = body.modalities;
+  if (Array.isArray(modalities) && modalities.some((m) => m !== 'text')) throw unsupported('modalities', 'only text output is available');
+
+  const system: GeminiPart[] = [];
+  const contents: GeminiContent[] = [];
+  // Gemini's functionResponse is matched by name, OpenAI's tool message by id: remember the name of every call.
+  const toolNames = new Map<string, string>();
+  const messages = body.messages;
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i];
+    switch (m.role) {
+      case 'system':
+      case 'developer':
+        // Gemini has one system instruction: every system message joins it, in order.
+        textParts(m.content, `messages[${i}]`, system);
+        break;
+      case 'user':
+        append(contents, 'user', userParts(m.content, i));
+        break;
+      case 'assistant':
+        append(contents, 'model', assistantParts(m, i, toolNames));
+        break;
+      case 'tool':
+        append(contents, 'user', [functionResponsePart(m, i, toolNames)]);
+        break;
+      default:
+        throw unsupported(`messages[${i}].role`, `role "${m.role}" has no Gemini equivalent`);
+    }
+  }
+  if (contents.length === 0) throw invalid('messages', 'gemini models need at least one user or assistant message');
+
+  const out: GenerateContentRequest = { contents };
+  if (system.length) out.systemInstruction = { parts: system };
+  const tools = functionDeclarations(body.tools);
+  if (tools) out.tools = [{ functionDeclarations: tools }];
+  const mode = toolChoice(body.tool_choice, tools !== undefined);
+  if (mode) out.toolConfig = { functionCallingConfig: mode };
+  const config = generationConfig(body);
+  if (config) out.generationConfig = config;
+  return out;
+}
+
+/** Adds a turn, merging it into the previous one when the role repeats (Gemini wants alternating turns). */
+function append(contents: GeminiContent[], role: 'user' | 'model', parts: GeminiPart[]): void {
+  if (parts.length === 0) return;
+  const last = contents[contents.length - 1];
+  if (last?.role === role) {
+    for (const p of parts) last.parts.push(p);
+  } else {
+    contents.push({ role, parts });
+  }
+}
+
+/** Text-only content (system messages): a string or text parts. Empty text is skipped: Gemini rejects it. */
+function textParts(content: ChatMessage['content'], where: string, out: GeminiPart[]): void {
+  if (typeof content === 'string') {
+    if (content !== '') out.push({ text: content });
+    return;
+  }
+  if (!Array.isArray(content)) return;
+  for (let j = 0; j < content.length; j++) {
+    const part = content[j];
+    if (part.type !== 'text' || typeof part.text !== 'string')
+      throw unsupported(`${where}.content[${j}].type`, 'this message takes text parts only');
+    if (part.text !== '') out.push({ text: part.text });
+  }
+}
+
+function userParts(content: ChatMessage['content'], i: number): GeminiPart[] {
+  if (typeof content === 'string') return content === '' ? [] : [{ text: content }];
+  if (!Array.isArray(content)) return [];
+  const parts: GeminiPart[] = [];
+  for (let j = 0; j < content.length; j++) {
+    const part = content[j];
+    const where = `messages[${i}].content[${j}]`;
+    switch (part.type) {
+      case 'text':
+        if (typeof part.text !== 'string') throw invalid(`${where}.text`, `${where}.text must be a string`);
+        if (part.text !== '') parts.push({ text: part.text });
+        break;
+      case 'image_url': {
+        const image = part.image_url;
+        const url = isRecord(image) ? image.url : image;
+        if (typeof url !== 'string') throw invalid(`${where}.image_url`, `${where}.image_url.url must be a string`);
+        parts.push({ inlineData: dataUrl(url, `${where}.image_url`) });
+        break;
+      }
+      case 'input_audio': {
+        const audio = part.input_audio;
+        if (!isRecord(audio) || typeof audio.data !== 'string' || (audio.format !== 'wav' && audio.format !== 'mp3')) {
+          throw invalid(`${where}.input_audio`, `${where}.input_audio needs base64 data and a format of wav or mp3`);
+        }
+        parts.push({ inlineData: { mimeType: `audio/${audio.format}`, data: audio.data } });
+        break;
+      }
+      case 'file': {
+        const file = part.file;
+        if (!isRecord(file) || typeof file.file_data !== 'string') {
+          throw unsupported(
+            `${where}.file`,
+            'only inline files (file_data as a base64 data URL) can be sent; file_id refers to OpenAI storage',
+          );
+        }
+        parts.push({ inlineData: dataUrl(file.file_data, `${where}.file.file_data`) });
+        break;
+      }
+      default:
+        throw unsupported(`${where}.type`, `content part type "${String(part.type)}" has no Gemini equivalent`);
+    }
+  }
+  return parts;
+}
+
+/**
+ * A base64 data URL as Gemini inline data. http(s) URLs are refused: Gemini fetches nothing by URL
+ * for inline media (its fileData takes File API or Cloud Storage URIs), and fetching on the client's
+ * behalf would turn keygate into an open proxy.
+ */
+function dataUrl(url: string, param: string): { mimeType: string; data: string } {
+  if (!url.startsWith('data:')) {
+    throw unsupported(param, 'Gemini needs images inline: send a base64 data URL (data:image/png;base64,...) instead of a link');
+  }
+  // indexOf, not a regex: the payload may be megabytes long.
+  const comma = url.indexOf(',');
+  const meta = comma === -1 ? '' : url.slice(5, comma);
+  if (!meta.endsWith(';base64')) throw invalid(param, `${param} must be a base64 data URL`);
+  const semi = meta.indexOf(';');
+  const mimeType = meta.slice(0, semi);
+  if (mimeType === '') throw invalid(param, `${param} must name its media type`);
+  return { mimeType, data: url.slice(comma + 1) };
+}
+
+function assistantParts(m: ChatMessage, i: number, toolNames: Map<string, string>): GeminiPart[] {
+  const parts: GeminiPart[] = [];
+  const content = m.content;
+  if (typeof content === 'string') {
+    if (content !== '') parts.push({ text: content });
+  } else if (Array.isArray(content)) {
+    for (let j = 0; j < content.length; j++) {
+      const part = content[j];
+      const text = part.type === 'text' ? part.text : part.type === 'refusal' ? part.refusal : undefined;
+      if (typeof text !== 'string')
+        throw unsupported(`messages[${i}].content[${j}].type`, 'assistant messages take text and refusal parts only');
+      if (text !== '') parts.push({ text });
+    }
+  }
+  const calls = m.tool_calls;
+  if (!Array.isArray(calls)) return parts;
+  for (let k = 0; k < calls.length; k++) {
+    const where = `messages[${i}].tool_calls[${k}]`;
+    const call = calls[k];
+    const fn = isRecord(call) ? call.function : undefined;
+    if (!isRecord(call) || !isRecord(fn) || typeof fn.name !== 'string' || (call.type !== undefined && call.type !== 'function')) {
+      throw invalid(where, `${where} must be a function tool call with a name`);
+    }
+    const part: GeminiPart = { functionCall: { name: fn.name, args: parseArguments(fn.arguments, `${where}.function.arguments`) } };
+    const extra = call.extra_content;
+    const signature = isRecord(extra) && isRecord(extra.google) ? extra.google.thought_signature : undefined;
+    if (typeof signature === 'string') part.thoughtSignature = signature;
+    if (typeof call.id === 'string') toolNames.set(call.id, fn.name);
+    parts.push(part);
+  }
+  return parts;
+}
+
+/** Gemini's `args` is a JSON object; OpenAI's `arguments` is that object serialized. */
+function parseArguments(raw: unknown, param: string): Record<string, unknown> {
+  if (raw === undefined || raw === null || raw === '') return {};
+  if (typeof raw !== 'string') throw invalid(param, `${param} must be a JSON string`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw invalid(param, `${param} is not valid JSON`);
+  }
+  if (!isRecord(parsed)) throw invalid(param, `${param} must encode a JSON object`);
+  return parsed;
+}
+
+function functionResponsePart(m: ChatMessage, i: number, toolNames: Map<string, string>): GeminiPart {
+  const id = m.tool_call_id;
+  const name = typeof id === 'string' ? toolNames.get(id) : undefined;
+  if (name === undefined)
+    throw invalid(`messages[${i}].tool_call_id`, `messages[${i}].tool_call_id does not match a tool call of an earlier assistant message`);
+  let text = '';
+  if (typeof m.content === 'string') text = m.content;
+  else if (Array.isArray(m.content)) {
+    for (const part of m.content) if (typeof part.text === 'string') text += part.text;
+  }
+  return { functionResponse: { name, response: jsonObject(text) ?? { content: text } } };
+}
+
+/** The text parsed as JSON when it is a JSON object; only then is the parse attempted at all. */
+function jsonObject(text: string): Record<string, unknown> | undefined {
+  if (text.trimStart()[0] !== '{') return undefined;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return isRecord(parsed) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function functionDeclarations(tools: unknown): GeminiFunctionDeclaration[] | undefined {
+  if (!Array.isArray(tools) || tools.length === 0) return undefined;
+  const out: GeminiFunctionDeclaration[] = [];
+  for (let k = 0; k < tools.length; k++) {
+    const tool: unknown = tools[k];
+    if (!isRecord(tool) || tool.type !== 'function' || !isRecord(tool.function)) {
+      throw unsupported(`tools[${k}].type`, 'only function tools can be declared');
+    }
+    const fn = tool.function;
+    if (typeof fn.name !== 'string' || fn.name === '') throw invalid(`tools[${k}].function.name`, `tools[${k}].function.name is required`);
+    const decl: GeminiFunctionDeclaration = { name: fn.name };
+    if (typeof fn.description === 'string') decl.description = fn.description;
+    if (isRecord(fn.parameters)) {
+      const parameters = toGeminiSchema(fn.parameters, `tools[${k}].function.parameters`);
+      // Gemini rejects an OBJECT without properties; a function without arguments simply has no parameters.
+      if (parameters.type !== 'OBJECT' || (parameters.properties !== undefined && Object.keys(parameters.properties).length > 0)) {
+        decl.parameters = parameters;
+      }
+    }
+    out.push(decl);
+  }
+  return out;
+}
+
+type FunctionCallingConfig = NonNullable<GenerateContentRequest['toolConfig']>['functionCallingConfig'];
+
+function toolChoice(choice: unknown, hasTools: boolean): FunctionCallingConfig | undefined {
+  if (choice === undefined || choice === null) return undefined;
+  if (choice === 'auto' || choice === 'none') return hasTools ? { mode: choice === 'auto' ? 'AUTO' : 'NONE' } : undefined;
+  if (!hasTools) throw invalid('tool_choice', 'tool_choice needs tools');
+  if (choice === 'required') return { mode: 'ANY' };
+  if (isRecord(choice) && choice.type === 'function' && isRecord(choice.function) && typeof choice.function.name === 'string') {
+    return { mode: 'ANY', allowedFunctionNames: [choice.function.name] };
+  }
+  throw unsupported('tool_choice', 'use auto, none, required or a named function');
+}
+
+function num(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+function generationConfig(body: ChatCompletionRequest): GeminiGenerationConfig | undefined {
+  const config: GeminiGenerationConfig = {};
+  const maxTokens = num(body.max_tokens);
+  const maxCompletion = num(body.max_completion_tokens);
+  const max = maxTokens === undefined ? maxCompletion : maxCompletion === undefined ? maxTokens : Math.min(maxTokens, maxCompletion);
+  if (max !== undefined) config.maxOutputTokens = max;
+  const temperature = num(body.temperature);
+  if (temperature !== undefined) config.temperature = temperature;
+  const topP = num(body.top_p);
+  if (topP !== undefined) config.topP = topP;
+  const stop = body.stop;
+  if (typeof stop === 'string' && stop !== '') config.stopSequences = [stop];
+  else if (Array.isArray(stop) && stop.length) config.stopSequences = stop.filter((s): s is string => typeof s === 'string' && s !== '');
+  const n = num(body.n);
+  if (n !== undefined && n !== 1) {
+    if (n > GEMINI_MAX_CANDIDATES) throw unsupported('n', `Gemini returns at most ${GEMINI_MAX_CANDIDATES} choices`);
+    config.candidateCount = n;
+  }
+  const presence = num(body.presence_penalty);
+  if (presence !== undefined) config.presencePenalty = presence;
+  const frequency = num(body.frequency_penalty);
+  if (frequency !== undefined) config.frequencyPenalty = frequency;
+  const seed = num(body.seed);
+  if (seed !== undefined) config.seed = seed;
+  responseFormat(body.response_format, config);
+  return Object.keys(config).length ? config : undefined;
+}
+
+function responseFormat(format: unknown, config: GeminiGenerationConfig): void {
+  if (format === undefined || format === null) return;
+  const type = isRecord(format) ? format.type : undefined;
+  if (type === 'text') return;
+  if (type === 'json_object') {
+    config.responseMimeType = 'application/json';
+    return;
+  }
+  if (type === 'json_schema' && isRecord(format) && isRecord(format.json_schema)) {
+    config.responseMimeType = 'application/json';
+    const schema = format.json_schema.schema;
+    if (isRecord(schema)) config.responseSchema = toGeminiSchema(schema, 'response_format.json_schema.schema');
+    return;
+  }
+  throw unsupported('response_format', 'use text, json_object or json_schema');
+}
+
+/* ------------------------------------------------------------------ JSON Schema -> Gemini Schema */
+
+const SCHEMA_TYPES: Readonly<Record<string, NonNullable<GeminiSchema['type']>>> = {
+  string: 'STRING',
+  number: 'NUMBER',
+  integer: 'INTEGER',
+  boolean: 'BOOLEAN',
+  array: 'ARRAY',
+  object: 'OBJECT',
+  null: 'NULL',
+};
+
+/** Formats the Gemini API accepts; any other (email, uri, uuid…) makes it answer 400, so it is dropped. */
+const SCHEMA_FORMATS = new Set(['enum', 'date-time', 'float', 'double', 'int32', 'int64']);
+
+const NUMERIC_KEYWORDS = [
+  'minItems',
+  'maxItems',
+  'minProperties',
+  'maxProperties',
+  'minimum',
+  'maximum',
+  'minLength',
+  'maxLength',
+] as const;
+
+interface SchemaContext {
+  root: Json;
+  param: string;
+  /** `$ref`s being expanded, to refuse cycles. */
+  expanding: Set<string>;
+}
+
+/**
+ * Converts a JSON Schema (as OpenAI takes it for tools and structured outputs) to the OpenAPI 3.0
+ * subset Gemini's `Schema` accepts. Limits, documented here because they change what is enforced:
+ * - kept: type, format (Gemini's few), title, description, nullable, enum (strings only), const
+ *   (string), properties, required, items, min/max items/length/properties, minimum/maximum,
+ *   pattern, anyOf (oneOf becomes anyOf), propertyOrdering, default, example;
+ * - `type: [x, "null"]` and `anyOf: [x, {type: "null"}]` become `nullable: true`;
+ * - local `$ref`s (`#/$defs/…`, `#/definitions/…`) are inlined; recursive ones are refused (400),
+ *   since Gemini's Schema cannot refer to itself; `allOf` of one schema is inlined, longer ones refused;
+ * - dropped (not enforced by Gemini): additionalProperties, $schema, $id, $defs, strict,
+ *   exclusiveMinimum/Maximum, multipleOf, uniqueItems, not, if/then/else, patternProperties,
+ *   tuple `items`/prefixItems, non-string enums, formats Gemini does not know.
+ */
+export function toGeminiSchema(schema: Json, param: string): GeminiSchema {
+  return convertSchema(schema, { root: schema, param, expanding: new Set() });
+}
+
+function convertSchema(node: unknown, ctx: SchemaContext): GeminiSchema {
+  if (!isRecord(node)) return {};
+  if (typeof node.$ref === 'string') return convertRef(node, node.$ref, ctx);
+  if (Array.isArray(node.allOf)) {
+    if (node.allOf.length !== 1) throw unsupported(ctx.param, 'allOf with more than one schema cannot be expressed in Gemini schemas');
+    const { allOf, ...rest } = node;
+    return convertSchema({ ...(allOf[0] as Json), ...rest }, ctx);
+  }
+
+  let out: GeminiSchema = {};
+  const variants = Array.isArray(node.anyOf) ? node.anyOf : Array.isArray(node.oneOf) ? node.oneOf : undefined;
+  if (variants) {
+    const nonNull = variants.filter((v) => !(isRecord(v) && v.type === 'null'));
+    if (nonNull.length === 1) out = convertSchema(nonNull[0], ctx);
+    else if (nonNull.length > 1) out.anyOf = nonNull.map((v) => convertSchema(v, ctx));
+    if (nonNull.length < variants.length) out.nullable = true;
+  }
+
+  const type = node.type;
+  if (typeof type === 'string') out.type = schemaType(type, ctx);
+  else if (Array.isArray(type)) {
+    const nonNull = type.filter((t) => t !== 'null');
+    if (nonNull.length === 1) out.type = schemaType(nonNull[0], ctx);
+    else if (nonNull.length > 1) out.anyOf = nonNull.map((t) => ({ type: schemaType(t, ctx) }));
+    if (nonNull.length < type.length) out.nullable = true;
+  }
+  if (typeof node.nullable === 'boolean') out.nullable = node.nullable;
+  if (typeof node.title === 'string') out.title = node.title;
+  if (typeof node.description === 'string') out.description = node.description;
+  if (typeof node.format === 'string' && SCHEMA_FORMATS.has(node.format)) out.format = node.format;
+  if (Array.isArray(node.enum)) {
+    const values: unknown[] = node.enum;
+    if (values.every((v): v is string => typeof v === 'string')) out.enum = values;
+  } else if (typeof node.const === 'string') {
+    out.enum = [node.const];
+  }
+  if (isRecord(node.properties)) {
+    const properties: Record<string, GeminiSchema> = {};
+    for (const key of Object.keys(node.properties)) properties[key] = convertSchema(node.properties[key], ctx);
+    out.properties = properties;
+  }
+  if (Array.isArray(node.required)) out.required = node.required.filter((r): r is string => typeof r === 'string');
+  if (isRecord(node.items)) out.items = convertSchema(node.items, ctx);
+  for (const key of NUMERIC_KEYWORDS) {
+    const value = node[key];
+    if (typeof value === 'number') out[key] = value;
+  }
+  if (typeof node.pattern === 'string') out.pattern = node.pattern;
+  if (Array.isArray(node.propertyOrdering)) out.propertyOrdering = node.propertyOrdering.filter((p): p is string => typeof p === 'string');
+  if ('default' in node) out.default = node.default;
+  if ('example' in node) out.example = node.example;
+  return out;
+}
+
+function schemaType(type: unknown, ctx: SchemaContext): NonNullable<GeminiSchema['type']> {
+  const mapped = typeof type === 'string' ? SCHEMA_TYPES[type] : undefined;
+  if (!mapped) throw invalid(ctx.param, `${ctx.param}: unknown JSON Schema type ${JSON.stringify(type)}`);
+  return mapped;
+}
+
+function convertRef(node: Json, ref: string, ctx: SchemaContext): GeminiSchema {
+  if (ref !== '#' && !ref.startsWith('#/')) throw unsupported(ctx.param, `only local $refs can be inlined (got ${ref})`);
+  if (ctx.expanding.has(ref)) throw unsupported(ctx.param, `recursive schemas cannot be expressed in Gemini schemas ($ref ${ref})`);
+  let target: unknown = ctx.root;
+  for (const raw of ref === '#' ? [] : ref.slice(2).split('/')) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    target = isRecord(target) ? target[key] : undefined;
+  }
+  if (!isRecord(target)) throw invalid(ctx.param, `${ctx.param}: $ref ${ref} does not resolve`);
+  ctx.expanding.add(ref);
+  const { $ref: _ref, ...siblings } = node;
+  const out = convertSchema({ ...target, ...siblings }, ctx);
+  ctx.expanding.delete(ref);
+  return out;
+}
+
+/* ------------------------------------------------------------------ response: Gemini -> OpenAI */
+
+/** What a completion is labelled with; supplied by the caller so translation stays deterministic. */
+export interface CompletionMeta {
+  /** Used as the completion id when Gemini sent no `responseId`. */
+  fallbackId: string;
+  /** Unix seconds. */
+  created: number;
+  /** The model the client asked for (OpenAI echoes the request's model). */
+  model: string;
+  /** Choices requested (`n`), for answers blocked before any candidate was generated. */
+  n?: number;
+}
+
+/** OpenAI's `finish_reason` values keygate produces for Gemini. */
+export type OpenAiFinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
+
+/** OpenAI usage, with the reasoning and cached-token details when Gemini reported them. */
+export interface OpenAiUsage extends Usage {
+  prompt_tokens_details?: { cached_tokens: number };
+  completion_tokens_details?: { reasoning_tokens: number };
+}
+
+/** An OpenAI `chat.completion` object, as translated from a Gemini answer. */
+export interface OpenAiChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: OpenAiToolCall[] };
+    logprobs: null;
+    finish_reason: OpenAiFinishReason;
+  }>;
+  usage?: OpenAiUsage;
+}
+
+/** `chatcmpl-<Gemini responseId>`, so a completion can be traced to Google's logs. */
+export function completionId(responseId: string | undefined, fallback: string): string {
+  return responseId ? `chatcmpl-${responseId}` : fallback;
+}
+
+/**
+ * Gemini's function calls usually carry no id; OpenAI clients need one to answer them. Derived from
+ * the completion id, choice and call position, so the streamed and non-streamed translations of the
+ * same answer name their calls identically.
+ */
+export function toolCallId(completion: string, choice: number, index: number): string {
+  return `call_${createHash('sha256').update(`${completion}:${choice}:${index}`).digest('base64url').slice(0, 24)}`;
+}
+
+/** Safety and policy stops; OpenAI calls all of them `content_filter`. */
+const FILTERED = new Set([
+  'SAFETY',
+  'RECITATION',
+  'BLOCKLIST',
+  'PROHIBITED_CONTENT',
+  'SPII',
+  'IMAGE_SAFETY',
+  'IMAGE_PROHIBITED_CONTENT',
+  'IMAGE_RECITATION',
+]);
+
+/** Gemini `finishReason` as OpenAI's `finish_reason`; a normal stop with function calls is `tool_calls`. */
+export function finishReason(reason: string | undefined, hasToolCalls: boolean): OpenAiFinishReason {
+  if (reason === 'MAX_TOKENS') return 'length';
+  if (reason !== undefined && FILTERED.has(reason)) return 'content_filter';
+  return hasToolCalls ? 'tool_calls' : 'stop';
+}
+
+/**
+ * Gemini token counts as OpenAI usage. Thinking tokens are billed as output, so they count as
+ * completion tokens (OpenAI does the same with reasoning tokens); tool-use prompt tokens as prompt.
+ */
+export function toUsage(u: GeminiUsageMetadata): OpenAiUsage {
+  const prompt = (u.promptTokenCount ?? 0) + (u.toolUsePromptTokenCount ?? 0);
+  const completion = (u.candidatesTokenCount ?? 0) + (u.thoughtsTokenCount ?? 0);
+  const usage: OpenAiUsage = {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: u.totalTokenCount ?? prompt + completion,
+  };
+  if (u.cachedContentTokenCount !== undefined) usage.prompt_tokens_details = { cached_tokens: u.cachedContentTokenCount };
+  if (u.thoughtsTokenCount !== undefined) usage.completion_tokens_details = { reasoning_tokens: u.thoughtsTokenCount };
+  return usage;
+}
+
+/** One functionCall part as an OpenAI tool call; its thought signature rides along in `extra_content`. */
+function toOpenAiToolCall(part: GeminiPart, id: string, choice: number, index: number, withIndex: boolean): OpenAiToolCall {
+  const fc = part.functionCall ?? { name: '' };
+  const call: OpenAiToolCall = {
+    id: fc.id ?? toolCallId(id, choice, index),
+    type: 'function',
+    function: { name: fc.name, arguments: JSON.stringify(fc.args ?? {}) },
+  };
+  if (withIndex) call.index = index;
+  if (part.thoughtSignature) call.extra_content = { google: { thought_signature: part.thoughtSignature } };
+  return call;
+}
+
+interface CandidateOutput {
+  text: string | null;
+  toolCalls: OpenAiToolCall[];
+}
+
+/**
+ * The visible text and the function calls of a candidate's parts. Thought summaries are not
+ * answer text; the signatures Gemini puts on text parts are optional to echo and are dropped.
+ */
+function readParts(parts: GeminiPart[] | undefined, id: string, choice: number, firstCall: number, withIndex: boolean): CandidateOutput {
+  let text: string | null = null;
+  const toolCalls: OpenAiToolCall[] = [];
+  if (parts) {
+    for (const part of parts) {
+      if (part.thought === true) continue;
+      if (typeof part.text === 'string') text = text === null ? part.text : text + part.text;
+      else if (part.functionCall) toolCalls.push(toOpenAiToolCall(part, id, choice, firstCall + toolCalls.length, withIndex));
+    }
+  }
+  return { text, toolCalls };
+}
+
+/**
+ * A `generateContent` response as an OpenAI chat completion. A prompt blocked before any candidate
+ * (`promptFeedback.blockReason`) becomes a completion whose choices have `finish_reason:
+ * "content_filter"` and null content, rather than an error: the SDKs parse it like any answer,
+ * clients already branch on `content_filter`, the prompt tokens Google bills are reported, and the
+ * streamed form of the same answer looks the same.
+ */
+export function toChatCompletion(
+  res: GenerateContentResponse,
+  meta: CompletionMeta,
+): { completion: OpenAiChatCompletion; usage: OpenAiUsage | null } {
+  const id = completionId(res.responseId, meta.fallbackId);
+  const choices: OpenAiChatCompletion['choices'] = [];
+  const candidates = res.candidates ?? [];
+  if (candidates.length === 0) {
+    if (!res.promptFeedback?.blockReason) throw new UpstreamError('protocol', PROVIDER, 'response has no candidates');
+    for (let i = 0; i < (meta.n ?? 1); i++) {
+      choices.push({
+        index: i,
+        message: { role: 'assistant', content: null, refusal: null },
+        logprobs: null,
+        finish_reason: 'content_filter',
+      });
+    }
+  }
+  for (let k = 0; k < candidates.length; k++) {
+    const c: GeminiCandidate = candidates[k];
+    const index = c.index ?? k;
+    const { text, toolCalls } = readParts(c.content?.parts, id, index, 0, false);
+    const message: OpenAiChatCompletion['choices'][number]['message'] = { role: 'assistant', content: text, refusal: null };
+    if (toolCalls.length) message.tool_calls = toolCalls;
+    choices.push({ index, message, logprobs: null, finish_reason: finishReason(c.finishReason, toolCalls.length > 0) });
+  }
+  const completion: OpenAiChatCompletion = { id, object: 'chat.completion', created: meta.created, model: meta.model, choices };
+  const usage = res.usageMetadata ? toUsage(res.usageMetadata) : null;
+  if (usage) completion.usage = usage;
+  return { completion, usage };
+}
+
+/** Options of a {@link GeminiStreamTranslator}. */
+export interface StreamMeta extends CompletionMeta {
+  /** The client asked for the usage chunk (`stream_options.include_usage`). */
+  clientWantsUsage: boolean;
+}
+
+interface ChoiceState {
+  toolCalls: number;
+  finished: boolean;
+}
+
+/**
+ * Turns the `data:` events of `streamGenerateContent?alt=sse` into OpenAI chunks. Stateful (role
+ * chunk once per choice, tool-call indexes, usage) but free of I/O. Gemini repeats `usageMetadata`
+ * on several events with running totals: the last one wins, nothing is summed.
+ */
+export class GeminiStreamTranslator {
+  private id: string | undefined;
+  private readonly choices = new Map<number, ChoiceState>();
+  private usage: GeminiUsageMetadata | undefined;
+  private blocked = false;
+
+  constructor(private readonly meta: StreamMeta) {}
+
+  /** The chunks for one Gemini event. Throws `UpstreamError('stream_error')` for an error event. */
+  push(event: GenerateContentResponse & GeminiErrorBody): StreamEvent[] {
+    if (event.error) throw new UpstreamError('stream_error', PROVIDER, event.error.message ?? 'error event');
+    this.id ??= completionId(event.responseId, this.meta.fallbackId);
+    if (event.usageMetadata) this.usage = event.usageMetadata;
+    const out: StreamEvent[] = [];
+    const candidates = event.candidates ?? [];
+    if (candidates.length === 0 && event.promptFeedback?.blockReason) {
+      this.blocked = true;
+      for (let i = 0; i < (this.meta.n ?? 1); i++) {
+        const state = this.choice(i, out);
+        if (!state.finished) {
+          state.finished = true;
+          out.push(this.chunk(i, {}, 'content_filter'));
+        }
+      }
+    }
+    for (let k = 0; k < candidates.length; k++) {
+      const c = candidates[k];
+      const index = c.index ?? k;
+      const state = this.choice(index, out);
+      const { text, toolCalls } = readParts(c.content?.parts, this.id, index, state.toolCalls, true);
+      if (text !== null && text !== '') out.push({ ...this.chunk(index, { content: text }, null), text });
+      if (toolCalls.length) {
+        state.toolCalls += toolCalls.length;
+        out.push(this.chunk(index, { tool_calls: toolCalls }, null));
+      }
+      if (c.finishReason && !state.finished) {
+        state.finished = true;
+        out.push(this.chunk(index, {}, finishReason(c.finishReason, state.toolCalls > 0)));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Closes the stream: the usage chunk (or keygate-only usage event), or `stream_error` when a
+   * choice never got its finishReason (the connection ended cleanly, but early).
+   */
+  end(): StreamEvent[] {
+    let finished = this.choices.size > 0 || this.blocked;
+    for (const state of this.choices.values()) finished &&= state.finished;
+    if (!finished) throw new UpstreamError('stream_error', PROVIDER, 'stream ended early');
+    if (!this.usage) return [];
+    const usage = toUsage(this.usage);
+    if (!this.meta.clientWantsUsage) return [{ data: null, usage }];
+    const chunk = { id: this.id, object: 'chat.completion.chunk', created: this.meta.created, model: this.meta.model, choices: [], usage };
+    return [{ data: JSON.stringify(chunk), usage }];
+  }
+
+  /** The choice's state; its first sight emits OpenAI's role chunk. */
+  private choice(index: number, out: StreamEvent[]): ChoiceState {
+    let state = this.choices.get(index);
+    if (!state) {
+      state = { toolCalls: 0, finished: false };
+      this.choices.set(index, state);
+      out.push(this.chunk(index, { role: 'assistant', content: '', refusal: null }, null));
+    }
+    return state;
+  }
+
+  private chunk(index: number, delta: Json, finish: OpenAiFinishReason | null): StreamEvent {
+    const chunk: Json = {
+      id: this.id,
+      object: 'chat.completion.chunk',
+      created: this.meta.created,
+      model: this.meta.model,
+      choices: [{ index, delta, logprobs: null, finish_reason: finish }],
+    };
+    // OpenAI puts `"usage": null` on every chunk only when the client asked for the usage chunk.
+    if (this.meta.clientWantsUsage) chunk.usage = null;
+    return { data: JSON.stringify(chunk) };
+  }
+}
+
+/* ------------------------------------------------------------------ errors */
+
+/**
+ * A non-2xx Gemini answer as an {@link UpstreamError}. Google never answers 401 to API-key
+ * callers: a bad key is 400 INVALID_ARGUMENT with reason API_KEY_INVALID, a missing or
+ * unauthorised one 403. Both are keygate's credential problem, not the client's, so they are
+ * reported as 401 (which the gateway answers as 502) instead of a 400 blaming the client.
+ * Retry hints come from `Retry-After` or, as Google sends them, a `RetryInfo` detail.
+ */
+export function geminiHttpError(status: number, text: string, retryAfterHeader: string | string[] | undefined): UpstreamError {
+  const message = upstreamMessage(text) ?? `status ${status}`;
+  let details: NonNullable<GeminiErrorBody['error']>['details'];
+  try {
+    const body = JSON.parse(text) as GeminiErrorBody;
+    details = body.error?.details;
+  } catch {
+    details = undefined;
+  }
+  const keyInvalid = status === 400 && details?.some((d) => d.reason === 'API_KEY_INVALID') === true;
+  if (keyInvalid || status === 403) return new UpstreamError('http', PROVIDER, message, 401);
+  let retry = retryAfter(retryAfterHeader);
+  if (retry === undefined && details) {
+    const delay = details.find((d) => typeof d.retryDelay === 'string')?.retryDelay;
+    const seconds = delay && /^\d+(\.\d+)?s$/.test(delay) ? Math.ceil(Number(delay.slice(0, -1))) : undefined;
+    retry = seconds;
+  }
+  return new UpstreamError('http', PROVIDER, message, status, retry);
+}
+
+/* ------------------------------------------------------------------ embeddings */
+
+/** The texts of an OpenAI embeddings `input`; token arrays cannot be sent to Gemini. */
+export function embeddingInputs(body: EmbeddingsRequest): string[] {
+  const input = body.input;
+  if (typeof input === 'string') return [input];
+  if (!Array.isArray(input) || input.length === 0) throw invalid('input', 'input must be a string or a non-empty array of strings');
+  for (const item of input) {
+    if (typeof item !== 'string') throw unsupported('input', 'token arrays are OpenAI tokenizer ids; send text for Gemini models');
+  }
+  return input as string[];
+}
+
+/** The `batchEmbedContents` body for (a batch of) texts. */
+export function toBatchEmbedRequest(model: string, texts: readonly string[], dimensions?: number): BatchEmbedContentsRequest {
+  if (dimensions !== undefined && (!Number.isInteger(dimensions) || dimensions < 1))
+    throw invalid('dimensions', 'dimensions must be a positive integer');
+  const name = `models/${model}`;
+  return {
+    requests: texts.map((text) =>
+      dimensions === undefined
+        ? { model: name, content: { parts: [{ text }] } }
+        : { model: name, content: { parts: [{ text }] }, outputDimensionality: dimensions },
+    ),
+  };
+}
+
+/** An OpenAI embeddings list, as translated from Gemini vectors. */
+export interface OpenAiEmbeddings {
+  object: 'list';
+  data: Array<{ object: 'embedding'; index: number; embedding: number[] | string }>;
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}
+
+/** Float32 little-endian bytes in base64: OpenAI's `encoding_format: "base64"`. */
+export function floatsToBase64(values: readonly number[]): string {
+  const buf = Buffer.allocUnsafe(values.length * 4);
+  for (let i = 0; i < values.length; i++) buf.writeFloatLE(values[i], i * 4);
+  return buf.toString('base64');
+}
+
+/** Gemini embedding vectors (in input order) as an OpenAI embeddings list. */
+export function toOpenAiEmbeddings(
+  vectors: ReadonlyArray<{ values?: number[] }>,
+  meta: { model: string; encodingFormat: 'float' | 'base64'; promptTokens: number },
+): OpenAiEmbeddings {
+  const data: OpenAiEmbeddings['data'] = vectors.map((v, index) => ({
+    object: 'embedding',
+    index,
+    embedding: meta.encodingFormat === 'base64' ? floatsToBase64(v.values ?? []) : (v.values ?? []),
+  }));
+  return { object: 'list', data, model: meta.model, usage: { prompt_tokens: meta.promptTokens, total_tokens: meta.promptTokens } };
+}

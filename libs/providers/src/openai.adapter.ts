@@ -1,0 +1,100 @@
+import { Injectable } from '@nestjs/common';
+import type { ChatCompletionRequest, ChatResult, ChatStream, EmbeddingsRequest, EmbeddingsResult, StreamEvent, Usage } from './chat.types';
+import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
+import { UpstreamClient, type UpstreamResponse } from './upstream.client';
+import { failFromStatus, readText, sseEvents } from './upstream-body.util';
+import { UpstreamError } from './upstream.error';
+
+interface OpenAiChunk {
+  choices?: Array<{ delta?: { content?: unknown } }>;
+  usage?: Usage | null;
+  error?: { message?: string };
+}
+
+/**
+ * OpenAI and OpenAI-compatible hosts (`base_url`). The body is forwarded as the client sent it
+ * (after policy), so parameters keygate does not know yet still reach the upstream.
+ */
+@Injectable()
+export class OpenAiAdapter implements ProviderAdapter {
+  readonly name = 'openai' as const;
+
+  constructor(private readonly client: UpstreamClient) {}
+
+  async chat(call: ProviderCall): Promise<ChatResult> {
+    const res = await this.post(call, call.body, 'application/json');
+    const text = await readText(res, this.name);
+    let usage: Usage | null = null;
+    try {
+      usage = (JSON.parse(text) as { usage?: Usage | null }).usage ?? null;
+    } catch {
+      throw new UpstreamError('protocol', this.name, 'response is not JSON');
+    }
+    // The upstream's bytes are sent on unchanged: nothing to re-serialize on the hot path.
+    return { body: text, usage };
+  }
+
+  async chatStream(call: ProviderCall): Promise<ChatStream> {
+    // keygate always learns the usage of a stream, so it asks for it whatever the client said.
+    const body: ChatCompletionRequest = { ...call.body, stream: true, stream_options: { ...(call.body.stream_options ?? {}), include_usage: true } };
+    const res = await this.post(call, body, 'text/event-stream');
+    return { events: this.events(res, call.clientWantsUsage) };
+  }
+
+  async embeddings(call: ProviderCall<EmbeddingsRequest>): Promise<EmbeddingsResult> {
+    const res = await this.post(call, call.body, 'application/json', '/embeddings');
+    const text = await readText(res, this.name);
+    try {
+      const usage = (JSON.parse(text) as { usage?: EmbeddingsResult['usage'] }).usage ?? null;
+      return { body: text, usage };
+    } catch {
+      throw new UpstreamError('protocol', this.name, 'response is not JSON');
+    }
+  }
+
+  private async post(call: ProviderCall<unknown>, body: unknown, accept: string, path = '/chat/completions'): Promise<UpstreamResponse> {
+    const res = await this.client.send({
+      provider: this.name,
+      url: `${call.access.baseUrl}${path}`,
+      headers: { authorization: `Bearer ${call.access.apiKey}`, 'content-type': 'application/json', accept },
+      body: JSON.stringify(body),
+      signal: call.signal,
+    });
+    if (res.statusCode < 200 || res.statusCode >= 300) await failFromStatus(res, this.name);
+    return res;
+  }
+
+  /**
+   * Re-emits the upstream's chunks. When the client did not ask for usage, the usage chunk is
+   * dropped and the `"usage": null` OpenAI adds to every other chunk is removed, so the client's
+   * stream is byte-for-byte what OpenAI would have sent it.
+   */
+  private async *events(res: UpstreamResponse, clientWantsUsage: boolean): AsyncGenerator<StreamEvent> {
+    let done = false;
+    for await (const event of sseEvents(res, this.name)) {
+      if (event.data === '[DONE]') {
+        done = true;
+        break;
+      }
+      let chunk: OpenAiChunk;
+      try {
+        chunk = JSON.parse(event.data) as OpenAiChunk;
+      } catch {
+        throw new UpstreamError('protocol', this.name, 'stream chunk is not JSON');
+      }
+      if (chunk.error) throw new UpstreamError('stream_error', this.name, chunk.error.message ?? 'error event');
+      const usage = chunk.usage ?? undefined;
+      const content = chunk.choices?.[0]?.delta?.content;
+      const text = typeof content === 'string' ? content : undefined;
+      if (clientWantsUsage || !('usage' in chunk)) {
+        yield { data: event.data, usage, text };
+      } else if (usage && (chunk.choices?.length ?? 0) === 0) {
+        yield { data: null, usage };
+      } else {
+        delete chunk.usage;
+        yield { data: JSON.stringify(chunk), usage, text };
+      }
+    }
+    if (!done) throw new UpstreamError('stream_error', this.name, 'stream ended without [DONE]');
+  }
+}

@@ -1,0 +1,29 @@
+import type { ProviderAccess, ProviderName } from '@keygate/secrets';
+import type { ChatCompletionRequest, ChatResult, ChatStream, EmbeddingsRequest, EmbeddingsResult } from './chat.types';
+
+/** One call to a provider: the validated OpenAI-shaped body, the product's access, the client's abort signal. */
+export interface ProviderCall<TBody = ChatCompletionRequest> {
+  body: TBody;
+  access: ProviderAccess;
+  signal: AbortSignal;
+  /** The client asked for the final usage chunk (`stream_options.include_usage`). */
+  clientWantsUsage: boolean;
+}
+
+/**
+ * A provider behind keygate's OpenAI-compatible API. Each adapter translates the request to the
+ * provider's wire format and the response (and event stream) back to OpenAI's. Failures are thrown
+ * as `UpstreamError` (or `ClientAbortedError`), never answered directly.
+ */
+export interface ProviderAdapter {
+  readonly name: ProviderName;
+  /** A non-streaming chat completion. */
+  chat(call: ProviderCall): Promise<ChatResult>;
+  /** A streamed chat completion; resolves once the upstream answered with a success status. */
+  chatStream(call: ProviderCall): Promise<ChatStream>;
+  /** Embeddings, for providers that have them. */
+  embeddings?(call: ProviderCall<EmbeddingsRequest>): Promise<EmbeddingsResult>;
+}
+
+/** Injection token and type for the list of registered adapters. */
+export const ProviderAdapter = Symbol('KEYGATE:PROVIDER_ADAPTERS');

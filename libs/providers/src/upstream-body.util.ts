@@ -1,0 +1,70 @@
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { UpstreamResponse } from './upstream.client';
+import { toUpstreamError } from './upstream.client';
+import { UpstreamError } from './upstream.error';
+
+/** Reads a whole upstream body as text, mapping transport failures. */
+export async function readText(res: UpstreamResponse, provider: string): Promise<string> {
+  try {
+    return await res.body.text();
+  } catch (error) {
+    throw midResponseError(error, provider, res);
+  } finally {
+    res.signal.dispose();
+  }
+}
+
+/** Turns a non-2xx upstream answer into an {@link UpstreamError} with the provider's own message. */
+export async function failFromStatus(res: UpstreamResponse, provider: string): Promise<never> {
+  const text = await readText(res, provider).catch(() => '');
+  throw new UpstreamError('http', provider, upstreamMessage(text) ?? `status ${res.statusCode}`, res.statusCode, retryAfter(res.headers['retry-after']));
+}
+
+/** Extracts the message of an OpenAI, Anthropic or Gemini error body. */
+export function upstreamMessage(text: string): string | undefined {
+  try {
+    const doc = JSON.parse(text) as { error?: { message?: unknown } | string; message?: unknown };
+    const m = typeof doc.error === 'object' ? doc.error?.message : (doc.error ?? doc.message);
+    return typeof m === 'string' ? m.slice(0, 500) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `Retry-After` in seconds (delta-seconds or HTTP date), if present and sane. */
+export function retryAfter(header: string | string[] | undefined): number | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!value) return undefined;
+  if (/^\d+$/.test(value)) return Number(value);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
+}
+
+/** A failure while reading a body whose headers had arrived. */
+export function midResponseError(error: unknown, provider: string, res: UpstreamResponse): Error {
+  const mapped = toUpstreamError(error, provider, res.signal);
+  return mapped instanceof UpstreamError && mapped.kind === 'connect' ? new UpstreamError('stream_error', provider, 'connection lost') : mapped;
+}
+
+/**
+ * Iterates the server-sent events of an upstream body (parsed by eventsource-parser), mapping
+ * transport failures. Ends when the body ends.
+ */
+export async function* sseEvents(res: UpstreamResponse, provider: string): AsyncGenerator<EventSourceMessage> {
+  const pending: EventSourceMessage[] = [];
+  const parser = createParser({ onEvent: (event) => pending.push(event) });
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      parser.feed(decoder.decode(chunk, { stream: true }));
+      while (pending.length) yield pending.shift() as EventSourceMessage;
+    }
+    parser.feed(decoder.decode());
+    while (pending.length) yield pending.shift() as EventSourceMessage;
+  } catch (error) {
+    throw midResponseError(error, provider, res);
+  } finally {
+    res.signal.dispose();
+    if (!res.body.destroyed) res.body.destroy();
+  }
+}

@@ -1,0 +1,134 @@
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { GatewayConfig } from '@keygate/config';
+import { MetricsService } from '@keygate/observability';
+import { Agent, type Dispatcher } from 'undici';
+import { UpstreamError } from './upstream.error';
+
+/** Thrown when the caller went away; not an upstream failure. */
+export class ClientAbortedError extends Error {
+  constructor() {
+    super('client disconnected');
+    this.name = 'ClientAbortedError';
+  }
+}
+
+/** One upstream HTTP request. */
+export interface UpstreamRequest {
+  provider: string;
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+  method?: 'GET' | 'POST';
+  /** Aborted when the client disconnects. */
+  signal: AbortSignal;
+}
+
+/** A response whose headers arrived; the body is still to be read (or streamed). */
+export interface UpstreamResponse {
+  statusCode: number;
+  headers: Dispatcher.ResponseData['headers'];
+  body: Dispatcher.ResponseData['body'];
+  /** Aborted on client disconnect or when the total timeout expires; tells the two apart. */
+  signal: UpstreamSignal;
+}
+
+/** The combined abort signal of one upstream call and which cause fired. */
+export interface UpstreamSignal {
+  readonly signal: AbortSignal;
+  readonly clientAborted: () => boolean;
+  readonly timedOut: () => boolean;
+  dispose(): void;
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+
+/**
+ * The keep-alive connection pool to every upstream (one undici Agent, one pool per origin), with
+ * SPEC §2's timeouts: connect, first byte (headers), idle between body chunks, and total.
+ */
+@Injectable()
+export class UpstreamClient implements OnApplicationShutdown {
+  private readonly agent: Agent;
+  private readonly totalMs: number;
+
+  constructor(
+    @Inject(GatewayConfig) config: GatewayConfig,
+    private readonly metrics: MetricsService,
+  ) {
+    const t = config.upstream;
+    this.totalMs = t.totalMs;
+    this.agent = new Agent({
+      connect: { timeout: t.connectMs },
+      headersTimeout: t.ttfbMs,
+      bodyTimeout: t.idleMs,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 120_000,
+    });
+  }
+
+  /** Sends a request and resolves once response headers arrive. Throws {@link UpstreamError} or {@link ClientAbortedError}. */
+  async send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const signal = this.signalFor(req.signal);
+    const started = process.hrtime.bigint();
+    try {
+      const res = await this.agent.request({
+        origin: new URL(req.url).origin,
+        path: req.url.slice(req.url.indexOf('/', req.url.indexOf('//') + 2)) || '/',
+        method: req.method ?? 'POST',
+        headers: req.headers,
+        body: req.body,
+        signal: signal.signal,
+      });
+      this.metrics.upstreamTtfb.observe({ provider: req.provider }, Number(process.hrtime.bigint() - started) / 1e9);
+      return { statusCode: res.statusCode, headers: res.headers, body: res.body, signal };
+    } catch (error) {
+      signal.dispose();
+      throw toUpstreamError(error, req.provider, signal);
+    }
+  }
+
+  /** Combines the client's signal with the total timeout, remembering which fired first. */
+  private signalFor(client: AbortSignal): UpstreamSignal {
+    const controller = new AbortController();
+    let cause: 'client' | 'timeout' | null = null;
+    const onClient = (): void => {
+      cause ??= 'client';
+      controller.abort(new ClientAbortedError());
+    };
+    if (client.aborted) onClient();
+    else client.addEventListener('abort', onClient, { once: true });
+    const timer = setTimeout(() => {
+      cause ??= 'timeout';
+      controller.abort(new UpstreamError('total_timeout', 'upstream', 'total timeout'));
+    }, this.totalMs);
+    timer.unref();
+    return {
+      signal: controller.signal,
+      clientAborted: () => cause === 'client',
+      timedOut: () => cause === 'timeout',
+      dispose: () => {
+        clearTimeout(timer);
+        client.removeEventListener('abort', onClient);
+      },
+    };
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+/** Maps a transport-level error (undici, socket, abort) to an upstream or client-abort error. */
+export function toUpstreamError(error: unknown, provider: string, signal: UpstreamSignal): Error {
+  if (error instanceof UpstreamError && error.kind !== 'total_timeout') return error;
+  if (signal.clientAborted()) return new ClientAbortedError();
+  if (signal.timedOut()) return new UpstreamError('total_timeout', provider, 'total timeout');
+  const code = (error as { code?: string } | null)?.code ?? '';
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return new UpstreamError('connect_timeout', provider, 'connect timeout');
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return new UpstreamError('ttfb_timeout', provider, 'no response headers in time');
+  if (code === 'UND_ERR_BODY_TIMEOUT') return new UpstreamError('idle_timeout', provider, 'no data in time');
+  if (CONNECT_CODES.has(code) || CONNECT_CODES.has((error as { cause?: { code?: string } })?.cause?.code ?? '')) {
+    return new UpstreamError('connect', provider, 'connection failed');
+  }
+  return new UpstreamError('protocol', provider, (error as Error)?.message ?? 'unknown transport error');
+}

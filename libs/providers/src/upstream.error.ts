@@ -1,0 +1,63 @@
+import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
+
+/** What went wrong talking to an upstream, before it is mapped to a gateway error. */
+export type UpstreamFailureKind = 'connect' | 'connect_timeout' | 'ttfb_timeout' | 'idle_timeout' | 'total_timeout' | 'http' | 'protocol' | 'stream_error';
+
+/** A failed upstream call; `retryable` marks connect errors, 429 and 5xx (before the first byte). */
+export class UpstreamError extends Error {
+  constructor(
+    readonly kind: UpstreamFailureKind,
+    readonly provider: string,
+    message: string,
+    readonly status?: number,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+
+  get retryable(): boolean {
+    return this.kind === 'connect' || this.kind === 'connect_timeout' || (this.kind === 'http' && (this.status === 429 || (this.status ?? 0) >= 500));
+  }
+
+  /** The contract's answer for this failure (SPEC §6: 502/504, client errors passed on). */
+  toGatewayError(): GatewayError {
+    const [code, message] = this.classify();
+    return new GatewayError(code, message, { retryAfterSeconds: this.retryAfterSeconds, cause: this });
+  }
+
+  private classify(): [GatewayErrorCode, string] {
+    const who = `upstream ${this.provider}`;
+    switch (this.kind) {
+      case 'connect_timeout':
+        return ['upstream_timeout', `${who} did not accept a connection in time`];
+      case 'ttfb_timeout':
+        return ['upstream_timeout', `${who} did not answer in time`];
+      case 'idle_timeout':
+        return ['upstream_timeout', `${who} stopped sending data`];
+      case 'total_timeout':
+        return ['upstream_timeout', `${who} took longer than the total timeout`];
+      case 'connect':
+        return ['upstream_error', `${who} is unreachable`];
+      case 'protocol':
+        return ['upstream_error', `${who} sent an invalid response`];
+      case 'stream_error':
+        return ['upstream_error', `${who} reported an error mid-stream: ${this.message}`];
+      case 'http':
+        return this.classifyStatus(who);
+    }
+  }
+
+  private classifyStatus(who: string): [GatewayErrorCode, string] {
+    const status = this.status ?? 502;
+    // The client's own mistakes are passed on with the upstream's explanation; keygate's own
+    // credential problems and upstream outages become 502, which the client cannot fix.
+    if (status === 400 || status === 422) return ['upstream_bad_request', `${who} rejected the request: ${this.message}`];
+    if (status === 404) return ['model_not_found', `${who}: ${this.message}`];
+    if (status === 413) return ['request_too_large', `${who}: request too large`];
+    if (status === 429) return ['upstream_rate_limited', `${who} is rate limiting keygate; retry later`];
+    if (status === 401 || status === 403) return ['upstream_error', `${who} refused keygate's credentials (status ${status})`];
+    if (status === 408 || status === 504) return ['upstream_timeout', `${who} timed out (status ${status})`];
+    return ['upstream_error', `${who} failed with status ${status}`];
+  }
+}
