@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto';
+import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
+import { JsonLogger } from '@keygate/observability';
+import { Redis } from 'ioredis';
+import { AutoBlocker } from './auto-blocker';
+import { BLOCKS_POLL_MS, BlocksService, type Block } from './blocks.service';
+
+// Integration spec against the real Redis: two BlocksService instances on two connections stand in
+// for two replicas. Every block names a product of this run; all of them are removed afterwards.
+const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const RUN = `spec-${randomUUID().slice(0, 8)}`;
+const BLOCKS_KEY = 'kg:blocks';
+
+let seq = 0;
+function product(label: string): string {
+  return `${RUN}-${label}-${++seq}`;
+}
+
+function capture(): { logger: JsonLogger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  return { logger: new JsonLogger('info', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)), lines };
+}
+
+function block(p: string, user: string | null, expiresInMs: number | null = null): Block {
+  const now = Date.now();
+  return {
+    product: p,
+    user,
+    reason: 'spec',
+    createdAt: new Date(now).toISOString(),
+    expiresAt: expiresInMs === null ? null : new Date(now + expiresInMs).toISOString(),
+    createdBy: 'spec-admin',
+  };
+}
+
+/** Milliseconds until `probe` is true, or throws after `timeoutMs`. */
+async function msUntil(what: string, probe: () => boolean, timeoutMs: number): Promise<number> {
+  const start = performance.now();
+  while (!probe()) {
+    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return performance.now() - start;
+}
+
+const connections: Redis[] = [];
+const services: BlocksService[] = [];
+
+function connect(): Redis {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  connections.push(redis);
+  return redis;
+}
+
+async function replica(redis: Redis | undefined = connect()): Promise<BlocksService> {
+  if (redis && redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+  const service = new BlocksService(redis, capture().logger);
+  await service.onModuleInit();
+  services.push(service);
+  return service;
+}
+
+afterAll(async () => {
+  for (const s of services) s.onApplicationShutdown();
+  const cleanup = connections[0] ?? connect();
+  if (cleanup.status !== 'ready') await new Promise((r) => cleanup.once('ready', r));
+  const fields = (await cleanup.hkeys(BLOCKS_KEY)).filter((f) => f.startsWith(RUN));
+  if (fields.length) await cleanup.hdel(BLOCKS_KEY, ...fields);
+  const keys = await cleanup.keys(`kg:{${RUN}-*`);
+  if (keys.length) await cleanup.del(...keys);
+  await Promise.all(connections.map((c) => c.quit()));
+});
+
+describe('BlocksService across replicas (real Redis)', () => {
+  let a: BlocksService;
+  let b: BlocksService;
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([replica(), replica()]);
+  });
+
+  it('enforces a block on the creating replica at once and on another replica within one second', async () => {
+    const p = product('user-block');
+    await a.create(block(p, 'mallory'));
+    expect(a.find(p, 'mallory')).toMatchObject({ product: p, user: 'mallory', reason: 'spec' });
+    const ms = await msUntil('replica b to see the block', () => b.find(p, 'mallory') !== undefined, 1_000);
+    expect(ms).toBeLessThan(1_000);
+    // A user block leaves the product's other users alone.
+    expect(b.find(p, 'alice')).toBeUndefined();
+  });
+
+  it('blocks every user of a product with a product block', async () => {
+    const p = product('product-block');
+    await b.create(block(p, null));
+    await msUntil('replica a to see the product block', () => a.find(p, 'anyone') !== undefined, 1_000);
+    expect(a.find(p, 'someone-else')).toMatchObject({ product: p, user: null });
+    expect(a.list().some((x) => x.product === p)).toBe(true);
+  });
+
+  it('lifts a block on every replica within one second of its deletion', async () => {
+    const p = product('lift');
+    await a.create(block(p, 'oscar'));
+    await msUntil('b to see it', () => b.find(p, 'oscar') !== undefined, 1_000);
+    expect(await b.remove(p, 'oscar')).toBe(true);
+    expect(b.find(p, 'oscar')).toBeUndefined();
+    const ms = await msUntil('a to drop it', () => a.find(p, 'oscar') === undefined, 1_000);
+    expect(ms).toBeLessThan(1_000);
+    expect(await a.remove(p, 'oscar')).toBe(false);
+  });
+
+  it('honours an expiry on every replica and removes the expired entry from Redis', async () => {
+    const p = product('expiry');
+    await a.create(block(p, 'peggy', 700));
+    await msUntil('b to see it', () => b.find(p, 'peggy') !== undefined, 1_000);
+    await msUntil('the block to expire on a', () => a.find(p, 'peggy') === undefined, 1_500);
+    expect(b.find(p, 'peggy')).toBeUndefined();
+    expect(b.list().some((x) => x.product === p)).toBe(false);
+    const redis = connections[0];
+    const deadline = Date.now() + 2 * BLOCKS_POLL_MS + 500;
+    while ((await redis.hexists(BLOCKS_KEY, `${p}\npeggy`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await redis.hexists(BLOCKS_KEY, `${p}\npeggy`)).toBe(0);
+  });
+
+  it('sees a block that existed before it started (a replica that boots later)', async () => {
+    const p = product('boot');
+    await a.create(block(p, null));
+    const late = await replica();
+    expect(late.find(p, 'x')).toBeDefined();
+  });
+
+  it('ignores a malformed entry in the hash instead of failing the refresh', async () => {
+    const p = product('garbage');
+    await connections[0].hset(BLOCKS_KEY, `${RUN}-garbage-entry`, '{not json');
+    await a.create(block(p, 'quentin'));
+    await msUntil('b to see the good block', () => b.find(p, 'quentin') !== undefined, 1_000);
+  });
+});
+
+describe('BlocksService without Redis', () => {
+  it('keeps blocks in the process', async () => {
+    const s = await replica(undefined);
+    const p = product('local');
+    await s.create(block(p, 'rob'));
+    expect(s.find(p, 'rob')).toBeDefined();
+    expect(s.find(p, 'other')).toBeUndefined();
+    expect(await s.remove(p, 'rob')).toBe(true);
+    expect(s.find(p, 'rob')).toBeUndefined();
+  });
+});
+
+describe('AutoBlocker', () => {
+  const config = (p: string, autoBlock: Record<string, number>): GatewayConfig =>
+    ({ policy: buildPolicyBook({ products: { [p]: { auto_block: autoBlock } } }) }) as unknown as GatewayConfig;
+
+  it('blocks a user after `rejections` refusals within the window, on every replica, with one ALERT line', async () => {
+    const p = product('auto');
+    const redis = connect();
+    const [blocks, other] = await Promise.all([replica(redis), replica()]);
+    const { logger, lines } = capture();
+    const blocker = new AutoBlocker(config(p, { rejections: 3, window_seconds: 60, block_seconds: 30 }), redis, blocks, logger);
+
+    await blocker.refused(p, 'trudy', 'user_qps');
+    await blocker.refused(p, 'trudy', 'user_qps');
+    expect(blocks.find(p, 'trudy')).toBeUndefined();
+    expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(0);
+
+    await blocker.refused(p, 'trudy', 'user_qps');
+    const found = blocks.find(p, 'trudy');
+    expect(found).toMatchObject({ product: p, user: 'trudy', createdBy: 'auto-block' });
+    const lifetime = Date.parse(found!.expiresAt!) - Date.parse(found!.createdAt);
+    expect(lifetime).toBe(30_000);
+    // Only that user.
+    expect(blocks.find(p, 'victor')).toBeUndefined();
+    await msUntil('the other replica to enforce the auto-block', () => other.find(p, 'trudy') !== undefined, 1_000);
+
+    const alerts = lines.filter((l) => l.severity === 'ALERT');
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ product: p, user: 'trudy', reason: 'user_qps', refusals: 3 });
+    // The refusal counter lives in Redis with the window as its TTL.
+    const ttl = await redis.ttl(`kg:{${p}}:refusals:trudy`);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(60);
+
+    // More refusals in the same window do not raise another alert.
+    await blocker.refused(p, 'trudy', 'user_qps');
+    expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(1);
+  });
+
+  it('counts refusals across replicas (two blockers sharing Redis)', async () => {
+    const p = product('auto-shared');
+    const r1 = connect();
+    const r2 = connect();
+    const [b1, b2] = await Promise.all([replica(r1), replica(r2)]);
+    const log1 = capture();
+    const log2 = capture();
+    const cfg = config(p, { rejections: 4, window_seconds: 60, block_seconds: 60 });
+    const one = new AutoBlocker(cfg, r1, b1, log1.logger);
+    const two = new AutoBlocker(cfg, r2, b2, log2.logger);
+    await Promise.all([one.refused(p, 'wendy', 'user_daily'), two.refused(p, 'wendy', 'user_daily'), one.refused(p, 'wendy', 'user_daily')]);
+    expect(b1.find(p, 'wendy') ?? b2.find(p, 'wendy')).toBeUndefined();
+    await two.refused(p, 'wendy', 'user_daily');
+    expect(b2.find(p, 'wendy')).toBeDefined();
+    expect([...log1.lines, ...log2.lines].filter((l) => l.severity === 'ALERT')).toHaveLength(1);
+  });
+
+  it('does nothing when auto_block.rejections is 0', async () => {
+    const p = product('auto-off');
+    const blocks = await replica(undefined);
+    const { logger, lines } = capture();
+    const blocker = new AutoBlocker(config(p, { rejections: 0, window_seconds: 60, block_seconds: 60 }), undefined, blocks, logger);
+    for (let i = 0; i < 20; i++) await blocker.refused(p, 'xena', 'user_qps');
+    expect(blocks.find(p, 'xena')).toBeUndefined();
+    expect(lines).toHaveLength(0);
+  });
+
+  it('blocks a user again who keeps hitting the limit after an auto-block expired (same window)', async () => {
+    // block_seconds (1) is shorter than window_seconds (60). While blocked, refusals are not counted
+    // (the block answers first), so the counter stays at `rejections`; after the block lifts, the
+    // next refusals count 3, 4, … and `count !== rejections` never blocks again until the window ends.
+    const p = product('auto-again');
+    const blocks = await replica(undefined);
+    const { logger, lines } = capture();
+    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 1 }), undefined, blocks, logger);
+    await blocker.refused(p, 'zoe', 'user_qps');
+    await blocker.refused(p, 'zoe', 'user_qps');
+    expect(blocks.find(p, 'zoe')).toBeDefined();
+    await msUntil('the auto-block to expire', () => blocks.find(p, 'zoe') === undefined, 2_000);
+    await blocker.refused(p, 'zoe', 'user_qps');
+    await blocker.refused(p, 'zoe', 'user_qps');
+    expect(blocks.find(p, 'zoe')).toBeDefined();
+    expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(2);
+  });
+
+  it('counts in memory without Redis and still blocks', async () => {
+    const p = product('auto-local');
+    const blocks = await replica(undefined);
+    const { logger, lines } = capture();
+    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 5 }), undefined, blocks, logger);
+    await blocker.refused(p, 'yuri', 'product_qps');
+    expect(blocks.find(p, 'yuri')).toBeUndefined();
+    await blocker.refused(p, 'yuri', 'product_qps');
+    expect(blocks.find(p, 'yuri')).toBeDefined();
+    expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,128 @@
+import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { GatewayError } from '@keygate/errors';
+import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
+import { KEYGATE_REDIS } from '@keygate/redis';
+import type { Redis } from 'ioredis';
+
+/** A block of a product, or of one user of a product. */
+export interface Block {
+  product: string;
+  /** null: the whole product. */
+  user: string | null;
+  reason: string;
+  createdAt: string;
+  /** null: until deleted. */
+  expiresAt: string | null;
+  /** Who created it: an admin's user, or `auto-block`. */
+  createdBy: string;
+}
+
+const BLOCKS_KEY = 'kg:blocks';
+/** Every replica re-reads the blocks this often, so a block is in force everywhere within a second. */
+export const BLOCKS_POLL_MS = 500;
+
+/**
+ * Product and user blocks. The hot path checks an in-memory map (no Redis round trip); with Redis
+ * every replica refreshes the map from one hash every 500 ms, and a block created through one
+ * replica is in force on all of them within one second. Without Redis, blocks are per process.
+ */
+@Injectable()
+export class BlocksService implements OnModuleInit, OnApplicationShutdown {
+  private blocks = new Map<string, Block>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    @Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined,
+    @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    if (!this.redis) return;
+    await this.refresh();
+    this.timer = setInterval(() => void this.refresh(), BLOCKS_POLL_MS);
+    this.timer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** The block in force for this product or this user of it, if any. */
+  find(product: string, user: string): Block | undefined {
+    if (this.blocks.size === 0) return undefined;
+    const now = Date.now();
+    for (const key of [product, keyOf(product, user)]) {
+      const block = this.blocks.get(key);
+      if (block && (block.expiresAt === null || Date.parse(block.expiresAt) > now)) return block;
+    }
+    return undefined;
+  }
+
+  /** Every block in force. */
+  list(): Block[] {
+    const now = Date.now();
+    return [...this.blocks.values()].filter((b) => b.expiresAt === null || Date.parse(b.expiresAt) > now);
+  }
+
+  /** Creates or replaces a block; in force here at once, on other replicas within a second. */
+  async create(block: Block): Promise<Block> {
+    const key = keyOf(block.product, block.user);
+    if (this.redis) await this.shared(() => this.redis?.hset(BLOCKS_KEY, key, JSON.stringify(block)));
+    this.blocks.set(key, block);
+    return block;
+  }
+
+  /** Removes a block; returns whether one existed. */
+  async remove(product: string, user: string | null): Promise<boolean> {
+    const key = keyOf(product, user);
+    if (this.redis) {
+      const removed = (await this.shared(() => this.redis?.hdel(BLOCKS_KEY, key))) ?? 0;
+      return this.blocks.delete(key) || removed > 0;
+    }
+    return this.blocks.delete(key);
+  }
+
+  /** A block must reach every replica, so without Redis a change is refused (503), never half-made. */
+  private async shared<T>(op: () => Promise<T> | undefined): Promise<T | undefined> {
+    if (this.redis?.status !== 'ready') throw new GatewayError('service_unavailable', 'blocks are kept in Redis, which is unavailable; retry shortly', { retryAfterSeconds: 1 });
+    try {
+      return await op();
+    } catch (error) {
+      throw new GatewayError('service_unavailable', 'blocks are kept in Redis, which did not answer; retry shortly', { retryAfterSeconds: 1, cause: error });
+    }
+  }
+
+  private async refresh(): Promise<void> {
+    if (!this.redis || this.redis.status !== 'ready') return;
+    try {
+      const raw = await this.redis.hgetall(BLOCKS_KEY);
+      const next = new Map<string, Block>();
+      const expired: string[] = [];
+      const now = Date.now();
+      for (const [key, json] of Object.entries(raw)) {
+        const block = parseBlock(json);
+        if (!block) continue;
+        if (block.expiresAt !== null && Date.parse(block.expiresAt) <= now) expired.push(key);
+        else next.set(key, block);
+      }
+      this.blocks = next;
+      if (expired.length) await this.redis.hdel(BLOCKS_KEY, ...expired);
+    } catch (error) {
+      // The last known blocks stay in force while Redis is away.
+      this.logger.write('DEBUG', 'blocks refresh failed', { reason: (error as Error).message });
+    }
+  }
+}
+
+function keyOf(product: string, user: string | null): string {
+  return user === null ? product : `${product}\n${user}`;
+}
+
+function parseBlock(json: string): Block | undefined {
+  try {
+    const b = JSON.parse(json) as Block;
+    return typeof b.product === 'string' ? b : undefined;
+  } catch {
+    return undefined;
+  }
+}

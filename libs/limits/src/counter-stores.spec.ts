@@ -1,0 +1,263 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { secondsToUtcMidnight, utcDay, type CounterStore, type LimitName, type RequestLimits, type StoreName } from './counter.store';
+import { MemoryCounterStore } from './memory.counter-store';
+import { RedisCounterStore } from './redis.counter-store';
+
+// Integration spec: the Redis store runs against the real Redis, touching only keys of this run
+// (every product name carries RUN), and the in-memory store is held to the same contract.
+const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const RUN = `spec-${randomUUID().slice(0, 8)}`;
+/** A fixed UTC day and second: the store takes them as arguments, so nothing here depends on the clock. */
+const DAY = '2031-05-17';
+const SECOND = 1_952_000_000;
+
+const NONE: RequestLimits = { productPerSecond: 0, userPerSecond: 0, productPerDay: 0, userPerDay: 0 };
+
+let seq = 0;
+/** A product name no other test (or run) uses. */
+function product(label: string): string {
+  return `${RUN}-${label}-${++seq}`;
+}
+
+let redis: Redis;
+
+beforeAll(async () => {
+  redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, connectTimeout: 2_000 });
+  await redis.ping();
+});
+
+afterAll(async () => {
+  const keys = await redis.keys(`kg:{${RUN}-*`);
+  if (keys.length) await redis.del(...keys);
+  await redis.quit();
+});
+
+const stores: Array<[string, () => CounterStore, StoreName]> = [
+  ['RedisCounterStore (real Redis)', () => new RedisCounterStore(redis), 'shared'],
+  ['MemoryCounterStore', () => new MemoryCounterStore(), 'local'],
+];
+
+describe.each(stores)('%s', (_name, makeStore, where) => {
+  let store: CounterStore;
+  beforeEach(() => {
+    store = makeStore();
+  });
+
+  /** N + 1 concurrent admissions against a limit of N, each from its own user unless `sameUser`. */
+  async function race(p: string, limits: RequestLimits, n: number, sameUser: boolean): Promise<{ admitted: number; refusedBy: LimitName[] }> {
+    const results = await Promise.all(Array.from({ length: n + 1 }, (_, i) => store.admit(p, sameUser ? 'alice' : `user-${i}`, limits, SECOND, DAY)));
+    return {
+      admitted: results.filter((r) => r.admitted).length,
+      refusedBy: results.flatMap((r) => (r.admitted ? [] : [r.refusedBy])),
+    };
+  }
+
+  it.each<[LimitName, Partial<RequestLimits>, boolean]>([
+    ['product_qps', { productPerSecond: 7 }, false],
+    ['user_qps', { userPerSecond: 7 }, true],
+    ['product_daily', { productPerDay: 7 }, false],
+    ['user_daily', { userPerDay: 7 }, true],
+  ])('admits exactly N of N + 1 concurrent requests against %s = N, and refuses the rest by that limit', async (limit, set, sameUser) => {
+    const p = product(limit);
+    const { admitted, refusedBy } = await race(p, { ...NONE, ...set }, 7, sameUser);
+    expect(admitted).toBe(7);
+    expect(refusedBy).toEqual([limit]);
+    const usage = await store.usage(p, DAY);
+    // The refused request is not in the day's count either.
+    expect(usage.requests.total).toBe(7);
+  });
+
+  it('holds every limit exactly under a larger burst (50 concurrent against 13)', async () => {
+    const p = product('burst');
+    const results = await Promise.all(Array.from({ length: 50 }, () => store.admit(p, 'bob', { ...NONE, userPerSecond: 13 }, SECOND, DAY)));
+    expect(results.filter((r) => r.admitted)).toHaveLength(13);
+    const counts = results.filter((r) => r.admitted).map((r) => r.counts[1]);
+    expect(counts.sort((a, b) => a - b)).toEqual(Array.from({ length: 13 }, (_, i) => i + 1));
+  });
+
+  it('charges a refused request to none of the four counters', async () => {
+    const p = product('no-charge');
+    const limits: RequestLimits = { productPerSecond: 100, userPerSecond: 100, productPerDay: 100, userPerDay: 2 };
+    expect((await store.admit(p, 'carol', limits, SECOND, DAY)).admitted).toBe(true);
+    const second = await store.admit(p, 'carol', limits, SECOND, DAY);
+    expect(second).toEqual({ admitted: true, counts: [2, 2, 2, 2] });
+    const refused = await store.admit(p, 'carol', limits, SECOND, DAY);
+    expect(refused).toEqual({ admitted: false, refusedBy: 'user_daily', counts: [2, 2, 2, 2] });
+    // Another user of the same product in the same second sees the product counters untouched by the refusal.
+    expect(await store.admit(p, 'dave', limits, SECOND, DAY)).toEqual({ admitted: true, counts: [3, 1, 3, 1] });
+    const usage = await store.usage(p, DAY);
+    expect(usage.requests).toEqual({ total: 3, users: { carol: 2, dave: 1 } });
+  });
+
+  it('refuses by the first full limit in order (product_qps before user_qps before the daily caps)', async () => {
+    const p = product('order');
+    const limits: RequestLimits = { productPerSecond: 1, userPerSecond: 1, productPerDay: 1, userPerDay: 1 };
+    expect((await store.admit(p, 'erin', limits, SECOND, DAY)).admitted).toBe(true);
+    expect(await store.admit(p, 'erin', limits, SECOND, DAY)).toMatchObject({ admitted: false, refusedBy: 'product_qps' });
+    // Next second: the per-second windows are empty, the daily caps are not.
+    expect(await store.admit(p, 'erin', limits, SECOND + 1, DAY)).toMatchObject({ admitted: false, refusedBy: 'product_daily' });
+    expect(await store.admit(p, 'erin', { ...limits, productPerDay: 0 }, SECOND + 1, DAY)).toMatchObject({ admitted: false, refusedBy: 'user_daily' });
+  });
+
+  it('starts a fresh per-second window every second, and keeps the daily count across seconds', async () => {
+    const p = product('window');
+    const limits: RequestLimits = { ...NONE, productPerSecond: 2, userPerSecond: 2 };
+    expect((await store.admit(p, 'frank', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await store.admit(p, 'frank', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await store.admit(p, 'frank', limits, SECOND, DAY)).admitted).toBe(false);
+    const next = await store.admit(p, 'frank', limits, SECOND + 1, DAY);
+    expect(next).toEqual({ admitted: true, counts: [1, 1, 3, 3] });
+    expect((await store.usage(p, DAY)).requests.total).toBe(3);
+  });
+
+  it('treats a limit of 0 as unlimited but still counts the requests in the usage', async () => {
+    const p = product('unlimited');
+    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => store.admit(p, i % 3 === 0 ? 'gina' : 'hank', NONE, SECOND, DAY)));
+    expect(results.every((r) => r.admitted)).toBe(true);
+    expect(await store.usage(p, DAY)).toEqual({
+      requests: { total: 60, users: { gina: 20, hank: 40 } },
+      tokens: { total: 0, users: {} },
+    });
+  });
+
+  it('keeps days apart', async () => {
+    const p = product('days');
+    const limits: RequestLimits = { ...NONE, productPerDay: 1 };
+    expect((await store.admit(p, 'ivy', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await store.admit(p, 'ivy', limits, SECOND + 86_400, '2031-05-18')).admitted).toBe(true);
+    expect((await store.usage(p, DAY)).requests.total).toBe(1);
+    expect((await store.usage(p, '2031-05-18')).requests.total).toBe(1);
+    expect((await store.usage(p, '2031-05-19')).requests.total).toBe(0);
+  });
+
+  it('reserves exactly as many concurrent token reservations as fit under the product cap (1000 / 50 → 20 of 30)', async () => {
+    const p = product('reserve');
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => store.reserveTokens(p, `u${i % 5}`, 50, 1000, 0, DAY)));
+    expect(results.filter((r) => r.reserved)).toHaveLength(20);
+    expect(results.filter((r) => !r.reserved).every((r) => !r.reserved && r.refusedBy === 'product_tokens')).toBe(true);
+    const usage = await store.usage(p, DAY);
+    expect(usage.tokens.total).toBe(1000);
+    expect(Object.values(usage.tokens.users).reduce((a, b) => a + b, 0)).toBe(1000);
+  });
+
+  it('holds the user cap under concurrency and refuses by user_tokens', async () => {
+    const p = product('user-reserve');
+    const results = await Promise.all(Array.from({ length: 12 }, () => store.reserveTokens(p, 'jack', 30, 0, 100, DAY)));
+    expect(results.filter((r) => r.reserved)).toHaveLength(3);
+    expect(results.find((r) => !r.reserved)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
+    // Another user still has the whole user cap.
+    expect(await store.reserveTokens(p, 'kate', 100, 0, 100, DAY)).toEqual({ reserved: true, productTotal: 190, userTotal: 100, store: where });
+    expect(await store.reserveTokens(p, 'kate', 1, 0, 100, DAY)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
+  });
+
+  it('admits a reservation that lands exactly on the cap and refuses one token more', async () => {
+    const p = product('edge');
+    expect(await store.reserveTokens(p, 'liam', 999, 1000, 1000, DAY)).toEqual({ reserved: true, productTotal: 999, userTotal: 999, store: where });
+    expect(await store.reserveTokens(p, 'liam', 2, 1000, 1000, DAY)).toEqual({ reserved: false, refusedBy: 'product_tokens' });
+    expect(await store.reserveTokens(p, 'liam', 1, 1000, 1000, DAY)).toEqual({ reserved: true, productTotal: 1000, userTotal: 1000, store: where });
+    // A refused reservation charged nothing.
+    expect((await store.usage(p, DAY)).tokens).toEqual({ total: 1000, users: { liam: 1000 } });
+  });
+
+  it('settles reservations to the real usage, freeing (or charging) the difference', async () => {
+    const p = product('settle');
+    for (let i = 0; i < 4; i++) expect((await store.reserveTokens(p, 'mia', 250, 1000, 0, DAY)).reserved).toBe(true);
+    expect((await store.reserveTokens(p, 'noah', 1, 1000, 0, DAY)).reserved).toBe(false);
+    // Two requests used 100 of their 250, one used 300 (50 over its estimate), one used exactly its estimate.
+    await Promise.all([store.settleTokens(p, 'mia', -150, DAY, where), store.settleTokens(p, 'mia', -150, DAY, where), store.settleTokens(p, 'mia', 50, DAY, where), store.settleTokens(p, 'mia', 0, DAY, where)]);
+    expect((await store.usage(p, DAY)).tokens).toEqual({ total: 750, users: { mia: 750 } });
+    expect(await store.reserveTokens(p, 'noah', 250, 1000, 0, DAY)).toEqual({ reserved: true, productTotal: 1000, userTotal: 250, store: where });
+  });
+
+  it('reports usage per user for requests and tokens', async () => {
+    const p = product('usage');
+    await store.admit(p, 'olga', NONE, SECOND, DAY);
+    await store.admit(p, 'olga', NONE, SECOND, DAY);
+    await store.admit(p, 'pete', NONE, SECOND, DAY);
+    await store.reserveTokens(p, 'olga', 40, 0, 0, DAY);
+    await store.reserveTokens(p, 'pete', 5, 0, 0, DAY);
+    await store.settleTokens(p, 'pete', 3, DAY, where);
+    expect(await store.usage(p, DAY)).toEqual({
+      requests: { total: 3, users: { olga: 2, pete: 1 } },
+      tokens: { total: 48, users: { olga: 40, pete: 8 } },
+    });
+    expect(await store.usage(product('nobody'), DAY)).toEqual({ requests: { total: 0, users: {} }, tokens: { total: 0, users: {} } });
+  });
+
+  it('keeps products apart', async () => {
+    const a = product('apart-a');
+    const b = product('apart-b');
+    const limits: RequestLimits = { ...NONE, productPerSecond: 1 };
+    expect((await store.admit(a, 'quinn', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await store.admit(b, 'quinn', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await store.admit(a, 'quinn', limits, SECOND, DAY)).admitted).toBe(false);
+  });
+});
+
+describe('RedisCounterStore keys (real Redis)', () => {
+  let store: RedisCounterStore;
+  beforeAll(() => {
+    store = new RedisCounterStore(redis);
+  });
+
+  it('leaves every key untouched when a request is refused', async () => {
+    const p = product('keys');
+    const limits: RequestLimits = { productPerSecond: 5, userPerSecond: 1, productPerDay: 5, userPerDay: 5 };
+    await store.admit(p, 'rita', limits, SECOND, DAY);
+    const snapshot = async (): Promise<unknown> => ({
+      pqps: await redis.get(`kg:{${p}}:qps:${SECOND}`),
+      uqps: await redis.get(`kg:{${p}}:qps:${SECOND}:u:rita`),
+      day: await redis.hgetall(`kg:{${p}}:req:${DAY}`),
+    });
+    const before = await snapshot();
+    expect(before).toEqual({ pqps: '1', uqps: '1', day: { _total: '1', 'u:rita': '1' } });
+    const refused = await Promise.all(Array.from({ length: 5 }, () => store.admit(p, 'rita', limits, SECOND, DAY)));
+    expect(refused.every((r) => !r.admitted && r.refusedBy === 'user_qps')).toBe(true);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('expires per-second counters within 2 s and daily hashes after two days', async () => {
+    const p = product('ttl');
+    await store.admit(p, 'sam', NONE, SECOND, DAY);
+    await store.reserveTokens(p, 'sam', 10, 0, 0, DAY);
+    const qpsTtl = await redis.pttl(`kg:{${p}}:qps:${SECOND}`);
+    expect(qpsTtl).toBeGreaterThan(0);
+    expect(qpsTtl).toBeLessThanOrEqual(2000);
+    expect(await redis.pttl(`kg:{${p}}:qps:${SECOND}:u:sam`)).toBeLessThanOrEqual(2000);
+    for (const key of [`kg:{${p}}:req:${DAY}`, `kg:{${p}}:tok:${DAY}`]) {
+      const ttl = await redis.ttl(key);
+      expect(ttl).toBeGreaterThan(86_400);
+      expect(ttl).toBeLessThanOrEqual(2 * 86_400);
+    }
+  });
+
+  it('shares counts between two stores on two connections (two replicas)', async () => {
+    const other = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    try {
+      const a = new RedisCounterStore(redis);
+      const b = new RedisCounterStore(other);
+      const p = product('replicas');
+      const limits: RequestLimits = { ...NONE, userPerSecond: 10 };
+      const results = await Promise.all(Array.from({ length: 22 }, (_, i) => (i % 2 ? a : b).admit(p, 'tess', limits, SECOND, DAY)));
+      expect(results.filter((r) => r.admitted)).toHaveLength(10);
+      const reservations = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).reserveTokens(p, 'tess', 100, 450, 0, DAY)));
+      expect(reservations.filter((r) => r.reserved)).toHaveLength(4);
+    } finally {
+      await other.quit();
+    }
+  });
+});
+
+describe('UTC day helpers', () => {
+  it('names the UTC day of an instant', () => {
+    expect(utcDay(Date.parse('2031-05-17T23:59:59.999Z'))).toBe('2031-05-17');
+    expect(utcDay(Date.parse('2031-05-18T00:00:00.000Z'))).toBe('2031-05-18');
+  });
+
+  it('counts whole seconds to the next UTC midnight, at least 1', () => {
+    expect(secondsToUtcMidnight(Date.parse('2031-05-17T00:00:00.000Z'))).toBe(86_400);
+    expect(secondsToUtcMidnight(Date.parse('2031-05-17T23:00:00.000Z'))).toBe(3600);
+    expect(secondsToUtcMidnight(Date.parse('2031-05-17T23:59:59.500Z'))).toBe(1);
+  });
+});

@@ -1,0 +1,235 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
+import { JsonLogger } from '@keygate/observability';
+import { createRequestPathRedis, REDIS_COMMAND_TIMEOUT_MS } from '@keygate/redis';
+import { Redis } from 'ioredis';
+import type { RequestLimits } from './counter.store';
+import { FailoverCounterStore } from './failover.counter-store';
+
+// Integration spec: Redis reached directly, through a dead port, and through a local TCP proxy that
+// can cut or freeze the connection (an outage without touching the shared Redis). Keys of this run only.
+const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const RUN = `spec-${randomUUID().slice(0, 8)}`;
+const DAY = '2031-06-01';
+const SECOND = 1_953_000_000;
+const NONE: RequestLimits = { productPerSecond: 0, userPerSecond: 0, productPerDay: 0, userPerDay: 0 };
+const ignore = (): void => undefined;
+
+let seq = 0;
+function product(label: string): string {
+  return `${RUN}-${label}-${++seq}`;
+}
+
+function capture(): { logger: JsonLogger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  return { logger: new JsonLogger('debug', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)), lines };
+}
+
+async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> {
+  const start = performance.now();
+  const value = await work();
+  return { value, ms: performance.now() - start };
+}
+
+async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A TCP proxy in front of the real Redis that can be taken down (connections cut) or frozen (bytes swallowed). */
+class RedisProxy {
+  private server!: Server;
+  private readonly sockets = new Set<Socket>();
+  mode: 'up' | 'down' | 'frozen' = 'up';
+  port = 0;
+
+  async start(): Promise<void> {
+    const target = new URL(REDIS_URL);
+    this.server = createServer((client) => {
+      if (this.mode === 'down') return client.destroy();
+      const upstream = new Socket();
+      upstream.connect(Number(target.port || 6379), target.hostname);
+      this.sockets.add(client).add(upstream);
+      const drop = (): void => {
+        client.destroy();
+        upstream.destroy();
+        this.sockets.delete(client);
+        this.sockets.delete(upstream);
+      };
+      client.on('data', (chunk) => {
+        if (this.mode === 'up') upstream.write(chunk);
+      });
+      upstream.on('data', (chunk) => {
+        if (this.mode === 'up') client.write(chunk);
+      });
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+    });
+    await new Promise<void>((done) => this.server.listen(0, '127.0.0.1', done));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Cuts every connection and refuses new ones, like a killed Redis. */
+  down(): void {
+    this.mode = 'down';
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+  }
+
+  async stop(): Promise<void> {
+    this.down();
+    await new Promise<void>((done) => this.server.close(() => done()));
+  }
+}
+
+let direct: Redis;
+
+beforeAll(async () => {
+  direct = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  await direct.ping();
+});
+
+afterAll(async () => {
+  const keys = await direct.keys(`kg:{${RUN}-*`);
+  if (keys.length) await direct.del(...keys);
+  await direct.quit();
+});
+
+describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
+  let redis: Redis;
+  let store: FailoverCounterStore;
+  let lines: Array<Record<string, unknown>>;
+
+  beforeAll(() => {
+    redis = createRequestPathRedis('redis://127.0.0.1:1', ignore);
+    const captured = capture();
+    lines = captured.lines;
+    store = new FailoverCounterStore(redis, captured.logger);
+  });
+
+  afterAll(() => {
+    redis.disconnect();
+  });
+
+  it('answers from per-replica memory at once, well within 250 ms', async () => {
+    expect(redis.status).not.toBe('ready');
+    const { value, ms } = await timed(() => store.admit(product('dead'), 'alice', NONE, SECOND, DAY));
+    expect(value.admitted).toBe(true);
+    expect(ms).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS);
+    expect(store.degraded).toBe(true);
+  });
+
+  it('still enforces every limit (never unlimited)', async () => {
+    const p = product('dead-limit');
+    const start = performance.now();
+    const results = await Promise.all(Array.from({ length: 6 }, () => store.admit(p, 'bob', { ...NONE, userPerSecond: 5 }, SECOND, DAY)));
+    expect(performance.now() - start).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS);
+    expect(results.filter((r) => r.admitted)).toHaveLength(5);
+    expect(results.find((r) => !r.admitted)).toMatchObject({ refusedBy: 'user_qps' });
+    const reservations = await Promise.all(Array.from({ length: 5 }, () => store.reserveTokens(p, 'bob', 40, 100, 0, DAY)));
+    expect(reservations.filter((r) => r.reserved)).toHaveLength(2);
+    expect((await store.usage(p, DAY)).requests.total).toBe(5);
+  });
+
+  it('logs the degradation once, not once per request', () => {
+    const degraded = lines.filter((l) => String(l.message).includes('degraded'));
+    expect(degraded).toHaveLength(1);
+    expect(degraded[0].severity).toBe('ERROR');
+  });
+});
+
+describe('FailoverCounterStore through a proxy that fails and recovers', () => {
+  let proxy: RedisProxy;
+  let redis: Redis;
+  let store: FailoverCounterStore;
+  let lines: Array<Record<string, unknown>>;
+
+  beforeEach(async () => {
+    proxy = new RedisProxy();
+    await proxy.start();
+    redis = createRequestPathRedis(proxy.url, ignore);
+    await until('the client to be ready', () => redis.status === 'ready');
+    const captured = capture();
+    lines = captured.lines;
+    store = new FailoverCounterStore(redis, captured.logger);
+  });
+
+  afterEach(async () => {
+    redis.disconnect();
+    await proxy.stop();
+  });
+
+  it('counts in the shared Redis while it is up', async () => {
+    const p = product('shared');
+    expect((await store.admit(p, 'carol', NONE, SECOND, DAY)).admitted).toBe(true);
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('1');
+    expect(store.degraded).toBe(false);
+  });
+
+  it('falls back to memory without a wait when Redis is killed, then resumes shared counting by itself', async () => {
+    const p = product('killed');
+    const limits: RequestLimits = { ...NONE, userPerDay: 3 };
+    expect((await store.admit(p, 'dave', limits, SECOND, DAY)).admitted).toBe(true);
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+
+    // Per-replica counting starts from zero, but is still a limit.
+    const during = [];
+    for (let i = 0; i < 4; i++) during.push(await timed(() => store.admit(p, 'dave', limits, SECOND, DAY)));
+    expect(during.map((d) => d.value.admitted)).toEqual([true, true, true, false]);
+    for (const d of during) expect(d.ms).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS);
+    expect(lines.some((l) => l.severity === 'ERROR' && String(l.message).includes('Redis unavailable'))).toBe(true);
+    // Nothing reached the shared Redis meanwhile.
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('1');
+
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    expect((await store.admit(p, 'dave', limits, SECOND, DAY)).admitted).toBe(true);
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('2');
+    expect(store.degraded).toBe(false);
+    expect(lines.some((l) => l.severity === 'NOTICE' && String(l.message).includes('back on shared Redis'))).toBe(true);
+  }, 15_000);
+
+  it('waits at most one command timeout on a hung Redis, then skips it during the cool-off', async () => {
+    const p = product('frozen');
+    proxy.mode = 'frozen';
+    const first = await timed(() => store.admit(p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY));
+    expect(first.value.admitted).toBe(true);
+    expect(first.ms).toBeGreaterThanOrEqual(REDIS_COMMAND_TIMEOUT_MS - 20);
+    expect(first.ms).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS + 100);
+    const next = await Promise.all(Array.from({ length: 3 }, () => timed(() => store.admit(p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY))));
+    for (const n of next) expect(n.ms).toBeLessThan(50);
+    // Still a limit while degraded: 2 per second for the user, counted in memory.
+    expect(next.map((n) => n.value.admitted)).toEqual([true, false, false]);
+    expect(store.degraded).toBe(true);
+  });
+
+  it('settles a reservation taken in memory during an outage to memory, not to the recovered shared Redis', async () => {
+    // A stream starts while Redis is down (its estimate reserved in per-replica memory) and ends after
+    // Redis is back. Its settle (actual − estimate, typically a large negative number) must not be
+    // applied to the shared counter, which never held the estimate: that would lower the product's
+    // shared total below what was really used (and let it go negative).
+    const p = product('cross-settle');
+    const first = await store.reserveTokens(p, 'fay', 500, 10_000, 0, DAY);
+    expect(first).toMatchObject({ reserved: true, store: 'shared' });
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    const estimate = 4_100;
+    const during = await store.reserveTokens(p, 'fay', estimate, 10_000, 0, DAY);
+    expect(during).toMatchObject({ reserved: true, store: 'local' });
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    await store.settleTokens(p, 'fay', 100 - estimate, DAY, 'local'); // the outage request used 100 tokens
+    await store.settleTokens(p, 'fay', 400 - 500, DAY, 'shared'); // the first request used 400
+    const shared = Number(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total'));
+    // Only the request reserved in Redis belongs there: 400 tokens really used.
+    expect(shared).toBe(400);
+  }, 15_000);
+});

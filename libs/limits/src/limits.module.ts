@@ -1,0 +1,58 @@
+import { Inject, Injectable, Module } from '@nestjs/common';
+import { ThrottlerModule } from '@nestjs/throttler';
+import { JsonLogger, KEYGATE_LOGGER, MetricsService, ObservabilityModule } from '@keygate/observability';
+import { KEYGATE_REDIS, RedisModule } from '@keygate/redis';
+import type { Redis } from 'ioredis';
+import { AutoBlocker } from './auto-blocker';
+import { BlocksService } from './blocks.service';
+import { CounterStore } from './counter.store';
+import { FailoverCounterStore } from './failover.counter-store';
+import { FailoverThrottlerStorage } from './failover.throttler-storage';
+import { MemoryCounterStore } from './memory.counter-store';
+import { QuotaService } from './quota.service';
+import { RequestLimitsGuard } from './request-limits.guard';
+
+/** Reports at scrape time whether counting is shared through Redis (1) or per replica (0). */
+@Injectable()
+export class RedisMetricProbe {
+  constructor(@Inject(CounterStore) store: CounterStore, metrics: MetricsService) {
+    if (store instanceof FailoverCounterStore) metrics.probe((m) => m.redisUp.set(store.degraded ? 0 : 1));
+  }
+}
+
+/** Admin routes: at most this many requests per minute per client address (credential guessing). */
+export const ADMIN_THROTTLE = { name: 'admin', ttl: 60_000, limit: 120 };
+
+/**
+ * Limits, quotas and blocks. Identity limits use a store that checks and counts all of a
+ * request's counters in one atomic step; the per-IP throttle of the admin routes is
+ * @nestjs/throttler with @nest-lab/throttler-storage-redis, shared through the same Redis.
+ */
+@Module({
+  imports: [
+    RedisModule,
+    ObservabilityModule,
+    ThrottlerModule.forRootAsync({
+      imports: [RedisModule],
+      inject: [KEYGATE_REDIS],
+      useFactory: (redis: Redis | undefined) => ({
+        throttlers: [ADMIN_THROTTLE],
+        storage: redis ? new FailoverThrottlerStorage(redis) : undefined,
+      }),
+    }),
+  ],
+  providers: [
+    {
+      provide: CounterStore,
+      inject: [KEYGATE_REDIS, KEYGATE_LOGGER],
+      useFactory: (redis: Redis | undefined, logger: JsonLogger): CounterStore => (redis ? new FailoverCounterStore(redis, logger) : new MemoryCounterStore()),
+    },
+    RedisMetricProbe,
+    BlocksService,
+    AutoBlocker,
+    QuotaService,
+    RequestLimitsGuard,
+  ],
+  exports: [ThrottlerModule, CounterStore, BlocksService, AutoBlocker, QuotaService, RequestLimitsGuard],
+})
+export class LimitsModule {}

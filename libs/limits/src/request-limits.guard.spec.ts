@@ -1,0 +1,198 @@
+import type { ExecutionContext } from '@nestjs/common';
+import type { Principal } from '@keygate/auth';
+import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import { JsonLogger } from '@keygate/observability';
+import { AutoBlocker } from './auto-blocker';
+import { BlocksService } from './blocks.service';
+import { secondsToUtcMidnight, utcDay, type CounterStore } from './counter.store';
+import { MemoryCounterStore } from './memory.counter-store';
+import { QuotaService } from './quota.service';
+import { RequestLimitsGuard } from './request-limits.guard';
+
+// Unit spec: the guard and the quota service over the in-memory store (the store itself is held to
+// its contract against real Redis in counter-stores.spec.ts).
+
+const POLICY = {
+  defaults: { limits: { requests_per_second: 0, user_requests_per_second: 0, daily_requests: 0, user_daily_requests: 0, daily_tokens: 0, user_daily_tokens: 0 } },
+  products: {
+    qps: { limits: { user_requests_per_second: 2, user_daily_requests: 100 }, auto_block: { rejections: 3, window_seconds: 60, block_seconds: 60 } },
+    daily: { limits: { daily_requests: 2 } },
+    busy: { limits: { daily_requests: 1 }, auto_block: { rejections: 3, window_seconds: 60, block_seconds: 60 } },
+    tokens: { limits: { daily_tokens: 1000, user_daily_tokens: 600 } },
+  },
+};
+
+interface Harness {
+  guard: RequestLimitsGuard;
+  quota: QuotaService;
+  blocks: BlocksService;
+  counters: CounterStore;
+  lines: Array<Record<string, unknown>>;
+}
+
+function harness(counters: CounterStore = new MemoryCounterStore()): Harness {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = new JsonLogger('debug', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
+  const config = { policy: buildPolicyBook(POLICY) } as unknown as GatewayConfig;
+  const blocks = new BlocksService(undefined, logger);
+  const autoBlocker = new AutoBlocker(config, undefined, blocks, logger);
+  return {
+    guard: new RequestLimitsGuard(config, counters, blocks, autoBlocker),
+    quota: new QuotaService(config, counters, autoBlocker, logger),
+    blocks,
+    counters,
+    lines,
+  };
+}
+
+function request(product: string, user: string | null): { context: ExecutionContext; headers: Map<string, unknown> } {
+  const headers = new Map<string, unknown>();
+  const principal: Principal | undefined = user === null ? undefined : { kind: 'jwt', product, user, scopes: [] };
+  const raw = { setHeader: (name: string, value: unknown) => headers.set(name.toLowerCase(), value) };
+  const context = {
+    switchToHttp: () => ({ getRequest: () => ({ user: principal }), getResponse: () => ({ raw }) }),
+  } as unknown as ExecutionContext;
+  return { context, headers };
+}
+
+async function refusal(promise: Promise<unknown>): Promise<GatewayError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof GatewayError) return error;
+    throw error;
+  }
+  throw new Error('expected a GatewayError');
+}
+
+/** Lets fire-and-forget auto-block work finish. */
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** Waits, if needed, so the next few calls fall within one wall-clock second (per-second windows). */
+async function freshSecond(): Promise<void> {
+  const ms = Date.now() % 1000;
+  if (ms > 700) await new Promise((r) => setTimeout(r, 1010 - ms));
+}
+
+describe('RequestLimitsGuard', () => {
+  it('refuses a request without a principal (it must run after the credential guard)', async () => {
+    const { guard } = harness();
+    expect((await refusal(guard.canActivate(request('qps', null).context))).code).toBe('invalid_token');
+  });
+
+  it('admits within the limits and sets the OpenAI-style rate-limit headers', async () => {
+    const { guard } = harness();
+    const { context, headers } = request('qps', 'alice');
+    await expect(guard.canActivate(context)).resolves.toBe(true);
+    expect(Object.fromEntries(headers)).toEqual({ 'x-ratelimit-limit-requests': 100, 'x-ratelimit-remaining-requests': 99 });
+  });
+
+  it('answers rate_limit_exceeded (429, Retry-After 1 s) over the per-second limit, with headers, and charges nothing', async () => {
+    const h = harness();
+    await freshSecond();
+    await h.guard.canActivate(request('qps', 'bob').context);
+    await h.guard.canActivate(request('qps', 'bob').context);
+    const third = request('qps', 'bob');
+    const error = await refusal(h.guard.canActivate(third.context));
+    expect(error.code).toBe('rate_limit_exceeded');
+    expect(error.status).toBe(429);
+    expect(error.spec.failure).toBe('rate_limit');
+    expect(error.options.retryAfterSeconds).toBe(1);
+    expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
+    expect(third.headers.get('x-ratelimit-remaining-requests')).toBe(98);
+    expect((await h.counters.usage('qps', utcDay(Date.now()))).requests.users.bob).toBe(2);
+  });
+
+  it('answers 429 with Retry-After to the next UTC midnight over a daily cap', async () => {
+    const { guard } = harness();
+    await guard.canActivate(request('daily', 'carol').context);
+    await guard.canActivate(request('daily', 'dave').context);
+    const before = secondsToUtcMidnight(Date.now());
+    const error = await refusal(guard.canActivate(request('daily', 'erin').context));
+    const after = secondsToUtcMidnight(Date.now());
+    expect(error.code).toBe('rate_limit_exceeded');
+    expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(before);
+    expect(error.options.retryAfterSeconds).toBeGreaterThanOrEqual(after);
+    expect(error.options.headers).toEqual({ 'x-keygate-limit': 'product_daily' });
+  });
+
+  it('answers 403 blocked for a blocked user or product, before counting anything', async () => {
+    const h = harness();
+    await h.blocks.create({ product: 'qps', user: 'frank', reason: 'abuse', createdAt: new Date().toISOString(), expiresAt: null, createdBy: 'admin' });
+    const error = await refusal(h.guard.canActivate(request('qps', 'frank').context));
+    expect(error.code).toBe('blocked');
+    expect(error.status).toBe(403);
+    expect(error.spec.failure).toBe('blocked');
+    expect(error.message).toContain('abuse');
+    await expect(h.guard.canActivate(request('qps', 'gina').context)).resolves.toBe(true);
+    await h.blocks.create({ product: 'qps', user: null, reason: 'product off', createdAt: new Date().toISOString(), expiresAt: null, createdBy: 'admin' });
+    expect((await refusal(h.guard.canActivate(request('qps', 'gina').context))).code).toBe('blocked');
+    expect((await h.counters.usage('qps', utcDay(Date.now()))).requests).toEqual({ total: 1, users: { gina: 1 } });
+  });
+
+  it('auto-blocks a user who keeps hitting the limit (ALERT), and then answers 403 blocked', async () => {
+    const h = harness();
+    await freshSecond();
+    for (let i = 0; i < 2; i++) await h.guard.canActivate(request('qps', 'hank').context);
+    for (let i = 0; i < 3; i++) expect((await refusal(h.guard.canActivate(request('qps', 'hank').context))).code).toBe('rate_limit_exceeded');
+    await flush();
+    expect((await refusal(h.guard.canActivate(request('qps', 'hank').context))).code).toBe('blocked');
+    expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([expect.objectContaining({ product: 'qps', user: 'hank', reason: 'user_qps' })]);
+  });
+
+  it("does not auto-block a user for refusals caused by the product's limit, which another user exhausted", async () => {
+    // auto_block is for "a user who keeps hitting their limit". Here olga never got a request through:
+    // the product-wide daily_requests was used up by another user. Three refusals later she is blocked
+    // (with an ALERT) although no limit of hers was ever reached.
+    const h = harness();
+    await h.guard.canActivate(request('busy', 'heavy').context);
+    for (let i = 0; i < 3; i++) expect((await refusal(h.guard.canActivate(request('busy', 'olga').context))).code).toBe('rate_limit_exceeded');
+    await flush();
+    expect(h.blocks.find('busy', 'olga')).toBeUndefined();
+    expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([]);
+  });
+});
+
+describe('QuotaService', () => {
+  it('is enabled only for products with a token quota', () => {
+    const { quota } = harness();
+    expect(quota.enabled('tokens')).toBe(true);
+    expect(quota.enabled('qps')).toBe(false);
+  });
+
+  it('reserves while the estimate fits and refuses with daily_quota_exceeded (429, Retry-After to UTC midnight) otherwise', async () => {
+    const h = harness();
+    const r = await h.quota.reserve('tokens', 'ivy', 500);
+    expect(r).toMatchObject({ product: 'tokens', user: 'ivy', tokens: 500, day: utcDay(Date.now()) });
+    const error = await refusal(h.quota.reserve('tokens', 'ivy', 101));
+    expect(error.code).toBe('daily_quota_exceeded');
+    expect(error.status).toBe(429);
+    expect(error.spec.failure).toBe('quota');
+    expect(error.options.retryAfterSeconds).toBeGreaterThan(0);
+    expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(secondsToUtcMidnight(Date.now()) + 1);
+    // The product cap (1000) still has room for another user.
+    await expect(h.quota.reserve('tokens', 'jack', 500)).resolves.toMatchObject({ tokens: 500 });
+    expect((await refusal(h.quota.reserve('tokens', 'kate', 1))).message).toContain("this product's");
+  });
+
+  it('settles a reservation to the real usage, freeing room for the next request', async () => {
+    const h = harness();
+    const day = utcDay(Date.now());
+    const r = await h.quota.reserve('tokens', 'liam', 600);
+    h.quota.settle(r, 150);
+    await flush();
+    expect((await h.counters.usage('tokens', day)).tokens).toEqual({ total: 150, users: { liam: 150 } });
+    await expect(h.quota.reserve('tokens', 'liam', 450)).resolves.toBeDefined();
+    h.quota.settle(undefined, 999);
+  });
+
+  it('logs (and never throws) when a settle fails', async () => {
+    const failing: CounterStore = Object.assign(new MemoryCounterStore(), { settleTokens: () => Promise.reject(new Error('redis gone')) });
+    const h = harness(failing);
+    const r = await h.quota.reserve('tokens', 'mia', 10);
+    expect(() => h.quota.settle(r, 5)).not.toThrow();
+    await flush();
+    expect(h.lines).toEqual([expect.objectContaining({ severity: 'WARNING', message: 'token usage could not be settled', product: 'tokens' })]);
+  });
+});

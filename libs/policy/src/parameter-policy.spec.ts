@@ -1,0 +1,42 @@
+import { GatewayError } from '@keygate/errors';
+import { applyParameterPolicy } from './parameter-policy';
+
+const policy = { maxTokens: 1000, temperature: { min: 0, max: 1.5 }, maxRequestBytes: 1024, maxStreamSeconds: 60 };
+
+describe('applyParameterPolicy', () => {
+  it('sets the cap in the given field when the client sent none', () => {
+    const body: Record<string, unknown> = {};
+    expect(applyParameterPolicy(body, policy)).toBe(1000);
+    expect(body).toEqual({ max_tokens: 1000 });
+    const other: Record<string, unknown> = {};
+    applyParameterPolicy(other, policy, 'max_completion_tokens');
+    expect(other).toEqual({ max_completion_tokens: 1000 });
+  });
+
+  it('keeps a value within the cap and returns the effective one', () => {
+    const body = { max_tokens: 200, max_completion_tokens: 100 };
+    expect(applyParameterPolicy(body, policy)).toBe(100);
+    expect(body).toEqual({ max_tokens: 200, max_completion_tokens: 100 });
+  });
+
+  it.each([
+    [{ max_tokens: 1001 }, 'max_tokens', /cap of 1000/],
+    [{ max_completion_tokens: 5000 }, 'max_completion_tokens', /cap of 1000/],
+    [{ temperature: 1.6 }, 'temperature', /between 0 and 1.5/],
+    [{ temperature: -0.1 }, 'temperature', /between 0 and 1.5/],
+  ])('rejects %j as a policy violation naming %s', (body, param, message) => {
+    try {
+      applyParameterPolicy(body, policy);
+      throw new Error('expected a policy violation');
+    } catch (error) {
+      expect(error).toBeInstanceOf(GatewayError);
+      expect((error as GatewayError).code).toBe('policy_violation');
+      expect((error as GatewayError).options.param).toBe(param);
+      expect((error as Error).message).toMatch(message);
+    }
+  });
+
+  it('accepts the range bounds and null values', () => {
+    expect(() => applyParameterPolicy({ temperature: 1.5, max_tokens: null }, policy)).not.toThrow();
+  });
+});

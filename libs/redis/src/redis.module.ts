@@ -1,0 +1,40 @@
+import { Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
+import { GatewayConfig } from '@keygate/config';
+import { JsonLogger, KEYGATE_LOGGER, ObservabilityModule } from '@keygate/observability';
+import type { Redis } from 'ioredis';
+import { KEYGATE_REDIS } from './redis.constants';
+import { createRequestPathRedis } from './redis.factory';
+
+/** Logs connection errors at most once per outage, not once per reconnect attempt. */
+function errorReporter(logger: JsonLogger): (error: Error) => void {
+  let reported = false;
+  return (error) => {
+    if (reported) return;
+    reported = true;
+    logger.write('WARNING', 'Redis unavailable; limits fall back to per-replica counters until it returns', { reason: error.message });
+    setTimeout(() => (reported = false), 60_000).unref();
+  };
+}
+
+/** The shared Redis client of the request path (limits, quotas, blocks), when configured. */
+@Module({
+  imports: [ObservabilityModule],
+  providers: [
+    {
+      provide: KEYGATE_REDIS,
+      inject: [GatewayConfig, KEYGATE_LOGGER],
+      useFactory: (config: GatewayConfig, logger: JsonLogger): Redis | undefined =>
+        config.redisUrl ? createRequestPathRedis(config.redisUrl, errorReporter(logger)) : undefined,
+    },
+  ],
+  exports: [KEYGATE_REDIS],
+})
+export class RedisModule implements OnApplicationShutdown {
+  constructor(@Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined) {}
+
+  /** Closed after the HTTP server drained, so in-flight requests can still settle their usage. */
+  async onApplicationShutdown(): Promise<void> {
+    if (!this.redis) return;
+    await this.redis.quit().catch(() => this.redis?.disconnect());
+  }
+}
