@@ -1,0 +1,207 @@
+import type {
+  AnthropicErrorBody,
+  AnthropicMessage,
+  AnthropicStreamEvent,
+  ContentBlockDeltaEvent,
+  ContentBlockStartEvent,
+  MessageDeltaEvent,
+  MessageStartEvent,
+} from './anthropic.types';
+import { ANTHROPIC_AUTH, parseSse, postJson, readJson, startMock, type RunningMock } from './mock.testing';
+
+const TOOLS = [{ name: 'get_weather', description: 'w', input_schema: { type: 'object', properties: {} } }];
+const user = (content: unknown): Record<string, unknown> => ({ role: 'user', content });
+
+function isDelta(e: AnthropicStreamEvent): e is ContentBlockDeltaEvent {
+  return e.type === 'content_block_delta';
+}
+
+/** Text of a delta event, or its partial JSON for tool input. */
+function deltaPayload(e: ContentBlockDeltaEvent): string {
+  return e.delta.type === 'text_delta' ? e.delta.text : e.delta.partial_json;
+}
+
+describe('Anthropic wire format', () => {
+  let mock: RunningMock;
+  beforeAll(async () => {
+    mock = await startMock();
+  });
+  afterAll(() => mock.close());
+
+  const messages = (body: Record<string, unknown>, headers: Record<string, string> = ANTHROPIC_AUTH): Promise<Response> =>
+    postJson(mock.base, '/v1/messages', { model: 'claude-sonnet-4-5', max_tokens: 256, ...body }, headers);
+
+  /** Parses the event stream, checking that each SSE `event:` name equals the payload's `type`. */
+  const events = async (res: Response): Promise<AnthropicStreamEvent[]> => {
+    const raw = await res.text();
+    return parseSse(raw).map((e) => {
+      const data = JSON.parse(e.data) as AnthropicStreamEvent;
+      expect(data.type).toBe(e.event);
+      return data;
+    });
+  };
+
+  it('answers a full message with usage and the echoed model', async () => {
+    const res = await messages({ system: 'sys', messages: [user('hello')] });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('request-id')).toMatch(/^req_/);
+    const body = await readJson<AnthropicMessage>(res);
+    expect(body).toMatchObject({
+      type: 'message',
+      role: 'assistant',
+      model: 'claude-sonnet-4-5',
+      content: [{ type: 'text', text: 'Hello from mock anthropic! You said: hello' }],
+      stop_reason: 'end_turn',
+      stop_sequence: null,
+      usage: { input_tokens: Math.ceil(8 / 4) + 3, output_tokens: Math.ceil('Hello from mock anthropic! You said: hello'.length / 4) },
+    });
+    expect(body.id).toMatch(/^msg_/);
+  });
+
+  it('reads text blocks of the last user message', async () => {
+    const body = await readJson<AnthropicMessage>(
+      await messages({ messages: [user('old'), { role: 'assistant', content: 'ok' }, user([{ type: 'text', text: 'new one' }])] }),
+    );
+    expect(body.content[0]).toEqual({ type: 'text', text: 'Hello from mock anthropic! You said: new one' });
+  });
+
+  it('streams the full event sequence', async () => {
+    const res = await messages({ stream: true, messages: [user('hi [mock chunks=4]')] });
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const evs = await events(res);
+    expect(evs.map((e) => e.type)).toEqual([
+      'message_start',
+      'content_block_start',
+      'ping',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
+    ]);
+    const start = (evs[0] as MessageStartEvent).message;
+    expect(start).toMatchObject({ type: 'message', role: 'assistant', model: 'claude-sonnet-4-5', content: [], stop_reason: null });
+    expect(start.usage.output_tokens).toBe(1);
+    expect(start.usage.input_tokens).toBeGreaterThan(0);
+    expect(evs[1]).toEqual({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+    const deltas = evs.filter(isDelta);
+    expect(deltas.every((d) => d.delta.type === 'text_delta')).toBe(true);
+    const text = deltas.map(deltaPayload).join('');
+    expect(text).toBe('Hello from mock anthropic! You said: hi');
+    const messageDelta: MessageDeltaEvent = {
+      type: 'message_delta',
+      delta: { stop_reason: 'end_turn', stop_sequence: null },
+      usage: { output_tokens: Math.ceil(text.length / 4) },
+    };
+    expect(evs[8]).toEqual(messageDelta);
+  });
+
+  it('finish=length reports max_tokens', async () => {
+    const body = await readJson<AnthropicMessage>(await messages({ messages: [user('x [mock finish=length]')] }));
+    expect(body.stop_reason).toBe('max_tokens');
+  });
+
+  it('answers tool_use blocks (parallel with tools=2)', async () => {
+    const body = await readJson<AnthropicMessage>(await messages({ tools: TOOLS, messages: [user('w [mock tool=get_weather tools=2]')] }));
+    expect(body.stop_reason).toBe('tool_use');
+    expect(body.content).toHaveLength(2);
+    for (const block of body.content) expect(block).toMatchObject({ type: 'tool_use', name: 'get_weather', input: { echo: 'w' } });
+    const ids = body.content.map((b) => (b.type === 'tool_use' ? b.id : ''));
+    expect(ids[0]).toMatch(/^toolu_/);
+    expect(ids[0]).not.toBe(ids[1]);
+  });
+
+  it('honours tool_choice {type:"tool"} and answers in text after a tool_result', async () => {
+    const forced = await readJson<AnthropicMessage>(
+      await messages({ tools: TOOLS, tool_choice: { type: 'tool', name: 'get_weather' }, messages: [user('w')] }),
+    );
+    expect(forced.content[0]).toMatchObject({ type: 'tool_use', name: 'get_weather' });
+
+    const after = await readJson<AnthropicMessage>(
+      await messages({
+        tools: TOOLS,
+        tool_choice: { type: 'tool', name: 'get_weather' },
+        messages: [
+          user('w'),
+          { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: {} }] },
+          user([{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'sunny' }]),
+        ],
+      }),
+    );
+    expect(after.stop_reason).toBe('end_turn');
+    expect(after.content[0]).toEqual({ type: 'text', text: 'Hello from mock anthropic! You said: w' });
+  });
+
+  it('streams tool_use via content_block_start + input_json_delta', async () => {
+    const evs = await events(
+      await messages({ stream: true, tools: TOOLS, messages: [user('w [mock tool=get_weather tools=2 chunks=2]')] }),
+    );
+    expect(evs.map((e) => e.type)).toEqual([
+      'message_start',
+      'content_block_start',
+      'ping',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_stop',
+      'content_block_start',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_stop',
+      'message_delta',
+      'message_stop',
+    ]);
+    expect((evs[1] as ContentBlockStartEvent).content_block).toMatchObject({ type: 'tool_use', name: 'get_weather', input: {} });
+    expect(evs[6]).toMatchObject({ index: 1, content_block: { type: 'tool_use', name: 'get_weather' } });
+    const deltas = evs.filter(isDelta);
+    expect(deltas.every((d) => d.delta.type === 'input_json_delta')).toBe(true);
+    for (const index of [0, 1]) {
+      const json = deltas
+        .filter((d) => d.index === index)
+        .map(deltaPayload)
+        .join('');
+      expect(JSON.parse(json)).toEqual({ echo: 'w' });
+    }
+    expect((evs[10] as MessageDeltaEvent).delta.stop_reason).toBe('tool_use');
+  });
+
+  describe('errors', () => {
+    it('401 authentication_error when x-api-key is missing or wrong', async () => {
+      const missing = await messages({ messages: [user('x')] }, { 'anthropic-version': '2023-06-01' });
+      expect(missing.status).toBe(401);
+      expect(await readJson<AnthropicErrorBody>(missing)).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
+
+      const wrong = await messages({ messages: [user('x')] }, { 'x-api-key': 'sk-ant-real', 'anthropic-version': '2023-06-01' });
+      expect(wrong.status).toBe(401);
+      expect(await readJson<AnthropicErrorBody>(wrong)).toMatchObject({
+        type: 'error',
+        error: { type: 'authentication_error', message: 'invalid x-api-key' },
+      });
+    });
+
+    it('does not accept an OpenAI-style bearer key', async () => {
+      const res = await messages({ messages: [user('x')] }, { authorization: 'Bearer sk-ant-mock-1', 'anthropic-version': '2023-06-01' });
+      expect(res.status).toBe(401);
+      await res.text();
+    });
+
+    it('400 invalid_request_error when anthropic-version is absent', async () => {
+      const res = await messages({ messages: [user('x')] }, { 'x-api-key': 'sk-ant-mock-1' });
+      expect(res.status).toBe(400);
+      expect(await readJson<AnthropicErrorBody>(res)).toMatchObject({
+        type: 'error',
+        error: { type: 'invalid_request_error', message: 'anthropic-version: header is required' },
+      });
+    });
+
+    it('400 when max_tokens is missing, as the real API requires it', async () => {
+      const res = await postJson(mock.base, '/v1/messages', { model: 'claude', messages: [user('x')] }, ANTHROPIC_AUTH);
+      expect(res.status).toBe(400);
+      expect(await readJson<AnthropicErrorBody>(res)).toMatchObject({
+        type: 'error',
+        error: { type: 'invalid_request_error', message: 'max_tokens: Field required' },
+      });
+    });
+  });
+});

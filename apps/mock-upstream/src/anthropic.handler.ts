@@ -1,0 +1,300 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import { stripDirectives } from './mock.directives';
+import {
+  asArray,
+  asString,
+  completionTokens,
+  DEFAULT_CHUNKS,
+  isRecord,
+  nextId,
+  planToolCalls,
+  promptTokens,
+  replyText,
+  splitChunks,
+  type JsonRecord,
+  type ToolCallPlan,
+} from './mock.content';
+import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
+import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
+import type {
+  AnthropicContentBlock,
+  AnthropicErrorBody,
+  AnthropicMessage,
+  AnthropicStopReason,
+  AnthropicStreamEvent,
+} from './anthropic.types';
+
+/**
+ * Anthropic Messages API wire format: `POST /v1/messages` plain and as a named
+ * event stream, with `{"type":"error","error":{...}}` errors.
+ */
+
+/** Anthropic's documented status -> error.type mapping. */
+function errorType(status: number): string {
+  switch (status) {
+    case 400:
+      return 'invalid_request_error';
+    case 401:
+      return 'authentication_error';
+    case 402:
+      return 'billing_error';
+    case 403:
+      return 'permission_error';
+    case 404:
+      return 'not_found_error';
+    case 413:
+      return 'request_too_large';
+    case 429:
+      return 'rate_limit_error';
+    case 504:
+      return 'timeout_error';
+    case 529:
+      return 'overloaded_error';
+    default:
+      return status >= 500 ? 'api_error' : 'invalid_request_error';
+  }
+}
+
+function defaultMessage(status: number): string {
+  switch (status) {
+    case 429:
+      return 'Number of request tokens has exceeded your per-minute rate limit (https://docs.anthropic.com/en/api/rate-limits); see the response headers for current usage. Please reduce the prompt length or the maximum tokens requested, or try again later.';
+    case 529:
+      return 'Overloaded';
+    case 500:
+      return 'Internal server error';
+    default:
+      return `Mock failure with status ${status}.`;
+  }
+}
+
+function anthropicError(status: number, message?: string): ErrorReply {
+  const requestId = nextId('req_mock');
+  const body: AnthropicErrorBody = {
+    type: 'error',
+    error: { type: errorType(status), message: message ?? defaultMessage(status) },
+    request_id: requestId,
+  };
+  return { status, body, headers: { 'request-id': requestId } };
+}
+
+/** Text of a message `content` (string or blocks); tool_result blocks are not the user's words. */
+function blocksText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  let out = '';
+  for (const block of asArray(content)) {
+    if (isRecord(block) && block.type === 'text' && typeof block.text === 'string') out = out === '' ? block.text : `${out}\n${block.text}`;
+  }
+  return out;
+}
+
+function hasToolResult(message: unknown): boolean {
+  return isRecord(message) && asArray(message.content).some((b) => isRecord(b) && b.type === 'tool_result');
+}
+
+/** Chars counted for the prompt estimate: text blocks and tool_result contents. */
+function promptChars(body: JsonRecord, messages: unknown[]): number {
+  let chars = blocksText(body.system).length;
+  for (const m of messages) {
+    if (!isRecord(m)) continue;
+    chars += blocksText(m.content).length;
+    for (const b of asArray(m.content)) if (isRecord(b) && b.type === 'tool_result') chars += blocksText(b.content).length;
+  }
+  return chars;
+}
+
+/** Anthropic names each SSE event after the payload's own `type`. */
+function sse(data: AnthropicStreamEvent): string {
+  return `event: ${data.type}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+class AnthropicHandler implements ProviderHandler {
+  readonly provider = 'anthropic' as const;
+
+  error(status: number, message?: string): ErrorReply {
+    return anthropicError(status, message);
+  }
+
+  invalidJson(): ErrorReply {
+    return anthropicError(400, 'There was an issue with your request. Please ensure the request body is valid JSON.');
+  }
+
+  authenticate(ex: Exchange, acceptAnyKey: boolean): ErrorReply | undefined {
+    const raw = ex.req.headers['x-api-key'];
+    const key = (Array.isArray(raw) ? raw[0] : raw)?.trim() ?? '';
+    if (key === '') return anthropicError(401, 'x-api-key header is required');
+    if (!acceptAnyKey && !key.startsWith('sk-ant-mock')) return anthropicError(401, 'invalid x-api-key');
+    // Anthropic rejects an unversioned call even with a good key.
+    if (!ex.req.headers['anthropic-version']) return anthropicError(400, 'anthropic-version: header is required');
+    return undefined;
+  }
+
+  directiveText(ex: Exchange): string {
+    const body = ex.body;
+    if (!isRecord(body)) return '';
+    const messages = asArray(body.messages);
+    for (let i = messages.length - 1; i >= 0; i--) {
+      const m = messages[i];
+      // A user message made only of tool results is the client talking for a tool, not the user.
+      if (isRecord(m) && m.role === 'user') {
+        const text = blocksText(m.content);
+        if (text !== '' || !hasToolResult(m)) {
+          ex.userText = text;
+          break;
+        }
+      }
+    }
+    return ex.userText;
+  }
+
+  handle(ex: Exchange): void | Promise<void> {
+    const body = isRecord(ex.body) ? ex.body : {};
+    const model = asString(body.model);
+    if (!model) return ex.sendError(anthropicError(400, 'model: Field required'));
+    if (!Array.isArray(body.messages)) return ex.sendError(anthropicError(400, 'messages: Field required'));
+    // Required by the real API: catches gateways that forget to set it when translating.
+    if (typeof body.max_tokens !== 'number') return ex.sendError(anthropicError(400, 'max_tokens: Field required'));
+    const messages = body.messages as unknown[];
+
+    const declared: string[] = [];
+    for (const t of asArray(body.tools)) {
+      const name = isRecord(t) ? asString(t.name) : undefined;
+      if (name) declared.push(name);
+    }
+    const choice = isRecord(body.tool_choice) ? body.tool_choice : undefined;
+    const forced = choice?.type === 'tool' ? asString(choice.name) : choice?.type === 'any' ? '' : undefined;
+    const last = messages[messages.length - 1];
+    const userText = stripDirectives(ex.userText);
+    const plan = planToolCalls({
+      declared,
+      forced,
+      disabled: choice?.type === 'none',
+      userTurn: isRecord(last) && last.role === 'user' && !hasToolResult(last),
+      directives: ex.directives,
+      userText,
+    });
+
+    const text = plan ? '' : replyText('anthropic', userText);
+    const inputTokens = promptTokens(promptChars(body, messages), messages.length);
+    const outputTokens = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
+    const stopReason: AnthropicStopReason = plan ? 'tool_use' : ex.directives.finish === 'length' ? 'max_tokens' : 'end_turn';
+    const id = nextId('msg_mock');
+    const toolIds: string[] = [];
+    if (plan) for (let i = 0; i < plan.count; i++) toolIds.push(nextId('toolu_mock'));
+    const requestId = nextId('req_mock');
+    const headers: OutgoingHttpHeaders = { 'request-id': requestId };
+
+    if (body.stream === true) {
+      return sendStream(
+        ex,
+        streamPlan({ id, model, text, plan, toolIds, stopReason, inputTokens, outputTokens, chunks: ex.directives.chunks, headers }),
+      );
+    }
+
+    const content: AnthropicContentBlock[] = plan
+      ? toolIds.map((toolId) => ({ type: 'tool_use', id: toolId, name: plan.name, input: plan.args }))
+      : [{ type: 'text', text }];
+    const message: AnthropicMessage = {
+      id,
+      type: 'message',
+      role: 'assistant',
+      model,
+      content,
+      stop_reason: stopReason,
+      stop_sequence: null,
+      usage: {
+        input_tokens: inputTokens,
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: 0,
+        output_tokens: outputTokens,
+        service_tier: 'standard',
+      },
+    };
+    sendJsonWithFaults(ex, message, headers);
+  }
+}
+
+interface MessageStreamInput {
+  id: string;
+  model: string;
+  text: string;
+  plan: ToolCallPlan | undefined;
+  toolIds: string[];
+  stopReason: AnthropicStopReason;
+  inputTokens: number;
+  outputTokens: number;
+  chunks: number | undefined;
+  headers: OutgoingHttpHeaders;
+}
+
+/**
+ * message_start, content_block_start, ping, content_block_delta..., content_block_stop,
+ * message_delta (stop_reason + final output_tokens), message_stop. message_start
+ * reports output_tokens 1, as Anthropic does before generation starts.
+ */
+function streamPlan(s: MessageStreamInput): StreamPlan {
+  const n = s.chunks ?? DEFAULT_CHUNKS;
+  const start = sse({
+    type: 'message_start',
+    message: {
+      id: s.id,
+      type: 'message',
+      role: 'assistant',
+      model: s.model,
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage: {
+        input_tokens: s.inputTokens,
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: 0,
+        output_tokens: 1,
+        service_tier: 'standard',
+      },
+    },
+  });
+  const ping = sse({ type: 'ping' });
+  const blockStop = (index: number): string => sse({ type: 'content_block_stop', index });
+
+  let head: string;
+  const body: string[] = [];
+  let lastIndex = 0;
+  if (s.plan) {
+    const plan = s.plan;
+    const blockStart = (index: number): string =>
+      sse({
+        type: 'content_block_start',
+        index,
+        content_block: { type: 'tool_use', id: s.toolIds[index], name: plan.name, input: {} },
+      });
+    head = start + blockStart(0) + ping;
+    for (let i = 0; i < plan.count; i++) {
+      splitChunks(plan.argumentsJson, n).forEach((fragment, k) => {
+        // Block boundaries ride with the next delta so fault counts stay "K deltas".
+        const boundary = i > 0 && k === 0 ? blockStop(i - 1) + blockStart(i) : '';
+        body.push(boundary + sse({ type: 'content_block_delta', index: i, delta: { type: 'input_json_delta', partial_json: fragment } }));
+      });
+    }
+    lastIndex = plan.count - 1;
+  } else {
+    head = start + sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }) + ping;
+    for (const piece of splitChunks(s.text, n)) {
+      body.push(sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } }));
+    }
+  }
+
+  const tail =
+    blockStop(lastIndex) +
+    sse({ type: 'message_delta', delta: { stop_reason: s.stopReason, stop_sequence: null }, usage: { output_tokens: s.outputTokens } }) +
+    sse({ type: 'message_stop' });
+
+  return {
+    headers: { ...s.headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },
+    head,
+    body,
+    tail,
+    errorFrame: () => sse({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }),
+  };
+}
+
+export const anthropicHandler: ProviderHandler = new AnthropicHandler();

@@ -1,0 +1,86 @@
+/**
+ * The subset of Anthropic's Messages API wire types the mock produces, shared
+ * by the handler (compile-time shape checks) and the specs (typed parsing).
+ */
+
+export interface AnthropicErrorBody {
+  type: 'error';
+  error: { type: string; message: string };
+  request_id?: string;
+}
+
+export interface AnthropicTextBlock {
+  type: 'text';
+  text: string;
+}
+
+export interface AnthropicToolUseBlock {
+  type: 'tool_use';
+  id: string;
+  name: string;
+  input: Record<string, unknown>;
+}
+
+export type AnthropicContentBlock = AnthropicTextBlock | AnthropicToolUseBlock;
+
+export type AnthropicStopReason = 'end_turn' | 'max_tokens' | 'tool_use';
+
+export interface AnthropicUsage {
+  input_tokens: number;
+  cache_creation_input_tokens: number;
+  cache_read_input_tokens: number;
+  output_tokens: number;
+  service_tier: string;
+}
+
+export interface AnthropicMessage {
+  id: string;
+  type: 'message';
+  role: 'assistant';
+  model: string;
+  content: AnthropicContentBlock[];
+  stop_reason: AnthropicStopReason | null;
+  stop_sequence: null;
+  usage: AnthropicUsage;
+}
+
+export interface MessageStartEvent {
+  type: 'message_start';
+  message: AnthropicMessage;
+}
+export interface ContentBlockStartEvent {
+  type: 'content_block_start';
+  index: number;
+  content_block: AnthropicContentBlock;
+}
+export interface PingEvent {
+  type: 'ping';
+}
+export interface ContentBlockDeltaEvent {
+  type: 'content_block_delta';
+  index: number;
+  delta: { type: 'text_delta'; text: string } | { type: 'input_json_delta'; partial_json: string };
+}
+export interface ContentBlockStopEvent {
+  type: 'content_block_stop';
+  index: number;
+}
+export interface MessageDeltaEvent {
+  type: 'message_delta';
+  delta: { stop_reason: AnthropicStopReason; stop_sequence: null };
+  usage: { output_tokens: number };
+}
+export interface MessageStopEvent {
+  type: 'message_stop';
+}
+
+/** Every event of a Messages stream; `type` doubles as the SSE `event:` name. */
+export type AnthropicStreamEvent =
+  | MessageStartEvent
+  | ContentBlockStartEvent
+  | PingEvent
+  | ContentBlockDeltaEvent
+  | ContentBlockStopEvent
+  | MessageDeltaEvent
+  | MessageStopEvent
+  | AnthropicErrorBody;

@@ -1,0 +1,214 @@
+import type {
+  BatchEmbedContentsResponse,
+  EmbedContentResponse,
+  GeminiErrorBody,
+  GeminiPart,
+  GenerateContentResponse,
+} from './gemini.types';
+import { GEMINI_AUTH, parseSse, postJson, readJson, startMock, type RunningMock } from './mock.testing';
+
+const MODEL = 'gemini-2.5-flash';
+const TOOLS = [{ functionDeclarations: [{ name: 'get_weather', parameters: { type: 'OBJECT', properties: {} } }] }];
+const user = (text: string): Record<string, unknown> => ({ role: 'user', parts: [{ text }] });
+
+/** Text of the first candidate (concatenated text parts; '' for function calls or blocks). */
+function textOf(r: GenerateContentResponse): string {
+  return (r.candidates[0].content?.parts ?? []).map((p: GeminiPart) => ('text' in p ? p.text : '')).join('');
+}
+
+describe('Gemini wire format', () => {
+  let mock: RunningMock;
+  beforeAll(async () => {
+    mock = await startMock();
+  });
+  afterAll(() => mock.close());
+
+  const generate = (body: Record<string, unknown>, headers: Record<string, string> = GEMINI_AUTH, query = ''): Promise<Response> =>
+    postJson(mock.base, `/v1beta/models/${MODEL}:generateContent${query}`, body, headers);
+  const stream = (body: Record<string, unknown>, query = '?alt=sse', headers: Record<string, string> = GEMINI_AUTH): Promise<Response> =>
+    postJson(mock.base, `/v1beta/models/${MODEL}:streamGenerateContent${query}`, body, headers);
+
+  const sseChunks = async (res: Response): Promise<GenerateContentResponse[]> => {
+    const raw = await res.text();
+    // Google frames SSE events with CRLF.
+    expect(raw.endsWith('\r\n\r\n')).toBe(true);
+    expect(
+      raw
+        .split('\r\n\r\n')
+        .filter((s) => s !== '')
+        .every((s) => s.startsWith('data: ')),
+    ).toBe(true);
+    return parseSse(raw).map((e) => JSON.parse(e.data) as GenerateContentResponse);
+  };
+
+  it('answers generateContent with candidates, usageMetadata and modelVersion', async () => {
+    const res = await generate({
+      systemInstruction: { parts: [{ text: 'sys' }] },
+      contents: [user('old'), { role: 'model', parts: [{ text: 'ok' }] }, user('hello')],
+    });
+    expect(res.status).toBe(200);
+    const body = await readJson<GenerateContentResponse>(res);
+    const text = 'Hello from mock gemini! You said: hello';
+    expect(body).toMatchObject({
+      candidates: [{ content: { parts: [{ text }], role: 'model' }, finishReason: 'STOP', index: 0 }],
+      usageMetadata: { promptTokenCount: Math.ceil(13 / 4) + 9, candidatesTokenCount: Math.ceil(text.length / 4) },
+      modelVersion: MODEL,
+    });
+    const u = body.usageMetadata;
+    expect(u.totalTokenCount).toBe(u.promptTokenCount + (u.candidatesTokenCount ?? 0));
+  });
+
+  it('accepts the key as ?key= and a role-less single turn', async () => {
+    const res = await generate({ contents: [{ parts: [{ text: 'hi' }] }] }, {}, '?key=AIza-mock-q');
+    expect(res.status).toBe(200);
+    expect(textOf(await readJson<GenerateContentResponse>(res))).toBe('Hello from mock gemini! You said: hi');
+  });
+
+  it('streams SSE chunks; the last carries finishReason and the full usage', async () => {
+    const res = await stream({ contents: [user('hi [mock chunks=3]')] });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const chunks = await sseChunks(res);
+    expect(chunks).toHaveLength(3);
+    const text = chunks.map(textOf).join('');
+    expect(text).toBe('Hello from mock gemini! You said: hi');
+    for (const c of chunks) {
+      expect(c.modelVersion).toBe(MODEL);
+      expect(c.candidates[0].content?.role).toBe('model');
+    }
+    expect(chunks[0].candidates[0].finishReason).toBeUndefined();
+    expect(chunks[0].usageMetadata.candidatesTokenCount).toBeUndefined();
+    const last = chunks[2];
+    expect(last.candidates[0].finishReason).toBe('STOP');
+    expect(last.usageMetadata.candidatesTokenCount).toBe(Math.ceil(text.length / 4));
+    expect(last.usageMetadata.totalTokenCount).toBe(last.usageMetadata.promptTokenCount + Math.ceil(text.length / 4));
+  });
+
+  it('streams a JSON array without alt=sse', async () => {
+    const res = await stream({ contents: [user('hi [mock chunks=2]')] }, '');
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    const arr = await readJson<GenerateContentResponse[]>(res);
+    expect(arr).toHaveLength(2);
+    expect(arr[1].candidates[0].finishReason).toBe('STOP');
+  });
+
+  it('finish=length reports MAX_TOKENS', async () => {
+    const body = await readJson<GenerateContentResponse>(await generate({ contents: [user('x [mock finish=length]')] }));
+    expect(body.candidates[0].finishReason).toBe('MAX_TOKENS');
+    const chunks = await sseChunks(await stream({ contents: [user('x [mock finish=length]')] }));
+    expect(chunks[chunks.length - 1].candidates[0].finishReason).toBe('MAX_TOKENS');
+  });
+
+  it('safety=1 blocks with finishReason SAFETY, no text and safetyRatings', async () => {
+    const body = await readJson<GenerateContentResponse>(await generate({ contents: [user('x [mock safety=1]')] }));
+    const c = body.candidates[0];
+    expect(c.finishReason).toBe('SAFETY');
+    expect(c.content).toBeUndefined();
+    expect(c.safetyRatings?.some((r) => r.probability === 'HIGH' && r.blocked === true)).toBe(true);
+    expect(body.usageMetadata.promptTokenCount).toBeGreaterThan(0);
+
+    const chunks = await sseChunks(await stream({ contents: [user('x [mock safety=1]')] }));
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0].candidates[0].finishReason).toBe('SAFETY');
+    expect(chunks[0].candidates[0].content).toBeUndefined();
+  });
+
+  it('answers functionCall parts (parallel with tools=2), in text after a functionResponse', async () => {
+    const body = await readJson<GenerateContentResponse>(
+      await generate({ tools: TOOLS, contents: [user('w [mock tool=get_weather tools=2]')] }),
+    );
+    expect(body.candidates[0].finishReason).toBe('STOP');
+    expect(body.candidates[0].content?.parts).toEqual([
+      { functionCall: { name: 'get_weather', args: { echo: 'w' } } },
+      { functionCall: { name: 'get_weather', args: { echo: 'w' } } },
+    ]);
+
+    const forced = await readJson<GenerateContentResponse>(
+      await generate({
+        tools: TOOLS,
+        toolConfig: { functionCallingConfig: { mode: 'ANY', allowedFunctionNames: ['get_weather'] } },
+        contents: [user('w')],
+      }),
+    );
+    expect(forced.candidates[0].content?.parts[0]).toEqual({ functionCall: { name: 'get_weather', args: { echo: 'w' } } });
+
+    const after = await readJson<GenerateContentResponse>(
+      await generate({
+        tools: TOOLS,
+        contents: [
+          user('w [mock tool=get_weather]'),
+          { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: {} } }] },
+          { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { sky: 'sunny' } } }] },
+        ],
+      }),
+    );
+    expect(textOf(after)).toBe('Hello from mock gemini! You said: w');
+  });
+
+  it('streams a function call in one chunk', async () => {
+    const chunks = await sseChunks(await stream({ tools: TOOLS, contents: [user('w [mock tool=get_weather]')] }));
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0].candidates[0]).toMatchObject({
+      content: { parts: [{ functionCall: { name: 'get_weather', args: { echo: 'w' } } }] },
+      finishReason: 'STOP',
+    });
+  });
+
+  it('embedContent and batchEmbedContents', async () => {
+    const one = await readJson<EmbedContentResponse>(
+      await postJson(mock.base, '/v1beta/models/text-embedding-004:embedContent', { content: { parts: [{ text: 'a' }] } }, GEMINI_AUTH),
+    );
+    expect(one.embedding.values).toHaveLength(768);
+
+    const batch = await readJson<BatchEmbedContentsResponse>(
+      await postJson(
+        mock.base,
+        '/v1beta/models/gemini-embedding-001:batchEmbedContents',
+        {
+          requests: [
+            { model: 'models/gemini-embedding-001', content: { parts: [{ text: 'a' }] }, outputDimensionality: 4 },
+            { model: 'models/gemini-embedding-001', content: { parts: [{ text: 'b' }] } },
+          ],
+        },
+        GEMINI_AUTH,
+      ),
+    );
+    expect(batch.embeddings).toHaveLength(2);
+    expect(batch.embeddings[0].values).toHaveLength(4);
+    expect(batch.embeddings[1].values).toHaveLength(3072);
+  });
+
+  it('serves the v1 path too', async () => {
+    const res = await postJson(mock.base, `/v1/models/${MODEL}:generateContent`, { contents: [user('x')] }, GEMINI_AUTH);
+    expect(res.status).toBe(200);
+    await res.text();
+  });
+
+  describe('errors', () => {
+    it('missing key: 403 PERMISSION_DENIED, as Google answers unregistered callers', async () => {
+      const res = await generate({ contents: [user('x')] }, {});
+      expect(res.status).toBe(403);
+      const body = await readJson<GeminiErrorBody>(res);
+      expect(body.error).toMatchObject({ code: 403, status: 'PERMISSION_DENIED' });
+      expect(Object.keys(body.error).sort()).toEqual(['code', 'message', 'status']);
+    });
+
+    it('wrong key: 400 INVALID_ARGUMENT with reason API_KEY_INVALID', async () => {
+      const res = await generate({ contents: [user('x')] }, { 'x-goog-api-key': 'AIzaReal' });
+      expect(res.status).toBe(400);
+      const body = await readJson<GeminiErrorBody>(res);
+      expect(body.error).toMatchObject({
+        code: 400,
+        message: 'API key not valid. Please pass a valid API key.',
+        status: 'INVALID_ARGUMENT',
+      });
+      expect(body.error.details?.[0]).toMatchObject({ reason: 'API_KEY_INVALID' });
+    });
+
+    it('400 INVALID_ARGUMENT when contents is missing', async () => {
+      const res = await generate({});
+      expect(res.status).toBe(400);
+      expect((await readJson<GeminiErrorBody>(res)).error.status).toBe('INVALID_ARGUMENT');
+    });
+  });
+});

@@ -1,0 +1,377 @@
+import { stripDirectives } from './mock.directives';
+import {
+  asArray,
+  asString,
+  completionTokens,
+  DEFAULT_CHUNKS,
+  embedding,
+  isRecord,
+  nextId,
+  planToolCalls,
+  promptTokens,
+  replyText,
+  splitChunks,
+  type JsonRecord,
+  type ToolCallPlan,
+} from './mock.content';
+import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
+import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
+import type {
+  GeminiCandidate,
+  GeminiErrorBody,
+  GeminiFinishReason,
+  GeminiFunctionCallPart,
+  GeminiPart,
+  GeminiSafetyRating,
+  GeminiUsageMetadata,
+  GenerateContentResponse,
+} from './gemini.types';
+
+/**
+ * Gemini (Generative Language API, v1beta) wire format: generateContent,
+ * streamGenerateContent (SSE with `alt=sse`, otherwise a streamed JSON array),
+ * embedContent and batchEmbedContents, with Google's `{"error":{code,message,status}}`.
+ */
+
+/** google.rpc.Code names Google puts in `error.status` for each HTTP status. */
+function rpcStatus(status: number): string {
+  switch (status) {
+    case 400:
+      return 'INVALID_ARGUMENT';
+    case 401:
+      return 'UNAUTHENTICATED';
+    case 403:
+      return 'PERMISSION_DENIED';
+    case 404:
+      return 'NOT_FOUND';
+    case 409:
+      return 'ABORTED';
+    case 429:
+      return 'RESOURCE_EXHAUSTED';
+    case 499:
+      return 'CANCELLED';
+    case 500:
+      return 'INTERNAL';
+    case 501:
+      return 'UNIMPLEMENTED';
+    case 503:
+      return 'UNAVAILABLE';
+    case 504:
+      return 'DEADLINE_EXCEEDED';
+    default:
+      return status >= 500 ? 'UNKNOWN' : 'FAILED_PRECONDITION';
+  }
+}
+
+function defaultMessage(status: number): string {
+  switch (status) {
+    case 429:
+      return 'Resource has been exhausted (e.g. check quota).';
+    case 500:
+      return 'An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting';
+    case 503:
+      return 'The model is overloaded. Please try again later.';
+    case 504:
+      return 'Deadline expired before operation could complete.';
+    default:
+      return `Mock failure with status ${status}.`;
+  }
+}
+
+function geminiErrorBody(status: number, message?: string, details?: Array<Record<string, unknown>>): GeminiErrorBody {
+  const error: GeminiErrorBody['error'] = { code: status, message: message ?? defaultMessage(status), status: rpcStatus(status) };
+  if (details) error.details = details;
+  return { error };
+}
+
+function geminiError(status: number, message?: string, details?: Array<Record<string, unknown>>): ErrorReply {
+  return { status, body: geminiErrorBody(status, message, details) };
+}
+
+/** Text parts of one `Content`. */
+function partsText(content: unknown): string {
+  if (!isRecord(content)) return '';
+  let out = '';
+  for (const part of asArray(content.parts)) {
+    if (isRecord(part) && typeof part.text === 'string') out = out === '' ? part.text : `${out}\n${part.text}`;
+  }
+  return out;
+}
+
+function hasFunctionResponse(content: unknown): boolean {
+  return (
+    isRecord(content) && asArray(content.parts).some((p) => isRecord(p) && (isRecord(p.functionResponse) || isRecord(p.function_response)))
+  );
+}
+
+/** Gemini's proto-JSON parser accepts camelCase and snake_case field names alike. */
+function field(o: JsonRecord, camel: string, snake: string): unknown {
+  return o[camel] ?? o[snake];
+}
+
+interface GeminiToolInfo {
+  declared: string[];
+  forced: string | undefined;
+  disabled: boolean;
+}
+
+function toolInfo(body: JsonRecord): GeminiToolInfo {
+  const declared: string[] = [];
+  for (const tool of asArray(body.tools)) {
+    if (!isRecord(tool)) continue;
+    for (const fn of asArray(field(tool, 'functionDeclarations', 'function_declarations'))) {
+      const name = isRecord(fn) ? asString(fn.name) : undefined;
+      if (name) declared.push(name);
+    }
+  }
+  const toolConfig = field(body, 'toolConfig', 'tool_config');
+  const fcc = isRecord(toolConfig) ? field(toolConfig, 'functionCallingConfig', 'function_calling_config') : undefined;
+  let forced: string | undefined;
+  let disabled = false;
+  if (isRecord(fcc)) {
+    if (fcc.mode === 'ANY') {
+      const allowed = asArray(field(fcc, 'allowedFunctionNames', 'allowed_function_names'));
+      forced = asString(allowed[0]) ?? '';
+    } else if (fcc.mode === 'NONE') {
+      disabled = true;
+    }
+  }
+  return { declared, forced, disabled };
+}
+
+/** Ratings as a blocked answer carries them: one category rated HIGH and marked blocked. */
+const SAFETY_RATINGS: GeminiSafetyRating[] = [
+  { category: 'HARM_CATEGORY_SEXUALLY_EXPLICIT', probability: 'NEGLIGIBLE' },
+  { category: 'HARM_CATEGORY_HATE_SPEECH', probability: 'NEGLIGIBLE' },
+  { category: 'HARM_CATEGORY_HARASSMENT', probability: 'NEGLIGIBLE' },
+  { category: 'HARM_CATEGORY_DANGEROUS_CONTENT', probability: 'HIGH', blocked: true },
+];
+
+function embeddingDims(model: string, requested: unknown): number {
+  if (typeof requested === 'number' && Number.isInteger(requested) && requested > 0 && requested <= 8192) return requested;
+  return model.includes('gemini-embedding') ? 3072 : 768;
+}
+
+interface Answer {
+  /** Parts of the whole candidate content (one text part, or the function calls). */
+  parts: GeminiPart[];
+  /** The same content as stream chunks: text pieces, or all function calls at once. */
+  chunks: GeminiPart[][];
+  finishReason: GeminiFinishReason;
+  safety: boolean;
+  promptTokens: number;
+  candidateTokens: number;
+}
+
+class GeminiHandler implements ProviderHandler {
+  readonly provider = 'gemini' as const;
+
+  error(status: number, message?: string): ErrorReply {
+    return geminiError(status, message);
+  }
+
+  invalidJson(): ErrorReply {
+    return geminiError(400, 'Invalid JSON payload received. Unexpected token.');
+  }
+
+  /**
+   * Real Gemini behaviour, deliberately: a missing key is 403 PERMISSION_DENIED
+   * and a wrong key is 400 INVALID_ARGUMENT with reason API_KEY_INVALID (Google
+   * never answers 401 to API-key callers), so the gateway is tested against what
+   * it will actually see.
+   */
+  authenticate(ex: Exchange, acceptAnyKey: boolean): ErrorReply | undefined {
+    const raw = ex.req.headers['x-goog-api-key'];
+    const key = ((Array.isArray(raw) ? raw[0] : raw) ?? ex.queryParam('key') ?? '').trim();
+    if (key === '') {
+      return geminiError(
+        403,
+        "Method doesn't allow unregistered callers (callers without established identity). Please use API key or other form of API consumer identity to call this API.",
+      );
+    }
+    if (acceptAnyKey || key.startsWith('AIza-mock')) return undefined;
+    return geminiError(400, 'API key not valid. Please pass a valid API key.', [
+      {
+        '@type': 'type.googleapis.com/google.rpc.ErrorInfo',
+        reason: 'API_KEY_INVALID',
+        domain: 'googleapis.com',
+        metadata: { service: 'generativelanguage.googleapis.com' },
+      },
+    ]);
+  }
+
+  directiveText(ex: Exchange): string {
+    const body = ex.body;
+    if (!isRecord(body)) return '';
+    switch (ex.route) {
+      case 'gemini.embedContent':
+        ex.userText = partsText(body.content);
+        break;
+      case 'gemini.batchEmbedContents':
+        ex.userText = asArray(body.requests)
+          .map((r) => (isRecord(r) ? partsText(r.content) : ''))
+          .join('\n');
+        break;
+      default: {
+        const contents = asArray(body.contents);
+        for (let i = contents.length - 1; i >= 0; i--) {
+          const c = contents[i];
+          // Role may be omitted for single-turn requests; it then means "user".
+          if (isRecord(c) && c.role !== 'model' && c.role !== 'function' && !hasFunctionResponse(c)) {
+            ex.userText = partsText(c);
+            break;
+          }
+        }
+      }
+    }
+    return ex.userText;
+  }
+
+  handle(ex: Exchange): void | Promise<void> {
+    switch (ex.route) {
+      case 'gemini.embedContent':
+        return this.embedContent(ex);
+      case 'gemini.batchEmbedContents':
+        return this.batchEmbedContents(ex);
+      default:
+        return this.generate(ex);
+    }
+  }
+
+  private embedContent(ex: Exchange): void {
+    const body = isRecord(ex.body) ? ex.body : {};
+    if (!isRecord(body.content)) return ex.sendError(geminiError(400, '* EmbedContentRequest.content: content is not specified\n'));
+    const dims = embeddingDims(ex.pathModel, field(body, 'outputDimensionality', 'output_dimensionality'));
+    // Spliced as a string (shape: EmbedContentResponse) around the cached vector text.
+    ex.sendJson(200, `{"embedding":{"values":${embedding(partsText(body.content), dims).json}}}`);
+  }
+
+  private batchEmbedContents(ex: Exchange): void {
+    const body = isRecord(ex.body) ? ex.body : {};
+    const requests = asArray(body.requests);
+    if (requests.length === 0) return ex.sendError(geminiError(400, '* BatchEmbedContentsRequest.requests: requests is not specified\n'));
+    const parts: string[] = [];
+    for (let i = 0; i < requests.length; i++) {
+      const r = requests[i];
+      if (!isRecord(r) || !isRecord(r.content)) {
+        return ex.sendError(geminiError(400, `* BatchEmbedContentsRequest.requests[${i}].content: content is not specified\n`));
+      }
+      const dims = embeddingDims(ex.pathModel, field(r, 'outputDimensionality', 'output_dimensionality'));
+      parts.push(`{"values":${embedding(partsText(r.content), dims).json}}`);
+    }
+    ex.sendJson(200, `{"embeddings":[${parts.join(',')}]}`);
+  }
+
+  private answer(ex: Exchange, body: JsonRecord, contents: unknown[]): Answer {
+    let chars = partsText(field(body, 'systemInstruction', 'system_instruction')).length;
+    for (const c of contents) chars += partsText(c).length;
+    const prompt = promptTokens(chars, contents.length);
+    const d = ex.directives;
+    if (d.safety) return { parts: [], chunks: [], finishReason: 'SAFETY', safety: true, promptTokens: prompt, candidateTokens: 0 };
+
+    const last = contents[contents.length - 1];
+    const userText = stripDirectives(ex.userText);
+    const plan: ToolCallPlan | undefined = planToolCalls({
+      ...toolInfo(body),
+      userTurn: isRecord(last) && last.role !== 'model' && !hasFunctionResponse(last),
+      directives: d,
+      userText,
+    });
+    if (plan) {
+      // Gemini delivers function calls whole (no argument streaming) and has no call ids.
+      const calls: GeminiFunctionCallPart[] = [];
+      for (let i = 0; i < plan.count; i++) calls.push({ functionCall: { name: plan.name, args: plan.args } });
+      return {
+        parts: calls,
+        chunks: [calls],
+        finishReason: 'STOP',
+        safety: false,
+        promptTokens: prompt,
+        candidateTokens: completionTokens(plan.argumentsJson) * plan.count,
+      };
+    }
+    const text = replyText('gemini', userText);
+    return {
+      parts: [{ text }],
+      chunks: splitChunks(text, d.chunks ?? DEFAULT_CHUNKS).map((piece) => [{ text: piece }]),
+      finishReason: d.finish === 'length' ? 'MAX_TOKENS' : 'STOP',
+      safety: false,
+      promptTokens: prompt,
+      candidateTokens: completionTokens(text),
+    };
+  }
+
+  private generate(ex: Exchange): void | Promise<void> {
+    const body = isRecord(ex.body) ? ex.body : {};
+    const contents = asArray(body.contents);
+    if (contents.length === 0) return ex.sendError(geminiError(400, '* GenerateContentRequest.contents: contents is not specified\n'));
+    const a = this.answer(ex, body, contents);
+    const model = ex.pathModel;
+    const responseId = nextId('mock');
+    const promptDetails = [{ modality: 'TEXT', tokenCount: a.promptTokens }];
+    // Protobuf JSON omits zero counts, so a blocked answer has no candidatesTokenCount.
+    const finalUsage: GeminiUsageMetadata = a.safety
+      ? { promptTokenCount: a.promptTokens, totalTokenCount: a.promptTokens, promptTokensDetails: promptDetails }
+      : {
+          promptTokenCount: a.promptTokens,
+          candidatesTokenCount: a.candidateTokens,
+          totalTokenCount: a.promptTokens + a.candidateTokens,
+          promptTokensDetails: promptDetails,
+        };
+
+    if (ex.route === 'gemini.generateContent') {
+      const candidate: GeminiCandidate = a.safety
+        ? { finishReason: 'SAFETY', index: 0, safetyRatings: SAFETY_RATINGS }
+        : { content: { parts: a.parts, role: 'model' }, finishReason: a.finishReason, index: 0 };
+      const response: GenerateContentResponse = { candidates: [candidate], usageMetadata: finalUsage, modelVersion: model, responseId };
+      sendJsonWithFaults(ex, response);
+      return;
+    }
+
+    // Streaming: intermediate chunks carry prompt-only usage, the last one the totals and finishReason.
+    const partialUsage: GeminiUsageMetadata = {
+      promptTokenCount: a.promptTokens,
+      totalTokenCount: a.promptTokens,
+      promptTokensDetails: promptDetails,
+    };
+    const responses: GenerateContentResponse[] = a.safety
+      ? [
+          {
+            candidates: [{ finishReason: 'SAFETY', index: 0, safetyRatings: SAFETY_RATINGS }],
+            usageMetadata: finalUsage,
+            modelVersion: model,
+            responseId,
+          },
+        ]
+      : a.chunks.map((parts, i) => {
+          const isLast = i === a.chunks.length - 1;
+          const candidate: GeminiCandidate = { content: { parts, role: 'model' } };
+          if (isLast) candidate.finishReason = a.finishReason;
+          return { candidates: [candidate], usageMetadata: isLast ? finalUsage : partialUsage, modelVersion: model, responseId };
+        });
+    const errorJson = JSON.stringify(geminiErrorBody(503));
+
+    let plan: StreamPlan;
+    if (ex.queryParam('alt') === 'sse') {
+      plan = {
+        headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'content-disposition': 'attachment' },
+        head: '',
+        body: responses.map((r) => `data: ${JSON.stringify(r)}\r\n\r\n`),
+        tail: '',
+        errorFrame: () => `data: ${errorJson}\r\n\r\n`,
+      };
+    } else {
+      // Without alt=sse Google streams one JSON array, element by element.
+      plan = {
+        headers: { 'content-type': 'application/json; charset=UTF-8' },
+        head: '[',
+        body: responses.map((r, i) => `${i === 0 ? '' : ',\r\n'}${JSON.stringify(r)}`),
+        tail: ']',
+        errorFrame: (sent) => `${sent === 0 ? '' : ',\r\n'}${errorJson}]`,
+      };
+    }
+    return sendStream(ex, plan);
+  }
+}
+
+export const geminiHandler: ProviderHandler = new GeminiHandler();

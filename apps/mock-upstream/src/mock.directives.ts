@@ -1,0 +1,123 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/**
+ * Per-request behaviour switches. Tests usually reach the mock THROUGH the
+ * gateway, which forwards only the JSON body, so the primary channel is a
+ * `[mock key=value ...]` token inside the last user message; `x-mock-<key>`
+ * headers are the secondary channel for tests that call the mock directly.
+ */
+export interface MockDirectives {
+  /** Wait this long before sending response headers. */
+  delayMs?: number;
+  /** Fail with this HTTP status in the provider's native error shape. */
+  status?: number;
+  /** Seconds for a `Retry-After` header on a `status` failure. */
+  retryAfter?: number;
+  /** Streaming: after K content chunks stop writing but keep the socket open. */
+  stallAfter?: number;
+  /** Streaming: after K content chunks drop the connection without terminating the stream. */
+  cutAfter?: number;
+  /** Streaming: pause between chunks. */
+  chunkDelayMs?: number;
+  /** Streaming: number of content chunks the reply is split into. */
+  chunks?: number;
+  /** Streaming: after K content chunks emit the provider's in-stream error event and end. */
+  errorEventAfter?: number;
+  /** Gemini: answer with a SAFETY block instead of text. */
+  safety?: boolean;
+  /** `length` makes the reply end with the provider's "ran out of tokens" reason. */
+  finish?: 'stop' | 'length';
+  /** Function to call when the request declares tools. */
+  tool?: string;
+  /** Number of parallel tool calls. */
+  tools?: number;
+}
+
+type IntKey = 'delayMs' | 'status' | 'retryAfter' | 'stallAfter' | 'cutAfter' | 'chunkDelayMs' | 'chunks' | 'errorEventAfter' | 'tools';
+
+/** Wire name -> field, plus the inclusive range a value must fall in to be honoured. */
+const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
+  ['delay_ms', 'delayMs', 0, 600_000],
+  ['status', 'status', 100, 599],
+  ['retry_after', 'retryAfter', 0, 86_400],
+  ['stall_after', 'stallAfter', 0, 100_000],
+  ['cut_after', 'cutAfter', 0, 100_000],
+  ['chunk_delay_ms', 'chunkDelayMs', 0, 600_000],
+  ['chunks', 'chunks', 1, 10_000],
+  ['error_event_after', 'errorEventAfter', 0, 100_000],
+  ['tools', 'tools', 1, 16],
+];
+
+const INT_KEY_BY_NAME = new Map<string, readonly [string, IntKey, number, number]>(INT_KEYS.map((k) => [k[0], k]));
+
+/**
+ * Every key we accept with its two header spellings (`x-mock-delay_ms`, `x-mock-delay-ms`),
+ * precomputed so each request does plain property lookups instead of scanning all headers.
+ */
+const HEADER_KEYS: ReadonlyArray<readonly [string, string, string]> = [...INT_KEYS.map((k) => k[0]), 'safety', 'finish', 'tool'].map(
+  (key) => [key, `x-mock-${key}`, `x-mock-${key.replace(/_/g, '-')}`] as const,
+);
+
+/** `[mock k=v k=v]`; case-insensitive on the `mock` word so hand-typed prompts still work. */
+const TOKEN_RE = /\[mock((?:\s+[A-Za-z_][\w-]*=[^\s\]]*)*)\s*\]/gi;
+const PAIR_RE = /([A-Za-z_][\w-]*)=([^\s\]]*)/g;
+
+/** Applies one `key=value` pair; unknown keys and out-of-range values are ignored on purpose. */
+function apply(target: MockDirectives, rawKey: string, value: string): void {
+  const key = rawKey.toLowerCase().replace(/-/g, '_');
+  const intSpec = INT_KEY_BY_NAME.get(key);
+  if (intSpec) {
+    if (!/^\d+$/.test(value)) return;
+    const n = Number(value);
+    if (n < intSpec[2] || n > intSpec[3]) return;
+    target[intSpec[1]] = n;
+    return;
+  }
+  switch (key) {
+    case 'safety':
+      target.safety = value === '1' || value.toLowerCase() === 'true';
+      return;
+    case 'finish': {
+      const v = value.toLowerCase();
+      if (v === 'length' || v === 'max_tokens') target.finish = 'length';
+      else if (v === 'stop') target.finish = 'stop';
+      return;
+    }
+    case 'tool':
+      if (/^[\w.-]{1,64}$/.test(value)) target.tool = value;
+      return;
+    default:
+      return;
+  }
+}
+
+/** Parses every `[mock ...]` token in `text`; later tokens override earlier ones. */
+export function parseDirectiveText(text: string, into: MockDirectives = {}): MockDirectives {
+  // Fast path: the benchmark sends plain prompts, skip the regex entirely.
+  if (text.length < 6 || !/\[mock/i.test(text)) return into;
+  for (const token of text.matchAll(TOKEN_RE)) {
+    for (const pair of token[1].matchAll(PAIR_RE)) apply(into, pair[1], pair[2]);
+  }
+  return into;
+}
+
+/** Reads `x-mock-<key>` headers; both `x-mock-delay_ms` and `x-mock-delay-ms` spellings work. */
+export function parseDirectiveHeaders(headers: IncomingHttpHeaders, into: MockDirectives = {}): MockDirectives {
+  for (const [key, underscored, dashed] of HEADER_KEYS) {
+    const raw = headers[underscored] ?? headers[dashed];
+    const value = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+    if (value !== undefined) apply(into, key, value.trim());
+  }
+  return into;
+}
+
+/** Headers first, then the body token, so the body (what the gateway forwards) wins on conflict. */
+export function resolveDirectives(headers: IncomingHttpHeaders, text: string): MockDirectives {
+  return parseDirectiveText(text, parseDirectiveHeaders(headers));
+}
+
+/** The user's words without the control tokens, so echoes stay readable in assertions. */
+export function stripDirectives(text: string): string {
+  if (!/\[mock/i.test(text)) return text.trim();
+  return text.replace(TOKEN_RE, ' ').replace(/\s+/g, ' ').trim();
+}

@@ -1,0 +1,257 @@
+import { getStats, OPENAI_AUTH, parseSse, postJson, readJson, startMock, type RunningMock } from './mock.testing';
+import type { ChatCompletion, ChatCompletionChunk, EmbeddingList, ModelList, OpenAIErrorBody } from './openai.types';
+
+const CHAT = '/v1/chat/completions';
+const TOOLS = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: {} } } }];
+const user = (content: unknown): Record<string, unknown> => ({ role: 'user', content });
+
+describe('OpenAI wire format', () => {
+  let mock: RunningMock;
+  beforeAll(async () => {
+    mock = await startMock();
+  });
+  afterAll(() => mock.close());
+
+  const chat = (body: Record<string, unknown>, headers: Record<string, string> = OPENAI_AUTH): Promise<Response> =>
+    postJson(mock.base, CHAT, { model: 'gpt-4o-mini', ...body }, headers);
+
+  /** Parses a chat stream, asserting it ends with `data: [DONE]`. */
+  const streamChunks = async (res: Response): Promise<{ chunks: ChatCompletionChunk[]; raw: string }> => {
+    const raw = await res.text();
+    const data = parseSse(raw).map((e) => e.data);
+    expect(data[data.length - 1]).toBe('[DONE]');
+    return { chunks: data.slice(0, -1).map((d) => JSON.parse(d) as ChatCompletionChunk), raw };
+  };
+
+  describe('chat completions', () => {
+    it('answers a full chat.completion echoing the model and the last user message', async () => {
+      const res = await chat({
+        messages: [
+          { role: 'system', content: 'be nice' },
+          user('first'),
+          { role: 'assistant', content: 'ok' },
+          user([{ type: 'text', text: 'second' }]),
+        ],
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toBe('application/json');
+      const body = await readJson<ChatCompletion>(res);
+      expect(body).toMatchObject({
+        object: 'chat.completion',
+        model: 'gpt-4o-mini',
+        system_fingerprint: 'fp_mock',
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', content: 'Hello from mock openai! You said: second', refusal: null },
+            logprobs: null,
+            finish_reason: 'stop',
+          },
+        ],
+      });
+      expect(body.id).toMatch(/^chatcmpl-/);
+      expect(typeof body.created).toBe('number');
+      const chars = 'be nice'.length + 'first'.length + 'ok'.length + 'second'.length;
+      expect(body.usage.prompt_tokens).toBe(Math.ceil(chars / 4) + 12);
+      expect(body.usage.completion_tokens).toBe(Math.ceil('Hello from mock openai! You said: second'.length / 4));
+      expect(body.usage.total_tokens).toBe(body.usage.prompt_tokens + body.usage.completion_tokens);
+    });
+
+    it('streams chat.completion.chunk events: role chunk, content, finish chunk, [DONE]; no usage key', async () => {
+      const res = await chat({ stream: true, messages: [user('hi there')] });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const { chunks, raw } = await streamChunks(res);
+      expect(raw.endsWith('data: [DONE]\n\n')).toBe(true);
+      expect(chunks).toHaveLength(1 + 5 + 1);
+      for (const c of chunks) {
+        expect(c).toMatchObject({ id: chunks[0].id, object: 'chat.completion.chunk', model: 'gpt-4o-mini', system_fingerprint: 'fp_mock' });
+        expect(c).not.toHaveProperty('usage');
+        expect(c.choices[0]).toMatchObject({ index: 0, logprobs: null });
+      }
+      expect(chunks[0].choices[0]).toMatchObject({ delta: { role: 'assistant', content: '' }, finish_reason: null });
+      const content = chunks.slice(1, 6).map((c) => c.choices[0].delta.content ?? '');
+      expect(content.every((piece) => piece.length > 0)).toBe(true);
+      expect(content.join('')).toBe('Hello from mock openai! You said: hi there');
+      expect(chunks[6].choices[0]).toEqual({ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' });
+    });
+
+    it('with include_usage: usage:null on every chunk plus a final choices:[] usage chunk', async () => {
+      const res = await chat({ stream: true, stream_options: { include_usage: true }, messages: [user('hi [mock chunks=3]')] });
+      const { chunks } = await streamChunks(res);
+      expect(chunks).toHaveLength(1 + 3 + 1 + 1);
+      for (const c of chunks.slice(0, -1)) expect(c.usage).toBeNull();
+      const last = chunks[chunks.length - 1];
+      expect(last.choices).toEqual([]);
+      expect(last.usage?.total_tokens).toBe((last.usage?.prompt_tokens ?? 0) + (last.usage?.completion_tokens ?? 0));
+      expect(last.usage?.completion_tokens).toBeGreaterThan(0);
+    });
+
+    it('finish=length reports finish_reason "length"', async () => {
+      const plain = await readJson<ChatCompletion>(await chat({ messages: [user('x [mock finish=length]')] }));
+      expect(plain.choices[0].finish_reason).toBe('length');
+      const { chunks } = await streamChunks(await chat({ stream: true, messages: [user('x [mock finish=length]')] }));
+      expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('length');
+    });
+
+    it('answers a tool call when tools are declared and the directive names one', async () => {
+      const body = await readJson<ChatCompletion>(await chat({ tools: TOOLS, messages: [user('weather? [mock tool=get_weather]')] }));
+      const choice = body.choices[0];
+      expect(choice.finish_reason).toBe('tool_calls');
+      expect(choice.message.content).toBeNull();
+      expect(choice.message.tool_calls).toHaveLength(1);
+      const call = choice.message.tool_calls?.[0];
+      expect(call?.id).toMatch(/^call_/);
+      expect(call).toMatchObject({ type: 'function', function: { name: 'get_weather', arguments: '{"echo":"weather?"}' } });
+    });
+
+    it('honours a tool_choice that names a function, and tools=2 makes two parallel calls', async () => {
+      const body = await readJson<ChatCompletion>(
+        await chat({
+          tools: TOOLS,
+          tool_choice: { type: 'function', function: { name: 'get_weather' } },
+          messages: [user('go [mock tools=2]')],
+        }),
+      );
+      const calls = body.choices[0].message.tool_calls ?? [];
+      expect(calls).toHaveLength(2);
+      expect(calls[0].id).not.toBe(calls[1].id);
+      expect(calls.map((c) => c.function.name)).toEqual(['get_weather', 'get_weather']);
+    });
+
+    it('answers in text once the conversation ends with a tool result', async () => {
+      const body = await readJson<ChatCompletion>(
+        await chat({
+          tools: TOOLS,
+          messages: [
+            user('weather? [mock tool=get_weather]'),
+            {
+              role: 'assistant',
+              content: null,
+              tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{}' } }],
+            },
+            { role: 'tool', tool_call_id: 'call_1', content: 'sunny' },
+          ],
+        }),
+      );
+      expect(body.choices[0].finish_reason).toBe('stop');
+      expect(body.choices[0].message.content).toBe('Hello from mock openai! You said: weather?');
+    });
+
+    it('streams tool calls as index/id/name deltas followed by argument fragments', async () => {
+      const { chunks } = await streamChunks(await chat({ stream: true, tools: TOOLS, messages: [user('w [mock tools=2 chunks=3]')] }));
+      const deltas = chunks.map((c) => c.choices[0].delta);
+      expect(deltas[0]).toMatchObject({ role: 'assistant', content: null });
+      expect(deltas[0].tool_calls?.[0]).toMatchObject({ index: 0, type: 'function', function: { name: 'get_weather', arguments: '' } });
+      const args: Record<number, string> = { 0: '', 1: '' };
+      const ids = new Set<string>();
+      for (const d of deltas) {
+        for (const tc of d.tool_calls ?? []) {
+          if (tc.id) ids.add(tc.id);
+          args[tc.index] += tc.function?.arguments ?? '';
+        }
+      }
+      expect(ids.size).toBe(2);
+      expect(args).toEqual({ 0: '{"echo":"w"}', 1: '{"echo":"w"}' });
+      expect(chunks[chunks.length - 1].choices[0]).toMatchObject({ delta: {}, finish_reason: 'tool_calls' });
+    });
+
+    it('rejects a request without messages like OpenAI does', async () => {
+      const res = await chat({});
+      expect(res.status).toBe(400);
+      expect(await readJson<OpenAIErrorBody>(res)).toEqual({
+        error: {
+          message: "Missing required parameter: 'messages'.",
+          type: 'invalid_request_error',
+          param: 'messages',
+          code: 'missing_required_parameter',
+        },
+      });
+    });
+
+    it('rejects a body that is not JSON', async () => {
+      const res = await postJson(mock.base, CHAT, '{nope', OPENAI_AUTH);
+      expect(res.status).toBe(400);
+      expect((await readJson<OpenAIErrorBody>(res)).error.type).toBe('invalid_request_error');
+    });
+  });
+
+  describe('auth', () => {
+    it('401 with OpenAI shape when the key is missing', async () => {
+      const res = await chat({ messages: [user('x')] }, {});
+      expect(res.status).toBe(401);
+      const body = await readJson<OpenAIErrorBody>(res);
+      expect(body.error).toMatchObject({ type: 'invalid_request_error', param: null, code: null });
+      expect(body.error.message).toContain("You didn't provide an API key");
+    });
+
+    it('401 invalid_api_key when the key is wrong', async () => {
+      const res = await chat({ messages: [user('x')] }, { authorization: 'Bearer sk-real-key-123456' });
+      expect(res.status).toBe(401);
+      const body = await readJson<OpenAIErrorBody>(res);
+      expect(body.error).toMatchObject({ type: 'invalid_request_error', param: null, code: 'invalid_api_key' });
+      expect(body.error.message).not.toContain('sk-real-key-123456');
+    });
+
+    it('accepts any non-empty key with acceptAnyKey', async () => {
+      const open = await startMock({ acceptAnyKey: true });
+      try {
+        const res = await postJson(open.base, CHAT, { model: 'm', messages: [user('x')] }, { authorization: 'Bearer anything' });
+        expect(res.status).toBe(200);
+        await res.text();
+        const none = await postJson(open.base, CHAT, { model: 'm', messages: [user('x')] });
+        expect(none.status).toBe(401);
+        await none.text();
+      } finally {
+        await open.close();
+      }
+    });
+  });
+
+  describe('embeddings', () => {
+    it('returns float vectors (default 1536 dims) with usage', async () => {
+      const res = await postJson(mock.base, '/v1/embeddings', { model: 'text-embedding-3-small', input: ['a', 'bb'] }, OPENAI_AUTH);
+      expect(res.status).toBe(200);
+      const body = await readJson<EmbeddingList>(res);
+      expect(body).toMatchObject({ object: 'list', model: 'text-embedding-3-small', usage: { prompt_tokens: 2, total_tokens: 2 } });
+      expect(body.data).toHaveLength(2);
+      expect(body.data[1]).toMatchObject({ object: 'embedding', index: 1 });
+      expect(body.data[0].embedding).toHaveLength(1536);
+      expect(body.data[0].embedding).not.toEqual(body.data[1].embedding);
+    });
+
+    it('honours dimensions and returns base64 little-endian float32 on request', async () => {
+      const request = { model: 'text-embedding-3-large', input: 'hello', dimensions: 8 };
+      const floats = await readJson<EmbeddingList>(await postJson(mock.base, '/v1/embeddings', request, OPENAI_AUTH));
+      const b64 = await readJson<EmbeddingList>(
+        await postJson(mock.base, '/v1/embeddings', { ...request, encoding_format: 'base64' }, OPENAI_AUTH),
+      );
+      const values = floats.data[0].embedding as number[];
+      expect(values).toHaveLength(8);
+      expect(typeof b64.data[0].embedding).toBe('string');
+      const buf = Buffer.from(b64.data[0].embedding as string, 'base64');
+      expect(buf.length).toBe(32);
+      values.forEach((v, i) => expect(buf.readFloatLE(i * 4)).toBeCloseTo(v, 6));
+    });
+
+    it('reads directives from the input text', async () => {
+      const res = await postJson(
+        mock.base,
+        '/v1/embeddings',
+        { model: 'text-embedding-3-small', input: 'x [mock status=429]' },
+        OPENAI_AUTH,
+      );
+      expect(res.status).toBe(429);
+      expect((await readJson<OpenAIErrorBody>(res)).error).toMatchObject({ type: 'requests', code: 'rate_limit_exceeded' });
+    });
+  });
+
+  it('lists models', async () => {
+    const res = await fetch(`${mock.base}/v1/models`, { headers: OPENAI_AUTH });
+    expect(res.status).toBe(200);
+    const body = await readJson<ModelList>(res);
+    expect(body.object).toBe('list');
+    expect(body.data.find((m) => m.id === 'gpt-4o-mini')).toMatchObject({ object: 'model', owned_by: 'system' });
+    expect((await getStats(mock.base)).byRoute['openai.models']).toBeGreaterThanOrEqual(1);
+  });
+});
