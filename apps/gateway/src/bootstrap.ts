@@ -1,0 +1,151 @@
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import helmet, { type HelmetOptions } from 'helmet';
+import type { GatewayConfig } from '@keygate/config';
+import fastifyCors, { type FastifyCorsOptions } from '@fastify/cors';
+import { GatewayError } from '@keygate/errors';
+import { contextOf, JsonLogger } from '@keygate/observability';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AppModule } from './app.module';
+import { RequestLifecycle } from './http/request-lifecycle';
+
+/**
+ * JSON bodies are read as bytes (up to the hard limit, refused with 413 while streaming in) and
+ * parsed by the validation pipe, which runs after authentication: an anonymous caller gets 401,
+ * not a JSON syntax error, and the HMAC strategy signs over exactly the bytes received.
+ */
+function keepJsonBodiesAsBytes(fastify: FastifyInstance, bodyLimit: number): void {
+  // Fastify's own JSON parser is tried before any pattern, so it has to go first.
+  fastify.removeContentTypeParser('application/json');
+  const keepBytes = (request: FastifyRequest, body: string | Buffer, done: (error: null, body: Buffer) => void): void => {
+    const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
+    (request as FastifyRequest & { rawBody?: Buffer }).rawBody = bytes;
+    done(null, bytes);
+  };
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, keepBytes);
+  fastify.addContentTypeParser(/^application\/[\w.-]+\+json$/i, { parseAs: 'buffer', bodyLimit }, keepBytes);
+}
+
+/**
+ * helmet's headers on every response. The helmet middleware is built once here and run from a
+ * hook; @fastify/helmet rebuilds it on every request, which cost measurable CPU per request.
+ */
+function applySecurityHeaders(fastify: FastifyInstance, options: HelmetOptions): void {
+  const middleware = helmet(options);
+  fastify.addHook('onRequest', (request, reply, done) => {
+    middleware(request.raw, reply.raw, (error?: unknown) => done(error instanceof Error ? error : undefined));
+  });
+}
+
+/** Headers a browser client may send: credentials, JSON, and the ones the official SDKs add. */
+const CORS_ALLOWED_HEADERS = [
+  'authorization',
+  'content-type',
+  'x-request-id',
+  'x-client-id',
+  'x-timestamp',
+  'x-signature',
+  'openai-organization',
+  'openai-project',
+  'x-stainless-arch',
+  'x-stainless-lang',
+  'x-stainless-os',
+  'x-stainless-package-version',
+  'x-stainless-runtime',
+  'x-stainless-runtime-version',
+  'x-stainless-retry-count',
+  'x-stainless-timeout',
+];
+
+/**
+ * CORS for the exact origins configured, nothing else: no wildcard, no credentials (browsers send
+ * the bearer token explicitly), a strict preflight, and only the headers a client needs exposed.
+ */
+export function corsOptions(origins: string[]): FastifyCorsOptions {
+  return {
+    origin: origins,
+    methods: ['GET', 'POST'],
+    allowedHeaders: CORS_ALLOWED_HEADERS,
+    exposedHeaders: ['x-request-id', 'retry-after'],
+    credentials: false,
+    maxAge: 600,
+    strictPreflight: true,
+  };
+}
+
+/**
+ * A preflight from an origin that is not listed gets a 403 in the contract's shape rather than a
+ * 204 the browser must then refuse. Other requests are left alone: same-origin pages (Swagger UI)
+ * send Origin too, and need no CORS grant.
+ */
+function refuseForeignPreflights(fastify: FastifyInstance, origins: string[]): void {
+  const allowed = new Set(origins);
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const origin = request.headers.origin;
+    if (request.method !== 'OPTIONS' || origin === undefined || allowed.has(origin)) {
+      done();
+      return;
+    }
+    const ctx = contextOf(request.raw);
+    const error = new GatewayError('forbidden', 'this origin may not call keygate from a browser');
+    ctx?.fail(error.spec.failure, error.status);
+    void reply.code(error.status).type('application/json').send(error.toBody());
+  });
+}
+
+/**
+ * Builds the gateway application from a validated configuration (used by `main.ts` and tests).
+ * The HTTP server's hard body limit is the largest `max_request_bytes` of any product, so an
+ * oversized body is refused while it streams in, never buffered whole.
+ */
+export async function createGateway(config: GatewayConfig): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: config.policy.largestRequestBytes,
+    // Google's load balancers keep backend connections for 600 s; a shorter server timeout races them.
+    keepAliveTimeout: 620_000,
+    return503OnClosing: true,
+    logger: false,
+  });
+  // Nest logs through keygate's JSON logger from the first line, so even a boot failure inside Nest
+  // (a malformed secret) reaches Cloud Logging as structured entries.
+  const logger = new JsonLogger(config.logLevel, config.secretManager.project);
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, { bodyParser: false, logger, abortOnError: false });
+  const fastify = app.getHttpAdapter().getInstance();
+  keepJsonBodiesAsBytes(fastify, config.policy.largestRequestBytes);
+  app.get(RequestLifecycle).install(fastify);
+  applySecurityHeaders(fastify, {
+    // Swagger UI loads its own script and styles from /docs; nothing else is HTML.
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        // TLS ends at the load balancer; upgrading would break plain-HTTP local and in-cluster use.
+        upgradeInsecureRequests: null,
+      },
+    },
+    crossOriginResourcePolicy: { policy: 'same-site' },
+  });
+  // Registered after the lifecycle and helmet hooks (hooks run in registration order), so a
+  // preflight is audited and carries X-Request-Id and the security headers like any answer.
+  // (Nest's enableCors would install its hook when the adapter is built, ahead of ours.)
+  if (config.corsOrigins.length) {
+    refuseForeignPreflights(fastify, config.corsOrigins);
+    await app.register(fastifyCors, corsOptions(config.corsOrigins));
+  }
+
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('keygate')
+      .setDescription("OpenAI-compatible gateway to OpenAI, Gemini and Claude. Authorize with a short-lived JWT (`npm run token`).")
+      .setVersion('1')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A short-lived RS256/ES256 JWT' })
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', swaggerOptions: { persistAuthorization: true } });
+  return app;
+}

@@ -1,0 +1,174 @@
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { Inject, Injectable } from '@nestjs/common';
+import type { Principal } from '@keygate/auth';
+import { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import { QuotaService } from '@keygate/limits';
+import { JsonLogger, KEYGATE_LOGGER, MetricsService, type RequestContext } from '@keygate/observability';
+import { applyParameterPolicy } from '@keygate/policy';
+import {
+  ClientAbortedError,
+  countTokens,
+  estimatePromptTokens,
+  runAttempts,
+  UpstreamError,
+  type ChatCompletionRequest,
+  type ChatResult,
+  type ChatStream,
+  type RetryPolicy,
+  type ProviderAdapter,
+  type ProviderCall,
+  type Usage,
+} from '@keygate/providers';
+import { DEFAULT_BASE_URLS, type ProviderAccess } from '@keygate/secrets';
+import type { FastifyReply } from 'fastify';
+import { countAttempt } from '../routing/attempt-count';
+import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  connection: 'keep-alive',
+  // Tells nginx-style proxies in front of keygate not to buffer the stream.
+  'x-accel-buffering': 'no',
+};
+
+/**
+ * The chat-completions path: product and model resolution, parameter policy, the provider call,
+ * and the answer (JSON or SSE). Every outcome is recorded on the request context for the audit.
+ */
+@Injectable()
+export class ChatCompletionsService {
+  private readonly retry: RetryPolicy;
+
+  constructor(
+    private readonly router: ProductRouter,
+    private readonly quota: QuotaService,
+    @Inject(GatewayConfig) config: GatewayConfig,
+    @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
+    private readonly metrics: MetricsService,
+  ) {
+    this.retry = config.retry;
+  }
+
+  async complete(ctx: RequestContext, principal: Principal, body: ChatCompletionRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
+    ctx.stream = body.stream === true;
+    const first = this.router.resolve(ctx, principal, body.model, bodyBytes);
+    const { policy } = first.policy;
+    // Policy violations are the client's to fix: refused before any upstream is called.
+    const completionCap = applyParameterPolicy({ ...body }, policy, capFieldFor(first.access));
+    const clientWantsUsage = body.stream_options?.include_usage === true;
+    const candidates = this.candidates(ctx, first, body).map(({ model, access, adapter }) => ({
+      model,
+      attempt: () => {
+        const attemptBody: ChatCompletionRequest = { ...body, model };
+        applyParameterPolicy(attemptBody, policy, capFieldFor(access));
+        const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
+        ctx.provider = access.provider;
+        ctx.model = model;
+        return countAttempt<ChatResult | ChatStream>(ctx, ctx.stream ? adapter.chatStream(call) : adapter.chat(call));
+      },
+    }));
+    const reservation = this.quota.enabled(principal.product)
+      ? await this.quota.reserve(principal.product, principal.user, estimatePromptTokens(body.messages) + completionCap * choices(body))
+      : undefined;
+    try {
+      // Retries and fallbacks happen only here, before a byte has gone to the client.
+      const { value } = await runAttempts<ChatResult | ChatStream>(candidates, this.retry, ctx.abort.signal);
+      if ('events' in value) await this.stream(ctx, value, body.messages, reply, policy.maxStreamSeconds);
+      else await this.send(ctx, value, reply);
+    } finally {
+      this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
+    }
+  }
+
+  /** The requested model, then the policy's fallbacks for it that this product can serve. */
+  private candidates(ctx: RequestContext, first: ResolvedRoute, body: ChatCompletionRequest): Array<{ model: string; access: ProviderAccess; adapter: ProviderAdapter }> {
+    const list = [{ model: body.model, access: first.access, adapter: first.adapter }];
+    for (const model of first.policy.fallbacks[body.model] ?? []) {
+      try {
+        list.push({ model, ...this.router.serve(ctx, first.product, model) });
+      } catch {
+        this.logger.write('WARNING', 'fallback model is not served for this product; skipped', { product: first.product.name, model });
+      }
+    }
+    ctx.provider = first.access.provider;
+    return list;
+  }
+
+  private async send(ctx: RequestContext, result: ChatResult, reply: FastifyReply): Promise<void> {
+    this.recordUsage(ctx, result.usage);
+    ctx.status = 200;
+    await reply.status(200).type('application/json').send(result.body);
+  }
+
+  /**
+   * Streams a completion. Errors before the upstream answered are thrown (the filter answers them
+   * as JSON with their real status); after the first byte they end the stream with an SSE error
+   * event, since the 200 is already on the wire.
+   */
+  private async stream(ctx: RequestContext, upstream: ChatStream, messages: ChatCompletionRequest['messages'], reply: FastifyReply, maxStreamSeconds: number): Promise<void> {
+    reply.hijack();
+    this.metrics.activeStreams.inc();
+    const res = reply.raw;
+    res.writeHead(200, SSE_HEADERS);
+    ctx.status = 200;
+    const text: string[] = [];
+    let overLimit = false;
+    const limit = setTimeout(() => {
+      overLimit = true;
+      ctx.abort.abort();
+    }, maxStreamSeconds * 1000);
+    limit.unref();
+    try {
+      for await (const event of upstream.events) {
+        if (event.usage) this.recordUsage(ctx, event.usage);
+        if (event.text) text.push(event.text);
+        if (event.data !== null && !res.write(`data: ${event.data}\n\n`)) await once(res, 'drain', { signal: ctx.abort.signal });
+      }
+      res.end('data: [DONE]\n\n');
+    } catch (error) {
+      if (ctx.shuttingDown) {
+        this.endWithError(ctx, res, new GatewayError('service_unavailable', 'keygate is shutting down; the stream was cut at the end of the drain period'));
+      } else if (overLimit) {
+        this.endWithError(ctx, res, new GatewayError('stream_timeout', `the stream exceeded this product's limit of ${maxStreamSeconds} seconds`));
+      } else if (error instanceof ClientAbortedError || ctx.abort.signal.aborted) {
+        ctx.fail('client_abort', 499);
+      } else {
+        this.endWithError(ctx, res, error instanceof UpstreamError ? error.toGatewayError() : error instanceof GatewayError ? error : new GatewayError('internal_error', 'internal error while streaming'));
+      }
+    } finally {
+      this.metrics.activeStreams.dec();
+      clearTimeout(limit);
+      // The upstream started generating, so it bills the prompt: estimate what it did not report.
+      if (ctx.tokensIn === null) ctx.tokensIn = estimatePromptTokens(messages);
+      if (ctx.tokensOut === null) ctx.tokensOut = countTokens(text.join(''));
+    }
+  }
+
+  /** Ends a started stream with an OpenAI-style error event (the SDKs raise it as an APIError). */
+  private endWithError(ctx: RequestContext, res: ServerResponse, error: GatewayError): void {
+    ctx.fail(error.spec.failure, error.status);
+    if (!res.destroyed) res.end(`data: ${JSON.stringify(error.toBody())}\n\n`);
+  }
+
+  private recordUsage(ctx: RequestContext, usage: Usage | null): void {
+    if (!usage) return;
+    ctx.tokensIn = usage.prompt_tokens;
+    ctx.tokensOut = usage.completion_tokens;
+  }
+}
+
+/** How many completions the request asks for (`n`), each bounded by the cap. */
+function choices(body: ChatCompletionRequest): number {
+  return typeof body.n === 'number' && body.n > 1 ? body.n : 1;
+}
+
+/**
+ * OpenAI's reasoning models refuse `max_tokens`, and every current OpenAI chat model accepts
+ * `max_completion_tokens`; OpenAI-compatible hosts reliably know only `max_tokens`.
+ */
+function capFieldFor(access: ProviderAccess): 'max_tokens' | 'max_completion_tokens' {
+  return access.provider === 'openai' && access.baseUrl === DEFAULT_BASE_URLS.openai ? 'max_completion_tokens' : 'max_tokens';
+}

@@ -1,0 +1,58 @@
+import { Body, Controller, HttpCode, Param, Post, Res, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { RequestLimitsGuard } from '@keygate/limits';
+import { CredentialGuard, type Principal } from '@keygate/auth';
+import { GatewayError } from '@keygate/errors';
+import { requestContextStorage, type RequestContext } from '@keygate/observability';
+import type { ChatCompletionRequest } from '@keygate/providers';
+import type { FastifyReply } from 'fastify';
+import { BodyBytes, Ctx, CurrentPrincipal } from '../http/request.decorators';
+import { ApiGatewayErrors } from '../http/api-errors.decorator';
+import { ChatCompletionRequestDto } from './chat-completion.dto';
+import { ChatCompletionsService } from './chat-completions.service';
+
+/** OpenAI-compatible chat completions; the product comes from the credential. */
+@ApiTags('chat')
+@ApiBearerAuth()
+@UseGuards(CredentialGuard, RequestLimitsGuard)
+@Controller()
+export class ChatController {
+  constructor(private readonly chat: ChatCompletionsService) {}
+
+  @Post('v1/chat/completions')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Create a chat completion (OpenAI-compatible; `stream: true` answers SSE)' })
+  @ApiProduces('application/json', 'text/event-stream')
+  @ApiOkResponse({ description: 'A chat.completion object, or a stream of chat.completion.chunk events' })
+  @ApiGatewayErrors()
+  async create(
+    @Ctx() ctx: RequestContext,
+    @CurrentPrincipal() principal: Principal,
+    @Body() body: ChatCompletionRequestDto,
+    @BodyBytes() bytes: number,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    ctx.settled = requestContextStorage.run(ctx, () => this.chat.complete(ctx, principal, body as ChatCompletionRequest, bytes, reply));
+    await ctx.settled;
+  }
+
+  @Post('chat/:product')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Create a chat completion for the product named in the path (must match the credential)' })
+  @ApiParam({ name: 'product', example: 'demo' })
+  @ApiProduces('application/json', 'text/event-stream')
+  @ApiOkResponse({ description: 'As POST /v1/chat/completions' })
+  @ApiGatewayErrors()
+  async createForProduct(
+    @Param('product') product: string,
+    @Ctx() ctx: RequestContext,
+    @CurrentPrincipal() principal: Principal,
+    @Body() body: ChatCompletionRequestDto,
+    @BodyBytes() bytes: number,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    if (product !== principal.product) throw new GatewayError('forbidden', `this credential is for product ${principal.product}, not ${product}`);
+    ctx.settled = requestContextStorage.run(ctx, () => this.chat.complete(ctx, principal, body as ChatCompletionRequest, bytes, reply));
+    await ctx.settled;
+  }
+}

@@ -1,0 +1,51 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { GatewayConfig } from '@keygate/config';
+import type { Principal } from '@keygate/auth';
+import { GatewayError } from '@keygate/errors';
+import { QuotaService } from '@keygate/limits';
+import type { RequestContext } from '@keygate/observability';
+import { countTokens, runAttempts, type EmbeddingsRequest } from '@keygate/providers';
+import type { FastifyReply } from 'fastify';
+import { countAttempt } from '../routing/attempt-count';
+import { ProductRouter } from '../routing/product.router';
+
+/** Tokens of an embeddings input: text counted with the tokenizer, token arrays by length. */
+function inputTokens(input: EmbeddingsRequest['input']): number {
+  const items: Array<string | number | number[]> = Array.isArray(input) ? input : [input];
+  let total = 0;
+  for (const item of items) total += typeof item === 'string' ? countTokens(item) : Array.isArray(item) ? item.length : 1;
+  return total;
+}
+
+/** `POST /v1/embeddings`: routed by model like chat; usage counted as prompt tokens. */
+@Injectable()
+export class EmbeddingsService {
+  constructor(
+    private readonly router: ProductRouter,
+    private readonly quota: QuotaService,
+    @Inject(GatewayConfig) private readonly config: GatewayConfig,
+  ) {}
+
+  async embed(ctx: RequestContext, principal: Principal, body: EmbeddingsRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
+    const { access, adapter } = this.router.resolve(ctx, principal, body.model, bodyBytes);
+    if (!adapter.embeddings) {
+      throw new GatewayError('unsupported_parameter', `The model '${body.model}' is served by ${access.provider}, which has no embeddings endpoint`, { param: 'model' });
+    }
+    const reservation = this.quota.enabled(principal.product) ? await this.quota.reserve(principal.product, principal.user, inputTokens(body.input)) : undefined;
+    try {
+      const embed = adapter.embeddings.bind(adapter);
+      // Retried like chat; no fallback: another model's vectors live in another space.
+      const { value: result } = await runAttempts(
+        [{ model: body.model, attempt: () => countAttempt(ctx, embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false })) }],
+        this.config.retry,
+        ctx.abort.signal,
+      );
+      ctx.tokensIn = result.usage?.prompt_tokens ?? null;
+      ctx.tokensOut = 0;
+      ctx.status = 200;
+      await reply.status(200).type('application/json').send(result.body);
+    } finally {
+      this.quota.settle(reservation, ctx.tokensIn ?? 0);
+    }
+  }
+}

@@ -1,0 +1,30 @@
+import { applyDecorators } from '@nestjs/common';
+import { ApiProperty, ApiResponse } from '@nestjs/swagger';
+
+class ErrorDetailDto {
+  @ApiProperty({ example: 'the token has expired' }) message!: string;
+  @ApiProperty({ example: 'authentication_error' }) type!: string;
+  @ApiProperty({ example: 'invalid_token' }) code!: string;
+  @ApiProperty({ nullable: true, type: String, example: null }) param!: string | null;
+}
+
+/** The contract's error body (SPEC §6). */
+export class ErrorBodyDto {
+  @ApiProperty({ type: ErrorDetailDto }) error!: ErrorDetailDto;
+}
+
+const STATUSES: Array<[number, string]> = [
+  [400, 'Malformed body, invalid parameter, or parameter policy violation'],
+  [401, 'Missing or invalid credential (carries WWW-Authenticate)'],
+  [403, 'Credential valid but not allowed (product, model, block)'],
+  [404, 'Unknown model for this product'],
+  [413, 'Body larger than the product allows'],
+  [429, 'Rate limit or daily quota (carries Retry-After)'],
+  [502, 'Upstream failure'],
+  [504, 'Upstream timeout'],
+];
+
+/** Documents every error status of a gateway route with the contract's body. */
+export function ApiGatewayErrors(): MethodDecorator & ClassDecorator {
+  return applyDecorators(...STATUSES.map(([status, description]) => ApiResponse({ status, description, type: ErrorBodyDto })));
+}

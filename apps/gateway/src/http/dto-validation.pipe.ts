@@ -1,0 +1,46 @@
+import { Injectable, type ArgumentMetadata, type PipeTransform } from '@nestjs/common';
+import { GatewayError } from '@keygate/errors';
+import { plainToInstance } from 'class-transformer';
+import { validateSync, type ValidationError } from 'class-validator';
+import secureJson from 'secure-json-parse';
+
+/**
+ * Parses the JSON body (kept as bytes until now, see bootstrap) and validates it against its class-validator DTO and hands the handler the ORIGINAL plain
+ * object, so fields keygate does not model still reach OpenAI-compatible upstreams. The first
+ * problem becomes a 400 naming the parameter.
+ */
+@Injectable()
+export class DtoValidationPipe implements PipeTransform {
+  transform(raw: unknown, metadata: ArgumentMetadata): unknown {
+    const type = metadata.metatype;
+    if (metadata.type !== 'body' || !type || type === Object) return raw;
+    const value = Buffer.isBuffer(raw) ? parseJson(raw) : raw;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new GatewayError('invalid_request', 'the request body must be a JSON object');
+    }
+    const errors = validateSync(plainToInstance(type, value) as object, { validationError: { target: false, value: false } });
+    if (errors.length) {
+      const [path, message] = firstProblem(errors[0]);
+      throw new GatewayError('invalid_request', message, { param: path });
+    }
+    return value;
+  }
+}
+
+/** Parses a JSON body; `__proto__` and `constructor.prototype` keys are refused (prototype poisoning). */
+function parseJson(bytes: Buffer): unknown {
+  if (bytes.length === 0) throw new GatewayError('invalid_request', 'the request body is empty');
+  try {
+    return secureJson.parse(bytes, undefined, { protoAction: 'error', constructorAction: 'error' });
+  } catch {
+    throw new GatewayError('invalid_json', 'the request body is not valid JSON');
+  }
+}
+
+function firstProblem(error: ValidationError, prefix = ''): [string, string] {
+  const path = prefix ? (/^\d+$/.test(error.property) ? `${prefix}[${error.property}]` : `${prefix}.${error.property}`) : error.property;
+  const constraint = Object.values(error.constraints ?? {})[0];
+  if (constraint) return [path, constraint.startsWith(error.property) ? `${path}${constraint.slice(error.property.length)}` : `${path}: ${constraint}`];
+  if (error.children?.length) return firstProblem(error.children[0], path);
+  return [path, `${path} is invalid`];
+}

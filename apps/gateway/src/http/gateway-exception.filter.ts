@@ -1,0 +1,103 @@
+import { Catch, HttpException, Inject, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { GatewayConfig } from '@keygate/config';
+import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
+import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
+import { ClientAbortedError, UpstreamError } from '@keygate/providers';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { CLIENT_CLOSED_REQUEST } from './request-lifecycle';
+import { resourceMetadataUrl } from './resource-url';
+
+/**
+ * The one place errors become HTTP answers: domain errors by their code, framework errors
+ * (routing, body parsing) by status, and anything unexpected as a bare 500 with the request id.
+ */
+@Catch()
+export class GatewayExceptionFilter implements ExceptionFilter {
+  constructor(
+    @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
+    @Inject(GatewayConfig) private readonly config: GatewayConfig,
+  ) {}
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const http = host.switchToHttp();
+    const request = http.getRequest<FastifyRequest>();
+    const reply = http.getResponse<FastifyReply>();
+    const ctx = contextOf(request.raw);
+
+    if (exception instanceof ClientAbortedError && !ctx?.shuttingDown) {
+      ctx?.fail('client_abort', CLIENT_CLOSED_REQUEST);
+      return;
+    }
+    // Terminus answers readiness failures with its own body; probes and dashboards read it.
+    if (exception instanceof HttpException && !ctx?.auditable && request.url.startsWith('/readyz')) {
+      void reply.status(exception.getStatus()).send(exception.getResponse());
+      return;
+    }
+    const error = this.toGatewayError(exception, ctx?.requestId);
+    ctx?.fail(error.spec.failure, error.status);
+    if (reply.sent || reply.raw.headersSent) return;
+
+    const headers: Record<string, string> = { ...(error.options.headers ?? {}) };
+    if (error.options.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.options.retryAfterSeconds);
+    if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
+    void reply.status(error.status).headers(headers).type('application/json').send(error.toBody());
+  }
+
+  private toGatewayError(exception: unknown, requestId: string | undefined): GatewayError {
+    if (exception instanceof GatewayError) return exception;
+    if (exception instanceof ClientAbortedError) return new GatewayError('service_unavailable', 'keygate is shutting down; retry', { retryAfterSeconds: 1 });
+    if (exception instanceof UpstreamError) return exception.toGatewayError();
+    const status = statusOf(exception);
+    if (status !== undefined && status < 500) return new GatewayError(codeForStatus(status, exception), messageFor(status, exception));
+    this.logger.error(exception instanceof Error ? exception : String(exception), undefined, 'GatewayExceptionFilter');
+    return new GatewayError('internal_error', `internal error (request id ${requestId ?? 'unknown'})`);
+  }
+
+  private wwwAuthenticate(request: FastifyRequest, error: GatewayError): string {
+    const parts = [`resource_metadata="${resourceMetadataUrl(request, this.config.resource.publicUrl)}"`];
+    if (request.headers.authorization) parts.push('error="invalid_token"', `error_description="${error.message.replace(/"/g, "'")}"`);
+    return `Bearer ${parts.join(', ')}`;
+  }
+}
+
+function statusOf(exception: unknown): number | undefined {
+  if (exception instanceof HttpException) return exception.getStatus();
+  const s = (exception as { statusCode?: unknown } | null)?.statusCode;
+  return typeof s === 'number' ? s : undefined;
+}
+
+/** Nest re-wraps Fastify's body-parser errors as HttpException(message, status), dropping the code. */
+function isJsonSyntaxError(exception: unknown): boolean {
+  if (exception instanceof SyntaxError) return true;
+  const { code, message } = (exception ?? {}) as { code?: unknown; message?: unknown };
+  return (typeof code === 'string' && code.includes('INVALID_JSON')) || (typeof message === 'string' && message.startsWith('Body is not valid JSON'));
+}
+
+function codeForStatus(status: number, exception: unknown): GatewayErrorCode {
+  switch (status) {
+    case 400:
+      return isJsonSyntaxError(exception) ? 'invalid_json' : 'invalid_request';
+    case 401:
+      return 'invalid_token';
+    case 403:
+      return 'forbidden';
+    case 404:
+      return 'route_not_found';
+    case 413:
+      return 'request_too_large';
+    case 429:
+      return 'rate_limit_exceeded';
+    default:
+      return 'invalid_request';
+  }
+}
+
+function messageFor(status: number, exception: unknown): string {
+  if (status === 404) return 'no such route';
+  if (status === 413) return 'the request body is too large';
+  if (status === 415) return 'the request body must be JSON (Content-Type: application/json)';
+  if (isJsonSyntaxError(exception)) return 'the request body is not valid JSON';
+  const message = (exception as { message?: unknown } | null)?.message;
+  if (typeof message === 'string' && message.startsWith('Body cannot be empty')) return 'the request body is empty';
+  return exception instanceof Error ? exception.message : 'bad request';
+}

@@ -1,0 +1,83 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { AuditService } from '@keygate/audit';
+import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext } from '@keygate/observability';
+import type { FastifyInstance } from 'fastify';
+
+/** Status recorded when the client went away before the response finished (nginx's convention). */
+export const CLIENT_CLOSED_REQUEST = 499;
+
+const AUDITED = /^\/(v1|chat)\//;
+
+/**
+ * Owns each request's life from arrival to the audit line. A Fastify `onRequest` hook (the first
+ * thing that runs, before body parsing and authentication) creates the context, so rejections at
+ * every later stage are audited; the raw response's `close` event, which fires exactly once for a
+ * finished response and for a dropped connection alike, writes the one audit record.
+ */
+@Injectable()
+export class RequestLifecycle {
+  private readonly open = new Set<RequestContext>();
+  private readonly audited = new Set<Promise<void>>();
+
+  constructor(
+    private readonly audit: AuditService,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  /** Requests whose response has not closed yet. */
+  get active(): number {
+    return this.open.size;
+  }
+
+  /**
+   * The drain deadline passed: ends every request still open (streams with an SSE error event,
+   * others with a 503) and resolves once each has its audit line.
+   */
+  async endAll(): Promise<void> {
+    for (const ctx of this.open) {
+      ctx.shuttingDown = true;
+      ctx.abort.abort();
+    }
+    while (this.open.size || this.audited.size) await Promise.race([...this.audited, new Promise((r) => setTimeout(r, 50))]);
+  }
+
+  install(fastify: FastifyInstance): void {
+    fastify.addHook('onRequest', (request, reply, done) => {
+      const raw = request.raw;
+      const path = request.url.split('?', 1)[0];
+      const ctx = new RequestContext(
+        pickRequestId(raw.headers['x-request-id'], randomUUID),
+        request.method,
+        path,
+        process.hrtime.bigint(),
+        parseTrace(raw.headers.traceparent, raw.headers['x-cloud-trace-context']),
+        AUDITED.test(path),
+      );
+      attachContext(raw, ctx);
+      this.open.add(ctx);
+      // Set on the raw response so hijacked (streamed) replies carry it too.
+      reply.raw.setHeader('x-request-id', ctx.requestId);
+      reply.raw.once('close', () => this.onClose(ctx, reply.raw.writableFinished, reply.raw.statusCode));
+      done();
+    });
+  }
+
+  private onClose(ctx: RequestContext, finished: boolean, statusCode: number): void {
+    this.open.delete(ctx);
+    if (!finished && !ctx.shuttingDown) {
+      ctx.fail('client_abort', CLIENT_CLOSED_REQUEST);
+      ctx.abort.abort();
+    } else if (ctx.status === 0) {
+      ctx.status = statusCode;
+    }
+    // Wait for the handler to wind down the upstream call so usage seen so far is counted.
+    const done = ctx.settled
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.audit.record(ctx)) this.metrics.observeRequest(ctx);
+        this.audited.delete(done);
+      });
+    this.audited.add(done);
+  }
+}

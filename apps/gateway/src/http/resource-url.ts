@@ -1,0 +1,25 @@
+import type { FastifyRequest } from 'fastify';
+
+const HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$/;
+
+/**
+ * The gateway's public base URL: the configured one, else what the request says it called (behind
+ * Google's load balancer `X-Forwarded-Proto` is set by the balancer). A malformed host falls back
+ * to the socket's, so a caller cannot inject text into the `WWW-Authenticate` header.
+ */
+export function publicBaseUrl(request: FastifyRequest, configured: string | undefined): string {
+  if (configured) return configured;
+  const proto = first(request.headers['x-forwarded-proto']) === 'https' ? 'https' : request.protocol;
+  const host = first(request.headers['x-forwarded-host']) ?? request.headers.host;
+  return `${proto}://${host && HOST.test(host) ? host : `${request.hostname || 'localhost'}`}`;
+}
+
+/** The RFC 9728 metadata URL for the gateway. */
+export function resourceMetadataUrl(request: FastifyRequest, configured: string | undefined): string {
+  return `${publicBaseUrl(request, configured)}/.well-known/oauth-protected-resource`;
+}
+
+function first(v: string | string[] | undefined): string | undefined {
+  const value = Array.isArray(v) ? v[0] : v;
+  return value?.split(',')[0]?.trim() || undefined;
+}

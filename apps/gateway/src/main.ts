@@ -1,0 +1,69 @@
+import 'reflect-metadata';
+import { ConfigError, loadGatewayConfig } from '@keygate/config';
+import { LifecycleState } from '@keygate/health';
+import { KEYGATE_LOGGER, type JsonLogger } from '@keygate/observability';
+import { createGateway } from './bootstrap';
+import { RequestLifecycle } from './http/request-lifecycle';
+
+/** Prints a boot failure as one structured line and exits non-zero. Never prints secret values. */
+function die(error: unknown): never {
+  const message = error instanceof ConfigError ? error.message : `boot failed: ${(error as Error)?.message ?? String(error)}`;
+  process.stderr.write(JSON.stringify({ severity: 'CRITICAL', time: new Date().toISOString(), message }) + '\n');
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadGatewayConfig(process.env);
+  } catch (error) {
+    die(error);
+  }
+  const app = await createGateway(config).catch(die);
+  const logger = app.get<JsonLogger>(KEYGATE_LOGGER);
+  const lifecycle = app.get(LifecycleState);
+  await app.listen({ port: config.port, host: '0.0.0.0' });
+  logger.write('INFO', 'keygate listening', { port: config.port });
+
+  const requests = app.get(RequestLifecycle);
+  let stopping = false;
+  /**
+   * SIGTERM: readiness flips at once, the listener closes (new connections are refused), requests
+   * and streams in flight may finish for the drain period; at its end the rest are ended (streams
+   * with an SSE error event), every audit line is written, Redis is closed, and the process exits 0.
+   */
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    lifecycle.startDrain();
+    logger.write('NOTICE', 'shutdown started', { signal, drainSeconds: config.shutdownDrainSeconds, inFlight: requests.active });
+    // Connections that go idle during the drain (a stream finished, a keep-alive client) would hold
+    // the close open until the client hangs up; they are closed as soon as they are idle.
+    const server = app.getHttpServer();
+    const reaper = setInterval(() => server.closeIdleConnections(), 100);
+    reaper.unref();
+    const deadline = setTimeout(() => {
+      logger.write('WARNING', 'drain period over; ending the requests still open', { inFlight: requests.active });
+      void requests.endAll().then(() => server.closeAllConnections());
+      // Whatever happens, the pod must not outlive its termination grace period.
+      setTimeout(() => process.exit(0), 5_000).unref();
+    }, config.shutdownDrainSeconds * 1000);
+    deadline.unref();
+    app
+      .close()
+      .then(async () => {
+        clearTimeout(deadline);
+        await requests.endAll();
+        logger.write('NOTICE', 'shutdown complete');
+        process.exit(0);
+      })
+      .catch((error: unknown) => {
+        logger.error(error instanceof Error ? error : String(error), undefined, 'shutdown');
+        process.exit(1);
+      });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+void main();

@@ -1,0 +1,56 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Principal } from '@keygate/auth';
+import { GatewayConfig, type ProductPolicy } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import type { RequestContext } from '@keygate/observability';
+import { ProviderRegistry, type ProviderAdapter } from '@keygate/providers';
+import { SecretsService, type ProductEntry, type ProviderAccess } from '@keygate/secrets';
+
+/** Where one model of one product is served, and under which policy. */
+export interface ResolvedRoute {
+  product: ProductEntry;
+  policy: ProductPolicy;
+  access: ProviderAccess;
+  adapter: ProviderAdapter;
+}
+
+/**
+ * The first steps of every model call: the credential's product, its body-size limit, and the
+ * provider serving the requested model. Records product, model and provider on the context.
+ */
+@Injectable()
+export class ProductRouter {
+  constructor(
+    @Inject(GatewayConfig) private readonly config: GatewayConfig,
+    private readonly secrets: SecretsService,
+    private readonly providers: ProviderRegistry,
+  ) {}
+
+  /** The product entry and policy of the principal; 403 when the product is not configured. */
+  product(principal: Principal): { product: ProductEntry; policy: ProductPolicy } {
+    const product = this.secrets.product(principal.product);
+    if (!product) throw new GatewayError('forbidden', `product ${principal.product} is not configured on this gateway`);
+    return { product, policy: this.config.policy.forProduct(product.name) };
+  }
+
+  /** Resolves `model` for the principal's product after checking the body size. */
+  resolve(ctx: RequestContext, principal: Principal, model: string, bodyBytes: number): ResolvedRoute {
+    const { product, policy } = this.product(principal);
+    if (bodyBytes > policy.policy.maxRequestBytes) {
+      throw new GatewayError('request_too_large', `the request body exceeds this product's limit of ${policy.policy.maxRequestBytes} bytes`);
+    }
+    ctx.model = model;
+    ctx.requestedModel = model;
+    return { product, policy, ...this.serve(ctx, product, model) };
+  }
+
+  /** The provider access and adapter for a model of a product (also used for fallbacks). */
+  serve(ctx: RequestContext, product: ProductEntry, model: string): { access: ProviderAccess; adapter: ProviderAdapter } {
+    const access = product.route(model);
+    if (!access) throw new GatewayError('model_not_found', `The model '${model}' does not exist or this product may not use it`, { param: 'model' });
+    const adapter = this.providers.get(access.provider);
+    if (!adapter) throw new GatewayError('model_not_found', `The model '${model}' is served by ${access.provider}, which this gateway cannot reach`, { param: 'model' });
+    ctx.provider = access.provider;
+    return { access, adapter };
+  }
+}
