@@ -1,0 +1,261 @@
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { clone, findKustomizations, render, type K8sObject, type Rendered } from './lib/kustomize';
+import { checkArgoRules, checkWorkloadRules } from './lib/rules';
+import { validateSchemas } from './lib/schemas';
+import { checkOverlayAgainstTerraform } from './lib/consistency';
+import { describe as explain, REPO_ROOT, type Violation } from './lib/tools';
+
+const K8S = join(REPO_ROOT, 'k8s');
+const FIXTURES = join(__dirname, 'fixtures');
+const ENVIRONMENTS = ['dev', 'stage', 'prod'] as const;
+const pathExists = (path: string): boolean => existsSync(join(REPO_ROOT, path));
+const rel = (dir: string): string => relative(REPO_ROOT, dir);
+
+/** Every kustomization of k8s/, plus the fixture that renders the optional components. */
+const targets = [...findKustomizations(K8S), join(FIXTURES, 'with-components')];
+const rendered = new Map<string, Rendered>();
+
+beforeAll(() => {
+  for (const dir of targets) rendered.set(rel(dir), render(dir));
+});
+
+function get(target: string): Rendered {
+  const r = rendered.get(target);
+  if (!r) throw new Error(`${target} was not rendered`);
+  return r;
+}
+
+function find(objects: readonly K8sObject[], kind: string, name?: string): K8sObject {
+  const o = objects.find((x) => x.kind === kind && (name === undefined || x.metadata.name === name));
+  if (!o) throw new Error(`no ${kind}${name ? `/${name}` : ''}`);
+  return o;
+}
+
+/** Typed access to the gateway container of a rendered Deployment, for the break-it tests. */
+function gateway(objects: K8sObject[]): Record<string, unknown> & {
+  image: string;
+  resources: { limits: Record<string, string> };
+  securityContext: Record<string, unknown>;
+  volumeMounts: { name: string; mountPath: string }[];
+  startupProbe: { httpGet: { port: number | string } };
+  env: { name: string; value?: string }[];
+  envFrom: { configMapRef?: { name: string } }[];
+} {
+  const spec = find(objects, 'Deployment', 'keygate').spec as { template: { spec: { containers: ReturnType<typeof gateway>[] } } };
+  return spec.template.spec.containers[0];
+}
+
+function podSpec(objects: K8sObject[]): Record<string, unknown> & { securityContext: Record<string, unknown> } {
+  return (
+    find(objects, 'Deployment', 'keygate').spec as {
+      template: { spec: Record<string, unknown> & { securityContext: Record<string, unknown> } };
+    }
+  ).template.spec;
+}
+
+describe('Kubernetes manifests', () => {
+  it('finds the base, the three overlays and the Argo CD objects', () => {
+    expect(targets.map(rel)).toEqual(
+      expect.arrayContaining(['k8s/argocd', 'k8s/base', 'k8s/overlays/dev', 'k8s/overlays/prod', 'k8s/overlays/stage']),
+    );
+  });
+
+  it.each(targets.map(rel))('%s: every object matches its schema', (target) => {
+    const r = get(target);
+    expect(r.objects.length).toBeGreaterThan(0);
+    expect(explain(validateSchemas(r.objects, target))).toBe('');
+  });
+
+  it.each(ENVIRONMENTS)('overlay %s follows the project rules', (env) => {
+    expect(explain(checkWorkloadRules(get(`k8s/overlays/${env}`), { overlay: true }))).toBe('');
+  });
+
+  it('the optional components (ExternalSecrets, IP allowlist) keep an overlay within the rules', () => {
+    const r = get('test/deploy/fixtures/with-components');
+    expect(explain(checkWorkloadRules(r, { overlay: true }))).toBe('');
+    const container = gateway(r.objects);
+    expect(container.envFrom).toEqual(expect.arrayContaining([{ secretRef: { name: 'keygate-app-secrets' } }]));
+    expect(container.env).toEqual(expect.arrayContaining([{ name: 'USE_SECRET_MANAGER', value: 'false' }]));
+    expect((find(r.objects, 'BackendConfig').spec as { iap: { enabled: boolean } }).iap.enabled).toBe(false);
+  });
+
+  it('the base follows the workload rules', () => {
+    expect(explain(checkWorkloadRules(get('k8s/base'), { overlay: false }))).toBe('');
+  });
+
+  it('Argo CD: one AppProject per environment, dev automated, stage and prod manual', () => {
+    expect(explain(checkArgoRules(get('k8s/argocd').objects, 'k8s/argocd', pathExists))).toBe('');
+  });
+
+  it('overlays differ where environments differ: namespace, image tag, replicas, host', () => {
+    for (const env of ENVIRONMENTS) {
+      const { objects } = get(`k8s/overlays/${env}`);
+      expect(find(objects, 'Namespace').metadata.name).toBe(`keygate-${env}`);
+      expect(gateway(objects).image).toMatch(
+        new RegExp(`^europe-west1-docker\\.pkg\\.dev/example-keygate-${env}/keygate/gateway:[\\w.-]+$`),
+      );
+    }
+    const min = (env: string): number =>
+      (find(get(`k8s/overlays/${env}`).objects, 'HorizontalPodAutoscaler').spec as { minReplicas: number }).minReplicas;
+    expect(min('prod')).toBeGreaterThanOrEqual(3);
+  });
+
+  it.each(ENVIRONMENTS)('overlay %s agrees with its Terraform environment (Redis range, region, namespace)', async (env) => {
+    const violations = await checkOverlayAgainstTerraform(
+      get(`k8s/overlays/${env}`),
+      join(REPO_ROOT, 'terraform', 'environments', env),
+      env,
+    );
+    expect(explain(violations)).toBe('');
+  });
+});
+
+describe('each manifest check fails on a broken manifest', () => {
+  const rulesOf = (violations: readonly Violation[]): string[] => [...new Set(violations.map((v) => v.rule))];
+
+  it('render: a kustomization naming a missing file does not render', () => {
+    expect(() => render(join(FIXTURES, 'broken-missing-resource'))).toThrow(/kubectl kustomize .* failed/);
+  });
+
+  it('schema: wrong types, unknown fields in strict schemas, unknown kinds', () => {
+    const objects = clone(get('k8s/overlays/dev').objects);
+    (find(objects, 'HorizontalPodAutoscaler').spec as Record<string, unknown>).maxReplicas = 'ten';
+    (find(objects, 'BackendConfig').spec as Record<string, unknown>).iap = { enabeld: true };
+    (find(objects, 'PodMonitoring').spec as { endpoints: Record<string, unknown>[] }).endpoints[0].interval = 'often';
+    (find(objects, 'ExternalSecret').spec as Record<string, unknown>).data = 'url';
+    objects.push({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } });
+    const violations = validateSchemas(objects, 'broken');
+    expect(violations.map((v) => v.where).sort()).toEqual(
+      [
+        'BackendConfig/keygate (keygate-dev) in broken',
+        'ExternalSecret/keygate-redis (keygate-dev) in broken',
+        'HorizontalPodAutoscaler/keygate (keygate-dev) in broken',
+        'PodMonitoring/keygate (keygate-dev) in broken',
+        'Widget/w in broken',
+      ].sort(),
+    );
+    expect(rulesOf(violations).sort()).toEqual(['schema', 'schema-known']);
+  });
+
+  const cases: [string, string, (objects: K8sObject[]) => void][] = [
+    ['the latest tag', 'image-tag', (o) => void (gateway(o).image = 'europe-west1-docker.pkg.dev/p/keygate/gateway:latest')],
+    ['an image without a tag', 'image-tag', (o) => void (gateway(o).image = 'europe-west1-docker.pkg.dev/p/keygate/gateway')],
+    ['an image from outside Artifact Registry', 'image-registry', (o) => void (gateway(o).image = 'docker.io/library/node:22')],
+    ['a missing readiness probe', 'probes', (o) => void delete gateway(o).readinessProbe],
+    ['a probe on an undeclared port', 'probes', (o) => void (gateway(o).startupProbe.httpGet.port = 9999)],
+    ['no memory limit', 'resources', (o) => void delete gateway(o).resources.limits.memory],
+    [
+      'runAsNonRoot false',
+      'non-root',
+      (o) => {
+        gateway(o).securityContext.runAsNonRoot = false;
+        podSpec(o).securityContext.runAsNonRoot = false;
+      },
+    ],
+    ['runAsUser 0', 'non-root', (o) => void (podSpec(o).securityContext.runAsUser = 0)],
+    ['a writable root filesystem', 'read-only-root', (o) => void (gateway(o).securityContext.readOnlyRootFilesystem = false)],
+    ['privilege escalation', 'privilege', (o) => void (gateway(o).securityContext.allowPrivilegeEscalation = true)],
+    ['capabilities kept', 'capabilities', (o) => void (gateway(o).securityContext.capabilities = { drop: ['NET_RAW'] })],
+    ['no seccomp profile', 'seccomp', (o) => void delete podSpec(o).securityContext.seccompProfile],
+    [
+      'no writable /tmp',
+      'writable-tmp',
+      (o) => void (gateway(o).volumeMounts = gateway(o).volumeMounts.filter((m) => m.mountPath !== '/tmp')),
+    ],
+    ['a grace period shorter than preStop + drain', 'graceful-shutdown', (o) => void (podSpec(o).terminationGracePeriodSeconds = 30)],
+    ['a Secret nothing produces', 'config-refs', (o) => void o.splice(o.indexOf(find(o, 'ExternalSecret', 'keygate-redis')), 1)],
+    ['a ConfigMap that does not exist', 'config-refs', (o) => void (gateway(o).envFrom = [{ configMapRef: { name: 'nope' } }])],
+    [
+      'a policy file outside its mount',
+      'policy-file',
+      (o) => void gateway(o).env.push({ name: 'API_KEY_SERVER_POLICY_FILE', value: '/etc/elsewhere/policy.yaml' }),
+    ],
+    ['a service account without Workload Identity', 'workload-identity', (o) => void (find(o, 'ServiceAccount').metadata.annotations = {})],
+    [
+      'a Service that selects nothing',
+      'selectors',
+      (o) => void ((find(o, 'Service').spec as { selector: Record<string, string> }).selector = { app: 'other' }),
+    ],
+    ['replicas set under an HPA', 'autoscaling', (o) => void ((find(o, 'Deployment').spec as Record<string, unknown>).replicas = 3)],
+    [
+      'a placeholder left in',
+      'placeholder',
+      (o) => void ((find(o, 'SecretStore').spec as { provider: { gcpsm: { projectID: string } } }).provider.gcpsm.projectID = 'PROJECT_ID'),
+    ],
+    ['an object in another namespace', 'namespace', (o) => void (find(o, 'Service').metadata.namespace = 'default')],
+  ];
+
+  it('the unbroken dev overlay passes (the baseline of the cases below)', () => {
+    expect(checkWorkloadRules(clone(get('k8s/overlays/dev')), { overlay: true })).toEqual([]);
+  });
+
+  it.each(cases)('rules: %s → %s', (_, rule, breakIt) => {
+    const r = clone(get('k8s/overlays/dev'));
+    breakIt(r.objects);
+    expect(rulesOf(checkWorkloadRules(r, { overlay: true }))).toContain(rule);
+  });
+
+  const argoCases: [string, string, (objects: K8sObject[]) => void][] = [
+    [
+      'dev without automated sync',
+      'argo-sync',
+      (o) => {
+        const spec = find(o, 'ApplicationSet').spec as { generators: { list: { template?: unknown } }[] };
+        delete spec.generators[0].list.template;
+      },
+    ],
+    [
+      'stage and prod syncing automatically',
+      'argo-sync',
+      (o) => {
+        const spec = find(o, 'ApplicationSet').spec as { template: { spec: { syncPolicy: Record<string, unknown> } } };
+        spec.template.spec.syncPolicy.automated = { prune: true, selfHeal: true };
+      },
+    ],
+    [
+      'prod missing',
+      'argo-appset',
+      (o) => {
+        const spec = find(o, 'ApplicationSet').spec as { generators: { list: { elements: { env: string }[] } }[] };
+        spec.generators[1].list.elements = [{ env: 'stage' }];
+      },
+    ],
+    [
+      'an AppProject allowing every namespace',
+      'argo-project',
+      (o) => {
+        (find(o, 'AppProject', 'keygate-prod').spec as { destinations: { namespace: string }[] }).destinations[0].namespace = '*';
+      },
+    ],
+    [
+      'a source path that is not the overlay',
+      'argo-source',
+      (o) => {
+        const spec = find(o, 'ApplicationSet').spec as { template: { spec: { source: { path: string } } } };
+        spec.template.spec.source.path = 'k8s/base';
+      },
+    ],
+  ];
+
+  it.each(argoCases)('argo: %s → %s', (_, rule, breakIt) => {
+    const objects = clone(get('k8s/argocd').objects);
+    breakIt(objects);
+    expect(rulesOf(checkArgoRules(objects, 'broken', pathExists))).toContain(rule);
+  });
+
+  it('consistency: an overlay whose Redis range or region differs from Terraform is caught', async () => {
+    const r = clone(get('k8s/overlays/prod'));
+    const spec = find(r.objects, 'NetworkPolicy').spec as {
+      egress: { to: { ipBlock?: { cidr: string } }[]; ports?: { port: number }[] }[];
+    };
+    const rule = spec.egress.find((e) => e.ports?.some((p) => p.port === 6378));
+    if (rule?.to[0]?.ipBlock) rule.to[0].ipBlock.cidr = '10.99.0.0/29';
+    gateway(r.objects).image = 'us-central1-docker.pkg.dev/example-keygate-prod/keygate/gateway:0.1.0';
+    const messages = (await checkOverlayAgainstTerraform(r, join(REPO_ROOT, 'terraform', 'environments', 'prod'), 'prod'))
+      .map((v) => v.message)
+      .join('\n');
+    expect(messages).toMatch(/Redis egress 10\.99\.0\.0\/29/);
+    expect(messages).toMatch(/us-central1/);
+  });
+});

@@ -1,0 +1,433 @@
+import { idOf, type K8sObject, type Rendered } from './kustomize';
+import type { Violation } from './tools';
+
+// Partial shapes of the fields the rules read; the schema check has validated the rest.
+interface SecurityContext {
+  runAsNonRoot?: boolean;
+  runAsUser?: number;
+  readOnlyRootFilesystem?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  privileged?: boolean;
+  capabilities?: { drop?: string[]; add?: string[] };
+  seccompProfile?: { type?: string };
+}
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { configMapKeyRef?: { name: string }; secretKeyRef?: { name: string } };
+}
+interface EnvFrom {
+  configMapRef?: { name: string };
+  secretRef?: { name: string };
+}
+interface Probe {
+  httpGet?: { path?: string; port?: number | string };
+}
+interface Container {
+  name: string;
+  image?: string;
+  ports?: { name?: string; containerPort: number }[];
+  env?: EnvVar[];
+  envFrom?: EnvFrom[];
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  readinessProbe?: Probe;
+  livenessProbe?: Probe;
+  startupProbe?: Probe;
+  lifecycle?: { preStop?: { sleep?: { seconds: number } } };
+  securityContext?: SecurityContext;
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+interface Volume {
+  name: string;
+  emptyDir?: object;
+  configMap?: { name: string };
+  secret?: { secretName: string };
+}
+interface PodSpec {
+  containers: Container[];
+  initContainers?: Container[];
+  securityContext?: SecurityContext;
+  terminationGracePeriodSeconds?: number;
+  volumes?: Volume[];
+  serviceAccountName?: string;
+  topologySpreadConstraints?: { labelSelector?: LabelSelector }[];
+}
+interface PodTemplate {
+  metadata?: { labels?: Record<string, string> };
+  spec: PodSpec;
+}
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+}
+
+/** A pod template found in a workload object. */
+interface Workload {
+  object: K8sObject;
+  template: PodTemplate;
+}
+
+/** The drain the gateway does on SIGTERM unless configured (SPEC §2). */
+const DEFAULT_DRAIN_SECONDS = 45;
+/** Slack between the end of the drain and SIGKILL: closing Redis, flushing the last log lines. */
+const SHUTDOWN_MARGIN_SECONDS = 5;
+/** Placeholders the base uses; an overlay must replace every one. */
+const PLACEHOLDERS = /\b(PROJECT_ID|REGION)\b/;
+
+function workloads(objects: readonly K8sObject[]): Workload[] {
+  const found: Workload[] = [];
+  for (const object of objects) {
+    const spec = object.spec as { template?: PodTemplate; jobTemplate?: { spec?: { template?: PodTemplate } } } | undefined;
+    if (['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'ReplicaSet'].includes(object.kind) && spec?.template) {
+      found.push({ object, template: spec.template });
+    } else if (object.kind === 'CronJob' && spec?.jobTemplate?.spec?.template) {
+      found.push({ object, template: spec.jobTemplate.spec.template });
+    }
+  }
+  return found;
+}
+
+/** Options of {@link checkWorkloadRules}. */
+export interface RuleOptions {
+  /** The render is an environment overlay (deployable): stricter rules on images and names. */
+  overlay: boolean;
+}
+
+/**
+ * Project rules for a rendered kustomization: pinned images, probes and resources on every
+ * container, non-root with a read-only root and no capabilities, a shutdown that fits the grace
+ * period, every referenced ConfigMap/Secret produced, selectors that select, and (for overlays)
+ * Artifact Registry images, no placeholders, one namespace.
+ */
+export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Violation[] {
+  const v: Violation[] = [];
+  const at = (object: K8sObject, container?: Container): string =>
+    `${idOf(object)}${container ? ` container ${container.name}` : ''} in ${rendered.target}`;
+  const add = (where: string, rule: string, message: string): void => {
+    v.push({ where, rule, message });
+  };
+  const { objects } = rendered;
+  const configMaps = new Map(objects.filter((o) => o.kind === 'ConfigMap').map((o) => [o.metadata.name, o]));
+  const secrets = new Set([
+    ...objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name),
+    ...objects
+      .filter((o) => o.kind === 'ExternalSecret')
+      .map((o) => (o.spec as { target?: { name?: string } } | undefined)?.target?.name ?? o.metadata.name),
+  ]);
+  const serviceAccounts = new Map(objects.filter((o) => o.kind === 'ServiceAccount').map((o) => [o.metadata.name, o]));
+  const pods = workloads(objects);
+
+  for (const { object, template } of pods) {
+    const pod = template.spec;
+    const podLabels = template.metadata?.labels ?? {};
+    const volumes = new Map((pod.volumes ?? []).map((vol) => [vol.name, vol]));
+
+    for (const container of [...pod.containers, ...(pod.initContainers ?? [])]) {
+      const where = at(object, container);
+      const isInit = !pod.containers.includes(container);
+
+      checkImage(
+        container.image,
+        options,
+        (m) => add(where, 'image-tag', m),
+        (m) => add(where, 'image-registry', m),
+      );
+
+      if (!isInit) {
+        for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe'] as const) {
+          const p = container[probe];
+          if (!p) {
+            add(where, 'probes', `${probe} is missing`);
+          } else if (p.httpGet?.port !== undefined && !portDeclared(container, p.httpGet.port)) {
+            add(where, 'probes', `${probe} uses port ${p.httpGet.port}, which the container does not declare`);
+          }
+        }
+      }
+
+      for (const kind of ['requests', 'limits'] as const) {
+        for (const resource of ['cpu', 'memory']) {
+          if (!container.resources?.[kind]?.[resource]) add(where, 'resources', `resources.${kind}.${resource} is not set`);
+        }
+      }
+
+      const sc = container.securityContext ?? {};
+      const podSc = pod.securityContext ?? {};
+      if ((sc.runAsNonRoot ?? podSc.runAsNonRoot) !== true) add(where, 'non-root', 'runAsNonRoot is not true');
+      if ((sc.runAsUser ?? podSc.runAsUser) === 0) add(where, 'non-root', 'runAsUser is 0 (root)');
+      if (sc.readOnlyRootFilesystem !== true) add(where, 'read-only-root', 'readOnlyRootFilesystem is not true');
+      if (sc.allowPrivilegeEscalation !== false) add(where, 'privilege', 'allowPrivilegeEscalation is not false');
+      if (sc.privileged === true) add(where, 'privilege', 'privileged is true');
+      if (!(sc.capabilities?.drop ?? []).includes('ALL')) add(where, 'capabilities', 'capabilities.drop does not include ALL');
+      if ((sc.capabilities?.add ?? []).length > 0) add(where, 'capabilities', `capabilities.add: ${sc.capabilities?.add?.join(', ')}`);
+      const seccomp = sc.seccompProfile?.type ?? podSc.seccompProfile?.type;
+      if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost')
+        add(where, 'seccomp', `seccompProfile is ${seccomp ?? 'unset'}, not RuntimeDefault`);
+
+      // A read-only root still needs a writable /tmp (Node, libraries).
+      const tmp = container.volumeMounts?.find((m) => m.mountPath === '/tmp');
+      if (!tmp || !volumes.get(tmp.name)?.emptyDir) add(where, 'writable-tmp', 'no emptyDir mounted at /tmp');
+
+      for (const ref of configMapRefs(container)) {
+        if (!configMaps.has(ref)) add(where, 'config-refs', `ConfigMap ${ref} is not in the render`);
+      }
+      for (const ref of secretRefs(container)) {
+        if (!secrets.has(ref)) add(where, 'config-refs', `Secret ${ref} is neither in the render nor the target of an ExternalSecret`);
+      }
+
+      const env = effectiveEnv(container, configMaps);
+      const policyFile = env.get('API_KEY_SERVER_POLICY_FILE');
+      if (policyFile !== undefined) {
+        const mount = container.volumeMounts?.find((m) => policyFile.startsWith(`${m.mountPath.replace(/\/$/, '')}/`));
+        const volume = mount && volumes.get(mount.name);
+        if (!mount || !volume?.configMap)
+          add(where, 'policy-file', `API_KEY_SERVER_POLICY_FILE=${policyFile} is not inside a mounted ConfigMap`);
+        else {
+          const key = policyFile.slice(mount.mountPath.replace(/\/$/, '').length + 1);
+          const data = (configMaps.get(volume.configMap.name)?.data ?? {}) as Record<string, string>;
+          if (!(key in data)) add(where, 'policy-file', `ConfigMap ${volume.configMap.name} has no key ${key}`);
+        }
+      }
+
+      const sleep = container.lifecycle?.preStop?.sleep?.seconds;
+      if (!isInit && sleep !== undefined) {
+        const drain = Number(env.get('API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS') ?? DEFAULT_DRAIN_SECONDS);
+        const grace = pod.terminationGracePeriodSeconds ?? 30;
+        if (grace < sleep + drain + SHUTDOWN_MARGIN_SECONDS) {
+          add(
+            where,
+            'graceful-shutdown',
+            `terminationGracePeriodSeconds ${grace} < preStop ${sleep} s + drain ${drain} s + ${SHUTDOWN_MARGIN_SECONDS} s`,
+          );
+        }
+      }
+    }
+
+    for (const vol of pod.volumes ?? []) {
+      if (vol.configMap && !configMaps.has(vol.configMap.name))
+        add(at(object), 'config-refs', `volume ${vol.name}: ConfigMap ${vol.configMap.name} is not in the render`);
+      if (vol.secret && !secrets.has(vol.secret.secretName))
+        add(at(object), 'config-refs', `volume ${vol.name}: Secret ${vol.secret.secretName} is not produced`);
+    }
+
+    const sa = pod.serviceAccountName ?? 'default';
+    const annotation = serviceAccounts.get(sa)?.metadata.annotations?.['iam.gke.io/gcp-service-account'];
+    if (!annotation?.endsWith('.iam.gserviceaccount.com')) {
+      add(at(object), 'workload-identity', `ServiceAccount ${sa} is not in the render with an iam.gke.io/gcp-service-account annotation`);
+    }
+
+    for (const [i, constraint] of (pod.topologySpreadConstraints ?? []).entries()) {
+      if (!selects(constraint.labelSelector, podLabels))
+        add(at(object), 'selectors', `topologySpreadConstraints[${i}] does not select the pod's labels`);
+    }
+  }
+
+  checkSelectors(objects, pods, (o, m) => add(at(o), 'selectors', m));
+  checkAutoscaling(objects, (o, m) => add(at(o), 'autoscaling', m));
+
+  if (options.overlay) {
+    const namespaces = objects.filter((o) => o.kind === 'Namespace');
+    if (namespaces.length !== 1) add(rendered.target, 'namespace', `expected one Namespace, found ${namespaces.length}`);
+    const ns = namespaces[0]?.metadata.name;
+    for (const o of objects) {
+      if (o.kind !== 'Namespace' && o.metadata.namespace !== ns)
+        add(at(o), 'namespace', `namespace is ${o.metadata.namespace ?? 'unset'}, not ${ns}`);
+      for (const text of strings(o)) {
+        if (PLACEHOLDERS.test(text)) add(at(o), 'placeholder', `unreplaced placeholder in "${text}"`);
+      }
+    }
+  }
+  return v;
+}
+
+function checkImage(
+  image: string | undefined,
+  options: RuleOptions,
+  tagError: (m: string) => void,
+  registryError: (m: string) => void,
+): void {
+  if (!image) return tagError('no image');
+  const [nameAndTag, digest] = image.split('@');
+  const lastSegment = nameAndTag.slice(nameAndTag.lastIndexOf('/') + 1);
+  const tag = lastSegment.includes(':') ? lastSegment.slice(lastSegment.indexOf(':') + 1) : undefined;
+  if (!tag && !digest) tagError(`${image} has no tag (it would mean latest)`);
+  if (tag === 'latest') tagError(`${image} uses the latest tag`);
+  if (options.overlay && !/^[a-z0-9-]+-docker\.pkg\.dev\//.test(image)) registryError(`${image} is not from Artifact Registry`);
+}
+
+function portDeclared(container: Container, port: number | string): boolean {
+  return (container.ports ?? []).some((p) => p.name === port || p.containerPort === port);
+}
+
+function configMapRefs(container: Container): string[] {
+  return [
+    ...(container.envFrom ?? []).flatMap((e) => (e.configMapRef ? [e.configMapRef.name] : [])),
+    ...(container.env ?? []).flatMap((e) => (e.valueFrom?.configMapKeyRef ? [e.valueFrom.configMapKeyRef.name] : [])),
+  ];
+}
+
+function secretRefs(container: Container): string[] {
+  return [
+    ...(container.envFrom ?? []).flatMap((e) => (e.secretRef ? [e.secretRef.name] : [])),
+    ...(container.env ?? []).flatMap((e) => (e.valueFrom?.secretKeyRef ? [e.valueFrom.secretKeyRef.name] : [])),
+  ];
+}
+
+/**
+ * The literal environment of a container: ConfigMap `envFrom` entries, overridden by `env` values
+ * (as Kubernetes does). Values from Secrets are left out.
+ */
+export function effectiveEnv(container: Container, configMaps: ReadonlyMap<string, K8sObject>): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const from of container.envFrom ?? []) {
+    const data = from.configMapRef ? ((configMaps.get(from.configMapRef.name)?.data ?? {}) as Record<string, string>) : {};
+    for (const [k, val] of Object.entries(data)) env.set(k, val);
+  }
+  for (const e of container.env ?? []) {
+    if (e.value !== undefined) env.set(e.name, e.value);
+    else env.delete(e.name);
+  }
+  return env;
+}
+
+function selects(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
+  const match = selector?.matchLabels ?? {};
+  return Object.keys(match).length > 0 && Object.entries(match).every(([k, val]) => labels[k] === val);
+}
+
+function checkSelectors(objects: readonly K8sObject[], pods: readonly Workload[], error: (o: K8sObject, m: string) => void): void {
+  const anyPod = (selector: LabelSelector | undefined): boolean => pods.some((p) => selects(selector, p.template.metadata?.labels ?? {}));
+  for (const o of objects) {
+    const spec = (o.spec ?? {}) as { selector?: LabelSelector; podSelector?: LabelSelector };
+    switch (o.kind) {
+      case 'Service':
+        // A Service's selector is the label map itself.
+        if (!anyPod({ matchLabels: (o.spec as { selector?: Record<string, string> }).selector }))
+          error(o, 'selector matches no pod template');
+        break;
+      case 'PodDisruptionBudget':
+      case 'PodMonitoring':
+        if (!anyPod(spec.selector)) error(o, 'selector matches no pod template');
+        break;
+      case 'NetworkPolicy':
+        if (!anyPod(spec.podSelector)) error(o, 'podSelector matches no pod template');
+        break;
+      case 'Deployment': {
+        const template = (o.spec as { template?: PodTemplate }).template;
+        if (!selects(spec.selector, template?.metadata?.labels ?? {})) error(o, 'selector does not match its own pod template');
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+function checkAutoscaling(objects: readonly K8sObject[], error: (o: K8sObject, m: string) => void): void {
+  for (const hpa of objects.filter((o) => o.kind === 'HorizontalPodAutoscaler')) {
+    const spec = hpa.spec as { scaleTargetRef: { kind: string; name: string }; minReplicas?: number; maxReplicas: number };
+    const target = objects.find((o) => o.kind === spec.scaleTargetRef.kind && o.metadata.name === spec.scaleTargetRef.name);
+    if (!target) error(hpa, `scaleTargetRef ${spec.scaleTargetRef.kind}/${spec.scaleTargetRef.name} is not in the render`);
+    else if ((target.spec as { replicas?: number }).replicas !== undefined)
+      error(target, 'sets spec.replicas although an HPA scales it (Argo CD would fight the HPA)');
+    if ((spec.minReplicas ?? 1) > spec.maxReplicas) error(hpa, `minReplicas ${spec.minReplicas} > maxReplicas ${spec.maxReplicas}`);
+  }
+}
+
+function* strings(value: unknown): Generator<string> {
+  if (typeof value === 'string') yield value;
+  else if (Array.isArray(value)) for (const item of value) yield* strings(item);
+  else if (value && typeof value === 'object') for (const item of Object.values(value)) yield* strings(item);
+}
+
+/** Environments Argo CD must deploy, and whether each syncs by itself. */
+const ENVIRONMENTS: Readonly<Record<string, { automated: boolean }>> = {
+  dev: { automated: true },
+  stage: { automated: false },
+  prod: { automated: false },
+};
+
+interface AppTemplate {
+  metadata?: { name?: string };
+  spec?: {
+    project?: string;
+    source?: { path?: string };
+    destination?: { namespace?: string };
+    syncPolicy?: { automated?: { prune?: boolean; selfHeal?: boolean } };
+  };
+}
+interface ListGenerator {
+  list?: { elements?: Record<string, string>[]; template?: AppTemplate };
+}
+
+/** The Application an ApplicationSet generates for one list element (fasttemplate `{{key}}`). */
+function expand(template: AppTemplate, generatorTemplate: AppTemplate | undefined, element: Record<string, string>): AppTemplate {
+  const merged: AppTemplate = {
+    metadata: { ...template.metadata, ...generatorTemplate?.metadata },
+    spec: { ...template.spec, ...generatorTemplate?.spec, syncPolicy: generatorTemplate?.spec?.syncPolicy ?? template.spec?.syncPolicy },
+  };
+  const text = JSON.stringify(merged).replace(/\{\{\s*(\w+)\s*\}\}/g, (_, key: string) => element[key] ?? `{{${key}}}`);
+  return JSON.parse(text) as AppTemplate;
+}
+
+/**
+ * Argo CD rules: the ApplicationSet yields exactly dev, stage and prod, from their overlays, each
+ * into its own AppProject; dev syncs automatically with prune and self-heal, stage and prod never
+ * automatically; every AppProject is confined to one namespace and named repositories.
+ * `pathExists` tells whether a repository path exists.
+ */
+export function checkArgoRules(objects: readonly K8sObject[], where: string, pathExists: (path: string) => boolean): Violation[] {
+  const v: Violation[] = [];
+  const add = (o: K8sObject | string, rule: string, message: string): void => {
+    v.push({ where: typeof o === 'string' ? o : `${idOf(o)} in ${where}`, rule, message });
+  };
+  const projects = new Map(objects.filter((o) => o.kind === 'AppProject').map((o) => [o.metadata.name, o]));
+  for (const project of projects.values()) {
+    const spec = project.spec as { sourceRepos?: string[]; destinations?: { namespace?: string; server?: string; name?: string }[] };
+    if ((spec.sourceRepos ?? []).some((r) => r.includes('*')) || (spec.sourceRepos ?? []).length === 0)
+      add(project, 'argo-project', 'sourceRepos must name repositories, without wildcards');
+    const destinations = spec.destinations ?? [];
+    if (destinations.length !== 1) add(project, 'argo-project', `expected one destination, found ${destinations.length}`);
+    for (const d of destinations) {
+      if (!d.namespace || d.namespace.includes('*'))
+        add(project, 'argo-project', `destination namespace "${d.namespace ?? ''}" is not one namespace`);
+      if ((d.server ?? d.name ?? '*').includes('*')) add(project, 'argo-project', 'destination cluster is a wildcard');
+    }
+  }
+
+  const generated = new Map<string, AppTemplate>();
+  for (const set of objects.filter((o) => o.kind === 'ApplicationSet')) {
+    const spec = set.spec as { generators: ListGenerator[]; template: AppTemplate };
+    for (const generator of spec.generators) {
+      if (!generator.list) {
+        add(set, 'argo-appset', 'only list generators are expected');
+        continue;
+      }
+      for (const element of generator.list.elements ?? []) {
+        generated.set(element.env ?? '?', expand(spec.template, generator.list.template, element));
+      }
+    }
+  }
+  const names = [...generated.keys()].sort();
+  if (names.join(',') !== Object.keys(ENVIRONMENTS).sort().join(','))
+    add(where, 'argo-appset', `generates ${names.join(', ') || 'nothing'}, expected dev, prod, stage`);
+
+  for (const [env, app] of generated) {
+    const expected = ENVIRONMENTS[env];
+    if (!expected) continue;
+    const label = `Application keygate-${env} (generated) in ${where}`;
+    const automated = app.spec?.syncPolicy?.automated;
+    if (expected.automated && (automated?.prune !== true || automated.selfHeal !== true))
+      add(label, 'argo-sync', 'must sync automatically with prune and selfHeal');
+    if (!expected.automated && automated) add(label, 'argo-sync', 'must not sync automatically (manual sync)');
+    const project = app.spec?.project;
+    if (!project || !projects.has(project)) add(label, 'argo-project', `project ${project ?? 'unset'} is not an AppProject here`);
+    else {
+      const allowed = (projects.get(project)?.spec as { destinations?: { namespace?: string }[] }).destinations?.map((d) => d.namespace);
+      if (!allowed?.includes(app.spec?.destination?.namespace))
+        add(label, 'argo-project', `namespace ${app.spec?.destination?.namespace} is not allowed by ${project}`);
+    }
+    const path = app.spec?.source?.path;
+    if (path !== `k8s/overlays/${env}` || !pathExists(path))
+      add(label, 'argo-source', `source path ${path ?? 'unset'} is not k8s/overlays/${env}`);
+  }
+  return v;
+}

@@ -1,0 +1,171 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { checkFormat, checkModules, findModuleDirs, jsonPayloadFields, loadModule } from './lib/terraform';
+import { describe as explain, REPO_ROOT, type Violation } from './lib/tools';
+
+const TERRAFORM = join(REPO_ROOT, 'terraform');
+const ENVIRONMENTS = ['dev', 'stage', 'prod'].map((env) => join(TERRAFORM, 'environments', env));
+
+/** The audit record's fields (SPEC §7) that the log-based metrics may read. */
+const AUDIT_FIELDS = [
+  'type',
+  'requestId',
+  'product',
+  'user',
+  'model',
+  'provider',
+  'stream',
+  'tokens_in',
+  'tokens_out',
+  'latency_ms',
+  'status',
+  'failure',
+];
+
+describe('Terraform', () => {
+  it('is formatted (terraform fmt -check -recursive)', () => {
+    expect(explain(checkFormat(TERRAFORM))).toBe('');
+  });
+
+  it('has the environments and the GCP modules of the issue', () => {
+    const dirs = findModuleDirs(TERRAFORM).map((d) => d.slice(TERRAFORM.length + 1));
+    expect(dirs).toEqual(expect.arrayContaining(['environments/dev', 'environments/prod', 'environments/stage']));
+    for (const m of [
+      'gke',
+      'memorystore',
+      'secret-manager',
+      'artifact-registry',
+      'workload-identity',
+      'github-oidc',
+      'cloud-armor',
+      'monitoring',
+    ]) {
+      expect(dirs).toContain(`modules/gcp/${m}`);
+    }
+  });
+
+  it('every module parses, references only what it declares, and every module call is complete', async () => {
+    expect(explain(await checkModules(TERRAFORM, { environments: ENVIRONMENTS }))).toBe('');
+  });
+
+  it('every .tf file was parsed, and its references were found', async () => {
+    let files = 0;
+    for (const dir of findModuleDirs(TERRAFORM)) {
+      const module = await loadModule(dir);
+      expect(module.parseErrors).toEqual([]);
+      files += module.files.length;
+    }
+    expect(files).toBeGreaterThan(30);
+    const keygate = await loadModule(join(TERRAFORM, 'modules', 'gcp', 'keygate'));
+    expect(keygate.references).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ kind: 'var', name: 'project_id' }),
+        expect.objectContaining({ kind: 'module', name: 'gke', attribute: 'workload_pool' }),
+        expect.objectContaining({ kind: 'local', name: 'namespace' }),
+      ]),
+    );
+  });
+
+  it('the log-based metrics read only fields the audit record has', () => {
+    const fields = [...jsonPayloadFields(join(TERRAFORM, 'modules', 'gcp', 'monitoring'))];
+    expect(fields).toEqual(expect.arrayContaining(['type', 'product', 'tokens_in', 'tokens_out', 'failure', 'latency_ms']));
+    expect(fields.filter((f) => !AUDIT_FIELDS.includes(f))).toEqual([]);
+  });
+});
+
+describe('each Terraform check fails on a broken module', () => {
+  let root: string;
+  const rulesOf = (violations: readonly Violation[]): string[] => [...new Set(violations.map((v) => v.rule))];
+
+  /** Writes a tree of files under a fresh temporary directory and returns its path. */
+  function tree(files: Record<string, string>): string {
+    const dir = mkdtempSync(join(root, 'case-'));
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(join(dir, path, '..'), { recursive: true });
+      writeFileSync(join(dir, path), text);
+    }
+    return dir;
+  }
+
+  const child = [
+    'variable "name" {',
+    '  type        = string',
+    '  description = "Required."',
+    '}',
+    '',
+    'variable "size" {',
+    '  type        = number',
+    '  description = "Optional."',
+    '  default     = 1',
+    '}',
+    '',
+    'output "id" {',
+    '  value = var.name',
+    '}',
+    '',
+  ].join('\n');
+  const root_ = (body: string): string => `module "child" {\n  source = "./modules/child"\n${body}}\n`;
+
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'keygate-tf-'));
+  });
+  afterAll(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('the well-formed fixture passes (the baseline of the cases below)', async () => {
+    const dir = tree({ 'main.tf': root_('  name = "x"\n'), 'modules/child/main.tf': child });
+    expect(await checkModules(dir)).toEqual([]);
+  });
+
+  it('fmt: an unformatted file', () => {
+    const dir = tree({ 'main.tf': 'variable "x" {\ntype=string\n    description = "x"\n}\n' });
+    expect(rulesOf(checkFormat(dir))).toEqual(['tf-fmt']);
+  });
+
+  const cases: [string, string, Record<string, string>][] = [
+    ['a syntax error', 'tf-parse', { 'main.tf': 'module "child" {\n  source = \n' }],
+    ['an undeclared var. reference', 'var-declared', { 'main.tf': 'output "o" {\n  value = var.missing\n}\n' }],
+    ['an undeclared local. reference', 'local-declared', { 'main.tf': 'output "o" {\n  value = local.missing\n}\n' }],
+    ['a module source that does not exist', 'module-source', { 'main.tf': 'module "child" {\n  source = "./modules/nowhere"\n}\n' }],
+    [
+      'a module source outside the repository',
+      'module-source',
+      { 'main.tf': 'module "child" {\n  source = "terraform-google-modules/kubernetes-engine/google"\n}\n' },
+    ],
+    ['a required variable not passed', 'module-required-vars', { 'main.tf': root_('  size = 2\n'), 'modules/child/main.tf': child }],
+    [
+      'an argument the module does not declare',
+      'module-unknown-arg',
+      { 'main.tf': root_('  name  = "x"\n  color = "red"\n'), 'modules/child/main.tf': child },
+    ],
+    [
+      'an output the module does not have',
+      'module-output',
+      { 'main.tf': `${root_('  name = "x"\n')}\noutput "o" {\n  value = module.child.nope\n}\n`, 'modules/child/main.tf': child },
+    ],
+    ['a reference to a module not called', 'module-ref', { 'main.tf': 'output "o" {\n  value = module.ghost.id\n}\n' }],
+    ['an untyped variable', 'tf-variable-typed', { 'main.tf': 'variable "v" {\n  description = "x"\n}\n' }],
+    ['an undescribed variable', 'tf-variable-described', { 'main.tf': 'variable "v" {\n  type = string\n}\n' }],
+    [
+      'a hard-coded project id',
+      'tf-project-literal',
+      { 'main.tf': 'resource "google_compute_network" "n" {\n  project = "acme-prod-123"\n  name    = "n"\n}\n' },
+    ],
+  ];
+
+  it.each(cases)('modules: %s → %s', async (_, rule, files) => {
+    expect(rulesOf(await checkModules(tree(files)))).toContain(rule);
+  });
+
+  it('environments: no GCS backend, no provider pin', async () => {
+    const dir = tree({ 'main.tf': 'terraform {\n  backend "local" {}\n}\n' });
+    expect(rulesOf(await checkModules(dir, { environments: [dir] })).sort()).toEqual(['tf-backend', 'tf-providers']);
+  });
+
+  it('a reference inside a nested template string is still checked', async () => {
+    const dir = tree({ 'main.tf': 'output "o" {\n  value = join(",", [for c in ["a"] : "x=\\"${var.ghost}\\""])\n}\n' });
+    expect(rulesOf(await checkModules(dir))).toEqual(['var-declared']);
+  });
+});

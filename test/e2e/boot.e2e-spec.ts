@@ -1,0 +1,138 @@
+/**
+ * Boot-time configuration checks, black box: the built gateway is started with one bad setting
+ * at a time and must exit non-zero within seconds, naming the variable (or the policy file's JSON
+ * path) and never printing a secret value.
+ */
+import {
+  baseGatewayEnv,
+  cleanupTempFiles,
+  freePort,
+  runGatewayExpectingExit,
+  startGateway,
+  writeTempFile,
+  type BootResult,
+} from './harness';
+
+/** Product keys that boot fine; nothing in this file calls an upstream. */
+const PRODUCTS = { demo: { providers: { openai: { api_key: 'sk-mock-boot', models: ['gpt-4o'], base_url: 'http://127.0.0.1:9/v1' } } } };
+const SECRET = 'sk-live-DO-NOT-PRINT-5b1f0c9e';
+/** A failed boot must end well within this. */
+const EXIT_WITHIN_MS = 8_000;
+
+async function boot(overrides: Record<string, string | undefined>): Promise<BootResult> {
+  const env = baseGatewayEnv(await freePort(), PRODUCTS);
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  const started = Date.now();
+  const result = await runGatewayExpectingExit(env, EXIT_WITHIN_MS);
+  expect({ timedOut: result.timedOut, output: result.timedOut ? result.output.slice(-2000) : '' }).toEqual({ timedOut: false, output: '' });
+  expect(Date.now() - started).toBeLessThan(EXIT_WITHIN_MS);
+  expect(result.code).not.toBe(0);
+  expect(result.code).not.toBeNull();
+  return result;
+}
+
+afterAll(() => cleanupTempFiles());
+
+describe('the gateway boots from a valid environment', () => {
+  it('starts with the base environment these tests modify, and exits 0 on SIGTERM', async () => {
+    const gateway = await startGateway({ products: PRODUCTS });
+    const exit = await gateway.stop();
+    expect(exit).toEqual({ code: 0, signal: null });
+  }, 30_000);
+});
+
+describe('the gateway refuses to boot on invalid configuration', () => {
+  it('names PORT when it is not a number', async () => {
+    const { output } = await boot({ PORT: 'eighty' });
+    expect(output).toMatch(/PORT\b/);
+  });
+
+  it('names PORT when it is out of range', async () => {
+    const { output } = await boot({ PORT: '70000' });
+    expect(output).toMatch(/PORT\b/);
+  });
+
+  it('names API_KEY_SERVER_JWT_ISSUER when JWT keys are configured without it', async () => {
+    const { output } = await boot({ API_KEY_SERVER_JWT_ISSUER: undefined });
+    expect(output).toContain('API_KEY_SERVER_JWT_ISSUER');
+  });
+
+  it('names API_KEY_SERVER_PRODUCT_KEYS when it is missing', async () => {
+    const { output } = await boot({ API_KEY_SERVER_PRODUCT_KEYS: undefined });
+    expect(output).toContain('API_KEY_SERVER_PRODUCT_KEYS');
+  });
+
+  it('names API_KEY_SERVER_PRODUCT_KEYS for malformed JSON without printing the secret in it', async () => {
+    const { output } = await boot({ API_KEY_SERVER_PRODUCT_KEYS: `{"demo": "${SECRET}", ` });
+    expect(output).toContain('API_KEY_SERVER_PRODUCT_KEYS');
+    expect(output).not.toContain(SECRET);
+    expect(output).not.toContain('DO-NOT-PRINT');
+  });
+
+  it('names the product-keys path of a structural mistake without printing the secret next to it', async () => {
+    const { output } = await boot({
+      API_KEY_SERVER_PRODUCT_KEYS: JSON.stringify({ demo: { providers: { openai: { api_key: SECRET, models: 'gpt-4o' } } } }),
+    });
+    expect(output).toContain('API_KEY_SERVER_PRODUCT_KEYS');
+    expect(output).toContain('demo.providers.openai.models');
+    expect(output).not.toContain('DO-NOT-PRINT');
+  });
+
+  it('reports a bad secret as structured JSON lines only (no framework banner or raw stack trace)', async () => {
+    const { output } = await boot({ API_KEY_SERVER_PRODUCT_KEYS: `{"demo": "${SECRET}", ` });
+    const lines = output.split('\n').filter((line) => line.trim() !== '');
+    const unstructured = lines.filter((line) => {
+      try {
+        return typeof JSON.parse(line) !== 'object';
+      } catch {
+        return true;
+      }
+    });
+    expect(unstructured).toEqual([]);
+    expect(lines.some((line) => line.includes('API_KEY_SERVER_PRODUCT_KEYS'))).toBe(true);
+  });
+
+  it('names API_KEY_SERVER_JWT_PUBLIC_KEYS when a key is not a PEM public key', async () => {
+    const { output } = await boot({ API_KEY_SERVER_JWT_PUBLIC_KEYS: JSON.stringify({ 'dev-rs256': 'not a pem' }) });
+    expect(output).toContain('API_KEY_SERVER_JWT_PUBLIC_KEYS');
+  });
+
+  it('names an upstream timeout variable that is not a number', async () => {
+    const { output } = await boot({ API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: 'soon' });
+    expect(output).toContain('API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS');
+  });
+
+  it('names API_KEY_SERVER_POLICY_FILE when the file does not exist', async () => {
+    const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: '/nonexistent/keygate-policy.yaml' });
+    expect(output).toContain('API_KEY_SERVER_POLICY_FILE');
+  });
+
+  it('names the JSON path of a misspelt policy field', async () => {
+    const file = writeTempFile('typo.yaml', 'defaults:\n  policy:\n    max_tokenz: 100\n');
+    const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: file });
+    expect(output).toContain('API_KEY_SERVER_POLICY_FILE');
+    expect(output).toContain('defaults.policy.max_tokenz');
+  });
+
+  it('names the JSON path of a misspelt field under a product', async () => {
+    const file = writeTempFile('typo-product.yaml', 'products:\n  demo:\n    limits:\n      request_per_second: 5\n');
+    const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: file });
+    expect(output).toContain('products.demo.limits.request_per_second');
+  });
+
+  it('names the JSON path of a negative max_tokens', async () => {
+    const file = writeTempFile('negative.yaml', 'defaults:\n  policy:\n    max_tokens: -1\n');
+    const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: file });
+    expect(output).toContain('API_KEY_SERVER_POLICY_FILE');
+    expect(output).toContain('defaults.policy.max_tokens');
+  });
+
+  it('names the policy file when it is not valid YAML or JSON', async () => {
+    const file = writeTempFile('broken.yaml', 'defaults: [unclosed\n');
+    const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: file });
+    expect(output).toContain('API_KEY_SERVER_POLICY_FILE');
+  });
+});

@@ -1,0 +1,1053 @@
+/**
+ * Gateway core, black box: the built gateway and mock upstream run as real processes; every test
+ * checks the HTTP outcome, how many requests reached the upstream, and the request's audit line.
+ */
+import { randomBytes } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import { APIError, APIUserAbortError } from 'openai';
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
+import {
+  cleanupTempFiles,
+  demoProducts,
+  foreignRsaKey,
+  freePort,
+  mintToken,
+  mintUnsignedToken,
+  mintedTokens,
+  nowSeconds,
+  startGateway,
+  startMock,
+  uniqueId,
+  waitFor,
+  writeTempFile,
+  type AuditRecord,
+  type Gateway,
+  type MockStats,
+  type MockUpstream,
+} from './harness';
+
+/** Placed in every prompt: it must never show up in any log line. */
+const MARKER = uniqueId('PROMPT-MARKER');
+/** The policy file's completion-token cap (not the built-in 4096, so the file is proven read). */
+const CAP = 1234;
+/** A provider key the mock refuses (it only takes `sk-mock…`). */
+const BAD_UPSTREAM_KEY = 'sk-refused-upstream-secret-4242';
+/** `max_request_bytes` of product `tiny`. */
+const TINY_LIMIT = 2048;
+
+interface ErrorBody {
+  error: { message: string; type: string; code: string; param?: string | null };
+}
+
+let mock: MockUpstream;
+let gw: Gateway;
+/** A gateway with 300 ms first-byte and idle timeouts. */
+let tight: Gateway;
+let demoToken: string;
+
+beforeAll(async () => {
+  mock = await startMock();
+  const closedPort = await freePort();
+  const policyFile = writeTempFile(
+    'policy.yaml',
+    [
+      'defaults:',
+      '  limits:',
+      '    requests_per_second: 100000',
+      '    user_requests_per_second: 100000',
+      '    daily_requests: 10000000',
+      '    user_daily_requests: 10000000',
+      '    daily_tokens: 1000000000',
+      '    user_daily_tokens: 1000000000',
+      '  policy:',
+      `    max_tokens: ${CAP}`,
+      '    temperature: {min: 0, max: 1.5}',
+      'products:',
+      '  tiny:',
+      `    policy: {max_request_bytes: ${TINY_LIMIT}}`,
+      '  short:',
+      '    policy: {max_stream_seconds: 1}',
+      '',
+    ].join('\n'),
+  );
+  const products = {
+    ...demoProducts(mock.url),
+    other: { providers: { openai: { api_key: 'sk-mock-other', models: ['gpt-4o'], base_url: `${mock.url}/v1` } } },
+    tiny: { providers: { openai: { api_key: 'sk-mock-tiny', models: ['gpt-4o-mini'], base_url: `${mock.url}/v1` } } },
+    short: { providers: { openai: { api_key: 'sk-mock-short', models: ['gpt-4o-mini'], base_url: `${mock.url}/v1` } } },
+    badkey: { providers: { openai: { api_key: BAD_UPSTREAM_KEY, models: ['gpt-4o-mini'], base_url: `${mock.url}/v1` } } },
+    deadend: {
+      providers: { openai: { api_key: 'sk-mock-deadend', models: ['gpt-4o-mini'], base_url: `http://127.0.0.1:${closedPort}/v1` } },
+    },
+  };
+  [gw, tight] = await Promise.all([
+    startGateway({ products, env: { API_KEY_SERVER_POLICY_FILE: policyFile } }),
+    startGateway({
+      products: demoProducts(mock.url),
+      env: {
+        API_KEY_SERVER_POLICY_FILE: policyFile,
+        API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: '300',
+        API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: '300',
+      },
+    }),
+  ]);
+  demoToken = mintToken();
+}, 45_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), tight?.stop(), mock?.stop()]);
+  cleanupTempFiles();
+}, 30_000);
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------
+
+/** A prompt carrying the secret marker, a label and optional `[mock ...]` directives. */
+function prompt(label: string, directives = ''): string {
+  return `${label} ${MARKER} ${directives}`.trim();
+}
+
+function user(text: string): Array<{ role: 'user'; content: string }> {
+  return [{ role: 'user', content: text }];
+}
+
+/** Runs `action` and reports how many requests the mock received meanwhile. */
+async function countingUpstream<T>(
+  action: () => Promise<T>,
+): Promise<{ result: T; calls: number; chatCalls: number; before: MockStats; after: MockStats }> {
+  const before = await mock.stats();
+  const result = await action();
+  const after = await mock.stats();
+  return {
+    result,
+    calls: after.total - before.total,
+    chatCalls: after.byRoute['openai.chat'] - before.byRoute['openai.chat'],
+    before,
+    after,
+  };
+}
+
+/** The APIError a promise rejects with (fails the test if it resolves or throws something else). */
+async function apiError(promise: Promise<unknown>): Promise<APIError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof APIError) return error;
+    throw error;
+  }
+  throw new Error('expected the call to fail with an APIError');
+}
+
+/** Exactly one audit line for `requestId`, matching `expected`. */
+async function expectOneAudit(gateway: Gateway, requestId: string, expected: Partial<AuditRecord>): Promise<AuditRecord> {
+  const record = await gateway.waitForAudit(requestId);
+  expect(gateway.auditsFor(requestId)).toHaveLength(1);
+  expect(record).toMatchObject(expected);
+  return record;
+}
+
+/** POSTs JSON (or raw text) with fetch. */
+async function post(
+  gateway: Gateway,
+  path: string,
+  requestId: string,
+  body: unknown,
+  options: { token?: string | null; raw?: string; headers?: Record<string, string> } = {},
+): Promise<{ res: Response; json: unknown }> {
+  const token = options.token === undefined ? demoToken : options.token;
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId, ...(options.headers ?? {}) };
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  const res = await gateway.fetch(path, {
+    method: 'POST',
+    headers,
+    body: options.raw ?? JSON.stringify(body),
+    signal: AbortSignal.timeout(20_000),
+  });
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { res, json };
+}
+
+function rid(label: string): { headers: Record<string, string>; id: string } {
+  const id = uniqueId(label);
+  return { id, headers: { 'X-Request-Id': id } };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the happy paths
+// ---------------------------------------------------------------------------------------------
+
+describe('chat completions through the OpenAI SDK', () => {
+  it('answers a plain completion with the mock content and usage, and audits the same token counts', async () => {
+    const { id, headers } = rid('plain');
+    const text = prompt('plain completion');
+    const { result, chatCalls } = await countingUpstream(() =>
+      gw
+        .openai(demoToken)
+        .chat.completions.create({ model: 'gpt-4o-mini', messages: user(text) }, { headers })
+        .withResponse(),
+    );
+    const { data, response } = result;
+
+    expect(response.status).toBe(200);
+    expect(response.headers.get('x-request-id')).toBe(id);
+    expect(data.object).toBe('chat.completion');
+    expect(data.choices[0].message.content).toContain(text);
+    expect(data.usage).toBeDefined();
+    expect(data.usage!.prompt_tokens).toBeGreaterThan(0);
+    expect(data.usage!.completion_tokens).toBeGreaterThan(0);
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(gw, id, {
+      status: 200,
+      failure: null,
+      product: 'demo',
+      user: 'e2e-user',
+      model: 'gpt-4o-mini',
+      provider: 'openai',
+      stream: false,
+      tokens_in: data.usage!.prompt_tokens,
+      tokens_out: data.usage!.completion_tokens,
+      method: 'POST',
+      path: '/v1/chat/completions',
+    });
+    const [audit] = gw.auditsFor(id);
+    expect(audit.severity).toBe('INFO');
+    expect(typeof audit.time).toBe('string');
+    expect(audit.latency_ms).toBeGreaterThanOrEqual(0);
+  });
+
+  it("carries the caller's W3C trace id on the audit line", async () => {
+    const { id } = rid('trace');
+    const traceId = randomBytes(16).toString('hex');
+    await gw
+      .openai(demoToken)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(prompt('traced')) },
+        { headers: { 'X-Request-Id': id, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` } },
+      );
+    const audit = await expectOneAudit(gw, id, { status: 200 });
+    expect((audit as unknown as Record<string, unknown>)['logging.googleapis.com/trace']).toContain(traceId);
+  });
+
+  it('accepts a token whose lifetime is exactly the 900 s maximum and whose aud list contains keygate', async () => {
+    const { id, headers } = rid('edge-token');
+    const iat = nowSeconds();
+    const token = mintToken({ iat, exp: iat + 900, aud: ['some-other-api', 'keygate'] });
+    expect(jwt.decode(token)).toMatchObject({ iat, exp: iat + 900 });
+    const reply = await gw
+      .openai(token)
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('edge token')) }, { headers });
+    expect(reply.choices[0].message.content).toContain('edge token');
+    await expectOneAudit(gw, id, { status: 200, failure: null });
+  });
+
+  it('accepts an ES256 token and audits its subject as the user', async () => {
+    const { id, headers } = rid('es256');
+    const token = mintToken({ alg: 'ES256', sub: 'es-user' });
+    const { result, chatCalls } = await countingUpstream(() =>
+      gw.openai(token).chat.completions.create({ model: 'gpt-4o', messages: user(prompt('es256')) }, { headers }),
+    );
+    expect(result.choices[0].message.content).toContain('es256');
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(gw, id, { status: 200, failure: null, product: 'demo', user: 'es-user', model: 'gpt-4o', provider: 'openai' });
+  });
+
+  it('streams without include_usage: no chunk carries a usage key, yet the audit has the upstream usage', async () => {
+    const text = prompt('stream without usage');
+    // The same prompt without streaming tells us the usage the mock reports for it.
+    const reference = await gw.openai(demoToken).chat.completions.create({ model: 'gpt-4o', messages: user(text) });
+    const { id, headers } = rid('stream-nousage');
+
+    const { result, chatCalls, after } = await countingUpstream(async () => {
+      const { data: stream, response } = await gw
+        .openai(demoToken)
+        .chat.completions.create({ model: 'gpt-4o', messages: user(text), stream: true }, { headers })
+        .withResponse();
+      expect(response.headers.get('content-type')).toContain('text/event-stream');
+      expect(response.headers.get('x-request-id')).toBe(id);
+      const chunks: ChatCompletionChunk[] = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      return chunks;
+    });
+
+    expect(result.length).toBeGreaterThan(1);
+    for (const chunk of result) expect('usage' in chunk).toBe(false);
+    const content = result.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+    expect(content).toBe(reference.choices[0].message.content);
+    expect(result[result.length - 1].choices[0]?.finish_reason).toBe('stop');
+    expect(chatCalls).toBe(1);
+    const upstreamBody = after.last['openai.chat']?.body as {
+      messages: Array<{ content: string }>;
+      stream_options?: { include_usage?: boolean };
+    };
+    expect(upstreamBody.messages[0].content).toBe(text);
+    expect(upstreamBody.stream_options?.include_usage).toBe(true);
+    await expectOneAudit(gw, id, {
+      status: 200,
+      failure: null,
+      product: 'demo',
+      model: 'gpt-4o',
+      provider: 'openai',
+      stream: true,
+      tokens_in: reference.usage!.prompt_tokens,
+      tokens_out: reference.usage!.completion_tokens,
+    });
+  });
+
+  it('streams with include_usage: false exactly as without stream_options', async () => {
+    const { id, headers } = rid('stream-usage-false');
+    const stream = await gw
+      .openai(demoToken)
+      .chat.completions.create(
+        { model: 'gpt-4o', messages: user(prompt('usage false')), stream: true, stream_options: { include_usage: false } },
+        { headers },
+      );
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.every((c) => !('usage' in c))).toBe(true);
+    expect(chunks.every((c) => c.choices.length === 1)).toBe(true);
+    const audit = await expectOneAudit(gw, id, { status: 200, failure: null, stream: true });
+    expect(audit.tokens_in).toBeGreaterThan(0);
+    expect(audit.tokens_out).toBeGreaterThan(0);
+  });
+
+  it('streams with include_usage: the last chunk carries the usage and no choices', async () => {
+    const { id, headers } = rid('stream-usage');
+    const { result, chatCalls } = await countingUpstream(async () => {
+      const stream = await gw
+        .openai(demoToken)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: user(prompt('stream with usage')), stream: true, stream_options: { include_usage: true } },
+          { headers },
+        );
+      const chunks: ChatCompletionChunk[] = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      return chunks;
+    });
+
+    const last = result[result.length - 1];
+    expect(last.choices).toEqual([]);
+    expect(last.usage).toBeTruthy();
+    expect(last.usage!.prompt_tokens).toBeGreaterThan(0);
+    expect(last.usage!.completion_tokens).toBeGreaterThan(0);
+    expect(result.slice(0, -1).every((c) => !c.usage)).toBe(true);
+    expect(result.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toContain('stream with usage');
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(gw, id, {
+      status: 200,
+      failure: null,
+      stream: true,
+      tokens_in: last.usage!.prompt_tokens,
+      tokens_out: last.usage!.completion_tokens,
+    });
+  });
+});
+
+describe('POST /chat/{product}', () => {
+  it('answers a completion when the path names the credential product', async () => {
+    const id = uniqueId('chat-path');
+    const { result, chatCalls } = await countingUpstream(() =>
+      post(gw, '/chat/demo', id, { model: 'gpt-4o-mini', messages: user(prompt('path product')) }),
+    );
+    expect(result.res.status).toBe(200);
+    const body = result.json as {
+      object: string;
+      choices: Array<{ message: { content: string } }>;
+      usage: { prompt_tokens: number; completion_tokens: number };
+    };
+    expect(body.object).toBe('chat.completion');
+    expect(body.choices[0].message.content).toContain('path product');
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(gw, id, {
+      status: 200,
+      failure: null,
+      product: 'demo',
+      user: 'e2e-user',
+      model: 'gpt-4o-mini',
+      provider: 'openai',
+      tokens_in: body.usage.prompt_tokens,
+      tokens_out: body.usage.completion_tokens,
+      path: '/chat/demo',
+    });
+  });
+
+  it('refuses with 403 forbidden when the path names another product, without calling the upstream', async () => {
+    const id = uniqueId('chat-other');
+    const { result, calls } = await countingUpstream(() =>
+      post(gw, '/chat/other', id, { model: 'gpt-4o', messages: user(prompt('other product')) }),
+    );
+    expect(result.res.status).toBe(403);
+    expect((result.json as ErrorBody).error.code).toBe('forbidden');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 403, failure: 'forbidden', product: 'demo', user: 'e2e-user', path: '/chat/other' });
+  });
+});
+
+describe('GET /v1/models', () => {
+  it("lists exactly the product's models in OpenAI's list format, without calling the upstream", async () => {
+    const { id, headers } = rid('models');
+    const { result, calls } = await countingUpstream(async () => {
+      const ids: Array<{ id: string; owned_by: string; object: string }> = [];
+      for await (const model of gw.openai(demoToken).models.list({ headers })) ids.push(model);
+      return ids;
+    });
+    expect(result.map((m) => m.id).sort()).toEqual(['claude-3-5-sonnet-20241022', 'gemini-1.5-pro', 'gpt-4o', 'gpt-4o-mini']);
+    expect(result.every((m) => m.object === 'model')).toBe(true);
+    expect(result.find((m) => m.id === 'gpt-4o')?.owned_by).toBe('openai');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 200, failure: null, product: 'demo', user: 'e2e-user', method: 'GET', path: '/v1/models' });
+  });
+
+  it("lists another product's own models for that product's token", async () => {
+    const { headers } = rid('models-other');
+    const page = await gw.openai(mintToken({ product: 'other' })).models.list({ headers });
+    expect(page.data.map((m) => m.id)).toEqual(['gpt-4o']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// rejections
+// ---------------------------------------------------------------------------------------------
+
+describe('requests without a valid credential are refused with 401 and never reach the upstream', () => {
+  it('answers 401 invalid_token with a WWW-Authenticate resource_metadata pointer when no token is sent', async () => {
+    const id = uniqueId('no-token');
+    const { result, calls } = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', id, { model: 'gpt-4o', messages: user(prompt('no token')) }, { token: null }),
+    );
+    expect(result.res.status).toBe(401);
+    expect(result.res.headers.get('x-request-id')).toBe(id);
+    expect((result.json as ErrorBody).error.code).toBe('invalid_token');
+    expect((result.json as ErrorBody).error.type).toBe('authentication_error');
+    expect(result.res.headers.get('www-authenticate')).toMatch(
+      /^Bearer .*resource_metadata="http:\/\/[^"]+\/\.well-known\/oauth-protected-resource"/,
+    );
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 401, failure: 'auth', product: null, user: null });
+  });
+
+  const badTokens: Array<[string, () => string]> = [
+    ['an expired token', () => mintToken({ iat: nowSeconds() - 800, exp: nowSeconds() - 300 })],
+    ['a token from an issuer that is not allowed', () => mintToken({ iss: 'someone-else' })],
+    ['a token for another audience', () => mintToken({ aud: 'not-keygate' })],
+    ['a token whose kid is unknown', () => mintToken({ kid: 'no-such-kid' })],
+    ['a token without a kid', () => mintToken({ kid: null })],
+    ['a token signed with a key nobody configured', () => mintToken({ privateKey: foreignRsaKey() })],
+    ['a token whose lifetime exceeds 900 s', () => mintToken({ iat: nowSeconds(), exp: nowSeconds() + 1000 })],
+    ['a token whose lifetime exceeds 900 s and has no iat', () => mintToken({ iat: null, exp: nowSeconds() + 1000 })],
+    ['a token that is not valid yet (nbf in 10 minutes)', () => mintToken({ extraClaims: { nbf: nowSeconds() + 600 } })],
+    ['a token issued 5 minutes in the future', () => mintToken({ iat: nowSeconds() + 300, exp: nowSeconds() + 600 })],
+    ['a token without a product claim', () => mintToken({ product: null })],
+    ['a token without a sub claim', () => mintToken({ sub: null })],
+    ['an alg:none token', () => mintUnsignedToken()],
+    ['an RS256 kid presented as ES256', () => mintToken({ alg: 'ES256', kid: 'dev-rs256' })],
+    ['a token that is not a JWT at all', () => 'not-a-jwt'],
+  ];
+
+  it.each(badTokens)('answers 401 invalid_token for %s', async (_label, makeToken) => {
+    const { id, headers } = rid('bad-token');
+    const { result: error, calls } = await countingUpstream(() =>
+      apiError(gw.openai(makeToken()).chat.completions.create({ model: 'gpt-4o', messages: user(prompt('bad token')) }, { headers })),
+    );
+    expect(error.status).toBe(401);
+    expect(error.code).toBe('invalid_token');
+    expect(error.headers?.get('www-authenticate')).toContain('resource_metadata=');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 401, failure: 'auth', product: null, user: null });
+  });
+});
+
+describe('the credential is checked before the body is interpreted', () => {
+  it('answers 401 (not 400) to a request with neither a token nor a valid JSON body', async () => {
+    const id = uniqueId('bad-json-no-token');
+    const { result, calls } = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', id, null, { token: null, raw: '{"model": "gpt-4o", "messages": [' }),
+    );
+    expect(calls).toBe(0);
+    expect(result.res.status).toBe(401);
+    expect(result.res.headers.get('www-authenticate')).toContain('resource_metadata=');
+    await expectOneAudit(gw, id, { status: 401, failure: 'auth' });
+  });
+
+  it("audits the caller's product and user when an authenticated request has a malformed JSON body", async () => {
+    const id = uniqueId('bad-json-who');
+    const { result } = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', id, null, { raw: '{"model": "gpt-4o", "messages": [' }),
+    );
+    expect(result.res.status).toBe(400);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', product: 'demo', user: 'e2e-user' });
+  });
+});
+
+describe('malformed or disallowed requests are refused before the upstream', () => {
+  it('answers 404 route_not_found for an unknown /v1 route, and audits it', async () => {
+    const id = uniqueId('no-route');
+    const res = await gw.fetch('/v1/no-such-thing', { headers: { authorization: `Bearer ${demoToken}`, 'x-request-id': id } });
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as ErrorBody).error.code).toBe('route_not_found');
+    await expectOneAudit(gw, id, { status: 404, failure: 'not_found' });
+  });
+
+  it('answers 400 naming the parameter for a non-boolean stream flag', async () => {
+    const id = uniqueId('bad-stream');
+    const { result, calls } = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', id, { model: 'gpt-4o', messages: user(prompt('bad stream')), stream: 'yes' }),
+    );
+    expect(result.res.status).toBe(400);
+    expect((result.json as ErrorBody).error.param).toBe('stream');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+  });
+
+  it('answers 400 invalid_json for a body that is not JSON', async () => {
+    const id = uniqueId('bad-json');
+    const { result, calls } = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', id, null, { raw: `{"model": "gpt-4o", "messages": [${MARKER}` }),
+    );
+    expect(result.res.status).toBe(400);
+    expect((result.json as ErrorBody).error.code).toBe('invalid_json');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+  });
+
+  it('answers 400 naming messages when messages is empty', async () => {
+    const { id, headers } = rid('empty-messages');
+    const { result: error, calls } = await countingUpstream(() =>
+      apiError(gw.openai(demoToken).chat.completions.create({ model: 'gpt-4o', messages: [] }, { headers })),
+    );
+    expect(error.status).toBe(400);
+    expect(error.code).toBe('invalid_request');
+    expect(error.param).toBe('messages');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', product: 'demo', user: 'e2e-user' });
+  });
+
+  it('answers 400 naming the parameter when a parameter has the wrong type', async () => {
+    const id = uniqueId('bad-type');
+    const { result, calls } = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', id, { model: 'gpt-4o', messages: user(prompt('wrong type')), temperature: 'hot' }),
+    );
+    expect(result.res.status).toBe(400);
+    const { error } = result.json as ErrorBody;
+    expect(error.code).toBe('invalid_request');
+    expect(error.param).toBe('temperature');
+    expect(error.message).toContain('temperature');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+  });
+
+  it('answers 404 model_not_found for a model the product does not have', async () => {
+    const { id, headers } = rid('unknown-model');
+    const { result: error, calls } = await countingUpstream(() =>
+      apiError(
+        gw.openai(demoToken).chat.completions.create({ model: 'gpt-9-ultra', messages: user(prompt('unknown model')) }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(404);
+    expect(error.code).toBe('model_not_found');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 404, failure: 'not_found', product: 'demo', model: 'gpt-9-ultra' });
+  });
+
+  it("answers 404 for a model another product has but the caller's product does not", async () => {
+    const { id, headers } = rid('foreign-model');
+    const token = mintToken({ product: 'other' });
+    const { result: error, calls } = await countingUpstream(() =>
+      apiError(gw.openai(token).chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('foreign model')) }, { headers })),
+    );
+    expect(error.status).toBe(404);
+    expect(error.code).toBe('model_not_found');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 404, failure: 'not_found', product: 'other' });
+  });
+
+  it("answers 413 when the body exceeds the product's max_request_bytes", async () => {
+    const { id, headers } = rid('too-large');
+    const token = mintToken({ product: 'tiny' });
+    const big = prompt('x'.repeat(TINY_LIMIT * 2));
+    const { result: error, calls } = await countingUpstream(() =>
+      apiError(gw.openai(token).chat.completions.create({ model: 'gpt-4o-mini', messages: user(big) }, { headers })),
+    );
+    expect(error.status).toBe(413);
+    expect(error.code).toBe('request_too_large');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 413, failure: 'policy', product: 'tiny' });
+  });
+
+  it("answers 413 for a body above every product's limit", async () => {
+    const id = uniqueId('huge');
+    const { result, calls } = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', id, { model: 'gpt-4o', messages: user(prompt('y'.repeat(1_100_000))) }),
+    );
+    expect(result.res.status).toBe(413);
+    expect((result.json as ErrorBody).error.code).toBe('request_too_large');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 413, failure: 'policy' });
+  });
+
+  it('answers 400 policy_violation when max_tokens is above the policy cap', async () => {
+    const { id, headers } = rid('over-cap');
+    const { result: error, calls } = await countingUpstream(() =>
+      apiError(
+        gw
+          .openai(demoToken)
+          .chat.completions.create({ model: 'gpt-4o', messages: user(prompt('over cap')), max_tokens: CAP + 1 }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.code).toBe('policy_violation');
+    expect(error.param).toBe('max_tokens');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'policy', product: 'demo', model: 'gpt-4o' });
+  });
+
+  it('answers 400 policy_violation when temperature is outside the policy range', async () => {
+    const { id, headers } = rid('hot');
+    const { result: error, calls } = await countingUpstream(() =>
+      apiError(
+        gw.openai(demoToken).chat.completions.create({ model: 'gpt-4o', messages: user(prompt('too hot')), temperature: 1.9 }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.code).toBe('policy_violation');
+    expect(error.param).toBe('temperature');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'policy' });
+  });
+
+  it('sends the policy cap as max_tokens when the client sent none, and keeps a smaller one', async () => {
+    const client = gw.openai(demoToken);
+    const absent = rid('cap-absent');
+    const text = prompt('cap absent');
+    const { after, chatCalls } = await countingUpstream(() =>
+      client.chat.completions.create({ model: 'gpt-4o', messages: user(text) }, { headers: absent.headers }),
+    );
+    const sent = after.last['openai.chat']?.body as { max_tokens?: number; messages: Array<{ content: string }> };
+    expect(chatCalls).toBe(1);
+    expect(sent.messages[0].content).toBe(text);
+    expect(sent.max_tokens).toBe(CAP);
+    await expectOneAudit(gw, absent.id, { status: 200, failure: null });
+
+    const small = rid('cap-small');
+    const { after: after2 } = await countingUpstream(() =>
+      client.chat.completions.create({ model: 'gpt-4o', messages: user(prompt('cap small')), max_tokens: 7 }, { headers: small.headers }),
+    );
+    expect((after2.last['openai.chat']?.body as { max_tokens?: number }).max_tokens).toBe(7);
+    await expectOneAudit(gw, small.id, { status: 200, failure: null });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// what the upstream sees
+// ---------------------------------------------------------------------------------------------
+
+describe('what reaches the upstream', () => {
+  it("sends the product's provider key, never the client's token or identity headers", async () => {
+    const { id } = rid('headers');
+    const token = mintToken({ sub: 'real-user' });
+    const text = prompt('header hygiene');
+    const { after, chatCalls } = await countingUpstream(() =>
+      gw.openai(token).chat.completions.create(
+        { model: 'gpt-4o', messages: user(text) },
+        {
+          headers: {
+            'X-Request-Id': id,
+            'X-Auth-User': 'mallory',
+            'X-Auth-Request-Email': 'mallory@evil.test',
+            'x-goog-authenticated-user-email': 'accounts.google.com:mallory@evil.test',
+            'x-goog-authenticated-user-id': 'accounts.google.com:666',
+            'x-goog-iap-jwt-assertion': 'forged',
+          },
+        },
+      ),
+    );
+    expect(chatCalls).toBe(1);
+    const last = after.last['openai.chat']!;
+    expect((last.body as { messages: Array<{ content: string }> }).messages[0].content).toBe(text);
+    expect(last.headers.authorization).toBe('Bearer sk-mock-demo');
+    const names = Object.keys(last.headers).map((h) => h.toLowerCase());
+    expect(names.filter((h) => h.startsWith('x-auth-') || h.startsWith('x-goog-'))).toEqual([]);
+    expect(JSON.stringify(last.headers)).not.toContain(token);
+    expect(JSON.stringify(last.headers)).not.toContain('mallory');
+    await expectOneAudit(gw, id, { status: 200, user: 'real-user', product: 'demo' });
+  });
+
+  it("sends each product's own provider key", async () => {
+    const { id, headers } = rid('other-key');
+    const { after } = await countingUpstream(() =>
+      gw
+        .openai(mintToken({ product: 'other' }))
+        .chat.completions.create({ model: 'gpt-4o', messages: user(prompt('other key')) }, { headers }),
+    );
+    expect(after.last['openai.chat']?.headers.authorization).toBe('Bearer sk-mock-other');
+    await expectOneAudit(gw, id, { status: 200, product: 'other', provider: 'openai' });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// upstream failures
+// ---------------------------------------------------------------------------------------------
+
+describe('upstream failures', () => {
+  it('answers 502 upstream_error when the upstream fails with 503', async () => {
+    const { id, headers } = rid('up-503');
+    const { result: error, chatCalls } = await countingUpstream(() =>
+      apiError(
+        gw
+          .openai(demoToken)
+          .chat.completions.create({ model: 'gpt-4o', messages: user(prompt('outage', '[mock status=503]')) }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(502);
+    expect(error.code).toBe('upstream_error');
+    const audit = await expectOneAudit(gw, id, {
+      status: 502,
+      failure: 'upstream',
+      product: 'demo',
+      model: 'gpt-4o',
+      provider: 'openai',
+      stream: false,
+    });
+    expect(chatCalls).toBeGreaterThanOrEqual(1);
+    expect(chatCalls).toBe(audit.attempts);
+  });
+
+  it('answers 502 before any stream byte when a streamed request meets an upstream 503', async () => {
+    const { id, headers } = rid('up-503-stream');
+    const { result: error } = await countingUpstream(() =>
+      apiError(
+        gw
+          .openai(demoToken)
+          .chat.completions.create(
+            { model: 'gpt-4o', messages: user(prompt('outage stream', '[mock status=503]')), stream: true },
+            { headers },
+          ),
+      ),
+    );
+    expect(error.status).toBe(502);
+    expect(error.code).toBe('upstream_error');
+    await expectOneAudit(gw, id, { status: 502, failure: 'upstream', stream: true });
+  });
+
+  it("answers 429 with the upstream's Retry-After when the upstream rate-limits", async () => {
+    const { id, headers } = rid('up-429');
+    const { result: error, chatCalls } = await countingUpstream(() =>
+      apiError(
+        gw
+          .openai(demoToken)
+          .chat.completions.create(
+            { model: 'gpt-4o', messages: user(prompt('slow down', '[mock status=429 retry_after=7]')) },
+            { headers },
+          ),
+      ),
+    );
+    expect(error.status).toBe(429);
+    expect(error.headers?.get('retry-after')).toBe('7');
+    expect(chatCalls).toBeGreaterThanOrEqual(1);
+    await expectOneAudit(gw, id, { status: 429, failure: 'upstream', provider: 'openai' });
+  });
+
+  it("passes an upstream 400 on as a 400 with the upstream's explanation", async () => {
+    const { id, headers } = rid('up-400');
+    const { result: error, chatCalls } = await countingUpstream(() =>
+      apiError(
+        gw
+          .openai(demoToken)
+          .chat.completions.create({ model: 'gpt-4o', messages: user(prompt('bad for upstream', '[mock status=400]')) }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.message).toContain('Invalid request.');
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(gw, id, { status: 400, failure: 'upstream', provider: 'openai' });
+  });
+
+  it('answers 504 when the upstream sends no first byte within the TTFB timeout', async () => {
+    const { id, headers } = rid('ttfb');
+    const started = Date.now();
+    const { result: error, chatCalls } = await countingUpstream(() =>
+      apiError(
+        tight
+          .openai(demoToken)
+          .chat.completions.create({ model: 'gpt-4o', messages: user(prompt('ttfb', '[mock delay_ms=5000]')) }, { headers }),
+      ),
+    );
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(error.status).toBe(504);
+    expect(error.code).toBe('upstream_timeout');
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(tight, id, { status: 504, failure: 'timeout', provider: 'openai', stream: false });
+  });
+
+  it('ends a stream with an error event when the upstream goes idle mid-stream', async () => {
+    const { id, headers } = rid('idle');
+    const started = Date.now();
+    const received: string[] = [];
+    const { result: error, chatCalls } = await countingUpstream(async () => {
+      const stream = await tight
+        .openai(demoToken)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: user(prompt('idle stream', '[mock stall_after=2]')), stream: true },
+          { headers },
+        );
+      return apiError(
+        (async () => {
+          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
+        })(),
+      );
+    });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(received.join('')).not.toBe('');
+    expect(error.code).toBe('upstream_timeout');
+    expect(chatCalls).toBe(1);
+    const audit = await expectOneAudit(tight, id, { failure: 'timeout', stream: true, provider: 'openai' });
+    expect(audit.tokens_out).toBeGreaterThan(0);
+  });
+
+  it('ends a stream with an error event when the upstream connection drops mid-stream', async () => {
+    const { id, headers } = rid('cut');
+    const received: string[] = [];
+    const { result: error, chatCalls } = await countingUpstream(async () => {
+      const stream = await gw
+        .openai(demoToken)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: user(prompt('cut stream', '[mock cut_after=2]')), stream: true },
+          { headers },
+        );
+      return apiError(
+        (async () => {
+          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
+        })(),
+      );
+    });
+    expect(received.join('')).not.toBe('');
+    expect(error.code).toBe('upstream_error');
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(gw, id, { failure: 'upstream', stream: true, provider: 'openai' });
+  });
+
+  it('ends a stream with an error event when the upstream sends an error event mid-stream', async () => {
+    const { id, headers } = rid('error-event');
+    const received: string[] = [];
+    const error = await (async () => {
+      const stream = await gw
+        .openai(demoToken)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: user(prompt('error event', '[mock error_event_after=2]')), stream: true },
+          { headers },
+        );
+      return apiError(
+        (async () => {
+          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
+        })(),
+      );
+    })();
+    expect(received.join('')).not.toBe('');
+    expect(error.code).toBe('upstream_error');
+    await expectOneAudit(gw, id, { failure: 'upstream', stream: true });
+  });
+
+  it('answers 504 when a non-streamed upstream answer stops after its headers', async () => {
+    const { id, headers } = rid('idle-json');
+    const { result: error, chatCalls } = await countingUpstream(() =>
+      apiError(
+        tight
+          .openai(demoToken)
+          .chat.completions.create({ model: 'gpt-4o', messages: user(prompt('idle json', '[mock stall_after=0]')) }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(504);
+    expect(error.code).toBe('upstream_timeout');
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(tight, id, { status: 504, failure: 'timeout', stream: false });
+  });
+
+  it("answers 502 without revealing the key when the upstream refuses keygate's provider key", async () => {
+    const { id, headers } = rid('up-401');
+    const { result: error, chatCalls } = await countingUpstream(() =>
+      apiError(
+        gw
+          .openai(mintToken({ product: 'badkey' }))
+          .chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('bad key')) }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(502);
+    expect(error.code).toBe('upstream_error');
+    expect(JSON.stringify(error.error)).not.toContain(BAD_UPSTREAM_KEY.slice(-4));
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(gw, id, { status: 502, failure: 'upstream', product: 'badkey' });
+  });
+
+  it("ends a stream that outlives the product's max_stream_seconds with a stream_timeout error event", async () => {
+    const { id, headers } = rid('long-stream');
+    const started = Date.now();
+    const received: string[] = [];
+    const error = await (async () => {
+      const stream = await gw
+        .openai(mintToken({ product: 'short' }))
+        .chat.completions.create(
+          { model: 'gpt-4o-mini', messages: user(prompt('long stream', '[mock chunk_delay_ms=200 chunks=20]')), stream: true },
+          { headers },
+        );
+      return apiError(
+        (async () => {
+          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
+        })(),
+      );
+    })();
+    expect(Date.now() - started).toBeLessThan(3_500);
+    expect(received.join('')).not.toBe('');
+    expect(error.code).toBe('stream_timeout');
+    await expectOneAudit(gw, id, { failure: 'policy', stream: true, product: 'short' });
+  });
+
+  it('answers 502 when the upstream is unreachable', async () => {
+    const { id, headers } = rid('unreachable');
+    const token = mintToken({ product: 'deadend' });
+    const { result: error, calls } = await countingUpstream(() =>
+      apiError(gw.openai(token).chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('nobody home')) }, { headers })),
+    );
+    expect(error.status).toBe(502);
+    expect(error.code).toBe('upstream_error');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 502, failure: 'upstream', product: 'deadend', provider: 'openai' });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// client disconnects
+// ---------------------------------------------------------------------------------------------
+
+describe('client disconnects', () => {
+  it('cancels the upstream request and audits client_abort (499) when a waiting client goes away', async () => {
+    const { id, headers } = rid('abort');
+    const before = await mock.stats();
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 300);
+    const error = await apiError(
+      gw
+        .openai(demoToken)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: user(prompt('abort me', '[mock delay_ms=3000]')) },
+          { headers, signal: controller.signal },
+        ),
+    );
+    clearTimeout(timer);
+    expect(error).toBeInstanceOf(APIUserAbortError);
+
+    const after = await waitFor('the mock to see the upstream request cancelled', async () => {
+      const s = await mock.stats();
+      return s.aborted > before.aborted ? s : undefined;
+    });
+    expect(after.byRoute['openai.chat'] - before.byRoute['openai.chat']).toBe(1);
+    await expectOneAudit(gw, id, {
+      status: 499,
+      failure: 'client_abort',
+      product: 'demo',
+      model: 'gpt-4o',
+      provider: 'openai',
+      stream: false,
+    });
+  });
+
+  it('cancels the upstream stream and audits client_abort with the tokens seen so far when a streaming client goes away', async () => {
+    const { id, headers } = rid('abort-stream');
+    const before = await mock.stats();
+    const stream = await gw
+      .openai(demoToken)
+      .chat.completions.create(
+        { model: 'gpt-4o', messages: user(prompt('abort my stream', '[mock chunk_delay_ms=200 chunks=20]')), stream: true },
+        { headers },
+      );
+    let contentChunks = 0;
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta?.content) contentChunks++;
+      if (contentChunks >= 2) {
+        stream.controller.abort();
+        break;
+      }
+    }
+    expect(contentChunks).toBe(2);
+
+    const after = await waitFor('the mock to see the upstream stream cancelled', async () => {
+      const s = await mock.stats();
+      return s.aborted > before.aborted ? s : undefined;
+    });
+    expect(after.byRoute['openai.chat'] - before.byRoute['openai.chat']).toBe(1);
+    const audit = await expectOneAudit(gw, id, { status: 499, failure: 'client_abort', product: 'demo', stream: true, provider: 'openai' });
+    expect(audit.tokens_out).toBeGreaterThan(0);
+    expect(audit.tokens_in).toBeGreaterThan(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// audit completeness and log hygiene (run last: they look at everything the file did)
+// ---------------------------------------------------------------------------------------------
+
+describe('audit trail and logs', () => {
+  it('kept both gateways and the mock running through the whole file', () => {
+    for (const p of [gw.proc, tight.proc, mock.proc]) expect({ name: p.name, exit: p.exitInfo }).toEqual({ name: p.name, exit: null });
+  });
+
+  it.each([
+    ['main', () => gw],
+    ['tight-timeout', () => tight],
+  ])('the %s gateway wrote exactly one audit line per /v1 and /chat request', async (_name, gateway) => {
+    const g = gateway();
+    expect(g.requests.length).toBeGreaterThan(0);
+    await waitFor('every request to be audited', () => g.audits().length >= g.requests.length, 5_000).catch(() => undefined);
+    const audits = g.audits();
+    const missing = g.requests.filter((r) => !audits.some((a) => a.requestId === r.id));
+    const duplicated = g.requests.filter((r) => audits.filter((a) => a.requestId === r.id).length > 1);
+    expect({ missing, duplicated }).toEqual({ missing: [], duplicated: [] });
+    expect(audits).toHaveLength(g.requests.length);
+  });
+
+  it('left no upstream request open (stalled and aborted upstream calls were all closed)', async () => {
+    const stats = await waitFor(
+      'the mock to have no open exchange',
+      async () => {
+        const s = await mock.stats();
+        return s.active === 0 ? s : undefined;
+      },
+      5_000,
+    ).catch(async () => mock.stats());
+    expect(stats.active).toBe(0);
+  });
+
+  it('never logs a prompt, a completion, a provider key or a credential', () => {
+    const everything = [...gw.proc.lines, ...tight.proc.lines].map((l) => l.raw);
+    expect(everything.length).toBeGreaterThan(0);
+    const leaks = (needle: string): string[] => everything.filter((line) => line.includes(needle));
+    expect(leaks(MARKER)).toEqual([]);
+    expect(leaks('sk-mock')).toEqual([]);
+    expect(leaks('sk-ant-mock')).toEqual([]);
+    expect(leaks('AIza-mock')).toEqual([]);
+    expect(leaks(BAD_UPSTREAM_KEY)).toEqual([]);
+    expect(mintedTokens.length).toBeGreaterThan(5);
+    for (const token of mintedTokens) {
+      // Any signed part of a token (the signature is unique to it) must be absent.
+      const signature = token.split('.')[2];
+      expect(leaks(token)).toEqual([]);
+      if (signature) expect(leaks(signature)).toEqual([]);
+    }
+    expect(everything.filter((line) => /eyJ[\w-]{10,}\.eyJ/.test(line))).toEqual([]);
+  });
+
+  it('printed only structured JSON lines on stdout and no error-level line', () => {
+    for (const g of [gw, tight]) {
+      const stdout = g.proc.lines.filter((l) => l.stream === 'stdout');
+      expect(stdout.filter((l) => l.json === null).map((l) => l.raw)).toEqual([]);
+      expect(
+        stdout.filter((l) => ['ERROR', 'CRITICAL', 'ALERT', 'EMERGENCY'].includes(String(l.json?.severity))).map((l) => l.raw),
+      ).toEqual([]);
+      expect(g.proc.lines.filter((l) => l.stream === 'stderr').map((l) => l.raw)).toEqual([]);
+    }
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * API document, health probes and discovery metadata, black box against the built gateway.
+ */
+import { startGateway, uniqueId, type Gateway } from './harness';
+
+/** Nothing in this file calls an upstream; the base URL points at the discard port. */
+const PRODUCTS = { demo: { providers: { openai: { api_key: 'sk-mock-docs', models: ['gpt-4o'], base_url: 'http://127.0.0.1:9/v1' } } } };
+
+interface OpenApiDoc {
+  openapi: string;
+  paths: Record<string, Record<string, { security?: Array<Record<string, unknown>> }>>;
+  components?: { securitySchemes?: Record<string, { type?: string; scheme?: string }> };
+}
+
+let gw: Gateway;
+
+beforeAll(async () => {
+  gw = await startGateway({ products: PRODUCTS });
+}, 30_000);
+
+afterAll(async () => {
+  await gw?.stop();
+}, 15_000);
+
+async function get(path: string): Promise<Response> {
+  return fetch(`${gw.url}${path}`, { signal: AbortSignal.timeout(10_000) });
+}
+
+describe('the OpenAPI document', () => {
+  let doc: OpenApiDoc;
+
+  beforeAll(async () => {
+    const res = await get('/docs-json');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('application/json');
+    doc = (await res.json()) as OpenApiDoc;
+  });
+
+  it('is OpenAPI 3', () => {
+    expect(doc.openapi).toMatch(/^3\.\d+\.\d+$/);
+  });
+
+  it('declares a bearer security scheme', () => {
+    const schemes = Object.values(doc.components?.securitySchemes ?? {});
+    expect(schemes).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'http', scheme: 'bearer' })]));
+  });
+
+  it('documents the chat, product-chat and models routes', () => {
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/chat/completions', '/chat/{product}', '/v1/models']));
+    expect(doc.paths['/v1/chat/completions'].post).toBeDefined();
+    expect(doc.paths['/chat/{product}'].post).toBeDefined();
+    expect(doc.paths['/v1/models'].get).toBeDefined();
+  });
+
+  it('marks the chat and models operations as requiring the bearer scheme', () => {
+    const bearer = Object.entries(doc.components?.securitySchemes ?? {}).find(([, s]) => s.scheme === 'bearer')?.[0];
+    expect(bearer).toBeDefined();
+    for (const op of [doc.paths['/v1/chat/completions'].post, doc.paths['/chat/{product}'].post, doc.paths['/v1/models'].get]) {
+      expect((op.security ?? []).some((requirement) => bearer! in requirement)).toBe(true);
+    }
+  });
+});
+
+describe('the Swagger UI', () => {
+  it('answers GET /docs with an HTML page', async () => {
+    const res = await get('/docs');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/html');
+    expect((await res.text()).toLowerCase()).toContain('swagger');
+  });
+});
+
+describe('health probes', () => {
+  it('answers /healthz with 200', async () => {
+    const res = await get('/healthz');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'ok' });
+  });
+
+  it('answers /readyz with 200 and the secrets indicator up', async () => {
+    const res = await get('/readyz');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'ok', info: { secrets: { status: 'up' } } });
+  });
+});
+
+describe('protected-resource metadata (RFC 9728)', () => {
+  it('serves the metadata document that every 401 points to', async () => {
+    const unauthorized = await gw.fetch('/v1/models');
+    expect(unauthorized.status).toBe(401);
+    const header = unauthorized.headers.get('www-authenticate') ?? '';
+    const url = /resource_metadata="([^"]+)"/.exec(header)?.[1];
+    expect(url).toBe(`${gw.url}/.well-known/oauth-protected-resource`);
+
+    const res = await fetch(url!, { signal: AbortSignal.timeout(10_000) });
+    expect(res.status).toBe(200);
+    const metadata = (await res.json()) as { resource?: unknown; bearer_methods_supported?: unknown };
+    expect(metadata.resource).toBe(gw.url);
+    expect(metadata.bearer_methods_supported).toEqual(expect.arrayContaining(['header']));
+  });
+});
+
+describe('routes outside /v1 and /chat', () => {
+  it('write no audit line', async () => {
+    for (const path of ['/healthz', '/readyz', '/docs', '/docs-json', '/.well-known/oauth-protected-resource', '/no-such-page']) {
+      await get(path).then((r) => r.arrayBuffer());
+    }
+    // A sentinel audited request: once its line is out, lines for the requests above would be too.
+    const sentinel = uniqueId('sentinel');
+    await gw.fetch('/v1/models', { headers: { 'x-request-id': sentinel } }).then((r) => r.arrayBuffer());
+    await gw.waitForAudit(sentinel);
+    expect(gw.audits().filter((a) => !/^\/(v1|chat)\//.test(a.path ?? ''))).toEqual([]);
+    expect(gw.audits()).toHaveLength(gw.requests.length);
+  });
+});

@@ -1,0 +1,716 @@
+/**
+ * Limits, quotas, parameter policy and blocks, black box (issue 5): THREE built gateways share the
+ * real Redis like three replicas, with a policy file of small limits for this run's products; a
+ * fourth gateway runs on a private redis-server that the suite kills and restarts. Every refusal is
+ * checked for its status and code, for reaching no upstream, and for its single audit line.
+ */
+import { Redis } from 'ioredis';
+import {
+  cleanupTempFiles,
+  mintToken,
+  sleep,
+  startGateway,
+  startMock,
+  uniqueId,
+  waitFor,
+  writeTempFile,
+  type AuditRecord,
+  type Gateway,
+  type MockUpstream,
+} from './harness';
+import {
+  errorOf,
+  limitsPolicy,
+  limitsProducts,
+  MODEL,
+  OVERSHOOT_CAP,
+  P,
+  POLICY_MAX_BYTES,
+  POLICY_MAX_TOKENS,
+  PrivateRedis,
+  RUN,
+  secondsToMidnight,
+  send,
+  SHARED_REDIS_URL,
+  startOfSecond,
+  today,
+  TOKEN_CAP,
+  TOKEN_MAX_TOKENS,
+  type Answer,
+} from './limits-fixtures';
+
+let mock: MockUpstream;
+/** Three replicas on the shared Redis. */
+let replicas: Gateway[];
+/** A gateway on the private Redis that gets killed. */
+let lonely: Gateway;
+let privateRedis: PrivateRedis;
+let shared: Redis;
+let adminToken: string;
+let policyFile: string;
+
+beforeAll(async () => {
+  mock = await startMock();
+  policyFile = writeTempFile('policy.yaml', limitsPolicy());
+  privateRedis = new PrivateRedis();
+  await privateRedis.start();
+  const products = limitsProducts(mock.url);
+  const [a, b, c, d] = await Promise.all([
+    ...[1, 2, 3].map(() => startGateway({ products, env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_REDIS_URL: SHARED_REDIS_URL } })),
+    startGateway({ products, env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_REDIS_URL: privateRedis.url } }),
+  ]);
+  replicas = [a, b, c];
+  lonely = d;
+  shared = new Redis(SHARED_REDIS_URL, { maxRetriesPerRequest: 1 });
+  adminToken = mintToken({ product: P.blocks, sub: 'ops-admin', extraClaims: { scope: 'keygate.admin' } });
+  // Warm the replicas (JIT, and the tokenizer a token quota loads on first use) so timing-sensitive
+  // bursts are not skewed by a cold start. The outage gateway stays cold for the stall test.
+  await Promise.all([
+    ...replicas.map((g) => send(g, '/v1/chat/completions', { id: uniqueId('warm'), token: mintToken({ product: P.warm, sub: 'warm' }), body: chatBody('warm up') })),
+    send(lonely, '/v1/chat/completions', { id: uniqueId('warm'), token: mintToken({ product: P.blocks, sub: 'warm' }), body: chatBody('warm up') }),
+  ]);
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all([...(replicas ?? []).map((g) => g.stop()), lonely?.stop(), mock?.stop()]);
+  await privateRedis?.stop();
+  if (shared) {
+    const keys = await shared.keys(`kg:{lim-*-${RUN}}*`);
+    if (keys.length) await shared.del(...keys);
+    const fields = (await shared.hkeys('kg:blocks')).filter((f) => f.includes(RUN));
+    if (fields.length) await shared.hdel('kg:blocks', ...fields);
+    await shared.quit();
+  }
+  cleanupTempFiles();
+}, 30_000);
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------
+
+function chatBody(text: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { model: MODEL, messages: [{ role: 'user', content: text }], ...extra };
+}
+
+function chat(gateway: Gateway, token: string, label: string, extra: Record<string, unknown> = {}, text = `limits ${label}`): Promise<Answer> {
+  return send(gateway, '/v1/chat/completions', { id: uniqueId(label), token, body: chatBody(text, extra) });
+}
+
+async function upstreamTotal(): Promise<number> {
+  return (await mock.stats()).total;
+}
+
+/** Exactly one audit line for the answer's request on the gateway that served it, matching `expected`. */
+async function expectOneAudit(answer: Answer, expected: Partial<AuditRecord>): Promise<AuditRecord> {
+  const record = await answer.gateway.waitForAudit(answer.id);
+  expect(answer.gateway.auditsFor(answer.id)).toHaveLength(1);
+  for (const other of [...replicas, lonely]) if (other !== answer.gateway) expect(other.auditsFor(answer.id)).toHaveLength(0);
+  expect(record).toMatchObject({ status: answer.status, ...expected });
+  return record;
+}
+
+async function adminCall(gateway: Gateway, method: string, path: string, body?: unknown, token: string | null = adminToken): Promise<Answer> {
+  return send(gateway, path, { id: uniqueId('admin'), token, method, body });
+}
+
+interface Usage {
+  product: string;
+  date: string;
+  requests: { total: number; users: Record<string, number> };
+  tokens: { total: number; users: Record<string, number> };
+}
+
+async function usage(product: string, gateway: Gateway = replicas[0]): Promise<Usage> {
+  const answer = await adminCall(gateway, 'GET', `/admin/usage?product=${encodeURIComponent(product)}`);
+  expect(answer.status).toBe(200);
+  return answer.json as Usage;
+}
+
+function statuses(answers: Answer[]): Record<number, number> {
+  const out: Record<number, number> = {};
+  for (const a of answers) out[a.status] = (out[a.status] ?? 0) + 1;
+  return out;
+}
+
+/** Polls `gateway` (GET /v1/models: no upstream call) with `token` until it answers `status`; returns the ms it took. */
+async function msUntilStatus(gateway: Gateway, token: string, status: number, timeoutMs = 1_500): Promise<number> {
+  const start = performance.now();
+  await waitFor(
+    `${gateway.url} to answer ${status}`,
+    async () => (await send(gateway, '/v1/models', { id: uniqueId('poll'), token })).status === status,
+    timeoutMs,
+    25,
+  );
+  return performance.now() - start;
+}
+
+// ---------------------------------------------------------------------------------------------
+// rate limits and daily request caps, exact across three replicas
+// ---------------------------------------------------------------------------------------------
+
+describe('request limits are exact across three replicas sharing Redis', () => {
+  it('user_requests_per_second: 4 → of 5 concurrent requests over 3 replicas and 3 routes, exactly 4 × 200 and 1 × 429', async () => {
+    const user = uniqueId('u');
+    const token = mintToken({ product: P.userQps, sub: user });
+    const routes = ['/v1/chat/completions', `/chat/${P.userQps}`, '/v1/models'];
+    const before = await upstreamTotal();
+    await startOfSecond();
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => {
+        const path = routes[i % 3];
+        return send(replicas[i % 3], path, { id: uniqueId('uqps'), token, body: path === '/v1/models' ? undefined : chatBody(`uqps ${i}`) });
+      }),
+    );
+    const upstream = (await upstreamTotal()) - before;
+
+    expect(statuses(answers)).toEqual({ 200: 4, 429: 1 });
+    const refused = answers.find((a) => a.status === 429)!;
+    expect(errorOf(refused)).toMatchObject({ code: 'rate_limit_exceeded', type: 'rate_limit_error' });
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(refused.headers.get('x-keygate-limit')).toBe('user_qps');
+    expect(refused.headers.get('x-ratelimit-limit-requests')).toBe('100000');
+    expect(refused.headers.get('x-ratelimit-remaining-requests')).toMatch(/^\d+$/);
+    for (const ok of answers.filter((a) => a.status === 200)) {
+      expect(ok.headers.get('x-ratelimit-limit-requests')).toBe('100000');
+      expect(Number(ok.headers.get('x-ratelimit-remaining-requests'))).toBeLessThan(100000);
+    }
+    // Only the admitted chat requests reached the upstream; the 429 did not.
+    const admittedChats = answers.filter((a) => a.status === 200 && !a.text.includes('"object":"list"')).length;
+    expect(upstream).toBe(admittedChats);
+    for (const a of answers) await expectOneAudit(a, { product: P.userQps, user, failure: a.status === 200 ? null : 'rate_limit' });
+    // The refused request was charged to no counter.
+    expect((await usage(P.userQps)).requests.users[user]).toBe(4);
+  });
+
+  it('requests_per_second: 3 (product-wide) → of 4 concurrent requests by 4 users over 3 replicas, exactly 3 × 200', async () => {
+    const before = await upstreamTotal();
+    await startOfSecond();
+    const answers = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => chat(replicas[i % 3], mintToken({ product: P.productQps, sub: `pq-user-${i}` }), 'pqps')),
+    );
+    expect(statuses(answers)).toEqual({ 200: 3, 429: 1 });
+    const refused = answers.find((a) => a.status === 429)!;
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(refused.headers.get('x-keygate-limit')).toBe('product_qps');
+    expect((await upstreamTotal()) - before).toBe(3);
+    await expectOneAudit(refused, { failure: 'rate_limit', product: P.productQps });
+    expect((await usage(P.productQps)).requests.total).toBe(3);
+  });
+
+  it('daily_requests: 5 → of 6 concurrent requests over 3 replicas, exactly 5 × 200 and 1 × 429 with Retry-After to UTC midnight', async () => {
+    const before = await upstreamTotal();
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => chat(replicas[i % 3], mintToken({ product: P.daily, sub: `daily-user-${i}` }), 'daily')),
+    );
+    expect(statuses(answers)).toEqual({ 200: 5, 429: 1 });
+    const refused = answers.find((a) => a.status === 429)!;
+    expect(errorOf(refused).code).toBe('rate_limit_exceeded');
+    const retryAfter = Number(refused.headers.get('retry-after'));
+    expect(Math.abs(retryAfter - secondsToMidnight())).toBeLessThanOrEqual(3);
+    expect(refused.headers.get('x-keygate-limit')).toBe('product_daily');
+    expect((await upstreamTotal()) - before).toBe(5);
+    await expectOneAudit(refused, { failure: 'rate_limit', product: P.daily, status: 429 });
+
+    // Still refused later in the day, on any replica, by any user, with no upstream call.
+    const again = await Promise.all(replicas.map((g, i) => chat(g, mintToken({ product: P.daily, sub: `late-${i}` }), 'daily-late')));
+    expect(again.map((a) => a.status)).toEqual([429, 429, 429]);
+    expect((await upstreamTotal()) - before).toBe(5);
+    for (const a of again) await expectOneAudit(a, { failure: 'rate_limit' });
+    expect((await usage(P.daily, replicas[2])).requests.total).toBe(5);
+  });
+
+  it('user_daily_requests: 3 → of 4 concurrent requests by one user, exactly 3 × 200; the remaining-requests header counts down', async () => {
+    const user = uniqueId('ud');
+    const token = mintToken({ product: P.userDaily, sub: user });
+    const before = await upstreamTotal();
+    const answers = await Promise.all(Array.from({ length: 4 }, (_, i) => chat(replicas[i % 3], token, 'udaily')));
+    expect(statuses(answers)).toEqual({ 200: 3, 429: 1 });
+    const ok = answers.filter((a) => a.status === 200);
+    expect(ok.map((a) => a.headers.get('x-ratelimit-remaining-requests')).sort()).toEqual(['0', '1', '2']);
+    for (const a of ok) expect(a.headers.get('x-ratelimit-limit-requests')).toBe('3');
+    const refused = answers.find((a) => a.status === 429)!;
+    expect(refused.headers.get('x-ratelimit-remaining-requests')).toBe('0');
+    expect(refused.headers.get('x-keygate-limit')).toBe('user_daily');
+    expect(Math.abs(Number(refused.headers.get('retry-after')) - secondsToMidnight())).toBeLessThanOrEqual(3);
+    expect((await upstreamTotal()) - before).toBe(3);
+    await expectOneAudit(refused, { failure: 'rate_limit', user });
+    // Another user of the product is not affected.
+    const other = await chat(replicas[1], mintToken({ product: P.userDaily, sub: uniqueId('ud-other') }), 'udaily-other');
+    expect(other.status).toBe(200);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// daily token quotas
+// ---------------------------------------------------------------------------------------------
+
+describe('daily token quotas (reserve an estimate, settle to the real usage)', () => {
+  it(`admits exactly as many concurrent requests as their estimates fit in daily_tokens (${TOKEN_CAP}); the rest get 429 daily_quota_exceeded`, async () => {
+    const before = await upstreamTotal();
+    const inFlight = Array.from({ length: 8 }, (_, i) =>
+      chat(replicas[i % 3], mintToken({ product: P.tokens, sub: `tok-user-${i}` }), 'tok', {}, 'quota please [mock delay_ms=1500]'),
+    );
+    // While the admitted ones wait on the upstream, their reservations are visible in the usage.
+    await sleep(600);
+    const reserved = (await usage(P.tokens)).tokens.total;
+    const answers = await Promise.all(inFlight);
+    const upstream = (await upstreamTotal()) - before;
+
+    // Each estimate is the prompt (a handful of tokens) plus max_tokens 1000, so 4 fit in 5000 and 5 do not.
+    expect(statuses(answers)).toEqual({ 200: 4, 429: 4 });
+    const estimate = reserved / 4;
+    expect(Number.isInteger(estimate)).toBe(true);
+    expect(estimate).toBeGreaterThan(TOKEN_MAX_TOKENS);
+    expect(4 * estimate).toBeLessThanOrEqual(TOKEN_CAP);
+    expect(5 * estimate).toBeGreaterThan(TOKEN_CAP);
+    expect(upstream).toBe(4);
+    for (const refused of answers.filter((a) => a.status === 429)) {
+      expect(errorOf(refused)).toMatchObject({ code: 'daily_quota_exceeded', type: 'rate_limit_error' });
+      expect(Math.abs(Number(refused.headers.get('retry-after')) - secondsToMidnight())).toBeLessThanOrEqual(3);
+      await expectOneAudit(refused, { failure: 'quota', product: P.tokens });
+    }
+    // Settled to the real usage: the day's total is what the audits say was used.
+    let used = 0;
+    for (const ok of answers.filter((a) => a.status === 200)) {
+      const audit = await expectOneAudit(ok, { failure: null });
+      used += (audit.tokens_in ?? 0) + (audit.tokens_out ?? 0);
+    }
+    await waitFor('the settled total', async () => (await usage(P.tokens)).tokens.total === used, 3_000, 50);
+    expect(used).toBeLessThan(reserved);
+  });
+
+  it('never lets the settled total pass the cap while many concurrent requests race near it', async () => {
+    const start = (await usage(P.tokens)).tokens.total;
+    let highest = 0;
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        highest = Math.max(highest, (await usage(P.tokens, replicas[1])).tokens.total);
+        // Not faster: the admin routes have a per-address throttle (120 per minute per route).
+        await sleep(40);
+      }
+    })();
+    const before = await upstreamTotal();
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => chat(replicas[i % 3], mintToken({ product: P.tokens, sub: `race-${i % 6}` }), 'race', {}, 'race [mock delay_ms=100]')),
+    );
+    polling = false;
+    await poller;
+    const counts = statuses(answers);
+    expect((counts[200] ?? 0) + (counts[429] ?? 0)).toBe(30);
+    expect(counts[200]).toBeGreaterThanOrEqual(4);
+    expect((await upstreamTotal()) - before).toBe(counts[200]);
+    let used = 0;
+    for (const a of answers) {
+      const audit = await expectOneAudit(a, { failure: a.status === 200 ? null : 'quota' });
+      used += (audit.tokens_in ?? 0) + (audit.tokens_out ?? 0);
+    }
+    const settled = await waitFor(
+      'the settled total',
+      async () => {
+        const t = (await usage(P.tokens)).tokens.total;
+        return t === start + used ? t : undefined;
+      },
+      3_000,
+      50,
+    );
+    // Reservations included, the day's total never went past the cap; settled, it is below it.
+    expect(highest).toBeLessThanOrEqual(TOKEN_CAP);
+    expect(settled).toBeLessThanOrEqual(TOKEN_CAP);
+  });
+
+  it('bounds the overshoot by what requests in flight use beyond their estimates (settled ≤ cap + Σ (actual − estimate))', async () => {
+    // The client's max_tokens: 1 makes each estimate small, while the mock answers with more tokens
+    // than that: every admitted request overshoots its own estimate.
+    const text = `overshoot ${'lorem ipsum dolor sit amet '.repeat(6)}[mock delay_ms=1200]`;
+    const inFlight = Array.from({ length: 10 }, (_, i) =>
+      chat(replicas[i % 3], mintToken({ product: P.overshoot, sub: `over-${i}` }), 'over', { max_tokens: 1 }, text),
+    );
+    await sleep(600);
+    const reserved = (await usage(P.overshoot)).tokens.total;
+    const answers = await Promise.all(inFlight);
+    const admitted = answers.filter((a) => a.status === 200);
+    expect(admitted.length).toBeGreaterThan(0);
+    expect(reserved).toBeLessThanOrEqual(OVERSHOOT_CAP);
+    const estimate = reserved / admitted.length;
+    let settledFromAudits = 0;
+    const overshoots: number[] = [];
+    for (const a of admitted) {
+      const audit = await expectOneAudit(a, { failure: null });
+      const actual = (audit.tokens_in ?? 0) + (audit.tokens_out ?? 0);
+      settledFromAudits += actual;
+      overshoots.push(actual - estimate);
+    }
+    for (const refused of answers.filter((a) => a.status !== 200)) await expectOneAudit(refused, { status: 429, failure: 'quota' });
+    const settled = await waitFor(
+      'the settled total',
+      async () => {
+        const t = (await usage(P.overshoot)).tokens.total;
+        return t === settledFromAudits ? t : undefined;
+      },
+      3_000,
+      50,
+    );
+    expect(settled).toBeLessThanOrEqual(OVERSHOOT_CAP + overshoots.reduce((s, o) => s + Math.max(0, o), 0));
+    process.stdout.write(
+      `[limits e2e] overshoot: cap ${OVERSHOOT_CAP}, ${admitted.length} in flight, estimate ${estimate} each, ` +
+        `settled ${settled}, largest single overshoot ${Math.max(...overshoots)} (cap + one overshoot = ${OVERSHOOT_CAP + Math.max(...overshoots)})\n`,
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// blocks and the admin API
+// ---------------------------------------------------------------------------------------------
+
+describe('blocks: created on one replica, enforced by all within one second', () => {
+  it('blocks a user through replica 1; replicas 2 and 3 answer 403 blocked within 1 s, with no upstream call; DELETE lifts it', async () => {
+    const user = uniqueId('target');
+    const token = mintToken({ product: P.blocks, sub: user });
+    const bystander = mintToken({ product: P.blocks, sub: uniqueId('bystander') });
+    expect((await chat(replicas[1], token, 'pre-block')).status).toBe(200);
+
+    const created = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, user, reason: `e2e ${RUN}` });
+    expect(created.status).toBe(201);
+    expect(created.json).toMatchObject({ product: P.blocks, user, reason: `e2e ${RUN}`, expiresAt: null, createdBy: 'ops-admin' });
+    const took = await Promise.all([msUntilStatus(replicas[1], token, 403), msUntilStatus(replicas[2], token, 403)]);
+    for (const ms of took) expect(ms).toBeLessThan(1_000);
+
+    const before = await upstreamTotal();
+    const refused = await Promise.all(replicas.map((g) => chat(g, token, 'blocked')));
+    expect((await upstreamTotal()) - before).toBe(0);
+    for (const a of refused) {
+      expect(a.status).toBe(403);
+      expect(errorOf(a)).toMatchObject({ code: 'blocked', type: 'permission_error' });
+      expect(errorOf(a).message).toContain(`e2e ${RUN}`);
+      await expectOneAudit(a, { failure: 'blocked', product: P.blocks, user });
+    }
+    // Only that user: the product's other users go on.
+    expect((await chat(replicas[2], bystander, 'bystander')).status).toBe(200);
+
+    const listed = await adminCall(replicas[2], 'GET', '/admin/blocks');
+    expect(listed.status).toBe(200);
+    expect((listed.json as { data: Array<{ product: string; user: string | null }> }).data).toEqual(
+      expect.arrayContaining([expect.objectContaining({ product: P.blocks, user })]),
+    );
+
+    const deleted = await adminCall(replicas[1], 'DELETE', `/admin/blocks?product=${P.blocks}&user=${encodeURIComponent(user)}`);
+    expect(deleted.status).toBe(200);
+    expect(deleted.json).toEqual({ deleted: true });
+    const lifted = await Promise.all([msUntilStatus(replicas[0], token, 200), msUntilStatus(replicas[2], token, 200)]);
+    for (const ms of lifted) expect(ms).toBeLessThan(1_000);
+    expect((await chat(replicas[0], token, 'post-block')).status).toBe(200);
+    expect((await adminCall(replicas[0], 'DELETE', `/admin/blocks?product=${P.blocks}&user=${encodeURIComponent(user)}`)).status).toBe(404);
+  });
+
+  it('blocks a whole product with an expiry, and lifts it by itself when it expires', async () => {
+    const token = mintToken({ product: P.blocks, sub: uniqueId('anyone') });
+    const created = await adminCall(replicas[2], 'POST', '/admin/blocks', { product: P.blocks, reason: 'maintenance', expires_in_seconds: 2 });
+    expect(created.status).toBe(201);
+    expect((created.json as { user: string | null }).user).toBeNull();
+    const took = await Promise.all([msUntilStatus(replicas[0], token, 403), msUntilStatus(replicas[1], token, 403)]);
+    for (const ms of took) expect(ms).toBeLessThan(1_000);
+    const a = await chat(replicas[1], token, 'product-blocked');
+    expect(a.status).toBe(403);
+    await expectOneAudit(a, { failure: 'blocked' });
+    await msUntilStatus(replicas[1], token, 200, 3_500);
+    expect((await chat(replicas[0], token, 'product-unblocked')).status).toBe(200);
+  });
+
+  it('refuses the admin routes to a token without the keygate.admin scope (403) and to no token (401)', async () => {
+    const plain = mintToken({ product: P.blocks, sub: 'not-admin' });
+    for (const [method, path, body] of [
+      ['GET', '/admin/blocks', undefined],
+      ['POST', '/admin/blocks', { product: P.blocks, reason: 'nope' }],
+      ['DELETE', `/admin/blocks?product=${P.blocks}`, undefined],
+      ['GET', `/admin/usage?product=${P.blocks}`, undefined],
+    ] as const) {
+      const answer = await adminCall(replicas[0], method, path, body, plain);
+      expect({ method, path, status: answer.status, code: errorOf(answer).code }).toEqual({ method, path, status: 403, code: 'forbidden' });
+      expect((await adminCall(replicas[1], method, path, body, null)).status).toBe(401);
+    }
+    // The refused POST created nothing.
+    expect(((await adminCall(replicas[0], 'GET', '/admin/blocks')).json as { data: Array<{ reason: string }> }).data.some((b) => b.reason === 'nope')).toBe(false);
+  });
+
+  it('validates the admin inputs', async () => {
+    expect((await adminCall(replicas[0], 'POST', '/admin/blocks', { product: 'bad product!', reason: 'x' })).status).toBe(400);
+    expect((await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks })).status).toBe(400);
+    expect((await adminCall(replicas[0], 'GET', '/admin/usage')).status).toBe(400);
+    expect((await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&date=yesterday`)).status).toBe(400);
+    const user = uniqueId('counted');
+    expect((await chat(replicas[1], mintToken({ product: P.blocks, sub: user }), 'counted')).status).toBe(200);
+    const day = await adminCall(replicas[2], 'GET', `/admin/usage?product=${P.blocks}&date=${today()}`);
+    expect(day.status).toBe(200);
+    expect(day.json).toMatchObject({ product: P.blocks, date: today() });
+    expect((day.json as Usage).requests.users[user]).toBe(1);
+    const empty = await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&date=2001-01-01`);
+    expect(empty.json).toEqual({ product: P.blocks, date: '2001-01-01', requests: { total: 0, users: {} }, tokens: { total: 0, users: {} } });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// parameter policy
+// ---------------------------------------------------------------------------------------------
+
+describe('parameter policy, audited as failure "policy"', () => {
+  const token = (): string => mintToken({ product: P.policy, sub: 'policy-user' });
+
+  it(`answers 400 policy_violation naming the cap when max_tokens is above ${POLICY_MAX_TOKENS}, with no upstream call`, async () => {
+    const before = await upstreamTotal();
+    const a = await chat(replicas[0], token(), 'over-cap', { max_tokens: POLICY_MAX_TOKENS + 1 });
+    expect(a.status).toBe(400);
+    expect(errorOf(a)).toMatchObject({ code: 'policy_violation', param: 'max_tokens' });
+    expect(errorOf(a).message).toContain(String(POLICY_MAX_TOKENS));
+    expect((await upstreamTotal()) - before).toBe(0);
+    await expectOneAudit(a, { failure: 'policy', product: P.policy });
+  });
+
+  it('sends the cap as max_tokens when the client sent none', async () => {
+    const a = await chat(replicas[1], token(), 'no-cap');
+    expect(a.status).toBe(200);
+    expect(((await mock.stats()).last['openai.chat']?.body as { max_tokens?: number }).max_tokens).toBe(POLICY_MAX_TOKENS);
+    await expectOneAudit(a, { failure: null });
+  });
+
+  it('answers 400 policy_violation for a temperature outside the range', async () => {
+    const before = await upstreamTotal();
+    const a = await chat(replicas[2], token(), 'hot', { temperature: 1.2 });
+    expect(a.status).toBe(400);
+    expect(errorOf(a)).toMatchObject({ code: 'policy_violation', param: 'temperature' });
+    expect((await upstreamTotal()) - before).toBe(0);
+    await expectOneAudit(a, { failure: 'policy' });
+  });
+
+  it(`answers 413 for a body over max_request_bytes (${POLICY_MAX_BYTES})`, async () => {
+    const before = await upstreamTotal();
+    const a = await chat(replicas[0], token(), 'big', {}, 'x'.repeat(POLICY_MAX_BYTES * 2));
+    expect(a.status).toBe(413);
+    expect(errorOf(a).code).toBe('request_too_large');
+    expect((await upstreamTotal()) - before).toBe(0);
+    await expectOneAudit(a, { failure: 'policy', product: P.policy });
+  });
+
+  it('ends a stream longer than max_stream_seconds (1 s) with an SSE error event', async () => {
+    const started = Date.now();
+    const a = await chat(replicas[1], token(), 'long-stream', { stream: true }, 'long [mock chunk_delay_ms=200 chunks=20]');
+    expect(Date.now() - started).toBeLessThan(3_500);
+    expect(a.status).toBe(200);
+    const events = a.text
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]')
+      .map((e) => JSON.parse(e.slice(6)) as Record<string, unknown>);
+    expect(events.length).toBeGreaterThan(1);
+    expect(events[events.length - 1]).toMatchObject({ error: { code: 'stream_timeout' } });
+    expect(a.text).not.toContain('[DONE]');
+    // The 200 is on the wire; the audit records the error the stream ended with.
+    await expectOneAudit(a, { status: 504, failure: 'policy', stream: true, product: P.policy });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// auto-block
+// ---------------------------------------------------------------------------------------------
+
+describe('auto-block', () => {
+  it('blocks a user after 3 refusals (429) with an ALERT line naming product and user; every replica then answers 403 blocked', async () => {
+    const user = uniqueId('hammer');
+    const token = mintToken({ product: P.autoBlock, sub: user });
+    const before = await upstreamTotal();
+    await startOfSecond();
+    const answers: Answer[] = [];
+    for (let i = 0; i < 4; i++) answers.push(await chat(replicas[0], token, 'hammer'));
+    expect(answers.map((a) => a.status)).toEqual([200, 429, 429, 429]);
+    for (const a of answers.slice(1)) await expectOneAudit(a, { failure: 'rate_limit', user });
+
+    for (const g of replicas) expect(await msUntilStatus(g, token, 403)).toBeLessThan(1_000);
+    const blocked = await Promise.all(replicas.map((g) => chat(g, token, 'hammer-blocked')));
+    for (const a of blocked) {
+      expect(a.status).toBe(403);
+      expect(errorOf(a).code).toBe('blocked');
+      await expectOneAudit(a, { failure: 'blocked', user });
+    }
+    expect((await upstreamTotal()) - before).toBe(1);
+
+    const alerts = replicas.flatMap((g) => g.proc.lines.filter((l) => l.stream === 'stdout' && l.json?.severity === 'ALERT'));
+    const mine = alerts.filter((l) => l.json?.product === P.autoBlock && l.json?.user === user);
+    expect(mine).toHaveLength(1);
+    expect(mine[0].json).toMatchObject({ product: P.autoBlock, user, reason: 'user_qps' });
+
+    const listed = (await adminCall(replicas[1], 'GET', '/admin/blocks')).json as { data: Array<Record<string, unknown>> };
+    const block = listed.data.find((b) => b.product === P.autoBlock && b.user === user);
+    expect(block).toMatchObject({ createdBy: 'auto-block' });
+    expect(Date.parse(String(block!.expiresAt)) - Date.parse(String(block!.createdAt))).toBe(30_000);
+    // Another user of the product is not blocked.
+    expect((await chat(replicas[2], mintToken({ product: P.autoBlock, sub: uniqueId('calm') }), 'calm')).status).toBe(200);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Redis outage (private redis-server, killed and restarted)
+// ---------------------------------------------------------------------------------------------
+
+describe('a cold replica', () => {
+  it("does not freeze other requests (>= 150 ms) while it loads the tokenizer for its first token-quota request", async () => {
+    // The first request of a product with a token quota counts its prompt with the tokenizer; if
+    // loading it blocks the event loop longer than the Redis command timeout, every Redis command in
+    // flight meanwhile "times out" and the replica drops to per-replica counting for a second.
+    const gaps: number[] = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const t = performance.now();
+        const res = await fetch(`${lonely.url}/healthz`, { signal: AbortSignal.timeout(5_000) });
+        await res.arrayBuffer();
+        gaps.push(performance.now() - t);
+        await sleep(5);
+      }
+    })();
+    await sleep(100);
+    const first = await chat(lonely, mintToken({ product: P.warm, sub: 'cold' }), 'cold-quota');
+    await sleep(100);
+    polling = false;
+    await poller;
+    expect(first.status).toBe(200);
+    await expectOneAudit(first, { failure: null });
+    const worst = Math.max(...gaps);
+    process.stdout.write(`[limits e2e] cold first token-quota request: ${first.ms.toFixed(0)} ms; longest /healthz meanwhile ${worst.toFixed(0)} ms\n`);
+    // A gateway must not freeze every request for a tokenizer load; near 250 ms it also trips the Redis failover.
+    expect(worst).toBeLessThan(150);
+  });
+});
+
+/** The value of `keygate_redis_up` on the outage gateway's /metrics, or null when absent. */
+async function redisUpMetric(): Promise<string | null> {
+  const metrics = await send(lonely, '/metrics', { id: uniqueId('metrics'), token: null });
+  expect(metrics.status).toBe(200);
+  return /^keygate_redis_up(?:\{[^}]*\})? (\S+)$/m.exec(metrics.text)?.[1] ?? null;
+}
+
+describe('Redis outage on a private redis-server (killed, then restarted)', () => {
+  const hash = (): string => `kg:{${P.outage}}:req:${today()}`;
+  let killedAt = 0;
+
+  it('counts in the private Redis while it is up', async () => {
+    const inspect = privateRedis.client();
+    try {
+      const first = await chat(lonely, mintToken({ product: P.outage, sub: 'before' }), 'before-outage');
+      expect(first.status).toBe(200);
+      expect(await inspect.hget(hash(), 'u:before')).toBe('1');
+    } finally {
+      inspect.disconnect();
+    }
+  });
+
+  it('when Redis is killed, answers every request within ~300 ms with limits per replica, still enforced (over the limit → 429, no upstream call)', async () => {
+    // Kill Redis at the start of a second, then three requests by one user (limit 2 per second).
+    const token = mintToken({ product: P.outage, sub: 'during' });
+    await startOfSecond();
+    await privateRedis.kill();
+    killedAt = Date.now();
+    const before = await upstreamTotal();
+    const during: Answer[] = [];
+    for (let i = 0; i < 3; i++) during.push(await chat(lonely, token, 'during-outage'));
+    expect(during.map((a) => a.status)).toEqual([200, 200, 429]);
+    for (const a of during) expect(a.ms).toBeLessThan(300);
+    expect(errorOf(during[2]).code).toBe('rate_limit_exceeded');
+    expect(during[2].headers.get('retry-after')).toBe('1');
+    expect((await upstreamTotal()) - before).toBe(2);
+    await expectOneAudit(during[2], { failure: 'rate_limit', product: P.outage });
+    for (const a of during.slice(0, 2)) await expectOneAudit(a, { failure: null });
+  });
+
+  it('stays ready during the outage, and /readyz says counting is degraded', async () => {
+    expect(privateRedis.running).toBe(false);
+    const ready = await send(lonely, '/readyz', { id: uniqueId('ready'), token: null });
+    process.stdout.write(`[limits e2e] /readyz during the Redis outage: ${ready.status} ${ready.text}\n`);
+    expect(ready.status).toBe(200);
+    expect(ready.ms).toBeLessThan(300);
+    expect(JSON.stringify((ready.json as { details?: Record<string, unknown> }).details?.redis ?? null)).toMatch(/degraded|per-replica/i);
+  });
+
+  it('says so in a log line', async () => {
+    const line = await lonely.proc.waitForLine(
+      'a Redis-unavailable log line',
+      (l) => /redis/i.test(String(l.json?.message)) && /unavailable/i.test(String(l.json?.message)) && Date.parse(String(l.json?.time)) >= killedAt - 1000,
+      2_000,
+    );
+    expect(['WARNING', 'ERROR']).toContain(line.json?.severity);
+  });
+
+  it('says so in the keygate_redis_up metric (0 while counting per replica)', async () => {
+    expect(await redisUpMetric()).toBe('0');
+  });
+
+  it('keeps the operator routes answering during the outage (GET /admin/usage and /admin/blocks)', async () => {
+    expect(privateRedis.running).toBe(false);
+    const usageDuring = await adminCall(lonely, 'GET', `/admin/usage?product=${P.outage}`);
+    const blocksDuring = await adminCall(lonely, 'GET', '/admin/blocks');
+    expect({ usage: usageDuring.status, blocks: blocksDuring.status }).toEqual({ usage: 200, blocks: 200 });
+    expect(usageDuring.ms).toBeLessThan(300);
+    expect((usageDuring.json as Usage).requests.users.during).toBe(2);
+  });
+
+  it('resumes shared counting by itself when Redis returns on the same port', async () => {
+    await privateRedis.start();
+    const back = privateRedis.client();
+    try {
+      let n = 0;
+      await waitFor(
+        'the gateway to count in the restarted Redis',
+        async () => {
+          const a = await chat(lonely, mintToken({ product: P.outage, sub: `probe-${n++}` }), 'probe');
+          expect(a.status).toBe(200);
+          return (await back.exists(hash())) === 1;
+        },
+        10_000,
+        200,
+      );
+      await lonely.proc.waitForLine('a back-on-shared-Redis line', (l) => /back on shared redis/i.test(String(l.json?.message)), 2_000);
+      const after = mintToken({ product: P.outage, sub: 'after' });
+      await startOfSecond();
+      const resumed: Answer[] = [];
+      for (let i = 0; i < 3; i++) resumed.push(await chat(lonely, after, 'after-outage'));
+      expect(resumed.map((a) => a.status)).toEqual([200, 200, 429]);
+      expect(await back.hget(hash(), 'u:after')).toBe('2');
+      await expectOneAudit(resumed[2], { failure: 'rate_limit' });
+      expect(await redisUpMetric()).toBe('1');
+      const ready = await send(lonely, '/readyz', { id: uniqueId('ready'), token: null });
+      expect(ready.status).toBe(200);
+      expect(JSON.stringify((ready.json as { details?: Record<string, unknown> }).details?.redis ?? null)).not.toMatch(/degraded/i);
+    } finally {
+      back.disconnect();
+    }
+  }, 20_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+// audit completeness and logs (run last)
+// ---------------------------------------------------------------------------------------------
+
+describe('audit trail and logs', () => {
+  it('kept every gateway and the mock running through the whole file', () => {
+    for (const p of [...replicas.map((g) => g.proc), lonely.proc, mock.proc]) expect({ name: p.name, exit: p.exitInfo }).toEqual({ name: p.name, exit: null });
+  });
+
+  it('wrote exactly one audit line per /v1 and /chat request on every gateway', async () => {
+    for (const g of [...replicas, lonely]) {
+      await waitFor('every request to be audited', () => g.audits().length >= g.requests.length, 5_000).catch(() => undefined);
+      const audits = g.audits();
+      const missing = g.requests.filter((r) => !audits.some((a) => a.requestId === r.id));
+      const duplicated = g.requests.filter((r) => audits.filter((a) => a.requestId === r.id).length > 1);
+      expect({ gateway: g.url, missing, duplicated }).toEqual({ gateway: g.url, missing: [], duplicated: [] });
+      expect(audits).toHaveLength(g.requests.length);
+    }
+  });
+
+  it('printed only JSON on stdout, nothing on stderr, and no ERROR line on the replicas (ALERT only for auto-blocks)', () => {
+    for (const g of replicas) {
+      const stdout = g.proc.lines.filter((l) => l.stream === 'stdout');
+      expect(stdout.filter((l) => l.json === null).map((l) => l.raw)).toEqual([]);
+      expect(stdout.filter((l) => ['ERROR', 'CRITICAL', 'EMERGENCY'].includes(String(l.json?.severity))).map((l) => l.raw)).toEqual([]);
+      expect(stdout.filter((l) => l.json?.severity === 'ALERT' && l.json.product !== P.autoBlock).map((l) => l.raw)).toEqual([]);
+      expect(g.proc.lines.filter((l) => l.stream === 'stderr').map((l) => l.raw)).toEqual([]);
+    }
+  });
+});

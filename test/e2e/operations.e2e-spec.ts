@@ -1,0 +1,810 @@
+/**
+ * Observability and graceful shutdown, black box (issue 7, SPEC §6–§7): the built gateway and mock
+ * upstream run as real processes. `/metrics` is parsed by a strict exposition-format parser and
+ * checked against the audit lines of real requests; every log line is checked for Cloud Logging's
+ * structured format, trace correlation and request ids; `/healthz` and `/readyz` are probed; and
+ * real gateways are sent SIGTERM while holding live streams: inside the drain period every stream
+ * completes, past it each one ends with an SSE error event, and the process exits 0 either way.
+ */
+import { randomBytes } from 'node:crypto';
+import { Agent } from 'node:http';
+import OpenAI, { APIError } from 'openai';
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
+import {
+  CLAUDE_MODEL,
+  CLOUD_SEVERITIES,
+  GEMINI_KEY,
+  OPENAI_KEY,
+  ANTHROPIC_KEY,
+  PRODUCT,
+  RUN,
+  generousPolicyFile,
+  isRfc3339,
+  opsProducts,
+  parseExposition,
+  postThroughAgent,
+  probe,
+  rawBodies,
+  samples,
+  total,
+  tryConnect,
+  type Family,
+  type ProbeResult,
+} from './operations-fixtures';
+import {
+  cleanupTempFiles,
+  mintToken,
+  mintedTokens,
+  startGateway,
+  startMock,
+  uniqueId,
+  waitFor,
+  within,
+  type AuditRecord,
+  type Gateway,
+  type MockUpstream,
+} from './harness';
+
+/** Placed in every prompt: it must never show up in any log line. */
+const MARKER = `PROMPT-MARKER-${RUN}-${randomBytes(4).toString('hex')}`;
+/** The JWT subject: it must never become a metric label value. */
+const USER = `ops-user-${RUN}`;
+/** The Cloud project of the observed gateway (SPEC §2 `GOOGLE_CLOUD_PROJECT`; Secret Manager stays off). */
+const PROJECT = `ops-e2e-project-${RUN}`;
+const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+let mock: MockUpstream;
+let policyFile: string;
+/** The observed gateway: GOOGLE_CLOUD_PROJECT set, fast upstream retries. */
+let gw: Gateway;
+/** The same without GOOGLE_CLOUD_PROJECT: trace ids are written bare. */
+let bare: Gateway;
+let token: string;
+
+beforeAll(async () => {
+  mock = await startMock();
+  policyFile = generousPolicyFile();
+  const products = opsProducts(mock.url);
+  const env = {
+    API_KEY_SERVER_POLICY_FILE: policyFile,
+    API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '10',
+    API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: '20',
+  };
+  [gw, bare] = await Promise.all([
+    startGateway({ products, env: { ...env, GOOGLE_CLOUD_PROJECT: PROJECT } }),
+    startGateway({ products, env: { ...env, GOOGLE_CLOUD_PROJECT: undefined } }),
+  ]);
+  token = mintToken({ sub: USER, product: PRODUCT });
+}, 45_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), bare?.stop(), mock?.stop()]);
+  cleanupTempFiles();
+}, 30_000);
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------
+
+function user(text: string): Array<{ role: 'user'; content: string }> {
+  return [{ role: 'user', content: text }];
+}
+
+function prompt(label: string, directives = ''): string {
+  return `${label} ${MARKER} ${directives}`.trim();
+}
+
+/** What the mock answers to `prompt(label, …)`: its echo with the directives stripped. */
+function mockReply(provider: 'openai' | 'anthropic', label: string): string {
+  return `Hello from mock ${provider}! You said: ${label} ${MARKER}`;
+}
+
+async function apiError(promise: Promise<unknown>): Promise<APIError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof APIError) return error;
+    throw error;
+  }
+  throw new Error('expected the call to fail with an APIError');
+}
+
+async function scrape(gateway: Gateway): Promise<{ text: string; families: Map<string, Family> }> {
+  const res = await fetch(`${gateway.url}/metrics`, { signal: AbortSignal.timeout(5_000) });
+  const text = await res.text();
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain; ?version=0\.0\.4/);
+  return { text, families: parseExposition(text) };
+}
+
+/** Series key of `keygate_requests_total` as SPEC'd by the issue: product/provider/model/status/failure. */
+function seriesKey(labels: Record<string, string>): string {
+  return [labels.product, labels.provider, labels.model, labels.status, labels.failure].join('|');
+}
+
+/** Every `name` sample as a map from its labels (minus `le`) to its value. */
+function byLabels(families: Map<string, Family>, name: string, key: (labels: Record<string, string>) => string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const s of samples(families, name)) out.set(key(s.labels), (out.get(key(s.labels)) ?? 0) + s.value);
+  return out;
+}
+
+function delta(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [k, v] of after) {
+    const d = v - (before.get(k) ?? 0);
+    if (d !== 0) out.set(k, d);
+  }
+  return out;
+}
+
+/** Every output line of `gateway` is free of prompts, provider keys and credentials. */
+function expectNoSecretsLogged(gateway: Gateway): void {
+  const secrets = [
+    MARKER,
+    OPENAI_KEY,
+    ANTHROPIC_KEY,
+    GEMINI_KEY,
+    ...mintedTokens,
+    ...mintedTokens.map((t) => t.split('.')[2]).filter((s) => s && s.length > 20),
+  ];
+  for (const line of gateway.proc.lines) {
+    for (const secret of secrets) {
+      if (line.raw.includes(secret))
+        throw new Error(`a ${gateway.proc.name} ${line.stream} line leaks a secret (${secret.slice(0, 12)}…): ${line.raw.slice(0, 300)}`);
+    }
+  }
+}
+
+/** Every stdout line is one Cloud Logging structured entry. */
+function expectStructuredStdout(gateway: Gateway): number {
+  const stdout = gateway.proc.lines.filter((l) => l.stream === 'stdout');
+  for (const line of stdout) {
+    if (!line.json) throw new Error(`stdout line is not a JSON object: ${line.raw.slice(0, 300)}`);
+    if (!CLOUD_SEVERITIES.has(line.json.severity as string))
+      throw new Error(`severity not in Cloud Logging's set: ${line.raw.slice(0, 300)}`);
+    if (!isRfc3339(line.json.time)) throw new Error(`time is not RFC 3339: ${line.raw.slice(0, 300)}`);
+    if (typeof line.json.message !== 'string') throw new Error(`no message: ${line.raw.slice(0, 300)}`);
+  }
+  return stdout.length;
+}
+
+function field(record: AuditRecord, name: string): unknown {
+  return (record as unknown as Record<string, unknown>)[name];
+}
+
+// ---------------------------------------------------------------------------------------------
+// health
+// ---------------------------------------------------------------------------------------------
+
+describe('health probes', () => {
+  it('answers /healthz 200 and /readyz 200 with the Redis mode when Redis is not configured', async () => {
+    const health = await probe(gw.port, '/healthz');
+    expect(health).toMatchObject({ status: 200 });
+    const ready = await probe(gw.port, '/readyz');
+    expect(ready).toMatchObject({ status: 200 });
+    const body = JSON.parse((ready as { body: string }).body) as {
+      status: string;
+      details: Record<string, { status: string; mode?: string }>;
+    };
+    expect(body.status).toBe('ok');
+    expect(body.details.redis.status).toBe('up');
+    expect(typeof body.details.redis.mode).toBe('string');
+    expect(body.details.redis.mode).toMatch(/not configured/i);
+    expect(body.details.secrets.status).toBe('up');
+    // Probes are not audited (SPEC §7 covers /v1 and /chat only).
+    expect(gw.audits().filter((a) => a.path === '/healthz' || a.path === '/readyz')).toHaveLength(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// metrics
+// ---------------------------------------------------------------------------------------------
+
+describe('/metrics after real requests', () => {
+  it('counts requests, tokens, latency and upstream time-to-first-byte exactly as audited, with bounded labels', async () => {
+    const unknownModel = `no-such-model-${RUN}`;
+    const unknownRoute = `/v1/no-such-route-${RUN}`;
+    const before = await scrape(gw);
+    const client = gw.openai(token);
+    const ids = {
+      plain: uniqueId('m-plain'),
+      stream: uniqueId('m-stream'),
+      claude: uniqueId('m-claude'),
+      unauth: uniqueId('m-401'),
+      model404: uniqueId('m-404model'),
+      upstream503: uniqueId('m-up503'),
+      route404: uniqueId('m-404route'),
+    };
+    const h = (id: string): { headers: Record<string, string> } => ({ headers: { 'X-Request-Id': id } });
+
+    const plain = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('metrics plain')) }, h(ids.plain));
+    expect(plain.choices[0].message.content).toBe(mockReply('openai', 'metrics plain'));
+
+    const stream = await client.chat.completions.create(
+      {
+        model: 'gpt-4o',
+        messages: user(prompt('metrics stream', '[mock chunks=4]')),
+        stream: true,
+        stream_options: { include_usage: true },
+      },
+      h(ids.stream),
+    );
+    let streamed = '';
+    let streamUsage: ChatCompletionChunk['usage'] = null;
+    for await (const chunk of stream) {
+      streamed += chunk.choices[0]?.delta?.content ?? '';
+      if (chunk.usage) streamUsage = chunk.usage;
+    }
+    expect(streamed).toBe(mockReply('openai', 'metrics stream'));
+    expect(streamUsage).toBeTruthy();
+
+    const claude = await client.chat.completions.create({ model: CLAUDE_MODEL, messages: user(prompt('metrics claude')) }, h(ids.claude));
+    expect(claude.choices[0].message.content).toBe(mockReply('anthropic', 'metrics claude'));
+
+    const e401 = await apiError(
+      gw.openai('not-a-jwt').chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('metrics 401')) }, h(ids.unauth)),
+    );
+    expect(e401.status).toBe(401);
+    const e404 = await apiError(
+      client.chat.completions.create({ model: unknownModel, messages: user(prompt('metrics 404')) }, h(ids.model404)),
+    );
+    expect(e404.status).toBe(404);
+    const e502 = await apiError(
+      client.chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(prompt('metrics upstream', '[mock status=503]')) },
+        h(ids.upstream503),
+      ),
+    );
+    expect(e502.status).toBe(502);
+    const route = await gw.fetch(unknownRoute, {
+      method: 'POST',
+      headers: { 'x-request-id': ids.route404, authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{}',
+      signal: AbortSignal.timeout(5_000),
+    });
+    await route.arrayBuffer();
+    expect(route.status).toBe(404);
+
+    const audits: Record<keyof typeof ids, AuditRecord> = Object.fromEntries(
+      await Promise.all(Object.entries(ids).map(async ([k, id]) => [k, await gw.waitForAudit(id)] as const)),
+    ) as Record<keyof typeof ids, AuditRecord>;
+    for (const id of Object.values(ids)) expect(gw.auditsFor(id)).toHaveLength(1);
+    expect(audits.plain).toMatchObject({
+      status: 200,
+      failure: null,
+      product: PRODUCT,
+      provider: 'openai',
+      model: 'gpt-4o-mini',
+      stream: false,
+    });
+    expect(audits.plain).toMatchObject({ tokens_in: plain.usage!.prompt_tokens, tokens_out: plain.usage!.completion_tokens });
+    expect(audits.stream).toMatchObject({ status: 200, failure: null, provider: 'openai', model: 'gpt-4o', stream: true });
+    expect(audits.stream).toMatchObject({ tokens_in: streamUsage!.prompt_tokens, tokens_out: streamUsage!.completion_tokens });
+    expect(audits.claude).toMatchObject({ status: 200, failure: null, provider: 'anthropic', model: CLAUDE_MODEL });
+    expect(audits.unauth).toMatchObject({ status: 401, failure: 'auth' });
+    expect(audits.model404).toMatchObject({ status: 404, failure: 'not_found' });
+    expect(audits.upstream503).toMatchObject({ status: 502, failure: 'upstream', provider: 'openai', model: 'gpt-4o-mini' });
+    expect(audits.route404).toMatchObject({ status: 404, failure: 'not_found' });
+
+    const after = await scrape(gw);
+    const n = Object.keys(ids).length;
+
+    // keygate_requests_total: one increment per request, on the series its audit line describes.
+    const requests = delta(
+      byLabels(after.families, 'keygate_requests_total', seriesKey),
+      byLabels(before.families, 'keygate_requests_total', seriesKey),
+    );
+    const expected = new Map<string, number>();
+    const add = (key: string): void => void expected.set(key, (expected.get(key) ?? 0) + 1);
+    add(`${PRODUCT}|openai|gpt-4o-mini|200|none`);
+    add(`${PRODUCT}|openai|gpt-4o|200|none`);
+    add(`${PRODUCT}|anthropic|${CLAUDE_MODEL}|200|none`);
+    add(`${audits.unauth.product ?? 'none'}|none|none|401|auth`);
+    add(`${audits.model404.product ?? 'none'}|none|none|404|not_found`);
+    add(`${PRODUCT}|openai|gpt-4o-mini|502|upstream`);
+    add(`${audits.route404.product ?? 'none'}|none|none|404|not_found`);
+    expect(Object.fromEntries(requests)).toEqual(Object.fromEntries(expected));
+    expect(audits.unauth.product).toBeNull();
+    expect(audits.model404.product).toBe(PRODUCT);
+
+    // keygate_tokens_total: in/out by product and model equal the audit sums.
+    const tokenKey = (l: Record<string, string>): string => `${l.product}|${l.model}|${l.direction}`;
+    const tokens = delta(
+      byLabels(after.families, 'keygate_tokens_total', tokenKey),
+      byLabels(before.families, 'keygate_tokens_total', tokenKey),
+    );
+    const auditTokens = new Map<string, number>();
+    for (const a of Object.values(audits)) {
+      const model = a.provider ? (a.model ?? 'none') : 'none';
+      for (const [direction, value] of [
+        ['in', a.tokens_in],
+        ['out', a.tokens_out],
+      ] as const) {
+        if (value)
+          auditTokens.set(
+            `${a.product ?? 'none'}|${model}|${direction}`,
+            (auditTokens.get(`${a.product ?? 'none'}|${model}|${direction}`) ?? 0) + value,
+          );
+      }
+    }
+    expect(Object.fromEntries(tokens)).toEqual(Object.fromEntries(auditTokens));
+    expect(tokens.get(`${PRODUCT}|gpt-4o-mini|in`)).toBe(plain.usage!.prompt_tokens + (audits.upstream503.tokens_in ?? 0));
+    expect(tokens.get(`${PRODUCT}|gpt-4o|out`)).toBe(streamUsage!.completion_tokens);
+
+    // Latency histogram: one observation per /v1 request; the stream under stream="true".
+    const countBefore = total(before.families, 'keygate_request_duration_seconds_count');
+    expect(total(after.families, 'keygate_request_duration_seconds_count') - countBefore).toBe(n);
+    expect(
+      total(after.families, 'keygate_request_duration_seconds_count', { stream: 'true' }) -
+        total(before.families, 'keygate_request_duration_seconds_count', { stream: 'true' }),
+    ).toBe(1);
+    // Histogram count equals the total of keygate_requests_total (every request is in both).
+    expect(total(after.families, 'keygate_request_duration_seconds_count')).toBe(total(after.families, 'keygate_requests_total'));
+    expect(total(after.families, 'keygate_request_duration_seconds_sum')).toBeGreaterThan(0);
+
+    // Upstream time to first byte, per provider that was called.
+    expect(total(after.families, 'keygate_upstream_ttfb_seconds_count')).toBeGreaterThan(0);
+    expect(total(after.families, 'keygate_upstream_ttfb_seconds_count', { provider: 'openai' })).toBeGreaterThan(0);
+    expect(total(after.families, 'keygate_upstream_ttfb_seconds_count', { provider: 'anthropic' })).toBeGreaterThan(0);
+
+    // Upstream attempts (retries included) match the audit records' attempts.
+    const attemptsDelta =
+      total(after.families, 'keygate_upstream_attempts_total', { provider: 'openai' }) -
+      total(before.families, 'keygate_upstream_attempts_total', { provider: 'openai' });
+    const auditedAttempts = Object.values(audits)
+      .filter((a) => a.provider === 'openai')
+      .reduce((sum, a) => sum + (a.attempts ?? 0), 0);
+    expect(auditedAttempts).toBeGreaterThanOrEqual(3);
+    expect(attemptsDelta).toBe(auditedAttempts);
+
+    // At rest: no stream open; nothing refused by limits.
+    const active = samples(after.families, 'keygate_active_streams');
+    expect(active).toHaveLength(1);
+    expect(active[0].value).toBe(0);
+    expect(total(after.families, 'keygate_limit_rejections_total') - total(before.families, 'keygate_limit_rejections_total')).toBe(0);
+    expect(after.families.get('keygate_requests_total')?.type).toBe('counter');
+    expect(after.families.get('keygate_request_duration_seconds')?.type).toBe('histogram');
+    expect(after.families.get('keygate_upstream_ttfb_seconds')?.type).toBe('histogram');
+    expect(after.families.get('keygate_active_streams')?.type).toBe('gauge');
+
+    // Bounded cardinality: no user id, no raw path, no client-chosen model name in any label.
+    const forbidden = [USER, unknownModel, unknownRoute, `no-such-route-${RUN}`, '/v1/', '/chat/', MARKER];
+    for (const family of after.families.values()) {
+      for (const s of family.samples) {
+        for (const [label, value] of Object.entries(s.labels)) {
+          for (const bad of forbidden) {
+            if (value.includes(bad)) throw new Error(`${s.name}{${label}="${value}"} carries "${bad}"`);
+          }
+        }
+      }
+    }
+    expect(after.text).not.toContain(unknownModel);
+    expect(after.text).not.toContain(USER);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// logs
+// ---------------------------------------------------------------------------------------------
+
+describe('structured logs', () => {
+  it('puts the W3C traceparent on the audit line as projects/<GOOGLE_CLOUD_PROJECT>/traces/<id> with its span', async () => {
+    const id = uniqueId('traceparent');
+    const traceId = randomBytes(16).toString('hex');
+    const spanId = randomBytes(8).toString('hex');
+    await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(prompt('traced')) },
+        { headers: { 'X-Request-Id': id, traceparent: `00-${traceId}-${spanId}-01` } },
+      );
+    const audit = await gw.waitForAudit(id);
+    expect(audit).toMatchObject({ status: 200, requestId: id });
+    expect(field(audit, 'logging.googleapis.com/trace')).toBe(`projects/${PROJECT}/traces/${traceId}`);
+    expect(field(audit, 'logging.googleapis.com/spanId')).toBe(spanId);
+    expect(field(audit, 'logging.googleapis.com/trace_sampled')).toBe(true);
+  });
+
+  it('reads X-Cloud-Trace-Context (decimal span id written as 16 hex digits) when there is no traceparent', async () => {
+    const id = uniqueId('cloudtrace');
+    const traceId = randomBytes(16).toString('hex');
+    const spanDecimal = '12345678901234567';
+    await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(prompt('cloud traced')) },
+        { headers: { 'X-Request-Id': id, 'X-Cloud-Trace-Context': `${traceId.toUpperCase()}/${spanDecimal};o=1` } },
+      );
+    const audit = await gw.waitForAudit(id);
+    expect(field(audit, 'logging.googleapis.com/trace')).toBe(`projects/${PROJECT}/traces/${traceId}`);
+    expect(field(audit, 'logging.googleapis.com/spanId')).toBe(BigInt(spanDecimal).toString(16).padStart(16, '0'));
+  });
+
+  it('carries the trace on the audit line of a rejected request too (401)', async () => {
+    const id = uniqueId('trace401');
+    const traceId = randomBytes(16).toString('hex');
+    const spanId = randomBytes(8).toString('hex');
+    const e = await apiError(
+      gw
+        .openai('not-a-jwt')
+        .chat.completions.create(
+          { model: 'gpt-4o-mini', messages: user(prompt('traced 401')) },
+          { headers: { 'X-Request-Id': id, traceparent: `00-${traceId}-${spanId}-00` } },
+        ),
+    );
+    expect(e.status).toBe(401);
+    const audit = await gw.waitForAudit(id);
+    expect(audit).toMatchObject({ status: 401, failure: 'auth' });
+    expect(field(audit, 'logging.googleapis.com/trace')).toBe(`projects/${PROJECT}/traces/${traceId}`);
+    expect(field(audit, 'logging.googleapis.com/spanId')).toBe(spanId);
+  });
+
+  it('writes the bare trace id when GOOGLE_CLOUD_PROJECT is not set, and no trace field without a trace header', async () => {
+    const id = uniqueId('bare');
+    const traceId = randomBytes(16).toString('hex');
+    const spanId = randomBytes(8).toString('hex');
+    await bare
+      .openai(token)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(prompt('bare traced')) },
+        { headers: { 'X-Request-Id': id, traceparent: `00-${traceId}-${spanId}-01` } },
+      );
+    const audit = await bare.waitForAudit(id);
+    expect(field(audit, 'logging.googleapis.com/trace')).toBe(traceId);
+    expect(field(audit, 'logging.googleapis.com/spanId')).toBe(spanId);
+
+    const plainId = uniqueId('untraced');
+    await bare
+      .openai(token)
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('untraced')) }, { headers: { 'X-Request-Id': plainId } });
+    const untraced = await bare.waitForAudit(plainId);
+    expect(field(untraced, 'logging.googleapis.com/trace')).toBeUndefined();
+    // An all-zero (invalid) traceparent is ignored rather than written.
+    const zeroId = uniqueId('zerotrace');
+    await bare
+      .openai(token)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(prompt('zero traced')) },
+        { headers: { 'X-Request-Id': zeroId, traceparent: `00-${'0'.repeat(32)}-${spanId}-01` } },
+      );
+    expect(field(await bare.waitForAudit(zeroId), 'logging.googleapis.com/trace')).toBeUndefined();
+  });
+
+  it('echoes a sane X-Request-Id and uses it as the audit requestId', async () => {
+    const id = `Ops.req:${RUN}_A-1`;
+    const { data, response } = await gw
+      .openai(token)
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('request id')) }, { headers: { 'X-Request-Id': id } })
+      .withResponse();
+    expect(data.choices[0].message.content).toBe(mockReply('openai', 'request id'));
+    expect(response.headers.get('x-request-id')).toBe(id);
+    const audit = await gw.waitForAudit(id);
+    expect(audit).toMatchObject({ requestId: id, status: 200 });
+    expect(gw.auditsFor(id)).toHaveLength(1);
+  });
+
+  it.each([
+    ['with spaces', `has spaces ${RUN}`],
+    ['200 characters long', `x${RUN}`.padEnd(200, 'y')],
+    ['with a slash and quotes', `a/b"c${RUN}`],
+  ])('replaces an insane X-Request-Id (%s) by a generated one that is returned and audited', async (_label, insane) => {
+    for (const auth of [`Bearer ${token}`, 'Bearer not-a-jwt']) {
+      const res = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: auth, 'x-request-id': insane },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: user(prompt('insane id')) }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      await res.arrayBuffer();
+      expect(res.status).toBe(auth.endsWith('not-a-jwt') ? 401 : 200);
+      const returned = res.headers.get('x-request-id');
+      expect(returned).toBeTruthy();
+      expect(returned).not.toBe(insane);
+      expect(returned).toMatch(SANE_ID);
+      const audit = await gw.waitForAudit(returned!);
+      expect(audit.status).toBe(res.status);
+      expect(gw.auditsFor(returned!)).toHaveLength(1);
+    }
+    expect(gw.audits().filter((a) => a.requestId === insane)).toHaveLength(0);
+  });
+
+  it('writes only Cloud Logging structured JSON on stdout, and never a prompt, a provider key or a JWT', async () => {
+    // Let the last lines arrive.
+    await waitFor(
+      'audit lines of every tracked request',
+      () => gw.requests.every((r) => gw.auditsFor(r.id).length === 1) || undefined,
+      5_000,
+    );
+    expect(expectStructuredStdout(gw)).toBeGreaterThan(10);
+    expect(expectStructuredStdout(bare)).toBeGreaterThan(3);
+    for (const gateway of [gw, bare]) {
+      expectNoSecretsLogged(gateway);
+      // Every request seen through the harness got exactly one audit line.
+      for (const r of gateway.requests) expect(gateway.auditsFor(r.id)).toHaveLength(1);
+      for (const a of gateway.audits()) {
+        expect(a.severity).toMatch(/^(INFO|WARNING)$/);
+        expect(a.message).toBe('audit');
+      }
+      // Lines other than audit lines that carry a request id carry one the gateway answered with.
+      const answered = new Set(gateway.audits().map((a) => a.requestId));
+      for (const line of gateway.proc.lines) {
+        const rid = line.json?.requestId;
+        if (rid !== undefined && line.json?.type !== 'audit') expect(answered.has(rid as string)).toBe(true);
+      }
+    }
+    // The gateway still answers liveness and readiness after all of it.
+    expect(await probe(gw.port, '/healthz')).toMatchObject({ status: 200 });
+    expect(await probe(gw.port, '/readyz')).toMatchObject({ status: 200 });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// graceful shutdown
+// ---------------------------------------------------------------------------------------------
+
+interface StreamOutcome {
+  id: string;
+  label: string;
+  content: string;
+  chunks: number;
+  finish: string | null;
+  usage: ChatCompletionChunk['usage'];
+  error: unknown;
+}
+
+/** Starts `count` SDK streams; `firstChunks()` tells how many have received a chunk. */
+function startStreams(
+  client: OpenAI,
+  count: number,
+  directives: string,
+  tag: string,
+): { outcomes: Promise<StreamOutcome[]>; firstChunks: () => number; finished: () => number } {
+  let first = 0;
+  let done = 0;
+  const outcomes = Array.from({ length: count }, async (_, i): Promise<StreamOutcome> => {
+    const id = uniqueId(`${tag}${i}`);
+    const label = `${tag} stream ${i}`;
+    const outcome: StreamOutcome = { id, label, content: '', chunks: 0, finish: null, usage: null, error: null };
+    try {
+      const stream = await client.chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(prompt(label, directives)), stream: true, stream_options: { include_usage: true } },
+        { headers: { 'X-Request-Id': id } },
+      );
+      for await (const chunk of stream) {
+        if (outcome.chunks++ === 0) first++;
+        outcome.content += chunk.choices[0]?.delta?.content ?? '';
+        outcome.finish = chunk.choices[0]?.finish_reason ?? outcome.finish;
+        if (chunk.usage) outcome.usage = chunk.usage;
+      }
+    } catch (error) {
+      outcome.error = error;
+    }
+    done++;
+    return outcome;
+  });
+  return { outcomes: Promise.all(outcomes), firstChunks: () => first, finished: () => done };
+}
+
+function isRefusedOrDown(result: ProbeResult): boolean {
+  return 'error' in result ? ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(result.error) : result.status === 503;
+}
+
+describe('graceful shutdown on SIGTERM', () => {
+  it('with 50 live streams: readiness flips, new connections are refused, all 50 complete, 50 audit lines, exit 0', async () => {
+    const drain = await startGateway({
+      products: opsProducts(mock.url),
+      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '10' },
+    });
+    try {
+      const recorder = rawBodies(drain.fetch);
+      const client = new OpenAI({ baseURL: drain.baseURL, apiKey: token, maxRetries: 0, timeout: 30_000, fetch: recorder.fetch });
+      // 20 chunks 100 ms apart: each stream lasts about 2 s.
+      const run = startStreams(client, 50, '[mock chunk_delay_ms=100 chunks=20]', 'drain');
+      await waitFor('all 50 streams to receive their first chunk', () => run.firstChunks() === 50, 15_000);
+      expect(run.finished()).toBe(0);
+      // Liveness answers under load.
+      expect(await probe(drain.port, '/healthz')).toMatchObject({ status: 200 });
+
+      const sigterm = Date.now();
+      const exit = drain.proc.stop(20_000); // sends SIGTERM now; SIGKILL only after 20 s
+      // Readiness flips (503, or the listener is already gone) right after SIGTERM.
+      const ready = await waitFor(
+        '/readyz to stop answering 200',
+        async () => {
+          const r = await probe(drain.port, '/readyz', 500);
+          return 'status' in r && r.status === 200 ? undefined : r;
+        },
+        1_000,
+        10,
+      );
+      expect(isRefusedOrDown(ready)).toBe(true);
+      // New connections are refused while the streams are still being served.
+      const refused = await waitFor(
+        'a new connection to be refused',
+        async () => ((await tryConnect(drain.port)) === 'ECONNREFUSED' ? true : undefined),
+        2_000,
+        10,
+      );
+      expect(refused).toBe(true);
+      expect(run.finished()).toBe(0);
+      expect(Date.now() - sigterm).toBeLessThan(1_500);
+
+      const outcomes = await within(run.outcomes, 15_000);
+      expect(outcomes).not.toBeNull();
+      for (const o of outcomes!) {
+        if (o.error)
+          throw new Error(
+            `stream ${o.id} failed during the drain: ${o.error instanceof Error ? o.error.message : JSON.stringify(o.error)}`,
+          );
+        expect(o.content).toBe(mockReply('openai', o.label));
+        expect(o.finish).toBe('stop');
+        expect(o.usage).toBeTruthy();
+        const raw = await within(recorder.bodies.get(o.id)!, 5_000);
+        expect(raw).not.toBeNull();
+        expect(raw!.endsWith('data: [DONE]\n\n')).toBe(true);
+        expect(raw).not.toContain('"error"');
+      }
+
+      const info = await exit;
+      const elapsed = Date.now() - sigterm;
+      expect(info).toEqual({ code: 0, signal: null });
+      // All streams were done after ~2 s: the process did not wait for the 10 s deadline.
+      expect(elapsed).toBeLessThan(9_000);
+
+      await waitFor('50 audit lines', () => drain.audits().length >= 50 || undefined, 2_000);
+      expect(drain.audits()).toHaveLength(50);
+      for (const o of outcomes!) {
+        const lines = drain.auditsFor(o.id);
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toMatchObject({
+          status: 200,
+          failure: null,
+          stream: true,
+          product: PRODUCT,
+          provider: 'openai',
+          model: 'gpt-4o-mini',
+          tokens_in: o.usage!.prompt_tokens,
+          tokens_out: o.usage!.completion_tokens,
+        });
+      }
+      expectStructuredStdout(drain);
+      expectNoSecretsLogged(drain);
+    } finally {
+      await drain.stop();
+    }
+  }, 60_000);
+
+  // Google's load balancers keep backend connections open for up to 600 s. A connection that goes
+  // idle during the drain must be closed by keygate, or the HTTP server never finishes closing and
+  // the process only ends through the last-resort timer 5 s after the drain deadline (Redis never
+  // closed, no "shutdown complete"). Found failing: apps/gateway/src/main.ts closes idle
+  // connections only once, when the listener closes.
+  it('exits as soon as the last stream is done, even while a client keeps its connection alive (as a load balancer does)', async () => {
+    const drain = await startGateway({
+      products: opsProducts(mock.url),
+      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '10' },
+    });
+    // Node's keep-alive agent keeps an idle socket open until the server closes it.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const id = uniqueId('keepalive');
+      const { first, done } = postThroughAgent(
+        drain.port,
+        agent,
+        '/v1/chat/completions',
+        { authorization: `Bearer ${token}`, 'x-request-id': id },
+        { model: 'gpt-4o-mini', stream: true, messages: user(prompt('keep-alive stream', '[mock chunk_delay_ms=100 chunks=10]')) },
+      );
+      expect(await within(first, 10_000)).not.toBeNull();
+      const sigterm = Date.now();
+      const exit = drain.proc.stop(20_000);
+      const answer = await within(done, 10_000);
+      const streamEnded = Date.now();
+      expect(answer).not.toBeNull();
+      expect(answer!.status).toBe(200);
+      expect(answer!.text.endsWith('data: [DONE]\n\n')).toBe(true);
+      expect((await drain.waitForAudit(id, 2_000)).status).toBe(200);
+      // Nothing is in flight any more: the process has no reason to wait for the 10 s deadline.
+      const info = await within(exit, 3_000);
+      if (info === null) {
+        throw new Error(
+          `still running ${Date.now() - streamEnded} ms after the last stream ended (${Date.now() - sigterm} ms after SIGTERM, drain 10 s): ` +
+            'the idle keep-alive connection left after the response keeps the HTTP server from closing',
+        );
+      }
+      expect(info).toEqual({ code: 0, signal: null });
+      expect(drain.proc.lines.some((l) => l.json?.message === 'shutdown complete')).toBe(true);
+    } finally {
+      agent.destroy();
+      await drain.stop();
+    }
+  }, 40_000);
+
+  it('past the drain deadline: open streams end with an SSE service_unavailable event, others get 503, every one audited, exit 0', async () => {
+    const cut = await startGateway({
+      products: opsProducts(mock.url),
+      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '1' },
+    });
+    try {
+      const recorder = rawBodies(cut.fetch);
+      const client = new OpenAI({ baseURL: cut.baseURL, apiKey: token, maxRetries: 0, timeout: 30_000, fetch: recorder.fetch });
+      // 50 chunks 100 ms apart: about 5 s, far past a 1 s drain.
+      const run = startStreams(client, 5, '[mock chunk_delay_ms=100 chunks=50]', 'cut');
+      // A non-streamed request whose upstream answers after 6 s: still waiting at the deadline.
+      const slowId = uniqueId('cut-slow');
+      const slow = apiError(
+        client.chat.completions.create(
+          { model: 'gpt-4o-mini', messages: user(prompt('slow plain', '[mock delay_ms=6000]')) },
+          { headers: { 'X-Request-Id': slowId } },
+        ),
+      );
+      await waitFor('all 5 streams to receive their first chunk', () => run.firstChunks() === 5, 10_000);
+      await waitFor('the slow request to reach the upstream', async () => ((await mock.stats()).active ?? 0) >= 6 || undefined, 5_000);
+
+      const sigterm = Date.now();
+      const exit = cut.proc.stop(20_000);
+      const outcomes = await within(run.outcomes, 10_000);
+      expect(outcomes).not.toBeNull();
+      for (const o of outcomes!) {
+        expect(o.error).toBeInstanceOf(APIError);
+        expect((o.error as APIError).code).toBe('service_unavailable');
+        // The part sent before the deadline reached the client; the rest did not.
+        expect(o.content.length).toBeGreaterThan(0);
+        expect(mockReply('openai', o.label).startsWith(o.content)).toBe(true);
+        expect(o.content).not.toBe(mockReply('openai', o.label));
+        const raw = await within(recorder.bodies.get(o.id)!, 5_000);
+        const events = raw!.split('\n\n').filter(Boolean);
+        const last = JSON.parse(events[events.length - 1].replace(/^data: /, '')) as {
+          error: { code: string; type: string; message: string };
+        };
+        expect(last.error).toMatchObject({ code: 'service_unavailable' });
+        expect(typeof last.error.message).toBe('string');
+        expect(typeof last.error.type).toBe('string');
+        expect(raw).not.toContain('[DONE]');
+      }
+      const slowError = await within(slow, 10_000);
+      expect(slowError).not.toBeNull();
+      expect(slowError!.status).toBe(503);
+      expect(slowError!.code).toBe('service_unavailable');
+
+      const info = await exit;
+      const elapsed = Date.now() - sigterm;
+      expect(info).toEqual({ code: 0, signal: null });
+
+      await waitFor('6 audit lines', () => cut.audits().length >= 6 || undefined, 2_000);
+      expect(cut.audits()).toHaveLength(6);
+      for (const o of outcomes!) {
+        const lines = cut.auditsFor(o.id);
+        expect(lines).toHaveLength(1);
+        // service_unavailable is classified `internal` (libs/errors/src/error-codes.ts).
+        expect(lines[0]).toMatchObject({
+          status: 503,
+          failure: 'internal',
+          stream: true,
+          product: PRODUCT,
+          provider: 'openai',
+          model: 'gpt-4o-mini',
+        });
+        // What was generated before the cut is still counted.
+        expect(lines[0].tokens_out).toBeGreaterThan(0);
+        expect(lines[0].tokens_in).toBeGreaterThan(0);
+      }
+      expect(cut.auditsFor(slowId)).toHaveLength(1);
+      expect(cut.auditsFor(slowId)[0]).toMatchObject({ status: 503, failure: 'internal', stream: false });
+      expectStructuredStdout(cut);
+      expectNoSecretsLogged(cut);
+      // Deadline (1 s) plus a few seconds for the ends and the audit lines, and before the 5 s
+      // last-resort exit that follows the deadline (which would mean the orderly close never finished).
+      expect(elapsed).toBeGreaterThanOrEqual(900);
+      if (elapsed >= 4_500) {
+        throw new Error(
+          `exited ${elapsed} ms after SIGTERM with a 1 s drain: the orderly close did not finish, the last-resort timer ended the process ` +
+            `(shutdown complete logged: ${cut.proc.lines.some((l) => l.json?.message === 'shutdown complete')})`,
+        );
+      }
+    } finally {
+      await cut.stop();
+    }
+  }, 60_000);
+});

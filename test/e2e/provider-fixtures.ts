@@ -1,0 +1,243 @@
+/**
+ * Fixtures for the provider e2e suite (`providers.e2e-spec.ts`): products and policy, tool
+ * declarations, a tiny image, base64 embedding decoding, and a scriptable failing upstream.
+ *
+ * Why a second upstream: the mock's `[mock ...]` directives live in the last user message and
+ * have no per-provider scoping (no `openai_status=503`), and the gateway forwards only the body,
+ * never the client's `x-mock-*` headers. A fallback attempt carries the same prompt, so a
+ * directive that fails the primary fails the fallback too. {@link FlakyUpstream} fails on demand
+ * whatever the body says, counts every request with its arrival time, and lets the fallback land
+ * on the real mock.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ChatCompletionTool } from 'openai/resources/chat/completions';
+import { HOST, type MockRoute } from './harness';
+
+// ---------------------------------------------------------------------------------------------
+// Models and providers under test
+// ---------------------------------------------------------------------------------------------
+
+export const OPENAI_MODEL = 'gpt-4o';
+export const ANTHROPIC_MODEL = 'claude-3-5-sonnet-20241022';
+export const GEMINI_MODEL = 'gemini-1.5-pro';
+export const OPENAI_EMBEDDING_MODEL = 'text-embedding-3-small';
+export const GEMINI_EMBEDDING_MODEL = 'text-embedding-004';
+/** Dimensions the mock gives `text-embedding-004` (its non-`gemini-embedding` default). */
+export const GEMINI_EMBEDDING_DIMS = 768;
+
+/** One translated provider, as the parameterised chat tests see it. */
+export interface TranslatedProvider {
+  provider: 'anthropic' | 'gemini';
+  model: string;
+  /** Mock route of a plain call. */
+  route: MockRoute;
+  /** Mock route of a streamed call. */
+  streamRoute: MockRoute;
+}
+
+export const TRANSLATED_PROVIDERS: readonly TranslatedProvider[] = [
+  { provider: 'anthropic', model: ANTHROPIC_MODEL, route: 'anthropic.messages', streamRoute: 'anthropic.messages' },
+  { provider: 'gemini', model: GEMINI_MODEL, route: 'gemini.generateContent', streamRoute: 'gemini.streamGenerateContent' },
+];
+
+/** What the mock answers a plain user turn with (`replyText` in the mock). */
+export function mockReply(provider: 'openai' | 'anthropic' | 'gemini', userText: string): string {
+  return `Hello from mock ${provider}! You said: ${userText}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Products and policy
+// ---------------------------------------------------------------------------------------------
+
+export interface ProductUrls {
+  /** The bundled mock upstream. */
+  mock: string;
+  /** The scriptable failing upstream. */
+  flaky: string;
+  /** A port nobody listens on (connect errors). */
+  closedPort: number;
+}
+
+/**
+ * - `prov`: every provider on the mock (chat and embeddings); `gpt-4o` falls back to Claude.
+ * - `flaky`: OpenAI on the failing upstream, Claude and Gemini on the mock; `gpt-4o` → Claude.
+ * - `flaky2`: Anthropic on the failing upstream, Gemini on the mock; Claude → Gemini.
+ * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
+ */
+export function providerProducts(urls: ProductUrls): Record<string, unknown> {
+  const openaiOnMock = {
+    api_key: 'sk-mock-prov',
+    models: [OPENAI_MODEL, 'gpt-4o-mini', OPENAI_EMBEDDING_MODEL],
+    base_url: `${urls.mock}/v1`,
+  };
+  const anthropicOnMock = { api_key: 'sk-ant-mock-prov', models: [ANTHROPIC_MODEL], base_url: urls.mock };
+  const geminiOnMock = { api_key: 'AIza-mock-prov', models: [GEMINI_MODEL, GEMINI_EMBEDDING_MODEL], base_url: urls.mock };
+  return {
+    prov: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
+    flaky: {
+      providers: {
+        openai: { api_key: 'sk-mock-flaky', models: [OPENAI_MODEL], base_url: `${urls.flaky}/v1` },
+        anthropic: anthropicOnMock,
+        gemini: geminiOnMock,
+      },
+    },
+    flaky2: {
+      providers: {
+        anthropic: { api_key: 'sk-ant-mock-flaky2', models: [ANTHROPIC_MODEL], base_url: urls.flaky },
+        gemini: geminiOnMock,
+      },
+    },
+    deadend: {
+      providers: {
+        openai: { api_key: 'sk-mock-deadend', models: [OPENAI_MODEL], base_url: `http://${HOST}:${urls.closedPort}/v1` },
+        anthropic: anthropicOnMock,
+      },
+    },
+  };
+}
+
+/** Generous limits (this suite is not about them), the fallbacks of {@link providerProducts}. */
+export function providerPolicyYaml(): string {
+  return [
+    'defaults:',
+    '  limits:',
+    '    requests_per_second: 100000',
+    '    user_requests_per_second: 100000',
+    '    daily_requests: 10000000',
+    '    user_daily_requests: 10000000',
+    '    daily_tokens: 1000000000',
+    '    user_daily_tokens: 1000000000',
+    'products:',
+    '  prov:',
+    `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
+    '  flaky:',
+    `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
+    '  flaky2:',
+    `    fallbacks: {${ANTHROPIC_MODEL}: [${GEMINI_MODEL}]}`,
+    '  deadend:',
+    `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
+    '',
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request material
+// ---------------------------------------------------------------------------------------------
+
+export const WEATHER_TOOL: ChatCompletionTool = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'Current weather for a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+};
+
+export const TIME_TOOL: ChatCompletionTool = {
+  type: 'function',
+  function: {
+    name: 'get_time',
+    description: 'Local time in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+  },
+};
+
+/** A 1×1 transparent PNG. */
+export const TINY_PNG_BASE64 = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==';
+export const TINY_PNG_DATA_URL = `data:image/png;base64,${TINY_PNG_BASE64}`;
+
+/** OpenAI's base64 embedding encoding: little-endian float32s. */
+export function decodeFloat32Base64(base64: string): number[] {
+  const bytes = Buffer.from(base64, 'base64');
+  if (bytes.length % 4 !== 0) throw new Error(`base64 embedding has ${bytes.length} bytes, not a multiple of 4`);
+  const out: number[] = [];
+  for (let i = 0; i < bytes.length; i += 4) out.push(bytes.readFloatLE(i));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The failing upstream
+// ---------------------------------------------------------------------------------------------
+
+export interface FlakyBehaviour {
+  /** HTTP status of every answer. */
+  status: number;
+  /** `Retry-After` seconds, when set. */
+  retryAfter?: number;
+}
+
+export interface FlakyHit {
+  path: string;
+  /** `Date.now()` when the request arrived. */
+  at: number;
+}
+
+/**
+ * A one-trick upstream on 127.0.0.1: answers every POST with the configured error status, in
+ * OpenAI's error shape (Anthropic's on `/v1/messages`), after reading the whole body. Every
+ * request is counted with its arrival time, so retry waits can be measured from the upstream side.
+ */
+export class FlakyUpstream {
+  readonly hits: FlakyHit[] = [];
+  behaviour: FlakyBehaviour = { status: 503 };
+
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  static async start(): Promise<FlakyUpstream> {
+    const handler: { answer?: (req: IncomingMessage, res: ServerResponse) => void } = {};
+    const server = createServer((req, res) => handler.answer?.(req, res));
+    await new Promise<void>((done, fail) => {
+      server.once('error', fail);
+      server.listen(0, HOST, () => done());
+    });
+    const self = new FlakyUpstream(server, (server.address() as AddressInfo).port);
+    handler.answer = (req, res) => self.answer(req, res);
+    return self;
+  }
+
+  get url(): string {
+    return `http://${HOST}:${this.port}`;
+  }
+
+  /** Sets the behaviour for what follows and forgets earlier hits. */
+  script(behaviour: FlakyBehaviour): void {
+    this.behaviour = behaviour;
+    this.hits.length = 0;
+  }
+
+  count(path: string): number {
+    return this.hits.filter((h) => h.path === path).length;
+  }
+
+  /** Milliseconds between consecutive hits. */
+  gaps(): number[] {
+    return this.hits.slice(1).map((h, i) => h.at - this.hits[i].at);
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((done) => this.server.close(() => done()));
+  }
+
+  private answer(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    this.hits.push({ path, at: Date.now() });
+    req.resume();
+    req.once('end', () => {
+      const { status, retryAfter } = this.behaviour;
+      const message = `flaky upstream answers ${status}`;
+      const body =
+        path === '/v1/messages'
+          ? { type: 'error', error: { type: status === 429 ? 'rate_limit_error' : 'api_error', message } }
+          : { error: { message, type: status === 429 ? 'rate_limit_error' : 'server_error', code: null, param: null } };
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
+      res.writeHead(status, headers);
+      res.end(JSON.stringify(body));
+    });
+  }
+}

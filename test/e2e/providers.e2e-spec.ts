@@ -1,0 +1,1016 @@
+/**
+ * Providers, black box (issue 4): the built gateway and mock upstream run as real processes and
+ * the official `openai` SDK talks to Anthropic and Gemini models through the gateway. Every case
+ * checks the outcome, how many requests reached each upstream route, and the request's single
+ * audit line. Fallbacks and retries use a second, in-test upstream that fails on demand (see
+ * `provider-fixtures.ts` for why the mock's directives cannot fail only the primary).
+ */
+import { APIError } from 'openai';
+import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import {
+  ANTHROPIC_MODEL,
+  decodeFloat32Base64,
+  FlakyUpstream,
+  GEMINI_EMBEDDING_DIMS,
+  GEMINI_EMBEDDING_MODEL,
+  GEMINI_MODEL,
+  mockReply,
+  OPENAI_EMBEDDING_MODEL,
+  OPENAI_MODEL,
+  providerPolicyYaml,
+  providerProducts,
+  TIME_TOOL,
+  TINY_PNG_BASE64,
+  TINY_PNG_DATA_URL,
+  TRANSLATED_PROVIDERS,
+  WEATHER_TOOL,
+} from './provider-fixtures';
+import {
+  cleanupTempFiles,
+  freePort,
+  mintToken,
+  startGateway,
+  startMock,
+  uniqueId,
+  writeTempFile,
+  type AuditRecord,
+  type Gateway,
+  type MockRoute,
+  type MockStats,
+  type MockUpstream,
+} from './harness';
+
+/** Retries per model after the first attempt (the documented default, set explicitly). */
+const MAX_RETRIES = 2;
+
+let mock: MockUpstream;
+let flaky: FlakyUpstream;
+let gw: Gateway;
+let token: string;
+
+beforeAll(async () => {
+  [mock, flaky] = await Promise.all([startMock(), FlakyUpstream.start()]);
+  const closedPort = await freePort();
+  gw = await startGateway({
+    products: providerProducts({ mock: mock.url, flaky: flaky.url, closedPort }),
+    env: {
+      API_KEY_SERVER_POLICY_FILE: writeTempFile('policy.yaml', providerPolicyYaml()),
+      API_KEY_SERVER_UPSTREAM_MAX_RETRIES: String(MAX_RETRIES),
+      API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '20',
+      API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: '5000',
+      API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS: '1000',
+    },
+  });
+  token = mintToken({ product: 'prov', sub: 'prov-user' });
+}, 45_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), mock?.stop(), flaky?.close()]);
+  cleanupTempFiles();
+}, 30_000);
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------
+
+type RouteDelta = Record<MockRoute, number>;
+
+/** Runs `action` and reports how many requests each mock route received meanwhile. */
+async function counting<T>(action: () => Promise<T>): Promise<{ result: T; delta: RouteDelta; total: number; after: MockStats }> {
+  const before = await mock.stats();
+  const result = await action();
+  const after = await mock.stats();
+  const delta = {} as RouteDelta;
+  for (const route of Object.keys(after.byRoute) as MockRoute[]) delta[route] = after.byRoute[route] - (before.byRoute[route] ?? 0);
+  return { result, delta, total: after.total - before.total, after };
+}
+
+/** Only the routes that moved, so a failing expectation shows every unexpected call at once. */
+function moved(delta: RouteDelta): Partial<RouteDelta> {
+  const out: Partial<RouteDelta> = {};
+  for (const [route, n] of Object.entries(delta) as Array<[MockRoute, number]>) if (n !== 0) out[route] = n;
+  return out;
+}
+
+/** The APIError a promise rejects with (fails the test if it resolves or throws something else). */
+async function apiError(promise: Promise<unknown>): Promise<APIError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof APIError) return error;
+    throw error;
+  }
+  throw new Error('expected the call to fail with an APIError');
+}
+
+/** Exactly one audit line for `requestId`, matching `expected`. */
+async function expectOneAudit(requestId: string, expected: Partial<AuditRecord> & Record<string, unknown>): Promise<AuditRecord> {
+  const record = await gw.waitForAudit(requestId);
+  expect(gw.auditsFor(requestId)).toHaveLength(1);
+  expect(record).toMatchObject(expected);
+  return record;
+}
+
+function rid(label: string): { id: string; headers: Record<string, string> } {
+  const id = uniqueId(label);
+  return { id, headers: { 'X-Request-Id': id } };
+}
+
+function user(text: string): ChatCompletionMessageParam[] {
+  return [{ role: 'user', content: text }];
+}
+
+async function collect(stream: AsyncIterable<ChatCompletionChunk>): Promise<ChatCompletionChunk[]> {
+  const chunks: ChatCompletionChunk[] = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  return chunks;
+}
+
+function textOf(chunks: ChatCompletionChunk[]): string {
+  return chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+}
+
+function finishOf(chunks: ChatCompletionChunk[]): string | null | undefined {
+  return chunks.map((c) => c.choices[0]?.finish_reason).filter((f) => f)[0];
+}
+
+type Json = Record<string, unknown>;
+
+function lastBody(stats: MockStats, route: MockRoute): Json {
+  const body = stats.last[route]?.body;
+  if (typeof body !== 'object' || body === null) throw new Error(`the mock recorded no ${route} body`);
+  return body as Json;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anthropic and Gemini behind the OpenAI API
+// ---------------------------------------------------------------------------------------------
+
+describe.each(TRANSLATED_PROVIDERS)('$provider ($model) through the OpenAI SDK', ({ provider, model, route, streamRoute }) => {
+  it('answers a plain completion in OpenAI shape, with usage equal to the audited tokens', async () => {
+    const { id, headers } = rid(`${provider}-plain`);
+    const { result, delta } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create({ model, messages: user('plain question') }, { headers })
+        .withResponse(),
+    );
+    const { data, response } = result;
+    expect(response.status).toBe(200);
+    expect(data.object).toBe('chat.completion');
+    expect(data.id).toMatch(/\S/);
+    expect(data.choices).toHaveLength(1);
+    expect(data.choices[0].message.role).toBe('assistant');
+    expect(data.choices[0].message.content).toBe(mockReply(provider, 'plain question'));
+    expect(data.choices[0].finish_reason).toBe('stop');
+    expect(data.usage!.prompt_tokens).toBeGreaterThan(0);
+    expect(data.usage!.completion_tokens).toBeGreaterThan(0);
+    expect(data.usage!.total_tokens).toBe(data.usage!.prompt_tokens + data.usage!.completion_tokens);
+    expect(moved(delta)).toEqual({ [route]: 1 });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      product: 'prov',
+      user: 'prov-user',
+      provider,
+      model,
+      requested_model: model,
+      attempts: 1,
+      stream: false,
+      tokens_in: data.usage!.prompt_tokens,
+      tokens_out: data.usage!.completion_tokens,
+    });
+  });
+
+  it('sends system messages and a multi-turn history in the provider format', async () => {
+    const { id, headers } = rid(`${provider}-multiturn`);
+    const messages: ChatCompletionMessageParam[] = [
+      { role: 'system', content: 'You are terse.' },
+      { role: 'user', content: 'first question' },
+      { role: 'assistant', content: 'first answer' },
+      { role: 'user', content: 'second question' },
+    ];
+    const { result, delta, after } = await counting(() => gw.openai(token).chat.completions.create({ model, messages }, { headers }));
+    expect(result.choices[0].message.content).toBe(mockReply(provider, 'second question'));
+    expect(moved(delta)).toEqual({ [route]: 1 });
+    const sent = lastBody(after, route);
+    if (provider === 'anthropic') {
+      expect(JSON.stringify(sent.system)).toContain('You are terse.');
+      const turns = sent.messages as Array<{ role: string; content: unknown }>;
+      expect(turns.map((t) => t.role)).toEqual(['user', 'assistant', 'user']);
+      expect(JSON.stringify(turns)).not.toContain('You are terse.');
+      // Required by Anthropic: the policy cap (built-in 4096) when the client sent none.
+      expect(sent.max_tokens).toBe(4096);
+    } else {
+      const instruction = (sent.systemInstruction ?? sent.system_instruction) as { parts: Array<{ text: string }> };
+      expect(instruction.parts.map((p) => p.text).join('')).toContain('You are terse.');
+      const contents = sent.contents as Array<{ role: string; parts: Array<{ text?: string }> }>;
+      expect(contents.map((c) => c.role)).toEqual(['user', 'model', 'user']);
+      expect(contents[1].parts[0].text).toBe('first answer');
+      expect((sent.generationConfig as Json).maxOutputTokens).toBe(4096);
+    }
+    await expectOneAudit(id, { status: 200, failure: null, provider, model });
+  });
+
+  it('streams text that reassembles to the plain answer, without any usage key when not asked', async () => {
+    const text = 'stream me please';
+    const reference = await gw.openai(token).chat.completions.create({ model, messages: user(text) });
+    const { id, headers } = rid(`${provider}-stream`);
+    const { result, delta } = await counting(async () => {
+      const { data: stream, response } = await gw
+        .openai(token)
+        .chat.completions.create({ model, messages: user(text), stream: true }, { headers })
+        .withResponse();
+      expect(response.headers.get('content-type')).toContain('text/event-stream');
+      return collect(stream);
+    });
+    expect(result.length).toBeGreaterThan(2);
+    expect(textOf(result)).toBe(reference.choices[0].message.content);
+    expect(finishOf(result)).toBe('stop');
+    for (const chunk of result) {
+      expect(chunk.object).toBe('chat.completion.chunk');
+      expect('usage' in chunk).toBe(false);
+    }
+    expect(new Set(result.map((c) => c.id)).size).toBe(1);
+    expect(moved(delta)).toEqual({ [streamRoute]: 1 });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      provider,
+      model,
+      stream: true,
+      tokens_in: reference.usage!.prompt_tokens,
+      tokens_out: reference.usage!.completion_tokens,
+    });
+  });
+
+  it('streams a final usage chunk when include_usage is asked, equal to the audited tokens', async () => {
+    const { id, headers } = rid(`${provider}-stream-usage`);
+    const { result, delta } = await counting(async () =>
+      collect(
+        await gw
+          .openai(token)
+          .chat.completions.create(
+            { model, messages: user('stream with usage'), stream: true, stream_options: { include_usage: true } },
+            { headers },
+          ),
+      ),
+    );
+    const last = result[result.length - 1];
+    expect(last.choices).toEqual([]);
+    expect(last.usage!.prompt_tokens).toBeGreaterThan(0);
+    expect(last.usage!.completion_tokens).toBeGreaterThan(0);
+    expect(last.usage!.total_tokens).toBe(last.usage!.prompt_tokens + last.usage!.completion_tokens);
+    expect(result.slice(0, -1).filter((c) => c.usage)).toEqual([]);
+    expect(textOf(result)).toBe(mockReply(provider, 'stream with usage'));
+    expect(moved(delta)).toEqual({ [streamRoute]: 1 });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      stream: true,
+      tokens_in: last.usage!.prompt_tokens,
+      tokens_out: last.usage!.completion_tokens,
+    });
+  });
+
+  it('answers a single tool call with an id, the name and JSON arguments', async () => {
+    const { id, headers } = rid(`${provider}-tool`);
+    const { result, delta } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model, messages: user('weather in Paris [mock tool=get_time]'), tools: [WEATHER_TOOL, TIME_TOOL] },
+          { headers },
+        ),
+    );
+    const choice = result.choices[0];
+    expect(choice.finish_reason).toBe('tool_calls');
+    expect(choice.message.tool_calls).toHaveLength(1);
+    const call = choice.message.tool_calls![0];
+    expect(call.type).toBe('function');
+    if (call.type !== 'function') throw new Error('not a function call');
+    expect(call.id).toMatch(/\S/);
+    expect(call.function.name).toBe('get_time');
+    expect(JSON.parse(call.function.arguments)).toEqual({ echo: 'weather in Paris' });
+    expect(moved(delta)).toEqual({ [route]: 1 });
+    await expectOneAudit(id, { status: 200, failure: null, provider, model, tokens_out: result.usage!.completion_tokens });
+  });
+
+  it('forces a named tool with tool_choice, and translates the choice for the provider', async () => {
+    const { id, headers } = rid(`${provider}-tool-choice`);
+    const { result, delta, after } = await counting(() =>
+      gw.openai(token).chat.completions.create(
+        {
+          model,
+          messages: user('no directive here'),
+          tools: [WEATHER_TOOL, TIME_TOOL],
+          tool_choice: { type: 'function', function: { name: 'get_time' } },
+        },
+        { headers },
+      ),
+    );
+    const calls = result.choices[0].message.tool_calls ?? [];
+    expect(calls).toHaveLength(1);
+    expect(calls[0].type === 'function' && calls[0].function.name).toBe('get_time');
+    expect(moved(delta)).toEqual({ [route]: 1 });
+    const sent = lastBody(after, route);
+    if (provider === 'anthropic') {
+      expect(sent.tool_choice).toEqual({ type: 'tool', name: 'get_time' });
+      expect((sent.tools as Json[]).map((t) => t.name)).toEqual(['get_weather', 'get_time']);
+    } else {
+      expect(sent.toolConfig).toEqual({ functionCallingConfig: { mode: 'ANY', allowedFunctionNames: ['get_time'] } });
+      const declarations = (sent.tools as Array<{ functionDeclarations: Json[] }>).flatMap((t) => t.functionDeclarations);
+      expect(declarations.map((d) => d.name)).toEqual(['get_weather', 'get_time']);
+    }
+    await expectOneAudit(id, { status: 200, failure: null, provider });
+  });
+
+  it('streams parallel tool calls that the SDK stream helper assembles, then accepts the tool results turn', async () => {
+    const { id, headers } = rid(`${provider}-parallel`);
+    const tools = [WEATHER_TOOL, TIME_TOOL];
+    const messages: ChatCompletionMessageParam[] = user('weather in Paris and Rome [mock tools=2]');
+    const chunks: ChatCompletionChunk[] = [];
+    const argumentsDone: Array<{ index: number; name: string; parsed: unknown }> = [];
+    const { result: final, delta } = await counting(async () => {
+      const runner = gw
+        .openai(token)
+        .chat.completions.stream({ model, messages, tools, stream_options: { include_usage: true } }, { headers });
+      runner.on('chunk', (chunk) => chunks.push(chunk));
+      runner.on('tool_calls.function.arguments.done', (e) =>
+        argumentsDone.push({ index: e.index, name: e.name, parsed: e.parsed_arguments }),
+      );
+      return runner.finalChatCompletion();
+    });
+    expect(moved(delta)).toEqual({ [streamRoute]: 1 });
+
+    // Assembled by the SDK from the chunks: two calls, distinct ids, every argument valid JSON.
+    const choice = final.choices[0];
+    expect(choice.finish_reason).toBe('tool_calls');
+    const calls = choice.message.tool_calls ?? [];
+    expect(calls).toHaveLength(2);
+    const ids = calls.map((c) => c.id);
+    expect(ids.every((v) => typeof v === 'string' && v.length > 0)).toBe(true);
+    expect(new Set(ids).size).toBe(2);
+    for (const call of calls) {
+      if (call.type !== 'function') throw new Error('not a function call');
+      // With tools=2 and no tool=NAME the mock calls the first declared tool twice.
+      expect(call.function.name).toBe('get_weather');
+      expect(JSON.parse(call.function.arguments)).toEqual({ echo: 'weather in Paris and Rome' });
+    }
+    expect(argumentsDone.map((e) => e.index).sort()).toEqual([0, 1]);
+    // Each call's first chunk carries its own index and id.
+    const firsts = chunks.flatMap((c) => c.choices[0]?.delta?.tool_calls ?? []).filter((t) => t.id);
+    expect(firsts.map((t) => [t.index, t.id])).toEqual([
+      [0, ids[0]],
+      [1, ids[1]],
+    ]);
+    const usage = chunks[chunks.length - 1].usage;
+    expect(usage).toBeTruthy();
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      provider,
+      model,
+      stream: true,
+      tokens_in: usage!.prompt_tokens,
+      tokens_out: usage!.completion_tokens,
+    });
+
+    // Next turn: the assistant's tool calls as the SDK assembled them, and one result per call.
+    const followUp = rid(`${provider}-tool-results`);
+    const history: ChatCompletionMessageParam[] = [
+      ...messages,
+      choice.message,
+      ...calls.map((c, i): ChatCompletionMessageParam => ({ role: 'tool', tool_call_id: c.id, content: `{"temp_c": ${20 + i}}` })),
+    ];
+    const {
+      result: answer,
+      delta: delta2,
+      after,
+    } = await counting(() => gw.openai(token).chat.completions.create({ model, messages: history, tools }, { headers: followUp.headers }));
+    expect(answer.choices[0].finish_reason).toBe('stop');
+    expect(answer.choices[0].message.content).toBe(mockReply(provider, 'weather in Paris and Rome'));
+    expect(moved(delta2)).toEqual({ [route]: 1 });
+    const sent = JSON.stringify(lastBody(after, route));
+    if (provider === 'anthropic') {
+      // tool_use ids on the assistant turn, tool_result blocks pointing at them on the next user turn.
+      for (const callId of ids) expect(sent.split(callId).length - 1).toBe(2);
+      expect(sent).toContain('"tool_result"');
+    } else {
+      expect(sent.match(/"functionResponse"/g)).toHaveLength(2);
+      expect(sent.match(/"functionCall"/g)).toHaveLength(2);
+    }
+    await expectOneAudit(followUp.id, { status: 200, failure: null, provider, model });
+  });
+
+  it('accepts an image as a data URL and sends it inline', async () => {
+    const { id, headers } = rid(`${provider}-image`);
+    const { result, delta, after } = await counting(() =>
+      gw.openai(token).chat.completions.create(
+        {
+          model,
+          messages: [
+            {
+              role: 'user',
+              content: [
+                { type: 'text', text: 'what is in this picture' },
+                { type: 'image_url', image_url: { url: TINY_PNG_DATA_URL } },
+              ],
+            },
+          ],
+        },
+        { headers },
+      ),
+    );
+    expect(result.choices[0].message.content).toBe(mockReply(provider, 'what is in this picture'));
+    expect(moved(delta)).toEqual({ [route]: 1 });
+    const sent = lastBody(after, route);
+    if (provider === 'anthropic') {
+      const blocks = (sent.messages as Array<{ content: Json[] }>)[0].content;
+      expect(blocks).toContainEqual({ type: 'image', source: { type: 'base64', media_type: 'image/png', data: TINY_PNG_BASE64 } });
+    } else {
+      const parts = (sent.contents as Array<{ parts: Json[] }>)[0].parts;
+      expect(parts).toContainEqual({ inlineData: { mimeType: 'image/png', data: TINY_PNG_BASE64 } });
+    }
+    await expectOneAudit(id, { status: 200, failure: null, provider });
+  });
+
+  it("maps the provider's out-of-tokens stop to finish_reason length, plain and streamed", async () => {
+    const plain = rid(`${provider}-length`);
+    const { result, delta } = await counting(() =>
+      gw.openai(token).chat.completions.create({ model, messages: user('long answer [mock finish=length]') }, { headers: plain.headers }),
+    );
+    expect(result.choices[0].finish_reason).toBe('length');
+    expect(moved(delta)).toEqual({ [route]: 1 });
+    await expectOneAudit(plain.id, { status: 200, failure: null, provider });
+
+    const streamed = rid(`${provider}-length-stream`);
+    const chunks = await collect(
+      await gw
+        .openai(token)
+        .chat.completions.create(
+          { model, messages: user('long answer [mock finish=length]'), stream: true },
+          { headers: streamed.headers },
+        ),
+    );
+    expect(finishOf(chunks)).toBe('length');
+    await expectOneAudit(streamed.id, { status: 200, failure: null, provider, stream: true });
+  });
+
+  it('makes the SDK stream throw when the provider sends an error event mid-stream, without retry or fallback', async () => {
+    const { id, headers } = rid(`${provider}-error-event`);
+    const received: string[] = [];
+    const { result: error, delta } = await counting(async () => {
+      const stream = await gw
+        .openai(token)
+        .chat.completions.create(
+          { model, messages: user('doomed stream with some words [mock error_event_after=2]'), stream: true },
+          { headers },
+        );
+      return apiError(
+        (async () => {
+          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
+        })(),
+      );
+    });
+    expect(received.join('')).not.toBe('');
+    expect(error.code).toBe('upstream_error');
+    expect(moved(delta)).toEqual({ [streamRoute]: 1 });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', provider, stream: true, attempts: 1 });
+  });
+});
+
+describe('parameters a provider cannot honour are refused with 400 naming them, before any upstream call', () => {
+  const IMAGE_BY_LINK: ChatCompletionMessageParam[] = [
+    {
+      role: 'user',
+      content: [
+        { type: 'text', text: 'what is this' },
+        { type: 'image_url', image_url: { url: 'https://example.com/cat.png' } },
+      ],
+    },
+  ];
+
+  it.each([
+    ['anthropic', 'n', ANTHROPIC_MODEL, { n: 2 }],
+    ['anthropic', 'response_format', ANTHROPIC_MODEL, { response_format: { type: 'json_object' } }],
+    ['anthropic', 'logprobs', ANTHROPIC_MODEL, { logprobs: true }],
+    ['anthropic', 'temperature', ANTHROPIC_MODEL, { temperature: 1.2 }],
+    ['gemini', 'logprobs', GEMINI_MODEL, { logprobs: true }],
+    ['gemini', 'logit_bias', GEMINI_MODEL, { logit_bias: { '50256': -100 } }],
+    ['gemini', 'messages[0].content[1].image_url', GEMINI_MODEL, { messages: IMAGE_BY_LINK }],
+  ] as const)('%s refuses %s', async (provider, param, model, extra) => {
+    const { id, headers } = rid(`unsupported-${provider}`);
+    const { result: error, total } = await counting(() =>
+      apiError(gw.openai(token).chat.completions.create({ model, messages: user('refuse me'), ...extra }, { headers })),
+    );
+    expect(error.status).toBe(400);
+    expect(error.code).toBe('unsupported_parameter');
+    expect(error.param).toBe(param);
+    expect(error.message).toContain(param);
+    expect(total).toBe(0);
+    await expectOneAudit(id, { status: 400, failure: 'bad_request', provider, model });
+  });
+
+  it('audits no upstream attempt for a request refused before it was sent', async () => {
+    const { id, headers } = rid('unsupported-attempts');
+    const { total } = await counting(() =>
+      apiError(gw.openai(token).chat.completions.create({ model: ANTHROPIC_MODEL, messages: user('refuse me'), n: 2 }, { headers })),
+    );
+    expect(total).toBe(0);
+    // RequestContext.attempts is documented as "upstream attempts made"; none was made.
+    await expectOneAudit(id, { status: 400, attempts: 0 });
+  });
+});
+
+describe('Anthropic specifics', () => {
+  it('sends an http image URL as a url source, and stop as stop_sequences', async () => {
+    const { id, headers } = rid('anthropic-url-image');
+    const { after } = await counting(() =>
+      gw.openai(token).chat.completions.create(
+        {
+          model: ANTHROPIC_MODEL,
+          stop: ['END'],
+          temperature: 0.5,
+          messages: [
+            {
+              role: 'user',
+              content: [
+                { type: 'text', text: 'describe' },
+                { type: 'image_url', image_url: { url: 'https://example.com/cat.png' } },
+              ],
+            },
+          ],
+        },
+        { headers },
+      ),
+    );
+    const sent = lastBody(after, 'anthropic.messages');
+    expect((sent.messages as Array<{ content: Json[] }>)[0].content).toContainEqual({
+      type: 'image',
+      source: { type: 'url', url: 'https://example.com/cat.png' },
+    });
+    expect(sent.stop_sequences).toEqual(['END']);
+    expect(sent.temperature).toBe(0.5);
+    await expectOneAudit(id, { status: 200, provider: 'anthropic' });
+  });
+});
+
+describe('Gemini specifics', () => {
+  it('maps a SAFETY block to finish_reason content_filter, plain and streamed', async () => {
+    const plain = rid('gemini-safety');
+    const { result, delta } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create({ model: GEMINI_MODEL, messages: user('blocked [mock safety=1]') }, { headers: plain.headers }),
+    );
+    expect(result.choices[0].finish_reason).toBe('content_filter');
+    expect(result.choices[0].message.content ?? '').toBe('');
+    expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
+    await expectOneAudit(plain.id, { status: 200, failure: null, provider: 'gemini' });
+
+    const streamed = rid('gemini-safety-stream');
+    const chunks = await collect(
+      await gw
+        .openai(token)
+        .chat.completions.create(
+          { model: GEMINI_MODEL, messages: user('blocked [mock safety=1]'), stream: true },
+          { headers: streamed.headers },
+        ),
+    );
+    expect(finishOf(chunks)).toBe('content_filter');
+    expect(textOf(chunks)).toBe('');
+    await expectOneAudit(streamed.id, { status: 200, failure: null, provider: 'gemini', stream: true });
+  });
+
+  it('translates JSON mode and a JSON schema into responseMimeType and responseSchema', async () => {
+    const jsonMode = rid('gemini-json-mode');
+    const { after } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: GEMINI_MODEL, messages: user('answer in JSON'), response_format: { type: 'json_object' } },
+          { headers: jsonMode.headers },
+        ),
+    );
+    expect(lastBody(after, 'gemini.generateContent').generationConfig).toMatchObject({ responseMimeType: 'application/json' });
+    await expectOneAudit(jsonMode.id, { status: 200, provider: 'gemini' });
+
+    const schema = rid('gemini-json-schema');
+    const { after: after2 } = await counting(() =>
+      gw.openai(token).chat.completions.create(
+        {
+          model: GEMINI_MODEL,
+          messages: user('answer with a city'),
+          response_format: {
+            type: 'json_schema',
+            json_schema: { name: 'city', schema: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } },
+          },
+        },
+        { headers: schema.headers },
+      ),
+    );
+    expect(lastBody(after2, 'gemini.generateContent').generationConfig).toMatchObject({
+      responseMimeType: 'application/json',
+      responseSchema: { type: 'OBJECT', properties: { name: { type: 'STRING' } }, required: ['name'] },
+    });
+    await expectOneAudit(schema.id, { status: 200, provider: 'gemini' });
+  });
+
+  it("forwards a tool call's extra_content.google.thought_signature as the functionCall part's thoughtSignature", async () => {
+    // The mock never emits thought signatures, so only the client → Gemini direction is provable here.
+    const { id, headers } = rid('gemini-signature');
+    const signature = 'CiQBcsjafFl2WbJWp0t0Ay3eAuCSkQjrhdlYO2jbzmiIffv9yqcKYwFyyNp8';
+    const assistant = {
+      role: 'assistant',
+      content: null,
+      tool_calls: [
+        {
+          id: 'call_sig_1',
+          type: 'function',
+          function: { name: 'get_weather', arguments: '{"city":"Paris"}' },
+          extra_content: { google: { thought_signature: signature } },
+        },
+      ],
+    } as unknown as ChatCompletionMessageParam;
+    const { result, delta, after } = await counting(() =>
+      gw.openai(token).chat.completions.create(
+        {
+          model: GEMINI_MODEL,
+          tools: [WEATHER_TOOL],
+          messages: [...user('weather in Paris'), assistant, { role: 'tool', tool_call_id: 'call_sig_1', content: '{"temp_c": 21}' }],
+        },
+        { headers },
+      ),
+    );
+    expect(result.choices[0].message.content).toBe(mockReply('gemini', 'weather in Paris'));
+    expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
+    const contents = lastBody(after, 'gemini.generateContent').contents as Array<{ role: string; parts: Json[] }>;
+    expect(contents.map((c) => c.role)).toEqual(['user', 'model', 'user']);
+    expect(contents[1].parts).toEqual([{ functionCall: { name: 'get_weather', args: { city: 'Paris' } }, thoughtSignature: signature }]);
+    expect(contents[2].parts[0]).toMatchObject({ functionResponse: { name: 'get_weather' } });
+    await expectOneAudit(id, { status: 200, failure: null, provider: 'gemini' });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings
+// ---------------------------------------------------------------------------------------------
+
+describe('POST /v1/embeddings', () => {
+  it.each([
+    ['openai', OPENAI_EMBEDDING_MODEL, 'openai.embeddings', 1536],
+    ['gemini', GEMINI_EMBEDDING_MODEL, 'gemini.batchEmbedContents', GEMINI_EMBEDDING_DIMS],
+  ] as const)(
+    '%s: float, base64 and the SDK default encode the same vectors, counted and audited',
+    async (provider, model, route, dims) => {
+      const input = ['the first sentence', 'a second, different sentence'];
+      const client = gw.openai(token);
+
+      const floatReq = rid(`emb-${provider}-float`);
+      const { result: floats, delta } = await counting(() =>
+        client.embeddings.create({ model, input, encoding_format: 'float' }, { headers: floatReq.headers }),
+      );
+      expect(moved(delta)).toEqual({ [route]: 1 });
+      expect(floats.object).toBe('list');
+      expect(floats.data.map((d) => d.index)).toEqual([0, 1]);
+      for (const d of floats.data) {
+        expect(d.object).toBe('embedding');
+        expect(Array.isArray(d.embedding)).toBe(true);
+        expect(d.embedding).toHaveLength(dims);
+      }
+      expect(floats.data[0].embedding).not.toEqual(floats.data[1].embedding);
+      expect(floats.usage.prompt_tokens).toBeGreaterThan(0);
+      await expectOneAudit(floatReq.id, {
+        status: 200,
+        failure: null,
+        provider,
+        model,
+        product: 'prov',
+        tokens_in: floats.usage.prompt_tokens,
+        tokens_out: 0,
+        path: '/v1/embeddings',
+      });
+
+      const b64Req = rid(`emb-${provider}-base64`);
+      const { result: b64, delta: delta2 } = await counting(() =>
+        client.embeddings.create({ model, input, encoding_format: 'base64' }, { headers: b64Req.headers }),
+      );
+      expect(moved(delta2)).toEqual({ [route]: 1 });
+      expect(b64.usage.prompt_tokens).toBe(floats.usage.prompt_tokens);
+      b64.data.forEach((d, i) => {
+        expect(typeof d.embedding).toBe('string');
+        const decoded = decodeFloat32Base64(d.embedding as unknown as string);
+        expect(decoded).toHaveLength(dims);
+        decoded.forEach((v, j) => expect(v).toBeCloseTo(floats.data[i].embedding[j], 6));
+      });
+      await expectOneAudit(b64Req.id, { status: 200, provider, tokens_in: b64.usage.prompt_tokens, tokens_out: 0 });
+
+      // The SDK's own default: it asks for base64 and decodes it itself.
+      const sdkReq = rid(`emb-${provider}-sdk`);
+      const sdk = await client.embeddings.create({ model, input }, { headers: sdkReq.headers });
+      sdk.data.forEach((d, i) => {
+        expect(d.embedding).toHaveLength(dims);
+        d.embedding.forEach((v, j) => expect(v).toBeCloseTo(floats.data[i].embedding[j], 6));
+      });
+      await expectOneAudit(sdkReq.id, { status: 200, provider });
+    },
+  );
+
+  it('gemini: passes dimensions on as outputDimensionality', async () => {
+    const { id, headers } = rid('emb-gemini-dims');
+    const { result, after } = await counting(() =>
+      gw
+        .openai(token)
+        .embeddings.create({ model: GEMINI_EMBEDDING_MODEL, input: 'short', dimensions: 256, encoding_format: 'float' }, { headers }),
+    );
+    expect(result.data[0].embedding).toHaveLength(256);
+    const requests = lastBody(after, 'gemini.batchEmbedContents').requests as Json[];
+    expect(requests).toHaveLength(1);
+    expect(requests[0]).toMatchObject({ model: `models/${GEMINI_EMBEDDING_MODEL}`, outputDimensionality: 256 });
+    await expectOneAudit(id, { status: 200, provider: 'gemini' });
+  });
+
+  it('gemini: splits more than 100 inputs into batches and keeps every vector at its index', async () => {
+    const input = Array.from({ length: 150 }, (_, i) => `sentence number ${i}`);
+    const { id, headers } = rid('emb-gemini-batches');
+    const { result, delta } = await counting(() =>
+      gw.openai(token).embeddings.create({ model: GEMINI_EMBEDDING_MODEL, input, encoding_format: 'float' }, { headers }),
+    );
+    expect(moved(delta)).toEqual({ 'gemini.batchEmbedContents': 2 });
+    expect(result.data.map((d) => d.index)).toEqual(input.map((_, i) => i));
+    // The mock's vectors depend only on the text: each must match a single-input call for the same text.
+    for (const i of [0, 99, 100, 149]) {
+      const single = await gw.openai(token).embeddings.create({ model: GEMINI_EMBEDDING_MODEL, input: input[i], encoding_format: 'float' });
+      expect(result.data[i].embedding).toEqual(single.data[0].embedding);
+    }
+    const audit = await expectOneAudit(id, { status: 200, provider: 'gemini', tokens_in: result.usage.prompt_tokens });
+    expect(audit.tokens_in).toBeGreaterThanOrEqual(150);
+  });
+
+  it('retries an embeddings call that fails with 503 like a chat call (1 + retries upstream calls)', async () => {
+    const { id, headers } = rid('emb-retry');
+    const { result: error, delta } = await counting(() =>
+      apiError(
+        gw
+          .openai(token)
+          .embeddings.create({ model: OPENAI_EMBEDDING_MODEL, input: 'down [mock status=503]', encoding_format: 'float' }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(502);
+    expect(moved(delta)).toEqual({ 'openai.embeddings': 1 + MAX_RETRIES });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'openai', attempts: 1 + MAX_RETRIES });
+  });
+
+  it('refuses an Anthropic model with 400 naming model, without calling any upstream', async () => {
+    const { id, headers } = rid('emb-anthropic');
+    const { result: error, total } = await counting(() =>
+      apiError(
+        gw.openai(token).embeddings.create({ model: ANTHROPIC_MODEL, input: 'no embeddings here', encoding_format: 'float' }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.param).toBe('model');
+    expect(total).toBe(0);
+    await expectOneAudit(id, { status: 400, provider: 'anthropic' });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Retries and fallbacks
+// ---------------------------------------------------------------------------------------------
+
+describe('retries and fallbacks', () => {
+  const flakyToken = (): string => mintToken({ product: 'flaky' });
+
+  it('retries a 503 primary, then falls back: 1 + retries primary calls, 1 fallback call, 200 from the fallback', async () => {
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('fb-503');
+    const started = Date.now();
+    const { result, delta } = await counting(() =>
+      gw.openai(flakyToken()).chat.completions.create({ model: OPENAI_MODEL, messages: user('primary is down') }, { headers }),
+    );
+    expect(result.choices[0].message.content).toBe(mockReply('anthropic', 'primary is down'));
+    expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
+    expect(moved(delta)).toEqual({ 'anthropic.messages': 1 });
+    // Backoff with base 20 ms: full jitter under 20, then 40.
+    expect(Date.now() - started).toBeLessThan(1_500);
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      product: 'flaky',
+      model: ANTHROPIC_MODEL,
+      requested_model: OPENAI_MODEL,
+      provider: 'anthropic',
+      attempts: MAX_RETRIES + 2,
+      tokens_in: result.usage!.prompt_tokens,
+      tokens_out: result.usage!.completion_tokens,
+    });
+  });
+
+  it("waits the upstream's Retry-After between retries of a 429, then falls back when the 429s go on", async () => {
+    flaky.script({ status: 429, retryAfter: 1 });
+    const { id, headers } = rid('fb-429');
+    const started = Date.now();
+    const { result, delta } = await counting(() =>
+      gw.openai(flakyToken()).chat.completions.create({ model: OPENAI_MODEL, messages: user('slow down') }, { headers }),
+    );
+    const elapsed = Date.now() - started;
+    expect(result.choices[0].message.content).toBe(mockReply('anthropic', 'slow down'));
+    expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
+    for (const gap of flaky.gaps()) expect(gap).toBeGreaterThanOrEqual(990);
+    expect(elapsed).toBeGreaterThanOrEqual(MAX_RETRIES * 1_000);
+    expect(elapsed).toBeLessThan(MAX_RETRIES * 1_000 + 2_000);
+    expect(moved(delta)).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      model: ANTHROPIC_MODEL,
+      requested_model: OPENAI_MODEL,
+      provider: 'anthropic',
+      attempts: MAX_RETRIES + 2,
+    });
+  });
+
+  it('does not wait a Retry-After longer than the retry ceiling: straight to the fallback', async () => {
+    flaky.script({ status: 429, retryAfter: 60 });
+    const { id, headers } = rid('fb-429-long');
+    const started = Date.now();
+    const { result, delta } = await counting(() =>
+      gw.openai(flakyToken()).chat.completions.create({ model: OPENAI_MODEL, messages: user('come back in a minute') }, { headers }),
+    );
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(result.choices[0].message.content).toBe(mockReply('anthropic', 'come back in a minute'));
+    expect(flaky.count('/v1/chat/completions')).toBe(1);
+    expect(moved(delta)).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(id, { status: 200, model: ANTHROPIC_MODEL, requested_model: OPENAI_MODEL, provider: 'anthropic', attempts: 2 });
+  });
+
+  it('neither retries nor falls back on a 400 from the primary', async () => {
+    const { id, headers } = rid('fb-400');
+    const { result: error, delta } = await counting(() =>
+      apiError(
+        gw.openai(token).chat.completions.create({ model: OPENAI_MODEL, messages: user('bad request [mock status=400]') }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(moved(delta)).toEqual({ 'openai.chat': 1 });
+    await expectOneAudit(id, {
+      status: 400,
+      failure: 'upstream',
+      provider: 'openai',
+      model: OPENAI_MODEL,
+      requested_model: OPENAI_MODEL,
+      attempts: 1,
+    });
+  });
+
+  it('neither retries nor falls back on a 400 from a primary that has a fallback and a failing upstream', async () => {
+    flaky.script({ status: 400 });
+    const { id, headers } = rid('fb-400-flaky');
+    const { result: error, delta } = await counting(() =>
+      apiError(gw.openai(flakyToken()).chat.completions.create({ model: OPENAI_MODEL, messages: user('refused') }, { headers })),
+    );
+    expect(error.status).toBe(400);
+    expect(flaky.count('/v1/chat/completions')).toBe(1);
+    expect(moved(delta)).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'upstream', provider: 'openai', attempts: 1 });
+  });
+
+  it('never retries nor falls back once the stream has started: a mid-stream cut ends the SDK stream with an error', async () => {
+    const { id, headers } = rid('fb-cut');
+    const received: string[] = [];
+    const { result: error, delta } = await counting(async () => {
+      const stream = await gw
+        .openai(token)
+        .chat.completions.create(
+          { model: OPENAI_MODEL, messages: user('a stream that will be cut [mock cut_after=2]'), stream: true },
+          { headers },
+        );
+      return apiError(
+        (async () => {
+          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
+        })(),
+      );
+    });
+    expect(received.join('')).not.toBe('');
+    expect(error.code).toBe('upstream_error');
+    expect(moved(delta)).toEqual({ 'openai.chat': 1 });
+    await expectOneAudit(id, { failure: 'upstream', stream: true, provider: 'openai', model: OPENAI_MODEL, attempts: 1 });
+  });
+
+  it('serves a streamed request from the fallback, as a stream, when the primary fails before the first byte', async () => {
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('fb-stream');
+    const { result: chunks, delta } = await counting(async () =>
+      collect(
+        await gw
+          .openai(mintToken({ product: 'flaky2' }))
+          .chat.completions.create(
+            { model: ANTHROPIC_MODEL, messages: user('stream from anywhere'), stream: true, stream_options: { include_usage: true } },
+            { headers },
+          ),
+      ),
+    );
+    expect(textOf(chunks)).toBe(mockReply('gemini', 'stream from anywhere'));
+    expect(finishOf(chunks)).toBe('stop');
+    expect(chunks.length).toBeGreaterThan(2);
+    const usage = chunks[chunks.length - 1].usage;
+    expect(usage).toBeTruthy();
+    expect(flaky.count('/v1/messages')).toBe(1 + MAX_RETRIES);
+    expect(moved(delta)).toEqual({ 'gemini.streamGenerateContent': 1 });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      product: 'flaky2',
+      stream: true,
+      model: GEMINI_MODEL,
+      requested_model: ANTHROPIC_MODEL,
+      provider: 'gemini',
+      attempts: MAX_RETRIES + 2,
+      tokens_in: usage!.prompt_tokens,
+      tokens_out: usage!.completion_tokens,
+    });
+  });
+
+  it('retries an unreachable primary (connect error) and falls back', async () => {
+    const { id, headers } = rid('fb-connect');
+    const { result, delta } = await counting(() =>
+      gw
+        .openai(mintToken({ product: 'deadend' }))
+        .chat.completions.create({ model: OPENAI_MODEL, messages: user('nobody home') }, { headers }),
+    );
+    expect(result.choices[0].message.content).toBe(mockReply('anthropic', 'nobody home'));
+    expect(moved(delta)).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(id, {
+      status: 200,
+      model: ANTHROPIC_MODEL,
+      requested_model: OPENAI_MODEL,
+      provider: 'anthropic',
+      attempts: MAX_RETRIES + 2,
+    });
+  });
+
+  it("skips a fallback that cannot express the request rather than blame the client's valid parameter", async () => {
+    // n: 2 is valid for gpt-4o; Claude (the fallback) cannot honour it. The client asked for gpt-4o.
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('fb-inexpressible');
+    const { result: error, delta } = await counting(() =>
+      apiError(
+        gw.openai(flakyToken()).chat.completions.create({ model: OPENAI_MODEL, messages: user('two answers please'), n: 2 }, { headers }),
+      ),
+    );
+    expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
+    expect(moved(delta)).toEqual({});
+    expect({ status: error.status, code: error.code }).toEqual({ status: 502, code: 'upstream_error' });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', requested_model: OPENAI_MODEL, attempts: 1 + MAX_RETRIES });
+  });
+
+  it('answers the last failure when the fallback fails too, having tried each model 1 + retries times', async () => {
+    // The directive reaches the fallback as well (it is in the prompt), so Gemini fails with 503 too.
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('fb-all-down');
+    const { result: error, delta } = await counting(() =>
+      apiError(
+        gw
+          .openai(mintToken({ product: 'flaky2' }))
+          .chat.completions.create({ model: ANTHROPIC_MODEL, messages: user('everyone is down [mock status=503]') }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(502);
+    expect(error.code).toBe('upstream_error');
+    expect(flaky.count('/v1/messages')).toBe(1 + MAX_RETRIES);
+    expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 + MAX_RETRIES });
+    await expectOneAudit(id, {
+      status: 502,
+      failure: 'upstream',
+      model: GEMINI_MODEL,
+      requested_model: ANTHROPIC_MODEL,
+      provider: 'gemini',
+      attempts: 2 * (1 + MAX_RETRIES),
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// the whole file
+// ---------------------------------------------------------------------------------------------
+
+describe('audit trail and logs', () => {
+  it('kept the gateway and the mock running', () => {
+    for (const p of [gw.proc, mock.proc]) expect({ name: p.name, exit: p.exitInfo }).toEqual({ name: p.name, exit: null });
+  });
+
+  it('wrote exactly one audit line per request', () => {
+    const audits = gw.audits();
+    const missing = gw.requests.filter((r) => !audits.some((a) => a.requestId === r.id));
+    const duplicated = gw.requests.filter((r) => audits.filter((a) => a.requestId === r.id).length > 1);
+    expect({ missing, duplicated }).toEqual({ missing: [], duplicated: [] });
+    expect(audits).toHaveLength(gw.requests.length);
+  });
+
+  it('never logged a provider key', () => {
+    const everything = gw.proc.lines.map((l) => l.raw);
+    for (const key of ['sk-mock', 'sk-ant-mock', 'AIza-mock']) expect(everything.filter((line) => line.includes(key))).toEqual([]);
+  });
+});
