@@ -1,0 +1,55 @@
+# keygate gateway image.
+#
+#   docker build -t keygate:dev .
+#   docker run --rm -p 8080:8080 --read-only --tmpfs /tmp --env-file gateway.env keygate:dev
+#
+# Stages: `deps` installs production dependencies only, `build` compiles the webpack bundles with
+# the dev dependencies, `runtime` is distroless (no shell, no package manager) running as a
+# non-root user with tini as PID 1. Nothing secret is ever copied or set here: configuration and
+# keys arrive at run time through the environment and Secret Manager (see docs/runbook.md).
+#
+# Base images are pinned by version tag; Renovate (renovate.json) bumps them and pins digests.
+
+ARG NODE_VERSION=22.20.0
+
+# ---- production dependencies ------------------------------------------------------------------
+FROM node:${NODE_VERSION}-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# No install scripts: no production dependency needs one (checked by test/deploy/image.spec.ts,
+# which boots the bundle against a production-only node_modules).
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+# ---- build ------------------------------------------------------------------------------------
+FROM node:${NODE_VERSION}-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --ignore-scripts --no-audit --no-fund
+COPY nest-cli.json tsconfig.json tsconfig.build.json ./
+COPY apps ./apps
+COPY libs ./libs
+RUN npm run build
+
+# ---- init: a static tini, so PID 1 forwards SIGTERM and reaps zombies --------------------------
+FROM debian:bookworm-slim AS init
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+
+# ---- runtime ----------------------------------------------------------------------------------
+FROM gcr.io/distroless/nodejs22-debian12:nonroot AS runtime
+WORKDIR /app
+ENV NODE_ENV=production \
+    PORT=8080
+COPY --from=init /usr/bin/tini-static /usr/local/bin/tini
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+# distroless `nonroot` is uid/gid 65532; the files above stay owned by root and read-only to it.
+USER 65532:65532
+EXPOSE 8080
+# tini forwards SIGTERM to node, which drains for API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS.
+ENTRYPOINT ["/usr/local/bin/tini", "--", "/nodejs/bin/node"]
+CMD ["dist/apps/gateway/main.js"]

@@ -1,0 +1,33 @@
+module "keygate" {
+  source = "../../modules/gcp/keygate"
+
+  project_id  = var.project_id
+  environment = "dev"
+  region      = var.region
+
+  nodes_cidr             = "10.10.0.0/20"
+  pods_cidr              = "10.12.0.0/16"
+  services_cidr          = "10.13.0.0/20"
+  master_ipv4_cidr_block = "172.16.0.0/28"
+
+  master_authorized_networks = var.master_authorized_networks
+  machine_type               = "e2-standard-2"
+  min_nodes                  = 1
+  max_nodes                  = 3
+  deletion_protection        = false
+
+  redis_tier              = "BASIC"
+  redis_memory_size_gb    = 1
+  redis_reserved_ip_range = "10.60.0.0/29"
+
+  github_repository = var.github_repository
+  github_subjects   = ["repo:${var.github_repository}:ref:refs/heads/main"]
+
+  iap_members          = var.iap_members
+  ip_allowlist_enabled = var.ip_allowlist_enabled
+  ip_allowlist         = var.ip_allowlist
+  blocked_ip_ranges    = var.blocked_ip_ranges
+
+  daily_tokens_alert_threshold = var.daily_tokens_alert_threshold
+  notification_channels        = var.notification_channels
+}

@@ -1,0 +1,13 @@
+# Non-secret settings of stage. project_id is not here: export TF_VAR_project_id (and, for stage
+# and prod, TF_VAR_promotion_source_project_id) before plan/apply.
+region            = "europe-west1"
+github_repository = "example-org/keygate"
+
+daily_tokens_alert_threshold = 10000000
+
+# Access mode B (docs/runbook.md): set both, apply, then add the ip-allowlist component.
+ip_allowlist_enabled = false
+ip_allowlist         = []
+
+# Abuse response: ranges Cloud Armor denies outright.
+blocked_ip_ranges = []

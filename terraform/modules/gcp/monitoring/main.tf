@@ -1,0 +1,285 @@
+# Log-based metrics from the gateway's audit records (one JSON line per request on stdout,
+# SPEC §7, read by Cloud Logging as jsonPayload.*) and the alert policies built on them.
+# Label cardinality is bounded: product, model, provider, status and failure class; never the
+# user.
+locals {
+  audit_filter = join(" AND ", [
+    "resource.type=\"k8s_container\"",
+    "resource.labels.namespace_name=\"${var.namespace}\"",
+    "resource.labels.container_name=\"${var.container_name}\"",
+    "jsonPayload.type=\"audit\"",
+  ])
+
+  failure_classes = [
+    "auth", "forbidden", "blocked", "rate_limit", "quota", "policy", "bad_request", "not_found",
+    "upstream", "timeout", "client_abort", "internal",
+  ]
+
+  # PromQL names of the user-defined log-based metrics.
+  promql = {
+    requests   = "logging_googleapis_com:user_${google_logging_metric.requests.name}"
+    failures   = "logging_googleapis_com:user_${google_logging_metric.failures.name}"
+    tokens_in  = "logging_googleapis_com:user_${google_logging_metric.tokens_in.name}"
+    tokens_out = "logging_googleapis_com:user_${google_logging_metric.tokens_out.name}"
+    latency    = "logging_googleapis_com:user_${google_logging_metric.latency.name}"
+  }
+  failure_regex = join("|", var.failure_rate_classes)
+}
+
+resource "google_logging_metric" "requests" {
+  project = var.project_id
+  name    = "${var.name_prefix}_requests"
+  filter  = local.audit_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "keygate requests"
+
+    labels {
+      key        = "product"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "model"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "provider"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "status"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "failure"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    product  = "EXTRACT(jsonPayload.product)"
+    model    = "EXTRACT(jsonPayload.model)"
+    provider = "EXTRACT(jsonPayload.provider)"
+    status   = "EXTRACT(jsonPayload.status)"
+    failure  = "EXTRACT(jsonPayload.failure)"
+  }
+}
+
+resource "google_logging_metric" "failures" {
+  project = var.project_id
+  name    = "${var.name_prefix}_failures"
+  filter = join(" AND ", [
+    local.audit_filter,
+    "(${join(" OR ", [for c in local.failure_classes : "jsonPayload.failure=\"${c}\""])})",
+  ])
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "keygate failures by class"
+
+    labels {
+      key        = "product"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "failure"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    product = "EXTRACT(jsonPayload.product)"
+    failure = "EXTRACT(jsonPayload.failure)"
+  }
+}
+
+resource "google_logging_metric" "tokens_in" {
+  project         = var.project_id
+  name            = "${var.name_prefix}_tokens_in"
+  filter          = local.audit_filter
+  value_extractor = "EXTRACT(jsonPayload.tokens_in)"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = "keygate prompt tokens"
+
+    labels {
+      key        = "product"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "model"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    product = "EXTRACT(jsonPayload.product)"
+    model   = "EXTRACT(jsonPayload.model)"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+}
+
+resource "google_logging_metric" "tokens_out" {
+  project         = var.project_id
+  name            = "${var.name_prefix}_tokens_out"
+  filter          = local.audit_filter
+  value_extractor = "EXTRACT(jsonPayload.tokens_out)"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = "keygate completion tokens"
+
+    labels {
+      key        = "product"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "model"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    product = "EXTRACT(jsonPayload.product)"
+    model   = "EXTRACT(jsonPayload.model)"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+}
+
+resource "google_logging_metric" "latency" {
+  project         = var.project_id
+  name            = "${var.name_prefix}_latency"
+  filter          = local.audit_filter
+  value_extractor = "EXTRACT(jsonPayload.latency_ms)"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "ms"
+    display_name = "keygate request latency"
+
+    labels {
+      key        = "product"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "provider"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    product  = "EXTRACT(jsonPayload.product)"
+    provider = "EXTRACT(jsonPayload.provider)"
+  }
+
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "daily_tokens" {
+  project               = var.project_id
+  display_name          = "keygate ${var.environment}: daily token usage of a product over ${var.daily_tokens_alert_threshold}"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "tokens (prompt + completion) per product, last 24 h"
+    condition_prometheus_query_language {
+      query               = "sum by (product) (increase(${local.promql.tokens_in}_sum[1d])) + sum by (product) (increase(${local.promql.tokens_out}_sum[1d])) > ${var.daily_tokens_alert_threshold}"
+      duration            = "0s"
+      evaluation_interval = "300s"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A product used more tokens in the last 24 h than expected. Check /admin/usage; block it if it is abuse (docs/runbook.md, \"Abuse response\")."
+  }
+}
+
+resource "google_monitoring_alert_policy" "failure_rate" {
+  project               = var.project_id
+  display_name          = "keygate ${var.environment}: failure rate over ${var.failure_rate_threshold * 100}%"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "share of requests failing with ${join(", ", var.failure_rate_classes)}"
+    condition_prometheus_query_language {
+      query               = "sum(rate(${local.promql.failures}{failure=~\"${local.failure_regex}\"}[5m])) / sum(rate(${local.promql.requests}[5m])) > ${var.failure_rate_threshold}"
+      duration            = "300s"
+      evaluation_interval = "60s"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Upstream, timeout or internal failures are above the threshold. Check the audit records (jsonPayload.failure) by provider, the providers' status pages, and recent rollouts."
+  }
+}
+
+resource "google_monitoring_alert_policy" "latency" {
+  project               = var.project_id
+  display_name          = "keygate ${var.environment}: p95 latency over ${var.latency_p95_threshold_ms} ms"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "p95 request latency by provider"
+    condition_prometheus_query_language {
+      query               = "histogram_quantile(0.95, sum by (le, provider) (rate(${local.promql.latency}_bucket[10m]))) > ${var.latency_p95_threshold_ms}"
+      duration            = "600s"
+      evaluation_interval = "60s"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Requests are slow. Compare with the providers' latency; look for retries and fallbacks in the audit records (attempts)."
+  }
+}
