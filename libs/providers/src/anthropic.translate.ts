@@ -1,6 +1,7 @@
 import { GatewayError } from '@keygate/errors';
 import { invalidParameter, isRecord, unsupportedParameter, type Json } from './translate.util';
-import type { ChatCompletionRequest, ChatMessage, StreamEvent, Usage } from './chat.types';
+import type { ChatCompletionRequest, ChatMessage, StreamEvent } from './chat.types';
+import type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 import type {
   AnthropicMessage,
   AnthropicMessageParam,
@@ -16,6 +17,8 @@ import type {
   MessagesRequest,
 } from './anthropic.types';
 import { UpstreamError } from './upstream.error';
+
+export type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 
 /*
  * Pure translation between OpenAI's chat-completions format and Anthropic's Messages API. No I/O,
@@ -373,43 +376,6 @@ function withSerial(choice: Exclude<AnthropicToolChoice, { type: 'none' }>, seri
 }
 
 /* ------------------------------------------------------------------ response: Anthropic -> OpenAI */
-
-/** What a completion is labelled with; supplied by the caller so translation stays deterministic. */
-export interface CompletionMeta {
-  /** Used as the completion id when Anthropic sent no message id. */
-  fallbackId: string;
-  /** Unix seconds. */
-  created: number;
-  /** The model the client asked for (OpenAI echoes the request's model). */
-  model: string;
-}
-
-export type OpenAiFinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
-
-/** OpenAI usage, with the cached prompt tokens when Anthropic reported them. */
-export interface OpenAiUsage extends Usage {
-  prompt_tokens_details?: { cached_tokens: number };
-}
-
-export interface OpenAiToolCall {
-  id: string;
-  type: 'function';
-  function: { name: string; arguments: string };
-}
-
-export interface OpenAiChatCompletion {
-  id: string;
-  object: 'chat.completion';
-  created: number;
-  model: string;
-  choices: Array<{
-    index: number;
-    message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: OpenAiToolCall[] };
-    logprobs: null;
-    finish_reason: OpenAiFinishReason;
-  }>;
-  usage?: OpenAiUsage;
-}
 
 /** `chatcmpl-<Anthropic message id>`, so a completion can be traced to Anthropic's logs. */
 export function completionId(messageId: string | undefined, fallback: string): string {

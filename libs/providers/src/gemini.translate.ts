@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { GatewayError } from '@keygate/errors';
 import { invalidParameter, isRecord, unsupportedParameter, type Json } from './translate.util';
-import type { ChatCompletionRequest, ChatMessage, EmbeddingsRequest, StreamEvent, Usage } from './chat.types';
+import type { ChatCompletionRequest, ChatMessage, EmbeddingsRequest, StreamEvent } from './chat.types';
+import type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 import type {
   BatchEmbedContentsRequest,
   GeminiCandidate,
@@ -14,10 +15,11 @@ import type {
   GeminiUsageMetadata,
   GenerateContentRequest,
   GenerateContentResponse,
-  OpenAiToolCall,
 } from './gemini.types';
 import { retryAfter, upstreamMessage } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
+
+export type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 
 /*
  * Pure translation between OpenAI's chat-completions / embeddings formats and Gemini's
@@ -489,42 +491,6 @@ function convertRef(node: Json, ref: string, ctx: SchemaContext): GeminiSchema {
 }
 
 /* ------------------------------------------------------------------ response: Gemini -> OpenAI */
-
-/** What a completion is labelled with; supplied by the caller so translation stays deterministic. */
-export interface CompletionMeta {
-  /** Used as the completion id when Gemini sent no `responseId`. */
-  fallbackId: string;
-  /** Unix seconds. */
-  created: number;
-  /** The model the client asked for (OpenAI echoes the request's model). */
-  model: string;
-  /** Choices requested (`n`), for answers blocked before any candidate was generated. */
-  n?: number;
-}
-
-/** OpenAI's `finish_reason` values keygate produces for Gemini. */
-export type OpenAiFinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
-
-/** OpenAI usage, with the reasoning and cached-token details when Gemini reported them. */
-export interface OpenAiUsage extends Usage {
-  prompt_tokens_details?: { cached_tokens: number };
-  completion_tokens_details?: { reasoning_tokens: number };
-}
-
-/** An OpenAI `chat.completion` object, as translated from a Gemini answer. */
-export interface OpenAiChatCompletion {
-  id: string;
-  object: 'chat.completion';
-  created: number;
-  model: string;
-  choices: Array<{
-    index: number;
-    message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: OpenAiToolCall[] };
-    logprobs: null;
-    finish_reason: OpenAiFinishReason;
-  }>;
-  usage?: OpenAiUsage;
-}
 
 /** `chatcmpl-<Gemini responseId>`, so a completion can be traced to Google's logs. */
 export function completionId(responseId: string | undefined, fallback: string): string {

@@ -135,12 +135,3 @@ export interface BatchEmbedContentsRequest {
 export interface BatchEmbedContentsResponse {
   embeddings?: Array<{ values?: number[] }>;
 }
-
-/** An OpenAI tool call as keygate sends it for Gemini: Google's OpenAI layer carries the signature in `extra_content`. */
-export interface OpenAiToolCall {
-  index?: number;
-  id: string;
-  type: 'function';
-  function: { name: string; arguments: string };
-  extra_content?: { google: { thought_signature: string } };
-}
