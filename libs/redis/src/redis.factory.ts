@@ -11,6 +11,8 @@ export const REDIS_COMMAND_TIMEOUT_MS = 250;
 export function createRequestPathRedis(url: string, onError: (error: Error) => void): Redis {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
+    // Commands issued in the same tick (many concurrent requests) go out in one write.
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 0,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     connectTimeout: 2_000,
