@@ -8,10 +8,11 @@
 //
 // Targets: direct (the mock upstream), bare (bench/bare-proxy.js in front of the mock), gateway
 // (OpenAI model), and the same gateway process with an Anthropic model (gateway-anthropic) and a
-// Gemini model (gateway-gemini), which it translates to the mock's Anthropic and Gemini endpoints.
+// Gemini model (gateway-gemini), which it translates to the mock's Anthropic and Gemini endpoints,
+// and with the OpenAI model under HMAC authentication instead of a JWT (gateway-hmac; autocannon only).
 // Load: plain and streamed chat completions at C connections and at 1, in interleaved rounds
-// (all five targets back to back for each mode and concurrency; the three gateway targets take
-// turns at going first), median across rounds.
+// (all targets back to back for each mode and concurrency; the gateway targets take turns at
+// going first), median across rounds.
 // Limits: on Redis whenever one answers (API_KEY_SERVER_REDIS_URL, else 127.0.0.1:6379), with caps
 // and token quotas set far above what the bench can reach, so every request pays for its counters
 // and its token reservation but none is refused.
@@ -26,6 +27,8 @@ const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
 const { parseArgs } = require('node:util');
+const { hmacHeaders } = require('../dev/hmac-sign');
+const { DEV_HMAC_CLIENT } = require('../dev/demo-env');
 
 const ROOT = path.join(__dirname, '..');
 const MOCK_MAIN = path.join(ROOT, 'dist/apps/mock-upstream/main.js');
@@ -45,7 +48,13 @@ const PROVIDER_TARGETS = [
   { name: 'gateway-anthropic', provider: 'anthropic', model: 'claude-3-5-sonnet-20241022' },
   { name: 'gateway-gemini', provider: 'gemini', model: 'gemini-2.5-flash' },
 ];
-const TARGETS = ['direct', 'bare', 'gateway', ...PROVIDER_TARGETS.map((p) => p.name)];
+// The OpenAI model again, authenticated with HMAC (SPEC §5) instead of a JWT: every request is
+// signed afresh, with a body made unique by its \`user\` field, since the replay cache refuses a
+// signature seen before. Needs autocannon (wrk cannot sign per request).
+const HMAC_TARGET = 'gateway-hmac';
+const ALL_TARGETS = ['direct', 'bare', 'gateway', ...PROVIDER_TARGETS.map((p) => p.name), HMAC_TARGET];
+/** The targets of this run: all of them, but the HMAC row only with autocannon (set from the options). */
+let TARGETS = ALL_TARGETS;
 const isGateway = (name) => name === 'gateway' || name.startsWith('gateway-');
 const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -669,7 +678,7 @@ class AutocannonWorker {
     });
   }
 
-  run({ url, auth, body, connections, duration }) {
+  run({ url, auth, hmac, body, connections, duration }) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
@@ -689,7 +698,8 @@ class AutocannonWorker {
         opts: {
           url,
           method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: auth },
+          headers: hmac ? { 'content-type': 'application/json' } : { 'content-type': 'application/json', authorization: auth },
+          hmac,
           body,
           connections,
           duration,
@@ -766,6 +776,12 @@ class WrkRunner {
 // ---------------------------------------------------------------------------------------------
 // Checks before load: each target answers the bench's request correctly once.
 
+/** A body made unique by its `user` field and the three HMAC headers over it (the scheme of scripts/sign.js). */
+function signedRequest(hmac, urlPath, body, tag) {
+  const unique = JSON.stringify({ ...JSON.parse(body), user: `bench-${tag}` });
+  return { body: unique, headers: { 'content-type': 'application/json', ...hmacHeaders(hmac, 'POST', urlPath, unique) } };
+}
+
 async function preflight(targets, modes, mock) {
   for (const t of targets) {
     for (const mode of modes) {
@@ -773,10 +789,11 @@ async function preflight(targets, modes, mock) {
       let text;
       const routesBefore = await mockRoutes(mock);
       try {
+        const signed = t.hmac ? signedRequest(t.hmac, new URL(t.url).pathname, t.bodies[mode], `preflight-${mode}`) : null;
         res = await fetch(t.url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: t.auth() },
-          body: t.bodies[mode],
+          headers: signed ? signed.headers : { 'content-type': 'application/json', authorization: t.auth() },
+          body: signed ? signed.body : t.bodies[mode],
           signal: AbortSignal.timeout(10_000),
         });
         text = await res.text();
@@ -846,7 +863,7 @@ async function measure(loadgen, target, mock, redis, { mode, connections, durati
   const timer = setInterval(sample, SAMPLE_MS);
   let r;
   try {
-    r = await loadgen.run({ url: target.url, auth: target.auth(), body: target.bodies[mode], connections, duration });
+    r = await loadgen.run({ url: target.url, auth: target.auth(), hmac: target.hmac, body: target.bodies[mode], connections, duration });
   } finally {
     clearInterval(timer);
   }
@@ -1014,6 +1031,23 @@ function summarize(runs, opts, startup) {
       }
     }
   }
+  if (TARGETS.includes(HMAC_TARGET)) {
+    for (const mode of opts.modes) {
+      for (const c of opts.concurrencies) {
+        const ratio = paired(runs, mode, c, (x) => x[HMAC_TARGET].rps / x.gateway.rps);
+        const addedP50 = paired(runs, mode, c, (x) => x[HMAC_TARGET].p50 - x.gateway.p50);
+        checks.push({
+          name: `${HMAC_TARGET}/gateway (jwt) req/s, ${mode} @${c}`,
+          value: ratio.median,
+          perRound: ratio.perRound,
+          shown: `${fmt(ratio.median, 2)}×`,
+          target: '(info)',
+          pass: null,
+          note: `p50 ${addedP50.median !== null && addedP50.median >= 0 ? '+' : ''}${fmt(addedP50.median, 3)} ms vs JWT`,
+        });
+      }
+    }
+  }
   for (const mode of opts.modes) {
     const vsBare = paired(runs, mode, 1, (x) => x.gateway.p50 - x.bare.p50);
     const vsDirect = paired(runs, mode, 1, (x) => x.gateway.p50 - x.direct.p50);
@@ -1146,6 +1180,7 @@ function report(result) {
 
 async function main() {
   const opts = parseCli(process.argv.slice(2));
+  TARGETS = opts.loadgen === 'wrk' ? ALL_TARGETS.filter((t) => t !== HMAC_TARGET) : ALL_TARGETS;
   const started = Date.now();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keygate-bench-'));
   let failed = null;
@@ -1207,7 +1242,9 @@ async function main() {
         auth: () => `Bearer ${jwt}`,
         bodies: bodiesFor(p.model),
       })),
-    ];
+      // Same process and body, HMAC instead of the JWT (the demo product's development client).
+      { name: HMAC_TARGET, pid: gw.pid, url: `http://127.0.0.1:${gw.port}${CHAT_PATH}`, auth: () => null, hmac: { id: DEV_HMAC_CLIENT.id, secret: DEV_HMAC_CLIENT.secret } },
+    ].filter((t) => TARGETS.includes(t.name));
     for (const t of targets) t.bodies ??= bodiesFor(PLAIN_BODY.model);
 
     // Idle memory: started and ready, no request served yet.
@@ -1248,7 +1285,7 @@ async function main() {
     const total = opts.rounds * opts.modes.length * opts.concurrencies.length * targets.length;
     for (let round = 1; round <= opts.rounds; round++) {
       jwt = mintToken(); // a fresh 15-minute token each round, however long the bench runs
-      // The three gateway targets take turns at going first, so that none always runs on a gateway
+      // The gateway targets take turns at going first, so that none always runs on a gateway
       // that has just been loaded (heap grown, GC pending) or always right after bare.
       const gatewayTargets = targets.filter((t) => isGateway(t.name));
       const shift = (round - 1) % gatewayTargets.length;

@@ -3,13 +3,34 @@
 // orchestrator's /proc sampling (and so the orchestrator can measure it apart).
 //
 // Protocol (IPC): parent sends { type: 'run', id, opts }; worker answers { type: 'result', id, result }
-// or { type: 'error', id, error }. opts: url, method, headers, body, connections, duration (s),
+// or { type: 'error', id, error }. opts: url, method, headers, body, hmac ({ id, secret }: sign each request), connections, duration (s),
 // timeout (s).
 //
 // autocannon's own latency histogram stores whole milliseconds, far too coarse for a 0.3 ms target,
 // so every response's exact time (a float in ms, from process.hrtime) is taken from the tracker's
 // 'response' event and the percentiles are computed here.
 const autocannon = require('autocannon');
+const { hmacHeaders } = require('../dev/hmac-sign');
+
+/**
+ * With opts.hmac ({ id, secret }): every request gets a body made unique by its `user` field
+ * (the gateway's replay cache refuses a signature it has seen) and fresh HMAC headers over it.
+ */
+function signedRequests(opts) {
+  const template = JSON.parse(opts.body);
+  const path = new URL(opts.url).pathname;
+  let seq = 0;
+  return [
+    {
+      method: opts.method,
+      path,
+      setupRequest(req) {
+        const body = JSON.stringify({ ...template, user: `bench-${process.pid}-${seq++}` });
+        return { ...req, body, headers: { ...req.headers, ...hmacHeaders(opts.hmac, opts.method, path, body) } };
+      },
+    },
+  ];
+}
 
 class Samples {
   constructor() {
@@ -51,6 +72,7 @@ function run(id, opts) {
       method: opts.method,
       headers: opts.headers,
       body: opts.body,
+      requests: opts.hmac ? signedRequests(opts) : undefined,
       connections: opts.connections,
       pipelining: 1,
       duration: opts.duration,

@@ -3,9 +3,9 @@
 // Prints the three HMAC headers (SPEC §5) for one request, as curl -H arguments.
 // Usage: npm run -s sign -- --method POST --path /v1/chat/completions --body '{"model":...}'
 //        [--client demo-client --secret ...]   (defaults: the development client of dev/demo-env.js)
-const { createHash, createHmac } = require('node:crypto');
 const { parseArgs } = require('node:util');
 const { DEV_HMAC_CLIENT } = require('../dev/demo-env');
+const { hmacHeaders } = require('../dev/hmac-sign');
 
 const { values } = parseArgs({
   options: {
@@ -16,8 +16,5 @@ const { values } = parseArgs({
     secret: { type: 'string', default: DEV_HMAC_CLIENT.secret },
   },
 });
-const timestamp = String(Math.floor(Date.now() / 1000));
-const bodyHash = createHash('sha256').update(values.body, 'utf8').digest('hex');
-const canonical = `${timestamp}\n${values.method.toUpperCase()}\n${values.path}\n${bodyHash}`;
-const signature = createHmac('sha256', values.secret).update(canonical).digest('hex');
-process.stdout.write(`-H X-Client-Id:${values.client} -H X-Timestamp:${timestamp} -H X-Signature:${signature}\n`);
+const h = hmacHeaders({ id: values.client, secret: values.secret }, values.method, values.path, values.body);
+process.stdout.write(`-H X-Client-Id:${h['x-client-id']} -H X-Timestamp:${h['x-timestamp']} -H X-Signature:${h['x-signature']}\n`);
