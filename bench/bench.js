@@ -49,7 +49,7 @@ const PROVIDER_TARGETS = [
   { name: 'gateway-gemini', provider: 'gemini', model: 'gemini-2.5-flash' },
 ];
 // The OpenAI model again, authenticated with HMAC (SPEC §5) instead of a JWT: every request is
-// signed afresh, with a body made unique by its \`user\` field, since the replay cache refuses a
+// signed afresh, with a body made unique by its `user` field, since the replay cache refuses a
 // signature seen before. Needs autocannon (wrk cannot sign per request).
 const HMAC_TARGET = 'gateway-hmac';
 const ALL_TARGETS = ['direct', 'bare', 'gateway', ...PROVIDER_TARGETS.map((p) => p.name), HMAC_TARGET];

@@ -12,6 +12,9 @@
 const autocannon = require('autocannon');
 const { hmacHeaders } = require('../dev/hmac-sign');
 
+// Never reset between runs: two runs in the same second must not send the same signed body.
+let seq = 0;
+
 /**
  * With opts.hmac ({ id, secret }): every request gets a body made unique by its `user` field
  * (the gateway's replay cache refuses a signature it has seen) and fresh HMAC headers over it.
@@ -19,7 +22,6 @@ const { hmacHeaders } = require('../dev/hmac-sign');
 function signedRequests(opts) {
   const template = JSON.parse(opts.body);
   const path = new URL(opts.url).pathname;
-  let seq = 0;
   return [
     {
       method: opts.method,
