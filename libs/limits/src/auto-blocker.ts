@@ -13,7 +13,9 @@ import { BlocksService } from './blocks.service';
  */
 @Injectable()
 export class AutoBlocker {
-  private readonly local = new Map<string, { count: number; until: number }>();
+  /** Per-replica refusal counts and block locks, used while Redis is away (kept apart: a count flood must not clear the locks). */
+  private readonly localCounts = new Map<string, { count: number; until: number }>();
+  private readonly localLocks = new Map<string, number>();
 
   constructor(
     @Inject(GatewayConfig) private readonly config: GatewayConfig,
@@ -49,7 +51,7 @@ export class AutoBlocker {
       createdAt: new Date(now).toISOString(),
       expiresAt: new Date(now + blockSeconds * 1000).toISOString(),
       createdBy: 'auto-block',
-    });
+    }, { whenRedisIsAway: 'local' });
     this.logger.write('ALERT', 'user auto-blocked for repeatedly hitting limits', { product, user, reason, refusals: count, windowSeconds, blockSeconds });
   }
 
@@ -63,9 +65,10 @@ export class AutoBlocker {
       }
     }
     const now = Date.now();
-    const held = this.local.get(key);
-    if (held && held.until > now) return false;
-    this.local.set(key, { count: 1, until: now + seconds * 1000 });
+    const heldUntil = this.localLocks.get(key);
+    if (heldUntil !== undefined && heldUntil > now) return false;
+    if (this.localLocks.size > 10_000) for (const [k, until] of this.localLocks) if (until <= now) this.localLocks.delete(k);
+    this.localLocks.set(key, now + seconds * 1000);
     return true;
   }
 
@@ -79,10 +82,10 @@ export class AutoBlocker {
       }
     }
     const now = Date.now();
-    const entry = this.local.get(key);
+    const entry = this.localCounts.get(key);
     if (!entry || entry.until <= now) {
-      if (this.local.size > 10_000) this.local.clear();
-      this.local.set(key, { count: 1, until: now + windowSeconds * 1000 });
+      if (this.localCounts.size > 10_000) this.localCounts.clear();
+      this.localCounts.set(key, { count: 1, until: now + windowSeconds * 1000 });
       return 1;
     }
     return ++entry.count;

@@ -231,6 +231,36 @@ describe('AutoBlocker', () => {
     expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(2);
   });
 
+  it('blocks on this replica while a configured Redis is away, and writes the block to Redis when it returns', async () => {
+    const p = product('auto-outage');
+    const redis = connect();
+    const blocks = await replica(redis);
+    const { logger, lines } = capture();
+    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 30 }), redis, blocks, logger);
+    redis.disconnect();
+    await msUntil('the client to be disconnected', () => redis.status !== 'ready', 2_000);
+    // An operator's change needs every replica, so it is refused while Redis is away…
+    await expect(blocks.create(block(p, 'op-user'))).rejects.toMatchObject({ code: 'service_unavailable' });
+    await blocker.refused(p, 'vic', 'user_qps');
+    await blocker.refused(p, 'vic', 'user_qps');
+    // …but an auto-block is in force here at once.
+    expect(blocks.find(p, 'vic')?.createdBy).toBe('auto-block');
+    expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(1);
+    expect(lines.filter((l) => l.severity === 'ERROR')).toHaveLength(0);
+    await redis.connect();
+    const other = connect();
+    await replica(other); // waits for its connection
+    let stored: string | null = null;
+    for (let i = 0; i < 30 && stored === null; i++) {
+      stored = await other.hget(BLOCKS_KEY, `${p}\nvic`);
+      if (stored === null) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(JSON.parse(stored ?? 'null')).toMatchObject({ product: p, user: 'vic', createdBy: 'auto-block' });
+    // Still in force after the refreshes that now read Redis.
+    await new Promise((r) => setTimeout(r, BLOCKS_POLL_MS * 2));
+    expect(blocks.find(p, 'vic')).toBeDefined();
+  });
+
   it('counts in memory without Redis and still blocks', async () => {
     const p = product('auto-local');
     const blocks = await replica(undefined);

@@ -29,6 +29,8 @@ export const BLOCKS_POLL_MS = 500;
 @Injectable()
 export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   private blocks = new Map<string, Block>();
+  /** Blocks made on this replica while Redis was away: in force here, written to Redis when it returns. */
+  private readonly unsynced = new Map<string, Block>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -64,10 +66,21 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     return [...this.blocks.values()].filter((b) => b.expiresAt === null || Date.parse(b.expiresAt) > now);
   }
 
-  /** Creates or replaces a block; in force here at once, on other replicas within a second. */
-  async create(block: Block): Promise<Block> {
+  /**
+   * Creates or replaces a block; in force here at once, on other replicas within a second. With
+   * `whenRedisIsAway: 'local'` (auto-blocks) a block that cannot reach Redis is kept on this replica
+   * and written to Redis when it returns; otherwise (an operator's change) the call fails with 503.
+   */
+  async create(block: Block, options: { whenRedisIsAway: 'refuse' | 'local' } = { whenRedisIsAway: 'refuse' }): Promise<Block> {
     const key = keyOf(block.product, block.user);
-    if (this.redis) await this.shared(() => this.redis?.hset(BLOCKS_KEY, key, JSON.stringify(block)));
+    if (this.redis) {
+      try {
+        await this.shared(() => this.redis?.hset(BLOCKS_KEY, key, JSON.stringify(block)));
+      } catch (error) {
+        if (options.whenRedisIsAway !== 'local') throw error;
+        this.unsynced.set(key, block);
+      }
+    }
     this.blocks.set(key, block);
     return block;
   }
@@ -75,6 +88,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   /** Removes a block; returns whether one existed. */
   async remove(product: string, user: string | null): Promise<boolean> {
     const key = keyOf(product, user);
+    this.unsynced.delete(key);
     if (this.redis) {
       const removed = (await this.shared(() => this.redis?.hdel(BLOCKS_KEY, key))) ?? 0;
       return this.blocks.delete(key) || removed > 0;
@@ -95,6 +109,10 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   private async refresh(): Promise<void> {
     if (!this.redis || this.redis.status !== 'ready') return;
     try {
+      for (const [key, block] of this.unsynced) {
+        await this.redis.hset(BLOCKS_KEY, key, JSON.stringify(block));
+        this.unsynced.delete(key);
+      }
       const raw = await this.redis.hgetall(BLOCKS_KEY);
       const next = new Map<string, Block>();
       const expired: string[] = [];
@@ -105,6 +123,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         if (block.expiresAt !== null && Date.parse(block.expiresAt) <= now) expired.push(key);
         else next.set(key, block);
       }
+      for (const [key, block] of this.unsynced) next.set(key, block);
       this.blocks = next;
       if (expired.length) await this.redis.hdel(BLOCKS_KEY, ...expired);
     } catch (error) {

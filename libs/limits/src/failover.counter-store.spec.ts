@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
 import { JsonLogger } from '@keygate/observability';
-import { createRequestPathRedis, REDIS_COMMAND_TIMEOUT_MS } from '@keygate/redis';
+import { createRequestPathRedis, REDIS_REQUEST_WAIT_MS } from '@keygate/redis';
 import { Redis } from 'ioredis';
 import type { RequestLimits } from './counter.store';
 import { FailoverCounterStore } from './failover.counter-store';
@@ -39,11 +39,15 @@ async function until(what: string, probe: () => boolean | Promise<boolean>, time
   }
 }
 
-/** A TCP proxy in front of the real Redis that can be taken down (connections cut) or frozen (bytes swallowed). */
+/**
+ * A TCP proxy in front of the real Redis that can be taken down (connections cut), frozen (bytes
+ * swallowed) or slowed (Redis's replies delivered `slowMs` late, in order: Redis has run the command).
+ */
 class RedisProxy {
   private server!: Server;
   private readonly sockets = new Set<Socket>();
-  mode: 'up' | 'down' | 'frozen' = 'up';
+  mode: 'up' | 'down' | 'frozen' | 'slow' = 'up';
+  slowMs = 400;
   port = 0;
 
   async start(): Promise<void> {
@@ -60,10 +64,22 @@ class RedisProxy {
         this.sockets.delete(upstream);
       };
       client.on('data', (chunk) => {
-        if (this.mode === 'up') upstream.write(chunk);
+        if (this.mode === 'up' || this.mode === 'slow') upstream.write(chunk);
       });
-      upstream.on('data', (chunk) => {
-        if (this.mode === 'up') client.write(chunk);
+      // Replies delayed in 'slow' mode stay ahead of later ones, whatever the mode is by then.
+      let delayed = 0;
+      let chain = Promise.resolve();
+      upstream.on('data', (chunk: Buffer) => {
+        if (this.mode === 'frozen' || this.mode === 'down') return;
+        if (this.mode === 'up' && delayed === 0) return void client.write(chunk);
+        delayed++;
+        const wait = this.mode === 'slow' ? this.slowMs : 0;
+        chain = chain
+          .then(() => new Promise((r) => setTimeout(r, wait)))
+          .then(() => {
+            delayed--;
+            client.write(chunk);
+          });
       });
       client.on('error', drop).on('close', drop);
       upstream.on('error', drop).on('close', drop);
@@ -122,7 +138,7 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
     expect(redis.status).not.toBe('ready');
     const { value, ms } = await timed(() => store.admit(product('dead'), 'alice', NONE, SECOND, DAY));
     expect(value.admitted).toBe(true);
-    expect(ms).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS);
+    expect(ms).toBeLessThan(REDIS_REQUEST_WAIT_MS);
     expect(store.degraded).toBe(true);
   });
 
@@ -130,7 +146,7 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
     const p = product('dead-limit');
     const start = performance.now();
     const results = await Promise.all(Array.from({ length: 6 }, () => store.admit(p, 'bob', { ...NONE, userPerSecond: 5 }, SECOND, DAY)));
-    expect(performance.now() - start).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS);
+    expect(performance.now() - start).toBeLessThan(REDIS_REQUEST_WAIT_MS);
     expect(results.filter((r) => r.admitted)).toHaveLength(5);
     expect(results.find((r) => !r.admitted)).toMatchObject({ refusedBy: 'user_qps' });
     const reservations = await Promise.all(Array.from({ length: 5 }, () => store.reserveTokens(p, 'bob', 40, 100, 0, DAY)));
@@ -184,7 +200,7 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     const during = [];
     for (let i = 0; i < 4; i++) during.push(await timed(() => store.admit(p, 'dave', limits, SECOND, DAY)));
     expect(during.map((d) => d.value.admitted)).toEqual([true, true, true, false]);
-    for (const d of during) expect(d.ms).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS);
+    for (const d of during) expect(d.ms).toBeLessThan(REDIS_REQUEST_WAIT_MS);
     expect(lines.some((l) => l.severity === 'ERROR' && String(l.message).includes('Redis unavailable'))).toBe(true);
     // Nothing reached the shared Redis meanwhile.
     expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('1');
@@ -202,8 +218,8 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     proxy.mode = 'frozen';
     const first = await timed(() => store.admit(p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY));
     expect(first.value.admitted).toBe(true);
-    expect(first.ms).toBeGreaterThanOrEqual(REDIS_COMMAND_TIMEOUT_MS - 20);
-    expect(first.ms).toBeLessThan(REDIS_COMMAND_TIMEOUT_MS + 100);
+    expect(first.ms).toBeGreaterThanOrEqual(REDIS_REQUEST_WAIT_MS - 20);
+    expect(first.ms).toBeLessThan(REDIS_REQUEST_WAIT_MS + 100);
     const next = await Promise.all(Array.from({ length: 3 }, () => timed(() => store.admit(p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY))));
     for (const n of next) expect(n.ms).toBeLessThan(50);
     // Still a limit while degraded: 2 per second for the user, counted in memory.
@@ -231,5 +247,42 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     const shared = Number(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total'));
     // Only the request reserved in Redis belongs there: 400 tokens really used.
     expect(shared).toBe(400);
+  }, 15_000);
+
+  it('gives back a reservation Redis took after the request stopped waiting and counted it in memory', async () => {
+    const p = product('late-reserve');
+    proxy.mode = 'slow';
+    const reservation = await store.reserveTokens(p, 'gil', 5_000, 100_000, 0, DAY);
+    // The request went on with a reservation in memory…
+    expect(reservation).toMatchObject({ reserved: true, store: 'local' });
+    proxy.mode = 'up';
+    // …and the shared one, taken when Redis ran the script, is returned when the late reply arrives.
+    await until('the late reservation to be given back', async () => (await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')) === '0');
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:gil')).toBe('0');
+    await until('the cool-off to end', () => !store.degraded, 3_000);
+  }, 15_000);
+
+  it('settles a shared reservation during the cool-off after an unrelated slow command', async () => {
+    const p = product('cool-off-settle');
+    expect(await store.reserveTokens(p, 'hal', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    proxy.mode = 'slow';
+    await store.admit(p, 'ivy', NONE, SECOND, DAY); // one slow reply: the store cools off
+    proxy.mode = 'up';
+    expect(store.degraded).toBe(true);
+    await store.settleTokens(p, 'hal', 100 - 5_000, DAY, 'shared');
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:hal')).toBe('100');
+    await until('the cool-off to end', () => !store.degraded, 3_000);
+  }, 15_000);
+
+  it('holds a settlement while Redis is away and sends it when Redis returns', async () => {
+    const p = product('held-settle');
+    expect(await store.reserveTokens(p, 'jo', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    await store.settleTokens(p, 'jo', 300 - 5_000, DAY, 'shared');
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')).toBe('5000');
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    await until('the held settlement to reach Redis', async () => (await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')) === '300');
   }, 15_000);
 });

@@ -1,29 +1,40 @@
 import type { JsonLogger } from '@keygate/observability';
+import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
-import type { Admission, CounterStore, DailyUsage, RequestLimits, Reservation, StoreName } from './counter.store';
+import { utcDay, type Admission, type CounterStore, type DailyUsage, type RequestLimits, type Reservation, type StoreName } from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
 import { RedisCounterStore } from './redis.counter-store';
 
 /** After a failed command, Redis is not tried again for this long (so an outage costs no waits). */
 const COOL_OFF_MS = 1_000;
+/** Settlements held for Redis while it is away (product × user × day, coalesced); beyond this, dropped. */
+const MAX_HELD_SETTLEMENTS = 10_000;
 
 /**
  * Shared counting in Redis, with per-replica in-memory counting while Redis is unreachable: limits
  * then hold per replica (never unlimited), no request waits on a dead Redis (a disconnected client
- * is skipped without a command; a hung one costs one 250 ms timeout, then a cool-off), and shared
+ * is skipped without a command; a hung one costs one 250 ms wait, then a cool-off), and shared
  * counting resumes by itself once the client is ready again.
+ *
+ * Token reservations are kept exact across those switches: a reservation Redis takes after the
+ * request stopped waiting (and counted in memory instead) is given back as soon as its late reply
+ * arrives, and a settlement that cannot be sent while Redis is away is held and sent when it returns.
  */
 export class FailoverCounterStore implements CounterStore {
   private readonly shared: RedisCounterStore;
   private readonly local = new MemoryCounterStore();
   private coolOffUntil = 0;
   private wasDegraded = false;
+  /** Token deltas for the shared store that could not be sent, by product, user and day. */
+  private readonly held = new Map<string, { product: string; user: string; day: string; delta: number }>();
+  private heldDropped = 0;
 
   constructor(
     private readonly redis: Redis,
     private readonly logger: JsonLogger,
   ) {
     this.shared = new RedisCounterStore(redis);
+    redis.on('ready', () => this.sendHeld());
   }
 
   /** True while counting happens per replica. */
@@ -31,22 +42,58 @@ export class FailoverCounterStore implements CounterStore {
     return this.redis.status !== 'ready' || Date.now() < this.coolOffUntil;
   }
 
+  /** A late admission (Redis counted the request after it was counted in memory) is left counted: one request, the safe side. */
   admit(product: string, user: string, limits: RequestLimits, second: number, day: string): Promise<Admission> {
     return this.run((s) => s.admit(product, user, limits, second, day));
   }
 
   reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation> {
-    return this.run((s) => s.reserveTokens(product, user, tokens, productCap, userCap, day));
+    return this.run(
+      (s) => s.reserveTokens(product, user, tokens, productCap, userCap, day),
+      // The request went on with a reservation in memory; the one Redis took after all is given back.
+      (late) => {
+        if (late.reserved) void this.settleShared(product, user, -tokens, day);
+      },
+    );
   }
 
   /**
-   * Settles in the store that took the reservation. A shared reservation that cannot be settled
-   * because Redis is away is dropped: the day's shared total then over-counts (the safe side)
-   * rather than a local counter being corrected for tokens it never held.
+   * Settles in the store that took the reservation. Settling is off the request path, so it is
+   * tried whenever the client is connected (cool-off or not); while Redis is away the delta is
+   * held and sent when it returns. A settle that fails after it was sent is not repeated (Redis may
+   * have applied it): the day's shared total may then over-count, the safe side.
    */
   async settleTokens(product: string, user: string, delta: number, day: string, store: StoreName): Promise<void> {
     if (store === 'local') return this.local.settleTokens(product, user, delta, day, 'local');
-    if (this.degraded) return;
+    return this.settleShared(product, user, delta, day);
+  }
+
+  usage(product: string, day: string): Promise<DailyUsage> {
+    return this.run((s) => s.usage(product, day));
+  }
+
+  /** Runs `op` on Redis, waiting at most REDIS_REQUEST_WAIT_MS, else in memory; `onLate` gets a reply that came after that. */
+  private async run<T>(op: (store: CounterStore) => Promise<T>, onLate?: (late: T) => void): Promise<T> {
+    if (this.degraded) {
+      this.transition(true, 'Redis not ready');
+      return op(this.local);
+    }
+    const command = op(this.shared);
+    try {
+      const result = await withinRequestWait(command);
+      this.transition(false);
+      return result;
+    } catch (error) {
+      if (error instanceof RedisWaitExceededError && onLate) command.then(onLate, () => undefined);
+      this.coolOffUntil = Date.now() + COOL_OFF_MS;
+      this.transition(true, (error as Error).message);
+      return op(this.local);
+    }
+  }
+
+  private async settleShared(product: string, user: string, delta: number, day: string): Promise<void> {
+    if (delta === 0) return;
+    if (this.redis.status !== 'ready') return this.hold(product, user, delta, day);
     try {
       await this.shared.settleTokens(product, user, delta, day, 'shared');
     } catch (error) {
@@ -55,24 +102,24 @@ export class FailoverCounterStore implements CounterStore {
     }
   }
 
-  usage(product: string, day: string): Promise<DailyUsage> {
-    return this.run((s) => s.usage(product, day));
+  private hold(product: string, user: string, delta: number, day: string): void {
+    const key = `${product}\n${user}\n${day}`;
+    const entry = this.held.get(key);
+    if (entry) entry.delta += delta;
+    else if (this.held.size < MAX_HELD_SETTLEMENTS) this.held.set(key, { product, user, day, delta });
+    else this.heldDropped++;
   }
 
-  private async run<T>(op: (store: CounterStore) => Promise<T>): Promise<T> {
-    if (this.degraded) {
-      this.transition(true, 'Redis not ready');
-      return op(this.local);
+  /** Sends the settlements held during an outage (those of today and yesterday; older days' keys are gone). */
+  private sendHeld(): void {
+    if (this.heldDropped > 0) {
+      this.logger.write('WARNING', 'token settlements dropped during the Redis outage (shared totals over-count)', { dropped: this.heldDropped });
+      this.heldDropped = 0;
     }
-    try {
-      const result = await op(this.shared);
-      this.transition(false);
-      return result;
-    } catch (error) {
-      this.coolOffUntil = Date.now() + COOL_OFF_MS;
-      this.transition(true, (error as Error).message);
-      return op(this.local);
-    }
+    const oldest = utcDay(Date.now() - 86_400_000);
+    const entries = [...this.held.values()];
+    this.held.clear();
+    for (const { product, user, day, delta } of entries) if (day >= oldest) void this.settleShared(product, user, delta, day);
   }
 
   private transition(degraded: boolean, reason?: string): void {

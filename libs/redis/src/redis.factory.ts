@@ -1,11 +1,21 @@
 import { Redis } from 'ioredis';
 
-/** Longest a request may wait on one Redis command (issue: no request waits more than ~250 ms). */
-export const REDIS_COMMAND_TIMEOUT_MS = 250;
+/**
+ * Longest a request waits on Redis (issue: no request waits more than ~250 ms): the limits store
+ * races each request's command against this and counts in memory when it loses.
+ */
+export const REDIS_REQUEST_WAIT_MS = 250;
 
 /**
- * A Redis connection for the request path: no offline queue and a command timeout, so during an
- * outage a command fails at once instead of waiting for a reconnect; reconnects keep going in the
+ * When the client gives a command up. Longer than {@link REDIS_REQUEST_WAIT_MS} on purpose: a reply
+ * that comes after the request moved on is still read, so a token reservation Redis took late can
+ * be given back instead of staying charged for the rest of the day.
+ */
+export const REDIS_COMMAND_TIMEOUT_MS = 2_000;
+
+/**
+ * A Redis connection for the request path: no offline queue, so during an outage a command fails
+ * at once instead of waiting for a reconnect, and a command timeout; reconnects keep going in the
  * background (capped backoff) so shared counting resumes by itself.
  */
 export function createRequestPathRedis(url: string, onError: (error: Error) => void): Redis {
@@ -21,4 +31,25 @@ export function createRequestPathRedis(url: string, onError: (error: Error) => v
   });
   redis.on('error', onError);
   return redis;
+}
+
+/** A request stopped waiting on Redis; the command itself may still complete. */
+export class RedisWaitExceededError extends Error {
+  constructor() {
+    super(`Redis did not answer within ${REDIS_REQUEST_WAIT_MS} ms`);
+    this.name = 'RedisWaitExceededError';
+  }
+}
+
+/**
+ * Settles like `command`, or rejects with {@link RedisWaitExceededError} once a request has waited
+ * {@link REDIS_REQUEST_WAIT_MS}. The command is not cancelled (Redis may still run it): callers
+ * that must know its outcome keep their own handle on `command`.
+ */
+export function withinRequestWait<T>(command: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RedisWaitExceededError()), REDIS_REQUEST_WAIT_MS);
+  });
+  return Promise.race([command, timeout]).finally(() => clearTimeout(timer));
 }
