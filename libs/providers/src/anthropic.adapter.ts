@@ -5,8 +5,7 @@ import { AnthropicStreamTranslator, toChatCompletion, toMessagesRequest, type Co
 import type { ChatResult, ChatStream, StreamEvent } from './chat.types';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
-import { failFromStatus, readText, sseEvents } from './upstream-body.util';
-import { UpstreamError } from './upstream.error';
+import { failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 
 /** The Messages API version keygate's translation is written against. */
 const ANTHROPIC_VERSION = '2023-06-01';
@@ -63,10 +62,6 @@ function meta(body: ProviderCall['body']): CompletionMeta {
   return { fallbackId: `chatcmpl-${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: body.model };
 }
 
-function parse<T>(text: string, what: string): T {
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    throw new UpstreamError('protocol', 'anthropic', `${what} is not JSON`);
-  }
+function parse<T extends object>(text: string, what: string): T {
+  return parseUpstreamObject<T>(text, 'anthropic', what);
 }

@@ -338,6 +338,21 @@ describe('GeminiAdapter against the mock upstream', () => {
       expect((await getStats(mock.base)).byRoute['gemini.batchEmbedContents'] - before).toBe(3);
     });
 
+    it('fails at once when one batch fails, cancelling the batches still running', async () => {
+      const before = await getStats(mock.base);
+      // Batch 1 (inputs 0–99) would take 3 s; batch 2 fails at once.
+      const input = Array.from({ length: 150 }, (_, i) => (i === 0 ? 'slow [mock delay_ms=3000]' : i === 100 ? 'bad [mock status=400]' : `text ${i}`));
+      const error = await rejection(embed({ model: 'gemini-embedding-001', input }));
+      expect(error).toBeInstanceOf(UpstreamError);
+      expect((error as UpstreamError).status).toBe(400);
+      const after = await eventually(
+        () => getStats(mock.base),
+        (s) => s.aborted > before.aborted && s.active === before.active,
+      );
+      expect(after.byRoute['gemini.batchEmbedContents'] - before.byRoute['gemini.batchEmbedContents']).toBe(2);
+      expect(after.aborted - before.aborted).toBe(1);
+    });
+
     it('refuses token-array input without calling the upstream', async () => {
       const error = await rejection(embed({ model: 'gemini-embedding-001', input: [1, 2, 3] }));
       expect(error).toMatchObject({ code: 'unsupported_parameter', options: { param: 'input' } });

@@ -17,7 +17,7 @@ import {
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { countTokens } from './token-estimate';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
-import { readText, sseEvents } from './upstream-body.util';
+import { parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
 /**
@@ -61,13 +61,20 @@ export class GeminiAdapter implements ProviderAdapter {
     for (let i = 0; i < texts.length; i += GEMINI_EMBED_BATCH_SIZE) batches.push(texts.slice(i, i + GEMINI_EMBED_BATCH_SIZE));
     const requests = batches.map((batch) => toBatchEmbedRequest(body.model, batch, body.dimensions ?? undefined));
     const path = `${modelPath(body.model)}:batchEmbedContents`;
+    // One failed batch fails the call: the others are cancelled then, not left running (and billed).
+    const failed = new AbortController();
+    const batchCall = { ...call, signal: AbortSignal.any([call.signal, failed.signal]) };
     const answers = await Promise.all(
       requests.map(async (request, b) => {
-        const res = await this.post(call, path, request);
-        const vectors = parse<BatchEmbedContentsResponse>(await readText(res, this.name), 'response').embeddings ?? [];
-        if (vectors.length !== batches[b].length)
-          throw new UpstreamError('protocol', this.name, 'embeddings count does not match the inputs');
-        return vectors;
+        try {
+          const res = await this.post(batchCall, path, request);
+          const vectors = parse<BatchEmbedContentsResponse>(await readText(res, this.name), 'response').embeddings ?? [];
+          if (vectors.length !== batches[b].length) throw new UpstreamError('protocol', this.name, 'embeddings count does not match the inputs');
+          return vectors;
+        } catch (error) {
+          failed.abort();
+          throw error;
+        }
       }),
     );
     // Gemini reports no usage for embeddings: this is an estimate with keygate's tokenizer (OpenAI's
@@ -111,10 +118,6 @@ function meta(body: ProviderCall['body']): CompletionMeta {
   return { fallbackId: `chatcmpl-${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: body.model, n };
 }
 
-function parse<T>(text: string, what: string): T {
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    throw new UpstreamError('protocol', 'gemini', `${what} is not JSON`);
-  }
+function parse<T extends object>(text: string, what: string): T {
+  return parseUpstreamObject<T>(text, 'gemini', what);
 }

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { ChatCompletionRequest, ChatResult, ChatStream, EmbeddingsRequest, EmbeddingsResult, StreamEvent, Usage } from './chat.types';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
-import { failFromStatus, readText, sseEvents } from './upstream-body.util';
+import { failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
 interface OpenAiChunk {
@@ -24,12 +24,7 @@ export class OpenAiAdapter implements ProviderAdapter {
   async chat(call: ProviderCall): Promise<ChatResult> {
     const res = await this.post(call, call.body, 'application/json');
     const text = await readText(res, this.name);
-    let usage: Usage | null = null;
-    try {
-      usage = (JSON.parse(text) as { usage?: Usage | null }).usage ?? null;
-    } catch {
-      throw new UpstreamError('protocol', this.name, 'response is not JSON');
-    }
+    const usage = parseUpstreamObject<{ usage?: Usage | null }>(text, this.name, 'response').usage ?? null;
     // The upstream's bytes are sent on unchanged: nothing to re-serialize on the hot path.
     return { body: text, usage };
   }
@@ -44,12 +39,8 @@ export class OpenAiAdapter implements ProviderAdapter {
   async embeddings(call: ProviderCall<EmbeddingsRequest>): Promise<EmbeddingsResult> {
     const res = await this.post(call, call.body, 'application/json', '/embeddings');
     const text = await readText(res, this.name);
-    try {
-      const usage = (JSON.parse(text) as { usage?: EmbeddingsResult['usage'] }).usage ?? null;
-      return { body: text, usage };
-    } catch {
-      throw new UpstreamError('protocol', this.name, 'response is not JSON');
-    }
+    const usage = parseUpstreamObject<{ usage?: EmbeddingsResult['usage'] }>(text, this.name, 'response').usage ?? null;
+    return { body: text, usage };
   }
 
   private async post(call: ProviderCall<unknown>, body: unknown, accept: string, path = '/chat/completions'): Promise<UpstreamResponse> {
@@ -76,12 +67,7 @@ export class OpenAiAdapter implements ProviderAdapter {
         done = true;
         break;
       }
-      let chunk: OpenAiChunk;
-      try {
-        chunk = JSON.parse(event.data) as OpenAiChunk;
-      } catch {
-        throw new UpstreamError('protocol', this.name, 'stream chunk is not JSON');
-      }
+      const chunk = parseUpstreamObject<OpenAiChunk>(event.data, this.name, 'stream chunk');
       if (chunk.error) throw new UpstreamError('stream_error', this.name, chunk.error.message ?? 'error event');
       const usage = chunk.usage ?? undefined;
       const content = chunk.choices?.[0]?.delta?.content;

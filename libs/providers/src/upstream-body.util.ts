@@ -14,6 +14,22 @@ export async function readText(res: UpstreamResponse, provider: string): Promise
   }
 }
 
+/**
+ * Parses an upstream JSON document that must be an object (a response body or a stream chunk).
+ * Anything else — not JSON, or JSON `null`, a number, an array — is a protocol error (502), never
+ * a TypeError further on (which would be a 500, and would read as "this fallback cannot serve").
+ */
+export function parseUpstreamObject<T extends object>(text: string, provider: string, what: string): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new UpstreamError('protocol', provider, `${what} is not JSON`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UpstreamError('protocol', provider, `${what} is not a JSON object`);
+  return value as T;
+}
+
 /** Turns a non-2xx upstream answer into an {@link UpstreamError} with the provider's own message. */
 export async function failFromStatus(res: UpstreamResponse, provider: string): Promise<never> {
   const text = await readText(res, provider).catch(() => '');
