@@ -1344,6 +1344,18 @@ describe('CORS', () => {
     expect(s.headers['access-control-allow-credentials']).toBeUndefined();
   });
 
+  it('grants an allowed origin on a streamed completion too (the SSE headers are written by hand)', async () => {
+    const body = { ...(JSON.parse(chatBody('cors-stream')) as Record<string, unknown>), stream: true };
+    const s = await send(gw, { token: mintToken(), headers: { origin: ALLOWED_ORIGINS[0] }, body, label: 'cors-stream' });
+    expect(s.status).toBe(200);
+    expect(String(s.headers['content-type'])).toContain('text/event-stream');
+    expect(s.text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    expect(s.headers['access-control-allow-origin']).toBe(ALLOWED_ORIGINS[0]);
+    expect(String(s.headers['access-control-expose-headers']).toLowerCase().split(/,\s*/).sort()).toEqual(['retry-after', 'x-request-id']);
+    expect(String(s.headers.vary)).toMatch(/origin/i);
+    await expectOneAudit(gw, s.id, { status: 200, failure: null });
+  });
+
   it('grants nothing to a foreign origin on the actual response', async () => {
     const s = await send(gw, { headers: { origin: 'https://evil.example.com' }, label: 'cors-actual-foreign' });
     await expect401(gw, s);

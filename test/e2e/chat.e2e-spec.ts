@@ -946,7 +946,7 @@ describe('client disconnects', () => {
       return s.aborted > before.aborted ? s : undefined;
     });
     expect(after.byRoute['openai.chat'] - before.byRoute['openai.chat']).toBe(1);
-    await expectOneAudit(gw, id, {
+    const audit = await expectOneAudit(gw, id, {
       status: 499,
       failure: 'client_abort',
       product: 'demo',
@@ -954,6 +954,10 @@ describe('client disconnects', () => {
       provider: 'openai',
       stream: false,
     });
+    // The prompt reached the upstream, which bills it: the estimate is recorded (and settled to the
+    // quota), as for an abandoned stream; nothing was generated for the client.
+    expect(audit.tokens_in).toBeGreaterThan(0);
+    expect(audit.tokens_out ?? 0).toBe(0);
   });
 
   it('cancels the upstream stream and audits client_abort with the tokens seen so far when a streaming client goes away', async () => {

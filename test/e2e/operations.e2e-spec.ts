@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Agent } from 'node:http';
+import { connect } from 'node:net';
 import OpenAI, { APIError } from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import {
@@ -717,6 +718,58 @@ describe('graceful shutdown on SIGTERM', () => {
       expect(drain.proc.lines.some((l) => l.json?.message === 'shutdown complete')).toBe(true);
     } finally {
       agent.destroy();
+      await drain.stop();
+    }
+  }, 40_000);
+
+  it('answers a request that arrives during the drain on a kept-alive connection with the contract 503, Connection: close, and its audit line', async () => {
+    const drain = await startGateway({
+      products: opsProducts(mock.url),
+      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '10' },
+    });
+    // One raw connection, as a load balancer keeps it: a slow request, then SIGTERM, then another
+    // request on the same connection while the first is still in flight (so it is not idle).
+    const socket = connect(drain.port, '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (received += d));
+    socket.on('error', () => undefined);
+    const post = (id: string, body: unknown): void => {
+      const json = JSON.stringify(body);
+      socket.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+          `X-Request-Id: ${id}\r\nContent-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`,
+      );
+    };
+    try {
+      await new Promise((r) => socket.once('connect', r));
+      const firstId = uniqueId('drain-first');
+      const lateId = uniqueId('drain-late');
+      const activeBefore = (await mock.stats()).active ?? 0;
+      const upstreamBefore = (await mock.stats()).total;
+      post(firstId, { model: 'gpt-4o-mini', messages: user(prompt('in flight at SIGTERM', '[mock delay_ms=1500]')) });
+      await waitFor('the first request to reach the upstream', async () => ((await mock.stats()).active ?? 0) > activeBefore || undefined, 5_000);
+      const exit = drain.proc.stop(20_000);
+      await waitFor('the drain to start', () => drain.proc.lines.some((l) => l.json?.message === 'shutdown started') || undefined, 5_000);
+      post(lateId, { model: 'gpt-4o-mini', messages: user(prompt('arrives during the drain')) });
+      await waitFor('both answers', () => (received.match(/HTTP\/1\.1 \d{3}/g)?.length ?? 0) >= 2 || undefined, 10_000);
+      const [first, late] = received.split(/(?=HTTP\/1\.1 \d{3})/);
+      expect(first).toMatch(/^HTTP\/1\.1 200/);
+      expect(late).toMatch(/^HTTP\/1\.1 503/);
+      expect(late).toMatch(/\r\nconnection: close\r\n/i);
+      expect(late).toMatch(/\r\nretry-after: 1\r\n/i);
+      expect(late).toMatch(new RegExp(`\\r\\nx-request-id: ${lateId}\\r\\n`, 'i'));
+      const error = (JSON.parse(late.slice(late.indexOf('\r\n\r\n') + 4)) as { error: Record<string, unknown> }).error;
+      expect(error).toMatchObject({ code: 'service_unavailable', type: expect.any(String) as unknown, message: expect.any(String) as unknown });
+      // Only the first request reached the upstream.
+      expect((await mock.stats()).total - upstreamBefore).toBe(1);
+      expect(await within(exit, 10_000)).toEqual({ code: 0, signal: null });
+      expect(drain.auditsFor(firstId)).toHaveLength(1);
+      expect(drain.auditsFor(firstId)[0]).toMatchObject({ status: 200, failure: null });
+      expect(drain.auditsFor(lateId)).toHaveLength(1);
+      expect(drain.auditsFor(lateId)[0]).toMatchObject({ status: 503, failure: 'internal' });
+    } finally {
+      socket.destroy();
       await drain.stop();
     }
   }, 40_000);

@@ -104,7 +104,9 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
     bodyLimit: config.policy.largestRequestBytes,
     // Google's load balancers keep backend connections for 600 s; a shorter server timeout races them.
     keepAliveTimeout: 620_000,
-    return503OnClosing: true,
+    // During the drain, RequestLifecycle answers requests on kept-alive connections itself (the
+    // contract's 503, audited, Connection: close); Fastify's own 503 has neither.
+    return503OnClosing: false,
     logger: false,
   });
   // Nest logs through keygate's JSON logger from the first line, so even a boot failure inside Nest

@@ -29,7 +29,6 @@ import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache',
-  connection: 'keep-alive',
   // Tells nginx-style proxies in front of keygate not to buffer the stream.
   'x-accel-buffering': 'no',
 };
@@ -79,6 +78,9 @@ export class ChatCompletionsService {
       if ('events' in value) await this.stream(ctx, value, body.messages, reply, policy.maxStreamSeconds);
       else await this.send(ctx, value, reply);
     } finally {
+      // A request the client abandoned after it reached the upstream is billed for its prompt (the
+      // stream path does the same): the estimate stands in for the usage nobody reported.
+      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = estimatePromptTokens(body.messages);
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
     }
   }
@@ -112,7 +114,8 @@ export class ChatCompletionsService {
     reply.hijack();
     this.metrics.activeStreams.inc();
     const res = reply.raw;
-    res.writeHead(200, SSE_HEADERS);
+    // Headers set on the reply before the hijack (CORS, from @fastify/cors) go out with the stream.
+    res.writeHead(200, { ...definedHeaders(reply.getHeaders()), ...SSE_HEADERS });
     ctx.status = 200;
     const text: string[] = [];
     let overLimit = false;
@@ -158,6 +161,13 @@ export class ChatCompletionsService {
     ctx.tokensIn = usage.prompt_tokens;
     ctx.tokensOut = usage.completion_tokens;
   }
+}
+
+/** The reply's headers without the unset ones, for a raw `writeHead`. */
+function definedHeaders(headers: Record<string, number | string | string[] | undefined>): Record<string, number | string | string[]> {
+  const out: Record<string, number | string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = value;
+  return out;
 }
 
 /** How many completions the request asks for (`n`), each bounded by the cap. */

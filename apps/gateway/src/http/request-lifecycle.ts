@@ -1,13 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '@keygate/audit';
+import { GatewayError } from '@keygate/errors';
+import { LifecycleState } from '@keygate/health';
 import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext } from '@keygate/observability';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 
 /** Status recorded when the client went away before the response finished (nginx's convention). */
 export const CLIENT_CLOSED_REQUEST = 499;
 
 const AUDITED = /^\/(v1|chat)\//;
+/** Answered while draining: probes must keep telling the truth, and a scrape may still read the counters. */
+const SERVED_WHILE_DRAINING = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * Owns each request's life from arrival to the audit line. A Fastify `onRequest` hook (the first
@@ -23,6 +27,7 @@ export class RequestLifecycle {
   constructor(
     private readonly audit: AuditService,
     private readonly metrics: MetricsService,
+    private readonly state: LifecycleState,
   ) {}
 
   /** Requests whose response has not closed yet. */
@@ -59,8 +64,20 @@ export class RequestLifecycle {
       // Set on the raw response so hijacked (streamed) replies carry it too.
       reply.raw.setHeader('x-request-id', ctx.requestId);
       reply.raw.once('close', () => this.onClose(ctx, reply.raw.writableFinished, reply.raw.statusCode));
+      if (this.state.shuttingDown && !SERVED_WHILE_DRAINING.has(path)) return this.refuseWhileDraining(ctx, reply);
       done();
     });
+  }
+
+  /**
+   * A request that arrives during the drain on a connection kept alive from before (the listener
+   * no longer accepts new ones) gets the contract's 503 and an audit line, and the connection is
+   * closed so the client's next request goes to another replica.
+   */
+  private refuseWhileDraining(ctx: RequestContext, reply: FastifyReply): void {
+    const error = new GatewayError('service_unavailable', 'keygate is shutting down; retry the request', { retryAfterSeconds: 1 });
+    ctx.fail(error.spec.failure, error.status);
+    void reply.status(error.status).header('retry-after', '1').header('connection', 'close').type('application/json').send(error.toBody());
   }
 
   private onClose(ctx: RequestContext, finished: boolean, statusCode: number): void {

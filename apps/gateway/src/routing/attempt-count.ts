@@ -1,9 +1,10 @@
 import type { RequestContext } from '@keygate/observability';
-import { UpstreamError } from '@keygate/providers';
+import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 
 /**
- * Counts an attempt once it is known to have reached the upstream: it answered, or failed as an
- * upstream failure. A request an adapter refused while translating was never sent.
+ * Counts an attempt once it is known to have gone to the upstream: it answered, failed as an
+ * upstream failure, or was cancelled because the client went away (the upstream may already be
+ * generating, and billing, by then). A request an adapter refused while translating was never sent.
  */
 export function countAttempt<T>(ctx: RequestContext, attempt: Promise<T>): Promise<T> {
   return attempt.then(
@@ -12,7 +13,7 @@ export function countAttempt<T>(ctx: RequestContext, attempt: Promise<T>): Promi
       return value;
     },
     (error: unknown) => {
-      if (error instanceof UpstreamError) ctx.attempts++;
+      if (error instanceof UpstreamError || error instanceof ClientAbortedError) ctx.attempts++;
       throw error;
     },
   );
