@@ -70,17 +70,17 @@ export class ChatCompletionsService {
       },
     }));
     const reservation = this.quota.enabled(principal.product)
-      ? await this.quota.reserve(principal.product, principal.user, estimatePromptTokens(body.messages) + completionCap * choices(body))
+      ? await this.quota.reserve(principal.product, principal.user, estimatePromptTokens(body) + completionCap * choices(body))
       : undefined;
     try {
       // Retries and fallbacks happen only here, before a byte has gone to the client.
       const { value } = await runAttempts<ChatResult | ChatStream>(candidates, this.retry, ctx.abort.signal);
-      if ('events' in value) await this.stream(ctx, value, body.messages, reply, policy.maxStreamSeconds);
+      if ('events' in value) await this.stream(ctx, value, body, reply, policy.maxStreamSeconds);
       else await this.send(ctx, value, reply);
     } finally {
       // A request the client abandoned after it reached the upstream is billed for its prompt (the
       // stream path does the same): the estimate stands in for the usage nobody reported.
-      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = estimatePromptTokens(body.messages);
+      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = estimatePromptTokens(body);
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
     }
   }
@@ -110,7 +110,7 @@ export class ChatCompletionsService {
    * as JSON with their real status); after the first byte they end the stream with an SSE error
    * event, since the 200 is already on the wire.
    */
-  private async stream(ctx: RequestContext, upstream: ChatStream, messages: ChatCompletionRequest['messages'], reply: FastifyReply, maxStreamSeconds: number): Promise<void> {
+  private async stream(ctx: RequestContext, upstream: ChatStream, body: ChatCompletionRequest, reply: FastifyReply, maxStreamSeconds: number): Promise<void> {
     reply.hijack();
     this.metrics.activeStreams.inc();
     const res = reply.raw;
@@ -145,7 +145,7 @@ export class ChatCompletionsService {
       this.metrics.activeStreams.dec();
       clearTimeout(limit);
       // The upstream started generating, so it bills the prompt: estimate what it did not report.
-      if (ctx.tokensIn === null) ctx.tokensIn = estimatePromptTokens(messages);
+      if (ctx.tokensIn === null) ctx.tokensIn = estimatePromptTokens(body);
       if (ctx.tokensOut === null) ctx.tokensOut = countTokens(text.join(''));
     }
   }
