@@ -750,6 +750,21 @@ describe.each(VERIFIER_TARGETS)('the verifier with $name refuses hostile tokens 
     await expectServed(g, s, { user: 'verifier-ok' });
   });
 
+  it('accepts an x5t certificate thumbprint in the header (Entra ID sends one): the key is still found by kid alone', async () => {
+    const thumbprint = randomBytes(20).toString('base64url');
+    const s = await send(g, { token: signedJwt(key, valid({ sub: 'x5t-ok' }), { x5t: thumbprint }), label: 'verifier-x5t' });
+    await expectServed(g, s, { user: 'x5t-ok' });
+  });
+
+  it('refuses a valid token followed by anything else in the Authorization header, also once the token is cached', async () => {
+    const token = signedJwt(key, valid({ sub: 'suffix' }));
+    await expectServed(g, await send(g, { token, label: 'verifier-suffix-ok' }), { user: 'suffix' });
+    for (const header of [`Bearer ${token} x`, `Bearer ${token} ${'p'.repeat(4_000)}`, `Bearer ${token},${token}`]) {
+      const s = await send(g, { headers: { authorization: header }, label: 'verifier-suffix' });
+      await expect401(g, s);
+    }
+  });
+
   it('accepts a token that expired 30 s ago (within the 60 s skew) and one just under 8 KB', async () => {
     const skew = await send(g, {
       token: signedJwt(key, { ...valid({ sub: 'skew-ok' }), iat: nowSeconds() - 300, exp: nowSeconds() - 30 }),

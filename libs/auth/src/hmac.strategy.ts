@@ -20,10 +20,12 @@ import { ReplayCache, ReplayCacheUnavailableError } from './replay-cache';
 export const HMAC_STRATEGY = 'keygate-hmac';
 
 /**
- * How long a signature is remembered: a timestamp is accepted from 300 s before to 300 s after
- * it, so a signature first seen at the earliest moment must still be known at the latest.
+ * How long a signature is remembered: a timestamp is accepted from 300 s before to 300 s after it
+ * (in whole seconds of the gateway clock, so up to 601 s of real time), and replicas' clocks may
+ * differ; a signature first seen at the earliest moment must still be known at the latest on any
+ * replica. The minute of margin covers the rounding and a clock drift far beyond NTP's.
  */
-export const HMAC_REPLAY_TTL_SECONDS = 2 * HMAC_WINDOW_SECONDS;
+export const HMAC_REPLAY_TTL_SECONDS = 2 * HMAC_WINDOW_SECONDS + 60;
 
 /** Finds an HMAC client by id in the secrets in force now (bound to the secrets service). */
 export interface HmacClientLookup {

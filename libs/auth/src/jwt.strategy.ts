@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import { GatewayConfig, type JwtSettings } from '@keygate/config';
-import { ExtractJwt, Strategy, type SecretOrKeyProvider } from 'passport-jwt';
+import { Strategy, type SecretOrKeyProvider } from 'passport-jwt';
 import { JWT_STRATEGY } from './auth.constants';
 import { principalFromClaims, type JwtPayload } from './jwt-claims';
 import { JwtKeyResolver } from './jwt-key.resolver';
@@ -31,7 +31,9 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
       );
     };
     super({
-      jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
+      // The same extraction as the verified-token cache's key (bearerToken), so the string that is
+      // verified is exactly the string that is cached.
+      jwtFromRequest: (request: { headers: { authorization?: string } }) => bearerToken(request.headers.authorization) ?? null,
       secretOrKeyProvider: keyProvider,
       algorithms: ['RS256', 'ES256'],
       issuer: settings.issuers,
@@ -53,7 +55,10 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
   }
 }
 
-/** The token of an `Authorization: Bearer <token>` header. */
+/** RFC 6750 §2.1: `Bearer` 1*SP b64token; anything after the token makes the header malformed. */
+const BEARER_HEADER = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+/** The token of an `Authorization: Bearer <token>` header; undefined for any other or malformed header. */
 export function bearerToken(header: string | undefined): string | undefined {
-  return header !== undefined && header.length > 7 && header.slice(0, 7).toLowerCase() === 'bearer ' ? header.slice(7).trim() : undefined;
+  return header === undefined ? undefined : BEARER_HEADER.exec(header)?.[1];
 }

@@ -4,8 +4,12 @@ import { GatewayError } from '@keygate/errors';
 export const MAX_TOKEN_LENGTH = 8192;
 const KID = /^[A-Za-z0-9._:-]{1,128}$/;
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
-/** Header parameters that carry or point at a key: honouring any of them lets a token pick its own key. */
-const KEY_CARRYING_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256'];
+/**
+ * Header parameters that carry or point at a key: honouring any of them lets a token pick its own
+ * key. (`x5t`/`x5t#S256` are only certificate thumbprints, never used to find a key here: Microsoft
+ * Entra ID puts `x5t` on every token, so they are allowed; the key is chosen by `kid` alone.)
+ */
+const KEY_CARRYING_HEADERS = ['jwk', 'jku', 'x5u', 'x5c'];
 
 /** A compact JWS decoded but NOT verified. */
 export interface UnverifiedToken {
