@@ -43,6 +43,21 @@ describe('buildPolicyBook', () => {
     expect(a.fallbacks).toEqual({ 'gpt-4o': ['claude-3-5-sonnet-20241022'] });
   });
 
+  it('merges the temperature range and auto_block field by field too', () => {
+    const book = buildPolicyBook({
+      defaults: { policy: { temperature: { min: 0.2, max: 1 } }, auto_block: { rejections: 10, window_seconds: 30, block_seconds: 600 } },
+      products: { p: { policy: { temperature: { max: 0.8 } }, auto_block: { block_seconds: 60 } } },
+    });
+    expect(book.forProduct('p').policy.temperature).toEqual({ min: 0.2, max: 0.8 });
+    expect(book.forProduct('p').autoBlock).toEqual({ rejections: 10, windowSeconds: 30, blockSeconds: 60 });
+    expect(book.forProduct('other').autoBlock).toEqual({ rejections: 10, windowSeconds: 30, blockSeconds: 600 });
+  });
+
+  it('refuses a merged range whose min ends above its max, naming the product', () => {
+    const message = problems({ defaults: { policy: { temperature: { min: 0.5, max: 1 } } }, products: { p: { policy: { temperature: { max: 0.3 } } } } });
+    expect(message).toContain('products.p.policy.temperature');
+  });
+
   it('answers defaults for products it does not name', () => {
     const book = buildPolicyBook({ defaults: { policy: { max_tokens: 100 } } });
     expect(book.forProduct('unknown').policy.maxTokens).toBe(100);

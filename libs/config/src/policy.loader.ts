@@ -107,7 +107,8 @@ function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
   };
   const policy: ParameterPolicy = {
     maxTokens: p.max_tokens ?? base.policy.maxTokens,
-    temperature: p.temperature ? { min: p.temperature.min, max: p.temperature.max } : base.policy.temperature,
+    // Field by field (SPEC §4), down to the range's ends and auto_block's settings.
+    temperature: { min: p.temperature?.min ?? base.policy.temperature.min, max: p.temperature?.max ?? base.policy.temperature.max },
     maxRequestBytes: p.max_request_bytes ?? base.policy.maxRequestBytes,
     maxStreamSeconds: p.max_stream_seconds ?? base.policy.maxStreamSeconds,
   };
@@ -115,9 +116,11 @@ function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
     limits,
     policy,
     fallbacks: { ...base.fallbacks, ...(over.fallbacks ?? {}) },
-    autoBlock: over.auto_block
-      ? { rejections: over.auto_block.rejections, windowSeconds: over.auto_block.window_seconds, blockSeconds: over.auto_block.block_seconds }
-      : base.autoBlock,
+    autoBlock: {
+      rejections: over.auto_block?.rejections ?? base.autoBlock.rejections,
+      windowSeconds: over.auto_block?.window_seconds ?? base.autoBlock.windowSeconds,
+      blockSeconds: over.auto_block?.block_seconds ?? base.autoBlock.blockSeconds,
+    },
     iapMembers: over.iap_members ? over.iap_members.map((m) => m.toLowerCase()) : base.iapMembers,
   };
 }

@@ -15,15 +15,15 @@ export class LimitsSchema {
 /** `auto_block`: a user refused this many times within the window is blocked for a while. */
 export class AutoBlockSchema {
   /** Refusals (rate limit or quota) that trigger a block; 0 turns auto-block off. */
-  @IsInt() @Min(0) rejections!: number;
-  @IsInt() @Min(1) window_seconds!: number;
-  @IsInt() @Min(1) block_seconds!: number;
+  @IsOptional() @IsInt() @Min(0) rejections?: number;
+  @IsOptional() @IsInt() @Min(1) window_seconds?: number;
+  @IsOptional() @IsInt() @Min(1) block_seconds?: number;
 }
 
-/** `temperature` range of the parameter policy. */
+/** `temperature` range of the parameter policy; a field left out keeps the value it overrides. */
 export class TemperatureRangeSchema {
-  @IsNumber() @Min(0) @Max(2) min!: number;
-  @IsNumber() @Min(0) @Max(2) max!: number;
+  @IsOptional() @IsNumber() @Min(0) @Max(2) min?: number;
+  @IsOptional() @IsNumber() @Min(0) @Max(2) max?: number;
 }
 
 /** `policy` block of the policy file (SPEC §4). */
