@@ -238,6 +238,31 @@ describe('request limits are exact across three replicas sharing Redis', () => {
     const other = await chat(replicas[1], mintToken({ product: P.userDaily, sub: uniqueId('ud-other') }), 'udaily-other');
     expect(other.status).toBe(200);
   });
+
+  it('user_daily_requests: 3 → requests refused before any upstream call (policy, unknown model) are given back to the daily cap', async () => {
+    const user = uniqueId('ud-refused');
+    const token = mintToken({ product: P.userDaily, sub: user });
+    const before = await upstreamTotal();
+    const refused = [
+      await chat(replicas[0], token, 'ud-hot', { temperature: 1.9 }),
+      await chat(replicas[1], token, 'ud-hot', { temperature: 1.9 }),
+      await chat(replicas[2], token, 'ud-model', { model: 'no-such-model' }),
+      await chat(replicas[0], token, 'ud-hot', { temperature: 1.9 }),
+    ];
+    expect(refused.map((a) => a.status)).toEqual([400, 400, 404, 400]);
+    for (const a of refused) await expectOneAudit(a, { user });
+    // Each is given back when its audit line is written.
+    await waitFor('the refused requests to be given back', async () => ((await usage(P.userDaily)).requests.users[user] === 0 ? true : undefined), 3_000);
+    expect((await upstreamTotal()) - before).toBe(0);
+    // The whole cap is still there: 3 served, then the 4th refused by the cap.
+    const served = [];
+    for (let i = 0; i < 3; i++) served.push(await chat(replicas[i], token, 'ud-after'));
+    expect(served.map((a) => a.status)).toEqual([200, 200, 200]);
+    const over = await chat(replicas[1], token, 'ud-over');
+    expect(over.status).toBe(429);
+    expect(over.headers.get('x-keygate-limit')).toBe('user_daily');
+    expect((await upstreamTotal()) - before).toBe(3);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

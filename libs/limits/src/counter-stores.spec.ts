@@ -81,13 +81,29 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     const limits: RequestLimits = { productPerSecond: 100, userPerSecond: 100, productPerDay: 100, userPerDay: 2 };
     expect((await store.admit(p, 'carol', limits, SECOND, DAY)).admitted).toBe(true);
     const second = await store.admit(p, 'carol', limits, SECOND, DAY);
-    expect(second).toEqual({ admitted: true, counts: [2, 2, 2, 2] });
+    expect(second).toEqual({ admitted: true, counts: [2, 2, 2, 2], store: where });
     const refused = await store.admit(p, 'carol', limits, SECOND, DAY);
     expect(refused).toEqual({ admitted: false, refusedBy: 'user_daily', counts: [2, 2, 2, 2] });
     // Another user of the same product in the same second sees the product counters untouched by the refusal.
-    expect(await store.admit(p, 'dave', limits, SECOND, DAY)).toEqual({ admitted: true, counts: [3, 1, 3, 1] });
+    expect(await store.admit(p, 'dave', limits, SECOND, DAY)).toEqual({ admitted: true, counts: [3, 1, 3, 1], store: where });
     const usage = await store.usage(p, DAY);
     expect(usage.requests).toEqual({ total: 3, users: { carol: 2, dave: 1 } });
+  });
+
+  it('gives an admitted request back to the daily counts only, never below zero', async () => {
+    const p = product('release');
+    const limits: RequestLimits = { ...NONE, userPerSecond: 10, userPerDay: 2 };
+    expect((await store.admit(p, 'gil', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await store.admit(p, 'gil', limits, SECOND, DAY)).admitted).toBe(true);
+    await store.releaseDaily(p, 'gil', DAY, where);
+    expect((await store.usage(p, DAY)).requests).toEqual({ total: 1, users: { gil: 1 } });
+    // The daily cap has room again; the per-second count was kept (3 of 10 now).
+    expect(await store.admit(p, 'gil', limits, SECOND, DAY)).toEqual({ admitted: true, counts: [3, 3, 2, 2], store: where });
+    for (let i = 0; i < 3; i++) await store.releaseDaily(p, 'gil', DAY, where);
+    expect((await store.usage(p, DAY)).requests).toEqual({ total: 0, users: { gil: 0 } });
+    // A day that never admitted anything is left alone (no key created, nothing negative).
+    await store.releaseDaily(p, 'gil', '2031-06-02', where);
+    expect((await store.usage(p, '2031-06-02')).requests).toEqual({ total: 0, users: {} });
   });
 
   it('refuses by the first full limit in order (product_qps before user_qps before the daily caps)', async () => {
@@ -107,7 +123,7 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     expect((await store.admit(p, 'frank', limits, SECOND, DAY)).admitted).toBe(true);
     expect((await store.admit(p, 'frank', limits, SECOND, DAY)).admitted).toBe(false);
     const next = await store.admit(p, 'frank', limits, SECOND + 1, DAY);
-    expect(next).toEqual({ admitted: true, counts: [1, 1, 3, 3] });
+    expect(next).toEqual({ admitted: true, counts: [1, 1, 3, 3], store: where });
     expect((await store.usage(p, DAY)).requests.total).toBe(3);
   });
 

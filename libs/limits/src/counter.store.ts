@@ -12,12 +12,12 @@ export type LimitName = 'product_qps' | 'user_qps' | 'product_daily' | 'user_dai
 export const LIMIT_ORDER: readonly LimitName[] = ['product_qps', 'user_qps', 'product_daily', 'user_daily'];
 
 /** The outcome of admitting one request: counts after admission, or the limit that refused it. */
-export type Admission =
-  | { admitted: true; counts: [number, number, number, number] }
-  | { admitted: false; refusedBy: LimitName; counts: [number, number, number, number] };
-
-/** Which store holds a reservation: settling must go to the same one. */
+/** Which store holds a reservation or an admission: settling or giving back must go to the same one. */
 export type StoreName = 'shared' | 'local';
+
+export type Admission =
+  | { admitted: true; counts: [number, number, number, number]; store: StoreName }
+  | { admitted: false; refusedBy: LimitName; counts: [number, number, number, number] };
 
 /** The outcome of reserving tokens against the day's quotas. */
 export type Reservation =
@@ -38,6 +38,8 @@ export interface DailyUsage {
 export interface CounterStore {
   /** Checks all four request limits and, only if every one has room, counts the request in all four. */
   admit(product: string, user: string, limits: RequestLimits, second: number, day: string): Promise<Admission>;
+  /** Gives an admitted request back to the day's request counts (product and user) of the store that admitted it. */
+  releaseDaily(product: string, user: string, day: string, store: StoreName): Promise<void>;
   /** Reserves `tokens` against the product's and the user's daily token quotas, if both have room. */
   reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation>;
   /** Adds `delta` (actual minus reserved; may be negative) to the day's token counters of the store that took the reservation. */

@@ -47,6 +47,18 @@ export class FailoverCounterStore implements CounterStore {
     return this.run((s) => s.admit(product, user, limits, second, day));
   }
 
+  /** Off the request path like settling: tried whenever the client is connected; lost (the safe side) if Redis is away. */
+  async releaseDaily(product: string, user: string, day: string, store: StoreName): Promise<void> {
+    if (store === 'local') return this.local.releaseDaily(product, user, day, 'local');
+    if (this.redis.status !== 'ready') return;
+    try {
+      await this.shared.releaseDaily(product, user, day, 'shared');
+    } catch (error) {
+      this.coolOffUntil = Date.now() + COOL_OFF_MS;
+      this.transition(true, (error as Error).message);
+    }
+  }
+
   reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation> {
     return this.run(
       (s) => s.reserveTokens(product, user, tokens, productCap, userCap, day),

@@ -32,7 +32,18 @@ export class MemoryCounterStore implements CounterStore {
     this.perSecond.set(uk, counts[1]);
     d.requests.set('_total', counts[2]);
     d.requests.set(`u:${user}`, counts[3]);
-    return Promise.resolve({ admitted: true, counts });
+    return Promise.resolve({ admitted: true, counts, store: 'local' });
+  }
+
+  releaseDaily(product: string, user: string, day: string, _store?: StoreName): Promise<void> {
+    const d = this.days.get(`${product}\n${day}`);
+    if (d) {
+      for (const field of ['_total', `u:${user}`]) {
+        const n = d.requests.get(field) ?? 0;
+        if (n > 0) d.requests.set(field, n - 1);
+      }
+    }
+    return Promise.resolve();
   }
 
   reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation> {

@@ -39,6 +39,14 @@ tu = redis.call('HINCRBY', KEYS[1], ARGV[4], n)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return {1, 0, tp, tu}`;
 
+// Only while the day's hash exists (an admission created it), so a late release cannot leave a
+// negative count without an expiry.
+const RELEASE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], '_total') or '0') > 0 then redis.call('HINCRBY', KEYS[1], '_total', -1) end
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
+return 1`;
+
 const SETTLE = `
 redis.call('HINCRBY', KEYS[1], '_total', ARGV[1])
 redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1])
@@ -51,6 +59,7 @@ interface ScriptedRedis extends Redis {
   kgAdmit(k1: string, k2: string, k3: string, ...args: Array<string | number>): Promise<number[]>;
   kgReserve(k1: string, ...args: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
+  kgRelease(k1: string, ...args: Array<string | number>): Promise<number>;
 }
 
 /** {@link CounterStore} shared by every replica: each operation is one Lua script, one round trip. */
@@ -62,6 +71,7 @@ export class RedisCounterStore implements CounterStore {
     redis.defineCommand('kgAdmit', { numberOfKeys: 3, lua: ADMIT });
     redis.defineCommand('kgReserve', { numberOfKeys: 1, lua: RESERVE });
     redis.defineCommand('kgSettle', { numberOfKeys: 1, lua: SETTLE });
+    redis.defineCommand('kgRelease', { numberOfKeys: 1, lua: RELEASE });
     this.redis = redis as ScriptedRedis;
   }
 
@@ -79,7 +89,11 @@ export class RedisCounterStore implements CounterStore {
       DAY_TTL_SECONDS,
     );
     const counts = reply.slice(2, 6) as Counts;
-    return reply[0] === 1 ? { admitted: true, counts } : { admitted: false, refusedBy: LIMIT_ORDER[reply[1] - 1], counts };
+    return reply[0] === 1 ? { admitted: true, counts, store: 'shared' } : { admitted: false, refusedBy: LIMIT_ORDER[reply[1] - 1], counts };
+  }
+
+  async releaseDaily(product: string, user: string, day: string, _store?: StoreName): Promise<void> {
+    await this.redis.kgRelease(`kg:{${product}}:req:${day}`, `u:${user}`);
   }
 
   async reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation> {

@@ -2,7 +2,7 @@ import type { ExecutionContext } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import { JsonLogger } from '@keygate/observability';
+import { attachContext, JsonLogger, RequestContext } from '@keygate/observability';
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
 import { secondsToUtcMidnight, utcDay, type CounterStore } from './counter.store';
@@ -46,14 +46,17 @@ function harness(counters: CounterStore = new MemoryCounterStore()): Harness {
   };
 }
 
-function request(product: string, user: string | null): { context: ExecutionContext; headers: Map<string, unknown> } {
+function request(product: string, user: string | null): { context: ExecutionContext; headers: Map<string, unknown>; ctx: RequestContext } {
   const headers = new Map<string, unknown>();
   const principal: Principal | undefined = user === null ? undefined : { kind: 'jwt', product, user, scopes: [] };
   const raw = { setHeader: (name: string, value: unknown) => headers.set(name.toLowerCase(), value) };
+  const rawRequest = {};
+  const ctx = new RequestContext('req-spec', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+  attachContext(rawRequest, ctx);
   const context = {
-    switchToHttp: () => ({ getRequest: () => ({ user: principal }), getResponse: () => ({ raw }) }),
+    switchToHttp: () => ({ getRequest: () => ({ user: principal, raw: rawRequest }), getResponse: () => ({ raw }) }),
   } as unknown as ExecutionContext;
-  return { context, headers };
+  return { context, headers, ctx };
 }
 
 async function refusal(promise: Promise<unknown>): Promise<GatewayError> {
@@ -115,6 +118,26 @@ describe('RequestLimitsGuard', () => {
     expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(before);
     expect(error.options.retryAfterSeconds).toBeGreaterThanOrEqual(after);
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'product_daily' });
+  });
+
+  it('hands the request a way to give itself back to the daily caps (used when it is refused before any upstream call)', async () => {
+    const h = harness();
+    const first = request('daily', 'fay');
+    await h.guard.canActivate(first.context);
+    await h.guard.canActivate(request('daily', 'gus').context);
+    expect((await refusal(h.guard.canActivate(request('daily', 'hal').context))).code).toBe('rate_limit_exceeded');
+    expect(first.ctx.releaseDailyCount).toBeInstanceOf(Function);
+    first.ctx.releaseDailyCount?.();
+    await flush();
+    expect((await h.counters.usage('daily', utcDay(Date.now()))).requests).toEqual({ total: 1, users: { fay: 0, gus: 1 } });
+    await expect(h.guard.canActivate(request('daily', 'hal').context)).resolves.toBe(true);
+  });
+
+  it('sets no release for a product without daily request caps', async () => {
+    const h = harness();
+    const r = request('tokens', 'ivy');
+    await expect(h.guard.canActivate(r.context)).resolves.toBe(true);
+    expect(r.ctx.releaseDailyCount).toBeNull();
   });
 
   it('answers 403 blocked for a blocked user or product, before counting anything', async () => {

@@ -2,6 +2,7 @@ import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@ne
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
+import { contextOf } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
@@ -18,7 +19,10 @@ const LIMIT_TEXT: Record<LimitName, string> = {
  * Blocks, per-second rate limits and daily request caps, keyed by the authenticated identity
  * (product, and product + user), never by IP or route, so a cap cannot be dodged by switching
  * routes. Runs after the credential guard. All four counters are checked and counted in one
- * atomic step (one Redis round trip): a refused request is charged to none of them.
+ * atomic step (one Redis round trip): a refused request is charged to none of them. A request
+ * refused later without reaching an upstream (invalid body, policy, unknown model, token quota)
+ * is given back to the daily caps when it ends; it stays counted in the per-second limits, which
+ * protect the gateway itself from a flood of bad requests.
  */
 @Injectable()
 export class RequestLimitsGuard implements CanActivate {
@@ -55,7 +59,14 @@ export class RequestLimitsGuard implements CanActivate {
       raw.setHeader('x-ratelimit-limit-requests', limits.userDailyRequests);
       raw.setHeader('x-ratelimit-remaining-requests', Math.max(0, limits.userDailyRequests - admission.counts[3]));
     }
-    if (admission.admitted) return true;
+    if (admission.admitted) {
+      const ctx = contextOf(http.getRequest<FastifyRequest>().raw);
+      if (ctx && (limits.dailyRequests > 0 || limits.userDailyRequests > 0)) {
+        const day = utcDay(now);
+        ctx.releaseDailyCount = () => void this.counters.releaseDaily(product, user, day, admission.store).catch(() => undefined);
+      }
+      return true;
+    }
 
     // Only the user's own limits count toward auto-block: a product-wide limit is not their doing.
     if (admission.refusedBy === 'user_qps' || admission.refusedBy === 'user_daily') void this.autoBlocker.refused(product, user, admission.refusedBy);

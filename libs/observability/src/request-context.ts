@@ -29,6 +29,11 @@ export class RequestContext {
   readonly abort = new AbortController();
   /** Set when the drain deadline passed: the request is ended by keygate, not by the client. */
   shuttingDown = false;
+  /**
+   * Gives the request back to the daily request caps; set when the limits admitted it, called
+   * when it is refused before any upstream attempt (invalid body, policy, unknown model, quota).
+   */
+  releaseDailyCount: (() => void) | null = null;
 
   constructor(
     readonly requestId: string,

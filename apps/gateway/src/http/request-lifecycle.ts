@@ -92,6 +92,8 @@ export class RequestLifecycle {
     const done = ctx.settled
       .catch(() => undefined)
       .finally(() => {
+        // Refused after admission without reaching an upstream: not charged to the daily caps.
+        if (ctx.releaseDailyCount && ctx.failure !== null && ctx.attempts === 0) ctx.releaseDailyCount();
         if (this.audit.record(ctx)) this.metrics.observeRequest(ctx);
         this.audited.delete(done);
       });
