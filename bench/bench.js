@@ -1243,7 +1243,13 @@ async function main() {
         bodies: bodiesFor(p.model),
       })),
       // Same process and body, HMAC instead of the JWT (the demo product's development client).
-      { name: HMAC_TARGET, pid: gw.pid, url: `http://127.0.0.1:${gw.port}${CHAT_PATH}`, auth: () => null, hmac: { id: DEV_HMAC_CLIENT.id, secret: DEV_HMAC_CLIENT.secret } },
+      {
+        name: HMAC_TARGET,
+        pid: gw.pid,
+        url: `http://127.0.0.1:${gw.port}${CHAT_PATH}`,
+        auth: () => null,
+        hmac: { id: DEV_HMAC_CLIENT.id, secret: DEV_HMAC_CLIENT.secret },
+      },
     ].filter((t) => TARGETS.includes(t.name));
     for (const t of targets) t.bodies ??= bodiesFor(PLAIN_BODY.model);
 

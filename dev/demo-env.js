@@ -25,7 +25,9 @@ function demoEnv(mockPort = 8090) {
       'dev-es256': readFileSync(join(__dirname, 'dev-es256.pub.pem'), 'utf8'),
     }),
     API_KEY_SERVER_JWT_ISSUER: DEV_ISSUER,
-    API_KEY_SERVER_HMAC_SECRETS: JSON.stringify({ [DEV_HMAC_CLIENT.id]: { secret: DEV_HMAC_CLIENT.secret, product: DEV_HMAC_CLIENT.product } }),
+    API_KEY_SERVER_HMAC_SECRETS: JSON.stringify({
+      [DEV_HMAC_CLIENT.id]: { secret: DEV_HMAC_CLIENT.secret, product: DEV_HMAC_CLIENT.product },
+    }),
   };
 }
 

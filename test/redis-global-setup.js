@@ -40,7 +40,10 @@ module.exports = async function redisGlobalSetup() {
     );
   }
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore', detached: false });
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+    detached: false,
+  });
   for (let i = 0; i < 50 && !(await reachable('127.0.0.1', port)); i++) await new Promise((r) => setTimeout(r, 100));
   if (!(await reachable('127.0.0.1', port))) throw new Error(`a private redis-server on port ${port} did not start`);
   process.env.API_KEY_SERVER_REDIS_URL = `redis://127.0.0.1:${port}`;

@@ -1256,7 +1256,14 @@ describe('request identity', () => {
     const anonymous = await send(gw, { method: 'GET', target: '/admin/blocks', body: null, label: 'admin-anon', noCount: true });
     expect(anonymous.status).toBe(401);
     expect(errorOf(anonymous).code).toBe('invalid_token');
-    const plain = await send(gw, { method: 'GET', target: '/admin/blocks', body: null, token: mintToken({ sub: 'not-admin' }), label: 'admin-plain', noCount: true });
+    const plain = await send(gw, {
+      method: 'GET',
+      target: '/admin/blocks',
+      body: null,
+      token: mintToken({ sub: 'not-admin' }),
+      label: 'admin-plain',
+      noCount: true,
+    });
     expect(plain.status).toBe(403);
     expect(errorOf(plain).code).toBe('forbidden');
     expect(errorOf(plain).message).toContain('keygate.admin');

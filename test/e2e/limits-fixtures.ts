@@ -189,9 +189,13 @@ export class PrivateRedis {
   /** Starts (or restarts, on the same port) and waits until it answers PING. */
   async start(): Promise<void> {
     if (!this.port) this.port = await freePort();
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', this.dir], {
-      stdio: ['ignore', 'ignore', 'ignore'],
-    });
+    const child = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', this.dir],
+      {
+        stdio: ['ignore', 'ignore', 'ignore'],
+      },
+    );
     this.child = child;
     this.exited = new Promise((done) => child.once('exit', () => done()));
     // Last line of defence: never outlive the Jest worker (only this pid, never by name).

@@ -56,7 +56,9 @@ beforeAll(async () => {
   await privateRedis.start();
   const products = limitsProducts(mock.url);
   const [a, b, c, d] = await Promise.all([
-    ...[1, 2, 3].map(() => startGateway({ products, env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_REDIS_URL: SHARED_REDIS_URL } })),
+    ...[1, 2, 3].map(() =>
+      startGateway({ products, env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_REDIS_URL: SHARED_REDIS_URL } }),
+    ),
     startGateway({ products, env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_REDIS_URL: privateRedis.url } }),
   ]);
   replicas = [a, b, c];
@@ -66,8 +68,18 @@ beforeAll(async () => {
   // Warm the replicas (JIT, and the tokenizer a token quota loads on first use) so timing-sensitive
   // bursts are not skewed by a cold start. The outage gateway stays cold for the stall test.
   await Promise.all([
-    ...replicas.map((g) => send(g, '/v1/chat/completions', { id: uniqueId('warm'), token: mintToken({ product: P.warm, sub: 'warm' }), body: chatBody('warm up') })),
-    send(lonely, '/v1/chat/completions', { id: uniqueId('warm'), token: mintToken({ product: P.blocks, sub: 'warm' }), body: chatBody('warm up') }),
+    ...replicas.map((g) =>
+      send(g, '/v1/chat/completions', {
+        id: uniqueId('warm'),
+        token: mintToken({ product: P.warm, sub: 'warm' }),
+        body: chatBody('warm up'),
+      }),
+    ),
+    send(lonely, '/v1/chat/completions', {
+      id: uniqueId('warm'),
+      token: mintToken({ product: P.blocks, sub: 'warm' }),
+      body: chatBody('warm up'),
+    }),
   ]);
 }, 60_000);
 
@@ -92,7 +104,13 @@ function chatBody(text: string, extra: Record<string, unknown> = {}): Record<str
   return { model: MODEL, messages: [{ role: 'user', content: text }], ...extra };
 }
 
-function chat(gateway: Gateway, token: string, label: string, extra: Record<string, unknown> = {}, text = `limits ${label}`): Promise<Answer> {
+function chat(
+  gateway: Gateway,
+  token: string,
+  label: string,
+  extra: Record<string, unknown> = {},
+  text = `limits ${label}`,
+): Promise<Answer> {
   return send(gateway, '/v1/chat/completions', { id: uniqueId(label), token, body: chatBody(text, extra) });
 }
 
@@ -109,7 +127,13 @@ async function expectOneAudit(answer: Answer, expected: Partial<AuditRecord>): P
   return record;
 }
 
-async function adminCall(gateway: Gateway, method: string, path: string, body?: unknown, token: string | null = adminToken): Promise<Answer> {
+async function adminCall(
+  gateway: Gateway,
+  method: string,
+  path: string,
+  body?: unknown,
+  token: string | null = adminToken,
+): Promise<Answer> {
   return send(gateway, path, { id: uniqueId('admin'), token, method, body });
 }
 
@@ -158,7 +182,11 @@ describe('request limits are exact across three replicas sharing Redis', () => {
     const answers = await Promise.all(
       Array.from({ length: 5 }, (_, i) => {
         const path = routes[i % 3];
-        return send(replicas[i % 3], path, { id: uniqueId('uqps'), token, body: path === '/v1/models' ? undefined : chatBody(`uqps ${i}`) });
+        return send(replicas[i % 3], path, {
+          id: uniqueId('uqps'),
+          token,
+          body: path === '/v1/models' ? undefined : chatBody(`uqps ${i}`),
+        });
       }),
     );
     const upstream = (await upstreamTotal()) - before;
@@ -252,7 +280,11 @@ describe('request limits are exact across three replicas sharing Redis', () => {
     expect(refused.map((a) => a.status)).toEqual([400, 400, 404, 400]);
     for (const a of refused) await expectOneAudit(a, { user });
     // Each is given back when its audit line is written.
-    await waitFor('the refused requests to be given back', async () => ((await usage(P.userDaily)).requests.users[user] === 0 ? true : undefined), 3_000);
+    await waitFor(
+      'the refused requests to be given back',
+      async () => ((await usage(P.userDaily)).requests.users[user] === 0 ? true : undefined),
+      3_000,
+    );
     expect((await upstreamTotal()) - before).toBe(0);
     // The whole cap is still there: 3 served, then the 4th refused by the cap.
     const served = [];
@@ -317,7 +349,9 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     })();
     const before = await upstreamTotal();
     const answers = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => chat(replicas[i % 3], mintToken({ product: P.tokens, sub: `race-${i % 6}` }), 'race', {}, 'race [mock delay_ms=100]')),
+      Array.from({ length: 30 }, (_, i) =>
+        chat(replicas[i % 3], mintToken({ product: P.tokens, sub: `race-${i % 6}` }), 'race', {}, 'race [mock delay_ms=100]'),
+      ),
     );
     polling = false;
     await poller;
@@ -430,7 +464,11 @@ describe('blocks: created on one replica, enforced by all within one second', ()
 
   it('blocks a whole product with an expiry, and lifts it by itself when it expires', async () => {
     const token = mintToken({ product: P.blocks, sub: uniqueId('anyone') });
-    const created = await adminCall(replicas[2], 'POST', '/admin/blocks', { product: P.blocks, reason: 'maintenance', expires_in_seconds: 2 });
+    const created = await adminCall(replicas[2], 'POST', '/admin/blocks', {
+      product: P.blocks,
+      reason: 'maintenance',
+      expires_in_seconds: 2,
+    });
     expect(created.status).toBe(201);
     expect((created.json as { user: string | null }).user).toBeNull();
     const took = await Promise.all([msUntilStatus(replicas[0], token, 403), msUntilStatus(replicas[1], token, 403)]);
@@ -455,7 +493,11 @@ describe('blocks: created on one replica, enforced by all within one second', ()
       expect((await adminCall(replicas[1], method, path, body, null)).status).toBe(401);
     }
     // The refused POST created nothing.
-    expect(((await adminCall(replicas[0], 'GET', '/admin/blocks')).json as { data: Array<{ reason: string }> }).data.some((b) => b.reason === 'nope')).toBe(false);
+    expect(
+      ((await adminCall(replicas[0], 'GET', '/admin/blocks')).json as { data: Array<{ reason: string }> }).data.some(
+        (b) => b.reason === 'nope',
+      ),
+    ).toBe(false);
   });
 
   it('validates the admin inputs', async () => {
@@ -470,7 +512,12 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     expect(day.json).toMatchObject({ product: P.blocks, date: today() });
     expect((day.json as Usage).requests.users[user]).toBe(1);
     const empty = await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&date=2001-01-01`);
-    expect(empty.json).toEqual({ product: P.blocks, date: '2001-01-01', requests: { total: 0, users: {} }, tokens: { total: 0, users: {} } });
+    expect(empty.json).toEqual({
+      product: P.blocks,
+      date: '2001-01-01',
+      requests: { total: 0, users: {} },
+      tokens: { total: 0, users: {} },
+    });
   });
 });
 
@@ -576,7 +623,7 @@ describe('auto-block', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('a cold replica', () => {
-  it("does not freeze other requests (>= 150 ms) while it loads the tokenizer for its first token-quota request", async () => {
+  it('does not freeze other requests (>= 150 ms) while it loads the tokenizer for its first token-quota request', async () => {
     // The first request of a product with a token quota counts its prompt with the tokenizer; if
     // loading it blocks the event loop longer than the Redis command timeout, every Redis command in
     // flight meanwhile "times out" and the replica drops to per-replica counting for a second.
@@ -599,7 +646,9 @@ describe('a cold replica', () => {
     expect(first.status).toBe(200);
     await expectOneAudit(first, { failure: null });
     const worst = Math.max(...gaps);
-    process.stdout.write(`[limits e2e] cold first token-quota request: ${first.ms.toFixed(0)} ms; longest /healthz meanwhile ${worst.toFixed(0)} ms\n`);
+    process.stdout.write(
+      `[limits e2e] cold first token-quota request: ${first.ms.toFixed(0)} ms; longest /healthz meanwhile ${worst.toFixed(0)} ms\n`,
+    );
     // A gateway must not freeze every request for a tokenizer load; near 250 ms it also trips the Redis failover.
     expect(worst).toBeLessThan(150);
   });
@@ -657,7 +706,10 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
   it('says so in a log line', async () => {
     const line = await lonely.proc.waitForLine(
       'a Redis-unavailable log line',
-      (l) => /redis/i.test(String(l.json?.message)) && /unavailable/i.test(String(l.json?.message)) && Date.parse(String(l.json?.time)) >= killedAt - 1000,
+      (l) =>
+        /redis/i.test(String(l.json?.message)) &&
+        /unavailable/i.test(String(l.json?.message)) &&
+        Date.parse(String(l.json?.time)) >= killedAt - 1000,
       2_000,
     );
     expect(['WARNING', 'ERROR']).toContain(line.json?.severity);
@@ -715,7 +767,8 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
 
 describe('audit trail and logs', () => {
   it('kept every gateway and the mock running through the whole file', () => {
-    for (const p of [...replicas.map((g) => g.proc), lonely.proc, mock.proc]) expect({ name: p.name, exit: p.exitInfo }).toEqual({ name: p.name, exit: null });
+    for (const p of [...replicas.map((g) => g.proc), lonely.proc, mock.proc])
+      expect({ name: p.name, exit: p.exitInfo }).toEqual({ name: p.name, exit: null });
   });
 
   it('wrote exactly one audit line per /v1 and /chat request on every gateway', async () => {

@@ -748,7 +748,11 @@ describe('graceful shutdown on SIGTERM', () => {
       const activeBefore = (await mock.stats()).active ?? 0;
       const upstreamBefore = (await mock.stats()).total;
       post(firstId, { model: 'gpt-4o-mini', messages: user(prompt('in flight at SIGTERM', '[mock delay_ms=1500]')) });
-      await waitFor('the first request to reach the upstream', async () => ((await mock.stats()).active ?? 0) > activeBefore || undefined, 5_000);
+      await waitFor(
+        'the first request to reach the upstream',
+        async () => ((await mock.stats()).active ?? 0) > activeBefore || undefined,
+        5_000,
+      );
       const exit = drain.proc.stop(20_000);
       await waitFor('the drain to start', () => drain.proc.lines.some((l) => l.json?.message === 'shutdown started') || undefined, 5_000);
       post(lateId, { model: 'gpt-4o-mini', messages: user(prompt('arrives during the drain')) });
@@ -760,7 +764,11 @@ describe('graceful shutdown on SIGTERM', () => {
       expect(late).toMatch(/\r\nretry-after: 1\r\n/i);
       expect(late).toMatch(new RegExp(`\\r\\nx-request-id: ${lateId}\\r\\n`, 'i'));
       const error = (JSON.parse(late.slice(late.indexOf('\r\n\r\n') + 4)) as { error: Record<string, unknown> }).error;
-      expect(error).toMatchObject({ code: 'service_unavailable', type: expect.any(String) as unknown, message: expect.any(String) as unknown });
+      expect(error).toMatchObject({
+        code: 'service_unavailable',
+        type: expect.any(String) as unknown,
+        message: expect.any(String) as unknown,
+      });
       // Only the first request reached the upstream.
       expect((await mock.stats()).total - upstreamBefore).toBe(1);
       expect(await within(exit, 10_000)).toEqual({ code: 0, signal: null });

@@ -27,8 +27,24 @@ export class AppModule {
   static forRoot(config: GatewayConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot({ config }), ObservabilityModule, SecretsModule, AuthModule, LimitsModule, ProvidersModule, AuditModule, HealthModule],
-      controllers: [ChatController, EmbeddingsController, ModelsController, AdminController, ProtectedResourceController, MetricsController],
+      imports: [
+        ConfigModule.forRoot({ config }),
+        ObservabilityModule,
+        SecretsModule,
+        AuthModule,
+        LimitsModule,
+        ProvidersModule,
+        AuditModule,
+        HealthModule,
+      ],
+      controllers: [
+        ChatController,
+        EmbeddingsController,
+        ModelsController,
+        AdminController,
+        ProtectedResourceController,
+        MetricsController,
+      ],
       providers: [
         ChatCompletionsService,
         EmbeddingsService,

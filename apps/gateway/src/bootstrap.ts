@@ -112,7 +112,11 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   // Nest logs through keygate's JSON logger from the first line, so even a boot failure inside Nest
   // (a malformed secret) reaches Cloud Logging as structured entries.
   const logger = new JsonLogger(config.logLevel, config.secretManager.project);
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, { bodyParser: false, logger, abortOnError: false });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+    bodyParser: false,
+    logger,
+    abortOnError: false,
+  });
   const fastify = app.getHttpAdapter().getInstance();
   keepJsonBodiesAsBytes(fastify, config.policy.largestRequestBytes);
   app.get(RequestLifecycle).install(fastify);
@@ -143,7 +147,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
     app,
     new DocumentBuilder()
       .setTitle('keygate')
-      .setDescription("OpenAI-compatible gateway to OpenAI, Gemini and Claude. Authorize with a short-lived JWT (`npm run token`).")
+      .setDescription('OpenAI-compatible gateway to OpenAI, Gemini and Claude. Authorize with a short-lived JWT (`npm run token`).')
       .setVersion('1')
       .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A short-lived RS256/ES256 JWT' })
       .build(),

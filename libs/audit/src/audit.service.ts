@@ -52,7 +52,12 @@ export class AuditService {
       path: ctx.path,
     };
     // SPEC §7: one record per request whatever LOG_LEVEL says.
-    this.logger.always(ctx.failure && ctx.failure !== 'client_abort' && ctx.status >= 500 ? 'WARNING' : 'INFO', 'audit', { ...record }, ctx);
+    this.logger.always(
+      ctx.failure && ctx.failure !== 'client_abort' && ctx.status >= 500 ? 'WARNING' : 'INFO',
+      'audit',
+      { ...record },
+      ctx,
+    );
     return true;
   }
 }

@@ -50,7 +50,8 @@ export function activeStrategies(config: GatewayConfig): string[] {
     {
       provide: JwtStrategy,
       inject: [GatewayConfig, JwtKeyResolver, VerifiedTokenCache],
-      useFactory: (config: GatewayConfig, resolver: JwtKeyResolver, cache: VerifiedTokenCache) => (config.jwt ? new JwtStrategy(config, resolver, cache) : undefined),
+      useFactory: (config: GatewayConfig, resolver: JwtKeyResolver, cache: VerifiedTokenCache) =>
+        config.jwt ? new JwtStrategy(config, resolver, cache) : undefined,
     },
     {
       provide: HmacClientLookup,
@@ -63,18 +64,22 @@ export function activeStrategies(config: GatewayConfig): string[] {
       inject: [GatewayConfig, KEYGATE_LOGGER],
       useFactory: (config: GatewayConfig, logger: JsonLogger): ReplayCache =>
         config.redisUrl
-          ? new RedisReplayCache(createReplayRedis(config.redisUrl, (error) => logger.write('WARNING', 'replay-cache Redis error', { reason: error.message })))
+          ? new RedisReplayCache(
+              createReplayRedis(config.redisUrl, (error) => logger.write('WARNING', 'replay-cache Redis error', { reason: error.message })),
+            )
           : new MemoryReplayCache(),
     },
     {
       provide: HmacStrategy,
       inject: [GatewayConfig, HmacClientLookup, ReplayCache],
-      useFactory: (config: GatewayConfig, clients: HmacClientLookup, replay: ReplayCache) => (hmacEnabled(config) ? new HmacStrategy(clients, replay) : undefined),
+      useFactory: (config: GatewayConfig, clients: HmacClientLookup, replay: ReplayCache) =>
+        hmacEnabled(config) ? new HmacStrategy(clients, replay) : undefined,
     },
     {
       provide: IapStrategy,
       inject: [GatewayConfig, IapVerifier, SecretsService],
-      useFactory: (config: GatewayConfig, verifier: IapVerifier, secrets: SecretsService) => (config.iap ? new IapStrategy(verifier, secrets, config) : undefined),
+      useFactory: (config: GatewayConfig, verifier: IapVerifier, secrets: SecretsService) =>
+        config.iap ? new IapStrategy(verifier, secrets, config) : undefined,
     },
     CredentialGuard,
     AdminScopeGuard,

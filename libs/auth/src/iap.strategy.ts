@@ -42,7 +42,12 @@ export class IapStrategy extends PassportStrategy(Strategy, IAP_STRATEGY) {
   override authenticate(request: IapRequest): void {
     void this.validate(request).then(
       (principal) => (principal ? this.success(principal) : this.fail(401)),
-      (error: unknown) => this.error(error instanceof GatewayError ? error : new GatewayError('internal_error', 'the IAP assertion could not be checked', { cause: error })),
+      (error: unknown) =>
+        this.error(
+          error instanceof GatewayError
+            ? error
+            : new GatewayError('internal_error', 'the IAP assertion could not be checked', { cause: error }),
+        ),
     );
   }
 
@@ -66,7 +71,10 @@ export class IapStrategy extends PassportStrategy(Strategy, IAP_STRATEGY) {
     const open = [...this.secrets.current.products.keys()].filter(allowed);
     if (open.length === 1) return open[0];
     if (open.length === 0) throw new GatewayError('forbidden', `${email} may not use any product`);
-    throw new GatewayError('forbidden', `${email} may use several products: choose one with the X-Keygate-Product header or /chat/{product}`);
+    throw new GatewayError(
+      'forbidden',
+      `${email} may use several products: choose one with the X-Keygate-Product header or /chat/{product}`,
+    );
   }
 }
 

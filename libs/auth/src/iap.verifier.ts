@@ -46,8 +46,15 @@ export class IapVerifier implements OnApplicationBootstrap {
     const key = await this.keys.key({ alg: 'ES256', kid: header.kid });
     if (!key) throw new GatewayError('invalid_token', 'the IAP assertion kid is not a known Google key');
     try {
-      const { payload } = await jwtVerify(assertion, key, { algorithms: ['ES256'], issuer: IAP_ISSUER, audience: this.audience, clockTolerance: 60, requiredClaims: ['exp', 'iat', 'sub', 'email'] });
-      if (typeof payload.email !== 'string' || !payload.email.includes('@')) throw new GatewayError('invalid_token', 'the IAP assertion has no email');
+      const { payload } = await jwtVerify(assertion, key, {
+        algorithms: ['ES256'],
+        issuer: IAP_ISSUER,
+        audience: this.audience,
+        clockTolerance: 60,
+        requiredClaims: ['exp', 'iat', 'sub', 'email'],
+      });
+      if (typeof payload.email !== 'string' || !payload.email.includes('@'))
+        throw new GatewayError('invalid_token', 'the IAP assertion has no email');
       return { email: payload.email.toLowerCase(), subject: payload.sub as string };
     } catch (error) {
       if (error instanceof GatewayError) throw error;

@@ -40,7 +40,8 @@ describe('RemoteJwksKeySet', () => {
   let clock = 1_000_000;
   const now = (): number => clock;
   const failures: string[] = [];
-  const make = (): RemoteJwksKeySet => new RemoteJwksKeySet(server.url, { timeoutMs: 300, ttlMs: 60_000, cooldownMs: 10_000 }, (_u, reason) => failures.push(reason), now);
+  const make = (): RemoteJwksKeySet =>
+    new RemoteJwksKeySet(server.url, { timeoutMs: 300, ttlMs: 60_000, cooldownMs: 10_000 }, (_u, reason) => failures.push(reason), now);
 
   beforeAll(() => server.start());
   afterAll(() => server.stop());

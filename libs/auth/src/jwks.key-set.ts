@@ -79,12 +79,22 @@ export class RemoteJwksKeySet {
 
   private async fetchOnce(): Promise<void> {
     try {
-      const res = await fetch(this.url, { redirect: 'error', headers: { accept: 'application/json, application/jwk-set+json' }, signal: AbortSignal.timeout(this.options.timeoutMs) });
+      const res = await fetch(this.url, {
+        redirect: 'error',
+        headers: { accept: 'application/json, application/jwk-set+json' },
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
       if (res.status !== 200) throw new Error(`status ${res.status}`);
       const jwks = (await res.json()) as JSONWebKeySet;
       if (!jwks || !Array.isArray(jwks.keys)) throw new Error('not a JWK set');
       // Only public signing keys of the two accepted types are kept.
-      const keys = jwks.keys.filter((k) => (k.kty === 'RSA' || (k.kty === 'EC' && k.crv === 'P-256')) && (k.use === undefined || k.use === 'sig') && typeof k.kid === 'string' && !('d' in k));
+      const keys = jwks.keys.filter(
+        (k) =>
+          (k.kty === 'RSA' || (k.kty === 'EC' && k.crv === 'P-256')) &&
+          (k.use === undefined || k.use === 'sig') &&
+          typeof k.kid === 'string' &&
+          !('d' in k),
+      );
       this.local = createLocalJWKSet({ keys });
       this.keyCount = keys.length;
       this.fetchedAt = this.now();

@@ -17,7 +17,12 @@ function rejected(payload: Record<string, unknown>): string {
 
 describe('principalFromClaims', () => {
   it('builds the principal from sub, product and scope', () => {
-    expect(principalFromClaims({ ...ok, scope: 'a keygate.admin' }, 900, 60, NOW)).toEqual({ kind: 'jwt', product: 'demo', user: 'alice', scopes: ['a', 'keygate.admin'] });
+    expect(principalFromClaims({ ...ok, scope: 'a keygate.admin' }, 900, 60, NOW)).toEqual({
+      kind: 'jwt',
+      product: 'demo',
+      user: 'alice',
+      scopes: ['a', 'keygate.admin'],
+    });
     expect(principalFromClaims({ ...ok, scope: ['x'] }, 900, 60, NOW).scopes).toEqual(['x']);
   });
 
@@ -41,7 +46,9 @@ describe('principalFromClaims', () => {
 
   it('enforces the configured claim rules', () => {
     expect(() => principalFromClaims({ ...ok, token_use: 'access' }, 900, 60, NOW, { token_use: 'access' })).not.toThrow();
-    expect(() => principalFromClaims({ ...ok, token_use: 'id' }, 900, 60, NOW, { token_use: 'access' })).toThrow(/token_use claim must be access/);
+    expect(() => principalFromClaims({ ...ok, token_use: 'id' }, 900, 60, NOW, { token_use: 'access' })).toThrow(
+      /token_use claim must be access/,
+    );
     expect(() => principalFromClaims(ok, 900, 60, NOW, { token_use: 'access' })).toThrow(/token_use/);
   });
 

@@ -26,7 +26,8 @@ export class JwtKeyResolver implements OnApplicationBootstrap {
     @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
   ) {
     this.issuers = new Set(config.jwt?.issuers ?? []);
-    const report = (url: string, reason: string): void => this.logger.write('WARNING', 'JWKS fetch failed; keeping the keys already held', { url, reason });
+    const report = (url: string, reason: string): void =>
+      this.logger.write('WARNING', 'JWKS fetch failed; keeping the keys already held', { url, reason });
     this.allSets = (config.jwt?.jwksUrls ?? []).map((url) => new RemoteJwksKeySet(url, config.jwt?.jwks, report));
     this.jwksByIssuer = bindToIssuers(config.jwt?.issuers ?? [], this.allSets);
   }

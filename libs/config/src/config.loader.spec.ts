@@ -38,7 +38,11 @@ describe('loadGatewayConfig', () => {
     expect(config.upstream).toEqual({ connectMs: 5000, ttfbMs: 60000, idleMs: 60000, totalMs: 600000 });
     expect(config.shutdownDrainSeconds).toBe(45);
     expect(config.retry).toEqual({ maxRetries: 2, baseDelayMs: 250, maxDelayMs: 5000 });
-    expect(config.secretManager.names).toEqual({ productKeys: 'openai-api-keys', jwtPublicKeys: 'jwt-public-keys', hmacSecrets: 'hmac-secrets' });
+    expect(config.secretManager.names).toEqual({
+      productKeys: 'openai-api-keys',
+      jwtPublicKeys: 'jwt-public-keys',
+      hmacSecrets: 'hmac-secrets',
+    });
     expect(config.corsOrigins).toEqual([]);
     expect(config.policy.forProduct('demo').policy.maxTokens).toBe(4096);
   });
@@ -75,7 +79,9 @@ describe('loadGatewayConfig', () => {
   });
 
   it('reads the required-claims rule', () => {
-    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWT_REQUIRED_CLAIMS: 'token_use=access, tier = gold' }).jwt?.requiredClaims).toEqual({ token_use: 'access', tier: 'gold' });
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWT_REQUIRED_CLAIMS: 'token_use=access, tier = gold' }).jwt?.requiredClaims).toEqual(
+      { token_use: 'access', tier: 'gold' },
+    );
     expect(failure({ ...base, API_KEY_SERVER_JWT_REQUIRED_CLAIMS: 'token_use' })).toContain('API_KEY_SERVER_JWT_REQUIRED_CLAIMS');
   });
 
@@ -109,6 +115,8 @@ describe('loadGatewayConfig', () => {
   });
 
   it('names an unreadable policy file', () => {
-    expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: '/nonexistent/policy.yaml' })).toMatch(/API_KEY_SERVER_POLICY_FILE: cannot read .* \(ENOENT\)/);
+    expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: '/nonexistent/policy.yaml' })).toMatch(
+      /API_KEY_SERVER_POLICY_FILE: cannot read .* \(ENOENT\)/,
+    );
   });
 });

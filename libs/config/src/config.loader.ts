@@ -12,9 +12,7 @@ const GOOGLE_IAP_JWKS_URL = 'https://www.gstatic.com/iap/verify/public_key-jwk';
  * never includes a value in the message.
  */
 export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
-  const known = Object.fromEntries(
-    Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in KNOWN_KEYS),
-  );
+  const known = Object.fromEntries(Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in KNOWN_KEYS));
   const { value: e, problems } = validatePlain(EnvironmentSchema, known, '');
   if (e.API_KEY_SERVER_JWKS_URLS && !urlList(e.API_KEY_SERVER_JWKS_URLS)) {
     problems.push('API_KEY_SERVER_JWKS_URLS: must be a comma-separated list of http(s) URLs');
@@ -28,7 +26,9 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     problems.push('API_KEY_SERVER_PRODUCT_KEYS: required (or set USE_SECRET_MANAGER=true)');
   }
   if (!jwtOn && !e.API_KEY_SERVER_HMAC_SECRETS && !e.API_KEY_SERVER_IAP_AUDIENCE) {
-    problems.push('no credential method configured: set API_KEY_SERVER_JWT_PUBLIC_KEYS, API_KEY_SERVER_JWKS_URLS, API_KEY_SERVER_HMAC_SECRETS or API_KEY_SERVER_IAP_AUDIENCE');
+    problems.push(
+      'no credential method configured: set API_KEY_SERVER_JWT_PUBLIC_KEYS, API_KEY_SERVER_JWKS_URLS, API_KEY_SERVER_HMAC_SECRETS or API_KEY_SERVER_IAP_AUDIENCE',
+    );
   }
   const port = int(e.PORT, 8080);
   if (port < 1 || port > 65535) problems.push('PORT: must be between 1 and 65535');
@@ -44,9 +44,12 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   for (const [k, v] of Object.entries(upstream)) if (v < 1) problems.push(`API_KEY_SERVER_UPSTREAM_*: ${k} must be at least 1 ms`);
   const corsOrigins = list(e.API_KEY_SERVER_CORS_ORIGINS);
   for (const origin of corsOrigins) {
-    if (!/^https?:\/\/[^/\s]+$/.test(origin)) problems.push('API_KEY_SERVER_CORS_ORIGINS: each entry must be an exact origin such as https://app.example.com');
+    if (!/^https?:\/\/[^/\s]+$/.test(origin))
+      problems.push('API_KEY_SERVER_CORS_ORIGINS: each entry must be an exact origin such as https://app.example.com');
   }
-  const authorizationServers = e.API_KEY_SERVER_AUTHORIZATION_SERVERS ? list(e.API_KEY_SERVER_AUTHORIZATION_SERVERS) : issuers.filter((i) => /^https:\/\//.test(i));
+  const authorizationServers = e.API_KEY_SERVER_AUTHORIZATION_SERVERS
+    ? list(e.API_KEY_SERVER_AUTHORIZATION_SERVERS)
+    : issuers.filter((i) => /^https:\/\//.test(i));
   if (e.API_KEY_SERVER_AUTHORIZATION_SERVERS && !urlList(e.API_KEY_SERVER_AUTHORIZATION_SERVERS)) {
     problems.push('API_KEY_SERVER_AUTHORIZATION_SERVERS: must be a comma-separated list of http(s) URLs');
   }
@@ -67,7 +70,9 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
             ttlMs: int(e.API_KEY_SERVER_JWKS_CACHE_SECONDS, 600) * 1000,
             cooldownMs: int(e.API_KEY_SERVER_JWKS_COOLDOWN_SECONDS, 30) * 1000,
           },
-          requiredClaims: Object.fromEntries(list(e.API_KEY_SERVER_JWT_REQUIRED_CLAIMS).map((pair) => pair.split('=').map((s) => s.trim()) as [string, string])),
+          requiredClaims: Object.fromEntries(
+            list(e.API_KEY_SERVER_JWT_REQUIRED_CLAIMS).map((pair) => pair.split('=').map((s) => s.trim()) as [string, string]),
+          ),
         }
       : undefined,
     iap: e.API_KEY_SERVER_IAP_AUDIENCE

@@ -4,8 +4,7 @@ const INT = /^\d+$/;
 const BOOL = /^(true|false|1|0)$/i;
 /** `latest`, a version number, or a version alias (letters, digits, `_`, `-`). */
 const SECRET_VERSION = /^[A-Za-z0-9][\w-]{0,62}$/;
-const urlList = (value: string): boolean =>
-  value.split(',').every((u) => /^https?:\/\/[^\s,]+$/.test(u.trim()));
+const urlList = (value: string): boolean => value.split(',').every((u) => /^https?:\/\/[^\s,]+$/.test(u.trim()));
 
 /**
  * The environment of SPEC §2, as strings. Validated once at boot; only the loader turns it into
@@ -24,11 +23,15 @@ export class EnvironmentSchema {
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_JWKS_COOLDOWN_SECONDS?: string;
   @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_JWKS_TIMEOUT_MS?: string;
   @IsOptional()
-  @Matches(/^\s*[\w.:-]+\s*=\s*[^,=\s][^,=]*(,\s*[\w.:-]+\s*=\s*[^,=\s][^,=]*)*$/, { message: 'must be a comma-separated list of claim=value' })
+  @Matches(/^\s*[\w.:-]+\s*=\s*[^,=\s][^,=]*(,\s*[\w.:-]+\s*=\s*[^,=\s][^,=]*)*$/, {
+    message: 'must be a comma-separated list of claim=value',
+  })
   API_KEY_SERVER_JWT_REQUIRED_CLAIMS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_HMAC_SECRETS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_IAP_AUDIENCE?: string;
-  @IsOptional() @IsUrl({ require_tld: false, protocols: ['http', 'https'] }, { message: 'must be an http(s) URL' }) API_KEY_SERVER_IAP_JWKS_URL?: string;
+  @IsOptional()
+  @IsUrl({ require_tld: false, protocols: ['http', 'https'] }, { message: 'must be an http(s) URL' })
+  API_KEY_SERVER_IAP_JWKS_URL?: string;
   @IsOptional() @IsString() API_KEY_SERVER_POLICY_FILE?: string;
   @IsOptional() @Matches(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }) API_KEY_SERVER_REDIS_URL?: string;
   @IsOptional() @Matches(BOOL, { message: 'must be true or false' }) USE_SECRET_MANAGER?: string;
@@ -36,9 +39,15 @@ export class EnvironmentSchema {
   @IsOptional() @IsString() API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME?: string;
   @IsOptional() @IsString() API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_NAME?: string;
   @IsOptional() @IsString() API_KEY_SERVER_SECRET_HMAC_SECRETS_NAME?: string;
-  @IsOptional() @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' }) API_KEY_SERVER_SECRET_PRODUCT_KEYS_VERSION?: string;
-  @IsOptional() @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' }) API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_VERSION?: string;
-  @IsOptional() @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' }) API_KEY_SERVER_SECRET_HMAC_SECRETS_VERSION?: string;
+  @IsOptional()
+  @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' })
+  API_KEY_SERVER_SECRET_PRODUCT_KEYS_VERSION?: string;
+  @IsOptional()
+  @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' })
+  API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_VERSION?: string;
+  @IsOptional()
+  @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' })
+  API_KEY_SERVER_SECRET_HMAC_SECRETS_VERSION?: string;
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_SECRET_REFRESH_SECONDS?: string;
   @IsOptional() @Matches(/^[\w.-]+:\d+$/, { message: 'must be host:port' }) API_KEY_SERVER_SECRET_MANAGER_ENDPOINT?: string;
   @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS?: string;
@@ -50,7 +59,9 @@ export class EnvironmentSchema {
   @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS?: string;
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_CORS_ORIGINS?: string;
-  @IsOptional() @Matches(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, { message: 'must be an http(s) URL without query or fragment' }) API_KEY_SERVER_PUBLIC_URL?: string;
+  @IsOptional()
+  @Matches(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, { message: 'must be an http(s) URL without query or fragment' })
+  API_KEY_SERVER_PUBLIC_URL?: string;
   @IsOptional() @IsString() API_KEY_SERVER_AUTHORIZATION_SERVERS?: string;
   @IsOptional() @IsIn(['debug', 'info', 'warn', 'error']) LOG_LEVEL?: string;
 }

@@ -54,7 +54,10 @@ describe('buildPolicyBook', () => {
   });
 
   it('refuses a merged range whose min ends above its max, naming the product', () => {
-    const message = problems({ defaults: { policy: { temperature: { min: 0.5, max: 1 } } }, products: { p: { policy: { temperature: { max: 0.3 } } } } });
+    const message = problems({
+      defaults: { policy: { temperature: { min: 0.5, max: 1 } } },
+      products: { p: { policy: { temperature: { max: 0.3 } } } },
+    });
     expect(message).toContain('products.p.policy.temperature');
   });
 
@@ -65,16 +68,24 @@ describe('buildPolicyBook', () => {
   });
 
   it('reads JSON documents too', () => {
-    expect(buildPolicyBook(parse('{"products": {"p": {"policy": {"max_stream_seconds": 5}}}}')).forProduct('p').policy.maxStreamSeconds).toBe(5);
+    expect(
+      buildPolicyBook(parse('{"products": {"p": {"policy": {"max_stream_seconds": 5}}}}')).forProduct('p').policy.maxStreamSeconds,
+    ).toBe(5);
   });
 
   it('computes the largest body limit for the HTTP server', () => {
-    const book = buildPolicyBook({ defaults: { policy: { max_request_bytes: 1000 } }, products: { big: { policy: { max_request_bytes: 5000 } } } });
+    const book = buildPolicyBook({
+      defaults: { policy: { max_request_bytes: 1000 } },
+      products: { big: { policy: { max_request_bytes: 5000 } } },
+    });
     expect(book.largestRequestBytes).toBe(5000);
   });
 
   it('reads IAP members, lowercased, a product list replacing the default one', () => {
-    const book = buildPolicyBook({ defaults: { iap_members: ['domain:Example.com'] }, products: { a: { iap_members: ['user:Alice@Example.com'] } } });
+    const book = buildPolicyBook({
+      defaults: { iap_members: ['domain:Example.com'] },
+      products: { a: { iap_members: ['user:Alice@Example.com'] } },
+    });
     expect(book.forProduct('a').iapMembers).toEqual(['user:alice@example.com']);
     expect(book.forProduct('b').iapMembers).toEqual(['domain:example.com']);
   });

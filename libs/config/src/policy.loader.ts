@@ -66,10 +66,14 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
   for (const [name, p] of resolved) {
     if (p.policy.temperature.min > p.policy.temperature.max) problems.push(`products.${name}.policy.temperature: min is above max`);
   }
-  if (resolvedDefaults.policy.temperature.min > resolvedDefaults.policy.temperature.max) problems.push('defaults.policy.temperature: min is above max');
+  if (resolvedDefaults.policy.temperature.min > resolvedDefaults.policy.temperature.max)
+    problems.push('defaults.policy.temperature: min is above max');
   if (problems.length) throw new ConfigError(`${source} is invalid:\n  - ${problems.join('\n  - ')}`);
 
-  const largestRequestBytes = Math.max(resolvedDefaults.policy.maxRequestBytes, ...[...resolved.values()].map((p) => p.policy.maxRequestBytes));
+  const largestRequestBytes = Math.max(
+    resolvedDefaults.policy.maxRequestBytes,
+    ...[...resolved.values()].map((p) => p.policy.maxRequestBytes),
+  );
   return {
     defaults: resolvedDefaults,
     largestRequestBytes,

@@ -44,6 +44,9 @@ export class ProductPolicySchema {
   /** Who may call this product through Google IAP: `user:<email>` or `domain:<domain>` entries. */
   @IsOptional()
   @IsArray()
-  @Matches(/^(user:[^\s@]+@[^\s@]+|domain:[A-Za-z0-9.-]+\.[A-Za-z]{2,})$/, { each: true, message: 'entries must be user:<email> or domain:<domain>' })
+  @Matches(/^(user:[^\s@]+@[^\s@]+|domain:[A-Za-z0-9.-]+\.[A-Za-z]{2,})$/, {
+    each: true,
+    message: 'entries must be user:<email> or domain:<domain>',
+  })
   iap_members?: string[];
 }

@@ -2,7 +2,13 @@ import { Controller, Get, Inject, ServiceUnavailableException } from '@nestjs/co
 import { KEYGATE_REDIS } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import { ApiExcludeController } from '@nestjs/swagger';
-import { HealthCheck, HealthCheckService, HealthIndicatorService, type HealthCheckResult, type HealthIndicatorResult } from '@nestjs/terminus';
+import {
+  HealthCheck,
+  HealthCheckService,
+  HealthIndicatorService,
+  type HealthCheckResult,
+  type HealthIndicatorResult,
+} from '@nestjs/terminus';
 import { LifecycleState } from './lifecycle.state';
 import { SecretsHealthIndicator } from './secrets.health';
 
@@ -28,7 +34,8 @@ export class HealthController {
   @Get('readyz')
   @HealthCheck()
   readiness(): Promise<HealthCheckResult> {
-    if (this.lifecycle.shuttingDown) throw new ServiceUnavailableException({ status: 'error', error: { lifecycle: { status: 'down', message: 'shutting down' } } });
+    if (this.lifecycle.shuttingDown)
+      throw new ServiceUnavailableException({ status: 'error', error: { lifecycle: { status: 'down', message: 'shutting down' } } });
     return this.health.check([() => this.secrets.check(), () => this.indicators.check('lifecycle').up(), () => this.redisDetail()]);
   }
 
@@ -39,6 +46,8 @@ export class HealthController {
   private redisDetail(): HealthIndicatorResult {
     const session = this.indicators.check('redis');
     if (!this.redis) return session.up({ mode: 'not configured (per-replica counting)' });
-    return this.redis.status === 'ready' ? session.up({ mode: 'shared' }) : session.up({ mode: 'degraded: per-replica counting until Redis returns', connection: this.redis.status });
+    return this.redis.status === 'ready'
+      ? session.up({ mode: 'shared' })
+      : session.up({ mode: 'degraded: per-replica counting until Redis returns', connection: this.redis.status });
   }
 }

@@ -13,6 +13,10 @@ export class SecretsHealthIndicator {
   check(): HealthIndicatorResult {
     const session = this.indicators.check('secrets');
     if (!this.secrets.loaded) return session.down({ message: 'secrets not loaded' });
-    return session.up({ products: this.secrets.current.products.size, jwtKeys: this.secrets.current.jwtKeys.size, hmacClients: this.secrets.current.hmacClients.size });
+    return session.up({
+      products: this.secrets.current.products.size,
+      jwtKeys: this.secrets.current.jwtKeys.size,
+      hmacClients: this.secrets.current.hmacClients.size,
+    });
   }
 }

@@ -44,15 +44,25 @@ export class AutoBlocker {
     if (count % rejections !== 0 || this.blocks.find(product, user)) return;
     if (!(await this.lock(`kg:{${product}}:autoblocked:${user}`, blockSeconds))) return;
     const now = Date.now();
-    await this.blocks.create({
+    await this.blocks.create(
+      {
+        product,
+        user,
+        reason: `auto-block: ${count} refusals (${reason}) within ${windowSeconds} s`,
+        createdAt: new Date(now).toISOString(),
+        expiresAt: new Date(now + blockSeconds * 1000).toISOString(),
+        createdBy: 'auto-block',
+      },
+      { whenRedisIsAway: 'local' },
+    );
+    this.logger.write('ALERT', 'user auto-blocked for repeatedly hitting limits', {
       product,
       user,
-      reason: `auto-block: ${count} refusals (${reason}) within ${windowSeconds} s`,
-      createdAt: new Date(now).toISOString(),
-      expiresAt: new Date(now + blockSeconds * 1000).toISOString(),
-      createdBy: 'auto-block',
-    }, { whenRedisIsAway: 'local' });
-    this.logger.write('ALERT', 'user auto-blocked for repeatedly hitting limits', { product, user, reason, refusals: count, windowSeconds, blockSeconds });
+      reason,
+      refusals: count,
+      windowSeconds,
+      blockSeconds,
+    });
   }
 
   /** True for the one caller that may block this user now (Redis SET NX, or in memory). */

@@ -196,7 +196,11 @@ describe('AutoBlocker', () => {
     const cfg = config(p, { rejections: 4, window_seconds: 60, block_seconds: 60 });
     const one = new AutoBlocker(cfg, r1, b1, log1.logger);
     const two = new AutoBlocker(cfg, r2, b2, log2.logger);
-    await Promise.all([one.refused(p, 'wendy', 'user_daily'), two.refused(p, 'wendy', 'user_daily'), one.refused(p, 'wendy', 'user_daily')]);
+    await Promise.all([
+      one.refused(p, 'wendy', 'user_daily'),
+      two.refused(p, 'wendy', 'user_daily'),
+      one.refused(p, 'wendy', 'user_daily'),
+    ]);
     expect(b1.find(p, 'wendy') ?? b2.find(p, 'wendy')).toBeUndefined();
     await two.refused(p, 'wendy', 'user_daily');
     expect(b2.find(p, 'wendy')).toBeDefined();

@@ -98,11 +98,17 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
 
   /** A block must reach every replica, so without Redis a change is refused (503), never half-made. */
   private async shared<T>(op: () => Promise<T> | undefined): Promise<T | undefined> {
-    if (this.redis?.status !== 'ready') throw new GatewayError('service_unavailable', 'blocks are kept in Redis, which is unavailable; retry shortly', { retryAfterSeconds: 1 });
+    if (this.redis?.status !== 'ready')
+      throw new GatewayError('service_unavailable', 'blocks are kept in Redis, which is unavailable; retry shortly', {
+        retryAfterSeconds: 1,
+      });
     try {
       return await op();
     } catch (error) {
-      throw new GatewayError('service_unavailable', 'blocks are kept in Redis, which did not answer; retry shortly', { retryAfterSeconds: 1, cause: error });
+      throw new GatewayError('service_unavailable', 'blocks are kept in Redis, which did not answer; retry shortly', {
+        retryAfterSeconds: 1,
+        cause: error,
+      });
     }
   }
 

@@ -45,8 +45,15 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
   });
 
   /** N + 1 concurrent admissions against a limit of N, each from its own user unless `sameUser`. */
-  async function race(p: string, limits: RequestLimits, n: number, sameUser: boolean): Promise<{ admitted: number; refusedBy: LimitName[] }> {
-    const results = await Promise.all(Array.from({ length: n + 1 }, (_, i) => store.admit(p, sameUser ? 'alice' : `user-${i}`, limits, SECOND, DAY)));
+  async function race(
+    p: string,
+    limits: RequestLimits,
+    n: number,
+    sameUser: boolean,
+  ): Promise<{ admitted: number; refusedBy: LimitName[] }> {
+    const results = await Promise.all(
+      Array.from({ length: n + 1 }, (_, i) => store.admit(p, sameUser ? 'alice' : `user-${i}`, limits, SECOND, DAY)),
+    );
     return {
       admitted: results.filter((r) => r.admitted).length,
       refusedBy: results.flatMap((r) => (r.admitted ? [] : [r.refusedBy])),
@@ -113,7 +120,10 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     expect(await store.admit(p, 'erin', limits, SECOND, DAY)).toMatchObject({ admitted: false, refusedBy: 'product_qps' });
     // Next second: the per-second windows are empty, the daily caps are not.
     expect(await store.admit(p, 'erin', limits, SECOND + 1, DAY)).toMatchObject({ admitted: false, refusedBy: 'product_daily' });
-    expect(await store.admit(p, 'erin', { ...limits, productPerDay: 0 }, SECOND + 1, DAY)).toMatchObject({ admitted: false, refusedBy: 'user_daily' });
+    expect(await store.admit(p, 'erin', { ...limits, productPerDay: 0 }, SECOND + 1, DAY)).toMatchObject({
+      admitted: false,
+      refusedBy: 'user_daily',
+    });
   });
 
   it('starts a fresh per-second window every second, and keeps the daily count across seconds', async () => {
@@ -129,7 +139,9 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
 
   it('treats a limit of 0 as unlimited but still counts the requests in the usage', async () => {
     const p = product('unlimited');
-    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => store.admit(p, i % 3 === 0 ? 'gina' : 'hank', NONE, SECOND, DAY)));
+    const results = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => store.admit(p, i % 3 === 0 ? 'gina' : 'hank', NONE, SECOND, DAY)),
+    );
     expect(results.every((r) => r.admitted)).toBe(true);
     expect(await store.usage(p, DAY)).toEqual({
       requests: { total: 60, users: { gina: 20, hank: 40 } },
@@ -163,15 +175,30 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     expect(results.filter((r) => r.reserved)).toHaveLength(3);
     expect(results.find((r) => !r.reserved)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
     // Another user still has the whole user cap.
-    expect(await store.reserveTokens(p, 'kate', 100, 0, 100, DAY)).toEqual({ reserved: true, productTotal: 190, userTotal: 100, store: where });
+    expect(await store.reserveTokens(p, 'kate', 100, 0, 100, DAY)).toEqual({
+      reserved: true,
+      productTotal: 190,
+      userTotal: 100,
+      store: where,
+    });
     expect(await store.reserveTokens(p, 'kate', 1, 0, 100, DAY)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
   });
 
   it('admits a reservation that lands exactly on the cap and refuses one token more', async () => {
     const p = product('edge');
-    expect(await store.reserveTokens(p, 'liam', 999, 1000, 1000, DAY)).toEqual({ reserved: true, productTotal: 999, userTotal: 999, store: where });
+    expect(await store.reserveTokens(p, 'liam', 999, 1000, 1000, DAY)).toEqual({
+      reserved: true,
+      productTotal: 999,
+      userTotal: 999,
+      store: where,
+    });
     expect(await store.reserveTokens(p, 'liam', 2, 1000, 1000, DAY)).toEqual({ reserved: false, refusedBy: 'product_tokens' });
-    expect(await store.reserveTokens(p, 'liam', 1, 1000, 1000, DAY)).toEqual({ reserved: true, productTotal: 1000, userTotal: 1000, store: where });
+    expect(await store.reserveTokens(p, 'liam', 1, 1000, 1000, DAY)).toEqual({
+      reserved: true,
+      productTotal: 1000,
+      userTotal: 1000,
+      store: where,
+    });
     // A refused reservation charged nothing.
     expect((await store.usage(p, DAY)).tokens).toEqual({ total: 1000, users: { liam: 1000 } });
   });
@@ -181,9 +208,19 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     for (let i = 0; i < 4; i++) expect((await store.reserveTokens(p, 'mia', 250, 1000, 0, DAY)).reserved).toBe(true);
     expect((await store.reserveTokens(p, 'noah', 1, 1000, 0, DAY)).reserved).toBe(false);
     // Two requests used 100 of their 250, one used 300 (50 over its estimate), one used exactly its estimate.
-    await Promise.all([store.settleTokens(p, 'mia', -150, DAY, where), store.settleTokens(p, 'mia', -150, DAY, where), store.settleTokens(p, 'mia', 50, DAY, where), store.settleTokens(p, 'mia', 0, DAY, where)]);
+    await Promise.all([
+      store.settleTokens(p, 'mia', -150, DAY, where),
+      store.settleTokens(p, 'mia', -150, DAY, where),
+      store.settleTokens(p, 'mia', 50, DAY, where),
+      store.settleTokens(p, 'mia', 0, DAY, where),
+    ]);
     expect((await store.usage(p, DAY)).tokens).toEqual({ total: 750, users: { mia: 750 } });
-    expect(await store.reserveTokens(p, 'noah', 250, 1000, 0, DAY)).toEqual({ reserved: true, productTotal: 1000, userTotal: 250, store: where });
+    expect(await store.reserveTokens(p, 'noah', 250, 1000, 0, DAY)).toEqual({
+      reserved: true,
+      productTotal: 1000,
+      userTotal: 250,
+      store: where,
+    });
   });
 
   it('reports usage per user for requests and tokens', async () => {
@@ -257,7 +294,9 @@ describe('RedisCounterStore keys (real Redis)', () => {
       const limits: RequestLimits = { ...NONE, userPerSecond: 10 };
       const results = await Promise.all(Array.from({ length: 22 }, (_, i) => (i % 2 ? a : b).admit(p, 'tess', limits, SECOND, DAY)));
       expect(results.filter((r) => r.admitted)).toHaveLength(10);
-      const reservations = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).reserveTokens(p, 'tess', 100, 450, 0, DAY)));
+      const reservations = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).reserveTokens(p, 'tess', 100, 450, 0, DAY)),
+      );
       expect(reservations.filter((r) => r.reserved)).toHaveLength(4);
     } finally {
       await other.quit();

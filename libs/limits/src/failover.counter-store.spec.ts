@@ -220,7 +220,9 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(first.value.admitted).toBe(true);
     expect(first.ms).toBeGreaterThanOrEqual(REDIS_REQUEST_WAIT_MS - 20);
     expect(first.ms).toBeLessThan(REDIS_REQUEST_WAIT_MS + 100);
-    const next = await Promise.all(Array.from({ length: 3 }, () => timed(() => store.admit(p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY))));
+    const next = await Promise.all(
+      Array.from({ length: 3 }, () => timed(() => store.admit(p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY))),
+    );
     for (const n of next) expect(n.ms).toBeLessThan(50);
     // Still a limit while degraded: 2 per second for the user, counted in memory.
     expect(next.map((n) => n.value.admitted)).toEqual([true, false, false]);

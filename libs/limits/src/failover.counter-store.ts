@@ -1,7 +1,15 @@
 import type { JsonLogger } from '@keygate/observability';
 import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
-import { utcDay, type Admission, type CounterStore, type DailyUsage, type RequestLimits, type Reservation, type StoreName } from './counter.store';
+import {
+  utcDay,
+  type Admission,
+  type CounterStore,
+  type DailyUsage,
+  type RequestLimits,
+  type Reservation,
+  type StoreName,
+} from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
 import { RedisCounterStore } from './redis.counter-store';
 
@@ -125,7 +133,9 @@ export class FailoverCounterStore implements CounterStore {
   /** Sends the settlements held during an outage (those of today and yesterday; older days' keys are gone). */
   private sendHeld(): void {
     if (this.heldDropped > 0) {
-      this.logger.write('WARNING', 'token settlements dropped during the Redis outage (shared totals over-count)', { dropped: this.heldDropped });
+      this.logger.write('WARNING', 'token settlements dropped during the Redis outage (shared totals over-count)', {
+        dropped: this.heldDropped,
+      });
       this.heldDropped = 0;
     }
     const oldest = utcDay(Date.now() - 86_400_000);

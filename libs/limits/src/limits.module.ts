@@ -45,7 +45,8 @@ export const ADMIN_THROTTLE = { name: 'admin', ttl: 60_000, limit: 120 };
     {
       provide: CounterStore,
       inject: [KEYGATE_REDIS, KEYGATE_LOGGER],
-      useFactory: (redis: Redis | undefined, logger: JsonLogger): CounterStore => (redis ? new FailoverCounterStore(redis, logger) : new MemoryCounterStore()),
+      useFactory: (redis: Redis | undefined, logger: JsonLogger): CounterStore =>
+        redis ? new FailoverCounterStore(redis, logger) : new MemoryCounterStore(),
     },
     RedisMetricProbe,
     BlocksService,

@@ -1,4 +1,12 @@
-import { LIMIT_ORDER, type Admission, type CounterStore, type DailyUsage, type RequestLimits, type Reservation, type StoreName } from './counter.store';
+import {
+  LIMIT_ORDER,
+  type Admission,
+  type CounterStore,
+  type DailyUsage,
+  type RequestLimits,
+  type Reservation,
+  type StoreName,
+} from './counter.store';
 
 interface Day {
   requests: Map<string, number>;
@@ -22,7 +30,12 @@ export class MemoryCounterStore implements CounterStore {
     const d = this.day(product, day);
     const pk = product;
     const uk = `${product}\n${user}`;
-    const cur: [number, number, number, number] = [this.perSecond.get(pk) ?? 0, this.perSecond.get(uk) ?? 0, d.requests.get('_total') ?? 0, d.requests.get(`u:${user}`) ?? 0];
+    const cur: [number, number, number, number] = [
+      this.perSecond.get(pk) ?? 0,
+      this.perSecond.get(uk) ?? 0,
+      d.requests.get('_total') ?? 0,
+      d.requests.get(`u:${user}`) ?? 0,
+    ];
     const lim = [limits.productPerSecond, limits.userPerSecond, limits.productPerDay, limits.userPerDay];
     for (let i = 0; i < 4; i++) {
       if (lim[i] > 0 && cur[i] >= lim[i]) return Promise.resolve({ admitted: false, refusedBy: LIMIT_ORDER[i], counts: cur });

@@ -53,9 +53,13 @@ export class QuotaService implements OnModuleInit {
       // Only the user's own quota counts toward auto-block: a product-wide cap is not their doing.
       if (result.refusedBy === 'user_tokens') void this.autoBlocker.refused(product, user, result.refusedBy);
       const whose = result.refusedBy === 'product_tokens' ? "this product's" : 'your';
-      throw new GatewayError('daily_quota_exceeded', `This request (about ${tokens} tokens) does not fit in ${whose} daily token quota; it resets at 00:00 UTC`, {
-        retryAfterSeconds: secondsToUtcMidnight(now),
-      });
+      throw new GatewayError(
+        'daily_quota_exceeded',
+        `This request (about ${tokens} tokens) does not fit in ${whose} daily token quota; it resets at 00:00 UTC`,
+        {
+          retryAfterSeconds: secondsToUtcMidnight(now),
+        },
+      );
     }
     return { product, user, day, tokens, store: result.store };
   }
@@ -63,8 +67,13 @@ export class QuotaService implements OnModuleInit {
   /** Settles a reservation to the tokens really used (never throws: the answer is already sent). */
   settle(reservation: TokenReservation | undefined, used: number): void {
     if (!reservation) return;
-    this.counters.settleTokens(reservation.product, reservation.user, used - reservation.tokens, reservation.day, reservation.store).catch((error: unknown) => {
-      this.logger.write('WARNING', 'token usage could not be settled', { product: reservation.product, reason: (error as Error).message });
-    });
+    this.counters
+      .settleTokens(reservation.product, reservation.user, used - reservation.tokens, reservation.day, reservation.store)
+      .catch((error: unknown) => {
+        this.logger.write('WARNING', 'token usage could not be settled', {
+          product: reservation.product,
+          reason: (error as Error).message,
+        });
+      });
   }
 }

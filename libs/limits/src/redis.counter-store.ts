@@ -1,5 +1,13 @@
 import type { Redis } from 'ioredis';
-import { LIMIT_ORDER, type Admission, type CounterStore, type DailyUsage, type RequestLimits, type Reservation, type StoreName } from './counter.store';
+import {
+  LIMIT_ORDER,
+  type Admission,
+  type CounterStore,
+  type DailyUsage,
+  type RequestLimits,
+  type Reservation,
+  type StoreName,
+} from './counter.store';
 
 /** Daily hashes outlive their day by one, so `/admin/usage` can report yesterday. */
 const DAY_TTL_SECONDS = 2 * 86_400;
@@ -96,7 +104,14 @@ export class RedisCounterStore implements CounterStore {
     await this.redis.kgRelease(`kg:{${product}}:req:${day}`, `u:${user}`);
   }
 
-  async reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation> {
+  async reserveTokens(
+    product: string,
+    user: string,
+    tokens: number,
+    productCap: number,
+    userCap: number,
+    day: string,
+  ): Promise<Reservation> {
     const reply = await this.redis.kgReserve(`kg:{${product}}:tok:${day}`, tokens, productCap, userCap, `u:${user}`, DAY_TTL_SECONDS);
     if (reply[0] !== 1) return { reserved: false, refusedBy: reply[1] === 1 ? 'product_tokens' : 'user_tokens' };
     return { reserved: true, productTotal: reply[2], userTotal: reply[3], store: 'shared' };
@@ -108,7 +123,10 @@ export class RedisCounterStore implements CounterStore {
   }
 
   async usage(product: string, day: string): Promise<DailyUsage> {
-    const [requests, tokens] = await Promise.all([this.redis.hgetall(`kg:{${product}}:req:${day}`), this.redis.hgetall(`kg:{${product}}:tok:${day}`)]);
+    const [requests, tokens] = await Promise.all([
+      this.redis.hgetall(`kg:{${product}}:req:${day}`),
+      this.redis.hgetall(`kg:{${product}}:tok:${day}`),
+    ]);
     return { requests: split(requests), tokens: split(tokens) };
   }
 }

@@ -14,9 +14,21 @@ import { RequestLimitsGuard } from './request-limits.guard';
 // its contract against real Redis in counter-stores.spec.ts).
 
 const POLICY = {
-  defaults: { limits: { requests_per_second: 0, user_requests_per_second: 0, daily_requests: 0, user_daily_requests: 0, daily_tokens: 0, user_daily_tokens: 0 } },
+  defaults: {
+    limits: {
+      requests_per_second: 0,
+      user_requests_per_second: 0,
+      daily_requests: 0,
+      user_daily_requests: 0,
+      daily_tokens: 0,
+      user_daily_tokens: 0,
+    },
+  },
   products: {
-    qps: { limits: { user_requests_per_second: 2, user_daily_requests: 100 }, auto_block: { rejections: 3, window_seconds: 60, block_seconds: 60 } },
+    qps: {
+      limits: { user_requests_per_second: 2, user_daily_requests: 100 },
+      auto_block: { rejections: 3, window_seconds: 60, block_seconds: 60 },
+    },
     daily: { limits: { daily_requests: 2 } },
     busy: { limits: { daily_requests: 1 }, auto_block: { rejections: 3, window_seconds: 60, block_seconds: 60 } },
     tokens: { limits: { daily_tokens: 1000, user_daily_tokens: 600 } },
@@ -142,14 +154,28 @@ describe('RequestLimitsGuard', () => {
 
   it('answers 403 blocked for a blocked user or product, before counting anything', async () => {
     const h = harness();
-    await h.blocks.create({ product: 'qps', user: 'frank', reason: 'abuse', createdAt: new Date().toISOString(), expiresAt: null, createdBy: 'admin' });
+    await h.blocks.create({
+      product: 'qps',
+      user: 'frank',
+      reason: 'abuse',
+      createdAt: new Date().toISOString(),
+      expiresAt: null,
+      createdBy: 'admin',
+    });
     const error = await refusal(h.guard.canActivate(request('qps', 'frank').context));
     expect(error.code).toBe('blocked');
     expect(error.status).toBe(403);
     expect(error.spec.failure).toBe('blocked');
     expect(error.message).toContain('abuse');
     await expect(h.guard.canActivate(request('qps', 'gina').context)).resolves.toBe(true);
-    await h.blocks.create({ product: 'qps', user: null, reason: 'product off', createdAt: new Date().toISOString(), expiresAt: null, createdBy: 'admin' });
+    await h.blocks.create({
+      product: 'qps',
+      user: null,
+      reason: 'product off',
+      createdAt: new Date().toISOString(),
+      expiresAt: null,
+      createdBy: 'admin',
+    });
     expect((await refusal(h.guard.canActivate(request('qps', 'gina').context))).code).toBe('blocked');
     expect((await h.counters.usage('qps', utcDay(Date.now()))).requests).toEqual({ total: 1, users: { gina: 1 } });
   });
@@ -158,10 +184,13 @@ describe('RequestLimitsGuard', () => {
     const h = harness();
     await freshSecond();
     for (let i = 0; i < 2; i++) await h.guard.canActivate(request('qps', 'hank').context);
-    for (let i = 0; i < 3; i++) expect((await refusal(h.guard.canActivate(request('qps', 'hank').context))).code).toBe('rate_limit_exceeded');
+    for (let i = 0; i < 3; i++)
+      expect((await refusal(h.guard.canActivate(request('qps', 'hank').context))).code).toBe('rate_limit_exceeded');
     await flush();
     expect((await refusal(h.guard.canActivate(request('qps', 'hank').context))).code).toBe('blocked');
-    expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([expect.objectContaining({ product: 'qps', user: 'hank', reason: 'user_qps' })]);
+    expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([
+      expect.objectContaining({ product: 'qps', user: 'hank', reason: 'user_qps' }),
+    ]);
   });
 
   it("does not auto-block a user for refusals caused by the product's limit, which another user exhausted", async () => {
@@ -170,7 +199,8 @@ describe('RequestLimitsGuard', () => {
     // (with an ALERT) although no limit of hers was ever reached.
     const h = harness();
     await h.guard.canActivate(request('busy', 'heavy').context);
-    for (let i = 0; i < 3; i++) expect((await refusal(h.guard.canActivate(request('busy', 'olga').context))).code).toBe('rate_limit_exceeded');
+    for (let i = 0; i < 3; i++)
+      expect((await refusal(h.guard.canActivate(request('busy', 'olga').context))).code).toBe('rate_limit_exceeded');
     await flush();
     expect(h.blocks.find('busy', 'olga')).toBeUndefined();
     expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([]);
@@ -216,6 +246,8 @@ describe('QuotaService', () => {
     const r = await h.quota.reserve('tokens', 'mia', 10);
     expect(() => h.quota.settle(r, 5)).not.toThrow();
     await flush();
-    expect(h.lines).toEqual([expect.objectContaining({ severity: 'WARNING', message: 'token usage could not be settled', product: 'tokens' })]);
+    expect(h.lines).toEqual([
+      expect.objectContaining({ severity: 'WARNING', message: 'token usage could not be settled', product: 'tokens' }),
+    ]);
   });
 });

@@ -48,7 +48,12 @@ export class RequestLimitsGuard implements CanActivate {
     const admission = await this.counters.admit(
       product,
       user,
-      { productPerSecond: limits.requestsPerSecond, userPerSecond: limits.userRequestsPerSecond, productPerDay: limits.dailyRequests, userPerDay: limits.userDailyRequests },
+      {
+        productPerSecond: limits.requestsPerSecond,
+        userPerSecond: limits.userRequestsPerSecond,
+        productPerDay: limits.dailyRequests,
+        userPerDay: limits.userDailyRequests,
+      },
       Math.floor(now / 1000),
       utcDay(now),
     );
@@ -69,12 +74,17 @@ export class RequestLimitsGuard implements CanActivate {
     }
 
     // Only the user's own limits count toward auto-block: a product-wide limit is not their doing.
-    if (admission.refusedBy === 'user_qps' || admission.refusedBy === 'user_daily') void this.autoBlocker.refused(product, user, admission.refusedBy);
+    if (admission.refusedBy === 'user_qps' || admission.refusedBy === 'user_daily')
+      void this.autoBlocker.refused(product, user, admission.refusedBy);
     const daily = admission.refusedBy === 'product_daily' || admission.refusedBy === 'user_daily';
     const retryAfterSeconds = daily ? secondsToUtcMidnight(now) : 1;
-    throw new GatewayError('rate_limit_exceeded', `Rate limit reached for ${LIMIT_TEXT[admission.refusedBy]}; retry in ${retryAfterSeconds} s`, {
-      retryAfterSeconds,
-      headers: { 'x-keygate-limit': admission.refusedBy },
-    });
+    throw new GatewayError(
+      'rate_limit_exceeded',
+      `Rate limit reached for ${LIMIT_TEXT[admission.refusedBy]}; retry in ${retryAfterSeconds} s`,
+      {
+        retryAfterSeconds,
+        headers: { 'x-keygate-limit': admission.refusedBy },
+      },
+    );
   }
 }

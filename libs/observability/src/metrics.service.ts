@@ -64,7 +64,11 @@ export class MetricsService {
     labelNames: ['secret', 'result'],
     registers: [this.registry],
   });
-  readonly redisUp = new Gauge({ name: 'keygate_redis_up', help: '1 while the shared Redis answers, 0 while limits count per replica', registers: [this.registry] });
+  readonly redisUp = new Gauge({
+    name: 'keygate_redis_up',
+    help: '1 while the shared Redis answers, 0 while limits count per replica',
+    registers: [this.registry],
+  });
 
   private readonly probes: ScrapeProbe[] = [];
 
@@ -93,7 +97,8 @@ export class MetricsService {
     this.latency.observe({ product, provider, stream: String(ctx.stream) }, Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
     if (ctx.tokensIn) this.tokens.inc({ product, model, direction: 'in' }, ctx.tokensIn);
     if (ctx.tokensOut) this.tokens.inc({ product, model, direction: 'out' }, ctx.tokensOut);
-    if (ctx.failure === 'rate_limit' || ctx.failure === 'quota' || ctx.failure === 'blocked') this.rejections.inc({ product, reason: ctx.failure });
+    if (ctx.failure === 'rate_limit' || ctx.failure === 'quota' || ctx.failure === 'blocked')
+      this.rejections.inc({ product, reason: ctx.failure });
     if (ctx.attempts) this.attempts.inc({ provider }, ctx.attempts);
     if (ctx.requestedModel && ctx.model && ctx.model !== ctx.requestedModel && ctx.failure === null) this.fallbacks.inc({ product, model });
   }

@@ -42,7 +42,14 @@ describe('JsonLogger', () => {
   beforeEach(() => (lines.length = 0));
 
   it('writes Cloud Logging entries with the request id and trace of the request being served', () => {
-    const ctx = new RequestContext('req-1', 'POST', '/v1/chat/completions', 0n, { traceId: 'abc123', spanId: '00f067aa0ba902b7', sampled: true }, true);
+    const ctx = new RequestContext(
+      'req-1',
+      'POST',
+      '/v1/chat/completions',
+      0n,
+      { traceId: 'abc123', spanId: '00f067aa0ba902b7', sampled: true },
+      true,
+    );
     requestContextStorage.run(ctx, () => logger.write('WARNING', 'deep in a provider call', { provider: 'openai' }));
     const entry = JSON.parse(lines[0]) as Record<string, unknown>;
     expect(entry).toMatchObject({

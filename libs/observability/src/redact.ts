@@ -1,5 +1,6 @@
 /** Field names whose values are never logged (credentials, keys, prompt and completion text). */
-const SECRET_KEYS = /^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|x-goog-api-key|x-goog-iap-jwt-assertion|x-signature|api[-_]?key|secret|client[-_]?secret|password|passwd|token|access[-_]?token|refresh[-_]?token|id[-_]?token|private[-_]?key|key|pem|messages|content|prompt|input|completion|choices|text|system|contents|body)$/i;
+const SECRET_KEYS =
+  /^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|x-goog-api-key|x-goog-iap-jwt-assertion|x-signature|api[-_]?key|secret|client[-_]?secret|password|passwd|token|access[-_]?token|refresh[-_]?token|id[-_]?token|private[-_]?key|key|pem|messages|content|prompt|input|completion|choices|text|system|contents|body)$/i;
 
 /** Strings that look like credentials wherever they appear: JWTs, provider keys, PEM blocks. */
 const SECRET_VALUES = [

@@ -21,13 +21,23 @@ describe('parseTrace', () => {
   });
 
   it('reads X-Cloud-Trace-Context with a decimal span id', () => {
-    expect(parseTrace(undefined, '105445aa7843bc8bf206b12000100000/1;o=1')).toEqual({ traceId: '105445aa7843bc8bf206b12000100000', spanId: '0000000000000001', sampled: true });
-    expect(parseTrace(undefined, '105445aa7843bc8bf206b12000100000')).toEqual({ traceId: '105445aa7843bc8bf206b12000100000', spanId: undefined, sampled: undefined });
+    expect(parseTrace(undefined, '105445aa7843bc8bf206b12000100000/1;o=1')).toEqual({
+      traceId: '105445aa7843bc8bf206b12000100000',
+      spanId: '0000000000000001',
+      sampled: true,
+    });
+    expect(parseTrace(undefined, '105445aa7843bc8bf206b12000100000')).toEqual({
+      traceId: '105445aa7843bc8bf206b12000100000',
+      spanId: undefined,
+      sampled: undefined,
+    });
   });
 
   it('prefers traceparent and rejects all-zero or malformed ids', () => {
     expect(parseTrace('00-00000000000000000000000000000000-00f067aa0ba902b7-01', undefined)).toBeNull();
     expect(parseTrace('garbage', 'also garbage')).toBeNull();
-    expect(parseTrace('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00', '105445aa7843bc8bf206b12000100000')?.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
+    expect(parseTrace('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00', '105445aa7843bc8bf206b12000100000')?.traceId).toBe(
+      '4bf92f3577b34da6a3ce929d0e0e4736',
+    );
   });
 });

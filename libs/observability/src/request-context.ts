@@ -68,10 +68,7 @@ const TRACEPARENT = /^[\da-f]{2}-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})$/;
 const CLOUD_TRACE = /^([\da-fA-F]{32})(?:\/(\d{1,20}))?(?:;o=([01]))?$/;
 
 /** Parses W3C `traceparent`, else `X-Cloud-Trace-Context`; all-zero ids are invalid. */
-export function parseTrace(
-  traceparent: string | string[] | undefined,
-  cloudTrace: string | string[] | undefined,
-): RequestContext['trace'] {
+export function parseTrace(traceparent: string | string[] | undefined, cloudTrace: string | string[] | undefined): RequestContext['trace'] {
   if (typeof traceparent === 'string') {
     const m = TRACEPARENT.exec(traceparent.trim());
     if (m && !/^0+$/.test(m[1]) && !/^0+$/.test(m[2])) {

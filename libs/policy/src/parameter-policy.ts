@@ -34,7 +34,11 @@ export function applyParameterPolicy(body: PolicedRequest, policy: ParameterPoli
   }
   const t = body.temperature;
   if (t !== undefined && t !== null && (t < policy.temperature.min || t > policy.temperature.max)) {
-    throw new GatewayError('policy_violation', `temperature must be between ${policy.temperature.min} and ${policy.temperature.max} for this product`, { param: 'temperature' });
+    throw new GatewayError(
+      'policy_violation',
+      `temperature must be between ${policy.temperature.min} and ${policy.temperature.max} for this product`,
+      { param: 'temperature' },
+    );
   }
   return effective;
 }

@@ -61,7 +61,10 @@ let access: ProviderAccess;
 
 beforeAll(async () => {
   mock = await startMock();
-  client = new UpstreamClient({ upstream: { connectMs: 1_000, ttfbMs: 3_000, idleMs: 3_000, totalMs: 8_000 } } as unknown as GatewayConfig, new MetricsService());
+  client = new UpstreamClient(
+    { upstream: { connectMs: 1_000, ttfbMs: 3_000, idleMs: 3_000, totalMs: 8_000 } } as unknown as GatewayConfig,
+    new MetricsService(),
+  );
   adapter = new AnthropicAdapter(client);
   access = { provider: 'anthropic', apiKey: KEY, baseUrl: mock.base, models: [MODEL] };
 });

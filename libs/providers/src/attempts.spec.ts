@@ -3,7 +3,8 @@ import { ClientAbortedError } from './upstream.client';
 import { UpstreamError } from './upstream.error';
 
 const policy = { maxRetries: 2, baseDelayMs: 1, maxDelayMs: 50 };
-const http = (status: number, retryAfter?: number): UpstreamError => new UpstreamError('http', 'openai', `status ${status}`, status, retryAfter);
+const http = (status: number, retryAfter?: number): UpstreamError =>
+  new UpstreamError('http', 'openai', `status ${status}`, status, retryAfter);
 
 /** A candidate that answers from a script of outcomes and records its calls. */
 function scripted(model: string, outcomes: Array<Error | string>): Candidate<string> & { calls: number } {

@@ -341,7 +341,9 @@ describe('GeminiAdapter against the mock upstream', () => {
     it('fails at once when one batch fails, cancelling the batches still running', async () => {
       const before = await getStats(mock.base);
       // Batch 1 (inputs 0–99) would take 3 s; batch 2 fails at once.
-      const input = Array.from({ length: 150 }, (_, i) => (i === 0 ? 'slow [mock delay_ms=3000]' : i === 100 ? 'bad [mock status=400]' : `text ${i}`));
+      const input = Array.from({ length: 150 }, (_, i) =>
+        i === 0 ? 'slow [mock delay_ms=3000]' : i === 100 ? 'bad [mock status=400]' : `text ${i}`,
+      );
       const error = await rejection(embed({ model: 'gemini-embedding-001', input }));
       expect(error).toBeInstanceOf(UpstreamError);
       expect((error as UpstreamError).status).toBe(400);

@@ -69,7 +69,8 @@ export class GeminiAdapter implements ProviderAdapter {
         try {
           const res = await this.post(batchCall, path, request);
           const vectors = parse<BatchEmbedContentsResponse>(await readText(res, this.name), 'response').embeddings ?? [];
-          if (vectors.length !== batches[b].length) throw new UpstreamError('protocol', this.name, 'embeddings count does not match the inputs');
+          if (vectors.length !== batches[b].length)
+            throw new UpstreamError('protocol', this.name, 'embeddings count does not match the inputs');
           return vectors;
         } catch (error) {
           failed.abort();

@@ -31,7 +31,11 @@ export class OpenAiAdapter implements ProviderAdapter {
 
   async chatStream(call: ProviderCall): Promise<ChatStream> {
     // keygate always learns the usage of a stream, so it asks for it whatever the client said.
-    const body: ChatCompletionRequest = { ...call.body, stream: true, stream_options: { ...(call.body.stream_options ?? {}), include_usage: true } };
+    const body: ChatCompletionRequest = {
+      ...call.body,
+      stream: true,
+      stream_options: { ...(call.body.stream_options ?? {}), include_usage: true },
+    };
     const res = await this.post(call, body, 'text/event-stream');
     return { events: this.events(res, call.clientWantsUsage) };
   }

@@ -16,13 +16,22 @@ describe('estimatePromptTokens', () => {
     const tools = [
       {
         type: 'function',
-        function: { name: 'get_weather', description: 'Current weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } } } },
+        function: {
+          name: 'get_weather',
+          description: 'Current weather for a city',
+          parameters: { type: 'object', properties: { city: { type: 'string' } } },
+        },
       },
     ];
-    const response_format = { type: 'json_schema', json_schema: { name: 'w', schema: { type: 'object', properties: { celsius: { type: 'number' } } } } };
+    const response_format = {
+      type: 'json_schema',
+      json_schema: { name: 'w', schema: { type: 'object', properties: { celsius: { type: 'number' } } } },
+    };
     const base = estimatePromptTokens({ messages });
     expect(estimatePromptTokens({ messages, tools })).toBe(base + countTokens(JSON.stringify(tools)));
-    expect(estimatePromptTokens({ messages, tools, response_format })).toBe(base + countTokens(JSON.stringify(tools)) + countTokens(JSON.stringify(response_format)));
+    expect(estimatePromptTokens({ messages, tools, response_format })).toBe(
+      base + countTokens(JSON.stringify(tools)) + countTokens(JSON.stringify(response_format)),
+    );
     expect(estimatePromptTokens({ messages, functions: [{ name: 'f', parameters: {} }] })).toBeGreaterThan(base);
   });
 

@@ -26,14 +26,21 @@ export function parseUpstreamObject<T extends object>(text: string, provider: st
   } catch {
     throw new UpstreamError('protocol', provider, `${what} is not JSON`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UpstreamError('protocol', provider, `${what} is not a JSON object`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new UpstreamError('protocol', provider, `${what} is not a JSON object`);
   return value as T;
 }
 
 /** Turns a non-2xx upstream answer into an {@link UpstreamError} with the provider's own message. */
 export async function failFromStatus(res: UpstreamResponse, provider: string): Promise<never> {
   const text = await readText(res, provider).catch(() => '');
-  throw new UpstreamError('http', provider, upstreamMessage(text) ?? `status ${res.statusCode}`, res.statusCode, retryAfter(res.headers['retry-after']));
+  throw new UpstreamError(
+    'http',
+    provider,
+    upstreamMessage(text) ?? `status ${res.statusCode}`,
+    res.statusCode,
+    retryAfter(res.headers['retry-after']),
+  );
 }
 
 /** Extracts the message of an OpenAI, Anthropic or Gemini error body. */
@@ -59,7 +66,9 @@ export function retryAfter(header: string | string[] | undefined): number | unde
 /** A failure while reading a body whose headers had arrived. */
 export function midResponseError(error: unknown, provider: string, res: UpstreamResponse): Error {
   const mapped = toUpstreamError(error, provider, res.signal);
-  return mapped instanceof UpstreamError && mapped.kind === 'connect' ? new UpstreamError('stream_error', provider, 'connection lost') : mapped;
+  return mapped instanceof UpstreamError && mapped.kind === 'connect'
+    ? new UpstreamError('stream_error', provider, 'connection lost')
+    : mapped;
 }
 
 /**

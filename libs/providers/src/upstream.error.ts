@@ -1,7 +1,8 @@
 import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
 
 /** What went wrong talking to an upstream, before it is mapped to a gateway error. */
-export type UpstreamFailureKind = 'connect' | 'connect_timeout' | 'ttfb_timeout' | 'idle_timeout' | 'total_timeout' | 'http' | 'protocol' | 'stream_error';
+export type UpstreamFailureKind =
+  'connect' | 'connect_timeout' | 'ttfb_timeout' | 'idle_timeout' | 'total_timeout' | 'http' | 'protocol' | 'stream_error';
 
 /** A failed upstream call; `retryable` marks connect errors, 429 and 5xx (before the first byte). */
 export class UpstreamError extends Error {
@@ -17,7 +18,11 @@ export class UpstreamError extends Error {
   }
 
   get retryable(): boolean {
-    return this.kind === 'connect' || this.kind === 'connect_timeout' || (this.kind === 'http' && (this.status === 429 || (this.status ?? 0) >= 500));
+    return (
+      this.kind === 'connect' ||
+      this.kind === 'connect_timeout' ||
+      (this.kind === 'http' && (this.status === 429 || (this.status ?? 0) >= 500))
+    );
   }
 
   /** The contract's answer for this failure (SPEC §6: 502/504, client errors passed on). */

@@ -1,7 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { parseJwtPublicKeys } from './jwt-keys.parser';
 
-const pem = (key: { export(o: { type: 'spki'; format: 'pem' }): string | Buffer }): string => key.export({ type: 'spki', format: 'pem' }).toString();
+const pem = (key: { export(o: { type: 'spki'; format: 'pem' }): string | Buffer }): string =>
+  key.export({ type: 'spki', format: 'pem' }).toString();
 
 describe('parseJwtPublicKeys', () => {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;

@@ -60,7 +60,10 @@ describe('parseProductKeys', () => {
     [JSON.stringify({ p: { providers: { openai: { api_key: '', models: ['m'] } } } }), 'p.providers.openai.api_key'],
     [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: [] } } } }), 'p.providers.openai.models'],
     [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], base_url: 'ftp://x' } } } }), 'p.providers.openai.base_url'],
-    [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], extra: 1 } } } }), 'p.providers.openai.extra: unknown field'],
+    [
+      JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], extra: 1 } } } }),
+      'p.providers.openai.extra: unknown field',
+    ],
     [JSON.stringify({ p: { providers: {} } }), 'p.providers: at least one provider'],
     [JSON.stringify({ p: 42 }), 'p: must be a key string'],
     [JSON.stringify({ 'bad name!': KEY }), 'product name at index 0'],

@@ -33,7 +33,11 @@ export function parseProductKeys(text: string, secretName: string): ProductCatal
     }
     if (typeof entry === 'string') {
       if (!entry.trim()) problems.push(`${product}: the legacy key must be a non-empty string`);
-      else catalog.set(product, makeProductEntry(product, [{ provider: 'openai', apiKey: entry.trim(), baseUrl: DEFAULT_BASE_URLS.openai, models: ['*'] }]));
+      else
+        catalog.set(
+          product,
+          makeProductEntry(product, [{ provider: 'openai', apiKey: entry.trim(), baseUrl: DEFAULT_BASE_URLS.openai, models: ['*'] }]),
+        );
       continue;
     }
     if (!isObject(entry) || !isObject(entry.providers)) {

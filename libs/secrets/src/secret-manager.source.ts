@@ -179,7 +179,6 @@ function decodeUtf8(data: Uint8Array, label: string, version: string): string {
   }
 }
 
-
 function clip(message: string): string {
   const line = message.split('\n')[0] ?? '';
   return line.length > 200 ? `${line.slice(0, 200)}…` : line;

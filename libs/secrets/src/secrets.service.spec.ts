@@ -223,7 +223,13 @@ describe('SecretsService', () => {
     /** `secretManager.versions` is filled from API_KEY_SERVER_SECRET_*_VERSION by the config loader. */
     function pinned(versions: Record<string, string>): GatewayConfig {
       const config = configFor();
-      return { ...config, secretManager: { ...config.secretManager, versions: { productKeys: 'latest', jwtPublicKeys: 'latest', hmacSecrets: 'latest', ...versions } } };
+      return {
+        ...config,
+        secretManager: {
+          ...config.secretManager,
+          versions: { productKeys: 'latest', jwtPublicKeys: 'latest', hmacSecrets: 'latest', ...versions },
+        },
+      };
     }
 
     it('reads the pinned version, not latest, and ignores new versions', async () => {

@@ -6,9 +6,18 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** `POST /admin/blocks`. */
 export class CreateBlockDto {
   @ApiProperty({ example: 'demo' }) @Matches(NAME, { message: 'product must be a product name' }) product!: string;
-  @ApiPropertyOptional({ description: 'Block only this user of the product', example: 'alice' }) @IsOptional() @IsString() @MinLength(1) @MaxLength(256) user?: string;
+  @ApiPropertyOptional({ description: 'Block only this user of the product', example: 'alice' })
+  @IsOptional()
+  @IsString()
+  @MinLength(1)
+  @MaxLength(256)
+  user?: string;
   @ApiProperty({ example: 'abuse report #123' }) @IsString() @MinLength(1) @MaxLength(500) reason!: string;
-  @ApiPropertyOptional({ description: 'Seconds until the block lifts; absent = until deleted', example: 3600 }) @IsOptional() @IsInt() @Min(1) expires_in_seconds?: number;
+  @ApiPropertyOptional({ description: 'Seconds until the block lifts; absent = until deleted', example: 3600 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  expires_in_seconds?: number;
 }
 
 /** A block as listed. */

@@ -25,7 +25,11 @@ export class ChatMessageDto {
   @IsIn(ROLES)
   role!: string;
 
-  @ApiPropertyOptional({ description: 'Text, or an array of content parts; null for assistant tool calls', example: 'Say hello', nullable: true })
+  @ApiPropertyOptional({
+    description: 'Text, or an array of content parts; null for assistant tool calls',
+    example: 'Say hello',
+    nullable: true,
+  })
   @ValidateIf((m: ChatMessageDto) => m.content !== null && m.content !== undefined)
   @ValidateIf((m: ChatMessageDto) => typeof m.content !== 'string')
   @IsArray({ message: 'content must be a string or an array of content parts' })
@@ -60,8 +64,16 @@ export class ChatCompletionRequestDto {
   messages!: ChatMessageDto[];
 
   @ApiPropertyOptional({ default: false }) @IsOptional() @IsBoolean() stream?: boolean;
-  @ApiPropertyOptional({ type: StreamOptionsDto }) @IsOptional() @ValidateNested() @Type(() => StreamOptionsDto) stream_options?: StreamOptionsDto;
-  @ApiPropertyOptional({ description: 'Capped by the product policy; set to the cap when absent' }) @IsOptional() @IsInt() @Min(1) max_tokens?: number;
+  @ApiPropertyOptional({ type: StreamOptionsDto })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => StreamOptionsDto)
+  stream_options?: StreamOptionsDto;
+  @ApiPropertyOptional({ description: 'Capped by the product policy; set to the cap when absent' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  max_tokens?: number;
   @ApiPropertyOptional() @IsOptional() @IsInt() @Min(1) max_completion_tokens?: number;
   @ApiPropertyOptional({ example: 0.7 }) @IsOptional() @IsNumber() temperature?: number;
   @ApiPropertyOptional() @IsOptional() @IsNumber() top_p?: number;

@@ -51,7 +51,13 @@ export class ChatCompletionsService {
     this.retry = config.retry;
   }
 
-  async complete(ctx: RequestContext, principal: Principal, body: ChatCompletionRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
+  async complete(
+    ctx: RequestContext,
+    principal: Principal,
+    body: ChatCompletionRequest,
+    bodyBytes: number,
+    reply: FastifyReply,
+  ): Promise<void> {
     ctx.stream = body.stream === true;
     const first = this.router.resolve(ctx, principal, body.model, bodyBytes);
     const { policy } = first.policy;
@@ -86,7 +92,11 @@ export class ChatCompletionsService {
   }
 
   /** The requested model, then the policy's fallbacks for it that this product can serve. */
-  private candidates(ctx: RequestContext, first: ResolvedRoute, body: ChatCompletionRequest): Array<{ model: string; access: ProviderAccess; adapter: ProviderAdapter }> {
+  private candidates(
+    ctx: RequestContext,
+    first: ResolvedRoute,
+    body: ChatCompletionRequest,
+  ): Array<{ model: string; access: ProviderAccess; adapter: ProviderAdapter }> {
     const list = [{ model: body.model, access: first.access, adapter: first.adapter }];
     for (const model of first.policy.fallbacks[body.model] ?? []) {
       try {
@@ -110,7 +120,13 @@ export class ChatCompletionsService {
    * as JSON with their real status); after the first byte they end the stream with an SSE error
    * event, since the 200 is already on the wire.
    */
-  private async stream(ctx: RequestContext, upstream: ChatStream, body: ChatCompletionRequest, reply: FastifyReply, maxStreamSeconds: number): Promise<void> {
+  private async stream(
+    ctx: RequestContext,
+    upstream: ChatStream,
+    body: ChatCompletionRequest,
+    reply: FastifyReply,
+    maxStreamSeconds: number,
+  ): Promise<void> {
     reply.hijack();
     this.metrics.activeStreams.inc();
     const res = reply.raw;
@@ -133,13 +149,29 @@ export class ChatCompletionsService {
       res.end('data: [DONE]\n\n');
     } catch (error) {
       if (ctx.shuttingDown) {
-        this.endWithError(ctx, res, new GatewayError('service_unavailable', 'keygate is shutting down; the stream was cut at the end of the drain period'));
+        this.endWithError(
+          ctx,
+          res,
+          new GatewayError('service_unavailable', 'keygate is shutting down; the stream was cut at the end of the drain period'),
+        );
       } else if (overLimit) {
-        this.endWithError(ctx, res, new GatewayError('stream_timeout', `the stream exceeded this product's limit of ${maxStreamSeconds} seconds`));
+        this.endWithError(
+          ctx,
+          res,
+          new GatewayError('stream_timeout', `the stream exceeded this product's limit of ${maxStreamSeconds} seconds`),
+        );
       } else if (error instanceof ClientAbortedError || ctx.abort.signal.aborted) {
         ctx.fail('client_abort', 499);
       } else {
-        this.endWithError(ctx, res, error instanceof UpstreamError ? error.toGatewayError() : error instanceof GatewayError ? error : new GatewayError('internal_error', 'internal error while streaming'));
+        this.endWithError(
+          ctx,
+          res,
+          error instanceof UpstreamError
+            ? error.toGatewayError()
+            : error instanceof GatewayError
+              ? error
+              : new GatewayError('internal_error', 'internal error while streaming'),
+        );
       }
     } finally {
       this.metrics.activeStreams.dec();

@@ -51,7 +51,8 @@ export class ChatController {
     @BodyBytes() bytes: number,
     @Res() reply: FastifyReply,
   ): Promise<void> {
-    if (product !== principal.product) throw new GatewayError('forbidden', `this credential is for product ${principal.product}, not ${product}`);
+    if (product !== principal.product)
+      throw new GatewayError('forbidden', `this credential is for product ${principal.product}, not ${product}`);
     ctx.settled = requestContextStorage.run(ctx, () => this.chat.complete(ctx, principal, body as ChatCompletionRequest, bytes, reply));
     await ctx.settled;
   }

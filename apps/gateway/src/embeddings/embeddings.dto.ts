@@ -10,7 +10,10 @@ function IsEmbeddingInput(options?: ValidationOptions): PropertyDecorator {
       validator: {
         validate: (v: unknown) =>
           (typeof v === 'string' && v.length > 0) ||
-          (Array.isArray(v) && v.length > 0 && v.length <= 2048 && (v.every((s) => typeof s === 'string' && s.length > 0) || isTokens(v) || v.every(isTokens))),
+          (Array.isArray(v) &&
+            v.length > 0 &&
+            v.length <= 2048 &&
+            (v.every((s) => typeof s === 'string' && s.length > 0) || isTokens(v) || v.every(isTokens))),
         defaultMessage: () => 'input must be a non-empty string, a list of up to 2048 non-empty strings, or token arrays',
       },
     },

@@ -29,14 +29,25 @@ export class EmbeddingsService {
   async embed(ctx: RequestContext, principal: Principal, body: EmbeddingsRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
     const { access, adapter } = this.router.resolve(ctx, principal, body.model, bodyBytes);
     if (!adapter.embeddings) {
-      throw new GatewayError('unsupported_parameter', `The model '${body.model}' is served by ${access.provider}, which has no embeddings endpoint`, { param: 'model' });
+      throw new GatewayError(
+        'unsupported_parameter',
+        `The model '${body.model}' is served by ${access.provider}, which has no embeddings endpoint`,
+        { param: 'model' },
+      );
     }
-    const reservation = this.quota.enabled(principal.product) ? await this.quota.reserve(principal.product, principal.user, inputTokens(body.input)) : undefined;
+    const reservation = this.quota.enabled(principal.product)
+      ? await this.quota.reserve(principal.product, principal.user, inputTokens(body.input))
+      : undefined;
     try {
       const embed = adapter.embeddings.bind(adapter);
       // Retried like chat; no fallback: another model's vectors live in another space.
       const { value: result } = await runAttempts(
-        [{ model: body.model, attempt: () => countAttempt(ctx, embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false })) }],
+        [
+          {
+            model: body.model,
+            attempt: () => countAttempt(ctx, embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false })),
+          },
+        ],
         this.config.retry,
         ctx.abort.signal,
       );

@@ -40,7 +40,8 @@ function parseJson(bytes: Buffer): unknown {
 function firstProblem(error: ValidationError, prefix = ''): [string, string] {
   const path = prefix ? (/^\d+$/.test(error.property) ? `${prefix}[${error.property}]` : `${prefix}.${error.property}`) : error.property;
   const constraint = Object.values(error.constraints ?? {})[0];
-  if (constraint) return [path, constraint.startsWith(error.property) ? `${path}${constraint.slice(error.property.length)}` : `${path}: ${constraint}`];
+  if (constraint)
+    return [path, constraint.startsWith(error.property) ? `${path}${constraint.slice(error.property.length)}` : `${path}: ${constraint}`];
   if (error.children?.length) return firstProblem(error.children[0], path);
   return [path, `${path} is invalid`];
 }

@@ -45,7 +45,8 @@ export class GatewayExceptionFilter implements ExceptionFilter {
 
   private toGatewayError(exception: unknown, requestId: string | undefined): GatewayError {
     if (exception instanceof GatewayError) return exception;
-    if (exception instanceof ClientAbortedError) return new GatewayError('service_unavailable', 'keygate is shutting down; retry', { retryAfterSeconds: 1 });
+    if (exception instanceof ClientAbortedError)
+      return new GatewayError('service_unavailable', 'keygate is shutting down; retry', { retryAfterSeconds: 1 });
     if (exception instanceof UpstreamError) return exception.toGatewayError();
     const status = statusOf(exception);
     if (status !== undefined && status < 500) return new GatewayError(codeForStatus(status, exception), messageFor(status, exception));
@@ -70,7 +71,10 @@ function statusOf(exception: unknown): number | undefined {
 function isJsonSyntaxError(exception: unknown): boolean {
   if (exception instanceof SyntaxError) return true;
   const { code, message } = (exception ?? {}) as { code?: unknown; message?: unknown };
-  return (typeof code === 'string' && code.includes('INVALID_JSON')) || (typeof message === 'string' && message.startsWith('Body is not valid JSON'));
+  return (
+    (typeof code === 'string' && code.includes('INVALID_JSON')) ||
+    (typeof message === 'string' && message.startsWith('Body is not valid JSON'))
+  );
 }
 
 function codeForStatus(status: number, exception: unknown): GatewayErrorCode {

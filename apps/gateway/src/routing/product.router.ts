@@ -37,7 +37,10 @@ export class ProductRouter {
   resolve(ctx: RequestContext, principal: Principal, model: string, bodyBytes: number): ResolvedRoute {
     const { product, policy } = this.product(principal);
     if (bodyBytes > policy.policy.maxRequestBytes) {
-      throw new GatewayError('request_too_large', `the request body exceeds this product's limit of ${policy.policy.maxRequestBytes} bytes`);
+      throw new GatewayError(
+        'request_too_large',
+        `the request body exceeds this product's limit of ${policy.policy.maxRequestBytes} bytes`,
+      );
     }
     ctx.model = model;
     ctx.requestedModel = model;
@@ -47,9 +50,13 @@ export class ProductRouter {
   /** The provider access and adapter for a model of a product (also used for fallbacks). */
   serve(ctx: RequestContext, product: ProductEntry, model: string): { access: ProviderAccess; adapter: ProviderAdapter } {
     const access = product.route(model);
-    if (!access) throw new GatewayError('model_not_found', `The model '${model}' does not exist or this product may not use it`, { param: 'model' });
+    if (!access)
+      throw new GatewayError('model_not_found', `The model '${model}' does not exist or this product may not use it`, { param: 'model' });
     const adapter = this.providers.get(access.provider);
-    if (!adapter) throw new GatewayError('model_not_found', `The model '${model}' is served by ${access.provider}, which this gateway cannot reach`, { param: 'model' });
+    if (!adapter)
+      throw new GatewayError('model_not_found', `The model '${model}' is served by ${access.provider}, which this gateway cannot reach`, {
+        param: 'model',
+      });
     ctx.provider = access.provider;
     return { access, adapter };
   }
