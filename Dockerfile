@@ -10,10 +10,12 @@
 #
 # Base images are pinned by version tag; Renovate (renovate.json) bumps them and pins digests.
 
-ARG NODE_VERSION=22.20.0
+# The whole image reference in one ARG, so Renovate can bump and digest-pin it in place (it cannot
+# when the tag is split between an ARG and the FROM line).
+ARG NODE_IMAGE=node:22.20.0-bookworm-slim
 
 # ---- production dependencies ------------------------------------------------------------------
-FROM node:${NODE_VERSION}-bookworm-slim AS deps
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # No install scripts: no production dependency needs one (checked by test/deploy/image.spec.ts,
@@ -22,7 +24,7 @@ RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 # ---- build ------------------------------------------------------------------------------------
-FROM node:${NODE_VERSION}-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm \

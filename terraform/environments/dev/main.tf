@@ -20,8 +20,9 @@ module "keygate" {
   redis_memory_size_gb    = 1
   redis_reserved_ip_range = "10.60.0.0/29"
 
-  github_repository = var.github_repository
-  github_subjects   = ["repo:${var.github_repository}:ref:refs/heads/main"]
+  github_repository    = var.github_repository
+  github_repository_id = var.github_repository_id
+  github_subjects      = ["repo:${var.github_repository}:ref:refs/heads/main"]
 
   iap_members          = var.iap_members
   ip_allowlist_enabled = var.ip_allowlist_enabled

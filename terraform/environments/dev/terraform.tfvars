@@ -1,7 +1,8 @@
 # Non-secret settings of dev. project_id is not here: export TF_VAR_project_id (and, for stage
 # and prod, TF_VAR_promotion_source_project_id) before plan/apply.
-region            = "europe-west1"
-github_repository = "example-org/keygate"
+region               = "europe-west1"
+github_repository    = "example-org/keygate"
+github_repository_id = "123456789"
 
 daily_tokens_alert_threshold = 2000000
 

@@ -13,6 +13,11 @@ variable "github_repository" {
   description = "<owner>/<name> of this repository on GitHub."
 }
 
+variable "github_repository_id" {
+  type        = string
+  description = "Numeric id of this repository on GitHub (gh api repos/<owner>/<name> --jq .id)."
+}
+
 variable "master_authorized_networks" {
   type = list(object({
     cidr_block   = string

@@ -20,8 +20,9 @@ module "keygate" {
   redis_memory_size_gb    = 2
   redis_reserved_ip_range = "10.62.0.0/29"
 
-  github_repository = var.github_repository
-  github_subjects   = ["repo:${var.github_repository}:environment:prod"]
+  github_repository    = var.github_repository
+  github_repository_id = var.github_repository_id
+  github_subjects      = ["repo:${var.github_repository}:environment:prod"]
 
   promotion_source = {
     project_id = var.promotion_source_project_id

@@ -20,8 +20,9 @@ module "keygate" {
   redis_memory_size_gb    = 1
   redis_reserved_ip_range = "10.61.0.0/29"
 
-  github_repository = var.github_repository
-  github_subjects   = ["repo:${var.github_repository}:environment:stage"]
+  github_repository    = var.github_repository
+  github_repository_id = var.github_repository_id
+  github_subjects      = ["repo:${var.github_repository}:environment:stage"]
 
   promotion_source = {
     project_id = var.promotion_source_project_id

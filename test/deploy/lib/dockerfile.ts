@@ -101,9 +101,16 @@ export function checkDockerfile(dockerfile: string, contextDir: string, dockerig
 function checkBase(from: From, stages: ReadonlySet<string>, args: ReadonlyMap<string, string>, error: (m: string) => void): void {
   const image = from.getImage() ?? '';
   if (stages.has(image)) return;
-  const resolved = image.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => args.get(a ?? b ?? '') ?? '');
-  const digest = from.getImageDigest();
-  const tag = from.getImageTag()?.replace(/\$\{(\w+)\}/g, (_, a: string) => args.get(a) ?? '');
+  // The reference with its ARGs substituted (`FROM ${NODE_IMAGE}` or `FROM node:${VERSION}-slim`),
+  // then split into name, tag and digest.
+  const substitute = (text: string): string =>
+    text.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => args.get(a ?? b ?? '') ?? '');
+  const resolved = substitute(`${image}${from.getImageTag() ? `:${from.getImageTag()}` : ''}${from.getImageDigest() ? `@${from.getImageDigest()}` : ''}`);
+  const at = resolved.indexOf('@');
+  const digest = at >= 0 ? resolved.slice(at + 1) : undefined;
+  const nameAndTag = at >= 0 ? resolved.slice(0, at) : resolved;
+  const colon = nameAndTag.lastIndexOf(':');
+  const tag = colon > nameAndTag.lastIndexOf('/') ? nameAndTag.slice(colon + 1) : undefined;
   if (!digest && !tag) error(`${resolved} has no tag or digest (it would mean latest)`);
   if (tag === 'latest') error(`${resolved} uses the latest tag`);
 }

@@ -13,13 +13,15 @@ resource "google_iam_workload_identity_pool_provider" "github" {
   display_name                       = "GitHub Actions OIDC"
 
   attribute_mapping = {
-    "google.subject"       = "assertion.sub"
-    "attribute.repository" = "assertion.repository"
-    "attribute.ref"        = "assertion.ref"
+    "google.subject"          = "assertion.sub"
+    "attribute.repository"    = "assertion.repository"
+    "attribute.repository_id" = "assertion.repository_id"
+    "attribute.ref"           = "assertion.ref"
   }
 
-  # Tokens of any other repository are refused outright.
-  attribute_condition = "assertion.repository == \"${var.github_repository}\""
+  # Tokens of any other repository are refused outright. The numeric id is checked as well as the
+  # name: a name can be freed (rename, deletion) and registered again by someone else; the id cannot.
+  attribute_condition = "assertion.repository_id == \"${var.github_repository_id}\" && assertion.repository == \"${var.github_repository}\""
 
   oidc {
     issuer_uri = "https://token.actions.githubusercontent.com"

@@ -13,6 +13,16 @@ variable "github_repository" {
   }
 }
 
+variable "github_repository_id" {
+  type        = string
+  description = "The repository's numeric id (`gh api repos/<owner>/<name> --jq .id`): unlike the name, it is never reused."
+
+  validation {
+    condition     = can(regex("^[0-9]+$", var.github_repository_id))
+    error_message = "github_repository_id must be the repository's numeric id."
+  }
+}
+
 variable "github_subjects" {
   type        = list(string)
   description = "OIDC `sub` claims that may impersonate the deployer (branch or environment of that repository)."

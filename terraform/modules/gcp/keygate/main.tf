@@ -98,9 +98,10 @@ resource "google_secret_manager_secret_version" "redis_ca" {
 module "github" {
   source = "../github-oidc"
 
-  project_id        = var.project_id
-  github_repository = var.github_repository
-  github_subjects   = var.github_subjects
+  project_id           = var.project_id
+  github_repository    = var.github_repository
+  github_repository_id = var.github_repository_id
+  github_subjects      = var.github_subjects
 
   depends_on = [module.services]
 }

@@ -99,6 +99,11 @@ variable "github_repository" {
   description = "<owner>/<name> of the repository whose workflows push images."
 }
 
+variable "github_repository_id" {
+  type        = string
+  description = "Numeric id of that repository (checked with the name: a name can be re-registered, an id cannot)."
+}
+
 variable "github_subjects" {
   type        = list(string)
   description = "GitHub OIDC subjects allowed to deploy (repo:<owner>/<name>:ref:refs/heads/main, repo:<owner>/<name>:environment:<env>)."
