@@ -67,8 +67,16 @@ describe('Dockerfile and build context', () => {
   const cases: [string, string, string][] = [
     ['a base image on latest', 'docker-base-pinned', replace('FROM debian:bookworm-slim AS init', 'FROM debian:latest AS init')],
     ['an untagged base image', 'docker-base-pinned', replace('FROM debian:bookworm-slim AS init', 'FROM debian AS init')],
-    ['an untagged base image through an ARG', 'docker-base-pinned', replace('ARG NODE_IMAGE=node:22.20.0-bookworm-slim', 'ARG NODE_IMAGE=node')],
-    ['a base image on latest through an ARG', 'docker-base-pinned', replace('ARG NODE_IMAGE=node:22.20.0-bookworm-slim', 'ARG NODE_IMAGE=node:latest')],
+    [
+      'an untagged base image through an ARG',
+      'docker-base-pinned',
+      replace('ARG NODE_IMAGE=node:22.20.0-bookworm-slim', 'ARG NODE_IMAGE=node'),
+    ],
+    [
+      'a base image on latest through an ARG',
+      'docker-base-pinned',
+      replace('ARG NODE_IMAGE=node:22.20.0-bookworm-slim', 'ARG NODE_IMAGE=node:latest'),
+    ],
     [
       'a single stage',
       'docker-multi-stage',

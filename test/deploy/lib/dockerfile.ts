@@ -105,7 +105,9 @@ function checkBase(from: From, stages: ReadonlySet<string>, args: ReadonlyMap<st
   // then split into name, tag and digest.
   const substitute = (text: string): string =>
     text.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => args.get(a ?? b ?? '') ?? '');
-  const resolved = substitute(`${image}${from.getImageTag() ? `:${from.getImageTag()}` : ''}${from.getImageDigest() ? `@${from.getImageDigest()}` : ''}`);
+  const resolved = substitute(
+    `${image}${from.getImageTag() ? `:${from.getImageTag()}` : ''}${from.getImageDigest() ? `@${from.getImageDigest()}` : ''}`,
+  );
   const at = resolved.indexOf('@');
   const digest = at >= 0 ? resolved.slice(at + 1) : undefined;
   const nameAndTag = at >= 0 ? resolved.slice(0, at) : resolved;
