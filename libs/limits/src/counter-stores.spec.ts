@@ -97,6 +97,14 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     expect(usage.requests).toEqual({ total: 3, users: { carol: 2, dave: 1 } });
   });
 
+  it('never settles a day below zero (a reservation lost with a Redis restart is not free quota)', async () => {
+    const p = product('settle-floor');
+    await store.settleTokens(p, 'kim', -4_000, DAY, where);
+    expect((await store.usage(p, DAY)).tokens).toEqual({ total: 0, users: { kim: 0 } });
+    expect(await store.reserveTokens(p, 'kim', 900, 1_000, 0, DAY)).toMatchObject({ reserved: true, productTotal: 900 });
+    expect(await store.reserveTokens(p, 'kim', 200, 1_000, 0, DAY)).toMatchObject({ reserved: false, refusedBy: 'product_tokens' });
+  });
+
   it('gives an admitted request back to the daily counts only, never below zero', async () => {
     const p = product('release');
     const limits: RequestLimits = { ...NONE, userPerSecond: 10, userPerDay: 2 };

@@ -72,8 +72,9 @@ export class MemoryCounterStore implements CounterStore {
 
   settleTokens(product: string, user: string, delta: number, day: string, _store?: StoreName): Promise<void> {
     const d = this.day(product, day);
-    d.tokens.set('_total', (d.tokens.get('_total') ?? 0) + delta);
-    d.tokens.set(`u:${user}`, (d.tokens.get(`u:${user}`) ?? 0) + delta);
+    // Never below zero, as in Redis.
+    d.tokens.set('_total', Math.max(0, (d.tokens.get('_total') ?? 0) + delta));
+    d.tokens.set(`u:${user}`, Math.max(0, (d.tokens.get(`u:${user}`) ?? 0) + delta));
     return Promise.resolve();
   }
 

@@ -55,9 +55,11 @@ if tonumber(redis.call('HGET', KEYS[1], '_total') or '0') > 0 then redis.call('H
 if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
 return 1`;
 
+// Never below zero: a settlement whose reservation Redis lost (a restart without persistence, as on
+// Memorystore Basic) must not turn into free quota for the rest of the day.
 const SETTLE = `
-redis.call('HINCRBY', KEYS[1], '_total', ARGV[1])
-redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1])
+if redis.call('HINCRBY', KEYS[1], '_total', ARGV[1]) < 0 then redis.call('HSET', KEYS[1], '_total', 0) end
+if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', KEYS[1], ARGV[2], 0) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
