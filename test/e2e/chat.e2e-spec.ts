@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import { APIError, APIUserAbortError } from 'openai';
+import OpenAI, { APIError, APIUserAbortError } from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import {
   cleanupTempFiles,
@@ -137,6 +137,22 @@ async function apiError(promise: Promise<unknown>): Promise<APIError> {
     throw error;
   }
   throw new Error('expected the call to fail with an APIError');
+}
+
+/** Streams a completion until it fails: the text that arrived first and the APIError the SDK raised. */
+async function streamUntilError(
+  client: OpenAI,
+  body: OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming,
+  headers: Record<string, string>,
+): Promise<{ received: string[]; error: APIError }> {
+  const received: string[] = [];
+  const stream = await client.chat.completions.create(body, { headers });
+  const error = await apiError(
+    (async () => {
+      for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
+    })(),
+  );
+  return { received, error };
 }
 
 /** Exactly one audit line for `requestId`, matching `expected`. */
@@ -788,20 +804,16 @@ describe('upstream failures', () => {
   it('ends a stream with an error event when the upstream goes idle mid-stream', async () => {
     const { id, headers } = rid('idle');
     const started = Date.now();
-    const received: string[] = [];
-    const { result: error, chatCalls } = await countingUpstream(async () => {
-      const stream = await tight
-        .openai(demoToken)
-        .chat.completions.create(
-          { model: 'gpt-4o', messages: user(prompt('idle stream', '[mock stall_after=2]')), stream: true },
-          { headers },
-        );
-      return apiError(
-        (async () => {
-          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
-        })(),
-      );
-    });
+    const {
+      result: { received, error },
+      chatCalls,
+    } = await countingUpstream(() =>
+      streamUntilError(
+        tight.openai(demoToken),
+        { model: 'gpt-4o', messages: user(prompt('idle stream', '[mock stall_after=2]')), stream: true },
+        headers,
+      ),
+    );
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(received.join('')).not.toBe('');
     expect(error.code).toBe('upstream_timeout');
@@ -812,20 +824,16 @@ describe('upstream failures', () => {
 
   it('ends a stream with an error event when the upstream connection drops mid-stream', async () => {
     const { id, headers } = rid('cut');
-    const received: string[] = [];
-    const { result: error, chatCalls } = await countingUpstream(async () => {
-      const stream = await gw
-        .openai(demoToken)
-        .chat.completions.create(
-          { model: 'gpt-4o', messages: user(prompt('cut stream', '[mock cut_after=2]')), stream: true },
-          { headers },
-        );
-      return apiError(
-        (async () => {
-          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
-        })(),
-      );
-    });
+    const {
+      result: { received, error },
+      chatCalls,
+    } = await countingUpstream(() =>
+      streamUntilError(
+        gw.openai(demoToken),
+        { model: 'gpt-4o', messages: user(prompt('cut stream', '[mock cut_after=2]')), stream: true },
+        headers,
+      ),
+    );
     expect(received.join('')).not.toBe('');
     expect(error.code).toBe('upstream_error');
     expect(chatCalls).toBe(1);
@@ -834,20 +842,11 @@ describe('upstream failures', () => {
 
   it('ends a stream with an error event when the upstream sends an error event mid-stream', async () => {
     const { id, headers } = rid('error-event');
-    const received: string[] = [];
-    const error = await (async () => {
-      const stream = await gw
-        .openai(demoToken)
-        .chat.completions.create(
-          { model: 'gpt-4o', messages: user(prompt('error event', '[mock error_event_after=2]')), stream: true },
-          { headers },
-        );
-      return apiError(
-        (async () => {
-          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
-        })(),
-      );
-    })();
+    const { received, error } = await streamUntilError(
+      gw.openai(demoToken),
+      { model: 'gpt-4o', messages: user(prompt('error event', '[mock error_event_after=2]')), stream: true },
+      headers,
+    );
     expect(received.join('')).not.toBe('');
     expect(error.code).toBe('upstream_error');
     await expectOneAudit(gw, id, { failure: 'upstream', stream: true });
@@ -887,20 +886,11 @@ describe('upstream failures', () => {
   it("ends a stream that outlives the product's max_stream_seconds with a stream_timeout error event", async () => {
     const { id, headers } = rid('long-stream');
     const started = Date.now();
-    const received: string[] = [];
-    const error = await (async () => {
-      const stream = await gw
-        .openai(mintToken({ product: 'short' }))
-        .chat.completions.create(
-          { model: 'gpt-4o-mini', messages: user(prompt('long stream', '[mock chunk_delay_ms=200 chunks=20]')), stream: true },
-          { headers },
-        );
-      return apiError(
-        (async () => {
-          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
-        })(),
-      );
-    })();
+    const { received, error } = await streamUntilError(
+      gw.openai(mintToken({ product: 'short' })),
+      { model: 'gpt-4o-mini', messages: user(prompt('long stream', '[mock chunk_delay_ms=200 chunks=20]')), stream: true },
+      headers,
+    );
     expect(Date.now() - started).toBeLessThan(3_500);
     expect(received.join('')).not.toBe('');
     expect(error.code).toBe('stream_timeout');
