@@ -52,6 +52,9 @@ const CONNECT_CODES = new Set([
   'UND_ERR_CLOSED',
 ]);
 
+/** Distinct upstream URLs remembered; configured models × providers stay well below it. */
+const URL_CACHE_SIZE = 1024;
+
 /**
  * The keep-alive connection pool to every upstream (one undici Agent, one pool per origin), with
  * SPEC §2's timeouts: connect, first byte (headers), idle between body chunks, and total.
@@ -60,6 +63,7 @@ const CONNECT_CODES = new Set([
 export class UpstreamClient implements OnApplicationShutdown {
   private readonly agent: Agent;
   private readonly totalMs: number;
+  private readonly urlParts = new Map<string, { origin: string; path: string }>();
 
   constructor(
     @Inject(GatewayConfig) config: GatewayConfig,
@@ -81,9 +85,10 @@ export class UpstreamClient implements OnApplicationShutdown {
     const signal = this.signalFor(req.signal);
     const started = process.hrtime.bigint();
     try {
+      const { origin, path } = this.split(req.url);
       const res = await this.agent.request({
-        origin: new URL(req.url).origin,
-        path: req.url.slice(req.url.indexOf('/', req.url.indexOf('//') + 2)) || '/',
+        origin,
+        path,
         method: req.method ?? 'POST',
         headers: req.headers,
         body: req.body,
@@ -95,6 +100,22 @@ export class UpstreamClient implements OnApplicationShutdown {
       signal.dispose();
       throw toUpstreamError(error, req.provider, signal);
     }
+  }
+
+  /**
+   * A URL's origin and path. The URLs are the configured base URLs plus a provider's path (the
+   * model name in Gemini's), so a small cache spares a WHATWG URL parse per request.
+   */
+  private split(url: string): { origin: string; path: string } {
+    let parts = this.urlParts.get(url);
+    if (!parts) {
+      // The path exactly as the adapter wrote it (no WHATWG normalisation of what follows the host).
+      const slash = url.indexOf('/', url.indexOf('//') + 2);
+      parts = { origin: new URL(url).origin, path: slash < 0 ? '/' : url.slice(slash) };
+      if (this.urlParts.size >= URL_CACHE_SIZE) this.urlParts.clear();
+      this.urlParts.set(url, parts);
+    }
+    return parts;
   }
 
   /** Combines the client's signal with the total timeout, remembering which fired first. */
