@@ -1,6 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { secondsToUtcMidnight, utcDay, type CounterStore, type LimitName, type RequestLimits, type StoreName } from './counter.store';
+import {
+  DAILY_COUNTER_TTL_MS,
+  LIMIT_ORDER,
+  requestCounterKeys as keys,
+  SECOND_COUNTER_TTL_MS,
+  secondsToUtcMidnight,
+  utcDay,
+  type CounterStore,
+  type LimitName,
+  type StoreName,
+} from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
 import { RedisCounterStore } from './redis.counter-store';
 
@@ -12,7 +22,35 @@ const RUN = `spec-${randomUUID().slice(0, 8)}`;
 const DAY = '2031-05-17';
 const SECOND = 1_952_000_000;
 
+/** The four identity limits of one request, as RequestLimitsGuard counts them (0: counted, never refused). */
+interface RequestLimits {
+  productPerSecond: number;
+  userPerSecond: number;
+  productPerDay: number;
+  userPerDay: number;
+}
+
 const NONE: RequestLimits = { productPerSecond: 0, userPerSecond: 0, productPerDay: 0, userPerDay: 0 };
+
+type Admission = { admitted: true; counts: number[]; store: StoreName } | { admitted: false; refusedBy: LimitName; counts: number[] };
+
+/** Counts one request in the four counters of its identity, in the guard's order (the throttlers' order). */
+async function admit(store: CounterStore, p: string, user: string, limits: RequestLimits, second: number, day: string): Promise<Admission> {
+  const outcome = await store.hit([
+    { key: keys.productPerSecond(p, second), limit: limits.productPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+    { key: keys.userPerSecond(p, user, second), limit: limits.userPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+    { key: keys.productPerDay(p, day), limit: limits.productPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+    { key: keys.userPerDay(p, user, day), limit: limits.userPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+  ]);
+  return outcome.admitted
+    ? { admitted: true, counts: outcome.counts, store: outcome.store }
+    : { admitted: false, refusedBy: LIMIT_ORDER[outcome.refusedAt], counts: outcome.counts };
+}
+
+/** Gives a request back to its day's counts, as the guard's release does. */
+function releaseDaily(store: CounterStore, p: string, user: string, day: string, where: StoreName): Promise<void> {
+  return store.release([keys.productPerDay(p, day), keys.userPerDay(p, user, day)], where);
+}
 
 let seq = 0;
 /** A product name no other test (or run) uses. */
@@ -52,7 +90,7 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     sameUser: boolean,
   ): Promise<{ admitted: number; refusedBy: LimitName[] }> {
     const results = await Promise.all(
-      Array.from({ length: n + 1 }, (_, i) => store.admit(p, sameUser ? 'alice' : `user-${i}`, limits, SECOND, DAY)),
+      Array.from({ length: n + 1 }, (_, i) => admit(store, p, sameUser ? 'alice' : `user-${i}`, limits, SECOND, DAY)),
     );
     return {
       admitted: results.filter((r) => r.admitted).length,
@@ -77,7 +115,9 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
 
   it('holds every limit exactly under a larger burst (50 concurrent against 13)', async () => {
     const p = product('burst');
-    const results = await Promise.all(Array.from({ length: 50 }, () => store.admit(p, 'bob', { ...NONE, userPerSecond: 13 }, SECOND, DAY)));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => admit(store, p, 'bob', { ...NONE, userPerSecond: 13 }, SECOND, DAY)),
+    );
     expect(results.filter((r) => r.admitted)).toHaveLength(13);
     const counts = results.filter((r) => r.admitted).map((r) => r.counts[1]);
     expect(counts.sort((a, b) => a - b)).toEqual(Array.from({ length: 13 }, (_, i) => i + 1));
@@ -86,13 +126,13 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
   it('charges a refused request to none of the four counters', async () => {
     const p = product('no-charge');
     const limits: RequestLimits = { productPerSecond: 100, userPerSecond: 100, productPerDay: 100, userPerDay: 2 };
-    expect((await store.admit(p, 'carol', limits, SECOND, DAY)).admitted).toBe(true);
-    const second = await store.admit(p, 'carol', limits, SECOND, DAY);
+    expect((await admit(store, p, 'carol', limits, SECOND, DAY)).admitted).toBe(true);
+    const second = await admit(store, p, 'carol', limits, SECOND, DAY);
     expect(second).toEqual({ admitted: true, counts: [2, 2, 2, 2], store: where });
-    const refused = await store.admit(p, 'carol', limits, SECOND, DAY);
+    const refused = await admit(store, p, 'carol', limits, SECOND, DAY);
     expect(refused).toEqual({ admitted: false, refusedBy: 'user_daily', counts: [2, 2, 2, 2] });
     // Another user of the same product in the same second sees the product counters untouched by the refusal.
-    expect(await store.admit(p, 'dave', limits, SECOND, DAY)).toEqual({ admitted: true, counts: [3, 1, 3, 1], store: where });
+    expect(await admit(store, p, 'dave', limits, SECOND, DAY)).toEqual({ admitted: true, counts: [3, 1, 3, 1], store: where });
     const usage = await store.usage(p, DAY);
     expect(usage.requests).toEqual({ total: 3, users: { carol: 2, dave: 1 } });
   });
@@ -108,27 +148,27 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
   it('gives an admitted request back to the daily counts only, never below zero', async () => {
     const p = product('release');
     const limits: RequestLimits = { ...NONE, userPerSecond: 10, userPerDay: 2 };
-    expect((await store.admit(p, 'gil', limits, SECOND, DAY)).admitted).toBe(true);
-    expect((await store.admit(p, 'gil', limits, SECOND, DAY)).admitted).toBe(true);
-    await store.releaseDaily(p, 'gil', DAY, where);
+    expect((await admit(store, p, 'gil', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await admit(store, p, 'gil', limits, SECOND, DAY)).admitted).toBe(true);
+    await releaseDaily(store, p, 'gil', DAY, where);
     expect((await store.usage(p, DAY)).requests).toEqual({ total: 1, users: { gil: 1 } });
     // The daily cap has room again; the per-second count was kept (3 of 10 now).
-    expect(await store.admit(p, 'gil', limits, SECOND, DAY)).toEqual({ admitted: true, counts: [3, 3, 2, 2], store: where });
-    for (let i = 0; i < 3; i++) await store.releaseDaily(p, 'gil', DAY, where);
+    expect(await admit(store, p, 'gil', limits, SECOND, DAY)).toEqual({ admitted: true, counts: [3, 3, 2, 2], store: where });
+    for (let i = 0; i < 3; i++) await releaseDaily(store, p, 'gil', DAY, where);
     expect((await store.usage(p, DAY)).requests).toEqual({ total: 0, users: { gil: 0 } });
     // A day that never admitted anything is left alone (no key created, nothing negative).
-    await store.releaseDaily(p, 'gil', '2031-06-02', where);
+    await releaseDaily(store, p, 'gil', '2031-06-02', where);
     expect((await store.usage(p, '2031-06-02')).requests).toEqual({ total: 0, users: {} });
   });
 
   it('refuses by the first full limit in order (product_qps before user_qps before the daily caps)', async () => {
     const p = product('order');
     const limits: RequestLimits = { productPerSecond: 1, userPerSecond: 1, productPerDay: 1, userPerDay: 1 };
-    expect((await store.admit(p, 'erin', limits, SECOND, DAY)).admitted).toBe(true);
-    expect(await store.admit(p, 'erin', limits, SECOND, DAY)).toMatchObject({ admitted: false, refusedBy: 'product_qps' });
+    expect((await admit(store, p, 'erin', limits, SECOND, DAY)).admitted).toBe(true);
+    expect(await admit(store, p, 'erin', limits, SECOND, DAY)).toMatchObject({ admitted: false, refusedBy: 'product_qps' });
     // Next second: the per-second windows are empty, the daily caps are not.
-    expect(await store.admit(p, 'erin', limits, SECOND + 1, DAY)).toMatchObject({ admitted: false, refusedBy: 'product_daily' });
-    expect(await store.admit(p, 'erin', { ...limits, productPerDay: 0 }, SECOND + 1, DAY)).toMatchObject({
+    expect(await admit(store, p, 'erin', limits, SECOND + 1, DAY)).toMatchObject({ admitted: false, refusedBy: 'product_daily' });
+    expect(await admit(store, p, 'erin', { ...limits, productPerDay: 0 }, SECOND + 1, DAY)).toMatchObject({
       admitted: false,
       refusedBy: 'user_daily',
     });
@@ -137,10 +177,10 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
   it('starts a fresh per-second window every second, and keeps the daily count across seconds', async () => {
     const p = product('window');
     const limits: RequestLimits = { ...NONE, productPerSecond: 2, userPerSecond: 2 };
-    expect((await store.admit(p, 'frank', limits, SECOND, DAY)).admitted).toBe(true);
-    expect((await store.admit(p, 'frank', limits, SECOND, DAY)).admitted).toBe(true);
-    expect((await store.admit(p, 'frank', limits, SECOND, DAY)).admitted).toBe(false);
-    const next = await store.admit(p, 'frank', limits, SECOND + 1, DAY);
+    expect((await admit(store, p, 'frank', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await admit(store, p, 'frank', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await admit(store, p, 'frank', limits, SECOND, DAY)).admitted).toBe(false);
+    const next = await admit(store, p, 'frank', limits, SECOND + 1, DAY);
     expect(next).toEqual({ admitted: true, counts: [1, 1, 3, 3], store: where });
     expect((await store.usage(p, DAY)).requests.total).toBe(3);
   });
@@ -148,7 +188,7 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
   it('treats a limit of 0 as unlimited but still counts the requests in the usage', async () => {
     const p = product('unlimited');
     const results = await Promise.all(
-      Array.from({ length: 60 }, (_, i) => store.admit(p, i % 3 === 0 ? 'gina' : 'hank', NONE, SECOND, DAY)),
+      Array.from({ length: 60 }, (_, i) => admit(store, p, i % 3 === 0 ? 'gina' : 'hank', NONE, SECOND, DAY)),
     );
     expect(results.every((r) => r.admitted)).toBe(true);
     expect(await store.usage(p, DAY)).toEqual({
@@ -160,8 +200,8 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
   it('keeps days apart', async () => {
     const p = product('days');
     const limits: RequestLimits = { ...NONE, productPerDay: 1 };
-    expect((await store.admit(p, 'ivy', limits, SECOND, DAY)).admitted).toBe(true);
-    expect((await store.admit(p, 'ivy', limits, SECOND + 86_400, '2031-05-18')).admitted).toBe(true);
+    expect((await admit(store, p, 'ivy', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await admit(store, p, 'ivy', limits, SECOND + 86_400, '2031-05-18')).admitted).toBe(true);
     expect((await store.usage(p, DAY)).requests.total).toBe(1);
     expect((await store.usage(p, '2031-05-18')).requests.total).toBe(1);
     expect((await store.usage(p, '2031-05-19')).requests.total).toBe(0);
@@ -233,9 +273,9 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
 
   it('reports usage per user for requests and tokens', async () => {
     const p = product('usage');
-    await store.admit(p, 'olga', NONE, SECOND, DAY);
-    await store.admit(p, 'olga', NONE, SECOND, DAY);
-    await store.admit(p, 'pete', NONE, SECOND, DAY);
+    await admit(store, p, 'olga', NONE, SECOND, DAY);
+    await admit(store, p, 'olga', NONE, SECOND, DAY);
+    await admit(store, p, 'pete', NONE, SECOND, DAY);
     await store.reserveTokens(p, 'olga', 40, 0, 0, DAY);
     await store.reserveTokens(p, 'pete', 5, 0, 0, DAY);
     await store.settleTokens(p, 'pete', 3, DAY, where);
@@ -246,13 +286,42 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     expect(await store.usage(product('nobody'), DAY)).toEqual({ requests: { total: 0, users: {} }, tokens: { total: 0, users: {} } });
   });
 
+  it('counts any number of counters together, all or none, and names the first full one', async () => {
+    const p = product('generic');
+    const hits = (limit: number) => [1, 2, 3, 4, 5, 6].map((i) => ({ key: `kg:{${p}}:c${i}`, limit: i === 4 ? limit : 0, ttlMs: 60_000 }));
+    expect(await store.hit(hits(2))).toMatchObject({ admitted: true, counts: [1, 1, 1, 1, 1, 1], store: where });
+    expect(await store.hit(hits(2))).toMatchObject({ admitted: true, counts: [2, 2, 2, 2, 2, 2] });
+    const refused = await store.hit(hits(2));
+    expect(refused).toMatchObject({ admitted: false, refusedAt: 3, counts: [2, 2, 2, 2, 2, 2] });
+    expect(refused.ttlsMs.every((t) => t > 0 && t <= 60_000)).toBe(true);
+    // A counter on its own, as @nestjs/throttler's increment uses it.
+    expect(await store.hit([{ key: `kg:{${p}}:c1`, limit: 3, ttlMs: 60_000 }])).toMatchObject({ admitted: true, counts: [3] });
+    expect(await store.hit([{ key: `kg:{${p}}:c1`, limit: 3, ttlMs: 60_000 }])).toMatchObject({
+      admitted: false,
+      refusedAt: 0,
+      counts: [3],
+    });
+    // A counter that does not exist reports no lifetime and a count of 0.
+    expect(
+      await store.hit([
+        { key: `kg:{${p}}:c4`, limit: 2, ttlMs: 60_000 },
+        { key: `kg:{${p}}:none`, limit: 1, ttlMs: 60_000 },
+      ]),
+    ).toEqual({
+      admitted: false,
+      refusedAt: 0,
+      counts: [2, 0],
+      ttlsMs: [expect.any(Number), 0],
+    });
+  });
+
   it('keeps products apart', async () => {
     const a = product('apart-a');
     const b = product('apart-b');
     const limits: RequestLimits = { ...NONE, productPerSecond: 1 };
-    expect((await store.admit(a, 'quinn', limits, SECOND, DAY)).admitted).toBe(true);
-    expect((await store.admit(b, 'quinn', limits, SECOND, DAY)).admitted).toBe(true);
-    expect((await store.admit(a, 'quinn', limits, SECOND, DAY)).admitted).toBe(false);
+    expect((await admit(store, a, 'quinn', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await admit(store, b, 'quinn', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await admit(store, a, 'quinn', limits, SECOND, DAY)).admitted).toBe(false);
   });
 });
 
@@ -265,32 +334,48 @@ describe('RedisCounterStore keys (real Redis)', () => {
   it('leaves every key untouched when a request is refused', async () => {
     const p = product('keys');
     const limits: RequestLimits = { productPerSecond: 5, userPerSecond: 1, productPerDay: 5, userPerDay: 5 };
-    await store.admit(p, 'rita', limits, SECOND, DAY);
-    const snapshot = async (): Promise<unknown> => ({
-      pqps: await redis.get(`kg:{${p}}:qps:${SECOND}`),
-      uqps: await redis.get(`kg:{${p}}:qps:${SECOND}:u:rita`),
-      day: await redis.hgetall(`kg:{${p}}:req:${DAY}`),
-    });
+    await admit(store, p, 'rita', limits, SECOND, DAY);
+    const snapshot = async (): Promise<unknown> =>
+      redis.mget(
+        `kg:{${p}}:qps:${SECOND}`,
+        `kg:{${p}}:qps:${SECOND}:u:rita`,
+        `kg:{${p}}:requests:${DAY}`,
+        `kg:{${p}}:requests:${DAY}:u:rita`,
+      );
     const before = await snapshot();
-    expect(before).toEqual({ pqps: '1', uqps: '1', day: { _total: '1', 'u:rita': '1' } });
-    const refused = await Promise.all(Array.from({ length: 5 }, () => store.admit(p, 'rita', limits, SECOND, DAY)));
+    expect(before).toEqual(['1', '1', '1', '1']);
+    const refused = await Promise.all(Array.from({ length: 5 }, () => admit(store, p, 'rita', limits, SECOND, DAY)));
     expect(refused.every((r) => !r.admitted && r.refusedBy === 'user_qps')).toBe(true);
     expect(await snapshot()).toEqual(before);
   });
 
-  it('expires per-second counters within 2 s and daily hashes after two days', async () => {
+  it('expires per-second counters within 2 s and the daily ones (requests and tokens) after two days', async () => {
     const p = product('ttl');
-    await store.admit(p, 'sam', NONE, SECOND, DAY);
+    await admit(store, p, 'sam', NONE, SECOND, DAY);
     await store.reserveTokens(p, 'sam', 10, 0, 0, DAY);
-    const qpsTtl = await redis.pttl(`kg:{${p}}:qps:${SECOND}`);
-    expect(qpsTtl).toBeGreaterThan(0);
-    expect(qpsTtl).toBeLessThanOrEqual(2000);
-    expect(await redis.pttl(`kg:{${p}}:qps:${SECOND}:u:sam`)).toBeLessThanOrEqual(2000);
-    for (const key of [`kg:{${p}}:req:${DAY}`, `kg:{${p}}:tok:${DAY}`]) {
+    for (const key of [`kg:{${p}}:qps:${SECOND}`, `kg:{${p}}:qps:${SECOND}:u:sam`]) {
+      const ttl = await redis.pttl(key);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(2000);
+    }
+    for (const key of [`kg:{${p}}:requests:${DAY}`, `kg:{${p}}:requests:${DAY}:u:sam`, `kg:{${p}}:tok:${DAY}`]) {
       const ttl = await redis.ttl(key);
       expect(ttl).toBeGreaterThan(86_400);
       expect(ttl).toBeLessThanOrEqual(2 * 86_400);
     }
+  });
+
+  it('reports the remaining lifetime of each counter, and a user whose name looks like a glob in the usage', async () => {
+    const p = product('glob');
+    const outcome = await store.hit([
+      { key: `kg:{${p}}:x`, limit: 0, ttlMs: 5_000 },
+      { key: keys.userPerDay(p, 'a*b?[c]', DAY), limit: 0, ttlMs: DAILY_COUNTER_TTL_MS },
+    ]);
+    expect(outcome).toMatchObject({ admitted: true, counts: [1, 1] });
+    expect(outcome.ttlsMs[0]).toBeGreaterThan(4_000);
+    expect(outcome.ttlsMs[0]).toBeLessThanOrEqual(5_000);
+    await admit(store, p, 'ab', NONE, SECOND, DAY);
+    expect((await store.usage(p, DAY)).requests.users).toEqual({ 'a*b?[c]': 1, ab: 1 });
   });
 
   it('shares counts between two stores on two connections (two replicas)', async () => {
@@ -300,7 +385,7 @@ describe('RedisCounterStore keys (real Redis)', () => {
       const b = new RedisCounterStore(other);
       const p = product('replicas');
       const limits: RequestLimits = { ...NONE, userPerSecond: 10 };
-      const results = await Promise.all(Array.from({ length: 22 }, (_, i) => (i % 2 ? a : b).admit(p, 'tess', limits, SECOND, DAY)));
+      const results = await Promise.all(Array.from({ length: 22 }, (_, i) => admit(i % 2 ? a : b, p, 'tess', limits, SECOND, DAY)));
       expect(results.filter((r) => r.admitted)).toHaveLength(10);
       const reservations = await Promise.all(
         Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).reserveTokens(p, 'tess', 100, 450, 0, DAY)),
@@ -309,6 +394,25 @@ describe('RedisCounterStore keys (real Redis)', () => {
     } finally {
       await other.quit();
     }
+  });
+});
+
+describe('MemoryCounterStore expiry', () => {
+  it('forgets a counter when its lifetime is over, and sweeps expired ones away', async () => {
+    let now = 1_000_000;
+    const store = new MemoryCounterStore(() => now);
+    const hit = { key: 'kg:{p}:qps:1', limit: 2, ttlMs: 2_000 };
+    await store.hit([hit]);
+    expect(await store.hit([hit])).toMatchObject({ admitted: true, counts: [2], ttlsMs: [2_000] });
+    expect(await store.hit([hit])).toMatchObject({ admitted: false, counts: [2] });
+    now += 1_999;
+    expect(await store.hit([hit])).toMatchObject({ admitted: false, ttlsMs: [1] });
+    now += 1;
+    expect(await store.hit([hit])).toMatchObject({ admitted: true, counts: [1], ttlsMs: [2_000] });
+    await store.hit([{ key: 'kg:{p}:other', limit: 0, ttlMs: 10 }]);
+    now += 5_000;
+    await store.hit([{ key: 'kg:{p}:late', limit: 0, ttlMs: 10 }]);
+    expect((store as unknown as { counters: Map<string, unknown> }).counters.size).toBe(1);
   });
 });
 

@@ -1,23 +1,30 @@
-/** The four request limits checked together; 0 disables one. */
-export interface RequestLimits {
-  productPerSecond: number;
-  userPerSecond: number;
-  productPerDay: number;
-  userPerDay: number;
-}
-
-/** Which limit refused a request. */
+/** The four identity limits (the request throttlers' names), in the order a refusal is reported. */
 export type LimitName = 'product_qps' | 'user_qps' | 'product_daily' | 'user_daily';
 
 export const LIMIT_ORDER: readonly LimitName[] = ['product_qps', 'user_qps', 'product_daily', 'user_daily'];
 
-/** The outcome of admitting one request: counts after admission, or the limit that refused it. */
 /** Which store holds a reservation or an admission: settling or giving back must go to the same one. */
 export type StoreName = 'shared' | 'local';
 
-export type Admission =
-  | { admitted: true; counts: [number, number, number, number]; store: StoreName }
-  | { admitted: false; refusedBy: LimitName; counts: [number, number, number, number] };
+/**
+ * One counter a request is counted in: a fixed window whose identity (product, user, second or
+ * day) is in its key. `limit` 0 counts without ever refusing (daily counts feed `/admin/usage`).
+ */
+export interface CounterHit {
+  key: string;
+  limit: number;
+  /** How long the counter is kept after its first hit. */
+  ttlMs: number;
+}
+
+/**
+ * The outcome of counting one request in several counters: all counted, or none and the index of
+ * the first counter that was full. `counts` are after counting (admitted) or as found (refused);
+ * `ttlsMs` are the counters' remaining lifetimes (0 for a counter that does not exist).
+ */
+export type HitOutcome =
+  | { admitted: true; counts: number[]; ttlsMs: number[]; store: StoreName }
+  | { admitted: false; refusedAt: number; counts: number[]; ttlsMs: number[] };
 
 /** The outcome of reserving tokens against the day's quotas. */
 export type Reservation =
@@ -36,10 +43,10 @@ export interface DailyUsage {
  * nowhere (a refused request is never charged).
  */
 export interface CounterStore {
-  /** Checks all four request limits and, only if every one has room, counts the request in all four. */
-  admit(product: string, user: string, limits: RequestLimits, second: number, day: string): Promise<Admission>;
-  /** Gives an admitted request back to the day's request counts (product and user) of the store that admitted it. */
-  releaseDaily(product: string, user: string, day: string, store: StoreName): Promise<void>;
+  /** Counts a request in every counter if each has room under its limit; otherwise in none. One atomic step. */
+  hit(hits: readonly CounterHit[]): Promise<HitOutcome>;
+  /** Takes one back from each counter (never below zero, never creating one) in the store that counted it. */
+  release(keys: readonly string[], store: StoreName): Promise<void>;
   /** Reserves `tokens` against the product's and the user's daily token quotas, if both have room. */
   reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation>;
   /** Adds `delta` (actual minus reserved; may be negative) to the day's token counters of the store that took the reservation. */
@@ -62,3 +69,23 @@ export function secondsToUtcMidnight(ms: number): number {
   next.setUTCHours(24, 0, 0, 0);
   return Math.max(1, Math.ceil((next.getTime() - ms) / 1000));
 }
+
+/** Daily request counters are kept a day past their own, so `/admin/usage` can report yesterday. */
+export const DAILY_COUNTER_TTL_MS = 2 * 86_400_000;
+/** Per-second counters outlive their second by one (a request counted at its very end still finds it). */
+export const SECOND_COUNTER_TTL_MS = 2_000;
+
+/**
+ * Keys of the request counters. The product is a hash tag (`{product}`), so one request's keys
+ * share a Redis Cluster slot and one script can count them all.
+ */
+export const requestCounterKeys = {
+  productPerSecond: (product: string, second: number): string => `kg:{${product}}:qps:${second}`,
+  userPerSecond: (product: string, user: string, second: number): string => `kg:{${product}}:qps:${second}:u:${user}`,
+  // Not `:req:`, where earlier builds kept one hash per product and day: a rollout must not
+  // meet a key of the other type (WRONGTYPE) while old and new replicas run side by side.
+  productPerDay: (product: string, day: string): string => `kg:{${product}}:requests:${day}`,
+  userPerDay: (product: string, user: string, day: string): string => `kg:{${product}}:requests:${day}:u:${user}`,
+  /** What every per-user daily key of a product and day starts with (the user follows). */
+  userPerDayPrefix: (product: string, day: string): string => `kg:{${product}}:requests:${day}:u:`,
+};

@@ -3,7 +3,13 @@ import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
 import { JsonLogger } from '@keygate/observability';
 import { createRequestPathRedis, REDIS_REQUEST_WAIT_MS } from '@keygate/redis';
 import { Redis } from 'ioredis';
-import type { RequestLimits } from './counter.store';
+import {
+  DAILY_COUNTER_TTL_MS,
+  requestCounterKeys as keys,
+  SECOND_COUNTER_TTL_MS,
+  type CounterStore,
+  type HitOutcome,
+} from './counter.store';
 import { FailoverCounterStore } from './failover.counter-store';
 
 // Integration spec: Redis reached directly, through a dead port, and through a local TCP proxy that
@@ -12,7 +18,23 @@ const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:637
 const RUN = `spec-${randomUUID().slice(0, 8)}`;
 const DAY = '2031-06-01';
 const SECOND = 1_953_000_000;
+interface RequestLimits {
+  productPerSecond: number;
+  userPerSecond: number;
+  productPerDay: number;
+  userPerDay: number;
+}
 const NONE: RequestLimits = { productPerSecond: 0, userPerSecond: 0, productPerDay: 0, userPerDay: 0 };
+
+/** One request's four identity counters, counted as RequestLimitsGuard counts them. */
+function admit(store: CounterStore, p: string, user: string, limits: RequestLimits, second: number, day: string): Promise<HitOutcome> {
+  return store.hit([
+    { key: keys.productPerSecond(p, second), limit: limits.productPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+    { key: keys.userPerSecond(p, user, second), limit: limits.userPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+    { key: keys.productPerDay(p, day), limit: limits.productPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+    { key: keys.userPerDay(p, user, day), limit: limits.userPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+  ]);
+}
 const ignore = (): void => undefined;
 
 let seq = 0;
@@ -136,7 +158,7 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
 
   it('answers from per-replica memory at once, well within 250 ms', async () => {
     expect(redis.status).not.toBe('ready');
-    const { value, ms } = await timed(() => store.admit(product('dead'), 'alice', NONE, SECOND, DAY));
+    const { value, ms } = await timed(() => admit(store, product('dead'), 'alice', NONE, SECOND, DAY));
     expect(value.admitted).toBe(true);
     expect(ms).toBeLessThan(REDIS_REQUEST_WAIT_MS);
     expect(store.degraded).toBe(true);
@@ -145,10 +167,10 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
   it('still enforces every limit (never unlimited)', async () => {
     const p = product('dead-limit');
     const start = performance.now();
-    const results = await Promise.all(Array.from({ length: 6 }, () => store.admit(p, 'bob', { ...NONE, userPerSecond: 5 }, SECOND, DAY)));
+    const results = await Promise.all(Array.from({ length: 6 }, () => admit(store, p, 'bob', { ...NONE, userPerSecond: 5 }, SECOND, DAY)));
     expect(performance.now() - start).toBeLessThan(REDIS_REQUEST_WAIT_MS);
     expect(results.filter((r) => r.admitted)).toHaveLength(5);
-    expect(results.find((r) => !r.admitted)).toMatchObject({ refusedBy: 'user_qps' });
+    expect(results.find((r) => !r.admitted)).toMatchObject({ refusedAt: 1 });
     const reservations = await Promise.all(Array.from({ length: 5 }, () => store.reserveTokens(p, 'bob', 40, 100, 0, DAY)));
     expect(reservations.filter((r) => r.reserved)).toHaveLength(2);
     expect((await store.usage(p, DAY)).requests.total).toBe(5);
@@ -184,31 +206,31 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
 
   it('counts in the shared Redis while it is up', async () => {
     const p = product('shared');
-    expect((await store.admit(p, 'carol', NONE, SECOND, DAY)).admitted).toBe(true);
-    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('1');
+    expect((await admit(store, p, 'carol', NONE, SECOND, DAY)).admitted).toBe(true);
+    expect(await direct.get(`kg:{${p}}:requests:${DAY}`)).toBe('1');
     expect(store.degraded).toBe(false);
   });
 
   it('falls back to memory without a wait when Redis is killed, then resumes shared counting by itself', async () => {
     const p = product('killed');
     const limits: RequestLimits = { ...NONE, userPerDay: 3 };
-    expect((await store.admit(p, 'dave', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await admit(store, p, 'dave', limits, SECOND, DAY)).admitted).toBe(true);
     proxy.down();
     await until('the client to notice the cut', () => redis.status !== 'ready');
 
     // Per-replica counting starts from zero, but is still a limit.
     const during = [];
-    for (let i = 0; i < 4; i++) during.push(await timed(() => store.admit(p, 'dave', limits, SECOND, DAY)));
+    for (let i = 0; i < 4; i++) during.push(await timed(() => admit(store, p, 'dave', limits, SECOND, DAY)));
     expect(during.map((d) => d.value.admitted)).toEqual([true, true, true, false]);
     for (const d of during) expect(d.ms).toBeLessThan(REDIS_REQUEST_WAIT_MS);
     expect(lines.some((l) => l.severity === 'ERROR' && String(l.message).includes('Redis unavailable'))).toBe(true);
     // Nothing reached the shared Redis meanwhile.
-    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('1');
+    expect(await direct.get(`kg:{${p}}:requests:${DAY}`)).toBe('1');
 
     proxy.mode = 'up';
     await until('the client to reconnect', () => redis.status === 'ready', 8_000);
-    expect((await store.admit(p, 'dave', limits, SECOND, DAY)).admitted).toBe(true);
-    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('2');
+    expect((await admit(store, p, 'dave', limits, SECOND, DAY)).admitted).toBe(true);
+    expect(await direct.get(`kg:{${p}}:requests:${DAY}`)).toBe('2');
     expect(store.degraded).toBe(false);
     expect(lines.some((l) => l.severity === 'NOTICE' && String(l.message).includes('back on shared Redis'))).toBe(true);
   }, 15_000);
@@ -216,12 +238,12 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
   it('waits at most one command timeout on a hung Redis, then skips it during the cool-off', async () => {
     const p = product('frozen');
     proxy.mode = 'frozen';
-    const first = await timed(() => store.admit(p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY));
+    const first = await timed(() => admit(store, p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY));
     expect(first.value.admitted).toBe(true);
     expect(first.ms).toBeGreaterThanOrEqual(REDIS_REQUEST_WAIT_MS - 20);
     expect(first.ms).toBeLessThan(REDIS_REQUEST_WAIT_MS + 100);
     const next = await Promise.all(
-      Array.from({ length: 3 }, () => timed(() => store.admit(p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY))),
+      Array.from({ length: 3 }, () => timed(() => admit(store, p, 'erin', { ...NONE, userPerSecond: 2 }, SECOND, DAY))),
     );
     for (const n of next) expect(n.ms).toBeLessThan(50);
     // Still a limit while degraded: 2 per second for the user, counted in memory.
@@ -268,7 +290,7 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     const p = product('cool-off-settle');
     expect(await store.reserveTokens(p, 'hal', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
     proxy.mode = 'slow';
-    await store.admit(p, 'ivy', NONE, SECOND, DAY); // one slow reply: the store cools off
+    await admit(store, p, 'ivy', NONE, SECOND, DAY); // one slow reply: the store cools off
     proxy.mode = 'up';
     expect(store.degraded).toBe(true);
     await store.settleTokens(p, 'hal', 100 - 5_000, DAY, 'shared');

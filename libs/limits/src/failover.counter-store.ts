@@ -3,10 +3,10 @@ import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import {
   utcDay,
-  type Admission,
+  type CounterHit,
   type CounterStore,
   type DailyUsage,
-  type RequestLimits,
+  type HitOutcome,
   type Reservation,
   type StoreName,
 } from './counter.store';
@@ -51,16 +51,16 @@ export class FailoverCounterStore implements CounterStore {
   }
 
   /** A late admission (Redis counted the request after it was counted in memory) is left counted: one request, the safe side. */
-  admit(product: string, user: string, limits: RequestLimits, second: number, day: string): Promise<Admission> {
-    return this.run((s) => s.admit(product, user, limits, second, day));
+  hit(hits: readonly CounterHit[]): Promise<HitOutcome> {
+    return this.run((s) => s.hit(hits));
   }
 
   /** Off the request path like settling: tried whenever the client is connected; lost (the safe side) if Redis is away. */
-  async releaseDaily(product: string, user: string, day: string, store: StoreName): Promise<void> {
-    if (store === 'local') return this.local.releaseDaily(product, user, day, 'local');
+  async release(keys: readonly string[], store: StoreName): Promise<void> {
+    if (store === 'local') return this.local.release(keys, 'local');
     if (this.redis.status !== 'ready') return;
     try {
-      await this.shared.releaseDaily(product, user, day, 'shared');
+      await this.shared.release(keys, 'shared');
     } catch (error) {
       this.coolOffUntil = Date.now() + COOL_OFF_MS;
       this.transition(true, (error as Error).message);

@@ -1,6 +1,7 @@
 export * from './blocks.service';
 export * from './counter.store';
 export * from './failover.counter-store';
+export * from './identity-throttler.storage';
 export * from './limits.module';
 export * from './memory.counter-store';
 export * from './quota.service';

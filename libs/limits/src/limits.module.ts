@@ -8,6 +8,7 @@ import { BlocksService } from './blocks.service';
 import { CounterStore } from './counter.store';
 import { FailoverCounterStore } from './failover.counter-store';
 import { FailoverThrottlerStorage } from './failover.throttler-storage';
+import { IdentityThrottlerStorage } from './identity-throttler.storage';
 import { MemoryCounterStore } from './memory.counter-store';
 import { QuotaService } from './quota.service';
 import { RequestLimitsGuard } from './request-limits.guard';
@@ -24,9 +25,10 @@ export class RedisMetricProbe {
 export const ADMIN_THROTTLE = { name: 'admin', ttl: 60_000, limit: 120 };
 
 /**
- * Limits, quotas and blocks. Identity limits use a store that checks and counts all of a
- * request's counters in one atomic step; the per-IP throttle of the admin routes is
- * @nestjs/throttler with @nest-lab/throttler-storage-redis, shared through the same Redis.
+ * Limits, quotas and blocks, all on @nestjs/throttler where it applies. The identity limits are a
+ * ThrottlerGuard subclass over {@link IdentityThrottlerStorage}, which counts all of a request's
+ * throttlers in one atomic step (Redis when configured, memory otherwise); the per-IP throttle of
+ * the admin routes is the stock guard with @nest-lab/throttler-storage-redis on the same Redis.
  */
 @Module({
   imports: [
@@ -49,11 +51,12 @@ export const ADMIN_THROTTLE = { name: 'admin', ttl: 60_000, limit: 120 };
         redis ? new FailoverCounterStore(redis, logger) : new MemoryCounterStore(),
     },
     RedisMetricProbe,
+    IdentityThrottlerStorage,
     BlocksService,
     AutoBlocker,
     QuotaService,
     RequestLimitsGuard,
   ],
-  exports: [ThrottlerModule, CounterStore, BlocksService, AutoBlocker, QuotaService, RequestLimitsGuard],
+  exports: [ThrottlerModule, CounterStore, IdentityThrottlerStorage, BlocksService, AutoBlocker, QuotaService, RequestLimitsGuard],
 })
 export class LimitsModule {}

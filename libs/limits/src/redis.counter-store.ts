@@ -1,40 +1,49 @@
 import type { Redis } from 'ioredis';
 import {
-  LIMIT_ORDER,
-  type Admission,
+  DAILY_COUNTER_TTL_MS,
+  requestCounterKeys,
+  type CounterHit,
   type CounterStore,
   type DailyUsage,
-  type RequestLimits,
+  type HitOutcome,
   type Reservation,
   type StoreName,
 } from './counter.store';
 
-/** Daily hashes outlive their day by one, so `/admin/usage` can report yesterday. */
-const DAY_TTL_SECONDS = 2 * 86_400;
-
 /*
- * Keys carry the product in a hash tag ({product}) so one request's keys share a cluster slot.
- * Per-second counters are fixed one-second windows; daily counts live in one hash per product and
- * day, fields `_total` and `u:<user>`.
+ * Counts one request in every counter (KEYS; ARGV holds each one's limit and lifetime in ms) if
+ * each has room, else in none. Replies {admitted, index of the full counter, counts..., pttls...}.
  */
-const ADMIT = `
-local lim = {tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])}
-local cur = {
-  tonumber(redis.call('GET', KEYS[1]) or '0'),
-  tonumber(redis.call('GET', KEYS[2]) or '0'),
-  tonumber(redis.call('HGET', KEYS[3], '_total') or '0'),
-  tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or '0')}
-for i = 1, 4 do
-  if lim[i] > 0 and cur[i] >= lim[i] then return {0, i, cur[1], cur[2], cur[3], cur[4]} end
+const HIT = `
+local n = #KEYS
+local counts = {}
+for i = 1, n do counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0') end
+local refused = 0
+for i = 1, n do
+  local limit = tonumber(ARGV[2 * i - 1])
+  if limit > 0 and counts[i] >= limit then refused = i break end
 end
-cur[1] = redis.call('INCR', KEYS[1])
-if cur[1] == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end
-cur[2] = redis.call('INCR', KEYS[2])
-if cur[2] == 1 then redis.call('PEXPIRE', KEYS[2], 2000) end
-cur[3] = redis.call('HINCRBY', KEYS[3], '_total', 1)
-cur[4] = redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
-if cur[3] == 1 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
-return {1, 0, cur[1], cur[2], cur[3], cur[4]}`;
+if refused == 0 then
+  for i = 1, n do
+    counts[i] = redis.call('INCR', KEYS[i])
+    if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[2 * i]) end
+  end
+end
+local out = {refused == 0 and 1 or 0, refused}
+for i = 1, n do out[2 + i] = counts[i] end
+for i = 1, n do out[2 + n + i] = math.max(0, redis.call('PTTL', KEYS[i])) end
+return out`;
+
+// Only counters that exist (an admission created them), so a late release cannot leave a negative
+// count, or a count without an expiry.
+const RELEASE = `
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+end
+return 1`;
+
+/** Token hashes (fields `_total` and `u:<user>`) outlive their day by one, so `/admin/usage` can report yesterday. */
+const DAY_TTL_SECONDS = DAILY_COUNTER_TTL_MS / 1000;
 
 const RESERVE = `
 local tp = tonumber(redis.call('HGET', KEYS[1], '_total') or '0')
@@ -47,14 +56,6 @@ tu = redis.call('HINCRBY', KEYS[1], ARGV[4], n)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return {1, 0, tp, tu}`;
 
-// Only while the day's hash exists (an admission created it), so a late release cannot leave a
-// negative count without an expiry.
-const RELEASE = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], '_total') or '0') > 0 then redis.call('HINCRBY', KEYS[1], '_total', -1) end
-if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
-return 1`;
-
 // Never below zero: a settlement whose reservation Redis lost (a restart without persistence, as on
 // Memorystore Basic) must not turn into free quota for the rest of the day.
 const SETTLE = `
@@ -63,13 +64,14 @@ if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', 
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
-type Counts = [number, number, number, number];
+/** Per-user daily keys read per SCAN step by `usage`. */
+const SCAN_COUNT = 1_000;
 
 interface ScriptedRedis extends Redis {
-  kgAdmit(k1: string, k2: string, k3: string, ...args: Array<string | number>): Promise<number[]>;
+  kgHit(...keysThenArgs: Array<string | number>): Promise<number[]>;
   kgReserve(k1: string, ...args: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
-  kgRelease(k1: string, ...args: Array<string | number>): Promise<number>;
+  kgRelease(numberOfKeys: number, ...keys: string[]): Promise<number>;
 }
 
 /** {@link CounterStore} shared by every replica: each operation is one Lua script, one round trip. */
@@ -78,32 +80,29 @@ export class RedisCounterStore implements CounterStore {
 
   constructor(redis: Redis) {
     // defineCommand sends EVALSHA and falls back to EVAL once after a Redis restart (NOSCRIPT).
-    redis.defineCommand('kgAdmit', { numberOfKeys: 3, lua: ADMIT });
+    // The counting scripts take any number of keys (numberOfKeys is given per call).
+    redis.defineCommand('kgHit', { lua: HIT });
     redis.defineCommand('kgReserve', { numberOfKeys: 1, lua: RESERVE });
     redis.defineCommand('kgSettle', { numberOfKeys: 1, lua: SETTLE });
-    redis.defineCommand('kgRelease', { numberOfKeys: 1, lua: RELEASE });
+    redis.defineCommand('kgRelease', { lua: RELEASE });
     this.redis = redis as ScriptedRedis;
   }
 
-  async admit(product: string, user: string, limits: RequestLimits, second: number, day: string): Promise<Admission> {
-    const p = `kg:{${product}}`;
-    const reply = await this.redis.kgAdmit(
-      `${p}:qps:${second}`,
-      `${p}:qps:${second}:u:${user}`,
-      `${p}:req:${day}`,
-      limits.productPerSecond,
-      limits.userPerSecond,
-      limits.productPerDay,
-      limits.userPerDay,
-      `u:${user}`,
-      DAY_TTL_SECONDS,
-    );
-    const counts = reply.slice(2, 6) as Counts;
-    return reply[0] === 1 ? { admitted: true, counts, store: 'shared' } : { admitted: false, refusedBy: LIMIT_ORDER[reply[1] - 1], counts };
+  async hit(hits: readonly CounterHit[]): Promise<HitOutcome> {
+    const args: Array<string | number> = [hits.length];
+    for (const h of hits) args.push(h.key);
+    for (const h of hits) args.push(h.limit, h.ttlMs);
+    const reply = await this.redis.kgHit(...args);
+    const n = hits.length;
+    const counts = reply.slice(2, 2 + n);
+    const ttlsMs = reply.slice(2 + n, 2 + 2 * n);
+    return reply[0] === 1
+      ? { admitted: true, counts, ttlsMs, store: 'shared' }
+      : { admitted: false, refusedAt: reply[1] - 1, counts, ttlsMs };
   }
 
-  async releaseDaily(product: string, user: string, day: string, _store?: StoreName): Promise<void> {
-    await this.redis.kgRelease(`kg:{${product}}:req:${day}`, `u:${user}`);
+  async release(keys: readonly string[], _store?: StoreName): Promise<void> {
+    if (keys.length) await this.redis.kgRelease(keys.length, ...keys);
   }
 
   async reserveTokens(
@@ -125,12 +124,37 @@ export class RedisCounterStore implements CounterStore {
   }
 
   async usage(product: string, day: string): Promise<DailyUsage> {
-    const [requests, tokens] = await Promise.all([
-      this.redis.hgetall(`kg:{${product}}:req:${day}`),
+    const [total, users, tokens] = await Promise.all([
+      this.redis.get(requestCounterKeys.productPerDay(product, day)),
+      this.userRequestCounts(product, day),
       this.redis.hgetall(`kg:{${product}}:tok:${day}`),
     ]);
-    return { requests: split(requests), tokens: split(tokens) };
+    return { requests: { total: Number(total ?? 0), users }, tokens: split(tokens) };
   }
+
+  /** Every user's request count of a product and day: an operator's report, so a SCAN is affordable. */
+  private async userRequestCounts(product: string, day: string): Promise<Record<string, number>> {
+    const prefix = requestCounterKeys.userPerDayPrefix(product, day);
+    const keys = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, found] = await this.redis.scan(cursor, 'MATCH', `${escapeGlob(prefix)}*`, 'COUNT', SCAN_COUNT);
+      for (const key of found) keys.add(key);
+      cursor = next;
+    } while (cursor !== '0');
+    const list = [...keys];
+    const values = list.length ? await this.redis.mget(...list) : [];
+    const users: Record<string, number> = {};
+    list.forEach((key, i) => {
+      if (values[i] !== null) users[key.slice(prefix.length)] = Number(values[i]);
+    });
+    return users;
+  }
+}
+
+/** A literal for a SCAN MATCH pattern: glob characters escaped. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
 function split(hash: Record<string, string>): { total: number; users: Record<string, number> } {

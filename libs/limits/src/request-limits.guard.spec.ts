@@ -1,4 +1,6 @@
 import type { ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { SkipThrottle, Throttle } from '@nestjs/throttler';
 import type { Principal } from '@keygate/auth';
 import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
@@ -6,6 +8,7 @@ import { attachContext, JsonLogger, RequestContext } from '@keygate/observabilit
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
 import { secondsToUtcMidnight, utcDay, type CounterStore } from './counter.store';
+import { IdentityThrottlerStorage } from './identity-throttler.storage';
 import { MemoryCounterStore } from './memory.counter-store';
 import { QuotaService } from './quota.service';
 import { RequestLimitsGuard } from './request-limits.guard';
@@ -43,14 +46,17 @@ interface Harness {
   lines: Array<Record<string, unknown>>;
 }
 
-function harness(counters: CounterStore = new MemoryCounterStore()): Harness {
+async function harness(counters: CounterStore = new MemoryCounterStore()): Promise<Harness> {
   const lines: Array<Record<string, unknown>> = [];
   const logger = new JsonLogger('debug', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
   const config = { policy: buildPolicyBook(POLICY) } as unknown as GatewayConfig;
   const blocks = new BlocksService(undefined, logger);
   const autoBlocker = new AutoBlocker(config, undefined, blocks, logger);
+  const guard = new RequestLimitsGuard(config, new IdentityThrottlerStorage(counters), new Reflector(), blocks, autoBlocker);
+  // Nest runs this lifecycle hook at boot: the stock guard sorts and names its throttlers there.
+  await guard.onModuleInit();
   return {
-    guard: new RequestLimitsGuard(config, counters, blocks, autoBlocker),
+    guard,
     quota: new QuotaService(config, counters, autoBlocker, logger),
     blocks,
     counters,
@@ -58,15 +64,33 @@ function harness(counters: CounterStore = new MemoryCounterStore()): Harness {
   };
 }
 
-function request(product: string, user: string | null): { context: ExecutionContext; headers: Map<string, unknown>; ctx: RequestContext } {
+/** A controller as Nest sees it: route-level throttler overrides are read from its class and handlers. */
+class RouteController {
+  create(): void {}
+  @Throttle({ user_qps: { limit: 1, ttl: 2_000 } })
+  strict(): void {}
+  @SkipThrottle({ product_daily: true, user_daily: true })
+  uncounted(): void {}
+}
+
+function request(
+  product: string,
+  user: string | null,
+  handler: keyof RouteController = 'create',
+): { context: ExecutionContext; headers: Map<string, unknown>; ctx: RequestContext } {
   const headers = new Map<string, unknown>();
   const principal: Principal | undefined = user === null ? undefined : { kind: 'jwt', product, user, scopes: [] };
   const raw = { setHeader: (name: string, value: unknown) => headers.set(name.toLowerCase(), value) };
   const rawRequest = {};
   const ctx = new RequestContext('req-spec', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
   attachContext(rawRequest, ctx);
+  const req = { user: principal, raw: rawRequest, headers: {} };
+  const res = { raw };
+  // What the stock ThrottlerGuard reads from the context: the request, the response, and the handler and class for route metadata.
   const context = {
-    switchToHttp: () => ({ getRequest: () => ({ user: principal, raw: rawRequest }), getResponse: () => ({ raw }) }),
+    switchToHttp: () => ({ getRequest: () => req, getResponse: () => res }),
+    getHandler: () => RouteController.prototype[handler],
+    getClass: () => RouteController,
   } as unknown as ExecutionContext;
   return { context, headers, ctx };
 }
@@ -92,19 +116,19 @@ async function freshSecond(): Promise<void> {
 
 describe('RequestLimitsGuard', () => {
   it('refuses a request without a principal (it must run after the credential guard)', async () => {
-    const { guard } = harness();
+    const { guard } = await harness();
     expect((await refusal(guard.canActivate(request('qps', null).context))).code).toBe('invalid_token');
   });
 
   it('admits within the limits and sets the OpenAI-style rate-limit headers', async () => {
-    const { guard } = harness();
+    const { guard } = await harness();
     const { context, headers } = request('qps', 'alice');
     await expect(guard.canActivate(context)).resolves.toBe(true);
     expect(Object.fromEntries(headers)).toEqual({ 'x-ratelimit-limit-requests': 100, 'x-ratelimit-remaining-requests': 99 });
   });
 
   it('answers rate_limit_exceeded (429, Retry-After 1 s) over the per-second limit, with headers, and charges nothing', async () => {
-    const h = harness();
+    const h = await harness();
     await freshSecond();
     await h.guard.canActivate(request('qps', 'bob').context);
     await h.guard.canActivate(request('qps', 'bob').context);
@@ -119,8 +143,41 @@ describe('RequestLimitsGuard', () => {
     expect((await h.counters.usage('qps', utcDay(Date.now()))).requests.users.bob).toBe(2);
   });
 
+  it("applies a route's @Throttle override of one named throttler (the stock guard resolves it)", async () => {
+    const h = await harness();
+    await freshSecond();
+    await expect(h.guard.canActivate(request('qps', 'una', 'strict').context)).resolves.toBe(true);
+    const error = await refusal(h.guard.canActivate(request('qps', 'una', 'strict').context));
+    expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
+    // The same user on a route without the override still has the policy's 2 per second.
+    await expect(h.guard.canActivate(request('qps', 'una').context)).resolves.toBe(true);
+  });
+
+  it('skips the throttlers a route opts out of with @SkipThrottle: nothing counted there', async () => {
+    const h = await harness();
+    const day = utcDay(Date.now());
+    for (let i = 0; i < 3; i++) await expect(h.guard.canActivate(request('daily', 'vic', 'uncounted').context)).resolves.toBe(true);
+    expect((await h.counters.usage('daily', day)).requests).toEqual({ total: 0, users: {} });
+    await expect(h.guard.canActivate(request('daily', 'vic').context)).resolves.toBe(true);
+    expect((await h.counters.usage('daily', day)).requests).toEqual({ total: 1, users: { vic: 1 } });
+  });
+
+  it('counts all four throttlers in one store operation (one Redis round trip), not one per throttler', async () => {
+    const counters = new MemoryCounterStore();
+    const calls: number[] = [];
+    const hit = counters.hit.bind(counters);
+    counters.hit = (hits) => {
+      calls.push(hits.length);
+      return hit(hits);
+    };
+    const h = await harness(counters);
+    await h.guard.canActivate(request('qps', 'wes').context);
+    // qps has per-second limits for the user only: product_qps (0) is skipped, the daily ones are always counted.
+    expect(calls).toEqual([3]);
+  });
+
   it('answers 429 with Retry-After to the next UTC midnight over a daily cap', async () => {
-    const { guard } = harness();
+    const { guard } = await harness();
     await guard.canActivate(request('daily', 'carol').context);
     await guard.canActivate(request('daily', 'dave').context);
     const before = secondsToUtcMidnight(Date.now());
@@ -133,7 +190,7 @@ describe('RequestLimitsGuard', () => {
   });
 
   it('hands the request a way to give itself back to the daily caps (used when it is refused before any upstream call)', async () => {
-    const h = harness();
+    const h = await harness();
     const first = request('daily', 'fay');
     await h.guard.canActivate(first.context);
     await h.guard.canActivate(request('daily', 'gus').context);
@@ -146,14 +203,14 @@ describe('RequestLimitsGuard', () => {
   });
 
   it('sets no release for a product without daily request caps', async () => {
-    const h = harness();
+    const h = await harness();
     const r = request('tokens', 'ivy');
     await expect(h.guard.canActivate(r.context)).resolves.toBe(true);
     expect(r.ctx.releaseDailyCount).toBeNull();
   });
 
   it('answers 403 blocked for a blocked user or product, before counting anything', async () => {
-    const h = harness();
+    const h = await harness();
     await h.blocks.create({
       product: 'qps',
       user: 'frank',
@@ -181,7 +238,7 @@ describe('RequestLimitsGuard', () => {
   });
 
   it('auto-blocks a user who keeps hitting the limit (ALERT), and then answers 403 blocked', async () => {
-    const h = harness();
+    const h = await harness();
     await freshSecond();
     for (let i = 0; i < 2; i++) await h.guard.canActivate(request('qps', 'hank').context);
     for (let i = 0; i < 3; i++)
@@ -197,7 +254,7 @@ describe('RequestLimitsGuard', () => {
     // auto_block is for "a user who keeps hitting their limit". Here olga never got a request through:
     // the product-wide daily_requests was used up by another user. Three refusals later she is blocked
     // (with an ALERT) although no limit of hers was ever reached.
-    const h = harness();
+    const h = await harness();
     await h.guard.canActivate(request('busy', 'heavy').context);
     for (let i = 0; i < 3; i++)
       expect((await refusal(h.guard.canActivate(request('busy', 'olga').context))).code).toBe('rate_limit_exceeded');
@@ -208,14 +265,14 @@ describe('RequestLimitsGuard', () => {
 });
 
 describe('QuotaService', () => {
-  it('is enabled only for products with a token quota', () => {
-    const { quota } = harness();
+  it('is enabled only for products with a token quota', async () => {
+    const { quota } = await harness();
     expect(quota.enabled('tokens')).toBe(true);
     expect(quota.enabled('qps')).toBe(false);
   });
 
   it('reserves while the estimate fits and refuses with daily_quota_exceeded (429, Retry-After to UTC midnight) otherwise', async () => {
-    const h = harness();
+    const h = await harness();
     const r = await h.quota.reserve('tokens', 'ivy', 500);
     expect(r).toMatchObject({ product: 'tokens', user: 'ivy', tokens: 500, day: utcDay(Date.now()) });
     const error = await refusal(h.quota.reserve('tokens', 'ivy', 101));
@@ -230,7 +287,7 @@ describe('QuotaService', () => {
   });
 
   it('settles a reservation to the real usage, freeing room for the next request', async () => {
-    const h = harness();
+    const h = await harness();
     const day = utcDay(Date.now());
     const r = await h.quota.reserve('tokens', 'liam', 600);
     h.quota.settle(r, 150);
@@ -242,7 +299,7 @@ describe('QuotaService', () => {
 
   it('logs (and never throws) when a settle fails', async () => {
     const failing: CounterStore = Object.assign(new MemoryCounterStore(), { settleTokens: () => Promise.reject(new Error('redis gone')) });
-    const h = harness(failing);
+    const h = await harness(failing);
     const r = await h.quota.reserve('tokens', 'mia', 10);
     expect(() => h.quota.settle(r, 5)).not.toThrow();
     await flush();

@@ -1,4 +1,6 @@
-import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Inject, Injectable, type ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { ThrottlerGuard, type ThrottlerOptions, type ThrottlerRequest } from '@nestjs/throttler';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
@@ -6,7 +8,15 @@ import { contextOf } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
-import { CounterStore, secondsToUtcMidnight, utcDay, type LimitName } from './counter.store';
+import {
+  DAILY_COUNTER_TTL_MS,
+  requestCounterKeys,
+  SECOND_COUNTER_TTL_MS,
+  secondsToUtcMidnight,
+  utcDay,
+  type LimitName,
+} from './counter.store';
+import { IdentityThrottlerStorage, type ThrottlerHit } from './identity-throttler.storage';
 
 const LIMIT_TEXT: Record<LimitName, string> = {
   product_qps: "this product's requests per second",
@@ -15,27 +25,91 @@ const LIMIT_TEXT: Record<LimitName, string> = {
   user_daily: 'your daily requests',
 };
 
+type LimitField = 'requestsPerSecond' | 'userRequestsPerSecond' | 'dailyRequests' | 'userDailyRequests';
+
+function principalOf(context: ExecutionContext): Principal {
+  // canActivate refuses a request without one before any throttler is resolved.
+  return context.switchToHttp().getRequest<FastifyRequest & { user: Principal }>().user;
+}
+
 /**
- * Blocks, per-second rate limits and daily request caps, keyed by the authenticated identity
- * (product, and product + user), never by IP or route, so a cap cannot be dodged by switching
- * routes. Runs after the credential guard. All four counters are checked and counted in one
- * atomic step (one Redis round trip): a refused request is charged to none of them. A request
- * refused later without reaching an upstream (invalid body, policy, unknown model, token quota)
- * is given back to the daily caps when it ends; it stays counted in the per-second limits, which
- * protect the gateway itself from a flood of bad requests.
+ * The four identity throttlers: per second and per UTC day, for the product and for one user of
+ * it, with the limits of the caller's product from the policy file (0: counted, never refused).
+ * The key is the identity and the window, never the IP or the route, so a cap cannot be dodged by
+ * switching routes. Sorted by ttl, they keep this order, which is the order refusals are named in.
+ */
+export function identityThrottlers(config: GatewayConfig): ThrottlerOptions[] {
+  const limit = (field: LimitField) => (context: ExecutionContext) => config.policy.forProduct(principalOf(context).product).limits[field];
+  const product = (_req: Record<string, unknown>, context: ExecutionContext): string => principalOf(context).product;
+  const user = (_req: Record<string, unknown>, context: ExecutionContext): string => principalOf(context).user;
+  const second = (): number => Math.floor(Date.now() / 1000);
+  const today = (): string => utcDay(Date.now());
+  return [
+    {
+      name: 'product_qps',
+      ttl: SECOND_COUNTER_TTL_MS,
+      limit: limit('requestsPerSecond'),
+      // Per-second counts feed no report: a disabled per-second limit costs nothing.
+      skipIf: (context) => limit('requestsPerSecond')(context) === 0,
+      getTracker: product,
+      generateKey: (_context, p) => requestCounterKeys.productPerSecond(p, second()),
+    },
+    {
+      name: 'user_qps',
+      ttl: SECOND_COUNTER_TTL_MS,
+      limit: limit('userRequestsPerSecond'),
+      skipIf: (context) => limit('userRequestsPerSecond')(context) === 0,
+      getTracker: user,
+      generateKey: (context, u) => requestCounterKeys.userPerSecond(principalOf(context).product, u, second()),
+    },
+    {
+      name: 'product_daily',
+      ttl: DAILY_COUNTER_TTL_MS,
+      limit: limit('dailyRequests'),
+      getTracker: product,
+      generateKey: (_context, p) => requestCounterKeys.productPerDay(p, today()),
+    },
+    {
+      name: 'user_daily',
+      ttl: DAILY_COUNTER_TTL_MS,
+      limit: limit('userDailyRequests'),
+      getTracker: user,
+      generateKey: (context, u) => requestCounterKeys.userPerDay(principalOf(context).product, u, today()),
+    },
+  ];
+}
+
+/**
+ * Blocks, per-second rate limits and daily request caps, through @nestjs/throttler: the stock guard
+ * resolves each throttler (limits, ttl, tracker, key, and any `@Throttle`/`@SkipThrottle` on a
+ * route), and this subclass counts them together in one atomic step, one Redis round trip (see
+ * {@link IdentityThrottlerStorage}): a refused request is charged to none of them. Runs after the
+ * credential guard. A request refused later without reaching an upstream (invalid body, policy,
+ * unknown model, token quota) is given back to the daily caps when it ends; it stays counted in
+ * the per-second limits, which protect the gateway itself from a flood of bad requests.
  */
 @Injectable()
-export class RequestLimitsGuard implements CanActivate {
+export class RequestLimitsGuard extends ThrottlerGuard {
+  /** The throttlers resolved for each request being checked, counted together once all are known. */
+  private readonly pending = new WeakMap<object, ThrottlerHit[]>();
+
+  // Every parameter that lines up with one of ThrottlerGuard's (options, storage) names its token:
+  // Nest would otherwise inherit the parent's @InjectThrottlerOptions/@InjectThrottlerStorage.
   constructor(
-    @Inject(GatewayConfig) private readonly config: GatewayConfig,
-    @Inject(CounterStore) private readonly counters: CounterStore,
+    @Inject(GatewayConfig) config: GatewayConfig,
+    @Inject(IdentityThrottlerStorage) private readonly storage: IdentityThrottlerStorage,
+    reflector: Reflector,
     private readonly blocks: BlocksService,
     private readonly autoBlocker: AutoBlocker,
-  ) {}
+  ) {
+    // keygate sets its own, OpenAI-named headers below; the stock ones would add three per throttler.
+    super({ throttlers: identityThrottlers(config), setHeaders: false }, storage, reflector);
+  }
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
+  override async canActivate(context: ExecutionContext): Promise<boolean> {
     const http = context.switchToHttp();
-    const principal = http.getRequest<FastifyRequest & { user?: Principal }>().user;
+    const request = http.getRequest<FastifyRequest & { user?: Principal }>();
+    const principal = request.user;
     if (!principal) throw new GatewayError('invalid_token', 'a credential is required');
     const { product, user } = principal;
     const block = this.blocks.find(product, user);
@@ -43,48 +117,58 @@ export class RequestLimitsGuard implements CanActivate {
       const who = block.user === null ? `product ${product}` : `user ${user} of product ${product}`;
       throw new GatewayError('blocked', `${who} is blocked: ${block.reason}${block.expiresAt ? ` (until ${block.expiresAt})` : ''}`);
     }
-    const { limits } = this.config.policy.forProduct(product);
-    const now = Date.now();
-    const admission = await this.counters.admit(
-      product,
-      user,
-      {
-        productPerSecond: limits.requestsPerSecond,
-        userPerSecond: limits.userRequestsPerSecond,
-        productPerDay: limits.dailyRequests,
-        userPerDay: limits.userDailyRequests,
-      },
-      Math.floor(now / 1000),
-      utcDay(now),
-    );
-    const raw = http.getResponse<FastifyReply>().raw;
-    if (limits.userDailyRequests > 0) {
+
+    const hits: ThrottlerHit[] = [];
+    this.pending.set(request, hits);
+    try {
+      await super.canActivate(context);
+    } finally {
+      this.pending.delete(request);
+    }
+    if (!hits.length) return true;
+    const { records, store } = await this.storage.incrementAll(hits);
+
+    const daily = hits.filter((h) => h.throttlerName === 'product_daily' || h.throttlerName === 'user_daily');
+    const userDaily = hits.findIndex((h) => h.throttlerName === 'user_daily');
+    if (userDaily >= 0 && hits[userDaily].limit > 0) {
       // OpenAI's header names, so SDK users find them where they expect; set on the raw response
       // so streamed (hijacked) replies carry them too.
-      raw.setHeader('x-ratelimit-limit-requests', limits.userDailyRequests);
-      raw.setHeader('x-ratelimit-remaining-requests', Math.max(0, limits.userDailyRequests - admission.counts[3]));
+      const { limit } = hits[userDaily];
+      const raw = http.getResponse<FastifyReply>().raw;
+      raw.setHeader('x-ratelimit-limit-requests', limit);
+      raw.setHeader('x-ratelimit-remaining-requests', Math.max(0, limit - records[userDaily].totalHits));
     }
-    if (admission.admitted) {
-      const ctx = contextOf(http.getRequest<FastifyRequest>().raw);
-      if (ctx && (limits.dailyRequests > 0 || limits.userDailyRequests > 0)) {
-        const day = utcDay(now);
-        ctx.releaseDailyCount = () => void this.counters.releaseDaily(product, user, day, admission.store).catch(() => undefined);
+    if (store) {
+      const ctx = contextOf(request.raw);
+      if (ctx && daily.some((h) => h.limit > 0)) {
+        const keys = daily.map((h) => h.key);
+        ctx.releaseDailyCount = () => void this.storage.release(keys, store).catch(() => undefined);
       }
       return true;
     }
+    throw this.refusal(product, user, hits[records.findIndex((r) => r.isBlocked)].throttlerName as LimitName);
+  }
 
-    // Only the user's own limits count toward auto-block: a product-wide limit is not their doing.
-    if (admission.refusedBy === 'user_qps' || admission.refusedBy === 'user_daily')
-      void this.autoBlocker.refused(product, user, admission.refusedBy);
-    const daily = admission.refusedBy === 'product_daily' || admission.refusedBy === 'user_daily';
-    const retryAfterSeconds = daily ? secondsToUtcMidnight(now) : 1;
-    throw new GatewayError(
-      'rate_limit_exceeded',
-      `Rate limit reached for ${LIMIT_TEXT[admission.refusedBy]}; retry in ${retryAfterSeconds} s`,
-      {
-        retryAfterSeconds,
-        headers: { 'x-keygate-limit': admission.refusedBy },
-      },
-    );
+  /** Called by the stock guard once per throttler, resolved: collected here, counted together by canActivate. */
+  protected override async handleRequest(props: ThrottlerRequest): Promise<boolean> {
+    const { context, limit, ttl, throttler, blockDuration, getTracker, generateKey } = props;
+    const { req } = this.getRequestResponse(context);
+    const hits = this.pending.get(req);
+    if (!hits) throw new Error('RequestLimitsGuard.handleRequest called outside canActivate');
+    const name = throttler.name ?? 'default';
+    hits.push({ key: generateKey(context, await getTracker(req, context), name), ttl, limit, blockDuration, throttlerName: name });
+    return true;
+  }
+
+  /** The contract's 429 (SPEC §6) rather than the stock ThrottlerException; only the user's own limits count toward auto-block. */
+  private refusal(product: string, user: string, limit: LimitName): GatewayError {
+    // A product-wide limit is not the user's doing.
+    if (limit === 'user_qps' || limit === 'user_daily') void this.autoBlocker.refused(product, user, limit);
+    const daily = limit === 'product_daily' || limit === 'user_daily';
+    const retryAfterSeconds = daily ? secondsToUtcMidnight(Date.now()) : 1;
+    return new GatewayError('rate_limit_exceeded', `Rate limit reached for ${LIMIT_TEXT[limit]}; retry in ${retryAfterSeconds} s`, {
+      retryAfterSeconds,
+      headers: { 'x-keygate-limit': limit },
+    });
   }
 }
