@@ -11,9 +11,54 @@ const LEVEL_RANK = { debug: 0, info: 1, warn: 2, error: 3 } as const;
 /** Where structured lines go; stdout in production, a buffer in tests. */
 export type LineSink = (line: string) => void;
 
-export const stdoutSink: LineSink = (line) => {
-  process.stdout.write(line);
-};
+/** A sink that gathers lines and hands them to `write` together; `flush` writes what is pending now. */
+export interface BufferedSink extends LineSink {
+  flush(): void;
+}
+
+/** Pending text beyond which a sink writes at once rather than at the end of the turn. */
+const FLUSH_AT_CHARS = 64 * 1024;
+
+/**
+ * Gathers the lines written during one event-loop turn and writes them together when the turn's
+ * callbacks are done (`setImmediate`), in order, and whatever is pending when the process exits
+ * (`process.exit` included). Node writes to files and pipes synchronously, so a line per call was
+ * a system call per request on the audit path; this is one per turn, however many requests ended
+ * in it.
+ */
+export function bufferedSink(write: (text: string) => void): BufferedSink {
+  let pending: string[] = [];
+  let chars = 0;
+  let scheduled = false;
+  let exitHooked = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (!pending.length) return;
+    const text = pending.length === 1 ? pending[0] : pending.join('');
+    pending = [];
+    chars = 0;
+    write(text);
+  };
+  const sink = (line: string): void => {
+    pending.push(line);
+    chars += line.length;
+    if (chars >= FLUSH_AT_CHARS) return flush();
+    if (!exitHooked) {
+      exitHooked = true;
+      process.once('exit', flush);
+    }
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+  return Object.assign(sink, { flush });
+}
+
+/** stdout, one write per event-loop turn (see {@link bufferedSink}). */
+export const stdoutSink: BufferedSink = bufferedSink((text) => {
+  process.stdout.write(text);
+});
 
 /**
  * Writes Cloud Logging structured JSON, one object per line, with the request id and trace of the

@@ -1,4 +1,4 @@
-import { JsonLogger } from './json.logger';
+import { bufferedSink, JsonLogger } from './json.logger';
 import { redact } from './redact';
 import { RequestContext, requestContextStorage } from './request-context';
 
@@ -81,5 +81,50 @@ describe('JsonLogger', () => {
     expect(lines[0]).not.toContain(JWT);
     expect(lines[0]).not.toContain('Bearer x');
     expect(JSON.parse(lines[1])).toMatchObject({ severity: 'INFO', type: 'audit', product: 'demo' });
+  });
+});
+
+describe('bufferedSink', () => {
+  const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+  it('writes the lines of one event-loop turn together, in order, once the turn is done', async () => {
+    const writes: string[] = [];
+    const sink = bufferedSink((text) => writes.push(text));
+    sink('a\n');
+    sink('b\n');
+    sink('c\n');
+    expect(writes).toEqual([]);
+    await nextTurn();
+    expect(writes).toEqual(['a\nb\nc\n']);
+    sink('d\n');
+    await nextTurn();
+    expect(writes).toEqual(['a\nb\nc\n', 'd\n']);
+  });
+
+  it('writes at once when the pending text grows past 64 KiB, and flush() writes what is pending', async () => {
+    const writes: string[] = [];
+    const sink = bufferedSink((text) => writes.push(text));
+    const big = `${'x'.repeat(40 * 1024)}\n`;
+    sink(big);
+    expect(writes).toEqual([]);
+    sink(big);
+    expect(writes).toEqual([big + big]);
+    sink('tail\n');
+    sink.flush();
+    expect(writes).toEqual([big + big, 'tail\n']);
+    await nextTurn();
+    expect(writes).toHaveLength(2);
+  });
+
+  it('writes what is pending when the process exits', () => {
+    const writes: string[] = [];
+    const before = process.listeners('exit').length;
+    const sink = bufferedSink((text) => writes.push(text));
+    sink('last words\n');
+    const added = process.listeners('exit').slice(before);
+    expect(added).toHaveLength(1);
+    (added[0] as () => void)();
+    expect(writes).toEqual(['last words\n']);
+    process.removeListener('exit', added[0]);
   });
 });
