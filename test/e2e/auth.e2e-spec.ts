@@ -561,14 +561,15 @@ describe('remote JWKS (in order: boot, binding, floods, rotation, outages)', () 
     expect((await mock.stats()).total).toBe(mockBefore);
   });
 
-  it('honours the cache TTL: past it, keys are refreshed in the background, so a key the IdP dropped stops verifying', async () => {
+  it('honours the cache TTL: past it, keys are refreshed in the background, so a key the IdP dropped stops verifying, cached tokens included', async () => {
     // ttl's 2 s TTL ran out long ago (boot); the IdP now serves ttl-2 instead of ttl-1.
     keysTtl = [keyTtl2];
     await keys.untilQuiet([TTL_JWKS], 2_000);
     const before = keys.count(TTL_JWKS);
     const token = (key: SigningKey, sub: string): string => signedJwt(key, claims({ iss: ttlIssuer, sub }));
     // The expired cache still answers at once while it is refreshed in the background.
-    const stale = await send(ttl, { token: token(keyTtl1, 'ttl-stale'), label: 'ttl-stale' });
+    const staleToken = token(keyTtl1, 'ttl-stale');
+    const stale = await send(ttl, { token: staleToken, label: 'ttl-stale' });
     await expectServed(ttl, stale, { user: 'ttl-stale' });
     const waitStart = Date.now();
     while (keys.count(TTL_JWKS) === before && Date.now() - waitStart < 3_000) await sleep(20);
@@ -576,6 +577,10 @@ describe('remote JWKS (in order: boot, binding, floods, rotation, outages)', () 
     await sleep(100);
     const dropped = await send(ttl, { token: token(keyTtl1, 'ttl-dropped'), label: 'ttl-dropped' });
     await expect401(ttl, dropped);
+    // The token that verified with ttl-1 just before the refresh is in the verified-token cache:
+    // the new key set ends that entry too, long before the token's own exp.
+    const cachedStale = await send(ttl, { token: staleToken, label: 'ttl-stale-again' });
+    await expect401(ttl, cachedStale);
     const fresh = await send(ttl, { token: token(keyTtl2, 'ttl-fresh'), label: 'ttl-fresh' });
     await expectServed(ttl, fresh, { user: 'ttl-fresh' });
   });

@@ -91,6 +91,26 @@ describe('RemoteJwksKeySet', () => {
     expect(await set.key({ kid: 'rsa-2', alg: 'RS256' })).toBeDefined();
   });
 
+  it('moves to a new generation when a fetch brings different keys, and only then', async () => {
+    const set = make();
+    await set.refresh(true);
+    const first = set.generation;
+    expect(first).toBeGreaterThan(0);
+    // The same keys again (the periodic refresh): same generation.
+    await set.refresh(true);
+    expect(set.generation).toBe(first);
+    // A failed fetch keeps the keys and the generation.
+    server.mode = 'fail';
+    await set.refresh(true);
+    expect(set.generation).toBe(first);
+    // The IdP withdrew a key.
+    server.mode = 'ok';
+    server.keys = [jwk('ec-1', ec.publicKey)];
+    await set.refresh(true);
+    expect(set.generation).toBe(first + 1);
+    expect(await set.key({ kid: 'rsa-1', alg: 'RS256' })).toBeUndefined();
+  });
+
   it('keeps stale keys when a refetch fails', async () => {
     const set = make();
     await set.refresh(true);

@@ -26,6 +26,8 @@ export type JwksFailureReporter = (url: string, reason: string) => void;
 export class RemoteJwksKeySet {
   private local: ReturnType<typeof createLocalJWKSet> | undefined;
   private keyCount = 0;
+  private content = '';
+  private version = 0;
   private fetchedAt = 0;
   private attemptedAt = Number.NEGATIVE_INFINITY;
   private pending: Promise<void> | undefined;
@@ -59,6 +61,15 @@ export class RemoteJwksKeySet {
       found = await this.select(header);
     }
     return found;
+  }
+
+  /**
+   * Bumped whenever a fetch brings keys that differ from those held (a key removed, replaced or
+   * added), never by a refetch of the same set: tokens verified with an earlier generation are
+   * verified again, so a key the IdP withdrew stops verifying cached tokens at the next fetch.
+   */
+  get generation(): number {
+    return this.version;
   }
 
   /** Number of keys held now (for readiness details). */
@@ -95,6 +106,11 @@ export class RemoteJwksKeySet {
           typeof k.kid === 'string' &&
           !('d' in k),
       );
+      const content = JSON.stringify(keys);
+      if (content !== this.content) {
+        this.content = content;
+        this.version++;
+      }
       this.local = createLocalJWKSet({ keys });
       this.keyCount = keys.length;
       this.fetchedAt = this.now();

@@ -6,6 +6,7 @@ import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import { RemoteJwksKeySet } from './jwks.key-set';
 import { inspectToken, type UnverifiedToken } from './token-inspection';
+import type { JwksOrigin } from './verified-token.cache';
 
 const ACCEPTED_ALGS: ReadonlySet<string> = new Set(['RS256', 'ES256']);
 
@@ -40,17 +41,22 @@ export class JwtKeyResolver implements OnApplicationBootstrap {
     for (const set of this.allSets) void set.refresh(true);
   }
 
-  /** The key for `token`, or a `GatewayError('invalid_token')` saying why not. */
-  async keyFor(token: string): Promise<KeyObject> {
+  /**
+   * The key for `token` (with the JWKS generation it came from, for a remote key), or a
+   * `GatewayError('invalid_token')` saying why not.
+   */
+  async keyFor(token: string): Promise<{ key: KeyObject; jwks?: JwksOrigin }> {
     const { header, issuer } = this.inspect(token);
     const staticKey = this.secrets.current.jwtKeys.get(header.kid);
     if (staticKey) {
       if (staticKey.alg !== header.alg) throw invalid(`the token alg is not allowed for this key (expected ${staticKey.alg})`);
-      return staticKey.key;
+      return { key: staticKey.key };
     }
     for (const set of this.jwksByIssuer.get(issuer) ?? []) {
+      const generation = set.generation;
       const key = await set.key({ alg: header.alg, kid: header.kid });
-      if (key) return key;
+      // The generation before the lookup: if the lookup itself refetched, the entry is re-verified once.
+      if (key) return { key, jwks: { set, generation } };
     }
     throw invalid('the token kid is not a known key');
   }

@@ -6,7 +6,10 @@ import { JWT_STRATEGY } from './auth.constants';
 import { principalFromClaims, type JwtPayload } from './jwt-claims';
 import { JwtKeyResolver } from './jwt-key.resolver';
 import type { Principal } from './principal';
-import { VerifiedTokenCache } from './verified-token.cache';
+import { VerifiedTokenCache, type JwksOrigin } from './verified-token.cache';
+
+/** Where the key provider leaves the JWKS origin of the key it found, for validate(). */
+const JWKS_ORIGIN = Symbol('keygate.jwksOrigin');
 
 /**
  * Bearer JWT authentication (SPEC §5) with passport-jwt. {@link JwtKeyResolver} picks the key from
@@ -24,9 +27,13 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
   ) {
     const settings = config.jwt;
     if (!settings) throw new Error('JwtStrategy registered without JWT settings');
-    const keyProvider: SecretOrKeyProvider = (_request, rawJwtToken: string, done) => {
+    const keyProvider: SecretOrKeyProvider = (request: { [JWKS_ORIGIN]?: JwksOrigin }, rawJwtToken: string, done) => {
       resolver.keyFor(rawJwtToken).then(
-        (key) => done(null, key as unknown as string),
+        ({ key, jwks }) => {
+          // passport-jwt hands validate() the same request: the cache entry learns where the key came from.
+          request[JWKS_ORIGIN] = jwks;
+          done(null, key as unknown as string);
+        },
         (error: unknown) => done(error),
       );
     };
@@ -46,11 +53,11 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
   }
 
   /** Called by passport-jwt after the signature and registered claims verified. */
-  validate(request: { headers: { authorization?: string } }, payload: JwtPayload): Principal {
+  validate(request: { headers: { authorization?: string }; [JWKS_ORIGIN]?: JwksOrigin }, payload: JwtPayload): Principal {
     const s = this.settings;
     const principal = principalFromClaims(payload, s.maxTtlSeconds, s.clockSkewSeconds, Math.floor(Date.now() / 1000), s.requiredClaims);
     const token = bearerToken(request.headers.authorization);
-    if (token) this.cache.set(token, principal, payload.exp as number, s.clockSkewSeconds);
+    if (token) this.cache.set(token, principal, payload.exp as number, s.clockSkewSeconds, request[JWKS_ORIGIN]);
     return principal;
   }
 }
