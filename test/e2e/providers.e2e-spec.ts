@@ -762,6 +762,18 @@ describe('POST /v1/embeddings', () => {
     await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'openai', attempts: 1 + MAX_RETRIES });
   });
 
+  it('gemini: a retry resends only the batch that failed, not the ones already answered', async () => {
+    const input = Array.from({ length: 150 }, (_, i) => (i === 120 ? 'busy [mock status=503]' : `retry sentence ${i}`));
+    const { id, headers } = rid('emb-gemini-batch-retry');
+    const { result: error, delta } = await counting(() =>
+      apiError(gw.openai(token).embeddings.create({ model: GEMINI_EMBEDDING_MODEL, input, encoding_format: 'float' }, { headers })),
+    );
+    expect(error.status).toBe(502);
+    // Batch 1 (inputs 0-99) once; batch 2 (100-149) on every attempt.
+    expect(moved(delta)).toEqual({ 'gemini.batchEmbedContents': 1 + (1 + MAX_RETRIES) });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'gemini', attempts: 1 + MAX_RETRIES });
+  });
+
   it('refuses an Anthropic model with 400 naming model, without calling any upstream', async () => {
     const { id, headers } = rid('emb-anthropic');
     const { result: error, total } = await counting(() =>

@@ -355,6 +355,22 @@ describe('GeminiAdapter against the mock upstream', () => {
       expect(after.aborted - before.aborted).toBe(1);
     });
 
+    it('after a retryable failure lets the other batches finish and keeps them: the next attempt sends only the failed one', async () => {
+      const before = (await getStats(mock.base)).byRoute['gemini.batchEmbedContents'];
+      const input = Array.from({ length: 150 }, (_, i) => (i === 100 ? 'busy [mock status=503]' : `text ${i}`));
+      const answeredParts = new Map<number, unknown>();
+      const attempt = () => adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input }), answeredParts });
+      const first = await rejection(attempt());
+      expect(first).toMatchObject({ status: 503, retryable: true });
+      expect([...answeredParts.keys()]).toEqual([0]);
+      expect((await getStats(mock.base)).byRoute['gemini.batchEmbedContents'] - before).toBe(2);
+      // The retry resends batch 2 only (inputs 100-149).
+      await rejection(attempt());
+      const after = await getStats(mock.base);
+      expect(after.byRoute['gemini.batchEmbedContents'] - before).toBe(3);
+      expect((after.last['gemini.batchEmbedContents']?.body as { requests: unknown[] }).requests).toHaveLength(50);
+    });
+
     it('refuses token-array input without calling the upstream', async () => {
       const error = await rejection(embed({ model: 'gemini-embedding-001', input: [1, 2, 3] }));
       expect(error).toMatchObject({ code: 'unsupported_parameter', options: { param: 'input' } });

@@ -61,23 +61,33 @@ export class GeminiAdapter implements ProviderAdapter {
     for (let i = 0; i < texts.length; i += GEMINI_EMBED_BATCH_SIZE) batches.push(texts.slice(i, i + GEMINI_EMBED_BATCH_SIZE));
     const requests = batches.map((batch) => toBatchEmbedRequest(body.model, batch, body.dimensions ?? undefined));
     const path = `${modelPath(body.model)}:batchEmbedContents`;
-    // One failed batch fails the call: the others are cancelled then, not left running (and billed).
-    const failed = new AbortController();
-    const batchCall = { ...call, signal: AbortSignal.any([call.signal, failed.signal]) };
-    const answers = await Promise.all(
+    // Batches answered by an earlier attempt of this request are not sent again.
+    const answered = call.answeredParts ?? new Map<number, unknown>();
+    // A failure that will not be retried cancels the other batches (nothing would use them); after a
+    // retryable one they finish, so their vectors are kept and the retry resends only what failed.
+    const cancel = new AbortController();
+    const batchCall = { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) };
+    let failure: Error | undefined;
+    // Each batch settles its own failure, so this waits for all of them.
+    await Promise.all(
       requests.map(async (request, b) => {
+        if (answered.has(b)) return;
         try {
           const res = await this.post(batchCall, path, request);
           const vectors = parse<BatchEmbedContentsResponse>(await readText(res, this.name), 'response').embeddings ?? [];
           if (vectors.length !== batches[b].length)
             throw new UpstreamError('protocol', this.name, 'embeddings count does not match the inputs');
-          return vectors;
+          answered.set(b, vectors);
         } catch (error) {
-          failed.abort();
-          throw error;
+          if (cancel.signal.aborted) return; // cancelled because of another batch's failure
+          // Transport and upstream failures are Errors (UpstreamError, ClientAbortedError).
+          if (failure === undefined || (isRetryable(failure) && !isRetryable(error))) failure = error as Error;
+          if (!isRetryable(error)) cancel.abort();
         }
       }),
     );
+    if (failure !== undefined) throw failure;
+    const answers = batches.map((_, b) => answered.get(b) as NonNullable<BatchEmbedContentsResponse['embeddings']>);
     // Gemini reports no usage for embeddings: this is an estimate with keygate's tokenizer (OpenAI's
     // o200k), close to but not exactly what Google counts and bills.
     let promptTokens = 0;
@@ -121,4 +131,9 @@ function meta(body: ProviderCall['body']): CompletionMeta {
 
 function parse<T extends object>(text: string, what: string): T {
   return parseUpstreamObject<T>(text, 'gemini', what);
+}
+
+/** Whether runAttempts would try the call again after this failure. */
+function isRetryable(error: unknown): boolean {
+  return error instanceof UpstreamError && error.retryable;
 }

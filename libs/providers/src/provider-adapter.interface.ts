@@ -8,6 +8,11 @@ export interface ProviderCall<TBody = ChatCompletionRequest> {
   signal: AbortSignal;
   /** The client asked for the final usage chunk (`stream_options.include_usage`). */
   clientWantsUsage: boolean;
+  /**
+   * Kept by the caller across the attempts of one request: an adapter that splits a call into
+   * several upstream requests records the answered parts here, so a retry sends only the rest.
+   */
+  answeredParts?: Map<number, unknown>;
 }
 
 /**

@@ -40,12 +40,14 @@ export class EmbeddingsService {
       : undefined;
     try {
       const embed = adapter.embeddings.bind(adapter);
+      // Parts of the call answered by one attempt (Gemini's batches) are not sent again by a retry.
+      const answeredParts = new Map<number, unknown>();
       // Retried like chat; no fallback: another model's vectors live in another space.
       const { value: result } = await runAttempts(
         [
           {
             model: body.model,
-            attempt: () => countAttempt(ctx, embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false })),
+            attempt: () => countAttempt(ctx, embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false, answeredParts })),
           },
         ],
         this.config.retry,
