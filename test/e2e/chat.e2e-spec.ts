@@ -4,9 +4,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import OpenAI, { APIError, APIUserAbortError } from 'openai';
+import { APIUserAbortError } from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import {
+  apiError,
   cleanupTempFiles,
   demoProducts,
   foreignRsaKey,
@@ -17,6 +18,7 @@ import {
   nowSeconds,
   startGateway,
   startMock,
+  streamUntilError,
   uniqueId,
   waitFor,
   writeTempFile,
@@ -126,33 +128,6 @@ async function countingUpstream<T>(
     before,
     after,
   };
-}
-
-/** The APIError a promise rejects with (fails the test if it resolves or throws something else). */
-async function apiError(promise: Promise<unknown>): Promise<APIError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof APIError) return error;
-    throw error;
-  }
-  throw new Error('expected the call to fail with an APIError');
-}
-
-/** Streams a completion until it fails: the text that arrived first and the APIError the SDK raised. */
-async function streamUntilError(
-  client: OpenAI,
-  body: OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming,
-  headers: Record<string, string>,
-): Promise<{ received: string[]; error: APIError }> {
-  const received: string[] = [];
-  const stream = await client.chat.completions.create(body, { headers });
-  const error = await apiError(
-    (async () => {
-      for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
-    })(),
-  );
-  return { received, error };
 }
 
 /** Exactly one audit line for `requestId`, matching `expected`. */

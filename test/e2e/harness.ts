@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import jwt from 'jsonwebtoken';
-import OpenAI from 'openai';
+import OpenAI, { APIError } from 'openai';
 
 export const ROOT = resolve(__dirname, '..', '..');
 export const GATEWAY_MAIN = join(ROOT, 'dist', 'apps', 'gateway', 'main.js');
@@ -609,4 +609,31 @@ export async function runGatewayExpectingExit(env: Record<string, string>, timeo
   // Let the pipes drain.
   await sleep(50);
   return { ...exited, timedOut: false, output: proc.output };
+}
+
+/** The APIError a call through the openai SDK fails with; anything else (or success) fails the test. */
+export async function apiError(promise: Promise<unknown>): Promise<APIError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof APIError) return error;
+    throw error;
+  }
+  throw new Error('expected the call to fail with an APIError');
+}
+
+/** Streams a completion until it fails: the text that arrived first and the APIError the SDK raised. */
+export async function streamUntilError(
+  client: OpenAI,
+  body: OpenAI.Chat.Completions.ChatCompletionCreateParamsStreaming,
+  headers: Record<string, string>,
+): Promise<{ received: string[]; error: APIError }> {
+  const received: string[] = [];
+  const stream = await client.chat.completions.create(body, { headers });
+  const error = await apiError(
+    (async () => {
+      for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
+    })(),
+  );
+  return { received, error };
 }

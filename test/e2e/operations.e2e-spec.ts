@@ -33,6 +33,7 @@ import {
   type ProbeResult,
 } from './operations-fixtures';
 import {
+  apiError,
   cleanupTempFiles,
   mintToken,
   mintedTokens,
@@ -98,16 +99,6 @@ function prompt(label: string, directives = ''): string {
 /** What the mock answers to `prompt(label, …)`: its echo with the directives stripped. */
 function mockReply(provider: 'openai' | 'anthropic', label: string): string {
   return `Hello from mock ${provider}! You said: ${label} ${MARKER}`;
-}
-
-async function apiError(promise: Promise<unknown>): Promise<APIError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof APIError) return error;
-    throw error;
-  }
-  throw new Error('expected the call to fail with an APIError');
 }
 
 async function scrape(gateway: Gateway): Promise<{ text: string; families: Map<string, Family> }> {

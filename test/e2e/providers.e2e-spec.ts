@@ -5,7 +5,6 @@
  * audit line. Fallbacks and retries use a second, in-test upstream that fails on demand (see
  * `provider-fixtures.ts` for why the mock's directives cannot fail only the primary).
  */
-import { APIError } from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import {
   ANTHROPIC_MODEL,
@@ -26,11 +25,13 @@ import {
   WEATHER_TOOL,
 } from './provider-fixtures';
 import {
+  apiError,
   cleanupTempFiles,
   freePort,
   mintToken,
   startGateway,
   startMock,
+  streamUntilError,
   uniqueId,
   writeTempFile,
   type AuditRecord,
@@ -90,17 +91,6 @@ function moved(delta: RouteDelta): Partial<RouteDelta> {
   const out: Partial<RouteDelta> = {};
   for (const [route, n] of Object.entries(delta) as Array<[MockRoute, number]>) if (n !== 0) out[route] = n;
   return out;
-}
-
-/** The APIError a promise rejects with (fails the test if it resolves or throws something else). */
-async function apiError(promise: Promise<unknown>): Promise<APIError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof APIError) return error;
-    throw error;
-  }
-  throw new Error('expected the call to fail with an APIError');
 }
 
 /** Exactly one audit line for `requestId`, matching `expected`. */
@@ -459,20 +449,16 @@ describe.each(TRANSLATED_PROVIDERS)('$provider ($model) through the OpenAI SDK',
 
   it('makes the SDK stream throw when the provider sends an error event mid-stream, without retry or fallback', async () => {
     const { id, headers } = rid(`${provider}-error-event`);
-    const received: string[] = [];
-    const { result: error, delta } = await counting(async () => {
-      const stream = await gw
-        .openai(token)
-        .chat.completions.create(
-          { model, messages: user('doomed stream with some words [mock error_event_after=2]'), stream: true },
-          { headers },
-        );
-      return apiError(
-        (async () => {
-          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
-        })(),
-      );
-    });
+    const {
+      result: { received, error },
+      delta,
+    } = await counting(() =>
+      streamUntilError(
+        gw.openai(token),
+        { model, messages: user('doomed stream with some words [mock error_event_after=2]'), stream: true },
+        headers,
+      ),
+    );
     expect(received.join('')).not.toBe('');
     expect(error.code).toBe('upstream_error');
     expect(moved(delta)).toEqual({ [streamRoute]: 1 });
@@ -891,20 +877,16 @@ describe('retries and fallbacks', () => {
 
   it('never retries nor falls back once the stream has started: a mid-stream cut ends the SDK stream with an error', async () => {
     const { id, headers } = rid('fb-cut');
-    const received: string[] = [];
-    const { result: error, delta } = await counting(async () => {
-      const stream = await gw
-        .openai(token)
-        .chat.completions.create(
-          { model: OPENAI_MODEL, messages: user('a stream that will be cut [mock cut_after=2]'), stream: true },
-          { headers },
-        );
-      return apiError(
-        (async () => {
-          for await (const chunk of stream) received.push(chunk.choices[0]?.delta?.content ?? '');
-        })(),
-      );
-    });
+    const {
+      result: { received, error },
+      delta,
+    } = await counting(() =>
+      streamUntilError(
+        gw.openai(token),
+        { model: OPENAI_MODEL, messages: user('a stream that will be cut [mock cut_after=2]'), stream: true },
+        headers,
+      ),
+    );
     expect(received.join('')).not.toBe('');
     expect(error.code).toBe('upstream_error');
     expect(moved(delta)).toEqual({ 'openai.chat': 1 });
