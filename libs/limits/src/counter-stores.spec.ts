@@ -420,6 +420,13 @@ describe('UTC day helpers', () => {
   it('names the UTC day of an instant', () => {
     expect(utcDay(Date.parse('2031-05-17T23:59:59.999Z'))).toBe('2031-05-17');
     expect(utcDay(Date.parse('2031-05-18T00:00:00.000Z'))).toBe('2031-05-18');
+    // Back and forth across midnight, and before 1970: the remembered day never answers for another.
+    expect(utcDay(Date.parse('2031-05-17T23:59:59.999Z'))).toBe('2031-05-17');
+    expect(utcDay(Date.parse('2031-05-18T23:59:59.999Z'))).toBe('2031-05-18');
+    expect(utcDay(Date.parse('2031-05-19T00:00:00.000Z'))).toBe('2031-05-19');
+    expect(utcDay(Date.parse('1969-12-31T12:00:00.000Z'))).toBe('1969-12-31');
+    expect(utcDay(Date.parse('1969-12-31T23:59:59.999Z'))).toBe('1969-12-31');
+    expect(utcDay(Date.parse('1970-01-01T00:00:00.000Z'))).toBe('1970-01-01');
   });
 
   it('counts whole seconds to the next UTC midnight, at least 1', () => {

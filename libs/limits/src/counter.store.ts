@@ -58,9 +58,16 @@ export interface CounterStore {
 /** Injection token and type of the {@link CounterStore}. */
 export const CounterStore = Symbol('KEYGATE:COUNTER_STORE');
 
+/** The last UTC day named, and its bounds: several calls per request ask for the same day. */
+let lastDay = { start: 0, end: 0, name: '' };
+
 /** `YYYY-MM-DD` of a UTC instant. */
 export function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  if (ms >= lastDay.start && ms < lastDay.end) return lastDay.name;
+  const start = ms - (((ms % 86_400_000) + 86_400_000) % 86_400_000);
+  const name = new Date(ms).toISOString().slice(0, 10);
+  lastDay = { start, end: start + 86_400_000, name };
+  return name;
 }
 
 /** Whole seconds from `ms` to the next UTC midnight (at least 1). */
