@@ -286,6 +286,35 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     await until('the cool-off to end', () => !store.degraded, 3_000);
   }, 15_000);
 
+  it('sends the settlements of one product, user and day as one script per batch, resolving once applied', async () => {
+    const p = product('batched-settle');
+    expect(await store.reserveTokens(p, 'kai', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    const monitor = await direct.monitor();
+    const settles: string[][] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      // Scripts only (MONITOR also shows the commands a script runs).
+      if (/^eval/i.test(args[0]) && args.some((a) => a.includes(p)) && args.includes('u:kai')) settles.push(args);
+    });
+    try {
+      await Promise.all(Array.from({ length: 20 }, () => store.settleTokens(p, 'kai', -10, DAY, 'shared')));
+      // Resolved: applied in Redis, all 20 as one delta of -200.
+      expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:kai')).toBe('800');
+      await until('the monitor to report the commands', () => settles.some((a) => a.includes('-200')));
+      expect(settles.filter((a) => a.includes('-200'))).toHaveLength(1);
+      expect(settles.filter((a) => a.includes('-10'))).toHaveLength(0);
+    } finally {
+      monitor.disconnect();
+    }
+  });
+
+  it('sends the settlements still batched when the application shuts down', async () => {
+    const p = product('shutdown-settle');
+    expect(await store.reserveTokens(p, 'lou', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true });
+    void store.settleTokens(p, 'lou', -600, DAY, 'shared');
+    await store.beforeApplicationShutdown();
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:lou')).toBe('400');
+  });
+
   it('settles a shared reservation during the cool-off after an unrelated slow command', async () => {
     const p = product('cool-off-settle');
     expect(await store.reserveTokens(p, 'hal', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });

@@ -1,3 +1,4 @@
+import type { BeforeApplicationShutdown } from '@nestjs/common';
 import type { JsonLogger } from '@keygate/observability';
 import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
@@ -15,8 +16,14 @@ import { RedisCounterStore } from './redis.counter-store';
 
 /** After a failed command, Redis is not tried again for this long (so an outage costs no waits). */
 const COOL_OFF_MS = 1_000;
-/** Settlements held for Redis while it is away (product × user × day, coalesced); beyond this, dropped. */
+/** Settlements waiting for Redis (product × user × day, coalesced); beyond this, dropped. */
 const MAX_HELD_SETTLEMENTS = 10_000;
+/**
+ * Settlements are sent together this long after the first of a batch: each request's settle is
+ * after its answer, so none waits for it, and at load one script per product, user and day replaces
+ * one per request. The day's totals lag the answers by this much at most.
+ */
+const SETTLE_BATCH_MS = 25;
 
 /**
  * Shared counting in Redis, with per-replica in-memory counting while Redis is unreachable: limits
@@ -27,22 +34,33 @@ const MAX_HELD_SETTLEMENTS = 10_000;
  * Token reservations are kept exact across those switches: a reservation Redis takes after the
  * request stopped waiting (and counted in memory instead) is given back as soon as its late reply
  * arrives, and a settlement that cannot be sent while Redis is away is held and sent when it returns.
+ * Settlements to Redis are coalesced per product, user and day and sent every 25 ms.
  */
-export class FailoverCounterStore implements CounterStore {
+export class FailoverCounterStore implements CounterStore, BeforeApplicationShutdown {
   private readonly shared: RedisCounterStore;
   private readonly local = new MemoryCounterStore();
   private coolOffUntil = 0;
   private wasDegraded = false;
-  /** Token deltas for the shared store that could not be sent, by product, user and day. */
+  /** Token deltas for the shared store not sent yet (batched, or held while Redis is away), by product, user and day. */
   private readonly held = new Map<string, { product: string; user: string; day: string; delta: number }>();
   private heldDropped = 0;
+  /** The next batch of settlements: resolves once it was sent. */
+  private nextBatch: Promise<void> | undefined;
+  private batchTimer: NodeJS.Timeout | undefined;
+  private batchSent: (() => void) | undefined;
 
   constructor(
     private readonly redis: Redis,
     private readonly logger: JsonLogger,
   ) {
     this.shared = new RedisCounterStore(redis);
-    redis.on('ready', () => this.sendHeld());
+    redis.on('ready', () => void this.sendHeld());
+  }
+
+  /** Sends the settlements still batched before the application closes Redis. */
+  async beforeApplicationShutdown(): Promise<void> {
+    clearTimeout(this.batchTimer);
+    await this.sendBatch();
   }
 
   /** True while counting happens per replica. */
@@ -79,9 +97,8 @@ export class FailoverCounterStore implements CounterStore {
 
   /**
    * Settles in the store that took the reservation. Settling is off the request path, so it is
-   * tried whenever the client is connected (cool-off or not); while Redis is away the delta is
-   * held and sent when it returns. A settle that fails after it was sent is not repeated (Redis may
-   * have applied it): the day's shared total may then over-count, the safe side.
+   * sent whenever the client is connected (cool-off or not), batched; while Redis is away the
+   * delta is held and sent when it returns. Resolves once sent (at once when held).
    */
   async settleTokens(product: string, user: string, delta: number, day: string, store: StoreName): Promise<void> {
     if (store === 'local') return this.local.settleTokens(product, user, delta, day, 'local');
@@ -111,15 +128,26 @@ export class FailoverCounterStore implements CounterStore {
     }
   }
 
-  private async settleShared(product: string, user: string, delta: number, day: string): Promise<void> {
-    if (delta === 0) return;
-    if (this.redis.status !== 'ready') return this.hold(product, user, delta, day);
-    try {
-      await this.shared.settleTokens(product, user, delta, day, 'shared');
-    } catch (error) {
-      this.coolOffUntil = Date.now() + COOL_OFF_MS;
-      this.transition(true, (error as Error).message);
-    }
+  /** Adds a delta to the next batch (resolved once sent), or holds it while Redis is away. */
+  private settleShared(product: string, user: string, delta: number, day: string): Promise<void> {
+    if (delta === 0) return Promise.resolve();
+    this.hold(product, user, delta, day);
+    if (this.redis.status !== 'ready') return Promise.resolve();
+    this.nextBatch ??= new Promise<void>((resolve) => {
+      this.batchSent = resolve;
+      this.batchTimer = setTimeout(() => void this.sendBatch(), SETTLE_BATCH_MS);
+      this.batchTimer.unref();
+    });
+    return this.nextBatch;
+  }
+
+  /** Sends the current batch and resolves its callers' promises. */
+  private async sendBatch(): Promise<void> {
+    const sent = this.batchSent;
+    this.nextBatch = undefined;
+    this.batchSent = undefined;
+    await this.sendHeld();
+    sent?.();
   }
 
   private hold(product: string, user: string, delta: number, day: string): void {
@@ -130,8 +158,13 @@ export class FailoverCounterStore implements CounterStore {
     else this.heldDropped++;
   }
 
-  /** Sends the settlements held during an outage (those of today and yesterday; older days' keys are gone). */
-  private sendHeld(): void {
+  /**
+   * Sends the settlements waiting (those of today and yesterday; older days' keys are gone), one
+   * script each, pipelined. A settle that fails after it was sent is not repeated (Redis may have
+   * applied it): the day's shared total may then over-count, the safe side.
+   */
+  private async sendHeld(): Promise<void> {
+    if (this.redis.status !== 'ready') return;
     if (this.heldDropped > 0) {
       this.logger.write('WARNING', 'token settlements dropped during the Redis outage (shared totals over-count)', {
         dropped: this.heldDropped,
@@ -141,7 +174,18 @@ export class FailoverCounterStore implements CounterStore {
     const oldest = utcDay(Date.now() - 86_400_000);
     const entries = [...this.held.values()];
     this.held.clear();
-    for (const { product, user, day, delta } of entries) if (day >= oldest) void this.settleShared(product, user, delta, day);
+    await Promise.all(
+      entries
+        .filter(({ day, delta }) => day >= oldest && delta !== 0)
+        .map(async ({ product, user, day, delta }) => {
+          try {
+            await this.shared.settleTokens(product, user, delta, day, 'shared');
+          } catch (error) {
+            this.coolOffUntil = Date.now() + COOL_OFF_MS;
+            this.transition(true, (error as Error).message);
+          }
+        }),
+    );
   }
 
   private transition(degraded: boolean, reason?: string): void {
