@@ -307,12 +307,19 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     }
   });
 
-  it('sends the settlements still batched when the application shuts down', async () => {
+  it('sends the settlements still batched when the application shuts down, and those after it at once', async () => {
     const p = product('shutdown-settle');
     expect(await store.reserveTokens(p, 'lou', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true });
     void store.settleTokens(p, 'lou', -600, DAY, 'shared');
     await store.beforeApplicationShutdown();
     expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:lou')).toBe('400');
+    // A request that finishes during the drain, just before Redis is closed: sent at once, not in a
+    // batch that would come after the close.
+    const settled = store.settleTokens(p, 'lou', -100, DAY, 'shared');
+    await new Promise((r) => setImmediate(r));
+    await redis.quit();
+    await settled;
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:lou')).toBe('300');
   });
 
   it('settles a shared reservation during the cool-off after an unrelated slow command', async () => {

@@ -48,6 +48,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   private nextBatch: Promise<void> | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
   private batchSent: (() => void) | undefined;
+  private batching = true;
 
   constructor(
     private readonly redis: Redis,
@@ -57,8 +58,12 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     redis.on('ready', () => void this.sendHeld());
   }
 
-  /** Sends the settlements still batched before the application closes Redis. */
+  /**
+   * Shutdown: the batch is sent, and settlements from here on (the requests still finishing during
+   * the drain) are sent at once, since Redis is closed as soon as the drain ends.
+   */
   async beforeApplicationShutdown(): Promise<void> {
+    this.batching = false;
     clearTimeout(this.batchTimer);
     await this.sendBatch();
   }
@@ -133,6 +138,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     if (delta === 0) return Promise.resolve();
     this.hold(product, user, delta, day);
     if (this.redis.status !== 'ready') return Promise.resolve();
+    if (!this.batching) return this.sendHeld();
     this.nextBatch ??= new Promise<void>((resolve) => {
       this.batchSent = resolve;
       this.batchTimer = setTimeout(() => void this.sendBatch(), SETTLE_BATCH_MS);
