@@ -6,7 +6,8 @@
 //   node bench/bench.js [--duration S] [--rounds N] [--connections C] [--quick] [--only plain|stream]
 //                       [--redis [URL] | --no-redis] [--log-level info] [--loadgen autocannon|wrk] [--keep-logs]
 //
-// Targets: direct (the mock upstream), bare (bench/bare-proxy.js in front of the mock), gateway
+// Targets: direct (the mock upstream), bare (bench/bare-proxy.js in front of the mock), floor
+// (bench/nest-floor.js: the least a NestJS + Fastify proxy must do, nothing of keygate), gateway
 // (OpenAI model), and the same gateway process with an Anthropic model (gateway-anthropic) and a
 // Gemini model (gateway-gemini), which it translates to the mock's Anthropic and Gemini endpoints,
 // and with the OpenAI model under HMAC authentication instead of a JWT (gateway-hmac; autocannon only).
@@ -52,7 +53,9 @@ const PROVIDER_TARGETS = [
 // signed afresh, with a body made unique by its `user` field, since the replay cache refuses a
 // signature seen before. Needs autocannon (wrk cannot sign per request).
 const HMAC_TARGET = 'gateway-hmac';
-const ALL_TARGETS = ['direct', 'bare', 'gateway', ...PROVIDER_TARGETS.map((p) => p.name), HMAC_TARGET];
+/** The framework floor: NestJS + Fastify + undici doing only what any proxy of chat completions must. */
+const FLOOR_TARGET = 'floor';
+const ALL_TARGETS = ['direct', 'bare', FLOOR_TARGET, 'gateway', ...PROVIDER_TARGETS.map((p) => p.name), HMAC_TARGET];
 /** The targets of this run: all of them, but the HMAC row only with autocannon (set from the options). */
 let TARGETS = ALL_TARGETS;
 const isGateway = (name) => name === 'gateway' || name.startsWith('gateway-');
@@ -452,27 +455,28 @@ async function startMock() {
   return { name: 'mock-upstream', child, pid: child.pid, port, out, err };
 }
 
-async function startBare(mockPort) {
+/** Starts one of the bench's reference proxies (bare-proxy.js, nest-floor.js) in front of the mock. */
+async function startReference(name, script, mockPort) {
   const port = await freePort();
   const out = new Tail();
   const err = new Tail();
   const child = track(
-    'bare-proxy',
-    spawn(process.execPath, [path.join(__dirname, 'bare-proxy.js')], {
+    name,
+    spawn(process.execPath, [path.join(__dirname, script)], {
       cwd: ROOT,
       env: { ...cleanEnv(), PORT: String(port), UPSTREAM: `http://127.0.0.1:${mockPort}` },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     }),
-    () => tailText('bare-proxy', out, err),
+    () => tailText(name, out, err),
   );
   drainTo(child.stderr, err);
   try {
-    await waitForLine('bare-proxy', child, out, /listening/, 15_000);
+    await waitForLine(name, child, out, /listening/, 15_000);
   } catch (error) {
-    error.message += err.lines.length ? `\n  bare-proxy stderr:\n    ${err.lines.join('\n    ')}` : '';
+    error.message += err.lines.length ? `\n  ${name} stderr:\n    ${err.lines.join('\n    ')}` : '';
     throw error;
   }
-  return { name: 'bare-proxy', child, pid: child.pid, port, out, err };
+  return { name, child, pid: child.pid, port, out, err };
 }
 
 async function startGateway(tmp, mockPort, opts) {
@@ -891,7 +895,8 @@ async function measure(loadgen, target, mock, redis, { mode, connections, durati
   // Every upstream request of the run went where the target's model says (requests still in flight
   // when the run stopped reach the mock too, so a few more than the responses is normal).
   const routes = routeDelta(routesBefore, await mockRoutes(mock));
-  const want = target.name === 'direct' || target.name === 'bare' ? 'openai.chat' : expectedRoute(target, mode);
+  const want =
+    target.name === 'direct' || target.name === 'bare' || target.name === FLOOR_TARGET ? 'openai.chat' : expectedRoute(target, mode);
   const strayRoutes = Object.fromEntries(Object.entries(routes).filter(([k]) => k !== want));
   return {
     target: target.name,
@@ -1014,6 +1019,29 @@ function summarize(runs, opts, startup) {
       note: hi === 1 ? 'no high-concurrency runs; measured @1' : undefined,
     });
   }
+  // Where the gateway's cost goes: the framework's share (floor/bare) and keygate's own (gateway/floor).
+  if (TARGETS.includes(FLOOR_TARGET)) {
+    for (const mode of opts.modes) {
+      const floorVsBare = paired(runs, mode, hi, (x) => x[FLOOR_TARGET].rps / x.bare.rps);
+      const gatewayVsFloor = paired(runs, mode, hi, (x) => x.gateway.rps / x[FLOOR_TARGET].rps);
+      checks.push({
+        name: `floor/bare req/s, ${mode} @${hi} (NestJS + Fastify alone)`,
+        value: floorVsBare.median,
+        perRound: floorVsBare.perRound,
+        shown: `${fmt(floorVsBare.median, 2)}×`,
+        target: '(info)',
+        pass: null,
+      });
+      checks.push({
+        name: `gateway/floor req/s, ${mode} @${hi} (keygate's own work)`,
+        value: gatewayVsFloor.median,
+        perRound: gatewayVsFloor.perRound,
+        shown: `${fmt(gatewayVsFloor.median, 2)}×`,
+        target: '(info)',
+        pass: null,
+      });
+    }
+  }
   for (const p of PROVIDER_TARGETS) {
     for (const mode of opts.modes) {
       for (const c of opts.concurrencies) {
@@ -1111,7 +1139,7 @@ function report(result) {
       : `Redis: none (${meta.redisSource}): in-memory limits and token quotas, caps far above the load`,
   );
   out.push(
-    `idle RSS after start: mock ${fmt(startup.direct, 1)} MB, bare proxy ${fmt(startup.bare, 1)} MB, gateway ${fmt(startup.gateway, 1)} MB`,
+    `idle RSS after start: mock ${fmt(startup.direct, 1)} MB, bare proxy ${fmt(startup.bare, 1)} MB, framework floor ${fmt(startup.floor, 1)} MB, gateway ${fmt(startup.gateway, 1)} MB`,
   );
   const columns = [
     { title: 'target', left: true, get: (r) => r.target },
@@ -1193,6 +1221,7 @@ async function main() {
     gatewayOutput: newGatewayOutput(),
     mock: null,
     bare: null,
+    floor: null,
     gw: null,
     redis: null,
     complete: false,
@@ -1223,8 +1252,10 @@ async function main() {
     );
     const mock = (state.mock = await startMock());
     log(`mock upstream pid ${mock.pid} on :${mock.port}`);
-    const bare = (state.bare = await startBare(mock.port));
+    const bare = (state.bare = await startReference('bare-proxy', 'bare-proxy.js', mock.port));
     log(`bare proxy pid ${bare.pid} on :${bare.port}`);
+    const floor = (state.floor = await startReference('nest-floor', 'nest-floor.js', mock.port));
+    log(`framework floor pid ${floor.pid} on :${floor.port}`);
     const gw = (state.gw = await startGateway(tmp, mock.port, opts));
     log(`gateway pid ${gw.pid} on :${gw.port} (output in ${tmp})`);
 
@@ -1232,6 +1263,7 @@ async function main() {
     const targets = [
       { name: 'direct', pid: mock.pid, url: `http://127.0.0.1:${mock.port}${CHAT_PATH}`, auth: () => `Bearer ${UPSTREAM_KEY}` },
       { name: 'bare', pid: bare.pid, url: `http://127.0.0.1:${bare.port}${CHAT_PATH}`, auth: () => `Bearer ${UPSTREAM_KEY}` },
+      { name: FLOOR_TARGET, pid: floor.pid, url: `http://127.0.0.1:${floor.port}${CHAT_PATH}`, auth: () => `Bearer ${UPSTREAM_KEY}` },
       { name: 'gateway', pid: gw.pid, url: `http://127.0.0.1:${gw.port}${CHAT_PATH}`, auth: () => `Bearer ${jwt}` },
       // Same process, same token, same body but the model.
       ...PROVIDER_TARGETS.map((p) => ({
@@ -1255,7 +1287,7 @@ async function main() {
 
     // Idle memory: started and ready, no request served yet.
     await sleep(1000);
-    state.startup = { direct: rssMb(mock.pid), bare: rssMb(bare.pid), gateway: rssMb(gw.pid) };
+    state.startup = { direct: rssMb(mock.pid), bare: rssMb(bare.pid), floor: rssMb(floor.pid), gateway: rssMb(gw.pid) };
 
     await preflight(targets, opts.modes, mock);
     checkAlive();
@@ -1374,7 +1406,7 @@ function addGatewayOutput(total, scan, responses) {
 
 /** Tables, checks and anomalies from the runs so far (all of them, or those before a failure). */
 function buildResult(state, opts, started) {
-  const { runs, gatewayOutput, mock, bare, gw, startup } = state;
+  const { runs, gatewayOutput, mock, bare, floor, gw, startup } = state;
   const anomalies = [];
   if (!state.complete) {
     const planned = opts.rounds * opts.modes.length * opts.concurrencies.length * TARGETS.length;
@@ -1410,6 +1442,8 @@ function buildResult(state, opts, started) {
   if (mock.err.count)
     anomalies.push(`mock upstream stderr (${mock.err.count} line(s)):\n      ${mock.err.lines.slice(-10).join('\n      ')}`);
   if (bare.err.count) anomalies.push(`bare proxy stderr (${bare.err.count} line(s)):\n      ${bare.err.lines.slice(-10).join('\n      ')}`);
+  if (floor?.err.count)
+    anomalies.push(`framework floor stderr (${floor.err.count} line(s)):\n      ${floor.err.lines.slice(-10).join('\n      ')}`);
   const disturbed = runs.filter((r) => (r.otherPct ?? 0) > DISTURBED_PCT || (r.stealPct ?? 0) > DISTURBED_PCT);
   if (disturbed.length) {
     anomalies.push(
