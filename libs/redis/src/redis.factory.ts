@@ -47,9 +47,18 @@ export class RedisWaitExceededError extends Error {
  * that must know its outcome keep their own handle on `command`.
  */
 export function withinRequestWait<T>(command: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisWaitExceededError()), REDIS_REQUEST_WAIT_MS);
+  // One promise and one timer per command (not Promise.race and finally): it runs twice per request.
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new RedisWaitExceededError()), REDIS_REQUEST_WAIT_MS);
+    command.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
   });
-  return Promise.race([command, timeout]).finally(() => clearTimeout(timer));
 }
