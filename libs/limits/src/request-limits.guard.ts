@@ -25,6 +25,9 @@ const LIMIT_TEXT: Record<LimitName, string> = {
   user_daily: 'your daily requests',
 };
 
+/** The answer of handleRequest for a throttler collected at once (a settled promise, shared). */
+const COLLECTED: Promise<boolean> = Promise.resolve(true);
+
 type LimitField = 'requestsPerSecond' | 'userRequestsPerSecond' | 'dailyRequests' | 'userDailyRequests';
 
 function principalOf(context: ExecutionContext): Principal {
@@ -150,14 +153,20 @@ export class RequestLimitsGuard extends ThrottlerGuard {
   }
 
   /** Called by the stock guard once per throttler, resolved: collected here, counted together by canActivate. */
-  protected override async handleRequest(props: ThrottlerRequest): Promise<boolean> {
+  protected override handleRequest(props: ThrottlerRequest): Promise<boolean> {
     const { context, limit, ttl, throttler, blockDuration, getTracker, generateKey } = props;
     const { req } = this.getRequestResponse(context);
     const hits = this.pending.get(req);
-    if (!hits) throw new Error('RequestLimitsGuard.handleRequest called outside canActivate');
+    if (!hits) return Promise.reject(new Error('RequestLimitsGuard.handleRequest called outside canActivate'));
     const name = throttler.name ?? 'default';
-    hits.push({ key: generateKey(context, await getTracker(req, context), name), ttl, limit, blockDuration, throttlerName: name });
-    return true;
+    const collect = (tracker: string): boolean => {
+      hits.push({ key: generateKey(context, tracker, name), ttl, limit, blockDuration, throttlerName: name });
+      return true;
+    };
+    // keygate's trackers answer at once: no promise of its own per throttler (each promise costs
+    // async_hooks work on every request while AsyncLocalStorage is on).
+    const tracker = getTracker(req, context);
+    return typeof tracker === 'string' ? (collect(tracker), COLLECTED) : tracker.then(collect);
   }
 
   /** The contract's 429 (SPEC §6) rather than the stock ThrottlerException; only the user's own limits count toward auto-block. */

@@ -82,7 +82,7 @@ export class ChatCompletionsService {
       // Retries and fallbacks happen only here, before a byte has gone to the client.
       const { value } = await runAttempts<ChatResult | ChatStream>(candidates, this.retry, ctx.abort.signal);
       if ('events' in value) await this.stream(ctx, value, body, reply, policy.maxStreamSeconds);
-      else await this.send(ctx, value, reply);
+      else this.send(ctx, value, reply);
     } finally {
       // A request the client abandoned after it reached the upstream is billed for its prompt (the
       // stream path does the same): the estimate stands in for the usage nobody reported.
@@ -109,10 +109,14 @@ export class ChatCompletionsService {
     return list;
   }
 
-  private async send(ctx: RequestContext, result: ChatResult, reply: FastifyReply): Promise<void> {
+  /**
+   * Answers a completion. Not awaited: a Fastify reply is a thenable that settles when the response
+   * has finished, which nothing here needs (the audit waits for the response's close event).
+   */
+  private send(ctx: RequestContext, result: ChatResult, reply: FastifyReply): void {
     this.recordUsage(ctx, result.usage);
     ctx.status = 200;
-    await reply.status(200).type('application/json').send(result.body);
+    void reply.status(200).type('application/json').send(result.body);
   }
 
   /**
