@@ -81,13 +81,6 @@ describe('buildPolicyBook', () => {
     expect(book.largestRequestBytes).toBe(5000);
   });
 
-  it('says whether any token quota is configured (the built-in defaults have one)', () => {
-    expect(buildPolicyBook({}).tokenQuotas).toBe(true);
-    const none = { limits: { daily_tokens: 0, user_daily_tokens: 0 } };
-    expect(buildPolicyBook({ defaults: none, products: { a: {} } }).tokenQuotas).toBe(false);
-    expect(buildPolicyBook({ defaults: none, products: { a: { limits: { user_daily_tokens: 10 } } } }).tokenQuotas).toBe(true);
-  });
-
   it('reads IAP members, lowercased, a product list replacing the default one', () => {
     const book = buildPolicyBook({
       defaults: { iap_members: ['domain:Example.com'] },

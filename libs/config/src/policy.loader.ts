@@ -74,11 +74,9 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
     resolvedDefaults.policy.maxRequestBytes,
     ...[...resolved.values()].map((p) => p.policy.maxRequestBytes),
   );
-  const hasQuota = (p: ProductPolicy): boolean => p.limits.dailyTokens > 0 || p.limits.userDailyTokens > 0;
   return {
     defaults: resolvedDefaults,
     largestRequestBytes,
-    tokenQuotas: hasQuota(resolvedDefaults) || [...resolved.values()].some(hasQuota),
     forProduct: (product) => resolved.get(product) ?? resolvedDefaults,
   };
 }

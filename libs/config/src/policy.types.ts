@@ -34,6 +34,4 @@ export interface PolicyBook {
   forProduct(product: string): ProductPolicy;
   /** The largest `max_request_bytes` of any product: the HTTP server's hard body limit. */
   readonly largestRequestBytes: number;
-  /** Whether the defaults or any product set a daily token quota (token estimates are then on the request path). */
-  readonly tokenQuotas: boolean;
 }

@@ -32,13 +32,9 @@ export class QuotaService implements OnModuleInit {
     @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
   ) {}
 
-  /**
-   * Loads the tokenizer at boot when a token quota is configured: loading it on the first request
-   * stalls the event loop for ~250 ms, and its tables cost ~70 MB, which a gateway without quotas
-   * pays only if it ever has to estimate (a client gone before the usage arrived).
-   */
+  /** Loads the tokenizer at boot: loading it on the first request stalls the event loop for ~250 ms. */
   onModuleInit(): void {
-    if (this.config.policy.tokenQuotas) countTokens('warm up');
+    countTokens('warm up');
   }
 
   /** Whether either token quota applies to the product (the estimate is skipped otherwise). */
