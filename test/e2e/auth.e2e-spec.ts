@@ -27,6 +27,7 @@ import {
   startGateway,
   startMock,
   uniqueId,
+  waitFor,
   writeTempFile,
   type AuditRecord,
   type Gateway,
@@ -583,6 +584,22 @@ describe('remote JWKS (in order: boot, binding, floods, rotation, outages)', () 
     await expect401(ttl, cachedStale);
     const fresh = await send(ttl, { token: token(keyTtl2, 'ttl-fresh'), label: 'ttl-fresh' });
     await expectServed(ttl, fresh, { user: 'ttl-fresh' });
+  });
+
+  it('refetches a stale key set for a client that only reuses its cached token, and then refuses that token', async () => {
+    const token = (key: SigningKey, sub: string): string => signedJwt(key, claims({ iss: ttlIssuer, sub }));
+    // The IdP serves ttl-2 (previous case); a client verifies once with it, then only reuses the token.
+    const reused = token(keyTtl2, 'ttl-reused');
+    await expectServed(ttl, await send(ttl, { token: reused, label: 'ttl-reused-first' }), { user: 'ttl-reused' });
+    // The IdP withdraws ttl-2; nobody presents a new token while the 2 s cache time runs out.
+    keysTtl = [keyTtl1];
+    await sleep(2_100);
+    const before = keys.count(TTL_JWKS);
+    // Answered from the cache, and the stale key set is refetched in the background.
+    await expectServed(ttl, await send(ttl, { token: reused, label: 'ttl-reused-stale' }), { user: 'ttl-reused' });
+    await waitFor('the background refetch', () => keys.count(TTL_JWKS) > before, 3_000, 20);
+    await sleep(100);
+    await expect401(ttl, await send(ttl, { token: reused, label: 'ttl-reused-withdrawn' }));
   });
 
   it('token_use=access rule: refuses ID tokens and tokens without the claim where it is configured', async () => {

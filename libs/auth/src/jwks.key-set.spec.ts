@@ -111,6 +111,20 @@ describe('RemoteJwksKeySet', () => {
     expect(await set.key({ kid: 'rsa-1', alg: 'RS256' })).toBeUndefined();
   });
 
+  it('refetches on refreshIfStale only past the cache time, and keeps the generation for the same keys in another order', async () => {
+    const set = make();
+    await set.refresh(true);
+    const generation = set.generation;
+    set.refreshIfStale();
+    expect(server.fetches).toBe(1);
+    clock += 60_001;
+    server.keys = [...server.keys].reverse();
+    set.refreshIfStale();
+    await set.refresh(); // joins the fetch in flight
+    expect(server.fetches).toBe(2);
+    expect(set.generation).toBe(generation);
+  });
+
   it('keeps stale keys when a refetch fails', async () => {
     const set = make();
     await set.refresh(true);

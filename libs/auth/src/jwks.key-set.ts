@@ -50,6 +50,15 @@ export class RemoteJwksKeySet {
     return this.pending;
   }
 
+  /**
+   * Starts a background refetch when the keys are older than the cache time (cooldown permitting).
+   * Called for tokens answered from the verified-token cache, which never look a key up: without
+   * it, clients that only reuse cached tokens would never make the set notice a withdrawn key.
+   */
+  refreshIfStale(): void {
+    if (this.local && this.now() - this.fetchedAt > this.options.ttlMs) void this.refresh();
+  }
+
   /** The verification key for a token header, or undefined when this set has no such key. */
   async key(header: JWSHeaderParameters): Promise<KeyObject | undefined> {
     if (!this.local) await this.refresh();
@@ -106,7 +115,8 @@ export class RemoteJwksKeySet {
           typeof k.kid === 'string' &&
           !('d' in k),
       );
-      const content = JSON.stringify(keys);
+      // Order-insensitive: an IdP that reorders its keys has not changed them.
+      const content = JSON.stringify([...keys].sort((a, b) => String(a.kid).localeCompare(String(b.kid))));
       if (content !== this.content) {
         this.content = content;
         this.version++;

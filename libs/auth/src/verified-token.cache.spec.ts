@@ -31,10 +31,14 @@ describe('VerifiedTokenCache', () => {
 
   it("forgets a JWKS-verified token when its key set's generation moves on (the IdP changed its keys)", () => {
     const { cache } = cacheOver();
-    const set = { generation: 4 };
+    const set = { generation: 4, refreshes: 0, refreshIfStale: () => void set.refreshes++ };
     cache.set('remote', ALICE, inAnHour(), 30, { set, generation: 4 });
     cache.set('static', ALICE, inAnHour(), 30);
     expect(cache.get('remote')).toBe(ALICE);
+    // Each cached use of a JWKS token lets its key set refetch if stale (nothing else would).
+    expect(set.refreshes).toBe(1);
+    expect(cache.get('static')).toBe(ALICE);
+    expect(set.refreshes).toBe(1);
     set.generation = 5;
     expect(cache.get('remote')).toBeUndefined();
     // Tokens verified with configured keys do not depend on the JWKS.

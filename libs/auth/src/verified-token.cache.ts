@@ -4,7 +4,7 @@ import type { Principal } from './principal';
 
 /** Where a token's verification key came from, when that was a remote JWKS: the set and its generation then. */
 export interface JwksOrigin {
-  readonly set: { readonly generation: number };
+  readonly set: { readonly generation: number; refreshIfStale(): void };
   readonly generation: number;
 }
 
@@ -24,8 +24,9 @@ const MAX_ENTRIES = 10_000;
  * Bearer tokens that verified, kept until they expire, so a client reusing its token for many
  * requests costs one signature check, not one per request. An entry dies with its token's `exp`,
  * when the secrets snapshot changes (a removed `kid` stops verifying at once), or, for a key from a
- * JWKS endpoint, when a fetch of that key set brings different keys (a key the IdP withdrew stops
- * verifying cached tokens at the next fetch, within the JWKS cache time).
+ * JWKS endpoint, when a fetch of that key set brings different keys: each cached use of such a
+ * token refetches the set once it is older than the JWKS cache time (in the background, cooldown
+ * permitting), so a key the IdP withdrew stops verifying cached tokens within about that time.
  */
 @Injectable()
 export class VerifiedTokenCache {
@@ -44,6 +45,8 @@ export class VerifiedTokenCache {
       this.entries.delete(token);
       return undefined;
     }
+    // A cached token looks no key up, so it is what keeps its key set fresh (in the background).
+    entry.jwks?.set.refreshIfStale();
     return entry.principal;
   }
 

@@ -4,9 +4,8 @@ type Encoder = { countTokens(text: string): number };
 let encoder: Encoder | undefined;
 
 /**
- * Loads the tokenizer on first use: its tables cost tens of MB, so a gateway that never estimates
- * (no token quotas) never pays for them. With quotas on, QuotaService loads it at boot, since
- * loading it on a request stalls the event loop for ~250 ms.
+ * Loads the tokenizer on first use. QuotaService loads it at boot (the limits module is always
+ * there), since loading it on a request stalls the event loop for ~250 ms; its tables cost ~70 MB.
  */
 function tokenizer(): Encoder {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
