@@ -662,8 +662,7 @@ async function redisUpMetric(): Promise<string | null> {
 }
 
 describe('Redis outage on a private redis-server (killed, then restarted)', () => {
-  /** The day's request counter of the outage product, and of one of its users. */
-  const daily = (user?: string): string => `kg:{${P.outage}}:requests:${today()}${user === undefined ? '' : `:u:${user}`}`;
+  const hash = (): string => `kg:{${P.outage}}:req:${today()}`;
   let killedAt = 0;
 
   it('counts in the private Redis while it is up', async () => {
@@ -671,7 +670,7 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
     try {
       const first = await chat(lonely, mintToken({ product: P.outage, sub: 'before' }), 'before-outage');
       expect(first.status).toBe(200);
-      expect(await inspect.get(daily('before'))).toBe('1');
+      expect(await inspect.hget(hash(), 'u:before')).toBe('1');
     } finally {
       inspect.disconnect();
     }
@@ -739,7 +738,7 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
         async () => {
           const a = await chat(lonely, mintToken({ product: P.outage, sub: `probe-${n++}` }), 'probe');
           expect(a.status).toBe(200);
-          return (await back.exists(daily())) === 1;
+          return (await back.exists(hash())) === 1;
         },
         10_000,
         200,
@@ -750,7 +749,7 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
       const resumed: Answer[] = [];
       for (let i = 0; i < 3; i++) resumed.push(await chat(lonely, after, 'after-outage'));
       expect(resumed.map((a) => a.status)).toEqual([200, 200, 429]);
-      expect(await back.get(daily('after'))).toBe('2');
+      expect(await back.hget(hash(), 'u:after')).toBe('2');
       await expectOneAudit(resumed[2], { failure: 'rate_limit' });
       expect(await redisUpMetric()).toBe('1');
       const ready = await send(lonely, '/readyz', { id: uniqueId('ready'), token: null });

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import {
   DAILY_COUNTER_TTL_MS,
   LIMIT_ORDER,
-  requestCounterKeys as keys,
+  requestCounters as counters,
   SECOND_COUNTER_TTL_MS,
   secondsToUtcMidnight,
   utcDay,
@@ -37,10 +37,10 @@ type Admission = { admitted: true; counts: number[]; store: StoreName } | { admi
 /** Counts one request in the four counters of its identity, in the guard's order (the throttlers' order). */
 async function admit(store: CounterStore, p: string, user: string, limits: RequestLimits, second: number, day: string): Promise<Admission> {
   const outcome = await store.hit([
-    { key: keys.productPerSecond(p, second), limit: limits.productPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
-    { key: keys.userPerSecond(p, user, second), limit: limits.userPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
-    { key: keys.productPerDay(p, day), limit: limits.productPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
-    { key: keys.userPerDay(p, user, day), limit: limits.userPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+    { ...counters.productPerSecond(p, second), limit: limits.productPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+    { ...counters.userPerSecond(p, user, second), limit: limits.userPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+    { ...counters.productPerDay(p, day), limit: limits.productPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+    { ...counters.userPerDay(p, user, day), limit: limits.userPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
   ]);
   return outcome.admitted
     ? { admitted: true, counts: outcome.counts, store: outcome.store }
@@ -49,7 +49,7 @@ async function admit(store: CounterStore, p: string, user: string, limits: Reque
 
 /** Gives a request back to its day's counts, as the guard's release does. */
 function releaseDaily(store: CounterStore, p: string, user: string, day: string, where: StoreName): Promise<void> {
-  return store.release([keys.productPerDay(p, day), keys.userPerDay(p, user, day)], where);
+  return store.release([counters.productPerDay(p, day), counters.userPerDay(p, user, day)], where);
 }
 
 let seq = 0;
@@ -301,6 +301,18 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
       refusedAt: 0,
       counts: [3],
     });
+    // Fields of one hash count apart, and the hash keeps its first lifetime.
+    const fields = (limit: number) => [
+      { key: `kg:{${p}}:h`, field: 'a', limit, ttlMs: 60_000 },
+      { key: `kg:{${p}}:h`, field: 'b', limit: 0, ttlMs: 1 },
+    ];
+    expect(await store.hit(fields(2))).toMatchObject({ admitted: true, counts: [1, 1] });
+    expect(await store.hit(fields(2))).toMatchObject({ admitted: true, counts: [2, 2] });
+    const full = await store.hit(fields(2));
+    expect(full).toMatchObject({ admitted: false, refusedAt: 0, counts: [2, 2] });
+    expect(full.ttlsMs.every((t) => t > 50_000)).toBe(true);
+    await store.release([{ key: `kg:{${p}}:h`, field: 'a' }], where);
+    expect(await store.hit(fields(2))).toMatchObject({ admitted: true, counts: [2, 3] });
     // A counter that does not exist reports no lifetime and a count of 0.
     expect(
       await store.hit([
@@ -335,21 +347,19 @@ describe('RedisCounterStore keys (real Redis)', () => {
     const p = product('keys');
     const limits: RequestLimits = { productPerSecond: 5, userPerSecond: 1, productPerDay: 5, userPerDay: 5 };
     await admit(store, p, 'rita', limits, SECOND, DAY);
-    const snapshot = async (): Promise<unknown> =>
-      redis.mget(
-        `kg:{${p}}:qps:${SECOND}`,
-        `kg:{${p}}:qps:${SECOND}:u:rita`,
-        `kg:{${p}}:requests:${DAY}`,
-        `kg:{${p}}:requests:${DAY}:u:rita`,
-      );
+    const snapshot = async (): Promise<unknown> => ({
+      pqps: await redis.get(`kg:{${p}}:qps:${SECOND}`),
+      uqps: await redis.get(`kg:{${p}}:qps:${SECOND}:u:rita`),
+      day: await redis.hgetall(`kg:{${p}}:req:${DAY}`),
+    });
     const before = await snapshot();
-    expect(before).toEqual(['1', '1', '1', '1']);
+    expect(before).toEqual({ pqps: '1', uqps: '1', day: { _total: '1', 'u:rita': '1' } });
     const refused = await Promise.all(Array.from({ length: 5 }, () => admit(store, p, 'rita', limits, SECOND, DAY)));
     expect(refused.every((r) => !r.admitted && r.refusedBy === 'user_qps')).toBe(true);
     expect(await snapshot()).toEqual(before);
   });
 
-  it('expires per-second counters within 2 s and the daily ones (requests and tokens) after two days', async () => {
+  it('expires per-second counters within 2 s and the daily hashes (requests and tokens) after two days', async () => {
     const p = product('ttl');
     await admit(store, p, 'sam', NONE, SECOND, DAY);
     await store.reserveTokens(p, 'sam', 10, 0, 0, DAY);
@@ -358,24 +368,25 @@ describe('RedisCounterStore keys (real Redis)', () => {
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(2000);
     }
-    for (const key of [`kg:{${p}}:requests:${DAY}`, `kg:{${p}}:requests:${DAY}:u:sam`, `kg:{${p}}:tok:${DAY}`]) {
+    for (const key of [`kg:{${p}}:req:${DAY}`, `kg:{${p}}:tok:${DAY}`]) {
       const ttl = await redis.ttl(key);
       expect(ttl).toBeGreaterThan(86_400);
       expect(ttl).toBeLessThanOrEqual(2 * 86_400);
     }
   });
 
-  it('reports the remaining lifetime of each counter, and a user whose name looks like a glob in the usage', async () => {
-    const p = product('glob');
+  it('reports the remaining lifetime of each counter (a hash field: its hash), and users with any characters in the usage', async () => {
+    const p = product('odd-users');
     const outcome = await store.hit([
       { key: `kg:{${p}}:x`, limit: 0, ttlMs: 5_000 },
-      { key: keys.userPerDay(p, 'a*b?[c]', DAY), limit: 0, ttlMs: DAILY_COUNTER_TTL_MS },
+      { ...counters.userPerDay(p, 'a*b?[c]:u:x', DAY), limit: 0, ttlMs: DAILY_COUNTER_TTL_MS },
     ]);
     expect(outcome).toMatchObject({ admitted: true, counts: [1, 1] });
     expect(outcome.ttlsMs[0]).toBeGreaterThan(4_000);
     expect(outcome.ttlsMs[0]).toBeLessThanOrEqual(5_000);
+    expect(outcome.ttlsMs[1]).toBeGreaterThan(86_400_000);
     await admit(store, p, 'ab', NONE, SECOND, DAY);
-    expect((await store.usage(p, DAY)).requests.users).toEqual({ 'a*b?[c]': 1, ab: 1 });
+    expect((await store.usage(p, DAY)).requests).toEqual({ total: 1, users: { 'a*b?[c]:u:x': 1, ab: 1 } });
   });
 
   it('shares counts between two stores on two connections (two replicas)', async () => {
@@ -412,7 +423,7 @@ describe('MemoryCounterStore expiry', () => {
     await store.hit([{ key: 'kg:{p}:other', limit: 0, ttlMs: 10 }]);
     now += 5_000;
     await store.hit([{ key: 'kg:{p}:late', limit: 0, ttlMs: 10 }]);
-    expect((store as unknown as { counters: Map<string, unknown> }).counters.size).toBe(1);
+    expect((store as unknown as { buckets: Map<string, unknown> }).buckets.size).toBe(1);
   });
 });
 

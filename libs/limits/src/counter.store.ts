@@ -8,13 +8,20 @@ export type StoreName = 'shared' | 'local';
 
 /**
  * One counter a request is counted in: a fixed window whose identity (product, user, second or
- * day) is in its key. `limit` 0 counts without ever refusing (daily counts feed `/admin/usage`).
+ * day) is in its key. The counter is the key itself, or, with `field`, one field of the hash at the
+ * key (a hash's lifetime starts with its first counter). `limit` 0 counts without ever refusing
+ * (daily counts feed `/admin/usage`).
  */
-export interface CounterHit {
-  key: string;
+export interface CounterHit extends CounterRef {
   limit: number;
-  /** How long the counter is kept after its first hit. */
+  /** How long the counter (its hash, for a field) is kept after its first hit. */
   ttlMs: number;
+}
+
+/** A counter: a key, or a field of the hash at a key. */
+export interface CounterRef {
+  key: string;
+  field?: string;
 }
 
 /**
@@ -46,7 +53,7 @@ export interface CounterStore {
   /** Counts a request in every counter if each has room under its limit; otherwise in none. One atomic step. */
   hit(hits: readonly CounterHit[]): Promise<HitOutcome>;
   /** Takes one back from each counter (never below zero, never creating one) in the store that counted it. */
-  release(keys: readonly string[], store: StoreName): Promise<void>;
+  release(counters: readonly CounterRef[], store: StoreName): Promise<void>;
   /** Reserves `tokens` against the product's and the user's daily token quotas, if both have room. */
   reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation>;
   /** Adds `delta` (actual minus reserved; may be negative) to the day's token counters of the store that took the reservation. */
@@ -83,16 +90,19 @@ export const DAILY_COUNTER_TTL_MS = 2 * 86_400_000;
 export const SECOND_COUNTER_TTL_MS = 2_000;
 
 /**
- * Keys of the request counters. The product is a hash tag (`{product}`), so one request's keys
- * share a Redis Cluster slot and one script can count them all.
+ * The request counters. The product is a hash tag (`{product}`), so one request's keys share a
+ * Redis Cluster slot and one script can count them all. Per-second counts are plain keys; a day's
+ * counts are the fields `_total` and `u:<user>` of one hash per product and day, which
+ * `/admin/usage` reads in one HGETALL.
  */
-export const requestCounterKeys = {
-  productPerSecond: (product: string, second: number): string => `kg:{${product}}:qps:${second}`,
-  userPerSecond: (product: string, user: string, second: number): string => `kg:{${product}}:qps:${second}:u:${user}`,
-  // Not `:req:`, where earlier builds kept one hash per product and day: a rollout must not
-  // meet a key of the other type (WRONGTYPE) while old and new replicas run side by side.
-  productPerDay: (product: string, day: string): string => `kg:{${product}}:requests:${day}`,
-  userPerDay: (product: string, user: string, day: string): string => `kg:{${product}}:requests:${day}:u:${user}`,
-  /** What every per-user daily key of a product and day starts with (the user follows). */
-  userPerDayPrefix: (product: string, day: string): string => `kg:{${product}}:requests:${day}:u:`,
+export const requestCounters = {
+  productPerSecond: (product: string, second: number): CounterRef => ({ key: `kg:{${product}}:qps:${second}` }),
+  userPerSecond: (product: string, user: string, second: number): CounterRef => ({ key: `kg:{${product}}:qps:${second}:u:${user}` }),
+  productPerDay: (product: string, day: string): CounterRef => ({ key: dailyRequestsKey(product, day), field: '_total' }),
+  userPerDay: (product: string, user: string, day: string): CounterRef => ({ key: dailyRequestsKey(product, day), field: `u:${user}` }),
 };
+
+/** The hash of a product's request counts for one UTC day. */
+export function dailyRequestsKey(product: string, day: string): string {
+  return `kg:{${product}}:req:${day}`;
+}

@@ -5,7 +5,7 @@ import { createRequestPathRedis, REDIS_REQUEST_WAIT_MS } from '@keygate/redis';
 import { Redis } from 'ioredis';
 import {
   DAILY_COUNTER_TTL_MS,
-  requestCounterKeys as keys,
+  requestCounters as counters,
   SECOND_COUNTER_TTL_MS,
   type CounterStore,
   type HitOutcome,
@@ -29,10 +29,10 @@ const NONE: RequestLimits = { productPerSecond: 0, userPerSecond: 0, productPerD
 /** One request's four identity counters, counted as RequestLimitsGuard counts them. */
 function admit(store: CounterStore, p: string, user: string, limits: RequestLimits, second: number, day: string): Promise<HitOutcome> {
   return store.hit([
-    { key: keys.productPerSecond(p, second), limit: limits.productPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
-    { key: keys.userPerSecond(p, user, second), limit: limits.userPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
-    { key: keys.productPerDay(p, day), limit: limits.productPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
-    { key: keys.userPerDay(p, user, day), limit: limits.userPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+    { ...counters.productPerSecond(p, second), limit: limits.productPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+    { ...counters.userPerSecond(p, user, second), limit: limits.userPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+    { ...counters.productPerDay(p, day), limit: limits.productPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+    { ...counters.userPerDay(p, user, day), limit: limits.userPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
   ]);
 }
 const ignore = (): void => undefined;
@@ -207,7 +207,7 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
   it('counts in the shared Redis while it is up', async () => {
     const p = product('shared');
     expect((await admit(store, p, 'carol', NONE, SECOND, DAY)).admitted).toBe(true);
-    expect(await direct.get(`kg:{${p}}:requests:${DAY}`)).toBe('1');
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('1');
     expect(store.degraded).toBe(false);
   });
 
@@ -225,12 +225,12 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     for (const d of during) expect(d.ms).toBeLessThan(REDIS_REQUEST_WAIT_MS);
     expect(lines.some((l) => l.severity === 'ERROR' && String(l.message).includes('Redis unavailable'))).toBe(true);
     // Nothing reached the shared Redis meanwhile.
-    expect(await direct.get(`kg:{${p}}:requests:${DAY}`)).toBe('1');
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('1');
 
     proxy.mode = 'up';
     await until('the client to reconnect', () => redis.status === 'ready', 8_000);
     expect((await admit(store, p, 'dave', limits, SECOND, DAY)).admitted).toBe(true);
-    expect(await direct.get(`kg:{${p}}:requests:${DAY}`)).toBe('2');
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('2');
     expect(store.degraded).toBe(false);
     expect(lines.some((l) => l.severity === 'NOTICE' && String(l.message).includes('back on shared Redis'))).toBe(true);
   }, 15_000);

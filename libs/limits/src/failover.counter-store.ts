@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import {
   utcDay,
   type CounterHit,
+  type CounterRef,
   type CounterStore,
   type DailyUsage,
   type HitOutcome,
@@ -79,11 +80,11 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   }
 
   /** Off the request path like settling: tried whenever the client is connected; lost (the safe side) if Redis is away. */
-  async release(keys: readonly string[], store: StoreName): Promise<void> {
-    if (store === 'local') return this.local.release(keys, 'local');
+  async release(counters: readonly CounterRef[], store: StoreName): Promise<void> {
+    if (store === 'local') return this.local.release(counters, 'local');
     if (this.redis.status !== 'ready') return;
     try {
-      await this.shared.release(keys, 'shared');
+      await this.shared.release(counters, 'shared');
     } catch (error) {
       this.coolOffUntil = Date.now() + COOL_OFF_MS;
       this.transition(true, (error as Error).message);
@@ -172,7 +173,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   private async sendHeld(): Promise<void> {
     if (this.redis.status !== 'ready') return;
     if (this.heldDropped > 0) {
-      this.logger.write('WARNING', 'token settlements dropped during the Redis outage (shared totals over-count)', {
+      this.logger.write('WARNING', `token settlements dropped: more than ${MAX_HELD_SETTLEMENTS} product/user/day totals were waiting for Redis (shared totals over-count)`, {
         dropped: this.heldDropped,
       });
       this.heldDropped = 0;

@@ -60,8 +60,8 @@ describe('IdentityThrottlerStorage', () => {
     const hits = [{ key: 'd', ttl: 60_000, limit: 1, blockDuration: 60_000, throttlerName: 'user_daily' }];
     expect((await storage.incrementAll(hits)).store).toBe('local');
     expect((await storage.incrementAll(hits)).store).toBeNull();
-    await storage.release(['d', 'never-counted'], 'local');
-    await storage.release(['d'], 'local');
+    await storage.release([{ key: 'd' }, { key: 'never-counted' }], 'local');
+    await storage.release([{ key: 'd' }], 'local');
     expect((await storage.incrementAll(hits)).records[0]).toMatchObject({ totalHits: 1, isBlocked: false });
   });
 });

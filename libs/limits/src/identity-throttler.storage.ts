@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
-import { CounterStore, type StoreName } from './counter.store';
+import { CounterStore, type CounterRef, type StoreName } from './counter.store';
 
 /** What @nestjs/throttler's storage answers for one throttler. */
 export type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
@@ -8,6 +8,8 @@ export type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increm
 /** One named throttler of a request, as the throttler guard resolved it: the arguments of `increment`. */
 export interface ThrottlerHit {
   key: string;
+  /** Counted in this field of the hash at `key` rather than in the key itself. */
+  field?: string;
   /** Milliseconds the counter is kept (its window is in its key). */
   ttl: number;
   /** 0: counted, never refused. */
@@ -43,7 +45,7 @@ export class IdentityThrottlerStorage implements ThrottlerStorage {
 
   /** Counts every hit if each has room under its limit, else none; the refusing one comes back blocked. */
   async incrementAll(hits: readonly ThrottlerHit[]): Promise<ThrottlerBatch> {
-    const outcome = await this.counters.hit(hits.map((h) => ({ key: h.key, limit: h.limit, ttlMs: h.ttl })));
+    const outcome = await this.counters.hit(hits.map((h) => ({ key: h.key, field: h.field, limit: h.limit, ttlMs: h.ttl })));
     const records = hits.map((_, i): ThrottlerStorageRecord => {
       const blocked = !outcome.admitted && outcome.refusedAt === i;
       const seconds = Math.ceil(outcome.ttlsMs[i] / 1000);
@@ -59,7 +61,7 @@ export class IdentityThrottlerStorage implements ThrottlerStorage {
   }
 
   /** Takes one request back from these counters in the store that counted it (never below zero). */
-  release(keys: readonly string[], store: StoreName): Promise<void> {
-    return this.counters.release(keys, store);
+  release(counters: readonly CounterRef[], store: StoreName): Promise<void> {
+    return this.counters.release(counters, store);
   }
 }

@@ -1,6 +1,7 @@
 import {
-  requestCounterKeys,
+  dailyRequestsKey,
   type CounterHit,
+  type CounterRef,
   type CounterStore,
   type DailyUsage,
   type HitOutcome,
@@ -11,9 +12,10 @@ import {
 /** Expired counters are swept at most this often (each lookup also ignores an expired one). */
 const SWEEP_EVERY_MS = 1_000;
 
-interface Counter {
-  count: number;
+/** A key's counters: the key's own (field '') or its hash fields, and when the key expires. */
+interface Bucket {
   expiresAt: number;
+  counts: Map<string, number>;
 }
 
 /**
@@ -21,7 +23,8 @@ interface Counter {
  * while Redis is down (limits are then per replica, never unlimited). Same semantics as Redis.
  */
 export class MemoryCounterStore implements CounterStore {
-  private readonly counters = new Map<string, Counter>();
+  /** By key, like Redis keys: a sweep walks keys (products × days, live seconds), not users. */
+  private readonly buckets = new Map<string, Bucket>();
   private nextSweep = 0;
   /** Token totals per product and day, fields `_total` and `u:<user>`. */
   private readonly days = new Map<string, Map<string, number>>();
@@ -32,25 +35,28 @@ export class MemoryCounterStore implements CounterStore {
     const now = this.now();
     this.sweep(now);
     const found = hits.map((h) => this.live(h.key, now));
-    const counts = found.map((c) => c?.count ?? 0);
-    const ttlsMs = found.map((c) => (c ? c.expiresAt - now : 0));
+    const counts = hits.map((h, i) => found[i]?.counts.get(h.field ?? '') ?? 0);
+    const ttlsMs = found.map((b) => (b ? b.expiresAt - now : 0));
     const refusedAt = hits.findIndex((h, i) => h.limit > 0 && counts[i] >= h.limit);
     if (refusedAt >= 0) return Promise.resolve({ admitted: false, refusedAt, counts, ttlsMs });
     hits.forEach((h, i) => {
-      const counter = found[i] ?? { count: 0, expiresAt: now + h.ttlMs };
-      counter.count++;
-      this.counters.set(h.key, counter);
-      counts[i] = counter.count;
-      ttlsMs[i] = counter.expiresAt - now;
+      // Two hits may share a key (two fields of one hash): the bucket made for the first serves both.
+      const bucket = this.live(h.key, now) ?? { expiresAt: now + h.ttlMs, counts: new Map<string, number>() };
+      this.buckets.set(h.key, bucket);
+      const field = h.field ?? '';
+      counts[i] = (bucket.counts.get(field) ?? 0) + 1;
+      bucket.counts.set(field, counts[i]);
+      ttlsMs[i] = bucket.expiresAt - now;
     });
     return Promise.resolve({ admitted: true, counts, ttlsMs, store: 'local' });
   }
 
-  release(keys: readonly string[], _store?: StoreName): Promise<void> {
+  release(counters: readonly CounterRef[], _store?: StoreName): Promise<void> {
     const now = this.now();
-    for (const key of keys) {
-      const counter = this.live(key, now);
-      if (counter && counter.count > 0) counter.count--;
+    for (const { key, field = '' } of counters) {
+      const bucket = this.live(key, now);
+      const n = bucket?.counts.get(field) ?? 0;
+      if (bucket && n > 0) bucket.counts.set(field, n - 1);
     }
     return Promise.resolve();
   }
@@ -75,25 +81,20 @@ export class MemoryCounterStore implements CounterStore {
   }
 
   usage(product: string, day: string): Promise<DailyUsage> {
-    const now = this.now();
-    const prefix = requestCounterKeys.userPerDayPrefix(product, day);
-    const users: Record<string, number> = {};
-    for (const [key, counter] of this.counters)
-      if (key.startsWith(prefix) && counter.expiresAt > now) users[key.slice(prefix.length)] = counter.count;
-    const total = this.live(requestCounterKeys.productPerDay(product, day), now)?.count ?? 0;
-    return Promise.resolve({ requests: { total, users }, tokens: split(this.days.get(`${product}\n${day}`)) });
+    const requests = this.live(dailyRequestsKey(product, day), this.now())?.counts;
+    return Promise.resolve({ requests: split(requests), tokens: split(this.days.get(`${product}\n${day}`)) });
   }
 
-  private live(key: string, now: number): Counter | undefined {
-    const counter = this.counters.get(key);
-    return counter && counter.expiresAt > now ? counter : undefined;
+  private live(key: string, now: number): Bucket | undefined {
+    const bucket = this.buckets.get(key);
+    return bucket && bucket.expiresAt > now ? bucket : undefined;
   }
 
-  /** Drops expired counters, so a long-running replica's memory stays bounded. */
+  /** Drops expired keys, so a long-running replica's memory stays bounded. */
   private sweep(now: number): void {
     if (now < this.nextSweep) return;
     this.nextSweep = now + SWEEP_EVERY_MS;
-    for (const [key, counter] of this.counters) if (counter.expiresAt <= now) this.counters.delete(key);
+    for (const [key, bucket] of this.buckets) if (bucket.expiresAt <= now) this.buckets.delete(key);
   }
 
   private tokenDay(product: string, day: string): Map<string, number> {

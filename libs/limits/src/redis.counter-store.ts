@@ -1,8 +1,9 @@
 import type { Redis } from 'ioredis';
 import {
   DAILY_COUNTER_TTL_MS,
-  requestCounterKeys,
+  dailyRequestsKey,
   type CounterHit,
+  type CounterRef,
   type CounterStore,
   type DailyUsage,
   type HitOutcome,
@@ -11,22 +12,33 @@ import {
 } from './counter.store';
 
 /*
- * Counts one request in every counter (KEYS; ARGV holds each one's limit and lifetime in ms) if
- * each has room, else in none. Replies {admitted, index of the full counter, counts..., pttls...}.
+ * Counts one request in every counter (KEYS; ARGV holds each one's limit, lifetime in ms and hash
+ * field, '' for a plain key) if each has room, else in none.
+ * Replies {admitted, index of the full counter, counts..., pttls...}.
  */
 const HIT = `
 local n = #KEYS
 local counts = {}
-for i = 1, n do counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0') end
+for i = 1, n do
+  local field = ARGV[3 * i]
+  if field == '' then counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  else counts[i] = tonumber(redis.call('HGET', KEYS[i], field) or '0') end
+end
 local refused = 0
 for i = 1, n do
-  local limit = tonumber(ARGV[2 * i - 1])
+  local limit = tonumber(ARGV[3 * i - 2])
   if limit > 0 and counts[i] >= limit then refused = i break end
 end
 if refused == 0 then
   for i = 1, n do
-    counts[i] = redis.call('INCR', KEYS[i])
-    if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[2 * i]) end
+    local field = ARGV[3 * i]
+    if field == '' then
+      counts[i] = redis.call('INCR', KEYS[i])
+      if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i - 1]) end
+    else
+      counts[i] = redis.call('HINCRBY', KEYS[i], field, 1)
+      if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i - 1]) end
+    end
   end
 end
 local out = {refused == 0 and 1 or 0, refused}
@@ -34,11 +46,16 @@ for i = 1, n do out[2 + i] = counts[i] end
 for i = 1, n do out[2 + n + i] = math.max(0, redis.call('PTTL', KEYS[i])) end
 return out`;
 
-// Only counters that exist (an admission created them), so a late release cannot leave a negative
-// count, or a count without an expiry.
+// Only counters that exist and are above zero (an admission created them), so a late release
+// cannot leave a negative count, or a count without an expiry. ARGV: each key's hash field or ''.
 const RELEASE = `
 for i = 1, #KEYS do
-  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+  local field = ARGV[i]
+  if field == '' then
+    if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+  elseif tonumber(redis.call('HGET', KEYS[i], field) or '0') > 0 then
+    redis.call('HINCRBY', KEYS[i], field, -1)
+  end
 end
 return 1`;
 
@@ -64,14 +81,11 @@ if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', 
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
-/** Per-user daily keys read per SCAN step by `usage`. */
-const SCAN_COUNT = 1_000;
-
 interface ScriptedRedis extends Redis {
   kgHit(...keysThenArgs: Array<string | number>): Promise<number[]>;
   kgReserve(k1: string, ...args: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
-  kgRelease(numberOfKeys: number, ...keys: string[]): Promise<number>;
+  kgRelease(numberOfKeys: number, ...keysThenFields: string[]): Promise<number>;
 }
 
 /** {@link CounterStore} shared by every replica: each operation is one Lua script, one round trip. */
@@ -91,7 +105,7 @@ export class RedisCounterStore implements CounterStore {
   async hit(hits: readonly CounterHit[]): Promise<HitOutcome> {
     const args: Array<string | number> = [hits.length];
     for (const h of hits) args.push(h.key);
-    for (const h of hits) args.push(h.limit, h.ttlMs);
+    for (const h of hits) args.push(h.limit, h.ttlMs, h.field ?? '');
     const reply = await this.redis.kgHit(...args);
     const n = hits.length;
     const counts = reply.slice(2, 2 + n);
@@ -101,8 +115,8 @@ export class RedisCounterStore implements CounterStore {
       : { admitted: false, refusedAt: reply[1] - 1, counts, ttlsMs };
   }
 
-  async release(keys: readonly string[], _store?: StoreName): Promise<void> {
-    if (keys.length) await this.redis.kgRelease(keys.length, ...keys);
+  async release(counters: readonly CounterRef[], _store?: StoreName): Promise<void> {
+    if (counters.length) await this.redis.kgRelease(counters.length, ...counters.map((c) => c.key), ...counters.map((c) => c.field ?? ''));
   }
 
   async reserveTokens(
@@ -124,37 +138,12 @@ export class RedisCounterStore implements CounterStore {
   }
 
   async usage(product: string, day: string): Promise<DailyUsage> {
-    const [total, users, tokens] = await Promise.all([
-      this.redis.get(requestCounterKeys.productPerDay(product, day)),
-      this.userRequestCounts(product, day),
+    const [requests, tokens] = await Promise.all([
+      this.redis.hgetall(dailyRequestsKey(product, day)),
       this.redis.hgetall(`kg:{${product}}:tok:${day}`),
     ]);
-    return { requests: { total: Number(total ?? 0), users }, tokens: split(tokens) };
+    return { requests: split(requests), tokens: split(tokens) };
   }
-
-  /** Every user's request count of a product and day: an operator's report, so a SCAN is affordable. */
-  private async userRequestCounts(product: string, day: string): Promise<Record<string, number>> {
-    const prefix = requestCounterKeys.userPerDayPrefix(product, day);
-    const keys = new Set<string>();
-    let cursor = '0';
-    do {
-      const [next, found] = await this.redis.scan(cursor, 'MATCH', `${escapeGlob(prefix)}*`, 'COUNT', SCAN_COUNT);
-      for (const key of found) keys.add(key);
-      cursor = next;
-    } while (cursor !== '0');
-    const list = [...keys];
-    const values = list.length ? await this.redis.mget(...list) : [];
-    const users: Record<string, number> = {};
-    list.forEach((key, i) => {
-      if (values[i] !== null) users[key.slice(prefix.length)] = Number(values[i]);
-    });
-    return users;
-  }
-}
-
-/** A literal for a SCAN MATCH pattern: glob characters escaped. */
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
 function split(hash: Record<string, string>): { total: number; users: Record<string, number> } {

@@ -35,6 +35,7 @@ const POLICY = {
     daily: { limits: { daily_requests: 2 } },
     busy: { limits: { daily_requests: 1 }, auto_block: { rejections: 3, window_seconds: 60, block_seconds: 60 } },
     tokens: { limits: { daily_tokens: 1000, user_daily_tokens: 600 } },
+    userday: { limits: { user_daily_requests: 2 } },
   },
 };
 
@@ -71,6 +72,9 @@ class RouteController {
   strict(): void {}
   @SkipThrottle({ product_daily: true, user_daily: true })
   uncounted(): void {}
+  @SkipThrottle({ product_daily: true })
+  @Throttle({ user_daily: { limit: 2, ttl: 1_000 } })
+  shortDaily(): void {}
 }
 
 function request(
@@ -151,6 +155,44 @@ describe('RequestLimitsGuard', () => {
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
     // The same user on a route without the override still has the policy's 2 per second.
     await expect(h.guard.canActivate(request('qps', 'una').context)).resolves.toBe(true);
+  });
+
+  it("applies a route's @Throttle override where the policy has no per-second limit (0)", async () => {
+    const h = await harness();
+    await freshSecond();
+    // Product "daily" has no per-second limits; the route sets user_qps to 1.
+    await expect(h.guard.canActivate(request('daily', 'xena', 'strict').context)).resolves.toBe(true);
+    const error = await refusal(h.guard.canActivate(request('daily', 'xena', 'strict').context));
+    expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
+  });
+
+  it("keeps the day's counters for the day whatever ttl a route gives a daily throttler (windows are fixed)", async () => {
+    // Only the clock is faked: promises and timers run as usual.
+    jest.useFakeTimers({
+      now: Date.parse('2031-05-17T10:00:00.000Z'),
+      doNotFake: [
+        'nextTick',
+        'setImmediate',
+        'queueMicrotask',
+        'setTimeout',
+        'clearTimeout',
+        'setInterval',
+        'clearInterval',
+        'clearImmediate',
+      ],
+    });
+    try {
+      const h = await harness();
+      await expect(h.guard.canActivate(request('userday', 'yuri', 'shortDaily').context)).resolves.toBe(true);
+      jest.setSystemTime(Date.now() + 1_500);
+      await expect(h.guard.canActivate(request('userday', 'yuri').context)).resolves.toBe(true);
+      // user_daily_requests is 2: the first request, on the route with the short ttl, still counts 1.5 s later.
+      expect((await refusal(h.guard.canActivate(request('userday', 'yuri').context))).options.headers).toEqual({
+        'x-keygate-limit': 'user_daily',
+      });
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   it('skips the throttlers a route opts out of with @SkipThrottle: nothing counted there', async () => {

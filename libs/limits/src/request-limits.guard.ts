@@ -10,10 +10,11 @@ import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
 import {
   DAILY_COUNTER_TTL_MS,
-  requestCounterKeys,
+  requestCounters,
   SECOND_COUNTER_TTL_MS,
   secondsToUtcMidnight,
   utcDay,
+  type CounterRef,
   type LimitName,
 } from './counter.store';
 import { IdentityThrottlerStorage, type ThrottlerHit } from './identity-throttler.storage';
@@ -35,49 +36,59 @@ function principalOf(context: ExecutionContext): Principal {
   return context.switchToHttp().getRequest<FastifyRequest & { user: Principal }>().user;
 }
 
+/** An identity throttler: a stock throttler, plus the counter it counts in. */
+export interface IdentityThrottler extends ThrottlerOptions {
+  name: LimitName;
+  /** The counter of a request now: its key, and for the daily ones the field of the day's hash. */
+  counter(context: ExecutionContext, tracker: string): CounterRef;
+  /** How long a window's counter is kept, whatever `ttl` a route sets: the windows are fixed. */
+  lifetimeMs: number;
+  /** Whether a limit of 0 is still counted (daily counts feed `/admin/usage`; per-second ones feed nothing). */
+  countedWhenUnlimited: boolean;
+}
+
 /**
  * The four identity throttlers: per second and per UTC day, for the product and for one user of
- * it, with the limits of the caller's product from the policy file (0: counted, never refused).
- * The key is the identity and the window, never the IP or the route, so a cap cannot be dodged by
- * switching routes. Sorted by ttl, they keep this order, which is the order refusals are named in.
+ * it, with the limits of the caller's product from the policy file (0: no limit). The counter is
+ * the identity and the window, never the IP or the route, so a cap cannot be dodged by switching
+ * routes. Sorted by ttl, they keep this order, which is the order refusals are named in.
  */
-export function identityThrottlers(config: GatewayConfig): ThrottlerOptions[] {
+export function identityThrottlers(config: GatewayConfig): IdentityThrottler[] {
   const limit = (field: LimitField) => (context: ExecutionContext) => config.policy.forProduct(principalOf(context).product).limits[field];
   const product = (_req: Record<string, unknown>, context: ExecutionContext): string => principalOf(context).product;
   const user = (_req: Record<string, unknown>, context: ExecutionContext): string => principalOf(context).user;
   const second = (): number => Math.floor(Date.now() / 1000);
   const today = (): string => utcDay(Date.now());
+  const perSecond = { ttl: 1_000, lifetimeMs: SECOND_COUNTER_TTL_MS, countedWhenUnlimited: false };
+  const perDay = { ttl: 86_400_000, lifetimeMs: DAILY_COUNTER_TTL_MS, countedWhenUnlimited: true };
   return [
     {
       name: 'product_qps',
-      ttl: SECOND_COUNTER_TTL_MS,
+      ...perSecond,
       limit: limit('requestsPerSecond'),
-      // Per-second counts feed no report: a disabled per-second limit costs nothing.
-      skipIf: (context) => limit('requestsPerSecond')(context) === 0,
       getTracker: product,
-      generateKey: (_context, p) => requestCounterKeys.productPerSecond(p, second()),
+      counter: (_context, p) => requestCounters.productPerSecond(p, second()),
     },
     {
       name: 'user_qps',
-      ttl: SECOND_COUNTER_TTL_MS,
+      ...perSecond,
       limit: limit('userRequestsPerSecond'),
-      skipIf: (context) => limit('userRequestsPerSecond')(context) === 0,
       getTracker: user,
-      generateKey: (context, u) => requestCounterKeys.userPerSecond(principalOf(context).product, u, second()),
+      counter: (context, u) => requestCounters.userPerSecond(principalOf(context).product, u, second()),
     },
     {
       name: 'product_daily',
-      ttl: DAILY_COUNTER_TTL_MS,
+      ...perDay,
       limit: limit('dailyRequests'),
       getTracker: product,
-      generateKey: (_context, p) => requestCounterKeys.productPerDay(p, today()),
+      counter: (_context, p) => requestCounters.productPerDay(p, today()),
     },
     {
       name: 'user_daily',
-      ttl: DAILY_COUNTER_TTL_MS,
+      ...perDay,
       limit: limit('userDailyRequests'),
       getTracker: user,
-      generateKey: (context, u) => requestCounterKeys.userPerDay(principalOf(context).product, u, today()),
+      counter: (context, u) => requestCounters.userPerDay(principalOf(context).product, u, today()),
     },
   ];
 }
@@ -144,8 +155,8 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     if (store) {
       const ctx = contextOf(request.raw);
       if (ctx && daily.some((h) => h.limit > 0)) {
-        const keys = daily.map((h) => h.key);
-        ctx.releaseDailyCount = () => void this.storage.release(keys, store).catch(() => undefined);
+        const counters = daily.map(({ key, field }) => ({ key, field }));
+        ctx.releaseDailyCount = () => void this.storage.release(counters, store).catch(() => undefined);
       }
       return true;
     }
@@ -154,13 +165,17 @@ export class RequestLimitsGuard extends ThrottlerGuard {
 
   /** Called by the stock guard once per throttler, resolved: collected here, counted together by canActivate. */
   protected override handleRequest(props: ThrottlerRequest): Promise<boolean> {
-    const { context, limit, ttl, throttler, blockDuration, getTracker, generateKey } = props;
+    const { context, limit, blockDuration, getTracker } = props;
+    // The stock guard hands back the options given to it (spread), so the extra fields are there.
+    const throttler = props.throttler as IdentityThrottler;
     const { req } = this.getRequestResponse(context);
     const hits = this.pending.get(req);
     if (!hits) return Promise.reject(new Error('RequestLimitsGuard.handleRequest called outside canActivate'));
-    const name = throttler.name ?? 'default';
     const collect = (tracker: string): boolean => {
-      hits.push({ key: generateKey(context, tracker, name), ttl, limit, blockDuration, throttlerName: name });
+      // Decided on the final limit, so a route's @Throttle override of a 0 in the policy applies.
+      if (limit === 0 && !throttler.countedWhenUnlimited) return true;
+      const { key, field } = throttler.counter(context, tracker);
+      hits.push({ key, field, ttl: throttler.lifetimeMs, limit, blockDuration, throttlerName: throttler.name });
       return true;
     };
     // keygate's trackers answer at once: no promise of its own per throttler (each promise costs
