@@ -359,7 +359,8 @@ describe('GeminiAdapter against the mock upstream', () => {
       const before = (await getStats(mock.base)).byRoute['gemini.batchEmbedContents'];
       const input = Array.from({ length: 150 }, (_, i) => (i === 100 ? 'busy [mock status=503]' : `text ${i}`));
       const answeredParts = new Map<number, unknown>();
-      const attempt = () => adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input }), answeredParts });
+      // The caller says a retry will follow (as the embeddings service does while retries are left).
+      const attempt = () => adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input }), answeredParts, willRetry: () => true });
       const first = await rejection(attempt());
       expect(first).toMatchObject({ status: 503, retryable: true });
       expect([...answeredParts.keys()]).toEqual([0]);
@@ -369,6 +370,25 @@ describe('GeminiAdapter against the mock upstream', () => {
       const after = await getStats(mock.base);
       expect(after.byRoute['gemini.batchEmbedContents'] - before).toBe(3);
       expect((after.last['gemini.batchEmbedContents']?.body as { requests: unknown[] }).requests).toHaveLength(50);
+    });
+
+    it('cancels the other batches after a retryable failure when no retry will follow', async () => {
+      const before = await getStats(mock.base);
+      // Batch 1 (inputs 0-99) would take 3 s; batch 2 answers 503 at once, and this is the last attempt.
+      const input = Array.from({ length: 150 }, (_, i) =>
+        i === 0 ? 'slow [mock delay_ms=3000]' : i === 100 ? 'busy [mock status=503]' : `text ${i}`,
+      );
+      const answeredParts = new Map<number, unknown>();
+      const error = await rejection(
+        adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input }), answeredParts, willRetry: () => false }),
+      );
+      expect(error).toMatchObject({ status: 503, retryable: true });
+      const after = await eventually(
+        () => getStats(mock.base),
+        (s) => s.aborted > before.aborted && s.active === before.active,
+      );
+      expect(after.aborted - before.aborted).toBe(1);
+      expect(answeredParts.size).toBe(0);
     });
 
     it('refuses token-array input without calling the upstream', async () => {

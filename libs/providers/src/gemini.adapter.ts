@@ -63,8 +63,9 @@ export class GeminiAdapter implements ProviderAdapter {
     const path = `${modelPath(body.model)}:batchEmbedContents`;
     // Batches answered by an earlier attempt of this request are not sent again.
     const answered = call.answeredParts ?? new Map<number, unknown>();
-    // A failure that will not be retried cancels the other batches (nothing would use them); after a
-    // retryable one they finish, so their vectors are kept and the retry resends only what failed.
+    // A failure that will not be retried cancels the other batches (nothing would use them); after
+    // one that will, they finish, so their vectors are kept and the retry resends only what failed.
+    const willRetry = call.willRetry ?? (() => false);
     const cancel = new AbortController();
     const batchCall = { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) };
     let failure: Error | undefined;
@@ -81,8 +82,8 @@ export class GeminiAdapter implements ProviderAdapter {
         } catch (error) {
           if (cancel.signal.aborted) return; // cancelled because of another batch's failure
           // Transport and upstream failures are Errors (UpstreamError, ClientAbortedError).
-          if (failure === undefined || (isRetryable(failure) && !isRetryable(error))) failure = error as Error;
-          if (!isRetryable(error)) cancel.abort();
+          if (failure === undefined || (willRetry(failure) && !willRetry(error))) failure = error as Error;
+          if (!willRetry(error)) cancel.abort();
         }
       }),
     );
@@ -131,9 +132,4 @@ function meta(body: ProviderCall['body']): CompletionMeta {
 
 function parse<T extends object>(text: string, what: string): T {
   return parseUpstreamObject<T>(text, 'gemini', what);
-}
-
-/** Whether runAttempts would try the call again after this failure. */
-function isRetryable(error: unknown): boolean {
-  return error instanceof UpstreamError && error.retryable;
 }

@@ -13,6 +13,12 @@ export interface ProviderCall<TBody = ChatCompletionRequest> {
    * several upstream requests records the answered parts here, so a retry sends only the rest.
    */
   answeredParts?: Map<number, unknown>;
+  /**
+   * Whether the caller will make another attempt after this failure. An adapter that splits a call
+   * lets its other parts finish only then (their answers are kept for the retry); otherwise it
+   * cancels them. Absent: no retry follows.
+   */
+  willRetry?: (error: unknown) => boolean;
 }
 
 /**

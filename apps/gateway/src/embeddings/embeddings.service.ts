@@ -4,7 +4,7 @@ import type { Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { QuotaService } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
-import { countTokens, runAttempts, type EmbeddingsRequest } from '@keygate/providers';
+import { countTokens, retryDelay, runAttempts, UpstreamError, type EmbeddingsRequest } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
 import { ProductRouter } from '../routing/product.router';
@@ -42,12 +42,26 @@ export class EmbeddingsService {
       const embed = adapter.embeddings.bind(adapter);
       // Parts of the call answered by one attempt (Gemini's batches) are not sent again by a retry.
       const answeredParts = new Map<number, unknown>();
+      const retry = this.config.retry;
+      let attempts = 0;
       // Retried like chat; no fallback: another model's vectors live in another space.
       const { value: result } = await runAttempts(
         [
           {
             model: body.model,
-            attempt: () => countAttempt(ctx, embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false, answeredParts })),
+            attempt: () => {
+              const n = attempts++;
+              // What runAttempts will decide: a retryable failure, retries left, a wait it accepts.
+              const willRetry = (error: unknown): boolean =>
+                error instanceof UpstreamError &&
+                error.retryable &&
+                n < retry.maxRetries &&
+                retryDelay(error, n, retry, () => 0) !== undefined;
+              return countAttempt(
+                ctx,
+                embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false, answeredParts, willRetry }),
+              );
+            },
           },
         ],
         this.config.retry,
