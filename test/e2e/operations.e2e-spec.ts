@@ -754,6 +754,8 @@ describe('graceful shutdown on SIGTERM', () => {
       expect(late).toMatch(/\r\nconnection: close\r\n/i);
       expect(late).toMatch(/\r\nretry-after: 1\r\n/i);
       expect(late).toMatch(new RegExp(`\\r\\nx-request-id: ${lateId}\\r\\n`, 'i'));
+      // Security headers too, like every other answer.
+      expect(late).toMatch(/\r\nx-content-type-options: nosniff\r\n/i);
       const error = (JSON.parse(late.slice(late.indexOf('\r\n\r\n') + 4)) as { error: Record<string, unknown> }).error;
       expect(error).toMatchObject({
         code: 'service_unavailable',

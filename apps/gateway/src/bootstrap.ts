@@ -145,7 +145,8 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   });
   const fastify = app.getHttpAdapter().getInstance();
   keepJsonBodiesAsBytes(fastify, config.policy.largestRequestBytes);
-  app.get(RequestLifecycle).install(fastify);
+  // First of the hooks: every answer carries them, those the lifecycle hook gives itself (the 503
+  // of the drain) included.
   applySecurityHeaders(fastify, {
     // Swagger UI loads its own script and styles from /docs; nothing else is HTML.
     contentSecurityPolicy: {
@@ -161,6 +162,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
     },
     crossOriginResourcePolicy: { policy: 'same-site' },
   });
+  app.get(RequestLifecycle).install(fastify);
   // Registered after the lifecycle and helmet hooks (hooks run in registration order), so a
   // preflight is audited and carries X-Request-Id and the security headers like any answer.
   // (Nest's enableCors would install its hook when the adapter is built, ahead of ours.)

@@ -22,9 +22,6 @@ async function main(): Promise<void> {
   const app = await createGateway(config).catch(die);
   const logger = app.get<JsonLogger>(KEYGATE_LOGGER);
   const lifecycle = app.get(LifecycleState);
-  await app.listen({ port: config.port, host: '0.0.0.0' });
-  logger.write('INFO', 'keygate listening', { port: config.port });
-
   const requests = app.get(RequestLifecycle);
   let stopping = false;
   /**
@@ -62,8 +59,20 @@ async function main(): Promise<void> {
         process.exit(1);
       });
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // Installed before listening, and kept: a second SIGTERM during the drain is ignored (Kubernetes
+  // sends one, then SIGKILL after the grace period); a second Ctrl-C ends the process at once,
+  // through process.exit, so the log lines still pending are written.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => (stopping ? process.exit(130) : stop('SIGINT')));
+
+  try {
+    await app.listen({ port: config.port, host: '0.0.0.0' });
+  } catch (error) {
+    // A signal during start-up already closes the application; only a real failure is one.
+    if (stopping) return;
+    throw error;
+  }
+  logger.write('INFO', 'keygate listening', { port: config.port });
 }
 
 void main();
