@@ -308,6 +308,33 @@ describe('chat completions through the OpenAI SDK', () => {
     expect(audit.tokens_out).toBeGreaterThan(0);
   });
 
+  it("counts a completion from a host that reports no usage with keygate's estimate (non-streamed and streamed)", async () => {
+    const plain = rid('no-usage');
+    const text = prompt('a host without usage [mock no_usage=1]');
+    const answer = await gw
+      .openai(demoToken)
+      .chat.completions.create({ model: 'gpt-4o-mini', messages: user(text) }, { headers: plain.headers });
+    expect(answer.usage).toBeUndefined();
+    const audit = await expectOneAudit(gw, plain.id, { status: 200, failure: null, stream: false });
+    // Estimated with the tokenizer: the prompt and the answer's text, never 0 (a 0 would give the reservation back).
+    expect(audit.tokens_in).toBeGreaterThan(5);
+    expect(audit.tokens_out).toBeGreaterThan(3);
+
+    const streamed = rid('no-usage-stream');
+    const stream = await gw
+      .openai(demoToken)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(prompt('a stream without usage [mock no_usage=1 chunks=3]')), stream: true },
+        { headers: streamed.headers },
+      );
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.length).toBeGreaterThan(0);
+    const streamAudit = await expectOneAudit(gw, streamed.id, { status: 200, failure: null, stream: true });
+    expect(streamAudit.tokens_in).toBeGreaterThan(5);
+    expect(streamAudit.tokens_out).toBeGreaterThan(3);
+  });
+
   it('streams with include_usage: the last chunk carries the usage and no choices', async () => {
     const { id, headers } = rid('stream-usage');
     const { result, chatCalls } = await countingUpstream(async () => {

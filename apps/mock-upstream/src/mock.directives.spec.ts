@@ -3,7 +3,7 @@ import { parseDirectiveHeaders, parseDirectiveText, resolveDirectives, stripDire
 describe('mock directives', () => {
   it('parses every key from a body token', () => {
     const d = parseDirectiveText(
-      'hello [mock delay_ms=10 status=503 retry_after=7 stall_after=2 cut_after=3 chunk_delay_ms=4 chunks=9 error_event_after=1 safety=1 finish=length tool=get_weather tools=2]',
+      'hello [mock delay_ms=10 status=503 retry_after=7 stall_after=2 cut_after=3 chunk_delay_ms=4 chunks=9 error_event_after=1 safety=1 finish=length tool=get_weather tools=2 no_usage=1]',
     );
     expect(d).toEqual({
       delayMs: 10,
@@ -18,6 +18,7 @@ describe('mock directives', () => {
       finish: 'length',
       tool: 'get_weather',
       tools: 2,
+      noUsage: true,
     });
   });
 

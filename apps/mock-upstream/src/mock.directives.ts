@@ -31,6 +31,8 @@ export interface MockDirectives {
   tool?: string;
   /** Number of parallel tool calls. */
   tools?: number;
+  /** OpenAI: report no usage (some OpenAI-compatible hosts do not), streamed or not. */
+  noUsage?: boolean;
 }
 
 type IntKey = 'delayMs' | 'status' | 'retryAfter' | 'stallAfter' | 'cutAfter' | 'chunkDelayMs' | 'chunks' | 'errorEventAfter' | 'tools';
@@ -54,9 +56,13 @@ const INT_KEY_BY_NAME = new Map<string, readonly [string, IntKey, number, number
  * Every key we accept with its two header spellings (`x-mock-delay_ms`, `x-mock-delay-ms`),
  * precomputed so each request does plain property lookups instead of scanning all headers.
  */
-const HEADER_KEYS: ReadonlyArray<readonly [string, string, string]> = [...INT_KEYS.map((k) => k[0]), 'safety', 'finish', 'tool'].map(
-  (key) => [key, `x-mock-${key}`, `x-mock-${key.replace(/_/g, '-')}`] as const,
-);
+const HEADER_KEYS: ReadonlyArray<readonly [string, string, string]> = [
+  ...INT_KEYS.map((k) => k[0]),
+  'safety',
+  'finish',
+  'tool',
+  'no_usage',
+].map((key) => [key, `x-mock-${key}`, `x-mock-${key.replace(/_/g, '-')}`] as const);
 
 /** `[mock k=v k=v]`; case-insensitive on the `mock` word so hand-typed prompts still work. */
 const TOKEN_RE = /\[mock((?:\s+[A-Za-z_][\w-]*=[^\s\]]*)*)\s*\]/gi;
@@ -76,6 +82,9 @@ function apply(target: MockDirectives, rawKey: string, value: string): void {
   switch (key) {
     case 'safety':
       target.safety = value === '1' || value.toLowerCase() === 'true';
+      return;
+    case 'no_usage':
+      target.noUsage = value === '1' || value.toLowerCase() === 'true';
       return;
     case 'finish': {
       const v = value.toLowerCase();

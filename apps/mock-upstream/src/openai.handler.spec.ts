@@ -52,9 +52,24 @@ describe('OpenAI wire format', () => {
       expect(body.id).toMatch(/^chatcmpl-/);
       expect(typeof body.created).toBe('number');
       const chars = 'be nice'.length + 'first'.length + 'ok'.length + 'second'.length;
-      expect(body.usage.prompt_tokens).toBe(Math.ceil(chars / 4) + 12);
-      expect(body.usage.completion_tokens).toBe(Math.ceil('Hello from mock openai! You said: second'.length / 4));
-      expect(body.usage.total_tokens).toBe(body.usage.prompt_tokens + body.usage.completion_tokens);
+      const usage = body.usage!;
+      expect(usage.prompt_tokens).toBe(Math.ceil(chars / 4) + 12);
+      expect(usage.completion_tokens).toBe(Math.ceil('Hello from mock openai! You said: second'.length / 4));
+      expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens);
+    });
+
+    it('reports no usage with no_usage, streamed (even with include_usage) or not', async () => {
+      const plain = await readJson<ChatCompletion>(await chat({ messages: [user('hi [mock no_usage=1]')] }));
+      expect(plain.choices[0].message.content).toContain('You said: hi');
+      expect('usage' in plain).toBe(false);
+      const streamed = await chat({
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [user('hi [mock no_usage=1 chunks=2]')],
+      });
+      const text = await streamed.text();
+      expect(text).toContain('data: [DONE]');
+      expect(text).not.toContain('"usage"');
     });
 
     it('streams chat.completion.chunk events: role chunk, content, finish chunk, [DONE]; no usage key', async () => {

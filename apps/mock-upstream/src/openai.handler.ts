@@ -299,7 +299,7 @@ class OpenAIHandler implements ProviderHandler {
     const toolCalls = plan ? toolCallIds(plan) : [];
 
     if (body.stream === true) {
-      const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true;
+      const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true && !ex.directives.noUsage;
       return sendStream(
         ex,
         streamPlan({ id, created, model, includeUsage, text, plan, toolCalls, finish, usage, chunks: ex.directives.chunks, headers }),
@@ -325,7 +325,7 @@ class OpenAIHandler implements ProviderHandler {
       created,
       model,
       choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
-      usage,
+      ...(ex.directives.noUsage ? {} : { usage }),
       service_tier: 'default',
       system_fingerprint: FINGERPRINT,
     };

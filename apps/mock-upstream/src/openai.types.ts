@@ -46,7 +46,8 @@ export interface ChatCompletion {
     logprobs: null;
     finish_reason: ChatFinishReason;
   }>;
-  usage: ChatUsage;
+  /** Absent from hosts that do not report usage. */
+  usage?: ChatUsage;
   service_tier: string;
   system_fingerprint: string;
 }

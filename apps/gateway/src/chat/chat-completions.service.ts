@@ -82,7 +82,7 @@ export class ChatCompletionsService {
       // Retries and fallbacks happen only here, before a byte has gone to the client.
       const { value } = await runAttempts<ChatResult | ChatStream>(candidates, this.retry, ctx.abort.signal);
       if ('events' in value) await this.stream(ctx, value, body, reply, policy.maxStreamSeconds);
-      else this.send(ctx, value, reply);
+      else this.send(ctx, value, body, reply);
     } finally {
       // A request the client abandoned after it reached the upstream is billed for its prompt (the
       // stream path does the same): the estimate stands in for the usage nobody reported.
@@ -113,8 +113,14 @@ export class ChatCompletionsService {
    * Answers a completion. Not awaited: a Fastify reply is a thenable that settles when the response
    * has finished, which nothing here needs (the audit waits for the response's close event).
    */
-  private send(ctx: RequestContext, result: ChatResult, reply: FastifyReply): void {
-    this.recordUsage(ctx, result.usage);
+  private send(ctx: RequestContext, result: ChatResult, body: ChatCompletionRequest, reply: FastifyReply): void {
+    if (result.usage) this.recordUsage(ctx, result.usage);
+    else {
+      // An upstream that reports no usage (some OpenAI-compatible hosts): keygate's estimate stands
+      // in, so the request is still counted against the token quotas and in the audit.
+      ctx.tokensIn = estimatePromptTokens(body);
+      ctx.tokensOut = countTokens(completionText(result.body));
+    }
     ctx.status = 200;
     void reply.status(200).type('application/json').send(result.body);
   }
@@ -197,6 +203,20 @@ export class ChatCompletionsService {
     ctx.tokensIn = usage.prompt_tokens;
     ctx.tokensOut = usage.completion_tokens;
   }
+}
+
+/** The text of an OpenAI-shaped completion's choices (message content and tool call arguments). */
+function completionText(body: string): string {
+  const doc = JSON.parse(body) as {
+    choices?: Array<{ message?: { content?: unknown; tool_calls?: Array<{ function?: { arguments?: unknown } }> } }>;
+  };
+  const parts: string[] = [];
+  for (const choice of Array.isArray(doc.choices) ? doc.choices : []) {
+    if (typeof choice.message?.content === 'string') parts.push(choice.message.content);
+    for (const call of choice.message?.tool_calls ?? [])
+      if (typeof call.function?.arguments === 'string') parts.push(call.function.arguments);
+  }
+  return parts.join('');
 }
 
 /** The reply's headers without the unset ones, for a raw `writeHead`. */
