@@ -173,9 +173,13 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   private async sendHeld(): Promise<void> {
     if (this.redis.status !== 'ready') return;
     if (this.heldDropped > 0) {
-      this.logger.write('WARNING', `token settlements dropped: more than ${MAX_HELD_SETTLEMENTS} product/user/day totals were waiting for Redis (shared totals over-count)`, {
-        dropped: this.heldDropped,
-      });
+      this.logger.write(
+        'WARNING',
+        `token settlements dropped: more than ${MAX_HELD_SETTLEMENTS} product/user/day totals were waiting for Redis (shared totals over-count)`,
+        {
+          dropped: this.heldDropped,
+        },
+      );
       this.heldDropped = 0;
     }
     const oldest = utcDay(Date.now() - 86_400_000);
