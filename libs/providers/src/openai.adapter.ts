@@ -5,7 +5,7 @@ import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
-interface OpenAiChunk {
+export interface OpenAiChunk {
   choices?: Array<{ delta?: { content?: unknown } }>;
   usage?: Usage | null;
   error?: { message?: string };
@@ -81,10 +81,24 @@ export class OpenAiAdapter implements ProviderAdapter {
       } else if (usage && (chunk.choices?.length ?? 0) === 0) {
         yield { data: null, usage };
       } else {
-        delete chunk.usage;
-        yield { data: JSON.stringify(chunk), usage, text };
+        yield { data: withoutUsage(event.data, chunk), usage, text };
       }
     }
     if (!done) throw new UpstreamError('stream_error', this.name, 'stream ended without [DONE]');
   }
+}
+
+/** How OpenAI ends every chunk of a stream that asked for usage, but the last one. */
+const NULL_USAGE_SUFFIX = ',"usage":null}';
+
+/**
+ * A chunk without its `usage` key. OpenAI puts `"usage":null` last, so it is cut from the text (no
+ * re-serialization per chunk; the rest stays byte for byte as sent); a chunk in any other shape is
+ * rewritten from its parsed form. The suffix can only be the top-level object's last member: inside
+ * a string the quotes would be escaped, and a nested object would end in `}}`.
+ */
+export function withoutUsage(data: string, chunk: OpenAiChunk): string {
+  if (chunk.usage === null && data.endsWith(NULL_USAGE_SUFFIX)) return `${data.slice(0, -NULL_USAGE_SUFFIX.length)}}`;
+  delete chunk.usage;
+  return JSON.stringify(chunk);
 }
