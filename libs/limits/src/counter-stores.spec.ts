@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import {
   DAILY_COUNTER_TTL_MS,
-  LIMIT_ORDER,
   requestCounters as counters,
   SECOND_COUNTER_TTL_MS,
   secondsToUtcMidnight,
@@ -31,6 +30,9 @@ interface RequestLimits {
 }
 
 const NONE: RequestLimits = { productPerSecond: 0, userPerSecond: 0, productPerDay: 0, userPerDay: 0 };
+
+/** The guard's throttler order: a refusal's index in the hits names its limit. */
+const LIMIT_ORDER: readonly LimitName[] = ['product_qps', 'user_qps', 'product_daily', 'user_daily'];
 
 type Admission = { admitted: true; counts: number[]; store: StoreName } | { admitted: false; refusedBy: LimitName; counts: number[] };
 

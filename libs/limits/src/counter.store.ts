@@ -1,7 +1,5 @@
-/** The four identity limits (the request throttlers' names), in the order a refusal is reported. */
+/** The four identity limits: the request throttlers' names. */
 export type LimitName = 'product_qps' | 'user_qps' | 'product_daily' | 'user_daily';
-
-export const LIMIT_ORDER: readonly LimitName[] = ['product_qps', 'user_qps', 'product_daily', 'user_daily'];
 
 /** Which store holds a reservation or an admission: settling or giving back must go to the same one. */
 export type StoreName = 'shared' | 'local';
