@@ -1,12 +1,12 @@
-import { Body, Controller, HttpCode, Param, Post, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, HttpCode, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { RequestLimitsGuard } from '@keygate/limits';
-import { CredentialGuard, type Principal } from '@keygate/auth';
+import { CredentialGuard } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
-import { requestContextStorage, type RequestContext } from '@keygate/observability';
+import { requestContextStorage } from '@keygate/observability';
 import type { ChatCompletionRequest } from '@keygate/providers';
-import type { FastifyReply } from 'fastify';
-import { BodyBytes, Ctx, CurrentPrincipal } from '../http/request.decorators';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { modelCall } from '../http/request.decorators';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
 import { ChatCompletionRequestDto } from './chat-completion.dto';
 import { ChatCompletionsService } from './chat-completions.service';
@@ -25,13 +25,8 @@ export class ChatController {
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ description: 'A chat.completion object, or a stream of chat.completion.chunk events' })
   @ApiGatewayErrors()
-  async create(
-    @Ctx() ctx: RequestContext,
-    @CurrentPrincipal() principal: Principal,
-    @Body() body: ChatCompletionRequestDto,
-    @BodyBytes() bytes: number,
-    @Res() reply: FastifyReply,
-  ): Promise<void> {
+  async create(@Req() request: FastifyRequest, @Body() body: ChatCompletionRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    const { ctx, principal, bodyBytes: bytes } = modelCall(request);
     ctx.settled = requestContextStorage.run(ctx, () => this.chat.complete(ctx, principal, body as ChatCompletionRequest, bytes, reply));
     await ctx.settled;
   }
@@ -45,12 +40,11 @@ export class ChatController {
   @ApiGatewayErrors()
   async createForProduct(
     @Param('product') product: string,
-    @Ctx() ctx: RequestContext,
-    @CurrentPrincipal() principal: Principal,
+    @Req() request: FastifyRequest,
     @Body() body: ChatCompletionRequestDto,
-    @BodyBytes() bytes: number,
     @Res() reply: FastifyReply,
   ): Promise<void> {
+    const { ctx, principal, bodyBytes: bytes } = modelCall(request);
     if (product !== principal.product)
       throw new GatewayError('forbidden', `this credential is for product ${principal.product}, not ${product}`);
     ctx.settled = requestContextStorage.run(ctx, () => this.chat.complete(ctx, principal, body as ChatCompletionRequest, bytes, reply));

@@ -1,12 +1,12 @@
-import { Body, Controller, HttpCode, Post, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { RequestLimitsGuard } from '@keygate/limits';
-import { CredentialGuard, type Principal } from '@keygate/auth';
-import { requestContextStorage, type RequestContext } from '@keygate/observability';
+import { CredentialGuard } from '@keygate/auth';
+import { requestContextStorage } from '@keygate/observability';
 import type { EmbeddingsRequest } from '@keygate/providers';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
-import { BodyBytes, Ctx, CurrentPrincipal } from '../http/request.decorators';
+import { modelCall } from '../http/request.decorators';
 import { EmbeddingsRequestDto } from './embeddings.dto';
 import { EmbeddingsService } from './embeddings.service';
 
@@ -23,13 +23,8 @@ export class EmbeddingsController {
   @ApiOperation({ summary: 'Create embeddings (OpenAI-compatible; float or base64)' })
   @ApiOkResponse({ description: 'An OpenAI embeddings list' })
   @ApiGatewayErrors()
-  async create(
-    @Ctx() ctx: RequestContext,
-    @CurrentPrincipal() principal: Principal,
-    @Body() body: EmbeddingsRequestDto,
-    @BodyBytes() bytes: number,
-    @Res() reply: FastifyReply,
-  ): Promise<void> {
+  async create(@Req() request: FastifyRequest, @Body() body: EmbeddingsRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    const { ctx, principal, bodyBytes: bytes } = modelCall(request);
     ctx.settled = requestContextStorage.run(ctx, () => this.embeddings.embed(ctx, principal, body as EmbeddingsRequest, bytes, reply));
     await ctx.settled;
   }

@@ -3,20 +3,29 @@ import type { Principal } from '@keygate/auth';
 import { contextOf, type RequestContext } from '@keygate/observability';
 import type { FastifyRequest } from 'fastify';
 
-/** The request's {@link RequestContext}, created by the lifecycle hook. */
-export const Ctx = createParamDecorator((_data: unknown, host: ExecutionContext): RequestContext => {
-  const ctx = contextOf(host.switchToHttp().getRequest<FastifyRequest>().raw);
-  if (!ctx) throw new Error('request context missing: RequestLifecycle hook not installed');
-  return ctx;
-});
-
 /** The authenticated {@link Principal} set by the credential guard. */
 export const CurrentPrincipal = createParamDecorator((_data: unknown, host: ExecutionContext): Principal => {
   return host.switchToHttp().getRequest<FastifyRequest & { user: Principal }>().user;
 });
 
-/** The size in bytes of the raw request body. */
-export const BodyBytes = createParamDecorator((_data: unknown, host: ExecutionContext): number => {
-  const request = host.switchToHttp().getRequest<FastifyRequest & { rawBody?: Buffer }>();
-  return request.rawBody?.length ?? Number(request.headers['content-length'] ?? 0);
-});
+/** What a model route (chat, embeddings) needs of its request besides the validated body. */
+export interface ModelCall {
+  /** The request's {@link RequestContext}, created by the lifecycle hook. */
+  ctx: RequestContext;
+  /** The authenticated caller, set by the credential guard. */
+  principal: Principal;
+  /** The size in bytes of the raw request body. */
+  bodyBytes: number;
+}
+
+/**
+ * The {@link ModelCall} of a request the guards admitted. Read from `@Req()` rather than through
+ * custom parameter decorators: Nest runs every custom decorator's value through the pipes, several
+ * promises each, and a model route is the hot path.
+ */
+export function modelCall(request: FastifyRequest): ModelCall {
+  const ctx = contextOf(request.raw);
+  if (!ctx) throw new Error('request context missing: RequestLifecycle hook not installed');
+  const { user: principal, rawBody } = request as FastifyRequest & { user: Principal; rawBody?: Buffer };
+  return { ctx, principal, bodyBytes: rawBody?.length ?? Number(request.headers['content-length'] ?? 0) };
+}
