@@ -8,7 +8,7 @@ import { AnthropicAdapter } from './anthropic.adapter';
 import type { ChatCompletionRequest, StreamEvent } from './chat.types';
 import type { ProviderCall } from './provider-adapter.interface';
 import { ClientAbortedError, UpstreamClient } from './upstream.client';
-import { UpstreamError } from './upstream.error';
+import { DEFAULT_RATE_LIMIT_RETRY_SECONDS, UpstreamError } from './upstream.error';
 
 /*
  * Integration: the adapter with a real UpstreamClient against the real mock upstream (in-process,
@@ -279,6 +279,18 @@ describe('AnthropicAdapter against the mock upstream', () => {
   it('fails a stream before the first byte with the upstream status', async () => {
     const error = await rejection(adapter.chatStream(call({ messages: user('Hi [mock status=429]') })));
     expect(error).toMatchObject({ kind: 'http', status: 429 });
+  });
+
+  it("answers an upstream 429 with Retry-After: the upstream's, else a default (SPEC §6)", async () => {
+    const named = await rejection(adapter.chat(call({ messages: user('Hi [mock status=429 retry_after=7]') })));
+    expect((named as UpstreamError).toGatewayError()).toMatchObject({ status: 429, options: { retryAfterSeconds: 7 } });
+    const unnamed = await rejection(adapter.chat(call({ messages: user('Hi [mock status=429]') })));
+    expect(unnamed).toMatchObject({ retryAfterSeconds: undefined });
+    expect((unnamed as UpstreamError).toGatewayError()).toMatchObject({
+      status: 429,
+      code: 'upstream_rate_limited',
+      options: { retryAfterSeconds: DEFAULT_RATE_LIMIT_RETRY_SECONDS },
+    });
   });
 
   it('refuses a request Anthropic cannot express without calling it', async () => {

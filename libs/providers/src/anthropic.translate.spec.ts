@@ -174,6 +174,9 @@ describe('toMessagesRequest', () => {
     ['a non-function tool', { ...base, tools: [{ type: 'custom', custom: { name: 'x' } }] }, 'tools[0].type'],
     ['a negative temperature', { ...base, temperature: -0.1 }, 'temperature'],
     ['reasoning_effort', { ...base, reasoning_effort: 'high' }, 'reasoning_effort'],
+    ['a stop sequence of whitespace only', { ...base, stop: ['END', '\n'] }, 'stop'],
+    ['a single whitespace stop string', { ...base, stop: ' ' }, 'stop'],
+    ['a conversation of whitespace only', { ...base, messages: [{ role: 'user', content: ' \n ' }] }, 'messages'],
   ])('refuses %s with a 400 naming the parameter', (_what, body, param) => {
     expect(() => toMessagesRequest(body as ChatCompletionRequest)).toThrow(
       expect.objectContaining({ status: 400, options: expect.objectContaining({ param }) }) as Error,
@@ -190,6 +193,78 @@ describe('toMessagesRequest', () => {
     expect(out.messages[0].content).toStrictEqual([
       { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: 'JVBERi0=' } },
     ]);
+  });
+
+  it('sends stop sequences with visible text, dropping empty ones', () => {
+    expect(toMessagesRequest({ ...base, stop: ['END', '', ' ###'] }).stop_sequences).toStrictEqual(['END', ' ###']);
+    expect(toMessagesRequest({ ...base, stop: '' }).stop_sequences).toBeUndefined();
+  });
+
+  it('leaves out text that is only whitespace, which Anthropic refuses, and merges the turns around it', () => {
+    const out = toMessagesRequest({
+      ...base,
+      messages: [
+        { role: 'system', content: [{ type: 'text', text: '  ' }] },
+        { role: 'user', content: 'hi' },
+        { role: 'assistant', content: '\n' },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: '  ' },
+            { type: 'text', text: 'go' },
+          ],
+        },
+        { role: 'assistant', content: ' ', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+        { role: 'tool', tool_call_id: 'c1', content: ' \t' },
+      ],
+    });
+    expect(out.system).toBeUndefined();
+    expect(out.messages).toStrictEqual([
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'hi' },
+          { type: 'text', text: 'go' },
+        ],
+      },
+      { role: 'assistant', content: [{ type: 'tool_use', id: 'c1', name: 'f', input: {} }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'c1' }] },
+    ]);
+  });
+
+  it('trims the trailing whitespace of a final assistant turn (a prefill), which Anthropic refuses', () => {
+    const prefill = (content: ChatCompletionRequest['messages'][number]['content']) =>
+      toMessagesRequest({
+        ...base,
+        messages: [
+          { role: 'user', content: 'Write JSON' },
+          { role: 'assistant', content },
+        ],
+      }).messages[1];
+    expect(prefill('{"a": \n')).toStrictEqual({ role: 'assistant', content: '{"a":' });
+    expect(
+      prefill([
+        { type: 'text', text: 'Sure.' },
+        { type: 'text', text: ' Here: ' },
+      ]),
+    ).toStrictEqual({
+      role: 'assistant',
+      content: [
+        { type: 'text', text: 'Sure.' },
+        { type: 'text', text: ' Here:' },
+      ],
+    });
+    // Not the last turn: kept as sent.
+    expect(
+      toMessagesRequest({
+        ...base,
+        messages: [
+          { role: 'user', content: 'a' },
+          { role: 'assistant', content: 'b ' },
+          { role: 'user', content: 'c' },
+        ],
+      }).messages[1],
+    ).toStrictEqual({ role: 'assistant', content: 'b ' });
   });
 
   it('drops tool_choice auto or none when no tools are declared', () => {

@@ -130,6 +130,7 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
     }
   }
   if (messages.length === 0) throw invalid('messages', 'anthropic models need at least one user or assistant message');
+  trimFinalAssistantText(messages);
 
   const out: MessagesRequest = { model: body.model, max_tokens: maxTokens(body), messages };
   if (system.length) out.system = system.join('\n\n');
@@ -163,11 +164,11 @@ function maxTokens(body: ChatCompletionRequest): number {
 
 /**
  * Adds a turn, merging it into the previous one when the role repeats (Anthropic wants alternating
- * turns). A turn stays a plain string until something is merged into it. Empty content is skipped:
- * Anthropic rejects empty text blocks and empty turns.
+ * turns). A turn stays a plain string until something is merged into it. Content without visible
+ * text is skipped: Anthropic rejects text blocks that are empty or only whitespace, and empty turns.
  */
 function append(messages: AnthropicMessageParam[], role: 'user' | 'assistant', content: string | AnthropicRequestBlock[]): void {
-  if (content.length === 0) return;
+  if (typeof content === 'string' ? !hasText(content) : content.length === 0) return;
   const last = messages[messages.length - 1];
   if (last?.role !== role) {
     messages.push({ role, content });
@@ -179,6 +180,26 @@ function append(messages: AnthropicMessageParam[], role: 'user' | 'assistant', c
   last.content = blocks;
 }
 
+/** Whether a text has something besides whitespace: Anthropic refuses text blocks that do not. */
+function hasText(value: string): boolean {
+  return /\S/.test(value);
+}
+
+/**
+ * A conversation that ends with an assistant turn asks Claude to continue it (a prefill), and
+ * Anthropic refuses a final assistant text that ends with whitespace: it is trimmed.
+ */
+function trimFinalAssistantText(messages: AnthropicMessageParam[]): void {
+  const last = messages[messages.length - 1];
+  if (last.role !== 'assistant') return;
+  if (typeof last.content === 'string') {
+    last.content = last.content.trimEnd();
+    return;
+  }
+  const block = last.content[last.content.length - 1];
+  if (block.type === 'text') last.content[last.content.length - 1] = text(block.text.trimEnd());
+}
+
 function text(value: string): AnthropicTextBlock {
   return { type: 'text', text: value };
 }
@@ -186,7 +207,7 @@ function text(value: string): AnthropicTextBlock {
 /** System and developer content: a string or text parts, each one paragraph of the system prompt. */
 function systemTexts(content: ChatMessage['content'], i: number, out: string[]): void {
   if (typeof content === 'string') {
-    if (content !== '') out.push(content);
+    if (hasText(content)) out.push(content);
     return;
   }
   if (!Array.isArray(content)) return;
@@ -194,7 +215,7 @@ function systemTexts(content: ChatMessage['content'], i: number, out: string[]):
     const part = content[j];
     if (part.type !== 'text' || typeof part.text !== 'string')
       throw unsupported(`messages[${i}].content[${j}].type`, 'system messages take text parts only');
-    if (part.text !== '') out.push(part.text);
+    if (hasText(part.text)) out.push(part.text);
   }
 }
 
@@ -208,7 +229,7 @@ function userContent(content: ChatMessage['content'], i: number): string | Anthr
     switch (part.type) {
       case 'text':
         if (typeof part.text !== 'string') throw invalid(`${where}.text`, `${where}.text must be a string`);
-        if (part.text !== '') blocks.push(text(part.text));
+        if (hasText(part.text)) blocks.push(text(part.text));
         break;
       case 'image_url': {
         const image = part.image_url;
@@ -263,14 +284,14 @@ function assistantContent(m: ChatMessage, i: number): string | AnthropicRequestB
   if (typeof content === 'string' && !hasCalls) return content;
   const blocks: AnthropicRequestBlock[] = [];
   if (typeof content === 'string') {
-    if (content !== '') blocks.push(text(content));
+    if (hasText(content)) blocks.push(text(content));
   } else if (Array.isArray(content)) {
     for (let j = 0; j < content.length; j++) {
       const part = content[j];
       const value = part.type === 'text' ? part.text : part.type === 'refusal' ? part.refusal : undefined;
       if (typeof value !== 'string')
         throw unsupported(`messages[${i}].content[${j}].type`, 'assistant messages take text and refusal parts only');
-      if (value !== '') blocks.push(text(value));
+      if (hasText(value)) blocks.push(text(value));
     }
   }
   if (!hasCalls) return blocks;
@@ -312,23 +333,29 @@ function toolResult(m: ChatMessage, i: number): AnthropicRequestBlock {
   if (typeof id !== 'string' || id === '') throw invalid(`messages[${i}].tool_call_id`, `messages[${i}].tool_call_id is required`);
   const content = m.content;
   if (typeof content === 'string')
-    return content === '' ? { type: 'tool_result', tool_use_id: id } : { type: 'tool_result', tool_use_id: id, content };
+    return hasText(content) ? { type: 'tool_result', tool_use_id: id, content } : { type: 'tool_result', tool_use_id: id };
   const blocks: AnthropicTextBlock[] = [];
   if (Array.isArray(content)) {
     for (let j = 0; j < content.length; j++) {
       const part = content[j];
       if (part.type !== 'text' || typeof part.text !== 'string')
         throw unsupported(`messages[${i}].content[${j}].type`, 'tool messages take text parts only');
-      if (part.text !== '') blocks.push(text(part.text));
+      if (hasText(part.text)) blocks.push(text(part.text));
     }
   }
   return blocks.length ? { type: 'tool_result', tool_use_id: id, content: blocks } : { type: 'tool_result', tool_use_id: id };
 }
 
+/**
+ * OpenAI's `stop` as Anthropic's `stop_sequences`. Empty strings ask for nothing and are dropped;
+ * a sequence of whitespace only (`"\n"` is common) Anthropic refuses, and dropping it would let
+ * the answer run on where the client wanted it cut, so the request is refused before it is sent.
+ */
 function stopSequences(stop: unknown): string[] | undefined {
-  if (typeof stop === 'string') return stop === '' ? undefined : [stop];
-  if (!Array.isArray(stop)) return undefined;
-  const out = stop.filter((s): s is string => typeof s === 'string' && s !== '');
+  const list = typeof stop === 'string' ? [stop] : Array.isArray(stop) ? stop : [];
+  const out = list.filter((s): s is string => typeof s === 'string' && s !== '');
+  if (out.some((s) => !hasText(s)))
+    throw unsupported('stop', 'Claude does not accept stop sequences made only of whitespace (such as "\\n")');
   return out.length ? out : undefined;
 }
 

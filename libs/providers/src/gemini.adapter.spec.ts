@@ -232,9 +232,13 @@ describe('GeminiAdapter against the mock upstream', () => {
     expect((error as UpstreamError).toGatewayError().status).toBe(502);
   });
 
-  it('maps a missing key (403) the same way', async () => {
+  it('maps a missing key (403) the same way, naming the status Google answered', async () => {
     const error = await rejection(adapter.chatStream(call(chatBody('hi'), { access: access('') })));
-    expect(error).toMatchObject({ kind: 'http', status: 401 });
+    expect(error).toMatchObject({ kind: 'http', status: 403 });
+    expect((error as UpstreamError).toGatewayError()).toMatchObject({
+      status: 502,
+      message: "upstream gemini refused keygate's credentials (status 403)",
+    });
   });
 
   it('passes a 503 on as a retryable upstream failure with its Retry-After', async () => {

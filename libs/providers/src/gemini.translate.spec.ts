@@ -312,6 +312,14 @@ describe('Gemini translation', () => {
     expect(error).toMatchObject({ code, options: { param } });
   });
 
+  it('accepts log-probability parameters that ask for nothing (top_logprobs 0, logprobs false)', () => {
+    expect(() => toGenerateContentRequest(req({ top_logprobs: 0, logprobs: false }))).not.toThrow();
+    expect(thrown(() => toGenerateContentRequest(req({ top_logprobs: 2 })))).toMatchObject({
+      code: 'unsupported_parameter',
+      options: { param: 'top_logprobs' },
+    });
+  });
+
   it('sends inline PDFs given as file_data', () => {
     const out = toGenerateContentRequest(
       req({
@@ -365,10 +373,14 @@ describe('Gemini translation', () => {
       expect(error.toGatewayError()).toMatchObject({ code: 'upstream_error', status: 502 });
     });
 
-    it('treats a 403 PERMISSION_DENIED the same way', () => {
+    it('treats a 403 PERMISSION_DENIED the same way, keeping its status for the operator', () => {
       const error = geminiHttpError(403, googleError(403, 'PERMISSION_DENIED', 'Method doesn’t allow unregistered callers'), undefined);
-      expect(error.status).toBe(401);
-      expect(error.toGatewayError().status).toBe(502);
+      expect(error.status).toBe(403);
+      expect(error.toGatewayError()).toMatchObject({
+        status: 502,
+        code: 'upstream_error',
+        message: "upstream gemini refused keygate's credentials (status 403)",
+      });
     });
 
     it('passes other 400s on as the client’s mistake', () => {

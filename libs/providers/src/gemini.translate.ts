@@ -45,7 +45,8 @@ const invalid = invalidParameter;
 /**
  * OpenAI parameters Gemini cannot honour. Rejected rather than dropped: a client that asks for
  * logprobs or a logit bias and silently gets none would draw wrong conclusions from the answer.
- * The value is the reason given to the client; the check treats null, false, {} and [] as unset.
+ * The value is the reason given to the client; the check treats null, false, 0, {} and [] as unset
+ * (`top_logprobs: 0`, which some SDKs send by default, asks for nothing).
  */
 const UNSUPPORTED_PARAMS: ReadonlyArray<readonly [string, string]> = [
   ['logprobs', 'Gemini log probabilities are not translated by keygate'],
@@ -61,7 +62,7 @@ const UNSUPPORTED_PARAMS: ReadonlyArray<readonly [string, string]> = [
 ];
 
 function isSet(value: unknown): boolean {
-  if (value === undefined || value === null || value === false) return false;
+  if (value === undefined || value === null || value === false || value === 0) return false;
   if (Array.isArray(value)) return value.length > 0;
   if (isRecord(value)) return Object.keys(value).length > 0;
   return true;
@@ -734,7 +735,9 @@ export function geminiHttpError(status: number, text: string, retryAfterHeader: 
     details = undefined;
   }
   const keyInvalid = status === 400 && details?.some((d) => d.reason === 'API_KEY_INVALID') === true;
-  if (keyInvalid || status === 403) return new UpstreamError('http', PROVIDER, message, 401);
+  // A key Google calls invalid is a credentials failure whatever the status; a 403 already is one.
+  if (keyInvalid) return new UpstreamError('http', PROVIDER, message, 401);
+  if (status === 403) return new UpstreamError('http', PROVIDER, message, 403);
   let retry = retryAfter(retryAfterHeader);
   if (retry === undefined && details) {
     const delay = details.find((d) => typeof d.retryDelay === 'string')?.retryDelay;

@@ -4,6 +4,9 @@ import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
 export type UpstreamFailureKind =
   'connect' | 'connect_timeout' | 'ttfb_timeout' | 'idle_timeout' | 'total_timeout' | 'http' | 'protocol' | 'stream_error';
 
+/** `Retry-After` of an upstream 429 that named no delay of its own. */
+export const DEFAULT_RATE_LIMIT_RETRY_SECONDS = 1;
+
 /** A failed upstream call; `retryable` marks connect errors, 429 and 5xx (before the first byte). */
 export class UpstreamError extends Error {
   constructor(
@@ -25,10 +28,14 @@ export class UpstreamError extends Error {
     );
   }
 
-  /** The contract's answer for this failure (SPEC §6: 502/504, client errors passed on). */
+  /**
+   * The contract's answer for this failure (SPEC §6: 502/504, client errors passed on). A 429
+   * always carries `Retry-After` (SPEC §6): the upstream's when it sent one, else a short default.
+   */
   toGatewayError(): GatewayError {
     const [code, message] = this.classify();
-    return new GatewayError(code, message, { retryAfterSeconds: this.retryAfterSeconds, cause: this });
+    const retryAfterSeconds = this.retryAfterSeconds ?? (code === 'upstream_rate_limited' ? DEFAULT_RATE_LIMIT_RETRY_SECONDS : undefined);
+    return new GatewayError(code, message, { retryAfterSeconds, cause: this });
   }
 
   private classify(): [GatewayErrorCode, string] {
