@@ -267,7 +267,8 @@ interface ErrorBody {
   error: { message: string; type: string; code: string; param?: string | null };
 }
 
-const AUDITED = /^\/(v1|chat)\//;
+/** Audited targets, in origin form (`/v1/...`) or absolute form (`http://host/v1/...`). */
+const AUDITED = /^(?:https?:\/\/[^/]*)?\/(v1|chat)\//;
 /** Every auditable request this file sent, per gateway (checked at the end). */
 const sent = new Map<Gateway, string[]>();
 
@@ -1229,6 +1230,37 @@ describe('request identity', () => {
     await expectServed(gw, ok, { product: 'demo', user: CLIENT, path: '/chat/demo' });
   });
 
+  it('audits a request sent in absolute form (http://host/v1/...) like any other, under its path', async () => {
+    // HTTP/1.1 servers must accept the absolute form, and Fastify routes it by its path; the audit
+    // used to look at the raw target and skip it, so such a request left no record at all.
+    const served = await send(gw, {
+      target: 'http://evil.example/v1/chat/completions?x=1',
+      token: mintToken({ sub: 'ident-absolute' }),
+      label: 'ident-absolute',
+    });
+    await expectServed(gw, served, { product: 'demo', user: 'ident-absolute', path: '/v1/chat/completions' });
+    const other = await send(gw, {
+      target: 'https://evil.example/chat/other',
+      token: mintToken({ sub: 'ident-absolute' }),
+      label: 'ident-abs-other',
+    });
+    await expectRefused(gw, other, 403, 'forbidden', 'forbidden', { path: '/chat/other', user: 'ident-absolute' });
+    const anonymous = await send(gw, { target: 'http://evil.example/v1/chat/completions', label: 'ident-abs-anon' });
+    await expectRefused(gw, anonymous, 401, 'invalid_token', 'auth', { path: '/v1/chat/completions' });
+  });
+
+  it.each([
+    ['a malformed percent-escape', '/v1/chat/%zz'],
+    ['a product name over the path parameter limit', `/chat/${'p'.repeat(120)}`],
+  ])('answers a target the router cannot take (%s) with the contract 400, its headers and one audit line', async (_what, target) => {
+    const s = await send(gw, { target, token: mintToken({ sub: 'ident-unroutable' }), label: 'ident-unroutable' });
+    expect(errorOf(s)).toMatchObject({ status: 400, code: 'invalid_request' });
+    expect(s.upstream).toBe(0);
+    expect(s.headers['x-request-id']).toBe(s.id);
+    expect(s.headers['x-content-type-options']).toBe('nosniff');
+    await expectOneAudit(gw, s.id, { status: 400, failure: 'bad_request', path: target });
+  });
+
   it('takes the product from the credential, not from an X-Keygate-Product header', async () => {
     const s = await send(gw, {
       token: mintToken({ sub: 'ident-header' }),
@@ -1359,10 +1391,21 @@ describe('CORS', () => {
     expect(s.upstream).toBe(0);
   });
 
-  it('refuses a preflight without Access-Control-Request-Method (strict preflight)', async () => {
-    const s = await send(gw, { method: 'OPTIONS', body: null, headers: { origin: ALLOWED_ORIGINS[0] }, label: 'preflight-no-method' });
-    expect(s.status).toBe(400);
-    expect(s.upstream).toBe(0);
+  it('refuses an OPTIONS request that is no preflight (no Access-Control-Request-Method, or no Origin) with the contract 400', async () => {
+    const noMethod = await send(gw, {
+      method: 'OPTIONS',
+      target: '/v1/models',
+      body: null,
+      headers: { origin: ALLOWED_ORIGINS[0] },
+      label: 'preflight-no-method',
+    });
+    const noOrigin = await preflight(gw, undefined);
+    for (const s of [noMethod, noOrigin]) {
+      expect(errorOf(s)).toMatchObject({ status: 400, code: 'invalid_request' });
+      expect(s.headers['access-control-allow-origin']).toBeUndefined();
+      expect(s.upstream).toBe(0);
+      await expectOneAudit(gw, s.id, { status: 400, failure: 'bad_request', method: 'OPTIONS' });
+    }
   });
 
   it('preflight answers go through the request lifecycle: X-Request-Id, security headers and one audit line', async () => {

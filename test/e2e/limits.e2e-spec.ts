@@ -503,6 +503,10 @@ describe('blocks: created on one replica, enforced by all within one second', ()
   it('validates the admin inputs', async () => {
     expect((await adminCall(replicas[0], 'POST', '/admin/blocks', { product: 'bad product!', reason: 'x' })).status).toBe(400);
     expect((await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks })).status).toBe(400);
+    // An expiry beyond any date (it used to end in a 500 from an invalid Date).
+    const farOff = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, reason: 'x', expires_in_seconds: 1e17 });
+    expect(farOff.status).toBe(400);
+    expect(farOff.json).toMatchObject({ error: { code: 'invalid_request', param: 'expires_in_seconds' } });
     expect((await adminCall(replicas[0], 'GET', '/admin/usage')).status).toBe(400);
     expect((await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&date=yesterday`)).status).toBe(400);
     const user = uniqueId('counted');

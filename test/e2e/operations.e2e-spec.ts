@@ -197,6 +197,8 @@ describe('/metrics after real requests', () => {
   it('counts requests, tokens, latency and upstream time-to-first-byte exactly as audited, with bounded labels', async () => {
     const unknownModel = `no-such-model-${RUN}`;
     const unknownRoute = `/v1/no-such-route-${RUN}`;
+    // A product the IdP may sign but this gateway does not serve: audited under its name, but never a label.
+    const ghostProduct = `ghost-${RUN}`;
     const before = await scrape(gw);
     const client = gw.openai(token);
     const ids = {
@@ -207,6 +209,7 @@ describe('/metrics after real requests', () => {
       model404: uniqueId('m-404model'),
       upstream503: uniqueId('m-up503'),
       route404: uniqueId('m-404route'),
+      ghost: uniqueId('m-ghost'),
     };
     const h = (id: string): { headers: Record<string, string> } => ({ headers: { 'X-Request-Id': id } });
 
@@ -257,6 +260,12 @@ describe('/metrics after real requests', () => {
     });
     await route.arrayBuffer();
     expect(route.status).toBe(404);
+    const ghost = await apiError(
+      gw
+        .openai(mintToken({ sub: USER, product: ghostProduct }))
+        .chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('metrics ghost')) }, h(ids.ghost)),
+    );
+    expect(ghost.status).toBe(403);
 
     const audits: Record<keyof typeof ids, AuditRecord> = Object.fromEntries(
       await Promise.all(Object.entries(ids).map(async ([k, id]) => [k, await gw.waitForAudit(id)] as const)),
@@ -278,6 +287,7 @@ describe('/metrics after real requests', () => {
     expect(audits.model404).toMatchObject({ status: 404, failure: 'not_found' });
     expect(audits.upstream503).toMatchObject({ status: 502, failure: 'upstream', provider: 'openai', model: 'gpt-4o-mini' });
     expect(audits.route404).toMatchObject({ status: 404, failure: 'not_found' });
+    expect(audits.ghost).toMatchObject({ status: 403, failure: 'forbidden', product: ghostProduct });
 
     const after = await scrape(gw);
     const n = Object.keys(ids).length;
@@ -296,6 +306,7 @@ describe('/metrics after real requests', () => {
     add(`${audits.model404.product ?? 'none'}|none|none|404|not_found`);
     add(`${PRODUCT}|openai|gpt-4o-mini|502|upstream`);
     add(`${audits.route404.product ?? 'none'}|none|none|404|not_found`);
+    add('unconfigured|none|none|403|forbidden');
     expect(Object.fromEntries(requests)).toEqual(Object.fromEntries(expected));
     expect(audits.unauth.product).toBeNull();
     expect(audits.model404.product).toBe(PRODUCT);
@@ -361,7 +372,7 @@ describe('/metrics after real requests', () => {
     expect(after.families.get('keygate_active_streams')?.type).toBe('gauge');
 
     // Bounded cardinality: no user id, no raw path, no client-chosen model name in any label.
-    const forbidden = [USER, unknownModel, unknownRoute, `no-such-route-${RUN}`, '/v1/', '/chat/', MARKER];
+    const forbidden = [USER, unknownModel, unknownRoute, `no-such-route-${RUN}`, '/v1/', '/chat/', MARKER, ghostProduct];
     for (const family of after.families.values()) {
       for (const s of family.samples) {
         for (const [label, value] of Object.entries(s.labels)) {

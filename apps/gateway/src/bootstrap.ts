@@ -7,7 +7,7 @@ import type { GatewayConfig } from '@keygate/config';
 import fastifyCors, { type FastifyCorsOptions } from '@fastify/cors';
 import { GatewayError } from '@keygate/errors';
 import { contextOf, JsonLogger } from '@keygate/observability';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { RequestLifecycle } from './http/request-lifecycle';
 
@@ -54,8 +54,7 @@ export function securityHeaders(options: HelmetOptions): ReadonlyArray<readonly 
   return [...set];
 }
 
-function applySecurityHeaders(fastify: FastifyInstance, options: HelmetOptions): void {
-  const headers = securityHeaders(options);
+function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<readonly [string, string]>): void {
   fastify.addHook('onRequest', (_request, reply, done) => {
     // On the raw response, so hijacked (streamed) replies and Fastify's own answers carry them too.
     const raw = reply.raw;
@@ -63,6 +62,23 @@ function applySecurityHeaders(fastify: FastifyInstance, options: HelmetOptions):
     done();
   });
 }
+
+/** helmet's options for every answer. */
+const SECURITY_HEADER_OPTIONS: HelmetOptions = {
+  // Swagger UI loads its own script and styles from /docs; nothing else is HTML.
+  contentSecurityPolicy: {
+    directives: {
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'"],
+      styleSrc: ["'self'", "'unsafe-inline'"],
+      imgSrc: ["'self'", 'data:'],
+      connectSrc: ["'self'"],
+      // TLS ends at the load balancer; upgrading would break plain-HTTP local and in-cluster use.
+      upgradeInsecureRequests: null,
+    },
+  },
+  crossOriginResourcePolicy: { policy: 'same-site' },
+};
 
 /** Headers a browser client may send: credentials, JSON, and the ones the official SDKs add. */
 const CORS_ALLOWED_HEADERS = [
@@ -102,20 +118,28 @@ export function corsOptions(origins: string[]): FastifyCorsOptions {
 
 /**
  * A preflight from an origin that is not listed gets a 403 in the contract's shape rather than a
- * 204 the browser must then refuse. Other requests are left alone: same-origin pages (Swagger UI)
- * send Origin too, and need no CORS grant.
+ * 204 the browser must then refuse, and an OPTIONS request that is no preflight (no Origin or no
+ * Access-Control-Request-Method) a 400 in that shape rather than the CORS plugin's text answer.
+ * Other requests are left alone: same-origin pages (Swagger UI) send Origin too, and need no CORS
+ * grant.
  */
 function refuseForeignPreflights(fastify: FastifyInstance, origins: string[]): void {
   const allowed = new Set(origins);
   fastify.addHook('onRequest', (request, reply, done) => {
-    const origin = request.headers.origin;
-    if (request.method !== 'OPTIONS' || origin === undefined || allowed.has(origin)) {
+    if (request.method !== 'OPTIONS') {
       done();
       return;
     }
-    const ctx = contextOf(request.raw);
-    const error = new GatewayError('forbidden', 'this origin may not call keygate from a browser');
-    ctx?.fail(error.spec.failure, error.status);
+    const origin = request.headers.origin;
+    let error: GatewayError | undefined;
+    if (origin === undefined || request.headers['access-control-request-method'] === undefined)
+      error = new GatewayError('invalid_request', 'an OPTIONS request must be a CORS preflight (Origin and Access-Control-Request-Method)');
+    else if (!allowed.has(origin)) error = new GatewayError('forbidden', 'this origin may not call keygate from a browser');
+    if (!error) {
+      done();
+      return;
+    }
+    contextOf(request.raw)?.fail(error.spec.failure, error.status);
     void reply.code(error.status).type('application/json').send(error.toBody());
   });
 }
@@ -126,7 +150,16 @@ function refuseForeignPreflights(fastify: FastifyInstance, origins: string[]): v
  * oversized body is refused while it streams in, never buffered whole.
  */
 export async function createGateway(config: GatewayConfig): Promise<NestFastifyApplication> {
+  const headers = securityHeaders(SECURITY_HEADER_OPTIONS);
+  // Fastify's router turns some targets away before any hook runs; the lifecycle answers them once
+  // the application exists (nothing is served before that).
+  const unroutable: { refuse?: (error: Error, request: FastifyRequest, reply: FastifyReply) => void } = {};
   const adapter = new FastifyAdapter({
+    frameworkErrors: (error: Error, request: FastifyRequest, reply: FastifyReply) => {
+      for (const [name, value] of headers) reply.raw.setHeader(name, value);
+      if (unroutable.refuse) unroutable.refuse(error, request, reply);
+      else void reply.status(400).send(new GatewayError('invalid_request', error.message).toBody());
+    },
     bodyLimit: config.policy.largestRequestBytes,
     // Google's load balancers keep backend connections for 600 s; a shorter server timeout races them.
     keepAliveTimeout: 620_000,
@@ -147,22 +180,10 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   keepJsonBodiesAsBytes(fastify, config.policy.largestRequestBytes);
   // First of the hooks: every answer carries them, those the lifecycle hook gives itself (the 503
   // of the drain) included.
-  applySecurityHeaders(fastify, {
-    // Swagger UI loads its own script and styles from /docs; nothing else is HTML.
-    contentSecurityPolicy: {
-      directives: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'"],
-        styleSrc: ["'self'", "'unsafe-inline'"],
-        imgSrc: ["'self'", 'data:'],
-        connectSrc: ["'self'"],
-        // TLS ends at the load balancer; upgrading would break plain-HTTP local and in-cluster use.
-        upgradeInsecureRequests: null,
-      },
-    },
-    crossOriginResourcePolicy: { policy: 'same-site' },
-  });
-  app.get(RequestLifecycle).install(fastify);
+  applySecurityHeaders(fastify, headers);
+  const lifecycle = app.get(RequestLifecycle);
+  lifecycle.install(fastify);
+  unroutable.refuse = (error, request, reply) => lifecycle.refuseUnroutable(error, request, reply);
   // Registered after the lifecycle and helmet hooks (hooks run in registration order), so a
   // preflight is audited and carries X-Request-Id and the security headers like any answer.
   // (Nest's enableCors would install its hook when the adapter is built, ahead of ours.)

@@ -88,9 +88,9 @@ export class MetricsService {
   }
 
   /** Records one finished request from its context (called once, with the audit record). */
-  observeRequest(ctx: RequestContext): void {
+  /** `product` is the label for the request's product: the caller passes only configured names. */
+  observeRequest(ctx: RequestContext, product: string): void {
     // Only configured names reach labels: a model is known once a provider was chosen for it.
-    const product = ctx.product ?? 'none';
     const provider = ctx.provider ?? 'none';
     const model = ctx.provider ? (ctx.model ?? 'none') : 'none';
     this.requests.inc({ product, provider, model, status: String(ctx.status), failure: ctx.failure ?? 'none' });

@@ -1,7 +1,9 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsInt, IsOptional, IsString, Matches, MaxLength, Min, MinLength } from 'class-validator';
+import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** The longest expiry a block may be given: ten years (an expiry must stay a valid date). */
+const MAX_BLOCK_SECONDS = 10 * 365 * 86_400;
 
 /** `POST /admin/blocks`. */
 export class CreateBlockDto {
@@ -13,10 +15,15 @@ export class CreateBlockDto {
   @MaxLength(256)
   user?: string;
   @ApiProperty({ example: 'abuse report #123' }) @IsString() @MinLength(1) @MaxLength(500) reason!: string;
-  @ApiPropertyOptional({ description: 'Seconds until the block lifts; absent = until deleted', example: 3600 })
+  @ApiPropertyOptional({
+    description: 'Seconds until the block lifts (at most 10 years); absent = until deleted',
+    example: 3600,
+    maximum: MAX_BLOCK_SECONDS,
+  })
   @IsOptional()
   @IsInt()
   @Min(1)
+  @Max(MAX_BLOCK_SECONDS)
   expires_in_seconds?: number;
 }
 

@@ -1,15 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '@keygate/audit';
-import { GatewayError } from '@keygate/errors';
+import { GatewayError, type FailureClass } from '@keygate/errors';
 import { LifecycleState } from '@keygate/health';
 import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext } from '@keygate/observability';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import { SecretsService } from '@keygate/secrets';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /** Status recorded when the client went away before the response finished (nginx's convention). */
 export const CLIENT_CLOSED_REQUEST = 499;
 
 const AUDITED = /^\/(v1|chat)\//;
+/** The scheme and authority of an absolute-form request target (`POST http://host/v1/...`). */
+const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
 /** Answered while draining: probes must keep telling the truth, and a scrape may still read the counters. */
 const SERVED_WHILE_DRAINING = new Set(['/healthz', '/readyz', '/metrics']);
 
@@ -28,6 +31,7 @@ export class RequestLifecycle {
     private readonly audit: AuditService,
     private readonly metrics: MetricsService,
     private readonly state: LifecycleState,
+    private readonly secrets: SecretsService,
   ) {}
 
   /** Requests whose response has not closed yet. */
@@ -49,24 +53,50 @@ export class RequestLifecycle {
 
   install(fastify: FastifyInstance): void {
     fastify.addHook('onRequest', (request, reply, done) => {
-      const raw = request.raw;
-      const path = request.url.split('?', 1)[0];
-      const ctx = new RequestContext(
-        pickRequestId(raw.headers['x-request-id'], randomUUID),
-        request.method,
-        path,
-        process.hrtime.bigint(),
-        parseTrace(raw.headers.traceparent, raw.headers['x-cloud-trace-context']),
-        AUDITED.test(path),
-      );
-      attachContext(raw, ctx);
-      this.open.add(ctx);
-      // Set on the raw response so hijacked (streamed) replies carry it too.
-      reply.raw.setHeader('x-request-id', ctx.requestId);
-      reply.raw.once('close', () => this.onClose(ctx, reply.raw.writableFinished, reply.raw.statusCode));
-      if (this.state.shuttingDown && !SERVED_WHILE_DRAINING.has(path)) return this.refuseWhileDraining(ctx, reply);
+      const ctx = this.begin(request, reply);
+      if (this.state.shuttingDown && !SERVED_WHILE_DRAINING.has(ctx.path)) return this.refuseWhileDraining(ctx, reply);
       done();
     });
+  }
+
+  /**
+   * Starts a request's life: its context, its `X-Request-Id`, and the audit when it closes. Called
+   * by the `onRequest` hook, and for a request Fastify's router turns away before any hook runs
+   * (see {@link refuseUnroutable}).
+   */
+  begin(request: FastifyRequest, reply: FastifyReply): RequestContext {
+    const raw = request.raw;
+    const path = requestPath(request.url);
+    const ctx = new RequestContext(
+      pickRequestId(raw.headers['x-request-id'], randomUUID),
+      request.method,
+      path,
+      process.hrtime.bigint(),
+      parseTrace(raw.headers.traceparent, raw.headers['x-cloud-trace-context']),
+      AUDITED.test(path),
+    );
+    attachContext(raw, ctx);
+    this.open.add(ctx);
+    // Set on the raw response so hijacked (streamed) replies carry it too.
+    reply.raw.setHeader('x-request-id', ctx.requestId);
+    reply.raw.once('close', () => this.onClose(ctx, reply.raw.writableFinished, reply.raw.statusCode));
+    return ctx;
+  }
+
+  /**
+   * Fastify's `frameworkErrors`: a target its router cannot take (a malformed percent-escape, a
+   * path parameter over its length limit) is refused before any hook runs, with Fastify's own
+   * body and no audit. It gets the contract's 400 and its audit line here instead.
+   */
+  refuseUnroutable(error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
+    const ctx = this.begin(request, reply);
+    const message =
+      error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? 'a path segment of the request target is too long'
+        : 'the request target is not a valid URL path (malformed percent-encoding)';
+    const refusal = new GatewayError('invalid_request', message);
+    ctx.fail(refusal.spec.failure, refusal.status);
+    void reply.status(refusal.status).type('application/json').send(refusal.toBody());
   }
 
   /**
@@ -80,6 +110,12 @@ export class RequestLifecycle {
     void reply.status(error.status).header('retry-after', '1').header('connection', 'close').type('application/json').send(error.toBody());
   }
 
+  /** A product as a metric label: only configured names, so a token's claim cannot mint new series. */
+  private productLabel(product: string | null): string {
+    if (product === null) return 'none';
+    return this.secrets.product(product) ? product : 'unconfigured';
+  }
+
   private onClose(ctx: RequestContext, finished: boolean, statusCode: number): void {
     this.open.delete(ctx);
     if (!finished && !ctx.shuttingDown) {
@@ -88,15 +124,49 @@ export class RequestLifecycle {
     } else if (ctx.status === 0) {
       ctx.status = statusCode;
     }
+    // An error answered outside keygate's filter (a plugin's own reply) still gets its class (SPEC §7).
+    if (ctx.failure === null && ctx.status >= 400) ctx.failure = failureForStatus(ctx.status);
     // Wait for the handler to wind down the upstream call so usage seen so far is counted.
     const done = ctx.settled
       .catch(() => undefined)
       .finally(() => {
         // Refused after admission without reaching an upstream: not charged to the daily caps.
         if (ctx.releaseDailyCount && ctx.failure !== null && ctx.attempts === 0) ctx.releaseDailyCount();
-        if (this.audit.record(ctx)) this.metrics.observeRequest(ctx);
+        if (this.audit.record(ctx)) this.metrics.observeRequest(ctx, this.productLabel(ctx.product));
         this.audited.delete(done);
       });
     this.audited.add(done);
+  }
+}
+
+/**
+ * The path of a request target, without its query: for the origin form (`/v1/...`) as sent, and for
+ * the absolute form (`http://host/v1/...`, which HTTP/1.1 servers must accept and Fastify routes by
+ * its path) without scheme and authority, so such a request is audited like any other.
+ */
+export function requestPath(url: string): string {
+  const path = url.split('?', 1)[0];
+  if (path.startsWith('/')) return path;
+  const absolute = ABSOLUTE_FORM.exec(path);
+  return absolute ? path.slice(absolute[0].length) || '/' : path;
+}
+
+/** The audit class of an error status answered without a {@link GatewayError} (SPEC §7). */
+export function failureForStatus(status: number): FailureClass {
+  switch (status) {
+    case 401:
+      return 'auth';
+    case 403:
+      return 'forbidden';
+    case 404:
+      return 'not_found';
+    case 413:
+      return 'policy';
+    case 429:
+      return 'rate_limit';
+    case CLIENT_CLOSED_REQUEST:
+      return 'client_abort';
+    default:
+      return status >= 500 ? 'internal' : 'bad_request';
   }
 }
