@@ -36,6 +36,7 @@ const POLICY = {
     busy: { limits: { daily_requests: 1 }, auto_block: { rejections: 3, window_seconds: 60, block_seconds: 60 } },
     tokens: { limits: { daily_tokens: 1000, user_daily_tokens: 600 } },
     userday: { limits: { user_daily_requests: 2 } },
+    mixed: { limits: { daily_requests: 3, user_daily_requests: 10 } },
   },
 };
 
@@ -216,6 +217,22 @@ describe('RequestLimitsGuard', () => {
     await h.guard.canActivate(request('qps', 'wes').context);
     // qps has per-second limits for the user only: product_qps (0) is skipped, the daily ones are always counted.
     expect(calls).toEqual([3]);
+  });
+
+  it('reports in the rate-limit headers the daily cap with the fewest requests left, the product’s or the user’s', async () => {
+    const { guard } = await harness();
+    const first = request('mixed', 'kim');
+    await guard.canActivate(first.context);
+    expect(Object.fromEntries(first.headers)).toEqual({ 'x-ratelimit-limit-requests': 3, 'x-ratelimit-remaining-requests': 2 });
+    await guard.canActivate(request('mixed', 'lou').context);
+    await guard.canActivate(request('mixed', 'lou').context);
+    const refused = request('mixed', 'kim');
+    expect((await refusal(guard.canActivate(refused.context))).options.headers).toEqual({ 'x-keygate-limit': 'product_daily' });
+    expect(Object.fromEntries(refused.headers)).toEqual({ 'x-ratelimit-limit-requests': 3, 'x-ratelimit-remaining-requests': 0 });
+    // Only the user's cap set: it is the one reported.
+    const own = request('userday', 'max');
+    await guard.canActivate(own.context);
+    expect(Object.fromEntries(own.headers)).toEqual({ 'x-ratelimit-limit-requests': 2, 'x-ratelimit-remaining-requests': 1 });
   });
 
   it('answers 429 with Retry-After to the next UTC midnight over a daily cap', async () => {

@@ -143,14 +143,20 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     const { records, store } = await this.storage.incrementAll(hits);
 
     const daily = hits.filter((h) => h.throttlerName === 'product_daily' || h.throttlerName === 'user_daily');
-    const userDaily = hits.findIndex((h) => h.throttlerName === 'user_daily');
-    if (userDaily >= 0 && hits[userDaily].limit > 0) {
-      // OpenAI's header names, so SDK users find them where they expect; set on the raw response
-      // so streamed (hijacked) replies carry them too.
-      const { limit } = hits[userDaily];
+    // OpenAI's header names, so SDK users find them where they expect, for the daily cap (the
+    // product's or the user's) with the fewest requests left; set on the raw response so streamed
+    // (hijacked) replies carry them too.
+    let tightest: { limit: number; remaining: number } | undefined;
+    for (let i = 0; i < hits.length; i++) {
+      const { throttlerName, limit } = hits[i];
+      if ((throttlerName !== 'product_daily' && throttlerName !== 'user_daily') || limit <= 0) continue;
+      const remaining = Math.max(0, limit - records[i].totalHits);
+      if (!tightest || remaining < tightest.remaining) tightest = { limit, remaining };
+    }
+    if (tightest) {
       const raw = http.getResponse<FastifyReply>().raw;
-      raw.setHeader('x-ratelimit-limit-requests', limit);
-      raw.setHeader('x-ratelimit-remaining-requests', Math.max(0, limit - records[userDaily].totalHits));
+      raw.setHeader('x-ratelimit-limit-requests', tightest.limit);
+      raw.setHeader('x-ratelimit-remaining-requests', tightest.remaining);
     }
     if (store) {
       const ctx = contextOf(request.raw);
