@@ -14,9 +14,15 @@ describe('applyParameterPolicy', () => {
   });
 
   it('keeps a value within the cap and returns the effective one', () => {
+    const one = { max_completion_tokens: 300 };
+    expect(applyParameterPolicy(one, policy)).toBe(300);
+    expect(one).toEqual({ max_completion_tokens: 300 });
+  });
+
+  it('gives both fields the smaller value when both are sent, so no host can go past the reservation', () => {
     const body = { max_tokens: 200, max_completion_tokens: 100 };
     expect(applyParameterPolicy(body, policy)).toBe(100);
-    expect(body).toEqual({ max_tokens: 200, max_completion_tokens: 100 });
+    expect(body).toEqual({ max_tokens: 100, max_completion_tokens: 100 });
   });
 
   it.each([
