@@ -360,6 +360,12 @@ describe('Gemini translation', () => {
     });
   });
 
+  it('gives a typeless const or enum the STRING type Gemini requires of enum values', () => {
+    expect(toGeminiSchema({ const: 'k' }, 'p')).toEqual({ type: 'STRING', enum: ['k'] });
+    expect(toGeminiSchema({ enum: ['a', 'b'] }, 'p')).toEqual({ type: 'STRING', enum: ['a', 'b'] });
+    expect(toGeminiSchema({ type: 'string', enum: ['a'] }, 'p')).toEqual({ type: 'STRING', enum: ['a'] });
+  });
+
   describe('HTTP errors', () => {
     const googleError = (code: number, status: string, message: string, details?: unknown[]): string =>
       JSON.stringify({ error: { code, message, status, ...(details ? { details } : {}) } });

@@ -451,6 +451,8 @@ function convertSchema(node: unknown, ctx: SchemaContext): GeminiSchema {
   } else if (typeof node.const === 'string') {
     out.enum = [node.const];
   }
+  // Gemini takes enum values on STRING schemas only; a bare `const` or `enum` names no type.
+  if (out.enum && out.type === undefined && out.anyOf === undefined) out.type = 'STRING';
   if (isRecord(node.properties)) {
     const properties: Record<string, GeminiSchema> = {};
     for (const key of Object.keys(node.properties)) properties[key] = convertSchema(node.properties[key], ctx);
