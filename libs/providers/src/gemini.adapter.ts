@@ -93,7 +93,12 @@ export class GeminiAdapter implements ProviderAdapter {
     // o200k), close to but not exactly what Google counts and bills.
     let promptTokens = 0;
     for (const text of texts) promptTokens += countTokens(text);
-    const result = toOpenAiEmbeddings(answers.flat(), { model: body.model, encodingFormat: format, promptTokens });
+    const result = toOpenAiEmbeddings(answers.flat(), {
+      model: body.model,
+      encodingFormat: format,
+      promptTokens,
+      normalize: body.dimensions !== undefined && body.dimensions !== null,
+    });
     return { body: JSON.stringify(result), usage: result.usage };
   }
 

@@ -156,6 +156,7 @@ describe('Gemini translation goldens', () => {
         model: body.model,
         encodingFormat: body.encoding_format ?? 'float',
         promptTokens: f.promptTokens as number,
+        normalize: body.dimensions !== undefined,
       });
       expect(out).toEqual(f.openaiResponse);
     });

@@ -791,15 +791,27 @@ export function floatsToBase64(values: readonly number[]): string {
   return buf.toString('base64');
 }
 
-/** Gemini embedding vectors (in input order) as an OpenAI embeddings list. */
+/**
+ * A vector scaled to length 1. OpenAI's embeddings have unit length (clients compare them with a dot
+ * product); Gemini's have it only at full size, and Google leaves a shortened one
+ * (`outputDimensionality`, OpenAI's `dimensions`) to the caller to normalise.
+ */
+function unitLength(values: number[]): number[] {
+  let sum = 0;
+  for (const x of values) sum += x * x;
+  if (sum === 0) return values;
+  const norm = Math.sqrt(sum);
+  return values.map((x) => x / norm);
+}
+
+/** Gemini embedding vectors (in input order) as an OpenAI embeddings list; `normalize` scales each to unit length. */
 export function toOpenAiEmbeddings(
   vectors: ReadonlyArray<{ values?: number[] }>,
-  meta: { model: string; encodingFormat: 'float' | 'base64'; promptTokens: number },
+  meta: { model: string; encodingFormat: 'float' | 'base64'; promptTokens: number; normalize?: boolean },
 ): OpenAiEmbeddings {
-  const data: OpenAiEmbeddings['data'] = vectors.map((v, index) => ({
-    object: 'embedding',
-    index,
-    embedding: meta.encodingFormat === 'base64' ? floatsToBase64(v.values ?? []) : (v.values ?? []),
-  }));
+  const data: OpenAiEmbeddings['data'] = vectors.map((v, index) => {
+    const values = meta.normalize ? unitLength(v.values ?? []) : (v.values ?? []);
+    return { object: 'embedding', index, embedding: meta.encodingFormat === 'base64' ? floatsToBase64(values) : values };
+  });
   return { object: 'list', data, model: meta.model, usage: { prompt_tokens: meta.promptTokens, total_tokens: meta.promptTokens } };
 }
