@@ -29,9 +29,11 @@ const FAILURE_MESSAGES: ReadonlyArray<[RegExp, string]> = [
 /**
  * Authenticates a request with the credential strategies configured at boot (JWT, HMAC, IAP: the
  * passport module's default strategies, tried in that order) and stores the {@link Principal} on
- * the request. A strategy that finds no credential of its kind steps aside; the first strategy
- * that found one and refused it gives the answer. Every failure is a `GatewayError` (401, or 503
- * when the HMAC replay cache is down).
+ * the request. The first strategy that accepts its credential wins (a request carrying a valid
+ * HMAC signature is served as that client even beside an unusable bearer token); when none does,
+ * a strategy that found no credential of its kind steps aside and the first that found one and
+ * refused it gives the answer. Every failure is a `GatewayError` (401, or 503 when the HMAC replay
+ * cache is down).
  */
 @Injectable()
 export class CredentialGuard extends AuthGuard() {
