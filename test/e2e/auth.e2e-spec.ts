@@ -16,9 +16,11 @@
  * The JWKS tests run in order and depend on the key server's history (fetch counts, cooldowns).
  */
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import {
   DEV_ISSUER,
+  HOST,
   cleanupTempFiles,
   mintToken,
   mintedTokens,
@@ -1259,6 +1261,35 @@ describe('request identity', () => {
     expect(s.headers['x-request-id']).toBe(s.id);
     expect(s.headers['x-content-type-options']).toBe('nosniff');
     await expectOneAudit(gw, s.id, { status: 400, failure: 'bad_request', path: target });
+  });
+
+  it('answers an HTTP/1.1 request without Host with the contract 400 and one audit line (RFC 9112 §3.2)', async () => {
+    const id = uniqueId('ident-no-host');
+    const body = chatBody('no host');
+    const head = [
+      'POST /v1/chat/completions HTTP/1.1',
+      `x-request-id: ${id}`,
+      `authorization: Bearer ${mintToken({ sub: 'ident-no-host' })}`,
+      'content-type: application/json',
+      `content-length: ${Buffer.byteLength(body)}`,
+      'connection: close',
+    ];
+    const before = (await mock.stats()).total;
+    const answer = await new Promise<string>((done, fail) => {
+      const socket = connect(gw.port, HOST, () => socket.end(`${head.join('\r\n')}\r\n\r\n${body}`));
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
+      socket.on('error', fail);
+      socket.setTimeout(5_000, () => socket.destroy(new Error('no answer')));
+    });
+    const [statusLine] = answer.split('\r\n', 1);
+    expect(statusLine).toBe('HTTP/1.1 400 Bad Request');
+    expect(answer.toLowerCase()).toContain(`x-request-id: ${id}`);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'invalid_request' } });
+    expect((await mock.stats()).total).toBe(before);
+    sent.set(gw, [...(sent.get(gw) ?? []), id]);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', path: '/v1/chat/completions' });
   });
 
   it('takes the product from the credential, not from an X-Keygate-Product header', async () => {

@@ -163,6 +163,9 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
     bodyLimit: config.policy.largestRequestBytes,
     // Google's load balancers keep backend connections for 600 s; a shorter server timeout races them.
     keepAliveTimeout: 620_000,
+    // The lifecycle refuses an HTTP/1.1 request without Host itself, with the contract's 400 and an
+    // audit line; Node's own refusal happens before any hook.
+    http: { requireHostHeader: false },
     // During the drain, RequestLifecycle answers requests on kept-alive connections itself (the
     // contract's 503, audited, Connection: close); Fastify's own 503 has neither.
     return503OnClosing: false,

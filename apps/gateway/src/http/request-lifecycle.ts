@@ -55,6 +55,9 @@ export class RequestLifecycle {
     fastify.addHook('onRequest', (request, reply, done) => {
       const ctx = this.begin(request, reply);
       if (this.state.shuttingDown && !SERVED_WHILE_DRAINING.has(ctx.path)) return this.refuseWhileDraining(ctx, reply);
+      // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. Node's own answer to it (turned
+      // off in bootstrap) is a bare 400 that no hook sees, so the request would go unaudited.
+      if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) return this.refuseWithoutHost(ctx, reply);
       done();
     });
   }
@@ -114,6 +117,12 @@ export class RequestLifecycle {
   private productLabel(product: string | null): string {
     if (product === null) return 'none';
     return this.secrets.product(product) ? product : 'unconfigured';
+  }
+
+  private refuseWithoutHost(ctx: RequestContext, reply: FastifyReply): void {
+    const error = new GatewayError('invalid_request', 'an HTTP/1.1 request needs a Host header');
+    ctx.fail(error.spec.failure, error.status);
+    void reply.status(error.status).header('connection', 'close').type('application/json').send(error.toBody());
   }
 
   private onClose(ctx: RequestContext, finished: boolean, statusCode: number): void {
