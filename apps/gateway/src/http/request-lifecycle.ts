@@ -96,7 +96,9 @@ export class RequestLifecycle {
     const message =
       error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? 'a path segment of the request target is too long'
-        : 'the request target is not a valid URL path (malformed percent-encoding)';
+        : error.code === 'FST_ERR_BAD_URL'
+          ? 'the request target is not a valid URL path (malformed percent-encoding)'
+          : 'the request target cannot be routed';
     const refusal = new GatewayError('invalid_request', message);
     ctx.fail(refusal.spec.failure, refusal.status);
     void reply.status(refusal.status).type('application/json').send(refusal.toBody());
