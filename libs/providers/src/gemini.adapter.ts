@@ -15,7 +15,7 @@ import {
   type CompletionMeta,
 } from './gemini.translate';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
-import { countTokens } from './token-estimate';
+import { TokenTally } from './token-estimate';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
@@ -91,8 +91,9 @@ export class GeminiAdapter implements ProviderAdapter {
     const answers = batches.map((_, b) => answered.get(b) as NonNullable<BatchEmbedContentsResponse['embeddings']>);
     // Gemini reports no usage for embeddings: this is an estimate with keygate's tokenizer (OpenAI's
     // o200k), close to but not exactly what Google counts and bills.
+    const tally = new TokenTally();
     let promptTokens = 0;
-    for (const text of texts) promptTokens += countTokens(text);
+    for (const text of texts) promptTokens += tally.count(text);
     const result = toOpenAiEmbeddings(answers.flat(), {
       model: body.model,
       encodingFormat: format,

@@ -1,4 +1,4 @@
-import { countTokens, estimatePromptTokens, NON_TEXT_PART_TOKENS } from './token-estimate';
+import { countTokens, estimatePromptTokens, NON_TEXT_PART_TOKENS, TokenTally } from './token-estimate';
 
 const question = 'What is the weather in Paris today?';
 
@@ -56,5 +56,56 @@ describe('estimatePromptTokens', () => {
     const tool_calls = [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }];
     const messages = [{ role: 'assistant', content: null, tool_calls }];
     expect(estimatePromptTokens({ messages })).toBe(3 + 3 + countTokens(JSON.stringify(tool_calls)));
+  });
+});
+
+describe('TokenTally', () => {
+  // The library itself, as the reference for what one piece costs.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const library = require('gpt-tokenizer') as { countTokens(text: string): number };
+
+  it('counts ordinary text exactly as the tokenizer does', () => {
+    const text = `${question} ${'The quick brown fox jumps over the lazy dog. '.repeat(50)}`;
+    expect(new TokenTally().count(text)).toBe(library.countTokens(text));
+  });
+
+  it('counts a run without breaks (no spaces, as in CJK text) in pieces, never whole: BPE is quadratic in a run', () => {
+    const run = 'y'.repeat(640);
+    expect(new TokenTally().count(run)).toBe(10 * library.countTokens('y'.repeat(64)));
+    const cjk = '这是一个测试句子没有空格'.repeat(16); // 192 characters, one run
+    const pieces = [cjk.slice(0, 64), cjk.slice(64, 128), cjk.slice(128)];
+    expect(new TokenTally().count(`Translate: ${cjk}`)).toBe(
+      pieces.reduce((n, p) => n + library.countTokens(p), 0) + library.countTokens('Translate: '),
+    );
+  });
+
+  it('never cuts a run between the two halves of a surrogate pair', () => {
+    const run = `a${'😀'.repeat(100)}`; // index 64 falls inside a pair
+    const pieces = [run.slice(0, 65), run.slice(65, 129), run.slice(129, 193), run.slice(193)];
+    for (const p of pieces) expect(p).not.toMatch(/^[\udc00-\udfff]|[\ud800-\udbff]$/);
+    expect(new TokenTally().count(run)).toBe(pieces.reduce((n, p) => n + library.countTokens(p), 0));
+  });
+
+  it('past its budget of characters, estimates at the tokens per character measured so far', () => {
+    const tally = new TokenTally(128);
+    const first = tally.count('y'.repeat(128)); // two pieces, both tokenized: the budget is spent
+    expect(first).toBe(2 * library.countTokens('y'.repeat(64)));
+    // 6 400 characters more, none tokenized: the measured ratio stands in.
+    expect(tally.count('z'.repeat(6_400))).toBe(100 * Math.ceil((64 * first) / 128));
+    expect(tally.count('hello')).toBe(Math.ceil((5 * first) / 128));
+  });
+
+  it('tokenizes what fits of a text longer than the budget, cut after a space, and estimates the rest', () => {
+    const head = 'word '.repeat(200); // 1 000 characters, one token each 5
+    const tail = '1 2 3 4 '.repeat(500); // 4 000 characters, denser
+    const measured = library.countTokens(head);
+    expect(new TokenTally(1_000).count(head + tail)).toBe(measured + Math.ceil((4_000 * measured) / 1_000));
+  });
+
+  it('gives one request one budget: estimatePromptTokens of many long messages stays near the exact count', () => {
+    const content = 'word '.repeat(20_000); // 100 000 characters, ordinary text
+    const exact = library.countTokens(content);
+    const estimate = estimatePromptTokens({ messages: [{ role: 'user', content }] }) - 6;
+    expect(Math.abs(estimate - exact) / exact).toBeLessThan(0.05);
   });
 });

@@ -4,7 +4,7 @@ import type { Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { QuotaService } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
-import { countTokens, retryDelay, runAttempts, UpstreamError, type EmbeddingsRequest } from '@keygate/providers';
+import { retryDelay, runAttempts, TokenTally, UpstreamError, type EmbeddingsRequest } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
 import { ProductRouter } from '../routing/product.router';
@@ -12,8 +12,9 @@ import { ProductRouter } from '../routing/product.router';
 /** Tokens of an embeddings input: text counted with the tokenizer, token arrays by length. */
 function inputTokens(input: EmbeddingsRequest['input']): number {
   const items: Array<string | number | number[]> = Array.isArray(input) ? input : [input];
+  const tally = new TokenTally();
   let total = 0;
-  for (const item of items) total += typeof item === 'string' ? countTokens(item) : Array.isArray(item) ? item.length : 1;
+  for (const item of items) total += typeof item === 'string' ? tally.count(item) : Array.isArray(item) ? item.length : 1;
   return total;
 }
 
