@@ -462,7 +462,13 @@ describe.each(TRANSLATED_PROVIDERS)('$provider ($model) through the OpenAI SDK',
     expect(received.join('')).not.toBe('');
     expect(error.code).toBe('upstream_error');
     expect(moved(delta)).toEqual({ [streamRoute]: 1 });
-    await expectOneAudit(id, { status: 502, failure: 'upstream', provider, stream: true, attempts: 1 });
+    const audit = await expectOneAudit(id, { status: 502, failure: 'upstream', provider, stream: true, attempts: 1 });
+    // Anthropic (message_start) and Gemini (each chunk) report the prompt's usage before the
+    // error: the stream is billed that, not keygate's estimate. The same prompt unstreamed says how much.
+    const plain = await gw
+      .openai(token)
+      .chat.completions.create({ model, messages: user('doomed stream with some words [mock error_event_after=2]') });
+    expect(audit.tokens_in).toBe(plain.usage?.prompt_tokens);
   });
 });
 

@@ -300,6 +300,27 @@ describe('finishReason and toUsage', () => {
 describe('AnthropicStreamTranslator', () => {
   const meta = { fallbackId: FALLBACK_ID, created: CREATED, model: MODEL, clientWantsUsage: false };
 
+  it('reports the usage seen so far (message_start, message_delta), so a stream that fails later is billed what Anthropic counted', () => {
+    const t = new AnthropicStreamTranslator(meta);
+    const [role] = t.push({
+      type: 'message_start',
+      message: {
+        id: 'msg_1',
+        type: 'message',
+        role: 'assistant',
+        model: 'm',
+        content: [],
+        stop_reason: null,
+        usage: { input_tokens: 1000, cache_read_input_tokens: 5000, output_tokens: 1 },
+      },
+    });
+    expect(role.data).not.toBeNull();
+    expect(role.runningUsage).toMatchObject({ prompt_tokens: 6000, completion_tokens: 1 });
+    const delta = t.push({ type: 'message_delta', delta: { stop_reason: null }, usage: { output_tokens: 42 } });
+    expect(delta).toStrictEqual([{ data: null, runningUsage: expect.objectContaining({ prompt_tokens: 6000, completion_tokens: 42 }) }]);
+    expect(() => t.push({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })).toThrow(UpstreamError);
+  });
+
   it('refuses content before message_start', () => {
     const t = new AnthropicStreamTranslator(meta);
     expect(() => t.push({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'x' } })).toThrow(UpstreamError);

@@ -523,8 +523,10 @@ export class AnthropicStreamTranslator {
       case 'message_start': {
         if (this.id !== undefined) return [];
         this.id = completionId(event.message?.id, this.meta.fallbackId);
-        if (event.message?.usage) mergeUsage(this.usage, event.message.usage);
-        return [this.chunk({ role: 'assistant', content: '', refusal: null }, null)];
+        const role = this.chunk({ role: 'assistant', content: '', refusal: null }, null);
+        if (!event.message?.usage) return [role];
+        mergeUsage(this.usage, event.message.usage);
+        return [{ ...role, runningUsage: toUsage(this.usage) }];
       }
       case 'content_block_start':
         return this.blockStart(event.index, event.content_block);
@@ -545,11 +547,15 @@ export class AnthropicStreamTranslator {
       }
       case 'message_delta': {
         this.started();
-        if (event.usage) mergeUsage(this.usage, event.usage);
+        const running: StreamEvent[] = [];
+        if (event.usage) {
+          mergeUsage(this.usage, event.usage);
+          running.push({ data: null, runningUsage: toUsage(this.usage) });
+        }
         const reason = event.delta?.stop_reason;
-        if (reason === undefined || reason === null || this.finished) return [];
+        if (reason === undefined || reason === null || this.finished) return running;
         this.finished = true;
-        return [this.chunk({}, finishReason(reason))];
+        return [this.chunk({}, finishReason(reason)), ...running];
       }
       case 'message_stop': {
         this.started();

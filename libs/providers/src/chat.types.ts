@@ -43,6 +43,11 @@ export interface StreamEvent {
   data: string | null;
   /** Usage, when this event carried it. */
   usage?: Usage;
+  /**
+   * Usage the provider has reported so far (Anthropic's `message_start`, Gemini's running
+   * `usageMetadata`): what the stream is billed if it ends before its final usage.
+   */
+  runningUsage?: Usage;
   /** Completion text in this event, kept to estimate usage if the stream ends early. */
   text?: string;
 }

@@ -220,6 +220,18 @@ describe('Gemini translation', () => {
     expect(new Set(plain).size).toBe(2);
   });
 
+  it('reports each chunk’s running usageMetadata for keygate only, so a stream that fails later is billed what Gemini counted', () => {
+    const t = new GeminiStreamTranslator({ ...meta, clientWantsUsage: false });
+    const out = t.push({
+      responseId: 'r',
+      candidates: [{ content: { role: 'model', parts: [{ text: 'Hel' }] }, index: 0 }],
+      usageMetadata: { promptTokenCount: 1000, candidatesTokenCount: 2, totalTokenCount: 1002 },
+    });
+    expect(out.at(-1)).toStrictEqual({ data: null, runningUsage: expect.objectContaining({ prompt_tokens: 1000, completion_tokens: 2 }) });
+    expect(out.filter((e) => e.runningUsage && e.data !== null)).toEqual([]);
+    expect(() => t.push({ error: { code: 503, message: 'unavailable' } } as never)).toThrow(UpstreamError);
+  });
+
   it('keeps an id Gemini did send on a functionCall', () => {
     const { completion } = toChatCompletion(
       { candidates: [{ content: { parts: [{ functionCall: { id: 'fc-1', name: 'f', args: {} } }] }, finishReason: 'STOP' }] },

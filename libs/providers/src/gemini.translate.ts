@@ -675,6 +675,8 @@ export class GeminiStreamTranslator {
         out.push(this.chunk(index, {}, finishReason(c.finishReason, state.toolCalls > 0)));
       }
     }
+    // Running totals: what the stream is billed if it fails before its end.
+    if (event.usageMetadata) out.push({ data: null, runningUsage: toUsage(event.usageMetadata) });
     return out;
   }
 

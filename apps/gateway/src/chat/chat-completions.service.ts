@@ -144,6 +144,7 @@ export class ChatCompletionsService {
     res.writeHead(200, { ...definedHeaders(reply.getHeaders()), ...SSE_HEADERS });
     ctx.status = 200;
     const text: string[] = [];
+    let running: Usage | undefined;
     let overLimit = false;
     const limit = setTimeout(() => {
       overLimit = true;
@@ -153,6 +154,7 @@ export class ChatCompletionsService {
     try {
       for await (const event of upstream.events) {
         if (event.usage) this.recordUsage(ctx, event.usage);
+        if (event.runningUsage) running = event.runningUsage;
         if (event.text) text.push(event.text);
         if (event.data !== null && !res.write(`data: ${event.data}\n\n`)) await once(res, 'drain', { signal: ctx.abort.signal });
       }
@@ -186,9 +188,10 @@ export class ChatCompletionsService {
     } finally {
       this.metrics.activeStreams.dec();
       clearTimeout(limit);
-      // The upstream started generating, so it bills the prompt: estimate what it did not report.
-      if (ctx.tokensIn === null) ctx.tokensIn = estimatePromptTokens(body);
-      if (ctx.tokensOut === null) ctx.tokensOut = countTokens(text.join(''));
+      // The upstream started generating, so it bills the prompt: what it reported so far, else
+      // keygate's estimate; the answer at least as long as what reached keygate.
+      if (ctx.tokensIn === null) ctx.tokensIn = running ? running.prompt_tokens : estimatePromptTokens(body);
+      if (ctx.tokensOut === null) ctx.tokensOut = Math.max(running?.completion_tokens ?? 0, countTokens(text.join('')));
     }
   }
 
