@@ -806,6 +806,19 @@ describe('graceful shutdown on SIGTERM', () => {
       );
       await waitFor('all 5 streams to receive their first chunk', () => run.firstChunks() === 5, 10_000);
       await waitFor('the slow request to reach the upstream', async () => ((await mock.stats()).active ?? 0) >= 6 || undefined, 5_000);
+      // And a client still sending its body at the deadline (it never finishes): keygate ends it.
+      const uploadId = uniqueId('cut-upload');
+      const upload = connect(cut.port, '127.0.0.1');
+      let uploadAnswer = '';
+      upload.setEncoding('utf8');
+      upload.on('data', (d: string) => (uploadAnswer += d));
+      upload.on('error', () => undefined);
+      const uploadClosed = new Promise((r) => upload.once('close', r));
+      await new Promise((r) => upload.once('connect', r));
+      upload.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+          `X-Request-Id: ${uploadId}\r\nContent-Length: 1000\r\n\r\n{"model":`,
+      );
 
       const sigterm = Date.now();
       const exit = cut.proc.stop(20_000);
@@ -832,13 +845,21 @@ describe('graceful shutdown on SIGTERM', () => {
       expect(slowError).not.toBeNull();
       expect(slowError!.status).toBe(503);
       expect(slowError!.code).toBe('service_unavailable');
+      expect(await within(uploadClosed, 10_000)).not.toBeNull();
+      expect(uploadAnswer).toMatch(/^HTTP\/1\.1 503/);
+      expect(uploadAnswer).toMatch(new RegExp(`\\r\\nx-request-id: ${uploadId}\\r\\n`, 'i'));
+      expect(JSON.parse(uploadAnswer.slice(uploadAnswer.indexOf('\r\n\r\n') + 4))).toMatchObject({
+        error: { code: 'service_unavailable' },
+      });
 
       const info = await exit;
       const elapsed = Date.now() - sigterm;
       expect(info).toEqual({ code: 0, signal: null });
 
-      await waitFor('6 audit lines', () => cut.audits().length >= 6 || undefined, 2_000);
-      expect(cut.audits()).toHaveLength(6);
+      await waitFor('7 audit lines', () => cut.audits().length >= 7 || undefined, 2_000);
+      expect(cut.audits()).toHaveLength(7);
+      expect(cut.auditsFor(uploadId)).toHaveLength(1);
+      expect(cut.auditsFor(uploadId)[0]).toMatchObject({ status: 503, failure: 'internal' });
       for (const o of outcomes!) {
         const lines = cut.auditsFor(o.id);
         expect(lines).toHaveLength(1);

@@ -63,6 +63,9 @@ function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<r
   });
 }
 
+/** How long a client may take to send a request, headers and body. */
+const REQUEST_TIMEOUT_MS = 60_000;
+
 /** helmet's options for every answer. */
 const SECURITY_HEADER_OPTIONS: HelmetOptions = {
   // Swagger UI loads its own script and styles from /docs; nothing else is HTML.
@@ -163,6 +166,9 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
     bodyLimit: config.policy.largestRequestBytes,
     // Google's load balancers keep backend connections for 600 s; a shorter server timeout races them.
     keepAliveTimeout: 620_000,
+    // A request must arrive whole (headers and body) within this: Fastify's default is no limit, so
+    // a client trickling its body (slowloris) could hold a request open for ever.
+    requestTimeout: REQUEST_TIMEOUT_MS,
     // The lifecycle refuses an HTTP/1.1 request without Host itself, with the contract's 400 and an
     // audit line; Node's own refusal happens before any hook.
     http: { requireHostHeader: false },

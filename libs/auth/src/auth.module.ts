@@ -3,6 +3,7 @@ import { PassportModule } from '@nestjs/passport';
 import { GatewayConfig } from '@keygate/config';
 import { JsonLogger, KEYGATE_LOGGER, ObservabilityModule } from '@keygate/observability';
 import { SecretsModule, SecretsService } from '@keygate/secrets';
+import { reportOncePer } from '@keygate/redis';
 import { AdminScopeGuard } from './admin-scope.guard';
 import { JWT_STRATEGY } from './auth.constants';
 import { CredentialGuard } from './credential.guard';
@@ -65,7 +66,15 @@ export function activeStrategies(config: GatewayConfig): string[] {
       useFactory: (config: GatewayConfig, logger: JsonLogger): ReplayCache =>
         config.redisUrl
           ? new RedisReplayCache(
-              createReplayRedis(config.redisUrl, (error) => logger.write('WARNING', 'replay-cache Redis error', { reason: error.message })),
+              createReplayRedis(
+                config.redisUrl,
+                // HMAC requests get 503 while it is down; one line per outage minute is enough.
+                reportOncePer(60_000, (error) =>
+                  logger.write('WARNING', 'replay-cache Redis unavailable; HMAC requests are refused (503) until it returns', {
+                    reason: error.message,
+                  }),
+                ),
+              ),
             )
           : new MemoryReplayCache(),
     },

@@ -47,9 +47,14 @@ export class RequestContext {
     readonly auditable: boolean,
   ) {}
 
-  /** Marks the request as failed with a class, unless an earlier failure was recorded. */
+  /**
+   * Marks the request as failed with a class and status, unless an earlier failure was recorded:
+   * the first one is what happened (a client gone mid-upload stays a 499, whatever error the
+   * unfinished body then raises).
+   */
   fail(failure: FailureClass, status: number): void {
-    if (this.failure === null) this.failure = failure;
+    if (this.failure !== null) return;
+    this.failure = failure;
     this.status = status;
   }
 }

@@ -33,6 +33,20 @@ export function createRequestPathRedis(url: string, onError: (error: Error) => v
   return redis;
 }
 
+/**
+ * An error listener for a Redis client that reports the first error of an outage and then stays
+ * quiet for `quietMs`: ioredis emits one per reconnect attempt, several a second while Redis is down.
+ */
+export function reportOncePer(quietMs: number, report: (error: Error) => void): (error: Error) => void {
+  let reported = false;
+  return (error) => {
+    if (reported) return;
+    reported = true;
+    report(error);
+    setTimeout(() => (reported = false), quietMs).unref();
+  };
+}
+
 /** A request stopped waiting on Redis; the command itself may still complete. */
 export class RedisWaitExceededError extends Error {
   constructor() {

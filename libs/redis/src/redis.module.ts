@@ -3,17 +3,13 @@ import { GatewayConfig } from '@keygate/config';
 import { JsonLogger, KEYGATE_LOGGER, ObservabilityModule } from '@keygate/observability';
 import type { Redis } from 'ioredis';
 import { KEYGATE_REDIS } from './redis.constants';
-import { createRequestPathRedis } from './redis.factory';
+import { createRequestPathRedis, reportOncePer } from './redis.factory';
 
 /** Logs connection errors at most once per outage, not once per reconnect attempt. */
 function errorReporter(logger: JsonLogger): (error: Error) => void {
-  let reported = false;
-  return (error) => {
-    if (reported) return;
-    reported = true;
-    logger.write('WARNING', 'Redis unavailable; limits fall back to per-replica counters until it returns', { reason: error.message });
-    setTimeout(() => (reported = false), 60_000).unref();
-  };
+  return reportOncePer(60_000, (error) =>
+    logger.write('WARNING', 'Redis unavailable; limits fall back to per-replica counters until it returns', { reason: error.message }),
+  );
 }
 
 /** The shared Redis client of the request path (limits, quotas, blocks), when configured. */

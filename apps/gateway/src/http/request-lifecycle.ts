@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '@keygate/audit';
 import { GatewayError, type FailureClass } from '@keygate/errors';
@@ -15,6 +16,13 @@ const AUDITED = /^\/(v1|chat)\//;
 const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
 /** Answered while draining: probes must keep telling the truth, and a scrape may still read the counters. */
 const SERVED_WHILE_DRAINING = new Set(['/healthz', '/readyz', '/metrics']);
+/**
+ * At the drain deadline, how long the requests told to end get to end by themselves (a stream
+ * writes its error event, a handler winds down its upstream call) before keygate ends their
+ * responses itself: a request whose body is still arriving, or a client that stopped reading,
+ * would otherwise never close.
+ */
+const END_GRACE_MS = 1_000;
 
 /**
  * Owns each request's life from arrival to the audit line. A Fastify `onRequest` hook (the first
@@ -24,7 +32,8 @@ const SERVED_WHILE_DRAINING = new Set(['/healthz', '/readyz', '/metrics']);
  */
 @Injectable()
 export class RequestLifecycle {
-  private readonly open = new Set<RequestContext>();
+  /** Requests whose response has not closed yet, with that response. */
+  private readonly open = new Map<RequestContext, ServerResponse>();
   private readonly audited = new Set<Promise<void>>();
 
   constructor(
@@ -44,11 +53,19 @@ export class RequestLifecycle {
    * others with a 503) and resolves once each has its audit line.
    */
   async endAll(): Promise<void> {
-    for (const ctx of this.open) {
+    for (const ctx of this.open.keys()) {
       ctx.shuttingDown = true;
       ctx.abort.abort();
     }
-    while (this.open.size || this.audited.size) await Promise.race([...this.audited, new Promise((r) => setTimeout(r, 50))]);
+    const forceAt = Date.now() + END_GRACE_MS;
+    let forced = false;
+    while (this.open.size || this.audited.size) {
+      if (!forced && Date.now() >= forceAt) {
+        forced = true;
+        for (const [ctx, res] of this.open) endResponse(ctx, res);
+      }
+      await Promise.race([...this.audited, new Promise((r) => setTimeout(r, 50))]);
+    }
   }
 
   install(fastify: FastifyInstance): void {
@@ -79,7 +96,7 @@ export class RequestLifecycle {
       AUDITED.test(path),
     );
     attachContext(raw, ctx);
-    this.open.add(ctx);
+    this.open.set(ctx, reply.raw);
     // Set on the raw response so hijacked (streamed) replies carry it too.
     reply.raw.setHeader('x-request-id', ctx.requestId);
     reply.raw.once('close', () => this.onClose(ctx, reply.raw.writableFinished, reply.raw.statusCode));
@@ -180,4 +197,26 @@ export function failureForStatus(status: number): FailureClass {
     default:
       return status >= 500 ? 'internal' : 'bad_request';
   }
+}
+
+/**
+ * Ends a response at the drain deadline that did not end when told to: the contract's 503 if
+ * nothing was sent yet (a body still arriving, a handler still waiting), else the connection is
+ * closed (a client that stopped reading its stream). Either way its close event audits it.
+ */
+function endResponse(ctx: RequestContext, res: ServerResponse): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const error = new GatewayError('service_unavailable', 'keygate is shutting down; retry the request', { retryAfterSeconds: 1 });
+  ctx.fail(error.spec.failure, error.status);
+  const body = JSON.stringify(error.toBody());
+  res.writeHead(error.status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'retry-after': '1',
+    connection: 'close',
+  });
+  res.end(body);
 }
