@@ -4,6 +4,7 @@
  * fourth gateway runs on a private redis-server that the suite kills and restarts. Every refusal is
  * checked for its status and code, for reaching no upstream, and for its single audit line.
  */
+import { connect } from 'node:net';
 import { Redis } from 'ioredis';
 import {
   cleanupTempFiles,
@@ -415,6 +416,50 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
       `[limits e2e] overshoot: cap ${OVERSHOOT_CAP}, ${admitted.length} in flight, estimate ${estimate} each, ` +
         `settled ${settled}, largest single overshoot ${Math.max(...overshoots)} (cap + one overshoot = ${OVERSHOOT_CAP + Math.max(...overshoots)})\n`,
     );
+  });
+});
+
+describe('a client that leaves right after sending', () => {
+  it('is audited once, and charged to the daily caps and quotas exactly what its audit line says reached the upstream', async () => {
+    // Half-closing the connection after the request makes the response close at once, usually
+    // while the guards or the handler are still running: the audit line is written then, and
+    // what runs after it must not charge anything it does not show.
+    const g = replicas[0];
+    const user = uniqueId('halfclose');
+    const ids = Array.from({ length: 6 }, (_, i) => `${user}-${i}`);
+    const body = JSON.stringify(chatBody('half close'));
+    await Promise.all(
+      ids.map(
+        (id) =>
+          new Promise<void>((done) => {
+            const socket = connect(g.port, '127.0.0.1', () => {
+              socket.end(
+                `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${mintToken({ product: P.warm, sub: user })}\r\n` +
+                  `Content-Type: application/json\r\nX-Request-Id: ${id}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+              );
+            });
+            socket.on('error', () => undefined);
+            socket.on('close', () => done());
+            socket.resume();
+          }),
+      ),
+    );
+    g.requests.push(...ids.map((id) => ({ id, method: 'POST', path: '/v1/chat/completions' })));
+    const audits = await Promise.all(ids.map((id) => g.waitForAudit(id)));
+    for (const id of ids) expect(g.auditsFor(id)).toHaveLength(1);
+    const upstreamReached = audits.filter((a) => (a.attempts ?? 0) > 0).length;
+    const tokens = audits.reduce((sum, a) => sum + (a.tokens_in ?? 0) + (a.tokens_out ?? 0), 0);
+    const day = await waitFor(
+      'the settlements',
+      async () => {
+        const u = await usage(P.warm);
+        return (u.tokens.users[user] ?? 0) === tokens ? u : undefined;
+      },
+      3_000,
+      50,
+    );
+    expect(day.requests.users[user] ?? 0).toBe(upstreamReached);
+    expect(day.tokens.users[user] ?? 0).toBe(tokens);
   });
 });
 

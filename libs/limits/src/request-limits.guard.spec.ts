@@ -261,6 +261,15 @@ describe('RequestLimitsGuard', () => {
     await expect(h.guard.canActivate(request('daily', 'hal').context)).resolves.toBe(true);
   });
 
+  it('gives the request back at once when its client left while it was being counted (its audit line is already written)', async () => {
+    const h = await harness();
+    const gone = request('daily', 'zed');
+    gone.ctx.abort.abort();
+    await expect(h.guard.canActivate(gone.context)).resolves.toBe(true);
+    await flush();
+    expect((await h.counters.usage('daily', utcDay(Date.now()))).requests).toEqual({ total: 0, users: { zed: 0 } });
+  });
+
   it('sets no release for a product without daily request caps', async () => {
     const h = await harness();
     const r = request('tokens', 'ivy');

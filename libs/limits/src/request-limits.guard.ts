@@ -163,6 +163,9 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       if (ctx && daily.some((h) => h.limit > 0)) {
         const counters = daily.map(({ key, field }) => ({ key, field }));
         ctx.releaseDailyCount = () => void this.storage.release(counters, store).catch(() => undefined);
+        // The client left while the counters were being counted: its audit line is already
+        // written, so nothing else would give the request back.
+        if (ctx.abort.signal.aborted) ctx.releaseDailyCount();
       }
       return true;
     }

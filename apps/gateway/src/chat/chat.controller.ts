@@ -27,6 +27,7 @@ export class ChatController {
   @ApiGatewayErrors()
   async create(@Req() request: FastifyRequest, @Body() body: ChatCompletionRequestDto, @Res() reply: FastifyReply): Promise<void> {
     const { ctx, principal, bodyBytes: bytes } = modelCall(request);
+    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
     ctx.settled = requestContextStorage.run(ctx, () => this.chat.complete(ctx, principal, body as ChatCompletionRequest, bytes, reply));
     await ctx.settled;
   }
@@ -47,6 +48,7 @@ export class ChatController {
     const { ctx, principal, bodyBytes: bytes } = modelCall(request);
     if (product !== principal.product)
       throw new GatewayError('forbidden', `this credential is for product ${principal.product}, not ${product}`);
+    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
     ctx.settled = requestContextStorage.run(ctx, () => this.chat.complete(ctx, principal, body as ChatCompletionRequest, bytes, reply));
     await ctx.settled;
   }
