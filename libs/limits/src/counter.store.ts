@@ -54,8 +54,12 @@ export interface CounterStore {
   release(counters: readonly CounterRef[], store: StoreName): Promise<void>;
   /** Reserves `tokens` against the product's and the user's daily token quotas, if both have room. */
   reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation>;
-  /** Adds `delta` (actual minus reserved; may be negative) to the day's token counters of the store that took the reservation. */
-  settleTokens(product: string, user: string, delta: number, day: string, store: StoreName): Promise<void>;
+  /**
+   * Adds `delta` (actual minus reserved; may be negative) to the day's token counters of the store
+   * that took the reservation (`reserved` tokens): a failover store also brings the shared totals
+   * the whole usage of a reservation it took in memory.
+   */
+  settleTokens(product: string, user: string, delta: number, day: string, store: StoreName, reserved?: number): Promise<void>;
   /** The day's request and token counts of a product, per user. */
   usage(product: string, day: string): Promise<DailyUsage>;
 }

@@ -251,11 +251,12 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(store.degraded).toBe(true);
   });
 
-  it('settles a reservation taken in memory during an outage to memory, not to the recovered shared Redis', async () => {
+  it('settles a reservation taken in memory during an outage to memory, and brings its whole usage (not its delta) to the recovered shared Redis', async () => {
     // A stream starts while Redis is down (its estimate reserved in per-replica memory) and ends after
     // Redis is back. Its settle (actual − estimate, typically a large negative number) must not be
     // applied to the shared counter, which never held the estimate: that would lower the product's
-    // shared total below what was really used (and let it go negative).
+    // shared total below what was really used (and let it go negative). What it really used must
+    // reach the shared total, though, or the day's quota forgets the outage.
     const p = product('cross-settle');
     const first = await store.reserveTokens(p, 'fay', 500, 10_000, 0, DAY);
     expect(first).toMatchObject({ reserved: true, store: 'shared' });
@@ -266,11 +267,12 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(during).toMatchObject({ reserved: true, store: 'local' });
     proxy.mode = 'up';
     await until('the client to reconnect', () => redis.status === 'ready', 8_000);
-    await store.settleTokens(p, 'fay', 100 - estimate, DAY, 'local'); // the outage request used 100 tokens
-    await store.settleTokens(p, 'fay', 400 - 500, DAY, 'shared'); // the first request used 400
-    const shared = Number(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total'));
-    // Only the request reserved in Redis belongs there: 400 tokens really used.
-    expect(shared).toBe(400);
+    await store.settleTokens(p, 'fay', 100 - estimate, DAY, 'local', estimate); // the outage request used 100 tokens
+    await store.settleTokens(p, 'fay', 400 - 500, DAY, 'shared', 500); // the first request used 400
+    await store.beforeApplicationShutdown(); // sends what is still batched
+    // Both requests' real usage, 400 + 100, and nothing of the outage request's estimate.
+    expect(Number(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total'))).toBe(500);
+    expect(Number(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:fay'))).toBe(500);
   }, 15_000);
 
   it('gives back a reservation Redis took after the request stopped waiting and counted it in memory', async () => {

@@ -34,7 +34,8 @@ const SETTLE_BATCH_MS = 25;
  *
  * Token reservations are kept exact across those switches: a reservation Redis takes after the
  * request stopped waiting (and counted in memory instead) is given back as soon as its late reply
- * arrives, and a settlement that cannot be sent while Redis is away is held and sent when it returns.
+ * arrives, a settlement that cannot be sent while Redis is away is held and sent when it returns,
+ * and a request counted in memory during the outage brings its whole usage to the shared totals.
  * Settlements to Redis are coalesced per product, user and day and sent every 25 ms.
  */
 export class FailoverCounterStore implements CounterStore, BeforeApplicationShutdown {
@@ -106,9 +107,13 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
    * sent whenever the client is connected (cool-off or not), batched; while Redis is away the
    * delta is held and sent when it returns. Resolves once sent (at once when held).
    */
-  async settleTokens(product: string, user: string, delta: number, day: string, store: StoreName): Promise<void> {
-    if (store === 'local') return this.local.settleTokens(product, user, delta, day, 'local');
-    return this.settleShared(product, user, delta, day);
+  async settleTokens(product: string, user: string, delta: number, day: string, store: StoreName, reserved?: number): Promise<void> {
+    if (store === 'shared') return this.settleShared(product, user, delta, day);
+    await this.local.settleTokens(product, user, delta, day, 'local');
+    // Counted in memory while Redis was away: the shared totals never saw the reservation, so they
+    // get the whole usage (never the delta), held until Redis is back, and the day's quota stays
+    // exact across the outage.
+    if (reserved !== undefined) await this.settleShared(product, user, reserved + delta, day);
   }
 
   usage(product: string, day: string): Promise<DailyUsage> {

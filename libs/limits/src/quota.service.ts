@@ -68,7 +68,14 @@ export class QuotaService implements OnModuleInit {
   settle(reservation: TokenReservation | undefined, used: number): void {
     if (!reservation) return;
     this.counters
-      .settleTokens(reservation.product, reservation.user, used - reservation.tokens, reservation.day, reservation.store)
+      .settleTokens(
+        reservation.product,
+        reservation.user,
+        used - reservation.tokens,
+        reservation.day,
+        reservation.store,
+        reservation.tokens,
+      )
       .catch((error: unknown) => {
         this.logger.write('WARNING', 'token usage could not be settled', {
           product: reservation.product,
