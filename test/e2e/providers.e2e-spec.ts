@@ -33,6 +33,7 @@ import {
   startMock,
   streamUntilError,
   uniqueId,
+  waitFor,
   writeTempFile,
   type AuditRecord,
   type Gateway,
@@ -721,6 +722,23 @@ describe('POST /v1/embeddings', () => {
     expect(requests).toHaveLength(1);
     expect(requests[0]).toMatchObject({ model: `models/${GEMINI_EMBEDDING_MODEL}`, outputDimensionality: 256 });
     await expectOneAudit(id, { status: 200, provider: 'gemini' });
+  });
+
+  it('bills a client that goes away after the upstream was called its input, as chat bills its prompt', async () => {
+    const { id, headers } = rid('emb-abort');
+    const before = await mock.stats();
+    const controller = new AbortController();
+    const call = gw
+      .openai(token)
+      .embeddings.create(
+        { model: OPENAI_EMBEDDING_MODEL, input: 'embed me slowly [mock delay_ms=1500]' },
+        { headers, signal: controller.signal },
+      );
+    await waitFor('the upstream to be called', async () => ((await mock.stats()).total > before.total ? true : undefined));
+    controller.abort();
+    await expect(call).rejects.toThrow();
+    const audit = await expectOneAudit(id, { status: 499, failure: 'client_abort', provider: 'openai', attempts: 1 });
+    expect(audit.tokens_in).toBeGreaterThan(0);
   });
 
   it('gemini: splits more than 100 inputs into batches and keeps every vector at its index', async () => {

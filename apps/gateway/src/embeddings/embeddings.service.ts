@@ -73,6 +73,9 @@ export class EmbeddingsService {
       ctx.status = 200;
       await reply.status(200).type('application/json').send(result.body);
     } finally {
+      // A client that left after the upstream was called is billed its input, as chat bills its
+      // prompt: the upstream embedded it whether or not anyone read the answer.
+      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = inputTokens(body.input);
       this.quota.settle(reservation, ctx.tokensIn ?? 0);
     }
   }
