@@ -448,6 +448,25 @@ describe.each(TRANSLATED_PROVIDERS)('$provider ($model) through the OpenAI SDK',
     await expectOneAudit(streamed.id, { status: 200, failure: null, provider, stream: true });
   });
 
+  it('retries a stream whose first event is an overloaded error, as the HTTP status it stands for, before any byte goes out', async () => {
+    const { id, headers } = rid(`${provider}-error-first`);
+    const { result: error, delta } = await counting(() =>
+      apiError(
+        gw
+          .openai(token)
+          .chat.completions.create(
+            { model, messages: user('overloaded from the start [mock error_event_after=0]'), stream: true },
+            { headers },
+          ),
+      ),
+    );
+    // Every attempt failed the same way: an HTTP error answer (no 200 and SSE error event), after the retries.
+    expect(error.status).toBe(502);
+    expect(error.code).toBe('upstream_error');
+    expect(moved(delta)).toEqual({ [streamRoute]: MAX_RETRIES + 1 });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', provider, stream: true, attempts: MAX_RETRIES + 1 });
+  });
+
   it('makes the SDK stream throw when the provider sends an error event mid-stream, without retry or fallback', async () => {
     const { id, headers } = rid(`${provider}-error-event`);
     const {

@@ -567,7 +567,7 @@ export class AnthropicStreamTranslator {
         return out;
       }
       case 'error':
-        throw new UpstreamError('stream_error', PROVIDER, event.error?.message ?? 'error event');
+        throw streamError(event.error?.type, event.error?.message);
       case 'content_block_stop': {
         // A call without arguments streams no JSON at all; OpenAI clients expect `{}` to parse.
         const tool = this.tools.get(event.index);
@@ -624,6 +624,19 @@ export class AnthropicStreamTranslator {
     if (this.meta.clientWantsUsage) chunk.usage = null;
     return { data: JSON.stringify(chunk) };
   }
+}
+
+/**
+ * The HTTP status Anthropic documents for the error types it may also send inside a stream: an
+ * in-stream `overloaded_error` "would normally correspond to an HTTP 529". Known as such, they are
+ * retried like their status when they come before any content.
+ */
+const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = { overloaded_error: 529, rate_limit_error: 429, api_error: 500 };
+
+function streamError(type: string | undefined, message: string | undefined): UpstreamError {
+  const status = type === undefined ? undefined : IN_STREAM_ERROR_STATUS[type];
+  const text = message ?? type ?? 'error event';
+  return new UpstreamError('stream_error', PROVIDER, text, status);
 }
 
 /** Copies the counts `from` carries; `message_delta` usage is cumulative, so its counts replace `message_start`'s. */

@@ -645,7 +645,12 @@ export class GeminiStreamTranslator {
 
   /** The chunks for one Gemini event. Throws `UpstreamError('stream_error')` for an error event. */
   push(event: GenerateContentResponse & GeminiErrorBody): StreamEvent[] {
-    if (event.error) throw new UpstreamError('stream_error', PROVIDER, event.error.message ?? 'error event');
+    if (event.error) {
+      // A status Google would send as HTTP (429, 5xx) is retried like it when no content came first.
+      const code = event.error.code;
+      const message = event.error.message ?? 'error event';
+      throw new UpstreamError('stream_error', PROVIDER, message, typeof code === 'number' && (code === 429 || code >= 500) ? code : undefined);
+    }
     this.id ??= completionId(event.responseId, this.meta.fallbackId);
     if (event.usageMetadata) this.usage = event.usageMetadata;
     const out: StreamEvent[] = [];

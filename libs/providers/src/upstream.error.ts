@@ -7,7 +7,10 @@ export type UpstreamFailureKind =
 /** `Retry-After` of an upstream 429 that named no delay of its own. */
 export const DEFAULT_RATE_LIMIT_RETRY_SECONDS = 1;
 
-/** A failed upstream call; `retryable` marks connect errors, 429 and 5xx (before the first byte). */
+/**
+ * A failed upstream call; `retryable` marks connect errors, 429 and 5xx (before the first byte),
+ * an in-stream error the provider equates with one of those statuses included.
+ */
 export class UpstreamError extends Error {
   constructor(
     readonly kind: UpstreamFailureKind,
@@ -24,7 +27,7 @@ export class UpstreamError extends Error {
     return (
       this.kind === 'connect' ||
       this.kind === 'connect_timeout' ||
-      (this.kind === 'http' && (this.status === 429 || (this.status ?? 0) >= 500))
+      ((this.kind === 'http' || this.kind === 'stream_error') && (this.status === 429 || (this.status ?? 0) >= 500))
     );
   }
 

@@ -17,6 +17,7 @@ import {
   type ChatResult,
   type ChatStream,
   type RetryPolicy,
+  type StreamEvent,
   type ProviderAdapter,
   type ProviderCall,
   type Usage,
@@ -72,7 +73,7 @@ export class ChatCompletionsService {
         const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
         ctx.provider = access.provider;
         ctx.model = model;
-        return countAttempt<ChatResult | ChatStream>(ctx, ctx.stream ? adapter.chatStream(call) : adapter.chat(call));
+        return countAttempt<ChatResult | ChatStream>(ctx, ctx.stream ? adapter.chatStream(call).then(primed) : adapter.chat(call));
       },
     }));
     const reservation = this.quota.enabled(principal.product)
@@ -206,6 +207,44 @@ export class ChatCompletionsService {
     ctx.tokensIn = usage.prompt_tokens;
     ctx.tokensOut = usage.completion_tokens;
   }
+}
+
+/**
+ * A stream read up to its first content (text or tool-call arguments), its final usage or its end,
+ * before a byte goes to the client: an error the provider sends as the stream's first event
+ * (Anthropic's in-stream `overloaded_error`, Gemini's error chunk) then fails the attempt, which is
+ * retried or falls back like the same error sent as an HTTP status. What was read is replayed.
+ */
+async function primed(stream: ChatStream): Promise<ChatStream> {
+  const iterator = stream.events[Symbol.asyncIterator]();
+  const head: StreamEvent[] = [];
+  let ended = false;
+  try {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      head.push(next.value);
+      if (next.value.text !== undefined || next.value.usage !== undefined) break;
+    }
+  } catch (error) {
+    await iterator.return?.();
+    throw error;
+  }
+  const rest: AsyncIterable<StreamEvent> = { [Symbol.asyncIterator]: () => iterator };
+  return {
+    events: (async function* () {
+      try {
+        yield* head;
+        if (!ended) yield* rest;
+      } finally {
+        // A consumer that stops early (the client left) still releases the upstream.
+        if (!ended) await iterator.return?.();
+      }
+    })(),
+  };
 }
 
 /** The text of an OpenAI-shaped completion's choices (message content and tool call arguments). */
