@@ -181,6 +181,17 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
     expect(degraded).toHaveLength(1);
     expect(degraded[0].severity).toBe('ERROR');
   });
+
+  it('says at exit how many settlements it could not send (Redis away to the end), rather than dropping them silently', async () => {
+    const p = product('never-sent');
+    const reservation = await store.reserveTokens(p, 'kim', 1_000, 0, 0, DAY);
+    expect(reservation).toMatchObject({ reserved: true, store: 'local' });
+    await store.settleTokens(p, 'kim', 200 - 1_000, DAY, 'local', 1_000);
+    store.onApplicationShutdown();
+    expect(lines.filter((l) => String(l.message).startsWith('token settlements not sent'))).toEqual([
+      expect.objectContaining({ severity: 'WARNING', settlements: 1 }),
+    ]);
+  });
 });
 
 describe('FailoverCounterStore through a proxy that fails and recovers', () => {

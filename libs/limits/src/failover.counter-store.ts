@@ -1,4 +1,4 @@
-import type { BeforeApplicationShutdown } from '@nestjs/common';
+import type { BeforeApplicationShutdown, OnApplicationShutdown } from '@nestjs/common';
 import type { JsonLogger } from '@keygate/observability';
 import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
@@ -38,7 +38,7 @@ const SETTLE_BATCH_MS = 25;
  * and a request counted in memory during the outage brings its whole usage to the shared totals.
  * Settlements to Redis are coalesced per product, user and day and sent every 25 ms.
  */
-export class FailoverCounterStore implements CounterStore, BeforeApplicationShutdown {
+export class FailoverCounterStore implements CounterStore, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly shared: RedisCounterStore;
   private readonly local = new MemoryCounterStore();
   private coolOffUntil = 0;
@@ -68,6 +68,15 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     this.batching = false;
     clearTimeout(this.batchTimer);
     await this.sendBatch();
+  }
+
+  /** At exit, settlements still held (Redis away to the end) are lost: said, not silently dropped. */
+  onApplicationShutdown(): void {
+    const lost = [...this.held.values()].filter((h) => h.delta !== 0).length + this.heldDropped;
+    if (lost > 0)
+      this.logger.write('WARNING', 'token settlements not sent to Redis before exit: the shared daily totals under-count them', {
+        settlements: lost,
+      });
   }
 
   /** True while counting happens per replica. */
