@@ -233,18 +233,19 @@ async function primed(stream: ChatStream): Promise<ChatStream> {
     await iterator.return?.();
     throw error;
   }
-  const rest: AsyncIterable<StreamEvent> = { [Symbol.asyncIterator]: () => iterator };
-  return {
-    events: (async function* () {
-      try {
-        yield* head;
-        if (!ended) yield* rest;
-      } finally {
-        // A consumer that stops early (the client left) still releases the upstream.
-        if (!ended) await iterator.return?.();
-      }
-    })(),
+  // Replays what was read, then hands the upstream's own iterator on: no extra generator (and no
+  // extra promises) per event; a consumer that stops early returns the upstream's iterator.
+  let replayed = 0;
+  const replay: AsyncIterator<StreamEvent> = {
+    next: () =>
+      replayed < head.length
+        ? Promise.resolve({ value: head[replayed++], done: false })
+        : ended
+          ? Promise.resolve({ value: undefined, done: true })
+          : iterator.next(),
+    return: (value?: unknown) => (iterator.return ? iterator.return(value) : Promise.resolve({ value: undefined, done: true })),
   };
+  return { events: { [Symbol.asyncIterator]: () => replay } };
 }
 
 /** The text of an OpenAI-shaped completion's choices (message content and tool call arguments). */
