@@ -649,7 +649,12 @@ export class GeminiStreamTranslator {
       // A status Google would send as HTTP (429, 5xx) is retried like it when no content came first.
       const code = event.error.code;
       const message = event.error.message ?? 'error event';
-      throw new UpstreamError('stream_error', PROVIDER, message, typeof code === 'number' && (code === 429 || code >= 500) ? code : undefined);
+      throw new UpstreamError(
+        'stream_error',
+        PROVIDER,
+        message,
+        typeof code === 'number' && (code === 429 || code >= 500) ? code : undefined,
+      );
     }
     this.id ??= completionId(event.responseId, this.meta.fallbackId);
     if (event.usageMetadata) this.usage = event.usageMetadata;

@@ -72,16 +72,34 @@ export function midResponseError(error: unknown, provider: string, res: Upstream
 }
 
 /**
+ * Most bytes an upstream may send without completing an event. The parser buffers an unfinished
+ * event, so an upstream sending one endless line would otherwise grow the buffer until the total
+ * timeout; real events (a chunk, a tool call's argument delta) are far smaller.
+ */
+export const MAX_SSE_EVENT_BYTES = 8 * 1024 * 1024;
+
+/**
  * Iterates the server-sent events of an upstream body (parsed by eventsource-parser), mapping
  * transport failures. Ends when the body ends.
  */
-export async function* sseEvents(res: UpstreamResponse, provider: string): AsyncGenerator<EventSourceMessage> {
+export async function* sseEvents(
+  res: UpstreamResponse,
+  provider: string,
+  maxEventBytes = MAX_SSE_EVENT_BYTES,
+): AsyncGenerator<EventSourceMessage> {
   const pending: EventSourceMessage[] = [];
   const parser = createParser({ onEvent: (event) => pending.push(event) });
   const decoder = new TextDecoder();
+  // Bytes received since the last complete event (approximately: a chunk that completes one
+  // resets the count, whatever of it follows that event).
+  let unfinished = 0;
   try {
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      unfinished += chunk.length;
       parser.feed(decoder.decode(chunk, { stream: true }));
+      if (pending.length) unfinished = 0;
+      else if (unfinished > maxEventBytes)
+        throw new UpstreamError('protocol', provider, `an event of the stream exceeded ${maxEventBytes} bytes`);
       while (pending.length) yield pending.shift() as EventSourceMessage;
     }
     parser.feed(decoder.decode());
