@@ -81,6 +81,8 @@ beforeAll(async () => {
     deadend: {
       providers: { openai: { api_key: 'sk-mock-deadend', models: ['gpt-4o-mini'], base_url: `http://127.0.0.1:${closedPort}/v1` } },
     },
+    // Every model name to the (OpenAI-compatible) mock, as a `*` pattern or a legacy key does.
+    wild: { providers: { openai: { api_key: 'sk-mock-wild', models: ['*'], base_url: `${mock.url}/v1` } } },
   };
   [gw, tight] = await Promise.all([
     startGateway({ products, env: { API_KEY_SERVER_POLICY_FILE: policyFile } }),
@@ -979,6 +981,17 @@ describe('client disconnects', () => {
     const audit = await expectOneAudit(gw, id, { status: 499, failure: 'client_abort', product: 'demo', stream: true, provider: 'openai' });
     expect(audit.tokens_out).toBeGreaterThan(0);
     expect(audit.tokens_in).toBeGreaterThan(0);
+  });
+});
+
+describe('model names that are also Object property names', () => {
+  it.each(['constructor', '__proto__', 'toString'])('routes %s like any other name under a * pattern (no 500)', async (model) => {
+    const { id, headers } = rid(`object-name-${model}`);
+    const answer = await gw
+      .openai(mintToken({ product: 'wild', sub: 'wild-user' }))
+      .chat.completions.create({ model, messages: user(prompt('object name')) }, { headers });
+    expect(answer.choices[0].message.content).toContain('object name');
+    await expectOneAudit(gw, id, { status: 200, failure: null, product: 'wild', model });
   });
 });
 

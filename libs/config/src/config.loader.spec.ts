@@ -103,6 +103,34 @@ describe('loadGatewayConfig', () => {
     expect(message).toContain('LOG_LEVEL');
   });
 
+  it.each([
+    ['API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS', '9999999999'],
+    ['API_KEY_SERVER_SECRET_REFRESH_SECONDS', '3000000'],
+    ['API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS', '99999999'],
+    ['API_KEY_SERVER_JWKS_TIMEOUT_MS', '3000000000'],
+    ['API_KEY_SERVER_JWKS_TIMEOUT_MS', '0'],
+    ['API_KEY_SERVER_JWKS_COOLDOWN_SECONDS', '0'],
+  ])('refuses %s=%s: past Node’s timer limit a timer fires after 1 ms, and 0 turns a protection off', (name, value) => {
+    expect(failure({ ...base, [name]: value })).toMatch(new RegExp(`${name}: must be between \\d+ and \\d+`));
+  });
+
+  it('accepts the largest values a timer can hold', () => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '2147483647' }).upstream.totalMs).toBe(2_147_483_647);
+  });
+
+  it.each([
+    ['API_KEY_SERVER_REDIS_URL', 'redis://:pw@[bad', 'API_KEY_SERVER_REDIS_URL: is not a valid URL'],
+    [
+      'API_KEY_SERVER_SECRET_MANAGER_ENDPOINT',
+      '127.0.0.1:99999999',
+      'API_KEY_SERVER_SECRET_MANAGER_ENDPOINT: the port must be between 1 and 65535',
+    ],
+  ])('names %s when its value cannot be used (%s)', (name, value, problem) => {
+    const message = failure({ ...base, [name]: value });
+    expect(message).toContain(problem);
+    expect(message).not.toContain('pw@');
+  });
+
   it('ignores variables outside the contract', () => {
     expect(() => loadGatewayConfig({ ...base, HOME: '/root', SOMETHING_ELSE: 'x' })).not.toThrow();
   });

@@ -47,6 +47,19 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     if (!/^https?:\/\/[^/\s]+$/.test(origin))
       problems.push('API_KEY_SERVER_CORS_ORIGINS: each entry must be an exact origin such as https://app.example.com');
   }
+  for (const [name, [min, max]] of Object.entries(NUMBER_RANGES)) {
+    const value = (e as Record<string, string | undefined>)[name];
+    if (value === undefined || !/^\d+$/.test(value)) continue; // absent, or already reported by the schema
+    const n = Number(value);
+    if (n < min || n > max) problems.push(`${name}: must be between ${min} and ${max}`);
+  }
+  if (e.API_KEY_SERVER_REDIS_URL && !parsesAsUrl(e.API_KEY_SERVER_REDIS_URL)) {
+    problems.push('API_KEY_SERVER_REDIS_URL: is not a valid URL');
+  }
+  const endpointPort = /:(\d+)$/.exec(e.API_KEY_SERVER_SECRET_MANAGER_ENDPOINT ?? '')?.[1];
+  if (endpointPort !== undefined && (Number(endpointPort) < 1 || Number(endpointPort) > 65535)) {
+    problems.push('API_KEY_SERVER_SECRET_MANAGER_ENDPOINT: the port must be between 1 and 65535');
+  }
   const authorizationServers = e.API_KEY_SERVER_AUTHORIZATION_SERVERS
     ? list(e.API_KEY_SERVER_AUTHORIZATION_SERVERS)
     : issuers.filter((i) => /^https:\/\//.test(i));
@@ -125,6 +138,38 @@ function list(value: string | undefined): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
+}
+
+/** Node runs a timer set longer than this (about 24.8 days) after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;
+const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
+
+/**
+ * The range of each numeric variable: durations end up in timers, so none may pass Node's timer
+ * limit, and a timeout, an interval or a cooldown of 0 would turn its protection off.
+ */
+const NUMBER_RANGES: Readonly<Record<string, readonly [number, number]>> = {
+  API_KEY_SERVER_JWT_MAX_TTL_SECONDS: [1, MAX_TIMER_SECONDS],
+  API_KEY_SERVER_JWKS_CACHE_SECONDS: [1, MAX_TIMER_SECONDS],
+  API_KEY_SERVER_JWKS_COOLDOWN_SECONDS: [1, MAX_TIMER_SECONDS],
+  API_KEY_SERVER_JWKS_TIMEOUT_MS: [1, MAX_TIMER_MS],
+  API_KEY_SERVER_SECRET_REFRESH_SECONDS: [1, MAX_TIMER_SECONDS],
+  API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS: [1, MAX_TIMER_MS],
+  API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: [1, MAX_TIMER_MS],
+  API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: [1, MAX_TIMER_MS],
+  API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: [1, MAX_TIMER_MS],
+  API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: [0, MAX_TIMER_MS],
+  API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: [0, MAX_TIMER_MS],
+  API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: [0, MAX_TIMER_SECONDS],
+};
+
+function parsesAsUrl(value: string): boolean {
+  try {
+    new URL(value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function int(value: string | undefined, fallback: number): number {

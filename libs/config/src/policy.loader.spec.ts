@@ -95,6 +95,8 @@ describe('buildPolicyBook', () => {
     [{ defaults: { limits: { requests_per_secnd: 5 } } }, 'defaults.limits.requests_per_secnd'],
     [{ products: { a: { policy: { max_tokens: -1 } } } }, 'products.a.policy.max_tokens'],
     [{ products: { a: { policy: { max_tokens: 1.5 } } } }, 'products.a.policy.max_tokens'],
+    // A stream limit past Node's timer limit would end every stream at once.
+    [{ defaults: { policy: { max_stream_seconds: 2_200_000 } } }, 'defaults.policy.max_stream_seconds'],
     [{ products: { a: { policy: { temperature: { min: 1, max: 0.5 } } } } }, 'products.a.policy.temperature'],
     [{ products: { a: { fallbacks: { 'gpt-4o': 'claude' } } } }, 'products.a.fallbacks.gpt-4o'],
     [{ products: { a: 'nope' } }, 'products.a'],

@@ -31,7 +31,8 @@ export class ParameterPolicySchema {
   @IsOptional() @IsInt() @Min(1) max_tokens?: number;
   @IsOptional() @ValidateNested() @Type(() => TemperatureRangeSchema) temperature?: TemperatureRangeSchema;
   @IsOptional() @IsInt() @Min(1) max_request_bytes?: number;
-  @IsOptional() @IsInt() @Min(1) max_stream_seconds?: number;
+  // A stream's limit becomes a timer: Node runs one set past ~24.8 days after 1 ms.
+  @IsOptional() @IsInt() @Min(1) @Max(2_147_483) max_stream_seconds?: number;
 }
 
 /** One product's overrides, or the `defaults`. */

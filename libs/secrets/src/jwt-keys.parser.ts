@@ -36,9 +36,9 @@ export function parseJwtPublicKeys(
   }
   const problems: string[] = [];
   const keys = new Map<string, JwtVerificationKey>();
-  for (const [kid, pem] of Object.entries(doc as Record<string, unknown>)) {
+  for (const [index, [kid, pem]] of Object.entries(doc as Record<string, unknown>).entries()) {
     if (!KID.test(kid)) {
-      problems.push(`kid at index ${keys.size}: must be 1-128 characters of [A-Za-z0-9_.:-]`);
+      problems.push(`kid at index ${index}: must be 1-128 characters of [A-Za-z0-9_.:-]`);
       continue;
     }
     if (typeof pem !== 'string') {

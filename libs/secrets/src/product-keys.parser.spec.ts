@@ -67,7 +67,25 @@ describe('parseProductKeys', () => {
     [JSON.stringify({ p: { providers: {} } }), 'p.providers: at least one provider'],
     [JSON.stringify({ p: 42 }), 'p: must be a key string'],
     [JSON.stringify({ 'bad name!': KEY }), 'product name at index 0'],
+    [JSON.stringify({ a: KEY, b: KEY, 'bad name!': KEY, c: KEY, 'also bad': KEY }), 'product name at index 4'],
+    [
+      JSON.stringify({ p: { providers: { openai: { api_key: `${KEY}\nInjected: 1`, models: ['m'] } } } }),
+      'p.providers.openai.api_key: must be printable ASCII',
+    ],
+    [JSON.stringify({ p: `${KEY}\u0000` }), 'p: the legacy key must be printable ASCII'],
+    [
+      JSON.stringify({
+        p: { providers: { anthropic: { api_key: KEY, models: ['gpt-4o-mini'] }, openai: { api_key: KEY, models: ['gpt-4o-mini', 'x'] } } },
+      }),
+      'p.providers: model gpt-4o-mini is listed under both anthropic and openai',
+    ],
   ])('rejects %s naming the problem', (text, expected) => {
     expect(problems(text)).toContain(expected);
+  });
+
+  it('names a refused provider entry without also claiming there is none', () => {
+    const message = problems(JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: 'gpt-4o' } } } }));
+    expect(message).toContain('p.providers.openai.models');
+    expect(message).not.toContain('at least one provider');
   });
 });

@@ -26,13 +26,14 @@ export function parseProductKeys(text: string, secretName: string): ProductCatal
   if (!isObject(doc)) throw new SecretFormatError(secretName, ['must be a JSON object keyed by product name']);
   const problems: string[] = [];
   const catalog = new Map<string, ProductEntry>();
-  for (const [product, entry] of Object.entries(doc)) {
+  for (const [index, [product, entry]] of Object.entries(doc).entries()) {
     if (!PRODUCT_NAME.test(product)) {
-      problems.push(`product name at index ${catalog.size}: must match ${PRODUCT_NAME.source}`);
+      problems.push(`product name at index ${index}: must match ${PRODUCT_NAME.source}`);
       continue;
     }
     if (typeof entry === 'string') {
       if (!entry.trim()) problems.push(`${product}: the legacy key must be a non-empty string`);
+      else if (!API_KEY.test(entry.trim())) problems.push(`${product}: the legacy key ${API_KEY_RULE}`);
       else
         catalog.set(
           product,
@@ -55,8 +56,21 @@ export function parseProductKeys(text: string, secretName: string): ProductCatal
       const parsed = parseAccess(provider as ProviderName, access, path, problems);
       if (parsed) providers.push(parsed);
     }
-    if (providers.length === 0) problems.push(`${product}.providers: at least one provider is required`);
-    else catalog.set(product, makeProductEntry(product, providers));
+    const before = problems.length;
+    const served = new Map<string, string>();
+    for (const { provider, models } of providers) {
+      for (const model of models) {
+        const other = served.get(model);
+        // The same name under two providers: which one serves it would depend on key order.
+        if (other !== undefined && other !== provider)
+          problems.push(`${product}.providers: model ${model} is listed under both ${other} and ${provider}`);
+        served.set(model, provider);
+      }
+    }
+    if (providers.length === 0) {
+      // Only when no provider entry was refused on its own: that refusal is the problem.
+      if (Object.keys(entry.providers).length === 0) problems.push(`${product}.providers: at least one provider is required`);
+    } else if (problems.length === before) catalog.set(product, makeProductEntry(product, providers));
   }
   if (problems.length) throw new SecretFormatError(secretName, problems);
   return catalog;
@@ -73,6 +87,7 @@ function parseAccess(provider: ProviderName, access: unknown, path: string, prob
   }
   const { api_key: apiKey, models, base_url: baseUrl } = access;
   if (typeof apiKey !== 'string' || !apiKey.trim()) problems.push(`${path}.api_key: must be a non-empty string`);
+  else if (!API_KEY.test(apiKey.trim())) problems.push(`${path}.api_key: ${API_KEY_RULE}`);
   if (!Array.isArray(models) || models.length === 0 || !models.every((m) => typeof m === 'string' && m.trim().length > 0)) {
     problems.push(`${path}.models: must be a non-empty list of model names`);
   }
@@ -84,6 +99,10 @@ function parseAccess(provider: ProviderName, access: unknown, path: string, prob
   if (problems.length > before) return undefined;
   return { provider, apiKey: (apiKey as string).trim(), baseUrl: base, models: (models as string[]).map((m) => m.trim()) };
 }
+
+/** A key goes into an HTTP header: visible ASCII only (a control character would break the request). */
+const API_KEY = /^[\x21-\x7e]+$/;
+const API_KEY_RULE = 'must be printable ASCII without spaces or control characters';
 
 function isHttpUrl(value: string): boolean {
   try {

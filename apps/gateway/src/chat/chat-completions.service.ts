@@ -99,7 +99,9 @@ export class ChatCompletionsService {
     body: ChatCompletionRequest,
   ): Array<{ model: string; access: ProviderAccess; adapter: ProviderAdapter }> {
     const list = [{ model: body.model, access: first.access, adapter: first.adapter }];
-    for (const model of first.policy.fallbacks[body.model] ?? []) {
+    // An own property only: the model is the client's, and `constructor` must not find Object's.
+    const fallbacks = Object.hasOwn(first.policy.fallbacks, body.model) ? first.policy.fallbacks[body.model] : [];
+    for (const model of fallbacks) {
       try {
         list.push({ model, ...this.router.serve(ctx, first.product, model) });
       } catch {
