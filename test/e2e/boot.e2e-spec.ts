@@ -3,6 +3,7 @@
  * at a time and must exit non-zero within seconds, naming the variable (or the policy file's JSON
  * path) and never printing a secret value.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import {
   baseGatewayEnv,
   cleanupTempFiles,
@@ -93,6 +94,19 @@ describe('the gateway refuses to boot on invalid configuration', () => {
     });
     expect(unstructured).toEqual([]);
     expect(lines.some((line) => line.includes('API_KEY_SERVER_PRODUCT_KEYS'))).toBe(true);
+  });
+
+  it('exits 1 with one structured line when its port is taken (not an unhandled rejection)', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '0.0.0.0', () => r()));
+    try {
+      const { output } = await boot({ PORT: String((taken.address() as AddressInfo).port) });
+      const lines = output.split('\n').filter((line) => line.trim() !== '');
+      expect(lines.filter((line) => !line.startsWith('{'))).toEqual([]);
+      expect(lines.some((line) => line.includes('"severity":"CRITICAL"') && line.includes('EADDRINUSE'))).toBe(true);
+    } finally {
+      taken.close();
+    }
   });
 
   it('names API_KEY_SERVER_JWT_PUBLIC_KEYS when a key is not a PEM public key', async () => {

@@ -68,9 +68,10 @@ async function main(): Promise<void> {
   try {
     await app.listen({ port: config.port, host: '0.0.0.0' });
   } catch (error) {
-    // A signal during start-up already closes the application; only a real failure is one.
+    // A signal during start-up already closes the application; only a real failure is one (a
+    // port in use, say): one structured line and exit 1, not an unhandled rejection's stack.
     if (stopping) return;
-    throw error;
+    die(error);
   }
   logger.write('INFO', 'keygate listening', { port: config.port });
 }
