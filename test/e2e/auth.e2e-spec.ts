@@ -1548,6 +1548,18 @@ describe('RFC 9728 protected-resource metadata and WWW-Authenticate', () => {
     expect((s.json as { resource: string }).resource).toBe(mem.url);
   });
 
+  it('without a configured public URL, never copies a malformed Host into the metadata or the challenge', async () => {
+    const hostile = 'evil.example", error="x';
+    const metadata = await send(mem, { method: 'GET', target: '/.well-known/oauth-protected-resource', headers: { host: hostile } });
+    expect((metadata.json as { resource: string }).resource).toBe(mem.url);
+    const challenge = await send(mem, { headers: { host: hostile }, label: 'www-hostile-host' });
+    expect(challenge.status).toBe(401);
+    expect(String(challenge.headers['www-authenticate'])).toBe(
+      `Bearer resource_metadata="${mem.url}/.well-known/oauth-protected-resource"`,
+    );
+    await expectOneAudit(mem, challenge.id, { status: 401, failure: 'auth' });
+  });
+
   it('every 401 points at the metadata; error="invalid_token" only when a token was presented', async () => {
     const cases: Array<[string, Sent]> = [
       ['no credential', await send(gw, { label: 'www-none' })],

@@ -419,6 +419,18 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
   });
 });
 
+describe('a credential for a product this gateway does not serve', () => {
+  it('is refused on GET /v1/models as on chat (403 forbidden), not answered an empty list', async () => {
+    const answer = await send(replicas[0], '/v1/models', {
+      id: uniqueId('ghost-models'),
+      token: mintToken({ product: `ghost-${RUN}`, sub: 'g' }),
+    });
+    expect(answer.status).toBe(403);
+    expect(errorOf(answer).code).toBe('forbidden');
+    await expectOneAudit(answer, { failure: 'forbidden' });
+  });
+});
+
 describe('a client that leaves right after sending', () => {
   it('is audited once, and charged to the daily caps and quotas exactly what its audit line says reached the upstream', async () => {
     // Half-closing the connection after the request makes the response close at once, usually
@@ -553,6 +565,19 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     expect(farOff.status).toBe(400);
     expect(farOff.json).toMatchObject({ error: { code: 'invalid_request', param: 'expires_in_seconds' } });
     expect((await adminCall(replicas[0], 'GET', '/admin/usage')).status).toBe(400);
+    // Repeated parameters arrive as arrays: refused, not sent to Redis as several keys.
+    for (const path of [
+      `/admin/usage?product=${P.blocks}&product=${P.daily}`,
+      `/admin/usage?product=${P.blocks}&date=2024-02-30`,
+      `/admin/usage?product=${P.blocks}&date=${today()}&date=${today()}`,
+      `/admin/usage?product=${encodeURIComponent(`${P.blocks}\nx`)}`,
+    ]) {
+      const answer = await adminCall(replicas[0], 'GET', path);
+      expect({ path, status: answer.status, code: errorOf(answer).code }).toEqual({ path, status: 400, code: 'invalid_request' });
+    }
+    const twoProducts = await adminCall(replicas[0], 'DELETE', `/admin/blocks?product=${P.blocks}&product=${P.daily}`);
+    expect(twoProducts.status).toBe(400);
+    expect(twoProducts.json).toMatchObject({ error: { param: 'product' } });
     expect((await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&date=yesterday`)).status).toBe(400);
     const user = uniqueId('counted');
     expect((await chat(replicas[1], mintToken({ product: P.blocks, sub: user }), 'counted')).status).toBe(200);
@@ -657,6 +682,8 @@ describe('auto-block', () => {
     const mine = alerts.filter((l) => l.json?.product === P.autoBlock && l.json?.user === user);
     expect(mine).toHaveLength(1);
     expect(mine[0].json).toMatchObject({ product: P.autoBlock, user, reason: 'user_qps' });
+    // Written while serving the refused request (in its guard): its request id, like every such line.
+    expect(answers.slice(1).map((a) => a.id)).toContain(mine[0].json?.requestId);
 
     const listed = (await adminCall(replicas[1], 'GET', '/admin/blocks')).json as { data: Array<Record<string, unknown>> };
     const block = listed.data.find((b) => b.product === P.autoBlock && b.user === user);

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
-import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import { KEYGATE_REDIS } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import { BlocksService } from './blocks.service';
@@ -24,17 +24,21 @@ export class AutoBlocker {
     @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
   ) {}
 
-  /** Records one refusal of `user` and blocks them when the threshold is reached. Never throws. */
-  async refused(product: string, user: string, reason: string): Promise<void> {
+  /**
+   * Records one refusal of `user` and blocks them when the threshold is reached. Never throws.
+   * `ctx`: the refused request, for its id and trace on the ALERT line where no AsyncLocalStorage
+   * context is active (the guards run before the handler enters it).
+   */
+  async refused(product: string, user: string, reason: string, ctx?: RequestContext): Promise<void> {
     try {
-      await this.countAndBlock(product, user, reason);
+      await this.countAndBlock(product, user, reason, ctx);
     } catch (error) {
       // Called without waiting on a refusal path: a failure here must not become an unhandled rejection.
       this.logger.write('ERROR', 'auto-block failed', { product, user, reason: (error as Error).message });
     }
   }
 
-  private async countAndBlock(product: string, user: string, reason: string): Promise<void> {
+  private async countAndBlock(product: string, user: string, reason: string, ctx: RequestContext | undefined): Promise<void> {
     const { rejections, windowSeconds, blockSeconds } = this.config.policy.forProduct(product).autoBlock;
     if (rejections <= 0) return;
     const count = await this.count(`kg:{${product}}:refusals:${user}`, windowSeconds);
@@ -55,14 +59,12 @@ export class AutoBlocker {
       },
       { whenRedisIsAway: 'local' },
     );
-    this.logger.write('ALERT', 'user auto-blocked for repeatedly hitting limits', {
-      product,
-      user,
-      reason,
-      refusals: count,
-      windowSeconds,
-      blockSeconds,
-    });
+    this.logger.write(
+      'ALERT',
+      'user auto-blocked for repeatedly hitting limits',
+      { product, user, reason, refusals: count, windowSeconds, blockSeconds },
+      ctx,
+    );
   }
 
   /** True for the one caller that may block this user now (Redis SET NX, or in memory). */

@@ -4,7 +4,7 @@ import { ThrottlerGuard, type ThrottlerOptions, type ThrottlerRequest } from '@n
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import { contextOf } from '@keygate/observability';
+import { contextOf, type RequestContext } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
@@ -169,7 +169,7 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       }
       return true;
     }
-    throw this.refusal(product, user, hits[records.findIndex((r) => r.isBlocked)].throttlerName as LimitName);
+    throw this.refusal(product, user, hits[records.findIndex((r) => r.isBlocked)].throttlerName as LimitName, contextOf(request.raw));
   }
 
   /** Called by the stock guard once per throttler, resolved: collected here, counted together by canActivate. */
@@ -194,9 +194,9 @@ export class RequestLimitsGuard extends ThrottlerGuard {
   }
 
   /** The contract's 429 (SPEC §6) rather than the stock ThrottlerException; only the user's own limits count toward auto-block. */
-  private refusal(product: string, user: string, limit: LimitName): GatewayError {
+  private refusal(product: string, user: string, limit: LimitName, ctx: RequestContext | undefined): GatewayError {
     // A product-wide limit is not the user's doing.
-    if (limit === 'user_qps' || limit === 'user_daily') void this.autoBlocker.refused(product, user, limit);
+    if (limit === 'user_qps' || limit === 'user_daily') void this.autoBlocker.refused(product, user, limit, ctx);
     const daily = limit === 'product_daily' || limit === 'user_daily';
     const retryAfterSeconds = daily ? secondsToUtcMidnight(Date.now()) : 1;
     return new GatewayError('rate_limit_exceeded', `Rate limit reached for ${LIMIT_TEXT[limit]}; retry in ${retryAfterSeconds} s`, {

@@ -9,6 +9,26 @@ import { CurrentPrincipal } from '../http/request.decorators';
 import { BlockDto, CreateBlockDto } from './admin.dto';
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
+/** Product names, as in the product keys. */
+const PRODUCT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** A user id as a credential gives it: 1 to 256 characters, no control characters. */
+const USER = /^[^\u0000-\u001f\u007f]{1,256}$/;
+
+/**
+ * One query parameter, validated: a repeated parameter arrives as an array (and would otherwise
+ * reach Redis as several keys), a malformed one is refused, both with the contract's 400.
+ */
+function queryValue(value: unknown, param: string, pattern: RegExp, what: string): string {
+  if (typeof value !== 'string' || !pattern.test(value)) throw new GatewayError('invalid_request', `${param} must be ${what}`, { param });
+  return value;
+}
+
+/** A real calendar day, YYYY-MM-DD: 2024-02-30 is not one. */
+function isDay(value: string): boolean {
+  if (!DAY.test(value)) return false;
+  const [y, m, d] = value.split('-').map(Number);
+  return new Date(Date.UTC(y, m - 1, d)).toISOString().slice(0, 10) === value;
+}
 
 /**
  * Operator routes: blocks (in force on every replica within a second) and daily usage. A
@@ -52,9 +72,11 @@ export class AdminController {
   @ApiOperation({ summary: 'Lift a block' })
   @ApiQuery({ name: 'product', required: true })
   @ApiQuery({ name: 'user', required: false })
-  async remove(@Query('product') product?: string, @Query('user') user?: string): Promise<{ deleted: boolean }> {
-    if (!product) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
-    const deleted = await this.blocks.remove(product, user ?? null);
+  async remove(@Query('product') productParam?: unknown, @Query('user') userParam?: unknown): Promise<{ deleted: boolean }> {
+    if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
+    const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
+    const user = userParam === undefined ? null : queryValue(userParam, 'user', USER, 'one user id (1-256 characters)');
+    const deleted = await this.blocks.remove(product, user);
     if (!deleted) throw new GatewayError('route_not_found', 'no such block');
     return { deleted };
   }
@@ -63,10 +85,15 @@ export class AdminController {
   @ApiOperation({ summary: "A product's requests and tokens for one UTC day, in total and per user" })
   @ApiQuery({ name: 'product', required: true })
   @ApiQuery({ name: 'date', required: false, description: 'YYYY-MM-DD (UTC); today by default' })
-  async usage(@Query('product') product?: string, @Query('date') date?: string): Promise<{ product: string; date: string } & DailyUsage> {
-    if (!product) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
-    if (date !== undefined && !DAY.test(date)) throw new GatewayError('invalid_request', 'date must be YYYY-MM-DD', { param: 'date' });
-    const day = date ?? utcDay(Date.now());
+  async usage(
+    @Query('product') productParam?: unknown,
+    @Query('date') dateParam?: unknown,
+  ): Promise<{ product: string; date: string } & DailyUsage> {
+    if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
+    const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
+    if (dateParam !== undefined && (typeof dateParam !== 'string' || !isDay(dateParam)))
+      throw new GatewayError('invalid_request', 'date must be one calendar day, YYYY-MM-DD', { param: 'date' });
+    const day = dateParam ?? utcDay(Date.now());
     return { product, date: day, ...(await this.counters.usage(product, day)) };
   }
 }

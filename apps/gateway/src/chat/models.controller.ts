@@ -2,6 +2,7 @@ import { Controller, Get, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard, type Principal } from '@keygate/auth';
+import { GatewayError } from '@keygate/errors';
 import { SecretsService } from '@keygate/secrets';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
 import { CurrentPrincipal } from '../http/request.decorators';
@@ -32,8 +33,10 @@ export class ModelsController {
   @ApiGatewayErrors()
   list(@CurrentPrincipal() principal: Principal): ModelListDto {
     const product = this.secrets.product(principal.product);
+    // As for chat: a credential for a product this gateway does not serve is refused, not answered empty.
+    if (!product) throw new GatewayError('forbidden', `product ${principal.product} is not configured on this gateway`);
     const data: ModelDto[] = [];
-    for (const access of product?.providers ?? []) {
+    for (const access of product.providers) {
       for (const id of access.models) if (!id.endsWith('*')) data.push({ id, object: 'model', created: 0, owned_by: access.provider });
     }
     return { object: 'list', data };

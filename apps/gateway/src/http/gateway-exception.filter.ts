@@ -2,7 +2,9 @@ import { Catch, HttpException, Inject, type ArgumentsHost, type ExceptionFilter 
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
 import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
+import { ADMIN_THROTTLE } from '@keygate/limits';
 import { ClientAbortedError, UpstreamError } from '@keygate/providers';
+import { ThrottlerException } from '@nestjs/throttler';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CLIENT_CLOSED_REQUEST } from './request-lifecycle';
 import { resourceMetadataUrl } from './resource-url';
@@ -45,6 +47,12 @@ export class GatewayExceptionFilter implements ExceptionFilter {
 
   private toGatewayError(exception: unknown, requestId: string | undefined): GatewayError {
     if (exception instanceof GatewayError) return exception;
+    // The stock guard of the operator routes: the contract's 429, with Retry-After (SPEC §6).
+    if (exception instanceof ThrottlerException) {
+      return new GatewayError('rate_limit_exceeded', 'Too many requests to the operator routes; retry later', {
+        retryAfterSeconds: Math.ceil(ADMIN_THROTTLE.ttl / 1000),
+      });
+    }
     if (exception instanceof ClientAbortedError)
       return new GatewayError('service_unavailable', 'keygate is shutting down; retry', { retryAfterSeconds: 1 });
     if (exception instanceof UpstreamError) return exception.toGatewayError();
