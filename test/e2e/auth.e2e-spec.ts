@@ -17,7 +17,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import {
   DEV_ISSUER,
   HOST,
@@ -1291,6 +1291,34 @@ describe('request identity', () => {
     sent.set(gw, [...(sent.get(gw) ?? []), id]);
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', path: '/v1/chat/completions' });
   });
+
+  it.each([
+    ['headers over the size limit', 431, `GET /v1/models?x=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
+    [
+      'a body framed two ways (Content-Length and chunked)',
+      400,
+      'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    ],
+  ])(
+    'answers what the HTTP parser refuses (%s) in the contract’s shape, with X-Request-Id and the security headers',
+    async (_what, status, raw) => {
+      const before = (await mock.stats()).total;
+      const answer = await new Promise<string>((done, fail) => {
+        const socket = connect(gw.port, HOST, () => socket.write(raw));
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('close', () => done(Buffer.concat(chunks).toString('utf8')));
+        socket.on('error', () => undefined);
+        socket.setTimeout(5_000, () => socket.destroy(new Error('no answer')));
+        socket.on('timeout', () => fail(new Error('no answer')));
+      });
+      expect(answer.split('\r\n', 1)[0]).toBe(`HTTP/1.1 ${status} ${STATUS_CODES[status]}`);
+      expect(answer).toMatch(/\r\nx-request-id: [\w-]{36}\r\n/);
+      expect(answer).toMatch(/\r\nx-content-type-options: nosniff\r\n/);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'invalid_request' } });
+      expect((await mock.stats()).total).toBe(before);
+    },
+  );
 
   it('takes the product from the credential, not from an X-Keygate-Product header', async () => {
     const s = await send(gw, {

@@ -1,4 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -61,6 +63,37 @@ function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<r
     for (const [name, value] of headers) raw.setHeader(name, value);
     done();
   });
+}
+
+/**
+ * What Node's HTTP parser refuses before there is a request (headers over the size limit, a body
+ * framed two ways, a request that did not arrive in time) gets the contract's error body with an
+ * `X-Request-Id` and the security headers, like every other answer, instead of Fastify's own JSON.
+ * There is no request to audit: the parser never produced one.
+ */
+function refuseMalformed(
+  error: Error & { code?: string },
+  socket: Socket,
+  securityHeaders: ReadonlyArray<readonly [string, string]>,
+): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'the request headers are too large']
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request did not arrive in time']
+        : [400, 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify(new GatewayError('invalid_request', message).toBody());
+  const lines = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
+    'content-type: application/json',
+    `content-length: ${Buffer.byteLength(body)}`,
+    `x-request-id: ${randomUUID()}`,
+    'connection: close',
+    ...securityHeaders.map(([name, value]) => `${name}: ${value}`),
+  ];
+  if (socket.writable) socket.write(`${lines.join('\r\n')}\r\n\r\n${body}`);
+  socket.destroy();
 }
 
 /** How long a client may take to send a request, headers and body. */
@@ -158,6 +191,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   // the application exists (nothing is served before that).
   const unroutable: { refuse?: (error: Error, request: FastifyRequest, reply: FastifyReply) => void } = {};
   const adapter = new FastifyAdapter({
+    clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => refuseMalformed(error, socket, headers),
     frameworkErrors: (error: Error, request: FastifyRequest, reply: FastifyReply) => {
       for (const [name, value] of headers) reply.raw.setHeader(name, value);
       if (unroutable.refuse) unroutable.refuse(error, request, reply);
