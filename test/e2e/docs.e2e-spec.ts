@@ -8,7 +8,16 @@ const PRODUCTS = { demo: { providers: { openai: { api_key: 'sk-mock-docs', model
 
 interface OpenApiDoc {
   openapi: string;
-  paths: Record<string, Record<string, { security?: Array<Record<string, unknown>> }>>;
+  paths: Record<
+    string,
+    Record<
+      string,
+      {
+        security?: Array<Record<string, unknown>>;
+        responses?: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }>;
+      }
+    >
+  >;
   components?: { securitySchemes?: Record<string, { type?: string; scheme?: string }> };
 }
 
@@ -50,6 +59,28 @@ describe('the OpenAPI document', () => {
     expect(doc.paths['/v1/chat/completions'].post).toBeDefined();
     expect(doc.paths['/chat/{product}'].post).toBeDefined();
     expect(doc.paths['/v1/models'].get).toBeDefined();
+  });
+
+  it('documents the operator routes as they answer: 201 for a new block, a {data} list, the error statuses', () => {
+    const ref = (path: string, method: string, status: string): string | undefined =>
+      doc.paths[path][method].responses?.[status]?.content?.['application/json']?.schema?.$ref;
+    expect(ref('/admin/blocks', 'post', '201')).toMatch(/BlockDto$/);
+    expect(doc.paths['/admin/blocks'].post.responses?.['200']).toBeUndefined();
+    expect(ref('/admin/blocks', 'get', '200')).toMatch(/BlockListDto$/);
+    expect(ref('/admin/blocks', 'delete', '200')).toMatch(/DeletedDto$/);
+    expect(ref('/admin/usage', 'get', '200')).toMatch(/UsageDto$/);
+    for (const [path, method] of [
+      ['/admin/blocks', 'post'],
+      ['/admin/blocks', 'get'],
+      ['/admin/blocks', 'delete'],
+      ['/admin/usage', 'get'],
+    ]) {
+      for (const status of ['400', '401', '403', '429'])
+        expect({ path, method, status, ref: ref(path, method, status) }).toMatchObject({
+          ref: expect.stringMatching(/ErrorBodyDto$/) as unknown,
+        });
+    }
+    expect(ref('/admin/blocks', 'delete', '503')).toMatch(/ErrorBodyDto$/);
   });
 
   it('marks the chat and models operations as requiring the bearer scheme', () => {

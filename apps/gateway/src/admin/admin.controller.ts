@@ -1,12 +1,12 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Query, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { ThrottlerGuard } from '@nestjs/throttler';
 import { AdminScopeGuard, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
-import { ApiGatewayErrors } from '../http/api-errors.decorator';
+import { ApiAdminErrors, ErrorBodyDto } from '../http/api-errors.decorator';
 import { CurrentPrincipal } from '../http/request.decorators';
-import { BlockDto, CreateBlockDto } from './admin.dto';
+import { BlockDto, BlockListDto, CreateBlockDto, DeletedDto, UsageDto } from './admin.dto';
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 /** Product names, as in the product keys. */
@@ -47,8 +47,9 @@ export class AdminController {
   @Post('blocks')
   @HttpCode(201)
   @ApiOperation({ summary: 'Block a product, or one user of a product' })
-  @ApiOkResponse({ type: BlockDto })
-  @ApiGatewayErrors()
+  @ApiCreatedResponse({ type: BlockDto })
+  @ApiAdminErrors()
+  @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
   create(@Body() body: CreateBlockDto, @CurrentPrincipal() admin: Principal): Promise<Block> {
     const now = Date.now();
     return this.blocks.create({
@@ -63,7 +64,8 @@ export class AdminController {
 
   @Get('blocks')
   @ApiOperation({ summary: 'List the blocks in force' })
-  @ApiOkResponse({ type: [BlockDto] })
+  @ApiOkResponse({ type: BlockListDto })
+  @ApiAdminErrors()
   list(): { data: Block[] } {
     return { data: this.blocks.list() };
   }
@@ -72,6 +74,10 @@ export class AdminController {
   @ApiOperation({ summary: 'Lift a block' })
   @ApiQuery({ name: 'product', required: true })
   @ApiQuery({ name: 'user', required: false })
+  @ApiOkResponse({ type: DeletedDto })
+  @ApiAdminErrors()
+  @ApiResponse({ status: 404, description: 'No such block', type: ErrorBodyDto })
+  @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
   async remove(@Query('product') productParam?: unknown, @Query('user') userParam?: unknown): Promise<{ deleted: boolean }> {
     if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
@@ -85,6 +91,8 @@ export class AdminController {
   @ApiOperation({ summary: "A product's requests and tokens for one UTC day, in total and per user" })
   @ApiQuery({ name: 'product', required: true })
   @ApiQuery({ name: 'date', required: false, description: 'YYYY-MM-DD (UTC); today by default' })
+  @ApiOkResponse({ type: UsageDto })
+  @ApiAdminErrors()
   async usage(
     @Query('product') productParam?: unknown,
     @Query('date') dateParam?: unknown,

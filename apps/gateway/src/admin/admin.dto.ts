@@ -18,6 +18,8 @@ export class CreateBlockDto {
   @ApiPropertyOptional({
     description: 'Seconds until the block lifts (at most 10 years); absent = until deleted',
     example: 3600,
+    type: 'integer',
+    minimum: 1,
     maximum: MAX_BLOCK_SECONDS,
   })
   @IsOptional()
@@ -35,4 +37,27 @@ export class BlockDto {
   @ApiProperty() createdAt!: string;
   @ApiProperty({ nullable: true, type: String }) expiresAt!: string | null;
   @ApiProperty() createdBy!: string;
+}
+
+/** `GET /admin/blocks`. */
+export class BlockListDto {
+  @ApiProperty({ type: [BlockDto] }) data!: BlockDto[];
+}
+
+/** `DELETE /admin/blocks`. */
+export class DeletedDto {
+  @ApiProperty({ example: true }) deleted!: boolean;
+}
+
+class DailyCountsDto {
+  @ApiProperty({ example: 42 }) total!: number;
+  @ApiProperty({ example: { alice: 40, bob: 2 }, additionalProperties: { type: 'integer' } }) users!: Record<string, number>;
+}
+
+/** `GET /admin/usage`. */
+export class UsageDto {
+  @ApiProperty({ example: 'demo' }) product!: string;
+  @ApiProperty({ example: '2026-12-05' }) date!: string;
+  @ApiProperty({ type: DailyCountsDto }) requests!: DailyCountsDto;
+  @ApiProperty({ type: DailyCountsDto }) tokens!: DailyCountsDto;
 }

@@ -29,6 +29,7 @@ export class ChatMessageDto {
     description: 'Text, or an array of content parts; null for assistant tool calls',
     example: 'Say hello',
     nullable: true,
+    oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'object', additionalProperties: true } }],
   })
   @ValidateIf((m: ChatMessageDto) => m.content !== null && m.content !== undefined)
   @ValidateIf((m: ChatMessageDto) => typeof m.content !== 'string')

@@ -24,6 +24,18 @@ const STATUSES: Array<[number, string]> = [
   [504, 'Upstream timeout'],
 ];
 
+const ADMIN_STATUSES: Array<[number, string]> = [
+  [400, 'Invalid body or query parameter'],
+  [401, 'Missing or invalid credential (carries WWW-Authenticate)'],
+  [403, 'The credential lacks the keygate.admin scope'],
+  [429, 'Too many operator requests from this address (carries Retry-After)'],
+];
+
+/** Documents the error statuses of an operator route with the contract's body. */
+export function ApiAdminErrors(): MethodDecorator & ClassDecorator {
+  return applyDecorators(...ADMIN_STATUSES.map(([status, description]) => ApiResponse({ status, description, type: ErrorBodyDto })));
+}
+
 /** Documents every error status of a gateway route with the contract's body. */
 export function ApiGatewayErrors(): MethodDecorator & ClassDecorator {
   return applyDecorators(...STATUSES.map(([status, description]) => ApiResponse({ status, description, type: ErrorBodyDto })));

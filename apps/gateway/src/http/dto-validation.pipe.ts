@@ -37,9 +37,14 @@ function parseJson(bytes: Buffer): unknown {
   }
 }
 
+/** class-validator's type checks, named before any range or format rule of the same field. */
+const TYPE_CONSTRAINTS = new Set(['isInt', 'isNumber', 'isString', 'isBoolean', 'isArray', 'isObject', 'isDefined', 'isIn']);
+
 function firstProblem(error: ValidationError, prefix = ''): [string, string] {
   const path = prefix ? (/^\d+$/.test(error.property) ? `${prefix}[${error.property}]` : `${prefix}.${error.property}`) : error.property;
-  const constraint = Object.values(error.constraints ?? {})[0];
+  // A wrong type is the problem to name first: "must be an integer", not "must not be greater than…".
+  const constraints = Object.entries(error.constraints ?? {});
+  const constraint = (constraints.find(([name]) => TYPE_CONSTRAINTS.has(name)) ?? constraints[0])?.[1];
   if (constraint)
     return [path, constraint.startsWith(error.property) ? `${path}${constraint.slice(error.property.length)}` : `${path}: ${constraint}`];
   if (error.children?.length) return firstProblem(error.children[0], path);
