@@ -344,7 +344,7 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     const poller = (async () => {
       while (polling) {
         highest = Math.max(highest, (await usage(P.tokens, replicas[1])).tokens.total);
-        // Not faster: the admin routes have a per-address throttle (120 per minute per route).
+        // Not faster: the admin routes have a per-operator throttle (120 per minute per route).
         await sleep(40);
       }
     })();
@@ -555,6 +555,20 @@ describe('blocks: created on one replica, enforced by all within one second', ()
         (b) => b.reason === 'nope',
       ),
     ).toBe(false);
+  });
+
+  it('throttles the operator routes per operator (120 a minute), with the contract 429 and Retry-After; another operator is unaffected', async () => {
+    const busy = mintToken({ product: P.blocks, sub: uniqueId('busy-ops'), extraClaims: { scope: 'keygate.admin' } });
+    const answers: Answer[] = [];
+    // Sequential, one replica: well inside the minute window.
+    for (let i = 0; i < 121; i++) answers.push(await adminCall(replicas[0], 'GET', '/admin/blocks', undefined, busy));
+    expect(statuses(answers)).toEqual({ 200: 120, 429: 1 });
+    const refused = answers[120];
+    expect(errorOf(refused).code).toBe('rate_limit_exceeded');
+    expect(refused.headers.get('retry-after')).toBe('60');
+    // Shared through Redis: the busy operator is refused on another replica too; another operator is not.
+    expect((await adminCall(replicas[1], 'GET', '/admin/blocks', undefined, busy)).status).toBe(429);
+    expect((await adminCall(replicas[1], 'GET', '/admin/blocks')).status).toBe(200);
   });
 
   it('validates the admin inputs', async () => {

@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
 
 /**
- * The admin routes' per-address throttle: @nest-lab's Redis storage while Redis answers, the
+ * The admin routes' per-operator throttle: @nest-lab's Redis storage while Redis answers, the
  * throttler's in-memory storage otherwise, so an outage never turns the admin API into 500s.
  */
 export class FailoverThrottlerStorage implements ThrottlerStorage {

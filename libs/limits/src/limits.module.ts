@@ -21,14 +21,26 @@ export class RedisMetricProbe {
   }
 }
 
-/** Admin routes: at most this many requests per minute per client address (credential guessing). */
-export const ADMIN_THROTTLE = { name: 'admin', ttl: 60_000, limit: 120 };
+/**
+ * Admin routes: at most this many requests per minute per operator (the credential's product and
+ * user). Counted after authentication: behind a load balancer every client has the balancer's
+ * address, so a per-address count would put every operator, and any anonymous flood, in one bucket.
+ */
+export const ADMIN_THROTTLE = {
+  name: 'admin',
+  ttl: 60_000,
+  limit: 120,
+  getTracker: (req: Record<string, unknown>): string => {
+    const user = req.user as { product?: string; user?: string } | undefined;
+    return user?.user ? `${user.product ?? ''}:${user.user}` : String(req.ip);
+  },
+};
 
 /**
  * Limits, quotas and blocks, all on @nestjs/throttler where it applies. The identity limits are a
  * ThrottlerGuard subclass over {@link IdentityThrottlerStorage}, which counts all of a request's
  * throttlers in one atomic step (Redis when configured, memory otherwise); the per-IP throttle of
- * the admin routes is the stock guard with @nest-lab/throttler-storage-redis on the same Redis.
+ * the admin routes (per operator) is the stock guard with @nest-lab/throttler-storage-redis on the same Redis.
  */
 @Module({
   imports: [

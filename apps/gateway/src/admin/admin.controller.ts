@@ -32,11 +32,11 @@ function isDay(value: string): boolean {
 
 /**
  * Operator routes: blocks (in force on every replica within a second) and daily usage. A
- * credential with the `keygate.admin` scope is required; a per-address throttle runs first.
+ * credential with the `keygate.admin` scope is required; then a per-operator throttle.
  */
 @ApiTags('admin')
 @ApiBearerAuth()
-@UseGuards(ThrottlerGuard, CredentialGuard, AdminScopeGuard)
+@UseGuards(CredentialGuard, AdminScopeGuard, ThrottlerGuard)
 @Controller('admin')
 export class AdminController {
   constructor(
