@@ -17,7 +17,6 @@ import {
   type ChatResult,
   type ChatStream,
   type RetryPolicy,
-  type StreamEvent,
   type ProviderAdapter,
   type ProviderCall,
   type Usage,
@@ -25,6 +24,7 @@ import {
 import { DEFAULT_BASE_URLS, type ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
+import { primed } from './primed-stream';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 
 const SSE_HEADERS = {
@@ -209,45 +209,6 @@ export class ChatCompletionsService {
     ctx.tokensIn = usage.prompt_tokens;
     ctx.tokensOut = usage.completion_tokens;
   }
-}
-
-/**
- * A stream read up to its first content (text or tool-call arguments), its final usage or its end,
- * before a byte goes to the client: an error the provider sends as the stream's first event
- * (Anthropic's in-stream `overloaded_error`, Gemini's error chunk) then fails the attempt, which is
- * retried or falls back like the same error sent as an HTTP status. What was read is replayed.
- */
-async function primed(stream: ChatStream): Promise<ChatStream> {
-  const iterator = stream.events[Symbol.asyncIterator]();
-  const head: StreamEvent[] = [];
-  let ended = false;
-  try {
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done) {
-        ended = true;
-        break;
-      }
-      head.push(next.value);
-      if (next.value.text !== undefined || next.value.usage !== undefined) break;
-    }
-  } catch (error) {
-    await iterator.return?.();
-    throw error;
-  }
-  // Replays what was read, then hands the upstream's own iterator on: no extra generator (and no
-  // extra promises) per event; a consumer that stops early returns the upstream's iterator.
-  let replayed = 0;
-  const replay: AsyncIterator<StreamEvent> = {
-    next: () =>
-      replayed < head.length
-        ? Promise.resolve({ value: head[replayed++], done: false })
-        : ended
-          ? Promise.resolve({ value: undefined, done: true })
-          : iterator.next(),
-    return: (value?: unknown) => (iterator.return ? iterator.return(value) : Promise.resolve({ value: undefined, done: true })),
-  };
-  return { events: { [Symbol.asyncIterator]: () => replay } };
 }
 
 /** The text of an OpenAI-shaped completion's choices (message content and tool call arguments). */

@@ -1,0 +1,76 @@
+import type { ChatStream, StreamEvent } from '@keygate/providers';
+import { primed } from './primed-stream';
+
+const role: StreamEvent = { data: '{"role":"assistant"}' };
+const content: StreamEvent = { data: '{"content":"hi"}', text: 'hi' };
+
+async function all(stream: ChatStream): Promise<Array<string | null>> {
+  const out: Array<string | null> = [];
+  for await (const event of stream.events) out.push(event.data);
+  return out;
+}
+
+describe('primed', () => {
+  afterEach(() => jest.useRealTimers());
+
+  it('reads up to the first content, then replays it all, in order', async () => {
+    let reads = 0;
+    async function* events(): AsyncGenerator<StreamEvent> {
+      reads++;
+      yield role;
+      reads++;
+      yield content;
+      reads++;
+      yield { data: '{"content":"!"}', text: '!' };
+    }
+    const stream = await primed({ events: events() });
+    expect(reads).toBe(2); // the role chunk and the first content, nothing after
+    expect(await all(stream)).toEqual([role.data, content.data, '{"content":"!"}']);
+  });
+
+  it('fails the attempt when the provider’s error comes before any content (so it can be retried)', async () => {
+    async function* events(): AsyncGenerator<StreamEvent> {
+      yield role;
+      throw new Error('overloaded');
+    }
+    await expect(primed({ events: events() })).rejects.toThrow('overloaded');
+  });
+
+  it('hands the stream on after 2 s without content (a model still thinking), the read in progress included', async () => {
+    jest.useFakeTimers();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    async function* events(): AsyncGenerator<StreamEvent> {
+      yield role;
+      await gate;
+      yield content;
+    }
+    let done = false;
+    const priming = primed({ events: events() }).then((s) => {
+      done = true;
+      return s;
+    });
+    await jest.advanceTimersByTimeAsync(1_900);
+    expect(done).toBe(false);
+    await jest.advanceTimersByTimeAsync(200);
+    expect(done).toBe(true);
+    release();
+    expect(await all(await priming)).toEqual([role.data, content.data]);
+  });
+
+  it('returns the upstream’s iterator when the consumer stops early (the upstream is released)', async () => {
+    let released = false;
+    async function* events(): AsyncGenerator<StreamEvent> {
+      try {
+        yield role;
+        yield content;
+        yield content;
+      } finally {
+        released = true;
+      }
+    }
+    const stream = await primed({ events: events() });
+    for await (const event of stream.events) if (event.text) break;
+    expect(released).toBe(true);
+  });
+});
