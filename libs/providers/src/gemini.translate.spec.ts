@@ -229,7 +229,7 @@ describe('Gemini translation', () => {
     });
     expect(out.at(-1)).toStrictEqual({ data: null, runningUsage: expect.objectContaining({ prompt_tokens: 1000, completion_tokens: 2 }) });
     expect(out.filter((e) => e.runningUsage && e.data !== null)).toEqual([]);
-    expect(() => t.push({ error: { code: 503, message: 'unavailable' } } as never)).toThrow(UpstreamError);
+    expect(() => t.push({ error: { code: 503, message: 'unavailable' } })).toThrow(UpstreamError);
   });
 
   it('keeps an id Gemini did send on a functionCall', () => {

@@ -12,13 +12,18 @@ const DAY = /^\d{4}-\d{2}-\d{2}$/;
 /** Product names, as in the product keys. */
 const PRODUCT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** A user id as a credential gives it: 1 to 256 characters, no control characters. */
-const USER = /^[^\u0000-\u001f\u007f]{1,256}$/;
+const USER = { test: (value: string): boolean => value.length >= 1 && value.length <= 256 && ![...value].some(isControl) };
+
+function isControl(char: string): boolean {
+  const code = char.charCodeAt(0);
+  return code < 0x20 || code === 0x7f;
+}
 
 /**
  * One query parameter, validated: a repeated parameter arrives as an array (and would otherwise
  * reach Redis as several keys), a malformed one is refused, both with the contract's 400.
  */
-function queryValue(value: unknown, param: string, pattern: RegExp, what: string): string {
+function queryValue(value: unknown, param: string, pattern: { test(value: string): boolean }, what: string): string {
   if (typeof value !== 'string' || !pattern.test(value)) throw new GatewayError('invalid_request', `${param} must be ${what}`, { param });
   return value;
 }

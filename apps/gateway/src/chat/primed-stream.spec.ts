@@ -4,6 +4,9 @@ import { primed } from './primed-stream';
 const role: StreamEvent = { data: '{"role":"assistant"}' };
 const content: StreamEvent = { data: '{"content":"hi"}', text: 'hi' };
 
+/** An upstream read: a turn of the event loop, as a socket read would take. */
+const upstream = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 async function all(stream: ChatStream): Promise<Array<string | null>> {
   const out: Array<string | null> = [];
   for await (const event of stream.events) out.push(event.data);
@@ -16,6 +19,7 @@ describe('primed', () => {
   it('reads up to the first content, then replays it all, in order', async () => {
     let reads = 0;
     async function* events(): AsyncGenerator<StreamEvent> {
+      await upstream();
       reads++;
       yield role;
       reads++;
@@ -30,6 +34,7 @@ describe('primed', () => {
 
   it('fails the attempt when the provider’s error comes before any content (so it can be retried)', async () => {
     async function* events(): AsyncGenerator<StreamEvent> {
+      await upstream();
       yield role;
       throw new Error('overloaded');
     }
@@ -61,6 +66,7 @@ describe('primed', () => {
   it('returns the upstream’s iterator when the consumer stops early (the upstream is released)', async () => {
     let released = false;
     async function* events(): AsyncGenerator<StreamEvent> {
+      await upstream();
       try {
         yield role;
         yield content;
