@@ -116,9 +116,7 @@ export class RequestLifecycle {
         : error.code === 'FST_ERR_BAD_URL'
           ? 'the request target is not a valid URL path (malformed percent-encoding)'
           : 'the request target cannot be routed';
-    const refusal = new GatewayError('invalid_request', message);
-    ctx.fail(refusal.spec.failure, refusal.status);
-    void reply.status(refusal.status).type('application/json').send(refusal.toBody());
+    refuse(ctx, reply, new GatewayError('invalid_request', message));
   }
 
   /**
@@ -128,8 +126,7 @@ export class RequestLifecycle {
    */
   private refuseWhileDraining(ctx: RequestContext, reply: FastifyReply): void {
     const error = new GatewayError('service_unavailable', 'keygate is shutting down; retry the request', { retryAfterSeconds: 1 });
-    ctx.fail(error.spec.failure, error.status);
-    void reply.status(error.status).header('retry-after', '1').header('connection', 'close').type('application/json').send(error.toBody());
+    refuse(ctx, reply.header('retry-after', '1').header('connection', 'close'), error);
   }
 
   /** A product as a metric label: only configured names, so a token's claim cannot mint new series. */
@@ -139,9 +136,7 @@ export class RequestLifecycle {
   }
 
   private refuseWithoutHost(ctx: RequestContext, reply: FastifyReply): void {
-    const error = new GatewayError('invalid_request', 'an HTTP/1.1 request needs a Host header');
-    ctx.fail(error.spec.failure, error.status);
-    void reply.status(error.status).header('connection', 'close').type('application/json').send(error.toBody());
+    refuse(ctx, reply.header('connection', 'close'), new GatewayError('invalid_request', 'an HTTP/1.1 request needs a Host header'));
   }
 
   private onClose(ctx: RequestContext, finished: boolean, statusCode: number): void {
@@ -197,6 +192,12 @@ export function failureForStatus(status: number): FailureClass {
     default:
       return status >= 500 ? 'internal' : 'bad_request';
   }
+}
+
+/** Answers a request the lifecycle itself refuses, recording the failure for the audit line. */
+function refuse(ctx: RequestContext, reply: FastifyReply, error: GatewayError): void {
+  ctx.fail(error.spec.failure, error.status);
+  void reply.status(error.status).type('application/json').send(error.toBody());
 }
 
 /**
