@@ -18,6 +18,7 @@ import {
   type LimitName,
 } from './counter.store';
 import { IdentityThrottlerStorage, type ThrottlerHit } from './identity-throttler.storage';
+import { RouteMetadataReflector } from './route-metadata.reflector';
 
 const LIMIT_TEXT: Record<LimitName, string> = {
   product_qps: "this product's requests per second",
@@ -117,7 +118,7 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     private readonly autoBlocker: AutoBlocker,
   ) {
     // keygate sets its own, OpenAI-named headers below; the stock ones would add three per throttler.
-    super({ throttlers: identityThrottlers(config), setHeaders: false }, storage, reflector);
+    super({ throttlers: identityThrottlers(config), setHeaders: false }, storage, new RouteMetadataReflector(reflector));
   }
 
   override async canActivate(context: ExecutionContext): Promise<boolean> {
