@@ -141,6 +141,7 @@ async function adminCall(
 interface Usage {
   product: string;
   date: string;
+  scope: 'shared' | 'replica';
   requests: { total: number; users: Record<string, number> };
   tokens: { total: number; users: Record<string, number> };
 }
@@ -597,15 +598,49 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     expect((await chat(replicas[1], mintToken({ product: P.blocks, sub: user }), 'counted')).status).toBe(200);
     const day = await adminCall(replicas[2], 'GET', `/admin/usage?product=${P.blocks}&date=${today()}`);
     expect(day.status).toBe(200);
-    expect(day.json).toMatchObject({ product: P.blocks, date: today() });
+    expect(day.json).toMatchObject({ product: P.blocks, date: today(), scope: 'shared' });
     expect((day.json as Usage).requests.users[user]).toBe(1);
-    const empty = await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&date=2001-01-01`);
+    // Yesterday is still kept (nothing was counted then for this run's product); older or later days
+    // are not, and a 200 with zeros would be a false answer.
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    const empty = await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&date=${yesterday}`);
     expect(empty.json).toEqual({
       product: P.blocks,
-      date: '2001-01-01',
+      date: yesterday,
+      scope: 'shared',
       requests: { total: 0, users: {} },
       tokens: { total: 0, users: {} },
     });
+    const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
+    for (const date of ['2001-01-01', tomorrow]) {
+      const gone = await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&date=${date}`);
+      expect({ date, status: gone.status, error: gone.json }).toEqual({
+        date,
+        status: 400,
+        error: {
+          error: expect.objectContaining({
+            code: 'invalid_request',
+            param: 'date',
+            message: expect.stringMatching(/today .* or yesterday/),
+          }),
+        },
+      });
+    }
+    // A block for a product this gateway does not serve would stop nothing: refused, nothing created.
+    const stray = `${RUN}-not-a-product`;
+    const typo = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: stray, reason: 'typo' });
+    expect({ status: typo.status, error: typo.json }).toEqual({
+      status: 400,
+      error: {
+        error: expect.objectContaining({
+          code: 'invalid_request',
+          param: 'product',
+          message: `product ${stray} is not configured on this gateway`,
+        }),
+      },
+    });
+    const listed = (await adminCall(replicas[1], 'GET', '/admin/blocks')).json as { data: Array<{ product: string }> };
+    expect(listed.data.filter((b) => b.product === stray)).toEqual([]);
   });
 });
 
@@ -816,6 +851,8 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
     expect({ usage: usageDuring.status, blocks: blocksDuring.status }).toEqual({ usage: 200, blocks: 200 });
     expect(usageDuring.ms).toBeLessThan(300);
     expect((usageDuring.json as Usage).requests.users.during).toBe(2);
+    // Said in the answer: these are this replica's counts only.
+    expect((usageDuring.json as Usage).scope).toBe('replica');
   });
 
   it('resumes shared counting by itself when Redis returns on the same port', async () => {
@@ -834,6 +871,16 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
         200,
       );
       await lonely.proc.waitForLine('a back-on-shared-Redis line', (l) => /back on shared redis/i.test(String(l.json?.message)), 2_000);
+      // The requests admitted in memory during the outage reach the restarted (empty) Redis's daily
+      // counts, so /admin/usage and the daily caps do not forget them.
+      await waitFor(
+        'the outage requests to reach the shared daily counts',
+        async () => (await back.hget(hash(), 'u:during')) === '2',
+        5_000,
+        100,
+      );
+      const usageAfter = await adminCall(lonely, 'GET', `/admin/usage?product=${P.outage}`);
+      expect(usageAfter.json).toMatchObject({ scope: 'shared', requests: { users: { during: 2 } } });
       const after = mintToken({ product: P.outage, sub: 'after' });
       await startOfSecond();
       const resumed: Answer[] = [];

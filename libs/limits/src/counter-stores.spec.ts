@@ -194,6 +194,8 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     );
     expect(results.every((r) => r.admitted)).toBe(true);
     expect(await store.usage(p, DAY)).toEqual({
+      // Redis holds every replica's counts; memory, this replica's alone.
+      scope: where === 'shared' ? 'shared' : 'replica',
       requests: { total: 60, users: { gina: 20, hank: 40 } },
       tokens: { total: 0, users: {} },
     });
@@ -282,10 +284,15 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     await store.reserveTokens(p, 'pete', 5, 0, 0, DAY);
     await store.settleTokens(p, 'pete', 3, DAY, where);
     expect(await store.usage(p, DAY)).toEqual({
+      scope: where === 'shared' ? 'shared' : 'replica',
       requests: { total: 3, users: { olga: 2, pete: 1 } },
       tokens: { total: 48, users: { olga: 40, pete: 8 } },
     });
-    expect(await store.usage(product('nobody'), DAY)).toEqual({ requests: { total: 0, users: {} }, tokens: { total: 0, users: {} } });
+    expect(await store.usage(product('nobody'), DAY)).toEqual({
+      scope: where === 'shared' ? 'shared' : 'replica',
+      requests: { total: 0, users: {} },
+      tokens: { total: 0, users: {} },
+    });
   });
 
   it('counts any number of counters together, all or none, and names the first full one', async () => {

@@ -38,6 +38,11 @@ export type Reservation =
 
 /** One product's usage for one UTC day. */
 export interface DailyUsage {
+  /**
+   * Whose counts these are: `shared`, every replica's (Redis); `replica`, this replica's alone (no
+   * Redis configured, or Redis unreachable right now).
+   */
+  scope: 'shared' | 'replica';
   requests: { total: number; users: Record<string, number> };
   tokens: { total: number; users: Record<string, number> };
 }

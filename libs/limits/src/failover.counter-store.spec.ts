@@ -240,8 +240,14 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
 
     proxy.mode = 'up';
     await until('the client to reconnect', () => redis.status === 'ready', 8_000);
-    expect((await admit(store, p, 'dave', limits, SECOND, DAY)).admitted).toBe(true);
-    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('2');
+    // The three requests admitted in memory are added to the shared daily counts when Redis returns.
+    await until('the outage counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:dave')) === '4');
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('4');
+    // Shared counting again: the user is now over their 3 a day, as they really are.
+    expect((await admit(store, p, 'dave', limits, SECOND, DAY)).admitted).toBe(false);
+    expect((await admit(store, p, 'dave', { ...NONE, userPerDay: 10 }, SECOND, DAY)).admitted).toBe(true);
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('5');
+    expect(await store.usage(p, DAY)).toMatchObject({ scope: 'shared', requests: { total: 5, users: { dave: 5 } } });
     expect(store.degraded).toBe(false);
     expect(lines.some((l) => l.severity === 'NOTICE' && String(l.message).includes('back on shared Redis'))).toBe(true);
   }, 15_000);
@@ -345,6 +351,42 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     await store.settleTokens(p, 'hal', 100 - 5_000, DAY, 'shared');
     expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:hal')).toBe('100');
     await until('the cool-off to end', () => !store.degraded, 3_000);
+  }, 15_000);
+
+  it('brings daily request counts taken in memory to Redis when it returns, less those given back, and not the per-second ones', async () => {
+    const p = product('replayed');
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    for (const user of ['kai', 'kai', 'lea'])
+      expect(await admit(store, p, user, NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    // One of kai's requests was refused later (an invalid body): given back, so not brought to Redis.
+    await store.release([counters.productPerDay(p, DAY), counters.userPerDay(p, 'kai', DAY)], 'local');
+    expect(await store.usage(p, DAY)).toMatchObject({ scope: 'replica', requests: { total: 2, users: { kai: 1, lea: 1 } } });
+    expect(await direct.exists(`kg:{${p}}:req:${DAY}`)).toBe(0);
+
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    await until('the outage counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')) === '2');
+    expect(await direct.hgetall(`kg:{${p}}:req:${DAY}`)).toEqual({ _total: '2', 'u:kai': '1', 'u:lea': '1' });
+    // A new counter gets its lifetime, as an admission would give it.
+    expect(await direct.pttl(`kg:{${p}}:req:${DAY}`)).toBeGreaterThan(DAILY_COUNTER_TTL_MS - 60_000);
+    expect(await direct.exists(`kg:{${p}}:qps:${SECOND}`, `kg:{${p}}:qps:${SECOND}:u:kai`)).toBe(0);
+    expect(await store.usage(p, DAY)).toMatchObject({ scope: 'shared', requests: { total: 2 } });
+    // Sent once: nothing is held any more.
+    await store.beforeApplicationShutdown();
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('2');
+  }, 15_000);
+
+  it('does not bring a request to Redis twice when Redis counted it after all (a late reply)', async () => {
+    const p = product('late-hit');
+    proxy.mode = 'slow';
+    expect(await admit(store, p, 'max', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    proxy.mode = 'up';
+    // Redis ran the script: its late reply takes the request off the counts held for Redis.
+    await until('the late admission to land', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:max')) === '1');
+    await until('the cool-off to end', () => !store.degraded, 3_000);
+    await store.beforeApplicationShutdown(); // sends whatever is held
+    expect(await direct.hgetall(`kg:{${p}}:req:${DAY}`)).toEqual({ _total: '1', 'u:max': '1' });
   }, 15_000);
 
   it('holds a settlement while Redis is away and sends it when Redis returns', async () => {

@@ -25,6 +25,11 @@ const MAX_HELD_SETTLEMENTS = 10_000;
  * one per request. The day's totals lag the answers by this much at most.
  */
 const SETTLE_BATCH_MS = 25;
+/**
+ * Request counters living longer than this (the daily ones) are brought to Redis after an outage;
+ * per-second counters are over by the time it returns.
+ */
+const REPLAYED_COUNTER_MIN_TTL_MS = 60_000;
 
 /**
  * Shared counting in Redis, with per-replica in-memory counting while Redis is unreachable: limits
@@ -36,6 +41,8 @@ const SETTLE_BATCH_MS = 25;
  * request stopped waiting (and counted in memory instead) is given back as soon as its late reply
  * arrives, a settlement that cannot be sent while Redis is away is held and sent when it returns,
  * and a request counted in memory during the outage brings its whole usage to the shared totals.
+ * Daily request counts are kept the same way: a request admitted in memory is added to the shared
+ * daily counters when Redis returns, so `/admin/usage` and the daily caps see the outage's traffic.
  * Settlements to Redis are coalesced per product, user and day and sent every 25 ms.
  */
 export class FailoverCounterStore implements CounterStore, BeforeApplicationShutdown, OnApplicationShutdown {
@@ -46,6 +53,9 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   /** Token deltas for the shared store not sent yet (batched, or held while Redis is away), by product, user and day. */
   private readonly held = new Map<string, { product: string; user: string; day: string; delta: number }>();
   private heldDropped = 0;
+  /** Daily request counts taken in memory while Redis was away, by counter: added to Redis when it returns. */
+  private readonly heldRequests = new Map<string, { key: string; field?: string; ttlMs: number; count: number }>();
+  private heldRequestsDropped = 0;
   /** The next batch of settlements: resolves once it was sent. */
   private nextBatch: Promise<void> | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
@@ -77,6 +87,11 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       this.logger.write('WARNING', 'token settlements not sent to Redis before exit: the shared daily totals under-count them', {
         settlements: lost,
       });
+    const requests = [...this.heldRequests.values()].reduce((n, h) => n + h.count, 0);
+    if (requests > 0)
+      this.logger.write('WARNING', 'request counts taken during a Redis outage not sent before exit: the shared daily counts miss them', {
+        requests,
+      });
   }
 
   /** True while counting happens per replica. */
@@ -84,14 +99,32 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     return this.redis.status !== 'ready' || Date.now() < this.coolOffUntil;
   }
 
-  /** A late admission (Redis counted the request after it was counted in memory) is left counted: one request, the safe side. */
+  /**
+   * An admission in memory is held for Redis (its daily counters). A late admission (Redis counted
+   * the request after it was counted in memory) takes that back while it is still held; once sent,
+   * the request stays counted twice in the shared day: one request, the safe side.
+   */
   hit(hits: readonly CounterHit[]): Promise<HitOutcome> {
-    return this.run((s) => s.hit(hits));
+    return this.run(
+      (s) => (s === this.local ? this.hitLocal(hits) : s.hit(hits)),
+      (late) => {
+        if (late.admitted) this.holdRequests(hits, -1);
+      },
+    );
+  }
+
+  private async hitLocal(hits: readonly CounterHit[]): Promise<HitOutcome> {
+    const outcome = await this.local.hit(hits);
+    if (outcome.admitted) this.holdRequests(hits, 1);
+    return outcome;
   }
 
   /** Off the request path like settling: tried whenever the client is connected; lost (the safe side) if Redis is away. */
   async release(counters: readonly CounterRef[], store: StoreName): Promise<void> {
-    if (store === 'local') return this.local.release(counters, 'local');
+    if (store === 'local') {
+      this.holdRequests(counters, -1);
+      return this.local.release(counters, 'local');
+    }
     if (this.redis.status !== 'ready') return;
     try {
       await this.shared.release(counters, 'shared');
@@ -179,10 +212,24 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     else this.heldDropped++;
   }
 
+  /** Adds `n` to the held count of each long-lived counter (never below zero). */
+  private holdRequests(counters: ReadonlyArray<CounterRef & { ttlMs?: number }>, n: 1 | -1): void {
+    for (const { key, field, ttlMs } of counters) {
+      const id = `${key}\n${field ?? ''}`;
+      const entry = this.heldRequests.get(id);
+      if (entry) entry.count = Math.max(0, entry.count + n);
+      else if (n > 0 && ttlMs !== undefined && ttlMs > REPLAYED_COUNTER_MIN_TTL_MS) {
+        if (this.heldRequests.size < MAX_HELD_SETTLEMENTS) this.heldRequests.set(id, { key, field, ttlMs, count: n });
+        else this.heldRequestsDropped++;
+      }
+    }
+  }
+
   /**
-   * Sends the settlements waiting (those of today and yesterday; older days' keys are gone), one
-   * script each, pipelined. A settle that fails after it was sent is not repeated (Redis may have
-   * applied it): the day's shared total may then over-count, the safe side.
+   * Sends the settlements waiting (those of today and yesterday; older days' keys are gone) and the
+   * request counts taken in memory, one script each, pipelined. One that fails after it was sent is
+   * not repeated (Redis may have applied it): a settlement may then over-count the day's shared
+   * total (the safe side), a request count under-count it.
    */
   private async sendHeld(): Promise<void> {
     if (this.redis.status !== 'ready') return;
@@ -196,21 +243,29 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       );
       this.heldDropped = 0;
     }
+    if (this.heldRequestsDropped > 0) {
+      this.logger.write(
+        'WARNING',
+        `request counts dropped: more than ${MAX_HELD_SETTLEMENTS} daily counters were waiting for Redis (shared counts under-count)`,
+        { dropped: this.heldRequestsDropped },
+      );
+      this.heldRequestsDropped = 0;
+    }
     const oldest = utcDay(Date.now() - 86_400_000);
     const entries = [...this.held.values()];
     this.held.clear();
-    await Promise.all(
-      entries
+    const requests = [...this.heldRequests.values()].filter((h) => h.count > 0);
+    this.heldRequests.clear();
+    const failed = (error: unknown): void => {
+      this.coolOffUntil = Date.now() + COOL_OFF_MS;
+      this.transition(true, (error as Error).message);
+    };
+    await Promise.all([
+      ...requests.map((h) => this.shared.add(h, h.count).catch(failed)),
+      ...entries
         .filter(({ day, delta }) => day >= oldest && delta !== 0)
-        .map(async ({ product, user, day, delta }) => {
-          try {
-            await this.shared.settleTokens(product, user, delta, day, 'shared');
-          } catch (error) {
-            this.coolOffUntil = Date.now() + COOL_OFF_MS;
-            this.transition(true, (error as Error).message);
-          }
-        }),
-    );
+        .map(({ product, user, day, delta }) => this.shared.settleTokens(product, user, delta, day, 'shared').catch(failed)),
+    ]);
   }
 
   private transition(degraded: boolean, reason?: string): void {

@@ -82,7 +82,7 @@ export class MemoryCounterStore implements CounterStore {
 
   usage(product: string, day: string): Promise<DailyUsage> {
     const requests = this.live(dailyRequestsKey(product, day), this.now())?.counts;
-    return Promise.resolve({ requests: split(requests), tokens: split(this.days.get(`${product}\n${day}`)) });
+    return Promise.resolve({ scope: 'replica', requests: split(requests), tokens: split(this.days.get(`${product}\n${day}`)) });
   }
 
   private live(key: string, now: number): Bucket | undefined {

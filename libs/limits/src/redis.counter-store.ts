@@ -59,6 +59,13 @@ for i = 1, #KEYS do
 end
 return 1`;
 
+// Adds ARGV[1] to a counter (ARGV[2]: its hash field or ''), giving it ARGV[3] ms to live if it has
+// no expiry yet: request counts taken in memory during an outage, brought to Redis when it returns.
+const ADD = `
+if ARGV[2] == '' then redis.call('INCRBY', KEYS[1], ARGV[1]) else redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) end
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1`;
+
 /** Token hashes (fields `_total` and `u:<user>`) outlive their day by one, so `/admin/usage` can report yesterday. */
 const DAY_TTL_SECONDS = DAILY_COUNTER_TTL_MS / 1000;
 
@@ -86,6 +93,7 @@ interface ScriptedRedis extends Redis {
   kgReserve(k1: string, ...args: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
   kgRelease(numberOfKeys: number, ...keysThenFields: string[]): Promise<number>;
+  kgAdd(key: string, n: number, field: string, ttlMs: number): Promise<number>;
 }
 
 /** {@link CounterStore} shared by every replica: each operation is one Lua script, one round trip. */
@@ -99,6 +107,7 @@ export class RedisCounterStore implements CounterStore {
     redis.defineCommand('kgReserve', { numberOfKeys: 1, lua: RESERVE });
     redis.defineCommand('kgSettle', { numberOfKeys: 1, lua: SETTLE });
     redis.defineCommand('kgRelease', { lua: RELEASE });
+    redis.defineCommand('kgAdd', { numberOfKeys: 1, lua: ADD });
     this.redis = redis as ScriptedRedis;
   }
 
@@ -117,6 +126,11 @@ export class RedisCounterStore implements CounterStore {
 
   async release(counters: readonly CounterRef[], _store?: StoreName): Promise<void> {
     if (counters.length) await this.redis.kgRelease(counters.length, ...counters.map((c) => c.key), ...counters.map((c) => c.field ?? ''));
+  }
+
+  /** Adds `n` to one counter, which lives `ttlMs` from now if it is new: not part of {@link CounterStore} (see FailoverCounterStore). */
+  async add(counter: CounterRef & { ttlMs: number }, n: number): Promise<void> {
+    if (n > 0) await this.redis.kgAdd(counter.key, n, counter.field ?? '', counter.ttlMs);
   }
 
   async reserveTokens(
@@ -142,7 +156,7 @@ export class RedisCounterStore implements CounterStore {
       this.redis.hgetall(dailyRequestsKey(product, day)),
       this.redis.hgetall(`kg:{${product}}:tok:${day}`),
     ]);
-    return { requests: split(requests), tokens: split(tokens) };
+    return { scope: 'shared', requests: split(requests), tokens: split(tokens) };
   }
 }
 

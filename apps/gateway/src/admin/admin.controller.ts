@@ -4,6 +4,7 @@ import { ThrottlerGuard } from '@nestjs/throttler';
 import { AdminScopeGuard, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
+import { SecretsService } from '@keygate/secrets';
 import { ApiAdminErrors, ErrorBodyDto } from '../http/api-errors.decorator';
 import { CurrentPrincipal } from '../http/request.decorators';
 import { BlockDto, BlockListDto, CreateBlockDto, DeletedDto, UsageDto } from './admin.dto';
@@ -47,6 +48,7 @@ export class AdminController {
   constructor(
     private readonly blocks: BlocksService,
     @Inject(CounterStore) private readonly counters: CounterStore,
+    private readonly secrets: SecretsService,
   ) {}
 
   @Post('blocks')
@@ -56,6 +58,9 @@ export class AdminController {
   @ApiAdminErrors()
   @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
   create(@Body() body: CreateBlockDto, @CurrentPrincipal() admin: Principal): Promise<Block> {
+    // A misspelt product would be a block that stops nothing while the operator believes it does.
+    if (!this.secrets.product(body.product))
+      throw new GatewayError('invalid_request', `product ${body.product} is not configured on this gateway`, { param: 'product' });
     const now = Date.now();
     return this.blocks.create({
       product: body.product,
@@ -95,7 +100,7 @@ export class AdminController {
   @Get('usage')
   @ApiOperation({ summary: "A product's requests and tokens for one UTC day, in total and per user" })
   @ApiQuery({ name: 'product', required: true })
-  @ApiQuery({ name: 'date', required: false, description: 'YYYY-MM-DD (UTC); today by default' })
+  @ApiQuery({ name: 'date', required: false, description: 'YYYY-MM-DD (UTC): today (the default) or yesterday; counts are kept two days' })
   @ApiOkResponse({ type: UsageDto })
   @ApiAdminErrors()
   async usage(
@@ -106,7 +111,18 @@ export class AdminController {
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
     if (dateParam !== undefined && (typeof dateParam !== 'string' || !isDay(dateParam)))
       throw new GatewayError('invalid_request', 'date must be one calendar day, YYYY-MM-DD', { param: 'date' });
-    const day = dateParam ?? utcDay(Date.now());
+    const now = Date.now();
+    const [today, yesterday] = [utcDay(now), utcDay(now - 86_400_000)];
+    const day = dateParam ?? today;
+    // Older days' counters have expired and later ones do not exist yet: zeros would be a false answer.
+    if (day !== today && day !== yesterday)
+      throw new GatewayError(
+        'invalid_request',
+        `date must be today (${today}) or yesterday (${yesterday}), UTC: daily counts are kept two days`,
+        {
+          param: 'date',
+        },
+      );
     return { product, date: day, ...(await this.counters.usage(product, day)) };
   }
 }

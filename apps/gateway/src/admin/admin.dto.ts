@@ -58,6 +58,13 @@ class DailyCountsDto {
 export class UsageDto {
   @ApiProperty({ example: 'demo' }) product!: string;
   @ApiProperty({ example: '2026-12-05' }) date!: string;
+  @ApiProperty({
+    enum: ['shared', 'replica'],
+    example: 'shared',
+    description:
+      "shared: every replica's counts (Redis). replica: this replica's alone, because no Redis is configured or Redis is unreachable right now",
+  })
+  scope!: 'shared' | 'replica';
   @ApiProperty({ type: DailyCountsDto }) requests!: DailyCountsDto;
   @ApiProperty({ type: DailyCountsDto }) tokens!: DailyCountsDto;
 }
