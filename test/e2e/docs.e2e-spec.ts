@@ -92,6 +92,51 @@ describe('the OpenAPI document', () => {
   });
 });
 
+describe('the OpenAPI document of a gateway that also takes HMAC and IAP credentials', () => {
+  let other: Gateway;
+  let doc: OpenApiDoc;
+
+  beforeAll(async () => {
+    other = await startGateway({
+      products: PRODUCTS,
+      env: {
+        API_KEY_SERVER_HMAC_SECRETS: JSON.stringify({ 'docs-client': { secret: 'docs-hmac-secret-0123456789abcdef', product: 'demo' } }),
+        API_KEY_SERVER_IAP_AUDIENCE: '/projects/1/global/backendServices/2',
+        API_KEY_SERVER_IAP_JWKS_URL: 'http://127.0.0.1:9/iap/jwk',
+      },
+    });
+    const res = await fetch(`${other.url}/docs-json`, { signal: AbortSignal.timeout(10_000) });
+    expect(res.status).toBe(200);
+    doc = (await res.json()) as OpenApiDoc;
+  }, 30_000);
+
+  afterAll(async () => {
+    await other?.stop();
+  }, 15_000);
+
+  it('declares the HMAC headers and the IAP assertion as header credentials', () => {
+    expect(doc.components?.securitySchemes).toMatchObject({
+      'hmac-client-id': { type: 'apiKey', in: 'header', name: 'x-client-id' },
+      'hmac-timestamp': { type: 'apiKey', in: 'header', name: 'x-timestamp' },
+      'hmac-signature': { type: 'apiKey', in: 'header', name: 'x-signature' },
+      iap: { type: 'apiKey', in: 'header', name: 'x-goog-iap-jwt-assertion' },
+    });
+  });
+
+  it('offers them as alternatives to the bearer JWT on the client routes (the three HMAC headers together), not on the operator routes', () => {
+    const hmac = { 'hmac-client-id': [], 'hmac-timestamp': [], 'hmac-signature': [] };
+    for (const op of [doc.paths['/v1/chat/completions'].post, doc.paths['/chat/{product}'].post, doc.paths['/v1/models'].get]) {
+      expect(op.security).toEqual([{ bearer: [] }, hmac, { iap: [] }]);
+    }
+    for (const op of [doc.paths['/admin/blocks'].post, doc.paths['/admin/usage'].get]) expect(op.security).toEqual([{ bearer: [] }]);
+  });
+
+  it('leaves them out where they are not configured (the gateway above)', async () => {
+    const plain = (await (await get('/docs-json')).json()) as OpenApiDoc;
+    expect(Object.keys(plain.components?.securitySchemes ?? {})).toEqual(['bearer']);
+  });
+});
+
 describe('the Swagger UI', () => {
   it('answers GET /docs with an HTML page', async () => {
     const res = await get('/docs');

@@ -11,6 +11,7 @@ import { GatewayError } from '@keygate/errors';
 import { contextOf, JsonLogger } from '@keygate/observability';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
+import { documentCredentials } from './http/openapi-credentials';
 import { RequestLifecycle } from './http/request-lifecycle';
 
 /**
@@ -244,6 +245,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
       .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A short-lived RS256/ES256 JWT' })
       .build(),
   );
+  documentCredentials(document, config);
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', swaggerOptions: { persistAuthorization: true } });
   return app;
 }

@@ -28,7 +28,7 @@ const ADMIN_STATUSES: Array<[number, string]> = [
   [400, 'Invalid body or query parameter'],
   [401, 'Missing or invalid credential (carries WWW-Authenticate)'],
   [403, 'The credential lacks the keygate.admin scope'],
-  [429, 'Too many operator requests from this address (carries Retry-After)'],
+  [429, 'Too many requests from this operator (carries Retry-After)'],
 ];
 
 /** Documents the error statuses of an operator route with the contract's body. */
