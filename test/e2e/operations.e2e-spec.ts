@@ -894,3 +894,49 @@ describe('graceful shutdown on SIGTERM', () => {
     }
   }, 60_000);
 });
+
+describe('a client too slow to send its request (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS)', () => {
+  it('gets the contract 408 with its own X-Request-Id, and its audit line says timeout, not a client abort', async () => {
+    const slow = await startGateway({
+      products: opsProducts(mock.url),
+      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: '1' },
+    });
+    try {
+      const before = (await mock.stats()).total;
+      const id = uniqueId('trickle');
+      const socket = connect(slow.port, '127.0.0.1');
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (answer += d));
+      socket.on('error', () => undefined);
+      const closed = new Promise((r) => socket.once('close', r));
+      await new Promise((r) => socket.once('connect', r));
+      const started = Date.now();
+      // Headers whole, then the first bytes of a body that never completes.
+      socket.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+          `X-Request-Id: ${id}\r\nContent-Length: 1000\r\n\r\n{"model":`,
+      );
+      expect(await within(closed, 10_000)).not.toBeNull();
+      const took = Date.now() - started;
+      expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+      expect(answer).toMatch(new RegExp(`\\r\\nx-request-id: ${id}\\r\\n`, 'i'));
+      expect(answer).toMatch(/\r\nconnection: close\r\n/i);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'invalid_request' } });
+      // The 1 s limit, checked every 0.5 s: not Node's default 30 s check.
+      expect(took).toBeGreaterThanOrEqual(900);
+      expect(took).toBeLessThan(5_000);
+      await waitFor('the audit line', () => slow.auditsFor(id).length >= 1 || undefined, 2_000);
+      expect(slow.auditsFor(id)).toHaveLength(1);
+      expect(slow.auditsFor(id)[0]).toMatchObject({ status: 408, failure: 'timeout', path: '/v1/chat/completions' });
+      expect((await mock.stats()).total).toBe(before);
+
+      // A request that sends its body in time is unaffected on the same gateway.
+      const client = new OpenAI({ baseURL: slow.baseURL, apiKey: token, maxRetries: 0 });
+      const ok = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('in time')) });
+      expect(ok.choices[0].message.content).toBe(mockReply('openai', 'in time'));
+    } finally {
+      await slow.stop();
+    }
+  }, 30_000);
+});

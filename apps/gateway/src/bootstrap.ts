@@ -68,16 +68,19 @@ function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<r
 
 /**
  * What Node's HTTP parser refuses before there is a request (headers over the size limit, a body
- * framed two ways, a request that did not arrive in time) gets the contract's error body with an
+ * framed two ways, headers that did not arrive in time) gets the contract's error body with an
  * `X-Request-Id` and the security headers, like every other answer, instead of Fastify's own JSON.
- * There is no request to audit: the parser never produced one.
+ * There is no request to audit: the parser never produced one. A request whose body did not arrive
+ * in time is one, though: `timedOut` answers it as itself (its id, its audit line) when it can.
  */
 function refuseMalformed(
   error: Error & { code?: string },
   socket: Socket,
   securityHeaders: ReadonlyArray<readonly [string, string]>,
+  timedOut?: (socket: Socket) => boolean,
 ): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && timedOut?.(socket)) return;
   const [status, message] =
     error.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'the request headers are too large']
@@ -97,8 +100,13 @@ function refuseMalformed(
   socket.destroy();
 }
 
-/** How long a client may take to send a request, headers and body. */
-const REQUEST_TIMEOUT_MS = 60_000;
+/**
+ * How often Node looks for requests over their time limit (its default is every 30 s, so a 60 s
+ * limit would end requests anywhere from 60 to 90 s): a quarter of the limit, between 0.5 and 30 s.
+ */
+function timeoutCheckInterval(requestTimeoutMs: number): number {
+  return Math.min(30_000, Math.max(500, Math.floor(requestTimeoutMs / 4)));
+}
 
 /** helmet's options for every answer. */
 const SECURITY_HEADER_OPTIONS: HelmetOptions = {
@@ -188,14 +196,19 @@ function refuseForeignPreflights(fastify: FastifyInstance, origins: string[]): v
  */
 export async function createGateway(config: GatewayConfig): Promise<NestFastifyApplication> {
   const headers = securityHeaders(SECURITY_HEADER_OPTIONS);
-  // Fastify's router turns some targets away before any hook runs; the lifecycle answers them once
-  // the application exists (nothing is served before that).
-  const unroutable: { refuse?: (error: Error, request: FastifyRequest, reply: FastifyReply) => void } = {};
+  // Fastify's router turns some targets away before any hook runs, and Node times out requests
+  // whose body is still arriving; the lifecycle answers both once the application exists (nothing
+  // is served before that).
+  const late: {
+    refuse?: (error: Error, request: FastifyRequest, reply: FastifyReply) => void;
+    timedOut?: (socket: Socket) => boolean;
+  } = {};
+  const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
   const adapter = new FastifyAdapter({
-    clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => refuseMalformed(error, socket, headers),
+    clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => refuseMalformed(error, socket, headers, late.timedOut),
     frameworkErrors: (error: Error, request: FastifyRequest, reply: FastifyReply) => {
       for (const [name, value] of headers) reply.raw.setHeader(name, value);
-      if (unroutable.refuse) unroutable.refuse(error, request, reply);
+      if (late.refuse) late.refuse(error, request, reply);
       else void reply.status(400).send(new GatewayError('invalid_request', error.message).toBody());
     },
     bodyLimit: config.policy.largestRequestBytes,
@@ -203,10 +216,16 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
     keepAliveTimeout: 620_000,
     // A request must arrive whole (headers and body) within this: Fastify's default is no limit, so
     // a client trickling its body (slowloris) could hold a request open for ever.
-    requestTimeout: REQUEST_TIMEOUT_MS,
+    requestTimeout: requestTimeoutMs,
     // The lifecycle refuses an HTTP/1.1 request without Host itself, with the contract's 400 and an
     // audit line; Node's own refusal happens before any hook.
-    http: { requireHostHeader: false },
+    // Node's check ends a request over requestTimeout only while headersTimeout is no longer
+    // (measured on Node 20: 60 s headers with a 1 s request limit never fired).
+    http: {
+      requireHostHeader: false,
+      headersTimeout: Math.min(60_000, requestTimeoutMs),
+      connectionsCheckingInterval: timeoutCheckInterval(requestTimeoutMs),
+    },
     // During the drain, RequestLifecycle answers requests on kept-alive connections itself (the
     // contract's 503, audited, Connection: close); Fastify's own 503 has neither.
     return503OnClosing: false,
@@ -227,7 +246,8 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   applySecurityHeaders(fastify, headers);
   const lifecycle = app.get(RequestLifecycle);
   lifecycle.install(fastify);
-  unroutable.refuse = (error, request, reply) => lifecycle.refuseUnroutable(error, request, reply);
+  late.refuse = (error, request, reply) => lifecycle.refuseUnroutable(error, request, reply);
+  late.timedOut = (socket) => lifecycle.refuseTimedOut(socket);
   // Registered after the lifecycle and helmet hooks (hooks run in registration order), so a
   // preflight is audited and carries X-Request-Id and the security headers like any answer.
   // (Nest's enableCors would install its hook when the adapter is built, ahead of ours.)

@@ -37,6 +37,7 @@ describe('loadGatewayConfig', () => {
     });
     expect(config.upstream).toEqual({ connectMs: 5000, ttfbMs: 60000, idleMs: 60000, totalMs: 600000 });
     expect(config.shutdownDrainSeconds).toBe(45);
+    expect(config.requestTimeoutSeconds).toBe(60);
     expect(config.retry).toEqual({ maxRetries: 2, baseDelayMs: 250, maxDelayMs: 5000 });
     expect(config.secretManager.names).toEqual({
       productKeys: 'openai-api-keys',
@@ -110,12 +111,19 @@ describe('loadGatewayConfig', () => {
     ['API_KEY_SERVER_JWKS_TIMEOUT_MS', '3000000000'],
     ['API_KEY_SERVER_JWKS_TIMEOUT_MS', '0'],
     ['API_KEY_SERVER_JWKS_COOLDOWN_SECONDS', '0'],
+    ['API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS', '0'],
+    ['API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS', '99999999'],
   ])('refuses %s=%s: past Node’s timer limit a timer fires after 1 ms, and 0 turns a protection off', (name, value) => {
     expect(failure({ ...base, [name]: value })).toMatch(new RegExp(`${name}: must be between \\d+ and \\d+`));
   });
 
   it('accepts the largest values a timer can hold', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '2147483647' }).upstream.totalMs).toBe(2_147_483_647);
+  });
+
+  it('takes the request timeout in seconds', () => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: '300' }).requestTimeoutSeconds).toBe(300);
+    expect(failure({ ...base, API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: '1.5' })).toContain('API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS');
   });
 
   it.each([

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '@keygate/audit';
 import { GatewayError, type FailureClass } from '@keygate/errors';
@@ -10,6 +11,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /** Status recorded when the client went away before the response finished (nginx's convention). */
 export const CLIENT_CLOSED_REQUEST = 499;
+const REQUEST_TIMEOUT = 408;
 
 const AUDITED = /^\/(v1|chat)\//;
 /** The scheme and authority of an absolute-form request target (`POST http://host/v1/...`). */
@@ -117,6 +119,32 @@ export class RequestLifecycle {
           ? 'the request target is not a valid URL path (malformed percent-encoding)'
           : 'the request target cannot be routed';
     refuse(ctx, reply, new GatewayError('invalid_request', message));
+  }
+
+  /**
+   * Node's request timeout hit a request whose body was still arriving (the client took longer than
+   * `API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS`): it gets the contract's 408 with its own
+   * `X-Request-Id`, and its audit line says so (`timeout`, 408) rather than a client abort. Returns
+   * false when the socket holds no such request (its headers never arrived): bootstrap answers then.
+   */
+  refuseTimedOut(socket: Socket): boolean {
+    for (const [ctx, res] of this.open) {
+      if (res.socket !== socket) continue;
+      ctx.fail('timeout', REQUEST_TIMEOUT);
+      if (!res.headersSent) {
+        const body = JSON.stringify(new GatewayError('invalid_request', 'the request body did not arrive in time').toBody());
+        res.writeHead(REQUEST_TIMEOUT, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          connection: 'close',
+        });
+        res.end(body);
+      }
+      // Closed once what was written is flushed; the response's close event then audits the request.
+      socket.destroySoon();
+      return true;
+    }
+    return false;
   }
 
   /**
