@@ -389,6 +389,21 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(await direct.hgetall(`kg:{${p}}:req:${DAY}`)).toEqual({ _total: '1', 'u:max': '1' });
   }, 15_000);
 
+  it('sends what it held during a cool-off once a slow Redis answers in time again (no reconnect, no settlements)', async () => {
+    const p = product('slow-back');
+    proxy.mode = 'slow';
+    // Counted in memory; Redis counts it too, late, so it is not held.
+    expect(await admit(store, p, 'ned', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    // During the cool-off: in memory, held for Redis.
+    for (let i = 0; i < 2; i++) expect(await admit(store, p, 'ned', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    proxy.mode = 'up';
+    await until('the cool-off to end', () => !store.degraded, 3_000);
+    expect(await admit(store, p, 'ned', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'shared' });
+    expect(redis.status).toBe('ready');
+    await until('the held counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:ned')) === '4');
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('4');
+  }, 15_000);
+
   it('holds a settlement while Redis is away and sends it when Redis returns', async () => {
     const p = product('held-settle');
     expect(await store.reserveTokens(p, 'jo', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });

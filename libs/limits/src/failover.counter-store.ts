@@ -272,6 +272,10 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     if (degraded === this.wasDegraded) return;
     this.wasDegraded = degraded;
     if (degraded) this.logger.write('ERROR', 'limits degraded to per-replica counting: Redis unavailable', { reason });
-    else this.logger.write('NOTICE', 'limits back on shared Redis counting');
+    else {
+      this.logger.write('NOTICE', 'limits back on shared Redis counting');
+      // A slow Redis comes back without a reconnect (no 'ready' event): what was held meanwhile goes now.
+      void this.sendHeld();
+    }
   }
 }
