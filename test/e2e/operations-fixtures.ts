@@ -96,6 +96,33 @@ export function tryConnect(port: number, timeoutMs = 1_000): Promise<string> {
   });
 }
 
+/** A raw connection that sent a chat request's headers and the first bytes of a body it never finishes. */
+export interface UnfinishedUpload {
+  /** Everything the gateway wrote back so far. */
+  answer(): string;
+  /** Resolves when the gateway (or the test) closed the connection. */
+  closed: Promise<unknown>;
+  /** When the headers were sent. */
+  sentAt: number;
+}
+
+/** Sends headers (with `Content-Length: 1000`) and 9 bytes of body, then nothing more. */
+export async function unfinishedUpload(port: number, token: string, requestId: string): Promise<UnfinishedUpload> {
+  const socket = connect(port, HOST);
+  let answer = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (d: string) => (answer += d));
+  socket.on('error', () => undefined);
+  const closed = new Promise((r) => socket.once('close', r));
+  await new Promise((r) => socket.once('connect', r));
+  const sentAt = Date.now();
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+      `X-Request-Id: ${requestId}\r\nContent-Length: 1000\r\n\r\n{"model":`,
+  );
+  return { answer: () => answer, closed, sentAt };
+}
+
 // ---------------------------------------------------------------------------------------------
 // A strict Prometheus text exposition (0.0.4) parser
 // ---------------------------------------------------------------------------------------------

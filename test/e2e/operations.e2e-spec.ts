@@ -29,6 +29,7 @@ import {
   samples,
   total,
   tryConnect,
+  unfinishedUpload,
   type Family,
   type ProbeResult,
 } from './operations-fixtures';
@@ -808,17 +809,7 @@ describe('graceful shutdown on SIGTERM', () => {
       await waitFor('the slow request to reach the upstream', async () => ((await mock.stats()).active ?? 0) >= 6 || undefined, 5_000);
       // And a client still sending its body at the deadline (it never finishes): keygate ends it.
       const uploadId = uniqueId('cut-upload');
-      const upload = connect(cut.port, '127.0.0.1');
-      let uploadAnswer = '';
-      upload.setEncoding('utf8');
-      upload.on('data', (d: string) => (uploadAnswer += d));
-      upload.on('error', () => undefined);
-      const uploadClosed = new Promise((r) => upload.once('close', r));
-      await new Promise((r) => upload.once('connect', r));
-      upload.write(
-        `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
-          `X-Request-Id: ${uploadId}\r\nContent-Length: 1000\r\n\r\n{"model":`,
-      );
+      const upload = await unfinishedUpload(cut.port, token, uploadId);
 
       const sigterm = Date.now();
       const exit = cut.proc.stop(20_000);
@@ -845,7 +836,8 @@ describe('graceful shutdown on SIGTERM', () => {
       expect(slowError).not.toBeNull();
       expect(slowError!.status).toBe(503);
       expect(slowError!.code).toBe('service_unavailable');
-      expect(await within(uploadClosed, 10_000)).not.toBeNull();
+      expect(await within(upload.closed, 10_000)).not.toBeNull();
+      const uploadAnswer = upload.answer();
       expect(uploadAnswer).toMatch(/^HTTP\/1\.1 503/);
       expect(uploadAnswer).toMatch(new RegExp(`\\r\\nx-request-id: ${uploadId}\\r\\n`, 'i'));
       expect(JSON.parse(uploadAnswer.slice(uploadAnswer.indexOf('\r\n\r\n') + 4))).toMatchObject({
@@ -904,21 +896,11 @@ describe('a client too slow to send its request (API_KEY_SERVER_REQUEST_TIMEOUT_
     try {
       const before = (await mock.stats()).total;
       const id = uniqueId('trickle');
-      const socket = connect(slow.port, '127.0.0.1');
-      let answer = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (d: string) => (answer += d));
-      socket.on('error', () => undefined);
-      const closed = new Promise((r) => socket.once('close', r));
-      await new Promise((r) => socket.once('connect', r));
-      const started = Date.now();
       // Headers whole, then the first bytes of a body that never completes.
-      socket.write(
-        `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
-          `X-Request-Id: ${id}\r\nContent-Length: 1000\r\n\r\n{"model":`,
-      );
-      expect(await within(closed, 10_000)).not.toBeNull();
-      const took = Date.now() - started;
+      const upload = await unfinishedUpload(slow.port, token, id);
+      expect(await within(upload.closed, 10_000)).not.toBeNull();
+      const took = Date.now() - upload.sentAt;
+      const answer = upload.answer();
       expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
       expect(answer).toMatch(new RegExp(`\\r\\nx-request-id: ${id}\\r\\n`, 'i'));
       expect(answer).toMatch(/\r\nconnection: close\r\n/i);
