@@ -32,7 +32,7 @@ export class QuotaService implements OnModuleInit {
     @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
   ) {}
 
-  /** Loads the tokenizer at boot: loading it on the first request stalls the event loop for ~250 ms. */
+  /** Loads the tokenizer at boot: loading it on the first request stalls the event loop for ~200 ms. */
   onModuleInit(): void {
     countTokens('warm up');
   }

@@ -1,4 +1,4 @@
-import { countTokens, estimatePromptTokens, NON_TEXT_PART_TOKENS, TokenTally } from './token-estimate';
+import { countTokens, estimatePromptTokens, type MergeableRanks, NON_TEXT_PART_TOKENS, readO200kRanks, TokenTally } from './token-estimate';
 
 const question = 'What is the weather in Paris today?';
 
@@ -107,5 +107,27 @@ describe('TokenTally', () => {
     const exact = library.countTokens(content);
     const estimate = estimatePromptTokens({ messages: [{ role: 'user', content }] }) - 6;
     expect(Math.abs(estimate - exact) / exact).toBeLessThan(0.05);
+  });
+});
+
+describe('readO200kRanks', () => {
+  it('reads the same table as gpt-tokenizer’s own module, entry for entry (texts, byte tokens and BOM-led tokens)', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const packaged = (require('gpt-tokenizer/bpeRanks/o200k_base') as { default: MergeableRanks }).default;
+    const read = readO200kRanks();
+    expect(read).toHaveLength(packaged.length);
+    const differing = packaged.map((_, rank) => rank).filter((rank) => JSON.stringify(read[rank]) !== JSON.stringify(packaged[rank]));
+    expect(differing).toEqual([]);
+    // The table has both kinds, so the comparison covers both.
+    expect(read.filter((entry) => Array.isArray(entry)).length).toBeGreaterThan(1000);
+    expect(read[5574]).toEqual([0xef, 0xbb, 0xbf]);
+  });
+
+  it('counts like gpt-tokenizer’s packaged o200k encoder', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const packaged = require('gpt-tokenizer') as { countTokens(text: string): number };
+    for (const text of [question, '\uFEFFusing System;', 'naïve café – 東京タワー 🚀', ' \t\n  x', 'a'.repeat(63)]) {
+      expect(countTokens(text)).toBe(packaged.countTokens(text));
+    }
   });
 });

@@ -1,15 +1,63 @@
+import { isUtf8 } from 'node:buffer';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { ChatCompletionRequest } from './chat.types';
 
 type Encoder = { countTokens(text: string): number };
+/** One entry per token rank, as gpt-tokenizer keeps them: the token's text, or its bytes when they are not text. */
+export type MergeableRanks = (string | number[])[];
+type GptEncodingModule = { GptEncoding: { getEncodingApi(name: 'o200k_base', ranks: () => MergeableRanks): Encoder } };
 let encoder: Encoder | undefined;
+
+const UTF8_BOM = [0xef, 0xbb, 0xbf];
+
+/**
+ * Reads o200k's ranks from the `.tiktoken` file gpt-tokenizer ships (OpenAI's format: a token's
+ * bytes in base64 and its rank, one per line). The package's own table is a 2.4 MB JavaScript
+ * array literal, whose compiled form V8 keeps: read this way, the gateway settles ~25 MB lower
+ * and boots ~50 ms faster (measured with the gateway started, before and after V8's idle GC).
+ * A token is kept as text when its bytes are UTF-8 and do not start with a byte-order mark (the
+ * package decodes with TextDecoder, which drops a leading BOM, so it keeps those as bytes); the
+ * unit tests check the result equals the package's table entry for entry.
+ */
+export function readO200kRanks(): MergeableRanks {
+  // Not `require.resolve`: webpack would turn it into a module id.
+  const file = readFileSync(createRequire(__filename).resolve('gpt-tokenizer/data/o200k_base.tiktoken'), 'latin1');
+  const ranks: MergeableRanks = [];
+  const scratch = Buffer.allocUnsafe(1024);
+  let lines = 0;
+  for (let start = 0; start < file.length;) {
+    let end = file.indexOf('\n', start);
+    if (end < 0) end = file.length;
+    const space = file.indexOf(' ', start);
+    if (space < start || space > end) throw new Error(`o200k_base.tiktoken: no rank on the line at offset ${start}`);
+    const base64 = file.slice(start, space);
+    // 4 base64 characters per 3 bytes: what cannot fit the scratch buffer gets its own.
+    const bytes =
+      base64.length <= (scratch.length / 3) * 4 ? scratch.subarray(0, scratch.write(base64, 'base64')) : Buffer.from(base64, 'base64');
+    const rankText = file.slice(space + 1, end);
+    if (!/^\d{1,7}$/.test(rankText)) throw new Error(`o200k_base.tiktoken: bad rank at offset ${start}`);
+    const rank = Number(rankText);
+    const bom = UTF8_BOM.every((b, i) => bytes[i] === b);
+    ranks[rank] = isUtf8(bytes) && !bom ? bytes.toString('utf8') : Array.from(bytes);
+    start = end + 1;
+    // A file ending in a newline leaves nothing after it.
+    while (file.charCodeAt(start) === 10) start++;
+    lines++;
+  }
+  // Ranks are 0..n-1, each once: anything else would leave holes the encoder cannot handle.
+  if (ranks.length !== lines || Object.keys(ranks).length !== lines)
+    throw new Error('o200k_base.tiktoken: ranks are not 0..n-1, each once');
+  return ranks;
+}
 
 /**
  * Loads the tokenizer on first use. QuotaService loads it at boot (the limits module is always
- * there), since loading it on a request stalls the event loop for ~250 ms; its tables cost ~70 MB.
+ * there), since loading it on a request stalls the event loop for ~200 ms; its tables cost ~20 MB.
  */
 function tokenizer(): Encoder {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  encoder ??= require('gpt-tokenizer') as Encoder;
+  encoder ??= (require('gpt-tokenizer/GptEncoding') as GptEncodingModule).GptEncoding.getEncodingApi('o200k_base', readO200kRanks);
   return encoder;
 }
 
