@@ -66,8 +66,8 @@ export class OpenAiAdapter implements ProviderAdapter {
    */
   private async *events(res: UpstreamResponse, clientWantsUsage: boolean): AsyncGenerator<StreamEvent> {
     let done = false;
-    for await (const event of sseEvents(res, this.name)) {
-      if (event.data === '[DONE]') {
+    for await (const event of sseEvents(res, this.name, { isLast: isDone })) {
+      if (isDone(event)) {
         done = true;
         break;
       }
@@ -87,6 +87,9 @@ export class OpenAiAdapter implements ProviderAdapter {
     if (!done) throw new UpstreamError('stream_error', this.name, 'stream ended without [DONE]');
   }
 }
+
+/** OpenAI's last event of a stream. */
+const isDone = (event: { data: string }): boolean => event.data === '[DONE]';
 
 /** How OpenAI ends every chunk of a stream that asked for usage, but the last one. */
 const NULL_USAGE_SUFFIX = ',"usage":null}';

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { UpstreamResponse } from './upstream.client';
-import { parseUpstreamObject, sseEvents } from './upstream-body.util';
+import { BODY_END_GRACE_MS, parseUpstreamObject, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
 function failure(text: string): unknown {
@@ -41,7 +41,7 @@ describe('sseEvents', () => {
   async function read(res: UpstreamResponse, max: number): Promise<{ data: string[]; error?: unknown }> {
     const data: string[] = [];
     try {
-      for await (const event of sseEvents(res, 'openai', max)) data.push(event.data);
+      for await (const event of sseEvents(res, 'openai', { maxEventBytes: max })) data.push(event.data);
       return { data };
     } catch (error) {
       return { data, error };
@@ -60,5 +60,56 @@ describe('sseEvents', () => {
     expect(data).toEqual(['{"a":1}']);
     expect(error).toBeInstanceOf(UpstreamError);
     expect(error).toMatchObject({ kind: 'protocol', provider: 'openai' });
+  });
+  describe('a consumer that stops', () => {
+    /** A body the test feeds by hand, and what became of it. */
+    function openBody(): { res: UpstreamResponse; body: Readable; fate: { ended: boolean; error?: Error } } {
+      const body = new Readable({ read: () => undefined });
+      const fate: { ended: boolean; error?: Error } = { ended: false };
+      body.on('end', () => (fate.ended = true));
+      body.on('error', (error) => (fate.error = error));
+      return { res: { ...response([]), body } as unknown as UpstreamResponse, body, fate };
+    }
+    const isLast = (event: { data: string }) => event.data === '[DONE]';
+
+    async function readUntil(res: UpstreamResponse, stopAt: string): Promise<string[]> {
+      const data: string[] = [];
+      for await (const event of sseEvents(res, 'openai', { isLast })) {
+        data.push(event.data);
+        if (event.data === stopAt) break;
+      }
+      return data;
+    }
+
+    it('after the last event reads the rest of the body to its end, so the connection can be reused', async () => {
+      const { res, body, fate } = openBody();
+      body.push('data: {"a":1}\n\ndata: [DONE]\n\n');
+      const reading = readUntil(res, '[DONE]');
+      expect(await reading).toEqual(['{"a":1}', '[DONE]']);
+      expect(body.destroyed).toBe(false);
+      body.push('\n');
+      body.push(null);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(fate).toEqual({ ended: true });
+    });
+
+    it('after the last event destroys a body that does not end within the grace period', async () => {
+      const { res, body, fate } = openBody();
+      body.push('data: [DONE]\n\n');
+      await readUntil(res, '[DONE]');
+      await new Promise((resolve) => setTimeout(resolve, BODY_END_GRACE_MS / 2));
+      expect(body.destroyed).toBe(false);
+      await new Promise((resolve) => setTimeout(resolve, BODY_END_GRACE_MS / 2 + 200));
+      expect(body.destroyed).toBe(true);
+      expect(fate.ended).toBe(false);
+    });
+
+    it('before the last event destroys the body at once (the client left: the upstream must stop)', async () => {
+      const { res, body, fate } = openBody();
+      body.push('data: {"a":1}\n\ndata: {"b":2}\n\n');
+      expect(await readUntil(res, '{"a":1}')).toEqual(['{"a":1}']);
+      expect(body.destroyed).toBe(true);
+      expect(fate.ended).toBe(false);
+    });
   });
 });

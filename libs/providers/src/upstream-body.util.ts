@@ -1,3 +1,4 @@
+import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { UpstreamResponse } from './upstream.client';
 import { toUpstreamError } from './upstream.client';
@@ -78,36 +79,71 @@ export function midResponseError(error: unknown, provider: string, res: Upstream
  */
 export const MAX_SSE_EVENT_BYTES = 8 * 1024 * 1024;
 
+/** How long an upstream may take to end its body after the event that ends the stream. */
+export const BODY_END_GRACE_MS = 1000;
+
 /**
  * Iterates the server-sent events of an upstream body (parsed by eventsource-parser), mapping
  * transport failures. Ends when the body ends.
+ *
+ * `isLast` names the event after which the stream is complete (OpenAI's `[DONE]`). A consumer that
+ * stops there leaves the rest of the body to be read to its end (at most {@link BODY_END_GRACE_MS},
+ * then it is destroyed): no AbortError is made for a stream that ended well, and a response whose
+ * last bytes are still on their way is not aborted (which would cost its keep-alive connection).
+ * A consumer that stops anywhere else (the client left, the stream ran out of time) destroys the
+ * body at once.
  */
 export async function* sseEvents(
   res: UpstreamResponse,
   provider: string,
-  maxEventBytes = MAX_SSE_EVENT_BYTES,
+  { maxEventBytes = MAX_SSE_EVENT_BYTES, isLast }: { maxEventBytes?: number; isLast?: (event: EventSourceMessage) => boolean } = {},
 ): AsyncGenerator<EventSourceMessage> {
   const pending: EventSourceMessage[] = [];
   const parser = createParser({ onEvent: (event) => pending.push(event) });
-  const decoder = new TextDecoder();
+  // StringDecoder, not TextDecoder: Node 20's streaming TextDecoder goes through ICU on every chunk.
+  const decoder = new StringDecoder('utf8');
   // Bytes received since the last complete event (approximately: a chunk that completes one
   // resets the count, whatever of it follows that event).
   let unfinished = 0;
+  let lastSeen = false;
+  let finished = false;
   try {
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    for await (const chunk of res.body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       unfinished += chunk.length;
-      parser.feed(decoder.decode(chunk, { stream: true }));
+      parser.feed(decoder.write(chunk));
       if (pending.length) unfinished = 0;
       else if (unfinished > maxEventBytes)
         throw new UpstreamError('protocol', provider, `an event of the stream exceeded ${maxEventBytes} bytes`);
-      while (pending.length) yield pending.shift() as EventSourceMessage;
+      while (pending.length) {
+        const event = pending.shift() as EventSourceMessage;
+        if (isLast?.(event)) lastSeen = true;
+        yield event;
+      }
     }
-    parser.feed(decoder.decode());
+    parser.feed(decoder.end());
     while (pending.length) yield pending.shift() as EventSourceMessage;
+    finished = true;
   } catch (error) {
     throw midResponseError(error, provider, res);
   } finally {
     res.signal.dispose();
-    if (!res.body.destroyed) res.body.destroy();
+    if (!finished && lastSeen) finishReading(res.body);
+    else if (!res.body.destroyed) {
+      // A body given up before its end fails with "Request aborted": nobody is left to read it.
+      res.body.on('error', ignore);
+      res.body.destroy();
+    }
   }
+}
+
+function ignore(): void {}
+
+/** Reads what is left of a body to its end, or destroys it after {@link BODY_END_GRACE_MS}. */
+function finishReading(body: UpstreamResponse['body']): void {
+  if (body.destroyed || body.readableEnded) return;
+  const deadline = setTimeout(() => body.destroy(), BODY_END_GRACE_MS).unref();
+  body.once('close', () => clearTimeout(deadline));
+  // Nobody reads the failure of a body that was complete as far as the client is concerned.
+  body.on('error', ignore);
+  body.resume();
 }
