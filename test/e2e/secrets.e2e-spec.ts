@@ -451,6 +451,13 @@ describe('the gateway refuses to boot on a broken secret', () => {
     expect(result.timedOut).toBe(false);
     expect(result.code).not.toBe(0);
     for (const value of [PROVIDER_KEY_BAD, HMAC_SECRET_1, ...pemBody(KID_A.publicKey, 'spki')]) expect(result.output).not.toContain(value);
+    // One line says why (README: "one line naming each secret"), not that line plus Nest's copy.
+    const failures = result.output
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { severity?: string; message?: string })
+      .filter((line) => line.severity === 'ERROR' || line.severity === 'CRITICAL');
+    expect(failures).toEqual([expect.objectContaining({ severity: 'CRITICAL' })]);
     return result.output;
   }
 

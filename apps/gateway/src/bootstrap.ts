@@ -32,6 +32,19 @@ function keepJsonBodiesAsBytes(fastify: FastifyInstance, bodyLimit: number): voi
 }
 
 /**
+ * Nest's ExceptionHandler logs an error thrown while the application is created (a secret that
+ * cannot be loaded, say) and then, with `abortOnError: false`, rethrows it; main prints that error
+ * as the one CRITICAL line of a failed boot (README: one line), so this copy is left out. Nest uses
+ * the ExceptionHandler nowhere else.
+ */
+class BootLogger extends JsonLogger {
+  override error(message: unknown, ...rest: unknown[]): void {
+    if (rest[rest.length - 1] === 'ExceptionHandler') return;
+    super.error(message, ...rest);
+  }
+}
+
+/**
  * helmet's headers on every response. helmet's options are fixed at boot and none of its headers
  * depends on the request (no CSP nonce), so its middleware runs once here against a recording
  * response and each request only copies the result: running helmet's chain of a dozen middlewares
@@ -233,7 +246,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   });
   // Nest logs through keygate's JSON logger from the first line, so even a boot failure inside Nest
   // (a malformed secret) reaches Cloud Logging as structured entries.
-  const logger = new JsonLogger(config.logLevel, config.secretManager.project);
+  const logger = new BootLogger(config.logLevel, config.secretManager.project);
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     bodyParser: false,
     logger,

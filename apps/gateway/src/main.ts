@@ -5,10 +5,19 @@ import { KEYGATE_LOGGER, type JsonLogger } from '@keygate/observability';
 import { createGateway } from './bootstrap';
 import { RequestLifecycle } from './http/request-lifecycle';
 
-/** Prints a boot failure as one structured line and exits non-zero. Never prints secret values. */
+/**
+ * Prints a boot failure as one structured line and exits non-zero. Never prints secret values: a
+ * configuration error says what is wrong and where, and only an unexpected error (a bug, a port in
+ * use) carries its stack.
+ */
 function die(error: unknown): never {
-  const message = error instanceof ConfigError ? error.message : `boot failed: ${(error as Error)?.message ?? String(error)}`;
-  process.stderr.write(JSON.stringify({ severity: 'CRITICAL', time: new Date().toISOString(), message }) + '\n');
+  const line =
+    error instanceof ConfigError
+      ? { message: error.message }
+      : error instanceof Error
+        ? { message: `boot failed: ${error.message}`, error: error.name, stack: error.stack }
+        : { message: `boot failed: ${String(error)}` };
+  process.stderr.write(JSON.stringify({ severity: 'CRITICAL', time: new Date().toISOString(), ...line }) + '\n');
   process.exit(1);
 }
 
