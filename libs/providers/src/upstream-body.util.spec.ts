@@ -104,6 +104,25 @@ describe('sseEvents', () => {
       expect(fate.ended).toBe(false);
     });
 
+    it('after a failure destroys the body at once, even past the last event', async () => {
+      const { res, body } = openBody();
+      body.push('data: [DONE]\n\n');
+      const events: string[] = [];
+      let failure: unknown;
+      try {
+        for await (const event of sseEvents(res, 'openai', { isLast, maxEventBytes: 64 })) {
+          events.push(event.data);
+          // The consumer reads on, and the upstream sends an event that never completes.
+          body.push(`data: ${'x'.repeat(100)}`);
+        }
+      } catch (error) {
+        failure = error;
+      }
+      expect(events).toEqual(['[DONE]']);
+      expect(failure).toMatchObject({ kind: 'protocol' });
+      expect(body.destroyed).toBe(true);
+    });
+
     it('before the last event destroys the body at once (the client left: the upstream must stop)', async () => {
       const { res, body, fate } = openBody();
       body.push('data: {"a":1}\n\ndata: {"b":2}\n\n');

@@ -106,7 +106,7 @@ export async function* sseEvents(
   // resets the count, whatever of it follows that event).
   let unfinished = 0;
   let lastSeen = false;
-  let finished = false;
+  let outcome: 'ended' | 'failed' | 'left' = 'left';
   try {
     for await (const chunk of res.body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       unfinished += chunk.length;
@@ -122,12 +122,13 @@ export async function* sseEvents(
     }
     parser.feed(decoder.end());
     while (pending.length) yield pending.shift() as EventSourceMessage;
-    finished = true;
+    outcome = 'ended';
   } catch (error) {
+    outcome = 'failed';
     throw midResponseError(error, provider, res);
   } finally {
     res.signal.dispose();
-    if (!finished && lastSeen) finishReading(res.body);
+    if (outcome === 'left' && lastSeen) finishReading(res.body);
     else if (!res.body.destroyed) {
       // A body given up before its end fails with "Request aborted": nobody is left to read it.
       res.body.on('error', ignore);
