@@ -83,6 +83,19 @@ describe('RedisReplayCache (real Redis)', () => {
     expect(answers.filter(Boolean)).toHaveLength(1);
   });
 
+  it('sends the SETs of concurrent requests to Redis in one write, each still answered on its own', async () => {
+    const socket = (redis as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream;
+    const write = jest.spyOn(socket, 'write');
+    try {
+      const keys = Array.from({ length: 20 }, (_, i) => `${RUN}:batch:${i}`);
+      const answers = await Promise.all([...keys, keys[0]].map((key) => cache.remember(key, 600)));
+      expect(answers).toEqual([...keys.map(() => true), false]);
+      expect(write.mock.calls.length).toBeLessThanOrEqual(2);
+    } finally {
+      write.mockRestore();
+    }
+  });
+
   it('answers ReplayCacheUnavailableError at once when Redis is unreachable', async () => {
     const down = createReplayRedis('redis://127.0.0.1:1', ignore);
     const downCache = new RedisReplayCache(down);

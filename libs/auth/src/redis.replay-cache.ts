@@ -8,11 +8,19 @@ export const REPLAY_KEY_PREFIX = 'keygate:replay:';
 /**
  * The Redis connection for the replay cache. No offline queue, one retry and a 250 ms command
  * timeout: during an outage a signed request is answered 503 at once instead of hanging, and a
- * command is never queued to run after its answer no longer matters. `onError` receives connection
- * errors (otherwise ioredis prints each reconnect failure to stderr).
+ * command is never queued to run after its answer no longer matters. Auto-pipelining sends the
+ * SETs of concurrent requests in one write, as the limits connection does (one write and one
+ * reply read per request cost ~8 % of an HMAC request's CPU at 50 connections). `onError` receives
+ * connection errors (otherwise ioredis prints each reconnect failure to stderr).
  */
 export function createReplayRedis(url: string, onError?: (error: Error) => void): Redis {
-  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 250, lazyConnect: false });
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 250,
+    lazyConnect: false,
+  });
   if (onError) redis.on('error', onError);
   return redis;
 }
