@@ -1,4 +1,12 @@
-import { countTokens, estimatePromptTokens, type MergeableRanks, NON_TEXT_PART_TOKENS, readO200kRanks, TokenTally } from './token-estimate';
+import {
+  countTokens,
+  estimatePromptTokens,
+  type MergeableRanks,
+  NON_TEXT_PART_TOKENS,
+  parseTiktokenRanks,
+  readO200kRanks,
+  TokenTally,
+} from './token-estimate';
 
 const question = 'What is the weather in Paris today?';
 
@@ -121,6 +129,21 @@ describe('readO200kRanks', () => {
     // The table has both kinds, so the comparison covers both.
     expect(read.filter((entry) => Array.isArray(entry)).length).toBeGreaterThan(1000);
     expect(read[5574]).toEqual([0xef, 0xbb, 0xbf]);
+  });
+
+  it('reads text tokens, byte tokens and BOM-led tokens of a .tiktoken file (base64 and rank per line)', () => {
+    const line = (bytes: number[], rank: number) => `${Buffer.from(bytes).toString('base64')} ${rank}`;
+    const file = [line([0x68, 0x69], 1), line([0xff], 0), line([0xef, 0xbb, 0xbf, 0x61], 2)].join('\n') + '\n';
+    expect(parseTiktokenRanks(file)).toEqual([[0xff], 'hi', [0xef, 0xbb, 0xbf, 0x61]]);
+  });
+
+  it.each([
+    ['a line without a rank', 'aGk=\n', /no rank/],
+    ['a rank that is not a number', 'aGk= x\n', /bad rank/],
+    ['a rank given twice', 'aGk= 0\nYQ== 0\n', /appears twice/],
+    ['a hole in the ranks', 'aGk= 0\nYQ== 2\n', /0\.\.n-1/],
+  ])('refuses a file with %s', (_, file, message) => {
+    expect(() => parseTiktokenRanks(file)).toThrow(message);
   });
 
   it('counts like gpt-tokenizer’s packaged o200k encoder', () => {

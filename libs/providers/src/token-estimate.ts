@@ -23,7 +23,11 @@ const UTF8_BOM = [0xef, 0xbb, 0xbf];
  */
 export function readO200kRanks(): MergeableRanks {
   // Not `require.resolve`: webpack would turn it into a module id.
-  const file = readFileSync(createRequire(__filename).resolve('gpt-tokenizer/data/o200k_base.tiktoken'), 'latin1');
+  return parseTiktokenRanks(readFileSync(createRequire(__filename).resolve('gpt-tokenizer/data/o200k_base.tiktoken'), 'latin1'));
+}
+
+/** The ranks of a `.tiktoken` file read as latin1 (see {@link readO200kRanks}); throws on a malformed one. */
+export function parseTiktokenRanks(file: string): MergeableRanks {
   const ranks: MergeableRanks = [];
   const scratch = Buffer.allocUnsafe(1024);
   let lines = 0;
@@ -31,14 +35,15 @@ export function readO200kRanks(): MergeableRanks {
     let end = file.indexOf('\n', start);
     if (end < 0) end = file.length;
     const space = file.indexOf(' ', start);
-    if (space < start || space > end) throw new Error(`o200k_base.tiktoken: no rank on the line at offset ${start}`);
+    if (space < start || space > end) throw new Error(`tiktoken: no rank on the line at offset ${start}`);
     const base64 = file.slice(start, space);
     // 4 base64 characters per 3 bytes: what cannot fit the scratch buffer gets its own.
     const bytes =
       base64.length <= (scratch.length / 3) * 4 ? scratch.subarray(0, scratch.write(base64, 'base64')) : Buffer.from(base64, 'base64');
     const rankText = file.slice(space + 1, end);
-    if (!/^\d{1,7}$/.test(rankText)) throw new Error(`o200k_base.tiktoken: bad rank at offset ${start}`);
+    if (!/^\d{1,7}$/.test(rankText)) throw new Error(`tiktoken: bad rank at offset ${start}`);
     const rank = Number(rankText);
+    if (ranks[rank] !== undefined) throw new Error(`tiktoken: rank ${rank} appears twice`);
     const bom = UTF8_BOM.every((b, i) => bytes[i] === b);
     ranks[rank] = isUtf8(bytes) && !bom ? bytes.toString('utf8') : Array.from(bytes);
     start = end + 1;
@@ -46,9 +51,8 @@ export function readO200kRanks(): MergeableRanks {
     while (file.charCodeAt(start) === 10) start++;
     lines++;
   }
-  // Ranks are 0..n-1, each once: anything else would leave holes the encoder cannot handle.
-  if (ranks.length !== lines || Object.keys(ranks).length !== lines)
-    throw new Error('o200k_base.tiktoken: ranks are not 0..n-1, each once');
+  // Each rank once (checked above) and none beyond n-1: ranks are 0..n-1 with no hole.
+  if (ranks.length !== lines) throw new Error('tiktoken: ranks are not 0..n-1, each once');
   return ranks;
 }
 
