@@ -9,6 +9,7 @@ import {
   type CounterStore,
   type LimitName,
   type StoreName,
+  type TokenLimitName,
 } from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
 import { RedisCounterStore } from './redis.counter-store';
@@ -47,6 +48,24 @@ async function admit(store: CounterStore, p: string, user: string, limits: Reque
   return outcome.admitted
     ? { admitted: true, counts: outcome.counts, store: outcome.store }
     : { admitted: false, refusedBy: LIMIT_ORDER[outcome.refusedAt], counts: outcome.counts };
+}
+
+type Reserved = { reserved: true; store: StoreName } | { reserved: false; refusedBy: TokenLimitName };
+
+/** Reserves tokens alone (no request counter), as QuotaService.admit does on a route the guard counted. */
+async function reserve(
+  store: CounterStore,
+  p: string,
+  user: string,
+  tokens: number,
+  productCap: number,
+  userCap: number,
+  day: string,
+): Promise<Reserved> {
+  const outcome = await store.hit([], { product: p, user, tokens, productCap, userCap, day });
+  if (outcome.admitted) return { reserved: true, store: outcome.store };
+  if (!outcome.refusedBy || outcome.refusedAt !== -1) throw new Error('a reservation without counters was refused by a counter');
+  return { reserved: false, refusedBy: outcome.refusedBy };
 }
 
 /** Gives a request back to its day's counts, as the guard's release does. */
@@ -143,8 +162,8 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     const p = product('settle-floor');
     await store.settleTokens(p, 'kim', -4_000, DAY, where);
     expect((await store.usage(p, DAY)).tokens).toEqual({ total: 0, users: { kim: 0 } });
-    expect(await store.reserveTokens(p, 'kim', 900, 1_000, 0, DAY)).toMatchObject({ reserved: true, productTotal: 900 });
-    expect(await store.reserveTokens(p, 'kim', 200, 1_000, 0, DAY)).toMatchObject({ reserved: false, refusedBy: 'product_tokens' });
+    expect(await reserve(store, p, 'kim', 900, 1_000, 0, DAY)).toEqual({ reserved: true, store: where });
+    expect(await reserve(store, p, 'kim', 200, 1_000, 0, DAY)).toMatchObject({ reserved: false, refusedBy: 'product_tokens' });
   });
 
   it('gives an admitted request back to the daily counts only, never below zero', async () => {
@@ -213,7 +232,7 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
 
   it('reserves exactly as many concurrent token reservations as fit under the product cap (1000 / 50 → 20 of 30)', async () => {
     const p = product('reserve');
-    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => store.reserveTokens(p, `u${i % 5}`, 50, 1000, 0, DAY)));
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => reserve(store, p, `u${i % 5}`, 50, 1000, 0, DAY)));
     expect(results.filter((r) => r.reserved)).toHaveLength(20);
     expect(results.filter((r) => !r.reserved).every((r) => !r.reserved && r.refusedBy === 'product_tokens')).toBe(true);
     const usage = await store.usage(p, DAY);
@@ -223,42 +242,28 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
 
   it('holds the user cap under concurrency and refuses by user_tokens', async () => {
     const p = product('user-reserve');
-    const results = await Promise.all(Array.from({ length: 12 }, () => store.reserveTokens(p, 'jack', 30, 0, 100, DAY)));
+    const results = await Promise.all(Array.from({ length: 12 }, () => reserve(store, p, 'jack', 30, 0, 100, DAY)));
     expect(results.filter((r) => r.reserved)).toHaveLength(3);
     expect(results.find((r) => !r.reserved)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
     // Another user still has the whole user cap.
-    expect(await store.reserveTokens(p, 'kate', 100, 0, 100, DAY)).toEqual({
-      reserved: true,
-      productTotal: 190,
-      userTotal: 100,
-      store: where,
-    });
-    expect(await store.reserveTokens(p, 'kate', 1, 0, 100, DAY)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
+    expect(await reserve(store, p, 'kate', 100, 0, 100, DAY)).toEqual({ reserved: true, store: where });
+    expect(await reserve(store, p, 'kate', 1, 0, 100, DAY)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
+    expect((await store.usage(p, DAY)).tokens).toEqual({ total: 190, users: { jack: 90, kate: 100 } });
   });
 
   it('admits a reservation that lands exactly on the cap and refuses one token more', async () => {
     const p = product('edge');
-    expect(await store.reserveTokens(p, 'liam', 999, 1000, 1000, DAY)).toEqual({
-      reserved: true,
-      productTotal: 999,
-      userTotal: 999,
-      store: where,
-    });
-    expect(await store.reserveTokens(p, 'liam', 2, 1000, 1000, DAY)).toEqual({ reserved: false, refusedBy: 'product_tokens' });
-    expect(await store.reserveTokens(p, 'liam', 1, 1000, 1000, DAY)).toEqual({
-      reserved: true,
-      productTotal: 1000,
-      userTotal: 1000,
-      store: where,
-    });
+    expect(await reserve(store, p, 'liam', 999, 1000, 1000, DAY)).toEqual({ reserved: true, store: where });
+    expect(await reserve(store, p, 'liam', 2, 1000, 1000, DAY)).toEqual({ reserved: false, refusedBy: 'product_tokens' });
+    expect(await reserve(store, p, 'liam', 1, 1000, 1000, DAY)).toEqual({ reserved: true, store: where });
     // A refused reservation charged nothing.
     expect((await store.usage(p, DAY)).tokens).toEqual({ total: 1000, users: { liam: 1000 } });
   });
 
   it('settles reservations to the real usage, freeing (or charging) the difference', async () => {
     const p = product('settle');
-    for (let i = 0; i < 4; i++) expect((await store.reserveTokens(p, 'mia', 250, 1000, 0, DAY)).reserved).toBe(true);
-    expect((await store.reserveTokens(p, 'noah', 1, 1000, 0, DAY)).reserved).toBe(false);
+    for (let i = 0; i < 4; i++) expect((await reserve(store, p, 'mia', 250, 1000, 0, DAY)).reserved).toBe(true);
+    expect((await reserve(store, p, 'noah', 1, 1000, 0, DAY)).reserved).toBe(false);
     // Two requests used 100 of their 250, one used 300 (50 over its estimate), one used exactly its estimate.
     await Promise.all([
       store.settleTokens(p, 'mia', -150, DAY, where),
@@ -267,12 +272,8 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
       store.settleTokens(p, 'mia', 0, DAY, where),
     ]);
     expect((await store.usage(p, DAY)).tokens).toEqual({ total: 750, users: { mia: 750 } });
-    expect(await store.reserveTokens(p, 'noah', 250, 1000, 0, DAY)).toEqual({
-      reserved: true,
-      productTotal: 1000,
-      userTotal: 250,
-      store: where,
-    });
+    expect(await reserve(store, p, 'noah', 250, 1000, 0, DAY)).toEqual({ reserved: true, store: where });
+    expect((await store.usage(p, DAY)).tokens).toEqual({ total: 1000, users: { mia: 750, noah: 250 } });
   });
 
   it('reports usage per user for requests and tokens', async () => {
@@ -280,8 +281,8 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     await admit(store, p, 'olga', NONE, SECOND, DAY);
     await admit(store, p, 'olga', NONE, SECOND, DAY);
     await admit(store, p, 'pete', NONE, SECOND, DAY);
-    await store.reserveTokens(p, 'olga', 40, 0, 0, DAY);
-    await store.reserveTokens(p, 'pete', 5, 0, 0, DAY);
+    await reserve(store, p, 'olga', 40, 0, 0, DAY);
+    await reserve(store, p, 'pete', 5, 0, 0, DAY);
     await store.settleTokens(p, 'pete', 3, DAY, where);
     expect(await store.usage(p, DAY)).toEqual({
       scope: where === 'shared' ? 'shared' : 'replica',
@@ -336,6 +337,72 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     });
   });
 
+  describe('a request counted and its tokens reserved in one step', () => {
+    /** One request's four counters (as `admit`) and its tokens, together. */
+    async function admitWithTokens(p: string, user: string, limits: RequestLimits, tokens: number, productCap: number, userCap: number) {
+      return store.hit(
+        [
+          { ...counters.productPerSecond(p, SECOND), limit: limits.productPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+          { ...counters.userPerSecond(p, user, SECOND), limit: limits.userPerSecond, ttlMs: SECOND_COUNTER_TTL_MS },
+          { ...counters.productPerDay(p, DAY), limit: limits.productPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+          { ...counters.userPerDay(p, user, DAY), limit: limits.userPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
+        ],
+        { product: p, user, tokens, productCap, userCap, day: DAY },
+      );
+    }
+
+    it('counts the request and reserves its tokens together', async () => {
+      const p = product('together');
+      expect(await admitWithTokens(p, 'ada', NONE, 120, 1000, 500)).toMatchObject({ admitted: true, counts: [1, 1, 1, 1], store: where });
+      expect(await store.usage(p, DAY)).toMatchObject({
+        requests: { total: 1, users: { ada: 1 } },
+        tokens: { total: 120, users: { ada: 120 } },
+      });
+    });
+
+    it('counts nothing when the tokens do not fit (refusedAt -1 names no counter), by the product cap, then the user cap', async () => {
+      const p = product('no-room');
+      expect((await admitWithTokens(p, 'bea', NONE, 400, 1000, 500)).admitted).toBe(true);
+      expect(await admitWithTokens(p, 'bea', NONE, 101, 1000, 500)).toMatchObject({
+        admitted: false,
+        refusedAt: -1,
+        refusedBy: 'user_tokens',
+        counts: [1, 1, 1, 1],
+      });
+      expect((await admitWithTokens(p, 'cid', NONE, 500, 1000, 500)).admitted).toBe(true);
+      expect(await admitWithTokens(p, 'dan', NONE, 101, 1000, 500)).toMatchObject({
+        admitted: false,
+        refusedAt: -1,
+        refusedBy: 'product_tokens',
+      });
+      expect(await store.usage(p, DAY)).toMatchObject({
+        requests: { total: 2, users: { bea: 1, cid: 1 } },
+        tokens: { total: 900, users: { bea: 400, cid: 500 } },
+      });
+    });
+
+    it('reserves no tokens for a request a counter refuses', async () => {
+      const p = product('limit-first');
+      const limits: RequestLimits = { ...NONE, userPerDay: 1 };
+      expect((await admitWithTokens(p, 'eve', limits, 10, 0, 0)).admitted).toBe(true);
+      expect(await admitWithTokens(p, 'eve', limits, 10, 0, 0)).toMatchObject({ admitted: false, refusedAt: 3 });
+      expect(await admitWithTokens(p, 'eve', limits, 10_000, 100, 0)).toMatchObject({ admitted: false, refusedAt: 3 });
+      expect((await store.usage(p, DAY)).tokens).toEqual({ total: 10, users: { eve: 10 } });
+    });
+
+    it('holds a request limit and a token cap exactly under concurrency (40 at once: 10 per second, 300 tokens of 30)', async () => {
+      const p = product('together-race');
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => admitWithTokens(p, `u${i % 4}`, { ...NONE, productPerSecond: 10 }, 30, 270, 0)),
+      );
+      // The cap (270) fits 9 reservations of 30, fewer than the 10 the per-second limit allows.
+      expect(results.filter((r) => r.admitted)).toHaveLength(9);
+      const usage = await store.usage(p, DAY);
+      expect(usage.requests.total).toBe(9);
+      expect(usage.tokens.total).toBe(270);
+    });
+  });
+
   it('keeps products apart', async () => {
     const a = product('apart-a');
     const b = product('apart-b');
@@ -371,7 +438,7 @@ describe('RedisCounterStore keys (real Redis)', () => {
   it('expires per-second counters within 2 s and the daily hashes (requests and tokens) after two days', async () => {
     const p = product('ttl');
     await admit(store, p, 'sam', NONE, SECOND, DAY);
-    await store.reserveTokens(p, 'sam', 10, 0, 0, DAY);
+    await reserve(store, p, 'sam', 10, 0, 0, DAY);
     for (const key of [`kg:{${p}}:qps:${SECOND}`, `kg:{${p}}:qps:${SECOND}:u:sam`]) {
       const ttl = await redis.pttl(key);
       expect(ttl).toBeGreaterThan(0);
@@ -407,9 +474,7 @@ describe('RedisCounterStore keys (real Redis)', () => {
       const limits: RequestLimits = { ...NONE, userPerSecond: 10 };
       const results = await Promise.all(Array.from({ length: 22 }, (_, i) => admit(i % 2 ? a : b, p, 'tess', limits, SECOND, DAY)));
       expect(results.filter((r) => r.admitted)).toHaveLength(10);
-      const reservations = await Promise.all(
-        Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).reserveTokens(p, 'tess', 100, 450, 0, DAY)),
-      );
+      const reservations = await Promise.all(Array.from({ length: 10 }, (_, i) => reserve(i % 2 ? a : b, p, 'tess', 100, 450, 0, DAY)));
       expect(reservations.filter((r) => r.reserved)).toHaveLength(4);
     } finally {
       await other.quit();

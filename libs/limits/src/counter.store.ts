@@ -22,19 +22,28 @@ export interface CounterRef {
   field?: string;
 }
 
+/** Tokens a request reserves against its product's and its user's quotas for one UTC day (a cap of 0: none). */
+export interface TokenAsk {
+  product: string;
+  user: string;
+  tokens: number;
+  productCap: number;
+  userCap: number;
+  day: string;
+}
+
+/** The token quota that refused a reservation. */
+export type TokenLimitName = 'product_tokens' | 'user_tokens';
+
 /**
- * The outcome of counting one request in several counters: all counted, or none and the index of
- * the first counter that was full. `counts` are after counting (admitted) or as found (refused);
- * `ttlsMs` are the counters' remaining lifetimes (0 for a counter that does not exist).
+ * The outcome of counting one request in several counters, and of reserving its tokens when asked:
+ * all counted and reserved, or nothing, with the index of the first counter that was full, or
+ * (`refusedAt` -1) the token quota that had no room. `counts` are after counting (admitted) or as
+ * found (refused); `ttlsMs` are the counters' remaining lifetimes (0 for a counter that does not exist).
  */
 export type HitOutcome =
   | { admitted: true; counts: number[]; ttlsMs: number[]; store: StoreName }
-  | { admitted: false; refusedAt: number; counts: number[]; ttlsMs: number[] };
-
-/** The outcome of reserving tokens against the day's quotas. */
-export type Reservation =
-  | { reserved: true; productTotal: number; userTotal: number; store: StoreName }
-  | { reserved: false; refusedBy: 'product_tokens' | 'user_tokens' };
+  | { admitted: false; refusedAt: number; refusedBy?: TokenLimitName; counts: number[]; ttlsMs: number[] };
 
 /** One product's usage for one UTC day. */
 export interface DailyUsage {
@@ -53,12 +62,14 @@ export interface DailyUsage {
  * nowhere (a refused request is never charged).
  */
 export interface CounterStore {
-  /** Counts a request in every counter if each has room under its limit; otherwise in none. One atomic step. */
-  hit(hits: readonly CounterHit[]): Promise<HitOutcome>;
+  /**
+   * Counts a request in every counter and reserves its tokens (`tokens`, if given) against the
+   * day's quotas, if each counter has room under its limit and each quota under its cap; otherwise
+   * does neither. One atomic step (one Redis round trip).
+   */
+  hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome>;
   /** Takes one back from each counter (never below zero, never creating one) in the store that counted it. */
   release(counters: readonly CounterRef[], store: StoreName): Promise<void>;
-  /** Reserves `tokens` against the product's and the user's daily token quotas, if both have room. */
-  reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation>;
   /**
    * Adds `delta` (actual minus reserved; may be negative) to the day's token counters of the store
    * that took the reservation (`reserved` tokens): a failover store also brings the shared totals

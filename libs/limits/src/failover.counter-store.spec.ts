@@ -35,6 +35,11 @@ function admit(store: CounterStore, p: string, user: string, limits: RequestLimi
     { ...counters.userPerDay(p, user, day), limit: limits.userPerDay, ttlMs: DAILY_COUNTER_TTL_MS },
   ]);
 }
+/** Reserves tokens alone (no request counter), as QuotaService.admit does on a route the guard counted. */
+async function reserve(store: CounterStore, p: string, user: string, tokens: number, productCap: number, userCap: number, day: string) {
+  const outcome = await store.hit([], { product: p, user, tokens, productCap, userCap, day });
+  return outcome.admitted ? { reserved: true as const, store: outcome.store } : { reserved: false as const, refusedBy: outcome.refusedBy };
+}
 const ignore = (): void => undefined;
 
 let seq = 0;
@@ -171,7 +176,7 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
     expect(performance.now() - start).toBeLessThan(REDIS_REQUEST_WAIT_MS);
     expect(results.filter((r) => r.admitted)).toHaveLength(5);
     expect(results.find((r) => !r.admitted)).toMatchObject({ refusedAt: 1 });
-    const reservations = await Promise.all(Array.from({ length: 5 }, () => store.reserveTokens(p, 'bob', 40, 100, 0, DAY)));
+    const reservations = await Promise.all(Array.from({ length: 5 }, () => reserve(store, p, 'bob', 40, 100, 0, DAY)));
     expect(reservations.filter((r) => r.reserved)).toHaveLength(2);
     expect((await store.usage(p, DAY)).requests.total).toBe(5);
   });
@@ -184,7 +189,7 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
 
   it('says at exit how many settlements it could not send (Redis away to the end), rather than dropping them silently', async () => {
     const p = product('never-sent');
-    const reservation = await store.reserveTokens(p, 'kim', 1_000, 0, 0, DAY);
+    const reservation = await reserve(store, p, 'kim', 1_000, 0, 0, DAY);
     expect(reservation).toMatchObject({ reserved: true, store: 'local' });
     await store.settleTokens(p, 'kim', 200 - 1_000, DAY, 'local', 1_000);
     store.onApplicationShutdown();
@@ -275,12 +280,12 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     // shared total below what was really used (and let it go negative). What it really used must
     // reach the shared total, though, or the day's quota forgets the outage.
     const p = product('cross-settle');
-    const first = await store.reserveTokens(p, 'fay', 500, 10_000, 0, DAY);
+    const first = await reserve(store, p, 'fay', 500, 10_000, 0, DAY);
     expect(first).toMatchObject({ reserved: true, store: 'shared' });
     proxy.down();
     await until('the client to notice the cut', () => redis.status !== 'ready');
     const estimate = 4_100;
-    const during = await store.reserveTokens(p, 'fay', estimate, 10_000, 0, DAY);
+    const during = await reserve(store, p, 'fay', estimate, 10_000, 0, DAY);
     expect(during).toMatchObject({ reserved: true, store: 'local' });
     proxy.mode = 'up';
     await until('the client to reconnect', () => redis.status === 'ready', 8_000);
@@ -295,7 +300,7 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
   it('gives back a reservation Redis took after the request stopped waiting and counted it in memory', async () => {
     const p = product('late-reserve');
     proxy.mode = 'slow';
-    const reservation = await store.reserveTokens(p, 'gil', 5_000, 100_000, 0, DAY);
+    const reservation = await reserve(store, p, 'gil', 5_000, 100_000, 0, DAY);
     // The request went on with a reservation in memory…
     expect(reservation).toMatchObject({ reserved: true, store: 'local' });
     proxy.mode = 'up';
@@ -307,7 +312,7 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
 
   it('sends the settlements of one product, user and day as one script per batch, resolving once applied', async () => {
     const p = product('batched-settle');
-    expect(await store.reserveTokens(p, 'kai', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    expect(await reserve(store, p, 'kai', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
     const monitor = await direct.monitor();
     const settles: string[][] = [];
     monitor.on('monitor', (_time: string, args: string[]) => {
@@ -328,7 +333,7 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
 
   it('sends the settlements still batched when the application shuts down, and those after it at once', async () => {
     const p = product('shutdown-settle');
-    expect(await store.reserveTokens(p, 'lou', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true });
+    expect(await reserve(store, p, 'lou', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true });
     void store.settleTokens(p, 'lou', -600, DAY, 'shared');
     await store.beforeApplicationShutdown();
     expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:lou')).toBe('400');
@@ -343,7 +348,7 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
 
   it('settles a shared reservation during the cool-off after an unrelated slow command', async () => {
     const p = product('cool-off-settle');
-    expect(await store.reserveTokens(p, 'hal', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    expect(await reserve(store, p, 'hal', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
     proxy.mode = 'slow';
     await admit(store, p, 'ivy', NONE, SECOND, DAY); // one slow reply: the store cools off
     proxy.mode = 'up';
@@ -406,7 +411,7 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
 
   it('holds a settlement while Redis is away and sends it when Redis returns', async () => {
     const p = product('held-settle');
-    expect(await store.reserveTokens(p, 'jo', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    expect(await reserve(store, p, 'jo', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
     proxy.down();
     await until('the client to notice the cut', () => redis.status !== 'ready');
     await store.settleTokens(p, 'jo', 300 - 5_000, DAY, 'shared');

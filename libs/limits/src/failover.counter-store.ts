@@ -9,8 +9,8 @@ import {
   type CounterStore,
   type DailyUsage,
   type HitOutcome,
-  type Reservation,
   type StoreName,
+  type TokenAsk,
 } from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
 import { RedisCounterStore } from './redis.counter-store';
@@ -102,19 +102,22 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   /**
    * An admission in memory is held for Redis (its daily counters). A late admission (Redis counted
    * the request after it was counted in memory) takes that back while it is still held; once sent,
-   * the request stays counted twice in the shared day: one request, the safe side.
+   * the request stays counted twice in the shared day: one request, the safe side. The tokens a
+   * late admission reserved are given back (the request went on with a reservation in memory).
    */
-  hit(hits: readonly CounterHit[]): Promise<HitOutcome> {
+  hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
     return this.run(
-      (s) => (s === this.local ? this.hitLocal(hits) : s.hit(hits)),
+      (s) => (s === this.local ? this.hitLocal(hits, tokens) : s.hit(hits, tokens)),
       (late) => {
-        if (late.admitted) this.holdRequests(hits, -1);
+        if (!late.admitted) return;
+        this.holdRequests(hits, -1);
+        if (tokens) void this.settleShared(tokens.product, tokens.user, -tokens.tokens, tokens.day);
       },
     );
   }
 
-  private async hitLocal(hits: readonly CounterHit[]): Promise<HitOutcome> {
-    const outcome = await this.local.hit(hits);
+  private async hitLocal(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
+    const outcome = await this.local.hit(hits, tokens);
     if (outcome.admitted) this.holdRequests(hits, 1);
     return outcome;
   }
@@ -132,16 +135,6 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       this.coolOffUntil = Date.now() + COOL_OFF_MS;
       this.transition(true, (error as Error).message);
     }
-  }
-
-  reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation> {
-    return this.run(
-      (s) => s.reserveTokens(product, user, tokens, productCap, userCap, day),
-      // The request went on with a reservation in memory; the one Redis took after all is given back.
-      (late) => {
-        if (late.reserved) void this.settleShared(product, user, -tokens, day);
-      },
-    );
   }
 
   /**

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
-import { CounterStore, type CounterRef, type StoreName } from './counter.store';
+import { CounterStore, type CounterRef, type StoreName, type TokenAsk, type TokenLimitName } from './counter.store';
 
 /** What @nestjs/throttler's storage answers for one throttler. */
 export type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
@@ -18,10 +18,14 @@ export interface ThrottlerHit {
   throttlerName: string;
 }
 
-/** The records of a request's throttlers, in order, and the store that counted them (null: refused). */
+/**
+ * The records of a request's throttlers, in order, and the store that counted them (null: refused);
+ * `refusedBy` names the token quota that refused the request when none of the throttlers did.
+ */
 export interface ThrottlerBatch {
   records: ThrottlerStorageRecord[];
   store: StoreName | null;
+  refusedBy?: TokenLimitName;
 }
 
 /**
@@ -43,9 +47,16 @@ export class IdentityThrottlerStorage implements ThrottlerStorage {
     return records[0];
   }
 
-  /** Counts every hit if each has room under its limit, else none; the refusing one comes back blocked. */
-  async incrementAll(hits: readonly ThrottlerHit[]): Promise<ThrottlerBatch> {
-    const outcome = await this.counters.hit(hits.map((h) => ({ key: h.key, field: h.field, limit: h.limit, ttlMs: h.ttl })));
+  /**
+   * Counts every hit if each has room under its limit, else none; the refusing one comes back
+   * blocked. With `tokens`, the same step reserves them against the day's token quotas, and counts
+   * nothing if they do not fit.
+   */
+  async incrementAll(hits: readonly ThrottlerHit[], tokens?: TokenAsk): Promise<ThrottlerBatch> {
+    const outcome = await this.counters.hit(
+      hits.map((h) => ({ key: h.key, field: h.field, limit: h.limit, ttlMs: h.ttl })),
+      tokens,
+    );
     const records = hits.map((_, i): ThrottlerStorageRecord => {
       const blocked = !outcome.admitted && outcome.refusedAt === i;
       const seconds = Math.ceil(outcome.ttlsMs[i] / 1000);
@@ -57,7 +68,7 @@ export class IdentityThrottlerStorage implements ThrottlerStorage {
         timeToBlockExpire: blocked ? seconds : 0,
       };
     });
-    return { records, store: outcome.admitted ? outcome.store : null };
+    return outcome.admitted ? { records, store: outcome.store } : { records, store: null, refusedBy: outcome.refusedBy };
   }
 
   /** Takes one request back from these counters in the store that counted it (never below zero). */

@@ -1,5 +1,6 @@
 export * from './blocks.service';
 export * from './counter.store';
+export * from './deferred-admission';
 export * from './failover.counter-store';
 export * from './identity-throttler.storage';
 export * from './limits.module';

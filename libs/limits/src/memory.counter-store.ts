@@ -5,8 +5,9 @@ import {
   type CounterStore,
   type DailyUsage,
   type HitOutcome,
-  type Reservation,
   type StoreName,
+  type TokenAsk,
+  type TokenLimitName,
 } from './counter.store';
 
 /** Expired counters are swept at most this often (each lookup also ignores an expired one). */
@@ -31,7 +32,7 @@ export class MemoryCounterStore implements CounterStore {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  hit(hits: readonly CounterHit[]): Promise<HitOutcome> {
+  hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
     const now = this.now();
     this.sweep(now);
     const found = hits.map((h) => this.live(h.key, now));
@@ -39,6 +40,10 @@ export class MemoryCounterStore implements CounterStore {
     const ttlsMs = found.map((b) => (b ? b.expiresAt - now : 0));
     const refusedAt = hits.findIndex((h, i) => h.limit > 0 && counts[i] >= h.limit);
     if (refusedAt >= 0) return Promise.resolve({ admitted: false, refusedAt, counts, ttlsMs });
+    if (tokens) {
+      const refusedBy = this.reserveTokens(tokens);
+      if (refusedBy) return Promise.resolve({ admitted: false, refusedAt: -1, refusedBy, counts, ttlsMs });
+    }
     hits.forEach((h, i) => {
       // Two hits may share a key (two fields of one hash): the bucket made for the first serves both.
       const bucket = this.live(h.key, now) ?? { expiresAt: now + h.ttlMs, counts: new Map<string, number>() };
@@ -61,15 +66,16 @@ export class MemoryCounterStore implements CounterStore {
     return Promise.resolve();
   }
 
-  reserveTokens(product: string, user: string, tokens: number, productCap: number, userCap: number, day: string): Promise<Reservation> {
+  /** Reserves the tokens if both quotas have room; else names the one that has none. */
+  private reserveTokens({ product, user, tokens, productCap, userCap, day }: TokenAsk): TokenLimitName | undefined {
     const d = this.tokenDay(product, day);
     const tp = d.get('_total') ?? 0;
     const tu = d.get(`u:${user}`) ?? 0;
-    if (productCap > 0 && tp + tokens > productCap) return Promise.resolve({ reserved: false, refusedBy: 'product_tokens' });
-    if (userCap > 0 && tu + tokens > userCap) return Promise.resolve({ reserved: false, refusedBy: 'user_tokens' });
+    if (productCap > 0 && tp + tokens > productCap) return 'product_tokens';
+    if (userCap > 0 && tu + tokens > userCap) return 'user_tokens';
     d.set('_total', tp + tokens);
     d.set(`u:${user}`, tu + tokens);
-    return Promise.resolve({ reserved: true, productTotal: tp + tokens, userTotal: tu + tokens, store: 'local' });
+    return undefined;
   }
 
   settleTokens(product: string, user: string, delta: number, day: string, _store?: StoreName): Promise<void> {

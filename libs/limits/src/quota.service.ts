@@ -1,10 +1,11 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import { AutoBlocker } from './auto-blocker';
 import { countTokens } from '@keygate/providers';
-import { CounterStore, secondsToUtcMidnight, utcDay, type StoreName } from './counter.store';
+import { CounterStore, secondsToUtcMidnight, utcDay, type StoreName, type TokenAsk, type TokenLimitName } from './counter.store';
+import { takeDeferredAdmission } from './deferred-admission';
 
 /** Tokens held against the day's quotas for one request, to settle when it ends. */
 export interface TokenReservation {
@@ -18,7 +19,8 @@ export interface TokenReservation {
 /**
  * Daily token quotas (`daily_tokens`, `user_daily_tokens`). Before the upstream call an estimate
  * (the prompt counted with a real tokenizer plus the capped completion tokens) is reserved
- * atomically against both quotas; when the request ends the reservation is settled to the real
+ * atomically against both quotas, in the same step as the request's limits are counted (see
+ * {@link QuotaService.admit}); when the request ends the reservation is settled to the real
  * usage. A request is admitted only if the day's total, outstanding reservations included, plus
  * its estimate fits, so the settled total can pass the cap only by what requests in flight use
  * beyond their own estimates (see README for the bound).
@@ -43,25 +45,42 @@ export class QuotaService implements OnModuleInit {
     return limits.dailyTokens > 0 || limits.userDailyTokens > 0;
   }
 
-  /** Reserves `tokens`, or throws 429 `daily_quota_exceeded` with `Retry-After` to UTC midnight. */
-  async reserve(product: string, user: string, tokens: number): Promise<TokenReservation> {
+  /**
+   * Admits a request: counts it in the request limits the guard left to its handler (routes marked
+   * `@AdmitInHandler()`) and reserves `tokens` against the day's quotas (undefined: no quota
+   * applies), all in one store step, one Redis round trip. Throws the limits guard's 429 for a full
+   * request limit, or 429 `daily_quota_exceeded` with `Retry-After` to UTC midnight when the tokens
+   * do not fit; either way nothing is counted or reserved.
+   */
+  async admit(
+    ctx: RequestContext | undefined,
+    product: string,
+    user: string,
+    tokens: number | undefined,
+  ): Promise<TokenReservation | undefined> {
+    const deferred = ctx ? takeDeferredAdmission(ctx) : undefined;
+    if (tokens === undefined) {
+      if (deferred) await deferred();
+      return undefined;
+    }
     const { limits } = this.config.policy.forProduct(product);
     const now = Date.now();
-    const day = utcDay(now);
-    const result = await this.counters.reserveTokens(product, user, tokens, limits.dailyTokens, limits.userDailyTokens, day);
-    if (!result.reserved) {
-      // Only the user's own quota counts toward auto-block: a product-wide cap is not their doing.
-      if (result.refusedBy === 'user_tokens') void this.autoBlocker.refused(product, user, result.refusedBy);
-      const whose = result.refusedBy === 'product_tokens' ? "this product's" : 'your';
-      throw new GatewayError(
-        'daily_quota_exceeded',
-        `This request (about ${tokens} tokens) does not fit in ${whose} daily token quota; it resets at 00:00 UTC`,
-        {
-          retryAfterSeconds: secondsToUtcMidnight(now),
-        },
-      );
+    const ask: TokenAsk = { product, user, tokens, productCap: limits.dailyTokens, userCap: limits.userDailyTokens, day: utcDay(now) };
+    let result: { store: StoreName | null; refusedBy?: TokenLimitName };
+    if (deferred) result = await deferred(ask);
+    else {
+      const outcome = await this.counters.hit([], ask);
+      result = outcome.admitted ? { store: outcome.store } : { store: null, refusedBy: outcome.refusedBy };
     }
-    return { product, user, day, tokens, store: result.store };
+    if (result.store) return { product, user, day: ask.day, tokens, store: result.store };
+    // Only the user's own quota counts toward auto-block: a product-wide cap is not their doing.
+    if (result.refusedBy === 'user_tokens') void this.autoBlocker.refused(product, user, result.refusedBy);
+    const whose = result.refusedBy === 'product_tokens' ? "this product's" : 'your';
+    throw new GatewayError(
+      'daily_quota_exceeded',
+      `This request (about ${tokens} tokens) does not fit in ${whose} daily token quota; it resets at 00:00 UTC`,
+      { retryAfterSeconds: secondsToUtcMidnight(now) },
+    );
   }
 
   /** Settles a reservation to the tokens really used (never throws: the answer is already sent). */

@@ -7,43 +7,60 @@ import {
   type CounterStore,
   type DailyUsage,
   type HitOutcome,
-  type Reservation,
   type StoreName,
+  type TokenAsk,
 } from './counter.store';
 
 /*
- * Counts one request in every counter (KEYS; ARGV holds each one's limit, lifetime in ms and hash
- * field, '' for a plain key) if each has room, else in none.
- * Replies {admitted, index of the full counter, counts..., pttls...}.
+ * Counts one request in every counter, and reserves its tokens when asked, if each counter has
+ * room and each quota too; else does neither.
+ * KEYS: the counters, then (with tokens) the day's token hash. ARGV[1]: the number of counters n;
+ * then each counter's limit, lifetime in ms and hash field ('' for a plain key); then (with tokens)
+ * the tokens, the product's cap, the user's cap (0: none), the user's field and the hash's lifetime in s.
+ * Replies {admitted, index of the full counter (0: none), refusing quota (0: none, 1: product, 2: user),
+ * counts..., pttls...}.
  */
 const HIT = `
-local n = #KEYS
+local n = tonumber(ARGV[1])
 local counts = {}
 for i = 1, n do
-  local field = ARGV[3 * i]
+  local field = ARGV[3 * i + 1]
   if field == '' then counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
   else counts[i] = tonumber(redis.call('HGET', KEYS[i], field) or '0') end
 end
 local refused = 0
 for i = 1, n do
-  local limit = tonumber(ARGV[3 * i - 2])
+  local limit = tonumber(ARGV[3 * i - 1])
   if limit > 0 and counts[i] >= limit then refused = i break end
 end
-if refused == 0 then
+local quota = 0
+local t = 3 * n + 1
+local tokens = #KEYS > n and tonumber(ARGV[t + 1])
+if refused == 0 and tokens then
+  local productCap, userCap = tonumber(ARGV[t + 2]), tonumber(ARGV[t + 3])
+  if productCap > 0 and tonumber(redis.call('HGET', KEYS[n + 1], '_total') or '0') + tokens > productCap then quota = 1
+  elseif userCap > 0 and tonumber(redis.call('HGET', KEYS[n + 1], ARGV[t + 4]) or '0') + tokens > userCap then quota = 2 end
+end
+if refused == 0 and quota == 0 then
   for i = 1, n do
-    local field = ARGV[3 * i]
+    local field = ARGV[3 * i + 1]
     if field == '' then
       counts[i] = redis.call('INCR', KEYS[i])
-      if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i - 1]) end
+      if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i]) end
     else
       counts[i] = redis.call('HINCRBY', KEYS[i], field, 1)
-      if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i - 1]) end
+      if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i]) end
     end
   end
+  if tokens then
+    redis.call('HINCRBY', KEYS[n + 1], '_total', tokens)
+    redis.call('HINCRBY', KEYS[n + 1], ARGV[t + 4], tokens)
+    redis.call('EXPIRE', KEYS[n + 1], ARGV[t + 5])
+  end
 end
-local out = {refused == 0 and 1 or 0, refused}
-for i = 1, n do out[2 + i] = counts[i] end
-for i = 1, n do out[2 + n + i] = math.max(0, redis.call('PTTL', KEYS[i])) end
+local out = {(refused == 0 and quota == 0) and 1 or 0, refused, quota}
+for i = 1, n do out[3 + i] = counts[i] end
+for i = 1, n do out[3 + n + i] = math.max(0, redis.call('PTTL', KEYS[i])) end
 return out`;
 
 // Only counters that exist and are above zero (an admission created them), so a late release
@@ -69,17 +86,6 @@ return 1`;
 /** Token hashes (fields `_total` and `u:<user>`) outlive their day by one, so `/admin/usage` can report yesterday. */
 const DAY_TTL_SECONDS = DAILY_COUNTER_TTL_MS / 1000;
 
-const RESERVE = `
-local tp = tonumber(redis.call('HGET', KEYS[1], '_total') or '0')
-local tu = tonumber(redis.call('HGET', KEYS[1], ARGV[4]) or '0')
-local n = tonumber(ARGV[1])
-if tonumber(ARGV[2]) > 0 and tp + n > tonumber(ARGV[2]) then return {0, 1} end
-if tonumber(ARGV[3]) > 0 and tu + n > tonumber(ARGV[3]) then return {0, 2} end
-tp = redis.call('HINCRBY', KEYS[1], '_total', n)
-tu = redis.call('HINCRBY', KEYS[1], ARGV[4], n)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return {1, 0, tp, tu}`;
-
 // Never below zero: a settlement whose reservation Redis lost (a restart without persistence, as on
 // Memorystore Basic) must not turn into free quota for the rest of the day.
 const SETTLE = `
@@ -90,7 +96,6 @@ return 1`;
 
 interface ScriptedRedis extends Redis {
   kgHit(...keysThenArgs: Array<string | number>): Promise<number[]>;
-  kgReserve(k1: string, ...args: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
   kgRelease(numberOfKeys: number, ...keysThenFields: string[]): Promise<number>;
   kgAdd(key: string, n: number, field: string, ttlMs: number): Promise<number>;
@@ -104,24 +109,26 @@ export class RedisCounterStore implements CounterStore {
     // defineCommand sends EVALSHA and falls back to EVAL once after a Redis restart (NOSCRIPT).
     // The counting scripts take any number of keys (numberOfKeys is given per call).
     redis.defineCommand('kgHit', { lua: HIT });
-    redis.defineCommand('kgReserve', { numberOfKeys: 1, lua: RESERVE });
     redis.defineCommand('kgSettle', { numberOfKeys: 1, lua: SETTLE });
     redis.defineCommand('kgRelease', { lua: RELEASE });
     redis.defineCommand('kgAdd', { numberOfKeys: 1, lua: ADD });
     this.redis = redis as ScriptedRedis;
   }
 
-  async hit(hits: readonly CounterHit[]): Promise<HitOutcome> {
-    const args: Array<string | number> = [hits.length];
-    for (const h of hits) args.push(h.key);
-    for (const h of hits) args.push(h.limit, h.ttlMs, h.field ?? '');
-    const reply = await this.redis.kgHit(...args);
+  async hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
     const n = hits.length;
-    const counts = reply.slice(2, 2 + n);
-    const ttlsMs = reply.slice(2 + n, 2 + 2 * n);
-    return reply[0] === 1
-      ? { admitted: true, counts, ttlsMs, store: 'shared' }
-      : { admitted: false, refusedAt: reply[1] - 1, counts, ttlsMs };
+    const args: Array<string | number> = [n + (tokens ? 1 : 0)];
+    for (const h of hits) args.push(h.key);
+    if (tokens) args.push(tokenKey(tokens.product, tokens.day));
+    args.push(n);
+    for (const h of hits) args.push(h.limit, h.ttlMs, h.field ?? '');
+    if (tokens) args.push(tokens.tokens, tokens.productCap, tokens.userCap, `u:${tokens.user}`, DAY_TTL_SECONDS);
+    const reply = await this.redis.kgHit(...args);
+    const counts = reply.slice(3, 3 + n);
+    const ttlsMs = reply.slice(3 + n, 3 + 2 * n);
+    if (reply[0] === 1) return { admitted: true, counts, ttlsMs, store: 'shared' };
+    if (reply[1] > 0) return { admitted: false, refusedAt: reply[1] - 1, counts, ttlsMs };
+    return { admitted: false, refusedAt: -1, refusedBy: reply[2] === 1 ? 'product_tokens' : 'user_tokens', counts, ttlsMs };
   }
 
   async release(counters: readonly CounterRef[], _store?: StoreName): Promise<void> {
@@ -133,31 +140,23 @@ export class RedisCounterStore implements CounterStore {
     if (n > 0) await this.redis.kgAdd(counter.key, n, counter.field ?? '', counter.ttlMs);
   }
 
-  async reserveTokens(
-    product: string,
-    user: string,
-    tokens: number,
-    productCap: number,
-    userCap: number,
-    day: string,
-  ): Promise<Reservation> {
-    const reply = await this.redis.kgReserve(`kg:{${product}}:tok:${day}`, tokens, productCap, userCap, `u:${user}`, DAY_TTL_SECONDS);
-    if (reply[0] !== 1) return { reserved: false, refusedBy: reply[1] === 1 ? 'product_tokens' : 'user_tokens' };
-    return { reserved: true, productTotal: reply[2], userTotal: reply[3], store: 'shared' };
-  }
-
   async settleTokens(product: string, user: string, delta: number, day: string, _store?: StoreName): Promise<void> {
     if (delta === 0) return;
-    await this.redis.kgSettle(`kg:{${product}}:tok:${day}`, delta, `u:${user}`, DAY_TTL_SECONDS);
+    await this.redis.kgSettle(tokenKey(product, day), delta, `u:${user}`, DAY_TTL_SECONDS);
   }
 
   async usage(product: string, day: string): Promise<DailyUsage> {
     const [requests, tokens] = await Promise.all([
       this.redis.hgetall(dailyRequestsKey(product, day)),
-      this.redis.hgetall(`kg:{${product}}:tok:${day}`),
+      this.redis.hgetall(tokenKey(product, day)),
     ]);
     return { scope: 'shared', requests: split(requests), tokens: split(tokens) };
   }
+}
+
+/** The hash of a product's token totals for one UTC day (same hash tag, so same Cluster slot, as its request counters). */
+function tokenKey(product: string, day: string): string {
+  return `kg:{${product}}:tok:${day}`;
 }
 
 function split(hash: Record<string, string>): { total: number; users: Record<string, number> } {

@@ -7,6 +7,7 @@ import { GatewayError } from '@keygate/errors';
 import { attachContext, JsonLogger, RequestContext } from '@keygate/observability';
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
+import { AdmitInHandler } from './deferred-admission';
 import { secondsToUtcMidnight, utcDay, type CounterStore } from './counter.store';
 import { IdentityThrottlerStorage } from './identity-throttler.storage';
 import { MemoryCounterStore } from './memory.counter-store';
@@ -37,6 +38,7 @@ const POLICY = {
     tokens: { limits: { daily_tokens: 1000, user_daily_tokens: 600 } },
     userday: { limits: { user_daily_requests: 2 } },
     mixed: { limits: { daily_requests: 3, user_daily_requests: 10 } },
+    both: { limits: { user_requests_per_second: 1, user_daily_requests: 5, daily_tokens: 1000 } },
   },
 };
 
@@ -76,6 +78,8 @@ class RouteController {
   @SkipThrottle({ product_daily: true })
   @Throttle({ user_daily: { limit: 2, ttl: 1_000 } })
   shortDaily(): void {}
+  @AdmitInHandler()
+  chat(): void {}
 }
 
 function request(
@@ -270,11 +274,15 @@ describe('RequestLimitsGuard', () => {
     expect((await h.counters.usage('daily', utcDay(Date.now()))).requests).toEqual({ total: 0, users: { zed: 0 } });
   });
 
-  it('sets no release for a product without daily request caps', async () => {
+  it('gives the daily counts back once however often asked, for a product without daily caps too (they feed /admin/usage)', async () => {
     const h = await harness();
     const r = request('tokens', 'ivy');
     await expect(h.guard.canActivate(r.context)).resolves.toBe(true);
-    expect(r.ctx.releaseDailyCount).toBeNull();
+    await h.guard.canActivate(request('tokens', 'joe').context);
+    r.ctx.releaseDailyCount?.();
+    r.ctx.releaseDailyCount?.();
+    await flush();
+    expect((await h.counters.usage('tokens', utcDay(Date.now()))).requests).toEqual({ total: 1, users: { ivy: 0, joe: 1 } });
   });
 
   it('answers 403 blocked for a blocked user or product, before counting anything', async () => {
@@ -332,6 +340,106 @@ describe('RequestLimitsGuard', () => {
   });
 });
 
+describe('admission in the handler (@AdmitInHandler routes)', () => {
+  /** The counter store, with its calls recorded: [number of counters, tokens asked]. */
+  function recorded(): { counters: MemoryCounterStore; calls: Array<[number, number | undefined]> } {
+    const counters = new MemoryCounterStore();
+    const calls: Array<[number, number | undefined]> = [];
+    const hit = counters.hit.bind(counters);
+    counters.hit = (hits, tokens) => {
+      calls.push([hits.length, tokens?.tokens]);
+      return hit(hits, tokens);
+    };
+    return { counters, calls };
+  }
+
+  it('leaves the counting to the handler, which counts the limits and reserves the tokens in one store call', async () => {
+    const { counters, calls } = recorded();
+    const h = await harness(counters);
+    const day = utcDay(Date.now());
+    const r = request('both', 'ann', 'chat');
+    await expect(h.guard.canActivate(r.context)).resolves.toBe(true);
+    expect(calls).toEqual([]);
+    expect((await counters.usage('both', day)).requests.total).toBe(0);
+    await expect(h.quota.admit(r.ctx, 'both', 'ann', 300)).resolves.toMatchObject({
+      product: 'both',
+      user: 'ann',
+      tokens: 300,
+      store: 'local',
+    });
+    // user_qps, and the two daily ones (product_qps is 0 and not counted), with the tokens.
+    expect(calls).toEqual([[3, 300]]);
+    expect(await counters.usage('both', day)).toMatchObject({
+      requests: { total: 1, users: { ann: 1 } },
+      tokens: { total: 300, users: { ann: 300 } },
+    });
+    expect(Object.fromEntries(r.headers)).toEqual({ 'x-ratelimit-limit-requests': 5, 'x-ratelimit-remaining-requests': 4 });
+    // Taken once: a second admit of the same request counts nothing more.
+    await h.quota.admit(r.ctx, 'both', 'ann', undefined);
+    expect(calls).toHaveLength(1);
+  });
+
+  it("answers a full request limit with the guard's 429 from admit, and reserves no tokens", async () => {
+    const h = await harness();
+    await freshSecond();
+    const first = request('both', 'bo', 'chat');
+    await h.guard.canActivate(first.context);
+    await h.quota.admit(first.ctx, 'both', 'bo', 100);
+    const second = request('both', 'bo', 'chat');
+    await expect(h.guard.canActivate(second.context)).resolves.toBe(true);
+    const error = await refusal(h.quota.admit(second.ctx, 'both', 'bo', 100));
+    expect(error.code).toBe('rate_limit_exceeded');
+    expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
+    expect((await h.counters.usage('both', utcDay(Date.now()))).tokens).toEqual({ total: 100, users: { bo: 100 } });
+  });
+
+  it('answers daily_quota_exceeded when the tokens do not fit, and counts the request in no limit', async () => {
+    const h = await harness();
+    const r = request('both', 'cy', 'chat');
+    await h.guard.canActivate(r.context);
+    const error = await refusal(h.quota.admit(r.ctx, 'both', 'cy', 1001));
+    expect(error.code).toBe('daily_quota_exceeded');
+    expect(await h.counters.usage('both', utcDay(Date.now()))).toMatchObject({
+      requests: { total: 0, users: {} },
+      tokens: { total: 0, users: {} },
+    });
+    // Not counted in the per-second limit either: the same user is admitted at once.
+    const next = request('both', 'cy', 'chat');
+    await h.guard.canActivate(next.context);
+    await expect(h.quota.admit(next.ctx, 'both', 'cy', 10)).resolves.toBeDefined();
+  });
+
+  it('leaves the give-back of a client that left during admission to the end of the request, which waits for the handler', async () => {
+    const h = await harness();
+    const r = request('daily', 'fi', 'chat');
+    await h.guard.canActivate(r.context);
+    r.ctx.abort.abort();
+    await h.quota.admit(r.ctx, 'daily', 'fi', undefined);
+    await flush();
+    // Still counted: the handler may yet reach the upstream; RequestLifecycle gives it back if it did not.
+    expect((await h.counters.usage('daily', utcDay(Date.now()))).requests.total).toBe(1);
+    r.ctx.releaseDailyCount?.();
+    await flush();
+    expect((await h.counters.usage('daily', utcDay(Date.now()))).requests.total).toBe(0);
+  });
+
+  it('counts the limits without a reservation when no token quota applies', async () => {
+    const { counters, calls } = recorded();
+    const h = await harness(counters);
+    const r = request('daily', 'di', 'chat');
+    await h.guard.canActivate(r.context);
+    await expect(h.quota.admit(r.ctx, 'daily', 'di', undefined)).resolves.toBeUndefined();
+    expect(calls).toEqual([[2, undefined]]);
+    expect(r.ctx.releaseDailyCount).toBeInstanceOf(Function);
+  });
+
+  it('counts a request that never reaches admit (refused on the way: invalid body, policy) in no limit', async () => {
+    const h = await harness();
+    for (let i = 0; i < 3; i++) await expect(h.guard.canActivate(request('busy', 'ed', 'chat').context)).resolves.toBe(true);
+    expect((await h.counters.usage('busy', utcDay(Date.now()))).requests.total).toBe(0);
+  });
+});
+
 describe('QuotaService', () => {
   it('is enabled only for products with a token quota', async () => {
     const { quota } = await harness();
@@ -341,34 +449,34 @@ describe('QuotaService', () => {
 
   it('reserves while the estimate fits and refuses with daily_quota_exceeded (429, Retry-After to UTC midnight) otherwise', async () => {
     const h = await harness();
-    const r = await h.quota.reserve('tokens', 'ivy', 500);
+    const r = await h.quota.admit(undefined, 'tokens', 'ivy', 500);
     expect(r).toMatchObject({ product: 'tokens', user: 'ivy', tokens: 500, day: utcDay(Date.now()) });
-    const error = await refusal(h.quota.reserve('tokens', 'ivy', 101));
+    const error = await refusal(h.quota.admit(undefined, 'tokens', 'ivy', 101));
     expect(error.code).toBe('daily_quota_exceeded');
     expect(error.status).toBe(429);
     expect(error.spec.failure).toBe('quota');
     expect(error.options.retryAfterSeconds).toBeGreaterThan(0);
     expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(secondsToUtcMidnight(Date.now()) + 1);
     // The product cap (1000) still has room for another user.
-    await expect(h.quota.reserve('tokens', 'jack', 500)).resolves.toMatchObject({ tokens: 500 });
-    expect((await refusal(h.quota.reserve('tokens', 'kate', 1))).message).toContain("this product's");
+    await expect(h.quota.admit(undefined, 'tokens', 'jack', 500)).resolves.toMatchObject({ tokens: 500 });
+    expect((await refusal(h.quota.admit(undefined, 'tokens', 'kate', 1))).message).toContain("this product's");
   });
 
   it('settles a reservation to the real usage, freeing room for the next request', async () => {
     const h = await harness();
     const day = utcDay(Date.now());
-    const r = await h.quota.reserve('tokens', 'liam', 600);
+    const r = await h.quota.admit(undefined, 'tokens', 'liam', 600);
     h.quota.settle(r, 150);
     await flush();
     expect((await h.counters.usage('tokens', day)).tokens).toEqual({ total: 150, users: { liam: 150 } });
-    await expect(h.quota.reserve('tokens', 'liam', 450)).resolves.toBeDefined();
+    await expect(h.quota.admit(undefined, 'tokens', 'liam', 450)).resolves.toBeDefined();
     h.quota.settle(undefined, 999);
   });
 
   it('logs (and never throws) when a settle fails', async () => {
     const failing: CounterStore = Object.assign(new MemoryCounterStore(), { settleTokens: () => Promise.reject(new Error('redis gone')) });
     const h = await harness(failing);
-    const r = await h.quota.reserve('tokens', 'mia', 10);
+    const r = await h.quota.admit(undefined, 'tokens', 'mia', 10);
     expect(() => h.quota.settle(r, 5)).not.toThrow();
     await flush();
     expect(h.lines).toEqual([

@@ -16,8 +16,10 @@ import {
   utcDay,
   type CounterRef,
   type LimitName,
+  type TokenAsk,
 } from './counter.store';
-import { IdentityThrottlerStorage, type ThrottlerHit } from './identity-throttler.storage';
+import { ADMIT_IN_HANDLER, deferAdmission } from './deferred-admission';
+import { IdentityThrottlerStorage, type ThrottlerBatch, type ThrottlerHit } from './identity-throttler.storage';
 import { RouteMetadataReflector } from './route-metadata.reflector';
 
 const LIMIT_TEXT: Record<LimitName, string> = {
@@ -99,9 +101,11 @@ export function identityThrottlers(config: GatewayConfig): IdentityThrottler[] {
  * resolves each throttler (limits, ttl, tracker, key, and any `@Throttle`/`@SkipThrottle` on a
  * route), and this subclass counts them together in one atomic step, one Redis round trip (see
  * {@link IdentityThrottlerStorage}): a refused request is charged to none of them. Runs after the
- * credential guard. A request refused later without reaching an upstream (invalid body, policy,
- * unknown model, token quota) is given back to the daily caps when it ends; it stays counted in
- * the per-second limits, which protect the gateway itself from a flood of bad requests.
+ * credential guard. On a route marked {@link AdmitInHandler} the counting is left to the handler,
+ * which does it in the same step as its token reservation ({@link QuotaService.admit}); a request
+ * refused before that is counted nowhere. Elsewhere, and for a request admitted but refused later
+ * without reaching an upstream (client gone), the daily caps get the request back when it ends; it
+ * stays counted in the per-second limits.
  */
 @Injectable()
 export class RequestLimitsGuard extends ThrottlerGuard {
@@ -141,9 +145,32 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       this.pending.delete(request);
     }
     if (!hits.length) return true;
-    const { records, store } = await this.storage.incrementAll(hits);
+    const raw = http.getResponse<FastifyReply>().raw;
+    const ctx = contextOf(request.raw);
+    if (ctx && this.reflector.get<boolean | undefined>(ADMIT_IN_HANDLER, context.getHandler())) {
+      deferAdmission(ctx, (tokens) => this.count(product, user, hits, raw, ctx, true, tokens));
+      return true;
+    }
+    await this.count(product, user, hits, raw, ctx, false);
+    return true;
+  }
 
-    const daily = hits.filter((h) => h.throttlerName === 'product_daily' || h.throttlerName === 'user_daily');
+  /**
+   * Counts a request's throttlers (and reserves its tokens, if given) in one store step, and sets
+   * the rate-limit headers. Throws the 429 of a full request limit; a token quota's refusal is
+   * returned (`refusedBy`) for the quota service to answer.
+   */
+  private async count(
+    product: string,
+    user: string,
+    hits: ThrottlerHit[],
+    raw: FastifyReply['raw'],
+    ctx: RequestContext | undefined,
+    inHandler: boolean,
+    tokens?: TokenAsk,
+  ): Promise<ThrottlerBatch> {
+    const batch = await this.storage.incrementAll(hits, tokens);
+    const { records, store } = batch;
     // OpenAI's header names, so SDK users find them where they expect, for the daily cap (the
     // product's or the user's) with the fewest requests left; set on the raw response so streamed
     // (hijacked) replies carry them too.
@@ -155,22 +182,30 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       if (!tightest || remaining < tightest.remaining) tightest = { limit, remaining };
     }
     if (tightest) {
-      const raw = http.getResponse<FastifyReply>().raw;
       raw.setHeader('x-ratelimit-limit-requests', tightest.limit);
       raw.setHeader('x-ratelimit-remaining-requests', tightest.remaining);
     }
     if (store) {
-      const ctx = contextOf(request.raw);
-      if (ctx && daily.some((h) => h.limit > 0)) {
+      const daily = hits.filter((h) => h.throttlerName === 'product_daily' || h.throttlerName === 'user_daily');
+      if (ctx && daily.length) {
+        // Called when the request ends refused without reaching an upstream (see RequestLifecycle);
+        // once, however often asked.
         const counters = daily.map(({ key, field }) => ({ key, field }));
-        ctx.releaseDailyCount = () => void this.storage.release(counters, store).catch(() => undefined);
-        // The client left while the counters were being counted: its audit line is already
-        // written, so nothing else would give the request back.
-        if (ctx.abort.signal.aborted) ctx.releaseDailyCount();
+        let released = false;
+        ctx.releaseDailyCount = () => {
+          if (released) return;
+          released = true;
+          void this.storage.release(counters, store).catch(() => undefined);
+        };
+        // In the guard, a client that left while its counters were being counted has its audit
+        // line written already, and its handler will not run: nothing else would give the request
+        // back. (In the handler, the request's end waits for the handler, and decides then.)
+        if (!inHandler && ctx.abort.signal.aborted) ctx.releaseDailyCount();
       }
-      return true;
+      return batch;
     }
-    throw this.refusal(product, user, hits[records.findIndex((r) => r.isBlocked)].throttlerName as LimitName, contextOf(request.raw));
+    if (batch.refusedBy) return batch;
+    throw this.refusal(product, user, hits[records.findIndex((r) => r.isBlocked)].throttlerName as LimitName, ctx);
   }
 
   /** Called by the stock guard once per throttler, resolved: collected here, counted together by canActivate. */

@@ -76,9 +76,9 @@ export class ChatCompletionsService {
         return countAttempt<ChatResult | ChatStream>(ctx, ctx.stream ? adapter.chatStream(call).then(primed) : adapter.chat(call));
       },
     }));
-    const reservation = this.quota.enabled(principal.product)
-      ? await this.quota.reserve(principal.product, principal.user, estimatePromptTokens(body) + completionCap * choices(body))
-      : undefined;
+    // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
+    const tokens = this.quota.enabled(principal.product) ? estimatePromptTokens(body) + completionCap * choices(body) : undefined;
+    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
     try {
       // Retries and fallbacks happen only here, before a byte has gone to the client.
       const { value } = await runAttempts<ChatResult | ChatStream>(candidates, this.retry, ctx.abort.signal);

@@ -1,6 +1,6 @@
 import { Body, Controller, HttpCode, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiTags } from '@nestjs/swagger';
-import { RequestLimitsGuard } from '@keygate/limits';
+import { AdmitInHandler, RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { requestContextStorage } from '@keygate/observability';
@@ -20,6 +20,7 @@ export class ChatController {
   constructor(private readonly chat: ChatCompletionsService) {}
 
   @Post('v1/chat/completions')
+  @AdmitInHandler()
   @HttpCode(200)
   @ApiOperation({ summary: 'Create a chat completion (OpenAI-compatible; `stream: true` answers SSE)' })
   @ApiProduces('application/json', 'text/event-stream')
@@ -33,6 +34,7 @@ export class ChatController {
   }
 
   @Post('chat/:product')
+  @AdmitInHandler()
   @HttpCode(200)
   @ApiOperation({ summary: 'Create a chat completion for the product named in the path (must match the credential)' })
   @ApiParam({ name: 'product', example: 'demo' })

@@ -1,6 +1,6 @@
 import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import { RequestLimitsGuard } from '@keygate/limits';
+import { AdmitInHandler, RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { EmbeddingsRequest } from '@keygate/providers';
@@ -19,6 +19,7 @@ export class EmbeddingsController {
   constructor(private readonly embeddings: EmbeddingsService) {}
 
   @Post()
+  @AdmitInHandler()
   @HttpCode(200)
   @ApiOperation({ summary: 'Create embeddings (OpenAI-compatible; float or base64)' })
   @ApiOkResponse({ description: 'An OpenAI embeddings list' })

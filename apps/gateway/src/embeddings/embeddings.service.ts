@@ -36,9 +36,9 @@ export class EmbeddingsService {
         { param: 'model' },
       );
     }
-    const reservation = this.quota.enabled(principal.product)
-      ? await this.quota.reserve(principal.product, principal.user, inputTokens(body.input))
-      : undefined;
+    // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
+    const tokens = this.quota.enabled(principal.product) ? inputTokens(body.input) : undefined;
+    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
     try {
       const embed = adapter.embeddings.bind(adapter);
       // Parts of the call answered by one attempt (Gemini's batches) are not sent again by a retry.

@@ -1,0 +1,35 @@
+import { SetMetadata } from '@nestjs/common';
+import type { RequestContext } from '@keygate/observability';
+import type { StoreName, TokenAsk, TokenLimitName } from './counter.store';
+
+/** Route metadata: the route's handler admits the request itself, with its token reservation. */
+export const ADMIT_IN_HANDLER = 'keygate:admit-in-handler';
+
+/**
+ * Marks a route whose handler reserves tokens (chat completions, embeddings): the limits guard
+ * resolves the request's throttlers but leaves the counting to {@link QuotaService.admit}, which
+ * counts them and reserves the tokens in one store step, one Redis round trip instead of two. A
+ * request refused before that step (invalid body, parameter policy, unknown model) is counted in
+ * no limit.
+ */
+export const AdmitInHandler = (): MethodDecorator & ClassDecorator => SetMetadata(ADMIT_IN_HANDLER, true);
+
+/**
+ * Counts a request's throttlers, and reserves `tokens` if given, in one step: throws the 429 of a
+ * full request limit; otherwise tells the store that counted (null when a token quota refused).
+ */
+export type DeferredAdmission = (tokens?: TokenAsk) => Promise<{ store: StoreName | null; refusedBy?: TokenLimitName }>;
+
+const deferred = new WeakMap<RequestContext, DeferredAdmission>();
+
+/** The guard's side: the request's counting, left for its handler. */
+export function deferAdmission(ctx: RequestContext, admit: DeferredAdmission): void {
+  deferred.set(ctx, admit);
+}
+
+/** The handler's side: the request's deferred counting, once (undefined when the guard counted it, or nothing is counted). */
+export function takeDeferredAdmission(ctx: RequestContext): DeferredAdmission | undefined {
+  const admit = deferred.get(ctx);
+  deferred.delete(ctx);
+  return admit;
+}
