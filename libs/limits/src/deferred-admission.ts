@@ -6,13 +6,14 @@ import type { StoreName, TokenAsk, TokenLimitName } from './counter.store';
 export const ADMIT_IN_HANDLER = 'keygate:admit-in-handler';
 
 /**
- * Marks a route whose handler reserves tokens (chat completions, embeddings): the limits guard
+ * Marks a route handler that reserves tokens (chat completions, embeddings): the limits guard
  * resolves the request's throttlers but leaves the counting to {@link QuotaService.admit}, which
  * counts them and reserves the tokens in one store step, one Redis round trip instead of two. A
  * request refused before that step (invalid body, parameter policy, unknown model) is counted in
- * no limit.
+ * no limit. The handler must call `admit` before any upstream call. A handler method only: the
+ * guard reads the handler's metadata, never the controller's.
  */
-export const AdmitInHandler = (): MethodDecorator & ClassDecorator => SetMetadata(ADMIT_IN_HANDLER, true);
+export const AdmitInHandler = (): MethodDecorator => SetMetadata(ADMIT_IN_HANDLER, true);
 
 /**
  * Counts a request's throttlers, and reserves `tokens` if given, in one step: throws the 429 of a
