@@ -23,13 +23,13 @@
 // (a process did not start or died, requests failed en masse); 130 on Ctrl-C.
 const { spawn, fork, execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
 const { parseArgs } = require('node:util');
 const { hmacHeaders } = require('../dev/hmac-sign');
 const { DEV_HMAC_CLIENT } = require('../dev/demo-env');
+const { cleanEnv, freePort, UNREACHABLE_LIMITS_POLICY } = require('./processes');
 
 const ROOT = path.join(__dirname, '..');
 const MOCK_MAIN = path.join(ROOT, 'dist/apps/mock-upstream/main.js');
@@ -178,18 +178,6 @@ function median(values) {
   if (v.length === 0) return null;
   const mid = v.length >> 1;
   return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Keeps the last `size` lines of a stream, and how many there were. */
@@ -352,16 +340,6 @@ function drainTo(stream, tail) {
   readline.createInterface({ input: stream }).on('line', (line) => tail.push(line));
 }
 
-function cleanEnv() {
-  // Whatever keygate configuration the caller's shell has must not leak into the bench.
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (/^(API_KEY_SERVER_|USE_SECRET_MANAGER$|GOOGLE_|LOG_LEVEL$|PORT$|HOST$|MOCK_|UPSTREAM$)/.test(k)) continue;
-    env[k] = v;
-  }
-  return env;
-}
-
 function ensureBuilt(app, main) {
   if (fs.existsSync(main)) return;
   log(`${path.relative(ROOT, main)} is missing: running npx nest build ${app}`);
@@ -484,20 +462,7 @@ async function startGateway(tmp, mockPort, opts) {
   // The repo's own demo product (three providers on the mock) with limits no bench can reach.
   const { demoEnv } = require(path.join(ROOT, 'dev/demo-env'));
   const policyFile = path.join(tmp, 'policy.yaml');
-  fs.writeFileSync(
-    policyFile,
-    [
-      'defaults:',
-      '  limits:',
-      '    requests_per_second: 1000000',
-      '    user_requests_per_second: 1000000',
-      '    daily_requests: 1000000000',
-      '    user_daily_requests: 1000000000',
-      '    daily_tokens: 100000000000',
-      '    user_daily_tokens: 100000000000',
-      '',
-    ].join('\n'),
-  );
+  fs.writeFileSync(policyFile, UNREACHABLE_LIMITS_POLICY);
   const port = await freePort();
   const stdoutFile = path.join(tmp, 'gateway.stdout.jsonl');
   const stderrFile = path.join(tmp, 'gateway.stderr.log');

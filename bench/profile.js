@@ -14,12 +14,12 @@
 // speed is `npm run bench`'s.
 const { spawn, fork, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { demoEnv, DEV_HMAC_CLIENT } = require('../dev/demo-env');
 const { summarize, formatSummary } = require('./cpuprofile-summary');
+const { cleanEnv, freePort, UNREACHABLE_LIMITS_POLICY } = require('./processes');
 
 const ROOT = path.join(__dirname, '..');
 const MOCK_MAIN = path.join(ROOT, 'dist/apps/mock-upstream/main.js');
@@ -83,25 +83,6 @@ process.on('exit', () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** The environment without the caller's keygate settings, as bench.js does. */
-function cleanEnv() {
-  const env = {};
-  for (const [k, v] of Object.entries(process.env))
-    if (!/^(API_KEY_SERVER_|USE_SECRET_MANAGER$|GOOGLE_|LOG_LEVEL$|PORT$|HOST$|MOCK_|UPSTREAM$)/.test(k)) env[k] = v;
-  return env;
-}
-
 async function waitFor(url, child, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -148,13 +129,7 @@ async function main() {
     await waitFor(`http://127.0.0.1:${mockPort}/__mock/health`, mock, 15_000);
 
     const policyFile = opts.policy ?? path.join(tmp, 'policy.yaml');
-    // The bench's limits: every counter and reservation paid for, none refused.
-    if (!opts.policy)
-      fs.writeFileSync(
-        policyFile,
-        'defaults:\n  limits:\n    requests_per_second: 1000000\n    user_requests_per_second: 1000000\n' +
-          '    daily_requests: 1000000000\n    user_daily_requests: 1000000000\n    daily_tokens: 100000000000\n    user_daily_tokens: 100000000000\n',
-      );
+    if (!opts.policy) fs.writeFileSync(policyFile, UNREACHABLE_LIMITS_POLICY);
     const port = await freePort();
     const profDir = path.join(tmp, 'prof');
     const gateway = start(
