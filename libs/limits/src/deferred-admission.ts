@@ -10,8 +10,9 @@ export const ADMIT_IN_HANDLER = 'keygate:admit-in-handler';
  * resolves the request's throttlers but leaves the counting to {@link QuotaService.admit}, which
  * counts them and reserves the tokens in one store step, one Redis round trip instead of two. A
  * request refused before that step (invalid body, parameter policy, unknown model) is counted in
- * no limit. The handler must call `admit` before any upstream call. A handler method only: the
- * guard reads the handler's metadata, never the controller's.
+ * no limit. The handler must call `admit` before any upstream call (the gateway's `countAttempt`
+ * fails an attempt made before it). A handler method only: the guard reads the handler's metadata,
+ * never the controller's.
  */
 export const AdmitInHandler = (): MethodDecorator => SetMetadata(ADMIT_IN_HANDLER, true);
 
@@ -26,6 +27,14 @@ const deferred = new WeakMap<RequestContext, DeferredAdmission>();
 /** The guard's side: the request's counting, left for its handler. */
 export function deferAdmission(ctx: RequestContext, admit: DeferredAdmission): void {
   deferred.set(ctx, admit);
+}
+
+/**
+ * Whether the guard left this request's counting to its handler and the handler has not done it
+ * yet: such a request must not reach an upstream (it would bypass every limit).
+ */
+export function admissionPending(ctx: RequestContext): boolean {
+  return deferred.has(ctx);
 }
 
 /** The handler's side: the request's deferred counting, once (undefined when the guard counted it, or nothing is counted). */

@@ -73,7 +73,7 @@ export class ChatCompletionsService {
         const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
         ctx.provider = access.provider;
         ctx.model = model;
-        return countAttempt<ChatResult | ChatStream>(ctx, ctx.stream ? adapter.chatStream(call).then(primed) : adapter.chat(call));
+        return countAttempt<ChatResult | ChatStream>(ctx, () => (ctx.stream ? adapter.chatStream(call).then(primed) : adapter.chat(call)));
       },
     }));
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).

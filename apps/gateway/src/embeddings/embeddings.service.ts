@@ -58,8 +58,7 @@ export class EmbeddingsService {
                 error.retryable &&
                 n < retry.maxRetries &&
                 retryDelay(error, n, retry, () => 0) !== undefined;
-              return countAttempt(
-                ctx,
+              return countAttempt(ctx, () =>
                 embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false, answeredParts, willRetry }),
               );
             },

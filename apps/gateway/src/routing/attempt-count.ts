@@ -1,13 +1,22 @@
+import { admissionPending } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
 import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 
 /**
- * Counts an attempt once it is known to have gone to the upstream: it answered, failed as an
- * upstream failure, or was cancelled because the client went away (the upstream may already be
- * generating, and billing, by then). A request an adapter refused while translating was never sent.
+ * Starts one upstream attempt and counts it once it is known to have gone to the upstream: it
+ * answered, failed as an upstream failure, or was cancelled because the client went away (the
+ * upstream may already be generating, and billing, by then). A request an adapter refused while
+ * translating was never sent.
+ *
+ * Every upstream call of a request goes through here, so this is also where a request whose
+ * limits were left to its handler (`@AdmitInHandler`) and never counted is stopped: a handler that
+ * forgot `QuotaService.admit` fails with a 500 instead of serving requests no limit has seen.
  */
-export function countAttempt<T>(ctx: RequestContext, attempt: Promise<T>): Promise<T> {
-  return attempt.then(
+export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): Promise<T> {
+  if (admissionPending(ctx)) {
+    return Promise.reject(new Error('an upstream attempt before the request was admitted: the handler must call QuotaService.admit first'));
+  }
+  return start().then(
     (value) => {
       ctx.attempts++;
       return value;

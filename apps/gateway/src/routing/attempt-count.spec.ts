@@ -1,0 +1,40 @@
+import { deferAdmission, takeDeferredAdmission } from '@keygate/limits';
+import { RequestContext } from '@keygate/observability';
+import { ClientAbortedError, UpstreamError } from '@keygate/providers';
+import { countAttempt } from './attempt-count';
+
+const context = (): RequestContext => new RequestContext('req-1', 'POST', '/v1/chat/completions', 0n, null, true);
+
+describe('countAttempt', () => {
+  it('counts an attempt that answered, or that failed at the upstream or by the client leaving', async () => {
+    const ctx = context();
+    await expect(countAttempt(ctx, () => Promise.resolve('answer'))).resolves.toBe('answer');
+    await expect(countAttempt(ctx, () => Promise.reject(new UpstreamError('http', 'openai', 'HTTP 500', 500)))).rejects.toThrow('HTTP 500');
+    await expect(countAttempt(ctx, () => Promise.reject(new ClientAbortedError()))).rejects.toBeInstanceOf(ClientAbortedError);
+    expect(ctx.attempts).toBe(3);
+  });
+
+  it('does not count a request the adapter refused before sending it', async () => {
+    const ctx = context();
+    await expect(countAttempt(ctx, () => Promise.reject(new Error('n > 1 is not supported')))).rejects.toThrow('n > 1');
+    expect(ctx.attempts).toBe(0);
+  });
+
+  it('refuses to start an attempt while the request’s limits are left uncounted by its handler', async () => {
+    const ctx = context();
+    const admit = jest.fn(() => Promise.resolve({ store: 'shared' as const }));
+    deferAdmission(ctx, admit);
+    const start = jest.fn(() => Promise.resolve('answer'));
+
+    await expect(countAttempt(ctx, start)).rejects.toThrow('before the request was admitted');
+    expect(start).not.toHaveBeenCalled();
+    expect(ctx.attempts).toBe(0);
+
+    // Once the handler took its admission (QuotaService.admit does), the attempt goes ahead.
+    await takeDeferredAdmission(ctx)?.();
+    expect(admit).toHaveBeenCalledTimes(1);
+    await expect(countAttempt(ctx, start)).resolves.toBe('answer');
+    expect(start).toHaveBeenCalledTimes(1);
+    expect(ctx.attempts).toBe(1);
+  });
+});
