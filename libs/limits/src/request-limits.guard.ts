@@ -186,16 +186,16 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       raw.setHeader('x-ratelimit-remaining-requests', tightest.remaining);
     }
     if (store) {
-      const daily = hits.filter((h) => h.throttlerName === 'product_daily' || h.throttlerName === 'user_daily');
-      if (ctx && daily.length) {
+      if (ctx) {
         // Called when the request ends refused without reaching an upstream (see RequestLifecycle);
-        // once, however often asked.
-        const counters = daily.map(({ key, field }) => ({ key, field }));
+        // once, however often asked. The daily counters are picked out only then: nearly every
+        // request reaches its upstream, and this runs on each one.
         let released = false;
         ctx.releaseDailyCount = () => {
           if (released) return;
           released = true;
-          void this.storage.release(counters, store).catch(() => undefined);
+          const counters = dailyCounters(hits);
+          if (counters.length) void this.storage.release(counters, store).catch(() => undefined);
         };
         // In the guard, a client that left while its counters were being counted has its audit
         // line written already, and its handler will not run: nothing else would give the request
@@ -240,4 +240,12 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       headers: { 'x-keygate-limit': limit },
     });
   }
+}
+
+/** The daily request counters among a request's throttler hits (given back when it is refused later). */
+function dailyCounters(hits: readonly ThrottlerHit[]): CounterRef[] {
+  const counters: CounterRef[] = [];
+  for (const { throttlerName, key, field } of hits)
+    if (throttlerName === 'product_daily' || throttlerName === 'user_daily') counters.push({ key, field });
+  return counters;
 }
