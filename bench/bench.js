@@ -29,7 +29,7 @@ const readline = require('node:readline');
 const { parseArgs } = require('node:util');
 const { hmacHeaders } = require('../dev/hmac-sign');
 const { DEV_HMAC_CLIENT } = require('../dev/demo-env');
-const { cleanEnv, freePort, UNREACHABLE_LIMITS_POLICY } = require('./processes');
+const { cleanEnv, cpuSeconds, freePort, gatewayNodeArgs, machineCpu, rssMb, UNREACHABLE_LIMITS_POLICY } = require('./processes');
 
 const ROOT = path.join(__dirname, '..');
 const MOCK_MAIN = path.join(ROOT, 'dist/apps/mock-upstream/main.js');
@@ -191,46 +191,6 @@ class Tail {
     this.count++;
     this.lines.push(line);
     if (this.lines.length > this.size) this.lines.shift();
-  }
-}
-
-let CLK_TCK = 100;
-try {
-  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {
-  // 100 on every Linux this will meet.
-}
-
-/** User + system CPU seconds of a whole process (all threads), from /proc/<pid>/stat. */
-function cpuSeconds(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)" start at field 3 (state); utime and stime are fields 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return null;
-  }
-}
-
-/** Busy and steal CPU seconds of the whole machine (all cores), from /proc/stat. */
-function machineCpu() {
-  try {
-    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
-    const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
-    return { busy: (user + nice + system + irq + softirq) / CLK_TCK, steal: (steal || 0) / CLK_TCK, idle: (idle + iowait) / CLK_TCK };
-  } catch {
-    return null;
-  }
-}
-
-/** Resident set size in MB, from /proc/<pid>/status. */
-function rssMb(pid) {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : null;
-  } catch {
-    return null;
   }
 }
 
@@ -481,8 +441,10 @@ async function startGateway(tmp, mockPort, opts) {
   // The audit goes straight to a file (no pipe through this process, nothing held in memory), the
   // way a container runtime collects stdout.
   const gw = { name: 'gateway', pid: null, port, stdoutFile, stderrFile, scannedTo: 0 };
-  const child = track('gateway', spawn(process.execPath, [GATEWAY_MAIN], { cwd: ROOT, env, stdio: ['ignore', outFd, errFd] }), () =>
-    gatewayOutputTail(gw),
+  const child = track(
+    'gateway',
+    spawn(process.execPath, [...gatewayNodeArgs(), GATEWAY_MAIN], { cwd: ROOT, env, stdio: ['ignore', outFd, errFd] }),
+    () => gatewayOutputTail(gw),
   );
   fs.closeSync(outFd);
   fs.closeSync(errFd);

@@ -1,6 +1,10 @@
 'use strict';
-// What bench.js and profile.js both need to start keygate's processes the same way.
+// What bench.js, profile.js and ab.js need to start keygate's processes the same way and to
+// measure them.
+const { execFileSync, fork } = require('node:child_process');
+const fs = require('node:fs');
 const net = require('node:net');
+const path = require('node:path');
 
 /** A free TCP port on 127.0.0.1. */
 function freePort() {
@@ -41,4 +45,98 @@ const UNREACHABLE_LIMITS_POLICY = [
   '',
 ].join('\n');
 
-module.exports = { freePort, cleanEnv, UNREACHABLE_LIMITS_POLICY };
+/**
+ * The node flags the container image starts the gateway with (the Dockerfile's CMD, less the
+ * script), so that what is measured is what ships. Throws when the CMD is not the exec form ending
+ * in the gateway's bundle.
+ */
+function gatewayNodeArgs() {
+  const dockerfile = fs.readFileSync(path.join(__dirname, '..', 'Dockerfile'), 'utf8');
+  const cmd = [...dockerfile.matchAll(/^CMD\s+(\[.*\])\s*$/gm)].at(-1);
+  const args = cmd ? JSON.parse(cmd[1]) : null;
+  if (!Array.isArray(args) || args.at(-1) !== 'dist/apps/gateway/main.js')
+    throw new Error('Dockerfile: CMD must be the exec form ["<node flag>", …, "dist/apps/gateway/main.js"]');
+  return args.slice(0, -1);
+}
+
+let CLK_TCK = 100;
+try {
+  CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+} catch {
+  // 100 on every Linux this will meet.
+}
+
+/** User + system CPU seconds of a whole process (all threads), from /proc/<pid>/stat. */
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)" start at field 3 (state); utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return null;
+  }
+}
+
+/** Busy and steal CPU seconds of the whole machine (all cores), from /proc/stat. */
+function machineCpu() {
+  try {
+    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    return { busy: (user + nice + system + irq + softirq) / CLK_TCK, steal: (steal || 0) / CLK_TCK, idle: (idle + iowait) / CLK_TCK };
+  } catch {
+    return null;
+  }
+}
+
+/** Resident set size in MB, from /proc/<pid>/status. */
+function rssMb(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Polls `url` until it answers 200; throws when `child` exits first or after `timeoutMs`. */
+async function waitFor(url, child, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${url}: the process exited`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} not 200 after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * Forks bench/load-worker.js (added to `children`, to be stopped by the caller): `ready` resolves
+ * once it listens, `run(opts)` runs one load and resolves with its result.
+ */
+function loadWorker(children, cwd) {
+  const child = fork(path.join(__dirname, 'load-worker.js'), [], { cwd, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(child);
+  let next = 1;
+  const ready = new Promise((resolve) => child.once('message', resolve));
+  const run = (opts) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      const onMessage = (msg) => {
+        if (msg.id !== id) return;
+        child.off('message', onMessage);
+        if (msg.type === 'result') resolve(msg.result);
+        else reject(new Error(`load worker: ${msg.error}`));
+      };
+      child.on('message', onMessage);
+      child.send({ type: 'run', id, opts });
+    });
+  return { ready, run, child };
+}
+
+module.exports = { freePort, cleanEnv, gatewayNodeArgs, UNREACHABLE_LIMITS_POLICY, cpuSeconds, machineCpu, rssMb, waitFor, loadWorker };

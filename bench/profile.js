@@ -12,14 +12,14 @@
 // request). The profile is kept (default bench/results/gateway.cpuprofile) for Chrome DevTools or
 // speedscope. The profiler slows the gateway down: figures from here are shares, not speed; the
 // speed is `npm run bench`'s.
-const { spawn, fork, execFileSync } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { demoEnv, DEV_HMAC_CLIENT } = require('../dev/demo-env');
 const { summarize, formatSummary } = require('./cpuprofile-summary');
-const { cleanEnv, freePort, UNREACHABLE_LIMITS_POLICY } = require('./processes');
+const { cleanEnv, freePort, gatewayNodeArgs, loadWorker, waitFor, UNREACHABLE_LIMITS_POLICY } = require('./processes');
 
 const ROOT = path.join(__dirname, '..');
 const MOCK_MAIN = path.join(ROOT, 'dist/apps/mock-upstream/main.js');
@@ -83,41 +83,6 @@ process.on('exit', () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
-async function waitFor(url, child, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${url}: the process exited`);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} not 200 after ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
-function loadWorker() {
-  const child = fork(path.join(__dirname, 'load-worker.js'), [], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  children.push(child);
-  let next = 1;
-  const ready = new Promise((resolve) => child.once('message', resolve));
-  const run = (opts) =>
-    new Promise((resolve, reject) => {
-      const id = next++;
-      const onMessage = (msg) => {
-        if (msg.id !== id) return;
-        child.off('message', onMessage);
-        if (msg.type === 'result') resolve(msg.result);
-        else reject(new Error(`load worker: ${msg.error}`));
-      };
-      child.on('message', onMessage);
-      child.send({ type: 'run', id, opts });
-    });
-  return { ready, run, child };
-}
-
 async function main() {
   const opts = options();
   for (const main of [MOCK_MAIN, GATEWAY_MAIN])
@@ -134,7 +99,7 @@ async function main() {
     const profDir = path.join(tmp, 'prof');
     const gateway = start(
       'gateway',
-      ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-interval=${opts.interval}`, GATEWAY_MAIN],
+      [...gatewayNodeArgs(), '--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-interval=${opts.interval}`, GATEWAY_MAIN],
       {
         ...cleanEnv(),
         ...demoEnv(mockPort),
@@ -172,7 +137,7 @@ async function main() {
             },
           }),
     };
-    const worker = loadWorker();
+    const worker = loadWorker(children, ROOT);
     await worker.ready;
     if (opts.warmup) await worker.run({ ...request, duration: opts.warmup });
     // The profile's timestamps are CLOCK_MONOTONIC µs, as process.hrtime.

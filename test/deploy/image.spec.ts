@@ -33,6 +33,15 @@ describe('Dockerfile and build context', () => {
     expect(explain(checkRepositoryDockerfile(REPO_ROOT))).toBe('');
   });
 
+  it('starts node with a young generation sized for the gateway, as `npm run start:prod` does', () => {
+    const { nodeArgs, script } = imageCommand();
+    expect(script).toBe('dist/apps/gateway/main.js');
+    // Node derives the semi-space from the container's memory limit: 1 MiB under 512Mi (see the Dockerfile).
+    expect(nodeArgs).toContainEqual(expect.stringMatching(/^--max-semi-space-size=\d+$/));
+    const scripts = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+    expect(scripts['start:prod']).toBe(['node', ...nodeArgs, script].join(' '));
+  });
+
   it('.dockerignore lets in only the sources and keeps keys, .env files, manifests and state out', () => {
     const context = loadDockerignore(DOCKERIGNORE);
     for (const path of [
@@ -117,6 +126,18 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** The runtime stage's CMD (exec form): node's flags, then the script node runs. */
+function imageCommand(): { nodeArgs: string[]; script: string } {
+  const cmd = DockerfileParser.parse(DOCKERFILE)
+    .getInstructions()
+    .filter((i) => i.getKeyword() === 'CMD')
+    .at(-1);
+  const args = JSON.parse(cmd?.getArgumentsContent() ?? 'null') as unknown;
+  if (!Array.isArray(args) || args.length === 0 || !args.every((a) => typeof a === 'string'))
+    throw new Error('Dockerfile: CMD is not an exec form');
+  return { nodeArgs: args.slice(0, -1), script: args.at(-1) as string };
+}
+
 /** A child process with its output collected. */
 interface Running {
   child: ChildProcess;
@@ -124,8 +145,8 @@ interface Running {
   exited: Promise<number | null>;
 }
 
-function start(script: string, cwd: string, env: Record<string, string>): Running {
-  const child = spawn(process.execPath, [script], {
+function start(script: string, cwd: string, env: Record<string, string>, nodeArgs: readonly string[] = []): Running {
+  const child = spawn(process.execPath, [...nodeArgs, script], {
     cwd,
     env: { PATH: process.env.PATH ?? '', METADATA_SERVER_DETECTION: 'none', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -314,11 +335,12 @@ describe('the runtime layout: the bundle with production dependencies only', () 
     const environment = overlayEnvironment(objects, join(work, `${env}-policy.yaml`));
     const port = await freePort();
     const issuer = (environment.API_KEY_SERVER_JWT_ISSUER ?? '').split(',')[0];
-    const gateway = start(join(app, 'dist', 'apps', 'gateway', 'main.js'), app, {
-      ...environment,
-      PORT: String(port),
-      ...testSecrets(mockPort),
-    });
+    const gateway = start(
+      join(app, 'dist', 'apps', 'gateway', 'main.js'),
+      app,
+      { ...environment, PORT: String(port), ...testSecrets(mockPort) },
+      imageCommand().nodeArgs,
+    );
     try {
       await waitFor(`http://127.0.0.1:${port}/healthz`, 30_000, gateway);
       await waitFor(`http://127.0.0.1:${port}/readyz`, 30_000, gateway);
