@@ -130,6 +130,19 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
     }
   }
   if (messages.length === 0) throw invalid('messages', 'anthropic models need at least one user or assistant message');
+  // Claude reads a conversation that ends with an assistant turn as a prefill to continue (newer
+  // models refuse it): only the client's own final assistant message may mean that. A blank last
+  // user turn (Anthropic refuses empty text) or trailing system messages would make one silently.
+  const lastIndex = input.length - 1;
+  if (input[lastIndex].role !== 'assistant' && messages[messages.length - 1].role === 'assistant') {
+    const blank = input[lastIndex].role === 'user' || input[lastIndex].role === 'tool';
+    throw unsupported(
+      blank ? `messages[${lastIndex}].content` : `messages[${lastIndex}].role`,
+      blank
+        ? 'Claude refuses an empty message, and without it the conversation would end with the assistant turn before it (which Claude continues instead of answering)'
+        : 'after the last assistant turn only system messages follow, so Claude would continue that turn instead of answering; end with a user message',
+    );
+  }
   trimFinalAssistantText(messages);
 
   const out: MessagesRequest = { model: body.model, max_tokens: maxTokens(body), messages };
@@ -139,8 +152,14 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
     if (temperature < 0 || temperature > 1) throw unsupported('temperature', 'Claude takes a temperature between 0 and 1');
     out.temperature = temperature;
   }
+  // Newer Claude models refuse temperature and top_p together, and many OpenAI clients send
+  // top_p: 1 by default. A top_p of 1 keeps every token (no sampling cut): the same as none, so it
+  // is not sent; alongside a top_p below 1, a temperature of 1 (Anthropic's default) is not either.
   const topP = num(body.top_p);
-  if (topP !== undefined) out.top_p = topP;
+  if (topP !== undefined && topP !== 1) {
+    out.top_p = topP;
+    if (out.temperature === 1) delete out.temperature;
+  }
   const stop = stopSequences(body.stop);
   if (stop) out.stop_sequences = stop;
   const tools = toolDefinitions(body.tools);
@@ -369,15 +388,23 @@ function toolDefinitions(tools: unknown): AnthropicTool[] | undefined {
       throw unsupported(`tools[${k}].type`, 'only function tools can be declared');
     const fn = tool.function;
     if (typeof fn.name !== 'string' || fn.name === '') throw invalid(`tools[${k}].function.name`, `tools[${k}].function.name is required`);
-    // Anthropic requires a schema; a function without parameters takes an empty object.
-    const def: AnthropicTool = {
-      name: fn.name,
-      input_schema: isRecord(fn.parameters) ? fn.parameters : { type: 'object', properties: {} },
-    };
+    const def: AnthropicTool = { name: fn.name, input_schema: inputSchema(fn.parameters) };
     if (typeof fn.description === 'string') def.description = fn.description;
     out.push(def);
   }
   return out;
+}
+
+/**
+ * A function's parameters as Anthropic's `input_schema`, which must say `"type": "object"`. OpenAI
+ * takes a function without parameters, or a schema that leaves the type out (`{}`, or only
+ * `properties`), as an object: so does this, adding the type to a shallow copy (the client's schema
+ * stays as sent). A schema that names another type is passed on for Anthropic to refuse.
+ */
+function inputSchema(parameters: unknown): Record<string, unknown> {
+  if (!isRecord(parameters)) return { type: 'object', properties: {} };
+  if (parameters.type !== undefined) return parameters;
+  return { type: 'object', properties: {}, ...parameters };
 }
 
 /**
