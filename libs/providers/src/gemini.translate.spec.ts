@@ -247,7 +247,24 @@ describe('Gemini translation', () => {
     expect(finish('STOP', [{ functionCall: { name: 'f' } }] as never)).toBe('tool_calls');
     expect(finish('MAX_TOKENS')).toBe('length');
     for (const r of ['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII']) expect(finish(r)).toBe('content_filter');
-    for (const r of ['OTHER', 'LANGUAGE', 'MALFORMED_FUNCTION_CALL', 'FINISH_REASON_UNSPECIFIED']) expect(finish(r)).toBe('stop');
+    for (const r of ['OTHER', 'LANGUAGE', 'FINISH_REASON_UNSPECIFIED']) expect(finish(r)).toBe('stop');
+  });
+
+  it('fails a generation that ended in an invalid function call, retryably, instead of answering an empty stop', () => {
+    for (const reason of ['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL']) {
+      const error = thrown(() => toChatCompletion({ candidates: [{ content: { parts: [] }, finishReason: reason }] }, meta));
+      expect(error).toBeInstanceOf(UpstreamError);
+      expect(error).toMatchObject({ kind: 'generation', status: 502, retryable: true });
+      expect((error as UpstreamError).toGatewayError()).toMatchObject({ code: 'upstream_error', status: 502 });
+      expect((error as UpstreamError).message).toContain(reason);
+
+      // Streamed: the translator throws on the event that carries it (before any content, the
+      // attempt fails and is retried; after, the client gets the stream's error event).
+      const t = new GeminiStreamTranslator({ ...meta, clientWantsUsage: false });
+      expect(thrown(() => t.push({ candidates: [{ content: { parts: [] }, finishReason: reason }] }))).toMatchObject({
+        kind: 'generation',
+      });
+    }
   });
 
   it('refuses a response with neither candidates nor a block reason as a protocol error', () => {

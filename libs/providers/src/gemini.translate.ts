@@ -83,6 +83,7 @@ export function toGenerateContentRequest(body: ChatCompletionRequest): GenerateC
   const contents: GeminiContent[] = [];
   // Gemini's functionResponse is matched by name, OpenAI's tool message by id: remember the name of every call.
   const toolNames = new Map<string, string>();
+  const signsCalls = requiresCallSignatures(body.model);
   const messages = body.messages;
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i];
@@ -96,7 +97,7 @@ export function toGenerateContentRequest(body: ChatCompletionRequest): GenerateC
         append(contents, 'user', userParts(m.content, i));
         break;
       case 'assistant':
-        append(contents, 'model', assistantParts(m, i, toolNames));
+        append(contents, 'model', assistantParts(m, i, toolNames, signsCalls));
         break;
       case 'tool':
         append(contents, 'user', [functionResponsePart(m, i, toolNames)]);
@@ -208,7 +209,21 @@ function dataUrl(url: string, param: string): { mimeType: string; data: string }
   return { mimeType, data: url.slice(comma + 1) };
 }
 
-function assistantParts(m: ChatMessage, i: number, toolNames: Map<string, string>): GeminiPart[] {
+/**
+ * Gemini 3 refuses (400) a history whose function calls lack the thought signature Gemini gave them:
+ * it is carried in `extra_content.google.thought_signature`, but a client that rebuilt its history,
+ * or a history from another provider (a fallback, a switch of model), has none. For those Google
+ * documents a placeholder signature that skips the check; it goes on the first call of each
+ * assistant turn with no signature at all (the one Gemini signs, in parallel calls), on models after
+ * the 2.x series, which do not require signatures.
+ */
+const PLACEHOLDER_THOUGHT_SIGNATURE = 'skip_thought_signature_validator';
+
+function requiresCallSignatures(model: string): boolean {
+  return !/^(models\/)?gemini-(1|2)([.-]|$)/.test(model);
+}
+
+function assistantParts(m: ChatMessage, i: number, toolNames: Map<string, string>, signsCalls: boolean): GeminiPart[] {
   const parts: GeminiPart[] = [];
   const content = m.content;
   if (typeof content === 'string') {
@@ -237,6 +252,10 @@ function assistantParts(m: ChatMessage, i: number, toolNames: Map<string, string
     if (typeof signature === 'string') part.thoughtSignature = signature;
     if (typeof call.id === 'string') toolNames.set(call.id, fn.name);
     parts.push(part);
+  }
+  if (signsCalls && calls.length > 0 && !parts.some((p) => p.functionCall && p.thoughtSignature !== undefined)) {
+    const first = parts.find((p) => p.functionCall);
+    if (first) first.thoughtSignature = PLACEHOLDER_THOUGHT_SIGNATURE;
   }
   return parts;
 }
@@ -521,8 +540,21 @@ const FILTERED = new Set([
   'IMAGE_RECITATION',
 ]);
 
-/** Gemini `finishReason` as OpenAI's `finish_reason`; a normal stop with function calls is `tool_calls`. */
+/**
+ * Ends of a failed generation: the model produced a function call that is invalid, or one where no
+ * tool was declared, and the candidate carries nothing else. OpenAI has no finish reason for them;
+ * answering an empty `stop` would let an agent loop take it for the final answer.
+ */
+const FAILED_GENERATION = new Set(['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL']);
+
+/**
+ * Gemini `finishReason` as OpenAI's `finish_reason`; a normal stop with function calls is
+ * `tool_calls`. A failed generation throws a retryable {@link UpstreamError} (a 502 once retries and
+ * fallbacks are spent; mid-stream, the stream's error event): sampling again usually succeeds.
+ */
 export function finishReason(reason: string | undefined, hasToolCalls: boolean): OpenAiFinishReason {
+  if (reason !== undefined && FAILED_GENERATION.has(reason))
+    throw new UpstreamError('generation', PROVIDER, `the model produced an invalid function call (finishReason ${reason})`, 502);
   if (reason === 'MAX_TOKENS') return 'length';
   if (reason !== undefined && FILTERED.has(reason)) return 'content_filter';
   return hasToolCalls ? 'tool_calls' : 'stop';

@@ -2,7 +2,16 @@ import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
 
 /** What went wrong talking to an upstream, before it is mapped to a gateway error. */
 export type UpstreamFailureKind =
-  'connect' | 'connect_timeout' | 'ttfb_timeout' | 'idle_timeout' | 'total_timeout' | 'http' | 'protocol' | 'stream_error';
+  | 'connect'
+  | 'connect_timeout'
+  | 'ttfb_timeout'
+  | 'idle_timeout'
+  | 'total_timeout'
+  | 'http'
+  | 'protocol'
+  | 'stream_error'
+  /** The upstream answered, but its model failed to generate a usable answer (a 5xx `status`: retryable). */
+  | 'generation';
 
 /** `Retry-After` of an upstream 429 that named no delay of its own. */
 export const DEFAULT_RATE_LIMIT_RETRY_SECONDS = 1;
@@ -27,7 +36,8 @@ export class UpstreamError extends Error {
     return (
       this.kind === 'connect' ||
       this.kind === 'connect_timeout' ||
-      ((this.kind === 'http' || this.kind === 'stream_error') && (this.status === 429 || (this.status ?? 0) >= 500))
+      ((this.kind === 'http' || this.kind === 'stream_error' || this.kind === 'generation') &&
+        (this.status === 429 || (this.status ?? 0) >= 500))
     );
   }
 
@@ -58,6 +68,8 @@ export class UpstreamError extends Error {
         return ['upstream_error', `${who} sent an invalid response`];
       case 'stream_error':
         return ['upstream_error', `${who} reported an error mid-stream: ${this.message}`];
+      case 'generation':
+        return ['upstream_error', `${who} failed to generate an answer: ${this.message}`];
       case 'http':
         return this.classifyStatus(who);
     }
