@@ -1263,6 +1263,24 @@ describe('request identity', () => {
     await expectOneAudit(gw, s.id, { status: 400, failure: 'bad_request', path: target });
   });
 
+  it('serves a request with an Expect other than 100-continue like any other, audited (Node would answer a bare 417)', async () => {
+    const served = await send(gw, {
+      label: 'expect-unknown',
+      token: mintToken({ sub: 'ident-expect' }),
+      headers: { expect: 'x-keygate-test' },
+    });
+    expect(served.status).toBe(200);
+    expect(served.upstream).toBe(1);
+    expect(served.headers['x-request-id']).toBe(served.id);
+    expect(served.headers['x-content-type-options']).toBe('nosniff');
+    await expectOneAudit(gw, served.id, { status: 200, failure: null, user: 'ident-expect' });
+
+    const refused = await send(gw, { label: 'expect-unknown-no-token', headers: { expect: 'x-keygate-test' } });
+    expect(errorOf(refused)).toMatchObject({ status: 401, code: 'invalid_token' });
+    expect(refused.upstream).toBe(0);
+    await expectOneAudit(gw, refused.id, { status: 401, failure: 'auth' });
+  });
+
   it('answers an HTTP/1.1 request without Host with the contract 400 and one audit line (RFC 9112 §3.2)', async () => {
     const id = uniqueId('ident-no-host');
     const body = chatBody('no host');

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -77,6 +77,16 @@ function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<r
     for (const [name, value] of headers) raw.setHeader(name, value);
     done();
   });
+}
+
+/**
+ * Node answers a request whose `Expect` is anything but `100-continue` with a bare 417 of its own,
+ * before any hook: no `X-Request-Id`, no contract body, no audit line. RFC 9110 §10.1.1 lets a
+ * server that does not know an expectation ignore it (417 is a MAY), so such a request is served
+ * like any other: handed to the normal request handler, which authenticates and audits it.
+ */
+function serveUnknownExpectations(server: Server): void {
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => server.emit('request', request, response));
 }
 
 /**
@@ -261,6 +271,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   lifecycle.install(fastify);
   late.refuse = (error, request, reply) => lifecycle.refuseUnroutable(error, request, reply);
   late.timedOut = (socket) => lifecycle.refuseTimedOut(socket);
+  serveUnknownExpectations(app.getHttpServer());
   // Registered after the lifecycle and helmet hooks (hooks run in registration order), so a
   // preflight is audited and carries X-Request-Id and the security headers like any answer.
   // (Nest's enableCors would install its hook when the adapter is built, ahead of ours.)

@@ -25,6 +25,7 @@ import { DEFAULT_BASE_URLS, type ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
 import { primed } from './primed-stream';
+import { endStream } from './stream-end';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 
 const SSE_HEADERS = {
@@ -161,7 +162,7 @@ export class ChatCompletionsService {
         if (event.text) text.push(event.text);
         if (event.data !== null && !res.write(`data: ${event.data}\n\n`)) await once(res, 'drain', { signal: ctx.abort.signal });
       }
-      res.end('data: [DONE]\n\n');
+      endStream(res, 'data: [DONE]\n\n');
     } catch (error) {
       if (ctx.shuttingDown) {
         this.endWithError(
@@ -201,7 +202,7 @@ export class ChatCompletionsService {
   /** Ends a started stream with an OpenAI-style error event (the SDKs raise it as an APIError). */
   private endWithError(ctx: RequestContext, res: ServerResponse, error: GatewayError): void {
     ctx.fail(error.spec.failure, error.status);
-    if (!res.destroyed) res.end(`data: ${JSON.stringify(error.toBody())}\n\n`);
+    endStream(res, `data: ${JSON.stringify(error.toBody())}\n\n`);
   }
 
   private recordUsage(ctx: RequestContext, usage: Usage | null): void {

@@ -1,11 +1,12 @@
 import type { ArgumentsHost } from '@nestjs/common';
 import { ThrottlerException } from '@nestjs/throttler';
 import type { GatewayConfig } from '@keygate/config';
-import { JsonLogger } from '@keygate/observability';
+import { attachContext, JsonLogger, RequestContext } from '@keygate/observability';
+import { ClientAbortedError } from '@keygate/providers';
 import { GatewayExceptionFilter } from './gateway-exception.filter';
 
 /** A reply that records what the filter answers (Fastify's chainable API, the parts the filter uses). */
-function answered(exception: unknown): { status: number; headers: Record<string, string>; body: unknown } {
+function answered(exception: unknown, ctx?: RequestContext): { status: number; headers: Record<string, string>; body: unknown } {
   const out = { status: 0, headers: {} as Record<string, string>, body: undefined as unknown };
   const reply = {
     sent: false,
@@ -26,8 +27,10 @@ function answered(exception: unknown): { status: number; headers: Record<string,
       return reply;
     },
   };
+  const raw = {};
+  if (ctx) attachContext(raw, ctx);
   const host = {
-    switchToHttp: () => ({ getRequest: () => ({ raw: {}, url: '/admin/blocks', headers: {} }), getResponse: () => reply }),
+    switchToHttp: () => ({ getRequest: () => ({ raw, url: '/admin/blocks', headers: {} }), getResponse: () => reply }),
   } as unknown as ArgumentsHost;
   const filter = new GatewayExceptionFilter(new JsonLogger('error', undefined, () => undefined), {
     resource: { authorizationServers: [] },
@@ -43,5 +46,18 @@ describe('GatewayExceptionFilter', () => {
     expect(headers['retry-after']).toBe('60');
     expect(body).toMatchObject({ error: { code: 'rate_limit_exceeded', type: expect.any(String) as unknown } });
     expect(JSON.stringify(body)).not.toContain('ThrottlerException');
+  });
+
+  it('answers a request cut by the drain with the 503, Retry-After and Connection: close (its next request goes elsewhere)', () => {
+    const ctx = new RequestContext('req-drain', 'POST', '/v1/chat/completions', 0n, null, true);
+    ctx.shuttingDown = true;
+    const { status, headers, body } = answered(new ClientAbortedError(), ctx);
+    expect(status).toBe(503);
+    expect(headers).toMatchObject({ 'retry-after': '1', connection: 'close' });
+    expect(body).toMatchObject({ error: { code: 'service_unavailable' } });
+  });
+
+  it('keeps the connection of an ordinary error answer open', () => {
+    expect(answered(new ThrottlerException()).headers.connection).toBeUndefined();
   });
 });

@@ -41,6 +41,8 @@ export class GatewayExceptionFilter implements ExceptionFilter {
 
     const headers: Record<string, string> = { ...(error.options.headers ?? {}) };
     if (error.options.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.options.retryAfterSeconds);
+    // Refused because keygate is shutting down: the client's next request must go to another replica.
+    if (ctx?.shuttingDown && error.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
     void reply.status(error.status).headers(headers).type('application/json').send(error.toBody());
   }

@@ -20,6 +20,15 @@ describe('countAttempt', () => {
     expect(ctx.attempts).toBe(0);
   });
 
+  it('starts no attempt, and counts none, once the client has left (e.g. while the request was being admitted)', async () => {
+    const ctx = context();
+    ctx.abort.abort();
+    const start = jest.fn(() => Promise.resolve('answer'));
+    await expect(countAttempt(ctx, start)).rejects.toBeInstanceOf(ClientAbortedError);
+    expect(start).not.toHaveBeenCalled();
+    expect(ctx.attempts).toBe(0);
+  });
+
   it('refuses to start an attempt while the request’s limits are left uncounted by its handler', async () => {
     const ctx = context();
     const admit = jest.fn(() => Promise.resolve({ store: 'shared' as const }));

@@ -16,6 +16,10 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
   if (admissionPending(ctx)) {
     return Promise.reject(new Error('an upstream attempt before the request was admitted: the handler must call QuotaService.admit first'));
   }
+  // The client left (or the drain ended the request) while it was being admitted: nothing is sent,
+  // and an attempt never made is not counted (so the request is given back to the daily caps and
+  // billed nothing).
+  if (ctx.abort.signal.aborted) return Promise.reject(new ClientAbortedError());
   return start().then(
     (value) => {
       ctx.attempts++;
