@@ -104,6 +104,8 @@ export interface UnfinishedUpload {
   closed: Promise<unknown>;
   /** When the headers were sent. */
   sentAt: number;
+  /** The client goes away: its socket is destroyed without a word. */
+  leave(): void;
 }
 
 /** Sends headers (with `Content-Length: 1000`) and 9 bytes of body, then nothing more. */
@@ -120,7 +122,7 @@ export async function unfinishedUpload(port: number, token: string, requestId: s
     `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
       `X-Request-Id: ${requestId}\r\nContent-Length: 1000\r\n\r\n{"model":`,
   );
-  return { answer: () => answer, closed, sentAt };
+  return { answer: () => answer, closed, sentAt, leave: () => socket.destroy() };
 }
 
 // ---------------------------------------------------------------------------------------------

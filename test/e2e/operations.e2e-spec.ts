@@ -887,6 +887,36 @@ describe('graceful shutdown on SIGTERM', () => {
   }, 60_000);
 });
 
+describe('a client that leaves in the grace after the drain deadline', () => {
+  it('is audited as a client abort (499): keygate had not ended its request yet', async () => {
+    const gw = await startGateway({
+      products: opsProducts(mock.url),
+      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '1' },
+    });
+    try {
+      const id = uniqueId('grace-leave');
+      // Still sending its body at the deadline: keygate would answer it a 503 one second later.
+      const upload = await unfinishedUpload(gw.port, token, id);
+      const exit = gw.proc.stop(20_000);
+      await waitFor(
+        'the drain deadline',
+        () => gw.proc.lines.some((l) => l.json?.message === 'drain period over; ending the requests still open') || undefined,
+        5_000,
+      );
+      const answeredBefore = upload.answer().startsWith('HTTP/1.1 503');
+      upload.leave();
+      expect(await exit).toEqual({ code: 0, signal: null });
+      await waitFor('the audit line', () => gw.auditsFor(id).length > 0 || undefined, 2_000);
+      expect(gw.auditsFor(id)).toHaveLength(1);
+      // Left within the grace (the usual case here: the test leaves as soon as the deadline is logged).
+      if (!answeredBefore) expect(gw.auditsFor(id)[0]).toMatchObject({ status: 499, failure: 'client_abort' });
+      else expect(gw.auditsFor(id)[0]).toMatchObject({ status: 503, failure: 'internal' });
+    } finally {
+      await gw.stop();
+    }
+  }, 30_000);
+});
+
 describe('a client too slow to send its request (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS)', () => {
   it('gets the contract 408 with its own X-Request-Id, and its audit line says timeout, not a client abort', async () => {
     const slow = await startGateway({

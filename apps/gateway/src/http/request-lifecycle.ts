@@ -169,7 +169,10 @@ export class RequestLifecycle {
 
   private onClose(ctx: RequestContext, finished: boolean, statusCode: number): void {
     this.open.delete(ctx);
-    if (!finished && !ctx.shuttingDown) {
+    if (!finished) {
+      // A response closed before it finished: the client left, unless keygate ended it and said
+      // why first (a stream cut at its limit or by the drain, the drain's 503): the first failure
+      // recorded stands. A client leaving during the drain's grace is a client abort too.
       ctx.fail('client_abort', CLIENT_CLOSED_REQUEST);
       ctx.abort.abort();
     } else if (ctx.status === 0) {
@@ -234,12 +237,12 @@ function refuse(ctx: RequestContext, reply: FastifyReply, error: GatewayError): 
  * closed (a client that stopped reading its stream). Either way its close event audits it.
  */
 function endResponse(ctx: RequestContext, res: ServerResponse): void {
+  const error = new GatewayError('service_unavailable', 'keygate is shutting down; retry the request', { retryAfterSeconds: 1 });
+  ctx.fail(error.spec.failure, error.status);
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const error = new GatewayError('service_unavailable', 'keygate is shutting down; retry the request', { retryAfterSeconds: 1 });
-  ctx.fail(error.spec.failure, error.status);
   const body = JSON.stringify(error.toBody());
   res.writeHead(error.status, {
     'content-type': 'application/json',
