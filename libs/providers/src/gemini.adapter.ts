@@ -17,7 +17,7 @@ import {
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { TokenTally } from './token-estimate';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
-import { parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
+import { MAX_ERROR_BODY_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
 /**
@@ -112,7 +112,7 @@ export class GeminiAdapter implements ProviderAdapter {
       signal: call.signal,
     });
     if (res.statusCode < 200 || res.statusCode >= 300) {
-      const text = await readText(res, this.name).catch(() => '');
+      const text = await readText(res, this.name, MAX_ERROR_BODY_BYTES).catch(() => '');
       throw geminiHttpError(res.statusCode, text, res.headers['retry-after']);
     }
     return res;

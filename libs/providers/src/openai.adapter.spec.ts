@@ -1,4 +1,4 @@
-import { withoutUsage, type OpenAiChunk } from './openai.adapter';
+import { generatedText, withoutUsage, type OpenAiChunk } from './openai.adapter';
 
 // Unit spec: removing the `usage` member keygate asked OpenAI for, when the client did not.
 
@@ -18,5 +18,21 @@ describe('withoutUsage', () => {
   it('does not cut a usage:null that closes a nested object', () => {
     const data = '{"id":"c3","x":{"usage":null}}';
     expect(JSON.parse(strip(data))).toEqual({ id: 'c3', x: { usage: null } });
+  });
+});
+
+describe('generatedText', () => {
+  it('is the text and tool-call argument deltas of every choice', () => {
+    expect(generatedText({ choices: [{ delta: { content: 'Hel' } }, { delta: { content: 'lo' } }] })).toBe('Hello');
+    const call = { choices: [{ delta: { content: null, tool_calls: [{ index: 0, function: { arguments: '{"city":' } }] } }] };
+    expect(generatedText(call)).toBe('{"city":');
+  });
+
+  it('is undefined for chunks that generated nothing: the role chunk, a tool call’s name, the usage chunk', () => {
+    expect(generatedText({ choices: [{ delta: { content: '' } }] })).toBeUndefined();
+    expect(
+      generatedText({ choices: [{ delta: { tool_calls: [{ index: 0, id: 'call_1', function: { name: 'f', arguments: '' } }] } }] }),
+    ).toBeUndefined();
+    expect(generatedText({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } })).toBeUndefined();
   });
 });

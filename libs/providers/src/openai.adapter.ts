@@ -6,7 +6,7 @@ import { failFromStatus, parseUpstreamObject, readText, sseEvents } from './upst
 import { UpstreamError } from './upstream.error';
 
 export interface OpenAiChunk {
-  choices?: Array<{ delta?: { content?: unknown } }>;
+  choices?: Array<{ delta?: { content?: unknown; tool_calls?: unknown } }>;
   usage?: Usage | null;
   error?: { message?: string };
 }
@@ -74,8 +74,7 @@ export class OpenAiAdapter implements ProviderAdapter {
       const chunk = parseUpstreamObject<OpenAiChunk>(event.data, this.name, 'stream chunk');
       if (chunk.error) throw new UpstreamError('stream_error', this.name, chunk.error.message ?? 'error event');
       const usage = chunk.usage ?? undefined;
-      const content = chunk.choices?.[0]?.delta?.content;
-      const text = typeof content === 'string' ? content : undefined;
+      const text = generatedText(chunk);
       if (clientWantsUsage || !('usage' in chunk)) {
         yield { data: event.data, usage, text };
       } else if (usage && (chunk.choices?.length ?? 0) === 0) {
@@ -86,6 +85,26 @@ export class OpenAiAdapter implements ProviderAdapter {
     }
     if (!done) throw new UpstreamError('stream_error', this.name, 'stream ended without [DONE]');
   }
+}
+
+/**
+ * What a chunk generated: its text and tool-call argument deltas, every choice's (undefined when
+ * none: the role chunk's `""` is no content). Priming stops at the first (so a tool-call stream is
+ * not held back), and an answer nobody reported usage for is counted from them.
+ */
+export function generatedText(chunk: OpenAiChunk): string | undefined {
+  let text = '';
+  for (const choice of chunk.choices ?? []) {
+    const delta = choice.delta;
+    if (!delta) continue;
+    if (typeof delta.content === 'string') text += delta.content;
+    if (!Array.isArray(delta.tool_calls)) continue;
+    for (const call of delta.tool_calls as unknown[]) {
+      const args = (call as { function?: { arguments?: unknown } } | null)?.function?.arguments;
+      if (typeof args === 'string') text += args;
+    }
+  }
+  return text === '' ? undefined : text;
 }
 
 /** OpenAI's last event of a stream. */

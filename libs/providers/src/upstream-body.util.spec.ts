@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { UpstreamResponse } from './upstream.client';
-import { BODY_END_GRACE_MS, parseUpstreamObject, sseEvents } from './upstream-body.util';
+import { BODY_END_GRACE_MS, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
 function failure(text: string): unknown {
@@ -52,6 +52,19 @@ describe('sseEvents', () => {
     const { data, error } = await read(response(['data: {"a"', ':1}\n', '\ndata: [DONE]\n\n']), 64);
     expect(error).toBeUndefined();
     expect(data).toEqual(['{"a":1}', '[DONE]']);
+  });
+
+  it('reads the first event of a body that starts with a byte-order mark (split or not)', async () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    for (const chunks of [
+      [Buffer.concat([bom, Buffer.from('data: {"a":1}\n\ndata: [DONE]\n\n')])],
+      [bom.subarray(0, 2), Buffer.concat([bom.subarray(2), Buffer.from('data: {"a":1}\n\ndata: [DONE]\n\n')])],
+    ]) {
+      const res = { ...response([]), body: Readable.from(chunks) } as unknown as UpstreamResponse;
+      const { data, error } = await read(res, 64);
+      expect(error).toBeUndefined();
+      expect(data).toEqual(['{"a":1}', '[DONE]']);
+    }
   });
 
   it('ends the stream with a protocol error when an event grows past the limit without completing (no endless buffer)', async () => {
@@ -130,5 +143,50 @@ describe('sseEvents', () => {
       expect(body.destroyed).toBe(true);
       expect(fate.ended).toBe(false);
     });
+  });
+});
+
+describe('readText', () => {
+  const response = (chunks: string[], headers: Record<string, string> = {}): { res: UpstreamResponse; body: Readable } => {
+    const body = Readable.from(chunks.map((c) => Buffer.from(c)));
+    const res = {
+      statusCode: 200,
+      headers,
+      body: Object.assign(body, { text: async () => Buffer.concat(await body.toArray()).toString('utf8') }),
+      signal: { signal: new AbortController().signal, clientAborted: () => false, timedOut: () => false, dispose: () => undefined },
+    } as unknown as UpstreamResponse;
+    return { res, body };
+  };
+
+  it('reads a body within the limit, with or without a declared length', async () => {
+    expect(await readText(response(['{"a":', '1}'], { 'content-length': '7' }).res, 'openai', 7)).toBe('{"a":1}');
+    expect(await readText(response(['{"a":', '1}']).res, 'openai', 7)).toBe('{"a":1}');
+  });
+
+  it('refuses a declared length over the limit before reading a byte', async () => {
+    const { res, body } = response(['x'.repeat(10)], { 'content-length': '10' });
+    const error = await readText(res, 'openai', 9).catch((e: unknown) => e);
+    expect(error).toMatchObject({ kind: 'protocol', message: 'the response body exceeds 9 bytes' });
+    expect((error as UpstreamError).toGatewayError().status).toBe(502);
+    expect(body.destroyed).toBe(true);
+  });
+
+  it('stops reading an undeclared body once it passes the limit', async () => {
+    let produced = 0;
+    const body = new Readable({
+      read() {
+        produced++;
+        this.push(Buffer.alloc(4, 0x61));
+      },
+    });
+    const res = {
+      ...response([]).res,
+      body,
+    } as unknown as UpstreamResponse;
+    const error = await readText(res, 'gemini', 10).catch((e: unknown) => e);
+    expect(error).toMatchObject({ kind: 'protocol', provider: 'gemini' });
+    expect(body.destroyed).toBe(true);
+    // An endless body: a few chunks past the limit at most, not until the total timeout.
+    expect(produced).toBeLessThan(40);
   });
 });

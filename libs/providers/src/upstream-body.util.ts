@@ -4,15 +4,45 @@ import type { UpstreamResponse } from './upstream.client';
 import { toUpstreamError } from './upstream.client';
 import { UpstreamError } from './upstream.error';
 
-/** Reads a whole upstream body as text, mapping transport failures. */
-export async function readText(res: UpstreamResponse, provider: string): Promise<string> {
+/**
+ * Most bytes keygate reads of an upstream JSON body. The largest real one is an embeddings answer
+ * (2 048 inputs of 3 072 floats as JSON text: ~130 MB); a broken or hostile host sending more
+ * would otherwise be buffered, then parsed, until the total timeout.
+ */
+export const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
+/** Most bytes read of an upstream's error body: only its message is wanted. */
+export const MAX_ERROR_BODY_BYTES = 1024 * 1024;
+
+/** Reads a whole upstream body as text, at most `maxBytes` of it, mapping transport failures. */
+export async function readText(res: UpstreamResponse, provider: string, maxBytes = MAX_RESPONSE_BYTES): Promise<string> {
   try {
-    return await res.body.text();
+    // A declared length is what the HTTP parser reads, no more: checked before a byte is buffered.
+    const declared = res.headers['content-length'];
+    if (typeof declared === 'string') {
+      if (Number(declared) > maxBytes) throw tooLarge(provider, maxBytes);
+      return await res.body.text();
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) throw tooLarge(provider, maxBytes);
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks, size).toString('utf8');
   } catch (error) {
+    if (!res.body.destroyed) {
+      res.body.on('error', ignore);
+      res.body.destroy();
+    }
     throw midResponseError(error, provider, res);
   } finally {
     res.signal.dispose();
   }
+}
+
+function tooLarge(provider: string, maxBytes: number): UpstreamError {
+  return new UpstreamError('protocol', provider, `the response body exceeds ${maxBytes} bytes`);
 }
 
 /**
@@ -34,7 +64,7 @@ export function parseUpstreamObject<T extends object>(text: string, provider: st
 
 /** Turns a non-2xx upstream answer into an {@link UpstreamError} with the provider's own message. */
 export async function failFromStatus(res: UpstreamResponse, provider: string): Promise<never> {
-  const text = await readText(res, provider).catch(() => '');
+  const text = await readText(res, provider, MAX_ERROR_BODY_BYTES).catch(() => '');
   throw new UpstreamError(
     'http',
     provider,
@@ -102,6 +132,9 @@ export async function* sseEvents(
   const parser = createParser({ onEvent: (event) => pending.push(event) });
   // StringDecoder, not TextDecoder: Node 20's streaming TextDecoder goes through ICU on every chunk.
   const decoder = new StringDecoder('utf8');
+  // A body may start with a byte-order mark, which the SSE format allows and the parser, fed
+  // decoded text, would read as part of the first field name (dropping the first event).
+  let start = true;
   // Bytes received since the last complete event (approximately: a chunk that completes one
   // resets the count, whatever of it follows that event).
   let unfinished = 0;
@@ -110,7 +143,12 @@ export async function* sseEvents(
   try {
     for await (const chunk of res.body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       unfinished += chunk.length;
-      parser.feed(decoder.write(chunk));
+      let text = decoder.write(chunk);
+      if (start && text !== '') {
+        start = false;
+        if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      }
+      parser.feed(text);
       if (pending.length) unfinished = 0;
       else if (unfinished > maxEventBytes)
         throw new UpstreamError('protocol', provider, `an event of the stream exceeded ${maxEventBytes} bytes`);

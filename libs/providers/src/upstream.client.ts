@@ -48,6 +48,9 @@ const CONNECT_CODES = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
   'EPIPE',
+  // Node's happy-eyeballs connect (autoSelectFamily) gives up with an AggregateError of this code,
+  // often before undici's own connect timeout; a socket whose retransmissions timed out, too.
+  'ETIMEDOUT',
   'UND_ERR_SOCKET',
   'UND_ERR_CLOSED',
 ]);

@@ -67,6 +67,9 @@ export class UpstreamError extends Error {
       case 'protocol':
         return ['upstream_error', `${who} sent an invalid response`];
       case 'stream_error':
+        // A rate limit sent in the stream (Anthropic's rate_limit_error, a Gemini error chunk with
+        // code 429) before any byte reached the client is answered like the same HTTP status.
+        if (this.status === 429) return ['upstream_rate_limited', `${who} is rate limiting keygate; retry later`];
         return ['upstream_error', `${who} reported an error mid-stream: ${this.message}`];
       case 'generation':
         return ['upstream_error', `${who} failed to generate an answer: ${this.message}`];
