@@ -323,7 +323,7 @@ export const IAP_ISSUER = 'https://cloud.google.com/iap';
 
 export interface IapOptions {
   email?: string | null;
-  aud?: string;
+  aud?: string | string[];
   iss?: string;
   iat?: number;
   exp?: number;

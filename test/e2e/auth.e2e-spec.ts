@@ -1149,6 +1149,10 @@ describe('Google IAP assertions', () => {
   const bad: Array<[string, () => string]> = [
     ['a wrong aud', () => iap('alice@example.com', { aud: '/projects/1/global/backendServices/2' })],
     ['the audience of another backend with the same prefix', () => iap('alice@example.com', { aud: `${IAP_AUD}0` })],
+    [
+      'an aud list that merely includes the audience',
+      () => iap('alice@example.com', { aud: [IAP_AUD, '/projects/1/global/backendServices/2'] }),
+    ],
     ['a wrong iss', () => iap('alice@example.com', { iss: 'https://accounts.google.com' })],
     ['an expired assertion', () => iap('alice@example.com', { iat: nowSeconds() - 1_200, exp: nowSeconds() - 600 })],
     ['no email', () => iap(null)],

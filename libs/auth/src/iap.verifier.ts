@@ -43,9 +43,10 @@ export class IapVerifier implements OnApplicationBootstrap {
   async verify(assertion: string): Promise<IapIdentity> {
     if (!this.keys || !this.audience) throw new GatewayError('invalid_token', 'IAP authentication is not enabled');
     const { header } = inspectToken(assertion, ES256_ONLY);
-    const key = await this.keys.key({ alg: 'ES256', kid: header.kid });
-    if (!key) throw new GatewayError('invalid_token', 'the IAP assertion kid is not a known Google key');
     try {
+      // Inside the try: a published key jose cannot import is this assertion's failure (401), not a 500.
+      const key = await this.keys.key({ alg: 'ES256', kid: header.kid });
+      if (!key) throw new GatewayError('invalid_token', 'the IAP assertion kid is not a known Google key');
       const { payload } = await jwtVerify(assertion, key, {
         algorithms: ['ES256'],
         issuer: IAP_ISSUER,
@@ -53,6 +54,8 @@ export class IapVerifier implements OnApplicationBootstrap {
         clockTolerance: 60,
         requiredClaims: ['exp', 'iat', 'sub', 'email'],
       });
+      // Exactly this audience: jose also accepts an array that merely contains it.
+      if (payload.aud !== this.audience) throw new GatewayError('invalid_token', 'the IAP assertion aud claim is not accepted');
       if (typeof payload.email !== 'string' || !payload.email.includes('@'))
         throw new GatewayError('invalid_token', 'the IAP assertion has no email');
       return { email: payload.email.toLowerCase(), subject: payload.sub as string };

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RemoteJwksKeySet } from './jwks.key-set';
+import { RemoteJwksKeySet, rsaModulusBits } from './jwks.key-set';
 
 /** A real JWKS endpoint on 127.0.0.1 whose answer and health the test controls. */
 class JwksServer {
@@ -51,6 +51,23 @@ describe('RemoteJwksKeySet', () => {
     server.keys = [jwk('rsa-1', rsa.publicKey), jwk('ec-1', ec.publicKey)];
     failures.length = 0;
     clock += 1_000_000;
+  });
+
+  it('keeps no RSA key under 2048 bits (as for keys configured as PEM)', async () => {
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    server.keys = [jwk('rsa-weak', weak.publicKey), jwk('rsa-1', rsa.publicKey)];
+    const set = make();
+    await set.refresh(true);
+    expect(await set.key({ kid: 'rsa-weak', alg: 'RS256' })).toBeUndefined();
+    expect((await set.key({ kid: 'rsa-1', alg: 'RS256' }))?.asymmetricKeyType).toBe('rsa');
+  });
+
+  it('measures an RSA modulus in bits, leading zero bytes not counted', () => {
+    const n = (key: KeyObject): unknown => key.export({ format: 'jwk' }).n;
+    expect(rsaModulusBits(n(rsa.publicKey))).toBe(2048);
+    expect(rsaModulusBits(n(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey))).toBe(1024);
+    expect(rsaModulusBits(Buffer.from([0, 0, 0x01, 0xff]).toString('base64url'))).toBe(9);
+    expect(rsaModulusBits(undefined)).toBe(0);
   });
 
   it('selects keys by kid and algorithm', async () => {

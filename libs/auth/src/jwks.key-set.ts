@@ -107,10 +107,11 @@ export class RemoteJwksKeySet {
       if (res.status !== 200) throw new Error(`status ${res.status}`);
       const jwks = (await res.json()) as JSONWebKeySet;
       if (!jwks || !Array.isArray(jwks.keys)) throw new Error('not a JWK set');
-      // Only public signing keys of the two accepted types are kept.
+      // Only public signing keys of the two accepted types are kept; RSA ones of 2048 bits at
+      // least, as for the keys configured as PEM (jsonwebtoken checks the size when signing only).
       const keys = jwks.keys.filter(
         (k) =>
-          (k.kty === 'RSA' || (k.kty === 'EC' && k.crv === 'P-256')) &&
+          ((k.kty === 'RSA' && rsaModulusBits(k.n) >= MIN_RSA_BITS) || (k.kty === 'EC' && k.crv === 'P-256')) &&
           (k.use === undefined || k.use === 'sig') &&
           typeof k.kid === 'string' &&
           !('d' in k),
@@ -131,4 +132,17 @@ export class RemoteJwksKeySet {
       this.onFailure(this.url, reason);
     }
   }
+}
+
+/** The smallest RSA modulus accepted from a JWKS, in bits (as for PEM keys). */
+const MIN_RSA_BITS = 2048;
+
+/** The size in bits of a JWK's base64url modulus `n` (leading zero bytes not counted); 0 when absent. */
+export function rsaModulusBits(n: unknown): number {
+  if (typeof n !== 'string') return 0;
+  const bytes = Buffer.from(n, 'base64url');
+  let i = 0;
+  while (i < bytes.length && bytes[i] === 0) i++;
+  if (i === bytes.length) return 0;
+  return (bytes.length - i - 1) * 8 + (32 - Math.clz32(bytes[i]));
 }

@@ -1,0 +1,68 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import { JsonLogger } from '@keygate/observability';
+import { SignJWT, importJWK, type JWK } from 'jose';
+import { IAP_ISSUER, IapVerifier } from './iap.verifier';
+
+const AUDIENCE = '/projects/1/global/backendServices/1';
+
+describe('IapVerifier', () => {
+  const google = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const publicJwk = { ...(google.publicKey.export({ format: 'jwk' }) as JWK), kid: 'good', alg: 'ES256' };
+  // Published under its kid, but not a point jose can import: the assertion's failure, not keygate's.
+  const broken = { ...publicJwk, kid: 'broken', x: 'AAAA', y: 'AAAA' };
+  let server: Server;
+  let verifier: IapVerifier;
+
+  beforeAll(async () => {
+    server = createServer((_req, res) =>
+      res.setHeader('content-type', 'application/json').end(JSON.stringify({ keys: [publicJwk, broken] })),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const config = {
+      iap: { audience: AUDIENCE, jwksUrl: `http://127.0.0.1:${port}/jwks` },
+      jwt: { jwks: { timeoutMs: 1_000, ttlMs: 60_000, cooldownMs: 10_000 } },
+    } as unknown as GatewayConfig;
+    verifier = new IapVerifier(config, new JsonLogger('error', undefined, () => undefined));
+  });
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+  const assertion = async (kid: string, aud: string | string[]): Promise<string> =>
+    new SignJWT({ email: 'alice@example.com' })
+      .setProtectedHeader({ alg: 'ES256', kid })
+      .setIssuer(IAP_ISSUER)
+      .setAudience(aud)
+      .setSubject('accounts.google.com:1')
+      .setIssuedAt()
+      .setExpirationTime('10m')
+      .sign(await importJWK({ ...(google.privateKey.export({ format: 'jwk' }) as JWK) }, 'ES256'));
+
+  const refusal = (promise: Promise<unknown>): Promise<unknown> =>
+    promise.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+
+  it('verifies an assertion for exactly its audience', async () => {
+    await expect(verifier.verify(await assertion('good', AUDIENCE))).resolves.toEqual({
+      email: 'alice@example.com',
+      subject: 'accounts.google.com:1',
+    });
+  });
+
+  it('refuses an aud list that merely includes the audience', async () => {
+    const error = await refusal(verifier.verify(await assertion('good', [AUDIENCE, '/projects/1/global/backendServices/2'])));
+    expect(error).toBeInstanceOf(GatewayError);
+    expect(error).toMatchObject({ code: 'invalid_token', status: 401 });
+  });
+
+  it('answers 401, not 500, for a kid whose published key cannot be imported', async () => {
+    const error = await refusal(verifier.verify(await assertion('broken', AUDIENCE)));
+    expect(error).toBeInstanceOf(GatewayError);
+    expect(error).toMatchObject({ code: 'invalid_token', status: 401 });
+  });
+});
