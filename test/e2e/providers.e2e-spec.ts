@@ -743,6 +743,23 @@ describe('POST /v1/embeddings', () => {
     await expectOneAudit(id, { status: 200, provider: 'gemini' });
   });
 
+  it('counts an answer without usage (some OpenAI-compatible hosts) at keygate’s estimate of the input', async () => {
+    const { id, headers } = rid('emb-no-usage');
+    const { result, delta } = await counting(() =>
+      gw
+        .openai(token)
+        .embeddings.create(
+          { model: OPENAI_EMBEDDING_MODEL, input: ['count me [mock no_usage=1]', 'and me'], encoding_format: 'float' },
+          { headers },
+        ),
+    );
+    expect(moved(delta)).toEqual({ 'openai.embeddings': 1 });
+    expect(result.data).toHaveLength(2);
+    expect(result.usage).toBeUndefined();
+    const audit = await expectOneAudit(id, { status: 200, failure: null, provider: 'openai', tokens_out: 0 });
+    expect(audit.tokens_in).toBeGreaterThan(0);
+  });
+
   it('bills a client that goes away after the upstream was called its input, as chat bills its prompt', async () => {
     const { id, headers } = rid('emb-abort');
     const before = await mock.stats();

@@ -248,7 +248,8 @@ class OpenAIHandler implements ProviderHandler {
       const e = embedding(text, dims);
       return `{"object":"embedding","index":${index},"embedding":${base64 ? JSON.stringify(e.base64) : e.json}}`;
     });
-    const text = `{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(model)},"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;
+    const usage = ex.directives.noUsage ? '' : `,"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}`;
+    const text = `{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(model)}${usage}}`;
     ex.sendJson(200, text, { 'x-request-id': nextId('req_') });
   }
 

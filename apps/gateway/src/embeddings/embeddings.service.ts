@@ -67,7 +67,8 @@ export class EmbeddingsService {
         this.config.retry,
         ctx.abort.signal,
       );
-      ctx.tokensIn = result.usage?.prompt_tokens ?? null;
+      // A host that reports no usage (some OpenAI-compatible ones) is counted at keygate's estimate, as chat is.
+      ctx.tokensIn = result.usage?.prompt_tokens ?? inputTokens(body.input);
       ctx.tokensOut = 0;
       ctx.status = 200;
       await reply.status(200).type('application/json').send(result.body);
