@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { mintToken, startGateway, startMock, uniqueId, type Gateway, type MockUpstream } from './harness';
+import { mintToken, startGateway, startMock, uniqueId, waitFor, type Gateway, type MockUpstream } from './harness';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -140,7 +140,10 @@ describe('Swagger UI', () => {
     expect(upstreamBody.model).toBe('gpt-4o-mini');
     expect(upstreamBody.messages?.[0].content).toBe(marker);
 
-    // The browser's request carried the token: the gateway audited it as the token's user.
+    // The browser's request carried the token: the gateway audited it as the token's user. The
+    // line is written when the response closes, and read from the gateway's stdout after the
+    // browser showed the answer: waited for, not assumed there.
+    await waitFor('the audit line of the browser request', () => gw.audits().some((a) => a.user === user), 5_000);
     const audit = gw.audits().filter((a) => a.user === user);
     expect(audit).toHaveLength(1);
     expect(audit[0]).toMatchObject({ status: 200, failure: null, product: 'demo', model: 'gpt-4o-mini', path: '/v1/chat/completions' });
