@@ -28,7 +28,17 @@ const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { demoEnv } = require('../dev/demo-env');
-const { cleanEnv, cpuSeconds, freePort, gatewayNodeArgs, loadWorker, rssMb, waitFor, UNREACHABLE_LIMITS_POLICY } = require('./processes');
+const {
+  cleanEnv,
+  cpuSeconds,
+  freePort,
+  gatewayNodeArgs,
+  integerOption,
+  loadWorker,
+  rssMb,
+  waitFor,
+  UNREACHABLE_LIMITS_POLICY,
+} = require('./processes');
 
 const ROOT = path.join(__dirname, '..');
 const DEFAULT_MAIN = path.join(ROOT, 'dist/apps/gateway/main.js');
@@ -54,11 +64,7 @@ function options(argv) {
       'memory-limit': { type: 'string' },
     },
   });
-  const num = (name, min) => {
-    const n = Number(values[name]);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}`);
-    return n;
-  };
+  const num = (name, min) => integerOption(values, name, min);
   if (!['plain', 'stream'].includes(values.mode)) throw new Error('--mode must be plain or stream');
   // Without --a-args/--b-args, a gateway gets the node flags the container image gives it.
   const flags = (text) => (text === undefined ? gatewayNodeArgs() : text.split(/\s+/).filter(Boolean));
@@ -130,10 +136,8 @@ async function main() {
   for (const main of [MOCK_MAIN, opts.a.main, opts.b.main])
     if (!fs.existsSync(main)) throw new Error(`${main} missing: npm run build (there, for another checkout)`);
   const children = [];
-  const start = (args, env, stdio) => {
-    const child = Array.isArray(args)
-      ? spawn(process.execPath, args, { cwd: ROOT, env, stdio })
-      : spawn('/bin/sh', args.shell, { cwd: ROOT, env, stdio });
+  const start = (command, args, env, stdio) => {
+    const child = spawn(command, args, { cwd: ROOT, env, stdio });
     children.push(child);
     return child;
   };
@@ -143,21 +147,24 @@ async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keygate-ab-'));
   try {
     const mockPort = await freePort();
-    const mock = start([MOCK_MAIN], { ...cleanEnv(), PORT: String(mockPort) }, 'ignore');
+    const mock = start(process.execPath, [MOCK_MAIN], { ...cleanEnv(), PORT: String(mockPort) }, 'ignore');
     await waitFor(`http://127.0.0.1:${mockPort}/__mock/health`, mock, 15_000);
     const policyFile = path.join(tmp, 'policy.yaml');
     fs.writeFileSync(policyFile, UNREACHABLE_LIMITS_POLICY);
     const gateways = [opts.a, opts.b];
     for (const g of gateways) {
       g.port = await freePort();
-      let command = [...g.args, g.main];
+      let command = process.execPath;
+      let args = [...g.args, g.main];
       if (opts.memoryLimitMb) {
         g.cgroup = memoryCgroup(`keygate-ab-${process.pid}-${g.name}`, opts.memoryLimitMb);
         // The shell joins the cgroup, then becomes node: the limit is in force before V8 sizes its heap.
-        command = { shell: ['-c', 'echo $$ > "$0" && exec "$@"', g.cgroup.procs, process.execPath, ...command] };
+        args = ['-c', 'echo $$ > "$0" && exec "$@"', g.cgroup.procs, command, ...args];
+        command = '/bin/sh';
       }
       g.process = start(
         command,
+        args,
         {
           ...cleanEnv(),
           ...demoEnv(mockPort),

@@ -6,6 +6,13 @@ const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 
+/** The integer value of a command-line option (parsed by util.parseArgs), at least `min`; throws otherwise. */
+function integerOption(values, name, min) {
+  const n = Number(values[name]);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}`);
+  return n;
+}
+
 /** A free TCP port on 127.0.0.1. */
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -139,4 +146,15 @@ function loadWorker(children, cwd) {
   return { ready, run, child };
 }
 
-module.exports = { freePort, cleanEnv, gatewayNodeArgs, UNREACHABLE_LIMITS_POLICY, cpuSeconds, machineCpu, rssMb, waitFor, loadWorker };
+module.exports = {
+  freePort,
+  cleanEnv,
+  gatewayNodeArgs,
+  integerOption,
+  UNREACHABLE_LIMITS_POLICY,
+  cpuSeconds,
+  machineCpu,
+  rssMb,
+  waitFor,
+  loadWorker,
+};

@@ -19,7 +19,7 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { demoEnv, DEV_HMAC_CLIENT } = require('../dev/demo-env');
 const { summarize, formatSummary } = require('./cpuprofile-summary');
-const { cleanEnv, freePort, gatewayNodeArgs, loadWorker, waitFor, UNREACHABLE_LIMITS_POLICY } = require('./processes');
+const { cleanEnv, freePort, gatewayNodeArgs, integerOption, loadWorker, waitFor, UNREACHABLE_LIMITS_POLICY } = require('./processes');
 
 const ROOT = path.join(__dirname, '..');
 const MOCK_MAIN = path.join(ROOT, 'dist/apps/mock-upstream/main.js');
@@ -46,11 +46,7 @@ function options() {
       policy: { type: 'string' },
     },
   });
-  const num = (name, min) => {
-    const n = Number(values[name]);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer ≥ ${min}`);
-    return n;
-  };
+  const num = (name, min) => integerOption(values, name, min);
   if (!['plain', 'stream'].includes(values.mode)) throw new Error('--mode must be plain or stream');
   if (!['jwt', 'hmac'].includes(values.auth)) throw new Error('--auth must be jwt or hmac');
   return {
