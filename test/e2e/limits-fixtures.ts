@@ -41,6 +41,8 @@ export const P = {
   outage: `lim-out-${RUN}`,
   /** A huge token quota: warms a replica's tokenizer, and the cold-start stall test. */
   warm: `lim-warm-${RUN}`,
+  /** A huge token quota: the streams a gateway finishes during its shutdown drain. */
+  drain: `lim-drain-${RUN}`,
 } as const;
 
 export const TOKEN_CAP = 5000;
@@ -92,6 +94,8 @@ export function limitsPolicy(): string {
     `  ${P.outage}:`,
     '    limits: {user_requests_per_second: 2}',
     `  ${P.warm}:`,
+    '    limits: {daily_tokens: 1000000000}',
+    `  ${P.drain}:`,
     '    limits: {daily_tokens: 1000000000}',
     '',
   ].join('\n');

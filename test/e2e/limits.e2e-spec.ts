@@ -417,6 +417,84 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
   });
 });
 
+describe('a replica shutting down while it streams', () => {
+  /**
+   * Ten streams on a replica of the shared Redis, SIGTERM once all ten hold their reservation; the
+   * replica exits 0. Returns the answers, their audit lines, and how much the shared day grew.
+   */
+  async function streamThroughShutdown(
+    drainSeconds: number,
+    chunks: number,
+  ): Promise<{ answers: Answer[]; audits: AuditRecord[]; grew: number }> {
+    const draining = await startGateway({
+      products: limitsProducts(mock.url),
+      env: {
+        API_KEY_SERVER_POLICY_FILE: policyFile,
+        API_KEY_SERVER_REDIS_URL: SHARED_REDIS_URL,
+        API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: String(drainSeconds),
+      },
+    });
+    try {
+      const before = (await usage(P.drain)).tokens.total;
+      const streams = Array.from({ length: 10 }, (_, i) =>
+        chat(
+          draining,
+          mintToken({ product: P.drain, sub: `drain-user-${i % 3}` }),
+          'drain',
+          { stream: true },
+          `drain [mock chunk_delay_ms=100 chunks=${chunks}]`,
+        ),
+      );
+      // Every stream is admitted (its reservation is in the shared totals) before the signal.
+      await waitFor('10 reservations', async () => (await usage(P.drain)).tokens.total - before >= 10 * TOKEN_MAX_TOKENS, 5_000, 25);
+      const exit = draining.proc.stop(20_000);
+      const answers = await Promise.all(streams);
+      expect(await exit).toEqual({ code: 0, signal: null });
+      expect(draining.proc.lines.some((l) => /not sent to Redis before exit/.test(String(l.json?.message)))).toBe(false);
+      const audits: AuditRecord[] = [];
+      for (const answer of answers) {
+        expect(draining.auditsFor(answer.id)).toHaveLength(1);
+        audits.push(draining.auditsFor(answer.id)[0]);
+      }
+      // Read through another replica: the shared totals, complete at exit (no wait).
+      const after = await usage(P.drain);
+      expect(after.scope).toBe('shared');
+      return { answers, audits, grew: after.tokens.total - before };
+    } finally {
+      await draining.stop();
+    }
+  }
+
+  const usedBy = (audits: AuditRecord[]): number => audits.reduce((n, a) => n + (a.tokens_in ?? 0) + (a.tokens_out ?? 0), 0);
+
+  // The usage must reach the shared Redis before the replica closes its connection, or the day's
+  // totals keep each stream's reservation (prompt + max_tokens) instead of what it used.
+  it('settles the streams it finishes during the drain in the shared totals before it closes Redis', async () => {
+    const { answers, audits, grew } = await streamThroughShutdown(10, 12);
+    for (const [i, answer] of answers.entries()) {
+      expect(answer.status).toBe(200);
+      expect(answer.text.endsWith('data: [DONE]\n\n')).toBe(true);
+      expect(audits[i]).toMatchObject({ status: 200, failure: null, product: P.drain, stream: true });
+      expect(audits[i].tokens_out).toBeGreaterThan(0);
+    }
+    expect(grew).toBe(usedBy(audits));
+    expect(grew).toBeLessThan(10 * TOKEN_MAX_TOKENS);
+  }, 60_000);
+
+  it('settles the streams it cuts at the drain deadline to the usage they had, before it closes Redis', async () => {
+    // 40 chunks 100 ms apart outlast the 1 s drain: each stream ends with the SSE error event.
+    const { answers, audits, grew } = await streamThroughShutdown(1, 40);
+    for (const [i, answer] of answers.entries()) {
+      expect(answer.status).toBe(200);
+      expect(answer.text).toContain('"service_unavailable"');
+      expect(audits[i]).toMatchObject({ status: 503, failure: 'internal', product: P.drain, stream: true });
+      expect(audits[i].tokens_out).toBeGreaterThan(0);
+    }
+    expect(grew).toBe(usedBy(audits));
+    expect(grew).toBeLessThan(10 * TOKEN_MAX_TOKENS);
+  }, 60_000);
+});
+
 describe('a credential for a product this gateway does not serve', () => {
   it('is refused on GET /v1/models as on chat (403 forbidden), not answered an empty list', async () => {
     const answer = await send(replicas[0], '/v1/models', {
