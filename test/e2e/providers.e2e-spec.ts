@@ -629,6 +629,60 @@ describe('Gemini specifics', () => {
     await expectOneAudit(schema.id, { status: 200, provider: 'gemini' });
   });
 
+  it("declares a tool whose JSON Schema Gemini cannot take as is (an MCP server's: $defs, exclusive bounds, free-form maps) in a form it accepts", async () => {
+    // The mock refuses what the real API refuses (any field outside Gemini's Schema, an undeclared
+    // required name, an OBJECT without properties as the parameters), so a 200 proves the form.
+    const { id, headers } = rid('gemini-mcp-schema');
+    const mcpTool = {
+      type: 'function' as const,
+      function: {
+        name: 'create_issue',
+        description: 'Create an issue',
+        parameters: {
+          $schema: 'http://json-schema.org/draft-07/schema#',
+          type: 'object',
+          additionalProperties: false,
+          $defs: { Priority: { type: 'integer', exclusiveMinimum: 0, exclusiveMaximum: 5 } },
+          properties: {
+            title: { type: 'string', minLength: 1, format: 'uri-reference' },
+            priority: { $ref: '#/$defs/Priority' },
+            labels: {
+              type: 'object',
+              additionalProperties: { type: 'string' },
+              propertyNames: { pattern: '^[a-z]+$' },
+              required: ['team'],
+            },
+            assignees: { type: 'array', items: { type: 'string', format: 'email' }, uniqueItems: true },
+          },
+          required: ['title', 'priority', 'milestone'],
+        },
+      },
+    };
+    const { result, delta, after } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: GEMINI_MODEL, messages: user('file it [mock tool=create_issue]'), tools: [mcpTool] },
+          { headers },
+        ),
+    );
+    expect(result.choices[0].finish_reason).toBe('tool_calls');
+    expect(result.choices[0].message.tool_calls?.[0]).toMatchObject({ function: { name: 'create_issue' } });
+    expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
+    const tools = lastBody(after, 'gemini.generateContent').tools as Array<{ functionDeclarations: Json[] }>;
+    expect(tools[0].functionDeclarations[0].parameters).toEqual({
+      type: 'OBJECT',
+      properties: {
+        title: { type: 'STRING', minLength: 1 },
+        priority: { type: 'INTEGER', minimum: 1, maximum: 4 },
+        labels: { type: 'OBJECT' },
+        assignees: { type: 'ARRAY', items: { type: 'STRING' } },
+      },
+      required: ['title', 'priority'],
+    });
+    await expectOneAudit(id, { status: 200, failure: null, provider: 'gemini' });
+  });
+
   it("forwards a tool call's extra_content.google.thought_signature as the functionCall part's thoughtSignature", async () => {
     // The mock never emits thought signatures, so only the client → Gemini direction is provable here.
     const { id, headers } = rid('gemini-signature');

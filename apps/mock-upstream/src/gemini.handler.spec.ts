@@ -8,7 +8,9 @@ import type {
 import { GEMINI_AUTH, parseSse, postJson, readJson, startMock, type RunningMock } from './mock.testing';
 
 const MODEL = 'gemini-2.5-flash';
-const TOOLS = [{ functionDeclarations: [{ name: 'get_weather', parameters: { type: 'OBJECT', properties: {} } }] }];
+const TOOLS = [
+  { functionDeclarations: [{ name: 'get_weather', parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' } } } }] },
+];
 const user = (text: string): Record<string, unknown> => ({ role: 'user', parts: [{ text }] });
 
 /** Text of the first candidate (concatenated text parts; '' for function calls or blocks). */
@@ -209,6 +211,32 @@ describe('Gemini wire format', () => {
       const res = await generate({});
       expect(res.status).toBe(400);
       expect((await readJson<GeminiErrorBody>(res)).error.status).toBe('INVALID_ARGUMENT');
+    });
+
+    it("400 INVALID_ARGUMENT for a tool or response schema outside Gemini's Schema, as the real API refuses it", async () => {
+      const tools = [
+        {
+          functionDeclarations: [
+            {
+              name: 'a',
+              parameters: { type: 'OBJECT', properties: { n: { type: 'INTEGER', exclusiveMinimum: 0 } }, additionalProperties: false },
+            },
+            { name: 'b', parameters: { type: 'OBJECT', properties: {} } },
+          ],
+        },
+      ];
+      const res = await generate({ contents: [user('x')], tools });
+      expect(res.status).toBe(400);
+      const error = (await readJson<GeminiErrorBody>(res)).error;
+      expect(error.status).toBe('INVALID_ARGUMENT');
+      expect(error.message.split('\n')).toEqual([
+        `Invalid JSON payload received. Unknown name "additionalProperties" at 'tools[0].function_declarations[0].parameters': Cannot find field.`,
+        `Invalid JSON payload received. Unknown name "exclusiveMinimum" at 'tools[0].function_declarations[0].parameters.properties["n"].value': Cannot find field.`,
+        '* GenerateContentRequest.tools[0].function_declarations[1].parameters.properties: should be non-empty for OBJECT type',
+      ]);
+      const schema = await generate({ contents: [user('x')], generationConfig: { responseSchema: { type: 'object' } } });
+      expect(schema.status).toBe(400);
+      expect((await readJson<GeminiErrorBody>(schema)).error.message).toMatch(/generation_config\.response_schema\.type/);
     });
   });
 });

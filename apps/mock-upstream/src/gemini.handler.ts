@@ -1,3 +1,4 @@
+import { requestSchemaProblems } from './gemini.schema';
 import { stripDirectives } from './mock.directives';
 import {
   asArray,
@@ -305,6 +306,8 @@ class GeminiHandler implements ProviderHandler {
     const body = isRecord(ex.body) ? ex.body : {};
     const contents = asArray(body.contents);
     if (contents.length === 0) return ex.sendError(geminiError(400, '* GenerateContentRequest.contents: contents is not specified\n'));
+    const problems = requestSchemaProblems(body);
+    if (problems.length > 0) return ex.sendError(geminiError(400, problems.join('\n')));
     const a = this.answer(ex, body, contents);
     const model = ex.pathModel;
     const responseId = nextId('mock');

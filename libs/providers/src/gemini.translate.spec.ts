@@ -378,7 +378,7 @@ describe('Gemini translation', () => {
     ).toEqual({
       type: 'OBJECT',
       properties: {
-        a: { type: 'INTEGER', nullable: true, format: 'int32' },
+        a: { type: 'INTEGER', nullable: true, format: 'int32', minimum: 1 },
         b: { anyOf: [{ type: 'STRING' }, { type: 'NUMBER' }] },
         c: { type: 'STRING', description: 'mail' },
         d: { anyOf: [{ type: 'STRING' }, { type: 'BOOLEAN' }] },
@@ -387,6 +387,58 @@ describe('Gemini translation', () => {
     expect(thrown(() => toGeminiSchema({ allOf: [{ type: 'string' }, { minLength: 1 }] }, 'p'))).toMatchObject({
       code: 'unsupported_parameter',
       options: { param: 'p' },
+    });
+  });
+
+  it('turns exclusive bounds on integers into the inclusive bounds they mean, and drops them on numbers', () => {
+    expect(toGeminiSchema({ type: 'integer', exclusiveMinimum: 0, exclusiveMaximum: 10 }, 'p')).toEqual({
+      type: 'INTEGER',
+      minimum: 1,
+      maximum: 9,
+    });
+    // The stricter of both bounds holds; fractional exclusive bounds round inward.
+    expect(toGeminiSchema({ type: 'integer', minimum: 5, exclusiveMinimum: 0.5, maximum: 3, exclusiveMaximum: 7.5 }, 'p')).toEqual({
+      type: 'INTEGER',
+      minimum: 5,
+      maximum: 3,
+    });
+    expect(toGeminiSchema({ type: 'integer', exclusiveMinimum: -0.5, exclusiveMaximum: 2.5 }, 'p')).toEqual({
+      type: 'INTEGER',
+      minimum: 0,
+      maximum: 2,
+    });
+    // Draft 4's boolean form.
+    expect(toGeminiSchema({ type: 'integer', minimum: 1, exclusiveMinimum: true, maximum: 9, exclusiveMaximum: true }, 'p')).toEqual({
+      type: 'INTEGER',
+      minimum: 2,
+      maximum: 8,
+    });
+    expect(toGeminiSchema({ type: ['integer', 'null'], exclusiveMinimum: 0 }, 'p')).toEqual({
+      type: 'INTEGER',
+      nullable: true,
+      minimum: 1,
+    });
+    expect(toGeminiSchema({ type: 'number', exclusiveMinimum: 0, minimum: -1 }, 'p')).toEqual({ type: 'NUMBER', minimum: -1 });
+  });
+
+  it('keeps only the required names a node declares (Gemini refuses the others)', () => {
+    expect(
+      toGeminiSchema(
+        {
+          type: 'object',
+          properties: {
+            a: { type: 'string' },
+            tags: { type: 'object', additionalProperties: { type: 'string' }, required: ['x'] },
+            hasOwn: { type: 'string' },
+          },
+          required: ['a', 'ghost', 'constructor', 'hasOwn', 7],
+        },
+        'p',
+      ),
+    ).toEqual({
+      type: 'OBJECT',
+      properties: { a: { type: 'STRING' }, tags: { type: 'OBJECT' }, hasOwn: { type: 'STRING' } },
+      required: ['a', 'hasOwn'],
     });
   });
 

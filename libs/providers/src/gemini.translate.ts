@@ -422,12 +422,14 @@ interface SchemaContext {
  * subset Gemini's `Schema` accepts. Limits, documented here because they change what is enforced:
  * - kept: type, format (Gemini's few), title, description, nullable, enum (strings only), const
  *   (string), properties, required, items, min/max items/length/properties, minimum/maximum,
- *   pattern, anyOf (oneOf becomes anyOf), propertyOrdering, default, example;
+ *   pattern, anyOf (oneOf becomes anyOf), propertyOrdering, default, example; `required` names the
+ *   node does not declare are left out (Gemini refuses them);
+ * - exclusiveMinimum/Maximum on integers become the inclusive bounds they mean (`> 0` is `>= 1`);
  * - `type: [x, "null"]` and `anyOf: [x, {type: "null"}]` become `nullable: true`;
  * - local `$ref`s (`#/$defs/…`, `#/definitions/…`) are inlined; recursive ones are refused (400),
  *   since Gemini's Schema cannot refer to itself; `allOf` of one schema is inlined, longer ones refused;
  * - dropped (not enforced by Gemini): additionalProperties, $schema, $id, $defs, strict,
- *   exclusiveMinimum/Maximum, multipleOf, uniqueItems, not, if/then/else, patternProperties,
+ *   exclusiveMinimum/Maximum on numbers, multipleOf, uniqueItems, not, if/then/else, patternProperties,
  *   tuple `items`/prefixItems, non-string enums, formats Gemini does not know.
  */
 export function toGeminiSchema(schema: Json, param: string): GeminiSchema {
@@ -477,17 +479,36 @@ function convertSchema(node: unknown, ctx: SchemaContext): GeminiSchema {
     for (const key of Object.keys(node.properties)) properties[key] = convertSchema(node.properties[key], ctx);
     out.properties = properties;
   }
-  if (Array.isArray(node.required)) out.required = node.required.filter((r): r is string => typeof r === 'string');
+  // Gemini refuses a `required` name its node does not declare (a free-form object's, say).
+  if (Array.isArray(node.required) && out.properties) {
+    const declared = out.properties;
+    const required = node.required.filter((r): r is string => typeof r === 'string' && Object.hasOwn(declared, r));
+    if (required.length > 0) out.required = required;
+  }
   if (isRecord(node.items)) out.items = convertSchema(node.items, ctx);
   for (const key of NUMERIC_KEYWORDS) {
     const value = node[key];
     if (typeof value === 'number') out[key] = value;
   }
+  if (out.type === 'INTEGER') integerBounds(node, out);
   if (typeof node.pattern === 'string') out.pattern = node.pattern;
   if (Array.isArray(node.propertyOrdering)) out.propertyOrdering = node.propertyOrdering.filter((p): p is string => typeof p === 'string');
   if ('default' in node) out.default = node.default;
   if ('example' in node) out.example = node.example;
   return out;
+}
+
+/**
+ * Gemini's Schema has no exclusive bounds; on integers they are exact as inclusive ones (`> 0` is
+ * `>= 1`), in JSON Schema's number form and in draft 4's boolean form alike. On numbers they stay
+ * dropped (draft 4's `minimum` then holds inclusively).
+ */
+function integerBounds(node: Json, out: GeminiSchema): void {
+  const { exclusiveMinimum: lower, exclusiveMaximum: upper } = node;
+  if (typeof lower === 'number') out.minimum = Math.max(out.minimum ?? -Infinity, Math.floor(lower) + 1);
+  else if (lower === true && out.minimum !== undefined) out.minimum = Math.floor(out.minimum) + 1;
+  if (typeof upper === 'number') out.maximum = Math.min(out.maximum ?? Infinity, Math.ceil(upper) - 1);
+  else if (upper === true && out.maximum !== undefined) out.maximum = Math.ceil(out.maximum) - 1;
 }
 
 function schemaType(type: unknown, ctx: SchemaContext): NonNullable<GeminiSchema['type']> {

@@ -1,0 +1,65 @@
+import { requestSchemaProblems, schemaProblems } from './gemini.schema';
+
+describe("the mock's Gemini Schema check", () => {
+  it('accepts every field of the Schema message, nested through properties, items and anyOf', () => {
+    const schema = {
+      type: 'OBJECT',
+      title: 't',
+      description: 'd',
+      nullable: false,
+      properties: {
+        s: { type: 'STRING', format: 'date-time', enum: ['a'], minLength: 1, maxLength: 9, pattern: '^a', example: 'a', default: 'a' },
+        list: { type: 'ARRAY', items: { type: 'INTEGER', minimum: 1, maximum: 9 }, minItems: 0, maxItems: 3 },
+        either: { anyOf: [{ type: 'STRING' }, { type: 'NUMBER' }] },
+        map: { type: 'OBJECT', minProperties: 0, maxProperties: 2 },
+      },
+      required: ['s'],
+      propertyOrdering: ['s', 'list'],
+    };
+    expect(schemaProblems(schema, 'p')).toEqual([]);
+  });
+
+  it('names unknown fields, non-string enum values, bad types and undeclared required names with their paths', () => {
+    expect(
+      schemaProblems(
+        {
+          type: 'OBJECT',
+          $schema: 'x',
+          properties: { a: { anyOf: [{ type: 'integer' }] }, b: { type: 'ARRAY', items: { type: 'STRING', enum: ['x', 2] } } },
+          required: ['a', 'ghost'],
+        },
+        'p',
+      ),
+    ).toEqual([
+      `Invalid JSON payload received. Unknown name "$schema" at 'p': Cannot find field.`,
+      `Invalid value at 'p.properties["a"].value.any_of[0].type' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type), "integer"`,
+      `Invalid value at 'p.properties["b"].value.items.enum[1]' (TYPE_STRING), 2`,
+      '* GenerateContentRequest.p.required[1]: property is not defined',
+    ]);
+  });
+
+  it('checks function parameters (an OBJECT needs properties; none at all is fine) and the response schema', () => {
+    expect(
+      requestSchemaProblems({
+        tools: [
+          {
+            functionDeclarations: [
+              { name: 'noargs' },
+              { name: 'ok', parameters: { type: 'OBJECT', properties: { a: { type: 'STRING' } } } },
+            ],
+          },
+        ],
+        generationConfig: { responseSchema: { type: 'STRING' } },
+      }),
+    ).toEqual([]);
+    expect(
+      requestSchemaProblems({
+        tools: [{ function_declarations: [{ name: 'empty', parameters: { type: 'OBJECT' } }] }],
+        generation_config: { response_schema: { type: 'OBJECT', properties: {}, additionalProperties: false } },
+      }),
+    ).toEqual([
+      '* GenerateContentRequest.tools[0].function_declarations[0].parameters.properties: should be non-empty for OBJECT type',
+      `Invalid JSON payload received. Unknown name "additionalProperties" at 'generation_config.response_schema': Cannot find field.`,
+    ]);
+  });
+});

@@ -1,0 +1,101 @@
+import { asArray, isRecord, type JsonRecord } from './mock.content';
+
+/**
+ * The fields of the Gemini API's `Schema` message (v1beta discovery document, `schemas.Schema`).
+ * The real API parses a schema as protobuf JSON: any other key ("additionalProperties", "$ref",
+ * "exclusiveMinimum"…) fails the whole request with 400 INVALID_ARGUMENT.
+ */
+const SCHEMA_FIELDS = new Set([
+  'type',
+  'format',
+  'title',
+  'description',
+  'nullable',
+  'enum',
+  'maxItems',
+  'minItems',
+  'properties',
+  'required',
+  'minProperties',
+  'maxProperties',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'example',
+  'anyOf',
+  'propertyOrdering',
+  'default',
+  'items',
+  'minimum',
+  'maximum',
+]);
+
+const SCHEMA_TYPES = new Set(['TYPE_UNSPECIFIED', 'STRING', 'NUMBER', 'INTEGER', 'BOOLEAN', 'ARRAY', 'OBJECT', 'NULL']);
+
+/**
+ * What the real API says about a `Schema` it refuses, one line each, in its own wording: unknown
+ * fields and wrong value types (the protobuf JSON parser's "Invalid JSON payload received"), and
+ * the semantic checks Google documents or users have reported (`required` names a property the
+ * node does not declare). `at` is the proto path of the node (snake_case, as Google prints it).
+ */
+export function schemaProblems(schema: unknown, at: string): string[] {
+  const problems: string[] = [];
+  walk(schema, at, problems);
+  return problems;
+}
+
+function walk(node: unknown, at: string, problems: string[]): void {
+  if (!isRecord(node)) {
+    problems.push(`Invalid value at '${at}' (type.googleapis.com/google.ai.generativelanguage.v1beta.Schema), ${JSON.stringify(node)}`);
+    return;
+  }
+  for (const key of Object.keys(node)) {
+    if (!SCHEMA_FIELDS.has(key)) problems.push(`Invalid JSON payload received. Unknown name "${key}" at '${at}': Cannot find field.`);
+  }
+  if (node.type !== undefined && !(typeof node.type === 'string' && SCHEMA_TYPES.has(node.type)))
+    problems.push(
+      `Invalid value at '${at}.type' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type), ${JSON.stringify(node.type)}`,
+    );
+  asArray(node.enum).forEach((value, i) => {
+    if (typeof value !== 'string') problems.push(`Invalid value at '${at}.enum[${i}]' (TYPE_STRING), ${JSON.stringify(value)}`);
+  });
+  const properties = isRecord(node.properties) ? node.properties : undefined;
+  if (properties)
+    for (const [name, child] of Object.entries(properties)) walk(child, `${at}.properties[${JSON.stringify(name)}].value`, problems);
+  asArray(node.required).forEach((name, i) => {
+    if (typeof name !== 'string' || !properties || !Object.hasOwn(properties, name))
+      problems.push(`* GenerateContentRequest.${at}.required[${i}]: property is not defined`);
+  });
+  if (node.items !== undefined) walk(node.items, `${at}.items`, problems);
+  asArray(node.anyOf).forEach((child, i) => walk(child, `${at}.any_of[${i}]`, problems));
+}
+
+/**
+ * The problems of a request's function declarations and response schema. A declaration's
+ * `parameters` must be an OBJECT with properties (Google: "should be non-empty for OBJECT type");
+ * a function without arguments leaves `parameters` out.
+ */
+export function requestSchemaProblems(body: JsonRecord): string[] {
+  const problems: string[] = [];
+  asArray(body.tools).forEach((tool, t) => {
+    if (!isRecord(tool)) return;
+    asArray(tool.functionDeclarations ?? tool.function_declarations).forEach((fn, f) => {
+      if (!isRecord(fn) || fn.parameters === undefined) return;
+      const at = `tools[${t}].function_declarations[${f}].parameters`;
+      problems.push(...schemaProblems(fn.parameters, at));
+      const parameters = fn.parameters;
+      if (
+        isRecord(parameters) &&
+        parameters.type === 'OBJECT' &&
+        !(isRecord(parameters.properties) && Object.keys(parameters.properties).length > 0)
+      )
+        problems.push(`* GenerateContentRequest.${at}.properties: should be non-empty for OBJECT type`);
+    });
+  });
+  const config = body.generationConfig ?? body.generation_config;
+  if (isRecord(config)) {
+    const schema = config.responseSchema ?? config.response_schema;
+    if (schema !== undefined) problems.push(...schemaProblems(schema, 'generation_config.response_schema'));
+  }
+  return problems;
+}
