@@ -328,6 +328,8 @@ export interface IapOptions {
   iat?: number;
   exp?: number;
   sub?: string;
+  /** The Workspace domain; by default the email's domain, `null` for a consumer account (no `hd`). */
+  hd?: string | null;
   header?: Record<string, unknown>;
 }
 
@@ -339,7 +341,7 @@ export function mintIapAssertion(key: SigningKey, opts: IapOptions): string {
     aud: opts.aud,
     sub: opts.sub ?? `accounts.google.com:${createHash('sha256').update(String(opts.email)).digest('hex').slice(0, 16)}`,
     email: opts.email,
-    hd: typeof opts.email === 'string' ? opts.email.split('@')[1] : undefined,
+    hd: opts.hd !== undefined ? opts.hd : typeof opts.email === 'string' ? opts.email.split('@')[1] : undefined,
     iat,
     exp: opts.exp ?? iat + 600,
     google: { access_levels: [] },

@@ -1105,9 +1105,21 @@ describe('Google IAP assertions', () => {
     await expectServed(gw, s, { user: 'alice@example.com' });
   });
 
-  it('serves a member by domain (domain:corp.example)', async () => {
+  it('serves a member by domain (domain:corp.example): an account of that Workspace domain (hd), whatever its address', async () => {
     const s = await send(gw, { headers: withAssertion(iap('bob@corp.example')), label: 'iap-domain' });
     await expectServed(gw, s, { product: 'demo', user: 'bob@corp.example' });
+    const secondary = await send(gw, {
+      headers: withAssertion(iap('bob@corp-mail.example', { hd: 'corp.example' })),
+      label: 'iap-domain-alias',
+    });
+    await expectServed(gw, secondary, { product: 'demo', user: 'bob@corp-mail.example' });
+  });
+
+  it('refuses an address in the domain whose account is not of that Workspace domain (no hd, or another) with 403', async () => {
+    const consumer = await send(gw, { headers: withAssertion(iap('eve@corp.example', { hd: null })), label: 'iap-domain-consumer' });
+    await expectRefused(gw, consumer, 403, 'forbidden', 'forbidden');
+    const other = await send(gw, { headers: withAssertion(iap('eve@corp.example', { hd: 'evil.example' })), label: 'iap-domain-other' });
+    await expectRefused(gw, other, 403, 'forbidden', 'forbidden');
   });
 
   it.each(['carol@example.com', 'eve@notcorp.example', 'eve@corp.example.evil.com', 'eve@sub.corp.example'])(

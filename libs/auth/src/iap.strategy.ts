@@ -5,7 +5,7 @@ import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { SecretsService } from '@keygate/secrets';
 import { Strategy } from 'passport-strategy';
-import { IapVerifier, isIapMember } from './iap.verifier';
+import { IapVerifier, isIapMember, type IapIdentity } from './iap.verifier';
 import type { Principal } from './principal';
 
 /** Passport strategy name of the IAP strategy. */
@@ -56,14 +56,15 @@ export class IapStrategy extends PassportStrategy(Strategy, IAP_STRATEGY) {
     const assertion = request.headers[IAP_ASSERTION_HEADER];
     if (assertion === undefined) return false;
     if (typeof assertion !== 'string') throw new GatewayError('invalid_token', 'send one IAP assertion header');
-    const { email } = await this.verifier.verify(assertion);
-    const product = this.productFor(email, request);
-    return { kind: 'iap', product, user: email, scopes: [] };
+    const identity = await this.verifier.verify(assertion);
+    const product = this.productFor(identity, request);
+    return { kind: 'iap', product, user: identity.email, scopes: [] };
   }
 
-  private productFor(email: string, request: IapRequest): string {
+  private productFor(identity: IapIdentity, request: IapRequest): string {
+    const { email } = identity;
     const wanted = pathProduct(request.params) ?? single(request.headers[PRODUCT_HEADER]);
-    const allowed = (name: string): boolean => isIapMember(email, this.config.policy.forProduct(name).iapMembers);
+    const allowed = (name: string): boolean => isIapMember(identity, this.config.policy.forProduct(name).iapMembers);
     if (wanted !== undefined) {
       if (!this.secrets.product(wanted) || !allowed(wanted)) throw new GatewayError('forbidden', `${email} may not use product ${wanted}`);
       return wanted;

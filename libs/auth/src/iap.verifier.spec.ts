@@ -5,7 +5,7 @@ import type { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger } from '@keygate/observability';
 import { SignJWT, importJWK, type JWK } from 'jose';
-import { IAP_ISSUER, IapVerifier } from './iap.verifier';
+import { IAP_ISSUER, IapVerifier, isIapMember } from './iap.verifier';
 
 const AUDIENCE = '/projects/1/global/backendServices/1';
 
@@ -31,8 +31,8 @@ describe('IapVerifier', () => {
   });
   afterAll(() => new Promise((resolve) => server.close(resolve)));
 
-  const assertion = async (kid: string, aud: string | string[]): Promise<string> =>
-    new SignJWT({ email: 'alice@example.com' })
+  const assertion = async (kid: string, aud: string | string[], claims: Record<string, unknown> = {}): Promise<string> =>
+    new SignJWT({ email: 'alice@example.com', ...claims })
       .setProtectedHeader({ alg: 'ES256', kid })
       .setIssuer(IAP_ISSUER)
       .setAudience(aud)
@@ -54,6 +54,14 @@ describe('IapVerifier', () => {
     });
   });
 
+  it("reads the account's Workspace domain from hd, lowercase", async () => {
+    await expect(verifier.verify(await assertion('good', AUDIENCE, { hd: 'Example.COM' }))).resolves.toEqual({
+      email: 'alice@example.com',
+      subject: 'accounts.google.com:1',
+      hostedDomain: 'example.com',
+    });
+  });
+
   it('refuses an aud list that merely includes the audience', async () => {
     const error = await refusal(verifier.verify(await assertion('good', [AUDIENCE, '/projects/1/global/backendServices/2'])));
     expect(error).toBeInstanceOf(GatewayError);
@@ -64,5 +72,22 @@ describe('IapVerifier', () => {
     const error = await refusal(verifier.verify(await assertion('broken', AUDIENCE)));
     expect(error).toBeInstanceOf(GatewayError);
     expect(error).toMatchObject({ code: 'invalid_token', status: 401 });
+  });
+});
+
+describe('isIapMember', () => {
+  const members = ['user:alice@gmail.com', 'domain:corp.example'];
+
+  it('takes a user by exact email, and a domain by the Workspace domain (hd) as IAM does', () => {
+    expect(isIapMember({ email: 'alice@gmail.com', subject: 's' }, members)).toBe(true);
+    expect(isIapMember({ email: 'bob@corp.example', subject: 's', hostedDomain: 'corp.example' }, members)).toBe(true);
+    // A user of the Workspace whose address is on one of its secondary domains.
+    expect(isIapMember({ email: 'bob@corp-secondary.example', subject: 's', hostedDomain: 'corp.example' }, members)).toBe(true);
+  });
+
+  it("does not take an address's domain without hd: a consumer account can use any address", () => {
+    expect(isIapMember({ email: 'eve@corp.example', subject: 's' }, members)).toBe(false);
+    expect(isIapMember({ email: 'eve@corp.example', subject: 's', hostedDomain: 'other.example' }, members)).toBe(false);
+    expect(isIapMember({ email: 'bob@gmail.com', subject: 's' }, members)).toBe(false);
   });
 });

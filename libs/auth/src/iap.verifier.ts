@@ -14,6 +14,8 @@ const ES256_ONLY: ReadonlySet<string> = new Set(['ES256']);
 export interface IapIdentity {
   email: string;
   subject: string;
+  /** The Google Workspace (Cloud Identity) domain of the account (`hd`), lowercase; absent for consumer accounts. */
+  hostedDomain?: string;
 }
 
 /**
@@ -58,7 +60,8 @@ export class IapVerifier implements OnApplicationBootstrap {
       if (payload.aud !== this.audience) throw new GatewayError('invalid_token', 'the IAP assertion aud claim is not accepted');
       if (typeof payload.email !== 'string' || !payload.email.includes('@'))
         throw new GatewayError('invalid_token', 'the IAP assertion has no email');
-      return { email: payload.email.toLowerCase(), subject: payload.sub as string };
+      const hostedDomain = typeof payload.hd === 'string' && payload.hd !== '' ? payload.hd.toLowerCase() : undefined;
+      return { email: payload.email.toLowerCase(), subject: payload.sub as string, hostedDomain };
     } catch (error) {
       if (error instanceof GatewayError) throw error;
       throw new GatewayError('invalid_token', iapMessage(error));
@@ -73,8 +76,14 @@ function iapMessage(error: unknown): string {
   return 'the IAP assertion is invalid';
 }
 
-/** Whether an IAP email is among a product's members (`user:<email>` or `domain:<domain>`). */
-export function isIapMember(email: string, members: readonly string[]): boolean {
-  const domain = email.slice(email.lastIndexOf('@') + 1);
-  return members.includes(`user:${email}`) || members.includes(`domain:${domain}`);
+/**
+ * Whether an IAP identity is among a product's members: `user:<email>`, or `domain:<domain>` for
+ * an account of that Google Workspace domain (the assertion's `hd`), as IAM reads `domain:`. The
+ * email's own domain does not count: anyone can register a consumer Google account under an
+ * address of any domain whose mail they read, and a Workspace user may have an address on one of
+ * its secondary domains.
+ */
+export function isIapMember(identity: IapIdentity, members: readonly string[]): boolean {
+  if (members.includes(`user:${identity.email}`)) return true;
+  return identity.hostedDomain !== undefined && members.includes(`domain:${identity.hostedDomain}`);
 }

@@ -42,7 +42,7 @@ export class ProductPolicySchema {
   @IsOptional() @ValidateNested() @Type(() => AutoBlockSchema) auto_block?: AutoBlockSchema;
   /** model → ordered list of fallback models. Checked field by field in the loader. */
   @IsOptional() @IsObject() fallbacks?: Record<string, string[]>;
-  /** Who may call this product through Google IAP: `user:<email>` or `domain:<domain>` entries. */
+  /** Who may call this product through Google IAP: `user:<email>` or `domain:<Workspace domain>` (the assertion's `hd`) entries. */
   @IsOptional()
   @IsArray()
   @Matches(/^(user:[^\s@]+@[^\s@]+|domain:[A-Za-z0-9.-]+\.[A-Za-z]{2,})$/, {
