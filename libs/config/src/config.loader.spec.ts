@@ -55,10 +55,49 @@ describe('loadGatewayConfig', () => {
       API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS: '1',
       API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: '2',
       API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: '3',
-      API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '4',
+      API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '300004',
     });
     expect(config.port).toBe(9000);
-    expect(config.upstream).toEqual({ connectMs: 1, ttfbMs: 2, idleMs: 3, totalMs: 4 });
+    expect(config.upstream).toEqual({ connectMs: 1, ttfbMs: 2, idleMs: 3, totalMs: 300_004 });
+  });
+
+  it('refuses an upstream total timeout shorter than the longest max_stream_seconds (300 s by default): it would cut streams first', () => {
+    expect(failure({ ...base, API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '299999' })).toMatch(
+      /API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS \(299999\) is shorter than the policy's longest max_stream_seconds \(300 s\)/,
+    );
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '300000' }).upstream.totalMs).toBe(300_000);
+  });
+
+  it('refuses an API_KEY_SERVER_ variable it does not know (a typo would silently leave a feature off), naming it without its value', () => {
+    const message = failure({
+      ...base,
+      API_KEY_SERVER_REDIS_ULR: 'rediss://user:secret@redis.example:6379',
+      API_KEY_SERVER_POLICY_FLIE: '',
+    });
+    expect(message).toContain('API_KEY_SERVER_REDIS_ULR: unknown variable');
+    expect(message).toContain('API_KEY_SERVER_POLICY_FLIE: unknown variable');
+    expect(message).not.toContain('secret@');
+  });
+
+  it('takes API_KEY_SERVER_SECRET_REFRESH_SECONDS=0 as "never re-read", as the README says', () => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_SECRET_REFRESH_SECONDS: '0' }).secretManager.refreshSeconds).toBe(0);
+  });
+
+  it('keeps CORS origins as browsers send them (lowercase, no default port), and refuses wildcards, paths and user info', () => {
+    expect(
+      loadGatewayConfig({
+        ...base,
+        API_KEY_SERVER_CORS_ORIGINS: 'https://App.Example.com:443, http://localhost:3000,HTTP://Intra.example:80',
+      }).corsOrigins,
+    ).toEqual(['https://app.example.com', 'http://localhost:3000', 'http://intra.example']);
+    for (const bad of [
+      'https://*.example.com',
+      'https://app.example.com/',
+      'https://u@app.example.com',
+      'https://app.example.com?x',
+      'ftp://a.example',
+    ])
+      expect(failure({ ...base, API_KEY_SERVER_CORS_ORIGINS: bad })).toContain('API_KEY_SERVER_CORS_ORIGINS');
   });
 
   it.each([

@@ -14,6 +14,12 @@ const GOOGLE_IAP_JWKS_URL = 'https://www.gstatic.com/iap/verify/public_key-jwk';
 export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   const known = Object.fromEntries(Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in KNOWN_KEYS));
   const { value: e, problems } = validatePlain(EnvironmentSchema, known, '');
+  // A misspelt variable would silently leave its feature off (Redis, the policy file): refused.
+  for (const name of Object.keys(env)
+    .filter((k) => k.startsWith('API_KEY_SERVER_') && !(k in KNOWN_KEYS))
+    .sort()) {
+    problems.push(`${name}: unknown variable (a typo? the README lists every API_KEY_SERVER_ variable)`);
+  }
   if (e.API_KEY_SERVER_JWKS_URLS && !urlList(e.API_KEY_SERVER_JWKS_URLS)) {
     problems.push('API_KEY_SERVER_JWKS_URLS: must be a comma-separated list of http(s) URLs');
   }
@@ -38,10 +44,14 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     idleMs: int(e.API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS, 60_000),
     totalMs: int(e.API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS, 600_000),
   };
-  const corsOrigins = list(e.API_KEY_SERVER_CORS_ORIGINS);
-  for (const origin of corsOrigins) {
-    if (!/^https?:\/\/[^/\s]+$/.test(origin))
-      problems.push('API_KEY_SERVER_CORS_ORIGINS: each entry must be an exact origin such as https://app.example.com');
+  const corsOrigins: string[] = [];
+  for (const origin of list(e.API_KEY_SERVER_CORS_ORIGINS)) {
+    const exact = exactOrigin(origin);
+    if (exact === undefined)
+      problems.push(
+        'API_KEY_SERVER_CORS_ORIGINS: each entry must be an exact origin such as https://app.example.com (no wildcard, path or query)',
+      );
+    else corsOrigins.push(exact);
   }
   for (const [name, [min, max]] of Object.entries(NUMBER_RANGES)) {
     const value = (e as Record<string, string | undefined>)[name];
@@ -63,6 +73,13 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     problems.push('API_KEY_SERVER_AUTHORIZATION_SERVERS: must be a comma-separated list of http(s) URLs');
   }
   if (problems.length) throw new ConfigError(`Invalid environment variables:\n  - ${[...new Set(problems)].join('\n  - ')}`);
+  const policy = loadPolicyFile(e.API_KEY_SERVER_POLICY_FILE);
+  // A stream is one upstream request: the total timeout would cut it first, as an upstream failure.
+  if (policy.longestStreamSeconds * 1000 > upstream.totalMs)
+    throw new ConfigError(
+      `API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS (${upstream.totalMs}) is shorter than the policy's longest max_stream_seconds ` +
+        `(${policy.longestStreamSeconds} s): streams would be cut by the upstream timeout; raise the timeout or lower max_stream_seconds`,
+    );
 
   return {
     port,
@@ -119,7 +136,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     requestTimeoutSeconds: int(e.API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS, 60),
     corsOrigins,
     resource: { publicUrl: e.API_KEY_SERVER_PUBLIC_URL?.replace(/\/+$/, ''), authorizationServers },
-    policy: loadPolicyFile(e.API_KEY_SERVER_POLICY_FILE),
+    policy,
   };
 }
 
@@ -153,7 +170,8 @@ const NUMBER_RANGES: Readonly<Record<string, readonly [number, number]>> = {
   API_KEY_SERVER_JWKS_CACHE_SECONDS: [1, MAX_TIMER_SECONDS],
   API_KEY_SERVER_JWKS_COOLDOWN_SECONDS: [1, MAX_TIMER_SECONDS],
   API_KEY_SERVER_JWKS_TIMEOUT_MS: [1, MAX_TIMER_MS],
-  API_KEY_SERVER_SECRET_REFRESH_SECONDS: [1, MAX_TIMER_SECONDS],
+  // 0: never re-read (README).
+  API_KEY_SERVER_SECRET_REFRESH_SECONDS: [0, MAX_TIMER_SECONDS],
   API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS: [1, MAX_TIMER_MS],
   API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: [1, MAX_TIMER_MS],
   API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: [1, MAX_TIMER_MS],
@@ -163,6 +181,22 @@ const NUMBER_RANGES: Readonly<Record<string, readonly [number, number]>> = {
   API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: [0, MAX_TIMER_SECONDS],
   API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: [1, MAX_TIMER_SECONDS],
 };
+
+/**
+ * An origin as browsers send it in `Origin` (lowercase scheme and host, no default port), or
+ * undefined for anything that is not one exact http(s) origin: a wildcard, a path, a query, user
+ * info. Compared byte for byte with the request's `Origin`, so `https://App.example.com:443` must
+ * become `https://app.example.com` or it would never match.
+ */
+function exactOrigin(value: string): string | undefined {
+  if (!/^https?:\/\/[^/\s?#*@]+$/i.test(value)) return undefined;
+  try {
+    const url = new URL(value);
+    return url.origin === 'null' ? undefined : url.origin;
+  } catch {
+    return undefined;
+  }
+}
 
 function parsesAsUrl(value: string): boolean {
   try {

@@ -101,6 +101,15 @@ describe('buildPolicyBook', () => {
     [{ products: { a: { fallbacks: { 'gpt-4o': 'claude' } } } }, 'products.a.fallbacks.gpt-4o'],
     [{ products: { a: 'nope' } }, 'products.a'],
     [{ limits: {} }, 'limits: unknown top-level field'],
+    // A block written as a YAML list, or a value left empty (null), would silently keep the defaults.
+    [{ products: { a: { limits: [{ requests_per_second: 50 }] } } }, 'products.a.limits'],
+    [{ defaults: { policy: [{ max_tokens: 5 }] } }, 'defaults.policy'],
+    [{ products: { a: { policy: { temperature: [0, 1] } } } }, 'products.a.policy.temperature'],
+    [{ products: { a: { auto_block: [] } } }, 'products.a.auto_block'],
+    [{ products: { a: { limits: { requests_per_second: null } } } }, 'products.a.limits.requests_per_second'],
+    [{ products: { a: { limits: null } } }, 'products.a.limits'],
+    [{ defaults: { policy: { max_request_bytes: 1e300 } } }, 'defaults.policy.max_request_bytes'],
+    [{ defaults: { auto_block: { block_seconds: 1e13 } } }, 'defaults.auto_block.block_seconds'],
   ])('rejects %j naming %s', (doc, path) => {
     expect(problems(doc)).toContain(path);
   });

@@ -74,9 +74,14 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
     resolvedDefaults.policy.maxRequestBytes,
     ...[...resolved.values()].map((p) => p.policy.maxRequestBytes),
   );
+  const longestStreamSeconds = Math.max(
+    resolvedDefaults.policy.maxStreamSeconds,
+    ...[...resolved.values()].map((p) => p.policy.maxStreamSeconds),
+  );
   return {
     defaults: resolvedDefaults,
     largestRequestBytes,
+    longestStreamSeconds,
     forProduct: (product) => resolved.get(product) ?? resolvedDefaults,
   };
 }

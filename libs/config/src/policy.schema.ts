@@ -1,49 +1,60 @@
 import 'reflect-metadata';
 import { Type } from 'class-transformer';
-import { IsArray, IsInt, IsNumber, IsObject, IsOptional, Matches, Max, Min, ValidateNested } from 'class-validator';
+import { IsArray, IsInt, IsNumber, IsObject, Matches, Max, Min, ValidateIf, ValidateNested } from 'class-validator';
+
+/**
+ * A field that may be left out, but not set to null: YAML's `~` or an empty value would otherwise
+ * pass as "not set" and silently keep the value it was meant to override.
+ */
+const Optional = (): PropertyDecorator => ValidateIf((_object: object, value: unknown) => value !== undefined);
+
+/** Node runs a timer set longer than this many seconds (about 24.8 days) after 1 ms. */
+const MAX_TIMER_SECONDS = 2_147_483;
 
 /** `limits` block of the policy file (SPEC §4). 0 disables a limit. */
 export class LimitsSchema {
-  @IsOptional() @IsInt() @Min(0) requests_per_second?: number;
-  @IsOptional() @IsInt() @Min(0) user_requests_per_second?: number;
-  @IsOptional() @IsInt() @Min(0) daily_requests?: number;
-  @IsOptional() @IsInt() @Min(0) user_daily_requests?: number;
-  @IsOptional() @IsInt() @Min(0) daily_tokens?: number;
-  @IsOptional() @IsInt() @Min(0) user_daily_tokens?: number;
+  @Optional() @IsInt() @Min(0) requests_per_second?: number;
+  @Optional() @IsInt() @Min(0) user_requests_per_second?: number;
+  @Optional() @IsInt() @Min(0) daily_requests?: number;
+  @Optional() @IsInt() @Min(0) user_daily_requests?: number;
+  @Optional() @IsInt() @Min(0) daily_tokens?: number;
+  @Optional() @IsInt() @Min(0) user_daily_tokens?: number;
 }
 
 /** `auto_block`: a user refused this many times within the window is blocked for a while. */
 export class AutoBlockSchema {
   /** Refusals (rate limit or quota) that trigger a block; 0 turns auto-block off. */
-  @IsOptional() @IsInt() @Min(0) rejections?: number;
-  @IsOptional() @IsInt() @Min(1) window_seconds?: number;
-  @IsOptional() @IsInt() @Min(1) block_seconds?: number;
+  @Optional() @IsInt() @Min(0) rejections?: number;
+  @Optional() @IsInt() @Min(1) @Max(MAX_TIMER_SECONDS) window_seconds?: number;
+  // Ten years: a block's expiry must stay a date (the admin route has the same bound).
+  @Optional() @IsInt() @Min(1) @Max(315_360_000) block_seconds?: number;
 }
 
 /** `temperature` range of the parameter policy; a field left out keeps the value it overrides. */
 export class TemperatureRangeSchema {
-  @IsOptional() @IsNumber() @Min(0) @Max(2) min?: number;
-  @IsOptional() @IsNumber() @Min(0) @Max(2) max?: number;
+  @Optional() @IsNumber() @Min(0) @Max(2) min?: number;
+  @Optional() @IsNumber() @Min(0) @Max(2) max?: number;
 }
 
 /** `policy` block of the policy file (SPEC §4). */
 export class ParameterPolicySchema {
-  @IsOptional() @IsInt() @Min(1) max_tokens?: number;
-  @IsOptional() @ValidateNested() @Type(() => TemperatureRangeSchema) temperature?: TemperatureRangeSchema;
-  @IsOptional() @IsInt() @Min(1) max_request_bytes?: number;
+  @Optional() @IsInt() @Min(1) max_tokens?: number;
+  @Optional() @IsObject() @ValidateNested() @Type(() => TemperatureRangeSchema) temperature?: TemperatureRangeSchema;
+  // 1 GiB: the body limit is enforced while the body streams in, but a bound keeps it a real one.
+  @Optional() @IsInt() @Min(1) @Max(1_073_741_824) max_request_bytes?: number;
   // A stream's limit becomes a timer: Node runs one set past ~24.8 days after 1 ms.
-  @IsOptional() @IsInt() @Min(1) @Max(2_147_483) max_stream_seconds?: number;
+  @Optional() @IsInt() @Min(1) @Max(MAX_TIMER_SECONDS) max_stream_seconds?: number;
 }
 
 /** One product's overrides, or the `defaults`. */
 export class ProductPolicySchema {
-  @IsOptional() @ValidateNested() @Type(() => LimitsSchema) limits?: LimitsSchema;
-  @IsOptional() @ValidateNested() @Type(() => ParameterPolicySchema) policy?: ParameterPolicySchema;
-  @IsOptional() @ValidateNested() @Type(() => AutoBlockSchema) auto_block?: AutoBlockSchema;
+  @Optional() @IsObject() @ValidateNested() @Type(() => LimitsSchema) limits?: LimitsSchema;
+  @Optional() @IsObject() @ValidateNested() @Type(() => ParameterPolicySchema) policy?: ParameterPolicySchema;
+  @Optional() @IsObject() @ValidateNested() @Type(() => AutoBlockSchema) auto_block?: AutoBlockSchema;
   /** model → ordered list of fallback models. Checked field by field in the loader. */
-  @IsOptional() @IsObject() fallbacks?: Record<string, string[]>;
+  @Optional() @IsObject() fallbacks?: Record<string, string[]>;
   /** Who may call this product through Google IAP: `user:<email>` or `domain:<Workspace domain>` (the assertion's `hd`) entries. */
-  @IsOptional()
+  @Optional()
   @IsArray()
   @Matches(/^(user:[^\s@]+@[^\s@]+|domain:[A-Za-z0-9.-]+\.[A-Za-z]{2,})$/, {
     each: true,

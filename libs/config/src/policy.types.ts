@@ -34,4 +34,6 @@ export interface PolicyBook {
   forProduct(product: string): ProductPolicy;
   /** The largest `max_request_bytes` of any product: the HTTP server's hard body limit. */
   readonly largestRequestBytes: number;
+  /** The longest `max_stream_seconds` of any product (it must fit the upstream total timeout). */
+  readonly longestStreamSeconds: number;
 }
