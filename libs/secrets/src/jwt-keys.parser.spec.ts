@@ -19,6 +19,17 @@ describe('parseJwtPublicKeys', () => {
     ['P-384', () => pem(generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey), 'unsupported key'],
     ['Ed25519', () => pem(generateKeyPairSync('ed25519').publicKey), 'unsupported key'],
     ['garbage', () => '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----', 'not a PEM public key'],
+    // Node would derive the public key from these; the signing key must not live in this secret.
+    [
+      'PKCS#8 private',
+      () => generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      'is a PRIVATE key',
+    ],
+    [
+      'SEC1 EC private',
+      () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'sec1', format: 'pem' }).toString(),
+      'is a PRIVATE key',
+    ],
   ])('rejects a %s key naming its kid', (_name, make, expected) => {
     expect(() => parseJwtPublicKeys(JSON.stringify({ k1: make() }), 'jwt-public-keys')).toThrow(new RegExp(`k1: ${expected}`));
   });

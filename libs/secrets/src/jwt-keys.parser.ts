@@ -45,6 +45,12 @@ export function parseJwtPublicKeys(
       problems.push(`${kid}: must be a PEM string`);
       continue;
     }
+    // createPublicKey derives the public half of a private key: the signing key would then sit,
+    // unnoticed, in a secret many more people and services can read.
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+      problems.push(`${kid}: is a PRIVATE key; store only the public key here (and rotate this one: it has been exposed)`);
+      continue;
+    }
     let key: KeyObject;
     try {
       key = createPublicKey(pem);
