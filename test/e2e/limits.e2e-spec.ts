@@ -654,6 +654,24 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     const farOff = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, reason: 'x', expires_in_seconds: 1e17 });
     expect(farOff.status).toBe(400);
     expect(farOff.json).toMatchObject({ error: { code: 'invalid_request', param: 'expires_in_seconds' } });
+    // A misspelt field would otherwise block the whole product (user_id) or for ever (expires_at).
+    const blocksBefore = (await adminCall(replicas[0], 'GET', '/admin/blocks')).json as { data: unknown[] };
+    for (const [field, value] of [
+      ['user_id', 'alice'],
+      ['expires_at', '2030-01-01T00:00:00Z'],
+    ] as const) {
+      const typo = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, user: 'x', reason: 'typo', [field]: value });
+      expect({ field, status: typo.status, error: errorOf(typo) }).toMatchObject({
+        field,
+        status: 400,
+        error: { code: 'invalid_request', param: field, message: `${field}: unknown field` },
+      });
+    }
+    // A user id no DELETE could name (a control character).
+    const tab = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, user: 'bob\t', reason: 'x' });
+    expect(tab.status).toBe(400);
+    expect(tab.json).toMatchObject({ error: { param: 'user' } });
+    expect(((await adminCall(replicas[0], 'GET', '/admin/blocks')).json as { data: unknown[] }).data).toEqual(blocksBefore.data);
     expect((await adminCall(replicas[0], 'GET', '/admin/usage')).status).toBe(400);
     // Repeated parameters arrive as arrays: refused, not sent to Redis as several keys.
     for (const path of [

@@ -13,7 +13,13 @@ const DAY = /^\d{4}-\d{2}-\d{2}$/;
 /** Product names, as in the product keys. */
 const PRODUCT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** A user id as a credential gives it: 1 to 256 characters, no control characters. */
-const USER = { test: (value: string): boolean => value.length >= 1 && value.length <= 256 && ![...value].some(isControl) };
+const USER = {
+  test: (value: string): boolean => {
+    // Characters, not UTF-16 units: as POST /admin/blocks counts them.
+    const chars = [...value];
+    return chars.length >= 1 && chars.length <= 256 && !chars.some(isControl);
+  },
+};
 
 function isControl(char: string): boolean {
   const code = char.charCodeAt(0);

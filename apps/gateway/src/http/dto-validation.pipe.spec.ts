@@ -1,5 +1,6 @@
 import { GatewayError } from '@keygate/errors';
 import { CreateBlockDto } from '../admin/admin.dto';
+import { ChatCompletionRequestDto } from '../chat/chat-completion.dto';
 import { DtoValidationPipe } from './dto-validation.pipe';
 
 function refusal(body: unknown): GatewayError {
@@ -26,5 +27,18 @@ describe('DtoValidationPipe', () => {
   it('hands back the plain object it validated', () => {
     const body = { product: 'demo', reason: 'x', expires_in_seconds: 60 };
     expect(new DtoValidationPipe().transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: CreateBlockDto })).toEqual(body);
+  });
+
+  it('refuses an unknown field of a @StrictBody DTO, naming it', () => {
+    const error = refusal({ product: 'demo', user_id: 'alice', reason: 'x' });
+    expect(error.options.param).toBe('user_id');
+    expect(error.message).toBe('user_id: unknown field');
+  });
+
+  it('passes unknown fields of an open DTO (OpenAI bodies) through untouched', () => {
+    const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], service_tier: 'flex', store: false };
+    expect(
+      new DtoValidationPipe().transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: ChatCompletionRequestDto }),
+    ).toEqual(body);
   });
 });
