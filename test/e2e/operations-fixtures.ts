@@ -20,12 +20,15 @@ export const GEMINI_KEY = `AIza-mock-ops-${RUN}-${randomBytes(8).toString('hex')
 export const PRODUCT = 'ops';
 export const OPENAI_MODELS = ['gpt-4o', 'gpt-4o-mini'];
 export const CLAUDE_MODEL = 'claude-3-5-sonnet-20241022';
+/** A model-name prefix the ops product serves through a pattern (`ft:gpt-4o-mini:*`). */
+export const FINE_TUNES = 'ft:gpt-4o-mini:';
 
 export function opsProducts(mockUrl: string): Record<string, unknown> {
   return {
     [PRODUCT]: {
       providers: {
-        openai: { api_key: OPENAI_KEY, models: OPENAI_MODELS, base_url: `${mockUrl}/v1` },
+        // The pattern serves any fine-tune name a client sends: metrics must label it by the pattern.
+        openai: { api_key: OPENAI_KEY, models: [...OPENAI_MODELS, `${FINE_TUNES}*`], base_url: `${mockUrl}/v1` },
         anthropic: { api_key: ANTHROPIC_KEY, models: [CLAUDE_MODEL], base_url: mockUrl },
         gemini: { api_key: GEMINI_KEY, models: ['gemini-1.5-pro'], base_url: mockUrl },
       },

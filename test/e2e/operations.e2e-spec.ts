@@ -13,6 +13,7 @@ import OpenAI, { APIError } from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import {
   CLAUDE_MODEL,
+  FINE_TUNES,
   CLOUD_SEVERITIES,
   GEMINI_KEY,
   OPENAI_KEY,
@@ -385,6 +386,28 @@ describe('/metrics after real requests', () => {
     }
     expect(after.text).not.toContain(unknownModel);
     expect(after.text).not.toContain(USER);
+  });
+
+  it('labels a model served through a pattern with the pattern, not with the name the client chose', async () => {
+    const before = await scrape(gw);
+    const client = gw.openai(token);
+    const names = [1, 2, 3].map((i) => `${FINE_TUNES}acme:${RUN}-${i}`);
+    for (const model of names) {
+      const id = uniqueId('m-pattern');
+      const answer = await client.chat.completions.create(
+        { model, messages: [{ role: 'user', content: 'pattern' }] },
+        { headers: { 'X-Request-Id': id } },
+      );
+      expect(answer.choices[0].message.content).toBeTruthy();
+      expect(await gw.waitForAudit(id)).toMatchObject({ status: 200, model, provider: 'openai' });
+    }
+    const after = await scrape(gw);
+    const match = { product: PRODUCT, provider: 'openai', model: `${FINE_TUNES}*`, status: '200', failure: 'none' };
+    expect(total(after.families, 'keygate_requests_total', match) - total(before.families, 'keygate_requests_total', match)).toBe(3);
+    expect(total(after.families, 'keygate_tokens_total', { product: PRODUCT, model: `${FINE_TUNES}*`, direction: 'out' })).toBeGreaterThan(
+      0,
+    );
+    for (const model of names) expect(after.text).not.toContain(model);
   });
 });
 

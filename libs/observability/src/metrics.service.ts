@@ -5,6 +5,12 @@ import type { RequestContext } from './request-context';
 /** A value read when Prometheus scrapes (Redis availability, secret refreshes, …). */
 export type ScrapeProbe = (metrics: MetricsService) => void;
 
+/** A request's `product` and `model` metric labels: configured names, `none`, `unconfigured` or `other`. */
+export interface RequestLabels {
+  product: string;
+  model: string;
+}
+
 /**
  * keygate's Prometheus metrics. Label values come only from configuration or from small fixed
  * sets (status, failure class, provider): never user ids, raw paths or client-chosen model names,
@@ -84,15 +90,18 @@ export class MetricsService {
   /** The Prometheus text exposition. */
   async scrape(): Promise<string> {
     for (const probe of this.probes) probe(this);
-    return this.registry.metrics();
+    // prom-client 15 writes NaN as `Nan` (lib/util.js), which the text format does not allow; the
+    // event-loop lag gauges are NaN when a scrape follows the previous one too closely to sample.
+    return (await this.registry.metrics()).replace(/ Nan$/gm, ' NaN');
   }
 
-  /** Records one finished request from its context (called once, with the audit record). */
-  /** `product` is the label for the request's product: the caller passes only configured names. */
-  observeRequest(ctx: RequestContext, product: string): void {
-    // Only configured names reach labels: a model is known once a provider was chosen for it.
+  /**
+   * Records one finished request from its context (called once, with the audit record). `labels`
+   * are the request's product and model as configured (the caller maps them; never a client's name).
+   */
+  observeRequest(ctx: RequestContext, labels: RequestLabels): void {
+    const { product, model } = labels;
     const provider = ctx.provider ?? 'none';
-    const model = ctx.provider ? (ctx.model ?? 'none') : 'none';
     this.requests.inc({ product, provider, model, status: String(ctx.status), failure: ctx.failure ?? 'none' });
     this.latency.observe({ product, provider, stream: String(ctx.stream) }, Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
     if (ctx.tokensIn) this.tokens.inc({ product, model, direction: 'in' }, ctx.tokensIn);

@@ -28,6 +28,11 @@ export interface ProductEntry {
   route(model: string): ProviderAccess | undefined;
   /** Every exact model name this product may use, for `GET /v1/models`. */
   readonly modelIds: readonly string[];
+  /**
+   * The configured entry that serves `model`: its exact name, or the pattern it matched
+   * (`gpt-4o*`, `*`), never a name the client made up. For metric labels.
+   */
+  configuredModel(model: string): string | undefined;
 }
 
 /** All products, keyed by name. */
@@ -36,10 +41,10 @@ export type ProductCatalog = ReadonlyMap<string, ProductEntry>;
 /** Builds a product's routing: exact names first (a map lookup), then prefix patterns in order. */
 export function makeProductEntry(name: string, providers: ProviderAccess[]): ProductEntry {
   const exact = new Map<string, ProviderAccess>();
-  const patterns: Array<{ prefix: string; access: ProviderAccess }> = [];
+  const patterns: Array<{ prefix: string; entry: string; access: ProviderAccess }> = [];
   for (const access of providers) {
     for (const model of access.models) {
-      if (model.endsWith('*')) patterns.push({ prefix: model.slice(0, -1), access });
+      if (model.endsWith('*')) patterns.push({ prefix: model.slice(0, -1), entry: model, access });
       else if (!exact.has(model)) exact.set(model, access);
     }
   }
@@ -51,6 +56,11 @@ export function makeProductEntry(name: string, providers: ProviderAccess[]): Pro
       const hit = exact.get(model);
       if (hit) return hit;
       for (const p of patterns) if (model.startsWith(p.prefix)) return p.access;
+      return undefined;
+    },
+    configuredModel(model) {
+      if (exact.has(model)) return model;
+      for (const p of patterns) if (model.startsWith(p.prefix)) return p.entry;
       return undefined;
     },
   };

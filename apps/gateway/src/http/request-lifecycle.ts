@@ -5,7 +5,7 @@ import { Injectable } from '@nestjs/common';
 import { AuditService } from '@keygate/audit';
 import { GatewayError, type FailureClass } from '@keygate/errors';
 import { LifecycleState } from '@keygate/health';
-import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext } from '@keygate/observability';
+import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext, type RequestLabels } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
@@ -158,9 +158,17 @@ export class RequestLifecycle {
   }
 
   /** A product as a metric label: only configured names, so a token's claim cannot mint new series. */
-  private productLabel(product: string | null): string {
-    if (product === null) return 'none';
-    return this.secrets.product(product) ? product : 'unconfigured';
+  /**
+   * The product and model labels of a request: only configured names, so no client can grow the
+   * metrics without bound. A model served through a pattern (`gpt-4o*`, the legacy format's `*`)
+   * is labelled with the pattern, not with whatever name the client sent.
+   */
+  private labels(ctx: RequestContext): RequestLabels {
+    if (ctx.product === null) return { product: 'none', model: 'none' };
+    const entry = this.secrets.product(ctx.product);
+    if (!entry) return { product: 'unconfigured', model: 'none' };
+    const model = ctx.provider && ctx.model !== null ? (entry.configuredModel(ctx.model) ?? 'other') : 'none';
+    return { product: ctx.product, model };
   }
 
   private refuseWithoutHost(ctx: RequestContext, reply: FastifyReply): void {
@@ -186,7 +194,7 @@ export class RequestLifecycle {
       .finally(() => {
         // Refused after admission without reaching an upstream: not charged to the daily caps.
         if (ctx.releaseDailyCount && ctx.failure !== null && ctx.attempts === 0) ctx.releaseDailyCount();
-        if (this.audit.record(ctx)) this.metrics.observeRequest(ctx, this.productLabel(ctx.product));
+        if (this.audit.record(ctx)) this.metrics.observeRequest(ctx, this.labels(ctx));
         this.audited.delete(done);
       });
     this.audited.add(done);

@@ -1,0 +1,29 @@
+import { makeProductEntry, type ProviderAccess } from './product-catalog';
+
+const access = (provider: ProviderAccess['provider'], models: string[]): ProviderAccess => ({
+  provider,
+  apiKey: 'k',
+  baseUrl: 'https://upstream.example',
+  models,
+});
+
+describe('makeProductEntry', () => {
+  const entry = makeProductEntry('p', [
+    access('openai', ['gpt-4o', 'ft:gpt-4o-mini:*']),
+    access('anthropic', ['claude-3-5-sonnet-20241022', '*']),
+  ]);
+
+  it('routes exact names first, then patterns in order', () => {
+    expect(entry.route('gpt-4o')?.provider).toBe('openai');
+    expect(entry.route('ft:gpt-4o-mini:acme:1')?.provider).toBe('openai');
+    expect(entry.route('anything')?.provider).toBe('anthropic');
+    expect(entry.modelIds).toEqual(['gpt-4o', 'claude-3-5-sonnet-20241022']);
+  });
+
+  it('names the configured entry that serves a model, never the name the client sent', () => {
+    expect(entry.configuredModel('gpt-4o')).toBe('gpt-4o');
+    expect(entry.configuredModel('ft:gpt-4o-mini:acme:1')).toBe('ft:gpt-4o-mini:*');
+    expect(entry.configuredModel('x-random-123')).toBe('*');
+    expect(makeProductEntry('q', [access('openai', ['gpt-4o'])]).configuredModel('gpt-4o-mini')).toBeUndefined();
+  });
+});
