@@ -159,6 +159,10 @@ function expectStructuredStdout(gateway: Gateway): number {
       throw new Error(`severity not in Cloud Logging's set: ${line.raw.slice(0, 300)}`);
     if (!isRfc3339(line.json.time)) throw new Error(`time is not RFC 3339: ${line.raw.slice(0, 300)}`);
     if (typeof line.json.message !== 'string') throw new Error(`no message: ${line.raw.slice(0, 300)}`);
+    const labels = line.json['logging.googleapis.com/labels'] as Record<string, unknown> | undefined;
+    const expected = line.json.requestId === undefined ? { service: 'keygate' } : { service: 'keygate', request_id: line.json.requestId };
+    if (JSON.stringify(labels) !== JSON.stringify(expected))
+      throw new Error(`labels are not ${JSON.stringify(expected)}: ${line.raw.slice(0, 300)}`);
   }
   return stdout.length;
 }

@@ -8,6 +8,10 @@ export type Severity = 'DEBUG' | 'INFO' | 'NOTICE' | 'WARNING' | 'ERROR' | 'CRIT
 const RANK: Record<Severity, number> = { DEBUG: 0, INFO: 1, NOTICE: 1, WARNING: 2, ERROR: 3, CRITICAL: 3, ALERT: 3 };
 const LEVEL_RANK = { debug: 0, info: 1, warn: 2, error: 3 } as const;
 
+const LABELS_FIELD = 'logging.googleapis.com/labels';
+const SERVICE = 'keygate';
+const SERVICE_LABELS = Object.freeze({ service: SERVICE });
+
 /** Where structured lines go; stdout in production, a buffer in tests. */
 export type LineSink = (line: string) => void;
 
@@ -59,6 +63,10 @@ export function bufferedSink(write: (text: string) => void): BufferedSink {
 export const stdoutSink: BufferedSink = bufferedSink((text) => {
   process.stdout.write(text);
 });
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
 
 /**
  * Writes Cloud Logging structured JSON, one object per line, with the request id and trace of the
@@ -114,6 +122,10 @@ export class JsonLogger implements LoggerService {
     if (context) {
       entry.requestId = context.requestId;
       Object.assign(entry, this.traceFields(context));
+      // Labels are indexed by Cloud Logging: a request's lines are found by one label filter.
+      entry[LABELS_FIELD] = { service: SERVICE, request_id: context.requestId };
+    } else {
+      entry[LABELS_FIELD] = SERVICE_LABELS;
     }
     this.sink(JSON.stringify(entry) + '\n');
   }
@@ -141,6 +153,10 @@ export class JsonLogger implements LoggerService {
       return;
     }
     if (rest.length > 1 && typeof rest[0] === 'string' && rest[0].includes('\n')) fields.stack = rest[0];
-    this.write(severity, typeof message === 'string' ? message : JSON.stringify(message), fields);
+    if (typeof message === 'string') return this.write(severity, message, fields);
+    // An object logged through Nest's interface goes through the same masking as any field (it
+    // used to be stringified first, out of redact's reach).
+    const text = isRecord(message) && typeof message.message === 'string' ? message.message : 'logged value';
+    this.write(severity, text, { ...fields, data: message });
   }
 }

@@ -25,6 +25,42 @@ describe('redact', () => {
     expect(out.match(/\[redacted\]/g)).toHaveLength(4);
   });
 
+  it('masks compound credential field names, keeps what names or counts a secret', () => {
+    const out = redact({
+      openai_api_key: 'plain1',
+      hmacSecret: 'plain2',
+      apiKeys: ['plain3'],
+      'anthropic-api-key': 'plain4',
+      secrets: { a: 'plain5' },
+      tool_calls: [{ function: { name: 'f', arguments: '{"ssn":"plain6"}' } }],
+      partial_json: 'plain7',
+      secretName: 'openai-api-keys',
+      tokens_in: 12,
+      tokenCount: 3,
+      model: 'gpt-4o',
+    });
+    expect(JSON.stringify(out)).not.toMatch(/plain\d/);
+    expect(out).toMatchObject({ secretName: 'openai-api-keys', tokens_in: 12, tokenCount: 3, model: 'gpt-4o' });
+  });
+
+  it('masks more credential shapes in text: Basic auth, Google access tokens, query keys, secret fields of JSON text', () => {
+    const text = [
+      'Authorization: Basic dXNlcjpwYXNzd29yZA==',
+      'ya29.a0AfH6SMBexampleexampleexample',
+      'https://generativelanguage.googleapis.com/v1beta/models/x:generateContent?key=plainkey&alt=sse',
+      '{"c1":{"secret":"plain-hmac","product":"demo"},"password": "plain-pw"}',
+    ].join(' ');
+    const out = redact(text) as string;
+    expect(out).not.toMatch(/dXNlcjpw|ya29\.a0|plainkey|plain-hmac|plain-pw/);
+    expect(out).toContain('?key=[redacted]&alt=sse');
+    expect(out).toContain('"product":"demo"');
+  });
+
+  it('logs bytes by their size only, and bigints, functions and symbols without throwing', () => {
+    expect(redact({ raw: Buffer.from('my private prompt'), u8: new Uint8Array(3) })).toEqual({ raw: '[17 bytes]', u8: '[3 bytes]' });
+    expect(JSON.stringify(redact({ n: 10n, f: () => 1, s: Symbol('x') }))).toBe('{"n":"10","f":"[function]","s":"[symbol]"}');
+  });
+
   it('survives cycles, depth and size', () => {
     const a: Record<string, unknown> = { name: 'a' };
     a.self = a;
@@ -72,6 +108,29 @@ describe('JsonLogger', () => {
     quiet.error('error line');
     quiet.fatal('fatal line');
     expect(lines.map((l) => (JSON.parse(l) as { severity: string }).severity)).toEqual(['WARNING', 'ERROR', 'CRITICAL']);
+  });
+
+  it('masks an object handed to the Nest logger interface (log, warn, error…) like any other field', () => {
+    const cyclic: Record<string, unknown> = {
+      message: 'upstream payload',
+      api_key: 'plainkey123',
+      messages: [{ content: 'my private prompt' }],
+    };
+    cyclic.self = cyclic;
+    logger.warn(cyclic, 'SomeContext');
+    logger.log({ password: 'hunter2', n: 1n });
+    expect(lines).toHaveLength(2);
+    expect(lines.join('')).not.toMatch(/plainkey123|my private prompt|hunter2/);
+    expect(JSON.parse(lines[0])).toMatchObject({ severity: 'WARNING', message: 'upstream payload', context: 'SomeContext' });
+    expect(JSON.parse(lines[1])).toMatchObject({ severity: 'INFO', data: { password: '[redacted]', n: '1' } });
+  });
+
+  it('labels every line for Cloud Logging: the service, and the request id while serving a request', () => {
+    logger.write('INFO', 'outside a request');
+    const ctx = new RequestContext('req-9', 'POST', '/v1/chat/completions', 0n, null, true);
+    requestContextStorage.run(ctx, () => logger.always('INFO', 'audit', { type: 'audit' }));
+    expect(JSON.parse(lines[0])['logging.googleapis.com/labels']).toEqual({ service: 'keygate' });
+    expect(JSON.parse(lines[1])['logging.googleapis.com/labels']).toEqual({ service: 'keygate', request_id: 'req-9' });
   });
 
   it('masks what is logged by mistake but writes audit records unfiltered by level', () => {

@@ -1,15 +1,36 @@
 /** Field names whose values are never logged (credentials, keys, prompt and completion text). */
 const SECRET_KEYS =
-  /^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|x-goog-api-key|x-goog-iap-jwt-assertion|x-signature|api[-_]?key|secret|client[-_]?secret|password|passwd|token|access[-_]?token|refresh[-_]?token|id[-_]?token|private[-_]?key|key|pem|messages|content|prompt|input|completion|choices|text|system|contents|body)$/i;
+  /^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|x-goog-api-key|x-goog-iap-jwt-assertion|x-signature|api[-_]?key|secret|client[-_]?secret|password|passwd|token|access[-_]?token|refresh[-_]?token|id[-_]?token|private[-_]?key|key|pem|messages|content|prompt|input|completion|choices|text|system|contents|body|arguments|partial_json|instructions|output)$/i;
+
+/**
+ * Words that make a compound field name a credential wherever they appear in it, once case and
+ * separators are dropped: `openai_api_key`, `hmacSecret`, `apiKeys`, `anthropic-api-key`.
+ */
+const SECRET_KEY_WORDS = /(apikey|secret|password|passwd|token|privatekey|credential|assertion|signature|cookie|authorization)/;
+
+/** Whether the value under `key` must not be logged. Numbers and booleans never are secrets. */
+function isSecretKey(key: string, value: unknown): boolean {
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return false;
+  if (SECRET_KEYS.test(key)) return true;
+  const words = key.toLowerCase().replace(/[^a-z0-9]/g, '');
+  // What names or counts a secret is not one: `secretName`, `tokenCount`, `signatureVersion`.
+  return SECRET_KEY_WORDS.test(words) && !/(name|names|id|ids|kind|version|count|length|type)$/.test(words);
+}
 
 /** Strings that look like credentials wherever they appear: JWTs, provider keys, PEM blocks. */
-const SECRET_VALUES = [
-  /eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*/g,
-  /\b(sk|rk|pk)-[\w-]{8,}/g,
-  /\bsk-ant-[\w-]{8,}/g,
-  /\bAIza[\w-]{20,}/g,
-  /-----BEGIN [A-Z ]+-----[\s\S]*?(-----END [A-Z ]+-----|$)/g,
-  /\bBearer\s+[\w.~+/-]+=*/gi,
+const SECRET_VALUES: ReadonlyArray<[RegExp, string]> = [
+  [/eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*/g, '[redacted]'],
+  [/\b(sk|rk|pk)-[\w-]{8,}/g, '[redacted]'],
+  [/\bsk-ant-[\w-]{8,}/g, '[redacted]'],
+  [/\bAIza[\w-]{20,}/g, '[redacted]'],
+  // Google OAuth access tokens.
+  [/\bya29\.[\w.-]{10,}/g, '[redacted]'],
+  [/-----BEGIN [A-Z ]+-----[\s\S]*?(-----END [A-Z ]+-----|$)/g, '[redacted]'],
+  [/\b(Bearer|Basic)\s+[\w.~+/-]+=*/gi, '[redacted]'],
+  // Credentials in a URL's query string: keep the name, mask the value.
+  [/([?&](?:api[-_]?key|key|token|access_token|sig|signature|secret)=)[^&#\s"']+/gi, '$1[redacted]'],
+  // A secret field inside JSON text (a secret's payload logged as a string).
+  [/("(?:[\w-]*(?:secret|password|api[-_]?key|token|private[-_]?key))"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, '$1"[redacted]"'],
 ];
 
 const REDACTED = '[redacted]';
@@ -21,7 +42,12 @@ const REDACTED = '[redacted]';
  */
 export function redact(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
   if (typeof value === 'string') return maskString(value);
+  // JSON cannot hold a bigint (the line would throw); a function or symbol says nothing.
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'function' || typeof value === 'symbol') return `[${typeof value}]`;
   if (typeof value !== 'object' || value === null) return value;
+  // Bytes are content (a prompt's, say), never logged: only their size.
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return `[${value.byteLength} bytes]`;
   if (depth > 6) return '[truncated]';
   if (seen.has(value)) return '[cycle]';
   seen.add(value);
@@ -31,13 +57,13 @@ export function redact(value: unknown, depth = 0, seen = new WeakSet<object>()):
   let n = 0;
   for (const [k, v] of Object.entries(value)) {
     if (n++ >= 100) break;
-    out[k] = SECRET_KEYS.test(k) ? REDACTED : redact(v, depth + 1, seen);
+    out[k] = isSecretKey(k, v) ? REDACTED : redact(v, depth + 1, seen);
   }
   return out;
 }
 
 function maskString(s: string): string {
   let out = s;
-  for (const pattern of SECRET_VALUES) out = out.replace(pattern, REDACTED);
+  for (const [pattern, replacement] of SECRET_VALUES) out = out.replace(pattern, replacement);
   return out;
 }
