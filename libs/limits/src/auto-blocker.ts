@@ -3,7 +3,7 @@ import { GatewayConfig } from '@keygate/config';
 import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import { KEYGATE_REDIS } from '@keygate/redis';
 import type { Redis } from 'ioredis';
-import { BlocksService } from './blocks.service';
+import { autoBlockCountKey, autoBlockLockKey, BlocksService } from './blocks.service';
 
 /**
  * Blocks a user who keeps hitting their limits: `auto_block.rejections` refusals within
@@ -41,12 +41,12 @@ export class AutoBlocker {
   private async countAndBlock(product: string, user: string, reason: string, ctx: RequestContext | undefined): Promise<void> {
     const { rejections, windowSeconds, blockSeconds } = this.config.policy.forProduct(product).autoBlock;
     if (rejections <= 0) return;
-    const count = await this.count(`kg:{${product}}:refusals:${user}`, windowSeconds);
+    const count = await this.count(autoBlockCountKey(product, user), windowSeconds);
     // Every `rejections`-th refusal in a window blocks, so a user who resumes after a block lifts
     // is blocked again without waiting for the window to end; the lock (as long as the block)
     // keeps a burst still in flight on other replicas from blocking and alerting twice.
     if (count % rejections !== 0 || this.blocks.find(product, user)) return;
-    if (!(await this.lock(`kg:{${product}}:autoblocked:${user}`, blockSeconds))) return;
+    if (!(await this.lock(autoBlockLockKey(product, user), blockSeconds))) return;
     const now = Date.now();
     await this.blocks.create(
       {

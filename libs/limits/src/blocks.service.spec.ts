@@ -136,6 +136,34 @@ describe('BlocksService across replicas (real Redis)', () => {
   });
 });
 
+describe('BlocksService when Redis stops answering', () => {
+  it('says once that the blocks in force may be stale, keeps them, and says when refreshing works again', async () => {
+    const redis = connect();
+    if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+    const { logger, lines } = capture();
+    const service = new BlocksService(redis, logger);
+    services.push(service);
+    const p = product('stale');
+    await service.onModuleInit();
+    await service.create(block(p, 'ursula'));
+    // The connection stays "ready" while its commands fail (a hung or refusing Redis).
+    const hgetall = redis.hgetall.bind(redis);
+    (redis as unknown as { hgetall: () => Promise<never> }).hgetall = () => Promise.reject(new Error('LOADING Redis is loading'));
+    await new Promise((r) => setTimeout(r, 3 * BLOCKS_POLL_MS));
+    const failing = lines.filter((l) => /blocks refresh failed/.test(String(l.message)));
+    expect(failing).toHaveLength(1);
+    expect(failing[0]).toMatchObject({ severity: 'WARNING', reason: 'LOADING Redis is loading', inForce: expect.any(Number) });
+    expect(service.find(p, 'ursula')).toBeDefined();
+    (redis as unknown as { hgetall: typeof hgetall }).hgetall = hgetall;
+    await msUntil(
+      'the recovery line',
+      () => lines.some((l) => l.message === 'blocks refreshed from Redis again'),
+      2 * BLOCKS_POLL_MS + 500,
+    );
+    expect(lines.filter((l) => l.severity === 'NOTICE')).toHaveLength(1);
+  });
+});
+
 describe('BlocksService without Redis', () => {
   it('keeps blocks in the process', async () => {
     const s = await replica(undefined);
@@ -232,6 +260,24 @@ describe('AutoBlocker', () => {
     await blocker.refused(p, 'zoe', 'user_qps');
     await blocker.refused(p, 'zoe', 'user_qps');
     expect(blocks.find(p, 'zoe')).toBeDefined();
+    expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(2);
+  });
+
+  it('auto-blocks a user again after an operator lifted their auto-block, though its lock would still hold (real Redis)', async () => {
+    const p = product('auto-lifted');
+    const redis = connect();
+    const blocks = await replica(redis);
+    const { logger, lines } = capture();
+    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 900 }), redis, blocks, logger);
+    await blocker.refused(p, 'yuri', 'user_qps');
+    await blocker.refused(p, 'yuri', 'user_qps');
+    expect(blocks.find(p, 'yuri')).toBeDefined();
+    expect(await redis.exists(`kg:{${p}}:autoblocked:yuri`)).toBe(1);
+    expect(await blocks.remove(p, 'yuri')).toBe(true);
+    expect(await redis.exists(`kg:{${p}}:autoblocked:yuri`, `kg:{${p}}:refusals:yuri`)).toBe(0);
+    await blocker.refused(p, 'yuri', 'user_qps');
+    await blocker.refused(p, 'yuri', 'user_qps');
+    expect(blocks.find(p, 'yuri')).toBeDefined();
     expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(2);
   });
 

@@ -32,6 +32,8 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   /** Blocks made on this replica while Redis was away: in force here, written to Redis when it returns. */
   private readonly unsynced = new Map<string, Block>();
   private timer: NodeJS.Timeout | undefined;
+  /** A failed refresh is said once per outage (at 2 a second it would flood the log). */
+  private refreshFailing = false;
 
   constructor(
     @Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined,
@@ -90,7 +92,19 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     const key = keyOf(product, user);
     this.unsynced.delete(key);
     if (this.redis) {
-      const removed = (await this.shared(() => this.redis?.hdel(BLOCKS_KEY, key))) ?? 0;
+      const redis = this.redis;
+      // Lifting a user's block also clears their auto-block state: its lock (held as long as the
+      // block would have lasted) would otherwise stop a new auto-block until then, however hard
+      // the user kept hitting their limits.
+      const removed =
+        (await this.shared(async () => {
+          const multi = redis.multi().hdel(BLOCKS_KEY, key);
+          if (user !== null) multi.del(autoBlockLockKey(product, user), autoBlockCountKey(product, user));
+          const replies = (await multi.exec()) ?? [];
+          const [error, count] = replies[0] ?? [new Error('no reply'), 0];
+          if (error) throw error;
+          return count as number;
+        })) ?? 0;
       return this.blocks.delete(key) || removed > 0;
     }
     return this.blocks.delete(key);
@@ -132,11 +146,31 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       for (const [key, block] of this.unsynced) next.set(key, block);
       this.blocks = next;
       if (expired.length) await this.redis.hdel(BLOCKS_KEY, ...expired);
+      if (this.refreshFailing) {
+        this.refreshFailing = false;
+        this.logger.write('NOTICE', 'blocks refreshed from Redis again', { inForce: this.blocks.size });
+      }
     } catch (error) {
-      // The last known blocks stay in force while Redis is away.
-      this.logger.write('DEBUG', 'blocks refresh failed', { reason: (error as Error).message });
+      // The last known blocks stay in force while Redis is away; an operator must know they may be stale.
+      if (!this.refreshFailing) {
+        this.refreshFailing = true;
+        this.logger.write('WARNING', 'blocks refresh failed: the blocks last read stay in force until Redis answers', {
+          reason: (error as Error).message,
+          inForce: this.blocks.size,
+        });
+      }
     }
   }
+}
+
+/** The Redis key of a user's auto-block lock (set while an auto-block is in force). */
+export function autoBlockLockKey(product: string, user: string): string {
+  return `kg:{${product}}:autoblocked:${user}`;
+}
+
+/** The Redis key of a user's refusal count in the auto-block window. */
+export function autoBlockCountKey(product: string, user: string): string {
+  return `kg:{${product}}:refusals:${user}`;
 }
 
 function keyOf(product: string, user: string | null): string {
