@@ -21,6 +21,8 @@ import { HOST, type MockRoute } from './harness';
 export const OPENAI_MODEL = 'gpt-4o';
 export const ANTHROPIC_MODEL = 'claude-3-5-sonnet-20241022';
 export const GEMINI_MODEL = 'gemini-1.5-pro';
+/** A Gemini 3 model: the mock gives its function calls ids and checks them on the responses. */
+export const GEMINI_3_MODEL = 'gemini-3-pro-preview';
 export const OPENAI_EMBEDDING_MODEL = 'text-embedding-3-small';
 export const GEMINI_EMBEDDING_MODEL = 'text-embedding-004';
 /** Dimensions the mock gives `text-embedding-004` (its non-`gemini-embedding` default). */
@@ -72,7 +74,7 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
     base_url: `${urls.mock}/v1`,
   };
   const anthropicOnMock = { api_key: 'sk-ant-mock-prov', models: [ANTHROPIC_MODEL], base_url: urls.mock };
-  const geminiOnMock = { api_key: 'AIza-mock-prov', models: [GEMINI_MODEL, GEMINI_EMBEDDING_MODEL], base_url: urls.mock };
+  const geminiOnMock = { api_key: 'AIza-mock-prov', models: [GEMINI_MODEL, GEMINI_3_MODEL, GEMINI_EMBEDDING_MODEL], base_url: urls.mock };
   return {
     prov: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     flaky: {

@@ -12,6 +12,7 @@ import {
   FlakyUpstream,
   GEMINI_EMBEDDING_DIMS,
   GEMINI_EMBEDDING_MODEL,
+  GEMINI_3_MODEL,
   GEMINI_MODEL,
   mockReply,
   OPENAI_EMBEDDING_MODEL,
@@ -683,6 +684,50 @@ describe('Gemini specifics', () => {
     await expectOneAudit(id, { status: 200, failure: null, provider: 'gemini' });
   });
 
+  it("gemini 3: passes the model's call ids to the client as the tool call ids, and sends them back on the calls and their results", async () => {
+    const first = rid('gemini3-calls');
+    const { result } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: GEMINI_3_MODEL, tools: [WEATHER_TOOL], messages: user('weather twice [mock tool=get_weather tools=2]') },
+          { headers: first.headers },
+        ),
+    );
+    const message = result.choices[0].message;
+    const ids = (message.tool_calls ?? []).map((c) => c.id);
+    expect(ids).toHaveLength(2);
+    expect(ids.every((id) => id.startsWith('fc'))).toBe(true);
+    // The results answered in the other order: the mock (as Gemini 3) refuses an id matching no call.
+    const second = rid('gemini3-results');
+    const {
+      result: answer,
+      delta,
+      after,
+    } = await counting(() =>
+      gw.openai(token).chat.completions.create(
+        {
+          model: GEMINI_3_MODEL,
+          tools: [WEATHER_TOOL],
+          messages: [
+            ...user('weather twice'),
+            message as ChatCompletionMessageParam,
+            { role: 'tool', tool_call_id: ids[1], content: '{"temp_c": 21}' },
+            { role: 'tool', tool_call_id: ids[0], content: '{"temp_c": 19}' },
+          ],
+        },
+        { headers: second.headers },
+      ),
+    );
+    expect(answer.choices[0].finish_reason).toBe('stop');
+    expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
+    const contents = lastBody(after, 'gemini.generateContent').contents as Array<{ parts: Array<Record<string, { id?: string }>> }>;
+    expect(contents[1].parts.map((p) => p.functionCall.id)).toEqual(ids);
+    expect(contents[2].parts.map((p) => p.functionResponse.id)).toEqual([ids[1], ids[0]]);
+    await expectOneAudit(first.id, { status: 200, failure: null, provider: 'gemini', model: GEMINI_3_MODEL });
+    await expectOneAudit(second.id, { status: 200, failure: null, provider: 'gemini', model: GEMINI_3_MODEL });
+  });
+
   it("forwards a tool call's extra_content.google.thought_signature as the functionCall part's thoughtSignature", async () => {
     // The mock never emits thought signatures, so only the client → Gemini direction is provable here.
     const { id, headers } = rid('gemini-signature');
@@ -713,8 +758,10 @@ describe('Gemini specifics', () => {
     expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
     const contents = lastBody(after, 'gemini.generateContent').contents as Array<{ role: string; parts: Json[] }>;
     expect(contents.map((c) => c.role)).toEqual(['user', 'model', 'user']);
-    expect(contents[1].parts).toEqual([{ functionCall: { name: 'get_weather', args: { city: 'Paris' } }, thoughtSignature: signature }]);
-    expect(contents[2].parts[0]).toMatchObject({ functionResponse: { name: 'get_weather' } });
+    expect(contents[1].parts).toEqual([
+      { functionCall: { id: 'call_sig_1', name: 'get_weather', args: { city: 'Paris' } }, thoughtSignature: signature },
+    ]);
+    expect(contents[2].parts[0]).toMatchObject({ functionResponse: { id: 'call_sig_1', name: 'get_weather' } });
     await expectOneAudit(id, { status: 200, failure: null, provider: 'gemini' });
   });
 });

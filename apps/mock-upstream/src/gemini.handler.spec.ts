@@ -147,6 +147,32 @@ describe('Gemini wire format', () => {
     expect(textOf(after)).toBe('Hello from mock gemini! You said: w');
   });
 
+  it('gives Gemini 3 function calls ids, and refuses a functionResponse whose id matches no call of the turn before', async () => {
+    const gemini3 = (body: Record<string, unknown>): Promise<Response> =>
+      postJson(mock.base, '/v1beta/models/gemini-3-pro-preview:generateContent', body, GEMINI_AUTH);
+    const calls = (
+      await readJson<GenerateContentResponse>(await gemini3({ tools: TOOLS, contents: [user('w [mock tool=get_weather tools=2]')] }))
+    ).candidates[0].content?.parts as Array<{ functionCall: { id?: string } }>;
+    const ids = calls.map((p) => p.functionCall.id);
+    expect(ids.every((id) => typeof id === 'string' && id.length > 0)).toBe(true);
+    expect(new Set(ids).size).toBe(2);
+    const model = { role: 'model', parts: calls };
+    const answer = (id: string): Record<string, unknown> => ({ functionResponse: { id, name: 'get_weather', response: { sky: 'sunny' } } });
+    const matched = await gemini3({
+      tools: TOOLS,
+      contents: [user('w'), model, { role: 'user', parts: [answer(ids[1]!), answer(ids[0]!)] }],
+    });
+    expect(matched.status).toBe(200);
+    const wrong = await gemini3({
+      tools: TOOLS,
+      contents: [user('w'), model, { role: 'user', parts: [answer(ids[0]!), answer('call_other')] }],
+    });
+    expect(wrong.status).toBe(400);
+    expect((await readJson<GeminiErrorBody>(wrong)).error.message).toBe(
+      '* GenerateContentRequest.contents[2].parts[1].function_response.id: functionResponse.id does not match functionCall.id',
+    );
+  });
+
   it('streams a function call in one chunk', async () => {
     const chunks = await sseChunks(await stream({ tools: TOOLS, contents: [user('w [mock tool=get_weather]')] }));
     expect(chunks).toHaveLength(1);

@@ -105,6 +105,35 @@ function hasFunctionResponse(content: unknown): boolean {
   );
 }
 
+/** Models that give function calls ids (and check the ids of the responses). */
+const GEMINI_3 = /^gemini-3/;
+
+/**
+ * A functionResponse that carries an id must answer a functionCall of the model turn before it
+ * with that id, as Gemini 3 checks ("functionResponse.id does not match functionCall.id").
+ */
+function functionResponseIdProblems(contents: unknown[]): string[] {
+  const problems: string[] = [];
+  contents.forEach((content, c) => {
+    if (!isRecord(content)) return;
+    const previous = contents[c - 1];
+    const callIds = new Set<string>();
+    if (isRecord(previous) && previous.role === 'model')
+      for (const part of asArray(previous.parts)) {
+        const call = isRecord(part) ? field(part, 'functionCall', 'function_call') : undefined;
+        if (isRecord(call) && typeof call.id === 'string') callIds.add(call.id);
+      }
+    asArray(content.parts).forEach((part, p) => {
+      const response = isRecord(part) ? field(part, 'functionResponse', 'function_response') : undefined;
+      if (isRecord(response) && typeof response.id === 'string' && !callIds.has(response.id))
+        problems.push(
+          `* GenerateContentRequest.contents[${c}].parts[${p}].function_response.id: functionResponse.id does not match functionCall.id`,
+        );
+    });
+  });
+  return problems;
+}
+
 /** Gemini's proto-JSON parser accepts camelCase and snake_case field names alike. */
 function field(o: JsonRecord, camel: string, snake: string): unknown {
   return o[camel] ?? o[snake];
@@ -279,9 +308,11 @@ class GeminiHandler implements ProviderHandler {
       userText,
     });
     if (plan) {
-      // Gemini delivers function calls whole (no argument streaming) and has no call ids.
+      // Gemini delivers function calls whole (no argument streaming); Gemini 3 gives each an id.
       const calls: GeminiFunctionCallPart[] = [];
-      for (let i = 0; i < plan.count; i++) calls.push({ functionCall: { name: plan.name, args: plan.args } });
+      const ids = GEMINI_3.test(ex.pathModel);
+      for (let i = 0; i < plan.count; i++)
+        calls.push({ functionCall: { name: plan.name, args: plan.args, ...(ids ? { id: nextId('fc') } : {}) } });
       return {
         parts: calls,
         chunks: [calls],
@@ -306,7 +337,7 @@ class GeminiHandler implements ProviderHandler {
     const body = isRecord(ex.body) ? ex.body : {};
     const contents = asArray(body.contents);
     if (contents.length === 0) return ex.sendError(geminiError(400, '* GenerateContentRequest.contents: contents is not specified\n'));
-    const problems = requestSchemaProblems(body);
+    const problems = [...requestSchemaProblems(body), ...functionResponseIdProblems(contents)];
     if (problems.length > 0) return ex.sendError(geminiError(400, problems.join('\n')));
     const a = this.answer(ex, body, contents);
     const model = ex.pathModel;

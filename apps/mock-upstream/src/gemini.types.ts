@@ -12,7 +12,8 @@ export interface GeminiTextPart {
 }
 
 export interface GeminiFunctionCallPart {
-  functionCall: { name: string; args: Record<string, unknown> };
+  /** `id`: Gemini 3 gives every call one, and wants it back on the functionResponse. */
+  functionCall: { name: string; args: Record<string, unknown>; id?: string };
 }
 
 export type GeminiPart = GeminiTextPart | GeminiFunctionCallPart;

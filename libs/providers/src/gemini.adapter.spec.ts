@@ -204,11 +204,14 @@ describe('GeminiAdapter against the mock upstream', () => {
     );
     expect((JSON.parse(second.body) as OpenAiChatCompletion).choices[0].finish_reason).toBe('stop');
     const sent = (await getStats(mock.base)).last['gemini.generateContent']?.body as { contents: unknown[] };
+    const [a, b] = (message.tool_calls ?? []).map((c) => c.id);
+    // Each call and its response carry the same id (Gemini 3 matches them by it).
+    expect(sent.contents[1]).toMatchObject({ role: 'model', parts: [{ functionCall: { id: a } }, { functionCall: { id: b } }] });
     expect(sent.contents[2]).toEqual({
       role: 'user',
       parts: [
-        { functionResponse: { name: 'get_weather', response: { temp_c: 21 } } },
-        { functionResponse: { name: 'get_weather', response: { temp_c: 21 } } },
+        { functionResponse: { id: a, name: 'get_weather', response: { temp_c: 21 } } },
+        { functionResponse: { id: b, name: 'get_weather', response: { temp_c: 21 } } },
       ],
     });
   });

@@ -197,8 +197,52 @@ describe('Gemini translation', () => {
         tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'integer' } } } } }],
       }),
     );
-    expect(next.contents[1]).toEqual({ role: 'model', parts: [{ functionCall: { name: 'f', args: { a: 1 } }, thoughtSignature: 'SIG' }] });
-    expect(next.contents[2]).toEqual({ role: 'user', parts: [{ functionResponse: { name: 'f', response: { ok: true } } }] });
+    const id = message.tool_calls?.[0].id;
+    expect(next.contents[1]).toEqual({
+      role: 'model',
+      parts: [{ functionCall: { id, name: 'f', args: { a: 1 } }, thoughtSignature: 'SIG' }],
+    });
+    expect(next.contents[2]).toEqual({ role: 'user', parts: [{ functionResponse: { id, name: 'f', response: { ok: true } } }] });
+  });
+
+  it("round-trips Gemini 3's own call ids: the tool call's id, then the functionCall and functionResponse ids of the next turn", () => {
+    const { completion } = toChatCompletion(
+      {
+        responseId: 'r2',
+        candidates: [
+          {
+            content: {
+              role: 'model',
+              parts: [
+                { functionCall: { id: 'gq7x1k2m', name: 'f', args: { a: 1 } }, thoughtSignature: 'SIG' },
+                { functionCall: { id: 'p0w9e8r7', name: 'f', args: { a: 2 } } },
+              ],
+            },
+            finishReason: 'STOP',
+          },
+        ],
+      },
+      meta,
+    );
+    const message = completion.choices[0].message;
+    expect(message.tool_calls?.map((c) => c.id)).toEqual(['gq7x1k2m', 'p0w9e8r7']);
+    // The results come back in the other order: matched by id, not by position or name.
+    const next = toGenerateContentRequest(
+      req({
+        model: 'gemini-3-pro-preview',
+        messages: [
+          ...user,
+          message,
+          { role: 'tool', tool_call_id: 'p0w9e8r7', content: '{"n":2}' },
+          { role: 'tool', tool_call_id: 'gq7x1k2m', content: '{"n":1}' },
+        ],
+      }),
+    );
+    expect(next.contents[1].parts.map((p) => p.functionCall?.id)).toEqual(['gq7x1k2m', 'p0w9e8r7']);
+    expect(next.contents[2].parts.map((p) => [p.functionResponse?.id, p.functionResponse?.response])).toEqual([
+      ['p0w9e8r7', { n: 2 }],
+      ['gq7x1k2m', { n: 1 }],
+    ]);
   });
 
   it('gives the same tool-call ids to the streamed and the non-streamed translation', () => {

@@ -8,6 +8,7 @@ import type {
   GeminiCandidate,
   GeminiContent,
   GeminiErrorBody,
+  GeminiFunctionCall,
   GeminiFunctionDeclaration,
   GeminiGenerationConfig,
   GeminiPart,
@@ -81,7 +82,8 @@ export function toGenerateContentRequest(body: ChatCompletionRequest): GenerateC
 
   const system: GeminiPart[] = [];
   const contents: GeminiContent[] = [];
-  // Gemini's functionResponse is matched by name, OpenAI's tool message by id: remember the name of every call.
+  // A functionResponse names its function (and, for Gemini 3, its call's id); OpenAI's tool message
+  // gives only the id: remember the name of every call.
   const toolNames = new Map<string, string>();
   const signsCalls = requiresCallSignatures(body.model);
   const messages = body.messages;
@@ -246,7 +248,11 @@ function assistantParts(m: ChatMessage, i: number, toolNames: Map<string, string
     if (!isRecord(call) || !isRecord(fn) || typeof fn.name !== 'string' || (call.type !== undefined && call.type !== 'function')) {
       throw invalid(where, `${where} must be a function tool call with a name`);
     }
-    const part: GeminiPart = { functionCall: { name: fn.name, args: parseArguments(fn.arguments, `${where}.function.arguments`) } };
+    const functionCall: GeminiFunctionCall = { name: fn.name, args: parseArguments(fn.arguments, `${where}.function.arguments`) };
+    // Gemini 3 gives every call an id (passed to the client as the tool call's id) and refuses a
+    // functionResponse whose id does not match its call's: both carry the client's id back.
+    if (typeof call.id === 'string' && call.id !== '') functionCall.id = call.id;
+    const part: GeminiPart = { functionCall };
     const extra = call.extra_content;
     const signature = isRecord(extra) && isRecord(extra.google) ? extra.google.thought_signature : undefined;
     if (typeof signature === 'string') part.thoughtSignature = signature;
@@ -284,7 +290,7 @@ function functionResponsePart(m: ChatMessage, i: number, toolNames: Map<string, 
   else if (Array.isArray(m.content)) {
     for (const part of m.content) if (typeof part.text === 'string') text += part.text;
   }
-  return { functionResponse: { name, response: jsonObject(text) ?? { content: text } } };
+  return { functionResponse: { id: id as string, name, response: jsonObject(text) ?? { content: text } } };
 }
 
 /** The text parsed as JSON when it is a JSON object; only then is the parse attempted at all. */
