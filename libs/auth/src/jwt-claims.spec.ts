@@ -52,6 +52,25 @@ describe('principalFromClaims', () => {
     expect(() => principalFromClaims(ok, 900, 60, NOW, { token_use: 'access' })).toThrow(/token_use/);
   });
 
+  it('matches a required value against boolean, number and list claims as written in the environment', () => {
+    const pass = (claims: Record<string, unknown>, rules: Record<string, string>): boolean => {
+      try {
+        principalFromClaims({ ...ok, ...claims }, 900, 60, NOW, rules);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(pass({ email_verified: true }, { email_verified: 'true' })).toBe(true);
+    expect(pass({ email_verified: false }, { email_verified: 'true' })).toBe(false);
+    expect(pass({ email_verified: 'true' }, { email_verified: 'true' })).toBe(true);
+    expect(pass({ tier: 2 }, { tier: '2' })).toBe(true);
+    expect(pass({ groups: ['staff', 'keygate-users'] }, { groups: 'keygate-users' })).toBe(true);
+    expect(pass({ groups: ['staff'] }, { groups: 'keygate-users' })).toBe(false);
+    expect(pass({ groups: { 'keygate-users': true } }, { groups: 'keygate-users' })).toBe(false);
+    expect(pass({ tier: Number.NaN }, { tier: 'NaN' })).toBe(false);
+  });
+
   it('accepts an iat within the skew', () => {
     expect(() => principalFromClaims({ ...ok, iat: NOW + 30, exp: NOW + 300 }, 900, 60, NOW)).not.toThrow();
   });

@@ -25,7 +25,7 @@ export function principalFromClaims(
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) throw invalid('the token payload must be a JSON object');
   for (const [claim, expected] of Object.entries(requiredClaims)) {
     // A deployment rule such as token_use=access refuses ID tokens where access tokens are expected.
-    if (payload[claim] !== expected) throw invalid(`the token ${claim} claim must be ${expected}`);
+    if (!claimMatches(payload[claim], expected)) throw invalid(`the token ${claim} claim must be ${expected}`);
   }
   const { exp, iat, sub, product } = payload;
   if (typeof exp !== 'number' || !Number.isFinite(exp)) throw invalid('the token has no numeric exp claim');
@@ -36,6 +36,18 @@ export function principalFromClaims(
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) throw invalid('the token has no sub claim');
   if (typeof product !== 'string' || product.length === 0 || product.length > 64) throw invalid('the token has no product claim');
   return { kind: 'jwt', product, user: sub, scopes: scopesOf(payload.scope) };
+}
+
+/**
+ * Whether a claim satisfies a required value (given as text in the environment): a string equal
+ * to it, a boolean or number written as it (`email_verified=true`), or a list of strings holding
+ * it (`groups=keygate-users`).
+ */
+function claimMatches(value: unknown, expected: string): boolean {
+  if (typeof value === 'string') return value === expected;
+  if (typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))) return String(value) === expected;
+  if (Array.isArray(value)) return value.some((v) => typeof v === 'string' && v === expected);
+  return false;
 }
 
 function scopesOf(scope: unknown): string[] {
