@@ -31,7 +31,7 @@ describe('redact', () => {
       hmacSecret: 'plain2',
       apiKeys: ['plain3'],
       'anthropic-api-key': 'plain4',
-      secrets: { a: 'plain5' },
+      clientSecrets: { a: 'plain5' },
       tool_calls: [{ function: { name: 'f', arguments: '{"ssn":"plain6"}' } }],
       partial_json: 'plain7',
       secretName: 'openai-api-keys',

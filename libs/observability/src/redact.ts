@@ -13,7 +13,9 @@ function isSecretKey(key: string, value: unknown): boolean {
   if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return false;
   if (SECRET_KEYS.test(key)) return true;
   const words = key.toLowerCase().replace(/[^a-z0-9]/g, '');
-  // What names or counts a secret is not one: `secretName`, `tokenCount`, `signatureVersion`.
+  // What names or counts a secret is not one: `secretName`, `tokenCount`, `signatureVersion`; and
+  // `secrets` is the documented list of loaded secrets (names and versions) on "secrets loaded".
+  if (words === 'secrets') return false;
   return SECRET_KEY_WORDS.test(words) && !/(name|names|id|ids|kind|version|count|length|type)$/.test(words);
 }
 

@@ -1,4 +1,4 @@
-import { SecretFormatError } from './secret-format.error';
+import { fieldLabel, SecretFormatError } from './secret-format.error';
 
 /** One HMAC client (SPEC §5): its shared secret and the product it calls for. */
 export interface HmacClient {
@@ -45,7 +45,9 @@ export function parseHmacSecrets(text: string, secretName: string): ReadonlyMap<
       return;
     }
     const before = problems.length;
-    for (const key of Object.keys(entry)) if (!FIELDS.includes(key)) problems.push(`${clientId}.${key}: unknown field`);
+    Object.keys(entry).forEach((key, i) => {
+      if (!FIELDS.includes(key)) problems.push(`${clientId}.${fieldLabel(key, i)}: unknown field`);
+    });
     const { secret, product } = entry;
     if (typeof secret !== 'string') problems.push(`${clientId}.secret: must be a string`);
     else if (secret.length < MIN_SECRET_LENGTH) problems.push(`${clientId}.secret: must be at least ${MIN_SECRET_LENGTH} characters`);

@@ -88,4 +88,18 @@ describe('parseProductKeys', () => {
     expect(message).toContain('p.providers.openai.models');
     expect(message).not.toContain('at least one provider');
   });
+
+  it('names an unexpected field or provider by position when it is not a plain word: it may be a key pasted in the wrong place', () => {
+    const pasted = 'sk-proj-Abc123Def456Ghi789';
+    const message = problems(
+      JSON.stringify({
+        p: { providers: { [pasted]: { api_key: KEY, models: ['m'] }, openai: { api_key: KEY, models: ['m'], [`${pasted}x`]: 1 } } },
+        q: { providers: { openai: { api_key: KEY, models: ['m'] } }, AIzaSyA1234567890abcdefghijklmnop: 1 },
+      }),
+    );
+    expect(message).toContain('p.providers.(provider at position 0): unknown provider');
+    expect(message).toContain('p.providers.openai.(field at position 2): unknown field');
+    expect(message).toContain('q.(field at position 1): unknown field');
+    expect(message).not.toMatch(/sk-proj|AIzaSy/);
+  });
 });

@@ -7,7 +7,7 @@ import {
   type ProviderAccess,
   type ProviderName,
 } from './product-catalog';
-import { SecretFormatError } from './secret-format.error';
+import { fieldLabel, SecretFormatError } from './secret-format.error';
 
 const PRODUCT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -45,14 +45,18 @@ export function parseProductKeys(text: string, secretName: string): ProductCatal
       problems.push(`${product}: must be a key string (legacy) or {"providers": {...}}`);
       continue;
     }
-    for (const key of Object.keys(entry)) if (key !== 'providers') problems.push(`${product}.${key}: unknown field`);
+    Object.keys(entry).forEach((key, i) => {
+      if (key !== 'providers') problems.push(`${product}.${fieldLabel(key, i)}: unknown field`);
+    });
     const providers: ProviderAccess[] = [];
-    for (const [provider, access] of Object.entries(entry.providers)) {
-      const path = `${product}.providers.${provider}`;
+    for (const [i, [provider, access]] of Object.entries(entry.providers).entries()) {
       if (!(PROVIDER_NAMES as readonly string[]).includes(provider)) {
-        problems.push(`${path}: unknown provider (expected one of ${PROVIDER_NAMES.join(', ')})`);
+        problems.push(
+          `${product}.providers.${fieldLabel(provider, i, 'provider')}: unknown provider (expected one of ${PROVIDER_NAMES.join(', ')})`,
+        );
         continue;
       }
+      const path = `${product}.providers.${provider}`;
       const parsed = parseAccess(provider as ProviderName, access, path, problems);
       if (parsed) providers.push(parsed);
     }
@@ -82,9 +86,9 @@ function parseAccess(provider: ProviderName, access: unknown, path: string, prob
     return undefined;
   }
   const before = problems.length;
-  for (const key of Object.keys(access)) {
-    if (!['api_key', 'models', 'base_url'].includes(key)) problems.push(`${path}.${key}: unknown field`);
-  }
+  Object.keys(access).forEach((key, i) => {
+    if (!['api_key', 'models', 'base_url'].includes(key)) problems.push(`${path}.${fieldLabel(key, i)}: unknown field`);
+  });
   const { api_key: apiKey, models, base_url: baseUrl } = access;
   if (typeof apiKey !== 'string' || !apiKey.trim()) problems.push(`${path}.api_key: must be a non-empty string`);
   else if (!API_KEY.test(apiKey.trim())) problems.push(`${path}.api_key: ${API_KEY_RULE}`);

@@ -1,10 +1,24 @@
-/** A secret's content is malformed. The message names the secret and the path, never a value. */
+import { redact } from '@keygate/observability';
+
+/**
+ * A secret's content is malformed. The message names the secret and the path, never a value; as a
+ * last guard, anything credential-shaped in a path (a key pasted where a name belongs) is masked.
+ */
 export class SecretFormatError extends Error {
+  readonly problems: string[];
+
   constructor(
     readonly secret: string,
-    readonly problems: string[],
+    problems: string[],
   ) {
-    super(`${secret} is invalid:\n  - ${problems.join('\n  - ')}`);
+    const masked = problems.map((p) => redact(p) as string);
+    super(`${secret} is invalid:\n  - ${masked.join('\n  - ')}`);
     this.name = 'SecretFormatError';
+    this.problems = masked;
   }
+}
+
+/** A field or provider name as a problem may print it: a plain lowercase word, else its position only. */
+export function fieldLabel(name: string, index: number, what = 'field'): string {
+  return /^[a-z][a-z0-9_]{0,31}$/.test(name) ? name : `(${what} at position ${index})`;
 }
