@@ -82,6 +82,7 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
     defaults: resolvedDefaults,
     largestRequestBytes,
     longestStreamSeconds,
+    productNames: [...resolved.keys()],
     forProduct: (product) => resolved.get(product) ?? resolvedDefaults,
   };
 }

@@ -34,6 +34,8 @@ export interface PolicyBook {
   forProduct(product: string): ProductPolicy;
   /** The largest `max_request_bytes` of any product: the HTTP server's hard body limit. */
   readonly largestRequestBytes: number;
+  /** The products the file names under `products` (to check against the product keys). */
+  readonly productNames: readonly string[];
   /** The longest `max_stream_seconds` of any product (it must fit the upstream total timeout). */
   readonly longestStreamSeconds: number;
 }

@@ -1,4 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError, loadGatewayConfig, type GatewayConfig } from '@keygate/config';
 import { JsonLogger } from '@keygate/observability';
 import { secretsSourceFor } from './secrets.module';
@@ -299,6 +302,29 @@ describe('SecretsService', () => {
       fake.addVersion('hmac-secrets', hmac(HMAC_SECRETS[1]));
       await service.refreshNow();
       expect(service.current.hmacClients.get('batch-job')?.secret.toString()).toBe(HMAC_SECRETS[1]);
+    });
+
+    it('warns about policy entries and HMAC clients for products the keys do not have, at boot and after a rotation', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
+      const policyFile = join(dir, 'policy.yaml');
+      writeFileSync(policyFile, 'products:\n  demo: {limits: {requests_per_second: 5}}\n  dmeo: {limits: {requests_per_second: 50}}\n');
+      try {
+        seed();
+        const service = await boot(configFor({ API_KEY_SERVER_POLICY_FILE: policyFile }));
+        const policyLines = (): Array<Record<string, unknown>> =>
+          loggedAt('WARNING').filter((l) => /policy file has settings for products/.test(String(l.message)));
+        expect(policyLines()).toEqual([expect.objectContaining({ products: ['dmeo'] })]);
+        expect(loggedAt('WARNING').filter((l) => /HMAC clients/.test(String(l.message)))).toHaveLength(0);
+        // A rotation brings an HMAC client of a product the keys do not have.
+        fake.addVersion('hmac-secrets', JSON.stringify({ 'batch-job': { secret: HMAC_SECRETS[1], product: 'demo-typo' } }));
+        await service.refreshNow();
+        expect(loggedAt('WARNING').filter((l) => /HMAC clients/.test(String(l.message)))).toEqual([
+          expect.objectContaining({ clients: ['batch-job'] }),
+        ]);
+        expect(policyLines()).toHaveLength(2);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('reads content only when the version changed', async () => {

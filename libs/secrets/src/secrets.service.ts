@@ -175,6 +175,25 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       })),
       refreshSeconds: this.rotating().length ? this.config.secretManager.refreshSeconds : null,
     });
+    this.checkReferences();
+  }
+
+  /**
+   * Names that point at no product: a policy entry for a product the keys do not have (a typo
+   * leaves the real product on the defaults) or an HMAC client of such a product (every request
+   * it signs is refused). Said at boot and after each rotation; not fatal, since the keys and the
+   * policy may be rolled out one after the other.
+   */
+  private checkReferences(): void {
+    const { products, hmacClients } = this.snapshot;
+    const policy = this.config.policy.productNames.filter((name) => !products.has(name));
+    if (policy.length)
+      this.logger.write('WARNING', 'the policy file has settings for products the product keys do not have: they apply to nothing', {
+        products: policy,
+      });
+    const clients = [...hmacClients.values()].filter((c) => !products.has(c.product)).map((c) => c.clientId);
+    if (clients.length)
+      this.logger.write('WARNING', 'HMAC clients of products the product keys do not have: their requests are refused', { clients });
   }
 
   /** Starts the refresh loop once the application is up. */
@@ -242,7 +261,10 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       ),
     );
     const fresh = changes.filter((c): c is Partial<SecretsSnapshot> => c !== undefined);
-    if (fresh.length) this.snapshot = Object.assign({}, this.snapshot, ...fresh) as SecretsSnapshot;
+    if (fresh.length) {
+      this.snapshot = Object.assign({}, this.snapshot, ...fresh) as SecretsSnapshot;
+      this.checkReferences();
+    }
   }
 
   private async refreshOne(held: HeldSecret): Promise<Partial<SecretsSnapshot> | undefined> {
