@@ -327,6 +327,23 @@ describe('SecretsService', () => {
       }
     });
 
+    it('reports a new version it cannot read once, keeps the old one, and says "readable again" only once it is read', async () => {
+      seed();
+      const service = await boot();
+      fake.addVersion('hmac-secrets', hmac(HMAC_SECRETS[1]));
+      fake.denyAccess('hmac-secrets');
+      for (let i = 0; i < 3; i++) await service.refreshNow();
+      expect(service.current.hmacClients.get('batch-job')?.secret.toString()).toBe(HMAC_SECRETS[0]);
+      const about = (severity: string): Array<Record<string, unknown>> => loggedAt(severity).filter((l) => l.secretName === 'hmac-secrets');
+      expect(about('ERROR')).toHaveLength(1);
+      expect(about('INFO').filter((l) => /readable again/.test(String(l.message)))).toHaveLength(0);
+      fake.denyAccess('hmac-secrets', false);
+      await service.refreshNow();
+      expect(service.current.hmacClients.get('batch-job')?.secret.toString()).toBe(HMAC_SECRETS[1]);
+      expect(about('INFO').filter((l) => /readable again/.test(String(l.message)))).toHaveLength(1);
+      expect(about('ERROR')).toHaveLength(1);
+    });
+
     it('reads content only when the version changed', async () => {
       seed();
       const service = await boot();

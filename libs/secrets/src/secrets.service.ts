@@ -275,9 +275,10 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       this.failed(held, error);
       return undefined;
     }
-    this.recovered(held);
     const key = `${version.name}#${version.state}`;
     if (version.name === held.version || key === held.refused) {
+      // The check is complete: whatever failed before answers again.
+      this.recovered(held);
       if (version.name === held.version && version.state !== 'enabled' && key !== held.refused) {
         // The content is still in memory and stays in force, but the next boot could not read it.
         held.refused = key;
@@ -292,6 +293,7 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       return undefined;
     }
     if (version.state !== 'enabled') {
+      this.recovered(held);
       this.refuse(held, key, 'WARNING', 'secret version is not enabled; keeping the version in force', {
         version: version.name,
         state: version.state,
@@ -302,9 +304,12 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
     try {
       text = await this.source.read(held.kind, version);
     } catch (error) {
+      // Still failing (a version whose content cannot be read): said once, not "readable again"
+      // and a new error on every refresh.
       this.failed(held, error);
       return undefined;
     }
+    this.recovered(held);
     let value: Partial<SecretsSnapshot>;
     try {
       value = this.parse(held.kind, text, this.title(held.location, version.name));

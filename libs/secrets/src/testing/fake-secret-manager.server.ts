@@ -54,6 +54,7 @@ interface FakeSecret {
   readonly aliases: Map<string, number>;
   denied: boolean;
   metadataDenied: boolean;
+  accessDenied: boolean;
 }
 
 /** The permission each RPC needs. */
@@ -195,6 +196,14 @@ export class FakeSecretManagerServer {
     this.entry(secret).metadataDenied = denied;
   }
 
+  /**
+   * While on, AccessSecretVersion for this secret fails with PERMISSION_DENIED but GetSecretVersion
+   * works: `roles/secretmanager.viewer` kept while `secretAccessor` was revoked.
+   */
+  denyAccess(secret: string, denied = true): void {
+    this.entry(secret).accessDenied = denied;
+  }
+
   /** Deletes a secret and all its versions. */
   deleteSecret(secret: string): void {
     this.secrets.delete(secret);
@@ -213,7 +222,7 @@ export class FakeSecretManagerServer {
   private entry(secret: string): FakeSecret {
     let entry = this.secrets.get(secret);
     if (!entry) {
-      entry = { versions: [], aliases: new Map(), denied: false, metadataDenied: false };
+      entry = { versions: [], aliases: new Map(), denied: false, metadataDenied: false, accessDenied: false };
       this.secrets.set(secret, entry);
     }
     return entry;
@@ -260,7 +269,10 @@ export class FakeSecretManagerServer {
     if (!match) throw new RpcError(status.INVALID_ARGUMENT, `Invalid resource field value in the request.`);
     const [, project, secret, ref] = match as unknown as [string, string, string, string];
     const entry = this.secrets.get(secret);
-    const denied = entry?.denied || (entry?.metadataDenied && permission === 'secretmanager.versions.get');
+    const denied =
+      entry?.denied ||
+      (entry?.metadataDenied && permission === 'secretmanager.versions.get') ||
+      (entry?.accessDenied && permission === 'secretmanager.versions.access');
     if ((project !== this.projectId && project !== this.projectNumber) || denied) {
       throw new RpcError(status.PERMISSION_DENIED, `Permission '${permission}' denied for resource '${name}' (or it may not exist).`);
     }
