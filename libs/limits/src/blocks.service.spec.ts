@@ -164,6 +164,30 @@ describe('BlocksService when Redis stops answering', () => {
   });
 });
 
+describe('BlocksService removing expired blocks', () => {
+  it('does not delete a block created again under the same key after its refresh read the expired one', async () => {
+    const redis = connect();
+    if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+    const service = new BlocksService(redis, capture().logger);
+    services.push(service);
+    const p = product('recreated');
+    const field = `${p}\nvera`;
+    const expired = JSON.stringify(block(p, 'vera', -1_000));
+    const fresh = JSON.stringify(block(p, 'vera', 60_000));
+    // Redis holds the new block (another replica wrote it) while this replica's read still saw the expired one.
+    await redis.hset(BLOCKS_KEY, field, fresh);
+    const hgetall = redis.hgetall.bind(redis);
+    (redis as unknown as { hgetall: () => Promise<Record<string, string>> }).hgetall = () => Promise.resolve({ [field]: expired });
+    await service.onModuleInit();
+    (redis as unknown as { hgetall: typeof hgetall }).hgetall = hgetall;
+    expect(await redis.hget(BLOCKS_KEY, field)).toBe(fresh);
+    // An entry that is still the expired one is deleted.
+    await redis.hset(BLOCKS_KEY, field, expired);
+    await new Promise((r) => setTimeout(r, 2 * BLOCKS_POLL_MS));
+    expect(await redis.hget(BLOCKS_KEY, field)).toBeNull();
+  });
+});
+
 describe('BlocksService without Redis', () => {
   it('keeps blocks in the process', async () => {
     const s = await replica(undefined);

@@ -18,6 +18,12 @@ export interface Block {
 }
 
 const BLOCKS_KEY = 'kg:blocks';
+/** Deletes each field (ARGV: field, value, field, value…) whose value is still the one given. */
+const DELETE_IF_UNCHANGED = `
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0`;
 /** Every replica re-reads the blocks this often, so a block is in force everywhere within a second. */
 export const BLOCKS_POLL_MS = 500;
 
@@ -135,17 +141,20 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       }
       const raw = await this.redis.hgetall(BLOCKS_KEY);
       const next = new Map<string, Block>();
+      // Field and value of each expired block, so only that value is deleted.
       const expired: string[] = [];
       const now = Date.now();
       for (const [key, json] of Object.entries(raw)) {
         const block = parseBlock(json);
         if (!block) continue;
-        if (block.expiresAt !== null && Date.parse(block.expiresAt) <= now) expired.push(key);
+        if (block.expiresAt !== null && Date.parse(block.expiresAt) <= now) expired.push(key, json);
         else next.set(key, block);
       }
       for (const [key, block] of this.unsynced) next.set(key, block);
       this.blocks = next;
-      if (expired.length) await this.redis.hdel(BLOCKS_KEY, ...expired);
+      // Compare and delete: a block another replica created again under the same key since this
+      // read (an auto-block at the expiry, an operator) must not be deleted with the old one.
+      if (expired.length) await this.redis.eval(DELETE_IF_UNCHANGED, 1, BLOCKS_KEY, ...expired);
       if (this.refreshFailing) {
         this.refreshFailing = false;
         this.logger.write('NOTICE', 'blocks refreshed from Redis again', { inForce: this.blocks.size });

@@ -166,6 +166,16 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     expect(await reserve(store, p, 'kim', 200, 1_000, 0, DAY)).toMatchObject({ reserved: false, refusedBy: 'product_tokens' });
   });
 
+  it('reports a user whose id is __proto__ like any other (the users map has no prototype)', async () => {
+    const p = product('proto');
+    const limits: RequestLimits = { ...NONE, userPerSecond: 10, userPerDay: 5 };
+    expect((await admit(store, p, '__proto__', limits, SECOND, DAY)).admitted).toBe(true);
+    expect((await admit(store, p, 'constructor', limits, SECOND, DAY)).admitted).toBe(true);
+    const { users } = (await store.usage(p, DAY)).requests;
+    expect(Object.keys(users).sort()).toEqual(['__proto__', 'constructor']);
+    expect(JSON.parse(JSON.stringify(users))).toEqual(JSON.parse('{"__proto__": 1, "constructor": 1}'));
+  });
+
   it('gives an admitted request back to the daily counts only, never below zero', async () => {
     const p = product('release');
     const limits: RequestLimits = { ...NONE, userPerSecond: 10, userPerDay: 2 };

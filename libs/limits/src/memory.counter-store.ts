@@ -121,7 +121,8 @@ function previousDay(day: string): string {
 }
 
 function split(map: Map<string, number> | undefined): { total: number; users: Record<string, number> } {
-  const users: Record<string, number> = {};
+  // No prototype: a user whose id is `__proto__` is a key like any other.
+  const users = Object.create(null) as Record<string, number>;
   for (const [field, value] of map ?? []) if (field.startsWith('u:')) users[field.slice(2)] = value;
   return { total: map?.get('_total') ?? 0, users };
 }

@@ -160,7 +160,8 @@ function tokenKey(product: string, day: string): string {
 }
 
 function split(hash: Record<string, string>): { total: number; users: Record<string, number> } {
-  const users: Record<string, number> = {};
+  // No prototype: a user whose id is `__proto__` is a key like any other.
+  const users = Object.create(null) as Record<string, number>;
   for (const [field, value] of Object.entries(hash)) if (field.startsWith('u:')) users[field.slice(2)] = Number(value);
   return { total: Number(hash._total ?? 0), users };
 }
