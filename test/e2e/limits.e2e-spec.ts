@@ -989,6 +989,33 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
       back.disconnect();
     }
   }, 20_000);
+
+  it('says counting is degraded in /readyz as keygate_redis_up does while Redis hangs with the connection still open', async () => {
+    const redisDetail = async (): Promise<{ mode?: string; connection?: string }> => {
+      const ready = await send(lonely, '/readyz', { id: uniqueId('ready'), token: null });
+      expect(ready.status).toBe(200);
+      return (ready.json as { details: { redis: { mode?: string; connection?: string } } }).details.redis;
+    };
+    const admin = privateRedis.client();
+    try {
+      // Redis stops answering for 1.5 s; the gateway's connection stays "ready".
+      expect(await admin.call('CLIENT', 'PAUSE', '1500', 'ALL')).toBe('OK');
+      const hung = await chat(lonely, mintToken({ product: P.outage, sub: 'hung' }), 'hung');
+      expect(hung.status).toBe(200);
+      // The request waited ~250 ms, then was counted in memory: both views say so at once.
+      const [detail, up] = [await redisDetail(), await redisUpMetric()];
+      expect(up).toBe('0');
+      expect(detail).toMatchObject({ mode: expect.stringMatching(/degraded/) as unknown, connection: 'ready' });
+    } finally {
+      admin.disconnect();
+    }
+    await waitFor(
+      'shared counting again',
+      async () => (await redisDetail()).mode === 'shared' && (await redisUpMetric()) === '1',
+      6_000,
+      200,
+    );
+  }, 20_000);
 });
 
 // ---------------------------------------------------------------------------------------------

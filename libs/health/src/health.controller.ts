@@ -1,4 +1,5 @@
 import { Controller, Get, Inject, ServiceUnavailableException } from '@nestjs/common';
+import { CounterStore, FailoverCounterStore } from '@keygate/limits';
 import { KEYGATE_REDIS } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import { ApiExcludeController } from '@nestjs/swagger';
@@ -22,6 +23,7 @@ export class HealthController {
     private readonly secrets: SecretsHealthIndicator,
     private readonly lifecycle: LifecycleState,
     @Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined,
+    @Inject(CounterStore) private readonly store: CounterStore,
   ) {}
 
   /** Liveness: answers while the event loop runs; no dependency is checked. */
@@ -46,8 +48,11 @@ export class HealthController {
   private redisDetail(): HealthIndicatorResult {
     const session = this.indicators.check('redis');
     if (!this.redis) return session.up({ mode: 'not configured (per-replica counting)' });
-    return this.redis.status === 'ready'
-      ? session.up({ mode: 'shared' })
-      : session.up({ mode: 'degraded: per-replica counting until Redis returns', connection: this.redis.status });
+    // The counters' own view (it includes the cool-off after a command timed out on a connection
+    // that still looks ready), so /readyz and keygate_redis_up always agree.
+    const degraded = this.store instanceof FailoverCounterStore ? this.store.degraded : this.redis.status !== 'ready';
+    return degraded
+      ? session.up({ mode: 'degraded: per-replica counting until Redis returns', connection: this.redis.status })
+      : session.up({ mode: 'shared' });
   }
 }

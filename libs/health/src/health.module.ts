@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
+import { LimitsModule } from '@keygate/limits';
 import { RedisModule } from '@keygate/redis';
 import { SecretsModule } from '@keygate/secrets';
 import { HealthController } from './health.controller';
@@ -8,7 +9,7 @@ import { SecretsHealthIndicator } from './secrets.health';
 
 /** `/healthz` and `/readyz` (terminus). */
 @Module({
-  imports: [TerminusModule.forRoot({ logger: false }), SecretsModule, RedisModule],
+  imports: [TerminusModule.forRoot({ logger: false }), SecretsModule, RedisModule, LimitsModule],
   controllers: [HealthController],
   providers: [SecretsHealthIndicator, LifecycleState],
   exports: [LifecycleState],
