@@ -129,6 +129,17 @@ describe('loadGatewayConfig', () => {
     expect(failure({ API_KEY_SERVER_JWT_PUBLIC_KEYS: '{}', API_KEY_SERVER_JWT_ISSUER: 'i' })).toContain('API_KEY_SERVER_PRODUCT_KEYS');
   });
 
+  it('turns JWT on with Secret Manager only when an issuer is configured (an HMAC- or IAP-only deployment needs no JWT key secret)', () => {
+    const sm = { USE_SECRET_MANAGER: 'true', GOOGLE_CLOUD_PROJECT: 'p' };
+    expect(loadGatewayConfig(sm).jwt).toBeUndefined();
+    expect(loadGatewayConfig({ ...sm, API_KEY_SERVER_IAP_AUDIENCE: '/projects/1/global/backendServices/2' }).jwt).toBeUndefined();
+    expect(loadGatewayConfig({ ...sm, API_KEY_SERVER_JWT_ISSUER: 'https://idp.example.com' }).jwt?.issuers).toEqual([
+      'https://idp.example.com',
+    ]);
+    // Without Secret Manager, JWT keys still need their issuer.
+    expect(failure({ API_KEY_SERVER_PRODUCT_KEYS: '{}', API_KEY_SERVER_JWT_PUBLIC_KEYS: '{}' })).toContain('API_KEY_SERVER_JWT_ISSUER');
+  });
+
   it('requires a project when Secret Manager is on', () => {
     expect(failure({ ...base, USE_SECRET_MANAGER: 'true' })).toContain('GOOGLE_CLOUD_PROJECT');
   });

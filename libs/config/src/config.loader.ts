@@ -24,14 +24,18 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     problems.push('API_KEY_SERVER_JWKS_URLS: must be a comma-separated list of http(s) URLs');
   }
   const useSecretManager = /^(true|1)$/i.test(e.USE_SECRET_MANAGER ?? '');
-  const jwtOn = Boolean(e.API_KEY_SERVER_JWT_PUBLIC_KEYS || e.API_KEY_SERVER_JWKS_URLS || useSecretManager);
   const issuers = list(e.API_KEY_SERVER_JWT_ISSUER);
+  // With Secret Manager, JWT is on when an issuer is configured (its keys are then read from the
+  // jwt-public-keys secret); an HMAC- or IAP-only deployment leaves the issuer out and needs no
+  // JWT key secret.
+  const jwtOn = Boolean(e.API_KEY_SERVER_JWT_PUBLIC_KEYS || e.API_KEY_SERVER_JWKS_URLS || (useSecretManager && issuers.length > 0));
   if (jwtOn && issuers.length === 0) problems.push('API_KEY_SERVER_JWT_ISSUER: required when JWT authentication is on');
   if (useSecretManager && !e.GOOGLE_CLOUD_PROJECT) problems.push('GOOGLE_CLOUD_PROJECT: required when USE_SECRET_MANAGER=true');
   if (!useSecretManager && !e.API_KEY_SERVER_PRODUCT_KEYS) {
     problems.push('API_KEY_SERVER_PRODUCT_KEYS: required (or set USE_SECRET_MANAGER=true)');
   }
-  if (!jwtOn && !e.API_KEY_SERVER_HMAC_SECRETS && !e.API_KEY_SERVER_IAP_AUDIENCE) {
+  // With Secret Manager and no issuer, the HMAC clients come from the hmac-secrets secret.
+  if (!jwtOn && !e.API_KEY_SERVER_HMAC_SECRETS && !e.API_KEY_SERVER_IAP_AUDIENCE && !useSecretManager) {
     problems.push(
       'no credential method configured: set API_KEY_SERVER_JWT_PUBLIC_KEYS, API_KEY_SERVER_JWKS_URLS, API_KEY_SERVER_HMAC_SECRETS or API_KEY_SERVER_IAP_AUDIENCE',
     );

@@ -110,6 +110,24 @@ describe('SecretsService', () => {
       expect(line?.secrets).toHaveLength(3);
     });
 
+    it('does not read the JWT key secret when JWT is off (Secret Manager without an issuer: HMAC or IAP only)', async () => {
+      fake.addVersion('openai-api-keys', products(PROVIDER_KEYS[0]));
+      fake.addVersion('hmac-secrets', hmac(HMAC_SECRETS[0]));
+      // No jwt-public-keys secret exists at all.
+      const service = await boot(configFor({ API_KEY_SERVER_JWT_ISSUER: '' }));
+      expect(service.loaded).toBe(true);
+      expect(service.current.jwtKeys.size).toBe(0);
+      expect(service.current.hmacClients.has('batch-job')).toBe(true);
+      expect(
+        fake
+          .callsOf('GetSecretVersion')
+          .concat(fake.callsOf('AccessSecretVersion'))
+          .filter((c) => c.name.includes('jwt-public-keys')),
+      ).toEqual([]);
+      const [line] = logged().filter((l) => l.message === 'secrets loaded');
+      expect((line?.secrets as Array<{ kind: string }>).map((s) => s.kind)).toEqual(['productKeys', 'hmacSecrets']);
+    });
+
     it('reads the secrets under the names the _NAME variables give', async () => {
       fake.addVersion('prod-provider-keys', products(PROVIDER_KEYS[0]));
       fake.addVersion('prod-jwt', jwtKeys({ 'kid-a': KEY_A }));

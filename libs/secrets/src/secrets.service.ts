@@ -135,7 +135,8 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
     const results = await Promise.all(
       SECRET_KINDS.map(async (kind) => {
         const location = this.source.locate(kind);
-        if (!location) return { kind, problems: [] as string[] };
+        // JWT off (Secret Manager without an issuer): its key secret is not read at all.
+        if (!location || (kind === 'jwtPublicKeys' && !this.config.jwt)) return { kind, problems: [] as string[] };
         try {
           const version = await this.untilDeadline(() => this.source.resolve(kind), deadline);
           const name = this.title(location, version.name);
