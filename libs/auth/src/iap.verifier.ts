@@ -3,7 +3,7 @@ import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { jwtVerify, errors as joseErrors } from 'jose';
-import { RemoteJwksKeySet } from './jwks.key-set';
+import { isInsecureKeyUrl, RemoteJwksKeySet } from './jwks.key-set';
 import { inspectToken } from './token-inspection';
 
 /** The issuer of every IAP assertion. */
@@ -34,6 +34,10 @@ export class IapVerifier implements OnApplicationBootstrap {
     this.keys = new RemoteJwksKeySet(config.iap.jwksUrl, config.jwt?.jwks, (url, reason) =>
       logger.write('WARNING', 'IAP key fetch failed; keeping the keys already held', { url, reason }),
     );
+    if (isInsecureKeyUrl(config.iap.jwksUrl))
+      logger.write('WARNING', 'IAP key URL is plain http: whoever can alter the traffic can supply keys that sign any assertion', {
+        url: config.iap.jwksUrl,
+      });
   }
 
   /** Starts fetching Google's keys at boot without waiting (see JwtKeyResolver). */

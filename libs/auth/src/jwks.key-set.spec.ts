@@ -1,7 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RemoteJwksKeySet, rsaModulusBits } from './jwks.key-set';
+import { RemoteJwksKeySet, rsaModulusBits, isInsecureKeyUrl } from './jwks.key-set';
 
 /** A real JWKS endpoint on 127.0.0.1 whose answer and health the test controls. */
 class JwksServer {
@@ -170,5 +170,20 @@ describe('RemoteJwksKeySet', () => {
     const set = make();
     await Promise.all(Array.from({ length: 20 }, () => set.key({ kid: 'rsa-1', alg: 'RS256' })));
     expect(server.fetches).toBe(1);
+  });
+});
+
+describe('isInsecureKeyUrl', () => {
+  it.each([
+    ['http://idp.internal/jwks', true],
+    ['http://keycloak.auth.svc.cluster.local:8080/realms/r/protocol/openid-connect/certs', true],
+    ['http://10.0.0.5/jwks', true],
+    ['https://idp.example.com/.well-known/jwks.json', false],
+    ['http://127.0.0.1:9000/jwks', false],
+    ['http://localhost/jwks', false],
+    ['http://[::1]:9000/jwks', false],
+    ['not a url', false],
+  ])('%s → %s', (url, insecure) => {
+    expect(isInsecureKeyUrl(url)).toBe(insecure);
   });
 });

@@ -146,3 +146,19 @@ export function rsaModulusBits(n: unknown): number {
   if (i === bytes.length) return 0;
   return (bytes.length - i - 1) * 8 + (32 - Math.clz32(bytes[i]));
 }
+
+/**
+ * Whether keys fetched from `url` could be swapped on the way: plain http to anything but this
+ * host. Such a URL works (in-cluster IdPs behind a mesh, tests), but an operator is told.
+ */
+export function isInsecureKeyUrl(url: string): boolean {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return false;
+  }
+  if (parsed.protocol !== 'http:') return false;
+  const host = parsed.hostname.replace(/^\[|\]$/g, '');
+  return !(host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host));
+}

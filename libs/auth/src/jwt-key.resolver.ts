@@ -4,7 +4,7 @@ import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
-import { RemoteJwksKeySet } from './jwks.key-set';
+import { isInsecureKeyUrl, RemoteJwksKeySet } from './jwks.key-set';
 import { inspectToken, type UnverifiedToken } from './token-inspection';
 import type { JwksOrigin } from './verified-token.cache';
 
@@ -30,6 +30,9 @@ export class JwtKeyResolver implements OnApplicationBootstrap {
     const report = (url: string, reason: string): void =>
       this.logger.write('WARNING', 'JWKS fetch failed; keeping the keys already held', { url, reason });
     this.allSets = (config.jwt?.jwksUrls ?? []).map((url) => new RemoteJwksKeySet(url, config.jwt?.jwks, report));
+    for (const url of config.jwt?.jwksUrls ?? [])
+      if (isInsecureKeyUrl(url))
+        this.logger.write('WARNING', 'JWKS URL is plain http: whoever can alter the traffic can supply keys that sign any token', { url });
     this.jwksByIssuer = bindToIssuers(config.jwt?.issuers ?? [], this.allSets);
   }
 
