@@ -35,6 +35,11 @@ const POLICY = {
     },
     daily: { limits: { daily_requests: 2 } },
     busy: { limits: { daily_requests: 1 }, auto_block: { rejections: 3, window_seconds: 60, block_seconds: 60 } },
+    // The product's per-second limit is the user's own: a single user fills both.
+    flood: {
+      limits: { requests_per_second: 2, user_requests_per_second: 2 },
+      auto_block: { rejections: 3, window_seconds: 60, block_seconds: 60 },
+    },
     tokens: { limits: { daily_tokens: 1000, user_daily_tokens: 600 } },
     userday: { limits: { user_daily_requests: 2 } },
     mixed: { limits: { daily_requests: 3, user_daily_requests: 10 } },
@@ -337,6 +342,24 @@ describe('RequestLimitsGuard', () => {
     await flush();
     expect(h.blocks.find('busy', 'olga')).toBeUndefined();
     expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([]);
+  });
+});
+
+describe('auto-block when the product limit is full because of the user', () => {
+  it("counts a refusal toward the user's auto-block when their own limit is full too, though the store names the product's first", async () => {
+    const h = await harness();
+    await freshSecond();
+    for (let i = 0; i < 2; i++) await h.guard.canActivate(request('flood', 'ivan').context);
+    for (let i = 0; i < 3; i++) {
+      const error = await refusal(h.guard.canActivate(request('flood', 'ivan').context));
+      expect(error.code).toBe('rate_limit_exceeded');
+      expect(error.options.headers).toEqual({ 'x-keygate-limit': 'product_qps' });
+    }
+    await flush();
+    expect(h.blocks.find('flood', 'ivan')).toBeDefined();
+    expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([
+      expect.objectContaining({ product: 'flood', user: 'ivan', reason: 'user_qps' }),
+    ]);
   });
 });
 

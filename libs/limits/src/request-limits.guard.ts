@@ -205,7 +205,19 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       return batch;
     }
     if (batch.refusedBy) return batch;
-    throw this.refusal(product, user, hits[records.findIndex((r) => r.isBlocked)].throttlerName as LimitName, ctx);
+    // The store names the first full counter; the user's own ones may be full too (a user flooding
+    // a product that is at its limit because of them): those are the user's doing all the same.
+    const ownFull = hits.find(
+      (hit, i) =>
+        (hit.throttlerName === 'user_qps' || hit.throttlerName === 'user_daily') && hit.limit > 0 && records[i].totalHits >= hit.limit,
+    );
+    throw this.refusal(
+      product,
+      user,
+      hits[records.findIndex((r) => r.isBlocked)].throttlerName as LimitName,
+      ctx,
+      ownFull?.throttlerName as LimitName | undefined,
+    );
   }
 
   /** Called by the stock guard once per throttler, resolved: collected here, counted together by canActivate. */
@@ -230,9 +242,10 @@ export class RequestLimitsGuard extends ThrottlerGuard {
   }
 
   /** The contract's 429 (SPEC §6) rather than the stock ThrottlerException; only the user's own limits count toward auto-block. */
-  private refusal(product: string, user: string, limit: LimitName, ctx: RequestContext | undefined): GatewayError {
-    // A product-wide limit is not the user's doing.
-    if (limit === 'user_qps' || limit === 'user_daily') void this.autoBlocker.refused(product, user, limit, ctx);
+  private refusal(product: string, user: string, limit: LimitName, ctx: RequestContext | undefined, ownFull?: LimitName): GatewayError {
+    // A product-wide limit is not the user's doing, unless the user is over their own limit too.
+    const own = limit === 'user_qps' || limit === 'user_daily' ? limit : ownFull;
+    if (own) void this.autoBlocker.refused(product, user, own, ctx);
     const daily = limit === 'product_daily' || limit === 'user_daily';
     const retryAfterSeconds = daily ? secondsToUtcMidnight(Date.now()) : 1;
     return new GatewayError('rate_limit_exceeded', `Rate limit reached for ${LIMIT_TEXT[limit]}; retry in ${retryAfterSeconds} s`, {
