@@ -164,6 +164,14 @@ describe('each manifest check fails on a broken manifest', () => {
       (o) => void (gateway(o).volumeMounts = gateway(o).volumeMounts.filter((m) => m.mountPath !== '/tmp')),
     ],
     ['a grace period shorter than preStop + drain', 'graceful-shutdown', (o) => void (podSpec(o).terminationGracePeriodSeconds = 30)],
+    [
+      'a load balancer draining shorter than preStop + drain',
+      'graceful-shutdown',
+      (o) =>
+        void ((
+          find(o, 'BackendConfig').spec as { connectionDraining: { drainingTimeoutSec: number } }
+        ).connectionDraining.drainingTimeoutSec = 60),
+    ],
     ['a Secret nothing produces', 'config-refs', (o) => void o.splice(o.indexOf(find(o, 'ExternalSecret', 'keygate-redis')), 1)],
     ['a ConfigMap that does not exist', 'config-refs', (o) => void (gateway(o).envFrom = [{ configMapRef: { name: 'nope' } }])],
     [

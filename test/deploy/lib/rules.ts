@@ -198,6 +198,19 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
             `terminationGracePeriodSeconds ${grace} < preStop ${sleep} s + drain ${drain} s + ${SHUTDOWN_MARGIN_SECONDS} s`,
           );
         }
+        // The load balancer drops a terminating pod from its endpoints at once and closes what is
+        // still open when its own draining ends: that must outlast the pod's preStop and drain, or
+        // it cuts the streams the gateway is finishing (no SSE error event, audited as aborts).
+        for (const backend of objects.filter((o) => o.kind === 'BackendConfig')) {
+          const draining = (backend.spec as { connectionDraining?: { drainingTimeoutSec?: number } } | undefined)?.connectionDraining
+            ?.drainingTimeoutSec;
+          if ((draining ?? 0) < sleep + drain)
+            add(
+              at(backend),
+              'graceful-shutdown',
+              `connectionDraining.drainingTimeoutSec ${draining ?? 0} < preStop ${sleep} s + drain ${drain} s of ${idOf(object)}`,
+            );
+        }
       }
     }
 
