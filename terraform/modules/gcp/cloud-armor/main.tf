@@ -6,10 +6,14 @@
 #   2000+   rate limit per client IP; in allowlist mode it matches only the allowlisted ranges
 #   default allow, or deny(403) in allowlist mode (access mode B)
 #
-# Rule sets that inspect the request body (sqli, xss, lfi, rfi, rce) run in preview by default:
-# LLM prompts legitimately contain SQL, HTML, JavaScript and shell, and enforcing those sets
-# would reject real prompts. Preview logs what they would have blocked (jsonPayload.
+# Rule sets whose signatures match the request body run in preview by default: Cloud Armor
+# matches preconfigured rules against the body too, and LLM prompts legitimately contain SQL,
+# HTML, JavaScript (eval(, module.exports), Java (java.lang.Runtime, ${jndi:), shell and raw
+# HTTP, so enforcing those sets would answer real prompts 403 at the edge, where keygate never
+# sees (or audits) them. Preview logs what they would have blocked (jsonPayload.
 # previewSecurityPolicy in the load balancer logs); enforce them per environment once reviewed.
+# methodenforcement is left out: its only rule allows GET, HEAD, POST and OPTIONS, which would
+# refuse DELETE /admin/blocks; keygate answers unrouted methods itself.
 locals {
   waf_rules = [
     { name = "sqli-v33-stable", body = true },
@@ -17,12 +21,11 @@ locals {
     { name = "lfi-v33-stable", body = true },
     { name = "rfi-v33-stable", body = true },
     { name = "rce-v33-stable", body = true },
-    { name = "methodenforcement-v33-stable", body = false },
+    { name = "protocolattack-v33-stable", body = true },
+    { name = "sessionfixation-v33-stable", body = true },
+    { name = "java-v33-stable", body = true },
+    { name = "nodejs-v33-stable", body = true },
     { name = "scannerdetection-v33-stable", body = false },
-    { name = "protocolattack-v33-stable", body = false },
-    { name = "sessionfixation-v33-stable", body = false },
-    { name = "java-v33-stable", body = false },
-    { name = "nodejs-v33-stable", body = false },
   ]
 
   # A basic-match rule holds at most 10 ranges.
@@ -42,6 +45,12 @@ resource "google_compute_security_policy" "this" {
       condition     = !var.ip_allowlist_enabled || length(var.ip_allowlist) > 0
       error_message = "ip_allowlist_enabled needs at least one range in ip_allowlist, or every request is denied."
     }
+  }
+
+  # JSON bodies are parsed, so the rules look at values rather than at the whole body as one
+  # string (fewer false positives on prompts).
+  advanced_options_config {
+    json_parsing = "STANDARD"
   }
 
   adaptive_protection_config {

@@ -39,8 +39,8 @@ variable "blocked_ip_ranges" {
 
 variable "rate_limit_requests_per_minute" {
   type        = number
-  description = "Requests per minute per client IP before Cloud Armor answers 429 (keygate's own per-product limits apply behind it)."
-  default     = 1200
+  description = "Requests per minute per client IP before Cloud Armor answers 429: a flood guard, set well above keygate's own limits (callers behind one NAT share an IP, and this 429 has no audit line or Retry-After)."
+  default     = 6000
 }
 
 variable "waf_sensitivity" {
@@ -56,6 +56,6 @@ variable "waf_sensitivity" {
 
 variable "waf_body_rules_preview" {
   type        = bool
-  description = "Run the body-inspecting rule sets (sqli, xss, lfi, rfi, rce) in preview (log only)."
+  description = "Run the rule sets that match request bodies (sqli, xss, lfi, rfi, rce, protocolattack, sessionfixation, java, nodejs) in preview (log only)."
   default     = true
 }

@@ -145,8 +145,8 @@ variable "blocked_ip_ranges" {
 
 variable "rate_limit_requests_per_minute" {
   type        = number
-  description = "Cloud Armor per-IP rate limit."
-  default     = 1200
+  description = "Cloud Armor per-IP rate limit per minute: a flood guard above keygate's own limits (see modules/gcp/cloud-armor)."
+  default     = 6000
 }
 
 variable "waf_body_rules_preview" {
