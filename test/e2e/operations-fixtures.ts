@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest, type Agent } from 'node:http';
 import { connect } from 'node:net';
-import { HOST, writeTempFile } from './harness';
+import { HOST, waitFor, writeTempFile } from './harness';
 
 /** Per-run suffix so provider keys and user ids are unique strings a log grep can find. */
 export const RUN = randomBytes(4).toString('hex');
@@ -111,7 +111,13 @@ export interface UnfinishedUpload {
   leave(): void;
 }
 
-/** Sends headers (with `Content-Length: 1000`) and 9 bytes of body, then nothing more. */
+/**
+ * Sends headers (with `Content-Length: 1000`) and 9 bytes of body, then nothing more. Resolves once
+ * the gateway holds the request: the headers ask `Expect: 100-continue`, and Node answers the
+ * interim 100 only after it parsed them, so a SIGTERM sent next finds a request in flight rather
+ * than an idle connection it may close at once (a race on a loaded machine). The interim answer is
+ * not part of {@link UnfinishedUpload.answer}.
+ */
 export async function unfinishedUpload(port: number, token: string, requestId: string): Promise<UnfinishedUpload> {
   const socket = connect(port, HOST);
   let answer = '';
@@ -123,8 +129,12 @@ export async function unfinishedUpload(port: number, token: string, requestId: s
   const sentAt = Date.now();
   socket.write(
     `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
-      `X-Request-Id: ${requestId}\r\nContent-Length: 1000\r\n\r\n{"model":`,
+      `X-Request-Id: ${requestId}\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n`,
   );
+  const interim = 'HTTP/1.1 100 Continue\r\n\r\n';
+  await waitFor('the gateway to take the request (100 Continue)', () => answer.startsWith(interim) || undefined, 5_000, 5);
+  answer = answer.slice(interim.length);
+  socket.write('{"model":');
   return { answer: () => answer, closed, sentAt, leave: () => socket.destroy() };
 }
 
