@@ -1,7 +1,7 @@
 import { GatewayError } from '@keygate/errors';
 import { CreateBlockDto } from '../admin/admin.dto';
 import { ChatCompletionRequestDto } from '../chat/chat-completion.dto';
-import { DtoValidationPipe } from './dto-validation.pipe';
+import { DtoValidationPipe, MAX_JSON_DEPTH, nestedDeeperThan } from './dto-validation.pipe';
 
 function refusal(body: unknown): GatewayError {
   try {
@@ -40,5 +40,38 @@ describe('DtoValidationPipe', () => {
     expect(
       new DtoValidationPipe().transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: ChatCompletionRequestDto }),
     ).toEqual(body);
+  });
+
+  it('refuses a body nested deeper than the limit with 400 (it used to exhaust the stack: a 500)', () => {
+    const deep = (levels: number): string => `{"model":"m","messages":[],"x":${'['.repeat(levels)}${']'.repeat(levels)}}`;
+    const chat = (text: string): unknown =>
+      new DtoValidationPipe().transform(Buffer.from(text), { type: 'body', metatype: ChatCompletionRequestDto });
+    for (const levels of [5000, MAX_JSON_DEPTH]) {
+      let error: unknown;
+      try {
+        chat(deep(levels));
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(GatewayError);
+      expect(error).toMatchObject({
+        code: 'invalid_request',
+        message: expect.stringMatching(/nests arrays and objects more than 64 levels/),
+      });
+    }
+    // The body itself is one level: 63 more fit.
+    expect(nestedDeeperThan(Buffer.from(deep(MAX_JSON_DEPTH - 1)), MAX_JSON_DEPTH)).toBe(false);
+  });
+
+  it('does not count brackets inside strings, escaped quotes included', () => {
+    const text = JSON.stringify({ a: '[[[[{{{{', b: 'say \\"[[[[\\" and \\\\', c: [[1]] });
+    expect(nestedDeeperThan(Buffer.from(text), 3)).toBe(false);
+    expect(nestedDeeperThan(Buffer.from(text), 2)).toBe(true);
+    expect(nestedDeeperThan(Buffer.from('{"unterminated'), 1)).toBe(false);
+  });
+
+  it('names a __proto__ key for what it is, not as invalid JSON', () => {
+    const error = refusal(JSON.parse('{"product": "demo", "reason": "x", "__proto__": {"admin": true}}'));
+    expect(error).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/__proto__ or constructor.prototype/) });
   });
 });

@@ -25,6 +25,9 @@ export class DtoValidationPipe implements PipeTransform {
   transform(raw: unknown, metadata: ArgumentMetadata): unknown {
     const type = metadata.metatype;
     if (metadata.type !== 'body' || !type || type === Object) return raw;
+    // Fastify hands a text/plain body over as a string: the content type is the mistake to name.
+    if (typeof raw === 'string')
+      throw new GatewayError('invalid_request', 'send the request body as JSON, with Content-Type: application/json');
     const value = Buffer.isBuffer(raw) ? parseJson(raw) : raw;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new GatewayError('invalid_request', 'the request body must be a JSON object');
@@ -42,14 +45,54 @@ export class DtoValidationPipe implements PipeTransform {
   }
 }
 
-/** Parses a JSON body; `__proto__` and `constructor.prototype` keys are refused (prototype poisoning). */
+/** How deeply a body's arrays and objects may nest (the deepest real tool schemas stay far below). */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Parses a JSON body; `__proto__` and `constructor.prototype` keys are refused (prototype
+ * poisoning), and so is nesting deeper than {@link MAX_JSON_DEPTH}, which would otherwise
+ * exhaust the stack of the code that walks the body (a 500 for a 10 KB request).
+ */
 function parseJson(bytes: Buffer): unknown {
   if (bytes.length === 0) throw new GatewayError('invalid_request', 'the request body is empty');
+  if (nestedDeeperThan(bytes, MAX_JSON_DEPTH))
+    throw new GatewayError('invalid_request', `the request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`);
   try {
     return secureJson.parse(bytes, undefined, { protoAction: 'error', constructorAction: 'error' });
-  } catch {
+  } catch (error) {
+    if (error instanceof SyntaxError && /prototype/i.test(error.message))
+      throw new GatewayError('invalid_request', 'the request body has a __proto__ or constructor.prototype key, which is refused');
     throw new GatewayError('invalid_json', 'the request body is not valid JSON');
   }
+}
+
+/**
+ * Whether the JSON text nests brackets deeper than `limit`. Strings are skipped with a native
+ * search for their closing quote (a base64 image costs one memchr, not a loop over its bytes).
+ * Malformed text is left to the parser.
+ */
+export function nestedDeeperThan(bytes: Buffer, limit: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i];
+    if (c === 0x22) {
+      // Find the closing quote: one not preceded by an odd number of backslashes.
+      let end = i;
+      for (;;) {
+        end = bytes.indexOf(0x22, end + 1);
+        if (end === -1) return false;
+        let slashes = 0;
+        while (bytes[end - 1 - slashes] === 0x5c) slashes++;
+        if (slashes % 2 === 0) break;
+      }
+      i = end;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
 }
 
 /** class-validator's type checks, named before any range or format rule of the same field. */

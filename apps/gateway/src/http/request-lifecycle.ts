@@ -77,6 +77,15 @@ export class RequestLifecycle {
       // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. Node's own answer to it (turned
       // off in bootstrap) is a bare 400 that no hook sees, so the request would go unaudited.
       if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) return this.refuseWithoutHost(ctx, reply);
+      // A compressed body would only fail later as "not valid JSON" (and HMAC signs the bytes sent).
+      const encoding = request.headers['content-encoding'];
+      const hasBody = (request.headers['content-length'] ?? '0') !== '0' || request.headers['transfer-encoding'] !== undefined;
+      if (encoding !== undefined && hasBody && encoding.trim().toLowerCase() !== 'identity')
+        return refuse(
+          ctx,
+          reply,
+          new GatewayError('invalid_request', `Content-Encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`),
+        );
       done();
     });
   }
