@@ -536,6 +536,86 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
   });
 
+  it.each([
+    [
+      'nesting 5000 levels deep (it used to exhaust the stack: a 500)',
+      { raw: `{"model":"gpt-4o","messages":[],"x":${'['.repeat(5000)}${']'.repeat(5000)}}` },
+      null,
+      /more than 64 levels/,
+    ],
+    [
+      'a null content part',
+      { body: { model: 'gpt-4o', messages: [{ role: 'user', content: [null] }] } },
+      'messages[0].content',
+      /content parts/,
+    ],
+    [
+      'n of 200000 (it was a 429 daily_quota_exceeded until midnight)',
+      { body: { model: 'claude-3-5-sonnet-20241022', messages: [{ role: 'user', content: 'x' }], n: 200000 } },
+      'n',
+      /128/,
+    ],
+    [
+      'stream_options without stream',
+      { body: { model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }], stream_options: { include_usage: true } } },
+      'stream_options',
+      /only allowed when stream is true/,
+    ],
+    [
+      'two tools with one name',
+      {
+        body: {
+          model: 'gpt-4o',
+          messages: [{ role: 'user', content: 'x' }],
+          tools: [1, 2].map(() => ({ type: 'function', function: { name: 'f' } })),
+        },
+      },
+      'tools',
+      /declared twice/,
+    ],
+    [
+      'a Claude tool result answering no call',
+      {
+        body: {
+          model: 'claude-3-5-sonnet-20241022',
+          messages: [
+            { role: 'user', content: 'x' },
+            { role: 'tool', tool_call_id: 'call_9', content: '{}' },
+          ],
+        },
+      },
+      'messages[1].tool_call_id',
+      /does not match/,
+    ],
+    [
+      'a gzip-encoded body',
+      { raw: '{"model":"gpt-4o","messages":[]}', headers: { 'content-encoding': 'gzip' } },
+      null,
+      /Content-Encoding gzip is not supported/,
+    ],
+    [
+      'a text/plain body',
+      { raw: '{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}', headers: { 'content-type': 'text/plain' } },
+      null,
+      /Content-Type: application\/json/,
+    ],
+  ])('answers 400 with a clear message for %s, before any upstream call', async (_what, input, param, message) => {
+    const id = uniqueId('bad-input');
+    const { result, calls } = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', id, (input as { body?: unknown }).body, {
+        raw: (input as { raw?: string }).raw,
+        headers: (input as { headers?: Record<string, string> }).headers,
+      }),
+    );
+    expect(result.res.status).toBe(400);
+    const { error } = result.json as ErrorBody;
+    expect(error.code).toBe('invalid_request');
+    expect(error.message).toMatch(message);
+    if (param !== null) expect(error.param).toBe(param);
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+  });
+
   it('answers 400 naming messages when messages is empty', async () => {
     const { id, headers } = rid('empty-messages');
     const { result: error, calls } = await countingUpstream(() =>

@@ -25,6 +25,15 @@ describe('applyParameterPolicy', () => {
     expect(body).toEqual({ max_tokens: 100, max_completion_tokens: 100 });
   });
 
+  it("sends OpenAI's own endpoint max_completion_tokens alone: it refuses both together, and its reasoning models refuse max_tokens", () => {
+    const both = { max_tokens: 200, max_completion_tokens: 100 };
+    expect(applyParameterPolicy(both, policy, 'max_completion_tokens')).toBe(100);
+    expect(both).toEqual({ max_completion_tokens: 100 });
+    const legacy: Record<string, unknown> = { max_tokens: 300 };
+    expect(applyParameterPolicy(legacy, policy, 'max_completion_tokens')).toBe(300);
+    expect(legacy).toEqual({ max_completion_tokens: 300 });
+  });
+
   it.each([
     [{ max_tokens: 1001 }, 'max_tokens', /cap of 1000/],
     [{ max_completion_tokens: 5000 }, 'max_completion_tokens', /cap of 1000/],

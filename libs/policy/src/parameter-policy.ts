@@ -15,7 +15,9 @@ export type CapField = 'max_tokens' | 'max_completion_tokens';
 /**
  * Applies the server-side parameter policy (SPEC §4) in place: a `max_tokens` (or
  * `max_completion_tokens`) above the cap is a 400 naming the cap, an absent one is set to the cap,
- * and when both are sent both become the smaller; a `temperature` outside the range is a 400.
+ * and when both are sent both become the smaller, except where the cap goes as
+ * `max_completion_tokens` (OpenAI's own endpoint), which gets that field alone; a `temperature`
+ * outside the range is a 400.
  * Returns the effective completion-token cap.
  */
 export function applyParameterPolicy(body: PolicedRequest, policy: ParameterPolicy, capField: CapField = 'max_tokens'): number {
@@ -32,6 +34,11 @@ export function applyParameterPolicy(body: PolicedRequest, policy: ParameterPoli
   if (effective === undefined) {
     body[capField] = cap;
     effective = cap;
+  } else if (capField === 'max_completion_tokens' && typeof body.max_tokens === 'number') {
+    // OpenAI's own endpoint refuses the two together, and its reasoning models refuse
+    // max_tokens: the limit goes as max_completion_tokens alone.
+    delete body.max_tokens;
+    body.max_completion_tokens = effective;
   } else if (typeof body.max_tokens === 'number' && typeof body.max_completion_tokens === 'number') {
     // Both sent: hosts differ on which one wins (vLLM reads max_completion_tokens, others
     // max_tokens), so both carry the smaller, the one the token reservation is sized for.

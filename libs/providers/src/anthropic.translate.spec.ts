@@ -71,6 +71,15 @@ function runStream(c: StreamCase): { events: StreamEvent[]; error: unknown } {
   return { events, error: undefined };
 }
 
+/** An assistant message calling `f` once per id. */
+function assistantCalls(...ids: string[]): Record<string, unknown> {
+  return {
+    role: 'assistant',
+    content: null,
+    tool_calls: ids.map((id) => ({ id, type: 'function', function: { name: 'f', arguments: '{}' } })),
+  };
+}
+
 describe('Anthropic conformance fixtures', () => {
   it('cover every kind of case and nothing else', () => {
     expect(requests.length + requestErrors.length + responses.length + streams.length).toBe(files.length);
@@ -177,10 +186,74 @@ describe('toMessagesRequest', () => {
     ['a stop sequence of whitespace only', { ...base, stop: ['END', '\n'] }, 'stop'],
     ['a single whitespace stop string', { ...base, stop: ' ' }, 'stop'],
     ['a conversation of whitespace only', { ...base, messages: [{ role: 'user', content: ' \n ' }] }, 'messages'],
+    [
+      'a tool result matching no tool call',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'tool', tool_call_id: 'call_x', content: '{}' },
+        ],
+      },
+      'messages[1].tool_call_id',
+    ],
+    [
+      'a tool result for another call than the assistant made',
+      {
+        ...base,
+        messages: [{ role: 'user', content: 'hi' }, assistantCalls('call_1'), { role: 'tool', tool_call_id: 'call_2', content: '{}' }],
+      },
+      'messages[2].tool_call_id',
+    ],
+    [
+      'the same call answered twice',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'hi' },
+          assistantCalls('call_1'),
+          { role: 'tool', tool_call_id: 'call_1', content: '{}' },
+          { role: 'tool', tool_call_id: 'call_1', content: '{}' },
+        ],
+      },
+      'messages[3].tool_call_id',
+    ],
+    [
+      'a user turn while a tool call is unanswered',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'hi' },
+          assistantCalls('call_1', 'call_2'),
+          { role: 'tool', tool_call_id: 'call_2', content: '{}' },
+          { role: 'user', content: 'and?' },
+        ],
+      },
+      'messages[3]',
+    ],
   ])('refuses %s with a 400 naming the parameter', (_what, body, param) => {
     expect(() => toMessagesRequest(body as ChatCompletionRequest)).toThrow(
       expect.objectContaining({ status: 400, options: expect.objectContaining({ param }) }) as Error,
     );
+  });
+
+  it('takes the results of parallel tool calls in any order, then a user turn', () => {
+    const out = toMessagesRequest({
+      ...base,
+      messages: [
+        { role: 'user', content: 'hi' },
+        assistantCalls('call_1', 'call_2'),
+        { role: 'tool', tool_call_id: 'call_2', content: 'two' },
+        { role: 'tool', tool_call_id: 'call_1', content: 'one' },
+        { role: 'user', content: 'thanks' },
+      ],
+    } as ChatCompletionRequest);
+    expect(out.messages.map((m) => m.role)).toStrictEqual(['user', 'assistant', 'user']);
+    expect((out.messages[2].content as Array<{ type: string; tool_use_id?: string }>).map((b) => b.tool_use_id ?? b.type)).toStrictEqual([
+      'call_2',
+      'call_1',
+      'text',
+    ]);
   });
 
   it('sends an inline PDF as a document block', () => {

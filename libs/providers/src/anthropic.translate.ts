@@ -107,6 +107,16 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
   const system: string[] = [];
   const messages: AnthropicMessageParam[] = [];
   const input = body.messages;
+  // Anthropic pairs every tool_result with a tool_use of the assistant turn just before it, and
+  // every tool_use with a result: the calls of the last assistant message still unanswered.
+  let pending = new Map<string, string>();
+  const unanswered = (i: number): GatewayError => {
+    const [id, where] = pending.entries().next().value as [string, string];
+    return invalid(
+      `messages[${i}]`,
+      `${where} (id ${id}) has no tool message answering it before messages[${i}]; Claude needs every tool call answered`,
+    );
+  };
   for (let i = 0; i < input.length; i++) {
     const m = input[i];
     switch (m.role) {
@@ -116,15 +126,29 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
         systemTexts(m.content, i, system);
         break;
       case 'user':
+        if (pending.size) throw unanswered(i);
         append(messages, 'user', userContent(m.content, i));
         break;
       case 'assistant':
+        if (pending.size) throw unanswered(i);
         append(messages, 'assistant', assistantContent(m, i));
+        pending = new Map(
+          (Array.isArray(m.tool_calls) ? m.tool_calls : []).flatMap((c, k) =>
+            isRecord(c) && typeof c.id === 'string' ? [[c.id, `messages[${i}].tool_calls[${k}]`] as [string, string]] : [],
+          ),
+        );
         break;
-      case 'tool':
+      case 'tool': {
         // Consecutive tool results (and a user message after them) merge into one user turn.
-        append(messages, 'user', [toolResult(m, i)]);
+        const block = toolResult(m, i);
+        if (!pending.delete(m.tool_call_id as string))
+          throw invalid(
+            `messages[${i}].tool_call_id`,
+            `messages[${i}].tool_call_id does not match an unanswered tool call of the assistant message before it`,
+          );
+        append(messages, 'user', [block]);
         break;
+      }
       default:
         throw unsupported(`messages[${i}].role`, `role "${m.role}" has no Anthropic equivalent`);
     }

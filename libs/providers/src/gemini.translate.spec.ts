@@ -486,6 +486,17 @@ describe('Gemini translation', () => {
     });
   });
 
+  it('refuses with 400 a chain of $refs that nests deeper than 64 levels (it would exhaust the stack)', () => {
+    const defs: Record<string, unknown> = { d200: { type: 'string' } };
+    for (let i = 0; i < 200; i++) defs[`d${i}`] = { type: 'object', properties: { next: { $ref: `#/$defs/d${i + 1}` } } };
+    expect(thrown(() => toGeminiSchema({ $ref: '#/$defs/d0', $defs: defs }, 'p'))).toMatchObject({
+      code: 'unsupported_parameter',
+      options: { param: 'p' },
+      message: expect.stringMatching(/more than 64 levels/),
+    });
+    expect(() => toGeminiSchema({ $ref: '#/$defs/d180', $defs: defs }, 'p')).not.toThrow();
+  });
+
   it('gives a typeless const or enum the STRING type Gemini requires of enum values', () => {
     expect(toGeminiSchema({ const: 'k' }, 'p')).toEqual({ type: 'STRING', enum: ['k'] });
     expect(toGeminiSchema({ enum: ['a', 'b'] }, 'p')).toEqual({ type: 'STRING', enum: ['a', 'b'] });

@@ -421,7 +421,12 @@ interface SchemaContext {
   param: string;
   /** `$ref`s being expanded, to refuse cycles. */
   expanding: Set<string>;
+  /** Schemas being converted, one inside the other (a chain of `$ref`s included). */
+  depth: number;
 }
+
+/** How deeply schemas may nest once `$ref`s are inlined (a chain of refs could otherwise exhaust the stack). */
+const MAX_SCHEMA_DEPTH = 64;
 
 /**
  * Converts a JSON Schema (as OpenAI takes it for tools and structured outputs) to the OpenAPI 3.0
@@ -439,11 +444,22 @@ interface SchemaContext {
  *   tuple `items`/prefixItems, non-string enums, formats Gemini does not know.
  */
 export function toGeminiSchema(schema: Json, param: string): GeminiSchema {
-  return convertSchema(schema, { root: schema, param, expanding: new Set() });
+  return convertSchema(schema, { root: schema, param, expanding: new Set(), depth: 0 });
 }
 
 function convertSchema(node: unknown, ctx: SchemaContext): GeminiSchema {
   if (!isRecord(node)) return {};
+  if (ctx.depth >= MAX_SCHEMA_DEPTH)
+    throw unsupported(ctx.param, `schemas nested more than ${MAX_SCHEMA_DEPTH} levels deep ($refs inlined)`);
+  ctx.depth++;
+  try {
+    return convertNode(node, ctx);
+  } finally {
+    ctx.depth--;
+  }
+}
+
+function convertNode(node: Json, ctx: SchemaContext): GeminiSchema {
   if (typeof node.$ref === 'string') return convertRef(node, node.$ref, ctx);
   if (Array.isArray(node.allOf)) {
     if (node.allOf.length !== 1) throw unsupported(ctx.param, 'allOf with more than one schema cannot be expressed in Gemini schemas');

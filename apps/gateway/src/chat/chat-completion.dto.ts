@@ -10,11 +10,16 @@ import {
   IsObject,
   IsOptional,
   IsString,
+  Max,
   MaxLength,
   Min,
   MinLength,
+  Validate,
   ValidateIf,
   ValidateNested,
+  ValidatorConstraint,
+  type ValidationArguments,
+  type ValidatorConstraintInterface,
 } from 'class-validator';
 
 const ROLES = ['system', 'developer', 'user', 'assistant', 'tool', 'function'] as const;
@@ -34,11 +39,78 @@ export class ChatMessageDto {
   @ValidateIf((m: ChatMessageDto) => m.content !== null && m.content !== undefined)
   @ValidateIf((m: ChatMessageDto) => typeof m.content !== 'string')
   @IsArray({ message: 'content must be a string or an array of content parts' })
+  @IsObject({ each: true, message: 'content must be a string or an array of content parts (objects)' })
   content?: string | Array<Record<string, unknown>> | null;
 
   @ApiPropertyOptional() @IsOptional() @IsString() name?: string;
-  @ApiPropertyOptional({ type: 'array', items: { type: 'object' } }) @IsOptional() @IsArray() tool_calls?: unknown[];
+  @ApiPropertyOptional({ type: 'array', items: { type: 'object' } })
+  @IsOptional()
+  @IsArray()
+  @IsObject({ each: true, message: 'tool_calls must be an array of tool call objects' })
+  tool_calls?: unknown[];
   @ApiPropertyOptional() @ValidateIf((m: ChatMessageDto) => m.role === 'tool') @IsString() tool_call_id?: string;
+}
+
+/** A function name as OpenAI takes it (Anthropic and Gemini take the same set). */
+const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * `tools` and `tool_choice` together: function tools with valid, distinct names, and a forced
+ * function that is one of them. Every provider refuses these, after keygate would have counted the
+ * request; refused here with the field named.
+ */
+export function toolsProblem(tools: unknown, toolChoice: unknown): string | undefined {
+  const names = new Set<string>();
+  if (tools !== undefined) {
+    if (!Array.isArray(tools)) return 'tools must be an array';
+    for (const [i, tool] of tools.entries()) {
+      const fn = isRecord(tool) ? tool.function : undefined;
+      if (!isRecord(tool) || tool.type !== 'function' || !isRecord(fn))
+        return `tools[${i}] must be {"type": "function", "function": {"name", ...}}`;
+      if (typeof fn.name !== 'string' || !FUNCTION_NAME.test(fn.name))
+        return `tools[${i}].function.name must be 1 to 64 letters, digits, underscores or dashes`;
+      if (names.has(fn.name)) return `tools[${i}].function.name: ${fn.name} is declared twice`;
+      names.add(fn.name);
+      if (fn.parameters !== undefined && !isRecord(fn.parameters)) return `tools[${i}].function.parameters must be a JSON Schema object`;
+    }
+  }
+  if (isRecord(toolChoice)) {
+    const fn = toolChoice.function;
+    const name = isRecord(fn) ? fn.name : undefined;
+    if (toolChoice.type === 'function' && typeof name === 'string' && !names.has(name))
+      return `tool_choice names ${name}, which is not among the tools`;
+  }
+  return undefined;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `tools` and `tool_choice`, checked together (whichever of them is present). */
+@ValidatorConstraint({ name: 'tools' })
+class ToolsConstraint implements ValidatorConstraintInterface {
+  validate(_value: unknown, args: ValidationArguments): boolean {
+    const { tools, tool_choice } = args.object as ChatCompletionRequestDto;
+    return toolsProblem(tools, tool_choice) === undefined;
+  }
+
+  defaultMessage(args: ValidationArguments): string {
+    const { tools, tool_choice } = args.object as ChatCompletionRequestDto;
+    return toolsProblem(tools, tool_choice) ?? 'tools are invalid';
+  }
+}
+
+/** OpenAI refuses `stream_options` on a request that does not stream. */
+@ValidatorConstraint({ name: 'streamOptions' })
+class StreamOptionsConstraint implements ValidatorConstraintInterface {
+  validate(_value: unknown, args: ValidationArguments): boolean {
+    return (args.object as ChatCompletionRequestDto).stream === true;
+  }
+
+  defaultMessage(): string {
+    return 'stream_options is only allowed when stream is true';
+  }
 }
 
 /** Options for streamed responses. */
@@ -60,13 +132,15 @@ export class ChatCompletionRequestDto {
   @ApiProperty({ type: [ChatMessageDto], example: [{ role: 'user', content: 'Say hello' }] })
   @IsArray()
   @ArrayNotEmpty({ message: 'messages must contain at least one message' })
+  @IsObject({ each: true, message: 'each message must be an object with a role' })
   @ValidateNested({ each: true })
   @Type(() => ChatMessageDto)
   messages!: ChatMessageDto[];
 
   @ApiPropertyOptional({ default: false }) @IsOptional() @IsBoolean() stream?: boolean;
-  @ApiPropertyOptional({ type: StreamOptionsDto })
+  @ApiPropertyOptional({ type: StreamOptionsDto, description: 'Only with stream: true (OpenAI refuses it otherwise)' })
   @IsOptional()
+  @Validate(StreamOptionsConstraint)
   @ValidateNested()
   @Type(() => StreamOptionsDto)
   stream_options?: StreamOptionsDto;
@@ -77,15 +151,33 @@ export class ChatCompletionRequestDto {
   max_tokens?: number;
   @ApiPropertyOptional() @IsOptional() @IsInt() @Min(1) max_completion_tokens?: number;
   @ApiPropertyOptional({ example: 0.7 }) @IsOptional() @IsNumber() temperature?: number;
-  @ApiPropertyOptional() @IsOptional() @IsNumber() top_p?: number;
-  @ApiPropertyOptional() @IsOptional() @IsInt() @Min(1) n?: number;
+  @ApiPropertyOptional({ minimum: 0, maximum: 1 }) @IsOptional() @IsNumber() @Min(0) @Max(1) top_p?: number;
+  @ApiPropertyOptional({ minimum: 1, maximum: 128 }) @IsOptional() @IsInt() @Min(1) @Max(128) n?: number;
+  @ApiPropertyOptional({ minimum: -2, maximum: 2 }) @IsOptional() @IsNumber() @Min(-2) @Max(2) presence_penalty?: number;
+  @ApiPropertyOptional({ minimum: -2, maximum: 2 }) @IsOptional() @IsNumber() @Min(-2) @Max(2) frequency_penalty?: number;
+  @ApiPropertyOptional({ type: 'object', additionalProperties: { type: 'number' } })
+  @IsOptional()
+  @IsObject()
+  logit_bias?: Record<string, number>;
+  @ApiPropertyOptional() @IsOptional() @IsInt() seed?: number;
+  @ApiPropertyOptional() @IsOptional() @IsBoolean() logprobs?: boolean;
+  @ApiPropertyOptional({ minimum: 0, maximum: 20 }) @IsOptional() @IsInt() @Min(0) @Max(20) top_logprobs?: number;
   @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] })
   @IsOptional()
   @ValidateIf((r: ChatCompletionRequestDto) => typeof r.stop !== 'string')
   @IsArray({ message: 'stop must be a string or an array of strings' })
+  @IsString({ each: true, message: 'stop must be a string or an array of strings' })
   stop?: string | string[];
-  @ApiPropertyOptional({ type: 'array', items: { type: 'object' } }) @IsOptional() @IsArray() tools?: unknown[];
-  @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] }) @IsOptional() tool_choice?: unknown;
+  @ApiPropertyOptional({ type: 'array', items: { type: 'object' } })
+  @IsOptional()
+  @IsArray()
+  @Validate(ToolsConstraint)
+  tools?: unknown[];
+  @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] })
+  @IsOptional()
+  @ValidateIf((r: ChatCompletionRequestDto) => r.tools === undefined)
+  @Validate(ToolsConstraint)
+  tool_choice?: unknown;
   @ApiPropertyOptional({ type: 'object', additionalProperties: true }) @IsOptional() @IsObject() response_format?: Record<string, unknown>;
   @ApiPropertyOptional() @IsOptional() @IsString() user?: string;
 }

@@ -1,0 +1,93 @@
+import { GatewayError } from '@keygate/errors';
+import { DtoValidationPipe } from '../http/dto-validation.pipe';
+import { ChatCompletionRequestDto } from './chat-completion.dto';
+
+const pipe = new DtoValidationPipe();
+const validate = (body: unknown): unknown =>
+  pipe.transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: ChatCompletionRequestDto });
+const base = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
+const tool = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  type: 'function',
+  function: { name, parameters: { type: 'object', properties: {} }, ...extra },
+});
+
+function refusal(body: unknown): GatewayError {
+  try {
+    validate(body);
+  } catch (error) {
+    expect(error).toBeInstanceOf(GatewayError);
+    return error as GatewayError;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('ChatCompletionRequestDto', () => {
+  it.each([
+    ['a null content part', { messages: [{ role: 'user', content: [null] }] }, 'messages[0].content', /array of content parts/],
+    ['a content part that is a string', { messages: [{ role: 'user', content: ['hi'] }] }, 'messages[0].content', /content parts/],
+    ['a message that is an array', { messages: [[{ role: 'user', content: 'x' }]] }, 'messages', /each message must be an object/],
+    [
+      'a tool call that is not an object',
+      { messages: [{ role: 'assistant', content: null, tool_calls: [1] }] },
+      'messages[0].tool_calls',
+      /tool call objects/,
+    ],
+    ['n above 128', { n: 200000 }, 'n', /128/],
+    ['top_p above 1', { top_p: 2 }, 'top_p', /1/],
+    ['top_p below 0', { top_p: -1 }, 'top_p', /0/],
+    ['presence_penalty above 2', { presence_penalty: 5 }, 'presence_penalty', /2/],
+    ['frequency_penalty below -2', { frequency_penalty: -3 }, 'frequency_penalty', /-2/],
+    ['a logit_bias that is an array', { logit_bias: [1, 2] }, 'logit_bias', /object/],
+    ['a seed that is a string', { seed: 'x' }, 'seed', /integer/],
+    ['logprobs that is a string', { logprobs: 'yes' }, 'logprobs', /boolean/],
+    ['top_logprobs above 20', { top_logprobs: 21 }, 'top_logprobs', /20/],
+    ['a stop entry that is a number', { stop: [1] }, 'stop', /array of strings/],
+    ['stream_options without stream', { stream_options: { include_usage: true } }, 'stream_options', /only allowed when stream is true/],
+    ['stream_options with stream false', { stream: false, stream_options: { include_usage: true } }, 'stream_options', /only allowed/],
+    ['a tool name with a space', { tools: [tool('my tool!')] }, 'tools', /tools\[0\]\.function\.name must be 1 to 64/],
+    ['a tool name of 65 characters', { tools: [tool('a'.repeat(65))] }, 'tools', /1 to 64/],
+    ['two tools with one name', { tools: [tool('f'), tool('f')] }, 'tools', /tools\[1\]\.function\.name: f is declared twice/],
+    ['a tool that is not a function tool', { tools: [{ type: 'retrieval' }] }, 'tools', /tools\[0\] must be/],
+    ['parameters that are not an object', { tools: [tool('f', { parameters: 'x' })] }, 'tools', /parameters must be a JSON Schema object/],
+    [
+      'tool_choice naming an undeclared tool',
+      { tools: [tool('f')], tool_choice: { type: 'function', function: { name: 'g' } } },
+      'tools',
+      /tool_choice names g, which is not among the tools/,
+    ],
+    [
+      'tool_choice naming a tool without any tools',
+      { tool_choice: { type: 'function', function: { name: 'g' } } },
+      'tool_choice',
+      /not among the tools/,
+    ],
+  ])('refuses %s with 400 naming the field', (_what, extra, param, message) => {
+    const error = refusal({ ...base, ...extra });
+    expect(error.status).toBe(400);
+    expect(error.options.param).toBe(param);
+    expect(error.message).toMatch(message);
+  });
+
+  it('accepts what OpenAI accepts at the bounds, and passes fields it does not model through', () => {
+    const body = {
+      ...base,
+      stream: true,
+      stream_options: { include_usage: true },
+      n: 128,
+      top_p: 0,
+      presence_penalty: -2,
+      frequency_penalty: 2,
+      logit_bias: { '50256': -100 },
+      seed: 7,
+      logprobs: true,
+      top_logprobs: 20,
+      stop: ['END', 'STOP'],
+      tools: [tool('get_weather'), tool('get-time_2')],
+      tool_choice: { type: 'function', function: { name: 'get_weather' } },
+      service_tier: 'flex',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }],
+    };
+    expect(validate(body)).toEqual(body);
+    expect(validate({ ...base, tool_choice: 'auto' })).toEqual({ ...base, tool_choice: 'auto' });
+  });
+});
