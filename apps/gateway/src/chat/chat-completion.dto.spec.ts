@@ -56,6 +56,14 @@ describe('ChatCompletionRequestDto', () => {
       /tool_choice names g, which is not among the tools/,
     ],
     [
+      'response_format json_schema without its object',
+      { response_format: { type: 'json_schema' } },
+      'response_format',
+      /json_schema is required/,
+    ],
+    ['an unknown response_format type', { response_format: { type: 'xml' } }, 'response_format', /text, json_object or json_schema/],
+    ['a response_format that is a string', { response_format: 'json' }, 'response_format', /must be an object/],
+    [
       'tool_choice naming a tool without any tools',
       { tool_choice: { type: 'function', function: { name: 'g' } } },
       'tool_choice',
@@ -84,6 +92,7 @@ describe('ChatCompletionRequestDto', () => {
       stop: ['END', 'STOP'],
       tools: [tool('get_weather'), tool('get-time_2')],
       tool_choice: { type: 'function', function: { name: 'get_weather' } },
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } },
       service_tier: 'flex',
       messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }],
     };

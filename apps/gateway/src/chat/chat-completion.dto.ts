@@ -101,6 +101,27 @@ class ToolsConstraint implements ValidatorConstraintInterface {
   }
 }
 
+/** `response_format`: a known type, and a json_schema one carries its `json_schema` object. */
+@ValidatorConstraint({ name: 'responseFormat' })
+class ResponseFormatConstraint implements ValidatorConstraintInterface {
+  validate(format: unknown): boolean {
+    return responseFormatProblem(format) === undefined;
+  }
+
+  defaultMessage(args: ValidationArguments): string {
+    return responseFormatProblem(args.value) ?? 'response_format is invalid';
+  }
+}
+
+function responseFormatProblem(format: unknown): string | undefined {
+  if (!isRecord(format)) return 'response_format must be an object';
+  if (!['text', 'json_object', 'json_schema'].includes(format.type as string))
+    return 'response_format.type must be text, json_object or json_schema';
+  if (format.type === 'json_schema' && !isRecord(format.json_schema))
+    return 'response_format.json_schema is required with type json_schema ({"name", "schema"})';
+  return undefined;
+}
+
 /** OpenAI refuses `stream_options` on a request that does not stream. */
 @ValidatorConstraint({ name: 'streamOptions' })
 class StreamOptionsConstraint implements ValidatorConstraintInterface {
@@ -178,6 +199,9 @@ export class ChatCompletionRequestDto {
   @ValidateIf((r: ChatCompletionRequestDto) => r.tools === undefined)
   @Validate(ToolsConstraint)
   tool_choice?: unknown;
-  @ApiPropertyOptional({ type: 'object', additionalProperties: true }) @IsOptional() @IsObject() response_format?: Record<string, unknown>;
+  @ApiPropertyOptional({ type: 'object', additionalProperties: true })
+  @IsOptional()
+  @Validate(ResponseFormatConstraint)
+  response_format?: Record<string, unknown>;
   @ApiPropertyOptional() @IsOptional() @IsString() user?: string;
 }
