@@ -407,6 +407,15 @@ describe('POST /chat/{product}', () => {
     expect(calls).toBe(0);
     await expectOneAudit(gw, id, { status: 403, failure: 'forbidden', product: 'demo', user: 'e2e-user', path: '/chat/other' });
   });
+
+  it('answers 403 for another product even when the body is invalid too: the credential is the first problem', async () => {
+    const id = uniqueId('chat-other-bad');
+    const { result, calls } = await countingUpstream(() => post(gw, '/chat/other', id, { model: 'gpt-4o', messages: [] }));
+    expect(result.res.status).toBe(403);
+    expect((result.json as ErrorBody).error.code).toBe('forbidden');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 403, failure: 'forbidden', product: 'demo', path: '/chat/other' });
+  });
 });
 
 describe('GET /v1/models', () => {

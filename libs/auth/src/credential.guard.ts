@@ -53,9 +53,16 @@ export class CredentialGuard extends AuthGuard() {
     if (known) {
       request.user = known;
       recordPrincipal(request, known);
-      return true;
+    } else if (!((await super.canActivate(context)) as boolean)) {
+      return false;
     }
-    return (await super.canActivate(context)) as boolean;
+    // A route naming its product (/chat/{product}) serves only the credential's own: refused here,
+    // before the body is read and before any limit counts the request.
+    const pathProduct = (request.params as { product?: unknown } | undefined)?.product;
+    const principal = request.user;
+    if (typeof pathProduct === 'string' && principal && pathProduct !== principal.product)
+      throw new GatewayError('forbidden', `this credential is for product ${principal.product}, not ${pathProduct}`);
+    return true;
   }
 
   override handleRequest<TUser = Principal>(err: unknown, user: unknown, info: unknown, context: ExecutionContext): TUser {
