@@ -22,7 +22,14 @@ export class AutoBlocker {
     @Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined,
     private readonly blocks: BlocksService,
     @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
-  ) {}
+  ) {
+    // An operator lifted a block: this replica's own count and lock of the user go too (Redis's
+    // are deleted with the block), so a user who goes on is blocked again.
+    blocks.onLifted((product, user) => {
+      this.localCounts.delete(autoBlockCountKey(product, user));
+      this.localLocks.delete(autoBlockLockKey(product, user));
+    });
+  }
 
   /**
    * Records one refusal of `user` and blocks them when the threshold is reached. Never throws.

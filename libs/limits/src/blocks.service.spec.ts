@@ -68,7 +68,8 @@ afterAll(async () => {
   if (fields.length) await cleanup.hdel(BLOCKS_KEY, ...fields);
   const keys = await cleanup.keys(`kg:{${RUN}-*`);
   if (keys.length) await cleanup.del(...keys);
-  await Promise.all(connections.map((c) => c.quit()));
+  // A connection a test disconnected for good cannot quit.
+  await Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect())));
 });
 
 describe('BlocksService across replicas (real Redis)', () => {
@@ -161,6 +162,28 @@ describe('BlocksService when Redis stops answering', () => {
       2 * BLOCKS_POLL_MS + 500,
     );
     expect(lines.filter((l) => l.severity === 'NOTICE')).toHaveLength(1);
+  });
+});
+
+describe('BlocksService when its Redis connection drops', () => {
+  it('says once that the blocks in force may be stale, and nothing before its first refresh', async () => {
+    // Reconnects only after 10 s, so the outage lasts the whole test.
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => 10_000 });
+    connections.push(redis);
+    const { logger, lines } = capture();
+    // Not ready yet at boot: a connection being made is no outage.
+    const service = new BlocksService(redis, logger);
+    services.push(service);
+    await service.onModuleInit();
+    if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+    await new Promise((r) => setTimeout(r, 2 * BLOCKS_POLL_MS));
+    expect(lines.filter((l) => /blocks refresh failed/.test(String(l.message)))).toHaveLength(0);
+    redis.disconnect(true);
+    await new Promise((r) => setTimeout(r, 3 * BLOCKS_POLL_MS));
+    const failing = lines.filter((l) => /blocks refresh failed/.test(String(l.message)));
+    expect(failing).toEqual([
+      expect.objectContaining({ severity: 'WARNING', reason: expect.stringMatching(/^Redis connection /) as unknown }),
+    ]);
   });
 });
 
@@ -302,6 +325,21 @@ describe('AutoBlocker', () => {
     await blocker.refused(p, 'yuri', 'user_qps');
     await blocker.refused(p, 'yuri', 'user_qps');
     expect(blocks.find(p, 'yuri')).toBeDefined();
+    expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(2);
+  });
+
+  it('auto-blocks a user again after an operator lifted their auto-block, without Redis too (per-replica lock and count)', async () => {
+    const p = product('auto-lifted-local');
+    const blocks = await replica(undefined);
+    const { logger, lines } = capture();
+    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 900 }), undefined, blocks, logger);
+    await blocker.refused(p, 'xavi', 'user_qps');
+    await blocker.refused(p, 'xavi', 'user_qps');
+    expect(blocks.find(p, 'xavi')).toBeDefined();
+    expect(await blocks.remove(p, 'xavi')).toBe(true);
+    await blocker.refused(p, 'xavi', 'user_qps');
+    await blocker.refused(p, 'xavi', 'user_qps');
+    expect(blocks.find(p, 'xavi')).toBeDefined();
     expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(2);
   });
 

@@ -40,6 +40,9 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   private timer: NodeJS.Timeout | undefined;
   /** A failed refresh is said once per outage (at 2 a second it would flood the log). */
   private refreshFailing = false;
+  /** Whether a refresh has succeeded: before that, a connection still being made is no outage. */
+  private refreshedOnce = false;
+  private readonly liftListeners: Array<(product: string, user: string) => void> = [];
 
   constructor(
     @Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined,
@@ -94,9 +97,15 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /** Removes a block; returns whether one existed. */
+  /** Called with each user block an operator lifts (the auto-blocker forgets its state of that user). */
+  onLifted(listener: (product: string, user: string) => void): void {
+    this.liftListeners.push(listener);
+  }
+
   async remove(product: string, user: string | null): Promise<boolean> {
     const key = keyOf(product, user);
     this.unsynced.delete(key);
+    if (user !== null) for (const listener of this.liftListeners) listener(product, user);
     if (this.redis) {
       const redis = this.redis;
       // Lifting a user's block also clears their auto-block state: its lock (held as long as the
@@ -133,7 +142,12 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   }
 
   private async refresh(): Promise<void> {
-    if (!this.redis || this.redis.status !== 'ready') return;
+    if (!this.redis) return;
+    if (this.redis.status !== 'ready') {
+      // 'end' is a connection closed on purpose (the shutdown), not an outage.
+      if (this.refreshedOnce && this.redis.status !== 'end') this.refreshFailed(`Redis connection ${this.redis.status}`);
+      return;
+    }
     try {
       for (const [key, block] of this.unsynced) {
         await this.redis.hset(BLOCKS_KEY, key, JSON.stringify(block));
@@ -155,20 +169,24 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       // Compare and delete: a block another replica created again under the same key since this
       // read (an auto-block at the expiry, an operator) must not be deleted with the old one.
       if (expired.length) await this.redis.eval(DELETE_IF_UNCHANGED, 1, BLOCKS_KEY, ...expired);
+      this.refreshedOnce = true;
       if (this.refreshFailing) {
         this.refreshFailing = false;
         this.logger.write('NOTICE', 'blocks refreshed from Redis again', { inForce: this.blocks.size });
       }
     } catch (error) {
-      // The last known blocks stay in force while Redis is away; an operator must know they may be stale.
-      if (!this.refreshFailing) {
-        this.refreshFailing = true;
-        this.logger.write('WARNING', 'blocks refresh failed: the blocks last read stay in force until Redis answers', {
-          reason: (error as Error).message,
-          inForce: this.blocks.size,
-        });
-      }
+      this.refreshFailed((error as Error).message);
     }
+  }
+
+  /** The last known blocks stay in force while Redis is away; an operator must know they may be stale. */
+  private refreshFailed(reason: string): void {
+    if (this.refreshFailing) return;
+    this.refreshFailing = true;
+    this.logger.write('WARNING', 'blocks refresh failed: the blocks last read stay in force until Redis answers', {
+      reason,
+      inForce: this.blocks.size,
+    });
   }
 }
 

@@ -181,6 +181,11 @@ describe('toMessagesRequest', () => {
     ],
     ['tool_choice required without tools', { ...base, tool_choice: 'required' }, 'tool_choice'],
     ['a non-function tool', { ...base, tools: [{ type: 'custom', custom: { name: 'x' } }] }, 'tools[0].type'],
+    [
+      'a namespaced tool name',
+      { ...base, tools: [{ type: 'function', function: { name: 'github.create_issue' } }] },
+      'tools[0].function.name',
+    ],
     ['a negative temperature', { ...base, temperature: -0.1 }, 'temperature'],
     ['reasoning_effort', { ...base, reasoning_effort: 'high' }, 'reasoning_effort'],
     ['a stop sequence of whitespace only', { ...base, stop: ['END', '\n'] }, 'stop'],
@@ -235,6 +240,21 @@ describe('toMessagesRequest', () => {
     expect(() => toMessagesRequest(body as ChatCompletionRequest)).toThrow(
       expect.objectContaining({ status: 400, options: expect.objectContaining({ param }) }) as Error,
     );
+  });
+
+  it('merges parallel calls sent as one assistant message each, answered after both', () => {
+    const out = toMessagesRequest({
+      ...base,
+      messages: [
+        { role: 'user', content: 'hi' },
+        assistantCalls('call_1'),
+        assistantCalls('call_2'),
+        { role: 'tool', tool_call_id: 'call_1', content: 'one' },
+        { role: 'tool', tool_call_id: 'call_2', content: 'two' },
+      ],
+    } as ChatCompletionRequest);
+    expect(out.messages.map((m) => m.role)).toStrictEqual(['user', 'assistant', 'user']);
+    expect((out.messages[1].content as Array<{ id?: string }>).map((b) => b.id)).toStrictEqual(['call_1', 'call_2']);
   });
 
   it('takes the results of parallel tool calls in any order, then a user turn', () => {

@@ -129,15 +129,20 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
         if (pending.size) throw unanswered(i);
         append(messages, 'user', userContent(m.content, i));
         break;
-      case 'assistant':
-        if (pending.size) throw unanswered(i);
+      case 'assistant': {
+        // Consecutive assistant messages merge into one turn, their calls too (some clients send
+        // parallel calls as one message each); after a tool result, calls still open are unanswered.
+        const merging = messages.length > 0 && messages[messages.length - 1].role === 'assistant';
+        if (pending.size && !merging) throw unanswered(i);
         append(messages, 'assistant', assistantContent(m, i));
-        pending = new Map(
+        const calls = new Map(
           (Array.isArray(m.tool_calls) ? m.tool_calls : []).flatMap((c, k) =>
             isRecord(c) && typeof c.id === 'string' ? [[c.id, `messages[${i}].tool_calls[${k}]`] as [string, string]] : [],
           ),
         );
+        pending = merging ? new Map([...pending, ...calls]) : calls;
         break;
+      }
       case 'tool': {
         // Consecutive tool results (and a user message after them) merge into one user turn.
         const block = toolResult(m, i);
@@ -412,6 +417,9 @@ function toolDefinitions(tools: unknown): AnthropicTool[] | undefined {
       throw unsupported(`tools[${k}].type`, 'only function tools can be declared');
     const fn = tool.function;
     if (typeof fn.name !== 'string' || fn.name === '') throw invalid(`tools[${k}].function.name`, `tools[${k}].function.name is required`);
+    // Dots and colons (namespaced MCP tools) are valid for Gemini and many hosts; Anthropic refuses them.
+    if (/[.:]/.test(fn.name))
+      throw unsupported(`tools[${k}].function.name`, 'Claude takes only letters, digits, underscores and dashes in tool names');
     const def: AnthropicTool = { name: fn.name, input_schema: inputSchema(fn.parameters) };
     if (typeof fn.description === 'string') def.description = fn.description;
     out.push(def);

@@ -51,53 +51,69 @@ export class ChatMessageDto {
   @ApiPropertyOptional() @ValidateIf((m: ChatMessageDto) => m.role === 'tool') @IsString() tool_call_id?: string;
 }
 
-/** A function name as OpenAI takes it (Anthropic and Gemini take the same set). */
-const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * A function name any provider takes: OpenAI and Anthropic allow letters, digits, `_` and `-`;
+ * Gemini (and many OpenAI-compatible hosts) also `.` and `:` (namespaced MCP tools). Beyond this,
+ * each provider's own rules apply.
+ */
+const FUNCTION_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 /**
- * `tools` and `tool_choice` together: function tools with valid, distinct names, and a forced
- * function that is one of them. Every provider refuses these, after keygate would have counted the
- * request; refused here with the field named.
+ * `tools`: function tools with valid, distinct names (other kinds, such as OpenAI's custom tools,
+ * are passed on for the provider to take or refuse). Every provider refuses these, after keygate
+ * would have counted the request; refused here with the field named.
  */
-export function toolsProblem(tools: unknown, toolChoice: unknown): string | undefined {
+export function toolsProblem(tools: unknown): string | undefined {
+  if (!Array.isArray(tools)) return 'tools must be an array';
   const names = new Set<string>();
-  if (tools !== undefined) {
-    if (!Array.isArray(tools)) return 'tools must be an array';
-    for (const [i, tool] of tools.entries()) {
-      const fn = isRecord(tool) ? tool.function : undefined;
-      if (!isRecord(tool) || tool.type !== 'function' || !isRecord(fn))
-        return `tools[${i}] must be {"type": "function", "function": {"name", ...}}`;
-      if (typeof fn.name !== 'string' || !FUNCTION_NAME.test(fn.name))
-        return `tools[${i}].function.name must be 1 to 64 letters, digits, underscores or dashes`;
-      if (names.has(fn.name)) return `tools[${i}].function.name: ${fn.name} is declared twice`;
-      names.add(fn.name);
-      if (fn.parameters !== undefined && !isRecord(fn.parameters)) return `tools[${i}].function.parameters must be a JSON Schema object`;
-    }
-  }
-  if (isRecord(toolChoice)) {
-    const fn = toolChoice.function;
-    const name = isRecord(fn) ? fn.name : undefined;
-    if (toolChoice.type === 'function' && typeof name === 'string' && !names.has(name))
-      return `tool_choice names ${name}, which is not among the tools`;
+  for (const [i, tool] of tools.entries()) {
+    if (!isRecord(tool)) return `tools[${i}] must be an object`;
+    if (tool.type !== 'function') continue;
+    const fn = tool.function;
+    if (!isRecord(fn)) return `tools[${i}].function must be an object with a name`;
+    if (typeof fn.name !== 'string' || !FUNCTION_NAME.test(fn.name))
+      return `tools[${i}].function.name must be 1 to 128 letters, digits, underscores, dashes, dots or colons`;
+    if (names.has(fn.name)) return `tools[${i}].function.name: ${fn.name} is declared twice`;
+    names.add(fn.name);
+    if (fn.parameters !== undefined && !isRecord(fn.parameters)) return `tools[${i}].function.parameters must be a JSON Schema object`;
   }
   return undefined;
+}
+
+/** `tool_choice` forcing a function: one of the declared function tools. */
+export function toolChoiceProblem(toolChoice: unknown, tools: unknown): string | undefined {
+  if (!isRecord(toolChoice) || toolChoice.type !== 'function') return undefined;
+  const fn = toolChoice.function;
+  const name = isRecord(fn) ? fn.name : undefined;
+  if (typeof name !== 'string') return 'tool_choice.function.name is required';
+  const declared =
+    Array.isArray(tools) && tools.some((t) => isRecord(t) && t.type === 'function' && isRecord(t.function) && t.function.name === name);
+  return declared ? undefined : `tool_choice names ${name}, which is not among the tools`;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** `tools` and `tool_choice`, checked together (whichever of them is present). */
 @ValidatorConstraint({ name: 'tools' })
 class ToolsConstraint implements ValidatorConstraintInterface {
-  validate(_value: unknown, args: ValidationArguments): boolean {
-    const { tools, tool_choice } = args.object as ChatCompletionRequestDto;
-    return toolsProblem(tools, tool_choice) === undefined;
+  validate(tools: unknown): boolean {
+    return toolsProblem(tools) === undefined;
   }
 
   defaultMessage(args: ValidationArguments): string {
-    const { tools, tool_choice } = args.object as ChatCompletionRequestDto;
-    return toolsProblem(tools, tool_choice) ?? 'tools are invalid';
+    return toolsProblem(args.value) ?? 'tools are invalid';
+  }
+}
+
+@ValidatorConstraint({ name: 'toolChoice' })
+class ToolChoiceConstraint implements ValidatorConstraintInterface {
+  validate(toolChoice: unknown, args: ValidationArguments): boolean {
+    return toolChoiceProblem(toolChoice, (args.object as ChatCompletionRequestDto).tools) === undefined;
+  }
+
+  defaultMessage(args: ValidationArguments): string {
+    return toolChoiceProblem(args.value, (args.object as ChatCompletionRequestDto).tools) ?? 'tool_choice is invalid';
   }
 }
 
@@ -196,8 +212,7 @@ export class ChatCompletionRequestDto {
   tools?: unknown[];
   @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] })
   @IsOptional()
-  @ValidateIf((r: ChatCompletionRequestDto) => r.tools === undefined)
-  @Validate(ToolsConstraint)
+  @Validate(ToolChoiceConstraint)
   tool_choice?: unknown;
   @ApiPropertyOptional({ type: 'object', additionalProperties: true })
   @IsOptional()
