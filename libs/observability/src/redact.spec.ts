@@ -56,6 +56,28 @@ describe('redact', () => {
     expect(out).toContain('"product":"demo"');
   });
 
+  it('keeps English after "basic" or "bearer", masks credentials after them, and more compound key names', () => {
+    expect(redact('Basic validation failed for basic auth config; the bearer of bad news')).toBe(
+      'Basic validation failed for basic auth config; the bearer of bad news',
+    );
+    expect(redact('Authorization: Basic dXNlcjpwYXNz and Bearer abc.def-ghi and bearer sk9x')).toBe(
+      'Authorization: [redacted] and [redacted] and [redacted]',
+    );
+    const out = redact({
+      signingKey: 'p1',
+      hmac_key: 'p2',
+      access_key: 'p3',
+      encryptionKey: 'p4',
+      sessionKey: 'p5',
+      passphrase: 'p6',
+      secrets: 'p7',
+    });
+    expect(JSON.stringify(out)).not.toMatch(/p\d/);
+    expect(redact({ secrets: [{ name: 'openai-api-keys', version: '3' }] })).toEqual({
+      secrets: [{ name: 'openai-api-keys', version: '3' }],
+    });
+  });
+
   it('logs bytes by their size only, and bigints, functions and symbols without throwing', () => {
     expect(redact({ raw: Buffer.from('my private prompt'), u8: new Uint8Array(3) })).toEqual({ raw: '[17 bytes]', u8: '[3 bytes]' });
     expect(JSON.stringify(redact({ n: 10n, f: () => 1, s: Symbol('x') }))).toBe('{"n":"10","f":"[function]","s":"[symbol]"}');

@@ -6,7 +6,8 @@ const SECRET_KEYS =
  * Words that make a compound field name a credential wherever they appear in it, once case and
  * separators are dropped: `openai_api_key`, `hmacSecret`, `apiKeys`, `anthropic-api-key`.
  */
-const SECRET_KEY_WORDS = /(apikey|secret|password|passwd|token|privatekey|credential|assertion|signature|cookie|authorization)/;
+const SECRET_KEY_WORDS =
+  /(apikey|secret|password|passwd|passphrase|token|privatekey|credential|assertion|signature|cookie|authorization|(signing|hmac|access|encryption|session|master|client)key)/;
 
 /** Whether the value under `key` must not be logged. Numbers and booleans never are secrets. */
 function isSecretKey(key: string, value: unknown): boolean {
@@ -15,12 +16,12 @@ function isSecretKey(key: string, value: unknown): boolean {
   const words = key.toLowerCase().replace(/[^a-z0-9]/g, '');
   // What names or counts a secret is not one: `secretName`, `tokenCount`, `signatureVersion`; and
   // `secrets` is the documented list of loaded secrets (names and versions) on "secrets loaded".
-  if (words === 'secrets') return false;
+  if (words === 'secrets' && Array.isArray(value)) return false;
   return SECRET_KEY_WORDS.test(words) && !/(name|names|id|ids|kind|version|count|length|type)$/.test(words);
 }
 
 /** Strings that look like credentials wherever they appear: JWTs, provider keys, PEM blocks. */
-const SECRET_VALUES: ReadonlyArray<[RegExp, string]> = [
+const SECRET_VALUES: ReadonlyArray<[RegExp, string | ((match: string, ...groups: string[]) => string)]> = [
   [/eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*/g, '[redacted]'],
   [/\b(sk|rk|pk)-[\w-]{8,}/g, '[redacted]'],
   [/\bsk-ant-[\w-]{8,}/g, '[redacted]'],
@@ -28,7 +29,12 @@ const SECRET_VALUES: ReadonlyArray<[RegExp, string]> = [
   // Google OAuth access tokens.
   [/\bya29\.[\w.-]{10,}/g, '[redacted]'],
   [/-----BEGIN [A-Z ]+-----[\s\S]*?(-----END [A-Z ]+-----|$)/g, '[redacted]'],
-  [/\b(Bearer|Basic)\s+[\w.~+/-]+=*/gi, '[redacted]'],
+  // The credential after Bearer or Basic, not an English word after "basic" ("basic validation"):
+  // it holds a digit, an uppercase letter after its first, or a character no word has.
+  [
+    /\b(?:Bearer|Basic)\s+([\w.~+/-]+=*)/gi,
+    (match: string, credential: string) => (/[0-9.~+/=_-]|.[A-Z]/.test(credential) ? '[redacted]' : match),
+  ],
   // Credentials in a URL's query string: keep the name, mask the value.
   [/([?&](?:api[-_]?key|key|token|access_token|sig|signature|secret)=)[^&#\s"']+/gi, '$1[redacted]'],
   // A secret field inside JSON text (a secret's payload logged as a string).
@@ -66,6 +72,7 @@ export function redact(value: unknown, depth = 0, seen = new WeakSet<object>()):
 
 function maskString(s: string): string {
   let out = s;
-  for (const [pattern, replacement] of SECRET_VALUES) out = out.replace(pattern, replacement);
+  for (const [pattern, replacement] of SECRET_VALUES)
+    out = typeof replacement === 'string' ? out.replace(pattern, replacement) : out.replace(pattern, replacement);
   return out;
 }

@@ -101,5 +101,10 @@ describe('parseProductKeys', () => {
     expect(message).toContain('p.providers.openai.(field at position 2): unknown field');
     expect(message).toContain('q.(field at position 1): unknown field');
     expect(message).not.toMatch(/sk-proj|AIzaSy/);
+    // A hex secret of the minimum length, pasted as a field name.
+    const hex = 'd41d8cd98f00b204e9800998ecf8427e';
+    const again = problems(JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], [hex]: 1 } } } }));
+    expect(again).toContain('p.providers.openai.(field at position 2): unknown field');
+    expect(again).not.toContain(hex);
   });
 });

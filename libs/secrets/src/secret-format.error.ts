@@ -18,7 +18,10 @@ export class SecretFormatError extends Error {
   }
 }
 
-/** A field or provider name as a problem may print it: a plain lowercase word, else its position only. */
+/**
+ * A field or provider name as a problem may print it: a short word of lowercase letters and
+ * underscores (no digits, so no hex or base64 secret passes), else its position only.
+ */
 export function fieldLabel(name: string, index: number, what = 'field'): string {
-  return /^[a-z][a-z0-9_]{0,31}$/.test(name) ? name : `(${what} at position ${index})`;
+  return /^[a-z][a-z_]{0,23}$/.test(name) ? name : `(${what} at position ${index})`;
 }
