@@ -79,6 +79,21 @@ describe('loadGatewayConfig', () => {
     expect(message).not.toContain('secret@');
   });
 
+  it('lets through the variables Kubernetes injects for a Service named api-key-server', () => {
+    const links = {
+      API_KEY_SERVER_SERVICE_HOST: '10.0.0.7',
+      API_KEY_SERVER_SERVICE_PORT: '80',
+      API_KEY_SERVER_SERVICE_PORT_HTTP: '80',
+      API_KEY_SERVER_PORT: 'tcp://10.0.0.7:80',
+      API_KEY_SERVER_PORT_80_TCP: 'tcp://10.0.0.7:80',
+      API_KEY_SERVER_PORT_80_TCP_PROTO: 'tcp',
+      API_KEY_SERVER_PORT_80_TCP_PORT: '80',
+      API_KEY_SERVER_PORT_80_TCP_ADDR: '10.0.0.7',
+    };
+    expect(() => loadGatewayConfig({ ...base, ...links })).not.toThrow();
+    expect(failure({ ...base, ...links, API_KEY_SERVER_PORTS: '1' })).toContain('API_KEY_SERVER_PORTS: unknown variable');
+  });
+
   it('takes API_KEY_SERVER_SECRET_REFRESH_SECONDS=0 as "never re-read", as the README says', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_SECRET_REFRESH_SECONDS: '0' }).secretManager.refreshSeconds).toBe(0);
   });

@@ -15,9 +15,9 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   const known = Object.fromEntries(Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in KNOWN_KEYS));
   const { value: e, problems } = validatePlain(EnvironmentSchema, known, '');
   // A misspelt variable would silently leave its feature off (Redis, the policy file): refused.
-  for (const name of Object.keys(env)
-    .filter((k) => k.startsWith('API_KEY_SERVER_') && !(k in KNOWN_KEYS))
-    .sort()) {
+  // Kubernetes' service links for a Service named api-key-server are not keygate's, and pass.
+  const unknown = (k: string): boolean => k.startsWith('API_KEY_SERVER_') && !(k in KNOWN_KEYS) && !K8S_SERVICE_LINK.test(k);
+  for (const name of Object.keys(env).filter(unknown).sort()) {
     problems.push(`${name}: unknown variable (a typo? the README lists every API_KEY_SERVER_ variable)`);
   }
   if (e.API_KEY_SERVER_JWKS_URLS && !urlList(e.API_KEY_SERVER_JWKS_URLS)) {
@@ -143,6 +143,9 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     policy,
   };
 }
+
+/** The variables Kubernetes injects for a Service named `api-key-server` (service links). */
+const K8S_SERVICE_LINK = /^API_KEY_SERVER_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$/;
 
 // Only the variables of SPEC §2 are handed to the validator; the rest of the environment is ignored.
 const KNOWN_KEYS: Record<string, true> = Object.fromEntries(
