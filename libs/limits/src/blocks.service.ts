@@ -96,12 +96,12 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     return block;
   }
 
-  /** Removes a block; returns whether one existed. */
   /** Called with each user block an operator lifts (the auto-blocker forgets its state of that user). */
   onLifted(listener: (product: string, user: string) => void): void {
     this.liftListeners.push(listener);
   }
 
+  /** Removes a block; returns whether one existed. */
   async remove(product: string, user: string | null): Promise<boolean> {
     const key = keyOf(product, user);
     this.unsynced.delete(key);

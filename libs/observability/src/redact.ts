@@ -9,10 +9,14 @@ const SECRET_KEYS =
 const SECRET_KEY_WORDS =
   /(apikey|secret|password|passwd|passphrase|token|privatekey|credential|assertion|signature|cookie|authorization|(signing|hmac|access|encryption|session|master|client)key)/;
 
-/** Whether the value under `key` must not be logged. Numbers and booleans never are secrets. */
+/**
+ * Whether the value under `key` must not be logged: any value under an exact credential or content
+ * name; under a compound name, anything but a number or a boolean (`tokens_in`, `maxTokens`).
+ */
 function isSecretKey(key: string, value: unknown): boolean {
-  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return false;
+  if (value === null || value === undefined) return false;
   if (SECRET_KEYS.test(key)) return true;
+  if (typeof value === 'number' || typeof value === 'boolean') return false;
   const words = key.toLowerCase().replace(/[^a-z0-9]/g, '');
   // What names or counts a secret is not one: `secretName`, `tokenCount`, `signatureVersion`; and
   // `secrets` is the documented list of loaded secrets (names and versions) on "secrets loaded".

@@ -166,10 +166,9 @@ export class RequestLifecycle {
     refuse(ctx, reply.header('retry-after', '1').header('connection', 'close'), error);
   }
 
-  /** A product as a metric label: only configured names, so a token's claim cannot mint new series. */
   /**
-   * The product and model labels of a request: only configured names, so no client can grow the
-   * metrics without bound. A model served through a pattern (`gpt-4o*`, the legacy format's `*`)
+   * The product and model labels of a request: only configured names, so neither a token's claim
+   * nor a client's model name can grow the metrics without bound. A model served through a pattern (`gpt-4o*`, the legacy format's `*`)
    * is labelled with the pattern, not with whatever name the client sent.
    */
   private labels(ctx: RequestContext): RequestLabels {
