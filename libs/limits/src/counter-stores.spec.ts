@@ -264,7 +264,10 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
   it('admits a reservation that lands exactly on the cap and refuses one token more', async () => {
     const p = product('edge');
     expect(await reserve(store, p, 'liam', 999, 1000, 1000, DAY)).toEqual({ reserved: true, store: where });
-    expect(await reserve(store, p, 'liam', 2, 1000, 1000, DAY)).toEqual({ reserved: false, refusedBy: 'product_tokens' });
+    // Both quotas are full for liam: the refusal is his own (it counts toward his auto-block)…
+    expect(await reserve(store, p, 'liam', 2, 1000, 1000, DAY)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
+    // …while for another user only the product's is.
+    expect(await reserve(store, p, 'mo', 2, 1000, 1000, DAY)).toEqual({ reserved: false, refusedBy: 'product_tokens' });
     expect(await reserve(store, p, 'liam', 1, 1000, 1000, DAY)).toEqual({ reserved: true, store: where });
     // A refused reservation charged nothing.
     expect((await store.usage(p, DAY)).tokens).toEqual({ total: 1000, users: { liam: 1000 } });

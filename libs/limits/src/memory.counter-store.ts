@@ -66,13 +66,15 @@ export class MemoryCounterStore implements CounterStore {
     return Promise.resolve();
   }
 
-  /** Reserves the tokens if both quotas have room; else names the one that has none. */
+  /** Reserves the tokens if both quotas have room; else names the one that has none (the user's first). */
   private reserveTokens({ product, user, tokens, productCap, userCap, day }: TokenAsk): TokenLimitName | undefined {
     const d = this.tokenDay(product, day);
     const tp = d.get('_total') ?? 0;
     const tu = d.get(`u:${user}`) ?? 0;
-    if (productCap > 0 && tp + tokens > productCap) return 'product_tokens';
+    // The user's own quota first: when both are full, the refusal is theirs (and counts toward
+    // their auto-block), as in Redis.
     if (userCap > 0 && tu + tokens > userCap) return 'user_tokens';
+    if (productCap > 0 && tp + tokens > productCap) return 'product_tokens';
     d.set('_total', tp + tokens);
     d.set(`u:${user}`, tu + tokens);
     return undefined;

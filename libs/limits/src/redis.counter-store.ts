@@ -17,7 +17,8 @@ import {
  * KEYS: the counters, then (with tokens) the day's token hash. ARGV[1]: the number of counters n;
  * then each counter's limit, lifetime in ms and hash field ('' for a plain key); then (with tokens)
  * the tokens, the product's cap, the user's cap (0: none), the user's field and the hash's lifetime in s.
- * Replies {admitted, index of the full counter (0: none), refusing quota (0: none, 1: product, 2: user),
+ * Replies {admitted, index of the full counter (0: none), refusing quota (0: none, 1: product, 2: user; the user's is
+ * named first when both are full, so it counts toward their auto-block),
  * counts..., pttls...}.
  */
 const HIT = `
@@ -38,8 +39,8 @@ local t = 3 * n + 1
 local tokens = #KEYS > n and tonumber(ARGV[t + 1])
 if refused == 0 and tokens then
   local productCap, userCap = tonumber(ARGV[t + 2]), tonumber(ARGV[t + 3])
-  if productCap > 0 and tonumber(redis.call('HGET', KEYS[n + 1], '_total') or '0') + tokens > productCap then quota = 1
-  elseif userCap > 0 and tonumber(redis.call('HGET', KEYS[n + 1], ARGV[t + 4]) or '0') + tokens > userCap then quota = 2 end
+  if userCap > 0 and tonumber(redis.call('HGET', KEYS[n + 1], ARGV[t + 4]) or '0') + tokens > userCap then quota = 2
+  elseif productCap > 0 and tonumber(redis.call('HGET', KEYS[n + 1], '_total') or '0') + tokens > productCap then quota = 1 end
 end
 if refused == 0 and quota == 0 then
   for i = 1, n do
