@@ -3,7 +3,7 @@ import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
 import { JsonLogger } from '@keygate/observability';
 import { Redis } from 'ioredis';
 import { AutoBlocker } from './auto-blocker';
-import { BLOCKS_POLL_MS, BlocksService, type Block } from './blocks.service';
+import { BLOCKS_BOOT_GRACE_MS, BLOCKS_POLL_MS, BlocksService, type Block } from './blocks.service';
 
 // Integration spec against the real Redis: two BlocksService instances on two connections stand in
 // for two replicas. Every block names a product of this run; all of them are removed afterwards.
@@ -183,6 +183,33 @@ describe('BlocksService when its Redis connection drops', () => {
     const failing = lines.filter((l) => /blocks refresh failed/.test(String(l.message)));
     expect(failing).toEqual([
       expect.objectContaining({ severity: 'WARNING', reason: expect.stringMatching(/^Redis connection /) as unknown }),
+    ]);
+  });
+});
+
+describe('BlocksService booting while Redis is away', () => {
+  it('says after the boot grace that no block is in force on this replica', async () => {
+    // Nothing listens on port 1: the client keeps reconnecting.
+    const redis = new Redis('redis://127.0.0.1:1', {
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: () => 200,
+      lazyConnect: false,
+    });
+    redis.on('error', () => undefined);
+    connections.push(redis);
+    const { logger, lines } = capture();
+    const service = new BlocksService(redis, logger);
+    services.push(service);
+    await service.onModuleInit();
+    expect(lines).toHaveLength(0);
+    await msUntil(
+      'the not-loaded WARNING',
+      () => lines.some((l) => /blocks not loaded/.test(String(l.message))),
+      BLOCKS_BOOT_GRACE_MS + 1_500,
+    );
+    expect(lines.filter((l) => /blocks not loaded/.test(String(l.message)))).toEqual([
+      expect.objectContaining({ severity: 'WARNING', waitedMs: BLOCKS_BOOT_GRACE_MS }),
     ]);
   });
 });

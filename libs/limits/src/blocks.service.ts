@@ -26,6 +26,8 @@ end
 return 0`;
 /** Every replica re-reads the blocks this often, so a block is in force everywhere within a second. */
 export const BLOCKS_POLL_MS = 500;
+/** How long a replica waits for its first blocks from Redis before it says it has none. */
+export const BLOCKS_BOOT_GRACE_MS = 3_000;
 
 /**
  * Product and user blocks. The hot path checks an in-memory map (no Redis round trip); with Redis
@@ -42,6 +44,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   private refreshFailing = false;
   /** Whether a refresh has succeeded: before that, a connection still being made is no outage. */
   private refreshedOnce = false;
+  private stopped = false;
   private readonly liftListeners: Array<(product: string, user: string) => void> = [];
 
   constructor(
@@ -54,9 +57,22 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), BLOCKS_POLL_MS);
     this.timer.unref();
+    // A replica that boots while Redis is away serves with no blocks at all until it answers
+    // (it stays ready: limits count per replica meanwhile): an operator must know.
+    setTimeout(() => {
+      if (!this.refreshedOnce && !this.stopped)
+        this.logger.write(
+          'WARNING',
+          'blocks not loaded: Redis has not answered since boot; no block is in force on this replica until it does',
+          {
+            waitedMs: BLOCKS_BOOT_GRACE_MS,
+          },
+        );
+    }, BLOCKS_BOOT_GRACE_MS).unref();
   }
 
   onApplicationShutdown(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
   }
 
