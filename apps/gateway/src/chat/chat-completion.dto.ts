@@ -95,38 +95,25 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-@ValidatorConstraint({ name: 'tools' })
-class ToolsConstraint implements ValidatorConstraintInterface {
-  validate(tools: unknown): boolean {
-    return toolsProblem(tools) === undefined;
-  }
+/**
+ * A class-validator constraint from a function that names the problem of a field's value (given
+ * the whole request), or returns undefined when there is none.
+ */
+function constraintOf(
+  name: string,
+  problem: (value: unknown, request: ChatCompletionRequestDto) => string | undefined,
+): new () => ValidatorConstraintInterface {
+  @ValidatorConstraint({ name })
+  class ProblemConstraint implements ValidatorConstraintInterface {
+    validate(value: unknown, args: ValidationArguments): boolean {
+      return problem(value, args.object as ChatCompletionRequestDto) === undefined;
+    }
 
-  defaultMessage(args: ValidationArguments): string {
-    return toolsProblem(args.value) ?? 'tools are invalid';
+    defaultMessage(args: ValidationArguments): string {
+      return problem(args.value, args.object as ChatCompletionRequestDto) ?? `${args.property} is invalid`;
+    }
   }
-}
-
-@ValidatorConstraint({ name: 'toolChoice' })
-class ToolChoiceConstraint implements ValidatorConstraintInterface {
-  validate(toolChoice: unknown, args: ValidationArguments): boolean {
-    return toolChoiceProblem(toolChoice, (args.object as ChatCompletionRequestDto).tools) === undefined;
-  }
-
-  defaultMessage(args: ValidationArguments): string {
-    return toolChoiceProblem(args.value, (args.object as ChatCompletionRequestDto).tools) ?? 'tool_choice is invalid';
-  }
-}
-
-/** `response_format`: a known type, and a json_schema one carries its `json_schema` object. */
-@ValidatorConstraint({ name: 'responseFormat' })
-class ResponseFormatConstraint implements ValidatorConstraintInterface {
-  validate(format: unknown): boolean {
-    return responseFormatProblem(format) === undefined;
-  }
-
-  defaultMessage(args: ValidationArguments): string {
-    return responseFormatProblem(args.value) ?? 'response_format is invalid';
-  }
+  return ProblemConstraint;
 }
 
 function responseFormatProblem(format: unknown): string | undefined {
@@ -138,17 +125,14 @@ function responseFormatProblem(format: unknown): string | undefined {
   return undefined;
 }
 
+const ToolsConstraint = constraintOf('tools', (tools) => toolsProblem(tools));
+const ToolChoiceConstraint = constraintOf('toolChoice', (choice, request) => toolChoiceProblem(choice, request.tools));
+/** `response_format`: a known type, and a json_schema one carries its `json_schema` object. */
+const ResponseFormatConstraint = constraintOf('responseFormat', (format) => responseFormatProblem(format));
 /** OpenAI refuses `stream_options` on a request that does not stream. */
-@ValidatorConstraint({ name: 'streamOptions' })
-class StreamOptionsConstraint implements ValidatorConstraintInterface {
-  validate(_value: unknown, args: ValidationArguments): boolean {
-    return (args.object as ChatCompletionRequestDto).stream === true;
-  }
-
-  defaultMessage(): string {
-    return 'stream_options is only allowed when stream is true';
-  }
-}
+const StreamOptionsConstraint = constraintOf('streamOptions', (_options, request) =>
+  request.stream === true ? undefined : 'stream_options is only allowed when stream is true',
+);
 
 /** Options for streamed responses. */
 export class StreamOptionsDto {
