@@ -146,7 +146,24 @@ function loadWorker(children, cwd) {
   return { ready, run, child };
 }
 
+/**
+ * The `parseArgs` options profile.js and ab.js share: how one load run is made (mode, connections,
+ * duration and warmup in seconds, model, Redis), with the tool's own default duration.
+ */
+function loadRunOptions(defaultDurationS) {
+  return {
+    mode: { type: 'string', default: 'plain' },
+    connections: { type: 'string', default: '50' },
+    duration: { type: 'string', default: String(defaultDurationS) },
+    warmup: { type: 'string', default: '3' },
+    model: { type: 'string', default: 'gpt-4o-mini' },
+    redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
+    'no-redis': { type: 'boolean', default: false },
+  };
+}
+
 module.exports = {
+  loadRunOptions,
   freePort,
   cleanEnv,
   gatewayNodeArgs,

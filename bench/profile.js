@@ -19,7 +19,16 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { demoEnv, DEV_HMAC_CLIENT } = require('../dev/demo-env');
 const { summarize, formatSummary } = require('./cpuprofile-summary');
-const { cleanEnv, freePort, gatewayNodeArgs, integerOption, loadWorker, waitFor, UNREACHABLE_LIMITS_POLICY } = require('./processes');
+const {
+  cleanEnv,
+  freePort,
+  gatewayNodeArgs,
+  integerOption,
+  loadRunOptions,
+  loadWorker,
+  waitFor,
+  UNREACHABLE_LIMITS_POLICY,
+} = require('./processes');
 
 const ROOT = path.join(__dirname, '..');
 const MOCK_MAIN = path.join(ROOT, 'dist/apps/mock-upstream/main.js');
@@ -31,17 +40,11 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 function options() {
   const { values } = parseArgs({
     options: {
-      mode: { type: 'string', default: 'plain' },
-      connections: { type: 'string', default: '50' },
-      duration: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '3' },
-      model: { type: 'string', default: 'gpt-4o-mini' },
+      ...loadRunOptions(10),
       auth: { type: 'string', default: 'jwt' },
       interval: { type: 'string', default: '250' },
       top: { type: 'string', default: '30' },
       match: { type: 'string' },
-      redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
-      'no-redis': { type: 'boolean', default: false },
       out: { type: 'string', default: path.join(ROOT, 'bench/results/gateway.cpuprofile') },
       policy: { type: 'string' },
     },

@@ -617,16 +617,21 @@ function startStreams(
   return { outcomes: Promise.all(outcomes), firstChunks: () => first, finished: () => done };
 }
 
+/** A gateway of its own for a shutdown test (it gets SIGTERM), with this drain period. */
+function drainingGateway(drainSeconds: number): Promise<Gateway> {
+  return startGateway({
+    products: opsProducts(mock.url),
+    env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: String(drainSeconds) },
+  });
+}
+
 function isRefusedOrDown(result: ProbeResult): boolean {
   return 'error' in result ? ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(result.error) : result.status === 503;
 }
 
 describe('graceful shutdown on SIGTERM', () => {
   it('with 50 live streams: readiness flips, new connections are refused, all 50 complete, 50 audit lines, exit 0', async () => {
-    const drain = await startGateway({
-      products: opsProducts(mock.url),
-      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '10' },
-    });
+    const drain = await drainingGateway(10);
     try {
       const recorder = rawBodies(drain.fetch);
       const client = new OpenAI({ baseURL: drain.baseURL, apiKey: token, maxRetries: 0, timeout: 30_000, fetch: recorder.fetch });
@@ -712,10 +717,7 @@ describe('graceful shutdown on SIGTERM', () => {
   // closed, no "shutdown complete"). Found failing: apps/gateway/src/main.ts closes idle
   // connections only once, when the listener closes.
   it('exits as soon as the last stream is done, even while a client keeps its connection alive (as a load balancer does)', async () => {
-    const drain = await startGateway({
-      products: opsProducts(mock.url),
-      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '10' },
-    });
+    const drain = await drainingGateway(10);
     // Node's keep-alive agent keeps an idle socket open until the server closes it.
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
@@ -753,10 +755,7 @@ describe('graceful shutdown on SIGTERM', () => {
   }, 40_000);
 
   it('answers a request that arrives during the drain on a kept-alive connection with the contract 503, Connection: close, and its audit line', async () => {
-    const drain = await startGateway({
-      products: opsProducts(mock.url),
-      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '10' },
-    });
+    const drain = await drainingGateway(10);
     // One raw connection, as a load balancer keeps it: a slow request, then SIGTERM, then another
     // request on the same connection while the first is still in flight (so it is not idle).
     const socket = connect(drain.port, '127.0.0.1');
@@ -815,10 +814,7 @@ describe('graceful shutdown on SIGTERM', () => {
   }, 40_000);
 
   it('past the drain deadline: open streams end with an SSE service_unavailable event, others get 503, every one audited, exit 0', async () => {
-    const cut = await startGateway({
-      products: opsProducts(mock.url),
-      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '1' },
-    });
+    const cut = await drainingGateway(1);
     try {
       const recorder = rawBodies(cut.fetch);
       const client = new OpenAI({ baseURL: cut.baseURL, apiKey: token, maxRetries: 0, timeout: 30_000, fetch: recorder.fetch });
@@ -916,10 +912,7 @@ describe('graceful shutdown on SIGTERM', () => {
 
 describe('a client that leaves in the grace after the drain deadline', () => {
   it('is audited as a client abort (499): keygate had not ended its request yet', async () => {
-    const gw = await startGateway({
-      products: opsProducts(mock.url),
-      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: '1' },
-    });
+    const gw = await drainingGateway(1);
     try {
       const id = uniqueId('grace-leave');
       // Still sending its body at the deadline: keygate would answer it a 503 one second later.

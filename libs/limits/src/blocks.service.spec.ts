@@ -249,6 +249,12 @@ describe('BlocksService without Redis', () => {
   });
 });
 
+/** Two refusals of `user` by their per-second limit. */
+async function refuseTwice(blocker: AutoBlocker, p: string, user: string): Promise<void> {
+  await blocker.refused(p, user, 'user_qps');
+  await blocker.refused(p, user, 'user_qps');
+}
+
 describe('AutoBlocker', () => {
   const config = (p: string, autoBlock: Record<string, number>): GatewayConfig =>
     ({ policy: buildPolicyBook({ products: { [p]: { auto_block: autoBlock } } }) }) as unknown as GatewayConfig;
@@ -260,8 +266,7 @@ describe('AutoBlocker', () => {
     const { logger, lines } = capture();
     const blocker = new AutoBlocker(config(p, { rejections: 3, window_seconds: 60, block_seconds: 30 }), redis, blocks, logger);
 
-    await blocker.refused(p, 'trudy', 'user_qps');
-    await blocker.refused(p, 'trudy', 'user_qps');
+    await refuseTwice(blocker, p, 'trudy');
     expect(blocks.find(p, 'trudy')).toBeUndefined();
     expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(0);
 
@@ -326,12 +331,10 @@ describe('AutoBlocker', () => {
     const blocks = await replica(undefined);
     const { logger, lines } = capture();
     const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 1 }), undefined, blocks, logger);
-    await blocker.refused(p, 'zoe', 'user_qps');
-    await blocker.refused(p, 'zoe', 'user_qps');
+    await refuseTwice(blocker, p, 'zoe');
     expect(blocks.find(p, 'zoe')).toBeDefined();
     await msUntil('the auto-block to expire', () => blocks.find(p, 'zoe') === undefined, 2_000);
-    await blocker.refused(p, 'zoe', 'user_qps');
-    await blocker.refused(p, 'zoe', 'user_qps');
+    await refuseTwice(blocker, p, 'zoe');
     expect(blocks.find(p, 'zoe')).toBeDefined();
     expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(2);
   });
@@ -342,14 +345,12 @@ describe('AutoBlocker', () => {
     const blocks = await replica(redis);
     const { logger, lines } = capture();
     const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 900 }), redis, blocks, logger);
-    await blocker.refused(p, 'yuri', 'user_qps');
-    await blocker.refused(p, 'yuri', 'user_qps');
+    await refuseTwice(blocker, p, 'yuri');
     expect(blocks.find(p, 'yuri')).toBeDefined();
     expect(await redis.exists(`kg:{${p}}:autoblocked:yuri`)).toBe(1);
     expect(await blocks.remove(p, 'yuri')).toBe(true);
     expect(await redis.exists(`kg:{${p}}:autoblocked:yuri`, `kg:{${p}}:refusals:yuri`)).toBe(0);
-    await blocker.refused(p, 'yuri', 'user_qps');
-    await blocker.refused(p, 'yuri', 'user_qps');
+    await refuseTwice(blocker, p, 'yuri');
     expect(blocks.find(p, 'yuri')).toBeDefined();
     expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(2);
   });
@@ -359,12 +360,10 @@ describe('AutoBlocker', () => {
     const blocks = await replica(undefined);
     const { logger, lines } = capture();
     const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 900 }), undefined, blocks, logger);
-    await blocker.refused(p, 'xavi', 'user_qps');
-    await blocker.refused(p, 'xavi', 'user_qps');
+    await refuseTwice(blocker, p, 'xavi');
     expect(blocks.find(p, 'xavi')).toBeDefined();
     expect(await blocks.remove(p, 'xavi')).toBe(true);
-    await blocker.refused(p, 'xavi', 'user_qps');
-    await blocker.refused(p, 'xavi', 'user_qps');
+    await refuseTwice(blocker, p, 'xavi');
     expect(blocks.find(p, 'xavi')).toBeDefined();
     expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(2);
   });
@@ -379,8 +378,7 @@ describe('AutoBlocker', () => {
     await msUntil('the client to be disconnected', () => redis.status !== 'ready', 2_000);
     // An operator's change needs every replica, so it is refused while Redis is away…
     await expect(blocks.create(block(p, 'op-user'))).rejects.toMatchObject({ code: 'service_unavailable' });
-    await blocker.refused(p, 'vic', 'user_qps');
-    await blocker.refused(p, 'vic', 'user_qps');
+    await refuseTwice(blocker, p, 'vic');
     // …but an auto-block is in force here at once.
     expect(blocks.find(p, 'vic')?.createdBy).toBe('auto-block');
     expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(1);

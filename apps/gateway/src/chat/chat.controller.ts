@@ -1,8 +1,7 @@
-import { Body, Controller, HttpCode, Param, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { AdmitInHandler, RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
-import { GatewayError } from '@keygate/errors';
 import { requestContextStorage } from '@keygate/observability';
 import type { ChatCompletionRequest } from '@keygate/providers';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -41,17 +40,8 @@ export class ChatController {
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ description: 'As POST /v1/chat/completions' })
   @ApiGatewayErrors()
-  async createForProduct(
-    @Param('product') product: string,
-    @Req() request: FastifyRequest,
-    @Body() body: ChatCompletionRequestDto,
-    @Res() reply: FastifyReply,
-  ): Promise<void> {
-    const { ctx, principal, bodyBytes: bytes } = modelCall(request);
-    if (product !== principal.product)
-      throw new GatewayError('forbidden', `this credential is for product ${principal.product}, not ${product}`);
-    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
-    ctx.settled = requestContextStorage.run(ctx, () => this.chat.complete(ctx, principal, body as ChatCompletionRequest, bytes, reply));
-    await ctx.settled;
+  createForProduct(@Req() request: FastifyRequest, @Body() body: ChatCompletionRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    // The path's product was checked against the credential's by CredentialGuard (403 otherwise).
+    return this.create(request, body, reply);
   }
 }
