@@ -88,6 +88,21 @@ describe('RemoteJwksKeySet', () => {
     const set = make();
     await set.refresh(true);
     expect(set.size).toBe(0);
+    expect(failures).toEqual([expect.stringMatching(/^no usable key among the 3 it lists/)]);
+  });
+
+  it('keeps the keys held when the IdP answers a set with no usable key, and reports it', async () => {
+    const set = make();
+    await set.refresh(true);
+    const generation = set.generation;
+    server.keys = [];
+    await set.refresh(true);
+    server.keys = [{ ...jwk('enc', rsa.publicKey), use: 'enc' }];
+    await set.refresh(true);
+    expect(failures).toEqual(['the set has no keys', expect.stringMatching(/^no usable key among the 1 it lists/)]);
+    expect(set.size).toBe(2);
+    expect(set.generation).toBe(generation);
+    expect((await set.key({ kid: 'rsa-1', alg: 'RS256' }))?.asymmetricKeyType).toBe('rsa');
   });
 
   it('refetches an unknown kid at most once per cooldown', async () => {

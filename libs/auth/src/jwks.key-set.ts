@@ -116,6 +116,17 @@ export class RemoteJwksKeySet {
           typeof k.kid === 'string' &&
           !('d' in k),
       );
+      // A set with no usable key is an IdP fault (a half-deployed rotation, a wrong endpoint, keys
+      // of a type keygate refuses), not a revocation of every key: it is reported as a failed fetch
+      // and the keys held stay in force, as for any other failure. An operator who means to revoke
+      // an issuer removes it from the configuration.
+      if (keys.length === 0) {
+        throw new Error(
+          jwks.keys.length === 0
+            ? 'the set has no keys'
+            : `no usable key among the ${jwks.keys.length} it lists (RS256 of 2048 bits or more, or ES256, with a kid, for signing)`,
+        );
+      }
       // Order-insensitive: an IdP that reorders its keys has not changed them.
       const content = JSON.stringify([...keys].sort((a, b) => String(a.kid).localeCompare(String(b.kid))));
       if (content !== this.content) {
