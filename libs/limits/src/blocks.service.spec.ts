@@ -129,6 +129,34 @@ describe('BlocksService across replicas (real Redis)', () => {
     expect(late.find(p, 'x')).toBeDefined();
   });
 
+  it('matches an email address whatever its case on either side, and opaque ids exactly', async () => {
+    const p = product('case');
+    await a.create(block(p, 'Alice.Smith@Corp.example'));
+    await a.create(block(p, 'User-7'));
+    await msUntil('b to see both blocks', () => b.find(p, 'User-7') !== undefined, 1_000);
+    // IAP hands keygate the address in lower case; an operator copied it from a directory.
+    expect(b.find(p, 'alice.smith@corp.example')).toMatchObject({ user: 'Alice.Smith@Corp.example' });
+    expect(b.find(p, 'ALICE.SMITH@CORP.EXAMPLE')).toBeDefined();
+    // A JWT `sub` is compared exactly (RFC 7519): another case is another user.
+    expect(b.find(p, 'user-7')).toBeUndefined();
+    expect(await b.remove(p, 'alice.smith@corp.example')).toBe(true);
+    await msUntil('a to drop the email block', () => a.find(p, 'Alice.Smith@Corp.example') === undefined, 1_000);
+    expect(await a.remove(p, 'user-7')).toBe(false);
+    expect(a.find(p, 'User-7')).toBeDefined();
+  });
+
+  it('finds and lifts a block whose hash field spells the email in another case (written by an older version)', async () => {
+    const p = product('legacy');
+    const legacy = block(p, 'Bob@Corp.example');
+    await connections[0].hset(BLOCKS_KEY, `${p}\nBob@Corp.example`, JSON.stringify(legacy));
+    await msUntil('a to see the legacy block', () => a.find(p, 'bob@corp.example') !== undefined, 1_000);
+    expect(await a.remove(p, 'BOB@corp.example')).toBe(true);
+    expect(await connections[0].hexists(BLOCKS_KEY, `${p}\nBob@Corp.example`)).toBe(0);
+    // It stays lifted: the next refresh must not bring it back.
+    await new Promise((r) => setTimeout(r, 2 * BLOCKS_POLL_MS + 100));
+    expect(a.find(p, 'bob@corp.example')).toBeUndefined();
+  });
+
   it('ignores a malformed entry in the hash instead of failing the refresh', async () => {
     const p = product('garbage');
     await connections[0].hset(BLOCKS_KEY, `${RUN}-garbage-entry`, '{not json');

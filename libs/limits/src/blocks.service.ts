@@ -129,7 +129,14 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       // the user kept hitting their limits.
       const removed =
         (await this.shared(async () => {
-          const multi = redis.multi().hdel(BLOCKS_KEY, key);
+          // Every field holding this block: one written before user keys were case-folded (or by
+          // hand) under another spelling would otherwise come back at the next refresh.
+          const fields = new Set([key]);
+          for (const [field, json] of Object.entries(await redis.hgetall(BLOCKS_KEY))) {
+            const block = parseBlock(json);
+            if (block && keyOf(block.product, block.user) === key) fields.add(field);
+          }
+          const multi = redis.multi().hdel(BLOCKS_KEY, ...fields);
           if (user !== null) multi.del(autoBlockLockKey(product, user), autoBlockCountKey(product, user));
           const replies = (await multi.exec()) ?? [];
           const [error, count] = replies[0] ?? [new Error('no reply'), 0];
@@ -178,7 +185,9 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         const block = parseBlock(json);
         if (!block) continue;
         if (block.expiresAt !== null && Date.parse(block.expiresAt) <= now) expired.push(key, json);
-        else next.set(key, block);
+        // Keyed by the block's content, not the field: a field written before user keys were
+        // case-folded (or by hand) is still found.
+        else next.set(keyOf(block.product, block.user), block);
       }
       for (const [key, block] of this.unsynced) next.set(key, block);
       this.blocks = next;
@@ -208,22 +217,33 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
 
 /** The Redis key of a user's auto-block lock (set while an auto-block is in force). */
 export function autoBlockLockKey(product: string, user: string): string {
-  return `kg:{${product}}:autoblocked:${user}`;
+  return `kg:{${product}}:autoblocked:${blockedUserKey(user)}`;
 }
 
 /** The Redis key of a user's refusal count in the auto-block window. */
 export function autoBlockCountKey(product: string, user: string): string {
-  return `kg:{${product}}:refusals:${user}`;
+  return `kg:{${product}}:refusals:${blockedUserKey(user)}`;
+}
+
+/**
+ * How blocks name a user: an email address (anything with an `@`) in lower case, other ids as they
+ * are. Email addresses are case-insensitive in practice, and IAP hands keygate the account's email
+ * in lower case while an operator may copy it from a directory as `Alice.Smith@corp.com`: a block
+ * must stop the user whatever case either side wrote. Opaque ids (a JWT `sub`, an HMAC client id)
+ * are compared exactly, as RFC 7519 compares `sub`.
+ */
+export function blockedUserKey(user: string): string {
+  return user.includes('@') ? user.toLowerCase() : user;
 }
 
 function keyOf(product: string, user: string | null): string {
-  return user === null ? product : `${product}\n${user}`;
+  return user === null ? product : `${product}\n${blockedUserKey(user)}`;
 }
 
 function parseBlock(json: string): Block | undefined {
   try {
     const b = JSON.parse(json) as Block;
-    return typeof b.product === 'string' ? b : undefined;
+    return typeof b.product === 'string' && (b.user === null || typeof b.user === 'string') ? b : undefined;
   } catch {
     return undefined;
   }
