@@ -894,6 +894,18 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
     }
   });
 
+  it('holds a block made while Redis is up (restored after the restart, below)', async () => {
+    const created = await adminCall(lonely, 'POST', '/admin/blocks', {
+      product: P.outage,
+      user: 'Kept.Blocked@corp.example',
+      reason: `e2e ${RUN}`,
+    });
+    expect(created.status).toBe(201);
+    const refused = await chat(lonely, mintToken({ product: P.outage, sub: 'kept.blocked@corp.example' }), 'blocked-before-outage');
+    expect(refused.status).toBe(403);
+    await expectOneAudit(refused, { failure: 'blocked', product: P.outage });
+  });
+
   it('when Redis is killed, answers every request within ~300 ms with limits per replica, still enforced (over the limit → 429, no upstream call)', async () => {
     // Kill Redis at the start of a second, then three requests by one user (limit 2 per second).
     const token = mintToken({ product: P.outage, sub: 'during' });
@@ -989,6 +1001,28 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
       back.disconnect();
     }
   }, 20_000);
+
+  it('writes its blocks back to the restarted (empty) Redis, says so in one ERROR line, and still enforces them', async () => {
+    const back = privateRedis.client();
+    try {
+      const field = `${P.outage}\nkept.blocked@corp.example`;
+      await waitFor('the block to be written back', async () => (await back.hexists('kg:blocks', field)) === 1, 2_000, 50);
+      expect(JSON.parse(String(await back.hget('kg:blocks', field)))).toMatchObject({
+        product: P.outage,
+        user: 'Kept.Blocked@corp.example',
+      });
+      const lost = lonely.proc.lines.filter((l) => /^Redis lost its data/.test(String(l.json?.message)));
+      expect(lost.map((l) => ({ severity: l.json?.severity, restored: l.json?.restored }))).toEqual([{ severity: 'ERROR', restored: 1 }]);
+      const before = await upstreamTotal();
+      const refused = await chat(lonely, mintToken({ product: P.outage, sub: 'kept.blocked@corp.example' }), 'blocked-after-outage');
+      expect(refused.status).toBe(403);
+      expect((await upstreamTotal()) - before).toBe(0);
+      await expectOneAudit(refused, { failure: 'blocked', product: P.outage });
+      expect((await adminCall(lonely, 'DELETE', `/admin/blocks?product=${P.outage}&user=KEPT.BLOCKED%40corp.example`)).status).toBe(200);
+    } finally {
+      back.disconnect();
+    }
+  });
 
   it('says counting is degraded in /readyz as keygate_redis_up does while Redis hangs with the connection still open', async () => {
     const redisDetail = async (): Promise<{ mode?: string; connection?: string }> => {

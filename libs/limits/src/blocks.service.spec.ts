@@ -165,6 +165,61 @@ describe('BlocksService across replicas (real Redis)', () => {
   });
 });
 
+describe('BlocksService when Redis loses its data', () => {
+  it("writes back the blocks the replicas held, keeps an operator's deletion, and says so once per replica", async () => {
+    const lines = [capture(), capture()];
+    const [one, two] = await Promise.all(
+      lines.map(async ({ logger }) => {
+        const redis = connect();
+        if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+        const service = new BlocksService(redis, logger);
+        await service.onModuleInit();
+        services.push(service);
+        return service;
+      }),
+    );
+    const p = product('data-loss');
+    await one.create(block(p, 'victor'));
+    await one.create(block(p, null, 60_000));
+    await one.create(block(p, 'walter'));
+    await msUntil('two to see the blocks', () => two.find(p, 'walter') !== undefined, 1_000);
+    // An operator's DELETE: no data loss, nothing written back.
+    expect(await two.remove(p, 'walter')).toBe(true);
+    // (The product block answers `find` for every user, so the lists tell.)
+    const holds = (service: BlocksService, user: string | null): boolean => service.list().some((x) => x.product === p && x.user === user);
+    await msUntil('one to drop it', () => !holds(one, 'walter'), 1_000);
+    await new Promise((r) => setTimeout(r, BLOCKS_POLL_MS + 100));
+    expect(lines.flatMap((c) => c.lines).filter((l) => l.severity === 'ERROR')).toEqual([]);
+
+    // Redis restarts empty (no persistence), as far as blocks go.
+    const redis = connections[0];
+    await redis.del(BLOCKS_KEY, `${BLOCKS_KEY}:epoch`);
+    const deadline = Date.now() + 3 * BLOCKS_POLL_MS + 500;
+    let stored: Record<string, string> = {};
+    while (Date.now() < deadline) {
+      stored = await redis.hgetall(BLOCKS_KEY);
+      if (`${p}\nvictor` in stored && p in stored) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(JSON.parse(stored[`${p}\nvictor`])).toMatchObject({ product: p, user: 'victor' });
+    expect(JSON.parse(stored[p])).toMatchObject({ product: p, user: null });
+    expect(`${p}\nwalter` in stored).toBe(false);
+    expect(await redis.get(`${BLOCKS_KEY}:epoch`)).toEqual(expect.any(String));
+    // Both replicas still enforce them, and each said what happened once.
+    await new Promise((r) => setTimeout(r, 2 * BLOCKS_POLL_MS));
+    for (const service of [one, two]) {
+      expect(holds(service, 'victor')).toBe(true);
+      expect(holds(service, null)).toBe(true);
+      expect(holds(service, 'walter')).toBe(false);
+    }
+    for (const { lines: said } of lines) {
+      const errors = said.filter((l) => l.severity === 'ERROR');
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatchObject({ message: expect.stringMatching(/^Redis lost its data/), restored: expect.any(Number) });
+    }
+  });
+});
+
 describe('BlocksService when Redis stops answering', () => {
   it('says once that the blocks in force may be stale, keeps them, and says when refreshing works again', async () => {
     const redis = connect();
@@ -176,14 +231,19 @@ describe('BlocksService when Redis stops answering', () => {
     await service.onModuleInit();
     await service.create(block(p, 'ursula'));
     // The connection stays "ready" while its commands fail (a hung or refusing Redis).
-    const hgetall = redis.hgetall.bind(redis);
-    (redis as unknown as { hgetall: () => Promise<never> }).hgetall = () => Promise.reject(new Error('LOADING Redis is loading'));
+    // The refresh reads in one MULTI; its EXEC fails while the connection stays up.
+    const multi = redis.multi.bind(redis);
+    (redis as unknown as { multi: () => unknown }).multi = () => {
+      const failing = multi();
+      failing.exec = () => Promise.reject(new Error('LOADING Redis is loading'));
+      return failing;
+    };
     await new Promise((r) => setTimeout(r, 3 * BLOCKS_POLL_MS));
     const failing = lines.filter((l) => /blocks refresh failed/.test(String(l.message)));
     expect(failing).toHaveLength(1);
     expect(failing[0]).toMatchObject({ severity: 'WARNING', reason: 'LOADING Redis is loading', inForce: expect.any(Number) });
     expect(service.find(p, 'ursula')).toBeDefined();
-    (redis as unknown as { hgetall: typeof hgetall }).hgetall = hgetall;
+    (redis as unknown as { multi: typeof multi }).multi = multi;
     await msUntil(
       'the recovery line',
       () => lines.some((l) => l.message === 'blocks refreshed from Redis again'),

@@ -3,6 +3,7 @@ import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { KEYGATE_REDIS } from '@keygate/redis';
 import type { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
 
 /** A block of a product, or of one user of a product. */
 export interface Block {
@@ -18,6 +19,12 @@ export interface Block {
 }
 
 const BLOCKS_KEY = 'kg:blocks';
+/**
+ * A random value set once next to the blocks and never deleted: when Redis loses its data (a
+ * restart without persistence, a failover to an empty replica, a flush) it vanishes with them,
+ * which tells a replica that blocks disappeared by accident rather than by an operator's DELETE.
+ */
+const BLOCKS_EPOCH_KEY = 'kg:blocks:epoch';
 /** Deletes each field (ARGV: field, value, field, value…) whose value is still the one given. */
 const DELETE_IF_UNCHANGED = `
 for i = 1, #ARGV, 2 do
@@ -45,6 +52,8 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   /** Whether a refresh has succeeded: before that, a connection still being made is no outage. */
   private refreshedOnce = false;
   private stopped = false;
+  /** The epoch this replica last read; undefined until its first refresh. */
+  private epoch: string | undefined;
   private readonly liftListeners: Array<(product: string, user: string) => void> = [];
 
   constructor(
@@ -176,7 +185,14 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         await this.redis.hset(BLOCKS_KEY, key, JSON.stringify(block));
         this.unsynced.delete(key);
       }
-      const raw = await this.redis.hgetall(BLOCKS_KEY);
+      // One snapshot of the epoch and the blocks, so a loss between two reads cannot be missed.
+      const replies = await this.redis.multi().get(BLOCKS_EPOCH_KEY).hgetall(BLOCKS_KEY).exec();
+      if (!replies) throw new Error('MULTI discarded');
+      const [[epochError, epoch], [blocksError, blocks]] = replies as Array<[Error | null, unknown]>;
+      const failed = epochError ?? blocksError;
+      if (failed) throw failed;
+      let raw = blocks as Record<string, string>;
+      if (epoch !== this.epoch) raw = await this.newEpoch(epoch as string | null, raw);
       const next = new Map<string, Block>();
       // Field and value of each expired block, so only that value is deleted.
       const expired: string[] = [];
@@ -202,6 +218,37 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     } catch (error) {
       this.refreshFailed((error as Error).message);
     }
+  }
+
+  /**
+   * The epoch is missing (Redis lost its data) or is not the one this replica read last (another
+   * replica found it missing first, or this replica is starting). After a loss the blocks this
+   * replica held go back to Redis, each only where no block is stored under its key now, so one
+   * made since is kept; the other replicas do the same, so the union of what they held survives.
+   * Returns the blocks as stored afterwards.
+   */
+  private async newEpoch(epoch: string | null, raw: Record<string, string>): Promise<Record<string, string>> {
+    const redis = this.redis as Redis;
+    const starting = this.epoch === undefined;
+    if (epoch === null) await redis.set(BLOCKS_EPOCH_KEY, randomUUID(), 'NX');
+    const now = Date.now();
+    const held = starting ? [] : [...this.blocks].filter(([, b]) => b.expiresAt === null || Date.parse(b.expiresAt) > now);
+    if (held.length) {
+      const multi = redis.multi();
+      for (const [key, block] of held) multi.hsetnx(BLOCKS_KEY, key, JSON.stringify(block));
+      await multi.exec();
+    }
+    if (!starting)
+      this.logger.write(
+        'ERROR',
+        epoch === null
+          ? 'Redis lost its data: blocks written back from this replica; shared limit and quota counts restart from zero'
+          : 'Redis lost its data (found by another replica): blocks written back from this replica',
+        { restored: held.length },
+      );
+    const [stored, fresh] = await Promise.all([redis.get(BLOCKS_EPOCH_KEY), held.length ? redis.hgetall(BLOCKS_KEY) : raw]);
+    this.epoch = stored ?? undefined;
+    return fresh;
   }
 
   /** The last known blocks stay in force while Redis is away; an operator must know they may be stale. */
