@@ -295,7 +295,7 @@ describe('Gemini translation', () => {
   });
 
   it('fails a generation that ended in an invalid function call, retryably, instead of answering an empty stop', () => {
-    for (const reason of ['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL']) {
+    for (const reason of ['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL', 'TOO_MANY_TOOL_CALLS']) {
       const error = thrown(() => toChatCompletion({ candidates: [{ content: { parts: [] }, finishReason: reason }] }, meta));
       expect(error).toBeInstanceOf(UpstreamError);
       expect(error).toMatchObject({ kind: 'generation', status: 502, retryable: true });
@@ -308,6 +308,19 @@ describe('Gemini translation', () => {
       expect(thrown(() => t.push({ candidates: [{ content: { parts: [] }, finishReason: reason }] }))).toMatchObject({
         kind: 'generation',
       });
+    }
+  });
+
+  it("answers a history without its thought signatures (MISSING_THOUGHT_SIGNATURE) as the client's 400, not retried", () => {
+    const event = { candidates: [{ content: { parts: [] }, finishReason: 'MISSING_THOUGHT_SIGNATURE' }] };
+    for (const error of [
+      thrown(() => toChatCompletion(event, meta)),
+      thrown(() => new GeminiStreamTranslator({ ...meta, clientWantsUsage: false }).push(event)),
+    ]) {
+      expect(error).toBeInstanceOf(UpstreamError);
+      expect(error).toMatchObject({ status: 400, retryable: false });
+      expect((error as UpstreamError).toGatewayError()).toMatchObject({ code: 'upstream_bad_request', status: 400 });
+      expect((error as UpstreamError).message).toContain('thought_signature');
     }
   });
 

@@ -584,11 +584,17 @@ const FILTERED = new Set([
 ]);
 
 /**
- * Ends of a failed generation: the model produced a function call that is invalid, or one where no
- * tool was declared, and the candidate carries nothing else. OpenAI has no finish reason for them;
- * answering an empty `stop` would let an agent loop take it for the final answer.
+ * Ends of a failed generation: the model produced a function call that is invalid, one where no
+ * tool was declared, or more calls than Gemini allows in a turn, and the candidate carries nothing
+ * else. OpenAI has no finish reason for them; answering an empty `stop` would let an agent loop
+ * take it for the final answer.
  */
-const FAILED_GENERATION = new Set(['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL']);
+const FAILED_GENERATION = new Set(['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_CALL', 'TOO_MANY_TOOL_CALLS']);
+/**
+ * Ends caused by the request, which sampling again cannot fix: a function call in the history
+ * without the thought signature Gemini 3 requires (a client that dropped `extra_content`).
+ */
+const REFUSED_REQUEST = new Set(['MISSING_THOUGHT_SIGNATURE']);
 
 /**
  * Gemini `finishReason` as OpenAI's `finish_reason`; a normal stop with function calls is
@@ -598,6 +604,14 @@ const FAILED_GENERATION = new Set(['MALFORMED_FUNCTION_CALL', 'UNEXPECTED_TOOL_C
 export function finishReason(reason: string | undefined, hasToolCalls: boolean): OpenAiFinishReason {
   if (reason !== undefined && FAILED_GENERATION.has(reason))
     throw new UpstreamError('generation', PROVIDER, `the model produced an invalid function call (finishReason ${reason})`, 502);
+  if (reason !== undefined && REFUSED_REQUEST.has(reason))
+    // Answered as Gemini answers the same mistake with a 400: the client's to fix, not retried.
+    throw new UpstreamError(
+      'http',
+      PROVIDER,
+      `finishReason ${reason}: send each assistant tool call back with its extra_content.google.thought_signature`,
+      400,
+    );
   if (reason === 'MAX_TOKENS') return 'length';
   if (reason !== undefined && FILTERED.has(reason)) return 'content_filter';
   return hasToolCalls ? 'tool_calls' : 'stop';
