@@ -19,6 +19,8 @@ export interface MockDirectives {
   cutAfter?: number;
   /** Streaming: pause between chunks. */
   chunkDelayMs?: number;
+  /** Streaming: after the closing frames keep the response open this long before ending it. */
+  holdAfterEndMs?: number;
   /** Streaming: number of content chunks the reply is split into. */
   chunks?: number;
   /** Streaming: after K content chunks emit the provider's in-stream error event and end. */
@@ -35,7 +37,17 @@ export interface MockDirectives {
   noUsage?: boolean;
 }
 
-type IntKey = 'delayMs' | 'status' | 'retryAfter' | 'stallAfter' | 'cutAfter' | 'chunkDelayMs' | 'chunks' | 'errorEventAfter' | 'tools';
+type IntKey =
+  | 'delayMs'
+  | 'status'
+  | 'retryAfter'
+  | 'stallAfter'
+  | 'cutAfter'
+  | 'chunkDelayMs'
+  | 'holdAfterEndMs'
+  | 'chunks'
+  | 'errorEventAfter'
+  | 'tools';
 
 /** Wire name -> field, plus the inclusive range a value must fall in to be honoured. */
 const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
@@ -45,6 +57,7 @@ const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
   ['stall_after', 'stallAfter', 0, 100_000],
   ['cut_after', 'cutAfter', 0, 100_000],
   ['chunk_delay_ms', 'chunkDelayMs', 0, 600_000],
+  ['hold_after_end_ms', 'holdAfterEndMs', 0, 600_000],
   ['chunks', 'chunks', 1, 10_000],
   ['error_event_after', 'errorEventAfter', 0, 100_000],
   ['tools', 'tools', 1, 16],

@@ -58,10 +58,11 @@ export async function sendStream(ex: Exchange, plan: StreamPlan): Promise<void> 
   if (ex.closed) return;
   const fault = pickFault(ex);
   const delay = ex.directives.chunkDelayMs ?? 0;
+  const hold = ex.directives.holdAfterEndMs ?? 0;
   const { res } = ex;
   res.writeHead(200, plan.headers);
 
-  if (!fault && delay === 0) {
+  if (!fault && delay === 0 && hold === 0) {
     res.end(plan.head + plan.body.join('') + plan.tail);
     return;
   }
@@ -80,7 +81,13 @@ export async function sendStream(ex: Exchange, plan: StreamPlan): Promise<void> 
   }
   if (fault) return applyFault(ex, fault, sent, plan);
   if (delay > 0 && !(await ex.wait(delay))) return;
-  res.end(plan.tail);
+  if (hold === 0) {
+    res.end(plan.tail);
+    return;
+  }
+  // The stream is complete, but the body stays open (an upstream or a proxy slow to close it).
+  res.write(plan.tail);
+  if (await ex.wait(hold)) res.end();
 }
 
 /**

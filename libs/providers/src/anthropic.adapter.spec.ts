@@ -315,6 +315,18 @@ describe('AnthropicAdapter against the mock upstream', () => {
     expect(chunksOf(seen).filter((c) => c.choices[0]?.delta.content).length).toBe(2);
   });
 
+  it('ends the stream at message_stop though the upstream keeps the body open past the idle timeout', async () => {
+    // Held 5 s after message_stop, with a 3 s idle timeout: reading on to the body's end would fail
+    // the complete answer with an idle timeout.
+    const before = (await getStats(mock.base)).total;
+    const stream = await adapter.chatStream(call({ messages: user('Hi there [mock hold_after_end_ms=5000]') }, { clientWantsUsage: true }));
+    const events = await collect(stream.events);
+    const chunks = chunksOf(events);
+    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: expect.any(Number) } });
+    expect(chunks.some((c) => c.choices[0]?.finish_reason === 'stop')).toBe(true);
+    expect((await getStats(mock.base)).total).toBe(before + 1);
+  });
+
   it('throws stream_error when the upstream connection drops mid-stream', async () => {
     const stream = await adapter.chatStream(call({ messages: user('Hi there [mock cut_after=2 chunks=4]') }));
     const error = await rejection(collect(stream.events));

@@ -50,12 +50,23 @@ export class AnthropicAdapter implements ProviderAdapter {
     return res;
   }
 
+  /**
+   * `message_stop` ends the client's stream at once, as `[DONE]` does for OpenAI: an upstream (or a
+   * proxy before it) slow to close the body must not hold the client's answer back, nor fail a
+   * complete answer with an idle timeout or a reset that comes after it.
+   */
   private async *events(res: UpstreamResponse, translator: AnthropicStreamTranslator): AsyncGenerator<StreamEvent> {
-    for await (const event of sseEvents(res, this.name)) {
+    for await (const event of sseEvents(res, this.name, { isLast: isMessageStop })) {
       yield* translator.push(parse<AnthropicStreamEvent>(event.data, 'stream event'));
+      if (translator.stopped) break;
     }
     translator.end();
   }
+}
+
+/** The event that ends a Messages stream; the `event:` field is Anthropic's name for the data's `type`. */
+function isMessageStop(event: { event?: string }): boolean {
+  return event.event === 'message_stop';
 }
 
 function meta(body: ProviderCall['body']): CompletionMeta {

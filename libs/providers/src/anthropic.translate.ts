@@ -571,13 +571,18 @@ export class AnthropicStreamTranslator {
   /** Anthropic content-block index -> the OpenAI tool call it streams. */
   private readonly tools = new Map<number, { index: number; hasArguments: boolean }>();
   private finished = false;
-  private stopped = false;
+  private ended = false;
 
   constructor(private readonly meta: StreamMeta) {}
 
+  /** Whether `message_stop` has been seen: the stream is complete, whatever follows it. */
+  get stopped(): boolean {
+    return this.ended;
+  }
+
   /** The chunks for one event's data. */
   push(event: AnthropicStreamEvent): StreamEvent[] {
-    if (this.stopped) return [];
+    if (this.ended) return [];
     switch (event.type) {
       case 'message_start': {
         if (this.id !== undefined) return [];
@@ -618,7 +623,7 @@ export class AnthropicStreamTranslator {
       }
       case 'message_stop': {
         this.started();
-        this.stopped = true;
+        this.ended = true;
         // A stop without a stop_reason still ends the choice, so clients see a finish_reason.
         const out = this.finished ? [] : [this.chunk({}, 'stop')];
         this.finished = true;
@@ -644,7 +649,7 @@ export class AnthropicStreamTranslator {
 
   /** Checks the stream ended with `message_stop`; a clean close before it is a truncated answer. */
   end(): void {
-    if (!this.stopped) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without message_stop');
+    if (!this.ended) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without message_stop');
   }
 
   private blockStart(blockIndex: number, block: AnthropicResponseBlock | undefined): StreamEvent[] {
