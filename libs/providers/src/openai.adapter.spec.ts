@@ -1,6 +1,12 @@
-import { generatedText, withoutUsage, type OpenAiChunk } from './openai.adapter';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { GatewayConfig } from '@keygate/config';
+import { MetricsService } from '@keygate/observability';
+import { generatedText, OpenAiAdapter, withoutUsage, type OpenAiChunk } from './openai.adapter';
+import { UpstreamClient } from './upstream.client';
 
-// Unit spec: removing the `usage` member keygate asked OpenAI for, when the client did not.
+// Unit spec: removing the `usage` member keygate asked OpenAI for, when the client did not; and an
+// integration case against a real HTTP server standing in for an OpenAI-compatible host.
 
 const strip = (data: string): string => withoutUsage(data, JSON.parse(data) as OpenAiChunk);
 
@@ -34,5 +40,62 @@ describe('generatedText', () => {
       generatedText({ choices: [{ delta: { tool_calls: [{ index: 0, id: 'call_1', function: { name: 'f', arguments: '' } }] } }] }),
     ).toBeUndefined();
     expect(generatedText({ choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } })).toBeUndefined();
+  });
+});
+
+describe('OpenAiAdapter streaming from an OpenAI-compatible host that splits events over several data lines', () => {
+  // A real HTTP server on 127.0.0.1 sending valid SSE whose JSON is pretty-printed, one `data:`
+  // line per line of it (as some OpenAI-compatible hosts do).
+  const chunk = (delta: Record<string, unknown>, finish: string | null = null): Record<string, unknown> => ({
+    id: 'chatcmpl-multi',
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: 'local-model',
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  });
+  const frames = [chunk({ role: 'assistant', content: '' }), chunk({ content: 'Hel' }), chunk({ content: 'lo' }), chunk({}, 'stop')];
+  const body = `${frames
+    .map((f) =>
+      JSON.stringify(f, null, 2)
+        .split('\n')
+        .map((line) => `data: ${line}\r\n`)
+        .join(''),
+    )
+    .join('\r\n')}\r\ndata: [DONE]\r\n\r\n`;
+  let server: Server;
+  let client: UpstreamClient;
+  let baseUrl = '';
+
+  beforeAll(async () => {
+    server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' }).end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    client = new UpstreamClient(
+      { upstream: { connectMs: 1_000, ttfbMs: 3_000, idleMs: 3_000, totalMs: 8_000 } } as unknown as GatewayConfig,
+      new MetricsService(),
+    );
+  });
+
+  afterAll(async () => {
+    await client.onApplicationShutdown();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('re-sends each event as one data line of compact JSON, content unchanged', async () => {
+    const adapter = new OpenAiAdapter(client);
+    const stream = await adapter.chatStream({
+      body: { model: 'local-model', messages: [{ role: 'user', content: 'Hi' }], stream: true },
+      access: { provider: 'openai', apiKey: 'sk-local', baseUrl, models: ['local-model'] },
+      signal: new AbortController().signal,
+      clientWantsUsage: false,
+    });
+    const sent: string[] = [];
+    for await (const event of stream.events) if (event.data !== null) sent.push(event.data);
+    expect(sent).toHaveLength(frames.length);
+    for (const data of sent) expect(data).not.toContain('\n');
+    expect(sent.map((data) => JSON.parse(data) as unknown)).toEqual(frames);
   });
 });

@@ -75,12 +75,15 @@ export class OpenAiAdapter implements ProviderAdapter {
       if (chunk.error) throw new UpstreamError('stream_error', this.name, chunk.error.message ?? 'error event');
       const usage = chunk.usage ?? undefined;
       const text = generatedText(chunk);
+      // An event sent over several `data:` lines (valid SSE; pretty-printed JSON from some
+      // OpenAI-compatible hosts) arrives joined by newlines, which one `data:` line cannot carry.
+      const data = event.data.includes('\n') ? JSON.stringify(chunk) : event.data;
       if (clientWantsUsage || !('usage' in chunk)) {
-        yield { data: event.data, usage, text };
+        yield { data, usage, text };
       } else if (usage && (chunk.choices?.length ?? 0) === 0) {
         yield { data: null, usage };
       } else {
-        yield { data: withoutUsage(event.data, chunk), usage, text };
+        yield { data: withoutUsage(data, chunk), usage, text };
       }
     }
     if (!done) throw new UpstreamError('stream_error', this.name, 'stream ended without [DONE]');
