@@ -83,6 +83,10 @@ beforeAll(async () => {
     },
     // Every model name to the (OpenAI-compatible) mock, as a `*` pattern or a legacy key does.
     wild: { providers: { openai: { api_key: 'sk-mock-wild', models: ['*'], base_url: `${mock.url}/v1` } } },
+    // A name listed twice and a pattern: GET /v1/models lists each exact name once.
+    twice: {
+      providers: { openai: { api_key: 'sk-mock-twice', models: ['gpt-4o', 'gpt-4o-mini', 'gpt-4o', 'o3*'], base_url: `${mock.url}/v1` } },
+    },
   };
   [gw, tight] = await Promise.all([
     startGateway({ products, env: { API_KEY_SERVER_POLICY_FILE: policyFile } }),
@@ -437,6 +441,57 @@ describe('GET /v1/models', () => {
     const { headers } = rid('models-other');
     const page = await gw.openai(mintToken({ product: 'other' })).models.list({ headers });
     expect(page.data.map((m) => m.id)).toEqual(['gpt-4o']);
+  });
+
+  it('lists a name the product keys repeat once, and no pattern', async () => {
+    const { headers } = rid('models-twice');
+    const page = await gw.openai(mintToken({ product: 'twice' })).models.list({ headers });
+    expect(page.data.map((m) => m.id)).toEqual(['gpt-4o', 'gpt-4o-mini']);
+  });
+});
+
+describe('GET /v1/models/{model}', () => {
+  it("answers one of the product's models as OpenAI's model object (the SDK's models.retrieve), without calling the upstream", async () => {
+    const { id, headers } = rid('model-one');
+    const { result, calls } = await countingUpstream(() => gw.openai(demoToken).models.retrieve('gemini-1.5-pro', { headers }));
+    expect(result).toEqual({ id: 'gemini-1.5-pro', object: 'model', created: 0, owned_by: 'gemini' });
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 200, failure: null, product: 'demo', method: 'GET', path: '/v1/models/gemini-1.5-pro' });
+  });
+
+  it('answers a name the product serves through a pattern, a slash in it included (sent encoded)', async () => {
+    const { headers } = rid('model-pattern');
+    const client = gw.openai(mintToken({ product: 'wild' }));
+    expect(await client.models.retrieve('meta-llama/Llama-3.1-8B', { headers })).toMatchObject({
+      id: 'meta-llama/Llama-3.1-8B',
+      owned_by: 'openai',
+    });
+    expect(await gw.openai(mintToken({ product: 'twice' })).models.retrieve('o3-mini', { headers: rid('model-o3').headers })).toMatchObject(
+      {
+        id: 'o3-mini',
+      },
+    );
+  });
+
+  it("answers 404 model_not_found for a model the product does not have (another product's included), without calling the upstream", async () => {
+    const { id, headers } = rid('model-none');
+    const { result, calls } = await countingUpstream(() =>
+      gw
+        .openai(mintToken({ product: 'other' }))
+        .models.retrieve('gemini-1.5-pro', { headers })
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        ),
+    );
+    expect(result).toMatchObject({ status: 404, code: 'model_not_found', param: 'model' });
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 404, failure: 'not_found', product: 'other' });
+  });
+
+  it('answers 401 without a credential', async () => {
+    const res = await fetch(`${gw.url}/v1/models/gpt-4o`);
+    expect(res.status).toBe(401);
   });
 });
 

@@ -1,9 +1,9 @@
-import { Controller, Get, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { Controller, Get, Param, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiParam, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
-import { SecretsService } from '@keygate/secrets';
+import { SecretsService, type ProductEntry } from '@keygate/secrets';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
 import { CurrentPrincipal } from '../http/request.decorators';
 
@@ -19,7 +19,7 @@ class ModelListDto {
   @ApiProperty({ type: [ModelDto] }) data!: ModelDto[];
 }
 
-/** `GET /v1/models`: the models the caller's product may use, in OpenAI's list format. */
+/** `GET /v1/models` and `GET /v1/models/{model}`: the models the caller's product may use, in OpenAI's format. */
 @ApiTags('models')
 @ApiBearerAuth()
 @UseGuards(CredentialGuard, RequestLimitsGuard)
@@ -32,13 +32,35 @@ export class ModelsController {
   @ApiOkResponse({ type: ModelListDto })
   @ApiGatewayErrors()
   list(@CurrentPrincipal() principal: Principal): ModelListDto {
+    const product = this.productOf(principal);
+    // Exact names only (a pattern names no model), each once, with the provider that serves it.
+    const data = product.modelIds.map((id) => model(id, product.route(id)?.provider ?? 'unknown'));
+    return { object: 'list', data };
+  }
+
+  @Get(':model')
+  @ApiOperation({
+    summary: "One model of the caller's product (the SDKs' models.retrieve)",
+    description: 'A name the product serves through a pattern (`gpt-4o*`) is answered too: chat would accept it.',
+  })
+  @ApiParam({ name: 'model', example: 'gpt-4o-mini' })
+  @ApiOkResponse({ type: ModelDto })
+  @ApiGatewayErrors()
+  retrieve(@CurrentPrincipal() principal: Principal, @Param('model') id: string): ModelDto {
+    const access = this.productOf(principal).route(id);
+    if (!access)
+      throw new GatewayError('model_not_found', `The model '${id}' does not exist or this product may not use it`, { param: 'model' });
+    return model(id, access.provider);
+  }
+
+  private productOf(principal: Principal): ProductEntry {
     const product = this.secrets.product(principal.product);
     // As for chat: a credential for a product this gateway does not serve is refused, not answered empty.
     if (!product) throw new GatewayError('forbidden', `product ${principal.product} is not configured on this gateway`);
-    const data: ModelDto[] = [];
-    for (const access of product.providers) {
-      for (const id of access.models) if (!id.endsWith('*')) data.push({ id, object: 'model', created: 0, owned_by: access.provider });
-    }
-    return { object: 'list', data };
+    return product;
   }
+}
+
+function model(id: string, provider: string): ModelDto {
+  return { id, object: 'model', created: 0, owned_by: provider };
 }
