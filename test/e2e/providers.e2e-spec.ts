@@ -34,6 +34,7 @@ import {
   startMock,
   streamUntilError,
   uniqueId,
+  sleep,
   waitFor,
   writeTempFile,
   type AuditRecord,
@@ -566,6 +567,28 @@ describe('Anthropic specifics', () => {
     expect(sent.stop_sequences).toEqual(['END']);
     expect(sent.temperature).toBe(0.5);
     await expectOneAudit(id, { status: 200, provider: 'anthropic' });
+  });
+
+  it('bills a stream the client left before its first content with the usage message_start reported, not an estimate', async () => {
+    const messages = [{ role: 'user' as const, content: 'a slow thinker [mock chunk_delay_ms=3000]' }];
+    // The same prompt answered in full tells what Anthropic reports for it.
+    const full = await gw
+      .openai(token)
+      .chat.completions.create({ model: ANTHROPIC_MODEL, messages }, { headers: rid('anthropic-full').headers });
+    const { id, headers } = rid('anthropic-abort-priming');
+    const before = await mock.stats();
+    const controller = new AbortController();
+    // No content for 3 s: keygate is still priming the stream (no header has gone out) when the client leaves.
+    const call = gw
+      .openai(token)
+      .chat.completions.create({ model: ANTHROPIC_MODEL, messages, stream: true }, { headers, signal: controller.signal });
+    await waitFor('the upstream to be called', async () => ((await mock.stats()).total > before.total ? true : undefined));
+    await sleep(300);
+    controller.abort();
+    await expect(call).rejects.toThrow();
+    const audit = await expectOneAudit(id, { status: 499, failure: 'client_abort', provider: 'anthropic', attempts: 1 });
+    // message_start's counts: the prompt's input tokens, and the 1 output token Anthropic reports before generating.
+    expect({ tokens_in: audit.tokens_in, tokens_out: audit.tokens_out }).toEqual({ tokens_in: full.usage?.prompt_tokens, tokens_out: 1 });
   });
 });
 

@@ -66,6 +66,8 @@ export class ChatCompletionsService {
     // Policy violations are the client's to fix: refused before any upstream is called.
     const completionCap = applyParameterPolicy({ ...body }, policy, capFieldFor(first.access));
     const clientWantsUsage = body.stream_options?.include_usage === true;
+    // What an upstream reported before its stream failed in priming (never replayed to anyone).
+    let reportedBeforeFailure: Usage | undefined;
     const candidates = this.candidates(ctx, first, body).map(({ model, access, adapter }) => ({
       model,
       attempt: () => {
@@ -74,7 +76,11 @@ export class ChatCompletionsService {
         const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
         ctx.provider = access.provider;
         ctx.model = model;
-        return countAttempt<ChatResult | ChatStream>(ctx, () => (ctx.stream ? adapter.chatStream(call).then(primed) : adapter.chat(call)));
+        return countAttempt<ChatResult | ChatStream>(ctx, () =>
+          ctx.stream
+            ? adapter.chatStream(call).then((stream) => primed(stream, (usage) => (reportedBeforeFailure = usage)))
+            : adapter.chat(call),
+        );
       },
     }));
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
@@ -86,9 +92,12 @@ export class ChatCompletionsService {
       if ('events' in value) await this.stream(ctx, value, body, reply, policy.maxStreamSeconds);
       else this.send(ctx, value, body, reply);
     } finally {
-      // A request the client abandoned after it reached the upstream is billed for its prompt (the
-      // stream path does the same): the estimate stands in for the usage nobody reported.
-      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = estimatePromptTokens(body);
+      // A stream that failed before its first byte reached the client is billed for what its
+      // upstream had reported by then; a request the client abandoned after it reached the upstream
+      // for its prompt at least (the stream path does the same): the estimate stands in for the
+      // usage nobody reported.
+      if (ctx.tokensIn === null && reportedBeforeFailure) this.recordUsage(ctx, reportedBeforeFailure);
+      else if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = estimatePromptTokens(body);
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
     }
   }

@@ -41,6 +41,27 @@ describe('primed', () => {
     await expect(primed({ events: events() })).rejects.toThrow('overloaded');
   });
 
+  it('hands the usage the upstream reported before failing to onUsage (those events are never replayed)', async () => {
+    const running = { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 };
+    async function* events(): AsyncGenerator<StreamEvent> {
+      await upstream();
+      yield { data: '{"role":"assistant"}', runningUsage: running };
+      throw new Error('client left');
+    }
+    const seen: unknown[] = [];
+    await expect(primed({ events: events() }, (usage) => seen.push(usage))).rejects.toThrow('client left');
+    expect(seen).toEqual([running]);
+
+    // Nothing reported: nothing handed on.
+    async function* bare(): AsyncGenerator<StreamEvent> {
+      await upstream();
+      yield role;
+      throw new Error('overloaded');
+    }
+    await expect(primed({ events: bare() }, (usage) => seen.push(usage))).rejects.toThrow('overloaded');
+    expect(seen).toHaveLength(1);
+  });
+
   it('hands the stream on after 2 s without content (a model still thinking), the read in progress included', async () => {
     jest.useFakeTimers();
     let release: () => void = () => undefined;

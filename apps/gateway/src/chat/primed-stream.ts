@@ -1,4 +1,4 @@
-import type { ChatStream, StreamEvent } from '@keygate/providers';
+import type { ChatStream, StreamEvent, Usage } from '@keygate/providers';
 
 /**
  * How long a stream may take to its first content before its headers go out anyway: a reasoning
@@ -11,9 +11,11 @@ const PRIME_MAX_MS = 2_000;
  * for at most {@link PRIME_MAX_MS}, before a byte goes to the client: an error the provider sends
  * as the stream's first event (Anthropic's in-stream `overloaded_error`, Gemini's error chunk) then
  * fails the attempt, which is retried or falls back like the same error sent as an HTTP status.
- * What was read is replayed.
+ * What was read is replayed. When the priming fails (the client left, the upstream failed), the
+ * usage the upstream had reported by then (Anthropic's `message_start`) is handed to `onUsage`,
+ * since those events are never replayed: it bills the attempt better than an estimate.
  */
-export async function primed(stream: ChatStream): Promise<ChatStream> {
+export async function primed(stream: ChatStream, onUsage?: (usage: Usage) => void): Promise<ChatStream> {
   const iterator = stream.events[Symbol.asyncIterator]();
   const head: StreamEvent[] = [];
   let ended = false;
@@ -36,6 +38,8 @@ export async function primed(stream: ChatStream): Promise<ChatStream> {
       if (next.value.text !== undefined || next.value.usage !== undefined) break;
     }
   } catch (error) {
+    const usage = lastUsage(head);
+    if (usage && onUsage) onUsage(usage);
     await iterator.return?.();
     throw error;
   }
@@ -56,6 +60,15 @@ export async function primed(stream: ChatStream): Promise<ChatStream> {
     return: (value?: unknown) => (iterator.return ? iterator.return(value) : Promise.resolve({ value: undefined, done: true })),
   };
   return { events: { [Symbol.asyncIterator]: () => replay } };
+}
+
+/** The latest usage among events (a final one, else a running one). */
+function lastUsage(events: readonly StreamEvent[]): Usage | undefined {
+  for (let i = events.length - 1; i >= 0; i--) {
+    const usage = events[i].usage ?? events[i].runningUsage;
+    if (usage) return usage;
+  }
+  return undefined;
 }
 
 /** `promise`'s value, or undefined once `ms` have passed (the promise keeps running). */
