@@ -28,6 +28,8 @@ export interface StatsSnapshot {
   aborted: number;
   /** Requests still being answered (stalls, delays); 0 at rest proves nothing leaked. */
   active: number;
+  /** The most requests answered at once since the last reset (how concurrent a client was). */
+  peakActive: number;
   last: Partial<Record<RouteName, LastRequest>>;
 }
 
@@ -45,6 +47,7 @@ export class MockStats {
   private total = 0;
   private aborted = 0;
   private active = 0;
+  private peakActive = 0;
   private byRoute = zeroCounts();
   private last: Partial<Record<RouteName, LastRequest>> = {};
 
@@ -64,7 +67,7 @@ export class MockStats {
   }
 
   exchangeOpened(): void {
-    this.active++;
+    if (++this.active > this.peakActive) this.peakActive = this.active;
   }
 
   exchangeClosed(): void {
@@ -75,6 +78,7 @@ export class MockStats {
   reset(): void {
     this.total = 0;
     this.aborted = 0;
+    this.peakActive = this.active;
     this.byRoute = zeroCounts();
     this.last = {};
   }
@@ -85,6 +89,7 @@ export class MockStats {
       byRoute: { ...this.byRoute },
       aborted: this.aborted,
       active: this.active,
+      peakActive: this.peakActive,
       last: { ...this.last },
     };
   }

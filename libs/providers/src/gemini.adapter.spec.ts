@@ -4,7 +4,7 @@ import type { ProviderAccess } from '@keygate/secrets';
 import { getStats, eventually, startMock, type RunningMock } from '../../../apps/mock-upstream/src/mock.testing';
 import type { ChatCompletionRequest, EmbeddingsRequest, StreamEvent } from './chat.types';
 import { GeminiAdapter } from './gemini.adapter';
-import type { OpenAiChatCompletion, OpenAiEmbeddings } from './gemini.translate';
+import { GEMINI_EMBED_CONCURRENCY, type OpenAiChatCompletion, type OpenAiEmbeddings } from './gemini.translate';
 import type { ProviderCall } from './provider-adapter.interface';
 import { ClientAbortedError, UpstreamClient } from './upstream.client';
 import { UpstreamError } from './upstream.error';
@@ -343,6 +343,17 @@ describe('GeminiAdapter against the mock upstream', () => {
       const body = JSON.parse((await embed({ model: 'gemini-embedding-001', input, dimensions: 4 })).body) as OpenAiEmbeddings;
       expect(body.data.map((d) => d.index)).toEqual(input.map((_, i) => i));
       expect((await getStats(mock.base)).byRoute['gemini.batchEmbedContents'] - before).toBe(3);
+    });
+
+    it('keeps at most GEMINI_EMBED_CONCURRENCY batches in flight, and answers every input in order', async () => {
+      await fetch(`${mock.base}/__mock/reset`, { method: 'POST' });
+      // Ten batches, each held 150 ms by the mock, so that they would all overlap if sent at once.
+      const input = Array.from({ length: 1000 }, (_, i) => (i % 100 === 0 ? `held ${i} [mock delay_ms=150]` : `text ${i}`));
+      const body = JSON.parse((await embed({ model: 'gemini-embedding-001', input, dimensions: 4 })).body) as OpenAiEmbeddings;
+      expect(body.data.map((d) => d.index)).toEqual(input.map((_, i) => i));
+      const stats = await getStats(mock.base);
+      expect(stats.byRoute['gemini.batchEmbedContents']).toBe(10);
+      expect(stats.peakActive).toBe(GEMINI_EMBED_CONCURRENCY);
     });
 
     it('fails at once when one batch fails, cancelling the batches still running', async () => {

@@ -6,6 +6,7 @@ import type { BatchEmbedContentsResponse, GenerateContentResponse } from './gemi
 import {
   embeddingInputs,
   GEMINI_EMBED_BATCH_SIZE,
+  GEMINI_EMBED_CONCURRENCY,
   GeminiStreamTranslator,
   geminiHttpError,
   toBatchEmbedRequest,
@@ -49,7 +50,10 @@ export class GeminiAdapter implements ProviderAdapter {
     return { events: this.events(res, translator) };
   }
 
-  /** OpenAI embeddings through `batchEmbedContents`, in batches of Gemini's maximum size, sent concurrently. */
+  /**
+   * OpenAI embeddings through `batchEmbedContents`, in batches of Gemini's maximum size, up to
+   * {@link GEMINI_EMBED_CONCURRENCY} of them at once.
+   */
   async embeddings(call: ProviderCall<EmbeddingsRequest>): Promise<EmbeddingsResult> {
     const body = call.body;
     const texts = embeddingInputs(body);
@@ -69,24 +73,28 @@ export class GeminiAdapter implements ProviderAdapter {
     const cancel = new AbortController();
     const batchCall = { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) };
     let failure: Error | undefined;
-    // Each batch settles its own failure, so this waits for all of them.
-    await Promise.all(
-      requests.map(async (request, b) => {
-        if (answered.has(b)) return;
-        try {
-          const res = await this.post(batchCall, path, request);
-          const vectors = parse<BatchEmbedContentsResponse>(await readText(res, this.name), 'response').embeddings ?? [];
-          if (vectors.length !== batches[b].length)
-            throw new UpstreamError('protocol', this.name, 'embeddings count does not match the inputs');
-          answered.set(b, vectors);
-        } catch (error) {
-          if (cancel.signal.aborted) return; // cancelled because of another batch's failure
-          // Transport and upstream failures are Errors (UpstreamError, ClientAbortedError).
-          if (failure === undefined || (willRetry(failure) && !willRetry(error))) failure = error as Error;
-          if (!willRetry(error)) cancel.abort();
-        }
-      }),
-    );
+    const send = async (b: number): Promise<void> => {
+      try {
+        const res = await this.post(batchCall, path, requests[b]);
+        const vectors = parse<BatchEmbedContentsResponse>(await readText(res, this.name), 'response').embeddings ?? [];
+        if (vectors.length !== batches[b].length)
+          throw new UpstreamError('protocol', this.name, 'embeddings count does not match the inputs');
+        answered.set(b, vectors);
+      } catch (error) {
+        if (cancel.signal.aborted) return; // cancelled because of another batch's failure
+        // Transport and upstream failures are Errors (UpstreamError, ClientAbortedError).
+        if (failure === undefined || (willRetry(failure) && !willRetry(error))) failure = error as Error;
+        if (!willRetry(error)) cancel.abort();
+      }
+    };
+    // At most GEMINI_EMBED_CONCURRENCY batches in flight: 2048 inputs would otherwise be 21 calls at
+    // once against the key's per-minute quota, and 21 answers held in memory together. Each batch
+    // settles its own failure, so this waits for all of them; a cancelled request starts no more.
+    const pending = requests.map((_, b) => b).filter((b) => !answered.has(b));
+    const worker = async (): Promise<void> => {
+      for (let b = pending.shift(); b !== undefined && !cancel.signal.aborted && !call.signal.aborted; b = pending.shift()) await send(b);
+    };
+    await Promise.all(Array.from({ length: Math.min(GEMINI_EMBED_CONCURRENCY, pending.length) }, worker));
     if (failure !== undefined) throw failure;
     const answers = batches.map((_, b) => answered.get(b) as NonNullable<BatchEmbedContentsResponse['embeddings']>);
     // Gemini reports no usage for embeddings: this is an estimate with keygate's tokenizer (OpenAI's

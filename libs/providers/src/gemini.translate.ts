@@ -34,6 +34,8 @@ const PROVIDER = 'gemini';
 export const GEMINI_MAX_CANDIDATES = 8;
 /** `batchEmbedContents` rejects more requests than this in one call. */
 export const GEMINI_EMBED_BATCH_SIZE = 100;
+/** How many `batchEmbedContents` calls one embeddings request has in flight at most. */
+export const GEMINI_EMBED_CONCURRENCY = 4;
 
 function unsupported(param: string, why: string): GatewayError {
   return unsupportedParameter('gemini', param, why);
