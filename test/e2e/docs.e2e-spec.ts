@@ -59,6 +59,19 @@ describe('the OpenAPI document', () => {
     expect(doc.paths['/v1/chat/completions'].post).toBeDefined();
     expect(doc.paths['/chat/{product}'].post).toBeDefined();
     expect(doc.paths['/v1/models'].get).toBeDefined();
+    expect(doc.paths['/v1/models/{model}'].get).toBeDefined();
+  });
+
+  it('documents every input OpenAI embeddings take (strings and token arrays), and dimensions as an integer', () => {
+    const dto = (doc.components as { schemas?: Record<string, { properties?: Record<string, { oneOf?: unknown[]; type?: string }> }> })
+      .schemas?.EmbeddingsRequestDto;
+    expect(dto?.properties?.input.oneOf).toEqual([
+      expect.objectContaining({ type: 'string' }),
+      expect.objectContaining({ type: 'array', items: expect.objectContaining({ type: 'string' }) }),
+      expect.objectContaining({ type: 'array', items: { type: 'integer' } }),
+      expect.objectContaining({ type: 'array', items: expect.objectContaining({ type: 'array', items: { type: 'integer' } }) }),
+    ]);
+    expect(dto?.properties?.dimensions.type).toBe('integer');
   });
 
   it('documents the operator routes as they answer: 201 for a new block, a {data} list, the error statuses', () => {
@@ -86,7 +99,12 @@ describe('the OpenAPI document', () => {
   it('marks the chat and models operations as requiring the bearer scheme', () => {
     const bearer = Object.entries(doc.components?.securitySchemes ?? {}).find(([, s]) => s.scheme === 'bearer')?.[0];
     expect(bearer).toBeDefined();
-    for (const op of [doc.paths['/v1/chat/completions'].post, doc.paths['/chat/{product}'].post, doc.paths['/v1/models'].get]) {
+    for (const op of [
+      doc.paths['/v1/chat/completions'].post,
+      doc.paths['/chat/{product}'].post,
+      doc.paths['/v1/models'].get,
+      doc.paths['/v1/models/{model}'].get,
+    ]) {
       expect((op.security ?? []).some((requirement) => bearer! in requirement)).toBe(true);
     }
   });

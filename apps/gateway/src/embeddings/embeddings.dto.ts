@@ -24,10 +24,24 @@ function IsEmbeddingInput(options?: ValidationOptions): PropertyDecorator {
 /** `POST /v1/embeddings` body (OpenAI's shape). */
 export class EmbeddingsRequestDto {
   @ApiProperty({ example: 'text-embedding-3-small' }) @IsString() @MinLength(1) @MaxLength(256) model!: string;
-  @ApiProperty({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }], example: 'The food was delicious' })
+  @ApiProperty({
+    oneOf: [
+      { type: 'string', minLength: 1 },
+      { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1, maxItems: 2048 },
+      { type: 'array', items: { type: 'integer' }, minItems: 1, maxItems: 2048, description: 'token ids (OpenAI models only)' },
+      {
+        type: 'array',
+        items: { type: 'array', items: { type: 'integer' }, minItems: 1 },
+        minItems: 1,
+        maxItems: 2048,
+        description: 'lists of token ids (OpenAI models only)',
+      },
+    ],
+    example: 'The food was delicious',
+  })
   @IsEmbeddingInput()
   input!: string | string[] | number[] | number[][];
   @ApiPropertyOptional({ enum: ['float', 'base64'] }) @IsOptional() @IsIn(['float', 'base64']) encoding_format?: 'float' | 'base64';
-  @ApiPropertyOptional() @IsOptional() @IsInt() @Min(1) dimensions?: number;
+  @ApiPropertyOptional({ type: 'integer', minimum: 1 }) @IsOptional() @IsInt() @Min(1) dimensions?: number;
   @ApiPropertyOptional() @IsOptional() @IsString() user?: string;
 }
