@@ -346,6 +346,7 @@ describe('Gemini translation', () => {
     [{ n: 1 }, undefined],
     [{ response_format: { type: 'text' } }, undefined],
     [{ stop: [] }, undefined],
+    [{ stop: ['a', '', 'b', 'c', 'd', 'e'] }, { stopSequences: ['a', 'b', 'c', 'd', 'e'] }],
     [{ max_tokens: 50, max_completion_tokens: 20 }, { maxOutputTokens: 20 }],
   ])('maps %j to generationConfig %j', (extra, config) => {
     expect(toGenerateContentRequest(req(extra)).generationConfig).toEqual(config);
@@ -356,6 +357,7 @@ describe('Gemini translation', () => {
     ['tools[0].type', { tools: [{ type: 'custom', custom: { name: 'x' } }] }, 'unsupported_parameter'],
     ['response_format', { response_format: { type: 'grammar' } }, 'unsupported_parameter'],
     ['reasoning_effort', { reasoning_effort: 'low' }, 'unsupported_parameter'],
+    ['stop', { stop: ['1', '2', '3', '4', '5', '6'] }, 'unsupported_parameter'],
     ['messages', { messages: [{ role: 'system', content: 'only a system prompt' }] }, 'invalid_request'],
     ['messages[0].role', { messages: [{ role: 'function', name: 'f', content: '1' }] }, 'unsupported_parameter'],
     [

@@ -30,6 +30,8 @@ export type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiTo
 
 const PROVIDER = 'gemini';
 
+/** `generationConfig.stopSequences` holds at most 5. */
+export const GEMINI_MAX_STOP_SEQUENCES = 5;
 /** Gemini returns at most 8 candidates (`candidateCount`). */
 export const GEMINI_MAX_CANDIDATES = 8;
 /** `batchEmbedContents` rejects more requests than this in one call. */
@@ -360,6 +362,8 @@ function generationConfig(body: ChatCompletionRequest): GeminiGenerationConfig |
   const stop = body.stop;
   if (typeof stop === 'string' && stop !== '') config.stopSequences = [stop];
   else if (Array.isArray(stop) && stop.length) config.stopSequences = stop.filter((s): s is string => typeof s === 'string' && s !== '');
+  if ((config.stopSequences?.length ?? 0) > GEMINI_MAX_STOP_SEQUENCES)
+    throw unsupported('stop', `Gemini takes at most ${GEMINI_MAX_STOP_SEQUENCES} stop sequences`);
   const n = num(body.n);
   if (n !== undefined && n !== 1) {
     if (n > GEMINI_MAX_CANDIDATES) throw unsupported('n', `Gemini returns at most ${GEMINI_MAX_CANDIDATES} choices`);
