@@ -512,7 +512,7 @@ describe('parameters a provider cannot honour are refused with 400 naming them, 
     ['anthropic', 'temperature', ANTHROPIC_MODEL, { temperature: 1.2 }],
     ['gemini', 'logprobs', GEMINI_MODEL, { logprobs: true }],
     ['gemini', 'logit_bias', GEMINI_MODEL, { logit_bias: { '50256': -100 } }],
-    ['gemini', 'stop', GEMINI_MODEL, { stop: ['1', '2', '3', '4', '5', '6'] }],
+    ['gemini', 'stop', GEMINI_MODEL, { stop: Array.from({ length: 6 }, (_, i) => `stop-${i}`) }],
     ['gemini', 'messages[0].content[1].image_url', GEMINI_MODEL, { messages: IMAGE_BY_LINK }],
   ] as const)('%s refuses %s', async (provider, param, model, extra) => {
     const { id, headers } = rid(`unsupported-${provider}`);
