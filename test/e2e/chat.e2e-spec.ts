@@ -490,8 +490,10 @@ describe('GET /v1/models/{model}', () => {
   });
 
   it('answers 401 without a credential', async () => {
-    const res = await fetch(`${gw.url}/v1/models/gpt-4o`);
+    const id = uniqueId('model-anon');
+    const res = await gw.fetch('/v1/models/gpt-4o', { headers: { 'x-request-id': id } });
     expect(res.status).toBe(401);
+    await expectOneAudit(gw, id, { status: 401, failure: 'auth' });
   });
 });
 
@@ -1126,6 +1128,54 @@ describe('client disconnects', () => {
     expect(audit.tokens_out).toBeGreaterThan(0);
     expect(audit.tokens_in).toBeGreaterThan(0);
   });
+});
+
+describe('SSE keep-alive comments (API_KEY_SERVER_SSE_KEEPALIVE_SECONDS=1)', () => {
+  let slow: Gateway;
+  beforeAll(async () => {
+    slow = await startGateway({ products: demoProducts(mock.url), env: { API_KEY_SERVER_SSE_KEEPALIVE_SECONDS: '1' } });
+  }, 30_000);
+  afterAll(() => slow?.stop(), 15_000);
+
+  async function raw(id: string, directives: string): Promise<string[]> {
+    const res = await slow.fetch('/v1/chat/completions', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${demoToken}`, 'content-type': 'application/json', 'x-request-id': id },
+      body: JSON.stringify({ model: 'gpt-4o', stream: true, messages: user(prompt('keep me alive', directives)) }),
+    });
+    expect(res.status).toBe(200);
+    return (await res.text()).split('\n').filter((line) => line !== '');
+  }
+
+  it('writes a comment while the upstream is silent, between whole events, and nothing else changes', async () => {
+    const id = uniqueId('keepalive-silent');
+    // 2.5 s between events upstream: more than two keep-alive periods.
+    const lines = await raw(id, '[mock chunk_delay_ms=2500 chunks=2]');
+    const comments = lines.filter((line) => line === ': keep-alive');
+    expect(comments.length).toBeGreaterThanOrEqual(2);
+    expect(lines.filter((line) => line !== ': keep-alive').every((line) => line.startsWith('data: '))).toBe(true);
+    expect(lines.at(-1)).toBe('data: [DONE]');
+    await expectOneAudit(slow, id, { status: 200, failure: null, stream: true });
+  }, 20_000);
+
+  it('writes none while events keep coming', async () => {
+    const lines = await raw(uniqueId('keepalive-busy'), '[mock chunk_delay_ms=300 chunks=10]');
+    expect(lines.filter((line) => line.startsWith(':'))).toEqual([]);
+    expect(lines.at(-1)).toBe('data: [DONE]');
+  }, 20_000);
+
+  it('is skipped by the openai SDK: the same answer as from a gateway that sends none', async () => {
+    const messages = user(prompt('keep me alive too', '[mock chunk_delay_ms=2500 chunks=2]'));
+    const read = async (g: Gateway): Promise<string> => {
+      let text = '';
+      const stream = await g.openai(demoToken).chat.completions.create({ model: 'gpt-4o', stream: true, messages });
+      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+      return text;
+    };
+    const [withComments, without] = await Promise.all([read(slow), read(gw)]);
+    expect(withComments).not.toBe('');
+    expect(withComments).toBe(without);
+  }, 20_000);
 });
 
 describe('model names that are also Object property names', () => {

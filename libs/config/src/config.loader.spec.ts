@@ -37,6 +37,7 @@ describe('loadGatewayConfig', () => {
     });
     expect(config.upstream).toEqual({ connectMs: 5000, ttfbMs: 60000, idleMs: 60000, totalMs: 600000 });
     expect(config.shutdownDrainSeconds).toBe(45);
+    expect(config.sseKeepAliveSeconds).toBe(15);
     expect(config.requestTimeoutSeconds).toBe(60);
     expect(config.retry).toEqual({ maxRetries: 2, baseDelayMs: 250, maxDelayMs: 5000 });
     expect(config.secretManager.names).toEqual({
@@ -173,6 +174,7 @@ describe('loadGatewayConfig', () => {
     ['API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS', '9999999999'],
     ['API_KEY_SERVER_SECRET_REFRESH_SECONDS', '3000000'],
     ['API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS', '99999999'],
+    ['API_KEY_SERVER_SSE_KEEPALIVE_SECONDS', '99999999'],
     ['API_KEY_SERVER_JWKS_TIMEOUT_MS', '3000000000'],
     ['API_KEY_SERVER_JWKS_TIMEOUT_MS', '0'],
     ['API_KEY_SERVER_JWKS_COOLDOWN_SECONDS', '0'],
@@ -184,6 +186,12 @@ describe('loadGatewayConfig', () => {
 
   it('accepts the largest values a timer can hold', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '2147483647' }).upstream.totalMs).toBe(2_147_483_647);
+  });
+
+  it('takes the SSE keep-alive period in seconds, 0 turning it off', () => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_SSE_KEEPALIVE_SECONDS: '5' }).sseKeepAliveSeconds).toBe(5);
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_SSE_KEEPALIVE_SECONDS: '0' }).sseKeepAliveSeconds).toBe(0);
+    expect(failure({ ...base, API_KEY_SERVER_SSE_KEEPALIVE_SECONDS: 'soon' })).toContain('API_KEY_SERVER_SSE_KEEPALIVE_SECONDS');
   });
 
   it('takes the request timeout in seconds', () => {

@@ -137,6 +137,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
       maxDelayMs: int(e.API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS, 5_000),
     },
     shutdownDrainSeconds: int(e.API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS, 45),
+    sseKeepAliveSeconds: int(e.API_KEY_SERVER_SSE_KEEPALIVE_SECONDS, 15),
     requestTimeoutSeconds: int(e.API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS, 60),
     corsOrigins,
     resource: { publicUrl: e.API_KEY_SERVER_PUBLIC_URL?.replace(/\/+$/, ''), authorizationServers },
@@ -186,6 +187,8 @@ const NUMBER_RANGES: Readonly<Record<string, readonly [number, number]>> = {
   API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: [0, MAX_TIMER_MS],
   API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: [0, MAX_TIMER_MS],
   API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS: [0, MAX_TIMER_SECONDS],
+  // 0: no keep-alive comments (README).
+  API_KEY_SERVER_SSE_KEEPALIVE_SECONDS: [0, MAX_TIMER_SECONDS],
   API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: [1, MAX_TIMER_SECONDS],
 };
 

@@ -58,6 +58,7 @@ export class EnvironmentSchema {
   @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS?: string;
   @IsOptional() @Matches(INT, { message: 'must be milliseconds' }) API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS?: string;
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_SSE_KEEPALIVE_SECONDS?: string;
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_CORS_ORIGINS?: string;
   @IsOptional()

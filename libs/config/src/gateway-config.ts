@@ -68,6 +68,8 @@ export interface GatewayConfig {
   /** Retries before the first byte reached the client: per model, then the policy's fallbacks. */
   retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number };
   shutdownDrainSeconds: number;
+  /** An SSE comment goes to a streaming client after this much silence (0: never). */
+  sseKeepAliveSeconds: number;
   /** How long a client may take to send a whole request, headers and body (slowloris protection). */
   requestTimeoutSeconds: number;
   corsOrigins: string[];

@@ -42,6 +42,7 @@ const SSE_HEADERS = {
 @Injectable()
 export class ChatCompletionsService {
   private readonly retry: RetryPolicy;
+  private readonly keepAliveMs: number;
 
   constructor(
     private readonly router: ProductRouter,
@@ -51,6 +52,7 @@ export class ChatCompletionsService {
     private readonly metrics: MetricsService,
   ) {
     this.retry = config.retry;
+    this.keepAliveMs = config.sseKeepAliveSeconds * 1000;
   }
 
   async complete(
@@ -164,12 +166,26 @@ export class ChatCompletionsService {
       ctx.abort.abort();
     }, maxStreamSeconds * 1000);
     limit.unref();
+    // A model may think for minutes before it writes (Anthropic's pings, which say so, have no
+    // OpenAI chunk): a comment, which SSE clients skip, keeps proxies with an idle timeout from
+    // cutting a silent stream. Checked once per period, so an event costs one assignment.
+    let wrote = true;
+    const keepAlive =
+      this.keepAliveMs > 0
+        ? setInterval(() => {
+            if (!wrote && !res.writableEnded && res.writableLength === 0) res.write(': keep-alive\n\n');
+            wrote = false;
+          }, this.keepAliveMs)
+        : undefined;
+    keepAlive?.unref();
     try {
       for await (const event of upstream.events) {
         if (event.usage) this.recordUsage(ctx, event.usage);
         if (event.runningUsage) running = event.runningUsage;
         if (event.text) text.push(event.text);
-        if (event.data !== null && !res.write(`data: ${event.data}\n\n`)) await once(res, 'drain', { signal: ctx.abort.signal });
+        if (event.data === null) continue;
+        wrote = true;
+        if (!res.write(`data: ${event.data}\n\n`)) await once(res, 'drain', { signal: ctx.abort.signal });
       }
       endStream(res, 'data: [DONE]\n\n');
     } catch (error) {
@@ -201,6 +217,7 @@ export class ChatCompletionsService {
     } finally {
       this.metrics.activeStreams.dec();
       clearTimeout(limit);
+      clearInterval(keepAlive);
       // The upstream started generating, so it bills the prompt: what it reported so far, else
       // keygate's estimate; the answer at least as long as what reached keygate.
       if (ctx.tokensIn === null) ctx.tokensIn = running ? running.prompt_tokens : estimatePromptTokens(body);
