@@ -71,6 +71,29 @@ describe('principalFromClaims', () => {
     expect(pass({ tier: Number.NaN }, { tier: 'NaN' })).toBe(false);
   });
 
+  it('reads a dotted rule name as a top-level claim of that name first, else as a path into nested claims', () => {
+    const pass = (claims: Record<string, unknown>, rules: Record<string, string>): boolean => {
+      try {
+        principalFromClaims({ ...ok, ...claims }, 900, 60, NOW, rules);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const rule = { 'realm_access.roles': 'keygate-user' };
+    // Keycloak's realm roles.
+    expect(pass({ realm_access: { roles: ['offline_access', 'keygate-user'] } }, rule)).toBe(true);
+    expect(pass({ realm_access: { roles: ['offline_access'] } }, rule)).toBe(false);
+    expect(pass({ realm_access: [{ roles: ['keygate-user'] }] }, rule)).toBe(false);
+    expect(pass({ realm_access: 'keygate-user' }, rule)).toBe(false);
+    // A namespaced claim whose name holds dots (Auth0 style) is found as it is.
+    expect(pass({ 'https://corp.example/tier': 'gold' }, { 'https://corp.example/tier': 'gold' })).toBe(true);
+    expect(pass({ 'a.b': 'flat', a: { b: 'nested' } }, { 'a.b': 'flat' })).toBe(true);
+    // Inherited properties are no claims.
+    expect(pass({}, { 'constructor.name': 'Object' })).toBe(false);
+    expect(pass({ a: {} }, { 'a.toString.name': 'toString' })).toBe(false);
+  });
+
   it('accepts an iat within the skew', () => {
     expect(() => principalFromClaims({ ...ok, iat: NOW + 30, exp: NOW + 300 }, 900, 60, NOW)).not.toThrow();
   });

@@ -25,7 +25,7 @@ export function principalFromClaims(
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) throw invalid('the token payload must be a JSON object');
   for (const [claim, expected] of Object.entries(requiredClaims)) {
     // A deployment rule such as token_use=access refuses ID tokens where access tokens are expected.
-    if (!claimMatches(payload[claim], expected)) throw invalid(`the token ${claim} claim must be ${expected}`);
+    if (!claimMatches(claimValue(payload, claim), expected)) throw invalid(`the token ${claim} claim must be ${expected}`);
   }
   const { exp, iat, sub, product } = payload;
   if (typeof exp !== 'number' || !Number.isFinite(exp)) throw invalid('the token has no numeric exp claim');
@@ -36,6 +36,22 @@ export function principalFromClaims(
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) throw invalid('the token has no sub claim');
   if (typeof product !== 'string' || product.length === 0 || product.length > 64) throw invalid('the token has no product claim');
   return { kind: 'jwt', product, user: sub, scopes: scopesOf(payload.scope) };
+}
+
+/**
+ * A claim by name: a top-level claim of that exact name first (names such as
+ * `https://example.com/roles` hold dots), else, for a dotted name, the path into nested objects
+ * (Keycloak's `realm_access.roles`). Own properties only: `constructor` is no claim.
+ */
+function claimValue(payload: JwtPayload, name: string): unknown {
+  if (Object.hasOwn(payload, name)) return payload[name];
+  if (!name.includes('.')) return undefined;
+  let value: unknown = payload;
+  for (const segment of name.split('.')) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, segment)) return undefined;
+    value = (value as Record<string, unknown>)[segment];
+  }
+  return value;
 }
 
 /**
