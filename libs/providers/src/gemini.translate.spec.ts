@@ -358,6 +358,7 @@ describe('Gemini translation', () => {
     ['response_format', { response_format: { type: 'grammar' } }, 'unsupported_parameter'],
     ['reasoning_effort', { reasoning_effort: 'low' }, 'unsupported_parameter'],
     ['stop', { stop: ['1', '2', '3', '4', '5', '6'] }, 'unsupported_parameter'],
+    ['tools[0].function.name', { tools: [{ type: 'function', function: { name: 'f'.repeat(65) } }] }, 'unsupported_parameter'],
     ['messages', { messages: [{ role: 'system', content: 'only a system prompt' }] }, 'invalid_request'],
     ['messages[0].role', { messages: [{ role: 'function', name: 'f', content: '1' }] }, 'unsupported_parameter'],
     [
@@ -399,6 +400,12 @@ describe('Gemini translation', () => {
     const error = thrown(() => toGenerateContentRequest(req(extra)));
     expect(error).toBeInstanceOf(GatewayError);
     expect(error).toMatchObject({ code, options: { param } });
+  });
+
+  it("takes a function name of 64 characters, Gemini's longest", () => {
+    const name = 'f'.repeat(64);
+    const request = toGenerateContentRequest(req({ tools: [{ type: 'function', function: { name } }] }));
+    expect(request.tools).toEqual([{ functionDeclarations: [expect.objectContaining({ name })] }]);
   });
 
   it('accepts log-probability parameters that ask for nothing (top_logprobs 0, logprobs false)', () => {

@@ -30,6 +30,8 @@ export type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiTo
 
 const PROVIDER = 'gemini';
 
+/** `FunctionDeclaration.name` is at most 64 characters long. */
+export const GEMINI_MAX_FUNCTION_NAME = 64;
 /** `generationConfig.stopSequences` holds at most 5. */
 export const GEMINI_MAX_STOP_SEQUENCES = 5;
 /** Gemini returns at most 8 candidates (`candidateCount`). */
@@ -318,6 +320,8 @@ function functionDeclarations(tools: unknown): GeminiFunctionDeclaration[] | und
     }
     const fn = tool.function;
     if (typeof fn.name !== 'string' || fn.name === '') throw invalid(`tools[${k}].function.name`, `tools[${k}].function.name is required`);
+    if (fn.name.length > GEMINI_MAX_FUNCTION_NAME)
+      throw unsupported(`tools[${k}].function.name`, `Gemini takes function names of at most ${GEMINI_MAX_FUNCTION_NAME} characters`);
     const decl: GeminiFunctionDeclaration = { name: fn.name };
     if (typeof fn.description === 'string') decl.description = fn.description;
     if (isRecord(fn.parameters)) {
