@@ -10,6 +10,8 @@ import { BLOCKS_BOOT_GRACE_MS, BLOCKS_POLL_MS, BlocksService, type Block } from 
 const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const RUN = `spec-${randomUUID().slice(0, 8)}`;
 const BLOCKS_KEY = 'kg:blocks';
+/** The field of the blocks hash that marks Redis's data as not lost (blocks.service.ts). */
+const EPOCH_FIELD = '\nepoch';
 
 let seq = 0;
 function product(label: string): string {
@@ -191,9 +193,10 @@ describe('BlocksService when Redis loses its data', () => {
     await new Promise((r) => setTimeout(r, BLOCKS_POLL_MS + 100));
     expect(lines.flatMap((c) => c.lines).filter((l) => l.severity === 'ERROR')).toEqual([]);
 
-    // Redis restarts empty (no persistence), as far as blocks go.
+    // Redis restarts empty (no persistence), as far as this test's blocks go: they and the epoch
+    // marker are gone (other tests' blocks are left alone; their replicas write them back anyway).
     const redis = connections[0];
-    await redis.del(BLOCKS_KEY, `${BLOCKS_KEY}:epoch`);
+    await redis.hdel(BLOCKS_KEY, EPOCH_FIELD, ...(await redis.hkeys(BLOCKS_KEY)).filter((f) => f === p || f.startsWith(`${p}\n`)));
     const deadline = Date.now() + 3 * BLOCKS_POLL_MS + 500;
     let stored: Record<string, string> = {};
     while (Date.now() < deadline) {
@@ -204,7 +207,7 @@ describe('BlocksService when Redis loses its data', () => {
     expect(JSON.parse(stored[`${p}\nvictor`])).toMatchObject({ product: p, user: 'victor' });
     expect(JSON.parse(stored[p])).toMatchObject({ product: p, user: null });
     expect(`${p}\nwalter` in stored).toBe(false);
-    expect(await redis.get(`${BLOCKS_KEY}:epoch`)).toEqual(expect.any(String));
+    expect(await redis.hget(BLOCKS_KEY, EPOCH_FIELD)).toEqual(expect.any(String));
     // Both replicas still enforce them, and each said what happened once.
     await new Promise((r) => setTimeout(r, 2 * BLOCKS_POLL_MS));
     for (const service of [one, two]) {
@@ -220,6 +223,43 @@ describe('BlocksService when Redis loses its data', () => {
   });
 });
 
+describe('BlocksService when Redis loses its data while a replica cannot read it', () => {
+  it('writes nothing back from a view too old to know of a block lifted since, and says so', async () => {
+    const said = capture();
+    const make = async (logger: JsonLogger): Promise<{ service: BlocksService; redis: Redis }> => {
+      const redis = connect();
+      if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+      const service = new BlocksService(redis, logger);
+      await service.onModuleInit();
+      services.push(service);
+      return { service, redis };
+    };
+    const operator = await make(capture().logger);
+    const stale = await make(said.logger);
+    const p = product('stale-view');
+    await operator.service.create(block(p, 'yvonne'));
+    await msUntil('the stale replica to see the block', () => stale.service.list().some((x) => x.product === p), 1_000);
+    // The stale replica stops reading (its commands fail while the connection stays up)...
+    const hgetall = stale.redis.hgetall.bind(stale.redis);
+    (stale.redis as unknown as { hgetall: () => Promise<never> }).hgetall = () => Promise.reject(new Error('LOADING Redis is loading'));
+    // ...an operator lifts the block through another replica, then Redis loses this test's data.
+    expect(await operator.service.remove(p, 'yvonne')).toBe(true);
+    await new Promise((r) => setTimeout(r, 3 * BLOCKS_POLL_MS));
+    const redis = connections[0];
+    await redis.hdel(BLOCKS_KEY, EPOCH_FIELD);
+    await new Promise((r) => setTimeout(r, 2 * BLOCKS_POLL_MS));
+    (stale.redis as unknown as { hgetall: typeof hgetall }).hgetall = hgetall;
+    await msUntil('the stale replica to report the loss', () => said.lines.some((l) => l.severity === 'ERROR'), 2_000);
+    expect(said.lines.filter((l) => l.severity === 'ERROR')).toEqual([
+      expect.objectContaining({ message: expect.stringMatching(/too old to write back/), restored: 0 }),
+    ]);
+    // The lifted block stays lifted everywhere.
+    await new Promise((r) => setTimeout(r, 2 * BLOCKS_POLL_MS));
+    expect(await redis.hexists(BLOCKS_KEY, `${p}\nyvonne`)).toBe(0);
+    expect(stale.service.list().some((x) => x.product === p)).toBe(false);
+  });
+});
+
 describe('BlocksService when Redis stops answering', () => {
   it('says once that the blocks in force may be stale, keeps them, and says when refreshing works again', async () => {
     const redis = connect();
@@ -231,19 +271,14 @@ describe('BlocksService when Redis stops answering', () => {
     await service.onModuleInit();
     await service.create(block(p, 'ursula'));
     // The connection stays "ready" while its commands fail (a hung or refusing Redis).
-    // The refresh reads in one MULTI; its EXEC fails while the connection stays up.
-    const multi = redis.multi.bind(redis);
-    (redis as unknown as { multi: () => unknown }).multi = () => {
-      const failing = multi();
-      failing.exec = () => Promise.reject(new Error('LOADING Redis is loading'));
-      return failing;
-    };
+    const hgetall = redis.hgetall.bind(redis);
+    (redis as unknown as { hgetall: () => Promise<never> }).hgetall = () => Promise.reject(new Error('LOADING Redis is loading'));
     await new Promise((r) => setTimeout(r, 3 * BLOCKS_POLL_MS));
     const failing = lines.filter((l) => /blocks refresh failed/.test(String(l.message)));
     expect(failing).toHaveLength(1);
     expect(failing[0]).toMatchObject({ severity: 'WARNING', reason: 'LOADING Redis is loading', inForce: expect.any(Number) });
     expect(service.find(p, 'ursula')).toBeDefined();
-    (redis as unknown as { multi: typeof multi }).multi = multi;
+    (redis as unknown as { hgetall: typeof hgetall }).hgetall = hgetall;
     await msUntil(
       'the recovery line',
       () => lines.some((l) => l.message === 'blocks refreshed from Redis again'),

@@ -20,11 +20,13 @@ export interface Block {
 
 const BLOCKS_KEY = 'kg:blocks';
 /**
- * A random value set once next to the blocks and never deleted: when Redis loses its data (a
- * restart without persistence, a failover to an empty replica, a flush) it vanishes with them,
- * which tells a replica that blocks disappeared by accident rather than by an operator's DELETE.
+ * A field of the blocks hash holding a random value, set once and never deleted: when Redis loses
+ * its data (a restart without persistence, a failover to an empty replica, a flush) it vanishes
+ * with the blocks, which tells a replica that they disappeared by accident rather than by an
+ * operator's DELETE. In the same hash, so one HGETALL reads both (and a Redis Cluster sees one key);
+ * no block's field starts with a newline (it is `product` or `product\nuser`).
  */
-const BLOCKS_EPOCH_KEY = 'kg:blocks:epoch';
+const EPOCH_FIELD = '\nepoch';
 /** Deletes each field (ARGV: field, value, field, value…) whose value is still the one given. */
 const DELETE_IF_UNCHANGED = `
 for i = 1, #ARGV, 2 do
@@ -33,6 +35,11 @@ end
 return 0`;
 /** Every replica re-reads the blocks this often, so a block is in force everywhere within a second. */
 export const BLOCKS_POLL_MS = 500;
+/**
+ * How recent this replica's last read of the blocks must be for it to write them back after a
+ * loss: an older view may hold a block an operator has lifted since.
+ */
+const FRESH_VIEW_MS = 2 * BLOCKS_POLL_MS + 250;
 /** How long a replica waits for its first blocks from Redis before it says it has none. */
 export const BLOCKS_BOOT_GRACE_MS = 3_000;
 
@@ -54,6 +61,10 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   private stopped = false;
   /** The epoch this replica last read; undefined until its first refresh. */
   private epoch: string | undefined;
+  /** When the blocks were last read from Redis (ms since the epoch), 0 before the first read. */
+  private readAt = 0;
+  /** A refresh in flight: the next tick skips rather than overlap it. */
+  private refreshing = false;
   private readonly liftListeners: Array<(product: string, user: string) => void> = [];
 
   constructor(
@@ -174,6 +185,16 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   }
 
   private async refresh(): Promise<void> {
+    if (!this.redis || this.refreshing) return;
+    this.refreshing = true;
+    try {
+      await this.refreshOnce();
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  private async refreshOnce(): Promise<void> {
     if (!this.redis) return;
     if (this.redis.status !== 'ready') {
       // 'end' is a connection closed on purpose (the shutdown), not an outage.
@@ -185,14 +206,9 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         await this.redis.hset(BLOCKS_KEY, key, JSON.stringify(block));
         this.unsynced.delete(key);
       }
-      // One snapshot of the epoch and the blocks, so a loss between two reads cannot be missed.
-      const replies = await this.redis.multi().get(BLOCKS_EPOCH_KEY).hgetall(BLOCKS_KEY).exec();
-      if (!replies) throw new Error('MULTI discarded');
-      const [[epochError, epoch], [blocksError, blocks]] = replies as Array<[Error | null, unknown]>;
-      const failed = epochError ?? blocksError;
-      if (failed) throw failed;
-      let raw = blocks as Record<string, string>;
-      if (epoch !== this.epoch) raw = await this.newEpoch(epoch as string | null, raw);
+      let raw = await this.redis.hgetall(BLOCKS_KEY);
+      if (raw[EPOCH_FIELD] !== this.epoch || this.epoch === undefined) raw = await this.newEpoch(raw);
+      delete raw[EPOCH_FIELD];
       const next = new Map<string, Block>();
       // Field and value of each expired block, so only that value is deleted.
       const expired: string[] = [];
@@ -210,6 +226,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       // Compare and delete: a block another replica created again under the same key since this
       // read (an auto-block at the expiry, an operator) must not be deleted with the old one.
       if (expired.length) await this.redis.eval(DELETE_IF_UNCHANGED, 1, BLOCKS_KEY, ...expired);
+      this.readAt = Date.now();
       this.refreshedOnce = true;
       if (this.refreshFailing) {
         this.refreshFailing = false;
@@ -221,34 +238,42 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * The epoch is missing (Redis lost its data) or is not the one this replica read last (another
-   * replica found it missing first, or this replica is starting). After a loss the blocks this
+   * The epoch is missing (Redis lost its data), is not the one this replica read last (another
+   * replica found it missing first), or this replica is starting. After a loss the blocks this
    * replica held go back to Redis, each only where no block is stored under its key now, so one
-   * made since is kept; the other replicas do the same, so the union of what they held survives.
-   * Returns the blocks as stored afterwards.
+   * made since is kept; every replica does the same, so the union of what they held survives. A
+   * replica whose view is older than {@link FRESH_VIEW_MS} writes nothing back: it may hold a block
+   * lifted since. Returns the hash as stored afterwards.
    */
-  private async newEpoch(epoch: string | null, raw: Record<string, string>): Promise<Record<string, string>> {
+  private async newEpoch(raw: Record<string, string>): Promise<Record<string, string>> {
     const redis = this.redis as Redis;
     const starting = this.epoch === undefined;
-    if (epoch === null) await redis.set(BLOCKS_EPOCH_KEY, randomUUID(), 'NX');
+    const lost = raw[EPOCH_FIELD] === undefined;
+    if (lost) await redis.hsetnx(BLOCKS_KEY, EPOCH_FIELD, randomUUID());
+    let restored = 0;
     const now = Date.now();
-    const held = starting ? [] : [...this.blocks].filter(([, b]) => b.expiresAt === null || Date.parse(b.expiresAt) > now);
-    if (held.length) {
-      const multi = redis.multi();
-      for (const [key, block] of held) multi.hsetnx(BLOCKS_KEY, key, JSON.stringify(block));
-      await multi.exec();
+    const fresh = now - this.readAt <= FRESH_VIEW_MS;
+    if (!starting && fresh) {
+      const held = [...this.blocks].filter(([, b]) => b.expiresAt === null || Date.parse(b.expiresAt) > now);
+      if (held.length) {
+        const multi = redis.multi();
+        for (const [key, block] of held) multi.hsetnx(BLOCKS_KEY, key, JSON.stringify(block));
+        for (const [error] of (await multi.exec()) ?? []) if (error) throw error;
+        restored = held.length;
+      }
     }
     if (!starting)
       this.logger.write(
         'ERROR',
-        epoch === null
-          ? 'Redis lost its data: blocks written back from this replica; shared limit and quota counts restart from zero'
-          : 'Redis lost its data (found by another replica): blocks written back from this replica',
-        { restored: held.length },
+        `Redis lost its data${lost ? '' : ' (found by another replica)'}: ${
+          fresh ? 'blocks written back from this replica' : "this replica's view of the blocks is too old to write back"
+        }; shared limit and quota counts restart from zero`,
+        { restored, viewAgeMs: now - this.readAt },
       );
-    const [stored, fresh] = await Promise.all([redis.get(BLOCKS_EPOCH_KEY), held.length ? redis.hgetall(BLOCKS_KEY) : raw]);
-    this.epoch = stored ?? undefined;
-    return fresh;
+    const stored = !lost && restored === 0 ? raw : await redis.hgetall(BLOCKS_KEY);
+    // Adopted only once the write-back is done: a failure above leaves it to the next refresh.
+    this.epoch = stored[EPOCH_FIELD];
+    return stored;
   }
 
   /** The last known blocks stay in force while Redis is away; an operator must know they may be stale. */
