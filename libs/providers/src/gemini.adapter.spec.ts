@@ -346,6 +346,11 @@ describe('GeminiAdapter against the mock upstream', () => {
     });
 
     it('keeps at most GEMINI_EMBED_CONCURRENCY batches in flight, and answers every input in order', async () => {
+      // The peak counts from what is open at the reset: nothing of an earlier test may be.
+      await eventually(
+        () => getStats(mock.base),
+        (s) => s.active === 0,
+      );
       await fetch(`${mock.base}/__mock/reset`, { method: 'POST' });
       // Ten batches, each held 150 ms by the mock, so that they would all overlap if sent at once.
       const input = Array.from({ length: 1000 }, (_, i) => (i % 100 === 0 ? `held ${i} [mock delay_ms=150]` : `text ${i}`));
@@ -354,6 +359,21 @@ describe('GeminiAdapter against the mock upstream', () => {
       const stats = await getStats(mock.base);
       expect(stats.byRoute['gemini.batchEmbedContents']).toBe(10);
       expect(stats.peakActive).toBe(GEMINI_EMBED_CONCURRENCY);
+    });
+
+    it('starts no more batches after a failure (a 429 would refuse them too); a retry sends what is left', async () => {
+      const before = (await getStats(mock.base)).byRoute['gemini.batchEmbedContents'];
+      // Five batches: the first is refused at once, the next three are in flight (held 300 ms), the fifth waits its turn.
+      const input = Array.from({ length: 500 }, (_, i) =>
+        i === 0 ? 'busy [mock status=429]' : i % 100 === 0 ? `held ${i} [mock delay_ms=300]` : `text ${i}`,
+      );
+      const answeredParts = new Map<number, unknown>();
+      const error = await rejection(
+        adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input }), answeredParts, willRetry: () => true }),
+      );
+      expect(error).toMatchObject({ status: 429, retryable: true });
+      expect([...answeredParts.keys()].sort()).toEqual([1, 2, 3]);
+      expect((await getStats(mock.base)).byRoute['gemini.batchEmbedContents'] - before).toBe(4);
     });
 
     it('fails at once when one batch fails, cancelling the batches still running', async () => {

@@ -17,7 +17,7 @@ import {
 } from './gemini.translate';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { TokenTally } from './token-estimate';
-import { UpstreamClient, type UpstreamResponse } from './upstream.client';
+import { ClientAbortedError, UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { MAX_ERROR_BODY_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
@@ -89,13 +89,15 @@ export class GeminiAdapter implements ProviderAdapter {
     };
     // At most GEMINI_EMBED_CONCURRENCY batches in flight: 2048 inputs would otherwise be 21 calls at
     // once against the key's per-minute quota, and 21 answers held in memory together. Each batch
-    // settles its own failure, so this waits for all of them; a cancelled request starts no more.
+    // settles its own failure, so this waits for those in flight; after any failure (a 429 would
+    // refuse the rest too) or the client's abort, no more start: a retry sends what is left.
     const pending = requests.map((_, b) => b).filter((b) => !answered.has(b));
     const worker = async (): Promise<void> => {
-      for (let b = pending.shift(); b !== undefined && !cancel.signal.aborted && !call.signal.aborted; b = pending.shift()) await send(b);
+      for (let b = pending.shift(); b !== undefined && failure === undefined && !call.signal.aborted; b = pending.shift()) await send(b);
     };
     await Promise.all(Array.from({ length: Math.min(GEMINI_EMBED_CONCURRENCY, pending.length) }, worker));
     if (failure !== undefined) throw failure;
+    if (answered.size < batches.length) throw new ClientAbortedError();
     const answers = batches.map((_, b) => answered.get(b) as NonNullable<BatchEmbedContentsResponse['embeddings']>);
     // Gemini reports no usage for embeddings: this is an estimate with keygate's tokenizer (OpenAI's
     // o200k), close to but not exactly what Google counts and bills.
