@@ -466,11 +466,17 @@ describe('GET /v1/models/{model}', () => {
       id: 'meta-llama/Llama-3.1-8B',
       owned_by: 'openai',
     });
-    expect(await gw.openai(mintToken({ product: 'twice' })).models.retrieve('o3-mini', { headers: rid('model-o3').headers })).toMatchObject(
-      {
-        id: 'o3-mini',
-      },
-    );
+    const twice = gw.openai(mintToken({ product: 'twice' }));
+    expect(await twice.models.retrieve('o3-mini', { headers: rid('model-o3').headers })).toMatchObject({ id: 'o3-mini' });
+    // Up to the 256 characters chat takes for a model name, every other one a slash (sent encoded).
+    const long = Array.from({ length: 256 }, (_, i) => (i % 2 ? '/' : 'm')).join('');
+    expect(await client.models.retrieve(long, { headers: rid('model-long').headers })).toMatchObject({ id: long });
+  });
+
+  it('audits the model asked for', async () => {
+    const { id, headers } = rid('model-audit');
+    await gw.openai(mintToken({ product: 'wild' })).models.retrieve('local/model', { headers });
+    await expectOneAudit(gw, id, { status: 200, model: 'local/model', provider: 'openai' });
   });
 
   it("answers 404 model_not_found for a model the product does not have (another product's included), without calling the upstream", async () => {

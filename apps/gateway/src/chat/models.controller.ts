@@ -1,11 +1,11 @@
-import { Controller, Get, Param, UseGuards } from '@nestjs/common';
+import { Controller, Get, Param, Req, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiParam, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { RequestLimitsGuard } from '@keygate/limits';
-import { CredentialGuard, type Principal } from '@keygate/auth';
-import { GatewayError } from '@keygate/errors';
-import { SecretsService, type ProductEntry } from '@keygate/secrets';
+import { CredentialGuard } from '@keygate/auth';
+import type { FastifyRequest } from 'fastify';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
-import { CurrentPrincipal } from '../http/request.decorators';
+import { modelCall } from '../http/request.decorators';
+import { ProductRouter } from '../routing/product.router';
 
 class ModelDto {
   @ApiProperty({ example: 'gpt-4o-mini' }) id!: string;
@@ -25,19 +25,24 @@ class ModelListDto {
 @UseGuards(CredentialGuard, RequestLimitsGuard)
 @Controller('v1/models')
 export class ModelsController {
-  constructor(private readonly secrets: SecretsService) {}
+  constructor(private readonly router: ProductRouter) {}
 
   @Get()
   @ApiOperation({ summary: "List the models of the caller's product" })
   @ApiOkResponse({ type: ModelListDto })
   @ApiGatewayErrors()
-  list(@CurrentPrincipal() principal: Principal): ModelListDto {
-    const product = this.productOf(principal);
+  list(@Req() request: FastifyRequest): ModelListDto {
+    const { product } = this.router.product(modelCall(request).principal);
     // Exact names only (a pattern names no model), each once, with the provider that serves it.
-    const data = product.modelIds.map((id) => model(id, product.route(id)?.provider ?? 'unknown'));
+    const data: ModelDto[] = [];
+    for (const id of product.modelIds) {
+      const access = product.route(id);
+      if (access) data.push(model(id, access.provider));
+    }
     return { object: 'list', data };
   }
 
+  /** A model id with a slash (an OpenAI-compatible host's `meta-llama/Llama-3.1-8B`) is sent encoded, as the SDKs do. */
   @Get(':model')
   @ApiOperation({
     summary: "One model of the caller's product (the SDKs' models.retrieve)",
@@ -46,18 +51,13 @@ export class ModelsController {
   @ApiParam({ name: 'model', example: 'gpt-4o-mini' })
   @ApiOkResponse({ type: ModelDto })
   @ApiGatewayErrors()
-  retrieve(@CurrentPrincipal() principal: Principal, @Param('model') id: string): ModelDto {
-    const access = this.productOf(principal).route(id);
-    if (!access)
-      throw new GatewayError('model_not_found', `The model '${id}' does not exist or this product may not use it`, { param: 'model' });
-    return model(id, access.provider);
-  }
-
-  private productOf(principal: Principal): ProductEntry {
-    const product = this.secrets.product(principal.product);
-    // As for chat: a credential for a product this gateway does not serve is refused, not answered empty.
-    if (!product) throw new GatewayError('forbidden', `product ${principal.product} is not configured on this gateway`);
-    return product;
+  retrieve(@Req() request: FastifyRequest, @Param('model') id: string): ModelDto {
+    const { ctx, principal } = modelCall(request);
+    const { product } = this.router.product(principal);
+    ctx.model = id;
+    ctx.requestedModel = id;
+    // As chat resolves it: 404 model_not_found for a model the product may not use.
+    return model(id, this.router.serve(ctx, product, id).access.provider);
   }
 }
 
