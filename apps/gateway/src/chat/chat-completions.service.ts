@@ -68,7 +68,7 @@ export class ChatCompletionsService {
     // Policy violations are the client's to fix: refused before any upstream is called.
     const completionCap = applyParameterPolicy({ ...body }, policy, capFieldFor(first.access));
     const clientWantsUsage = body.stream_options?.include_usage === true;
-    // What an upstream reported before its stream failed in priming (never replayed to anyone).
+    // What the last attempt's upstream reported before its stream failed in priming (never replayed).
     let reportedBeforeFailure: Usage | undefined;
     const candidates = this.candidates(ctx, first, body).map(({ model, access, adapter }) => ({
       model,
@@ -78,6 +78,7 @@ export class ChatCompletionsService {
         const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
         ctx.provider = access.provider;
         ctx.model = model;
+        reportedBeforeFailure = undefined;
         return countAttempt<ChatResult | ChatStream>(ctx, () =>
           ctx.stream
             ? adapter.chatStream(call).then((stream) => primed(stream, (usage) => (reportedBeforeFailure = usage)))
@@ -94,12 +95,14 @@ export class ChatCompletionsService {
       if ('events' in value) await this.stream(ctx, value, body, reply, policy.maxStreamSeconds);
       else this.send(ctx, value, body, reply);
     } finally {
-      // A stream that failed before its first byte reached the client is billed for what its
-      // upstream had reported by then; a request the client abandoned after it reached the upstream
-      // for its prompt at least (the stream path does the same): the estimate stands in for the
-      // usage nobody reported.
-      if (ctx.tokensIn === null && reportedBeforeFailure) this.recordUsage(ctx, reportedBeforeFailure);
-      else if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = estimatePromptTokens(body);
+      // A request the client abandoned after it reached the upstream is billed for its prompt (the
+      // stream path does the same): what the upstream had reported by then (Anthropic's
+      // message_start, read while priming the stream), else keygate's estimate. A request that
+      // failed upstream is not: providers do not bill their own errors.
+      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) {
+        if (reportedBeforeFailure) this.recordUsage(ctx, reportedBeforeFailure);
+        else ctx.tokensIn = estimatePromptTokens(body);
+      }
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
     }
   }
@@ -173,7 +176,7 @@ export class ChatCompletionsService {
     const keepAlive =
       this.keepAliveMs > 0
         ? setInterval(() => {
-            if (!wrote && !res.writableEnded && res.writableLength === 0) res.write(': keep-alive\n\n');
+            if (!wrote && !res.writableEnded && !res.destroyed && res.writableLength === 0) res.write(': keep-alive\n\n');
             wrote = false;
           }, this.keepAliveMs)
         : undefined;
