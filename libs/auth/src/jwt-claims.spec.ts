@@ -15,6 +15,16 @@ function rejected(payload: Record<string, unknown>): string {
   throw new Error('expected rejection');
 }
 
+/** Whether a token with these claims on top of `ok` passes these claim rules. */
+function pass(claims: Record<string, unknown>, rules: Record<string, string>): boolean {
+  try {
+    principalFromClaims({ ...ok, ...claims }, 900, 60, NOW, rules);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe('principalFromClaims', () => {
   it('builds the principal from sub, product and scope', () => {
     expect(principalFromClaims({ ...ok, scope: 'a keygate.admin' }, 900, 60, NOW)).toEqual({
@@ -53,14 +63,6 @@ describe('principalFromClaims', () => {
   });
 
   it('matches a required value against boolean, number and list claims as written in the environment', () => {
-    const pass = (claims: Record<string, unknown>, rules: Record<string, string>): boolean => {
-      try {
-        principalFromClaims({ ...ok, ...claims }, 900, 60, NOW, rules);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     expect(pass({ email_verified: true }, { email_verified: 'true' })).toBe(true);
     expect(pass({ email_verified: false }, { email_verified: 'true' })).toBe(false);
     expect(pass({ email_verified: 'true' }, { email_verified: 'true' })).toBe(true);
@@ -72,14 +74,6 @@ describe('principalFromClaims', () => {
   });
 
   it('reads a dotted rule name as a top-level claim of that name first, else as a path into nested claims', () => {
-    const pass = (claims: Record<string, unknown>, rules: Record<string, string>): boolean => {
-      try {
-        principalFromClaims({ ...ok, ...claims }, 900, 60, NOW, rules);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     const rule = { 'realm_access.roles': 'keygate-user' };
     // Keycloak's realm roles.
     expect(pass({ realm_access: { roles: ['offline_access', 'keygate-user'] } }, rule)).toBe(true);
