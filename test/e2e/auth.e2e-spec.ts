@@ -615,6 +615,22 @@ describe('remote JWKS (in order: boot, binding, floods, rotation, outages)', () 
     await expectServed(jw, access, { user: 'access-user' });
   });
 
+  it('serves a valid HMAC signature beside a bearer token that a claim rule (or a bad signature) refuses', async () => {
+    // A token refused by keygate's own rules steps aside like one refused by its signature: the
+    // next credential of the request is tried.
+    for (const [label, token] of [
+      ['hmac-beside-id-token', jwtFor(keyA1, idpA, { token_use: 'id' })],
+      ['hmac-beside-bad-signature', `${jwtFor(keyA1, idpA, {}).slice(0, -4)}AAAA`],
+    ] as const) {
+      const s = await hmacSend(jw, { label, extraHeaders: { authorization: `Bearer ${token}` } });
+      await expectServed(jw, s, { product: 'demo', user: CLIENT });
+    }
+    // Alone, the ID token is still refused with the rule's reason.
+    const alone = await send(jw, { token: jwtFor(keyA1, idpA, { token_use: 'id' }), label: 'id-token-alone' });
+    await expect401(jw, alone);
+    expect(errorOf(alone).message).toContain('token_use');
+  });
+
   it('token_use rule is off by default: an ID token is accepted where no rule is configured', async () => {
     const s = await send(gw, { token: mintToken({ sub: 'id-token-user', extraClaims: { token_use: 'id' } }), label: 'token-use-off' });
     await expectServed(gw, s, { user: 'id-token-user' });
@@ -1269,7 +1285,7 @@ describe('request identity', () => {
 
   it.each([
     ['a malformed percent-escape', '/v1/chat/%zz'],
-    ['a product name over the path parameter limit', `/chat/${'p'.repeat(120)}`],
+    ['a product name over the path parameter limit', `/chat/${'p'.repeat(1100)}`],
   ])('answers a target the router cannot take (%s) with the contract 400, its headers and one audit line', async (_what, target) => {
     const s = await send(gw, { target, token: mintToken({ sub: 'ident-unroutable' }), label: 'ident-unroutable' });
     expect(errorOf(s)).toMatchObject({ status: 400, code: 'invalid_request' });

@@ -237,7 +237,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
     bodyLimit: config.policy.largestRequestBytes,
     // A model id in GET /v1/models/{model} may be 256 characters, each percent-encoded (3 bytes):
     // Fastify's default of 100 would refuse a long one as a malformed target.
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     // Google's load balancers keep backend connections for 600 s; a shorter server timeout races them.
     keepAliveTimeout: 620_000,
     // A request must arrive whole (headers and body) within this: Fastify's default is no limit, so

@@ -3,6 +3,7 @@ import { PassportStrategy } from '@nestjs/passport';
 import { GatewayConfig, type JwtSettings } from '@keygate/config';
 import { Strategy, type SecretOrKeyProvider } from 'passport-jwt';
 import { JWT_STRATEGY } from './auth.constants';
+import { GatewayError } from '@keygate/errors';
 import { principalFromClaims, type JwtPayload } from './jwt-claims';
 import { JwtKeyResolver } from './jwt-key.resolver';
 import type { Principal } from './principal';
@@ -69,10 +70,24 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
     super.authenticate(request as Parameters<Strategy['authenticate']>[0], options);
   }
 
-  /** Called by passport-jwt after the signature and registered claims verified. */
-  validate(request: { headers: { authorization?: string }; [JWKS_ORIGIN]?: JwksOrigin }, payload: JwtPayload): Principal {
+  /**
+   * Called by passport-jwt after the signature and registered claims verified. A token keygate's
+   * own rules refuse is a failure like a bad signature (`[false, reason]` makes passport-jwt call
+   * `fail`), not an error: passport then tries the next strategy, so a valid HMAC signature beside
+   * it is still served, and the guard answers with this reason when none accepts the request.
+   */
+  validate(
+    request: { headers: { authorization?: string }; [JWKS_ORIGIN]?: JwksOrigin },
+    payload: JwtPayload,
+  ): Principal | [false, GatewayError] {
     const s = this.settings;
-    const principal = principalFromClaims(payload, s.maxTtlSeconds, s.clockSkewSeconds, Math.floor(Date.now() / 1000), s.requiredClaims);
+    let principal: Principal;
+    try {
+      principal = principalFromClaims(payload, s.maxTtlSeconds, s.clockSkewSeconds, Math.floor(Date.now() / 1000), s.requiredClaims);
+    } catch (error) {
+      if (error instanceof GatewayError) return [false, error];
+      throw error;
+    }
     const token = bearerToken(request.headers.authorization);
     if (token) this.cache.set(token, principal, payload.exp as number, s.clockSkewSeconds, request[JWKS_ORIGIN]);
     return principal;
