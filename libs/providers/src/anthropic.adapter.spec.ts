@@ -4,7 +4,7 @@ import { GatewayError } from '@keygate/errors';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { LastRequest } from '../../../apps/mock-upstream/src/mock.stats';
 import { eventually, getStats, startMock, type RunningMock } from '../../../apps/mock-upstream/src/mock.testing';
-import { AnthropicAdapter } from './anthropic.adapter';
+import { AnthropicAdapter, isMessageStop } from './anthropic.adapter';
 import type { ChatCompletionRequest, StreamEvent } from './chat.types';
 import type { ProviderCall } from './provider-adapter.interface';
 import { ClientAbortedError, UpstreamClient } from './upstream.client';
@@ -370,5 +370,18 @@ describe('AnthropicAdapter against the mock upstream', () => {
       (s) => s.aborted > before,
     );
     expect(stats.aborted).toBe(before + 1);
+  });
+});
+
+describe('isMessageStop', () => {
+  it('is the message_stop event, named or (from a host that leaves `event:` out) by its data type only', () => {
+    expect(isMessageStop({ event: 'message_stop', data: '{"type":"message_stop"}' })).toBe(true);
+    expect(isMessageStop({ data: '{"type":"message_stop"}' })).toBe(true);
+    expect(isMessageStop({ data: ' { "type" : "message_stop" }' })).toBe(true);
+    expect(isMessageStop({ event: 'message_delta', data: '{"type":"message_delta"}' })).toBe(false);
+    // A text delta that mentions it is no stop.
+    expect(
+      isMessageStop({ data: '{"type":"content_block_delta","delta":{"type":"text_delta","text":"{\\"type\\":\\"message_stop\\"}"}}' }),
+    ).toBe(false);
   });
 });

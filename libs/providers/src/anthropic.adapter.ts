@@ -64,10 +64,16 @@ export class AnthropicAdapter implements ProviderAdapter {
   }
 }
 
-/** The event that ends a Messages stream; the `event:` field is Anthropic's name for the data's `type`. */
-function isMessageStop(event: { event?: string }): boolean {
-  return event.event === 'message_stop';
+/**
+ * The event that ends a Messages stream. Anthropic names it in the `event:` field; a compatible host
+ * that leaves the field out is recognised by the data's leading `type` (the translator stops at the
+ * same event either way, so this only decides whether the connection is kept for reuse).
+ */
+export function isMessageStop(event: { event?: string; data: string }): boolean {
+  return event.event === 'message_stop' || (event.event === undefined && MESSAGE_STOP_DATA.test(event.data));
 }
+
+const MESSAGE_STOP_DATA = /^\s*\{\s*"type"\s*:\s*"message_stop"/;
 
 function meta(body: ProviderCall['body']): CompletionMeta {
   return { fallbackId: `chatcmpl-${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: body.model };
