@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { AdmitInHandler, RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
@@ -9,6 +9,21 @@ import { modelCall } from '../http/request.decorators';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
 import { ChatCompletionRequestDto } from './chat-completion.dto';
 import { ChatCompletionsService } from './chat-completions.service';
+
+/**
+ * The body Swagger UI's "Try it out" starts from. Without it Swagger UI fills in every optional field
+ * of the schema (`n: 128`, `max_tokens: 0`, `stream_options` without `stream`…), which the
+ * gateway refuses: a person would have to know which to delete.
+ */
+const CHAT_EXAMPLE = ApiBody({
+  type: ChatCompletionRequestDto,
+  examples: {
+    hello: {
+      summary: 'One user message',
+      value: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello!' }] },
+    },
+  },
+});
 
 /** OpenAI-compatible chat completions; the product comes from the credential. */
 @ApiTags('chat')
@@ -24,6 +39,7 @@ export class ChatController {
   @ApiOperation({ summary: 'Create a chat completion (OpenAI-compatible; `stream: true` answers SSE)' })
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ description: 'A chat.completion object, or a stream of chat.completion.chunk events' })
+  @CHAT_EXAMPLE
   @ApiGatewayErrors()
   async create(@Req() request: FastifyRequest, @Body() body: ChatCompletionRequestDto, @Res() reply: FastifyReply): Promise<void> {
     const { ctx, principal, bodyBytes: bytes } = modelCall(request);
@@ -39,6 +55,7 @@ export class ChatController {
   @ApiParam({ name: 'product', example: 'demo' })
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ description: 'As POST /v1/chat/completions' })
+  @CHAT_EXAMPLE
   @ApiGatewayErrors()
   createForProduct(@Req() request: FastifyRequest, @Body() body: ChatCompletionRequestDto, @Res() reply: FastifyReply): Promise<void> {
     // The path's product was checked against the credential's by CredentialGuard (403 otherwise).
