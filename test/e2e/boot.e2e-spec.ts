@@ -94,6 +94,8 @@ describe('the gateway refuses to boot on invalid configuration', () => {
     });
     expect(unstructured).toEqual([]);
     expect(lines.some((line) => line.includes('API_KEY_SERVER_PRODUCT_KEYS'))).toBe(true);
+    // Found by the same label filter as every other line of the service.
+    for (const line of lines) expect(JSON.parse(line)).toMatchObject({ 'logging.googleapis.com/labels': { service: 'keygate' } });
   });
 
   it('exits 1 with one structured line when its port is taken (not an unhandled rejection)', async () => {
@@ -104,6 +106,7 @@ describe('the gateway refuses to boot on invalid configuration', () => {
       const lines = output.split('\n').filter((line) => line.trim() !== '');
       expect(lines.filter((line) => !line.startsWith('{'))).toEqual([]);
       expect(lines.some((line) => line.includes('"severity":"CRITICAL"') && line.includes('EADDRINUSE'))).toBe(true);
+      for (const line of lines) expect(JSON.parse(line)).toMatchObject({ 'logging.googleapis.com/labels': { service: 'keygate' } });
     } finally {
       taken.close();
     }

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { ConfigError, loadGatewayConfig } from '@keygate/config';
 import { LifecycleState } from '@keygate/health';
-import { KEYGATE_LOGGER, type JsonLogger } from '@keygate/observability';
+import { KEYGATE_LOGGER, SERVICE_LOG_LABELS, type JsonLogger } from '@keygate/observability';
 import { createGateway } from './bootstrap';
 import { RequestLifecycle } from './http/request-lifecycle';
 
@@ -17,7 +17,7 @@ function die(error: unknown): never {
       : error instanceof Error
         ? { message: `boot failed: ${error.message}`, error: error.name, stack: error.stack }
         : { message: `boot failed: ${String(error)}` };
-  process.stderr.write(JSON.stringify({ severity: 'CRITICAL', time: new Date().toISOString(), ...line }) + '\n');
+  process.stderr.write(JSON.stringify({ severity: 'CRITICAL', time: new Date().toISOString(), ...line, ...SERVICE_LOG_LABELS }) + '\n');
   process.exit(1);
 }
 

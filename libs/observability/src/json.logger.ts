@@ -11,6 +11,8 @@ const LEVEL_RANK = { debug: 0, info: 1, warn: 2, error: 3 } as const;
 const LABELS_FIELD = 'logging.googleapis.com/labels';
 const SERVICE = 'keygate';
 const SERVICE_LABELS = Object.freeze({ service: SERVICE });
+/** The labels every line carries, for a line written without the logger (a failed boot's). */
+export const SERVICE_LOG_LABELS: Readonly<Record<string, unknown>> = Object.freeze({ [LABELS_FIELD]: SERVICE_LABELS });
 
 /** Where structured lines go; stdout in production, a buffer in tests. */
 export type LineSink = (line: string) => void;
