@@ -43,9 +43,25 @@ describe('the gateway boots from a valid environment', () => {
     const exit = await gateway.stop();
     expect(exit).toEqual({ code: 0, signal: null });
   }, 30_000);
+
+  it('listens on API_KEY_SERVER_LISTEN_ADDRESS (127.0.0.1: this machine only, as npm start does)', async () => {
+    const gateway = await startGateway({ products: PRODUCTS, env: { API_KEY_SERVER_LISTEN_ADDRESS: '127.0.0.1' } });
+    try {
+      const listening = gateway.proc.lines.find((l) => l.json?.message === 'keygate listening');
+      expect(listening?.json).toMatchObject({ address: '127.0.0.1', port: gateway.port });
+      expect((await fetch(`http://127.0.0.1:${gateway.port}/healthz`)).status).toBe(200);
+    } finally {
+      await gateway.stop();
+    }
+  }, 30_000);
 });
 
 describe('the gateway refuses to boot on invalid configuration', () => {
+  it('names API_KEY_SERVER_LISTEN_ADDRESS when it is not an IP address', async () => {
+    const { output } = await boot({ API_KEY_SERVER_LISTEN_ADDRESS: 'everywhere' });
+    expect(output).toContain('API_KEY_SERVER_LISTEN_ADDRESS: must be an IP address');
+  });
+
   it('names PORT when it is not a number', async () => {
     const { output } = await boot({ PORT: 'eighty' });
     expect(output).toMatch(/PORT\b/);

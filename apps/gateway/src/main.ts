@@ -75,14 +75,14 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => (stopping ? process.exit(130) : stop('SIGINT')));
 
   try {
-    await app.listen({ port: config.port, host: '0.0.0.0' });
+    await app.listen({ port: config.port, host: config.listenAddress });
   } catch (error) {
     // A signal during start-up already closes the application; only a real failure is one (a
     // port in use, say): one structured line and exit 1, not an unhandled rejection's stack.
     if (stopping) return;
     die(error);
   }
-  logger.write('INFO', 'keygate listening', { port: config.port });
+  logger.write('INFO', 'keygate listening', { address: config.listenAddress, port: config.port });
 }
 
 void main();

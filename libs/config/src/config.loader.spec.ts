@@ -38,6 +38,7 @@ describe('loadGatewayConfig', () => {
     expect(config.upstream).toEqual({ connectMs: 5000, ttfbMs: 60000, idleMs: 60000, totalMs: 600000 });
     expect(config.shutdownDrainSeconds).toBe(45);
     expect(config.sseKeepAliveSeconds).toBe(15);
+    expect(config.listenAddress).toBe('0.0.0.0');
     expect(config.requestTimeoutSeconds).toBe(60);
     expect(config.retry).toEqual({ maxRetries: 2, baseDelayMs: 250, maxDelayMs: 5000 });
     expect(config.secretManager.names).toEqual({
@@ -186,6 +187,14 @@ describe('loadGatewayConfig', () => {
 
   it('accepts the largest values a timer can hold', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '2147483647' }).upstream.totalMs).toBe(2_147_483_647);
+  });
+
+  it('listens on the address given, an IP address only', () => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_LISTEN_ADDRESS: '127.0.0.1' }).listenAddress).toBe('127.0.0.1');
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_LISTEN_ADDRESS: '::1' }).listenAddress).toBe('::1');
+    expect(failure({ ...base, API_KEY_SERVER_LISTEN_ADDRESS: 'localhost:8080' })).toContain(
+      'API_KEY_SERVER_LISTEN_ADDRESS: must be an IP address',
+    );
   });
 
   it('takes the SSE keep-alive period in seconds, 0 turning it off', () => {

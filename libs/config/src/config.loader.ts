@@ -87,6 +87,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
 
   return {
     port,
+    listenAddress: e.API_KEY_SERVER_LISTEN_ADDRESS ?? '0.0.0.0',
     logLevel: (e.LOG_LEVEL ?? 'info') as LogLevel,
     jwt: jwtOn
       ? {

@@ -1,4 +1,4 @@
-import { IsIn, IsOptional, IsString, IsUrl, Matches } from 'class-validator';
+import { IsIn, IsIP, IsOptional, IsString, IsUrl, Matches } from 'class-validator';
 
 const INT = /^\d+$/;
 const BOOL = /^(true|false|1|0)$/i;
@@ -13,6 +13,9 @@ const urlList = (value: string): boolean => value.split(',').every((u) => /^http
  */
 export class EnvironmentSchema {
   @IsOptional() @Matches(INT, { message: 'must be a port number' }) PORT?: string;
+  @IsOptional()
+  @IsIP(undefined, { message: 'must be an IP address (0.0.0.0: every interface; 127.0.0.1: this machine only)' })
+  API_KEY_SERVER_LISTEN_ADDRESS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_PRODUCT_KEYS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_JWT_PUBLIC_KEYS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_JWKS_URLS?: string;

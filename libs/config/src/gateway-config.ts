@@ -57,6 +57,8 @@ export interface SecretManagerSettings {
 /** The whole validated configuration; built once at boot by `loadGatewayConfig`. */
 export interface GatewayConfig {
   port: number;
+  /** The address the HTTP server listens on: every interface unless set (a pod must be reachable). */
+  listenAddress: string;
   logLevel: LogLevel;
   /** JWT verification; `undefined` when no JWT source is configured. */
   jwt?: JwtSettings;
