@@ -21,7 +21,7 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  process.stdout.write('npm run token -- --product P --user U [--ttl S] [--alg RS256|ES256] [--scope S]\n');
+  process.stdout.write('npm run token -- --product P --user U [--ttl S] [--alg RS256|ES256] [--scope S] [--issuer I] [--audience A]\n');
   process.exit(0);
 }
 const ttl = Number(values.ttl);
