@@ -33,7 +33,11 @@ process.on('SIGTERM', () => stop(0));
 
 run('mock-upstream', 'dist/apps/mock-upstream/main.js', { PORT: String(mockPort) });
 // This machine only: the development keys are public, so anyone who can reach the port can mint tokens.
-run('gateway', 'dist/apps/gateway/main.js', { PORT: String(port), API_KEY_SERVER_LISTEN_ADDRESS: '127.0.0.1', ...demoEnv(mockPort) });
+run('gateway', 'dist/apps/gateway/main.js', {
+  PORT: String(port),
+  API_KEY_SERVER_LISTEN_ADDRESS: process.env.API_KEY_SERVER_LISTEN_ADDRESS ?? '127.0.0.1',
+  ...demoEnv(mockPort),
+});
 process.stderr.write(
   [
     '',

@@ -473,6 +473,19 @@ describe('GET /v1/models/{model}', () => {
     expect(await client.models.retrieve(long, { headers: rid('model-long').headers })).toMatchObject({ id: long });
   });
 
+  it('refuses an id longer than chat takes (256 characters) with 400, as chat refuses the name', async () => {
+    const { id, headers } = rid('model-too-long');
+    const error = await gw
+      .openai(mintToken({ product: 'wild' }))
+      .models.retrieve('m'.repeat(257), { headers })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(error).toMatchObject({ status: 400, code: 'invalid_request' });
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+  });
+
   it('audits the model asked for', async () => {
     const { id, headers } = rid('model-audit');
     await gw.openai(mintToken({ product: 'wild' })).models.retrieve('local/model', { headers });

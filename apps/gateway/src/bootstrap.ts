@@ -235,9 +235,10 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
       else void reply.status(400).send(new GatewayError('invalid_request', error.message).toBody());
     },
     bodyLimit: config.policy.largestRequestBytes,
-    // A model id in GET /v1/models/{model} may be 256 characters, each percent-encoded (3 bytes):
-    // Fastify's default of 100 would refuse a long one as a malformed target.
-    routerOptions: { maxParamLength: 1024 },
+    // A model id in GET /v1/models/{model} may be 256 characters, as chat takes (the router measures
+    // the decoded parameter): Fastify's default of 100 would refuse a long one as a malformed target,
+    // and a longer one is refused as one (400), as chat refuses it.
+    routerOptions: { maxParamLength: 256 },
     // Google's load balancers keep backend connections for 600 s; a shorter server timeout races them.
     keepAliveTimeout: 620_000,
     // A request must arrive whole (headers and body) within this: Fastify's default is no limit, so

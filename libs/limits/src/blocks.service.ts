@@ -40,6 +40,8 @@ export const BLOCKS_POLL_MS = 500;
  * loss: an older view may hold a block an operator has lifted since.
  */
 const FRESH_VIEW_MS = 2 * BLOCKS_POLL_MS + 250;
+/** Redis's start time is known to the second (`uptime_in_seconds`), and a loss is seen a poll late. */
+const RESTART_SLACK_MS = 2_000;
 /** How long a replica waits for its first blocks from Redis before it says it has none. */
 export const BLOCKS_BOOT_GRACE_MS = 3_000;
 
@@ -59,10 +61,14 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   /** Whether a refresh has succeeded: before that, a connection still being made is no outage. */
   private refreshedOnce = false;
   private stopped = false;
-  /** The epoch this replica last read; undefined until its first refresh. */
+  /** The epoch this replica last adopted; undefined until its first refresh. */
   private epoch: string | undefined;
   /** When the blocks were last read from Redis (ms since the epoch), 0 before the first read. */
   private readAt = 0;
+  /** When refreshing started to fail (Redis unreachable from here), undefined while it works. */
+  private failingSince: number | undefined;
+  /** This replica found the epoch missing and has not finished handling it (for the ERROR line). */
+  private lossFoundHere = false;
   /** A refresh in flight: the next tick skips rather than overlap it. */
   private refreshing = false;
   private readonly liftListeners: Array<(product: string, user: string) => void> = [];
@@ -198,6 +204,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     if (!this.redis) return;
     if (this.redis.status !== 'ready') {
       // 'end' is a connection closed on purpose (the shutdown), not an outage.
+      if (this.redis.status !== 'end') this.failingSince ??= Date.now();
       if (this.refreshedOnce && this.redis.status !== 'end') this.refreshFailed(`Redis connection ${this.redis.status}`);
       return;
     }
@@ -207,7 +214,8 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         this.unsynced.delete(key);
       }
       let raw = await this.redis.hgetall(BLOCKS_KEY);
-      if (raw[EPOCH_FIELD] !== this.epoch || this.epoch === undefined) raw = await this.newEpoch(raw);
+      const readAt = Date.now();
+      if (raw[EPOCH_FIELD] === undefined || raw[EPOCH_FIELD] !== this.epoch) raw = await this.newEpoch(raw);
       delete raw[EPOCH_FIELD];
       const next = new Map<string, Block>();
       // Field and value of each expired block, so only that value is deleted.
@@ -226,35 +234,49 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       // Compare and delete: a block another replica created again under the same key since this
       // read (an auto-block at the expiry, an operator) must not be deleted with the old one.
       if (expired.length) await this.redis.eval(DELETE_IF_UNCHANGED, 1, BLOCKS_KEY, ...expired);
-      this.readAt = Date.now();
+      this.readAt = readAt;
+      this.failingSince = undefined;
       this.refreshedOnce = true;
       if (this.refreshFailing) {
         this.refreshFailing = false;
         this.logger.write('NOTICE', 'blocks refreshed from Redis again', { inForce: this.blocks.size });
       }
     } catch (error) {
+      this.failingSince ??= Date.now();
       this.refreshFailed((error as Error).message);
     }
   }
 
   /**
-   * The epoch is missing (Redis lost its data), is not the one this replica read last (another
+   * The epoch is missing (Redis lost its data), is not the one this replica adopted (another
    * replica found it missing first), or this replica is starting. After a loss the blocks this
    * replica held go back to Redis, each only where no block is stored under its key now, so one
-   * made since is kept; every replica does the same, so the union of what they held survives. A
-   * replica whose view is older than {@link FRESH_VIEW_MS} writes nothing back: it may hold a block
-   * lifted since. Returns the hash as stored afterwards.
+   * made since is kept; every replica does the same, so the union of what they held survives.
+   *
+   * Nothing is written back from a view that may miss a lift: one already old when this replica
+   * lost contact with Redis, or one from a replica cut off while Redis kept running (it did not
+   * restart meanwhile, so others could lift blocks through it). Redis restarting, or failing over
+   * to an empty replica that started since, is the loss this is for. Returns the hash as stored.
    */
   private async newEpoch(raw: Record<string, string>): Promise<Record<string, string>> {
     const redis = this.redis as Redis;
-    const starting = this.epoch === undefined;
-    const lost = raw[EPOCH_FIELD] === undefined;
-    if (lost) await redis.hsetnx(BLOCKS_KEY, EPOCH_FIELD, randomUUID());
+    const starting = this.epoch === undefined && !this.refreshedOnce;
+    if (raw[EPOCH_FIELD] === undefined) {
+      if (!starting) this.lossFoundHere = true;
+      await redis.hsetnx(BLOCKS_KEY, EPOCH_FIELD, randomUUID());
+    }
     let restored = 0;
+    let withheld: string | undefined;
     const now = Date.now();
-    const fresh = now - this.readAt <= FRESH_VIEW_MS;
-    if (!starting && fresh) {
-      const held = [...this.blocks].filter(([, b]) => b.expiresAt === null || Date.parse(b.expiresAt) > now);
+    if (!starting) {
+      const lostContactAt = this.failingSince ?? now;
+      if (lostContactAt - this.readAt > FRESH_VIEW_MS) withheld = 'its view of the blocks was already old when it lost contact';
+      else if (this.failingSince !== undefined) {
+        const startedAt = await redisStartedAt(redis, now);
+        if (startedAt !== undefined && startedAt < this.failingSince - RESTART_SLACK_MS)
+          withheld = 'Redis kept running while this replica could not reach it, so blocks may have been lifted meanwhile';
+      }
+      const held = withheld ? [] : [...this.blocks].filter(([, b]) => b.expiresAt === null || Date.parse(b.expiresAt) > now);
       if (held.length) {
         const multi = redis.multi();
         for (const [key, block] of held) multi.hsetnx(BLOCKS_KEY, key, JSON.stringify(block));
@@ -262,17 +284,19 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         restored = held.length;
       }
     }
-    if (!starting)
+    const stored = await redis.hgetall(BLOCKS_KEY);
+    // Adopted, and said, only once the write-back is done: a failure above leaves both to the next refresh.
+    this.epoch = stored[EPOCH_FIELD];
+    if (!starting) {
       this.logger.write(
         'ERROR',
-        `Redis lost its data${lost ? '' : ' (found by another replica)'}: ${
-          fresh ? 'blocks written back from this replica' : "this replica's view of the blocks is too old to write back"
+        `Redis lost its data${this.lossFoundHere ? '' : ' (found by another replica)'}: ${
+          withheld ? `nothing written back from this replica (${withheld})` : 'blocks written back from this replica'
         }; shared limit and quota counts restart from zero`,
         { restored, viewAgeMs: now - this.readAt },
       );
-    const stored = !lost && restored === 0 ? raw : await redis.hgetall(BLOCKS_KEY);
-    // Adopted only once the write-back is done: a failure above leaves it to the next refresh.
-    this.epoch = stored[EPOCH_FIELD];
+      this.lossFoundHere = false;
+    }
     return stored;
   }
 
@@ -316,6 +340,16 @@ function parseBlock(json: string): Block | undefined {
   try {
     const b = JSON.parse(json) as Block;
     return typeof b.product === 'string' && (b.user === null || typeof b.user === 'string') ? b : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** When the Redis server started (INFO's `uptime_in_seconds`), or undefined when it will not say. */
+async function redisStartedAt(redis: Redis, now: number): Promise<number | undefined> {
+  try {
+    const uptime = /^uptime_in_seconds:(\d+)/m.exec(await redis.info('server'))?.[1];
+    return uptime === undefined ? undefined : now - Number(uptime) * 1000;
   } catch {
     return undefined;
   }
