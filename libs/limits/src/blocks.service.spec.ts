@@ -54,9 +54,13 @@ function connect(): Redis {
   return redis;
 }
 
-async function replica(redis: Redis | undefined = connect()): Promise<BlocksService> {
+/**
+ * A started BlocksService: on `redis` (a new connection by default), or on none for `null`. (Not
+ * `undefined`: an argument left undefined takes the default, a connection.)
+ */
+async function replica(redis: Redis | null = connect(), logger: JsonLogger = capture().logger): Promise<BlocksService> {
   if (redis && redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
-  const service = new BlocksService(redis, capture().logger);
+  const service = new BlocksService(redis ?? undefined, logger);
   await service.onModuleInit();
   services.push(service);
   return service;
@@ -170,16 +174,7 @@ describe('BlocksService across replicas (real Redis)', () => {
 describe('BlocksService when Redis loses its data', () => {
   it("writes back the blocks the replicas held, keeps an operator's deletion, and says so once per replica", async () => {
     const lines = [capture(), capture()];
-    const [one, two] = await Promise.all(
-      lines.map(async ({ logger }) => {
-        const redis = connect();
-        if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
-        const service = new BlocksService(redis, logger);
-        await service.onModuleInit();
-        services.push(service);
-        return service;
-      }),
-    );
+    const [one, two] = await Promise.all(lines.map(({ logger }) => replica(connect(), logger)));
     const p = product('data-loss');
     await one.create(block(p, 'victor'));
     await one.create(block(p, null, 60_000));
@@ -226,24 +221,17 @@ describe('BlocksService when Redis loses its data', () => {
 describe('BlocksService when Redis loses its data while a replica cannot read it', () => {
   it('writes nothing back from a replica cut off while Redis kept running (a block may have been lifted meanwhile), and says so', async () => {
     const said = capture();
-    const make = async (logger: JsonLogger): Promise<{ service: BlocksService; redis: Redis }> => {
-      const redis = connect();
-      if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
-      const service = new BlocksService(redis, logger);
-      await service.onModuleInit();
-      services.push(service);
-      return { service, redis };
-    };
-    const operator = await make(capture().logger);
-    const stale = await make(said.logger);
+    const operator = await replica();
+    const staleRedis = connect();
+    const stale = { service: await replica(staleRedis, said.logger), redis: staleRedis };
     const p = product('stale-view');
-    await operator.service.create(block(p, 'yvonne'));
+    await operator.create(block(p, 'yvonne'));
     await msUntil('the stale replica to see the block', () => stale.service.list().some((x) => x.product === p), 1_000);
     // The stale replica stops reading (its commands fail while the connection stays up)...
     const hgetall = stale.redis.hgetall.bind(stale.redis);
     (stale.redis as unknown as { hgetall: () => Promise<never> }).hgetall = () => Promise.reject(new Error('LOADING Redis is loading'));
     // ...an operator lifts the block through another replica, then Redis loses this test's data.
-    expect(await operator.service.remove(p, 'yvonne')).toBe(true);
+    expect(await operator.remove(p, 'yvonne')).toBe(true);
     await new Promise((r) => setTimeout(r, 3 * BLOCKS_POLL_MS));
     const redis = connections[0];
     await redis.hdel(BLOCKS_KEY, EPOCH_FIELD);
@@ -266,12 +254,9 @@ describe('BlocksService when Redis loses its data while a replica cannot read it
 describe('BlocksService when Redis stops answering', () => {
   it('says once that the blocks in force may be stale, keeps them, and says when refreshing works again', async () => {
     const redis = connect();
-    if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
     const { logger, lines } = capture();
-    const service = new BlocksService(redis, logger);
-    services.push(service);
+    const service = await replica(redis, logger);
     const p = product('stale');
-    await service.onModuleInit();
     await service.create(block(p, 'ursula'));
     // The connection stays "ready" while its commands fail (a hung or refusing Redis).
     const hgetall = redis.hgetall.bind(redis);
@@ -365,7 +350,7 @@ describe('BlocksService removing expired blocks', () => {
 
 describe('BlocksService without Redis', () => {
   it('keeps blocks in the process', async () => {
-    const s = await replica(undefined);
+    const s = await replica(null);
     const p = product('local');
     await s.create(block(p, 'rob'));
     expect(s.find(p, 'rob')).toBeDefined();
@@ -384,6 +369,17 @@ async function refuseTwice(blocker: AutoBlocker, p: string, user: string): Promi
 describe('AutoBlocker', () => {
   const config = (p: string, autoBlock: Record<string, number>): GatewayConfig =>
     ({ policy: buildPolicyBook({ products: { [p]: { auto_block: autoBlock } } }) }) as unknown as GatewayConfig;
+
+  /** A replica's blocks and an auto-blocker for product `p`, on `redis` or (null) on none, with its log lines. */
+  async function autoBlocking(
+    p: string,
+    autoBlock: Record<string, number>,
+    redis: Redis | null,
+  ): Promise<{ blocks: BlocksService; blocker: AutoBlocker; lines: Array<Record<string, unknown>> }> {
+    const blocks = await replica(redis);
+    const { logger, lines } = capture();
+    return { blocks, blocker: new AutoBlocker(config(p, autoBlock), redis ?? undefined, blocks, logger), lines };
+  }
 
   it('blocks a user after `rejections` refusals within the window, on every replica, with one ALERT line', async () => {
     const p = product('auto');
@@ -441,9 +437,7 @@ describe('AutoBlocker', () => {
 
   it('does nothing when auto_block.rejections is 0', async () => {
     const p = product('auto-off');
-    const blocks = await replica(undefined);
-    const { logger, lines } = capture();
-    const blocker = new AutoBlocker(config(p, { rejections: 0, window_seconds: 60, block_seconds: 60 }), undefined, blocks, logger);
+    const { blocks, blocker, lines } = await autoBlocking(p, { rejections: 0, window_seconds: 60, block_seconds: 60 }, null);
     for (let i = 0; i < 20; i++) await blocker.refused(p, 'xena', 'user_qps');
     expect(blocks.find(p, 'xena')).toBeUndefined();
     expect(lines).toHaveLength(0);
@@ -454,9 +448,7 @@ describe('AutoBlocker', () => {
     // (the block answers first), so the counter stays at `rejections`; after the block lifts, the
     // next refusals count 3, 4, … and `count !== rejections` never blocks again until the window ends.
     const p = product('auto-again');
-    const blocks = await replica(undefined);
-    const { logger, lines } = capture();
-    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 1 }), undefined, blocks, logger);
+    const { blocks, blocker, lines } = await autoBlocking(p, { rejections: 2, window_seconds: 60, block_seconds: 1 }, null);
     await refuseTwice(blocker, p, 'zoe');
     expect(blocks.find(p, 'zoe')).toBeDefined();
     await msUntil('the auto-block to expire', () => blocks.find(p, 'zoe') === undefined, 2_000);
@@ -468,9 +460,7 @@ describe('AutoBlocker', () => {
   it('auto-blocks a user again after an operator lifted their auto-block, though its lock would still hold (real Redis)', async () => {
     const p = product('auto-lifted');
     const redis = connect();
-    const blocks = await replica(redis);
-    const { logger, lines } = capture();
-    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 900 }), redis, blocks, logger);
+    const { blocks, blocker, lines } = await autoBlocking(p, { rejections: 2, window_seconds: 60, block_seconds: 900 }, redis);
     await refuseTwice(blocker, p, 'yuri');
     expect(blocks.find(p, 'yuri')).toBeDefined();
     expect(await redis.exists(`kg:{${p}}:autoblocked:yuri`)).toBe(1);
@@ -483,9 +473,7 @@ describe('AutoBlocker', () => {
 
   it('auto-blocks a user again after an operator lifted their auto-block, without Redis too (per-replica lock and count)', async () => {
     const p = product('auto-lifted-local');
-    const blocks = await replica(undefined);
-    const { logger, lines } = capture();
-    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 900 }), undefined, blocks, logger);
+    const { blocks, blocker, lines } = await autoBlocking(p, { rejections: 2, window_seconds: 60, block_seconds: 900 }, null);
     await refuseTwice(blocker, p, 'xavi');
     expect(blocks.find(p, 'xavi')).toBeDefined();
     expect(await blocks.remove(p, 'xavi')).toBe(true);
@@ -497,9 +485,7 @@ describe('AutoBlocker', () => {
   it('blocks on this replica while a configured Redis is away, and writes the block to Redis when it returns', async () => {
     const p = product('auto-outage');
     const redis = connect();
-    const blocks = await replica(redis);
-    const { logger, lines } = capture();
-    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 30 }), redis, blocks, logger);
+    const { blocks, blocker, lines } = await autoBlocking(p, { rejections: 2, window_seconds: 60, block_seconds: 30 }, redis);
     redis.disconnect();
     await msUntil('the client to be disconnected', () => redis.status !== 'ready', 2_000);
     // An operator's change needs every replica, so it is refused while Redis is away…
@@ -525,9 +511,7 @@ describe('AutoBlocker', () => {
 
   it('counts in memory without Redis and still blocks', async () => {
     const p = product('auto-local');
-    const blocks = await replica(undefined);
-    const { logger, lines } = capture();
-    const blocker = new AutoBlocker(config(p, { rejections: 2, window_seconds: 60, block_seconds: 5 }), undefined, blocks, logger);
+    const { blocks, blocker, lines } = await autoBlocking(p, { rejections: 2, window_seconds: 60, block_seconds: 5 }, null);
     await blocker.refused(p, 'yuri', 'product_qps');
     expect(blocks.find(p, 'yuri')).toBeUndefined();
     await blocker.refused(p, 'yuri', 'product_qps');
