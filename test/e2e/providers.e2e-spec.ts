@@ -942,7 +942,16 @@ describe('POST /v1/embeddings', () => {
     expect(error.status).toBe(502);
     // Batch 1 (inputs 0-99) once; batch 2 (100-149) on every attempt.
     expect(moved(delta)).toEqual({ 'gemini.batchEmbedContents': 1 + (1 + MAX_RETRIES) });
-    await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'gemini', attempts: 1 + MAX_RETRIES });
+    // Google embedded (and bills) batch 1: the failed request is billed its tokens, what a request
+    // for those 100 inputs alone reports.
+    const firstBatch = await gw.openai(token).embeddings.create({ model: GEMINI_EMBEDDING_MODEL, input: input.slice(0, 100) });
+    await expectOneAudit(id, {
+      status: 502,
+      failure: 'upstream',
+      provider: 'gemini',
+      attempts: 1 + MAX_RETRIES,
+      tokens_in: firstBatch.usage.prompt_tokens,
+    });
   });
 
   it('refuses an Anthropic model with 400 naming model, without calling any upstream', async () => {

@@ -5,7 +5,8 @@ import { getStats, eventually, startMock, type RunningMock } from '../../../apps
 import type { ChatCompletionRequest, EmbeddingsRequest, StreamEvent } from './chat.types';
 import { GeminiAdapter } from './gemini.adapter';
 import { GEMINI_EMBED_CONCURRENCY, type OpenAiChatCompletion, type OpenAiEmbeddings } from './gemini.translate';
-import type { ProviderCall } from './provider-adapter.interface';
+import type { PartsSpend, ProviderCall } from './provider-adapter.interface';
+import { countTokens } from './token-estimate';
 import { ClientAbortedError, UpstreamClient } from './upstream.client';
 import { UpstreamError } from './upstream.error';
 
@@ -427,6 +428,33 @@ describe('GeminiAdapter against the mock upstream', () => {
       );
       expect(after.aborted - before.aborted).toBe(1);
       expect(answeredParts.size).toBe(0);
+    });
+
+    it('records what a call spent: every batch when it succeeds, as its usage says', async () => {
+      const input = Array.from({ length: 150 }, (_, i) => `spent ${i}`);
+      const spend: PartsSpend = { counted: false, promptTokens: 0 };
+      const result = await adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input }), spend });
+      expect(spend).toEqual({ counted: true, promptTokens: result.usage?.prompt_tokens });
+      expect(spend.promptTokens).toBe(input.reduce((sum, text) => sum + countTokens(text), 0));
+    });
+
+    it('records what a failed call spent: the batches answered and those cut off in flight, not the one refused', async () => {
+      // Batch 1 answers at once; batch 2 is held 3 s and cut off when batch 3 is refused after 300 ms.
+      const input = Array.from({ length: 250 }, (_, i) =>
+        i === 100 ? 'slow [mock delay_ms=3000]' : i === 200 ? 'bad [mock delay_ms=300 status=400]' : `text ${i}`,
+      );
+      const spend: PartsSpend = { counted: false, promptTokens: 0 };
+      const answeredParts = new Map<number, unknown>();
+      const error = await rejection(adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input }), answeredParts, spend }));
+      expect(error).toMatchObject({ status: 400 });
+      expect([...answeredParts.keys()]).toEqual([0]);
+      expect(spend).toEqual({ counted: true, promptTokens: input.slice(0, 200).reduce((sum, text) => sum + countTokens(text), 0) });
+    });
+
+    it('records nothing spent when the only batch is refused', async () => {
+      const spend: PartsSpend = { counted: false, promptTokens: 0 };
+      await rejection(adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input: ['bad [mock status=400]', 'x'] }), spend }));
+      expect(spend).toEqual({ counted: true, promptTokens: 0 });
     });
 
     it('refuses token-array input without calling the upstream', async () => {

@@ -67,6 +67,13 @@ export class GeminiAdapter implements ProviderAdapter {
     const path = `${modelPath(body.model)}:batchEmbedContents`;
     // Batches answered by an earlier attempt of this request are not sent again.
     const answered = call.answeredParts ?? new Map<number, unknown>();
+    // Google bills each batch it embeds: one answered (or cut off in flight) before the request
+    // fails or the client leaves is spent even though no vectors reach the client.
+    const spend = call.spend ?? { counted: true, promptTokens: 0 };
+    spend.counted = true;
+    const tally = new TokenTally();
+    const counted: number[] = [];
+    const batchTokens = (b: number): number => (counted[b] ??= batches[b].reduce((sum, text) => sum + tally.count(text), 0));
     // A failure that will not be retried cancels the other batches (nothing would use them); after
     // one that will, they finish, so their vectors are kept and the retry resends only what failed.
     const willRetry = call.willRetry ?? (() => false);
@@ -80,7 +87,9 @@ export class GeminiAdapter implements ProviderAdapter {
         if (vectors.length !== batches[b].length)
           throw new UpstreamError('protocol', this.name, 'embeddings count does not match the inputs');
         answered.set(b, vectors);
+        spend.promptTokens += batchTokens(b);
       } catch (error) {
+        if (error instanceof ClientAbortedError) spend.promptTokens += batchTokens(b);
         if (cancel.signal.aborted) return; // cancelled because of another batch's failure
         // Transport and upstream failures are Errors (UpstreamError, ClientAbortedError).
         if (failure === undefined || (willRetry(failure) && !willRetry(error))) failure = error as Error;
@@ -101,9 +110,8 @@ export class GeminiAdapter implements ProviderAdapter {
     const answers = batches.map((_, b) => answered.get(b) as NonNullable<BatchEmbedContentsResponse['embeddings']>);
     // Gemini reports no usage for embeddings: this is an estimate with keygate's tokenizer (OpenAI's
     // o200k), close to but not exactly what Google counts and bills.
-    const tally = new TokenTally();
     let promptTokens = 0;
-    for (const text of texts) promptTokens += tally.count(text);
+    for (let b = 0; b < batches.length; b++) promptTokens += batchTokens(b);
     const result = toOpenAiEmbeddings(answers.flat(), {
       model: body.model,
       encodingFormat: format,

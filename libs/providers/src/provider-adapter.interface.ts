@@ -19,6 +19,19 @@ export interface ProviderCall<TBody = ChatCompletionRequest> {
    * cancels them. Absent: no retry follows.
    */
   willRetry?: (error: unknown) => boolean;
+  /**
+   * Kept by the caller across the attempts of one request: what an adapter that splits a call has
+   * spent of it, for billing a request that fails or is abandoned after some parts were answered.
+   */
+  spend?: PartsSpend;
+}
+
+/** The prompt tokens a split call has spent at the upstream so far. */
+export interface PartsSpend {
+  /** Set by an adapter that splits the call: `promptTokens` is then its whole spend, even if 0. */
+  counted: boolean;
+  /** Tokens of the parts the upstream answered, and of those cut off in flight (it may have processed them). */
+  promptTokens: number;
 }
 
 /**

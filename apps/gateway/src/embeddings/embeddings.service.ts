@@ -4,7 +4,7 @@ import type { Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { QuotaService } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
-import { retryDelay, runAttempts, TokenTally, UpstreamError, type EmbeddingsRequest } from '@keygate/providers';
+import { retryDelay, runAttempts, TokenTally, UpstreamError, type EmbeddingsRequest, type PartsSpend } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
 import { ProductRouter } from '../routing/product.router';
@@ -39,10 +39,12 @@ export class EmbeddingsService {
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
     const tokens = this.quota.enabled(principal.product) ? inputTokens(body.input) : undefined;
     const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
+    let spend: PartsSpend | undefined;
     try {
       const embed = adapter.embeddings.bind(adapter);
       // Parts of the call answered by one attempt (Gemini's batches) are not sent again by a retry.
       const answeredParts = new Map<number, unknown>();
+      spend = { counted: false, promptTokens: 0 };
       const retry = this.config.retry;
       let attempts = 0;
       // Retried like chat; no fallback: another model's vectors live in another space.
@@ -59,7 +61,7 @@ export class EmbeddingsService {
                 n < retry.maxRetries &&
                 retryDelay(error, n, retry, () => 0) !== undefined;
               return countAttempt(ctx, () =>
-                embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false, answeredParts, willRetry }),
+                embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false, answeredParts, spend, willRetry }),
               );
             },
           },
@@ -73,9 +75,12 @@ export class EmbeddingsService {
       ctx.status = 200;
       await reply.status(200).type('application/json').send(result.body);
     } finally {
-      // A client that left after the upstream was called is billed its input, as chat bills its
-      // prompt: the upstream embedded it whether or not anyone read the answer.
-      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = inputTokens(body.input);
+      // A request that failed or was left after the upstream was called is billed what the upstream
+      // embedded, as chat bills a prompt: whether or not anyone read the answer. A call sent in parts
+      // (Gemini's batches) counts the parts answered or in flight; a single call, all of the input.
+      if (ctx.tokensIn === null && spend?.counted) {
+        if (spend.promptTokens > 0) ctx.tokensIn = spend.promptTokens;
+      } else if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = inputTokens(body.input);
       this.quota.settle(reservation, ctx.tokensIn ?? 0);
     }
   }
