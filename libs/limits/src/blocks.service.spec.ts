@@ -48,8 +48,14 @@ async function msUntil(what: string, probe: () => boolean, timeoutMs: number): P
 const connections: Redis[] = [];
 const services: BlocksService[] = [];
 
+/**
+ * `disconnectTimeout`: disconnecting a connection whose socket already closed (a test dropped it)
+ * leaves ioredis's 2 s "still open, destroy it" timer running, which kept Jest from exiting.
+ */
+const TEST_CONNECTION = { maxRetriesPerRequest: 1, enableOfflineQueue: false, disconnectTimeout: 100 } as const;
+
 function connect(): Redis {
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  const redis = new Redis(REDIS_URL, TEST_CONNECTION);
   connections.push(redis);
   return redis;
 }
@@ -279,7 +285,7 @@ describe('BlocksService when Redis stops answering', () => {
 describe('BlocksService when its Redis connection drops', () => {
   it('says once that the blocks in force may be stale, and nothing before its first refresh', async () => {
     // Reconnects only after 10 s, so the outage lasts the whole test.
-    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => 10_000 });
+    const redis = new Redis(REDIS_URL, { ...TEST_CONNECTION, retryStrategy: () => 10_000 });
     connections.push(redis);
     const { logger, lines } = capture();
     // Not ready yet at boot: a connection being made is no outage.
@@ -301,8 +307,8 @@ describe('BlocksService booting while Redis is away', () => {
   it('says after the boot grace that no block is in force on this replica', async () => {
     // Nothing listens on port 1: the client keeps reconnecting.
     const redis = new Redis('redis://127.0.0.1:1', {
+      ...TEST_CONNECTION,
       maxRetriesPerRequest: 0,
-      enableOfflineQueue: false,
       retryStrategy: () => 200,
       lazyConnect: false,
     });
