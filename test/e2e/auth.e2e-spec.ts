@@ -283,7 +283,8 @@ interface Sent {
   /** Requests the mock upstream received while this one ran. */
   upstream: number;
   elapsedMs: number;
-  hadAuthorization: boolean;
+  /** An `Authorization: Bearer <token>` came (RFC 6750 §2.1's syntax): a token was presented. */
+  presentedToken: boolean;
 }
 
 interface SendOptions {
@@ -332,7 +333,9 @@ async function send(g: Gateway, opts: SendOptions = {}): Promise<Sent> {
     text: res.text,
     upstream: after - before,
     elapsedMs: res.elapsedMs,
-    hadAuthorization: Object.keys(headers).some((h) => h.toLowerCase() === 'authorization'),
+    presentedToken: Object.entries(headers).some(
+      ([h, v]) => h.toLowerCase() === 'authorization' && typeof v === 'string' && /^bearer +[A-Za-z0-9\-._~+/]+=* *$/i.test(v),
+    ),
   };
 }
 
@@ -356,7 +359,8 @@ function expectChallenge(s: Sent, metadataUrl?: string): void {
   const www = String(s.headers['www-authenticate'] ?? '');
   expect(www).toMatch(/^Bearer resource_metadata="[^"]+\/\.well-known\/oauth-protected-resource"/);
   if (metadataUrl) expect(www).toContain(`resource_metadata="${metadataUrl}"`);
-  if (s.hadAuthorization) expect(www).toContain('error="invalid_token"');
+  // RFC 6750 §3.1: no error code for a request that presented no token (none, Basic, a bare "Bearer").
+  if (s.presentedToken) expect(www).toContain('error="invalid_token"');
   else expect(www).not.toContain('error=');
 }
 

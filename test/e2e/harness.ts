@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import jwt from 'jsonwebtoken';
+import Anthropic from '@anthropic-ai/sdk';
 import OpenAI, { APIError } from 'openai';
 
 export const ROOT = resolve(__dirname, '..', '..');
@@ -537,6 +538,20 @@ export class Gateway {
   /** An OpenAI SDK client for this gateway: no retries, every request tracked. */
   openai(token: string, options: { timeoutMs?: number } = {}): OpenAI {
     return new OpenAI({ baseURL: this.baseURL, apiKey: token, maxRetries: 0, timeout: options.timeoutMs ?? 20_000, fetch: this.fetch });
+  }
+
+  /**
+   * An Anthropic SDK client for this gateway (its base URL is the gateway's root): no retries, every
+   * request tracked. The token goes in `x-api-key`, as the SDK sends a key, or as a bearer token.
+   */
+  anthropic(token: string, options: { bearer?: boolean; timeoutMs?: number } = {}): Anthropic {
+    return new Anthropic({
+      baseURL: this.url,
+      ...(options.bearer ? { authToken: token, apiKey: null } : { apiKey: token }),
+      maxRetries: 0,
+      timeout: options.timeoutMs ?? 20_000,
+      fetch: this.fetch,
+    });
   }
 
   /** Every audit line printed so far. */

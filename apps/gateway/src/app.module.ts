@@ -12,8 +12,11 @@ import { AdminController } from './admin/admin.controller';
 import { ChatCompletionsService } from './chat/chat-completions.service';
 import { ChatController } from './chat/chat.controller';
 import { ModelsController } from './chat/models.controller';
+import { SseRelay } from './chat/sse-relay';
 import { EmbeddingsController } from './embeddings/embeddings.controller';
 import { EmbeddingsService } from './embeddings/embeddings.service';
+import { MessagesController } from './messages/messages.controller';
+import { MessagesService } from './messages/messages.service';
 import { ProductRouter } from './routing/product.router';
 import { DtoValidationPipe } from './http/dto-validation.pipe';
 import { GatewayExceptionFilter } from './http/gateway-exception.filter';
@@ -40,6 +43,7 @@ export class AppModule {
       controllers: [
         ChatController,
         EmbeddingsController,
+        MessagesController,
         ModelsController,
         AdminController,
         ProtectedResourceController,
@@ -47,7 +51,9 @@ export class AppModule {
       ],
       providers: [
         ChatCompletionsService,
+        SseRelay,
         EmbeddingsService,
+        MessagesService,
         ProductRouter,
         RequestLifecycle,
         { provide: APP_FILTER, useClass: GatewayExceptionFilter },

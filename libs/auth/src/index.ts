@@ -7,3 +7,4 @@ export * from './iap.strategy';
 export * from './iap.verifier';
 export * from './jwt-claims';
 export * from './principal';
+export { bearerToken } from './jwt.strategy';

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
-import type { AnthropicMessage, AnthropicStreamEvent, MessagesRequest } from './anthropic.types';
+import type { ProviderAccess } from '@keygate/secrets';
+import { AnthropicNativeStream, messageText, messageUsage } from './anthropic.native';
+import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic.types';
 import { AnthropicStreamTranslator, toChatCompletion, toMessagesRequest, type CompletionMeta } from './anthropic.translate';
 import type { ChatResult, ChatStream, StreamEvent } from './chat.types';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
@@ -8,7 +10,27 @@ import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 
 /** The Messages API version keygate's translation is written against. */
-const ANTHROPIC_VERSION = '2023-06-01';
+export const ANTHROPIC_VERSION = '2023-06-01';
+
+/** A Messages request passed through as its client wrote it (keygate's `/v1/messages`). */
+export interface MessagesPassthrough {
+  /** The client's body, with this attempt's model and the product's policy applied. */
+  body: Record<string, unknown>;
+  access: ProviderAccess;
+  signal: AbortSignal;
+  /** The client's `anthropic-version` (keygate's {@link ANTHROPIC_VERSION} when absent), checked. */
+  version?: string;
+  /** The client's `anthropic-beta` feature list, checked. */
+  beta?: string;
+}
+
+/** A passed-through Messages answer: its text as Anthropic sent it, and what keygate read of it. */
+export interface MessagesAnswer {
+  body: string;
+  usage: ChatResult['usage'];
+  /** The answer's text, for an estimate when it reports no usage. */
+  text: string;
+}
 
 /**
  * Anthropic Claude (Messages API). Requests and answers are translated between OpenAI's format and
@@ -24,7 +46,7 @@ export class AnthropicAdapter implements ProviderAdapter {
   async chat(call: ProviderCall): Promise<ChatResult> {
     // Translated before anything is sent: a request Anthropic cannot express never reaches it.
     const request = toMessagesRequest(call.body);
-    const res = await this.post(call, request);
+    const res = await this.post(call.access, call.signal, request);
     const { completion, usage } = toChatCompletion(parse<AnthropicMessage>(await readText(res, this.name), 'response'), meta(call.body));
     return { body: JSON.stringify(completion), usage };
   }
@@ -32,22 +54,59 @@ export class AnthropicAdapter implements ProviderAdapter {
   async chatStream(call: ProviderCall): Promise<ChatStream> {
     const request = toMessagesRequest(call.body);
     request.stream = true;
-    const res = await this.post(call, request);
+    const res = await this.post(call.access, call.signal, request);
     const translator = new AnthropicStreamTranslator({ ...meta(call.body), clientWantsUsage: call.clientWantsUsage });
     return { events: this.events(res, translator) };
   }
 
-  private async post(call: ProviderCall, body: MessagesRequest): Promise<UpstreamResponse> {
+  /**
+   * A Messages request passed through: the body goes as the client wrote it (after policy), with
+   * keygate's key and the client's version headers; the answer comes back unchanged.
+   */
+  async messages(call: MessagesPassthrough): Promise<MessagesAnswer> {
+    const res = await this.post(call.access, call.signal, call.body, call);
+    const body = await readText(res, this.name);
+    const message = parse<Partial<AnthropicMessage>>(body, 'response');
+    return { body, usage: messageUsage(message), text: messageText(message) };
+  }
+
+  /** A Messages stream passed through event by event (see {@link AnthropicNativeStream}). */
+  async messagesStream(call: MessagesPassthrough): Promise<ChatStream> {
+    const res = await this.post(call.access, call.signal, { ...call.body, stream: true }, call);
+    return { events: this.nativeEvents(res) };
+  }
+
+  private async post(
+    access: ProviderAccess,
+    signal: AbortSignal,
+    body: unknown,
+    client: { version?: string; beta?: string } = {},
+  ): Promise<UpstreamResponse> {
+    const headers: Record<string, string> = {
+      'x-api-key': access.apiKey,
+      'anthropic-version': client.version ?? ANTHROPIC_VERSION,
+      'content-type': 'application/json',
+    };
+    if (client.beta !== undefined) headers['anthropic-beta'] = client.beta;
     const res = await this.client.send({
       provider: this.name,
-      url: `${call.access.baseUrl}/v1/messages`,
-      headers: { 'x-api-key': call.access.apiKey, 'anthropic-version': ANTHROPIC_VERSION, 'content-type': 'application/json' },
+      url: `${access.baseUrl}/v1/messages`,
+      headers,
       body: JSON.stringify(body),
-      signal: call.signal,
+      signal,
     });
     // Anthropic's `{"type":"error","error":{...}}` bodies are read by failFromStatus; 529 overloaded is a 5xx.
     if (res.statusCode < 200 || res.statusCode >= 300) await failFromStatus(res, this.name);
     return res;
+  }
+
+  private async *nativeEvents(res: UpstreamResponse): AsyncGenerator<StreamEvent> {
+    const stream = new AnthropicNativeStream();
+    for await (const event of sseEvents(res, this.name, { isLast: isMessageStop })) {
+      yield stream.push(event);
+      if (stream.stopped) break;
+    }
+    stream.end();
   }
 
   /**

@@ -631,7 +631,7 @@ export class AnthropicStreamTranslator {
         return out;
       }
       case 'error':
-        throw streamError(event.error?.type, event.error?.message);
+        throw anthropicStreamError(event.error?.type, event.error?.message);
       case 'content_block_stop': {
         // A call without arguments streams no JSON at all; OpenAI clients expect `{}` to parse.
         const tool = this.tools.get(event.index);
@@ -697,14 +697,15 @@ export class AnthropicStreamTranslator {
  */
 const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = { overloaded_error: 529, rate_limit_error: 429, api_error: 500 };
 
-function streamError(type: string | undefined, message: string | undefined): UpstreamError {
+/** The failure an in-stream `error` event stands for, with the status its type corresponds to. */
+export function anthropicStreamError(type: string | undefined, message: string | undefined): UpstreamError {
   const status = type === undefined ? undefined : IN_STREAM_ERROR_STATUS[type];
   const text = message ?? type ?? 'error event';
   return new UpstreamError('stream_error', PROVIDER, text, status);
 }
 
 /** Copies the counts `from` carries; `message_delta` usage is cumulative, so its counts replace `message_start`'s. */
-function mergeUsage(into: AnthropicUsage, from: AnthropicUsage): void {
+export function mergeUsage(into: AnthropicUsage, from: AnthropicUsage): void {
   if (typeof from.input_tokens === 'number') into.input_tokens = from.input_tokens;
   if (typeof from.cache_creation_input_tokens === 'number') into.cache_creation_input_tokens = from.cache_creation_input_tokens;
   if (typeof from.cache_read_input_tokens === 'number') into.cache_read_input_tokens = from.cache_read_input_tokens;

@@ -41,6 +41,8 @@ export interface ChatResult {
 export interface StreamEvent {
   /** The chunk's JSON to send as `data: …`, or null when the event is for keygate only (usage). */
   data: string | null;
+  /** The event's name, sent as `event: …` before its data (Anthropic's own stream names every event). */
+  event?: string;
   /** Usage, when this event carried it. */
   usage?: Usage;
   /**

@@ -6,3 +6,4 @@ export * from './upstream.client';
 export * from './upstream.error';
 export * from './token-estimate';
 export * from './attempts';
+export * from './anthropic.adapter';

@@ -1,5 +1,6 @@
 import {
   countTokens,
+  estimateMessagesPromptTokens,
   estimatePromptTokens,
   type MergeableRanks,
   NON_TEXT_PART_TOKENS,
@@ -64,6 +65,47 @@ describe('estimatePromptTokens', () => {
     const tool_calls = [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }];
     const messages = [{ role: 'assistant', content: null, tool_calls }];
     expect(estimatePromptTokens({ messages })).toBe(3 + 3 + countTokens(JSON.stringify(tool_calls)));
+  });
+});
+
+describe('estimateMessagesPromptTokens', () => {
+  it('counts an Anthropic request: system, message text, tool inputs and results, thinking, tools; a flat amount per image or document', () => {
+    const tools = [{ name: 'get_weather', input_schema: { type: 'object' } }];
+    const estimate = estimateMessagesPromptTokens({
+      system: [{ type: 'text', text: 'Be brief.' }],
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: question },
+            { type: 'image', source: { type: 'base64', data: 'AAAA' } },
+          ],
+        },
+        {
+          role: 'assistant',
+          content: [
+            { type: 'thinking', thinking: 'Look it up.' },
+            { type: 'tool_use', id: 't1', name: 'get_weather', input: { city: 'Paris' } },
+          ],
+        },
+        {
+          role: 'user',
+          content: [
+            { type: 'tool_result', tool_use_id: 't1', content: 'Sunny' },
+            { type: 'document', source: {} },
+          ],
+        },
+      ],
+      tools,
+    });
+    const text = ['Be brief.', question, 'Look it up.', '{"city":"Paris"}', 'Sunny', JSON.stringify(tools)];
+    expect(estimate).toBe(3 + 3 * 3 + text.reduce((sum, t) => sum + countTokens(t), 0) + 2 * NON_TEXT_PART_TOKENS);
+  });
+
+  it('counts a string system prompt and string contents, and skips what is not a message', () => {
+    expect(estimateMessagesPromptTokens({ system: 'Be brief.', messages: [{ role: 'user', content: question }, 'junk'] })).toBe(
+      3 + countTokens('Be brief.') + 3 + countTokens(question) + 3,
+    );
   });
 });
 

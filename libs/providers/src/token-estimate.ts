@@ -169,3 +169,38 @@ export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messa
   }
   return total;
 }
+
+/**
+ * Estimates the prompt tokens of an Anthropic Messages request (keygate's `/v1/messages`): the
+ * system prompt, the text of every message's blocks (tool inputs and results, thinking), the tool
+ * definitions, and a flat {@link NON_TEXT_PART_TOKENS} per image or document.
+ */
+export function estimateMessagesPromptTokens(request: { system?: unknown; messages?: unknown; tools?: unknown }): number {
+  const tally = new TokenTally();
+  let total = 3 + blockTokens(request.system, tally);
+  for (const message of Array.isArray(request.messages) ? (request.messages as unknown[]) : []) {
+    total += 3;
+    if (isObject(message)) total += blockTokens(message.content, tally);
+  }
+  if (request.tools !== undefined && request.tools !== null) total += tally.count(JSON.stringify(request.tools));
+  return total;
+}
+
+function blockTokens(content: unknown, tally: TokenTally): number {
+  if (typeof content === 'string') return tally.count(content);
+  if (!Array.isArray(content)) return 0;
+  let total = 0;
+  for (const block of content as unknown[]) {
+    if (!isObject(block)) continue;
+    if (typeof block.text === 'string') total += tally.count(block.text);
+    else if (typeof block.thinking === 'string') total += tally.count(block.thinking);
+    else if (block.type === 'tool_use') total += tally.count(JSON.stringify(block.input ?? {}));
+    else if (block.type === 'tool_result') total += blockTokens(block.content, tally);
+    else if (block.type !== 'redacted_thinking') total += NON_TEXT_PART_TOKENS;
+  }
+  return total;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,12 +1,17 @@
 import type { ArgumentsHost } from '@nestjs/common';
 import { ThrottlerException } from '@nestjs/throttler';
 import type { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
 import { attachContext, JsonLogger, RequestContext } from '@keygate/observability';
 import { ClientAbortedError } from '@keygate/providers';
 import { GatewayExceptionFilter } from './gateway-exception.filter';
 
 /** A reply that records what the filter answers (Fastify's chainable API, the parts the filter uses). */
-function answered(exception: unknown, ctx?: RequestContext): { status: number; headers: Record<string, string>; body: unknown } {
+function answered(
+  exception: unknown,
+  ctx?: RequestContext,
+  requestHeaders: Record<string, string> = {},
+): { status: number; headers: Record<string, string>; body: unknown } {
   const out = { status: 0, headers: {} as Record<string, string>, body: undefined as unknown };
   const reply = {
     sent: false,
@@ -30,7 +35,10 @@ function answered(exception: unknown, ctx?: RequestContext): { status: number; h
   const raw = {};
   if (ctx) attachContext(raw, ctx);
   const host = {
-    switchToHttp: () => ({ getRequest: () => ({ raw, url: '/admin/blocks', headers: {} }), getResponse: () => reply }),
+    switchToHttp: () => ({
+      getRequest: () => ({ raw, url: ctx?.path ?? '/admin/blocks', headers: requestHeaders, hostname: '127.0.0.1', protocol: 'http' }),
+      getResponse: () => reply,
+    }),
   } as unknown as ArgumentsHost;
   const filter = new GatewayExceptionFilter(new JsonLogger('error', undefined, () => undefined), {
     resource: { authorizationServers: [] },
@@ -55,6 +63,30 @@ describe('GatewayExceptionFilter', () => {
     expect(status).toBe(503);
     expect(headers).toMatchObject({ 'retry-after': '1', connection: 'close' });
     expect(body).toMatchObject({ error: { code: 'service_unavailable' } });
+  });
+
+  it('answers on /v1/messages in Anthropic’s envelope, which is the contract’s with "type": "error" beside it', () => {
+    const ctx = new RequestContext('req-msg', 'POST', '/v1/messages', 0n, null, true);
+    const { status, body } = answered(new GatewayError('policy_violation', 'too many', { param: 'max_tokens' }), ctx);
+    expect(status).toBe(400);
+    expect(body).toEqual({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: 'too many', code: 'policy_violation', param: 'max_tokens' },
+    });
+    const chat = new RequestContext('req-chat', 'POST', '/v1/chat/completions', 0n, null, true);
+    expect(answered(new GatewayError('policy_violation', 'too many'), chat).body).not.toHaveProperty('type');
+  });
+
+  it.each([
+    ['a bearer token', 'Bearer abc.def.ghi', true],
+    ['Basic credentials', 'Basic dXNlcjpwYXNz', false],
+    ['a bare Bearer', 'Bearer ', false],
+  ])('adds error="invalid_token" to a 401 challenge only where a bearer token came (%s)', (_case, authorization, withError) => {
+    const ctx = new RequestContext('req-401', 'GET', '/v1/models', 0n, null, true);
+    const { status, headers } = answered(new GatewayError('invalid_token', 'no'), ctx, { authorization });
+    expect(status).toBe(401);
+    expect(headers['www-authenticate']).toMatch(/^Bearer resource_metadata="/);
+    expect(headers['www-authenticate'].includes('error="invalid_token"')).toBe(withError);
   });
 
   it('keeps the connection of an ordinary error answer open', () => {

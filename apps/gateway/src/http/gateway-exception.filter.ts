@@ -1,4 +1,5 @@
 import { Catch, HttpException, Inject, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { bearerToken } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
 import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
@@ -6,6 +7,7 @@ import { ADMIN_THROTTLE } from '@keygate/limits';
 import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 import { ThrottlerException } from '@nestjs/throttler';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { anthropicErrorBody, MESSAGES_PATH } from '../messages/anthropic-errors';
 import { CLIENT_CLOSED_REQUEST } from './request-lifecycle';
 import { resourceMetadataUrl } from './resource-url';
 
@@ -44,7 +46,9 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     // Refused because keygate is shutting down: the client's next request must go to another replica.
     if (ctx?.shuttingDown && error.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
-    void reply.status(error.status).headers(headers).type('application/json').send(error.toBody());
+    // Anthropic's route answers in an envelope the Anthropic SDKs read, which is also the contract's.
+    const body = ctx?.path === MESSAGES_PATH ? anthropicErrorBody(error) : error.toBody();
+    void reply.status(error.status).headers(headers).type('application/json').send(body);
   }
 
   private toGatewayError(exception: unknown, requestId: string | undefined): GatewayError {
@@ -66,7 +70,9 @@ export class GatewayExceptionFilter implements ExceptionFilter {
 
   private wwwAuthenticate(request: FastifyRequest, error: GatewayError): string {
     const parts = [`resource_metadata="${resourceMetadataUrl(request, this.config.resource.publicUrl)}"`];
-    if (request.headers.authorization) parts.push('error="invalid_token"', `error_description="${error.message.replace(/"/g, "'")}"`);
+    // RFC 6750 §3.1: the error code only where a bearer token was presented (not for Basic, nor a bare "Bearer").
+    if (bearerToken(request.headers.authorization) !== undefined)
+      parts.push('error="invalid_token"', `error_description="${error.message.replace(/"/g, "'")}"`);
     return `Bearer ${parts.join(', ')}`;
   }
 }

@@ -8,6 +8,16 @@ import { LifecycleState } from '@keygate/health';
 import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext, type RequestLabels } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { MESSAGES_PATH } from '../messages/anthropic-errors';
+
+/**
+ * The Anthropic SDKs (and Claude Code with `ANTHROPIC_API_KEY`) send their key in `x-api-key`: on
+ * the Anthropic route a token there is read as the bearer token, when no `Authorization` came.
+ */
+function adoptAnthropicKey(request: FastifyRequest): void {
+  const key = request.headers['x-api-key'];
+  if (request.headers.authorization === undefined && typeof key === 'string' && key !== '') request.headers.authorization = `Bearer ${key}`;
+}
 
 /** Status recorded when the client went away before the response finished (nginx's convention). */
 export const CLIENT_CLOSED_REQUEST = 499;
@@ -86,6 +96,7 @@ export class RequestLifecycle {
           reply,
           new GatewayError('invalid_request', `Content-Encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`),
         );
+      if (ctx.path === MESSAGES_PATH) adoptAnthropicKey(request);
       done();
     });
   }

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig, type ProductPolicy } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import type { RequestContext } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import { ProviderRegistry, type ProviderAdapter } from '@keygate/providers';
 import { SecretsService, type ProductEntry, type ProviderAccess } from '@keygate/secrets';
 
@@ -24,6 +24,7 @@ export class ProductRouter {
     @Inject(GatewayConfig) private readonly config: GatewayConfig,
     private readonly secrets: SecretsService,
     private readonly providers: ProviderRegistry,
+    @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
   ) {}
 
   /** The product entry and policy of the principal; 403 when the product is not configured. */
@@ -45,6 +46,36 @@ export class ProductRouter {
     ctx.model = model;
     ctx.requestedModel = model;
     return { product, policy, ...this.serve(ctx, product, model) };
+  }
+
+  /**
+   * `model` as resolved in `first`, then the policy's fallbacks for it that this product can serve
+   * (and that `accept` takes, for a route bound to one provider).
+   */
+  withFallbacks(
+    ctx: RequestContext,
+    first: ResolvedRoute,
+    model: string,
+    accept: (access: ProviderAccess) => boolean = () => true,
+  ): Array<{ model: string; access: ProviderAccess; adapter: ProviderAdapter }> {
+    const list = [{ model, access: first.access, adapter: first.adapter }];
+    // An own property only: the model is the client's, and `constructor` must not find Object's.
+    const fallbacks = Object.hasOwn(first.policy.fallbacks, model) ? first.policy.fallbacks[model] : [];
+    for (const fallback of fallbacks) {
+      let served: { access: ProviderAccess; adapter: ProviderAdapter };
+      try {
+        served = this.serve(ctx, first.product, fallback);
+      } catch {
+        this.logger.write('WARNING', 'fallback model is not served for this product; skipped', {
+          product: first.product.name,
+          model: fallback,
+        });
+        continue;
+      }
+      if (accept(served.access)) list.push({ model: fallback, ...served });
+    }
+    ctx.provider = first.access.provider;
+    return list;
   }
 
   /** The provider access and adapter for a model of a product (also used for fallbacks). */

@@ -1,0 +1,156 @@
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { Inject, Injectable } from '@nestjs/common';
+import { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import { MetricsService, type RequestContext } from '@keygate/observability';
+import { ClientAbortedError, countTokens, UpstreamError, type ChatStream, type Usage } from '@keygate/providers';
+import type { FastifyReply } from 'fastify';
+import { endStream } from './stream-end';
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  // Tells nginx-style proxies in front of keygate not to buffer the stream.
+  'x-accel-buffering': 'no',
+};
+
+/** How one API's streams are written: OpenAI's chunks end with `[DONE]`, Anthropic's with their own `message_stop`. */
+export interface RelayDialect {
+  /** Written after the upstream's last event. */
+  done: string;
+  /** The stream's error event for a failure after the first byte. */
+  errorEvent(error: GatewayError): string;
+}
+
+/** OpenAI's chat-completion stream: `data:` chunks, `data: [DONE]`, an error object as a chunk (the SDKs raise it as an APIError). */
+export const OPENAI_STREAM: RelayDialect = {
+  done: 'data: [DONE]\n\n',
+  errorEvent: (error) => `data: ${JSON.stringify(error.toBody())}\n\n`,
+};
+
+/** Records the usage an upstream reported on the request's context (the audit, the token quotas). */
+export function recordUsage(ctx: RequestContext, usage: Usage | null | undefined): void {
+  if (!usage) return;
+  ctx.tokensIn = usage.prompt_tokens;
+  ctx.tokensOut = usage.completion_tokens;
+}
+
+/**
+ * Writes an upstream stream to the client as server-sent events, in the route's dialect. Errors
+ * before the upstream answered are thrown by the caller (the filter answers them as JSON with their
+ * real status); after the first byte they end the stream with the dialect's error event, since the
+ * 200 is already on the wire.
+ */
+@Injectable()
+export class SseRelay {
+  private readonly keepAliveMs: number;
+
+  constructor(
+    @Inject(GatewayConfig) config: GatewayConfig,
+    private readonly metrics: MetricsService,
+  ) {
+    this.keepAliveMs = config.sseKeepAliveSeconds * 1000;
+  }
+
+  /**
+   * Streams `upstream` to the client. `estimatePrompt` bills the prompt of a stream that ends
+   * before the upstream reported any usage.
+   */
+  async relay(
+    ctx: RequestContext,
+    upstream: ChatStream,
+    reply: FastifyReply,
+    dialect: RelayDialect,
+    maxStreamSeconds: number,
+    estimatePrompt: () => number,
+  ): Promise<void> {
+    reply.hijack();
+    this.metrics.activeStreams.inc();
+    const res = reply.raw;
+    // Headers set on the reply before the hijack (CORS, from @fastify/cors) go out with the stream.
+    res.writeHead(200, { ...definedHeaders(reply.getHeaders()), ...SSE_HEADERS });
+    ctx.status = 200;
+    const text: string[] = [];
+    let running: Usage | undefined;
+    let overLimit = false;
+    const limit = setTimeout(() => {
+      overLimit = true;
+      ctx.abort.abort();
+    }, maxStreamSeconds * 1000);
+    limit.unref();
+    // A model may think for minutes before it writes (Anthropic's pings, which say so, have no
+    // OpenAI chunk): a comment, which SSE clients skip, keeps proxies with an idle timeout from
+    // cutting a silent stream. Checked once per period, so an event costs one assignment.
+    let wrote = true;
+    const keepAlive =
+      this.keepAliveMs > 0
+        ? setInterval(() => {
+            if (!wrote && !res.writableEnded && !res.destroyed && res.writableLength === 0) res.write(': keep-alive\n\n');
+            wrote = false;
+          }, this.keepAliveMs)
+        : undefined;
+    keepAlive?.unref();
+    try {
+      for await (const event of upstream.events) {
+        if (event.usage) recordUsage(ctx, event.usage);
+        if (event.runningUsage) running = event.runningUsage;
+        if (event.text) text.push(event.text);
+        if (event.data === null) continue;
+        wrote = true;
+        const frame = event.event === undefined ? `data: ${event.data}\n\n` : `event: ${event.event}\ndata: ${event.data}\n\n`;
+        if (!res.write(frame)) await once(res, 'drain', { signal: ctx.abort.signal });
+      }
+      endStream(res, dialect.done);
+    } catch (error) {
+      if (ctx.shuttingDown) {
+        this.endWithError(
+          ctx,
+          res,
+          dialect,
+          new GatewayError('service_unavailable', 'keygate is shutting down; the stream was cut at the end of the drain period'),
+        );
+      } else if (overLimit) {
+        this.endWithError(
+          ctx,
+          res,
+          dialect,
+          new GatewayError('stream_timeout', `the stream exceeded this product's limit of ${maxStreamSeconds} seconds`),
+        );
+      } else if (error instanceof ClientAbortedError || ctx.abort.signal.aborted) {
+        ctx.fail('client_abort', 499);
+      } else {
+        this.endWithError(
+          ctx,
+          res,
+          dialect,
+          error instanceof UpstreamError
+            ? error.toGatewayError()
+            : error instanceof GatewayError
+              ? error
+              : new GatewayError('internal_error', 'internal error while streaming'),
+        );
+      }
+    } finally {
+      this.metrics.activeStreams.dec();
+      clearTimeout(limit);
+      clearInterval(keepAlive);
+      // The upstream started generating, so it bills the prompt: what it reported so far, else
+      // keygate's estimate; the answer at least as long as what reached keygate.
+      if (ctx.tokensIn === null) ctx.tokensIn = running ? running.prompt_tokens : estimatePrompt();
+      if (ctx.tokensOut === null) ctx.tokensOut = Math.max(running?.completion_tokens ?? 0, countTokens(text.join('')));
+    }
+  }
+
+  private endWithError(ctx: RequestContext, res: ServerResponse, dialect: RelayDialect, error: GatewayError): void {
+    ctx.fail(error.spec.failure, error.status);
+    endStream(res, dialect.errorEvent(error));
+  }
+}
+
+/** The reply's headers without the unset ones, for a raw `writeHead`. */
+function definedHeaders(headers: Record<string, number | string | string[] | undefined>): Record<string, number | string | string[]> {
+  const out: Record<string, number | string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = value;
+  return out;
+}

@@ -1,0 +1,19 @@
+import type { GatewayError } from '@keygate/errors';
+import type { RelayDialect } from '../chat/sse-relay';
+
+/** keygate's Anthropic-compatible route. */
+export const MESSAGES_PATH = '/v1/messages';
+
+/**
+ * The contract's error body with Anthropic's `"type": "error"` beside it: Anthropic's envelope
+ * (`{"type":"error","error":{"type","message"}}`) and OpenAI's (`error.message`, `error.code`) at once.
+ */
+export function anthropicErrorBody(error: GatewayError): { type: 'error' } & ReturnType<GatewayError['toBody']> {
+  return { type: 'error', ...error.toBody() };
+}
+
+/** Anthropic's stream: its events pass with their names; it ends with its own `message_stop`; errors are `event: error`. */
+export const ANTHROPIC_STREAM: RelayDialect = {
+  done: '',
+  errorEvent: (error) => `event: error\ndata: ${JSON.stringify(anthropicErrorBody(error))}\n\n`,
+};

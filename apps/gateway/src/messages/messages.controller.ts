@@ -1,0 +1,52 @@
+import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { AdmitInHandler, RequestLimitsGuard } from '@keygate/limits';
+import { CredentialGuard } from '@keygate/auth';
+import { requestContextStorage } from '@keygate/observability';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ApiGatewayErrors } from '../http/api-errors.decorator';
+import { modelCall } from '../http/request.decorators';
+import { MessagesRequestDto } from './messages.dto';
+import { anthropicClientHeaders, MessagesService, type MessagesRequest } from './messages.service';
+
+/** Anthropic's Messages API for Claude models; the product comes from the credential. */
+@ApiTags('messages')
+@ApiBearerAuth()
+@UseGuards(CredentialGuard, RequestLimitsGuard)
+@Controller('v1/messages')
+export class MessagesController {
+  constructor(private readonly messages: MessagesService) {}
+
+  @Post()
+  @AdmitInHandler()
+  @HttpCode(200)
+  @ApiOperation({
+    summary: 'Create a message (Anthropic-compatible, Claude models; `stream: true` answers SSE)',
+    description:
+      "The Anthropic SDKs and Claude Code work with keygate's address as their base URL. The credential goes as " +
+      '`Authorization: Bearer` or, as the SDKs send their key, in `x-api-key`.',
+  })
+  @ApiHeader({ name: 'anthropic-version', required: false, description: 'Passed on to Anthropic (default 2023-06-01)' })
+  @ApiHeader({ name: 'anthropic-beta', required: false, description: 'Passed on to Anthropic' })
+  @ApiBody({
+    type: MessagesRequestDto,
+    examples: {
+      hello: {
+        summary: 'One user message',
+        value: { model: 'claude-sonnet-4-5', max_tokens: 256, messages: [{ role: 'user', content: 'Hello, Claude' }] },
+      },
+    },
+  })
+  @ApiProduces('application/json', 'text/event-stream')
+  @ApiOkResponse({ description: "Anthropic's Message object, or its stream of events" })
+  @ApiGatewayErrors()
+  async create(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    const { ctx, principal, bodyBytes: bytes } = modelCall(request);
+    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
+    const client = anthropicClientHeaders(request.headers);
+    ctx.settled = requestContextStorage.run(ctx, () =>
+      this.messages.create(ctx, principal, body as unknown as MessagesRequest, client, bytes, reply),
+    );
+    await ctx.settled;
+  }
+}

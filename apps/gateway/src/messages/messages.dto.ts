@@ -1,0 +1,86 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  ArrayNotEmpty,
+  IsArray,
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsObject,
+  IsOptional,
+  IsString,
+  Max,
+  MaxLength,
+  Min,
+  MinLength,
+  ValidateIf,
+  ValidateNested,
+} from 'class-validator';
+
+const CONTENT = 'content must be a string or an array of content blocks (objects)';
+
+/** One message of an Anthropic Messages request; validated for the fields keygate relies on. */
+export class AnthropicMessageDto {
+  @ApiProperty({ enum: ['user', 'assistant'], example: 'user' })
+  @IsIn(['user', 'assistant'])
+  role!: string;
+
+  @ApiProperty({
+    description: 'Text, or an array of content blocks',
+    example: 'Hello, Claude',
+    oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'object', additionalProperties: true } }],
+  })
+  @ValidateIf((m: AnthropicMessageDto) => typeof m.content !== 'string')
+  @IsArray({ message: CONTENT })
+  @IsObject({ each: true, message: CONTENT })
+  content!: string | Array<Record<string, unknown>>;
+}
+
+/**
+ * `POST /v1/messages` body: Anthropic's Messages request. Fields not listed here (`thinking`,
+ * `tool_choice`, `metadata`, …) are passed on to Anthropic unchanged.
+ */
+export class MessagesRequestDto {
+  @ApiProperty({ example: 'claude-sonnet-4-5' })
+  @IsString()
+  @MinLength(1)
+  @MaxLength(256)
+  model!: string;
+
+  @ApiProperty({ type: [AnthropicMessageDto], example: [{ role: 'user', content: 'Hello, Claude' }] })
+  @IsArray()
+  @ArrayNotEmpty({ message: 'messages must contain at least one message' })
+  @IsObject({ each: true, message: 'each message must be an object with a role and content' })
+  @ValidateNested({ each: true })
+  @Type(() => AnthropicMessageDto)
+  messages!: AnthropicMessageDto[];
+
+  @ApiPropertyOptional({ description: 'Capped by the product policy; set to the cap when absent' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  max_tokens?: number;
+
+  @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'object', additionalProperties: true } }] })
+  @IsOptional()
+  @ValidateIf((r: MessagesRequestDto) => typeof r.system !== 'string')
+  @IsArray({ message: 'system must be a string or an array of text blocks' })
+  @IsObject({ each: true, message: 'system must be a string or an array of text blocks (objects)' })
+  system?: string | Array<Record<string, unknown>>;
+
+  @ApiPropertyOptional({ default: false }) @IsOptional() @IsBoolean() stream?: boolean;
+  @ApiPropertyOptional({ example: 0.7 }) @IsOptional() @IsNumber() temperature?: number;
+  @ApiPropertyOptional({ minimum: 0, maximum: 1 }) @IsOptional() @IsNumber() @Min(0) @Max(1) top_p?: number;
+  @ApiPropertyOptional({ minimum: 0 }) @IsOptional() @IsInt() @Min(0) top_k?: number;
+  @ApiPropertyOptional({ type: 'array', items: { type: 'string' } })
+  @IsOptional()
+  @IsArray()
+  @IsString({ each: true })
+  stop_sequences?: string[];
+  @ApiPropertyOptional({ type: 'array', items: { type: 'object', additionalProperties: true } })
+  @IsOptional()
+  @IsArray()
+  @IsObject({ each: true, message: 'each tool must be an object' })
+  tools?: Array<Record<string, unknown>>;
+}

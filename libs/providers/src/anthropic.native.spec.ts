@@ -1,0 +1,116 @@
+import { AnthropicNativeStream, messageText, messageUsage } from './anthropic.native';
+import { UpstreamError } from './upstream.error';
+
+function sse(event: string | undefined, data: unknown): { event?: string; data: string; id?: string } {
+  return { event, data: typeof data === 'string' ? data : JSON.stringify(data) };
+}
+
+describe('AnthropicNativeStream', () => {
+  it('passes every event on with its name and data as sent, reading usage and text on the way', () => {
+    const stream = new AnthropicNativeStream();
+    const start = sse('message_start', {
+      type: 'message_start',
+      message: {
+        id: 'msg_1',
+        type: 'message',
+        role: 'assistant',
+        content: [],
+        usage: { input_tokens: 10, cache_read_input_tokens: 5, output_tokens: 1 },
+      },
+    });
+    expect(stream.push(start)).toEqual({
+      event: 'message_start',
+      data: start.data,
+      runningUsage: { prompt_tokens: 15, completion_tokens: 1, total_tokens: 16, prompt_tokens_details: { cached_tokens: 5 } },
+    });
+    expect(
+      stream.push(sse('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } })),
+    ).toEqual({
+      event: 'content_block_start',
+      data: expect.any(String) as unknown,
+    });
+    expect(stream.push(sse('ping', { type: 'ping' }))).toMatchObject({ event: 'ping' });
+    expect(
+      stream.push(sse('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hi' } })),
+    ).toMatchObject({
+      text: 'Hi',
+    });
+    expect(
+      stream.push(
+        sse('content_block_delta', { type: 'content_block_delta', index: 1, delta: { type: 'thinking_delta', thinking: 'hmm' } }),
+      ),
+    ).toMatchObject({ text: 'hmm' });
+    expect(
+      stream.push(
+        sse('content_block_delta', { type: 'content_block_delta', index: 2, delta: { type: 'input_json_delta', partial_json: '{"a"' } }),
+      ),
+    ).toMatchObject({ text: '{"a"' });
+    // message_delta's counts are cumulative: they replace message_start's.
+    expect(
+      stream.push(sse('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 7 } })),
+    ).toMatchObject({
+      runningUsage: { prompt_tokens: 15, completion_tokens: 7 },
+    });
+    expect(stream.stopped).toBe(false);
+    expect(stream.push(sse('message_stop', { type: 'message_stop' }))).toMatchObject({
+      event: 'message_stop',
+      usage: { prompt_tokens: 15, completion_tokens: 7, total_tokens: 22 },
+    });
+    expect(stream.stopped).toBe(true);
+    expect(() => stream.end()).not.toThrow();
+  });
+
+  it('passes an event type it does not know on unchanged (Anthropic may add some)', () => {
+    const event = sse('content_block_citation', { type: 'content_block_citation', index: 0, extra: [1, 2] });
+    expect(new AnthropicNativeStream().push(event)).toEqual({ event: 'content_block_citation', data: event.data });
+  });
+
+  it('names an event by its data’s type when the upstream sent no event field, and writes multi-line data back as one line', () => {
+    const out = new AnthropicNativeStream().push({ data: '{"type":"ping",\n"x":1}' });
+    expect(out).toEqual({ event: 'ping', data: '{"type":"ping","x":1}' });
+  });
+
+  it('throws an in-stream error with the status its type stands for (overloaded = 529, retried like it)', () => {
+    const error = (() => {
+      try {
+        new AnthropicNativeStream().push(sse('error', { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } }));
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(UpstreamError);
+    expect(error).toMatchObject({ kind: 'stream_error', status: 529, retryable: true });
+  });
+
+  it('refuses data that is not a JSON object as a protocol error', () => {
+    expect(() => new AnthropicNativeStream().push(sse('message_start', '[1]'))).toThrow(UpstreamError);
+    expect(() => new AnthropicNativeStream().push(sse('message_start', 'not json'))).toThrow(/not JSON/);
+  });
+
+  it('calls a body that ends before message_stop a truncated answer', () => {
+    const stream = new AnthropicNativeStream();
+    stream.push(sse('message_start', { type: 'message_start', message: { usage: { input_tokens: 1 } } }));
+    expect(() => stream.end()).toThrow(/without message_stop/);
+  });
+});
+
+describe('messageUsage and messageText', () => {
+  it('read a whole answer’s usage (cache tokens included, as OpenAI counts them) and its text, thinking and tool input', () => {
+    const message = {
+      usage: { input_tokens: 3, cache_creation_input_tokens: 4, output_tokens: 9 },
+      content: [
+        { type: 'thinking', thinking: 'Let me see. ' },
+        { type: 'text', text: 'Calling. ' },
+        { type: 'tool_use', id: 't', name: 'f', input: { city: 'Paris' } },
+      ],
+    };
+    expect(messageUsage(message)).toEqual({ prompt_tokens: 7, completion_tokens: 9, total_tokens: 16 });
+    expect(messageText(message)).toBe('Let me see. Calling. {"city":"Paris"}');
+  });
+
+  it('give null usage and no text for an answer without them', () => {
+    expect(messageUsage({})).toBeNull();
+    expect(messageText({ content: 'nope' } as never)).toBe('');
+  });
+});

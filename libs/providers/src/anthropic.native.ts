@@ -1,0 +1,100 @@
+import type { EventSourceMessage } from 'eventsource-parser';
+import { anthropicStreamError, mergeUsage, toUsage } from './anthropic.translate';
+import type { AnthropicMessage, AnthropicResponseBlock, AnthropicStreamEvent, AnthropicUsage } from './anthropic.types';
+import type { StreamEvent, Usage } from './chat.types';
+import { isRecord } from './translate.util';
+import { parseUpstreamObject } from './upstream-body.util';
+import { UpstreamError } from './upstream.error';
+
+const PROVIDER = 'anthropic';
+
+/**
+ * Anthropic's own Messages stream passed on event by event (keygate's `/v1/messages`): every event
+ * goes out with the name and data Anthropic sent, unknown ones included; keygate only reads them.
+ * - `message_start` and `message_delta` carry the running usage, `message_stop` ends the stream
+ *   with the final usage;
+ * - text, tool-input and thinking deltas are kept as text, to estimate an answer cut short;
+ * - an `error` event throws `UpstreamError('stream_error')` with the status its type stands for
+ *   (the caller answers with its own error event; before any content it is retried like that status);
+ * - a body that ends before `message_stop` is a truncated answer.
+ */
+export class AnthropicNativeStream {
+  private readonly usage: AnthropicUsage = {};
+  private ended = false;
+
+  /** Whether `message_stop` has been seen: the stream is complete, whatever follows it. */
+  get stopped(): boolean {
+    return this.ended;
+  }
+
+  /** The event to pass on for one upstream event. */
+  push(message: EventSourceMessage): StreamEvent {
+    const event = parseUpstreamObject<AnthropicStreamEvent>(message.data, PROVIDER, 'stream event');
+    // Data that came on several `data:` lines is joined with newlines by the parser; written back
+    // as one line, since a newline would end the field on the client's side.
+    const data = message.data.includes('\n') ? JSON.stringify(event) : message.data;
+    const name = message.event ?? (typeof event.type === 'string' ? event.type : undefined);
+    const out: StreamEvent = name === undefined ? { data } : { event: name, data };
+    switch (event.type) {
+      case 'message_start':
+        if (isRecord(event.message?.usage)) out.runningUsage = this.merge(event.message.usage);
+        break;
+      case 'content_block_start':
+        out.text = blockText(event.content_block);
+        break;
+      case 'content_block_delta':
+        out.text = deltaText(event.delta);
+        break;
+      case 'message_delta':
+        if (isRecord(event.usage)) out.runningUsage = this.merge(event.usage);
+        break;
+      case 'message_stop':
+        this.ended = true;
+        out.usage = toUsage(this.usage);
+        break;
+      case 'error':
+        throw anthropicStreamError(event.error?.type, event.error?.message);
+      case 'content_block_stop':
+      case 'ping':
+      default:
+        // Passed on as they are, unknown event types included (Anthropic may add some).
+        break;
+    }
+    if (out.text === undefined || out.text === '') delete out.text;
+    return out;
+  }
+
+  /** Checks the stream ended with `message_stop`; a clean close before it is a truncated answer. */
+  end(): void {
+    if (!this.ended) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without message_stop');
+  }
+
+  private merge(usage: AnthropicUsage): Usage {
+    mergeUsage(this.usage, usage);
+    return toUsage(this.usage);
+  }
+}
+
+/** The usage of a whole Messages answer, in OpenAI's shape; null when it has none. */
+export function messageUsage(message: Partial<AnthropicMessage>): Usage | null {
+  return isRecord(message.usage) ? toUsage(message.usage) : null;
+}
+
+/** The text of a Messages answer's blocks (text, tool input, thinking), to estimate its tokens. */
+export function messageText(message: Partial<AnthropicMessage>): string {
+  return (Array.isArray(message.content) ? message.content : []).map(blockText).join('');
+}
+
+function blockText(block: AnthropicResponseBlock | undefined): string | undefined {
+  if (!isRecord(block)) return undefined;
+  if (typeof block.text === 'string') return block.text;
+  if (typeof block.thinking === 'string') return block.thinking;
+  if (block.type === 'tool_use' && isRecord(block.input) && Object.keys(block.input).length) return JSON.stringify(block.input);
+  return undefined;
+}
+
+function deltaText(delta: unknown): string | undefined {
+  if (!isRecord(delta)) return undefined;
+  for (const field of ['text', 'partial_json', 'thinking'] as const) if (typeof delta[field] === 'string') return delta[field];
+  return undefined;
+}

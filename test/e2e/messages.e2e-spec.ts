@@ -1,0 +1,399 @@
+/**
+ * `POST /v1/messages`, black box: the built gateway and mock upstream run as real processes and the
+ * official Anthropic SDK (`@anthropic-ai/sdk`) talks to Claude through the gateway, as it would with
+ * keygate's address as its base URL. Every case checks the outcome, what reached the upstream, and
+ * the request's single audit line.
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import {
+  ANTHROPIC_MODEL,
+  FlakyUpstream,
+  GEMINI_MODEL,
+  mockReply,
+  OPENAI_MODEL,
+  providerPolicyYaml,
+  providerProducts,
+} from './provider-fixtures';
+import {
+  cleanupTempFiles,
+  freePort,
+  mintToken,
+  startGateway,
+  startMock,
+  uniqueId,
+  waitFor,
+  writeTempFile,
+  type AuditRecord,
+  type Gateway,
+  type MockRoute,
+  type MockStats,
+  type MockUpstream,
+} from './harness';
+
+const MAX_RETRIES = 2;
+/** The product policy's default completion-token cap (SPEC §4). */
+const DEFAULT_CAP = 4096;
+
+let mock: MockUpstream;
+let flaky: FlakyUpstream;
+let gw: Gateway;
+let token: string;
+
+beforeAll(async () => {
+  [mock, flaky] = await Promise.all([startMock(), FlakyUpstream.start()]);
+  const closedPort = await freePort();
+  gw = await startGateway({
+    products: providerProducts({ mock: mock.url, flaky: flaky.url, closedPort }),
+    env: {
+      API_KEY_SERVER_POLICY_FILE: writeTempFile('policy.yaml', providerPolicyYaml()),
+      API_KEY_SERVER_UPSTREAM_MAX_RETRIES: String(MAX_RETRIES),
+      API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '20',
+      API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: '5000',
+    },
+  });
+  token = mintToken({ product: 'prov', sub: 'claude-user' });
+}, 45_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), mock?.stop(), flaky?.close()]);
+  cleanupTempFiles();
+}, 30_000);
+
+type RouteDelta = Partial<Record<MockRoute, number>>;
+
+/** Runs `action` and reports the mock routes that received requests meanwhile. */
+async function counting<T>(action: () => Promise<T>): Promise<{ result: T; moved: RouteDelta; after: MockStats }> {
+  const before = await mock.stats();
+  const result = await action();
+  const after = await mock.stats();
+  const moved: RouteDelta = {};
+  for (const route of Object.keys(after.byRoute) as MockRoute[]) {
+    const n = after.byRoute[route] - (before.byRoute[route] ?? 0);
+    if (n !== 0) moved[route] = n;
+  }
+  return { result, moved, after };
+}
+
+async function expectOneAudit(requestId: string, expected: Partial<AuditRecord> & Record<string, unknown>): Promise<AuditRecord> {
+  const record = await gw.waitForAudit(requestId);
+  expect(gw.auditsFor(requestId)).toHaveLength(1);
+  expect(record).toMatchObject(expected);
+  return record;
+}
+
+function rid(label: string): { id: string; headers: Record<string, string> } {
+  const id = uniqueId(label);
+  return { id, headers: { 'X-Request-Id': id } };
+}
+
+/** The error an SDK call rejects with. */
+async function sdkError(promise: Promise<unknown>): Promise<InstanceType<typeof Anthropic.APIError>> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof Anthropic.APIError) return error;
+    throw error;
+  }
+  throw new Error('the call succeeded');
+}
+
+function textOf(message: Anthropic.Message): string {
+  return message.content.map((block) => (block.type === 'text' ? block.text : '')).join('');
+}
+
+function billed(usage: Anthropic.Usage): number {
+  return usage.input_tokens + (usage.cache_creation_input_tokens ?? 0) + (usage.cache_read_input_tokens ?? 0);
+}
+
+describe('POST /v1/messages with the Anthropic SDK', () => {
+  it.each([
+    ['x-api-key', false],
+    ['Authorization: Bearer', true],
+  ])('answers a Claude model with Anthropic’s own message, the token in %s, billed and audited', async (_how, bearer) => {
+    const { id, headers } = rid('msg-plain');
+    const {
+      result: message,
+      moved,
+      after,
+    } = await counting(() =>
+      gw
+        .anthropic(token, { bearer })
+        .messages.create({ model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'Say hi' }] }, { headers }),
+    );
+    expect(message).toMatchObject({ type: 'message', role: 'assistant', model: ANTHROPIC_MODEL });
+    expect(textOf(message)).toBe(mockReply('anthropic', 'Say hi'));
+    expect(moved).toEqual({ 'anthropic.messages': 1 });
+    // The product's key and keygate's version header went upstream, the client's token did not.
+    const upstream = after.last['anthropic.messages'];
+    expect(upstream?.headers['x-api-key']).toBe('sk-ant-mock-prov');
+    expect(upstream?.headers.authorization).toBeUndefined();
+    // The SDK's own version header goes on: it knows the answer's format it reads.
+    expect(upstream?.headers['anthropic-version']).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(upstream?.body).toMatchObject({ model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'Say hi' }] });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      product: 'prov',
+      user: 'claude-user',
+      provider: 'anthropic',
+      model: ANTHROPIC_MODEL,
+      stream: false,
+      tokens_in: billed(message.usage),
+      tokens_out: message.usage.output_tokens,
+    });
+  });
+
+  it('streams Anthropic’s events as they come; the SDK assembles the message; usage billed from message_start and message_delta', async () => {
+    const { id, headers } = rid('msg-stream');
+    const names: string[] = [];
+    const { result: message, moved } = await counting(async () => {
+      const stream = gw
+        .anthropic(token)
+        .messages.stream(
+          { model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'Stream [mock chunks=4]' }] },
+          { headers },
+        );
+      stream.on('streamEvent', (event) => names.push(event.type));
+      return stream.finalMessage();
+    });
+    expect(textOf(message)).toBe(mockReply('anthropic', 'Stream'));
+    expect(names[0]).toBe('message_start');
+    expect(names.filter((n) => n === 'content_block_delta').length).toBeGreaterThanOrEqual(2);
+    expect(names.at(-1)).toBe('message_stop');
+    expect(moved).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      stream: true,
+      provider: 'anthropic',
+      tokens_in: billed(message.usage),
+      tokens_out: message.usage.output_tokens,
+    });
+  });
+
+  it('passes tools and tool_use blocks through unchanged', async () => {
+    const { headers } = rid('msg-tools');
+    const message = await gw.anthropic(token).messages.create(
+      {
+        model: ANTHROPIC_MODEL,
+        max_tokens: 64,
+        tools: [
+          { name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } },
+        ],
+        messages: [{ role: 'user', content: 'Weather in Paris? [mock tool=get_weather]' }],
+      },
+      { headers },
+    );
+    expect(message.stop_reason).toBe('tool_use');
+    expect(message.content.find((b) => b.type === 'tool_use')).toMatchObject({ type: 'tool_use', name: 'get_weather' });
+    const upstream = (await mock.stats()).last['anthropic.messages']?.body as { tools?: unknown[] };
+    expect(upstream.tools).toEqual([
+      { name: 'get_weather', description: 'Weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } },
+    ]);
+  });
+
+  it('passes the client’s anthropic-version and anthropic-beta on, and no other header of the client’s', async () => {
+    const { headers } = rid('msg-beta');
+    const { after } = await counting(() =>
+      gw.anthropic(token).messages.create(
+        { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'beta' }] },
+        {
+          headers: {
+            ...headers,
+            'anthropic-version': '2023-06-01',
+            'anthropic-beta': 'interleaved-thinking-2025-05-14, fine-grained-tool-streaming-2025-05-14',
+            'x-goog-authenticated-user-email': 'x@y',
+          },
+        },
+      ),
+    );
+    const upstream = after.last['anthropic.messages']?.headers ?? {};
+    expect(upstream['anthropic-beta']).toBe('interleaved-thinking-2025-05-14, fine-grained-tool-streaming-2025-05-14');
+    expect(upstream['anthropic-version']).toBe('2023-06-01');
+    expect(upstream['x-goog-authenticated-user-email']).toBeUndefined();
+    expect(upstream['x-request-id']).toBeUndefined();
+  });
+
+  it('sets max_tokens to the product’s cap and anthropic-version to 2023-06-01 when the client sends neither', async () => {
+    const { id, headers } = rid('msg-cap');
+    const res = await gw.fetch('/v1/messages', {
+      method: 'POST',
+      headers: { ...headers, authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: ANTHROPIC_MODEL, messages: [{ role: 'user', content: 'no cap given' }] }),
+    });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    const upstream = (await mock.stats()).last['anthropic.messages'];
+    expect(upstream?.body).toMatchObject({ max_tokens: DEFAULT_CAP });
+    // A client without a version header gets the one keygate is written against.
+    expect(upstream?.headers['anthropic-version']).toBe('2023-06-01');
+    await expectOneAudit(id, { status: 200 });
+  });
+});
+
+describe('POST /v1/messages refusals, in an envelope the Anthropic SDK reads', () => {
+  it.each([
+    [
+      'a model another provider serves',
+      { model: OPENAI_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'x' }] },
+      400,
+      'unsupported_parameter',
+      'model',
+    ],
+    [
+      'a model Gemini serves',
+      { model: GEMINI_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'x' }] },
+      400,
+      'unsupported_parameter',
+      'model',
+    ],
+    [
+      'a model the product does not have',
+      { model: 'claude-nope', max_tokens: 16, messages: [{ role: 'user', content: 'x' }] },
+      404,
+      'model_not_found',
+      'model',
+    ],
+    [
+      'max_tokens over the product’s cap',
+      { model: ANTHROPIC_MODEL, max_tokens: 1_000_000, messages: [{ role: 'user', content: 'x' }] },
+      400,
+      'policy_violation',
+      'max_tokens',
+    ],
+    ['no messages', { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [] }, 400, 'invalid_request', 'messages'],
+    [
+      'a message with another role',
+      { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'system', content: 'x' }] },
+      400,
+      'invalid_request',
+      'messages[0].role',
+    ],
+  ])('refuses %s without calling any upstream', async (_case, body, status, code, param) => {
+    const { id, headers } = rid('msg-refused');
+    const { result: error, moved } = await counting(() =>
+      sdkError(gw.anthropic(token).messages.create(body as unknown as Anthropic.MessageCreateParamsNonStreaming, { headers })),
+    );
+    expect(error.status).toBe(status);
+    // Anthropic's envelope ({"type":"error","error":{"type","message"}}) that is also the contract's.
+    expect(error.error).toMatchObject({ type: 'error', error: { code, param, type: expect.any(String), message: expect.any(String) } });
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status });
+  });
+
+  it('refuses a malformed anthropic-version with 400 naming the header, without calling any upstream', async () => {
+    const { id, headers } = rid('msg-version');
+    const { result: error, moved } = await counting(() =>
+      sdkError(
+        gw
+          .anthropic(token)
+          .messages.create(
+            { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'x' }] },
+            { headers: { ...headers, 'anthropic-version': 'latest\u0020please' } },
+          ),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.error).toMatchObject({ type: 'error', error: { code: 'invalid_request', param: 'anthropic-version' } });
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'bad_request' });
+  });
+
+  it('answers a request without a credential 401 with a challenge, in the same envelope', async () => {
+    const { id, headers } = rid('msg-401');
+    const error = await sdkError(
+      gw
+        .anthropic('not-a-jwt')
+        .messages.create({ model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'x' }] }, { headers }),
+    );
+    expect(error).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect(error.error).toMatchObject({ type: 'error', error: { code: 'invalid_token', type: 'authentication_error' } });
+    expect(error.headers?.get('www-authenticate')).toMatch(/^Bearer resource_metadata="[^"]+", error="invalid_token"/);
+    await expectOneAudit(id, { status: 401, failure: 'auth' });
+  });
+});
+
+describe('POST /v1/messages upstream failures', () => {
+  const flakyToken = (): string => mintToken({ product: 'flaky2' });
+
+  it('retries an overloaded Anthropic (529) like chat, and does not fall back to a model of another provider', async () => {
+    flaky.script({ status: 529 });
+    const { id, headers } = rid('msg-529');
+    const { result: error, moved } = await counting(() =>
+      sdkError(
+        gw
+          .anthropic(flakyToken())
+          .messages.create({ model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'busy?' }] }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(502);
+    expect(error.error).toMatchObject({ type: 'error', error: { code: 'upstream_error' } });
+    expect(flaky.count('/v1/messages')).toBe(1 + MAX_RETRIES);
+    // flaky2 falls Claude back to Gemini for chat; an Anthropic body cannot go there.
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'anthropic', attempts: 1 + MAX_RETRIES });
+  });
+
+  it('retries an error sent as the stream’s first event, then ends a stream whose error comes after content with an error event', async () => {
+    const { id, headers } = rid('msg-stream-error');
+    const { moved } = await counting(async () => {
+      const stream = gw.anthropic(token).messages.stream(
+        {
+          model: ANTHROPIC_MODEL,
+          max_tokens: 64,
+          messages: [{ role: 'user', content: 'fail late [mock error_event_after=3 chunks=6]' }],
+        },
+        { headers },
+      );
+      const error = await stream.finalMessage().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(Anthropic.APIError);
+      expect(String((error as Error).message)).toMatch(/overloaded|upstream/i);
+    });
+    // Content had gone out: no retry.
+    expect(moved).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', stream: true, attempts: 1 });
+
+    const first = rid('msg-stream-first-error');
+    const early = await counting(() =>
+      sdkError(
+        gw.anthropic(token).messages.create(
+          {
+            model: ANTHROPIC_MODEL,
+            max_tokens: 64,
+            stream: true,
+            messages: [{ role: 'user', content: 'fail first [mock error_event_after=0]' }],
+          },
+          { headers: first.headers },
+        ),
+      ),
+    );
+    expect(early.result.status).toBe(502);
+    expect(early.moved).toEqual({ 'anthropic.messages': 1 + MAX_RETRIES });
+    await expectOneAudit(first.id, { status: 502, failure: 'upstream', attempts: 1 + MAX_RETRIES });
+  });
+
+  it('bills a client that leaves mid-stream what the upstream reported, and audits it 499', async () => {
+    const { id, headers } = rid('msg-abort');
+    const abortedBefore = (await mock.stats()).aborted;
+    const controller = new AbortController();
+    const stream = gw
+      .anthropic(token)
+      .messages.stream(
+        { model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'slow [mock chunk_delay_ms=200 chunks=20]' }] },
+        { headers, signal: controller.signal },
+      );
+    let deltas = 0;
+    stream.on('text', () => {
+      deltas++;
+      if (deltas === 2) controller.abort();
+    });
+    await stream.finalMessage().catch(() => undefined);
+    const audit = await expectOneAudit(id, { status: 499, failure: 'client_abort', stream: true });
+    expect(audit.tokens_in).toBeGreaterThan(0);
+    expect(audit.tokens_out).toBeGreaterThan(0);
+    await waitFor('the mock to see the abort', async () => ((await mock.stats()).aborted > abortedBefore ? true : undefined));
+  });
+});
