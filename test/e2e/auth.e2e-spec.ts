@@ -892,6 +892,24 @@ describe('HMAC request signing', () => {
     await expectOneAudit(gw, s.id, { status: 200, failure: null, user: CLIENT, product: 'demo' });
   });
 
+  it('answers a correctly signed request whose body is not JSON 400, as a JWT caller gets: text/plain, or a GET with a body', async () => {
+    const text = await hmacSend(gw, { label: 'hmac-text', extraHeaders: { 'content-type': 'text/plain' } });
+    expect(errorOf(text)).toMatchObject({ status: 400, code: 'invalid_request' });
+    expect(errorOf(text).message).toMatch(/application\/json/);
+    expect(text.upstream).toBe(0);
+    await expectOneAudit(gw, text.id, { status: 400, failure: 'bad_request', user: CLIENT, product: 'demo' });
+    const getWithBody = await hmacSend(gw, {
+      method: 'GET',
+      target: '/v1/models',
+      body: '{"x":1}',
+      // Node's client frames no GET body by itself.
+      extraHeaders: { 'content-length': '7' },
+      label: 'hmac-get-body',
+    });
+    expect(errorOf(getWithBody)).toMatchObject({ status: 400, code: 'invalid_request', message: 'a GET request takes no body' });
+    await expectOneAudit(gw, getWithBody.id, { status: 400, failure: 'bad_request' });
+  });
+
   const ts = (): string => String(nowSeconds());
   const malformed: Array<[string, HmacSendOptions['override']]> = [
     ['only X-Client-Id', { 'x-timestamp': undefined, 'x-signature': undefined }],
@@ -1170,12 +1188,14 @@ describe('Google IAP assertions', () => {
       headers: withAssertion(iap('multi@example.com'), { 'x-keygate-product': 'nope' }),
       label: 'iap-multi-unknown',
     });
-    await expectRefused(gw, unknown, 403, 'forbidden', 'forbidden');
+    // A product this gateway does not serve is not put in the audit.
+    await expectRefused(gw, unknown, 403, 'forbidden', 'forbidden', { user: 'multi@example.com', product: null });
   });
 
   it('refuses /chat/{product} for a product the IAP user may not use with 403', async () => {
     const s = await send(gw, { target: '/chat/other', headers: withAssertion(iap('alice@example.com')), label: 'iap-other-product' });
-    await expectRefused(gw, s, 403, 'forbidden', 'forbidden');
+    // The verified user is named in the audit, with the product asked for, as a JWT caller refused a product is.
+    await expectRefused(gw, s, 403, 'forbidden', 'forbidden', { user: 'alice@example.com', product: 'other' });
   });
 
   const bad: Array<[string, () => string]> = [
@@ -1513,7 +1533,9 @@ describe('CORS', () => {
       label: 'preflight-no-method',
     });
     const noOrigin = await preflight(gw, undefined);
-    for (const s of [noMethod, noOrigin]) {
+    // An empty method header is no preflight either (the CORS plugin would answer it in plain text).
+    const emptyMethod = await preflight(gw, ALLOWED_ORIGINS[0], 'content-type', ' ');
+    for (const s of [noMethod, noOrigin, emptyMethod]) {
       expect(errorOf(s)).toMatchObject({ status: 400, code: 'invalid_request' });
       expect(s.headers['access-control-allow-origin']).toBeUndefined();
       expect(s.upstream).toBe(0);

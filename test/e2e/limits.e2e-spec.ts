@@ -586,9 +586,26 @@ describe('blocks: created on one replica, enforced by all within one second', ()
       expect.arrayContaining([expect.objectContaining({ product: P.blocks, user })]),
     );
 
+    // A misspelt parameter is refused: `usr` would otherwise lift a whole-product block, if there were one.
+    const misspelt = await adminCall(replicas[1], 'DELETE', `/admin/blocks?product=${P.blocks}&usr=${encodeURIComponent(user)}`);
+    expect(misspelt.status).toBe(400);
+    expect(errorOf(misspelt)).toMatchObject({ code: 'invalid_request', param: 'usr' });
+    expect((await chat(replicas[1], token, 'still-blocked')).status).toBe(403);
+
     const deleted = await adminCall(replicas[1], 'DELETE', `/admin/blocks?product=${P.blocks}&user=${encodeURIComponent(user)}`);
     expect(deleted.status).toBe(200);
     expect(deleted.json).toEqual({ deleted: true });
+    // Who blocked and who lifted stays in the log once the block is gone.
+    const said = async (g: Gateway, message: string): Promise<unknown[]> => {
+      await g.proc.waitForLine(`"${message}" line`, (l) => l.json?.message === message && l.json.user === user, 5_000);
+      return g.proc.lines.filter((l) => l.json?.message === message && l.json.user === user).map((l) => l.json);
+    };
+    expect(await said(replicas[0], 'block created')).toEqual([
+      expect.objectContaining({ severity: 'NOTICE', product: P.blocks, user, reason: `e2e ${RUN}`, by: 'ops-admin' }),
+    ]);
+    expect(await said(replicas[1], 'block lifted')).toEqual([
+      expect.objectContaining({ severity: 'NOTICE', product: P.blocks, user, by: 'ops-admin' }),
+    ]);
     const lifted = await Promise.all([msUntilStatus(replicas[0], token, 200), msUntilStatus(replicas[2], token, 200)]);
     for (const ms of lifted) expect(ms).toBeLessThan(1_000);
     expect((await chat(replicas[0], token, 'post-block')).status).toBe(200);
@@ -687,6 +704,13 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     expect(twoProducts.status).toBe(400);
     expect(twoProducts.json).toMatchObject({ error: { param: 'product' } });
     expect((await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&date=yesterday`)).status).toBe(400);
+    // A misspelt parameter, or a product this gateway does not serve, would read as a day without traffic.
+    const misspeltDate = await adminCall(replicas[0], 'GET', `/admin/usage?product=${P.blocks}&dat=${today()}`);
+    expect({ status: misspeltDate.status, param: errorOf(misspeltDate).param }).toEqual({ status: 400, param: 'dat' });
+    const unknownProduct = await adminCall(replicas[0], 'GET', '/admin/usage?product=not-configured-here');
+    expect({ status: unknownProduct.status, param: errorOf(unknownProduct).param }).toEqual({ status: 400, param: 'product' });
+    const emptyUser = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, user: '', reason: 'x' });
+    expect(errorOf(emptyUser)).toMatchObject({ param: 'user', message: expect.stringMatching(/longer than or equal to 1/) });
     const user = uniqueId('counted');
     expect((await chat(replicas[1], mintToken({ product: P.blocks, sub: user }), 'counted')).status).toBe(200);
     const day = await adminCall(replicas[2], 'GET', `/admin/usage?product=${P.blocks}&date=${today()}`);

@@ -29,6 +29,14 @@ function keepJsonBodiesAsBytes(fastify: FastifyInstance, bodyLimit: number): voi
   };
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, keepBytes);
   fastify.addContentTypeParser(/^application\/[\w.-]+\+json$/i, { parseAs: 'buffer', bodyLimit }, keepBytes);
+  // A text body is the client's mistake to name (400, "send it as JSON"), after authentication: its
+  // bytes are kept too, so an HMAC signature over them verifies rather than failing as a 401.
+  fastify.removeContentTypeParser('text/plain');
+  fastify.addContentTypeParser('text/plain', { parseAs: 'buffer', bodyLimit }, (request, body, done) => {
+    const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
+    (request as FastifyRequest & { rawBody?: Buffer }).rawBody = bytes;
+    done(null, bytes.toString('utf8'));
+  });
 }
 
 /**
@@ -200,7 +208,8 @@ function refuseForeignPreflights(fastify: FastifyInstance, origins: string[]): v
     }
     const origin = request.headers.origin;
     let error: GatewayError | undefined;
-    if (origin === undefined || request.headers['access-control-request-method'] === undefined)
+    // An empty Access-Control-Request-Method is no preflight either (the CORS plugin would answer it in plain text).
+    if (origin === undefined || !request.headers['access-control-request-method']?.trim())
       error = new GatewayError('invalid_request', 'an OPTIONS request must be a CORS preflight (Origin and Access-Control-Request-Method)');
     else if (!allowed.has(origin)) error = new GatewayError('forbidden', 'this origin may not call keygate from a browser');
     if (!error) {

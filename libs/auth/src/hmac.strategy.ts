@@ -135,6 +135,9 @@ function bodyOf(request: HmacRequest): Buffer | undefined {
   if (Buffer.isBuffer(request.rawBody)) return request.rawBody;
   const length = request.headers['content-length'];
   if (request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+    // Fastify reads no body of a GET or HEAD: the client's mistake, not a failed signature.
+    if (request.method === 'GET' || request.method === 'HEAD')
+      throw new GatewayError('invalid_request', `a ${request.method} request takes no body`);
     throw invalid('the request body cannot be verified (send it as application/json)');
   }
   return undefined;

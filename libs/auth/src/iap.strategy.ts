@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
+import { contextOf } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import { Strategy } from 'passport-strategy';
 import { IapVerifier, isIapMember, type IapIdentity } from './iap.verifier';
@@ -21,6 +22,8 @@ export const PRODUCT_HEADER = 'x-keygate-product';
 export interface IapRequest {
   readonly headers: IncomingHttpHeaders;
   readonly params?: unknown;
+  /** Node's request, carrying the audit context (absent in unit tests that build a bare request). */
+  readonly raw?: object;
 }
 
 /**
@@ -57,13 +60,26 @@ export class IapStrategy extends PassportStrategy(Strategy, IAP_STRATEGY) {
     if (assertion === undefined) return false;
     if (typeof assertion !== 'string') throw new GatewayError('invalid_token', 'send one IAP assertion header');
     const identity = await this.verifier.verify(assertion);
-    const product = this.productFor(identity, request);
+    let product: string;
+    try {
+      product = this.productFor(identity, request);
+    } catch (error) {
+      // The assertion was verified: the audit names who was refused (and the product asked for,
+      // when it is one of this gateway's), as it does for a JWT or HMAC caller refused a product.
+      const ctx = request.raw ? contextOf(request.raw) : undefined;
+      if (ctx) {
+        ctx.user = identity.email;
+        const wanted = wantedProduct(request);
+        if (wanted !== undefined && this.secrets.product(wanted)) ctx.product = wanted;
+      }
+      throw error;
+    }
     return { kind: 'iap', product, user: identity.email, scopes: [] };
   }
 
   private productFor(identity: IapIdentity, request: IapRequest): string {
     const { email } = identity;
-    const wanted = pathProduct(request.params) ?? single(request.headers[PRODUCT_HEADER]);
+    const wanted = wantedProduct(request);
     const allowed = (name: string): boolean => isIapMember(identity, this.config.policy.forProduct(name).iapMembers);
     if (wanted !== undefined) {
       if (!this.secrets.product(wanted) || !allowed(wanted)) throw new GatewayError('forbidden', `${email} may not use product ${wanted}`);
@@ -77,6 +93,11 @@ export class IapStrategy extends PassportStrategy(Strategy, IAP_STRATEGY) {
       `${email} may use several products: choose one with the X-Keygate-Product header or /chat/{product}`,
     );
   }
+}
+
+/** The product the request names: in its path, else in the X-Keygate-Product header. */
+function wantedProduct(request: IapRequest): string | undefined {
+  return pathProduct(request.params) ?? single(request.headers[PRODUCT_HEADER]);
 }
 
 function pathProduct(params: unknown): string | undefined {

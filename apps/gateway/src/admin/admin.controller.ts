@@ -4,6 +4,7 @@ import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuer
 import { ThrottlerGuard } from '@nestjs/throttler';
 import { AdminScopeGuard, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
+import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
 import { SecretsService } from '@keygate/secrets';
 import { ApiAdminErrors, ErrorBodyDto } from '../http/api-errors.decorator';
@@ -34,6 +35,20 @@ function queryValue(value: unknown, param: string, pattern: { test(value: string
   return value;
 }
 
+/**
+ * The query, refusing a parameter the route does not take: a misspelt `user` on DELETE would lift
+ * the whole product's block, a misspelt `date` on usage would answer for today.
+ */
+function knownQuery(query: Record<string, unknown> | undefined, allowed: readonly string[]): Record<string, unknown> {
+  const params = query ?? {};
+  for (const name of Object.keys(params))
+    if (!allowed.includes(name))
+      throw new GatewayError('invalid_request', `${name.slice(0, 64)}: unknown query parameter (this route takes ${allowed.join(', ')})`, {
+        param: name.slice(0, 64),
+      });
+  return params;
+}
+
 /** A real calendar day, YYYY-MM-DD: 2024-02-30 is not one. */
 function isDay(value: string): boolean {
   if (!DAY.test(value)) return false;
@@ -54,6 +69,7 @@ export class AdminController {
     private readonly blocks: BlocksService,
     @Inject(CounterStore) private readonly counters: CounterStore,
     private readonly secrets: SecretsService,
+    @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
   ) {}
 
   @Post('blocks')
@@ -62,12 +78,12 @@ export class AdminController {
   @ApiCreatedResponse({ type: BlockDto })
   @ApiAdminErrors()
   @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
-  create(@Body() body: CreateBlockDto, @CurrentPrincipal() admin: Principal): Promise<Block> {
+  async create(@Body() body: CreateBlockDto, @CurrentPrincipal() admin: Principal): Promise<Block> {
     // A misspelt product would be a block that stops nothing while the operator believes it does.
     if (!this.secrets.product(body.product))
       throw new GatewayError('invalid_request', `product ${body.product} is not configured on this gateway`, { param: 'product' });
     const now = Date.now();
-    return this.blocks.create({
+    const block = await this.blocks.create({
       product: body.product,
       user: body.user ?? null,
       reason: body.reason,
@@ -75,6 +91,15 @@ export class AdminController {
       expiresAt: body.expires_in_seconds ? new Date(now + body.expires_in_seconds * 1000).toISOString() : null,
       createdBy: admin.user,
     });
+    // Who blocked or lifted what stays in the log after the block itself is gone.
+    this.logger.write('NOTICE', 'block created', {
+      product: block.product,
+      user: block.user,
+      reason: block.reason,
+      expiresAt: block.expiresAt,
+      by: admin.user,
+    });
+    return block;
   }
 
   @Get('blocks')
@@ -93,12 +118,14 @@ export class AdminController {
   @ApiAdminErrors()
   @ApiResponse({ status: 404, description: 'No such block', type: ErrorBodyDto })
   @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
-  async remove(@Query('product') productParam?: unknown, @Query('user') userParam?: unknown): Promise<{ deleted: boolean }> {
+  async remove(@Query() query: Record<string, unknown>, @CurrentPrincipal() admin: Principal): Promise<{ deleted: boolean }> {
+    const { product: productParam, user: userParam } = knownQuery(query, ['product', 'user']);
     if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
     const user = userParam === undefined ? null : queryValue(userParam, 'user', USER, 'one user id (1-256 characters)');
     const deleted = await this.blocks.remove(product, user);
     if (!deleted) throw new GatewayError('route_not_found', 'no such block');
+    this.logger.write('NOTICE', 'block lifted', { product, user, by: admin.user });
     return { deleted };
   }
 
@@ -108,12 +135,13 @@ export class AdminController {
   @ApiQuery({ name: 'date', required: false, description: 'YYYY-MM-DD (UTC): today (the default) or yesterday; counts are kept two days' })
   @ApiOkResponse({ type: UsageDto })
   @ApiAdminErrors()
-  async usage(
-    @Query('product') productParam?: unknown,
-    @Query('date') dateParam?: unknown,
-  ): Promise<{ product: string; date: string } & DailyUsage> {
+  async usage(@Query() query: Record<string, unknown>): Promise<{ product: string; date: string } & DailyUsage> {
+    const { product: productParam, date: dateParam } = knownQuery(query, ['product', 'date']);
     if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
+    // A misspelt product would read as a product that had no traffic.
+    if (!this.secrets.product(product))
+      throw new GatewayError('invalid_request', `product ${product} is not configured on this gateway`, { param: 'product' });
     if (dateParam !== undefined && (typeof dateParam !== 'string' || !isDay(dateParam)))
       throw new GatewayError('invalid_request', 'date must be one calendar day, YYYY-MM-DD', { param: 'date' });
     const now = Date.now();

@@ -17,7 +17,7 @@ export class CreateBlockDto {
   @MaxLength(256)
   // As DELETE takes it: a block no DELETE can name would stay until Redis is edited by hand.
   // eslint-disable-next-line no-control-regex -- control characters are exactly what it refuses
-  @Matches(/^[^\u0000-\u001f\u007f]+$/, { message: 'user must not contain control characters' })
+  @Matches(/^[^\u0000-\u001f\u007f]*$/, { message: 'user must not contain control characters' })
   user?: string;
   @ApiProperty({ example: 'abuse report #123' }) @IsString() @MinLength(1) @MaxLength(500) reason!: string;
   @ApiPropertyOptional({
