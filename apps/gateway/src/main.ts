@@ -30,6 +30,7 @@ async function main(): Promise<void> {
   }
   const app = await createGateway(config).catch(die);
   const logger = app.get<JsonLogger>(KEYGATE_LOGGER);
+  for (const warning of config.warnings) logger.write('WARNING', warning);
   const lifecycle = app.get(LifecycleState);
   const requests = app.get(RequestLifecycle);
   let stopping = false;

@@ -96,6 +96,35 @@ describe('loadGatewayConfig', () => {
     expect(failure({ ...base, ...links, API_KEY_SERVER_PORTS: '1' })).toContain('API_KEY_SERVER_PORTS: unknown variable');
   });
 
+  it.each([
+    ['API_KEY_SERVER_JWKS_URLS', 'https://idp.example:99999/jwks'],
+    ['API_KEY_SERVER_JWKS_URLS', 'http://[bad'],
+    ['API_KEY_SERVER_IAP_JWKS_URL', 'www.gstatic.com/iap/verify/public_key-jwk'],
+    ['API_KEY_SERVER_IAP_JWKS_URL', 'notaurl'],
+    ['API_KEY_SERVER_PUBLIC_URL', 'http://[bad'],
+    ['API_KEY_SERVER_PUBLIC_URL', 'https://keygate.example:99999'],
+    ['API_KEY_SERVER_AUTHORIZATION_SERVERS', 'https://idp.example, http://[bad'],
+  ])('refuses %s=%s, a URL that could never be fetched (it used to pass, and fail only at use)', (name, value) => {
+    expect(failure({ ...base, API_KEY_SERVER_IAP_AUDIENCE: 'aud', [name]: value })).toContain(name);
+  });
+
+  it('says which settings have no effect as configured (their feature is off), without refusing them', () => {
+    const hmacOnly = { API_KEY_SERVER_PRODUCT_KEYS: base.API_KEY_SERVER_PRODUCT_KEYS, API_KEY_SERVER_HMAC_SECRETS: '{}' };
+    const config = loadGatewayConfig({
+      ...hmacOnly,
+      API_KEY_SERVER_JWT_ISSUER: 'issuer-a',
+      API_KEY_SERVER_IAP_JWKS_URL: 'https://keys.example/jwk',
+      API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME: 'keys',
+    });
+    expect(config.jwt).toBeUndefined();
+    expect(config.warnings).toEqual([
+      expect.stringMatching(/^API_KEY_SERVER_JWT_ISSUER is set but JWT authentication is off .*: it has no effect$/),
+      expect.stringMatching(/^API_KEY_SERVER_IAP_JWKS_URL is set but IAP is off/),
+      expect.stringMatching(/^API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME is set but Secret Manager is off/),
+    ]);
+    expect(loadGatewayConfig(base).warnings).toEqual([]);
+  });
+
   it('takes API_KEY_SERVER_SECRET_REFRESH_SECONDS=0 as "never re-read", as the README says', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_SECRET_REFRESH_SECONDS: '0' }).secretManager.refreshSeconds).toBe(0);
   });

@@ -1,6 +1,6 @@
 import { getMetadataStorage } from 'class-validator';
 import { ConfigError } from './config.error';
-import { EnvironmentSchema, urlList } from './env.schema';
+import { EnvironmentSchema, isFetchableUrl, urlList } from './env.schema';
 import type { GatewayConfig, LogLevel } from './gateway-config';
 import { loadPolicyFile } from './policy.loader';
 import { validatePlain } from './validation.util';
@@ -40,6 +40,41 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
       'no credential method configured: set API_KEY_SERVER_JWT_PUBLIC_KEYS, API_KEY_SERVER_JWKS_URLS, API_KEY_SERVER_HMAC_SECRETS or API_KEY_SERVER_IAP_AUDIENCE',
     );
   }
+  // A setting whose feature is off is not an error (one base manifest serves several overlays), but
+  // it is said: a JWT issuer with no key source leaves JWT off, and a valid token then gets 401.
+  const warnings: string[] = [];
+  const unused = (names: ReadonlyArray<keyof EnvironmentSchema>, because: string): void => {
+    for (const name of names) if (e[name] !== undefined) warnings.push(`${name} is set but ${because}: it has no effect`);
+  };
+  if (!jwtOn)
+    unused(
+      [
+        'API_KEY_SERVER_JWT_ISSUER',
+        'API_KEY_SERVER_JWT_AUDIENCE',
+        'API_KEY_SERVER_JWT_MAX_TTL_SECONDS',
+        'API_KEY_SERVER_JWT_REQUIRED_CLAIMS',
+        'API_KEY_SERVER_JWKS_CACHE_SECONDS',
+        'API_KEY_SERVER_JWKS_COOLDOWN_SECONDS',
+        'API_KEY_SERVER_JWKS_TIMEOUT_MS',
+      ],
+      'JWT authentication is off (no API_KEY_SERVER_JWT_PUBLIC_KEYS or API_KEY_SERVER_JWKS_URLS)',
+    );
+  if (!e.API_KEY_SERVER_IAP_AUDIENCE) unused(['API_KEY_SERVER_IAP_JWKS_URL'], 'IAP is off (no API_KEY_SERVER_IAP_AUDIENCE)');
+  if (!useSecretManager)
+    unused(
+      [
+        'GOOGLE_CLOUD_PROJECT',
+        'API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME',
+        'API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_NAME',
+        'API_KEY_SERVER_SECRET_HMAC_SECRETS_NAME',
+        'API_KEY_SERVER_SECRET_PRODUCT_KEYS_VERSION',
+        'API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_VERSION',
+        'API_KEY_SERVER_SECRET_HMAC_SECRETS_VERSION',
+        'API_KEY_SERVER_SECRET_REFRESH_SECONDS',
+        'API_KEY_SERVER_SECRET_MANAGER_ENDPOINT',
+      ],
+      'Secret Manager is off (USE_SECRET_MANAGER is not true)',
+    );
   const port = int(e.PORT, 8080);
   const maxTtl = int(e.API_KEY_SERVER_JWT_MAX_TTL_SECONDS, 900);
   const upstream = {
@@ -75,6 +110,10 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     : issuers.filter((i) => /^https:\/\//.test(i));
   if (e.API_KEY_SERVER_AUTHORIZATION_SERVERS && !urlList(e.API_KEY_SERVER_AUTHORIZATION_SERVERS)) {
     problems.push('API_KEY_SERVER_AUTHORIZATION_SERVERS: must be a comma-separated list of http(s) URLs');
+  }
+  for (const name of ['API_KEY_SERVER_IAP_JWKS_URL', 'API_KEY_SERVER_PUBLIC_URL'] as const) {
+    const value = e[name];
+    if (value !== undefined && !isFetchableUrl(value)) problems.push(`${name}: is not a valid http(s) URL`);
   }
   if (problems.length) throw new ConfigError(`Invalid environment variables:\n  - ${[...new Set(problems)].join('\n  - ')}`);
   const policy = loadPolicyFile(e.API_KEY_SERVER_POLICY_FILE);
@@ -143,6 +182,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     corsOrigins,
     resource: { publicUrl: e.API_KEY_SERVER_PUBLIC_URL?.replace(/\/+$/, ''), authorizationServers },
     policy,
+    warnings: [...warnings, ...policy.warnings],
   };
 }
 

@@ -4,7 +4,17 @@ const INT = /^\d+$/;
 const BOOL = /^(true|false|1|0)$/i;
 /** `latest`, a version number, or a version alias (letters, digits, `_`, `-`). */
 const SECRET_VERSION = /^[A-Za-z0-9][\w-]{0,62}$/;
-const urlList = (value: string): boolean => value.split(',').every((u) => /^https?:\/\/[^\s,]+$/.test(u.trim()));
+/** An http(s) URL that Node can fetch: a regex alone passed `http://[bad` and port 99999, which only failed at the first fetch. */
+export function isFetchableUrl(value: string): boolean {
+  if (!/^https?:\/\/[^\s,]+$/.test(value)) return false;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+const urlList = (value: string): boolean => value.split(',').every((u) => isFetchableUrl(u.trim()));
 
 /**
  * The environment of SPEC §2, as strings. Validated once at boot; only the loader turns it into
@@ -33,7 +43,7 @@ export class EnvironmentSchema {
   @IsOptional() @IsString() API_KEY_SERVER_HMAC_SECRETS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_IAP_AUDIENCE?: string;
   @IsOptional()
-  @IsUrl({ require_tld: false, protocols: ['http', 'https'] }, { message: 'must be an http(s) URL' })
+  @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] }, { message: 'must be an http(s) URL' })
   API_KEY_SERVER_IAP_JWKS_URL?: string;
   @IsOptional() @IsString() API_KEY_SERVER_POLICY_FILE?: string;
   @IsOptional() @Matches(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }) API_KEY_SERVER_REDIS_URL?: string;

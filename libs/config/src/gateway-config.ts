@@ -56,6 +56,8 @@ export interface SecretManagerSettings {
 
 /** The whole validated configuration; built once at boot by `loadGatewayConfig`. */
 export interface GatewayConfig {
+  /** Settings that have no effect as configured, logged as WARNING lines at boot. */
+  warnings: string[];
   port: number;
   /** The address the HTTP server listens on: every interface unless set (a pod must be reachable). */
   listenAddress: string;

@@ -61,6 +61,28 @@ describe('buildPolicyBook', () => {
     expect(message).toContain('products.p.policy.temperature');
   });
 
+  it('refuses a max_tokens cap no model could use (it went upstream as sent)', () => {
+    expect(problems({ defaults: { policy: { max_tokens: 1e300 } } })).toMatch(/defaults\.policy\.max_tokens/);
+    expect(buildPolicyBook({ defaults: { policy: { max_tokens: 10_000_000 } } }).defaults.policy.maxTokens).toBe(10_000_000);
+  });
+
+  it('refuses a fallback list that names its own model or a model twice', () => {
+    expect(problems({ products: { p: { fallbacks: { 'gpt-4o': ['gpt-4o', 'claude-x'] } } } })).toContain(
+      'products.p.fallbacks.gpt-4o: lists the model itself',
+    );
+    expect(problems({ defaults: { fallbacks: { 'gpt-4o': ['claude-x', 'claude-x'] } } })).toContain(
+      'defaults.fallbacks.gpt-4o: lists a model twice',
+    );
+  });
+
+  it('warns where a request without max_tokens could never fit a daily token quota (the cap is reserved)', () => {
+    const book = buildPolicyBook({ products: { trial: { limits: { user_daily_tokens: 2000 } }, roomy: { policy: { max_tokens: 1000 } } } });
+    expect(book.warnings).toEqual([
+      expect.stringMatching(/^products\.trial: policy\.max_tokens \(4096\) is not below limits\.user_daily_tokens \(2000\)/),
+    ]);
+    expect(buildPolicyBook({ products: { off: { limits: { user_daily_tokens: 0 } } } }).warnings).toEqual([]);
+  });
+
   it('answers defaults for products it does not name', () => {
     const book = buildPolicyBook({ defaults: { policy: { max_tokens: 100 } } });
     expect(book.forProduct('unknown').policy.maxTokens).toBe(100);

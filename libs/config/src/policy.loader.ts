@@ -78,8 +78,25 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
     resolvedDefaults.policy.maxStreamSeconds,
     ...[...resolved.values()].map((p) => p.policy.maxStreamSeconds),
   );
+  // A request without max_tokens reserves the cap: a cap above a daily token quota could never be
+  // admitted (429 until midnight, every day). Valid (clients may always send a smaller max_tokens), so said, not refused.
+  const warnings: string[] = [];
+  for (const [where, p] of [['defaults', resolvedDefaults] as const, ...[...resolved].map(([n, p]) => [`products.${n}`, p] as const)]) {
+    for (const [field, quota] of [
+      ['user_daily_tokens', p.limits.userDailyTokens],
+      ['daily_tokens', p.limits.dailyTokens],
+    ] as const) {
+      if (quota > 0 && p.policy.maxTokens >= quota) {
+        warnings.push(
+          `${where}: policy.max_tokens (${p.policy.maxTokens}) is not below limits.${field} (${quota}): a request that sends no max_tokens reserves the cap and is refused every day`,
+        );
+        break;
+      }
+    }
+  }
   return {
     defaults: resolvedDefaults,
+    warnings,
     largestRequestBytes,
     longestStreamSeconds,
     productNames: [...resolved.keys()],
@@ -98,6 +115,11 @@ function validateProduct(entry: unknown, path: string, problems: string[]): Prod
     for (const [model, list] of Object.entries(value.fallbacks)) {
       if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string' && m.length > 0)) {
         problems.push(`${path}.fallbacks.${model}: must be a non-empty list of model names`);
+      } else if (list.includes(model)) {
+        // The model again after its own retries: its failures would be retried twice over.
+        problems.push(`${path}.fallbacks.${model}: lists the model itself`);
+      } else if (new Set(list).size !== list.length) {
+        problems.push(`${path}.fallbacks.${model}: lists a model twice`);
       }
     }
   }

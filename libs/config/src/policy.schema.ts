@@ -38,7 +38,8 @@ export class TemperatureRangeSchema {
 
 /** `policy` block of the policy file (SPEC §4). */
 export class ParameterPolicySchema {
-  @Optional() @IsInt() @Min(1) max_tokens?: number;
+  /** No model writes anywhere near 10 M tokens in one answer; 1e300 would go upstream as sent. */
+  @Optional() @IsInt() @Min(1) @Max(10_000_000) max_tokens?: number;
   @Optional() @IsObject() @ValidateNested() @Type(() => TemperatureRangeSchema) temperature?: TemperatureRangeSchema;
   // 1 GiB: the body limit is enforced while the body streams in, but a bound keeps it a real one.
   @Optional() @IsInt() @Min(1) @Max(1_073_741_824) max_request_bytes?: number;

@@ -38,4 +38,6 @@ export interface PolicyBook {
   readonly productNames: readonly string[];
   /** The longest `max_stream_seconds` of any product (it must fit the upstream total timeout). */
   readonly longestStreamSeconds: number;
+  /** Settings that are valid but cannot work as meant, logged as WARNING lines at boot. */
+  readonly warnings: readonly string[];
 }

@@ -1,4 +1,5 @@
 import { fieldLabel, SecretFormatError } from './secret-format.error';
+import { parseSecretJson } from './secret-json';
 
 /** One HMAC client (SPEC §5): its shared secret and the product it calls for. */
 export interface HmacClient {
@@ -23,13 +24,7 @@ const FIELDS = ['secret', 'product'];
  * accepted: HMAC is then simply unused.
  */
 export function parseHmacSecrets(text: string, secretName: string): ReadonlyMap<string, HmacClient> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    // The parser's message can quote the input, so it is not passed on.
-    throw new SecretFormatError(secretName, ['not valid JSON']);
-  }
+  const doc = parseSecretJson(text, secretName);
   if (!isObject(doc))
     throw new SecretFormatError(secretName, ['must be a JSON object {"<client-id>": {"secret": "...", "product": "..."}}']);
   const problems: string[] = [];

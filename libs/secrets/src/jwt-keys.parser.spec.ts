@@ -8,6 +8,11 @@ describe('parseJwtPublicKeys', () => {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 
+  it('refuses a kid listed twice: the second key would replace the first without a word', () => {
+    const text = `{"k1": ${JSON.stringify(pem(rsa))},\n"k1": ${JSON.stringify(pem(ec))}}`;
+    expect(() => parseJwtPublicKeys(text, 'jwt-public-keys')).toThrow(/a key appears twice in one object \(line 2\)/);
+  });
+
   it('pins RS256 to RSA keys and ES256 to P-256 keys', () => {
     const keys = parseJwtPublicKeys(JSON.stringify({ r1: pem(rsa), e1: pem(ec) }), 'jwt-public-keys');
     expect(keys.get('r1')?.alg).toBe('RS256');

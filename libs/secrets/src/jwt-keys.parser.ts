@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SecretFormatError } from './secret-format.error';
+import { parseSecretJson } from './secret-json';
 
 /** JWS algorithms keygate accepts; each key is pinned to the one its type allows. */
 export type JwtAlgorithm = 'RS256' | 'ES256';
@@ -25,12 +26,7 @@ export function parseJwtPublicKeys(
   secretName: string,
   options: JwtKeysParseOptions = {},
 ): ReadonlyMap<string, JwtVerificationKey> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    throw new SecretFormatError(secretName, ['not valid JSON']);
-  }
+  const doc = parseSecretJson(text, secretName);
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new SecretFormatError(secretName, ['must be a JSON object {"<kid>": "<PEM public key>"}']);
   }

@@ -20,6 +20,18 @@ describe('makeProductEntry', () => {
     expect(entry.modelIds).toEqual(['gpt-4o', 'claude-3-5-sonnet-20241022']);
   });
 
+  it('routes by the longest matching pattern, whatever the order of the providers', () => {
+    for (const providers of [
+      [access('openai', ['gpt*']), access('anthropic', ['gpt-4*'])],
+      [access('anthropic', ['gpt-4*']), access('openai', ['gpt*'])],
+    ]) {
+      const overlapping = makeProductEntry('o', providers);
+      expect(overlapping.route('gpt-4o-mini')?.provider).toBe('anthropic');
+      expect(overlapping.configuredModel('gpt-4o-mini')).toBe('gpt-4*');
+      expect(overlapping.route('gpt-3.5-turbo')?.provider).toBe('openai');
+    }
+  });
+
   it('names the configured entry that serves a model, never the name the client sent', () => {
     expect(entry.configuredModel('gpt-4o')).toBe('gpt-4o');
     expect(entry.configuredModel('ft:gpt-4o-mini:acme:1')).toBe('ft:gpt-4o-mini:*');

@@ -38,7 +38,11 @@ export interface ProductEntry {
 /** All products, keyed by name. */
 export type ProductCatalog = ReadonlyMap<string, ProductEntry>;
 
-/** Builds a product's routing: exact names first (a map lookup), then prefix patterns in order. */
+/**
+ * Builds a product's routing: exact names first (a map lookup), then prefix patterns, the longest
+ * (most specific) first, so `gpt-4*` under one provider wins over `gpt*` under another whatever
+ * the order of the keys in the secret.
+ */
 export function makeProductEntry(name: string, providers: ProviderAccess[]): ProductEntry {
   const exact = new Map<string, ProviderAccess>();
   const patterns: Array<{ prefix: string; entry: string; access: ProviderAccess }> = [];
@@ -48,6 +52,8 @@ export function makeProductEntry(name: string, providers: ProviderAccess[]): Pro
       else if (!exact.has(model)) exact.set(model, access);
     }
   }
+  // Stable: equal lengths keep their order (the same pattern twice is refused by the parser).
+  patterns.sort((a, b) => b.prefix.length - a.prefix.length);
   return {
     name,
     providers,

@@ -83,6 +83,30 @@ describe('parseProductKeys', () => {
     expect(problems(text)).toContain(expected);
   });
 
+  it('refuses a secret with no product: every request would be refused', () => {
+    expect(problems('{}')).toMatch(/no products: at least one product is required/);
+  });
+
+  it('refuses a product listed twice (JSON.parse would keep the second silently), naming the line, never the key', () => {
+    const text = `{\n  "${KEY}": "sk-legacy-one",\n  "${KEY}": "sk-legacy-two"\n}`;
+    expect(problems(text)).toMatch(/a key appears twice in one object \(line 3\)/);
+    expect(
+      problems(
+        JSON.stringify({ p: { providers: { openai: { api_key: 'sk-1', models: ['m'] } } } }).replace('"models"', '"api_key":"x","models"'),
+      ),
+    ).toMatch(/appears twice/);
+  });
+
+  it('refuses a model name longer than a request may carry', () => {
+    const long = 'm'.repeat(257);
+    expect(problems(JSON.stringify({ p: { providers: { openai: { api_key: 'sk-1', models: ['ok', long] } } } }))).toMatch(
+      /p\.providers\.openai\.models\[1\]: longer than 256 characters/,
+    );
+    expect(() =>
+      parseProductKeys(JSON.stringify({ p: { providers: { openai: { api_key: 'sk-1', models: ['m'.repeat(256)] } } } }), 'k'),
+    ).not.toThrow();
+  });
+
   it('names a refused provider entry without also claiming there is none', () => {
     const message = problems(JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: 'gpt-4o' } } } }));
     expect(message).toContain('p.providers.openai.models');

@@ -8,6 +8,7 @@ import {
   type ProviderName,
 } from './product-catalog';
 import { fieldLabel, SecretFormatError } from './secret-format.error';
+import { parseSecretJson } from './secret-json';
 
 const PRODUCT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -16,13 +17,7 @@ const PRODUCT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
  * `"product": "sk-..."` OpenAI-only format, which routes every model to OpenAI.
  */
 export function parseProductKeys(text: string, secretName: string): ProductCatalog {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    // The parser's message can quote the input, so it is not passed on.
-    throw new SecretFormatError(secretName, ['not valid JSON']);
-  }
+  const doc = parseSecretJson(text, secretName);
   if (!isObject(doc)) throw new SecretFormatError(secretName, ['must be a JSON object keyed by product name']);
   const problems: string[] = [];
   const catalog = new Map<string, ProductEntry>();
@@ -76,6 +71,8 @@ export function parseProductKeys(text: string, secretName: string): ProductCatal
       if (Object.keys(entry.providers).length === 0) problems.push(`${product}.providers: at least one provider is required`);
     } else if (problems.length === before) catalog.set(product, makeProductEntry(product, providers));
   }
+  // No product at all would refuse every request, and a rotation to it would take the whole gateway down.
+  if (Object.keys(doc).length === 0) problems.push('no products: at least one product is required');
   if (problems.length) throw new SecretFormatError(secretName, problems);
   return catalog;
 }
@@ -94,6 +91,11 @@ function parseAccess(provider: ProviderName, access: unknown, path: string, prob
   else if (!API_KEY.test(apiKey.trim())) problems.push(`${path}.api_key: ${API_KEY_RULE}`);
   if (!Array.isArray(models) || models.length === 0 || !models.every((m) => typeof m === 'string' && m.trim().length > 0)) {
     problems.push(`${path}.models: must be a non-empty list of model names`);
+  } else {
+    // A request names at most MAX_MODEL_LENGTH characters: a longer name could never be called.
+    models.forEach((m: string, i) => {
+      if (m.trim().length > MAX_MODEL_LENGTH) problems.push(`${path}.models[${i}]: longer than ${MAX_MODEL_LENGTH} characters`);
+    });
   }
   let base = DEFAULT_BASE_URLS[provider];
   if (baseUrl !== undefined) {
@@ -103,6 +105,9 @@ function parseAccess(provider: ProviderName, access: unknown, path: string, prob
   if (problems.length > before) return undefined;
   return { provider, apiKey: (apiKey as string).trim(), baseUrl: base, models: (models as string[]).map((m) => m.trim()) };
 }
+
+/** The longest model name a request may carry (the request schemas' limit). */
+export const MAX_MODEL_LENGTH = 256;
 
 /** A key goes into an HTTP header: visible ASCII only (a control character would break the request). */
 const API_KEY = /^[\x21-\x7e]+$/;
