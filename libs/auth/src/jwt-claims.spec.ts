@@ -49,6 +49,8 @@ describe('principalFromClaims', () => {
     [{ ...ok, iat: 'yesterday' }, /iat/],
     [{ ...ok, sub: undefined }, /sub/],
     [{ ...ok, sub: '' }, /sub/],
+    [{ ...ok, sub: 'evil\u0001\nuser' }, /sub claim has control characters/],
+    [{ ...ok, sub: 'x'.repeat(257) }, /sub/],
     [{ ...ok, product: 7 }, /product/],
   ])('rejects %j', (payload, message) => {
     expect(rejected(payload)).toMatch(message);

@@ -34,6 +34,9 @@ export function principalFromClaims(
   const lifetime = exp - (typeof iat === 'number' ? iat : nowSeconds);
   if (lifetime > maxTtlSeconds) throw invalid(`the token lifetime exceeds the maximum of ${maxTtlSeconds} seconds`);
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) throw invalid('the token has no sub claim');
+  // The user id keys limits and blocks: an operator could not name one with control characters
+  // (POST /admin/blocks refuses them), so such a user could never be blocked alone.
+  if (CONTROL.test(sub)) throw invalid('the token sub claim has control characters');
   if (typeof product !== 'string' || product.length === 0 || product.length > 64) throw invalid('the token has no product claim');
   return { kind: 'jwt', product, user: sub, scopes: scopesOf(payload.scope) };
 }
@@ -75,3 +78,6 @@ function scopesOf(scope: unknown): string[] {
 function invalid(message: string): GatewayError {
   return new GatewayError('invalid_token', message);
 }
+
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it finds
+const CONTROL = /[\u0000-\u001f\u007f]/;
