@@ -282,6 +282,27 @@ describe('BlocksService when Redis stops answering', () => {
   });
 });
 
+describe('BlocksService when Redis is connected but silent', () => {
+  it('answers an operator’s change 503 after a bounded wait, saying it may still be applied (the command was sent)', async () => {
+    const redis = connect();
+    const service = await replica(redis);
+    const p = product('silent');
+    // A command that never answers, as a paused or overloaded Redis does: no rejection to wait for.
+    const hset = redis.hset.bind(redis);
+    (redis as unknown as { hset: () => Promise<never> }).hset = () => new Promise<never>(() => undefined);
+    try {
+      const error = await service.create(block(p, 'zed')).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toMatchObject({ code: 'service_unavailable', message: expect.stringMatching(/may still be applied/) });
+    } finally {
+      (redis as unknown as { hset: typeof hset }).hset = hset;
+    }
+    expect(service.find(p, 'zed')).toBeUndefined();
+  });
+});
+
 describe('BlocksService when its Redis connection drops', () => {
   it('says once that the blocks in force may be stale, and nothing before its first refresh', async () => {
     // Reconnects only after 10 s, so the outage lasts the whole test.

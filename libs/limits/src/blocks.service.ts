@@ -5,6 +5,9 @@ import { KEYGATE_REDIS } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 
+/** Longest an operator's block change waits on a Redis that is connected but silent. */
+export const ADMIN_REDIS_WAIT_MS = 1_000;
+
 /** A block of a product, or of one user of a product. */
 export interface Block {
   product: string;
@@ -174,19 +177,32 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     return this.blocks.delete(key);
   }
 
-  /** A block must reach every replica, so without Redis a change is refused (503), never half-made. */
+  /**
+   * A block must reach every replica, so without Redis a change is refused (503). A Redis that is
+   * connected but does not answer is waited on for {@link ADMIN_REDIS_WAIT_MS} at most; a command
+   * sent may still run when it answers, which the 503 says (the operator checks with the list).
+   */
   private async shared<T>(op: () => Promise<T> | undefined): Promise<T | undefined> {
     if (this.redis?.status !== 'ready')
-      throw new GatewayError('service_unavailable', 'blocks are kept in Redis, which is unavailable; retry shortly', {
+      throw new GatewayError('service_unavailable', 'blocks are kept in Redis, which is unavailable; nothing was changed; retry shortly', {
         retryAfterSeconds: 1,
       });
+    let timer: NodeJS.Timeout | undefined;
     try {
-      return await op();
+      return await Promise.race([
+        op(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${ADMIN_REDIS_WAIT_MS} ms`)), ADMIN_REDIS_WAIT_MS);
+        }),
+      ]);
     } catch (error) {
-      throw new GatewayError('service_unavailable', 'blocks are kept in Redis, which did not answer; retry shortly', {
-        retryAfterSeconds: 1,
-        cause: error,
-      });
+      throw new GatewayError(
+        'service_unavailable',
+        'blocks are kept in Redis, which did not answer: the change may still be applied when it does; list the blocks to see, then retry',
+        { retryAfterSeconds: 1, cause: error },
+      );
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -394,6 +394,21 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(await direct.hgetall(`kg:{${p}}:req:${DAY}`)).toEqual({ _total: '1', 'u:max': '1' });
   }, 15_000);
 
+  it('takes a request back from Redis when its late reply comes after its held count was sent (a stalled Redis, still connected)', async () => {
+    const p = product('late-after-send');
+    proxy.mode = 'slow'; // Redis runs each command at once; its replies come 400 ms late
+    expect(await admit(store, p, 'oda', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    // Another request's settlement sends the batch, this request's held count with it, before the
+    // late reply arrives: Redis has now counted it twice.
+    await store.settleTokens(p, 'oda', 10, DAY, 'shared');
+    proxy.mode = 'up';
+    await until('the cool-off to end', () => !store.degraded, 3_000);
+    await store.beforeApplicationShutdown();
+    // The late reply took the second count back from Redis itself.
+    await until('the correction to land', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:oda')) === '1');
+    expect(await direct.hgetall(`kg:{${p}}:req:${DAY}`)).toEqual({ _total: '1', 'u:oda': '1' });
+  }, 15_000);
+
   it('sends what it held during a cool-off once a slow Redis answers in time again (no reconnect, no settlements)', async () => {
     const p = product('slow-back');
     proxy.mode = 'slow';

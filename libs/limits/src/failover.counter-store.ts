@@ -110,7 +110,10 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       (s) => (s === this.local ? this.hitLocal(hits, tokens) : s.hit(hits, tokens)),
       (late) => {
         if (!late.admitted) return;
-        this.holdRequests(hits, -1);
+        // The request was also counted in memory and held for Redis: that count is taken back, from
+        // what is still held, else (already sent with a batch, as while Redis is hung but connected)
+        // from Redis itself, so a stall does not leave the request counted twice in the shared day.
+        this.unholdRequests(hits);
         if (tokens) void this.settleShared(tokens.product, tokens.user, -tokens.tokens, tokens.day);
       },
     );
@@ -125,7 +128,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   /** Off the request path like settling: tried whenever the client is connected; lost (the safe side) if Redis is away. */
   async release(counters: readonly CounterRef[], store: StoreName): Promise<void> {
     if (store === 'local') {
-      this.holdRequests(counters, -1);
+      this.unholdRequests(counters);
       return this.local.release(counters, 'local');
     }
     if (this.redis.status !== 'ready') return;
@@ -205,17 +208,37 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     else this.heldDropped++;
   }
 
-  /** Adds `n` to the held count of each long-lived counter (never below zero). */
-  private holdRequests(counters: ReadonlyArray<CounterRef & { ttlMs?: number }>, n: 1 | -1): void {
+  /**
+   * Takes one request back from the held counts; where its count was sent to Redis already, from
+   * Redis (release never goes below zero; lost, the safe side, if Redis is away).
+   */
+  private unholdRequests(counters: ReadonlyArray<CounterRef & { ttlMs?: number }>): void {
+    const sent = this.holdRequests(counters, -1);
+    if (sent.length && this.redis.status === 'ready') void this.shared.release(sent, 'shared').catch(() => undefined);
+  }
+
+  /**
+   * Adds `n` to the held count of each long-lived counter (never below zero). Returns the counters
+   * a -1 found nothing held for: their count was sent to Redis already.
+   */
+  private holdRequests(
+    counters: ReadonlyArray<CounterRef & { ttlMs?: number }>,
+    n: 1 | -1,
+  ): Array<{ key: string; field?: string; ttlMs: number }> {
+    const alreadySent: Array<{ key: string; field?: string; ttlMs: number }> = [];
     for (const { key, field, ttlMs } of counters) {
       const id = `${key}\n${field ?? ''}`;
       const entry = this.heldRequests.get(id);
-      if (entry) entry.count = Math.max(0, entry.count + n);
-      else if (n > 0 && ttlMs !== undefined && ttlMs > REPLAYED_COUNTER_MIN_TTL_MS) {
-        if (this.heldRequests.size < MAX_HELD_SETTLEMENTS) this.heldRequests.set(id, { key, field, ttlMs, count: n });
-        else this.heldRequestsDropped++;
-      }
+      const longLived = ttlMs !== undefined && ttlMs > REPLAYED_COUNTER_MIN_TTL_MS;
+      if (entry && (n > 0 || entry.count > 0)) entry.count += n;
+      // Nothing held: a long-lived counter's count went to Redis (a per-second one never does).
+      else if (n < 0) {
+        if (longLived) alreadySent.push({ key, field, ttlMs });
+      } else if (!longLived) continue;
+      else if (this.heldRequests.size < MAX_HELD_SETTLEMENTS) this.heldRequests.set(id, { key, field, ttlMs, count: n });
+      else this.heldRequestsDropped++;
     }
+    return alreadySent;
   }
 
   /**
