@@ -542,7 +542,8 @@ export class Gateway {
 
   /**
    * An Anthropic SDK client for this gateway (its base URL is the gateway's root): no retries, every
-   * request tracked. The token goes in `x-api-key`, as the SDK sends a key, or as a bearer token.
+   * request tracked. The token is given as the SDK's `apiKey` or `authToken` (this SDK version sends
+   * both as `Authorization: Bearer`; `x-api-key` is tested with raw requests).
    */
   anthropic(token: string, options: { bearer?: boolean; timeoutMs?: number } = {}): Anthropic {
     return new Anthropic({

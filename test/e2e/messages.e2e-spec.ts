@@ -107,9 +107,9 @@ function billed(usage: Anthropic.Usage): number {
 
 describe('POST /v1/messages with the Anthropic SDK', () => {
   it.each([
-    ['x-api-key', false],
-    ['Authorization: Bearer', true],
-  ])('answers a Claude model with Anthropic’s own message, the token in %s, billed and audited', async (_how, bearer) => {
+    ['apiKey', false],
+    ['authToken', true],
+  ])('answers a Claude model with Anthropic’s own message, the token given as the SDK’s %s, billed and audited', async (_how, bearer) => {
     const { id, headers } = rid('msg-plain');
     const {
       result: message,
@@ -141,6 +141,19 @@ describe('POST /v1/messages with the Anthropic SDK', () => {
       tokens_in: billed(message.usage),
       tokens_out: message.usage.output_tokens,
     });
+  });
+
+  it('takes the token from x-api-key, as older SDKs and Claude Code’s key helper send it', async () => {
+    const { id, headers } = rid('msg-raw-key');
+    const body = JSON.stringify({ model: ANTHROPIC_MODEL, max_tokens: 32, messages: [{ role: 'user', content: 'raw key' }] });
+    const { result: res, after } = await counting(() =>
+      gw.fetch('/v1/messages', { method: 'POST', headers: { ...headers, 'x-api-key': token, 'content-type': 'application/json' }, body }),
+    );
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect((JSON.parse(text) as Anthropic.Message).content).toEqual([{ type: 'text', text: mockReply('anthropic', 'raw key') }]);
+    expect(after.last['anthropic.messages']?.headers['x-api-key']).toBe('sk-ant-mock-prov');
+    await expectOneAudit(id, { status: 200, user: 'claude-user' });
   });
 
   it('streams Anthropic’s events as they come; the SDK assembles the message; usage billed from message_start and message_delta', async () => {
@@ -263,6 +276,13 @@ describe('POST /v1/messages refusals, in an envelope the Anthropic SDK reads', (
     ],
     ['no messages', { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [] }, 400, 'invalid_request', 'messages'],
     [
+      "OpenAI's max_completion_tokens (the policy would read it as the cap; Anthropic refuses it)",
+      { model: ANTHROPIC_MODEL, max_completion_tokens: 10, messages: [{ role: 'user', content: 'x' }] },
+      400,
+      'unsupported_parameter',
+      'max_completion_tokens',
+    ],
+    [
       'a message with another role',
       { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'system', content: 'x' }] },
       400,
@@ -296,6 +316,35 @@ describe('POST /v1/messages refusals, in an envelope the Anthropic SDK reads', (
     expect(error.status).toBe(400);
     expect(error.error).toMatchObject({ type: 'error', error: { code: 'invalid_request', param: 'anthropic-version' } });
     expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'bad_request' });
+  });
+
+  it('takes a token from x-api-key on /v1/messages only: the OpenAI routes answer it 401', async () => {
+    for (const path of ['/v1/chat/completions', '/chat/prov', '/v1/embeddings']) {
+      const { id, headers } = rid('xapikey-elsewhere');
+      const res = await gw.fetch(path, {
+        method: 'POST',
+        headers: { ...headers, 'x-api-key': token, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: OPENAI_MODEL, messages: [{ role: 'user', content: 'x' }], input: 'x' }),
+      });
+      expect({ path, status: res.status }).toEqual({ path, status: 401 });
+      expect(await res.json()).not.toHaveProperty('type');
+      await expectOneAudit(id, { status: 401, failure: 'auth' });
+    }
+  });
+
+  it('answers in the same envelope what keygate refuses before routing (a compressed body)', async () => {
+    const { id, headers } = rid('msg-gzip');
+    const res = await gw.fetch('/v1/messages', {
+      method: 'POST',
+      headers: { ...headers, authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: 'not really gzip',
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({
+      type: 'error',
+      error: { code: 'invalid_request', message: expect.stringMatching(/Content-Encoding/) },
+    });
     await expectOneAudit(id, { status: 400, failure: 'bad_request' });
   });
 
@@ -376,13 +425,18 @@ describe('POST /v1/messages upstream failures', () => {
   });
 
   it('bills a client that leaves mid-stream what the upstream reported, and audits it 499', async () => {
+    const prompt = 'slow [mock chunk_delay_ms=200 chunks=20]';
+    // What Anthropic reports as the prompt's tokens (message_start), from the same request whole.
+    const whole = await gw
+      .anthropic(token)
+      .messages.create({ model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: prompt }] });
     const { id, headers } = rid('msg-abort');
     const abortedBefore = (await mock.stats()).aborted;
     const controller = new AbortController();
     const stream = gw
       .anthropic(token)
       .messages.stream(
-        { model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'slow [mock chunk_delay_ms=200 chunks=20]' }] },
+        { model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: prompt }] },
         { headers, signal: controller.signal },
       );
     let deltas = 0;
@@ -391,9 +445,10 @@ describe('POST /v1/messages upstream failures', () => {
       if (deltas === 2) controller.abort();
     });
     await stream.finalMessage().catch(() => undefined);
-    const audit = await expectOneAudit(id, { status: 499, failure: 'client_abort', stream: true });
-    expect(audit.tokens_in).toBeGreaterThan(0);
+    const audit = await expectOneAudit(id, { status: 499, failure: 'client_abort', stream: true, tokens_in: billed(whole.usage) });
+    // At least what reached the client, less than the whole answer.
     expect(audit.tokens_out).toBeGreaterThan(0);
+    expect(audit.tokens_out).toBeLessThan(whole.usage.output_tokens);
     await waitFor('the mock to see the abort', async () => ((await mock.stats()).aborted > abortedBefore ? true : undefined));
   });
 });

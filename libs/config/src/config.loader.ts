@@ -63,14 +63,14 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   if (!useSecretManager)
     unused(
       [
-        'GOOGLE_CLOUD_PROJECT',
+        // Not GOOGLE_CLOUD_PROJECT (the logger's trace project too), nor the refresh period (the base
+        // manifest sets it for every overlay, External Secrets ones included).
         'API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME',
         'API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_NAME',
         'API_KEY_SERVER_SECRET_HMAC_SECRETS_NAME',
         'API_KEY_SERVER_SECRET_PRODUCT_KEYS_VERSION',
         'API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_VERSION',
         'API_KEY_SERVER_SECRET_HMAC_SECRETS_VERSION',
-        'API_KEY_SERVER_SECRET_REFRESH_SECONDS',
         'API_KEY_SERVER_SECRET_MANAGER_ENDPOINT',
       ],
       'Secret Manager is off (USE_SECRET_MANAGER is not true)',

@@ -88,6 +88,15 @@ describe('AnthropicNativeStream', () => {
     expect(() => new AnthropicNativeStream().push(sse('message_start', 'not json'))).toThrow(/not JSON/);
   });
 
+  it('reports no usage at message_stop when the upstream reported none (keygate estimates it, rather than billing 0)', () => {
+    const stream = new AnthropicNativeStream();
+    stream.push(sse('message_start', { type: 'message_start', message: { id: 'm', content: [] } }));
+    stream.push(sse('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn' } }));
+    const stop = stream.push(sse('message_stop', { type: 'message_stop' }));
+    expect(stop).toEqual({ event: 'message_stop', data: '{"type":"message_stop"}' });
+    expect(stream.stopped).toBe(true);
+  });
+
   it('calls a body that ends before message_stop a truncated answer', () => {
     const stream = new AnthropicNativeStream();
     stream.push(sse('message_start', { type: 'message_start', message: { usage: { input_tokens: 1 } } }));

@@ -50,7 +50,8 @@ export class AnthropicNativeStream {
         break;
       case 'message_stop':
         this.ended = true;
-        out.usage = toUsage(this.usage);
+        // A compatible host that reported no usage at all: keygate's estimate stands in, not zeros.
+        if (Object.keys(this.usage).length) out.usage = toUsage(this.usage);
         break;
       case 'error':
         throw anthropicStreamError(event.error?.type, event.error?.message);

@@ -451,6 +451,25 @@ describe('GeminiAdapter against the mock upstream', () => {
       expect(spend).toEqual({ counted: true, promptTokens: input.slice(0, 200).reduce((sum, text) => sum + countTokens(text), 0) });
     });
 
+    it('records a batch Google did not answer in time as spent (it may have embedded it), not one it refused', async () => {
+      // A client whose first-byte timeout is shorter than the mock's delay for batch 2.
+      const impatient = new UpstreamClient(
+        { upstream: { connectMs: 2_000, ttfbMs: 300, idleMs: 5_000, totalMs: 15_000 } } as unknown as GatewayConfig,
+        new MetricsService(),
+      );
+      try {
+        const input = Array.from({ length: 150 }, (_, i) => (i === 100 ? 'slow [mock delay_ms=1500]' : `text ${i}`));
+        const spend: PartsSpend = { counted: false, promptTokens: 0 };
+        const error = await rejection(
+          new GeminiAdapter(impatient).embeddings({ ...call({ model: 'gemini-embedding-001', input }), spend }),
+        );
+        expect(error).toMatchObject({ kind: 'ttfb_timeout' });
+        expect(spend.promptTokens).toBe(input.reduce((sum, text) => sum + countTokens(text), 0));
+      } finally {
+        await impatient.onApplicationShutdown();
+      }
+    });
+
     it('records nothing spent when the only batch is refused', async () => {
       const spend: PartsSpend = { counted: false, promptTokens: 0 };
       await rejection(adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input: ['bad [mock status=400]', 'x'] }), spend }));

@@ -89,7 +89,7 @@ export class GeminiAdapter implements ProviderAdapter {
         answered.set(b, vectors);
         spend.promptTokens += batchTokens(b);
       } catch (error) {
-        if (error instanceof ClientAbortedError) spend.promptTokens += batchTokens(b);
+        if (cutInFlight(error)) spend.promptTokens += batchTokens(b);
         if (cancel.signal.aborted) return; // cancelled because of another batch's failure
         // Transport and upstream failures are Errors (UpstreamError, ClientAbortedError).
         if (failure === undefined || (willRetry(failure) && !willRetry(error))) failure = error as Error;
@@ -156,4 +156,15 @@ function meta(body: ProviderCall['body']): CompletionMeta {
 
 function parse<T extends object>(text: string, what: string): T {
   return parseUpstreamObject<T>(text, 'gemini', what);
+}
+
+/**
+ * A batch given up after it was sent: the client left (or another batch failed), or Google took
+ * too long to answer. Google may have embedded it, so it is billed; a batch Google refused is not.
+ */
+function cutInFlight(error: unknown): boolean {
+  if (error instanceof ClientAbortedError) return true;
+  return (
+    error instanceof UpstreamError && (error.kind === 'ttfb_timeout' || error.kind === 'idle_timeout' || error.kind === 'total_timeout')
+  );
 }

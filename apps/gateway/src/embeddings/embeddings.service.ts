@@ -75,9 +75,10 @@ export class EmbeddingsService {
       ctx.status = 200;
       await reply.status(200).type('application/json').send(result.body);
     } finally {
-      // A request that failed or was left after the upstream was called is billed what the upstream
-      // embedded, as chat bills a prompt: whether or not anyone read the answer. A call sent in parts
-      // (Gemini's batches) counts the parts answered or in flight; a single call, all of the input.
+      // A request the upstream worked on is billed what it embedded, as chat bills a prompt, whether
+      // or not anyone read the answer. A call sent in parts (Gemini's batches) counts the parts
+      // answered or cut off in flight, also when another part failed; a single call that failed
+      // upstream counts nothing (providers do not bill their own errors), one the client left, all of its input.
       if (ctx.tokensIn === null && spend?.counted) {
         if (spend.promptTokens > 0) ctx.tokensIn = spend.promptTokens;
       } else if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = inputTokens(body.input);

@@ -7,7 +7,7 @@ import { ADMIN_THROTTLE } from '@keygate/limits';
 import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 import { ThrottlerException } from '@nestjs/throttler';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { anthropicErrorBody, MESSAGES_PATH } from '../messages/anthropic-errors';
+import { errorBodyFor } from '../messages/anthropic-errors';
 import { CLIENT_CLOSED_REQUEST } from './request-lifecycle';
 import { resourceMetadataUrl } from './resource-url';
 
@@ -47,8 +47,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     if (ctx?.shuttingDown && error.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
     // Anthropic's route answers in an envelope the Anthropic SDKs read, which is also the contract's.
-    const body = ctx?.path === MESSAGES_PATH ? anthropicErrorBody(error) : error.toBody();
-    void reply.status(error.status).headers(headers).type('application/json').send(body);
+    void reply.status(error.status).headers(headers).type('application/json').send(errorBodyFor(ctx?.path, error));
   }
 
   private toGatewayError(exception: unknown, requestId: string | undefined): GatewayError {

@@ -8,10 +8,10 @@ import { LifecycleState } from '@keygate/health';
 import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext, type RequestLabels } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { MESSAGES_PATH } from '../messages/anthropic-errors';
+import { errorBodyFor, MESSAGES_PATH } from '../messages/anthropic-errors';
 
 /**
- * The Anthropic SDKs (and Claude Code with `ANTHROPIC_API_KEY`) send their key in `x-api-key`: on
+ * Claude Code (`ANTHROPIC_API_KEY`, a key helper) and older Anthropic SDKs send their key in `x-api-key`: on
  * the Anthropic route a token there is read as the bearer token, when no `Authorization` came.
  */
 function adoptAnthropicKey(request: FastifyRequest): void {
@@ -152,7 +152,7 @@ export class RequestLifecycle {
       if (res.socket !== socket) continue;
       ctx.fail('timeout', REQUEST_TIMEOUT);
       if (!res.headersSent) {
-        const body = JSON.stringify(new GatewayError('invalid_request', 'the request body did not arrive in time').toBody());
+        const body = JSON.stringify(errorBodyFor(ctx.path, new GatewayError('invalid_request', 'the request body did not arrive in time')));
         res.writeHead(REQUEST_TIMEOUT, {
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(body),
@@ -255,7 +255,7 @@ export function failureForStatus(status: number): FailureClass {
 /** Answers a request the lifecycle itself refuses, recording the failure for the audit line. */
 function refuse(ctx: RequestContext, reply: FastifyReply, error: GatewayError): void {
   ctx.fail(error.spec.failure, error.status);
-  void reply.status(error.status).type('application/json').send(error.toBody());
+  void reply.status(error.status).type('application/json').send(errorBodyFor(ctx.path, error));
 }
 
 /**
@@ -270,7 +270,7 @@ function endResponse(ctx: RequestContext, res: ServerResponse): void {
     res.destroy();
     return;
   }
-  const body = JSON.stringify(error.toBody());
+  const body = JSON.stringify(errorBodyFor(ctx.path, error));
   res.writeHead(error.status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),

@@ -12,6 +12,11 @@ export function anthropicErrorBody(error: GatewayError): { type: 'error' } & Ret
   return { type: 'error', ...error.toBody() };
 }
 
+/** The error body for a request to `path`: Anthropic's envelope on its route, the contract's elsewhere. */
+export function errorBodyFor(path: string | undefined, error: GatewayError): ReturnType<GatewayError['toBody']> {
+  return path === MESSAGES_PATH ? anthropicErrorBody(error) : error.toBody();
+}
+
 /** Anthropic's stream: its events pass with their names; it ends with its own `message_stop`; errors are `event: error`. */
 export const ANTHROPIC_STREAM: RelayDialect = {
   done: '',

@@ -24,7 +24,7 @@ export class MessagesController {
     summary: 'Create a message (Anthropic-compatible, Claude models; `stream: true` answers SSE)',
     description:
       "The Anthropic SDKs and Claude Code work with keygate's address as their base URL. The credential goes as " +
-      '`Authorization: Bearer` or, as the SDKs send their key, in `x-api-key`.',
+      '`Authorization: Bearer` or in `x-api-key` (as Claude Code and older SDKs send a key).',
   })
   @ApiHeader({ name: 'anthropic-version', required: false, description: 'Passed on to Anthropic (default 2023-06-01)' })
   @ApiHeader({ name: 'anthropic-beta', required: false, description: 'Passed on to Anthropic' })

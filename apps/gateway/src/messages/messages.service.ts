@@ -106,6 +106,11 @@ export class MessagesService {
         { param: 'model' },
       );
     }
+    // OpenAI's name for the cap: Anthropic refuses it, and keygate's policy would read it as the cap.
+    if (body.max_completion_tokens !== undefined)
+      throw new GatewayError('unsupported_parameter', "max_completion_tokens is OpenAI's; the Messages API takes max_tokens", {
+        param: 'max_completion_tokens',
+      });
     const { policy } = first.policy;
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy);
