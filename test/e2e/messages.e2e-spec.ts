@@ -7,28 +7,18 @@
 import Anthropic from '@anthropic-ai/sdk';
 import {
   ANTHROPIC_MODEL,
-  FlakyUpstream,
+  countingUpstream,
+  expectOneAuditOn,
   GEMINI_MODEL,
   mockReply,
+  moved,
   OPENAI_MODEL,
-  providerPolicyYaml,
-  providerProducts,
+  rid,
+  startProviderStack,
+  stopProviderStack,
+  type FlakyUpstream,
 } from './provider-fixtures';
-import {
-  cleanupTempFiles,
-  freePort,
-  mintToken,
-  startGateway,
-  startMock,
-  uniqueId,
-  waitFor,
-  writeTempFile,
-  type AuditRecord,
-  type Gateway,
-  type MockRoute,
-  type MockStats,
-  type MockUpstream,
-} from './harness';
+import { cleanupTempFiles, mintToken, waitFor, type AuditRecord, type Gateway, type MockStats, type MockUpstream } from './harness';
 
 const MAX_RETRIES = 2;
 /** The product policy's default completion-token cap (SPEC §4). */
@@ -40,51 +30,23 @@ let gw: Gateway;
 let token: string;
 
 beforeAll(async () => {
-  [mock, flaky] = await Promise.all([startMock(), FlakyUpstream.start()]);
-  const closedPort = await freePort();
-  gw = await startGateway({
-    products: providerProducts({ mock: mock.url, flaky: flaky.url, closedPort }),
-    env: {
-      API_KEY_SERVER_POLICY_FILE: writeTempFile('policy.yaml', providerPolicyYaml()),
-      API_KEY_SERVER_UPSTREAM_MAX_RETRIES: String(MAX_RETRIES),
-      API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '20',
-      API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: '5000',
-    },
-  });
+  ({ mock, flaky, gw } = await startProviderStack(MAX_RETRIES));
   token = mintToken({ product: 'prov', sub: 'claude-user' });
 }, 45_000);
 
 afterAll(async () => {
-  await Promise.all([gw?.stop(), mock?.stop(), flaky?.close()]);
+  await stopProviderStack({ gw, mock, flaky });
   cleanupTempFiles();
 }, 30_000);
 
-type RouteDelta = Partial<Record<MockRoute, number>>;
-
 /** Runs `action` and reports the mock routes that received requests meanwhile. */
-async function counting<T>(action: () => Promise<T>): Promise<{ result: T; moved: RouteDelta; after: MockStats }> {
-  const before = await mock.stats();
-  const result = await action();
-  const after = await mock.stats();
-  const moved: RouteDelta = {};
-  for (const route of Object.keys(after.byRoute) as MockRoute[]) {
-    const n = after.byRoute[route] - (before.byRoute[route] ?? 0);
-    if (n !== 0) moved[route] = n;
-  }
-  return { result, moved, after };
+async function counting<T>(action: () => Promise<T>): Promise<{ result: T; moved: ReturnType<typeof moved>; after: MockStats }> {
+  const { result, delta, after } = await countingUpstream(mock, action);
+  return { result, moved: moved(delta), after };
 }
 
-async function expectOneAudit(requestId: string, expected: Partial<AuditRecord> & Record<string, unknown>): Promise<AuditRecord> {
-  const record = await gw.waitForAudit(requestId);
-  expect(gw.auditsFor(requestId)).toHaveLength(1);
-  expect(record).toMatchObject(expected);
-  return record;
-}
-
-function rid(label: string): { id: string; headers: Record<string, string> } {
-  const id = uniqueId(label);
-  return { id, headers: { 'X-Request-Id': id } };
-}
+const expectOneAudit = (requestId: string, expected: Partial<AuditRecord> & Record<string, unknown>): Promise<AuditRecord> =>
+  expectOneAuditOn(gw, requestId, expected);
 
 /** The error an SDK call rejects with. */
 async function sdkError(promise: Promise<unknown>): Promise<InstanceType<typeof Anthropic.APIError>> {

@@ -12,7 +12,19 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ChatCompletionTool } from 'openai/resources/chat/completions';
-import { HOST, type MockRoute } from './harness';
+import {
+  freePort,
+  HOST,
+  startGateway,
+  startMock,
+  uniqueId,
+  writeTempFile,
+  type AuditRecord,
+  type Gateway,
+  type MockRoute,
+  type MockStats,
+  type MockUpstream,
+} from './harness';
 
 // ---------------------------------------------------------------------------------------------
 // Models and providers under test
@@ -242,4 +254,76 @@ export class FlakyUpstream {
       res.end(JSON.stringify(body));
     });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suites' processes and bookkeeping (providers and messages)
+// ---------------------------------------------------------------------------------------------
+
+/** The mock upstream, the failing upstream, and a gateway serving {@link providerProducts} under {@link providerPolicyYaml}. */
+export interface ProviderStack {
+  mock: MockUpstream;
+  flaky: FlakyUpstream;
+  gw: Gateway;
+}
+
+/** Starts a {@link ProviderStack}; `maxRetries` per model, 20 ms backoff base, and any extra variables. */
+export async function startProviderStack(maxRetries: number, env: Record<string, string> = {}): Promise<ProviderStack> {
+  const [mock, flaky] = await Promise.all([startMock(), FlakyUpstream.start()]);
+  const closedPort = await freePort();
+  const gw = await startGateway({
+    products: providerProducts({ mock: mock.url, flaky: flaky.url, closedPort }),
+    env: {
+      API_KEY_SERVER_POLICY_FILE: writeTempFile('policy.yaml', providerPolicyYaml()),
+      API_KEY_SERVER_UPSTREAM_MAX_RETRIES: String(maxRetries),
+      API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '20',
+      API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: '5000',
+      ...env,
+    },
+  });
+  return { mock, flaky, gw };
+}
+
+export async function stopProviderStack(stack: Partial<ProviderStack>): Promise<void> {
+  await Promise.all([stack.gw?.stop(), stack.mock?.stop(), stack.flaky?.close()]);
+}
+
+export type RouteDelta = Record<MockRoute, number>;
+
+/** Runs `action` and reports how many requests each mock route received meanwhile. */
+export async function countingUpstream<T>(
+  mock: MockUpstream,
+  action: () => Promise<T>,
+): Promise<{ result: T; delta: RouteDelta; total: number; after: MockStats }> {
+  const before = await mock.stats();
+  const result = await action();
+  const after = await mock.stats();
+  const delta = {} as RouteDelta;
+  for (const route of Object.keys(after.byRoute) as MockRoute[]) delta[route] = after.byRoute[route] - (before.byRoute[route] ?? 0);
+  return { result, delta, total: after.total - before.total, after };
+}
+
+/** Only the routes that moved, so a failing expectation shows every unexpected call at once. */
+export function moved(delta: RouteDelta): Partial<RouteDelta> {
+  const out: Partial<RouteDelta> = {};
+  for (const [route, n] of Object.entries(delta) as Array<[MockRoute, number]>) if (n !== 0) out[route] = n;
+  return out;
+}
+
+/** Exactly one audit line for `requestId` on `gw`, matching `expected`. */
+export async function expectOneAuditOn(
+  gw: Gateway,
+  requestId: string,
+  expected: Partial<AuditRecord> & Record<string, unknown>,
+): Promise<AuditRecord> {
+  const record = await gw.waitForAudit(requestId);
+  expect(gw.auditsFor(requestId)).toHaveLength(1);
+  expect(record).toMatchObject(expected);
+  return record;
+}
+
+/** A request id for `label`, and the header that sends it. */
+export function rid(label: string): { id: string; headers: Record<string, string> } {
+  const id = uniqueId(label);
+  return { id, headers: { 'X-Request-Id': id } };
 }

@@ -17,8 +17,12 @@ import {
   mockReply,
   OPENAI_EMBEDDING_MODEL,
   OPENAI_MODEL,
-  providerPolicyYaml,
-  providerProducts,
+  countingUpstream,
+  expectOneAuditOn,
+  moved,
+  rid,
+  startProviderStack,
+  stopProviderStack,
   TIME_TOOL,
   TINY_PNG_BASE64,
   TINY_PNG_DATA_URL,
@@ -28,15 +32,10 @@ import {
 import {
   apiError,
   cleanupTempFiles,
-  freePort,
   mintToken,
-  startGateway,
-  startMock,
   streamUntilError,
-  uniqueId,
   sleep,
   waitFor,
-  writeTempFile,
   type AuditRecord,
   type Gateway,
   type MockRoute,
@@ -53,23 +52,12 @@ let gw: Gateway;
 let token: string;
 
 beforeAll(async () => {
-  [mock, flaky] = await Promise.all([startMock(), FlakyUpstream.start()]);
-  const closedPort = await freePort();
-  gw = await startGateway({
-    products: providerProducts({ mock: mock.url, flaky: flaky.url, closedPort }),
-    env: {
-      API_KEY_SERVER_POLICY_FILE: writeTempFile('policy.yaml', providerPolicyYaml()),
-      API_KEY_SERVER_UPSTREAM_MAX_RETRIES: String(MAX_RETRIES),
-      API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '20',
-      API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: '5000',
-      API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS: '1000',
-    },
-  });
+  ({ mock, flaky, gw } = await startProviderStack(MAX_RETRIES, { API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS: '1000' }));
   token = mintToken({ product: 'prov', sub: 'prov-user' });
 }, 45_000);
 
 afterAll(async () => {
-  await Promise.all([gw?.stop(), mock?.stop(), flaky?.close()]);
+  await stopProviderStack({ gw, mock, flaky });
   cleanupTempFiles();
 }, 30_000);
 
@@ -77,37 +65,9 @@ afterAll(async () => {
 // helpers
 // ---------------------------------------------------------------------------------------------
 
-type RouteDelta = Record<MockRoute, number>;
-
-/** Runs `action` and reports how many requests each mock route received meanwhile. */
-async function counting<T>(action: () => Promise<T>): Promise<{ result: T; delta: RouteDelta; total: number; after: MockStats }> {
-  const before = await mock.stats();
-  const result = await action();
-  const after = await mock.stats();
-  const delta = {} as RouteDelta;
-  for (const route of Object.keys(after.byRoute) as MockRoute[]) delta[route] = after.byRoute[route] - (before.byRoute[route] ?? 0);
-  return { result, delta, total: after.total - before.total, after };
-}
-
-/** Only the routes that moved, so a failing expectation shows every unexpected call at once. */
-function moved(delta: RouteDelta): Partial<RouteDelta> {
-  const out: Partial<RouteDelta> = {};
-  for (const [route, n] of Object.entries(delta) as Array<[MockRoute, number]>) if (n !== 0) out[route] = n;
-  return out;
-}
-
-/** Exactly one audit line for `requestId`, matching `expected`. */
-async function expectOneAudit(requestId: string, expected: Partial<AuditRecord> & Record<string, unknown>): Promise<AuditRecord> {
-  const record = await gw.waitForAudit(requestId);
-  expect(gw.auditsFor(requestId)).toHaveLength(1);
-  expect(record).toMatchObject(expected);
-  return record;
-}
-
-function rid(label: string): { id: string; headers: Record<string, string> } {
-  const id = uniqueId(label);
-  return { id, headers: { 'X-Request-Id': id } };
-}
+const counting = <T>(action: () => Promise<T>): ReturnType<typeof countingUpstream<T>> => countingUpstream(mock, action);
+const expectOneAudit = (requestId: string, expected: Partial<AuditRecord> & Record<string, unknown>): Promise<AuditRecord> =>
+  expectOneAuditOn(gw, requestId, expected);
 
 function user(text: string): ChatCompletionMessageParam[] {
   return [{ role: 'user', content: text }];
