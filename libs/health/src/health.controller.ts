@@ -45,12 +45,12 @@ export class HealthController {
    * Redis down does not take a replica out of service: limits then count per replica. The detail
    * says which mode is in force.
    */
-  private redisDetail(): HealthIndicatorResult {
+  private async redisDetail(): Promise<HealthIndicatorResult> {
     const session = this.indicators.check('redis');
     if (!this.redis) return session.up({ mode: 'not configured (per-replica counting)' });
     // The counters' own view (it includes the cool-off after a command timed out on a connection
-    // that still looks ready), so /readyz and keygate_redis_up always agree.
-    const degraded = this.store instanceof FailoverCounterStore ? this.store.degraded : this.redis.status !== 'ready';
+    // that still looks ready, and asks a quiet Redis with a PING), so /readyz and keygate_redis_up agree.
+    const degraded = this.store instanceof FailoverCounterStore ? !(await this.store.checkShared()) : this.redis.status !== 'ready';
     return degraded
       ? session.up({ mode: 'degraded: per-replica counting until Redis returns', connection: this.redis.status })
       : session.up({ mode: 'shared' });

@@ -257,6 +257,19 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(lines.some((l) => l.severity === 'NOTICE' && String(l.message).includes('back on shared Redis'))).toBe(true);
   }, 15_000);
 
+  it('finds a Redis that stalls while connected when /readyz or the metric asks, with no request needed', async () => {
+    proxy.slowMs = 1_000;
+    proxy.mode = 'slow';
+    expect(store.degraded).toBe(false);
+    expect(await store.checkShared()).toBe(false);
+    // As a request that waited in vain would: counting degrades, and the ERROR line says so.
+    expect(store.degraded).toBe(true);
+    expect(lines.filter((l) => l.severity === 'ERROR' && /limits degraded/.test(String(l.message)))).toHaveLength(1);
+    proxy.mode = 'up';
+    await until('the cool-off to end', () => !store.degraded, 3_000);
+    expect(await store.checkShared()).toBe(true);
+  });
+
   it('waits at most one command timeout on a hung Redis, then skips it during the cool-off', async () => {
     const p = product('frozen');
     proxy.mode = 'frozen';

@@ -100,6 +100,24 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   }
 
   /**
+   * Whether counting is shared, asking Redis (a PING, waited on like a request) when nothing else
+   * has lately: a Redis that hangs while connected is otherwise noticed only by the next request.
+   * For `/readyz` and `keygate_redis_up`; a hang found here degrades counting as a request would.
+   */
+  async checkShared(): Promise<boolean> {
+    if (this.degraded) return false;
+    try {
+      await withinRequestWait(this.redis.ping());
+      this.transition(false);
+      return true;
+    } catch (error) {
+      this.coolOffUntil = Date.now() + COOL_OFF_MS;
+      this.transition(true, (error as Error).message);
+      return false;
+    }
+  }
+
+  /**
    * An admission in memory is held for Redis (its daily counters). A late admission (Redis counted
    * the request after it was counted in memory) takes that back while it is still held; once sent,
    * the request stays counted twice in the shared day: one request, the safe side. The tokens a

@@ -17,7 +17,7 @@ import { RequestLimitsGuard } from './request-limits.guard';
 @Injectable()
 export class RedisMetricProbe {
   constructor(@Inject(CounterStore) store: CounterStore, metrics: MetricsService) {
-    if (store instanceof FailoverCounterStore) metrics.probe((m) => m.redisUp.set(store.degraded ? 0 : 1));
+    if (store instanceof FailoverCounterStore) metrics.probe(async (m) => m.redisUp.set((await store.checkShared()) ? 1 : 0));
   }
 }
 

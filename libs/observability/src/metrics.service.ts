@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { RequestContext } from './request-context';
 
 /** A value read when Prometheus scrapes (Redis availability, secret refreshes, …). */
-export type ScrapeProbe = (metrics: MetricsService) => void;
+export type ScrapeProbe = (metrics: MetricsService) => void | Promise<void>;
 
 /** A request's `product` and `model` metric labels: configured names, `none`, `unconfigured` or `other`. */
 export interface RequestLabels {
@@ -89,7 +89,7 @@ export class MetricsService {
 
   /** The Prometheus text exposition. */
   async scrape(): Promise<string> {
-    for (const probe of this.probes) probe(this);
+    await Promise.all(this.probes.map(async (probe) => probe(this)));
     // prom-client 15 writes NaN as `Nan` (lib/util.js), which the text format does not allow; the
     // event-loop lag gauges are NaN when a scrape follows the previous one too closely to sample.
     return (await this.registry.metrics()).replace(/ Nan$/gm, ' NaN');
