@@ -414,6 +414,23 @@ describe('AnthropicStreamTranslator', () => {
     expect(() => t.push({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })).toThrow(UpstreamError);
   });
 
+  it.each([false, true])(
+    'gives a stream whose host reported no usage no usage at all (keygate estimates it; no usage chunk of zeros), client wants usage: %s',
+    (clientWantsUsage) => {
+      const t = new AnthropicStreamTranslator({ ...meta, clientWantsUsage });
+      t.push({
+        type: 'message_start',
+        message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
+      });
+      t.push({ type: 'message_delta', delta: { stop_reason: 'end_turn' } });
+      const end = t.push({ type: 'message_stop' });
+      expect(end.some((e) => e.usage !== undefined)).toBe(false);
+      expect(end.filter((e) => e.data !== null).map((e) => JSON.parse(e.data as string) as { usage?: unknown })).not.toContainEqual(
+        expect.objectContaining({ choices: [] }),
+      );
+    },
+  );
+
   it('refuses content before message_start', () => {
     const t = new AnthropicStreamTranslator(meta);
     expect(() => t.push({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'x' } })).toThrow(UpstreamError);

@@ -670,6 +670,9 @@ export class AnthropicStreamTranslator {
   }
 
   private usageEvent(): StreamEvent {
+    // A compatible host that reported no usage at all: no zeros, so keygate's estimate bills the
+    // stream, and the client gets no usage chunk rather than a false one.
+    if (Object.keys(this.usage).length === 0) return { data: null };
     const usage = toUsage(this.usage);
     if (!this.meta.clientWantsUsage) return { data: null, usage };
     const chunk = { id: this.id, object: 'chat.completion.chunk', created: this.meta.created, model: this.meta.model, choices: [], usage };
