@@ -18,7 +18,10 @@ interface OpenApiDoc {
       }
     >
   >;
-  components?: { securitySchemes?: Record<string, { type?: string; scheme?: string }> };
+  components?: {
+    securitySchemes?: Record<string, { type?: string; scheme?: string }>;
+    schemas?: Record<string, { properties?: Record<string, unknown>; allOf?: unknown[] }>;
+  };
 }
 
 let gw: Gateway;
@@ -52,6 +55,14 @@ describe('the OpenAPI document', () => {
   it('declares a bearer security scheme', () => {
     const schemes = Object.values(doc.components?.securitySchemes ?? {});
     expect(schemes).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'http', scheme: 'bearer' })]));
+  });
+
+  it('documents POST /v1/messages with its errors in Anthropic’s envelope ("type": "error" beside the contract’s error)', () => {
+    const route = doc.paths['/v1/messages']?.post;
+    expect(route).toBeDefined();
+    const ref = route?.responses?.['400']?.content?.['application/json']?.schema?.$ref ?? '';
+    const schema = doc.components?.schemas?.[ref.split('/').pop() ?? ''];
+    expect(schema?.properties).toEqual(expect.objectContaining({ type: expect.anything(), error: expect.anything() }));
   });
 
   it('documents the chat, product-chat and models routes', () => {

@@ -36,7 +36,12 @@ export function ApiAdminErrors(): MethodDecorator & ClassDecorator {
   return applyDecorators(...ADMIN_STATUSES.map(([status, description]) => ApiResponse({ status, description, type: ErrorBodyDto })));
 }
 
-/** Documents every error status of a gateway route with the contract's body. */
-export function ApiGatewayErrors(): MethodDecorator & ClassDecorator {
-  return applyDecorators(...STATUSES.map(([status, description]) => ApiResponse({ status, description, type: ErrorBodyDto })));
+/** The contract's error body with Anthropic's `"type": "error"` beside it (`POST /v1/messages`). */
+export class AnthropicErrorBodyDto extends ErrorBodyDto {
+  @ApiProperty({ enum: ['error'], example: 'error' }) type!: 'error';
+}
+
+/** Documents every error status of a gateway route with the contract's body (Anthropic's envelope on its route). */
+export function ApiGatewayErrors(body: typeof ErrorBodyDto = ErrorBodyDto): MethodDecorator & ClassDecorator {
+  return applyDecorators(...STATUSES.map(([status, description]) => ApiResponse({ status, description, type: body })));
 }

@@ -4,7 +4,7 @@ import { AdmitInHandler, RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiGatewayErrors } from '../http/api-errors.decorator';
+import { AnthropicErrorBodyDto, ApiGatewayErrors } from '../http/api-errors.decorator';
 import { modelCall } from '../http/request.decorators';
 import { MessagesRequestDto } from './messages.dto';
 import { anthropicClientHeaders, MessagesService, type MessagesRequest } from './messages.service';
@@ -39,7 +39,7 @@ export class MessagesController {
   })
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ description: "Anthropic's Message object, or its stream of events" })
-  @ApiGatewayErrors()
+  @ApiGatewayErrors(AnthropicErrorBodyDto)
   async create(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
     const { ctx, principal, bodyBytes: bytes } = modelCall(request);
     if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
