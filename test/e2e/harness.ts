@@ -268,6 +268,7 @@ export type MockRoute =
   | 'openai.embeddings'
   | 'openai.models'
   | 'anthropic.messages'
+  | 'anthropic.countTokens'
   | 'gemini.generateContent'
   | 'gemini.streamGenerateContent'
   | 'gemini.embedContent'

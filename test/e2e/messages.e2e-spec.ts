@@ -414,3 +414,51 @@ describe('POST /v1/messages upstream failures', () => {
     await waitFor('the mock to see the abort', async () => ((await mock.stats()).aborted > abortedBefore ? true : undefined));
   });
 });
+
+describe('POST /v1/messages/count_tokens', () => {
+  const body = { model: ANTHROPIC_MODEL, messages: [{ role: 'user' as const, content: 'How many tokens is this?' }] };
+
+  it('answers Anthropic’s count through the SDK, the same the upstream reports for the prompt, audited and not billed', async () => {
+    const { id, headers } = rid('msg-count');
+    const { result: counted, moved } = await counting(() => gw.anthropic(token).messages.countTokens(body, { headers }));
+    expect(moved).toEqual({ 'anthropic.countTokens': 1 });
+    const message = await gw.anthropic(token).messages.create({ ...body, max_tokens: 16 });
+    expect(counted.input_tokens).toBe(message.usage.input_tokens);
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      provider: 'anthropic',
+      model: ANTHROPIC_MODEL,
+      tokens_in: null,
+      tokens_out: null,
+    });
+  });
+
+  it('is not counted against the request limits (Claude Code sends them in bursts): no rate-limit headers, unlike a message', async () => {
+    const send = (path: string, extra: Record<string, unknown> = {}): Promise<Response> =>
+      gw.fetch(path, {
+        method: 'POST',
+        headers: { 'x-api-key': token, 'content-type': 'application/json' },
+        body: JSON.stringify({ ...body, ...extra }),
+      });
+    const count = await send('/v1/messages/count_tokens');
+    expect(count.status).toBe(200);
+    expect(await count.json()).toEqual({ input_tokens: expect.any(Number) });
+    expect(count.headers.get('x-ratelimit-limit-requests')).toBeNull();
+    const message = await send('/v1/messages', { max_tokens: 16 });
+    expect(message.status).toBe(200);
+    await message.arrayBuffer();
+    expect(message.headers.get('x-ratelimit-limit-requests')).not.toBeNull();
+  });
+
+  it('refuses a model another provider serves, in Anthropic’s envelope, without calling any upstream', async () => {
+    const { id, headers } = rid('msg-count-gpt');
+    const { result: error, moved } = await counting(() =>
+      sdkError(gw.anthropic(token).messages.countTokens({ ...body, model: OPENAI_MODEL }, { headers })),
+    );
+    expect(error.status).toBe(400);
+    expect(error.error).toMatchObject({ type: 'error', error: { code: 'unsupported_parameter', param: 'model' } });
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'bad_request' });
+  });
+});

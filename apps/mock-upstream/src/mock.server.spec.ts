@@ -304,14 +304,22 @@ describe('mock server', () => {
       ).text();
       await (await postJson(mock.base, '/v1beta/models/text-embedding-004:batchEmbedContents', { requests: [] }, GEMINI_AUTH)).text();
       await (await fetch(`${mock.base}/v1/models`)).text();
+      const counted = await postJson(
+        mock.base,
+        '/v1/messages/count_tokens',
+        { model: 'claude-x', messages: [{ role: 'user', content: 'count me' }] },
+        ANTHROPIC_AUTH,
+      );
+      expect(await counted.json()).toEqual({ input_tokens: expect.any(Number) });
 
       const stats = await getStats(mock.base);
-      expect(stats.total).toBe(10);
+      expect(stats.total).toBe(11);
       expect(stats.byRoute).toEqual({
         'openai.chat': 3,
         'openai.embeddings': 1,
         'openai.models': 1,
         'anthropic.messages': 1,
+        'anthropic.countTokens': 1,
         'gemini.generateContent': 1,
         'gemini.streamGenerateContent': 1,
         'gemini.embedContent': 1,

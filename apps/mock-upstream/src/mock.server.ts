@@ -33,6 +33,7 @@ function matchRoute(method: string | undefined, path: string): Route | undefined
   if (method === 'POST') {
     if (path === '/v1/chat/completions') return { name: 'openai.chat', handler: openaiHandler, model: '' };
     if (path === '/v1/messages') return { name: 'anthropic.messages', handler: anthropicHandler, model: '' };
+    if (path === '/v1/messages/count_tokens') return { name: 'anthropic.countTokens', handler: anthropicHandler, model: '' };
     if (path === '/v1/embeddings') return { name: 'openai.embeddings', handler: openaiHandler, model: '' };
     const m = GEMINI_PATH.exec(path);
     if (m) return { name: `gemini.${m[2]}` as RouteName, handler: geminiHandler, model: decodeURIComponent(m[1]) };

@@ -6,6 +6,7 @@ export const ROUTE_NAMES = [
   'openai.embeddings',
   'openai.models',
   'anthropic.messages',
+  'anthropic.countTokens',
   'gemini.generateContent',
   'gemini.streamGenerateContent',
   'gemini.embedContent',

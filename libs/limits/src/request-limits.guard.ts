@@ -1,6 +1,6 @@
 import { Inject, Injectable, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { ThrottlerGuard, type ThrottlerOptions, type ThrottlerRequest } from '@nestjs/throttler';
+import { SkipThrottle, ThrottlerGuard, type ThrottlerOptions, type ThrottlerRequest } from '@nestjs/throttler';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
@@ -56,6 +56,15 @@ export interface IdentityThrottler extends ThrottlerOptions {
  * the identity and the window, never the IP or the route, so a cap cannot be dodged by switching
  * routes. Sorted by ttl, they keep this order, which is the order refusals are named in.
  */
+/**
+ * A route whose requests the identity limits do not count: calls that are free and generate
+ * nothing (Anthropic's token count). Blocks still apply. The stock `@SkipThrottle()` would skip
+ * only a throttler named `default`.
+ */
+export function SkipRequestLimits(): MethodDecorator & ClassDecorator {
+  return SkipThrottle({ product_qps: true, user_qps: true, product_daily: true, user_daily: true });
+}
+
 export function identityThrottlers(config: GatewayConfig): IdentityThrottler[] {
   const limit = (field: LimitField) => (context: ExecutionContext) => config.policy.forProduct(principalOf(context).product).limits[field];
   const product = (_req: Record<string, unknown>, context: ExecutionContext): string => principalOf(context).product;

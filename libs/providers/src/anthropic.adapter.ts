@@ -70,6 +70,17 @@ export class AnthropicAdapter implements ProviderAdapter {
     return { body, usage: messageUsage(message), text: messageText(message) };
   }
 
+  /**
+   * `POST /v1/messages/count_tokens` passed through: the prompt's token count as Anthropic counts
+   * it (free; Anthropic limits it apart from Messages). The answer's text, checked to be an object.
+   */
+  async countTokens(call: MessagesPassthrough): Promise<string> {
+    const res = await this.post(call.access, call.signal, call.body, call, '/v1/messages/count_tokens');
+    const body = await readText(res, this.name);
+    parse<{ input_tokens?: unknown }>(body, 'response');
+    return body;
+  }
+
   /** A Messages stream passed through event by event (see {@link AnthropicNativeStream}). */
   async messagesStream(call: MessagesPassthrough): Promise<ChatStream> {
     const res = await this.post(call.access, call.signal, { ...call.body, stream: true }, call);
@@ -81,6 +92,7 @@ export class AnthropicAdapter implements ProviderAdapter {
     signal: AbortSignal,
     body: unknown,
     client: { version?: string; beta?: string } = {},
+    path = '/v1/messages',
   ): Promise<UpstreamResponse> {
     const headers: Record<string, string> = {
       'x-api-key': access.apiKey,
@@ -90,7 +102,7 @@ export class AnthropicAdapter implements ProviderAdapter {
     if (client.beta !== undefined) headers['anthropic-beta'] = client.beta;
     const res = await this.client.send({
       provider: this.name,
-      url: `${access.baseUrl}/v1/messages`,
+      url: `${access.baseUrl}${path}`,
       headers,
       body: JSON.stringify(body),
       signal,

@@ -8,7 +8,7 @@ import { LifecycleState } from '@keygate/health';
 import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext, type RequestLabels } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { errorBodyFor, MESSAGES_PATH } from '../messages/anthropic-errors';
+import { errorBodyFor, isAnthropicPath } from '../messages/anthropic-errors';
 
 /**
  * Claude Code (`ANTHROPIC_API_KEY`, a key helper) and older Anthropic SDKs send their key in `x-api-key`: on
@@ -96,7 +96,7 @@ export class RequestLifecycle {
           reply,
           new GatewayError('invalid_request', `Content-Encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`),
         );
-      if (ctx.path === MESSAGES_PATH) adoptAnthropicKey(request);
+      if (isAnthropicPath(ctx.path)) adoptAnthropicKey(request);
       done();
     });
   }

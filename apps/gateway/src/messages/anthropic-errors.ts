@@ -1,8 +1,14 @@
 import type { GatewayError } from '@keygate/errors';
 import type { RelayDialect } from '../chat/sse-relay';
 
-/** keygate's Anthropic-compatible route. */
+/** keygate's Anthropic-compatible routes. */
 export const MESSAGES_PATH = '/v1/messages';
+export const COUNT_TOKENS_PATH = '/v1/messages/count_tokens';
+
+/** Whether a request path is one of the Anthropic-compatible routes (their credentials and error envelope). */
+export function isAnthropicPath(path: string | undefined): boolean {
+  return path === MESSAGES_PATH || path === COUNT_TOKENS_PATH;
+}
 
 /**
  * The contract's error body with Anthropic's `"type": "error"` beside it: Anthropic's envelope
@@ -14,7 +20,7 @@ export function anthropicErrorBody(error: GatewayError): { type: 'error' } & Ret
 
 /** The error body for a request to `path`: Anthropic's envelope on its route, the contract's elsewhere. */
 export function errorBodyFor(path: string | undefined, error: GatewayError): ReturnType<GatewayError['toBody']> {
-  return path === MESSAGES_PATH ? anthropicErrorBody(error) : error.toBody();
+  return isAnthropicPath(path) ? anthropicErrorBody(error) : error.toBody();
 }
 
 /** Anthropic's stream: its events pass with their names; it ends with its own `message_stop`; errors are `event: error`. */

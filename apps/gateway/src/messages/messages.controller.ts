@@ -1,6 +1,6 @@
 import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
-import { AdmitInHandler, RequestLimitsGuard } from '@keygate/limits';
+import { AdmitInHandler, RequestLimitsGuard, SkipRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -46,6 +46,29 @@ export class MessagesController {
     const client = anthropicClientHeaders(request.headers);
     ctx.settled = requestContextStorage.run(ctx, () =>
       this.messages.create(ctx, principal, body as unknown as MessagesRequest, client, bytes, reply),
+    );
+    await ctx.settled;
+  }
+
+  @Post('count_tokens')
+  @SkipRequestLimits()
+  @HttpCode(200)
+  @ApiOperation({
+    summary: "Count a message's tokens (Anthropic-compatible, Claude models)",
+    description:
+      "Anthropic's count, passed through. Free and not a generation: not counted against the request or token limits " +
+      '(Claude Code sends bursts of these), but blocks apply and each is audited.',
+  })
+  @ApiHeader({ name: 'anthropic-version', required: false, description: 'Passed on to Anthropic (default 2023-06-01)' })
+  @ApiHeader({ name: 'anthropic-beta', required: false, description: 'Passed on to Anthropic' })
+  @ApiOkResponse({ description: '`{"input_tokens": N}`, as Anthropic answers' })
+  @ApiGatewayErrors(AnthropicErrorBodyDto)
+  async countTokens(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    const { ctx, principal, bodyBytes: bytes } = modelCall(request);
+    if (ctx.abort.signal.aborted) return;
+    const client = anthropicClientHeaders(request.headers);
+    ctx.settled = requestContextStorage.run(ctx, () =>
+      this.messages.countTokens(ctx, principal, body as unknown as MessagesRequest, client, bytes, reply),
     );
     await ctx.settled;
   }

@@ -20,7 +20,7 @@ import type { FastifyReply } from 'fastify';
 import { primed } from '../chat/primed-stream';
 import { recordUsage, SseRelay } from '../chat/sse-relay';
 import { countAttempt } from '../routing/attempt-count';
-import { ProductRouter } from '../routing/product.router';
+import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { ANTHROPIC_STREAM } from './anthropic-errors';
 
 /** The Messages request fields keygate reads; the rest goes to Anthropic as sent. */
@@ -98,14 +98,7 @@ export class MessagesService {
     reply: FastifyReply,
   ): Promise<void> {
     ctx.stream = body.stream === true;
-    const first = this.router.resolve(ctx, principal, body.model, bodyBytes);
-    if (first.access.provider !== 'anthropic') {
-      throw new GatewayError(
-        'unsupported_parameter',
-        `The model '${body.model}' is served by ${first.access.provider}: /v1/messages serves Anthropic models, use /v1/chat/completions for it`,
-        { param: 'model' },
-      );
-    }
+    const first = this.anthropicRoute(ctx, principal, body, bodyBytes);
     // OpenAI's name for the cap: Anthropic refuses it, and keygate's policy would read it as the cap.
     if (body.max_completion_tokens !== undefined)
       throw new GatewayError('unsupported_parameter', "max_completion_tokens is OpenAI's; the Messages API takes max_tokens", {
@@ -151,6 +144,43 @@ export class MessagesService {
       }
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
     }
+  }
+
+  /**
+   * `POST /v1/messages/count_tokens`: Anthropic's count of a Messages prompt, passed through. No
+   * generation, so no parameter policy, no token reservation and nothing billed; retried like a
+   * call, without fallbacks (a count is per model).
+   */
+  async countTokens(
+    ctx: RequestContext,
+    principal: Principal,
+    body: MessagesRequest,
+    client: AnthropicClientHeaders,
+    bodyBytes: number,
+    reply: FastifyReply,
+  ): Promise<void> {
+    const { access } = this.anthropicRoute(ctx, principal, body, bodyBytes);
+    const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
+    const { value } = await runAttempts<string>(
+      [{ model: body.model, attempt: () => countAttempt(ctx, () => this.anthropic.countTokens(call)) }],
+      this.retry,
+      ctx.abort.signal,
+    );
+    ctx.status = 200;
+    void reply.status(200).type('application/json').send(value);
+  }
+
+  /** The route of a Messages request: the model must be one the product serves through Anthropic. */
+  private anthropicRoute(ctx: RequestContext, principal: Principal, body: MessagesRequest, bodyBytes: number): ResolvedRoute {
+    const first = this.router.resolve(ctx, principal, body.model, bodyBytes);
+    if (first.access.provider !== 'anthropic') {
+      throw new GatewayError(
+        'unsupported_parameter',
+        `The model '${body.model}' is served by ${first.access.provider}: /v1/messages serves Anthropic models, use /v1/chat/completions for it`,
+        { param: 'model' },
+      );
+    }
+    return first;
   }
 
   /** Answers with Anthropic's body as it came. Not awaited, as chat's answer. */
