@@ -451,6 +451,24 @@ describe('POST /v1/messages/count_tokens', () => {
     expect(message.headers.get('x-ratelimit-limit-requests')).not.toBeNull();
   });
 
+  it('refuses a blocked caller (403 blocked) without calling any upstream, though it counts against no limit', async () => {
+    const admin = mintToken({ product: 'prov', sub: 'ops', extraClaims: { scope: 'keygate.admin' } });
+    const blocked = await gw.fetch('/admin/blocks', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ product: 'prov', user: 'count-blocked', reason: 'e2e' }),
+    });
+    expect(blocked.status).toBe(201);
+    const { id, headers } = rid('msg-count-blocked');
+    const { result: error, moved } = await counting(() =>
+      sdkError(gw.anthropic(mintToken({ product: 'prov', sub: 'count-blocked' })).messages.countTokens(body, { headers })),
+    );
+    expect(error).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect(error.error).toMatchObject({ type: 'error', error: { code: 'blocked' } });
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 403, failure: 'blocked', user: 'count-blocked' });
+  });
+
   it('refuses a model another provider serves, in Anthropic’s envelope, without calling any upstream', async () => {
     const { id, headers } = rid('msg-count-gpt');
     const { result: error, moved } = await counting(() =>

@@ -522,6 +522,12 @@ describe('AutoBlocker', () => {
     expect(blocks.find(p, 'vic')?.createdBy).toBe('auto-block');
     expect(lines.filter((l) => l.severity === 'ALERT')).toHaveLength(1);
     expect(lines.filter((l) => l.severity === 'ERROR')).toHaveLength(0);
+    // An operator's lift is refused too, and changes nothing: the auto-block is still written back.
+    await expect(blocks.remove(p, 'vic')).rejects.toMatchObject({
+      code: 'service_unavailable',
+      message: expect.stringMatching(/nothing was changed/),
+    });
+    expect(blocks.find(p, 'vic')).toBeDefined();
     await redis.connect();
     const other = connect();
     await replica(other); // waits for its connection

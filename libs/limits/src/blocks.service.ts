@@ -149,14 +149,13 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   /** Removes a block; returns whether one existed. */
   async remove(product: string, user: string | null): Promise<boolean> {
     const key = keyOf(product, user);
-    this.unsynced.delete(key);
-    if (user !== null) for (const listener of this.liftListeners) listener(product, user);
+    let removed = 0;
     if (this.redis) {
       const redis = this.redis;
       // Lifting a user's block also clears their auto-block state: its lock (held as long as the
       // block would have lasted) would otherwise stop a new auto-block until then, however hard
       // the user kept hitting their limits.
-      const removed =
+      removed =
         (await this.shared(async () => {
           // Every field holding this block: one written before user keys were case-folded (or by
           // hand) under another spelling would otherwise come back at the next refresh.
@@ -172,9 +171,12 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
           if (error) throw error;
           return count as number;
         })) ?? 0;
-      return this.blocks.delete(key) || removed > 0;
     }
-    return this.blocks.delete(key);
+    // Only once Redis took the change (a refused one changes nothing here either): a block made
+    // during an outage stays to be written back, and the auto-blocker keeps its state.
+    this.unsynced.delete(key);
+    if (user !== null) for (const listener of this.liftListeners) listener(product, user);
+    return this.blocks.delete(key) || removed > 0;
   }
 
   /**
@@ -196,9 +198,13 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         }),
       ]);
     } catch (error) {
+      // An error reply (READONLY, OOM) changed nothing; a command without an answer may still run.
+      const unanswered = error instanceof Error && /no answer within|timed out/i.test(error.message);
       throw new GatewayError(
         'service_unavailable',
-        'blocks are kept in Redis, which did not answer: the change may still be applied when it does; list the blocks to see, then retry',
+        unanswered
+          ? 'blocks are kept in Redis, which did not answer: the change may still be applied when it does; list the blocks to see, then retry'
+          : 'blocks are kept in Redis, which refused the change; nothing was changed; retry shortly',
         { retryAfterSeconds: 1, cause: error },
       );
     } finally {

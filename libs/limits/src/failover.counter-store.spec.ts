@@ -378,7 +378,9 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     for (const user of ['kai', 'kai', 'lea'])
       expect(await admit(store, p, user, NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
     // One of kai's requests was refused later (an invalid body): given back, so not brought to Redis.
-    await store.release([counters.productPerDay(p, DAY), counters.userPerDay(p, 'kai', DAY)], 'local');
+    // With their lifetime, as the request guard gives them (RequestLimitsGuard's dailyCounters).
+    const daily = (ref: { key: string; field?: string }) => ({ ...ref, ttlMs: DAILY_COUNTER_TTL_MS });
+    await store.release([daily(counters.productPerDay(p, DAY)), daily(counters.userPerDay(p, 'kai', DAY))], 'local');
     expect(await store.usage(p, DAY)).toMatchObject({ scope: 'replica', requests: { total: 2, users: { kai: 1, lea: 1 } } });
     expect(await direct.exists(`kg:{${p}}:req:${DAY}`)).toBe(0);
 
@@ -421,6 +423,31 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     await until('the correction to land', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:oda')) === '1');
     expect(await direct.hgetall(`kg:{${p}}:req:${DAY}`)).toEqual({ _total: '1', 'u:oda': '1' });
   }, 15_000);
+
+  it('takes a request refused after its count was sent (a local admission, then a batch) back from Redis', async () => {
+    const p = product('released-after-send');
+    proxy.mode = 'slow';
+    expect(await admit(store, p, 'pia', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    proxy.mode = 'up';
+    await until('the cool-off to end', () => !store.degraded, 3_000);
+    // Counted in memory during the cool-off and held; a settlement sends the batch, the count with it.
+    expect(await admit(store, p, 'pia', NONE, SECOND, DAY)).toMatchObject({ store: 'shared' });
+    await until(
+      'the late reply and the shared admission to land',
+      async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:pia')) === '2',
+    );
+    proxy.mode = 'slow';
+    expect(await admit(store, p, 'pia', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    await store.settleTokens(p, 'pia', 10, DAY, 'shared');
+    proxy.mode = 'up';
+    await until('the cool-off to end', () => !store.degraded, 3_000);
+    await store.beforeApplicationShutdown();
+    // That last request is then refused (its client left before any upstream call): given back.
+    const daily = (ref: { key: string; field?: string }) => ({ ...ref, ttlMs: DAILY_COUNTER_TTL_MS });
+    await store.release([daily(counters.productPerDay(p, DAY)), daily(counters.userPerDay(p, 'pia', DAY))], 'local');
+    await until('the count to be taken back', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:pia')) === '2');
+    expect(await direct.hgetall(`kg:{${p}}:req:${DAY}`)).toEqual({ _total: '2', 'u:pia': '2' });
+  }, 20_000);
 
   it('sends what it held during a cool-off once a slow Redis answers in time again (no reconnect, no settlements)', async () => {
     const p = product('slow-back');

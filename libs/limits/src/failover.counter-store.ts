@@ -15,6 +15,13 @@ import {
 import { MemoryCounterStore } from './memory.counter-store';
 import { RedisCounterStore } from './redis.counter-store';
 
+/** A daily counter a request was counted on in memory, held to be brought to Redis. */
+interface HeldCounter {
+  key: string;
+  field?: string;
+  ttlMs: number;
+}
+
 /** After a failed command, Redis is not tried again for this long (so an outage costs no waits). */
 const COOL_OFF_MS = 1_000;
 /** Settlements waiting for Redis (product × user × day, coalesced); beyond this, dropped. */
@@ -119,27 +126,31 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
 
   /**
    * An admission in memory is held for Redis (its daily counters). A late admission (Redis counted
-   * the request after it was counted in memory) takes that back while it is still held; once sent,
-   * the request stays counted twice in the shared day: one request, the safe side. The tokens a
-   * late admission reserved are given back (the request went on with a reservation in memory).
+   * the request after it was counted in memory) takes that count back: from what is still held,
+   * else (already sent with a batch, as while Redis is stalled but connected) from Redis itself, so
+   * a stall does not leave the request counted twice in the shared day. Only the counters this
+   * request had held are taken back (one dropped from a full hold was never sent). The tokens a late
+   * admission reserved are given back (the request went on with a reservation in memory).
    */
   hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
+    let held: readonly HeldCounter[] = [];
     return this.run(
-      (s) => (s === this.local ? this.hitLocal(hits, tokens) : s.hit(hits, tokens)),
+      (s) => (s === this.local ? this.hitLocal(hits, tokens, (h) => (held = h)) : s.hit(hits, tokens)),
       (late) => {
         if (!late.admitted) return;
-        // The request was also counted in memory and held for Redis: that count is taken back, from
-        // what is still held, else (already sent with a batch, as while Redis is hung but connected)
-        // from Redis itself, so a stall does not leave the request counted twice in the shared day.
-        this.unholdRequests(hits);
+        this.unholdRequests(held);
         if (tokens) void this.settleShared(tokens.product, tokens.user, -tokens.tokens, tokens.day);
       },
     );
   }
 
-  private async hitLocal(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
+  private async hitLocal(
+    hits: readonly CounterHit[],
+    tokens: TokenAsk | undefined,
+    onHeld: (held: HeldCounter[]) => void,
+  ): Promise<HitOutcome> {
     const outcome = await this.local.hit(hits, tokens);
-    if (outcome.admitted) this.holdRequests(hits, 1);
+    if (outcome.admitted) onHeld(this.holdRequests(hits));
     return outcome;
   }
 
@@ -227,36 +238,37 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   }
 
   /**
-   * Takes one request back from the held counts; where its count was sent to Redis already, from
-   * Redis (release never goes below zero; lost, the safe side, if Redis is away).
+   * Takes one request back from the held counts of its long-lived counters; where nothing is held
+   * for one, its count was sent to Redis already, and is taken back there (release never goes
+   * below zero; lost, the safe side, if Redis is away).
    */
   private unholdRequests(counters: ReadonlyArray<CounterRef & { ttlMs?: number }>): void {
-    const sent = this.holdRequests(counters, -1);
+    const sent: HeldCounter[] = [];
+    for (const { key, field, ttlMs } of counters) {
+      if (ttlMs === undefined || ttlMs <= REPLAYED_COUNTER_MIN_TTL_MS) continue;
+      const entry = this.heldRequests.get(`${key}\n${field ?? ''}`);
+      if (entry && entry.count > 0) entry.count--;
+      else sent.push({ key, field, ttlMs });
+    }
     if (sent.length && this.redis.status === 'ready') void this.shared.release(sent, 'shared').catch(() => undefined);
   }
 
-  /**
-   * Adds `n` to the held count of each long-lived counter (never below zero). Returns the counters
-   * a -1 found nothing held for: their count was sent to Redis already.
-   */
-  private holdRequests(
-    counters: ReadonlyArray<CounterRef & { ttlMs?: number }>,
-    n: 1 | -1,
-  ): Array<{ key: string; field?: string; ttlMs: number }> {
-    const alreadySent: Array<{ key: string; field?: string; ttlMs: number }> = [];
+  /** Holds one request on each long-lived counter for Redis; returns those held (not dropped from a full hold). */
+  private holdRequests(counters: ReadonlyArray<CounterRef & { ttlMs?: number }>): HeldCounter[] {
+    const held: HeldCounter[] = [];
     for (const { key, field, ttlMs } of counters) {
+      if (ttlMs === undefined || ttlMs <= REPLAYED_COUNTER_MIN_TTL_MS) continue;
       const id = `${key}\n${field ?? ''}`;
       const entry = this.heldRequests.get(id);
-      const longLived = ttlMs !== undefined && ttlMs > REPLAYED_COUNTER_MIN_TTL_MS;
-      if (entry && (n > 0 || entry.count > 0)) entry.count += n;
-      // Nothing held: a long-lived counter's count went to Redis (a per-second one never does).
-      else if (n < 0) {
-        if (longLived) alreadySent.push({ key, field, ttlMs });
-      } else if (!longLived) continue;
-      else if (this.heldRequests.size < MAX_HELD_SETTLEMENTS) this.heldRequests.set(id, { key, field, ttlMs, count: n });
-      else this.heldRequestsDropped++;
+      if (entry) entry.count++;
+      else if (this.heldRequests.size < MAX_HELD_SETTLEMENTS) this.heldRequests.set(id, { key, field, ttlMs, count: 1 });
+      else {
+        this.heldRequestsDropped++;
+        continue;
+      }
+      held.push({ key, field, ttlMs });
     }
-    return alreadySent;
+    return held;
   }
 
   /**

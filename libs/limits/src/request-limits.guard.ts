@@ -265,9 +265,10 @@ export class RequestLimitsGuard extends ThrottlerGuard {
 }
 
 /** The daily request counters among a request's throttler hits (given back when it is refused later). */
-function dailyCounters(hits: readonly ThrottlerHit[]): CounterRef[] {
-  const counters: CounterRef[] = [];
-  for (const { throttlerName, key, field } of hits)
-    if (throttlerName === 'product_daily' || throttlerName === 'user_daily') counters.push({ key, field });
+function dailyCounters(hits: readonly ThrottlerHit[]): Array<CounterRef & { ttlMs: number }> {
+  const counters: Array<CounterRef & { ttlMs: number }> = [];
+  // With their lifetime: a count taken in memory and already sent to Redis is taken back there.
+  for (const { throttlerName, key, field, ttl } of hits)
+    if (throttlerName === 'product_daily' || throttlerName === 'user_daily') counters.push({ key, field, ttlMs: ttl });
   return counters;
 }

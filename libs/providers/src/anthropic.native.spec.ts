@@ -94,6 +94,14 @@ describe('AnthropicNativeStream', () => {
     stream.push(sse('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn' } }));
     const stop = stream.push(sse('message_stop', { type: 'message_stop' }));
     expect(stop).toEqual({ event: 'message_stop', data: '{"type":"message_stop"}' });
+    // An empty usage object reports nothing either: no running usage of zeros.
+    const empty = new AnthropicNativeStream();
+    expect(empty.push(sse('message_start', { type: 'message_start', message: { id: 'm', content: [], usage: {} } }))).not.toHaveProperty(
+      'runningUsage',
+    );
+    expect(empty.push(sse('message_delta', { type: 'message_delta', delta: {}, usage: { output_tokens: null } }))).not.toHaveProperty(
+      'runningUsage',
+    );
     expect(stream.stopped).toBe(true);
   });
 

@@ -37,7 +37,7 @@ export class AnthropicNativeStream {
     const out: StreamEvent = name === undefined ? { data } : { event: name, data };
     switch (event.type) {
       case 'message_start':
-        if (isRecord(event.message?.usage)) out.runningUsage = this.merge(event.message.usage);
+        if (isRecord(event.message?.usage)) this.merge(event.message.usage, out);
         break;
       case 'content_block_start':
         out.text = blockText(event.content_block);
@@ -46,7 +46,7 @@ export class AnthropicNativeStream {
         out.text = deltaText(event.delta);
         break;
       case 'message_delta':
-        if (isRecord(event.usage)) out.runningUsage = this.merge(event.usage);
+        if (isRecord(event.usage)) this.merge(event.usage, out);
         break;
       case 'message_stop':
         this.ended = true;
@@ -70,9 +70,10 @@ export class AnthropicNativeStream {
     if (!this.ended) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without message_stop');
   }
 
-  private merge(usage: AnthropicUsage): Usage {
+  /** Merges reported counts; the running usage goes on the event only once some count is known (`{}` is none). */
+  private merge(usage: AnthropicUsage, out: StreamEvent): void {
     mergeUsage(this.usage, usage);
-    return toUsage(this.usage);
+    if (Object.keys(this.usage).length) out.runningUsage = toUsage(this.usage);
   }
 }
 

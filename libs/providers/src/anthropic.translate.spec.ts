@@ -418,11 +418,13 @@ describe('AnthropicStreamTranslator', () => {
     'gives a stream whose host reported no usage no usage at all (keygate estimates it; no usage chunk of zeros), client wants usage: %s',
     (clientWantsUsage) => {
       const t = new AnthropicStreamTranslator({ ...meta, clientWantsUsage });
-      t.push({
+      // `usage: {}` (a compatible host) reports nothing: no running usage of zeros either.
+      const [role] = t.push({
         type: 'message_start',
-        message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
+        message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null, usage: {} },
       });
-      t.push({ type: 'message_delta', delta: { stop_reason: 'end_turn' } });
+      expect(role).not.toHaveProperty('runningUsage');
+      expect(t.push({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: {} }).some((e) => e.runningUsage)).toBe(false);
       const end = t.push({ type: 'message_stop' });
       expect(end.some((e) => e.usage !== undefined)).toBe(false);
       expect(end.filter((e) => e.data !== null).map((e) => JSON.parse(e.data as string) as { usage?: unknown })).not.toContainEqual(

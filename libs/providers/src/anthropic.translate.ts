@@ -590,7 +590,8 @@ export class AnthropicStreamTranslator {
         const role = this.chunk({ role: 'assistant', content: '', refusal: null }, null);
         if (!event.message?.usage) return [role];
         mergeUsage(this.usage, event.message.usage);
-        return [{ ...role, runningUsage: toUsage(this.usage) }];
+        // `usage: {}` reports nothing: no running usage of zeros (keygate's estimate then bills it).
+        return Object.keys(this.usage).length ? [{ ...role, runningUsage: toUsage(this.usage) }] : [role];
       }
       case 'content_block_start':
         return this.blockStart(event.index, event.content_block);
@@ -614,7 +615,7 @@ export class AnthropicStreamTranslator {
         const running: StreamEvent[] = [];
         if (event.usage) {
           mergeUsage(this.usage, event.usage);
-          running.push({ data: null, runningUsage: toUsage(this.usage) });
+          if (Object.keys(this.usage).length) running.push({ data: null, runningUsage: toUsage(this.usage) });
         }
         const reason = event.delta?.stop_reason;
         if (reason === undefined || reason === null || this.finished) return running;
