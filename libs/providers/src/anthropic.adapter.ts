@@ -60,7 +60,7 @@ export class AnthropicAdapter implements ProviderAdapter {
   }
 
   /**
-   * A Messages request passed through: the body goes as the client wrote it (after policy), with
+   * A Messages request passed through: the client's fields (after policy, re-serialised) with
    * keygate's key and the client's version headers; the answer comes back unchanged.
    */
   async messages(call: MessagesPassthrough): Promise<MessagesAnswer> {
