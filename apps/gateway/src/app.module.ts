@@ -12,6 +12,7 @@ import { AdminController } from './admin/admin.controller';
 import { ChatCompletionsService } from './chat/chat-completions.service';
 import { ChatController } from './chat/chat.controller';
 import { ModelsController } from './chat/models.controller';
+import { CompletionRunner } from './chat/completion-runner';
 import { SseRelay } from './chat/sse-relay';
 import { EmbeddingsController } from './embeddings/embeddings.controller';
 import { EmbeddingsService } from './embeddings/embeddings.service';
@@ -52,6 +53,7 @@ export class AppModule {
       providers: [
         ChatCompletionsService,
         SseRelay,
+        CompletionRunner,
         EmbeddingsService,
         MessagesService,
         ProductRouter,

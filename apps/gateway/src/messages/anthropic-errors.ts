@@ -2,12 +2,11 @@ import type { GatewayError } from '@keygate/errors';
 import type { RelayDialect } from '../chat/sse-relay';
 
 /** keygate's Anthropic-compatible routes. */
-export const MESSAGES_PATH = '/v1/messages';
-export const COUNT_TOKENS_PATH = '/v1/messages/count_tokens';
+const ANTHROPIC_PATHS: ReadonlySet<string | undefined> = new Set(['/v1/messages', '/v1/messages/count_tokens']);
 
 /** Whether a request path is one of the Anthropic-compatible routes (their credentials and error envelope). */
 export function isAnthropicPath(path: string | undefined): boolean {
-  return path === MESSAGES_PATH || path === COUNT_TOKENS_PATH;
+  return ANTHROPIC_PATHS.has(path);
 }
 
 /**

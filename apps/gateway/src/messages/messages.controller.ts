@@ -1,4 +1,4 @@
-import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { applyDecorators, Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import { AdmitInHandler, RequestLimitsGuard, SkipRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
@@ -8,6 +8,12 @@ import { AnthropicErrorBodyDto, ApiGatewayErrors } from '../http/api-errors.deco
 import { modelCall } from '../http/request.decorators';
 import { MessagesRequestDto } from './messages.dto';
 import { anthropicClientHeaders, MessagesService, type MessagesRequest } from './messages.service';
+
+/** The client headers that go on to Anthropic (see anthropicClientHeaders). */
+const ANTHROPIC_HEADERS = applyDecorators(
+  ApiHeader({ name: 'anthropic-version', required: false, description: 'Passed on to Anthropic (default 2023-06-01)' }),
+  ApiHeader({ name: 'anthropic-beta', required: false, description: 'Passed on to Anthropic' }),
+);
 
 /** Anthropic's Messages API for Claude models; the product comes from the credential. */
 @ApiTags('messages')
@@ -26,8 +32,7 @@ export class MessagesController {
       "The Anthropic SDKs and Claude Code work with keygate's address as their base URL. The credential goes as " +
       '`Authorization: Bearer` or in `x-api-key` (as Claude Code and older SDKs send a key).',
   })
-  @ApiHeader({ name: 'anthropic-version', required: false, description: 'Passed on to Anthropic (default 2023-06-01)' })
-  @ApiHeader({ name: 'anthropic-beta', required: false, description: 'Passed on to Anthropic' })
+  @ANTHROPIC_HEADERS
   @ApiBody({
     type: MessagesRequestDto,
     examples: {
@@ -40,14 +45,8 @@ export class MessagesController {
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ description: "Anthropic's Message object, or its stream of events" })
   @ApiGatewayErrors(AnthropicErrorBodyDto)
-  async create(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
-    const { ctx, principal, bodyBytes: bytes } = modelCall(request);
-    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
-    const client = anthropicClientHeaders(request.headers);
-    ctx.settled = requestContextStorage.run(ctx, () =>
-      this.messages.create(ctx, principal, body as unknown as MessagesRequest, client, bytes, reply),
-    );
-    await ctx.settled;
+  create(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    return this.serve(request, body, reply, 'create');
   }
 
   @Post('count_tokens')
@@ -59,16 +58,20 @@ export class MessagesController {
       "Anthropic's count, passed through. Free and not a generation: not counted against the request or token limits " +
       '(Claude Code sends bursts of these), but blocks apply and each is audited.',
   })
-  @ApiHeader({ name: 'anthropic-version', required: false, description: 'Passed on to Anthropic (default 2023-06-01)' })
-  @ApiHeader({ name: 'anthropic-beta', required: false, description: 'Passed on to Anthropic' })
+  @ANTHROPIC_HEADERS
   @ApiOkResponse({ description: '`{"input_tokens": N}`, as Anthropic answers' })
   @ApiGatewayErrors(AnthropicErrorBodyDto)
-  async countTokens(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
-    const { ctx, principal, bodyBytes: bytes } = modelCall(request);
-    if (ctx.abort.signal.aborted) return;
+  countTokens(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    return this.serve(request, body, reply, 'countTokens');
+  }
+
+  /** Both routes: the admitted request's context and credential, the client's Anthropic headers checked. */
+  private async serve(request: FastifyRequest, body: MessagesRequestDto, reply: FastifyReply, op: 'create' | 'countTokens'): Promise<void> {
+    const { ctx, principal, bodyBytes } = modelCall(request);
+    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
     const client = anthropicClientHeaders(request.headers);
     ctx.settled = requestContextStorage.run(ctx, () =>
-      this.messages.countTokens(ctx, principal, body as unknown as MessagesRequest, client, bytes, reply),
+      this.messages[op](ctx, principal, body as unknown as MessagesRequest, client, bodyBytes, reply),
     );
     await ctx.settled;
   }

@@ -2,23 +2,17 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import { QuotaService } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy } from '@keygate/policy';
 import {
   AnthropicAdapter,
-  countTokens,
   estimateMessagesPromptTokens,
   runAttempts,
-  type ChatStream,
-  type MessagesAnswer,
   type MessagesPassthrough,
   type RetryPolicy,
-  type Usage,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
-import { primed } from '../chat/primed-stream';
-import { recordUsage, SseRelay } from '../chat/sse-relay';
+import { CompletionRunner } from '../chat/completion-runner';
 import { countAttempt } from '../routing/attempt-count';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { ANTHROPIC_STREAM } from './anthropic-errors';
@@ -81,9 +75,8 @@ export class MessagesService {
 
   constructor(
     private readonly router: ProductRouter,
-    private readonly quota: QuotaService,
+    private readonly runner: CompletionRunner,
     private readonly anthropic: AnthropicAdapter,
-    private readonly sse: SseRelay,
     @Inject(GatewayConfig) config: GatewayConfig,
   ) {
     this.retry = config.retry;
@@ -107,43 +100,26 @@ export class MessagesService {
     const { policy } = first.policy;
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy);
-    // What the last attempt's upstream reported before its stream failed in priming (never replayed).
-    let reportedBeforeFailure: Usage | undefined;
-    // Fallbacks that Anthropic serves too: the body is Anthropic's.
-    const candidates = this.router
-      .withFallbacks(ctx, first, body.model, (access) => access.provider === 'anthropic')
-      .map(({ model, access }) => ({
-        model,
-        attempt: () => {
+    await this.runner.run(
+      ctx,
+      principal,
+      {
+        // Fallbacks that Anthropic serves too: the body is Anthropic's.
+        candidates: this.router.withFallbacks(ctx, first, body.model, (access) => access.provider === 'anthropic'),
+        call: ({ model, access }) => {
           const attemptBody: MessagesRequest = { ...body, model };
           applyParameterPolicy(attemptBody, policy);
           const call: MessagesPassthrough = { body: attemptBody, access, signal: ctx.abort.signal, ...client };
-          ctx.provider = access.provider;
-          ctx.model = model;
-          reportedBeforeFailure = undefined;
-          return countAttempt<MessagesAnswer | ChatStream>(ctx, () =>
-            ctx.stream
-              ? this.anthropic.messagesStream(call).then((stream) => primed(stream, (usage) => (reportedBeforeFailure = usage)))
-              : this.anthropic.messages(call),
-          );
+          return ctx.stream ? this.anthropic.messagesStream(call) : this.anthropic.messages(call);
         },
-      }));
-    const tokens = this.quota.enabled(principal.product) ? estimateMessagesPromptTokens(body) + cap : undefined;
-    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
-    try {
-      // Retries and fallbacks happen only here, before a byte has gone to the client.
-      const { value } = await runAttempts<MessagesAnswer | ChatStream>(candidates, this.retry, ctx.abort.signal);
-      if ('events' in value)
-        await this.sse.relay(ctx, value, reply, ANTHROPIC_STREAM, policy.maxStreamSeconds, () => estimateMessagesPromptTokens(body));
-      else this.send(ctx, value, body, reply);
-    } finally {
-      // As chat: a request the client abandoned after it reached the upstream is billed its prompt.
-      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) {
-        if (reportedBeforeFailure) recordUsage(ctx, reportedBeforeFailure);
-        else ctx.tokensIn = estimateMessagesPromptTokens(body);
-      }
-      this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
-    }
+        reserve: () => estimateMessagesPromptTokens(body) + cap,
+        promptTokens: () => estimateMessagesPromptTokens(body),
+        answerText: (answer) => answer.text,
+        dialect: ANTHROPIC_STREAM,
+        maxStreamSeconds: policy.maxStreamSeconds,
+      },
+      reply,
+    );
   }
 
   /**
@@ -181,17 +157,5 @@ export class MessagesService {
       );
     }
     return first;
-  }
-
-  /** Answers with Anthropic's body as it came. Not awaited, as chat's answer. */
-  private send(ctx: RequestContext, answer: MessagesAnswer, body: MessagesRequest, reply: FastifyReply): void {
-    if (answer.usage) recordUsage(ctx, answer.usage);
-    else {
-      // A compatible host that reports no usage: keygate's estimate stands in.
-      ctx.tokensIn = estimateMessagesPromptTokens(body);
-      ctx.tokensOut = countTokens(answer.text);
-    }
-    ctx.status = 200;
-    void reply.status(200).type('application/json').send(answer.body);
   }
 }

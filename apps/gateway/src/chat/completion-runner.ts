@@ -1,0 +1,119 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Principal } from '@keygate/auth';
+import { GatewayConfig } from '@keygate/config';
+import { QuotaService } from '@keygate/limits';
+import type { RequestContext } from '@keygate/observability';
+import { countTokens, runAttempts, type ChatStream, type RetryPolicy, type Usage } from '@keygate/providers';
+import type { ProviderAccess } from '@keygate/secrets';
+import type { FastifyReply } from 'fastify';
+import { countAttempt } from '../routing/attempt-count';
+import { primed } from './primed-stream';
+import { recordUsage, SseRelay, type RelayDialect } from './sse-relay';
+
+/** A whole (non-streamed) answer: its text for the client, and what keygate bills it. */
+export interface WholeAnswer {
+  body: string;
+  usage: Usage | null;
+}
+
+/** A model to try, and where it is served. */
+export interface Candidate {
+  model: string;
+  access: ProviderAccess;
+}
+
+/** What a route (chat, Anthropic's messages) gives the runner for one request. */
+export interface CompletionPlan<A extends WholeAnswer, C extends Candidate = Candidate> {
+  /** The requested model, then its fallbacks. */
+  candidates: readonly C[];
+  /** One attempt's upstream call: a whole answer, or a stream when the client asked for one. */
+  call(candidate: C): Promise<A | ChatStream>;
+  /** The tokens to reserve (prompt estimate and completion cap), asked only when the product has token quotas. */
+  reserve(): number;
+  /** keygate's estimate of the prompt's tokens, for an upstream that reported none. */
+  promptTokens(): number;
+  /** The completion text of a whole answer, to estimate it when the upstream reported no usage. */
+  answerText(answer: A): string;
+  dialect: RelayDialect;
+  maxStreamSeconds: number;
+}
+
+/**
+ * The common course of a completion, whatever the API: limits and the token reservation counted
+ * together, attempts (retries and fallbacks, only before a byte has gone to the client; a stream
+ * primed up to its first content), the answer (JSON or SSE), and the settlement of what was billed.
+ */
+@Injectable()
+export class CompletionRunner {
+  private readonly retry: RetryPolicy;
+
+  constructor(
+    private readonly quota: QuotaService,
+    private readonly sse: SseRelay,
+    @Inject(GatewayConfig) config: GatewayConfig,
+  ) {
+    this.retry = config.retry;
+  }
+
+  async run<A extends WholeAnswer, C extends Candidate>(
+    ctx: RequestContext,
+    principal: Principal,
+    plan: CompletionPlan<A, C>,
+    reply: FastifyReply,
+  ): Promise<void> {
+    // What the last attempt's upstream reported before its stream failed in priming (never replayed).
+    let reportedBeforeFailure: Usage | undefined;
+    const candidates = plan.candidates.map((candidate) => ({
+      model: candidate.model,
+      attempt: () => {
+        ctx.provider = candidate.access.provider;
+        ctx.model = candidate.model;
+        reportedBeforeFailure = undefined;
+        return countAttempt<A | ChatStream>(ctx, () =>
+          plan
+            .call(candidate)
+            .then<A | ChatStream>((answer) => ('events' in answer ? primed(answer, (usage) => (reportedBeforeFailure = usage)) : answer)),
+        );
+      },
+    }));
+    // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
+    const tokens = this.quota.enabled(principal.product) ? plan.reserve() : undefined;
+    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
+    try {
+      const { value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal);
+      if ('events' in value) await this.sse.relay(ctx, value, reply, plan.dialect, plan.maxStreamSeconds, plan.promptTokens);
+      else this.send(ctx, value, plan, reply);
+    } finally {
+      // A request the client abandoned after it reached the upstream is billed for its prompt (the
+      // stream path does the same): what the upstream had reported by then (Anthropic's
+      // message_start, read while priming the stream), else keygate's estimate. A request that
+      // failed upstream is not: providers do not bill their own errors.
+      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) {
+        if (reportedBeforeFailure) recordUsage(ctx, reportedBeforeFailure);
+        else ctx.tokensIn = plan.promptTokens();
+      }
+      this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
+    }
+  }
+
+  /**
+   * Answers a whole completion. Not awaited: a Fastify reply is a thenable that settles when the
+   * response has finished, which nothing here needs (the audit waits for the response's close event).
+   */
+  private send<A extends WholeAnswer, C extends Candidate>(
+    ctx: RequestContext,
+    answer: A,
+    plan: CompletionPlan<A, C>,
+    reply: FastifyReply,
+  ): void {
+    if (answer.usage) recordUsage(ctx, answer.usage);
+    else {
+      // An upstream that reports no usage (some compatible hosts): keygate's estimate stands in, so
+      // the request is still counted against the token quotas and in the audit.
+      ctx.tokensIn = plan.promptTokens();
+      ctx.tokensOut = countTokens(plan.answerText(answer));
+    }
+    ctx.status = 200;
+    void reply.status(200).type('application/json').send(answer.body);
+  }
+}
