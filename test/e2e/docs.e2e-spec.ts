@@ -34,6 +34,11 @@ afterAll(async () => {
   await gw?.stop();
 }, 15_000);
 
+/** The `$ref` of the JSON schema a POST operation documents for its 200. */
+function okSchema(doc: OpenApiDoc, path: string): string | undefined {
+  return doc.paths[path]?.post?.responses?.['200']?.content?.['application/json']?.schema?.$ref;
+}
+
 async function get(path: string): Promise<Response> {
   return fetch(`${gw.url}${path}`, { signal: AbortSignal.timeout(10_000) });
 }
@@ -160,9 +165,24 @@ describe('the OpenAPI document of a gateway that also takes HMAC and IAP credent
     for (const op of [doc.paths['/admin/blocks'].post, doc.paths['/admin/usage'].get]) expect(op.security).toEqual([{ bearer: [] }]);
   });
 
+  it('offers x-api-key on the Anthropic routes only, beside the bearer JWT, and documents their answers', () => {
+    expect(doc.components?.securitySchemes?.['x-api-key']).toMatchObject({ type: 'apiKey', in: 'header', name: 'x-api-key' });
+    const hmac = { 'hmac-client-id': [], 'hmac-timestamp': [], 'hmac-signature': [] };
+    for (const op of [doc.paths['/v1/messages'].post, doc.paths['/v1/messages/count_tokens'].post])
+      expect(op.security).toEqual([{ bearer: [] }, { 'x-api-key': [] }, hmac, { iap: [] }]);
+    const withKey = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([, op]) => (op.security ?? []).some((requirement) => 'x-api-key' in requirement))
+        .map(([method]) => `${method} ${path}`),
+    );
+    expect(withKey.sort()).toEqual(['post /v1/messages', 'post /v1/messages/count_tokens']);
+    expect(okSchema(doc, '/v1/messages')).toMatch(/AnthropicMessageResponseDto$/);
+    expect(okSchema(doc, '/v1/messages/count_tokens')).toMatch(/AnthropicTokenCountDto$/);
+  });
+
   it('leaves them out where they are not configured (the gateway above)', async () => {
     const plain = (await (await get('/docs-json')).json()) as OpenApiDoc;
-    expect(Object.keys(plain.components?.securitySchemes ?? {})).toEqual(['bearer']);
+    expect(Object.keys(plain.components?.securitySchemes ?? {})).toEqual(['bearer', 'x-api-key']);
   });
 });
 

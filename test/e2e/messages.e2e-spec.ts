@@ -92,6 +92,8 @@ describe('POST /v1/messages with the Anthropic SDK', () => {
     // The SDK's own version header goes on: it knows the answer's format it reads.
     expect(upstream?.headers['anthropic-version']).toMatch(/^\d{4}-\d{2}-\d{2}$/);
     expect(upstream?.body).toMatchObject({ model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'Say hi' }] });
+    // Anthropic's request-id comes back (the SDK's _request_id), beside keygate's own X-Request-Id.
+    expect(message._request_id).toMatch(/^req_mock/);
     await expectOneAudit(id, {
       status: 200,
       failure: null,
@@ -118,9 +120,30 @@ describe('POST /v1/messages with the Anthropic SDK', () => {
     await expectOneAudit(id, { status: 200, user: 'claude-user' });
   });
 
+  it.each(['/v1/%6dessages', '/v1/m%65ssages'])(
+    'reads x-api-key and answers in Anthropic’s envelope on %s, another spelling of the route',
+    async (path) => {
+      const { id, headers } = rid('msg-spelt');
+      const body = JSON.stringify({ model: ANTHROPIC_MODEL, max_tokens: 32, messages: [{ role: 'user', content: 'spelt' }] });
+      const send = (extra: Record<string, string>, text = body): Promise<Response> =>
+        gw.fetch(path, { method: 'POST', headers: { 'content-type': 'application/json', ...extra }, body: text });
+      const { result: ok, moved } = await counting(() => send({ ...headers, 'x-api-key': token }));
+      expect(ok.status).toBe(200);
+      expect(moved).toEqual({ 'anthropic.messages': 1 });
+      await expectOneAudit(id, { status: 200, user: 'claude-user' });
+      const bad = rid('msg-spelt-bad');
+      const { result: refused, moved: none } = await counting(() => send({ ...bad.headers, 'x-api-key': token }, '{"model":'));
+      expect(refused.status).toBe(400);
+      expect(await refused.json()).toMatchObject({ type: 'error', error: { code: 'invalid_json' } });
+      expect(none).toEqual({});
+      await expectOneAudit(bad.id, { status: 400, failure: 'bad_request', user: 'claude-user' });
+    },
+  );
+
   it('streams Anthropic’s events as they come; the SDK assembles the message; usage billed from message_start and message_delta', async () => {
     const { id, headers } = rid('msg-stream');
     const names: string[] = [];
+    let requestId: string | null | undefined;
     const { result: message, moved } = await counting(async () => {
       const stream = gw
         .anthropic(token)
@@ -129,8 +152,11 @@ describe('POST /v1/messages with the Anthropic SDK', () => {
           { headers },
         );
       stream.on('streamEvent', (event) => names.push(event.type));
-      return stream.finalMessage();
+      const final = await stream.finalMessage();
+      requestId = stream.request_id;
+      return final;
     });
+    expect(requestId).toMatch(/^req_mock/);
     expect(textOf(message)).toBe(mockReply('anthropic', 'Stream'));
     expect(names[0]).toBe('message_start');
     expect(names.filter((n) => n === 'content_block_delta').length).toBeGreaterThanOrEqual(2);
@@ -422,6 +448,7 @@ describe('POST /v1/messages/count_tokens', () => {
     const { id, headers } = rid('msg-count');
     const { result: counted, moved } = await counting(() => gw.anthropic(token).messages.countTokens(body, { headers }));
     expect(moved).toEqual({ 'anthropic.countTokens': 1 });
+    expect(counted._request_id).toMatch(/^req_mock/);
     const message = await gw.anthropic(token).messages.create({ ...body, max_tokens: 16 });
     expect(counted.input_tokens).toBe(message.usage.input_tokens);
     await expectOneAudit(id, {

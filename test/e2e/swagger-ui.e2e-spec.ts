@@ -94,10 +94,12 @@ describe('Swagger UI', () => {
       await page.locator('.swagger-ui .auth-wrapper button.authorize').click();
       const modal = page.locator('.swagger-ui .dialog-ux .modal-ux');
       await modal.waitFor({ state: 'visible' });
-      await modal.locator('input[type="text"], input[type="password"]').first().fill(token);
-      await modal.locator('.auth-btn-wrapper button.authorize').click();
-      // Once authorized, the dialog offers Logout instead of Authorize.
-      await modal
+      // The dialog holds a form per scheme (the bearer JWT, and x-api-key for the Anthropic routes).
+      const bearer = modal.locator('form', { hasText: 'bearer (http, Bearer)' });
+      await bearer.locator('input[type="text"], input[type="password"]').first().fill(token);
+      await bearer.locator('.auth-btn-wrapper button.authorize').click();
+      // Once authorized, the form offers Logout instead of Authorize.
+      await bearer
         .locator('.auth-btn-wrapper button.logout, .auth-btn-wrapper button:has-text("Logout")')
         .first()
         .waitFor({ state: 'visible' });

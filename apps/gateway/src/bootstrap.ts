@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { documentCredentials } from './http/openapi-credentials';
 import { RequestLifecycle } from './http/request-lifecycle';
+import { ANTHROPIC_KEY_SCHEME } from './messages/messages.controller';
 
 /**
  * JSON bodies are read as bytes (up to the hard limit, refused with 413 while streaming in) and
@@ -300,6 +301,15 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
       .setDescription('OpenAI-compatible gateway to OpenAI, Gemini and Claude. Authorize with a short-lived JWT (`npm run token`).')
       .setVersion('1')
       .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A short-lived RS256/ES256 JWT' })
+      .addApiKey(
+        {
+          type: 'apiKey',
+          in: 'header',
+          name: 'x-api-key',
+          description: 'The same JWT, where Anthropic’s clients send a key (/v1/messages only)',
+        },
+        ANTHROPIC_KEY_SCHEME,
+      )
       .build(),
   );
   documentCredentials(document, config);

@@ -154,7 +154,11 @@ class AnthropicHandler implements ProviderHandler {
     if (!Array.isArray(body.messages)) return ex.sendError(anthropicError(400, 'messages: Field required'));
     // POST /v1/messages/count_tokens: the prompt's tokens as a Messages answer would report them.
     if (ex.route === 'anthropic.countTokens')
-      return sendJsonWithFaults(ex, { input_tokens: promptTokens(promptChars(body, body.messages), body.messages.length) }, {});
+      return sendJsonWithFaults(
+        ex,
+        { input_tokens: promptTokens(promptChars(body, body.messages), body.messages.length) },
+        { 'request-id': nextId('req_mock') },
+      );
     // Required by the real API: catches gateways that forget to set it when translating.
     if (typeof body.max_tokens !== 'number') return ex.sendError(anthropicError(400, 'max_tokens: Field required'));
     const messages = body.messages as unknown[];

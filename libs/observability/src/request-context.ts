@@ -34,6 +34,11 @@ export class RequestContext {
    * when it is refused before any upstream attempt (invalid body, policy, unknown model, quota).
    */
   releaseDailyCount: (() => void) | null = null;
+  /**
+   * The route the router matched, as declared (`/v1/messages`), whatever spelling of it the client
+   * sent (`/v1/%6dessages`, a trailing slash); undefined when no route matched.
+   */
+  route: string | undefined = undefined;
 
   constructor(
     readonly requestId: string,

@@ -4,10 +4,10 @@ import { GatewayError } from '@keygate/errors';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { LastRequest } from '../../../apps/mock-upstream/src/mock.stats';
 import { eventually, getStats, startMock, type RunningMock } from '../../../apps/mock-upstream/src/mock.testing';
-import { AnthropicAdapter, isMessageStop } from './anthropic.adapter';
+import { AnthropicAdapter, isMessageStop, passedHeaders } from './anthropic.adapter';
 import type { ChatCompletionRequest, StreamEvent } from './chat.types';
 import type { ProviderCall } from './provider-adapter.interface';
-import { ClientAbortedError, UpstreamClient } from './upstream.client';
+import { ClientAbortedError, UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { DEFAULT_RATE_LIMIT_RETRY_SECONDS, UpstreamError } from './upstream.error';
 
 /*
@@ -383,5 +383,23 @@ describe('isMessageStop', () => {
     expect(
       isMessageStop({ data: '{"type":"content_block_delta","delta":{"type":"text_delta","text":"{\\"type\\":\\"message_stop\\"}"}}' }),
     ).toBe(false);
+  });
+});
+
+describe('passedHeaders', () => {
+  const answer = (headers: Record<string, string | string[]>): UpstreamResponse =>
+    ({ statusCode: 200, headers, body: undefined, signal: undefined }) as unknown as UpstreamResponse;
+
+  it('passes Anthropic’s request-id on, and none of its other headers (its rate limits are keygate’s key’s)', () => {
+    expect(
+      passedHeaders(answer({ 'request-id': 'req_011CTe4Yq', 'anthropic-ratelimit-requests-remaining': '49', 'set-cookie': 'a=b' })),
+    ).toEqual({ 'request-id': 'req_011CTe4Yq' });
+  });
+
+  it('drops a request-id that is not an id (header injection, a list, over 128 characters)', () => {
+    expect(passedHeaders(answer({ 'request-id': 'req_1\r\nx-evil: 1' }))).toEqual({});
+    expect(passedHeaders(answer({ 'request-id': ['req_1', 'req_2'] }))).toEqual({});
+    expect(passedHeaders(answer({ 'request-id': `req_${'a'.repeat(125)}` }))).toEqual({});
+    expect(passedHeaders(answer({}))).toEqual({});
   });
 });

@@ -4,7 +4,7 @@ import type { ProviderAccess } from '@keygate/secrets';
 import { AnthropicNativeStream, messageText, messageUsage } from './anthropic.native';
 import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic.types';
 import { AnthropicStreamTranslator, toChatCompletion, toMessagesRequest, type CompletionMeta } from './anthropic.translate';
-import type { ChatResult, ChatStream, StreamEvent } from './chat.types';
+import type { ChatResult, ChatStream, PassedHeaders, StreamEvent } from './chat.types';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
@@ -24,12 +24,30 @@ export interface MessagesPassthrough {
   beta?: string;
 }
 
-/** A passed-through Messages answer: its text as Anthropic sent it, and what keygate read of it. */
-export interface MessagesAnswer {
+/** A passed-through answer (a message, a token count): its text as Anthropic sent it, and the headers passed on. */
+export interface PassedAnswer {
   body: string;
+  headers: PassedHeaders;
+}
+
+/** A passed-through Messages answer, and what keygate read of it. */
+export interface MessagesAnswer extends PassedAnswer {
   usage: ChatResult['usage'];
   /** The answer's text, for an estimate when it reports no usage. */
   text: string;
+}
+
+/** What Anthropic's `request-id` may look like to be passed on (its ids are `req_` and base62). */
+const REQUEST_ID = /^[\w-]{1,128}$/;
+
+/**
+ * The headers of Anthropic's answer the client gets on `/v1/messages`: its `request-id`, which the
+ * SDKs expose (`_request_id`) and Anthropic's support asks for. Its rate-limit headers describe
+ * keygate's key, shared by every caller, not the client's limits (keygate's own 429s carry those).
+ */
+export function passedHeaders(res: UpstreamResponse): PassedHeaders {
+  const id = res.headers['request-id'];
+  return typeof id === 'string' && REQUEST_ID.test(id) ? { 'request-id': id } : {};
 }
 
 /**
@@ -67,24 +85,24 @@ export class AnthropicAdapter implements ProviderAdapter {
     const res = await this.post(call.access, call.signal, call.body, call);
     const body = await readText(res, this.name);
     const message = parse<Partial<AnthropicMessage>>(body, 'response');
-    return { body, usage: messageUsage(message), text: messageText(message) };
+    return { body, headers: passedHeaders(res), usage: messageUsage(message), text: messageText(message) };
   }
 
   /**
    * `POST /v1/messages/count_tokens` passed through: the prompt's token count as Anthropic counts
    * it (free; Anthropic limits it apart from Messages). The answer's text, checked to be an object.
    */
-  async countTokens(call: MessagesPassthrough): Promise<string> {
+  async countTokens(call: MessagesPassthrough): Promise<PassedAnswer> {
     const res = await this.post(call.access, call.signal, call.body, call, '/v1/messages/count_tokens');
     const body = await readText(res, this.name);
     parse<{ input_tokens?: unknown }>(body, 'response');
-    return body;
+    return { body, headers: passedHeaders(res) };
   }
 
   /** A Messages stream passed through event by event (see {@link AnthropicNativeStream}). */
   async messagesStream(call: MessagesPassthrough): Promise<ChatStream> {
     const res = await this.post(call.access, call.signal, { ...call.body, stream: true }, call);
-    return { events: this.nativeEvents(res) };
+    return { events: this.nativeEvents(res), headers: passedHeaders(res) };
   }
 
   private async post(

@@ -57,7 +57,12 @@ export interface StreamEvent {
 /** A streamed completion whose upstream has answered with a success status. */
 export interface ChatStream {
   events: AsyncIterable<StreamEvent>;
+  /** Upstream response headers the client gets too (Anthropic's `request-id` on `/v1/messages`). */
+  headers?: PassedHeaders;
 }
+
+/** Upstream response headers passed on to the client, by lower-case name. */
+export type PassedHeaders = Record<string, string>;
 
 /** An OpenAI embeddings request body (`POST /v1/embeddings`). */
 export interface EmbeddingsRequest {

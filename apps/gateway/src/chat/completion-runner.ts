@@ -3,7 +3,7 @@ import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { QuotaService } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
-import { countTokens, runAttempts, type ChatStream, type RetryPolicy, type Usage } from '@keygate/providers';
+import { countTokens, runAttempts, type ChatStream, type PassedHeaders, type RetryPolicy, type Usage } from '@keygate/providers';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
@@ -14,6 +14,8 @@ import { recordUsage, SseRelay, type RelayDialect } from './sse-relay';
 export interface WholeAnswer {
   body: string;
   usage: Usage | null;
+  /** Upstream response headers the client gets too. */
+  headers?: PassedHeaders;
 }
 
 /** A model to try, and where it is served. */
@@ -81,6 +83,8 @@ export class CompletionRunner {
     const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
     try {
       const { value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal);
+      // The answering attempt's: a stream's go out with its head (the relay keeps the reply's headers).
+      if (value.headers) void reply.headers(value.headers);
       if ('events' in value) await this.sse.relay(ctx, value, reply, plan.dialect, plan.maxStreamSeconds, plan.promptTokens);
       else this.send(ctx, value, plan, reply);
     } finally {

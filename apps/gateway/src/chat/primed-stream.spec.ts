@@ -32,6 +32,16 @@ describe('primed', () => {
     expect(await all(stream)).toEqual([role.data, content.data, '{"content":"!"}']);
   });
 
+  it('keeps the headers the upstream answered with, for the client’s response head', async () => {
+    async function* events(): AsyncGenerator<StreamEvent> {
+      await upstream();
+      yield content;
+    }
+    const stream = await primed({ events: events(), headers: { 'request-id': 'req_1' } });
+    expect(stream.headers).toEqual({ 'request-id': 'req_1' });
+    expect(await all(stream)).toEqual([content.data]);
+  });
+
   it('fails the attempt when the provider’s error comes before any content (so it can be retried)', async () => {
     async function* events(): AsyncGenerator<StreamEvent> {
       await upstream();

@@ -59,7 +59,7 @@ export async function primed(stream: ChatStream, onUsage?: (usage: Usage) => voi
     },
     return: (value?: unknown) => (iterator.return ? iterator.return(value) : Promise.resolve({ value: undefined, done: true })),
   };
-  return { events: { [Symbol.asyncIterator]: () => replay } };
+  return { events: { [Symbol.asyncIterator]: () => replay }, headers: stream.headers };
 }
 
 /** The latest usage among events (a final one, else a running one). */

@@ -47,7 +47,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     if (ctx?.shuttingDown && error.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
     // Anthropic's route answers in an envelope the Anthropic SDKs read, which is also the contract's.
-    void reply.status(error.status).headers(headers).type('application/json').send(errorBodyFor(ctx?.path, error));
+    void reply.status(error.status).headers(headers).type('application/json').send(errorBodyFor(ctx, error));
   }
 
   private toGatewayError(exception: unknown, requestId: string | undefined): GatewayError {

@@ -8,7 +8,7 @@ import { LifecycleState } from '@keygate/health';
 import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext, type RequestLabels } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { errorBodyFor, isAnthropicPath } from '../messages/anthropic-errors';
+import { errorBodyFor, isAnthropicRequest } from '../messages/anthropic-errors';
 
 /**
  * Claude Code (`ANTHROPIC_API_KEY`, a key helper) and older Anthropic SDKs send their key in `x-api-key`: on
@@ -96,7 +96,7 @@ export class RequestLifecycle {
           reply,
           new GatewayError('invalid_request', `Content-Encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`),
         );
-      if (isAnthropicPath(ctx.path)) adoptAnthropicKey(request);
+      if (isAnthropicRequest(ctx)) adoptAnthropicKey(request);
       done();
     });
   }
@@ -117,6 +117,7 @@ export class RequestLifecycle {
       parseTrace(raw.headers.traceparent, raw.headers['x-cloud-trace-context']),
       AUDITED.test(path),
     );
+    ctx.route = request.routeOptions?.url;
     attachContext(raw, ctx);
     this.open.set(ctx, reply.raw);
     // Set on the raw response so hijacked (streamed) replies carry it too.
@@ -152,7 +153,7 @@ export class RequestLifecycle {
       if (res.socket !== socket) continue;
       ctx.fail('timeout', REQUEST_TIMEOUT);
       if (!res.headersSent) {
-        const body = JSON.stringify(errorBodyFor(ctx.path, new GatewayError('invalid_request', 'the request body did not arrive in time')));
+        const body = JSON.stringify(errorBodyFor(ctx, new GatewayError('invalid_request', 'the request body did not arrive in time')));
         res.writeHead(REQUEST_TIMEOUT, {
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(body),
@@ -255,7 +256,7 @@ export function failureForStatus(status: number): FailureClass {
 /** Answers a request the lifecycle itself refuses, recording the failure for the audit line. */
 function refuse(ctx: RequestContext, reply: FastifyReply, error: GatewayError): void {
   ctx.fail(error.spec.failure, error.status);
-  void reply.status(error.status).type('application/json').send(errorBodyFor(ctx.path, error));
+  void reply.status(error.status).type('application/json').send(errorBodyFor(ctx, error));
 }
 
 /**
@@ -270,7 +271,7 @@ function endResponse(ctx: RequestContext, res: ServerResponse): void {
     res.destroy();
     return;
   }
-  const body = JSON.stringify(errorBodyFor(ctx.path, error));
+  const body = JSON.stringify(errorBodyFor(ctx, error));
   res.writeHead(error.status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),

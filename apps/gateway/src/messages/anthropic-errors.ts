@@ -1,12 +1,17 @@
 import type { GatewayError } from '@keygate/errors';
+import type { RequestContext } from '@keygate/observability';
 import type { RelayDialect } from '../chat/sse-relay';
 
 /** keygate's Anthropic-compatible routes. */
 const ANTHROPIC_PATHS: ReadonlySet<string | undefined> = new Set(['/v1/messages', '/v1/messages/count_tokens']);
 
-/** Whether a request path is one of the Anthropic-compatible routes (their credentials and error envelope). */
-export function isAnthropicPath(path: string | undefined): boolean {
-  return ANTHROPIC_PATHS.has(path);
+/**
+ * Whether a request is for one of the Anthropic-compatible routes (their credentials and error
+ * envelope): the route matched, however its path was spelt, or its path when none matched (a
+ * `GET /v1/messages`).
+ */
+export function isAnthropicRequest(ctx: Pick<RequestContext, 'path' | 'route'> | undefined): boolean {
+  return ctx !== undefined && ANTHROPIC_PATHS.has(ctx.route ?? ctx.path);
 }
 
 /**
@@ -17,9 +22,12 @@ export function anthropicErrorBody(error: GatewayError): { type: 'error' } & Ret
   return { type: 'error', ...error.toBody() };
 }
 
-/** The error body for a request to `path`: Anthropic's envelope on its route, the contract's elsewhere. */
-export function errorBodyFor(path: string | undefined, error: GatewayError): ReturnType<GatewayError['toBody']> {
-  return isAnthropicPath(path) ? anthropicErrorBody(error) : error.toBody();
+/** The error body for a request: Anthropic's envelope on its routes, the contract's elsewhere. */
+export function errorBodyFor(
+  ctx: Pick<RequestContext, 'path' | 'route'> | undefined,
+  error: GatewayError,
+): ReturnType<GatewayError['toBody']> {
+  return isAnthropicRequest(ctx) ? anthropicErrorBody(error) : error.toBody();
 }
 
 /** Anthropic's stream: its events pass with their names; it ends with its own `message_stop`; errors are `event: error`. */

@@ -1,13 +1,16 @@
 import { applyDecorators, Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { AdmitInHandler, RequestLimitsGuard, SkipRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AnthropicErrorBodyDto, ApiGatewayErrors } from '../http/api-errors.decorator';
 import { modelCall } from '../http/request.decorators';
-import { MessagesRequestDto } from './messages.dto';
+import { AnthropicMessageResponseDto, AnthropicTokenCountDto, MessagesRequestDto } from './messages.dto';
 import { anthropicClientHeaders, MessagesService, type MessagesRequest } from './messages.service';
+
+/** The OpenAPI security scheme of the token sent in `x-api-key` (declared in bootstrap). */
+export const ANTHROPIC_KEY_SCHEME = 'x-api-key';
 
 /** The client headers that go on to Anthropic (see anthropicClientHeaders). */
 const ANTHROPIC_HEADERS = applyDecorators(
@@ -17,6 +20,8 @@ const ANTHROPIC_HEADERS = applyDecorators(
 
 /** Anthropic's Messages API for Claude models; the product comes from the credential. */
 @ApiTags('messages')
+// Listed after the bearer scheme (decorators apply bottom-up).
+@ApiSecurity(ANTHROPIC_KEY_SCHEME)
 @ApiBearerAuth()
 @UseGuards(CredentialGuard, RequestLimitsGuard)
 @Controller('v1/messages')
@@ -43,7 +48,10 @@ export class MessagesController {
     },
   })
   @ApiProduces('application/json', 'text/event-stream')
-  @ApiOkResponse({ description: "Anthropic's Message object, or its stream of events" })
+  @ApiOkResponse({
+    type: AnthropicMessageResponseDto,
+    description: "Anthropic's Message object, or with `stream: true` its stream of events (`message_start` … `message_stop`)",
+  })
   @ApiGatewayErrors(AnthropicErrorBodyDto)
   create(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
     return this.serve(request, body, reply, 'create');
@@ -59,7 +67,7 @@ export class MessagesController {
       '(Claude Code sends bursts of these), but blocks apply and each is audited.',
   })
   @ANTHROPIC_HEADERS
-  @ApiOkResponse({ description: '`{"input_tokens": N}`, as Anthropic answers' })
+  @ApiOkResponse({ type: AnthropicTokenCountDto, description: 'The prompt’s token count, as Anthropic answers it' })
   @ApiGatewayErrors(AnthropicErrorBodyDto)
   countTokens(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
     return this.serve(request, body, reply, 'countTokens');

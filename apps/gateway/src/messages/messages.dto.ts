@@ -84,3 +84,56 @@ export class MessagesRequestDto {
   @IsObject({ each: true, message: 'each tool must be an object' })
   tools?: Array<Record<string, unknown>>;
 }
+
+/** The usage block of an Anthropic message (documentation only). */
+export class AnthropicUsageDto {
+  @ApiProperty({ example: 12 })
+  input_tokens!: number;
+
+  @ApiProperty({ example: 48 })
+  output_tokens!: number;
+
+  @ApiPropertyOptional({ nullable: true, example: 0, description: 'Prompt tokens written to the cache' })
+  cache_creation_input_tokens?: number | null;
+
+  @ApiPropertyOptional({ nullable: true, example: 0, description: 'Prompt tokens read from the cache' })
+  cache_read_input_tokens?: number | null;
+}
+
+/** Anthropic's Message object, as `POST /v1/messages` answers it unchanged (documentation only). */
+export class AnthropicMessageResponseDto {
+  @ApiProperty({ example: 'msg_013Zva2CMHLNnXjNJJKqJ2EF' })
+  id!: string;
+
+  @ApiProperty({ enum: ['message'] })
+  type!: 'message';
+
+  @ApiProperty({ enum: ['assistant'] })
+  role!: 'assistant';
+
+  @ApiProperty({
+    description: 'Content blocks: `text`, `tool_use`, `thinking`…',
+    type: 'array',
+    items: { type: 'object', additionalProperties: true },
+    example: [{ type: 'text', text: 'Hello! How can I help?' }],
+  })
+  content!: Array<Record<string, unknown>>;
+
+  @ApiProperty({ example: 'claude-sonnet-4-5' })
+  model!: string;
+
+  @ApiProperty({ nullable: true, example: 'end_turn', description: '`end_turn`, `max_tokens`, `stop_sequence`, `tool_use`…' })
+  stop_reason!: string | null;
+
+  @ApiPropertyOptional({ nullable: true })
+  stop_sequence?: string | null;
+
+  @ApiProperty({ type: AnthropicUsageDto })
+  usage!: AnthropicUsageDto;
+}
+
+/** Anthropic's answer to `POST /v1/messages/count_tokens` (documentation only). */
+export class AnthropicTokenCountDto {
+  @ApiProperty({ example: 14 })
+  input_tokens!: number;
+}

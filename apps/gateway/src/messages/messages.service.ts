@@ -9,6 +9,7 @@ import {
   estimateMessagesPromptTokens,
   runAttempts,
   type MessagesPassthrough,
+  type PassedAnswer,
   type RetryPolicy,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
@@ -137,13 +138,13 @@ export class MessagesService {
   ): Promise<void> {
     const { access } = this.anthropicRoute(ctx, principal, body, bodyBytes);
     const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
-    const { value } = await runAttempts<string>(
+    const { value } = await runAttempts<PassedAnswer>(
       [{ model: body.model, attempt: () => countAttempt(ctx, () => this.anthropic.countTokens(call)) }],
       this.retry,
       ctx.abort.signal,
     );
     ctx.status = 200;
-    void reply.status(200).type('application/json').send(value);
+    void reply.status(200).headers(value.headers).type('application/json').send(value.body);
   }
 
   /** The route of a Messages request: the model must be one the product serves through Anthropic. */
