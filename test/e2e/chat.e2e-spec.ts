@@ -776,6 +776,20 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 413, failure: 'policy' });
   });
 
+  it('lets the SDK read that 413 for an 8 MB body, not a reset mid-upload (which it would retry, upload and all)', async () => {
+    const huge = user(prompt('z'.repeat(8_000_000)));
+    const ids = Array.from({ length: 3 }, () => rid('huge-sdk'));
+    const { result: errors, calls } = await countingUpstream(async () => {
+      const out = [];
+      for (const { headers } of ids)
+        out.push(await apiError(gw.openai(demoToken).chat.completions.create({ model: 'gpt-4o', messages: huge }, { headers })));
+      return out;
+    });
+    expect(errors.map((e) => [e.status, e.code])).toEqual(ids.map(() => [413, 'request_too_large']));
+    expect(calls).toBe(0);
+    for (const { id } of ids) await expectOneAudit(gw, id, { status: 413, failure: 'policy' });
+  });
+
   it('answers 400 policy_violation when max_tokens is above the policy cap', async () => {
     const { id, headers } = rid('over-cap');
     const { result: error, calls } = await countingUpstream(() =>

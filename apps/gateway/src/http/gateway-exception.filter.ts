@@ -8,6 +8,7 @@ import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 import { ThrottlerException } from '@nestjs/throttler';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errorBodyFor } from '../messages/anthropic-errors';
+import { answerAfterBody } from './refused-body';
 import { CLIENT_CLOSED_REQUEST } from './request-lifecycle';
 import { resourceMetadataUrl } from './resource-url';
 
@@ -47,7 +48,10 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     if (ctx?.shuttingDown && error.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
     // Anthropic's route answers in an envelope the Anthropic SDKs read, which is also the contract's.
-    void reply.status(error.status).headers(headers).type('application/json').send(errorBodyFor(ctx, error));
+    const answer = (): void => void reply.status(error.status).headers(headers).type('application/json').send(errorBodyFor(ctx, error));
+    // A body refused before it was read (above every product's limit): answered once it has arrived.
+    if (error.status === 413) answerAfterBody(request.raw, answer);
+    else answer();
   }
 
   private toGatewayError(exception: unknown, requestId: string | undefined): GatewayError {

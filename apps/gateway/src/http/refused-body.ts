@@ -1,0 +1,39 @@
+import type { IncomingMessage } from 'node:http';
+
+/** At most this many bytes of a refused body are read (and dropped) before its answer goes anyway. */
+export const REFUSED_BODY_MAX_BYTES = 16 * 1024 * 1024;
+/** At most this long is waited for the rest of a refused body before its answer goes anyway. */
+export const REFUSED_BODY_MAX_MS = 5_000;
+
+/**
+ * Sends `answer` once the rest of a refused request body has arrived, read and dropped (nginx's
+ * lingering close). A body refused before it was read (413: above every product's limit) gets its
+ * answer with `Connection: close`; sent at once, the connection closed while the client is still
+ * uploading, and the client's next write met a reset: it saw EPIPE or ECONNRESET instead of the
+ * 413, and the OpenAI SDKs retry such a connection error, upload and all. A body beyond `maxBytes`,
+ * or still arriving after `maxMs`, is answered at that point (the client may then see the reset).
+ */
+export function answerAfterBody(
+  request: IncomingMessage,
+  answer: () => void,
+  maxBytes = REFUSED_BODY_MAX_BYTES,
+  maxMs = REFUSED_BODY_MAX_MS,
+): void {
+  if (request.complete || request.destroyed) return answer();
+  let read = 0;
+  let answered = false;
+  const finish = (): void => {
+    if (answered) return;
+    answered = true;
+    clearTimeout(timer);
+    request.off('data', onData).off('end', finish).off('close', finish);
+    answer();
+  };
+  const onData = (chunk: Buffer): void => {
+    read += chunk.length;
+    if (read > maxBytes) finish();
+  };
+  const timer = setTimeout(finish, maxMs);
+  request.on('data', onData).once('end', finish).once('close', finish);
+  request.resume();
+}
