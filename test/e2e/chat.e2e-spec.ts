@@ -765,6 +765,19 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 413, failure: 'policy', product: 'tiny' });
   });
 
+  it.each(['/%761/chat/completions', '/v1/ch%61t/completions'])(
+    'audits a request whose path spells the route with percent-escapes (%s) like any other, once',
+    async (path) => {
+      const id = uniqueId('escaped');
+      const { result, calls } = await countingUpstream(() =>
+        post(gw, path, id, { model: 'gpt-4o', messages: user(prompt('escaped path')) }),
+      );
+      expect(result.res.status).toBe(200);
+      expect(calls).toBe(1);
+      await expectOneAudit(gw, id, { status: 200, failure: null, product: 'demo', model: 'gpt-4o' });
+    },
+  );
+
   it("answers 413 for a body above every product's limit", async () => {
     const id = uniqueId('huge');
     const { result, calls } = await countingUpstream(() =>

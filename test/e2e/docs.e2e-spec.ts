@@ -180,7 +180,7 @@ describe('the OpenAPI document of a gateway that also takes HMAC and IAP credent
     expect(okSchema(doc, '/v1/messages/count_tokens')).toMatch(/AnthropicTokenCountDto$/);
   });
 
-  it('leaves them out where they are not configured (the gateway above)', async () => {
+  it('leaves HMAC and IAP out where they are not configured (the gateway above): bearer and x-api-key only', async () => {
     const plain = (await (await get('/docs-json')).json()) as OpenApiDoc;
     expect(Object.keys(plain.components?.securitySchemes ?? {})).toEqual(['bearer', 'x-api-key']);
   });

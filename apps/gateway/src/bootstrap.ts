@@ -306,7 +306,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
           type: 'apiKey',
           in: 'header',
           name: 'x-api-key',
-          description: 'The same JWT, where Anthropic’s clients send a key (/v1/messages only)',
+          description: 'The same JWT, where Anthropic’s clients send a key (/v1/messages and /v1/messages/count_tokens only)',
         },
         ANTHROPIC_KEY_SCHEME,
       )

@@ -36,7 +36,7 @@ export class RequestContext {
   releaseDailyCount: (() => void) | null = null;
   /**
    * The route the router matched, as declared (`/v1/messages`), whatever spelling of it the client
-   * sent (`/v1/%6dessages`, a trailing slash); undefined when no route matched.
+   * sent (percent-escapes such as `/v1/%6dessages`); undefined when no route matched.
    */
   route: string | undefined = undefined;
 

@@ -50,7 +50,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     // Anthropic's route answers in an envelope the Anthropic SDKs read, which is also the contract's.
     const answer = (): void => void reply.status(error.status).headers(headers).type('application/json').send(errorBodyFor(ctx, error));
     // A body refused before it was read (above every product's limit): answered once it has arrived.
-    if (error.status === 413) answerAfterBody(request.raw, answer);
+    if (error.status === 413) answerAfterBody(request.raw, answer, { signal: ctx?.abort.signal });
     else answer();
   }
 

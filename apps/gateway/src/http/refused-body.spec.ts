@@ -11,23 +11,25 @@ import { answerAfterBody } from './refused-body';
 interface Seen {
   /** Whether the whole body had arrived when the answer went. */
   complete: boolean;
+  /** Milliseconds from the request's arrival to its answer. */
+  afterMs: number;
 }
 
 let server: Server;
 let port: number;
-let limits: { maxBytes?: number; maxMs?: number } = {};
+let options: { signal?: AbortSignal; maxBytes?: number; maxMs?: number } = {};
 const seen: Seen[] = [];
 
 beforeAll(async () => {
   server = createServer((req, res) => {
+    const arrived = performance.now();
     answerAfterBody(
       req,
       () => {
-        seen.push({ complete: req.complete });
+        seen.push({ complete: req.complete, afterMs: performance.now() - arrived });
         res.writeHead(413, { 'content-type': 'application/json', connection: 'close' }).end('{"error":"too large"}');
       },
-      limits.maxBytes,
-      limits.maxMs,
+      options,
     );
   });
   server.listen(0, '127.0.0.1');
@@ -42,7 +44,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  limits = {};
+  options = {};
   seen.length = 0;
 });
 
@@ -57,8 +59,9 @@ async function upload(chunks: number, size: number, end = true): Promise<{ statu
     });
     req.on('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }));
   });
+  const closed = once(req, 'close');
   for (let i = 0; i < chunks && !req.destroyed; i++) {
-    if (!req.write(Buffer.alloc(size, 0x61))) await Promise.race([once(req, 'drain'), once(req, 'close')]);
+    if (!req.write(Buffer.alloc(size, 0x61))) await Promise.race([once(req, 'drain'), closed]);
     await new Promise((resolve) => setImmediate(resolve));
   }
   if (end) req.end();
@@ -71,7 +74,7 @@ describe('answerAfterBody', () => {
   it('answers once the whole refused body has arrived, so the client reads the answer', async () => {
     const result = await upload(20, 64 * 1024);
     expect(result).toEqual({ status: 413, body: '{"error":"too large"}' });
-    expect(seen).toEqual([{ complete: true }]);
+    expect(seen).toMatchObject([{ complete: true }]);
   });
 
   it('answers at once when the body had already arrived', () => {
@@ -82,15 +85,26 @@ describe('answerAfterBody', () => {
   });
 
   it('stops reading a body beyond its byte bound and answers then', async () => {
-    limits = { maxBytes: 64 * 1024 };
+    options = { maxBytes: 64 * 1024 };
     await upload(64, 16 * 1024);
-    expect(seen).toEqual([{ complete: false }]);
+    expect(seen).toMatchObject([{ complete: false }]);
   });
 
   it('answers a body that stops arriving once its wait is over', async () => {
-    limits = { maxMs: 50 };
+    options = { maxMs: 200 };
     const result = await upload(2, 1024, false);
     expect(result.status).toBe(413);
-    expect(seen).toEqual([{ complete: false }]);
+    expect(seen).toMatchObject([{ complete: false }]);
+    // It waited: the answer did not go when the request arrived (a timer may fire a millisecond early).
+    expect(seen[0].afterMs).toBeGreaterThanOrEqual(190);
+  });
+
+  it('answers at once when its request is ended meanwhile (the drain deadline), not after the wait', async () => {
+    const ended = new AbortController();
+    options = { signal: ended.signal, maxMs: 60_000 };
+    const response = upload(2, 1024, false);
+    setTimeout(() => ended.abort(), 20);
+    expect((await response).status).toBe(413);
+    expect(seen).toMatchObject([{ complete: false }]);
   });
 });

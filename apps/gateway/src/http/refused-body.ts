@@ -11,15 +11,20 @@ export const REFUSED_BODY_MAX_MS = 5_000;
  * answer with `Connection: close`; sent at once, the connection closed while the client is still
  * uploading, and the client's next write met a reset: it saw EPIPE or ECONNRESET instead of the
  * 413, and the OpenAI SDKs retry such a connection error, upload and all. A body beyond `maxBytes`,
- * or still arriving after `maxMs`, is answered at that point (the client may then see the reset).
+ * or still arriving after `maxMs`, is answered at that point (the client may then see the reset),
+ * and so is one whose request is ended meanwhile (`signal`: the drain deadline), so that what the
+ * client gets is the 413 its audit line records.
  */
 export function answerAfterBody(
   request: IncomingMessage,
   answer: () => void,
-  maxBytes = REFUSED_BODY_MAX_BYTES,
-  maxMs = REFUSED_BODY_MAX_MS,
+  {
+    signal,
+    maxBytes = REFUSED_BODY_MAX_BYTES,
+    maxMs = REFUSED_BODY_MAX_MS,
+  }: { signal?: AbortSignal; maxBytes?: number; maxMs?: number } = {},
 ): void {
-  if (request.complete || request.destroyed) return answer();
+  if (request.complete || request.destroyed || signal?.aborted) return answer();
   let read = 0;
   let answered = false;
   const finish = (): void => {
@@ -27,6 +32,7 @@ export function answerAfterBody(
     answered = true;
     clearTimeout(timer);
     request.off('data', onData).off('end', finish).off('close', finish);
+    signal?.removeEventListener('abort', finish);
     answer();
   };
   const onData = (chunk: Buffer): void => {
@@ -35,5 +41,6 @@ export function answerAfterBody(
   };
   const timer = setTimeout(finish, maxMs);
   request.on('data', onData).once('end', finish).once('close', finish);
+  signal?.addEventListener('abort', finish, { once: true });
   request.resume();
 }

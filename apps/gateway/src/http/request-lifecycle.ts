@@ -109,15 +109,18 @@ export class RequestLifecycle {
   begin(request: FastifyRequest, reply: FastifyReply): RequestContext {
     const raw = request.raw;
     const path = requestPath(request.url);
+    // The route matched, not the path as spelt: `/%761/chat/completions` reaches the chat route and
+    // must be audited like it.
+    const route = request.routeOptions?.url;
     const ctx = new RequestContext(
       pickRequestId(raw.headers['x-request-id'], randomUUID),
       request.method,
       path,
       process.hrtime.bigint(),
       parseTrace(raw.headers.traceparent, raw.headers['x-cloud-trace-context']),
-      AUDITED.test(path),
+      AUDITED.test(route ?? path),
     );
-    ctx.route = request.routeOptions?.url;
+    ctx.route = route;
     attachContext(raw, ctx);
     this.open.set(ctx, reply.raw);
     // Set on the raw response so hijacked (streamed) replies carry it too.
