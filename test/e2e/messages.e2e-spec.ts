@@ -18,7 +18,16 @@ import {
   stopProviderStack,
   type FlakyUpstream,
 } from './provider-fixtures';
-import { cleanupTempFiles, mintToken, waitFor, type AuditRecord, type Gateway, type MockStats, type MockUpstream } from './harness';
+import {
+  apiError,
+  cleanupTempFiles,
+  mintToken,
+  waitFor,
+  type AuditRecord,
+  type Gateway,
+  type MockStats,
+  type MockUpstream,
+} from './harness';
 
 const MAX_RETRIES = 2;
 /** The product policy's default completion-token cap (SPEC §4). */
@@ -438,6 +447,55 @@ describe('POST /v1/messages upstream failures', () => {
     expect(audit.tokens_out).toBeGreaterThan(0);
     expect(audit.tokens_out).toBeLessThan(whole.usage.output_tokens);
     await waitFor('the mock to see the abort', async () => ((await mock.stats()).aborted > abortedBefore ? true : undefined));
+  });
+});
+
+describe('fields and tools a product’s policy refuses (refused_fields, refused_tools)', () => {
+  let guarded: string;
+  beforeAll(() => {
+    guarded = mintToken({ product: 'guarded', sub: 'guarded-user' });
+  });
+  const ask = { model: ANTHROPIC_MODEL, max_tokens: 32, messages: [{ role: 'user' as const, content: 'search the web' }] };
+
+  it.each([
+    ['service_tier', { service_tier: 'auto' }, 'service_tier'],
+    ['mcp_servers (mcp_*)', { mcp_servers: [{ type: 'url', url: 'https://mcp.example/sse', name: 'x' }] }, 'mcp_servers'],
+    ['a web search server tool', { tools: [{ type: 'web_search_20250305', name: 'web_search', max_uses: 5 }] }, 'tools[0].type'],
+  ])('refuses %s on /v1/messages with 400 policy_violation naming it, without calling any upstream', async (_what, extra, param) => {
+    const { id, headers } = rid('msg-refused');
+    const { result: error, moved } = await counting(() =>
+      sdkError(gw.anthropic(guarded).messages.create({ ...ask, ...extra } as Anthropic.MessageCreateParamsNonStreaming, { headers })),
+    );
+    expect(error.status).toBe(400);
+    expect(error.error).toMatchObject({ type: 'error', error: { code: 'policy_violation', param } });
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'policy', product: 'guarded', user: 'guarded-user' });
+  });
+
+  it('passes what the policy does not list: a client tool, and the listed field sent as null', async () => {
+    const { id, headers } = rid('msg-allowed');
+    const tools = [{ name: 'get_weather', input_schema: { type: 'object' as const, properties: {} } }];
+    const { moved } = await counting(() =>
+      gw
+        .anthropic(guarded)
+        .messages.create({ ...ask, tools, service_tier: null } as unknown as Anthropic.MessageCreateParamsNonStreaming, { headers }),
+    );
+    expect(moved).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(id, { status: 200, failure: null, product: 'guarded' });
+  });
+
+  it('refuses them on the OpenAI route too, through the OpenAI SDK', async () => {
+    const { id, headers } = rid('chat-refused');
+    const { result: error, moved } = await counting(() =>
+      apiError(
+        gw
+          .openai(guarded)
+          .chat.completions.create({ model: OPENAI_MODEL, messages: [{ role: 'user', content: 'hi' }], service_tier: 'flex' }, { headers }),
+      ),
+    );
+    expect([error.status, error.code, error.param]).toEqual([400, 'policy_violation', 'service_tier']);
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'policy', product: 'guarded' });
   });
 });
 

@@ -78,6 +78,7 @@ export interface ProductUrls {
  * - `flaky`: OpenAI on the failing upstream, Claude and Gemini on the mock; `gpt-4o` → Claude.
  * - `flaky2`: Anthropic on the failing upstream, Gemini on the mock; Claude → Gemini.
  * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
+ * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*` and server tools `web_search_*`.
  */
 export function providerProducts(urls: ProductUrls): Record<string, unknown> {
   const openaiOnMock = {
@@ -89,6 +90,7 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
   const geminiOnMock = { api_key: 'AIza-mock-prov', models: [GEMINI_MODEL, GEMINI_3_MODEL, GEMINI_EMBEDDING_MODEL], base_url: urls.mock };
   return {
     prov: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
+    guarded: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     flaky: {
       providers: {
         openai: { api_key: 'sk-mock-flaky', models: [OPENAI_MODEL], base_url: `${urls.flaky}/v1` },
@@ -131,6 +133,8 @@ export function providerPolicyYaml(): string {
     `    fallbacks: {${ANTHROPIC_MODEL}: [${GEMINI_MODEL}]}`,
     '  deadend:',
     `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
+    '  guarded:',
+    "    policy: {refused_fields: [service_tier, 'mcp_*'], refused_tools: ['web_search_*']}",
     '',
   ].join('\n');
 }

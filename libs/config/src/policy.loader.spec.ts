@@ -103,6 +103,32 @@ describe('buildPolicyBook', () => {
     expect(book.largestRequestBytes).toBe(5000);
   });
 
+  it('reads refused fields and tool types, a product list replacing the default one ([] refusing nothing)', () => {
+    const book = buildPolicyBook({
+      defaults: { policy: { refused_fields: ['service_tier', 'mcp_*'], refused_tools: ['web_search_*'] } },
+      products: { open: { policy: { refused_fields: [] } }, strict: { policy: { refused_tools: ['web_*', 'code_execution_*'] } } },
+    });
+    expect(book.defaults.policy).toMatchObject({ refusedFields: ['service_tier', 'mcp_*'], refusedTools: ['web_search_*'] });
+    expect(book.forProduct('open').policy).toMatchObject({ refusedFields: [], refusedTools: ['web_search_*'] });
+    expect(book.forProduct('strict').policy).toMatchObject({
+      refusedFields: ['service_tier', 'mcp_*'],
+      refusedTools: ['web_*', 'code_execution_*'],
+    });
+    expect(buildPolicyBook({}).defaults.policy).toMatchObject({ refusedFields: [], refusedTools: [] });
+  });
+
+  it('refuses refusing a field every request carries, and names that are not names', () => {
+    expect(problems({ products: { p: { policy: { refused_fields: ['mod*'] } } } })).toContain(
+      'products.p.policy.refused_fields: mod* would refuse every request (model, messages and input are required fields)',
+    );
+    expect(problems({ defaults: { policy: { refused_fields: ['messages'] } } })).toMatch(
+      /defaults\.policy\.refused_fields: messages would refuse/,
+    );
+    expect(problems({ defaults: { policy: { refused_tools: ['web search'] } } })).toMatch(/defaults\.policy\.refused_tools/);
+    expect(problems({ defaults: { policy: { refused_tools: ['*'] } } })).toMatch(/defaults\.policy\.refused_tools/);
+    expect(problems({ defaults: { policy: { refused_fields: 'service_tier' } } })).toMatch(/defaults\.policy\.refused_fields/);
+  });
+
   it('reads IAP members, lowercased, a product list replacing the default one', () => {
     const book = buildPolicyBook({
       defaults: { iap_members: ['domain:Example.com'] },

@@ -20,6 +20,8 @@ export const BUILT_IN_POLICY: ProductPolicy = Object.freeze({
     temperature: Object.freeze({ min: 0, max: 1.5 }),
     maxRequestBytes: 1_048_576,
     maxStreamSeconds: 300,
+    refusedFields: Object.freeze([]),
+    refusedTools: Object.freeze([]),
   }),
   fallbacks: Object.freeze({}),
   autoBlock: Object.freeze({ rejections: 100, windowSeconds: 60, blockSeconds: 900 }),
@@ -111,6 +113,11 @@ function validateProduct(entry: unknown, path: string, problems: string[]): Prod
   }
   const { value, problems: found } = validatePlain(ProductPolicySchema, entry, path);
   problems.push(...found);
+  // Every request carries these: refusing them would refuse every request of the product.
+  for (const name of value.policy?.refused_fields ?? []) {
+    if (['model', 'messages', 'input'].some((required) => matchesName(required, name)))
+      problems.push(`${path}.policy.refused_fields: ${name} would refuse every request (model, messages and input are required fields)`);
+  }
   if (value.fallbacks !== undefined) {
     for (const [model, list] of Object.entries(value.fallbacks)) {
       if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string' && m.length > 0)) {
@@ -143,6 +150,9 @@ function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
     temperature: { min: p.temperature?.min ?? base.policy.temperature.min, max: p.temperature?.max ?? base.policy.temperature.max },
     maxRequestBytes: p.max_request_bytes ?? base.policy.maxRequestBytes,
     maxStreamSeconds: p.max_stream_seconds ?? base.policy.maxStreamSeconds,
+    // A list replaces the one it overrides (`[]` refuses nothing).
+    refusedFields: p.refused_fields ?? base.policy.refusedFields,
+    refusedTools: p.refused_tools ?? base.policy.refusedTools,
   };
   return {
     limits,
@@ -155,6 +165,11 @@ function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
     },
     iapMembers: over.iap_members ? over.iap_members.map((m) => m.toLowerCase()) : base.iapMembers,
   };
+}
+
+/** Whether `name` is `pattern`, or starts with what comes before its trailing `*`. */
+export function matchesName(name: string, pattern: string): boolean {
+  return pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

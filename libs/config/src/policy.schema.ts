@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Type } from 'class-transformer';
-import { IsArray, IsInt, IsNumber, IsObject, Matches, Max, Min, ValidateIf, ValidateNested } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsInt, IsNumber, IsObject, IsString, Matches, Max, Min, ValidateIf, ValidateNested } from 'class-validator';
 
 /**
  * A field that may be left out, but not set to null: YAML's `~` or an empty value would otherwise
@@ -36,6 +36,10 @@ export class TemperatureRangeSchema {
   @Optional() @IsNumber() @Min(0) @Max(2) max?: number;
 }
 
+/** A name in `refused_fields` or `refused_tools`: a field name or a tool type, a trailing `*` matching any ending. */
+const REFUSED_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}\*?$/;
+const REFUSED_NAME_MESSAGE = 'entries must be names (letters, digits, _ . -), a trailing * matching any ending';
+
 /** `policy` block of the policy file (SPEC §4). */
 export class ParameterPolicySchema {
   /** No model writes anywhere near 10 M tokens in one answer; 1e300 would go upstream as sent. */
@@ -45,6 +49,20 @@ export class ParameterPolicySchema {
   @Optional() @IsInt() @Min(1) @Max(1_073_741_824) max_request_bytes?: number;
   // A stream's limit becomes a timer: Node runs one set past ~24.8 days after 1 ms.
   @Optional() @IsInt() @Min(1) @Max(MAX_TIMER_SECONDS) max_stream_seconds?: number;
+  /** Extension: top-level request fields refused (400 `policy_violation`), e.g. `service_tier`, `mcp_servers`. */
+  @Optional()
+  @IsArray()
+  @ArrayMaxSize(100)
+  @IsString({ each: true })
+  @Matches(REFUSED_NAME, { each: true, message: REFUSED_NAME_MESSAGE })
+  refused_fields?: string[];
+  /** Extension: tool types refused in `tools` (400 `policy_violation`), e.g. Anthropic's server tools `web_search_*`. */
+  @Optional()
+  @IsArray()
+  @ArrayMaxSize(100)
+  @IsString({ each: true })
+  @Matches(REFUSED_NAME, { each: true, message: REFUSED_NAME_MESSAGE })
+  refused_tools?: string[];
 }
 
 /** One product's overrides, or the `defaults`. */

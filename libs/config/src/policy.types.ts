@@ -14,6 +14,10 @@ export interface ParameterPolicy {
   temperature: { min: number; max: number };
   maxRequestBytes: number;
   maxStreamSeconds: number;
+  /** Top-level request fields refused; a trailing `*` matches any ending. */
+  refusedFields: readonly string[];
+  /** Tool types refused in `tools` (a tool without a type is `custom`); a trailing `*` matches any ending. */
+  refusedTools: readonly string[];
 }
 
 /** Everything the policy file says about one product, resolved. */

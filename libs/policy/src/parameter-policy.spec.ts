@@ -1,7 +1,14 @@
 import { GatewayError } from '@keygate/errors';
-import { applyParameterPolicy } from './parameter-policy';
+import { applyParameterPolicy, refuseDenied } from './parameter-policy';
 
-const policy = { maxTokens: 1000, temperature: { min: 0, max: 1.5 }, maxRequestBytes: 1024, maxStreamSeconds: 60 };
+const policy = {
+  maxTokens: 1000,
+  temperature: { min: 0, max: 1.5 },
+  maxRequestBytes: 1024,
+  maxStreamSeconds: 60,
+  refusedFields: [],
+  refusedTools: [],
+};
 
 describe('applyParameterPolicy', () => {
   it('sets the cap in the given field when the client sent none', () => {
@@ -53,5 +60,56 @@ describe('applyParameterPolicy', () => {
 
   it('accepts the range bounds and null values', () => {
     expect(() => applyParameterPolicy({ temperature: 1.5, max_tokens: null }, policy)).not.toThrow();
+  });
+});
+
+describe('refuseDenied', () => {
+  const strict = { ...policy, refusedFields: ['service_tier', 'mcp_*'], refusedTools: ['web_search_*', 'custom'] };
+
+  /** The policy violation `body` raises, or undefined. */
+  function violation(body: Record<string, unknown>, p = strict): GatewayError | undefined {
+    try {
+      refuseDenied(body, p);
+      return undefined;
+    } catch (error) {
+      expect(error).toBeInstanceOf(GatewayError);
+      return error as GatewayError;
+    }
+  }
+
+  it('refuses a listed field, by name or by prefix, naming it', () => {
+    const tier = violation({ model: 'm', service_tier: 'priority' });
+    expect([tier?.code, tier?.options.param, tier?.message]).toEqual([
+      'policy_violation',
+      'service_tier',
+      'service_tier is not allowed for this product',
+    ]);
+    expect(violation({ mcp_servers: [{ type: 'url', url: 'https://mcp.example' }] })?.options.param).toBe('mcp_servers');
+  });
+
+  it('lets a listed field sent as null through (it asks for nothing), and every other field', () => {
+    expect(violation({ model: 'm', service_tier: null, temperature: 1, tools: [{ type: 'function' }] })).toBeUndefined();
+  });
+
+  it('refuses a tool of a listed type, naming its place; a tool without a type is custom', () => {
+    const tools = [
+      { type: 'function', function: { name: 'f' } },
+      { type: 'web_search_20250305', name: 'web_search' },
+    ];
+    const search = violation({ tools });
+    expect([search?.code, search?.options.param, search?.message]).toEqual([
+      'policy_violation',
+      'tools[1].type',
+      'tools[1]: the tool type web_search_20250305 is not allowed for this product',
+    ]);
+    expect(violation({ tools: [{ name: 'get_weather', input_schema: { type: 'object' } }] })?.options.param).toBe('tools[0].type');
+  });
+
+  it('costs nothing and refuses nothing with empty lists (the default)', () => {
+    expect(violation({ service_tier: 'priority', tools: [{ type: 'web_search_20250305' }] }, policy)).toBeUndefined();
+  });
+
+  it('is applied with the rest of the parameter policy', () => {
+    expect(() => applyParameterPolicy({ service_tier: 'flex' }, strict)).toThrow('service_tier is not allowed for this product');
   });
 });

@@ -1,4 +1,4 @@
-import type { ParameterPolicy } from '@keygate/config';
+import { matchesName, type ParameterPolicy } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 
 /** The request fields the parameter policy reads and writes. */
@@ -17,10 +17,11 @@ export type CapField = 'max_tokens' | 'max_completion_tokens';
  * `max_completion_tokens`) above the cap is a 400 naming the cap, an absent one is set to the cap,
  * and when both are sent both become the smaller, except where the cap goes as
  * `max_completion_tokens` (OpenAI's own endpoint), which gets that field alone; a `temperature`
- * outside the range is a 400.
+ * outside the range is a 400, and so is a field or a tool type the product refuses (see {@link refuseDenied}).
  * Returns the effective completion-token cap.
  */
 export function applyParameterPolicy(body: PolicedRequest, policy: ParameterPolicy, capField: CapField = 'max_tokens'): number {
+  refuseDenied(body, policy);
   const cap = policy.maxTokens;
   let effective: number | undefined;
   for (const field of ['max_tokens', 'max_completion_tokens'] as const) {
@@ -54,4 +55,32 @@ export function applyParameterPolicy(body: PolicedRequest, policy: ParameterPoli
     );
   }
   return effective;
+}
+
+/**
+ * Refuses (400 `policy_violation`, naming it) a top-level field in the policy's `refused_fields`
+ * and a tool whose type is in its `refused_tools`: features a provider bills apart from tokens
+ * (`service_tier`, Anthropic's server tools such as `web_search_20250305`, `mcp_servers`), which
+ * keygate's token quotas do not count. A field sent as null asks for nothing and passes; a tool
+ * without a type is `custom` (Anthropic's name for a client tool).
+ */
+export function refuseDenied(body: PolicedRequest, policy: ParameterPolicy): void {
+  if (policy.refusedFields.length) {
+    for (const field of Object.keys(body)) {
+      if (body[field] === undefined || body[field] === null) continue;
+      if (policy.refusedFields.some((pattern) => matchesName(field, pattern)))
+        throw new GatewayError('policy_violation', `${field} is not allowed for this product`, { param: field });
+    }
+  }
+  if (policy.refusedTools.length && Array.isArray(body.tools)) {
+    body.tools.forEach((tool: unknown, i) => {
+      const declared = typeof tool === 'object' && tool !== null ? (tool as { type?: unknown }).type : undefined;
+      // A type that is not a string names no tool: the provider refuses it.
+      const type = declared === undefined || declared === null ? 'custom' : typeof declared === 'string' ? declared : undefined;
+      if (type !== undefined && policy.refusedTools.some((pattern) => matchesName(type, pattern)))
+        throw new GatewayError('policy_violation', `tools[${i}]: the tool type ${type} is not allowed for this product`, {
+          param: `tools[${i}].type`,
+        });
+    });
+  }
 }
