@@ -460,6 +460,18 @@ export interface TrackedRequest {
 /** SPEC §7: `/v1/*` and `/chat/*` requests are audited. */
 const AUDITED_PATH = /^\/(v1|chat)\//;
 
+/**
+ * The path the gateway's router matches: percent-escapes decoded (`/%761/…` reaches a `/v1` route,
+ * and is audited), but not an escaped slash (`/v1%2Fchat/…` matches no route); as sent when malformed.
+ */
+function routePath(pathname: string): string {
+  try {
+    return decodeURIComponent(pathname.replace(/%2f/gi, '%252F'));
+  } catch {
+    return pathname;
+  }
+}
+
 /** Product keys in the multi-provider format, a `demo` product like `dev/demo-env.js` gives. */
 export function demoProducts(mockUrl: string): Record<string, unknown> {
   return {
@@ -532,7 +544,8 @@ export class Gateway {
     new Headers(init.headers).forEach((value, key) => headers.set(key, value));
     if (!headers.has('x-request-id')) headers.set('x-request-id', uniqueId('auto'));
     const method = (init.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
-    if (AUDITED_PATH.test(url.pathname)) this.requests.push({ id: headers.get('x-request-id') as string, method, path: url.pathname });
+    if (AUDITED_PATH.test(routePath(url.pathname)))
+      this.requests.push({ id: headers.get('x-request-id') as string, method, path: url.pathname });
     return input instanceof Request ? fetch(new Request(input, { ...init, headers })) : fetch(url, { ...init, headers });
   };
 

@@ -109,8 +109,8 @@ export class RequestLifecycle {
   begin(request: FastifyRequest, reply: FastifyReply): RequestContext {
     const raw = request.raw;
     const path = requestPath(request.url);
-    // The route matched, not the path as spelt: `/%761/chat/completions` reaches the chat route and
-    // must be audited like it.
+    // The route matched too, not only the path as spelt: `/%761/chat/completions` reaches the chat
+    // route and must be audited like it. (A CORS preflight's route is the wildcard `*`: its path decides.)
     const route = request.routeOptions?.url;
     const ctx = new RequestContext(
       pickRequestId(raw.headers['x-request-id'], randomUUID),
@@ -118,7 +118,7 @@ export class RequestLifecycle {
       path,
       process.hrtime.bigint(),
       parseTrace(raw.headers.traceparent, raw.headers['x-cloud-trace-context']),
-      AUDITED.test(route ?? path),
+      AUDITED.test(path) || (route !== undefined && AUDITED.test(route)),
     );
     ctx.route = route;
     attachContext(raw, ctx);
