@@ -117,6 +117,7 @@ describe('the OpenAPI document', () => {
     expect(bearer).toBeDefined();
     for (const op of [
       doc.paths['/v1/chat/completions'].post,
+      doc.paths['/v1/responses'].post,
       doc.paths['/chat/{product}'].post,
       doc.paths['/v1/models'].get,
       doc.paths['/v1/models/{model}'].get,
@@ -159,7 +160,12 @@ describe('the OpenAPI document of a gateway that also takes HMAC and IAP credent
 
   it('offers them as alternatives to the bearer JWT on the client routes (the three HMAC headers together), not on the operator routes', () => {
     const hmac = { 'hmac-client-id': [], 'hmac-timestamp': [], 'hmac-signature': [] };
-    for (const op of [doc.paths['/v1/chat/completions'].post, doc.paths['/chat/{product}'].post, doc.paths['/v1/models'].get]) {
+    for (const op of [
+      doc.paths['/v1/chat/completions'].post,
+      doc.paths['/v1/responses'].post,
+      doc.paths['/chat/{product}'].post,
+      doc.paths['/v1/models'].get,
+    ]) {
       expect(op.security).toEqual([{ bearer: [] }, hmac, { iap: [] }]);
     }
     for (const op of [doc.paths['/admin/blocks'].post, doc.paths['/admin/usage'].get]) expect(op.security).toEqual([{ bearer: [] }]);
@@ -178,6 +184,7 @@ describe('the OpenAPI document of a gateway that also takes HMAC and IAP credent
     expect(withKey.sort()).toEqual(['post /v1/messages', 'post /v1/messages/count_tokens']);
     expect(okSchema(doc, '/v1/messages')).toMatch(/AnthropicMessageResponseDto$/);
     expect(okSchema(doc, '/v1/messages/count_tokens')).toMatch(/AnthropicTokenCountDto$/);
+    expect(okSchema(doc, '/v1/responses')).toMatch(/ResponseObjectDto$/);
   });
 
   it('leaves HMAC and IAP out where they are not configured (the gateway above): bearer and x-api-key only', async () => {

@@ -265,6 +265,7 @@ export class ManagedProcess {
 
 export type MockRoute =
   | 'openai.chat'
+  | 'openai.responses'
   | 'openai.embeddings'
   | 'openai.models'
   | 'anthropic.messages'

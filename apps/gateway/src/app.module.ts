@@ -18,6 +18,8 @@ import { EmbeddingsController } from './embeddings/embeddings.controller';
 import { EmbeddingsService } from './embeddings/embeddings.service';
 import { MessagesController } from './messages/messages.controller';
 import { MessagesService } from './messages/messages.service';
+import { ResponsesController } from './responses/responses.controller';
+import { ResponsesService } from './responses/responses.service';
 import { ProductRouter } from './routing/product.router';
 import { DtoValidationPipe } from './http/dto-validation.pipe';
 import { GatewayExceptionFilter } from './http/gateway-exception.filter';
@@ -45,6 +47,7 @@ export class AppModule {
         ChatController,
         EmbeddingsController,
         MessagesController,
+        ResponsesController,
         ModelsController,
         AdminController,
         ProtectedResourceController,
@@ -56,6 +59,7 @@ export class AppModule {
         CompletionRunner,
         EmbeddingsService,
         MessagesService,
+        ResponsesService,
         ProductRouter,
         RequestLifecycle,
         { provide: APP_FILTER, useClass: GatewayExceptionFilter },

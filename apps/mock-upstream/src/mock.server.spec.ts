@@ -13,10 +13,13 @@ import {
   startMock,
   type RunningMock,
 } from './mock.testing';
+import type { ResponseStreamEvent } from './openai.responses.types';
 import type { ChatCompletionChunk, OpenAIErrorBody } from './openai.types';
 
 interface ProviderCase {
-  name: 'openai' | 'anthropic' | 'gemini';
+  name: 'openai' | 'openai.responses' | 'anthropic' | 'gemini';
+  /** Whose greeting the echoed reply carries. */
+  provider: 'openai' | 'anthropic' | 'gemini';
   path: (stream: boolean) => string;
   body: (text: string, stream: boolean) => Record<string, unknown>;
   headers: Record<string, string>;
@@ -32,6 +35,7 @@ interface ProviderCase {
 
 const openai: ProviderCase = {
   name: 'openai',
+  provider: 'openai',
   path: () => '/v1/chat/completions',
   body: (text, stream) => ({ model: 'gpt-4o-mini', stream, messages: [{ role: 'user', content: text }] }),
   headers: OPENAI_AUTH,
@@ -61,6 +65,7 @@ const openai: ProviderCase = {
 
 const anthropic: ProviderCase = {
   name: 'anthropic',
+  provider: 'anthropic',
   path: () => '/v1/messages',
   body: (text, stream) => ({ model: 'claude-sonnet-4-5', max_tokens: 100, stream, messages: [{ role: 'user', content: text }] }),
   headers: ANTHROPIC_AUTH,
@@ -87,6 +92,7 @@ const anthropic: ProviderCase = {
 
 const gemini: ProviderCase = {
   name: 'gemini',
+  provider: 'gemini',
   path: (stream) =>
     stream ? '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse' : '/v1beta/models/gemini-2.5-flash:generateContent',
   body: (text) => ({ contents: [{ role: 'user', parts: [{ text }] }] }),
@@ -114,7 +120,28 @@ const gemini: ProviderCase = {
   completionMarker: '"finishReason"',
 };
 
-const PROVIDERS = [openai, anthropic, gemini];
+const responses: ProviderCase = {
+  name: 'openai.responses',
+  provider: 'openai',
+  path: () => '/v1/responses',
+  body: (text, stream) => ({ model: 'gpt-4o-mini', stream, input: [{ role: 'user', content: text }] }),
+  headers: OPENAI_AUTH,
+  contentOf: (raw) =>
+    parseSse(raw)
+      .map((e) => JSON.parse(e.data) as ResponseStreamEvent)
+      .map((e) => (e.type === 'response.output_text.delta' ? e.delta : ''))
+      .filter((delta) => delta !== ''),
+  expectError: openai.expectError,
+  expectStreamError: (raw) => {
+    const last = parseSse(raw).pop();
+    expect(last?.event).toBe('error');
+    expect(JSON.parse(last?.data ?? '{}')).toMatchObject({ type: 'error', code: 'server_error', param: null });
+    expect(raw).not.toContain('response.completed');
+  },
+  completionMarker: 'event: response.completed',
+};
+
+const PROVIDERS = [openai, responses, anthropic, gemini];
 
 describe('mock server', () => {
   let mock: RunningMock;
@@ -172,7 +199,7 @@ describe('mock server', () => {
       const raw = await (await call(p, 'abc [mock chunks=7]', true)).text();
       const pieces = p.contentOf(raw);
       expect(pieces).toHaveLength(7);
-      expect(pieces.join('')).toBe(`Hello from mock ${p.name}! You said: abc`);
+      expect(pieces.join('')).toBe(`Hello from mock ${p.provider}! You said: abc`);
     });
 
     it('chunk_delay_ms paces the stream', async () => {
@@ -299,6 +326,8 @@ describe('mock server', () => {
       await (await call(gemini, 'd', true)).text();
       await (await call(gemini, 'e', false)).text();
       await (await postJson(mock.base, '/v1/embeddings', { model: 'text-embedding-3-small', input: 'x' }, OPENAI_AUTH)).text();
+      await (await call(responses, 'f', true)).text();
+      await (await postJson(mock.base, '/v1/responses', { model: 'm', input: 'g' }, {})).text();
       await (
         await postJson(mock.base, '/v1beta/models/text-embedding-004:embedContent', { content: { parts: [{ text: 'x' }] } }, GEMINI_AUTH)
       ).text();
@@ -313,9 +342,10 @@ describe('mock server', () => {
       expect(await counted.json()).toEqual({ input_tokens: expect.any(Number) });
 
       const stats = await getStats(mock.base);
-      expect(stats.total).toBe(11);
+      expect(stats.total).toBe(13);
       expect(stats.byRoute).toEqual({
         'openai.chat': 3,
+        'openai.responses': 2,
         'openai.embeddings': 1,
         'openai.models': 1,
         'anthropic.messages': 1,

@@ -5,6 +5,7 @@ import { Exchange, type ProviderHandler } from './mock.exchange';
 import { MockStats, type RouteName } from './mock.stats';
 import { geminiHandler } from './gemini.handler';
 import { openaiHandler } from './openai.handler';
+import { openaiResponsesHandler } from './openai.responses.handler';
 
 export interface MockServerOptions {
   /** Accept any non-empty key instead of only the `sk-mock` / `sk-ant-mock` / `AIza-mock` prefixes. */
@@ -32,6 +33,7 @@ const GEMINI_PATH = /^\/v1(?:beta)?\/models\/([^/:]+):(generateContent|streamGen
 function matchRoute(method: string | undefined, path: string): Route | undefined {
   if (method === 'POST') {
     if (path === '/v1/chat/completions') return { name: 'openai.chat', handler: openaiHandler, model: '' };
+    if (path === '/v1/responses') return { name: 'openai.responses', handler: openaiResponsesHandler, model: '' };
     if (path === '/v1/messages') return { name: 'anthropic.messages', handler: anthropicHandler, model: '' };
     if (path === '/v1/messages/count_tokens') return { name: 'anthropic.countTokens', handler: anthropicHandler, model: '' };
     if (path === '/v1/embeddings') return { name: 'openai.embeddings', handler: openaiHandler, model: '' };

@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 /** Every provider route the mock serves; stats are keyed by these names. */
 export const ROUTE_NAMES = [
   'openai.chat',
+  'openai.responses',
   'openai.embeddings',
   'openai.models',
   'anthropic.messages',

@@ -60,12 +60,12 @@ function openaiErrorBody(e: OpenAIErrorShape): OpenAIErrorBody {
   return { error: { message: e.message, type: e.type, param: e.param ?? null, code: e.code } };
 }
 
-function openaiError(status: number, e: OpenAIErrorShape): ErrorReply {
+export function openaiError(status: number, e: OpenAIErrorShape): ErrorReply {
   return { status, body: openaiErrorBody(e), headers: { 'x-request-id': nextId('req_') } };
 }
 
 /** Messages and type/code pairs as OpenAI sends them for each status. */
-function errorFor(status: number, message?: string): ErrorReply {
+export function errorFor(status: number, message?: string): ErrorReply {
   switch (status) {
     case 400:
       return openaiError(status, { message: message ?? 'Invalid request.', type: 'invalid_request_error', code: null });
@@ -120,7 +120,7 @@ function maskKey(key: string): string {
 }
 
 /** Text of a message `content`: a string or an array of content parts. */
-function contentText(content: unknown): string {
+export function contentText(content: unknown): string {
   if (typeof content === 'string') return content;
   let out = '';
   for (const part of asArray(content)) {
@@ -334,7 +334,7 @@ class OpenAIHandler implements ProviderHandler {
   }
 }
 
-function toolCallIds(plan: ToolCallPlan): string[] {
+export function toolCallIds(plan: ToolCallPlan): string[] {
   const ids: string[] = [];
   for (let i = 0; i < plan.count; i++) ids.push(nextId('call_mock'));
   return ids;

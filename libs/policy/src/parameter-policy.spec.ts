@@ -41,6 +41,18 @@ describe('applyParameterPolicy', () => {
     expect(legacy).toEqual({ max_completion_tokens: 300 });
   });
 
+  it('reads and sets max_output_tokens alone for the Responses API', () => {
+    const absent: Record<string, unknown> = {};
+    expect(applyParameterPolicy(absent, policy, 'max_output_tokens')).toBe(1000);
+    expect(absent).toEqual({ max_output_tokens: 1000 });
+    const within = { max_output_tokens: 200 };
+    expect(applyParameterPolicy(within, policy, 'max_output_tokens')).toBe(200);
+    expect(within).toEqual({ max_output_tokens: 200 });
+    expect(() => applyParameterPolicy({ max_output_tokens: 1001 }, policy, 'max_output_tokens')).toThrow(
+      "max_output_tokens 1001 exceeds this product's cap of 1000",
+    );
+  });
+
   it.each([
     [{ max_tokens: 1001 }, 'max_tokens', /cap of 1000/],
     [{ max_completion_tokens: 5000 }, 'max_completion_tokens', /cap of 1000/],

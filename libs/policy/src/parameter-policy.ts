@@ -5,12 +5,16 @@ import { GatewayError } from '@keygate/errors';
 export interface PolicedRequest {
   max_tokens?: number | null;
   max_completion_tokens?: number | null;
+  max_output_tokens?: number | null;
   temperature?: number | null;
   [key: string]: unknown;
 }
 
-/** Which field carries the completion-token cap when the client sent none. */
-export type CapField = 'max_tokens' | 'max_completion_tokens';
+/** Which field carries the completion-token cap when the client sent none (`max_output_tokens`: the Responses API's, read alone). */
+export type CapField = 'max_tokens' | 'max_completion_tokens' | 'max_output_tokens';
+
+const CHAT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
+const RESPONSES_CAP_FIELDS = ['max_output_tokens'] as const;
 
 /**
  * Applies the server-side parameter policy (SPEC §4) in place: a `max_tokens` (or
@@ -24,7 +28,7 @@ export function applyParameterPolicy(body: PolicedRequest, policy: ParameterPoli
   refuseDenied(body, policy);
   const cap = policy.maxTokens;
   let effective: number | undefined;
-  for (const field of ['max_tokens', 'max_completion_tokens'] as const) {
+  for (const field of capField === 'max_output_tokens' ? RESPONSES_CAP_FIELDS : CHAT_CAP_FIELDS) {
     const value = body[field];
     if (value === undefined || value === null) continue;
     if (value > cap) {

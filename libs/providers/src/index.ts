@@ -7,3 +7,5 @@ export * from './upstream.error';
 export * from './token-estimate';
 export * from './attempts';
 export * from './anthropic.adapter';
+export * from './openai.adapter';
+export * from './openai.responses';

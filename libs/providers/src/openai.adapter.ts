@@ -1,6 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import type { ChatCompletionRequest, ChatResult, ChatStream, EmbeddingsRequest, EmbeddingsResult, StreamEvent, Usage } from './chat.types';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
+import {
+  isResponseEnd,
+  responsesUsage,
+  responseText,
+  ResponsesNativeStream,
+  type ResponsesAnswer,
+  type ResponsesPassthrough,
+} from './openai.responses';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
@@ -47,7 +55,35 @@ export class OpenAiAdapter implements ProviderAdapter {
     return { body: text, usage };
   }
 
-  private async post(call: ProviderCall<unknown>, body: unknown, accept: string, path = '/chat/completions'): Promise<UpstreamResponse> {
+  /** `POST /v1/responses` passed through: the client's fields (after policy, re-serialised) with the product's key. */
+  async responses(call: ResponsesPassthrough): Promise<ResponsesAnswer> {
+    const res = await this.post(call, call.body, 'application/json', '/responses');
+    const body = await readText(res, this.name);
+    const response = parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
+    return { body, usage: responsesUsage(response.usage), text: responseText(response) };
+  }
+
+  /** A Responses stream passed through event by event (see {@link ResponsesNativeStream}). */
+  async responsesStream(call: ResponsesPassthrough): Promise<ChatStream> {
+    const res = await this.post(call, { ...call.body, stream: true }, 'text/event-stream', '/responses');
+    return { events: this.responseEvents(res) };
+  }
+
+  private async *responseEvents(res: UpstreamResponse): AsyncGenerator<StreamEvent> {
+    const stream = new ResponsesNativeStream();
+    for await (const event of sseEvents(res, this.name, { isLast: isResponseEnd })) {
+      yield stream.push(event);
+      if (stream.stopped) break;
+    }
+    stream.end();
+  }
+
+  private async post(
+    call: Pick<ProviderCall<unknown>, 'access' | 'signal'>,
+    body: unknown,
+    accept: string,
+    path = '/chat/completions',
+  ): Promise<UpstreamResponse> {
     const res = await this.client.send({
       provider: this.name,
       url: `${call.access.baseUrl}${path}`,

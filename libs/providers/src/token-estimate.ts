@@ -204,3 +204,47 @@ function blockTokens(content: unknown, tally: TokenTally): number {
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
+
+/**
+ * Estimates the prompt tokens of an OpenAI Responses request (keygate's `/v1/responses`): the
+ * instructions, every input item's text (messages' parts, function calls' arguments and outputs,
+ * reasoning summaries), the tool definitions and a `text.format` schema, and a flat
+ * {@link NON_TEXT_PART_TOKENS} per image, file or audio part. An item of a type it does not know is
+ * counted as its JSON.
+ */
+export function estimateResponsesPromptTokens(request: {
+  instructions?: unknown;
+  input?: unknown;
+  tools?: unknown;
+  text?: unknown;
+}): number {
+  const tally = new TokenTally();
+  let total = 3 + (typeof request.instructions === 'string' ? tally.count(request.instructions) : 0);
+  if (typeof request.input === 'string') total += 3 + tally.count(request.input);
+  for (const item of Array.isArray(request.input) ? (request.input as unknown[]) : []) {
+    total += 3;
+    if (!isObject(item)) continue;
+    if (item.content !== undefined) total += partTokens(item.content, tally);
+    else if (typeof item.arguments === 'string') total += tally.count(item.arguments);
+    else if (item.output !== undefined)
+      total += typeof item.output === 'string' ? tally.count(item.output) : partTokens(item.output, tally);
+    else if (Array.isArray(item.summary)) total += partTokens(item.summary, tally);
+    else if (item.type !== 'item_reference') total += tally.count(JSON.stringify(item));
+  }
+  for (const value of [request.tools, isObject(request.text) ? request.text.format : undefined])
+    if (value !== undefined && value !== null) total += tally.count(JSON.stringify(value));
+  return total;
+}
+
+/** A Responses content: text, or parts (`input_text`, `output_text`, `refusal`, `summary_text`; anything else at the flat rate). */
+function partTokens(content: unknown, tally: TokenTally): number {
+  if (typeof content === 'string') return tally.count(content);
+  if (!Array.isArray(content)) return 0;
+  let total = 0;
+  for (const part of content as unknown[]) {
+    if (!isObject(part)) continue;
+    const text = typeof part.text === 'string' ? part.text : typeof part.refusal === 'string' ? part.refusal : undefined;
+    total += text === undefined ? NON_TEXT_PART_TOKENS : tally.count(text);
+  }
+  return total;
+}

@@ -1,0 +1,15 @@
+import type { RelayDialect } from '../chat/sse-relay';
+
+/**
+ * The Responses API's stream: its events pass with their names; it ends with its own
+ * `response.completed` (no `[DONE]`). A failure after the first byte is its `error` event, with
+ * the contract's error object beside the event's own fields, so the OpenAI SDKs raise it as an APIError.
+ */
+export const RESPONSES_STREAM: RelayDialect = {
+  done: '',
+  errorEvent: (error) => {
+    const body = error.toBody();
+    const event = { type: 'error', code: body.error.code, message: body.error.message, param: body.error.param, ...body };
+    return `event: error\ndata: ${JSON.stringify(event)}\n\n`;
+  },
+};

@@ -1,0 +1,344 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import { stripDirectives } from './mock.directives';
+import {
+  asArray,
+  asString,
+  completionTokens,
+  DEFAULT_CHUNKS,
+  isRecord,
+  nextId,
+  planToolCalls,
+  promptTokens,
+  replyText,
+  splitChunks,
+  type JsonRecord,
+  type ToolCallPlan,
+  unixSeconds,
+} from './mock.content';
+import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
+import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
+import { contentText, errorFor, openaiError, openaiHandler, toolCallIds } from './openai.handler';
+import type { OpenAIErrorBody } from './openai.types';
+import type {
+  ResponseFunctionCall,
+  ResponseObject,
+  ResponseOutputItem,
+  ResponseOutputMessage,
+  ResponseOutputText,
+  ResponseStreamEventPayload,
+  ResponseUsage,
+} from './openai.responses.types';
+
+/**
+ * OpenAI Responses API wire format: `POST /v1/responses`, plain and as a named
+ * event stream (`event: <type>` + `data: {"type":..,"sequence_number":n,..}`,
+ * no `[DONE]`). Keys, error envelope and status errors are the chat route's.
+ */
+
+/** `input` as a list of items: a plain string is one user message. */
+function inputItems(input: unknown): unknown[] {
+  return typeof input === 'string' ? [{ role: 'user', content: input }] : asArray(input);
+}
+
+/** A user message, in the short `{role, content}` form or as a `type: "message"` item. */
+function isUserMessage(item: unknown): item is JsonRecord {
+  return isRecord(item) && item.role === 'user' && (item.type === undefined || item.type === 'message');
+}
+
+function lastUserText(items: unknown[]): string {
+  for (let i = items.length - 1; i >= 0; i--) {
+    const item = items[i];
+    if (isUserMessage(item)) return contentText(item.content);
+  }
+  return '';
+}
+
+/**
+ * Characters an input item adds to the prompt count: a message's text parts,
+ * or a tool result's output. Other items (function_call, reasoning, images)
+ * count as a message with no text, as an assistant tool-call message does on chat.
+ */
+function itemChars(item: unknown): number {
+  if (!isRecord(item)) return 0;
+  if (item.type === 'function_call_output') return contentText(item.output).length;
+  return contentText(item.content).length;
+}
+
+interface ToolInfo {
+  declared: string[];
+  forced: string | undefined;
+  disabled: boolean;
+}
+
+/** Function tools in the Responses flat shape: `{type: "function", name, parameters}`. */
+function toolInfo(body: JsonRecord): ToolInfo {
+  const declared: string[] = [];
+  for (const t of asArray(body.tools)) {
+    const name = isRecord(t) && t.type === 'function' ? asString(t.name) : undefined;
+    if (name) declared.push(name);
+  }
+  const choice = body.tool_choice;
+  let forced: string | undefined;
+  if (choice === 'required') forced = '';
+  else if (isRecord(choice) && choice.type === 'function') forced = asString(choice.name);
+  return { declared, forced, disabled: choice === 'none' };
+}
+
+function missing(param: string): ErrorReply {
+  return openaiError(400, {
+    message: `Missing required parameter: '${param}'.`,
+    type: 'invalid_request_error',
+    param,
+    code: 'missing_required_parameter',
+  });
+}
+
+/** Why `input` cannot be answered, or undefined when it can. */
+function invalidInput(input: unknown): ErrorReply | undefined {
+  if (input === undefined || input === null) return missing('input');
+  if (Array.isArray(input)) {
+    if (input.length > 0) return undefined;
+    return openaiError(400, {
+      message: "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+      type: 'invalid_request_error',
+      param: 'input',
+      code: 'empty_array',
+    });
+  }
+  if (typeof input === 'string') return undefined;
+  return openaiError(400, {
+    message: `Invalid type for 'input': expected one of a string or an array of input items, but got ${typeof input === 'object' ? 'an object' : `a ${typeof input}`} instead.`,
+    type: 'invalid_request_error',
+    param: 'input',
+    code: 'invalid_type',
+  });
+}
+
+const numberOr = (value: unknown, fallback: number): number => (typeof value === 'number' ? value : fallback);
+const booleanOr = (value: unknown, fallback: boolean): boolean => (typeof value === 'boolean' ? value : fallback);
+
+/** Everything a finished answer needs; the stream derives its in-progress snapshots from it. */
+interface Answer {
+  /** The response without status, output, incomplete_details and usage. */
+  base: Omit<ResponseObject, 'status' | 'output' | 'incomplete_details' | 'usage'>;
+  text: string;
+  plan: ToolCallPlan | undefined;
+  messageId: string;
+  calls: Array<{ id: string; callId: string }>;
+  incomplete: boolean;
+  /** undefined with `no_usage`. */
+  usage: ResponseUsage | undefined;
+}
+
+function outputText(text: string): ResponseOutputText {
+  return { type: 'output_text', annotations: [], logprobs: [], text };
+}
+
+function messageItem(a: Answer, status: ResponseOutputMessage['status'], content: ResponseOutputText[]): ResponseOutputMessage {
+  return { id: a.messageId, type: 'message', status, content, role: 'assistant' };
+}
+
+function callItem(a: Answer, index: number, done: boolean): ResponseFunctionCall {
+  const plan = a.plan as ToolCallPlan;
+  return {
+    id: a.calls[index].id,
+    type: 'function_call',
+    status: done ? 'completed' : 'in_progress',
+    arguments: done ? plan.argumentsJson : '',
+    call_id: a.calls[index].callId,
+    name: plan.name,
+  };
+}
+
+function finalOutput(a: Answer): ResponseOutputItem[] {
+  if (a.plan) return a.calls.map((_, i) => callItem(a, i, true));
+  return [messageItem(a, a.incomplete ? 'incomplete' : 'completed', [outputText(a.text)])];
+}
+
+function finalResponse(a: Answer): ResponseObject {
+  return {
+    ...a.base,
+    status: a.incomplete ? 'incomplete' : 'completed',
+    output: finalOutput(a),
+    incomplete_details: a.incomplete ? { reason: 'max_output_tokens' } : null,
+    ...(a.usage ? { usage: a.usage } : {}),
+  };
+}
+
+/** What `response.created` and `response.in_progress` carry: no output yet, usage null. */
+function pendingResponse(a: Answer): ResponseObject {
+  return { ...a.base, status: 'in_progress', output: [], incomplete_details: null, ...(a.usage ? { usage: null } : {}) };
+}
+
+class OpenAIResponsesHandler implements ProviderHandler {
+  readonly provider = 'openai' as const;
+
+  error(status: number, message?: string): ErrorReply {
+    return openaiHandler.error(status, message);
+  }
+
+  invalidJson(): ErrorReply {
+    return openaiHandler.invalidJson();
+  }
+
+  authenticate(ex: Exchange, acceptAnyKey: boolean): ErrorReply | undefined {
+    return openaiHandler.authenticate(ex, acceptAnyKey);
+  }
+
+  directiveText(ex: Exchange): string {
+    const body = ex.body;
+    if (!isRecord(body)) return '';
+    ex.userText = lastUserText(inputItems(body.input));
+    return ex.userText;
+  }
+
+  handle(ex: Exchange): void | Promise<void> {
+    const body = isRecord(ex.body) ? ex.body : {};
+    const model = asString(body.model);
+    if (!model) return ex.sendError(missing('model'));
+    const rejected = invalidInput(body.input);
+    if (rejected) return ex.sendError(rejected);
+
+    const items = inputItems(body.input);
+    const instructions = asString(body.instructions) ?? null;
+    let promptChars = instructions ? instructions.length : 0;
+    for (const item of items) promptChars += itemChars(item);
+    const userText = stripDirectives(ex.userText);
+    const plan = planToolCalls({
+      ...toolInfo(body),
+      userTurn: isUserMessage(items[items.length - 1]),
+      directives: ex.directives,
+      userText,
+    });
+
+    const text = plan ? '' : replyText('openai', userText);
+    const input = promptTokens(promptChars, items.length + (instructions ? 1 : 0));
+    const output = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
+    const answer: Answer = {
+      base: {
+        id: nextId('resp_mock'),
+        object: 'response',
+        created_at: unixSeconds(),
+        background: false,
+        error: null,
+        instructions,
+        max_output_tokens: typeof body.max_output_tokens === 'number' ? body.max_output_tokens : null,
+        max_tool_calls: null,
+        model,
+        parallel_tool_calls: booleanOr(body.parallel_tool_calls, true),
+        previous_response_id: asString(body.previous_response_id) ?? null,
+        prompt_cache_key: null,
+        reasoning: { effort: null, summary: null },
+        safety_identifier: null,
+        service_tier: 'default',
+        store: booleanOr(body.store, true),
+        temperature: numberOr(body.temperature, 1),
+        text: { format: { type: 'text' }, verbosity: 'medium' },
+        tool_choice: body.tool_choice ?? 'auto',
+        tools: asArray(body.tools),
+        top_logprobs: 0,
+        top_p: numberOr(body.top_p, 1),
+        truncation: 'disabled',
+        user: null,
+        metadata: isRecord(body.metadata) ? body.metadata : {},
+      },
+      text,
+      plan,
+      messageId: nextId('msg_mock'),
+      calls: plan ? toolCallIds(plan).map((callId) => ({ id: nextId('fc_mock'), callId })) : [],
+      incomplete: !plan && ex.directives.finish === 'length',
+      usage: ex.directives.noUsage
+        ? undefined
+        : {
+            input_tokens: input,
+            input_tokens_details: { cached_tokens: 0 },
+            output_tokens: output,
+            output_tokens_details: { reasoning_tokens: 0 },
+            total_tokens: input + output,
+          },
+    };
+    const headers: OutgoingHttpHeaders = { 'x-request-id': nextId('req_') };
+
+    if (body.stream === true) return sendStream(ex, streamPlan(answer, ex.directives.chunks ?? DEFAULT_CHUNKS, headers));
+    sendJsonWithFaults(ex, finalResponse(answer), headers);
+  }
+}
+
+/** Numbers events in the order they are serialised, from 0. */
+class EventWriter {
+  seq = 0;
+
+  frame(event: ResponseStreamEventPayload): string {
+    // `type` first, then `sequence_number`, then the payload: OpenAI's key order.
+    const data = Object.assign({ type: event.type, sequence_number: this.seq++ }, event);
+    return `event: ${event.type}\ndata: ${JSON.stringify(data)}\n\n`;
+  }
+}
+
+/**
+ * The real event order. Text: response.created, response.in_progress,
+ * output_item.added, content_part.added (head); output_text.delta x N (body);
+ * output_text.done, content_part.done, output_item.done, response.completed or
+ * response.incomplete (tail). Function calls: each call is output_item.added,
+ * function_call_arguments.delta x N, function_call_arguments.done,
+ * output_item.done; a later call's opening events travel with its first delta.
+ */
+function streamPlan(a: Answer, chunks: number, headers: OutgoingHttpHeaders): StreamPlan {
+  const w = new EventWriter();
+  const pending = pendingResponse(a);
+  let head = w.frame({ type: 'response.created', response: pending }) + w.frame({ type: 'response.in_progress', response: pending });
+  const body: string[] = [];
+  /** Sequence number the error event takes after K body frames. */
+  const seqAfter: number[] = [];
+  let tail = '';
+
+  if (a.plan) {
+    const plan = a.plan;
+    const closeCall = (i: number): string =>
+      w.frame({ type: 'response.function_call_arguments.done', item_id: a.calls[i].id, output_index: i, arguments: plan.argumentsJson }) +
+      w.frame({ type: 'response.output_item.done', output_index: i, item: callItem(a, i, true) });
+    head += w.frame({ type: 'response.output_item.added', output_index: 0, item: callItem(a, 0, false) });
+    seqAfter.push(w.seq);
+    for (let i = 0; i < plan.count; i++) {
+      splitChunks(plan.argumentsJson, chunks).forEach((delta, k) => {
+        const open =
+          i > 0 && k === 0
+            ? closeCall(i - 1) + w.frame({ type: 'response.output_item.added', output_index: i, item: callItem(a, i, false) })
+            : '';
+        body.push(open + w.frame({ type: 'response.function_call_arguments.delta', item_id: a.calls[i].id, output_index: i, delta }));
+        seqAfter.push(w.seq);
+      });
+    }
+    tail = closeCall(plan.count - 1);
+  } else {
+    const at = { item_id: a.messageId, output_index: 0, content_index: 0 };
+    head +=
+      w.frame({ type: 'response.output_item.added', output_index: 0, item: messageItem(a, 'in_progress', []) }) +
+      w.frame({ type: 'response.content_part.added', ...at, part: outputText('') });
+    seqAfter.push(w.seq);
+    for (const delta of splitChunks(a.text, chunks)) {
+      body.push(w.frame({ type: 'response.output_text.delta', ...at, delta, logprobs: [] }));
+      seqAfter.push(w.seq);
+    }
+    const final = finalOutput(a)[0];
+    tail =
+      w.frame({ type: 'response.output_text.done', ...at, text: a.text, logprobs: [] }) +
+      w.frame({ type: 'response.content_part.done', ...at, part: outputText(a.text) }) +
+      w.frame({ type: 'response.output_item.done', output_index: 0, item: final });
+  }
+  tail += w.frame({ type: a.incomplete ? 'response.incomplete' : 'response.completed', response: finalResponse(a) });
+
+  const { message } = (errorFor(500).body as OpenAIErrorBody).error;
+  return {
+    headers: { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },
+    head,
+    body,
+    tail,
+    errorFrame: (sent) => {
+      const error = { type: 'error', code: 'server_error', message, param: null, sequence_number: seqAfter[sent] };
+      return `event: error\ndata: ${JSON.stringify(error)}\n\n`;
+    },
+  };
+}
+
+export const openaiResponsesHandler: ProviderHandler = new OpenAIResponsesHandler();

@@ -1,0 +1,117 @@
+/**
+ * The subset of OpenAI's Responses API wire types (`POST /v1/responses`) the
+ * mock produces, after the official SDK's `resources/responses` definitions.
+ */
+
+export interface ResponseUsage {
+  input_tokens: number;
+  input_tokens_details: { cached_tokens: number };
+  output_tokens: number;
+  output_tokens_details: { reasoning_tokens: number };
+  total_tokens: number;
+}
+
+export type ResponseItemStatus = 'in_progress' | 'completed' | 'incomplete';
+
+export interface ResponseOutputText {
+  type: 'output_text';
+  annotations: unknown[];
+  logprobs: unknown[];
+  text: string;
+}
+
+export interface ResponseOutputMessage {
+  id: string;
+  type: 'message';
+  status: ResponseItemStatus;
+  content: ResponseOutputText[];
+  role: 'assistant';
+}
+
+export interface ResponseFunctionCall {
+  id: string;
+  type: 'function_call';
+  status: ResponseItemStatus;
+  arguments: string;
+  call_id: string;
+  name: string;
+}
+
+export type ResponseOutputItem = ResponseOutputMessage | ResponseFunctionCall;
+
+export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete';
+
+export interface ResponseObject {
+  id: string;
+  object: 'response';
+  created_at: number;
+  status: ResponseStatus;
+  background: boolean;
+  error: null;
+  incomplete_details: { reason: 'max_output_tokens' } | null;
+  instructions: string | null;
+  max_output_tokens: number | null;
+  max_tool_calls: null;
+  model: string;
+  output: ResponseOutputItem[];
+  parallel_tool_calls: boolean;
+  previous_response_id: string | null;
+  prompt_cache_key: null;
+  reasoning: { effort: null; summary: null };
+  safety_identifier: null;
+  service_tier: string;
+  store: boolean;
+  temperature: number;
+  text: { format: { type: 'text' }; verbosity: 'medium' };
+  tool_choice: unknown;
+  tools: unknown[];
+  top_logprobs: number;
+  top_p: number;
+  truncation: 'disabled';
+  /** null while in progress; absent with `no_usage`. */
+  usage?: ResponseUsage | null;
+  user: null;
+  metadata: Record<string, unknown>;
+}
+
+/** One event type per member (a conditional type distributes over the union), so `type` discriminates. */
+type LifecycleEvent<T extends string> = T extends unknown ? { type: T; response: ResponseObject } : never;
+type OutputItemEvent<T extends string> = T extends unknown ? { type: T; output_index: number; item: ResponseOutputItem } : never;
+type ContentPartEvent<T extends string> = T extends unknown
+  ? { type: T; item_id: string; output_index: number; content_index: number; part: ResponseOutputText }
+  : never;
+
+/** A stream event as built by the handler; the writer numbers it. */
+export type ResponseStreamEventPayload =
+  | LifecycleEvent<'response.created' | 'response.in_progress' | 'response.completed' | 'response.incomplete'>
+  | OutputItemEvent<'response.output_item.added' | 'response.output_item.done'>
+  | ContentPartEvent<'response.content_part.added' | 'response.content_part.done'>
+  | {
+      type: 'response.output_text.delta';
+      item_id: string;
+      output_index: number;
+      content_index: number;
+      delta: string;
+      logprobs: unknown[];
+    }
+  | {
+      type: 'response.output_text.done';
+      item_id: string;
+      output_index: number;
+      content_index: number;
+      text: string;
+      logprobs: unknown[];
+    }
+  | { type: 'response.function_call_arguments.delta'; item_id: string; output_index: number; delta: string }
+  | { type: 'response.function_call_arguments.done'; item_id: string; output_index: number; arguments: string }
+  | { type: 'error'; code: string | null; message: string; param: string | null };
+
+type Numbered<E> = E extends unknown ? E & { sequence_number: number } : never;
+
+/** Every event carries a `sequence_number` that increases by one from 0 within a stream. */
+export type ResponseStreamEvent = Numbered<ResponseStreamEventPayload>;
+
+export type ResponseStreamEventType = ResponseStreamEvent['type'];
+
+/** The event of one type, e.g. `ResponseStreamEventOf<'response.completed'>`. */
+export type ResponseStreamEventOf<T extends ResponseStreamEventType> = Extract<ResponseStreamEvent, { type: T }>;

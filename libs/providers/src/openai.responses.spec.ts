@@ -1,0 +1,145 @@
+import { isResponseEnd, responsesUsage, responseText, ResponsesNativeStream } from './openai.responses';
+import { estimateResponsesPromptTokens, countTokens, NON_TEXT_PART_TOKENS } from './token-estimate';
+import { UpstreamError } from './upstream.error';
+
+const event = (type: string, fields: Record<string, unknown> = {}): { event: string; data: string } => ({
+  event: type,
+  data: JSON.stringify({ type, sequence_number: 1, ...fields }),
+});
+
+describe('ResponsesNativeStream', () => {
+  it('passes every event on with its name and data, unknown ones included', () => {
+    const stream = new ResponsesNativeStream();
+    const created = event('response.created', { response: { id: 'resp_1', status: 'in_progress' } });
+    expect(stream.push(created)).toEqual(created);
+    const future = event('response.something_new', { x: 1 });
+    expect(stream.push(future)).toEqual(future);
+    // A host that leaves `event:` out: the data's type names it.
+    expect(stream.push({ data: created.data })).toEqual({ event: 'response.created', data: created.data });
+    expect(stream.stopped).toBe(false);
+  });
+
+  it('keeps generated text (output, refusals, tool arguments, reasoning summaries) to prime and estimate', () => {
+    const stream = new ResponsesNativeStream();
+    expect(stream.push(event('response.output_text.delta', { delta: 'Hel' })).text).toBe('Hel');
+    expect(stream.push(event('response.refusal.delta', { delta: 'No' })).text).toBe('No');
+    expect(stream.push(event('response.function_call_arguments.delta', { delta: '{"a"' })).text).toBe('{"a"');
+    expect(stream.push(event('response.reasoning_summary_text.delta', { delta: 'think' })).text).toBe('think');
+    expect(stream.push(event('response.output_text.done', { text: 'Hello' })).text).toBeUndefined();
+    expect(stream.push(event('response.output_text.delta', { delta: '' })).text).toBeUndefined();
+  });
+
+  it.each(['response.completed', 'response.incomplete', 'response.failed'])('ends with %s, billed its usage', (type) => {
+    const stream = new ResponsesNativeStream();
+    const out = stream.push(event(type, { response: { id: 'resp_1', usage: { input_tokens: 12, output_tokens: 5, total_tokens: 17 } } }));
+    expect(out.usage).toEqual({ prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 });
+    expect(stream.stopped).toBe(true);
+    expect(() => stream.end()).not.toThrow();
+  });
+
+  it('ends without usage when the host reported none (keygate then estimates)', () => {
+    const stream = new ResponsesNativeStream();
+    expect(stream.push(event('response.completed', { response: { id: 'resp_1' } })).usage).toBeUndefined();
+    expect(stream.stopped).toBe(true);
+  });
+
+  it('throws on an error event, with the status its code stands for (retried before any content)', () => {
+    const stream = new ResponsesNativeStream();
+    const thrown = (fields: Record<string, unknown>): UpstreamError => {
+      try {
+        stream.push(event('error', fields));
+      } catch (error) {
+        return error as UpstreamError;
+      }
+      throw new Error('no error thrown');
+    };
+    const server = thrown({ code: 'server_error', message: 'The server had an error' });
+    expect([server.kind, server.status, server.retryable, server.message]).toEqual(['stream_error', 500, true, 'The server had an error']);
+    expect(thrown({ code: 'rate_limit_exceeded', message: 'slow down' }).status).toBe(429);
+    const other = thrown({ code: 'invalid_prompt', message: 'bad' });
+    expect([other.status, other.retryable]).toEqual([undefined, false]);
+  });
+
+  it('calls a body that closes before a terminal event a truncated answer', () => {
+    const stream = new ResponsesNativeStream();
+    stream.push(event('response.output_text.delta', { delta: 'Hel' }));
+    expect(() => stream.end()).toThrow('stream ended without response.completed');
+  });
+});
+
+describe('isResponseEnd', () => {
+  it('is a terminal event, by its name or (without one) by its data’s type', () => {
+    expect(isResponseEnd(event('response.completed'))).toBe(true);
+    expect(isResponseEnd({ data: '{"type":"response.incomplete","response":{}}' })).toBe(true);
+    expect(isResponseEnd(event('response.output_text.delta', { delta: '"type":"response.completed"' }))).toBe(false);
+    expect(isResponseEnd({ data: '{"type":"response.output_text.delta","delta":"{\\"type\\":\\"response.completed\\"}"}' })).toBe(false);
+  });
+});
+
+describe('responsesUsage and responseText', () => {
+  it('reads input and output tokens (cached ones are inside input_tokens); none when neither is there', () => {
+    expect(responsesUsage({ input_tokens: 100, input_tokens_details: { cached_tokens: 80 }, output_tokens: 7, total_tokens: 107 })).toEqual(
+      {
+        prompt_tokens: 100,
+        completion_tokens: 7,
+        total_tokens: 107,
+      },
+    );
+    expect(responsesUsage({ output_tokens: 3 })).toEqual({ prompt_tokens: 0, completion_tokens: 3, total_tokens: 3 });
+    expect(responsesUsage({})).toBeNull();
+    expect(responsesUsage(undefined)).toBeNull();
+    expect(responsesUsage({ input_tokens: -1, output_tokens: 'x' })).toBeNull();
+  });
+
+  it('collects the text of messages, refusals, tool calls and reasoning summaries', () => {
+    const response = {
+      output: [
+        { type: 'reasoning', summary: [{ type: 'summary_text', text: 'plan. ' }] },
+        {
+          type: 'message',
+          content: [
+            { type: 'output_text', text: 'Hi' },
+            { type: 'refusal', refusal: ' no' },
+          ],
+        },
+        { type: 'function_call', name: 'f', arguments: '{"x":1}' },
+        { type: 'custom_tool_call', name: 'g', input: 'raw' },
+      ],
+    };
+    expect(responseText(response)).toBe('plan. Hi no{"x":1}raw');
+    expect(responseText({})).toBe('');
+  });
+});
+
+describe('estimateResponsesPromptTokens', () => {
+  it('counts the instructions and a text input', () => {
+    expect(estimateResponsesPromptTokens({ instructions: 'Be brief.', input: 'Hello there' })).toBe(
+      3 + countTokens('Be brief.') + 3 + countTokens('Hello there'),
+    );
+  });
+
+  it('counts input items: message parts, tool calls and outputs, images at the flat rate, unknown items as JSON', () => {
+    const unknown = { type: 'mcp_list_tools', server_label: 'x' };
+    const input = [
+      {
+        role: 'user',
+        content: [
+          { type: 'input_text', text: 'Look' },
+          { type: 'input_image', image_url: 'https://x/y.png' },
+        ],
+      },
+      { type: 'function_call', call_id: 'c1', name: 'f', arguments: '{"q":"weather"}' },
+      { type: 'function_call_output', call_id: 'c1', output: 'sunny' },
+      unknown,
+    ];
+    const tools = [{ type: 'function', name: 'f', parameters: { type: 'object' } }];
+    expect(estimateResponsesPromptTokens({ input, tools })).toBe(
+      3 +
+        (3 + countTokens('Look') + NON_TEXT_PART_TOKENS) +
+        (3 + countTokens('{"q":"weather"}')) +
+        (3 + countTokens('sunny')) +
+        (3 + countTokens(JSON.stringify(unknown))) +
+        countTokens(JSON.stringify(tools)),
+    );
+  });
+});

@@ -1,0 +1,125 @@
+import type { EventSourceMessage } from 'eventsource-parser';
+import type { ProviderAccess } from '@keygate/secrets';
+import type { StreamEvent, Usage } from './chat.types';
+import { isRecord } from './translate.util';
+import { parseUpstreamObject } from './upstream-body.util';
+import { UpstreamError } from './upstream.error';
+
+const PROVIDER = 'openai';
+
+/** A Responses API request passed through as its client wrote it (keygate's `/v1/responses`). */
+export interface ResponsesPassthrough {
+  /** The client's body, with this attempt's model and the product's policy applied. */
+  body: Record<string, unknown>;
+  access: ProviderAccess;
+  signal: AbortSignal;
+}
+
+/** A passed-through Response object: its text as OpenAI sent it, and what keygate read of it. */
+export interface ResponsesAnswer {
+  body: string;
+  usage: Usage | null;
+  /** The answer's generated text, for an estimate when it reports no usage. */
+  text: string;
+}
+
+/** The events that end a Responses stream, each carrying the whole Response with its usage. */
+const TERMINAL = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+
+/** The deltas whose text is generated output (to prime a stream and estimate one cut short). */
+const TEXT_DELTAS = new Set([
+  'response.output_text.delta',
+  'response.refusal.delta',
+  'response.function_call_arguments.delta',
+  'response.custom_tool_call_input.delta',
+  'response.reasoning_summary_text.delta',
+  'response.reasoning_text.delta',
+]);
+
+/** In-stream `error` codes that stand for an HTTP status (before any content, retried like it). */
+const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = { server_error: 500, rate_limit_exceeded: 429 };
+
+/**
+ * OpenAI's own Responses stream passed on event by event: every event goes out with the name and
+ * data OpenAI sent, unknown ones included; keygate only reads them.
+ * - `response.completed`, `response.incomplete` and `response.failed` end the stream, with the
+ *   Response's usage (`input_tokens`, `output_tokens`);
+ * - output text, refusal, tool-argument and reasoning deltas are kept as text, to prime the stream
+ *   and to estimate an answer cut short;
+ * - an `error` event throws `UpstreamError('stream_error')` (a `server_error` or
+ *   `rate_limit_exceeded` stands for a 500 or a 429: retried when it comes before any content);
+ * - a body that ends before a terminal event is a truncated answer. The API sends no `[DONE]`.
+ */
+export class ResponsesNativeStream {
+  private ended = false;
+
+  /** Whether a terminal event has been seen: the stream is complete, whatever follows it. */
+  get stopped(): boolean {
+    return this.ended;
+  }
+
+  /** The event to pass on for one upstream event. */
+  push(message: EventSourceMessage): StreamEvent {
+    const event = parseUpstreamObject<Record<string, unknown>>(message.data, PROVIDER, 'stream event');
+    // Data sent over several `data:` lines arrives joined by newlines, which one line cannot carry.
+    const data = message.data.includes('\n') ? JSON.stringify(event) : message.data;
+    const type = typeof event.type === 'string' ? event.type : undefined;
+    const name = message.event ?? type;
+    const out: StreamEvent = name === undefined ? { data } : { event: name, data };
+    if (type === 'error' || name === 'error') {
+      const code = typeof event.code === 'string' ? event.code : undefined;
+      const text = typeof event.message === 'string' ? event.message : (code ?? 'error event');
+      throw new UpstreamError('stream_error', PROVIDER, text, code === undefined ? undefined : IN_STREAM_ERROR_STATUS[code]);
+    }
+    if (type !== undefined && TEXT_DELTAS.has(type) && typeof event.delta === 'string' && event.delta !== '') out.text = event.delta;
+    if (type !== undefined && TERMINAL.has(type)) {
+      this.ended = true;
+      const usage = isRecord(event.response) ? responsesUsage(event.response.usage) : null;
+      if (usage) out.usage = usage;
+    }
+    return out;
+  }
+
+  /** Checks the stream ended with a terminal event; a clean close before one is a truncated answer. */
+  end(): void {
+    if (!this.ended) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without response.completed');
+  }
+}
+
+/** Whether an event ends a Responses stream (its body may stay open after it). */
+export function isResponseEnd(event: { event?: string; data: string }): boolean {
+  if (event.event !== undefined) return TERMINAL.has(event.event);
+  return /^\s*\{\s*"type"\s*:\s*"response\.(completed|incomplete|failed)"/.test(event.data);
+}
+
+/** A Response's usage in OpenAI's chat shape (`input_tokens` counts cached ones too); null when it has none. */
+export function responsesUsage(usage: unknown): Usage | null {
+  if (!isRecord(usage)) return null;
+  const input = count(usage.input_tokens);
+  const output = count(usage.output_tokens);
+  if (input === undefined && output === undefined) return null;
+  return { prompt_tokens: input ?? 0, completion_tokens: output ?? 0, total_tokens: (input ?? 0) + (output ?? 0) };
+}
+
+/** The generated text of a Response (messages' text and refusals, tool-call arguments, reasoning summaries). */
+export function responseText(response: Record<string, unknown>): string {
+  let text = '';
+  for (const item of Array.isArray(response.output) ? (response.output as unknown[]) : []) {
+    if (!isRecord(item)) continue;
+    if (typeof item.arguments === 'string') text += item.arguments;
+    if (typeof item.input === 'string') text += item.input;
+    for (const part of [
+      ...(Array.isArray(item.content) ? (item.content as unknown[]) : []),
+      ...(Array.isArray(item.summary) ? (item.summary as unknown[]) : []),
+    ]) {
+      if (!isRecord(part)) continue;
+      if (typeof part.text === 'string') text += part.text;
+      else if (typeof part.refusal === 'string') text += part.refusal;
+    }
+  }
+  return text;
+}
+
+function count(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
+}
