@@ -78,7 +78,7 @@ export interface ProductUrls {
  * - `flaky`: OpenAI on the failing upstream, Claude and Gemini on the mock; `gpt-4o` → Claude.
  * - `flaky2`: Anthropic on the failing upstream, Gemini on the mock; Claude → Gemini.
  * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
- * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*` and server tools `web_search_*`.
+ * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*` and server tools `web_search*`.
  */
 export function providerProducts(urls: ProductUrls): Record<string, unknown> {
   const openaiOnMock = {
@@ -134,7 +134,7 @@ export function providerPolicyYaml(): string {
     '  deadend:',
     `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
     '  guarded:',
-    "    policy: {refused_fields: [service_tier, 'mcp_*'], refused_tools: ['web_search_*']}",
+    "    policy: {refused_fields: [service_tier, 'mcp_*'], refused_tools: ['web_search*']}",
     '',
   ].join('\n');
 }

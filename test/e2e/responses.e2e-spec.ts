@@ -200,6 +200,14 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       'policy_violation',
       'tools[0].type',
     ],
+    [
+      'OpenAI’s web_search tool (matched by web_search*)',
+      guarded,
+      { model: OPENAI_MODEL, input: 'x', tools: [{ type: 'function', name: 'f', parameters: {} }, { type: 'web_search' }] },
+      400,
+      'policy_violation',
+      'tools[1].type',
+    ],
   ])('refuses %s (%#)', async (_what, who, body, status, code, param) => {
     const { id, headers } = rid('resp-refused');
     const { result: error, moved } = await counting(() =>
@@ -263,6 +271,45 @@ describe('POST /v1/responses upstream failures', () => {
     expect(error).toBeInstanceOf(APIError);
     expect(String((error as Error).message)).toMatch(/upstream/i);
     // Content had gone out: no retry.
+    expect(moved).toEqual({ 'openai.responses': 1 });
+    await expectOneAudit(late.id, { status: 502, failure: 'upstream', stream: true, attempts: 1 });
+  });
+
+  it('retries a response.failed that names a server error before any content; after content passes it on and audits the failure', async () => {
+    const first = rid('resp-failed-first');
+    const early = await counting(async () =>
+      apiError(
+        gw
+          .openai(token)
+          .responses.create(
+            { model: OPENAI_MODEL, input: 'fail first [mock error_event_after=0 failed=1]', stream: true },
+            { headers: first.headers },
+          ),
+      ),
+    );
+    expect(early.result.status).toBe(502);
+    expect(early.moved).toEqual({ 'openai.responses': 1 + MAX_RETRIES });
+    await expectOneAudit(first.id, { status: 502, failure: 'upstream', stream: true, attempts: 1 + MAX_RETRIES });
+
+    const late = rid('resp-failed-late');
+    const types: string[] = [];
+    const { result: error, moved } = await counting(async () => {
+      const stream = await gw
+        .openai(token)
+        .responses.create(
+          { model: OPENAI_MODEL, input: 'fail late [mock error_event_after=2 chunks=6 failed=1]', stream: true },
+          { headers: late.headers },
+        );
+      try {
+        for await (const event of stream) types.push(event.type);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    });
+    // The client saw OpenAI's own response.failed, then keygate's error event (the SDK raises it).
+    expect(types.at(-1)).toBe('response.failed');
+    expect(error).toBeInstanceOf(APIError);
     expect(moved).toEqual({ 'openai.responses': 1 });
     await expectOneAudit(late.id, { status: 502, failure: 'upstream', stream: true, attempts: 1 });
   });

@@ -35,6 +35,8 @@ export interface MockDirectives {
   tools?: number;
   /** OpenAI: report no usage (some OpenAI-compatible hosts do not), streamed or not. */
   noUsage?: boolean;
+  /** OpenAI Responses: the in-stream failure of `error_event_after` is a `response.failed` event, not an `error` event. */
+  failed?: boolean;
 }
 
 type IntKey =
@@ -75,6 +77,7 @@ const HEADER_KEYS: ReadonlyArray<readonly [string, string, string]> = [
   'finish',
   'tool',
   'no_usage',
+  'failed',
 ].map((key) => [key, `x-mock-${key}`, `x-mock-${key.replace(/_/g, '-')}`] as const);
 
 /** `[mock k=v k=v]`; case-insensitive on the `mock` word so hand-typed prompts still work. */
@@ -98,6 +101,9 @@ function apply(target: MockDirectives, rawKey: string, value: string): void {
       return;
     case 'no_usage':
       target.noUsage = value === '1' || value.toLowerCase() === 'true';
+      return;
+    case 'failed':
+      target.failed = value === '1' || value.toLowerCase() === 'true';
       return;
     case 'finish': {
       const v = value.toLowerCase();

@@ -135,7 +135,7 @@ const responses: ProviderCase = {
   expectStreamError: (raw) => {
     const last = parseSse(raw).pop();
     expect(last?.event).toBe('error');
-    expect(JSON.parse(last?.data ?? '{}')).toMatchObject({ type: 'error', code: 'server_error', param: null });
+    expect(JSON.parse(last?.data ?? '{}')).toMatchObject({ type: 'error', error: { code: 'server_error', param: null } });
     expect(raw).not.toContain('response.completed');
   },
   completionMarker: 'event: response.completed',

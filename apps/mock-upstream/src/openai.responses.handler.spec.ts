@@ -310,18 +310,33 @@ describe('OpenAI Responses API wire format', () => {
       expect(completed.response.output.map((o) => o.type)).toEqual(['function_call', 'function_call']);
     });
 
+    it('failed turns the in-stream failure into a response.failed carrying the error and the prompt’s usage', async () => {
+      const res = await create({ stream: true, input: 'x [mock chunks=5 error_event_after=1 failed=1]' });
+      const read = await readUntilIdle(res, 2_000);
+      expect(read.done).toBe(true);
+      const sse = parseSse(read.text);
+      expect(sse.map((e) => e.event)).toEqual([...TEXT_EVENTS, 'response.output_text.delta', 'response.failed']);
+      const failed = JSON.parse(sse[sse.length - 1].data) as ResponseStreamEventOf<'response.completed'>;
+      expect(failed).toMatchObject({
+        type: 'response.failed',
+        sequence_number: 5,
+        response: { status: 'failed', error: { code: 'server_error' }, usage: { output_tokens: 0 } },
+      });
+      expect(failed.response.usage?.input_tokens).toBeGreaterThan(0);
+      expect(read.text).not.toContain('response.completed');
+    });
+
     it('error_event_after=K sends K deltas then the in-stream error event and ends', async () => {
       const res = await create({ stream: true, input: 'x [mock chunks=5 error_event_after=2]' });
       const read = await readUntilIdle(res, 2_000);
       expect(read.done).toBe(true);
       const sse = parseSse(read.text);
       expect(sse.map((e) => e.event)).toEqual([...TEXT_EVENTS, 'response.output_text.delta', 'response.output_text.delta', 'error']);
+      // OpenAI's wire shape: the details nested under `error`.
       expect(JSON.parse(sse[sse.length - 1].data)).toEqual({
         type: 'error',
-        code: 'server_error',
-        message: expect.any(String),
-        param: null,
         sequence_number: 6,
+        error: { type: 'server_error', code: 'server_error', message: expect.any(String) as unknown, param: null },
       });
       expect(read.text).not.toContain('response.completed');
       expect(read.text).not.toContain('[DONE]');

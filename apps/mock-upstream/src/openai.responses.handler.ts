@@ -126,6 +126,8 @@ interface Answer {
   messageId: string;
   calls: Array<{ id: string; callId: string }>;
   incomplete: boolean;
+  /** `failed` directive: the stream's injected failure is a response.failed event. */
+  failed: boolean;
   /** undefined with `no_usage`. */
   usage: ResponseUsage | undefined;
 }
@@ -247,6 +249,7 @@ class OpenAIResponsesHandler implements ProviderHandler {
       messageId: nextId('msg_mock'),
       calls: plan ? toolCallIds(plan).map((callId) => ({ id: nextId('fc_mock'), callId })) : [],
       incomplete: !plan && ex.directives.finish === 'length',
+      failed: ex.directives.failed === true,
       usage: ex.directives.noUsage
         ? undefined
         : {
@@ -335,7 +338,28 @@ function streamPlan(a: Answer, chunks: number, headers: OutgoingHttpHeaders): St
     body,
     tail,
     errorFrame: (sent) => {
-      const error = { type: 'error', code: 'server_error', message, param: null, sequence_number: seqAfter[sent] };
+      // `failed`: the failure comes as the terminal response.failed, which carries the usage so far.
+      if (a.failed) {
+        const failed: ResponseObject = {
+          ...a.base,
+          status: 'failed',
+          output: [],
+          incomplete_details: null,
+          error: { code: 'server_error', message },
+          ...(a.usage ? { usage: { ...a.usage, output_tokens: 0, total_tokens: a.usage.input_tokens } } : {}),
+        };
+        const data = JSON.stringify({ type: 'response.failed', sequence_number: seqAfter[sent], response: failed });
+        return `event: response.failed
+data: ${data}
+
+`;
+      }
+      // As OpenAI sends it: the details nested under `error` (its reference shows them at the top level).
+      const error = {
+        type: 'error',
+        sequence_number: seqAfter[sent],
+        error: { type: 'server_error', code: 'server_error', message, param: null },
+      };
       return `event: error\ndata: ${JSON.stringify(error)}\n\n`;
     },
   };

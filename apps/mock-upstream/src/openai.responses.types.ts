@@ -39,7 +39,7 @@ export interface ResponseFunctionCall {
 
 export type ResponseOutputItem = ResponseOutputMessage | ResponseFunctionCall;
 
-export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete';
+export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed';
 
 export interface ResponseObject {
   id: string;
@@ -47,7 +47,8 @@ export interface ResponseObject {
   created_at: number;
   status: ResponseStatus;
   background: boolean;
-  error: null;
+  /** Set on a failed response (`status: 'failed'`). */
+  error: { code: string; message: string } | null;
   incomplete_details: { reason: 'max_output_tokens' } | null;
   instructions: string | null;
   max_output_tokens: number | null;

@@ -10,7 +10,7 @@ import {
   type ResponsesPassthrough,
 } from './openai.responses';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
-import { failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
+import { failFromStatus, MAX_SSE_EVENT_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
 export interface OpenAiChunk {
@@ -18,6 +18,9 @@ export interface OpenAiChunk {
   usage?: Usage | null;
   error?: { message?: string };
 }
+
+/** The largest Responses stream event read (a terminal one carries the whole answer). */
+export const MAX_RESPONSES_EVENT_BYTES = 4 * MAX_SSE_EVENT_BYTES;
 
 /**
  * OpenAI and OpenAI-compatible hosts (`base_url`). The body is forwarded as the client sent it
@@ -71,7 +74,8 @@ export class OpenAiAdapter implements ProviderAdapter {
 
   private async *responseEvents(res: UpstreamResponse): AsyncGenerator<StreamEvent> {
     const stream = new ResponsesNativeStream();
-    for await (const event of sseEvents(res, this.name, { isLast: isResponseEnd })) {
+    // `response.completed` repeats every output item, images generated as base64 included.
+    for await (const event of sseEvents(res, this.name, { isLast: isResponseEnd, maxEventBytes: MAX_RESPONSES_EVENT_BYTES })) {
       yield stream.push(event);
       if (stream.stopped) break;
     }

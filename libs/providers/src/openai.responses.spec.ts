@@ -29,7 +29,7 @@ describe('ResponsesNativeStream', () => {
     expect(stream.push(event('response.output_text.delta', { delta: '' })).text).toBeUndefined();
   });
 
-  it.each(['response.completed', 'response.incomplete', 'response.failed'])('ends with %s, billed its usage', (type) => {
+  it.each(['response.completed', 'response.incomplete'])('ends with %s, billed its usage', (type) => {
     const stream = new ResponsesNativeStream();
     const out = stream.push(event(type, { response: { id: 'resp_1', usage: { input_tokens: 12, output_tokens: 5, total_tokens: 17 } } }));
     expect(out.usage).toEqual({ prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 });
@@ -53,11 +53,46 @@ describe('ResponsesNativeStream', () => {
       }
       throw new Error('no error thrown');
     };
+    // As OpenAI sends it: the details under `error`.
+    const limited = thrown({ error: { type: 'too_many_requests', code: 'too_many_requests', message: 'Too Many Requests', param: null } });
+    expect([limited.kind, limited.status, limited.retryable, limited.message]).toEqual(['stream_error', 429, true, 'Too Many Requests']);
+    // As its reference documents it: the details at the top level.
     const server = thrown({ code: 'server_error', message: 'The server had an error' });
-    expect([server.kind, server.status, server.retryable, server.message]).toEqual(['stream_error', 500, true, 'The server had an error']);
-    expect(thrown({ code: 'rate_limit_exceeded', message: 'slow down' }).status).toBe(429);
-    const other = thrown({ code: 'invalid_prompt', message: 'bad' });
-    expect([other.status, other.retryable]).toEqual([undefined, false]);
+    expect([server.status, server.retryable, server.message]).toEqual([500, true, 'The server had an error']);
+    expect(thrown({ error: { code: 'rate_limit_exceeded', message: 'slow down' } }).status).toBe(429);
+    const other = thrown({ error: { code: 'invalid_prompt', message: 'bad' } });
+    expect([other.status, other.retryable, other.message]).toEqual([undefined, false, 'bad']);
+    expect(thrown({}).message).toBe('error event');
+  });
+
+  it('passes response.failed on, then fails with what its error names (retried before any content when it stands for a 5xx or 429)', () => {
+    const stream = new ResponsesNativeStream();
+    const failed = event('response.failed', {
+      response: {
+        id: 'resp_1',
+        status: 'failed',
+        error: { code: 'server_error', message: 'overloaded' },
+        usage: { input_tokens: 9, output_tokens: 0 },
+      },
+    });
+    const out = stream.push(failed);
+    // Its usage bills the attempt, but is no final usage (which would end a stream's priming as a success).
+    expect(out).toMatchObject({ event: 'response.failed', data: failed.data, runningUsage: { prompt_tokens: 9, completion_tokens: 0 } });
+    expect(out.usage).toBeUndefined();
+    expect(stream.stopped).toBe(true);
+    let error: UpstreamError | undefined;
+    try {
+      stream.end();
+    } catch (e) {
+      error = e as UpstreamError;
+    }
+    expect([error?.kind, error?.status, error?.retryable, error?.message]).toEqual(['stream_error', 500, true, 'overloaded']);
+    const refused = new ResponsesNativeStream();
+    refused.push(event('response.failed', { response: { error: { code: 'invalid_image', message: 'bad image' } } }));
+    expect(() => refused.end()).toThrow('bad image');
+    const bare = new ResponsesNativeStream();
+    bare.push(event('response.failed', { response: {} }));
+    expect(() => bare.end()).toThrow('response failed');
   });
 
   it('calls a body that closes before a terminal event a truncated answer', () => {

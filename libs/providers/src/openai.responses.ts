@@ -36,8 +36,19 @@ const TEXT_DELTAS = new Set([
   'response.reasoning_text.delta',
 ]);
 
-/** In-stream `error` codes that stand for an HTTP status (before any content, retried like it). */
-const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = { server_error: 500, rate_limit_exceeded: 429 };
+/** In-stream error codes (an `error` event's, a failed Response's) that stand for an HTTP status: before any content, retried like it. */
+const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = {
+  server_error: 500,
+  rate_limit_exceeded: 429,
+  too_many_requests: 429,
+};
+
+/** The failure an in-stream error (`{code, message}`, or a type alone) stands for. */
+function streamFailure(detail: Record<string, unknown>, fallback: string): UpstreamError {
+  const code = typeof detail.code === 'string' ? detail.code : typeof detail.type === 'string' ? detail.type : undefined;
+  const text = typeof detail.message === 'string' ? detail.message : (code ?? fallback);
+  return new UpstreamError('stream_error', PROVIDER, text, code === undefined ? undefined : IN_STREAM_ERROR_STATUS[code]);
+}
 
 /**
  * OpenAI's own Responses stream passed on event by event: every event goes out with the name and
@@ -46,12 +57,17 @@ const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = { server_error:
  *   Response's usage (`input_tokens`, `output_tokens`);
  * - output text, refusal, tool-argument and reasoning deltas are kept as text, to prime the stream
  *   and to estimate an answer cut short;
- * - an `error` event throws `UpstreamError('stream_error')` (a `server_error` or
- *   `rate_limit_exceeded` stands for a 500 or a 429: retried when it comes before any content);
+ * - an `error` event throws `UpstreamError('stream_error')`. Its details are read from its `error`
+ *   object, as OpenAI sends them, or from the event itself, as its reference documents them; a
+ *   `server_error` or a rate limit stands for a 500 or a 429, retried when it comes before any content;
+ * - `response.failed` is passed on, then {@link end} throws the failure its `error` names (the same
+ *   way): before any content it is retried like an `error` event, after content the client has it
+ *   and the request is audited as an upstream failure;
  * - a body that ends before a terminal event is a truncated answer. The API sends no `[DONE]`.
  */
 export class ResponsesNativeStream {
   private ended = false;
+  private failure: UpstreamError | undefined;
 
   /** Whether a terminal event has been seen: the stream is complete, whatever follows it. */
   get stopped(): boolean {
@@ -66,22 +82,28 @@ export class ResponsesNativeStream {
     const type = typeof event.type === 'string' ? event.type : undefined;
     const name = message.event ?? type;
     const out: StreamEvent = name === undefined ? { data } : { event: name, data };
-    if (type === 'error' || name === 'error') {
-      const code = typeof event.code === 'string' ? event.code : undefined;
-      const text = typeof event.message === 'string' ? event.message : (code ?? 'error event');
-      throw new UpstreamError('stream_error', PROVIDER, text, code === undefined ? undefined : IN_STREAM_ERROR_STATUS[code]);
-    }
+    if (type === 'error' || name === 'error')
+      throw streamFailure(isRecord(event.error) ? event.error : { code: event.code, message: event.message }, 'error event');
     if (type !== undefined && TEXT_DELTAS.has(type) && typeof event.delta === 'string' && event.delta !== '') out.text = event.delta;
     if (type !== undefined && TERMINAL.has(type)) {
       this.ended = true;
-      const usage = isRecord(event.response) ? responsesUsage(event.response.usage) : null;
-      if (usage) out.usage = usage;
+      const response = isRecord(event.response) ? event.response : {};
+      const usage = responsesUsage(response.usage);
+      if (type === 'response.failed') {
+        this.failure = streamFailure(isRecord(response.error) ? response.error : {}, 'response failed');
+        // What the failed attempt is billed; not a final usage, which would end a priming as a success.
+        if (usage) out.runningUsage = usage;
+      } else if (usage) out.usage = usage;
     }
     return out;
   }
 
-  /** Checks the stream ended with a terminal event; a clean close before one is a truncated answer. */
+  /**
+   * Checks the stream ended with a terminal event (a clean close before one is a truncated answer)
+   * that is no failure (`response.failed` throws what it names).
+   */
   end(): void {
+    if (this.failure) throw this.failure;
     if (!this.ended) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without response.completed');
   }
 }
