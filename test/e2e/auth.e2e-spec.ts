@@ -1503,6 +1503,14 @@ describe('CORS', () => {
     },
   );
 
+  it('allows the Anthropic SDK’s headers (x-api-key, its version and beta headers, its browser opt-in)', async () => {
+    const asked = 'x-api-key, anthropic-version, anthropic-beta, anthropic-dangerous-direct-browser-access, content-type';
+    const s = await preflight(gw, ALLOWED_ORIGINS[0], asked);
+    expect(s.status).toBe(204);
+    const allowed = String(s.headers['access-control-allow-headers']).toLowerCase().split(/,\s*/);
+    expect(allowed).toEqual(expect.arrayContaining(asked.split(', ')));
+  });
+
   it('lists only its own methods and headers, whatever a preflight asks for', async () => {
     const s = await preflight(gw, ALLOWED_ORIGINS[0], 'x-evil-header, authorization', 'DELETE');
     expect(s.status).toBe(204);
@@ -1558,11 +1566,15 @@ describe('CORS', () => {
     await expectOneAudit(gw, granted.id, { status: 204, failure: null, method: 'OPTIONS' });
   });
 
-  it('grants an allowed origin on the actual response and exposes only x-request-id and retry-after', async () => {
+  it('grants an allowed origin on the actual response and exposes only x-request-id, retry-after and Anthropic’s request-id', async () => {
     const s = await send(gw, { headers: { origin: ALLOWED_ORIGINS[1] }, label: 'cors-actual' });
     await expect401(gw, s);
     expect(s.headers['access-control-allow-origin']).toBe(ALLOWED_ORIGINS[1]);
-    expect(String(s.headers['access-control-expose-headers']).toLowerCase().split(/,\s*/).sort()).toEqual(['retry-after', 'x-request-id']);
+    expect(String(s.headers['access-control-expose-headers']).toLowerCase().split(/,\s*/).sort()).toEqual([
+      'request-id',
+      'retry-after',
+      'x-request-id',
+    ]);
     expect(s.headers['access-control-allow-credentials']).toBeUndefined();
   });
 
@@ -1573,7 +1585,11 @@ describe('CORS', () => {
     expect(String(s.headers['content-type'])).toContain('text/event-stream');
     expect(s.text.trimEnd().endsWith('data: [DONE]')).toBe(true);
     expect(s.headers['access-control-allow-origin']).toBe(ALLOWED_ORIGINS[0]);
-    expect(String(s.headers['access-control-expose-headers']).toLowerCase().split(/,\s*/).sort()).toEqual(['retry-after', 'x-request-id']);
+    expect(String(s.headers['access-control-expose-headers']).toLowerCase().split(/,\s*/).sort()).toEqual([
+      'request-id',
+      'retry-after',
+      'x-request-id',
+    ]);
     expect(String(s.headers.vary)).toMatch(/origin/i);
     await expectOneAudit(gw, s.id, { status: 200, failure: null });
   });

@@ -175,6 +175,11 @@ const CORS_ALLOWED_HEADERS = [
   'x-stainless-runtime-version',
   'x-stainless-retry-count',
   'x-stainless-timeout',
+  // The Anthropic SDK's, on /v1/messages (a browser build also sends the last one).
+  'x-api-key',
+  'anthropic-version',
+  'anthropic-beta',
+  'anthropic-dangerous-direct-browser-access',
 ];
 
 /**
@@ -186,7 +191,8 @@ export function corsOptions(origins: string[]): FastifyCorsOptions {
     origin: origins,
     methods: ['GET', 'POST'],
     allowedHeaders: CORS_ALLOWED_HEADERS,
-    exposedHeaders: ['x-request-id', 'retry-after'],
+    // request-id: Anthropic's, on /v1/messages (the SDK's `_request_id`).
+    exposedHeaders: ['x-request-id', 'retry-after', 'request-id'],
     credentials: false,
     maxAge: 600,
     strictPreflight: true,
