@@ -103,6 +103,27 @@ describe('buildPolicyBook', () => {
     expect(book.largestRequestBytes).toBe(5000);
   });
 
+  it('reports a value of the wrong type once, by its type (not the ranges or nested fields that follow from it)', () => {
+    expect(problems({ defaults: { limits: null } })).toBe('policy is invalid:\n  - defaults.limits: must be an object');
+    expect(problems({ defaults: { policy: { max_tokens: '100' } } })).toBe(
+      'policy is invalid:\n  - defaults.policy.max_tokens: must be an integer number',
+    );
+    expect(problems({ products: { a: { policy: { temperature: null } } } })).toBe(
+      'policy is invalid:\n  - products.a.policy.temperature: must be an object',
+    );
+    // A value of the right type still gets its range checked.
+    expect(problems({ defaults: { policy: { max_tokens: 0 } } })).toBe(
+      'policy is invalid:\n  - defaults.policy.max_tokens: must not be less than 1',
+    );
+  });
+
+  it('reports a __proto__ key as an unknown field (JSON keeps it; the whitelist never sees it)', () => {
+    expect(problems(JSON.parse('{"defaults":{"__proto__":{"x":1}}}'))).toContain('defaults.__proto__: unknown field');
+    expect(problems(JSON.parse('{"products":{"a":{"limits":{"__proto__":{"daily_requests":1}}}}}'))).toContain(
+      'products.a.limits.__proto__: unknown field',
+    );
+  });
+
   it('reads refused fields and tool types, a product list replacing the default one ([] refusing nothing)', () => {
     const book = buildPolicyBook({
       defaults: { policy: { refused_fields: ['service_tier', 'mcp_*'], refused_tools: ['web_search_*'] } },

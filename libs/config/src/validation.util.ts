@@ -18,18 +18,36 @@ export function validatePlain<T extends object>(
     forbidUnknownValues: true,
     validationError: { target: false, value: false },
   });
-  return { value, problems: flattenErrors(errors, pathPrefix) };
+  const problems: string[] = [];
+  // A `__proto__` key (JSON keeps it as an own key) never reaches the instance, so the whitelist
+  // cannot see it: reported like any unknown field.
+  protoKeys(plain, pathPrefix, problems);
+  return { value, problems: [...problems, ...flattenErrors(errors, pathPrefix)] };
 }
+
+/** The checks of a value's type: when one fails, the others (ranges, nested fields) only repeat it. */
+const TYPE_CHECKS = new Set(['isInt', 'isNumber', 'isObject', 'isArray', 'isString', 'isBoolean']);
 
 function flattenErrors(errors: ValidationError[], prefix: string): string[] {
   const out: string[] = [];
   for (const error of errors) {
     const path = prefix ? `${prefix}.${error.property}` : error.property;
-    for (const message of Object.values(error.constraints ?? {})) {
+    const constraints = Object.entries(error.constraints ?? {});
+    const wrongType = constraints.filter(([name]) => TYPE_CHECKS.has(name));
+    for (const [, message] of wrongType.length ? wrongType : constraints) {
       // class-validator prefixes messages with the property name; replace it with the full path.
       out.push(`${path}: ${message.startsWith(error.property) ? message.slice(error.property.length).trim() : message}`);
     }
-    if (error.children?.length) out.push(...flattenErrors(error.children, path));
+    if (error.children?.length && !wrongType.length) out.push(...flattenErrors(error.children, path));
   }
   return out;
+}
+
+function protoKeys(plain: unknown, path: string, out: string[]): void {
+  if (typeof plain !== 'object' || plain === null) return;
+  for (const [key, child] of Object.entries(plain)) {
+    const at = path ? `${path}.${key}` : key;
+    if (key === '__proto__') out.push(`${at}: unknown field`);
+    else protoKeys(child, at, out);
+  }
 }
