@@ -87,6 +87,20 @@ describe('POST /v1/responses with the OpenAI SDK', () => {
     });
   });
 
+  it('passes a request without input on (a stored prompt template carries it), reserved and billed like any', async () => {
+    const { id, headers } = rid('resp-prompt');
+    const prompt = { id: 'pmpt_abc123', version: '2', variables: { city: 'Paris' } };
+    const {
+      result: response,
+      moved,
+      after,
+    } = await counting(() => gw.openai(token).responses.create({ model: OPENAI_MODEL, prompt }, { headers }));
+    expect(response.status).toBe('completed');
+    expect(moved).toEqual({ 'openai.responses': 1 });
+    expect(after.last['openai.responses']?.body).toEqual({ model: OPENAI_MODEL, prompt, max_output_tokens: DEFAULT_CAP });
+    await expectOneAudit(id, { status: 200, failure: null, tokens_in: response.usage?.input_tokens });
+  });
+
   it('passes input items, instructions and the client’s other fields through unchanged', async () => {
     const { id, headers } = rid('resp-items');
     const input = [
@@ -191,7 +205,55 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       'policy_violation',
       'max_output_tokens',
     ],
-    ['an input that is neither text nor items', () => token, { model: OPENAI_MODEL, input: 42 }, 400, 'invalid_request', undefined],
+    ['an input that is neither text nor items', () => token, { model: OPENAI_MODEL, input: 42 }, 400, 'invalid_request', 'input'],
+    ['an empty input list', () => token, { model: OPENAI_MODEL, input: [] }, 400, 'invalid_request', 'input'],
+    [
+      'a content part that is not an object',
+      () => token,
+      { model: OPENAI_MODEL, input: [{ role: 'user', content: [1] }] },
+      400,
+      'invalid_request',
+      'input',
+    ],
+    [
+      'a function name no provider takes',
+      () => token,
+      { model: OPENAI_MODEL, input: 'x', tools: [{ type: 'function', name: 'bad name!', parameters: {} }] },
+      400,
+      'invalid_request',
+      'tools',
+    ],
+    [
+      'a function declared twice',
+      () => token,
+      {
+        model: OPENAI_MODEL,
+        input: 'x',
+        tools: [
+          { type: 'function', name: 'f', parameters: {} },
+          { type: 'function', name: 'f', parameters: {} },
+        ],
+      },
+      400,
+      'invalid_request',
+      'tools',
+    ],
+    [
+      'a tool_choice naming an undeclared function',
+      () => token,
+      { model: OPENAI_MODEL, input: 'x', tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'function', name: 'g' } },
+      400,
+      'invalid_request',
+      'tool_choice',
+    ],
+    [
+      'stream_options without stream: true',
+      () => token,
+      { model: OPENAI_MODEL, input: 'x', stream_options: { include_obfuscation: false } },
+      400,
+      'invalid_request',
+      'stream_options',
+    ],
     [
       'a tool type the product refuses',
       guarded,

@@ -400,6 +400,17 @@ describe('OpenAI Responses API wire format', () => {
       });
     });
 
+    it('answers without input where stored context carries the conversation (a prompt template, a conversation, a previous response)', async () => {
+      for (const stored of [
+        { prompt: { id: 'pmpt_1', variables: { city: 'Paris' } } },
+        { conversation: 'conv_1' },
+        { previous_response_id: 'resp_1' },
+      ]) {
+        const response = await plain(stored);
+        expect(response.status).toBe('completed');
+      }
+    });
+
     it('400 without input, with an empty input array, or an input of the wrong type', async () => {
       const missing = await create({});
       expect(missing.status).toBe(400);

@@ -93,9 +93,15 @@ function missing(param: string): ErrorReply {
   });
 }
 
-/** Why `input` cannot be answered, or undefined when it can. */
-function invalidInput(input: unknown): ErrorReply | undefined {
-  if (input === undefined || input === null) return missing('input');
+/**
+ * Why `input` cannot be answered, or undefined when it can. It may be left out where stored context
+ * carries the conversation (a `prompt` template, a `conversation`, a previous response), as OpenAI allows.
+ */
+function invalidInput(input: unknown, body: Record<string, unknown>): ErrorReply | undefined {
+  if (input === undefined || input === null)
+    return body.prompt !== undefined || body.conversation !== undefined || body.previous_response_id !== undefined
+      ? undefined
+      : missing('input');
   if (Array.isArray(input)) {
     if (input.length > 0) return undefined;
     return openaiError(400, {
@@ -198,7 +204,7 @@ class OpenAIResponsesHandler implements ProviderHandler {
     const body = isRecord(ex.body) ? ex.body : {};
     const model = asString(body.model);
     if (!model) return ex.sendError(missing('model'));
-    const rejected = invalidInput(body.input);
+    const rejected = invalidInput(body.input, body);
     if (rejected) return ex.sendError(rejected);
 
     const items = inputItems(body.input);

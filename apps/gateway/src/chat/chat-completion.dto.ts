@@ -56,7 +56,9 @@ export class ChatMessageDto {
  * Gemini (and many OpenAI-compatible hosts) also `.` and `:` (namespaced MCP tools). Beyond this,
  * each provider's own rules apply.
  */
-const FUNCTION_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+export const FUNCTION_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+/** What {@link FUNCTION_NAME} allows, for messages. */
+export const FUNCTION_NAME_RULE = '1 to 128 letters, digits, underscores, dashes, dots or colons';
 
 /**
  * `tools`: function tools with valid, distinct names (other kinds, such as OpenAI's custom tools,
@@ -71,8 +73,7 @@ export function toolsProblem(tools: unknown): string | undefined {
     if (tool.type !== 'function') continue;
     const fn = tool.function;
     if (!isRecord(fn)) return `tools[${i}].function must be an object with a name`;
-    if (typeof fn.name !== 'string' || !FUNCTION_NAME.test(fn.name))
-      return `tools[${i}].function.name must be 1 to 128 letters, digits, underscores, dashes, dots or colons`;
+    if (typeof fn.name !== 'string' || !FUNCTION_NAME.test(fn.name)) return `tools[${i}].function.name must be ${FUNCTION_NAME_RULE}`;
     if (names.has(fn.name)) return `tools[${i}].function.name: ${fn.name} is declared twice`;
     names.add(fn.name);
     if (fn.parameters !== undefined && !isRecord(fn.parameters)) return `tools[${i}].function.parameters must be a JSON Schema object`;
@@ -91,7 +92,7 @@ export function toolChoiceProblem(toolChoice: unknown, tools: unknown): string |
   return declared ? undefined : `tool_choice names ${name}, which is not among the tools`;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
@@ -99,18 +100,18 @@ function isRecord(value: unknown): value is Record<string, unknown> {
  * A class-validator constraint from a function that names the problem of a field's value (given
  * the whole request), or returns undefined when there is none.
  */
-function constraintOf(
+export function constraintOf<R = ChatCompletionRequestDto>(
   name: string,
-  problem: (value: unknown, request: ChatCompletionRequestDto) => string | undefined,
+  problem: (value: unknown, request: R) => string | undefined,
 ): new () => ValidatorConstraintInterface {
   @ValidatorConstraint({ name })
   class ProblemConstraint implements ValidatorConstraintInterface {
     validate(value: unknown, args: ValidationArguments): boolean {
-      return problem(value, args.object as ChatCompletionRequestDto) === undefined;
+      return problem(value, args.object as R) === undefined;
     }
 
     defaultMessage(args: ValidationArguments): string {
-      return problem(args.value, args.object as ChatCompletionRequestDto) ?? `${args.property} is invalid`;
+      return problem(args.value, args.object as R) ?? `${args.property} is invalid`;
     }
   }
   return ProblemConstraint;

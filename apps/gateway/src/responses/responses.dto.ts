@@ -1,20 +1,62 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import {
-  IsArray,
-  IsBoolean,
-  IsInt,
-  IsNumber,
-  IsObject,
-  IsOptional,
-  IsString,
-  Max,
-  MaxLength,
-  Min,
-  MinLength,
-  ValidateIf,
-} from 'class-validator';
+import { IsBoolean, IsInt, IsNumber, IsOptional, IsString, Max, MaxLength, Min, MinLength, Validate } from 'class-validator';
+import { constraintOf, FUNCTION_NAME, FUNCTION_NAME_RULE, isRecord } from '../chat/chat-completion.dto';
 
 const INPUT = 'input must be a string or an array of input items (objects)';
+
+/**
+ * `input` as an array: items that are objects, and a message's content parts too. OpenAI refuses
+ * the rest after keygate would have counted the request; refused here with the place named.
+ */
+export function inputProblem(input: unknown): string | undefined {
+  if (typeof input === 'string') return undefined;
+  if (!Array.isArray(input)) return INPUT;
+  if (input.length === 0) return 'input must contain at least one item';
+  for (const [i, item] of input.entries()) {
+    if (!isRecord(item)) return `input[${i}] must be an object`;
+    if (Array.isArray(item.content))
+      for (const [j, part] of (item.content as unknown[]).entries())
+        if (!isRecord(part)) return `input[${i}].content[${j}] must be an object`;
+  }
+  return undefined;
+}
+
+/**
+ * `tools`: function tools (the Responses API's flat `{type: 'function', name, parameters}`) with
+ * valid, distinct names; other kinds (built-in, custom, MCP tools) are passed on for OpenAI to take or refuse.
+ */
+export function responsesToolsProblem(tools: unknown): string | undefined {
+  if (!Array.isArray(tools)) return 'tools must be an array';
+  const names = new Set<string>();
+  for (const [i, tool] of tools.entries()) {
+    if (!isRecord(tool)) return `tools[${i}] must be an object`;
+    if (tool.type !== 'function') continue;
+    if (typeof tool.name !== 'string' || !FUNCTION_NAME.test(tool.name)) return `tools[${i}].name must be ${FUNCTION_NAME_RULE}`;
+    if (names.has(tool.name)) return `tools[${i}].name: ${tool.name} is declared twice`;
+    names.add(tool.name);
+    if (tool.parameters !== undefined && tool.parameters !== null && !isRecord(tool.parameters))
+      return `tools[${i}].parameters must be a JSON Schema object`;
+  }
+  return undefined;
+}
+
+/** `tool_choice` forcing a function (`{type: 'function', name}`): one of the declared function tools. */
+export function responsesToolChoiceProblem(choice: unknown, tools: unknown): string | undefined {
+  if (!isRecord(choice) || choice.type !== 'function') return undefined;
+  if (typeof choice.name !== 'string') return 'tool_choice.name is required';
+  const declared = Array.isArray(tools) && tools.some((t) => isRecord(t) && t.type === 'function' && t.name === choice.name);
+  return declared ? undefined : `tool_choice names ${choice.name}, which is not among the tools`;
+}
+
+const InputConstraint = constraintOf<ResponsesRequestDto>('input', (input) => inputProblem(input));
+const ToolsConstraint = constraintOf<ResponsesRequestDto>('tools', (tools) => responsesToolsProblem(tools));
+const ToolChoiceConstraint = constraintOf<ResponsesRequestDto>('toolChoice', (choice, request) =>
+  responsesToolChoiceProblem(choice, request.tools),
+);
+/** OpenAI refuses `stream_options` on a request that does not stream. */
+const StreamOptionsConstraint = constraintOf<ResponsesRequestDto>('streamOptions', (_options, request) =>
+  request.stream === true ? undefined : 'stream_options is only allowed when stream is true',
+);
 
 /**
  * `POST /v1/responses` body: OpenAI's Responses request. Fields not listed here (`reasoning`,
@@ -32,10 +74,10 @@ export class ResponsesRequestDto {
     example: 'Hello!',
     oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'object', additionalProperties: true } }],
   })
-  @ValidateIf((r: ResponsesRequestDto) => typeof r.input !== 'string')
-  @IsArray({ message: INPUT })
-  @IsObject({ each: true, message: INPUT })
-  input!: string | Array<Record<string, unknown>>;
+  // Optional: a stored prompt (`prompt`), a conversation or a previous response may carry it all.
+  @IsOptional()
+  @Validate(InputConstraint)
+  input?: string | Array<Record<string, unknown>>;
 
   @ApiPropertyOptional({ example: 'Answer briefly.' }) @IsOptional() @IsString() instructions?: string;
 
@@ -50,9 +92,18 @@ export class ResponsesRequestDto {
   @ApiPropertyOptional({ minimum: 0, maximum: 1 }) @IsOptional() @IsNumber() @Min(0) @Max(1) top_p?: number;
   @ApiPropertyOptional({ type: 'array', items: { type: 'object', additionalProperties: true } })
   @IsOptional()
-  @IsArray()
-  @IsObject({ each: true, message: 'each tool must be an object' })
+  @Validate(ToolsConstraint)
   tools?: Array<Record<string, unknown>>;
+
+  @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] })
+  @IsOptional()
+  @Validate(ToolChoiceConstraint)
+  tool_choice?: unknown;
+
+  @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'Only with stream: true (OpenAI refuses it otherwise)' })
+  @IsOptional()
+  @Validate(StreamOptionsConstraint)
+  stream_options?: unknown;
 }
 
 /** The usage block of a Response (documentation only). */

@@ -12,7 +12,7 @@ import { RESPONSES_STREAM } from './responses-errors';
 /** The Responses request fields keygate reads; the rest goes to OpenAI as sent. */
 export interface ResponsesRequest {
   model: string;
-  input: string | unknown[];
+  input?: string | unknown[];
   instructions?: string;
   max_output_tokens?: number | null;
   temperature?: number | null;
