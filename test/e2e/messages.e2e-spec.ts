@@ -242,6 +242,8 @@ describe('POST /v1/messages with the Anthropic SDK', () => {
 });
 
 describe('POST /v1/messages refusals, in an envelope the Anthropic SDK reads', () => {
+  const ASK = { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'x' }] };
+
   it.each([
     [
       'a model another provider serves',
@@ -285,6 +287,33 @@ describe('POST /v1/messages refusals, in an envelope the Anthropic SDK reads', (
       400,
       'invalid_request',
       'messages[0].role',
+    ],
+    [
+      'a tool name no provider takes',
+      { ...ASK, tools: [{ name: 'get weather!', input_schema: { type: 'object' } }] },
+      400,
+      'invalid_request',
+      'tools',
+    ],
+    [
+      'a tool declared twice',
+      {
+        ...ASK,
+        tools: [
+          { name: 'get_weather', input_schema: { type: 'object' } },
+          { type: 'custom', name: 'get_weather', input_schema: { type: 'object' } },
+        ],
+      },
+      400,
+      'invalid_request',
+      'tools',
+    ],
+    [
+      'a tool_choice naming an undeclared tool',
+      { ...ASK, tools: [{ name: 'get_weather', input_schema: { type: 'object' } }], tool_choice: { type: 'tool', name: 'other' } },
+      400,
+      'invalid_request',
+      'tool_choice',
     ],
   ])('refuses %s without calling any upstream', async (_case, body, status, code, param) => {
     const { id, headers } = rid('msg-refused');

@@ -14,11 +14,44 @@ import {
   MaxLength,
   Min,
   MinLength,
+  Validate,
   ValidateIf,
   ValidateNested,
 } from 'class-validator';
+import { constraintOf, FUNCTION_NAME, FUNCTION_NAME_RULE, isRecord } from '../chat/chat-completion.dto';
 
 const CONTENT = 'content must be a string or an array of content blocks (objects)';
+
+/**
+ * `tools`: objects, the client tools (no `type`, or `custom`) with valid, distinct names; server
+ * tools (`web_search_20250305`, …) are passed on for Anthropic to take or refuse. Anthropic refuses
+ * these after keygate would have counted the request; refused here with the place named.
+ */
+export function messagesToolsProblem(tools: unknown): string | undefined {
+  if (!Array.isArray(tools)) return 'tools must be an array';
+  const names = new Set<string>();
+  for (const [i, tool] of tools.entries()) {
+    if (!isRecord(tool)) return `tools[${i}] must be an object`;
+    if (tool.type !== undefined && tool.type !== null && tool.type !== 'custom') continue;
+    if (typeof tool.name !== 'string' || !FUNCTION_NAME.test(tool.name)) return `tools[${i}].name must be ${FUNCTION_NAME_RULE}`;
+    if (names.has(tool.name)) return `tools[${i}].name: ${tool.name} is declared twice`;
+    names.add(tool.name);
+  }
+  return undefined;
+}
+
+/** `tool_choice` forcing a tool (`{type: 'tool', name}`): one of the declared tools. */
+export function messagesToolChoiceProblem(choice: unknown, tools: unknown): string | undefined {
+  if (!isRecord(choice) || choice.type !== 'tool') return undefined;
+  if (typeof choice.name !== 'string') return 'tool_choice.name is required';
+  const declared = Array.isArray(tools) && tools.some((t) => isRecord(t) && t.name === choice.name);
+  return declared ? undefined : `tool_choice names ${choice.name}, which is not among the tools`;
+}
+
+const ToolsConstraint = constraintOf<MessagesRequestDto>('tools', (tools) => messagesToolsProblem(tools));
+const ToolChoiceConstraint = constraintOf<MessagesRequestDto>('toolChoice', (choice, request) =>
+  messagesToolChoiceProblem(choice, request.tools),
+);
 
 /** One message of an Anthropic Messages request; validated for the fields keygate relies on. */
 export class AnthropicMessageDto {
@@ -39,7 +72,7 @@ export class AnthropicMessageDto {
 
 /**
  * `POST /v1/messages` body: Anthropic's Messages request. Fields not listed here (`thinking`,
- * `tool_choice`, `metadata`, …) are passed on to Anthropic unchanged.
+ * `metadata`, …) are passed on to Anthropic unchanged.
  */
 export class MessagesRequestDto {
   @ApiProperty({ example: 'claude-sonnet-4-5' })
@@ -80,9 +113,12 @@ export class MessagesRequestDto {
   stop_sequences?: string[];
   @ApiPropertyOptional({ type: 'array', items: { type: 'object', additionalProperties: true } })
   @IsOptional()
-  @IsArray()
-  @IsObject({ each: true, message: 'each tool must be an object' })
+  @Validate(ToolsConstraint)
   tools?: Array<Record<string, unknown>>;
+  @ApiPropertyOptional({ type: 'object', additionalProperties: true })
+  @IsOptional()
+  @Validate(ToolChoiceConstraint)
+  tool_choice?: unknown;
 }
 
 /** The usage block of an Anthropic message (documentation only). */
