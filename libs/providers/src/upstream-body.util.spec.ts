@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { UpstreamResponse } from './upstream.client';
-import { BODY_END_GRACE_MS, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
+import { BODY_END_GRACE_MS, failFromStatus, parseUpstreamObject, readText, sseEvents, upstreamParam } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
 function failure(text: string): unknown {
@@ -188,5 +188,31 @@ describe('readText', () => {
     expect(body.destroyed).toBe(true);
     // An endless body: a few chunks past the limit at most, not until the total timeout.
     expect(produced).toBeLessThan(40);
+  });
+});
+
+describe('the field an upstream refusal names', () => {
+  it('is read from an OpenAI error body when it is a field path, and nothing else', () => {
+    expect(upstreamParam('{"error":{"message":"bad","param":"input","code":"empty_array"}}')).toBe('input');
+    expect(upstreamParam('{"error":{"message":"bad","param":"tools[0].name"}}')).toBe('tools[0].name');
+    expect(upstreamParam('{"error":{"message":"bad","param":null}}')).toBeUndefined();
+    expect(upstreamParam('{"error":{"message":"bad","param":"a\\nb"}}')).toBeUndefined();
+    expect(upstreamParam('{"type":"error","error":{"type":"invalid_request_error","message":"x"}}')).toBeUndefined();
+    expect(upstreamParam('not json')).toBeUndefined();
+  });
+
+  it('goes on with the 400 the client can fix, not with keygate’s own failures', async () => {
+    const answer = (status: number): UpstreamResponse =>
+      ({
+        statusCode: status,
+        headers: {},
+        body: Readable.from([Buffer.from('{"error":{"message":"Invalid input","param":"input"}}')]),
+        signal: { signal: new AbortController().signal, clientAborted: () => false, timedOut: () => false, dispose: () => undefined },
+      }) as unknown as UpstreamResponse;
+    const refused = await failFromStatus(answer(400), 'openai').catch((e: unknown) => (e as UpstreamError).toGatewayError());
+    expect([refused.code, refused.options.param, refused.toBody().error.param]).toEqual(['upstream_bad_request', 'input', 'input']);
+    expect(refused.message).toBe('upstream openai rejected the request: Invalid input');
+    const outage = await failFromStatus(answer(503), 'openai').catch((e: unknown) => (e as UpstreamError).toGatewayError());
+    expect([outage.code, outage.options.param]).toEqual(['upstream_error', undefined]);
   });
 });

@@ -71,7 +71,19 @@ export async function failFromStatus(res: UpstreamResponse, provider: string): P
     upstreamMessage(text) ?? `status ${res.statusCode}`,
     res.statusCode,
     retryAfter(res.headers['retry-after']),
+    upstreamParam(text),
   );
+}
+
+/** The request field an OpenAI(-compatible) error body names (`error.param`), when it is a sane field path. */
+export function upstreamParam(text: string): string | undefined {
+  try {
+    const doc = JSON.parse(text) as { error?: { param?: unknown } };
+    const param = typeof doc.error === 'object' && doc.error !== null ? doc.error.param : undefined;
+    return typeof param === 'string' && /^[\w.[\]-]{1,128}$/.test(param) ? param : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Extracts the message of an OpenAI, Anthropic or Gemini error body. */

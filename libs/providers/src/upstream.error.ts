@@ -27,6 +27,8 @@ export class UpstreamError extends Error {
     message: string,
     readonly status?: number,
     readonly retryAfterSeconds?: number,
+    /** The request field the upstream's error names (OpenAI's `error.param`), passed on with a refusal the client can fix. */
+    readonly param?: string,
   ) {
     super(message);
     this.name = 'UpstreamError';
@@ -48,7 +50,8 @@ export class UpstreamError extends Error {
   toGatewayError(): GatewayError {
     const [code, message] = this.classify();
     const retryAfterSeconds = this.retryAfterSeconds ?? (code === 'upstream_rate_limited' ? DEFAULT_RATE_LIMIT_RETRY_SECONDS : undefined);
-    return new GatewayError(code, message, { retryAfterSeconds, cause: this });
+    const param = code === 'upstream_bad_request' ? this.param : undefined;
+    return new GatewayError(code, message, { retryAfterSeconds, cause: this, ...(param === undefined ? {} : { param }) });
   }
 
   private classify(): [GatewayErrorCode, string] {
