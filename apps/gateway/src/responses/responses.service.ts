@@ -21,7 +21,7 @@ export interface ResponsesRequest {
   [key: string]: unknown;
 }
 
-/** Chat's names for the cap: the Responses API refuses them, and keygate's policy would read them as the cap. */
+/** Chat's names for the cap: the Responses API refuses them (keygate says which field it takes instead). */
 const CHAT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
 
 /**
