@@ -138,6 +138,14 @@ describe('buildPolicyBook', () => {
     expect(buildPolicyBook({}).defaults.policy).toMatchObject({ refusedFields: [], refusedTools: [] });
   });
 
+  it('warns where refused_fields would refuse every /v1/messages request (max_tokens), without refusing the file', () => {
+    const book = buildPolicyBook({ products: { chat_only: { policy: { refused_fields: ['max_*'] } } } });
+    expect(book.warnings).toEqual([
+      'products.chat_only: policy.refused_fields max_* refuses max_tokens, which every /v1/messages request carries (Anthropic requires it)',
+    ]);
+    expect(buildPolicyBook({ defaults: { policy: { refused_fields: ['max_completion_tokens'] } } }).warnings).toEqual([]);
+  });
+
   it('refuses refusing a field every request carries, and names that are not names', () => {
     expect(problems({ products: { p: { policy: { refused_fields: ['mod*'] } } } })).toContain(
       'products.p.policy.refused_fields: mod* would refuse every request (model, messages and input are required fields)',

@@ -95,6 +95,12 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
         break;
       }
     }
+    // Valid (a chat client may be told to leave the cap to keygate), but the Anthropic SDKs always send it.
+    const cap = p.policy.refusedFields.find((pattern) => matchesName('max_tokens', pattern));
+    if (cap !== undefined)
+      warnings.push(
+        `${where}: policy.refused_fields ${cap} refuses max_tokens, which every /v1/messages request carries (Anthropic requires it)`,
+      );
   }
   return {
     defaults: resolvedDefaults,
