@@ -60,7 +60,7 @@ const StreamOptionsConstraint = constraintOf<ResponsesRequestDto>('streamOptions
 
 /**
  * `POST /v1/responses` body: OpenAI's Responses request. Fields not listed here (`reasoning`,
- * `text`, `tool_choice`, `previous_response_id`, `include`, …) are passed on to OpenAI unchanged.
+ * `text`, `prompt`, `previous_response_id`, `include`, …) are passed on to OpenAI unchanged.
  */
 export class ResponsesRequestDto {
   @ApiProperty({ example: 'gpt-4o-mini' })
@@ -69,8 +69,9 @@ export class ResponsesRequestDto {
   @MaxLength(256)
   model!: string;
 
-  @ApiProperty({
-    description: 'Text, or an array of input items (messages, function call outputs, …)',
+  @ApiPropertyOptional({
+    description:
+      'Text, or an array of input items (messages, function call outputs, …); may be left out where `prompt`, `conversation` or `previous_response_id` carries it',
     example: 'Hello!',
     oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'object', additionalProperties: true } }],
   })
