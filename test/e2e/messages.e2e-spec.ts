@@ -5,57 +5,25 @@
  * the request's single audit line.
  */
 import Anthropic from '@anthropic-ai/sdk';
-import {
-  ANTHROPIC_MODEL,
-  countingUpstream,
-  expectOneAuditOn,
-  GEMINI_MODEL,
-  mockReply,
-  moved,
-  OPENAI_MODEL,
-  rid,
-  startProviderStack,
-  stopProviderStack,
-  type FlakyUpstream,
-} from './provider-fixtures';
-import {
-  apiError,
-  cleanupTempFiles,
-  mintToken,
-  waitFor,
-  type AuditRecord,
-  type Gateway,
-  type MockStats,
-  type MockUpstream,
-} from './harness';
+import { ANTHROPIC_MODEL, GEMINI_MODEL, mockReply, OPENAI_MODEL, rid, useProviderStack, type FlakyUpstream } from './provider-fixtures';
+import { apiError, mintToken, waitFor, type Gateway, type MockUpstream } from './harness';
 
 const MAX_RETRIES = 2;
 /** The product policy's default completion-token cap (SPEC §4). */
 const DEFAULT_CAP = 4096;
+
+const suite = useProviderStack(MAX_RETRIES);
+const { counting, expectOneAudit } = suite;
 
 let mock: MockUpstream;
 let flaky: FlakyUpstream;
 let gw: Gateway;
 let token: string;
 
-beforeAll(async () => {
-  ({ mock, flaky, gw } = await startProviderStack(MAX_RETRIES));
+beforeAll(() => {
+  ({ mock, flaky, gw } = suite.stack());
   token = mintToken({ product: 'prov', sub: 'claude-user' });
-}, 45_000);
-
-afterAll(async () => {
-  await stopProviderStack({ gw, mock, flaky });
-  cleanupTempFiles();
-}, 30_000);
-
-/** Runs `action` and reports the mock routes that received requests meanwhile. */
-async function counting<T>(action: () => Promise<T>): Promise<{ result: T; moved: ReturnType<typeof moved>; after: MockStats }> {
-  const { result, delta, after } = await countingUpstream(mock, action);
-  return { result, moved: moved(delta), after };
-}
-
-const expectOneAudit = (requestId: string, expected: Partial<AuditRecord> & Record<string, unknown>): Promise<AuditRecord> =>
-  expectOneAuditOn(gw, requestId, expected);
+});
 
 /** The error an SDK call rejects with. */
 async function sdkError(promise: Promise<unknown>): Promise<InstanceType<typeof Anthropic.APIError>> {

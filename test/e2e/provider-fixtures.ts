@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { ChatCompletionTool } from 'openai/resources/chat/completions';
 import {
+  cleanupTempFiles,
   freePort,
   HOST,
   startGateway,
@@ -290,6 +291,43 @@ export async function startProviderStack(maxRetries: number, env: Record<string,
 
 export async function stopProviderStack(stack: Partial<ProviderStack>): Promise<void> {
   await Promise.all([stack.gw?.stop(), stack.mock?.stop(), stack.flaky?.close()]);
+}
+
+/** A spec file's {@link ProviderStack} and the two checks its cases share. */
+export interface ProviderSuite {
+  /** The running stack (after the suite's `beforeAll`). */
+  stack(): ProviderStack;
+  /** Runs `action` and reports the mock routes that received requests meanwhile (those that moved). */
+  counting<T>(action: () => Promise<T>): Promise<{ result: T; moved: Partial<RouteDelta>; after: MockStats }>;
+  /** The request's one audit line, checked against `expected`. */
+  expectOneAudit(requestId: string, expected: Partial<AuditRecord> & Record<string, unknown>): Promise<AuditRecord>;
+}
+
+/**
+ * Starts a {@link ProviderStack} before the spec file's tests (a `beforeAll` registered where this
+ * is called, so it runs before the file's own) and stops it, and the temp files, after them.
+ */
+export function useProviderStack(maxRetries: number): ProviderSuite {
+  let running: ProviderStack | undefined;
+  beforeAll(async () => {
+    running = await startProviderStack(maxRetries);
+  }, 45_000);
+  afterAll(async () => {
+    await stopProviderStack(running ?? {});
+    cleanupTempFiles();
+  }, 30_000);
+  const stack = (): ProviderStack => {
+    if (!running) throw new Error('the provider stack has not started');
+    return running;
+  };
+  return {
+    stack,
+    counting: async <T>(action: () => Promise<T>) => {
+      const { result, delta, after } = await countingUpstream(stack().mock, action);
+      return { result, moved: moved(delta), after };
+    },
+    expectOneAudit: (requestId, expected) => expectOneAuditOn(stack().gw, requestId, expected),
+  };
 }
 
 export type RouteDelta = Record<MockRoute, number>;

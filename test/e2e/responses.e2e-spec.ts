@@ -5,46 +5,24 @@
  */
 import { APIError } from 'openai';
 import type { Response, ResponseStreamEvent } from 'openai/resources/responses/responses';
-import {
-  ANTHROPIC_MODEL,
-  countingUpstream,
-  expectOneAuditOn,
-  mockReply,
-  moved,
-  OPENAI_MODEL,
-  rid,
-  startProviderStack,
-  stopProviderStack,
-  type FlakyUpstream,
-} from './provider-fixtures';
-import { apiError, cleanupTempFiles, mintToken, type AuditRecord, type Gateway, type MockStats, type MockUpstream } from './harness';
+import { ANTHROPIC_MODEL, mockReply, OPENAI_MODEL, rid, useProviderStack, type FlakyUpstream } from './provider-fixtures';
+import { apiError, mintToken, type Gateway } from './harness';
 
 const MAX_RETRIES = 2;
 /** The product policy's default completion-token cap (SPEC §4). */
 const DEFAULT_CAP = 4096;
 
-let mock: MockUpstream;
+const suite = useProviderStack(MAX_RETRIES);
+const { counting, expectOneAudit } = suite;
+
 let flaky: FlakyUpstream;
 let gw: Gateway;
 let token: string;
 
-beforeAll(async () => {
-  ({ mock, flaky, gw } = await startProviderStack(MAX_RETRIES));
+beforeAll(() => {
+  ({ flaky, gw } = suite.stack());
   token = mintToken({ product: 'prov', sub: 'responses-user' });
-}, 45_000);
-
-afterAll(async () => {
-  await stopProviderStack({ gw, mock, flaky });
-  cleanupTempFiles();
-}, 30_000);
-
-async function counting<T>(action: () => Promise<T>): Promise<{ result: T; moved: ReturnType<typeof moved>; after: MockStats }> {
-  const { result, delta, after } = await countingUpstream(mock, action);
-  return { result, moved: moved(delta), after };
-}
-
-const expectOneAudit = (requestId: string, expected: Partial<AuditRecord> & Record<string, unknown>): Promise<AuditRecord> =>
-  expectOneAuditOn(gw, requestId, expected);
+});
 
 /** Reads a Responses stream to its end: the events' types, the text of its deltas, and the last Response. */
 async function readStream(events: AsyncIterable<ResponseStreamEvent>): Promise<{ types: string[]; text: string; final?: Response }> {
