@@ -56,29 +56,52 @@ export class ChatMessageDto {
  * Gemini (and many OpenAI-compatible hosts) also `.` and `:` (namespaced MCP tools). Beyond this,
  * each provider's own rules apply.
  */
-export const FUNCTION_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+const FUNCTION_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
 /** What {@link FUNCTION_NAME} allows, for messages. */
-export const FUNCTION_NAME_RULE = '1 to 128 letters, digits, underscores, dashes, dots or colons';
+const FUNCTION_NAME_RULE = '1 to 128 letters, digits, underscores, dashes, dots or colons';
+
+/** A function tool as a route's `tools` declares it: its name, where it is, and its parameters schema. */
+export interface DeclaredFunction {
+  name: unknown;
+  /** The tool's place, for messages (`tools[2].function`). */
+  at: string;
+  parameters?: unknown;
+}
 
 /**
- * `tools`: function tools with valid, distinct names (other kinds, such as OpenAI's custom tools,
- * are passed on for the provider to take or refuse). Every provider refuses these, after keygate
- * would have counted the request; refused here with the field named.
+ * `tools`: objects, whose function tools have valid, distinct names and an object (or no) parameters
+ * schema. `functionOf` reads a tool in its API's shape: its {@link DeclaredFunction}, a problem of
+ * its own shape, or undefined for a tool of another kind (passed on for the provider to take or
+ * refuse). Every provider refuses these, after keygate would have counted the request; refused
+ * here with the place named.
  */
-export function toolsProblem(tools: unknown): string | undefined {
+export function declaredToolsProblem(
+  tools: unknown,
+  functionOf: (tool: Record<string, unknown>, i: number) => DeclaredFunction | string | undefined,
+): string | undefined {
   if (!Array.isArray(tools)) return 'tools must be an array';
   const names = new Set<string>();
   for (const [i, tool] of tools.entries()) {
     if (!isRecord(tool)) return `tools[${i}] must be an object`;
-    if (tool.type !== 'function') continue;
-    const fn = tool.function;
-    if (!isRecord(fn)) return `tools[${i}].function must be an object with a name`;
-    if (typeof fn.name !== 'string' || !FUNCTION_NAME.test(fn.name)) return `tools[${i}].function.name must be ${FUNCTION_NAME_RULE}`;
-    if (names.has(fn.name)) return `tools[${i}].function.name: ${fn.name} is declared twice`;
+    const fn = functionOf(tool, i);
+    if (fn === undefined) continue;
+    if (typeof fn === 'string') return fn;
+    if (typeof fn.name !== 'string' || !FUNCTION_NAME.test(fn.name)) return `${fn.at}.name must be ${FUNCTION_NAME_RULE}`;
+    if (names.has(fn.name)) return `${fn.at}.name: ${fn.name} is declared twice`;
     names.add(fn.name);
-    if (fn.parameters !== undefined && !isRecord(fn.parameters)) return `tools[${i}].function.parameters must be a JSON Schema object`;
+    if (fn.parameters !== undefined && !isRecord(fn.parameters)) return `${fn.at}.parameters must be a JSON Schema object`;
   }
   return undefined;
+}
+
+/** Chat's `tools`: function tools (`{type: 'function', function: {name, parameters}}`), see {@link declaredToolsProblem}. */
+export function toolsProblem(tools: unknown): string | undefined {
+  return declaredToolsProblem(tools, (tool, i) => {
+    if (tool.type !== 'function') return undefined;
+    const fn = tool.function;
+    if (!isRecord(fn)) return `tools[${i}].function must be an object with a name`;
+    return { name: fn.name, at: `tools[${i}].function`, parameters: fn.parameters };
+  });
 }
 
 /** `tool_choice` forcing a function: one of the declared function tools. */

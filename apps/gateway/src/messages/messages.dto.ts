@@ -18,26 +18,18 @@ import {
   ValidateIf,
   ValidateNested,
 } from 'class-validator';
-import { constraintOf, FUNCTION_NAME, FUNCTION_NAME_RULE, isRecord } from '../chat/chat-completion.dto';
+import { constraintOf, declaredToolsProblem, isRecord } from '../chat/chat-completion.dto';
 
 const CONTENT = 'content must be a string or an array of content blocks (objects)';
 
 /**
- * `tools`: objects, the client tools (no `type`, or `custom`) with valid, distinct names; server
- * tools (`web_search_20250305`, …) are passed on for Anthropic to take or refuse. Anthropic refuses
- * these after keygate would have counted the request; refused here with the place named.
+ * `tools`: the client tools (no `type`, or `custom`: `{name, input_schema}`), see
+ * {@link declaredToolsProblem}; server tools (`web_search_20250305`, …) are passed on for Anthropic to judge.
  */
 export function messagesToolsProblem(tools: unknown): string | undefined {
-  if (!Array.isArray(tools)) return 'tools must be an array';
-  const names = new Set<string>();
-  for (const [i, tool] of tools.entries()) {
-    if (!isRecord(tool)) return `tools[${i}] must be an object`;
-    if (tool.type !== undefined && tool.type !== null && tool.type !== 'custom') continue;
-    if (typeof tool.name !== 'string' || !FUNCTION_NAME.test(tool.name)) return `tools[${i}].name must be ${FUNCTION_NAME_RULE}`;
-    if (names.has(tool.name)) return `tools[${i}].name: ${tool.name} is declared twice`;
-    names.add(tool.name);
-  }
-  return undefined;
+  return declaredToolsProblem(tools, (tool, i) =>
+    tool.type === undefined || tool.type === null || tool.type === 'custom' ? { name: tool.name, at: `tools[${i}]` } : undefined,
+  );
 }
 
 /** `tool_choice` forcing a tool (`{type: 'tool', name}`): one of the declared tools. */

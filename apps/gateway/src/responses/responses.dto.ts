@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsBoolean, IsInt, IsNumber, IsOptional, IsString, Max, MaxLength, Min, MinLength, Validate } from 'class-validator';
-import { constraintOf, FUNCTION_NAME, FUNCTION_NAME_RULE, isRecord } from '../chat/chat-completion.dto';
+import { constraintOf, declaredToolsProblem, isRecord } from '../chat/chat-completion.dto';
 
 const INPUT = 'input must be a string or an array of input items (objects)';
 
@@ -22,22 +22,13 @@ export function inputProblem(input: unknown): string | undefined {
 }
 
 /**
- * `tools`: function tools (the Responses API's flat `{type: 'function', name, parameters}`) with
- * valid, distinct names; other kinds (built-in, custom, MCP tools) are passed on for OpenAI to take or refuse.
+ * `tools`: function tools in the Responses API's flat shape (`{type: 'function', name, parameters}`),
+ * see {@link declaredToolsProblem}; other kinds (built-in, custom, MCP tools) are passed on.
  */
 export function responsesToolsProblem(tools: unknown): string | undefined {
-  if (!Array.isArray(tools)) return 'tools must be an array';
-  const names = new Set<string>();
-  for (const [i, tool] of tools.entries()) {
-    if (!isRecord(tool)) return `tools[${i}] must be an object`;
-    if (tool.type !== 'function') continue;
-    if (typeof tool.name !== 'string' || !FUNCTION_NAME.test(tool.name)) return `tools[${i}].name must be ${FUNCTION_NAME_RULE}`;
-    if (names.has(tool.name)) return `tools[${i}].name: ${tool.name} is declared twice`;
-    names.add(tool.name);
-    if (tool.parameters !== undefined && tool.parameters !== null && !isRecord(tool.parameters))
-      return `tools[${i}].parameters must be a JSON Schema object`;
-  }
-  return undefined;
+  return declaredToolsProblem(tools, (tool, i) =>
+    tool.type === 'function' ? { name: tool.name, at: `tools[${i}]`, parameters: tool.parameters ?? undefined } : undefined,
+  );
 }
 
 /** `tool_choice` forcing a function (`{type: 'function', name}`): one of the declared function tools. */
