@@ -266,6 +266,9 @@ export class ManagedProcess {
 export type MockRoute =
   | 'openai.chat'
   | 'openai.responses'
+  | 'openai.responses.retrieve'
+  | 'openai.responses.delete'
+  | 'openai.responses.inputItems'
   | 'openai.embeddings'
   | 'openai.models'
   | 'anthropic.messages'

@@ -271,7 +271,7 @@ class GeminiHandler implements ProviderHandler {
   private embedContent(ex: Exchange): void {
     const body = isRecord(ex.body) ? ex.body : {};
     if (!isRecord(body.content)) return ex.sendError(geminiError(400, '* EmbedContentRequest.content: content is not specified\n'));
-    const dims = embeddingDims(ex.pathModel, field(body, 'outputDimensionality', 'output_dimensionality'));
+    const dims = embeddingDims(ex.pathParam, field(body, 'outputDimensionality', 'output_dimensionality'));
     // Spliced as a string (shape: EmbedContentResponse) around the cached vector text.
     ex.sendJson(200, `{"embedding":{"values":${embedding(partsText(body.content), dims).json}}}`);
   }
@@ -286,7 +286,7 @@ class GeminiHandler implements ProviderHandler {
       if (!isRecord(r) || !isRecord(r.content)) {
         return ex.sendError(geminiError(400, `* BatchEmbedContentsRequest.requests[${i}].content: content is not specified\n`));
       }
-      const dims = embeddingDims(ex.pathModel, field(r, 'outputDimensionality', 'output_dimensionality'));
+      const dims = embeddingDims(ex.pathParam, field(r, 'outputDimensionality', 'output_dimensionality'));
       parts.push(`{"values":${embedding(partsText(r.content), dims).json}}`);
     }
     ex.sendJson(200, `{"embeddings":[${parts.join(',')}]}`);
@@ -310,7 +310,7 @@ class GeminiHandler implements ProviderHandler {
     if (plan) {
       // Gemini delivers function calls whole (no argument streaming); Gemini 3 gives each an id.
       const calls: GeminiFunctionCallPart[] = [];
-      const ids = GEMINI_3.test(ex.pathModel);
+      const ids = GEMINI_3.test(ex.pathParam);
       for (let i = 0; i < plan.count; i++)
         calls.push({ functionCall: { name: plan.name, args: plan.args, ...(ids ? { id: nextId('fc') } : {}) } });
       return {
@@ -340,7 +340,7 @@ class GeminiHandler implements ProviderHandler {
     const problems = [...requestSchemaProblems(body), ...functionResponseIdProblems(contents)];
     if (problems.length > 0) return ex.sendError(geminiError(400, problems.join('\n')));
     const a = this.answer(ex, body, contents);
-    const model = ex.pathModel;
+    const model = ex.pathParam;
     const responseId = nextId('mock');
     const promptDetails = [{ modality: 'TEXT', tokenCount: a.promptTokens }];
     // Protobuf JSON omits zero counts, so a blocked answer has no candidatesTokenCount.

@@ -46,8 +46,8 @@ export class Exchange {
     /** Query string without the `?`, or '' (parsed lazily: most requests never need it). */
     readonly rawQuery: string,
     private readonly stats: MockStats,
-    /** Gemini model id taken from the URL path; '' for other providers. */
-    readonly pathModel: string = '',
+    /** The id taken from the URL path: Gemini's model, or a stored response's id; '' for other routes. */
+    readonly pathParam: string = '',
   ) {
     stats.exchangeOpened();
     res.once('close', () => this.onClose());

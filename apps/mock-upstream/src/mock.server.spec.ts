@@ -340,12 +340,18 @@ describe('mock server', () => {
         ANTHROPIC_AUTH,
       );
       expect(await counted.json()).toEqual({ input_tokens: expect.any(Number) });
+      await (await fetch(`${mock.base}/v1/responses/resp_unknown`, { headers: OPENAI_AUTH })).text();
+      await (await fetch(`${mock.base}/v1/responses/resp_unknown/input_items?limit=2`, { headers: OPENAI_AUTH })).text();
+      await (await fetch(`${mock.base}/v1/responses/resp_unknown`, { method: 'DELETE' })).text();
 
       const stats = await getStats(mock.base);
-      expect(stats.total).toBe(13);
+      expect(stats.total).toBe(16);
       expect(stats.byRoute).toEqual({
         'openai.chat': 3,
         'openai.responses': 2,
+        'openai.responses.retrieve': 1,
+        'openai.responses.delete': 1,
+        'openai.responses.inputItems': 1,
         'openai.embeddings': 1,
         'openai.models': 1,
         'anthropic.messages': 1,

@@ -5,13 +5,16 @@ import { Exchange, type ProviderHandler } from './mock.exchange';
 import { MockStats, type RouteName } from './mock.stats';
 import { geminiHandler } from './gemini.handler';
 import { openaiHandler } from './openai.handler';
-import { openaiResponsesHandler } from './openai.responses.handler';
+import { OpenAIResponsesHandler } from './openai.responses.handler';
+import { OpenAIStoredResponsesHandler, ResponseStore } from './openai.responses.store';
 
 export interface MockServerOptions {
   /** Accept any non-empty key instead of only the `sk-mock` / `sk-ant-mock` / `AIza-mock` prefixes. */
   acceptAnyKey?: boolean;
   /** Inject a stats store (tests may read it directly); a fresh one by default. */
   stats?: MockStats;
+  /** How many stored Responses API responses this server keeps (the oldest go first); 10 000 by default. */
+  maxStoredResponses?: number;
 }
 
 /** Standard keep-alive: longer than typical client pools (undici 4s, ALB 60s) so the client closes first. */
@@ -24,24 +27,40 @@ const MAX_BODY_BYTES = 32 * 1024 * 1024;
 interface Route {
   name: RouteName;
   handler: ProviderHandler;
-  model: string;
+  /** The id in the path: Gemini's model or a stored response's id; '' elsewhere. */
+  param: string;
+}
+
+/** The handlers that hold per-server state (the Responses API's store). */
+interface ServerHandlers {
+  responses: ProviderHandler;
+  storedResponses: ProviderHandler;
 }
 
 const GEMINI_PATH = /^\/v1(?:beta)?\/models\/([^/:]+):(generateContent|streamGenerateContent|embedContent|batchEmbedContents)$/;
+/** A stored response, or its input items: the id is matched strictly, anything else stays an unknown path. */
+const STORED_RESPONSE_PATH = /^\/v1\/responses\/([A-Za-z0-9_-]+)(\/input_items)?$/;
 
 /** Exact string compares first: these are the benchmark's hot paths. */
-function matchRoute(method: string | undefined, path: string): Route | undefined {
+function matchRoute(method: string | undefined, path: string, h: ServerHandlers): Route | undefined {
   if (method === 'POST') {
-    if (path === '/v1/chat/completions') return { name: 'openai.chat', handler: openaiHandler, model: '' };
-    if (path === '/v1/responses') return { name: 'openai.responses', handler: openaiResponsesHandler, model: '' };
-    if (path === '/v1/messages') return { name: 'anthropic.messages', handler: anthropicHandler, model: '' };
-    if (path === '/v1/messages/count_tokens') return { name: 'anthropic.countTokens', handler: anthropicHandler, model: '' };
-    if (path === '/v1/embeddings') return { name: 'openai.embeddings', handler: openaiHandler, model: '' };
+    if (path === '/v1/chat/completions') return { name: 'openai.chat', handler: openaiHandler, param: '' };
+    if (path === '/v1/responses') return { name: 'openai.responses', handler: h.responses, param: '' };
+    if (path === '/v1/messages') return { name: 'anthropic.messages', handler: anthropicHandler, param: '' };
+    if (path === '/v1/messages/count_tokens') return { name: 'anthropic.countTokens', handler: anthropicHandler, param: '' };
+    if (path === '/v1/embeddings') return { name: 'openai.embeddings', handler: openaiHandler, param: '' };
     const m = GEMINI_PATH.exec(path);
-    if (m) return { name: `gemini.${m[2]}` as RouteName, handler: geminiHandler, model: decodeURIComponent(m[1]) };
+    if (m) return { name: `gemini.${m[2]}` as RouteName, handler: geminiHandler, param: decodeURIComponent(m[1]) };
     return undefined;
   }
-  if (method === 'GET' && path === '/v1/models') return { name: 'openai.models', handler: openaiHandler, model: '' };
+  if (method === 'GET' && path === '/v1/models') return { name: 'openai.models', handler: openaiHandler, param: '' };
+  if ((method === 'GET' || method === 'DELETE') && path.startsWith('/v1/responses/')) {
+    const m = STORED_RESPONSE_PATH.exec(path);
+    if (!m) return undefined;
+    if (m[2] !== undefined)
+      return method === 'GET' ? { name: 'openai.responses.inputItems', handler: h.storedResponses, param: m[1] } : undefined;
+    return { name: method === 'GET' ? 'openai.responses.retrieve' : 'openai.responses.delete', handler: h.storedResponses, param: m[1] };
+  }
   return undefined;
 }
 
@@ -132,6 +151,12 @@ function serveControl(req: IncomingMessage, res: ServerResponse, path: string, s
 export function createMockServer(options: MockServerOptions = {}): Server {
   const stats = options.stats ?? new MockStats();
   const acceptAnyKey = options.acceptAnyKey ?? false;
+  // Owned by this server: tests running several mock servers keep their stored responses apart.
+  const store = new ResponseStore(options.maxStoredResponses);
+  const handlers: ServerHandlers = {
+    responses: new OpenAIResponsesHandler(store),
+    storedResponses: new OpenAIStoredResponsesHandler(store),
+  };
 
   const server = createServer({ noDelay: true }, (req, res) => {
     const url = req.url ?? '/';
@@ -140,7 +165,7 @@ export function createMockServer(options: MockServerOptions = {}): Server {
 
     if (path.startsWith('/__mock/')) return serveControl(req, res, path, stats);
 
-    const route = matchRoute(req.method, path);
+    const route = matchRoute(req.method, path, handlers);
     if (!route) {
       req.resume();
       // OpenAI's wording; unknown paths are a client bug whichever provider was meant.
@@ -150,7 +175,7 @@ export function createMockServer(options: MockServerOptions = {}): Server {
     }
 
     stats.count(route.name);
-    const ex = new Exchange(req, res, route.name, q === -1 ? '' : url.slice(q + 1), stats, route.model);
+    const ex = new Exchange(req, res, route.name, q === -1 ? '' : url.slice(q + 1), stats, route.param);
     serve(ex, route.handler, stats, acceptAnyKey).catch((err: unknown) => {
       // A client that vanished mid-upload rejects readBody: nothing to answer.
       if (ex.closed) return;

@@ -4,6 +4,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 export const ROUTE_NAMES = [
   'openai.chat',
   'openai.responses',
+  'openai.responses.retrieve',
+  'openai.responses.delete',
+  'openai.responses.inputItems',
   'openai.embeddings',
   'openai.models',
   'anthropic.messages',

@@ -401,10 +401,11 @@ describe('OpenAI Responses API wire format', () => {
     });
 
     it('answers without input where stored context carries the conversation (a prompt template, a conversation, a previous response)', async () => {
+      const earlier = await plain({ input: 'earlier turn' });
       for (const stored of [
         { prompt: { id: 'pmpt_1', variables: { city: 'Paris' } } },
         { conversation: 'conv_1' },
-        { previous_response_id: 'resp_1' },
+        { previous_response_id: earlier.id },
       ]) {
         const response = await plain(stored);
         expect(response.status).toBe('completed');

@@ -18,6 +18,7 @@ import {
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
 import { contentText, errorFor, openaiError, openaiHandler, toolCallIds } from './openai.handler';
+import { storedInputItems, type ResponseStore, type StoredResponse } from './openai.responses.store';
 import type { OpenAIErrorBody } from './openai.types';
 import type {
   ResponseFunctionCall,
@@ -33,6 +34,8 @@ import type {
  * OpenAI Responses API wire format: `POST /v1/responses`, plain and as a named
  * event stream (`event: <type>` + `data: {"type":..,"sequence_number":n,..}`,
  * no `[DONE]`). Keys, error envelope and status errors are the chat route's.
+ * Responses are kept in the server's store unless `store` is false (see
+ * openai.responses.store.ts for the routes that read them back).
  */
 
 /** `input` as a list of items: a plain string is one user message. */
@@ -173,13 +176,48 @@ function finalResponse(a: Answer): ResponseObject {
   };
 }
 
+/**
+ * A response that failed mid-stream: what the `failed` directive's `response.failed` event carries
+ * (no output, the prompt's usage), and what the store keeps after any in-stream failure.
+ */
+function failedResponse(a: Answer, message: string): ResponseObject {
+  return {
+    ...a.base,
+    status: 'failed',
+    output: [],
+    incomplete_details: null,
+    error: { code: 'server_error', message },
+    ...(a.usage ? { usage: { ...a.usage, output_tokens: 0, total_tokens: a.usage.input_tokens } } : {}),
+  };
+}
+
+/**
+ * OpenAI's 400 for a `previous_response_id` it does not hold (unknown, deleted, or made with
+ * `store: false`). Its API reference documents this error on the WebSocket transport (400,
+ * `previous_response_not_found`, param `previous_response_id`, "Previous response with id '…' not
+ * found."); over HTTP the same fields come in the usual `{"error": {...}}` envelope with type
+ * `invalid_request_error`, as client reports of that error show. (vLLM's imitation answers 404;
+ * we follow OpenAI's documented 400.)
+ */
+function previousNotFound(id: string): ErrorReply {
+  return openaiError(400, {
+    message: `Previous response with id '${id}' not found.`,
+    type: 'invalid_request_error',
+    param: 'previous_response_id',
+    code: 'previous_response_not_found',
+  });
+}
+
 /** What `response.created` and `response.in_progress` carry: no output yet, usage null. */
 function pendingResponse(a: Answer): ResponseObject {
   return { ...a.base, status: 'in_progress', output: [], incomplete_details: null, ...(a.usage ? { usage: null } : {}) };
 }
 
-class OpenAIResponsesHandler implements ProviderHandler {
+/** `POST /v1/responses` for one mock server: its responses go to that server's store. */
+export class OpenAIResponsesHandler implements ProviderHandler {
   readonly provider = 'openai' as const;
+
+  constructor(private readonly store: ResponseStore) {}
 
   error(status: number, message?: string): ErrorReply {
     return openaiHandler.error(status, message);
@@ -206,6 +244,22 @@ class OpenAIResponsesHandler implements ProviderHandler {
     if (!model) return ex.sendError(missing('model'));
     const rejected = invalidInput(body.input, body);
     if (rejected) return ex.sendError(rejected);
+    let previous: StoredResponse | undefined;
+    if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
+      const previousId = body.previous_response_id;
+      if (typeof previousId !== 'string') {
+        return ex.sendError(
+          openaiError(400, {
+            message: `Invalid type for 'previous_response_id': expected a string, but got ${Array.isArray(previousId) ? 'an array' : typeof previousId === 'object' ? 'an object' : `a ${typeof previousId}`} instead.`,
+            type: 'invalid_request_error',
+            param: 'previous_response_id',
+            code: 'invalid_type',
+          }),
+        );
+      }
+      previous = this.store.get(previousId);
+      if (!previous) return ex.sendError(previousNotFound(previousId));
+    }
 
     const items = inputItems(body.input);
     const instructions = asString(body.instructions) ?? null;
@@ -220,7 +274,9 @@ class OpenAIResponsesHandler implements ProviderHandler {
     });
 
     const text = plan ? '' : replyText('openai', userText);
-    const input = promptTokens(promptChars, items.length + (instructions ? 1 : 0));
+    // A continuation's prompt holds the previous response's input and output as context.
+    const context = previous?.response.usage ? previous.response.usage.input_tokens + previous.response.usage.output_tokens : 0;
+    const input = context + promptTokens(promptChars, items.length + (instructions ? 1 : 0));
     const output = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
     const answer: Answer = {
       base: {
@@ -268,8 +324,19 @@ class OpenAIResponsesHandler implements ProviderHandler {
     };
     const headers: OutgoingHttpHeaders = { 'x-request-id': nextId('req_') };
 
-    if (body.stream === true) return sendStream(ex, streamPlan(answer, ex.directives.chunks ?? DEFAULT_CHUNKS, headers));
-    sendJsonWithFaults(ex, finalResponse(answer), headers);
+    // Stored before the answer goes out (as OpenAI keeps a response whether or not the client stays),
+    // so a client that has the final event can retrieve it at once.
+    const final = finalResponse(answer);
+    const inputs = answer.base.store ? storedInputItems(body.input) : [];
+    if (answer.base.store) this.store.save(final, inputs);
+    if (body.stream === true) {
+      // An in-stream failure leaves the response failed upstream: the store keeps that instead.
+      const onFailure = (failed: ResponseObject): void => {
+        if (answer.base.store) this.store.save(failed, inputs);
+      };
+      return sendStream(ex, streamPlan(answer, ex.directives.chunks ?? DEFAULT_CHUNKS, headers, onFailure));
+    }
+    sendJsonWithFaults(ex, final, headers);
   }
 }
 
@@ -292,7 +359,7 @@ class EventWriter {
  * function_call_arguments.delta x N, function_call_arguments.done,
  * output_item.done; a later call's opening events travel with its first delta.
  */
-function streamPlan(a: Answer, chunks: number, headers: OutgoingHttpHeaders): StreamPlan {
+function streamPlan(a: Answer, chunks: number, headers: OutgoingHttpHeaders, onFailure: (failed: ResponseObject) => void): StreamPlan {
   const w = new EventWriter();
   const pending = pendingResponse(a);
   let head = w.frame({ type: 'response.created', response: pending }) + w.frame({ type: 'response.in_progress', response: pending });
@@ -344,16 +411,10 @@ function streamPlan(a: Answer, chunks: number, headers: OutgoingHttpHeaders): St
     body,
     tail,
     errorFrame: (sent) => {
+      const failed = failedResponse(a, message);
+      onFailure(failed);
       // `failed`: the failure comes as the terminal response.failed, which carries the usage so far.
       if (a.failed) {
-        const failed: ResponseObject = {
-          ...a.base,
-          status: 'failed',
-          output: [],
-          incomplete_details: null,
-          error: { code: 'server_error', message },
-          ...(a.usage ? { usage: { ...a.usage, output_tokens: 0, total_tokens: a.usage.input_tokens } } : {}),
-        };
         const data = JSON.stringify({ type: 'response.failed', sequence_number: seqAfter[sent], response: failed });
         return `event: response.failed
 data: ${data}
@@ -370,5 +431,3 @@ data: ${data}
     },
   };
 }
-
-export const openaiResponsesHandler: ProviderHandler = new OpenAIResponsesHandler();

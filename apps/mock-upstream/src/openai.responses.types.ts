@@ -75,6 +75,33 @@ export interface ResponseObject {
   metadata: Record<string, unknown>;
 }
 
+/**
+ * An input item as the stored-response routes give it back: as the request sent it, plus the `id`
+ * OpenAI gives each one (a string `input` is stored as one user message item).
+ */
+export interface ResponseInputItem {
+  id: string;
+  type?: string;
+  [key: string]: unknown;
+}
+
+/** `GET /v1/responses/{id}/input_items`: one page of a response's input items. */
+export interface ResponseInputItemList {
+  object: 'list';
+  data: ResponseInputItem[];
+  /** null on an empty page. */
+  first_id: string | null;
+  last_id: string | null;
+  has_more: boolean;
+}
+
+/** `DELETE /v1/responses/{id}`. */
+export interface ResponseDeleted {
+  id: string;
+  object: 'response';
+  deleted: true;
+}
+
 /** One event type per member (a conditional type distributes over the union), so `type` discriminates. */
 type LifecycleEvent<T extends string> = T extends unknown ? { type: T; response: ResponseObject } : never;
 type OutputItemEvent<T extends string> = T extends unknown ? { type: T; output_index: number; item: ResponseOutputItem } : never;
