@@ -8,6 +8,7 @@ import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
 import { SecretsService } from '@keygate/secrets';
 import { ApiAdminErrors, ErrorBodyDto } from '../http/api-errors.decorator';
+import { knownQuery, queryValue } from '../http/query-params';
 import { CurrentPrincipal } from '../http/request.decorators';
 import { BlockDto, BlockListDto, CreateBlockDto, DeletedDto, UsageDto } from './admin.dto';
 
@@ -24,29 +25,6 @@ const USER = {
 function isControl(char: string): boolean {
   const code = char.charCodeAt(0);
   return code < 0x20 || code === 0x7f;
-}
-
-/**
- * One query parameter, validated: a repeated parameter arrives as an array (and would otherwise
- * reach Redis as several keys), a malformed one is refused, both with the contract's 400.
- */
-function queryValue(value: unknown, param: string, pattern: { test(value: string): boolean }, what: string): string {
-  if (typeof value !== 'string' || !pattern.test(value)) throw new GatewayError('invalid_request', `${param} must be ${what}`, { param });
-  return value;
-}
-
-/**
- * The query, refusing a parameter the route does not take: a misspelt `user` on DELETE would lift
- * the whole product's block, a misspelt `date` on usage would answer for today.
- */
-function knownQuery(query: Record<string, unknown> | undefined, allowed: readonly string[]): Record<string, unknown> {
-  const params = query ?? {};
-  for (const name of Object.keys(params))
-    if (!allowed.includes(name))
-      throw new GatewayError('invalid_request', `${name.slice(0, 64)}: unknown query parameter (this route takes ${allowed.join(', ')})`, {
-        param: name.slice(0, 64),
-      });
-  return params;
 }
 
 /** A real calendar day, YYYY-MM-DD: 2024-02-30 is not one. */
