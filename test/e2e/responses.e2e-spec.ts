@@ -5,8 +5,19 @@
  */
 import { APIError } from 'openai';
 import type { Response, ResponseStreamEvent } from 'openai/resources/responses/responses';
-import { ANTHROPIC_MODEL, mockReply, OPENAI_MODEL, rid, useProviderStack, type FlakyUpstream } from './provider-fixtures';
-import { apiError, mintToken, type Gateway } from './harness';
+import {
+  ANTHROPIC_MODEL,
+  expectOneAuditOn,
+  mockReply,
+  OPENAI_MODEL,
+  providerPolicyYaml,
+  providerProducts,
+  rid,
+  useProviderStack,
+  type FlakyUpstream,
+} from './provider-fixtures';
+import { apiError, mintToken, startGateway, writeTempFile, type Gateway } from './harness';
+import { SHARED_REDIS_URL } from './limits-fixtures';
 
 const MAX_RETRIES = 2;
 /** The product policy's default completion-token cap (SPEC §4). */
@@ -184,6 +195,22 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       'max_output_tokens',
     ],
     ['an input that is neither text nor items', () => token, { model: OPENAI_MODEL, input: 42 }, 400, 'invalid_request', 'input'],
+    [
+      'a previous response nobody made through keygate',
+      () => token,
+      { model: OPENAI_MODEL, input: 'x', previous_response_id: 'resp_nobody' },
+      404,
+      'response_not_found',
+      'previous_response_id',
+    ],
+    [
+      'a previous_response_id that is no id',
+      () => token,
+      { model: OPENAI_MODEL, input: 'x', previous_response_id: 'resp/../x' },
+      400,
+      'invalid_request',
+      'previous_response_id',
+    ],
     ['an empty input list', () => token, { model: OPENAI_MODEL, input: [] }, 400, 'invalid_request', 'input'],
     [
       'a content part that is not an object',
@@ -262,6 +289,229 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
     if (param !== undefined) expect(error.param).toBe(param);
     expect(moved).toEqual({});
     await expectOneAudit(id, { status, failure: status === 404 ? 'not_found' : code === 'policy_violation' ? 'policy' : 'bad_request' });
+  });
+});
+
+describe('stored responses: retrieve, delete, input items, continue (the creator only)', () => {
+  /** A response made through keygate by this suite's user, and its id. */
+  async function created(input = 'Remember me', store?: boolean): Promise<Response> {
+    return gw.openai(token).responses.create({ model: OPENAI_MODEL, input, ...(store === undefined ? {} : { store }) });
+  }
+
+  it('retrieves a response its user made, passed through with the product’s key, audited with its model and no tokens', async () => {
+    const made = await created();
+    const { id, headers } = rid('stored-get');
+    const { result: got, moved, after } = await counting(() => gw.openai(token).responses.retrieve(made.id, {}, { headers }));
+    expect(got).toMatchObject({ id: made.id, status: 'completed', model: OPENAI_MODEL, usage: made.usage });
+    expect(got.output_text).toBe(made.output_text);
+    expect(moved).toEqual({ 'openai.responses.retrieve': 1 });
+    expect(after.last['openai.responses.retrieve']?.headers.authorization).toBe('Bearer sk-mock-prov');
+    expect(after.last['openai.responses.retrieve']?.url).toBe(`/v1/responses/${made.id}`);
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      user: 'responses-user',
+      provider: 'openai',
+      model: OPENAI_MODEL,
+      tokens_in: null,
+      tokens_out: null,
+    });
+  });
+
+  it('retrieves a streamed response once it ended, and passes include[] on', async () => {
+    const stream = await gw.openai(token).responses.create({ model: OPENAI_MODEL, input: 'Streamed [mock chunks=3]', stream: true });
+    const { final } = await readStream(stream);
+    expect(final).toBeDefined();
+    const { result: got, after } = await counting(() =>
+      gw.openai(token).responses.retrieve(final!.id, { include: ['reasoning.encrypted_content'] }),
+    );
+    expect(got).toMatchObject({ id: final!.id, status: 'completed', usage: final!.usage });
+    expect(after.last['openai.responses.retrieve']?.url).toBe(`/v1/responses/${final!.id}?include%5B%5D=reasoning.encrypted_content`);
+  });
+
+  it('lists its input items, paged as the client asks', async () => {
+    const made = await gw.openai(token).responses.create({
+      model: OPENAI_MODEL,
+      input: [
+        { role: 'user', content: 'one' },
+        { role: 'assistant', content: 'two' },
+        { role: 'user', content: 'three' },
+      ],
+    });
+    const { id, headers } = rid('stored-items');
+    const {
+      result: page,
+      moved,
+      after,
+    } = await counting(() => gw.openai(token).responses.inputItems.list(made.id, { limit: 2, order: 'asc' }, { headers }));
+    expect(page.data).toHaveLength(2);
+    expect(page.has_more).toBe(true);
+    expect(page.data.map((item) => item.type)).toEqual(['message', 'message']);
+    expect(moved).toEqual({ 'openai.responses.inputItems': 1 });
+    expect(after.last['openai.responses.inputItems']?.url).toBe(`/v1/responses/${made.id}/input_items?limit=2&order=asc`);
+    await expectOneAudit(id, { status: 200, failure: null, model: OPENAI_MODEL, tokens_in: null });
+    // The SDK's own paging follows `after` through keygate to the last item.
+    const all = [];
+    for await (const item of gw.openai(token).responses.inputItems.list(made.id, { limit: 2, order: 'asc' })) all.push(item);
+    expect(all).toHaveLength(3);
+  });
+
+  it('deletes it, and forgets it: the next retrieve is refused without asking OpenAI', async () => {
+    const made = await created();
+    const { id, headers } = rid('stored-delete');
+    const { moved } = await counting(() => gw.openai(token).responses.delete(made.id, { headers }));
+    expect(moved).toEqual({ 'openai.responses.delete': 1 });
+    await expectOneAudit(id, { status: 200, failure: null, model: OPENAI_MODEL });
+    const gone = rid('stored-deleted-get');
+    const { result: error, moved: none } = await counting(() =>
+      apiError(gw.openai(token).responses.retrieve(made.id, {}, { headers: gone.headers })),
+    );
+    expect(error.status).toBe(404);
+    expect(error.code).toBe('response_not_found');
+    expect(none).toEqual({});
+    await expectOneAudit(gone.id, { status: 404, failure: 'not_found', model: null });
+  });
+
+  it('forgets a response OpenAI no longer has (deleted there), answering 404 like any other', async () => {
+    const made = await created();
+    const base = suite.stack().mock.url;
+    const direct = await fetch(`${base}/v1/responses/${made.id}`, { method: 'DELETE', headers: { authorization: 'Bearer sk-mock-prov' } });
+    expect(direct.status).toBe(200);
+    const first = await counting(() => apiError(gw.openai(token).responses.retrieve(made.id)));
+    expect(first.result.status).toBe(404);
+    expect(first.result.code).toBe('response_not_found');
+    expect(first.moved).toEqual({ 'openai.responses.retrieve': 1 });
+    const second = await counting(() => apiError(gw.openai(token).responses.retrieve(made.id)));
+    expect(second.result.code).toBe('response_not_found');
+    expect(second.moved).toEqual({});
+  });
+
+  it.each([
+    ['another user of the product', () => mintToken({ product: 'prov', sub: 'someone-else' })],
+    ['another product on the same OpenAI host', () => mintToken({ product: 'flaky', sub: 'responses-user' })],
+  ])('refuses %s on every route, 404 as for an unknown id, before any upstream call', async (_who, tokenOf) => {
+    const made = await created();
+    const client = gw.openai(tokenOf());
+    for (const [label, call] of [
+      ['retrieve', (h: Record<string, string>) => client.responses.retrieve(made.id, {}, { headers: h })],
+      ['delete', (h: Record<string, string>) => client.responses.delete(made.id, { headers: h })],
+      ['items', (h: Record<string, string>) => client.responses.inputItems.list(made.id, {}, { headers: h })],
+      [
+        'continue',
+        (h: Record<string, string>) =>
+          client.responses.create({ model: OPENAI_MODEL, input: 'and?', previous_response_id: made.id }, { headers: h }),
+      ],
+    ] as const) {
+      const { id, headers } = rid(`stored-foreign-${label}`);
+      const { result: error, moved } = await counting(() => apiError(call(headers)));
+      expect([label, error.status, error.code]).toEqual([label, 404, 'response_not_found']);
+      expect(error.message).toContain(made.id);
+      expect(moved).toEqual({});
+      await expectOneAudit(id, { status: 404, failure: 'not_found' });
+    }
+    // Still there for its user.
+    expect((await gw.openai(token).responses.retrieve(made.id)).id).toBe(made.id);
+  });
+
+  it('serves no response made with store: false', async () => {
+    const made = await created('Forget me', false);
+    const { result: error, moved } = await counting(() => apiError(gw.openai(token).responses.retrieve(made.id)));
+    expect(error.code).toBe('response_not_found');
+    expect(moved).toEqual({});
+  });
+
+  it('continues from its own response: the id goes on, the context is billed as OpenAI reports it', async () => {
+    const made = await created('First turn');
+    const { id, headers } = rid('stored-continue');
+    const { result: next, after } = await counting(() =>
+      gw.openai(token).responses.create({ model: OPENAI_MODEL, input: 'Second turn', previous_response_id: made.id }, { headers }),
+    );
+    expect(next.previous_response_id).toBe(made.id);
+    expect(after.last['openai.responses']?.body).toMatchObject({ previous_response_id: made.id, input: 'Second turn' });
+    await expectOneAudit(id, { status: 200, failure: null, tokens_in: next.usage?.input_tokens });
+    // The continuation is stored too, and chains.
+    expect((await gw.openai(token).responses.retrieve(next.id)).previous_response_id).toBe(made.id);
+  });
+
+  it('bills a continuation whose client leaves mid-stream the previous response’s tokens as context, beyond its own body', async () => {
+    const made = await created('A long first turn '.repeat(40));
+    const context = (made.usage?.input_tokens ?? 0) + (made.usage?.output_tokens ?? 0);
+    expect(context).toBeGreaterThan(100);
+    const { id, headers } = rid('stored-continue-abort');
+    const controller = new AbortController();
+    const stream = await gw
+      .openai(token)
+      .responses.create(
+        { model: OPENAI_MODEL, input: 'go on [mock chunk_delay_ms=200 chunks=20]', previous_response_id: made.id, stream: true },
+        { headers, signal: controller.signal },
+      );
+    let deltas = 0;
+    await (async () => {
+      for await (const event of stream) if (event.type === 'response.output_text.delta' && ++deltas === 2) controller.abort();
+    })().catch(() => undefined);
+    const audit = await expectOneAudit(id, { status: 499, failure: 'client_abort', stream: true });
+    expect(audit.tokens_in).toBeGreaterThan(context);
+  });
+
+  it.each([
+    ['an unknown query parameter', (id: string) => `/v1/responses/${id}?limit=5`, 'GET', 400, 'invalid_request', 'limit'],
+    [
+      'a stream back (background responses only)',
+      (id: string) => `/v1/responses/${id}?stream=true`,
+      'GET',
+      400,
+      'unsupported_parameter',
+      'stream',
+    ],
+    ['a limit over 100', (id: string) => `/v1/responses/${id}/input_items?limit=101`, 'GET', 400, 'invalid_request', 'limit'],
+    ['an order that is not one', (id: string) => `/v1/responses/${id}/input_items?order=up`, 'GET', 400, 'invalid_request', 'order'],
+    ['an id that is not one', () => '/v1/responses/resp_x%2F..%2Fmodels', 'GET', 404, 'response_not_found', null],
+    ['a delete with a query', (id: string) => `/v1/responses/${id}?include=x`, 'DELETE', 400, 'invalid_request', 'include'],
+  ])('refuses %s before any upstream call', async (_label, path, method, status, code, param) => {
+    const made = await created();
+    const { id, headers } = rid('stored-bad');
+    const { result: res, moved } = await counting(() =>
+      fetch(`${gw.baseURL.replace(/\/v1$/, '')}${path(made.id)}`, { method, headers: { ...headers, authorization: `Bearer ${token}` } }),
+    );
+    expect(res.status).toBe(status);
+    expect(((await res.json()) as { error: { code: string; param: string | null } }).error).toMatchObject({ code, param });
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status, failure: status === 404 ? 'not_found' : 'bad_request' });
+  });
+});
+
+describe('stored responses across replicas (Redis)', () => {
+  let a: Gateway | undefined;
+  let b: Gateway | undefined;
+
+  beforeAll(async () => {
+    const { mock, flaky } = suite.stack();
+    const products = providerProducts({ mock: mock.url, flaky: flaky.url, closedPort: 9 });
+    const env = {
+      API_KEY_SERVER_POLICY_FILE: writeTempFile('policy.yaml', providerPolicyYaml()),
+      API_KEY_SERVER_REDIS_URL: SHARED_REDIS_URL,
+    };
+    [a, b] = await Promise.all([startGateway({ products, env }), startGateway({ products, env })]);
+  }, 45_000);
+
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  }, 30_000);
+
+  it('serves a response made on one replica from another, to its user alone, and a delete on one is seen by the other', async () => {
+    const user = mintToken({ product: 'prov', sub: 'replica-user' });
+    const made = await a!.openai(user).responses.create({ model: OPENAI_MODEL, input: 'on replica a' });
+    const { id, headers } = rid('stored-replica');
+    expect((await b!.openai(user).responses.retrieve(made.id, {}, { headers })).id).toBe(made.id);
+    await expectOneAuditOn(b!, id, { status: 200, model: OPENAI_MODEL });
+    const next = await b!.openai(user).responses.create({ model: OPENAI_MODEL, input: 'on b', previous_response_id: made.id });
+    expect(next.previous_response_id).toBe(made.id);
+    expect((await apiError(b!.openai(mintToken({ product: 'prov', sub: 'other' })).responses.retrieve(made.id))).code).toBe(
+      'response_not_found',
+    );
+    await b!.openai(user).responses.delete(next.id);
+    // Replica a made `made`, not `next`: it reads next's record from Redis, where b deleted it.
+    expect((await apiError(a!.openai(user).responses.retrieve(next.id))).code).toBe('response_not_found');
   });
 });
 

@@ -7,6 +7,7 @@ import { HealthModule } from '@keygate/health';
 import { LimitsModule } from '@keygate/limits';
 import { ObservabilityModule } from '@keygate/observability';
 import { ProvidersModule } from '@keygate/providers';
+import { RedisModule } from '@keygate/redis';
 import { SecretsModule } from '@keygate/secrets';
 import { AdminController } from './admin/admin.controller';
 import { ChatCompletionsService } from './chat/chat-completions.service';
@@ -20,6 +21,7 @@ import { MessagesController } from './messages/messages.controller';
 import { MessagesService } from './messages/messages.service';
 import { ResponsesController } from './responses/responses.controller';
 import { ResponsesService } from './responses/responses.service';
+import { StoredResponses } from './responses/stored-responses';
 import { ProductRouter } from './routing/product.router';
 import { DtoValidationPipe } from './http/dto-validation.pipe';
 import { GatewayExceptionFilter } from './http/gateway-exception.filter';
@@ -40,6 +42,7 @@ export class AppModule {
         AuthModule,
         LimitsModule,
         ProvidersModule,
+        RedisModule,
         AuditModule,
         HealthModule,
       ],
@@ -60,6 +63,7 @@ export class AppModule {
         EmbeddingsService,
         MessagesService,
         ResponsesService,
+        StoredResponses,
         ProductRouter,
         RequestLifecycle,
         { provide: APP_FILTER, useClass: GatewayExceptionFilter },

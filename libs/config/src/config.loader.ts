@@ -179,6 +179,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     shutdownDrainSeconds: int(e.API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS, 45),
     sseKeepAliveSeconds: int(e.API_KEY_SERVER_SSE_KEEPALIVE_SECONDS, 15),
     requestTimeoutSeconds: int(e.API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS, 60),
+    storedResponseDays: int(e.API_KEY_SERVER_STORED_RESPONSE_DAYS, 30),
     corsOrigins,
     resource: { publicUrl: e.API_KEY_SERVER_PUBLIC_URL?.replace(/\/+$/, ''), authorizationServers },
     policy,
@@ -231,6 +232,8 @@ const NUMBER_RANGES: Readonly<Record<string, readonly [number, number]>> = {
   // 0: no keep-alive comments (README).
   API_KEY_SERVER_SSE_KEEPALIVE_SECONDS: [0, MAX_TIMER_SECONDS],
   API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: [1, MAX_TIMER_SECONDS],
+  // OpenAI keeps a stored response 30 days; a record outliving that only costs Redis memory.
+  API_KEY_SERVER_STORED_RESPONSE_DAYS: [1, 365],
 };
 
 /**

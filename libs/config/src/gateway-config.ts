@@ -76,6 +76,8 @@ export interface GatewayConfig {
   sseKeepAliveSeconds: number;
   /** How long a client may take to send a whole request, headers and body (slowloris protection). */
   requestTimeoutSeconds: number;
+  /** How long keygate remembers who created a stored Responses API response (to serve it to them alone). */
+  storedResponseDays: number;
   corsOrigins: string[];
   /** RFC 9728 protected-resource metadata. */
   resource: {

@@ -65,6 +65,15 @@ export function SkipRequestLimits(): MethodDecorator & ClassDecorator {
   return SkipThrottle({ product_qps: true, user_qps: true, product_daily: true, user_daily: true });
 }
 
+/**
+ * A route counted against the per-second limits but not the daily request caps: calls that read
+ * what the caller made and generate nothing (a stored response), which still spend the product
+ * key's rate at the provider.
+ */
+export function SkipDailyRequestLimits(): MethodDecorator & ClassDecorator {
+  return SkipThrottle({ product_daily: true, user_daily: true });
+}
+
 export function identityThrottlers(config: GatewayConfig): IdentityThrottler[] {
   const limit = (field: LimitField) => (context: ExecutionContext) => config.policy.forProduct(principalOf(context).product).limits[field];
   const product = (_req: Record<string, unknown>, context: ExecutionContext): string => principalOf(context).product;

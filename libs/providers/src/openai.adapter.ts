@@ -3,11 +3,13 @@ import type { ChatCompletionRequest, ChatResult, ChatStream, EmbeddingsRequest, 
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import {
   isResponseEnd,
+  noteStored,
   responsesUsage,
   responseText,
   ResponsesNativeStream,
   type ResponsesAnswer,
   type ResponsesPassthrough,
+  type StoredResponseCall,
 } from './openai.responses';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { failFromStatus, MAX_SSE_EVENT_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
@@ -63,17 +65,37 @@ export class OpenAiAdapter implements ProviderAdapter {
     const res = await this.post(call, call.body, 'application/json', '/responses');
     const body = await readText(res, this.name);
     const response = parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
-    return { body, usage: responsesUsage(response.usage), text: responseText(response) };
+    const usage = responsesUsage(response.usage);
+    noteStored(response, usage, call.onStored);
+    return { body, usage, text: responseText(response) };
+  }
+
+  /**
+   * A stored Response's route (`GET`/`DELETE /v1/responses/{id}`, `GET …/input_items`) passed
+   * through with the product's key: the answer's text, checked to be a JSON object.
+   */
+  async storedResponse(call: StoredResponseCall): Promise<string> {
+    const res = await this.client.send({
+      provider: this.name,
+      method: call.method,
+      url: `${call.access.baseUrl}${call.path}`,
+      headers: { authorization: `Bearer ${call.access.apiKey}`, accept: 'application/json' },
+      signal: call.signal,
+    });
+    if (res.statusCode < 200 || res.statusCode >= 300) await failFromStatus(res, this.name);
+    const body = await readText(res, this.name);
+    parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
+    return body;
   }
 
   /** A Responses stream passed through event by event (see {@link ResponsesNativeStream}). */
   async responsesStream(call: ResponsesPassthrough): Promise<ChatStream> {
     const res = await this.post(call, { ...call.body, stream: true }, 'text/event-stream', '/responses');
-    return { events: this.responseEvents(res) };
+    return { events: this.responseEvents(res, call.onStored) };
   }
 
-  private async *responseEvents(res: UpstreamResponse): AsyncGenerator<StreamEvent> {
-    const stream = new ResponsesNativeStream();
+  private async *responseEvents(res: UpstreamResponse, onStored: ResponsesPassthrough['onStored']): AsyncGenerator<StreamEvent> {
+    const stream = new ResponsesNativeStream(onStored);
     // `response.completed` repeats every output item, images generated as base64 included.
     for await (const event of sseEvents(res, this.name, { isLast: isResponseEnd, maxEventBytes: MAX_RESPONSES_EVENT_BYTES })) {
       yield stream.push(event);

@@ -37,6 +37,22 @@ describe('ResponsesNativeStream', () => {
     expect(() => stream.end()).not.toThrow();
   });
 
+  it('tells of a Response OpenAI stored when its terminal event comes, failed ones included; not of one with store: false', () => {
+    const seen: Array<[string, unknown]> = [];
+    const onStored = (id: string, usage: unknown): number => seen.push([id, usage]);
+    const usage = { input_tokens: 3, output_tokens: 2, total_tokens: 5 };
+    const stream = new ResponsesNativeStream(onStored);
+    stream.push(event('response.created', { response: { id: 'resp_a', store: true } }));
+    expect(seen).toEqual([]);
+    stream.push(event('response.completed', { response: { id: 'resp_a', store: true, usage } }));
+    expect(seen).toEqual([['resp_a', { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 }]]);
+    new ResponsesNativeStream(onStored).push(event('response.failed', { response: { id: 'resp_f', error: { code: 'server_error' } } }));
+    expect(seen[1]).toEqual(['resp_f', null]);
+    new ResponsesNativeStream(onStored).push(event('response.incomplete', { response: { id: 'resp_n', store: false, usage } }));
+    new ResponsesNativeStream(onStored).push(event('response.completed', { response: { usage } }));
+    expect(seen).toHaveLength(2);
+  });
+
   it('ends without usage when the host reported none (keygate then estimates)', () => {
     const stream = new ResponsesNativeStream();
     expect(stream.push(event('response.completed', { response: { id: 'resp_1' } })).usage).toBeUndefined();

@@ -13,6 +13,20 @@ export interface ResponsesPassthrough {
   body: Record<string, unknown>;
   access: ProviderAccess;
   signal: AbortSignal;
+  /**
+   * Called with the id of a Response OpenAI stored (`store` not false), when it is answered (the
+   * terminal event of a stream), and its usage.
+   */
+  onStored?: (id: string, usage: Usage | null) => void;
+}
+
+/** A stored Response's route passed through: retrieve, delete, list its input items. */
+export interface StoredResponseCall {
+  method: 'GET' | 'DELETE';
+  /** Below the host's base URL: `/responses/{id}` or `/responses/{id}/input_items`, with its checked query. */
+  path: string;
+  access: ProviderAccess;
+  signal: AbortSignal;
 }
 
 /** A passed-through Response object: its text as OpenAI sent it, and what keygate read of it. */
@@ -69,6 +83,8 @@ export class ResponsesNativeStream {
   private ended = false;
   private failure: UpstreamError | undefined;
 
+  constructor(private readonly onStored?: ResponsesPassthrough['onStored']) {}
+
   /** Whether a terminal event has been seen: the stream is complete, whatever follows it. */
   get stopped(): boolean {
     return this.ended;
@@ -89,6 +105,7 @@ export class ResponsesNativeStream {
       this.ended = true;
       const response = isRecord(event.response) ? event.response : {};
       const usage = responsesUsage(response.usage);
+      noteStored(response, usage, this.onStored);
       if (type === 'response.failed') {
         this.failure = streamFailure(isRecord(response.error) ? response.error : {}, 'response failed');
         // What the failed attempt is billed; not a final usage, which would end a priming as a success.
@@ -106,6 +123,11 @@ export class ResponsesNativeStream {
     if (this.failure) throw this.failure;
     if (!this.ended) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without response.completed');
   }
+}
+
+/** Tells `onStored` of a Response OpenAI stored (its `store` is not false). */
+export function noteStored(response: Record<string, unknown>, usage: Usage | null, onStored: ResponsesPassthrough['onStored']): void {
+  if (onStored && typeof response.id === 'string' && response.store !== false) onStored(response.id, usage);
 }
 
 /** Whether an event ends a Responses stream (its body may stay open after it). */

@@ -18,7 +18,7 @@ export interface UpstreamRequest {
   url: string;
   headers: Record<string, string>;
   body?: string;
-  method?: 'GET' | 'POST';
+  method?: 'GET' | 'POST' | 'DELETE';
   /** Aborted when the client disconnects. */
   signal: AbortSignal;
 }

@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsBoolean, IsInt, IsNumber, IsOptional, IsString, Max, MaxLength, Min, MinLength, Validate } from 'class-validator';
+import { IsBoolean, IsInt, IsNumber, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, Validate } from 'class-validator';
 import { constraintOf, declaredToolsProblem, isRecord } from '../chat/chat-completion.dto';
+import { RESPONSE_ID } from './stored-responses';
 
 const INPUT = 'input must be a string or an array of input items (objects)';
 
@@ -51,7 +52,7 @@ const StreamOptionsConstraint = constraintOf<ResponsesRequestDto>('streamOptions
 
 /**
  * `POST /v1/responses` body: OpenAI's Responses request. Fields not listed here (`reasoning`,
- * `text`, `prompt`, `previous_response_id`, `include`, …) are passed on to OpenAI unchanged.
+ * `text`, `prompt`, `include`, …) are passed on to OpenAI unchanged.
  */
 export class ResponsesRequestDto {
   @ApiProperty({ example: 'gpt-4o-mini' })
@@ -92,6 +93,15 @@ export class ResponsesRequestDto {
   @Validate(ToolChoiceConstraint)
   tool_choice?: unknown;
 
+  @ApiPropertyOptional({
+    description: 'A response this user created through keygate (`store` not false), continued from: its context comes with it',
+    example: 'resp_67ccd2bed1ec8190b14f964abc054267',
+  })
+  @IsOptional()
+  @IsString()
+  @Matches(RESPONSE_ID, { message: 'previous_response_id must be a response id (letters, digits, _ and -)' })
+  previous_response_id?: string;
+
   @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'Only with stream: true (OpenAI refuses it otherwise)' })
   @IsOptional()
   @Validate(StreamOptionsConstraint)
@@ -121,4 +131,25 @@ export class ResponseObjectDto {
   output!: Array<Record<string, unknown>>;
 
   @ApiPropertyOptional({ type: ResponsesUsageDto }) usage?: ResponsesUsageDto;
+}
+
+/** OpenAI's answer to deleting a response (documentation only). */
+export class ResponseDeletedDto {
+  @ApiProperty({ example: 'resp_67ccd2bed1ec8190b14f964abc054267' }) id!: string;
+  @ApiProperty({ example: 'response' }) object!: string;
+  @ApiProperty({ example: true }) deleted!: boolean;
+}
+
+/** A page of a response's input items, as OpenAI lists them (documentation only). */
+export class InputItemListDto {
+  @ApiProperty({ enum: ['list'] }) object!: 'list';
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'object', additionalProperties: true },
+    example: [{ id: 'msg_abc', type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Hello!' }] }],
+  })
+  data!: Array<Record<string, unknown>>;
+  @ApiProperty({ example: 'msg_abc' }) first_id!: string;
+  @ApiProperty({ example: 'msg_abc' }) last_id!: string;
+  @ApiProperty({ example: false }) has_more!: boolean;
 }

@@ -1,13 +1,25 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
+import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy } from '@keygate/policy';
-import { estimateResponsesPromptTokens, OpenAiAdapter, type ResponsesPassthrough } from '@keygate/providers';
+import {
+  estimateResponsesPromptTokens,
+  OpenAiAdapter,
+  runAttempts,
+  UpstreamError,
+  type ResponsesPassthrough,
+  type RetryPolicy,
+  type StoredResponseCall,
+} from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
+import { countAttempt } from '../routing/attempt-count';
 import { ProductRouter } from '../routing/product.router';
 import { RESPONSES_STREAM } from './responses-errors';
+import { storedResponseQuery, type StoredResponseRoute } from './stored-response.query';
+import { RESPONSE_ID, StoredResponses, type StoredResponse } from './stored-responses';
 
 /** The Responses request fields keygate reads; the rest goes to OpenAI as sent. */
 export interface ResponsesRequest {
@@ -18,7 +30,22 @@ export interface ResponsesRequest {
   temperature?: number | null;
   stream?: boolean;
   tools?: unknown;
+  previous_response_id?: string;
   [key: string]: unknown;
+}
+
+/** How each stored-response route goes upstream. */
+const STORED_ROUTES: Readonly<Record<StoredResponseRoute, { method: StoredResponseCall['method']; suffix: string }>> = {
+  retrieve: { method: 'GET', suffix: '' },
+  delete: { method: 'DELETE', suffix: '' },
+  inputItems: { method: 'GET', suffix: '/input_items' },
+};
+
+/** The answer for a response the caller may not use: none, another user's, another product's, all alike. */
+function responseNotFound(id: string, param?: string): GatewayError {
+  return new GatewayError('response_not_found', `No response with id '${id.slice(0, 128)}' was created by this user through keygate`, {
+    param,
+  });
 }
 
 /** Chat's names for the cap: the Responses API refuses them (keygate says which field it takes instead). */
@@ -31,11 +58,17 @@ const CHAT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
  */
 @Injectable()
 export class ResponsesService {
+  private readonly retry: RetryPolicy;
+
   constructor(
     private readonly router: ProductRouter,
     private readonly runner: CompletionRunner,
     private readonly openai: OpenAiAdapter,
-  ) {}
+    private readonly stored: StoredResponses,
+    @Inject(GatewayConfig) config: GatewayConfig,
+  ) {
+    this.retry = config.retry;
+  }
 
   async create(ctx: RequestContext, principal: Principal, body: ResponsesRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
     ctx.stream = body.stream === true;
@@ -70,25 +103,105 @@ export class ResponsesService {
     const { policy } = first.policy;
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy, 'max_output_tokens');
+    // A continuation: only from a response this user made, at the host that stores it; its
+    // context is part of the prompt OpenAI bills.
+    const previous = body.previous_response_id === undefined ? undefined : await this.previous(principal, body.previous_response_id);
+    if (previous && previous.baseUrl !== first.access.baseUrl)
+      throw new GatewayError(
+        'unsupported_parameter',
+        `previous_response_id is stored at another host than the one serving ${body.model}: continue it with ${previous.model}`,
+        { param: 'previous_response_id' },
+      );
+    const context = previous?.tokens ?? 0;
+    const promptTokens = (): number => estimateResponsesPromptTokens(body) + context;
     await this.runner.run(
       ctx,
       principal,
       {
-        // Fallbacks that OpenAI serves too: the body is the Responses API's.
-        candidates: this.router.withFallbacks(ctx, first, body.model, (access) => access.provider === 'openai'),
+        // Fallbacks that OpenAI serves too (the body is the Responses API's), at the host holding
+        // the previous response if there is one.
+        candidates: this.router.withFallbacks(
+          ctx,
+          first,
+          body.model,
+          (access) => access.provider === 'openai' && (previous === undefined || access.baseUrl === previous.baseUrl),
+        ),
         call: ({ model, access }) => {
           const attemptBody: ResponsesRequest = { ...body, model };
           applyParameterPolicy(attemptBody, policy, 'max_output_tokens');
-          const call: ResponsesPassthrough = { body: attemptBody, access, signal: ctx.abort.signal };
+          const call: ResponsesPassthrough = {
+            body: attemptBody,
+            access,
+            signal: ctx.abort.signal,
+            onStored: (id, usage) =>
+              this.stored.remember(principal.product, id, {
+                user: principal.user,
+                model,
+                baseUrl: access.baseUrl,
+                tokens: usage?.total_tokens ?? promptTokens(),
+              }),
+          };
           return ctx.stream ? this.openai.responsesStream(call) : this.openai.responses(call);
         },
-        reserve: () => estimateResponsesPromptTokens(body) + cap,
-        promptTokens: () => estimateResponsesPromptTokens(body),
+        reserve: () => promptTokens() + cap,
+        promptTokens,
         answerText: (answer) => answer.text,
         dialect: RESPONSES_STREAM,
         maxStreamSeconds: policy.maxStreamSeconds,
       },
       reply,
     );
+  }
+
+  /**
+   * `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`:
+   * a response stored through keygate, for the product and user that created it, passed through
+   * with the product's key for the host that stores it. Free at OpenAI: no tokens, retried like a
+   * call. A response OpenAI no longer has is forgotten.
+   */
+  async storedResponse(
+    ctx: RequestContext,
+    principal: Principal,
+    route: StoredResponseRoute,
+    id: string,
+    query: Record<string, unknown> | undefined,
+    reply: FastifyReply,
+  ): Promise<void> {
+    const { product } = this.router.product(principal);
+    const search = storedResponseQuery(route, query);
+    const record = RESPONSE_ID.test(id) ? await this.stored.find(product.name, principal.user, id) : undefined;
+    if (!record) throw responseNotFound(id);
+    ctx.model = record.model;
+    ctx.requestedModel = record.model;
+    ctx.provider = 'openai';
+    // The product's key for that host today (keys rotate); gone when the product no longer uses the host.
+    const access = product.providers.find((a) => a.provider === 'openai' && a.baseUrl === record.baseUrl);
+    if (!access) throw responseNotFound(id);
+    const { method, suffix } = STORED_ROUTES[route];
+    const call: StoredResponseCall = { method, path: `/responses/${id}${suffix}${search}`, access, signal: ctx.abort.signal };
+    let body: string;
+    try {
+      ({ value: body } = await runAttempts<string>(
+        [{ model: record.model, attempt: () => countAttempt(ctx, () => this.openai.storedResponse(call)) }],
+        this.retry,
+        ctx.abort.signal,
+      ));
+    } catch (error) {
+      if (error instanceof UpstreamError && error.kind === 'http' && error.status === 404) {
+        this.stored.forget(product.name, id);
+        throw responseNotFound(id);
+      }
+      throw error;
+    }
+    if (route === 'delete') this.stored.forget(product.name, id);
+    ctx.status = 200;
+    void reply.status(200).type('application/json').send(body);
+  }
+
+  /** The record of the response a request continues from; 404 when it is not this user's. */
+  private async previous(principal: Principal, id: string): Promise<StoredResponse> {
+    const record = await this.stored.find(principal.product, principal.user, id);
+    if (!record) throw responseNotFound(id, 'previous_response_id');
+    return record;
   }
 }

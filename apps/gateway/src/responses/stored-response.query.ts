@@ -1,0 +1,59 @@
+import { GatewayError } from '@keygate/errors';
+import { knownQuery, queryValue } from '../http/query-params';
+
+/** The stored-response routes keygate serves. */
+export type StoredResponseRoute = 'retrieve' | 'delete' | 'inputItems';
+
+/** `include` values: OpenAI's are dotted names (`message.input_image.image_url`, `reasoning.encrypted_content`…). */
+const INCLUDE = /^[a-z_]{1,64}(\.[a-z_]{1,64}){0,7}$/;
+const MAX_INCLUDES = 16;
+const ITEM_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const LIMIT = { test: (value: string): boolean => /^\d{1,3}$/.test(value) && Number(value) >= 1 && Number(value) <= 100 };
+const ORDER = /^(asc|desc)$/;
+
+/** The `include` values of a query: the SDKs send `include[]=…` once per value; `include=…` is taken too. */
+function includes(params: Record<string, unknown>): string[] {
+  const values: string[] = [];
+  for (const name of ['include', 'include[]']) {
+    const value = params[name];
+    if (value === undefined) continue;
+    for (const one of Array.isArray(value) ? (value as unknown[]) : [value])
+      values.push(queryValue(one, 'include', INCLUDE, 'a list of field names such as reasoning.encrypted_content'));
+  }
+  if (values.length > MAX_INCLUDES)
+    throw new GatewayError('invalid_request', `include takes at most ${MAX_INCLUDES} values`, { param: 'include' });
+  return values;
+}
+
+/**
+ * The query string to send upstream for a stored-response route (with its `?`, or empty), rebuilt
+ * from the parameters the route takes, each checked: an unknown parameter is refused rather than
+ * passed to OpenAI under keygate's key, a repeated one that is not a list is refused.
+ */
+export function storedResponseQuery(route: StoredResponseRoute, query: Record<string, unknown> | undefined): string {
+  const out = new URLSearchParams();
+  if (route === 'delete') {
+    knownQuery(query, []);
+    return '';
+  }
+  if (route === 'retrieve') {
+    const params = knownQuery(query, ['include', 'include[]', 'stream']);
+    for (const value of includes(params)) out.append('include[]', value);
+    if (params.stream !== undefined) {
+      const stream = queryValue(params.stream, 'stream', /^(true|false)$/, 'true or false');
+      // OpenAI streams back only a background response, which keygate does not create.
+      if (stream === 'true')
+        throw new GatewayError('unsupported_parameter', 'only a background response can be streamed back, and keygate serves none', {
+          param: 'stream',
+        });
+    }
+  } else {
+    const params = knownQuery(query, ['after', 'limit', 'order', 'include', 'include[]']);
+    if (params.after !== undefined) out.append('after', queryValue(params.after, 'after', ITEM_ID, 'an input item id'));
+    if (params.limit !== undefined) out.append('limit', queryValue(params.limit, 'limit', LIMIT, 'a whole number from 1 to 100'));
+    if (params.order !== undefined) out.append('order', queryValue(params.order, 'order', ORDER, 'asc or desc'));
+    for (const value of includes(params)) out.append('include[]', value);
+  }
+  const text = out.toString();
+  return text === '' ? '' : `?${text}`;
+}

@@ -1,0 +1,188 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import { JsonLogger } from '@keygate/observability';
+import { createRequestPathRedis } from '@keygate/redis';
+import { Redis } from 'ioredis';
+import { StoredResponses, type StoredResponse } from './stored-responses';
+
+// Integration spec: two "replicas" share the real Redis; keys are those of this run's products.
+const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const RUN = `spec-${randomUUID()}`;
+const config = { storedResponseDays: 2 } as GatewayConfig;
+const record = (user: string, tokens = 42): StoredResponse => ({
+  user,
+  model: 'gpt-4o-mini',
+  baseUrl: 'https://api.openai.com/v1',
+  tokens,
+});
+
+function logger(): { logger: JsonLogger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  return { logger: new JsonLogger('debug', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)), lines };
+}
+
+async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 8_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function rejection(work: Promise<unknown>): Promise<unknown> {
+  return work.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+}
+
+let direct: Redis;
+const clients: Redis[] = [];
+
+function client(url = REDIS_URL): Redis {
+  const redis = createRequestPathRedis(url, () => undefined);
+  clients.push(redis);
+  return redis;
+}
+
+beforeAll(async () => {
+  direct = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  await direct.ping();
+});
+
+afterAll(async () => {
+  const keys = await direct.keys(`kg:{${RUN}*`);
+  if (keys.length) await direct.del(...keys);
+  for (const c of clients) c.disconnect();
+  direct.disconnect();
+});
+
+describe('StoredResponses with Redis (two replicas)', () => {
+  const product = `${RUN}-a`;
+  let one: StoredResponses;
+  let two: StoredResponses;
+
+  beforeAll(async () => {
+    const [r1, r2] = [client(), client()];
+    await until('both clients ready', () => r1.status === 'ready' && r2.status === 'ready');
+    one = new StoredResponses(config, r1, logger().logger);
+    two = new StoredResponses(config, r2, logger().logger);
+  });
+
+  it('serves a response to the user who made it, on any replica, and to no one else', async () => {
+    one.remember(product, 'resp_1', record('alice', 120));
+    await until('the record in Redis', async () => (await direct.exists(`kg:{${product}}:resp:resp_1`)) === 1);
+    expect(await two.find(product, 'alice', 'resp_1')).toEqual(record('alice', 120));
+    expect(await two.find(product, 'bob', 'resp_1')).toBeUndefined();
+    expect(await two.find(`${RUN}-b`, 'alice', 'resp_1')).toBeUndefined();
+    expect(await two.find(product, 'alice', 'resp_unknown')).toBeUndefined();
+  });
+
+  it('keeps a record in Redis for API_KEY_SERVER_STORED_RESPONSE_DAYS', async () => {
+    one.remember(product, 'resp_ttl', record('alice'));
+    await until('the record in Redis', async () => (await direct.exists(`kg:{${product}}:resp:resp_ttl`)) === 1);
+    const ttl = await direct.pttl(`kg:{${product}}:resp:resp_ttl`);
+    expect(ttl).toBeGreaterThan(2 * 86_400_000 - 60_000);
+    expect(ttl).toBeLessThanOrEqual(2 * 86_400_000);
+  });
+
+  it('forgets a response on every replica', async () => {
+    one.remember(product, 'resp_gone', record('alice'));
+    await until('the record in Redis', async () => (await direct.exists(`kg:{${product}}:resp:resp_gone`)) === 1);
+    expect(await two.find(product, 'alice', 'resp_gone')).toBeDefined();
+    two.forget(product, 'resp_gone');
+    await until('the record deleted', async () => (await direct.exists(`kg:{${product}}:resp:resp_gone`)) === 0);
+    // Replica two forgot its copy; replica one still holds the one it made (a retrieve then finds
+    // OpenAI's 404 and forgets it there too).
+    expect(await two.find(product, 'alice', 'resp_gone')).toBeUndefined();
+  });
+
+  it('refuses to record an id that is not an id', async () => {
+    one.remember(product, 'resp_1/../x', record('alice'));
+    one.remember(product, '', record('alice'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await direct.keys(`kg:{${product}}:resp:resp_1/*`)).toEqual([]);
+    expect(await one.find(product, 'alice', 'resp_1/../x')).toBeUndefined();
+  });
+
+  it('ignores a record it cannot read (written by hand, or by another version)', async () => {
+    await direct.set(`kg:{${product}}:resp:resp_bad`, '{"user": 7}', 'PX', 60_000);
+    expect(await one.find(product, '7', 'resp_bad')).toBeUndefined();
+  });
+});
+
+describe('StoredResponses without Redis', () => {
+  it('keeps the records in memory, for their user only', async () => {
+    const store = new StoredResponses(config, undefined, logger().logger);
+    store.remember('p', 'resp_m', record('alice'));
+    expect(await store.find('p', 'alice', 'resp_m')).toEqual(record('alice'));
+    expect(await store.find('p', 'bob', 'resp_m')).toBeUndefined();
+    store.forget('p', 'resp_m');
+    expect(await store.find('p', 'alice', 'resp_m')).toBeUndefined();
+  });
+
+  it('keeps the newest 20 000 records, and one in use stays', async () => {
+    const store = new StoredResponses(config, undefined, logger().logger);
+    store.remember('p', 'resp_first', record('alice'));
+    store.remember('p', 'resp_second', record('alice'));
+    for (let i = 0; i < 19_998; i++) store.remember('p', `resp_${i}`, record('alice'));
+    // Full: using the first moves it to the back; the next record evicts the second.
+    store.remember('p', 'resp_first', record('alice'));
+    store.remember('p', 'resp_last', record('alice'));
+    expect(await store.find('p', 'alice', 'resp_first')).toBeDefined();
+    expect(await store.find('p', 'alice', 'resp_second')).toBeUndefined();
+    expect(await store.find('p', 'alice', 'resp_last')).toBeDefined();
+    expect(await store.find('p', 'alice', 'resp_0')).toBeDefined();
+  });
+});
+
+describe('StoredResponses while Redis is away', () => {
+  let gate: Server;
+  const sockets = new Set<Socket>();
+  let port: number;
+
+  beforeAll(async () => {
+    // A port nothing listens on yet: the client keeps reconnecting until the gate opens.
+    gate = createServer((socket) => {
+      const target = new URL(REDIS_URL);
+      const upstream = connect(Number(target.port || 6379), target.hostname);
+      sockets.add(socket).add(upstream);
+      socket.pipe(upstream).pipe(socket);
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((done) => gate.listen(0, '127.0.0.1', done));
+    port = (gate.address() as AddressInfo).port;
+    await new Promise<void>((done) => gate.close(() => done()));
+  });
+
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((done) => (gate.listening ? gate.close(() => done()) : done()));
+  });
+
+  it('answers 503 for a record it cannot ask Redis for, serves those made here, and writes them when Redis returns', async () => {
+    const product = `${RUN}-away`;
+    const redis = client(`redis://127.0.0.1:${port}`);
+    const { logger: log } = logger();
+    const store = new StoredResponses(config, redis, log);
+    expect(redis.status).not.toBe('ready');
+
+    const error = await rejection(store.find(product, 'alice', 'resp_elsewhere'));
+    expect(error).toBeInstanceOf(GatewayError);
+    expect((error as GatewayError).code).toBe('service_unavailable');
+    expect((error as GatewayError).options.retryAfterSeconds).toBe(1);
+
+    store.remember(product, 'resp_here', record('alice', 7));
+    expect(await store.find(product, 'alice', 'resp_here')).toEqual(record('alice', 7));
+    expect(await direct.exists(`kg:{${product}}:resp:resp_here`)).toBe(0);
+
+    await new Promise<void>((done) => gate.listen(port, '127.0.0.1', done));
+    await until('the record written once Redis is back', async () => (await direct.exists(`kg:{${product}}:resp:resp_here`)) === 1);
+    expect(JSON.parse((await direct.get(`kg:{${product}}:resp:resp_here`)) as string)).toEqual(record('alice', 7));
+    const ttl = await direct.pttl(`kg:{${product}}:resp:resp_here`);
+    expect(ttl).toBeGreaterThan(2 * 86_400_000 - 60_000);
+  });
+});
