@@ -204,6 +204,14 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       'previous_response_id',
     ],
     [
+      'a conversation (kept at OpenAI, owner unknown)',
+      () => token,
+      { model: OPENAI_MODEL, input: 'x', conversation: 'conv_abc' },
+      400,
+      'unsupported_parameter',
+      'conversation',
+    ],
+    [
       'a previous_response_id that is no id',
       () => token,
       { model: OPENAI_MODEL, input: 'x', previous_response_id: 'resp/../x' },
@@ -433,6 +441,57 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
     expect((await gw.openai(token).responses.retrieve(next.id)).previous_response_id).toBe(made.id);
   });
 
+  it('takes previous_response_id: null as no continuation', async () => {
+    const { id, headers } = rid('stored-null-previous');
+    const { result: response, after } = await counting(() =>
+      gw.openai(token).responses.create({ model: OPENAI_MODEL, input: 'fresh', previous_response_id: null }, { headers }),
+    );
+    expect(response.status).toBe('completed');
+    expect(after.last['openai.responses']?.body).toMatchObject({ previous_response_id: null });
+    await expectOneAudit(id, { status: 200, failure: null });
+  });
+
+  it('answers a continuation from a response OpenAI no longer has 404, and forgets it', async () => {
+    const made = await created();
+    const base = suite.stack().mock.url;
+    await fetch(`${base}/v1/responses/${made.id}`, { method: 'DELETE', headers: { authorization: 'Bearer sk-mock-prov' } });
+    const { id, headers } = rid('stored-previous-gone');
+    const continueFrom = (h?: Record<string, string>) =>
+      apiError(gw.openai(token).responses.create({ model: OPENAI_MODEL, input: 'and?', previous_response_id: made.id }, { headers: h }));
+    const first = await counting(() => continueFrom(headers));
+    expect([first.result.status, first.result.code, first.result.param]).toEqual([404, 'response_not_found', 'previous_response_id']);
+    expect(first.moved).toEqual({ 'openai.responses': 1 });
+    await expectOneAudit(id, { status: 404, failure: 'not_found', attempts: 1 });
+    const again = await counting(() => continueFrom());
+    expect(again.result.code).toBe('response_not_found');
+    expect(again.moved).toEqual({});
+  });
+
+  it('gives its owner a response whose stream was cut short right after it was announced', async () => {
+    const controller = new AbortController();
+    const stream = await gw
+      .openai(token)
+      .responses.create(
+        { model: OPENAI_MODEL, input: 'cut [mock chunk_delay_ms=200 chunks=20]', stream: true },
+        { signal: controller.signal },
+      );
+    let announced: string | undefined;
+    await (async () => {
+      for await (const event of stream) {
+        if (event.type === 'response.created') {
+          announced = event.response.id;
+          controller.abort();
+        }
+      }
+    })().catch(() => undefined);
+    expect(announced).toBeDefined();
+    expect((await gw.openai(token).responses.retrieve(announced!)).id).toBe(announced);
+    expect((await apiError(gw.openai(mintToken({ product: 'prov', sub: 'someone-else' })).responses.retrieve(announced!))).code).toBe(
+      'response_not_found',
+    );
+    await gw.openai(token).responses.delete(announced!);
+  });
+
   it('bills a continuation whose client leaves mid-stream the previous response’s tokens as context, beyond its own body', async () => {
     const made = await created('A long first turn '.repeat(40));
     const context = (made.usage?.input_tokens ?? 0) + (made.usage?.output_tokens ?? 0);
@@ -497,6 +556,31 @@ describe('stored responses across replicas (Redis)', () => {
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
   }, 30_000);
+
+  it('finds a response on another replica as soon as the answer carrying its id has arrived', async () => {
+    const user = mintToken({ product: 'prov', sub: 'replica-race' });
+    for (let i = 0; i < 20; i++) {
+      const made = await a!.openai(user).responses.create({ model: OPENAI_MODEL, input: `race ${i}` });
+      expect((await b!.openai(user).responses.retrieve(made.id)).id).toBe(made.id);
+    }
+    for (let i = 0; i < 5; i++) {
+      const stream = await a!.openai(user).responses.create({ model: OPENAI_MODEL, input: `race stream ${i}`, stream: true });
+      const { final } = await readStream(stream);
+      const next = await b!.openai(user).responses.create({ model: OPENAI_MODEL, input: 'next', previous_response_id: final!.id });
+      expect(next.previous_response_id).toBe(final!.id);
+    }
+  });
+
+  it('refuses, on the replica that made it, a response deleted through another, without asking OpenAI', async () => {
+    const user = mintToken({ product: 'prov', sub: 'replica-delete' });
+    const made = await a!.openai(user).responses.create({ model: OPENAI_MODEL, input: 'delete me elsewhere' });
+    await b!.openai(user).responses.delete(made.id);
+    const { id, headers } = rid('stored-replica-deleted');
+    const { result: error, moved } = await counting(() => apiError(a!.openai(user).responses.retrieve(made.id, {}, { headers })));
+    expect(error.code).toBe('response_not_found');
+    expect(moved).toEqual({});
+    await expectOneAuditOn(a!, id, { status: 404, failure: 'not_found' });
+  });
 
   it('serves a response made on one replica from another, to its user alone, and a delete on one is seen by the other', async () => {
     const user = mintToken({ product: 'prov', sub: 'replica-user' });

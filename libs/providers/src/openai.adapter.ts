@@ -66,7 +66,8 @@ export class OpenAiAdapter implements ProviderAdapter {
     const body = await readText(res, this.name);
     const response = parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
     const usage = responsesUsage(response.usage);
-    noteStored(response, usage, call.onStored);
+    // Recorded before the answer goes out: the client's next request may continue from it at once.
+    await noteStored(response, usage, call.onStored);
     return { body, usage, text: responseText(response) };
   }
 
@@ -98,7 +99,11 @@ export class OpenAiAdapter implements ProviderAdapter {
     const stream = new ResponsesNativeStream(onStored);
     // `response.completed` repeats every output item, images generated as base64 included.
     for await (const event of sseEvents(res, this.name, { isLast: isResponseEnd, maxEventBytes: MAX_RESPONSES_EVENT_BYTES })) {
-      yield stream.push(event);
+      const out = stream.push(event);
+      // An event carrying a stored Response's id goes out once it is recorded (see onStored).
+      const recording = stream.takeRecording();
+      if (recording) await recording;
+      yield out;
       if (stream.stopped) break;
     }
     stream.end();

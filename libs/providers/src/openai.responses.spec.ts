@@ -37,20 +37,31 @@ describe('ResponsesNativeStream', () => {
     expect(() => stream.end()).not.toThrow();
   });
 
-  it('tells of a Response OpenAI stored when its terminal event comes, failed ones included; not of one with store: false', () => {
+  it('tells of a Response OpenAI stores when announced and when it ends, failed ones included; not of one with store: false', () => {
     const seen: Array<[string, unknown]> = [];
-    const onStored = (id: string, usage: unknown): number => seen.push([id, usage]);
+    const written = Promise.resolve();
+    const onStored = (id: string, usage: unknown): Promise<void> => {
+      seen.push([id, usage]);
+      return written;
+    };
     const usage = { input_tokens: 3, output_tokens: 2, total_tokens: 5 };
     const stream = new ResponsesNativeStream(onStored);
-    stream.push(event('response.created', { response: { id: 'resp_a', store: true } }));
-    expect(seen).toEqual([]);
+    stream.push(event('response.created', { response: { id: 'resp_a', store: true, usage: null } }));
+    expect(seen).toEqual([['resp_a', null]]);
+    // The event goes on once the record is written; taken once.
+    expect(stream.takeRecording()).toBe(written);
+    expect(stream.takeRecording()).toBeUndefined();
+    stream.push(event('response.output_text.delta', { delta: 'x' }));
+    expect(stream.takeRecording()).toBeUndefined();
     stream.push(event('response.completed', { response: { id: 'resp_a', store: true, usage } }));
-    expect(seen).toEqual([['resp_a', { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 }]]);
+    expect(seen[1]).toEqual(['resp_a', { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 }]);
+    expect(stream.takeRecording()).toBe(written);
     new ResponsesNativeStream(onStored).push(event('response.failed', { response: { id: 'resp_f', error: { code: 'server_error' } } }));
-    expect(seen[1]).toEqual(['resp_f', null]);
+    expect(seen[2]).toEqual(['resp_f', null]);
+    new ResponsesNativeStream(onStored).push(event('response.created', { response: { id: 'resp_n', store: false } }));
     new ResponsesNativeStream(onStored).push(event('response.incomplete', { response: { id: 'resp_n', store: false, usage } }));
     new ResponsesNativeStream(onStored).push(event('response.completed', { response: { usage } }));
-    expect(seen).toHaveLength(2);
+    expect(seen).toHaveLength(3);
   });
 
   it('ends without usage when the host reported none (keygate then estimates)', () => {

@@ -14,10 +14,11 @@ export interface ResponsesPassthrough {
   access: ProviderAccess;
   signal: AbortSignal;
   /**
-   * Called with the id of a Response OpenAI stored (`store` not false), when it is answered (the
-   * terminal event of a stream), and its usage.
+   * Called with the id of a Response OpenAI stores (`store` not false) and its usage so far: when a
+   * stream announces it (`response.created`, no usage yet) and when it is answered (a whole answer,
+   * a stream's terminal event). The answer, or that event, goes on once the promise settles.
    */
-  onStored?: (id: string, usage: Usage | null) => void;
+  onStored?: (id: string, usage: Usage | null) => Promise<void> | void;
 }
 
 /** A stored Response's route passed through: retrieve, delete, list its input items. */
@@ -82,8 +83,16 @@ function streamFailure(detail: Record<string, unknown>, fallback: string): Upstr
 export class ResponsesNativeStream {
   private ended = false;
   private failure: UpstreamError | undefined;
+  private recording: Promise<void> | void = undefined;
 
   constructor(private readonly onStored?: ResponsesPassthrough['onStored']) {}
+
+  /** The `onStored` call the last event made, to wait on before passing that event on (taken once). */
+  takeRecording(): Promise<void> | void {
+    const recording = this.recording;
+    this.recording = undefined;
+    return recording;
+  }
 
   /** Whether a terminal event has been seen: the stream is complete, whatever follows it. */
   get stopped(): boolean {
@@ -101,11 +110,13 @@ export class ResponsesNativeStream {
     if (type === 'error' || name === 'error')
       throw streamFailure(isRecord(event.error) ? event.error : { code: event.code, message: event.message }, 'error event');
     if (type !== undefined && TEXT_DELTAS.has(type) && typeof event.delta === 'string' && event.delta !== '') out.text = event.delta;
+    // Its owner may use the id as soon as it has it: recorded when announced, again with the usage at the end.
+    if (type === 'response.created' && isRecord(event.response)) this.recording = noteStored(event.response, null, this.onStored);
     if (type !== undefined && TERMINAL.has(type)) {
       this.ended = true;
       const response = isRecord(event.response) ? event.response : {};
       const usage = responsesUsage(response.usage);
-      noteStored(response, usage, this.onStored);
+      this.recording = noteStored(response, usage, this.onStored);
       if (type === 'response.failed') {
         this.failure = streamFailure(isRecord(response.error) ? response.error : {}, 'response failed');
         // What the failed attempt is billed; not a final usage, which would end a priming as a success.
@@ -125,9 +136,13 @@ export class ResponsesNativeStream {
   }
 }
 
-/** Tells `onStored` of a Response OpenAI stored (its `store` is not false). */
-export function noteStored(response: Record<string, unknown>, usage: Usage | null, onStored: ResponsesPassthrough['onStored']): void {
-  if (onStored && typeof response.id === 'string' && response.store !== false) onStored(response.id, usage);
+/** Tells `onStored` of a Response OpenAI stores (its `store` is not false); what it returns, to wait on. */
+export function noteStored(
+  response: Record<string, unknown>,
+  usage: Usage | null,
+  onStored: ResponsesPassthrough['onStored'],
+): Promise<void> | void {
+  if (onStored && typeof response.id === 'string' && response.store !== false) return onStored(response.id, usage);
 }
 
 /** Whether an event ends a Responses stream (its body may stay open after it). */

@@ -45,3 +45,22 @@ export class AnthropicErrorBodyDto extends ErrorBodyDto {
 export function ApiGatewayErrors(body: typeof ErrorBodyDto = ErrorBodyDto): MethodDecorator & ClassDecorator {
   return applyDecorators(...STATUSES.map(([status, description]) => ApiResponse({ status, description, type: body })));
 }
+
+/** The error statuses of the stored-response routes: no model or body of their own, a record kept in Redis. */
+const STORED_RESPONSE_STATUSES: Array<[number, string]> = [
+  [400, 'Invalid query parameter (`stream=true`: only background responses stream back)'],
+  [401, 'Missing or invalid credential (carries WWW-Authenticate)'],
+  [403, 'Credential valid but not allowed (product, block)'],
+  [404, '`response_not_found`: not a response this user created through keygate, or one OpenAI no longer has'],
+  [429, 'Per-second rate limit (carries Retry-After)'],
+  [502, 'Upstream failure'],
+  [503, 'Redis, which records who owns each response, is unavailable (carries Retry-After)'],
+  [504, 'Upstream timeout'],
+];
+
+/** Documents the error statuses of `GET`/`DELETE /v1/responses/{id}` and its input items. */
+export function ApiStoredResponseErrors(): MethodDecorator & ClassDecorator {
+  return applyDecorators(
+    ...STORED_RESPONSE_STATUSES.map(([status, description]) => ApiResponse({ status, description, type: ErrorBodyDto })),
+  );
+}

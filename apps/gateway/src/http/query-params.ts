@@ -1,8 +1,8 @@
 import { GatewayError } from '@keygate/errors';
 
 /**
- * One query parameter, validated: a repeated parameter arrives as an array (and would otherwise
- * reach Redis as several keys), a malformed one is refused, both with the contract's 400.
+ * One query parameter, validated: a repeated parameter arrives as an array (taken for one value, it
+ * would reach Redis or the upstream as several), a malformed one is refused, both with the contract's 400.
  */
 export function queryValue(value: unknown, param: string, pattern: { test(value: string): boolean }, what: string): string {
   if (typeof value !== 'string' || !pattern.test(value)) throw new GatewayError('invalid_request', `${param} must be ${what}`, { param });
@@ -10,15 +10,19 @@ export function queryValue(value: unknown, param: string, pattern: { test(value:
 }
 
 /**
- * The query, refusing a parameter the route does not take: a misspelt `user` on DELETE would lift
- * the whole product's block, a misspelt `date` on usage would answer for today.
+ * The query, refusing a parameter the route does not take, which would otherwise be ignored: a
+ * misspelt `user` on `DELETE /admin/blocks` would lift the whole product's block.
  */
 export function knownQuery(query: Record<string, unknown> | undefined, allowed: readonly string[]): Record<string, unknown> {
   const params = query ?? {};
   for (const name of Object.keys(params))
     if (!allowed.includes(name))
-      throw new GatewayError('invalid_request', `${name.slice(0, 64)}: unknown query parameter (this route takes ${allowed.join(', ')})`, {
-        param: name.slice(0, 64),
-      });
+      throw new GatewayError(
+        'invalid_request',
+        `${name.slice(0, 64)}: unknown query parameter (${allowed.length === 0 ? 'this route takes none' : `this route takes ${allowed.join(', ')}`})`,
+        {
+          param: name.slice(0, 64),
+        },
+      );
   return params;
 }

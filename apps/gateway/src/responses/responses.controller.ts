@@ -4,7 +4,7 @@ import { AdmitInHandler, RequestLimitsGuard, SkipDailyRequestLimits } from '@key
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiGatewayErrors } from '../http/api-errors.decorator';
+import { ApiGatewayErrors, ApiStoredResponseErrors } from '../http/api-errors.decorator';
 import { modelCall } from '../http/request.decorators';
 import { InputItemListDto, ResponseDeletedDto, ResponseObjectDto, ResponsesRequestDto } from './responses.dto';
 import { ResponsesService, type ResponsesRequest } from './responses.service';
@@ -69,8 +69,9 @@ export class ResponsesController {
   })
   @RESPONSE_ID_PARAM
   @INCLUDE_QUERY
+  @ApiQuery({ name: 'stream', required: false, enum: ['false'], description: 'Only false: only background responses stream back' })
   @ApiOkResponse({ type: ResponseObjectDto, description: "OpenAI's Response object" })
-  @ApiGatewayErrors()
+  @ApiStoredResponseErrors()
   retrieve(
     @Req() request: FastifyRequest,
     @Param('id') id: string,
@@ -89,7 +90,7 @@ export class ResponsesController {
   })
   @RESPONSE_ID_PARAM
   @ApiOkResponse({ type: ResponseDeletedDto, description: "OpenAI's deletion answer" })
-  @ApiGatewayErrors()
+  @ApiStoredResponseErrors()
   remove(
     @Req() request: FastifyRequest,
     @Param('id') id: string,
@@ -106,12 +107,12 @@ export class ResponsesController {
     description: 'For a response the caller created through keygate; paged as OpenAI pages it.',
   })
   @RESPONSE_ID_PARAM
-  @ApiQuery({ name: 'after', required: false, description: 'An item id: the items after it' })
-  @ApiQuery({ name: 'limit', required: false, description: '1 to 100 (OpenAI’s default: 20)' })
+  @ApiQuery({ name: 'after', required: false, type: String, description: 'An item id: the items after it' })
+  @ApiQuery({ name: 'limit', required: false, schema: { type: 'integer', minimum: 1, maximum: 100 }, description: 'OpenAI’s default: 20' })
   @ApiQuery({ name: 'order', required: false, enum: ['asc', 'desc'] })
   @INCLUDE_QUERY
   @ApiOkResponse({ type: InputItemListDto, description: "OpenAI's list of input items" })
-  @ApiGatewayErrors()
+  @ApiStoredResponseErrors()
   inputItems(
     @Req() request: FastifyRequest,
     @Param('id') id: string,

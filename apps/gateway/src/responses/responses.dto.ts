@@ -63,11 +63,11 @@ export class ResponsesRequestDto {
 
   @ApiPropertyOptional({
     description:
-      'Text, or an array of input items (messages, function call outputs, …); may be left out where `prompt`, `conversation` or `previous_response_id` carries it',
+      'Text, or an array of input items (messages, function call outputs, …); may be left out where `prompt` or `previous_response_id` carries it',
     example: 'Hello!',
     oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'object', additionalProperties: true } }],
   })
-  // Optional: a stored prompt (`prompt`), a conversation or a previous response may carry it all.
+  // Optional: a stored prompt (`prompt`) or a previous response may carry it all.
   @IsOptional()
   @Validate(InputConstraint)
   input?: string | Array<Record<string, unknown>>;
@@ -149,7 +149,7 @@ export class InputItemListDto {
     example: [{ id: 'msg_abc', type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Hello!' }] }],
   })
   data!: Array<Record<string, unknown>>;
-  @ApiProperty({ example: 'msg_abc' }) first_id!: string;
-  @ApiProperty({ example: 'msg_abc' }) last_id!: string;
+  @ApiProperty({ type: String, nullable: true, example: 'msg_abc', description: 'null on an empty page' }) first_id!: string | null;
+  @ApiProperty({ type: String, nullable: true, example: 'msg_abc', description: 'null on an empty page' }) last_id!: string | null;
   @ApiProperty({ example: false }) has_more!: boolean;
 }

@@ -12,14 +12,15 @@ import {
   type ResponsesPassthrough,
   type RetryPolicy,
   type StoredResponseCall,
+  type Usage,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
-import { CompletionRunner } from '../chat/completion-runner';
+import { CompletionRunner, type Candidate } from '../chat/completion-runner';
 import { countAttempt } from '../routing/attempt-count';
-import { ProductRouter } from '../routing/product.router';
+import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { RESPONSES_STREAM } from './responses-errors';
 import { storedResponseQuery, type StoredResponseRoute } from './stored-response.query';
-import { RESPONSE_ID, StoredResponses, type StoredResponse } from './stored-responses';
+import { ownerOf, RESPONSE_ID, StoredResponses, type StoredResponse } from './stored-responses';
 
 /** The Responses request fields keygate reads; the rest goes to OpenAI as sent. */
 export interface ResponsesRequest {
@@ -40,6 +41,16 @@ const STORED_ROUTES: Readonly<Record<StoredResponseRoute, { method: StoredRespon
   delete: { method: 'DELETE', suffix: '' },
   inputItems: { method: 'GET', suffix: '/input_items' },
 };
+
+/** OpenAI's refusal of a previous response it does not hold (400 `previous_response_not_found`; some hosts say 404). */
+function isPreviousGone(error: unknown): boolean {
+  return (
+    error instanceof UpstreamError &&
+    error.kind === 'http' &&
+    (error.status === 400 || error.status === 404) &&
+    error.param === 'previous_response_id'
+  );
+}
 
 /** The answer for a response the caller may not use: none, another user's, another product's, all alike. */
 function responseNotFound(id: string, param?: string): GatewayError {
@@ -90,8 +101,8 @@ export class ResponsesService {
           },
         );
     }
-    // A background response is fetched later from GET /v1/responses/{id}, which keygate does not
-    // serve; it could be neither answered nor billed here.
+    // A background response generates after this request has ended, where keygate could neither
+    // limit nor bill it.
     if (body.background === true)
       throw new GatewayError(
         'unsupported_parameter',
@@ -100,12 +111,21 @@ export class ResponsesService {
           param: 'background',
         },
       );
+    // A conversation is created and kept at OpenAI outside keygate, under the product's shared key:
+    // keygate cannot tell whose it is, as it can for a previous response.
+    if (body.conversation !== undefined && body.conversation !== null)
+      throw new GatewayError(
+        'unsupported_parameter',
+        'conversations are not served through keygate (it cannot tell whose a conversation is); continue with previous_response_id',
+        { param: 'conversation' },
+      );
     const { policy } = first.policy;
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy, 'max_output_tokens');
     // A continuation: only from a response this user made, at the host that stores it; its
     // context is part of the prompt OpenAI bills.
-    const previous = body.previous_response_id === undefined ? undefined : await this.previous(principal, body.previous_response_id);
+    const previousId = typeof body.previous_response_id === 'string' ? body.previous_response_id : undefined;
+    const previous = previousId === undefined ? undefined : await this.previous(principal, previousId);
     if (previous && previous.baseUrl !== first.access.baseUrl)
       throw new GatewayError(
         'unsupported_parameter',
@@ -114,6 +134,52 @@ export class ResponsesService {
       );
     const context = previous?.tokens ?? 0;
     const promptTokens = (): number => estimateResponsesPromptTokens(body) + context;
+    const owner = ownerOf(principal);
+    try {
+      await this.run(
+        ctx,
+        principal,
+        body,
+        first,
+        {
+          cap,
+          previous,
+          promptTokens,
+          onStored: (id, usage, { model, access }) =>
+            this.stored.remember(principal.product, id, {
+              owner,
+              model,
+              baseUrl: access.baseUrl,
+              tokens: usage?.total_tokens ?? promptTokens(),
+            }),
+        },
+        reply,
+      );
+    } catch (error) {
+      // OpenAI no longer has the previous response (deleted there, expired): forgotten, and said as for any other.
+      if (previousId !== undefined && isPreviousGone(error)) {
+        await this.stored.forget(principal.product, previousId);
+        throw responseNotFound(previousId, 'previous_response_id');
+      }
+      throw error;
+    }
+  }
+
+  private async run(
+    ctx: RequestContext,
+    principal: Principal,
+    body: ResponsesRequest,
+    first: ResolvedRoute,
+    plan: {
+      cap: number;
+      previous: StoredResponse | undefined;
+      promptTokens: () => number;
+      onStored: (id: string, usage: Usage | null, candidate: Candidate) => Promise<void>;
+    },
+    reply: FastifyReply,
+  ): Promise<void> {
+    const { policy } = first.policy;
+    const { previous, promptTokens, cap } = plan;
     await this.runner.run(
       ctx,
       principal,
@@ -133,13 +199,7 @@ export class ResponsesService {
             body: attemptBody,
             access,
             signal: ctx.abort.signal,
-            onStored: (id, usage) =>
-              this.stored.remember(principal.product, id, {
-                user: principal.user,
-                model,
-                baseUrl: access.baseUrl,
-                tokens: usage?.total_tokens ?? promptTokens(),
-              }),
+            onStored: (id, usage) => plan.onStored(id, usage, { model, access }),
           };
           return ctx.stream ? this.openai.responsesStream(call) : this.openai.responses(call);
         },
@@ -169,7 +229,7 @@ export class ResponsesService {
   ): Promise<void> {
     const { product } = this.router.product(principal);
     const search = storedResponseQuery(route, query);
-    const record = RESPONSE_ID.test(id) ? await this.stored.find(product.name, principal.user, id) : undefined;
+    const record = RESPONSE_ID.test(id) ? await this.stored.find(product.name, ownerOf(principal), id) : undefined;
     if (!record) throw responseNotFound(id);
     ctx.model = record.model;
     ctx.requestedModel = record.model;
@@ -188,19 +248,19 @@ export class ResponsesService {
       ));
     } catch (error) {
       if (error instanceof UpstreamError && error.kind === 'http' && error.status === 404) {
-        this.stored.forget(product.name, id);
+        await this.stored.forget(product.name, id);
         throw responseNotFound(id);
       }
       throw error;
     }
-    if (route === 'delete') this.stored.forget(product.name, id);
+    if (route === 'delete') await this.stored.forget(product.name, id);
     ctx.status = 200;
     void reply.status(200).type('application/json').send(body);
   }
 
   /** The record of the response a request continues from; 404 when it is not this user's. */
   private async previous(principal: Principal, id: string): Promise<StoredResponse> {
-    const record = await this.stored.find(principal.product, principal.user, id);
+    const record = await this.stored.find(principal.product, ownerOf(principal), id);
     if (!record) throw responseNotFound(id, 'previous_response_id');
     return record;
   }

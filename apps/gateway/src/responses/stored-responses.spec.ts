@@ -5,14 +5,14 @@ import { GatewayError } from '@keygate/errors';
 import { JsonLogger } from '@keygate/observability';
 import { createRequestPathRedis } from '@keygate/redis';
 import { Redis } from 'ioredis';
-import { StoredResponses, type StoredResponse } from './stored-responses';
+import { ownerOf, StoredResponses, type StoredResponse } from './stored-responses';
 
 // Integration spec: two "replicas" share the real Redis; keys are those of this run's products.
 const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const RUN = `spec-${randomUUID()}`;
 const config = { storedResponseDays: 2 } as GatewayConfig;
-const record = (user: string, tokens = 42): StoredResponse => ({
-  user,
+const record = (owner: string, tokens = 42): StoredResponse => ({
+  owner,
   model: 'gpt-4o-mini',
   baseUrl: 'https://api.openai.com/v1',
   tokens,
@@ -72,43 +72,43 @@ describe('StoredResponses with Redis (two replicas)', () => {
   });
 
   it('serves a response to the user who made it, on any replica, and to no one else', async () => {
-    one.remember(product, 'resp_1', record('alice', 120));
-    await until('the record in Redis', async () => (await direct.exists(`kg:{${product}}:resp:resp_1`)) === 1);
+    // Resolves once Redis has it: the answer carrying the id goes out after that.
+    await one.remember(product, 'resp_1', record('alice', 120));
+    expect(await direct.exists(`kg:{${product}}:resp:resp_1`)).toBe(1);
     expect(await two.find(product, 'alice', 'resp_1')).toEqual(record('alice', 120));
     expect(await two.find(product, 'bob', 'resp_1')).toBeUndefined();
     expect(await two.find(`${RUN}-b`, 'alice', 'resp_1')).toBeUndefined();
     expect(await two.find(product, 'alice', 'resp_unknown')).toBeUndefined();
   });
 
-  it('keeps a record in Redis for API_KEY_SERVER_STORED_RESPONSE_DAYS', async () => {
-    one.remember(product, 'resp_ttl', record('alice'));
-    await until('the record in Redis', async () => (await direct.exists(`kg:{${product}}:resp:resp_ttl`)) === 1);
+  it('keeps a record in Redis for API_KEY_SERVER_STORED_RESPONSE_DAYS, renewed when written again (the usage at the end)', async () => {
+    await one.remember(product, 'resp_ttl', record('alice', 5));
+    await one.remember(product, 'resp_ttl', record('alice', 50));
     const ttl = await direct.pttl(`kg:{${product}}:resp:resp_ttl`);
     expect(ttl).toBeGreaterThan(2 * 86_400_000 - 60_000);
     expect(ttl).toBeLessThanOrEqual(2 * 86_400_000);
+    expect((await two.find(product, 'alice', 'resp_ttl'))?.tokens).toBe(50);
   });
 
-  it('forgets a response on every replica', async () => {
-    one.remember(product, 'resp_gone', record('alice'));
-    await until('the record in Redis', async () => (await direct.exists(`kg:{${product}}:resp:resp_gone`)) === 1);
+  it('forgets a response on every replica, the one that made it included', async () => {
+    await one.remember(product, 'resp_gone', record('alice'));
     expect(await two.find(product, 'alice', 'resp_gone')).toBeDefined();
-    two.forget(product, 'resp_gone');
-    await until('the record deleted', async () => (await direct.exists(`kg:{${product}}:resp:resp_gone`)) === 0);
-    // Replica two forgot its copy; replica one still holds the one it made (a retrieve then finds
-    // OpenAI's 404 and forgets it there too).
+    await two.forget(product, 'resp_gone');
+    expect(await direct.exists(`kg:{${product}}:resp:resp_gone`)).toBe(0);
     expect(await two.find(product, 'alice', 'resp_gone')).toBeUndefined();
+    // Replica one still holds the record it made, but Redis is what it reads while Redis answers.
+    expect(await one.find(product, 'alice', 'resp_gone')).toBeUndefined();
   });
 
   it('refuses to record an id that is not an id', async () => {
-    one.remember(product, 'resp_1/../x', record('alice'));
-    one.remember(product, '', record('alice'));
-    await new Promise((r) => setTimeout(r, 50));
+    await one.remember(product, 'resp_1/../x', record('alice'));
+    await one.remember(product, '', record('alice'));
     expect(await direct.keys(`kg:{${product}}:resp:resp_1/*`)).toEqual([]);
     expect(await one.find(product, 'alice', 'resp_1/../x')).toBeUndefined();
   });
 
   it('ignores a record it cannot read (written by hand, or by another version)', async () => {
-    await direct.set(`kg:{${product}}:resp:resp_bad`, '{"user": 7}', 'PX', 60_000);
+    await direct.set(`kg:{${product}}:resp:resp_bad`, '{"owner": 7}', 'PX', 60_000);
     expect(await one.find(product, '7', 'resp_bad')).toBeUndefined();
   });
 });
@@ -116,21 +116,21 @@ describe('StoredResponses with Redis (two replicas)', () => {
 describe('StoredResponses without Redis', () => {
   it('keeps the records in memory, for their user only', async () => {
     const store = new StoredResponses(config, undefined, logger().logger);
-    store.remember('p', 'resp_m', record('alice'));
+    await store.remember('p', 'resp_m', record('alice'));
     expect(await store.find('p', 'alice', 'resp_m')).toEqual(record('alice'));
     expect(await store.find('p', 'bob', 'resp_m')).toBeUndefined();
-    store.forget('p', 'resp_m');
+    await store.forget('p', 'resp_m');
     expect(await store.find('p', 'alice', 'resp_m')).toBeUndefined();
   });
 
-  it('keeps the newest 20 000 records, and one in use stays', async () => {
+  it('keeps the newest 20 000 records, one written again counting as new', async () => {
     const store = new StoredResponses(config, undefined, logger().logger);
-    store.remember('p', 'resp_first', record('alice'));
-    store.remember('p', 'resp_second', record('alice'));
-    for (let i = 0; i < 19_998; i++) store.remember('p', `resp_${i}`, record('alice'));
-    // Full: using the first moves it to the back; the next record evicts the second.
-    store.remember('p', 'resp_first', record('alice'));
-    store.remember('p', 'resp_last', record('alice'));
+    await store.remember('p', 'resp_first', record('alice'));
+    await store.remember('p', 'resp_second', record('alice'));
+    for (let i = 0; i < 19_998; i++) void store.remember('p', `resp_${i}`, record('alice'));
+    // Full: writing the first again (its usage at the end) moves it to the back; the next record evicts the second.
+    await store.remember('p', 'resp_first', record('alice'));
+    await store.remember('p', 'resp_last', record('alice'));
     expect(await store.find('p', 'alice', 'resp_first')).toBeDefined();
     expect(await store.find('p', 'alice', 'resp_second')).toBeUndefined();
     expect(await store.find('p', 'alice', 'resp_last')).toBeDefined();
@@ -163,26 +163,42 @@ describe('StoredResponses while Redis is away', () => {
     await new Promise<void>((done) => (gate.listening ? gate.close(() => done()) : done()));
   });
 
-  it('answers 503 for a record it cannot ask Redis for, serves those made here, and writes them when Redis returns', async () => {
+  it('answers 503 for a record it cannot ask Redis for, serves those made here, and sends what it made and deleted when Redis returns', async () => {
     const product = `${RUN}-away`;
+    // Made earlier, by another replica.
+    await direct.set(`kg:{${product}}:resp:resp_old`, JSON.stringify(record('alice', 3)), 'PX', 60_000);
     const redis = client(`redis://127.0.0.1:${port}`);
     const { logger: log } = logger();
     const store = new StoredResponses(config, redis, log);
     expect(redis.status).not.toBe('ready');
 
-    const error = await rejection(store.find(product, 'alice', 'resp_elsewhere'));
+    const error = await rejection(store.find(product, 'alice', 'resp_old'));
     expect(error).toBeInstanceOf(GatewayError);
     expect((error as GatewayError).code).toBe('service_unavailable');
     expect((error as GatewayError).options.retryAfterSeconds).toBe(1);
 
-    store.remember(product, 'resp_here', record('alice', 7));
+    await store.remember(product, 'resp_here', record('alice', 7));
     expect(await store.find(product, 'alice', 'resp_here')).toEqual(record('alice', 7));
     expect(await direct.exists(`kg:{${product}}:resp:resp_here`)).toBe(0);
+    // Deleted while away: refused here at once, deleted in Redis once it returns.
+    await store.forget(product, 'resp_old');
+    expect(await store.find(product, 'alice', 'resp_old')).toBeUndefined();
 
     await new Promise<void>((done) => gate.listen(port, '127.0.0.1', done));
     await until('the record written once Redis is back', async () => (await direct.exists(`kg:{${product}}:resp:resp_here`)) === 1);
+    await until('the deletion sent once Redis is back', async () => (await direct.exists(`kg:{${product}}:resp:resp_old`)) === 0);
     expect(JSON.parse((await direct.get(`kg:{${product}}:resp:resp_here`)) as string)).toEqual(record('alice', 7));
     const ttl = await direct.pttl(`kg:{${product}}:resp:resp_here`);
     expect(ttl).toBeGreaterThan(2 * 86_400_000 - 60_000);
+    // Redis answers again: it is what this replica reads.
+    expect(await store.find(product, 'alice', 'resp_here')).toEqual(record('alice', 7));
+    expect(await store.find(product, 'alice', 'resp_old')).toBeUndefined();
+  });
+});
+
+describe('ownerOf', () => {
+  it('keeps a user within its kind of credential', () => {
+    expect(ownerOf({ kind: 'jwt', user: 'demo-client' })).not.toBe(ownerOf({ kind: 'hmac', user: 'demo-client' }));
+    expect(ownerOf({ kind: 'iap', user: 'a@example.com' })).toBe('iap:a@example.com');
   });
 });
