@@ -4,6 +4,7 @@
  * keygate's address as its base URL. Every case checks the outcome, what reached the upstream, and
  * the request's single audit line.
  */
+import { createHash } from 'node:crypto';
 import Anthropic from '@anthropic-ai/sdk';
 import { ANTHROPIC_MODEL, GEMINI_MODEL, mockReply, OPENAI_MODEL, rid, useProviderStack, type FlakyUpstream } from './provider-fixtures';
 import { apiError, mintToken, waitFor, type Gateway, type MockUpstream } from './harness';
@@ -493,6 +494,52 @@ describe('fields and tools a product’s policy refuses (refused_fields, refused
     expect([error.status, error.code, error.param]).toEqual([400, 'policy_violation', 'service_tier']);
     expect(moved).toEqual({});
     await expectOneAudit(id, { status: 400, failure: 'policy', product: 'guarded' });
+  });
+});
+
+describe('end_user_id: each request names its caller to the provider', () => {
+  // As README documents it: the first 32 hex digits of SHA-256 of "<product>\n<user>".
+  const expected = createHash('sha256').update('traced\ntraced-user').digest('hex').slice(0, 32);
+  let traced: string;
+  beforeAll(() => {
+    traced = mintToken({ product: 'traced', sub: 'traced-user' });
+  });
+
+  it('sends OpenAI safety_identifier on chat and the Responses API, replacing what the client claimed', async () => {
+    const chat = await counting(() =>
+      gw.openai(traced).chat.completions.create({
+        model: OPENAI_MODEL,
+        messages: [{ role: 'user', content: 'hi' }],
+        safety_identifier: 'someone-else',
+        user: 'someone-else',
+      }),
+    );
+    expect(chat.after.last['openai.chat']?.body).toMatchObject({ safety_identifier: expected, user: expected });
+    const responses = await counting(() => gw.openai(traced).responses.create({ model: OPENAI_MODEL, input: 'hi' }));
+    expect(responses.after.last['openai.responses']?.body).toMatchObject({ safety_identifier: expected });
+    // Off for other products: their bodies go as the client sent them.
+    const plain = await counting(() =>
+      gw.openai(token).chat.completions.create({ model: OPENAI_MODEL, messages: [{ role: 'user', content: 'hi' }] }),
+    );
+    expect(plain.after.last['openai.chat']?.body).not.toHaveProperty('safety_identifier');
+  });
+
+  it('sends Anthropic metadata.user_id on /v1/messages and on chat translated for Claude', async () => {
+    const { id, headers } = rid('msg-traced');
+    const messages = await counting(() =>
+      gw
+        .anthropic(traced)
+        .messages.create(
+          { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }], metadata: { user_id: 'spoofed' } },
+          { headers },
+        ),
+    );
+    expect(messages.after.last['anthropic.messages']?.body).toMatchObject({ metadata: { user_id: expected } });
+    await expectOneAudit(id, { status: 200, product: 'traced', user: 'traced-user' });
+    const chat = await counting(() =>
+      gw.openai(traced).chat.completions.create({ model: ANTHROPIC_MODEL, messages: [{ role: 'user', content: 'hi' }] }),
+    );
+    expect(chat.after.last['anthropic.messages']?.body).toMatchObject({ metadata: { user_id: expected } });
   });
 });
 

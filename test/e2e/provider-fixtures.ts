@@ -80,6 +80,7 @@ export interface ProductUrls {
  * - `flaky2`: Anthropic on the failing upstream, Gemini on the mock; Claude → Gemini.
  * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
  * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*` and server tools `web_search*`.
+ * - `traced`: like `prov`, with `end_user_id` on (each request names its caller to the provider).
  */
 export function providerProducts(urls: ProductUrls): Record<string, unknown> {
   const openaiOnMock = {
@@ -92,6 +93,7 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
   return {
     prov: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     guarded: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
+    traced: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     flaky: {
       providers: {
         openai: { api_key: 'sk-mock-flaky', models: [OPENAI_MODEL], base_url: `${urls.flaky}/v1` },
@@ -136,6 +138,8 @@ export function providerPolicyYaml(): string {
     `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
     '  guarded:',
     "    policy: {refused_fields: [service_tier, 'mcp_*'], refused_tools: ['web_search*']}",
+    '  traced:',
+    '    policy: {end_user_id: true}',
     '',
   ].join('\n');
 }

@@ -124,6 +124,17 @@ describe('buildPolicyBook', () => {
     );
   });
 
+  it('reads end_user_id (off unless set), a product overriding the default, and refuses a value that is not a boolean', () => {
+    expect(buildPolicyBook({}).defaults.policy.endUserId).toBe(false);
+    const book = buildPolicyBook({
+      defaults: { policy: { end_user_id: true } },
+      products: { quiet: { policy: { end_user_id: false } }, p: {} },
+    });
+    expect(book.forProduct('p').policy.endUserId).toBe(true);
+    expect(book.forProduct('quiet').policy.endUserId).toBe(false);
+    expect(problems({ products: { p: { policy: { end_user_id: 'yes' } } } })).toMatch(/products\.p\.policy\.end_user_id/);
+  });
+
   it('reads refused fields and tool types, a product list replacing the default one ([] refusing nothing)', () => {
     const book = buildPolicyBook({
       defaults: { policy: { refused_fields: ['service_tier', 'mcp_*'], refused_tools: ['web_search_*'] } },

@@ -22,6 +22,7 @@ export const BUILT_IN_POLICY: ProductPolicy = Object.freeze({
     maxStreamSeconds: 300,
     refusedFields: Object.freeze([]),
     refusedTools: Object.freeze([]),
+    endUserId: false,
   }),
   fallbacks: Object.freeze({}),
   autoBlock: Object.freeze({ rejections: 100, windowSeconds: 60, blockSeconds: 900 }),
@@ -159,6 +160,7 @@ function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
     // A list replaces the one it overrides (`[]` refuses nothing).
     refusedFields: p.refused_fields ?? base.policy.refusedFields,
     refusedTools: p.refused_tools ?? base.policy.refusedTools,
+    endUserId: p.end_user_id ?? base.policy.endUserId,
   };
   return {
     limits,

@@ -1,6 +1,19 @@
 import 'reflect-metadata';
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, IsArray, IsInt, IsNumber, IsObject, IsString, Matches, Max, Min, ValidateIf, ValidateNested } from 'class-validator';
+import {
+  ArrayMaxSize,
+  IsArray,
+  IsBoolean,
+  IsInt,
+  IsNumber,
+  IsObject,
+  IsString,
+  Matches,
+  Max,
+  Min,
+  ValidateIf,
+  ValidateNested,
+} from 'class-validator';
 
 /**
  * A field that may be left out, but not set to null: YAML's `~` or an empty value would otherwise
@@ -63,6 +76,12 @@ export class ParameterPolicySchema {
   @IsString({ each: true })
   @Matches(REFUSED_NAME, { each: true, message: REFUSED_NAME_MESSAGE })
   refused_tools?: string[];
+  /**
+   * Extension: each request names its caller to the provider by a pseudonymous id (OpenAI's
+   * `safety_identifier`, Anthropic's `metadata.user_id`), so the provider's abuse monitoring sees
+   * users rather than one key shared by the whole product.
+   */
+  @Optional() @IsBoolean() end_user_id?: boolean;
 }
 
 /** One product's overrides, or the `defaults`. */

@@ -18,6 +18,8 @@ export interface ParameterPolicy {
   refusedFields: readonly string[];
   /** Tool types refused in `tools` (a tool without a type is `custom`); a trailing `*` matches any ending. */
   refusedTools: readonly string[];
+  /** Whether each request carries the caller's pseudonymous id to the provider (see `endUserId` in @keygate/policy). */
+  endUserId: boolean;
 }
 
 /** Everything the policy file says about one product, resolved. */

@@ -1,1 +1,2 @@
 export * from './parameter-policy';
+export * from './end-user-id';

@@ -8,6 +8,7 @@ const policy = {
   maxStreamSeconds: 60,
   refusedFields: [],
   refusedTools: [],
+  endUserId: false,
 };
 
 describe('applyParameterPolicy', () => {

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import type { RequestContext } from '@keygate/observability';
-import { applyParameterPolicy } from '@keygate/policy';
+import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy';
 import { estimatePromptTokens, type ChatCompletionRequest, type ProviderCall } from '@keygate/providers';
 import { DEFAULT_BASE_URLS, type ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
@@ -33,6 +33,7 @@ export class ChatCompletionsService {
     // Policy violations are the client's to fix: refused before any upstream is called.
     const completionCap = applyParameterPolicy({ ...body }, policy, capFieldFor(first.access));
     const clientWantsUsage = body.stream_options?.include_usage === true;
+    const caller = policy.endUserId ? endUserId(principal.product, principal.user) : undefined;
     await this.runner.run(
       ctx,
       principal,
@@ -41,6 +42,7 @@ export class ChatCompletionsService {
         call: ({ model, access, adapter }) => {
           const attemptBody: ChatCompletionRequest = { ...body, model };
           applyParameterPolicy(attemptBody, policy, capFieldFor(access));
+          if (caller !== undefined) identifyCaller(attemptBody, caller);
           const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
           return ctx.stream ? adapter.chatStream(call) : adapter.chat(call);
         },

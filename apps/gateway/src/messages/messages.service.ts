@@ -3,7 +3,7 @@ import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
-import { applyParameterPolicy } from '@keygate/policy';
+import { applyParameterPolicy, endUserId, identifyAnthropicCaller } from '@keygate/policy';
 import {
   AnthropicAdapter,
   estimateMessagesPromptTokens,
@@ -110,6 +110,7 @@ export class MessagesService {
         call: ({ model, access }) => {
           const attemptBody: MessagesRequest = { ...body, model };
           applyParameterPolicy(attemptBody, policy);
+          if (policy.endUserId) identifyAnthropicCaller(attemptBody, endUserId(principal.product, principal.user));
           const call: MessagesPassthrough = { body: attemptBody, access, signal: ctx.abort.signal, ...client };
           return ctx.stream ? this.anthropic.messagesStream(call) : this.anthropic.messages(call);
         },

@@ -3,7 +3,7 @@ import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
-import { applyParameterPolicy } from '@keygate/policy';
+import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy';
 import {
   estimateResponsesPromptTokens,
   OpenAiAdapter,
@@ -195,6 +195,7 @@ export class ResponsesService {
         call: ({ model, access }) => {
           const attemptBody: ResponsesRequest = { ...body, model };
           applyParameterPolicy(attemptBody, policy, 'max_output_tokens');
+          if (policy.endUserId) identifyCaller(attemptBody, endUserId(principal.product, principal.user));
           const call: ResponsesPassthrough = {
             body: attemptBody,
             access,
