@@ -482,6 +482,26 @@ describe('fields and tools a product’s policy refuses (refused_fields, refused
     await expectOneAudit(id, { status: 200, failure: null, product: 'guarded' });
   });
 
+  it('refuses a listed anthropic-beta feature (refused_betas) before any upstream call, and passes the others on', async () => {
+    const { id, headers } = rid('msg-beta-refused');
+    const { result: error, moved } = await counting(() =>
+      sdkError(
+        gw
+          .anthropic(guarded)
+          .messages.create(ask, { headers: { ...headers, 'anthropic-beta': 'interleaved-thinking-2025-05-14,context-1m-2025-08-07' } }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.error).toMatchObject({ type: 'error', error: { code: 'policy_violation', param: 'anthropic-beta' } });
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'policy', product: 'guarded' });
+    const allowed = await counting(() =>
+      gw.anthropic(guarded).messages.create(ask, { headers: { 'anthropic-beta': 'interleaved-thinking-2025-05-14' } }),
+    );
+    expect(allowed.moved).toEqual({ 'anthropic.messages': 1 });
+    expect(allowed.after.last['anthropic.messages']?.headers['anthropic-beta']).toBe('interleaved-thinking-2025-05-14');
+  });
+
   it('refuses them on the OpenAI route too, through the OpenAI SDK', async () => {
     const { id, headers } = rid('chat-refused');
     const { result: error, moved } = await counting(() =>

@@ -79,7 +79,7 @@ export interface ProductUrls {
  * - `flaky`: OpenAI on the failing upstream, Claude and Gemini on the mock; `gpt-4o` → Claude.
  * - `flaky2`: Anthropic on the failing upstream, Gemini on the mock; Claude → Gemini.
  * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
- * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*` and server tools `web_search*`.
+ * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*`, server tools `web_search*` and betas `context-1m*`.
  * - `traced`: like `prov`, with `end_user_id` on (each request names its caller to the provider).
  */
 export function providerProducts(urls: ProductUrls): Record<string, unknown> {
@@ -137,7 +137,7 @@ export function providerPolicyYaml(): string {
     '  deadend:',
     `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
     '  guarded:',
-    "    policy: {refused_fields: [service_tier, 'mcp_*'], refused_tools: ['web_search*']}",
+    "    policy: {refused_fields: [service_tier, 'mcp_*'], refused_tools: ['web_search*'], refused_betas: ['context-1m*']}",
     '  traced:',
     '    policy: {end_user_id: true}',
     '',

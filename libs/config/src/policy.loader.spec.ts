@@ -146,7 +146,14 @@ describe('buildPolicyBook', () => {
       refusedFields: ['service_tier', 'mcp_*'],
       refusedTools: ['web_*', 'code_execution_*'],
     });
-    expect(buildPolicyBook({}).defaults.policy).toMatchObject({ refusedFields: [], refusedTools: [] });
+    expect(buildPolicyBook({}).defaults.policy).toMatchObject({ refusedFields: [], refusedTools: [], refusedBetas: [] });
+    const betas = buildPolicyBook({
+      defaults: { policy: { refused_betas: ['context-1m*'] } },
+      products: { open: { policy: { refused_betas: [] } } },
+    });
+    expect(betas.defaults.policy.refusedBetas).toEqual(['context-1m*']);
+    expect(betas.forProduct('open').policy.refusedBetas).toEqual([]);
+    expect(problems({ defaults: { policy: { refused_betas: ['bad name!'] } } })).toMatch(/defaults\.policy\.refused_betas/);
   });
 
   it('warns where refused_fields would refuse every /v1/messages request (max_tokens), without refusing the file', () => {

@@ -22,6 +22,7 @@ export const BUILT_IN_POLICY: ProductPolicy = Object.freeze({
     maxStreamSeconds: 300,
     refusedFields: Object.freeze([]),
     refusedTools: Object.freeze([]),
+    refusedBetas: Object.freeze([]),
     endUserId: false,
   }),
   fallbacks: Object.freeze({}),
@@ -160,6 +161,7 @@ function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
     // A list replaces the one it overrides (`[]` refuses nothing).
     refusedFields: p.refused_fields ?? base.policy.refusedFields,
     refusedTools: p.refused_tools ?? base.policy.refusedTools,
+    refusedBetas: p.refused_betas ?? base.policy.refusedBetas,
     endUserId: p.end_user_id ?? base.policy.endUserId,
   };
   return {

@@ -76,6 +76,13 @@ export class ParameterPolicySchema {
   @IsString({ each: true })
   @Matches(REFUSED_NAME, { each: true, message: REFUSED_NAME_MESSAGE })
   refused_tools?: string[];
+  /** Extension: `anthropic-beta` features refused on `/v1/messages` (400 `policy_violation`), e.g. the long-context `context-1m-*`. */
+  @Optional()
+  @IsArray()
+  @ArrayMaxSize(100)
+  @IsString({ each: true })
+  @Matches(REFUSED_NAME, { each: true, message: REFUSED_NAME_MESSAGE })
+  refused_betas?: string[];
   /**
    * Extension: each request names its caller to the provider by a pseudonymous id (OpenAI's
    * `safety_identifier`, Anthropic's `metadata.user_id`), so the provider's abuse monitoring sees

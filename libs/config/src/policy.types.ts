@@ -18,6 +18,8 @@ export interface ParameterPolicy {
   refusedFields: readonly string[];
   /** Tool types refused in `tools` (a tool without a type is `custom`); a trailing `*` matches any ending. */
   refusedTools: readonly string[];
+  /** `anthropic-beta` features refused on `/v1/messages`; a trailing `*` matches any ending. */
+  refusedBetas: readonly string[];
   /** Whether each request carries the caller's pseudonymous id to the provider (see `endUserId` in @keygate/policy). */
   endUserId: boolean;
 }

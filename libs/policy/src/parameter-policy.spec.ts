@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { applyParameterPolicy, refuseDenied } from './parameter-policy';
+import { applyParameterPolicy, refuseBetas, refuseDenied } from './parameter-policy';
 
 const policy = {
   maxTokens: 1000,
@@ -8,6 +8,7 @@ const policy = {
   maxStreamSeconds: 60,
   refusedFields: [],
   refusedTools: [],
+  refusedBetas: [],
   endUserId: false,
 };
 
@@ -124,5 +125,33 @@ describe('refuseDenied', () => {
 
   it('is applied with the rest of the parameter policy', () => {
     expect(() => applyParameterPolicy({ service_tier: 'flex' }, strict)).toThrow('service_tier is not allowed for this product');
+  });
+});
+
+describe('refuseBetas', () => {
+  const strict = { ...policy, refusedBetas: ['context-1m*', 'mcp-client-2025-04-04'] };
+  const refusal = (beta: string | undefined, p = strict): unknown => {
+    try {
+      refuseBetas(beta, p);
+      return undefined;
+    } catch (error) {
+      return error;
+    }
+  };
+
+  it('refuses a listed feature anywhere in the list, naming it, with param anthropic-beta', () => {
+    const error = refusal('interleaved-thinking-2025-05-14, context-1m-2025-08-07');
+    expect(error).toBeInstanceOf(GatewayError);
+    expect((error as GatewayError).code).toBe('policy_violation');
+    expect((error as GatewayError).options.param).toBe('anthropic-beta');
+    expect((error as GatewayError).message).toContain('context-1m-2025-08-07');
+    expect(refusal('mcp-client-2025-04-04')).toBeInstanceOf(GatewayError);
+  });
+
+  it('passes features not listed, no header, and any list when the policy refuses none', () => {
+    expect(refusal('interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14')).toBeUndefined();
+    expect(refusal('mcp-client-2025-11-20')).toBeUndefined();
+    expect(refusal(undefined)).toBeUndefined();
+    expect(refusal('context-1m-2025-08-07', policy)).toBeUndefined();
   });
 });

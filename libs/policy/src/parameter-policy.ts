@@ -88,3 +88,19 @@ export function refuseDenied(body: PolicedRequest, policy: ParameterPolicy): voi
     });
   }
 }
+
+/**
+ * Refuses (400 `policy_violation`, `param: "anthropic-beta"`) an `anthropic-beta` feature in the
+ * policy's `refused_betas`: betas such as the 1M-token context window are billed at other rates
+ * than the tokens keygate's quotas count. `beta` is the header's checked comma-separated list.
+ */
+export function refuseBetas(beta: string | undefined, policy: ParameterPolicy): void {
+  if (beta === undefined || policy.refusedBetas.length === 0) return;
+  for (const feature of beta.split(',')) {
+    const name = feature.trim();
+    if (policy.refusedBetas.some((pattern) => matchesName(name, pattern)))
+      throw new GatewayError('policy_violation', `the anthropic-beta feature ${name} is not allowed for this product`, {
+        param: 'anthropic-beta',
+      });
+  }
+}

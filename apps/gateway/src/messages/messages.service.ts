@@ -3,7 +3,7 @@ import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
-import { applyParameterPolicy, endUserId, identifyAnthropicCaller } from '@keygate/policy';
+import { applyParameterPolicy, endUserId, identifyAnthropicCaller, refuseBetas } from '@keygate/policy';
 import {
   AnthropicAdapter,
   estimateMessagesPromptTokens,
@@ -101,6 +101,7 @@ export class MessagesService {
     const { policy } = first.policy;
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy);
+    refuseBetas(client.beta, policy);
     await this.runner.run(
       ctx,
       principal,
