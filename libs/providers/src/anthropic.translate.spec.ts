@@ -236,6 +236,23 @@ describe('toMessagesRequest', () => {
       },
       'messages[3]',
     ],
+    [
+      'a conversation ending with the assistant’s tool calls',
+      { ...base, messages: [{ role: 'user', content: 'hi' }, assistantCalls('call_1')] },
+      'messages',
+    ],
+    [
+      'a conversation ending with one of two calls answered',
+      {
+        ...base,
+        messages: [
+          { role: 'user', content: 'hi' },
+          assistantCalls('call_1', 'call_2'),
+          { role: 'tool', tool_call_id: 'call_1', content: '{}' },
+        ],
+      },
+      'messages',
+    ],
   ])('refuses %s with a 400 naming the parameter', (_what, body, param) => {
     expect(() => toMessagesRequest(body as ChatCompletionRequest)).toThrow(
       expect.objectContaining({ status: 400, options: expect.objectContaining({ param }) }) as Error,

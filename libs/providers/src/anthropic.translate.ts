@@ -158,6 +158,11 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
         throw unsupported(`messages[${i}].role`, `role "${m.role}" has no Anthropic equivalent`);
     }
   }
+  // The conversation's end answers nothing either (OpenAI refuses it too).
+  if (pending.size) {
+    const [id, where] = pending.entries().next().value as [string, string];
+    throw invalid('messages', `${where} (id ${id}) has no tool message answering it; Claude needs every tool call answered`);
+  }
   if (messages.length === 0) throw invalid('messages', 'anthropic models need at least one user or assistant message');
   // Claude reads a conversation that ends with an assistant turn as a prefill to continue (newer
   // models refuse it): only the client's own final assistant message may mean that. A blank last

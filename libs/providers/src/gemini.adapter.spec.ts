@@ -9,6 +9,7 @@ import type { PartsSpend, ProviderCall } from './provider-adapter.interface';
 import { countTokens } from './token-estimate';
 import { ClientAbortedError, UpstreamClient } from './upstream.client';
 import { UpstreamError } from './upstream.error';
+import { GeminiStreamTranslator } from './gemini.translate';
 
 /** Integration: the adapter with a real UpstreamClient against the real mock upstream, in-process. */
 
@@ -134,6 +135,31 @@ describe('GeminiAdapter against the mock upstream', () => {
     expect((await getStats(mock.base)).last['gemini.streamGenerateContent']?.url).toBe(
       `/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`,
     );
+  });
+
+  it('ends the stream once every choice finished with the usage, though the upstream keeps the body open past the idle timeout', async () => {
+    // Held 8 s after the last chunk, with a 5 s idle timeout: reading on to the body's end would
+    // fail the complete answer with an idle timeout.
+    const events = await collect(
+      (await adapter.chatStream(call(chatBody('held [mock hold_after_end_ms=8000]'), { clientWantsUsage: true }))).events,
+    );
+    const chunks = chunksOf(events);
+    expect(chunks.some((c) => c.choices[0]?.finish_reason === 'stop')).toBe(true);
+    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { completion_tokens: expect.any(Number) } });
+  });
+
+  it('waits for every choice of n before it ends, and for the usage after the last finishReason', () => {
+    const translator = new GeminiStreamTranslator({ fallbackId: 'x', created: 1, model: MODEL, n: 2, clientWantsUsage: false });
+    const usageMetadata = { promptTokenCount: 3, candidatesTokenCount: 2, totalTokenCount: 5 };
+    translator.push({
+      candidates: [{ index: 0, content: { role: 'model', parts: [{ text: 'a' }] }, finishReason: 'STOP' }],
+      usageMetadata,
+    });
+    expect(translator.stopped).toBe(false);
+    translator.push({ candidates: [{ index: 1, content: { role: 'model', parts: [{ text: 'b' }] }, finishReason: 'STOP' }] });
+    expect(translator.stopped).toBe(false);
+    translator.push({ candidates: [], usageMetadata });
+    expect(translator.stopped).toBe(true);
   });
 
   it('ends a stream with an OpenAI usage chunk when the client asked for it', async () => {

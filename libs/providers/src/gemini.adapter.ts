@@ -136,12 +136,26 @@ export class GeminiAdapter implements ProviderAdapter {
     return res;
   }
 
+  /**
+   * The stream ends for the client once the answer is complete (every choice finished, the usage
+   * read), as OpenAI's ends at `[DONE]`: a host slow to close the body must not hold the answer
+   * back, nor fail it with an idle timeout or a reset that comes after it.
+   */
   private async *events(res: UpstreamResponse, translator: GeminiStreamTranslator): AsyncGenerator<StreamEvent> {
-    for await (const event of sseEvents(res, this.name)) {
+    for await (const event of sseEvents(res, this.name, { isLast: isFinalChunk })) {
       yield* translator.push(parse<GenerateContentResponse>(event.data, 'stream chunk'));
+      if (translator.stopped) break;
     }
     yield* translator.end();
   }
+}
+
+/**
+ * Whether a chunk may be the stream's last (a finishReason with the usage): only decides whether
+ * the rest of the body is read for the connection's reuse once the translator stops.
+ */
+function isFinalChunk(event: { data: string }): boolean {
+  return event.data.includes('"finishReason"') && event.data.includes('"usageMetadata"');
 }
 
 /** The model as a path segment; encoded so a model name can never change the path. */

@@ -396,6 +396,18 @@ describe('Gemini translation', () => {
       },
       'invalid_request',
     ],
+    // Gemini refuses a conversation that ends on a model turn.
+    ['messages[1].role', { messages: [...user, { role: 'assistant', content: 'Sure, here' }] }, 'unsupported_parameter'],
+    [
+      'messages[2].content',
+      { messages: [...user, { role: 'assistant', content: 'ok' }, { role: 'user', content: '' }] },
+      'unsupported_parameter',
+    ],
+    [
+      'messages[2].role',
+      { messages: [...user, { role: 'assistant', content: 'ok' }, { role: 'system', content: 'be brief' }] },
+      'unsupported_parameter',
+    ],
   ])('refuses %s', (param, extra, code) => {
     const error = thrown(() => toGenerateContentRequest(req(extra)));
     expect(error).toBeInstanceOf(GatewayError);

@@ -115,6 +115,20 @@ export function toGenerateContentRequest(body: ChatCompletionRequest): GenerateC
     }
   }
   if (contents.length === 0) throw invalid('messages', 'gemini models need at least one user or assistant message');
+  // Gemini refuses a conversation that ends on a model turn (it does not continue one, as Claude
+  // does a prefill): said here, naming what made it end so, rather than by Google after admission.
+  if (contents[contents.length - 1].role === 'model') {
+    const last = messages.length - 1;
+    const role = messages[last].role;
+    throw unsupported(
+      role === 'user' ? `messages[${last}].content` : `messages[${last}].role`,
+      role === 'assistant'
+        ? 'Gemini answers a conversation that ends with a user message or tool results, and does not continue an assistant turn'
+        : role === 'user'
+          ? 'the last message is empty, which leaves the conversation ending with the assistant turn before it; Gemini answers only one that ends with a user message or tool results'
+          : 'after the last assistant turn only system messages follow; Gemini answers only a conversation that ends with a user message or tool results',
+    );
+  }
 
   const out: GenerateContentRequest = { contents };
   if (system.length) out.systemInstruction = { parts: system };
@@ -739,8 +753,18 @@ export class GeminiStreamTranslator {
   private readonly choices = new Map<number, ChoiceState>();
   private usage: GeminiUsageMetadata | undefined;
   private blocked = false;
+  private complete = false;
 
   constructor(private readonly meta: StreamMeta) {}
+
+  /**
+   * Whether the answer is complete: every choice has its finishReason and the event that ended the
+   * last one (or a later one) carried the usage. Gemini sends nothing after that but the body's end,
+   * which the client's answer need not wait for (see GeminiAdapter).
+   */
+  get stopped(): boolean {
+    return this.complete;
+  }
 
   /** The chunks for one Gemini event. Throws `UpstreamError('stream_error')` for an error event. */
   push(event: GenerateContentResponse & GeminiErrorBody): StreamEvent[] {
@@ -785,7 +809,10 @@ export class GeminiStreamTranslator {
       }
     }
     // Running totals: what the stream is billed if it fails before its end.
-    if (event.usageMetadata) out.push({ data: null, runningUsage: toUsage(event.usageMetadata) });
+    if (event.usageMetadata) {
+      out.push({ data: null, runningUsage: toUsage(event.usageMetadata) });
+      this.complete = this.allFinished();
+    }
     return out;
   }
 
@@ -794,14 +821,20 @@ export class GeminiStreamTranslator {
    * choice never got its finishReason (the connection ended cleanly, but early).
    */
   end(): StreamEvent[] {
-    let finished = this.choices.size > 0 || this.blocked;
-    for (const state of this.choices.values()) finished &&= state.finished;
-    if (!finished) throw new UpstreamError('stream_error', PROVIDER, 'stream ended early');
+    if (!this.allFinished()) throw new UpstreamError('stream_error', PROVIDER, 'stream ended early');
     if (!this.usage) return [];
     const usage = toUsage(this.usage);
     if (!this.meta.clientWantsUsage) return [{ data: null, usage }];
     const chunk = { id: this.id, object: 'chat.completion.chunk', created: this.meta.created, model: this.meta.model, choices: [], usage };
     return [{ data: JSON.stringify(chunk), usage }];
+  }
+
+  /** Whether every choice asked for (`n`, at least those seen) got its finishReason, or the prompt was blocked. */
+  private allFinished(): boolean {
+    if (this.blocked) return true;
+    if (this.choices.size === 0 || this.choices.size < (this.meta.n ?? 1)) return false;
+    for (const state of this.choices.values()) if (!state.finished) return false;
+    return true;
   }
 
   /** The choice's state; its first sight emits OpenAI's role chunk. */
