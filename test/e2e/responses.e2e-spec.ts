@@ -212,6 +212,20 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       'conversation',
     ],
     [
+      'an item reference (a stored item fetched by id, owner unknown)',
+      () => token,
+      {
+        model: OPENAI_MODEL,
+        input: [
+          { role: 'user', content: 'x' },
+          { type: 'item_reference', id: 'msg_abc' },
+        ],
+      },
+      400,
+      'unsupported_parameter',
+      'input[1]',
+    ],
+    [
       'a previous_response_id that is no id',
       () => token,
       { model: OPENAI_MODEL, input: 'x', previous_response_id: 'resp/../x' },
@@ -396,7 +410,8 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
 
   it.each([
     ['another user of the product', () => mintToken({ product: 'prov', sub: 'someone-else' })],
-    ['another product on the same OpenAI host', () => mintToken({ product: 'flaky', sub: 'responses-user' })],
+    // `guarded` reaches the same host with the same key as `prov`: only the record tells them apart.
+    ['another product on the same OpenAI host and key', () => mintToken({ product: 'guarded', sub: 'responses-user' })],
   ])('refuses %s on every route, 404 as for an unknown id, before any upstream call', async (_who, tokenOf) => {
     const made = await created();
     const client = gw.openai(tokenOf());

@@ -232,6 +232,13 @@ describe('loadGatewayConfig', () => {
     expect(failure({ ...base, API_KEY_SERVER_SSE_KEEPALIVE_SECONDS: 'soon' })).toContain('API_KEY_SERVER_SSE_KEEPALIVE_SECONDS');
   });
 
+  it('takes how many days stored responses are remembered: 30 unless set, 1 to 365', () => {
+    expect(loadGatewayConfig(base).storedResponseDays).toBe(30);
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_STORED_RESPONSE_DAYS: '7' }).storedResponseDays).toBe(7);
+    for (const bad of ['0', '366', '1.5', 'week'])
+      expect(failure({ ...base, API_KEY_SERVER_STORED_RESPONSE_DAYS: bad })).toContain('API_KEY_SERVER_STORED_RESPONSE_DAYS');
+  });
+
   it('takes the request timeout in seconds', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: '300' }).requestTimeoutSeconds).toBe(300);
     expect(failure({ ...base, API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: '1.5' })).toContain('API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS');

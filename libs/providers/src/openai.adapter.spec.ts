@@ -4,6 +4,8 @@ import type { GatewayConfig } from '@keygate/config';
 import { MetricsService } from '@keygate/observability';
 import { generatedText, OpenAiAdapter, withoutUsage, type OpenAiChunk } from './openai.adapter';
 import { UpstreamClient } from './upstream.client';
+import type { ProviderAccess } from '@keygate/secrets';
+import { startMock, type RunningMock } from '../../../apps/mock-upstream/src/mock.testing';
 
 // Unit spec: removing the `usage` member keygate asked OpenAI for, when the client did not; and an
 // integration case against a real HTTP server standing in for an OpenAI-compatible host.
@@ -98,4 +100,83 @@ describe('OpenAiAdapter streaming from an OpenAI-compatible host that splits eve
     for (const data of sent) expect(data).not.toContain('\n');
     expect(sent.map((data) => JSON.parse(data) as unknown)).toEqual(frames);
   });
+});
+
+describe('OpenAiAdapter Responses API against the mock upstream: a stored response is recorded before its id goes on', () => {
+  let mock: RunningMock;
+  let client: UpstreamClient;
+
+  beforeAll(async () => {
+    mock = await startMock();
+    client = new UpstreamClient(
+      { upstream: { connectMs: 1_000, ttfbMs: 3_000, idleMs: 3_000, totalMs: 8_000 } } as unknown as GatewayConfig,
+      new MetricsService(),
+    );
+  });
+
+  afterAll(async () => {
+    await client.onApplicationShutdown();
+    await mock.close();
+  });
+
+  const access = (): ProviderAccess => ({
+    provider: 'openai',
+    apiKey: 'sk-mock-adapter',
+    baseUrl: `${mock.base}/v1`,
+    models: ['gpt-4o-mini'],
+  });
+
+  /** An onStored that takes a few event-loop turns to write, logging when it starts and ends. */
+  function slowRecorder(log: string[]): (id: string) => Promise<void> {
+    return (id) => {
+      log.push(`record ${id}`);
+      return new Promise<void>((resolve) =>
+        setTimeout(() => {
+          log.push('recorded');
+          resolve();
+        }, 30),
+      );
+    };
+  }
+
+  it('passes response.created, then the terminal event, on only once each record is written', async () => {
+    const log: string[] = [];
+    const stream = await adapter().responsesStream({
+      body: { model: 'gpt-4o-mini', input: 'hold me [mock chunks=2]' },
+      access: access(),
+      signal: new AbortController().signal,
+      onStored: slowRecorder(log),
+    });
+    for await (const event of stream.events) if (event.event !== undefined) log.push(event.event);
+    const id = log[0].slice('record '.length);
+    expect(id).toMatch(/^resp_/);
+    // Each event carrying the id follows the end of its record's write, never its start alone.
+    expect(log.slice(0, 3)).toEqual([`record ${id}`, 'recorded', 'response.created']);
+    expect(log.slice(-3)).toEqual([`record ${id}`, 'recorded', 'response.completed']);
+  });
+
+  it('answers a whole Response only once its record is written; none for store: false', async () => {
+    const log: string[] = [];
+    const answer = await adapter().responses({
+      body: { model: 'gpt-4o-mini', input: 'whole' },
+      access: access(),
+      signal: new AbortController().signal,
+      onStored: slowRecorder(log),
+    });
+    log.push('answered');
+    const id = (JSON.parse(answer.body) as { id: string }).id;
+    expect(log).toEqual([`record ${id}`, 'recorded', 'answered']);
+    const unstored = await adapter().responses({
+      body: { model: 'gpt-4o-mini', input: 'forget', store: false },
+      access: access(),
+      signal: new AbortController().signal,
+      onStored: slowRecorder(log),
+    });
+    expect(JSON.parse(unstored.body)).toMatchObject({ store: false });
+    expect(log).toHaveLength(3);
+  });
+
+  function adapter(): OpenAiAdapter {
+    return new OpenAiAdapter(client);
+  }
 });

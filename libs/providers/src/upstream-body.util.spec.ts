@@ -1,6 +1,14 @@
 import { Readable } from 'node:stream';
 import type { UpstreamResponse } from './upstream.client';
-import { BODY_END_GRACE_MS, failFromStatus, parseUpstreamObject, readText, sseEvents, upstreamParam } from './upstream-body.util';
+import {
+  BODY_END_GRACE_MS,
+  failFromStatus,
+  parseUpstreamObject,
+  readText,
+  sseEvents,
+  upstreamCode,
+  upstreamParam,
+} from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
 function failure(text: string): unknown {
@@ -199,6 +207,15 @@ describe('the field an upstream refusal names', () => {
     expect(upstreamParam('{"error":{"message":"bad","param":"a\\nb"}}')).toBeUndefined();
     expect(upstreamParam('{"type":"error","error":{"type":"invalid_request_error","message":"x"}}')).toBeUndefined();
     expect(upstreamParam('not json')).toBeUndefined();
+  });
+
+  it('reads the upstream’s error code the same way', () => {
+    expect(upstreamCode('{"error":{"message":"gone","param":"previous_response_id","code":"previous_response_not_found"}}')).toBe(
+      'previous_response_not_found',
+    );
+    expect(upstreamCode('{"error":{"message":"bad","code":null}}')).toBeUndefined();
+    expect(upstreamCode('{"error":{"message":"bad","code":429}}')).toBeUndefined();
+    expect(upstreamCode('not json')).toBeUndefined();
   });
 
   it('goes on with the 400 the client can fix, not with keygate’s own failures', async () => {

@@ -72,18 +72,29 @@ export async function failFromStatus(res: UpstreamResponse, provider: string): P
     res.statusCode,
     retryAfter(res.headers['retry-after']),
     upstreamParam(text),
+    upstreamCode(text),
   );
+}
+
+/** A string field of an OpenAI(-compatible) error body's `error` object, when it is a sane name. */
+function errorField(text: string, field: 'param' | 'code'): string | undefined {
+  try {
+    const doc = JSON.parse(text) as { error?: Record<string, unknown> };
+    const value = typeof doc.error === 'object' && doc.error !== null ? doc.error[field] : undefined;
+    return typeof value === 'string' && /^[\w.[\]-]{1,128}$/.test(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The request field an OpenAI(-compatible) error body names (`error.param`), when it is a sane field path. */
 export function upstreamParam(text: string): string | undefined {
-  try {
-    const doc = JSON.parse(text) as { error?: { param?: unknown } };
-    const param = typeof doc.error === 'object' && doc.error !== null ? doc.error.param : undefined;
-    return typeof param === 'string' && /^[\w.[\]-]{1,128}$/.test(param) ? param : undefined;
-  } catch {
-    return undefined;
-  }
+  return errorField(text, 'param');
+}
+
+/** The error code an OpenAI(-compatible) error body gives (`error.code`), when it is a sane name. */
+export function upstreamCode(text: string): string | undefined {
+  return errorField(text, 'code');
 }
 
 /** Extracts the message of an OpenAI, Anthropic or Gemini error body. */

@@ -29,6 +29,8 @@ export class UpstreamError extends Error {
     readonly retryAfterSeconds?: number,
     /** The request field the upstream's error names (OpenAI's `error.param`), passed on with a refusal the client can fix. */
     readonly param?: string,
+    /** The upstream's own error code (OpenAI's `error.code`, e.g. `previous_response_not_found`), for keygate to tell refusals apart. */
+    readonly code?: string,
   ) {
     super(message);
     this.name = 'UpstreamError';

@@ -31,9 +31,14 @@ const ADMIN_STATUSES: Array<[number, string]> = [
   [429, 'Too many requests from this operator (carries Retry-After)'],
 ];
 
+/** Documents each status with its description and the given error body. */
+function apiErrors(statuses: ReadonlyArray<[number, string]>, body: typeof ErrorBodyDto): MethodDecorator & ClassDecorator {
+  return applyDecorators(...statuses.map(([status, description]) => ApiResponse({ status, description, type: body })));
+}
+
 /** Documents the error statuses of an operator route with the contract's body. */
 export function ApiAdminErrors(): MethodDecorator & ClassDecorator {
-  return applyDecorators(...ADMIN_STATUSES.map(([status, description]) => ApiResponse({ status, description, type: ErrorBodyDto })));
+  return apiErrors(ADMIN_STATUSES, ErrorBodyDto);
 }
 
 /** The contract's error body with Anthropic's `"type": "error"` beside it (`POST /v1/messages`). */
@@ -41,9 +46,19 @@ export class AnthropicErrorBodyDto extends ErrorBodyDto {
   @ApiProperty({ enum: ['error'], example: 'error' }) type!: 'error';
 }
 
-/** Documents every error status of a gateway route with the contract's body (Anthropic's envelope on its route). */
-export function ApiGatewayErrors(body: typeof ErrorBodyDto = ErrorBodyDto): MethodDecorator & ClassDecorator {
-  return applyDecorators(...STATUSES.map(([status, description]) => ApiResponse({ status, description, type: body })));
+/**
+ * Documents every error status of a gateway route with the contract's body (Anthropic's envelope on
+ * its route); `more` adds statuses or replaces the description of one.
+ */
+export function ApiGatewayErrors(
+  body: typeof ErrorBodyDto = ErrorBodyDto,
+  more: ReadonlyArray<[number, string]> = [],
+): MethodDecorator & ClassDecorator {
+  const statuses = new Map([...STATUSES, ...more]);
+  return apiErrors(
+    [...statuses].sort(([a], [b]) => a - b),
+    body,
+  );
 }
 
 /** The error statuses of the stored-response routes: no model or body of their own, a record kept in Redis. */
@@ -60,7 +75,5 @@ const STORED_RESPONSE_STATUSES: Array<[number, string]> = [
 
 /** Documents the error statuses of `GET`/`DELETE /v1/responses/{id}` and its input items. */
 export function ApiStoredResponseErrors(): MethodDecorator & ClassDecorator {
-  return applyDecorators(
-    ...STORED_RESPONSE_STATUSES.map(([status, description]) => ApiResponse({ status, description, type: ErrorBodyDto })),
-  );
+  return apiErrors(STORED_RESPONSE_STATUSES, ErrorBodyDto);
 }

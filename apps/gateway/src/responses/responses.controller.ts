@@ -49,7 +49,13 @@ export class ResponsesController {
     type: ResponseObjectDto,
     description: "OpenAI's Response object, or with `stream: true` its stream of events (`response.created` … `response.completed`)",
   })
-  @ApiGatewayErrors()
+  @ApiGatewayErrors(undefined, [
+    [
+      404,
+      'Unknown model for this product, or (`response_not_found`, param `previous_response_id`) not a response this user created through keygate',
+    ],
+    [503, 'Redis, which records who owns each stored response, is unavailable (carries Retry-After)'],
+  ])
   async create(@Req() request: FastifyRequest, @Body() body: ResponsesRequestDto, @Res() reply: FastifyReply): Promise<void> {
     const { ctx, principal, bodyBytes } = modelCall(request);
     if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
@@ -83,7 +89,6 @@ export class ResponsesController {
 
   @Delete(':id')
   @SkipDailyRequestLimits()
-  @HttpCode(200)
   @ApiOperation({
     summary: 'Delete a stored response (OpenAI Responses API)',
     description: 'A response the caller created through keygate; keygate forgets it too.',

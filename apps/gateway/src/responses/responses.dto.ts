@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsBoolean, IsInt, IsNumber, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, Validate } from 'class-validator';
 import { constraintOf, declaredToolsProblem, isRecord } from '../chat/chat-completion.dto';
-import { RESPONSE_ID } from './stored-responses';
+import { RESPONSE_ID } from './response-id';
 
 const INPUT = 'input must be a string or an array of input items (objects)';
 

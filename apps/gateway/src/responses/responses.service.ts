@@ -15,12 +15,14 @@ import {
   type Usage,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
+import { isRecord } from '../chat/chat-completion.dto';
 import { CompletionRunner, type Candidate } from '../chat/completion-runner';
 import { countAttempt } from '../routing/attempt-count';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { RESPONSES_STREAM } from './responses-errors';
 import { storedResponseQuery, type StoredResponseRoute } from './stored-response.query';
-import { ownerOf, RESPONSE_ID, StoredResponses, type StoredResponse } from './stored-responses';
+import { RESPONSE_ID } from './response-id';
+import { ownerOf, StoredResponses, type StoredResponse } from './stored-responses';
 
 /** The Responses request fields keygate reads; the rest goes to OpenAI as sent. */
 export interface ResponsesRequest {
@@ -31,7 +33,7 @@ export interface ResponsesRequest {
   temperature?: number | null;
   stream?: boolean;
   tools?: unknown;
-  previous_response_id?: string;
+  previous_response_id?: string | null;
   [key: string]: unknown;
 }
 
@@ -42,14 +44,14 @@ const STORED_ROUTES: Readonly<Record<StoredResponseRoute, { method: StoredRespon
   inputItems: { method: 'GET', suffix: '/input_items' },
 };
 
-/** OpenAI's refusal of a previous response it does not hold (400 `previous_response_not_found`; some hosts say 404). */
-function isPreviousGone(error: unknown): boolean {
-  return (
-    error instanceof UpstreamError &&
-    error.kind === 'http' &&
-    (error.status === 400 || error.status === 404) &&
-    error.param === 'previous_response_id'
-  );
+/**
+ * Whether the upstream says it does not hold a response: OpenAI's `previous_response_not_found`,
+ * or a 404 (a host's own) whose message names the id. Any other refusal (a host without the route,
+ * a response another model cannot continue) is passed on as it is, and the record kept.
+ */
+function isGone(error: unknown, id: string): boolean {
+  if (!(error instanceof UpstreamError) || error.kind !== 'http') return false;
+  return error.code === 'previous_response_not_found' || (error.status === 404 && error.message.includes(id));
 }
 
 /** The answer for a response the caller may not use: none, another user's, another product's, all alike. */
@@ -124,6 +126,15 @@ export class ResponsesService {
     const cap = applyParameterPolicy({ ...body }, policy, 'max_output_tokens');
     // A continuation: only from a response this user made, at the host that stores it; its
     // context is part of the prompt OpenAI bills.
+    // An item reference fetches an item OpenAI stores under the product's shared key, by its id
+    // alone: keygate cannot tell whose it is, as it can for a previous response.
+    const reference = Array.isArray(body.input) ? body.input.findIndex((item) => isRecord(item) && item.type === 'item_reference') : -1;
+    if (reference !== -1)
+      throw new GatewayError(
+        'unsupported_parameter',
+        'item references are not served through keygate (it cannot tell whose a stored item is); send the item itself, or continue with previous_response_id',
+        { param: `input[${reference}]` },
+      );
     const previousId = typeof body.previous_response_id === 'string' ? body.previous_response_id : undefined;
     const previous = previousId === undefined ? undefined : await this.previous(principal, previousId);
     if (previous && previous.baseUrl !== first.access.baseUrl)
@@ -157,7 +168,7 @@ export class ResponsesService {
       );
     } catch (error) {
       // OpenAI no longer has the previous response (deleted there, expired): forgotten, and said as for any other.
-      if (previousId !== undefined && isPreviousGone(error)) {
+      if (previousId !== undefined && isGone(error, previousId)) {
         await this.stored.forget(principal.product, previousId);
         throw responseNotFound(previousId, 'previous_response_id');
       }
@@ -244,14 +255,17 @@ export class ResponsesService {
     try {
       ({ value: body } = await runAttempts<string>(
         [{ model: record.model, attempt: () => countAttempt(ctx, () => this.openai.storedResponse(call)) }],
-        this.retry,
+        // A delete is not retried: one that went through but whose answer was lost would come back 404.
+        route === 'delete' ? { ...this.retry, maxRetries: 0 } : this.retry,
         ctx.abort.signal,
       ));
     } catch (error) {
-      if (error instanceof UpstreamError && error.kind === 'http' && error.status === 404) {
+      // Gone upstream (deleted there, expired): forgotten, and answered as any response not the caller's.
+      if (route !== 'inputItems' && isGone(error, id)) {
         await this.stored.forget(product.name, id);
         throw responseNotFound(id);
       }
+      if (error instanceof UpstreamError && error.kind === 'http' && error.status === 404) throw responseNotFound(id);
       throw error;
     }
     if (route === 'delete') await this.stored.forget(product.name, id);

@@ -1,5 +1,6 @@
 import { GatewayError } from '@keygate/errors';
 import { knownQuery, queryValue } from '../http/query-params';
+import { RESPONSE_ID } from './response-id';
 
 /** The stored-response routes keygate serves. */
 export type StoredResponseRoute = 'retrieve' | 'delete' | 'inputItems';
@@ -7,7 +8,6 @@ export type StoredResponseRoute = 'retrieve' | 'delete' | 'inputItems';
 /** `include` values: OpenAI's are dotted names (`message.input_image.image_url`, `reasoning.encrypted_content`…). */
 const INCLUDE = /^[a-z_]{1,64}(\.[a-z_]{1,64}){0,7}$/;
 const MAX_INCLUDES = 16;
-const ITEM_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const LIMIT = { test: (value: string): boolean => /^\d{1,3}$/.test(value) && Number(value) >= 1 && Number(value) <= 100 };
 const ORDER = /^(asc|desc)$/;
 
@@ -49,7 +49,7 @@ export function storedResponseQuery(route: StoredResponseRoute, query: Record<st
     }
   } else {
     const params = knownQuery(query, ['after', 'limit', 'order', 'include', 'include[]']);
-    if (params.after !== undefined) out.append('after', queryValue(params.after, 'after', ITEM_ID, 'an input item id'));
+    if (params.after !== undefined) out.append('after', queryValue(params.after, 'after', RESPONSE_ID, 'an input item id'));
     if (params.limit !== undefined) out.append('limit', queryValue(params.limit, 'limit', LIMIT, 'a whole number from 1 to 100'));
     if (params.order !== undefined) out.append('order', queryValue(params.order, 'order', ORDER, 'asc or desc'));
     for (const value of includes(params)) out.append('include[]', value);

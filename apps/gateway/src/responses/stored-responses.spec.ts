@@ -158,7 +158,11 @@ describe('StoredResponses while Redis is away', () => {
     await new Promise<void>((done) => gate.close(() => done()));
   });
 
+  let away: Redis | undefined;
+
   afterAll(async () => {
+    // The client first: it would go on reconnecting through the gate after it closed.
+    away?.disconnect();
     for (const s of sockets) s.destroy();
     await new Promise<void>((done) => (gate.listening ? gate.close(() => done()) : done()));
   });
@@ -167,7 +171,7 @@ describe('StoredResponses while Redis is away', () => {
     const product = `${RUN}-away`;
     // Made earlier, by another replica.
     await direct.set(`kg:{${product}}:resp:resp_old`, JSON.stringify(record('alice', 3)), 'PX', 60_000);
-    const redis = client(`redis://127.0.0.1:${port}`);
+    const redis = (away = client(`redis://127.0.0.1:${port}`));
     const { logger: log } = logger();
     const store = new StoredResponses(config, redis, log);
     expect(redis.status).not.toBe('ready');
@@ -193,6 +197,69 @@ describe('StoredResponses while Redis is away', () => {
     // Redis answers again: it is what this replica reads.
     expect(await store.find(product, 'alice', 'resp_here')).toEqual(record('alice', 7));
     expect(await store.find(product, 'alice', 'resp_old')).toBeUndefined();
+  });
+});
+
+describe('StoredResponses with a Redis slower than a request waits', () => {
+  let proxy: Server;
+  const sockets = new Set<Socket>();
+  /** How late Redis's replies are delivered (they stay in order: Redis has run the command). */
+  let lateMs = 0;
+
+  beforeAll(async () => {
+    const target = new URL(REDIS_URL);
+    proxy = createServer((socket) => {
+      const upstream = connect(Number(target.port || 6379), target.hostname);
+      sockets.add(socket).add(upstream);
+      socket.pipe(upstream);
+      let chain = Promise.resolve();
+      upstream.on('data', (chunk: Buffer) => {
+        const wait = lateMs;
+        chain = chain.then(() => new Promise<void>((r) => setTimeout(r, wait))).then(() => void socket.write(chunk));
+      });
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((done) => proxy.listen(0, '127.0.0.1', done));
+  });
+
+  let slow: Redis | undefined;
+
+  afterAll(async () => {
+    slow?.disconnect();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((done) => proxy.close(() => done()));
+  });
+
+  it('stops waiting, and stops asking for a second; a write that lands late is then read from Redis like any', async () => {
+    const product = `${RUN}-slow`;
+    const redis = (slow = client(`redis://127.0.0.1:${(proxy.address() as AddressInfo).port}`));
+    await until('the client ready', () => redis.status === 'ready');
+    const { logger: log, lines } = logger();
+    const store = new StoredResponses(config, redis, log);
+    lateMs = 400;
+
+    // Not waited on past the request's wait: resolves, the record still on its way.
+    await store.remember(product, 'resp_late', record('alice'));
+    expect(lines.some((l) => l.severity === 'WARNING')).toBe(true);
+    // Cooling off: this replica serves what it made, and cannot tell about the rest.
+    expect(await store.find(product, 'alice', 'resp_late')).toEqual(record('alice'));
+    const error = await rejection(store.find(product, 'alice', 'resp_elsewhere'));
+    expect((error as GatewayError).code).toBe('service_unavailable');
+
+    // The late write landed: once the cool-off is over, Redis is what this replica reads, so a
+    // deletion through another replica is seen here too.
+    await until('the late write in Redis', async () => (await direct.exists(`kg:{${product}}:resp:resp_late`)) === 1);
+    lateMs = 0;
+    await direct.del(`kg:{${product}}:resp:resp_late`);
+    await until('the cool-off over and Redis read again', async () => {
+      try {
+        return (await store.find(product, 'alice', 'resp_late')) === undefined;
+      } catch {
+        return false;
+      }
+    });
+    store.onApplicationShutdown();
   });
 });
 

@@ -1,10 +1,11 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { KEYGATE_REDIS, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import type { Principal } from '@keygate/auth';
+import { RESPONSE_ID } from './response-id';
 
 /** Who made a stored response, and where: what a later request needs to be let at it. */
 export interface StoredResponse {
@@ -26,13 +27,14 @@ export function ownerOf(principal: Pick<Principal, 'kind' | 'user'>): string {
   return `${principal.kind}:${principal.user}`;
 }
 
-/** OpenAI's ids (`resp_…`); the path and the Redis key take nothing else. */
-export const RESPONSE_ID = /^[A-Za-z0-9_-]{1,128}$/;
-
 /** Records kept in memory: those made here (the only store without Redis; the fallback while Redis is away). */
 const MAX_MEMORY_RECORDS = 20_000;
 /** A failed Redis command is said at most this often (a Redis outage would otherwise log each response). */
 const WARN_EVERY_MS = 60_000;
+/** After Redis made a request wait in vain, it is not waited on for this long (so a hung Redis costs one wait, not one per request). */
+const COOL_OFF_MS = 1_000;
+/** How often records and deletions Redis has not taken yet are sent again. */
+const RESEND_EVERY_MS = 1_000;
 
 function redisKey(product: string, id: string): string {
   // The product's hash tag, as its counters: a Redis Cluster keeps a product's keys in one slot.
@@ -72,14 +74,16 @@ function parseRecord(text: string): StoredResponse | undefined {
  * (others are 503); records made and deletions done while Redis was away are sent when it returns.
  */
 @Injectable()
-export class StoredResponses {
+export class StoredResponses implements OnApplicationShutdown {
   private readonly ttlMs: number;
   private readonly memory = new Map<string, { record: StoredResponse; expiresAt: number }>();
-  /** Records made here that Redis has not taken yet (it was away), by memory key. */
+  /** Records made here that Redis has not taken yet (away, late or failing), by memory key. */
   private readonly unsynced = new Set<string>();
-  /** Deletions Redis has not taken yet, by memory key: refused here meanwhile, sent when it returns. */
+  /** Deletions Redis has not taken yet, by memory key: refused here meanwhile, sent until it takes them. */
   private readonly undeleted = new Set<string>();
   private warnedAt = 0;
+  private coolOffUntil = 0;
+  private readonly resend: NodeJS.Timeout | undefined;
 
   constructor(
     @Inject(GatewayConfig) config: GatewayConfig,
@@ -87,7 +91,22 @@ export class StoredResponses {
     @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
   ) {
     this.ttlMs = config.storedResponseDays * 86_400_000;
-    redis?.on('ready', () => this.sync());
+    if (redis) {
+      redis.on('ready', () => this.sync(redis));
+      this.resend = setInterval(() => {
+        if (this.reachable(redis) && (this.unsynced.size || this.undeleted.size)) this.sync(redis);
+      }, RESEND_EVERY_MS).unref();
+    }
+  }
+
+  /** At exit, what Redis never took is lost (those responses are refused elsewhere): said, not silently dropped. */
+  onApplicationShutdown(): void {
+    clearInterval(this.resend);
+    if (this.unsynced.size || this.undeleted.size)
+      this.logger.write('WARNING', 'stored response records and deletions not sent to Redis before exit', {
+        records: this.unsynced.size,
+        deletions: this.undeleted.size,
+      });
   }
 
   /**
@@ -101,11 +120,8 @@ export class StoredResponses {
     this.undeleted.delete(key);
     this.keep(key, record);
     if (!this.redis) return;
-    if (this.redis.status !== 'ready') {
-      this.unsynced.add(key);
-      return;
-    }
-    await this.write(key, record, this.ttlMs);
+    this.unsynced.add(key);
+    if (this.reachable(this.redis)) await this.write(this.redis, key, record, this.ttlMs);
   }
 
   /**
@@ -126,7 +142,12 @@ export class StoredResponses {
     if (!this.redis) return;
     this.undeleted.add(key);
     if (this.undeleted.size > MAX_MEMORY_RECORDS) this.undeleted.delete(this.undeleted.values().next().value as string);
-    if (this.redis.status === 'ready') await this.delete(key);
+    if (this.reachable(this.redis)) await this.delete(this.redis, key);
+  }
+
+  /** Whether Redis may be asked: connected, and not cooling off after a wait in vain. */
+  private reachable(redis: Redis): boolean {
+    return redis.status === 'ready' && Date.now() >= this.coolOffUntil;
   }
 
   private async lookup(product: string, id: string): Promise<StoredResponse | undefined> {
@@ -134,8 +155,8 @@ export class StoredResponses {
     if (this.undeleted.has(key)) return undefined;
     if (!this.redis || this.unsynced.has(key)) return this.kept(key);
     try {
-      if (this.redis.status !== 'ready') throw new Error(`Redis is ${this.redis.status}`);
-      const text = await withinRequestWait(this.redis.get(redisKey(product, id)));
+      if (!this.reachable(this.redis)) throw new Error(`Redis is ${this.redis.status === 'ready' ? 'not answering' : this.redis.status}`);
+      const text = await this.waited(this.redis.get(redisKey(product, id)));
       return text === null ? undefined : parseRecord(text);
     } catch (error) {
       // Redis cannot be asked: what this replica made it still serves, anything else it cannot tell.
@@ -166,32 +187,49 @@ export class StoredResponses {
     }
   }
 
-  private async write(key: string, record: StoredResponse, ttlMs: number): Promise<void> {
+  /**
+   * Writes a record, waiting on Redis as a request does. A reply that comes after the wait still
+   * counts: the record is then no longer resent; a failure leaves it to be resent.
+   */
+  private async write(redis: Redis, key: string, record: StoredResponse, ttlMs: number): Promise<void> {
     const [product, id] = splitKey(key);
+    const command = redis.set(redisKey(product, id), JSON.stringify(record), 'PX', Math.max(1, Math.round(ttlMs))).then(() => {
+      // Taken, unless the record was written again (or forgotten) meanwhile: that write decides.
+      if (this.memory.get(key)?.record === record) this.unsynced.delete(key);
+    });
     try {
-      await withinRequestWait(
-        (this.redis as Redis).set(redisKey(product, id), JSON.stringify(record), 'PX', Math.max(1, Math.round(ttlMs))),
-      );
-      this.unsynced.delete(key);
+      await this.waited(command);
     } catch (error) {
-      // Late or lost: sent again when Redis is next ready (a late write that landed is written twice, harmlessly).
-      this.unsynced.add(key);
-      this.warn('could not record a stored response in Redis: until it is written, only this replica serves it', error);
+      command.catch(() => undefined);
+      this.warn('could not record a stored response in Redis in time: until it is, only this replica serves it', error);
     }
   }
 
-  private async delete(key: string): Promise<void> {
+  private async delete(redis: Redis, key: string): Promise<void> {
     const [product, id] = splitKey(key);
-    try {
-      await withinRequestWait((this.redis as Redis).del(redisKey(product, id)));
+    const command = redis.del(redisKey(product, id)).then(() => {
       this.undeleted.delete(key);
+    });
+    try {
+      await this.waited(command);
     } catch (error) {
-      this.warn('could not delete a stored response record in Redis: it is sent again when Redis returns', error);
+      command.catch(() => undefined);
+      this.warn('could not delete a stored response record in Redis in time: it is sent again', error);
     }
   }
 
-  /** Redis is back: the records made and the deletions done while it was away are sent (records with the time they have left). */
-  private sync(): void {
+  /** A command waited on as a request waits (REDIS_REQUEST_WAIT_MS); a wait in vain starts a cool-off. */
+  private async waited<T>(command: Promise<T>): Promise<T> {
+    try {
+      return await withinRequestWait(command);
+    } catch (error) {
+      this.coolOffUntil = Date.now() + COOL_OFF_MS;
+      throw error;
+    }
+  }
+
+  /** Sends the records made and the deletions done that Redis has not taken (records with the time they have left). */
+  private sync(redis: Redis): void {
     const now = Date.now();
     for (const key of [...this.unsynced]) {
       const kept = this.memory.get(key);
@@ -199,9 +237,9 @@ export class StoredResponses {
         this.unsynced.delete(key);
         continue;
       }
-      void this.write(key, kept.record, kept.expiresAt - now);
+      void this.write(redis, key, kept.record, kept.expiresAt - now);
     }
-    for (const key of [...this.undeleted]) void this.delete(key);
+    for (const key of [...this.undeleted]) void this.delete(redis, key);
   }
 
   private warn(message: string, error: unknown): void {
