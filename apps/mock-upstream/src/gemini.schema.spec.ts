@@ -11,7 +11,7 @@ describe("the mock's Gemini Schema check", () => {
         s: { type: 'STRING', format: 'date-time', enum: ['a'], minLength: 1, maxLength: 9, pattern: '^a', example: 'a', default: 'a' },
         list: { type: 'ARRAY', items: { type: 'INTEGER', minimum: 1, maximum: 9 }, minItems: 0, maxItems: 3 },
         either: { anyOf: [{ type: 'STRING' }, { type: 'NUMBER' }] },
-        map: { type: 'OBJECT', minProperties: 0, maxProperties: 2 },
+        map: { type: 'OBJECT', minProperties: 0, maxProperties: 2, properties: { k: { type: 'STRING' } } },
       },
       required: ['s'],
       propertyOrdering: ['s', 'list'],
@@ -61,5 +61,19 @@ describe("the mock's Gemini Schema check", () => {
       '* GenerateContentRequest.tools[0].function_declarations[0].parameters.properties: should be non-empty for OBJECT type',
       `Invalid JSON payload received. Unknown name "additionalProperties" at 'generation_config.response_schema': Cannot find field.`,
     ]);
+  });
+
+  it('refuses properties off an OBJECT, and parameters that are no OBJECT; takes an OBJECT without properties inside a schema', () => {
+    expect(
+      schemaProblems(
+        { type: 'OBJECT', properties: { map: { type: 'OBJECT' }, name: { type: 'STRING', properties: { x: { type: 'STRING' } } } } },
+        'p',
+      ),
+    ).toEqual(['* GenerateContentRequest.p.properties["name"].value.properties: only allowed for OBJECT type']);
+    expect(
+      requestSchemaProblems({
+        tools: [{ functionDeclarations: [{ name: 'typeless', parameters: { properties: { a: { type: 'STRING' } } } }] }],
+      }),
+    ).toEqual(['* GenerateContentRequest.tools[0].function_declarations[0].parameters: parameters schema should be of type OBJECT']);
   });
 });

@@ -68,12 +68,17 @@ function walk(node: unknown, at: string, problems: string[]): void {
   });
   if (node.items !== undefined) walk(node.items, `${at}.items`, problems);
   asArray(node.anyOf).forEach((child, i) => walk(child, `${at}.any_of[${i}]`, problems));
+  // Google refuses properties on a node of another type (anomalyco/opencode#11888). An OBJECT
+  // without properties inside a schema is taken (Kilo-Org/kilocode#11955: array items without
+  // properties); only a declaration's parameters need some (requestSchemaProblems).
+  if (node.properties !== undefined && node.type !== undefined && node.type !== 'OBJECT')
+    problems.push(`* GenerateContentRequest.${at}.properties: only allowed for OBJECT type`);
 }
 
 /**
  * The problems of a request's function declarations and response schema. A declaration's
- * `parameters` must be an OBJECT with properties (Google: "should be non-empty for OBJECT type");
- * a function without arguments leaves `parameters` out.
+ * `parameters` must be an OBJECT (python-genai#981) with properties (Google: "should be non-empty
+ * for OBJECT type"); a function without arguments leaves `parameters` out.
  */
 export function requestSchemaProblems(body: JsonRecord): string[] {
   const problems: string[] = [];
@@ -84,11 +89,9 @@ export function requestSchemaProblems(body: JsonRecord): string[] {
       const at = `tools[${t}].function_declarations[${f}].parameters`;
       problems.push(...schemaProblems(fn.parameters, at));
       const parameters = fn.parameters;
-      if (
-        isRecord(parameters) &&
-        parameters.type === 'OBJECT' &&
-        !(isRecord(parameters.properties) && Object.keys(parameters.properties).length > 0)
-      )
+      if (isRecord(parameters) && parameters.type !== 'OBJECT')
+        problems.push(`* GenerateContentRequest.${at}: parameters schema should be of type OBJECT`);
+      else if (isRecord(parameters) && !(isRecord(parameters.properties) && Object.keys(parameters.properties).length > 0))
         problems.push(`* GenerateContentRequest.${at}.properties: should be non-empty for OBJECT type`);
     });
   });

@@ -506,7 +506,7 @@ describe('Gemini translation', () => {
           type: 'object',
           properties: {
             a: { type: 'string' },
-            tags: { type: 'object', additionalProperties: { type: 'string' }, required: ['x'] },
+            tags: { type: 'object', properties: { k: { type: 'string' } }, additionalProperties: { type: 'string' }, required: ['x'] },
             hasOwn: { type: 'string' },
           },
           required: ['a', 'ghost', 'constructor', 'hasOwn', 7],
@@ -515,8 +515,33 @@ describe('Gemini translation', () => {
       ),
     ).toEqual({
       type: 'OBJECT',
-      properties: { a: { type: 'STRING' }, tags: { type: 'OBJECT' }, hasOwn: { type: 'STRING' } },
+      properties: { a: { type: 'STRING' }, tags: { type: 'OBJECT', properties: { k: { type: 'STRING' } } }, hasOwn: { type: 'STRING' } },
       required: ['a', 'hasOwn'],
+    });
+  });
+
+  it('says the type of a node JSON Schema reads as an object or an array, and keeps properties and items only there', () => {
+    expect(
+      toGeminiSchema(
+        { properties: { list: { items: { type: 'string' } }, name: { type: 'string', properties: { x: { type: 'string' } } } } },
+        'p',
+      ),
+    ).toEqual({
+      type: 'OBJECT',
+      properties: { list: { type: 'ARRAY', items: { type: 'STRING' } }, name: { type: 'STRING' } },
+    });
+  });
+
+  it('sends no parameters for a function without arguments, and a free-form object inside a schema as a bare OBJECT', () => {
+    const request = toGenerateContentRequest(
+      req({ tools: [{ type: 'function', function: { name: 'ping', parameters: { type: 'object', properties: {} } } }] }),
+    );
+    expect(request.tools).toEqual([{ functionDeclarations: [{ name: 'ping' }] }]);
+    expect(
+      toGeminiSchema({ type: 'object', properties: { meta: { type: 'object', additionalProperties: { type: 'string' } } } }, 'p'),
+    ).toEqual({
+      type: 'OBJECT',
+      properties: { meta: { type: 'OBJECT' } },
     });
   });
 

@@ -518,9 +518,16 @@ function convertNode(node: Json, ctx: SchemaContext): GeminiSchema {
   } else if (typeof node.const === 'string') {
     out.enum = [node.const];
   }
-  // Gemini takes enum values on STRING schemas only; a bare `const` or `enum` names no type.
-  if (out.enum && out.type === undefined && out.anyOf === undefined) out.type = 'STRING';
-  if (isRecord(node.properties)) {
+  // Gemini takes enum values on STRING schemas only; a bare `const` or `enum` names no type. A node
+  // without a type but with properties (or items) is an object (an array), as JSON Schema reads it:
+  // Gemini needs it said (a function's parameters above all).
+  if (out.type === undefined && out.anyOf === undefined) {
+    if (out.enum) out.type = 'STRING';
+    else if (isRecord(node.properties)) out.type = 'OBJECT';
+    else if (isRecord(node.items)) out.type = 'ARRAY';
+  }
+  // Properties and items only where Gemini takes them (on OBJECT, on ARRAY).
+  if (isRecord(node.properties) && out.type === 'OBJECT') {
     const properties: Record<string, GeminiSchema> = {};
     for (const key of Object.keys(node.properties)) properties[key] = convertSchema(node.properties[key], ctx);
     out.properties = properties;
@@ -531,7 +538,7 @@ function convertNode(node: Json, ctx: SchemaContext): GeminiSchema {
     const required = node.required.filter((r): r is string => typeof r === 'string' && Object.hasOwn(declared, r));
     if (required.length > 0) out.required = required;
   }
-  if (isRecord(node.items)) out.items = convertSchema(node.items, ctx);
+  if (isRecord(node.items) && out.type === 'ARRAY') out.items = convertSchema(node.items, ctx);
   for (const key of NUMERIC_KEYWORDS) {
     const value = node[key];
     if (typeof value === 'number') out[key] = value;
