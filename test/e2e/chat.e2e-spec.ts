@@ -655,7 +655,7 @@ describe('malformed or disallowed requests are refused before the upstream', () 
           tools: [1, 2].map(() => ({ type: 'function', function: { name: 'f' } })),
         },
       },
-      'tools',
+      'tools[1].function.name',
       /declared twice/,
     ],
     [

@@ -262,7 +262,7 @@ describe('POST /v1/messages refusals, in an envelope the Anthropic SDK reads', (
       { ...ASK, tools: [{ name: 'get weather!', input_schema: { type: 'object' } }] },
       400,
       'invalid_request',
-      'tools',
+      'tools[0].name',
     ],
     [
       'a tool declared twice',
@@ -275,7 +275,7 @@ describe('POST /v1/messages refusals, in an envelope the Anthropic SDK reads', (
       },
       400,
       'invalid_request',
-      'tools',
+      'tools[1].name',
     ],
     [
       'a tool_choice naming an undeclared tool',

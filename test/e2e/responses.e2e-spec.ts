@@ -240,7 +240,7 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       { model: OPENAI_MODEL, input: [{ role: 'user', content: [1] }] },
       400,
       'invalid_request',
-      'input',
+      'input[0].content[0]',
     ],
     [
       'a function name no provider takes',
@@ -248,7 +248,7 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       { model: OPENAI_MODEL, input: 'x', tools: [{ type: 'function', name: 'bad name!', parameters: {} }] },
       400,
       'invalid_request',
-      'tools',
+      'tools[0].name',
     ],
     [
       'a function declared twice',
@@ -263,7 +263,7 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       },
       400,
       'invalid_request',
-      'tools',
+      'tools[1].name',
     ],
     [
       'a tool_choice naming an undeclared function',

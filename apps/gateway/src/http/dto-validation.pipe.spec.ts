@@ -35,6 +35,31 @@ describe('DtoValidationPipe', () => {
     expect(error.message).toBe('user_id: unknown field');
   });
 
+  it('names the place inside a field its message names (a tool declared twice), as OpenAI does', () => {
+    const chatRefusal = (extra: Record<string, unknown>): GatewayError => {
+      try {
+        new DtoValidationPipe().transform(
+          Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], ...extra })),
+          {
+            type: 'body',
+            metatype: ChatCompletionRequestDto,
+          },
+        );
+      } catch (error) {
+        return error as GatewayError;
+      }
+      throw new Error('expected a refusal');
+    };
+    const fn = (name: string, parameters?: unknown): Record<string, unknown> => ({ type: 'function', function: { name, parameters } });
+    const twice = chatRefusal({ tools: [fn('get'), fn('get')] });
+    expect([twice.options.param, twice.message]).toEqual(['tools[1].function.name', 'tools[1].function.name: get is declared twice']);
+    expect(chatRefusal({ tools: [fn('get', 'nope')] }).options.param).toBe('tools[0].function.parameters');
+    // A message about the field as a whole names the field.
+    expect(chatRefusal({ tools: [fn('get')], tool_choice: { type: 'function', function: { name: 'other' } } }).options.param).toBe(
+      'tool_choice',
+    );
+  });
+
   it('passes unknown fields of an open DTO (OpenAI bodies) through untouched', () => {
     const body = { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], service_tier: 'flex', store: false };
     expect(

@@ -98,14 +98,22 @@ export function nestedDeeperThan(bytes: Buffer, limit: number): boolean {
 /** class-validator's type checks, named before any range or format rule of the same field. */
 const TYPE_CONSTRAINTS = new Set(['isInt', 'isNumber', 'isString', 'isBoolean', 'isArray', 'isObject', 'isDefined', 'isIn']);
 
+/** A field path at the start of a message: `tools[1].function.name`, `input[0].content[2]`. */
+const FIELD_PATH = /^[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*/;
+
 function firstProblem(error: ValidationError, prefix = ''): [string, string] {
   const path = prefix ? (/^\d+$/.test(error.property) ? `${prefix}[${error.property}]` : `${prefix}.${error.property}`) : error.property;
   // A wrong type is the problem to name first: "must be an integer", not "must not be greater than…".
   if (error.constraints?.whitelistValidation) return [path, `${path}: unknown field`];
   const constraints = Object.entries(error.constraints ?? {});
   const constraint = (constraints.find(([name]) => TYPE_CONSTRAINTS.has(name)) ?? constraints[0])?.[1];
-  if (constraint)
-    return [path, constraint.startsWith(error.property) ? `${path}${constraint.slice(error.property.length)}` : `${path}: ${constraint}`];
+  if (constraint) {
+    if (!constraint.startsWith(error.property)) return [path, `${path}: ${constraint}`];
+    // A message that names a place inside the field (`tools[1].function.name: … declared twice`)
+    // gives that place as the param, as OpenAI's own errors do.
+    const named = FIELD_PATH.exec(constraint)?.[0] ?? error.property;
+    return [`${path}${named.slice(error.property.length)}`, `${path}${constraint.slice(error.property.length)}`];
+  }
   if (error.children?.length) return firstProblem(error.children[0], path);
   return [path, `${path} is invalid`];
 }
