@@ -305,6 +305,25 @@ describe('toMessagesRequest', () => {
     ]);
   });
 
+  it('takes image/jpg (which clients write) and any casing as the media type it means', () => {
+    const out = toMessagesRequest({
+      ...base,
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'image_url', image_url: { url: 'data:image/jpg;base64,/9j/' } },
+            { type: 'image_url', image_url: { url: 'data:IMAGE/PNG;base64,iVBO' } },
+          ],
+        },
+      ],
+    });
+    expect(out.messages[0].content).toStrictEqual([
+      { type: 'image', source: { type: 'base64', media_type: 'image/jpeg', data: '/9j/' } },
+      { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBO' } },
+    ]);
+  });
+
   it('sends stop sequences with visible text, dropping empty ones', () => {
     expect(toMessagesRequest({ ...base, stop: ['END', '', ' ###'] }).stop_sequences).toStrictEqual(['END', ' ###']);
     expect(toMessagesRequest({ ...base, stop: '' }).stop_sequences).toBeUndefined();

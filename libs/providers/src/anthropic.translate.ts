@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { invalidParameter, isRecord, unsupportedParameter, type Json } from './translate.util';
+import { invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
 import type { ChatCompletionRequest, ChatMessage, StreamEvent } from './chat.types';
 import type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 import type {
@@ -299,7 +299,7 @@ function userContent(content: ChatMessage['content'], i: number): string | Anthr
             'only inline PDFs (file_data as a base64 data URL) can be sent; file_id refers to OpenAI storage',
           );
         }
-        const { mediaType, data } = dataUrl(file.file_data, `${where}.file.file_data`);
+        const { mediaType, data } = splitDataUrl(file.file_data, `${where}.file.file_data`);
         if (mediaType !== 'application/pdf') throw unsupported(`${where}.file`, `Claude reads PDF documents, not ${mediaType}`);
         blocks.push({ type: 'document', source: { type: 'base64', media_type: 'application/pdf', data } });
         break;
@@ -315,19 +315,9 @@ function userContent(content: ChatMessage['content'], i: number): string | Anthr
 function imageBlock(url: string, param: string): AnthropicRequestBlock {
   if (url.startsWith('https://') || url.startsWith('http://')) return { type: 'image', source: { type: 'url', url } };
   if (!url.startsWith('data:')) throw invalid(param, `${param} must be an http(s) URL or a base64 data URL`);
-  const { mediaType, data } = dataUrl(url, param);
+  const { mediaType, data } = splitDataUrl(url, param);
   if (!IMAGE_TYPES.has(mediaType)) throw unsupported(param, `Claude reads JPEG, PNG, GIF and WebP images, not ${mediaType}`);
   return { type: 'image', source: { type: 'base64', media_type: mediaType, data } };
-}
-
-/** Splits `data:<mime>;base64,<payload>` with indexOf, not a regex: the payload may be megabytes long. */
-function dataUrl(url: string, param: string): { mediaType: string; data: string } {
-  const comma = url.indexOf(',');
-  const meta = comma === -1 ? '' : url.slice(5, comma);
-  if (!url.startsWith('data:') || !meta.endsWith(';base64')) throw invalid(param, `${param} must be a base64 data URL`);
-  const mediaType = meta.slice(0, meta.indexOf(';'));
-  if (mediaType === '') throw invalid(param, `${param} must name its media type`);
-  return { mediaType, data: url.slice(comma + 1) };
 }
 
 function assistantContent(m: ChatMessage, i: number): string | AnthropicRequestBlock[] {

@@ -439,6 +439,13 @@ describe('Gemini translation', () => {
     expect(out.contents[0].parts).toEqual([{ inlineData: { mimeType: 'application/pdf', data: 'JVBERi0=' } }]);
   });
 
+  it('sends image/jpg (which clients write) as image/jpeg', () => {
+    const out = toGenerateContentRequest(
+      req({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/jpg;base64,/9j/' } }] }] }),
+    );
+    expect(out.contents[0].parts).toEqual([{ inlineData: { mimeType: 'image/jpeg', data: '/9j/' } }]);
+  });
+
   it('converts schemas: type arrays, oneOf, single allOf, unknown formats dropped', () => {
     expect(
       toGeminiSchema(

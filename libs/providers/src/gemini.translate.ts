@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { GatewayError } from '@keygate/errors';
-import { invalidParameter, isRecord, unsupportedParameter, type Json } from './translate.util';
+import { invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
 import type { ChatCompletionRequest, ChatMessage, EmbeddingsRequest, StreamEvent } from './chat.types';
 import type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 import type {
@@ -221,14 +221,8 @@ function dataUrl(url: string, param: string): { mimeType: string; data: string }
   if (!url.startsWith('data:')) {
     throw unsupported(param, 'Gemini needs images inline: send a base64 data URL (data:image/png;base64,...) instead of a link');
   }
-  // indexOf, not a regex: the payload may be megabytes long.
-  const comma = url.indexOf(',');
-  const meta = comma === -1 ? '' : url.slice(5, comma);
-  if (!meta.endsWith(';base64')) throw invalid(param, `${param} must be a base64 data URL`);
-  const semi = meta.indexOf(';');
-  const mimeType = meta.slice(0, semi);
-  if (mimeType === '') throw invalid(param, `${param} must name its media type`);
-  return { mimeType, data: url.slice(comma + 1) };
+  const { mediaType, data } = splitDataUrl(url, param);
+  return { mimeType: mediaType, data };
 }
 
 /**

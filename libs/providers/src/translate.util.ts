@@ -17,3 +17,17 @@ export function unsupportedParameter(provider: string, param: string, why: strin
 export function invalidParameter(param: string, message: string): GatewayError {
   return new GatewayError('invalid_request', message, { param });
 }
+
+/**
+ * Splits `data:<media type>;base64,<payload>` (with indexOf, not a regex: the payload may be
+ * megabytes long). The media type is lowercased, and `image/jpg`, which clients write but no
+ * registry has, becomes `image/jpeg` (Anthropic refuses the first; Gemini reads it as unknown).
+ */
+export function splitDataUrl(url: string, param: string): { mediaType: string; data: string } {
+  const comma = url.indexOf(',');
+  const meta = comma === -1 ? '' : url.slice(5, comma);
+  if (!url.startsWith('data:') || !meta.endsWith(';base64')) throw invalidParameter(param, `${param} must be a base64 data URL`);
+  const mediaType = meta.slice(0, meta.indexOf(';')).toLowerCase();
+  if (mediaType === '') throw invalidParameter(param, `${param} must name its media type`);
+  return { mediaType: mediaType === 'image/jpg' ? 'image/jpeg' : mediaType, data: url.slice(comma + 1) };
+}
