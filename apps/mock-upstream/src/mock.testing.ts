@@ -118,3 +118,18 @@ export async function eventually<T>(fn: () => Promise<T>, check: (v: T) => boole
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** `POST /v1/responses` on a mock: the raw answer (`create`), or the Response of one that must succeed (`plain`). */
+export function responsesCalls(base: () => string): {
+  create: (body: Record<string, unknown>, headers?: Record<string, string>) => Promise<Response>;
+  plain: <T = unknown>(body: Record<string, unknown>) => Promise<T>;
+} {
+  const create = (body: Record<string, unknown>, headers: Record<string, string> = OPENAI_AUTH): Promise<Response> =>
+    postJson(base(), '/v1/responses', { model: 'gpt-4o-mini', ...body }, headers);
+  const plain = async <T = unknown>(body: Record<string, unknown>): Promise<T> => {
+    const res = await create(body);
+    if (res.status !== 200) throw new Error(`POST /v1/responses answered ${res.status}: ${await res.text()}`);
+    return readJson<T>(res);
+  };
+  return { create, plain };
+}

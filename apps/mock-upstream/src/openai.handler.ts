@@ -425,3 +425,27 @@ function streamPlan(s: ChatStreamInput): StreamPlan {
 }
 
 export const openaiHandler: ProviderHandler = new OpenAIHandler();
+
+/**
+ * A route of OpenAI's API besides chat (the Responses API's): its keys, error envelope, status
+ * errors and invalid-JSON answer are chat's.
+ */
+export abstract class OpenAIRouteHandler implements ProviderHandler {
+  readonly provider = 'openai' as const;
+
+  error(status: number, message?: string): ErrorReply {
+    return openaiHandler.error(status, message);
+  }
+
+  invalidJson(): ErrorReply {
+    return openaiHandler.invalidJson();
+  }
+
+  authenticate(ex: Exchange, acceptAnyKey: boolean): ErrorReply | undefined {
+    return openaiHandler.authenticate(ex, acceptAnyKey);
+  }
+
+  abstract directiveText(ex: Exchange): string;
+
+  abstract handle(ex: Exchange): void | Promise<void>;
+}

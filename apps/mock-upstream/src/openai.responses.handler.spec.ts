@@ -1,4 +1,14 @@
-import { getStats, OPENAI_AUTH, parseSse, postJson, readJson, readUntilIdle, startMock, type RunningMock } from './mock.testing';
+import {
+  getStats,
+  OPENAI_AUTH,
+  parseSse,
+  postJson,
+  readJson,
+  readUntilIdle,
+  responsesCalls,
+  startMock,
+  type RunningMock,
+} from './mock.testing';
 import type { ResponseObject, ResponseOutputMessage, ResponseStreamEvent, ResponseStreamEventOf } from './openai.responses.types';
 import type { ChatCompletion, OpenAIErrorBody } from './openai.types';
 
@@ -20,14 +30,8 @@ describe('OpenAI Responses API wire format', () => {
   });
   afterAll(() => mock.close());
 
-  const create = (body: Record<string, unknown>, headers: Record<string, string> = OPENAI_AUTH): Promise<Response> =>
-    postJson(mock.base, RESPONSES, { model: 'gpt-4o-mini', ...body }, headers);
-
-  const plain = async (body: Record<string, unknown>): Promise<ResponseObject> => {
-    const res = await create(body);
-    expect(res.status).toBe(200);
-    return readJson<ResponseObject>(res);
-  };
+  const { create, plain: plainAny } = responsesCalls(() => mock.base);
+  const plain = (body: Record<string, unknown>): Promise<ResponseObject> => plainAny<ResponseObject>(body);
 
   const messageOf = (r: ResponseObject): ResponseOutputMessage => {
     expect(r.output).toHaveLength(1);

@@ -15,9 +15,9 @@ import {
   type ToolCallPlan,
   unixSeconds,
 } from './mock.content';
-import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
+import type { ErrorReply, Exchange } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
-import { contentText, errorFor, openaiError, openaiHandler, toolCallIds } from './openai.handler';
+import { contentText, errorFor, OpenAIRouteHandler, openaiError, toolCallIds } from './openai.handler';
 import { storedInputItems, type ResponseStore, type StoredResponse } from './openai.responses.store';
 import type { OpenAIErrorBody } from './openai.types';
 import type {
@@ -214,21 +214,9 @@ function pendingResponse(a: Answer): ResponseObject {
 }
 
 /** `POST /v1/responses` for one mock server: its responses go to that server's store. */
-export class OpenAIResponsesHandler implements ProviderHandler {
-  readonly provider = 'openai' as const;
-
-  constructor(private readonly store: ResponseStore) {}
-
-  error(status: number, message?: string): ErrorReply {
-    return openaiHandler.error(status, message);
-  }
-
-  invalidJson(): ErrorReply {
-    return openaiHandler.invalidJson();
-  }
-
-  authenticate(ex: Exchange, acceptAnyKey: boolean): ErrorReply | undefined {
-    return openaiHandler.authenticate(ex, acceptAnyKey);
+export class OpenAIResponsesHandler extends OpenAIRouteHandler {
+  constructor(private readonly store: ResponseStore) {
+    super();
   }
 
   directiveText(ex: Exchange): string {

@@ -1,5 +1,15 @@
 import OpenAI, { BadRequestError, NotFoundError } from 'openai';
-import { getStats, OPENAI_AUTH, parseSse, postJson, readJson, readUntilIdle, startMock, type RunningMock } from './mock.testing';
+import {
+  getStats,
+  OPENAI_AUTH,
+  parseSse,
+  postJson,
+  readJson,
+  readUntilIdle,
+  responsesCalls,
+  startMock,
+  type RunningMock,
+} from './mock.testing';
 import type {
   ResponseDeleted,
   ResponseInputItem,
@@ -23,14 +33,8 @@ describe('OpenAI stored responses', () => {
   });
   afterAll(() => mock.close());
 
-  const create = (body: Record<string, unknown>, headers: Record<string, string> = OPENAI_AUTH): Promise<Response> =>
-    postJson(mock.base, RESPONSES, { model: 'gpt-4o-mini', ...body }, headers);
-
-  const plain = async (body: Record<string, unknown>): Promise<ResponseObject> => {
-    const res = await create(body);
-    expect(res.status).toBe(200);
-    return readJson<ResponseObject>(res);
-  };
+  const { create, plain: plainAny } = responsesCalls(() => mock.base);
+  const plain = (body: Record<string, unknown>): Promise<ResponseObject> => plainAny<ResponseObject>(body);
 
   /** The terminal event's Response of a stream that ran to its end. */
   const streamed = async (body: Record<string, unknown>): Promise<ResponseObject> => {

@@ -1,7 +1,7 @@
 import { asArray, isRecord, nextId, type JsonRecord } from './mock.content';
-import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
+import type { ErrorReply, Exchange } from './mock.exchange';
 import { sendJsonWithFaults } from './mock.stream';
-import { openaiError, openaiHandler } from './openai.handler';
+import { OpenAIRouteHandler, openaiError } from './openai.handler';
 import type { ResponseDeleted, ResponseInputItem, ResponseInputItemList, ResponseObject } from './openai.responses.types';
 
 /**
@@ -184,21 +184,9 @@ export function pageOf(items: ResponseInputItem[], limit: number, order: 'asc' |
  * for one mock server's store. Keys, error envelope and status errors are the chat route's; the
  * id comes from the path (`ex.pathParam`), the query is read only where it matters.
  */
-export class OpenAIStoredResponsesHandler implements ProviderHandler {
-  readonly provider = 'openai' as const;
-
-  constructor(private readonly store: ResponseStore) {}
-
-  error(status: number, message?: string): ErrorReply {
-    return openaiHandler.error(status, message);
-  }
-
-  invalidJson(): ErrorReply {
-    return openaiHandler.invalidJson();
-  }
-
-  authenticate(ex: Exchange, acceptAnyKey: boolean): ErrorReply | undefined {
-    return openaiHandler.authenticate(ex, acceptAnyKey);
+export class OpenAIStoredResponsesHandler extends OpenAIRouteHandler {
+  constructor(private readonly store: ResponseStore) {
+    super();
   }
 
   /** These routes carry no prompt: only the `x-mock-*` headers direct them. */

@@ -53,6 +53,18 @@ export class TemperatureRangeSchema {
 const REFUSED_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}\*?$/;
 const REFUSED_NAME_MESSAGE = 'entries must be names (letters, digits, _ . -), a trailing * matching any ending';
 
+/** A list of such names (`refused_fields`, `refused_tools`, `refused_betas`), at most 100. */
+function RefusedNames(): PropertyDecorator {
+  const rules = [
+    Optional(),
+    IsArray(),
+    ArrayMaxSize(100),
+    IsString({ each: true }),
+    Matches(REFUSED_NAME, { each: true, message: REFUSED_NAME_MESSAGE }),
+  ];
+  return (target, key) => rules.forEach((rule) => rule(target, key));
+}
+
 /** `policy` block of the policy file (SPEC §4). */
 export class ParameterPolicySchema {
   /** No model writes anywhere near 10 M tokens in one answer; 1e300 would go upstream as sent. */
@@ -63,25 +75,13 @@ export class ParameterPolicySchema {
   // A stream's limit becomes a timer: Node runs one set past ~24.8 days after 1 ms.
   @Optional() @IsInt() @Min(1) @Max(MAX_TIMER_SECONDS) max_stream_seconds?: number;
   /** Extension: top-level request fields refused (400 `policy_violation`), e.g. `service_tier`, `mcp_servers`. */
-  @Optional()
-  @IsArray()
-  @ArrayMaxSize(100)
-  @IsString({ each: true })
-  @Matches(REFUSED_NAME, { each: true, message: REFUSED_NAME_MESSAGE })
+  @RefusedNames()
   refused_fields?: string[];
   /** Extension: tool types refused in `tools` (400 `policy_violation`), e.g. Anthropic's server tools `web_search_*`. */
-  @Optional()
-  @IsArray()
-  @ArrayMaxSize(100)
-  @IsString({ each: true })
-  @Matches(REFUSED_NAME, { each: true, message: REFUSED_NAME_MESSAGE })
+  @RefusedNames()
   refused_tools?: string[];
   /** Extension: `anthropic-beta` features refused on `/v1/messages` (400 `policy_violation`), e.g. the long-context `context-1m-*`. */
-  @Optional()
-  @IsArray()
-  @ArrayMaxSize(100)
-  @IsString({ each: true })
-  @Matches(REFUSED_NAME, { each: true, message: REFUSED_NAME_MESSAGE })
+  @RefusedNames()
   refused_betas?: string[];
   /**
    * Extension: each request names its caller to the provider by a pseudonymous id (OpenAI's
