@@ -124,8 +124,6 @@ export class ResponsesService {
     const { policy } = first.policy;
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy, 'max_output_tokens');
-    // A continuation: only from a response this user made, at the host that stores it; its
-    // context is part of the prompt OpenAI bills.
     // An item reference fetches an item OpenAI stores under the product's shared key, by its id
     // alone: keygate cannot tell whose it is, as it can for a previous response.
     const reference = Array.isArray(body.input) ? body.input.findIndex((item) => isRecord(item) && item.type === 'item_reference') : -1;
@@ -135,6 +133,8 @@ export class ResponsesService {
         'item references are not served through keygate (it cannot tell whose a stored item is); send the item itself, or continue with previous_response_id',
         { param: `input[${reference}]` },
       );
+    // A continuation: only from a response this user made, at the host that stores it; its
+    // context is part of the prompt OpenAI bills.
     const previousId = typeof body.previous_response_id === 'string' ? body.previous_response_id : undefined;
     const previous = previousId === undefined ? undefined : await this.previous(principal, previousId);
     if (previous && previous.baseUrl !== first.access.baseUrl)
