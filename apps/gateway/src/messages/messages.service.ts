@@ -151,14 +151,10 @@ export class MessagesService {
 
   /** The route of a Messages request: the model must be one the product serves through Anthropic. */
   private anthropicRoute(ctx: RequestContext, principal: Principal, body: MessagesRequest, bodyBytes: number): ResolvedRoute {
-    const first = this.router.resolve(ctx, principal, body.model, bodyBytes);
-    if (first.access.provider !== 'anthropic') {
-      throw new GatewayError(
-        'unsupported_parameter',
-        `The model '${body.model}' is served by ${first.access.provider}: /v1/messages serves Anthropic models, use /v1/chat/completions for it`,
-        { param: 'model' },
-      );
-    }
-    return first;
+    return this.router.resolveServedBy(ctx, principal, body.model, bodyBytes, {
+      provider: 'anthropic',
+      route: '/v1/messages',
+      api: 'Anthropic',
+    });
   }
 }

@@ -85,14 +85,11 @@ export class ResponsesService {
 
   async create(ctx: RequestContext, principal: Principal, body: ResponsesRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
     ctx.stream = body.stream === true;
-    const first = this.router.resolve(ctx, principal, body.model, bodyBytes);
-    if (first.access.provider !== 'openai') {
-      throw new GatewayError(
-        'unsupported_parameter',
-        `The model '${body.model}' is served by ${first.access.provider}: /v1/responses serves OpenAI models, use /v1/chat/completions for it`,
-        { param: 'model' },
-      );
-    }
+    const first = this.router.resolveServedBy(ctx, principal, body.model, bodyBytes, {
+      provider: 'openai',
+      route: '/v1/responses',
+      api: 'OpenAI',
+    });
     for (const field of CHAT_CAP_FIELDS) {
       if (body[field] !== undefined)
         throw new GatewayError(

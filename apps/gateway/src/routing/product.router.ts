@@ -49,6 +49,27 @@ export class ProductRouter {
   }
 
   /**
+   * {@link resolve} for a route that passes one provider's API through (`/v1/messages`,
+   * `/v1/responses`): a model another provider serves is refused, naming the route to use instead.
+   */
+  resolveServedBy(
+    ctx: RequestContext,
+    principal: Principal,
+    model: string,
+    bodyBytes: number,
+    served: { provider: ProviderAccess['provider']; route: string; api: string },
+  ): ResolvedRoute {
+    const first = this.resolve(ctx, principal, model, bodyBytes);
+    if (first.access.provider !== served.provider)
+      throw new GatewayError(
+        'unsupported_parameter',
+        `The model '${model}' is served by ${first.access.provider}: ${served.route} serves ${served.api} models, use /v1/chat/completions for it`,
+        { param: 'model' },
+      );
+    return first;
+  }
+
+  /**
    * `model` as resolved in `first`, then the policy's fallbacks for it that this product can serve
    * (and that `accept` takes, for a route bound to one provider).
    */
