@@ -6,7 +6,16 @@
  */
 import { createHash } from 'node:crypto';
 import Anthropic from '@anthropic-ai/sdk';
-import { ANTHROPIC_MODEL, GEMINI_MODEL, mockReply, OPENAI_MODEL, rid, useProviderStack, type FlakyUpstream } from './provider-fixtures';
+import {
+  ANTHROPIC_MODEL,
+  CLAUDE_LIST,
+  GEMINI_MODEL,
+  mockReply,
+  OPENAI_MODEL,
+  rid,
+  useProviderStack,
+  type FlakyUpstream,
+} from './provider-fixtures';
 import { apiError, mintToken, waitFor, type Gateway, type MockUpstream } from './harness';
 
 const MAX_RETRIES = 2;
@@ -627,5 +636,126 @@ describe('POST /v1/messages/count_tokens', () => {
     expect(error.error).toMatchObject({ type: 'error', error: { code: 'unsupported_parameter', param: 'model' } });
     expect(moved).toEqual({});
     await expectOneAudit(id, { status: 400, failure: 'bad_request' });
+  });
+});
+
+describe("GET /v1/models with the Anthropic SDK: the Claude models, in Anthropic's format", () => {
+  const claudes = (): Anthropic => gw.anthropic(mintToken({ product: 'claudes', sub: 'lister' }));
+
+  it('lists the product’s Claude models by name, none of another provider’s, without calling any upstream, audited', async () => {
+    const { id, headers } = rid('anth-models');
+    const { result: page, moved } = await counting(() => claudes().models.list({}, { headers }));
+    expect(page.data.map((m) => m.id)).toEqual([...CLAUDE_LIST]);
+    expect(page.data[1]).toEqual({
+      type: 'model',
+      id: 'claude-sonnet-4-5',
+      display_name: 'claude-sonnet-4-5',
+      created_at: '1970-01-01T00:00:00Z',
+      lifecycle: 'active',
+      capabilities: null,
+      line: null,
+      max_input_tokens: null,
+      max_tokens: null,
+      deprecated_at: null,
+      retires_at: null,
+    });
+    expect(page).toMatchObject({ has_more: false, first_id: CLAUDE_LIST[0], last_id: CLAUDE_LIST[2] });
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 200, failure: null, product: 'claudes', user: 'lister', method: 'GET', path: '/v1/models' });
+  });
+
+  it('pages as Anthropic does: limit, after_id, before_id, and the SDK’s auto-paging', async () => {
+    const first = await claudes().models.list({ limit: 2 });
+    expect(first.data.map((m) => m.id)).toEqual(CLAUDE_LIST.slice(0, 2));
+    expect(first).toMatchObject({ has_more: true, first_id: CLAUDE_LIST[0], last_id: CLAUDE_LIST[1] });
+    const after = await claudes().models.list({ limit: 2, after_id: CLAUDE_LIST[1] });
+    expect(after.data.map((m) => m.id)).toEqual([CLAUDE_LIST[2]]);
+    expect(after.has_more).toBe(false);
+    const before = await claudes().models.list({ limit: 1, before_id: CLAUDE_LIST[2] });
+    expect(before.data.map((m) => m.id)).toEqual([CLAUDE_LIST[1]]);
+    expect(before.has_more).toBe(true);
+    const all: string[] = [];
+    for await (const model of claudes().models.list({ limit: 1 })) all.push(model.id);
+    expect(all).toEqual([...CLAUDE_LIST]);
+    // Every model a product may use is active: asking only for retired ones lists none.
+    expect((await claudes().models.list({ lifecycle: ['retired'] })).data).toEqual([]);
+    expect((await claudes().models.list({ lifecycle: ['deprecated', 'active'] })).data).toHaveLength(3);
+  });
+
+  it('retrieves a Claude model, also one the product serves through a pattern; the key in x-api-key as in the Authorization header', async () => {
+    for (const bearer of [false, true]) {
+      const client = gw.anthropic(mintToken({ product: 'claudes', sub: 'lister' }), { bearer });
+      expect(await client.models.retrieve('claude-haiku-4-5')).toMatchObject({
+        type: 'model',
+        id: 'claude-haiku-4-5',
+        lifecycle: 'active',
+      });
+      expect(await client.models.retrieve('claude-opus-4-1')).toMatchObject({ type: 'model', id: 'claude-opus-4-1' });
+    }
+  });
+
+  it.each([
+    [
+      'another provider’s model',
+      (c: Anthropic, o: { headers: Record<string, string> }) => c.models.retrieve(OPENAI_MODEL, {}, o),
+      404,
+      'model_not_found',
+    ],
+    [
+      'a model the product may not use',
+      (c: Anthropic, o: { headers: Record<string, string> }) => c.models.retrieve('claude-2.1', {}, o),
+      404,
+      'model_not_found',
+    ],
+    ['limit 0', (c: Anthropic, o: { headers: Record<string, string> }) => c.models.list({ limit: 0 }, o), 400, 'invalid_request'],
+    ['limit 1001', (c: Anthropic, o: { headers: Record<string, string> }) => c.models.list({ limit: 1001 }, o), 400, 'invalid_request'],
+    [
+      'an after_id not in the list',
+      (c: Anthropic, o: { headers: Record<string, string> }) => c.models.list({ after_id: OPENAI_MODEL }, o),
+      400,
+      'invalid_request',
+    ],
+    [
+      'after_id and before_id together',
+      (c: Anthropic, o: { headers: Record<string, string> }) => c.models.list({ after_id: CLAUDE_LIST[0], before_id: CLAUDE_LIST[2] }, o),
+      400,
+      'invalid_request',
+    ],
+    [
+      'a lifecycle no model has',
+      (c: Anthropic, o: { headers: Record<string, string> }) => c.models.list({ lifecycle: ['gone' as 'retired'] }, o),
+      400,
+      'invalid_request',
+    ],
+  ])('refuses %s in Anthropic’s envelope, without calling any upstream, audited', async (_what, call, status, code) => {
+    const { id, headers } = rid('anth-models-bad');
+    const { result: error, moved } = await counting(() => sdkError(call(claudes(), { headers })));
+    expect(error.status).toBe(status);
+    expect(error.error).toMatchObject({ type: 'error', error: { code } });
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status, failure: status === 404 ? 'not_found' : 'bad_request', product: 'claudes' });
+  });
+
+  it('refuses a missing token in Anthropic’s envelope (401), and an unknown query parameter (400)', async () => {
+    const anonymous = await gw.fetch('/v1/models', { headers: { 'anthropic-version': '2023-06-01' } });
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toMatchObject({ type: 'error', error: { code: 'invalid_token' } });
+    const unknown = await gw.fetch('/v1/models?workspace=1', {
+      headers: { 'anthropic-version': '2023-06-01', 'x-api-key': mintToken({ product: 'claudes' }) },
+    });
+    expect(unknown.status).toBe(400);
+    expect(await unknown.json()).toMatchObject({ type: 'error', error: { code: 'invalid_request', param: 'workspace' } });
+  });
+
+  it('still answers the OpenAI SDK, which sends no anthropic-version, in OpenAI’s format with every provider’s models', async () => {
+    const page = await gw.openai(mintToken({ product: 'claudes' })).models.list();
+    expect(page.data.map((m) => [m.id, m.owned_by])).toEqual(
+      expect.arrayContaining([
+        [OPENAI_MODEL, 'openai'],
+        [CLAUDE_LIST[1], 'anthropic'],
+        [GEMINI_MODEL, 'gemini'],
+      ]),
+    );
+    expect(page.data.every((m) => m.object === 'model')).toBe(true);
   });
 });

@@ -33,6 +33,8 @@ import {
 
 export const OPENAI_MODEL = 'gpt-4o';
 export const ANTHROPIC_MODEL = 'claude-3-5-sonnet-20241022';
+/** The Claude models product `claudes` names exactly, in its configuration's order. */
+export const CLAUDE_LIST = [ANTHROPIC_MODEL, 'claude-sonnet-4-5', 'claude-haiku-4-5'] as const;
 export const GEMINI_MODEL = 'gemini-1.5-pro';
 /** A Gemini 3 model: the mock gives its function calls ids and checks them on the responses. */
 export const GEMINI_3_MODEL = 'gemini-3-pro-preview';
@@ -94,6 +96,14 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
     prov: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     guarded: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     traced: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
+    // Three Claude models by name and a pattern, beside other providers': Anthropic's model list pages.
+    claudes: {
+      providers: {
+        openai: openaiOnMock,
+        anthropic: { ...anthropicOnMock, models: [...CLAUDE_LIST, 'claude-opus-*'] },
+        gemini: geminiOnMock,
+      },
+    },
     flaky: {
       providers: {
         openai: { api_key: 'sk-mock-flaky', models: [OPENAI_MODEL], base_url: `${urls.flaky}/v1` },

@@ -39,6 +39,11 @@ export class RequestContext {
    * sent (percent-escapes such as `/v1/%6dessages`); undefined when no route matched.
    */
   route: string | undefined = undefined;
+  /**
+   * The request speaks Anthropic's API: its credential may come in `x-api-key` and its errors use
+   * Anthropic's envelope. Set on arrival from the route (and, on a route both APIs share, the client's headers).
+   */
+  anthropic = false;
 
   constructor(
     readonly requestId: string,

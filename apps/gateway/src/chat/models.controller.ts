@@ -1,11 +1,32 @@
 import { Controller, Get, Param, Req, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiParam, ApiProperty, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBearerAuth,
+  ApiExtraModels,
+  ApiHeader,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiProperty,
+  ApiPropertyOptional,
+  ApiQuery,
+  ApiTags,
+  getSchemaPath,
+} from '@nestjs/swagger';
 import { RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
+import { GatewayError } from '@keygate/errors';
+import type { ProductEntry } from '@keygate/secrets';
 import type { FastifyRequest } from 'fastify';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
+import { knownQuery, queryValue } from '../http/query-params';
 import { modelCall } from '../http/request.decorators';
 import { ProductRouter } from '../routing/product.router';
+
+/** Anthropic's `created_at` for every model: keygate knows no release date (OpenAI's `created` is 0 alike). */
+const EPOCH = '1970-01-01T00:00:00Z';
+const PAGE_LIMIT = { test: (value: string): boolean => /^\d{1,4}$/.test(value) && Number(value) >= 1 && Number(value) <= 1000 };
+const MODEL_ID = /^[\x21-\x7e]{1,256}$/;
+const LIFECYCLE = /^(active|deprecated|retired)$/;
 
 class ModelDto {
   @ApiProperty({ example: 'gpt-4o-mini' }) id!: string;
@@ -19,8 +40,48 @@ class ModelListDto {
   @ApiProperty({ type: [ModelDto] }) data!: ModelDto[];
 }
 
-/** `GET /v1/models` and `GET /v1/models/{model}`: the models the caller's product may use, in OpenAI's format. */
+/**
+ * A model in Anthropic's Models API format, as the Anthropic SDKs' `models.retrieve` reads it. keygate
+ * knows a model's name and nothing else about it: what Anthropic documents as unknown-able is so
+ * (`created_at` the epoch, `capabilities` and the token limits null), the rest says "available".
+ */
+class AnthropicModelDto {
+  @ApiProperty({ example: 'model' }) type!: 'model';
+  @ApiProperty({ example: 'claude-sonnet-4-5' }) id!: string;
+  @ApiProperty({ example: 'claude-sonnet-4-5', description: 'The id: keygate knows no display name' }) display_name!: string;
+  @ApiProperty({ example: EPOCH, description: 'The epoch: keygate knows no release date (`created` is 0 in the OpenAI format)' })
+  created_at!: string;
+  @ApiProperty({ example: 'active', description: 'Every model a product may use is `active`' }) lifecycle!: 'active';
+  @ApiProperty({ type: Object, nullable: true, example: null }) capabilities!: null;
+  @ApiProperty({ type: String, nullable: true, example: null }) line!: null;
+  @ApiProperty({ type: Number, nullable: true, example: null }) max_input_tokens!: null;
+  @ApiProperty({ type: Number, nullable: true, example: null }) max_tokens!: null;
+  @ApiProperty({ type: String, nullable: true, example: null }) deprecated_at!: null;
+  @ApiProperty({ type: String, nullable: true, example: null }) retires_at!: null;
+}
+
+/** One page of Anthropic's model list (`models.list`, whose auto-paging follows `last_id`). */
+class AnthropicModelListDto {
+  @ApiProperty({ type: [AnthropicModelDto] }) data!: AnthropicModelDto[];
+  @ApiProperty({ example: false }) has_more!: boolean;
+  @ApiPropertyOptional({ type: String, nullable: true, example: 'claude-sonnet-4-5' }) first_id!: string | null;
+  @ApiPropertyOptional({ type: String, nullable: true, example: 'claude-sonnet-4-5' }) last_id!: string | null;
+}
+
+/** The `anthropic-version` header that selects Anthropic's format (every Anthropic SDK sends it). */
+const ANTHROPIC_FORMAT = ApiHeader({
+  name: 'anthropic-version',
+  required: false,
+  description: "Present (as the Anthropic SDKs send it): Anthropic's format, with the Claude models only; absent: OpenAI's",
+});
+
+/**
+ * `GET /v1/models` and `GET /v1/models/{model}`: the models the caller's product may use, in
+ * OpenAI's format; or, for a client that sends `anthropic-version` (the Anthropic SDKs, Claude
+ * Code), the Claude models in Anthropic's, which is all the Messages API can serve it.
+ */
 @ApiTags('models')
+@ApiExtraModels(ModelListDto, AnthropicModelListDto, ModelDto, AnthropicModelDto)
 @ApiBearerAuth()
 @UseGuards(CredentialGuard, RequestLimitsGuard)
 @Controller('v1/models')
@@ -29,17 +90,22 @@ export class ModelsController {
 
   @Get()
   @ApiOperation({ summary: "List the models of the caller's product" })
-  @ApiOkResponse({ type: ModelListDto })
+  @ANTHROPIC_FORMAT
+  @ApiQuery({ name: 'limit', required: false, description: 'Anthropic format: models per page, 1–1000 (default 20)' })
+  @ApiQuery({ name: 'after_id', required: false, description: 'Anthropic format: the page after this model' })
+  @ApiQuery({ name: 'before_id', required: false, description: 'Anthropic format: the page before this model' })
+  @ApiQuery({
+    name: 'lifecycle',
+    required: false,
+    description: 'Anthropic format: active, deprecated, retired (every listed model is active)',
+  })
+  @ApiOkResponse({ schema: { oneOf: [{ $ref: getSchemaPath(ModelListDto) }, { $ref: getSchemaPath(AnthropicModelListDto) }] } })
   @ApiGatewayErrors()
-  list(@Req() request: FastifyRequest): ModelListDto {
-    const { product } = this.router.product(modelCall(request).principal);
-    // Exact names only (a pattern names no model), each once, with the provider that serves it.
-    const data: ModelDto[] = [];
-    for (const id of product.modelIds) {
-      const access = product.route(id);
-      if (access) data.push(model(id, access.provider));
-    }
-    return { object: 'list', data };
+  list(@Req() request: FastifyRequest): ModelListDto | AnthropicModelListDto {
+    const { ctx, principal } = modelCall(request);
+    const { product } = this.router.product(principal);
+    if (ctx.anthropic) return anthropicPage(served(product, 'anthropic').map(anthropicModel), request.query as Record<string, unknown>);
+    return { object: 'list', data: served(product).map(([id, provider]) => model(id, provider)) };
   }
 
   /** A model id with a slash (an OpenAI-compatible host's `meta-llama/Llama-3.1-8B`) is sent encoded, as the SDKs do. */
@@ -49,18 +115,100 @@ export class ModelsController {
     description: 'A name the product serves through a pattern (`gpt-4o*`) is answered too: chat would accept it.',
   })
   @ApiParam({ name: 'model', example: 'gpt-4o-mini' })
-  @ApiOkResponse({ type: ModelDto })
+  @ANTHROPIC_FORMAT
+  @ApiOkResponse({ schema: { oneOf: [{ $ref: getSchemaPath(ModelDto) }, { $ref: getSchemaPath(AnthropicModelDto) }] } })
   @ApiGatewayErrors()
-  retrieve(@Req() request: FastifyRequest, @Param('model') id: string): ModelDto {
+  retrieve(@Req() request: FastifyRequest, @Param('model') id: string): ModelDto | AnthropicModelDto {
     const { ctx, principal } = modelCall(request);
     const { product } = this.router.product(principal);
     ctx.model = id;
     ctx.requestedModel = id;
     // As chat resolves it: 404 model_not_found for a model the product may not use.
-    return model(id, this.router.serve(ctx, product, id).access.provider);
+    const { provider } = this.router.serve(ctx, product, id).access;
+    if (!ctx.anthropic) return model(id, provider);
+    // The Messages API serves Claude models only: another provider's model does not exist for this client.
+    if (provider !== 'anthropic')
+      throw new GatewayError('model_not_found', `The model '${id}' is served by ${provider}; Anthropic's API serves Claude models only`, {
+        param: 'model',
+      });
+    knownQuery(request.query as Record<string, unknown>, []);
+    return anthropicModel([id, provider]);
   }
+}
+
+/** The product's models by exact name (a pattern names no model), each once, with the provider that serves it. */
+function served(product: ProductEntry, only?: string): Array<[id: string, provider: string]> {
+  const out: Array<[string, string]> = [];
+  for (const id of product.modelIds) {
+    const access = product.route(id);
+    if (access && (only === undefined || access.provider === only)) out.push([id, access.provider]);
+  }
+  return out;
 }
 
 function model(id: string, provider: string): ModelDto {
   return { id, object: 'model', created: 0, owned_by: provider };
+}
+
+function anthropicModel([id]: [id: string, provider: string]): AnthropicModelDto {
+  return {
+    type: 'model',
+    id,
+    display_name: id,
+    created_at: EPOCH,
+    lifecycle: 'active',
+    capabilities: null,
+    line: null,
+    max_input_tokens: null,
+    max_tokens: null,
+    deprecated_at: null,
+    retires_at: null,
+  };
+}
+
+/** Anthropic's `lifecycle` filter (`lifecycle[]=…` as the SDKs send it): whether it keeps active models. */
+function listsActive(params: Record<string, unknown>): boolean {
+  const values: string[] = [];
+  for (const name of ['lifecycle', 'lifecycle[]']) {
+    const value = params[name];
+    if (value === undefined) continue;
+    for (const one of Array.isArray(value) ? (value as unknown[]) : [value])
+      values.push(queryValue(one, 'lifecycle', LIFECYCLE, 'active, deprecated or retired'));
+  }
+  if (values.length > 3) throw new GatewayError('invalid_request', 'lifecycle takes at most 3 values', { param: 'lifecycle' });
+  return values.length === 0 || values.includes('active');
+}
+
+/**
+ * One page of Anthropic's model list: `limit` models after `after_id`, or before `before_id`, with
+ * `has_more` in the direction paged (Anthropic's cursor rules); none when `lifecycle` asks only for
+ * deprecated or retired models. A cursor that names no listed model is refused, as are both cursors
+ * at once and any other parameter.
+ */
+function anthropicPage(all: AnthropicModelDto[], query: Record<string, unknown> | undefined): AnthropicModelListDto {
+  const params = knownQuery(query, ['limit', 'after_id', 'before_id', 'lifecycle', 'lifecycle[]']);
+  const models = listsActive(params) ? all : [];
+  const limit = params.limit === undefined ? 20 : Number(queryValue(params.limit, 'limit', PAGE_LIMIT, 'a whole number from 1 to 1000'));
+  if (params.after_id !== undefined && params.before_id !== undefined)
+    throw new GatewayError('invalid_request', 'after_id and before_id cannot be used together', { param: 'before_id' });
+  const cursor = (param: 'after_id' | 'before_id'): number => {
+    const id = queryValue(params[param], param, MODEL_ID, 'a model id');
+    const at = models.findIndex((m) => m.id === id);
+    if (at === -1) throw new GatewayError('invalid_request', `${param}: no model '${id.slice(0, 64)}' in this list`, { param });
+    return at;
+  };
+  let from = 0;
+  let to = Math.min(models.length, limit);
+  let hasMore = models.length > to;
+  if (params.after_id !== undefined) {
+    from = cursor('after_id') + 1;
+    to = Math.min(models.length, from + limit);
+    hasMore = models.length > to;
+  } else if (params.before_id !== undefined) {
+    to = cursor('before_id');
+    from = Math.max(0, to - limit);
+    hasMore = from > 0;
+  }
+  const data = models.slice(from, to);
+  return { data, has_more: hasMore, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null };
 }

@@ -8,11 +8,11 @@ import { LifecycleState } from '@keygate/health';
 import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext, type RequestLabels } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { errorBodyFor, isAnthropicRequest } from '../messages/anthropic-errors';
+import { errorBodyFor, isAnthropicRequest, speaksAnthropic } from '../messages/anthropic-errors';
 
 /**
  * Claude Code (`ANTHROPIC_API_KEY`, a key helper) and older Anthropic SDKs send their key in `x-api-key`: on
- * the Anthropic route a token there is read as the bearer token, when no `Authorization` came.
+ * a request that speaks Anthropic's API a token there is read as the bearer token, when no `Authorization` came.
  */
 function adoptAnthropicKey(request: FastifyRequest): void {
   const key = request.headers['x-api-key'];
@@ -121,6 +121,7 @@ export class RequestLifecycle {
       AUDITED.test(path) || (route !== undefined && AUDITED.test(route)),
     );
     ctx.route = route;
+    ctx.anthropic = speaksAnthropic(route, path, raw.headers);
     attachContext(raw, ctx);
     this.open.set(ctx, reply.raw);
     // Set on the raw response so hijacked (streamed) replies carry it too.

@@ -1,17 +1,26 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
 import type { RelayDialect } from '../chat/sse-relay';
 
 /** keygate's Anthropic-compatible routes. */
 const ANTHROPIC_PATHS: ReadonlySet<string | undefined> = new Set(['/v1/messages', '/v1/messages/count_tokens']);
+/** Routes both APIs have: the Anthropic SDKs, which always send `anthropic-version`, get Anthropic's shapes there. */
+const SHARED_PATHS: ReadonlySet<string | undefined> = new Set(['/v1/models', '/v1/models/:model']);
 
 /**
- * Whether a request is for one of the Anthropic-compatible routes (their credentials and error
- * envelope): the route matched, however its path was spelt, or its path when none matched (a
- * `GET /v1/messages`).
+ * Whether a request speaks Anthropic's API (its credentials and error envelope): an Anthropic
+ * route matched, however its path was spelt, or its path when none matched (a `GET /v1/messages`);
+ * or a route both APIs have, called with `anthropic-version`.
  */
-export function isAnthropicRequest(ctx: Pick<RequestContext, 'path' | 'route'> | undefined): boolean {
-  return ctx !== undefined && ANTHROPIC_PATHS.has(ctx.route ?? ctx.path);
+export function speaksAnthropic(route: string | undefined, path: string, headers: IncomingHttpHeaders): boolean {
+  const at = route ?? path;
+  return ANTHROPIC_PATHS.has(at) || (SHARED_PATHS.has(at) && headers['anthropic-version'] !== undefined);
+}
+
+/** Whether a request was found to speak Anthropic's API on arrival (see {@link speaksAnthropic}). */
+export function isAnthropicRequest(ctx: Pick<RequestContext, 'anthropic'> | undefined): boolean {
+  return ctx?.anthropic === true;
 }
 
 /**
@@ -23,10 +32,7 @@ export function anthropicErrorBody(error: GatewayError): { type: 'error' } & Ret
 }
 
 /** The error body for a request: Anthropic's envelope on its routes, the contract's elsewhere. */
-export function errorBodyFor(
-  ctx: Pick<RequestContext, 'path' | 'route'> | undefined,
-  error: GatewayError,
-): ReturnType<GatewayError['toBody']> {
+export function errorBodyFor(ctx: Pick<RequestContext, 'anthropic'> | undefined, error: GatewayError): ReturnType<GatewayError['toBody']> {
   return isAnthropicRequest(ctx) ? anthropicErrorBody(error) : error.toBody();
 }
 
