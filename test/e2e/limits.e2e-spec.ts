@@ -650,6 +650,66 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     ).toBe(false);
   });
 
+  it('keeps an operator of one product (scope keygate.admin:<product>) to it: its blocks and usage, nothing of another', async () => {
+    const operator = mintToken({
+      product: P.blocks,
+      sub: uniqueId('product-ops'),
+      extraClaims: { scope: `openid keygate.admin:${P.blocks}` },
+    });
+    const user = uniqueId('scoped-target');
+    const token = mintToken({ product: P.blocks, sub: user });
+    const created = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, user, reason: 'scoped' }, operator);
+    expect(created.status).toBe(201);
+    expect(await msUntilStatus(replicas[1], token, 403)).toBeLessThan(1_000);
+    expect((await adminCall(replicas[2], 'GET', `/admin/usage?product=${P.blocks}`, undefined, operator)).status).toBe(200);
+
+    // Another product's block, made by an operator of every product (for a user no test uses); listed
+    // where both were made, so that nothing waits on the other replicas' refresh.
+    const ghost = uniqueId('ghost');
+    expect((await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.daily, user: ghost, reason: 'other product' })).status).toBe(
+      201,
+    );
+    const listedTo = async (who: string): Promise<Array<{ product: string; user: string | null }>> =>
+      (
+        (await adminCall(replicas[0], 'GET', '/admin/blocks', undefined, who)).json as {
+          data: Array<{ product: string; user: string | null }>;
+        }
+      ).data;
+    expect(await listedTo(adminToken)).toEqual(expect.arrayContaining([expect.objectContaining({ product: P.daily, user: ghost })]));
+    const seen = await listedTo(operator);
+    expect(seen).toEqual(expect.arrayContaining([expect.objectContaining({ product: P.blocks, user })]));
+    expect(seen.every((b) => b.product === P.blocks)).toBe(true);
+
+    // Every route refuses it another product (403), a product this gateway does not serve too (it learns nothing of the others).
+    for (const [method, path, body] of [
+      ['POST', '/admin/blocks', { product: P.daily, reason: 'not mine' }],
+      ['DELETE', `/admin/blocks?product=${P.daily}&user=${ghost}`, undefined],
+      ['GET', `/admin/usage?product=${P.daily}`, undefined],
+      ['GET', '/admin/usage?product=no-such-product', undefined],
+    ] as const) {
+      const answer = await adminCall(replicas[0], method, path, body, operator);
+      expect({ method, path, status: answer.status, code: errorOf(answer).code }).toEqual({ method, path, status: 403, code: 'forbidden' });
+    }
+    expect(await listedTo(adminToken)).toEqual(expect.arrayContaining([expect.objectContaining({ product: P.daily, user: ghost })]));
+    expect((await listedTo(adminToken)).some((b) => b.product === P.daily && b.user === null)).toBe(false);
+
+    // A scope naming no product is no admin scope at all.
+    const empty = await adminCall(
+      replicas[0],
+      'GET',
+      '/admin/blocks',
+      undefined,
+      mintToken({ product: P.blocks, extraClaims: { scope: 'keygate.admin:' } }),
+    );
+    expect(empty.status).toBe(403);
+
+    expect((await adminCall(replicas[1], 'DELETE', `/admin/blocks?product=${P.blocks}&user=${user}`, undefined, operator)).status).toBe(
+      200,
+    );
+    expect((await adminCall(replicas[1], 'DELETE', `/admin/blocks?product=${P.daily}&user=${ghost}`)).status).toBe(200);
+    expect(await msUntilStatus(replicas[2], token, 200)).toBeLessThan(1_000);
+  });
+
   it('throttles the operator routes per operator (120 a minute), with the contract 429 and Retry-After; another operator is unaffected', async () => {
     const busy = mintToken({ product: P.blocks, sub: uniqueId('busy-ops'), extraClaims: { scope: 'keygate.admin' } });
     const answers: Answer[] = [];

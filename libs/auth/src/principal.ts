@@ -9,5 +9,26 @@ export interface Principal {
   scopes: readonly string[];
 }
 
-/** The scope admin routes require (SPEC §5). */
+/** The scope admin routes require (SPEC §5): an operator of every product. */
 export const ADMIN_SCOPE = 'keygate.admin';
+/** `keygate.admin:<product>`: an operator of that product alone (its blocks and usage); one scope per product. */
+export const PRODUCT_ADMIN_SCOPE_PREFIX = `${ADMIN_SCOPE}:`;
+
+/** The products a credential may operate on through the admin routes. */
+export type AdminReach = { readonly all: true } | { readonly all: false; readonly products: ReadonlySet<string> };
+
+/** What a credential's scopes let it administer: every product, the products its `keygate.admin:<product>` scopes name, or none. */
+export function adminReach(principal: Pick<Principal, 'scopes'> | undefined): AdminReach {
+  const scopes = principal?.scopes ?? [];
+  if (scopes.includes(ADMIN_SCOPE)) return { all: true };
+  const products = new Set<string>();
+  for (const scope of scopes)
+    if (scope.startsWith(PRODUCT_ADMIN_SCOPE_PREFIX) && scope.length > PRODUCT_ADMIN_SCOPE_PREFIX.length)
+      products.add(scope.slice(PRODUCT_ADMIN_SCOPE_PREFIX.length));
+  return { all: false, products };
+}
+
+/** Whether a credential's admin reach takes in a product. */
+export function administers(reach: AdminReach, product: string): boolean {
+  return reach.all || reach.products.has(product);
+}

@@ -2,7 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Query, UseGuards
 import { length } from 'class-validator';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { ThrottlerGuard } from '@nestjs/throttler';
-import { AdminScopeGuard, CredentialGuard, type Principal } from '@keygate/auth';
+import { administers, AdminScopeGuard, adminReach, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
@@ -27,6 +27,15 @@ function isControl(char: string): boolean {
   return code < 0x20 || code === 0x7f;
 }
 
+/**
+ * Refuses (403) an operator whose scopes do not take in the product: checked before the product is
+ * looked up, so an operator of one product learns nothing of the others.
+ */
+function mayOperate(admin: Principal, product: string): void {
+  if (!administers(adminReach(admin), product))
+    throw new GatewayError('forbidden', `this credential may not administer product ${product.slice(0, 64)}`, { param: 'product' });
+}
+
 /** A real calendar day, YYYY-MM-DD: 2024-02-30 is not one. */
 function isDay(value: string): boolean {
   if (!DAY.test(value)) return false;
@@ -36,7 +45,8 @@ function isDay(value: string): boolean {
 
 /**
  * Operator routes: blocks (in force on every replica within a second) and daily usage. A
- * credential with the `keygate.admin` scope is required; then a per-operator throttle.
+ * credential with the `keygate.admin` scope is required, or `keygate.admin:<product>`, which keeps
+ * the operator to the products it names; then a per-operator throttle.
  */
 @ApiTags('admin')
 @ApiBearerAuth()
@@ -57,6 +67,7 @@ export class AdminController {
   @ApiAdminErrors()
   @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
   async create(@Body() body: CreateBlockDto, @CurrentPrincipal() admin: Principal): Promise<Block> {
+    mayOperate(admin, body.product);
     // A misspelt product would be a block that stops nothing while the operator believes it does.
     if (!this.secrets.product(body.product))
       throw new GatewayError('invalid_request', `product ${body.product} is not configured on this gateway`, { param: 'product' });
@@ -84,8 +95,9 @@ export class AdminController {
   @ApiOperation({ summary: 'List the blocks in force' })
   @ApiOkResponse({ type: BlockListDto })
   @ApiAdminErrors()
-  list(): { data: Block[] } {
-    return { data: this.blocks.list() };
+  list(@CurrentPrincipal() admin: Principal): { data: Block[] } {
+    const reach = adminReach(admin);
+    return { data: this.blocks.list().filter((block) => administers(reach, block.product)) };
   }
 
   @Delete('blocks')
@@ -100,6 +112,7 @@ export class AdminController {
     const { product: productParam, user: userParam } = knownQuery(query, ['product', 'user']);
     if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
+    mayOperate(admin, product);
     const user = userParam === undefined ? null : queryValue(userParam, 'user', USER, 'one user id (1-256 characters)');
     const deleted = await this.blocks.remove(product, user);
     if (!deleted) throw new GatewayError('route_not_found', 'no such block');
@@ -113,10 +126,14 @@ export class AdminController {
   @ApiQuery({ name: 'date', required: false, description: 'YYYY-MM-DD (UTC): today (the default) or yesterday; counts are kept two days' })
   @ApiOkResponse({ type: UsageDto })
   @ApiAdminErrors()
-  async usage(@Query() query: Record<string, unknown>): Promise<{ product: string; date: string } & DailyUsage> {
+  async usage(
+    @Query() query: Record<string, unknown>,
+    @CurrentPrincipal() admin: Principal,
+  ): Promise<{ product: string; date: string } & DailyUsage> {
     const { product: productParam, date: dateParam } = knownQuery(query, ['product', 'date']);
     if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
+    mayOperate(admin, product);
     // A misspelt product would read as a product that had no traffic.
     if (!this.secrets.product(product))
       throw new GatewayError('invalid_request', `product ${product} is not configured on this gateway`, { param: 'product' });
