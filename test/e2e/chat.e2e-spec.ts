@@ -3,6 +3,7 @@
  * checks the HTTP outcome, how many requests reached the upstream, and the request's audit line.
  */
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import jwt from 'jsonwebtoken';
 import { APIUserAbortError } from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
@@ -787,6 +788,28 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     expect((result.json as ErrorBody).error.code).toBe('request_too_large');
     expect(calls).toBe(0);
     await expectOneAudit(gw, id, { status: 413, failure: 'policy' });
+  });
+
+  it('audits client_abort (499), not the 413 it never heard, for a client that leaves while keygate waits for its body to drain', async () => {
+    const id = uniqueId('huge-gone');
+    const { calls } = await countingUpstream(
+      () =>
+        new Promise<void>((resolve) => {
+          const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () => {
+            // Above every product's limit, so refused on its Content-Length; the answer waits for
+            // the body, which never comes: the client gives up first.
+            socket.write(
+              `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${demoToken}\r\n` +
+                `Content-Type: application/json\r\nContent-Length: 2000000\r\nX-Request-Id: ${id}\r\n\r\n{"model":`,
+            );
+            setTimeout(() => socket.destroy(), 300);
+          });
+          socket.on('data', () => undefined);
+          socket.on('close', () => resolve());
+        }),
+    );
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 499, failure: 'client_abort' });
   });
 
   it('lets the SDK read that 413 for an 8 MB body, not a reset mid-upload (which it would retry, upload and all)', async () => {

@@ -5,6 +5,7 @@
  * audit line. Fallbacks and retries use a second, in-test upstream that fails on demand (see
  * `provider-fixtures.ts` for why the mock's directives cannot fail only the primary).
  */
+import { request as httpRequest } from 'node:http';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import {
   ANTHROPIC_MODEL,
@@ -912,6 +913,42 @@ describe('POST /v1/embeddings', () => {
       attempts: 1 + MAX_RETRIES,
       tokens_in: firstBatch.usage.prompt_tokens,
     });
+  });
+
+  it('audits client_abort (499), not 200, when the client leaves halfway through reading a large answer', async () => {
+    // About 18 MB of vectors: more than the connection's socket buffers hold, so the client's
+    // leaving is what ends the answer (a small one would be in the kernel's buffers, delivered).
+    const body = JSON.stringify({
+      model: OPENAI_EMBEDDING_MODEL,
+      input: Array.from({ length: 600 }, (_, i) => `line ${i}`),
+      encoding_format: 'float',
+    });
+    const { id } = rid('emb-leave-reading');
+    const received = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${gw.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-request-id': id },
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        expect(res.statusCode).toBe(200);
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          // Stop reading after the first 64 KB: the connection closes with the rest unread.
+          if (bytes >= 65_536 && !res.destroyed) {
+            res.destroy();
+            resolve(bytes);
+          }
+        });
+        res.on('end', () => reject(new Error(`read the whole answer (${bytes} bytes): the test proves nothing`)));
+      });
+      req.end(body);
+    });
+    expect(received).toBeLessThan(1_000_000);
+    const audit = await expectOneAudit(id, { status: 499, failure: 'client_abort', provider: 'openai', path: '/v1/embeddings' });
+    // The upstream embedded the input: it is billed, as for a client that left while waiting.
+    expect(audit.tokens_in).toBeGreaterThan(0);
   });
 
   it('refuses an Anthropic model with 400 naming model, without calling any upstream', async () => {

@@ -126,7 +126,9 @@ export class RequestLifecycle {
     this.open.set(ctx, reply.raw);
     // Set on the raw response so hijacked (streamed) replies carry it too.
     reply.raw.setHeader('x-request-id', ctx.requestId);
-    reply.raw.once('close', () => this.onClose(ctx, reply.raw.writableFinished, reply.raw.statusCode));
+    // The connection now: a keep-alive response is detached from it once finished.
+    const socket = raw.socket;
+    reply.raw.once('close', () => this.onClose(ctx, reply.raw, socket));
     return ctx;
   }
 
@@ -199,16 +201,19 @@ export class RequestLifecycle {
     refuse(ctx, reply.header('connection', 'close'), new GatewayError('invalid_request', 'an HTTP/1.1 request needs a Host header'));
   }
 
-  private onClose(ctx: RequestContext, finished: boolean, statusCode: number): void {
+  private onClose(ctx: RequestContext, res: ServerResponse, socket: Socket | null): void {
     this.open.delete(ctx);
-    if (!finished) {
-      // A response closed before it finished: the client left, unless keygate ended it and said
-      // why first (a stream cut at its limit or by the drain, the drain's 503): the first failure
-      // recorded stands. A client leaving during the drain's grace is a client abort too.
+    if (!delivered(res, socket)) {
+      // A response closed before it reached the client: the client left, unless keygate ended it
+      // and said why first (a stream cut at its limit or by the drain, the drain's 503): the first
+      // failure recorded stands. A client leaving during the drain's grace is a client abort too,
+      // and so is one that left before hearing a refusal keygate held back (a 413 waiting for the
+      // body to drain): it heard no reason.
+      if (!res.headersSent) ctx.failure = null;
       ctx.fail('client_abort', CLIENT_CLOSED_REQUEST);
       ctx.abort.abort();
     } else if (ctx.status === 0) {
-      ctx.status = statusCode;
+      ctx.status = res.statusCode;
     }
     // An error answered outside keygate's filter (a plugin's own reply) still gets its class (SPEC §7).
     if (ctx.failure === null && ctx.status >= 400) ctx.failure = failureForStatus(ctx.status);
@@ -223,6 +228,16 @@ export class RequestLifecycle {
       });
     this.audited.add(done);
   }
+}
+
+/**
+ * Whether a response reached the client whole. `writableFinished` alone cannot tell: a body handed
+ * to the socket in one `end()` (a large answer) leaves the response finished even when the client
+ * resets the connection halfway through reading it; the socket has errored by then, while after a
+ * delivered response it has not (a keep-alive response closes as soon as it finishes).
+ */
+function delivered(res: ServerResponse, socket: Socket | null): boolean {
+  return res.writableFinished && !socket?.errored;
 }
 
 /**
