@@ -11,6 +11,7 @@ import {
   CLAUDE_LIST,
   GEMINI_MODEL,
   mockReply,
+  OPENAI_EMBEDDING_MODEL,
   OPENAI_MODEL,
   rid,
   useProviderStack,
@@ -534,7 +535,7 @@ describe('end_user_id: each request names its caller to the provider', () => {
     traced = mintToken({ product: 'traced', sub: 'traced-user' });
   });
 
-  it('sends OpenAI safety_identifier on chat and the Responses API, replacing what the client claimed', async () => {
+  it('sends OpenAI safety_identifier on chat and the Responses API, and user on embeddings, replacing what the client claimed', async () => {
     const chat = await counting(() =>
       gw.openai(traced).chat.completions.create({
         model: OPENAI_MODEL,
@@ -546,6 +547,11 @@ describe('end_user_id: each request names its caller to the provider', () => {
     expect(chat.after.last['openai.chat']?.body).toMatchObject({ safety_identifier: expected, user: expected });
     const responses = await counting(() => gw.openai(traced).responses.create({ model: OPENAI_MODEL, input: 'hi' }));
     expect(responses.after.last['openai.responses']?.body).toMatchObject({ safety_identifier: expected });
+    // Embeddings name the caller in OpenAI's `user`, the client's own value replaced.
+    const embedded = await counting(() =>
+      gw.openai(traced).embeddings.create({ model: OPENAI_EMBEDDING_MODEL, input: 'hi', user: 'ceo@example.com' }),
+    );
+    expect(embedded.after.last['openai.embeddings']?.body).toMatchObject({ user: expected });
     // Off for other products: their bodies go as the client sent them.
     const plain = await counting(() =>
       gw.openai(token).chat.completions.create({ model: OPENAI_MODEL, messages: [{ role: 'user', content: 'hi' }] }),

@@ -3,6 +3,7 @@ import { GatewayConfig } from '@keygate/config';
 import type { Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { QuotaService } from '@keygate/limits';
+import { endUserId } from '@keygate/policy';
 import type { RequestContext } from '@keygate/observability';
 import { retryDelay, runAttempts, TokenTally, UpstreamError, type EmbeddingsRequest, type PartsSpend } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
@@ -28,7 +29,7 @@ export class EmbeddingsService {
   ) {}
 
   async embed(ctx: RequestContext, principal: Principal, body: EmbeddingsRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
-    const { access, adapter } = this.router.resolve(ctx, principal, body.model, bodyBytes);
+    const { access, adapter, policy } = this.router.resolve(ctx, principal, body.model, bodyBytes);
     if (!adapter.embeddings) {
       throw new GatewayError(
         'unsupported_parameter',
@@ -36,6 +37,9 @@ export class EmbeddingsService {
         { param: 'model' },
       );
     }
+    // The policy's end_user_id: OpenAI's `user` names the caller (the client's own value replaced:
+    // it could pass for someone else); Gemini's embeddings have no such field.
+    if (policy.policy.endUserId) body.user = endUserId(principal.product, principal.user);
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
     const tokens = this.quota.enabled(principal.product) ? inputTokens(body.input) : undefined;
     const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
