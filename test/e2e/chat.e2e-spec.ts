@@ -790,6 +790,31 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 413, failure: 'policy' });
   });
 
+  it('refuses a request target with a fragment (400, before any upstream call), audited under its path without it', async () => {
+    const id = uniqueId('fragment');
+    const body = JSON.stringify({ model: 'gpt-4o', messages: user(prompt('fragment')) });
+    const { result: answer, calls } = await countingUpstream(
+      () =>
+        new Promise<string>((resolve, reject) => {
+          let text = '';
+          const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () => {
+            socket.write(
+              `POST /v1/chat/completions#secret-looking-text HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${demoToken}\r\n` +
+                `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
+            );
+          });
+          socket.setEncoding('utf8');
+          socket.on('data', (chunk: string) => (text += chunk));
+          socket.on('error', reject);
+          socket.on('close', () => resolve(text));
+        }),
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toContain('"code":"invalid_request"');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', path: '/v1/chat/completions' });
+  });
+
   it('audits client_abort (499), not the 413 it never heard, for a client that leaves while keygate waits for its body to drain', async () => {
     const id = uniqueId('huge-gone');
     const { calls } = await countingUpstream(

@@ -4,6 +4,8 @@ describe('requestPath', () => {
   it.each([
     ['/v1/chat/completions', '/v1/chat/completions'],
     ['/v1/models?limit=2', '/v1/models'],
+    ['/v1/embeddings#frag', '/v1/embeddings'],
+    ['/v1/models?x=1#frag', '/v1/models'],
     ['http://evil.example/v1/chat/completions', '/v1/chat/completions'],
     ['https://evil.example:8443/chat/demo?x=1', '/chat/demo'],
     ['HTTP://Evil.Example/v1/embeddings', '/v1/embeddings'],

@@ -96,6 +96,9 @@ export class RequestLifecycle {
           reply,
           new GatewayError('invalid_request', `Content-Encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`),
         );
+      // RFC 9112 §3.2: a request target has no fragment (clients strip it); Node's parser lets one through.
+      if (request.raw.url?.includes('#'))
+        return refuse(ctx, reply, new GatewayError('invalid_request', 'the request target may not carry a fragment (#…)'));
       if (isAnthropicRequest(ctx)) adoptAnthropicKey(request);
       done();
     });
@@ -241,12 +244,13 @@ function delivered(res: ServerResponse, socket: Socket | null): boolean {
 }
 
 /**
- * The path of a request target, without its query: for the origin form (`/v1/...`) as sent, and for
+ * The path of a request target, without its query (or a fragment, which no request target may
+ * carry: such a request is refused, and its audit path holds none of the client's text): for the origin form (`/v1/...`) as sent, and for
  * the absolute form (`http://host/v1/...`, which HTTP/1.1 servers must accept and Fastify routes by
  * its path) without scheme and authority, so such a request is audited like any other.
  */
 export function requestPath(url: string): string {
-  const path = url.split('?', 1)[0];
+  const path = url.split(/[?#]/, 1)[0];
   if (path.startsWith('/')) return path;
   const absolute = ABSOLUTE_FORM.exec(path);
   return absolute ? path.slice(absolute[0].length) || '/' : path;
