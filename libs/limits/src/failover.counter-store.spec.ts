@@ -11,6 +11,7 @@ import {
   type HitOutcome,
 } from './counter.store';
 import { FailoverCounterStore } from './failover.counter-store';
+import { RedisCounterStore } from './redis.counter-store';
 
 // Integration spec: Redis reached directly, through a dead port, and through a local TCP proxy that
 // can cut or freeze the connection (an outage without touching the shared Redis). Keys of this run only.
@@ -52,6 +53,10 @@ function capture(): { logger: JsonLogger; lines: Array<Record<string, unknown>> 
   return { logger: new JsonLogger('debug', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)), lines };
 }
 
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> {
   const start = performance.now();
   const value = await work();
@@ -68,12 +73,13 @@ async function until(what: string, probe: () => boolean | Promise<boolean>, time
 
 /**
  * A TCP proxy in front of the real Redis that can be taken down (connections cut), frozen (bytes
- * swallowed) or slowed (Redis's replies delivered `slowMs` late, in order: Redis has run the command).
+ * swallowed), slowed (Redis's replies delivered `slowMs` late, in order: Redis has run the command)
+ * or made deaf (commands reach Redis, its replies are swallowed).
  */
 class RedisProxy {
   private server!: Server;
   private readonly sockets = new Set<Socket>();
-  mode: 'up' | 'down' | 'frozen' | 'slow' = 'up';
+  mode: 'up' | 'down' | 'frozen' | 'slow' | 'deaf' = 'up';
   slowMs = 400;
   port = 0;
 
@@ -91,13 +97,13 @@ class RedisProxy {
         this.sockets.delete(upstream);
       };
       client.on('data', (chunk) => {
-        if (this.mode === 'up' || this.mode === 'slow') upstream.write(chunk);
+        if (this.mode === 'up' || this.mode === 'slow' || this.mode === 'deaf') upstream.write(chunk);
       });
       // Replies delayed in 'slow' mode stay ahead of later ones, whatever the mode is by then.
       let delayed = 0;
       let chain = Promise.resolve();
       upstream.on('data', (chunk: Buffer) => {
-        if (this.mode === 'frozen' || this.mode === 'down') return;
+        if (this.mode === 'frozen' || this.mode === 'down' || this.mode === 'deaf') return;
         if (this.mode === 'up' && delayed === 0) return void client.write(chunk);
         delayed++;
         const wait = this.mode === 'slow' ? this.slowMs : 0;
@@ -308,6 +314,51 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     // Both requests' real usage, 400 + 100, and nothing of the outage request's estimate.
     expect(Number(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total'))).toBe(500);
     expect(Number(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:fay'))).toBe(500);
+  }, 15_000);
+
+  it('sends again a settlement the connection dropped before it reached Redis, once Redis is back', async () => {
+    const p = product('unsent-settle');
+    expect(await reserve(store, p, 'hal', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    proxy.mode = 'frozen';
+    const settled = store.settleTokens(p, 'hal', 400 - 5_000, DAY, 'shared');
+    await sleep(100); // the batch is written into the frozen connection
+    proxy.down();
+    await settled;
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')).toBe('5000');
+    proxy.mode = 'up';
+    await until('the settlement to reach Redis', async () => (await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')) === '400', 8_000);
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:hal')).toBe('400');
+  }, 15_000);
+
+  it('applies once a settlement Redis ran whose reply the dropped connection lost, though it is sent again', async () => {
+    const p = product('reply-lost');
+    expect(await reserve(store, p, 'ida', 5_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    const requestCounts = { key: `kg:{${p}}:req:${DAY}`, field: 'u:ida', ttlMs: 86_400_000 };
+    proxy.mode = 'deaf';
+    const settled = store.settleTokens(p, 'ida', 400 - 5_000, DAY, 'shared');
+    await until('Redis to run the settlement', async () => (await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')) === '400');
+    proxy.down();
+    await settled;
+    const monitor = await direct.monitor();
+    let resent = 0;
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (/^eval/i.test(args[0]) && args.some((a) => a.includes(p)) && args.includes('-4600')) resent++;
+    });
+    try {
+      proxy.mode = 'up';
+      await until('the settlement to be sent again', () => resent > 0, 8_000);
+    } finally {
+      monitor.disconnect();
+    }
+    // The resend carried the same operation id: Redis, having applied it, ignored it (applied twice, the
+    // total would have gone to 400 − 4600, kept at 0). A request count sent the same way is applied once too.
+    const shared = new RedisCounterStore(direct);
+    await shared.addOnce(requestCounts, 3, 'op-1');
+    await shared.addOnce(requestCounts, 3, 'op-1');
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')).toBe('400');
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:ida')).toBe('400');
+    expect(await direct.hget(requestCounts.key, 'u:ida')).toBe('3');
+    expect(await direct.pttl(requestCounts.key)).toBeGreaterThan(0);
   }, 15_000);
 
   it('gives back a reservation Redis took after the request stopped waiting and counted it in memory', async () => {

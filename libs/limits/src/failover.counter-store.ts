@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { BeforeApplicationShutdown, OnApplicationShutdown } from '@nestjs/common';
 import type { JsonLogger } from '@keygate/observability';
 import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
@@ -13,7 +14,7 @@ import {
   type TokenAsk,
 } from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
-import { RedisCounterStore } from './redis.counter-store';
+import { OPERATION_MARKER_TTL_MS, RedisCounterStore } from './redis.counter-store';
 
 /** A daily counter a request was counted on in memory, held to be brought to Redis. */
 interface HeldCounter {
@@ -21,6 +22,15 @@ interface HeldCounter {
   field?: string;
   ttlMs: number;
 }
+
+/**
+ * A batch sent to Redis under its operation id (applied at most once): a settlement, or the request
+ * counts one counter took in memory. One whose send failed is sent again under the same id.
+ */
+type SentOperation = { op: string; firstSentAt: number } & (
+  | { kind: 'tokens'; product: string; user: string; day: string; delta: number }
+  | { kind: 'requests'; key: string; field?: string; ttlMs: number; count: number }
+);
 
 /** After a failed command, Redis is not tried again for this long (so an outage costs no waits). */
 const COOL_OFF_MS = 1_000;
@@ -63,6 +73,8 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   /** Daily request counts taken in memory while Redis was away, by counter: added to Redis when it returns. */
   private readonly heldRequests = new Map<string, { key: string; field?: string; ttlMs: number; count: number }>();
   private heldRequestsDropped = 0;
+  /** Operations whose send failed (Redis may or may not have applied them): sent again under their ids. */
+  private readonly unconfirmed: SentOperation[] = [];
   /** The next batch of settlements: resolves once it was sent. */
   private nextBatch: Promise<void> | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
@@ -93,6 +105,11 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     if (lost > 0)
       this.logger.write('WARNING', 'token settlements not sent to Redis before exit: the shared daily totals under-count them', {
         settlements: lost,
+      });
+    const unconfirmed = this.unconfirmed.length;
+    if (unconfirmed > 0)
+      this.logger.write('WARNING', 'counter updates Redis may not have applied could not be confirmed before exit', {
+        operations: unconfirmed,
       });
     const requests = [...this.heldRequests.values()].reduce((n, h) => n + h.count, 0);
     if (requests > 0)
@@ -272,10 +289,12 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   }
 
   /**
-   * Sends the settlements waiting (those of today and yesterday; older days' keys are gone) and the
-   * request counts taken in memory, one script each, pipelined. One that fails after it was sent is
-   * not repeated (Redis may have applied it): a settlement may then over-count the day's shared
-   * total (the safe side), a request count under-count it.
+   * Sends the settlements waiting and the request counts taken in memory, one script each,
+   * pipelined, each under an operation id that Redis applies once: one whose send failed (never
+   * written, or written and its reply lost when the connection dropped) is kept and sent again
+   * under the same id when Redis is back, so a blip neither drops nor doubles it. Only those of
+   * today and yesterday are sent (older days' keys are gone), and an operation is sent again only
+   * while Redis still knows whether it was applied ({@link OPERATION_MARKER_TTL_MS}).
    */
   private async sendHeld(): Promise<void> {
     if (this.redis.status !== 'ready') return;
@@ -297,21 +316,42 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       );
       this.heldRequestsDropped = 0;
     }
-    const oldest = utcDay(Date.now() - 86_400_000);
-    const entries = [...this.held.values()];
-    this.held.clear();
-    const requests = [...this.heldRequests.values()].filter((h) => h.count > 0);
+    const now = Date.now();
+    const oldest = utcDay(now - 86_400_000);
+    const operations = this.unconfirmed.splice(0).filter((o) => this.stillSendable(o, now, oldest));
+    for (const h of this.heldRequests.values())
+      if (h.count > 0) operations.push({ kind: 'requests', op: randomUUID(), firstSentAt: now, ...h });
     this.heldRequests.clear();
-    const failed = (error: unknown): void => {
-      this.coolOffUntil = Date.now() + COOL_OFF_MS;
-      this.transition(true, (error as Error).message);
-    };
-    await Promise.all([
-      ...requests.map((h) => this.shared.add(h, h.count).catch(failed)),
-      ...entries
-        .filter(({ day, delta }) => day >= oldest && delta !== 0)
-        .map(({ product, user, day, delta }) => this.shared.settleTokens(product, user, delta, day, 'shared').catch(failed)),
-    ]);
+    for (const h of this.held.values())
+      if (h.day >= oldest && h.delta !== 0) operations.push({ kind: 'tokens', op: randomUUID(), firstSentAt: now, ...h });
+    this.held.clear();
+    await Promise.all(
+      operations.map((o) =>
+        this.send(o).catch((error: unknown) => {
+          if (this.unconfirmed.length < MAX_HELD_SETTLEMENTS) this.unconfirmed.push(o);
+          this.coolOffUntil = Date.now() + COOL_OFF_MS;
+          this.transition(true, (error as Error).message);
+        }),
+      ),
+    );
+  }
+
+  private send(o: SentOperation): Promise<void> {
+    return o.kind === 'tokens'
+      ? this.shared.settleTokensOnce(o.product, o.user, o.delta, o.day, o.op)
+      : this.shared.addOnce(o, o.count, o.op);
+  }
+
+  /** An unconfirmed operation is sent again while its day's keys and its marker would still be there; else it is given up, said. */
+  private stillSendable(o: SentOperation, now: number, oldest: string): boolean {
+    // A margin under the marker's life: the marker must outlive the resend, or Redis could apply it twice.
+    const fresh = now - o.firstSentAt < OPERATION_MARKER_TTL_MS - 60_000;
+    if (fresh && (o.kind === 'requests' || o.day >= oldest)) return true;
+    this.logger.write('WARNING', 'a counter update Redis may not have applied was given up: the shared daily totals may miss it', {
+      kind: o.kind,
+      sentAgoMs: now - o.firstSentAt,
+    });
+    return false;
   }
 
   private transition(degraded: boolean, reason?: string): void {

@@ -95,12 +95,23 @@ if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', 
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
+// The same two, applied at most once per operation id: KEYS[2] is the operation's marker, kept
+// ARGV[n] ms. A batch whose reply was lost (the connection dropped after sending) is sent again
+// under its id; Redis applies it only if the first one never arrived.
+const ONCE = `if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[#ARGV]) == false then return 0 end
+`;
+
 interface ScriptedRedis extends Redis {
   kgHit(...keysThenArgs: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
   kgRelease(numberOfKeys: number, ...keysThenFields: string[]): Promise<number>;
   kgAdd(key: string, n: number, field: string, ttlMs: number): Promise<number>;
+  kgSettleOnce(k1: string, op: string, ...args: Array<string | number>): Promise<number>;
+  kgAddOnce(key: string, op: string, n: number, field: string, ttlMs: number, opTtlMs: number): Promise<number>;
 }
+
+/** How long an operation's marker is kept: a batch is sent again at most this long after it was first sent. */
+export const OPERATION_MARKER_TTL_MS = 10 * 60_000;
 
 /** {@link CounterStore} shared by every replica: each operation is one Lua script, one round trip. */
 export class RedisCounterStore implements CounterStore {
@@ -113,6 +124,8 @@ export class RedisCounterStore implements CounterStore {
     redis.defineCommand('kgSettle', { numberOfKeys: 1, lua: SETTLE });
     redis.defineCommand('kgRelease', { lua: RELEASE });
     redis.defineCommand('kgAdd', { numberOfKeys: 1, lua: ADD });
+    redis.defineCommand('kgSettleOnce', { numberOfKeys: 2, lua: ONCE + SETTLE });
+    redis.defineCommand('kgAddOnce', { numberOfKeys: 2, lua: ONCE + ADD });
     this.redis = redis as ScriptedRedis;
   }
 
@@ -146,6 +159,28 @@ export class RedisCounterStore implements CounterStore {
     await this.redis.kgSettle(tokenKey(product, day), delta, `u:${user}`, DAY_TTL_SECONDS);
   }
 
+  /**
+   * {@link add} and {@link settleTokens} applied at most once under `op` (a UUID) within
+   * {@link OPERATION_MARKER_TTL_MS}: safe to send again when the first reply was lost.
+   */
+  async addOnce(counter: CounterRef & { ttlMs: number }, n: number, op: string): Promise<void> {
+    if (n > 0)
+      await this.redis.kgAddOnce(
+        counter.key,
+        operationKey(counter.key, op),
+        n,
+        counter.field ?? '',
+        counter.ttlMs,
+        OPERATION_MARKER_TTL_MS,
+      );
+  }
+
+  async settleTokensOnce(product: string, user: string, delta: number, day: string, op: string): Promise<void> {
+    if (delta === 0) return;
+    const key = tokenKey(product, day);
+    await this.redis.kgSettleOnce(key, operationKey(key, op), delta, `u:${user}`, DAY_TTL_SECONDS, OPERATION_MARKER_TTL_MS);
+  }
+
   async usage(product: string, day: string): Promise<DailyUsage> {
     const [requests, tokens] = await Promise.all([
       this.redis.hgetall(dailyRequestsKey(product, day)),
@@ -158,6 +193,12 @@ export class RedisCounterStore implements CounterStore {
 /** The hash of a product's token totals for one UTC day (same hash tag, so same Cluster slot, as its request counters). */
 function tokenKey(product: string, day: string): string {
   return `kg:{${product}}:tok:${day}`;
+}
+
+/** The marker of an operation on a counter: in the counter's hash tag (its Cluster slot), so one script may touch both. */
+function operationKey(counterKey: string, op: string): string {
+  const tag = /\{[^}]*\}/.exec(counterKey)?.[0] ?? counterKey;
+  return `kg:${tag}:op:${op}`;
 }
 
 function split(hash: Record<string, string>): { total: number; users: Record<string, number> } {
