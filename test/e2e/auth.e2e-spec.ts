@@ -1488,12 +1488,12 @@ function preflight(g: Gateway, origin: string | undefined, requestHeaders = 'aut
 
 describe('CORS', () => {
   it.each(ALLOWED_ORIGINS)(
-    'answers a preflight from the configured origin %s with 204, that exact origin, GET/POST and the listed headers',
+    'answers a preflight from the configured origin %s with 204, that exact origin, GET/POST/DELETE and the listed headers',
     async (origin) => {
       const s = await preflight(gw, origin);
       expect(s.status).toBe(204);
       expect(s.headers['access-control-allow-origin']).toBe(origin);
-      expect(String(s.headers['access-control-allow-methods']).split(/,\s*/).sort()).toEqual(['GET', 'POST']);
+      expect(String(s.headers['access-control-allow-methods']).split(/,\s*/).sort()).toEqual(['DELETE', 'GET', 'POST']);
       const allowed = String(s.headers['access-control-allow-headers']).toLowerCase().split(/,\s*/);
       expect(allowed).toEqual(expect.arrayContaining(['authorization', 'content-type']));
       expect(allowed).not.toContain('*');
@@ -1511,10 +1511,18 @@ describe('CORS', () => {
     expect(allowed).toEqual(expect.arrayContaining(asked.split(', ')));
   });
 
-  it('lists only its own methods and headers, whatever a preflight asks for', async () => {
-    const s = await preflight(gw, ALLOWED_ORIGINS[0], 'x-evil-header, authorization', 'DELETE');
+  it('allows the headers the SDKs’ helpers add (streaming helpers, tool runners, pollers)', async () => {
+    const asked = 'x-stainless-helper-method, x-stainless-helper, x-stainless-poll-helper, x-stainless-custom-poll-interval, authorization';
+    const s = await preflight(gw, ALLOWED_ORIGINS[0], asked);
     expect(s.status).toBe(204);
-    expect(String(s.headers['access-control-allow-methods'])).not.toMatch(/DELETE|PUT|PATCH|\*/);
+    const allowed = String(s.headers['access-control-allow-headers']).toLowerCase().split(/,\s*/);
+    expect(allowed).toEqual(expect.arrayContaining(asked.split(', ')));
+  });
+
+  it('lists only its own methods and headers, whatever a preflight asks for', async () => {
+    const s = await preflight(gw, ALLOWED_ORIGINS[0], 'x-evil-header, authorization', 'PUT');
+    expect(s.status).toBe(204);
+    expect(String(s.headers['access-control-allow-methods'])).not.toMatch(/PUT|PATCH|\*/);
     expect(String(s.headers['access-control-allow-headers']).toLowerCase()).not.toMatch(/x-evil-header|\*/);
   });
 

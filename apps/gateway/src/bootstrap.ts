@@ -175,6 +175,12 @@ const CORS_ALLOWED_HEADERS = [
   'x-stainless-runtime-version',
   'x-stainless-retry-count',
   'x-stainless-timeout',
+  // Sent by the SDKs' helpers (chat.completions.stream, responses.stream, runTools, messages.stream,
+  // the tool runners, the pollers): without them a browser's preflight fails every such call.
+  'x-stainless-helper',
+  'x-stainless-helper-method',
+  'x-stainless-poll-helper',
+  'x-stainless-custom-poll-interval',
   // The Anthropic SDK's, on /v1/messages (a browser build also sends the last one).
   'x-api-key',
   'anthropic-version',
@@ -189,7 +195,8 @@ const CORS_ALLOWED_HEADERS = [
 export function corsOptions(origins: string[]): FastifyCorsOptions {
   return {
     origin: origins,
-    methods: ['GET', 'POST'],
+    // DELETE: the Responses API's `responses.delete` (and the operator routes).
+    methods: ['GET', 'POST', 'DELETE'],
     allowedHeaders: CORS_ALLOWED_HEADERS,
     // request-id: Anthropic's, on /v1/messages (the SDK's `_request_id`).
     exposedHeaders: ['x-request-id', 'retry-after', 'request-id'],
