@@ -600,11 +600,19 @@ describe('blocks: created on one replica, enforced by all within one second', ()
       await g.proc.waitForLine(`"${message}" line`, (l) => l.json?.message === message && l.json.user === user, 5_000);
       return g.proc.lines.filter((l) => l.json?.message === message && l.json.user === user).map((l) => l.json);
     };
+    // Each under the id of the request that did it.
     expect(await said(replicas[0], 'block created')).toEqual([
-      expect.objectContaining({ severity: 'NOTICE', product: P.blocks, user, reason: `e2e ${RUN}`, by: 'ops-admin' }),
+      expect.objectContaining({
+        severity: 'NOTICE',
+        product: P.blocks,
+        user,
+        reason: `e2e ${RUN}`,
+        by: 'ops-admin',
+        requestId: created.id,
+      }),
     ]);
     expect(await said(replicas[1], 'block lifted')).toEqual([
-      expect.objectContaining({ severity: 'NOTICE', product: P.blocks, user, by: 'ops-admin' }),
+      expect.objectContaining({ severity: 'NOTICE', product: P.blocks, user, by: 'ops-admin', requestId: deleted.id }),
     ]);
     const lifted = await Promise.all([msUntilStatus(replicas[0], token, 200), msUntilStatus(replicas[2], token, 200)]);
     for (const ms of lifted) expect(ms).toBeLessThan(1_000);

@@ -115,6 +115,14 @@ export class JsonLogger implements LoggerService {
   }
 
   /**
+   * Writes one structured entry whatever `LOG_LEVEL` says, masked as {@link write} masks: for a
+   * trail that must outlive the level chosen (who blocked or unblocked whom).
+   */
+  trail(severity: Severity, message: string, fields: Record<string, unknown> = {}, ctx?: RequestContext): void {
+    this.always(severity, redact(message) as string, redact(fields) as Record<string, unknown>, ctx);
+  }
+
+  /**
    * Writes one structured entry whatever `LOG_LEVEL` says, without masking: for the audit record,
    * whose fields are built from counters and configured names only.
    */

@@ -132,6 +132,18 @@ describe('JsonLogger', () => {
     expect(lines.map((l) => (JSON.parse(l) as { severity: string }).severity)).toEqual(['WARNING', 'ERROR', 'CRITICAL']);
   });
 
+  it('writes a trail entry whatever the level, masked like any other, with the request it was written for', () => {
+    const quiet = new JsonLogger('error', undefined, (line) => lines.push(line));
+    const ctx = new RequestContext('req-trail', 'POST', '/admin/blocks', 0n, null, false);
+    quiet.trail('NOTICE', 'block created', { by: 'ops', reason: `key ${JWT}`, api_key: 'plainkey123' }, ctx);
+    quiet.write('NOTICE', 'not a trail');
+    expect(lines).toHaveLength(1);
+    const entry = JSON.parse(lines[0]) as Record<string, unknown>;
+    expect(entry).toMatchObject({ severity: 'NOTICE', message: 'block created', by: 'ops', requestId: 'req-trail' });
+    expect(lines[0]).not.toContain(JWT);
+    expect(lines[0]).not.toContain('plainkey123');
+  });
+
   it('masks an object handed to the Nest logger interface (log, warn, error…) like any other field', () => {
     const cyclic: Record<string, unknown> = {
       message: 'upstream payload',

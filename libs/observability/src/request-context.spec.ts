@@ -33,6 +33,12 @@ describe('parseTrace', () => {
     });
   });
 
+  it('leaves out a decimal span id that is no 64-bit span (zero, or above 2^64 - 1)', () => {
+    for (const span of ['0', '18446744073709551616', '99999999999999999999'])
+      expect(parseTrace(undefined, `105445aa7843bc8bf206b12000100000/${span};o=1`)?.spanId).toBeUndefined();
+    expect(parseTrace(undefined, '105445aa7843bc8bf206b12000100000/18446744073709551615')?.spanId).toBe('ffffffffffffffff');
+  });
+
   it('prefers traceparent and rejects all-zero or malformed ids', () => {
     expect(parseTrace('00-00000000000000000000000000000000-00f067aa0ba902b7-01', undefined)).toBeNull();
     expect(parseTrace('garbage', 'also garbage')).toBeNull();

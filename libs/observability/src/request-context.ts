@@ -93,7 +93,9 @@ export function parseTrace(traceparent: string | string[] | undefined, cloudTrac
   if (typeof cloudTrace === 'string') {
     const m = CLOUD_TRACE.exec(cloudTrace.trim());
     if (m && !/^0+$/.test(m[1])) {
-      const spanId = m[2] ? BigInt(m[2]).toString(16).padStart(16, '0') : undefined;
+      // A span id is 64 bits, not zero; another decimal number names no span (Cloud Logging refuses it).
+      const span = m[2] ? BigInt(m[2]) : 0n;
+      const spanId = span > 0n && span < 1n << 64n ? span.toString(16).padStart(16, '0') : undefined;
       return { traceId: m[1].toLowerCase(), spanId, sampled: m[3] === undefined ? undefined : m[3] === '1' };
     }
   }

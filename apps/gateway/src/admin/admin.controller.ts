@@ -1,12 +1,13 @@
-import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Query, UseGuards } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Query, Req, UseGuards } from '@nestjs/common';
 import { length } from 'class-validator';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { ThrottlerGuard } from '@nestjs/throttler';
 import { administers, AdminScopeGuard, adminReach, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
-import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
+import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
 import { SecretsService } from '@keygate/secrets';
+import type { FastifyRequest } from 'fastify';
 import { ApiAdminErrors, ErrorBodyDto } from '../http/api-errors.decorator';
 import { knownQuery, queryValue } from '../http/query-params';
 import { CurrentPrincipal } from '../http/request.decorators';
@@ -66,7 +67,7 @@ export class AdminController {
   @ApiCreatedResponse({ type: BlockDto })
   @ApiAdminErrors()
   @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
-  async create(@Body() body: CreateBlockDto, @CurrentPrincipal() admin: Principal): Promise<Block> {
+  async create(@Body() body: CreateBlockDto, @CurrentPrincipal() admin: Principal, @Req() request: FastifyRequest): Promise<Block> {
     mayOperate(admin, body.product);
     // A misspelt product would be a block that stops nothing while the operator believes it does.
     if (!this.secrets.product(body.product))
@@ -80,14 +81,20 @@ export class AdminController {
       expiresAt: body.expires_in_seconds ? new Date(now + body.expires_in_seconds * 1000).toISOString() : null,
       createdBy: admin.user,
     });
-    // Who blocked or lifted what stays in the log after the block itself is gone.
-    this.logger.write('NOTICE', 'block created', {
-      product: block.product,
-      user: block.user,
-      reason: block.reason,
-      expiresAt: block.expiresAt,
-      by: admin.user,
-    });
+    // Who blocked or lifted what stays in the log after the block itself is gone, whatever LOG_LEVEL
+    // says, under the request's id.
+    this.logger.trail(
+      'NOTICE',
+      'block created',
+      {
+        product: block.product,
+        user: block.user,
+        reason: block.reason,
+        expiresAt: block.expiresAt,
+        by: admin.user,
+      },
+      contextOf(request.raw),
+    );
     return block;
   }
 
@@ -108,7 +115,11 @@ export class AdminController {
   @ApiAdminErrors()
   @ApiResponse({ status: 404, description: 'No such block', type: ErrorBodyDto })
   @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
-  async remove(@Query() query: Record<string, unknown>, @CurrentPrincipal() admin: Principal): Promise<{ deleted: boolean }> {
+  async remove(
+    @Query() query: Record<string, unknown>,
+    @CurrentPrincipal() admin: Principal,
+    @Req() request: FastifyRequest,
+  ): Promise<{ deleted: boolean }> {
     const { product: productParam, user: userParam } = knownQuery(query, ['product', 'user']);
     if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
@@ -116,7 +127,7 @@ export class AdminController {
     const user = userParam === undefined ? null : queryValue(userParam, 'user', USER, 'one user id (1-256 characters)');
     const deleted = await this.blocks.remove(product, user);
     if (!deleted) throw new GatewayError('route_not_found', 'no such block');
-    this.logger.write('NOTICE', 'block lifted', { product, user, by: admin.user });
+    this.logger.trail('NOTICE', 'block lifted', { product, user, by: admin.user }, contextOf(request.raw));
     return { deleted };
   }
 
