@@ -71,6 +71,7 @@ const HMAC_SECRETS = JSON.stringify({
 
 const IAP_AUD = '/projects/123456789/global/backendServices/987654321';
 const PUBLIC_URL = 'https://keygate.example.com';
+const PATH_PUBLIC_URL = 'https://gw.example.com/keygate/';
 const AUTH_SERVERS = ['https://idp.example.com', 'https://login.example.org'];
 const ALLOWED_ORIGINS = ['https://app.example.com', 'https://console.example.com'];
 const METADATA_URL = `${PUBLIC_URL}/.well-known/oauth-protected-resource`;
@@ -250,6 +251,8 @@ beforeAll(async () => {
           API_KEY_SERVER_JWKS_URLS: ttlUrl,
           API_KEY_SERVER_JWKS_CACHE_SECONDS: '2',
           API_KEY_SERVER_JWKS_COOLDOWN_SECONDS: '1',
+          // A public URL with a path (behind a balancer that serves keygate under /keygate/).
+          API_KEY_SERVER_PUBLIC_URL: PATH_PUBLIC_URL,
         },
       }),
   ]);
@@ -357,7 +360,7 @@ async function expectOneAudit(g: Gateway, id: string, expected: Partial<AuditRec
 /** The WWW-Authenticate rules of RFC 9728 / RFC 6750 on a 401. */
 function expectChallenge(s: Sent, metadataUrl?: string): void {
   const www = String(s.headers['www-authenticate'] ?? '');
-  expect(www).toMatch(/^Bearer resource_metadata="[^"]+\/\.well-known\/oauth-protected-resource"/);
+  expect(www).toMatch(/^Bearer resource_metadata="[^"]+\/\.well-known\/oauth-protected-resource(\/[^"]*)?"/);
   if (metadataUrl) expect(www).toContain(`resource_metadata="${metadataUrl}"`);
   // RFC 6750 §3.1: no error code for a request that presented no token (none, Basic, a bare "Bearer").
   if (s.presentedToken) expect(www).toContain('error="invalid_token"');
@@ -1703,6 +1706,28 @@ describe('RFC 9728 protected-resource metadata and WWW-Authenticate', () => {
       await expectOneAudit(gw, s.id, { status: 401, failure: 'auth' });
       expect(s.upstream).toBe(0);
     }
+  });
+
+  it('for a public URL with a path, puts the well-known path between host and path (RFC 9728 §3.1) and serves it there', async () => {
+    const s = await send(ttl, { label: 'www-path' });
+    expect(s.status).toBe(401);
+    expectChallenge(s, 'https://gw.example.com/.well-known/oauth-protected-resource/keygate');
+    await expectOneAudit(ttl, s.id, { status: 401, failure: 'auth' });
+    // At that path (a balancer passing it on unchanged) and at the bare one (a balancer stripping /keygate).
+    for (const target of ['/.well-known/oauth-protected-resource/keygate', '/.well-known/oauth-protected-resource']) {
+      const metadata = await send(ttl, { method: 'GET', target, body: null, noCount: true });
+      expect({ target, status: metadata.status }).toEqual({ target, status: 200 });
+      expect(metadata.json).toMatchObject({
+        resource: 'https://gw.example.com/keygate',
+        resource_documentation: 'https://gw.example.com/keygate/docs',
+      });
+    }
+    // Another path names another resource, which keygate is not.
+    for (const target of ['/.well-known/oauth-protected-resource/other', '/.well-known/oauth-protected-resource/keygate/x'])
+      expect((await send(ttl, { method: 'GET', target, body: null, noCount: true })).status).toBe(404);
+    expect(
+      (await send(mem, { method: 'GET', target: '/.well-known/oauth-protected-resource/keygate', body: null, noCount: true })).status,
+    ).toBe(404);
   });
 
   it('the metadata URL of a 401 serves the metadata (gateway without a configured public URL)', async () => {

@@ -1,11 +1,17 @@
-import { Controller, Get, Inject, Req } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { Controller, Get, Inject, Param, Req } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import { ADMIN_SCOPE } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
 import type { FastifyRequest } from 'fastify';
-import { publicBaseUrl } from './resource-url';
+import { publicBaseUrl, resourcePath } from './resource-url';
 
-/** RFC 9728 OAuth 2.0 Protected Resource Metadata: how a client learns where to get a token. */
+/**
+ * RFC 9728 OAuth 2.0 Protected Resource Metadata: how a client learns where to get a token. A
+ * public URL with a path (`https://gw.example.com/keygate`) has its metadata at the well-known path
+ * followed by that path (§3.1), served here too for a balancer that passes it on unchanged; the
+ * bare well-known path stays served for one that strips the gateway's prefix.
+ */
 @ApiTags('discovery')
 @Controller('.well-known/oauth-protected-resource')
 export class ProtectedResourceController {
@@ -15,6 +21,21 @@ export class ProtectedResourceController {
   @ApiOperation({ summary: 'RFC 9728 protected-resource metadata' })
   @ApiOkResponse({ description: 'resource, authorization_servers, bearer_methods_supported, scopes_supported' })
   metadata(@Req() request: FastifyRequest): Record<string, unknown> {
+    return this.document(request);
+  }
+
+  @Get('*')
+  @ApiOperation({ summary: 'RFC 9728 protected-resource metadata of a public URL with a path (API_KEY_SERVER_PUBLIC_URL)' })
+  @ApiParam({ name: '*', description: "The public URL's path, e.g. keygate for https://gw.example.com/keygate" })
+  @ApiOkResponse({ description: 'As the bare well-known path' })
+  metadataOfPath(@Req() request: FastifyRequest, @Param('*') path: string): Record<string, unknown> {
+    const configured = this.config.resource.publicUrl;
+    const asked = `/${path}`.replace(/\/+$/, '');
+    if (asked !== (configured ? resourcePath(configured) : '')) throw new GatewayError('route_not_found', 'no such resource');
+    return this.document(request);
+  }
+
+  private document(request: FastifyRequest): Record<string, unknown> {
     const base = publicBaseUrl(request, this.config.resource.publicUrl);
     return {
       resource: base,

@@ -22,9 +22,22 @@ function socketHost(request: FastifyRequest): string {
   return localPort ? `${address}:${localPort}` : address;
 }
 
-/** The RFC 9728 metadata URL for the gateway. */
+/** Where RFC 9728 metadata lives under a host. */
+export const METADATA_PATH = '/.well-known/oauth-protected-resource';
+
+/** The path of a resource URL, without a trailing slash: '' for a resource at the root of its host. */
+export function resourcePath(resource: string): string {
+  return new URL(resource).pathname.replace(/\/+$/, '');
+}
+
+/**
+ * The RFC 9728 metadata URL for the gateway: the well-known path goes between the host and the
+ * resource's own path (§3.1), so `https://gw.example.com/keygate` has its metadata at
+ * `https://gw.example.com/.well-known/oauth-protected-resource/keygate`.
+ */
 export function resourceMetadataUrl(request: FastifyRequest, configured: string | undefined): string {
-  return `${publicBaseUrl(request, configured)}/.well-known/oauth-protected-resource`;
+  const base = publicBaseUrl(request, configured);
+  return `${new URL(base).origin}${METADATA_PATH}${resourcePath(base)}`;
 }
 
 function first(v: string | string[] | undefined): string | undefined {
