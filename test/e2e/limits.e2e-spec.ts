@@ -377,6 +377,23 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     expect(settled).toBeLessThanOrEqual(TOKEN_CAP);
   });
 
+  it('refuses with 400 (not a 429 to retry at midnight) a request whose reservation alone exceeds the daily quota, counting nothing', async () => {
+    const before = await usage(P.overshoot);
+    const a = await chat(
+      replicas[1],
+      mintToken({ product: P.overshoot, sub: 'too-big' }),
+      'too-big',
+      { max_tokens: OVERSHOOT_CAP + 1 },
+      'too big',
+    );
+    expect(a.status).toBe(400);
+    expect(errorOf(a)).toMatchObject({ code: 'policy_violation' });
+    expect(errorOf(a).message).toContain(`quota (${OVERSHOOT_CAP})`);
+    expect(a.headers.get('retry-after')).toBeNull();
+    await expectOneAudit(a, { status: 400, failure: 'policy', product: P.overshoot, attempts: 0 });
+    expect(await usage(P.overshoot)).toEqual(before);
+  });
+
   it('bounds the overshoot by what requests in flight use beyond their estimates (settled ≤ cap + Σ (actual − estimate))', async () => {
     // The client's max_tokens: 1 makes each estimate small, while the mock answers with more tokens
     // than that: every admitted request overshoots its own estimate.

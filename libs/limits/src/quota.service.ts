@@ -50,7 +50,8 @@ export class QuotaService implements OnModuleInit {
    * `@AdmitInHandler()`) and reserves `tokens` against the day's quotas (undefined: no quota
    * applies), all in one store step, one Redis round trip. Throws the limits guard's 429 for a full
    * request limit, or 429 `daily_quota_exceeded` with `Retry-After` to UTC midnight when the tokens
-   * do not fit; either way nothing is counted or reserved.
+   * do not fit, or 400 `policy_violation` when they exceed a whole day's quota (they never will);
+   * either way nothing is counted or reserved.
    */
   async admit(
     ctx: RequestContext | undefined,
@@ -64,6 +65,15 @@ export class QuotaService implements OnModuleInit {
       return undefined;
     }
     const { limits } = this.config.policy.forProduct(product);
+    // A request larger than a whole day's quota never fits: a 429 would send the client (and the
+    // SDKs' retries) back at midnight for the same refusal.
+    const wholeDay = [limits.dailyTokens, limits.userDailyTokens].filter((cap) => cap > 0 && tokens > cap);
+    if (wholeDay.length > 0)
+      throw new GatewayError(
+        'policy_violation',
+        `This request reserves about ${tokens} tokens (its prompt and the most it may generate), more than the whole daily token ` +
+          `quota (${Math.min(...wholeDay)}): it can never be served; ask for fewer output tokens (max_tokens) or send a shorter prompt`,
+      );
     const now = Date.now();
     const ask: TokenAsk = { product, user, tokens, productCap: limits.dailyTokens, userCap: limits.userDailyTokens, day: utcDay(now) };
     let result: { store: StoreName | null; refusedBy?: TokenLimitName };

@@ -418,14 +418,26 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
 
   it('answers daily_quota_exceeded when the tokens do not fit, and counts the request in no limit', async () => {
     const h = await harness();
+    const first = request('both', 'cx', 'chat');
+    await h.guard.canActivate(first.context);
+    await h.quota.admit(first.ctx, 'both', 'cx', 600);
+    await freshSecond();
     const r = request('both', 'cy', 'chat');
     await h.guard.canActivate(r.context);
-    const error = await refusal(h.quota.admit(r.ctx, 'both', 'cy', 1001));
+    const error = await refusal(h.quota.admit(r.ctx, 'both', 'cy', 500));
     expect(error.code).toBe('daily_quota_exceeded');
+    expect(error.options.retryAfterSeconds).toBeGreaterThan(0);
     expect(await h.counters.usage('both', utcDay(Date.now()))).toMatchObject({
-      requests: { total: 0, users: {} },
-      tokens: { total: 0, users: {} },
+      requests: { total: 1, users: { cx: 1 } },
+      tokens: { total: 600, users: { cx: 600 } },
     });
+    // Larger than the whole day's quota: a 400 (it will never fit), nothing counted either.
+    const huge = request('both', 'cz', 'chat');
+    await h.guard.canActivate(huge.context);
+    const never = await refusal(h.quota.admit(huge.ctx, 'both', 'cz', 1001));
+    expect(never.code).toBe('policy_violation');
+    expect(never.options.retryAfterSeconds).toBeUndefined();
+    expect((await h.counters.usage('both', utcDay(Date.now()))).requests.total).toBe(1);
     // Not counted in the per-second limit either: the same user is admitted at once.
     const next = request('both', 'cy', 'chat');
     await h.guard.canActivate(next.context);
