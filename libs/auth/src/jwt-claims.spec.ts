@@ -50,6 +50,7 @@ describe('principalFromClaims', () => {
     [{ ...ok, sub: undefined }, /sub/],
     [{ ...ok, sub: '' }, /sub/],
     [{ ...ok, sub: 'evil\u0001\nuser' }, /sub claim has control characters/],
+    [{ ...ok, sub: 'next\u0085line' }, /sub claim has control characters/],
     [{ ...ok, sub: 'x'.repeat(257) }, /sub/],
     [{ ...ok, product: 7 }, /product/],
   ])('rejects %j', (payload, message) => {

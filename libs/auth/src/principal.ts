@@ -9,6 +9,13 @@ export interface Principal {
   scopes: readonly string[];
 }
 
+/**
+ * Control characters (C0, DEL and C1) a user id may not hold: it keys limits and blocks, and an
+ * operator must be able to name it (`POST /admin/blocks` refuses the same set).
+ */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it finds
+export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+
 /** The scope admin routes require (SPEC §5): an operator of every product. */
 export const ADMIN_SCOPE = 'keygate.admin';
 /** `keygate.admin:<product>`: an operator of that product alone (its blocks and usage); one scope per product. */

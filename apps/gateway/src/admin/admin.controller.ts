@@ -2,7 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Query, Req, UseG
 import { length } from 'class-validator';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { ThrottlerGuard } from '@nestjs/throttler';
-import { administers, AdminScopeGuard, adminReach, CredentialGuard, type Principal } from '@keygate/auth';
+import { administers, AdminScopeGuard, adminReach, CONTROL_CHARACTERS, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
@@ -20,13 +20,8 @@ const PRODUCT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const USER = {
   // Counted by the same rule as POST /admin/blocks (class-validator's length), so every user a
   // block can be made for can be named here.
-  test: (value: string): boolean => length(value, 1, 256) && ![...value].some(isControl),
+  test: (value: string): boolean => length(value, 1, 256) && !CONTROL_CHARACTERS.test(value),
 };
-
-function isControl(char: string): boolean {
-  const code = char.charCodeAt(0);
-  return code < 0x20 || code === 0x7f;
-}
 
 /**
  * Refuses (403) an operator whose scopes do not take in the product: checked before the product is

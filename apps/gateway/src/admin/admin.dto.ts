@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength } from 'class-validator';
+import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy } from 'class-validator';
+import { CONTROL_CHARACTERS } from '@keygate/auth';
 import { StrictBody } from '../http/dto-validation.pipe';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -16,8 +17,13 @@ export class CreateBlockDto {
   @MinLength(1)
   @MaxLength(256)
   // As DELETE takes it: a block no DELETE can name would stay until Redis is edited by hand.
-  // eslint-disable-next-line no-control-regex -- control characters are exactly what it refuses
-  @Matches(/^[^\u0000-\u001f\u007f]*$/, { message: 'user must not contain control characters' })
+  @ValidateBy({
+    name: 'noControlCharacters',
+    validator: {
+      validate: (v: unknown) => typeof v === 'string' && !CONTROL_CHARACTERS.test(v),
+      defaultMessage: () => 'user must not contain control characters',
+    },
+  })
   user?: string;
   @ApiProperty({ example: 'abuse report #123' }) @IsString() @MinLength(1) @MaxLength(500) reason!: string;
   @ApiPropertyOptional({
