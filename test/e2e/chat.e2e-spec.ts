@@ -815,6 +815,30 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', path: '/v1/chat/completions' });
   });
 
+  it('refuses a body with a transfer coding other than chunked (gzip, chunked) with 400 naming it, before any upstream call', async () => {
+    const id = uniqueId('te-gzip');
+    const { result: answer, calls } = await countingUpstream(
+      () =>
+        new Promise<string>((resolve, reject) => {
+          let text = '';
+          const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () => {
+            socket.write(
+              `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${demoToken}\r\nContent-Type: application/json\r\n` +
+                `Transfer-Encoding: gzip, chunked\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n5\r\nabcde\r\n0\r\n\r\n`,
+            );
+          });
+          socket.setEncoding('utf8');
+          socket.on('data', (chunk: string) => (text += chunk));
+          socket.on('error', reject);
+          socket.on('close', () => resolve(text));
+        }),
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toContain('Transfer-Encoding gzip, chunked is not supported');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+  });
+
   it('audits client_abort (499), not the 413 it never heard, for a client that leaves while keygate waits for its body to drain', async () => {
     const id = uniqueId('huge-gone');
     const { calls } = await countingUpstream(

@@ -86,6 +86,8 @@ export class EmbeddingsService {
       if (ctx.tokensIn === null && spend?.counted) {
         if (spend.promptTokens > 0) ctx.tokensIn = spend.promptTokens;
       } else if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = inputTokens(body.input);
+      // An embedding generates no output tokens, whatever became of the request.
+      if (ctx.tokensIn !== null) ctx.tokensOut = 0;
       this.quota.settle(reservation, ctx.tokensIn ?? 0);
     }
   }

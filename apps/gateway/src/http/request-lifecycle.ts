@@ -96,6 +96,17 @@ export class RequestLifecycle {
           reply,
           new GatewayError('invalid_request', `Content-Encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`),
         );
+      // Node's parser decodes the chunked framing only: a body also gzip-coded in transfer would arrive compressed.
+      const transfer = request.headers['transfer-encoding'];
+      if (transfer !== undefined && transfer.trim().toLowerCase() !== 'chunked')
+        return refuse(
+          ctx,
+          reply,
+          new GatewayError(
+            'invalid_request',
+            `Transfer-Encoding ${transfer.slice(0, 32)} is not supported; send the body chunked or with a Content-Length`,
+          ),
+        );
       // RFC 9112 §3.2: a request target has no fragment (clients strip it); Node's parser lets one through.
       if (request.raw.url?.includes('#'))
         return refuse(ctx, reply, new GatewayError('invalid_request', 'the request target may not carry a fragment (#…)'));
