@@ -5,6 +5,7 @@ import { GatewayError } from '@keygate/errors';
 import { attachContext, JsonLogger, RequestContext } from '@keygate/observability';
 import { ClientAbortedError } from '@keygate/providers';
 import { GatewayExceptionFilter } from './gateway-exception.filter';
+import { speaksAnthropic } from '../messages/anthropic-errors';
 
 /** A reply that records what the filter answers (Fastify's chainable API, the parts the filter uses). */
 function answered(
@@ -67,6 +68,8 @@ describe('GatewayExceptionFilter', () => {
 
   it('answers on /v1/messages in Anthropic’s envelope, which is the contract’s with "type": "error" beside it', () => {
     const ctx = new RequestContext('req-msg', 'POST', '/v1/messages', 0n, null, true);
+    // As the lifecycle marks it on arrival.
+    ctx.anthropic = speaksAnthropic('/v1/messages', '/v1/messages', {});
     const { status, body } = answered(new GatewayError('policy_violation', 'too many', { param: 'max_tokens' }), ctx);
     expect(status).toBe(400);
     expect(body).toEqual({
@@ -74,6 +77,7 @@ describe('GatewayExceptionFilter', () => {
       error: { type: 'invalid_request_error', message: 'too many', code: 'policy_violation', param: 'max_tokens' },
     });
     const chat = new RequestContext('req-chat', 'POST', '/v1/chat/completions', 0n, null, true);
+    chat.anthropic = speaksAnthropic('/v1/chat/completions', '/v1/chat/completions', { 'anthropic-version': '2023-06-01' });
     expect(answered(new GatewayError('policy_violation', 'too many'), chat).body).not.toHaveProperty('type');
   });
 
