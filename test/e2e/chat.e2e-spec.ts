@@ -792,6 +792,8 @@ describe('malformed or disallowed requests are refused before the upstream', () 
 
   it('refuses a request target with a fragment (400, before any upstream call), audited under its path without it', async () => {
     const id = uniqueId('fragment');
+    // Sent on a raw socket: tracked by hand for the file's one-audit-line-per-request check.
+    gw.requests.push({ id, method: 'POST', path: '/v1/chat/completions' });
     const body = JSON.stringify({ model: 'gpt-4o', messages: user(prompt('fragment')) });
     const { result: answer, calls } = await countingUpstream(
       () =>
@@ -817,6 +819,8 @@ describe('malformed or disallowed requests are refused before the upstream', () 
 
   it('refuses a body with a transfer coding other than chunked (gzip, chunked) with 400 naming it, before any upstream call', async () => {
     const id = uniqueId('te-gzip');
+    // Sent on a raw socket: tracked by hand for the file's one-audit-line-per-request check.
+    gw.requests.push({ id, method: 'POST', path: '/v1/chat/completions' });
     const { result: answer, calls } = await countingUpstream(
       () =>
         new Promise<string>((resolve, reject) => {
@@ -841,6 +845,8 @@ describe('malformed or disallowed requests are refused before the upstream', () 
 
   it('audits client_abort (499), not the 413 it never heard, for a client that leaves while keygate waits for its body to drain', async () => {
     const id = uniqueId('huge-gone');
+    // Sent on a raw socket: tracked by hand for the file's one-audit-line-per-request check.
+    gw.requests.push({ id, method: 'POST', path: '/v1/chat/completions' });
     const { calls } = await countingUpstream(
       () =>
         new Promise<void>((resolve) => {

@@ -924,6 +924,8 @@ describe('POST /v1/embeddings', () => {
       encoding_format: 'float',
     });
     const { id } = rid('emb-leave-reading');
+    // Sent with node:http: tracked by hand for the file's one-audit-line-per-request check.
+    gw.requests.push({ id, method: 'POST', path: '/v1/embeddings' });
     const received = await new Promise<number>((resolve, reject) => {
       const req = httpRequest(`${gw.url}/v1/embeddings`, {
         method: 'POST',
