@@ -41,9 +41,13 @@ export type TokenLimitName = 'product_tokens' | 'user_tokens';
  * (`refusedAt` -1) the token quota that had no room. `counts` are after counting (admitted) or as
  * found (refused); `ttlsMs` are the counters' remaining lifetimes (0 for a counter that does not exist).
  */
-export type HitOutcome =
+export type HitOutcome = (
   | { admitted: true; counts: number[]; ttlsMs: number[]; store: StoreName }
-  | { admitted: false; refusedAt: number; refusedBy?: TokenLimitName; counts: number[]; ttlsMs: number[] };
+  | { admitted: false; refusedAt: number; refusedBy?: TokenLimitName; counts: number[]; ttlsMs: number[] }
+) & {
+  /** With tokens asked of the shared store: the day's token totals of the product and the user, after reserving or as found. */
+  tokenTotals?: { product: number; user: number };
+};
 
 /** One product's usage for one UTC day. */
 export interface DailyUsage {

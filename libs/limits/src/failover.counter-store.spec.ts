@@ -240,10 +240,12 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     proxy.down();
     await until('the client to notice the cut', () => redis.status !== 'ready');
 
-    // Per-replica counting starts from zero, but is still a limit.
+    // Per-replica counting goes on from the shared count it last saw (1 of 3): two more, then refused.
     const during = [];
     for (let i = 0; i < 4; i++) during.push(await timed(() => admit(store, p, 'dave', limits, SECOND, DAY)));
-    expect(during.map((d) => d.value.admitted)).toEqual([true, true, true, false]);
+    expect(during.map((d) => d.value.admitted)).toEqual([true, true, false, false]);
+    // The counts are the day's: the shared one seen and those counted here.
+    expect(during.map((d) => d.value.counts[3])).toEqual([2, 3, 3, 3]);
     for (const d of during) expect(d.ms).toBeLessThan(REDIS_REQUEST_WAIT_MS);
     expect(lines.some((l) => l.severity === 'ERROR' && String(l.message).includes('Redis unavailable'))).toBe(true);
     // Nothing reached the shared Redis meanwhile.
@@ -251,16 +253,41 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
 
     proxy.mode = 'up';
     await until('the client to reconnect', () => redis.status === 'ready', 8_000);
-    // The three requests admitted in memory are added to the shared daily counts when Redis returns.
-    await until('the outage counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:dave')) === '4');
-    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('4');
-    // Shared counting again: the user is now over their 3 a day, as they really are.
+    // The two requests admitted in memory are added to the shared daily counts when Redis returns.
+    await until('the outage counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:dave')) === '3');
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('3');
+    // Shared counting again: the user has their 3 a day, as they really have.
     expect((await admit(store, p, 'dave', limits, SECOND, DAY)).admitted).toBe(false);
     expect((await admit(store, p, 'dave', { ...NONE, userPerDay: 10 }, SECOND, DAY)).admitted).toBe(true);
-    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('5');
-    expect(await store.usage(p, DAY)).toMatchObject({ scope: 'shared', requests: { total: 5, users: { dave: 5 } } });
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('4');
+    expect(await store.usage(p, DAY)).toMatchObject({ scope: 'shared', requests: { total: 4, users: { dave: 4 } } });
     expect(store.degraded).toBe(false);
     expect(lines.some((l) => l.severity === 'NOTICE' && String(l.message).includes('back on shared Redis'))).toBe(true);
+  }, 15_000);
+
+  it('keeps a daily cap reached in Redis reached during an outage, and gives out only the token quota the day had left', async () => {
+    const p = product('seeded');
+    const capped: RequestLimits = { ...NONE, productPerDay: 2 };
+    expect((await admit(store, p, 'eve', capped, SECOND, DAY)).admitted).toBe(true);
+    expect((await admit(store, p, 'flo', capped, SECOND, DAY)).admitted).toBe(true);
+    expect(await reserve(store, p, 'eve', 700, 1_000, 0, DAY)).toEqual({ reserved: true, store: 'shared' });
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    // The product's 2 a day were used in Redis: refused in memory too (another user as well), nothing counted.
+    const refused = await admit(store, p, 'gus', capped, SECOND, DAY);
+    expect(refused).toMatchObject({ admitted: false, refusedAt: 2 });
+    expect(refused.counts[2]).toBe(2);
+    // 300 of the product's 1000 tokens were left: 200 fit, another 200 do not.
+    expect(await reserve(store, p, 'gus', 200, 1_000, 0, DAY)).toEqual({ reserved: true, store: 'local' });
+    expect(await reserve(store, p, 'gus', 200, 1_000, 0, DAY)).toEqual({ reserved: false, refusedBy: 'product_tokens' });
+    // A user quota the same way: eve had 700 of 800.
+    expect(await reserve(store, p, 'eve', 101, 0, 800, DAY)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    // The outage request used its 200: its usage reaches the shared total when it settles.
+    await store.settleTokens(p, 'gus', 0, DAY, 'local', 200);
+    await until('the outage tokens to reach Redis', async () => (await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')) === '900');
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('2');
   }, 15_000);
 
   it('finds a Redis that stalls while connected when /readyz or the metric asks, with no request needed', async () => {

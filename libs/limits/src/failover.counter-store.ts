@@ -42,6 +42,17 @@ const MAX_HELD_SETTLEMENTS = 10_000;
  * one per request. The day's totals lag the answers by this much at most.
  */
 const SETTLE_BATCH_MS = 25;
+/** Shared counts remembered for an outage (daily counters and token totals); beyond this, forgotten. */
+const MAX_REMEMBERED_COUNTS = 100_000;
+
+function counterId(counter: CounterRef): string {
+  return `${counter.key}\n${counter.field ?? ''}`;
+}
+
+function tokenId(product: string, day: string, user?: string): string {
+  return user === undefined ? `tokens\n${product}\n${day}` : `tokens\n${product}\n${day}\n${user}`;
+}
+
 /**
  * Request counters living longer than this (the daily ones) are brought to Redis after an outage;
  * per-second counters are over by the time it returns.
@@ -73,6 +84,12 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   /** Daily request counts taken in memory while Redis was away, by counter: added to Redis when it returns. */
   private readonly heldRequests = new Map<string, { key: string; field?: string; ttlMs: number; count: number }>();
   private heldRequestsDropped = 0;
+  /**
+   * The shared counts this replica last saw of the daily counters (`key\nfield`) and token totals
+   * (`tokens\nproduct\nday[\nuser]`): during an outage, counting in memory goes on from them, so a
+   * day's cap already reached stays reached and a replica gives out only what the day had left.
+   */
+  private readonly lastShared = new Map<string, number>();
   /** Operations whose send failed (Redis may or may not have applied them): sent again under their ids. */
   private readonly unconfirmed: SentOperation[] = [];
   /** The next batch of settlements: resolves once it was sent. */
@@ -152,7 +169,10 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
     let held: readonly HeldCounter[] = [];
     return this.run(
-      (s) => (s === this.local ? this.hitLocal(hits, tokens, (h) => (held = h)) : s.hit(hits, tokens)),
+      (s) =>
+        s === this.local
+          ? this.hitLocal(hits, tokens, (h) => (held = h))
+          : s.hit(hits, tokens).then((outcome) => this.remember(hits, tokens, outcome)),
       (late) => {
         if (!late.admitted) return;
         this.unholdRequests(held);
@@ -161,13 +181,53 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     );
   }
 
+  /**
+   * Counts in memory on top of the shared counts last seen: each daily limit and token quota gets
+   * only what it had left (one already reached refuses at once); counts come back as the day's.
+   */
   private async hitLocal(
     hits: readonly CounterHit[],
     tokens: TokenAsk | undefined,
     onHeld: (held: HeldCounter[]) => void,
   ): Promise<HitOutcome> {
-    const outcome = await this.local.hit(hits, tokens);
+    const seen = hits.map((h) => (h.ttlMs > REPLAYED_COUNTER_MIN_TTL_MS ? (this.lastShared.get(counterId(h)) ?? 0) : 0));
+    const refused = (outcome: Omit<Extract<HitOutcome, { admitted: false }>, 'counts' | 'ttlsMs'>): HitOutcome => ({
+      ...outcome,
+      counts: seen,
+      ttlsMs: hits.map(() => 0),
+    });
+    const full = hits.findIndex((h, i) => h.limit > 0 && seen[i] >= h.limit);
+    if (full >= 0) return refused({ admitted: false, refusedAt: full });
+    let ask = tokens;
+    if (tokens) {
+      const left = (cap: number, id: string): number => (cap > 0 ? cap - (this.lastShared.get(id) ?? 0) : 0);
+      const userLeft = left(tokens.userCap, tokenId(tokens.product, tokens.day, tokens.user));
+      const productLeft = left(tokens.productCap, tokenId(tokens.product, tokens.day));
+      // The user's own quota first, as in the stores.
+      if (tokens.userCap > 0 && userLeft < tokens.tokens) return refused({ admitted: false, refusedAt: -1, refusedBy: 'user_tokens' });
+      if (tokens.productCap > 0 && productLeft < tokens.tokens)
+        return refused({ admitted: false, refusedAt: -1, refusedBy: 'product_tokens' });
+      ask = { ...tokens, userCap: userLeft, productCap: productLeft };
+    }
+    const outcome = await this.local.hit(
+      hits.map((h, i) => (seen[i] > 0 && h.limit > 0 ? { ...h, limit: h.limit - seen[i] } : h)),
+      ask,
+    );
     if (outcome.admitted) onHeld(this.holdRequests(hits));
+    return { ...outcome, counts: outcome.counts.map((count, i) => count + seen[i]) };
+  }
+
+  /** Keeps the shared counts a hit saw (its daily counters, the day's token totals) for an outage to go on from. */
+  private remember(hits: readonly CounterHit[], tokens: TokenAsk | undefined, outcome: HitOutcome): HitOutcome {
+    // Bounded: one entry per product and user counted today; past the bound an outage starts from zero again.
+    if (this.lastShared.size > MAX_REMEMBERED_COUNTS) this.lastShared.clear();
+    hits.forEach((h, i) => {
+      if (h.ttlMs > REPLAYED_COUNTER_MIN_TTL_MS) this.lastShared.set(counterId(h), outcome.counts[i]);
+    });
+    if (tokens && outcome.tokenTotals) {
+      this.lastShared.set(tokenId(tokens.product, tokens.day), outcome.tokenTotals.product);
+      this.lastShared.set(tokenId(tokens.product, tokens.day, tokens.user), outcome.tokenTotals.user);
+    }
     return outcome;
   }
 

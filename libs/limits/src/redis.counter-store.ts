@@ -19,7 +19,7 @@ import {
  * the tokens, the product's cap, the user's cap (0: none), the user's field and the hash's lifetime in s.
  * Replies {admitted, index of the full counter (0: none), refusing quota (0: none, 1: product, 2: user; the user's is
  * named first when both are full, so it counts toward their auto-block),
- * counts..., pttls...}.
+ * counts..., pttls..., the product's and the user's token totals (after reserving, or as found)}.
  */
 const HIT = `
 local n = tonumber(ARGV[1])
@@ -37,10 +37,15 @@ end
 local quota = 0
 local t = 3 * n + 1
 local tokens = #KEYS > n and tonumber(ARGV[t + 1])
+local tp, tu = 0, 0
+if tokens then
+  tp = tonumber(redis.call('HGET', KEYS[n + 1], '_total') or '0')
+  tu = tonumber(redis.call('HGET', KEYS[n + 1], ARGV[t + 4]) or '0')
+end
 if refused == 0 and tokens then
   local productCap, userCap = tonumber(ARGV[t + 2]), tonumber(ARGV[t + 3])
-  if userCap > 0 and tonumber(redis.call('HGET', KEYS[n + 1], ARGV[t + 4]) or '0') + tokens > userCap then quota = 2
-  elseif productCap > 0 and tonumber(redis.call('HGET', KEYS[n + 1], '_total') or '0') + tokens > productCap then quota = 1 end
+  if userCap > 0 and tu + tokens > userCap then quota = 2
+  elseif productCap > 0 and tp + tokens > productCap then quota = 1 end
 end
 if refused == 0 and quota == 0 then
   for i = 1, n do
@@ -54,14 +59,16 @@ if refused == 0 and quota == 0 then
     end
   end
   if tokens then
-    redis.call('HINCRBY', KEYS[n + 1], '_total', tokens)
-    redis.call('HINCRBY', KEYS[n + 1], ARGV[t + 4], tokens)
+    tp = redis.call('HINCRBY', KEYS[n + 1], '_total', tokens)
+    tu = redis.call('HINCRBY', KEYS[n + 1], ARGV[t + 4], tokens)
     redis.call('EXPIRE', KEYS[n + 1], ARGV[t + 5])
   end
 end
 local out = {(refused == 0 and quota == 0) and 1 or 0, refused, quota}
 for i = 1, n do out[3 + i] = counts[i] end
 for i = 1, n do out[3 + n + i] = math.max(0, redis.call('PTTL', KEYS[i])) end
+out[3 + 2 * n + 1] = tp
+out[3 + 2 * n + 2] = tu
 return out`;
 
 // Only counters that exist and are above zero (an admission created them), so a late release
@@ -140,9 +147,10 @@ export class RedisCounterStore implements CounterStore {
     const reply = await this.redis.kgHit(...args);
     const counts = reply.slice(3, 3 + n);
     const ttlsMs = reply.slice(3 + n, 3 + 2 * n);
-    if (reply[0] === 1) return { admitted: true, counts, ttlsMs, store: 'shared' };
-    if (reply[1] > 0) return { admitted: false, refusedAt: reply[1] - 1, counts, ttlsMs };
-    return { admitted: false, refusedAt: -1, refusedBy: reply[2] === 1 ? 'product_tokens' : 'user_tokens', counts, ttlsMs };
+    const tokenTotals = tokens ? { product: reply[3 + 2 * n], user: reply[4 + 2 * n] } : undefined;
+    if (reply[0] === 1) return { admitted: true, counts, ttlsMs, store: 'shared', tokenTotals };
+    if (reply[1] > 0) return { admitted: false, refusedAt: reply[1] - 1, counts, ttlsMs, tokenTotals };
+    return { admitted: false, refusedAt: -1, refusedBy: reply[2] === 1 ? 'product_tokens' : 'user_tokens', counts, ttlsMs, tokenTotals };
   }
 
   async release(counters: readonly CounterRef[], _store?: StoreName): Promise<void> {
