@@ -121,6 +121,18 @@ describe('BlocksService across replicas (real Redis)', () => {
     expect(await a.remove(p, 'oscar')).toBe(false);
   });
 
+  it('says a lift deleted nothing when another replica lifted it first, or it had expired, though this copy still showed it', async () => {
+    const p = product('lifted-twice');
+    await a.create(block(p, 'pia'));
+    await msUntil('b to see it', () => b.find(p, 'pia') !== undefined, 1_000);
+    expect(await a.remove(p, 'pia')).toBe(true);
+    // b's copy is not refreshed yet: the block is gone all the same.
+    expect(await b.remove(p, 'pia')).toBe(false);
+    await a.create(block(p, 'quinn', 150));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await a.remove(p, 'quinn')).toBe(false);
+  });
+
   it('honours an expiry on every replica and removes the expired entry from Redis', async () => {
     const p = product('expiry');
     await a.create(block(p, 'peggy', 700));

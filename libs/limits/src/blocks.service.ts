@@ -111,7 +111,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     const now = Date.now();
     for (const key of [product, keyOf(product, user)]) {
       const block = this.blocks.get(key);
-      if (block && (block.expiresAt === null || Date.parse(block.expiresAt) > now)) return block;
+      if (block && inForce(block, now)) return block;
     }
     return undefined;
   }
@@ -119,7 +119,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   /** Every block in force. */
   list(): Block[] {
     const now = Date.now();
-    return [...this.blocks.values()].filter((b) => b.expiresAt === null || Date.parse(b.expiresAt) > now);
+    return [...this.blocks.values()].filter((b) => inForce(b, now));
   }
 
   /**
@@ -149,7 +149,9 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   /** Removes a block; returns whether one existed. */
   async remove(product: string, user: string | null): Promise<boolean> {
     const key = keyOf(product, user);
-    let removed = 0;
+    // Whether this call lifted a block in force: not one another replica lifted first (this one's
+    // copy not refreshed yet), nor one that had expired.
+    let removed: boolean | undefined;
     if (this.redis) {
       const redis = this.redis;
       // Lifting a user's block also clears their auto-block state: its lock (held as long as the
@@ -160,23 +162,33 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
           // Every field holding this block: one written before user keys were case-folded (or by
           // hand) under another spelling would otherwise come back at the next refresh.
           const fields = new Set([key]);
+          const now = Date.now();
+          let live = false;
           for (const [field, json] of Object.entries(await redis.hgetall(BLOCKS_KEY))) {
             const block = parseBlock(json);
-            if (block && keyOf(block.product, block.user) === key) fields.add(field);
+            if (block && keyOf(block.product, block.user) === key) {
+              fields.add(field);
+              live ||= inForce(block, now);
+            }
           }
           const multi = redis.multi().hdel(BLOCKS_KEY, ...fields);
           if (user !== null) multi.del(autoBlockLockKey(product, user), autoBlockCountKey(product, user));
           const replies = (await multi.exec()) ?? [];
           const [error, count] = replies[0] ?? [new Error('no reply'), 0];
           if (error) throw error;
-          return count as number;
-        })) ?? 0;
+          // Deleted by this call (another lifting it at the same moment deleted nothing then).
+          return live && (count as number) > 0;
+        })) ?? false;
     }
     // Only once Redis took the change (a refused one changes nothing here either): a block made
     // during an outage stays to be written back, and the auto-blocker keeps its state.
-    this.unsynced.delete(key);
+    const unsynced = this.unsynced.delete(key);
     if (user !== null) for (const listener of this.liftListeners) listener(product, user);
-    return this.blocks.delete(key) || removed > 0;
+    const local = this.blocks.get(key);
+    this.blocks.delete(key);
+    // Without Redis, or held here since an outage (an auto-block not written back yet): this copy is the block.
+    const onlyHere = removed === undefined || unsynced;
+    return removed === true || (onlyHere && local !== undefined && inForce(local, Date.now()));
   }
 
   /**
@@ -246,7 +258,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       for (const [key, json] of Object.entries(raw)) {
         const block = parseBlock(json);
         if (!block) continue;
-        if (block.expiresAt !== null && Date.parse(block.expiresAt) <= now) expired.push(key, json);
+        if (!inForce(block, now)) expired.push(key, json);
         // Keyed by the block's content, not the field: a field written before user keys were
         // case-folded (or by hand) is still found.
         else next.set(keyOf(block.product, block.user), block);
@@ -298,7 +310,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         if (startedAt !== undefined && startedAt < this.failingSince - RESTART_SLACK_MS)
           withheld = 'Redis kept running while this replica could not reach it, so blocks may have been lifted meanwhile';
       }
-      const held = withheld ? [] : [...this.blocks].filter(([, b]) => b.expiresAt === null || Date.parse(b.expiresAt) > now);
+      const held = withheld ? [] : [...this.blocks].filter(([, b]) => inForce(b, now));
       if (held.length) {
         const multi = redis.multi();
         for (const [key, block] of held) multi.hsetnx(BLOCKS_KEY, key, JSON.stringify(block));
@@ -356,6 +368,11 @@ export function blockedUserKey(user: string): string {
 
 function keyOf(product: string, user: string | null): string {
   return user === null ? product : `${product}\n${blockedUserKey(user)}`;
+}
+
+/** Whether a block is in force at `now`: it has no expiry, or one still ahead. */
+function inForce(block: Block, now: number): boolean {
+  return block.expiresAt === null || Date.parse(block.expiresAt) > now;
 }
 
 function parseBlock(json: string): Block | undefined {
