@@ -377,7 +377,7 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     expect(settled).toBeLessThanOrEqual(TOKEN_CAP);
   });
 
-  it('refuses with 400 (not a 429 to retry at midnight) a request whose reservation alone exceeds the daily quota, counting nothing', async () => {
+  it('tells a request whose reservation alone exceeds the daily quota that it can never be served as it is, counting nothing', async () => {
     const before = await usage(P.overshoot);
     const a = await chat(
       replicas[1],
@@ -386,11 +386,11 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
       { max_tokens: OVERSHOOT_CAP + 1 },
       'too big',
     );
-    expect(a.status).toBe(400);
-    expect(errorOf(a)).toMatchObject({ code: 'policy_violation' });
-    expect(errorOf(a).message).toContain(`quota (${OVERSHOOT_CAP})`);
-    expect(a.headers.get('retry-after')).toBeNull();
-    await expectOneAudit(a, { status: 400, failure: 'policy', product: P.overshoot, attempts: 0 });
+    expect(a.status).toBe(429);
+    expect(errorOf(a)).toMatchObject({ code: 'daily_quota_exceeded' });
+    expect(errorOf(a).message).toContain(`whole daily token quota (${OVERSHOOT_CAP}): it can never be served`);
+    expect(Number(a.headers.get('retry-after'))).toBeGreaterThan(0);
+    await expectOneAudit(a, { status: 429, failure: 'quota', product: P.overshoot, attempts: 0 });
     expect(await usage(P.overshoot)).toEqual(before);
   });
 

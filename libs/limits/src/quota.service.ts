@@ -50,8 +50,8 @@ export class QuotaService implements OnModuleInit {
    * `@AdmitInHandler()`) and reserves `tokens` against the day's quotas (undefined: no quota
    * applies), all in one store step, one Redis round trip. Throws the limits guard's 429 for a full
    * request limit, or 429 `daily_quota_exceeded` with `Retry-After` to UTC midnight when the tokens
-   * do not fit, or 400 `policy_violation` when they exceed a whole day's quota (they never will);
-   * either way nothing is counted or reserved.
+   * do not fit (saying so when they exceed a whole day's quota, so would never fit); either way
+   * nothing is counted or reserved.
    */
   async admit(
     ctx: RequestContext | undefined,
@@ -65,15 +65,6 @@ export class QuotaService implements OnModuleInit {
       return undefined;
     }
     const { limits } = this.config.policy.forProduct(product);
-    // A request larger than a whole day's quota never fits: a 429 would send the client (and the
-    // SDKs' retries) back at midnight for the same refusal.
-    const wholeDay = [limits.dailyTokens, limits.userDailyTokens].filter((cap) => cap > 0 && tokens > cap);
-    if (wholeDay.length > 0)
-      throw new GatewayError(
-        'policy_violation',
-        `This request reserves about ${tokens} tokens (its prompt and the most it may generate), more than the whole daily token ` +
-          `quota (${Math.min(...wholeDay)}): it can never be served; ask for fewer output tokens (max_tokens) or send a shorter prompt`,
-      );
     const now = Date.now();
     const ask: TokenAsk = { product, user, tokens, productCap: limits.dailyTokens, userCap: limits.userDailyTokens, day: utcDay(now) };
     let result: { store: StoreName | null; refusedBy?: TokenLimitName };
@@ -86,11 +77,14 @@ export class QuotaService implements OnModuleInit {
     // Only the user's own quota counts toward auto-block: a product-wide cap is not their doing.
     if (result.refusedBy === 'user_tokens') void this.autoBlocker.refused(product, user, result.refusedBy);
     const whose = result.refusedBy === 'product_tokens' ? "this product's" : 'your';
-    throw new GatewayError(
-      'daily_quota_exceeded',
-      `This request (about ${tokens} tokens) does not fit in ${whose} daily token quota; it resets at 00:00 UTC`,
-      { retryAfterSeconds: secondsToUtcMidnight(now) },
-    );
+    const cap = result.refusedBy === 'product_tokens' ? limits.dailyTokens : limits.userDailyTokens;
+    // Larger than the whole day's quota: it will not fit after midnight either, and the client must be told so.
+    const message =
+      tokens > cap
+        ? `This request reserves about ${tokens} tokens (its prompt and the most it may generate), more than ${whose} whole daily ` +
+          `token quota (${cap}): it can never be served as it is; ask for fewer output tokens (max_tokens) or send a shorter prompt`
+        : `This request (about ${tokens} tokens) does not fit in ${whose} daily token quota; it resets at 00:00 UTC`;
+    throw new GatewayError('daily_quota_exceeded', message, { retryAfterSeconds: secondsToUtcMidnight(now) });
   }
 
   /** Settles a reservation to the tokens really used (never throws: the answer is already sent). */

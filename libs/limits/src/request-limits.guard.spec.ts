@@ -431,12 +431,13 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
       requests: { total: 1, users: { cx: 1 } },
       tokens: { total: 600, users: { cx: 600 } },
     });
-    // Larger than the whole day's quota: a 400 (it will never fit), nothing counted either.
+    // Larger than the whole day's quota: the same 429 (SPEC §6), saying it can never be served as it is; nothing counted either.
     const huge = request('both', 'cz', 'chat');
     await h.guard.canActivate(huge.context);
     const never = await refusal(h.quota.admit(huge.ctx, 'both', 'cz', 1001));
-    expect(never.code).toBe('policy_violation');
-    expect(never.options.retryAfterSeconds).toBeUndefined();
+    expect(never.code).toBe('daily_quota_exceeded');
+    expect(never.message).toMatch(/more than .* whole daily token quota \(1000\): it can never be served/);
+    expect(error.message).not.toMatch(/never/);
     expect((await h.counters.usage('both', utcDay(Date.now()))).requests.total).toBe(1);
     // Not counted in the per-second limit either: the same user is admitted at once.
     const next = request('both', 'cy', 'chat');
