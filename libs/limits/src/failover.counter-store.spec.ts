@@ -290,6 +290,43 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('2');
   }, 15_000);
 
+  it('counts a second outage of the day on from Redis, which holds the first one’s requests, not twice', async () => {
+    const p = product('two-outages');
+    const limits: RequestLimits = { ...NONE, userPerDay: 10 };
+    const cut = async (): Promise<void> => {
+      proxy.down();
+      await until('the client to notice the cut', () => redis.status !== 'ready');
+    };
+    const restore = async (): Promise<void> => {
+      proxy.mode = 'up';
+      await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    };
+    expect((await admit(store, p, 'hank', limits, SECOND, DAY)).admitted).toBe(true);
+    await cut();
+    for (let i = 0; i < 2; i++) expect((await admit(store, p, 'hank', limits, SECOND, DAY)).admitted).toBe(true);
+    await restore();
+    await until('the first outage’s counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:hank')) === '3');
+    // No request between the outages: what this replica knows of Redis is what it saw plus what it sent.
+    await cut();
+    const second = [];
+    for (let i = 0; i < 8; i++) second.push((await admit(store, p, 'hank', limits, SECOND + 1, DAY)).admitted);
+    expect(second).toEqual([true, true, true, true, true, true, true, false]);
+    await restore();
+    await until('the second outage’s counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:hank')) === '10');
+  }, 20_000);
+
+  it('drops the marker of a settlement Redis confirmed with the next send (no key left behind per settlement)', async () => {
+    const p = product('marker-dropped');
+    expect(await reserve(store, p, 'ivy', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    await store.settleTokens(p, 'ivy', -600, DAY, 'shared');
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:ivy')).toBe('400');
+    expect(await direct.keys(`kg:{${p}}:op:*`)).toHaveLength(1);
+    await store.settleTokens(p, 'ivy', -100, DAY, 'shared');
+    // The first marker went with the second settlement; the second waits for the next one.
+    await until('the first marker to be dropped', async () => (await direct.keys(`kg:{${p}}:op:*`)).length === 1);
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:ivy')).toBe('300');
+  });
+
   it('finds a Redis that stalls while connected when /readyz or the metric asks, with no request needed', async () => {
     proxy.slowMs = 1_000;
     proxy.mode = 'slow';

@@ -14,7 +14,7 @@ import {
   type TokenAsk,
 } from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
-import { OPERATION_MARKER_TTL_MS, RedisCounterStore } from './redis.counter-store';
+import { OPERATION_MARKER_TTL_MS, RedisCounterStore, tokenKey } from './redis.counter-store';
 
 /** A daily counter a request was counted on in memory, held to be brought to Redis. */
 interface HeldCounter {
@@ -75,7 +75,10 @@ const REPLAYED_COUNTER_MIN_TTL_MS = 60_000;
  */
 export class FailoverCounterStore implements CounterStore, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly shared: RedisCounterStore;
-  private readonly local = new MemoryCounterStore();
+  /** Counting while Redis is away; replaced by an empty one once all it counted has been brought to Redis. */
+  private local = new MemoryCounterStore();
+  /** Whether `local` counted anything since it was last replaced. */
+  private localUsed = false;
   private coolOffUntil = 0;
   private wasDegraded = false;
   /** Token deltas for the shared store not sent yet (batched, or held while Redis is away), by product, user and day. */
@@ -90,6 +93,10 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
    * day's cap already reached stays reached and a replica gives out only what the day had left.
    */
   private readonly lastShared = new Map<string, number>();
+  /** The UTC day `lastShared` is about: another day's counts limit nothing today. */
+  private rememberedDay = '';
+  /** Markers of operations Redis confirmed, dropped with the next send (a command of their own could queue behind it). */
+  private readonly confirmedMarkers: Array<{ counterKey: string; op: string }> = [];
   /** Operations whose send failed (Redis may or may not have applied them): sent again under their ids. */
   private readonly unconfirmed: SentOperation[] = [];
   /** The next batch of settlements: resolves once it was sent. */
@@ -209,6 +216,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
         return refused({ admitted: false, refusedAt: -1, refusedBy: 'product_tokens' });
       ask = { ...tokens, userCap: userLeft, productCap: productLeft };
     }
+    this.localUsed = true;
     const outcome = await this.local.hit(
       hits.map((h, i) => (seen[i] > 0 && h.limit > 0 ? { ...h, limit: h.limit - seen[i] } : h)),
       ask,
@@ -219,8 +227,13 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
 
   /** Keeps the shared counts a hit saw (its daily counters, the day's token totals) for an outage to go on from. */
   private remember(hits: readonly CounterHit[], tokens: TokenAsk | undefined, outcome: HitOutcome): HitOutcome {
-    // Bounded: one entry per product and user counted today; past the bound an outage starts from zero again.
-    if (this.lastShared.size > MAX_REMEMBERED_COUNTS) this.lastShared.clear();
+    // Today's counts only, bounded (one entry per product and user counted today): past the bound,
+    // an outage starts from zero again.
+    const today = utcDay(Date.now());
+    if (today !== this.rememberedDay || this.lastShared.size > MAX_REMEMBERED_COUNTS) {
+      this.lastShared.clear();
+      this.rememberedDay = today;
+    }
     hits.forEach((h, i) => {
       if (h.ttlMs > REPLAYED_COUNTER_MIN_TTL_MS) this.lastShared.set(counterId(h), outcome.counts[i]);
     });
@@ -323,7 +336,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     const sent: HeldCounter[] = [];
     for (const { key, field, ttlMs } of counters) {
       if (ttlMs === undefined || ttlMs <= REPLAYED_COUNTER_MIN_TTL_MS) continue;
-      const entry = this.heldRequests.get(`${key}\n${field ?? ''}`);
+      const entry = this.heldRequests.get(counterId({ key, field }));
       if (entry && entry.count > 0) entry.count--;
       else sent.push({ key, field, ttlMs });
     }
@@ -335,7 +348,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     const held: HeldCounter[] = [];
     for (const { key, field, ttlMs } of counters) {
       if (ttlMs === undefined || ttlMs <= REPLAYED_COUNTER_MIN_TTL_MS) continue;
-      const id = `${key}\n${field ?? ''}`;
+      const id = counterId({ key, field });
       const entry = this.heldRequests.get(id);
       if (entry) entry.count++;
       else if (this.heldRequests.size < MAX_HELD_SETTLEMENTS) this.heldRequests.set(id, { key, field, ttlMs, count: 1 });
@@ -378,22 +391,49 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     }
     const now = Date.now();
     const oldest = utcDay(now - 86_400_000);
-    const operations = this.unconfirmed.splice(0).filter((o) => this.stillSendable(o, now, oldest));
+    // Sent again while Redis still knows whether it applied them (a margin under the marker's
+    // life, which must outlive the resend) and their day's keys are there; else given up, said once.
+    const retried = this.unconfirmed.splice(0);
+    const operations = retried.filter(
+      (o) => now - o.firstSentAt < OPERATION_MARKER_TTL_MS - 60_000 && (o.kind === 'requests' || o.day >= oldest),
+    );
+    if (operations.length < retried.length)
+      this.logger.write('WARNING', 'counter updates Redis may not have applied were given up: the shared daily totals may miss them', {
+        operations: retried.length - operations.length,
+      });
     for (const h of this.heldRequests.values())
       if (h.count > 0) operations.push({ kind: 'requests', op: randomUUID(), firstSentAt: now, ...h });
     this.heldRequests.clear();
     for (const h of this.held.values())
       if (h.day >= oldest && h.delta !== 0) operations.push({ kind: 'tokens', op: randomUUID(), firstSentAt: now, ...h });
     this.held.clear();
+    let unsent = 0;
+    // In the same tick as the operations, so in the same auto-pipelined write.
+    const forgotten = this.confirmedMarkers.splice(0);
+    if (forgotten.length) void this.shared.forgetOperations(forgotten).catch(() => undefined);
     await Promise.all(
       operations.map((o) =>
-        this.send(o).catch((error: unknown) => {
-          if (this.unconfirmed.length < MAX_HELD_SETTLEMENTS) this.unconfirmed.push(o);
-          this.coolOffUntil = Date.now() + COOL_OFF_MS;
-          this.transition(true, (error as Error).message);
-        }),
+        this.send(o).then(
+          () => this.confirmed(o),
+          (error: unknown) => {
+            if (this.unconfirmed.length < MAX_HELD_SETTLEMENTS) this.unconfirmed.push(o);
+            else unsent++;
+            this.coolOffUntil = Date.now() + COOL_OFF_MS;
+            this.transition(true, (error as Error).message);
+          },
+        ),
       ),
     );
+    if (unsent > 0)
+      this.logger.write('WARNING', `counter updates dropped: more than ${MAX_HELD_SETTLEMENTS} were waiting to be confirmed by Redis`, {
+        operations: unsent,
+      });
+    // All that was counted in memory is in Redis now (and in the counts remembered from it): a later
+    // outage counts on from those, not again from what this store still holds.
+    if (this.localUsed && !this.degraded && this.unconfirmed.length === 0 && this.held.size === 0 && this.heldRequests.size === 0) {
+      this.local = new MemoryCounterStore();
+      this.localUsed = false;
+    }
   }
 
   private send(o: SentOperation): Promise<void> {
@@ -402,16 +442,23 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       : this.shared.addOnce(o, o.count, o.op);
   }
 
-  /** An unconfirmed operation is sent again while its day's keys and its marker would still be there; else it is given up, said. */
-  private stillSendable(o: SentOperation, now: number, oldest: string): boolean {
-    // A margin under the marker's life: the marker must outlive the resend, or Redis could apply it twice.
-    const fresh = now - o.firstSentAt < OPERATION_MARKER_TTL_MS - 60_000;
-    if (fresh && (o.kind === 'requests' || o.day >= oldest)) return true;
-    this.logger.write('WARNING', 'a counter update Redis may not have applied was given up: the shared daily totals may miss it', {
-      kind: o.kind,
-      sentAgoMs: now - o.firstSentAt,
-    });
-    return false;
+  /**
+   * An operation Redis confirmed: what it added goes into the counts remembered from Redis (they
+   * stay what Redis holds), and its marker is dropped with the next send (it will not be sent
+   * again; left to expire, every settlement would hold Redis memory for 10 minutes).
+   */
+  private confirmed(o: SentOperation): void {
+    const add = (id: string, n: number): void => {
+      const seen = this.lastShared.get(id);
+      if (seen !== undefined) this.lastShared.set(id, Math.max(0, seen + n));
+    };
+    if (o.kind === 'tokens') {
+      add(tokenId(o.product, o.day), o.delta);
+      add(tokenId(o.product, o.day, o.user), o.delta);
+    } else add(counterId(o), o.count);
+    // Beyond the bound, a marker is left to expire.
+    if (this.confirmedMarkers.length < MAX_HELD_SETTLEMENTS)
+      this.confirmedMarkers.push({ counterKey: o.kind === 'tokens' ? tokenKey(o.product, o.day) : o.key, op: o.op });
   }
 
   private transition(degraded: boolean, reason?: string): void {

@@ -102,7 +102,7 @@ if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', 
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
-// The same two, applied at most once per operation id: KEYS[2] is the operation's marker, kept
+// SETTLE and ADD applied at most once per operation id: KEYS[2] is the operation's marker, kept
 // ARGV[n] ms. A batch whose reply was lost (the connection dropped after sending) is sent again
 // under its id; Redis applies it only if the first one never arrived.
 const ONCE = `if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[#ARGV]) == false then return 0 end
@@ -112,7 +112,6 @@ interface ScriptedRedis extends Redis {
   kgHit(...keysThenArgs: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
   kgRelease(numberOfKeys: number, ...keysThenFields: string[]): Promise<number>;
-  kgAdd(key: string, n: number, field: string, ttlMs: number): Promise<number>;
   kgSettleOnce(k1: string, op: string, ...args: Array<string | number>): Promise<number>;
   kgAddOnce(key: string, op: string, n: number, field: string, ttlMs: number, opTtlMs: number): Promise<number>;
 }
@@ -130,7 +129,6 @@ export class RedisCounterStore implements CounterStore {
     redis.defineCommand('kgHit', { lua: HIT });
     redis.defineCommand('kgSettle', { numberOfKeys: 1, lua: SETTLE });
     redis.defineCommand('kgRelease', { lua: RELEASE });
-    redis.defineCommand('kgAdd', { numberOfKeys: 1, lua: ADD });
     redis.defineCommand('kgSettleOnce', { numberOfKeys: 2, lua: ONCE + SETTLE });
     redis.defineCommand('kgAddOnce', { numberOfKeys: 2, lua: ONCE + ADD });
     this.redis = redis as ScriptedRedis;
@@ -157,19 +155,15 @@ export class RedisCounterStore implements CounterStore {
     if (counters.length) await this.redis.kgRelease(counters.length, ...counters.map((c) => c.key), ...counters.map((c) => c.field ?? ''));
   }
 
-  /** Adds `n` to one counter, which lives `ttlMs` from now if it is new: not part of {@link CounterStore} (see FailoverCounterStore). */
-  async add(counter: CounterRef & { ttlMs: number }, n: number): Promise<void> {
-    if (n > 0) await this.redis.kgAdd(counter.key, n, counter.field ?? '', counter.ttlMs);
-  }
-
   async settleTokens(product: string, user: string, delta: number, day: string, _store?: StoreName): Promise<void> {
     if (delta === 0) return;
     await this.redis.kgSettle(tokenKey(product, day), delta, `u:${user}`, DAY_TTL_SECONDS);
   }
 
   /**
-   * {@link add} and {@link settleTokens} applied at most once under `op` (a UUID) within
-   * {@link OPERATION_MARKER_TTL_MS}: safe to send again when the first reply was lost.
+   * Adds `n` to one counter (which lives `ttlMs` from now if it is new), and {@link settleTokens},
+   * applied at most once under `op` (a UUID) within {@link OPERATION_MARKER_TTL_MS}: safe to send
+   * again when the first reply was lost. Not part of {@link CounterStore} (see FailoverCounterStore).
    */
   async addOnce(counter: CounterRef & { ttlMs: number }, n: number, op: string): Promise<void> {
     if (n > 0)
@@ -181,6 +175,11 @@ export class RedisCounterStore implements CounterStore {
         counter.ttlMs,
         OPERATION_MARKER_TTL_MS,
       );
+  }
+
+  /** Drops the markers of operations whose replies arrived (they will not be sent again): one UNLINK each, a key's own slot. */
+  async forgetOperations(operations: ReadonlyArray<{ counterKey: string; op: string }>): Promise<void> {
+    await Promise.all(operations.map(({ counterKey, op }) => this.redis.unlink(operationKey(counterKey, op))));
   }
 
   async settleTokensOnce(product: string, user: string, delta: number, day: string, op: string): Promise<void> {
@@ -199,7 +198,7 @@ export class RedisCounterStore implements CounterStore {
 }
 
 /** The hash of a product's token totals for one UTC day (same hash tag, so same Cluster slot, as its request counters). */
-function tokenKey(product: string, day: string): string {
+export function tokenKey(product: string, day: string): string {
   return `kg:{${product}}:tok:${day}`;
 }
 
