@@ -172,6 +172,25 @@ async function post(
   return { res, json };
 }
 
+/**
+ * Sends `head` (request line and headers, `Connection: close` added) and `body` as written, on a
+ * raw socket, for what no HTTP client sends; tracked for the file's one-audit-line-per-request
+ * check. Resolves with the whole answer as text.
+ */
+function rawRequest(gateway: Gateway, id: string, head: string, body: string): Promise<string> {
+  gateway.requests.push({ id, method: head.split(' ', 1)[0], path: head.split(' ', 2)[1].split(/[?#]/, 1)[0] });
+  return new Promise<string>((resolve, reject) => {
+    let text = '';
+    const socket = connect(Number(new URL(gateway.url).port), '127.0.0.1', () => {
+      socket.write(`${head}\r\nHost: 127.0.0.1\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`);
+    });
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (text += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(text));
+  });
+}
+
 function rid(label: string): { headers: Record<string, string>; id: string } {
   const id = uniqueId(label);
   return { id, headers: { 'X-Request-Id': id } };
@@ -792,24 +811,15 @@ describe('malformed or disallowed requests are refused before the upstream', () 
 
   it('refuses a request target with a fragment (400, before any upstream call), audited under its path without it', async () => {
     const id = uniqueId('fragment');
-    // Sent on a raw socket: tracked by hand for the file's one-audit-line-per-request check.
-    gw.requests.push({ id, method: 'POST', path: '/v1/chat/completions' });
     const body = JSON.stringify({ model: 'gpt-4o', messages: user(prompt('fragment')) });
-    const { result: answer, calls } = await countingUpstream(
-      () =>
-        new Promise<string>((resolve, reject) => {
-          let text = '';
-          const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () => {
-            socket.write(
-              `POST /v1/chat/completions#secret-looking-text HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${demoToken}\r\n` +
-                `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
-            );
-          });
-          socket.setEncoding('utf8');
-          socket.on('data', (chunk: string) => (text += chunk));
-          socket.on('error', reject);
-          socket.on('close', () => resolve(text));
-        }),
+    const { result: answer, calls } = await countingUpstream(() =>
+      rawRequest(
+        gw,
+        id,
+        `POST /v1/chat/completions#secret-looking-text HTTP/1.1\r\nAuthorization: Bearer ${demoToken}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}`,
+        body,
+      ),
     );
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     expect(answer).toContain('"code":"invalid_request"');
@@ -819,23 +829,13 @@ describe('malformed or disallowed requests are refused before the upstream', () 
 
   it('refuses a body with a transfer coding other than chunked (gzip, chunked) with 400 naming it, before any upstream call', async () => {
     const id = uniqueId('te-gzip');
-    // Sent on a raw socket: tracked by hand for the file's one-audit-line-per-request check.
-    gw.requests.push({ id, method: 'POST', path: '/v1/chat/completions' });
-    const { result: answer, calls } = await countingUpstream(
-      () =>
-        new Promise<string>((resolve, reject) => {
-          let text = '';
-          const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () => {
-            socket.write(
-              `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${demoToken}\r\nContent-Type: application/json\r\n` +
-                `Transfer-Encoding: gzip, chunked\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n5\r\nabcde\r\n0\r\n\r\n`,
-            );
-          });
-          socket.setEncoding('utf8');
-          socket.on('data', (chunk: string) => (text += chunk));
-          socket.on('error', reject);
-          socket.on('close', () => resolve(text));
-        }),
+    const { result: answer, calls } = await countingUpstream(() =>
+      rawRequest(
+        gw,
+        id,
+        `POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer ${demoToken}\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked`,
+        '5\r\nabcde\r\n0\r\n\r\n',
+      ),
     );
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     expect(answer).toContain('Transfer-Encoding gzip, chunked is not supported');

@@ -742,7 +742,7 @@ describe("GET /v1/models with the Anthropic SDK: the Claude models, in Anthropic
     await expectOneAudit(id, { status, failure: status === 404 ? 'not_found' : 'bad_request', product: 'claudes' });
   });
 
-  it('refuses a missing token in Anthropic’s envelope (401), and an unknown query parameter (400)', async () => {
+  it('refuses a missing token in Anthropic’s envelope (401) and an unknown query parameter (400), and takes the SDKs’ beta=true', async () => {
     const anonymous = await gw.fetch('/v1/models', { headers: { 'anthropic-version': '2023-06-01' } });
     expect(anonymous.status).toBe(401);
     expect(await anonymous.json()).toMatchObject({ type: 'error', error: { code: 'invalid_token' } });
@@ -751,6 +751,12 @@ describe("GET /v1/models with the Anthropic SDK: the Claude models, in Anthropic
     });
     expect(unknown.status).toBe(400);
     expect(await unknown.json()).toMatchObject({ type: 'error', error: { code: 'invalid_request', param: 'workspace' } });
+    // The Anthropic SDKs' beta.models calls add ?beta=true: taken.
+    for (const path of ['/v1/models?beta=true', `/v1/models/${CLAUDE_LIST[1]}?beta=true`]) {
+      const beta = await gw.fetch(path, { headers: { 'anthropic-version': '2023-06-01', 'x-api-key': mintToken({ product: 'claudes' }) } });
+      expect({ path, status: beta.status }).toEqual({ path, status: 200 });
+      await beta.arrayBuffer();
+    }
   });
 
   it('still answers the OpenAI SDK, which sends no anthropic-version, in OpenAI’s format with every provider’s models', async () => {

@@ -110,8 +110,7 @@ export class JsonLogger implements LoggerService {
    * masked.
    */
   write(severity: Severity, message: string, fields: Record<string, unknown> = {}, ctx?: RequestContext): void {
-    if (RANK[severity] < this.minRank) return;
-    this.always(severity, redact(message) as string, redact(fields) as Record<string, unknown>, ctx);
+    if (RANK[severity] >= this.minRank) this.trail(severity, message, fields, ctx);
   }
 
   /**

@@ -27,6 +27,8 @@ const EPOCH = '1970-01-01T00:00:00Z';
 const PAGE_LIMIT = { test: (value: string): boolean => /^\d{1,4}$/.test(value) && Number(value) >= 1 && Number(value) <= 1000 };
 const MODEL_ID = /^[\x21-\x7e]{1,256}$/;
 const LIFECYCLE = /^(active|deprecated|retired)$/;
+/** Sent by the Anthropic SDKs' `beta.models` calls (`?beta=true`): taken, and ignored. */
+const ANTHROPIC_SDK_QUERY = ['beta'];
 
 class ModelDto {
   @ApiProperty({ example: 'gpt-4o-mini' }) id!: string;
@@ -131,7 +133,7 @@ export class ModelsController {
       throw new GatewayError('model_not_found', `The model '${id}' is served by ${provider}; Anthropic's API serves Claude models only`, {
         param: 'model',
       });
-    knownQuery(request.query as Record<string, unknown>, []);
+    knownQuery(request.query as Record<string, unknown>, ANTHROPIC_SDK_QUERY);
     return anthropicModel([id, provider]);
   }
 }
@@ -186,7 +188,7 @@ function listsActive(params: Record<string, unknown>): boolean {
  * at once and any other parameter.
  */
 function anthropicPage(all: AnthropicModelDto[], query: Record<string, unknown> | undefined): AnthropicModelListDto {
-  const params = knownQuery(query, ['limit', 'after_id', 'before_id', 'lifecycle', 'lifecycle[]']);
+  const params = knownQuery(query, ['limit', 'after_id', 'before_id', 'lifecycle', 'lifecycle[]', ...ANTHROPIC_SDK_QUERY]);
   const models = listsActive(params) ? all : [];
   const limit = params.limit === undefined ? 20 : Number(queryValue(params.limit, 'limit', PAGE_LIMIT, 'a whole number from 1 to 1000'));
   if (params.after_id !== undefined && params.before_id !== undefined)

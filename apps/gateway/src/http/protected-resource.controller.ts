@@ -1,10 +1,11 @@
-import { Controller, Get, Inject, Param, Req } from '@nestjs/common';
+import { Controller, Get, Inject, Req } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import { ADMIN_SCOPE } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import type { FastifyRequest } from 'fastify';
-import { publicBaseUrl, resourcePath } from './resource-url';
+import { requestPath } from './request-lifecycle';
+import { METADATA_PATH, publicBaseUrl, resourcePath } from './resource-url';
 
 /**
  * RFC 9728 OAuth 2.0 Protected Resource Metadata: how a client learns where to get a token. A
@@ -28,9 +29,10 @@ export class ProtectedResourceController {
   @ApiOperation({ summary: 'RFC 9728 protected-resource metadata of a public URL with a path (API_KEY_SERVER_PUBLIC_URL)' })
   @ApiParam({ name: '*', description: "The public URL's path, e.g. keygate for https://gw.example.com/keygate" })
   @ApiOkResponse({ description: 'As the bare well-known path' })
-  metadataOfPath(@Req() request: FastifyRequest, @Param('*') path: string): Record<string, unknown> {
+  metadataOfPath(@Req() request: FastifyRequest): Record<string, unknown> {
     const configured = this.config.resource.publicUrl;
-    const asked = `/${path}`.replace(/\/+$/, '');
+    // As sent (percent-encoded), to compare with the public URL's path as a URL holds it.
+    const asked = requestPath(request.url).slice(METADATA_PATH.length).replace(/\/+$/, '');
     if (asked !== (configured ? resourcePath(configured) : '')) throw new GatewayError('route_not_found', 'no such resource');
     return this.document(request);
   }
