@@ -18,7 +18,7 @@ import { GatewayError } from '@keygate/errors';
 import type { ProductEntry } from '@keygate/secrets';
 import type { FastifyRequest } from 'fastify';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
-import { knownQuery, queryValue } from '../http/query-params';
+import { knownQuery, queryList, queryValue } from '../http/query-params';
 import { modelCall } from '../http/request.decorators';
 import { ProductRouter } from '../routing/product.router';
 
@@ -170,14 +170,7 @@ function anthropicModel([id]: [id: string, provider: string]): AnthropicModelDto
 
 /** Anthropic's `lifecycle` filter (`lifecycle[]=…` as the SDKs send it): whether it keeps active models. */
 function listsActive(params: Record<string, unknown>): boolean {
-  const values: string[] = [];
-  for (const name of ['lifecycle', 'lifecycle[]']) {
-    const value = params[name];
-    if (value === undefined) continue;
-    for (const one of Array.isArray(value) ? (value as unknown[]) : [value])
-      values.push(queryValue(one, 'lifecycle', LIFECYCLE, 'active, deprecated or retired'));
-  }
-  if (values.length > 3) throw new GatewayError('invalid_request', 'lifecycle takes at most 3 values', { param: 'lifecycle' });
+  const values = queryList(params, 'lifecycle', LIFECYCLE, 'active, deprecated or retired', 3);
   return values.length === 0 || values.includes('active');
 }
 

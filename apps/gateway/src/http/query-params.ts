@@ -26,3 +26,24 @@ export function knownQuery(query: Record<string, unknown> | undefined, allowed: 
       );
   return params;
 }
+
+/**
+ * A list parameter, each value validated: the SDKs send `name[]=…` once per value (qs brackets),
+ * `name=…` is taken too; more than `max` values are refused.
+ */
+export function queryList(
+  params: Record<string, unknown>,
+  param: string,
+  pattern: { test(value: string): boolean },
+  what: string,
+  max: number,
+): string[] {
+  const values: string[] = [];
+  for (const name of [param, `${param}[]`]) {
+    const value = params[name];
+    if (value === undefined) continue;
+    for (const one of Array.isArray(value) ? (value as unknown[]) : [value]) values.push(queryValue(one, param, pattern, what));
+  }
+  if (values.length > max) throw new GatewayError('invalid_request', `${param} takes at most ${max} values`, { param });
+  return values;
+}

@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { knownQuery, queryValue } from '../http/query-params';
+import { knownQuery, queryList, queryValue } from '../http/query-params';
 import { RESPONSE_ID } from './response-id';
 
 /** The stored-response routes keygate serves. */
@@ -13,16 +13,7 @@ const ORDER = /^(asc|desc)$/;
 
 /** The `include` values of a query: the SDKs send `include[]=…` once per value; `include=…` is taken too. */
 function includes(params: Record<string, unknown>): string[] {
-  const values: string[] = [];
-  for (const name of ['include', 'include[]']) {
-    const value = params[name];
-    if (value === undefined) continue;
-    for (const one of Array.isArray(value) ? (value as unknown[]) : [value])
-      values.push(queryValue(one, 'include', INCLUDE, 'a list of field names such as reasoning.encrypted_content'));
-  }
-  if (values.length > MAX_INCLUDES)
-    throw new GatewayError('invalid_request', `include takes at most ${MAX_INCLUDES} values`, { param: 'include' });
-  return values;
+  return queryList(params, 'include', INCLUDE, 'a list of field names such as reasoning.encrypted_content', MAX_INCLUDES);
 }
 
 /**
