@@ -64,9 +64,9 @@ export class MetricsService {
     labelNames: ['product', 'model'],
     registers: [this.registry],
   });
-  readonly secretRefreshes = new Gauge({
-    name: 'keygate_secret_refreshes',
-    help: 'Secret refreshes since start, by secret and result',
+  readonly secretRefreshes = new Counter({
+    name: 'keygate_secret_refreshes_total',
+    help: 'Secret refresh checks since start, by secret and result',
     labelNames: ['secret', 'result'],
     registers: [this.registry],
   });

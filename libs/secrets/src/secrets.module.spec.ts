@@ -84,8 +84,11 @@ describe('SecretsModule', () => {
       await new Promise((r) => setTimeout(r, 50));
     expect(secrets.product('demo')?.route('gpt-4o')?.apiKey).toBe('sk-module-two');
     const scrape = await app.get(MetricsService).scrape();
-    expect(scrape).toContain('keygate_secret_refreshes{secret="openai-api-keys",result="rotated"} 1');
-    expect(scrape).toContain('keygate_secret_refreshes{secret="hmac-secrets",result="refused"} 0');
+    expect(scrape).toContain('# TYPE keygate_secret_refreshes_total counter');
+    expect(scrape).toContain('keygate_secret_refreshes_total{secret="openai-api-keys",result="rotated"} 1');
+    expect(scrape).toContain('keygate_secret_refreshes_total{secret="hmac-secrets",result="refused"} 0');
+    // A second scrape adds only what happened since the first: still one rotation.
+    expect(await app.get(MetricsService).scrape()).toContain('keygate_secret_refreshes_total{secret="openai-api-keys",result="rotated"} 1');
 
     await app.close();
     app = undefined;
