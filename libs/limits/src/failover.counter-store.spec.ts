@@ -315,6 +315,25 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     await until('the second outage’s counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:hank')) === '10');
   }, 20_000);
 
+  it('remembers what Redis holds for a counter it only counted during an outage, so the next outage refuses a cap already reached', async () => {
+    const p = product('outage-only');
+    const limits: RequestLimits = { ...NONE, userPerDay: 3 };
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    const first = [];
+    for (let i = 0; i < 4; i++) first.push((await admit(store, p, 'jo', limits, SECOND, DAY)).admitted);
+    expect(first).toEqual([true, true, true, false]);
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    await until('the outage counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:jo')) === '3');
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    expect((await admit(store, p, 'jo', limits, SECOND + 1, DAY)).admitted).toBe(false);
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:jo')).toBe('3');
+  }, 20_000);
+
   it('drops the marker of a settlement Redis confirmed with the next send (no key left behind per settlement)', async () => {
     const p = product('marker-dropped');
     expect(await reserve(store, p, 'ivy', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });

@@ -49,6 +49,11 @@ function counterId(counter: CounterRef): string {
   return `${counter.key}\n${counter.field ?? ''}`;
 }
 
+/** The day of a daily request counter, whose key ends with it (`kg:{product}:req:<day>`). */
+function dayOf(dailyKey: string): string {
+  return dailyKey.slice(dailyKey.lastIndexOf(':') + 1);
+}
+
 function tokenId(product: string, day: string, user?: string): string {
   return user === undefined ? `tokens\n${product}\n${day}` : `tokens\n${product}\n${day}\n${user}`;
 }
@@ -227,19 +232,12 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
 
   /** Keeps the shared counts a hit saw (its daily counters, the day's token totals) for an outage to go on from. */
   private remember(hits: readonly CounterHit[], tokens: TokenAsk | undefined, outcome: HitOutcome): HitOutcome {
-    // Today's counts only, bounded (one entry per product and user counted today): past the bound,
-    // an outage starts from zero again.
-    const today = utcDay(Date.now());
-    if (today !== this.rememberedDay || this.lastShared.size > MAX_REMEMBERED_COUNTS) {
-      this.lastShared.clear();
-      this.rememberedDay = today;
-    }
     hits.forEach((h, i) => {
-      if (h.ttlMs > REPLAYED_COUNTER_MIN_TTL_MS) this.lastShared.set(counterId(h), outcome.counts[i]);
+      if (h.ttlMs > REPLAYED_COUNTER_MIN_TTL_MS) this.rememberCount(dayOf(h.key), counterId(h), outcome.counts[i]);
     });
     if (tokens && outcome.tokenTotals) {
-      this.lastShared.set(tokenId(tokens.product, tokens.day), outcome.tokenTotals.product);
-      this.lastShared.set(tokenId(tokens.product, tokens.day, tokens.user), outcome.tokenTotals.user);
+      this.rememberCount(tokens.day, tokenId(tokens.product, tokens.day), outcome.tokenTotals.product);
+      this.rememberCount(tokens.day, tokenId(tokens.product, tokens.day, tokens.user), outcome.tokenTotals.user);
     }
     return outcome;
   }
@@ -414,7 +412,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     await Promise.all(
       operations.map((o) =>
         this.send(o).then(
-          () => this.confirmed(o),
+          (held) => this.confirmed(o, held),
           (error: unknown) => {
             if (this.unconfirmed.length < MAX_HELD_SETTLEMENTS) this.unconfirmed.push(o);
             else unsent++;
@@ -436,29 +434,42 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     }
   }
 
-  private send(o: SentOperation): Promise<void> {
+  /** Sends an operation; resolves with what Redis then holds: the day's token totals, or the counter. */
+  private send(o: SentOperation): Promise<{ product: number; user: number } | number> {
     return o.kind === 'tokens'
       ? this.shared.settleTokensOnce(o.product, o.user, o.delta, o.day, o.op)
       : this.shared.addOnce(o, o.count, o.op);
   }
 
   /**
-   * An operation Redis confirmed: what it added goes into the counts remembered from Redis (they
-   * stay what Redis holds), and its marker is dropped with the next send (it will not be sent
-   * again; left to expire, every settlement would hold Redis memory for 10 minutes).
+   * An operation Redis confirmed: what Redis now holds for its counters is remembered (a counter
+   * this replica only counted during an outage included, so the next outage goes on from it), and
+   * its marker is dropped with the next send (it will not be sent again; left to expire, every
+   * settlement would hold Redis memory for 10 minutes).
    */
-  private confirmed(o: SentOperation): void {
-    const add = (id: string, n: number): void => {
-      const seen = this.lastShared.get(id);
-      if (seen !== undefined) this.lastShared.set(id, Math.max(0, seen + n));
-    };
-    if (o.kind === 'tokens') {
-      add(tokenId(o.product, o.day), o.delta);
-      add(tokenId(o.product, o.day, o.user), o.delta);
-    } else add(counterId(o), o.count);
+  private confirmed(o: SentOperation, held: { product: number; user: number } | number): void {
+    if (o.kind === 'tokens' && typeof held === 'object') {
+      this.rememberCount(o.day, tokenId(o.product, o.day), held.product);
+      this.rememberCount(o.day, tokenId(o.product, o.day, o.user), held.user);
+    } else if (o.kind === 'requests' && typeof held === 'number') {
+      this.rememberCount(dayOf(o.key), counterId(o), held);
+    }
     // Beyond the bound, a marker is left to expire.
     if (this.confirmedMarkers.length < MAX_HELD_SETTLEMENTS)
       this.confirmedMarkers.push({ counterKey: o.kind === 'tokens' ? tokenKey(o.product, o.day) : o.key, op: o.op });
+  }
+
+  /**
+   * Remembers a shared count of `day`: the latest day counted only (once a day's counts arrive, the
+   * day before limits nothing), bounded (past the bound, an outage starts from zero again).
+   */
+  private rememberCount(day: string, id: string, count: number): void {
+    if (day < this.rememberedDay) return;
+    if (day > this.rememberedDay || this.lastShared.size > MAX_REMEMBERED_COUNTS) {
+      this.lastShared.clear();
+      this.rememberedDay = day;
+    }
+    this.lastShared.set(id, count);
   }
 
   private transition(degraded: boolean, reason?: string): void {

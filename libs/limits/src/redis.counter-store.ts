@@ -85,11 +85,16 @@ end
 return 1`;
 
 // Adds ARGV[1] to a counter (ARGV[2]: its hash field or ''), giving it ARGV[3] ms to live if it has
-// no expiry yet: request counts taken in memory during an outage, brought to Redis when it returns.
-const ADD = `
-if ARGV[2] == '' then redis.call('INCRBY', KEYS[1], ARGV[1]) else redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) end
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return 1`;
+// no expiry yet, once per operation (KEYS[2], its marker, kept ARGV[4] ms): request counts taken in
+// memory during an outage, brought to Redis when it returns. Replies the counter's value, which a
+// resend of an operation already applied also gets.
+const ADD_ONCE = `
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
+  if ARGV[2] == '' then redis.call('INCRBY', KEYS[1], ARGV[1]) else redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) end
+  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+end
+if ARGV[2] == '' then return tonumber(redis.call('GET', KEYS[1]) or '0') end
+return tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')`;
 
 /** Token hashes (fields `_total` and `u:<user>`) outlive their day by one, so `/admin/usage` can report yesterday. */
 const DAY_TTL_SECONDS = DAILY_COUNTER_TTL_MS / 1000;
@@ -102,17 +107,22 @@ if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', 
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
-// SETTLE and ADD applied at most once per operation id: KEYS[2] is the operation's marker, kept
-// ARGV[n] ms. A batch whose reply was lost (the connection dropped after sending) is sent again
-// under its id; Redis applies it only if the first one never arrived.
-const ONCE = `if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[#ARGV]) == false then return 0 end
-`;
+// SETTLE applied at most once per operation id: KEYS[2] is the operation's marker, kept ARGV[4] ms.
+// A batch whose reply was lost (the connection dropped after sending) is sent again under its id;
+// Redis applies it only if the first one never arrived. Replies the day's totals {product, user}.
+const SETTLE_ONCE = `
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
+  if redis.call('HINCRBY', KEYS[1], '_total', ARGV[1]) < 0 then redis.call('HSET', KEYS[1], '_total', 0) end
+  if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', KEYS[1], ARGV[2], 0) end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return {tonumber(redis.call('HGET', KEYS[1], '_total') or '0'), tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')}`;
 
 interface ScriptedRedis extends Redis {
   kgHit(...keysThenArgs: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
   kgRelease(numberOfKeys: number, ...keysThenFields: string[]): Promise<number>;
-  kgSettleOnce(k1: string, op: string, ...args: Array<string | number>): Promise<number>;
+  kgSettleOnce(k1: string, op: string, ...args: Array<string | number>): Promise<[number, number]>;
   kgAddOnce(key: string, op: string, n: number, field: string, ttlMs: number, opTtlMs: number): Promise<number>;
 }
 
@@ -129,8 +139,8 @@ export class RedisCounterStore implements CounterStore {
     redis.defineCommand('kgHit', { lua: HIT });
     redis.defineCommand('kgSettle', { numberOfKeys: 1, lua: SETTLE });
     redis.defineCommand('kgRelease', { lua: RELEASE });
-    redis.defineCommand('kgSettleOnce', { numberOfKeys: 2, lua: ONCE + SETTLE });
-    redis.defineCommand('kgAddOnce', { numberOfKeys: 2, lua: ONCE + ADD });
+    redis.defineCommand('kgSettleOnce', { numberOfKeys: 2, lua: SETTLE_ONCE });
+    redis.defineCommand('kgAddOnce', { numberOfKeys: 2, lua: ADD_ONCE });
     this.redis = redis as ScriptedRedis;
   }
 
@@ -163,18 +173,11 @@ export class RedisCounterStore implements CounterStore {
   /**
    * Adds `n` to one counter (which lives `ttlMs` from now if it is new), and {@link settleTokens},
    * applied at most once under `op` (a UUID) within {@link OPERATION_MARKER_TTL_MS}: safe to send
-   * again when the first reply was lost. Not part of {@link CounterStore} (see FailoverCounterStore).
+   * again when the first reply was lost. Each resolves with what Redis then holds (the counter; the
+   * day's product and user token totals). Not part of {@link CounterStore} (see FailoverCounterStore).
    */
-  async addOnce(counter: CounterRef & { ttlMs: number }, n: number, op: string): Promise<void> {
-    if (n > 0)
-      await this.redis.kgAddOnce(
-        counter.key,
-        operationKey(counter.key, op),
-        n,
-        counter.field ?? '',
-        counter.ttlMs,
-        OPERATION_MARKER_TTL_MS,
-      );
+  addOnce(counter: CounterRef & { ttlMs: number }, n: number, op: string): Promise<number> {
+    return this.redis.kgAddOnce(counter.key, operationKey(counter.key, op), n, counter.field ?? '', counter.ttlMs, OPERATION_MARKER_TTL_MS);
   }
 
   /** Drops the markers of operations whose replies arrived (they will not be sent again): one UNLINK each, a key's own slot. */
@@ -182,10 +185,23 @@ export class RedisCounterStore implements CounterStore {
     await Promise.all(operations.map(({ counterKey, op }) => this.redis.unlink(operationKey(counterKey, op))));
   }
 
-  async settleTokensOnce(product: string, user: string, delta: number, day: string, op: string): Promise<void> {
-    if (delta === 0) return;
+  async settleTokensOnce(
+    product: string,
+    user: string,
+    delta: number,
+    day: string,
+    op: string,
+  ): Promise<{ product: number; user: number }> {
     const key = tokenKey(product, day);
-    await this.redis.kgSettleOnce(key, operationKey(key, op), delta, `u:${user}`, DAY_TTL_SECONDS, OPERATION_MARKER_TTL_MS);
+    const [total, ofUser] = await this.redis.kgSettleOnce(
+      key,
+      operationKey(key, op),
+      delta,
+      `u:${user}`,
+      DAY_TTL_SECONDS,
+      OPERATION_MARKER_TTL_MS,
+    );
+    return { product: total, user: ofUser };
   }
 
   async usage(product: string, day: string): Promise<DailyUsage> {
