@@ -751,6 +751,12 @@ describe("GET /v1/models with the Anthropic SDK: the Claude models, in Anthropic
     });
     expect(unknown.status).toBe(400);
     expect(await unknown.json()).toMatchObject({ type: 'error', error: { code: 'invalid_request', param: 'workspace' } });
+    // A models path no route takes is refused in the same envelope.
+    const nested = await gw.fetch('/v1/models/a/b', {
+      headers: { 'anthropic-version': '2023-06-01', 'x-api-key': mintToken({ product: 'claudes' }) },
+    });
+    expect(nested.status).toBe(404);
+    expect(await nested.json()).toMatchObject({ type: 'error', error: { code: 'route_not_found' } });
     // The Anthropic SDKs' beta.models calls add ?beta=true: taken.
     for (const path of ['/v1/models?beta=true', `/v1/models/${CLAUDE_LIST[1]}?beta=true`]) {
       const beta = await gw.fetch(path, { headers: { 'anthropic-version': '2023-06-01', 'x-api-key': mintToken({ product: 'claudes' }) } });

@@ -11,11 +11,14 @@ const SHARED_PATHS: ReadonlySet<string | undefined> = new Set(['/v1/models', '/v
 /**
  * Whether a request speaks Anthropic's API (its credentials and error envelope): an Anthropic
  * route matched, however its path was spelt, or its path when none matched (a `GET /v1/messages`);
- * or a route both APIs have, called with `anthropic-version`.
+ * or a route both APIs have (or a path under `/v1/models/` that none took), called with `anthropic-version`.
  */
 export function speaksAnthropic(route: string | undefined, path: string, headers: IncomingHttpHeaders): boolean {
   const at = route ?? path;
-  return ANTHROPIC_PATHS.has(at) || (SHARED_PATHS.has(at) && headers['anthropic-version'] !== undefined);
+  if (ANTHROPIC_PATHS.has(at)) return true;
+  if (headers['anthropic-version'] === undefined) return false;
+  // A models path no route took (`/v1/models/a/b`) is refused in the envelope of the client asking.
+  return SHARED_PATHS.has(at) || (route === undefined && path.startsWith('/v1/models/'));
 }
 
 /** Whether a request was found to speak Anthropic's API on arrival (see {@link speaksAnthropic}). */
