@@ -603,6 +603,16 @@ describe('blocks: created on one replica, enforced by all within one second', ()
       expect.arrayContaining([expect.objectContaining({ product: P.blocks, user })]),
     );
 
+    // Filtered by product, and by one of its users; a filter that would be ignored is refused.
+    type Listed = { data: Array<{ product: string; user: string | null }> };
+    const ofProduct = (await adminCall(replicas[2], 'GET', `/admin/blocks?product=${P.blocks}`)).json as Listed;
+    expect(ofProduct.data.length).toBeGreaterThan(0);
+    expect(ofProduct.data.every((b) => b.product === P.blocks)).toBe(true);
+    const ofUser = (await adminCall(replicas[2], 'GET', `/admin/blocks?product=${P.blocks}&user=${encodeURIComponent(user)}`))
+      .json as Listed;
+    expect(ofUser.data).toEqual([expect.objectContaining({ product: P.blocks, user })]);
+    for (const path of [`/admin/blocks?user=${encodeURIComponent(user)}`, `/admin/blocks?prodcut=${P.blocks}`])
+      expect({ path, status: (await adminCall(replicas[2], 'GET', path)).status }).toEqual({ path, status: 400 });
     // A misspelt parameter is refused: `usr` would otherwise lift a whole-product block, if there were one.
     const misspelt = await adminCall(replicas[1], 'DELETE', `/admin/blocks?product=${P.blocks}&usr=${encodeURIComponent(user)}`);
     expect(misspelt.status).toBe(400);

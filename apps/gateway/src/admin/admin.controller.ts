@@ -5,7 +5,7 @@ import { ThrottlerGuard } from '@nestjs/throttler';
 import { administers, AdminScopeGuard, adminReach, CONTROL_CHARACTERS, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
-import { BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
+import { blockedUserKey, BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyRequest } from 'fastify';
 import { ApiAdminErrors, ErrorBodyDto } from '../http/api-errors.decorator';
@@ -94,12 +94,30 @@ export class AdminController {
   }
 
   @Get('blocks')
-  @ApiOperation({ summary: 'List the blocks in force' })
+  @ApiOperation({ summary: 'List the blocks in force, of one product (and one of its users) when asked' })
+  @ApiQuery({ name: 'product', required: false })
+  @ApiQuery({ name: 'user', required: false, description: "With product: that user's own block" })
   @ApiOkResponse({ type: BlockListDto })
   @ApiAdminErrors()
-  list(@CurrentPrincipal() admin: Principal): { data: Block[] } {
+  list(@Query() query: Record<string, unknown>, @CurrentPrincipal() admin: Principal): { data: Block[] } {
+    // A filter that is ignored would read as "no block" for the product or user asked about.
+    const { product: productParam, user: userParam } = knownQuery(query, ['product', 'user']);
+    const product = productParam === undefined ? undefined : queryValue(productParam, 'product', PRODUCT, 'one product name');
+    if (userParam !== undefined && product === undefined)
+      throw new GatewayError('invalid_request', 'user needs product', { param: 'product' });
+    const user = userParam === undefined ? undefined : queryValue(userParam, 'user', USER, 'one user id (1-256 characters)');
+    if (product !== undefined) mayOperate(admin, product);
     const reach = adminReach(admin);
-    return { data: this.blocks.list().filter((block) => administers(reach, block.product)) };
+    return {
+      data: this.blocks
+        .list()
+        .filter(
+          (block) =>
+            administers(reach, block.product) &&
+            (product === undefined || block.product === product) &&
+            (user === undefined || (block.user !== null && blockedUserKey(block.user) === blockedUserKey(user))),
+        ),
+    };
   }
 
   @Delete('blocks')
