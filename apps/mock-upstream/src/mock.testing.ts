@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { closeMockServer, createMockServer, type MockServerOptions } from './mock.server';
 import type { StatsSnapshot } from './mock.stats';
+import type { ResponseObject } from './openai.responses.types';
 
 /**
  * Helpers shared by the specs: start the mock in-process on port 0 and talk to
@@ -122,14 +123,14 @@ export async function eventually<T>(fn: () => Promise<T>, check: (v: T) => boole
 /** `POST /v1/responses` on a mock: the raw answer (`create`), or the Response of one that must succeed (`plain`). */
 export function responsesCalls(base: () => string): {
   create: (body: Record<string, unknown>, headers?: Record<string, string>) => Promise<Response>;
-  plain: <T = unknown>(body: Record<string, unknown>) => Promise<T>;
+  plain: (body: Record<string, unknown>) => Promise<ResponseObject>;
 } {
   const create = (body: Record<string, unknown>, headers: Record<string, string> = OPENAI_AUTH): Promise<Response> =>
     postJson(base(), '/v1/responses', { model: 'gpt-4o-mini', ...body }, headers);
-  const plain = async <T = unknown>(body: Record<string, unknown>): Promise<T> => {
+  const plain = async (body: Record<string, unknown>): Promise<ResponseObject> => {
     const res = await create(body);
     if (res.status !== 200) throw new Error(`POST /v1/responses answered ${res.status}: ${await res.text()}`);
-    return readJson<T>(res);
+    return readJson<ResponseObject>(res);
   };
   return { create, plain };
 }

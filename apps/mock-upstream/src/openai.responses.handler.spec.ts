@@ -30,8 +30,7 @@ describe('OpenAI Responses API wire format', () => {
   });
   afterAll(() => mock.close());
 
-  const { create, plain: plainAny } = responsesCalls(() => mock.base);
-  const plain = (body: Record<string, unknown>): Promise<ResponseObject> => plainAny<ResponseObject>(body);
+  const { create, plain } = responsesCalls(() => mock.base);
 
   const messageOf = (r: ResponseObject): ResponseOutputMessage => {
     expect(r.output).toHaveLength(1);

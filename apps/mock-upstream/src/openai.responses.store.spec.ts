@@ -33,8 +33,7 @@ describe('OpenAI stored responses', () => {
   });
   afterAll(() => mock.close());
 
-  const { create, plain: plainAny } = responsesCalls(() => mock.base);
-  const plain = (body: Record<string, unknown>): Promise<ResponseObject> => plainAny<ResponseObject>(body);
+  const { create, plain } = responsesCalls(() => mock.base);
 
   /** The terminal event's Response of a stream that ran to its end. */
   const streamed = async (body: Record<string, unknown>): Promise<ResponseObject> => {
