@@ -1,5 +1,3 @@
-import { MetricsService } from '@keygate/observability';
-import type { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { LastRequest } from '../../../apps/mock-upstream/src/mock.stats';
@@ -7,7 +5,8 @@ import { eventually, getStats, startMock, type RunningMock } from '../../../apps
 import { AnthropicAdapter, isMessageStop, passedHeaders } from './anthropic.adapter';
 import type { ChatCompletionRequest, StreamEvent } from './chat.types';
 import type { ProviderCall } from './provider-adapter.interface';
-import { ClientAbortedError, UpstreamClient, type UpstreamResponse } from './upstream.client';
+import { testUpstreamClient } from './testing/upstream-client';
+import { ClientAbortedError, type UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { DEFAULT_RATE_LIMIT_RETRY_SECONDS, UpstreamError } from './upstream.error';
 
 /*
@@ -61,10 +60,7 @@ let access: ProviderAccess;
 
 beforeAll(async () => {
   mock = await startMock();
-  client = new UpstreamClient(
-    { upstream: { connectMs: 1_000, ttfbMs: 3_000, idleMs: 3_000, totalMs: 8_000 } } as unknown as GatewayConfig,
-    new MetricsService(),
-  );
+  client = testUpstreamClient();
   adapter = new AnthropicAdapter(client);
   access = { provider: 'anthropic', apiKey: KEY, baseUrl: mock.base, models: [MODEL] };
 });

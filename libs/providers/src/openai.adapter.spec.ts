@@ -1,9 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { GatewayConfig } from '@keygate/config';
-import { MetricsService } from '@keygate/observability';
 import { generatedText, OpenAiAdapter, withoutUsage, type OpenAiChunk } from './openai.adapter';
-import { UpstreamClient } from './upstream.client';
+import { testUpstreamClient } from './testing/upstream-client';
+import type { UpstreamClient } from './upstream.client';
 import type { ProviderAccess } from '@keygate/secrets';
 import { startMock, type RunningMock } from '../../../apps/mock-upstream/src/mock.testing';
 
@@ -74,10 +73,7 @@ describe('OpenAiAdapter streaming from an OpenAI-compatible host that splits eve
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-    client = new UpstreamClient(
-      { upstream: { connectMs: 1_000, ttfbMs: 3_000, idleMs: 3_000, totalMs: 8_000 } } as unknown as GatewayConfig,
-      new MetricsService(),
-    );
+    client = testUpstreamClient();
   });
 
   afterAll(async () => {
@@ -108,10 +104,7 @@ describe('OpenAiAdapter Responses API against the mock upstream: a stored respon
 
   beforeAll(async () => {
     mock = await startMock();
-    client = new UpstreamClient(
-      { upstream: { connectMs: 1_000, ttfbMs: 3_000, idleMs: 3_000, totalMs: 8_000 } } as unknown as GatewayConfig,
-      new MetricsService(),
-    );
+    client = testUpstreamClient();
   });
 
   afterAll(async () => {
