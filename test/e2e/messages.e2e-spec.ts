@@ -737,7 +737,10 @@ describe("GET /v1/models with the Anthropic SDK: the Claude models, in Anthropic
     const { id, headers } = rid('anth-models-bad');
     const { result: error, moved } = await counting(() => sdkError(call(claudes(), { headers })));
     expect(error.status).toBe(status);
-    expect(error.error).toMatchObject({ type: 'error', error: { code } });
+    // Anthropic's error type for the status; keygate's request id in its body and its request-id header (the SDK's requestID).
+    const type = status === 404 ? 'not_found_error' : 'invalid_request_error';
+    expect(error.error).toMatchObject({ type: 'error', error: { code, type }, request_id: id });
+    expect(error.requestID).toBe(id);
     expect(moved).toEqual({});
     await expectOneAudit(id, { status, failure: status === 404 ? 'not_found' : 'bad_request', product: 'claudes' });
   });
@@ -745,7 +748,9 @@ describe("GET /v1/models with the Anthropic SDK: the Claude models, in Anthropic
   it('refuses a missing token in Anthropic’s envelope (401) and an unknown query parameter (400), and takes the SDKs’ beta=true', async () => {
     const anonymous = await gw.fetch('/v1/models', { headers: { 'anthropic-version': '2023-06-01' } });
     expect(anonymous.status).toBe(401);
-    expect(await anonymous.json()).toMatchObject({ type: 'error', error: { code: 'invalid_token' } });
+    expect(await anonymous.json()).toMatchObject({ type: 'error', error: { code: 'invalid_token', type: 'authentication_error' } });
+    expect(anonymous.headers.get('request-id')).toEqual(expect.any(String));
+    expect(anonymous.headers.get('request-id')).toBe(anonymous.headers.get('x-request-id'));
     const unknown = await gw.fetch('/v1/models?workspace=1', {
       headers: { 'anthropic-version': '2023-06-01', 'x-api-key': mintToken({ product: 'claudes' }) },
     });
@@ -756,13 +761,22 @@ describe("GET /v1/models with the Anthropic SDK: the Claude models, in Anthropic
       headers: { 'anthropic-version': '2023-06-01', 'x-api-key': mintToken({ product: 'claudes' }) },
     });
     expect(nested.status).toBe(404);
-    expect(await nested.json()).toMatchObject({ type: 'error', error: { code: 'route_not_found' } });
+    expect(await nested.json()).toMatchObject({ type: 'error', error: { code: 'route_not_found', type: 'not_found_error' } });
     // The Anthropic SDKs' beta.models calls add ?beta=true: taken.
     for (const path of ['/v1/models?beta=true', `/v1/models/${CLAUDE_LIST[1]}?beta=true`]) {
       const beta = await gw.fetch(path, { headers: { 'anthropic-version': '2023-06-01', 'x-api-key': mintToken({ product: 'claudes' }) } });
-      expect({ path, status: beta.status }).toEqual({ path, status: 200 });
+      expect({ path, status: beta.status, requestId: beta.headers.get('request-id') }).toEqual({
+        path,
+        status: 200,
+        requestId: beta.headers.get('x-request-id'),
+      });
       await beta.arrayBuffer();
     }
+    // The OpenAI dialect of the same route carries keygate's X-Request-Id only.
+    const openai = await gw.fetch('/v1/models', { headers: { authorization: `Bearer ${mintToken({ product: 'claudes' })}` } });
+    expect(openai.status).toBe(200);
+    expect(openai.headers.get('request-id')).toBeNull();
+    await openai.arrayBuffer();
   });
 
   it('still answers the OpenAI SDK, which sends no anthropic-version, in OpenAI’s format with every provider’s models', async () => {

@@ -20,7 +20,7 @@ export interface RelayDialect {
   /** Written after the upstream's last event. */
   done: string;
   /** The stream's error event for a failure after the first byte. */
-  errorEvent(error: GatewayError): string;
+  errorEvent(error: GatewayError, requestId: string): string;
 }
 
 /** OpenAI's chat-completion stream: `data:` chunks, `data: [DONE]`, an error object as a chunk (the SDKs raise it as an APIError). */
@@ -144,7 +144,7 @@ export class SseRelay {
 
   private endWithError(ctx: RequestContext, res: ServerResponse, dialect: RelayDialect, error: GatewayError): void {
     ctx.fail(error.spec.failure, error.status);
-    endStream(res, dialect.errorEvent(error));
+    endStream(res, dialect.errorEvent(error, ctx.requestId));
   }
 }
 

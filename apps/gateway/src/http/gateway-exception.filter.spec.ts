@@ -75,6 +75,11 @@ describe('GatewayExceptionFilter', () => {
     expect(body).toEqual({
       type: 'error',
       error: { type: 'invalid_request_error', message: 'too many', code: 'policy_violation', param: 'max_tokens' },
+      request_id: 'req-msg',
+    });
+    // Anthropic's taxonomy for error.type, the contract's code beside it.
+    expect(answered(new GatewayError('model_not_found', 'no such model'), ctx).body).toMatchObject({
+      error: { type: 'not_found_error', code: 'model_not_found' },
     });
     const chat = new RequestContext('req-chat', 'POST', '/v1/chat/completions', 0n, null, true);
     chat.anthropic = speaksAnthropic('/v1/chat/completions', '/v1/chat/completions', { 'anthropic-version': '2023-06-01' });

@@ -140,6 +140,9 @@ export class RequestLifecycle {
     this.open.set(ctx, reply.raw);
     // Set on the raw response so hijacked (streamed) replies carry it too.
     reply.raw.setHeader('x-request-id', ctx.requestId);
+    // Anthropic's clients read theirs from `request-id` (the SDKs' `_request_id`); an Anthropic
+    // upstream's own, passed on with its answer, takes its place.
+    if (ctx.anthropic) reply.raw.setHeader('request-id', ctx.requestId);
     // The connection now: a keep-alive response is detached from it once finished.
     const socket = raw.socket;
     reply.raw.once('close', () => this.onClose(ctx, reply.raw, socket));

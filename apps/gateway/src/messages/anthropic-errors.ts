@@ -27,20 +27,54 @@ export function isAnthropicRequest(ctx: Pick<RequestContext, 'anthropic'> | unde
 }
 
 /**
- * The contract's error body with Anthropic's `"type": "error"` beside it: Anthropic's envelope
- * (`{"type":"error","error":{"type","message"}}`) and OpenAI's (`error.message`, `error.code`) at once.
+ * Anthropic's `error.type` for a status (its documented taxonomy): a 404 is `not_found_error`, a 413
+ * `request_too_large`, a 504 `timeout_error`; any other 4xx is `invalid_request_error` and any other
+ * 5xx `api_error`, as Anthropic's own API answers them.
  */
-export function anthropicErrorBody(error: GatewayError): { type: 'error' } & ReturnType<GatewayError['toBody']> {
-  return { type: 'error', ...error.toBody() };
+export function anthropicErrorType(status: number): string {
+  switch (status) {
+    case 401:
+      return 'authentication_error';
+    case 403:
+      return 'permission_error';
+    case 404:
+      return 'not_found_error';
+    case 413:
+      return 'request_too_large';
+    case 429:
+      return 'rate_limit_error';
+    case 504:
+      return 'timeout_error';
+    case 529:
+      return 'overloaded_error';
+    default:
+      return status >= 500 ? 'api_error' : 'invalid_request_error';
+  }
+}
+
+/** Anthropic's error envelope that is the contract's too. */
+export type AnthropicErrorBody = { type: 'error'; request_id: string | null } & ReturnType<GatewayError['toBody']>;
+
+/**
+ * The contract's error body in Anthropic's envelope (`{"type":"error","error":{"type","message"},
+ * "request_id"}`), its `error.type` from Anthropic's taxonomy, and the contract's `error.code` and
+ * `error.param` kept: both APIs' clients read it. `request_id` is keygate's (the `request-id` header's).
+ */
+export function anthropicErrorBody(error: GatewayError, requestId: string | null): AnthropicErrorBody {
+  const body = error.toBody();
+  return { type: 'error', error: { ...body.error, type: anthropicErrorType(error.status) }, request_id: requestId };
 }
 
 /** The error body for a request: Anthropic's envelope on its routes, the contract's elsewhere. */
-export function errorBodyFor(ctx: Pick<RequestContext, 'anthropic'> | undefined, error: GatewayError): ReturnType<GatewayError['toBody']> {
-  return isAnthropicRequest(ctx) ? anthropicErrorBody(error) : error.toBody();
+export function errorBodyFor(
+  ctx: Pick<RequestContext, 'anthropic' | 'requestId'> | undefined,
+  error: GatewayError,
+): ReturnType<GatewayError['toBody']> {
+  return ctx !== undefined && isAnthropicRequest(ctx) ? anthropicErrorBody(error, ctx.requestId) : error.toBody();
 }
 
 /** Anthropic's stream: its events pass with their names; it ends with its own `message_stop`; errors are `event: error`. */
 export const ANTHROPIC_STREAM: RelayDialect = {
   done: '',
-  errorEvent: (error) => `event: error\ndata: ${JSON.stringify(anthropicErrorBody(error))}\n\n`,
+  errorEvent: (error, requestId) => `event: error\ndata: ${JSON.stringify(anthropicErrorBody(error, requestId))}\n\n`,
 };

@@ -7,7 +7,7 @@ describe('RESPONSES_STREAM', () => {
   });
 
   it('writes a failure as the API’s named error event, with the contract’s error object beside its fields', () => {
-    const text = RESPONSES_STREAM.errorEvent(new GatewayError('upstream_error', 'upstream openai failed mid-stream'));
+    const text = RESPONSES_STREAM.errorEvent(new GatewayError('upstream_error', 'upstream openai failed mid-stream'), 'req-1');
     expect(text.startsWith('event: error\ndata: ')).toBe(true);
     expect(text.endsWith('\n\n')).toBe(true);
     const data = JSON.parse(text.slice('event: error\ndata: '.length)) as Record<string, unknown>;

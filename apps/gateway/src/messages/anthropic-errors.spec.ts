@@ -1,0 +1,58 @@
+import { ERROR_CODES, GatewayError, type GatewayErrorCode } from '@keygate/errors';
+import { ANTHROPIC_STREAM, anthropicErrorBody, anthropicErrorType } from './anthropic-errors';
+
+describe('Anthropic error envelope', () => {
+  it.each([
+    [400, 'invalid_request_error'],
+    [401, 'authentication_error'],
+    [403, 'permission_error'],
+    [404, 'not_found_error'],
+    [408, 'invalid_request_error'],
+    [413, 'request_too_large'],
+    [429, 'rate_limit_error'],
+    [500, 'api_error'],
+    [502, 'api_error'],
+    [503, 'api_error'],
+    [504, 'timeout_error'],
+    [529, 'overloaded_error'],
+  ])('types a %i as Anthropic does (%s)', (status, type) => {
+    expect(anthropicErrorType(status)).toBe(type);
+  });
+
+  it('gives every contract code one of the types the Anthropic SDK knows', () => {
+    const known = new Set([
+      'invalid_request_error',
+      'authentication_error',
+      'permission_error',
+      'not_found_error',
+      'request_too_large',
+      'rate_limit_error',
+      'timeout_error',
+      'api_error',
+      'overloaded_error',
+    ]);
+    for (const code of Object.keys(ERROR_CODES) as GatewayErrorCode[]) {
+      const body = anthropicErrorBody(new GatewayError(code, 'x'), 'req-1');
+      expect({ code, known: known.has(body.error.type) }).toEqual({ code, known: true });
+    }
+  });
+
+  it('keeps the contract’s code, param and message and carries the request id', () => {
+    expect(anthropicErrorBody(new GatewayError('upstream_timeout', 'slow', { param: 'model' }), 'req-7')).toEqual({
+      type: 'error',
+      error: { type: 'timeout_error', code: 'upstream_timeout', param: 'model', message: 'slow' },
+      request_id: 'req-7',
+    });
+  });
+
+  it('writes a stream failure as Anthropic’s error event with the request id', () => {
+    const frame = ANTHROPIC_STREAM.errorEvent(new GatewayError('upstream_error', 'cut'), 'req-9');
+    expect(frame.startsWith('event: error\ndata: ')).toBe(true);
+    expect(frame.endsWith('\n\n')).toBe(true);
+    expect(JSON.parse(frame.slice('event: error\ndata: '.length))).toEqual({
+      type: 'error',
+      error: { type: 'api_error', code: 'upstream_error', param: null, message: 'cut' },
+      request_id: 'req-9',
+    });
+  });
+});
