@@ -669,6 +669,56 @@ describe('Gemini specifics', () => {
     await expectOneAudit(id, { status: 200, failure: null, provider: 'gemini' });
   });
 
+  it('sends a schema that refers to itself (a tree) as JSON Schema, which Gemini resolves, for a tool and for structured output', async () => {
+    // Gemini's Schema cannot refer to itself; its parametersJsonSchema and responseJsonSchema take $refs.
+    const tree = {
+      type: 'object',
+      $defs: {
+        Node: {
+          type: 'object',
+          properties: { name: { type: 'string' }, children: { type: 'array', items: { $ref: '#/$defs/Node' } } },
+          required: ['name'],
+        },
+      },
+      properties: { root: { $ref: '#/$defs/Node' } },
+      required: ['root'],
+    };
+    const tool = rid('gemini-recursive-tool');
+    const { result, delta, after } = await counting(() =>
+      gw.openai(token).chat.completions.create(
+        {
+          model: GEMINI_MODEL,
+          messages: user('draw it [mock tool=draw_tree]'),
+          tools: [{ type: 'function', function: { name: 'draw_tree', parameters: tree } }],
+        },
+        { headers: tool.headers },
+      ),
+    );
+    expect(result.choices[0].message.tool_calls?.[0]).toMatchObject({ function: { name: 'draw_tree' } });
+    expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
+    const declaration = (lastBody(after, 'gemini.generateContent').tools as Array<{ functionDeclarations: Json[] }>)[0]
+      .functionDeclarations[0];
+    expect(declaration).toEqual({ name: 'draw_tree', parametersJsonSchema: tree });
+    await expectOneAudit(tool.id, { status: 200, failure: null, provider: 'gemini' });
+
+    const output = rid('gemini-recursive-output');
+    const structured = await counting(() =>
+      gw.openai(token).chat.completions.create(
+        {
+          model: GEMINI_MODEL,
+          messages: user('a tree, please'),
+          response_format: { type: 'json_schema', json_schema: { name: 'tree', schema: tree } },
+        },
+        { headers: output.headers },
+      ),
+    );
+    expect(moved(structured.delta)).toEqual({ 'gemini.generateContent': 1 });
+    const config = lastBody(structured.after, 'gemini.generateContent').generationConfig as Json;
+    expect(config).toMatchObject({ responseMimeType: 'application/json', responseJsonSchema: tree });
+    expect(config).not.toHaveProperty('responseSchema');
+    await expectOneAudit(output.id, { status: 200, failure: null, provider: 'gemini' });
+  });
+
   it("gemini 3: passes the model's call ids to the client as the tool call ids, and sends them back on the calls and their results", async () => {
     const first = rid('gemini3-calls');
     const { result } = await counting(() =>

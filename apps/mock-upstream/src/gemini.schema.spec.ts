@@ -63,6 +63,41 @@ describe("the mock's Gemini Schema check", () => {
     ]);
   });
 
+  it('takes a schema as JSON Schema ($refs resolved, recursion included), alone, and refuses it beside the Schema form or unresolved', () => {
+    const tree = {
+      type: 'object',
+      $defs: { Node: { type: 'object', properties: { kids: { type: 'array', items: { $ref: '#/$defs/Node' } } } } },
+      properties: { root: { $ref: '#/$defs/Node' } },
+      additionalProperties: false,
+    };
+    expect(
+      requestSchemaProblems({
+        tools: [{ functionDeclarations: [{ name: 'tree', parametersJsonSchema: tree }] }],
+        generationConfig: { responseMimeType: 'application/json', responseJsonSchema: tree },
+      }),
+    ).toEqual([]);
+    expect(
+      requestSchemaProblems({
+        tools: [
+          {
+            function_declarations: [
+              { name: 'both', parameters: { type: 'OBJECT', properties: { a: { type: 'STRING' } } }, parameters_json_schema: tree },
+              { name: 'array', parametersJsonSchema: { type: 'array' } },
+              { name: 'dangling', parametersJsonSchema: { type: 'object', properties: { a: { $ref: '#/$defs/Missing' } } } },
+            ],
+          },
+        ],
+        generation_config: { response_schema: { type: 'STRING' }, response_json_schema: tree },
+      }),
+    ).toEqual([
+      '* GenerateContentRequest.tools[0].function_declarations[0]: parameters and parameters_json_schema are mutually exclusive',
+      '* GenerateContentRequest.tools[0].function_declarations[1].parameters_json_schema: must describe an object',
+      '* GenerateContentRequest.tools[0].function_declarations[2].parameters_json_schema: $ref #/$defs/Missing does not resolve',
+      '* GenerateContentRequest.generation_config: response_schema and response_json_schema are mutually exclusive',
+      '* GenerateContentRequest.generation_config.response_mime_type: response_json_schema needs application/json',
+    ]);
+  });
+
   it('refuses properties off an OBJECT, and parameters that are no OBJECT; takes an OBJECT without properties inside a schema', () => {
     expect(
       schemaProblems(

@@ -85,7 +85,13 @@ export function requestSchemaProblems(body: JsonRecord): string[] {
   asArray(body.tools).forEach((tool, t) => {
     if (!isRecord(tool)) return;
     asArray(tool.functionDeclarations ?? tool.function_declarations).forEach((fn, f) => {
-      if (!isRecord(fn) || fn.parameters === undefined) return;
+      if (!isRecord(fn)) return;
+      const json = fn.parametersJsonSchema ?? fn.parameters_json_schema;
+      if (json !== undefined) {
+        problems.push(...jsonSchemaProblems(json, fn.parameters !== undefined, `tools[${t}].function_declarations[${f}]`, 'parameters'));
+        return;
+      }
+      if (fn.parameters === undefined) return;
       const at = `tools[${t}].function_declarations[${f}].parameters`;
       problems.push(...schemaProblems(fn.parameters, at));
       const parameters = fn.parameters;
@@ -99,6 +105,48 @@ export function requestSchemaProblems(body: JsonRecord): string[] {
   if (isRecord(config)) {
     const schema = config.responseSchema ?? config.response_schema;
     if (schema !== undefined) problems.push(...schemaProblems(schema, 'generation_config.response_schema'));
+    const json = config.responseJsonSchema ?? config.response_json_schema;
+    if (json !== undefined) {
+      problems.push(...jsonSchemaProblems(json, schema !== undefined, 'generation_config', 'response'));
+      const mime = config.responseMimeType ?? config.response_mime_type;
+      if (mime !== 'application/json')
+        problems.push('* GenerateContentRequest.generation_config.response_mime_type: response_json_schema needs application/json');
+    }
   }
   return problems;
+}
+
+/**
+ * The problems of a schema given as JSON Schema (`parametersJsonSchema`, `responseJsonSchema`): a
+ * JSON object, never beside the same schema in Gemini's own form; a function's parameters describe
+ * an object. Gemini resolves its local `$ref`s, so one that names nothing is refused; a schema that
+ * refers to itself is what the field is for. (Worded as the mock's own, not Google's.)
+ */
+function jsonSchemaProblems(json: unknown, alsoOpenApi: boolean, at: string, what: 'parameters' | 'response'): string[] {
+  const field = `${what === 'parameters' ? 'parameters' : 'response'}_json_schema`;
+  if (!isRecord(json)) return [`* GenerateContentRequest.${at}.${field}: must be a JSON Schema object`];
+  const problems: string[] = [];
+  if (alsoOpenApi)
+    problems.push(
+      `* GenerateContentRequest.${at}: ${what === 'parameters' ? 'parameters' : 'response_schema'} and ${field} are mutually exclusive`,
+    );
+  if (what === 'parameters' && json.type !== 'object') problems.push(`* GenerateContentRequest.${at}.${field}: must describe an object`);
+  for (const ref of localRefs(json)) {
+    let target: unknown = json;
+    for (const raw of ref === '#' ? [] : ref.slice(2).split('/'))
+      target = isRecord(target) ? target[raw.replace(/~1/g, '/').replace(/~0/g, '~')] : undefined;
+    if (!isRecord(target)) problems.push(`* GenerateContentRequest.${at}.${field}: $ref ${ref} does not resolve`);
+  }
+  return problems;
+}
+
+/** Every `$ref` in a JSON Schema. */
+function localRefs(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) for (const child of node) localRefs(child, out);
+  else if (isRecord(node))
+    for (const [key, value] of Object.entries(node)) {
+      if (key === '$ref' && typeof value === 'string') out.push(value);
+      else localRefs(value, out);
+    }
+  return out;
 }

@@ -563,6 +563,43 @@ describe('Gemini translation', () => {
     expect(() => toGeminiSchema({ $ref: '#/$defs/d180', $defs: defs }, 'p')).not.toThrow();
   });
 
+  it('sends a schema that refers to itself as JSON Schema (parametersJsonSchema, responseJsonSchema), others in Gemini’s Schema', () => {
+    const list = {
+      type: 'object',
+      definitions: { Item: { type: 'object', properties: { value: { type: 'integer' }, next: { $ref: '#/definitions/Item' } } } },
+      properties: { head: { $ref: '#/definitions/Item' } },
+    };
+    const flat = { type: 'object', properties: { city: { type: 'string' } } };
+    const out = toGenerateContentRequest(
+      req({
+        messages: [{ role: 'user', content: 'x' }],
+        tools: [
+          { type: 'function', function: { name: 'walk', parameters: list } },
+          { type: 'function', function: { name: 'weather', parameters: flat } },
+        ],
+        response_format: { type: 'json_schema', json_schema: { name: 'list', schema: list } },
+      }),
+    );
+    expect(out.tools?.[0].functionDeclarations).toEqual([
+      { name: 'walk', parametersJsonSchema: list },
+      { name: 'weather', parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' } } } },
+    ]);
+    expect(out.generationConfig).toEqual({ responseMimeType: 'application/json', responseJsonSchema: list });
+    // A schema that only refers to a definition more than once is still inlined.
+    const twice = { type: 'object', $defs: { P: { type: 'string' } }, properties: { a: { $ref: '#/$defs/P' }, b: { $ref: '#/$defs/P' } } };
+    expect(
+      toGenerateContentRequest(
+        req({
+          messages: [{ role: 'user', content: 'x' }],
+          response_format: { type: 'json_schema', json_schema: { name: 't', schema: twice } },
+        }),
+      ).generationConfig,
+    ).toEqual({
+      responseMimeType: 'application/json',
+      responseSchema: { type: 'OBJECT', properties: { a: { type: 'STRING' }, b: { type: 'STRING' } } },
+    });
+  });
+
   it('gives a typeless const or enum the STRING type Gemini requires of enum values', () => {
     expect(toGeminiSchema({ const: 'k' }, 'p')).toEqual({ type: 'STRING', enum: ['k'] });
     expect(toGeminiSchema({ enum: ['a', 'b'] }, 'p')).toEqual({ type: 'STRING', enum: ['a', 'b'] });

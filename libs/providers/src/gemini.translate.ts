@@ -333,10 +333,14 @@ function functionDeclarations(tools: unknown): GeminiFunctionDeclaration[] | und
     const decl: GeminiFunctionDeclaration = { name: fn.name };
     if (typeof fn.description === 'string') decl.description = fn.description;
     if (isRecord(fn.parameters)) {
-      const parameters = toGeminiSchema(fn.parameters, `tools[${k}].function.parameters`);
+      const parameters = geminiSchemaOf(fn.parameters, `tools[${k}].function.parameters`);
+      if ('json' in parameters) decl.parametersJsonSchema = parameters.json;
       // Gemini rejects an OBJECT without properties; a function without arguments simply has no parameters.
-      if (parameters.type !== 'OBJECT' || (parameters.properties !== undefined && Object.keys(parameters.properties).length > 0)) {
-        decl.parameters = parameters;
+      else if (
+        parameters.schema.type !== 'OBJECT' ||
+        (parameters.schema.properties !== undefined && Object.keys(parameters.schema.properties).length > 0)
+      ) {
+        decl.parameters = parameters.schema;
       }
     }
     out.push(decl);
@@ -402,7 +406,11 @@ function responseFormat(format: unknown, config: GeminiGenerationConfig): void {
   if (type === 'json_schema' && isRecord(format) && isRecord(format.json_schema)) {
     config.responseMimeType = 'application/json';
     const schema = format.json_schema.schema;
-    if (isRecord(schema)) config.responseSchema = toGeminiSchema(schema, 'response_format.json_schema.schema');
+    if (isRecord(schema)) {
+      const converted = geminiSchemaOf(schema, 'response_format.json_schema.schema');
+      if ('json' in converted) config.responseJsonSchema = converted.json;
+      else config.responseSchema = converted.schema;
+    }
     return;
   }
   throw unsupported('response_format', 'use text, json_object or json_schema');
@@ -455,14 +463,34 @@ const MAX_SCHEMA_DEPTH = 64;
  *   node does not declare are left out (Gemini refuses them);
  * - exclusiveMinimum/Maximum on integers become the inclusive bounds they mean (`> 0` is `>= 1`);
  * - `type: [x, "null"]` and `anyOf: [x, {type: "null"}]` become `nullable: true`;
- * - local `$ref`s (`#/$defs/…`, `#/definitions/…`) are inlined; recursive ones are refused (400),
- *   since Gemini's Schema cannot refer to itself; `allOf` of one schema is inlined, longer ones refused;
+ * - local `$ref`s (`#/$defs/…`, `#/definitions/…`) are inlined; a recursive one cannot be (Gemini's
+ *   Schema cannot refer to itself): {@link geminiSchemaOf} sends such a schema as JSON Schema;
+ *   `allOf` of one schema is inlined, longer ones refused;
  * - dropped (not enforced by Gemini): additionalProperties, $schema, $id, $defs, strict,
  *   exclusiveMinimum/Maximum on numbers, multipleOf, uniqueItems, not, if/then/else, patternProperties,
  *   tuple `items`/prefixItems, non-string enums, formats Gemini does not know.
  */
 export function toGeminiSchema(schema: Json, param: string): GeminiSchema {
   return convertSchema(schema, { root: schema, param, expanding: new Set(), depth: 0 });
+}
+
+/** A schema that refers to itself: Gemini's `Schema` cannot say it, its JSON Schema fields can. */
+class RecursiveSchema extends Error {}
+
+/**
+ * A client's JSON Schema for Gemini: converted to Gemini's `Schema` (`parameters`, `responseSchema`)
+ * where it can be, which every Gemini model takes as documented above; a schema that refers to
+ * itself (a tree, a linked list: a `$ref` to an enclosing definition) goes as the JSON Schema it is,
+ * `$defs` and all, in the field that takes JSON Schema (`parametersJsonSchema`,
+ * `responseJsonSchema`), where Gemini resolves `$ref`s itself.
+ */
+export function geminiSchemaOf(schema: Json, param: string): { schema: GeminiSchema } | { json: Json } {
+  try {
+    return { schema: toGeminiSchema(schema, param) };
+  } catch (error) {
+    if (error instanceof RecursiveSchema) return { json: schema };
+    throw error;
+  }
 }
 
 function convertSchema(node: unknown, ctx: SchemaContext): GeminiSchema {
@@ -566,7 +594,7 @@ function schemaType(type: unknown, ctx: SchemaContext): NonNullable<GeminiSchema
 
 function convertRef(node: Json, ref: string, ctx: SchemaContext): GeminiSchema {
   if (ref !== '#' && !ref.startsWith('#/')) throw unsupported(ctx.param, `only local $refs can be inlined (got ${ref})`);
-  if (ctx.expanding.has(ref)) throw unsupported(ctx.param, `recursive schemas cannot be expressed in Gemini schemas ($ref ${ref})`);
+  if (ctx.expanding.has(ref)) throw new RecursiveSchema(ref);
   let target: unknown = ctx.root;
   for (const raw of ref === '#' ? [] : ref.slice(2).split('/')) {
     const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');

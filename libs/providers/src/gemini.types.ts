@@ -60,6 +60,8 @@ export interface GeminiFunctionDeclaration {
   name: string;
   description?: string;
   parameters?: GeminiSchema;
+  /** The parameters as JSON Schema, for a schema the OpenAPI subset cannot say (exclusive with `parameters`). */
+  parametersJsonSchema?: Record<string, unknown>;
 }
 
 /** Sampling and output settings (`generationConfig`). */
@@ -74,6 +76,8 @@ export interface GeminiGenerationConfig {
   seed?: number;
   responseMimeType?: string;
   responseSchema?: GeminiSchema;
+  /** The answer's schema as JSON Schema, for one the OpenAPI subset cannot say (exclusive with `responseSchema`). */
+  responseJsonSchema?: Record<string, unknown>;
 }
 
 /** `toolConfig.functionCallingConfig.mode`. */
