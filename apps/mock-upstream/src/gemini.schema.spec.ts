@@ -84,6 +84,14 @@ describe("the mock's Gemini Schema check", () => {
               { name: 'both', parameters: { type: 'OBJECT', properties: { a: { type: 'STRING' } } }, parameters_json_schema: tree },
               { name: 'array', parametersJsonSchema: { type: 'array' } },
               { name: 'dangling', parametersJsonSchema: { type: 'object', properties: { a: { $ref: '#/$defs/Missing' } } } },
+              {
+                name: 'described',
+                parametersJsonSchema: {
+                  type: 'object',
+                  $defs: { A: { type: 'string' } },
+                  properties: { a: { $ref: '#/$defs/A', title: 'A' } },
+                },
+              },
             ],
           },
         ],
@@ -93,6 +101,7 @@ describe("the mock's Gemini Schema check", () => {
       '* GenerateContentRequest.tools[0].function_declarations[0]: parameters and parameters_json_schema are mutually exclusive',
       '* GenerateContentRequest.tools[0].function_declarations[1].parameters_json_schema: must describe an object',
       '* GenerateContentRequest.tools[0].function_declarations[2].parameters_json_schema: $ref #/$defs/Missing does not resolve',
+      '* GenerateContentRequest.tools[0].function_declarations[3].parameters_json_schema: a $ref may not be set beside title',
       '* GenerateContentRequest.generation_config: response_schema and response_json_schema are mutually exclusive',
       '* GenerateContentRequest.generation_config.response_mime_type: response_json_schema needs application/json',
     ]);
@@ -109,6 +118,21 @@ describe("the mock's Gemini Schema check", () => {
       requestSchemaProblems({
         tools: [{ functionDeclarations: [{ name: 'typeless', parameters: { properties: { a: { type: 'STRING' } } } }] }],
       }),
-    ).toEqual(['* GenerateContentRequest.tools[0].function_declarations[0].parameters: parameters schema should be of type OBJECT']);
+    ).toEqual([
+      '* GenerateContentRequest.tools[0].function_declarations[0].parameters.type: must be specified when not using one_of, any_of or all_of fields',
+      '* GenerateContentRequest.tools[0].function_declarations[0].parameters: parameters schema should be of type OBJECT',
+    ]);
+  });
+
+  it('refuses a node without a type (unless anyOf says it) and an ARRAY without items, as Google does', () => {
+    expect(
+      schemaProblems(
+        { type: 'OBJECT', properties: { any: {}, list: { type: 'ARRAY' }, either: { anyOf: [{ type: 'STRING' }, { type: 'NUMBER' }] } } },
+        'p',
+      ),
+    ).toEqual([
+      '* GenerateContentRequest.p.properties["any"].value.type: must be specified when not using one_of, any_of or all_of fields',
+      '* GenerateContentRequest.p.properties["list"].value.items: missing field.',
+    ]);
   });
 });

@@ -66,6 +66,10 @@ function walk(node: unknown, at: string, problems: string[]): void {
     if (typeof name !== 'string' || !properties || !Object.hasOwn(properties, name))
       problems.push(`* GenerateContentRequest.${at}.required[${i}]: property is not defined`);
   });
+  // Google needs every node typed and every array's items given (LibreChat#6971, cline#7339).
+  if (node.type === undefined && node.anyOf === undefined)
+    problems.push(`* GenerateContentRequest.${at}.type: must be specified when not using one_of, any_of or all_of fields`);
+  if (node.type === 'ARRAY' && node.items === undefined) problems.push(`* GenerateContentRequest.${at}.items: missing field.`);
   if (node.items !== undefined) walk(node.items, `${at}.items`, problems);
   asArray(node.anyOf).forEach((child, i) => walk(child, `${at}.any_of[${i}]`, problems));
   // Google refuses properties on a node of another type (anomalyco/opencode#11888). An OBJECT
@@ -131,6 +135,11 @@ function jsonSchemaProblems(json: unknown, alsoOpenApi: boolean, at: string, wha
       `* GenerateContentRequest.${at}: ${what === 'parameters' ? 'parameters' : 'response_schema'} and ${field} are mutually exclusive`,
     );
   if (what === 'parameters' && json.type !== 'object') problems.push(`* GenerateContentRequest.${at}.${field}: must describe an object`);
+  // "If $ref is set on a sub-schema, no other properties, except for those starting as a $, may be set."
+  for (const node of refNodes(json)) {
+    const others = Object.keys(node).filter((key) => !key.startsWith('$'));
+    if (others.length > 0) problems.push(`* GenerateContentRequest.${at}.${field}: a $ref may not be set beside ${others.join(', ')}`);
+  }
   for (const ref of localRefs(json)) {
     let target: unknown = json;
     for (const raw of ref === '#' ? [] : ref.slice(2).split('/'))
@@ -138,6 +147,16 @@ function jsonSchemaProblems(json: unknown, alsoOpenApi: boolean, at: string, wha
     if (!isRecord(target)) problems.push(`* GenerateContentRequest.${at}.${field}: $ref ${ref} does not resolve`);
   }
   return problems;
+}
+
+/** The nodes of a JSON Schema that hold a `$ref`. */
+function refNodes(node: unknown, out: JsonRecord[] = []): JsonRecord[] {
+  if (Array.isArray(node)) for (const child of node) refNodes(child, out);
+  else if (isRecord(node)) {
+    if (typeof node.$ref === 'string') out.push(node);
+    for (const value of Object.values(node)) refNodes(value, out);
+  }
+  return out;
 }
 
 /** Every `$ref` in a JSON Schema. */

@@ -600,6 +600,39 @@ describe('Gemini translation', () => {
     });
   });
 
+  it('sends as JSON Schema what Gemini’s Schema refuses: a node of any type, an array without items, `true`', () => {
+    const declarations = (parameters: Record<string, unknown>): unknown =>
+      toGenerateContentRequest(req({ tools: [{ type: 'function', function: { name: 'f', parameters } }] })).tools?.[0].functionDeclarations;
+    const anything = { type: 'object', properties: { value: {}, note: { type: 'string' } } };
+    expect(declarations(anything)).toEqual([{ name: 'f', parametersJsonSchema: anything }]);
+    const list = { type: 'object', properties: { tags: { type: 'array', description: 'any values' } } };
+    expect(declarations(list)).toEqual([{ name: 'f', parametersJsonSchema: list }]);
+    const truthy = { type: 'object', properties: { x: true } };
+    expect(declarations(truthy)).toEqual([{ name: 'f', parametersJsonSchema: truthy }]);
+    // A $ref may carry only $ keywords there: its description goes beside it in an anyOf.
+    const described = {
+      type: 'object',
+      $defs: { T: { type: 'object', properties: { up: { $ref: '#/$defs/T', description: 'parent' } } } },
+      properties: { t: { $ref: '#/$defs/T' } },
+    };
+    expect(declarations(described)).toEqual([
+      {
+        name: 'f',
+        parametersJsonSchema: {
+          type: 'object',
+          $defs: { T: { type: 'object', properties: { up: { anyOf: [{ $ref: '#/$defs/T' }], description: 'parent' } } } },
+          properties: { t: { $ref: '#/$defs/T' } },
+        },
+      },
+    ]);
+    expect(described.$defs.T.properties.up).toEqual({ $ref: '#/$defs/T', description: 'parent' });
+    // Parameters without a type are an object's: {} declares a function without arguments.
+    expect(declarations({})).toEqual([{ name: 'f' }]);
+    expect(declarations({ properties: { a: { type: 'string' } } })).toEqual([
+      { name: 'f', parameters: { type: 'OBJECT', properties: { a: { type: 'STRING' } } } },
+    ]);
+  });
+
   it('gives a typeless const or enum the STRING type Gemini requires of enum values', () => {
     expect(toGeminiSchema({ const: 'k' }, 'p')).toEqual({ type: 'STRING', enum: ['k'] });
     expect(toGeminiSchema({ enum: ['a', 'b'] }, 'p')).toEqual({ type: 'STRING', enum: ['a', 'b'] });

@@ -333,7 +333,9 @@ function functionDeclarations(tools: unknown): GeminiFunctionDeclaration[] | und
     const decl: GeminiFunctionDeclaration = { name: fn.name };
     if (typeof fn.description === 'string') decl.description = fn.description;
     if (isRecord(fn.parameters)) {
-      const parameters = geminiSchemaOf(fn.parameters, `tools[${k}].function.parameters`);
+      // Parameters without a type are an object's, as OpenAI reads them (`{}`: no arguments).
+      const typed = fn.parameters.type === undefined && !isComposite(fn.parameters) ? { type: 'object', ...fn.parameters } : fn.parameters;
+      const parameters = geminiSchemaOf(typed, `tools[${k}].function.parameters`);
       if ('json' in parameters) decl.parametersJsonSchema = parameters.json;
       // Gemini rejects an OBJECT without properties; a function without arguments simply has no parameters.
       else if (
@@ -474,27 +476,53 @@ export function toGeminiSchema(schema: Json, param: string): GeminiSchema {
   return convertSchema(schema, { root: schema, param, expanding: new Set(), depth: 0 });
 }
 
-/** A schema that refers to itself: Gemini's `Schema` cannot say it, its JSON Schema fields can. */
-class RecursiveSchema extends Error {}
+/**
+ * A schema Gemini's `Schema` cannot say and its JSON Schema fields can: one that refers to itself,
+ * a node of any type (`{}`, which Gemini refuses: "type: must be specified"), an array whose items
+ * are not given ("items: missing field").
+ */
+class NeedsJsonSchema extends Error {}
 
 /**
  * A client's JSON Schema for Gemini: converted to Gemini's `Schema` (`parameters`, `responseSchema`)
- * where it can be, which every Gemini model takes as documented above; a schema that refers to
- * itself (a tree, a linked list: a `$ref` to an enclosing definition) goes as the JSON Schema it is,
- * `$defs` and all, in the field that takes JSON Schema (`parametersJsonSchema`,
- * `responseJsonSchema`), where Gemini resolves `$ref`s itself.
+ * where it can be, which every Gemini model takes as documented above; one it cannot say (see
+ * {@link NeedsJsonSchema}) goes as the JSON Schema it is, `$defs` and all, in the field that takes
+ * JSON Schema (`parametersJsonSchema`, `responseJsonSchema`), where Gemini resolves `$ref`s itself.
  */
 export function geminiSchemaOf(schema: Json, param: string): { schema: GeminiSchema } | { json: Json } {
   try {
     return { schema: toGeminiSchema(schema, param) };
   } catch (error) {
-    if (error instanceof RecursiveSchema) return { json: schema };
+    if (error instanceof NeedsJsonSchema) return { json: geminiJsonSchema(schema) as Json };
     throw error;
   }
 }
 
+/**
+ * A JSON Schema as Gemini's JSON Schema fields take it: a node with a `$ref` may carry nothing else
+ * but `$` keywords there, so its other keywords (a description, say) go beside the reference in a
+ * one-schema `anyOf`. The client's schema is not changed.
+ */
+function geminiJsonSchema(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(geminiJsonSchema);
+  if (!isRecord(node)) return node;
+  const out: Json = {};
+  for (const key of Object.keys(node)) out[key] = geminiJsonSchema(node[key]);
+  if (typeof out.$ref !== 'string') return out;
+  const reference: Json = {};
+  const rest: Json = {};
+  for (const key of Object.keys(out)) (key.startsWith('$') ? reference : rest)[key] = out[key];
+  return Object.keys(rest).length === 0 ? reference : { anyOf: [reference], ...rest };
+}
+
+/** Whether a node's type is said by its parts (`anyOf`, `oneOf`, `allOf`, `$ref`) rather than by `type`. */
+function isComposite(node: Json): boolean {
+  return Array.isArray(node.anyOf) || Array.isArray(node.oneOf) || Array.isArray(node.allOf) || typeof node.$ref === 'string';
+}
+
 function convertSchema(node: unknown, ctx: SchemaContext): GeminiSchema {
-  if (!isRecord(node)) return {};
+  // `true` (any value) has no type to say.
+  if (!isRecord(node)) throw new NeedsJsonSchema(ctx.param);
   if (ctx.depth >= MAX_SCHEMA_DEPTH)
     throw unsupported(ctx.param, `schemas nested more than ${MAX_SCHEMA_DEPTH} levels deep ($refs inlined)`);
   ctx.depth++;
@@ -547,6 +575,7 @@ function convertNode(node: Json, ctx: SchemaContext): GeminiSchema {
     if (out.enum) out.type = 'STRING';
     else if (isRecord(node.properties)) out.type = 'OBJECT';
     else if (isRecord(node.items)) out.type = 'ARRAY';
+    else throw new NeedsJsonSchema(ctx.param);
   }
   // Properties and items only where Gemini takes them (on OBJECT, on ARRAY).
   if (isRecord(node.properties) && out.type === 'OBJECT') {
@@ -560,7 +589,10 @@ function convertNode(node: Json, ctx: SchemaContext): GeminiSchema {
     const required = node.required.filter((r): r is string => typeof r === 'string' && Object.hasOwn(declared, r));
     if (required.length > 0) out.required = required;
   }
-  if (isRecord(node.items) && out.type === 'ARRAY') out.items = convertSchema(node.items, ctx);
+  if (out.type === 'ARRAY') {
+    if (!isRecord(node.items)) throw new NeedsJsonSchema(ctx.param);
+    out.items = convertSchema(node.items, ctx);
+  }
   for (const key of NUMERIC_KEYWORDS) {
     const value = node[key];
     if (typeof value === 'number') out[key] = value;
@@ -594,7 +626,7 @@ function schemaType(type: unknown, ctx: SchemaContext): NonNullable<GeminiSchema
 
 function convertRef(node: Json, ref: string, ctx: SchemaContext): GeminiSchema {
   if (ref !== '#' && !ref.startsWith('#/')) throw unsupported(ctx.param, `only local $refs can be inlined (got ${ref})`);
-  if (ctx.expanding.has(ref)) throw new RecursiveSchema(ref);
+  if (ctx.expanding.has(ref)) throw new NeedsJsonSchema(ref);
   let target: unknown = ctx.root;
   for (const raw of ref === '#' ? [] : ref.slice(2).split('/')) {
     const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
