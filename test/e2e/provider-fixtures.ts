@@ -80,6 +80,7 @@ export interface ProductUrls {
  * - `prov`: every provider on the mock (chat and embeddings); `gpt-4o` falls back to Claude.
  * - `flaky`: OpenAI on the failing upstream, Claude and Gemini on the mock; `gpt-4o` → Claude.
  * - `flaky2`: Anthropic on the failing upstream, Gemini on the mock; Claude → Gemini.
+ * - `flakyalone`: OpenAI on the failing upstream, no fallbacks.
  * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
  * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*`, server tools `web_search*` and betas `context-1m*`.
  * - `traced`: like `prov`, with `end_user_id` on (each request names its caller to the provider).
@@ -116,6 +117,9 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
         anthropic: { api_key: 'sk-ant-mock-flaky2', models: [ANTHROPIC_MODEL], base_url: urls.flaky },
         gemini: geminiOnMock,
       },
+    },
+    flakyalone: {
+      providers: { openai: { api_key: 'sk-mock-flakyalone', models: [OPENAI_MODEL], base_url: `${urls.flaky}/v1` } },
     },
     deadend: {
       providers: {
@@ -198,6 +202,11 @@ export interface FlakyBehaviour {
   status: number;
   /** `Retry-After` seconds, when set. */
   retryAfter?: number;
+  /**
+   * On a streamed chat request: answer 200 and an SSE stream whose first event (after the role
+   * chunk, before any content) is this error object, as OpenAI sends one (`data: {"error": …}`).
+   */
+  streamError?: { type: string; code: string | null };
 }
 
 export interface FlakyHit {
@@ -259,9 +268,23 @@ export class FlakyUpstream {
   private answer(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0];
     this.hits.push({ path, at: Date.now() });
-    req.resume();
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.once('end', () => {
-      const { status, retryAfter } = this.behaviour;
+      const { status, retryAfter, streamError } = this.behaviour;
+      if (streamError && path === '/v1/chat/completions' && /"stream"\s*:\s*true/.test(Buffer.concat(chunks).toString())) {
+        const role = {
+          id: 'chatcmpl-flaky',
+          object: 'chat.completion.chunk',
+          created: 0,
+          model: 'gpt-4o-mini',
+          choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+        };
+        const error = { error: { message: `flaky upstream streams ${streamError.type}`, ...streamError, param: null } };
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`data: ${JSON.stringify(role)}\n\ndata: ${JSON.stringify(error)}\n\n`);
+        return;
+      }
       const message = `flaky upstream answers ${status}`;
       const body =
         path === '/v1/messages'

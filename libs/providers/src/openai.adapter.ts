@@ -13,12 +13,12 @@ import {
 } from './openai.responses';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { failFromStatus, MAX_SSE_EVENT_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
-import { UpstreamError } from './upstream.error';
+import { openAiStreamFailure, UpstreamError } from './upstream.error';
 
 export interface OpenAiChunk {
   choices?: Array<{ delta?: { content?: unknown; tool_calls?: unknown } }>;
   usage?: Usage | null;
-  error?: { message?: string };
+  error?: Record<string, unknown>;
 }
 
 /** The largest Responses stream event read (a terminal one carries the whole answer). */
@@ -139,7 +139,7 @@ export class OpenAiAdapter implements ProviderAdapter {
         break;
       }
       const chunk = parseUpstreamObject<OpenAiChunk>(event.data, this.name, 'stream chunk');
-      if (chunk.error) throw new UpstreamError('stream_error', this.name, chunk.error.message ?? 'error event');
+      if (chunk.error) throw openAiStreamFailure(this.name, chunk.error, 'error event');
       const usage = chunk.usage ?? undefined;
       const text = generatedText(chunk);
       // An event sent over several `data:` lines (valid SSE; pretty-printed JSON from some

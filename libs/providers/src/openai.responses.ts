@@ -3,7 +3,7 @@ import type { ProviderAccess } from '@keygate/secrets';
 import type { StreamEvent, Usage } from './chat.types';
 import { isRecord } from './translate.util';
 import { parseUpstreamObject } from './upstream-body.util';
-import { UpstreamError } from './upstream.error';
+import { openAiStreamFailure, UpstreamError } from './upstream.error';
 
 const PROVIDER = 'openai';
 
@@ -51,20 +51,6 @@ const TEXT_DELTAS = new Set([
   'response.reasoning_text.delta',
 ]);
 
-/** In-stream error codes (an `error` event's, a failed Response's) that stand for an HTTP status: before any content, retried like it. */
-const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = {
-  server_error: 500,
-  rate_limit_exceeded: 429,
-  too_many_requests: 429,
-};
-
-/** The failure an in-stream error (`{code, message}`, or a type alone) stands for. */
-function streamFailure(detail: Record<string, unknown>, fallback: string): UpstreamError {
-  const code = typeof detail.code === 'string' ? detail.code : typeof detail.type === 'string' ? detail.type : undefined;
-  const text = typeof detail.message === 'string' ? detail.message : (code ?? fallback);
-  return new UpstreamError('stream_error', PROVIDER, text, code === undefined ? undefined : IN_STREAM_ERROR_STATUS[code]);
-}
-
 /**
  * OpenAI's own Responses stream passed on event by event: every event goes out with the name and
  * data OpenAI sent, unknown ones included; keygate only reads them.
@@ -108,7 +94,11 @@ export class ResponsesNativeStream {
     const name = message.event ?? type;
     const out: StreamEvent = name === undefined ? { data } : { event: name, data };
     if (type === 'error' || name === 'error')
-      throw streamFailure(isRecord(event.error) ? event.error : { code: event.code, message: event.message }, 'error event');
+      throw openAiStreamFailure(
+        PROVIDER,
+        isRecord(event.error) ? event.error : { code: event.code, message: event.message },
+        'error event',
+      );
     if (type !== undefined && TEXT_DELTAS.has(type) && typeof event.delta === 'string' && event.delta !== '') out.text = event.delta;
     // Its owner may use the id as soon as it has it: recorded when announced, again with the usage at the end.
     if (type === 'response.created' && isRecord(event.response)) this.recording = noteStored(event.response, null, this.onStored);
@@ -118,7 +108,7 @@ export class ResponsesNativeStream {
       const usage = responsesUsage(response.usage);
       this.recording = noteStored(response, usage, this.onStored);
       if (type === 'response.failed') {
-        this.failure = streamFailure(isRecord(response.error) ? response.error : {}, 'response failed');
+        this.failure = openAiStreamFailure(PROVIDER, isRecord(response.error) ? response.error : {}, 'response failed');
         // What the failed attempt is billed; not a final usage, which would end a priming as a success.
         if (usage) out.runningUsage = usage;
       } else if (usage) out.usage = usage;

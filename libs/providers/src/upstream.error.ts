@@ -96,3 +96,22 @@ export class UpstreamError extends Error {
     return ['upstream_error', `${who} failed with status ${status}`];
   }
 }
+
+/** In-stream error codes of OpenAI's APIs (an `error` event's, a failed Response's) that stand for an HTTP status: before any content, retried like it. */
+const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = {
+  server_error: 500,
+  rate_limit_exceeded: 429,
+  too_many_requests: 429,
+};
+
+/**
+ * The failure an OpenAI-style in-stream error (`{code, type, message}`; a chat stream's `data:
+ * {"error": …}`, a Responses `error` event or failed Response) stands for: a `server_error` or a
+ * rate limit, by its code or else its type, is a 500 or a 429, so one before any content is
+ * retried (then falls back) like that status, and a rate limit the client is answered is a 429.
+ */
+export function openAiStreamFailure(provider: string, detail: Record<string, unknown>, fallback: string): UpstreamError {
+  const code = typeof detail.code === 'string' ? detail.code : typeof detail.type === 'string' ? detail.type : undefined;
+  const text = typeof detail.message === 'string' ? detail.message : (code ?? fallback);
+  return new UpstreamError('stream_error', provider, text, code === undefined ? undefined : IN_STREAM_ERROR_STATUS[code]);
+}
