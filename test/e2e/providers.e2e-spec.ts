@@ -1235,7 +1235,15 @@ describe('retries and fallbacks', () => {
     expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
     expect(moved(delta)).toEqual({});
     expect({ status: error.status, code: error.code }).toEqual({ status: 502, code: 'upstream_error' });
-    await expectOneAudit(id, { status: 502, failure: 'upstream', requested_model: OPENAI_MODEL, attempts: 1 + MAX_RETRIES });
+    // The model that was tried is audited, not the skipped fallback that was never called.
+    await expectOneAudit(id, {
+      status: 502,
+      failure: 'upstream',
+      requested_model: OPENAI_MODEL,
+      model: OPENAI_MODEL,
+      provider: 'openai',
+      attempts: 1 + MAX_RETRIES,
+    });
   });
 
   it('answers the last failure when the fallback fails too, having tried each model 1 + retries times', async () => {

@@ -3,7 +3,16 @@ import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { QuotaService } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
-import { countTokens, runAttempts, type ChatStream, type PassedHeaders, type RetryPolicy, type Usage } from '@keygate/providers';
+import {
+  ClientAbortedError,
+  countTokens,
+  runAttempts,
+  UpstreamError,
+  type ChatStream,
+  type PassedHeaders,
+  type RetryPolicy,
+  type Usage,
+} from '@keygate/providers';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
@@ -68,6 +77,7 @@ export class CompletionRunner {
     const candidates = plan.candidates.map((candidate) => ({
       model: candidate.model,
       attempt: () => {
+        const before = { provider: ctx.provider, model: ctx.model };
         ctx.provider = candidate.access.provider;
         ctx.model = candidate.model;
         reportedBeforeFailure = undefined;
@@ -75,7 +85,12 @@ export class CompletionRunner {
           plan
             .call(candidate)
             .then<A | ChatStream>((answer) => ('events' in answer ? primed(answer, (usage) => (reportedBeforeFailure = usage)) : answer)),
-        );
+        ).catch((error: unknown) => {
+          // Refused before any upstream call (a fallback that cannot express the request is then
+          // skipped): the audit and the metrics keep naming the model that was last tried.
+          if (!(error instanceof UpstreamError) && !(error instanceof ClientAbortedError)) Object.assign(ctx, before);
+          throw error;
+        });
       },
     }));
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
