@@ -66,6 +66,18 @@ describe('buildPolicyBook', () => {
     expect(buildPolicyBook({ defaults: { policy: { max_tokens: 10_000_000 } } }).defaults.policy.maxTokens).toBe(10_000_000);
   });
 
+  it('lets a product turn a default fallback off with [] (its list replaces the default one, model by model)', () => {
+    const book = buildPolicyBook({
+      defaults: { fallbacks: { 'gpt-4o': ['claude-x'], 'gpt-4o-mini': ['gemini-y'] } },
+      products: { private: { fallbacks: { 'gpt-4o': [] } }, other: {} },
+    });
+    expect(book.forProduct('private').fallbacks).toEqual({ 'gpt-4o': [], 'gpt-4o-mini': ['gemini-y'] });
+    expect(book.forProduct('other').fallbacks).toEqual({ 'gpt-4o': ['claude-x'], 'gpt-4o-mini': ['gemini-y'] });
+    expect(problems({ products: { p: { fallbacks: { 'gpt-4o': [''] } } } })).toContain(
+      'products.p.fallbacks.gpt-4o: must be a list of model names ([] for none)',
+    );
+  });
+
   it('refuses a fallback list that names its own model or a model twice', () => {
     expect(problems({ products: { p: { fallbacks: { 'gpt-4o': ['gpt-4o', 'claude-x'] } } } })).toContain(
       'products.p.fallbacks.gpt-4o: lists the model itself',

@@ -128,8 +128,9 @@ function validateProduct(entry: unknown, path: string, problems: string[]): Prod
   }
   if (value.fallbacks !== undefined) {
     for (const [model, list] of Object.entries(value.fallbacks)) {
-      if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'string' && m.length > 0)) {
-        problems.push(`${path}.fallbacks.${model}: must be a non-empty list of model names`);
+      // `[]` is allowed: a product's list replaces the default's, so `[]` turns a default's fallbacks off.
+      if (!Array.isArray(list) || !list.every((m) => typeof m === 'string' && m.length > 0)) {
+        problems.push(`${path}.fallbacks.${model}: must be a list of model names ([] for none)`);
       } else if (list.includes(model)) {
         // The model again after its own retries: its failures would be retried twice over.
         problems.push(`${path}.fallbacks.${model}: lists the model itself`);
@@ -167,6 +168,7 @@ function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
   return {
     limits,
     policy,
+    // Model by model: a product's list replaces the default's for that model (`[]`: none).
     fallbacks: { ...base.fallbacks, ...(over.fallbacks ?? {}) },
     autoBlock: {
       rejections: over.auto_block?.rejections ?? base.autoBlock.rejections,
