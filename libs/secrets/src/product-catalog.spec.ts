@@ -1,4 +1,4 @@
-import { makeProductEntry, type ProviderAccess } from './product-catalog';
+import { makeProductEntry, unservedFallbacks, type ProviderAccess } from './product-catalog';
 
 const access = (provider: ProviderAccess['provider'], models: string[]): ProviderAccess => ({
   provider,
@@ -37,5 +37,23 @@ describe('makeProductEntry', () => {
     expect(entry.configuredModel('ft:gpt-4o-mini:acme:1')).toBe('ft:gpt-4o-mini:*');
     expect(entry.configuredModel('x-random-123')).toBe('*');
     expect(makeProductEntry('q', [access('openai', ['gpt-4o'])]).configuredModel('gpt-4o-mini')).toBeUndefined();
+  });
+});
+
+describe('unservedFallbacks', () => {
+  it('names, once per product, the fallbacks of served models that the product does not serve', () => {
+    const products = new Map([
+      ['a', makeProductEntry('a', [access('openai', ['gpt-4o', 'gpt-4o-mini*']), access('anthropic', ['claude-x'])])],
+      ['b', makeProductEntry('b', [access('openai', ['gpt-4o'])])],
+    ]);
+    const fallbacks = { 'gpt-4o': ['claude-x', 'gpt-4o-mini-2024', 'claude-typo'], 'gemini-z': ['claude-x', 'nowhere'] };
+    // gemini-z is served by neither: its fallbacks never run. b serves gpt-4o only.
+    expect(unservedFallbacks(products, () => fallbacks)).toEqual([
+      'a: gpt-4o -> claude-typo',
+      'b: gpt-4o -> claude-x',
+      'b: gpt-4o -> gpt-4o-mini-2024',
+      'b: gpt-4o -> claude-typo',
+    ]);
+    expect(unservedFallbacks(products, () => ({ 'gpt-4o': [] }))).toEqual([]);
   });
 });

@@ -71,3 +71,22 @@ export function makeProductEntry(name: string, providers: ProviderAccess[]): Pro
     },
   };
 }
+
+/**
+ * A product's fallbacks that name a model its keys do not serve (`product: model -> fallback`), for
+ * the models it does serve: each request of that model would skip them. Said once at boot and
+ * after each rotation rather than on every request.
+ */
+export function unservedFallbacks(
+  products: ProductCatalog,
+  fallbacksOf: (product: string) => Readonly<Record<string, readonly string[]>>,
+): string[] {
+  const out: string[] = [];
+  for (const [name, entry] of products) {
+    for (const [model, list] of Object.entries(fallbacksOf(name))) {
+      if (!entry.route(model)) continue;
+      for (const fallback of list) if (!entry.route(fallback)) out.push(`${name}: ${model} -> ${fallback}`);
+    }
+  }
+  return out;
+}

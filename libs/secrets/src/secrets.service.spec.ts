@@ -322,16 +322,23 @@ describe('SecretsService', () => {
       expect(service.current.hmacClients.get('batch-job')?.secret.toString()).toBe(HMAC_SECRETS[1]);
     });
 
-    it('warns about policy entries and HMAC clients for products the keys do not have, at boot and after a rotation', async () => {
+    it('warns about policy entries and HMAC clients for products the keys do not have, and fallbacks they do not serve, at boot and after a rotation', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
       const policyFile = join(dir, 'policy.yaml');
-      writeFileSync(policyFile, 'products:\n  demo: {limits: {requests_per_second: 5}}\n  dmeo: {limits: {requests_per_second: 50}}\n');
+      writeFileSync(
+        policyFile,
+        'products:\n  demo: {limits: {requests_per_second: 5}, fallbacks: {gpt-4o: [claude-nope]}}\n  dmeo: {limits: {requests_per_second: 50}}\n',
+      );
       try {
         seed();
         const service = await boot(configFor({ API_KEY_SERVER_POLICY_FILE: policyFile }));
         const policyLines = (): Array<Record<string, unknown>> =>
           loggedAt('WARNING').filter((l) => /policy file has settings for products/.test(String(l.message)));
         expect(policyLines()).toEqual([expect.objectContaining({ products: ['dmeo'] })]);
+        // A fallback the product cannot serve: said once here, not on every request that would skip it.
+        expect(loggedAt('WARNING').filter((l) => /fallback models/.test(String(l.message)))).toEqual([
+          expect.objectContaining({ fallbacks: ['demo: gpt-4o -> claude-nope'] }),
+        ]);
         expect(loggedAt('WARNING').filter((l) => /HMAC clients/.test(String(l.message)))).toHaveLength(0);
         // A rotation brings an HMAC client of a product the keys do not have.
         fake.addVersion('hmac-secrets', JSON.stringify({ 'batch-job': { secret: HMAC_SECRETS[1], product: 'demo-typo' } }));

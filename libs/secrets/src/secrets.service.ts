@@ -3,7 +3,7 @@ import { ConfigError, type GatewayConfig } from '@keygate/config';
 import type { JsonLogger } from '@keygate/observability';
 import { parseHmacSecrets, type HmacClient } from './hmac-secrets.parser';
 import { parseJwtPublicKeys, type JwtVerificationKey } from './jwt-keys.parser';
-import type { ProductCatalog, ProductEntry } from './product-catalog';
+import { unservedFallbacks, type ProductCatalog, type ProductEntry } from './product-catalog';
 import { parseProductKeys } from './product-keys.parser';
 import { SECRET_NAME_VARIABLES, SECRET_VERSION_VARIABLES, shortVersion } from './secrets.constants';
 import { SecretFormatError } from './secret-format.error';
@@ -195,6 +195,8 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
     const clients = [...hmacClients.values()].filter((c) => !products.has(c.product)).map((c) => c.clientId);
     if (clients.length)
       this.logger.write('WARNING', 'HMAC clients of products the product keys do not have: their requests are refused', { clients });
+    const fallbacks = unservedFallbacks(products, (name) => this.config.policy.forProduct(name).fallbacks);
+    if (fallbacks.length) this.logger.write('WARNING', 'fallback models the product does not serve: they are skipped', { fallbacks });
   }
 
   /** Starts the refresh loop once the application is up. */

@@ -87,7 +87,8 @@ export class ProductRouter {
       try {
         served = this.serve(ctx, first.product, fallback);
       } catch {
-        this.logger.write('WARNING', 'fallback model is not served for this product; skipped', {
+        // Said once as a WARNING at boot and after each rotation (SecretsService); per request, DEBUG.
+        this.logger.write('DEBUG', 'fallback model is not served for this product; skipped', {
           product: first.product.name,
           model: fallback,
         });
