@@ -664,6 +664,24 @@ describe('POST /v1/responses upstream failures', () => {
     await expectOneAudit(late.id, { status: 502, failure: 'upstream', stream: true, attempts: 1 });
   });
 
+  it('numbers its own error event after the events sent, as every event of the stream is numbered', async () => {
+    const { id, headers } = rid('resp-error-sequence');
+    const res = await gw.fetch('/v1/responses', {
+      method: 'POST',
+      headers: { ...headers, authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: OPENAI_MODEL, input: 'fail late [mock error_event_after=2 chunks=6]', stream: true }),
+    });
+    expect(res.status).toBe(200);
+    const events = (await res.text())
+      .split('\n\n')
+      .filter((frame) => frame.includes('data: '))
+      .map((frame) => JSON.parse(frame.slice(frame.indexOf('data: ') + 6)) as { type: string; sequence_number?: number });
+    expect(events.at(-1)?.type).toBe('error');
+    expect(events.length).toBeGreaterThan(1);
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_e, i) => i));
+    await expectOneAudit(id, { status: 502, failure: 'upstream', stream: true });
+  });
+
   it('retries a response.failed that names a server error before any content; after content passes it on and audits the failure', async () => {
     const first = rid('resp-failed-first');
     const early = await counting(async () =>

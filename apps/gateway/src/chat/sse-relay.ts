@@ -20,7 +20,13 @@ export interface RelayDialect {
   /** Written after the upstream's last event. */
   done: string;
   /** The stream's error event for a failure after the first byte. */
-  errorEvent(error: GatewayError, requestId: string): string;
+  errorEvent(error: GatewayError, stream: StreamPosition): string;
+}
+
+/** Where a stream stands when it fails: the request's id, and how many events went out before. */
+export interface StreamPosition {
+  requestId: string;
+  eventsSent: number;
 }
 
 /** OpenAI's chat-completion stream: `data:` chunks, `data: [DONE]`, an error object as a chunk (the SDKs raise it as an APIError). */
@@ -83,6 +89,7 @@ export class SseRelay {
     // OpenAI chunk): a comment, which SSE clients skip, keeps proxies with an idle timeout from
     // cutting a silent stream. Checked once per period, so an event costs one assignment.
     let wrote = true;
+    let eventsSent = 0;
     const keepAlive =
       this.keepAliveMs > 0
         ? setInterval(() => {
@@ -98,6 +105,7 @@ export class SseRelay {
         if (event.text) text.push(event.text);
         if (event.data === null) continue;
         wrote = true;
+        eventsSent++;
         const frame = event.event === undefined ? `data: ${event.data}\n\n` : `event: ${event.event}\ndata: ${event.data}\n\n`;
         if (!res.write(frame)) await once(res, 'drain', { signal: ctx.abort.signal });
       }
@@ -108,6 +116,7 @@ export class SseRelay {
           ctx,
           res,
           dialect,
+          eventsSent,
           new GatewayError('service_unavailable', 'keygate is shutting down; the stream was cut at the end of the drain period'),
         );
       } else if (overLimit) {
@@ -115,6 +124,7 @@ export class SseRelay {
           ctx,
           res,
           dialect,
+          eventsSent,
           new GatewayError('stream_timeout', `the stream exceeded this product's limit of ${maxStreamSeconds} seconds`),
         );
       } else if (error instanceof ClientAbortedError || ctx.abort.signal.aborted) {
@@ -124,6 +134,7 @@ export class SseRelay {
           ctx,
           res,
           dialect,
+          eventsSent,
           error instanceof UpstreamError
             ? error.toGatewayError()
             : error instanceof GatewayError
@@ -142,9 +153,9 @@ export class SseRelay {
     }
   }
 
-  private endWithError(ctx: RequestContext, res: ServerResponse, dialect: RelayDialect, error: GatewayError): void {
+  private endWithError(ctx: RequestContext, res: ServerResponse, dialect: RelayDialect, eventsSent: number, error: GatewayError): void {
     ctx.fail(error.spec.failure, error.status);
-    endStream(res, dialect.errorEvent(error, ctx.requestId));
+    endStream(res, dialect.errorEvent(error, { requestId: ctx.requestId, eventsSent }));
   }
 }
 

@@ -76,5 +76,5 @@ export function errorBodyFor(
 /** Anthropic's stream: its events pass with their names; it ends with its own `message_stop`; errors are `event: error`. */
 export const ANTHROPIC_STREAM: RelayDialect = {
   done: '',
-  errorEvent: (error, requestId) => `event: error\ndata: ${JSON.stringify(anthropicErrorBody(error, requestId))}\n\n`,
+  errorEvent: (error, { requestId }) => `event: error\ndata: ${JSON.stringify(anthropicErrorBody(error, requestId))}\n\n`,
 };

@@ -7,12 +7,17 @@ describe('RESPONSES_STREAM', () => {
   });
 
   it('writes a failure as the API’s named error event, with the contract’s error object beside its fields', () => {
-    const text = RESPONSES_STREAM.errorEvent(new GatewayError('upstream_error', 'upstream openai failed mid-stream'), 'req-1');
+    const text = RESPONSES_STREAM.errorEvent(new GatewayError('upstream_error', 'upstream openai failed mid-stream'), {
+      requestId: 'req-1',
+      eventsSent: 7,
+    });
     expect(text.startsWith('event: error\ndata: ')).toBe(true);
     expect(text.endsWith('\n\n')).toBe(true);
     const data = JSON.parse(text.slice('event: error\ndata: '.length)) as Record<string, unknown>;
     expect(data).toEqual({
       type: 'error',
+      // Next after the 7 events sent (numbered 0 to 6).
+      sequence_number: 7,
       code: 'upstream_error',
       message: 'upstream openai failed mid-stream',
       param: null,
