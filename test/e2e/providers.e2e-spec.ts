@@ -581,6 +581,39 @@ describe('Gemini specifics', () => {
     await expectOneAudit(streamed.id, { status: 200, failure: null, provider: 'gemini', stream: true });
   });
 
+  it('answers n > 1 with candidateCount: n choices, plain and streamed, with the SDK assembling each', async () => {
+    const plain = rid('gemini-n');
+    const { result, after } = await counting(() =>
+      gw.openai(token).chat.completions.create({ model: GEMINI_MODEL, messages: user('twice'), n: 2 }, { headers: plain.headers }),
+    );
+    expect((lastBody(after, 'gemini.generateContent').generationConfig as Json).candidateCount).toBe(2);
+    expect(result.choices.map((c) => [c.index, c.finish_reason, c.message.content])).toEqual([
+      [0, 'stop', mockReply('gemini', 'twice')],
+      [1, 'stop', mockReply('gemini', 'twice')],
+    ]);
+    await expectOneAudit(plain.id, { status: 200, failure: null, provider: 'gemini', tokens_out: result.usage!.completion_tokens });
+
+    const streamed = rid('gemini-n-stream');
+    const final = await gw
+      .openai(token)
+      .chat.completions.stream(
+        { model: GEMINI_MODEL, messages: user('twice streamed [mock chunks=3]'), n: 2, stream_options: { include_usage: true } },
+        { headers: streamed.headers },
+      )
+      .finalChatCompletion();
+    expect(final.choices.map((c) => [c.index, c.finish_reason, c.message.content])).toEqual([
+      [0, 'stop', mockReply('gemini', 'twice streamed')],
+      [1, 'stop', mockReply('gemini', 'twice streamed')],
+    ]);
+    await expectOneAudit(streamed.id, {
+      status: 200,
+      failure: null,
+      provider: 'gemini',
+      stream: true,
+      tokens_out: final.usage!.completion_tokens,
+    });
+  });
+
   it('translates JSON mode and a JSON schema into responseMimeType and responseSchema', async () => {
     const jsonMode = rid('gemini-json-mode');
     const { after } = await counting(() =>

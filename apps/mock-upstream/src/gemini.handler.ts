@@ -340,6 +340,11 @@ class GeminiHandler implements ProviderHandler {
     const problems = [...requestSchemaProblems(body), ...functionResponseIdProblems(contents)];
     if (problems.length > 0) return ex.sendError(geminiError(400, problems.join('\n')));
     const a = this.answer(ex, body, contents);
+    // generationConfig.candidateCount: that many candidates (the same answer), each numbered.
+    const config = field(body, 'generationConfig', 'generation_config');
+    const requested = isRecord(config) ? field(config, 'candidateCount', 'candidate_count') : undefined;
+    const n = typeof requested === 'number' && Number.isInteger(requested) && requested > 1 && !a.safety ? Math.min(requested, 8) : 1;
+    a.candidateTokens *= n;
     const model = ex.pathParam;
     const responseId = nextId('mock');
     const promptDetails = [{ modality: 'TEXT', tokenCount: a.promptTokens }];
@@ -357,7 +362,8 @@ class GeminiHandler implements ProviderHandler {
       const candidate: GeminiCandidate = a.safety
         ? { finishReason: 'SAFETY', index: 0, safetyRatings: SAFETY_RATINGS }
         : { content: { parts: a.parts, role: 'model' }, finishReason: a.finishReason, index: 0 };
-      const response: GenerateContentResponse = { candidates: [candidate], usageMetadata: finalUsage, modelVersion: model, responseId };
+      const candidates = Array.from({ length: n }, (_, index) => ({ ...candidate, index }));
+      const response: GenerateContentResponse = { candidates, usageMetadata: finalUsage, modelVersion: model, responseId };
       sendJsonWithFaults(ex, response);
       return;
     }
@@ -379,9 +385,14 @@ class GeminiHandler implements ProviderHandler {
         ]
       : a.chunks.map((parts, i) => {
           const isLast = i === a.chunks.length - 1;
-          const candidate: GeminiCandidate = { content: { parts, role: 'model' } };
-          if (isLast) candidate.finishReason = a.finishReason;
-          return { candidates: [candidate], usageMetadata: isLast ? finalUsage : partialUsage, modelVersion: model, responseId };
+          // Protobuf JSON leaves out the first candidate's index 0; the others carry theirs.
+          const candidates = Array.from({ length: n }, (_, index): GeminiCandidate => {
+            const candidate: GeminiCandidate = { content: { parts, role: 'model' } };
+            if (index > 0) candidate.index = index;
+            if (isLast) candidate.finishReason = a.finishReason;
+            return candidate;
+          });
+          return { candidates, usageMetadata: isLast ? finalUsage : partialUsage, modelVersion: model, responseId };
         });
     const errorJson = JSON.stringify(geminiErrorBody(503));
 
