@@ -49,8 +49,8 @@ class ModelListDto {
  */
 class AnthropicModelDto {
   @ApiProperty({ example: 'model' }) type!: 'model';
-  @ApiProperty({ example: 'claude-sonnet-4-5' }) id!: string;
-  @ApiProperty({ example: 'claude-sonnet-4-5', description: 'The id: keygate knows no display name' }) display_name!: string;
+  @ApiProperty({ example: 'claude-3-5-sonnet-20241022' }) id!: string;
+  @ApiProperty({ example: 'claude-3-5-sonnet-20241022', description: 'The id: keygate knows no display name' }) display_name!: string;
   @ApiProperty({ example: EPOCH, description: 'The epoch: keygate knows no release date (`created` is 0 in the OpenAI format)' })
   created_at!: string;
   @ApiProperty({ example: 'active', description: 'Every model a product may use is `active`' }) lifecycle!: 'active';
@@ -66,8 +66,8 @@ class AnthropicModelDto {
 class AnthropicModelListDto {
   @ApiProperty({ type: [AnthropicModelDto] }) data!: AnthropicModelDto[];
   @ApiProperty({ example: false }) has_more!: boolean;
-  @ApiPropertyOptional({ type: String, nullable: true, example: 'claude-sonnet-4-5' }) first_id!: string | null;
-  @ApiPropertyOptional({ type: String, nullable: true, example: 'claude-sonnet-4-5' }) last_id!: string | null;
+  @ApiPropertyOptional({ type: String, nullable: true, example: 'claude-3-5-sonnet-20241022' }) first_id!: string | null;
+  @ApiPropertyOptional({ type: String, nullable: true, example: 'claude-3-5-sonnet-20241022' }) last_id!: string | null;
 }
 
 /** The `anthropic-version` header that selects Anthropic's format (every Anthropic SDK sends it). */

@@ -43,7 +43,7 @@ export class MessagesController {
     examples: {
       hello: {
         summary: 'One user message',
-        value: { model: 'claude-sonnet-4-5', max_tokens: 256, messages: [{ role: 'user', content: 'Hello, Claude' }] },
+        value: { model: 'claude-3-5-sonnet-20241022', max_tokens: 256, messages: [{ role: 'user', content: 'Hello, Claude' }] },
       },
     },
   })
@@ -67,6 +67,15 @@ export class MessagesController {
       '(Claude Code sends bursts of these), but blocks apply and each is audited.',
   })
   @ANTHROPIC_HEADERS
+  @ApiBody({
+    type: MessagesRequestDto,
+    examples: {
+      hello: {
+        summary: 'One user message',
+        value: { model: 'claude-3-5-sonnet-20241022', messages: [{ role: 'user', content: 'Hello, Claude' }] },
+      },
+    },
+  })
   @ApiOkResponse({ type: AnthropicTokenCountDto, description: 'The prompt’s token count, as Anthropic answers it' })
   @ApiGatewayErrors(AnthropicErrorBodyDto)
   countTokens(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {

@@ -67,7 +67,7 @@ export class AnthropicMessageDto {
  * `metadata`, …) are passed on to Anthropic unchanged.
  */
 export class MessagesRequestDto {
-  @ApiProperty({ example: 'claude-sonnet-4-5' })
+  @ApiProperty({ example: 'claude-3-5-sonnet-20241022' })
   @IsString()
   @MinLength(1)
   @MaxLength(256)
@@ -147,7 +147,7 @@ export class AnthropicMessageResponseDto {
   })
   content!: Array<Record<string, unknown>>;
 
-  @ApiProperty({ example: 'claude-sonnet-4-5' })
+  @ApiProperty({ example: 'claude-3-5-sonnet-20241022' })
   model!: string;
 
   @ApiProperty({ nullable: true, example: 'end_turn', description: '`end_turn`, `max_tokens`, `stop_sequence`, `tool_use`…' })
