@@ -1,9 +1,10 @@
 import { Controller, Get, Inject, Req } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { ADMIN_SCOPE } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import type { FastifyRequest } from 'fastify';
+import { ErrorBodyDto } from './api-errors.decorator';
 import { requestPath } from './request-lifecycle';
 import { METADATA_PATH, publicBaseUrl, resourcePath } from './resource-url';
 
@@ -27,8 +28,19 @@ export class ProtectedResourceController {
 
   @Get('*')
   @ApiOperation({ summary: 'RFC 9728 protected-resource metadata of a public URL with a path (API_KEY_SERVER_PUBLIC_URL)' })
-  @ApiParam({ name: '*', description: "The public URL's path, e.g. keygate for https://gw.example.com/keygate" })
+  // Fastify's wildcard (`*`, request.params['*']) is documented under the name Nest's swagger module
+  // gives it in the path (`{path}`), so Swagger UI's Try it out can fill it in.
+  @ApiParam({
+    name: 'path',
+    type: String,
+    example: 'keygate',
+    description:
+      "The public URL's path (API_KEY_SERVER_PUBLIC_URL) without its leading slash, e.g. keygate for " +
+      'https://gw.example.com/keygate. Swagger UI percent-encodes a slash in it: a path of several segments ' +
+      '(keygate/v2) must be sent as it is, e.g. with curl.',
+  })
   @ApiOkResponse({ description: 'As the bare well-known path' })
+  @ApiResponse({ status: 404, description: "`route_not_found`: not the public URL's path", type: ErrorBodyDto })
   metadataOfPath(@Req() request: FastifyRequest): Record<string, unknown> {
     const configured = this.config.resource.publicUrl;
     // As sent (percent-encoded), to compare with the public URL's path as a URL holds it.
