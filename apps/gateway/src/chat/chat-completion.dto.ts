@@ -189,24 +189,28 @@ export class ChatCompletionRequestDto {
   @ValidateNested()
   @Type(() => StreamOptionsDto)
   stream_options?: StreamOptionsDto;
-  @ApiPropertyOptional({ description: 'Capped by the product policy; set to the cap when absent' })
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, description: 'Capped by the product policy; set to the cap when absent' })
   @IsOptional()
   @IsInt()
   @Min(1)
   max_tokens?: number;
-  @ApiPropertyOptional() @IsOptional() @IsInt() @Min(1) max_completion_tokens?: number;
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, description: 'Capped by the product policy like max_tokens' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  max_completion_tokens?: number;
   @ApiPropertyOptional({ example: 0.7 }) @IsOptional() @IsNumber() temperature?: number;
   @ApiPropertyOptional({ minimum: 0, maximum: 1 }) @IsOptional() @IsNumber() @Min(0) @Max(1) top_p?: number;
-  @ApiPropertyOptional({ minimum: 1, maximum: 128 }) @IsOptional() @IsInt() @Min(1) @Max(128) n?: number;
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, maximum: 128 }) @IsOptional() @IsInt() @Min(1) @Max(128) n?: number;
   @ApiPropertyOptional({ minimum: -2, maximum: 2 }) @IsOptional() @IsNumber() @Min(-2) @Max(2) presence_penalty?: number;
   @ApiPropertyOptional({ minimum: -2, maximum: 2 }) @IsOptional() @IsNumber() @Min(-2) @Max(2) frequency_penalty?: number;
   @ApiPropertyOptional({ type: 'object', additionalProperties: { type: 'number' } })
   @IsOptional()
   @IsObject()
   logit_bias?: Record<string, number>;
-  @ApiPropertyOptional() @IsOptional() @IsInt() seed?: number;
+  @ApiPropertyOptional({ type: 'integer' }) @IsOptional() @IsInt() seed?: number;
   @ApiPropertyOptional() @IsOptional() @IsBoolean() logprobs?: boolean;
-  @ApiPropertyOptional({ minimum: 0, maximum: 20 }) @IsOptional() @IsInt() @Min(0) @Max(20) top_logprobs?: number;
+  @ApiPropertyOptional({ type: 'integer', minimum: 0, maximum: 20 }) @IsOptional() @IsInt() @Min(0) @Max(20) top_logprobs?: number;
   @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] })
   @IsOptional()
   @ValidateIf((r: ChatCompletionRequestDto) => typeof r.stop !== 'string')

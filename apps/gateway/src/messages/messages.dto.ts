@@ -81,7 +81,7 @@ export class MessagesRequestDto {
   @Type(() => AnthropicMessageDto)
   messages!: AnthropicMessageDto[];
 
-  @ApiPropertyOptional({ description: 'Capped by the product policy; set to the cap when absent' })
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, description: 'Capped by the product policy; set to the cap when absent' })
   @IsOptional()
   @IsInt()
   @Min(1)
@@ -97,7 +97,7 @@ export class MessagesRequestDto {
   @ApiPropertyOptional({ default: false }) @IsOptional() @IsBoolean() stream?: boolean;
   @ApiPropertyOptional({ example: 0.7 }) @IsOptional() @IsNumber() temperature?: number;
   @ApiPropertyOptional({ minimum: 0, maximum: 1 }) @IsOptional() @IsNumber() @Min(0) @Max(1) top_p?: number;
-  @ApiPropertyOptional({ minimum: 0 }) @IsOptional() @IsInt() @Min(0) top_k?: number;
+  @ApiPropertyOptional({ type: 'integer', minimum: 0 }) @IsOptional() @IsInt() @Min(0) top_k?: number;
   @ApiPropertyOptional({ type: 'array', items: { type: 'string' } })
   @IsOptional()
   @IsArray()

@@ -74,7 +74,7 @@ export class ResponsesRequestDto {
 
   @ApiPropertyOptional({ example: 'Answer briefly.' }) @IsOptional() @IsString() instructions?: string;
 
-  @ApiPropertyOptional({ description: 'Capped by the product policy; set to the cap when absent' })
+  @ApiPropertyOptional({ type: 'integer', minimum: 1, description: 'Capped by the product policy; set to the cap when absent' })
   @IsOptional()
   @IsInt()
   @Min(1)
