@@ -61,7 +61,7 @@ export class DeletedDto {
 }
 
 class DailyCountsDto {
-  @ApiProperty({ example: 42 }) total!: number;
+  @ApiProperty({ type: 'integer', example: 42 }) total!: number;
   @ApiProperty({ example: { alice: 40, bob: 2 }, additionalProperties: { type: 'integer' } }) users!: Record<string, number>;
 }
 

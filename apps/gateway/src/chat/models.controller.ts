@@ -33,7 +33,7 @@ const ANTHROPIC_SDK_QUERY = ['beta'];
 class ModelDto {
   @ApiProperty({ example: 'gpt-4o-mini' }) id!: string;
   @ApiProperty({ example: 'model' }) object!: 'model';
-  @ApiProperty({ example: 0 }) created!: number;
+  @ApiProperty({ type: 'integer', example: 0 }) created!: number;
   @ApiProperty({ example: 'openai', description: 'The provider that serves the model' }) owned_by!: string;
 }
 
@@ -56,8 +56,8 @@ class AnthropicModelDto {
   @ApiProperty({ example: 'active', description: 'Every model a product may use is `active`' }) lifecycle!: 'active';
   @ApiProperty({ type: Object, nullable: true, example: null }) capabilities!: null;
   @ApiProperty({ type: String, nullable: true, example: null }) line!: null;
-  @ApiProperty({ type: Number, nullable: true, example: null }) max_input_tokens!: null;
-  @ApiProperty({ type: Number, nullable: true, example: null }) max_tokens!: null;
+  @ApiProperty({ type: 'integer', nullable: true, example: null }) max_input_tokens!: null;
+  @ApiProperty({ type: 'integer', nullable: true, example: null }) max_tokens!: null;
   @ApiProperty({ type: String, nullable: true, example: null }) deprecated_at!: null;
   @ApiProperty({ type: String, nullable: true, example: null }) retires_at!: null;
 }

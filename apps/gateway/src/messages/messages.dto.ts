@@ -115,16 +115,16 @@ export class MessagesRequestDto {
 
 /** The usage block of an Anthropic message (documentation only). */
 export class AnthropicUsageDto {
-  @ApiProperty({ example: 12 })
+  @ApiProperty({ type: 'integer', example: 12 })
   input_tokens!: number;
 
-  @ApiProperty({ example: 48 })
+  @ApiProperty({ type: 'integer', example: 48 })
   output_tokens!: number;
 
-  @ApiPropertyOptional({ nullable: true, example: 0, description: 'Prompt tokens written to the cache' })
+  @ApiPropertyOptional({ type: 'integer', nullable: true, example: 0, description: 'Prompt tokens written to the cache' })
   cache_creation_input_tokens?: number | null;
 
-  @ApiPropertyOptional({ nullable: true, example: 0, description: 'Prompt tokens read from the cache' })
+  @ApiPropertyOptional({ type: 'integer', nullable: true, example: 0, description: 'Prompt tokens read from the cache' })
   cache_read_input_tokens?: number | null;
 }
 
@@ -162,6 +162,6 @@ export class AnthropicMessageResponseDto {
 
 /** Anthropic's answer to `POST /v1/messages/count_tokens` (documentation only). */
 export class AnthropicTokenCountDto {
-  @ApiProperty({ example: 14 })
+  @ApiProperty({ type: 'integer', example: 14 })
   input_tokens!: number;
 }

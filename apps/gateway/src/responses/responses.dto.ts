@@ -110,9 +110,9 @@ export class ResponsesRequestDto {
 
 /** The usage block of a Response (documentation only). */
 export class ResponsesUsageDto {
-  @ApiProperty({ example: 12, description: 'Prompt tokens, cached ones included' }) input_tokens!: number;
-  @ApiProperty({ example: 48, description: 'Generated tokens, reasoning included' }) output_tokens!: number;
-  @ApiProperty({ example: 60 }) total_tokens!: number;
+  @ApiProperty({ type: 'integer', example: 12, description: 'Prompt tokens, cached ones included' }) input_tokens!: number;
+  @ApiProperty({ type: 'integer', example: 48, description: 'Generated tokens, reasoning included' }) output_tokens!: number;
+  @ApiProperty({ type: 'integer', example: 60 }) total_tokens!: number;
 }
 
 /** OpenAI's Response object, as `POST /v1/responses` answers it unchanged (documentation only). */
