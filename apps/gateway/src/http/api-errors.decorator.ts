@@ -1,5 +1,5 @@
 import { applyDecorators } from '@nestjs/common';
-import { ApiProperty, ApiResponse } from '@nestjs/swagger';
+import { ApiProperty, ApiResponse, ApiSchema } from '@nestjs/swagger';
 
 class ErrorDetailDto {
   @ApiProperty({ example: 'the token has expired' }) message!: string;
@@ -32,7 +32,10 @@ const ADMIN_STATUSES: Array<[number, string]> = [
 ];
 
 /** Documents each status with its description and the given error body. */
-function apiErrors(statuses: ReadonlyArray<[number, string]>, body: typeof ErrorBodyDto): MethodDecorator & ClassDecorator {
+function apiErrors(
+  statuses: ReadonlyArray<[number, string]>,
+  body: typeof ErrorBodyDto | typeof AnthropicErrorBodyDto,
+): MethodDecorator & ClassDecorator {
   return applyDecorators(...statuses.map(([status, description]) => ApiResponse({ status, description, type: body })));
 }
 
@@ -41,9 +44,48 @@ export function ApiAdminErrors(): MethodDecorator & ClassDecorator {
   return apiErrors(ADMIN_STATUSES, ErrorBodyDto);
 }
 
-/** The contract's error body with Anthropic's `"type": "error"` beside it (`POST /v1/messages`). */
-export class AnthropicErrorBodyDto extends ErrorBodyDto {
+/** Anthropic's `error.type` for each status keygate answers (see anthropicErrorType). */
+const ANTHROPIC_ERROR_TYPES = [
+  'invalid_request_error',
+  'authentication_error',
+  'permission_error',
+  'not_found_error',
+  'request_too_large',
+  'rate_limit_error',
+  'api_error',
+  'timeout_error',
+];
+
+class AnthropicErrorDetailDto {
+  @ApiProperty({ example: 'the token has expired' }) message!: string;
+  @ApiProperty({
+    enum: ANTHROPIC_ERROR_TYPES,
+    example: 'authentication_error',
+    description:
+      "Anthropic's type for the status: authentication_error 401, permission_error 403, not_found_error 404, " +
+      'request_too_large 413, rate_limit_error 429, timeout_error 504, api_error any other 5xx, ' +
+      'invalid_request_error any other 4xx',
+  })
+  type!: string;
+  @ApiProperty({ example: 'invalid_token', description: "The contract's code, as on the OpenAI routes" }) code!: string;
+  @ApiProperty({ nullable: true, type: String, example: null, description: "The contract's param" }) param!: string | null;
+}
+
+/** The contract's error object in Anthropic's envelope, which the Anthropic SDKs read (their own error classes). */
+@ApiSchema({
+  description:
+    'An error in Anthropic’s dialect (`/v1/messages`, `/v1/messages/count_tokens`, and `/v1/models` with `anthropic-version`): ' +
+    'Anthropic’s envelope around the contract’s error object, `error.type` from Anthropic’s taxonomy and `error.code` and ' +
+    '`error.param` the contract’s; `request_id` is keygate’s request id.',
+})
+export class AnthropicErrorBodyDto {
   @ApiProperty({ enum: ['error'], example: 'error' }) type!: 'error';
+  @ApiProperty({ type: AnthropicErrorDetailDto }) error!: AnthropicErrorDetailDto;
+  @ApiProperty({
+    example: '5f0c2e1a-8b7d-4c1e-9a35-2d6f4b8e7c10',
+    description: 'keygate’s request id, as in the X-Request-Id header (what to quote when reporting a problem)',
+  })
+  request_id!: string;
 }
 
 /**
@@ -51,7 +93,7 @@ export class AnthropicErrorBodyDto extends ErrorBodyDto {
  * its route); `more` adds statuses or replaces the description of one.
  */
 export function ApiGatewayErrors(
-  body: typeof ErrorBodyDto = ErrorBodyDto,
+  body: typeof ErrorBodyDto | typeof AnthropicErrorBodyDto = ErrorBodyDto,
   more: ReadonlyArray<[number, string]> = [],
 ): MethodDecorator & ClassDecorator {
   const statuses = new Map([...STATUSES, ...more]);
