@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Query, Req, UseGuards } from '@nestjs/common';
 import { length } from 'class-validator';
-import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { ThrottlerGuard } from '@nestjs/throttler';
 import { administers, AdminScopeGuard, adminReach, CONTROL_CHARACTERS, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
@@ -8,7 +8,7 @@ import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { blockedUserKey, BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyRequest } from 'fastify';
-import { ApiAdminErrors, ErrorBodyDto } from '../http/api-errors.decorator';
+import { ApiAdminErrors } from '../http/api-errors.decorator';
 import { knownQuery, queryValue } from '../http/query-params';
 import { CurrentPrincipal } from '../http/request.decorators';
 import { BlockDto, BlockListDto, CreateBlockDto, DeletedDto, UsageDto } from './admin.dto';
@@ -60,8 +60,11 @@ export class AdminController {
   @HttpCode(201)
   @ApiOperation({ summary: 'Block a product, or one user of a product' })
   @ApiCreatedResponse({ type: BlockDto })
-  @ApiAdminErrors()
-  @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
+  @ApiAdminErrors([
+    [408, 'The body did not arrive within the request timeout (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS; carries Connection: close)'],
+    [413, 'Body larger than the largest max_request_bytes of any product'],
+    [503, '`service_unavailable`: Redis is down, so block changes are refused; or keygate is shutting down (carries Retry-After)'],
+  ])
   async create(@Body() body: CreateBlockDto, @CurrentPrincipal() admin: Principal, @Req() request: FastifyRequest): Promise<Block> {
     mayOperate(admin, body.product);
     // A misspelt product would be a block that stops nothing while the operator believes it does.
@@ -125,9 +128,10 @@ export class AdminController {
   @ApiQuery({ name: 'product', required: true })
   @ApiQuery({ name: 'user', required: false })
   @ApiOkResponse({ type: DeletedDto })
-  @ApiAdminErrors()
-  @ApiResponse({ status: 404, description: 'No such block', type: ErrorBodyDto })
-  @ApiResponse({ status: 503, description: 'Redis is down: block changes are refused', type: ErrorBodyDto })
+  @ApiAdminErrors([
+    [404, '`route_not_found`: no such block in force'],
+    [503, '`service_unavailable`: Redis is down, so block changes are refused; or keygate is shutting down (carries Retry-After)'],
+  ])
   async remove(
     @Query() query: Record<string, unknown>,
     @CurrentPrincipal() admin: Principal,

@@ -56,7 +56,13 @@ export class ChatController {
   @ApiProduces('application/json', 'text/event-stream')
   @ApiOkResponse({ description: 'As POST /v1/chat/completions' })
   @CHAT_EXAMPLE
-  @ApiGatewayErrors()
+  @ApiGatewayErrors(undefined, [
+    [
+      403,
+      '`forbidden`: the path names another product than the credential’s, or that product is not configured on this gateway; ' +
+        '`blocked`: the product or user is blocked',
+    ],
+  ])
   createForProduct(@Req() request: FastifyRequest, @Body() body: ChatCompletionRequestDto, @Res() reply: FastifyReply): Promise<void> {
     // The path's product was checked against the credential's by CredentialGuard (403 otherwise).
     return this.create(request, body, reply);

@@ -1,5 +1,5 @@
 import { applyDecorators } from '@nestjs/common';
-import { ApiProperty, ApiResponse, ApiSchema } from '@nestjs/swagger';
+import { ApiExtraModels, ApiProperty, ApiResponse, ApiSchema, getSchemaPath } from '@nestjs/swagger';
 
 class ErrorDetailDto {
   @ApiProperty({ example: 'the token has expired' }) message!: string;
@@ -11,37 +11,6 @@ class ErrorDetailDto {
 /** The contract's error body (SPEC §6). */
 export class ErrorBodyDto {
   @ApiProperty({ type: ErrorDetailDto }) error!: ErrorDetailDto;
-}
-
-const STATUSES: Array<[number, string]> = [
-  [400, 'Malformed body, invalid parameter, or parameter policy violation'],
-  [401, 'Missing or invalid credential (carries WWW-Authenticate)'],
-  [403, 'Credential valid but not allowed (product, model, block)'],
-  [404, 'Unknown model for this product'],
-  [413, 'Body larger than the product allows'],
-  [429, 'Rate limit or daily quota (carries Retry-After)'],
-  [502, 'Upstream failure'],
-  [504, 'Upstream timeout'],
-];
-
-const ADMIN_STATUSES: Array<[number, string]> = [
-  [400, 'Invalid body or query parameter'],
-  [401, 'Missing or invalid credential (carries WWW-Authenticate)'],
-  [403, 'The credential lacks the keygate.admin scope'],
-  [429, 'Too many requests from this operator (carries Retry-After)'],
-];
-
-/** Documents each status with its description and the given error body. */
-function apiErrors(
-  statuses: ReadonlyArray<[number, string]>,
-  body: typeof ErrorBodyDto | typeof AnthropicErrorBodyDto,
-): MethodDecorator & ClassDecorator {
-  return applyDecorators(...statuses.map(([status, description]) => ApiResponse({ status, description, type: body })));
-}
-
-/** Documents the error statuses of an operator route with the contract's body. */
-export function ApiAdminErrors(): MethodDecorator & ClassDecorator {
-  return apiErrors(ADMIN_STATUSES, ErrorBodyDto);
 }
 
 /** Anthropic's `error.type` for each status keygate answers (see anthropicErrorType). */
@@ -88,34 +57,142 @@ export class AnthropicErrorBodyDto {
   request_id!: string;
 }
 
-/**
- * Documents every error status of a gateway route with the contract's body (Anthropic's envelope on
- * its route); `more` adds statuses or replaces the description of one.
- */
-export function ApiGatewayErrors(
-  body: typeof ErrorBodyDto | typeof AnthropicErrorBodyDto = ErrorBodyDto,
-  more: ReadonlyArray<[number, string]> = [],
-): MethodDecorator & ClassDecorator {
-  const statuses = new Map([...STATUSES, ...more]);
-  return apiErrors(
-    [...statuses].sort(([a], [b]) => a - b),
-    body,
+/** One documented status: the code and its description. */
+type Status = readonly [status: number, description: string];
+/** The error body a route answers with: one DTO, or several when the client's dialect picks it. */
+type ErrorBody = typeof ErrorBodyDto | typeof AnthropicErrorBodyDto | ReadonlyArray<typeof ErrorBodyDto | typeof AnthropicErrorBodyDto>;
+
+const BAD_REQUEST: Status = [400, 'Malformed body, invalid parameter, or parameter policy violation'];
+const UNAUTHORIZED: Status = [401, 'Missing or invalid credential (carries WWW-Authenticate)'];
+const FORBIDDEN: Status = [
+  403,
+  '`forbidden`: the credential’s product is not configured on this gateway; `blocked`: the product or user is blocked',
+];
+const UNKNOWN_MODEL: Status = [404, '`model_not_found`: a model this product does not have'];
+const BODY_TIMEOUT: Status = [
+  408,
+  'The body did not arrive within the request timeout (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS; carries Connection: close)',
+];
+const TOO_LARGE: Status = [413, 'Body larger than the product allows (max_request_bytes)'];
+const LIMITED: Status = [429, 'Rate limit or daily quota, or the upstream rate-limited keygate (carries Retry-After)'];
+const INTERNAL: Status = [500, '`internal_error`: a bug; the message carries the request id'];
+const UPSTREAM: Status = [502, 'Upstream failure'];
+const UNAVAILABLE: Status = [
+  503,
+  '`service_unavailable`: the HMAC replay cache is down (an HMAC-signed request), or keygate is shutting down ' +
+    '(carries Retry-After; Connection: close while shutting down)',
+];
+const UPSTREAM_TIMEOUT: Status = [504, 'Upstream timeout'];
+
+/** The statuses of a route that takes a body naming a model and calls an upstream. */
+const STATUSES: Status[] = [
+  BAD_REQUEST,
+  UNAUTHORIZED,
+  FORBIDDEN,
+  UNKNOWN_MODEL,
+  BODY_TIMEOUT,
+  TOO_LARGE,
+  LIMITED,
+  INTERNAL,
+  UPSTREAM,
+  UNAVAILABLE,
+  UPSTREAM_TIMEOUT,
+];
+
+const ADMIN_STATUSES: Status[] = [
+  [400, 'Invalid body or query parameter'],
+  UNAUTHORIZED,
+  [403, 'The credential lacks the keygate.admin scope (or keygate.admin:<product> for the product named)'],
+  [429, 'Too many requests from this operator (carries Retry-After)'],
+  INTERNAL,
+  [503, '`service_unavailable`: keygate is shutting down (carries Retry-After, Connection: close)'],
+];
+
+/** The response schema of an error body: a `$ref`, or `oneOf` the bodies of the dialects a route speaks. */
+function bodySchema(body: ErrorBody): { type: typeof ErrorBodyDto } | { schema: { oneOf: Array<{ $ref: string }> } } {
+  if (!Array.isArray(body)) return { type: body as typeof ErrorBodyDto };
+  return { schema: { oneOf: body.map((dto: typeof ErrorBodyDto) => ({ $ref: getSchemaPath(dto) })) } };
+}
+
+/** Documents each status with its description and the given error body; `more` adds statuses or replaces the description of one. */
+function apiErrors(statuses: readonly Status[], body: ErrorBody, more: readonly Status[] = []): MethodDecorator & ClassDecorator {
+  const all = new Map([...statuses, ...more]);
+  const schema = bodySchema(body);
+  return applyDecorators(
+    ApiExtraModels(ErrorBodyDto, AnthropicErrorBodyDto),
+    ...[...all].sort(([a], [b]) => a - b).map(([status, description]) => ApiResponse({ status, description, ...schema })),
   );
 }
 
+/** Documents the error statuses of an operator route with the contract's body; `more` adds or replaces some. */
+export function ApiAdminErrors(more: readonly Status[] = []): MethodDecorator & ClassDecorator {
+  return apiErrors(ADMIN_STATUSES, ErrorBodyDto, more);
+}
+
+/**
+ * Documents every error status of a model route (a body naming a model, an upstream call) with the
+ * contract's body (Anthropic's envelope on its routes); `more` adds statuses or replaces the description of one.
+ */
+export function ApiGatewayErrors(body: ErrorBody = ErrorBodyDto, more: readonly Status[] = []): MethodDecorator & ClassDecorator {
+  return apiErrors(STATUSES, body, more);
+}
+
+/**
+ * The error statuses of `GET /v1/models` and `GET /v1/models/{model}`: answered by keygate alone
+ * (no upstream, no body), in OpenAI's envelope or, with `anthropic-version`, Anthropic's.
+ */
+export function ApiModelsErrors(route: 'list' | 'retrieve'): MethodDecorator & ClassDecorator {
+  const statuses: Status[] = [
+    [
+      400,
+      route === 'list'
+        ? 'Malformed request; with anthropic-version, also a query parameter the route does not take (it takes limit, after_id, ' +
+          'before_id, lifecycle, lifecycle[], beta), a limit outside 1–1000, a cursor naming no listed model, or both cursors'
+        : 'Malformed request; with anthropic-version, also a query parameter the route does not take (it takes beta)',
+    ],
+    UNAUTHORIZED,
+    FORBIDDEN,
+    ...(route === 'retrieve'
+      ? [
+          [
+            404,
+            '`model_not_found`: a model this product does not have (with anthropic-version, also one another provider serves)',
+          ] as Status,
+        ]
+      : []),
+    [429, 'Rate limit (carries Retry-After)'],
+    INTERNAL,
+    UNAVAILABLE,
+  ];
+  return apiErrors(statuses, [ErrorBodyDto, AnthropicErrorBodyDto]);
+}
+
 /** The error statuses of the stored-response routes: no model or body of their own, a record kept in Redis. */
-const STORED_RESPONSE_STATUSES: Array<[number, string]> = [
-  [400, 'Invalid query parameter (`stream=true`: only background responses stream back)'],
-  [401, 'Missing or invalid credential (carries WWW-Authenticate)'],
-  [403, 'Credential valid but not allowed (product, block)'],
+const STORED_RESPONSE_STATUSES: Status[] = [
+  UNAUTHORIZED,
+  FORBIDDEN,
   [404, '`response_not_found`: not a response this user created through keygate, or one OpenAI no longer has'],
-  [429, 'Per-second rate limit (carries Retry-After)'],
-  [502, 'Upstream failure'],
-  [503, 'Redis, which records who owns each response, is unavailable (carries Retry-After)'],
-  [504, 'Upstream timeout'],
+  [429, 'Per-second rate limit, or the upstream rate-limited keygate (carries Retry-After)'],
+  INTERNAL,
+  UPSTREAM,
+  [
+    503,
+    '`service_unavailable`: Redis, which records who owns each response, is unavailable; the HMAC replay cache is down ' +
+      '(an HMAC-signed request); or keygate is shutting down (carries Retry-After)',
+  ],
+  UPSTREAM_TIMEOUT,
 ];
 
+/** What each stored-response route refuses with a 400: its query. */
+const STORED_RESPONSE_BAD_REQUEST: Record<'retrieve' | 'delete' | 'inputItems', string> = {
+  retrieve:
+    'A query parameter other than include[] and stream, a malformed include, or `stream=true` ' +
+    '(`unsupported_parameter`: only background responses stream back)',
+  delete: 'Any query parameter: this route takes none',
+  inputItems: 'A query parameter other than after, limit, order and include[], or a malformed one (limit 1–100, order asc or desc)',
+};
+
 /** Documents the error statuses of `GET`/`DELETE /v1/responses/{id}` and its input items. */
-export function ApiStoredResponseErrors(): MethodDecorator & ClassDecorator {
-  return apiErrors(STORED_RESPONSE_STATUSES, ErrorBodyDto);
+export function ApiStoredResponseErrors(route: 'retrieve' | 'delete' | 'inputItems'): MethodDecorator & ClassDecorator {
+  return apiErrors(STORED_RESPONSE_STATUSES, ErrorBodyDto, [[400, STORED_RESPONSE_BAD_REQUEST[route]]]);
 }

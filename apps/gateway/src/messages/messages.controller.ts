@@ -77,7 +77,9 @@ export class MessagesController {
     },
   })
   @ApiOkResponse({ type: AnthropicTokenCountDto, description: 'The prompt’s token count, as Anthropic answers it' })
-  @ApiGatewayErrors(AnthropicErrorBodyDto)
+  @ApiGatewayErrors(AnthropicErrorBodyDto, [
+    [429, 'The upstream rate-limited keygate (carries Retry-After); keygate’s own limits do not count this route'],
+  ])
   countTokens(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
     return this.serve(request, body, reply, 'countTokens');
   }

@@ -54,7 +54,11 @@ export class ResponsesController {
       404,
       'Unknown model for this product, or (`response_not_found`, param `previous_response_id`) not a response this user created through keygate',
     ],
-    [503, 'Redis, which records who owns each stored response, is unavailable (carries Retry-After)'],
+    [
+      503,
+      '`service_unavailable`: Redis, which records who owns each stored response, is unavailable; the HMAC replay cache is ' +
+        'down (an HMAC-signed request); or keygate is shutting down (carries Retry-After)',
+    ],
   ])
   async create(@Req() request: FastifyRequest, @Body() body: ResponsesRequestDto, @Res() reply: FastifyReply): Promise<void> {
     const { ctx, principal, bodyBytes } = modelCall(request);
@@ -77,7 +81,7 @@ export class ResponsesController {
   @INCLUDE_QUERY
   @ApiQuery({ name: 'stream', required: false, enum: ['false'], description: 'Only false: only background responses stream back' })
   @ApiOkResponse({ type: ResponseObjectDto, description: "OpenAI's Response object" })
-  @ApiStoredResponseErrors()
+  @ApiStoredResponseErrors('retrieve')
   retrieve(
     @Req() request: FastifyRequest,
     @Param('id') id: string,
@@ -95,7 +99,7 @@ export class ResponsesController {
   })
   @RESPONSE_ID_PARAM
   @ApiOkResponse({ type: ResponseDeletedDto, description: "OpenAI's deletion answer" })
-  @ApiStoredResponseErrors()
+  @ApiStoredResponseErrors('delete')
   remove(
     @Req() request: FastifyRequest,
     @Param('id') id: string,
@@ -117,7 +121,7 @@ export class ResponsesController {
   @ApiQuery({ name: 'order', required: false, enum: ['asc', 'desc'] })
   @INCLUDE_QUERY
   @ApiOkResponse({ type: InputItemListDto, description: "OpenAI's list of input items" })
-  @ApiStoredResponseErrors()
+  @ApiStoredResponseErrors('inputItems')
   inputItems(
     @Req() request: FastifyRequest,
     @Param('id') id: string,
