@@ -319,7 +319,9 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
           type: 'apiKey',
           in: 'header',
           name: 'x-api-key',
-          description: 'The same JWT, where Anthropic’s clients send a key (/v1/messages and /v1/messages/count_tokens only)',
+          description:
+            'The same JWT, where Anthropic’s clients send a key: /v1/messages and /v1/messages/count_tokens, and /v1/models ' +
+            'and /v1/models/{model} with anthropic-version',
         },
         ANTHROPIC_KEY_SCHEME,
       )

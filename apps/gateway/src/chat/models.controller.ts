@@ -9,6 +9,7 @@ import {
   ApiProperty,
   ApiPropertyOptional,
   ApiQuery,
+  ApiSecurity,
   ApiTags,
   getSchemaPath,
 } from '@nestjs/swagger';
@@ -17,9 +18,10 @@ import { CredentialGuard } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import type { ProductEntry } from '@keygate/secrets';
 import type { FastifyRequest } from 'fastify';
-import { ApiGatewayErrors } from '../http/api-errors.decorator';
+import { ApiModelsErrors } from '../http/api-errors.decorator';
 import { knownQuery, queryList, queryValue } from '../http/query-params';
 import { modelCall } from '../http/request.decorators';
+import { ANTHROPIC_KEY_SCHEME } from '../messages/messages.controller';
 import { ProductRouter } from '../routing/product.router';
 
 /** Anthropic's `created_at` for every model: keygate knows no release date (OpenAI's `created` is 0 alike). */
@@ -74,7 +76,21 @@ class AnthropicModelListDto {
 const ANTHROPIC_FORMAT = ApiHeader({
   name: 'anthropic-version',
   required: false,
-  description: "Present (as the Anthropic SDKs send it): Anthropic's format, with the Claude models only; absent: OpenAI's",
+  description:
+    "Present (as the Anthropic SDKs send it): Anthropic's format, with the Claude models only, Anthropic's error envelope, " +
+    "and the credential may come in x-api-key; absent: OpenAI's",
+});
+
+/** Marks a query parameter that only Anthropic's format reads (without anthropic-version, the query is ignored). */
+const ANTHROPIC_ONLY = 'Anthropic format only (with anthropic-version; ignored without it)';
+
+/** Sent by the Anthropic SDKs' `beta.models` calls. */
+const ANTHROPIC_BETA_QUERY = ApiQuery({
+  name: 'beta',
+  required: false,
+  type: String,
+  example: 'true',
+  description: `${ANTHROPIC_ONLY}: sent by the Anthropic SDKs' beta.models calls; taken and ignored`,
 });
 
 /**
@@ -84,6 +100,9 @@ const ANTHROPIC_FORMAT = ApiHeader({
  */
 @ApiTags('models')
 @ApiExtraModels(ModelListDto, AnthropicModelListDto, ModelDto, AnthropicModelDto)
+// With anthropic-version the token may come in x-api-key, as on /v1/messages; listed after the
+// bearer scheme (decorators apply bottom-up).
+@ApiSecurity(ANTHROPIC_KEY_SCHEME)
 @ApiBearerAuth()
 @UseGuards(CredentialGuard, RequestLimitsGuard)
 @Controller('v1/models')
@@ -93,16 +112,41 @@ export class ModelsController {
   @Get()
   @ApiOperation({ summary: "List the models of the caller's product" })
   @ANTHROPIC_FORMAT
-  @ApiQuery({ name: 'limit', required: false, description: 'Anthropic format: models per page, 1–1000 (default 20)' })
-  @ApiQuery({ name: 'after_id', required: false, description: 'Anthropic format: the page after this model' })
-  @ApiQuery({ name: 'before_id', required: false, description: 'Anthropic format: the page before this model' })
+  @ApiQuery({
+    name: 'limit',
+    required: false,
+    schema: { type: 'integer', minimum: 1, maximum: 1000, default: 20 },
+    description: `${ANTHROPIC_ONLY}: models per page`,
+  })
+  @ApiQuery({
+    name: 'after_id',
+    required: false,
+    type: String,
+    description: `${ANTHROPIC_ONLY}: the page after this model (not with before_id)`,
+  })
+  @ApiQuery({
+    name: 'before_id',
+    required: false,
+    type: String,
+    description: `${ANTHROPIC_ONLY}: the page before this model (not with after_id)`,
+  })
   @ApiQuery({
     name: 'lifecycle',
     required: false,
-    description: 'Anthropic format: active, deprecated, retired (every listed model is active)',
+    isArray: true,
+    enum: ['active', 'deprecated', 'retired'],
+    description: `${ANTHROPIC_ONLY}: the lifecycle stages to list, at most 3 (every listed model is active)`,
   })
+  @ApiQuery({
+    name: 'lifecycle[]',
+    required: false,
+    isArray: true,
+    enum: ['active', 'deprecated', 'retired'],
+    description: `${ANTHROPIC_ONLY}: lifecycle as the Anthropic SDKs spell it`,
+  })
+  @ANTHROPIC_BETA_QUERY
   @ApiOkResponse({ schema: { oneOf: [{ $ref: getSchemaPath(ModelListDto) }, { $ref: getSchemaPath(AnthropicModelListDto) }] } })
-  @ApiGatewayErrors()
+  @ApiModelsErrors('list')
   list(@Req() request: FastifyRequest): ModelListDto | AnthropicModelListDto {
     const { ctx, principal } = modelCall(request);
     const { product } = this.router.product(principal);
@@ -118,8 +162,9 @@ export class ModelsController {
   })
   @ApiParam({ name: 'model', example: 'gpt-4o-mini' })
   @ANTHROPIC_FORMAT
+  @ANTHROPIC_BETA_QUERY
   @ApiOkResponse({ schema: { oneOf: [{ $ref: getSchemaPath(ModelDto) }, { $ref: getSchemaPath(AnthropicModelDto) }] } })
-  @ApiGatewayErrors()
+  @ApiModelsErrors('retrieve')
   retrieve(@Req() request: FastifyRequest, @Param('model') id: string): ModelDto | AnthropicModelDto {
     const { ctx, principal } = modelCall(request);
     const { product } = this.router.product(principal);
