@@ -1,10 +1,22 @@
 /**
  * API document, health probes and discovery metadata, black box against the built gateway.
  */
-import { startGateway, uniqueId, type Gateway } from './harness';
+import { createRequire } from 'node:module';
+import { mintToken, startGateway, uniqueId, type Gateway } from './harness';
+
+/** The environment of `npm start` (dev/demo-env.js), whose demo product Swagger UI's examples are tried against. */
+const { demoEnv } = createRequire(__filename)('../../dev/demo-env.js') as { demoEnv: () => Record<string, string> };
 
 /** Nothing in this file calls an upstream; the base URL points at the discard port. */
 const PRODUCTS = { demo: { providers: { openai: { api_key: 'sk-mock-docs', models: ['gpt-4o'], base_url: 'http://127.0.0.1:9/v1' } } } };
+
+interface OpenApiParameter {
+  name: string;
+  in: string;
+  required?: boolean;
+  description?: string;
+  schema?: Record<string, unknown>;
+}
 
 interface OpenApiDoc {
   openapi: string;
@@ -14,13 +26,17 @@ interface OpenApiDoc {
       string,
       {
         security?: Array<Record<string, unknown>>;
-        responses?: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }>;
+        parameters?: OpenApiParameter[];
+        responses?: Record<
+          string,
+          { description?: string; content?: Record<string, { schema?: { $ref?: string; oneOf?: Array<{ $ref?: string }> } }> }
+        >;
       }
     >
   >;
   components?: {
     securitySchemes?: Record<string, { type?: string; scheme?: string }>;
-    schemas?: Record<string, { properties?: Record<string, unknown>; allOf?: unknown[] }>;
+    schemas?: Record<string, { properties?: Record<string, unknown>; allOf?: unknown[]; required?: string[] }>;
   };
 }
 
@@ -42,6 +58,36 @@ function okSchema(doc: OpenApiDoc, path: string): string | undefined {
 async function get(path: string): Promise<Response> {
   return fetch(`${gw.url}${path}`, { signal: AbortSignal.timeout(10_000) });
 }
+
+/** A component schema's property, by schema and property name. */
+function property(doc: OpenApiDoc, schema: string, name: string): Record<string, unknown> | undefined {
+  return doc.components?.schemas?.[schema]?.properties?.[name] as Record<string, unknown> | undefined;
+}
+
+/** The statuses an operation documents, in order. */
+function statuses(doc: OpenApiDoc, path: string, method: string): string[] {
+  return Object.keys(doc.paths[path]?.[method]?.responses ?? {});
+}
+
+/** The query parameters an operation documents, by name. */
+function queryParams(doc: OpenApiDoc, path: string, method: string): Record<string, OpenApiParameter> {
+  return Object.fromEntries((doc.paths[path]?.[method]?.parameters ?? []).filter((p) => p.in === 'query').map((p) => [p.name, p]));
+}
+
+/** The routes that take a client credential (HMAC included, where configured): each may answer 503. */
+const CLIENT_ROUTES: Array<[path: string, method: string]> = [
+  ['/v1/chat/completions', 'post'],
+  ['/chat/{product}', 'post'],
+  ['/v1/embeddings', 'post'],
+  ['/v1/messages', 'post'],
+  ['/v1/messages/count_tokens', 'post'],
+  ['/v1/responses', 'post'],
+  ['/v1/responses/{id}', 'get'],
+  ['/v1/responses/{id}', 'delete'],
+  ['/v1/responses/{id}/input_items', 'get'],
+  ['/v1/models', 'get'],
+  ['/v1/models/{model}', 'get'],
+];
 
 describe('the OpenAPI document', () => {
   let doc: OpenApiDoc;
@@ -112,6 +158,111 @@ describe('the OpenAPI document', () => {
     expect(ref('/admin/blocks', 'delete', '503')).toMatch(/ErrorBodyDto$/);
   });
 
+  it('names each path parameter as its path does, so Try it out can fill it in (the well-known route’s wildcard is `path`, not `*`)', () => {
+    for (const [path, item] of Object.entries(doc.paths)) {
+      const inPath = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]).sort();
+      for (const [method, op] of Object.entries(item)) {
+        const documented = (op.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name);
+        expect({ method, path, parameters: documented.sort() }).toEqual({ method, path, parameters: inPath });
+      }
+    }
+    expect(doc.paths['/.well-known/oauth-protected-resource/{path}'].get.parameters).toEqual([
+      expect.objectContaining({ name: 'path', in: 'path', required: true, description: expect.stringMatching(/\w/) as unknown }),
+    ]);
+  });
+
+  it('uses in its examples only models the demo product of `npm start` serves', () => {
+    const products = JSON.parse(demoEnv().API_KEY_SERVER_PRODUCT_KEYS) as { demo: { providers: Record<string, { models: string[] }> } };
+    const served = Object.values(products.demo.providers).flatMap((p) => p.models);
+    const examples = new Set<string>();
+    const walk = (node: unknown, key: string): void => {
+      if (typeof node === 'string') {
+        if ((key === 'example' || key === 'model') && /^(gpt-|o\d|claude-|gemini-|text-embedding-)/.test(node)) examples.add(node);
+      } else if (Array.isArray(node)) node.forEach((item) => walk(item, key));
+      else if (node && typeof node === 'object') for (const [k, v] of Object.entries(node)) walk(v, k);
+    };
+    walk(doc, '');
+    expect(examples).toContain('claude-3-5-sonnet-20241022');
+    expect([...examples].filter((model) => !served.includes(model))).toEqual([]);
+  });
+
+  it('declares the integer fields as integers, with the bounds keygate enforces', () => {
+    expect(property(doc, 'ChatCompletionRequestDto', 'max_tokens')).toMatchObject({ type: 'integer', minimum: 1 });
+    expect(property(doc, 'ChatCompletionRequestDto', 'max_completion_tokens')).toMatchObject({ type: 'integer', minimum: 1 });
+    expect(property(doc, 'ChatCompletionRequestDto', 'n')).toMatchObject({ type: 'integer', minimum: 1, maximum: 128 });
+    expect(property(doc, 'ChatCompletionRequestDto', 'seed')).toMatchObject({ type: 'integer' });
+    expect(property(doc, 'ChatCompletionRequestDto', 'top_logprobs')).toMatchObject({ type: 'integer', minimum: 0, maximum: 20 });
+    expect(property(doc, 'MessagesRequestDto', 'max_tokens')).toMatchObject({ type: 'integer', minimum: 1 });
+    expect(property(doc, 'MessagesRequestDto', 'top_k')).toMatchObject({ type: 'integer', minimum: 0 });
+    expect(property(doc, 'ResponsesRequestDto', 'max_output_tokens')).toMatchObject({ type: 'integer', minimum: 1 });
+  });
+
+  it('documents the statuses each route can answer, and only those', () => {
+    for (const [path, method] of CLIENT_ROUTES)
+      expect({ path, method, statuses: statuses(doc, path, method) }).toMatchObject({
+        statuses: expect.arrayContaining(['401', '403', '429', '500', '503']) as unknown,
+      });
+    for (const path of ['/v1/chat/completions', '/chat/{product}', '/v1/embeddings', '/v1/messages', '/v1/responses'])
+      expect(statuses(doc, path, 'post')).toEqual(['200', '400', '401', '403', '404', '408', '413', '429', '500', '502', '503', '504']);
+    // Keygate answers these alone: no body, no upstream; the list names no model.
+    expect(statuses(doc, '/v1/models', 'get')).toEqual(['200', '400', '401', '403', '429', '500', '503']);
+    expect(statuses(doc, '/v1/models/{model}', 'get')).toEqual(['200', '400', '401', '403', '404', '429', '500', '503']);
+    // A model the product lacks is a 404, not a 403.
+    const described = (path: string, method: string, status: string): string =>
+      doc.paths[path][method].responses?.[status]?.description ?? '';
+    expect(described('/v1/chat/completions', 'post', '403')).not.toMatch(/model/i);
+    expect(described('/v1/chat/completions', 'post', '404')).toMatch(/model_not_found/);
+    // DELETE takes no query at all, stream=true included.
+    expect(described('/v1/responses/{id}', 'delete', '400')).not.toMatch(/stream/);
+    expect(described('/v1/responses/{id}', 'get', '400')).toMatch(/stream=true/);
+  });
+
+  it('documents the Anthropic-format query parameters of the models routes, as Anthropic-only', () => {
+    const list = queryParams(doc, '/v1/models', 'get');
+    expect(Object.keys(list).sort()).toEqual(['after_id', 'before_id', 'beta', 'lifecycle', 'lifecycle[]', 'limit']);
+    expect(list.limit.schema).toMatchObject({ type: 'integer', minimum: 1, maximum: 1000 });
+    const retrieve = queryParams(doc, '/v1/models/{model}', 'get');
+    expect(Object.keys(retrieve)).toEqual(['beta']);
+    for (const p of [...Object.values(list), ...Object.values(retrieve)]) expect(p.description).toMatch(/Anthropic format only/);
+  });
+
+  it('documents the query parameters the models list takes in Anthropic’s format as the gateway names them in its 400', async () => {
+    const res = await gw.fetch('/v1/models?no_such_parameter=1', {
+      headers: { authorization: `Bearer ${mintToken({ sub: uniqueId('docs-user') })}`, 'anthropic-version': '2023-06-01' },
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { message: string } };
+    const taken = /this route takes ([^)]*)\)/.exec(body.error.message)?.[1].split(', ');
+    expect(taken?.sort()).toEqual(Object.keys(queryParams(doc, '/v1/models', 'get')).sort());
+  });
+
+  it('documents Anthropic-dialect errors as they are answered: request_id beside type and error, Anthropic’s error.type', async () => {
+    const schemas = doc.components?.schemas ?? {};
+    const envelope = schemas.AnthropicErrorBodyDto;
+    expect(Object.keys(envelope?.properties ?? {}).sort()).toEqual(['error', 'request_id', 'type']);
+    expect(envelope?.required).toEqual(expect.arrayContaining(['type', 'error', 'request_id']));
+    const detailRef = (envelope?.properties?.error as { $ref?: string } | undefined)?.$ref ?? '';
+    const detail = schemas[detailRef.split('/').pop() ?? ''];
+    expect(Object.keys(detail?.properties ?? {}).sort()).toEqual(['code', 'message', 'param', 'type']);
+    expect((detail?.properties?.type as { enum?: string[] }).enum).toEqual(
+      expect.arrayContaining(['not_found_error', 'request_too_large', 'timeout_error', 'api_error', 'invalid_request_error']),
+    );
+    // The documented shape is the real one: an error of the models route in Anthropic's format.
+    const res = await gw.fetch('/v1/models?limit=0', {
+      headers: { authorization: `Bearer ${mintToken({ sub: uniqueId('docs-user') })}`, 'anthropic-version': '2023-06-01' },
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { type: string; error: Record<string, unknown>; request_id: string };
+    expect(Object.keys(body).sort()).toEqual(Object.keys(envelope?.properties ?? {}).sort());
+    expect(Object.keys(body.error).sort()).toEqual(Object.keys(detail?.properties ?? {}).sort());
+    expect(body).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' }, request_id: res.headers.get('x-request-id') });
+    // The models routes answer in either envelope, as the client's dialect picks.
+    expect(doc.paths['/v1/models'].get.responses?.['400']?.content?.['application/json']?.schema?.oneOf).toEqual([
+      { $ref: '#/components/schemas/ErrorBodyDto' },
+      { $ref: '#/components/schemas/AnthropicErrorBodyDto' },
+    ]);
+  });
+
   it('marks the chat and models operations as requiring the bearer scheme', () => {
     const bearer = Object.entries(doc.components?.securitySchemes ?? {}).find(([, s]) => s.scheme === 'bearer')?.[0];
     expect(bearer).toBeDefined();
@@ -160,28 +311,28 @@ describe('the OpenAPI document of a gateway that also takes HMAC and IAP credent
 
   it('offers them as alternatives to the bearer JWT on the client routes (the three HMAC headers together), not on the operator routes', () => {
     const hmac = { 'hmac-client-id': [], 'hmac-timestamp': [], 'hmac-signature': [] };
-    for (const op of [
-      doc.paths['/v1/chat/completions'].post,
-      doc.paths['/v1/responses'].post,
-      doc.paths['/chat/{product}'].post,
-      doc.paths['/v1/models'].get,
-    ]) {
+    for (const op of [doc.paths['/v1/chat/completions'].post, doc.paths['/v1/responses'].post, doc.paths['/chat/{product}'].post]) {
       expect(op.security).toEqual([{ bearer: [] }, hmac, { iap: [] }]);
     }
     for (const op of [doc.paths['/admin/blocks'].post, doc.paths['/admin/usage'].get]) expect(op.security).toEqual([{ bearer: [] }]);
   });
 
-  it('offers x-api-key on the Anthropic routes only, beside the bearer JWT, and documents their answers', () => {
+  it('offers x-api-key on the routes that speak Anthropic’s API (the models routes with anthropic-version), beside the bearer JWT, and documents their answers', () => {
     expect(doc.components?.securitySchemes?.['x-api-key']).toMatchObject({ type: 'apiKey', in: 'header', name: 'x-api-key' });
     const hmac = { 'hmac-client-id': [], 'hmac-timestamp': [], 'hmac-signature': [] };
-    for (const op of [doc.paths['/v1/messages'].post, doc.paths['/v1/messages/count_tokens'].post])
+    for (const op of [
+      doc.paths['/v1/messages'].post,
+      doc.paths['/v1/messages/count_tokens'].post,
+      doc.paths['/v1/models'].get,
+      doc.paths['/v1/models/{model}'].get,
+    ])
       expect(op.security).toEqual([{ bearer: [] }, { 'x-api-key': [] }, hmac, { iap: [] }]);
     const withKey = Object.entries(doc.paths).flatMap(([path, item]) =>
       Object.entries(item)
         .filter(([, op]) => (op.security ?? []).some((requirement) => 'x-api-key' in requirement))
         .map(([method]) => `${method} ${path}`),
     );
-    expect(withKey.sort()).toEqual(['post /v1/messages', 'post /v1/messages/count_tokens']);
+    expect(withKey.sort()).toEqual(['get /v1/models', 'get /v1/models/{model}', 'post /v1/messages', 'post /v1/messages/count_tokens']);
     expect(okSchema(doc, '/v1/messages')).toMatch(/AnthropicMessageResponseDto$/);
     expect(okSchema(doc, '/v1/messages/count_tokens')).toMatch(/AnthropicTokenCountDto$/);
     expect(okSchema(doc, '/v1/responses')).toMatch(/ResponseObjectDto$/);
