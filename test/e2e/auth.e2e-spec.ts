@@ -1577,13 +1577,15 @@ describe('CORS', () => {
     await expectOneAudit(gw, granted.id, { status: 204, failure: null, method: 'OPTIONS' });
   });
 
-  it('grants an allowed origin on the actual response and exposes only x-request-id, retry-after and Anthropic’s request-id', async () => {
+  it('grants an allowed origin on the actual response and exposes only x-request-id, retry-after, Anthropic’s request-id and the daily cap’s x-ratelimit-*', async () => {
     const s = await send(gw, { headers: { origin: ALLOWED_ORIGINS[1] }, label: 'cors-actual' });
     await expect401(gw, s);
     expect(s.headers['access-control-allow-origin']).toBe(ALLOWED_ORIGINS[1]);
     expect(String(s.headers['access-control-expose-headers']).toLowerCase().split(/,\s*/).sort()).toEqual([
       'request-id',
       'retry-after',
+      'x-ratelimit-limit-requests',
+      'x-ratelimit-remaining-requests',
       'x-request-id',
     ]);
     expect(s.headers['access-control-allow-credentials']).toBeUndefined();
@@ -1599,6 +1601,8 @@ describe('CORS', () => {
     expect(String(s.headers['access-control-expose-headers']).toLowerCase().split(/,\s*/).sort()).toEqual([
       'request-id',
       'retry-after',
+      'x-ratelimit-limit-requests',
+      'x-ratelimit-remaining-requests',
       'x-request-id',
     ]);
     expect(String(s.headers.vary)).toMatch(/origin/i);

@@ -198,8 +198,9 @@ export function corsOptions(origins: string[]): FastifyCorsOptions {
     // DELETE: the Responses API's `responses.delete` (and the operator routes).
     methods: ['GET', 'POST', 'DELETE'],
     allowedHeaders: CORS_ALLOWED_HEADERS,
-    // request-id: Anthropic's, on /v1/messages (the SDK's `_request_id`).
-    exposedHeaders: ['x-request-id', 'retry-after', 'request-id'],
+    // request-id: Anthropic's, on /v1/messages (the SDK's `_request_id`); x-ratelimit-*: the daily
+    // request cap's (see RequestLimitsGuard), which a browser client can pace itself by.
+    exposedHeaders: ['x-request-id', 'retry-after', 'request-id', 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests'],
     credentials: false,
     maxAge: 600,
     strictPreflight: true,
