@@ -430,6 +430,19 @@ describe.each(TRANSLATED_PROVIDERS)('$provider ($model) through the OpenAI SDK',
     await expectOneAudit(id, { status: 502, failure: 'upstream', provider, stream: true, attempts: MAX_RETRIES + 1 });
   });
 
+  it('retries a stream whose connection drops before any content, as a dropped connection, before any byte goes out', async () => {
+    const { id, headers } = rid(`${provider}-cut-first`);
+    const { result: error, delta } = await counting(() =>
+      apiError(
+        gw.openai(token).chat.completions.create({ model, messages: user('cut at once [mock cut_after=0]'), stream: true }, { headers }),
+      ),
+    );
+    expect({ status: error.status, code: error.code }).toEqual({ status: 502, code: 'upstream_error' });
+    expect(error.message).toMatch(/closed the connection before its answer was complete/);
+    expect(moved(delta)).toEqual({ [streamRoute]: MAX_RETRIES + 1 });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', provider, stream: true, attempts: MAX_RETRIES + 1 });
+  });
+
   it('makes the SDK stream throw when the provider sends an error event mid-stream, without retry or fallback', async () => {
     const { id, headers } = rid(`${provider}-error-event`);
     const {

@@ -323,11 +323,11 @@ describe('AnthropicAdapter against the mock upstream', () => {
     expect((await getStats(mock.base)).total).toBe(before + 1);
   });
 
-  it('throws stream_error when the upstream connection drops mid-stream', async () => {
+  it('throws connection_lost when the upstream connection drops mid-stream', async () => {
     const stream = await adapter.chatStream(call({ messages: user('Hi there [mock cut_after=2 chunks=4]') }));
     const error = await rejection(collect(stream.events));
     expect(error).toBeInstanceOf(UpstreamError);
-    expect((error as UpstreamError).kind).toBe('stream_error');
+    expect((error as UpstreamError).kind).toBe('connection_lost');
   });
 
   it('turns a client abort before the answer into ClientAbortedError and closes the upstream request', async () => {

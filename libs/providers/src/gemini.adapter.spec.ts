@@ -293,7 +293,7 @@ describe('GeminiAdapter against the mock upstream', () => {
       error = e;
     }
     expect(error).toBeInstanceOf(UpstreamError);
-    expect((error as UpstreamError).kind).toBe('stream_error');
+    expect((error as UpstreamError).kind).toBe('connection_lost');
     expect(chunksOf(seen).length).toBe(3); // role chunk + 2 content chunks
   });
 

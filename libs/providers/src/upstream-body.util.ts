@@ -117,11 +117,11 @@ export function retryAfter(header: string | string[] | undefined): number | unde
   return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
-/** A failure while reading a body whose headers had arrived. */
+/** A failure while reading a body whose headers had arrived: a dropped connection is `connection_lost`. */
 export function midResponseError(error: unknown, provider: string, res: UpstreamResponse): Error {
   const mapped = toUpstreamError(error, provider, res.signal);
   return mapped instanceof UpstreamError && mapped.kind === 'connect'
-    ? new UpstreamError('stream_error', provider, 'connection lost')
+    ? new UpstreamError('connection_lost', provider, 'connection lost')
     : mapped;
 }
 

@@ -10,6 +10,12 @@ export type UpstreamFailureKind =
   | 'http'
   | 'protocol'
   | 'stream_error'
+  /**
+   * The upstream dropped the connection after its headers, before its answer was whole. Retryable:
+   * attempts are only retried before the client has a byte (a stream is read up to its first
+   * content first; a whole answer is read before it is sent).
+   */
+  | 'connection_lost'
   /** The upstream answered, but its model failed to generate a usable answer (a 5xx `status`: retryable). */
   | 'generation';
 
@@ -40,6 +46,7 @@ export class UpstreamError extends Error {
     return (
       this.kind === 'connect' ||
       this.kind === 'connect_timeout' ||
+      this.kind === 'connection_lost' ||
       ((this.kind === 'http' || this.kind === 'stream_error' || this.kind === 'generation') &&
         (this.status === 429 || (this.status ?? 0) >= 500))
     );
@@ -69,6 +76,8 @@ export class UpstreamError extends Error {
         return ['upstream_timeout', `${who} took longer than the total timeout`];
       case 'connect':
         return ['upstream_error', `${who} is unreachable`];
+      case 'connection_lost':
+        return ['upstream_error', `${who} closed the connection before its answer was complete`];
       case 'protocol':
         return ['upstream_error', `${who} sent an invalid response`];
       case 'stream_error':
