@@ -1,28 +1,61 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RemoteJwksKeySet, rsaModulusBits, isInsecureKeyUrl } from './jwks.key-set';
+import { MAX_JWKS_BYTES, RemoteJwksKeySet, rsaModulusBits, isInsecureKeyUrl } from './jwks.key-set';
 
-/** A real JWKS endpoint on 127.0.0.1 whose answer and health the test controls. */
+/**
+ * A real JWKS endpoint on 127.0.0.1 whose answer and health the test controls. `endless` streams
+ * a body that never ends as fast as the client reads it (no Content-Length), `oversized` declares
+ * 150 MB and streams it the same way, `drip` sends a byte every 50 ms; `bytesSent` counts what
+ * the last answer actually handed to the socket.
+ */
 class JwksServer {
   fetches = 0;
-  mode: 'ok' | 'fail' | 'hang' = 'ok';
+  mode: 'ok' | 'fail' | 'hang' | 'endless' | 'oversized' | 'drip' = 'ok';
   keys: Array<Record<string, unknown>> = [];
+  bytesSent = 0;
   private server!: Server;
   url = '';
 
   async start(): Promise<void> {
     this.server = createServer((_req, res) => {
       this.fetches++;
+      this.bytesSent = 0;
       if (this.mode === 'hang') return;
       if (this.mode === 'fail') {
         res.writeHead(503).end();
+        return;
+      }
+      if (this.mode === 'endless' || this.mode === 'oversized') {
+        res.writeHead(200, { 'content-type': 'application/json', ...(this.mode === 'oversized' && { 'content-length': 150e6 }) });
+        this.stream(res, Buffer.alloc(64 * 1024, ' '));
+        return;
+      }
+      if (this.mode === 'drip') {
+        res.writeHead(200, { 'content-type': 'application/json' }).write('{"keys":[');
+        const timer = setInterval(() => res.write(' '), 50);
+        res.on('close', () => clearInterval(timer));
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: this.keys }));
     });
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/.well-known/jwks.json`;
+  }
+
+  /** Writes `chunk` again and again, as fast as the client takes it, until the client goes. */
+  private stream(res: ServerResponse, chunk: Buffer): void {
+    const pump = (): void => {
+      while (!res.destroyed) {
+        this.bytesSent += chunk.length;
+        if (!res.write(chunk)) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+    };
+    res.write('{"keys":[');
+    pump();
   }
 
   async stop(): Promise<void> {
@@ -179,6 +212,40 @@ describe('RemoteJwksKeySet', () => {
     // Only the first call waited for the fetch timeout; the others were answered from the cooldown.
     expect(server.fetches).toBe(fetchesAfterFirst);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  describe.each([
+    ['a body that never ends (no Content-Length)', 'endless', /^the body is larger than 1048576 bytes$/],
+    ['a body that declares 150 MB', 'oversized', /^the body is larger than 1048576 bytes$/],
+    ['a body that drips past the fetch timeout', 'drip', /^timeout$/],
+  ] as const)('for %s', (_what, mode, reason) => {
+    it('fails the fetch quickly, without reading past the cap, and keeps the keys held', async () => {
+      const set = make();
+      await set.refresh(true);
+      const generation = set.generation;
+      server.mode = mode;
+      const started = Date.now();
+      await set.refresh(true);
+      // The test set's timeout is 300 ms; an oversized body is refused long before it.
+      expect(Date.now() - started).toBeLessThan(1_500);
+      expect(failures).toEqual([expect.stringMatching(reason)]);
+      // What the server got into the socket: the cap plus what the kernel buffers on loopback,
+      // far below the 150 MB (or unbounded) body.
+      expect(server.bytesSent).toBeLessThan(MAX_JWKS_BYTES + 16 * 1024 * 1024);
+      expect(set.size).toBe(2);
+      expect(set.generation).toBe(generation);
+      expect((await set.key({ kid: 'rsa-1', alg: 'RS256' }))?.asymmetricKeyType).toBe('rsa');
+    });
+  });
+
+  it('reads a key set just under the cap', async () => {
+    const body = JSON.stringify({ keys: server.keys });
+    server.keys = [...server.keys, { kty: 'oct', kid: 'padding', k: 'x'.repeat(MAX_JWKS_BYTES - body.length - 40) }];
+    expect(JSON.stringify({ keys: server.keys }).length).toBeLessThanOrEqual(MAX_JWKS_BYTES);
+    const set = make();
+    await set.refresh(true);
+    expect(failures).toEqual([]);
+    expect(set.size).toBe(2);
   });
 
   it('shares one fetch between concurrent callers', async () => {

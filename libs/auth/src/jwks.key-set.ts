@@ -3,7 +3,7 @@ import { KeyObject, type webcrypto } from 'node:crypto';
 
 /** Tuning of a {@link RemoteJwksKeySet}. */
 export interface JwksOptions {
-  /** A fetch slower than this fails (the IdP is treated as down). */
+  /** A fetch, body included, slower than this fails (the IdP is treated as down). */
   timeoutMs: number;
   /** Keys older than this are refreshed (in the background while they still verify). */
   ttlMs: number;
@@ -99,13 +99,19 @@ export class RemoteJwksKeySet {
 
   private async fetchOnce(): Promise<void> {
     try {
+      // One deadline for the whole exchange, body included: an IdP that drips its answer fails
+      // like one that never answers.
+      const signal = AbortSignal.timeout(this.options.timeoutMs);
       const res = await fetch(this.url, {
         redirect: 'error',
         headers: { accept: 'application/json, application/jwk-set+json' },
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        signal,
       });
-      if (res.status !== 200) throw new Error(`status ${res.status}`);
-      const jwks = (await res.json()) as JSONWebKeySet;
+      if (res.status !== 200) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new Error(`status ${res.status}`);
+      }
+      const jwks = JSON.parse(await readCappedText(res, MAX_JWKS_BYTES, signal)) as JSONWebKeySet;
       if (!jwks || !Array.isArray(jwks.keys)) throw new Error('not a JWK set');
       // Only public signing keys of the two accepted types are kept; RSA ones of 2048 bits at
       // least, as for the keys configured as PEM (jsonwebtoken checks the size when signing only).
@@ -143,6 +149,46 @@ export class RemoteJwksKeySet {
       this.onFailure(this.url, reason);
     }
   }
+}
+
+/**
+ * The largest JWKS body read, in bytes. A real key set is a few KB (Google's, Entra ID's, Okta's
+ * and Keycloak's are under 10 KB); a body past this is an IdP fault or an attack, and reading it
+ * whole would hold its bytes in memory and the event loop in JSON.parse.
+ */
+export const MAX_JWKS_BYTES = 1024 * 1024;
+
+/**
+ * The body of `res` as UTF-8 text, refused without reading further (the connection is dropped)
+ * once it passes `maxBytes`, or at once when its Content-Length says it will. `signal` is the
+ * fetch's own deadline: checked between chunks, so the read stops when it expires even if the
+ * body stream did not.
+ */
+async function readCappedText(res: Response, maxBytes: number, signal: AbortSignal): Promise<string> {
+  const tooLarge = (): Error => new Error(`the body is larger than ${maxBytes} bytes`);
+  if (Number(res.headers.get('content-length')) > maxBytes) {
+    await res.body?.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      signal.throwIfAborted();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) throw tooLarge();
+      chunks.push(value);
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => undefined);
+    throw error;
+  }
+  // TextDecoder drops a leading BOM, as res.json() did.
+  return new TextDecoder().decode(Buffer.concat(chunks));
 }
 
 /** The smallest RSA modulus accepted from a JWKS, in bits (as for PEM keys). */
