@@ -1210,6 +1210,10 @@ describe('Google IAP assertions', () => {
     ],
     ['a wrong iss', () => iap('alice@example.com', { iss: 'https://accounts.google.com' })],
     ['an expired assertion', () => iap('alice@example.com', { iat: nowSeconds() - 1_200, exp: nowSeconds() - 600 })],
+    ['a lifetime over 900 s (a JWT’s maximum)', () => iap('alice@example.com', { iat: nowSeconds(), exp: nowSeconds() + 3_600 })],
+    ['an iat beyond the 60 s skew in the future', () => iap('alice@example.com', { iat: nowSeconds() + 300, exp: nowSeconds() + 600 })],
+    ['an email with a control character (no operator could block it)', () => iap('alice\u0085@example.com')],
+    ['an email over 256 characters', () => iap(`${'a'.repeat(250)}@example.com`)],
     ['no email', () => iap(null)],
     [
       'a signature by another key under the Google kid',

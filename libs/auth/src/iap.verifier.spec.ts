@@ -5,7 +5,7 @@ import type { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger } from '@keygate/observability';
 import { SignJWT, importJWK, type JWK } from 'jose';
-import { IAP_ISSUER, IapVerifier, isIapMember } from './iap.verifier';
+import { IAP_ISSUER, IAP_MAX_LIFETIME_SECONDS, IapVerifier, isIapMember } from './iap.verifier';
 
 const AUDIENCE = '/projects/1/global/backendServices/1';
 
@@ -31,15 +31,16 @@ describe('IapVerifier', () => {
   });
   afterAll(() => new Promise((resolve) => server.close(resolve)));
 
-  const assertion = async (kid: string, aud: string | string[], claims: Record<string, unknown> = {}): Promise<string> =>
-    new SignJWT({ email: 'alice@example.com', ...claims })
+  /** An assertion as Google signs it (issued now, 10 minutes of life); `claims` override any claim, iat and exp included. */
+  const assertion = async (kid: string, aud: string | string[], claims: Record<string, unknown> = {}): Promise<string> => {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ email: 'alice@example.com', iat: now, exp: now + 600, ...claims })
       .setProtectedHeader({ alg: 'ES256', kid })
       .setIssuer(IAP_ISSUER)
       .setAudience(aud)
       .setSubject('accounts.google.com:1')
-      .setIssuedAt()
-      .setExpirationTime('10m')
       .sign(await importJWK({ ...(google.privateKey.export({ format: 'jwk' }) as JWK) }, 'ES256'));
+  };
 
   const refusal = (promise: Promise<unknown>): Promise<unknown> =>
     promise.then(
@@ -66,6 +67,49 @@ describe('IapVerifier', () => {
     const error = await refusal(verifier.verify(await assertion('good', [AUDIENCE, '/projects/1/global/backendServices/2'])));
     expect(error).toBeInstanceOf(GatewayError);
     expect(error).toMatchObject({ code: 'invalid_token', status: 401 });
+  });
+
+  /** The refusal message of an assertion with these claims, which must be a 401. */
+  const refusedFor = async (claims: Record<string, unknown>): Promise<string> => {
+    const error = await refusal(verifier.verify(await assertion('good', AUDIENCE, claims)));
+    expect(error).toBeInstanceOf(GatewayError);
+    expect(error).toMatchObject({ code: 'invalid_token', status: 401 });
+    return (error as Error).message;
+  };
+  const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+  it(`refuses a lifetime (exp - iat) over ${IAP_MAX_LIFETIME_SECONDS} s, as for a JWT`, async () => {
+    expect(IAP_MAX_LIFETIME_SECONDS).toBe(900);
+    const now = nowSeconds();
+    expect(await refusedFor({ iat: now, exp: now + 3600 })).toMatch(/^the IAP assertion lifetime exceeds the maximum of 900 seconds$/);
+    expect(await refusedFor({ iat: now - 100, exp: now + 801 })).toMatch(/lifetime exceeds/);
+    await expect(verifier.verify(await assertion('good', AUDIENCE, { iat: now - 100, exp: now + 800 }))).resolves.toMatchObject({
+      email: 'alice@example.com',
+    });
+  });
+
+  it('refuses an iat more than the 60 s skew in the future, and takes one within it', async () => {
+    const now = nowSeconds();
+    expect(await refusedFor({ iat: now + 120, exp: now + 600 })).toBe('the IAP assertion was issued in the future');
+    await expect(verifier.verify(await assertion('good', AUDIENCE, { iat: now + 30, exp: now + 600 }))).resolves.toMatchObject({
+      email: 'alice@example.com',
+    });
+  });
+
+  it.each([
+    ['a C0 control character', 'alice\u0001@example.com'],
+    ['a newline', 'alice\n@example.com'],
+    ['DEL', 'alice\u007f@example.com'],
+    ['a C1 control character', 'alice\u0085@example.com'],
+    ['257 characters', `${'a'.repeat(245)}@example.com`],
+  ])('refuses an email with %s, which an operator could not block', async (_what, email) => {
+    expect(await refusedFor({ email })).toBe('the IAP assertion email claim must be 1-256 characters without control characters');
+  });
+
+  it('takes an email of 256 characters', async () => {
+    const email = `${'a'.repeat(244)}@example.com`;
+    expect(email).toHaveLength(256);
+    await expect(verifier.verify(await assertion('good', AUDIENCE, { email }))).resolves.toMatchObject({ email });
   });
 
   it('answers 401, not 500, for a kid whose published key cannot be imported', async () => {

@@ -2,13 +2,26 @@ import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common'
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
-import { jwtVerify, errors as joseErrors } from 'jose';
+import { jwtVerify, errors as joseErrors, type JWTPayload } from 'jose';
 import { isInsecureKeyUrl, RemoteJwksKeySet } from './jwks.key-set';
+import { lifetimeProblem } from './jwt-claims';
+import { isNameableUserId } from './principal';
 import { inspectToken } from './token-inspection';
 
 /** The issuer of every IAP assertion. */
 export const IAP_ISSUER = 'https://cloud.google.com/iap';
 const ES256_ONLY: ReadonlySet<string> = new Set(['ES256']);
+
+/**
+ * The longest IAP assertion lifetime accepted (`exp - iat`), in seconds. Google's assertions live
+ * 10 minutes; this is the JWT maximum's documented default (SPEC §2), fixed rather than read from
+ * API_KEY_SERVER_JWT_MAX_TTL_SECONDS: that setting is for the operator's own IdP, and lowering it
+ * under 600 s would refuse every IAP user.
+ */
+export const IAP_MAX_LIFETIME_SECONDS = 900;
+
+/** The clock skew allowed on `exp` and `iat`, as for JWTs (SPEC §5). */
+const IAP_CLOCK_SKEW_SECONDS = 60;
 
 /** The identity IAP vouches for. */
 export interface IapIdentity {
@@ -57,20 +70,38 @@ export class IapVerifier implements OnApplicationBootstrap {
         algorithms: ['ES256'],
         issuer: IAP_ISSUER,
         audience: this.audience,
-        clockTolerance: 60,
+        clockTolerance: IAP_CLOCK_SKEW_SECONDS,
         requiredClaims: ['exp', 'iat', 'sub', 'email'],
       });
       // Exactly this audience: jose also accepts an array that merely contains it.
       if (payload.aud !== this.audience) throw new GatewayError('invalid_token', 'the IAP assertion aud claim is not accepted');
-      if (typeof payload.email !== 'string' || !payload.email.includes('@'))
-        throw new GatewayError('invalid_token', 'the IAP assertion has no email');
-      const hostedDomain = typeof payload.hd === 'string' && payload.hd !== '' ? payload.hd.toLowerCase() : undefined;
-      return { email: payload.email.toLowerCase(), subject: payload.sub as string, hostedDomain };
+      return identityOf(payload, Math.floor(Date.now() / 1000));
     } catch (error) {
       if (error instanceof GatewayError) throw error;
       throw new GatewayError('invalid_token', iapMessage(error));
     }
   }
+}
+
+/**
+ * keygate's own rules on a verified assertion's claims, as on a JWT's (see principalFromClaims):
+ * a bounded lifetime, no `iat` in the future beyond the skew, and an email that can serve as a
+ * user id an operator can block.
+ */
+function identityOf(payload: JWTPayload, nowSeconds: number): IapIdentity {
+  const lifetime = lifetimeProblem(payload.exp, payload.iat, {
+    maxTtlSeconds: IAP_MAX_LIFETIME_SECONDS,
+    skewSeconds: IAP_CLOCK_SKEW_SECONDS,
+    nowSeconds,
+  });
+  if (lifetime) throw new GatewayError('invalid_token', `the IAP assertion ${lifetime}`);
+  if (typeof payload.email !== 'string' || !payload.email.includes('@'))
+    throw new GatewayError('invalid_token', 'the IAP assertion has no email');
+  const email = payload.email.toLowerCase();
+  if (!isNameableUserId(email))
+    throw new GatewayError('invalid_token', 'the IAP assertion email claim must be 1-256 characters without control characters');
+  const hostedDomain = typeof payload.hd === 'string' && payload.hd !== '' ? payload.hd.toLowerCase() : undefined;
+  return { email, subject: payload.sub as string, hostedDomain };
 }
 
 function iapMessage(error: unknown): string {

@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { principalFromClaims } from './jwt-claims';
+import { lifetimeProblem, principalFromClaims } from './jwt-claims';
 
 const NOW = 1_800_000_000;
 const ok = { sub: 'alice', product: 'demo', iat: NOW, exp: NOW + 300 };
@@ -93,5 +93,21 @@ describe('principalFromClaims', () => {
 
   it('accepts an iat within the skew', () => {
     expect(() => principalFromClaims({ ...ok, iat: NOW + 30, exp: NOW + 300 }, 900, 60, NOW)).not.toThrow();
+  });
+});
+
+describe('lifetimeProblem', () => {
+  const limits = { maxTtlSeconds: 900, skewSeconds: 60, nowSeconds: NOW };
+
+  it.each([
+    [NOW + 900, NOW, undefined],
+    [NOW + 900, undefined, undefined],
+    [NOW + 960, NOW + 60, undefined],
+    [NOW + 901, NOW, 'lifetime exceeds the maximum of 900 seconds'],
+    [NOW + 600, NOW + 61, 'was issued in the future'],
+    [undefined, NOW, 'has no numeric exp claim'],
+    [NOW + 600, 'now', 'iat claim is not numeric'],
+  ])('exp %p, iat %p → %p', (exp, iat, problem) => {
+    expect(lifetimeProblem(exp, iat, limits)).toBe(problem);
   });
 });

@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { CONTROL_CHARACTERS, type Principal } from './principal';
+import { CONTROL_CHARACTERS, MAX_USER_ID_LENGTH, type Principal } from './principal';
 
 /** The JWT payload after signature, `iss`, `aud`, `exp` and `nbf` checks by the JWT library. */
 export interface JwtPayload {
@@ -28,17 +28,39 @@ export function principalFromClaims(
     if (!claimMatches(claimValue(payload, claim), expected)) throw invalid(`the token ${claim} claim must be ${expected}`);
   }
   const { exp, iat, sub, product } = payload;
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw invalid('the token has no numeric exp claim');
-  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) throw invalid('the token iat claim is not numeric');
-  if (typeof iat === 'number' && iat > nowSeconds + skewSeconds) throw invalid('the token was issued in the future');
-  const lifetime = exp - (typeof iat === 'number' ? iat : nowSeconds);
-  if (lifetime > maxTtlSeconds) throw invalid(`the token lifetime exceeds the maximum of ${maxTtlSeconds} seconds`);
-  if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) throw invalid('the token has no sub claim');
+  const lifetime = lifetimeProblem(exp, iat, { maxTtlSeconds, skewSeconds, nowSeconds });
+  if (lifetime) throw invalid(`the token ${lifetime}`);
+  if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) throw invalid('the token has no sub claim');
   // The user id keys limits and blocks: an operator could not name one with control characters
   // (POST /admin/blocks refuses them), so such a user could never be blocked alone.
   if (CONTROL_CHARACTERS.test(sub)) throw invalid('the token sub claim has control characters');
   if (typeof product !== 'string' || product.length === 0 || product.length > 64) throw invalid('the token has no product claim');
   return { kind: 'jwt', product, user: sub, scopes: scopesOf(payload.scope) };
+}
+
+/** The bounds {@link lifetimeProblem} holds a token's timing claims to (SPEC §5). */
+export interface LifetimeLimits {
+  /** Longest accepted lifetime. */
+  maxTtlSeconds: number;
+  /** How far `iat` may lie in the future (the allowed clock skew). */
+  skewSeconds: number;
+  nowSeconds: number;
+}
+
+/**
+ * keygate's timing rules on top of the library's `exp`/`nbf` checks, for JWTs and IAP assertions
+ * alike: `exp` numeric, `iat` numeric when present and not in the future beyond the skew, and a
+ * lifetime (`exp - iat`, or `exp - now` without `iat`) of at most the maximum: every caller holds
+ * a short-lived credential, so a leaked one is of use for minutes only. The problem, worded to
+ * follow "the token", or undefined when the claims pass.
+ */
+export function lifetimeProblem(exp: unknown, iat: unknown, limits: LifetimeLimits): string | undefined {
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) return 'has no numeric exp claim';
+  if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) return 'iat claim is not numeric';
+  if (typeof iat === 'number' && iat > limits.nowSeconds + limits.skewSeconds) return 'was issued in the future';
+  const lifetime = exp - (typeof iat === 'number' ? iat : limits.nowSeconds);
+  if (lifetime > limits.maxTtlSeconds) return `lifetime exceeds the maximum of ${limits.maxTtlSeconds} seconds`;
+  return undefined;
 }
 
 /**

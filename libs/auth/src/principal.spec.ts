@@ -1,4 +1,4 @@
-import { adminReach, administers } from './principal';
+import { adminReach, administers, isNameableUserId } from './principal';
 
 describe('adminReach', () => {
   it('takes in every product for keygate.admin, whatever else the credential carries', () => {
@@ -21,4 +21,18 @@ describe('adminReach', () => {
     for (const principal of [{ scopes: [] }, { scopes: ['keygate.admin:'] }, undefined])
       expect(adminReach(principal)).toEqual({ all: false, products: new Set() });
   });
+});
+
+describe('isNameableUserId', () => {
+  it.each([
+    ['alice', true],
+    ['a'.repeat(256), true],
+    ['', false],
+    ['a'.repeat(257), false],
+    ['tab\there', false],
+    ['del\u007f', false],
+    ['next\u0085line', false],
+    [42, false],
+    [undefined, false],
+  ])('%p → %p', (value, nameable) => expect(isNameableUserId(value)).toBe(nameable));
 });

@@ -16,6 +16,17 @@ export interface Principal {
 // eslint-disable-next-line no-control-regex -- control characters are exactly what it finds
 export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
 
+/** The longest user id a credential may carry, as `POST /admin/blocks` takes it. */
+export const MAX_USER_ID_LENGTH = 256;
+
+/**
+ * Whether a credential's user id is one an operator can name: 1–256 characters, no control
+ * characters. Limits and blocks are keyed by it, so any other user could never be blocked alone.
+ */
+export function isNameableUserId(value: unknown): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= MAX_USER_ID_LENGTH && !CONTROL_CHARACTERS.test(value);
+}
+
 /** The scope admin routes require (SPEC §5): an operator of every product. */
 export const ADMIN_SCOPE = 'keygate.admin';
 /** `keygate.admin:<product>`: an operator of that product alone (its blocks and usage); one scope per product. */
