@@ -1254,6 +1254,16 @@ describe('Google IAP assertions', () => {
     await expect401(gw, s);
   });
 
+  it('refuses two assertion headers with 401 "send one IAP assertion header" (Node joins them into "a, b", which read as a JWE)', async () => {
+    // Two valid assertions of a member: each alone would be served.
+    const s = await send(gw, {
+      headers: { 'x-goog-iap-jwt-assertion': [iap('alice@example.com'), iap('alice@example.com')] },
+      label: 'iap-repeated',
+    });
+    await expect401(gw, s);
+    expect(errorOf(s).message).toBe('send one IAP assertion header');
+  });
+
   it('ignores forged x-goog-authenticated-user-* headers without an assertion: 401, nothing upstream', async () => {
     const s = await send(gw, {
       headers: {

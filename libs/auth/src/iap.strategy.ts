@@ -22,7 +22,7 @@ export const PRODUCT_HEADER = 'x-keygate-product';
 export interface IapRequest {
   readonly headers: IncomingHttpHeaders;
   readonly params?: unknown;
-  /** Node's request, carrying the audit context (absent in unit tests that build a bare request). */
+  /** Node's request, carrying the audit context and the raw headers (absent in unit tests that build a bare request). */
   readonly raw?: object;
 }
 
@@ -58,7 +58,8 @@ export class IapStrategy extends PassportStrategy(Strategy, IAP_STRATEGY) {
   async validate(request: IapRequest): Promise<Principal | false> {
     const assertion = request.headers[IAP_ASSERTION_HEADER];
     if (assertion === undefined) return false;
-    if (typeof assertion !== 'string') throw new GatewayError('invalid_token', 'send one IAP assertion header');
+    if (typeof assertion !== 'string' || isRepeated(request, assertion))
+      throw new GatewayError('invalid_token', 'send one IAP assertion header');
     const identity = await this.verifier.verify(assertion);
     let product: string;
     try {
@@ -93,6 +94,21 @@ export class IapStrategy extends PassportStrategy(Strategy, IAP_STRATEGY) {
       `${email} may use several products: choose one with the X-Keygate-Product header or /chat/{product}`,
     );
   }
+}
+
+/**
+ * Whether the assertion header was sent more than once. Node joins the repeats of a header it
+ * does not know into one `a, b` value, which would be refused for the wrong reason (two compact
+ * JWTs make five dot-separated parts: "JWE"). Counted in the raw headers; without them (a bare
+ * request), the join gives it away, as a JWS never holds a comma.
+ */
+function isRepeated(request: IapRequest, assertion: string): boolean {
+  const rawHeaders = (request.raw as { rawHeaders?: unknown } | undefined)?.rawHeaders;
+  if (!Array.isArray(rawHeaders)) return assertion.includes(',');
+  let count = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    if (typeof rawHeaders[i] === 'string' && (rawHeaders[i] as string).toLowerCase() === IAP_ASSERTION_HEADER) count++;
+  return count > 1;
 }
 
 /** The product the request names: in its path, else in the X-Keygate-Product header. */
