@@ -1047,6 +1047,28 @@ describe('HMAC request signing', () => {
     expect(gw.auditsFor(s.id).filter((a) => a.failure === null)).toEqual([]);
   });
 
+  it('serves a request in absolute form (as through a forward proxy) signed over its path and query, audited under its path', async () => {
+    // RFC 9112 §3.2.2: servers must accept http://host/path; SPEC §5 has clients sign /path?query.
+    const origin = `/v1/chat/completions?trace=${RUN}`;
+    const served = await hmacSend(gw, {
+      target: `http://gateway.internal:8080${origin}`,
+      signed: { target: origin },
+      label: 'hmac-absolute',
+    });
+    await expectServed(gw, served, { user: CLIENT, product: 'demo', path: '/v1/chat/completions' });
+    const refusals: Array<[string, HmacSendOptions]> = [
+      // The absolute URL itself is not what is signed.
+      ['signed as sent', { target: `http://gateway.internal:8080${origin}` }],
+      ['another query signed', { target: `http://gateway.internal:8080${origin}`, signed: { target: '/v1/chat/completions' } }],
+      // The normal-form rules hold for the path of an absolute target too.
+      ['dot segments', { target: 'http://gateway.internal:8080/chat/%2e%2e', signed: { target: '/chat/%2e%2e' } }],
+    ];
+    for (const [label, opts] of refusals) {
+      const s = await hmacSend(gw, { ...opts, label: `hmac-absolute-${label}` });
+      await expect401(gw, s);
+    }
+  });
+
   it('accepts a signature once: the replay is refused with 401', async () => {
     const req = hmacRequest({ label: 'hmac-replay' });
     const first = await send(gw, req);

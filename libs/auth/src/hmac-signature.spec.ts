@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import {
   canonicalString,
   isNormalisedTarget,
+  originFormTarget,
   parseHmacHeaders,
   sha256Hex,
   signCanonical,
@@ -101,6 +102,34 @@ describe('isNormalisedTarget', () => {
     '/v1\\models',
     '/v1/models#frag',
   ])('refuses %s', (target) => expect(isNormalisedTarget(target)).toBe(false));
+});
+
+describe('originFormTarget', () => {
+  it.each([
+    ['http://gateway.internal:8080/v1/chat/completions?x=1', '/v1/chat/completions?x=1'],
+    ['https://evil.example/chat/demo', '/chat/demo'],
+    ['http://[::1]:8080/v1/models', '/v1/models'],
+    // The path is kept as sent, for the normal-form check to see.
+    ['http://h/v1/../admin', '/v1/../admin'],
+    ['http://h//v1/models', '//v1/models'],
+    ['/v1/models?x=http://h/y', '/v1/models?x=http://h/y'],
+  ])('reads %s as %s', (target, origin) => expect(originFormTarget(target)).toBe(origin));
+
+  it.each([
+    // No path: a router could take the query's /v1/... for the path.
+    'http://h?x=/v1/chat/completions',
+    'http://h#/v1/chat/completions',
+    // Userinfo, which RFC 9110 §4.2.4 has recipients treat as an error.
+    'http://user:pass@h/v1/models',
+    'http://h\\/v1/models',
+    'http://h',
+    'ftp://h/v1/models',
+    'HTTP://h/v1/models',
+    '*',
+  ])('leaves %s as it is (it then fails the normal-form check)', (target) => {
+    expect(originFormTarget(target)).toBe(target);
+    expect(isNormalisedTarget(originFormTarget(target))).toBe(false);
+  });
 });
 
 describe('verifySignature', () => {

@@ -76,6 +76,25 @@ function check(value: string | string[] | undefined, name: string, pattern: RegE
 }
 
 /**
+ * The scheme and authority of an absolute-form target (`http(s)://host[:port]`) followed by its
+ * path, as Fastify's router strips them. An authority holding `?`, `#`, `@` (userinfo) or `\`, or
+ * one followed by no path, is not taken: such a target stays absolute and fails the normal-form
+ * check, so a signature never covers a target that two readers could take for different paths.
+ */
+const ABSOLUTE_FORM_PREFIX = /^https?:\/\/[^/?#@\\]+(?=\/)/;
+
+/**
+ * The origin-form target (path and query) of an absolute-form one, `http://host/v1/x?q` →
+ * `/v1/x?q`: what the gateway routes and audits such a request under, and what a client signs
+ * (SPEC §5) whether or not a forward proxy on the way rewrote its target into the absolute form,
+ * which RFC 9112 §3.2.2 has servers accept. Any other target is returned unchanged.
+ */
+export function originFormTarget(target: string): string {
+  const prefix = ABSOLUTE_FORM_PREFIX.exec(target);
+  return prefix ? target.slice(prefix[0].length) : target;
+}
+
+/**
  * True when the path of a request target is in the one form every hop reads the same way: it
  * starts with `/` and has no empty or dot segments, no backslash and no percent-encoded `.`, `/`
  * or `\`. A proxy or router that normalises such a path could route a request elsewhere than

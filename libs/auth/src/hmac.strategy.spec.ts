@@ -271,6 +271,33 @@ describe('HmacStrategy', () => {
     expect(cache.calls).toHaveLength(0);
   });
 
+  describe('an absolute-form target (http://host/path, as through a forward proxy)', () => {
+    it('is verified over its path and query, as the client signed them (SPEC §5)', async () => {
+      const request = signedRequest({ url: 'http://gateway.internal:8080/v1/models?limit=5', signed: { url: '/v1/models?limit=5' } });
+      await expect(strategy.validate(request)).resolves.toMatchObject({ kind: 'hmac', user: 'billing-batch' });
+    });
+
+    it('is refused when signed as the absolute URL, or over another path or query', async () => {
+      const url = 'http://gateway.internal:8080/v1/models?limit=5';
+      expect(await invalidToken(signedRequest({ url }))).toMatch(/does not match/);
+      expect(await invalidToken(signedRequest({ url, signed: { url: '/v1/models' } }))).toMatch(/does not match/);
+      expect(await invalidToken(signedRequest({ url, signed: { url: '/chat/product-a?limit=5' } }))).toMatch(/does not match/);
+    });
+
+    it.each([
+      'http://h/v1/../v1/models',
+      'http://h//v1/models',
+      'http://h/v1/%2e%2e/models',
+      'http://h?x=/v1/models',
+      'http://user@h/v1/models',
+      'ftp://h/v1/models',
+    ])('keeps the normal-form rules on its path: %s is refused even when its origin form is signed', async (url) => {
+      const origin = url.replace(/^[a-z]+:\/\/[^/]*/, '');
+      expect(await invalidToken(signedRequest({ url, signed: { url: origin } }))).toMatch(/normal form/);
+      expect(cache.calls).toHaveLength(0);
+    });
+  });
+
   describe('authenticate (the passport contract)', () => {
     /** What passport does per request: a copy of the strategy with success/fail/error attached. */
     function run(request: HmacRequest): Promise<{ outcome: string; args: unknown[] }> {

@@ -8,6 +8,7 @@ import {
   HMAC_WINDOW_SECONDS,
   canonicalString,
   isNormalisedTarget,
+  originFormTarget,
   parseHmacHeaders,
   sha256Hex,
   verifySignature,
@@ -48,7 +49,7 @@ export const systemClockSeconds: HmacClock = () => Math.floor(Date.now() / 1000)
 export interface HmacRequest {
   readonly headers: IncomingHttpHeaders;
   readonly method: string;
-  /** The request target exactly as received: path and query string. */
+  /** The request target exactly as received: path and query string, or an absolute URL (absolute form). */
   readonly url: string;
   /** The body bytes as received; Nest sets it for parsed bodies when the app has `rawBody: true`. */
   readonly rawBody?: Buffer;
@@ -98,7 +99,9 @@ export class HmacStrategy extends PassportStrategy(Strategy, HMAC_STRATEGY) {
     if (parsed.status === 'invalid') throw invalid(parsed.problem);
     const { clientId, timestamp, signature } = parsed.headers;
 
-    if (typeof request.url !== 'string' || !isNormalisedTarget(request.url)) {
+    // An absolute-form target is signed, checked and routed as its path and query.
+    const target = typeof request.url === 'string' ? originFormTarget(request.url) : undefined;
+    if (target === undefined || !isNormalisedTarget(target)) {
       throw invalid('the request path must be in normal form (no //, dot segments, backslashes or percent-encoded . / \\)');
     }
     const client = this.clients.client(clientId);
@@ -107,7 +110,7 @@ export class HmacStrategy extends PassportStrategy(Strategy, HMAC_STRATEGY) {
       throw invalid(`the X-Timestamp is more than ${HMAC_WINDOW_SECONDS} s away from the gateway clock`);
     }
     const body = bodyOf(request);
-    const canonical = canonicalString(timestamp, request.method, request.url, sha256Hex(body));
+    const canonical = canonicalString(timestamp, request.method, target, sha256Hex(body));
     if (!verifySignature(client.secret, canonical, signature)) throw invalid('the X-Signature does not match the request');
 
     let firstUse: boolean;
