@@ -35,6 +35,21 @@ async function boot(overrides: Record<string, string | undefined>): Promise<Boot
   return result;
 }
 
+/**
+ * The output of a boot refused for configuration: exit 1 and one structured CRITICAL line naming
+ * `variable`, with no stack and no trace of `secret` anywhere.
+ */
+function expectOneConfigRefusal(result: BootResult, variable: string, secret: string): void {
+  expect(result.code).toBe(1);
+  const lines = result.output.split('\n').filter((line) => line.trim() !== '');
+  expect(lines.filter((line) => !line.startsWith('{'))).toEqual([]);
+  const critical = lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((l) => l.severity === 'CRITICAL');
+  expect(critical).toHaveLength(1);
+  expect(critical[0].message).toContain(`${variable}: `);
+  expect(critical[0]).not.toHaveProperty('stack');
+  expect(result.output).not.toContain(secret);
+}
+
 afterAll(() => cleanupTempFiles());
 
 describe('the gateway boots from a valid environment', () => {
@@ -141,6 +156,19 @@ describe('the gateway refuses to boot on invalid configuration', () => {
   it('names API_KEY_SERVER_POLICY_FILE when the file does not exist', async () => {
     const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: '/nonexistent/keygate-policy.yaml' });
     expect(output).toContain('API_KEY_SERVER_POLICY_FILE');
+  });
+
+  it.each([
+    ['API_KEY_SERVER_JWKS_URLS', `http://keygate:${SECRET}@127.0.0.1:9/jwks`],
+    ['API_KEY_SERVER_IAP_JWKS_URL', `https://keygate:${SECRET}@keys.example/jwk`],
+    ['API_KEY_SERVER_PUBLIC_URL', `https://keygate:${SECRET}@gw.example/keygate`],
+    ['API_KEY_SERVER_AUTHORIZATION_SERVERS', `https://keygate:${SECRET}@idp.example`],
+  ])('refuses %s with a password in it, in one line that does not print the password', async (name, value) => {
+    expectOneConfigRefusal(
+      await boot({ [name]: value, API_KEY_SERVER_IAP_AUDIENCE: '/projects/1/global/backendServices/2' }),
+      name,
+      SECRET,
+    );
   });
 
   it('names the JSON path of a misspelt policy field', async () => {

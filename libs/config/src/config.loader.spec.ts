@@ -108,6 +108,30 @@ describe('loadGatewayConfig', () => {
     expect(failure({ ...base, API_KEY_SERVER_IAP_AUDIENCE: 'aud', [name]: value })).toContain(name);
   });
 
+  it.each([
+    ['API_KEY_SERVER_JWKS_URLS', 'http://user:hunter2pw@idp.example/jwks'],
+    ['API_KEY_SERVER_JWKS_URLS', 'https://idp.example/jwks, https://:hunter2pw@other.example/jwks'],
+    ['API_KEY_SERVER_JWKS_URLS', 'https://hunter2pw@idp.example/jwks'],
+    ['API_KEY_SERVER_IAP_JWKS_URL', 'https://user:hunter2pw@keys.example/jwk'],
+    ['API_KEY_SERVER_PUBLIC_URL', 'https://user:hunter2pw@keygate.example/base'],
+    ['API_KEY_SERVER_AUTHORIZATION_SERVERS', 'https://user:hunter2pw@idp.example'],
+  ])('refuses %s with user info (fetch would log the password, the metadata would publish it), never printing it', (name, value) => {
+    const message = failure({ ...base, API_KEY_SERVER_IAP_AUDIENCE: 'aud', [name]: value });
+    expect(message).toMatch(/^Invalid environment variables/);
+    expect(message).toContain(`${name}: must not contain a user name or password`);
+    expect(message).not.toContain('hunter2pw');
+  });
+
+  it('takes an @ in a URL path or query as no user info', () => {
+    const config = loadGatewayConfig({
+      ...base,
+      API_KEY_SERVER_JWKS_URLS: 'https://idp.example/keys/team@example.com',
+      API_KEY_SERVER_PUBLIC_URL: 'https://keygate.example/@team',
+    });
+    expect(config.jwt?.jwksUrls).toEqual(['https://idp.example/keys/team@example.com']);
+    expect(config.resource.publicUrl).toBe('https://keygate.example/@team');
+  });
+
   it('says which settings have no effect as configured (their feature is off), without refusing them', () => {
     const hmacOnly = { API_KEY_SERVER_PRODUCT_KEYS: base.API_KEY_SERVER_PRODUCT_KEYS, API_KEY_SERVER_HMAC_SECRETS: '{}' };
     const config = loadGatewayConfig({

@@ -1,6 +1,6 @@
 import { getMetadataStorage } from 'class-validator';
 import { ConfigError } from './config.error';
-import { EnvironmentSchema, isFetchableUrl, urlList } from './env.schema';
+import { EnvironmentSchema, urlListProblem, urlProblem, type UrlProblem } from './env.schema';
 import type { GatewayConfig, LogLevel } from './gateway-config';
 import { loadPolicyFile } from './policy.loader';
 import { validatePlain } from './validation.util';
@@ -20,9 +20,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   for (const name of Object.keys(env).filter(unknown).sort()) {
     problems.push(`${name}: unknown variable (a typo? the README lists every API_KEY_SERVER_ variable)`);
   }
-  if (e.API_KEY_SERVER_JWKS_URLS && !urlList(e.API_KEY_SERVER_JWKS_URLS)) {
-    problems.push('API_KEY_SERVER_JWKS_URLS: must be a comma-separated list of http(s) URLs');
-  }
+  problems.push(...urlSettingProblems(e));
   const useSecretManager = /^(true|1)$/i.test(e.USE_SECRET_MANAGER ?? '');
   const issuers = list(e.API_KEY_SERVER_JWT_ISSUER);
   // With Secret Manager, JWT is on when an issuer is configured (its keys are then read from the
@@ -108,13 +106,6 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   const authorizationServers = e.API_KEY_SERVER_AUTHORIZATION_SERVERS
     ? list(e.API_KEY_SERVER_AUTHORIZATION_SERVERS)
     : issuers.filter((i) => /^https:\/\//.test(i));
-  if (e.API_KEY_SERVER_AUTHORIZATION_SERVERS && !urlList(e.API_KEY_SERVER_AUTHORIZATION_SERVERS)) {
-    problems.push('API_KEY_SERVER_AUTHORIZATION_SERVERS: must be a comma-separated list of http(s) URLs');
-  }
-  for (const name of ['API_KEY_SERVER_IAP_JWKS_URL', 'API_KEY_SERVER_PUBLIC_URL'] as const) {
-    const value = e[name];
-    if (value !== undefined && !isFetchableUrl(value)) problems.push(`${name}: is not a valid http(s) URL`);
-  }
   if (problems.length) throw new ConfigError(`Invalid environment variables:\n  - ${[...new Set(problems)].join('\n  - ')}`);
   const policy = loadPolicyFile(e.API_KEY_SERVER_POLICY_FILE);
   // A stream is one upstream request: the total timeout would cut it first, as an upstream failure.
@@ -250,6 +241,36 @@ function exactOrigin(value: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The URL settings keygate fetches (JWKS) or publishes (RFC 9728 metadata), and what each must be
+ * when it is not even a URL (the wording operators already know).
+ */
+const URL_SETTINGS = {
+  API_KEY_SERVER_JWKS_URLS: { list: true, invalid: 'must be a comma-separated list of http(s) URLs' },
+  API_KEY_SERVER_AUTHORIZATION_SERVERS: { list: true, invalid: 'must be a comma-separated list of http(s) URLs' },
+  API_KEY_SERVER_IAP_JWKS_URL: { list: false, invalid: 'is not a valid http(s) URL' },
+  API_KEY_SERVER_PUBLIC_URL: { list: false, invalid: 'is not a valid http(s) URL' },
+} as const satisfies Partial<Record<keyof EnvironmentSchema, { list: boolean; invalid: string }>>;
+
+/**
+ * Said of a URL setting with `user:pass@`, never quoting it: a password there would reach the log
+ * (fetch refuses such a URL with an error that quotes it) or the unauthenticated metadata route.
+ */
+const USER_INFO_PROBLEM =
+  'must not contain a user name or password (user:password@ before the host): keygate logs and publishes its URLs, and fetch refuses credentials in one';
+
+/** One problem per URL setting that is not a usable http(s) URL or that carries user info. */
+function urlSettingProblems(e: EnvironmentSchema): string[] {
+  const problems: string[] = [];
+  for (const [name, rule] of Object.entries(URL_SETTINGS)) {
+    const value = e[name as keyof typeof URL_SETTINGS];
+    if (value === undefined) continue;
+    const problem: UrlProblem | undefined = rule.list ? urlListProblem(value) : urlProblem(value);
+    if (problem) problems.push(`${name}: ${problem === 'invalid' ? rule.invalid : USER_INFO_PROBLEM}`);
+  }
+  return problems;
 }
 
 function parsesAsUrl(value: string): boolean {

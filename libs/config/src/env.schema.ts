@@ -4,17 +4,33 @@ const INT = /^\d+$/;
 const BOOL = /^(true|false|1|0)$/i;
 /** `latest`, a version number, or a version alias (letters, digits, `_`, `-`). */
 const SECRET_VERSION = /^[A-Za-z0-9][\w-]{0,62}$/;
-/** An http(s) URL that Node can fetch: a regex alone passed `http://[bad` and port 99999, which only failed at the first fetch. */
-export function isFetchableUrl(value: string): boolean {
-  if (!/^https?:\/\/[^\s,]+$/.test(value)) return false;
+/** Why a URL setting is refused: it cannot be parsed as http(s), or it carries a user name or password. */
+export type UrlProblem = 'invalid' | 'user-info';
+
+/**
+ * What is wrong with `value` as an http(s) URL that Node can fetch and keygate may log or publish,
+ * or undefined when nothing is. A regex alone passed `http://[bad` and port 99999, which only
+ * failed at the first fetch. User info (`user:pass@`) is refused apart: fetch refuses such a URL
+ * and its error quotes the URL, password included, into the log, and the RFC 9728 metadata would
+ * publish it to anyone.
+ */
+export function urlProblem(value: string): UrlProblem | undefined {
+  if (!/^https?:\/\/[^\s,]+$/.test(value)) return 'invalid';
+  let url: URL;
   try {
-    const url = new URL(value);
-    return url.protocol === 'http:' || url.protocol === 'https:';
+    url = new URL(value);
   } catch {
-    return false;
+    return 'invalid';
   }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'invalid';
+  return url.username || url.password ? 'user-info' : undefined;
 }
-const urlList = (value: string): boolean => value.split(',').every((u) => isFetchableUrl(u.trim()));
+
+/** The worst problem of any entry of a comma-separated URL list: an invalid entry outranks user info. */
+export function urlListProblem(value: string): UrlProblem | undefined {
+  const problems = value.split(',').map((u) => urlProblem(u.trim()));
+  return problems.find((p) => p === 'invalid') ?? problems.find((p) => p !== undefined);
+}
 
 /**
  * The environment of SPEC §2, as strings. Validated once at boot; only the loader turns it into
@@ -81,5 +97,3 @@ export class EnvironmentSchema {
   @IsOptional() @IsString() API_KEY_SERVER_AUTHORIZATION_SERVERS?: string;
   @IsOptional() @IsIn(['debug', 'info', 'warn', 'error']) LOG_LEVEL?: string;
 }
-
-export { urlList };
