@@ -56,6 +56,30 @@ describe('redact', () => {
     expect(out).toContain('"product":"demo"');
   });
 
+  it('masks the user info of a URL in any string, keeping its scheme, host and path', () => {
+    const out = redact({
+      url: 'http://user:hunter2pw@idp.example/jwks',
+      reason: 'Request cannot be constructed from a URL that includes credentials: https://admin:p@ss@idp.example:8443/keys?x=1',
+      redis: 'redis://:hunter2pw@10.0.0.3:6379/0',
+      token: 'not a url',
+    });
+    expect(out).toEqual({
+      url: 'http://***@idp.example/jwks',
+      reason: 'Request cannot be constructed from a URL that includes credentials: https://***@idp.example:8443/keys?x=1',
+      redis: 'redis://***@10.0.0.3:6379/0',
+      token: '[redacted]',
+    });
+    expect(JSON.stringify(out)).not.toMatch(/hunter2pw|p@ss/);
+  });
+
+  it("leaves an @ outside a URL's authority alone", () => {
+    const text = 'mail ops@example.com about https://idp.example/keys/team@example.com?by=a@b.example and git@github.com:org/repo';
+    expect(redact(text)).toBe(text);
+    expect(redact('{"url":"https://idp.example","owner":"ops@example.com"}')).toBe(
+      '{"url":"https://idp.example","owner":"ops@example.com"}',
+    );
+  });
+
   it('keeps English after "basic" or "bearer", masks credentials after them, and more compound key names', () => {
     expect(redact('Basic validation failed for basic auth config; the bearer of bad news')).toBe(
       'Basic validation failed for basic auth config; the bearer of bad news',

@@ -39,6 +39,10 @@ const SECRET_VALUES: ReadonlyArray<[RegExp, string | ((match: string, ...groups:
     /\b(?:Bearer|Basic)\s+([\w.~+/-]+=*)/gi,
     (match: string, credential: string) => (/[0-9.~+/=_-]|.[A-Z]/.test(credential) ? '[redacted]' : match),
   ],
+  // A URL's user info (`https://user:pass@host`, `redis://:pass@host`): fetch's error for such a URL
+  // quotes it whole. The scheme and host stay, so the line still says where; the greedy run ends at
+  // the authority's last `@`, as URL parsers do, so a password holding an `@` is masked whole.
+  [/\b([a-z][a-z\d+.-]*:\/\/)[^\s/?#\\"'<>]+@/gi, '$1***@'],
   // Credentials in a URL's query string: keep the name, mask the value.
   [/([?&](?:api[-_]?key|key|token|access_token|sig|signature|secret)=)[^&#\s"']+/gi, '$1[redacted]'],
   // A secret field inside JSON text (a secret's payload logged as a string).
