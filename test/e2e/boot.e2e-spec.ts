@@ -171,6 +171,16 @@ describe('the gateway refuses to boot on invalid configuration', () => {
     );
   });
 
+  it.each(['/abc', '?db=abc'])(
+    'refuses a Redis URL whose database (%s) is not a whole number in one line, not a Redis reply stack, without its password',
+    async (db) => {
+      // A reachable Redis: the raw stack came from its reply to SELECT.
+      const reachable = new URL(process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379');
+      const url = `redis://:${SECRET}@${reachable.host}${db}`;
+      expectOneConfigRefusal(await boot({ API_KEY_SERVER_REDIS_URL: url }), 'API_KEY_SERVER_REDIS_URL', SECRET);
+    },
+  );
+
   it('names the JSON path of a misspelt policy field', async () => {
     const file = writeTempFile('typo.yaml', 'defaults:\n  policy:\n    max_tokenz: 100\n');
     const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: file });

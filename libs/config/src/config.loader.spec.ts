@@ -281,6 +281,27 @@ describe('loadGatewayConfig', () => {
     expect(message).not.toContain('pw@');
   });
 
+  it.each([
+    'redis://127.0.0.1:6379/abc',
+    'redis://:hunter2pw@127.0.0.1:6379/abc',
+    'redis://127.0.0.1:6379?db=abc',
+    'rediss://:hunter2pw@redis.example:6380/0?db=x',
+    'redis://127.0.0.1:6379/-1',
+    'redis://127.0.0.1:6379/1.5',
+    'redis://127.0.0.1:6379?db=',
+  ])('refuses API_KEY_SERVER_REDIS_URL=%s: a database index that is not a whole number (Redis refused it with a raw stack)', (url) => {
+    const message = failure({ ...base, API_KEY_SERVER_REDIS_URL: url });
+    expect(message).toContain('API_KEY_SERVER_REDIS_URL: the database index');
+    expect(message).not.toContain('hunter2pw');
+  });
+
+  it.each(['redis://127.0.0.1:6379', 'redis://127.0.0.1:6379/', 'redis://:pw@127.0.0.1:6379/3', 'rediss://redis.example:6380?db=15'])(
+    'takes API_KEY_SERVER_REDIS_URL=%s (no database index, or a whole number)',
+    (url) => {
+      expect(loadGatewayConfig({ ...base, API_KEY_SERVER_REDIS_URL: url }).redisUrl).toBe(url);
+    },
+  );
+
   it('ignores variables outside the contract', () => {
     expect(() => loadGatewayConfig({ ...base, HOME: '/root', SOMETHING_ELSE: 'x' })).not.toThrow();
   });

@@ -98,6 +98,8 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   }
   if (e.API_KEY_SERVER_REDIS_URL && !parsesAsUrl(e.API_KEY_SERVER_REDIS_URL)) {
     problems.push('API_KEY_SERVER_REDIS_URL: is not a valid URL');
+  } else if (e.API_KEY_SERVER_REDIS_URL && !hasIntegerRedisDb(e.API_KEY_SERVER_REDIS_URL)) {
+    problems.push('API_KEY_SERVER_REDIS_URL: the database index (the path, as in /0, or the db parameter) must be a non-negative integer');
   }
   const endpointPort = /:(\d+)$/.exec(e.API_KEY_SERVER_SECRET_MANAGER_ENDPOINT ?? '')?.[1];
   if (endpointPort !== undefined && (Number(endpointPort) < 1 || Number(endpointPort) > 65535)) {
@@ -280,6 +282,19 @@ function parsesAsUrl(value: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether the database a Redis URL selects, if any, is a whole number: ioredis sends whatever it
+ * finds to SELECT (`/abc` as `NaN`), and Redis's refusal then crashed the boot with a raw stack
+ * instead of naming the variable. A number past the server's `databases` is only known by asking
+ * it; the Redis connection's WARNING says so.
+ */
+function hasIntegerRedisDb(value: string): boolean {
+  const url = new URL(value);
+  const indexes = url.searchParams.getAll('db');
+  if (url.pathname !== '' && url.pathname !== '/') indexes.push(url.pathname.slice(1));
+  return indexes.every((db) => /^\d+$/.test(db));
 }
 
 function int(value: string | undefined, fallback: number): number {
