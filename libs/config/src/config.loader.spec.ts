@@ -195,6 +195,19 @@ describe('loadGatewayConfig', () => {
     expect(failure({ ...base, API_KEY_SERVER_JWT_REQUIRED_CLAIMS: 'token_use' })).toContain('API_KEY_SERVER_JWT_REQUIRED_CLAIMS');
   });
 
+  it('refuses a claim required twice (only the last value was kept), naming the variable and the claim', () => {
+    const message = failure({ ...base, API_KEY_SERVER_JWT_REQUIRED_CLAIMS: 'groups=keygate-users, token_use=access,groups = team-a' });
+    expect(message).toMatch(/^Invalid environment variables/);
+    expect(message).toContain('API_KEY_SERVER_JWT_REQUIRED_CLAIMS: the claim groups is listed twice');
+    expect(message).not.toContain('team-a');
+    expect(
+      loadGatewayConfig({ ...base, API_KEY_SERVER_JWT_REQUIRED_CLAIMS: 'groups=a, realm_access.groups=a' }).jwt?.requiredClaims,
+    ).toEqual({
+      groups: 'a',
+      'realm_access.groups': 'a',
+    });
+  });
+
   it('requires product keys unless Secret Manager is on', () => {
     expect(failure({ API_KEY_SERVER_JWT_PUBLIC_KEYS: '{}', API_KEY_SERVER_JWT_ISSUER: 'i' })).toContain('API_KEY_SERVER_PRODUCT_KEYS');
   });

@@ -28,6 +28,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   // JWT key secret.
   const jwtOn = Boolean(e.API_KEY_SERVER_JWT_PUBLIC_KEYS || e.API_KEY_SERVER_JWKS_URLS || (useSecretManager && issuers.length > 0));
   if (jwtOn && issuers.length === 0) problems.push('API_KEY_SERVER_JWT_ISSUER: required when JWT authentication is on');
+  const requiredClaims = parseRequiredClaims(e.API_KEY_SERVER_JWT_REQUIRED_CLAIMS, problems);
   if (useSecretManager && !e.GOOGLE_CLOUD_PROJECT) problems.push('GOOGLE_CLOUD_PROJECT: required when USE_SECRET_MANAGER=true');
   if (!useSecretManager && !e.API_KEY_SERVER_PRODUCT_KEYS) {
     problems.push('API_KEY_SERVER_PRODUCT_KEYS: required (or set USE_SECRET_MANAGER=true)');
@@ -133,9 +134,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
             ttlMs: int(e.API_KEY_SERVER_JWKS_CACHE_SECONDS, 600) * 1000,
             cooldownMs: int(e.API_KEY_SERVER_JWKS_COOLDOWN_SECONDS, 30) * 1000,
           },
-          requiredClaims: Object.fromEntries(
-            list(e.API_KEY_SERVER_JWT_REQUIRED_CLAIMS).map((pair) => pair.split('=').map((s) => s.trim()) as [string, string]),
-          ),
+          requiredClaims,
         }
       : undefined,
     iap: e.API_KEY_SERVER_IAP_AUDIENCE
@@ -295,6 +294,24 @@ function hasIntegerRedisDb(value: string): boolean {
   const indexes = url.searchParams.getAll('db');
   if (url.pathname !== '' && url.pathname !== '/') indexes.push(url.pathname.slice(1));
   return indexes.every((db) => /^\d+$/.test(db));
+}
+
+/**
+ * The `claim=value` rules of API_KEY_SERVER_JWT_REQUIRED_CLAIMS (the schema checked their shape). A
+ * claim named twice is refused: a map keeps one value per claim, so `groups=a,groups=b` silently
+ * required only `b`, as duplicate keys in the JSON secrets would.
+ */
+function parseRequiredClaims(value: string | undefined, problems: string[]): Record<string, string> {
+  const claims = new Map<string, string>();
+  for (const pair of list(value)) {
+    const [claim, expected] = pair.split('=').map((s) => s.trim());
+    if (claims.has(claim)) {
+      problems.push(`API_KEY_SERVER_JWT_REQUIRED_CLAIMS: the claim ${claim} is listed twice: only one value can be required per claim`);
+    }
+    claims.set(claim, expected);
+  }
+  // fromEntries, not assignment: a claim named __proto__ stays an own key.
+  return Object.fromEntries(claims);
 }
 
 function int(value: string | undefined, fallback: number): number {
