@@ -208,6 +208,13 @@ describe('loadGatewayConfig', () => {
     });
   });
 
+  it('trims the JWT audience as it trims the issuers, and refuses one that is blank', () => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWT_AUDIENCE: 'keygate\n' }).jwt?.audience).toBe('keygate');
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWT_AUDIENCE: ' api://keygate ' }).jwt?.audience).toBe('api://keygate');
+    for (const blank of [' ', '\n', ' \t '])
+      expect(failure({ ...base, API_KEY_SERVER_JWT_AUDIENCE: blank })).toContain('API_KEY_SERVER_JWT_AUDIENCE: must not be blank');
+  });
+
   it('requires product keys unless Secret Manager is on', () => {
     expect(failure({ API_KEY_SERVER_JWT_PUBLIC_KEYS: '{}', API_KEY_SERVER_JWT_ISSUER: 'i' })).toContain('API_KEY_SERVER_PRODUCT_KEYS');
   });

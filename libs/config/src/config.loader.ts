@@ -28,6 +28,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   // JWT key secret.
   const jwtOn = Boolean(e.API_KEY_SERVER_JWT_PUBLIC_KEYS || e.API_KEY_SERVER_JWKS_URLS || (useSecretManager && issuers.length > 0));
   if (jwtOn && issuers.length === 0) problems.push('API_KEY_SERVER_JWT_ISSUER: required when JWT authentication is on');
+  const audience = jwtAudience(e.API_KEY_SERVER_JWT_AUDIENCE, problems);
   const requiredClaims = parseRequiredClaims(e.API_KEY_SERVER_JWT_REQUIRED_CLAIMS, problems);
   if (useSecretManager && !e.GOOGLE_CLOUD_PROJECT) problems.push('GOOGLE_CLOUD_PROJECT: required when USE_SECRET_MANAGER=true');
   if (!useSecretManager && !e.API_KEY_SERVER_PRODUCT_KEYS) {
@@ -125,7 +126,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     jwt: jwtOn
       ? {
           issuers,
-          audience: e.API_KEY_SERVER_JWT_AUDIENCE ?? 'keygate',
+          audience,
           maxTtlSeconds: maxTtl,
           jwksUrls: list(e.API_KEY_SERVER_JWKS_URLS),
           clockSkewSeconds: 60,
@@ -294,6 +295,17 @@ function hasIntegerRedisDb(value: string): boolean {
   const indexes = url.searchParams.getAll('db');
   if (url.pathname !== '' && url.pathname !== '/') indexes.push(url.pathname.slice(1));
   return indexes.every((db) => /^\d+$/.test(db));
+}
+
+/**
+ * The audience a JWT must carry, trimmed as the issuers are: a newline or a space carried in from a
+ * Secret or a manifest booted cleanly and then made every token a 401, its `aud` never equal.
+ */
+function jwtAudience(value: string | undefined, problems: string[]): string {
+  if (value === undefined) return 'keygate';
+  const audience = value.trim();
+  if (audience === '') problems.push('API_KEY_SERVER_JWT_AUDIENCE: must not be blank (unset, it is keygate)');
+  return audience;
 }
 
 /**
