@@ -122,6 +122,13 @@ describe('loadGatewayConfig', () => {
     expect(message).not.toContain('hunter2pw');
   });
 
+  it('refuses an issuer URL with user info (it is published as an authorization server), not an issuer that is no URL', () => {
+    const message = failure({ ...base, API_KEY_SERVER_JWT_ISSUER: 'issuer-a, https://user:hunter2pw@idp.example' });
+    expect(message).toContain('API_KEY_SERVER_JWT_ISSUER: must not contain a user name or password');
+    expect(message).not.toContain('hunter2pw');
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWT_ISSUER: 'team@example.com' }).jwt?.issuers).toEqual(['team@example.com']);
+  });
+
   it('takes an @ in a URL path or query as no user info', () => {
     const config = loadGatewayConfig({
       ...base,

@@ -272,6 +272,9 @@ function urlSettingProblems(e: EnvironmentSchema): string[] {
     const problem: UrlProblem | undefined = rule.list ? urlListProblem(value) : urlProblem(value);
     if (problem) problems.push(`${name}: ${problem === 'invalid' ? rule.invalid : USER_INFO_PROBLEM}`);
   }
+  // An issuer need not be a URL, but an https one is published as a default authorization server.
+  if (list(e.API_KEY_SERVER_JWT_ISSUER).some((issuer) => /^https?:\/\//i.test(issuer) && urlProblem(issuer) === 'user-info'))
+    problems.push(`API_KEY_SERVER_JWT_ISSUER: ${USER_INFO_PROBLEM}`);
   return problems;
 }
 
