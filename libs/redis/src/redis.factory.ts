@@ -34,6 +34,19 @@ export function createRequestPathRedis(url: string, onError: (error: Error) => v
 }
 
 /**
+ * What an operator must fix when `error` is Redis refusing the database the URL selects (an index
+ * past the server's `databases`), or undefined for any other error. No reconnect cures it, and
+ * ioredis carries on in database 0, so an outage's "per-replica counters until it returns" would
+ * be wrong twice; the boot only checks that the index is a whole number.
+ */
+export function redisMisconfiguration(error: Error): string | undefined {
+  const command = (error as { command?: { name?: unknown } }).command;
+  return command?.name === 'select'
+    ? "API_KEY_SERVER_REDIS_URL selects a database this Redis does not have (DB index out of range): keygate works in database 0 until the index is fixed (0 to the server's databases setting minus 1)"
+    : undefined;
+}
+
+/**
  * An error listener for a Redis client that reports the first error of an outage and then stays
  * quiet for `quietMs`: ioredis emits one per reconnect attempt, several a second while Redis is down.
  */

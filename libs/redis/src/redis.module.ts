@@ -3,13 +3,18 @@ import { GatewayConfig } from '@keygate/config';
 import { JsonLogger, KEYGATE_LOGGER, ObservabilityModule } from '@keygate/observability';
 import type { Redis } from 'ioredis';
 import { KEYGATE_REDIS } from './redis.constants';
-import { createRequestPathRedis, reportOncePer } from './redis.factory';
+import { createRequestPathRedis, redisMisconfiguration, reportOncePer } from './redis.factory';
 
-/** Logs connection errors at most once per outage, not once per reconnect attempt. */
+/**
+ * Logs connection errors at most once per outage, not once per reconnect attempt; a database Redis
+ * refuses is no outage (the client carries on in database 0) and is said as such.
+ */
 function errorReporter(logger: JsonLogger): (error: Error) => void {
-  return reportOncePer(60_000, (error) =>
-    logger.write('WARNING', 'Redis unavailable; limits fall back to per-replica counters until it returns', { reason: error.message }),
-  );
+  return reportOncePer(60_000, (error) => {
+    const misconfiguration = redisMisconfiguration(error);
+    if (misconfiguration) logger.write('ERROR', misconfiguration, { reason: error.message });
+    else logger.write('WARNING', 'Redis unavailable; limits fall back to per-replica counters until it returns', { reason: error.message });
+  });
 }
 
 /** The shared Redis client of the request path (limits, quotas, blocks), when configured. */
