@@ -222,6 +222,12 @@ describe('loadGatewayConfig', () => {
       expect(failure({ ...base, API_KEY_SERVER_JWT_AUDIENCE: blank })).toContain('API_KEY_SERVER_JWT_AUDIENCE: must not be blank');
   });
 
+  it('trims the IAP audience the same way, and refuses one that is blank', () => {
+    const audience = '/projects/123/global/backendServices/456';
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_IAP_AUDIENCE: `${audience}\n` }).iap?.audience).toBe(audience);
+    expect(failure({ ...base, API_KEY_SERVER_IAP_AUDIENCE: ' \n' })).toContain('API_KEY_SERVER_IAP_AUDIENCE: must not be blank');
+  });
+
   it('requires product keys unless Secret Manager is on', () => {
     expect(failure({ API_KEY_SERVER_JWT_PUBLIC_KEYS: '{}', API_KEY_SERVER_JWT_ISSUER: 'i' })).toContain('API_KEY_SERVER_PRODUCT_KEYS');
   });

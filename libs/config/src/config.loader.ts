@@ -29,13 +29,14 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   const jwtOn = Boolean(e.API_KEY_SERVER_JWT_PUBLIC_KEYS || e.API_KEY_SERVER_JWKS_URLS || (useSecretManager && issuers.length > 0));
   if (jwtOn && issuers.length === 0) problems.push('API_KEY_SERVER_JWT_ISSUER: required when JWT authentication is on');
   const audience = jwtAudience(e.API_KEY_SERVER_JWT_AUDIENCE, problems);
+  const iapAudience = trimmedAudience('API_KEY_SERVER_IAP_AUDIENCE', e.API_KEY_SERVER_IAP_AUDIENCE, problems);
   const requiredClaims = parseRequiredClaims(e.API_KEY_SERVER_JWT_REQUIRED_CLAIMS, problems);
   if (useSecretManager && !e.GOOGLE_CLOUD_PROJECT) problems.push('GOOGLE_CLOUD_PROJECT: required when USE_SECRET_MANAGER=true');
   if (!useSecretManager && !e.API_KEY_SERVER_PRODUCT_KEYS) {
     problems.push('API_KEY_SERVER_PRODUCT_KEYS: required (or set USE_SECRET_MANAGER=true)');
   }
   // With Secret Manager and no issuer, the HMAC clients come from the hmac-secrets secret.
-  if (!jwtOn && !e.API_KEY_SERVER_HMAC_SECRETS && !e.API_KEY_SERVER_IAP_AUDIENCE && !useSecretManager) {
+  if (!jwtOn && !e.API_KEY_SERVER_HMAC_SECRETS && !iapAudience && !useSecretManager) {
     problems.push(
       'no credential method configured: set API_KEY_SERVER_JWT_PUBLIC_KEYS, API_KEY_SERVER_JWKS_URLS, API_KEY_SERVER_HMAC_SECRETS or API_KEY_SERVER_IAP_AUDIENCE',
     );
@@ -59,7 +60,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
       ],
       'JWT authentication is off (no API_KEY_SERVER_JWT_PUBLIC_KEYS or API_KEY_SERVER_JWKS_URLS)',
     );
-  if (!e.API_KEY_SERVER_IAP_AUDIENCE) unused(['API_KEY_SERVER_IAP_JWKS_URL'], 'IAP is off (no API_KEY_SERVER_IAP_AUDIENCE)');
+  if (!iapAudience) unused(['API_KEY_SERVER_IAP_JWKS_URL'], 'IAP is off (no API_KEY_SERVER_IAP_AUDIENCE)');
   if (!useSecretManager)
     unused(
       [
@@ -138,9 +139,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
           requiredClaims,
         }
       : undefined,
-    iap: e.API_KEY_SERVER_IAP_AUDIENCE
-      ? { audience: e.API_KEY_SERVER_IAP_AUDIENCE, jwksUrl: e.API_KEY_SERVER_IAP_JWKS_URL ?? GOOGLE_IAP_JWKS_URL }
-      : undefined,
+    iap: iapAudience ? { audience: iapAudience, jwksUrl: e.API_KEY_SERVER_IAP_JWKS_URL ?? GOOGLE_IAP_JWKS_URL } : undefined,
     redisUrl: e.API_KEY_SERVER_REDIS_URL,
     secretEnv: {
       productKeys: e.API_KEY_SERVER_PRODUCT_KEYS,
@@ -305,9 +304,15 @@ function hasIntegerRedisDb(value: string): boolean {
  * Secret or a manifest booted cleanly and then made every token a 401, its `aud` never equal.
  */
 function jwtAudience(value: string | undefined, problems: string[]): string {
-  if (value === undefined) return 'keygate';
+  return value === undefined ? 'keygate' : (trimmedAudience('API_KEY_SERVER_JWT_AUDIENCE', value, problems) ?? '');
+}
+
+/** An audience variable trimmed (the same newline trap for IAP's); blank after trimming is refused. */
+function trimmedAudience(name: string, value: string | undefined, problems: string[]): string | undefined {
+  if (value === undefined) return undefined;
   const audience = value.trim();
-  if (audience === '') problems.push('API_KEY_SERVER_JWT_AUDIENCE: must not be blank (unset, it is keygate)');
+  if (audience === '')
+    problems.push(`${name}: must not be blank${name === 'API_KEY_SERVER_JWT_AUDIENCE' ? ' (unset, it is keygate)' : ''}`);
   return audience;
 }
 
