@@ -70,6 +70,8 @@ describe('redact', () => {
       token: '[redacted]',
     });
     expect(JSON.stringify(out)).not.toMatch(/hunter2pw|p@ss/);
+    // A password holding characters a URL may carry unencoded (an apostrophe, a semicolon) is masked whole.
+    expect(redact("redis://:pa'ss;w@10.0.0.3:6379 and amqp+tls://u:x!y@mq")).toBe('redis://***@10.0.0.3:6379 and amqp+tls://***@mq');
   });
 
   it("leaves an @ outside a URL's authority alone", () => {

@@ -41,8 +41,11 @@ const SECRET_VALUES: ReadonlyArray<[RegExp, string | ((match: string, ...groups:
   ],
   // A URL's user info (`https://user:pass@host`, `redis://:pass@host`): fetch's error for such a URL
   // quotes it whole. The scheme and host stay, so the line still says where; the greedy run ends at
-  // the authority's last `@`, as URL parsers do, so a password holding an `@` is masked whole.
-  [/\b([a-z][a-z\d+.-]*:\/\/)[^\s/?#\\"'<>]+@/gi, '$1***@'],
+  // the authority's last `@`, as URL parsers do, so a password holding an `@` is masked whole. Only
+  // characters a URL may not hold unencoded end it (`"`, `<`, `>`, `\`, spaces), besides the
+  // path, query and fragment. The scheme starts where no scheme character precedes it and is at
+  // most 32 long, so a long run of `a.a.a…` costs one pass, not one per dot.
+  [/(?<![a-z\d+.-])([a-z][a-z\d+.-]{0,31}:\/\/)[^\s/?#\\"<>]+@/gi, '$1***@'],
   // Credentials in a URL's query string: keep the name, mask the value.
   [/([?&](?:api[-_]?key|key|token|access_token|sig|signature|secret)=)[^&#\s"']+/gi, '$1[redacted]'],
   // A secret field inside JSON text (a secret's payload logged as a string).
