@@ -626,6 +626,29 @@ describe('Gemini translation', () => {
       },
     ]);
     expect(described.$defs.T.properties.up).toEqual({ $ref: '#/$defs/T', description: 'parent' });
+    // Pydantic's recursive model: a root $ref beside its $defs and a description. The $defs stay at the
+    // root (where '#/$defs/…' resolves from), and the parameters say they are an object.
+    const pydantic = {
+      description: 'A tree',
+      $ref: '#/$defs/Node',
+      $defs: { Node: { type: 'object', properties: { kids: { type: 'array', items: { $ref: '#/$defs/Node' } } } } },
+    };
+    expect(declarations(pydantic)).toEqual([
+      {
+        name: 'f',
+        parametersJsonSchema: { type: 'object', anyOf: [{ $ref: '#/$defs/Node' }], description: 'A tree', $defs: pydantic.$defs },
+      },
+    ]);
+    // A $ref Gemini would have to fetch is refused wherever it is, whichever node is met first.
+    for (const properties of [
+      { a: {}, b: { $ref: 'https://schemas.example/x.json' } },
+      { b: { $ref: 'https://schemas.example/x.json' }, a: {} },
+    ]) {
+      expect(thrown(() => declarations({ type: 'object', properties }))).toMatchObject({
+        code: 'unsupported_parameter',
+        options: { param: 'tools[0].function.parameters' },
+      });
+    }
     // Parameters without a type are an object's: {} declares a function without arguments.
     expect(declarations({})).toEqual([{ name: 'f' }]);
     expect(declarations({ properties: { a: { type: 'string' } } })).toEqual([

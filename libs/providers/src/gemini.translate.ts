@@ -336,7 +336,9 @@ function functionDeclarations(tools: unknown): GeminiFunctionDeclaration[] | und
       // Parameters without a type are an object's, as OpenAI reads them (`{}`: no arguments).
       const typed = fn.parameters.type === undefined && !isComposite(fn.parameters) ? { type: 'object', ...fn.parameters } : fn.parameters;
       const parameters = geminiSchemaOf(typed, `tools[${k}].function.parameters`);
-      if ('json' in parameters) decl.parametersJsonSchema = parameters.json;
+      // A root said by a `$ref` (Pydantic's) is an object's too: Gemini wants the parameters to say so.
+      if ('json' in parameters)
+        decl.parametersJsonSchema = parameters.json.type === undefined ? { type: 'object', ...parameters.json } : parameters.json;
       // Gemini rejects an OBJECT without properties; a function without arguments simply has no parameters.
       else if (
         parameters.schema.type !== 'OBJECT' ||
@@ -493,26 +495,29 @@ export function geminiSchemaOf(schema: Json, param: string): { schema: GeminiSch
   try {
     return { schema: toGeminiSchema(schema, param) };
   } catch (error) {
-    if (error instanceof NeedsJsonSchema) return { json: geminiJsonSchema(schema) as Json };
+    if (error instanceof NeedsJsonSchema) return { json: geminiJsonSchema(schema, param) as Json };
     throw error;
   }
 }
 
 /**
  * A JSON Schema as Gemini's JSON Schema fields take it: a node with a `$ref` may carry nothing else
- * but `$` keywords there, so its other keywords (a description, say) go beside the reference in a
- * one-schema `anyOf`. The client's schema is not changed.
+ * but `$` keywords there, so its other keywords (a description, say) go beside the reference, which
+ * moves alone into a one-schema `anyOf` (its `$defs` stay where the references resolve from).
+ * Gemini cannot fetch a schema: a `$ref` that is not local is refused, wherever it is. The
+ * client's schema is not changed.
  */
-function geminiJsonSchema(node: unknown): unknown {
-  if (Array.isArray(node)) return node.map(geminiJsonSchema);
+function geminiJsonSchema(node: unknown, param: string): unknown {
+  if (Array.isArray(node)) return node.map((child) => geminiJsonSchema(child, param));
   if (!isRecord(node)) return node;
   const out: Json = {};
-  for (const key of Object.keys(node)) out[key] = geminiJsonSchema(node[key]);
-  if (typeof out.$ref !== 'string') return out;
-  const reference: Json = {};
-  const rest: Json = {};
-  for (const key of Object.keys(out)) (key.startsWith('$') ? reference : rest)[key] = out[key];
-  return Object.keys(rest).length === 0 ? reference : { anyOf: [reference], ...rest };
+  for (const key of Object.keys(node)) out[key] = geminiJsonSchema(node[key], param);
+  const ref = out.$ref;
+  if (typeof ref !== 'string') return out;
+  if (ref !== '#' && !ref.startsWith('#/')) throw unsupported(param, `only local $refs can be resolved (got ${ref})`);
+  if (Object.keys(out).every((key) => key.startsWith('$'))) return out;
+  const { $ref: _ref, ...rest } = out;
+  return { anyOf: [{ $ref: ref }], ...rest };
 }
 
 /** Whether a node's type is said by its parts (`anyOf`, `oneOf`, `allOf`, `$ref`) rather than by `type`. */
