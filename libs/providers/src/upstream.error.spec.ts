@@ -1,5 +1,5 @@
 import { toUpstreamError, type UpstreamSignal } from './upstream.client';
-import { UpstreamError } from './upstream.error';
+import { UpstreamError, openAiStreamFailure } from './upstream.error';
 
 const signal: UpstreamSignal = {
   signal: new AbortController().signal,
@@ -34,6 +34,25 @@ describe('UpstreamError.toGatewayError', () => {
     expect(new UpstreamError('stream_error', 'anthropic', 'overloaded_error', 529).toGatewayError()).toMatchObject({
       code: 'upstream_error',
       status: 502,
+    });
+  });
+});
+
+describe('openAiStreamFailure', () => {
+  it.each([
+    ['a server_error type with no code', { type: 'server_error', code: null, message: 'boom' }, 500],
+    ['a server_error type beside another code', { type: 'server_error', code: 'internal_error', message: 'boom' }, 500],
+    ['a rate-limit code', { type: 'rate_limit_error', code: 'rate_limit_exceeded', message: 'slow' }, 429],
+    ["vLLM's numeric code", { message: 'overloaded', code: 503, type: 'ServiceUnavailableError' }, 503],
+    ['a client mistake', { type: 'invalid_request_error', code: 'context_length_exceeded', message: 'long' }, undefined],
+    ['a numeric 4xx', { code: 400, message: 'bad' }, undefined],
+    ['a code named like an Object method', { code: 'constructor', message: 'odd' }, undefined],
+  ])('reads %s as the status it stands for', (_what, detail, status) => {
+    const error = openAiStreamFailure('openai', detail, 'error event');
+    expect({ status: error.status, retryable: error.retryable, message: error.message }).toEqual({
+      status,
+      retryable: status !== undefined,
+      message: detail.message,
     });
   });
 });

@@ -120,7 +120,15 @@ const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = {
  * retried (then falls back) like that status, and a rate limit the client is answered is a 429.
  */
 export function openAiStreamFailure(provider: string, detail: Record<string, unknown>, fallback: string): UpstreamError {
-  const code = typeof detail.code === 'string' ? detail.code : typeof detail.type === 'string' ? detail.type : undefined;
-  const text = typeof detail.message === 'string' ? detail.message : (code ?? fallback);
-  return new UpstreamError('stream_error', provider, text, code === undefined ? undefined : IN_STREAM_ERROR_STATUS[code]);
+  const { code, type, message } = detail;
+  const named = typeof code === 'string' ? code : typeof type === 'string' ? type : undefined;
+  const text = typeof message === 'string' ? message : (named ?? fallback);
+  return new UpstreamError('stream_error', provider, text, inStreamStatus(code) ?? inStreamStatus(type));
+}
+
+/** The HTTP status an in-stream error's code or type stands for: a known name, or a number (vLLM's `code: 500`) of 429 or 5xx. */
+function inStreamStatus(value: unknown): number | undefined {
+  if (typeof value === 'string') return Object.hasOwn(IN_STREAM_ERROR_STATUS, value) ? IN_STREAM_ERROR_STATUS[value] : undefined;
+  if (typeof value === 'number' && Number.isInteger(value) && (value === 429 || (value >= 500 && value <= 599))) return value;
+  return undefined;
 }
