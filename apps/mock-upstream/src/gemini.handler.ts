@@ -289,7 +289,7 @@ class GeminiHandler implements ProviderHandler {
       const dims = embeddingDims(ex.pathParam, field(r, 'outputDimensionality', 'output_dimensionality'));
       parts.push(`{"values":${embedding(partsText(r.content), dims).json}}`);
     }
-    ex.sendJson(200, `{"embeddings":[${parts.join(',')}]}`);
+    sendJsonWithFaults(ex, `{"embeddings":[${parts.join(',')}]}`);
   }
 
   private answer(ex: Exchange, body: JsonRecord, contents: unknown[]): Answer {

@@ -102,7 +102,8 @@ export function sendJsonWithFaults(ex: Exchange, body: unknown, headers?: Outgoi
     return;
   }
   if (ex.closed) return;
-  const text = JSON.stringify(body);
+  // A body may come serialised already (the embeddings answers, built as text for speed).
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
   const bytes = Buffer.from(text);
   ex.res.writeHead(200, { ...headers, 'content-type': 'application/json', 'content-length': bytes.length });
   if (d.cutAfter !== undefined && (d.stallAfter === undefined || d.cutAfter <= d.stallAfter)) {

@@ -496,6 +496,14 @@ describe('GeminiAdapter against the mock upstream', () => {
       }
     });
 
+    it('records a batch whose connection dropped after Google’s headers as spent (its answer was under way)', async () => {
+      const input = Array.from({ length: 150 }, (_, i) => (i === 100 ? 'dropped [mock cut_after=10]' : `text ${i}`));
+      const spend: PartsSpend = { counted: false, promptTokens: 0 };
+      const error = await rejection(adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input }), spend }));
+      expect(error).toMatchObject({ kind: 'connection_lost' });
+      expect(spend.promptTokens).toBe(input.reduce((sum, text) => sum + countTokens(text), 0));
+    });
+
     it('records nothing spent when the only batch is refused', async () => {
       const spend: PartsSpend = { counted: false, promptTokens: 0 };
       await rejection(adapter.embeddings({ ...call({ model: 'gemini-embedding-001', input: ['bad [mock status=400]', 'x'] }), spend }));

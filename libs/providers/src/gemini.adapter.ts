@@ -173,12 +173,13 @@ function parse<T extends object>(text: string, what: string): T {
 }
 
 /**
- * A batch given up after it was sent: the client left (or another batch failed), or Google took
- * too long to answer. Google may have embedded it, so it is billed; a batch Google refused is not.
+ * A batch given up after it was sent: the client left (or another batch failed), Google took too
+ * long to answer, or its connection dropped after Google's headers (its answer was under way). Google
+ * may have embedded it, so it is billed; a batch Google refused is not.
  */
 function cutInFlight(error: unknown): boolean {
   if (error instanceof ClientAbortedError) return true;
-  return (
-    error instanceof UpstreamError && (error.kind === 'ttfb_timeout' || error.kind === 'idle_timeout' || error.kind === 'total_timeout')
-  );
+  return error instanceof UpstreamError && CUT_IN_FLIGHT.has(error.kind);
 }
+
+const CUT_IN_FLIGHT: ReadonlySet<UpstreamError['kind']> = new Set(['ttfb_timeout', 'idle_timeout', 'total_timeout', 'connection_lost']);
