@@ -405,6 +405,12 @@ describe('POST /v1/messages upstream failures', () => {
       );
       expect(error).toBeInstanceOf(Anthropic.APIError);
       expect(String((error as Error).message)).toMatch(/overloaded|upstream/i);
+      // keygate's error event names the request as the stream's request-id header did: Anthropic's own.
+      expect((error as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({
+        type: 'error',
+        error: { type: 'api_error' },
+        request_id: expect.stringMatching(/^req_mock/),
+      });
     });
     // Content had gone out: no retry.
     expect(moved).toEqual({ 'anthropic.messages': 1 });

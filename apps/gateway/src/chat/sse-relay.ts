@@ -23,7 +23,7 @@ export interface RelayDialect {
   errorEvent(error: GatewayError, stream: StreamPosition): string;
 }
 
-/** Where a stream stands when it fails: the request's id, and how many events went out before. */
+/** Where a stream stands when it fails: the request id the client was given, and how many events went out before. */
 export interface StreamPosition {
   requestId: string;
   eventsSent: number;
@@ -155,7 +155,9 @@ export class SseRelay {
 
   private endWithError(ctx: RequestContext, res: ServerResponse, dialect: RelayDialect, eventsSent: number, error: GatewayError): void {
     ctx.fail(error.spec.failure, error.status);
-    endStream(res, dialect.errorEvent(error, { requestId: ctx.requestId, eventsSent }));
+    // The id the client was given in `request-id` (Anthropic's own, passed on), else keygate's.
+    const given = res.getHeader('request-id');
+    endStream(res, dialect.errorEvent(error, { requestId: typeof given === 'string' ? given : ctx.requestId, eventsSent }));
   }
 }
 
