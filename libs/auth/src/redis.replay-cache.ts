@@ -1,4 +1,5 @@
 import type { OnApplicationShutdown } from '@nestjs/common';
+import { closeOnRefusedDatabase } from '@keygate/redis';
 import { Redis } from 'ioredis';
 import { ReplayCache, ReplayCacheUnavailableError } from './replay-cache';
 
@@ -22,6 +23,7 @@ export function createReplayRedis(url: string, onError?: (error: Error) => void)
     lazyConnect: false,
   });
   if (onError) redis.on('error', onError);
+  closeOnRefusedDatabase(redis);
   return redis;
 }
 

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { createRequestPathRedis, redisMisconfiguration } from './redis.factory';
+import { closeOnRefusedDatabase, createRequestPathRedis, redisMisconfiguration } from './redis.factory';
 
 // Integration spec: runs against the real Redis, writing nothing.
 const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -8,6 +8,7 @@ const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:637
 async function selectRefusal(db: number): Promise<Error> {
   // A plain client: the request-path one's command timeout would outlive the run by two seconds.
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 0 });
+  redis.on('error', () => undefined); // the refusal is read from the command's rejection
   try {
     const error: unknown = await redis.select(db).then(
       () => undefined,
@@ -21,7 +22,7 @@ async function selectRefusal(db: number): Promise<Error> {
 }
 
 /** The first error the request-path client reports; rejects after 5 s instead of hanging the run. */
-function firstError(url: string): Promise<Error> {
+function firstErrorOf(url: string): Promise<Error> {
   return new Promise<Error>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no Redis error after 5 s')), 5000);
     const redis = createRequestPathRedis(url, (error) => {
@@ -36,13 +37,37 @@ describe('redisMisconfiguration', () => {
   it.each([2147483647, 2147483648])(
     'names API_KEY_SERVER_REDIS_URL when Redis refuses database %s (the boot only checks the index is a whole number)',
     async (db) => {
-      expect(redisMisconfiguration(await selectRefusal(db))).toMatch(
-        /^API_KEY_SERVER_REDIS_URL selects a database this Redis does not have/,
-      );
+      expect(redisMisconfiguration(await selectRefusal(db))).toMatch(/^API_KEY_SERVER_REDIS_URL selects a database this Redis refuses/);
     },
   );
 
   it('takes an unreachable Redis for an outage, not a misconfiguration', async () => {
-    expect(redisMisconfiguration(await firstError('redis://127.0.0.1:1'))).toBeUndefined();
+    expect(redisMisconfiguration(await firstErrorOf('redis://127.0.0.1:1'))).toBeUndefined();
+  });
+});
+
+describe('closeOnRefusedDatabase', () => {
+  it('closes a client on Redis refusing its database, rather than let it work in database 0; an outage it leaves open', async () => {
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 0 });
+    redis.on('error', () => undefined);
+    closeOnRefusedDatabase(redis);
+    try {
+      await redis.ping();
+      // What ioredis emits when the URL's database is refused at connect (the real reply, read here
+      // from a SELECT: at connect, ioredis holds the process for 2 s after it).
+      const ended = new Promise((resolve) => redis.once('end', resolve));
+      redis.emit('error', await selectRefusal(2147483647));
+      await ended;
+      expect(redis.status).toBe('end');
+      const other = new Redis(REDIS_URL, { maxRetriesPerRequest: 0 });
+      other.on('error', () => undefined);
+      closeOnRefusedDatabase(other);
+      await other.ping();
+      other.emit('error', await firstErrorOf('redis://127.0.0.1:1'));
+      expect(other.status).toBe('ready');
+      other.disconnect();
+    } finally {
+      redis.disconnect();
+    }
   });
 });

@@ -30,19 +30,32 @@ export function createRequestPathRedis(url: string, onError: (error: Error) => v
     lazyConnect: false,
   });
   redis.on('error', onError);
+  closeOnRefusedDatabase(redis);
   return redis;
 }
 
 /**
+ * Closes a client whose database Redis refused: ioredis would carry on in database 0, beside
+ * whatever else uses it (another environment's keys), which is worse than the outage keygate
+ * handles (limits counted per replica, HMAC refused). No reconnect cures it; a restart with the
+ * URL fixed does.
+ */
+export function closeOnRefusedDatabase(redis: Redis): void {
+  redis.on('error', (error: Error) => {
+    if (redisMisconfiguration(error)) redis.disconnect();
+  });
+}
+
+/**
  * What an operator must fix when `error` is Redis refusing the database the URL selects (an index
- * past the server's `databases`), or undefined for any other error. No reconnect cures it, and
- * ioredis carries on in database 0, so an outage's "per-replica counters until it returns" would
- * be wrong twice; the boot only checks that the index is a whole number.
+ * past the server's `databases`; any SELECT on a cluster), or undefined for any other error. No
+ * reconnect cures it (see {@link closeOnRefusedDatabase}), so an outage's "until it returns" would
+ * be wrong; the boot only checks that the index is a whole number.
  */
 export function redisMisconfiguration(error: Error): string | undefined {
   const command = (error as { command?: { name?: unknown } }).command;
   return command?.name === 'select'
-    ? "API_KEY_SERVER_REDIS_URL selects a database this Redis does not have (DB index out of range): keygate works in database 0 until the index is fixed (0 to the server's databases setting minus 1)"
+    ? "API_KEY_SERVER_REDIS_URL selects a database this Redis refuses (Redis's reply is the reason): keygate stops using this Redis, so limits count per replica and HMAC requests are refused (503), until the URL is fixed (an index from 0 to the server's databases setting minus 1; none on a cluster) and keygate restarted"
     : undefined;
 }
 
