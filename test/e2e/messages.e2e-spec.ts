@@ -531,6 +531,23 @@ describe('fields and tools a product’s policy refuses (refused_fields, refused
     expect(moved).toEqual({});
     await expectOneAudit(id, { status: 400, failure: 'policy', product: 'guarded' });
   });
+
+  it('refuses chat’s web search, asked for by web_search_options rather than a tool, under refused_tools web_search*', async () => {
+    const { id, headers } = rid('chat-web-search');
+    const { result: error, moved } = await counting(() =>
+      apiError(
+        gw
+          .openai(guarded)
+          .chat.completions.create(
+            { model: OPENAI_MODEL, messages: [{ role: 'user', content: 'news?' }], web_search_options: {} },
+            { headers },
+          ),
+      ),
+    );
+    expect([error.status, error.code, error.param]).toEqual([400, 'policy_violation', 'web_search_options']);
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'policy', product: 'guarded' });
+  });
 });
 
 describe('end_user_id: each request names its caller to the provider', () => {

@@ -105,6 +105,18 @@ describe('refuseDenied', () => {
     expect(violation({ model: 'm', service_tier: null, temperature: 1, tools: [{ type: 'function' }] })).toBeUndefined();
   });
 
+  it('refuses the tools a request asks for by a field: chat’s web_search_options (web_search) and the legacy functions (function)', () => {
+    const searching = { ...policy, refusedTools: ['web_search*'] };
+    const search = violation({ model: 'gpt-4o-search-preview', web_search_options: {} }, searching);
+    expect([search?.code, search?.options.param]).toEqual(['policy_violation', 'web_search_options']);
+    expect(violation({ model: 'm', web_search_options: null }, searching)).toBeUndefined();
+    const functions = { ...policy, refusedTools: ['function'] };
+    expect(violation({ model: 'm', functions: [{ name: 'f', parameters: {} }] }, functions)?.options.param).toBe('functions');
+    expect(violation({ model: 'm', functions: [] }, functions)).toBeUndefined();
+    // Not listed: both pass.
+    expect(violation({ model: 'm', web_search_options: {}, functions: [{ name: 'f' }] })).toBeUndefined();
+  });
+
   it('refuses a tool of a listed type, naming its place; a tool without a type is custom', () => {
     const tools = [
       { type: 'function', function: { name: 'f' } },

@@ -87,7 +87,21 @@ export function refuseDenied(body: PolicedRequest, policy: ParameterPolicy): voi
         });
     });
   }
+  // Tools asked for by a field rather than in `tools`: Chat Completions' web search
+  // (`web_search_options`, billed per search) and the legacy `functions` (function tools).
+  for (const [field, type] of TOOL_FIELDS) {
+    const value = body[field];
+    if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) continue;
+    if (policy.refusedTools.some((pattern) => matchesName(type, pattern)))
+      throw new GatewayError('policy_violation', `${field}: the tool type ${type} is not allowed for this product`, { param: field });
+  }
 }
+
+/** Request fields that ask for a tool of a type, as `tools` would. */
+const TOOL_FIELDS: ReadonlyArray<readonly [field: string, type: string]> = [
+  ['web_search_options', 'web_search'],
+  ['functions', 'function'],
+];
 
 /**
  * Refuses (400 `policy_violation`, `param: "anthropic-beta"`) an `anthropic-beta` feature in the
