@@ -3,10 +3,11 @@ import type { Principal } from '@keygate/auth';
 import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy';
 import { estimatePromptTokens, type ChatCompletionRequest, type ProviderCall } from '@keygate/providers';
-import { DEFAULT_BASE_URLS, type ProviderAccess } from '@keygate/secrets';
+import type { ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { ProductRouter } from '../routing/product.router';
 import { CompletionRunner } from './completion-runner';
+import { isOpenAiOwnHost } from './openai-host';
 import { OPENAI_STREAM } from './sse-relay';
 
 /**
@@ -81,5 +82,5 @@ function choices(body: ChatCompletionRequest): number {
  * `max_completion_tokens`; OpenAI-compatible hosts reliably know only `max_tokens`.
  */
 function capFieldFor(access: ProviderAccess): 'max_tokens' | 'max_completion_tokens' {
-  return access.provider === 'openai' && access.baseUrl === DEFAULT_BASE_URLS.openai ? 'max_completion_tokens' : 'max_tokens';
+  return access.provider === 'openai' && isOpenAiOwnHost(access.baseUrl) ? 'max_completion_tokens' : 'max_tokens';
 }
