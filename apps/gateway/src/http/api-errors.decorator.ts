@@ -1,5 +1,7 @@
 import { applyDecorators } from '@nestjs/common';
 import { ApiExtraModels, ApiProperty, ApiResponse, ApiSchema, getSchemaPath } from '@nestjs/swagger';
+import { ERROR_CODES } from '@keygate/errors';
+import { anthropicErrorType } from '../messages/anthropic-errors';
 
 class ErrorDetailDto {
   @ApiProperty({ example: 'the token has expired' }) message!: string;
@@ -13,17 +15,8 @@ export class ErrorBodyDto {
   @ApiProperty({ type: ErrorDetailDto }) error!: ErrorDetailDto;
 }
 
-/** Anthropic's `error.type` for each status keygate answers (see anthropicErrorType). */
-const ANTHROPIC_ERROR_TYPES = [
-  'invalid_request_error',
-  'authentication_error',
-  'permission_error',
-  'not_found_error',
-  'request_too_large',
-  'rate_limit_error',
-  'api_error',
-  'timeout_error',
-];
+/** Anthropic's `error.type` for each status keygate answers, as anthropicErrorType gives them. */
+const ANTHROPIC_ERROR_TYPES = [...new Set(Object.values(ERROR_CODES).map((spec) => anthropicErrorType(spec.status)))];
 
 class AnthropicErrorDetailDto {
   @ApiProperty({ example: 'the token has expired' }) message!: string;
