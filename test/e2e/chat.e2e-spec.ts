@@ -827,6 +827,24 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', path: '/v1/chat/completions' });
   });
 
+  it('refuses two Authorization headers (one credential per request) with 400, before any upstream call, audited', async () => {
+    const id = uniqueId('two-authorizations');
+    const body = JSON.stringify({ model: 'gpt-4o', messages: user(prompt('two credentials')) });
+    const { result: answer, calls } = await countingUpstream(() =>
+      rawRequest(
+        gw,
+        id,
+        `POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer ${demoToken}\r\nauthorization: Bearer not-the-same\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}`,
+        body,
+      ),
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toContain('"param":"authorization"');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+  });
+
   it('refuses a body with a transfer coding other than chunked (gzip, chunked) with 400 naming it, before any upstream call', async () => {
     const id = uniqueId('te-gzip');
     const { result: answer, calls } = await countingUpstream(() =>

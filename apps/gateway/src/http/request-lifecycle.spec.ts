@@ -1,4 +1,4 @@
-import { CLIENT_CLOSED_REQUEST, failureForStatus, requestPath } from './request-lifecycle';
+import { CLIENT_CLOSED_REQUEST, failureForStatus, repeatedHeader, requestPath } from './request-lifecycle';
 
 describe('requestPath', () => {
   it.each([
@@ -32,5 +32,13 @@ describe('failureForStatus', () => {
     [503, 'internal'],
   ])('%i -> %s', (status, failure) => {
     expect(failureForStatus(status)).toBe(failure);
+  });
+});
+
+describe('repeatedHeader', () => {
+  it('finds a header sent twice, whatever its case, and only then', () => {
+    expect(repeatedHeader(['Authorization', 'Bearer a', 'Host', 'x', 'authorization', 'Bearer b'], 'authorization')).toBe(true);
+    expect(repeatedHeader(['Authorization', 'Bearer a', 'Host', 'x'], 'authorization')).toBe(false);
+    expect(repeatedHeader(['X-Authorization', 'a', 'Authorization', 'b', 'x', 'authorization'], 'authorization')).toBe(false);
   });
 });

@@ -110,6 +110,10 @@ export class RequestLifecycle {
       // RFC 9112 §3.2: a request target has no fragment (clients strip it); Node's parser lets one through.
       if (request.raw.url?.includes('#'))
         return refuse(ctx, reply, new GatewayError('invalid_request', 'the request target may not carry a fragment (#…)'));
+      // RFC 9110 §11.6.2: one credential. Node keeps the first of two; a proxy in front that reads
+      // the last would have let another caller through.
+      if (request.headers.authorization !== undefined && repeatedHeader(request.raw.rawHeaders, 'authorization'))
+        return refuse(ctx, reply, new GatewayError('invalid_request', 'send one Authorization header', { param: 'authorization' }));
       if (isAnthropicRequest(ctx)) adoptAnthropicKey(request);
       done();
     });
@@ -288,6 +292,16 @@ export function failureForStatus(status: number): FailureClass {
     default:
       return status >= 500 ? 'internal' : 'bad_request';
   }
+}
+
+/** Whether a header (its lowercase name) comes more than once among a request's raw headers. */
+export function repeatedHeader(rawHeaders: readonly string[], name: string): boolean {
+  let seen = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const header = rawHeaders[i];
+    if (header.length === name.length && header.toLowerCase() === name && ++seen > 1) return true;
+  }
+  return false;
 }
 
 /** Answers a request the lifecycle itself refuses, recording the failure for the audit line. */
