@@ -747,6 +747,23 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
   });
 
+  it('audits a streamed request refused by validation as streamed (its body says so), a plain one as not', async () => {
+    for (const stream of [true, false]) {
+      const id = uniqueId(`bad-stream-${stream}`);
+      const { result, calls } = await countingUpstream(() =>
+        post(gw, '/v1/chat/completions', id, {
+          model: 'gpt-4o',
+          messages: user(prompt('bad usage flag')),
+          stream,
+          stream_options: { include_usage: 'yes' },
+        }),
+      );
+      expect(result.res.status).toBe(400);
+      expect(calls).toBe(0);
+      await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', stream });
+    }
+  });
+
   it('answers 404 model_not_found for a model the product does not have', async () => {
     const { id, headers } = rid('unknown-model');
     const { result: error, calls } = await countingUpstream(() =>

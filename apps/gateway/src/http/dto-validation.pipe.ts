@@ -32,6 +32,7 @@ export class DtoValidationPipe implements PipeTransform {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new GatewayError('invalid_request', 'the request body must be a JSON object');
     }
+    if (Buffer.isBuffer(raw) && (value as { stream?: unknown }).stream === true) STREAMED_BODIES.add(raw);
     const strict = Reflect.getMetadata(STRICT_BODY, type) === true;
     const errors = validateSync(plainToInstance(type, value) as object, {
       validationError: { target: false, value: false },
@@ -43,6 +44,17 @@ export class DtoValidationPipe implements PipeTransform {
     }
     return value;
   }
+}
+
+/**
+ * The request bodies (kept as bytes, see bootstrap) that asked for a stream: a request refused by
+ * validation never reaches the service that records it, and is audited as streamed all the same.
+ */
+const STREAMED_BODIES = new WeakSet<Buffer>();
+
+/** Whether a request's body, once parsed, asked for a stream (`"stream": true`). */
+export function askedForStream(body: unknown): boolean {
+  return Buffer.isBuffer(body) && STREAMED_BODIES.has(body);
 }
 
 /** How deeply a body's arrays and objects may nest (the deepest real tool schemas stay far below). */

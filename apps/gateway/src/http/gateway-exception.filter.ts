@@ -8,6 +8,7 @@ import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 import { ThrottlerException } from '@nestjs/throttler';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { errorBodyFor } from '../messages/anthropic-errors';
+import { askedForStream } from './dto-validation.pipe';
 import { answerAfterBody } from './refused-body';
 import { CLIENT_CLOSED_REQUEST } from './request-lifecycle';
 import { resourceMetadataUrl } from './resource-url';
@@ -28,6 +29,8 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     const request = http.getRequest<FastifyRequest>();
     const reply = http.getResponse<FastifyReply>();
     const ctx = contextOf(request.raw);
+    // Refused once its body was read (validation and after): audited as the stream it asked for.
+    if (ctx && askedForStream(request.body)) ctx.stream = true;
 
     if (exception instanceof ClientAbortedError && !ctx?.shuttingDown) {
       ctx?.fail('client_abort', CLIENT_CLOSED_REQUEST);
