@@ -346,6 +346,17 @@ describe('loadGatewayConfig', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_POLICY_FILE: file }).policy.forProduct('demo').policy.maxTokens).toBe(64);
   });
 
+  it('names the bad variables and the policy file’s problems in one error (one boot shows every fix to make)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
+    const file = join(dir, 'policy.yaml');
+    writeFileSync(file, 'products:\n  demo:\n    policy: {max_tokenz: 64}\n');
+    const message = failure({ ...base, PORT: 'abc', API_KEY_SERVER_POLICY_FILE: file });
+    expect(message).toMatch(/^Invalid environment variables:\n {2}- PORT/);
+    expect(message).toContain('max_tokenz');
+    // A good environment still reports the policy file alone, as before.
+    expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: file })).not.toContain('Invalid environment variables');
+  });
+
   it('names an unreadable policy file', () => {
     expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: '/nonexistent/policy.yaml' })).toMatch(
       /API_KEY_SERVER_POLICY_FILE: cannot read .* \(ENOENT\)/,

@@ -3,6 +3,7 @@ import { ConfigError } from './config.error';
 import { EnvironmentSchema, urlListProblem, urlProblem, type UrlProblem } from './env.schema';
 import type { GatewayConfig, LogLevel } from './gateway-config';
 import { loadPolicyFile } from './policy.loader';
+import type { PolicyBook } from './policy.types';
 import { validatePlain } from './validation.util';
 
 const GOOGLE_IAP_JWKS_URL = 'https://www.gstatic.com/iap/verify/public_key-jwk';
@@ -111,8 +112,19 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   const authorizationServers = e.API_KEY_SERVER_AUTHORIZATION_SERVERS
     ? list(e.API_KEY_SERVER_AUTHORIZATION_SERVERS)
     : issuers.filter((i) => /^https:\/\//.test(i));
-  if (problems.length) throw new ConfigError(`Invalid environment variables:\n  - ${[...new Set(problems)].join('\n  - ')}`);
-  const policy = loadPolicyFile(e.API_KEY_SERVER_POLICY_FILE);
+  // The policy file is read even when a variable is wrong, so one boot names every problem of both.
+  let policy: PolicyBook | undefined;
+  let policyProblem: string | undefined;
+  try {
+    policy = loadPolicyFile(e.API_KEY_SERVER_POLICY_FILE);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    policyProblem = error.message;
+  }
+  if (problems.length || policy === undefined) {
+    const env = problems.length ? `Invalid environment variables:\n  - ${[...new Set(problems)].join('\n  - ')}` : undefined;
+    throw new ConfigError([env, policyProblem].filter((part) => part !== undefined).join('\n'));
+  }
   // A stream is one upstream request: the total timeout would cut it first, as an upstream failure.
   if (policy.longestStreamSeconds * 1000 > upstream.totalMs)
     throw new ConfigError(
