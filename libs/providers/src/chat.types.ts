@@ -52,6 +52,8 @@ export interface StreamEvent {
   runningUsage?: Usage;
   /** Completion text in this event, kept to estimate usage if the stream ends early. */
   text?: string;
+  /** The event's own `sequence_number` (a Responses stream's), which keygate's error event follows. */
+  sequence?: number;
 }
 
 /** A streamed completion whose upstream has answered with a success status. */

@@ -11,11 +11,13 @@ describe('ResponsesNativeStream', () => {
   it('passes every event on with its name and data, unknown ones included', () => {
     const stream = new ResponsesNativeStream();
     const created = event('response.created', { response: { id: 'resp_1', status: 'in_progress' } });
-    expect(stream.push(created)).toEqual(created);
-    const future = event('response.something_new', { x: 1 });
-    expect(stream.push(future)).toEqual(future);
+    // Its sequence_number read beside it (keygate's own error event follows it).
+    expect(stream.push(created)).toEqual({ ...created, sequence: 1 });
+    const future = event('response.something_new', { x: 1, sequence_number: 7 });
+    expect(stream.push(future)).toEqual({ ...future, sequence: 7 });
     // A host that leaves `event:` out: the data's type names it.
-    expect(stream.push({ data: created.data })).toEqual({ event: 'response.created', data: created.data });
+    expect(stream.push({ data: created.data })).toEqual({ event: 'response.created', data: created.data, sequence: 1 });
+    expect(stream.push({ event: 'x', data: '{"type":"x"}' })).toEqual({ event: 'x', data: '{"type":"x"}' });
     expect(stream.stopped).toBe(false);
   });
 

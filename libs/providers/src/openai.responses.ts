@@ -93,6 +93,7 @@ export class ResponsesNativeStream {
     const type = typeof event.type === 'string' ? event.type : undefined;
     const name = message.event ?? type;
     const out: StreamEvent = name === undefined ? { data } : { event: name, data };
+    if (typeof event.sequence_number === 'number') out.sequence = event.sequence_number;
     if (type === 'error' || name === 'error')
       throw openAiStreamFailure(
         PROVIDER,

@@ -23,10 +23,13 @@ export interface RelayDialect {
   errorEvent(error: GatewayError, stream: StreamPosition): string;
 }
 
-/** Where a stream stands when it fails: the request id the client was given, and how many events went out before. */
+/** Where a stream stands when it fails: the request id the client was given, and what went out before. */
 export interface StreamPosition {
   requestId: string;
+  /** How many events went out. */
   eventsSent: number;
+  /** The `sequence_number` the next event takes: one after the last one sent, else {@link eventsSent}. */
+  nextSequence: number;
 }
 
 /** OpenAI's chat-completion stream: `data:` chunks, `data: [DONE]`, an error object as a chunk (the SDKs raise it as an APIError). */
@@ -90,6 +93,7 @@ export class SseRelay {
     // cutting a silent stream. Checked once per period, so an event costs one assignment.
     let wrote = true;
     let eventsSent = 0;
+    let lastSequence: number | undefined;
     const keepAlive =
       this.keepAliveMs > 0
         ? setInterval(() => {
@@ -106,6 +110,7 @@ export class SseRelay {
         if (event.data === null) continue;
         wrote = true;
         eventsSent++;
+        if (event.sequence !== undefined) lastSequence = event.sequence;
         const frame = event.event === undefined ? `data: ${event.data}\n\n` : `event: ${event.event}\ndata: ${event.data}\n\n`;
         if (!res.write(frame)) await once(res, 'drain', { signal: ctx.abort.signal });
       }
@@ -116,7 +121,7 @@ export class SseRelay {
           ctx,
           res,
           dialect,
-          eventsSent,
+          { eventsSent, nextSequence: lastSequence === undefined ? eventsSent : lastSequence + 1 },
           new GatewayError('service_unavailable', 'keygate is shutting down; the stream was cut at the end of the drain period'),
         );
       } else if (overLimit) {
@@ -124,7 +129,7 @@ export class SseRelay {
           ctx,
           res,
           dialect,
-          eventsSent,
+          { eventsSent, nextSequence: lastSequence === undefined ? eventsSent : lastSequence + 1 },
           new GatewayError('stream_timeout', `the stream exceeded this product's limit of ${maxStreamSeconds} seconds`),
         );
       } else if (error instanceof ClientAbortedError || ctx.abort.signal.aborted) {
@@ -134,7 +139,7 @@ export class SseRelay {
           ctx,
           res,
           dialect,
-          eventsSent,
+          { eventsSent, nextSequence: lastSequence === undefined ? eventsSent : lastSequence + 1 },
           error instanceof UpstreamError
             ? error.toGatewayError()
             : error instanceof GatewayError
@@ -153,11 +158,17 @@ export class SseRelay {
     }
   }
 
-  private endWithError(ctx: RequestContext, res: ServerResponse, dialect: RelayDialect, eventsSent: number, error: GatewayError): void {
+  private endWithError(
+    ctx: RequestContext,
+    res: ServerResponse,
+    dialect: RelayDialect,
+    sent: Pick<StreamPosition, 'eventsSent' | 'nextSequence'>,
+    error: GatewayError,
+  ): void {
     ctx.fail(error.spec.failure, error.status);
     // The id the client was given in `request-id` (Anthropic's own, passed on), else keygate's.
     const given = res.getHeader('request-id');
-    endStream(res, dialect.errorEvent(error, { requestId: typeof given === 'string' ? given : ctx.requestId, eventsSent }));
+    endStream(res, dialect.errorEvent(error, { requestId: typeof given === 'string' ? given : ctx.requestId, ...sent }));
   }
 }
 

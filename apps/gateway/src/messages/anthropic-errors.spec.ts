@@ -46,7 +46,11 @@ describe('Anthropic error envelope', () => {
   });
 
   it('writes a stream failure as Anthropic’s error event with the request id', () => {
-    const frame = ANTHROPIC_STREAM.errorEvent(new GatewayError('upstream_error', 'cut'), { requestId: 'req-9', eventsSent: 3 });
+    const frame = ANTHROPIC_STREAM.errorEvent(new GatewayError('upstream_error', 'cut'), {
+      requestId: 'req-9',
+      eventsSent: 3,
+      nextSequence: 3,
+    });
     expect(frame.startsWith('event: error\ndata: ')).toBe(true);
     expect(frame.endsWith('\n\n')).toBe(true);
     expect(JSON.parse(frame.slice('event: error\ndata: '.length))).toEqual({

@@ -10,14 +10,15 @@ describe('RESPONSES_STREAM', () => {
     const text = RESPONSES_STREAM.errorEvent(new GatewayError('upstream_error', 'upstream openai failed mid-stream'), {
       requestId: 'req-1',
       eventsSent: 7,
+      // The upstream's numbering (it need not start at 0 or count by one): the next after its last.
+      nextSequence: 12,
     });
     expect(text.startsWith('event: error\ndata: ')).toBe(true);
     expect(text.endsWith('\n\n')).toBe(true);
     const data = JSON.parse(text.slice('event: error\ndata: '.length)) as Record<string, unknown>;
     expect(data).toEqual({
       type: 'error',
-      // Next after the 7 events sent (numbered 0 to 6).
-      sequence_number: 7,
+      sequence_number: 12,
       code: 'upstream_error',
       message: 'upstream openai failed mid-stream',
       param: null,

@@ -8,12 +8,12 @@ import type { RelayDialect } from '../chat/sse-relay';
  */
 export const RESPONSES_STREAM: RelayDialect = {
   done: '',
-  // Numbered after the events before it, as every event of the stream is (from 0, one by one).
-  errorEvent: (error, { eventsSent }) => {
+  // Numbered next after the events before it, as every event of the stream is.
+  errorEvent: (error, { nextSequence }) => {
     const body = error.toBody();
     const event = {
       type: 'error',
-      sequence_number: eventsSent,
+      sequence_number: nextSequence,
       code: body.error.code,
       message: body.error.message,
       param: body.error.param,
