@@ -215,6 +215,8 @@ describe('buildPolicyBook', () => {
     [{ products: { a: { auto_block: [] } } }, 'products.a.auto_block'],
     [{ products: { a: { limits: { requests_per_second: null } } } }, 'products.a.limits.requests_per_second'],
     [{ products: { a: { limits: null } } }, 'products.a.limits'],
+    [{ defaults: null }, 'defaults: empty'],
+    [{ products: null }, 'products: empty'],
     [{ defaults: { policy: { max_request_bytes: 1e300 } } }, 'defaults.policy.max_request_bytes'],
     [{ defaults: { auto_block: { block_seconds: 1e13 } } }, 'defaults.auto_block.block_seconds'],
   ])('rejects %j naming %s', (doc, path) => {

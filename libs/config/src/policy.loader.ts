@@ -56,6 +56,10 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
   for (const key of Object.keys(doc)) {
     if (key !== 'defaults' && key !== 'products') problems.push(`${key}: unknown top-level field (expected "defaults" or "products")`);
   }
+  // `defaults:` or `products:` left empty (YAML null), like any field left empty, reads as a block
+  // that was meant to say something: refused rather than taken for an empty one.
+  for (const key of ['defaults', 'products'] as const)
+    if (key in doc && doc[key] === null) problems.push(`${key}: empty (write {} or leave it out)`);
   const defaultsDoc = doc.defaults ?? {};
   const defaults = validateProduct(defaultsDoc, 'defaults', problems);
   const productsDoc = doc.products ?? {};
