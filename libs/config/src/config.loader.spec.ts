@@ -357,6 +357,20 @@ describe('loadGatewayConfig', () => {
     expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: file })).not.toContain('Invalid environment variables');
   });
 
+  it('refuses a key written twice in the policy file, 123 and "123" included (one product name once read)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
+    for (const [name, text] of [
+      ['same.yaml', 'products:\n  demo: {}\n  demo: {limits: {requests_per_second: 1}}\n'],
+      ['typed.yaml', 'products:\n  123: {}\n  "123": {limits: {requests_per_second: 1}}\n'],
+    ]) {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: file })).toMatch(
+        /API_KEY_SERVER_POLICY_FILE: .* is not valid YAML or JSON: Map keys must be unique/,
+      );
+    }
+  });
+
   it('names an unreadable policy file', () => {
     expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: '/nonexistent/policy.yaml' })).toMatch(
       /API_KEY_SERVER_POLICY_FILE: cannot read .* \(ENOENT\)/,

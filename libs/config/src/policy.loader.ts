@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { isScalar, parse as parseYaml, type ParsedNode } from 'yaml';
 import { ConfigError } from './config.error';
 import { ProductPolicySchema } from './policy.schema';
 import type { Limits, ParameterPolicy, PolicyBook, ProductPolicy } from './policy.types';
@@ -42,11 +42,20 @@ export function loadPolicyFile(path: string | undefined): PolicyBook {
   let doc: unknown;
   try {
     // YAML 1.2 is a superset of JSON, so one parser reads both formats.
-    doc = parseYaml(text);
+    doc = parseYaml(text, { uniqueKeys: sameKey });
   } catch (error) {
     throw new ConfigError(`API_KEY_SERVER_POLICY_FILE: ${path} is not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
   }
   return buildPolicyBook(doc ?? {}, `API_KEY_SERVER_POLICY_FILE (${path})`);
+}
+
+/**
+ * Whether two mapping keys name the same field once read: `123` and `"123"` are one product name
+ * (an object's keys are strings), so the second would silently replace the first.
+ */
+function sameKey(a: ParsedNode, b: ParsedNode): boolean {
+  if (isScalar(a) && isScalar(b)) return String(a.value) === String(b.value);
+  return a === b;
 }
 
 /** Validates a parsed policy document and merges `defaults` under each product, field by field. */
