@@ -747,6 +747,38 @@ describe('Gemini specifics', () => {
     expect(declaration).toEqual({ name: 'draw_tree', parametersJsonSchema: tree });
     await expectOneAudit(tool.id, { status: 200, failure: null, provider: 'gemini' });
 
+    // Pydantic's model_json_schema() of a recursive model: a root $ref beside its $defs.
+    const pydantic = {
+      $defs: {
+        Node: {
+          title: 'Node',
+          type: 'object',
+          properties: {
+            value: { title: 'Value', type: 'integer' },
+            children: { title: 'Children', type: 'array', items: { $ref: '#/$defs/Node' }, default: [] },
+          },
+          required: ['value'],
+        },
+      },
+      $ref: '#/$defs/Node',
+    };
+    const rooted = rid('gemini-pydantic-root');
+    const { result: called, delta: rootDelta } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create(
+          {
+            model: GEMINI_MODEL,
+            messages: user('walk it [mock tool=walk]'),
+            tools: [{ type: 'function', function: { name: 'walk', parameters: pydantic } }],
+          },
+          { headers: rooted.headers },
+        ),
+    );
+    expect(called.choices[0].message.tool_calls?.[0]).toMatchObject({ function: { name: 'walk' } });
+    expect(moved(rootDelta)).toEqual({ 'gemini.generateContent': 1 });
+    await expectOneAudit(rooted.id, { status: 200, failure: null, provider: 'gemini' });
+
     const output = rid('gemini-recursive-output');
     const structured = await counting(() =>
       gw.openai(token).chat.completions.create(

@@ -140,11 +140,18 @@ function jsonSchemaProblems(json: unknown, alsoOpenApi: boolean, at: string, wha
     const others = Object.keys(node).filter((key) => !key.startsWith('$'));
     if (others.length > 0) problems.push(`* GenerateContentRequest.${at}.${field}: a $ref may not be set beside ${others.join(', ')}`);
   }
+  const anchors = new Set(anchorNames(json));
   for (const ref of localRefs(json)) {
+    // `#name` names a node by its $anchor; `#/a/b` is a JSON pointer from the root.
+    if (ref !== '#' && !ref.startsWith('#/')) {
+      if (!anchors.has(ref.slice(1))) problems.push(`* GenerateContentRequest.${at}.${field}: $ref ${ref} does not resolve`);
+      continue;
+    }
     let target: unknown = json;
     for (const raw of ref === '#' ? [] : ref.slice(2).split('/'))
       target = isRecord(target) ? target[raw.replace(/~1/g, '/').replace(/~0/g, '~')] : undefined;
-    if (!isRecord(target)) problems.push(`* GenerateContentRequest.${at}.${field}: $ref ${ref} does not resolve`);
+    if (!isRecord(target) && typeof target !== 'boolean')
+      problems.push(`* GenerateContentRequest.${at}.${field}: $ref ${ref} does not resolve`);
   }
   return problems;
 }
@@ -156,6 +163,17 @@ function refNodes(node: unknown, out: JsonRecord[] = []): JsonRecord[] {
     if (typeof node.$ref === 'string') out.push(node);
     for (const value of Object.values(node)) refNodes(value, out);
   }
+  return out;
+}
+
+/** Every `$anchor` a JSON Schema names. */
+function anchorNames(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) for (const child of node) anchorNames(child, out);
+  else if (isRecord(node))
+    for (const [key, value] of Object.entries(node)) {
+      if (key === '$anchor' && typeof value === 'string') out.push(value);
+      else anchorNames(value, out);
+    }
   return out;
 }
 

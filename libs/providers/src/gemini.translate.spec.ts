@@ -580,11 +580,18 @@ describe('Gemini translation', () => {
         response_format: { type: 'json_schema', json_schema: { name: 'list', schema: list } },
       }),
     );
+    // Draft 7's definitions go as $defs, the name Gemini documents, their references with them.
+    const sent = {
+      type: 'object',
+      $defs: { Item: { type: 'object', properties: { value: { type: 'integer' }, next: { $ref: '#/$defs/Item' } } } },
+      properties: { head: { $ref: '#/$defs/Item' } },
+    };
     expect(out.tools?.[0].functionDeclarations).toEqual([
-      { name: 'walk', parametersJsonSchema: list },
+      { name: 'walk', parametersJsonSchema: sent },
       { name: 'weather', parameters: { type: 'OBJECT', properties: { city: { type: 'STRING' } } } },
     ]);
-    expect(out.generationConfig).toEqual({ responseMimeType: 'application/json', responseJsonSchema: list });
+    expect(out.generationConfig).toEqual({ responseMimeType: 'application/json', responseJsonSchema: sent });
+    expect(list.properties.head).toEqual({ $ref: '#/definitions/Item' });
     // A schema that only refers to a definition more than once is still inlined.
     const twice = { type: 'object', $defs: { P: { type: 'string' } }, properties: { a: { $ref: '#/$defs/P' }, b: { $ref: '#/$defs/P' } } };
     expect(
@@ -649,6 +656,60 @@ describe('Gemini translation', () => {
         options: { param: 'tools[0].function.parameters' },
       });
     }
+    // So is an allOf of several schemas (neither form takes one), whichever node is met first.
+    const both = { allOf: [{ type: 'string' }, { minLength: 1 }] };
+    for (const properties of [
+      { a: {}, b: both },
+      { b: both, a: {} },
+    ])
+      expect(thrown(() => declarations({ type: 'object', properties }))).toMatchObject({ code: 'unsupported_parameter' });
+    // Pydantic's recursive model as it comes: a root $ref beside its $defs, and nothing else.
+    const node = {
+      $defs: { Node: { type: 'object', properties: { kids: { type: 'array', items: { $ref: '#/$defs/Node' } } } } },
+      $ref: '#/$defs/Node',
+    };
+    expect(declarations(node)).toEqual([
+      { name: 'f', parametersJsonSchema: { type: 'object', $defs: node.$defs, anyOf: [{ $ref: '#/$defs/Node' }] } },
+    ]);
+    // An anchor is a local reference; a reference to `true` is any value: both go as JSON Schema.
+    const anchored = {
+      type: 'object',
+      $defs: { N: { $anchor: 'node', type: 'object', properties: { x: { type: 'string' } } } },
+      properties: { n: { $ref: '#node' } },
+    };
+    expect(declarations(anchored)).toEqual([{ name: 'f', parametersJsonSchema: anchored }]);
+    const toTrue = { type: 'object', $defs: { B: true }, properties: { b: { $ref: '#/$defs/B' } } };
+    expect(declarations(toTrue)).toEqual([{ name: 'f', parametersJsonSchema: toTrue }]);
+    // Values are data: a default that looks like a reference is neither checked nor rewritten.
+    const dataRef = { type: 'object', properties: { a: {}, link: { type: 'object', default: { $ref: 'https://x.example/y', note: 1 } } } };
+    expect(declarations(dataRef)).toEqual([{ name: 'f', parametersJsonSchema: dataRef }]);
+    // A $ref beside an anyOf of its own cannot be put in Gemini's form: refused, not dropped.
+    const refAndAnyOf = {
+      type: 'object',
+      $defs: { A: { type: 'object' } },
+      properties: { a: {}, b: { $ref: '#/$defs/A', anyOf: [{ required: ['p'] }] } },
+    };
+    expect(thrown(() => declarations(refAndAnyOf))).toMatchObject({ code: 'unsupported_parameter' });
+    // Draft 7's tuple items go as prefixItems.
+    expect(
+      declarations({ type: 'object', properties: { pair: { type: 'array', items: [{ type: 'string' }, { type: 'number' }] } } }),
+    ).toEqual([
+      {
+        name: 'f',
+        parametersJsonSchema: {
+          type: 'object',
+          properties: { pair: { type: 'array', prefixItems: [{ type: 'string' }, { type: 'number' }] } },
+        },
+      },
+    ]);
+    // Parameters that are an anyOf of objects say they are an object, which only the JSON Schema form can say beside it.
+    const either = {
+      anyOf: [
+        { type: 'object', properties: { a: { type: 'string' } } },
+        { type: 'object', properties: { b: { type: 'string' } } },
+      ],
+    };
+    expect(declarations(either)).toEqual([{ name: 'f', parametersJsonSchema: { type: 'object', ...either } }]);
     // Parameters without a type are an object's: {} declares a function without arguments.
     expect(declarations({})).toEqual([{ name: 'f' }]);
     expect(declarations({ properties: { a: { type: 'string' } } })).toEqual([

@@ -335,10 +335,12 @@ function functionDeclarations(tools: unknown): GeminiFunctionDeclaration[] | und
     if (isRecord(fn.parameters)) {
       // Parameters without a type are an object's, as OpenAI reads them (`{}`: no arguments).
       const typed = fn.parameters.type === undefined && !isComposite(fn.parameters) ? { type: 'object', ...fn.parameters } : fn.parameters;
-      const parameters = geminiSchemaOf(typed, `tools[${k}].function.parameters`);
-      // A root said by a `$ref` (Pydantic's) is an object's too: Gemini wants the parameters to say so.
-      if ('json' in parameters)
-        decl.parametersJsonSchema = parameters.json.type === undefined ? { type: 'object', ...parameters.json } : parameters.json;
+      const param = `tools[${k}].function.parameters`;
+      // A root said by its parts (Pydantic's root `$ref`, an `anyOf` of objects) is an object's too,
+      // which Gemini wants the parameters to say: its Schema cannot say both, its JSON Schema can.
+      let parameters = geminiSchemaOf(typed, param, { rootType: 'object' });
+      if ('schema' in parameters && parameters.schema.type === undefined) parameters = { json: geminiJsonSchema(typed, param, 'object') };
+      if ('json' in parameters) decl.parametersJsonSchema = parameters.json;
       // Gemini rejects an OBJECT without properties; a function without arguments simply has no parameters.
       else if (
         parameters.schema.type !== 'OBJECT' ||
@@ -491,32 +493,72 @@ class NeedsJsonSchema extends Error {}
  * {@link NeedsJsonSchema}) goes as the JSON Schema it is, `$defs` and all, in the field that takes
  * JSON Schema (`parametersJsonSchema`, `responseJsonSchema`), where Gemini resolves `$ref`s itself.
  */
-export function geminiSchemaOf(schema: Json, param: string): { schema: GeminiSchema } | { json: Json } {
+export function geminiSchemaOf(
+  schema: Json,
+  param: string,
+  options: { rootType?: 'object' } = {},
+): { schema: GeminiSchema } | { json: Json } {
   try {
     return { schema: toGeminiSchema(schema, param) };
   } catch (error) {
-    if (error instanceof NeedsJsonSchema) return { json: geminiJsonSchema(schema, param) as Json };
+    if (error instanceof NeedsJsonSchema) return { json: geminiJsonSchema(schema, param, options.rootType) };
     throw error;
   }
 }
 
 /**
- * A JSON Schema as Gemini's JSON Schema fields take it: a node with a `$ref` may carry nothing else
- * but `$` keywords there, so its other keywords (a description, say) go beside the reference, which
- * moves alone into a one-schema `anyOf` (its `$defs` stay where the references resolve from).
- * Gemini cannot fetch a schema: a `$ref` that is not local is refused, wherever it is. The
- * client's schema is not changed.
+ * A JSON Schema as Gemini's JSON Schema fields take it (the client's schema is not changed):
+ * - the root says `rootType` when it says no type (a function's parameters describe an object);
+ * - a node with a `$ref` may carry nothing else but `$` keywords there, so its other keywords (a
+ *   description, say) go beside the reference, which moves alone into a one-schema `anyOf` (its
+ *   `$defs` stay where the references resolve from); beside an `anyOf` of its own it cannot go, and
+ *   is refused;
+ * - draft 7's `definitions` at the root become `$defs` (the name Gemini documents), its references with
+ *   them, and draft 7's tuple `items` become `prefixItems`;
+ * - what neither form can say is refused, wherever it is: a `$ref` Gemini would have to fetch, an
+ *   `allOf` of several schemas (Gemini takes none).
+ * Values (`default`, `const`, `enum`, `examples`) are data, passed as they are.
  */
-function geminiJsonSchema(node: unknown, param: string): unknown {
-  if (Array.isArray(node)) return node.map((child) => geminiJsonSchema(child, param));
+export function geminiJsonSchema(schema: Json, param: string, rootType?: 'object'): Json {
+  const defs = isRecord(schema.definitions) && schema.$defs === undefined;
+  const out = jsonNode(schema, param, defs) as Json;
+  if (defs) {
+    const { definitions, ...rest } = out;
+    return withRootType({ ...rest, $defs: definitions }, rootType);
+  }
+  return withRootType(out, rootType);
+}
+
+function withRootType(schema: Json, rootType: 'object' | undefined): Json {
+  if (rootType === undefined || schema.type !== undefined) return schema;
+  // Typed beside a root `$ref`, the reference must move into its anyOf as any other sibling makes it.
+  if (typeof schema.$ref !== 'string') return { type: rootType, ...schema };
+  // (A root `$ref` beside an `anyOf` was refused already.)
+  const { $ref, ...rest } = schema;
+  return { type: rootType, ...rest, anyOf: [{ $ref }] };
+}
+
+/** Keywords whose values are data, not schemas. */
+const DATA_KEYWORDS = new Set(['default', 'const', 'enum', 'examples', 'example']);
+
+function jsonNode(node: unknown, param: string, renameDefs: boolean): unknown {
+  if (Array.isArray(node)) return node.map((child) => jsonNode(child, param, renameDefs));
   if (!isRecord(node)) return node;
   const out: Json = {};
-  for (const key of Object.keys(node)) out[key] = geminiJsonSchema(node[key], param);
-  const ref = out.$ref;
-  if (typeof ref !== 'string') return out;
-  if (ref !== '#' && !ref.startsWith('#/')) throw unsupported(param, `only local $refs can be resolved (got ${ref})`);
+  for (const key of Object.keys(node)) out[key] = DATA_KEYWORDS.has(key) ? node[key] : jsonNode(node[key], param, renameDefs);
+  if (Array.isArray(out.allOf) && out.allOf.length > 1)
+    throw unsupported(param, 'allOf with more than one schema cannot be expressed in Gemini schemas');
+  if (Array.isArray(out.items) && out.prefixItems === undefined) {
+    out.prefixItems = out.items;
+    delete out.items;
+  }
+  if (typeof out.$ref !== 'string') return out;
+  const ref = renameDefs && out.$ref.startsWith('#/definitions/') ? `#/$defs/${out.$ref.slice('#/definitions/'.length)}` : out.$ref;
+  if (!ref.startsWith('#')) throw unsupported(param, `only local $refs can be resolved (got ${ref})`);
+  out.$ref = ref;
   if (Object.keys(out).every((key) => key.startsWith('$'))) return out;
   const { $ref: _ref, ...rest } = out;
+  if (rest.anyOf !== undefined) throw unsupported(param, `a $ref beside an anyOf (${ref}) cannot be expressed in Gemini schemas`);
   return { anyOf: [{ $ref: ref }], ...rest };
 }
 
@@ -630,13 +672,17 @@ function schemaType(type: unknown, ctx: SchemaContext): NonNullable<GeminiSchema
 }
 
 function convertRef(node: Json, ref: string, ctx: SchemaContext): GeminiSchema {
-  if (ref !== '#' && !ref.startsWith('#/')) throw unsupported(ctx.param, `only local $refs can be inlined (got ${ref})`);
+  if (!ref.startsWith('#')) throw unsupported(ctx.param, `only local $refs can be resolved (got ${ref})`);
+  // An anchor (`#node`): Gemini's JSON Schema resolves it.
+  if (ref !== '#' && !ref.startsWith('#/')) throw new NeedsJsonSchema(ref);
   if (ctx.expanding.has(ref)) throw new NeedsJsonSchema(ref);
   let target: unknown = ctx.root;
   for (const raw of ref === '#' ? [] : ref.slice(2).split('/')) {
     const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
     target = isRecord(target) ? target[key] : undefined;
   }
+  // A boolean schema (`true`: any value) has no type to say.
+  if (typeof target === 'boolean') throw new NeedsJsonSchema(ref);
   if (!isRecord(target)) throw invalid(ctx.param, `${ctx.param}: $ref ${ref} does not resolve`);
   ctx.expanding.add(ref);
   const { $ref: _ref, ...siblings } = node;
