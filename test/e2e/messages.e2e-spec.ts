@@ -95,6 +95,29 @@ describe('POST /v1/messages with the Anthropic SDK', () => {
     });
   });
 
+  it('takes the same token in Authorization and x-api-key, and refuses two different ones (400, no upstream call)', async () => {
+    const body = JSON.stringify({ model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'user', content: 'two keys' }] });
+    const send = (id: string, key: string): Promise<Response> =>
+      gw.fetch('/v1/messages', {
+        method: 'POST',
+        headers: { 'x-request-id': id, authorization: `Bearer ${token}`, 'x-api-key': key, 'content-type': 'application/json' },
+        body,
+      });
+    const same = rid('msg-same-keys');
+    const agreed = await counting(() => send(same.id, token));
+    expect(agreed.result.status).toBe(200);
+    await agreed.result.arrayBuffer();
+    expect(agreed.moved).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(same.id, { status: 200, user: 'claude-user' });
+
+    const differ = rid('msg-two-keys');
+    const refused = await counting(() => send(differ.id, mintToken({ product: 'prov', sub: 'someone-else' })));
+    expect(refused.result.status).toBe(400);
+    expect(await refused.result.json()).toMatchObject({ type: 'error', error: { code: 'invalid_request', param: 'x-api-key' } });
+    expect(refused.moved).toEqual({});
+    await expectOneAudit(differ.id, { status: 400, failure: 'bad_request' });
+  });
+
   it('takes the token from x-api-key, as older SDKs and Claude Code’s key helper send it', async () => {
     const { id, headers } = rid('msg-raw-key');
     const body = JSON.stringify({ model: ANTHROPIC_MODEL, max_tokens: 32, messages: [{ role: 'user', content: 'raw key' }] });

@@ -110,10 +110,9 @@ export class RequestLifecycle {
       // RFC 9112 §3.2: a request target has no fragment (clients strip it); Node's parser lets one through.
       if (request.raw.url?.includes('#'))
         return refuse(ctx, reply, new GatewayError('invalid_request', 'the request target may not carry a fragment (#…)'));
-      // RFC 9110 §11.6.2: one credential. Node keeps the first of two; a proxy in front that reads
-      // the last would have let another caller through.
-      if (request.headers.authorization !== undefined && repeatedHeader(request.raw.rawHeaders, 'authorization'))
-        return refuse(ctx, reply, new GatewayError('invalid_request', 'send one Authorization header', { param: 'authorization' }));
+      // One credential per request (RFC 9110 §11.6.2), on the routes that read one.
+      const credentials = ctx.auditable || ctx.path.startsWith('/admin/') ? credentialProblem(request, isAnthropicRequest(ctx)) : undefined;
+      if (credentials) return refuse(ctx, reply, credentials);
       if (isAnthropicRequest(ctx)) adoptAnthropicKey(request);
       done();
     });
@@ -292,6 +291,28 @@ export function failureForStatus(status: number): FailureClass {
     default:
       return status >= 500 ? 'internal' : 'bad_request';
   }
+}
+
+/**
+ * Why a request carries more than one credential, or undefined: two `Authorization` headers (Node
+ * keeps the first; a proxy in front that read the last would have let another caller through), and
+ * on Anthropic's routes two `x-api-key` headers, or an `x-api-key` beside an `Authorization` that
+ * says something else (each is a credential there).
+ */
+function credentialProblem(request: FastifyRequest, anthropic: boolean): GatewayError | undefined {
+  const raw = request.raw.rawHeaders;
+  const { authorization } = request.headers;
+  if (authorization !== undefined && repeatedHeader(raw, 'authorization'))
+    return new GatewayError('invalid_request', 'send one Authorization header', { param: 'authorization' });
+  if (!anthropic) return undefined;
+  const key = request.headers['x-api-key'];
+  if (key === undefined) return undefined;
+  if (repeatedHeader(raw, 'x-api-key')) return new GatewayError('invalid_request', 'send one x-api-key header', { param: 'x-api-key' });
+  if (authorization !== undefined && /^bearer\s+(.*)$/i.exec(authorization.trim())?.[1] !== String(key).trim())
+    return new GatewayError('invalid_request', 'send one credential: Authorization and x-api-key name different ones', {
+      param: 'x-api-key',
+    });
+  return undefined;
 }
 
 /** Whether a header (its lowercase name) comes more than once among a request's raw headers. */
