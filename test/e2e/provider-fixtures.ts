@@ -207,6 +207,8 @@ export interface FlakyBehaviour {
    * chunk, before any content) is this error object, as OpenAI sends one (`data: {"error": …}`).
    */
   streamError?: { type: string; code: string | null };
+  /** On a streamed chat request: answer 200 and an SSE stream that ends at once, cleanly, with no event. */
+  emptyStream?: boolean;
 }
 
 export interface FlakyHit {
@@ -271,8 +273,14 @@ export class FlakyUpstream {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.once('end', () => {
-      const { status, retryAfter, streamError } = this.behaviour;
-      if (streamError && path === '/v1/chat/completions' && /"stream"\s*:\s*true/.test(Buffer.concat(chunks).toString())) {
+      const { status, retryAfter, streamError, emptyStream } = this.behaviour;
+      const streamed = path === '/v1/chat/completions' && /"stream"\s*:\s*true/.test(Buffer.concat(chunks).toString());
+      if (emptyStream && streamed) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end();
+        return;
+      }
+      if (streamError && streamed) {
         const role = {
           id: 'chatcmpl-flaky',
           object: 'chat.completion.chunk',

@@ -764,16 +764,14 @@ describe('Gemini specifics', () => {
     };
     const rooted = rid('gemini-pydantic-root');
     const { result: called, delta: rootDelta } = await counting(() =>
-      gw
-        .openai(token)
-        .chat.completions.create(
-          {
-            model: GEMINI_MODEL,
-            messages: user('walk it [mock tool=walk]'),
-            tools: [{ type: 'function', function: { name: 'walk', parameters: pydantic } }],
-          },
-          { headers: rooted.headers },
-        ),
+      gw.openai(token).chat.completions.create(
+        {
+          model: GEMINI_MODEL,
+          messages: user('walk it [mock tool=walk]'),
+          tools: [{ type: 'function', function: { name: 'walk', parameters: pydantic } }],
+        },
+        { headers: rooted.headers },
+      ),
     );
     expect(called.choices[0].message.tool_calls?.[0]).toMatchObject({ function: { name: 'walk' } });
     expect(moved(rootDelta)).toEqual({ 'gemini.generateContent': 1 });
@@ -1160,6 +1158,23 @@ describe('retries and fallbacks', () => {
     expect({ status: error.status, code: error.code }).toEqual({ status: 429, code: 'upstream_rate_limited' });
     expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
     await expectOneAudit(limited.id, { status: 429, failure: 'upstream', provider: 'openai', attempts: MAX_RETRIES + 1 });
+  });
+
+  it('retries an OpenAI stream that ends cleanly before any event, then falls back (no byte had reached the client)', async () => {
+    flaky.script({ status: 200, emptyStream: true });
+    const { id, headers } = rid('fb-empty-stream');
+    const { result: chunks, delta } = await counting(async () => {
+      const stream = await gw
+        .openai(flakyToken())
+        .chat.completions.create({ model: OPENAI_MODEL, messages: user('nothing came'), stream: true }, { headers });
+      const out: string[] = [];
+      for await (const chunk of stream) out.push(chunk.choices[0]?.delta?.content ?? '');
+      return out;
+    });
+    expect(chunks.join('')).toBe(mockReply('anthropic', 'nothing came'));
+    expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
+    expect(moved(delta)).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(id, { status: 200, failure: null, provider: 'anthropic', stream: true, attempts: MAX_RETRIES + 2 });
   });
 
   it("waits the upstream's Retry-After between retries of a 429, then falls back when the 429s go on", async () => {

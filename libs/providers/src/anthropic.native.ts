@@ -67,7 +67,7 @@ export class AnthropicNativeStream {
 
   /** Checks the stream ended with `message_stop`; a clean close before it is a truncated answer. */
   end(): void {
-    if (!this.ended) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without message_stop');
+    if (!this.ended) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended without message_stop');
   }
 
   /** Merges reported counts; the running usage goes on the event only once some count is known (`{}` is none). */

@@ -645,7 +645,7 @@ export class AnthropicStreamTranslator {
 
   /** Checks the stream ended with `message_stop`; a clean close before it is a truncated answer. */
   end(): void {
-    if (!this.ended) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without message_stop');
+    if (!this.ended) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended without message_stop');
   }
 
   private blockStart(blockIndex: number, block: AnthropicResponseBlock | undefined): StreamEvent[] {
@@ -694,11 +694,16 @@ export class AnthropicStreamTranslator {
  * in-stream `overloaded_error` "would normally correspond to an HTTP 529". Known as such, they are
  * retried like their status when they come before any content.
  */
-const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = { overloaded_error: 529, rate_limit_error: 429, api_error: 500 };
+const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = {
+  overloaded_error: 529,
+  rate_limit_error: 429,
+  api_error: 500,
+  invalid_request_error: 400,
+};
 
 /** The failure an in-stream `error` event stands for, with the status its type corresponds to. */
 export function anthropicStreamError(type: string | undefined, message: string | undefined): UpstreamError {
-  const status = type === undefined ? undefined : IN_STREAM_ERROR_STATUS[type];
+  const status = type !== undefined && Object.hasOwn(IN_STREAM_ERROR_STATUS, type) ? IN_STREAM_ERROR_STATUS[type] : undefined;
   const text = message ?? type ?? 'error event';
   return new UpstreamError('stream_error', PROVIDER, text, status);
 }

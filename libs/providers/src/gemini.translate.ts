@@ -933,7 +933,7 @@ export class GeminiStreamTranslator {
    * choice never got its finishReason (the connection ended cleanly, but early).
    */
   end(): StreamEvent[] {
-    if (!this.allFinished()) throw new UpstreamError('stream_error', PROVIDER, 'stream ended early');
+    if (!this.allFinished()) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended early');
     if (!this.usage) return [];
     const usage = toUsage(this.usage);
     if (!this.meta.clientWantsUsage) return [{ data: null, usage }];

@@ -153,7 +153,7 @@ export class OpenAiAdapter implements ProviderAdapter {
         yield { data: withoutUsage(data, chunk), usage, text };
       }
     }
-    if (!done) throw new UpstreamError('stream_error', this.name, 'stream ended without [DONE]');
+    if (!done) throw new UpstreamError('connection_lost', this.name, 'stream ended without [DONE]');
   }
 }
 

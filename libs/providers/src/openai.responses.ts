@@ -123,7 +123,7 @@ export class ResponsesNativeStream {
    */
   end(): void {
     if (this.failure) throw this.failure;
-    if (!this.ended) throw new UpstreamError('stream_error', PROVIDER, 'stream ended without response.completed');
+    if (!this.ended) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended without response.completed');
   }
 }
 

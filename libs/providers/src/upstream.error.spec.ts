@@ -44,15 +44,33 @@ describe('openAiStreamFailure', () => {
     ['a server_error type beside another code', { type: 'server_error', code: 'internal_error', message: 'boom' }, 500],
     ['a rate-limit code', { type: 'rate_limit_error', code: 'rate_limit_exceeded', message: 'slow' }, 429],
     ["vLLM's numeric code", { message: 'overloaded', code: 503, type: 'ServiceUnavailableError' }, 503],
-    ['a client mistake', { type: 'invalid_request_error', code: 'context_length_exceeded', message: 'long' }, undefined],
-    ['a numeric 4xx', { code: 400, message: 'bad' }, undefined],
+    ['a refusal of the request', { type: 'invalid_request_error', code: 'context_length_exceeded', message: 'long' }, 400],
+    ['a numeric 4xx other than 400 and 429', { code: 404, message: 'bad' }, undefined],
+    ['a status written as digits', { code: '503', message: 'busy' }, 503],
     ['a code named like an Object method', { code: 'constructor', message: 'odd' }, undefined],
   ])('reads %s as the status it stands for', (_what, detail, status) => {
     const error = openAiStreamFailure('openai', detail, 'error event');
     expect({ status: error.status, retryable: error.retryable, message: error.message }).toEqual({
       status,
-      retryable: status !== undefined,
+      retryable: status !== undefined && status !== 400,
       message: detail.message,
     });
+  });
+});
+
+describe('an in-stream error before any byte reached the client', () => {
+  it('is answered like its status: a refusal of the request is 400 upstream_bad_request, a server error 502', () => {
+    const refused = openAiStreamFailure('openai', { type: 'invalid_request_error', message: 'too long' }, 'x').toGatewayError();
+    expect([refused.code, refused.status, refused.message]).toEqual([
+      'upstream_bad_request',
+      400,
+      'upstream openai rejected the request: too long',
+    ]);
+    const failed = openAiStreamFailure('openai', { type: 'server_error', message: 'boom' }, 'x').toGatewayError();
+    expect([failed.code, failed.status, failed.message]).toEqual([
+      'upstream_error',
+      502,
+      'upstream openai reported an error in its stream: boom',
+    ]);
   });
 });

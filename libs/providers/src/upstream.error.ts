@@ -84,7 +84,9 @@ export class UpstreamError extends Error {
         // A rate limit sent in the stream (Anthropic's rate_limit_error, a Gemini error chunk with
         // code 429) before any byte reached the client is answered like the same HTTP status.
         if (this.status === 429) return ['upstream_rate_limited', `${who} is rate limiting keygate; retry later`];
-        return ['upstream_error', `${who} reported an error mid-stream: ${this.message}`];
+        // A refusal of the request itself, sent as the stream's first event: the client's to fix, as its HTTP 400 would be.
+        if (this.status === 400) return ['upstream_bad_request', `${who} rejected the request: ${this.message}`];
+        return ['upstream_error', `${who} reported an error in its stream: ${this.message}`];
       case 'generation':
         return ['upstream_error', `${who} failed to generate an answer: ${this.message}`];
       case 'http':
@@ -108,6 +110,7 @@ export class UpstreamError extends Error {
 
 /** In-stream error codes of OpenAI's APIs (an `error` event's, a failed Response's) that stand for an HTTP status: before any content, retried like it. */
 const IN_STREAM_ERROR_STATUS: Readonly<Record<string, number>> = {
+  invalid_request_error: 400,
   server_error: 500,
   rate_limit_exceeded: 429,
   too_many_requests: 429,
@@ -128,7 +131,8 @@ export function openAiStreamFailure(provider: string, detail: Record<string, unk
 
 /** The HTTP status an in-stream error's code or type stands for: a known name, or a number (vLLM's `code: 500`) of 429 or 5xx. */
 function inStreamStatus(value: unknown): number | undefined {
-  if (typeof value === 'string') return Object.hasOwn(IN_STREAM_ERROR_STATUS, value) ? IN_STREAM_ERROR_STATUS[value] : undefined;
-  if (typeof value === 'number' && Number.isInteger(value) && (value === 429 || (value >= 500 && value <= 599))) return value;
-  return undefined;
+  if (typeof value === 'string' && Object.hasOwn(IN_STREAM_ERROR_STATUS, value)) return IN_STREAM_ERROR_STATUS[value];
+  // A status as a number (vLLM's `code: 503`) or as digits (`"429"`, as some proxies write it).
+  const status = typeof value === 'number' ? value : typeof value === 'string' && /^\d{3}$/.test(value) ? Number(value) : undefined;
+  return status !== undefined && (status === 400 || status === 429 || (status >= 500 && status <= 599)) ? status : undefined;
 }
