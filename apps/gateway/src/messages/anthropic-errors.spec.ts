@@ -1,5 +1,5 @@
 import { ERROR_CODES, GatewayError, type GatewayErrorCode } from '@keygate/errors';
-import { ANTHROPIC_STREAM, anthropicErrorBody, anthropicErrorType } from './anthropic-errors';
+import { ANTHROPIC_STREAM, anthropicErrorBody, anthropicErrorType, speaksAnthropic } from './anthropic-errors';
 
 describe('Anthropic error envelope', () => {
   it.each([
@@ -58,5 +58,18 @@ describe('Anthropic error envelope', () => {
       error: { type: 'api_error', code: 'upstream_error', param: null, message: 'cut' },
       request_id: 'req-9',
     });
+  });
+});
+
+describe('speaksAnthropic', () => {
+  it('takes the Messages routes, any path under them no route takes, and the models routes with anthropic-version', () => {
+    const version = { 'anthropic-version': '2023-06-01' };
+    expect(speaksAnthropic('/v1/messages', '/v1/messages', {})).toBe(true);
+    expect(speaksAnthropic(undefined, '/v1/messages/batches', {})).toBe(true);
+    expect(speaksAnthropic(undefined, '/v1/messages/batches/msgbatch_1/results', version)).toBe(true);
+    expect(speaksAnthropic('/v1/models', '/v1/models', version)).toBe(true);
+    expect(speaksAnthropic('/v1/models', '/v1/models', {})).toBe(false);
+    expect(speaksAnthropic(undefined, '/v1/messagesx', {})).toBe(false);
+    expect(speaksAnthropic('/v1/chat/completions', '/v1/chat/completions', version)).toBe(false);
   });
 });

@@ -10,12 +10,15 @@ const SHARED_PATHS: ReadonlySet<string | undefined> = new Set(['/v1/models', '/v
 
 /**
  * Whether a request speaks Anthropic's API (its credentials and error envelope): an Anthropic
- * route matched, however its path was spelt, or its path when none matched (a `GET /v1/messages`);
+ * route matched, however its path was spelt, or its path when none matched (a `GET /v1/messages`,
+ * a path under it such as the batches keygate does not serve);
  * or a route both APIs have (or a path under `/v1/models/` that none took), called with `anthropic-version`.
  */
 export function speaksAnthropic(route: string | undefined, path: string, headers: IncomingHttpHeaders): boolean {
   const at = route ?? path;
   if (ANTHROPIC_PATHS.has(at)) return true;
+  // A Messages path no route takes (`/v1/messages/batches`, which keygate does not serve): Anthropic's.
+  if (route === undefined && path.startsWith('/v1/messages/')) return true;
   if (headers['anthropic-version'] === undefined) return false;
   // A models path no route took (`/v1/models/a/b`) is refused in the envelope of the client asking.
   return SHARED_PATHS.has(at) || (route === undefined && path.startsWith('/v1/models/'));
