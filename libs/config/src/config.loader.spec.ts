@@ -222,6 +222,12 @@ describe('loadGatewayConfig', () => {
       expect(failure({ ...base, API_KEY_SERVER_JWT_AUDIENCE: blank })).toContain('API_KEY_SERVER_JWT_AUDIENCE: must not be blank');
   });
 
+  it('takes a key URL whose scheme is written in capitals (schemes are case-insensitive)', () => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWKS_URLS: 'HTTPS://idp.example/jwks' }).jwt?.jwksUrls).toEqual([
+      'HTTPS://idp.example/jwks',
+    ]);
+  });
+
   it('trims the IAP audience the same way, and refuses one that is blank', () => {
     const audience = '/projects/123/global/backendServices/456';
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_IAP_AUDIENCE: `${audience}\n` }).iap?.audience).toBe(audience);

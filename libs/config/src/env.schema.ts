@@ -15,7 +15,8 @@ export type UrlProblem = 'invalid' | 'user-info';
  * publish it to anyone.
  */
 export function urlProblem(value: string): UrlProblem | undefined {
-  if (!/^https?:\/\/[^\s,]+$/.test(value)) return 'invalid';
+  // A scheme is case-insensitive (RFC 3986 §3.1): HTTPS:// is https://.
+  if (!/^https?:\/\/[^\s,]+$/i.test(value)) return 'invalid';
   let url: URL;
   try {
     url = new URL(value);
