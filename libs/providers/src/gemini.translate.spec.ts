@@ -702,6 +702,9 @@ describe('Gemini translation', () => {
         },
       },
     ]);
+    // Numbers in an enum or a const, which Gemini's Schema cannot list, go as JSON Schema.
+    const levels = { type: 'object', properties: { level: { type: 'integer', enum: [1, 2, 3] }, kind: { const: 7 } } };
+    expect(declarations(levels)).toEqual([{ name: 'f', parametersJsonSchema: levels }]);
     // Parameters that are an anyOf of objects say they are an object, which only the JSON Schema form can say beside it.
     const either = {
       anyOf: [

@@ -463,8 +463,8 @@ const MAX_SCHEMA_DEPTH = 64;
 /**
  * Converts a JSON Schema (as OpenAI takes it for tools and structured outputs) to the OpenAPI 3.0
  * subset Gemini's `Schema` accepts. Limits, documented here because they change what is enforced:
- * - kept: type, format (Gemini's few), title, description, nullable, enum (strings only), const
- *   (string), properties, required, items, min/max items/length/properties, minimum/maximum,
+ * - kept: type, format (Gemini's few), title, description, nullable, enum (strings; one with numbers
+ *   goes as JSON Schema), const (a string; a number goes as JSON Schema), properties, required, items, min/max items/length/properties, minimum/maximum,
  *   pattern, anyOf (oneOf becomes anyOf), propertyOrdering, default, example; `required` names the
  *   node does not declare are left out (Gemini refuses them);
  * - exclusiveMinimum/Maximum on integers become the inclusive bounds they mean (`> 0` is `>= 1`);
@@ -474,7 +474,8 @@ const MAX_SCHEMA_DEPTH = 64;
  *   `allOf` of one schema is inlined, longer ones refused;
  * - dropped (not enforced by Gemini): additionalProperties, $schema, $id, $defs, strict,
  *   exclusiveMinimum/Maximum on numbers, multipleOf, uniqueItems, not, if/then/else, patternProperties,
- *   tuple `items`/prefixItems, non-string enums, formats Gemini does not know.
+ *   enums of other values (booleans, objects), formats Gemini does not know (a tuple, whose array
+ *   has no single `items`, goes as JSON Schema).
  */
 export function toGeminiSchema(schema: Json, param: string): GeminiSchema {
   return convertSchema(schema, { root: schema, param, expanding: new Set(), depth: 0 });
@@ -612,8 +613,12 @@ function convertNode(node: Json, ctx: SchemaContext): GeminiSchema {
   if (Array.isArray(node.enum)) {
     const values: unknown[] = node.enum;
     if (values.every((v): v is string => typeof v === 'string')) out.enum = values;
+    // Numbers Gemini's Schema cannot list (its enums are strings); its JSON Schema can.
+    else if (values.length > 0 && values.every((v) => typeof v === 'string' || typeof v === 'number')) throw new NeedsJsonSchema(ctx.param);
   } else if (typeof node.const === 'string') {
     out.enum = [node.const];
+  } else if (typeof node.const === 'number') {
+    throw new NeedsJsonSchema(ctx.param);
   }
   // Gemini takes enum values on STRING schemas only; a bare `const` or `enum` names no type. A node
   // without a type but with properties (or items) is an object (an array), as JSON Schema reads it:
