@@ -1128,23 +1128,26 @@ describe('retries and fallbacks', () => {
     });
   });
 
-  it('retries an OpenAI stream whose first event is a server_error, then falls back; a rate-limit event is a 429', async () => {
-    flaky.script({ status: 200, streamError: { type: 'server_error', code: null } });
-    const { id, headers } = rid('fb-stream-error');
-    const { result: chunks, delta } = await counting(async () => {
-      const stream = await gw
-        .openai(flakyToken())
-        .chat.completions.create({ model: OPENAI_MODEL, messages: user('primary breaks'), stream: true }, { headers });
-      const out: string[] = [];
-      for await (const chunk of stream) out.push(chunk.choices[0]?.delta?.content ?? '');
-      return out;
-    });
-    expect(chunks.join('')).toBe(mockReply('anthropic', 'primary breaks'));
+  it.each([
+    ['whose first event is a server_error', { status: 200, streamError: { type: 'server_error', code: null } }],
+    ['that ends cleanly before any event', { status: 200, emptyStream: true }],
+  ])('retries an OpenAI stream %s, then falls back (no byte had reached the client)', async (_what, behaviour) => {
+    flaky.script(behaviour);
+    const { id, headers } = rid('fb-stream-first');
+    const { result: chunks, delta } = await counting(async () =>
+      collect(
+        await gw
+          .openai(flakyToken())
+          .chat.completions.create({ model: OPENAI_MODEL, messages: user('primary breaks'), stream: true }, { headers }),
+      ),
+    );
+    expect(textOf(chunks)).toBe(mockReply('anthropic', 'primary breaks'));
     expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
     expect(moved(delta)).toEqual({ 'anthropic.messages': 1 });
     await expectOneAudit(id, { status: 200, failure: null, provider: 'anthropic', stream: true, attempts: MAX_RETRIES + 2 });
+  });
 
-    // A product without fallbacks answers the rate limit as one: 429, not 502.
+  it('answers a rate limit sent as an OpenAI stream’s first event as one, 429, where no fallback is left', async () => {
     flaky.script({ status: 200, streamError: { type: 'rate_limit_error', code: 'rate_limit_exceeded' } });
     const limited = rid('stream-rate-limited');
     const error = await apiError(
@@ -1158,23 +1161,6 @@ describe('retries and fallbacks', () => {
     expect({ status: error.status, code: error.code }).toEqual({ status: 429, code: 'upstream_rate_limited' });
     expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
     await expectOneAudit(limited.id, { status: 429, failure: 'upstream', provider: 'openai', attempts: MAX_RETRIES + 1 });
-  });
-
-  it('retries an OpenAI stream that ends cleanly before any event, then falls back (no byte had reached the client)', async () => {
-    flaky.script({ status: 200, emptyStream: true });
-    const { id, headers } = rid('fb-empty-stream');
-    const { result: chunks, delta } = await counting(async () => {
-      const stream = await gw
-        .openai(flakyToken())
-        .chat.completions.create({ model: OPENAI_MODEL, messages: user('nothing came'), stream: true }, { headers });
-      const out: string[] = [];
-      for await (const chunk of stream) out.push(chunk.choices[0]?.delta?.content ?? '');
-      return out;
-    });
-    expect(chunks.join('')).toBe(mockReply('anthropic', 'nothing came'));
-    expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
-    expect(moved(delta)).toEqual({ 'anthropic.messages': 1 });
-    await expectOneAudit(id, { status: 200, failure: null, provider: 'anthropic', stream: true, attempts: MAX_RETRIES + 2 });
   });
 
   it("waits the upstream's Retry-After between retries of a 429, then falls back when the 429s go on", async () => {

@@ -140,8 +140,8 @@ function jsonSchemaProblems(json: unknown, alsoOpenApi: boolean, at: string, wha
     const others = Object.keys(node).filter((key) => !key.startsWith('$'));
     if (others.length > 0) problems.push(`* GenerateContentRequest.${at}.${field}: a $ref may not be set beside ${others.join(', ')}`);
   }
-  const anchors = new Set(anchorNames(json));
-  for (const ref of localRefs(json)) {
+  const anchors = new Set(keywordValues(json, '$anchor'));
+  for (const ref of keywordValues(json, '$ref')) {
     // `#name` names a node by its $anchor; `#/a/b` is a JSON pointer from the root.
     if (ref !== '#' && !ref.startsWith('#/')) {
       if (!anchors.has(ref.slice(1))) problems.push(`* GenerateContentRequest.${at}.${field}: $ref ${ref} does not resolve`);
@@ -166,24 +166,13 @@ function refNodes(node: unknown, out: JsonRecord[] = []): JsonRecord[] {
   return out;
 }
 
-/** Every `$anchor` a JSON Schema names. */
-function anchorNames(node: unknown, out: string[] = []): string[] {
-  if (Array.isArray(node)) for (const child of node) anchorNames(child, out);
+/** Every string a JSON Schema gives `keyword` (`$ref`, `$anchor`), wherever it is. */
+function keywordValues(node: unknown, keyword: string, out: string[] = []): string[] {
+  if (Array.isArray(node)) for (const child of node) keywordValues(child, keyword, out);
   else if (isRecord(node))
     for (const [key, value] of Object.entries(node)) {
-      if (key === '$anchor' && typeof value === 'string') out.push(value);
-      else anchorNames(value, out);
-    }
-  return out;
-}
-
-/** Every `$ref` in a JSON Schema. */
-function localRefs(node: unknown, out: string[] = []): string[] {
-  if (Array.isArray(node)) for (const child of node) localRefs(child, out);
-  else if (isRecord(node))
-    for (const [key, value] of Object.entries(node)) {
-      if (key === '$ref' && typeof value === 'string') out.push(value);
-      else localRefs(value, out);
+      if (key === keyword && typeof value === 'string') out.push(value);
+      else keywordValues(value, keyword, out);
     }
   return out;
 }
