@@ -1,4 +1,4 @@
-import { CLIENT_CLOSED_REQUEST, failureForStatus, repeatedHeader, requestPath } from './request-lifecycle';
+import { CLIENT_CLOSED_REQUEST, credentialProblem, failureForStatus, repeatedHeader, requestPath } from './request-lifecycle';
 
 describe('requestPath', () => {
   it.each([
@@ -40,5 +40,32 @@ describe('repeatedHeader', () => {
     expect(repeatedHeader(['Authorization', 'Bearer a', 'Host', 'x', 'authorization', 'Bearer b'], 'authorization')).toBe(true);
     expect(repeatedHeader(['Authorization', 'Bearer a', 'Host', 'x'], 'authorization')).toBe(false);
     expect(repeatedHeader(['X-Authorization', 'a', 'Authorization', 'b', 'x', 'authorization'], 'authorization')).toBe(false);
+  });
+});
+
+describe('credentialProblem', () => {
+  /** A request with these raw headers, as Node would present it (the first of a repeated header kept). */
+  const request = (rawHeaders: string[]): Parameters<typeof credentialProblem>[0] => {
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < rawHeaders.length; i += 2) headers[rawHeaders[i].toLowerCase()] ??= rawHeaders[i + 1];
+    return { headers, raw: { rawHeaders } } as unknown as Parameters<typeof credentialProblem>[0];
+  };
+
+  it('refuses two Authorization headers anywhere, and on Anthropic routes two keys or two different credentials', () => {
+    expect(credentialProblem(request(['Authorization', 'Bearer a', 'authorization', 'Bearer b']), false)?.options.param).toBe(
+      'authorization',
+    );
+    expect(credentialProblem(request(['x-api-key', 'a', 'X-Api-Key', 'b']), true)?.options.param).toBe('x-api-key');
+    expect(credentialProblem(request(['Authorization', 'Bearer a', 'x-api-key', 'b']), true)?.options.param).toBe('x-api-key');
+    // Not on the OpenAI routes, where x-api-key is no credential.
+    expect(credentialProblem(request(['Authorization', 'Bearer a', 'x-api-key', 'b']), false)).toBeUndefined();
+  });
+
+  it('takes one credential, the same token in both headers, and IAP’s own Authorization beside a key', () => {
+    expect(credentialProblem(request(['Authorization', 'Bearer a']), true)).toBeUndefined();
+    expect(credentialProblem(request(['authorization', 'bearer  a ', 'x-api-key', 'a']), true)).toBeUndefined();
+    expect(
+      credentialProblem(request(['Authorization', 'Bearer google-oidc', 'x-api-key', 'a', 'x-goog-iap-jwt-assertion', 'h.p.s']), true),
+    ).toBeUndefined();
   });
 });

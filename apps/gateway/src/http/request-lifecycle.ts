@@ -299,7 +299,7 @@ export function failureForStatus(status: number): FailureClass {
  * on Anthropic's routes two `x-api-key` headers, or an `x-api-key` beside an `Authorization` that
  * says something else (each is a credential there).
  */
-function credentialProblem(request: FastifyRequest, anthropic: boolean): GatewayError | undefined {
+export function credentialProblem(request: Pick<FastifyRequest, 'headers' | 'raw'>, anthropic: boolean): GatewayError | undefined {
   const raw = request.raw.rawHeaders;
   const { authorization } = request.headers;
   if (authorization !== undefined && repeatedHeader(raw, 'authorization'))
@@ -308,6 +308,8 @@ function credentialProblem(request: FastifyRequest, anthropic: boolean): Gateway
   const key = request.headers['x-api-key'];
   if (key === undefined) return undefined;
   if (repeatedHeader(raw, 'x-api-key')) return new GatewayError('invalid_request', 'send one x-api-key header', { param: 'x-api-key' });
+  // Behind IAP the Authorization may be IAP's own (a Google OIDC token), which IAP passes on.
+  if (request.headers['x-goog-iap-jwt-assertion'] !== undefined) return undefined;
   if (authorization !== undefined && /^bearer\s+(.*)$/i.exec(authorization.trim())?.[1] !== String(key).trim())
     return new GatewayError('invalid_request', 'send one credential: Authorization and x-api-key name different ones', {
       param: 'x-api-key',
