@@ -683,6 +683,18 @@ describe('Gemini translation', () => {
     // Values are data: a default that looks like a reference is neither checked nor rewritten.
     const dataRef = { type: 'object', properties: { a: {}, link: { type: 'object', default: { $ref: 'https://x.example/y', note: 1 } } } };
     expect(declarations(dataRef)).toEqual([{ name: 'f', parametersJsonSchema: dataRef }]);
+    // A property named like a data keyword is a schema all the same.
+    const named = {
+      type: 'object',
+      $defs: { T: { type: 'string' } },
+      properties: { a: {}, default: { $ref: '#/$defs/T', description: 'd' } },
+    };
+    expect(declarations(named)).toEqual([
+      {
+        name: 'f',
+        parametersJsonSchema: { ...named, properties: { a: {}, default: { anyOf: [{ $ref: '#/$defs/T' }], description: 'd' } } },
+      },
+    ]);
     // A $ref beside an anyOf of its own cannot be put in Gemini's form: refused, not dropped.
     const refAndAnyOf = {
       type: 'object',

@@ -541,12 +541,22 @@ function withRootType(schema: Json, rootType: 'object' | undefined): Json {
 
 /** Keywords whose values are data, not schemas. */
 const DATA_KEYWORDS = new Set(['default', 'const', 'enum', 'examples', 'example']);
+/** Keywords whose values map names to schemas (a property may be called `default`). */
+const SCHEMA_MAPS = new Set(['properties', 'patternProperties', '$defs', 'definitions', 'dependentSchemas']);
 
 function jsonNode(node: unknown, param: string, renameDefs: boolean): unknown {
   if (Array.isArray(node)) return node.map((child) => jsonNode(child, param, renameDefs));
   if (!isRecord(node)) return node;
   const out: Json = {};
-  for (const key of Object.keys(node)) out[key] = DATA_KEYWORDS.has(key) ? node[key] : jsonNode(node[key], param, renameDefs);
+  for (const key of Object.keys(node)) {
+    const value = node[key];
+    if (DATA_KEYWORDS.has(key)) out[key] = value;
+    else if (SCHEMA_MAPS.has(key) && isRecord(value)) {
+      const schemas: Json = {};
+      for (const name of Object.keys(value)) schemas[name] = jsonNode(value[name], param, renameDefs);
+      out[key] = schemas;
+    } else out[key] = jsonNode(value, param, renameDefs);
+  }
   if (Array.isArray(out.allOf) && out.allOf.length > 1)
     throw unsupported(param, 'allOf with more than one schema cannot be expressed in Gemini schemas');
   if (Array.isArray(out.items) && out.prefixItems === undefined) {
