@@ -3,7 +3,7 @@ import { PassportModule } from '@nestjs/passport';
 import { GatewayConfig } from '@keygate/config';
 import { JsonLogger, KEYGATE_LOGGER, ObservabilityModule } from '@keygate/observability';
 import { SecretsModule, SecretsService } from '@keygate/secrets';
-import { redisMisconfiguration, reportOncePer } from '@keygate/redis';
+import { redisErrorReporter } from '@keygate/redis';
 import { AdminScopeGuard } from './admin-scope.guard';
 import { JWT_STRATEGY } from './auth.constants';
 import { CredentialGuard } from './credential.guard';
@@ -20,21 +20,6 @@ import { VerifiedTokenCache } from './verified-token.cache';
 /** HMAC is on when its secret comes from the environment or from Secret Manager. */
 function hmacEnabled(config: GatewayConfig): boolean {
   return Boolean(config.secretEnv.hmacSecrets) || config.secretManager.enabled;
-}
-
-/**
- * HMAC requests get 503 while the replay-cache Redis is down; one line per outage minute is enough.
- * A database Redis refuses is no outage (the client carries on in database 0) and is said as such.
- */
-function replayErrorReporter(logger: JsonLogger): (error: Error) => void {
-  return reportOncePer(60_000, (error) => {
-    const misconfiguration = redisMisconfiguration(error);
-    if (misconfiguration) logger.write('ERROR', misconfiguration, { reason: error.message });
-    else
-      logger.write('WARNING', 'replay-cache Redis unavailable; HMAC requests are refused (503) until it returns', {
-        reason: error.message,
-      });
-  });
 }
 
 /** The credential strategies this configuration turns on, in the order the guard tries them. */
@@ -79,7 +64,14 @@ export function activeStrategies(config: GatewayConfig): string[] {
       provide: ReplayCache,
       inject: [GatewayConfig, KEYGATE_LOGGER],
       useFactory: (config: GatewayConfig, logger: JsonLogger): ReplayCache =>
-        config.redisUrl ? new RedisReplayCache(createReplayRedis(config.redisUrl, replayErrorReporter(logger))) : new MemoryReplayCache(),
+        config.redisUrl
+          ? new RedisReplayCache(
+              createReplayRedis(
+                config.redisUrl,
+                redisErrorReporter(logger, 'replay-cache Redis unavailable; HMAC requests are refused (503) until it returns'),
+              ),
+            )
+          : new MemoryReplayCache(),
     },
     {
       provide: HmacStrategy,

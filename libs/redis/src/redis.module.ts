@@ -6,14 +6,15 @@ import { KEYGATE_REDIS } from './redis.constants';
 import { createRequestPathRedis, redisMisconfiguration, reportOncePer } from './redis.factory';
 
 /**
- * Logs connection errors at most once per outage, not once per reconnect attempt; a database Redis
- * refuses is no outage (the client carries on in database 0) and is said as such.
+ * A Redis client's error listener: connection errors logged at most once per outage minute (not
+ * once per reconnect attempt), `outage` saying what keygate does meanwhile; a database Redis
+ * refuses is no outage (the client is closed, see closeOnRefusedDatabase) and is said as such.
  */
-function errorReporter(logger: JsonLogger): (error: Error) => void {
+export function redisErrorReporter(logger: JsonLogger, outage: string): (error: Error) => void {
   return reportOncePer(60_000, (error) => {
     const misconfiguration = redisMisconfiguration(error);
     if (misconfiguration) logger.write('ERROR', misconfiguration, { reason: error.message });
-    else logger.write('WARNING', 'Redis unavailable; limits fall back to per-replica counters until it returns', { reason: error.message });
+    else logger.write('WARNING', outage, { reason: error.message });
   });
 }
 
@@ -25,7 +26,12 @@ function errorReporter(logger: JsonLogger): (error: Error) => void {
       provide: KEYGATE_REDIS,
       inject: [GatewayConfig, KEYGATE_LOGGER],
       useFactory: (config: GatewayConfig, logger: JsonLogger): Redis | undefined =>
-        config.redisUrl ? createRequestPathRedis(config.redisUrl, errorReporter(logger)) : undefined,
+        config.redisUrl
+          ? createRequestPathRedis(
+              config.redisUrl,
+              redisErrorReporter(logger, 'Redis unavailable; limits fall back to per-replica counters until it returns'),
+            )
+          : undefined,
     },
   ],
   exports: [KEYGATE_REDIS],
