@@ -844,36 +844,30 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', path: '/v1/chat/completions' });
   });
 
-  it('refuses two Authorization headers (one credential per request) with 400, before any upstream call, audited', async () => {
-    const id = uniqueId('two-authorizations');
-    const body = JSON.stringify({ model: 'gpt-4o', messages: user(prompt('two credentials')) });
+  const twoCredentials = JSON.stringify({ model: 'gpt-4o', messages: user(prompt('two credentials')) });
+  it.each([
+    [
+      'two Authorization headers (one credential per request)',
+      'two-authorizations',
+      `Authorization: Bearer ${demoToken}\r\nauthorization: Bearer not-the-same\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(twoCredentials)}`,
+      twoCredentials,
+      '"param":"authorization"',
+    ],
+    [
+      'a body with a transfer coding other than chunked (gzip, chunked), naming it',
+      'te-gzip',
+      `Authorization: Bearer ${demoToken}\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked`,
+      '5\r\nabcde\r\n0\r\n\r\n',
+      'Transfer-Encoding gzip, chunked is not supported',
+    ],
+  ])('refuses %s with 400, before any upstream call, audited', async (_what, label, headers, body, said) => {
+    const id = uniqueId(label);
     const { result: answer, calls } = await countingUpstream(() =>
-      rawRequest(
-        gw,
-        id,
-        `POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer ${demoToken}\r\nauthorization: Bearer not-the-same\r\n` +
-          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}`,
-        body,
-      ),
+      rawRequest(gw, id, `POST /v1/chat/completions HTTP/1.1\r\n${headers}`, body),
     );
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
-    expect(answer).toContain('"param":"authorization"');
-    expect(calls).toBe(0);
-    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
-  });
-
-  it('refuses a body with a transfer coding other than chunked (gzip, chunked) with 400 naming it, before any upstream call', async () => {
-    const id = uniqueId('te-gzip');
-    const { result: answer, calls } = await countingUpstream(() =>
-      rawRequest(
-        gw,
-        id,
-        `POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer ${demoToken}\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked`,
-        '5\r\nabcde\r\n0\r\n\r\n',
-      ),
-    );
-    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
-    expect(answer).toContain('Transfer-Encoding gzip, chunked is not supported');
+    expect(answer).toContain(said);
     expect(calls).toBe(0);
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
   });

@@ -729,23 +729,27 @@ describe('Gemini specifics', () => {
       properties: { root: { $ref: '#/$defs/Node' } },
       required: ['root'],
     };
-    const tool = rid('gemini-recursive-tool');
-    const { result, delta, after } = await counting(() =>
-      gw.openai(token).chat.completions.create(
-        {
-          model: GEMINI_MODEL,
-          messages: user('draw it [mock tool=draw_tree]'),
-          tools: [{ type: 'function', function: { name: 'draw_tree', parameters: tree } }],
-        },
-        { headers: tool.headers },
-      ),
-    );
-    expect(result.choices[0].message.tool_calls?.[0]).toMatchObject({ function: { name: 'draw_tree' } });
-    expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
-    const declaration = (lastBody(after, 'gemini.generateContent').tools as Array<{ functionDeclarations: Json[] }>)[0]
-      .functionDeclarations[0];
-    expect(declaration).toEqual({ name: 'draw_tree', parametersJsonSchema: tree });
-    await expectOneAudit(tool.id, { status: 200, failure: null, provider: 'gemini' });
+    /** Declares one tool of `parameters` to Gemini, which calls it; what Gemini was sent for it. */
+    const declare = async (name: string, parameters: Record<string, unknown>): Promise<Json> => {
+      const { id, headers } = rid(`gemini-schema-${name}`);
+      const { result, delta, after } = await counting(() =>
+        gw
+          .openai(token)
+          .chat.completions.create(
+            {
+              model: GEMINI_MODEL,
+              messages: user(`call it [mock tool=${name}]`),
+              tools: [{ type: 'function', function: { name, parameters } }],
+            },
+            { headers },
+          ),
+      );
+      expect(result.choices[0].message.tool_calls?.[0]).toMatchObject({ function: { name } });
+      expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
+      await expectOneAudit(id, { status: 200, failure: null, provider: 'gemini' });
+      return (lastBody(after, 'gemini.generateContent').tools as Array<{ functionDeclarations: Json[] }>)[0].functionDeclarations[0];
+    };
+    expect(await declare('draw_tree', tree)).toEqual({ name: 'draw_tree', parametersJsonSchema: tree });
 
     // Pydantic's model_json_schema() of a recursive model: a root $ref beside its $defs.
     const pydantic = {
@@ -762,20 +766,10 @@ describe('Gemini specifics', () => {
       },
       $ref: '#/$defs/Node',
     };
-    const rooted = rid('gemini-pydantic-root');
-    const { result: called, delta: rootDelta } = await counting(() =>
-      gw.openai(token).chat.completions.create(
-        {
-          model: GEMINI_MODEL,
-          messages: user('walk it [mock tool=walk]'),
-          tools: [{ type: 'function', function: { name: 'walk', parameters: pydantic } }],
-        },
-        { headers: rooted.headers },
-      ),
-    );
-    expect(called.choices[0].message.tool_calls?.[0]).toMatchObject({ function: { name: 'walk' } });
-    expect(moved(rootDelta)).toEqual({ 'gemini.generateContent': 1 });
-    await expectOneAudit(rooted.id, { status: 200, failure: null, provider: 'gemini' });
+    expect(await declare('walk', pydantic)).toEqual({
+      name: 'walk',
+      parametersJsonSchema: { type: 'object', $defs: pydantic.$defs, anyOf: [{ $ref: '#/$defs/Node' }] },
+    });
 
     const output = rid('gemini-recursive-output');
     const structured = await counting(() =>
