@@ -20,6 +20,15 @@ export interface Candidate<T> {
 }
 
 /** Reports each attempt (for the audit's attempt count and metrics). */
+/**
+ * Whether an attempt's failure came from the upstream call (a transport or upstream failure, or the
+ * client leaving during it), rather than from keygate refusing the request before sending it (a
+ * fallback that cannot express it): only the former counts as an attempt made.
+ */
+export function reachedUpstream(error: unknown): boolean {
+  return error instanceof UpstreamError || error instanceof ClientAbortedError;
+}
+
 export type AttemptObserver = (model: string, outcome: 'ok' | 'retry' | 'fallback' | 'failed') => void;
 
 /**
@@ -46,7 +55,7 @@ export async function runAttempts<T>(
         observe(candidate.model, 'ok');
         return { value, model: candidate.model };
       } catch (error) {
-        if (c > 0 && !(error instanceof UpstreamError) && !(error instanceof ClientAbortedError) && !signal.aborted) {
+        if (c > 0 && !reachedUpstream(error) && !signal.aborted) {
           // A fallback that cannot express this request (e.g. n > 1 for Claude) is skipped; the
           // client hears about the outage that led here, not about a parameter it never chose.
           observe(candidate.model, 'fallback');

@@ -4,10 +4,9 @@ import { GatewayConfig } from '@keygate/config';
 import { QuotaService } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
 import {
-  ClientAbortedError,
   countTokens,
+  reachedUpstream,
   runAttempts,
-  UpstreamError,
   type ChatStream,
   type PassedHeaders,
   type RetryPolicy,
@@ -88,7 +87,7 @@ export class CompletionRunner {
         ).catch((error: unknown) => {
           // Refused before any upstream call (a fallback that cannot express the request is then
           // skipped): the audit and the metrics keep naming the model that was last tried.
-          if (!(error instanceof UpstreamError) && !(error instanceof ClientAbortedError)) Object.assign(ctx, before);
+          if (!reachedUpstream(error)) Object.assign(ctx, before);
           throw error;
         });
       },

@@ -1,6 +1,6 @@
 import { admissionPending } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
-import { ClientAbortedError, UpstreamError } from '@keygate/providers';
+import { ClientAbortedError, reachedUpstream } from '@keygate/providers';
 
 /**
  * Starts one upstream attempt and counts it once it is known to have gone to the upstream: it
@@ -26,7 +26,7 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
       return value;
     },
     (error: unknown) => {
-      if (error instanceof UpstreamError || error instanceof ClientAbortedError) ctx.attempts++;
+      if (reachedUpstream(error)) ctx.attempts++;
       throw error;
     },
   );
