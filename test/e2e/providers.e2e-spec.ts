@@ -733,16 +733,14 @@ describe('Gemini specifics', () => {
     const declare = async (name: string, parameters: Record<string, unknown>): Promise<Json> => {
       const { id, headers } = rid(`gemini-schema-${name}`);
       const { result, delta, after } = await counting(() =>
-        gw
-          .openai(token)
-          .chat.completions.create(
-            {
-              model: GEMINI_MODEL,
-              messages: user(`call it [mock tool=${name}]`),
-              tools: [{ type: 'function', function: { name, parameters } }],
-            },
-            { headers },
-          ),
+        gw.openai(token).chat.completions.create(
+          {
+            model: GEMINI_MODEL,
+            messages: user(`call it [mock tool=${name}]`),
+            tools: [{ type: 'function', function: { name, parameters } }],
+          },
+          { headers },
+        ),
       );
       expect(result.choices[0].message.tool_calls?.[0]).toMatchObject({ function: { name } });
       expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
