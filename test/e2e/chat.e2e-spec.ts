@@ -512,20 +512,23 @@ describe('GET /v1/models/{model}', () => {
     await expectOneAudit(gw, id, { status: 200, model: 'local/model', provider: 'openai' });
   });
 
-  it("answers 404 model_not_found for a model the product does not have (another product's included), without calling the upstream", async () => {
+  it.each([
+    ['another product serves (SPEC §6: not allowed)', 'gemini-1.5-pro', 403, 'model_not_allowed', 'forbidden'],
+    ['no product serves', 'gemini-0-nowhere', 404, 'model_not_found', 'not_found'],
+  ])('answers a model %s with %i %s, without calling the upstream', async (_case, model, status, code, failure) => {
     const { id, headers } = rid('model-none');
     const { result, calls } = await countingUpstream(() =>
       gw
         .openai(mintToken({ product: 'other' }))
-        .models.retrieve('gemini-1.5-pro', { headers })
+        .models.retrieve(model, { headers })
         .then(
           () => undefined,
           (error: unknown) => error,
         ),
     );
-    expect(result).toMatchObject({ status: 404, code: 'model_not_found', param: 'model' });
+    expect(result).toMatchObject({ status, code, param: 'model' });
     expect(calls).toBe(0);
-    await expectOneAudit(gw, id, { status: 404, failure: 'not_found', product: 'other' });
+    await expectOneAudit(gw, id, { status, failure, product: 'other', model });
   });
 
   it('answers 401 without a credential', async () => {
@@ -777,16 +780,19 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 404, failure: 'not_found', product: 'demo', model: 'gpt-9-ultra' });
   });
 
-  it("answers 404 for a model another product has but the caller's product does not", async () => {
+  it("answers 403 model_not_allowed for a model another product has but the caller's product does not (SPEC §6)", async () => {
     const { id, headers } = rid('foreign-model');
     const token = mintToken({ product: 'other' });
     const { result: error, calls } = await countingUpstream(() =>
       apiError(gw.openai(token).chat.completions.create({ model: 'gpt-4o-mini', messages: user(prompt('foreign model')) }, { headers })),
     );
-    expect(error.status).toBe(404);
-    expect(error.code).toBe('model_not_found');
+    expect(error.status).toBe(403);
+    expect(error.code).toBe('model_not_allowed');
+    expect(error.type).toBe('permission_error');
+    expect(error.param).toBe('model');
+    expect(error.message).toContain('not enabled for product other');
     expect(calls).toBe(0);
-    await expectOneAudit(gw, id, { status: 404, failure: 'not_found', product: 'other' });
+    await expectOneAudit(gw, id, { status: 403, failure: 'forbidden', product: 'other', model: 'gpt-4o-mini' });
   });
 
   it("answers 413 when the body exceeds the product's max_request_bytes", async () => {

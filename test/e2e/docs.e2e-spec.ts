@@ -210,8 +210,10 @@ describe('the OpenAPI document', () => {
     // A model the product lacks is a 404, not a 403.
     const described = (path: string, method: string, status: string): string =>
       doc.paths[path][method].responses?.[status]?.description ?? '';
-    expect(described('/v1/chat/completions', 'post', '403')).not.toMatch(/model/i);
+    // SPEC §6: a model of another product is 403, one no product names 404.
+    expect(described('/v1/chat/completions', 'post', '403')).toMatch(/model_not_allowed/);
     expect(described('/v1/chat/completions', 'post', '404')).toMatch(/model_not_found/);
+    expect(described('/v1/models', 'get', '403')).not.toMatch(/model_not_allowed/);
     // DELETE takes no query at all, stream=true included.
     expect(described('/v1/responses/{id}', 'delete', '400')).not.toMatch(/stream/);
     expect(described('/v1/responses/{id}', 'get', '400')).toMatch(/stream=true/);

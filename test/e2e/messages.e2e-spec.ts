@@ -269,6 +269,13 @@ describe('POST /v1/messages refusals, in an envelope the Anthropic SDK reads', (
       'model',
     ],
     [
+      'a model only another product has (product claudes)',
+      { model: CLAUDE_LIST[1], max_tokens: 16, messages: [{ role: 'user', content: 'x' }] },
+      403,
+      'model_not_allowed',
+      'model',
+    ],
+    [
       'max_tokens over the product’s cap',
       { model: ANTHROPIC_MODEL, max_tokens: 1_000_000, messages: [{ role: 'user', content: 'x' }] },
       400,

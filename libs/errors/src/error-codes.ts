@@ -10,6 +10,7 @@ export type GatewayErrorCode =
   | 'invalid_token'
   | 'forbidden'
   | 'blocked'
+  | 'model_not_allowed'
   | 'model_not_found'
   | 'route_not_found'
   | 'response_not_found'
@@ -46,6 +47,7 @@ export const ERROR_CODES: Readonly<Record<GatewayErrorCode, ErrorCodeSpec>> = {
   invalid_token: { status: 401, type: 'authentication_error', failure: 'auth' },
   forbidden: { status: 403, type: 'permission_error', failure: 'forbidden' },
   blocked: { status: 403, type: 'permission_error', failure: 'blocked' },
+  model_not_allowed: { status: 403, type: 'permission_error', failure: 'forbidden' },
   model_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
   route_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
   response_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },

@@ -1,4 +1,4 @@
-import { makeProductEntry, unservedFallbacks, type ProviderAccess } from './product-catalog';
+import { makeProductEntry, namedByAnotherProduct, unservedFallbacks, type ProviderAccess } from './product-catalog';
 
 const access = (provider: ProviderAccess['provider'], models: string[]): ProviderAccess => ({
   provider,
@@ -55,5 +55,25 @@ describe('unservedFallbacks', () => {
       'b: gpt-4o -> claude-typo',
     ]);
     expect(unservedFallbacks(products, () => ({ 'gpt-4o': [] }))).toEqual([]);
+  });
+});
+
+describe('namedByAnotherProduct', () => {
+  const products = new Map([
+    ['a', makeProductEntry('a', [access('openai', ['gpt-4o'])])],
+    ['b', makeProductEntry('b', [access('openai', ['gpt-4o-mini', 'o3*'])])],
+    ['legacy', makeProductEntry('legacy', [access('openai', ['*'])])],
+  ]);
+
+  it('is true for a model another product names exactly or through a pattern', () => {
+    expect(namedByAnotherProduct(products, 'a', 'gpt-4o-mini')).toBe(true);
+    expect(namedByAnotherProduct(products, 'a', 'o3-pro')).toBe(true);
+    expect(namedByAnotherProduct(products, 'b', 'gpt-4o')).toBe(true);
+  });
+
+  it("is false for the product's own models and for a model only a catch-all would take", () => {
+    expect(namedByAnotherProduct(products, 'b', 'gpt-4o-mini')).toBe(false);
+    expect(namedByAnotherProduct(products, 'a', 'gpt-9-ultra')).toBe(false);
+    expect(namedByAnotherProduct(products, 'legacy', 'gpt-9-ultra')).toBe(false);
   });
 });

@@ -73,6 +73,19 @@ export function makeProductEntry(name: string, providers: ProviderAccess[]): Pro
 }
 
 /**
+ * Whether a product other than `except` names `model`: exactly, or through a pattern with a prefix.
+ * The legacy format's catch-all (`*`) names no model in particular, so it does not count.
+ */
+export function namedByAnotherProduct(products: ProductCatalog, except: string, model: string): boolean {
+  for (const [name, entry] of products) {
+    if (name === except) continue;
+    const configured = entry.configuredModel(model);
+    if (configured !== undefined && configured !== '*') return true;
+  }
+  return false;
+}
+
+/**
  * A product's fallbacks that name a model its keys do not serve (`product: model -> fallback`), for
  * the models it does serve: each request of that model would skip them. Said once at boot and
  * after each rotation rather than on every request.

@@ -61,7 +61,12 @@ const FORBIDDEN: Status = [
   403,
   '`forbidden`: the credential’s product is not configured on this gateway; `blocked`: the product or user is blocked',
 ];
-const UNKNOWN_MODEL: Status = [404, '`model_not_found`: a model this product does not have'];
+const MODEL_FORBIDDEN: Status = [
+  403,
+  '`forbidden`: the credential’s product is not configured on this gateway; `blocked`: the product or user is blocked; ' +
+    '`model_not_allowed`: a model this gateway serves to other products only',
+];
+const UNKNOWN_MODEL: Status = [404, '`model_not_found`: a model no product of this gateway has'];
 const BODY_TIMEOUT: Status = [
   408,
   'The body did not arrive within the request timeout (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS; carries Connection: close)',
@@ -81,7 +86,7 @@ const UPSTREAM_TIMEOUT: Status = [504, 'Upstream timeout'];
 const STATUSES: Status[] = [
   BAD_REQUEST,
   UNAUTHORIZED,
-  FORBIDDEN,
+  MODEL_FORBIDDEN,
   UNKNOWN_MODEL,
   BODY_TIMEOUT,
   TOO_LARGE,
@@ -144,12 +149,12 @@ export function ApiModelsErrors(route: 'list' | 'retrieve'): MethodDecorator & C
         : 'Malformed request; with anthropic-version, also a query parameter the route does not take (it takes beta)',
     ],
     UNAUTHORIZED,
-    FORBIDDEN,
+    route === 'retrieve' ? MODEL_FORBIDDEN : FORBIDDEN,
     ...(route === 'retrieve'
       ? [
           [
             404,
-            '`model_not_found`: a model this product does not have (with anthropic-version, also one another provider serves)',
+            '`model_not_found`: a model no product of this gateway has (with anthropic-version, also one another provider serves)',
           ] as Status,
         ]
       : []),

@@ -4,7 +4,7 @@ import { GatewayConfig, type ProductPolicy } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import { ProviderRegistry, type ProviderAdapter } from '@keygate/providers';
-import { SecretsService, type ProductEntry, type ProviderAccess } from '@keygate/secrets';
+import { SecretsService, namedByAnotherProduct, type ProductEntry, type ProviderAccess } from '@keygate/secrets';
 
 /** Where one model of one product is served, and under which policy. */
 export interface ResolvedRoute {
@@ -103,8 +103,12 @@ export class ProductRouter {
   /** The provider access and adapter for a model of a product (also used for fallbacks). */
   serve(ctx: RequestContext, product: ProductEntry, model: string): { access: ProviderAccess; adapter: ProviderAdapter } {
     const access = product.route(model);
-    if (!access)
-      throw new GatewayError('model_not_found', `The model '${model}' does not exist or this product may not use it`, { param: 'model' });
+    if (!access) {
+      // SPEC §6: 403 for a model this gateway serves to other products only, 404 for one it does not know.
+      if (namedByAnotherProduct(this.secrets.current.products, product.name, model))
+        throw new GatewayError('model_not_allowed', `The model '${model}' is not enabled for product ${product.name}`, { param: 'model' });
+      throw new GatewayError('model_not_found', `The model '${model}' does not exist on this gateway`, { param: 'model' });
+    }
     const adapter = this.providers.get(access.provider);
     if (!adapter)
       throw new GatewayError('model_not_found', `The model '${model}' is served by ${access.provider}, which this gateway cannot reach`, {
