@@ -544,6 +544,95 @@ describe('Anthropic specifics', () => {
     await expectOneAudit(id, { status: 200, provider: 'anthropic' });
   });
 
+  it('answers response_format json_schema through Claude’s structured outputs, plain and streamed, with the schema adapted to Claude’s subset', async () => {
+    // As zodResponseFormat would send it: strict, every object closed, bounds Claude cannot enforce.
+    const schema = {
+      type: 'object',
+      properties: {
+        city: { type: 'string', minLength: 1 },
+        population: { type: 'integer', minimum: 0 },
+        founded: { type: 'string', format: 'date' },
+        districts: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] }, minItems: 1 },
+      },
+      required: ['city', 'population', 'founded', 'districts'],
+      additionalProperties: false,
+    };
+    const response_format = { type: 'json_schema' as const, json_schema: { name: 'city', strict: true, schema } };
+    const expected = { city: 'mock', population: 0, founded: '2026-01-01', districts: [{ name: 'mock' }] };
+
+    const plain = rid('anthropic-structured');
+    const { result, after } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: ANTHROPIC_MODEL, messages: user('a city, as JSON'), response_format },
+          { headers: plain.headers },
+        ),
+    );
+    expect(JSON.parse(result.choices[0].message.content ?? '')).toEqual(expected);
+    expect(result.choices[0].finish_reason).toBe('stop');
+    // The mock refuses what Claude refuses (an open object, a minimum, a minLength): a 200 proves the form.
+    const sent = lastBody(after, 'anthropic.messages');
+    expect(sent.output_config).toEqual({
+      format: {
+        type: 'json_schema',
+        schema: {
+          type: 'object',
+          properties: {
+            city: { type: 'string', description: '{minLength: 1}' },
+            population: { type: 'integer', description: '{minimum: 0}' },
+            founded: { type: 'string', format: 'date' },
+            districts: {
+              type: 'array',
+              items: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'], additionalProperties: false },
+              minItems: 1,
+            },
+          },
+          required: ['city', 'population', 'founded', 'districts'],
+          additionalProperties: false,
+        },
+      },
+    });
+    expect(sent).not.toHaveProperty('response_format');
+    await expectOneAudit(plain.id, { status: 200, provider: 'anthropic', stream: false });
+
+    const streamed = rid('anthropic-structured-stream');
+    const stream = await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: ANTHROPIC_MODEL, messages: user('a city, as JSON'), response_format, stream: true },
+        { headers: streamed.headers },
+      );
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    expect(JSON.parse(text)).toEqual(expected);
+    await expectOneAudit(streamed.id, { status: 200, provider: 'anthropic', stream: true });
+  });
+
+  it('refuses a response_format schema Claude cannot read (an untyped node) with 400 naming the node, before any upstream call', async () => {
+    const { id, headers } = rid('anthropic-structured-untyped');
+    const { result: error, total } = await counting(() =>
+      apiError(
+        gw.openai(token).chat.completions.create(
+          {
+            model: ANTHROPIC_MODEL,
+            messages: user('anything'),
+            response_format: {
+              type: 'json_schema',
+              json_schema: { name: 'any', schema: { type: 'object', properties: { value: {} }, additionalProperties: false } },
+            },
+          },
+          { headers },
+        ),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.code).toBe('unsupported_parameter');
+    expect(error.param).toBe('response_format.json_schema.schema.properties.value');
+    expect(total).toBe(0);
+    await expectOneAudit(id, { status: 400, failure: 'bad_request', provider: 'anthropic' });
+  });
+
   it('bills a stream the client left before its first content with the usage message_start reported, not an estimate', async () => {
     const messages = [{ role: 'user' as const, content: 'a slow thinker [mock chunk_delay_ms=3000]' }];
     // The same prompt answered in full tells what Anthropic reports for it.

@@ -166,6 +166,49 @@ describe('Anthropic wire format', () => {
     expect((evs[10] as MessageDeltaEvent).delta.stop_reason).toBe('tool_use');
   });
 
+  it('answers structured outputs (output_config.format) with JSON text of the schema, plain and streamed', async () => {
+    const schema = {
+      type: 'object',
+      $defs: { Plan: { enum: ['free', 'team'] } },
+      properties: {
+        email: { type: 'string', format: 'email' },
+        plan: { $ref: '#/$defs/Plan' },
+        tags: { type: 'array', items: { type: 'string' }, minItems: 1 },
+        id: { anyOf: [{ type: 'integer' }, { type: 'string' }] },
+      },
+      required: ['email', 'plan', 'tags', 'id'],
+      additionalProperties: false,
+    };
+    const expected = { email: 'mock@example.com', plan: 'free', tags: ['mock'], id: 0 };
+    const body = { messages: [user('extract')], output_config: { format: { type: 'json_schema', schema } } };
+    const plain = await readJson<AnthropicMessage>(await messages(body));
+    const block = plain.content[0];
+    expect(block.type === 'text' && JSON.parse(block.text)).toEqual(expected);
+    const streamed = (await events(await messages({ ...body, stream: true }))).filter(isDelta).map(deltaPayload).join('');
+    expect(JSON.parse(streamed)).toEqual(expected);
+  });
+
+  it.each([
+    ['an open object', { type: 'object', properties: {} }, /'additionalProperties' must be explicitly set to false/],
+    [
+      'a numeric bound',
+      { type: 'object', properties: { n: { type: 'integer', minimum: 0 } }, additionalProperties: false },
+      /keyword 'minimum' is not supported/,
+    ],
+    [
+      'an untyped node',
+      { type: 'object', properties: { x: {} }, additionalProperties: false },
+      /properties\.x: Schema must specify a type/,
+    ],
+  ])('refuses structured outputs with %s, as Claude does', async (_case, schema, message) => {
+    const res = await messages({ messages: [user('x')], output_config: { format: { type: 'json_schema', schema } } });
+    expect(res.status).toBe(400);
+    expect((await readJson<AnthropicErrorBody>(res)).error).toMatchObject({
+      type: 'invalid_request_error',
+      message: expect.stringMatching(message),
+    });
+  });
+
   describe('errors', () => {
     it('401 authentication_error when x-api-key is missing or wrong', async () => {
       const missing = await messages({ messages: [user('x')] }, { 'anthropic-version': '2023-06-01' });

@@ -14,6 +14,7 @@ import {
   type JsonRecord,
   type ToolCallPlan,
 } from './mock.content';
+import { outputConfigProblems, sampleJson } from './anthropic.structured';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
 import type {
@@ -161,6 +162,8 @@ class AnthropicHandler implements ProviderHandler {
       );
     // Required by the real API: catches gateways that forget to set it when translating.
     if (typeof body.max_tokens !== 'number') return ex.sendError(anthropicError(400, 'max_tokens: Field required'));
+    const formatProblems = outputConfigProblems(body.output_config);
+    if (formatProblems.length) return ex.sendError(anthropicError(400, formatProblems.join('; ')));
     const messages = body.messages as unknown[];
 
     const declared: string[] = [];
@@ -181,7 +184,9 @@ class AnthropicHandler implements ProviderHandler {
       userText,
     });
 
-    const text = plan ? '' : replyText('anthropic', userText);
+    // Structured outputs: the answer is JSON of the schema (a tool call, when one is planned, still wins).
+    const schema = isRecord(body.output_config) && isRecord(body.output_config.format) ? body.output_config.format.schema : undefined;
+    const text = plan ? '' : isRecord(schema) ? sampleJson(schema) : replyText('anthropic', userText);
     const inputTokens = promptTokens(promptChars(body, messages), messages.length);
     const outputTokens = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
     const stopReason: AnthropicStopReason = plan ? 'tool_use' : ex.directives.finish === 'length' ? 'max_tokens' : 'end_turn';

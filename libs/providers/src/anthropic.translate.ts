@@ -17,6 +17,7 @@ import type {
   MessagesRequest,
 } from './anthropic.types';
 import { UpstreamError } from './upstream.error';
+import { claudeOutputSchema } from './anthropic.schema';
 
 export type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 
@@ -75,15 +76,31 @@ const UNSUPPORTED_PARAMS: ReadonlyArray<readonly [string, (value: unknown) => st
 ];
 
 /**
- * Anthropic has no JSON mode. A JSON schema could be imitated with a forced tool, but the answer
- * would then arrive as a tool call the client did not declare (and clash with its own tools), so
- * it is refused; clients can declare the tool themselves.
+ * A JSON schema is Claude's structured outputs (see {@link outputFormat}). Claude has no JSON mode
+ * without a schema: `json_object` is refused rather than imitated (a forced tool would answer with a
+ * tool call the client did not declare).
  */
 function responseFormatProblem(format: unknown): string | undefined {
   if (format === undefined || format === null) return undefined;
   const type = isRecord(format) ? format.type : undefined;
-  if (type === 'text') return undefined;
-  return 'Claude has no JSON mode; describe the format in the prompt or declare a tool with the schema';
+  if (type === 'text' || type === 'json_schema') return undefined;
+  if (type === 'json_object')
+    return 'Claude has no JSON mode without a schema; send response_format json_schema (structured outputs) or describe the format in the prompt';
+  return 'use text or json_schema';
+}
+
+/**
+ * `response_format: {type: "json_schema", json_schema: {schema}}` as Claude's structured outputs,
+ * `output_config.format`, with the schema adapted to the subset Claude takes. The models that have
+ * them (Claude Sonnet 4.5, Opus 4.5, Haiku 4.5 and later) answer with JSON text; older ones refuse
+ * the field, and their refusal is passed on.
+ */
+function outputFormat(format: unknown): MessagesRequest['output_config'] {
+  if (!isRecord(format) || format.type !== 'json_schema') return undefined;
+  const spec = format.json_schema;
+  if (!isRecord(spec) || !isRecord(spec.schema))
+    throw invalid('response_format.json_schema.schema', 'response_format json_schema needs json_schema.schema, a JSON Schema object');
+  return { format: { type: 'json_schema', schema: claudeOutputSchema(spec.schema, 'response_format.json_schema.schema') } };
 }
 
 /** Media types Anthropic accepts for image blocks. */
@@ -202,6 +219,8 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
   if (choice) out.tool_choice = choice;
   const user = typeof body.user === 'string' && body.user !== '' ? body.user : body.safety_identifier;
   if (typeof user === 'string' && user !== '') out.metadata = { user_id: user };
+  const format = outputFormat(body.response_format);
+  if (format) out.output_config = format;
   return out;
 }
 
