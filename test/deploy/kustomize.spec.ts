@@ -39,11 +39,27 @@ function gateway(objects: K8sObject[]): Record<string, unknown> & {
   securityContext: Record<string, unknown>;
   volumeMounts: { name: string; mountPath: string }[];
   startupProbe: { httpGet: { port: number | string } };
+  lifecycle?: unknown;
   env: { name: string; value?: string }[];
   envFrom: { configMapRef?: { name: string } }[];
 } {
   const spec = find(objects, 'Deployment', 'keygate').spec as { template: { spec: { containers: ReturnType<typeof gateway>[] } } };
   return spec.template.spec.containers[0];
+}
+
+function probe(objects: K8sObject[], name: 'readinessProbe' | 'livenessProbe'): { httpGet: { path: string } } {
+  return gateway(objects)[name] as { httpGet: { path: string } };
+}
+
+function networkPolicy(objects: K8sObject[]): { ingress: Record<string, unknown>[]; egress: Record<string, unknown>[] } {
+  return find(objects, 'NetworkPolicy', 'keygate').spec as { ingress: Record<string, unknown>[]; egress: Record<string, unknown>[] };
+}
+
+/** The (hash-suffixed) name of the keygate-env ConfigMap the gateway reads. */
+function keygateEnv(objects: K8sObject[]): string {
+  const ref = gateway(objects).envFrom.find((e) => e.configMapRef?.name.startsWith('keygate-env'));
+  if (!ref?.configMapRef) throw new Error('the gateway reads no keygate-env ConfigMap');
+  return ref.configMapRef.name;
 }
 
 function podSpec(objects: K8sObject[]): Record<string, unknown> & { securityContext: Record<string, unknown> } {
@@ -68,12 +84,12 @@ describe('Kubernetes manifests', () => {
   });
 
   it.each(ENVIRONMENTS)('overlay %s follows the project rules', (env) => {
-    expect(explain(checkWorkloadRules(get(`k8s/overlays/${env}`), { overlay: true }))).toBe('');
+    expect(explain(checkWorkloadRules(get(`k8s/overlays/${env}`), { overlay: true, environment: env }))).toBe('');
   });
 
   it('the optional components (ExternalSecrets, IP allowlist) keep an overlay within the rules', () => {
     const r = get('test/deploy/fixtures/with-components');
-    expect(explain(checkWorkloadRules(r, { overlay: true }))).toBe('');
+    expect(explain(checkWorkloadRules(r, { overlay: true, environment: 'prod' }))).toBe('');
     const container = gateway(r.objects);
     expect(container.envFrom).toEqual(expect.arrayContaining([{ secretRef: { name: 'keygate-app-secrets' } }]));
     expect(container.env).toEqual(expect.arrayContaining([{ name: 'USE_SECRET_MANAGER', value: 'false' }]));
@@ -164,6 +180,83 @@ describe('each manifest check fails on a broken manifest', () => {
       (o) => void (gateway(o).volumeMounts = gateway(o).volumeMounts.filter((m) => m.mountPath !== '/tmp')),
     ],
     ['a grace period shorter than preStop + drain', 'graceful-shutdown', (o) => void (podSpec(o).terminationGracePeriodSeconds = 30)],
+    // README (Operations): grace ≥ preStop + drain + 10, 85 with the base's 30 s and 45 s.
+    ['a grace period 1 s under preStop + drain + 10', 'graceful-shutdown', (o) => void (podSpec(o).terminationGracePeriodSeconds = 84)],
+    [
+      'no preStop and a grace period shorter than the drain',
+      'graceful-shutdown',
+      (o) => {
+        delete gateway(o).lifecycle;
+        podSpec(o).terminationGracePeriodSeconds = 30;
+      },
+    ],
+    ['readiness on the liveness route', 'probe-routes', (o) => void (probe(o, 'readinessProbe').httpGet.path = '/healthz')],
+    ['liveness on the readiness route', 'probe-routes', (o) => void (probe(o, 'livenessProbe').httpGet.path = '/readyz')],
+    [
+      'a listen port the probes and the container do not use',
+      'ports',
+      (o) => void (gateway(o).env.find((e) => e.name === 'PORT')!.value = '9090'),
+    ],
+    [
+      'a Service targeting another port',
+      'ports',
+      (o) => void ((find(o, 'Service').spec as { ports: { targetPort: number }[] }).ports[0].targetPort = 9090),
+    ],
+    [
+      'a load balancer health check on /',
+      'probe-routes',
+      (o) => void ((find(o, 'BackendConfig').spec as { healthCheck: { requestPath: string } }).healthCheck.requestPath = '/'),
+    ],
+    [
+      'a load balancer health check on the Service port',
+      'ports',
+      (o) => void ((find(o, 'BackendConfig').spec as { healthCheck: { port: number } }).healthCheck.port = 80),
+    ],
+    [
+      'a scrape of an undeclared port',
+      'metrics-scrape',
+      (o) => void ((find(o, 'PodMonitoring').spec as { endpoints: { port: string }[] }).endpoints[0].port = 'metrics'),
+    ],
+    [
+      'a scrape of another route',
+      'metrics-scrape',
+      (o) => void ((find(o, 'PodMonitoring').spec as { endpoints: { path: string }[] }).endpoints[0].path = '/stats'),
+    ],
+    [
+      'a NetworkPolicy without the managed Prometheus collectors',
+      'network-policy',
+      (o) => void (networkPolicy(o).ingress = networkPolicy(o).ingress.filter((r) => !JSON.stringify(r).includes('gmp-system'))),
+    ],
+    ['a NetworkPolicy admitting every source', 'network-policy', (o) => void networkPolicy(o).ingress.push({ ports: [{ port: 'http' }] })],
+    [
+      'a NetworkPolicy without the metadata server (Workload Identity)',
+      'network-policy',
+      (o) => void (networkPolicy(o).egress = networkPolicy(o).egress.filter((r) => !JSON.stringify(r).includes('169.254.169.254/32'))),
+    ],
+    [
+      'a disruption budget that keeps the only replica',
+      'disruption',
+      (o) => {
+        const spec = find(o, 'PodDisruptionBudget').spec as Record<string, unknown>;
+        delete spec.maxUnavailable;
+        spec.minAvailable = 1;
+      },
+    ],
+    [
+      'a disruption budget of 0 %',
+      'disruption',
+      (o) => void ((find(o, 'PodDisruptionBudget').spec as Record<string, unknown>).maxUnavailable = '0%'),
+    ],
+    [
+      'a secret in a ConfigMap',
+      'env-hygiene',
+      (o) => void ((find(o, 'ConfigMap', keygateEnv(o)).data as Record<string, string>).API_KEY_SERVER_HMAC_SECRETS = '{}'),
+    ],
+    [
+      'a loopback listen address',
+      'env-hygiene',
+      (o) => void gateway(o).env.push({ name: 'API_KEY_SERVER_LISTEN_ADDRESS', value: '127.0.0.1' }),
+    ],
     [
       'a load balancer draining shorter than preStop + drain',
       'graceful-shutdown',
@@ -202,6 +295,18 @@ describe('each manifest check fails on a broken manifest', () => {
     const r = clone(get('k8s/overlays/dev'));
     breakIt(r.objects);
     expect(rulesOf(checkWorkloadRules(r, { overlay: true }))).toContain(rule);
+  });
+
+  it("rules: dev's settings deployed as prod (LOG_LEVEL=debug, a Secret Manager emulator) → env-hygiene", () => {
+    const r = clone(get('k8s/overlays/dev'));
+    expect(rulesOf(checkWorkloadRules(r, { overlay: true, environment: 'dev' }))).toEqual([]);
+    const messages = checkWorkloadRules(r, { overlay: true, environment: 'prod' });
+    expect(messages.map((m) => [m.rule, m.message])).toEqual([['env-hygiene', expect.stringContaining('LOG_LEVEL=debug')]]);
+    gateway(r.objects).env.push({ name: 'API_KEY_SERVER_SECRET_MANAGER_ENDPOINT', value: '127.0.0.1:9090' });
+    expect(checkWorkloadRules(r, { overlay: true, environment: 'stage' }).map((m) => m.message)).toEqual([
+      expect.stringContaining('LOG_LEVEL=debug'),
+      expect.stringContaining('API_KEY_SERVER_SECRET_MANAGER_ENDPOINT'),
+    ]);
   });
 
   const argoCases: [string, string, (objects: K8sObject[]) => void][] = [

@@ -23,6 +23,24 @@ interface EnvFrom {
 interface Probe {
   httpGet?: { path?: string; port?: number | string };
 }
+/** One port or peer block of a NetworkPolicy rule. */
+interface PolicyPort {
+  port?: number | string;
+  protocol?: string;
+}
+interface PolicyPeer {
+  ipBlock?: { cidr: string };
+  namespaceSelector?: {
+    matchLabels?: Record<string, string>;
+    matchExpressions?: { key: string; operator: string; values?: string[] }[];
+  };
+  podSelector?: LabelSelector;
+}
+interface PolicyRule {
+  from?: PolicyPeer[];
+  to?: PolicyPeer[];
+  ports?: PolicyPort[];
+}
 interface Container {
   name: string;
   image?: string;
@@ -68,8 +86,24 @@ interface Workload {
 
 /** The drain the gateway does on SIGTERM unless configured (SPEC §2). */
 const DEFAULT_DRAIN_SECONDS = 45;
-/** Slack between the end of the drain and SIGKILL: closing Redis, flushing the last log lines. */
-const SHUTDOWN_MARGIN_SECONDS = 5;
+/**
+ * Slack between the end of the drain and SIGKILL, as the README's Operations section documents
+ * (grace ≥ preStop + drain + 10): the gateway itself exits at the latest 5 s after the drain
+ * (ending what is left, the last audit lines, closing Redis), and a loaded node needs a few more.
+ */
+const SHUTDOWN_MARGIN_SECONDS = 10;
+/** The routes SPEC §6 gives the probes, the load balancer's health check and the scraper. */
+const PROBE_PATHS = { readinessProbe: '/readyz', livenessProbe: '/healthz', startupProbe: '/healthz' } as const;
+const READINESS_PATH = '/readyz';
+const METRICS_PATH = '/metrics';
+/** The gateway's listen port unless PORT says otherwise (SPEC §2). */
+const DEFAULT_PORT = 8080;
+/** Where Google Front Ends and their health checks come from (container-native load balancing). */
+const GOOGLE_FRONT_END_RANGES = ['35.191.0.0/16', '130.211.0.0/22'];
+/** The namespace of GKE's managed Prometheus collectors, which scrape what a PodMonitoring selects. */
+const MANAGED_PROMETHEUS_NAMESPACE = 'gke-gmp-system';
+/** Variables that carry secrets (SPEC §2): never a ConfigMap value or a literal in a manifest. */
+const SECRET_VARIABLES = ['API_KEY_SERVER_PRODUCT_KEYS', 'API_KEY_SERVER_JWT_PUBLIC_KEYS', 'API_KEY_SERVER_HMAC_SECRETS'];
 /** Placeholders the base uses; an overlay must replace every one. */
 const PLACEHOLDERS = /\b(PROJECT_ID|REGION)\b/;
 
@@ -90,13 +124,17 @@ function workloads(objects: readonly K8sObject[]): Workload[] {
 export interface RuleOptions {
   /** The render is an environment overlay (deployable): stricter rules on images and names. */
   overlay: boolean;
+  /** The environment the render deploys; stage and prod may not keep development settings. */
+  environment?: 'dev' | 'stage' | 'prod';
 }
 
 /**
- * Project rules for a rendered kustomization: pinned images, probes and resources on every
- * container, non-root with a read-only root and no capabilities, a shutdown that fits the grace
- * period, every referenced ConfigMap/Secret produced, selectors that select, and (for overlays)
- * Artifact Registry images, no placeholders, one namespace.
+ * Project rules for a rendered kustomization: pinned images, probes on the SPEC's routes and the
+ * listen port, resources on every container, non-root with a read-only root and no capabilities,
+ * a shutdown that fits the grace period, every referenced ConfigMap/Secret produced, selectors that
+ * select, a Service, health check, scrape and NetworkPolicy that reach the listen port, a
+ * disruption budget that lets a node drain, no secrets in ConfigMaps, no development settings in
+ * stage or prod, and (for overlays) Artifact Registry images, no placeholders, one namespace.
  */
 export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Violation[] {
   const v: Violation[] = [];
@@ -120,10 +158,20 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
     const pod = template.spec;
     const podLabels = template.metadata?.labels ?? {};
     const volumes = new Map((pod.volumes ?? []).map((vol) => [vol.name, vol]));
+    /** The ports the pod's (non-init) containers listen on. */
+    const listening = new Set<number>();
 
     for (const container of [...pod.containers, ...(pod.initContainers ?? [])]) {
       const where = at(object, container);
       const isInit = !pod.containers.includes(container);
+      const env = effectiveEnv(container, configMaps);
+      const listenPort = Number(env.get('PORT') ?? DEFAULT_PORT);
+      if (!isInit) {
+        listening.add(listenPort);
+        if (!(container.ports ?? []).some((p) => p.containerPort === listenPort))
+          add(where, 'ports', `the gateway listens on PORT=${listenPort}, which the container does not declare`);
+        checkEnvironment(env, options, (m) => add(where, 'env-hygiene', m));
+      }
 
       checkImage(
         container.image,
@@ -139,6 +187,11 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
             add(where, 'probes', `${probe} is missing`);
           } else if (p.httpGet?.port !== undefined && !portDeclared(container, p.httpGet.port)) {
             add(where, 'probes', `${probe} uses port ${p.httpGet.port}, which the container does not declare`);
+          } else if (p.httpGet?.path !== PROBE_PATHS[probe]) {
+            const what = p.httpGet ? `checks ${p.httpGet.path ?? '/'}` : 'is not an HTTP GET';
+            add(where, 'probe-routes', `${probe} ${what}, not ${PROBE_PATHS[probe]} (SPEC §6)`);
+          } else if (resolvePort(pod, p.httpGet.port) !== listenPort) {
+            add(where, 'ports', `${probe} checks port ${p.httpGet.port}, but the gateway listens on PORT=${listenPort}`);
           }
         }
       }
@@ -173,7 +226,6 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
         if (!secrets.has(ref)) add(where, 'config-refs', `Secret ${ref} is neither in the render nor the target of an ExternalSecret`);
       }
 
-      const env = effectiveEnv(container, configMaps);
       const policyFile = env.get('API_KEY_SERVER_POLICY_FILE');
       if (policyFile !== undefined) {
         const mount = container.volumeMounts?.find((m) => policyFile.startsWith(`${m.mountPath.replace(/\/$/, '')}/`));
@@ -187,8 +239,9 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
         }
       }
 
-      const sleep = container.lifecycle?.preStop?.sleep?.seconds;
-      if (!isInit && sleep !== undefined) {
+      // Without a preStop the drain alone must still fit the grace period and the LB's draining.
+      const sleep = container.lifecycle?.preStop?.sleep?.seconds ?? 0;
+      if (!isInit) {
         const drain = Number(env.get('API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS') ?? DEFAULT_DRAIN_SECONDS);
         const grace = pod.terminationGracePeriodSeconds ?? 30;
         if (grace < sleep + drain + SHUTDOWN_MARGIN_SECONDS) {
@@ -231,10 +284,19 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
       if (!selects(constraint.labelSelector, podLabels))
         add(at(object), 'selectors', `topologySpreadConstraints[${i}] does not select the pod's labels`);
     }
+
+    checkTraffic(objects, pod, podLabels, listening, (o, rule, m) => add(at(o), rule, m));
+  }
+
+  for (const map of configMaps.values()) {
+    for (const key of Object.keys(map.data ?? {})) {
+      if (SECRET_VARIABLES.includes(key)) add(at(map), 'env-hygiene', `${key} is a secret (SPEC §2); it may not be a ConfigMap value`);
+    }
   }
 
   checkSelectors(objects, pods, (o, m) => add(at(o), 'selectors', m));
   checkAutoscaling(objects, (o, m) => add(at(o), 'autoscaling', m));
+  checkDisruption(objects, pods, (o, m) => add(at(o), 'disruption', m));
 
   if (options.overlay) {
     const namespaces = objects.filter((o) => o.kind === 'Namespace');
@@ -264,6 +326,149 @@ function checkImage(
   if (!tag && !digest) tagError(`${image} has no tag (it would mean latest)`);
   if (tag === 'latest') tagError(`${image} uses the latest tag`);
   if (options.overlay && !/^[a-z0-9-]+-docker\.pkg\.dev\//.test(image)) registryError(`${image} is not from Artifact Registry`);
+}
+
+/**
+ * Development settings a deployed environment must not keep, and settings no pod can work with:
+ * debug logging (every request's details) or a plaintext Secret Manager emulator in stage or
+ * prod, a secret as a literal value, a loopback listen address (the kubelet and the load balancer
+ * could not reach the pod).
+ */
+function checkEnvironment(env: ReadonlyMap<string, string>, options: RuleOptions, error: (m: string) => void): void {
+  const deployed = options.environment === 'stage' || options.environment === 'prod';
+  if (deployed && env.get('LOG_LEVEL') === 'debug') error(`LOG_LEVEL=debug in ${options.environment}: a development setting`);
+  if (deployed && env.has('API_KEY_SERVER_SECRET_MANAGER_ENDPOINT'))
+    error(`API_KEY_SERVER_SECRET_MANAGER_ENDPOINT (a plaintext emulator) is set in ${options.environment}`);
+  for (const name of SECRET_VARIABLES) {
+    if (env.has(name)) error(`${name} is a literal value in the manifests; secrets come from Secret Manager or a Secret`);
+  }
+  const address = env.get('API_KEY_SERVER_LISTEN_ADDRESS');
+  if (address !== undefined && /^(127\.|::1$|localhost$)/.test(address))
+    error(`API_KEY_SERVER_LISTEN_ADDRESS=${address}: probes and the load balancer cannot reach a loopback address`);
+}
+
+/** The number a port reference (a number, or a container port's name) resolves to in a pod. */
+function resolvePort(pod: PodSpec, port: number | string | undefined): number | undefined {
+  if (typeof port === 'number') return port;
+  if (port === undefined) return undefined;
+  if (/^\d+$/.test(port)) return Number(port);
+  for (const container of pod.containers) {
+    const found = (container.ports ?? []).find((p) => p.name === port);
+    if (found) return found.containerPort;
+  }
+  return undefined;
+}
+
+/**
+ * Whatever sends traffic to the pod must reach the port it listens on and the SPEC's routes: the
+ * Services that select it, the load balancer's health check (BackendConfig), the managed
+ * Prometheus scrape (PodMonitoring), and the NetworkPolicies around it, which must also let in the
+ * load balancer and the scraper and no one else, and let out DNS, the metadata server (Workload
+ * Identity) and HTTPS.
+ */
+function checkTraffic(
+  objects: readonly K8sObject[],
+  pod: PodSpec,
+  labels: Record<string, string>,
+  listening: ReadonlySet<number>,
+  error: (o: K8sObject, rule: string, m: string) => void,
+): void {
+  const listen = [...listening].join(', ');
+  const backendConfigs = new Map(objects.filter((o) => o.kind === 'BackendConfig').map((o) => [o.metadata.name, o]));
+  let behindLoadBalancer = false;
+  for (const service of objects.filter((o) => o.kind === 'Service')) {
+    const spec = service.spec as { selector?: Record<string, string>; ports?: { port: number; targetPort?: number | string }[] };
+    if (!selects({ matchLabels: spec.selector }, labels)) continue;
+    for (const port of spec.ports ?? []) {
+      const target = resolvePort(pod, port.targetPort ?? port.port);
+      if (target === undefined || !listening.has(target))
+        error(service, 'ports', `port ${port.port} targets ${port.targetPort ?? port.port}, not the listen port ${listen}`);
+    }
+    const annotations = service.metadata.annotations ?? {};
+    const neg = annotations['cloud.google.com/neg'];
+    if (neg !== undefined && (JSON.parse(neg) as { ingress?: boolean }).ingress === true) behindLoadBalancer = true;
+    const raw = annotations['cloud.google.com/backend-config'];
+    if (raw === undefined) continue;
+    const ref = JSON.parse(raw) as { default?: string; ports?: Record<string, string> };
+    for (const name of [ref.default, ...Object.values(ref.ports ?? {})].filter((n): n is string => typeof n === 'string')) {
+      const backend = backendConfigs.get(name);
+      if (!backend) {
+        error(service, 'config-refs', `BackendConfig ${name} is not in the render`);
+        continue;
+      }
+      const check = (backend.spec as { healthCheck?: { requestPath?: string; port?: number } }).healthCheck;
+      if (check?.requestPath !== READINESS_PATH)
+        error(backend, 'probe-routes', `healthCheck.requestPath is ${check?.requestPath ?? 'unset (/)'}, not ${READINESS_PATH}`);
+      if (check?.port !== undefined && !listening.has(check.port))
+        error(backend, 'ports', `healthCheck.port ${check.port} is not the listen port ${listen}`);
+    }
+  }
+
+  const scrapePorts = new Set<number>();
+  for (const monitor of objects.filter((o) => o.kind === 'PodMonitoring')) {
+    const spec = monitor.spec as { selector?: LabelSelector; endpoints?: { port?: number | string; path?: string }[] };
+    if (!selects(spec.selector, labels)) continue;
+    for (const endpoint of spec.endpoints ?? []) {
+      const port = resolvePort(pod, endpoint.port);
+      if (port === undefined || !listening.has(port))
+        error(monitor, 'metrics-scrape', `scrapes port ${endpoint.port ?? 'unset'}, not the listen port ${listen}`);
+      else scrapePorts.add(port);
+      if ((endpoint.path ?? METRICS_PATH) !== METRICS_PATH)
+        error(monitor, 'metrics-scrape', `scrapes ${endpoint.path}, not ${METRICS_PATH} (SPEC §6)`);
+    }
+  }
+
+  for (const policy of objects.filter((o) => o.kind === 'NetworkPolicy')) {
+    const spec = policy.spec as { podSelector?: LabelSelector; policyTypes?: string[]; ingress?: PolicyRule[]; egress?: PolicyRule[] };
+    if (!selects(spec.podSelector, labels)) continue;
+    // A rule without peers admits every peer, one without ports every port.
+    const allows = (rules: PolicyRule[] | undefined, peer: (p: PolicyPeer) => boolean, port: number, protocol = 'TCP'): boolean =>
+      (rules ?? []).some((r) => {
+        const peers = r.from ?? r.to ?? [];
+        return (
+          (peers.length === 0 || peers.some(peer)) &&
+          (!r.ports?.length || r.ports.some((p) => (p.protocol ?? 'TCP') === protocol && resolvePort(pod, p.port) === port))
+        );
+      });
+    if ((spec.policyTypes ?? ['Ingress']).includes('Ingress')) {
+      for (const [i, rule] of (spec.ingress ?? []).entries()) {
+        if (!rule.from?.length) error(policy, 'network-policy', `ingress[${i}] admits every source`);
+      }
+      for (const port of listening) {
+        if (behindLoadBalancer) {
+          for (const cidr of GOOGLE_FRONT_END_RANGES) {
+            if (!allows(spec.ingress, (p) => p.ipBlock?.cidr === cidr, port))
+              error(policy, 'network-policy', `the load balancer (${cidr}) cannot reach port ${port}`);
+          }
+        }
+        if (scrapePorts.has(port) && !allows(spec.ingress, (p) => namespaceSelects(p, MANAGED_PROMETHEUS_NAMESPACE), port))
+          error(policy, 'network-policy', `the managed Prometheus collectors (${MANAGED_PROMETHEUS_NAMESPACE}) cannot scrape port ${port}`);
+      }
+    }
+    if ((spec.policyTypes ?? []).includes('Egress')) {
+      if (!allows(spec.egress, () => true, 53, 'UDP')) error(policy, 'network-policy', 'egress does not allow DNS (53/UDP)');
+      if (!allows(spec.egress, (p) => p.ipBlock?.cidr === '169.254.169.254/32', 80))
+        error(
+          policy,
+          'network-policy',
+          'egress does not allow the metadata server (169.254.169.254:80), so Workload Identity has no token',
+        );
+      if (!allows(spec.egress, (p) => p.ipBlock?.cidr === '0.0.0.0/0', 443))
+        error(policy, 'network-policy', 'egress does not allow HTTPS (443) to the providers and Google APIs');
+    }
+  }
+}
+
+/** Whether a NetworkPolicy peer's namespaceSelector selects the namespace of that name. */
+function namespaceSelects(peer: PolicyPeer, namespace: string): boolean {
+  const selector = peer.namespaceSelector;
+  if (!selector || peer.podSelector) return false;
+  const key = 'kubernetes.io/metadata.name';
+  const labelsMatch = Object.entries(selector.matchLabels ?? {}).every(([k, val]) => k === key && val === namespace);
+  const expressionsMatch = (selector.matchExpressions ?? []).every(
+    (e) => e.key === key && e.operator === 'In' && (e.values ?? []).includes(namespace),
+  );
+  return labelsMatch && expressionsMatch;
 }
 
 function portDeclared(container: Container, port: number | string): boolean {
@@ -342,6 +547,36 @@ function checkAutoscaling(objects: readonly K8sObject[], error: (o: K8sObject, m
     else if ((target.spec as { replicas?: number }).replicas !== undefined)
       error(target, 'sets spec.replicas although an HPA scales it (Argo CD would fight the HPA)');
     if ((spec.minReplicas ?? 1) > spec.maxReplicas) error(hpa, `minReplicas ${spec.minReplicas} > maxReplicas ${spec.maxReplicas}`);
+  }
+}
+
+/**
+ * A PodDisruptionBudget must leave room for one eviction at the workload's smallest size (the
+ * HPA's minReplicas, else its replicas): otherwise a node drain (upgrades, autoscaler) waits on it
+ * forever.
+ */
+function checkDisruption(objects: readonly K8sObject[], pods: readonly Workload[], error: (o: K8sObject, m: string) => void): void {
+  const smallest = (workload: K8sObject): number => {
+    const hpa = objects.find((o) => {
+      const ref = (o.spec as { scaleTargetRef?: { kind: string; name: string } } | undefined)?.scaleTargetRef;
+      return o.kind === 'HorizontalPodAutoscaler' && ref?.kind === workload.kind && ref.name === workload.metadata.name;
+    });
+    if (hpa) return (hpa.spec as { minReplicas?: number }).minReplicas ?? 1;
+    return (workload.spec as { replicas?: number }).replicas ?? 1;
+  };
+  const count = (value: number | string, of: number, round: (n: number) => number): number =>
+    typeof value === 'number' ? value : round((of * Number(value.replace('%', ''))) / 100);
+  for (const pdb of objects.filter((o) => o.kind === 'PodDisruptionBudget')) {
+    const spec = pdb.spec as { selector?: LabelSelector; maxUnavailable?: number | string; minAvailable?: number | string };
+    for (const { object } of pods.filter((p) => selects(spec.selector, p.template.metadata?.labels ?? {}))) {
+      const replicas = smallest(object);
+      // Kubernetes rounds a percentage up, for both fields.
+      const evictable =
+        spec.maxUnavailable !== undefined
+          ? count(spec.maxUnavailable, replicas, Math.ceil)
+          : replicas - count(spec.minAvailable ?? 0, replicas, Math.ceil);
+      if (evictable < 1) error(pdb, `${idOf(object)} at ${replicas} replica(s) allows no eviction: a node drain would wait on it forever`);
+    }
   }
 }
 
