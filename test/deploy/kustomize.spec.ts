@@ -51,6 +51,12 @@ function probe(objects: K8sObject[], name: 'readinessProbe' | 'livenessProbe'): 
   return gateway(objects)[name] as { httpGet: { path: string } };
 }
 
+function secretStore(objects: K8sObject[]): { projectID: string; auth: { workloadIdentity: { clusterName: string } } } {
+  return (
+    find(objects, 'SecretStore').spec as { provider: { gcpsm: { projectID: string; auth: { workloadIdentity: { clusterName: string } } } } }
+  ).provider.gcpsm;
+}
+
 function networkPolicy(objects: K8sObject[]): { ingress: Record<string, unknown>[]; egress: Record<string, unknown>[] } {
   return find(objects, 'NetworkPolicy', 'keygate').spec as { ingress: Record<string, unknown>[]; egress: Record<string, unknown>[] };
 }
@@ -355,6 +361,81 @@ describe('each manifest check fails on a broken manifest', () => {
     const objects = clone(get('k8s/argocd').objects);
     breakIt(objects);
     expect(rulesOf(checkArgoRules(objects, 'broken', pathExists))).toContain(rule);
+  });
+
+  const nameCases: [string, RegExp, (objects: K8sObject[]) => void][] = [
+    [
+      'a ServiceAccount annotated with another Google account',
+      /annotated keygate@example-keygate-prod/,
+      (o) =>
+        void (find(o, 'ServiceAccount').metadata.annotations = {
+          'iam.gke.io/gcp-service-account': 'keygate@example-keygate-prod.iam.gserviceaccount.com',
+        }),
+    ],
+    [
+      "the runtime account of another environment's project",
+      /annotated keygate-runtime@example-keygate-stage/,
+      (o) =>
+        void (find(o, 'ServiceAccount').metadata.annotations = {
+          'iam.gke.io/gcp-service-account': 'keygate-runtime@example-keygate-stage.iam.gserviceaccount.com',
+        }),
+    ],
+    [
+      'a Deployment running as another ServiceAccount',
+      /runs as ServiceAccount default/,
+      (o) => void (podSpec(o).serviceAccountName = 'default'),
+    ],
+    [
+      'a SecretStore reading another project',
+      /SecretStore gcp-secret-manager reads project example-keygate-dev/,
+      (o) => void (secretStore(o).projectID = 'example-keygate-dev'),
+    ],
+    [
+      'a SecretStore naming another cluster',
+      /names cluster gke-main/,
+      (o) => void (secretStore(o).auth.workloadIdentity.clusterName = 'gke-main'),
+    ],
+    [
+      'an ExternalSecret reading a secret Terraform does not create',
+      /secret redis-password is read/,
+      (o) =>
+        void ((find(o, 'ExternalSecret', 'keygate-redis').spec as { data: { remoteRef: { key: string } }[] }).data[0].remoteRef.key =
+          'redis-password'),
+    ],
+    [
+      'the gateway reading a renamed secret',
+      /secret provider-keys is read/,
+      (o) =>
+        void ((find(o, 'ConfigMap', keygateEnv(o)).data as Record<string, string>).API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME =
+          'provider-keys'),
+    ],
+    [
+      'an Ingress naming a per-environment static IP',
+      /static IP keygate-prod, Terraform reserves keygate/,
+      (o) => void (find(o, 'Ingress').metadata.annotations!['kubernetes.io/ingress.global-static-ip-name'] = 'keygate-prod'),
+    ],
+    [
+      'a FrontendConfig naming a per-environment SSL policy',
+      /SSL policy keygate-prod/,
+      (o) => void ((find(o, 'FrontendConfig').spec as { sslPolicy: string }).sslPolicy = 'keygate-prod'),
+    ],
+    [
+      'a BackendConfig naming another Cloud Armor policy',
+      /Cloud Armor policy keygate-prod/,
+      (o) => void ((find(o, 'BackendConfig').spec as { securityPolicy: { name: string } }).securityPolicy.name = 'keygate-prod'),
+    ],
+    [
+      'a certificate for another host',
+      /keygate\.example\.com, keygate\.stage\.example\.com/,
+      (o) => void ((find(o, 'ManagedCertificate').spec as { domains: string[] }).domains = ['keygate.stage.example.com']),
+    ],
+  ];
+
+  it.each(nameCases)('consistency: %s is caught', async (_, message, breakIt) => {
+    const r = clone(get('k8s/overlays/prod'));
+    breakIt(r.objects);
+    const violations = await checkOverlayAgainstTerraform(r, join(REPO_ROOT, 'terraform', 'environments', 'prod'), 'prod');
+    expect(violations.map((v) => v.message)).toEqual([expect.stringMatching(message)]);
   });
 
   it('consistency: an overlay whose Redis range or region differs from Terraform is caught', async () => {

@@ -146,6 +146,25 @@ describe('each Terraform check fails on a broken module', () => {
       { 'main.tf': `${root_('  name = "x"\n')}\noutput "o" {\n  value = module.child.nope\n}\n`, 'modules/child/main.tf': child },
     ],
     ['a reference to a module not called', 'module-ref', { 'main.tf': 'output "o" {\n  value = module.ghost.id\n}\n' }],
+    [
+      'Secret Manager access granted on the whole project',
+      'tf-secret-iam',
+      {
+        'main.tf': [
+          'variable "project_id" {',
+          '  type        = string',
+          '  description = "x"',
+          '}',
+          '',
+          'resource "google_project_iam_member" "runtime" {',
+          '  project = var.project_id',
+          '  role    = "roles/secretmanager.secretAccessor"',
+          '  member  = "serviceAccount:keygate-runtime@example.iam.gserviceaccount.com"',
+          '}',
+          '',
+        ].join('\n'),
+      },
+    ],
     ['an untyped variable', 'tf-variable-typed', { 'main.tf': 'variable "v" {\n  description = "x"\n}\n' }],
     ['an undescribed variable', 'tf-variable-described', { 'main.tf': 'variable "v" {\n  type = string\n}\n' }],
     [

@@ -34,6 +34,8 @@ export interface TerraformModule {
   requiredProviders: Map<string, string>;
   /** Literal values of attributes named project / project_id (hard-coded project ids). */
   literalProjects: { file: string; value: string }[];
+  /** IAM grants (`*_iam_member`, `*_iam_binding`): the resource type and the role as written. */
+  iamGrants: { file: string; type: string; name: string; role: string }[];
   parseErrors: string[];
 }
 
@@ -69,6 +71,7 @@ export async function loadModule(dir: string): Promise<TerraformModule> {
     backends: [],
     requiredProviders: new Map(),
     literalProjects: [],
+    iamGrants: [],
     parseErrors: [],
   };
   for (const file of module.files) {
@@ -120,6 +123,12 @@ function collect(module: TerraformModule, file: string, doc: Record<string, Json
           typeof spec === 'object' && spec !== null && !Array.isArray(spec) && typeof spec.version === 'string' ? spec.version : '';
         module.requiredProviders.set(name, version);
       }
+    }
+  }
+  for (const [type, byName] of Object.entries(doc.resource && typeof doc.resource === 'object' ? doc.resource : {})) {
+    if (!/_iam_(member|binding)$/.test(type)) continue;
+    for (const [name, body] of labelled(byName)) {
+      if (typeof body.role === 'string') module.iamGrants.push({ file, type, name, role: body.role });
     }
   }
   const templates: string[] = [];
@@ -257,6 +266,16 @@ export async function checkModules(root: string, options: ModuleCheckOptions = {
         }
       }
     }
+    // Secret Manager roles are granted on each secret, never on a project, folder or organization,
+    // where they would open every secret there (docs/runbook.md, "Secrets").
+    for (const grant of module.iamGrants) {
+      if (grant.role.includes('secretmanager') && !grant.type.startsWith('google_secret_manager_secret_iam_'))
+        v.push({
+          where: rel(dir, grant.file),
+          rule: 'tf-secret-iam',
+          message: `${grant.type}.${grant.name} grants ${grant.role} beyond single secrets; grant it per secret (google_secret_manager_secret_iam_member)`,
+        });
+    }
     for (const { file, value } of module.literalProjects) {
       v.push({
         where: rel(dir, file),
@@ -316,6 +335,25 @@ export async function moduleArguments(dir: string, moduleName: string): Promise<
     if (found) return found[1];
   }
   throw new Error(`${relative(REPO_ROOT, dir)}: no module "${moduleName}"`);
+}
+
+/** The default of a module's variable as hcl2json gives it (undefined when it has none). */
+export async function variableDefault(dir: string, name: string): Promise<Json | undefined> {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.tf'))) {
+    const doc = (await parse(file, readFileSync(join(dir, file), 'utf8'))) as Record<string, Json>;
+    const found = labelled(doc.variable).find(([n]) => n === name);
+    if (found) return found[1].default;
+  }
+  return undefined;
+}
+
+/** The value of a module's local as hcl2json gives it (undefined when it has none). */
+export async function localValue(dir: string, name: string): Promise<Json | undefined> {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.tf'))) {
+    const doc = (await parse(file, readFileSync(join(dir, file), 'utf8'))) as Record<string, Json>;
+    for (const body of blocks(doc.locals)) if (name in body) return body[name];
+  }
+  return undefined;
 }
 
 /** Attribute values of a .tfvars file (HCL). */
