@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { clone, findKustomizations, render, type K8sObject, type Rendered } from './lib/kustomize';
-import { checkArgoRules, checkWorkloadRules } from './lib/rules';
+import { checkArgoProjectAdmits, checkArgoRules, checkWorkloadRules } from './lib/rules';
 import { validateSchemas } from './lib/schemas';
 import { checkOverlayAgainstTerraform } from './lib/consistency';
 import { describe as explain, REPO_ROOT, type Violation } from './lib/tools';
@@ -108,6 +108,13 @@ describe('Kubernetes manifests', () => {
 
   it('Argo CD: one AppProject per environment, dev automated, stage and prod manual', () => {
     expect(explain(checkArgoRules(get('k8s/argocd').objects, 'k8s/argocd', pathExists))).toBe('');
+  });
+
+  it.each(ENVIRONMENTS)('Argo CD: the AppProject of %s admits every kind its overlay renders', (env) => {
+    const project = find(get('k8s/argocd').objects, 'AppProject', `keygate-${env}`);
+    expect(explain(checkArgoProjectAdmits(project, get(`k8s/overlays/${env}`)))).toBe('');
+    // The optional components add no kind an AppProject would refuse.
+    expect(explain(checkArgoProjectAdmits(project, get('test/deploy/fixtures/with-components')))).toBe('');
   });
 
   it('overlays differ where environments differ: namespace, image tag, replicas, host', () => {
@@ -356,6 +363,16 @@ describe('each manifest check fails on a broken manifest', () => {
       },
     ],
   ];
+
+  it('argo: an overlay kind its AppProject does not admit → argo-project', () => {
+    const objects = clone(get('k8s/argocd').objects);
+    const project = find(objects, 'AppProject', 'keygate-dev');
+    const spec = project.spec as { namespaceResourceWhitelist: { kind: string }[] };
+    spec.namespaceResourceWhitelist = spec.namespaceResourceWhitelist.filter((e) => e.kind !== 'PodMonitoring');
+    expect(checkArgoProjectAdmits(project, get('k8s/overlays/dev')).map((v) => [v.rule, v.message])).toEqual([
+      ['argo-project', expect.stringContaining('PodMonitoring')],
+    ]);
+  });
 
   it.each(argoCases)('argo: %s → %s', (_, rule, breakIt) => {
     const objects = clone(get('k8s/argocd').objects);

@@ -679,3 +679,32 @@ export function checkArgoRules(objects: readonly K8sObject[], where: string, pat
   }
   return v;
 }
+
+/**
+ * An AppProject must admit every kind its Application renders, or the sync fails on the first
+ * object it does not: cluster-scoped kinds (Namespace) by clusterResourceWhitelist, the rest by
+ * namespaceResourceWhitelist (`*` as group or kind admits all).
+ */
+export function checkArgoProjectAdmits(project: K8sObject, rendered: Rendered): Violation[] {
+  type Entry = { group: string; kind: string };
+  const spec = project.spec as { clusterResourceWhitelist?: Entry[]; namespaceResourceWhitelist?: Entry[] };
+  const admits = (list: Entry[] | undefined, group: string, kind: string): boolean =>
+    (list ?? []).some((e) => (e.group === '*' || e.group === group) && (e.kind === '*' || e.kind === kind));
+  const v: Violation[] = [];
+  const seen = new Set<string>();
+  for (const o of rendered.objects) {
+    const group = o.apiVersion.includes('/') ? o.apiVersion.slice(0, o.apiVersion.indexOf('/')) : '';
+    const key = `${group}/${o.kind}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const clusterScoped = o.metadata.namespace === undefined;
+    const list = clusterScoped ? spec.clusterResourceWhitelist : spec.namespaceResourceWhitelist;
+    if (!admits(list, group, o.kind))
+      v.push({
+        where: `${idOf(project)} for ${rendered.target}`,
+        rule: 'argo-project',
+        message: `${o.kind} (group "${group}") is not in its ${clusterScoped ? 'cluster' : 'namespace'}ResourceWhitelist`,
+      });
+  }
+  return v;
+}
