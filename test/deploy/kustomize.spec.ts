@@ -170,6 +170,7 @@ describe('each manifest check fails on a broken manifest', () => {
   const cases: [string, string, (objects: K8sObject[]) => void][] = [
     ['the latest tag', 'image-tag', (o) => void (gateway(o).image = 'europe-west1-docker.pkg.dev/p/keygate/gateway:latest')],
     ['an image without a tag', 'image-tag', (o) => void (gateway(o).image = 'europe-west1-docker.pkg.dev/p/keygate/gateway')],
+    ['a moving tag', 'image-tag', (o) => void (gateway(o).image = 'europe-west1-docker.pkg.dev/p/keygate/gateway:main')],
     ['an image from outside Artifact Registry', 'image-registry', (o) => void (gateway(o).image = 'docker.io/library/node:22')],
     ['a missing readiness probe', 'probes', (o) => void delete gateway(o).readinessProbe],
     ['a probe on an undeclared port', 'probes', (o) => void (gateway(o).startupProbe.httpGet.port = 9999)],

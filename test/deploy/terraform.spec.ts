@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { parse } from '@cdktf/hcl2json';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkFormat, checkModules, findModuleDirs, jsonPayloadFields, loadModule } from './lib/terraform';
@@ -65,6 +66,16 @@ describe('Terraform', () => {
         expect.objectContaining({ kind: 'local', name: 'namespace' }),
       ]),
     );
+  });
+
+  it('the registries keep tags immutable, so the tag an overlay pins always means one image', async () => {
+    const file = join(TERRAFORM, 'modules', 'gcp', 'artifact-registry', 'main.tf');
+    const doc = (await parse(file, readFileSync(file, 'utf8'))) as {
+      resource: { google_artifact_registry_repository: Record<string, { docker_config?: { immutable_tags?: boolean }[] }[]> };
+    };
+    const repositories = Object.values(doc.resource.google_artifact_registry_repository).flat();
+    expect(repositories.length).toBeGreaterThan(0);
+    expect(repositories.map((r) => r.docker_config?.[0]?.immutable_tags)).toEqual(repositories.map(() => true));
   });
 
   it('the log-based metrics read only fields the audit record has', () => {

@@ -325,6 +325,10 @@ function checkImage(
   const tag = lastSegment.includes(':') ? lastSegment.slice(lastSegment.indexOf(':') + 1) : undefined;
   if (!tag && !digest) tagError(`${image} has no tag (it would mean latest)`);
   if (tag === 'latest') tagError(`${image} uses the latest tag`);
+  // What the delivery workflow pushes (sha-<commit>) or a release version: a tag that names one
+  // build. Artifact Registry keeps tags immutable (Terraform), so such a tag is as good as a digest.
+  else if (options.overlay && tag && !digest && !/^(sha-[0-9a-f]{7,40}|v?\d+\.\d+\.\d+(-[\w.]+)?)$/.test(tag))
+    tagError(`${image}: the tag ${tag} names no build (sha-<commit> or a version); pin one, or a digest`);
   if (options.overlay && !/^[a-z0-9-]+-docker\.pkg\.dev\//.test(image)) registryError(`${image} is not from Artifact Registry`);
 }
 
