@@ -1121,17 +1121,18 @@ describe('HMAC request signing', () => {
     await expect401(mem, await send(mem, { ...req, label: 'hmac-mem-replay-2' }));
   });
 
-  it('answers 503 at once when the Redis replay cache is unreachable, never serving the request', async () => {
+  it('answers 503 at once when the Redis replay cache is unreachable, never serving the request (audited as the verified client)', async () => {
     for (let i = 0; i < 3; i++) {
       const s = await hmacSend(down, { label: 'hmac-redis-down' });
       expect(errorOf(s)).toMatchObject({ status: 503, code: 'service_unavailable' });
       expect(s.headers['retry-after']).toBeDefined();
       expect(s.elapsedMs).toBeLessThan(1_000);
       expect(s.upstream).toBe(0);
-      const audit = await expectOneAudit(down, s.id, { status: 503, product: null, user: null });
+      // The signature verified before the cache was asked: the client and its product are known.
+      const audit = await expectOneAudit(down, s.id, { status: 503, product: 'demo', user: CLIENT });
       expect(audit.failure).not.toBeNull();
     }
-    // A request that fails the signature check is still a 401 (Redis is only asked for good signatures).
+    // A request that fails the signature check is still a 401 (Redis is only asked for good signatures), audited without a caller.
     const bad = await hmacSend(down, { secret: OTHER_SECRET, label: 'hmac-redis-down-bad' });
     await expect401(down, bad);
   });

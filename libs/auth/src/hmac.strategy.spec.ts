@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '@keygate/errors';
+import { attachContext, RequestContext } from '@keygate/observability';
 import type { HmacClient } from '@keygate/secrets';
 import passport from 'passport';
 import { HMAC_REPLAY_TTL_SECONDS, HMAC_STRATEGY, HmacStrategy, type HmacClientLookup, type HmacRequest } from './hmac.strategy';
@@ -214,6 +215,28 @@ describe('HmacStrategy', () => {
     expect(error.status).toBe(503);
     expect(error.message).toBe('the replay cache is unavailable; retry shortly');
     expect(error.options.retryAfterSeconds).toBe(1);
+  });
+
+  describe('the audit context of a request refused because the replay cache is unavailable', () => {
+    const down = (): HmacStrategy => new HmacStrategy(new MapClients(), new UnavailableCache(), () => now);
+    function withContext(request: HmacRequest): { request: HmacRequest; ctx: RequestContext } {
+      const raw = {};
+      const ctx = new RequestContext('req-1', request.method, '/v1/models', 0n, null, true);
+      attachContext(raw, ctx);
+      return { request: { ...request, raw }, ctx };
+    }
+
+    it('names the client and its product: the signature verified before the cache was asked', async () => {
+      const { request, ctx } = withContext(signedRequest({ client: OTHER }));
+      expect((await rejection(request, down())).code).toBe('service_unavailable');
+      expect({ product: ctx.product, user: ctx.user }).toEqual({ product: 'product-b', user: 'other-client' });
+    });
+
+    it('names no one when the signature does not verify', async () => {
+      const { request, ctx } = withContext(signedRequest({ signed: { body: 'something else' } }));
+      expect((await rejection(request, down())).code).toBe('invalid_token');
+      expect({ product: ctx.product, user: ctx.user }).toEqual({ product: null, user: null });
+    });
   });
 
   it('refuses an unknown client', async () => {

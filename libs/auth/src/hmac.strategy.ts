@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { PassportStrategy } from '@nestjs/passport';
 import { GatewayError } from '@keygate/errors';
+import { contextOf } from '@keygate/observability';
 import type { HmacClient } from '@keygate/secrets';
 import { Strategy } from 'passport-strategy';
 import {
@@ -53,6 +54,8 @@ export interface HmacRequest {
   readonly url: string;
   /** The body bytes as received; Nest sets it for parsed bodies when the app has `rawBody: true`. */
   readonly rawBody?: Buffer;
+  /** Node's request, carrying the audit context (absent in unit tests that build a bare request). */
+  readonly raw?: object;
 }
 
 /**
@@ -118,6 +121,9 @@ export class HmacStrategy extends PassportStrategy(Strategy, HMAC_STRATEGY) {
       firstUse = await this.replay.remember(`${clientId}:${timestamp}:${signature}`, HMAC_REPLAY_TTL_SECONDS);
     } catch (error) {
       if (error instanceof ReplayCacheUnavailableError) {
+        // The signature verified, so the client is known though the request is refused: the audit
+        // names it, as it names a verified caller refused a product.
+        nameCaller(request, client);
         throw new GatewayError('service_unavailable', 'the replay cache is unavailable; retry shortly', {
           retryAfterSeconds: 1,
           cause: error,
@@ -144,6 +150,14 @@ function bodyOf(request: HmacRequest): Buffer | undefined {
     throw invalid('the request body cannot be verified (send it as application/json)');
   }
   return undefined;
+}
+
+/** Puts a verified client on the request's audit context. */
+function nameCaller(request: HmacRequest, client: HmacClient): void {
+  const ctx = request.raw ? contextOf(request.raw) : undefined;
+  if (!ctx) return;
+  ctx.product = client.product;
+  ctx.user = client.clientId;
 }
 
 function invalid(message: string): GatewayError {
