@@ -181,6 +181,15 @@ describe('the gateway refuses to boot on invalid configuration', () => {
     },
   );
 
+  it('refuses a Redis URL whose path and db parameter name different databases (/2?db=3 used database 2), in one line', async () => {
+    const reachable = new URL(process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379');
+    const result = await boot({ API_KEY_SERVER_REDIS_URL: `redis://:${SECRET}@${reachable.host}/2?db=3` });
+    expectOneConfigRefusal(result, 'API_KEY_SERVER_REDIS_URL', SECRET);
+    expect(result.output).toContain(
+      'API_KEY_SERVER_REDIS_URL: the database index is given more than once with different values (/2 and db=3)',
+    );
+  });
+
   it('names the JSON path of a misspelt policy field', async () => {
     const file = writeTempFile('typo.yaml', 'defaults:\n  policy:\n    max_tokenz: 100\n');
     const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: file });

@@ -334,12 +334,29 @@ describe('loadGatewayConfig', () => {
     expect(message).not.toContain('hunter2pw');
   });
 
-  it.each(['redis://127.0.0.1:6379', 'redis://127.0.0.1:6379/', 'redis://:pw@127.0.0.1:6379/3', 'rediss://redis.example:6380?db=15'])(
-    'takes API_KEY_SERVER_REDIS_URL=%s (no database index, or a whole number)',
-    (url) => {
-      expect(loadGatewayConfig({ ...base, API_KEY_SERVER_REDIS_URL: url }).redisUrl).toBe(url);
+  it.each([
+    ['redis://h:6379/2?db=3', '/2 and db=3'],
+    ['rediss://:hunter2pw@redis.example:6380/0?db=1', '/0 and db=1'],
+    ['redis://h:6379?db=1&db=2', 'db=1 and db=2'],
+  ])(
+    'refuses API_KEY_SERVER_REDIS_URL=%s: database indexes that disagree (ioredis silently took the path’s, or the last db)',
+    (url, values) => {
+      const message = failure({ ...base, API_KEY_SERVER_REDIS_URL: url });
+      expect(message).toContain(`API_KEY_SERVER_REDIS_URL: the database index is given more than once with different values (${values})`);
+      expect(message).not.toContain('hunter2pw');
     },
   );
+
+  it.each([
+    'redis://127.0.0.1:6379',
+    'redis://127.0.0.1:6379/',
+    'redis://:pw@127.0.0.1:6379/3',
+    'rediss://redis.example:6380?db=15',
+    'redis://h:6379/2?db=2',
+    'redis://h:6379?db=4&db=4',
+  ])('takes API_KEY_SERVER_REDIS_URL=%s (no database index, or a whole number, given once or the same each time)', (url) => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_REDIS_URL: url }).redisUrl).toBe(url);
+  });
 
   it('ignores variables outside the contract', () => {
     expect(() => loadGatewayConfig({ ...base, HOME: '/root', SOMETHING_ELSE: 'x' })).not.toThrow();

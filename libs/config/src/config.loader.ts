@@ -102,8 +102,9 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   }
   if (e.API_KEY_SERVER_REDIS_URL && !parsesAsUrl(e.API_KEY_SERVER_REDIS_URL)) {
     problems.push('API_KEY_SERVER_REDIS_URL: is not a valid URL');
-  } else if (e.API_KEY_SERVER_REDIS_URL && !hasIntegerRedisDb(e.API_KEY_SERVER_REDIS_URL)) {
-    problems.push('API_KEY_SERVER_REDIS_URL: the database index (the path, as in /0, or the db parameter) must be a non-negative integer');
+  } else if (e.API_KEY_SERVER_REDIS_URL) {
+    const problem = redisDbProblem(e.API_KEY_SERVER_REDIS_URL);
+    if (problem) problems.push(`API_KEY_SERVER_REDIS_URL: ${problem}`);
   }
   const endpointPort = /:(\d+)$/.exec(e.API_KEY_SERVER_SECRET_MANAGER_ENDPOINT ?? '')?.[1];
   if (endpointPort !== undefined && (Number(endpointPort) < 1 || Number(endpointPort) > 65535)) {
@@ -299,16 +300,22 @@ function parsesAsUrl(value: string): boolean {
 }
 
 /**
- * Whether the database a Redis URL selects, if any, is a whole number: ioredis sends whatever it
- * finds to SELECT (`/abc` as `NaN`), and Redis's refusal then crashed the boot with a raw stack
- * instead of naming the variable. A number past the server's `databases` is only known by asking
- * it; the Redis connection's WARNING says so.
+ * What is wrong with the database a Redis URL selects, if anything. The index must be a whole
+ * number: ioredis sends whatever it finds to SELECT (`/abc` as `NaN`), and Redis's refusal then
+ * crashed the boot with a raw stack instead of naming the variable. Given both as the path and as
+ * `db` (or as `db` twice), the values must agree: ioredis quietly takes the path's (of several
+ * `db`, the last), so `/2?db=3` used database 2 whichever one the operator meant. A number past the
+ * server's `databases` is only known by asking it; the Redis connection's WARNING says so.
  */
-function hasIntegerRedisDb(value: string): boolean {
+function redisDbProblem(value: string): string | undefined {
   const url = new URL(value);
-  const indexes = url.searchParams.getAll('db');
-  if (url.pathname !== '' && url.pathname !== '/') indexes.push(url.pathname.slice(1));
-  return indexes.every((db) => /^\d+$/.test(db));
+  const given = url.searchParams.getAll('db').map((index) => ({ index, as: `db=${index}` }));
+  if (url.pathname !== '' && url.pathname !== '/') given.unshift({ index: url.pathname.slice(1), as: url.pathname });
+  if (!given.every(({ index }) => /^\d+$/.test(index)))
+    return 'the database index (the path, as in /0, or the db parameter) must be a non-negative integer';
+  if (new Set(given.map(({ index }) => index)).size > 1)
+    return `the database index is given more than once with different values (${given.map(({ as }) => as).join(' and ')}): give it once, as the path (/2) or the db parameter (?db=2)`;
+  return undefined;
 }
 
 /**
