@@ -328,6 +328,8 @@ describe('loadGatewayConfig', () => {
     'redis://127.0.0.1:6379/-1',
     'redis://127.0.0.1:6379/1.5',
     'redis://127.0.0.1:6379?db=',
+    'redis://127.0.0.1:6379/02',
+    'redis://127.0.0.1:6379?db=00',
   ])('refuses API_KEY_SERVER_REDIS_URL=%s: a database index that is not a whole number (Redis refused it with a raw stack)', (url) => {
     const message = failure({ ...base, API_KEY_SERVER_REDIS_URL: url });
     expect(message).toContain('API_KEY_SERVER_REDIS_URL: the database index');

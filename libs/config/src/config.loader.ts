@@ -311,8 +311,9 @@ function redisDbProblem(value: string): string | undefined {
   const url = new URL(value);
   const given = url.searchParams.getAll('db').map((index) => ({ index, as: `db=${index}` }));
   if (url.pathname !== '' && url.pathname !== '/') given.unshift({ index: url.pathname.slice(1), as: url.pathname });
-  if (!given.every(({ index }) => /^\d+$/.test(index)))
-    return 'the database index (the path, as in /0, or the db parameter) must be a non-negative integer';
+  // Redis reads an integer without leading zeros only: SELECT 02 is refused like SELECT abc.
+  if (!given.every(({ index }) => /^(?:0|[1-9]\d*)$/.test(index)))
+    return 'the database index (the path, as in /0, or the db parameter) must be a non-negative integer without leading zeros';
   if (new Set(given.map(({ index }) => index)).size > 1)
     return `the database index is given more than once with different values (${given.map(({ as }) => as).join(' and ')}): give it once, as the path (/2) or the db parameter (?db=2)`;
   return undefined;
