@@ -793,6 +793,22 @@ describe.each(VERIFIER_TARGETS)('the verifier with $name refuses hostile tokens 
     await expect401(g, s);
   });
 
+  it.each([
+    ['sub', 'a right-to-left override', 'alice\u202eevil', 'rlo'],
+    ['sub', 'a zero-width space', 'ali\u200bce', 'zwsp'],
+    ['sub', 'an isolate pair', 'bob\u2068x\u2069', 'isolate'],
+    ['product', 'a byte order mark', 'demo\ufeff', 'bom'],
+  ])(
+    'refuses a %s with %s (an operator reading the audit or a Redis key would not see it), saying why',
+    async (claim, _what, value, label) => {
+      const s = await send(g, { token: signedJwt(key, valid({ [claim]: value })), label: `verifier-invisible-${label}` });
+      await expect401(g, s);
+      expect(errorOf(s).message).toBe(
+        `the token ${claim} claim has control or invisible characters (such as bidirectional controls or zero-width spaces)`,
+      );
+    },
+  );
+
   it('accepts the well-formed token these were derived from (the refusals are about the defect)', async () => {
     const s = await send(g, { token: signedJwt(key, valid({ sub: 'verifier-ok' })), label: 'verifier-ok' });
     await expectServed(g, s, { user: 'verifier-ok' });
@@ -1236,6 +1252,8 @@ describe('Google IAP assertions', () => {
     ['a lifetime over 900 s (a JWT’s maximum)', () => iap('alice@example.com', { iat: nowSeconds(), exp: nowSeconds() + 3_600 })],
     ['an iat beyond the 60 s skew in the future', () => iap('alice@example.com', { iat: nowSeconds() + 300, exp: nowSeconds() + 600 })],
     ['an email with a control character (no operator could block it)', () => iap('alice\u0085@example.com')],
+    ['an email with a right-to-left override (it would read reversed in the audit)', () => iap('alice\u202e@example.com')],
+    ['an email with a zero-width space (it would pass for another user)', () => iap('ali\u200bce@example.com')],
     ['an email over 256 characters', () => iap(`${'a'.repeat(250)}@example.com`)],
     ['no email', () => iap(null)],
     [

@@ -779,8 +779,9 @@ describe('blocks: created on one replica, enforced by all within one second', ()
         error: { code: 'invalid_request', param: field, message: `${field}: unknown field` },
       });
     }
-    // A user id no DELETE could name (a control character, C0 or C1), as no credential may carry one.
-    for (const user of ['bob\t', 'bob\u0085']) {
+    // A user id no DELETE could name (a control character, C0 or C1, or an invisible one: a bidi
+    // override, a zero-width space), as no credential may carry one.
+    for (const user of ['bob\t', 'bob\u0085', 'bob\u202e', 'b\u200bob']) {
       const control = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, user, reason: 'x' });
       expect(control.status).toBe(400);
       expect(control.json).toMatchObject({ error: { param: 'user' } });

@@ -101,9 +101,15 @@ describe('IapVerifier', () => {
     ['a newline', 'alice\n@example.com'],
     ['DEL', 'alice\u007f@example.com'],
     ['a C1 control character', 'alice\u0085@example.com'],
+    ['a right-to-left override', 'alice\u202e@example.com'],
+    ['an Arabic letter mark', 'alice\u061c@example.com'],
+    ['a zero-width joiner', 'ali\u200dce@example.com'],
+    ['a word joiner', 'alice\u2060@example.com'],
     ['257 characters', `${'a'.repeat(245)}@example.com`],
   ])('refuses an email with %s, which an operator could not block', async (_what, email) => {
-    expect(await refusedFor({ email })).toBe('the IAP assertion email claim must be 1-256 characters without control characters');
+    expect(await refusedFor({ email })).toBe(
+      'the IAP assertion email claim must be 1-256 characters without control or invisible characters (such as bidirectional controls or zero-width spaces)',
+    );
   });
 
   it('takes an email of 256 characters', async () => {

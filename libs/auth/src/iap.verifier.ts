@@ -5,7 +5,7 @@ import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { jwtVerify, errors as joseErrors, type JWTPayload } from 'jose';
 import { isInsecureKeyUrl, RemoteJwksKeySet } from './jwks.key-set';
 import { lifetimeProblem } from './jwt-claims';
-import { isNameableUserId } from './principal';
+import { INVISIBLE_CHARACTERS_RULE, isNameableUserId } from './principal';
 import { inspectToken } from './token-inspection';
 
 /** The issuer of every IAP assertion. */
@@ -99,7 +99,7 @@ function identityOf(payload: JWTPayload, nowSeconds: number): IapIdentity {
     throw new GatewayError('invalid_token', 'the IAP assertion has no email');
   const email = payload.email.toLowerCase();
   if (!isNameableUserId(email))
-    throw new GatewayError('invalid_token', 'the IAP assertion email claim must be 1-256 characters without control characters');
+    throw new GatewayError('invalid_token', `the IAP assertion email claim must be 1-256 characters without ${INVISIBLE_CHARACTERS_RULE}`);
   const hostedDomain = typeof payload.hd === 'string' && payload.hd !== '' ? payload.hd.toLowerCase() : undefined;
   return { email, subject: payload.sub as string, hostedDomain };
 }

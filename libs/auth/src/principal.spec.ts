@@ -32,7 +32,25 @@ describe('isNameableUserId', () => {
     ['tab\there', false],
     ['del\u007f', false],
     ['next\u0085line', false],
+    ['José', true],
+    ['山田太郎', true],
+    ['alice\u{1f600}', true],
     [42, false],
     [undefined, false],
   ])('%p → %p', (value, nameable) => expect(isNameableUserId(value)).toBe(nameable));
+
+  it.each([
+    // Bidirectional controls: embeddings and overrides, isolates, marks, the Arabic letter mark.
+    ...['202A', '202B', '202C', '202D', '202E', '2066', '2067', '2068', '2069', '200E', '200F', '061C'],
+    // Zero-width space, non-joiner, joiner, word joiner, byte order mark; a tag character.
+    ...['200B', '200C', '200D', '2060', 'FEFF', 'E0041'],
+    // Line and paragraph separators.
+    ...['2028', '2029'],
+  ])('refuses U+%s, which an operator reading the id would not see', (hex) => {
+    expect(isNameableUserId(`ali${String.fromCodePoint(Number.parseInt(hex, 16))}ce`)).toBe(false);
+  });
+
+  it('refuses an unpaired surrogate (written to Redis as U+FFFD, so two such ids would share a key)', () => {
+    expect(isNameableUserId('alice\ud800')).toBe(false);
+  });
 });

@@ -10,21 +10,28 @@ export interface Principal {
 }
 
 /**
- * Control characters (C0, DEL and C1) a user id may not hold: it keys limits and blocks, and an
- * operator must be able to name it (`POST /admin/blocks` refuses the same set).
+ * Characters a user id may not hold, because an operator reading it would not see them: control
+ * characters (C0, DEL and C1), format characters (bidirectional controls such as U+202E, which
+ * show `alice\u202Eevil` as `alicelive`, zero-width characters such as U+200B, U+2060 and U+FEFF,
+ * tag characters), line and paragraph separators, and unpaired surrogates (stored in Redis as
+ * U+FFFD, so two such ids would share one key). The id keys limits and blocks and is printed in
+ * the audit: one that looks like another user's, or that an operator cannot type, cannot be
+ * blocked alone (`POST /admin/blocks` refuses the same set).
  */
-// eslint-disable-next-line no-control-regex -- control characters are exactly what it finds
-export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+export const INVISIBLE_CHARACTERS = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
+
+/** What a credential's user id may not hold, as error messages say it (see {@link INVISIBLE_CHARACTERS}). */
+export const INVISIBLE_CHARACTERS_RULE = 'control or invisible characters (such as bidirectional controls or zero-width spaces)';
 
 /** The longest user id a credential may carry, as `POST /admin/blocks` takes it. */
 export const MAX_USER_ID_LENGTH = 256;
 
 /**
- * Whether a credential's user id is one an operator can name: 1–256 characters, no control
- * characters. Limits and blocks are keyed by it, so any other user could never be blocked alone.
+ * Whether a credential's user id is one an operator can name: 1–256 characters, none of the
+ * {@link INVISIBLE_CHARACTERS}. Limits and blocks are keyed by it, so any other user could never be blocked alone.
  */
 export function isNameableUserId(value: unknown): value is string {
-  return typeof value === 'string' && value.length >= 1 && value.length <= MAX_USER_ID_LENGTH && !CONTROL_CHARACTERS.test(value);
+  return typeof value === 'string' && value.length >= 1 && value.length <= MAX_USER_ID_LENGTH && !INVISIBLE_CHARACTERS.test(value);
 }
 
 /** The scope admin routes require (SPEC §5): an operator of every product. */

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy } from 'class-validator';
-import { CONTROL_CHARACTERS } from '@keygate/auth';
+import { INVISIBLE_CHARACTERS, INVISIBLE_CHARACTERS_RULE } from '@keygate/auth';
 import { StrictBody } from '../http/dto-validation.pipe';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -18,10 +18,10 @@ export class CreateBlockDto {
   @MaxLength(256)
   // As DELETE takes it: a block no DELETE can name would stay until Redis is edited by hand.
   @ValidateBy({
-    name: 'noControlCharacters',
+    name: 'noInvisibleCharacters',
     validator: {
-      validate: (v: unknown) => typeof v === 'string' && !CONTROL_CHARACTERS.test(v),
-      defaultMessage: () => 'user must not contain control characters',
+      validate: (v: unknown) => typeof v === 'string' && !INVISIBLE_CHARACTERS.test(v),
+      defaultMessage: () => `user must not contain ${INVISIBLE_CHARACTERS_RULE}`,
     },
   })
   user?: string;
