@@ -118,7 +118,13 @@ export interface UnfinishedUpload {
  * than an idle connection it may close at once (a race on a loaded machine). The interim answer is
  * not part of {@link UnfinishedUpload.answer}.
  */
-export async function unfinishedUpload(port: number, token: string, requestId: string): Promise<UnfinishedUpload> {
+export async function unfinishedUpload(
+  port: number,
+  /** A bearer token, or the credential headers to send instead (an HMAC signature's). */
+  credential: string | Record<string, string>,
+  requestId: string,
+): Promise<UnfinishedUpload> {
+  const headers = typeof credential === 'string' ? { Authorization: `Bearer ${credential}` } : credential;
   const socket = connect(port, HOST);
   let answer = '';
   socket.setEncoding('utf8');
@@ -128,8 +134,9 @@ export async function unfinishedUpload(port: number, token: string, requestId: s
   await new Promise((r) => socket.once('connect', r));
   const sentAt = Date.now();
   socket.write(
-    `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
-      `X-Request-Id: ${requestId}\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n`,
+    `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n${Object.entries(headers)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('')}Content-Type: application/json\r\n` + `X-Request-Id: ${requestId}\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n`,
   );
   const interim = 'HTTP/1.1 100 Continue\r\n\r\n';
   await waitFor('the gateway to take the request (100 Continue)', () => answer.startsWith(interim) || undefined, 5_000, 5);

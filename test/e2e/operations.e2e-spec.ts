@@ -6,7 +6,7 @@
  * real gateways are sent SIGTERM while holding live streams: inside the drain period every stream
  * completes, past it each one ends with an SSE error event, and the process exits 0 either way.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { Agent } from 'node:http';
 import { connect } from 'node:net';
 import OpenAI, { APIError } from 'openai';
@@ -37,6 +37,7 @@ import {
 import {
   apiError,
   cleanupTempFiles,
+  foreignRsaKey,
   mintToken,
   mintedTokens,
   startGateway,
@@ -938,10 +939,25 @@ describe('a client that leaves in the grace after the drain deadline', () => {
 });
 
 describe('a client too slow to send its request (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS)', () => {
-  it('gets the contract 408 with its own X-Request-Id, and its audit line says timeout, not a client abort', async () => {
+  const hmacClient = `ops-client-${RUN}`;
+  const hmacSecret = `ops-hmac-secret-${RUN}-${randomBytes(16).toString('hex')}`;
+
+  /** Correct HMAC headers for a POST of `body` (the signature covers its hash). */
+  function hmacHeaders(body: string): Record<string, string> {
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const hash = createHash('sha256').update(body).digest('hex');
+    const signature = createHmac('sha256', hmacSecret).update(`${timestamp}\nPOST\n/v1/chat/completions\n${hash}`).digest('hex');
+    return { 'X-Client-Id': hmacClient, 'X-Timestamp': timestamp, 'X-Signature': signature };
+  }
+
+  it('gets the contract 408 with its own X-Request-Id, and its audit line says timeout, not a client abort, naming the caller its token proves', async () => {
     const slow = await startGateway({
       products: opsProducts(mock.url),
-      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: '1' },
+      env: {
+        API_KEY_SERVER_POLICY_FILE: policyFile,
+        API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: '1',
+        API_KEY_SERVER_HMAC_SECRETS: JSON.stringify({ [hmacClient]: { secret: hmacSecret, product: PRODUCT } }),
+      },
     });
     try {
       const before = (await mock.stats()).total;
@@ -960,7 +976,30 @@ describe('a client too slow to send its request (API_KEY_SERVER_REQUEST_TIMEOUT_
       expect(took).toBeLessThan(5_000);
       await waitFor('the audit line', () => slow.auditsFor(id).length >= 1 || undefined, 2_000);
       expect(slow.auditsFor(id)).toHaveLength(1);
-      expect(slow.auditsFor(id)[0]).toMatchObject({ status: 408, failure: 'timeout', path: '/v1/chat/completions' });
+      // Refused before the guard (Fastify reads the body first), yet the token in its headers was checked.
+      expect(slow.auditsFor(id)[0]).toMatchObject({
+        status: 408,
+        failure: 'timeout',
+        path: '/v1/chat/completions',
+        product: PRODUCT,
+        user: USER,
+      });
+      expect((await mock.stats()).total).toBe(before);
+
+      // Credentials the headers cannot prove name no one: a token signed by a key nobody configured,
+      // and an HMAC signature, which covers the body that never came (correct over the body meant).
+      const forged = mintToken({ sub: 'forger', product: PRODUCT, privateKey: foreignRsaKey() });
+      for (const [label, credential] of [
+        ['forged', forged],
+        ['hmac', hmacHeaders(`{"model":${' '.repeat(991)}`)],
+      ] as const) {
+        const unproven = uniqueId(`trickle-${label}`);
+        const refused = await unfinishedUpload(slow.port, credential, unproven);
+        expect(await within(refused.closed, 10_000)).not.toBeNull();
+        expect(refused.answer()).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+        await waitFor('the audit line', () => slow.auditsFor(unproven).length >= 1 || undefined, 2_000);
+        expect(slow.auditsFor(unproven)).toEqual([expect.objectContaining({ status: 408, failure: 'timeout', product: null, user: null })]);
+      }
       expect((await mock.stats()).total).toBe(before);
 
       // A request that sends its body in time is unaffected on the same gateway.

@@ -3,6 +3,8 @@ import { AuthGuard, AuthModuleOptions } from '@nestjs/passport';
 import { GatewayError } from '@keygate/errors';
 import { contextOf } from '@keygate/observability';
 import type { FastifyRequest } from 'fastify';
+import passport from 'passport';
+import { HMAC_STRATEGY } from './hmac.strategy';
 import { bearerToken } from './jwt.strategy';
 import type { Principal } from './principal';
 import { VerifiedTokenCache } from './verified-token.cache';
@@ -14,6 +16,9 @@ function recordPrincipal(request: FastifyRequest, principal: Principal): void {
   ctx.product = principal.product;
   ctx.user = principal.user;
 }
+
+/** What `passport.authenticate` returns (typed `any`): a connect-style middleware. */
+type PassportMiddleware = (request: unknown, response: unknown, next: () => void) => void;
 
 /** Messages of jsonwebtoken/passport-jwt failures, rewritten so no configured value is echoed. */
 const FAILURE_MESSAGES: ReadonlyArray<[RegExp, string]> = [
@@ -37,12 +42,38 @@ const FAILURE_MESSAGES: ReadonlyArray<[RegExp, string]> = [
  */
 @Injectable()
 export class CredentialGuard extends AuthGuard() {
+  /** The strategies whose credential is all in the headers (JWT, IAP): every one but HMAC, which signs the body too. */
+  private readonly headerStrategies: readonly string[];
+
   constructor(
     private readonly verified: VerifiedTokenCache,
     @Optional() options?: AuthModuleOptions,
   ) {
     // The passport module's options carry the default strategies (see AuthModule).
     super(options);
+    const strategies = options?.defaultStrategy ?? [];
+    this.headerStrategies = (Array.isArray(strategies) ? strategies : [strategies]).filter((name) => name !== HMAC_STRATEGY);
+  }
+
+  /**
+   * Names on the audit context the caller a request's headers prove, for a request refused before
+   * its body arrived (the request timeout), which never reaches the guard: Fastify reads the body
+   * before any guard runs. A bearer JWT or an IAP assertion is checked as the guard checks it; an
+   * HMAC signature covers the body, so its X-Client-Id is only a claim and names no one. Resolves
+   * once done, whatever the outcome; nothing is refused here.
+   */
+  async nameCallerFromHeaders(request: FastifyRequest): Promise<void> {
+    const token = bearerToken(request.headers.authorization);
+    let principal = token === undefined ? undefined : this.verified.get(token);
+    if (!principal && this.headerStrategies.length > 0) {
+      principal = await new Promise<Principal | undefined>((resolve) => {
+        const done = (error: unknown, user: unknown): void => resolve(!error && user ? (user as Principal) : undefined);
+        // With a callback, passport answers through it alone and never writes to the response.
+        const middleware = passport.authenticate([...this.headerStrategies], { session: false }, done) as PassportMiddleware;
+        middleware(request, undefined, () => resolve(undefined));
+      });
+    }
+    if (principal) recordPrincipal(request, principal);
   }
 
   /** A bearer token seen and verified before skips passport and the signature check. */

@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '@keygate/audit';
+import { CredentialGuard } from '@keygate/auth';
 import { GatewayError, type FailureClass } from '@keygate/errors';
 import { LifecycleState } from '@keygate/health';
 import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext, type RequestLabels } from '@keygate/observability';
@@ -44,8 +45,8 @@ const END_GRACE_MS = 1_000;
  */
 @Injectable()
 export class RequestLifecycle {
-  /** Requests whose response has not closed yet, with that response. */
-  private readonly open = new Map<RequestContext, ServerResponse>();
+  /** Requests whose response has not closed yet, with their reply (its request and raw response). */
+  private readonly open = new Map<RequestContext, FastifyReply>();
   private readonly audited = new Set<Promise<void>>();
 
   constructor(
@@ -53,6 +54,7 @@ export class RequestLifecycle {
     private readonly metrics: MetricsService,
     private readonly state: LifecycleState,
     private readonly secrets: SecretsService,
+    private readonly credentials: CredentialGuard,
   ) {}
 
   /** Requests whose response has not closed yet. */
@@ -74,7 +76,7 @@ export class RequestLifecycle {
     while (this.open.size || this.audited.size) {
       if (!forced && Date.now() >= forceAt) {
         forced = true;
-        for (const [ctx, res] of this.open) endResponse(ctx, res);
+        for (const [ctx, reply] of this.open) endResponse(ctx, reply.raw);
       }
       await Promise.race([...this.audited, new Promise((r) => setTimeout(r, 50))]);
     }
@@ -140,7 +142,7 @@ export class RequestLifecycle {
     ctx.route = route;
     ctx.anthropic = speaksAnthropic(route, path, raw.headers);
     attachContext(raw, ctx);
-    this.open.set(ctx, reply.raw);
+    this.open.set(ctx, reply);
     // Set on the raw response so hijacked (streamed) replies carry it too.
     reply.raw.setHeader('x-request-id', ctx.requestId);
     // Anthropic's clients read theirs from `request-id` (the SDKs' `_request_id`); an Anthropic
@@ -171,13 +173,21 @@ export class RequestLifecycle {
   /**
    * Node's request timeout hit a request whose body was still arriving (the client took longer than
    * `API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS`): it gets the contract's 408 with its own
-   * `X-Request-Id`, and its audit line says so (`timeout`, 408) rather than a client abort. Returns
-   * false when the socket holds no such request (its headers never arrived): bootstrap answers then.
+   * `X-Request-Id`, and its audit line says so (`timeout`, 408) rather than a client abort, and
+   * names the caller its headers prove (a JWT or an IAP assertion; not an HMAC signature, which
+   * covers the body). Returns false when the socket holds no such request (its headers never
+   * arrived): bootstrap answers then.
    */
   refuseTimedOut(socket: Socket): boolean {
-    for (const [ctx, res] of this.open) {
+    for (const [ctx, reply] of this.open) {
+      const res = reply.raw;
       if (res.socket !== socket) continue;
       ctx.fail('timeout', REQUEST_TIMEOUT);
+      // The guard never ran (Fastify reads the body first): the audit line waits for the check.
+      if (ctx.auditable) {
+        const settled = ctx.settled;
+        ctx.settled = this.credentials.nameCallerFromHeaders(reply.request).then(() => settled);
+      }
       if (!res.headersSent) {
         const body = JSON.stringify(errorBodyFor(ctx, new GatewayError('invalid_request', 'the request body did not arrive in time')));
         res.writeHead(REQUEST_TIMEOUT, {
