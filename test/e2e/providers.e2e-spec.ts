@@ -750,6 +750,49 @@ describe('Gemini specifics', () => {
     await expectOneAudit(schema.id, { status: 200, provider: 'gemini' });
   });
 
+  it('maps reasoning_effort to Gemini thinking: a level on Gemini 3, nothing where the model does not think, refused where it cannot', async () => {
+    const level = rid('gemini-effort-level');
+    const { result, after } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: GEMINI_3_MODEL, messages: user('think a little'), reasoning_effort: 'low' },
+          { headers: level.headers },
+        ),
+    );
+    expect(lastBody(after, 'gemini.generateContent').generationConfig).toMatchObject({ thinkingConfig: { thinkingLevel: 'low' } });
+    // The mock spends 16 tokens thinking when asked to: they are completion tokens, as OpenAI counts reasoning.
+    expect(result.usage?.completion_tokens_details).toEqual({ reasoning_tokens: 16 });
+    await expectOneAudit(level.id, { status: 200, provider: 'gemini', tokens_out: result.usage!.completion_tokens });
+
+    const quiet = rid('gemini-effort-none');
+    const { after: after2 } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: GEMINI_MODEL, messages: user('no thinking'), reasoning_effort: 'minimal' },
+          { headers: quiet.headers },
+        ),
+    );
+    expect(lastBody(after2, 'gemini.generateContent').generationConfig).not.toHaveProperty('thinkingConfig');
+    await expectOneAudit(quiet.id, { status: 200, provider: 'gemini' });
+
+    const refused = rid('gemini-effort-refused');
+    const { result: error, total } = await counting(() =>
+      apiError(
+        gw
+          .openai(token)
+          .chat.completions.create(
+            { model: GEMINI_MODEL, messages: user('think hard'), reasoning_effort: 'high' },
+            { headers: refused.headers },
+          ),
+      ),
+    );
+    expect(error).toMatchObject({ status: 400, code: 'unsupported_parameter', param: 'reasoning_effort' });
+    expect(total).toBe(0);
+    await expectOneAudit(refused.id, { status: 400, failure: 'bad_request', provider: 'gemini' });
+  });
+
   it("declares a tool whose JSON Schema Gemini cannot take as is (an MCP server's: $defs, exclusive bounds, free-form maps) in a form it accepts", async () => {
     // The mock refuses what the real API refuses (any field outside Gemini's Schema, an undeclared
     // required name, an OBJECT without properties as the parameters), so a 200 proves the form.

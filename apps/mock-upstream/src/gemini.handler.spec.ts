@@ -6,6 +6,7 @@ import type {
   GenerateContentResponse,
 } from './gemini.types';
 import { GEMINI_AUTH, parseSse, postJson, readJson, startMock, type RunningMock } from './mock.testing';
+import { MOCK_THOUGHT_TOKENS } from './gemini.handler';
 
 const MODEL = 'gemini-2.5-flash';
 const TOOLS = [
@@ -210,6 +211,42 @@ describe('Gemini wire format', () => {
     const res = await postJson(mock.base, `/v1/models/${MODEL}:generateContent`, { contents: [user('x')] }, GEMINI_AUTH);
     expect(res.status).toBe(200);
     await res.text();
+  });
+
+  describe('thinkingConfig', () => {
+    const on = (model: string, thinkingConfig: Record<string, unknown>): Promise<Response> =>
+      postJson(
+        mock.base,
+        `/v1beta/models/${model}:generateContent`,
+        { contents: [user('think')], generationConfig: { thinkingConfig } },
+        GEMINI_AUTH,
+      );
+
+    it.each([
+      ['gemini-2.5-flash', { thinkingBudget: 1024 }, MOCK_THOUGHT_TOKENS],
+      ['gemini-2.5-flash', { thinkingBudget: 0 }, undefined],
+      ['gemini-3-pro-preview', { thinkingLevel: 'low' }, MOCK_THOUGHT_TOKENS],
+    ])('%s takes %j and reports %s thought tokens', async (model, config, thoughts) => {
+      const res = await on(model, config);
+      expect(res.status).toBe(200);
+      const usage = (await readJson<GenerateContentResponse>(res)).usageMetadata;
+      expect(usage.thoughtsTokenCount).toBe(thoughts);
+      expect(usage.totalTokenCount).toBe(usage.promptTokenCount + (usage.candidatesTokenCount ?? 0) + (thoughts ?? 0));
+    });
+
+    it.each([
+      ['gemini-2.5-flash', { thinkingBudget: 1024, thinkingLevel: 'low' }, /cannot set both/],
+      ['gemini-2.5-flash', { thinkingLevel: 'low' }, /Thinking level is not supported/],
+      ['gemini-1.5-pro', { thinkingBudget: 1024 }, /Thinking is not supported/],
+      ['gemini-3-pro-preview', { thinkingLevel: 'extreme' }, /thinking_level/],
+    ])('%s refuses %j', async (model, config, message) => {
+      const res = await on(model, config);
+      expect(res.status).toBe(400);
+      expect((await readJson<GeminiErrorBody>(res)).error).toMatchObject({
+        status: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(message),
+      });
+    });
   });
 
   describe('errors', () => {

@@ -108,6 +108,30 @@ function hasFunctionResponse(content: unknown): boolean {
 /** Models that give function calls ids (and check the ids of the responses). */
 const GEMINI_3 = /^gemini-3/;
 
+/** Tokens the mock reports as spent thinking when a request asked its model to think. */
+export const MOCK_THOUGHT_TOKENS = 16;
+
+/**
+ * `generationConfig.thinkingConfig` as Gemini checks it: a budget or a level, not both; a level on a
+ * model that takes budgets (2.5); no thinking at all on the models that do not think (1.x, 2.0).
+ * Returns the problems, and whether the model thinks.
+ */
+function thinkingProblems(config: unknown, model: string): { problems: string[]; thinks: boolean } {
+  const thinking = isRecord(config) ? field(config, 'thinkingConfig', 'thinking_config') : undefined;
+  const budget = isRecord(thinking) ? field(thinking, 'thinkingBudget', 'thinking_budget') : undefined;
+  const level = isRecord(thinking) ? field(thinking, 'thinkingLevel', 'thinking_level') : undefined;
+  const thinksByDefault = /^gemini-(2\.5|[3-9])/.test(model);
+  if (thinking === undefined) return { problems: [], thinks: thinksByDefault };
+  if (budget !== undefined && level !== undefined)
+    return { problems: ['You cannot set both thinking_level and the legacy thinking_budget parameter.'], thinks: false };
+  if (!thinksByDefault) return { problems: ['Thinking is not supported for this model.'], thinks: false };
+  if (level !== undefined && /^gemini-2/.test(model))
+    return { problems: ['Thinking level is not supported for this model.'], thinks: false };
+  if (level !== undefined && (typeof level !== 'string' || !['minimal', 'low', 'medium', 'high'].includes(level.toLowerCase())))
+    return { problems: [`Invalid value at 'generation_config.thinking_config.thinking_level' (${JSON.stringify(level)})`], thinks: false };
+  return { problems: [], thinks: budget !== 0 };
+}
+
 /**
  * A functionResponse that carries an id must answer a functionCall of the model turn before it
  * with that id, as Gemini 3 checks ("functionResponse.id does not match functionCall.id").
@@ -337,24 +361,31 @@ class GeminiHandler implements ProviderHandler {
     const body = isRecord(ex.body) ? ex.body : {};
     const contents = asArray(body.contents);
     if (contents.length === 0) return ex.sendError(geminiError(400, '* GenerateContentRequest.contents: contents is not specified\n'));
-    const problems = [...requestSchemaProblems(body), ...functionResponseIdProblems(contents)];
+    const config = field(body, 'generationConfig', 'generation_config');
+    const thinking = thinkingProblems(config, ex.pathParam);
+    const problems = [...requestSchemaProblems(body), ...functionResponseIdProblems(contents), ...thinking.problems];
     if (problems.length > 0) return ex.sendError(geminiError(400, problems.join('\n')));
     const a = this.answer(ex, body, contents);
     // generationConfig.candidateCount: that many candidates (the same answer), each numbered.
-    const config = field(body, 'generationConfig', 'generation_config');
     const requested = isRecord(config) ? field(config, 'candidateCount', 'candidate_count') : undefined;
     const n = typeof requested === 'number' && Number.isInteger(requested) && requested > 1 && !a.safety ? Math.min(requested, 8) : 1;
     a.candidateTokens *= n;
     const model = ex.pathParam;
     const responseId = nextId('mock');
     const promptDetails = [{ modality: 'TEXT', tokenCount: a.promptTokens }];
+    // Only a request that asked for thinking reports thought tokens: the existing answers stay as they were.
+    const thoughts =
+      thinking.thinks && config !== undefined && isRecord(config) && field(config, 'thinkingConfig', 'thinking_config')
+        ? MOCK_THOUGHT_TOKENS
+        : 0;
     // Protobuf JSON omits zero counts, so a blocked answer has no candidatesTokenCount.
     const finalUsage: GeminiUsageMetadata = a.safety
       ? { promptTokenCount: a.promptTokens, totalTokenCount: a.promptTokens, promptTokensDetails: promptDetails }
       : {
           promptTokenCount: a.promptTokens,
           candidatesTokenCount: a.candidateTokens,
-          totalTokenCount: a.promptTokens + a.candidateTokens,
+          ...(thoughts ? { thoughtsTokenCount: thoughts } : {}),
+          totalTokenCount: a.promptTokens + a.candidateTokens + thoughts,
           promptTokensDetails: promptDetails,
         };
 

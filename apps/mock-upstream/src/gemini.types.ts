@@ -39,6 +39,8 @@ export interface GeminiUsageMetadata {
   promptTokenCount: number;
   /** Absent on intermediate stream chunks and when zero (protobuf JSON omits zeros). */
   candidatesTokenCount?: number;
+  /** Tokens the model spent thinking (absent when it did not think). */
+  thoughtsTokenCount?: number;
   totalTokenCount: number;
   promptTokensDetails?: Array<{ modality: string; tokenCount: number }>;
 }

@@ -348,6 +348,19 @@ describe('Gemini translation', () => {
     [{ stop: [] }, undefined],
     [{ stop: ['a', '', 'b', 'c', 'd', 'e'] }, { stopSequences: ['a', 'b', 'c', 'd', 'e'] }],
     [{ max_tokens: 50, max_completion_tokens: 20 }, { maxOutputTokens: 20 }],
+    // reasoning_effort: a token budget on Gemini 2.5, a level on Gemini 3 and later, nothing where the model does not think.
+    [{ reasoning_effort: 'none' }, { thinkingConfig: { thinkingBudget: 0 } }],
+    [{ reasoning_effort: 'minimal' }, { thinkingConfig: { thinkingBudget: 512 } }],
+    [{ reasoning_effort: 'low' }, { thinkingConfig: { thinkingBudget: 1024 } }],
+    [{ reasoning_effort: 'medium' }, { thinkingConfig: { thinkingBudget: 8192 } }],
+    [{ reasoning_effort: 'high' }, { thinkingConfig: { thinkingBudget: 24576 } }],
+    [{ model: 'models/gemini-2.5-pro', reasoning_effort: 'xhigh' }, { thinkingConfig: { thinkingBudget: 24576 } }],
+    [{ model: 'gemini-3-pro-preview', reasoning_effort: 'low' }, { thinkingConfig: { thinkingLevel: 'low' } }],
+    [{ model: 'gemini-3-flash-preview', reasoning_effort: 'none' }, { thinkingConfig: { thinkingLevel: 'minimal' } }],
+    [{ model: 'gemini-4-pro', reasoning_effort: 'xhigh' }, { thinkingConfig: { thinkingLevel: 'xhigh' } }],
+    [{ model: 'gemini-1.5-pro', reasoning_effort: 'minimal' }, undefined],
+    [{ model: 'gemini-2.0-flash', reasoning_effort: 'none' }, undefined],
+    [{ reasoning_effort: null }, undefined],
   ])('maps %j to generationConfig %j', (extra, config) => {
     expect(toGenerateContentRequest(req(extra)).generationConfig).toEqual(config);
   });
@@ -356,7 +369,9 @@ describe('Gemini translation', () => {
     ['tool_choice', { tool_choice: 'required' }, 'invalid_request'],
     ['tools[0].type', { tools: [{ type: 'custom', custom: { name: 'x' } }] }, 'unsupported_parameter'],
     ['response_format', { response_format: { type: 'grammar' } }, 'unsupported_parameter'],
-    ['reasoning_effort', { reasoning_effort: 'low' }, 'unsupported_parameter'],
+    ['reasoning_effort', { reasoning_effort: 'maximum' }, 'invalid_request'],
+    ['reasoning_effort', { model: 'gemini-1.5-pro', reasoning_effort: 'low' }, 'unsupported_parameter'],
+    ['reasoning_effort', { model: 'gemini-2.0-flash', reasoning_effort: 'high' }, 'unsupported_parameter'],
     ['stop', { stop: ['1', '2', '3', '4', '5', '6'] }, 'unsupported_parameter'],
     ['tools[0].function.name', { tools: [{ type: 'function', function: { name: 'f'.repeat(65) } }] }, 'unsupported_parameter'],
     ['messages', { messages: [{ role: 'system', content: 'only a system prompt' }] }, 'invalid_request'],

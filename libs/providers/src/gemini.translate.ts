@@ -64,8 +64,6 @@ const UNSUPPORTED_PARAMS: ReadonlyArray<readonly [string, string]> = [
   ['web_search_options', 'Gemini search grounding is not exposed through keygate'],
   ['functions', 'use tools instead of the deprecated functions'],
   ['function_call', 'use tool_choice instead of the deprecated function_call'],
-  // Gemini's thinking budget is model-specific (thinkingBudget on 2.5, thinkingLevel on 3).
-  ['reasoning_effort', 'Gemini thinking levels are not mapped by keygate'],
 ];
 
 function isSet(value: unknown): boolean {
@@ -398,7 +396,36 @@ function generationConfig(body: ChatCompletionRequest): GeminiGenerationConfig |
   const seed = num(body.seed);
   if (seed !== undefined) config.seed = seed;
   responseFormat(body.response_format, config);
+  const thinking = thinkingConfig(body.reasoning_effort, body.model);
+  if (thinking) config.thinkingConfig = thinking;
   return Object.keys(config).length ? config : undefined;
+}
+
+/** OpenAI's reasoning efforts, least to most. */
+const EFFORTS = ['none', 'minimal', 'low', 'medium', 'high', 'xhigh'] as const;
+type Effort = (typeof EFFORTS)[number];
+
+/** Thinking tokens a Gemini 2.5 model may spend for each effort (0 turns thinking off, where the model allows it). */
+const THINKING_BUDGETS: Readonly<Record<Effort, number>> = { none: 0, minimal: 512, low: 1024, medium: 8192, high: 24576, xhigh: 24576 };
+
+/**
+ * OpenAI's `reasoning_effort` as Gemini's `thinkingConfig`, which differs by model generation:
+ * Gemini 2.5 takes a token budget (`thinkingBudget`), Gemini 3 and later a level (`thinkingLevel`,
+ * the effort's own name; `none` is `minimal`, the least they think). Which levels, and whether a
+ * budget of 0, a model takes is the model's: its refusal is passed on. Gemini 1.x and 2.0 do not
+ * think: the least efforts ask for nothing there, and the others are refused.
+ */
+function thinkingConfig(effort: unknown, model: string): GeminiGenerationConfig['thinkingConfig'] {
+  if (effort === undefined || effort === null) return undefined;
+  if (typeof effort !== 'string' || !(EFFORTS as readonly string[]).includes(effort))
+    throw invalid('reasoning_effort', `reasoning_effort must be one of ${EFFORTS.join(', ')}`);
+  const level = effort as Effort;
+  if (/^(models\/)?gemini-(1([.-]|$)|2\.0([.-]|$))/.test(model)) {
+    if (level === 'none' || level === 'minimal') return undefined;
+    throw unsupported('reasoning_effort', `${model} does not think; reasoning_effort applies to Gemini 2.5 and later`);
+  }
+  if (/^(models\/)?gemini-2([.-]|$)/.test(model)) return { thinkingBudget: THINKING_BUDGETS[level] };
+  return { thinkingLevel: level === 'none' ? 'minimal' : level };
 }
 
 function responseFormat(format: unknown, config: GeminiGenerationConfig): void {

@@ -78,6 +78,8 @@ export interface GeminiGenerationConfig {
   responseSchema?: GeminiSchema;
   /** The answer's schema as JSON Schema, for one the OpenAPI subset cannot say (exclusive with `responseSchema`). */
   responseJsonSchema?: Record<string, unknown>;
+  /** How much the model thinks: a token budget (Gemini 2.5) or a level (Gemini 3 and later), never both. */
+  thinkingConfig?: { thinkingBudget?: number; thinkingLevel?: string };
 }
 
 /** `toolConfig.functionCallingConfig.mode`. */
