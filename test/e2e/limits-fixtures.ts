@@ -29,6 +29,8 @@ export const P = {
   userDaily: `lim-udaily-${RUN}`,
   /** `daily_tokens: 5000`, `max_tokens: 1000`. */
   tokens: `lim-tok-${RUN}`,
+  /** `user_daily_tokens: 1500`, `max_tokens: 1000`: one client's requests sent back to back. */
+  userTokens: `lim-utok-${RUN}`,
   /** `daily_tokens: 300`: requests that overshoot their estimate (client max_tokens: 1). */
   overshoot: `lim-over-${RUN}`,
   /** No small limits: blocks. */
@@ -47,6 +49,7 @@ export const P = {
 
 export const TOKEN_CAP = 5000;
 export const TOKEN_MAX_TOKENS = 1000;
+export const USER_TOKEN_CAP = 1500;
 export const OVERSHOOT_CAP = 300;
 export const POLICY_MAX_TOKENS = 100;
 export const POLICY_MAX_BYTES = 2048;
@@ -84,6 +87,8 @@ export function limitsPolicy(): string {
     '    limits: {user_daily_requests: 3}',
     `  ${P.tokens}:`,
     `    limits: {daily_tokens: ${TOKEN_CAP}}`,
+    `  ${P.userTokens}:`,
+    `    limits: {user_daily_tokens: ${USER_TOKEN_CAP}}`,
     `  ${P.overshoot}:`,
     `    limits: {daily_tokens: ${OVERSHOOT_CAP}}`,
     `  ${P.policy}:`,

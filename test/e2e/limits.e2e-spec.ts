@@ -37,6 +37,7 @@ import {
   today,
   TOKEN_CAP,
   TOKEN_MAX_TOKENS,
+  USER_TOKEN_CAP,
   type Answer,
 } from './limits-fixtures';
 
@@ -431,6 +432,30 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
       `[limits e2e] overshoot: cap ${OVERSHOOT_CAP}, ${admitted.length} in flight, estimate ${estimate} each, ` +
         `settled ${settled}, largest single overshoot ${Math.max(...overshoots)} (cap + one overshoot = ${OVERSHOOT_CAP + Math.max(...overshoots)})\n`,
     );
+  });
+
+  it(`admits one client's requests sent back to back while their settled usage fits in user_daily_tokens (${USER_TOKEN_CAP})`, async () => {
+    // Each request reserves its prompt plus max_output_tokens 1000 and uses a few dozen tokens: two
+    // reservations never fit together, so each request is admitted only once the one before it is
+    // settled, which the client's next request, sent as soon as the answer arrived, must not outrun.
+    const user = `back-to-back-${RUN}`;
+    const client = replicas[0].openai(mintToken({ product: P.userTokens, sub: user }));
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const id = uniqueId('b2b');
+      ids.push(id);
+      const response = await client.responses.create({ model: MODEL, input: `back to back ${i}` }, { headers: { 'x-request-id': id } });
+      expect(response.status).toBe('completed');
+    }
+    let used = 0;
+    for (const id of ids) {
+      const audit = await replicas[0].waitForAudit(id);
+      expect(replicas[0].auditsFor(id)).toHaveLength(1);
+      expect(audit).toMatchObject({ status: 200, failure: null, user });
+      used += (audit.tokens_in ?? 0) + (audit.tokens_out ?? 0);
+    }
+    expect(used).toBeLessThan(USER_TOKEN_CAP - TOKEN_MAX_TOKENS);
+    await waitFor('the settled total', async () => (await usage(P.userTokens)).tokens.users[user] === used, 3_000, 50);
   });
 });
 

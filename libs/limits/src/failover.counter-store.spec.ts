@@ -478,6 +478,26 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     }
   });
 
+  it('admits a request that fits once the settlements still batched are applied, rather than refusing it until midnight', async () => {
+    const p = product('batched-refusal');
+    // A user's answer reserved 4 100 of its 6 000 and used 13: its settlement waits in the batch.
+    expect(await reserve(store, p, 'mo', 4_100, 0, 6_000, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    const settled = store.settleTokens(p, 'mo', 13 - 4_100, DAY, 'shared');
+    // Its next request, at once: 13 + 4 100 fits in 6 000.
+    expect(await reserve(store, p, 'mo', 4_100, 0, 6_000, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    await settled;
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:mo')).toBe('4113');
+    // The same for the product's quota, given back by another user's settlement.
+    const q = product('batched-refusal-product');
+    expect(await reserve(store, q, 'ned', 4_100, 6_000, 0, DAY)).toMatchObject({ reserved: true });
+    void store.settleTokens(q, 'ned', 13 - 4_100, DAY, 'shared');
+    expect(await reserve(store, q, 'ola', 4_100, 6_000, 0, DAY)).toMatchObject({ reserved: true });
+    // What does not fit even so is refused as before.
+    expect(await reserve(store, q, 'ola', 4_100, 6_000, 0, DAY)).toEqual({ reserved: false, refusedBy: 'product_tokens' });
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')).toBe('4113');
+    expect(await direct.hget(`kg:{${q}}:tok:${DAY}`, '_total')).toBe('4113');
+  });
+
   it('sends the settlements still batched when the application shuts down, and those after it at once', async () => {
     const p = product('shutdown-settle');
     expect(await reserve(store, p, 'lou', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true });

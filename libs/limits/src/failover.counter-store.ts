@@ -12,6 +12,7 @@ import {
   type HitOutcome,
   type StoreName,
   type TokenAsk,
+  type TokenLimitName,
 } from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
 import { OPERATION_MARKER_TTL_MS, RedisCounterStore, tokenKey } from './redis.counter-store';
@@ -178,7 +179,21 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
    * request had held are taken back (one dropped from a full hold was never sent). The tokens a late
    * admission reserved are given back (the request went on with a reservation in memory).
    */
-  hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
+  async hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
+    const outcome = await this.hitOnce(hits, tokens);
+    // Refused in Redis by a token quota to which settlements still batched here give tokens back:
+    // typically a client's next request, sent as soon as its last answer arrived, while that
+    // answer's unused reservation (its completion cap) waits up to SETTLE_BATCH_MS to be given
+    // back. Refused, it would be told to come back at midnight. The batch goes now and Redis is
+    // asked again (a refusal counted nothing).
+    if (!outcome.admitted && tokens && outcome.tokenTotals && this.givesBack(tokens, outcome.refusedBy)) {
+      await this.flushBatch();
+      return this.hitOnce(hits, tokens);
+    }
+    return outcome;
+  }
+
+  private hitOnce(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
     let held: readonly HeldCounter[] = [];
     return this.run(
       (s) =>
@@ -306,6 +321,19 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       this.batchTimer.unref();
     });
     return this.nextBatch;
+  }
+
+  /** Whether a settlement waiting to be sent gives tokens back to the quota that refused `tokens`. */
+  private givesBack(tokens: TokenAsk, refusedBy: TokenLimitName | undefined): boolean {
+    if (refusedBy === 'user_tokens') return (this.held.get(`${tokens.product}\n${tokens.user}\n${tokens.day}`)?.delta ?? 0) < 0;
+    for (const h of this.held.values()) if (h.product === tokens.product && h.day === tokens.day && h.delta < 0) return true;
+    return false;
+  }
+
+  /** Sends the batch now rather than when its timer fires. */
+  private flushBatch(): Promise<void> {
+    clearTimeout(this.batchTimer);
+    return this.sendBatch();
   }
 
   /** Sends the current batch and resolves its callers' promises. */
