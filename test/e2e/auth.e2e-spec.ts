@@ -1633,7 +1633,14 @@ describe('CORS', () => {
   });
 
   /** What a browser may read of keygate's answers, sorted. */
-  const EXPOSED_HEADERS = ['request-id', 'retry-after', 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-request-id'];
+  const EXPOSED_HEADERS = [
+    'request-id',
+    'retry-after',
+    'x-ratelimit-limit-requests',
+    'x-ratelimit-remaining-requests',
+    'x-request-id',
+    'x-should-retry',
+  ];
 
   it('grants an allowed origin on the actual response and exposes only x-request-id, retry-after, Anthropic’s request-id and the daily cap’s x-ratelimit-*', async () => {
     const s = await send(gw, { headers: { origin: ALLOWED_ORIGINS[1] }, label: 'cors-actual' });

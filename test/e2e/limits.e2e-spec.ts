@@ -6,7 +6,9 @@
  */
 import { connect } from 'node:net';
 import { Redis } from 'ioredis';
+import OpenAI from 'openai';
 import {
+  apiError,
   cleanupTempFiles,
   mintToken,
   sleep,
@@ -198,6 +200,8 @@ describe('request limits are exact across three replicas sharing Redis', () => {
     const refused = answers.find((a) => a.status === 429)!;
     expect(errorOf(refused)).toMatchObject({ code: 'rate_limit_exceeded', type: 'rate_limit_error' });
     expect(refused.headers.get('retry-after')).toBe('1');
+    // Worth a retry a second later: the SDKs may retry it.
+    expect(refused.headers.get('x-should-retry')).toBeNull();
     expect(refused.headers.get('x-keygate-limit')).toBe('user_qps');
     expect(refused.headers.get('x-ratelimit-limit-requests')).toBe('100000');
     expect(refused.headers.get('x-ratelimit-remaining-requests')).toMatch(/^\d+$/);
@@ -238,6 +242,8 @@ describe('request limits are exact across three replicas sharing Redis', () => {
     expect(errorOf(refused).code).toBe('rate_limit_exceeded');
     const retryAfter = Number(refused.headers.get('retry-after'));
     expect(Math.abs(retryAfter - secondsToMidnight())).toBeLessThanOrEqual(3);
+    // Not worth the SDKs' retries, seconds later (the last minute of the day excepted).
+    expect(refused.headers.get('x-should-retry')).toBe(retryAfter > 60 ? 'false' : null);
     expect(refused.headers.get('x-keygate-limit')).toBe('product_daily');
     expect((await upstreamTotal()) - before).toBe(5);
     await expectOneAudit(refused, { failure: 'rate_limit', product: P.daily, status: 429 });
@@ -248,6 +254,21 @@ describe('request limits are exact across three replicas sharing Redis', () => {
     expect((await upstreamTotal()) - before).toBe(5);
     for (const a of again) await expectOneAudit(a, { failure: 'rate_limit' });
     expect((await usage(P.daily, replicas[2])).requests.total).toBe(5);
+
+    // The OpenAI SDK with its default retries (2) sends the refused request once: its retries, a
+    // second or two later, would be refused again (and each audited and counted toward auto-block).
+    const sdk = new OpenAI({
+      baseURL: replicas[0].baseURL,
+      apiKey: mintToken({ product: P.daily, sub: 'daily-sdk' }),
+      fetch: replicas[0].fetch,
+    });
+    const id = uniqueId('daily-sdk');
+    const error = await apiError(
+      sdk.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }] }, { headers: { 'x-request-id': id } }),
+    );
+    expect(error.status).toBe(429);
+    await replicas[0].waitForAudit(id);
+    expect(replicas[0].auditsFor(id)).toHaveLength(Number(error.headers?.get('retry-after')) > 60 ? 1 : 3);
   });
 
   it('user_daily_requests: 3 → of 4 concurrent requests by one user, exactly 3 × 200; the remaining-requests header counts down', async () => {
@@ -324,6 +345,7 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     for (const refused of answers.filter((a) => a.status === 429)) {
       expect(errorOf(refused)).toMatchObject({ code: 'daily_quota_exceeded', type: 'rate_limit_error' });
       expect(Math.abs(Number(refused.headers.get('retry-after')) - secondsToMidnight())).toBeLessThanOrEqual(3);
+      expect(refused.headers.get('x-should-retry')).toBe(Number(refused.headers.get('retry-after')) > 60 ? 'false' : null);
       await expectOneAudit(refused, { failure: 'quota', product: P.tokens });
     }
     // Settled to the real usage: the day's total is what the audits say was used.

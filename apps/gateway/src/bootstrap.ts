@@ -199,8 +199,16 @@ export function corsOptions(origins: string[]): FastifyCorsOptions {
     methods: ['GET', 'POST', 'DELETE'],
     allowedHeaders: CORS_ALLOWED_HEADERS,
     // request-id: Anthropic's, on /v1/messages (the SDK's `_request_id`); x-ratelimit-*: the daily
-    // request cap's (see RequestLimitsGuard), which a browser client can pace itself by.
-    exposedHeaders: ['x-request-id', 'retry-after', 'request-id', 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests'],
+    // request cap's (see RequestLimitsGuard), which a browser client can pace itself by;
+    // x-should-retry: read by the SDKs (see GatewayExceptionFilter).
+    exposedHeaders: [
+      'x-request-id',
+      'retry-after',
+      'request-id',
+      'x-ratelimit-limit-requests',
+      'x-ratelimit-remaining-requests',
+      'x-should-retry',
+    ],
     credentials: false,
     maxAge: 600,
     strictPreflight: true,

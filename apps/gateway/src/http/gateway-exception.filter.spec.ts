@@ -57,6 +57,24 @@ describe('GatewayExceptionFilter', () => {
     expect(JSON.stringify(body)).not.toContain('ThrottlerException');
   });
 
+  it('tells the SDKs not to retry a 429 whose Retry-After is longer than they would wait, and leaves a short one retryable', () => {
+    const untilMidnight = answered(new GatewayError('daily_quota_exceeded', 'quota', { retryAfterSeconds: 40_000 }));
+    expect(untilMidnight.status).toBe(429);
+    expect(untilMidnight.headers).toMatchObject({ 'retry-after': '40000', 'x-should-retry': 'false' });
+    const dailyCap = answered(new GatewayError('rate_limit_exceeded', 'daily', { retryAfterSeconds: 61 }));
+    expect(dailyCap.headers['x-should-retry']).toBe('false');
+    for (const retryAfterSeconds of [1, 60]) {
+      const perSecond = answered(new GatewayError('rate_limit_exceeded', 'qps', { retryAfterSeconds }));
+      expect(perSecond.headers['retry-after']).toBe(String(retryAfterSeconds));
+      expect(perSecond.headers).not.toHaveProperty('x-should-retry');
+    }
+    expect(answered(new ThrottlerException()).headers).not.toHaveProperty('x-should-retry');
+    // Only a 429: a long wait on another status (a 503) is the SDKs' to judge.
+    expect(answered(new GatewayError('service_unavailable', 'down', { retryAfterSeconds: 120 })).headers).not.toHaveProperty(
+      'x-should-retry',
+    );
+  });
+
   it('answers a request cut by the drain with the 503, Retry-After and Connection: close (its next request goes elsewhere)', () => {
     const ctx = new RequestContext('req-drain', 'POST', '/v1/chat/completions', 0n, null, true);
     ctx.shuttingDown = true;

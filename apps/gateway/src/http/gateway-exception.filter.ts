@@ -13,6 +13,9 @@ import { answerAfterBody } from './refused-body';
 import { CLIENT_CLOSED_REQUEST } from './request-lifecycle';
 import { resourceMetadataUrl } from './resource-url';
 
+/** A 429 whose Retry-After is longer than this is not worth an SDK's automatic retries (the OpenAI SDK's longest wait). */
+const SDK_LONGEST_RETRY_WAIT_SECONDS = 60;
+
 /**
  * The one place errors become HTTP answers: domain errors by their code, framework errors
  * (routing, body parsing) by status, and anything unexpected as a bare 500 with the request id.
@@ -47,6 +50,12 @@ export class GatewayExceptionFilter implements ExceptionFilter {
 
     const headers: Record<string, string> = { ...(error.options.headers ?? {}) };
     if (error.options.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.options.retryAfterSeconds);
+    // The SDKs retry a 429 (twice by default): OpenAI's within seconds when its Retry-After is over a
+    // minute, Anthropic's (Claude Code's) after sleeping it out, hours for a daily cap or quota refused
+    // until midnight. Either way it is refused again (each retry audited and counted toward
+    // auto-block); both SDKs give up at once on this header.
+    if (error.status === 429 && (error.options.retryAfterSeconds ?? 0) > SDK_LONGEST_RETRY_WAIT_SECONDS)
+      headers['x-should-retry'] = 'false';
     // Refused because keygate is shutting down: the client's next request must go to another replica.
     if (ctx?.shuttingDown && error.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
