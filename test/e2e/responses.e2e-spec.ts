@@ -251,6 +251,14 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       'tools[0].name',
     ],
     [
+      'a function tool in chat’s nested shape',
+      () => token,
+      { model: OPENAI_MODEL, input: 'x', tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] },
+      400,
+      'invalid_request',
+      'tools[0]',
+    ],
+    [
       'a function declared twice',
       () => token,
       {

@@ -27,9 +27,13 @@ export function inputProblem(input: unknown): string | undefined {
  * see {@link declaredToolsProblem}; other kinds (built-in, custom, MCP tools) are passed on.
  */
 export function responsesToolsProblem(tools: unknown): string | undefined {
-  return declaredToolsProblem(tools, (tool, i) =>
-    tool.type === 'function' ? { name: tool.name, at: `tools[${i}]`, parameters: tool.parameters ?? undefined } : undefined,
-  );
+  return declaredToolsProblem(tools, (tool, i) => {
+    if (tool.type !== 'function') return undefined;
+    // Chat's nested shape, a common slip when moving a client to this API: say so rather than that the name is missing.
+    if (tool.name === undefined && isRecord(tool.function))
+      return `tools[${i}]: the Responses API takes a function tool flat ({"type": "function", "name", "parameters"}), not chat's {"function": {...}}`;
+    return { name: tool.name, at: `tools[${i}]`, parameters: tool.parameters ?? undefined };
+  });
 }
 
 /** `tool_choice` forcing a function (`{type: 'function', name}`): one of the declared function tools. */
