@@ -1065,6 +1065,24 @@ describe('POST /v1/embeddings', () => {
     },
   );
 
+  it('openai: counts a large float answer (megabytes of vectors, its usage read from its end) as the upstream reported it', async () => {
+    const { id, headers } = rid('emb-openai-large');
+    const input = Array.from({ length: 120 }, (_, i) => `sentence number ${i} of a long batch`);
+    const res = await gw.fetch('/v1/embeddings', {
+      method: 'POST',
+      headers: { ...headers, authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: OPENAI_EMBEDDING_MODEL, input, encoding_format: 'float' }),
+    });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    // Over the length above which keygate reads the usage from the answer's end.
+    expect(text.length).toBeGreaterThan(1024 * 1024);
+    const answer = JSON.parse(text) as { data: unknown[]; usage: { prompt_tokens: number } };
+    expect(answer.data).toHaveLength(120);
+    expect(answer.usage.prompt_tokens).toBeGreaterThan(0);
+    await expectOneAudit(id, { status: 200, provider: 'openai', tokens_in: answer.usage.prompt_tokens, tokens_out: 0 });
+  });
+
   it('gemini: passes dimensions on as outputDimensionality', async () => {
     const { id, headers } = rid('emb-gemini-dims');
     const { result, after } = await counting(() =>

@@ -12,7 +12,15 @@ import {
   type StoredResponseCall,
 } from './openai.responses';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
-import { failFromStatus, MAX_SSE_EVENT_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
+import {
+  failFromStatus,
+  MAX_SSE_EVENT_BYTES,
+  parseUpstreamObject,
+  readText,
+  sseEvents,
+  TAIL_READ_LENGTH,
+  trailingUsage,
+} from './upstream-body.util';
 import { openAiStreamFailure, UpstreamError } from './upstream.error';
 
 export interface OpenAiChunk {
@@ -56,7 +64,9 @@ export class OpenAiAdapter implements ProviderAdapter {
   async embeddings(call: ProviderCall<EmbeddingsRequest>): Promise<EmbeddingsResult> {
     const res = await this.post(call, call.body, 'application/json', '/embeddings');
     const text = await readText(res, this.name);
-    const usage = parseUpstreamObject<{ usage?: EmbeddingsResult['usage'] }>(text, this.name, 'response').usage ?? null;
+    // A large answer (many float vectors) is not parsed whole just to read its usage, which ends it.
+    const tail = text.length > TAIL_READ_LENGTH ? (trailingUsage(text) as EmbeddingsResult['usage']) : undefined;
+    const usage = tail ?? parseUpstreamObject<{ usage?: EmbeddingsResult['usage'] }>(text, this.name, 'response').usage ?? null;
     return { body: text, usage };
   }
 

@@ -6,6 +6,7 @@ import {
   parseUpstreamObject,
   readText,
   sseEvents,
+  trailingUsage,
   upstreamCode,
   upstreamParam,
 } from './upstream-body.util';
@@ -231,5 +232,29 @@ describe('the field an upstream refusal names', () => {
     expect(refused.message).toBe('upstream openai rejected the request: Invalid input');
     const outage = await failFromStatus(answer(503), 'openai').catch((e: unknown) => (e as UpstreamError).toGatewayError());
     expect([outage.code, outage.options.param]).toEqual(['upstream_error', undefined]);
+  });
+});
+
+describe('trailingUsage', () => {
+  const vectors = Array.from({ length: 50 }, (_, index) => ({ object: 'embedding', index, embedding: [0.1, -0.2, 3e-5] }));
+
+  it('reads the usage an embeddings answer ends with, as a whole parse would', () => {
+    for (const text of [
+      JSON.stringify({ object: 'list', data: vectors, model: 'm', usage: { prompt_tokens: 12, total_tokens: 12 } }),
+      `${JSON.stringify({ object: 'list', data: vectors, model: 'm', usage: { prompt_tokens: 3, total_tokens: 3 } }, null, 2)}\n`,
+      // A compatible host that puts a key after it.
+      JSON.stringify({ object: 'list', data: vectors, usage: { prompt_tokens: 5, total_tokens: 5 }, model: 'm' }),
+    ])
+      expect(trailingUsage(text)).toEqual((JSON.parse(text) as { usage: unknown }).usage);
+  });
+
+  it.each([
+    ['no usage', JSON.stringify({ object: 'list', data: vectors })],
+    ['usage null', JSON.stringify({ object: 'list', data: vectors, usage: null })],
+    ['not an object', JSON.stringify([{ usage: { prompt_tokens: 1 } }])],
+    ['a text cut short', JSON.stringify({ object: 'list', data: vectors, usage: { prompt_tokens: 1 } }).slice(0, -2)],
+    ['not JSON', 'upstream said no'],
+  ])('is undefined for %s (the caller parses it whole)', (_case, text) => {
+    expect(trailingUsage(text)).toBeUndefined();
   });
 });

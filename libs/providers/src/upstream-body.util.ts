@@ -62,6 +62,31 @@ export function parseUpstreamObject<T extends object>(text: string, provider: st
   return value as T;
 }
 
+/** Above this length (characters), an embeddings answer's usage is read from its end rather than by parsing it whole. */
+export const TAIL_READ_LENGTH = 1024 * 1024;
+
+/**
+ * The `usage` object an OpenAI embeddings answer ends with, read from the end of its text without
+ * parsing the rest: 2 048 inputs of float vectors are tens of megabytes of JSON, whose parse would
+ * hold the event loop (and every other request's stream) for hundreds of milliseconds, only to read
+ * two numbers. Vectors hold numbers or base64, never a `"usage"` key, so the last one is the
+ * answer's own. Undefined when the text does not end that way (the caller then parses it whole).
+ */
+export function trailingUsage(text: string): Record<string, unknown> | undefined {
+  const end = text.trimEnd();
+  if (!end.endsWith('}') || !text.trimStart().startsWith('{')) return undefined;
+  const at = end.lastIndexOf('"usage"');
+  if (at === -1) return undefined;
+  let member: unknown;
+  try {
+    member = JSON.parse(`{${end.slice(at, -1)}}`);
+  } catch {
+    return undefined;
+  }
+  const usage = (member as { usage?: unknown }).usage;
+  return typeof usage === 'object' && usage !== null && !Array.isArray(usage) ? (usage as Record<string, unknown>) : undefined;
+}
+
 /** Turns a non-2xx upstream answer into an {@link UpstreamError} with the provider's own message. */
 export async function failFromStatus(res: UpstreamResponse, provider: string): Promise<never> {
   const text = await readText(res, provider, MAX_ERROR_BODY_BYTES).catch(() => '');
