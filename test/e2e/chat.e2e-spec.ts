@@ -829,7 +829,21 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     expect(result.res.status).toBe(413);
     expect((result.json as ErrorBody).error.code).toBe('request_too_large');
     expect(calls).toBe(0);
-    await expectOneAudit(gw, id, { status: 413, failure: 'policy' });
+    // Refused before the guard ran, yet audited as the caller its token proves.
+    await expectOneAudit(gw, id, { status: 413, failure: 'policy', product: 'demo', user: 'e2e-user' });
+    // A forged token names no one.
+    const forged = uniqueId('huge-forged');
+    const refused = await post(
+      gw,
+      '/v1/chat/completions',
+      forged,
+      { model: 'gpt-4o', messages: user(prompt('y'.repeat(1_100_000))) },
+      {
+        token: `${demoToken.slice(0, -4)}AAAA`,
+      },
+    );
+    expect(refused.res.status).toBe(413);
+    await expectOneAudit(gw, forged, { status: 413, failure: 'policy', product: null, user: null });
   });
 
   it('refuses a request target with a fragment (400, before any upstream call), audited under its path without it', async () => {

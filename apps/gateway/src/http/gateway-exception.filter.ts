@@ -1,5 +1,5 @@
-import { Catch, HttpException, Inject, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
-import { bearerToken } from '@keygate/auth';
+import { Catch, HttpException, Inject, Optional, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import { bearerToken, CredentialGuard } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
 import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
@@ -25,6 +25,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
   constructor(
     @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
     @Inject(GatewayConfig) private readonly config: GatewayConfig,
+    @Optional() private readonly credentials?: CredentialGuard,
   ) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
@@ -46,6 +47,13 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     }
     const error = this.toGatewayError(exception, ctx?.requestId);
     ctx?.fail(error.spec.failure, error.status);
+    // Refused before the credential guard ran (Fastify refuses a body over every product's limit, or
+    // one it cannot take, before any guard): the audit line names the caller the headers prove, as
+    // the guard would have (the answer does not wait; the audit line does).
+    if (ctx?.auditable && ctx.user === null && error.status !== 401 && this.credentials) {
+      const settled = ctx.settled;
+      ctx.settled = this.credentials.nameCallerFromHeaders(request).then(() => settled);
+    }
     if (reply.sent || reply.raw.headersSent) return;
 
     const headers: Record<string, string> = { ...(error.options.headers ?? {}) };
