@@ -1,5 +1,12 @@
 import { Redis } from 'ioredis';
-import { closeOnRefusedDatabase, createRequestPathRedis, redisMisconfiguration } from './redis.factory';
+import {
+  closeOnRefusedDatabase,
+  createRequestPathRedis,
+  REDIS_REQUEST_WAIT_MS,
+  RedisWaitExceededError,
+  redisMisconfiguration,
+  withinRequestWait,
+} from './redis.factory';
 
 // Integration spec: runs against the real Redis, writing nothing.
 const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -66,6 +73,29 @@ describe('closeOnRefusedDatabase', () => {
       other.emit('error', await firstErrorOf('redis://127.0.0.1:1'));
       expect(other.status).toBe('ready');
       other.disconnect();
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
+
+describe('withinRequestWait', () => {
+  it('gives up on a command that does not answer within the wait', async () => {
+    await expect(withinRequestWait(new Promise<never>(() => undefined))).rejects.toBeInstanceOf(RedisWaitExceededError);
+  });
+
+  it("takes a reply that arrived while the replica's own work held the event loop past the wait, not an outage", async () => {
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 0 });
+    redis.on('error', () => undefined);
+    try {
+      await redis.ping();
+      const waited = withinRequestWait(redis.ping());
+      // The command is on the wire; then a burst of other requests keeps the loop busy past the
+      // wait while Redis answers (a cold or CPU-throttled replica: loop delays of 300 ms were seen).
+      await new Promise((resolve) => setImmediate(resolve));
+      const busyUntil = Date.now() + REDIS_REQUEST_WAIT_MS + 100;
+      while (Date.now() < busyUntil);
+      await expect(waited).resolves.toBe('PONG');
     } finally {
       redis.disconnect();
     }

@@ -85,11 +85,17 @@ export class RedisWaitExceededError extends Error {
  * Settles like `command`, or rejects with {@link RedisWaitExceededError} once a request has waited
  * {@link REDIS_REQUEST_WAIT_MS}. The command is not cancelled (Redis may still run it): callers
  * that must know its outcome keep their own handle on `command`.
+ *
+ * The wait is only over once the replies that arrived meanwhile have been read: timers run before
+ * the event loop reads its sockets, so a replica whose own work held the loop past the wait (a
+ * burst on a cold or CPU-throttled pod) would otherwise take a Redis that answered in a millisecond
+ * for an outage, and count its limits per replica. `setImmediate` runs after that read.
  */
 export function withinRequestWait<T>(command: Promise<T>): Promise<T> {
   // One promise and one timer per command (not Promise.race and finally): it runs twice per request.
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new RedisWaitExceededError()), REDIS_REQUEST_WAIT_MS);
+    // A reply read in that pass has settled the promise already, and the rejection is a no-op.
+    const timer = setTimeout(() => setImmediate(() => reject(new RedisWaitExceededError())), REDIS_REQUEST_WAIT_MS);
     command.then(
       (value) => {
         clearTimeout(timer);
