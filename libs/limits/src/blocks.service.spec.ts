@@ -121,6 +121,23 @@ describe('BlocksService across replicas (real Redis)', () => {
     expect(await a.remove(p, 'oscar')).toBe(false);
   });
 
+  it('applies the changes another replica announces as they arrive, not at its next read of the hash', async () => {
+    const p = product('announced');
+    const redis = connections[0];
+    const field = `${p}\nrhea`;
+    // Each change is undone in the hash by hand right after (unannounced): b's reads of the hash
+    // cannot bring it, only the announcement can (until b's next read undoes it again).
+    const rhea = block(p, 'rhea');
+    await a.create(rhea);
+    await redis.hdel(BLOCKS_KEY, field);
+    await msUntil('b to apply the announced block', () => b.find(p, 'rhea') !== undefined, BLOCKS_POLL_MS);
+    await redis.hset(BLOCKS_KEY, field, JSON.stringify(rhea));
+    expect(await a.remove(p, 'rhea')).toBe(true);
+    await redis.hset(BLOCKS_KEY, field, JSON.stringify(rhea));
+    await msUntil('b to apply the announced lift', () => b.find(p, 'rhea') === undefined, BLOCKS_POLL_MS);
+    await redis.hdel(BLOCKS_KEY, field);
+  });
+
   it('says a lift deleted nothing when another replica lifted it first, or it had expired, though this copy still showed it', async () => {
     const p = product('lifted-twice');
     await a.create(block(p, 'pia'));
@@ -299,9 +316,13 @@ describe('BlocksService when Redis is connected but silent', () => {
     const redis = connect();
     const service = await replica(redis);
     const p = product('silent');
-    // A command that never answers, as a paused or overloaded Redis does: no rejection to wait for.
-    const hset = redis.hset.bind(redis);
-    (redis as unknown as { hset: () => Promise<never> }).hset = () => new Promise<never>(() => undefined);
+    // A transaction that never answers, as a paused or overloaded Redis does: no rejection to wait for.
+    const multi = redis.multi.bind(redis);
+    (redis as unknown as { multi: () => ReturnType<Redis['multi']> }).multi = () => {
+      const transaction = multi();
+      transaction.exec = () => new Promise<never>(() => undefined);
+      return transaction;
+    };
     try {
       const error = await service.create(block(p, 'zed')).then(
         () => undefined,
@@ -309,7 +330,7 @@ describe('BlocksService when Redis is connected but silent', () => {
       );
       expect(error).toMatchObject({ code: 'service_unavailable', message: expect.stringMatching(/may still be applied/) });
     } finally {
-      (redis as unknown as { hset: typeof hset }).hset = hset;
+      (redis as unknown as { multi: typeof multi }).multi = multi;
     }
     expect(service.find(p, 'zed')).toBeUndefined();
   });

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
-import { KEYGATE_REDIS } from '@keygate/redis';
+import { closeOnRefusedDatabase, KEYGATE_REDIS } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 
@@ -36,7 +36,21 @@ for i = 1, #ARGV, 2 do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
 end
 return 0`;
-/** Every replica re-reads the blocks this often, so a block is in force everywhere within a second. */
+/**
+ * Every change made through a replica is announced on this channel, in the same MULTI as the write,
+ * and applied by every replica as it arrives: a block is in force on all of them before the replica
+ * that made it answers the operator (SPEC §6: "immediate on every replica").
+ */
+const CHANGES_CHANNEL = 'kg:blocks:changes';
+/** A change as announced: the block now stored under `key`, or null when it was lifted. */
+interface BlockChange {
+  key: string;
+  block: Block | null;
+}
+/**
+ * Every replica also re-reads the blocks this often: what a replica missed while its subscription
+ * was down (a reconnect), expiries, and changes written by hand reach it within a second.
+ */
 export const BLOCKS_POLL_MS = 500;
 /**
  * How recent this replica's last read of the blocks must be for it to write them back after a
@@ -50,8 +64,9 @@ export const BLOCKS_BOOT_GRACE_MS = 3_000;
 
 /**
  * Product and user blocks. The hot path checks an in-memory map (no Redis round trip); with Redis
- * every replica refreshes the map from one hash every 500 ms, and a block created through one
- * replica is in force on all of them within one second. Without Redis, blocks are per process.
+ * a change made through one replica is announced to all of them (pub/sub) and in force everywhere
+ * by the time the operator has the answer, and every replica also refreshes the map from one hash
+ * every 500 ms. Without Redis, blocks are per process.
  */
 @Injectable()
 export class BlocksService implements OnModuleInit, OnApplicationShutdown {
@@ -75,6 +90,10 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   /** A refresh in flight: the next tick skips rather than overlap it. */
   private refreshing = false;
   private readonly liftListeners: Array<(product: string, user: string) => void> = [];
+  /** The connection that receives announced changes (a subscribed connection takes no other command). */
+  private subscriber: Redis | undefined;
+  /** Announced changes applied so far: a refresh whose read overlapped one does not undo it. */
+  private changesApplied = 0;
 
   constructor(
     @Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined,
@@ -83,7 +102,13 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     if (!this.redis) return;
+    const subscribed = this.subscribe(this.redis);
     await this.refresh();
+    // Serving only once the changes other replicas announce reach this one; bounded, as Redis may
+    // be away at boot (the refreshes then bring the blocks when it answers).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([subscribed, new Promise<void>((resolve) => (timer = setTimeout(resolve, ADMIN_REDIS_WAIT_MS)))]);
+    clearTimeout(timer);
     this.timer = setInterval(() => void this.refresh(), BLOCKS_POLL_MS);
     this.timer.unref();
     // A replica that boots while Redis is away serves with no blocks at all until it answers
@@ -103,6 +128,42 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   onApplicationShutdown(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.subscriber?.disconnect();
+  }
+
+  /**
+   * Receives the changes other replicas announce. Its own connection, queueing the subscription
+   * until Redis answers and renewing it after a reconnect (ioredis does); what is missed meanwhile
+   * comes with the next refresh. Errors are the main connection's to report. Resolves once subscribed.
+   */
+  private subscribe(redis: Redis): Promise<void> {
+    const subscriber = redis.duplicate({
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+      enableAutoPipelining: false,
+      commandTimeout: undefined,
+    });
+    this.subscriber = subscriber;
+    subscriber.on('error', () => undefined);
+    closeOnRefusedDatabase(subscriber);
+    subscriber.on('message', (_channel: string, message: string) => this.apply(message));
+    return subscriber.subscribe(CHANGES_CHANNEL).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  private apply(message: string): void {
+    let change: BlockChange;
+    try {
+      change = JSON.parse(message) as BlockChange;
+    } catch {
+      return;
+    }
+    if (typeof change.key !== 'string' || (change.block !== null && !isBlock(change.block))) return;
+    this.changesApplied++;
+    if (change.block) this.blocks.set(change.key, change.block);
+    else this.blocks.delete(change.key);
   }
 
   /** The block in force for this product or this user of it, if any. */
@@ -131,7 +192,10 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     const key = keyOf(block.product, block.user);
     if (this.redis) {
       try {
-        await this.shared(() => this.redis?.hset(BLOCKS_KEY, key, JSON.stringify(block)));
+        const redis = this.redis;
+        await this.shared(async () =>
+          checked(await redis.multi().hset(BLOCKS_KEY, key, JSON.stringify(block)).publish(CHANGES_CHANNEL, announce(key, block)).exec()),
+        );
       } catch (error) {
         if (options.whenRedisIsAway !== 'local') throw error;
         this.unsynced.set(key, block);
@@ -171,11 +235,12 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
               live ||= inForce(block, now);
             }
           }
-          const multi = redis.multi().hdel(BLOCKS_KEY, ...fields);
+          const multi = redis
+            .multi()
+            .hdel(BLOCKS_KEY, ...fields)
+            .publish(CHANGES_CHANNEL, announce(key, null));
           if (user !== null) multi.del(autoBlockLockKey(product, user), autoBlockCountKey(product, user));
-          const replies = (await multi.exec()) ?? [];
-          const [error, count] = replies[0] ?? [new Error('no reply'), 0];
-          if (error) throw error;
+          const [count] = checked(await multi.exec());
           // Deleted by this call (another lifting it at the same moment deleted nothing then).
           return live && (count as number) > 0;
         })) ?? false;
@@ -247,6 +312,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         await this.redis.hset(BLOCKS_KEY, key, JSON.stringify(block));
         this.unsynced.delete(key);
       }
+      const changesBefore = this.changesApplied;
       let raw = await this.redis.hgetall(BLOCKS_KEY);
       const readAt = Date.now();
       if (raw[EPOCH_FIELD] === undefined || raw[EPOCH_FIELD] !== this.epoch) raw = await this.newEpoch(raw);
@@ -264,7 +330,9 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         else next.set(keyOf(block.product, block.user), block);
       }
       for (const [key, block] of this.unsynced) next.set(key, block);
-      this.blocks = next;
+      // A change announced while this read was in flight may be missing from it: the map, which has
+      // it, is kept until the next refresh rather than undo it for one.
+      if (this.changesApplied === changesBefore) this.blocks = next;
       // Compare and delete: a block another replica created again under the same key since this
       // read (an auto-block at the expiry, an operator) must not be deleted with the old one.
       if (expired.length) await this.redis.eval(DELETE_IF_UNCHANGED, 1, BLOCKS_KEY, ...expired);
@@ -370,6 +438,19 @@ function keyOf(product: string, user: string | null): string {
   return user === null ? product : `${product}\n${blockedUserKey(user)}`;
 }
 
+/** The announcement of a change (see {@link CHANGES_CHANNEL}). */
+function announce(key: string, block: Block | null): string {
+  const change: BlockChange = { key, block };
+  return JSON.stringify(change);
+}
+
+/** The replies of a MULTI, or the first error one carries (an error reply inside it). */
+function checked(replies: Array<[Error | null, unknown]> | null): unknown[] {
+  if (!replies) throw new Error('transaction aborted');
+  for (const [error] of replies) if (error) throw error;
+  return replies.map(([, value]) => value);
+}
+
 /** Whether a block is in force at `now`: it has no expiry, or one still ahead. */
 function inForce(block: Block, now: number): boolean {
   return block.expiresAt === null || Date.parse(block.expiresAt) > now;
@@ -377,11 +458,16 @@ function inForce(block: Block, now: number): boolean {
 
 function parseBlock(json: string): Block | undefined {
   try {
-    const b = JSON.parse(json) as Block;
-    return typeof b.product === 'string' && (b.user === null || typeof b.user === 'string') ? b : undefined;
+    const b = JSON.parse(json) as unknown;
+    return isBlock(b) ? b : undefined;
   } catch {
     return undefined;
   }
+}
+
+function isBlock(b: unknown): b is Block {
+  const block = b as Partial<Block> | null;
+  return typeof block?.product === 'string' && (block.user === null || typeof block.user === 'string');
 }
 
 /** When the Redis server started (INFO's `uptime_in_seconds`), or undefined when it will not say. */
