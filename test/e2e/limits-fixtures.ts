@@ -25,6 +25,8 @@ export const P = {
   productQps: `lim-pqps-${RUN}`,
   /** `daily_requests: 5` (product, UTC day). */
   daily: `lim-daily-${RUN}`,
+  /** `daily_requests: 50`: a burst of 200 concurrent requests. */
+  burst: `lim-burst-${RUN}`,
   /** `user_daily_requests: 3`. */
   userDaily: `lim-udaily-${RUN}`,
   /** `daily_tokens: 5000`, `max_tokens: 1000`. */
@@ -83,6 +85,8 @@ export function limitsPolicy(): string {
     '    limits: {requests_per_second: 3}',
     `  ${P.daily}:`,
     '    limits: {daily_requests: 5}',
+    `  ${P.burst}:`,
+    '    limits: {daily_requests: 50}',
     `  ${P.userDaily}:`,
     '    limits: {user_daily_requests: 3}',
     `  ${P.tokens}:`,

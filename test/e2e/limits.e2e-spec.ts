@@ -271,6 +271,17 @@ describe('request limits are exact across three replicas sharing Redis', () => {
     expect(replicas[0].auditsFor(id)).toHaveLength(Number(error.headers?.get('retry-after')) > 60 ? 1 : 3);
   });
 
+  it('daily_requests: 50 → of a burst of 200 concurrent requests over 3 replicas, exactly 50 × 200 (no replica takes its own busy event loop for a Redis outage)', async () => {
+    const tokens = Array.from({ length: 200 }, (_, i) => mintToken({ product: P.burst, sub: `burst-user-${i % 7}` }));
+    const before = await upstreamTotal();
+    const answers = await Promise.all(tokens.map((token, i) => chat(replicas[i % 3], token, 'burst')));
+    expect(statuses(answers)).toEqual({ 200: 50, 429: 150 });
+    expect((await upstreamTotal()) - before).toBe(50);
+    for (const a of answers) await expectOneAudit(a, { failure: a.status === 200 ? null : 'rate_limit', product: P.burst });
+    expect(await usage(P.burst)).toMatchObject({ scope: 'shared', requests: { total: 50 } });
+    for (const g of replicas) expect(g.proc.lines.some((l) => /degraded to per-replica/.test(String(l.json?.message)))).toBe(false);
+  });
+
   it('user_daily_requests: 3 → of 4 concurrent requests by one user, exactly 3 × 200; the remaining-requests header counts down', async () => {
     const user = uniqueId('ud');
     const token = mintToken({ product: P.userDaily, sub: user });
@@ -619,8 +630,8 @@ describe('a client that leaves right after sending', () => {
 // blocks and the admin API
 // ---------------------------------------------------------------------------------------------
 
-describe('blocks: created on one replica, enforced by all within one second', () => {
-  it('blocks a user through replica 1; replicas 2 and 3 answer 403 blocked within 1 s, with no upstream call; DELETE lifts it', async () => {
+describe('blocks: created on one replica, in force on all of them at once (SPEC §6)', () => {
+  it('blocks a user through replica 1; the next requests on replicas 2 and 3 get 403 blocked, with no upstream call; DELETE lifts it as fast', async () => {
     const user = uniqueId('target');
     const token = mintToken({ product: P.blocks, sub: user });
     const bystander = mintToken({ product: P.blocks, sub: uniqueId('bystander') });
@@ -629,11 +640,10 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     const created = await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, user, reason: `e2e ${RUN}` });
     expect(created.status).toBe(201);
     expect(created.json).toMatchObject({ product: P.blocks, user, reason: `e2e ${RUN}`, expiresAt: null, createdBy: 'ops-admin' });
-    const took = await Promise.all([msUntilStatus(replicas[1], token, 403), msUntilStatus(replicas[2], token, 403)]);
-    for (const ms of took) expect(ms).toBeLessThan(1_000);
 
+    // The very next requests, not after the replicas' next read of the blocks (every 500 ms).
     const before = await upstreamTotal();
-    const refused = await Promise.all(replicas.map((g) => chat(g, token, 'blocked')));
+    const refused = await Promise.all([replicas[1], replicas[2], replicas[0]].map((g) => chat(g, token, 'blocked')));
     expect((await upstreamTotal()) - before).toBe(0);
     for (const a of refused) {
       expect(a.status).toBe(403);
@@ -669,6 +679,8 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     const deleted = await adminCall(replicas[1], 'DELETE', `/admin/blocks?product=${P.blocks}&user=${encodeURIComponent(user)}`);
     expect(deleted.status).toBe(200);
     expect(deleted.json).toEqual({ deleted: true });
+    const lifted = await Promise.all([replicas[0], replicas[2]].map((g) => chat(g, token, 'post-block')));
+    expect(lifted.map((a) => a.status)).toEqual([200, 200]);
     // Who blocked and who lifted stays in the log once the block is gone.
     const said = async (g: Gateway, message: string): Promise<unknown[]> => {
       await g.proc.waitForLine(`"${message}" line`, (l) => l.json?.message === message && l.json.user === user, 5_000);
@@ -688,9 +700,6 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     expect(await said(replicas[1], 'block lifted')).toEqual([
       expect.objectContaining({ severity: 'NOTICE', product: P.blocks, user, by: 'ops-admin', requestId: deleted.id }),
     ]);
-    const lifted = await Promise.all([msUntilStatus(replicas[0], token, 200), msUntilStatus(replicas[2], token, 200)]);
-    for (const ms of lifted) expect(ms).toBeLessThan(1_000);
-    expect((await chat(replicas[0], token, 'post-block')).status).toBe(200);
     expect((await adminCall(replicas[0], 'DELETE', `/admin/blocks?product=${P.blocks}&user=${encodeURIComponent(user)}`)).status).toBe(404);
   });
 
@@ -703,11 +712,10 @@ describe('blocks: created on one replica, enforced by all within one second', ()
     });
     expect(created.status).toBe(201);
     expect((created.json as { user: string | null }).user).toBeNull();
-    const took = await Promise.all([msUntilStatus(replicas[0], token, 403), msUntilStatus(replicas[1], token, 403)]);
-    for (const ms of took) expect(ms).toBeLessThan(1_000);
-    const a = await chat(replicas[1], token, 'product-blocked');
-    expect(a.status).toBe(403);
-    await expectOneAudit(a, { failure: 'blocked' });
+    for (const a of await Promise.all([replicas[0], replicas[1]].map((g) => chat(g, token, 'product-blocked')))) {
+      expect(a.status).toBe(403);
+      await expectOneAudit(a, { failure: 'blocked' });
+    }
     await msUntilStatus(replicas[1], token, 200, 3_500);
     expect((await chat(replicas[0], token, 'product-unblocked')).status).toBe(200);
   });
