@@ -170,6 +170,18 @@ describe('BlocksService across replicas (real Redis)', () => {
     expect(late.find(p, 'x')).toBeDefined();
   });
 
+  it('has the blocks in force once started, though its connection was still being made (a replica booting)', async () => {
+    const p = product('boot-connecting');
+    await a.create(block(p, 'sam'));
+    // As at boot: the Redis module has just created the connection when the service starts.
+    const redis = connect();
+    expect(redis.status).not.toBe('ready');
+    const booting = new BlocksService(redis, capture().logger);
+    services.push(booting);
+    await booting.onModuleInit();
+    expect(booting.find(p, 'sam')).toMatchObject({ product: p, user: 'sam' });
+  });
+
   it('matches an email address whatever its case on either side, and opaque ids exactly', async () => {
     const p = product('case');
     await a.create(block(p, 'Alice.Smith@Corp.example'));

@@ -102,13 +102,19 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     if (!this.redis) return;
-    const subscribed = this.subscribe(this.redis);
-    await this.refresh();
-    // Serving only once the changes other replicas announce reach this one; bounded, as Redis may
-    // be away at boot (the refreshes then bring the blocks when it answers).
+    // Serving only once the blocks are read and the changes other replicas announce reach this one.
+    // The connection is still being made at boot: a first read without waiting for it found it not
+    // ready, and a new replica served blocked users until its first refresh, 500 ms later. Bounded,
+    // as Redis may be away at boot (the refreshes then bring the blocks when it answers).
+    const redis = this.redis;
+    const ready = redis.status === 'ready' ? undefined : new Promise((resolve) => redis.once('ready', resolve));
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([subscribed, new Promise<void>((resolve) => (timer = setTimeout(resolve, ADMIN_REDIS_WAIT_MS)))]);
+    await Promise.race([
+      Promise.all([ready, this.subscribe(redis)]),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, ADMIN_REDIS_WAIT_MS))),
+    ]);
     clearTimeout(timer);
+    await this.refresh();
     this.timer = setInterval(() => void this.refresh(), BLOCKS_POLL_MS);
     this.timer.unref();
     // A replica that boots while Redis is away serves with no blocks at all until it answers
