@@ -59,6 +59,8 @@ export const BLOCKS_POLL_MS = 500;
 const FRESH_VIEW_MS = 2 * BLOCKS_POLL_MS + 250;
 /** Redis's start time is known to the second (`uptime_in_seconds`), and a loss is seen a poll late. */
 const RESTART_SLACK_MS = 2_000;
+/** Longest a booting replica waits for its Redis connection before its first read of the blocks. */
+const BOOT_REDIS_WAIT_MS = 1_000;
 /** How long a replica waits for its first blocks from Redis before it says it has none. */
 export const BLOCKS_BOOT_GRACE_MS = 3_000;
 
@@ -111,7 +113,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all([ready, this.subscribe(redis)]),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, ADMIN_REDIS_WAIT_MS))),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, BOOT_REDIS_WAIT_MS))),
     ]);
     clearTimeout(timer);
     await this.refresh();
