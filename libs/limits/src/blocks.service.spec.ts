@@ -138,6 +138,38 @@ describe('BlocksService across replicas (real Redis)', () => {
     await redis.hdel(BLOCKS_KEY, field);
   });
 
+  it('applies no change announced by a deployment that shares this Redis through another database (pub/sub ignores databases)', async () => {
+    const url = new URL(REDIS_URL);
+    url.pathname = url.pathname === '/7' ? '/8' : '/7';
+    const otherDb = (): Redis => {
+      const redis = new Redis(url.toString(), TEST_CONNECTION);
+      connections.push(redis);
+      return redis;
+    };
+    // Two replicas of another deployment (say stage, beside dev), in database 7 of the same Redis.
+    const [other, otherPeer] = await Promise.all([replica(otherDb()), replica(otherDb())]);
+    const p = product('other-db');
+    const q = product('other-db-own');
+    try {
+      // This deployment blocks p; then the other deployment blocks q. The announcements reach a
+      // subscriber in order, so once `other` has q, it has been sent whatever came before it.
+      await a.create(block(p, 'sam'));
+      await otherPeer.create(block(q, 'tia'));
+      await msUntil('the other deployment to apply its own block', () => other.find(q, 'tia') !== undefined, 2_000);
+      expect(other.find(p, 'sam')).toBeUndefined();
+      // Nor a lift: the other deployment's own block of p stays in force when this one lifts its own.
+      await otherPeer.create(block(p, 'sam'));
+      await msUntil('the other deployment to apply it', () => other.find(p, 'sam') !== undefined, 2_000);
+      expect(await a.remove(p, 'sam')).toBe(true);
+      await otherPeer.remove(q, 'tia');
+      await msUntil('the other deployment to apply its own lift', () => other.find(q, 'tia') === undefined, 2_000);
+      expect(other.find(p, 'sam')).toMatchObject({ product: p, user: 'sam' });
+    } finally {
+      await otherPeer.remove(p, 'sam').catch(() => undefined);
+      await otherPeer.remove(q, 'tia').catch(() => undefined);
+    }
+  });
+
   it('says a lift deleted nothing when another replica lifted it first, or it had expired, though this copy still showed it', async () => {
     const p = product('lifted-twice');
     await a.create(block(p, 'pia'));

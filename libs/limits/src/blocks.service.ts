@@ -39,7 +39,7 @@ return 0`;
 /**
  * Every change made through a replica is announced on this channel, in the same MULTI as the write,
  * and applied by every replica as it arrives: a block is in force on all of them before the replica
- * that made it answers the operator (SPEC §6: "immediate on every replica").
+ * that made it answers the operator (SPEC §6: "immediate on every replica"). See {@link changesChannel}.
  */
 const CHANGES_CHANNEL = 'kg:blocks:changes';
 /** A change as announced: the block now stored under `key`, or null when it was lifted. */
@@ -96,11 +96,15 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   private subscriber: Redis | undefined;
   /** Announced changes applied so far: a refresh whose read overlapped one does not undo it. */
   private changesApplied = 0;
+  /** Where this replica's database's changes are announced (see {@link changesChannel}). */
+  private readonly channel: string;
 
   constructor(
     @Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined,
     @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
-  ) {}
+  ) {
+    this.channel = changesChannel(redis);
+  }
 
   async onModuleInit(): Promise<void> {
     if (!this.redis) return;
@@ -155,7 +159,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     subscriber.on('error', () => undefined);
     closeOnRefusedDatabase(subscriber);
     subscriber.on('message', (_channel: string, message: string) => this.apply(message));
-    return subscriber.subscribe(CHANGES_CHANNEL).then(
+    return subscriber.subscribe(this.channel).then(
       () => undefined,
       () => undefined,
     );
@@ -202,7 +206,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       try {
         const redis = this.redis;
         await this.shared(async () =>
-          checked(await redis.multi().hset(BLOCKS_KEY, key, JSON.stringify(block)).publish(CHANGES_CHANNEL, announce(key, block)).exec()),
+          checked(await redis.multi().hset(BLOCKS_KEY, key, JSON.stringify(block)).publish(this.channel, announce(key, block)).exec()),
         );
       } catch (error) {
         if (options.whenRedisIsAway !== 'local') throw error;
@@ -246,7 +250,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
           const multi = redis
             .multi()
             .hdel(BLOCKS_KEY, ...fields)
-            .publish(CHANGES_CHANNEL, announce(key, null));
+            .publish(this.channel, announce(key, null));
           if (user !== null) multi.del(autoBlockLockKey(product, user), autoBlockCountKey(product, user));
           const [count] = checked(await multi.exec());
           // Deleted by this call (another lifting it at the same moment deleted nothing then).
@@ -444,6 +448,18 @@ export function blockedUserKey(user: string): string {
 
 function keyOf(product: string, user: string | null): string {
   return user === null ? product : `${product}\n${blockedUserKey(user)}`;
+}
+
+/**
+ * The channel of the blocks kept in `redis`'s database. Pub/sub ignores databases (a message
+ * published from database 2 reaches a subscriber that selected database 3), so two deployments
+ * sharing one Redis through different databases (the URL's `/2`, as for dev and stage) would
+ * otherwise apply each other's blocks and lifts until their next read of the hash. Database 0
+ * keeps the bare name.
+ */
+function changesChannel(redis: Redis | undefined): string {
+  const db = Number(redis?.options?.db ?? 0);
+  return db ? `${CHANGES_CHANNEL}:${db}` : CHANGES_CHANNEL;
 }
 
 /** The announcement of a change (see {@link CHANGES_CHANNEL}). */
