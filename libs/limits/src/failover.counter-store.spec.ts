@@ -81,6 +81,8 @@ class RedisProxy {
   private readonly sockets = new Set<Socket>();
   mode: 'up' | 'down' | 'frozen' | 'slow' | 'deaf' = 'up';
   slowMs = 400;
+  /** When a command holding this text passes, the proxy turns deaf (that command reaches Redis, no reply comes back). */
+  deafOn: string | undefined;
   port = 0;
 
   async start(): Promise<void> {
@@ -96,7 +98,8 @@ class RedisProxy {
         this.sockets.delete(client);
         this.sockets.delete(upstream);
       };
-      client.on('data', (chunk) => {
+      client.on('data', (chunk: Buffer) => {
+        if (this.deafOn !== undefined && chunk.includes(this.deafOn)) this.mode = 'deaf';
         if (this.mode === 'up' || this.mode === 'slow' || this.mode === 'deaf') upstream.write(chunk);
       });
       // Replies delayed in 'slow' mode stay ahead of later ones, whatever the mode is by then.
@@ -497,6 +500,19 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')).toBe('4113');
     expect(await direct.hget(`kg:{${q}}:tok:${DAY}`, '_total')).toBe('4113');
   });
+
+  it('gives up on the settlements it sends before asking again as it waits on any Redis command: a stalled Redis leaves the refusal as it was', async () => {
+    const p = product('batched-refusal-stall');
+    expect(await reserve(store, p, 'pia', 4_100, 0, 6_000, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    void store.settleTokens(p, 'pia', 13 - 4_100, DAY, 'shared');
+    // Redis runs the batch sent for the next request but its reply never comes (a stall).
+    proxy.deafOn = `kg:{${p}}:op:`;
+    const degraded = (): boolean => lines.some((l) => String(l.message).includes('degraded'));
+    expect(await reserve(store, p, 'pia', 4_100, 0, 6_000, DAY)).toEqual({ reserved: false, refusedBy: 'user_tokens' });
+    // Answered while the batch still waits for its reply: not held until the client gives the command up.
+    expect(degraded()).toBe(false);
+    await until('the client to give the batch up', degraded, 5_000);
+  }, 15_000);
 
   it('sends the settlements still batched when the application shuts down, and those after it at once', async () => {
     const p = product('shutdown-settle');

@@ -187,7 +187,13 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     // back. Refused, it would be told to come back at midnight. The batch goes now and Redis is
     // asked again (a refusal counted nothing).
     if (!outcome.admitted && tokens && outcome.tokenTotals && this.givesBack(tokens, outcome.refusedBy)) {
-      await this.flushBatch();
+      // Waited on like any request's command (the batch goes whether or not this request waits for
+      // it): a Redis that stalls now must not hold the request for the client's command timeout.
+      try {
+        await withinRequestWait(this.flushBatch());
+      } catch {
+        return outcome;
+      }
       return this.hitOnce(hits, tokens);
     }
     return outcome;
