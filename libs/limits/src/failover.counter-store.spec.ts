@@ -501,6 +501,19 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(await direct.hget(`kg:{${q}}:tok:${DAY}`, '_total')).toBe('4113');
   });
 
+  it('asks again for each of the requests refused together, not only the one that sent the batch', async () => {
+    const p = product('batched-refusal-together');
+    expect(await reserve(store, p, 'quinn', 4_100, 0, 6_000, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    void store.settleTokens(p, 'quinn', 13 - 4_100, DAY, 'shared');
+    // Two requests at once, both refused by Redis before the batch goes: 13 + 2 000 + 2 000 fits in 6 000.
+    const both = await Promise.all([reserve(store, p, 'quinn', 2_000, 0, 6_000, DAY), reserve(store, p, 'quinn', 2_000, 0, 6_000, DAY)]);
+    expect(both).toEqual([
+      { reserved: true, store: 'shared' },
+      { reserved: true, store: 'shared' },
+    ]);
+    expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:quinn')).toBe('4013');
+  });
+
   it('gives up on the settlements it sends before asking again as it waits on any Redis command: a stalled Redis leaves the refusal as it was', async () => {
     const p = product('batched-refusal-stall');
     expect(await reserve(store, p, 'pia', 4_100, 0, 6_000, DAY)).toMatchObject({ reserved: true, store: 'shared' });

@@ -110,6 +110,11 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   private batchTimer: NodeJS.Timeout | undefined;
   private batchSent: (() => void) | undefined;
   private batching = true;
+  /**
+   * Settlements sent to Redis and not yet answered that give tokens back, by the quota they give
+   * them to ({@link givingBackKey}): resolves once that send is answered.
+   */
+  private readonly inFlightGiveBacks = new Map<string, Promise<void>>();
 
   constructor(
     private readonly redis: Redis,
@@ -186,17 +191,18 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     // answer's unused reservation (its completion cap) waits up to SETTLE_BATCH_MS to be given
     // back. Refused, it would be told to come back at midnight. The batch goes now and Redis is
     // asked again (a refusal counted nothing).
-    if (!outcome.admitted && tokens && outcome.tokenTotals && this.givesBack(tokens, outcome.refusedBy)) {
-      // Waited on like any request's command (the batch goes whether or not this request waits for
-      // it): a Redis that stalls now must not hold the request for the client's command timeout.
-      try {
-        await withinRequestWait(this.flushBatch());
-      } catch {
-        return outcome;
-      }
-      return this.hitOnce(hits, tokens);
+    // A batch already on its way with such a settlement counts too: one another request refused at
+    // the same moment sent (Redis read this request's totals before it), or the timer's.
+    const givingBack = !outcome.admitted && tokens && outcome.tokenTotals ? this.givingBack(tokens, outcome.refusedBy) : undefined;
+    if (!givingBack || !tokens) return outcome;
+    // Waited on like any request's command (the batch goes whether or not this request waits for
+    // it): a Redis that stalls now must not hold the request for the client's command timeout.
+    try {
+      await withinRequestWait(givingBack);
+    } catch {
+      return outcome;
     }
-    return outcome;
+    return this.hitOnce(hits, tokens);
   }
 
   private hitOnce(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
@@ -329,11 +335,20 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     return this.nextBatch;
   }
 
-  /** Whether a settlement waiting to be sent gives tokens back to the quota that refused `tokens`. */
-  private givesBack(tokens: TokenAsk, refusedBy: TokenLimitName | undefined): boolean {
-    if (refusedBy === 'user_tokens') return (this.held.get(`${tokens.product}\n${tokens.user}\n${tokens.day}`)?.delta ?? 0) < 0;
-    for (const h of this.held.values()) if (h.product === tokens.product && h.day === tokens.day && h.delta < 0) return true;
-    return false;
+  /**
+   * When settlements give tokens back to the quota that refused `tokens`: those waiting here are
+   * sent now (resolves once applied); those already sent and not yet answered, as they are. Undefined
+   * when none does.
+   */
+  private givingBack(tokens: TokenAsk, refusedBy: TokenLimitName | undefined): Promise<void> | undefined {
+    const key =
+      refusedBy === 'user_tokens' ? givingBackKey(tokens.product, tokens.day, tokens.user) : givingBackKey(tokens.product, tokens.day);
+    if (refusedBy === 'user_tokens') {
+      if ((this.held.get(`${tokens.product}\n${tokens.user}\n${tokens.day}`)?.delta ?? 0) < 0) return this.flushBatch();
+    } else {
+      for (const h of this.held.values()) if (h.product === tokens.product && h.day === tokens.day && h.delta < 0) return this.flushBatch();
+    }
+    return this.inFlightGiveBacks.get(key);
   }
 
   /** Sends the batch now rather than when its timer fires. */
@@ -440,22 +455,34 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       if (h.day >= oldest && h.delta !== 0) operations.push({ kind: 'tokens', op: randomUUID(), firstSentAt: now, ...h });
     this.held.clear();
     let unsent = 0;
+    let finished: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (finished = resolve));
+    // The quotas this send gives tokens back to, until Redis has answered it.
+    const givingBack: string[] = [];
+    for (const o of operations)
+      if (o.kind === 'tokens' && o.delta < 0) givingBack.push(givingBackKey(o.product, o.day, o.user), givingBackKey(o.product, o.day));
+    for (const key of givingBack) this.inFlightGiveBacks.set(key, done);
     // In the same tick as the operations, so in the same auto-pipelined write.
     const forgotten = this.confirmedMarkers.splice(0);
     if (forgotten.length) void this.shared.forgetOperations(forgotten).catch(() => undefined);
-    await Promise.all(
-      operations.map((o) =>
-        this.send(o).then(
-          (held) => this.confirmed(o, held),
-          (error: unknown) => {
-            if (this.unconfirmed.length < MAX_HELD_SETTLEMENTS) this.unconfirmed.push(o);
-            else unsent++;
-            this.coolOffUntil = Date.now() + COOL_OFF_MS;
-            this.transition(true, (error as Error).message);
-          },
+    try {
+      await Promise.all(
+        operations.map((o) =>
+          this.send(o).then(
+            (held) => this.confirmed(o, held),
+            (error: unknown) => {
+              if (this.unconfirmed.length < MAX_HELD_SETTLEMENTS) this.unconfirmed.push(o);
+              else unsent++;
+              this.coolOffUntil = Date.now() + COOL_OFF_MS;
+              this.transition(true, (error as Error).message);
+            },
+          ),
         ),
-      ),
-    );
+      );
+    } finally {
+      for (const key of givingBack) if (this.inFlightGiveBacks.get(key) === done) this.inFlightGiveBacks.delete(key);
+      finished();
+    }
     if (unsent > 0)
       this.logger.write('WARNING', `counter updates dropped: more than ${MAX_HELD_SETTLEMENTS} were waiting to be confirmed by Redis`, {
         operations: unsent,
@@ -516,4 +543,9 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       void this.sendHeld();
     }
   }
+}
+
+/** A day's token quota: the product's, or one user's of it. */
+function givingBackKey(product: string, day: string, user?: string): string {
+  return user === undefined ? `${product}\n${day}` : `${product}\n${day}\n${user}`;
 }
