@@ -501,6 +501,32 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(await direct.hget(`kg:{${q}}:tok:${DAY}`, '_total')).toBe('4113');
   });
 
+  it('asks Redis once for a request a request limit refused (no token quota did), though settlements of its product wait in the batch', async () => {
+    const p = product('counter-refusal');
+    const perSecond = { ...counters.userPerSecond(p, 'rex', SECOND), limit: 1, ttlMs: SECOND_COUNTER_TTL_MS };
+    const ask = { product: p, user: 'rex', tokens: 100, productCap: 100_000, userCap: 0, day: DAY };
+    // As the chat route admits: the request counters and the reservation in one step.
+    expect(await store.hit([perSecond], ask)).toMatchObject({ admitted: true, store: 'shared' });
+    void store.settleTokens(p, 'rex', 10 - 100, DAY, 'shared');
+    const monitor = await direct.monitor();
+    const marker = `kg:{${p}}:marker`;
+    let asked = 0;
+    let markerSeen = false;
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (/^eval/i.test(args[0]) && args.includes(perSecond.key)) asked++;
+      if (args.includes(marker)) markerSeen = true;
+    });
+    try {
+      // Refused by its per-second limit: the settlements waiting would not make room in it.
+      expect(await store.hit([perSecond], ask)).toMatchObject({ admitted: false, refusedAt: 0 });
+      await direct.get(marker);
+      await until('the monitor to report the commands', () => markerSeen);
+      expect(asked).toBe(1);
+    } finally {
+      monitor.disconnect();
+    }
+  });
+
   it('asks again for each of the requests refused together, not only the one that sent the batch', async () => {
     const p = product('batched-refusal-together');
     expect(await reserve(store, p, 'quinn', 4_100, 0, 6_000, DAY)).toMatchObject({ reserved: true, store: 'shared' });

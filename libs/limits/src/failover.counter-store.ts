@@ -193,7 +193,10 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     // asked again (a refusal counted nothing).
     // A batch already on its way with such a settlement counts too: one another request refused at
     // the same moment sent (Redis read this request's totals before it), or the timer's.
-    const givingBack = !outcome.admitted && tokens && outcome.tokenTotals ? this.givingBack(tokens, outcome.refusedBy) : undefined;
+    // Only a token quota's refusal: settlements make no room in a request limit (the chat route asks
+    // both in one step, and a burst at a per-second limit would otherwise flush and ask twice per 429).
+    const givingBack =
+      !outcome.admitted && tokens && outcome.tokenTotals && outcome.refusedBy ? this.givingBack(tokens, outcome.refusedBy) : undefined;
     if (!givingBack || !tokens) return outcome;
     // Waited on like any request's command (the batch goes whether or not this request waits for
     // it): a Redis that stalls now must not hold the request for the client's command timeout.
@@ -340,7 +343,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
    * sent now (resolves once applied); those already sent and not yet answered, as they are. Undefined
    * when none does.
    */
-  private givingBack(tokens: TokenAsk, refusedBy: TokenLimitName | undefined): Promise<void> | undefined {
+  private givingBack(tokens: TokenAsk, refusedBy: TokenLimitName): Promise<void> | undefined {
     const key =
       refusedBy === 'user_tokens' ? givingBackKey(tokens.product, tokens.day, tokens.user) : givingBackKey(tokens.product, tokens.day);
     if (refusedBy === 'user_tokens') {
