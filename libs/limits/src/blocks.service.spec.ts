@@ -138,6 +138,66 @@ describe('BlocksService across replicas (real Redis)', () => {
     await redis.hdel(BLOCKS_KEY, field);
   });
 
+  it('keeps a change announced while a read of the hash is in flight, and takes the rest of that read', async () => {
+    const redis = connect();
+    const c = await replica(redis);
+    const p = product('mid-read');
+    const admin = connections[0];
+    // c's next read of the hash waits at a gate, and reads the hash only once it opens.
+    const original = redis.hgetall.bind(redis);
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let held = false;
+    (redis as unknown as { hgetall: (key: string) => Promise<Record<string, string>> }).hgetall = async (key) => {
+      held = true;
+      await gate;
+      return original(key);
+    };
+    try {
+      await msUntil('a read of c to be in flight', () => held, 2 * BLOCKS_POLL_MS);
+      // Announced while the read waits: c applies it at once.
+      await a.create(block(p, 'vic'));
+      await msUntil('c to apply the announced block', () => c.find(p, 'vic') !== undefined, 2_000);
+      // Then the hash changes by hand, unannounced: the read will miss vic's block and find wes's.
+      await admin.hdel(BLOCKS_KEY, `${p}\nvic`);
+      await admin.hset(BLOCKS_KEY, `${p}\nwes`, JSON.stringify(block(p, 'wes')));
+      open();
+      await msUntil('c to take the read', () => c.find(p, 'wes') !== undefined, BLOCKS_POLL_MS);
+      // The announced change is applied over what the read found, not undone by it.
+      expect(c.find(p, 'vic')).toBeDefined();
+    } finally {
+      (redis as unknown as { hgetall: typeof original }).hgetall = original;
+      await admin.hdel(BLOCKS_KEY, `${p}\nvic`, `${p}\nwes`);
+    }
+  });
+
+  it('creates and lifts blocks as a Redis ACL user without the channel (Redis 7 grants none by default), the others learning them at their next read', async () => {
+    const admin = connections[0];
+    const name = `${RUN}-nochannel`;
+    // Every key and command, no channel: PUBLISH and SUBSCRIBE are refused (NOPERM).
+    await admin.call('ACL', 'SETUSER', name, 'reset', 'on', '>test-password', '~*', '+@all', 'resetchannels');
+    const url = new URL(REDIS_URL);
+    url.username = name;
+    url.password = 'test-password';
+    const restricted = new Redis(url.toString(), TEST_CONNECTION);
+    connections.push(restricted);
+    const { logger, lines } = capture();
+    try {
+      const c = await replica(restricted, logger);
+      const p = product('no-channel');
+      await c.create(block(p, 'una'));
+      expect(c.find(p, 'una')).toBeDefined();
+      await msUntil('b to read the block', () => b.find(p, 'una') !== undefined, 2 * BLOCKS_POLL_MS + 500);
+      expect(await c.remove(p, 'una')).toBe(true);
+      await msUntil('b to read the lift', () => b.find(p, 'una') === undefined, 2 * BLOCKS_POLL_MS + 500);
+      const refused = lines.filter((l) => /refused to announce a block change/.test(String(l.message)));
+      expect(refused).toHaveLength(1);
+      expect(refused[0]).toMatchObject({ severity: 'WARNING', reason: expect.stringMatching(/NOPERM/) });
+    } finally {
+      await admin.call('ACL', 'DELUSER', name);
+    }
+  });
+
   it('applies no change announced by a deployment that shares this Redis through another database (pub/sub ignores databases)', async () => {
     const url = new URL(REDIS_URL);
     url.pathname = url.pathname === '/7' ? '/8' : '/7';
@@ -360,13 +420,9 @@ describe('BlocksService when Redis is connected but silent', () => {
     const redis = connect();
     const service = await replica(redis);
     const p = product('silent');
-    // A transaction that never answers, as a paused or overloaded Redis does: no rejection to wait for.
-    const multi = redis.multi.bind(redis);
-    (redis as unknown as { multi: () => ReturnType<Redis['multi']> }).multi = () => {
-      const transaction = multi();
-      transaction.exec = () => new Promise<never>(() => undefined);
-      return transaction;
-    };
+    // A write that never answers, as a paused or overloaded Redis does: no rejection to wait for.
+    const hset = redis.hset.bind(redis);
+    (redis as unknown as { hset: () => Promise<never> }).hset = () => new Promise<never>(() => undefined);
     try {
       const error = await service.create(block(p, 'zed')).then(
         () => undefined,
@@ -374,7 +430,7 @@ describe('BlocksService when Redis is connected but silent', () => {
       );
       expect(error).toMatchObject({ code: 'service_unavailable', message: expect.stringMatching(/may still be applied/) });
     } finally {
-      (redis as unknown as { multi: typeof multi }).multi = multi;
+      (redis as unknown as { hset: typeof hset }).hset = hset;
     }
     expect(service.find(p, 'zed')).toBeUndefined();
   });

@@ -37,9 +37,9 @@ for i = 1, #ARGV, 2 do
 end
 return 0`;
 /**
- * Every change made through a replica is announced on this channel, in the same MULTI as the write,
- * and applied by every replica as it arrives: a block is in force on all of them before the replica
- * that made it answers the operator (SPEC §6: "immediate on every replica"). See {@link changesChannel}.
+ * Every change made through a replica is announced on this channel once Redis has taken the write,
+ * and applied by every replica as it arrives, milliseconds later (SPEC §6: "immediate on every
+ * replica"); a replica whose subscription is down learns it with its next read. See {@link changesChannel}.
  */
 const CHANGES_CHANNEL = 'kg:blocks:changes';
 /** A change as announced: the block now stored under `key`, or null when it was lifted. */
@@ -94,8 +94,10 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   private readonly liftListeners: Array<(product: string, user: string) => void> = [];
   /** The connection that receives announced changes (a subscribed connection takes no other command). */
   private subscriber: Redis | undefined;
-  /** Announced changes applied so far: a refresh whose read overlapped one does not undo it. */
-  private changesApplied = 0;
+  /** Changes announced while a refresh's read is in flight: applied to what it read, in order, so it undoes none. */
+  private duringRead: BlockChange[] | undefined;
+  /** Whether an announcement was refused (a Redis ACL user without the channel): said once. */
+  private announceRefused = false;
   /** Where this replica's database's changes are announced (see {@link changesChannel}). */
   private readonly channel: string;
 
@@ -173,9 +175,26 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       return;
     }
     if (typeof change.key !== 'string' || (change.block !== null && !isBlock(change.block))) return;
-    this.changesApplied++;
-    if (change.block) this.blocks.set(change.key, change.block);
-    else this.blocks.delete(change.key);
+    this.duringRead?.push(change);
+    applyChange(this.blocks, change);
+  }
+
+  /**
+   * Announces a change Redis has taken. Outside the write's transaction, and its failure ignored: a
+   * Redis ACL user without the channel (Redis 7 grants none by default) still creates and lifts
+   * blocks, which then reach the other replicas with their next read (500 ms); said once.
+   */
+  private async announce(redis: Redis, key: string, block: Block | null): Promise<void> {
+    try {
+      await redis.publish(this.channel, announce(key, block));
+    } catch (error) {
+      if (this.announceRefused) return;
+      this.announceRefused = true;
+      this.logger.write('WARNING', 'Redis refused to announce a block change: other replicas apply changes with their next read (500 ms)', {
+        channel: this.channel,
+        reason: error instanceof Error ? error.message : String(error),
+      });
+    }
   }
 
   /** The block in force for this product or this user of it, if any. */
@@ -205,9 +224,10 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     if (this.redis) {
       try {
         const redis = this.redis;
-        await this.shared(async () =>
-          checked(await redis.multi().hset(BLOCKS_KEY, key, JSON.stringify(block)).publish(this.channel, announce(key, block)).exec()),
-        );
+        await this.shared(async () => {
+          await redis.hset(BLOCKS_KEY, key, JSON.stringify(block));
+          await this.announce(redis, key, block);
+        });
       } catch (error) {
         if (options.whenRedisIsAway !== 'local') throw error;
         this.unsynced.set(key, block);
@@ -247,12 +267,10 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
               live ||= inForce(block, now);
             }
           }
-          const multi = redis
-            .multi()
-            .hdel(BLOCKS_KEY, ...fields)
-            .publish(this.channel, announce(key, null));
+          const multi = redis.multi().hdel(BLOCKS_KEY, ...fields);
           if (user !== null) multi.del(autoBlockLockKey(product, user), autoBlockCountKey(product, user));
           const [count] = checked(await multi.exec());
+          await this.announce(redis, key, null);
           // Deleted by this call (another lifting it at the same moment deleted nothing then).
           return live && (count as number) > 0;
         })) ?? false;
@@ -324,7 +342,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         await this.redis.hset(BLOCKS_KEY, key, JSON.stringify(block));
         this.unsynced.delete(key);
       }
-      const changesBefore = this.changesApplied;
+      this.duringRead = [];
       let raw = await this.redis.hgetall(BLOCKS_KEY);
       const readAt = Date.now();
       if (raw[EPOCH_FIELD] === undefined || raw[EPOCH_FIELD] !== this.epoch) raw = await this.newEpoch(raw);
@@ -342,9 +360,10 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         else next.set(keyOf(block.product, block.user), block);
       }
       for (const [key, block] of this.unsynced) next.set(key, block);
-      // A change announced while this read was in flight may be missing from it: the map, which has
-      // it, is kept until the next refresh rather than undo it for one.
-      if (this.changesApplied === changesBefore) this.blocks = next;
+      // A change announced while this read was in flight may be missing from it: applied again, in order.
+      for (const change of this.duringRead) applyChange(next, change);
+      this.duringRead = undefined;
+      this.blocks = next;
       // Compare and delete: a block another replica created again under the same key since this
       // read (an auto-block at the expiry, an operator) must not be deleted with the old one.
       if (expired.length) await this.redis.eval(DELETE_IF_UNCHANGED, 1, BLOCKS_KEY, ...expired);
@@ -358,6 +377,8 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     } catch (error) {
       this.failingSince ??= Date.now();
       this.refreshFailed((error as Error).message);
+    } finally {
+      this.duringRead = undefined;
     }
   }
 
@@ -466,6 +487,11 @@ function changesChannel(redis: Redis | undefined): string {
 function announce(key: string, block: Block | null): string {
   const change: BlockChange = { key, block };
   return JSON.stringify(change);
+}
+
+function applyChange(blocks: Map<string, Block>, change: BlockChange): void {
+  if (change.block) blocks.set(change.key, change.block);
+  else blocks.delete(change.key);
 }
 
 /** The replies of a MULTI, or the first error one carries (an error reply inside it). */
