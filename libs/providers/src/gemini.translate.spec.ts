@@ -372,6 +372,7 @@ describe('Gemini translation', () => {
     ['reasoning_effort', { reasoning_effort: 'maximum' }, 'invalid_request'],
     ['reasoning_effort', { model: 'gemini-1.5-pro', reasoning_effort: 'low' }, 'unsupported_parameter'],
     ['reasoning_effort', { model: 'gemini-2.0-flash', reasoning_effort: 'high' }, 'unsupported_parameter'],
+    ['reasoning_effort', { model: 'gemma-3-27b-it', reasoning_effort: 'low' }, 'unsupported_parameter'],
     ['stop', { stop: ['1', '2', '3', '4', '5', '6'] }, 'unsupported_parameter'],
     ['tools[0].function.name', { tools: [{ type: 'function', function: { name: 'f'.repeat(65) } }] }, 'unsupported_parameter'],
     ['messages', { messages: [{ role: 'system', content: 'only a system prompt' }] }, 'invalid_request'],

@@ -412,15 +412,16 @@ const THINKING_BUDGETS: Readonly<Record<Effort, number>> = { none: 0, minimal: 5
  * OpenAI's `reasoning_effort` as Gemini's `thinkingConfig`, which differs by model generation:
  * Gemini 2.5 takes a token budget (`thinkingBudget`), Gemini 3 and later a level (`thinkingLevel`,
  * the effort's own name; `none` is `minimal`, the least they think). Which levels, and whether a
- * budget of 0, a model takes is the model's: its refusal is passed on. Gemini 1.x and 2.0 do not
- * think: the least efforts ask for nothing there, and the others are refused.
+ * budget of 0, a model takes is the model's: its refusal is passed on. Gemini 1.x and 2.0, and the
+ * Gemma models Gemini's API serves, do not think: the least efforts ask for nothing there, and the
+ * others are refused. An alias (`gemini-flash-latest`) is taken for a current model (a level).
  */
 function thinkingConfig(effort: unknown, model: string): GeminiGenerationConfig['thinkingConfig'] {
   if (effort === undefined || effort === null) return undefined;
   if (typeof effort !== 'string' || !(EFFORTS as readonly string[]).includes(effort))
     throw invalid('reasoning_effort', `reasoning_effort must be one of ${EFFORTS.join(', ')}`);
   const level = effort as Effort;
-  if (/^(models\/)?gemini-(1([.-]|$)|2\.0([.-]|$))/.test(model)) {
+  if (/^(models\/)?(gemma-|gemini-(1([.-]|$)|2\.0([.-]|$)))/.test(model)) {
     if (level === 'none' || level === 'minimal') return undefined;
     throw unsupported('reasoning_effort', `${model} does not think; reasoning_effort applies to Gemini 2.5 and later`);
   }
