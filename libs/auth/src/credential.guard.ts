@@ -76,6 +76,18 @@ export class CredentialGuard extends AuthGuard() {
     if (principal) recordPrincipal(request, principal);
   }
 
+  /**
+   * For a request refused before the guard ran (an upload timeout, a body Fastify refused): its audit
+   * line names the caller {@link nameCallerFromHeaders} finds, and waits for that check; the answer
+   * does not. Nothing to do for a request not audited, or whose caller is known already.
+   */
+  nameCallerBeforeAudit(request: FastifyRequest): void {
+    const ctx = contextOf(request.raw);
+    if (!ctx?.auditable || ctx.user !== null) return;
+    const settled = ctx.settled;
+    ctx.settled = this.nameCallerFromHeaders(request).then(() => settled);
+  }
+
   /** A bearer token seen and verified before skips passport and the signature check. */
   override async canActivate(context: ExecutionContext): Promise<boolean> {
     const request = context.switchToHttp().getRequest<FastifyRequest & { user?: Principal }>();

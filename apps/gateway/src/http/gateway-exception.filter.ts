@@ -50,10 +50,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     // Refused before the credential guard ran (Fastify refuses a body over every product's limit, or
     // one it cannot take, before any guard): the audit line names the caller the headers prove, as
     // the guard would have (the answer does not wait; the audit line does).
-    if (ctx?.auditable && ctx.user === null && error.status !== 401 && this.credentials) {
-      const settled = ctx.settled;
-      ctx.settled = this.credentials.nameCallerFromHeaders(request).then(() => settled);
-    }
+    if (error.status !== 401) this.credentials?.nameCallerBeforeAudit(request);
     if (reply.sent || reply.raw.headersSent) return;
 
     const headers: Record<string, string> = { ...(error.options.headers ?? {}) };

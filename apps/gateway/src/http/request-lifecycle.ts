@@ -183,11 +183,8 @@ export class RequestLifecycle {
       const res = reply.raw;
       if (res.socket !== socket) continue;
       ctx.fail('timeout', REQUEST_TIMEOUT);
-      // The guard never ran (Fastify reads the body first): the audit line waits for the check.
-      if (ctx.auditable) {
-        const settled = ctx.settled;
-        ctx.settled = this.credentials.nameCallerFromHeaders(reply.request).then(() => settled);
-      }
+      // The guard never ran (Fastify reads the body first).
+      this.credentials.nameCallerBeforeAudit(reply.request);
       if (!res.headersSent) {
         const body = JSON.stringify(errorBodyFor(ctx, new GatewayError('invalid_request', 'the request body did not arrive in time')));
         res.writeHead(REQUEST_TIMEOUT, {
