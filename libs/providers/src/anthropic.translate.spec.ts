@@ -187,7 +187,6 @@ describe('toMessagesRequest', () => {
       'tools[0].function.name',
     ],
     ['a negative temperature', { ...base, temperature: -0.1 }, 'temperature'],
-    ['reasoning_effort', { ...base, reasoning_effort: 'high' }, 'reasoning_effort'],
     ['a stop sequence of whitespace only', { ...base, stop: ['END', '\n'] }, 'stop'],
     ['a single whitespace stop string', { ...base, stop: ' ' }, 'stop'],
     ['a conversation of whitespace only', { ...base, messages: [{ role: 'user', content: ' \n ' }] }, 'messages'],
@@ -492,8 +491,16 @@ describe('AnthropicStreamTranslator', () => {
         type: 'message_start',
         message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
       }),
-      ...t.push({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '' } }),
-      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'hmm' } }),
+      ...t.push({
+        type: 'content_block_start',
+        index: 0,
+        content_block: { type: 'server_tool_use', id: 'srvtoolu_1', name: 'web_search' },
+      }),
+      ...t.push({
+        type: 'content_block_delta',
+        index: 0,
+        delta: { type: 'citations_delta', citation: { type: 'web_search_result_location' } },
+      }),
       ...t.push({ type: 'brand_new_event' } as unknown as AnthropicStreamEvent),
       ...t.push({ type: 'message_stop' }),
     ];

@@ -1,7 +1,14 @@
 import { GatewayError } from '@keygate/errors';
 import { invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
 import type { ChatCompletionRequest, ChatMessage, StreamEvent } from './chat.types';
-import type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
+import type {
+  CompletionMeta,
+  OpenAiChatCompletion,
+  OpenAiFinishReason,
+  OpenAiToolCall,
+  OpenAiUsage,
+  ThinkingBlock,
+} from './openai-response.types';
 import type {
   AnthropicMessage,
   AnthropicMessageParam,
@@ -18,6 +25,7 @@ import type {
 } from './anthropic.types';
 import { UpstreamError } from './upstream.error';
 import { claudeOutputSchema } from './anthropic.schema';
+import { applyReasoningEffort, thinkingBlocksOf } from './anthropic.thinking';
 
 export type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 
@@ -71,8 +79,6 @@ const UNSUPPORTED_PARAMS: ReadonlyArray<readonly [string, (value: unknown) => st
   ['web_search_options', (v) => (v !== undefined && v !== null ? 'Claude web search is not exposed through keygate' : undefined)],
   ['functions', (v) => (v !== undefined && v !== null ? 'use tools instead of the deprecated functions' : undefined)],
   ['function_call', (v) => (v !== undefined && v !== null ? 'use tool_choice instead of the deprecated function_call' : undefined)],
-  // Extended thinking needs a token budget, changes temperature rules and streams extra blocks: not mapped.
-  ['reasoning_effort', (v) => (v !== undefined && v !== null ? 'Claude extended thinking is not mapped by keygate' : undefined)],
 ];
 
 /**
@@ -221,6 +227,7 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
   if (typeof user === 'string' && user !== '') out.metadata = { user_id: user };
   const format = outputFormat(body.response_format);
   if (format) out.output_config = format;
+  applyReasoningEffort(out, body.reasoning_effort);
   return out;
 }
 
@@ -339,12 +346,13 @@ function imageBlock(url: string, param: string): AnthropicRequestBlock {
   return { type: 'image', source: { type: 'base64', media_type: mediaType, data } };
 }
 
+/** An assistant message as Claude's turn: its thinking blocks (sent back as they came), text, then tool calls. */
 function assistantContent(m: ChatMessage, i: number): string | AnthropicRequestBlock[] {
   const content = m.content;
   const calls = m.tool_calls;
   const hasCalls = Array.isArray(calls) && calls.length > 0;
-  if (typeof content === 'string' && !hasCalls) return content;
-  const blocks: AnthropicRequestBlock[] = [];
+  const blocks: AnthropicRequestBlock[] = thinkingBlocksOf(m.thinking_blocks, `messages[${i}].thinking_blocks`);
+  if (typeof content === 'string' && !hasCalls && blocks.length === 0) return content;
   if (typeof content === 'string') {
     if (hasText(content)) blocks.push(text(content));
   } else if (Array.isArray(content)) {
@@ -523,10 +531,20 @@ function isToolUse(block: AnthropicResponseBlock): block is AnthropicToolUseBloc
   return b.type === 'tool_use' && typeof b.id === 'string' && typeof b.name === 'string';
 }
 
+/** A thinking block of an answer, as the client sends it back (see {@link thinkingBlocksOf}); undefined for any other block. */
+function thinkingBlock(block: AnthropicResponseBlock): ThinkingBlock | undefined {
+  const b = block as Json;
+  if (b.type === 'thinking' && typeof b.thinking === 'string')
+    return { type: 'thinking', thinking: b.thinking, signature: typeof b.signature === 'string' ? b.signature : '' };
+  if (b.type === 'redacted_thinking' && typeof b.data === 'string') return { type: 'redacted_thinking', data: b.data };
+  return undefined;
+}
+
 /**
  * A Messages answer as an OpenAI chat completion: text blocks joined into `content` (null when
- * there are none), tool_use blocks as `tool_calls` in order. Thinking and server-tool blocks are
- * not part of the answer and are skipped.
+ * there are none), tool_use blocks as `tool_calls` in order. Claude's thinking, when it thought,
+ * comes as `reasoning_content` (its text) and `thinking_blocks` (the signed blocks, to send back
+ * with the message). Server-tool blocks are not part of the answer and are skipped.
  */
 export function toChatCompletion(
   res: AnthropicMessage,
@@ -535,13 +553,22 @@ export function toChatCompletion(
   if (!Array.isArray(res.content)) throw new UpstreamError('protocol', PROVIDER, 'response has no content');
   let content: string | null = null;
   const toolCalls: OpenAiToolCall[] = [];
+  const thinking: ThinkingBlock[] = [];
   for (const block of res.content) {
     if (isText(block)) content = content === null ? block.text : content + block.text;
     else if (isToolUse(block))
       toolCalls.push({ id: block.id, type: 'function', function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+    else {
+      const thought = thinkingBlock(block);
+      if (thought) thinking.push(thought);
+    }
   }
   const message: OpenAiChatCompletion['choices'][number]['message'] = { role: 'assistant', content, refusal: null };
   if (toolCalls.length) message.tool_calls = toolCalls;
+  if (thinking.length) {
+    message.reasoning_content = thinking.map((b) => (b.type === 'thinking' ? b.thinking : '')).join('');
+    message.thinking_blocks = thinking;
+  }
   const completion: OpenAiChatCompletion = {
     id: completionId(res.id, meta.fallbackId),
     object: 'chat.completion',
@@ -576,7 +603,10 @@ export interface StreamMeta extends CompletionMeta {
  *   it (every earlier chunk then carries `"usage": null`, as OpenAI's do), else an event for
  *   keygate only, and no chunk has a `usage` key;
  * - a tool call that streamed no argument JSON gets `{}` when its block stops;
- * - `ping`, other block stops, thinking/signature/citation deltas and unknown events are skipped;
+ * - Claude's thinking streams as `delta.reasoning_content`; when a thinking block stops, the whole
+ *   block with its signature comes as `delta.thinking_blocks` (a redacted block when it starts), so
+ *   the client can send it back with the message;
+ * - `ping`, other block stops, citation deltas and unknown events are skipped;
  * - an `error` event throws `UpstreamError('stream_error')`.
  */
 export class AnthropicStreamTranslator {
@@ -584,6 +614,8 @@ export class AnthropicStreamTranslator {
   private readonly usage: AnthropicUsage = {};
   /** Anthropic content-block index -> the OpenAI tool call it streams. */
   private readonly tools = new Map<number, { index: number; hasArguments: boolean }>();
+  /** Anthropic content-block index -> the thinking block it streams, gathered to be sent whole with its signature. */
+  private readonly thoughts = new Map<number, { thinking: string; signature: string }>();
   private finished = false;
   private ended = false;
 
@@ -622,6 +654,7 @@ export class AnthropicStreamTranslator {
           const toolCalls = [{ index: tool.index, function: { arguments: delta.partial_json } }];
           return [{ ...this.chunk({ tool_calls: toolCalls }, null), text: delta.partial_json }];
         }
+        if (delta.type === 'thinking_delta' || delta.type === 'signature_delta') return this.thinkingDelta(event.index, delta);
         return [];
       }
       case 'message_delta': {
@@ -648,6 +681,11 @@ export class AnthropicStreamTranslator {
       case 'error':
         throw anthropicStreamError(event.error?.type, event.error?.message);
       case 'content_block_stop': {
+        const thought = this.thoughts.get(event.index);
+        if (thought !== undefined) {
+          this.thoughts.delete(event.index);
+          return [this.chunk({ thinking_blocks: [{ type: 'thinking', ...thought }] }, null)];
+        }
         // A call without arguments streams no JSON at all; OpenAI clients expect `{}` to parse.
         const tool = this.tools.get(event.index);
         if (tool === undefined || tool.hasArguments) return [];
@@ -677,7 +715,24 @@ export class AnthropicStreamTranslator {
     }
     // Text blocks start empty; should one ever carry text, it is not lost.
     if (isText(block) && block.text !== '') return [{ ...this.chunk({ content: block.text }, null), text: block.text }];
-    return [];
+    const thought = thinkingBlock(block);
+    if (thought?.type === 'redacted_thinking') return [this.chunk({ thinking_blocks: [thought] }, null)];
+    if (thought === undefined) return [];
+    this.thoughts.set(blockIndex, { thinking: thought.thinking, signature: thought.signature });
+    return thought.thinking === '' ? [] : [{ ...this.chunk({ reasoning_content: thought.thinking }, null), text: thought.thinking }];
+  }
+
+  /** A thinking block's text (sent on as `reasoning_content`) or signature (kept for the whole block). */
+  private thinkingDelta(blockIndex: number, delta: Json): StreamEvent[] {
+    const thought = this.thoughts.get(blockIndex);
+    if (thought === undefined) throw new UpstreamError('protocol', PROVIDER, 'thinking for a block that is not a thinking block');
+    if (delta.type === 'signature_delta') {
+      if (typeof delta.signature === 'string') thought.signature += delta.signature;
+      return [];
+    }
+    if (typeof delta.thinking !== 'string' || delta.thinking === '') return [];
+    thought.thinking += delta.thinking;
+    return [{ ...this.chunk({ reasoning_content: delta.thinking }, null), text: delta.thinking }];
   }
 
   private started(): void {

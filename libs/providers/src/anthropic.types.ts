@@ -38,9 +38,28 @@ export interface AnthropicToolResultBlock {
   content?: string | AnthropicTextBlock[];
 }
 
+/** Claude's thinking, signed by Anthropic: sent back unchanged in the assistant turn it came with. */
+export interface AnthropicThinkingBlock {
+  type: 'thinking';
+  thinking: string;
+  signature: string;
+}
+
+/** Thinking Anthropic's safety systems encrypted: opaque, sent back unchanged. */
+export interface AnthropicRedactedThinkingBlock {
+  type: 'redacted_thinking';
+  data: string;
+}
+
 /** Blocks keygate sends. */
 export type AnthropicRequestBlock =
-  AnthropicTextBlock | AnthropicImageBlock | AnthropicDocumentBlock | AnthropicToolUseBlock | AnthropicToolResultBlock;
+  | AnthropicTextBlock
+  | AnthropicImageBlock
+  | AnthropicDocumentBlock
+  | AnthropicToolUseBlock
+  | AnthropicToolResultBlock
+  | AnthropicThinkingBlock
+  | AnthropicRedactedThinkingBlock;
 
 /** One turn; `content` is a plain string when the turn is a single text. */
 export interface AnthropicMessageParam {
@@ -61,6 +80,9 @@ export type AnthropicToolChoice =
   | { type: 'tool'; name: string; disable_parallel_tool_use?: boolean }
   | { type: 'none' };
 
+/** How hard an adaptive-thinking Claude thinks (`output_config.effort`). */
+export type ClaudeEffort = 'low' | 'medium' | 'high' | 'xhigh' | 'max';
+
 /** `POST /v1/messages` request body. */
 export interface MessagesRequest {
   model: string;
@@ -74,8 +96,10 @@ export interface MessagesRequest {
   tools?: AnthropicTool[];
   tool_choice?: AnthropicToolChoice;
   metadata?: { user_id: string };
-  /** Structured outputs: the answer's text is JSON of this schema. */
-  output_config?: { format: { type: 'json_schema'; schema: Record<string, unknown> } };
+  /** Extended thinking: a token budget (Claude 3.7 to 4.5), or adaptive (Claude 4.6 and later). */
+  thinking?: { type: 'enabled'; budget_tokens: number } | { type: 'adaptive' };
+  /** Structured outputs (`format`: the answer's text is JSON of this schema) and the effort of adaptive thinking. */
+  output_config?: { format?: { type: 'json_schema'; schema: Record<string, unknown> }; effort?: ClaudeEffort };
   stream?: boolean;
 }
 
@@ -90,7 +114,7 @@ export interface AnthropicUsage {
   output_tokens?: number | null;
 }
 
-/** A block of an answer: text and tool calls are translated, anything else (thinking, server tools) is skipped. */
+/** A block of an answer: text, tool calls and thinking are translated, anything else (server tools) is skipped. */
 export type AnthropicResponseBlock = AnthropicTextBlock | AnthropicToolUseBlock | { type: string; [key: string]: unknown };
 
 /** A `POST /v1/messages` answer, and the `message` of a stream's `message_start`. */
@@ -126,7 +150,7 @@ export interface ContentBlockStartEvent {
 export interface ContentBlockDeltaEvent {
   type: 'content_block_delta';
   index: number;
-  /** `text_delta` and `input_json_delta` are translated; thinking, signature and citation deltas are skipped. */
+  /** Text, tool input, thinking and signature deltas are translated; citation deltas are skipped. */
   delta:
     { type: 'text_delta'; text: string } | { type: 'input_json_delta'; partial_json: string } | { type: string; [key: string]: unknown };
 }

@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
 import { GatewayError } from '@keygate/errors';
-import { invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
+import {
+  invalidParameter,
+  isRecord,
+  reasoningEffort,
+  splitDataUrl,
+  unsupportedParameter,
+  type Json,
+  type ReasoningEffort,
+} from './translate.util';
 import type { ChatCompletionRequest, ChatMessage, EmbeddingsRequest, StreamEvent } from './chat.types';
 import type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 import type {
@@ -401,12 +409,15 @@ function generationConfig(body: ChatCompletionRequest): GeminiGenerationConfig |
   return Object.keys(config).length ? config : undefined;
 }
 
-/** OpenAI's reasoning efforts, least to most. */
-const EFFORTS = ['none', 'minimal', 'low', 'medium', 'high', 'xhigh'] as const;
-type Effort = (typeof EFFORTS)[number];
-
 /** Thinking tokens a Gemini 2.5 model may spend for each effort (0 turns thinking off, where the model allows it). */
-const THINKING_BUDGETS: Readonly<Record<Effort, number>> = { none: 0, minimal: 512, low: 1024, medium: 8192, high: 24576, xhigh: 24576 };
+const THINKING_BUDGETS: Readonly<Record<ReasoningEffort, number>> = {
+  none: 0,
+  minimal: 512,
+  low: 1024,
+  medium: 8192,
+  high: 24576,
+  xhigh: 24576,
+};
 
 /**
  * OpenAI's `reasoning_effort` as Gemini's `thinkingConfig`, which differs by model generation:
@@ -417,10 +428,8 @@ const THINKING_BUDGETS: Readonly<Record<Effort, number>> = { none: 0, minimal: 5
  * others are refused. An alias (`gemini-flash-latest`) is taken for a current model (a level).
  */
 function thinkingConfig(effort: unknown, model: string): GeminiGenerationConfig['thinkingConfig'] {
-  if (effort === undefined || effort === null) return undefined;
-  if (typeof effort !== 'string' || !(EFFORTS as readonly string[]).includes(effort))
-    throw invalid('reasoning_effort', `reasoning_effort must be one of ${EFFORTS.join(', ')}`);
-  const level = effort as Effort;
+  const level = reasoningEffort(effort);
+  if (level === undefined) return undefined;
   if (/^(models\/)?(gemma-|gemini-(1([.-]|$)|2\.0([.-]|$)))/.test(model)) {
     if (level === 'none' || level === 'minimal') return undefined;
     throw unsupported('reasoning_effort', `${model} does not think; reasoning_effort applies to Gemini 2.5 and later`);

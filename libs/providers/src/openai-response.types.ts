@@ -30,6 +30,9 @@ export interface OpenAiToolCall {
   extra_content?: { google: { thought_signature: string } };
 }
 
+/** Claude's thinking as an answer carries it and the client sends it back: signed, or redacted (opaque). */
+export type ThinkingBlock = { type: 'thinking'; thinking: string; signature: string } | { type: 'redacted_thinking'; data: string };
+
 /** An OpenAI `chat.completion` object, as translated from another provider's answer. */
 export interface OpenAiChatCompletion {
   id: string;
@@ -38,7 +41,16 @@ export interface OpenAiChatCompletion {
   model: string;
   choices: Array<{
     index: number;
-    message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: OpenAiToolCall[] };
+    message: {
+      role: 'assistant';
+      content: string | null;
+      refusal: null;
+      tool_calls?: OpenAiToolCall[];
+      /** Claude's thinking, as text (LiteLLM's and DeepSeek's field). */
+      reasoning_content?: string;
+      /** Claude's signed thinking blocks, to send back with the message (LiteLLM's field). */
+      thinking_blocks?: ThinkingBlock[];
+    };
     logprobs: null;
     finish_reason: OpenAiFinishReason;
   }>;

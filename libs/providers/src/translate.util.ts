@@ -18,6 +18,18 @@ export function invalidParameter(param: string, message: string): GatewayError {
   return new GatewayError('invalid_request', message, { param });
 }
 
+/** OpenAI's reasoning efforts, least to most. */
+export const REASONING_EFFORTS = ['none', 'minimal', 'low', 'medium', 'high', 'xhigh'] as const;
+export type ReasoningEffort = (typeof REASONING_EFFORTS)[number];
+
+/** A request's `reasoning_effort`: undefined when absent or null, else one of OpenAI's efforts (400 otherwise). */
+export function reasoningEffort(value: unknown): ReasoningEffort | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || !(REASONING_EFFORTS as readonly string[]).includes(value))
+    throw invalidParameter('reasoning_effort', `reasoning_effort must be one of ${REASONING_EFFORTS.join(', ')}`);
+  return value as ReasoningEffort;
+}
+
 /**
  * Splits `data:<media type>;base64,<payload>` (with indexOf, not a regex: the payload may be
  * megabytes long). The media type is lowercased, and `image/jpg`, which clients write but no

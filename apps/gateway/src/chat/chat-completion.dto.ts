@@ -49,6 +49,16 @@ export class ChatMessageDto {
   @IsObject({ each: true, message: 'tool_calls must be an array of tool call objects' })
   tool_calls?: unknown[];
   @ApiPropertyOptional() @ValidateIf((m: ChatMessageDto) => m.role === 'tool') @IsString() tool_call_id?: string;
+  @ApiPropertyOptional({
+    description:
+      'Claude\'s thinking blocks, as an answer\'s message gave them (`{type: "thinking", thinking, signature}` or `{type: "redacted_thinking", data}`): sent back to Claude first in the assistant turn',
+    type: 'array',
+    items: { type: 'object', additionalProperties: true },
+  })
+  @IsOptional()
+  @IsArray({ message: 'thinking_blocks must be an array of thinking blocks' })
+  @IsObject({ each: true, message: 'thinking_blocks must be an array of thinking blocks (objects)' })
+  thinking_blocks?: unknown[];
 }
 
 /**

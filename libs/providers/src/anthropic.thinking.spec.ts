@@ -1,0 +1,214 @@
+import { GatewayError } from '@keygate/errors';
+import { claudeVersion, thinkingBlocksOf, thinkingForm } from './anthropic.thinking';
+import { toMessagesRequest } from './anthropic.translate';
+import type { ChatCompletionRequest } from './chat.types';
+
+function refusal(body: ChatCompletionRequest): { code: string; param: string | undefined; message: string } {
+  try {
+    toMessagesRequest(body);
+  } catch (error) {
+    if (!(error instanceof GatewayError)) throw error;
+    return { code: error.code, param: error.options.param, message: error.message };
+  }
+  throw new Error('the request was not refused');
+}
+
+const ask = (model: string, extra: Partial<ChatCompletionRequest> = {}): ChatCompletionRequest => ({
+  model,
+  max_tokens: 20000,
+  messages: [{ role: 'user', content: 'Think about it' }],
+  ...extra,
+});
+
+describe('claudeVersion', () => {
+  it.each([
+    ['claude-3-7-sonnet-20250219', { major: 3, minor: 7 }],
+    ['claude-3-5-haiku-20241022', { major: 3, minor: 5 }],
+    ['claude-3-opus-20240229', { major: 3, minor: 0 }],
+    ['claude-sonnet-4-20250514', { major: 4, minor: 0 }],
+    ['claude-opus-4-1-20250805', { major: 4, minor: 1 }],
+    ['claude-opus-4-1@20250805', { major: 4, minor: 1 }],
+    ['claude-sonnet-4-5', { major: 4, minor: 5 }],
+    ['claude-haiku-4-5-20251001', { major: 4, minor: 5 }],
+    ['anthropic.claude-opus-4-6-v1', { major: 4, minor: 6 }],
+    ['claude-fable-5-1', { major: 5, minor: 1 }],
+    ['claude-sonnet-5', { major: 5, minor: 0 }],
+    ['claude-2.1', { major: 2, minor: 1 }],
+    ['claude-instant-1.2', { major: 1, minor: 2 }],
+  ])('reads %s', (model, version) => {
+    expect(claudeVersion(model)).toStrictEqual(version);
+  });
+
+  it('reads no version from an id that names none', () => {
+    expect(claudeVersion('claude-mythos-preview')).toBeNull();
+    expect(claudeVersion('my-finetune')).toBeNull();
+  });
+});
+
+describe('thinkingForm', () => {
+  it.each([
+    ['claude-3-5-sonnet-20241022', 'none'],
+    ['claude-3-haiku-20240307', 'none'],
+    ['claude-2.1', 'none'],
+    ['claude-3-7-sonnet-20250219', 'budget'],
+    ['claude-opus-4-20250514', 'budget'],
+    ['claude-sonnet-4-5', 'budget'],
+    ['claude-opus-4-5', 'budget'],
+    ['claude-sonnet-4-6', 'adaptive'],
+    ['claude-opus-4-7', 'adaptive'],
+    ['claude-sonnet-5', 'adaptive'],
+    ['claude-mythos-preview', 'adaptive'],
+  ])('%s thinks in the %s form', (model, form) => {
+    expect(thinkingForm(model)).toBe(form);
+  });
+});
+
+describe('reasoning_effort on Claude', () => {
+  it('gives a budget-form model the effort’s budget, kept below max_tokens', () => {
+    const budgets = ['minimal', 'low', 'medium', 'high', 'xhigh'].map(
+      (effort) => toMessagesRequest(ask('claude-sonnet-4-5', { reasoning_effort: effort, max_tokens: 64000 })).thinking,
+    );
+    expect(budgets).toStrictEqual([1024, 2048, 8192, 16384, 32768].map((budget_tokens) => ({ type: 'enabled', budget_tokens })));
+    expect(toMessagesRequest(ask('claude-3-7-sonnet-20250219', { reasoning_effort: 'high', max_tokens: 4096 })).thinking).toStrictEqual({
+      type: 'enabled',
+      budget_tokens: 4095,
+    });
+  });
+
+  it('refuses a budget-form request that cannot think: 1,024 completion tokens or fewer', () => {
+    const r = refusal(ask('claude-sonnet-4-5', { reasoning_effort: 'low', max_completion_tokens: 1024, max_tokens: undefined }));
+    expect(r).toMatchObject({ code: 'invalid_request', param: 'max_completion_tokens' });
+    expect(r.message).toContain('this request allows 1024');
+    expect(toMessagesRequest(ask('claude-sonnet-4-5', { reasoning_effort: 'low', max_tokens: 1025 })).thinking).toStrictEqual({
+      type: 'enabled',
+      budget_tokens: 1024,
+    });
+  });
+
+  it('gives an adaptive model adaptive thinking at the effort (minimal as low, xhigh as max on 4.6)', () => {
+    const effort = (model: string, e: string): unknown => {
+      const out = toMessagesRequest(ask(model, { reasoning_effort: e }));
+      expect(out.thinking).toStrictEqual({ type: 'adaptive' });
+      return out.output_config?.effort;
+    };
+    expect(['minimal', 'low', 'medium', 'high', 'xhigh'].map((e) => effort('claude-opus-4-6', e))).toStrictEqual([
+      'low',
+      'low',
+      'medium',
+      'high',
+      'max',
+    ]);
+    expect(effort('claude-opus-4-7', 'xhigh')).toBe('xhigh');
+    expect(effort('claude-sonnet-5', 'high')).toBe('high');
+  });
+
+  it('asks for no thinking with none, nor with minimal on a model that does not think', () => {
+    for (const [model, effort] of [
+      ['claude-sonnet-4-5', 'none'],
+      ['claude-opus-4-7', 'none'],
+      ['claude-3-5-sonnet-20241022', 'none'],
+      ['claude-3-5-sonnet-20241022', 'minimal'],
+    ]) {
+      const out = toMessagesRequest(ask(model, { reasoning_effort: effort }));
+      expect(out.thinking).toBeUndefined();
+      expect(out.output_config).toBeUndefined();
+    }
+    expect(toMessagesRequest(ask('claude-sonnet-4-5', { reasoning_effort: null })).thinking).toBeUndefined();
+  });
+
+  it('refuses more than minimal on a model that does not think, and an effort OpenAI does not have', () => {
+    expect(refusal(ask('claude-3-5-sonnet-20241022', { reasoning_effort: 'low' }))).toMatchObject({
+      code: 'unsupported_parameter',
+      param: 'reasoning_effort',
+    });
+    expect(refusal(ask('claude-sonnet-4-5', { reasoning_effort: 'max' }))).toMatchObject({
+      code: 'invalid_request',
+      param: 'reasoning_effort',
+    });
+  });
+
+  it('refuses what Claude refuses while thinking: a temperature but 1, top_p below 0.95, a forced tool', () => {
+    const tools = [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object' } } }];
+    for (const model of ['claude-sonnet-4-5', 'claude-opus-4-7']) {
+      expect(refusal(ask(model, { reasoning_effort: 'low', temperature: 0.2 }))).toMatchObject({ param: 'temperature' });
+      expect(refusal(ask(model, { reasoning_effort: 'low', top_p: 0.9 }))).toMatchObject({ param: 'top_p' });
+      expect(refusal(ask(model, { reasoning_effort: 'low', tools, tool_choice: 'required' }))).toMatchObject({ param: 'tool_choice' });
+      expect(
+        refusal(ask(model, { reasoning_effort: 'low', tools, tool_choice: { type: 'function', function: { name: 'lookup' } } })),
+      ).toMatchObject({ code: 'unsupported_parameter', param: 'tool_choice' });
+      const fine = toMessagesRequest(ask(model, { reasoning_effort: 'low', temperature: 1, top_p: 0.95, tools, tool_choice: 'auto' }));
+      expect(fine.thinking).toBeDefined();
+    }
+    // Without thinking the same sampling passes.
+    expect(toMessagesRequest(ask('claude-sonnet-4-5', { reasoning_effort: 'none', temperature: 0.2 })).temperature).toBe(0.2);
+  });
+
+  describe('mid tool loop', () => {
+    const call = { id: 'toolu_1', type: 'function', function: { name: 'lookup', arguments: '{}' } };
+    const loop = (assistant: Record<string, unknown>): ChatCompletionRequest =>
+      ask('claude-sonnet-4-5', {
+        reasoning_effort: 'medium',
+        tools: [{ type: 'function', function: { name: 'lookup' } }],
+        messages: [
+          { role: 'user', content: 'Look it up' },
+          { role: 'assistant', content: null, tool_calls: [call], ...assistant },
+          { role: 'tool', tool_call_id: 'toolu_1', content: 'found' },
+        ],
+      });
+
+    it('thinks when the assistant turn comes back with its thinking first', () => {
+      const out = toMessagesRequest(loop({ thinking_blocks: [{ type: 'thinking', thinking: 'Look up.', signature: 'sig' }] }));
+      expect(out.thinking).toStrictEqual({ type: 'enabled', budget_tokens: 8192 });
+      expect(out.messages[1].content).toStrictEqual([
+        { type: 'thinking', thinking: 'Look up.', signature: 'sig' },
+        { type: 'tool_use', id: 'toolu_1', name: 'lookup', input: {} },
+      ]);
+    });
+
+    it('does not think when the client did not keep the thinking (Claude would refuse the request)', () => {
+      const out = toMessagesRequest(loop({}));
+      expect(out.thinking).toBeUndefined();
+      expect(out.output_config).toBeUndefined();
+    });
+
+    it('thinks again once a user turn follows the loop', () => {
+      const body = loop({});
+      body.messages.push({ role: 'assistant', content: 'It is found.' }, { role: 'user', content: 'And now?' });
+      expect(toMessagesRequest(body).thinking).toStrictEqual({ type: 'enabled', budget_tokens: 8192 });
+    });
+  });
+});
+
+describe('thinkingBlocksOf', () => {
+  it('keeps exactly the fields Claude signed, dropping anything else the client added', () => {
+    expect(
+      thinkingBlocksOf(
+        [
+          { type: 'thinking', thinking: 'a', signature: 's', index: 0 },
+          { type: 'redacted_thinking', data: 'd', extra: true },
+        ],
+        'messages[1].thinking_blocks',
+      ),
+    ).toStrictEqual([
+      { type: 'thinking', thinking: 'a', signature: 's' },
+      { type: 'redacted_thinking', data: 'd' },
+    ]);
+    expect(thinkingBlocksOf(null, 'x')).toStrictEqual([]);
+  });
+
+  it.each([
+    ['not an array', { type: 'thinking' }, 'messages[1].thinking_blocks'],
+    ['a block without its signature', [{ type: 'thinking', thinking: 'a' }], 'messages[1].thinking_blocks[0]'],
+    ['a redacted block without data', [{ type: 'redacted_thinking' }], 'messages[1].thinking_blocks[0]'],
+    ['a text block', [{ type: 'text', text: 'a' }], 'messages[1].thinking_blocks[0]'],
+  ])('refuses %s, naming it', (_name, value, param) => {
+    let caught: unknown;
+    try {
+      thinkingBlocksOf(value, 'messages[1].thinking_blocks');
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(GatewayError);
+    expect((caught as GatewayError).options.param).toBe(param);
+  });
+});

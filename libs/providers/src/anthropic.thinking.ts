@@ -1,0 +1,171 @@
+import type { GatewayError } from '@keygate/errors';
+import { invalidParameter, isRecord, reasoningEffort, unsupportedParameter, type ReasoningEffort } from './translate.util';
+import type {
+  AnthropicMessageParam,
+  AnthropicRedactedThinkingBlock,
+  AnthropicThinkingBlock,
+  ClaudeEffort,
+  MessagesRequest,
+} from './anthropic.types';
+
+/*
+ * OpenAI's `reasoning_effort` as Claude's thinking, and Claude's signed thinking blocks carried
+ * through OpenAI's chat format the way LiteLLM and the clients written for it do: an answer's
+ * thinking comes back as `reasoning_content` (the text) and `thinking_blocks` (the blocks, signed),
+ * and an assistant message sent back with its `thinking_blocks` gives Claude its thinking again.
+ */
+
+/** How a Claude model thinks: not at all, with a token budget, or adaptively at an effort. */
+export type ClaudeThinkingForm = 'none' | 'budget' | 'adaptive';
+
+/** A Claude model's version, read from its id. */
+export interface ClaudeVersion {
+  major: number;
+  minor: number;
+}
+
+/**
+ * The version in a Claude model id, wherever the version stands (`claude-3-7-sonnet-20250219`,
+ * `claude-sonnet-4-5`, `claude-opus-4-20250514`, Vertex's `claude-opus-4-1@20250805`, Bedrock's
+ * `anthropic.claude-opus-4-6-v1`, `claude-2.1`): the first number of one or two digits is the major,
+ * a number right after it the minor (a date is not a version). Null for an id that names none
+ * (`claude-mythos-preview`).
+ */
+export function claudeVersion(model: string): ClaudeVersion | null {
+  const id = model.toLowerCase();
+  const at = id.indexOf('claude-');
+  if (at === -1) return null;
+  const tokens = id
+    .slice(at + 'claude-'.length)
+    .replace(/@.*$/, '')
+    .split('-');
+  for (let i = 0; i < tokens.length; i++) {
+    const dotted = /^(\d{1,2})(?:\.(\d{1,2}))?$/.exec(tokens[i]);
+    if (!dotted) continue;
+    const major = Number(dotted[1]);
+    if (dotted[2] !== undefined) return { major, minor: Number(dotted[2]) };
+    const next = tokens[i + 1];
+    return { major, minor: next !== undefined && /^\d{1,2}$/.test(next) ? Number(next) : 0 };
+  }
+  return null;
+}
+
+/**
+ * How a Claude model thinks. Claude 3.5 and earlier do not; 3.7 to 4.5 take a token budget
+ * (`thinking: {type: "enabled", budget_tokens}`); 4.6 and later think adaptively at an effort
+ * (`thinking: {type: "adaptive"}`, `output_config.effort`): Anthropic deprecated the budget on 4.6 and
+ * refuses it from 4.7. An id without a version is taken for a current model.
+ */
+export function thinkingForm(model: string): ClaudeThinkingForm {
+  const v = claudeVersion(model);
+  if (v === null) return 'adaptive';
+  if (v.major < 3 || (v.major === 3 && v.minor < 7)) return 'none';
+  if (v.major === 3 || (v.major === 4 && v.minor <= 5)) return 'budget';
+  return 'adaptive';
+}
+
+/** Thinking tokens a budget-form Claude may spend for each effort; Anthropic's least is 1,024. */
+const THINKING_BUDGETS: Readonly<Record<Exclude<ReasoningEffort, 'none'>, number>> = {
+  minimal: 1024,
+  low: 2048,
+  medium: 8192,
+  high: 16384,
+  xhigh: 32768,
+};
+
+const LEAST_BUDGET = 1024;
+
+/** An OpenAI effort as an adaptive Claude's: `minimal` is `low`, the least; `xhigh` is `max` on 4.6, which has no `xhigh`. */
+function adaptiveEffort(effort: Exclude<ReasoningEffort, 'none'>, model: string): ClaudeEffort {
+  if (effort === 'minimal') return 'low';
+  if (effort !== 'xhigh') return effort;
+  const v = claudeVersion(model);
+  return v !== null && v.major === 4 && v.minor === 6 ? 'max' : 'xhigh';
+}
+
+function unsupported(param: string, why: string): GatewayError {
+  return unsupportedParameter('anthropic', param, why);
+}
+
+/**
+ * Adds the thinking `reasoning_effort` asks for to a translated request, in place, or refuses
+ * (400, nothing sent) what Claude refuses while it thinks:
+ * - `none` asks for no thinking: nothing is added (a model that always thinks keeps its own default);
+ * - Claude 3.5 and earlier do not think: `minimal` asks for nothing there, the rest is refused;
+ * - a budget-form model gets the effort's budget (minimal 1,024 … xhigh 32,768 tokens), kept below
+ *   `max_tokens`, which counts the thinking as OpenAI's `max_completion_tokens` counts reasoning; a
+ *   request allowing 1,024 completion tokens or fewer cannot think and is refused;
+ * - an adaptive model gets `thinking: {type: "adaptive"}` and the effort (`minimal` as `low`);
+ * - a temperature other than 1, a `top_p` below 0.95 and a forced tool choice are refused, as Claude
+ *   refuses them with thinking;
+ * - mid tool loop, Claude needs the thinking of the assistant turn that called the tools sent back
+ *   first in that turn (its `thinking_blocks`); a client that did not keep them gets this request
+ *   without thinking rather than Claude's 400 (the effort applies again from the next user turn).
+ */
+export function applyReasoningEffort(out: MessagesRequest, rawEffort: unknown): void {
+  const effort = reasoningEffort(rawEffort);
+  if (effort === undefined || effort === 'none') return;
+  const form = thinkingForm(out.model);
+  if (form === 'none') {
+    if (effort === 'minimal') return;
+    throw unsupported('reasoning_effort', `${out.model} does not think; reasoning_effort applies to Claude 3.7 Sonnet and later`);
+  }
+  if (out.temperature !== undefined && out.temperature !== 1)
+    throw unsupported('temperature', 'Claude thinks (reasoning_effort) only at temperature 1: send 1 or leave temperature out');
+  if (out.top_p !== undefined && out.top_p < 0.95)
+    throw unsupported('top_p', 'Claude thinks (reasoning_effort) only with top_p between 0.95 and 1');
+  if (out.tool_choice?.type === 'any' || out.tool_choice?.type === 'tool')
+    throw unsupported('tool_choice', 'Claude cannot be made to call a tool while it thinks (reasoning_effort): use auto');
+  if (toolLoopWithoutThinking(out.messages)) return;
+  if (form === 'budget') {
+    const budget = Math.min(THINKING_BUDGETS[effort], out.max_tokens - 1);
+    if (budget < LEAST_BUDGET)
+      throw invalidParameter(
+        'max_completion_tokens',
+        `reasoning_effort ${effort} needs more than ${LEAST_BUDGET} completion tokens on ${out.model} (Claude's least thinking budget, which max_completion_tokens counts); this request allows ${out.max_tokens}`,
+      );
+    out.thinking = { type: 'enabled', budget_tokens: budget };
+    return;
+  }
+  out.thinking = { type: 'adaptive' };
+  out.output_config = { ...out.output_config, effort: adaptiveEffort(effort, out.model) };
+}
+
+/**
+ * Whether the conversation is mid tool loop (its last assistant turn called tools and the turn after
+ * it answers them) with that assistant turn not starting with its thinking, which Claude refuses
+ * while thinking.
+ */
+function toolLoopWithoutThinking(messages: AnthropicMessageParam[]): boolean {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i];
+    if (m.role !== 'assistant') continue;
+    if (typeof m.content === 'string' || !m.content.some((b) => b.type === 'tool_use')) return false;
+    const next = messages[i + 1];
+    const answered = next !== undefined && typeof next.content !== 'string' && next.content.some((b) => b.type === 'tool_result');
+    const first = m.content[0].type;
+    return answered && first !== 'thinking' && first !== 'redacted_thinking';
+  }
+  return false;
+}
+
+/**
+ * An assistant message's `thinking_blocks`, as Claude's blocks to send back first in its turn: each
+ * `{type: "thinking", thinking, signature}` or `{type: "redacted_thinking", data}`, exactly as an
+ * answer gave them (Claude checks the signature). Anything else is refused, naming it.
+ */
+export function thinkingBlocksOf(value: unknown, where: string): Array<AnthropicThinkingBlock | AnthropicRedactedThinkingBlock> {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw invalidParameter(where, `${where} must be an array of thinking blocks`);
+  return value.map((block: unknown, k) => {
+    const at = `${where}[${k}]`;
+    if (isRecord(block) && block.type === 'thinking' && typeof block.thinking === 'string' && typeof block.signature === 'string')
+      return { type: 'thinking', thinking: block.thinking, signature: block.signature };
+    if (isRecord(block) && block.type === 'redacted_thinking' && typeof block.data === 'string')
+      return { type: 'redacted_thinking', data: block.data };
+    throw invalidParameter(
+      at,
+      `${at} must be a thinking block as an answer gave it: {type: "thinking", thinking, signature} or {type: "redacted_thinking", data}`,
+    );
+  });
+}
