@@ -16,9 +16,18 @@ function isDelta(e: AnthropicStreamEvent): e is ContentBlockDeltaEvent {
   return e.type === 'content_block_delta';
 }
 
-/** Text of a delta event, or its partial JSON for tool input. */
+/** Text of a delta event, its partial JSON for tool input, its thinking or its signature. */
 function deltaPayload(e: ContentBlockDeltaEvent): string {
-  return e.delta.type === 'text_delta' ? e.delta.text : e.delta.partial_json;
+  switch (e.delta.type) {
+    case 'text_delta':
+      return e.delta.text;
+    case 'input_json_delta':
+      return e.delta.partial_json;
+    case 'thinking_delta':
+      return e.delta.thinking;
+    case 'signature_delta':
+      return e.delta.signature;
+  }
 }
 
 describe('Anthropic wire format', () => {

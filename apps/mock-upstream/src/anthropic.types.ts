@@ -21,7 +21,20 @@ export interface AnthropicToolUseBlock {
   input: Record<string, unknown>;
 }
 
-export type AnthropicContentBlock = AnthropicTextBlock | AnthropicToolUseBlock;
+/** Claude's reasoning; `signature` lets the API check the text comes back unaltered in a later turn. */
+export interface AnthropicThinkingBlock {
+  type: 'thinking';
+  thinking: string;
+  signature: string;
+}
+
+/** Reasoning the API withholds: `data` is opaque, only to be sent back as it came. */
+export interface AnthropicRedactedThinkingBlock {
+  type: 'redacted_thinking';
+  data: string;
+}
+
+export type AnthropicContentBlock = AnthropicThinkingBlock | AnthropicRedactedThinkingBlock | AnthropicTextBlock | AnthropicToolUseBlock;
 
 export type AnthropicStopReason = 'end_turn' | 'max_tokens' | 'tool_use';
 
@@ -59,7 +72,11 @@ export interface PingEvent {
 export interface ContentBlockDeltaEvent {
   type: 'content_block_delta';
   index: number;
-  delta: { type: 'text_delta'; text: string } | { type: 'input_json_delta'; partial_json: string };
+  delta:
+    | { type: 'text_delta'; text: string }
+    | { type: 'input_json_delta'; partial_json: string }
+    | { type: 'thinking_delta'; thinking: string }
+    | { type: 'signature_delta'; signature: string };
 }
 export interface ContentBlockStopEvent {
   type: 'content_block_stop';

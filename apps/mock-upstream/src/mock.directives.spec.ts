@@ -3,7 +3,7 @@ import { parseDirectiveHeaders, parseDirectiveText, resolveDirectives, stripDire
 describe('mock directives', () => {
   it('parses every key from a body token', () => {
     const d = parseDirectiveText(
-      'hello [mock delay_ms=10 status=503 retry_after=7 stall_after=2 cut_after=3 chunk_delay_ms=4 chunks=9 error_event_after=1 safety=1 finish=length tool=get_weather tools=2 no_usage=1]',
+      'hello [mock delay_ms=10 status=503 retry_after=7 stall_after=2 cut_after=3 chunk_delay_ms=4 chunks=9 error_event_after=1 safety=1 finish=length tool=get_weather tools=2 no_usage=1 failed=1 redacted_thinking=1]',
     );
     expect(d).toEqual({
       delayMs: 10,
@@ -19,6 +19,8 @@ describe('mock directives', () => {
       tool: 'get_weather',
       tools: 2,
       noUsage: true,
+      failed: true,
+      redactedThinking: true,
     });
   });
 
@@ -36,12 +38,19 @@ describe('mock directives', () => {
 
   it('reads x-mock-* headers with _ or - spelling', () => {
     expect(
-      parseDirectiveHeaders({ 'x-mock-status': '429', 'x-mock-delay-ms': '5', 'x-mock-chunk_delay_ms': '3', 'x-mock-tool': 'f' }),
+      parseDirectiveHeaders({
+        'x-mock-status': '429',
+        'x-mock-delay-ms': '5',
+        'x-mock-chunk_delay_ms': '3',
+        'x-mock-tool': 'f',
+        'x-mock-redacted-thinking': 'true',
+      }),
     ).toEqual({
       status: 429,
       delayMs: 5,
       chunkDelayMs: 3,
       tool: 'f',
+      redactedThinking: true,
     });
   });
 

@@ -37,6 +37,8 @@ export interface MockDirectives {
   noUsage?: boolean;
   /** OpenAI Responses: the in-stream failure of `error_event_after` is a `response.failed` event, not an `error` event. */
   failed?: boolean;
+  /** Anthropic, when the request turns thinking on: a `redacted_thinking` block follows the `thinking` block. */
+  redactedThinking?: boolean;
 }
 
 type IntKey =
@@ -78,6 +80,7 @@ const HEADER_KEYS: ReadonlyArray<readonly [string, string, string]> = [
   'tool',
   'no_usage',
   'failed',
+  'redacted_thinking',
 ].map((key) => [key, `x-mock-${key}`, `x-mock-${key.replace(/_/g, '-')}`] as const);
 
 /** `[mock k=v k=v]`; case-insensitive on the `mock` word so hand-typed prompts still work. */
@@ -104,6 +107,9 @@ function apply(target: MockDirectives, rawKey: string, value: string): void {
       return;
     case 'failed':
       target.failed = value === '1' || value.toLowerCase() === 'true';
+      return;
+    case 'redacted_thinking':
+      target.redactedThinking = value === '1' || value.toLowerCase() === 'true';
       return;
     case 'finish': {
       const v = value.toLowerCase();
