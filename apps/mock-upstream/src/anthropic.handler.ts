@@ -15,6 +15,7 @@ import {
   type ToolCallPlan,
 } from './mock.content';
 import { outputConfigProblems, sampleJson } from './anthropic.structured';
+import { checkThinking, thinkingAnswer, type ThinkingAnswer } from './anthropic.thinking';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
 import type {
@@ -165,6 +166,8 @@ class AnthropicHandler implements ProviderHandler {
     const formatProblems = outputConfigProblems(body.output_config);
     if (formatProblems.length) return ex.sendError(anthropicError(400, formatProblems.join('; ')));
     const messages = body.messages as unknown[];
+    const verdict = checkThinking(body, model, messages);
+    if (verdict.problem !== undefined) return ex.sendError(anthropicError(400, verdict.problem));
 
     const declared: string[] = [];
     for (const t of asArray(body.tools)) {
@@ -187,8 +190,9 @@ class AnthropicHandler implements ProviderHandler {
     // Structured outputs: the answer is JSON of the schema (a tool call, when one is planned, still wins).
     const schema = isRecord(body.output_config) && isRecord(body.output_config.format) ? body.output_config.format.schema : undefined;
     const text = plan ? '' : isRecord(schema) ? sampleJson(schema) : replyText('anthropic', userText);
+    const thought = verdict.thinks ? thinkingAnswer(userText, ex.directives.redactedThinking === true) : undefined;
     const inputTokens = promptTokens(promptChars(body, messages), messages.length);
-    const outputTokens = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
+    const outputTokens = (plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text)) + (thought?.tokens ?? 0);
     const stopReason: AnthropicStopReason = plan ? 'tool_use' : ex.directives.finish === 'length' ? 'max_tokens' : 'end_turn';
     const id = nextId('msg_mock');
     const toolIds: string[] = [];
@@ -199,13 +203,26 @@ class AnthropicHandler implements ProviderHandler {
     if (body.stream === true) {
       return sendStream(
         ex,
-        streamPlan({ id, model, text, plan, toolIds, stopReason, inputTokens, outputTokens, chunks: ex.directives.chunks, headers }),
+        streamPlan({
+          id,
+          model,
+          thought,
+          text,
+          plan,
+          toolIds,
+          stopReason,
+          inputTokens,
+          outputTokens,
+          chunks: ex.directives.chunks,
+          headers,
+        }),
       );
     }
 
     const content: AnthropicContentBlock[] = plan
       ? toolIds.map((toolId) => ({ type: 'tool_use', id: toolId, name: plan.name, input: plan.args }))
       : [{ type: 'text', text }];
+    if (thought) content.unshift(...thinkingBlocks(thought));
     const message: AnthropicMessage = {
       id,
       type: 'message',
@@ -226,9 +243,15 @@ class AnthropicHandler implements ProviderHandler {
   }
 }
 
+/** The thinking an answer opens with, in order. */
+function thinkingBlocks(thought: ThinkingAnswer): AnthropicContentBlock[] {
+  return thought.redacted ? [thought.thinking, thought.redacted] : [thought.thinking];
+}
+
 interface MessageStreamInput {
   id: string;
   model: string;
+  thought: ThinkingAnswer | undefined;
   text: string;
   plan: ToolCallPlan | undefined;
   toolIds: string[];
@@ -242,7 +265,9 @@ interface MessageStreamInput {
 /**
  * message_start, content_block_start, ping, content_block_delta..., content_block_stop,
  * message_delta (stop_reason + final output_tokens), message_stop. message_start
- * reports output_tokens 1, as Anthropic does before generation starts.
+ * reports output_tokens 1, as Anthropic does before generation starts. A thinking answer
+ * opens with its thinking block (thinking_delta..., then one signature_delta) and, on
+ * request, a redacted_thinking block sent whole; the answer's blocks come after them.
  */
 function streamPlan(s: MessageStreamInput): StreamPlan {
   const n = s.chunks ?? DEFAULT_CHUNKS;
@@ -267,33 +292,52 @@ function streamPlan(s: MessageStreamInput): StreamPlan {
   });
   const ping = sse({ type: 'ping' });
   const blockStop = (index: number): string => sse({ type: 'content_block_stop', index });
+  const thinking = s.thought ? thinkingBlocks(s.thought) : [];
+  // The answer's own blocks are numbered after the thinking blocks.
+  const first = thinking.length;
+  const answerStart = (index: number): string =>
+    sse({
+      type: 'content_block_start',
+      index,
+      content_block: s.plan ? { type: 'tool_use', id: s.toolIds[index - first], name: s.plan.name, input: {} } : { type: 'text', text: '' },
+    });
 
   let head: string;
   const body: string[] = [];
-  let lastIndex = 0;
+  // Frames that ride with the answer's first delta, so fault counts stay "K deltas".
+  let lead = '';
+  if (s.thought) {
+    const { thinking: block, redacted } = s.thought;
+    head = start + sse({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }) + ping;
+    for (const piece of splitChunks(block.thinking, n))
+      body.push(sse({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: piece } }));
+    lead = sse({ type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: block.signature } }) + blockStop(0);
+    if (redacted) lead += sse({ type: 'content_block_start', index: 1, content_block: redacted }) + blockStop(1);
+    lead += answerStart(first);
+  } else {
+    head = start + answerStart(first) + ping;
+  }
+
+  const answerAt = body.length;
+  let lastIndex = first;
   if (s.plan) {
     const plan = s.plan;
-    const blockStart = (index: number): string =>
-      sse({
-        type: 'content_block_start',
-        index,
-        content_block: { type: 'tool_use', id: s.toolIds[index], name: plan.name, input: {} },
-      });
-    head = start + blockStart(0) + ping;
     for (let i = 0; i < plan.count; i++) {
       splitChunks(plan.argumentsJson, n).forEach((fragment, k) => {
         // Block boundaries ride with the next delta so fault counts stay "K deltas".
-        const boundary = i > 0 && k === 0 ? blockStop(i - 1) + blockStart(i) : '';
-        body.push(boundary + sse({ type: 'content_block_delta', index: i, delta: { type: 'input_json_delta', partial_json: fragment } }));
+        const boundary = i > 0 && k === 0 ? blockStop(first + i - 1) + answerStart(first + i) : '';
+        body.push(
+          boundary + sse({ type: 'content_block_delta', index: first + i, delta: { type: 'input_json_delta', partial_json: fragment } }),
+        );
       });
     }
-    lastIndex = plan.count - 1;
+    lastIndex = first + plan.count - 1;
   } else {
-    head = start + sse({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }) + ping;
     for (const piece of splitChunks(s.text, n)) {
-      body.push(sse({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: piece } }));
+      body.push(sse({ type: 'content_block_delta', index: first, delta: { type: 'text_delta', text: piece } }));
     }
   }
+  body[answerAt] = lead + body[answerAt];
 
   const tail =
     blockStop(lastIndex) +
