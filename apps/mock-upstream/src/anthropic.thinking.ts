@@ -10,11 +10,13 @@ import type { AnthropicRedactedThinkingBlock, AnthropicThinkingBlock } from './a
  * mock issued, unaltered.
  */
 
-/** Claude's generation as `major * 100 + minor` (3.7 is 307); a model with no version is the newest. */
+/** The version of a model id that has none: the newest. */
 const NEWEST = Number.POSITIVE_INFINITY;
 
 interface ClaudeModel {
+  /** `major * 100 + minor`: 3.7 is 307. */
   version: number;
+  /** Opus 4.5 takes an effort where Sonnet and Haiku 4.5 do not. */
   opus: boolean;
 }
 
