@@ -2,7 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Query, Req, UseG
 import { length } from 'class-validator';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { ThrottlerGuard } from '@nestjs/throttler';
-import { administers, AdminScopeGuard, adminReach, CredentialGuard, INVISIBLE_CHARACTERS, type Principal } from '@keygate/auth';
+import { administers, AdminScopeGuard, adminReach, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
 import { blockedUserKey, BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
@@ -16,12 +16,13 @@ import { BlockDto, BlockListDto, CreateBlockDto, DeletedDto, UsageDto } from './
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 /** Product names, as in the product keys. */
 const PRODUCT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-/** A user id as a credential gives it: 1 to 256 characters, no control or invisible characters. */
-const USER = {
-  // Counted by the same rule as POST /admin/blocks (class-validator's length), so every user a
-  // block can be made for can be named here.
-  test: (value: string): boolean => length(value, 1, 256) && !INVISIBLE_CHARACTERS.test(value),
-};
+/**
+ * A user id to find a block by: 1 to 256 characters, counted by the same rule as POST /admin/blocks
+ * (class-validator's length), so every user a block can be made for can be named here. Control and
+ * invisible characters, which no block can be made for any more, are taken: a block made before
+ * keygate refused them must still be found and lifted.
+ */
+const USER = { test: (value: string): boolean => length(value, 1, 256) };
 
 /**
  * Refuses (403) an operator whose scopes do not take in the product: checked before the product is
