@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import jwt from 'jsonwebtoken';
-import { APIUserAbortError } from 'openai';
+import OpenAI, { APIUserAbortError } from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import {
   apiError,
@@ -175,10 +175,10 @@ async function post(
 /**
  * Sends `head` (request line and headers, `Connection: close` added) and `body` as written, on a
  * raw socket, for what no HTTP client sends; tracked for the file's one-audit-line-per-request
- * check. Resolves with the whole answer as text.
+ * check unless `audited` is false (an operator route). Resolves with the whole answer as text.
  */
-function rawRequest(gateway: Gateway, id: string, head: string, body: string): Promise<string> {
-  gateway.requests.push({ id, method: head.split(' ', 1)[0], path: head.split(' ', 2)[1].split(/[?#]/, 1)[0] });
+function rawRequest(gateway: Gateway, id: string, head: string, body: string, audited = true): Promise<string> {
+  if (audited) gateway.requests.push({ id, method: head.split(' ', 1)[0], path: head.split(' ', 2)[1].split(/[?#]/, 1)[0] });
   return new Promise<string>((resolve, reject) => {
     let text = '';
     const socket = connect(Number(new URL(gateway.url).port), '127.0.0.1', () => {
@@ -622,6 +622,58 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 404, failure: 'not_found' });
   });
 
+  it.each([
+    ['POST', '/Chat/demo'],
+    ['GET', '/v1/MODELS'],
+    ['GET', '/%761/no-such-thing'],
+    ['GET', '/%56%31/models'],
+  ])('answers %s %s, which no route takes (routes are case-sensitive), 404 route_not_found, and audits it once', async (method, path) => {
+    const id = uniqueId('odd-path');
+    const { result: res, calls } = await countingUpstream(() =>
+      gw.fetch(path, {
+        method,
+        headers: { authorization: `Bearer ${demoToken}`, 'x-request-id': id, 'content-type': 'application/json' },
+        body: method === 'POST' ? JSON.stringify({ model: 'gpt-4o', messages: user(prompt('odd path')) }) : undefined,
+      }),
+    );
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as ErrorBody).error.code).toBe('route_not_found');
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 404, failure: 'not_found', method, path });
+  });
+
+  it('answers an OpenAI SDK whose base URL says /V1 404 route_not_found for each call, each audited once, nothing upstream', async () => {
+    const client = new OpenAI({ baseURL: `${gw.url}/V1`, apiKey: demoToken, maxRetries: 0, timeout: 20_000, fetch: gw.fetch });
+    const chat = rid('upper-v1-chat');
+    const models = rid('upper-v1-models');
+    const { result: errors, calls } = await countingUpstream(async () => [
+      await apiError(
+        client.chat.completions.create({ model: 'gpt-4o', messages: user(prompt('upper-case base URL')) }, { headers: chat.headers }),
+      ),
+      await apiError(client.models.list({ headers: models.headers })),
+    ]);
+    for (const error of errors) expect({ status: error.status, code: error.code }).toEqual({ status: 404, code: 'route_not_found' });
+    expect(calls).toBe(0);
+    // Not found, whoever asked; the audit still names the caller its token proves.
+    await expectOneAudit(gw, chat.id, { status: 404, failure: 'not_found', method: 'POST', path: '/V1/chat/completions', product: 'demo' });
+    await expectOneAudit(gw, models.id, { status: 404, failure: 'not_found', method: 'GET', path: '/V1/models', product: 'demo' });
+  });
+
+  it('answers /V1/messages, which no route takes, in Anthropic’s envelope (the API its path names), audited once', async () => {
+    const id = uniqueId('upper-messages');
+    const { result: res, calls } = await countingUpstream(() =>
+      gw.fetch('/V1/messages', {
+        method: 'POST',
+        headers: { 'x-api-key': demoToken, 'anthropic-version': '2023-06-01', 'content-type': 'application/json', 'x-request-id': id },
+        body: JSON.stringify({ model: 'claude-3-5-sonnet-20241022', max_tokens: 16, messages: user(prompt('upper-case messages')) }),
+      }),
+    );
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'not_found_error', code: 'route_not_found' }, request_id: id });
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 404, failure: 'not_found', path: '/V1/messages', product: 'demo' });
+  });
+
   it('answers 400 naming the parameter for a non-boolean stream flag', async () => {
     const id = uniqueId('bad-stream');
     const { result, calls } = await countingUpstream(() =>
@@ -891,6 +943,23 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     expect(calls).toBe(0);
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
   });
+
+  it.each(['/admin/blocks', '/%61dmin/blocks'])(
+    'refuses two Authorization headers on an operator route spelt %s with 400, before its guard reads either',
+    async (path) => {
+      const body = JSON.stringify({ product: 'demo', reason: 'two credentials' });
+      const answer = await rawRequest(
+        gw,
+        uniqueId('admin-two-authorizations'),
+        `POST ${path} HTTP/1.1\r\nAuthorization: Bearer ${demoToken}\r\nAuthorization: Bearer not-the-same\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}`,
+        body,
+        false,
+      );
+      expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+      expect(answer).toContain('"param":"authorization"');
+    },
+  );
 
   it('audits client_abort (499), not the 413 it never heard, for a client that leaves while keygate waits for its body to drain', async () => {
     const id = uniqueId('huge-gone');

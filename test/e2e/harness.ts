@@ -461,8 +461,8 @@ export interface TrackedRequest {
   path: string;
 }
 
-/** SPEC §7: `/v1/*` and `/chat/*` requests are audited. */
-const AUDITED_PATH = /^\/(v1|chat)\//;
+/** SPEC §7: `/v1/*` and `/chat/*` requests are audited, however their path is spelt (`/V1/models` is one, refused 404). */
+const AUDITED_PATH = /^\/(v1|chat)\//i;
 
 /**
  * The path the gateway's router matches: percent-escapes decoded (`/%761/…` reaches a `/v1` route,

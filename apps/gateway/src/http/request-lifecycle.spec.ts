@@ -1,4 +1,12 @@
-import { CLIENT_CLOSED_REQUEST, credentialProblem, failureForStatus, repeatedHeader, requestPath } from './request-lifecycle';
+import {
+  CLIENT_CLOSED_REQUEST,
+  credentialProblem,
+  failureForStatus,
+  isAudited,
+  repeatedHeader,
+  requestPath,
+  routedPath,
+} from './request-lifecycle';
 
 describe('requestPath', () => {
   it.each([
@@ -14,6 +22,39 @@ describe('requestPath', () => {
     ['*', '*'],
   ])('%s -> %s', (target, path) => {
     expect(requestPath(target)).toBe(path);
+  });
+});
+
+describe('routedPath', () => {
+  it.each([
+    ['/v1/chat/completions', '/v1/chat/completions'],
+    ['/V1/Chat/Completions', '/v1/chat/completions'],
+    ['/%761/no-such-thing', '/v1/no-such-thing'],
+    ['/%56%31/models', '/v1/models'],
+    // Reserved characters stay escaped, as the router leaves them: no route takes them.
+    ['/v1%2Fchat/completions', '/v1%2fchat/completions'],
+    ['/v1/%zz', '/v1/%zz'],
+    ['/ADMIN/blocks', '/admin/blocks'],
+  ])('%s -> %s', (path, routed) => {
+    expect(routedPath(path)).toBe(routed);
+  });
+});
+
+describe('isAudited', () => {
+  it.each([
+    ['/v1/chat/completions', undefined, true],
+    ['/V1/chat/completions', undefined, true],
+    ['/V1/models', undefined, true],
+    ['/Chat/demo', undefined, true],
+    ['/%761/no-such-thing', undefined, true],
+    ['/%761/chat/completions', '/v1/chat/completions', true],
+    ['/v1', undefined, false],
+    ['/v1%2Fchat/completions', undefined, false],
+    ['/healthz', '/healthz', false],
+    ['/Admin/blocks', undefined, false],
+    ['/v2/models', undefined, false],
+  ])('%s (route %s) -> %s', (path, route, audited) => {
+    expect(isAudited(routedPath(path), route)).toBe(audited);
   });
 });
 

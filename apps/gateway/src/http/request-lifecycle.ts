@@ -24,6 +24,7 @@ function adoptAnthropicKey(request: FastifyRequest): void {
 export const CLIENT_CLOSED_REQUEST = 499;
 const REQUEST_TIMEOUT = 408;
 
+/** SPEC §7's audited paths (see {@link isAudited}). */
 const AUDITED = /^\/(v1|chat)\//;
 /** The scheme and authority of an absolute-form request target (`POST http://host/v1/...`). */
 const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
@@ -113,7 +114,8 @@ export class RequestLifecycle {
       if (request.raw.url?.includes('#'))
         return refuse(ctx, reply, new GatewayError('invalid_request', 'the request target may not carry a fragment (#…)'));
       // One credential per request (RFC 9110 §11.6.2), on the routes that read one.
-      const credentials = ctx.auditable || ctx.path.startsWith('/admin/') ? credentialProblem(request, isAnthropicRequest(ctx)) : undefined;
+      const credentials =
+        ctx.auditable || routedPath(ctx.path).startsWith('/admin/') ? credentialProblem(request, isAnthropicRequest(ctx)) : undefined;
       if (credentials) return refuse(ctx, reply, credentials);
       if (isAnthropicRequest(ctx)) adoptAnthropicKey(request);
       done();
@@ -128,8 +130,10 @@ export class RequestLifecycle {
   begin(request: FastifyRequest, reply: FastifyReply): RequestContext {
     const raw = request.raw;
     const path = requestPath(request.url);
-    // The route matched too, not only the path as spelt: `/%761/chat/completions` reaches the chat
-    // route and must be audited like it. (A CORS preflight's route is the wildcard `*`: its path decides.)
+    // What the request is, read from its path as the router reads it (`/%761/no-such` and
+    // `/V1/models`, which no route takes, are /v1 requests all the same) and from the route matched
+    // (a CORS preflight's route is the wildcard `*`: its path decides).
+    const routed = routedPath(path);
     const route = request.routeOptions?.url;
     const ctx = new RequestContext(
       pickRequestId(raw.headers['x-request-id'], randomUUID),
@@ -137,10 +141,10 @@ export class RequestLifecycle {
       path,
       process.hrtime.bigint(),
       parseTrace(raw.headers.traceparent, raw.headers['x-cloud-trace-context']),
-      AUDITED.test(path) || (route !== undefined && AUDITED.test(route)),
+      isAudited(routed, route),
     );
     ctx.route = route;
-    ctx.anthropic = speaksAnthropic(route, path, raw.headers);
+    ctx.anthropic = speaksAnthropic(route, routed, raw.headers);
     attachContext(raw, ctx);
     this.open.set(ctx, reply);
     // Set on the raw response so hijacked (streamed) replies carry it too.
@@ -278,6 +282,28 @@ export function requestPath(url: string): string {
   if (path.startsWith('/')) return path;
   const absolute = ABSOLUTE_FORM.exec(path);
   return absolute ? path.slice(absolute[0].length) || '/' : path;
+}
+
+/**
+ * A request path as keygate classifies it (audited, an operator route, Anthropic's API): its
+ * percent-escapes decoded as the router decodes them (`/%761/…` is `/v1/…`; an escaped `/` stays
+ * escaped, as it matches no route), and lower-cased. The router is case-sensitive, so
+ * `POST /V1/chat/completions` matches no route and is a 404; it is a request to the API all the
+ * same, audited once and checked like `/v1/no-such-thing` (SPEC §7: whatever its outcome).
+ */
+export function routedPath(path: string): string {
+  if (!path.includes('%')) return path.toLowerCase();
+  try {
+    return decodeURI(path).toLowerCase();
+  } catch {
+    // A malformed escape: refused by the router (see refuseUnroutable), classified as spelt.
+    return path.toLowerCase();
+  }
+}
+
+/** Whether a request is audited (SPEC §7: every `/v1/*` and `/chat/*` request): by its {@link routedPath}, or by the route it matched. */
+export function isAudited(routed: string, route: string | undefined): boolean {
+  return AUDITED.test(routed) || (route !== undefined && AUDITED.test(route));
 }
 
 /** The audit class of an error status answered without a {@link GatewayError} (SPEC §7). */

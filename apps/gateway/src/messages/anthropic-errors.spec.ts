@@ -1,4 +1,5 @@
 import { ERROR_CODES, GatewayError, type GatewayErrorCode } from '@keygate/errors';
+import { routedPath } from '../http/request-lifecycle';
 import { ANTHROPIC_STREAM, anthropicErrorBody, anthropicErrorType, speaksAnthropic } from './anthropic-errors';
 
 describe('Anthropic error envelope', () => {
@@ -71,5 +72,14 @@ describe('speaksAnthropic', () => {
     expect(speaksAnthropic('/v1/models', '/v1/models', {})).toBe(false);
     expect(speaksAnthropic(undefined, '/v1/messagesx', {})).toBe(false);
     expect(speaksAnthropic('/v1/chat/completions', '/v1/chat/completions', version)).toBe(false);
+  });
+
+  it('reads a path no route took as the lifecycle classifies it: a /V1/messages the case-sensitive router missed is Anthropic’s', () => {
+    const version = { 'anthropic-version': '2023-06-01' };
+    expect(speaksAnthropic(undefined, routedPath('/V1/messages'), {})).toBe(true);
+    expect(speaksAnthropic(undefined, routedPath('/v1/Messages/batches'), {})).toBe(true);
+    expect(speaksAnthropic(undefined, routedPath('/V1/Models/a/b'), version)).toBe(true);
+    expect(speaksAnthropic(undefined, routedPath('/V1/models'), {})).toBe(false);
+    expect(speaksAnthropic(undefined, routedPath('/V1/chat/completions'), version)).toBe(false);
   });
 });

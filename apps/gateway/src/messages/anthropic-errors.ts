@@ -11,8 +11,10 @@ const SHARED_PATHS: ReadonlySet<string | undefined> = new Set(['/v1/models', '/v
 /**
  * Whether a request speaks Anthropic's API (its credentials and error envelope): an Anthropic
  * route matched, however its path was spelt, or its path when none matched (a `GET /v1/messages`,
- * a path under it such as the batches keygate does not serve);
- * or a route both APIs have (or a path under `/v1/models/` that none took), called with `anthropic-version`.
+ * a path under it such as the batches keygate does not serve, a `/V1/messages` the case-sensitive
+ * router did not take); or a route both APIs have (or a path under `/v1/models/` that none took),
+ * called with `anthropic-version`. `path` is the request's path decoded and lower-cased, as the
+ * lifecycle classifies it (its `routedPath`).
  */
 export function speaksAnthropic(route: string | undefined, path: string, headers: IncomingHttpHeaders): boolean {
   const at = route ?? path;
