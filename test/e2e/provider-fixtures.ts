@@ -84,6 +84,7 @@ export interface ProductUrls {
  * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
  * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*`, server tools `web_search*` and betas `context-1m*`.
  * - `traced`: like `prov`, with `end_user_id` on (each request names its caller to the provider).
+ * - `tinycap`: OpenAI on the mock, with a `max_tokens` cap of 8, below the Responses API's minimum `max_output_tokens` (16).
  */
 export function providerProducts(urls: ProductUrls): Record<string, unknown> {
   const openaiOnMock = {
@@ -97,6 +98,7 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
     prov: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     guarded: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     traced: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
+    tinycap: { providers: { openai: openaiOnMock } },
     // Three Claude models by name and a pattern, beside other providers': Anthropic's model list pages.
     claudes: {
       providers: {
@@ -130,6 +132,9 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
   };
 }
 
+/** The `tinycap` product's completion-token cap: below the Responses API's minimum `max_output_tokens` (16). */
+export const TINY_CAP = 8;
+
 /** Generous limits (this suite is not about them), the fallbacks of {@link providerProducts}. */
 export function providerPolicyYaml(): string {
   return [
@@ -154,6 +159,8 @@ export function providerPolicyYaml(): string {
     "    policy: {refused_fields: [service_tier, 'mcp_*'], refused_tools: ['web_search*'], refused_betas: ['context-1m*']}",
     '  traced:',
     '    policy: {end_user_id: true}',
+    '  tinycap:',
+    `    policy: {max_tokens: ${TINY_CAP}}`,
     '',
   ].join('\n');
 }

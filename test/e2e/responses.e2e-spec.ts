@@ -13,6 +13,7 @@ import {
   providerPolicyYaml,
   providerProducts,
   rid,
+  TINY_CAP,
   useProviderStack,
   type FlakyUpstream,
 } from './provider-fixtures';
@@ -319,6 +320,48 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
     if (param !== undefined) expect(error.param).toBe(param);
     expect(moved).toEqual({});
     await expectOneAudit(id, { status, failure: status === 404 ? 'not_found' : code === 'policy_violation' ? 'policy' : 'bad_request' });
+  });
+});
+
+describe('max_output_tokens below the Responses API’s minimum (16), refused before any upstream call', () => {
+  it.each([1, 15])(
+    'refuses a client’s max_output_tokens of %i 400 invalid_request, naming the parameter and the minimum',
+    async (value) => {
+      const { id, headers } = rid('resp-below-min');
+      const { result: error, moved } = await counting(() =>
+        apiError(gw.openai(token).responses.create({ model: OPENAI_MODEL, input: 'x', max_output_tokens: value }, { headers })),
+      );
+      expect(error.status).toBe(400);
+      expect(error.code).toBe('invalid_request');
+      expect(error.param).toBe('max_output_tokens');
+      expect(error.message).toMatch(/max_output_tokens must be at least 16/);
+      expect(moved).toEqual({});
+      await expectOneAudit(id, { status: 400, failure: 'bad_request', product: 'prov', user: 'responses-user' });
+    },
+  );
+
+  it('refuses a request without one for a product whose cap is below it (400 policy_violation), where chat is served that cap', async () => {
+    const small = mintToken({ product: 'tinycap', sub: 'tiny-user' });
+    const refused = rid('resp-tiny-cap');
+    const { result: error, moved } = await counting(() =>
+      apiError(gw.openai(small).responses.create({ model: OPENAI_MODEL, input: 'x' }, { headers: refused.headers })),
+    );
+    expect(error.status).toBe(400);
+    expect(error.code).toBe('policy_violation');
+    expect(error.param).toBe('max_output_tokens');
+    expect(error.message).toMatch(new RegExp(`cap of ${TINY_CAP} tokens is below the Responses API's minimum max_output_tokens of 16`));
+    expect(moved).toEqual({});
+    await expectOneAudit(refused.id, { status: 400, failure: 'policy', product: 'tinycap', user: 'tiny-user' });
+    // The same product's chat completions take the cap.
+    const chat = rid('resp-tiny-cap-chat');
+    const { moved: chatMoved, after } = await counting(() =>
+      gw
+        .openai(small)
+        .chat.completions.create({ model: OPENAI_MODEL, messages: [{ role: 'user', content: 'x' }] }, { headers: chat.headers }),
+    );
+    expect(chatMoved).toEqual({ 'openai.chat': 1 });
+    expect(after.last['openai.chat']?.body).toMatchObject({ max_tokens: TINY_CAP });
+    await expectOneAudit(chat.id, { status: 200, failure: null, product: 'tinycap' });
   });
 });
 

@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { applyParameterPolicy, refuseBetas, refuseDenied } from './parameter-policy';
+import { applyParameterPolicy, MIN_OUTPUT_TOKENS, refuseBetas, refuseDenied } from './parameter-policy';
 
 const policy = {
   maxTokens: 1000,
@@ -53,6 +53,31 @@ describe('applyParameterPolicy', () => {
     expect(() => applyParameterPolicy({ max_output_tokens: 1001 }, policy, 'max_output_tokens')).toThrow(
       "max_output_tokens 1001 exceeds this product's cap of 1000",
     );
+  });
+
+  it("refuses to set a cap below the Responses API's minimum where the client sent none; chat's fields take it", () => {
+    const small = { ...policy, maxTokens: MIN_OUTPUT_TOKENS - 1 };
+    const absent: Record<string, unknown> = {};
+    let refusal: unknown;
+    try {
+      applyParameterPolicy(absent, small, 'max_output_tokens');
+    } catch (error) {
+      refusal = error;
+    }
+    expect(refusal).toBeInstanceOf(GatewayError);
+    expect(refusal).toMatchObject({ code: 'policy_violation', options: { param: 'max_output_tokens' } });
+    expect((refusal as Error).message).toMatch(/cap of 15 .*minimum max_output_tokens of 16/);
+    expect(absent).toEqual({});
+    // At the minimum the cap goes as it is; a client's value above a small cap is over the cap.
+    const atMinimum: Record<string, unknown> = {};
+    expect(applyParameterPolicy(atMinimum, { ...policy, maxTokens: MIN_OUTPUT_TOKENS }, 'max_output_tokens')).toBe(MIN_OUTPUT_TOKENS);
+    expect(atMinimum).toEqual({ max_output_tokens: MIN_OUTPUT_TOKENS });
+    expect(() => applyParameterPolicy({ max_output_tokens: 16 }, small, 'max_output_tokens')).toThrow(/exceeds this product's cap of 15/);
+    for (const field of ['max_tokens', 'max_completion_tokens'] as const) {
+      const chat: Record<string, unknown> = {};
+      expect(applyParameterPolicy(chat, small, field)).toBe(15);
+      expect(chat).toEqual({ [field]: 15 });
+    }
   });
 
   it.each([

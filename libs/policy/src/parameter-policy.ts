@@ -16,11 +16,15 @@ export type CapField = 'max_tokens' | 'max_completion_tokens' | 'max_output_toke
 const CHAT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
 const RESPONSES_CAP_FIELDS = ['max_output_tokens'] as const;
 
+/** The smallest `max_output_tokens` OpenAI's Responses API takes: it refuses less (`integer_below_min_value`). */
+export const MIN_OUTPUT_TOKENS = 16;
+
 /**
  * Applies the server-side parameter policy (SPEC §4) in place: a `max_tokens` (or
  * `max_completion_tokens`) above the cap is a 400 naming the cap, an absent one is set to the cap,
  * and when both are sent both become the smaller, except where the cap goes as
- * `max_completion_tokens` (OpenAI's own endpoint), which gets that field alone; a `temperature`
+ * `max_completion_tokens` (OpenAI's own endpoint), which gets that field alone (and a cap below
+ * {@link MIN_OUTPUT_TOKENS} is a 400 where it would go as `max_output_tokens`); a `temperature`
  * outside the range is a 400, and so is a field or a tool type the product refuses (see {@link refuseDenied}).
  * Returns the effective completion-token cap.
  */
@@ -37,6 +41,15 @@ export function applyParameterPolicy(body: PolicedRequest, policy: ParameterPoli
     effective = Math.min(effective ?? value, value);
   }
   if (effective === undefined) {
+    // A cap below the Responses API's minimum cannot go upstream (OpenAI would refuse it after the
+    // request was counted), and the minimum would break the cap: such a product has no use of that
+    // API, only of chat's (which takes it).
+    if (capField === 'max_output_tokens' && cap < MIN_OUTPUT_TOKENS)
+      throw new GatewayError(
+        'policy_violation',
+        `this product's cap of ${cap} tokens is below the Responses API's minimum max_output_tokens of ${MIN_OUTPUT_TOKENS}; use the Chat Completions API`,
+        { param: 'max_output_tokens' },
+      );
     body[capField] = cap;
     effective = cap;
   } else if (capField === 'max_completion_tokens' && typeof body.max_tokens === 'number') {

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsBoolean, IsInt, IsNumber, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, Validate } from 'class-validator';
+import { MIN_OUTPUT_TOKENS } from '@keygate/policy';
 import { constraintOf, declaredToolsProblem, isRecord } from '../chat/chat-completion.dto';
 import { RESPONSE_ID } from './response-id';
 
@@ -78,10 +79,15 @@ export class ResponsesRequestDto {
 
   @ApiPropertyOptional({ example: 'Answer briefly.' }) @IsOptional() @IsString() instructions?: string;
 
-  @ApiPropertyOptional({ type: 'integer', minimum: 1, description: 'Capped by the product policy; set to the cap when absent' })
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: MIN_OUTPUT_TOKENS,
+    description: `At least ${MIN_OUTPUT_TOKENS} (OpenAI's minimum); capped by the product policy; set to the cap when absent`,
+  })
   @IsOptional()
   @IsInt()
-  @Min(1)
+  // OpenAI refuses less, after keygate would have counted the request.
+  @Min(MIN_OUTPUT_TOKENS, { message: `max_output_tokens must be at least ${MIN_OUTPUT_TOKENS} (the Responses API's minimum)` })
   max_output_tokens?: number;
 
   @ApiPropertyOptional({ default: false }) @IsOptional() @IsBoolean() stream?: boolean;
