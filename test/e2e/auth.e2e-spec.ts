@@ -286,8 +286,11 @@ interface Sent {
   /** Requests the mock upstream received while this one ran. */
   upstream: number;
   elapsedMs: number;
-  /** An `Authorization: Bearer <token>` came (RFC 6750 §2.1's syntax): a token was presented. */
-  presentedToken: boolean;
+  /**
+   * A credential of a kind the gateway takes came (RFC 6750 §3.1): an `Authorization: Bearer <token>`
+   * (§2.1's syntax), any HMAC header, an IAP assertion (see {@link presentsCredential}).
+   */
+  presentedCredential: boolean;
 }
 
 interface SendOptions {
@@ -336,10 +339,26 @@ async function send(g: Gateway, opts: SendOptions = {}): Promise<Sent> {
     text: res.text,
     upstream: after - before,
     elapsedMs: res.elapsedMs,
-    presentedToken: Object.entries(headers).some(
-      ([h, v]) => h.toLowerCase() === 'authorization' && typeof v === 'string' && /^bearer +[A-Za-z0-9\-._~+/]+=* *$/i.test(v),
-    ),
+    presentedCredential: presentsCredential(g, headers),
   };
+}
+
+/** The credential kinds a gateway takes beside JWT, which every gateway of this file takes (see the header). */
+function takes(g: Gateway): { hmac: boolean; iap: boolean } {
+  return { hmac: [gw, jw, mem, down].includes(g), iap: g === gw };
+}
+
+/** Whether `headers` present a credential of a kind `g` takes (a kind it does not take is an unsupported method, RFC 6750 §3.1). */
+function presentsCredential(g: Gateway, headers: OutgoingHttpHeaders): boolean {
+  const sent = new Map(
+    Object.entries(headers)
+      .filter(([, v]) => v !== undefined)
+      .map(([h, v]) => [h.toLowerCase(), v]),
+  );
+  const authorization = sent.get('authorization');
+  const bearer = typeof authorization === 'string' && /^bearer +[A-Za-z0-9\-._~+/]+=* *$/i.test(authorization);
+  const hmac = ['x-client-id', 'x-timestamp', 'x-signature'].some((h) => sent.has(h));
+  return bearer || (takes(g).hmac && hmac) || (takes(g).iap && sent.has('x-goog-iap-jwt-assertion'));
 }
 
 function errorOf(s: Sent): { status: number; code: string | undefined; message: string | undefined } {
@@ -362,8 +381,9 @@ function expectChallenge(s: Sent, metadataUrl?: string): void {
   const www = String(s.headers['www-authenticate'] ?? '');
   expect(www).toMatch(/^Bearer resource_metadata="[^"]+\/\.well-known\/oauth-protected-resource(\/[^"]*)?"/);
   if (metadataUrl) expect(www).toContain(`resource_metadata="${metadataUrl}"`);
-  // RFC 6750 §3.1: no error code for a request that presented no token (none, Basic, a bare "Bearer").
-  if (s.presentedToken) expect(www).toContain('error="invalid_token"');
+  // RFC 6750 §3.1: the error code and the reason where a credential was presented, a bearer token or
+  // keygate's others alike; none for a request that presented none (none, Basic, a bare "Bearer").
+  if (s.presentedCredential) expect(www).toMatch(/, error="invalid_token", error_description="[^"\\]+"$/);
   else expect(www).not.toContain('error=');
 }
 
@@ -1748,7 +1768,7 @@ describe('RFC 9728 protected-resource metadata and WWW-Authenticate', () => {
     await expectOneAudit(mem, challenge.id, { status: 401, failure: 'auth' });
   });
 
-  it('every 401 points at the metadata; error="invalid_token" only when a token was presented', async () => {
+  it('every 401 points at the metadata; error="invalid_token" and its reason only when a credential was presented', async () => {
     const cases: Array<[string, Sent]> = [
       ['no credential', await send(gw, { label: 'www-none' })],
       ['a bad bearer token', await send(gw, { token: 'x.y.z', label: 'www-bad-token' })],
@@ -1761,6 +1781,29 @@ describe('RFC 9728 protected-resource metadata and WWW-Authenticate', () => {
       expect({ label, status: s.status }).toEqual({ label, status: 401 });
       expectChallenge(s, METADATA_URL);
       await expectOneAudit(gw, s.id, { status: 401, failure: 'auth' });
+      expect(s.upstream).toBe(0);
+    }
+    // An HMAC signature and an IAP assertion are credentials as a bearer token is: the challenge names
+    // the same error, with the body's reason.
+    const presented = new Map(cases);
+    for (const label of ['a bad bearer token', 'a bad HMAC signature', 'a bad IAP assertion']) {
+      const s = presented.get(label)!;
+      expect({ label, www: s.headers['www-authenticate'] }).toEqual({
+        label,
+        www: `Bearer resource_metadata="${METADATA_URL}", error="invalid_token", error_description="${errorOf(s).message}"`,
+      });
+    }
+  });
+
+  it('names no error for a credential of a kind the gateway does not take (RFC 6750: an unsupported method)', async () => {
+    const cases: Array<[string, Sent]> = [
+      ['an IAP assertion without IAP', await send(mem, { headers: { 'x-goog-iap-jwt-assertion': 'garbage' }, label: 'www-no-iap' })],
+      ['HMAC headers without HMAC', await hmacSend(ttl, { label: 'www-no-hmac' })],
+    ];
+    for (const [label, s] of cases) {
+      expect({ label, status: s.status, presented: s.presentedCredential }).toEqual({ label, status: 401, presented: false });
+      expect(String(s.headers['www-authenticate'])).toMatch(/^Bearer resource_metadata="[^"]+"$/);
+      await expectOneAudit(label.includes('IAP') ? mem : ttl, s.id, { status: 401, failure: 'auth' });
       expect(s.upstream).toBe(0);
     }
   });

@@ -4,8 +4,10 @@ import type { SecretsService } from '@keygate/secrets';
 import type { FastifyRequest } from 'fastify';
 import passport from 'passport';
 import { Strategy } from 'passport-strategy';
+import { JWT_STRATEGY } from './auth.constants';
 import { CredentialGuard } from './credential.guard';
 import { HMAC_STRATEGY } from './hmac.strategy';
+import { IAP_STRATEGY } from './iap.strategy';
 import type { Principal } from './principal';
 import { VerifiedTokenCache } from './verified-token.cache';
 
@@ -100,5 +102,35 @@ describe('CredentialGuard.nameCallerFromHeaders', () => {
     await new CredentialGuard(cache, options).nameCallerFromHeaders(request);
     expect(ctx.user).toBeNull();
     expect(hmac.asked).toBe(0);
+  });
+});
+
+describe('CredentialGuard.presentsCredential', () => {
+  const guard = (strategies: string[]): CredentialGuard => {
+    const options = new AuthModuleOptions();
+    options.defaultStrategy = strategies;
+    return new CredentialGuard(new VerifiedTokenCache({ current: {} } as unknown as SecretsService), options);
+  };
+  const all = guard([JWT_STRATEGY, HMAC_STRATEGY, IAP_STRATEGY]);
+
+  it.each([
+    ['a bearer token', { authorization: 'Bearer abc.def.ghi' }, true],
+    ['an HMAC signature', { 'x-client-id': 'c', 'x-timestamp': '1', 'x-signature': 'a'.repeat(64) }, true],
+    ['one HMAC header of three (a failed HMAC attempt)', { 'x-timestamp': '1' }, true],
+    ['an IAP assertion', { 'x-goog-iap-jwt-assertion': 'garbage' }, true],
+    ['no credential', {}, false],
+    ['Basic credentials', { authorization: 'Basic dXNlcjpwYXNz' }, false],
+    ['a bare Bearer', { authorization: 'Bearer ' }, false],
+    ['a forged identity header', { 'x-goog-authenticated-user-email': 'accounts.google.com:a@example.com' }, false],
+  ])('with every kind configured, finds %s: %s', (_case, headers: Record<string, string>, expected) => {
+    expect(all.presentsCredential(headers)).toBe(expected);
+  });
+
+  it('counts only the kinds configured: another is an unsupported method, as if none came', () => {
+    expect(guard([JWT_STRATEGY]).presentsCredential({ 'x-client-id': 'c' })).toBe(false);
+    expect(guard([JWT_STRATEGY, HMAC_STRATEGY]).presentsCredential({ 'x-goog-iap-jwt-assertion': 'a.b.c' })).toBe(false);
+    expect(guard([HMAC_STRATEGY]).presentsCredential({ authorization: 'Bearer abc' })).toBe(false);
+    expect(guard([HMAC_STRATEGY]).presentsCredential({ 'x-signature': 'x' })).toBe(true);
+    expect(guard([IAP_STRATEGY]).presentsCredential({ 'x-goog-iap-jwt-assertion': 'a.b.c' })).toBe(true);
   });
 });

@@ -1,10 +1,14 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { Injectable, Optional, type ExecutionContext } from '@nestjs/common';
 import { AuthGuard, AuthModuleOptions } from '@nestjs/passport';
 import { GatewayError } from '@keygate/errors';
 import { contextOf } from '@keygate/observability';
 import type { FastifyRequest } from 'fastify';
 import passport from 'passport';
+import { JWT_STRATEGY } from './auth.constants';
+import { parseHmacHeaders } from './hmac-signature';
 import { HMAC_STRATEGY } from './hmac.strategy';
+import { IAP_ASSERTION_HEADER, IAP_STRATEGY } from './iap.strategy';
 import { bearerToken } from './jwt.strategy';
 import type { Principal } from './principal';
 import { VerifiedTokenCache } from './verified-token.cache';
@@ -44,6 +48,8 @@ const FAILURE_MESSAGES: ReadonlyArray<[RegExp, string]> = [
 export class CredentialGuard extends AuthGuard() {
   /** The strategies whose credential is all in the headers (JWT, IAP): every one but HMAC, which signs the body too. */
   private readonly headerStrategies: readonly string[];
+  /** Every strategy this guard tries. */
+  private readonly strategies: ReadonlySet<string>;
 
   constructor(
     private readonly verified: VerifiedTokenCache,
@@ -51,8 +57,24 @@ export class CredentialGuard extends AuthGuard() {
   ) {
     // The passport module's options carry the default strategies (see AuthModule).
     super(options);
-    const strategies = options?.defaultStrategy ?? [];
-    this.headerStrategies = (Array.isArray(strategies) ? strategies : [strategies]).filter((name) => name !== HMAC_STRATEGY);
+    const configured = options?.defaultStrategy ?? [];
+    const strategies = Array.isArray(configured) ? configured : [configured];
+    this.strategies = new Set(strategies);
+    this.headerStrategies = strategies.filter((name) => name !== HMAC_STRATEGY);
+  }
+
+  /**
+   * Whether a request presents a credential of a kind configured here: a bearer token (JWT), any of
+   * the HMAC headers (an HMAC attempt, as the HMAC strategy reads it), an IAP assertion. Its 401
+   * says the credential is invalid (RFC 6750 §3.1's `error="invalid_token"`); a 401 for a request
+   * with none, or with only a kind not configured here (an unsupported method), asks for one.
+   */
+  presentsCredential(headers: IncomingHttpHeaders): boolean {
+    return (
+      (this.strategies.has(JWT_STRATEGY) && bearerToken(headers.authorization) !== undefined) ||
+      (this.strategies.has(HMAC_STRATEGY) && parseHmacHeaders(headers).status !== 'absent') ||
+      (this.strategies.has(IAP_STRATEGY) && headers[IAP_ASSERTION_HEADER] !== undefined)
+    );
   }
 
   /**

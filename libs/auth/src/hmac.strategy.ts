@@ -105,7 +105,9 @@ export class HmacStrategy extends PassportStrategy(Strategy, HMAC_STRATEGY) {
     // An absolute-form target is signed, checked and routed as its path and query.
     const target = typeof request.url === 'string' ? originFormTarget(request.url) : undefined;
     if (target === undefined || !isNormalisedTarget(target)) {
-      throw invalid('the request path must be in normal form (no //, dot segments, backslashes or percent-encoded . / \\)');
+      throw invalid(
+        'the request path must be in normal form (no //, dot segments, backslashes, or percent-encoded dots, slashes or backslashes)',
+      );
     }
     const client = this.clients.client(clientId);
     if (!client) throw invalid('the X-Client-Id is not a known HMAC client');

@@ -4,7 +4,8 @@ import type { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { attachContext, JsonLogger, RequestContext } from '@keygate/observability';
 import { ClientAbortedError } from '@keygate/providers';
-import { GatewayExceptionFilter } from './gateway-exception.filter';
+import type { CredentialGuard } from '@keygate/auth';
+import { challengeText, GatewayExceptionFilter } from './gateway-exception.filter';
 import { speaksAnthropic } from '../messages/anthropic-errors';
 
 /** A reply that records what the filter answers (Fastify's chainable API, the parts the filter uses). */
@@ -12,6 +13,7 @@ function answered(
   exception: unknown,
   ctx?: RequestContext,
   requestHeaders: Record<string, string> = {},
+  credentials?: CredentialGuard,
 ): { status: number; headers: Record<string, string>; body: unknown } {
   const out = { status: 0, headers: {} as Record<string, string>, body: undefined as unknown };
   const reply = {
@@ -41,9 +43,11 @@ function answered(
       getResponse: () => reply,
     }),
   } as unknown as ArgumentsHost;
-  const filter = new GatewayExceptionFilter(new JsonLogger('error', undefined, () => undefined), {
-    resource: { authorizationServers: [] },
-  } as unknown as GatewayConfig);
+  const filter = new GatewayExceptionFilter(
+    new JsonLogger('error', undefined, () => undefined),
+    { resource: { authorizationServers: [] } } as unknown as GatewayConfig,
+    credentials,
+  );
   filter.catch(exception, host);
   return out;
 }
@@ -104,16 +108,25 @@ describe('GatewayExceptionFilter', () => {
     expect(answered(new GatewayError('policy_violation', 'too many'), chat).body).not.toHaveProperty('type');
   });
 
+  /** The guard's answer to whether a request presented a credential (its rule is CredentialGuard's own spec's). */
+  const presented = (answer: boolean): CredentialGuard => ({ presentsCredential: () => answer }) as unknown as CredentialGuard;
+
   it.each([
-    ['a bearer token', 'Bearer abc.def.ghi', true],
-    ['Basic credentials', 'Basic dXNlcjpwYXNz', false],
-    ['a bare Bearer', 'Bearer ', false],
-  ])('adds error="invalid_token" to a 401 challenge only where a bearer token came (%s)', (_case, authorization, withError) => {
+    ['a credential came (a bearer token, an HMAC signature, an IAP assertion)', presented(true), true],
+    ['none came', presented(false), false],
+    ['no guard is configured', undefined, false],
+  ])('adds error="invalid_token" and the reason to a 401 challenge only where %s', (_case, credentials, withError) => {
     const ctx = new RequestContext('req-401', 'GET', '/v1/models', 0n, null, true);
-    const { status, headers } = answered(new GatewayError('invalid_token', 'no'), ctx, { authorization });
+    const { status, headers } = answered(new GatewayError('invalid_token', 'the "credential" is bad'), ctx, {}, credentials);
     expect(status).toBe(401);
-    expect(headers['www-authenticate']).toMatch(/^Bearer resource_metadata="/);
-    expect(headers['www-authenticate'].includes('error="invalid_token"')).toBe(withError);
+    expect(headers['www-authenticate']).toMatch(/^Bearer resource_metadata="[^"]+"/);
+    expect(headers['www-authenticate'].endsWith(`, error="invalid_token", error_description="the 'credential' is bad"`)).toBe(withError);
+    if (!withError) expect(headers['www-authenticate']).not.toContain('error');
+  });
+
+  it('writes an error_description RFC 6750 allows and Node sends: no double quote, backslash or character outside printable ASCII', () => {
+    expect(challengeText('say "no" \\ to é, \u202e and a\nline')).toBe("say 'no'  to ,  and aline");
+    expect(challengeText('the X-Signature does not match the request')).toBe('the X-Signature does not match the request');
   });
 
   it('keeps the connection of an ordinary error answer open', () => {

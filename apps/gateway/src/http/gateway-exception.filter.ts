@@ -1,5 +1,5 @@
 import { Catch, HttpException, Inject, Optional, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
-import { bearerToken, CredentialGuard } from '@keygate/auth';
+import { CredentialGuard } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
 import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
@@ -90,11 +90,22 @@ export class GatewayExceptionFilter implements ExceptionFilter {
 
   private wwwAuthenticate(request: FastifyRequest, error: GatewayError): string {
     const parts = [`resource_metadata="${resourceMetadataUrl(request, this.config.resource.publicUrl)}"`];
-    // RFC 6750 §3.1: the error code only where a bearer token was presented (not for Basic, nor a bare "Bearer").
-    if (bearerToken(request.headers.authorization) !== undefined)
-      parts.push('error="invalid_token"', `error_description="${error.message.replace(/"/g, "'")}"`);
+    // RFC 6750 §3.1: the error code only where a credential was presented, a bearer token or keygate's
+    // others alike (an HMAC signature, an IAP assertion): not for none, Basic, a bare "Bearer", or a
+    // kind not configured here.
+    if (this.credentials?.presentsCredential(request.headers))
+      parts.push('error="invalid_token"', `error_description="${challengeText(error.message)}"`);
     return `Bearer ${parts.join(', ')}`;
   }
+}
+
+/**
+ * A message as an `error_description` (RFC 6750 §3: printable ASCII but `"` and `\`): a double quote
+ * becomes a single one, and any other character outside that set is dropped (Node refuses a header
+ * value holding a control character or one above U+00FF).
+ */
+export function challengeText(message: string): string {
+  return message.replace(/"/g, "'").replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '');
 }
 
 function statusOf(exception: unknown): number | undefined {
