@@ -434,6 +434,13 @@ describe('OpenAI Responses API wire format', () => {
       expect((await readJson<OpenAIErrorBody>(wrongType)).error).toMatchObject({ param: 'input', code: 'invalid_type' });
     });
 
+    it('400 for a max_output_tokens below 16, as OpenAI refuses it; 16 is answered', async () => {
+      const few = await create({ input: 'hi', max_output_tokens: 15 });
+      expect(few.status).toBe(400);
+      expect((await readJson<OpenAIErrorBody>(few)).error).toMatchObject({ param: 'max_output_tokens', code: 'integer_below_min_value' });
+      expect((await plain({ input: 'hi', max_output_tokens: 16 })).max_output_tokens).toBe(16);
+    });
+
     it('400 for a body that is not JSON', async () => {
       const res = await postJson(mock.base, RESPONSES, '{nope', OPENAI_AUTH);
       expect(res.status).toBe(400);

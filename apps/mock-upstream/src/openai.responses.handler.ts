@@ -123,6 +123,17 @@ function invalidInput(input: unknown, body: Record<string, unknown>): ErrorReply
   });
 }
 
+/** OpenAI refuses a `max_output_tokens` below 16. */
+function tooFewOutputTokens(value: unknown): ErrorReply | undefined {
+  if (typeof value !== 'number' || value >= 16) return undefined;
+  return openaiError(400, {
+    message: `Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got ${value} instead.`,
+    type: 'invalid_request_error',
+    param: 'max_output_tokens',
+    code: 'integer_below_min_value',
+  });
+}
+
 const numberOr = (value: unknown, fallback: number): number => (typeof value === 'number' ? value : fallback);
 const booleanOr = (value: unknown, fallback: boolean): boolean => (typeof value === 'boolean' ? value : fallback);
 
@@ -230,7 +241,7 @@ export class OpenAIResponsesHandler extends OpenAIRouteHandler {
     const body = isRecord(ex.body) ? ex.body : {};
     const model = asString(body.model);
     if (!model) return ex.sendError(missing('model'));
-    const rejected = invalidInput(body.input, body);
+    const rejected = invalidInput(body.input, body) ?? tooFewOutputTokens(body.max_output_tokens);
     if (rejected) return ex.sendError(rejected);
     let previous: StoredResponse | undefined;
     if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
