@@ -895,6 +895,47 @@ describe('Gemini specifics', () => {
       await expectOneAudit(id, { status: 200, provider: 'anthropic', stream: true });
     });
 
+    it("keeps every thinking block through the OpenAI SDK's stream helper, so a streamed tool loop goes on thinking", async () => {
+      // The helper keeps the last value of a delta field it does not know: keygate sends all the
+      // blocks (here a signed and a redacted one) in one chunk, so the final message has them all.
+      const ask: ChatCompletionMessageParam[] = [{ role: 'user', content: 'weather? [mock tool=get_weather redacted_thinking=1]' }];
+      const first = rid('claude-think-helper');
+      const final = await gw
+        .openai(claudes())
+        .chat.completions.stream(
+          { model: 'claude-opus-4-7', messages: ask, tools: [WEATHER_TOOL], reasoning_effort: 'low' },
+          { headers: first.headers },
+        )
+        .finalChatCompletion();
+      const message = final.choices[0].message;
+      const blocks = (message as unknown as ThinkingMessage).thinking_blocks;
+      expect(blocks?.map((b) => b.type)).toEqual(['thinking', 'redacted_thinking']);
+      expect(message.tool_calls).toHaveLength(1);
+      await expectOneAudit(first.id, { status: 200, provider: 'anthropic', stream: true });
+
+      const second = rid('claude-think-helper-loop');
+      const { result, after } = await counting(() =>
+        gw.openai(claudes()).chat.completions.create(
+          {
+            model: 'claude-opus-4-7',
+            messages: [...ask, message, { role: 'tool', tool_call_id: message.tool_calls![0].id, content: 'sunny' }],
+            tools: [WEATHER_TOOL],
+            reasoning_effort: 'low',
+          },
+          { headers: second.headers },
+        ),
+      );
+      const sent = lastBody(after, 'anthropic.messages');
+      expect(sent.thinking).toEqual({ type: 'adaptive' });
+      expect((sent.messages as Array<{ content: Array<{ type: string }> }>)[1].content.map((b) => b.type)).toEqual([
+        'thinking',
+        'redacted_thinking',
+        'tool_use',
+      ]);
+      expect(result.choices[0].finish_reason).toBe('stop');
+      await expectOneAudit(second.id, { status: 200, provider: 'anthropic' });
+    });
+
     it('refuses before any upstream call what Claude refuses while thinking, and thinking on a Claude that cannot think', async () => {
       const cases: Array<[string, string, Record<string, unknown>, string, string]> = [
         ['claude-think-temperature', 'claude-sonnet-4-5', { temperature: 0.2 }, 'unsupported_parameter', 'temperature'],

@@ -511,6 +511,45 @@ describe('AnthropicStreamTranslator', () => {
     expect(() => t.end()).not.toThrow();
   });
 
+  it('sends the thinking blocks before the finish when the answer ends while thinking (max_tokens)', () => {
+    const t = new AnthropicStreamTranslator(meta);
+    const out = [
+      ...t.push({
+        type: 'message_start',
+        message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
+      }),
+      ...t.push({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }),
+      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'long thought' } }),
+      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: 'sig' } }),
+      ...t.push({ type: 'content_block_stop', index: 0 }),
+      ...t.push({ type: 'message_delta', delta: { stop_reason: 'max_tokens' }, usage: { output_tokens: 9 } }),
+      ...t.push({ type: 'message_stop' }),
+    ];
+    const deltas = out
+      .filter((e) => e.data !== null)
+      .map((e) => JSON.parse(e.data as string) as { choices: Array<{ delta: Record<string, unknown>; finish_reason: string | null }> })
+      .map((c) => [c.choices[0].delta, c.choices[0].finish_reason]);
+    expect(deltas.slice(1)).toStrictEqual([
+      [{ reasoning_content: 'long thought' }, null],
+      [{ thinking_blocks: [{ type: 'thinking', thinking: 'long thought', signature: 'sig' }] }, null],
+      [{}, 'length'],
+    ]);
+    // The thinking is output too: a stream cut short is estimated with it.
+    expect(out.map((e) => e.text).filter(Boolean)).toStrictEqual(['long thought']);
+  });
+
+  it('refuses a thinking delta for a block that is not a thinking block', () => {
+    const t = new AnthropicStreamTranslator(meta);
+    t.push({
+      type: 'message_start',
+      message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
+    });
+    t.push({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+    expect(() => t.push({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'x' } })).toThrow(
+      UpstreamError,
+    );
+  });
+
   it('uses the fallback id when message_start has no id', () => {
     const t = new AnthropicStreamTranslator(meta);
     const [first] = t.push({

@@ -603,9 +603,10 @@ export interface StreamMeta extends CompletionMeta {
  *   it (every earlier chunk then carries `"usage": null`, as OpenAI's do), else an event for
  *   keygate only, and no chunk has a `usage` key;
  * - a tool call that streamed no argument JSON gets `{}` when its block stops;
- * - Claude's thinking streams as `delta.reasoning_content`; when a thinking block stops, the whole
- *   block with its signature comes as `delta.thinking_blocks` (a redacted block when it starts), so
- *   the client can send it back with the message;
+ * - Claude's thinking streams as `delta.reasoning_content`; the blocks themselves, signed (redacted
+ *   ones too), come in one chunk as `delta.thinking_blocks` once the thinking is over (the next
+ *   block starts, or the message ends), so the client can send them back with the message, whether
+ *   it adds up array deltas or (as the OpenAI SDK's stream helper does) keeps a field's last value;
  * - `ping`, other block stops, citation deltas and unknown events are skipped;
  * - an `error` event throws `UpstreamError('stream_error')`.
  */
@@ -616,6 +617,8 @@ export class AnthropicStreamTranslator {
   private readonly tools = new Map<number, { index: number; hasArguments: boolean }>();
   /** Anthropic content-block index -> the thinking block it streams, gathered to be sent whole with its signature. */
   private readonly thoughts = new Map<number, { thinking: string; signature: string }>();
+  /** Thinking blocks complete and not yet sent. */
+  private readonly thoughtsDone: ThinkingBlock[] = [];
   private finished = false;
   private ended = false;
 
@@ -665,15 +668,17 @@ export class AnthropicStreamTranslator {
           if (Object.keys(this.usage).length) running.push({ data: null, runningUsage: toUsage(this.usage) });
         }
         const reason = event.delta?.stop_reason;
-        if (reason === undefined || reason === null || this.finished) return running;
+        const thoughts = this.thoughtsChunk();
+        if (reason === undefined || reason === null || this.finished) return [...thoughts, ...running];
         this.finished = true;
-        return [this.chunk({}, finishReason(reason)), ...running];
+        return [...thoughts, this.chunk({}, finishReason(reason)), ...running];
       }
       case 'message_stop': {
         this.started();
         this.ended = true;
         // A stop without a stop_reason still ends the choice, so clients see a finish_reason.
-        const out = this.finished ? [] : [this.chunk({}, 'stop')];
+        const out = this.thoughtsChunk();
+        if (!this.finished) out.push(this.chunk({}, 'stop'));
         this.finished = true;
         out.push(this.usageEvent());
         return out;
@@ -684,7 +689,8 @@ export class AnthropicStreamTranslator {
         const thought = this.thoughts.get(event.index);
         if (thought !== undefined) {
           this.thoughts.delete(event.index);
-          return [this.chunk({ thinking_blocks: [{ type: 'thinking', ...thought }] }, null)];
+          this.thoughtsDone.push({ type: 'thinking', ...thought });
+          return [];
         }
         // A call without arguments streams no JSON at all; OpenAI clients expect `{}` to parse.
         const tool = this.tools.get(event.index);
@@ -708,6 +714,17 @@ export class AnthropicStreamTranslator {
   private blockStart(blockIndex: number, block: AnthropicResponseBlock | undefined): StreamEvent[] {
     this.started();
     if (!block) return [];
+    const thought = thinkingBlock(block);
+    if (thought === undefined) return [...this.thoughtsChunk(), ...this.answerBlockStart(blockIndex, block)];
+    if (thought.type === 'redacted_thinking') {
+      this.thoughtsDone.push(thought);
+      return [];
+    }
+    this.thoughts.set(blockIndex, { thinking: thought.thinking, signature: thought.signature });
+    return thought.thinking === '' ? [] : [{ ...this.chunk({ reasoning_content: thought.thinking }, null), text: thought.thinking }];
+  }
+
+  private answerBlockStart(blockIndex: number, block: AnthropicResponseBlock): StreamEvent[] {
     if (isToolUse(block)) {
       const index = this.tools.size;
       this.tools.set(blockIndex, { index, hasArguments: false });
@@ -715,11 +732,12 @@ export class AnthropicStreamTranslator {
     }
     // Text blocks start empty; should one ever carry text, it is not lost.
     if (isText(block) && block.text !== '') return [{ ...this.chunk({ content: block.text }, null), text: block.text }];
-    const thought = thinkingBlock(block);
-    if (thought?.type === 'redacted_thinking') return [this.chunk({ thinking_blocks: [thought] }, null)];
-    if (thought === undefined) return [];
-    this.thoughts.set(blockIndex, { thinking: thought.thinking, signature: thought.signature });
-    return thought.thinking === '' ? [] : [{ ...this.chunk({ reasoning_content: thought.thinking }, null), text: thought.thinking }];
+    return [];
+  }
+
+  /** The thinking blocks complete and not yet sent, as one chunk (none when there are none). */
+  private thoughtsChunk(): StreamEvent[] {
+    return this.thoughtsDone.length === 0 ? [] : [this.chunk({ thinking_blocks: this.thoughtsDone.splice(0) }, null)];
   }
 
   /** A thinking block's text (sent on as `reasoning_content`) or signature (kept for the whole block). */
