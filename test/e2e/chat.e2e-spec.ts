@@ -773,7 +773,8 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     expect(error.message).toMatch(message);
     if (param !== null) expect(error.param).toBe(param);
     expect(calls).toBe(0);
-    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+    // Named by its token, refused before the guard (a compressed body) or after it.
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', product: 'demo', user: 'e2e-user' });
   });
 
   it('answers 400 naming messages when messages is empty', async () => {
@@ -913,7 +914,13 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     expect(answer).toContain('"code":"invalid_request"');
     expect(calls).toBe(0);
-    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', path: '/v1/chat/completions' });
+    await expectOneAudit(gw, id, {
+      status: 400,
+      failure: 'bad_request',
+      path: '/v1/chat/completions',
+      product: 'demo',
+      user: 'e2e-user',
+    });
   });
 
   const twoCredentials = JSON.stringify({ model: 'gpt-4o', messages: user(prompt('two credentials')) });

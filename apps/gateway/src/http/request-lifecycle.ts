@@ -94,7 +94,7 @@ export class RequestLifecycle {
       const encoding = request.headers['content-encoding'];
       const hasBody = (request.headers['content-length'] ?? '0') !== '0' || request.headers['transfer-encoding'] !== undefined;
       if (encoding !== undefined && hasBody && encoding.trim().toLowerCase() !== 'identity')
-        return refuse(
+        return this.refuseNamingCaller(
           ctx,
           reply,
           new GatewayError('invalid_request', `Content-Encoding ${encoding.slice(0, 32)} is not supported; send the body uncompressed`),
@@ -102,7 +102,7 @@ export class RequestLifecycle {
       // Node's parser decodes the chunked framing only: a body also gzip-coded in transfer would arrive compressed.
       const transfer = request.headers['transfer-encoding'];
       if (transfer !== undefined && transfer.trim().toLowerCase() !== 'chunked')
-        return refuse(
+        return this.refuseNamingCaller(
           ctx,
           reply,
           new GatewayError(
@@ -112,8 +112,9 @@ export class RequestLifecycle {
         );
       // RFC 9112 §3.2: a request target has no fragment (clients strip it); Node's parser lets one through.
       if (request.raw.url?.includes('#'))
-        return refuse(ctx, reply, new GatewayError('invalid_request', 'the request target may not carry a fragment (#…)'));
-      // One credential per request (RFC 9110 §11.6.2), on the routes that read one.
+        return this.refuseNamingCaller(ctx, reply, new GatewayError('invalid_request', 'the request target may not carry a fragment (#…)'));
+      // One credential per request (RFC 9110 §11.6.2), on the routes that read one. (Such a refusal
+      // names no caller: which of its credentials would it be?)
       const credentials =
         ctx.auditable || routedPath(ctx.path).startsWith('/admin/') ? credentialProblem(request, isAnthropicRequest(ctx)) : undefined;
       if (credentials) return refuse(ctx, reply, credentials);
@@ -212,7 +213,16 @@ export class RequestLifecycle {
    */
   private refuseWhileDraining(ctx: RequestContext, reply: FastifyReply): void {
     const error = new GatewayError('service_unavailable', 'keygate is shutting down; retry the request', { retryAfterSeconds: 1 });
-    refuse(ctx, reply.header('retry-after', '1').header('connection', 'close'), error);
+    this.refuseNamingCaller(ctx, reply.header('retry-after', '1').header('connection', 'close'), error);
+  }
+
+  /**
+   * A refusal before the guard runs (in the onRequest hook): its audit line names the caller the
+   * headers prove (a JWT or an IAP assertion, not an HMAC signature, which covers the body).
+   */
+  private refuseNamingCaller(ctx: RequestContext, reply: FastifyReply, error: GatewayError): void {
+    this.credentials.nameCallerBeforeAudit(reply.request);
+    refuse(ctx, reply, error);
   }
 
   /**
@@ -229,7 +239,11 @@ export class RequestLifecycle {
   }
 
   private refuseWithoutHost(ctx: RequestContext, reply: FastifyReply): void {
-    refuse(ctx, reply.header('connection', 'close'), new GatewayError('invalid_request', 'an HTTP/1.1 request needs a Host header'));
+    this.refuseNamingCaller(
+      ctx,
+      reply.header('connection', 'close'),
+      new GatewayError('invalid_request', 'an HTTP/1.1 request needs a Host header'),
+    );
   }
 
   private onClose(ctx: RequestContext, res: ServerResponse, socket: Socket | null): void {
