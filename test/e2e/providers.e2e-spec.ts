@@ -654,6 +654,191 @@ describe('Anthropic specifics', () => {
     // message_start's counts: the prompt's input tokens, and the 1 output token Anthropic reports before generating.
     expect({ tokens_in: audit.tokens_in, tokens_out: audit.tokens_out }).toEqual({ tokens_in: full.usage?.prompt_tokens, tokens_out: 1 });
   });
+
+  describe('reasoning_effort as Claude thinking', () => {
+    const claudes = (): string => mintToken({ product: 'claudes', sub: 'thinker' });
+    /** The message fields keygate adds for Claude's thinking, which the SDK's types do not name. */
+    type ThinkingMessage = { reasoning_content?: string; thinking_blocks?: Array<Record<string, unknown>> };
+
+    it('thinks on a budget on Claude 4.5, and a tool loop that sends the thinking back keeps thinking (the mock checks the signature)', async () => {
+      const first = rid('claude-think-call');
+      const ask: ChatCompletionMessageParam[] = [{ role: 'user', content: 'weather in Paris? [mock tool=get_weather]' }];
+      const { result, after } = await counting(() =>
+        gw
+          .openai(claudes())
+          .chat.completions.create(
+            { model: 'claude-sonnet-4-5', messages: ask, tools: [WEATHER_TOOL], reasoning_effort: 'medium' },
+            { headers: first.headers },
+          ),
+      );
+      expect(lastBody(after, 'anthropic.messages').thinking).toEqual({ type: 'enabled', budget_tokens: 4095 });
+      const message = result.choices[0].message;
+      const thought = message as unknown as ThinkingMessage;
+      expect(result.choices[0].finish_reason).toBe('tool_calls');
+      expect(thought.reasoning_content).toEqual(expect.any(String));
+      expect(thought.reasoning_content).not.toBe('');
+      expect(thought.thinking_blocks).toEqual([{ type: 'thinking', thinking: thought.reasoning_content, signature: expect.any(String) }]);
+      await expectOneAudit(first.id, { status: 200, provider: 'anthropic', model: 'claude-sonnet-4-5' });
+
+      // The message goes back as the SDK returned it, thinking_blocks included, with the tool's answer.
+      const call = message.tool_calls![0];
+      const loop = [...ask, message, { role: 'tool' as const, tool_call_id: call.id, content: '18°C' }];
+      const second = rid('claude-think-loop');
+      const { result: answer, after: after2 } = await counting(() =>
+        gw
+          .openai(claudes())
+          .chat.completions.create(
+            { model: 'claude-sonnet-4-5', messages: loop, tools: [WEATHER_TOOL], reasoning_effort: 'medium' },
+            { headers: second.headers },
+          ),
+      );
+      const sent = lastBody(after2, 'anthropic.messages');
+      expect(sent.thinking).toEqual({ type: 'enabled', budget_tokens: 4095 });
+      expect((sent.messages as Array<{ content: unknown[] }>)[1].content[0]).toEqual(thought.thinking_blocks![0]);
+      expect(answer.choices[0].finish_reason).toBe('stop');
+      await expectOneAudit(second.id, { status: 200, provider: 'anthropic' });
+
+      // A client that dropped the thinking: this turn goes without it (Claude would refuse it), and is answered.
+      const bare = { role: 'assistant' as const, content: null, tool_calls: message.tool_calls };
+      const third = rid('claude-think-dropped');
+      const { result: plain, after: after3 } = await counting(() =>
+        gw.openai(claudes()).chat.completions.create(
+          {
+            model: 'claude-sonnet-4-5',
+            messages: [...ask, bare, loop[2]],
+            tools: [WEATHER_TOOL],
+            reasoning_effort: 'medium',
+          },
+          { headers: third.headers },
+        ),
+      );
+      expect(lastBody(after3, 'anthropic.messages')).not.toHaveProperty('thinking');
+      expect(plain.choices[0].finish_reason).toBe('stop');
+      await expectOneAudit(third.id, { status: 200, provider: 'anthropic' });
+
+      // A thinking block the client altered is Claude's to refuse (the signature no longer matches).
+      const forged = { ...message, thinking_blocks: [{ ...thought.thinking_blocks![0], thinking: 'something else' }] };
+      const fourth = rid('claude-think-forged');
+      const error = await apiError(
+        gw
+          .openai(claudes())
+          .chat.completions.create(
+            { model: 'claude-sonnet-4-5', messages: [...ask, forged, loop[2]], tools: [WEATHER_TOOL], reasoning_effort: 'medium' },
+            { headers: fourth.headers },
+          ),
+      );
+      expect(error).toMatchObject({ status: 400, code: 'upstream_bad_request' });
+      await expectOneAudit(fourth.id, { status: 400, provider: 'anthropic' });
+    });
+
+    it('thinks adaptively on Claude 4.7 at the effort, streamed as reasoning_content and a whole signed block', async () => {
+      const { id, headers } = rid('claude-think-stream');
+      const { result: chunks, after } = await counting(async () =>
+        collect(
+          await gw.openai(claudes()).chat.completions.create(
+            // The SDK's types predate OpenAI's xhigh effort.
+            { model: 'claude-opus-4-7', messages: user('think hard'), reasoning_effort: 'xhigh' as 'high', stream: true },
+            { headers },
+          ),
+        ),
+      );
+      const sent = lastBody(after, 'anthropic.messages');
+      // Claude 4.7 leaves the thinking's text out unless asked to show it.
+      expect(sent.thinking).toEqual({ type: 'adaptive', display: 'summarized' });
+      expect(sent.output_config).toEqual({ effort: 'xhigh' });
+      const deltas = chunks.map((c) => c.choices[0]?.delta as (ThinkingMessage & { content?: string | null }) | undefined);
+      const reasoning = deltas.map((d) => d?.reasoning_content ?? '').join('');
+      const blocks = deltas.flatMap((d) => d?.thinking_blocks ?? []);
+      expect(reasoning).not.toBe('');
+      expect(blocks).toEqual([{ type: 'thinking', thinking: reasoning, signature: expect.any(String) }]);
+      expect(deltas.map((d) => d?.content ?? '').join('')).not.toBe('');
+      // The thinking came before the answer's text.
+      const firstText = deltas.findIndex((d) => typeof d?.content === 'string' && d.content !== '');
+      expect(deltas.findIndex((d) => d?.reasoning_content !== undefined)).toBeLessThan(firstText);
+      await expectOneAudit(id, { status: 200, provider: 'anthropic', stream: true });
+    });
+
+    it("keeps every thinking block through the OpenAI SDK's stream helper, so a streamed tool loop goes on thinking", async () => {
+      // The helper keeps the last value of a delta field it does not know: keygate sends all the
+      // blocks (here a signed and a redacted one) in one chunk, so the final message has them all.
+      const ask: ChatCompletionMessageParam[] = [{ role: 'user', content: 'weather? [mock tool=get_weather redacted_thinking=1]' }];
+      const first = rid('claude-think-helper');
+      const final = await gw
+        .openai(claudes())
+        .chat.completions.stream(
+          { model: 'claude-opus-4-7', messages: ask, tools: [WEATHER_TOOL], reasoning_effort: 'low' },
+          { headers: first.headers },
+        )
+        .finalChatCompletion();
+      const message = final.choices[0].message;
+      const blocks = (message as unknown as ThinkingMessage).thinking_blocks;
+      expect(blocks?.map((b) => b.type)).toEqual(['thinking', 'redacted_thinking']);
+      expect(message.tool_calls).toHaveLength(1);
+      await expectOneAudit(first.id, { status: 200, provider: 'anthropic', stream: true });
+
+      const second = rid('claude-think-helper-loop');
+      const { result, after } = await counting(() =>
+        gw.openai(claudes()).chat.completions.create(
+          {
+            model: 'claude-opus-4-7',
+            messages: [...ask, message, { role: 'tool', tool_call_id: message.tool_calls![0].id, content: 'sunny' }],
+            tools: [WEATHER_TOOL],
+            reasoning_effort: 'low',
+          },
+          { headers: second.headers },
+        ),
+      );
+      const sent = lastBody(after, 'anthropic.messages');
+      expect(sent.thinking).toEqual({ type: 'adaptive', display: 'summarized' });
+      expect((sent.messages as Array<{ content: Array<{ type: string }> }>)[1].content.map((b) => b.type)).toEqual([
+        'thinking',
+        'redacted_thinking',
+        'tool_use',
+      ]);
+      expect(result.choices[0].finish_reason).toBe('stop');
+      await expectOneAudit(second.id, { status: 200, provider: 'anthropic' });
+    });
+
+    it('refuses before any upstream call what Claude refuses while thinking, and thinking on a Claude that cannot think', async () => {
+      const cases: Array<[string, string, Record<string, unknown>, string, string]> = [
+        ['claude-think-temperature', 'claude-sonnet-4-5', { temperature: 0.2 }, 'unsupported_parameter', 'temperature'],
+        [
+          'claude-think-forced-tool',
+          'claude-opus-4-7',
+          { tools: [WEATHER_TOOL], tool_choice: 'required' },
+          'unsupported_parameter',
+          'tool_choice',
+        ],
+        ['claude-think-too-few-tokens', 'claude-sonnet-4-5', { max_completion_tokens: 1000 }, 'invalid_request', 'max_completion_tokens'],
+        ['claude-think-old-model', 'claude-3-5-sonnet-20241022', {}, 'unsupported_parameter', 'reasoning_effort'],
+        [
+          'claude-think-prefill',
+          'claude-opus-4-7',
+          {
+            messages: [
+              { role: 'user', content: 'answer in French' },
+              { role: 'assistant', content: 'Bien sûr,' },
+            ],
+          },
+          'unsupported_parameter',
+          'reasoning_effort',
+        ],
+      ];
+      for (const [name, model, extra, code, param] of cases) {
+        const { id, headers } = rid(name);
+        const { result: error, total } = await counting(() =>
+          apiError(
+            gw
+              .openai(claudes())
+              .chat.completions.create({ model, messages: user('think'), reasoning_effort: 'low', ...extra }, { headers }),
+          ),
+        );
+        expect({ name, status: error.status, code: error.code, param: error.param }).toEqual({ name, status: 400, code, param });
+        expect(total).toBe(0);
+        await expectOneAudit(id, { status: 400, failure: 'bad_request', provider: 'anthropic' });
+      }
+    });
+  });
 });
 
 describe('Gemini specifics', () => {
@@ -791,178 +976,6 @@ describe('Gemini specifics', () => {
     expect(error).toMatchObject({ status: 400, code: 'unsupported_parameter', param: 'reasoning_effort' });
     expect(total).toBe(0);
     await expectOneAudit(refused.id, { status: 400, failure: 'bad_request', provider: 'gemini' });
-  });
-
-  describe('reasoning_effort as Claude thinking', () => {
-    const claudes = (): string => mintToken({ product: 'claudes', sub: 'thinker' });
-    /** The message fields keygate adds for Claude's thinking, which the SDK's types do not name. */
-    type ThinkingMessage = { reasoning_content?: string; thinking_blocks?: Array<Record<string, unknown>> };
-
-    it('thinks on a budget on Claude 4.5, and a tool loop that sends the thinking back keeps thinking (the mock checks the signature)', async () => {
-      const first = rid('claude-think-call');
-      const ask: ChatCompletionMessageParam[] = [{ role: 'user', content: 'weather in Paris? [mock tool=get_weather]' }];
-      const { result, after } = await counting(() =>
-        gw
-          .openai(claudes())
-          .chat.completions.create(
-            { model: 'claude-sonnet-4-5', messages: ask, tools: [WEATHER_TOOL], reasoning_effort: 'medium' },
-            { headers: first.headers },
-          ),
-      );
-      expect(lastBody(after, 'anthropic.messages').thinking).toEqual({ type: 'enabled', budget_tokens: 4095 });
-      const message = result.choices[0].message;
-      const thought = message as unknown as ThinkingMessage;
-      expect(result.choices[0].finish_reason).toBe('tool_calls');
-      expect(thought.reasoning_content).toEqual(expect.any(String));
-      expect(thought.reasoning_content).not.toBe('');
-      expect(thought.thinking_blocks).toEqual([{ type: 'thinking', thinking: thought.reasoning_content, signature: expect.any(String) }]);
-      await expectOneAudit(first.id, { status: 200, provider: 'anthropic', model: 'claude-sonnet-4-5' });
-
-      // The message goes back as the SDK returned it, thinking_blocks included, with the tool's answer.
-      const call = message.tool_calls![0];
-      const loop = [...ask, message, { role: 'tool' as const, tool_call_id: call.id, content: '18°C' }];
-      const second = rid('claude-think-loop');
-      const { result: answer, after: after2 } = await counting(() =>
-        gw
-          .openai(claudes())
-          .chat.completions.create(
-            { model: 'claude-sonnet-4-5', messages: loop, tools: [WEATHER_TOOL], reasoning_effort: 'medium' },
-            { headers: second.headers },
-          ),
-      );
-      const sent = lastBody(after2, 'anthropic.messages');
-      expect(sent.thinking).toEqual({ type: 'enabled', budget_tokens: 4095 });
-      expect((sent.messages as Array<{ content: unknown[] }>)[1].content[0]).toEqual(thought.thinking_blocks![0]);
-      expect(answer.choices[0].finish_reason).toBe('stop');
-      await expectOneAudit(second.id, { status: 200, provider: 'anthropic' });
-
-      // A client that dropped the thinking: this turn goes without it (Claude would refuse it), and is answered.
-      const bare = { role: 'assistant' as const, content: null, tool_calls: message.tool_calls };
-      const third = rid('claude-think-dropped');
-      const { result: plain, after: after3 } = await counting(() =>
-        gw.openai(claudes()).chat.completions.create(
-          {
-            model: 'claude-sonnet-4-5',
-            messages: [...ask, bare, loop[2]],
-            tools: [WEATHER_TOOL],
-            reasoning_effort: 'medium',
-          },
-          { headers: third.headers },
-        ),
-      );
-      expect(lastBody(after3, 'anthropic.messages')).not.toHaveProperty('thinking');
-      expect(plain.choices[0].finish_reason).toBe('stop');
-      await expectOneAudit(third.id, { status: 200, provider: 'anthropic' });
-
-      // A thinking block the client altered is Claude's to refuse (the signature no longer matches).
-      const forged = { ...message, thinking_blocks: [{ ...thought.thinking_blocks![0], thinking: 'something else' }] };
-      const fourth = rid('claude-think-forged');
-      const error = await apiError(
-        gw
-          .openai(claudes())
-          .chat.completions.create(
-            { model: 'claude-sonnet-4-5', messages: [...ask, forged, loop[2]], tools: [WEATHER_TOOL], reasoning_effort: 'medium' },
-            { headers: fourth.headers },
-          ),
-      );
-      expect(error).toMatchObject({ status: 400, code: 'upstream_bad_request' });
-      await expectOneAudit(fourth.id, { status: 400, provider: 'anthropic' });
-    });
-
-    it('thinks adaptively on Claude 4.7 at the effort, streamed as reasoning_content and a whole signed block', async () => {
-      const { id, headers } = rid('claude-think-stream');
-      const { result: chunks, after } = await counting(async () =>
-        collect(
-          await gw.openai(claudes()).chat.completions.create(
-            // The SDK's types predate OpenAI's xhigh effort.
-            { model: 'claude-opus-4-7', messages: user('think hard'), reasoning_effort: 'xhigh' as 'high', stream: true },
-            { headers },
-          ),
-        ),
-      );
-      const sent = lastBody(after, 'anthropic.messages');
-      expect(sent.thinking).toEqual({ type: 'adaptive' });
-      expect(sent.output_config).toEqual({ effort: 'xhigh' });
-      const deltas = chunks.map((c) => c.choices[0]?.delta as (ThinkingMessage & { content?: string | null }) | undefined);
-      const reasoning = deltas.map((d) => d?.reasoning_content ?? '').join('');
-      const blocks = deltas.flatMap((d) => d?.thinking_blocks ?? []);
-      expect(reasoning).not.toBe('');
-      expect(blocks).toEqual([{ type: 'thinking', thinking: reasoning, signature: expect.any(String) }]);
-      expect(deltas.map((d) => d?.content ?? '').join('')).not.toBe('');
-      // The thinking came before the answer's text.
-      const firstText = deltas.findIndex((d) => typeof d?.content === 'string' && d.content !== '');
-      expect(deltas.findIndex((d) => d?.reasoning_content !== undefined)).toBeLessThan(firstText);
-      await expectOneAudit(id, { status: 200, provider: 'anthropic', stream: true });
-    });
-
-    it("keeps every thinking block through the OpenAI SDK's stream helper, so a streamed tool loop goes on thinking", async () => {
-      // The helper keeps the last value of a delta field it does not know: keygate sends all the
-      // blocks (here a signed and a redacted one) in one chunk, so the final message has them all.
-      const ask: ChatCompletionMessageParam[] = [{ role: 'user', content: 'weather? [mock tool=get_weather redacted_thinking=1]' }];
-      const first = rid('claude-think-helper');
-      const final = await gw
-        .openai(claudes())
-        .chat.completions.stream(
-          { model: 'claude-opus-4-7', messages: ask, tools: [WEATHER_TOOL], reasoning_effort: 'low' },
-          { headers: first.headers },
-        )
-        .finalChatCompletion();
-      const message = final.choices[0].message;
-      const blocks = (message as unknown as ThinkingMessage).thinking_blocks;
-      expect(blocks?.map((b) => b.type)).toEqual(['thinking', 'redacted_thinking']);
-      expect(message.tool_calls).toHaveLength(1);
-      await expectOneAudit(first.id, { status: 200, provider: 'anthropic', stream: true });
-
-      const second = rid('claude-think-helper-loop');
-      const { result, after } = await counting(() =>
-        gw.openai(claudes()).chat.completions.create(
-          {
-            model: 'claude-opus-4-7',
-            messages: [...ask, message, { role: 'tool', tool_call_id: message.tool_calls![0].id, content: 'sunny' }],
-            tools: [WEATHER_TOOL],
-            reasoning_effort: 'low',
-          },
-          { headers: second.headers },
-        ),
-      );
-      const sent = lastBody(after, 'anthropic.messages');
-      expect(sent.thinking).toEqual({ type: 'adaptive' });
-      expect((sent.messages as Array<{ content: Array<{ type: string }> }>)[1].content.map((b) => b.type)).toEqual([
-        'thinking',
-        'redacted_thinking',
-        'tool_use',
-      ]);
-      expect(result.choices[0].finish_reason).toBe('stop');
-      await expectOneAudit(second.id, { status: 200, provider: 'anthropic' });
-    });
-
-    it('refuses before any upstream call what Claude refuses while thinking, and thinking on a Claude that cannot think', async () => {
-      const cases: Array<[string, string, Record<string, unknown>, string, string]> = [
-        ['claude-think-temperature', 'claude-sonnet-4-5', { temperature: 0.2 }, 'unsupported_parameter', 'temperature'],
-        [
-          'claude-think-forced-tool',
-          'claude-opus-4-7',
-          { tools: [WEATHER_TOOL], tool_choice: 'required' },
-          'unsupported_parameter',
-          'tool_choice',
-        ],
-        ['claude-think-too-few-tokens', 'claude-sonnet-4-5', { max_completion_tokens: 1000 }, 'invalid_request', 'max_completion_tokens'],
-        ['claude-think-old-model', 'claude-3-5-sonnet-20241022', {}, 'unsupported_parameter', 'reasoning_effort'],
-      ];
-      for (const [name, model, extra, code, param] of cases) {
-        const { id, headers } = rid(name);
-        const { result: error, total } = await counting(() =>
-          apiError(
-            gw
-              .openai(claudes())
-              .chat.completions.create({ model, messages: user('think'), reasoning_effort: 'low', ...extra }, { headers }),
-          ),
-        );
-        expect({ name, status: error.status, code: error.code, param: error.param }).toEqual({ name, status: 400, code, param });
-        expect(total).toBe(0);
-        await expectOneAudit(id, { status: 400, failure: 'bad_request', provider: 'anthropic' });
-      }
-    });
   });
 
   it("declares a tool whose JSON Schema Gemini cannot take as is (an MCP server's: $defs, exclusive bounds, free-form maps) in a form it accepts", async () => {

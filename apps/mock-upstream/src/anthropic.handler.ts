@@ -190,7 +190,7 @@ class AnthropicHandler implements ProviderHandler {
     // Structured outputs: the answer is JSON of the schema (a tool call, when one is planned, still wins).
     const schema = isRecord(body.output_config) && isRecord(body.output_config.format) ? body.output_config.format.schema : undefined;
     const text = plan ? '' : isRecord(schema) ? sampleJson(schema) : replyText('anthropic', userText);
-    const thought = verdict.thinks ? thinkingAnswer(userText, ex.directives.redactedThinking === true) : undefined;
+    const thought = verdict.thinks ? thinkingAnswer(userText, ex.directives.redactedThinking === true, verdict.display) : undefined;
     const inputTokens = promptTokens(promptChars(body, messages), messages.length);
     const outputTokens = (plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text)) + (thought?.tokens ?? 0);
     const stopReason: AnthropicStopReason = plan ? 'tool_use' : ex.directives.finish === 'length' ? 'max_tokens' : 'end_turn';
@@ -309,8 +309,10 @@ function streamPlan(s: MessageStreamInput): StreamPlan {
   if (s.thought) {
     const { thinking: block, redacted } = s.thought;
     head = start + sse({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }) + ping;
-    for (const piece of splitChunks(block.thinking, n))
-      body.push(sse({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: piece } }));
+    // Omitted thinking streams no text, only its signature.
+    if (block.thinking !== '')
+      for (const piece of splitChunks(block.thinking, n))
+        body.push(sse({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: piece } }));
     lead = sse({ type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: block.signature } }) + blockStop(0);
     if (redacted) lead += sse({ type: 'content_block_start', index: 1, content_block: redacted }) + blockStop(1);
     lead += answerStart(first);

@@ -267,6 +267,40 @@ describe('Anthropic thinking', () => {
       expect(worded).toMatch(/^messages\.1\.content\.0\.type: Expected `thinking` or `redacted_thinking`, but found `text`\./);
     });
 
+    it('checks the turn’s first assistant message at every step of the loop: later ones carry no thinking of their own', async () => {
+      const first = await ok({ tools: TOOLS, thinking: BUDGET, messages: [user('w [mock tool=get_weather]')] });
+      const second: AnthropicContentBlock = { type: 'tool_use', id: 'toolu_2', name: 'get_weather', input: { more: true } };
+      const later = [
+        ...loop(first.content),
+        { role: 'assistant', content: [second] },
+        user([{ type: 'tool_result', tool_use_id: 'toolu_2', content: 'windy' }]),
+      ];
+      await ok({ tools: TOOLS, thinking: BUDGET, messages: later });
+      const unthought = [...loop([toolUse]), { role: 'assistant', content: first.content }, later[4]];
+      expect(await refused({ tools: TOOLS, thinking: BUDGET, messages: unthought })).toMatch(
+        /^messages\.1\.content\.0\.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`\./,
+      );
+    });
+
+    it('refuses a final assistant message (a prefill) while thinking, and thinking in one when not thinking', async () => {
+      const issued = (await ok({ thinking: BUDGET, messages: [user('w')] })).content;
+      expect(await refused({ thinking: BUDGET, messages: [user('w'), { role: 'assistant', content: 'Sure,' }] })).toMatch(
+        /^messages\.1\.content\.0\.type: Expected `thinking` or `redacted_thinking`, but found `text`\./,
+      );
+      expect(await refused({ messages: [user('w'), { role: 'assistant', content: issued }] })).toBe(
+        'When thinking is disabled, an `assistant` message in the final position cannot contain `thinking`. To use thinking blocks, enable `thinking` in your request.',
+      );
+      await ok({ messages: [user('w'), { role: 'assistant', content: issued }, user('and?')] });
+    });
+
+    it('refuses an assistant message that ends in thinking, thinking or not', async () => {
+      const [thought] = (await ok({ thinking: BUDGET, messages: [user('w')] })).content;
+      for (const thinking of [BUDGET, undefined])
+        expect(await refused({ thinking, messages: [user('w'), { role: 'assistant', content: [thought] }, user('go on')] })).toBe(
+          'messages.1: The final block in an assistant message cannot be `thinking`.',
+        );
+    });
+
     it('takes the turn without its thinking when thinking is off, or once the loop is over', async () => {
       await ok({ tools: TOOLS, messages: loop([toolUse]) });
       await ok({ tools: TOOLS, thinking: { type: 'disabled' }, messages: loop([toolUse]) });
@@ -358,8 +392,39 @@ describe('Anthropic thinking', () => {
         { type: 'text', text },
       ]);
       expect(body.usage.output_tokens).toBe(Math.ceil(text.length / 4) + Math.ceil(thinking.length / 4));
-      const again = await ok({ thinking: ADAPTIVE, model: 'claude-opus-4-7', messages: [user('why is the sky blue?')] });
+      const again = await ok({
+        thinking: { ...ADAPTIVE, display: 'summarized' },
+        model: 'claude-opus-4-7',
+        messages: [user('why is the sky blue?')],
+      });
       expect(again.content[0]).toEqual(body.content[0]);
+    });
+
+    it('leave the thinking’s text out by default from Claude 4.7 (display omitted), plain and streamed; the block still goes back', async () => {
+      const plain = await ok({ tools: TOOLS, thinking: ADAPTIVE, model: 'claude-opus-4-7', messages: [user('w [mock tool=get_weather]')] });
+      const [thought] = plain.content as AnthropicThinkingBlock[];
+      expect(thought).toEqual({ type: 'thinking', thinking: '', signature: expect.any(String) as string });
+      await ok({ tools: TOOLS, thinking: ADAPTIVE, model: 'claude-opus-4-7', messages: loop(plain.content) });
+      // A signature of omitted thinking does not vouch for text put in its place.
+      expect(
+        await refused({
+          tools: TOOLS,
+          thinking: ADAPTIVE,
+          model: 'claude-opus-4-7',
+          messages: loop([{ ...thought, thinking: 'made up' }, ...plain.content.slice(1)]),
+        }),
+      ).toBe('messages.1.content.0: Invalid `signature` in `thinking` block');
+      const evs = await events(await messages({ stream: true, thinking: ADAPTIVE, model: 'claude-opus-4-7', messages: [user('w')] }));
+      expect(deltas(evs, 0).map((d) => d.type)).toEqual(['signature_delta']);
+      // Earlier models show a summary unless told to omit it.
+      expect(
+        ((await ok({ thinking: ADAPTIVE, model: 'claude-opus-4-6', messages: [user('w')] })).content[0] as AnthropicThinkingBlock).thinking,
+      ).not.toBe('');
+      const hidden = await ok({ thinking: { ...BUDGET, display: 'omitted' }, messages: [user('w')] });
+      expect((hidden.content[0] as AnthropicThinkingBlock).thinking).toBe('');
+      expect(await refused({ thinking: { ...ADAPTIVE, display: 'full' }, model: 'claude-opus-4-7' })).toBe(
+        "thinking.adaptive.display: Input should be 'summarized' or 'omitted'",
+      );
     });
 
     it('add a redacted_thinking block on request, counted too', async () => {

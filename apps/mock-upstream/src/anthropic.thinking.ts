@@ -59,14 +59,20 @@ const CONSIDERATIONS = `Please consult our documentation at ${DOCS}#important-co
 const ADAPTIVE_ONLY = (type: string): string =>
   `"thinking.type.${type}" is not supported for this model. Use "thinking.type.adaptive" and "output_config.effort" to control thinking behavior.`;
 
+/** Whether an answer shows its thinking's text (`summarized`) or leaves it out (`omitted`, signature only). */
+export type ThinkingDisplay = 'summarized' | 'omitted';
+
 /** What a request's `thinking` asks for, once it is well formed. */
-type ThinkingConfig = { type: 'off' | 'disabled' | 'adaptive' } | { type: 'enabled'; budget: number };
+type ThinkingConfig =
+  | { type: 'off' | 'disabled' }
+  | { type: 'adaptive'; display?: ThinkingDisplay }
+  | { type: 'enabled'; budget: number; display?: ThinkingDisplay };
 
 /** The keys each `thinking` form takes besides `type`. */
 const THINKING_KEYS = new Map<string, readonly string[]>([
-  ['enabled', ['budget_tokens']],
+  ['enabled', ['budget_tokens', 'display']],
   ['disabled', []],
-  ['adaptive', []],
+  ['adaptive', ['display']],
 ]);
 
 function parseThinking(value: unknown): ThinkingConfig | string {
@@ -80,12 +86,16 @@ function parseThinking(value: unknown): ThinkingConfig | string {
     return `thinking: Input tag '${type}' found using 'type' does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'`;
   for (const key of Object.keys(value))
     if (key !== 'type' && !keys.includes(key)) return `thinking.${type}.${key}: Extra inputs are not permitted`;
-  if (type === 'disabled' || type === 'adaptive') return { type };
+  const display = value.display;
+  if (display !== undefined && display !== 'summarized' && display !== 'omitted')
+    return `thinking.${type}.display: Input should be 'summarized' or 'omitted'`;
+  if (type === 'disabled') return { type };
+  if (type === 'adaptive') return { type, display };
   const budget = value.budget_tokens;
   if (budget === undefined) return 'thinking.enabled.budget_tokens: Field required';
   if (typeof budget !== 'number' || !Number.isInteger(budget)) return 'thinking.enabled.budget_tokens: Input should be a valid integer';
   if (budget < 1024) return 'thinking.enabled.budget_tokens: Input should be greater than or equal to 1024';
-  return { type: 'enabled', budget };
+  return { type: 'enabled', budget, display };
 }
 
 function effortProblem(config: unknown, model: ClaudeModel): string | undefined {
@@ -148,7 +158,7 @@ export function signThinking(text: string): string {
 
 /** A `redacted_thinking` block's data: base64 of an HMAC-SHA256 of the withheld text, then the text. */
 export function redactThinking(text: string): string {
-  return Buffer.concat([mac('redacted_thinking', text), Buffer.from(text, 'utf8')]).toString('base64');
+  return seal('redacted_thinking', text);
 }
 
 /*
@@ -156,12 +166,21 @@ export function redactThinking(text: string): string {
  * compare would let some altered strings through.
  */
 function thinkingVerifies(text: string, signature: string): boolean {
-  return signature === signThinking(text);
+  return signature === signThinking(text) || (text === '' && sealedVerifies('omitted_thinking', signature));
+}
+
+/** An omitted block's signature: its withheld text sealed (HMAC, then the text), as Anthropic's carries the full thinking. */
+function seal(domain: string, text: string): string {
+  return Buffer.concat([mac(domain, text), Buffer.from(text, 'utf8')]).toString('base64');
+}
+
+function sealedVerifies(domain: string, sealed: string): boolean {
+  const bytes = Buffer.from(sealed, 'base64');
+  return bytes.length > 32 && sealed === seal(domain, bytes.subarray(32).toString('utf8'));
 }
 
 function redactedVerifies(data: string): boolean {
-  const bytes = Buffer.from(data, 'base64');
-  return bytes.length > 32 && data === redactThinking(bytes.subarray(32).toString('utf8'));
+  return sealedVerifies('redacted_thinking', data);
 }
 
 /** The first thinking block, in any assistant turn, that is malformed or was not issued as it stands. */
@@ -188,37 +207,65 @@ function blockType(block: unknown): string {
   return isRecord(block) && typeof block.type === 'string' ? block.type : 'unknown';
 }
 
+/** A user turn that answers tool calls: it goes on with the assistant's turn rather than starting one. */
+function answersTools(m: unknown): boolean {
+  return isRecord(m) && m.role === 'user' && asArray(m.content).some((b) => blockType(b) === 'tool_result');
+}
+
+const isThinking = (type: string): boolean => type === 'thinking' || type === 'redacted_thinking';
+
 /**
- * Mid tool loop (the last assistant turn calls tools and only the tools' results follow it), that
- * turn must open with its thinking: Claude resumes the reasoning that made the calls.
+ * Mid tool loop (the conversation ends with tool results), the assistant's turn, which began after
+ * the user's last own message, must open with its thinking: Claude resumes the reasoning that made
+ * the calls. (The loop's later assistant messages have no thinking of their own.) A final assistant
+ * message (a prefill) must open with thinking too, which Claude never writes there.
  */
-function toolLoopProblem(messages: unknown[]): string | undefined {
-  let last = -1;
-  for (let i = messages.length - 1; i >= 0 && last === -1; i--) {
-    const m = messages[i];
-    if (isRecord(m) && m.role === 'assistant') last = i;
-  }
-  if (last === -1 || last === messages.length - 1) return undefined;
-  const turn = messages[last] as JsonRecord;
-  const content = asArray(turn.content);
-  if (!content.some((b) => blockType(b) === 'tool_use')) return undefined;
-  const resultsOnly = messages
-    .slice(last + 1)
-    .every((m) => isRecord(m) && m.role === 'user' && asArray(m.content).some((b) => blockType(b) === 'tool_result'));
+function turnProblem(messages: unknown[]): string | undefined {
+  const lastIndex = messages.length - 1;
+  const last = messages[lastIndex];
+  let at: number;
+  if (isRecord(last) && last.role === 'assistant') at = lastIndex;
+  else if (answersTools(last)) {
+    at = lastIndex;
+    while (at > 0 && !(isRecord(messages[at - 1]) && (messages[at - 1] as JsonRecord).role === 'user' && !answersTools(messages[at - 1])))
+      at--;
+  } else return undefined;
+  const turn = messages[at];
+  if (!isRecord(turn) || turn.role !== 'assistant') return undefined;
+  const content = typeof turn.content === 'string' ? [{ type: 'text' }] : asArray(turn.content);
   const first = blockType(content[0]);
-  if (!resultsOnly || first === 'thinking' || first === 'redacted_thinking') return undefined;
+  if (isThinking(first)) return undefined;
   return (
-    `messages.${last}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${first}\`. ` +
+    `messages.${at}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${first}\`. ` +
     'When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of ' +
     '`tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this ' +
     `requirement, disable \`thinking\`. Please consult our documentation at ${DOCS}`
   );
 }
 
+/** Thinking where Claude refuses it whatever the request asks: as an assistant message's last block. */
+function trailingThinkingProblem(messages: unknown[]): string | undefined {
+  for (const [i, m] of messages.entries()) {
+    if (!isRecord(m) || m.role !== 'assistant') continue;
+    const content = asArray(m.content);
+    if (content.length > 0 && isThinking(blockType(content[content.length - 1])))
+      return `messages.${i}: The final block in an assistant message cannot be \`thinking\`.`;
+  }
+  return undefined;
+}
+
+/** Without thinking, a final assistant message (a prefill) may not carry any. */
+function prefillThinkingProblem(messages: unknown[]): string | undefined {
+  const last = messages[messages.length - 1];
+  if (!isRecord(last) || last.role !== 'assistant' || !asArray(last.content).some((b) => isThinking(blockType(b)))) return undefined;
+  return 'When thinking is disabled, an `assistant` message in the final position cannot contain `thinking`. To use thinking blocks, enable `thinking` in your request.';
+}
+
 /* ------------------------------------------------------------------ the check and the answer */
 
-/** Claude's 400 for a request's thinking, or whether the answer thinks. */
-export type ThinkingVerdict = { problem: string } | { problem?: undefined; thinks: boolean };
+/** Claude's 400 for a request's thinking, or whether (and how) the answer thinks. */
+export type ThinkingVerdict =
+  { problem: string } | { problem?: undefined; thinks: false } | { problem?: undefined; thinks: true; display: ThinkingDisplay };
 
 /** Checks `thinking`, `output_config.effort` and, when thinking is on, what thinking requires of the rest. */
 export function checkThinking(body: JsonRecord, modelId: string, messages: unknown[]): ThinkingVerdict {
@@ -227,9 +274,14 @@ export function checkThinking(body: JsonRecord, modelId: string, messages: unkno
   if (typeof config === 'string') return { problem: config };
   const problem = formProblem(config, model, modelId) ?? effortProblem(body.output_config, model);
   if (problem) return { problem };
-  if (config.type !== 'enabled' && config.type !== 'adaptive') return { thinks: false };
-  const refused = settingsProblem(body, config) ?? signatureProblem(messages) ?? toolLoopProblem(messages);
-  return refused ? { problem: refused } : { thinks: true };
+  if (config.type !== 'enabled' && config.type !== 'adaptive') {
+    const refused = trailingThinkingProblem(messages) ?? prefillThinkingProblem(messages);
+    return refused ? { problem: refused } : { thinks: false };
+  }
+  const refused = settingsProblem(body, config) ?? signatureProblem(messages) ?? trailingThinkingProblem(messages) ?? turnProblem(messages);
+  if (refused) return { problem: refused };
+  // Claude 4.7 and later leave the thinking's text out unless asked; earlier models show a summary.
+  return { thinks: true, display: config.display ?? (model.version >= 407 ? 'omitted' : 'summarized') };
 }
 
 /** The blocks an answer opens with when it thinks, and the output tokens they cost. */
@@ -239,10 +291,16 @@ export interface ThinkingAnswer {
   tokens: number;
 }
 
-/** Deterministic reasoning about the user's words, signed; a redacted block after it on request. */
-export function thinkingAnswer(userText: string, redacted: boolean): ThinkingAnswer {
+/**
+ * Deterministic reasoning about the user's words, signed (left out, the signature sealing it, when
+ * `omitted`); a redacted block after it on request.
+ */
+export function thinkingAnswer(userText: string, redacted: boolean, display: ThinkingDisplay = 'summarized'): ThinkingAnswer {
   const text = `Mock thinking about: ${truncate(userText)}`;
-  const thinking: AnthropicThinkingBlock = { type: 'thinking', thinking: text, signature: signThinking(text) };
+  const thinking: AnthropicThinkingBlock =
+    display === 'omitted'
+      ? { type: 'thinking', thinking: '', signature: seal('omitted_thinking', text) }
+      : { type: 'thinking', thinking: text, signature: signThinking(text) };
   if (!redacted) return { thinking, redacted: undefined, tokens: completionTokens(text) };
   const withheld = `Mock redacted thinking about: ${truncate(userText)}`;
   return {

@@ -85,10 +85,12 @@ describe('reasoning_effort on Claude', () => {
     });
   });
 
-  it('gives an adaptive model adaptive thinking at the effort (minimal as low, xhigh as max on 4.6)', () => {
+  it('gives an adaptive model adaptive thinking at the effort (minimal as low, xhigh as max on 4.6), summarized from 4.7', () => {
     const effort = (model: string, e: string): unknown => {
       const out = toMessagesRequest(ask(model, { reasoning_effort: e }));
-      expect(out.thinking).toStrictEqual({ type: 'adaptive' });
+      // From 4.7 on Claude leaves the thinking's text out unless asked to show it.
+      const shown = /-4-6$/.test(model) ? { type: 'adaptive' } : { type: 'adaptive', display: 'summarized' };
+      expect(out.thinking).toStrictEqual(shown);
       return out.output_config?.effort;
     };
     expect(['minimal', 'low', 'medium', 'high', 'xhigh'].map((e) => effort('claude-opus-4-6', e))).toStrictEqual([
@@ -171,11 +173,98 @@ describe('reasoning_effort on Claude', () => {
       expect(out.output_config).toBeUndefined();
     });
 
+    it('keeps thinking at the loop’s next steps: only the turn’s first assistant message carries thinking', () => {
+      const body = loop({ thinking_blocks: [{ type: 'thinking', thinking: 'Look up.', signature: 'sig' }] });
+      const second = { id: 'toolu_2', type: 'function', function: { name: 'lookup', arguments: '{"more":true}' } };
+      body.messages.push(
+        { role: 'assistant', content: null, tool_calls: [second] },
+        { role: 'tool', tool_call_id: 'toolu_2', content: 'more found' },
+      );
+      const out = toMessagesRequest(body);
+      expect(out.thinking).toStrictEqual({ type: 'enabled', budget_tokens: 8192 });
+      expect(out.messages.map((m) => (typeof m.content === 'string' ? 'text' : m.content.map((b) => b.type).join('+')))).toStrictEqual([
+        'text',
+        'thinking+tool_use',
+        'tool_result',
+        'tool_use',
+        'tool_result',
+      ]);
+    });
+
+    it('does not think at a later step when the turn’s first assistant message came back without its thinking', () => {
+      const body = loop({});
+      const second = { id: 'toolu_2', type: 'function', function: { name: 'lookup', arguments: '{}' } };
+      body.messages.push(
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [second],
+          thinking_blocks: [{ type: 'thinking', thinking: 'a later thought', signature: 's2' }],
+        },
+        { role: 'tool', tool_call_id: 'toolu_2', content: 'more found' },
+      );
+      expect(toMessagesRequest(body).thinking).toBeUndefined();
+    });
+
     it('thinks again once a user turn follows the loop', () => {
       const body = loop({});
       body.messages.push({ role: 'assistant', content: 'It is found.' }, { role: 'user', content: 'And now?' });
       expect(toMessagesRequest(body).thinking).toStrictEqual({ type: 'enabled', budget_tokens: 8192 });
     });
+  });
+});
+
+describe('thinking blocks where Claude refuses them', () => {
+  const signed = [{ type: 'thinking', thinking: 'hmm', signature: 'sig' }];
+
+  it('refuses a prefill (a final assistant message) while thinking, before anything is sent', () => {
+    const body = ask('claude-opus-4-7', {
+      reasoning_effort: 'low',
+      messages: [
+        { role: 'user', content: 'Answer in French' },
+        { role: 'assistant', content: 'Bien sûr,' },
+      ],
+    });
+    expect(refusal(body)).toMatchObject({ code: 'unsupported_parameter', param: 'reasoning_effort' });
+  });
+
+  it('takes thinking out of a prefill when Claude does not think (it refuses them there), and keeps it elsewhere', () => {
+    const out = toMessagesRequest(
+      ask('claude-sonnet-4-5', {
+        messages: [
+          { role: 'user', content: 'one' },
+          { role: 'assistant', content: 'first', thinking_blocks: signed },
+          { role: 'user', content: 'two' },
+          { role: 'assistant', content: 'Well,', thinking_blocks: signed },
+        ],
+      }),
+    );
+    expect(out.thinking).toBeUndefined();
+    expect(out.messages[1].content).toStrictEqual([signed[0], { type: 'text', text: 'first' }]);
+    expect(out.messages[3].content).toStrictEqual([{ type: 'text', text: 'Well,' }]);
+  });
+
+  it('leaves out an assistant message that is only thinking (an answer cut short while thinking): Claude refuses a turn ending in thinking', () => {
+    const out = toMessagesRequest(
+      ask('claude-sonnet-4-5', {
+        reasoning_effort: 'low',
+        messages: [
+          { role: 'user', content: 'one' },
+          { role: 'assistant', content: null, thinking_blocks: signed },
+          { role: 'user', content: 'go on' },
+        ],
+      }),
+    );
+    expect(out.messages).toStrictEqual([
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'one' },
+          { type: 'text', text: 'go on' },
+        ],
+      },
+    ]);
+    expect(out.thinking).toStrictEqual({ type: 'enabled', budget_tokens: 2048 });
   });
 });
 

@@ -95,14 +95,25 @@ function unsupported(param: string, why: string): GatewayError {
  * - a budget-form model gets the effort's budget (minimal 1,024 … xhigh 32,768 tokens), kept below
  *   `max_tokens`, which counts the thinking as OpenAI's `max_completion_tokens` counts reasoning; a
  *   request allowing 1,024 completion tokens or fewer cannot think and is refused;
- * - an adaptive model gets `thinking: {type: "adaptive"}` and the effort (`minimal` as `low`);
- * - a temperature other than 1, a `top_p` below 0.95 and a forced tool choice are refused, as Claude
- *   refuses them with thinking;
- * - mid tool loop, Claude needs the thinking of the assistant turn that called the tools sent back
- *   first in that turn (its `thinking_blocks`); a client that did not keep them gets this request
- *   without thinking rather than Claude's 400 (the effort applies again from the next user turn).
+ * - an adaptive model gets `thinking: {type: "adaptive"}` and the effort (`minimal` as `low`), and
+ *   from Claude 4.7 on `display: "summarized"` (their default omits the thinking's text);
+ * - a temperature other than 1, a `top_p` below 0.95, a forced tool choice and a final assistant
+ *   message (a prefill) are refused, as Claude refuses them with thinking;
+ * - mid tool loop, Claude needs the turn's first assistant message (the one that began the loop)
+ *   sent back with its thinking first (its `thinking_blocks`); a client that did not keep them gets
+ *   this request without thinking rather than Claude's 400 (the effort applies again from the next
+ *   user turn).
+ * Without thinking, a final assistant message (a prefill) loses any thinking blocks: Claude refuses
+ * them there when it does not think.
  */
 export function applyReasoningEffort(out: MessagesRequest, rawEffort: unknown): void {
+  addThinking(out, rawEffort);
+  const last = out.messages[out.messages.length - 1];
+  if (out.thinking === undefined && last.role === 'assistant' && typeof last.content !== 'string')
+    last.content = last.content.filter((b) => b.type !== 'thinking' && b.type !== 'redacted_thinking');
+}
+
+function addThinking(out: MessagesRequest, rawEffort: unknown): void {
   const effort = reasoningEffort(rawEffort);
   if (effort === undefined || effort === 'none') return;
   const form = thinkingForm(out.model);
@@ -116,6 +127,11 @@ export function applyReasoningEffort(out: MessagesRequest, rawEffort: unknown): 
     throw unsupported('top_p', 'Claude thinks (reasoning_effort) only with top_p between 0.95 and 1');
   if (out.tool_choice?.type === 'any' || out.tool_choice?.type === 'tool')
     throw unsupported('tool_choice', 'Claude cannot be made to call a tool while it thinks (reasoning_effort): use auto');
+  if (out.messages[out.messages.length - 1].role === 'assistant')
+    throw unsupported(
+      'reasoning_effort',
+      'Claude does not continue a final assistant message (a prefill) while it thinks: leave out reasoning_effort or that message',
+    );
   if (toolLoopWithoutThinking(out.messages)) return;
   if (form === 'budget') {
     const budget = Math.min(THINKING_BUDGETS[effort], out.max_tokens - 1);
@@ -127,26 +143,33 @@ export function applyReasoningEffort(out: MessagesRequest, rawEffort: unknown): 
     out.thinking = { type: 'enabled', budget_tokens: budget };
     return;
   }
-  out.thinking = { type: 'adaptive' };
+  out.thinking = omitsThinkingText(out.model) ? { type: 'adaptive', display: 'summarized' } : { type: 'adaptive' };
   out.output_config = { ...out.output_config, effort: adaptiveEffort(effort, out.model) };
 }
 
+/** Claude 4.7 and later (and ids without a version) leave the thinking's text out unless asked (`display`). */
+function omitsThinkingText(model: string): boolean {
+  const v = claudeVersion(model);
+  return v === null || v.major > 4 || (v.major === 4 && v.minor >= 7);
+}
+
+/** A user turn that answers tool calls: it goes on with the assistant's turn rather than starting one. */
+function answersTools(m: AnthropicMessageParam): boolean {
+  return m.role === 'user' && typeof m.content !== 'string' && m.content.some((b) => b.type === 'tool_result');
+}
+
 /**
- * Whether the conversation is mid tool loop (its last assistant turn called tools and the turn after
- * it answers them) with that assistant turn not starting with its thinking, which Claude refuses
- * while thinking.
+ * Whether the conversation is mid tool loop (it ends with tool results) and the assistant's turn,
+ * which began after the user's last own message, does not open with its thinking: Claude refuses
+ * that while thinking. (Later messages of the loop have no thinking of their own to send back.)
  */
 function toolLoopWithoutThinking(messages: AnthropicMessageParam[]): boolean {
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i];
-    if (m.role !== 'assistant') continue;
-    if (typeof m.content === 'string' || !m.content.some((b) => b.type === 'tool_use')) return false;
-    const next = messages[i + 1];
-    const answered = next !== undefined && typeof next.content !== 'string' && next.content.some((b) => b.type === 'tool_result');
-    const first = m.content[0].type;
-    return answered && first !== 'thinking' && first !== 'redacted_thinking';
-  }
-  return false;
+  if (!answersTools(messages[messages.length - 1])) return false;
+  let start = messages.length - 1;
+  while (start > 0 && !(messages[start - 1].role === 'user' && !answersTools(messages[start - 1]))) start--;
+  const first = messages[start];
+  const opening = typeof first.content === 'string' ? 'text' : first.content[0]?.type;
+  return opening !== 'thinking' && opening !== 'redacted_thinking';
 }
 
 /**

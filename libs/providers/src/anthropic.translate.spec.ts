@@ -538,6 +538,60 @@ describe('AnthropicStreamTranslator', () => {
     expect(out.map((e) => e.text).filter(Boolean)).toStrictEqual(['long thought']);
   });
 
+  it('keeps thinking blocks apart from the answer’s blocks between them: text with a blank line between, all blocks at the end, in order', () => {
+    const t = new AnthropicStreamTranslator(meta);
+    const out = [
+      ...t.push({
+        type: 'message_start',
+        message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
+      }),
+      ...t.push({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }),
+      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'first' } }),
+      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: 's1' } }),
+      ...t.push({ type: 'content_block_stop', index: 0 }),
+      ...t.push({ type: 'content_block_start', index: 1, content_block: { type: 'text', text: '' } }),
+      ...t.push({ type: 'content_block_delta', index: 1, delta: { type: 'text_delta', text: 'Let me look.' } }),
+      ...t.push({ type: 'content_block_stop', index: 1 }),
+      ...t.push({ type: 'content_block_start', index: 2, content_block: { type: 'thinking', thinking: '', signature: '' } }),
+      ...t.push({ type: 'content_block_delta', index: 2, delta: { type: 'thinking_delta', thinking: 'second' } }),
+      ...t.push({ type: 'content_block_delta', index: 2, delta: { type: 'signature_delta', signature: 's2' } }),
+      ...t.push({ type: 'content_block_stop', index: 2 }),
+      ...t.push({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 9 } }),
+      ...t.push({ type: 'message_stop' }),
+    ];
+    const deltas = out
+      .filter((e) => e.data !== null)
+      .map((e) => (JSON.parse(e.data as string) as { choices: Array<{ delta: Record<string, unknown> }> }).choices[0].delta)
+      .slice(1, -1);
+    expect(deltas).toStrictEqual([
+      { reasoning_content: 'first' },
+      { content: 'Let me look.' },
+      { reasoning_content: '\n\nsecond' },
+      {
+        thinking_blocks: [
+          { type: 'thinking', thinking: 'first', signature: 's1' },
+          { type: 'thinking', thinking: 'second', signature: 's2' },
+        ],
+      },
+    ]);
+    const { completion } = toChatCompletion(
+      {
+        id: 'msg_2',
+        type: 'message',
+        role: 'assistant',
+        model: 'm',
+        content: [
+          { type: 'thinking', thinking: 'first', signature: 's1' },
+          { type: 'text', text: 'Let me look.' },
+          { type: 'thinking', thinking: 'second', signature: 's2' },
+        ],
+        stop_reason: 'end_turn',
+      },
+      { fallbackId: FALLBACK_ID, created: CREATED, model: MODEL },
+    );
+    expect(completion.choices[0].message.reasoning_content).toBe('first\n\nsecond');
+  });
+
   it('refuses a thinking delta for a block that is not a thinking block', () => {
     const t = new AnthropicStreamTranslator(meta);
     t.push({

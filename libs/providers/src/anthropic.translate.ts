@@ -364,9 +364,9 @@ function assistantContent(m: ChatMessage, i: number): string | AnthropicRequestB
       if (hasText(value)) blocks.push(text(value));
     }
   }
-  if (!hasCalls) return blocks;
-  for (let k = 0; k < calls.length; k++) blocks.push(toolUse(calls[k], `messages[${i}].tool_calls[${k}]`));
-  return blocks;
+  if (hasCalls) for (let k = 0; k < calls.length; k++) blocks.push(toolUse(calls[k], `messages[${i}].tool_calls[${k}]`));
+  // Thinking alone (an answer cut short while thinking) is left out: Claude refuses a turn that ends in thinking.
+  return blocks.every((b) => b.type === 'thinking' || b.type === 'redacted_thinking') ? [] : blocks;
 }
 
 /** An OpenAI tool call as a `tool_use` block; its id is kept so the later tool result still matches. */
@@ -566,7 +566,7 @@ export function toChatCompletion(
   const message: OpenAiChatCompletion['choices'][number]['message'] = { role: 'assistant', content, refusal: null };
   if (toolCalls.length) message.tool_calls = toolCalls;
   if (thinking.length) {
-    message.reasoning_content = thinking.map((b) => (b.type === 'thinking' ? b.thinking : '')).join('');
+    message.reasoning_content = thinking.flatMap((b) => (b.type === 'thinking' && b.thinking !== '' ? [b.thinking] : [])).join('\n\n');
     message.thinking_blocks = thinking;
   }
   const completion: OpenAiChatCompletion = {
@@ -603,9 +603,9 @@ export interface StreamMeta extends CompletionMeta {
  *   it (every earlier chunk then carries `"usage": null`, as OpenAI's do), else an event for
  *   keygate only, and no chunk has a `usage` key;
  * - a tool call that streamed no argument JSON gets `{}` when its block stops;
- * - Claude's thinking streams as `delta.reasoning_content`; the blocks themselves, signed (redacted
- *   ones too), come in one chunk as `delta.thinking_blocks` once the thinking is over (the next
- *   block starts, or the message ends), so the client can send them back with the message, whether
+ * - Claude's thinking streams as `delta.reasoning_content` (a blank line between two blocks); the
+ *   blocks themselves, signed (redacted ones too), come in one chunk as `delta.thinking_blocks` when
+ *   the message ends, before the finish, so the client can send them back with the message, whether
  *   it adds up array deltas or (as the OpenAI SDK's stream helper does) keeps a field's last value;
  * - `ping`, other block stops, citation deltas and unknown events are skipped;
  * - an `error` event throws `UpstreamError('stream_error')`.
@@ -619,6 +619,8 @@ export class AnthropicStreamTranslator {
   private readonly thoughts = new Map<number, { thinking: string; signature: string }>();
   /** Thinking blocks complete and not yet sent. */
   private readonly thoughtsDone: ThinkingBlock[] = [];
+  /** Whether thinking text went out already (a later block's text then starts after a blank line). */
+  private reasoned = false;
   private finished = false;
   private ended = false;
 
@@ -715,13 +717,13 @@ export class AnthropicStreamTranslator {
     this.started();
     if (!block) return [];
     const thought = thinkingBlock(block);
-    if (thought === undefined) return [...this.thoughtsChunk(), ...this.answerBlockStart(blockIndex, block)];
+    if (thought === undefined) return this.answerBlockStart(blockIndex, block);
     if (thought.type === 'redacted_thinking') {
       this.thoughtsDone.push(thought);
       return [];
     }
-    this.thoughts.set(blockIndex, { thinking: thought.thinking, signature: thought.signature });
-    return thought.thinking === '' ? [] : [{ ...this.chunk({ reasoning_content: thought.thinking }, null), text: thought.thinking }];
+    this.thoughts.set(blockIndex, { thinking: '', signature: thought.signature });
+    return this.reasoning(blockIndex, thought.thinking);
   }
 
   private answerBlockStart(blockIndex: number, block: AnthropicResponseBlock): StreamEvent[] {
@@ -748,9 +750,17 @@ export class AnthropicStreamTranslator {
       if (typeof delta.signature === 'string') thought.signature += delta.signature;
       return [];
     }
-    if (typeof delta.thinking !== 'string' || delta.thinking === '') return [];
-    thought.thinking += delta.thinking;
-    return [{ ...this.chunk({ reasoning_content: delta.thinking }, null), text: delta.thinking }];
+    return typeof delta.thinking === 'string' ? this.reasoning(blockIndex, delta.thinking) : [];
+  }
+
+  /** Thinking text: kept for its block, sent on as `reasoning_content`. */
+  private reasoning(blockIndex: number, text: string): StreamEvent[] {
+    const thought = this.thoughts.get(blockIndex);
+    if (thought === undefined || text === '') return [];
+    const sent = thought.thinking === '' && this.reasoned ? `\n\n${text}` : text;
+    thought.thinking += text;
+    this.reasoned = true;
+    return [{ ...this.chunk({ reasoning_content: sent }, null), text }];
   }
 
   private started(): void {

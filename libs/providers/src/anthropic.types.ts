@@ -96,8 +96,8 @@ export interface MessagesRequest {
   tools?: AnthropicTool[];
   tool_choice?: AnthropicToolChoice;
   metadata?: { user_id: string };
-  /** Extended thinking: a token budget (Claude 3.7 to 4.5), or adaptive (Claude 4.6 and later). */
-  thinking?: { type: 'enabled'; budget_tokens: number } | { type: 'adaptive' };
+  /** Extended thinking: a token budget (Claude 3.7 to 4.5), or adaptive (Claude 4.6 and later; `display` the thinking's text or not). */
+  thinking?: { type: 'enabled'; budget_tokens: number } | { type: 'adaptive'; display?: 'summarized' | 'omitted' };
   /** Structured outputs (`format`: the answer's text is JSON of this schema) and the effort of adaptive thinking. */
   output_config?: { format?: { type: 'json_schema'; schema: Record<string, unknown> }; effort?: ClaudeEffort };
   stream?: boolean;
