@@ -61,6 +61,23 @@ describe('Gemini wire format', () => {
     expect(u.totalTokenCount).toBe(u.promptTokenCount + (u.candidatesTokenCount ?? 0));
   });
 
+  it('counts a prompt’s tokens as generateContent reports them, for contents or a whole generateContentRequest', async () => {
+    const contents = [user('count these words')];
+    const generated = await readJson<GenerateContentResponse>(await generate({ contents }));
+    const count = (body: Record<string, unknown>): Promise<Response> =>
+      postJson(mock.base, `/v1beta/models/${MODEL}:countTokens`, body, GEMINI_AUTH);
+    const counted = await count({ contents });
+    expect(counted.status).toBe(200);
+    const total = generated.usageMetadata?.promptTokenCount;
+    expect(await counted.json()).toEqual({ totalTokens: total, promptTokensDetails: [{ modality: 'TEXT', tokenCount: total }] });
+    expect(await (await count({ generateContentRequest: { model: `models/${MODEL}`, contents } })).json()).toMatchObject({
+      totalTokens: total,
+    });
+    const empty = await count({});
+    expect(empty.status).toBe(400);
+    expect(((await empty.json()) as GeminiErrorBody).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+  });
+
   it('accepts the key as ?key= and a role-less single turn', async () => {
     const res = await generate({ contents: [{ parts: [{ text: 'hi' }] }] }, {}, '?key=AIza-mock-q');
     expect(res.status).toBe(200);

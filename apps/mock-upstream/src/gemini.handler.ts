@@ -30,7 +30,7 @@ import type {
 
 /**
  * Gemini (Generative Language API, v1beta) wire format: generateContent,
- * streamGenerateContent (SSE with `alt=sse`, otherwise a streamed JSON array),
+ * streamGenerateContent (SSE with `alt=sse`, otherwise a streamed JSON array), countTokens,
  * embedContent and batchEmbedContents, with Google's `{"error":{code,message,status}}`.
  */
 
@@ -287,9 +287,27 @@ class GeminiHandler implements ProviderHandler {
         return this.embedContent(ex);
       case 'gemini.batchEmbedContents':
         return this.batchEmbedContents(ex);
+      case 'gemini.countTokens':
+        return this.countTokens(ex);
       default:
         return this.generate(ex);
     }
+  }
+
+  /**
+   * `countTokens`: the prompt's tokens as a `generateContent` answer would report them
+   * (`promptTokenCount`), for `contents` or a whole `generateContentRequest`.
+   */
+  private countTokens(ex: Exchange): void {
+    const body = isRecord(ex.body) ? ex.body : {};
+    const wrapped = field(body, 'generateContentRequest', 'generate_content_request');
+    const request = isRecord(wrapped) ? wrapped : body;
+    const contents = asArray(request.contents);
+    if (contents.length === 0) return ex.sendError(geminiError(400, '* CountTokensRequest.contents: contents is not specified\n'));
+    let chars = partsText(field(request, 'systemInstruction', 'system_instruction')).length;
+    for (const c of contents) chars += partsText(c).length;
+    const total = promptTokens(chars, contents.length);
+    sendJsonWithFaults(ex, { totalTokens: total, promptTokensDetails: [{ modality: 'TEXT', tokenCount: total }] });
   }
 
   private embedContent(ex: Exchange): void {

@@ -358,6 +358,7 @@ describe('mock server', () => {
         'anthropic.countTokens': 1,
         'gemini.generateContent': 1,
         'gemini.streamGenerateContent': 1,
+        'gemini.countTokens': 0,
         'gemini.embedContent': 1,
         'gemini.batchEmbedContents': 1,
       });

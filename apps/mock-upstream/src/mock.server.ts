@@ -37,7 +37,7 @@ interface ServerHandlers {
   storedResponses: ProviderHandler;
 }
 
-const GEMINI_PATH = /^\/v1(?:beta)?\/models\/([^/:]+):(generateContent|streamGenerateContent|embedContent|batchEmbedContents)$/;
+const GEMINI_PATH = /^\/v1(?:beta)?\/models\/([^/:]+):(generateContent|streamGenerateContent|countTokens|embedContent|batchEmbedContents)$/;
 /** A stored response, or its input items: the id is matched strictly, anything else stays an unknown path. */
 const STORED_RESPONSE_PATH = /^\/v1\/responses\/([A-Za-z0-9_-]+)(\/input_items)?$/;
 

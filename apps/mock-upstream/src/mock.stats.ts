@@ -13,6 +13,7 @@ export const ROUTE_NAMES = [
   'anthropic.countTokens',
   'gemini.generateContent',
   'gemini.streamGenerateContent',
+  'gemini.countTokens',
   'gemini.embedContent',
   'gemini.batchEmbedContents',
 ] as const;
