@@ -3,7 +3,7 @@ import type { GatewayConfig } from '@keygate/config';
 import type { ProviderAccess } from '@keygate/secrets';
 import { getStats, eventually, startMock, type RunningMock } from '../../../apps/mock-upstream/src/mock.testing';
 import type { ChatCompletionRequest, EmbeddingsRequest, StreamEvent } from './chat.types';
-import { GeminiAdapter } from './gemini.adapter';
+import { GeminiAdapter, type GenerateContentPassthrough } from './gemini.adapter';
 import { GEMINI_EMBED_CONCURRENCY, type OpenAiChatCompletion, type OpenAiEmbeddings } from './gemini.translate';
 import type { PartsSpend, ProviderCall } from './provider-adapter.interface';
 import { countTokens } from './token-estimate';
@@ -325,6 +325,51 @@ describe('GeminiAdapter against the mock upstream', () => {
     const error = await rejection(adapter.chat(call(chatBody('hi', { logprobs: true }))));
     expect(error).toMatchObject({ code: 'unsupported_parameter', options: { param: 'logprobs' } });
     expect((await getStats(mock.base)).byRoute['gemini.generateContent']).toBe(before);
+  });
+
+  describe('the Gemini API passed through (keygate’s /v1beta routes)', () => {
+    const passthrough = (body: Record<string, unknown>, model = MODEL): GenerateContentPassthrough => ({
+      model,
+      body,
+      access: access(),
+      signal: new AbortController().signal,
+    });
+    const contents = [{ role: 'user', parts: [{ text: 'pass me through' }] }];
+
+    it('sends the body as given with the key in x-goog-api-key, and answers Google’s text with its usage', async () => {
+      const answer = await adapter.generateContent(passthrough({ contents, generationConfig: { maxOutputTokens: 50 } }));
+      const parsed = JSON.parse(answer.body) as { candidates: unknown[]; usageMetadata: { promptTokenCount: number } };
+      expect(parsed.candidates).toHaveLength(1);
+      expect(answer.usage).toMatchObject({ prompt_tokens: parsed.usageMetadata.promptTokenCount });
+      expect(answer.text).toContain('pass me through');
+      const last = (await getStats(mock.base)).last['gemini.generateContent'];
+      expect(last?.headers['x-goog-api-key']).toBe(KEY);
+      expect(last?.url).toBe(`/v1beta/models/${MODEL}:generateContent`);
+      expect(last?.body).toEqual({ contents, generationConfig: { maxOutputTokens: 50 } });
+    });
+
+    it('streams Google’s events as they are, the last with the usage', async () => {
+      const { events } = await adapter.streamGenerateContent(
+        passthrough({ contents: [{ role: 'user', parts: [{ text: 'hi [mock chunks=3]' }] }] }),
+      );
+      const out = await collect(events);
+      expect(out.length).toBe(3);
+      expect(out.every((e) => typeof e.data === 'string' && 'candidates' in (JSON.parse(e.data) as object))).toBe(true);
+      expect(out.at(-1)?.usage).toMatchObject({ completion_tokens: expect.any(Number) as unknown });
+      expect((await getStats(mock.base)).last['gemini.streamGenerateContent']?.url).toBe(
+        `/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`,
+      );
+    });
+
+    it('counts tokens through countTokens', async () => {
+      const answer = await adapter.countTokens(passthrough({ contents }));
+      expect(JSON.parse(answer.body)).toMatchObject({ totalTokens: expect.any(Number) as unknown });
+    });
+
+    it('keeps Google’s own status name on a refusal', async () => {
+      const error = await rejection(adapter.generateContent(passthrough({ contents: [] })));
+      expect(error).toMatchObject({ kind: 'http', status: 400, code: 'INVALID_ARGUMENT' });
+    });
   });
 
   describe('embeddings', () => {

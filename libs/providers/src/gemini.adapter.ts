@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { GatewayError } from '@keygate/errors';
+import type { ProviderAccess } from '@keygate/secrets';
+import type { PassedAnswer } from './anthropic.adapter';
 import type { ChatResult, ChatStream, EmbeddingsRequest, EmbeddingsResult, StreamEvent } from './chat.types';
+import { GeminiNativeStream, generateContentText, generateContentUsage } from './gemini.native';
 import type { BatchEmbedContentsResponse, GenerateContentResponse } from './gemini.types';
 import {
   embeddingInputs,
@@ -20,6 +23,23 @@ import { TokenTally } from './token-estimate';
 import { ClientAbortedError, UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { MAX_ERROR_BODY_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
+
+/** A Gemini request passed through as its client wrote it (keygate's `/v1beta/models/{model}:…`). */
+export interface GenerateContentPassthrough {
+  /** The model of this attempt, a bare id (`gemini-2.5-flash`). */
+  model: string;
+  /** The client's body, with the product's policy applied. */
+  body: Record<string, unknown>;
+  access: ProviderAccess;
+  signal: AbortSignal;
+}
+
+/** A passed-through `generateContent` answer, and what keygate read of it. */
+export interface GenerateContentAnswer extends PassedAnswer {
+  usage: ChatResult['usage'];
+  /** The answer's text, for an estimate when it reports no usage. */
+  text: string;
+}
 
 /**
  * Google Gemini (Generative Language API, `v1beta`). Requests and answers are translated between
@@ -48,6 +68,31 @@ export class GeminiAdapter implements ProviderAdapter {
     const res = await this.post(call, `${modelPath(call.body.model)}:streamGenerateContent?alt=sse`, request);
     const translator = new GeminiStreamTranslator({ ...meta(call.body), clientWantsUsage: call.clientWantsUsage });
     return { events: this.events(res, translator) };
+  }
+
+  /** `generateContent` passed through: the client's body (after policy) with keygate's key; the answer comes back unchanged. */
+  async generateContent(call: GenerateContentPassthrough): Promise<GenerateContentAnswer> {
+    const res = await this.post(call, `${modelPath(call.model)}:generateContent`, call.body);
+    const body = await readText(res, this.name);
+    const answer = parse<Partial<GenerateContentResponse>>(body, 'response');
+    return { body, headers: {}, usage: generateContentUsage(answer), text: generateContentText(answer) };
+  }
+
+  /** `streamGenerateContent?alt=sse` passed through event by event (see {@link GeminiNativeStream}). */
+  async streamGenerateContent(call: GenerateContentPassthrough): Promise<ChatStream> {
+    const res = await this.post(call, `${modelPath(call.model)}:streamGenerateContent?alt=sse`, call.body);
+    const config = call.body.generationConfig;
+    const count = typeof config === 'object' && config !== null ? (config as { candidateCount?: unknown }).candidateCount : undefined;
+    const stream = new GeminiNativeStream(typeof count === 'number' && Number.isInteger(count) && count > 1 ? count : 1);
+    return { events: this.nativeEvents(res, stream), headers: {} };
+  }
+
+  /** `countTokens` passed through: the prompt's token count as Google counts it (free). The answer's text, checked to be an object. */
+  async countTokens(call: GenerateContentPassthrough): Promise<PassedAnswer> {
+    const res = await this.post(call, `${modelPath(call.model)}:countTokens`, call.body);
+    const body = await readText(res, this.name);
+    parse<{ totalTokens?: unknown }>(body, 'response');
+    return { body, headers: {} };
   }
 
   /**
@@ -121,7 +166,7 @@ export class GeminiAdapter implements ProviderAdapter {
     return { body: JSON.stringify(result), usage: result.usage };
   }
 
-  private async post(call: ProviderCall<unknown>, path: string, body: unknown): Promise<UpstreamResponse> {
+  private async post(call: Pick<ProviderCall<unknown>, 'access' | 'signal'>, path: string, body: unknown): Promise<UpstreamResponse> {
     const res = await this.client.send({
       provider: this.name,
       url: `${call.access.baseUrl}/v1beta/models/${path}`,
@@ -134,6 +179,15 @@ export class GeminiAdapter implements ProviderAdapter {
       throw geminiHttpError(res.statusCode, text, res.headers['retry-after']);
     }
     return res;
+  }
+
+  /** The native stream ends for the client once the answer is complete, as the translated one does (see {@link events}). */
+  private async *nativeEvents(res: UpstreamResponse, stream: GeminiNativeStream): AsyncGenerator<StreamEvent> {
+    for await (const event of sseEvents(res, this.name, { isLast: isFinalChunk })) {
+      yield stream.push(event);
+      if (stream.stopped) break;
+    }
+    stream.end();
   }
 
   /**

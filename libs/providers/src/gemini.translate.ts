@@ -1037,13 +1037,13 @@ export class GeminiStreamTranslator {
  */
 export function geminiHttpError(status: number, text: string, retryAfterHeader: string | string[] | undefined): UpstreamError {
   const message = upstreamMessage(text) ?? `status ${status}`;
-  let details: NonNullable<GeminiErrorBody['error']>['details'];
+  let body: GeminiErrorBody | undefined;
   try {
-    const body = JSON.parse(text) as GeminiErrorBody;
-    details = body.error?.details;
+    body = JSON.parse(text) as GeminiErrorBody;
   } catch {
-    details = undefined;
+    body = undefined;
   }
+  const details = body?.error?.details;
   const keyInvalid = status === 400 && details?.some((d) => d.reason === 'API_KEY_INVALID') === true;
   // A key Google calls invalid is a credentials failure whatever the status; a 403 already is one.
   if (keyInvalid) return new UpstreamError('http', PROVIDER, message, 401);
@@ -1054,7 +1054,10 @@ export function geminiHttpError(status: number, text: string, retryAfterHeader: 
     const seconds = delay && /^\d+(\.\d+)?s$/.test(delay) ? Math.ceil(Number(delay.slice(0, -1))) : undefined;
     retry = seconds;
   }
-  return new UpstreamError('http', PROVIDER, message, status, retry);
+  // Google's own status name (`FAILED_PRECONDITION`, …), which keygate's Gemini routes pass on with a refusal.
+  const rpc = body?.error?.status;
+  const code = typeof rpc === 'string' && /^[A-Z_]{1,64}$/.test(rpc) ? rpc : undefined;
+  return new UpstreamError('http', PROVIDER, message, status, retry, undefined, code);
 }
 
 /* ------------------------------------------------------------------ embeddings */

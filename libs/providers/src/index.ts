@@ -9,3 +9,4 @@ export * from './attempts';
 export * from './anthropic.adapter';
 export * from './openai.adapter';
 export * from './openai.responses';
+export * from './gemini.adapter';

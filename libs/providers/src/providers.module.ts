@@ -20,6 +20,6 @@ const ADAPTERS = [OpenAiAdapter, AnthropicAdapter, GeminiAdapter];
     { provide: ProviderAdapter, useFactory: (...adapters: ProviderAdapter[]) => adapters, inject: ADAPTERS },
     ProviderRegistry,
   ],
-  exports: [ProviderRegistry, UpstreamClient, AnthropicAdapter, OpenAiAdapter],
+  exports: [ProviderRegistry, UpstreamClient, AnthropicAdapter, OpenAiAdapter, GeminiAdapter],
 })
 export class ProvidersModule {}

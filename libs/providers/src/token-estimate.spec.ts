@@ -1,5 +1,6 @@
 import {
   countTokens,
+  estimateGenerateContentPromptTokens,
   estimateMessagesPromptTokens,
   estimatePromptTokens,
   type MergeableRanks,
@@ -65,6 +66,34 @@ describe('estimatePromptTokens', () => {
     const tool_calls = [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }];
     const messages = [{ role: 'assistant', content: null, tool_calls }];
     expect(estimatePromptTokens({ messages })).toBe(3 + 3 + countTokens(JSON.stringify(tool_calls)));
+  });
+});
+
+describe('estimateGenerateContentPromptTokens', () => {
+  it('counts a Gemini request: system instruction, part text, function calls and responses, tools; a flat amount per inline or file part', () => {
+    const tools = [{ functionDeclarations: [{ name: 'get_weather' }] }];
+    const call = { name: 'get_weather', args: { city: 'Paris' } };
+    const response = { name: 'get_weather', response: { sky: 'Sunny' } };
+    const estimate = estimateGenerateContentPromptTokens({
+      systemInstruction: { parts: [{ text: 'Be brief.' }] },
+      contents: [
+        { role: 'user', parts: [{ text: question }, { inlineData: { mimeType: 'image/png', data: 'AAAA' } }] },
+        { role: 'model', parts: [{ functionCall: call }] },
+        { role: 'user', parts: [{ functionResponse: response }, { fileData: { fileUri: 'gs://x' } }] },
+      ],
+      tools,
+    });
+    const expected =
+      3 +
+      countTokens('Be brief.') +
+      3 * 3 +
+      countTokens(question) +
+      countTokens(JSON.stringify(call)) +
+      countTokens(JSON.stringify(response)) +
+      2 * NON_TEXT_PART_TOKENS +
+      countTokens(JSON.stringify(tools));
+    expect(estimate).toBe(expected);
+    expect(estimateGenerateContentPromptTokens({ contents: 'nonsense' })).toBe(3);
   });
 });
 

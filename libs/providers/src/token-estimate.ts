@@ -186,6 +186,35 @@ export function estimateMessagesPromptTokens(request: { system?: unknown; messag
   return total;
 }
 
+/**
+ * Estimates a Gemini `generateContent` request's prompt tokens (keygate's `/v1beta` routes): the
+ * text of every part plus a per-turn framing, function calls and responses as their JSON, the
+ * system instruction and tool declarations, and a flat {@link NON_TEXT_PART_TOKENS} per inline or
+ * file part.
+ */
+export function estimateGenerateContentPromptTokens(request: { contents?: unknown; systemInstruction?: unknown; tools?: unknown }): number {
+  const tally = new TokenTally();
+  let total = 3 + (isObject(request.systemInstruction) ? partsTokens(request.systemInstruction.parts, tally) : 0);
+  for (const content of Array.isArray(request.contents) ? (request.contents as unknown[]) : []) {
+    total += 3;
+    if (isObject(content)) total += partsTokens(content.parts, tally);
+  }
+  if (request.tools !== undefined && request.tools !== null) total += tally.count(JSON.stringify(request.tools));
+  return total;
+}
+
+function partsTokens(parts: unknown, tally: TokenTally): number {
+  let total = 0;
+  for (const part of Array.isArray(parts) ? (parts as unknown[]) : []) {
+    if (!isObject(part)) continue;
+    if (typeof part.text === 'string') total += tally.count(part.text);
+    else if (isObject(part.functionCall)) total += tally.count(JSON.stringify(part.functionCall));
+    else if (isObject(part.functionResponse)) total += tally.count(JSON.stringify(part.functionResponse));
+    else total += NON_TEXT_PART_TOKENS;
+  }
+  return total;
+}
+
 function blockTokens(content: unknown, tally: TokenTally): number {
   if (typeof content === 'string') return tally.count(content);
   if (!Array.isArray(content)) return 0;

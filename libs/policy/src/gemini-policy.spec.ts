@@ -1,0 +1,84 @@
+import { GatewayError } from '@keygate/errors';
+import { applyGeminiPolicy, refuseDeniedGemini, type PolicedGeminiRequest } from './gemini-policy';
+
+const policy = {
+  maxTokens: 1000,
+  temperature: { min: 0, max: 1.5 },
+  maxRequestBytes: 1024,
+  maxStreamSeconds: 60,
+  refusedFields: [],
+  refusedTools: [],
+  refusedBetas: [],
+  endUserId: false,
+};
+
+function refusal(run: () => unknown): GatewayError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof GatewayError) return error;
+    throw error;
+  }
+  throw new Error('not refused');
+}
+
+describe('applyGeminiPolicy', () => {
+  it('sets generationConfig.maxOutputTokens to the cap when absent, keeping the other settings', () => {
+    const body: PolicedGeminiRequest = { contents: [], generationConfig: { topK: 3 } };
+    expect(applyGeminiPolicy(body, policy)).toBe(1000);
+    expect(body.generationConfig).toEqual({ topK: 3, maxOutputTokens: 1000 });
+    const bare: PolicedGeminiRequest = { contents: [] };
+    applyGeminiPolicy(bare, policy);
+    expect(bare.generationConfig).toEqual({ maxOutputTokens: 1000 });
+  });
+
+  it('keeps a cap within the product’s and returns it', () => {
+    const body: PolicedGeminiRequest = { generationConfig: { maxOutputTokens: 300, temperature: 1 } };
+    expect(applyGeminiPolicy(body, policy)).toBe(300);
+    expect(body.generationConfig).toEqual({ maxOutputTokens: 300, temperature: 1 });
+  });
+
+  it.each([
+    [{ generationConfig: { maxOutputTokens: 1001 } }, 'policy_violation', 'generationConfig.maxOutputTokens'],
+    [{ generationConfig: { maxOutputTokens: 0 } }, 'invalid_request', 'generationConfig.maxOutputTokens'],
+    [{ generationConfig: { maxOutputTokens: '5' } }, 'invalid_request', 'generationConfig.maxOutputTokens'],
+    [{ generationConfig: { temperature: 2 } }, 'policy_violation', 'generationConfig.temperature'],
+    [{ generationConfig: { temperature: -0.1 } }, 'policy_violation', 'generationConfig.temperature'],
+    [{ generationConfig: { temperature: 'hot' } }, 'invalid_request', 'generationConfig.temperature'],
+    [{ generationConfig: [] }, 'invalid_request', 'generationConfig'],
+    [{ generation_config: { max_output_tokens: 100000 } }, 'invalid_request', 'generation_config'],
+    [{ generationConfig: { max_output_tokens: 100000 } }, 'invalid_request', 'generationConfig.max_output_tokens'],
+  ])('refuses %j (%s, naming %s)', (body, code, param) => {
+    const error = refusal(() => applyGeminiPolicy(body as PolicedGeminiRequest, policy));
+    expect(error.code).toBe(code);
+    expect(error.options.param).toBe(param);
+  });
+
+  it('applies refused_fields and refused_tools before the cap', () => {
+    const error = refusal(() => applyGeminiPolicy({ cachedContent: 'c/1' }, { ...policy, refusedFields: ['cachedContent'] }));
+    expect(error).toMatchObject({ code: 'policy_violation', options: { param: 'cachedContent' } });
+  });
+});
+
+describe('refuseDeniedGemini', () => {
+  const guarded = { ...policy, refusedFields: ['cached*'], refusedTools: ['googleSearch*', 'codeExecution'] };
+
+  it.each([
+    [{ tools: [{ functionDeclarations: [] }, { googleSearch: {} }] }, 'tools[1].googleSearch'],
+    [{ tools: [{ google_search_retrieval: {} }] }, 'tools[0].google_search_retrieval'],
+    [{ tools: [{ codeExecution: {} }] }, 'tools[0].codeExecution'],
+    [{ cachedContent: 'cachedContents/x' }, 'cachedContent'],
+    [{ cached_content: 'cachedContents/x' }, 'cached_content'],
+  ])('refuses %j naming %s', (body, param) => {
+    expect(refusal(() => refuseDeniedGemini(body, guarded))).toMatchObject({ code: 'policy_violation', options: { param } });
+  });
+
+  it('passes tool kinds and fields the policy does not list, and listed ones sent as null', () => {
+    expect(() =>
+      refuseDeniedGemini(
+        { cachedContent: null, tools: [{ functionDeclarations: [{ name: 'f' }] }, { urlContext: {} }, { googleSearch: null }] },
+        guarded,
+      ),
+    ).not.toThrow();
+  });
+});

@@ -1,0 +1,100 @@
+import { matchesName, type ParameterPolicy } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+
+/** The fields of a Gemini `generateContent` request the parameter policy reads and writes. */
+export interface PolicedGeminiRequest {
+  generationConfig?: { maxOutputTokens?: number | null; temperature?: number | null; [key: string]: unknown } | null;
+  tools?: unknown;
+  [key: string]: unknown;
+}
+
+/**
+ * Fields Google's JSON parser also takes in snake_case, which would carry a cap or a temperature
+ * past the policy (it reads the camelCase names the SDKs send): refused, naming the name to use.
+ */
+const SNAKE_CASE_SPELLINGS: ReadonlyArray<readonly [at: 'body' | 'generationConfig', field: string, use: string]> = [
+  ['body', 'generation_config', 'generationConfig'],
+  ['generationConfig', 'max_output_tokens', 'maxOutputTokens'],
+];
+
+/**
+ * Applies the server-side parameter policy (SPEC §4) to a Gemini request in place, as
+ * `applyParameterPolicy` does to OpenAI's and Anthropic's: `generationConfig.maxOutputTokens` is
+ * the cap field (above the cap a 400 naming it; absent, set to the cap), `generationConfig.temperature`
+ * must lie in the range, and a top-level field in `refused_fields` or a tool kind in
+ * `refused_tools` is a 400 (see {@link refuseDeniedGemini}). Returns the effective completion-token cap.
+ */
+export function applyGeminiPolicy(body: PolicedGeminiRequest, policy: ParameterPolicy): number {
+  refuseDeniedGemini(body, policy);
+  const config = body.generationConfig;
+  if (config !== undefined && config !== null && (typeof config !== 'object' || Array.isArray(config)))
+    throw new GatewayError('invalid_request', 'generationConfig must be an object', { param: 'generationConfig' });
+  for (const [at, field, use] of SNAKE_CASE_SPELLINGS) {
+    const holder: Record<string, unknown> | null | undefined = at === 'body' ? body : config;
+    if (holder && holder[field] !== undefined)
+      throw new GatewayError('invalid_request', `send ${field} as ${use}: keygate reads the camelCase name`, {
+        param: at === 'body' ? field : `generationConfig.${field}`,
+      });
+  }
+  const cap = policy.maxTokens;
+  const generation = { ...(config ?? {}) };
+  const asked = generation.maxOutputTokens;
+  let effective = cap;
+  if (asked === undefined || asked === null) generation.maxOutputTokens = cap;
+  else if (typeof asked !== 'number' || !Number.isInteger(asked) || asked < 1)
+    throw new GatewayError('invalid_request', 'generationConfig.maxOutputTokens must be a positive integer', {
+      param: 'generationConfig.maxOutputTokens',
+    });
+  else if (asked > cap)
+    throw new GatewayError('policy_violation', `generationConfig.maxOutputTokens ${asked} exceeds this product's cap of ${cap}`, {
+      param: 'generationConfig.maxOutputTokens',
+    });
+  else effective = asked;
+  const t = generation.temperature;
+  if (t !== undefined && t !== null) {
+    if (typeof t !== 'number')
+      throw new GatewayError('invalid_request', 'generationConfig.temperature must be a number', { param: 'generationConfig.temperature' });
+    if (t < policy.temperature.min || t > policy.temperature.max)
+      throw new GatewayError(
+        'policy_violation',
+        `generationConfig.temperature must be between ${policy.temperature.min} and ${policy.temperature.max} for this product`,
+        { param: 'generationConfig.temperature' },
+      );
+  }
+  body.generationConfig = generation;
+  return effective;
+}
+
+/**
+ * Refuses (400 `policy_violation`, naming it) a top-level field in the policy's `refused_fields`
+ * (`cachedContent`, say) and a tool in its `refused_tools`. A Gemini tool entry names its kind by
+ * its keys (`{"googleSearch": {}}`, `{"codeExecution": {}}`, `{"urlContext": {}}`,
+ * `{"functionDeclarations": [...]}`): each key is matched in its camelCase form (`google_search`,
+ * which Google's parser also takes, is matched as `googleSearch`). A field or tool sent as null asks for nothing and passes.
+ */
+export function refuseDeniedGemini(body: PolicedGeminiRequest, policy: ParameterPolicy): void {
+  if (policy.refusedFields.length) {
+    for (const field of Object.keys(body)) {
+      if (body[field] === undefined || body[field] === null) continue;
+      if (policy.refusedFields.some((pattern) => matchesName(field, pattern) || matchesName(camelCase(field), pattern)))
+        throw new GatewayError('policy_violation', `${field} is not allowed for this product`, { param: field });
+    }
+  }
+  if (!policy.refusedTools.length || !Array.isArray(body.tools)) return;
+  (body.tools as unknown[]).forEach((tool, i) => {
+    if (typeof tool !== 'object' || tool === null) return;
+    for (const [key, value] of Object.entries(tool)) {
+      if (value === undefined || value === null) continue;
+      const kind = camelCase(key);
+      if (policy.refusedTools.some((pattern) => matchesName(kind, pattern)))
+        throw new GatewayError('policy_violation', `tools[${i}]: the tool ${kind} is not allowed for this product`, {
+          param: `tools[${i}].${key}`,
+        });
+    }
+  });
+}
+
+/** `google_search` → `googleSearch`; a camelCase name is left as it is. */
+function camelCase(name: string): string {
+  return name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}

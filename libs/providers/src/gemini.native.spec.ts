@@ -1,0 +1,110 @@
+import { GeminiNativeStream, generateContentText, generateContentUsage } from './gemini.native';
+import { UpstreamError } from './upstream.error';
+
+const data = (value: unknown): { data: string } => ({ data: JSON.stringify(value) });
+const text = (t: string, finishReason?: string, index?: number): Record<string, unknown> => ({
+  content: { role: 'model', parts: [{ text: t }] },
+  ...(finishReason ? { finishReason } : {}),
+  ...(index === undefined ? {} : { index }),
+});
+
+describe('GeminiNativeStream', () => {
+  it('passes each event on as sent, with the running usage, and the last one’s usage once the answer is complete', () => {
+    const stream = new GeminiNativeStream();
+    const first = data({ candidates: [text('Hel')], usageMetadata: { promptTokenCount: 7, totalTokenCount: 7 } });
+    expect(stream.push(first)).toEqual({
+      data: first.data,
+      text: 'Hel',
+      runningUsage: { prompt_tokens: 7, completion_tokens: 0, total_tokens: 7 },
+    });
+    expect(stream.stopped).toBe(false);
+    const last = data({
+      candidates: [text('lo', 'STOP')],
+      usageMetadata: {
+        promptTokenCount: 7,
+        candidatesTokenCount: 3,
+        thoughtsTokenCount: 4,
+        toolUsePromptTokenCount: 2,
+        totalTokenCount: 16,
+      },
+    });
+    const usage = {
+      prompt_tokens: 9,
+      completion_tokens: 7,
+      total_tokens: 16,
+      completion_tokens_details: { reasoning_tokens: 4 },
+    };
+    expect(stream.push(last)).toEqual({ data: last.data, text: 'lo', runningUsage: usage, usage });
+    expect(stream.stopped).toBe(true);
+    expect(() => stream.end()).not.toThrow();
+  });
+
+  it('writes data that came on several lines back as one line', () => {
+    const event = new GeminiNativeStream().push({ data: '{"candidates":\n[]}' });
+    expect(event.data).toBe('{"candidates":[]}');
+  });
+
+  it('waits for every candidate asked for, and for the usage after the last finishReason', () => {
+    const stream = new GeminiNativeStream(2);
+    stream.push(data({ candidates: [text('a', 'STOP', 0), text('b', undefined, 1)], usageMetadata: { promptTokenCount: 1 } }));
+    expect(stream.stopped).toBe(false);
+    stream.push(data({ candidates: [text('c', 'STOP', 1)] }));
+    expect(stream.stopped).toBe(false);
+    stream.push(data({ usageMetadata: { promptTokenCount: 1, candidatesTokenCount: 3 } }));
+    expect(stream.stopped).toBe(true);
+  });
+
+  it('takes a prompt blocked before any candidate as a complete answer', () => {
+    const stream = new GeminiNativeStream();
+    stream.push(data({ promptFeedback: { blockReason: 'SAFETY' }, usageMetadata: { promptTokenCount: 5 } }));
+    expect(stream.stopped).toBe(true);
+  });
+
+  it('fails a stream that ends before its answer is complete as a lost connection', () => {
+    const stream = new GeminiNativeStream();
+    stream.push(data({ candidates: [text('partial')] }));
+    expect(() => stream.end()).toThrow('stream ended before the answer was complete');
+  });
+
+  it.each([
+    [503, 503],
+    [429, 429],
+    [400, 400],
+    [403, undefined],
+  ])('throws Google’s error event (code %s) as a stream error with status %s', (code, status) => {
+    const error = (() => {
+      try {
+        new GeminiNativeStream().push(data({ error: { code, message: 'overloaded', status: 'UNAVAILABLE' } }));
+      } catch (e) {
+        return e;
+      }
+      throw new Error('not thrown');
+    })();
+    expect(error).toBeInstanceOf(UpstreamError);
+    expect(error).toMatchObject({ kind: 'stream_error', status, message: 'overloaded' });
+  });
+});
+
+describe('generateContentUsage and generateContentText', () => {
+  it('read a whole answer’s usage and its text, function calls and thoughts included', () => {
+    const answer = {
+      candidates: [
+        {
+          content: {
+            parts: [
+              { text: 'thinking', thought: true },
+              { text: 'Hi' },
+              { functionCall: { name: 'f', args: { a: 1 } } },
+              { inlineData: {} },
+            ],
+          },
+        },
+      ],
+      usageMetadata: { promptTokenCount: 2, candidatesTokenCount: 3 },
+    };
+    expect(generateContentText(answer as never)).toBe('thinkingHi{"a":1}');
+    expect(generateContentUsage(answer as never)).toEqual({ prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
+    expect(generateContentUsage({})).toBeNull();
+    expect(generateContentText({ candidates: 'nonsense' } as never)).toBe('');
+  });
+});

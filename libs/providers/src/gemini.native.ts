@@ -1,0 +1,96 @@
+import type { EventSourceMessage } from 'eventsource-parser';
+import type { StreamEvent, Usage } from './chat.types';
+import { toUsage } from './gemini.translate';
+import type { GeminiErrorBody, GeminiPart, GenerateContentResponse } from './gemini.types';
+import { isRecord } from './translate.util';
+import { parseUpstreamObject } from './upstream-body.util';
+import { UpstreamError } from './upstream.error';
+
+const PROVIDER = 'gemini';
+
+/**
+ * Gemini's own `streamGenerateContent?alt=sse` stream passed on event by event (keygate's
+ * `/v1beta/models/{model}:streamGenerateContent`): every `data:` event goes out as Google sent it;
+ * keygate only reads it.
+ * - `usageMetadata` carries running totals (the last one wins, nothing is summed): each is the
+ *   stream's running usage, and the one of the event that completes the answer its final usage;
+ * - the text of parts (thoughts and function calls included) is kept, to estimate an answer cut short;
+ * - an error event (`{"error": {code, message, status}}`) throws `UpstreamError('stream_error')`,
+ *   with its code when Google would send it as an HTTP 429 or 5xx (retried like it before any content);
+ * - the answer is complete once every candidate asked for (`generationConfig.candidateCount`) has
+ *   its `finishReason` (or the prompt was blocked) and an event carried the usage; a body that ends
+ *   before then is a truncated answer.
+ */
+export class GeminiNativeStream {
+  private readonly finished = new Set<number>();
+  private blocked = false;
+  private usage: Usage | undefined;
+  private complete = false;
+
+  /** @param candidates how many candidates the request asked for (`generationConfig.candidateCount`, default 1). */
+  constructor(private readonly candidates = 1) {}
+
+  /** Whether the answer is complete: nothing Google sends after it matters to the client. */
+  get stopped(): boolean {
+    return this.complete;
+  }
+
+  /** The event to pass on for one upstream `data:` event. */
+  push(message: EventSourceMessage): StreamEvent {
+    const event = parseUpstreamObject<GenerateContentResponse & GeminiErrorBody>(message.data, PROVIDER, 'stream chunk');
+    if (isRecord(event.error)) throw geminiStreamError(event.error);
+    // Data that came on several `data:` lines is joined with newlines by the parser; written back
+    // as one line, since a newline would end the field on the client's side.
+    const out: StreamEvent = { data: message.data.includes('\n') ? JSON.stringify(event) : message.data };
+    const text = generateContentText(event);
+    if (text !== '') out.text = text;
+    if (event.promptFeedback?.blockReason) this.blocked = true;
+    (Array.isArray(event.candidates) ? event.candidates : []).forEach((candidate, k) => {
+      if (isRecord(candidate) && typeof candidate.finishReason === 'string')
+        this.finished.add(typeof candidate.index === 'number' ? candidate.index : k);
+    });
+    if (isRecord(event.usageMetadata)) {
+      this.usage = toUsage(event.usageMetadata);
+      out.runningUsage = this.usage;
+      if (this.blocked || this.finished.size >= this.candidates) {
+        this.complete = true;
+        out.usage = this.usage;
+      }
+    }
+    return out;
+  }
+
+  /** Checks the answer is complete; a clean close before it is a truncated answer. */
+  end(): void {
+    if (!this.complete) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended before the answer was complete');
+  }
+}
+
+/** The in-stream error as the failure it stands for (see {@link GeminiNativeStream}). */
+function geminiStreamError(error: NonNullable<GeminiErrorBody['error']>): UpstreamError {
+  const code = error.code;
+  const status = typeof code === 'number' && (code === 400 || code === 429 || code >= 500) ? code : undefined;
+  return new UpstreamError('stream_error', PROVIDER, typeof error.message === 'string' ? error.message : 'error event', status);
+}
+
+/** The usage of a whole `generateContent` answer, in OpenAI's shape; null when it has none. */
+export function generateContentUsage(response: Partial<GenerateContentResponse>): Usage | null {
+  return isRecord(response.usageMetadata) ? toUsage(response.usageMetadata) : null;
+}
+
+/** The text of an answer's parts (text, thoughts, function calls), to estimate its tokens. */
+export function generateContentText(response: Partial<GenerateContentResponse>): string {
+  let text = '';
+  for (const candidate of Array.isArray(response.candidates) ? response.candidates : []) {
+    const parts: unknown = isRecord(candidate) && isRecord(candidate.content) ? candidate.content.parts : undefined;
+    for (const part of Array.isArray(parts) ? (parts as GeminiPart[]) : []) text += partText(part);
+  }
+  return text;
+}
+
+function partText(part: GeminiPart): string {
+  if (!isRecord(part)) return '';
+  if (typeof part.text === 'string') return part.text;
+  if (isRecord(part.functionCall)) return JSON.stringify(part.functionCall.args ?? {});
+  return '';
+}
