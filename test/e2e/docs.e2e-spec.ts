@@ -340,9 +340,27 @@ describe('the OpenAPI document of a gateway that also takes HMAC and IAP credent
     expect(okSchema(doc, '/v1/responses')).toMatch(/ResponseObjectDto$/);
   });
 
-  it('leaves HMAC and IAP out where they are not configured (the gateway above): bearer and x-api-key only', async () => {
+  it('offers x-goog-api-key on the Gemini routes only, beside the bearer JWT, and documents their answers in Google’s shape', () => {
+    expect(doc.components?.securitySchemes?.['x-goog-api-key']).toMatchObject({ type: 'apiKey', in: 'header', name: 'x-goog-api-key' });
+    const hmac = { 'hmac-client-id': [], 'hmac-timestamp': [], 'hmac-signature': [] };
+    const gemini = ['generateContent', 'streamGenerateContent', 'countTokens'].map((method) => `/v1beta/models/{model}:${method}`);
+    for (const path of gemini) {
+      expect(doc.paths[path].post.security).toEqual([{ bearer: [] }, { 'x-goog-api-key': [] }, hmac, { iap: [] }]);
+      expect(JSON.stringify(doc.paths[path].post.responses?.['401'])).toMatch(/GoogleErrorBodyDto/);
+    }
+    const withKey = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([, op]) => (op.security ?? []).some((requirement) => 'x-goog-api-key' in requirement))
+        .map(() => path),
+    );
+    expect(withKey.sort()).toEqual([...gemini].sort());
+    expect(okSchema(doc, gemini[0])).toMatch(/GenerateContentResponseDto$/);
+    expect(okSchema(doc, gemini[2])).toMatch(/CountTokensResponseDto$/);
+  });
+
+  it('leaves HMAC and IAP out where they are not configured (the gateway above): bearer, x-api-key and x-goog-api-key only', async () => {
     const plain = (await (await get('/docs-json')).json()) as OpenApiDoc;
-    expect(Object.keys(plain.components?.securitySchemes ?? {})).toEqual(['bearer', 'x-api-key']);
+    expect(Object.keys(plain.components?.securitySchemes ?? {})).toEqual(['bearer', 'x-api-key', 'x-goog-api-key']);
   });
 });
 

@@ -17,6 +17,8 @@ import { CompletionRunner } from './chat/completion-runner';
 import { SseRelay } from './chat/sse-relay';
 import { EmbeddingsController } from './embeddings/embeddings.controller';
 import { EmbeddingsService } from './embeddings/embeddings.service';
+import { GeminiController } from './gemini/gemini.controller';
+import { GeminiService } from './gemini/gemini.service';
 import { MessagesController } from './messages/messages.controller';
 import { MessagesService } from './messages/messages.service';
 import { ResponsesController } from './responses/responses.controller';
@@ -50,6 +52,7 @@ export class AppModule {
         ChatController,
         EmbeddingsController,
         MessagesController,
+        GeminiController,
         ResponsesController,
         ModelsController,
         AdminController,
@@ -62,6 +65,7 @@ export class AppModule {
         CompletionRunner,
         EmbeddingsService,
         MessagesService,
+        GeminiService,
         ResponsesService,
         StoredResponses,
         ProductRouter,

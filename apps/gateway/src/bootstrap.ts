@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { documentCredentials } from './http/openapi-credentials';
 import { RequestLifecycle } from './http/request-lifecycle';
+import { GOOGLE_KEY_SCHEME } from './gemini/gemini.controller';
 import { ANTHROPIC_KEY_SCHEME } from './messages/messages.controller';
 
 /**
@@ -186,6 +187,9 @@ const CORS_ALLOWED_HEADERS = [
   'anthropic-version',
   'anthropic-beta',
   'anthropic-dangerous-direct-browser-access',
+  // @google/genai's, on the Gemini routes under /v1beta (its key header, and its client identification).
+  'x-goog-api-key',
+  'x-goog-api-client',
 ];
 
 /**
@@ -333,6 +337,16 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
             'and /v1/models/{model} with anthropic-version',
         },
         ANTHROPIC_KEY_SCHEME,
+      )
+      .addApiKey(
+        {
+          type: 'apiKey',
+          in: 'header',
+          name: 'x-goog-api-key',
+          description:
+            'The same JWT, where Google’s clients send a key: the Gemini routes under /v1beta (never as ?key=, which is refused)',
+        },
+        GOOGLE_KEY_SCHEME,
       )
       .build(),
   );

@@ -44,6 +44,11 @@ export class RequestContext {
    * Anthropic's envelope. Set on arrival from the route (and, on a route both APIs share, the client's headers).
    */
   anthropic = false;
+  /**
+   * The request speaks Google's Gemini API (a path under `/v1beta`): its credential may come in
+   * `x-goog-api-key` and its errors use Google's envelope. Set on arrival from the route or path.
+   */
+  google = false;
 
   constructor(
     readonly requestId: string,

@@ -50,10 +50,42 @@ export class AnthropicErrorBodyDto {
   request_id!: string;
 }
 
+class GoogleErrorDetailDto {
+  @ApiProperty({ type: 'integer', example: 401, description: 'The HTTP status' }) code!: number;
+  @ApiProperty({ example: 'the token has expired' }) message!: string;
+  @ApiProperty({
+    example: 'UNAUTHENTICATED',
+    description:
+      "Google's status name: INVALID_ARGUMENT 400 and 413, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404, " +
+      'RESOURCE_EXHAUSTED 429, INTERNAL 500, UNAVAILABLE 502 and 503, DEADLINE_EXCEEDED 504; a refusal Gemini itself sent keeps its own',
+  })
+  status!: string;
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'object', additionalProperties: true },
+    description:
+      'A google.rpc.ErrorInfo (domain `keygate`, reason the contract’s code in capitals, metadata `code`, `param`, `request_id`), ' +
+      'and a google.rpc.RetryInfo when the answer carries Retry-After',
+  })
+  details!: Array<Record<string, unknown>>;
+}
+
+/** The contract's error in Google's envelope, which `@google/genai` and Gemini CLI read. */
+@ApiSchema({
+  description: 'An error in Google’s dialect (the Gemini routes under `/v1beta`): `{"error": {"code", "message", "status", "details"}}`.',
+})
+export class GoogleErrorBodyDto {
+  @ApiProperty({ type: GoogleErrorDetailDto }) error!: GoogleErrorDetailDto;
+}
+
 /** One documented status: the code and its description. */
 type Status = readonly [status: number, description: string];
 /** The error body a route answers with: one DTO, or several when the client's dialect picks it. */
-type ErrorBody = typeof ErrorBodyDto | typeof AnthropicErrorBodyDto | ReadonlyArray<typeof ErrorBodyDto | typeof AnthropicErrorBodyDto>;
+type ErrorBody =
+  | typeof ErrorBodyDto
+  | typeof AnthropicErrorBodyDto
+  | typeof GoogleErrorBodyDto
+  | ReadonlyArray<typeof ErrorBodyDto | typeof AnthropicErrorBodyDto>;
 
 const BAD_REQUEST: Status = [400, 'Malformed body, invalid parameter, or parameter policy violation'];
 const UNAUTHORIZED: Status = [401, 'Missing or invalid credential (carries WWW-Authenticate)'];
@@ -117,7 +149,7 @@ function apiErrors(statuses: readonly Status[], body: ErrorBody, more: readonly 
   const all = new Map([...statuses, ...more]);
   const schema = bodySchema(body);
   return applyDecorators(
-    ApiExtraModels(ErrorBodyDto, AnthropicErrorBodyDto),
+    ApiExtraModels(ErrorBodyDto, AnthropicErrorBodyDto, GoogleErrorBodyDto),
     ...[...all].sort(([a], [b]) => a - b).map(([status, description]) => ApiResponse({ status, description, ...schema })),
   );
 }

@@ -109,4 +109,31 @@ describe('credentialProblem', () => {
       credentialProblem(request(['Authorization', 'Bearer google-oidc', 'x-api-key', 'a', 'x-goog-iap-jwt-assertion', 'h.p.s']), true),
     ).toBeUndefined();
   });
+
+  it('on Google’s routes, refuses two x-goog-api-key headers, a key beside a different Authorization, and any key in the query', () => {
+    const google = (rawHeaders: string[], url = '/v1beta/models/m:generateContent'): Parameters<typeof credentialProblem>[0] => {
+      const r = request(rawHeaders);
+      (r.raw as { url?: string }).url = url;
+      return r;
+    };
+    expect(credentialProblem(google(['x-goog-api-key', 'a', 'X-Goog-Api-Key', 'b']), false, true)?.options.param).toBe('x-goog-api-key');
+    expect(credentialProblem(google(['Authorization', 'Bearer a', 'x-goog-api-key', 'b']), false, true)?.options.param).toBe(
+      'x-goog-api-key',
+    );
+    expect(credentialProblem(google(['Authorization', 'Bearer a', 'x-goog-api-key', 'a']), false, true)).toBeUndefined();
+    for (const query of ['?key=a', '?alt=sse&key=', '?%6Bey=a'])
+      expect(
+        credentialProblem(google(['x-goog-api-key', 'a'], `/v1beta/models/m:streamGenerateContent${query}`), false, true),
+      ).toMatchObject({
+        code: 'invalid_request',
+        options: { param: 'key' },
+      });
+    expect(
+      credentialProblem(google(['x-goog-api-key', 'a'], '/v1beta/models/m:streamGenerateContent?alt=sse&keys=1'), false, true),
+    ).toBeUndefined();
+    // Elsewhere neither header nor query is Google's.
+    expect(
+      credentialProblem(google(['Authorization', 'Bearer a', 'x-goog-api-key', 'b'], '/v1/chat/completions?key=a'), false),
+    ).toBeUndefined();
+  });
 });

@@ -9,7 +9,9 @@ import { LifecycleState } from '@keygate/health';
 import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext, type RequestLabels } from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { errorBodyFor, isAnthropicRequest, speaksAnthropic } from '../messages/anthropic-errors';
+import { isGoogleRequest, speaksGoogle } from '../gemini/google-errors';
+import { isAnthropicRequest, speaksAnthropic } from '../messages/anthropic-errors';
+import { errorBodyFor } from './error-envelope';
 
 /**
  * Claude Code (`ANTHROPIC_API_KEY`, a key helper) and older Anthropic SDKs send their key in `x-api-key`: on
@@ -20,12 +22,23 @@ function adoptAnthropicKey(request: FastifyRequest): void {
   if (request.headers.authorization === undefined && typeof key === 'string' && key !== '') request.headers.authorization = `Bearer ${key}`;
 }
 
+/**
+ * `@google/genai` and Gemini CLI (`GEMINI_API_KEY`) send their key in `x-goog-api-key`: on a request
+ * that speaks Google's API a token there is read as the bearer token, when no `Authorization` came.
+ */
+function adoptGoogleKey(request: FastifyRequest): void {
+  const key = request.headers['x-goog-api-key'];
+  if (request.headers.authorization === undefined && typeof key === 'string' && key !== '') request.headers.authorization = `Bearer ${key}`;
+}
+
 /** Status recorded when the client went away before the response finished (nginx's convention). */
 export const CLIENT_CLOSED_REQUEST = 499;
 const REQUEST_TIMEOUT = 408;
 
-/** SPEC §7's audited paths (see {@link isAudited}). */
-const AUDITED = /^\/(v1|chat)\//;
+/** SPEC §7's audited paths (see {@link isAudited}), and Gemini's own API under /v1beta. */
+const AUDITED = /^\/(v1|v1beta|chat)\//;
+/** Gemini's streaming method, at the end of its path. */
+const STREAM_ACTION = /:streamGenerateContent$/i;
 /** The scheme and authority of an absolute-form request target (`POST http://host/v1/...`). */
 const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
 /** Answered while draining: probes must keep telling the truth, and a scrape may still read the counters. */
@@ -116,9 +129,12 @@ export class RequestLifecycle {
       // One credential per request (RFC 9110 §11.6.2), on the routes that read one. (Such a refusal
       // names no caller: which of its credentials would it be?)
       const credentials =
-        ctx.auditable || routedPath(ctx.path).startsWith('/admin/') ? credentialProblem(request, isAnthropicRequest(ctx)) : undefined;
+        ctx.auditable || routedPath(ctx.path).startsWith('/admin/')
+          ? credentialProblem(request, isAnthropicRequest(ctx), isGoogleRequest(ctx))
+          : undefined;
       if (credentials) return refuse(ctx, reply, credentials);
       if (isAnthropicRequest(ctx)) adoptAnthropicKey(request);
+      if (isGoogleRequest(ctx)) adoptGoogleKey(request);
       done();
     });
   }
@@ -146,6 +162,9 @@ export class RequestLifecycle {
     );
     ctx.route = route;
     ctx.anthropic = speaksAnthropic(route, routed, raw.headers);
+    ctx.google = speaksGoogle(route, routed);
+    // Gemini's streaming route says so in its path, not its body: audited as a stream whatever refuses it.
+    if (ctx.google && STREAM_ACTION.test(route ?? routed)) ctx.stream = true;
     attachContext(raw, ctx);
     this.open.set(ctx, reply);
     // Set on the raw response so hijacked (streamed) replies carry it too.
@@ -342,26 +361,43 @@ export function failureForStatus(status: number): FailureClass {
 
 /**
  * Why a request carries more than one credential, or undefined: two `Authorization` headers (Node
- * keeps the first; a proxy in front that read the last would have let another caller through), and
- * on Anthropic's routes two `x-api-key` headers, or an `x-api-key` beside an `Authorization` that
- * says something else (each is a credential there).
+ * keeps the first; a proxy in front that read the last would have let another caller through); on
+ * Anthropic's routes two `x-api-key` headers, or an `x-api-key` beside an `Authorization` that
+ * says something else (each is a credential there); on Google's, the same of `x-goog-api-key`, and
+ * a key in the query (`?key=`, which Google's API takes): a URL ends up in logs, so it is refused.
  */
-export function credentialProblem(request: Pick<FastifyRequest, 'headers' | 'raw'>, anthropic: boolean): GatewayError | undefined {
+export function credentialProblem(
+  request: Pick<FastifyRequest, 'headers' | 'raw'>,
+  anthropic: boolean,
+  google = false,
+): GatewayError | undefined {
   const raw = request.raw.rawHeaders;
   const { authorization } = request.headers;
   if (authorization !== undefined && repeatedHeader(raw, 'authorization'))
     return new GatewayError('invalid_request', 'send one Authorization header', { param: 'authorization' });
-  if (!anthropic) return undefined;
-  const key = request.headers['x-api-key'];
+  if (google && queryHasKey(request.raw.url))
+    return new GatewayError('invalid_request', 'send the key in the x-goog-api-key header, not as ?key= in the URL (URLs end up in logs)', {
+      param: 'key',
+    });
+  const header = anthropic ? 'x-api-key' : google ? 'x-goog-api-key' : undefined;
+  if (header === undefined) return undefined;
+  const key = request.headers[header];
   if (key === undefined) return undefined;
-  if (repeatedHeader(raw, 'x-api-key')) return new GatewayError('invalid_request', 'send one x-api-key header', { param: 'x-api-key' });
+  if (repeatedHeader(raw, header)) return new GatewayError('invalid_request', `send one ${header} header`, { param: header });
   // Behind IAP the Authorization may be IAP's own (a Google OIDC token), which IAP passes on.
   if (request.headers['x-goog-iap-jwt-assertion'] !== undefined) return undefined;
   if (authorization !== undefined && /^bearer\s+(.*)$/i.exec(authorization.trim())?.[1] !== String(key).trim())
-    return new GatewayError('invalid_request', 'send one credential: Authorization and x-api-key name different ones', {
-      param: 'x-api-key',
+    return new GatewayError('invalid_request', `send one credential: Authorization and ${header} name different ones`, {
+      param: header,
     });
   return undefined;
+}
+
+/** Whether a request target's query has a `key` parameter (however spelt: `?key=`, `?%6Bey=`). */
+function queryHasKey(url: string | undefined): boolean {
+  const q = url?.indexOf('?') ?? -1;
+  if (q === -1 || url === undefined) return false;
+  return new URLSearchParams(url.slice(q + 1)).has('key');
 }
 
 /** Whether a header (its lowercase name) comes more than once among a request's raw headers. */

@@ -70,14 +70,6 @@ export function anthropicErrorBody(error: GatewayError, requestId: string | null
   return { type: 'error', error: { ...body.error, type: anthropicErrorType(error.status) }, request_id: requestId };
 }
 
-/** The error body for a request: Anthropic's envelope on its routes, the contract's elsewhere. */
-export function errorBodyFor(
-  ctx: Pick<RequestContext, 'anthropic' | 'requestId'> | undefined,
-  error: GatewayError,
-): ReturnType<GatewayError['toBody']> {
-  return ctx !== undefined && isAnthropicRequest(ctx) ? anthropicErrorBody(error, ctx.requestId) : error.toBody();
-}
-
 /** Anthropic's stream: its events pass with their names; it ends with its own `message_stop`; errors are `event: error`. */
 export const ANTHROPIC_STREAM: RelayDialect = {
   done: '',
