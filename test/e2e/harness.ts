@@ -275,6 +275,7 @@ export type MockRoute =
   | 'anthropic.countTokens'
   | 'gemini.generateContent'
   | 'gemini.streamGenerateContent'
+  | 'gemini.countTokens'
   | 'gemini.embedContent'
   | 'gemini.batchEmbedContents';
 
@@ -461,8 +462,8 @@ export interface TrackedRequest {
   path: string;
 }
 
-/** SPEC §7: `/v1/*` and `/chat/*` requests are audited, however their path is spelt (`/V1/models` is one, refused 404). */
-const AUDITED_PATH = /^\/(v1|chat)\//i;
+/** SPEC §7: `/v1/*` and `/chat/*` requests are audited (and the Gemini routes under `/v1beta/*`), however their path is spelt (`/V1/models` is one, refused 404). */
+const AUDITED_PATH = /^\/(v1|v1beta|chat)\//i;
 
 /**
  * The path the gateway's router matches: percent-escapes decoded (`/%761/…` reaches a `/v1` route,

@@ -1,0 +1,453 @@
+/**
+ * The Gemini API under `/v1beta`, black box: the built gateway and mock upstream run as real
+ * processes and Google's official SDK (`@google/genai`) talks to Gemini through the gateway, as it
+ * (and Gemini CLI, `GOOGLE_GEMINI_BASE_URL`) would with keygate's address as its base URL. Every
+ * case checks the outcome, what reached the upstream, and the request's single audit line.
+ */
+import { ApiError, GoogleGenAI, type GenerateContentResponse } from '@google/genai';
+import { GEMINI_MODEL, mockReply, OPENAI_MODEL, rid, countingUpstream, moved, expectOneAuditOn } from './provider-fixtures';
+import { cleanupTempFiles, mintToken, startGateway, startMock, writeTempFile, type Gateway, type MockUpstream } from './harness';
+
+const MAX_RETRIES = 2;
+/** The product policy's default completion-token cap (SPEC §4). */
+const DEFAULT_CAP = 4096;
+/** A Gemini model only product `other` has. */
+const OTHER_MODEL = 'gemini-2.5-pro';
+
+let mock: MockUpstream;
+let gw: Gateway;
+let token: string;
+
+beforeAll(async () => {
+  mock = await startMock();
+  const gemini = { api_key: 'AIza-mock-gem', models: [GEMINI_MODEL], base_url: mock.url };
+  const openai = { api_key: 'sk-mock-gem', models: [OPENAI_MODEL], base_url: `${mock.url}/v1` };
+  gw = await startGateway({
+    products: {
+      gem: { providers: { gemini, openai } },
+      other: { providers: { gemini: { ...gemini, models: [OTHER_MODEL] } } },
+      limited: { providers: { gemini } },
+      guarded: { providers: { gemini } },
+    },
+    env: {
+      API_KEY_SERVER_POLICY_FILE: writeTempFile(
+        'gemini-policy.yaml',
+        [
+          'defaults:',
+          '  limits: {requests_per_second: 100000, user_requests_per_second: 100000, daily_requests: 1000000, user_daily_requests: 1000000}',
+          'products:',
+          '  limited:',
+          '    limits: {daily_requests: 1}',
+          '  guarded:',
+          "    policy: {refused_fields: ['cachedContent'], refused_tools: ['googleSearch*']}",
+          '',
+        ].join('\n'),
+      ),
+      API_KEY_SERVER_UPSTREAM_MAX_RETRIES: String(MAX_RETRIES),
+      API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '20',
+    },
+  });
+  token = mintToken({ product: 'gem', sub: 'gemini-user' });
+}, 45_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), mock?.stop()]);
+  cleanupTempFiles();
+}, 30_000);
+
+/** `@google/genai` against the gateway (its base URL is the gateway's root), every request tracked. */
+function genai(key: string): GoogleGenAI {
+  return new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: gw.url, fetch: gw.fetch, timeout: 20_000 } });
+}
+
+/** The per-request options that send a request id. */
+function withId(label: string): { id: string; httpOptions: { headers: Record<string, string> } } {
+  const { id, headers } = rid(label);
+  return { id, httpOptions: { headers } };
+}
+
+const counting = async <T>(
+  action: () => Promise<T>,
+): Promise<{ result: T; moved: ReturnType<typeof moved>; after: Awaited<ReturnType<MockUpstream['stats']>> }> => {
+  const { result, delta, after } = await countingUpstream(mock, action);
+  return { result, moved: moved(delta), after };
+};
+const expectOneAudit = (id: string, expected: Record<string, unknown>): ReturnType<typeof expectOneAuditOn> =>
+  expectOneAuditOn(gw, id, expected);
+
+interface GoogleError {
+  status: number;
+  body: { error: { code: number; message: string; status: string; details: Array<Record<string, unknown>> } };
+}
+
+/** The SDK's error for a call: its status and Google's error body (the SDK's message is the body's JSON). */
+async function sdkError(promise: Promise<unknown>): Promise<GoogleError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ApiError) return { status: error.status, body: JSON.parse(error.message) as GoogleError['body'] };
+    throw error;
+  }
+  throw new Error('the call succeeded');
+}
+
+/** keygate's own code in an error's ErrorInfo detail. */
+function keygateCode(body: GoogleError['body']): unknown {
+  return (body.error.details.find((d) => d['@type'] === 'type.googleapis.com/google.rpc.ErrorInfo')?.metadata as { code?: string })?.code;
+}
+
+const say = (text: string): Array<{ role: string; parts: Array<{ text: string }> }> => [{ role: 'user', parts: [{ text }] }];
+
+describe('Gemini API with @google/genai', () => {
+  it('answers generateContent with Google’s own response, the cap set to the product’s, billed and audited', async () => {
+    const { id, httpOptions } = withId('gem-plain');
+    const {
+      result: answer,
+      moved: calls,
+      after,
+    } = await counting(() =>
+      genai(token).models.generateContent({ model: GEMINI_MODEL, contents: say('Say hi'), config: { httpOptions } }),
+    );
+    expect(answer.text).toBe(mockReply('gemini', 'Say hi'));
+    expect(calls).toEqual({ 'gemini.generateContent': 1 });
+    const upstream = after.last['gemini.generateContent'];
+    // The product's key went upstream in x-goog-api-key, the client's token nowhere.
+    expect(upstream?.headers['x-goog-api-key']).toBe('AIza-mock-gem');
+    expect(upstream?.headers.authorization).toBeUndefined();
+    expect(upstream?.url).toBe(`/v1beta/models/${GEMINI_MODEL}:generateContent`);
+    expect(upstream?.body).toMatchObject({ contents: say('Say hi'), generationConfig: { maxOutputTokens: DEFAULT_CAP } });
+    const usage = answer.usageMetadata;
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      product: 'gem',
+      user: 'gemini-user',
+      provider: 'gemini',
+      model: GEMINI_MODEL,
+      stream: false,
+      tokens_in: usage?.promptTokenCount,
+      tokens_out: usage?.candidatesTokenCount,
+      path: `/v1beta/models/${GEMINI_MODEL}:generateContent`,
+    });
+  });
+
+  it('passes a maxOutputTokens within the cap on as sent, and takes the model as Google’s resource name (models/…)', async () => {
+    const { id, httpOptions } = withId('gem-cap');
+    const { result: answer, after } = await counting(() =>
+      genai(token).models.generateContent({
+        model: `models/${GEMINI_MODEL}`,
+        contents: say('capped'),
+        config: { httpOptions, maxOutputTokens: 64, temperature: 0.5 },
+      }),
+    );
+    expect(answer.text).toBe(mockReply('gemini', 'capped'));
+    expect(after.last['gemini.generateContent']?.body).toMatchObject({ generationConfig: { maxOutputTokens: 64, temperature: 0.5 } });
+    await expectOneAudit(id, { status: 200, model: GEMINI_MODEL });
+  });
+
+  it('streams Google’s events as they come (alt=sse); usage billed from the last usageMetadata', async () => {
+    const { id, httpOptions } = withId('gem-stream');
+    const chunks: GenerateContentResponse[] = [];
+    const { moved: calls, after } = await counting(async () => {
+      const stream = await genai(token).models.generateContentStream({
+        model: GEMINI_MODEL,
+        contents: say('Stream [mock chunks=4]'),
+        config: { httpOptions },
+      });
+      for await (const chunk of stream) chunks.push(chunk);
+    });
+    expect(chunks.length).toBeGreaterThanOrEqual(2);
+    expect(chunks.map((c) => c.text ?? '').join('')).toBe(mockReply('gemini', 'Stream'));
+    expect(calls).toEqual({ 'gemini.streamGenerateContent': 1 });
+    expect(after.last['gemini.streamGenerateContent']?.url).toBe(`/v1beta/models/${GEMINI_MODEL}:streamGenerateContent?alt=sse`);
+    const usage = chunks.at(-1)?.usageMetadata;
+    expect(usage?.candidatesTokenCount).toBeGreaterThan(0);
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      stream: true,
+      provider: 'gemini',
+      tokens_in: usage?.promptTokenCount,
+      tokens_out: usage?.candidatesTokenCount,
+    });
+  });
+
+  it('answers countTokens with Google’s count, the prompt tokens generateContent reports, audited and not billed', async () => {
+    const { id, httpOptions } = withId('gem-count');
+    const { result: counted, moved: calls } = await counting(() =>
+      genai(token).models.countTokens({ model: GEMINI_MODEL, contents: say('How many tokens is this?'), config: { httpOptions } }),
+    );
+    expect(calls).toEqual({ 'gemini.countTokens': 1 });
+    const answer = await genai(token).models.generateContent({ model: GEMINI_MODEL, contents: say('How many tokens is this?') });
+    expect(counted.totalTokens).toBe(answer.usageMetadata?.promptTokenCount);
+    await expectOneAudit(id, { status: 200, failure: null, provider: 'gemini', model: GEMINI_MODEL, tokens_in: null, tokens_out: null });
+  });
+
+  it('takes the token as Authorization: Bearer, the same one beside x-goog-api-key, and refuses two different ones (400)', async () => {
+    const body = JSON.stringify({ contents: say('bearer') });
+    const send = (id: string, headers: Record<string, string>): Promise<Response> =>
+      gw.fetch(`/v1beta/models/${GEMINI_MODEL}:generateContent`, {
+        method: 'POST',
+        headers: { 'x-request-id': id, 'content-type': 'application/json', ...headers },
+        body,
+      });
+    const bearer = rid('gem-bearer');
+    const viaBearer = await counting(() => send(bearer.id, { authorization: `Bearer ${token}` }));
+    expect(viaBearer.result.status).toBe(200);
+    await viaBearer.result.arrayBuffer();
+    expect(viaBearer.moved).toEqual({ 'gemini.generateContent': 1 });
+    await expectOneAudit(bearer.id, { status: 200, user: 'gemini-user' });
+
+    const same = rid('gem-same-keys');
+    const agreed = await send(same.id, { authorization: `Bearer ${token}`, 'x-goog-api-key': token });
+    expect(agreed.status).toBe(200);
+    await agreed.arrayBuffer();
+    await expectOneAudit(same.id, { status: 200, user: 'gemini-user' });
+
+    const differ = rid('gem-two-keys');
+    const refused = await counting(() =>
+      send(differ.id, { authorization: `Bearer ${token}`, 'x-goog-api-key': mintToken({ product: 'gem', sub: 'someone-else' }) }),
+    );
+    expect(refused.result.status).toBe(400);
+    const error = (await refused.result.json()) as GoogleError['body'];
+    expect(error.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+    expect(error.error.message).toMatch(/x-goog-api-key/);
+    expect(refused.moved).toEqual({});
+    await expectOneAudit(differ.id, { status: 400, failure: 'bad_request' });
+  });
+});
+
+describe('Gemini API refusals, in Google’s error shape', () => {
+  it('refuses a key in the query (?key=) with 400, without calling any upstream, and logs no query', async () => {
+    const { id, headers } = rid('gem-query-key');
+    const { result: res, moved: calls } = await counting(() =>
+      gw.fetch(`/v1beta/models/${GEMINI_MODEL}:generateContent?key=${token}`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ contents: say('query key') }),
+      }),
+    );
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as GoogleError['body'];
+    expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+    expect(body.error.message).toMatch(/x-goog-api-key/);
+    expect(calls).toEqual({});
+    const audit = await expectOneAudit(id, { status: 400, failure: 'bad_request', path: `/v1beta/models/${GEMINI_MODEL}:generateContent` });
+    expect(JSON.stringify(audit)).not.toContain(token);
+    expect(gw.proc.lines.some((line) => line.raw.includes(token))).toBe(false);
+  });
+
+  it('answers a request without a credential 401 UNAUTHENTICATED, with a challenge', async () => {
+    const { id, headers } = rid('gem-401');
+    const { result: res, moved: calls } = await counting(() =>
+      gw.fetch(`/v1beta/models/${GEMINI_MODEL}:generateContent`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ contents: say('anonymous') }),
+      }),
+    );
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toMatch(/^Bearer resource_metadata="/);
+    expect(((await res.json()) as GoogleError['body']).error).toMatchObject({ code: 401, status: 'UNAUTHENTICATED' });
+    expect(calls).toEqual({});
+    await expectOneAudit(id, { status: 401, failure: 'auth' });
+  });
+
+  it('refuses an invalid token through the SDK (401 UNAUTHENTICATED)', async () => {
+    const { id, httpOptions } = withId('gem-bad-token');
+    const error = await sdkError(
+      genai('not-a-jwt').models.generateContent({ model: GEMINI_MODEL, contents: say('x'), config: { httpOptions } }),
+    );
+    expect(error.status).toBe(401);
+    expect(error.body.error).toMatchObject({ code: 401, status: 'UNAUTHENTICATED' });
+    await expectOneAudit(id, { status: 401, failure: 'auth' });
+  });
+
+  it.each([
+    ['a model only another product has', OTHER_MODEL, 403, 'PERMISSION_DENIED', 'model_not_allowed', 'forbidden'],
+    ['a model no product has', 'gemini-nope', 404, 'NOT_FOUND', 'model_not_found', 'not_found'],
+    ['an OpenAI model', OPENAI_MODEL, 400, 'INVALID_ARGUMENT', 'unsupported_parameter', 'bad_request'],
+  ])('refuses %s without calling any upstream', async (_case, model, status, rpc, code, failure) => {
+    const { id, httpOptions } = withId('gem-model');
+    const { result: error, moved: calls } = await counting(() =>
+      sdkError(genai(token).models.generateContent({ model, contents: say('x'), config: { httpOptions } })),
+    );
+    expect(error.status).toBe(status);
+    expect(error.body.error).toMatchObject({ code: status, status: rpc });
+    expect(keygateCode(error.body)).toBe(code);
+    if (model === OPENAI_MODEL) expect(error.body.error.message).toMatch(/\/v1\/chat\/completions/);
+    expect(calls).toEqual({});
+    await expectOneAudit(id, { status, failure });
+  });
+
+  it('refuses maxOutputTokens over the product’s cap (400 policy) and a snake_case generation_config, without calling any upstream', async () => {
+    const over = withId('gem-over-cap');
+    const { result: error, moved: calls } = await counting(() =>
+      sdkError(
+        genai(token).models.generateContent({
+          model: GEMINI_MODEL,
+          contents: say('x'),
+          config: { httpOptions: over.httpOptions, maxOutputTokens: DEFAULT_CAP + 1 },
+        }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+    expect(error.body.error.message).toMatch(/maxOutputTokens/);
+    expect(keygateCode(error.body)).toBe('policy_violation');
+    expect(calls).toEqual({});
+    await expectOneAudit(over.id, { status: 400, failure: 'policy' });
+
+    const snake = rid('gem-snake');
+    const res = await gw.fetch(`/v1beta/models/${GEMINI_MODEL}:generateContent`, {
+      method: 'POST',
+      headers: { ...snake.headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
+      body: JSON.stringify({ contents: say('x'), generation_config: { max_output_tokens: 100_000 } }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as GoogleError['body']).error.message).toMatch(/generationConfig/);
+    await expectOneAudit(snake.id, { status: 400, failure: 'bad_request' });
+  });
+
+  it('refuses a tool kind and a field the product’s policy lists (refused_tools, refused_fields)', async () => {
+    const guarded = mintToken({ product: 'guarded', sub: 'guarded-user' });
+    const search = withId('gem-refused-tool');
+    const { result: error, moved: calls } = await counting(() =>
+      sdkError(
+        genai(guarded).models.generateContent({
+          model: GEMINI_MODEL,
+          contents: say('x'),
+          config: { httpOptions: search.httpOptions, tools: [{ googleSearch: {} }] },
+        }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.body.error.message).toMatch(/googleSearch/);
+    expect(keygateCode(error.body)).toBe('policy_violation');
+    expect(calls).toEqual({});
+    await expectOneAudit(search.id, { status: 400, failure: 'policy', product: 'guarded' });
+
+    const cached = withId('gem-refused-field');
+    const refused = await sdkError(
+      genai(guarded).models.generateContent({
+        model: GEMINI_MODEL,
+        contents: say('x'),
+        config: { httpOptions: cached.httpOptions, cachedContent: 'cachedContents/abc' },
+      }),
+    );
+    expect(refused.status).toBe(400);
+    expect(keygateCode(refused.body)).toBe('policy_violation');
+    await expectOneAudit(cached.id, { status: 400, failure: 'policy' });
+  });
+
+  it('answers the daily request limit 429 RESOURCE_EXHAUSTED with Retry-After, without calling any upstream', async () => {
+    const limited = mintToken({ product: 'limited', sub: 'limited-user' });
+    const first = withId('gem-daily-1');
+    await genai(limited).models.generateContent({
+      model: GEMINI_MODEL,
+      contents: say('first'),
+      config: { httpOptions: first.httpOptions },
+    });
+    await expectOneAudit(first.id, { status: 200, product: 'limited' });
+    const { id, headers } = rid('gem-daily-2');
+    const { result: res, moved: calls } = await counting(() =>
+      gw.fetch(`/v1beta/models/${GEMINI_MODEL}:generateContent`, {
+        method: 'POST',
+        headers: { ...headers, 'x-goog-api-key': limited, 'content-type': 'application/json' },
+        body: JSON.stringify({ contents: say('second') }),
+      }),
+    );
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    const body = (await res.json()) as GoogleError['body'];
+    expect(body.error).toMatchObject({ code: 429, status: 'RESOURCE_EXHAUSTED' });
+    expect(body.error.details).toContainEqual({
+      '@type': 'type.googleapis.com/google.rpc.RetryInfo',
+      retryDelay: `${res.headers.get('retry-after')}s`,
+    });
+    expect(calls).toEqual({});
+    await expectOneAudit(id, { status: 429, failure: 'rate_limit', product: 'limited' });
+  });
+
+  it('refuses a blocked caller 403 PERMISSION_DENIED on generateContent and countTokens, without calling any upstream', async () => {
+    const admin = mintToken({ product: 'gem', sub: 'ops', extraClaims: { scope: 'keygate.admin' } });
+    const blocked = await gw.fetch('/admin/blocks', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ product: 'gem', user: 'gem-blocked', reason: 'e2e' }),
+    });
+    expect(blocked.status).toBe(201);
+    const client = genai(mintToken({ product: 'gem', sub: 'gem-blocked' }));
+    for (const op of ['generate', 'count'] as const) {
+      const { id, httpOptions } = withId(`gem-blocked-${op}`);
+      const request = { model: GEMINI_MODEL, contents: say('x'), config: { httpOptions } };
+      const { result: error, moved: calls } = await counting(() =>
+        sdkError(op === 'generate' ? client.models.generateContent(request) : client.models.countTokens(request)),
+      );
+      expect(error.status).toBe(403);
+      expect(error.body.error).toMatchObject({ code: 403, status: 'PERMISSION_DENIED' });
+      expect(keygateCode(error.body)).toBe('blocked');
+      expect(calls).toEqual({});
+      await expectOneAudit(id, { status: 403, failure: 'blocked', user: 'gem-blocked' });
+    }
+  });
+
+  it('refuses streamGenerateContent without alt=sse (400), and a /v1beta route keygate does not serve (404), in Google’s shape', async () => {
+    const stream = rid('gem-no-sse');
+    const { result: res, moved: calls } = await counting(() =>
+      gw.fetch(`/v1beta/models/${GEMINI_MODEL}:streamGenerateContent`, {
+        method: 'POST',
+        headers: { ...stream.headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
+        body: JSON.stringify({ contents: say('x') }),
+      }),
+    );
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as GoogleError['body'];
+    expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+    expect(body.error.message).toMatch(/alt=sse/);
+    expect(calls).toEqual({});
+    await expectOneAudit(stream.id, { status: 400, failure: 'bad_request', stream: true });
+
+    const unknown = rid('gem-unknown-route');
+    const missing = await gw.fetch(`/v1beta/models/${GEMINI_MODEL}:embedContent`, {
+      method: 'POST',
+      headers: { ...unknown.headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
+      body: JSON.stringify({ content: { parts: [{ text: 'x' }] } }),
+    });
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as GoogleError['body']).error).toMatchObject({ code: 404, status: 'NOT_FOUND' });
+    await expectOneAudit(unknown.id, { status: 404, failure: 'not_found' });
+  });
+
+  it('passes Gemini’s own refusal on with its status name (400)', async () => {
+    const { id, httpOptions } = withId('gem-upstream-400');
+    const { result: error, moved: calls } = await counting(() =>
+      sdkError(
+        genai(token).models.generateContent({
+          model: GEMINI_MODEL,
+          contents: say('x'),
+          config: { httpOptions, thinkingConfig: { thinkingBudget: 5, thinkingLevel: 'LOW' as never } },
+        }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+    expect(keygateCode(error.body)).toBe('upstream_bad_request');
+    expect(calls).toEqual({ 'gemini.generateContent': 1 });
+    await expectOneAudit(id, { status: 400, failure: 'upstream', provider: 'gemini' });
+  });
+
+  it('retries an upstream 500, then answers 502 UNAVAILABLE', async () => {
+    const { id, httpOptions } = withId('gem-upstream-500');
+    const { result: error, moved: calls } = await counting(() =>
+      sdkError(
+        genai(token).models.generateContent({ model: GEMINI_MODEL, contents: say('fail [mock status=500]'), config: { httpOptions } }),
+      ),
+    );
+    expect(error.status).toBe(502);
+    expect(error.body.error).toMatchObject({ code: 502, status: 'UNAVAILABLE' });
+    expect(keygateCode(error.body)).toBe('upstream_error');
+    expect(calls).toEqual({ 'gemini.generateContent': 1 + MAX_RETRIES });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'gemini', attempts: 1 + MAX_RETRIES });
+  });
+});
