@@ -4,7 +4,7 @@ import { GatewayError } from '@keygate/errors';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { PassedAnswer } from './anthropic.adapter';
 import type { ChatResult, ChatStream, EmbeddingsRequest, EmbeddingsResult, StreamEvent } from './chat.types';
-import { GeminiNativeStream, generateContentText, generateContentUsage } from './gemini.native';
+import { GeminiNativeStream, generateContentText, generateContentUsage, requestedCandidates } from './gemini.native';
 import type { BatchEmbedContentsResponse, GenerateContentResponse } from './gemini.types';
 import {
   embeddingInputs,
@@ -81,10 +81,7 @@ export class GeminiAdapter implements ProviderAdapter {
   /** `streamGenerateContent?alt=sse` passed through event by event (see {@link GeminiNativeStream}). */
   async streamGenerateContent(call: GenerateContentPassthrough): Promise<ChatStream> {
     const res = await this.post(call, `${modelPath(call.model)}:streamGenerateContent?alt=sse`, call.body);
-    const config = call.body.generationConfig;
-    const count = typeof config === 'object' && config !== null ? (config as { candidateCount?: unknown }).candidateCount : undefined;
-    const stream = new GeminiNativeStream(typeof count === 'number' && Number.isInteger(count) && count > 1 ? count : 1);
-    return { events: this.nativeEvents(res, stream), headers: {} };
+    return { events: this.nativeEvents(res, new GeminiNativeStream(requestedCandidates(call.body))), headers: {} };
   }
 
   /** `countTokens` passed through: the prompt's token count as Google counts it (free). The answer's text, checked to be an object. */

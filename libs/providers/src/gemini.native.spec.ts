@@ -1,4 +1,4 @@
-import { GeminiNativeStream, generateContentText, generateContentUsage } from './gemini.native';
+import { GeminiNativeStream, generateContentText, generateContentUsage, requestedCandidates } from './gemini.native';
 import { UpstreamError } from './upstream.error';
 
 const data = (value: unknown): { data: string } => ({ data: JSON.stringify(value) });
@@ -106,5 +106,18 @@ describe('generateContentUsage and generateContentText', () => {
     expect(generateContentUsage(answer as never)).toEqual({ prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
     expect(generateContentUsage({})).toBeNull();
     expect(generateContentText({ candidates: 'nonsense' } as never)).toBe('');
+  });
+});
+
+describe('requestedCandidates', () => {
+  it.each([
+    [{}, 1],
+    [{ generationConfig: { candidateCount: 3 } }, 3],
+    [{ generationConfig: { candidateCount: 0 } }, 1],
+    [{ generationConfig: { candidateCount: 2.5 } }, 1],
+    [{ generationConfig: { candidateCount: '4' } }, 1],
+    [{ generationConfig: null }, 1],
+  ])('reads %j as %i', (body, count) => {
+    expect(requestedCandidates(body)).toBe(count);
   });
 });

@@ -73,6 +73,16 @@ function geminiStreamError(error: NonNullable<GeminiErrorBody['error']>): Upstre
   return new UpstreamError('stream_error', PROVIDER, typeof error.message === 'string' ? error.message : 'error event', status);
 }
 
+/**
+ * How many candidates a GenerateContentRequest asks for (`generationConfig.candidateCount`, 1 when
+ * absent or not a count): each is bounded by `maxOutputTokens`, so the reservation and the stream's
+ * end count them all.
+ */
+export function requestedCandidates(body: { generationConfig?: unknown }): number {
+  const count = isRecord(body.generationConfig) ? body.generationConfig.candidateCount : undefined;
+  return typeof count === 'number' && Number.isInteger(count) && count > 1 ? count : 1;
+}
+
 /** The usage of a whole `generateContent` answer, in OpenAI's shape; null when it has none. */
 export function generateContentUsage(response: Partial<GenerateContentResponse>): Usage | null {
   return isRecord(response.usageMetadata) ? toUsage(response.usageMetadata) : null;

@@ -10,3 +10,4 @@ export * from './anthropic.adapter';
 export * from './openai.adapter';
 export * from './openai.responses';
 export * from './gemini.adapter';
+export { requestedCandidates } from './gemini.native';

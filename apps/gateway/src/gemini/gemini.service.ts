@@ -6,6 +6,7 @@ import { applyGeminiPolicy, type PolicedGeminiRequest } from '@keygate/policy';
 import {
   estimateGenerateContentPromptTokens,
   GeminiAdapter,
+  requestedCandidates,
   runAttempts,
   type GenerateContentPassthrough,
   type PassedAnswer,
@@ -72,7 +73,8 @@ export class GeminiService {
           const call: GenerateContentPassthrough = { model: attempt, body: attemptBody, access, signal: ctx.abort.signal };
           return stream ? this.gemini.streamGenerateContent(call) : this.gemini.generateContent(call);
         },
-        reserve: () => estimateGenerateContentPromptTokens(body) + cap,
+        // Each candidate asked for is bounded by the cap, as chat reserves for each of `n`.
+        reserve: () => estimateGenerateContentPromptTokens(body) + cap * requestedCandidates(body),
         promptTokens: () => estimateGenerateContentPromptTokens(body),
         answerText: (answer) => answer.text,
         dialect: GOOGLE_STREAM,
