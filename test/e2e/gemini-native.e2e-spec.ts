@@ -39,7 +39,7 @@ beforeAll(async () => {
           '  limited:',
           '    limits: {daily_requests: 1}',
           '  guarded:',
-          "    policy: {refused_fields: ['cachedContent'], refused_tools: ['googleSearch*']}",
+          "    policy: {refused_fields: ['cachedContent'], refused_tools: ['googleSearch*'], max_request_bytes: 4096}",
           '',
         ].join('\n'),
       ),
@@ -340,6 +340,33 @@ describe('Gemini API refusals, in Google’s error shape', () => {
     await expectOneAudit(cached.id, { status: 400, failure: 'policy' });
   });
 
+  it('refuses a body over the product’s size limit (413) and one that fails validation (400), without calling any upstream', async () => {
+    const guarded = mintToken({ product: 'guarded', sub: 'guarded-user' });
+    const send = (id: string, body: unknown): Promise<Response> =>
+      gw.fetch(`/v1beta/models/${GEMINI_MODEL}:generateContent`, {
+        method: 'POST',
+        headers: { 'x-request-id': id, 'x-goog-api-key': guarded, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const large = rid('gem-413');
+    const { result: tooLarge, moved: none } = await counting(() => send(large.id, { contents: say('x'.repeat(8192)) }));
+    expect(tooLarge.status).toBe(413);
+    const body = (await tooLarge.json()) as GoogleError['body'];
+    expect(body.error).toMatchObject({ code: 413, status: 'INVALID_ARGUMENT' });
+    expect(keygateCode(body)).toBe('request_too_large');
+    expect(none).toEqual({});
+    await expectOneAudit(large.id, { status: 413, failure: 'policy' });
+
+    const empty = rid('gem-no-contents');
+    const { result: invalid, moved: still } = await counting(() => send(empty.id, { contents: [] }));
+    expect(invalid.status).toBe(400);
+    const refusal = (await invalid.json()) as GoogleError['body'];
+    expect(refusal.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+    expect(refusal.error.message).toMatch(/contents/);
+    expect(still).toEqual({});
+    await expectOneAudit(empty.id, { status: 400, failure: 'bad_request' });
+  });
+
   it('answers the daily request limit 429 RESOURCE_EXHAUSTED with Retry-After, without calling any upstream', async () => {
     const limited = mintToken({ product: 'limited', sub: 'limited-user' });
     const first = withId('gem-daily-1');
@@ -435,6 +462,31 @@ describe('Gemini API refusals, in Google’s error shape', () => {
     expect(keygateCode(error.body)).toBe('upstream_bad_request');
     expect(calls).toEqual({ 'gemini.generateContent': 1 });
     await expectOneAudit(id, { status: 400, failure: 'upstream', provider: 'gemini' });
+  });
+
+  it('ends a stream whose upstream fails after content with Google’s error event, billed what was reported', async () => {
+    const { id, httpOptions } = withId('gem-stream-cut');
+    const chunks: GenerateContentResponse[] = [];
+    const { result: failure, moved: calls } = await counting(async () => {
+      try {
+        const stream = await genai(token).models.generateContentStream({
+          model: GEMINI_MODEL,
+          contents: say('cut [mock chunks=4 error_event_after=2]'),
+          config: { httpOptions },
+        });
+        for await (const chunk of stream) chunks.push(chunk);
+      } catch (error) {
+        return error as Error;
+      }
+      throw new Error('the stream ended without an error');
+    });
+    expect(chunks.length).toBe(2);
+    // The SDK raises the error event Google's way, from its envelope.
+    expect(failure.message).toMatch(/"status":"UNAVAILABLE"/);
+    expect(calls).toEqual({ 'gemini.streamGenerateContent': 1 });
+    const audit = await expectOneAudit(id, { status: 502, failure: 'upstream', stream: true, attempts: 1 });
+    expect(audit.tokens_in).toBe(chunks[0].usageMetadata?.promptTokenCount);
+    expect(audit.tokens_out).toBeGreaterThan(0);
   });
 
   it('retries an upstream 500, then answers 502 UNAVAILABLE', async () => {
