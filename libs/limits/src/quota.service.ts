@@ -82,7 +82,7 @@ export class QuotaService implements OnModuleInit {
     const message =
       tokens > cap
         ? `This request reserves about ${tokens} tokens (its prompt and the most it may generate), more than ${whose} whole daily ` +
-          `token quota (${cap}): it can never be served as it is; ask for fewer output tokens (max_tokens) or send a shorter prompt`
+          `token quota (${cap}): it can never be served as it is; ask for fewer output tokens (max_tokens, max_output_tokens or maxOutputTokens, as the API names it) or send a shorter prompt`
         : `This request (about ${tokens} tokens) does not fit in ${whose} daily token quota; it resets at 00:00 UTC`;
     throw new GatewayError('daily_quota_exceeded', message, { retryAfterSeconds: secondsToUtcMidnight(now) });
   }

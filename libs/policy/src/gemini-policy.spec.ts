@@ -48,6 +48,11 @@ describe('applyGeminiPolicy', () => {
     [{ generationConfig: [] }, 'invalid_request', 'generationConfig'],
     [{ generation_config: { max_output_tokens: 100000 } }, 'invalid_request', 'generation_config'],
     [{ generationConfig: { max_output_tokens: 100000 } }, 'invalid_request', 'generationConfig.max_output_tokens'],
+    // Candidates the reservation could not count: each is reserved at the cap.
+    [{ generationConfig: { candidate_count: 6 } }, 'invalid_request', 'generationConfig.candidate_count'],
+    [{ generationConfig: { candidateCount: '6' } }, 'invalid_request', 'generationConfig.candidateCount'],
+    [{ generationConfig: { candidateCount: 0 } }, 'invalid_request', 'generationConfig.candidateCount'],
+    [{ generationConfig: { candidateCount: 1.5 } }, 'invalid_request', 'generationConfig.candidateCount'],
   ])('refuses %j (%s, naming %s)', (body, code, param) => {
     const error = refusal(() => applyGeminiPolicy(body as PolicedGeminiRequest, policy));
     expect(error.code).toBe(code);

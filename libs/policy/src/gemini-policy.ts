@@ -9,12 +9,14 @@ export interface PolicedGeminiRequest {
 }
 
 /**
- * Fields Google's JSON parser also takes in snake_case, which would carry a cap or a temperature
- * past the policy (it reads the camelCase names the SDKs send): refused, naming the name to use.
+ * Fields Google's JSON parser also takes in snake_case, which would carry a cap or a candidate
+ * count past the policy and the token reservation (they read the camelCase names the SDKs send):
+ * refused, naming the name to use.
  */
 const SNAKE_CASE_SPELLINGS: ReadonlyArray<readonly [at: 'body' | 'generationConfig', field: string, use: string]> = [
   ['body', 'generation_config', 'generationConfig'],
   ['generationConfig', 'max_output_tokens', 'maxOutputTokens'],
+  ['generationConfig', 'candidate_count', 'candidateCount'],
 ];
 
 /**
@@ -50,6 +52,17 @@ export function applyGeminiPolicy(body: PolicedGeminiRequest, policy: ParameterP
       param: 'generationConfig.maxOutputTokens',
     });
   else effective = asked;
+  // Each candidate is reserved at the cap: a count the reservation could not read (Google's parser
+  // also takes "2") would generate more than it reserved.
+  const candidates = generation.candidateCount;
+  if (
+    candidates !== undefined &&
+    candidates !== null &&
+    (typeof candidates !== 'number' || !Number.isInteger(candidates) || candidates < 1)
+  )
+    throw new GatewayError('invalid_request', 'generationConfig.candidateCount must be a positive integer', {
+      param: 'generationConfig.candidateCount',
+    });
   const t = generation.temperature;
   if (t !== undefined && t !== null) {
     if (typeof t !== 'number')

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { MetricsService } from '@keygate/observability';
 import type { GatewayConfig } from '@keygate/config';
 import type { ProviderAccess } from '@keygate/secrets';
@@ -359,6 +361,29 @@ describe('GeminiAdapter against the mock upstream', () => {
       expect((await getStats(mock.base)).last['gemini.streamGenerateContent']?.url).toBe(
         `/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`,
       );
+    });
+
+    it('passes on every event to the end of the body, one after the event that completes the answer too', async () => {
+      // Google may send a part's thoughtSignature (or grounding metadata) in an event of its own.
+      const done = {
+        candidates: [{ content: { role: 'model', parts: [{ text: 'hi' }] }, finishReason: 'STOP', index: 0 }],
+        usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 1, totalTokenCount: 4 },
+      };
+      const trailing = { candidates: [{ content: { role: 'model', parts: [{ text: '', thoughtSignature: 'c2ln' }] }, index: 0 }] };
+      const server = createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(`data: ${JSON.stringify(done)}\r\n\r\ndata: ${JSON.stringify(trailing)}\r\n\r\n`);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+        const { events } = await adapter.streamGenerateContent({ ...passthrough({ contents }), access: { ...access(), baseUrl: base } });
+        const out = await collect(events);
+        expect(out.map((e) => e.data)).toEqual([JSON.stringify(done), JSON.stringify(trailing)]);
+        expect(out[0].usage).toMatchObject({ prompt_tokens: 3, completion_tokens: 1 });
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
     });
 
     it('counts tokens through countTokens', async () => {

@@ -178,12 +178,13 @@ export class GeminiAdapter implements ProviderAdapter {
     return res;
   }
 
-  /** The native stream ends for the client once the answer is complete, as the translated one does (see {@link events}). */
+  /**
+   * The native stream passes on every event Google sends, to the end of its body: a pass-through
+   * drops nothing (an event after the one that completes the answer may still carry a part's
+   * `thoughtSignature` or grounding metadata); its end is checked (see {@link GeminiNativeStream}).
+   */
   private async *nativeEvents(res: UpstreamResponse, stream: GeminiNativeStream): AsyncGenerator<StreamEvent> {
-    for await (const event of sseEvents(res, this.name, { isLast: isFinalChunk })) {
-      yield stream.push(event);
-      if (stream.stopped) break;
-    }
+    for await (const event of sseEvents(res, this.name)) yield stream.push(event);
     stream.end();
   }
 

@@ -30,7 +30,7 @@ export class GeminiNativeStream {
   /** @param candidates how many candidates the request asked for (`generationConfig.candidateCount`, default 1). */
   constructor(private readonly candidates = 1) {}
 
-  /** Whether the answer is complete: nothing Google sends after it matters to the client. */
+  /** Whether the answer is complete: every candidate finished and the usage read (later events still pass). */
   get stopped(): boolean {
     return this.complete;
   }

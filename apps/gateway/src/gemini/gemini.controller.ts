@@ -88,8 +88,10 @@ export class GeminiController {
     @Res() reply: FastifyReply,
   ): Promise<void> {
     return this.serve(request, (ctx, principal, model, bytes) => {
-      // Without alt=sse Google streams one JSON array, which keygate does not relay.
-      if ((request.query as Record<string, unknown>).alt !== 'sse')
+      // Without alt=sse Google streams one JSON array, which keygate does not relay. (`$alt` is
+      // Google's system-parameter spelling of it.)
+      const query = request.query as Record<string, unknown>;
+      if ((query.alt ?? query.$alt) !== 'sse')
         throw new GatewayError('invalid_request', 'streamGenerateContent is served as server-sent events only: add ?alt=sse', {
           param: 'alt',
         });
