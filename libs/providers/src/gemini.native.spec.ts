@@ -60,6 +60,16 @@ describe('GeminiNativeStream', () => {
     expect(stream.stopped).toBe(true);
   });
 
+  it('takes an answer whose every candidate finished without any usage as complete (a host that reports none): estimated', () => {
+    const stream = new GeminiNativeStream();
+    expect(stream.push(data({ candidates: [text('all of it', 'STOP')] }))).toEqual({
+      data: JSON.stringify({ candidates: [text('all of it', 'STOP')] }),
+      text: 'all of it',
+    });
+    expect(stream.stopped).toBe(false);
+    expect(() => stream.end()).not.toThrow();
+  });
+
   it('fails a stream that ends before its answer is complete as a lost connection', () => {
     const stream = new GeminiNativeStream();
     stream.push(data({ candidates: [text('partial')] }));

@@ -19,7 +19,7 @@ const PROVIDER = 'gemini';
  *   with its code when Google would send it as an HTTP 429 or 5xx (retried like it before any content);
  * - the answer is complete once every candidate asked for (`generationConfig.candidateCount`) has
  *   its `finishReason` (or the prompt was blocked) and an event carried the usage; a body that ends
- *   before then is a truncated answer.
+ *   before every candidate finished is a truncated answer (one that finished without usage is not).
  */
 export class GeminiNativeStream {
   private readonly finished = new Set<number>();
@@ -60,9 +60,14 @@ export class GeminiNativeStream {
     return out;
   }
 
-  /** Checks the answer is complete; a clean close before it is a truncated answer. */
+  /**
+   * Checks the answer is complete; a clean close before it is a truncated answer. One whose every
+   * candidate finished without any usage (a Gemini-compatible host that reports none) is complete
+   * too: keygate's estimate bills it.
+   */
   end(): void {
-    if (!this.complete) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended before the answer was complete');
+    if (this.complete || this.blocked || this.finished.size >= this.candidates) return;
+    throw new UpstreamError('connection_lost', PROVIDER, 'stream ended before the answer was complete');
   }
 }
 
