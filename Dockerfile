@@ -60,4 +60,4 @@ ENTRYPOINT ["/usr/local/bin/tini", "--", "/nodejs/bin/node"]
 # scavenges (`npm run bench:ab -- --memory-limit 512 --a-args=`: 0.59x with this flag). 16 MiB
 # restores the size the benchmark measures, for ~37 MB more RSS under load; the benchmark starts
 # the gateway with these flags, read from this line (bench/processes.js).
-CMD ["--max-semi-space-size=16", "dist/apps/gateway/main.js"]
+CMD ["--max-semi-space-size=16", "--expose-gc", "dist/apps/gateway/main.js"]
