@@ -427,6 +427,28 @@ describe('finishReason and toUsage', () => {
 
 describe('AnthropicStreamTranslator', () => {
   const meta = { fallbackId: FALLBACK_ID, created: CREATED, model: MODEL, clientWantsUsage: false };
+  const START: AnthropicStreamEvent = {
+    type: 'message_start',
+    message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
+  };
+  /** A signed thinking block's events at `index`. */
+  const thinkingEvents = (index: number, thinking: string, signature: string): AnthropicStreamEvent[] => [
+    { type: 'content_block_start', index, content_block: { type: 'thinking', thinking: '', signature: '' } },
+    { type: 'content_block_delta', index, delta: { type: 'thinking_delta', thinking } },
+    { type: 'content_block_delta', index, delta: { type: 'signature_delta', signature } },
+    { type: 'content_block_stop', index },
+  ];
+  /** A fresh translator's output for `events`, after message_start. */
+  const translated = (events: AnthropicStreamEvent[]): StreamEvent[] => {
+    const t = new AnthropicStreamTranslator(meta);
+    return [START, ...events].flatMap((event) => t.push(event));
+  };
+  const deltasOf = (out: StreamEvent[]): Array<[Record<string, unknown>, string | null]> =>
+    out
+      .filter((e) => e.data !== null)
+      .map((e) => JSON.parse(e.data as string) as { choices: Array<{ delta: Record<string, unknown>; finish_reason: string | null }> })
+      .filter((c) => c.choices.length > 0)
+      .map((c) => [c.choices[0].delta, c.choices[0].finish_reason]);
 
   it('reports the usage seen so far (message_start, message_delta), so a stream that fails later is billed what Anthropic counted', () => {
     const t = new AnthropicStreamTranslator(meta);
@@ -512,24 +534,12 @@ describe('AnthropicStreamTranslator', () => {
   });
 
   it('sends the thinking blocks before the finish when the answer ends while thinking (max_tokens)', () => {
-    const t = new AnthropicStreamTranslator(meta);
-    const out = [
-      ...t.push({
-        type: 'message_start',
-        message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
-      }),
-      ...t.push({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }),
-      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'long thought' } }),
-      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: 'sig' } }),
-      ...t.push({ type: 'content_block_stop', index: 0 }),
-      ...t.push({ type: 'message_delta', delta: { stop_reason: 'max_tokens' }, usage: { output_tokens: 9 } }),
-      ...t.push({ type: 'message_stop' }),
-    ];
-    const deltas = out
-      .filter((e) => e.data !== null)
-      .map((e) => JSON.parse(e.data as string) as { choices: Array<{ delta: Record<string, unknown>; finish_reason: string | null }> })
-      .map((c) => [c.choices[0].delta, c.choices[0].finish_reason]);
-    expect(deltas.slice(1)).toStrictEqual([
+    const out = translated([
+      ...thinkingEvents(0, 'long thought', 'sig'),
+      { type: 'message_delta', delta: { stop_reason: 'max_tokens' }, usage: { output_tokens: 9 } },
+      { type: 'message_stop' },
+    ]);
+    expect(deltasOf(out).slice(1)).toStrictEqual([
       [{ reasoning_content: 'long thought' }, null],
       [{ thinking_blocks: [{ type: 'thinking', thinking: 'long thought', signature: 'sig' }] }, null],
       [{}, 'length'],
@@ -539,31 +549,20 @@ describe('AnthropicStreamTranslator', () => {
   });
 
   it('keeps thinking blocks apart from the answer’s blocks between them: text with a blank line between, all blocks at the end, in order', () => {
-    const t = new AnthropicStreamTranslator(meta);
-    const out = [
-      ...t.push({
-        type: 'message_start',
-        message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
-      }),
-      ...t.push({ type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } }),
-      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'first' } }),
-      ...t.push({ type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: 's1' } }),
-      ...t.push({ type: 'content_block_stop', index: 0 }),
-      ...t.push({ type: 'content_block_start', index: 1, content_block: { type: 'text', text: '' } }),
-      ...t.push({ type: 'content_block_delta', index: 1, delta: { type: 'text_delta', text: 'Let me look.' } }),
-      ...t.push({ type: 'content_block_stop', index: 1 }),
-      ...t.push({ type: 'content_block_start', index: 2, content_block: { type: 'thinking', thinking: '', signature: '' } }),
-      ...t.push({ type: 'content_block_delta', index: 2, delta: { type: 'thinking_delta', thinking: 'second' } }),
-      ...t.push({ type: 'content_block_delta', index: 2, delta: { type: 'signature_delta', signature: 's2' } }),
-      ...t.push({ type: 'content_block_stop', index: 2 }),
-      ...t.push({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 9 } }),
-      ...t.push({ type: 'message_stop' }),
-    ];
-    const deltas = out
-      .filter((e) => e.data !== null)
-      .map((e) => (JSON.parse(e.data as string) as { choices: Array<{ delta: Record<string, unknown> }> }).choices[0].delta)
-      .slice(1, -1);
-    expect(deltas).toStrictEqual([
+    const out = translated([
+      ...thinkingEvents(0, 'first', 's1'),
+      { type: 'content_block_start', index: 1, content_block: { type: 'text', text: '' } },
+      { type: 'content_block_delta', index: 1, delta: { type: 'text_delta', text: 'Let me look.' } },
+      { type: 'content_block_stop', index: 1 },
+      ...thinkingEvents(2, 'second', 's2'),
+      { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 9 } },
+      { type: 'message_stop' },
+    ]);
+    expect(
+      deltasOf(out)
+        .slice(1, -1)
+        .map(([delta]) => delta),
+    ).toStrictEqual([
       { reasoning_content: 'first' },
       { content: 'Let me look.' },
       { reasoning_content: '\n\nsecond' },
@@ -594,10 +593,7 @@ describe('AnthropicStreamTranslator', () => {
 
   it('refuses a thinking delta for a block that is not a thinking block', () => {
     const t = new AnthropicStreamTranslator(meta);
-    t.push({
-      type: 'message_start',
-      message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null },
-    });
+    t.push(START);
     t.push({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
     expect(() => t.push({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'x' } })).toThrow(
       UpstreamError,
