@@ -79,6 +79,15 @@ describe('reasoning_effort on Claude', () => {
     const r = refusal(ask('claude-sonnet-4-5', { reasoning_effort: 'low', max_completion_tokens: 1024, max_tokens: undefined }));
     expect(r).toMatchObject({ code: 'invalid_request', param: 'max_completion_tokens' });
     expect(r.message).toContain('this request allows 1024');
+    // The refusal names the field the request set (or the one keygate's cap went in as).
+    const viaMaxTokens = refusal(ask('claude-sonnet-4-5', { reasoning_effort: 'low', max_tokens: 1000 }));
+    expect(viaMaxTokens).toMatchObject({ code: 'invalid_request', param: 'max_tokens' });
+    expect(viaMaxTokens.message).toContain('which max_tokens counts); this request allows 1000');
+    const smallerOfTwo = refusal(ask('claude-sonnet-4-5', { reasoning_effort: 'low', max_tokens: 900, max_completion_tokens: 4000 }));
+    expect(smallerOfTwo).toMatchObject({ param: 'max_tokens' });
+    expect(refusal(ask('claude-sonnet-4-5', { reasoning_effort: 'low', max_tokens: 4000, max_completion_tokens: 900 }))).toMatchObject({
+      param: 'max_completion_tokens',
+    });
     expect(toMessagesRequest(ask('claude-sonnet-4-5', { reasoning_effort: 'low', max_tokens: 1025 })).thinking).toStrictEqual({
       type: 'enabled',
       budget_tokens: 1024,

@@ -106,14 +106,17 @@ function unsupported(param: string, why: string): GatewayError {
  * Without thinking, a final assistant message (a prefill) loses any thinking blocks: Claude refuses
  * them there when it does not think.
  */
-export function applyReasoningEffort(out: MessagesRequest, rawEffort: unknown): void {
-  addThinking(out, rawEffort);
+export function applyReasoningEffort(out: MessagesRequest, rawEffort: unknown, limitParam: LimitParam = 'max_completion_tokens'): void {
+  addThinking(out, rawEffort, limitParam);
   const last = out.messages[out.messages.length - 1];
   if (out.thinking === undefined && last.role === 'assistant' && typeof last.content !== 'string')
     last.content = last.content.filter((b) => b.type !== 'thinking' && b.type !== 'redacted_thinking');
 }
 
-function addThinking(out: MessagesRequest, rawEffort: unknown): void {
+/** The request field that set `max_tokens`, for the refusal's `param`: the client's, or keygate's cap put as `max_tokens`. */
+export type LimitParam = 'max_tokens' | 'max_completion_tokens';
+
+function addThinking(out: MessagesRequest, rawEffort: unknown, limitParam: LimitParam): void {
   const effort = reasoningEffort(rawEffort);
   if (effort === undefined || effort === 'none') return;
   const form = thinkingForm(out.model);
@@ -137,8 +140,8 @@ function addThinking(out: MessagesRequest, rawEffort: unknown): void {
     const budget = Math.min(THINKING_BUDGETS[effort], out.max_tokens - 1);
     if (budget < LEAST_BUDGET)
       throw invalidParameter(
-        'max_completion_tokens',
-        `reasoning_effort ${effort} needs more than ${LEAST_BUDGET} completion tokens on ${out.model} (Claude's least thinking budget, which max_completion_tokens counts); this request allows ${out.max_tokens}`,
+        limitParam,
+        `reasoning_effort ${effort} needs more than ${LEAST_BUDGET} completion tokens on ${out.model} (Claude's least thinking budget, which ${limitParam} counts); this request allows ${out.max_tokens}`,
       );
     out.thinking = { type: 'enabled', budget_tokens: budget };
     return;

@@ -25,7 +25,7 @@ import type {
 } from './anthropic.types';
 import { UpstreamError } from './upstream.error';
 import { claudeOutputSchema } from './anthropic.schema';
-import { applyReasoningEffort, thinkingBlocksOf } from './anthropic.thinking';
+import { applyReasoningEffort, type LimitParam, thinkingBlocksOf } from './anthropic.thinking';
 
 export type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 
@@ -227,8 +227,19 @@ export function toMessagesRequest(body: ChatCompletionRequest): MessagesRequest 
   if (typeof user === 'string' && user !== '') out.metadata = { user_id: user };
   const format = outputFormat(body.response_format);
   if (format) out.output_config = format;
-  applyReasoningEffort(out, body.reasoning_effort);
+  applyReasoningEffort(out, body.reasoning_effort, limitParam(body));
   return out;
+}
+
+/**
+ * The field {@link maxTokens} took its value from: `max_completion_tokens` when it is the smaller
+ * (or only) one sent, else `max_tokens` (also where keygate's policy put the product's cap, the
+ * client having sent neither).
+ */
+function limitParam(body: ChatCompletionRequest): LimitParam {
+  const a = num(body.max_tokens);
+  const b = num(body.max_completion_tokens);
+  return b !== undefined && (a === undefined || b <= a) ? 'max_completion_tokens' : 'max_tokens';
 }
 
 /** `max_completion_tokens` (OpenAI's current name) or `max_tokens`, the smaller when both are set. */
