@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { INVISIBLE_CHARACTERS, INVISIBLE_CHARACTERS_RULE, MAX_USER_ID_LENGTH, type Principal } from './principal';
+import { hasInvisibleCharacters, INVISIBLE_CHARACTERS_RULE, MAX_USER_ID_LENGTH, type Principal } from './principal';
 
 /** The JWT payload after signature, `iss`, `aud`, `exp` and `nbf` checks by the JWT library. */
 export interface JwtPayload {
@@ -33,10 +33,10 @@ export function principalFromClaims(
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) throw invalid('the token has no sub claim');
   // The user id keys limits and blocks and is printed in the audit: one an operator cannot see
   // whole (POST /admin/blocks refuses it) could pass for another user and never be blocked alone.
-  if (INVISIBLE_CHARACTERS.test(sub)) throw invalid(`the token sub claim has ${INVISIBLE_CHARACTERS_RULE}`);
+  if (hasInvisibleCharacters(sub)) throw invalid(`the token sub claim has ${INVISIBLE_CHARACTERS_RULE}`);
   if (typeof product !== 'string' || product.length === 0 || product.length > 64) throw invalid('the token has no product claim');
   // The product is printed in the audit too, even when no product of that name is served (403).
-  if (INVISIBLE_CHARACTERS.test(product)) throw invalid(`the token product claim has ${INVISIBLE_CHARACTERS_RULE}`);
+  if (hasInvisibleCharacters(product)) throw invalid(`the token product claim has ${INVISIBLE_CHARACTERS_RULE}`);
   return { kind: 'jwt', product, user: sub, scopes: scopesOf(payload.scope) };
 }
 

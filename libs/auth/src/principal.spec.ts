@@ -50,6 +50,27 @@ describe('isNameableUserId', () => {
     expect(isNameableUserId(`ali${String.fromCodePoint(Number.parseInt(hex, 16))}ce`)).toBe(false);
   });
 
+  it.each([
+    ['a family (pictographs joined by U+200D)', 'kid-\u{1F468}\u200D\u{1F469}\u200D\u{1F467}'],
+    ['a joined emoji whose first part has a variation selector', 'heart-\u2764\uFE0F\u200D\u{1F525}'],
+    ['a joined emoji whose first part has a skin tone', 'cook-\u{1F469}\u{1F3FD}\u200D\u{1F373}'],
+    ['a subdivision flag (tag characters after the black flag)', 'scot-\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}'],
+  ])('takes %s: its format characters draw one visible emoji', (_, id) => {
+    expect(isNameableUserId(id)).toBe(true);
+  });
+
+  it.each([
+    ['a joiner after a letter', 'ali\u200D\u{1F600}'],
+    ['a joiner before a letter', '\u{1F600}\u200Dce'],
+    ['a joiner at the end', 'alice\u{1F600}\u200D'],
+    ['tag characters without the black flag', 'ali\u{E0067}\u{E007F}ce'],
+    ['a flag tag run without its cancel tag', '\u{1F3F4}\u{E0067}\u{E0062}'],
+    ['an uppercase tag letter', '\u{1F3F4}\u{E0047}\u{E0042}\u{E007F}'],
+    ['a valid emoji beside a zero-width space', '\u{1F468}\u200D\u{1F469}\u200B'],
+  ])('refuses %s: there it is invisible', (_, id) => {
+    expect(isNameableUserId(id)).toBe(false);
+  });
+
   it('refuses an unpaired surrogate (written to Redis as U+FFFD, so two such ids would share a key)', () => {
     expect(isNameableUserId('alice\ud800')).toBe(false);
   });

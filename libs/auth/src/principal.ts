@@ -20,6 +20,20 @@ export interface Principal {
  */
 export const INVISIBLE_CHARACTERS = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
 
+/**
+ * The format characters emoji are built with, where they draw one visible emoji: a zero-width
+ * joiner between two pictographs (👨‍👩‍👧, ❤️‍🔥; the first may carry a variation selector or a skin
+ * tone) and the tag characters of a subdivision flag (🏴 + 1–6 lowercase letters or digits + the
+ * cancel tag: 🏴󠁧󠁢󠁳󠁣󠁴󠁿). Anywhere else they are the invisible characters above.
+ */
+const EMOJI_FORMAT_CHARACTERS =
+  /(?<=[\p{Extended_Pictographic}\p{Emoji_Modifier}\uFE0F])\u200D(?=\p{Extended_Pictographic})|(?<=\u{1F3F4})[\u{E0030}-\u{E0039}\u{E0061}-\u{E007A}]{1,6}\u{E007F}/gu;
+
+/** Whether `value` holds one of the {@link INVISIBLE_CHARACTERS}, other than within an emoji (see {@link EMOJI_FORMAT_CHARACTERS}). */
+export function hasInvisibleCharacters(value: string): boolean {
+  return INVISIBLE_CHARACTERS.test(value) && INVISIBLE_CHARACTERS.test(value.replace(EMOJI_FORMAT_CHARACTERS, ''));
+}
+
 /** What a credential's user id may not hold, as error messages say it (see {@link INVISIBLE_CHARACTERS}). */
 export const INVISIBLE_CHARACTERS_RULE = 'control or invisible characters (such as bidirectional controls or zero-width spaces)';
 
@@ -31,7 +45,7 @@ export const MAX_USER_ID_LENGTH = 256;
  * {@link INVISIBLE_CHARACTERS}. Limits and blocks are keyed by it, so any other user could never be blocked alone.
  */
 export function isNameableUserId(value: unknown): value is string {
-  return typeof value === 'string' && value.length >= 1 && value.length <= MAX_USER_ID_LENGTH && !INVISIBLE_CHARACTERS.test(value);
+  return typeof value === 'string' && value.length >= 1 && value.length <= MAX_USER_ID_LENGTH && !hasInvisibleCharacters(value);
 }
 
 /** The scope admin routes require (SPEC §5): an operator of every product. */

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy } from 'class-validator';
-import { INVISIBLE_CHARACTERS, INVISIBLE_CHARACTERS_RULE } from '@keygate/auth';
+import { hasInvisibleCharacters, INVISIBLE_CHARACTERS_RULE } from '@keygate/auth';
 import { StrictBody } from '../http/dto-validation.pipe';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -20,7 +20,7 @@ export class CreateBlockDto {
   @ValidateBy({
     name: 'noInvisibleCharacters',
     validator: {
-      validate: (v: unknown) => typeof v === 'string' && !INVISIBLE_CHARACTERS.test(v),
+      validate: (v: unknown) => typeof v === 'string' && !hasInvisibleCharacters(v),
       defaultMessage: () => `user must not contain ${INVISIBLE_CHARACTERS_RULE}`,
     },
   })
