@@ -36,6 +36,11 @@ describe('principalFromClaims', () => {
     expect(principalFromClaims({ ...ok, scope: ['x'] }, 900, 60, NOW).scopes).toEqual(['x']);
   });
 
+  it('takes a sub drawn with an emoji joiner, and refuses the joiner between letters', () => {
+    expect(principalFromClaims({ ...ok, sub: 'kid-\u{1F468}\u200D\u{1F467}' }, 900, 60, NOW).user).toBe('kid-\u{1F468}\u200D\u{1F467}');
+    expect(rejected({ ...ok, sub: 'ali\u200Dce' })).toMatch(/sub claim has control or invisible characters/);
+  });
+
   it('measures lifetime from now when iat is absent', () => {
     expect(() => principalFromClaims({ sub: 'a', product: 'p', exp: NOW + 900 }, 900, 60, NOW)).not.toThrow();
     expect(rejected({ sub: 'a', product: 'p', exp: NOW + 901 })).toMatch(/lifetime/);
