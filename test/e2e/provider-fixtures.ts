@@ -80,6 +80,7 @@ export interface ProductUrls {
  * - `prov`: every provider on the mock (chat and embeddings); `gpt-4o` falls back to Claude.
  * - `flaky`: OpenAI on the failing upstream, Claude and Gemini on the mock; `gpt-4o` → Claude.
  * - `flaky2`: Anthropic on the failing upstream, Gemini on the mock; Claude → Gemini.
+ * - `flaky3`: Anthropic on the failing upstream, OpenAI on the mock; Claude → `gpt-4o`.
  * - `flakyalone`: OpenAI on the failing upstream, no fallbacks.
  * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
  * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*`, server tools `web_search*` and betas `context-1m*`.
@@ -120,6 +121,12 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
         gemini: geminiOnMock,
       },
     },
+    flaky3: {
+      providers: {
+        anthropic: { api_key: 'sk-ant-mock-flaky3', models: [ANTHROPIC_MODEL], base_url: urls.flaky },
+        openai: openaiOnMock,
+      },
+    },
     flakyalone: {
       providers: { openai: { api_key: 'sk-mock-flakyalone', models: [OPENAI_MODEL], base_url: `${urls.flaky}/v1` } },
     },
@@ -153,6 +160,8 @@ export function providerPolicyYaml(): string {
     `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
     '  flaky2:',
     `    fallbacks: {${ANTHROPIC_MODEL}: [${GEMINI_MODEL}]}`,
+    '  flaky3:',
+    `    fallbacks: {${ANTHROPIC_MODEL}: [${OPENAI_MODEL}]}`,
     '  deadend:',
     `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
     '  guarded:',

@@ -1678,6 +1678,41 @@ describe('retries and fallbacks', () => {
   });
 });
 
+describe('a fallback from Claude to an OpenAI model', () => {
+  it("sends the OpenAI model the conversation without Claude's thinking (thinking_blocks, reasoning_content), the rest as sent", async () => {
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('fb-claude-thinking');
+    const answered = {
+      role: 'assistant',
+      content: 'It is 4.',
+      reasoning_content: 'Two and two make four.',
+      thinking_blocks: [{ type: 'thinking', thinking: 'Two and two make four.', signature: 'c2lnbmVk' }],
+    };
+    const messages = [{ role: 'user', content: 'What is 2 + 2?' }, answered, { role: 'user', content: 'And 3 + 3?' }];
+    const { result, delta } = await counting(() =>
+      gw
+        .openai(mintToken({ product: 'flaky3' }))
+        .chat.completions.create({ model: ANTHROPIC_MODEL, messages: messages as ChatCompletionMessageParam[] }, { headers }),
+    );
+    expect(result.choices[0].message.content).toBe(mockReply('openai', 'And 3 + 3?'));
+    expect(flaky.count('/v1/messages')).toBe(1 + MAX_RETRIES);
+    expect(moved(delta)).toEqual({ 'openai.chat': 1 });
+    expect(lastBody(await mock.stats(), 'openai.chat').messages).toStrictEqual([
+      messages[0],
+      { role: 'assistant', content: 'It is 4.' },
+      messages[2],
+    ]);
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      product: 'flaky3',
+      model: OPENAI_MODEL,
+      provider: 'openai',
+      attempts: MAX_RETRIES + 2,
+    });
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // the whole file
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { claudeVersion, thinkingBlocksOf, thinkingForm } from './anthropic.thinking';
+import { claudeVersion, thinkingBlocksOf, thinkingForm, withoutClaudeThinking } from './anthropic.thinking';
 import { toMessagesRequest } from './anthropic.translate';
 import type { ChatCompletionRequest } from './chat.types';
 
@@ -308,5 +308,29 @@ describe('thinkingBlocksOf', () => {
     }
     expect(caught).toBeInstanceOf(GatewayError);
     expect((caught as GatewayError).options.param).toBe(param);
+  });
+});
+
+describe('withoutClaudeThinking', () => {
+  it('takes thinking_blocks and reasoning_content off the messages that carry them, and leaves the rest as sent', () => {
+    const user = { role: 'user', content: 'hi' };
+    const answered = {
+      role: 'assistant',
+      content: 'hello',
+      reasoning_content: 'thought',
+      thinking_blocks: [{ type: 'thinking', thinking: 'thought', signature: 's' }],
+      tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+    };
+    const messages = [user, answered, { role: 'tool', tool_call_id: 'c1', content: '1' }];
+    const out = withoutClaudeThinking(messages);
+    expect(out).toStrictEqual([user, { role: 'assistant', content: 'hello', tool_calls: answered.tool_calls }, messages[2]]);
+    expect(out[0]).toBe(user);
+    // The client's body is not changed: a later attempt at Claude still has the thinking.
+    expect(messages[1]).toHaveProperty('thinking_blocks');
+  });
+
+  it('returns the same array when no message carries thinking', () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    expect(withoutClaudeThinking(messages)).toBe(messages);
   });
 });

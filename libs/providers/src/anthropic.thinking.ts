@@ -1,4 +1,5 @@
 import type { GatewayError } from '@keygate/errors';
+import type { ChatMessage } from './chat.types';
 import { invalidParameter, isRecord, reasoningEffort, unsupportedParameter, type ReasoningEffort } from './translate.util';
 import type {
   AnthropicMessageParam,
@@ -173,6 +174,25 @@ function toolLoopWithoutThinking(messages: AnthropicMessageParam[]): boolean {
   const first = messages[start];
   const opening = typeof first.content === 'string' ? 'text' : first.content[0]?.type;
   return opening !== 'thinking' && opening !== 'redacted_thinking';
+}
+
+/** The fields keygate's Claude answers add to an assistant message: Claude's own, signed for Claude alone. */
+const CLAUDE_THINKING_FIELDS = ['thinking_blocks', 'reasoning_content'] as const;
+
+/**
+ * The messages without the thinking a Claude answer carried (`thinking_blocks`, `reasoning_content`),
+ * for a request that falls back from Claude to an OpenAI-compatible model: that thinking (and its
+ * signatures) is Claude's alone, and older OpenAI models refuse a message field they do not know.
+ * Returns `messages` itself when no message carries any.
+ */
+export function withoutClaudeThinking(messages: ChatMessage[]): ChatMessage[] {
+  if (!messages.some((m) => CLAUDE_THINKING_FIELDS.some((f) => m[f] !== undefined))) return messages;
+  return messages.map((m) => {
+    if (!CLAUDE_THINKING_FIELDS.some((f) => m[f] !== undefined)) return m;
+    const copy = { ...m };
+    for (const f of CLAUDE_THINKING_FIELDS) delete copy[f];
+    return copy;
+  });
 }
 
 /**

@@ -11,3 +11,4 @@ export * from './openai.adapter';
 export * from './openai.responses';
 export * from './gemini.adapter';
 export { requestedCandidates } from './gemini.native';
+export { withoutClaudeThinking } from './anthropic.thinking';
