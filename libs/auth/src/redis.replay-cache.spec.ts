@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { REPLAY_KEY_PREFIX, RedisReplayCache, createReplayRedis } from './redis.replay-cache';
 import { ReplayCacheUnavailableError } from './replay-cache';
@@ -64,7 +64,7 @@ describe('RedisReplayCache (real Redis)', () => {
     const key = `${RUN}:client:1800000000:${'a'.repeat(64)}`;
     await expect(cache.remember(key, 600)).resolves.toBe(true);
     await expect(cache.remember(key, 600)).resolves.toBe(false);
-    expect(await redis.get(REPLAY_KEY_PREFIX + key)).toBe('1');
+    expect(await redis.get(REPLAY_KEY_PREFIX + key)).toEqual(expect.any(String));
     const ttl = await redis.ttl(REPLAY_KEY_PREFIX + key);
     expect(ttl).toBeGreaterThan(590);
     expect(ttl).toBeLessThanOrEqual(600);
@@ -151,6 +151,82 @@ describe('RedisReplayCache (real Redis)', () => {
         expect(ms).toBeLessThan(1000);
       } finally {
         silent.disconnect();
+      }
+    });
+  });
+
+  describe('when Redis answers late (a SET that timed out here runs on Redis afterwards)', () => {
+    /** A TCP proxy to the real Redis that, while `holding`, keeps what the client sends and delivers it, in order, on release. */
+    let proxy: Server;
+    const proxySockets = new Set<Socket>();
+    let holding = false;
+    const held: Array<() => void> = [];
+    let proxyUrl: string;
+
+    beforeAll(async () => {
+      const target = new URL(REDIS_URL);
+      proxy = createServer((client) => {
+        const upstream = connect(Number(target.port || 6379), target.hostname);
+        proxySockets.add(client).add(upstream);
+        client.on('data', (chunk) => (holding ? held.push(() => upstream.write(chunk)) : upstream.write(chunk)));
+        upstream.on('data', (chunk) => client.write(chunk));
+        const close = (): void => {
+          client.destroy();
+          upstream.destroy();
+        };
+        client.on('close', close).on('error', close);
+        upstream.on('close', close).on('error', close);
+      });
+      await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+      const address = proxy.address();
+      if (!address || typeof address === 'string') throw new Error('no port');
+      proxyUrl = `redis://127.0.0.1:${address.port}${target.pathname === '/' ? '' : target.pathname}`;
+    });
+
+    afterAll(async () => {
+      proxySockets.forEach((s) => s.destroy());
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    });
+
+    it('leaves the signature of the refused request usable: its retry is accepted once, then refused as a replay', async () => {
+      const slow = createReplayRedis(proxyUrl, ignore);
+      const key = `${RUN}:late`;
+      try {
+        await whenReady(slow);
+        const slowCache = new RedisReplayCache(slow);
+        holding = true;
+        await expect(slowCache.remember(key, 600)).rejects.toBeInstanceOf(ReplayCacheUnavailableError);
+        // Redis gets the SET (and whatever followed it) only now, after the request was refused.
+        holding = false;
+        held.splice(0).forEach((deliver) => deliver());
+        // A command on the same connection is answered after everything sent before it.
+        await slow.ping();
+        await expect(cache.remember(key, 600)).resolves.toBe(true);
+        await expect(cache.remember(key, 600)).resolves.toBe(false);
+      } finally {
+        holding = false;
+        slow.disconnect();
+      }
+    });
+
+    it('never releases a key another request wrote (a served signature stays spent)', async () => {
+      const slow = createReplayRedis(proxyUrl, ignore);
+      const key = `${RUN}:late-served`;
+      try {
+        await whenReady(slow);
+        const slowCache = new RedisReplayCache(slow);
+        holding = true;
+        const late = slowCache.remember(key, 600);
+        // Another replica serves the same signature while this one's SET is held up.
+        await expect(cache.remember(key, 600)).resolves.toBe(true);
+        await expect(late).rejects.toBeInstanceOf(ReplayCacheUnavailableError);
+        holding = false;
+        held.splice(0).forEach((deliver) => deliver());
+        await slow.ping();
+        await expect(cache.remember(key, 600)).resolves.toBe(false);
+      } finally {
+        holding = false;
+        slow.disconnect();
       }
     });
   });
