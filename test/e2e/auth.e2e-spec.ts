@@ -770,6 +770,8 @@ describe.each(VERIFIER_TARGETS)('the verifier with $name refuses hostile tokens 
           .map((p) => (typeof p === 'string' ? p : p.toString('base64url')))
           .join('.'),
     ],
+    ['a signed token with a compression header (zip: a JWE parameter)', () => signedJwt(key, valid(), { zip: 'DEF' })],
+    ['a signed token with an encryption header (enc: a JWE parameter)', () => signedJwt(key, valid(), { enc: 'A256GCM' })],
     ['a payload that is a JSON array', () => signedJwt(key, [valid()])],
     ['a payload that is a JSON string', () => signedJwt(key, JSON.stringify(valid()))],
     ['a payload that is a number', () => signedJwt(key, 42)],

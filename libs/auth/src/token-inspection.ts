@@ -10,6 +10,11 @@ const SEGMENT = /^[A-Za-z0-9_-]+$/;
  * Entra ID puts `x5t` on every token, so they are allowed; the key is chosen by `kid` alone.)
  */
 const KEY_CARRYING_HEADERS = ['jwk', 'jku', 'x5u', 'x5c'];
+/**
+ * Header parameters of an encrypted token (JWE, RFC 7516): a signed token carrying one is not what
+ * it claims to be (`zip` compresses a JWE's plaintext; a JWS has none), so it is refused as JWE is.
+ */
+const ENCRYPTION_HEADERS = ['enc', 'zip', 'epk', 'apu', 'apv', 'iv', 'tag', 'p2s', 'p2c'];
 
 /** A compact JWS decoded but NOT verified. */
 export interface UnverifiedToken {
@@ -33,6 +38,7 @@ export function inspectToken(token: string, acceptedAlgs: ReadonlySet<string>): 
   if (!payload) throw invalid('the token payload must be a JSON object');
   const alg = header.alg;
   if (typeof alg !== 'string' || !acceptedAlgs.has(alg)) throw invalid('the token algorithm is not accepted');
+  if (ENCRYPTION_HEADERS.some((h) => h in header)) throw invalid('encrypted tokens (JWE) are not accepted');
   if (KEY_CARRYING_HEADERS.some((h) => h in header)) throw invalid('tokens that carry their own key or key URL are not accepted');
   if ('crit' in header) throw invalid('the token has critical header parameters keygate does not understand');
   const kid = header.kid;
