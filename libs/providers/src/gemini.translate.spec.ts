@@ -758,13 +758,18 @@ describe('Gemini translation', () => {
     const googleError = (code: number, status: string, message: string, details?: unknown[]): string =>
       JSON.stringify({ error: { code, message, status, ...(details ? { details } : {}) } });
 
-    it('treats a 400 API_KEY_INVALID as keygate credential trouble (401 -> 502), not the client’s', () => {
+    it('treats a 400 API_KEY_INVALID as keygate credential trouble (502, naming the 400 Google sent), not the client’s', () => {
       const text = googleError(400, 'INVALID_ARGUMENT', 'API key not valid. Please pass a valid API key.', [
         { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com' },
       ]);
       const error = geminiHttpError(400, text, undefined);
-      expect(error).toMatchObject({ kind: 'http', status: 401, message: 'API key not valid. Please pass a valid API key.' });
-      expect(error.toGatewayError()).toMatchObject({ code: 'upstream_error', status: 502 });
+      expect(error).toMatchObject({ kind: 'credentials', status: 400, message: 'API key not valid. Please pass a valid API key.' });
+      expect(error.retryable).toBe(false);
+      expect(error.toGatewayError()).toMatchObject({
+        code: 'upstream_error',
+        status: 502,
+        message: "upstream gemini refused keygate's credentials (status 400)",
+      });
     });
 
     it('treats a 403 PERMISSION_DENIED the same way, keeping its status for the operator', () => {

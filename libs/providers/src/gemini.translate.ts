@@ -1032,7 +1032,8 @@ export class GeminiStreamTranslator {
  * A non-2xx Gemini answer as an {@link UpstreamError}. Google never answers 401 to API-key
  * callers: a bad key is 400 INVALID_ARGUMENT with reason API_KEY_INVALID, a missing or
  * unauthorised one 403. Both are keygate's credential problem, not the client's, so they are
- * reported as 401 (which the gateway answers as 502) instead of a 400 blaming the client.
+ * reported as a credentials failure (which the gateway answers as 502, naming the status Google
+ * sent) instead of a 400 blaming the client.
  * Retry hints come from `Retry-After` or, as Google sends them, a `RetryInfo` detail.
  */
 export function geminiHttpError(status: number, text: string, retryAfterHeader: string | string[] | undefined): UpstreamError {
@@ -1046,7 +1047,7 @@ export function geminiHttpError(status: number, text: string, retryAfterHeader: 
   const details = body?.error?.details;
   const keyInvalid = status === 400 && details?.some((d) => d.reason === 'API_KEY_INVALID') === true;
   // A key Google calls invalid is a credentials failure whatever the status; a 403 already is one.
-  if (keyInvalid) return new UpstreamError('http', PROVIDER, message, 401);
+  if (keyInvalid) return new UpstreamError('credentials', PROVIDER, message, status);
   if (status === 403) return new UpstreamError('http', PROVIDER, message, 403);
   let retry = retryAfter(retryAfterHeader);
   if (retry === undefined && details) {

@@ -17,7 +17,12 @@ export type UpstreamFailureKind =
    */
   | 'connection_lost'
   /** The upstream answered, but its model failed to generate a usable answer (a 5xx `status`: retryable). */
-  | 'generation';
+  | 'generation'
+  /**
+   * The upstream refused keygate's own key, whatever status it chose for that (Gemini's 400
+   * `API_KEY_INVALID`): keygate's problem, not the client's, so a 502; `status` is the one it sent.
+   */
+  | 'credentials';
 
 /** `Retry-After` of an upstream 429 that named no delay of its own. */
 export const DEFAULT_RATE_LIMIT_RETRY_SECONDS = 1;
@@ -89,6 +94,8 @@ export class UpstreamError extends Error {
         return ['upstream_error', `${who} reported an error in its stream: ${this.message}`];
       case 'generation':
         return ['upstream_error', `${who} failed to generate an answer: ${this.message}`];
+      case 'credentials':
+        return ['upstream_error', `${who} refused keygate's credentials (status ${this.status ?? 'unknown'})`];
       case 'http':
         return this.classifyStatus(who);
     }
