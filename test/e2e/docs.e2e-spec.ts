@@ -343,19 +343,31 @@ describe('the OpenAPI document of a gateway that also takes HMAC and IAP credent
   it('offers x-goog-api-key on the Gemini routes only, beside the bearer JWT, and documents their answers in Google’s shape', () => {
     expect(doc.components?.securitySchemes?.['x-goog-api-key']).toMatchObject({ type: 'apiKey', in: 'header', name: 'x-goog-api-key' });
     const hmac = { 'hmac-client-id': [], 'hmac-timestamp': [], 'hmac-signature': [] };
-    const gemini = ['generateContent', 'streamGenerateContent', 'countTokens'].map((method) => `/v1beta/models/{model}:${method}`);
-    for (const path of gemini) {
-      expect(doc.paths[path].post.security).toEqual([{ bearer: [] }, { 'x-goog-api-key': [] }, hmac, { iap: [] }]);
-      expect(JSON.stringify(doc.paths[path].post.responses?.['401'])).toMatch(/GoogleErrorBodyDto/);
+    const methods = ['generateContent', 'streamGenerateContent', 'countTokens', 'embedContent', 'batchEmbedContents'];
+    // Under v1beta and the stable v1 alike; the model list under v1beta only (GET /v1/models is OpenAI's).
+    const gemini = ['v1beta', 'v1'].flatMap((version) => methods.map((method) => `post /${version}/models/{model}:${method}`));
+    const lists = ['get /v1beta/models', 'get /v1beta/models/{model}'];
+    for (const route of [...gemini, ...lists]) {
+      const [method, path] = route.split(' ');
+      expect({ route, security: doc.paths[path][method].security }).toEqual({
+        route,
+        security: [{ bearer: [] }, { 'x-goog-api-key': [] }, hmac, { iap: [] }],
+      });
+      expect(JSON.stringify(doc.paths[path][method].responses?.['401'])).toMatch(/GoogleErrorBodyDto/);
     }
     const withKey = Object.entries(doc.paths).flatMap(([path, item]) =>
       Object.entries(item)
         .filter(([, op]) => (op.security ?? []).some((requirement) => 'x-goog-api-key' in requirement))
-        .map(() => path),
+        .map(([method]) => `${method} ${path}`),
     );
-    expect(withKey.sort()).toEqual([...gemini].sort());
-    expect(okSchema(doc, gemini[0])).toMatch(/GenerateContentResponseDto$/);
-    expect(okSchema(doc, gemini[2])).toMatch(/CountTokensResponseDto$/);
+    expect(withKey.sort()).toEqual([...gemini, ...lists].sort());
+    expect(okSchema(doc, '/v1beta/models/{model}:generateContent')).toMatch(/GenerateContentResponseDto$/);
+    expect(okSchema(doc, '/v1beta/models/{model}:countTokens')).toMatch(/CountTokensResponseDto$/);
+    expect(okSchema(doc, '/v1beta/models/{model}:embedContent')).toMatch(/EmbedContentResponseDto$/);
+    expect(okSchema(doc, '/v1beta/models/{model}:batchEmbedContents')).toMatch(/BatchEmbedContentsResponseDto$/);
+    // Keygate answers the model list alone: no body, no upstream.
+    expect(statuses(doc, '/v1beta/models', 'get')).toEqual(['200', '400', '401', '403', '429', '500', '503']);
+    expect(statuses(doc, '/v1beta/models/{model}', 'get')).toEqual(['200', '400', '401', '403', '404', '429', '500', '503']);
   });
 
   it('leaves HMAC and IAP out where they are not configured (the gateway above): bearer, x-api-key and x-goog-api-key only', async () => {

@@ -436,10 +436,10 @@ describe('Gemini API refusals, in Google’s error shape', () => {
     await expectOneAudit(stream.id, { status: 400, failure: 'bad_request', stream: true });
 
     const unknown = rid('gem-unknown-route');
-    const missing = await gw.fetch(`/v1beta/models/${GEMINI_MODEL}:embedContent`, {
+    const missing = await gw.fetch(`/v1beta/models/${GEMINI_MODEL}:predict`, {
       method: 'POST',
       headers: { ...unknown.headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
-      body: JSON.stringify({ content: { parts: [{ text: 'x' }] } }),
+      body: JSON.stringify({ instances: [{ content: 'x' }] }),
     });
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as GoogleError['body']).error).toMatchObject({ code: 404, status: 'NOT_FOUND' });

@@ -18,6 +18,7 @@ import { SseRelay } from './chat/sse-relay';
 import { EmbeddingsController } from './embeddings/embeddings.controller';
 import { EmbeddingsService } from './embeddings/embeddings.service';
 import { GeminiController } from './gemini/gemini.controller';
+import { GeminiModelsController } from './gemini/gemini-models.controller';
 import { GeminiService } from './gemini/gemini.service';
 import { MessagesController } from './messages/messages.controller';
 import { MessagesService } from './messages/messages.service';
@@ -53,6 +54,7 @@ export class AppModule {
         EmbeddingsController,
         MessagesController,
         GeminiController,
+        GeminiModelsController,
         ResponsesController,
         ModelsController,
         AdminController,

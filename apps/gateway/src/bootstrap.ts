@@ -187,7 +187,7 @@ const CORS_ALLOWED_HEADERS = [
   'anthropic-version',
   'anthropic-beta',
   'anthropic-dangerous-direct-browser-access',
-  // @google/genai's, on the Gemini routes under /v1beta (its key header, and its client identification).
+  // @google/genai's, on the Gemini routes (under /v1beta, and /v1 with apiVersion 'v1') (its key header, and its client identification).
   'x-goog-api-key',
   'x-goog-api-client',
 ];
@@ -344,7 +344,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
           in: 'header',
           name: 'x-goog-api-key',
           description:
-            'The same JWT, where Google’s clients send a key: the Gemini routes under /v1beta (never as ?key=, which is refused)',
+            'The same JWT, where Google’s clients send a key: the Gemini routes under /v1beta and their methods under /v1 (never as ?key=, which is refused)',
         },
         GOOGLE_KEY_SCHEME,
       )

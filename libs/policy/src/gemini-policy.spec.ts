@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { applyGeminiPolicy, refuseDeniedGemini, type PolicedGeminiRequest } from './gemini-policy';
+import { applyGeminiEmbedPolicy, applyGeminiPolicy, refuseDeniedGemini, type PolicedGeminiRequest } from './gemini-policy';
 
 const policy = {
   maxTokens: 1000,
@@ -85,5 +85,36 @@ describe('refuseDeniedGemini', () => {
         guarded,
       ),
     ).not.toThrow();
+  });
+});
+
+describe('applyGeminiEmbedPolicy', () => {
+  const guarded = { ...policy, refusedFields: ['title', 'output*'] };
+
+  it('passes a body naming no refused field, unchanged', () => {
+    const body = { content: { parts: [{ text: 'x' }] }, taskType: 'RETRIEVAL_QUERY' };
+    applyGeminiEmbedPolicy(body, guarded, false);
+    expect(body).toEqual({ content: { parts: [{ text: 'x' }] }, taskType: 'RETRIEVAL_QUERY' });
+    const batch = { requests: [{ content: { parts: [{ text: 'x' }] }, title: null }] };
+    applyGeminiEmbedPolicy(batch, guarded, true);
+    expect(batch.requests).toHaveLength(1);
+  });
+
+  it('refuses a refused field at the top of embedContent, in its camelCase form too', () => {
+    const top = refusal(() => applyGeminiEmbedPolicy({ content: {}, title: 'doc' }, guarded, false));
+    expect(top).toMatchObject({ code: 'policy_violation', options: { param: 'title' } });
+    const snake = refusal(() => applyGeminiEmbedPolicy({ content: {}, output_dimensionality: 8 }, guarded, false));
+    expect(snake).toMatchObject({ code: 'policy_violation', options: { param: 'output_dimensionality' } });
+  });
+
+  it('refuses a refused field in any request of a batch, naming the request', () => {
+    const body = { requests: [{ content: {} }, { content: {}, outputDimensionality: 8 }] };
+    const error = refusal(() => applyGeminiEmbedPolicy(body, guarded, true));
+    expect(error).toMatchObject({ code: 'policy_violation', options: { param: 'requests[1].outputDimensionality' } });
+    expect(error.message).toBe('requests[1].outputDimensionality is not allowed for this product');
+  });
+
+  it('reads the requests of a batch only when the body is one', () => {
+    expect(() => applyGeminiEmbedPolicy({ requests: [{ title: 'x' }] }, guarded, false)).not.toThrow();
   });
 });

@@ -86,13 +86,7 @@ export function applyGeminiPolicy(body: PolicedGeminiRequest, policy: ParameterP
  * which Google's parser also takes, is matched as `googleSearch`). A field or tool sent as null asks for nothing and passes.
  */
 export function refuseDeniedGemini(body: PolicedGeminiRequest, policy: ParameterPolicy): void {
-  if (policy.refusedFields.length) {
-    for (const field of Object.keys(body)) {
-      if (body[field] === undefined || body[field] === null) continue;
-      if (policy.refusedFields.some((pattern) => matchesName(field, pattern) || matchesName(camelCase(field), pattern)))
-        throw new GatewayError('policy_violation', `${field} is not allowed for this product`, { param: field });
-    }
-  }
+  refuseFields(body, policy, '');
   if (!policy.refusedTools.length || !Array.isArray(body.tools)) return;
   (body.tools as unknown[]).forEach((tool, i) => {
     if (typeof tool !== 'object' || tool === null) return;
@@ -105,6 +99,31 @@ export function refuseDeniedGemini(body: PolicedGeminiRequest, policy: Parameter
         });
     }
   });
+}
+
+/**
+ * Applies the parameter policy to a Gemini `embedContent` body, or with `batch` a
+ * `batchEmbedContents` one (`{requests: [...]}`): a field in `refused_fields` (`title`,
+ * `outputDimensionality`, matched in camelCase as on `generateContent`) is a 400 `policy_violation`,
+ * at the top of the body or in any request of a batch (`param` `requests[i].title`). The token cap
+ * and the temperature range do not apply: an embedding generates nothing.
+ */
+export function applyGeminiEmbedPolicy(body: Record<string, unknown>, policy: ParameterPolicy, batch: boolean): void {
+  refuseFields(body, policy, '');
+  if (!batch || !Array.isArray(body.requests)) return;
+  (body.requests as unknown[]).forEach((request, i) => {
+    if (typeof request === 'object' && request !== null) refuseFields(request as Record<string, unknown>, policy, `requests[${i}].`);
+  });
+}
+
+/** Refuses a field of `holder` the policy's `refused_fields` names (its camelCase name matched too); `at` prefixes the param. */
+function refuseFields(holder: Record<string, unknown>, policy: ParameterPolicy, at: string): void {
+  if (!policy.refusedFields.length) return;
+  for (const field of Object.keys(holder)) {
+    if (holder[field] === undefined || holder[field] === null) continue;
+    if (policy.refusedFields.some((pattern) => matchesName(field, pattern) || matchesName(camelCase(field), pattern)))
+      throw new GatewayError('policy_violation', `${at}${field} is not allowed for this product`, { param: `${at}${field}` });
+  }
 }
 
 /** `google_search` → `googleSearch`; a camelCase name is left as it is. */

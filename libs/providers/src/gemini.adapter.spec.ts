@@ -260,8 +260,12 @@ describe('GeminiAdapter against the mock upstream', () => {
   it('maps a bad key (400 API_KEY_INVALID) to a credential failure the client sees as 502', async () => {
     const error = await rejection(adapter.chat(call(chatBody('hi'), { access: access('AIza-wrong') })));
     expect(error).toBeInstanceOf(UpstreamError);
-    expect(error).toMatchObject({ kind: 'http', status: 401, message: 'API key not valid. Please pass a valid API key.' });
-    expect((error as UpstreamError).toGatewayError().status).toBe(502);
+    expect(error).toMatchObject({ kind: 'credentials', status: 400, message: 'API key not valid. Please pass a valid API key.' });
+    expect((error as UpstreamError).retryable).toBe(false);
+    expect((error as UpstreamError).toGatewayError()).toMatchObject({
+      status: 502,
+      message: "upstream gemini refused keygate's credentials (status 400)",
+    });
   });
 
   it('maps a missing key (403) the same way, naming the status Google answered', async () => {
@@ -394,6 +398,58 @@ describe('GeminiAdapter against the mock upstream', () => {
     it('keeps Google’s own status name on a refusal', async () => {
       const error = await rejection(adapter.generateContent(passthrough({ contents: [] })));
       expect(error).toMatchObject({ kind: 'http', status: 400, code: 'INVALID_ARGUMENT' });
+    });
+
+    it('calls the API version the client called (v1), v1beta when none is given', async () => {
+      await adapter.countTokens({ ...passthrough({ contents }), version: 'v1' });
+      expect((await getStats(mock.base)).last['gemini.countTokens']?.url).toBe(`/v1/models/${MODEL}:countTokens`);
+      await adapter.countTokens(passthrough({ contents }));
+      expect((await getStats(mock.base)).last['gemini.countTokens']?.url).toBe(`/v1beta/models/${MODEL}:countTokens`);
+    });
+
+    const EMBED_MODEL = 'text-embedding-004';
+    const content = (text: string): Record<string, unknown> => ({ parts: [{ text }] });
+
+    it('passes embedContent through: Google’s answer unchanged, no usage reported', async () => {
+      const body = { content: content('embed me'), outputDimensionality: 4 };
+      const answer = await adapter.embedContent(passthrough(body, EMBED_MODEL), false);
+      expect((JSON.parse(answer.body) as { embedding: { values: number[] } }).embedding.values).toHaveLength(4);
+      expect(answer.promptTokens).toBeUndefined();
+      const last = (await getStats(mock.base)).last['gemini.embedContent'];
+      expect(last).toMatchObject({ url: `/v1beta/models/${EMBED_MODEL}:embedContent`, body });
+      expect(last?.headers['x-goog-api-key']).toBe(KEY);
+    });
+
+    it('passes batchEmbedContents through, one embedding per request, to the version called', async () => {
+      const body = { requests: [{ model: `models/${EMBED_MODEL}`, content: content('a') }, { content: content('b') }] };
+      const answer = await adapter.embedContent({ ...passthrough(body, EMBED_MODEL), version: 'v1' }, true);
+      expect((JSON.parse(answer.body) as { embeddings: unknown[] }).embeddings).toHaveLength(2);
+      expect((await getStats(mock.base)).last['gemini.batchEmbedContents']).toMatchObject({
+        url: `/v1/models/${EMBED_MODEL}:batchEmbedContents`,
+        body,
+      });
+    });
+
+    it('reads the input tokens Google reports, and refuses an answer without the vectors asked for', async () => {
+      const answers = [
+        { embeddings: [{ values: [1] }], usageMetadata: { promptTokenCount: 7 } },
+        { embeddings: [] },
+        { embedding: 'nope' },
+      ];
+      const server = createServer((_req, res) =>
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answers.shift())),
+      );
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+        const batch = { ...passthrough({ requests: [{ content: content('a') }] }, EMBED_MODEL), access: { ...access(), baseUrl: base } };
+        expect((await adapter.embedContent(batch, true)).promptTokens).toBe(7);
+        expect(await rejection(adapter.embedContent(batch, true))).toMatchObject({ kind: 'protocol' });
+        const single = { ...batch, body: { content: content('a') } };
+        expect(await rejection(adapter.embedContent(single, false))).toMatchObject({ kind: 'protocol' });
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
     });
   });
 

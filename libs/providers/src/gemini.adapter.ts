@@ -24,6 +24,9 @@ import { ClientAbortedError, UpstreamClient, type UpstreamResponse } from './ups
 import { MAX_ERROR_BODY_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
+/** The versions of Google's API keygate passes through: the one a client called is the one called upstream. */
+export type GeminiApiVersion = 'v1beta' | 'v1';
+
 /** A Gemini request passed through as its client wrote it (keygate's `/v1beta/models/{model}:…`). */
 export interface GenerateContentPassthrough {
   /** The model of this attempt, a bare id (`gemini-2.5-flash`). */
@@ -32,6 +35,23 @@ export interface GenerateContentPassthrough {
   body: Record<string, unknown>;
   access: ProviderAccess;
   signal: AbortSignal;
+  /** The API version the client called, and so the one called upstream (`v1beta` when absent). */
+  version?: GeminiApiVersion;
+}
+
+/** A passed-through `embedContent` or `batchEmbedContents` answer, and what keygate read of it. */
+export interface EmbedContentAnswer extends PassedAnswer {
+  /** The input tokens Google reported (`usageMetadata.promptTokenCount`), when it reported any. */
+  promptTokens: number | undefined;
+}
+
+/**
+ * Whether a Gemini model embeds (`text-embedding-004`, `gemini-embedding-001`, `embedding-001`):
+ * Google names every embedding model so, and serves `embedContent` for no other. Read from the
+ * name, since keygate's configuration lists models and nothing about them.
+ */
+export function isGeminiEmbeddingModel(model: string): boolean {
+  return /embedding/i.test(model);
 }
 
 /** A passed-through `generateContent` answer, and what keygate read of it. */
@@ -90,6 +110,29 @@ export class GeminiAdapter implements ProviderAdapter {
     const body = await readText(res, this.name);
     parse<{ totalTokens?: unknown }>(body, 'response');
     return { body, headers: {} };
+  }
+
+  /**
+   * `embedContent`, or with `batch` `batchEmbedContents`, passed through: the client's body with
+   * keygate's key; the answer comes back unchanged once checked to hold the vectors asked for (one
+   * `embedding`, or one of `embeddings` per request).
+   */
+  async embedContent(call: GenerateContentPassthrough, batch: boolean): Promise<EmbedContentAnswer> {
+    const res = await this.post(call, `${modelPath(call.model)}:${batch ? 'batchEmbedContents' : 'embedContent'}`, call.body);
+    const body = await readText(res, this.name);
+    const answer = parse<{ embedding?: unknown; embeddings?: unknown; usageMetadata?: unknown }>(body, 'response');
+    const requests = call.body.requests;
+    const complete = batch
+      ? Array.isArray(answer.embeddings) && Array.isArray(requests) && answer.embeddings.length === requests.length
+      : answer.embedding !== null && typeof answer.embedding === 'object';
+    if (!complete) throw new UpstreamError('protocol', this.name, 'the embeddings do not match the request');
+    const usage = answer.usageMetadata as { promptTokenCount?: unknown } | undefined;
+    const reported = usage !== null && typeof usage === 'object' ? usage.promptTokenCount : undefined;
+    return {
+      body,
+      headers: {},
+      promptTokens: typeof reported === 'number' && Number.isInteger(reported) && reported >= 0 ? reported : undefined,
+    };
   }
 
   /**
@@ -163,10 +206,14 @@ export class GeminiAdapter implements ProviderAdapter {
     return { body: JSON.stringify(result), usage: result.usage };
   }
 
-  private async post(call: Pick<ProviderCall<unknown>, 'access' | 'signal'>, path: string, body: unknown): Promise<UpstreamResponse> {
+  private async post(
+    call: Pick<ProviderCall<unknown>, 'access' | 'signal'> & { version?: GeminiApiVersion },
+    path: string,
+    body: unknown,
+  ): Promise<UpstreamResponse> {
     const res = await this.client.send({
       provider: this.name,
-      url: `${call.access.baseUrl}/v1beta/models/${path}`,
+      url: `${call.access.baseUrl}/${call.version ?? 'v1beta'}/models/${path}`,
       headers: { 'x-goog-api-key': call.access.apiKey, 'content-type': 'application/json' },
       body: JSON.stringify(body),
       signal: call.signal,

@@ -12,3 +12,4 @@ export * from './openai.responses';
 export * from './gemini.adapter';
 export { requestedCandidates } from './gemini.native';
 export { withoutClaudeThinking } from './anthropic.thinking';
+export { GEMINI_EMBED_BATCH_SIZE } from './gemini.translate';

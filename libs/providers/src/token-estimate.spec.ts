@@ -1,5 +1,6 @@
 import {
   countTokens,
+  estimateEmbedContentTokens,
   estimateGenerateContentPromptTokens,
   estimateMessagesPromptTokens,
   estimatePromptTokens,
@@ -94,6 +95,20 @@ describe('estimateGenerateContentPromptTokens', () => {
       countTokens(JSON.stringify(tools));
     expect(estimate).toBe(expected);
     expect(estimateGenerateContentPromptTokens({ contents: 'nonsense' })).toBe(3);
+  });
+});
+
+describe('estimateEmbedContentTokens', () => {
+  it('counts an embedContent body: its title and its parts’ text, a flat amount per other part', () => {
+    const body = { content: { parts: [{ text: question }, { inlineData: { mimeType: 'image/png', data: 'AAAA' } }] }, title: 'Weather' };
+    expect(estimateEmbedContentTokens(body, false)).toBe(countTokens(question) + NON_TEXT_PART_TOKENS + countTokens('Weather'));
+  });
+
+  it('counts every request of a batch, and nothing of what is not a request', () => {
+    const body = { requests: [{ content: { parts: [{ text: question }] } }, { content: { parts: [{ text: 'Sunny' }] } }, 'junk'] };
+    expect(estimateEmbedContentTokens(body, true)).toBe(countTokens(question) + countTokens('Sunny'));
+    expect(estimateEmbedContentTokens({ requests: 'nonsense' }, true)).toBe(0);
+    expect(estimateEmbedContentTokens(body, false)).toBe(0);
   });
 });
 

@@ -203,6 +203,25 @@ export function estimateGenerateContentPromptTokens(request: { contents?: unknow
   return total;
 }
 
+/**
+ * Input tokens of a Gemini `embedContent` body (`{content, title?}`) or, with `batch`, of a
+ * `batchEmbedContents` body (`{requests: [{content, title?}, …]}`): the parts' text (and each
+ * title) counted with the tokenizer, a flat {@link NON_TEXT_PART_TOKENS} per other part. An
+ * estimate: Gemini reports no usage for embeddings.
+ */
+export function estimateEmbedContentTokens(body: { content?: unknown; requests?: unknown }, batch: boolean): number {
+  const tally = new TokenTally();
+  const one = (request: unknown): number => {
+    if (!isObject(request)) return 0;
+    const title = typeof request.title === 'string' ? tally.count(request.title) : 0;
+    return title + (isObject(request.content) ? partsTokens(request.content.parts, tally) : 0);
+  };
+  if (!batch) return one(body);
+  let total = 0;
+  for (const request of Array.isArray(body.requests) ? (body.requests as unknown[]) : []) total += one(request);
+  return total;
+}
+
 function partsTokens(parts: unknown, tally: TokenTally): number {
   let total = 0;
   for (const part of Array.isArray(parts) ? (parts as unknown[]) : []) {

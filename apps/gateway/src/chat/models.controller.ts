@@ -16,13 +16,13 @@ import {
 import { RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
-import type { ProductEntry } from '@keygate/secrets';
 import type { FastifyRequest } from 'fastify';
 import { ApiModelsErrors } from '../http/api-errors.decorator';
 import { knownQuery, queryList, queryValue } from '../http/query-params';
 import { modelCall } from '../http/request.decorators';
 import { ANTHROPIC_KEY_SCHEME } from '../messages/messages.controller';
 import { ProductRouter } from '../routing/product.router';
+import { servedModels } from '../routing/served-models';
 
 /** Anthropic's `created_at` for every model: keygate knows no release date (OpenAI's `created` is 0 alike). */
 const EPOCH = '1970-01-01T00:00:00Z';
@@ -150,8 +150,9 @@ export class ModelsController {
   list(@Req() request: FastifyRequest): ModelListDto | AnthropicModelListDto {
     const { ctx, principal } = modelCall(request);
     const { product } = this.router.product(principal);
-    if (ctx.anthropic) return anthropicPage(served(product, 'anthropic').map(anthropicModel), request.query as Record<string, unknown>);
-    return { object: 'list', data: served(product).map(([id, provider]) => model(id, provider)) };
+    if (ctx.anthropic)
+      return anthropicPage(servedModels(product, 'anthropic').map(anthropicModel), request.query as Record<string, unknown>);
+    return { object: 'list', data: servedModels(product).map(([id, provider]) => model(id, provider)) };
   }
 
   /** A model id with a slash (an OpenAI-compatible host's `meta-llama/Llama-3.1-8B`) is sent encoded, as the SDKs do. */
@@ -181,16 +182,6 @@ export class ModelsController {
     knownQuery(request.query as Record<string, unknown>, ANTHROPIC_SDK_QUERY);
     return anthropicModel([id, provider]);
   }
-}
-
-/** The product's models by exact name (a pattern names no model), each once, with the provider that serves it. */
-function served(product: ProductEntry, only?: string): Array<[id: string, provider: string]> {
-  const out: Array<[string, string]> = [];
-  for (const id of product.modelIds) {
-    const access = product.route(id);
-    if (access && (only === undefined || access.provider === only)) out.push([id, access.provider]);
-  }
-  return out;
 }
 
 function model(id: string, provider: string): ModelDto {

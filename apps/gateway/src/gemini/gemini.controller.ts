@@ -17,7 +17,17 @@ import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiGatewayErrors, GoogleErrorBodyDto } from '../http/api-errors.decorator';
 import { modelCall } from '../http/request.decorators';
-import { CountTokensRequestDto, CountTokensResponseDto, GenerateContentRequestDto, GenerateContentResponseDto } from './gemini.dto';
+import type { GeminiApiVersion } from '@keygate/providers';
+import {
+  BatchEmbedContentsRequestDto,
+  BatchEmbedContentsResponseDto,
+  CountTokensRequestDto,
+  CountTokensResponseDto,
+  EmbedContentRequestDto,
+  EmbedContentResponseDto,
+  GenerateContentRequestDto,
+  GenerateContentResponseDto,
+} from './gemini.dto';
 import { GeminiService, type GenerateContentRequest } from './gemini.service';
 
 /** The OpenAPI security scheme of the token sent in `x-goog-api-key` (declared in bootstrap). */
@@ -38,15 +48,46 @@ const MODEL_PARAM = ApiParam({
   example: 'gemini-1.5-pro',
 });
 
+const EMBED_MODEL_PARAM = ApiParam({
+  name: 'model',
+  description: 'A Gemini embedding model of the caller’s product, as the SDKs put it in the path',
+  example: 'text-embedding-004',
+});
+
 const HELLO = { hello: { summary: 'One user turn', value: { contents: [{ role: 'user', parts: [{ text: 'Hello, Gemini' }] }] } } };
 
-/** Google's Gemini API for Gemini models; the product comes from the credential. */
+const EMBED = {
+  embed: { summary: 'One text', value: { content: { parts: [{ text: 'The food was delicious' }] } } },
+};
+const BATCH_EMBED = {
+  embed: {
+    summary: 'Two texts',
+    value: {
+      requests: [
+        { model: 'models/text-embedding-004', content: { parts: [{ text: 'The food was delicious' }] } },
+        { model: 'models/text-embedding-004', content: { parts: [{ text: 'The service was slow' }] } },
+      ],
+    },
+  },
+};
+
+/** The API version a Gemini route was called under (`/v1/models/…` or `/v1beta/models/…`), which the upstream call uses too. */
+function apiVersion(request: FastifyRequest): GeminiApiVersion {
+  return request.routeOptions.url?.startsWith('/v1/') ? 'v1' : 'v1beta';
+}
+
+/**
+ * Google's Gemini API for Gemini models; the product comes from the credential. Served under
+ * `v1beta` (the SDKs' default) and the stable `v1` (`@google/genai` with `apiVersion: 'v1'`), each
+ * passed to the same version upstream. Only these POST methods are under `/v1/models`: its GET
+ * routes are OpenAI's model list.
+ */
 @ApiTags('gemini')
 // Listed after the bearer scheme (decorators apply bottom-up).
 @ApiSecurity(GOOGLE_KEY_SCHEME)
 @ApiBearerAuth()
 @UseGuards(CredentialGuard, RequestLimitsGuard)
-@Controller('v1beta/models')
+@Controller(['v1beta/models', 'v1/models'])
 export class GeminiController {
   constructor(private readonly gemini: GeminiService) {}
 
@@ -64,8 +105,8 @@ export class GeminiController {
   @ApiOkResponse({ type: GenerateContentResponseDto, description: "Google's GenerateContentResponse, unchanged" })
   @ApiGatewayErrors(GoogleErrorBodyDto)
   generateContent(@Req() request: FastifyRequest, @Body() body: GenerateContentRequestDto, @Res() reply: FastifyReply): Promise<void> {
-    return this.serve(request, (ctx, principal, model, bytes) =>
-      this.gemini.generateContent(ctx, principal, model, body as unknown as GenerateContentRequest, false, bytes, reply),
+    return this.serve(request, (ctx, principal, model, bytes, version) =>
+      this.gemini.generateContent(ctx, principal, model, body as unknown as GenerateContentRequest, false, bytes, reply, version),
     );
   }
 
@@ -87,7 +128,7 @@ export class GeminiController {
     @Body() body: GenerateContentRequestDto,
     @Res() reply: FastifyReply,
   ): Promise<void> {
-    return this.serve(request, (ctx, principal, model, bytes) => {
+    return this.serve(request, (ctx, principal, model, bytes, version) => {
       // Without alt=sse Google streams one JSON array, which keygate does not relay. (`$alt` is
       // Google's system-parameter spelling of it.)
       const query = request.query as Record<string, unknown>;
@@ -95,7 +136,7 @@ export class GeminiController {
         throw new GatewayError('invalid_request', 'streamGenerateContent is served as server-sent events only: add ?alt=sse', {
           param: 'alt',
         });
-      return this.gemini.generateContent(ctx, principal, model, body as unknown as GenerateContentRequest, true, bytes, reply);
+      return this.gemini.generateContent(ctx, principal, model, body as unknown as GenerateContentRequest, true, bytes, reply, version);
     });
   }
 
@@ -115,8 +156,48 @@ export class GeminiController {
     [429, 'The upstream rate-limited keygate (carries Retry-After); keygate’s own limits do not count this route'],
   ])
   countTokens(@Req() request: FastifyRequest, @Body() body: CountTokensRequestDto, @Res() reply: FastifyReply): Promise<void> {
-    return this.serve(request, (ctx, principal, model, bytes) =>
-      this.gemini.countTokens(ctx, principal, model, body as unknown as Record<string, unknown>, bytes, reply),
+    return this.serve(request, (ctx, principal, model, bytes, version) =>
+      this.gemini.countTokens(ctx, principal, model, body as unknown as Record<string, unknown>, bytes, reply, version),
+    );
+  }
+
+  @Post(`${MODEL}::embedContent`)
+  @AdmitInHandler()
+  @HttpCode(200)
+  @ApiOperation({
+    summary: 'Embed one content (Gemini API, Gemini embedding models)',
+    description:
+      "Google's answer, passed through, for the product's Gemini embedding models. Counted against the request limits and the " +
+      'token quotas (the input, estimated with keygate’s tokenizer); the policy’s refused_fields apply.',
+  })
+  @EMBED_MODEL_PARAM
+  @ApiBody({ type: EmbedContentRequestDto, examples: EMBED })
+  @ApiOkResponse({ type: EmbedContentResponseDto, description: "Google's EmbedContentResponse, unchanged" })
+  @ApiGatewayErrors(GoogleErrorBodyDto)
+  embedContent(@Req() request: FastifyRequest, @Body() body: EmbedContentRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    return this.serve(request, (ctx, principal, model, bytes, version) =>
+      this.gemini.embedContent(ctx, principal, model, body as unknown as Record<string, unknown>, false, bytes, reply, version),
+    );
+  }
+
+  @Post(`${MODEL}::batchEmbedContents`)
+  @AdmitInHandler()
+  @HttpCode(200)
+  @ApiOperation({
+    summary: 'Embed up to 100 contents (Gemini API, Gemini embedding models; what @google/genai’s models.embedContent sends)',
+    description: "Google's answer, passed through, as on embedContent. Each request names the path's model (`models/{model}`) or none.",
+  })
+  @EMBED_MODEL_PARAM
+  @ApiBody({ type: BatchEmbedContentsRequestDto, examples: BATCH_EMBED })
+  @ApiOkResponse({ type: BatchEmbedContentsResponseDto, description: "Google's BatchEmbedContentsResponse, unchanged" })
+  @ApiGatewayErrors(GoogleErrorBodyDto)
+  batchEmbedContents(
+    @Req() request: FastifyRequest,
+    @Body() body: BatchEmbedContentsRequestDto,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    return this.serve(request, (ctx, principal, model, bytes, version) =>
+      this.gemini.embedContent(ctx, principal, model, body as unknown as Record<string, unknown>, true, bytes, reply, version),
     );
   }
 
@@ -128,13 +209,14 @@ export class GeminiController {
       principal: ReturnType<typeof modelCall>['principal'],
       model: string,
       bodyBytes: number,
+      version: GeminiApiVersion,
     ) => Promise<void>,
   ): Promise<void> {
     const { ctx, principal, bodyBytes } = modelCall(request);
     if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
     const param = (request.params as { model?: string }).model ?? '';
     const model = param.startsWith(RESOURCE_PREFIX) ? param.slice(RESOURCE_PREFIX.length) : param;
-    ctx.settled = requestContextStorage.run(ctx, () => handle(ctx, principal, model, bodyBytes));
+    ctx.settled = requestContextStorage.run(ctx, () => handle(ctx, principal, model, bodyBytes, apiVersion(request)));
     await ctx.settled;
   }
 }

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayNotEmpty, IsArray, IsObject, IsOptional } from 'class-validator';
+import { GEMINI_EMBED_BATCH_SIZE } from '@keygate/providers';
+import { ArrayMaxSize, ArrayNotEmpty, IsArray, IsObject, IsOptional } from 'class-validator';
 
 const CONTENTS = 'contents must be an array of Content objects ({role, parts})';
 
@@ -84,4 +85,58 @@ export class GenerateContentResponseDto {
 export class CountTokensResponseDto {
   @ApiProperty({ type: 'integer', example: 5 })
   totalTokens!: number;
+}
+
+const CONTENT = 'content must be a Content object ({parts})';
+
+/**
+ * `POST /v1beta/models/{model}:embedContent` body: Gemini's EmbedContentRequest. Fields not listed
+ * here are passed on to Google unchanged.
+ */
+export class EmbedContentRequestDto {
+  @ApiProperty({ type: 'object', additionalProperties: true, example: { parts: [{ text: 'The food was delicious' }] } })
+  @IsObject({ message: CONTENT })
+  content!: Record<string, unknown>;
+
+  @ApiPropertyOptional({ example: 'RETRIEVAL_DOCUMENT', description: 'Passed on to Google' })
+  taskType?: string;
+
+  @ApiPropertyOptional({ example: 'A review', description: 'Passed on to Google (with taskType RETRIEVAL_DOCUMENT)' })
+  title?: string;
+
+  @ApiPropertyOptional({ type: 'integer', example: 256, description: 'Passed on to Google' })
+  outputDimensionality?: number;
+}
+
+/**
+ * `POST /v1beta/models/{model}:batchEmbedContents` body (what `@google/genai`'s `models.embedContent`
+ * sends): up to 100 EmbedContentRequests, each naming the path's model or none.
+ */
+export class BatchEmbedContentsRequestDto {
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'object', additionalProperties: true },
+    minItems: 1,
+    maxItems: GEMINI_EMBED_BATCH_SIZE,
+    example: [{ model: 'models/text-embedding-004', content: { parts: [{ text: 'The food was delicious' }] } }],
+  })
+  @IsArray({ message: 'requests must be an array of EmbedContentRequest objects' })
+  @ArrayNotEmpty({ message: 'requests must contain at least one EmbedContentRequest' })
+  @ArrayMaxSize(GEMINI_EMBED_BATCH_SIZE, {
+    message: `requests may hold at most ${GEMINI_EMBED_BATCH_SIZE} EmbedContentRequests (Google's limit)`,
+  })
+  @IsObject({ each: true, message: 'each of requests must be an EmbedContentRequest object' })
+  requests!: Array<Record<string, unknown>>;
+}
+
+/** Gemini's answer to `embedContent` (documentation only). */
+export class EmbedContentResponseDto {
+  @ApiProperty({ type: 'object', additionalProperties: true, example: { values: [0.013, -0.008, 0.021] } })
+  embedding!: Record<string, unknown>;
+}
+
+/** Gemini's answer to `batchEmbedContents`, one embedding per request in order (documentation only). */
+export class BatchEmbedContentsResponseDto {
+  @ApiProperty({ type: 'array', items: { type: 'object', additionalProperties: true }, example: [{ values: [0.013, -0.008, 0.021] }] })
+  embeddings!: Array<Record<string, unknown>>;
 }

@@ -1,13 +1,19 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
+import { QuotaService } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
-import { applyGeminiPolicy, type PolicedGeminiRequest } from '@keygate/policy';
+import { applyGeminiEmbedPolicy, applyGeminiPolicy, type PolicedGeminiRequest } from '@keygate/policy';
 import {
+  estimateEmbedContentTokens,
   estimateGenerateContentPromptTokens,
   GeminiAdapter,
+  isGeminiEmbeddingModel,
   requestedCandidates,
   runAttempts,
+  type EmbedContentAnswer,
+  type GeminiApiVersion,
   type GenerateContentPassthrough,
   type PassedAnswer,
   type RetryPolicy,
@@ -16,6 +22,7 @@ import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
 import { countAttempt } from '../routing/attempt-count';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
+import { checkBatchEmbedRequests } from './gemini-embed';
 import { GOOGLE_STREAM } from './google-errors';
 
 /** The GenerateContentRequest fields keygate reads; the rest goes to Google as sent. */
@@ -24,12 +31,13 @@ export interface GenerateContentRequest extends PolicedGeminiRequest {
   systemInstruction?: unknown;
 }
 
-/** How the routes name the model they serve, in the refusal of another provider's model. */
-const ROUTE = '/v1beta/models/{model}:generateContent';
+/** How the routes name themselves, in the refusal of another provider's model. */
+const routeName = (version: GeminiApiVersion, method: string): string => `/${version}/models/{model}:${method}`;
 
 /**
  * keygate's Gemini API routes (`POST /v1beta/models/{model}:generateContent`,
- * `:streamGenerateContent`, `:countTokens`): Google's API for the Gemini models of the caller's
+ * `:streamGenerateContent`, `:countTokens`, `:embedContent`, `:batchEmbedContents`, and the same
+ * under Google's stable `/v1`): Google's API for the Gemini models of the caller's
  * product, passed through (`@google/genai` and Gemini CLI speak it). Routed, policed, limited,
  * retried, billed and audited like chat and `/v1/messages`; the body and the answer stay Google's.
  */
@@ -41,6 +49,7 @@ export class GeminiService {
     private readonly router: ProductRouter,
     private readonly runner: CompletionRunner,
     private readonly gemini: GeminiAdapter,
+    private readonly quota: QuotaService,
     @Inject(GatewayConfig) config: GatewayConfig,
   ) {
     this.retry = config.retry;
@@ -55,9 +64,10 @@ export class GeminiService {
     stream: boolean,
     bodyBytes: number,
     reply: FastifyReply,
+    version: GeminiApiVersion = 'v1beta',
   ): Promise<void> {
     ctx.stream = stream;
-    const first = this.geminiRoute(ctx, principal, model, bodyBytes);
+    const first = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'generateContent'));
     const { policy } = first.policy;
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyGeminiPolicy({ ...body }, policy);
@@ -70,7 +80,7 @@ export class GeminiService {
         call: ({ model: attempt, access }) => {
           const attemptBody: GenerateContentRequest = { ...body };
           applyGeminiPolicy(attemptBody, policy);
-          const call: GenerateContentPassthrough = { model: attempt, body: attemptBody, access, signal: ctx.abort.signal };
+          const call: GenerateContentPassthrough = { model: attempt, body: attemptBody, access, signal: ctx.abort.signal, version };
           return stream ? this.gemini.streamGenerateContent(call) : this.gemini.generateContent(call);
         },
         // Each candidate asked for is bounded by the cap, as chat reserves for each of `n`.
@@ -96,9 +106,10 @@ export class GeminiService {
     body: Record<string, unknown>,
     bodyBytes: number,
     reply: FastifyReply,
+    version: GeminiApiVersion = 'v1beta',
   ): Promise<void> {
-    const { access } = this.geminiRoute(ctx, principal, model, bodyBytes);
-    const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal };
+    const { access } = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'countTokens'));
+    const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
     const { value } = await runAttempts<PassedAnswer>(
       [{ model, attempt: () => countAttempt(ctx, () => this.gemini.countTokens(call)) }],
       this.retry,
@@ -108,8 +119,71 @@ export class GeminiService {
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
   }
 
+  /**
+   * `embedContent`, or with `batch` `batchEmbedContents` (what `@google/genai`'s
+   * `models.embedContent` sends, for one content or several): Google's answer passed through, for
+   * the product's Gemini embedding models. Policed (`refused_fields`), limited and reserved like
+   * `/v1/embeddings`: the input's estimate is reserved, and settled to what Google reports, else to
+   * that estimate. Retried, never fallen back (another model's vectors live in another space).
+   */
+  async embedContent(
+    ctx: RequestContext,
+    principal: Principal,
+    model: string,
+    body: Record<string, unknown>,
+    batch: boolean,
+    bodyBytes: number,
+    reply: FastifyReply,
+    version: GeminiApiVersion = 'v1beta',
+  ): Promise<void> {
+    const method = batch ? 'batchEmbedContents' : 'embedContent';
+    const { access, policy } = this.router.resolve(ctx, principal, model, bodyBytes);
+    if (access.provider !== 'gemini')
+      throw new GatewayError(
+        'unsupported_parameter',
+        `The model '${model}' is served by ${access.provider}: ${routeName(version, method)} serves Gemini embedding models, use /v1/embeddings for it`,
+        { param: 'model' },
+      );
+    // Google serves embedContent for its embedding models only: refused here, before it is counted.
+    if (!isGeminiEmbeddingModel(model))
+      throw new GatewayError(
+        'unsupported_parameter',
+        `The model '${model}' does not embed: ${method} serves the product's Gemini embedding models (see supportedGenerationMethods in GET /v1beta/models)`,
+        { param: 'model' },
+      );
+    if (batch) checkBatchEmbedRequests(body.requests as Array<Record<string, unknown>>, model);
+    applyGeminiEmbedPolicy(body, policy.policy, batch);
+    const estimate = estimateEmbedContentTokens(body, batch);
+    // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
+    const reservation = await this.quota.admit(
+      ctx,
+      principal.product,
+      principal.user,
+      this.quota.enabled(principal.product) ? estimate : undefined,
+    );
+    try {
+      const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
+      const { value } = await runAttempts<EmbedContentAnswer>(
+        [{ model, attempt: () => countAttempt(ctx, () => this.gemini.embedContent(call, batch)) }],
+        this.retry,
+        ctx.abort.signal,
+      );
+      ctx.tokensIn = value.promptTokens ?? estimate;
+      ctx.status = 200;
+      await reply.status(200).headers(value.headers).type('application/json').send(value.body);
+    } finally {
+      // Billed as /v1/embeddings bills one call: what Google reported (else the estimate) once it
+      // answered, the whole input when the client left after the call went out (Google may have
+      // embedded it), nothing for a call Google refused or failed.
+      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = estimate;
+      // An embedding generates no output tokens, whatever became of the request.
+      if (ctx.tokensIn !== null) ctx.tokensOut = 0;
+      this.quota.settle(reservation, ctx.tokensIn ?? 0);
+    }
+  }
+
   /** The route of a Gemini request: the model must be one the product serves through Gemini. */
-  private geminiRoute(ctx: RequestContext, principal: Principal, model: string, bodyBytes: number): ResolvedRoute {
-    return this.router.resolveServedBy(ctx, principal, model, bodyBytes, { provider: 'gemini', route: ROUTE, api: 'Gemini' });
+  private geminiRoute(ctx: RequestContext, principal: Principal, model: string, bodyBytes: number, route: string): ResolvedRoute {
+    return this.router.resolveServedBy(ctx, principal, model, bodyBytes, { provider: 'gemini', route, api: 'Gemini' });
   }
 }

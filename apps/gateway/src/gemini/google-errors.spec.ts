@@ -63,6 +63,14 @@ describe('Google error envelope', () => {
     expect(speaksGoogle(undefined, '/v1betax/models')).toBe(false);
   });
 
+  it('takes the Gemini routes under /v1 by the route matched, and leaves the OpenAI model routes and unmatched /v1 paths alone', () => {
+    for (const method of ['generateContent', 'streamGenerateContent', 'countTokens', 'embedContent', 'batchEmbedContents'])
+      expect(speaksGoogle(`/v1/models/:model(^[^:]+$)::${method}`, `/v1/models/m:${method}`)).toBe(true);
+    expect(speaksGoogle('/v1/models', '/v1/models')).toBe(false);
+    expect(speaksGoogle('/v1/models/:model', '/v1/models/ft:gpt-4o:org::id')).toBe(false);
+    expect(speaksGoogle(undefined, '/v1/models/m:predict')).toBe(false);
+  });
+
   it('is the envelope errorBodyFor picks on a Google request, Anthropic’s and the contract’s elsewhere', () => {
     const error = new GatewayError('invalid_token', 'no');
     expect(errorBodyFor({ google: true, anthropic: false, requestId: 'r' }, error)).toMatchObject({ error: { status: 'UNAUTHENTICATED' } });

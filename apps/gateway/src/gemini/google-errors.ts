@@ -5,13 +5,20 @@ import type { RelayDialect } from '../chat/sse-relay';
 
 /** keygate's Gemini-compatible routes live under Google's API version (`/v1beta/models/{model}:generateContent`, …). */
 const GOOGLE_PATH = /^\/v1beta(\/|$)/i;
+/**
+ * The Gemini routes under Google's stable `/v1` (`/v1/models/:model(…)::generateContent`, …): a
+ * model, then a method after a colon. `/v1/models` and `/v1/models/:model` are OpenAI's.
+ */
+const GOOGLE_V1_ROUTE = /^\/v1\/models\/:model\([^/]*\)::[A-Za-z]+$/;
 
 /**
  * Whether a request speaks Google's Gemini API (its credentials and error envelope): a route under
- * `/v1beta` matched, or its path when none did (`/v1beta/models/x:embedContent`, which keygate does
- * not serve, is refused in Google's shape too).
+ * `/v1beta` matched, or its path when none did (`/v1beta/tunedModels`, which keygate does not
+ * serve, is refused in Google's shape too); or one of the Gemini routes under `/v1` matched (an
+ * unmatched `/v1` path is OpenAI's).
  */
 export function speaksGoogle(route: string | undefined, path: string): boolean {
+  if (route !== undefined && GOOGLE_V1_ROUTE.test(route)) return true;
   return GOOGLE_PATH.test(route ?? path);
 }
 

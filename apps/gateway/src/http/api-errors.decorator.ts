@@ -72,7 +72,8 @@ class GoogleErrorDetailDto {
 
 /** The contract's error in Google's envelope, which `@google/genai` and Gemini CLI read. */
 @ApiSchema({
-  description: 'An error in Google’s dialect (the Gemini routes under `/v1beta`): `{"error": {"code", "message", "status", "details"}}`.',
+  description:
+    'An error in Google’s dialect (the Gemini routes under `/v1beta`, and their POST methods under `/v1`): `{"error": {"code", "message", "status", "details"}}`.',
 })
 export class GoogleErrorBodyDto {
   @ApiProperty({ type: GoogleErrorDetailDto }) error!: GoogleErrorDetailDto;
@@ -195,6 +196,30 @@ export function ApiModelsErrors(route: 'list' | 'retrieve'): MethodDecorator & C
     UNAVAILABLE,
   ];
   return apiErrors(statuses, [ErrorBodyDto, AnthropicErrorBodyDto]);
+}
+
+/**
+ * The error statuses of `GET /v1beta/models` and `GET /v1beta/models/{model}`: answered by keygate
+ * alone (no upstream, no body), in Google's envelope.
+ */
+export function ApiGeminiModelsErrors(route: 'list' | 'retrieve'): MethodDecorator & ClassDecorator {
+  const statuses: Status[] = [
+    [
+      400,
+      route === 'list'
+        ? 'A query parameter the route does not take (it takes pageSize and pageToken), a malformed pageSize, or a pageToken it did not give'
+        : 'A query parameter (the route takes none)',
+    ],
+    UNAUTHORIZED,
+    route === 'retrieve' ? MODEL_FORBIDDEN : FORBIDDEN,
+    ...(route === 'retrieve'
+      ? [[404, '`model_not_found`: a model no product of this gateway has, or one another provider serves'] as Status]
+      : []),
+    [429, 'Rate limit (carries Retry-After)'],
+    INTERNAL,
+    UNAVAILABLE,
+  ];
+  return apiErrors(statuses, GoogleErrorBodyDto);
 }
 
 /** The error statuses of the stored-response routes: no model or body of their own, a record kept in Redis. */

@@ -1,0 +1,50 @@
+import { GatewayError } from '@keygate/errors';
+import { checkBatchEmbedRequests } from './gemini-embed';
+
+function refusal(run: () => unknown): GatewayError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof GatewayError) return error;
+    throw error;
+  }
+  throw new Error('not refused');
+}
+
+const content = { parts: [{ text: 'x' }] };
+
+describe('checkBatchEmbedRequests', () => {
+  it('takes requests that name the path’s model as Google’s resource name, as the bare id, or not at all', () => {
+    expect(() =>
+      checkBatchEmbedRequests(
+        [{ content, model: 'models/text-embedding-004' }, { content, model: 'text-embedding-004' }, { content }, { content, model: null }],
+        'text-embedding-004',
+      ),
+    ).not.toThrow();
+  });
+
+  it('refuses a request naming another model, naming the request', () => {
+    const error = refusal(() =>
+      checkBatchEmbedRequests([{ content }, { content, model: 'models/gemini-embedding-001' }], 'text-embedding-004'),
+    );
+    expect(error).toMatchObject({ code: 'invalid_request', options: { param: 'requests[1].model' } });
+    expect(error.message).toMatch(/models\/gemini-embedding-001.*models\/text-embedding-004/);
+  });
+
+  it('refuses a model that is not a string', () => {
+    expect(refusal(() => checkBatchEmbedRequests([{ content, model: 7 }], 'text-embedding-004'))).toMatchObject({
+      options: { param: 'requests[0].model' },
+    });
+  });
+
+  it.each([
+    ['missing', {}],
+    ['an array', { content: [content] }],
+    ['a string', { content: 'hello' }],
+  ])('refuses a request whose content is %s', (_case, request) => {
+    expect(refusal(() => checkBatchEmbedRequests([{ content }, request], 'text-embedding-004'))).toMatchObject({
+      code: 'invalid_request',
+      options: { param: 'requests[1].content' },
+    });
+  });
+});

@@ -1,0 +1,25 @@
+import { GatewayError } from '@keygate/errors';
+
+/**
+ * Checks the requests of a `batchEmbedContents` body beyond its DTO, before anything is counted:
+ * each must hold a `content` object, and name the path's model (`models/{model}`, or the bare id)
+ * or none. Google embeds each request with the model it names, so another name would be embedded by
+ * a model the product's routing, policy and limits never saw.
+ */
+export function checkBatchEmbedRequests(requests: ReadonlyArray<Record<string, unknown>>, model: string): void {
+  requests.forEach((request, i) => {
+    const content = request.content;
+    if (typeof content !== 'object' || content === null || Array.isArray(content))
+      throw new GatewayError('invalid_request', `requests[${i}].content must be a Content object ({parts})`, {
+        param: `requests[${i}].content`,
+      });
+    const named = request.model;
+    if (named === undefined || named === null || named === model || named === `models/${model}`) return;
+    const shown = typeof named === 'string' ? named.slice(0, 128) : typeof named;
+    throw new GatewayError(
+      'invalid_request',
+      `requests[${i}].model is ${shown}: every request of a batch must name the model of the path (models/${model}) or none`,
+      { param: `requests[${i}].model` },
+    );
+  });
+}
