@@ -11,16 +11,13 @@ import {
   GeminiAdapter,
   isGeminiEmbeddingModel,
   requestedCandidates,
-  runAttempts,
-  type EmbedContentAnswer,
   type GeminiApiVersion,
   type GenerateContentPassthrough,
-  type PassedAnswer,
   type RetryPolicy,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
-import { countAttempt } from '../routing/attempt-count';
+import { attemptOnce } from '../routing/attempt-count';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { checkBatchEmbedRequests } from './gemini-embed';
 import { GOOGLE_STREAM } from './google-errors';
@@ -110,11 +107,7 @@ export class GeminiService {
   ): Promise<void> {
     const { access } = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'countTokens'));
     const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
-    const { value } = await runAttempts<PassedAnswer>(
-      [{ model, attempt: () => countAttempt(ctx, () => this.gemini.countTokens(call)) }],
-      this.retry,
-      ctx.abort.signal,
-    );
+    const value = await attemptOnce(ctx, model, this.retry, () => this.gemini.countTokens(call));
     ctx.status = 200;
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
   }
@@ -163,11 +156,7 @@ export class GeminiService {
     );
     try {
       const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
-      const { value } = await runAttempts<EmbedContentAnswer>(
-        [{ model, attempt: () => countAttempt(ctx, () => this.gemini.embedContent(call, batch)) }],
-        this.retry,
-        ctx.abort.signal,
-      );
+      const value = await attemptOnce(ctx, model, this.retry, () => this.gemini.embedContent(call, batch));
       ctx.tokensIn = value.promptTokens ?? estimate;
       ctx.status = 200;
       await reply.status(200).headers(value.headers).type('application/json').send(value.body);

@@ -4,17 +4,10 @@ import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyAnthropicCaller, refuseBetas } from '@keygate/policy';
-import {
-  AnthropicAdapter,
-  estimateMessagesPromptTokens,
-  runAttempts,
-  type MessagesPassthrough,
-  type PassedAnswer,
-  type RetryPolicy,
-} from '@keygate/providers';
+import { AnthropicAdapter, estimateMessagesPromptTokens, type MessagesPassthrough, type RetryPolicy } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
-import { countAttempt } from '../routing/attempt-count';
+import { attemptOnce } from '../routing/attempt-count';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { ANTHROPIC_STREAM } from './anthropic-errors';
 
@@ -140,11 +133,7 @@ export class MessagesService {
   ): Promise<void> {
     const { access } = this.anthropicRoute(ctx, principal, body, bodyBytes);
     const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
-    const { value } = await runAttempts<PassedAnswer>(
-      [{ model: body.model, attempt: () => countAttempt(ctx, () => this.anthropic.countTokens(call)) }],
-      this.retry,
-      ctx.abort.signal,
-    );
+    const value = await attemptOnce(ctx, body.model, this.retry, () => this.anthropic.countTokens(call));
     ctx.status = 200;
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
   }

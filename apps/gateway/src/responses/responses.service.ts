@@ -7,7 +7,6 @@ import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy
 import {
   estimateResponsesPromptTokens,
   OpenAiAdapter,
-  runAttempts,
   UpstreamError,
   type ResponsesPassthrough,
   type RetryPolicy,
@@ -17,7 +16,7 @@ import {
 import type { FastifyReply } from 'fastify';
 import { isRecord } from '../chat/chat-completion.dto';
 import { CompletionRunner, type Candidate } from '../chat/completion-runner';
-import { countAttempt } from '../routing/attempt-count';
+import { attemptOnce } from '../routing/attempt-count';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { RESPONSES_STREAM } from './responses-errors';
 import { storedResponseQuery, type StoredResponseRoute } from './stored-response.query';
@@ -250,12 +249,13 @@ export class ResponsesService {
     const call: StoredResponseCall = { method, path: `/responses/${id}${suffix}${search}`, access, signal: ctx.abort.signal };
     let body: string;
     try {
-      ({ value: body } = await runAttempts<string>(
-        [{ model: record.model, attempt: () => countAttempt(ctx, () => this.openai.storedResponse(call)) }],
+      body = await attemptOnce(
+        ctx,
+        record.model,
         // A delete is not retried: one that went through but whose answer was lost would come back 404.
         route === 'delete' ? { ...this.retry, maxRetries: 0 } : this.retry,
-        ctx.abort.signal,
-      ));
+        () => this.openai.storedResponse(call),
+      );
     } catch (error) {
       // Gone upstream (deleted there, expired): forgotten, and answered as any response not the caller's.
       if (route !== 'inputItems' && isGone(error, id)) {
