@@ -39,6 +39,24 @@ describe('parseTrace', () => {
     expect(parseTrace(undefined, '105445aa7843bc8bf206b12000100000/18446744073709551615')?.spanId).toBe('ffffffffffffffff');
   });
 
+  it('refuses version ff, and version 00 with more fields; reads a later version by its first four fields', () => {
+    const ids = '4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7';
+    // Trace Context §3.2.2.1: version ff is invalid; then X-Cloud-Trace-Context is read, if any.
+    expect(parseTrace(`ff-${ids}-01`, undefined)).toBeNull();
+    expect(parseTrace(`ff-${ids}-01`, '105445aa7843bc8bf206b12000100000/1;o=1')?.traceId).toBe('105445aa7843bc8bf206b12000100000');
+    expect(parseTrace(`00-${ids}-01-extra`, undefined)).toBeNull();
+    // §3.2.4: a higher version is parsed for the fields this version knows; after the flags, "-" or the end.
+    expect(parseTrace(`01-${ids}-01-what-comes-next`, undefined)).toEqual({
+      traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+      spanId: '00f067aa0ba902b7',
+      sampled: true,
+    });
+    expect(parseTrace(`01-${ids}-01`, undefined)?.spanId).toBe('00f067aa0ba902b7');
+    expect(parseTrace(`01-${ids}-01x`, undefined)).toBeNull();
+    // Uppercase hex is not the W3C format.
+    expect(parseTrace(`00-${ids.toUpperCase()}-01`, undefined)).toBeNull();
+  });
+
   it('prefers traceparent and rejects all-zero or malformed ids', () => {
     expect(parseTrace('00-00000000000000000000000000000000-00f067aa0ba902b7-01', undefined)).toBeNull();
     expect(parseTrace('garbage', 'also garbage')).toBeNull();

@@ -84,15 +84,21 @@ export function pickRequestId(header: string | string[] | undefined, generate: (
   return typeof header === 'string' && REQUEST_ID.test(header) ? header : generate();
 }
 
-const TRACEPARENT = /^[\da-f]{2}-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})$/;
+/**
+ * W3C `traceparent`: version, trace id, parent (span) id, flags, in lowercase hex. Version `00` has
+ * exactly these four fields; a later version may add fields after a `-`, and is read for these four
+ * (Trace Context §3.2.4); version `ff` is invalid.
+ */
+const TRACEPARENT = /^([\da-f]{2})-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})(-.*)?$/;
 const CLOUD_TRACE = /^([\da-fA-F]{32})(?:\/(\d{1,20}))?(?:;o=([01]))?$/;
 
 /** Parses W3C `traceparent`, else `X-Cloud-Trace-Context`; all-zero ids are invalid. */
 export function parseTrace(traceparent: string | string[] | undefined, cloudTrace: string | string[] | undefined): RequestContext['trace'] {
   if (typeof traceparent === 'string') {
     const m = TRACEPARENT.exec(traceparent.trim());
-    if (m && !/^0+$/.test(m[1]) && !/^0+$/.test(m[2])) {
-      return { traceId: m[1], spanId: m[2], sampled: (Number.parseInt(m[3], 16) & 1) === 1 };
+    const valid = m && m[1] !== 'ff' && (m[1] !== '00' || m[5] === undefined);
+    if (valid && !/^0+$/.test(m[2]) && !/^0+$/.test(m[3])) {
+      return { traceId: m[2], spanId: m[3], sampled: (Number.parseInt(m[4], 16) & 1) === 1 };
     }
   }
   if (typeof cloudTrace === 'string') {
