@@ -37,6 +37,7 @@ import {
 import {
   apiError,
   cleanupTempFiles,
+  freePort,
   foreignRsaKey,
   mintToken,
   mintedTokens,
@@ -45,6 +46,7 @@ import {
   uniqueId,
   waitFor,
   within,
+  writeTempFile,
   type AuditRecord,
   type Gateway,
   type MockUpstream,
@@ -1011,4 +1013,65 @@ describe('a client too slow to send its request (API_KEY_SERVER_REQUEST_TIMEOUT_
       await slow.stop();
     }
   }, 30_000);
+});
+
+describe('a gateway whose OpenAI upstream is down', () => {
+  let down: Gateway;
+  beforeAll(async () => {
+    const dead = await freePort();
+    const products = opsProducts(mock.url) as Record<string, { providers: Record<string, Record<string, unknown>> }>;
+    // Nothing listens there: every OpenAI attempt fails to connect (retryable), then the fallback answers.
+    products[PRODUCT].providers.openai.base_url = `http://127.0.0.1:${dead}/v1`;
+    const policy = writeTempFile(
+      'policy-fallback.yaml',
+      [
+        'defaults:',
+        '  limits:',
+        '    requests_per_second: 100000',
+        '    user_requests_per_second: 100000',
+        'products:',
+        `  ${PRODUCT}:`,
+        `    fallbacks: {gpt-4o: [${CLAUDE_MODEL}]}`,
+        '',
+      ].join('\n'),
+    );
+    down = await startGateway({
+      products,
+      env: {
+        API_KEY_SERVER_POLICY_FILE: policy,
+        API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '10',
+        API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: '20',
+      },
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    await down?.stop();
+  });
+
+  it('counts each upstream attempt under the provider it went to when a fallback crosses providers', async () => {
+    const before = await scrape(down);
+    const id = uniqueId('fallback-attempts');
+    const answer = await down
+      .openai(token)
+      .chat.completions.create({ model: 'gpt-4o', messages: user(prompt('fallback')) }, { headers: { 'X-Request-Id': id } });
+    expect(answer.choices[0].message.content).toBe(mockReply('anthropic', 'fallback'));
+    // The first attempt and two retries to OpenAI, then one to Anthropic.
+    expect(await down.waitForAudit(id)).toMatchObject({
+      status: 200,
+      failure: null,
+      provider: 'anthropic',
+      model: CLAUDE_MODEL,
+      attempts: 4,
+    });
+    const after = await scrape(down);
+    const change = (name: string, match: Record<string, string>): number =>
+      total(after.families, name, match) - total(before.families, name, match);
+    expect(change('keygate_upstream_attempts_total', { provider: 'openai' })).toBe(3);
+    expect(change('keygate_upstream_attempts_total', { provider: 'anthropic' })).toBe(1);
+    expect(change('keygate_fallbacks_total', { product: PRODUCT, model: CLAUDE_MODEL })).toBe(1);
+    expect(
+      change('keygate_requests_total', { product: PRODUCT, provider: 'anthropic', model: CLAUDE_MODEL, status: '200', failure: 'none' }),
+    ).toBe(1);
+  });
 });

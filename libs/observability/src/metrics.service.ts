@@ -108,7 +108,9 @@ export class MetricsService {
     if (ctx.tokensOut) this.tokens.inc({ product, model, direction: 'out' }, ctx.tokensOut);
     if (ctx.failure === 'rate_limit' || ctx.failure === 'quota' || ctx.failure === 'blocked')
       this.rejections.inc({ product, reason: ctx.failure });
-    if (ctx.attempts) this.attempts.inc({ provider }, ctx.attempts);
+    // Each attempt under the provider it went to: a fallback's are not the answering provider's.
+    if (ctx.attemptsByProvider) for (const [to, count] of ctx.attemptsByProvider) this.attempts.inc({ provider: to }, count);
+    else if (ctx.attempts) this.attempts.inc({ provider }, ctx.attempts);
     if (ctx.requestedModel && ctx.model && ctx.model !== ctx.requestedModel && ctx.failure === null) this.fallbacks.inc({ product, model });
   }
 }

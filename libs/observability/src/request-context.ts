@@ -21,6 +21,11 @@ export class RequestContext {
   failure: FailureClass | null = null;
   /** Upstream attempts made (retries and fallbacks included). */
   attempts = 0;
+  /**
+   * The same by provider, once one is counted through {@link countAttempt}: a fallback to another
+   * provider's model makes attempts to two providers, and each is counted under its own.
+   */
+  attemptsByProvider: Map<string, number> | null = null;
   /** Resolves when the handler has finished with the upstream (so aborted streams count usage). */
   settled: Promise<void> = Promise.resolve();
   /** Set once the audit line is written: guarantees exactly one. */
@@ -61,6 +66,13 @@ export class RequestContext {
     /** Whether this request gets an audit line (SPEC §7: `/v1/*` and `/chat/*`). */
     readonly auditable: boolean,
   ) {}
+
+  /** Counts one upstream attempt, made to `provider`. */
+  countAttempt(provider: string): void {
+    this.attempts++;
+    const byProvider = (this.attemptsByProvider ??= new Map());
+    byProvider.set(provider, (byProvider.get(provider) ?? 0) + 1);
+  }
 
   /**
    * Marks the request as failed with a class and status, unless an earlier failure was recorded:

@@ -20,13 +20,15 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
   // and an attempt never made is not counted (so the request is given back to the daily caps and
   // billed nothing).
   if (ctx.abort.signal.aborted) return Promise.reject(new ClientAbortedError());
+  // The provider this attempt goes to (a fallback's may differ from the one that answers last).
+  const provider = ctx.provider;
   return start().then(
     (value) => {
-      ctx.attempts++;
+      ctx.countAttempt(provider ?? ctx.provider ?? 'none');
       return value;
     },
     (error: unknown) => {
-      if (reachedUpstream(error)) ctx.attempts++;
+      if (reachedUpstream(error)) ctx.countAttempt(provider ?? ctx.provider ?? 'none');
       throw error;
     },
   );
