@@ -1015,8 +1015,13 @@ describe('a client too slow to send its request (API_KEY_SERVER_REQUEST_TIMEOUT_
   }, 30_000);
 });
 
-describe('a gateway whose OpenAI upstream is down', () => {
+describe('a gateway whose OpenAI upstream is down and whose IdP key URL does not answer', () => {
   let down: Gateway;
+  /** The boot's own JWKS fetch fails too; only lines after it are a request's. */
+  let bootJwksLines: number;
+  const jwksFailures = (): Array<Record<string, unknown>> =>
+    down.proc.lines.filter((l) => l.json?.message === 'JWKS fetch failed; keeping the keys already held').map((l) => l.json!);
+
   beforeAll(async () => {
     const dead = await freePort();
     const products = opsProducts(mock.url) as Record<string, { providers: Record<string, Record<string, unknown>> }>;
@@ -1041,8 +1046,11 @@ describe('a gateway whose OpenAI upstream is down', () => {
         API_KEY_SERVER_POLICY_FILE: policy,
         API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '10',
         API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS: '20',
+        API_KEY_SERVER_JWKS_URLS: `http://127.0.0.1:${dead}/jwks`,
+        API_KEY_SERVER_JWKS_COOLDOWN_SECONDS: '1',
       },
     });
+    bootJwksLines = await waitFor<number>('the boot JWKS fetch to fail', () => jwksFailures().length || undefined, 5_000);
   }, 30_000);
 
   afterAll(async () => {
@@ -1073,5 +1081,43 @@ describe('a gateway whose OpenAI upstream is down', () => {
     expect(
       change('keygate_requests_total', { product: PRODUCT, provider: 'anthropic', model: CLAUDE_MODEL, status: '200', failure: 'none' }),
     ).toBe(1);
+  });
+
+  it("writes the request's id and trace on a line logged while its credential is checked (a JWKS fetch the guard starts)", async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const spanId = randomBytes(8).toString('hex');
+    // A key id the static keys lack: the guard asks the JWKS URL (at most once a second, the cooldown).
+    const unknownKid = mintToken({ sub: USER, product: PRODUCT, kid: `unknown-${RUN}` });
+    const sent: string[] = [];
+    await waitFor(
+      'a JWKS fetch started by a request',
+      async () => {
+        const id = uniqueId('jwks');
+        sent.push(id);
+        const e = await apiError(
+          down
+            .openai(unknownKid)
+            .chat.completions.create(
+              { model: 'gpt-4o-mini', messages: user(prompt('jwks')) },
+              { headers: { 'X-Request-Id': id, traceparent: `00-${traceId}-${spanId}-01` } },
+            ),
+        );
+        expect(e.status).toBe(401);
+        await down.waitForAudit(id);
+        return jwksFailures().length > bootJwksLines || undefined;
+      },
+      10_000,
+      300,
+    );
+    const lines = jwksFailures().slice(bootJwksLines);
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) {
+      expect(sent).toContain(line.requestId);
+      expect(line['logging.googleapis.com/labels']).toEqual({ service: 'keygate', request_id: line.requestId });
+      expect(line['logging.googleapis.com/trace']).toBe(traceId);
+      expect(line['logging.googleapis.com/spanId']).toBe(spanId);
+    }
+    expectStructuredStdout(down);
+    expectNoSecretsLogged(down);
   });
 });

@@ -14,6 +14,7 @@ function answered(
   ctx?: RequestContext,
   requestHeaders: Record<string, string> = {},
   credentials?: CredentialGuard,
+  logLine: (line: string) => void = () => undefined,
 ): { status: number; headers: Record<string, string>; body: unknown } {
   const out = { status: 0, headers: {} as Record<string, string>, body: undefined as unknown };
   const reply = {
@@ -44,7 +45,7 @@ function answered(
     }),
   } as unknown as ArgumentsHost;
   const filter = new GatewayExceptionFilter(
-    new JsonLogger('error', undefined, () => undefined),
+    new JsonLogger('error', undefined, logLine),
     { resource: { authorizationServers: [] } } as unknown as GatewayConfig,
     credentials,
   );
@@ -53,6 +54,31 @@ function answered(
 }
 
 describe('GatewayExceptionFilter', () => {
+  it("logs an unexpected error with the request's id and trace, though it is caught outside the request's async context", () => {
+    const ctx = new RequestContext(
+      'req-internal-1',
+      'POST',
+      '/v1/chat/completions',
+      0n,
+      { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16) },
+      true,
+    );
+    const lines: string[] = [];
+    const { status, body } = answered(new TypeError('something broke'), ctx, {}, undefined, (line) => lines.push(line));
+    expect(status).toBe(500);
+    expect(body).toMatchObject({ error: { code: 'internal_error', message: 'internal error (request id req-internal-1)' } });
+    expect(lines.map((line) => JSON.parse(line) as Record<string, unknown>)).toEqual([
+      expect.objectContaining({
+        severity: 'ERROR',
+        message: 'something broke',
+        requestId: 'req-internal-1',
+        'logging.googleapis.com/trace': 'a'.repeat(32),
+        'logging.googleapis.com/spanId': 'b'.repeat(16),
+        'logging.googleapis.com/labels': { service: 'keygate', request_id: 'req-internal-1' },
+      }),
+    ]);
+  });
+
   it("answers the operator routes' throttle (the stock ThrottlerGuard) with the contract's 429 and a Retry-After", () => {
     const { status, headers, body } = answered(new ThrottlerException());
     expect(status).toBe(429);

@@ -2,7 +2,7 @@ import { Catch, HttpException, Inject, Optional, type ArgumentsHost, type Except
 import { CredentialGuard } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
-import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
+import { contextOf, JsonLogger, KEYGATE_LOGGER, requestContextStorage } from '@keygate/observability';
 import { ADMIN_THROTTLE } from '@keygate/limits';
 import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 import { ThrottlerException } from '@nestjs/throttler';
@@ -45,7 +45,10 @@ export class GatewayExceptionFilter implements ExceptionFilter {
       void reply.status(exception.getStatus()).send(exception.getResponse());
       return;
     }
-    const error = this.toGatewayError(exception, ctx?.requestId);
+    // In the request's context: an error raised outside Nest's pipeline (Fastify's body parsing) is logged with its id too.
+    const error = ctx
+      ? requestContextStorage.run(ctx, () => this.toGatewayError(exception, ctx.requestId))
+      : this.toGatewayError(exception, undefined);
     ctx?.fail(error.spec.failure, error.status);
     // Refused before the credential guard ran (Fastify refuses a body over every product's limit, or
     // one it cannot take, before any guard): the audit line names the caller the headers prove, as

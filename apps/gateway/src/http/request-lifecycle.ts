@@ -6,7 +6,16 @@ import { AuditService } from '@keygate/audit';
 import { CredentialGuard } from '@keygate/auth';
 import { GatewayError, type FailureClass } from '@keygate/errors';
 import { LifecycleState } from '@keygate/health';
-import { attachContext, MetricsService, parseTrace, pickRequestId, RequestContext, type RequestLabels } from '@keygate/observability';
+import {
+  attachContext,
+  contextOf,
+  MetricsService,
+  parseTrace,
+  pickRequestId,
+  RequestContext,
+  requestContextStorage,
+  type RequestLabels,
+} from '@keygate/observability';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isGoogleRequest, speaksGoogle } from '../gemini/google-errors';
@@ -136,6 +145,15 @@ export class RequestLifecycle {
       if (isAnthropicRequest(ctx)) adoptAnthropicKey(request);
       if (isGoogleRequest(ctx)) adoptGoogleKey(request);
       done();
+    });
+    // The rest of the request (Nest's guards, pipes, handler and exception filter) runs in the
+    // request's context, so every line written while serving it carries its id and trace: a JWKS
+    // fetch a guard starts, an internal error the filter logs. The context set in onRequest does not
+    // reach here: the body is read on the socket's events, outside it.
+    fastify.addHook('preHandler', (request, _reply, done) => {
+      const ctx = contextOf(request.raw);
+      if (ctx) requestContextStorage.run(ctx, done);
+      else done();
     });
   }
 
