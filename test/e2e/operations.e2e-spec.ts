@@ -1081,6 +1081,38 @@ describe('a gateway whose OpenAI upstream is down and whose IdP key URL does not
     expect(
       change('keygate_requests_total', { product: PRODUCT, provider: 'anthropic', model: CLAUDE_MODEL, status: '200', failure: 'none' }),
     ).toBe(1);
+    // Each failed attempt has its WARNING, written deep in the provider call, with the request's id.
+    const attemptLines = down.proc.lines
+      .filter((l) => l.json?.requestId === id && l.json.type !== 'audit')
+      .map((l) => l.json!)
+      .filter((j) => String(j.message).startsWith('upstream attempt failed'));
+    expect(attemptLines.map((j) => [j.severity, j.message, j.provider, j.model, j.failure, j.upstreamStatus])).toEqual([
+      ['WARNING', 'upstream attempt failed; retrying', 'openai', 'gpt-4o', 'connect', null],
+      ['WARNING', 'upstream attempt failed; retrying', 'openai', 'gpt-4o', 'connect', null],
+      ['WARNING', 'upstream attempt failed; trying the next fallback model', 'openai', 'gpt-4o', 'connect', null],
+    ]);
+    for (const j of attemptLines) expect(j['logging.googleapis.com/labels']).toEqual({ service: 'keygate', request_id: id });
+  });
+
+  it('logs an upstream 5xx that ends a request once per attempt, with its status and none of what the upstream said', async () => {
+    const id = uniqueId('upstream-500');
+    const e = await apiError(
+      down
+        .openai(token)
+        .chat.completions.create(
+          { model: CLAUDE_MODEL, messages: user(prompt('upstream 500', '[mock status=500]')) },
+          { headers: { 'X-Request-Id': id } },
+        ),
+    );
+    expect(e.status).toBe(502);
+    expect(await down.waitForAudit(id)).toMatchObject({ status: 502, failure: 'upstream', provider: 'anthropic', attempts: 3 });
+    const messages = down.proc.lines.filter((l) => l.json?.requestId === id && l.json.type !== 'audit').map((l) => l.json!);
+    expect(messages.map((j) => [j.message, j.provider, j.failure, j.upstreamStatus])).toEqual([
+      ['upstream attempt failed; retrying', 'anthropic', 'http', 500],
+      ['upstream attempt failed; retrying', 'anthropic', 'http', 500],
+      ['upstream attempt failed; no retry or fallback left', 'anthropic', 'http', 500],
+    ]);
+    expectNoSecretsLogged(down);
   });
 
   it("writes the request's id and trace on a line logged while its credential is checked (a JWKS fetch the guard starts)", async () => {

@@ -19,7 +19,6 @@ export interface Candidate<T> {
   attempt(): Promise<T>;
 }
 
-/** Reports each attempt (for the audit's attempt count and metrics). */
 /**
  * Whether an attempt's failure came from the upstream call (a transport or upstream failure, or the
  * client leaving during it), rather than from keygate refusing the request before sending it (a
@@ -29,7 +28,8 @@ export function reachedUpstream(error: unknown): boolean {
   return error instanceof UpstreamError || error instanceof ClientAbortedError;
 }
 
-export type AttemptObserver = (model: string, outcome: 'ok' | 'retry' | 'fallback' | 'failed') => void;
+/** Reports each attempt's outcome: `retry` and `fallback` (given up for the next candidate) and `failed` with the attempt's error. */
+export type AttemptObserver = (model: string, outcome: 'ok' | 'retry' | 'fallback' | 'failed', error?: unknown) => void;
 
 /**
  * Runs candidates in order. A retryable failure (connect error, 429, 5xx — only ever before the
@@ -58,20 +58,20 @@ export async function runAttempts<T>(
         if (c > 0 && !reachedUpstream(error) && !signal.aborted) {
           // A fallback that cannot express this request (e.g. n > 1 for Claude) is skipped; the
           // client hears about the outage that led here, not about a parameter it never chose.
-          observe(candidate.model, 'fallback');
+          observe(candidate.model, 'fallback', error);
           break;
         }
         last = error;
         if (!(error instanceof UpstreamError) || !error.retryable || signal.aborted) {
-          observe(candidate.model, 'failed');
+          observe(candidate.model, 'failed', error);
           throw signal.aborted && !(error instanceof ClientAbortedError) ? new ClientAbortedError() : error;
         }
         const wait = retryDelay(error, retry, policy, random);
         if (retry === policy.maxRetries || wait === undefined) {
-          observe(candidate.model, c + 1 < candidates.length ? 'fallback' : 'failed');
+          observe(candidate.model, c + 1 < candidates.length ? 'fallback' : 'failed', error);
           break;
         }
-        observe(candidate.model, 'retry');
+        observe(candidate.model, 'retry', error);
         try {
           await sleep(wait, undefined, { signal });
         } catch {

@@ -2,11 +2,12 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { QuotaService } from '@keygate/limits';
-import type { RequestContext } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import {
   countTokens,
   reachedUpstream,
   runAttempts,
+  type AttemptObserver,
   type ChatStream,
   type PassedHeaders,
   type RetryPolicy,
@@ -15,6 +16,7 @@ import {
 import type { ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
+import { upstreamAttemptLog } from '../routing/attempt-log';
 import { primed } from './primed-stream';
 import { recordUsage, SseRelay, type RelayDialect } from './sse-relay';
 
@@ -56,13 +58,16 @@ export interface CompletionPlan<A extends WholeAnswer, C extends Candidate = Can
 @Injectable()
 export class CompletionRunner {
   private readonly retry: RetryPolicy;
+  private readonly attemptLog: AttemptObserver;
 
   constructor(
     private readonly quota: QuotaService,
     private readonly sse: SseRelay,
     @Inject(GatewayConfig) config: GatewayConfig,
+    @Inject(KEYGATE_LOGGER) logger: JsonLogger,
   ) {
     this.retry = config.retry;
+    this.attemptLog = upstreamAttemptLog(logger);
   }
 
   async run<A extends WholeAnswer, C extends Candidate>(
@@ -96,7 +101,7 @@ export class CompletionRunner {
     const tokens = this.quota.enabled(principal.product) ? plan.reserve() : undefined;
     const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
     try {
-      const { value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal);
+      const { value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal, this.attemptLog);
       // The answering attempt's: a stream's go out with its head (the relay keeps the reply's headers).
       if (value.headers) void reply.headers(value.headers);
       if ('events' in value) await this.sse.relay(ctx, value, reply, plan.dialect, plan.maxStreamSeconds, plan.promptTokens);

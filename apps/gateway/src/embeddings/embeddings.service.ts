@@ -4,10 +4,19 @@ import type { Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { QuotaService } from '@keygate/limits';
 import { endUserId } from '@keygate/policy';
-import type { RequestContext } from '@keygate/observability';
-import { retryDelay, runAttempts, TokenTally, UpstreamError, type EmbeddingsRequest, type PartsSpend } from '@keygate/providers';
+import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
+import {
+  retryDelay,
+  runAttempts,
+  TokenTally,
+  UpstreamError,
+  type AttemptObserver,
+  type EmbeddingsRequest,
+  type PartsSpend,
+} from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
+import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter } from '../routing/product.router';
 
 /** Tokens of an embeddings input: text counted with the tokenizer, token arrays by length. */
@@ -22,11 +31,16 @@ function inputTokens(input: EmbeddingsRequest['input']): number {
 /** `POST /v1/embeddings`: routed by model like chat; usage counted as prompt tokens. */
 @Injectable()
 export class EmbeddingsService {
+  private readonly attemptLog: AttemptObserver;
+
   constructor(
     private readonly router: ProductRouter,
     private readonly quota: QuotaService,
     @Inject(GatewayConfig) private readonly config: GatewayConfig,
-  ) {}
+    @Inject(KEYGATE_LOGGER) logger: JsonLogger,
+  ) {
+    this.attemptLog = upstreamAttemptLog(logger);
+  }
 
   async embed(ctx: RequestContext, principal: Principal, body: EmbeddingsRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
     const { access, adapter, policy } = this.router.resolve(ctx, principal, body.model, bodyBytes);
@@ -72,6 +86,7 @@ export class EmbeddingsService {
         ],
         this.config.retry,
         ctx.abort.signal,
+        this.attemptLog,
       );
       // A host that reports no usage (some OpenAI-compatible ones) is counted at keygate's estimate, as chat is.
       ctx.tokensIn = result.usage?.prompt_tokens ?? inputTokens(body.input);

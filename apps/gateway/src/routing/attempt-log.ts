@@ -1,0 +1,29 @@
+import type { JsonLogger } from '@keygate/observability';
+import { UpstreamError, type AttemptObserver } from '@keygate/providers';
+
+const MESSAGES = {
+  retry: 'upstream attempt failed; retrying',
+  fallback: 'upstream attempt failed; trying the next fallback model',
+  failed: 'upstream attempt failed; no retry or fallback left',
+} as const;
+
+/**
+ * An observer for `runAttempts` that writes a WARNING for each upstream attempt that failed and is
+ * retried or given up for the next fallback model, and for the last one when the request fails on
+ * an upstream outage (a failure that would have been retried): which provider and model, the kind
+ * of failure and the upstream's status, never what the upstream said (its error text may quote the
+ * prompt). An upstream's refusal of the request itself (a 400) is the audit line's to tell. The
+ * line carries the request's id and trace from its context.
+ */
+export function upstreamAttemptLog(logger: JsonLogger): AttemptObserver {
+  return (model, outcome, error) => {
+    if (outcome === 'ok' || !(error instanceof UpstreamError)) return;
+    if (outcome === 'failed' && !error.retryable) return;
+    logger.write('WARNING', MESSAGES[outcome], {
+      provider: error.provider,
+      model,
+      failure: error.kind,
+      upstreamStatus: error.status ?? null,
+    });
+  };
+}
