@@ -61,6 +61,14 @@ describe('upstreamAttemptLog', () => {
       'upstream attempt failed; retrying',
       'upstream attempt failed; no retry or fallback left',
     ]);
+    // An answer keygate cannot read is the upstream's failure too (not retried: it may have generated).
+    const unreadable = await linesOf([
+      { model: 'gpt-4o', attempt: () => Promise.reject(new UpstreamError('protocol', 'openai', `bad JSON: ${PROMPT}`)) },
+    ]);
+    expect(unreadable.map((l) => [l.message, l.failure, l.upstreamStatus])).toEqual([
+      ['upstream attempt failed; no retry or fallback left', 'protocol', null],
+    ]);
+    expect(JSON.stringify(unreadable)).not.toContain(PROMPT);
     const refusal = new UpstreamError('http', 'openai', `bad: ${PROMPT}`, 400);
     expect(await linesOf([{ model: 'gpt-4o', attempt: () => Promise.reject(refusal) }])).toEqual([]);
     expect(await linesOf([{ model: 'gpt-4o', attempt: () => Promise.reject(new ClientAbortedError()) }])).toEqual([]);

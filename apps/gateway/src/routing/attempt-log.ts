@@ -10,15 +10,16 @@ const MESSAGES = {
 /**
  * An observer for `runAttempts` that writes a WARNING for each upstream attempt that failed and is
  * retried or given up for the next fallback model, and for the last one when the request fails on
- * an upstream outage (a failure that would have been retried): which provider and model, the kind
- * of failure and the upstream's status, never what the upstream said (its error text may quote the
- * prompt). An upstream's refusal of the request itself (a 400) is the audit line's to tell. The
- * line carries the request's id and trace from its context.
+ * the upstream's side (unreachable, a 5xx or 429, a timeout, an answer keygate cannot read): which
+ * provider and model, the kind of failure and the upstream's status, never what the upstream said
+ * (its error text may quote the prompt). An upstream's refusal of the request itself (a 400) is the
+ * audit line's to tell. The line carries the request's id and trace from its context.
  */
 export function upstreamAttemptLog(logger: JsonLogger): AttemptObserver {
   return (model, outcome, error) => {
     if (outcome === 'ok' || !(error instanceof UpstreamError)) return;
-    if (outcome === 'failed' && !error.retryable) return;
+    // The upstream refused the request itself (a 4xx other than 429): the client's to fix, the audit line's to tell.
+    if (outcome === 'failed' && error.status !== undefined && error.status < 500 && error.status !== 429) return;
     logger.write('WARNING', MESSAGES[outcome], {
       provider: error.provider,
       model,
