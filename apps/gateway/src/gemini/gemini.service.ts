@@ -3,7 +3,7 @@ import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { QuotaService } from '@keygate/limits';
-import type { RequestContext } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import { applyGeminiEmbedPolicy, applyGeminiPolicy, type PolicedGeminiRequest } from '@keygate/policy';
 import {
   estimateEmbedContentTokens,
@@ -13,11 +13,13 @@ import {
   requestedCandidates,
   type GeminiApiVersion,
   type GenerateContentPassthrough,
+  type AttemptObserver,
   type RetryPolicy,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
 import { attemptOnce } from '../routing/attempt-count';
+import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { checkBatchEmbedRequests } from './gemini-embed';
 import { GOOGLE_STREAM } from './google-errors';
@@ -41,6 +43,7 @@ const routeName = (version: GeminiApiVersion, method: string): string => `/${ver
 @Injectable()
 export class GeminiService {
   private readonly retry: RetryPolicy;
+  private readonly attemptLog: AttemptObserver;
 
   constructor(
     private readonly router: ProductRouter,
@@ -48,8 +51,10 @@ export class GeminiService {
     private readonly gemini: GeminiAdapter,
     private readonly quota: QuotaService,
     @Inject(GatewayConfig) config: GatewayConfig,
+    @Inject(KEYGATE_LOGGER) logger: JsonLogger,
   ) {
     this.retry = config.retry;
+    this.attemptLog = upstreamAttemptLog(logger);
   }
 
   /** `generateContent`, or with `stream` `streamGenerateContent?alt=sse` passed through event by event. */
@@ -107,7 +112,7 @@ export class GeminiService {
   ): Promise<void> {
     const { access } = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'countTokens'));
     const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
-    const value = await attemptOnce(ctx, model, this.retry, () => this.gemini.countTokens(call));
+    const value = await attemptOnce(ctx, model, this.retry, this.attemptLog, () => this.gemini.countTokens(call));
     ctx.status = 200;
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
   }
@@ -156,7 +161,7 @@ export class GeminiService {
     );
     try {
       const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
-      const value = await attemptOnce(ctx, model, this.retry, () => this.gemini.embedContent(call, batch));
+      const value = await attemptOnce(ctx, model, this.retry, this.attemptLog, () => this.gemini.embedContent(call, batch));
       ctx.tokensIn = value.promptTokens ?? estimate;
       ctx.status = 200;
       await reply.status(200).headers(value.headers).type('application/json').send(value.body);

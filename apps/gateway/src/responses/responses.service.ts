@@ -2,13 +2,14 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import type { RequestContext } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy';
 import {
   estimateResponsesPromptTokens,
   OpenAiAdapter,
   UpstreamError,
   type ResponsesPassthrough,
+  type AttemptObserver,
   type RetryPolicy,
   type StoredResponseCall,
   type Usage,
@@ -17,6 +18,7 @@ import type { FastifyReply } from 'fastify';
 import { isRecord } from '../chat/chat-completion.dto';
 import { CompletionRunner, type Candidate } from '../chat/completion-runner';
 import { attemptOnce } from '../routing/attempt-count';
+import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { RESPONSES_STREAM } from './responses-errors';
 import { storedResponseQuery, type StoredResponseRoute } from './stored-response.query';
@@ -71,6 +73,7 @@ const CHAT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
 @Injectable()
 export class ResponsesService {
   private readonly retry: RetryPolicy;
+  private readonly attemptLog: AttemptObserver;
 
   constructor(
     private readonly router: ProductRouter,
@@ -78,8 +81,10 @@ export class ResponsesService {
     private readonly openai: OpenAiAdapter,
     private readonly stored: StoredResponses,
     @Inject(GatewayConfig) config: GatewayConfig,
+    @Inject(KEYGATE_LOGGER) logger: JsonLogger,
   ) {
     this.retry = config.retry;
+    this.attemptLog = upstreamAttemptLog(logger);
   }
 
   async create(ctx: RequestContext, principal: Principal, body: ResponsesRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
@@ -254,6 +259,7 @@ export class ResponsesService {
         record.model,
         // A delete is not retried: one that went through but whose answer was lost would come back 404.
         route === 'delete' ? { ...this.retry, maxRetries: 0 } : this.retry,
+        this.attemptLog,
         () => this.openai.storedResponse(call),
       );
     } catch (error) {
