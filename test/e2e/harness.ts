@@ -246,6 +246,12 @@ export class ManagedProcess {
     });
   }
 
+  /** Sends `signal` (the process is expected to exit: not reported as unexpected). */
+  signal(signal: NodeJS.Signals): void {
+    this.stopping = true;
+    this.child.kill(signal);
+  }
+
   /** SIGTERM, then SIGKILL after a bound. Safe to call twice. */
   async stop(timeoutMs = STOP_TIMEOUT_MS): Promise<ExitInfo> {
     if (this.exitInfo) return this.exitInfo;

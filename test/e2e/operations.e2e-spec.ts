@@ -914,6 +914,42 @@ describe('graceful shutdown on SIGTERM', () => {
   }, 60_000);
 });
 
+describe('a second Ctrl-C (SIGINT) during the drain', () => {
+  it('ends the open streams now with an SSE error event, audits each once, and exits 130 without waiting for the drain', async () => {
+    const gw = await drainingGateway(30);
+    try {
+      const recorder = rawBodies(gw.fetch);
+      const client = new OpenAI({ baseURL: gw.baseURL, apiKey: token, maxRetries: 0, timeout: 30_000, fetch: recorder.fetch });
+      // 50 chunks 100 ms apart: about 5 s each, within the 30 s drain.
+      const run = startStreams(client, 3, '[mock chunk_delay_ms=100 chunks=50]', 'interrupt');
+      await waitFor('all 3 streams to receive their first chunk', () => run.firstChunks() === 3, 10_000);
+      gw.proc.signal('SIGINT');
+      await gw.proc.waitForLine('the drain to start', (l) => l.json?.message === 'shutdown started', 5_000);
+      const interrupted = Date.now();
+      gw.proc.signal('SIGINT');
+      const exit = await within(gw.proc.exited, 5_000);
+      expect(exit).toEqual({ code: 130, signal: null });
+      // Well before the streams' own end (~5 s) or the drain's (30 s).
+      expect(Date.now() - interrupted).toBeLessThan(2_500);
+      const outcomes = await within(run.outcomes, 5_000);
+      expect(outcomes).not.toBeNull();
+      for (const o of outcomes!) {
+        expect((o.error as APIError).code).toBe('service_unavailable');
+        const raw = await within(recorder.bodies.get(o.id)!, 5_000);
+        expect(raw).not.toContain('[DONE]');
+        const lines = gw.auditsFor(o.id);
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toMatchObject({ status: 503, failure: 'internal', stream: true });
+        expect(lines[0].tokens_out).toBeGreaterThan(0);
+      }
+      expect(gw.audits()).toHaveLength(3);
+      expectStructuredStdout(gw);
+    } finally {
+      await gw.stop();
+    }
+  }, 30_000);
+});
+
 describe('a client that leaves in the grace after the drain deadline', () => {
   it('is audited as a client abort (499): keygate had not ended its request yet', async () => {
     const gw = await drainingGateway(1);

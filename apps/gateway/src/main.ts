@@ -46,6 +46,8 @@ async function main(): Promise<void> {
   const lifecycle = app.get(LifecycleState);
   const requests = app.get(RequestLifecycle);
   let stopping = false;
+  /** A second Ctrl-C came: the drain was cut short (exit 130, see stopNow). */
+  let forced = false;
   /**
    * SIGTERM: readiness flips at once, the listener closes (new connections are refused), requests
    * and streams in flight may finish for the drain period; at its end the rest are ended (streams
@@ -74,18 +76,30 @@ async function main(): Promise<void> {
         clearTimeout(deadline);
         await requests.endAll();
         logger.write('NOTICE', 'shutdown complete');
-        process.exit(0);
+        process.exit(forced ? 130 : 0);
       })
       .catch((error: unknown) => {
         logger.error(error instanceof Error ? error : String(error), undefined, 'shutdown');
         process.exit(1);
       });
   };
+  /**
+   * A second Ctrl-C: no more waiting for the drain. The requests still open are ended now (streams
+   * with an SSE error event) and audited, one line each as ever, then the process exits 130; within
+   * about a second (a client that stopped reading is cut), whatever happens.
+   */
+  const stopNow = (): void => {
+    if (forced) return;
+    forced = true;
+    logger.write('WARNING', 'interrupted again; ending the requests still open now', { inFlight: requests.active });
+    void requests.endAll().finally(() => process.exit(130));
+    setTimeout(() => process.exit(130), 2_000).unref();
+  };
   // Installed before listening, and kept: a second SIGTERM during the drain is ignored (Kubernetes
-  // sends one, then SIGKILL after the grace period); a second Ctrl-C ends the process at once,
-  // through process.exit, so the log lines still pending are written.
+  // sends one, then SIGKILL after the grace period); a second Ctrl-C ends the drain at once
+  // (through process.exit, so the log lines still pending are written).
   process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => (stopping ? process.exit(130) : stop('SIGINT')));
+  process.on('SIGINT', () => (stopping ? stopNow() : stop('SIGINT')));
 
   collectBootGarbage();
   try {
