@@ -3,6 +3,7 @@ import { ConfigError, loadGatewayConfig } from '@keygate/config';
 import { LifecycleState } from '@keygate/health';
 import { KEYGATE_LOGGER, SERVICE_LOG_LABELS, type JsonLogger } from '@keygate/observability';
 import { createGateway } from './bootstrap';
+import { reportCrashes } from './crash-report';
 import { RequestLifecycle } from './http/request-lifecycle';
 
 /**
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
   }
   const app = await createGateway(config).catch(die);
   const logger = app.get<JsonLogger>(KEYGATE_LOGGER);
+  reportCrashes(logger);
   for (const warning of config.warnings) logger.write('WARNING', warning);
   const lifecycle = app.get(LifecycleState);
   const requests = app.get(RequestLifecycle);
