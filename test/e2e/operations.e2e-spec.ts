@@ -505,6 +505,33 @@ describe('structured logs', () => {
     expect(field(await bare.waitForAudit(zeroId), 'logging.googleapis.com/trace')).toBeUndefined();
   });
 
+  it('logs a stream the upstream cut after its first byte in a WARNING with the request id, its kind and none of what was said', async () => {
+    const id = uniqueId('cut-stream');
+    const stream = await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(prompt('cut mid-stream', '[mock cut_after=2]')), stream: true },
+        { headers: { 'X-Request-Id': id } },
+      );
+    let failed: unknown;
+    try {
+      for await (const chunk of stream) void chunk;
+    } catch (error) {
+      failed = error;
+    }
+    expect(failed).toBeDefined();
+    expect(await gw.waitForAudit(id)).toMatchObject({ status: 502, failure: 'upstream', stream: true });
+    const line = await gw.proc.waitForLine(
+      'the mid-stream failure line',
+      (l) => l.json?.requestId === id && l.json.message === 'upstream stream failed after its first byte',
+      5_000,
+    );
+    expect(line.json).toMatchObject({ severity: 'WARNING', provider: 'openai', model: 'gpt-4o-mini', upstreamStatus: null });
+    expect(typeof line.json!.failure).toBe('string');
+    expect(line.json!.eventsSent).toBeGreaterThan(0);
+    expect(line.raw).not.toContain('cut mid-stream');
+  });
+
   it('echoes a sane X-Request-Id and uses it as the audit requestId', async () => {
     const id = `Ops.req:${RUN}_A-1`;
     const { data, response } = await gw

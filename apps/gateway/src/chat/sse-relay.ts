@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { Inject, Injectable } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import { MetricsService, type RequestContext } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, MetricsService, type RequestContext } from '@keygate/observability';
 import { ClientAbortedError, countTokens, UpstreamError, type ChatStream, type Usage } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { endStream } from './stream-end';
@@ -58,6 +58,7 @@ export class SseRelay {
   constructor(
     @Inject(GatewayConfig) config: GatewayConfig,
     private readonly metrics: MetricsService,
+    @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
   ) {
     this.keepAliveMs = config.sseKeepAliveSeconds * 1000;
   }
@@ -135,6 +136,7 @@ export class SseRelay {
       } else if (error instanceof ClientAbortedError || ctx.abort.signal.aborted) {
         ctx.fail('client_abort', 499);
       } else {
+        this.logStreamFailure(ctx, error, eventsSent);
         this.endWithError(
           ctx,
           res,
@@ -155,6 +157,29 @@ export class SseRelay {
       // keygate's estimate; the answer at least as long as what reached keygate.
       if (ctx.tokensIn === null) ctx.tokensIn = running ? running.prompt_tokens : estimatePrompt();
       if (ctx.tokensOut === null) ctx.tokensOut = Math.max(running?.completion_tokens ?? 0, countTokens(text.join('')));
+    }
+  }
+
+  /**
+   * A stream that failed after its first byte (no retry or fallback is possible then) gets a line
+   * beside its audit line, as a failed attempt does before it: a WARNING for the upstream's failure
+   * (cut, an error event, an answer keygate cannot read; its kind and status, never what it said),
+   * an ERROR with the stack for keygate's own.
+   */
+  private logStreamFailure(ctx: RequestContext, error: unknown, eventsSent: number): void {
+    if (error instanceof UpstreamError) {
+      this.logger.write('WARNING', 'upstream stream failed after its first byte', {
+        provider: error.provider,
+        model: ctx.model,
+        failure: error.kind,
+        upstreamStatus: error.status ?? null,
+        eventsSent,
+      });
+    } else if (!(error instanceof GatewayError)) {
+      this.logger.write('ERROR', 'internal error while streaming', {
+        error: error instanceof Error ? error.name : typeof error,
+        stack: error instanceof Error ? error.stack : undefined,
+      });
     }
   }
 
