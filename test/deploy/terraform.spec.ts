@@ -78,10 +78,22 @@ describe('Terraform', () => {
     expect(repositories.map((r) => r.docker_config?.[0]?.immutable_tags)).toEqual(repositories.map(() => true));
   });
 
-  it('the log-based metrics read only fields the audit record has', () => {
+  it('the log-based metrics read only fields the audit record has (and those of the failed-attempt lines they count)', () => {
     const fields = [...jsonPayloadFields(join(TERRAFORM, 'modules', 'gcp', 'monitoring'))];
     expect(fields).toEqual(expect.arrayContaining(['type', 'product', 'tokens_in', 'tokens_out', 'failure', 'latency_ms']));
-    expect(fields.filter((f) => !AUDIT_FIELDS.includes(f))).toEqual([]);
+    // Beside the audit record's: the message, which tells the failed-attempt and crash lines apart.
+    expect(fields.filter((f) => !AUDIT_FIELDS.includes(f) && f !== 'message')).toEqual([]);
+  });
+
+  it('the messages the metrics and alerts match are ones the gateway writes (failed upstream attempts and streams, crashes)', () => {
+    const tf = readFileSync(join(TERRAFORM, 'modules', 'gcp', 'monitoring', 'main.tf'), 'utf8');
+    const prefixes = [...tf.matchAll(/jsonPayload\.message=~\\"\^([^\\"]+)\\"/g)].map((m) => m[1]);
+    expect(prefixes.sort()).toEqual(['crashed ', 'upstream attempt failed', 'upstream stream failed']);
+    const gateway = ['routing/attempt-log.ts', 'chat/sse-relay.ts', 'crash-report.ts']
+      .map((f) => readFileSync(join(REPO_ROOT, 'apps', 'gateway', 'src', f), 'utf8'))
+      .join('\n');
+    // Each as the start of a string literal the gateway logs.
+    for (const prefix of prefixes) expect([`'${prefix}`, `\`${prefix}`].some((literal) => gateway.includes(literal))).toBe(true);
   });
 });
 

@@ -3,11 +3,20 @@
 # Label cardinality is bounded: product, model, provider, status and failure class; never the
 # user.
 locals {
-  audit_filter = join(" AND ", [
+  container_filter = join(" AND ", [
     "resource.type=\"k8s_container\"",
     "resource.labels.namespace_name=\"${var.namespace}\"",
     "resource.labels.container_name=\"${var.container_name}\"",
-    "jsonPayload.type=\"audit\"",
+  ])
+  audit_filter = "${local.container_filter} AND jsonPayload.type=\"audit\""
+
+  # The WARNING lines of failed upstream attempts ("upstream attempt failed; …") and of streams that
+  # failed after their first byte ("upstream stream failed after its first byte"): a provider failing
+  # shows here even while fallbacks keep the requests succeeding.
+  upstream_failure_filter = join(" AND ", [
+    local.container_filter,
+    "severity=WARNING",
+    "(jsonPayload.message=~\"^upstream attempt failed\" OR jsonPayload.message=~\"^upstream stream failed\")",
   ])
 
   failure_classes = [
@@ -22,6 +31,7 @@ locals {
     tokens_in  = "logging_googleapis_com:user_${google_logging_metric.tokens_in.name}"
     tokens_out = "logging_googleapis_com:user_${google_logging_metric.tokens_out.name}"
     latency    = "logging_googleapis_com:user_${google_logging_metric.latency.name}"
+    upstream   = "logging_googleapis_com:user_${google_logging_metric.upstream_failures.name}"
   }
   failure_regex = join("|", var.failure_rate_classes)
 }
@@ -206,6 +216,34 @@ resource "google_logging_metric" "latency" {
   }
 }
 
+resource "google_logging_metric" "upstream_failures" {
+  project = var.project_id
+  name    = "${var.name_prefix}_upstream_failures"
+  filter  = local.upstream_failure_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "keygate failed upstream attempts"
+
+    labels {
+      key        = "provider"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "failure"
+      value_type = "STRING"
+    }
+  }
+
+  # Both from a small fixed set: the provider names and keygate's kinds of upstream failure.
+  label_extractors = {
+    provider = "EXTRACT(jsonPayload.provider)"
+    failure  = "EXTRACT(jsonPayload.failure)"
+  }
+}
+
 resource "google_monitoring_alert_policy" "daily_tokens" {
   project               = var.project_id
   display_name          = "keygate ${var.environment}: daily token usage of a product over ${var.daily_tokens_alert_threshold}"
@@ -281,5 +319,59 @@ resource "google_monitoring_alert_policy" "latency" {
   documentation {
     mime_type = "text/markdown"
     content   = "Requests are slow. Compare with the providers' latency; look for retries and fallbacks in the audit records (attempts)."
+  }
+}
+
+resource "google_monitoring_alert_policy" "upstream_failures" {
+  project               = var.project_id
+  display_name          = "keygate ${var.environment}: a provider failing over ${var.upstream_failures_per_minute} attempts a minute"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "failed upstream attempts per minute, by provider"
+    condition_prometheus_query_language {
+      query               = "sum by (provider) (rate(${local.promql.upstream}[10m])) * 60 > ${var.upstream_failures_per_minute}"
+      duration            = "600s"
+      evaluation_interval = "60s"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A provider keeps failing keygate's attempts (retried, or answered by a fallback model, so the failure rate may stay low). Check the WARNING lines \"upstream attempt failed\" (their failure and upstreamStatus fields) and the provider's status page; a rejected key shows as status 401/403."
+  }
+}
+
+resource "google_monitoring_alert_policy" "crash" {
+  project               = var.project_id
+  display_name          = "keygate ${var.environment}: a gateway process crashed"
+  combiner              = "OR"
+  severity              = "CRITICAL"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "a CRITICAL \"crashed\" line"
+    condition_matched_log {
+      filter = "${local.container_filter} AND severity=CRITICAL AND jsonPayload.message=~\"^crashed \""
+    }
+  }
+
+  # Required for a log-match condition: at most one notification per period.
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A gateway process hit an exception no code handled and exited (Kubernetes restarts it; its open requests failed). The line carries the stack and, when it happened while serving one, the request id."
   }
 }

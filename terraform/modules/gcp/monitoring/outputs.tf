@@ -6,5 +6,6 @@ output "metric_names" {
     google_logging_metric.tokens_in.name,
     google_logging_metric.tokens_out.name,
     google_logging_metric.latency.name,
+    google_logging_metric.upstream_failures.name,
   ]
 }

@@ -53,6 +53,17 @@ variable "latency_p95_threshold_ms" {
   default     = 45000
 }
 
+variable "upstream_failures_per_minute" {
+  type        = number
+  description = "Alert when one provider fails more upstream attempts a minute than this (10-minute average), fallbacks or not."
+  default     = 30
+
+  validation {
+    condition     = var.upstream_failures_per_minute > 0
+    error_message = "upstream_failures_per_minute must be positive."
+  }
+}
+
 variable "notification_channels" {
   type        = list(string)
   description = "Notification channel ids (projects/<p>/notificationChannels/<id>) the alerts go to."
