@@ -418,6 +418,28 @@ describe('POST /v1/messages upstream failures', () => {
     await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'anthropic', attempts: 1 + MAX_RETRIES });
   });
 
+  it('retries count_tokens on a 503 and logs each failed attempt in a WARNING with the request id, as a message call does', async () => {
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('count-503');
+    const { result: error } = await counting(() =>
+      sdkError(
+        gw
+          .anthropic(flakyToken())
+          .messages.countTokens({ model: ANTHROPIC_MODEL, messages: [{ role: 'user', content: 'count me' }] }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(502);
+    expect(flaky.count('/v1/messages/count_tokens')).toBe(1 + MAX_RETRIES);
+    await expectOneAudit(id, { status: 502, failure: 'upstream', attempts: 1 + MAX_RETRIES });
+    const lines = gw.proc.lines
+      .filter((l) => l.json?.requestId === id && String(l.json.message).startsWith('upstream attempt failed'))
+      .map((l) => [l.json!.severity, l.json!.message, l.json!.provider, l.json!.upstreamStatus]);
+    expect(lines).toEqual([
+      ...Array.from({ length: MAX_RETRIES }, () => ['WARNING', 'upstream attempt failed; retrying', 'anthropic', 503]),
+      ['WARNING', 'upstream attempt failed; no retry or fallback left', 'anthropic', 503],
+    ]);
+  });
+
   it('retries an error sent as the stream’s first event, then ends a stream whose error comes after content with an error event', async () => {
     const { id, headers } = rid('msg-stream-error');
     const { moved } = await counting(async () => {
