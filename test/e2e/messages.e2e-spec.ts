@@ -291,8 +291,8 @@ describe('POST /v1/messages refusals, in an envelope the Anthropic SDK reads', (
       'max_completion_tokens',
     ],
     [
-      'a message with another role',
-      { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'system', content: 'x' }] },
+      'a message with a role Anthropic does not have (OpenAI’s tool role)',
+      { model: ANTHROPIC_MODEL, max_tokens: 16, messages: [{ role: 'tool', content: 'x' }] },
       400,
       'invalid_request',
       'messages[0].role',
@@ -650,6 +650,110 @@ describe('end_user_id: each request names its caller to the provider', () => {
       gw.openai(traced).chat.completions.create({ model: ANTHROPIC_MODEL, messages: [{ role: 'user', content: 'hi' }] }),
     );
     expect(chat.after.last['anthropic.messages']?.body).toMatchObject({ metadata: { user_id: expected } });
+  });
+});
+
+describe('what Claude Code sends', () => {
+  // Claude Code 2.1 on Opus 4.8 (its default model): the request it sends, trimmed to one tool.
+  const OPUS_48 = 'claude-opus-4-8';
+  const BETAS = [
+    'claude-code-20250219',
+    'interleaved-thinking-2025-05-14',
+    'thinking-token-count-2026-05-13',
+    'context-management-2025-06-27',
+    'prompt-caching-scope-2026-01-05',
+    'mid-conversation-system-2026-04-07',
+    'effort-2025-11-24',
+  ];
+  const claudeCodeBody = (model: string) => ({
+    model,
+    max_tokens: 2048,
+    system: [
+      { type: 'text' as const, text: 'x-anthropic-billing-header: cc_version=2.1.197; cc_entrypoint=sdk-cli;' },
+      { type: 'text' as const, text: 'You are a Claude agent.', cache_control: { type: 'ephemeral' as const } },
+    ],
+    tools: [
+      {
+        name: 'Bash',
+        description: 'Runs a command',
+        input_schema: { type: 'object' as const, properties: { command: { type: 'string' } } },
+      },
+    ],
+    metadata: { user_id: JSON.stringify({ device_id: 'd', account_uuid: '', session_id: 's' }) },
+    thinking: { type: 'adaptive' as const },
+    output_config: { effort: 'high' as const },
+    context_management: { edits: [{ type: 'clear_thinking_20251015' as const, keep: 'all' as const }] },
+    messages: [
+      {
+        role: 'user' as const,
+        content: [{ type: 'text' as const, text: 'List the files [mock tool=Bash]', cache_control: { type: 'ephemeral' as const } }],
+      },
+      // A mid-conversation system message (Opus 4.8 and later): Claude Code lists its agent types there.
+      { role: 'system' as const, content: 'Available agent types for the Agent tool: ...' },
+    ],
+  });
+  let claudesToken: string;
+  beforeAll(() => {
+    claudesToken = mintToken({ product: 'claudes', sub: 'claude-coder' });
+  });
+
+  it('passes a mid-conversation system message, its betas and its fields through to Opus 4.8, streamed, billed and audited', async () => {
+    const { id, headers } = rid('cc-system-message');
+    const {
+      result: message,
+      moved,
+      after,
+    } = await counting(() =>
+      gw
+        .anthropic(claudesToken, { bearer: true })
+        .beta.messages.stream({ ...claudeCodeBody(OPUS_48), betas: BETAS }, { headers })
+        .finalMessage(),
+    );
+    expect(message.stop_reason).toBe('tool_use');
+    expect(message.content.map((block) => block.type)).toEqual(['thinking', 'tool_use']);
+    expect(moved).toEqual({ 'anthropic.messages': 1 });
+    const upstream = after.last['anthropic.messages'];
+    expect(upstream?.url).toBe('/v1/messages');
+    expect(upstream?.headers['anthropic-beta']).toBe(BETAS.join(','));
+    expect(upstream?.headers['x-api-key']).toBe('sk-ant-mock-prov');
+    expect(upstream?.headers.authorization).toBeUndefined();
+    const { stream: _stream, ...sent } = upstream?.body as Record<string, unknown>;
+    expect(sent).toEqual(claudeCodeBody(OPUS_48));
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      product: 'claudes',
+      user: 'claude-coder',
+      model: OPUS_48,
+      stream: true,
+      tokens_in: billed(message.usage),
+      tokens_out: message.usage.output_tokens,
+    });
+  });
+
+  it('counts the tokens of the same prompt', async () => {
+    const { id, headers } = rid('cc-system-count');
+    const { messages, system, tools, thinking } = claudeCodeBody(OPUS_48);
+    const { result: counted, moved } = await counting(() =>
+      gw
+        .anthropic(claudesToken)
+        .beta.messages.countTokens({ model: OPUS_48, messages, system, tools, thinking, betas: BETAS }, { headers }),
+    );
+    expect(counted.input_tokens).toBeGreaterThan(0);
+    expect(moved).toEqual({ 'anthropic.countTokens': 1 });
+    await expectOneAudit(id, { status: 200, failure: null, product: 'claudes', model: OPUS_48 });
+  });
+
+  it('leaves a model that takes no system message to Anthropic, whose refusal comes back as 400 upstream_bad_request', async () => {
+    const { id, headers } = rid('cc-system-old-model');
+    const { messages } = claudeCodeBody(OPUS_48);
+    const { result: error, moved } = await counting(() =>
+      sdkError(gw.anthropic(claudesToken).beta.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 64, messages }, { headers })),
+    );
+    expect(error.status).toBe(400);
+    expect(error.error).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', code: 'upstream_bad_request' } });
+    expect(moved).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(id, { status: 400, failure: 'upstream', product: 'claudes', attempts: 1 });
   });
 });
 

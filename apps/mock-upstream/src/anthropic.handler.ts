@@ -14,6 +14,7 @@ import {
   type JsonRecord,
   type ToolCallPlan,
 } from './mock.content';
+import { messageRolesProblem } from './anthropic.roles';
 import { outputConfigProblems, sampleJson } from './anthropic.structured';
 import { checkThinking, thinkingAnswer, type ThinkingAnswer } from './anthropic.thinking';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
@@ -154,6 +155,8 @@ class AnthropicHandler implements ProviderHandler {
     const model = asString(body.model);
     if (!model) return ex.sendError(anthropicError(400, 'model: Field required'));
     if (!Array.isArray(body.messages)) return ex.sendError(anthropicError(400, 'messages: Field required'));
+    const rolesProblem = messageRolesProblem(model, body.messages);
+    if (rolesProblem !== undefined) return ex.sendError(anthropicError(400, rolesProblem));
     // POST /v1/messages/count_tokens: the prompt's tokens as a Messages answer would report them.
     if (ex.route === 'anthropic.countTokens')
       return sendJsonWithFaults(
@@ -176,7 +179,8 @@ class AnthropicHandler implements ProviderHandler {
     }
     const choice = isRecord(body.tool_choice) ? body.tool_choice : undefined;
     const forced = choice?.type === 'tool' ? asString(choice.name) : choice?.type === 'any' ? '' : undefined;
-    const last = messages[messages.length - 1];
+    // A mid-conversation system message after the user's turn leaves it the user's turn.
+    const last = messages.filter((m) => !(isRecord(m) && m.role === 'system')).at(-1);
     const userText = stripDirectives(ex.userText);
     const plan = planToolCalls({
       declared,

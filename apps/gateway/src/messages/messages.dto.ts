@@ -47,8 +47,10 @@ const ToolChoiceConstraint = constraintOf<MessagesRequestDto>('toolChoice', (cho
 
 /** One message of an Anthropic Messages request; validated for the fields keygate relies on. */
 export class AnthropicMessageDto {
-  @ApiProperty({ enum: ['user', 'assistant'], example: 'user' })
-  @IsIn(['user', 'assistant'])
+  // `system`: a mid-conversation system message (Claude Opus 4.8 and later; Claude Code sends one
+  // after the user's turn). Where it may stand, and which models take it, is Anthropic's to judge.
+  @ApiProperty({ enum: ['user', 'assistant', 'system'], example: 'user' })
+  @IsIn(['user', 'assistant', 'system'])
   role!: string;
 
   @ApiProperty({
