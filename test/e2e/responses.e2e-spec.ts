@@ -306,6 +306,38 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       'policy_violation',
       'tools[1].type',
     ],
+    [
+      // Codex (0.171, catalog models) declares its tools in an input item rather than in `tools`.
+      'a refused tool declared in an additional_tools input item, as Codex sends its tools',
+      guarded,
+      {
+        model: OPENAI_MODEL,
+        stream: true,
+        store: false,
+        input: [
+          {
+            type: 'additional_tools',
+            role: 'developer',
+            tools: [
+              { type: 'namespace', name: 'functions', description: '', tools: [{ type: 'function', name: 'wait', parameters: {} }] },
+              { type: 'web_search', external_web_access: false },
+            ],
+          },
+          { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'x' }] },
+        ],
+      },
+      400,
+      'policy_violation',
+      'input[0].tools[1].type',
+    ],
+    [
+      'a refused tool inside a namespace',
+      guarded,
+      { model: OPENAI_MODEL, input: 'x', tools: [{ type: 'namespace', name: 'ns', description: '', tools: [{ type: 'web_search' }] }] },
+      400,
+      'policy_violation',
+      'tools[0].tools[0].type',
+    ],
   ])('refuses %s (%#)', async (_what, who, body, status, code, param) => {
     const { id, headers } = rid('resp-refused');
     const { result: error, moved } = await counting(() =>

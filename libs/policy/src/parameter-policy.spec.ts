@@ -156,6 +156,34 @@ describe('refuseDenied', () => {
     expect(violation({ tools: [{ name: 'get_weather', input_schema: { type: 'object' } }] })?.options.param).toBe('tools[0].type');
   });
 
+  it('refuses a listed tool declared in a Responses input item (Codex’s additional_tools) or inside a namespace', () => {
+    const searching = { ...policy, refusedTools: ['web_search*'] };
+    // What Codex sends for its catalog models: every tool in an input item, grouped in namespaces.
+    const additional = {
+      type: 'additional_tools',
+      role: 'developer',
+      tools: [
+        { type: 'namespace', name: 'functions', tools: [{ type: 'function', name: 'wait', parameters: {} }] },
+        { type: 'web_search', external_web_access: false },
+      ],
+    };
+    const inItem = violation({ model: 'm', input: [{ type: 'message', role: 'user', content: 'hi' }, additional] }, searching);
+    expect([inItem?.code, inItem?.options.param, inItem?.message]).toEqual([
+      'policy_violation',
+      'input[1].tools[1].type',
+      'input[1].tools[1]: the tool type web_search is not allowed for this product',
+    ]);
+    const nested = { type: 'namespace', name: 'ns', tools: [{ type: 'function', name: 'f' }, { type: 'web_search_preview' }] };
+    expect(violation({ model: 'm', tools: [nested] }, searching)?.options.param).toBe('tools[0].tools[1].type');
+    // The same items without a listed type pass.
+    expect(
+      violation(
+        { model: 'm', input: [{ ...additional, tools: additional.tools.slice(0, 1) }], tools: [{ ...nested, tools: [] }] },
+        searching,
+      ),
+    ).toBeUndefined();
+  });
+
   it('costs nothing and refuses nothing with empty lists (the default)', () => {
     expect(violation({ service_tier: 'priority', tools: [{ type: 'web_search_20250305' }] }, policy)).toBeUndefined();
   });

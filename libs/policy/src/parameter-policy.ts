@@ -89,16 +89,14 @@ export function refuseDenied(body: PolicedRequest, policy: ParameterPolicy): voi
         throw new GatewayError('policy_violation', `${field} is not allowed for this product`, { param: field });
     }
   }
-  if (policy.refusedTools.length && Array.isArray(body.tools)) {
-    body.tools.forEach((tool: unknown, i) => {
-      const declared = typeof tool === 'object' && tool !== null ? (tool as { type?: unknown }).type : undefined;
-      // A type that is not a string names no tool: the provider refuses it.
-      const type = declared === undefined || declared === null ? 'custom' : typeof declared === 'string' ? declared : undefined;
-      if (type !== undefined && policy.refusedTools.some((pattern) => matchesName(type, pattern)))
-        throw new GatewayError('policy_violation', `tools[${i}]: the tool type ${type} is not allowed for this product`, {
-          param: `tools[${i}].type`,
-        });
-    });
+  if (policy.refusedTools.length) {
+    refuseTools(body.tools, 'tools', policy);
+    // Responses API input items that declare tools (Codex's `additional_tools`, a `tool_search_output`):
+    // OpenAI serves those tools as it serves the request's own.
+    if (Array.isArray(body.input))
+      body.input.forEach((item: unknown, i) => {
+        if (typeof item === 'object' && item !== null) refuseTools((item as { tools?: unknown }).tools, `input[${i}].tools`, policy);
+      });
   }
   // Tools asked for by a field rather than in `tools`: Chat Completions' web search
   // (`web_search_options`, billed per search) and the legacy `functions` (function tools).
@@ -108,6 +106,24 @@ export function refuseDenied(body: PolicedRequest, policy: ParameterPolicy): voi
     if (policy.refusedTools.some((pattern) => matchesName(type, pattern)))
       throw new GatewayError('policy_violation', `${field}: the tool type ${type} is not allowed for this product`, { param: field });
   }
+}
+
+/**
+ * Refuses a tool of a type in `refused_tools` among `tools` (at `at`), and among the tools of a
+ * namespace (`{type: "namespace", tools: [...]}`, the Responses API's group of tools).
+ */
+function refuseTools(tools: unknown, at: string, policy: ParameterPolicy): void {
+  if (!Array.isArray(tools)) return;
+  tools.forEach((tool: unknown, i) => {
+    const declared = typeof tool === 'object' && tool !== null ? (tool as { type?: unknown }).type : undefined;
+    // A type that is not a string names no tool: the provider refuses it.
+    const type = declared === undefined || declared === null ? 'custom' : typeof declared === 'string' ? declared : undefined;
+    if (type !== undefined && policy.refusedTools.some((pattern) => matchesName(type, pattern)))
+      throw new GatewayError('policy_violation', `${at}[${i}]: the tool type ${type} is not allowed for this product`, {
+        param: `${at}[${i}].type`,
+      });
+    if (type === 'namespace') refuseTools((tool as { tools?: unknown }).tools, `${at}[${i}].tools`, policy);
+  });
 }
 
 /** Request fields that ask for a tool of a type, as `tools` would. */
