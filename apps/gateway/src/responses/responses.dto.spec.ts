@@ -33,4 +33,19 @@ describe('ResponsesRequestDto', () => {
   it.each([16, 4096, null])('takes max_output_tokens %p', (value) => {
     expect(validate({ ...base, max_output_tokens: value })).toEqual({ ...base, max_output_tokens: value });
   });
+
+  it('refuses a tool_choice naming an undeclared function, but leaves the name to OpenAI where tools are declared in a namespace or an input item', () => {
+    const choice = { type: 'function', name: 'exec' };
+    const flat = [{ type: 'function', name: 'other', parameters: { type: 'object', properties: {} } }];
+    const undeclared = refusal({ ...base, tools: flat, tool_choice: choice });
+    expect(undeclared).toMatchObject({ code: 'invalid_request', options: { param: 'tool_choice' } });
+    expect(undeclared.message).toMatch(/tool_choice names exec, which is not among the tools/);
+    const namespaced = [{ type: 'namespace', name: 'shell', tools: [{ type: 'function', name: 'exec', parameters: {} }] }];
+    expect(() => validate({ ...base, tools: namespaced, tool_choice: choice })).not.toThrow();
+    const input = [
+      { type: 'additional_tools', role: 'developer', tools: [{ type: 'function', name: 'exec', parameters: {} }] },
+      { role: 'user', content: 'run it' },
+    ];
+    expect(() => validate({ ...base, input, tool_choice: choice })).not.toThrow();
+  });
 });

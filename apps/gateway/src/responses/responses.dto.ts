@@ -37,18 +37,29 @@ export function responsesToolsProblem(tools: unknown): string | undefined {
   });
 }
 
-/** `tool_choice` forcing a function (`{type: 'function', name}`): one of the declared function tools. */
-export function responsesToolChoiceProblem(choice: unknown, tools: unknown): string | undefined {
+/**
+ * `tool_choice` forcing a function (`{type: 'function', name}`): one of the declared function tools.
+ * Tools may also be declared where keygate does not resolve names (inside a `namespace`, or in an
+ * input item such as Codex's `additional_tools`): with any there, the name is left to OpenAI.
+ */
+export function responsesToolChoiceProblem(choice: unknown, tools: unknown, input?: unknown): string | undefined {
   if (!isRecord(choice) || choice.type !== 'function') return undefined;
   if (typeof choice.name !== 'string') return 'tool_choice.name is required';
   const declared = Array.isArray(tools) && tools.some((t) => isRecord(t) && t.type === 'function' && t.name === choice.name);
-  return declared ? undefined : `tool_choice names ${choice.name}, which is not among the tools`;
+  if (declared || declaresToolsElsewhere(tools, input)) return undefined;
+  return `tool_choice names ${choice.name}, which is not among the tools`;
+}
+
+/** Whether tools are declared in a `namespace` of `tools`, or by an input item (`{tools: [...]}`). */
+function declaresToolsElsewhere(tools: unknown, input: unknown): boolean {
+  const namespaced = Array.isArray(tools) && tools.some((t) => isRecord(t) && t.type === 'namespace');
+  return namespaced || (Array.isArray(input) && input.some((item) => isRecord(item) && Array.isArray(item.tools)));
 }
 
 const InputConstraint = constraintOf<ResponsesRequestDto>('input', (input) => inputProblem(input));
 const ToolsConstraint = constraintOf<ResponsesRequestDto>('tools', (tools) => responsesToolsProblem(tools));
 const ToolChoiceConstraint = constraintOf<ResponsesRequestDto>('toolChoice', (choice, request) =>
-  responsesToolChoiceProblem(choice, request.tools),
+  responsesToolChoiceProblem(choice, request.tools, request.input),
 );
 /** OpenAI refuses `stream_options` on a request that does not stream. */
 const StreamOptionsConstraint = constraintOf<ResponsesRequestDto>('streamOptions', (_options, request) =>
