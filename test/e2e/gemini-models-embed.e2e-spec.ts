@@ -6,15 +6,14 @@
  * the product's key. Every case checks the outcome, what reached the upstream, and the request's
  * single audit line.
  */
-import { ApiError, GoogleGenAI, type Model } from '@google/genai';
+import { GoogleGenAI, type Model } from '@google/genai';
+import { countingOn, errorInfo, say, sdkError, withId, type GoogleError } from './gemini-fixtures';
 import {
-  countingUpstream,
   expectOneAuditOn,
   GEMINI_EMBEDDING_DIMS,
   GEMINI_EMBEDDING_MODEL,
   GEMINI_MODEL,
   mockReply,
-  moved,
   OPENAI_EMBEDDING_MODEL,
   OPENAI_MODEL,
   rid,
@@ -80,40 +79,9 @@ function genai(key: string, apiVersion?: 'v1'): GoogleGenAI {
   });
 }
 
-function withId(label: string): { id: string; httpOptions: { headers: Record<string, string> } } {
-  const { id, headers } = rid(label);
-  return { id, httpOptions: { headers } };
-}
-
-const counting = async <T>(
-  action: () => Promise<T>,
-): Promise<{ result: T; moved: ReturnType<typeof moved>; after: Awaited<ReturnType<MockUpstream['stats']>> }> => {
-  const { result, delta, after } = await countingUpstream(mock, action);
-  return { result, moved: moved(delta), after };
-};
+const counting = <T>(action: () => Promise<T>): ReturnType<typeof countingOn<T>> => countingOn(mock, action);
 const expectOneAudit = (id: string, expected: Record<string, unknown>): ReturnType<typeof expectOneAuditOn> =>
   expectOneAuditOn(gw, id, expected);
-
-interface GoogleError {
-  status: number;
-  body: { error: { code: number; message: string; status: string; details: Array<Record<string, unknown>> } };
-}
-
-async function sdkError(promise: Promise<unknown>): Promise<GoogleError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ApiError) return { status: error.status, body: JSON.parse(error.message) as GoogleError['body'] };
-    throw error;
-  }
-  throw new Error('the call succeeded');
-}
-
-function errorInfo(body: GoogleError['body']): { code?: string; param?: string } {
-  return body.error.details.find((d) => d['@type'] === 'type.googleapis.com/google.rpc.ErrorInfo')?.metadata ?? {};
-}
-
-const say = (text: string): Array<{ role: string; parts: Array<{ text: string }> }> => [{ role: 'user', parts: [{ text }] }];
 
 describe('the Gemini model list (models.list, models.get)', () => {
   it('lists the product’s Gemini models only, in Google’s shape, page by page, without calling any upstream', async () => {

@@ -4,8 +4,9 @@
  * (and Gemini CLI, `GOOGLE_GEMINI_BASE_URL`) would with keygate's address as its base URL. Every
  * case checks the outcome, what reached the upstream, and the request's single audit line.
  */
-import { ApiError, GoogleGenAI, type GenerateContentResponse } from '@google/genai';
-import { GEMINI_MODEL, mockReply, OPENAI_MODEL, rid, countingUpstream, moved, expectOneAuditOn } from './provider-fixtures';
+import { GoogleGenAI, type GenerateContentResponse } from '@google/genai';
+import { countingOn, errorInfo, say, sdkError, withId, type GoogleError } from './gemini-fixtures';
+import { GEMINI_MODEL, mockReply, OPENAI_MODEL, expectOneAuditOn, rid } from './provider-fixtures';
 import { cleanupTempFiles, mintToken, startGateway, startMock, writeTempFile, type Gateway, type MockUpstream } from './harness';
 
 const MAX_RETRIES = 2;
@@ -60,43 +61,10 @@ function genai(key: string): GoogleGenAI {
   return new GoogleGenAI({ apiKey: key, httpOptions: { baseUrl: gw.url, fetch: gw.fetch, timeout: 20_000 } });
 }
 
-/** The per-request options that send a request id. */
-function withId(label: string): { id: string; httpOptions: { headers: Record<string, string> } } {
-  const { id, headers } = rid(label);
-  return { id, httpOptions: { headers } };
-}
-
-const counting = async <T>(
-  action: () => Promise<T>,
-): Promise<{ result: T; moved: ReturnType<typeof moved>; after: Awaited<ReturnType<MockUpstream['stats']>> }> => {
-  const { result, delta, after } = await countingUpstream(mock, action);
-  return { result, moved: moved(delta), after };
-};
+const counting = <T>(action: () => Promise<T>): ReturnType<typeof countingOn<T>> => countingOn(mock, action);
 const expectOneAudit = (id: string, expected: Record<string, unknown>): ReturnType<typeof expectOneAuditOn> =>
   expectOneAuditOn(gw, id, expected);
-
-interface GoogleError {
-  status: number;
-  body: { error: { code: number; message: string; status: string; details: Array<Record<string, unknown>> } };
-}
-
-/** The SDK's error for a call: its status and Google's error body (the SDK's message is the body's JSON). */
-async function sdkError(promise: Promise<unknown>): Promise<GoogleError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ApiError) return { status: error.status, body: JSON.parse(error.message) as GoogleError['body'] };
-    throw error;
-  }
-  throw new Error('the call succeeded');
-}
-
-/** keygate's own code in an error's ErrorInfo detail. */
-function keygateCode(body: GoogleError['body']): unknown {
-  return (body.error.details.find((d) => d['@type'] === 'type.googleapis.com/google.rpc.ErrorInfo')?.metadata as { code?: string })?.code;
-}
-
-const say = (text: string): Array<{ role: string; parts: Array<{ text: string }> }> => [{ role: 'user', parts: [{ text }] }];
+const keygateCode = (body: GoogleError['body']): unknown => errorInfo(body).code;
 
 describe('Gemini API with @google/genai', () => {
   it('answers generateContent with Google’s own response, the cap set to the product’s, billed and audited', async () => {
