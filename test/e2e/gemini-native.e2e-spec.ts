@@ -113,6 +113,52 @@ describe('Gemini API with @google/genai', () => {
     await expectOneAudit(id, { status: 200, model: GEMINI_MODEL });
   });
 
+  it('passes tools and a response schema whose type names are lowercase (the Vercel AI SDK’s) on to Gemini, which takes them', async () => {
+    // The bodies and headers @ai-sdk/google 3.0.141 sends for generateText with a tool and for
+    // generateObject (@google/genai upper-cases type names itself, so they go here as raw HTTP).
+    const send = (label: string, body: Record<string, unknown>): Promise<{ id: string; res: Response }> => {
+      const { id, headers } = rid(label);
+      return gw
+        .fetch(`/v1beta/models/${GEMINI_MODEL}:generateContent`, {
+          method: 'POST',
+          headers: { ...headers, 'content-type': 'application/json', 'x-goog-api-key': token, 'user-agent': 'ai-sdk/google/3.0.141' },
+          body: JSON.stringify(body),
+        })
+        .then((res) => ({ id, res }));
+    };
+    const parameters = {
+      required: ['city'],
+      type: 'object',
+      properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['c', 'f'] } },
+    };
+    const tools = [{ functionDeclarations: [{ name: 'weather', description: 'Get the weather', parameters }] }];
+    const { result: called, after } = await counting(() =>
+      send('gem-lower-tool', { generationConfig: { maxOutputTokens: 1024 }, contents: say('Weather? [mock tool=weather]'), tools }),
+    );
+    expect(called.res.status).toBe(200);
+    const answer = (await called.res.json()) as GenerateContentResponse;
+    expect(answer.candidates?.[0]?.content?.parts?.map((part) => part.functionCall?.name)).toEqual(['weather']);
+    expect(after.last['gemini.generateContent']?.body).toMatchObject({ tools });
+    await expectOneAudit(called.id, { status: 200, failure: null, model: GEMINI_MODEL, tokens_in: answer.usageMetadata?.promptTokenCount });
+
+    const responseSchema = {
+      required: ['name', 'age'],
+      type: 'object',
+      properties: { name: { type: 'string' }, age: { type: 'integer' } },
+    };
+    const { result: object } = await counting(() =>
+      send('gem-lower-schema', {
+        generationConfig: { maxOutputTokens: 1024, responseMimeType: 'application/json', responseSchema },
+        contents: say('A person'),
+      }),
+    );
+    expect(object.res.status).toBe(200);
+    expect(((await object.res.json()) as GenerateContentResponse).candidates?.[0]?.content?.parts?.[0]?.text).toBe(
+      mockReply('gemini', 'A person'),
+    );
+    await expectOneAudit(object.id, { status: 200, failure: null, model: GEMINI_MODEL });
+  });
+
   it('streams Google’s events as they come (alt=sse); usage billed from the last usageMetadata', async () => {
     const { id, httpOptions } = withId('gem-stream');
     const chunks: GenerateContentResponse[] = [];

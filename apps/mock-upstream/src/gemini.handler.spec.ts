@@ -314,7 +314,7 @@ describe('Gemini wire format', () => {
         `Invalid JSON payload received. Unknown name "exclusiveMinimum" at 'tools[0].function_declarations[0].parameters.properties["n"].value': Cannot find field.`,
         '* GenerateContentRequest.tools[0].function_declarations[1].parameters.properties: should be non-empty for OBJECT type',
       ]);
-      const schema = await generate({ contents: [user('x')], generationConfig: { responseSchema: { type: 'object' } } });
+      const schema = await generate({ contents: [user('x')], generationConfig: { responseSchema: { type: 'dict' } } });
       expect(schema.status).toBe(400);
       expect((await readJson<GeminiErrorBody>(schema)).error.message).toMatch(/generation_config\.response_schema\.type/);
     });

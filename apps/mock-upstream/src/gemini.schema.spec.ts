@@ -25,16 +25,45 @@ describe("the mock's Gemini Schema check", () => {
         {
           type: 'OBJECT',
           $schema: 'x',
-          properties: { a: { anyOf: [{ type: 'integer' }] }, b: { type: 'ARRAY', items: { type: 'STRING', enum: ['x', 2] } } },
+          properties: { a: { anyOf: [{ type: 'Integer' }] }, b: { type: 'ARRAY', items: { type: 'STRING', enum: ['x', 2] } } },
           required: ['a', 'ghost'],
         },
         'p',
       ),
     ).toEqual([
       `Invalid JSON payload received. Unknown name "$schema" at 'p': Cannot find field.`,
-      `Invalid value at 'p.properties["a"].value.any_of[0].type' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type), "integer"`,
+      `Invalid value at 'p.properties["a"].value.any_of[0].type' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type), "Integer"`,
       `Invalid value at 'p.properties["b"].value.items.enum[1]' (TYPE_STRING), 2`,
       '* GenerateContentRequest.p.required[1]: property is not defined',
+    ]);
+  });
+
+  it('takes the type names in lowercase, as the Vercel AI SDK sends its tools and response schema', () => {
+    // @ai-sdk/google 3.0.141: generateText with a tool, and generateObject, on gemini-2.5-flash.
+    const parameters = {
+      required: ['city'],
+      type: 'object',
+      properties: {
+        city: { type: 'string' },
+        unit: { type: 'string', enum: ['c', 'f'] },
+        days: { type: 'array', items: { type: 'integer' } },
+      },
+    };
+    expect(
+      requestSchemaProblems({
+        tools: [{ functionDeclarations: [{ name: 'weather', description: 'Get the weather', parameters }] }],
+        generationConfig: {
+          responseMimeType: 'application/json',
+          responseSchema: { type: 'object', properties: { n: { type: 'number', nullable: true } } },
+        },
+      }),
+    ).toEqual([]);
+    expect(requestSchemaProblems({ tools: [{ functionDeclarations: [{ name: 'f', parameters: { type: 'string' } }] }] })).toEqual([
+      '* GenerateContentRequest.tools[0].function_declarations[0].parameters: parameters schema should be of type OBJECT',
+    ]);
+    expect(schemaProblems({ type: 'array' }, 'p')).toEqual(['* GenerateContentRequest.p.items: missing field.']);
+    expect(schemaProblems({ type: 'string', properties: { a: { type: 'string' } } }, 'p')).toEqual([
+      '* GenerateContentRequest.p.properties: only allowed for OBJECT type',
     ]);
   });
 

@@ -33,6 +33,16 @@ const SCHEMA_FIELDS = new Set([
 const SCHEMA_TYPES = new Set(['TYPE_UNSPECIFIED', 'STRING', 'NUMBER', 'INTEGER', 'BOOLEAN', 'ARRAY', 'OBJECT', 'NULL']);
 
 /**
+ * A node's `Type` as the enum names it (`OBJECT`), undefined when it names none. Google's parser
+ * takes the names in lowercase too (`"type": "object"`, as Google's own REST examples and the
+ * Vercel AI SDK's Google provider write them); a mixed-case spelling is not a name.
+ */
+function schemaType(type: unknown): string | undefined {
+  if (typeof type !== 'string' || (type !== type.toUpperCase() && type !== type.toLowerCase())) return undefined;
+  return SCHEMA_TYPES.has(type.toUpperCase()) ? type.toUpperCase() : undefined;
+}
+
+/**
  * What the real API says about a `Schema` it refuses, one line each, in its own wording: unknown
  * fields and wrong value types (the protobuf JSON parser's "Invalid JSON payload received"), and
  * the semantic checks Google documents or users have reported (`required` names a property the
@@ -52,7 +62,8 @@ function walk(node: unknown, at: string, problems: string[]): void {
   for (const key of Object.keys(node)) {
     if (!SCHEMA_FIELDS.has(key)) problems.push(`Invalid JSON payload received. Unknown name "${key}" at '${at}': Cannot find field.`);
   }
-  if (node.type !== undefined && !(typeof node.type === 'string' && SCHEMA_TYPES.has(node.type)))
+  const type = schemaType(node.type);
+  if (node.type !== undefined && type === undefined)
     problems.push(
       `Invalid value at '${at}.type' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type), ${JSON.stringify(node.type)}`,
     );
@@ -69,13 +80,13 @@ function walk(node: unknown, at: string, problems: string[]): void {
   // Google needs every node typed and every array's items given (LibreChat#6971, cline#7339).
   if (node.type === undefined && node.anyOf === undefined)
     problems.push(`* GenerateContentRequest.${at}.type: must be specified when not using one_of, any_of or all_of fields`);
-  if (node.type === 'ARRAY' && node.items === undefined) problems.push(`* GenerateContentRequest.${at}.items: missing field.`);
+  if (type === 'ARRAY' && node.items === undefined) problems.push(`* GenerateContentRequest.${at}.items: missing field.`);
   if (node.items !== undefined) walk(node.items, `${at}.items`, problems);
   asArray(node.anyOf).forEach((child, i) => walk(child, `${at}.any_of[${i}]`, problems));
   // Google refuses properties on a node of another type (anomalyco/opencode#11888). An OBJECT
   // without properties inside a schema is taken (Kilo-Org/kilocode#11955: array items without
   // properties); only a declaration's parameters need some (requestSchemaProblems).
-  if (node.properties !== undefined && node.type !== undefined && node.type !== 'OBJECT')
+  if (node.properties !== undefined && node.type !== undefined && type !== 'OBJECT')
     problems.push(`* GenerateContentRequest.${at}.properties: only allowed for OBJECT type`);
 }
 
@@ -99,7 +110,7 @@ export function requestSchemaProblems(body: JsonRecord): string[] {
       const at = `tools[${t}].function_declarations[${f}].parameters`;
       problems.push(...schemaProblems(fn.parameters, at));
       const parameters = fn.parameters;
-      if (isRecord(parameters) && parameters.type !== 'OBJECT')
+      if (isRecord(parameters) && schemaType(parameters.type) !== 'OBJECT')
         problems.push(`* GenerateContentRequest.${at}: parameters schema should be of type OBJECT`);
       else if (isRecord(parameters) && !(isRecord(parameters.properties) && Object.keys(parameters.properties).length > 0))
         problems.push(`* GenerateContentRequest.${at}.properties: should be non-empty for OBJECT type`);
