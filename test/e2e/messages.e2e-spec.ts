@@ -204,6 +204,43 @@ describe('POST /v1/messages with the Anthropic SDK', () => {
     ]);
   });
 
+  it('passes structured outputs whose schema names its draft ($schema), as the Vercel AI SDK sends them, and Claude’s JSON back', async () => {
+    // The output_config @ai-sdk/anthropic 3.0.140 sends for generateObject on claude-sonnet-4-5.
+    const schema = {
+      $schema: 'http://json-schema.org/draft-07/schema#',
+      type: 'object',
+      properties: {
+        name: { type: 'string' },
+        age: { type: 'integer', description: 'minimum: 0; maximum: 9007199254740991.' },
+        tags: { type: 'array', items: { type: 'string' } },
+      },
+      additionalProperties: false,
+      required: ['name', 'age', 'tags'],
+    };
+    const { id, headers } = rid('msg-aisdk-object');
+    const { result: message, after } = await counting(() =>
+      gw.anthropic(mintToken({ product: 'claudes', sub: 'claude-user' })).messages.create(
+        {
+          model: 'claude-sonnet-4-5',
+          max_tokens: 1024,
+          output_config: { format: { type: 'json_schema', schema } },
+          messages: [{ role: 'user', content: [{ type: 'text', text: 'A person' }] }],
+        },
+        { headers },
+      ),
+    );
+    expect(JSON.parse(textOf(message))).toEqual({ name: 'mock', age: 0, tags: [] });
+    expect(after.last['anthropic.messages']?.body).toMatchObject({ output_config: { format: { type: 'json_schema', schema } } });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      product: 'claudes',
+      model: 'claude-sonnet-4-5',
+      tokens_in: billed(message.usage),
+      tokens_out: message.usage.output_tokens,
+    });
+  });
+
   it('passes the client’s anthropic-version and anthropic-beta on, and no other header of the client’s', async () => {
     const { headers } = rid('msg-beta');
     const { after } = await counting(() =>

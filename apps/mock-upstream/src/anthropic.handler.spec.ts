@@ -197,6 +197,25 @@ describe('Anthropic wire format', () => {
     expect(JSON.parse(streamed)).toEqual(expected);
   });
 
+  it('takes a schema with $schema and default, as the Vercel AI SDK sends it', async () => {
+    // @ai-sdk/anthropic 3.0.140, generateObject on claude-sonnet-4-5 (bounds moved into descriptions by the SDK).
+    const schema = {
+      $schema: 'http://json-schema.org/draft-07/schema#',
+      type: 'object',
+      properties: {
+        name: { type: 'string', default: 'x' },
+        age: { type: 'integer', description: 'minimum: 0; maximum: 9007199254740991.' },
+        tags: { type: 'array', items: { type: 'string' } },
+      },
+      additionalProperties: false,
+      required: ['name', 'age', 'tags'],
+    };
+    const res = await messages({ messages: [user('A person')], output_config: { format: { type: 'json_schema', schema } } });
+    expect(res.status).toBe(200);
+    const block = (await readJson<AnthropicMessage>(res)).content[0];
+    expect(block.type === 'text' && JSON.parse(block.text)).toEqual({ name: 'mock', age: 0, tags: [] });
+  });
+
   it.each([
     ['an open object', { type: 'object', properties: {} }, /'additionalProperties' must be explicitly set to false/],
     [

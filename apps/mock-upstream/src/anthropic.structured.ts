@@ -7,8 +7,14 @@ import { isRecord, type JsonRecord } from './mock.content';
  * answers with JSON text that follows the schema, as the model does under constrained decoding.
  */
 
-/** Keywords Claude's structured outputs take (Anthropic's documentation, "JSON Schema limitations"). */
+/**
+ * Keywords Claude's structured outputs take (Anthropic's documentation, "JSON Schema limitations":
+ * `default` is listed; `$schema`, which names the draft and constrains nothing, is not among what
+ * it refuses, and the Vercel AI SDK's Anthropic provider sends it on every schema).
+ */
 const SUPPORTED = new Set([
+  '$schema',
+  'default',
   'type',
   'properties',
   'required',
