@@ -213,7 +213,7 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
       'conversation',
     ],
     [
-      'an item reference (a stored item fetched by id, owner unknown)',
+      'an item reference to an item no response of this user made through keygate',
       () => token,
       {
         model: OPENAI_MODEL,
@@ -222,9 +222,9 @@ describe('POST /v1/responses refusals, before any upstream call', () => {
           { type: 'item_reference', id: 'msg_abc' },
         ],
       },
-      400,
-      'unsupported_parameter',
-      'input[1]',
+      404,
+      'response_not_found',
+      'input[1].id',
     ],
     [
       'a previous_response_id that is no id',
@@ -517,6 +517,80 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
     }
     // Still there for its user.
     expect((await gw.openai(token).responses.retrieve(made.id)).id).toBe(made.id);
+  });
+
+  it('takes an item_reference to an output item of its own stored response (as the Vercel AI SDK sends history), plain and streamed', async () => {
+    const made = await created('Remember this');
+    const itemId = made.output[0].id!;
+    expect(itemId).toMatch(/^msg_/);
+    for (const stream of [false, true]) {
+      const { id, headers } = rid(`item-ref-${stream}`);
+      const input = [
+        { role: 'user' as const, content: 'Remember this' },
+        { type: 'item_reference' as const, id: itemId },
+        { role: 'user' as const, content: 'And now?' },
+      ];
+      const { result: text, after } = await counting(async () => {
+        if (!stream) return (await gw.openai(token).responses.create({ model: OPENAI_MODEL, input }, { headers })).output_text;
+        let streamed = '';
+        for await (const event of await gw.openai(token).responses.create({ model: OPENAI_MODEL, input, stream: true }, { headers }))
+          if (event.type === 'response.output_text.delta') streamed += event.delta;
+        return streamed;
+      });
+      expect(text).toBe(mockReply('openai', 'And now?'));
+      expect(after.last['openai.responses']?.body).toMatchObject({ input });
+      await expectOneAudit(id, { status: 200, failure: null, stream });
+    }
+    // The items of a response made by a stream are recorded too (at its terminal event).
+    const { id: streamedId, headers: streamedHeaders } = rid('item-ref-source-stream');
+    let source: string | undefined;
+    for await (const event of await gw
+      .openai(token)
+      .responses.create({ model: OPENAI_MODEL, input: 'streamed source', stream: true }, { headers: streamedHeaders }))
+      if (event.type === 'response.completed') source = event.response.output[0].id;
+    await expectOneAudit(streamedId, { status: 200 });
+    const next = await gw.openai(token).responses.create({
+      model: OPENAI_MODEL,
+      input: [
+        { type: 'item_reference', id: source! },
+        { role: 'user', content: 'go on' },
+      ],
+    });
+    expect(next.output_text).toBe(mockReply('openai', 'go on'));
+  });
+
+  it('refuses an item_reference to another user’s item, or to an item of a deleted response, 404 before any upstream call', async () => {
+    const made = await created('Mine');
+    const itemId = made.output[0].id!;
+    const reference = {
+      model: OPENAI_MODEL,
+      input: [
+        { type: 'item_reference' as const, id: itemId },
+        { role: 'user' as const, content: 'x' },
+      ],
+    };
+    const other = rid('item-ref-foreign');
+    const { result: foreign, moved } = await counting(() =>
+      apiError(gw.openai(mintToken({ product: 'prov', sub: 'someone-else' })).responses.create(reference, { headers: other.headers })),
+    );
+    expect([foreign.status, foreign.code, foreign.param]).toEqual([404, 'response_not_found', 'input[0].id']);
+    expect(foreign.message).toContain(itemId);
+    expect(moved).toEqual({});
+    await expectOneAudit(other.id, { status: 404, failure: 'not_found' });
+    // A response item is no response: the stored-response routes do not take its id.
+    const asResponse = await counting(() => apiError(gw.openai(token).responses.retrieve(itemId)));
+    expect([asResponse.result.status, asResponse.result.code]).toEqual([404, 'response_not_found']);
+    expect(asResponse.moved).toEqual({});
+    // Deleted through keygate: OpenAI answers 404 for its items, keygate says so and forgets the record.
+    await gw.openai(token).responses.delete(made.id);
+    const gone = rid('item-ref-gone');
+    const first = await counting(() => apiError(gw.openai(token).responses.create(reference, { headers: gone.headers })));
+    expect([first.result.status, first.result.code, first.result.param]).toEqual([404, 'response_not_found', 'input[0].id']);
+    expect(first.moved).toEqual({ 'openai.responses': 1 });
+    await expectOneAudit(gone.id, { status: 404, failure: 'not_found' });
+    const second = await counting(() => apiError(gw.openai(token).responses.create(reference)));
+    expect(second.result.code).toBe('response_not_found');
+    expect(second.moved).toEqual({});
   });
 
   it('serves no response made with store: false', async () => {

@@ -260,6 +260,21 @@ export class OpenAIResponsesHandler extends OpenAIRouteHandler {
       if (!previous) return ex.sendError(previousNotFound(previousId));
     }
 
+    // An item reference names an item OpenAI stored (here: an output item of a kept response).
+    const references = Array.isArray(body.input) ? body.input.filter((item) => isRecord(item) && item.type === 'item_reference') : [];
+    for (const reference of references as JsonRecord[]) {
+      const id = reference.id;
+      if (typeof id !== 'string' || !this.store.hasOutputItem(id))
+        return ex.sendError(
+          openaiError(404, {
+            message: `Item with id '${String(id)}' not found. Items are not persisted when \`store\` is set to false. Try again with \`store\` set to true, or remove this item from your input.`,
+            type: 'invalid_request_error',
+            param: 'input',
+            code: null,
+          }),
+        );
+    }
+
     const items = inputItems(body.input);
     const instructions = asString(body.instructions) ?? null;
     let promptChars = instructions ? instructions.length : 0;

@@ -42,6 +42,13 @@ export class ResponseStore {
     return this.entries.get(id);
   }
 
+  /** Whether a kept response has an output item of this id (what an `item_reference` may name). */
+  hasOutputItem(id: string): boolean {
+    for (const { response } of this.entries.values())
+      if (Array.isArray(response.output) && response.output.some((item) => (item as { id?: unknown }).id === id)) return true;
+    return false;
+  }
+
   delete(id: string): boolean {
     return this.entries.delete(id);
   }

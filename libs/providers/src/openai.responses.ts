@@ -16,9 +16,10 @@ export interface ResponsesPassthrough {
   /**
    * Called with the id of a Response OpenAI stores (`store` not false) and its usage so far: when a
    * stream announces it (`response.created`, no usage yet) and when it is answered (a whole answer,
-   * a stream's terminal event). The answer, or that event, goes on once the promise settles.
+   * a stream's terminal event), with the ids of its output items (none when announced). The answer,
+   * or that event, goes on once the promise settles.
    */
-  onStored?: (id: string, usage: Usage | null) => Promise<void> | void;
+  onStored?: (id: string, usage: Usage | null, itemIds: string[]) => Promise<void> | void;
 }
 
 /** A stored Response's route passed through: retrieve, delete, list its input items. */
@@ -133,7 +134,13 @@ export function noteStored(
   usage: Usage | null,
   onStored: ResponsesPassthrough['onStored'],
 ): Promise<void> | void {
-  if (onStored && typeof response.id === 'string' && response.store !== false) return onStored(response.id, usage);
+  if (onStored && typeof response.id === 'string' && response.store !== false) return onStored(response.id, usage, outputItemIds(response));
+}
+
+/** The ids of a Response's output items (messages, reasoning, tool calls): what a later `item_reference` may name. */
+function outputItemIds(response: Record<string, unknown>): string[] {
+  if (!Array.isArray(response.output)) return [];
+  return response.output.flatMap((item: unknown) => (isRecord(item) && typeof item.id === 'string' ? [item.id] : []));
 }
 
 /** Whether an event ends a Responses stream (its body may stay open after it). */

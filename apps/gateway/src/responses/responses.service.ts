@@ -62,6 +62,17 @@ function responseNotFound(id: string, param?: string): GatewayError {
   });
 }
 
+/** The answer for an item reference the caller may not use: none, another user's, gone upstream, all alike. */
+function itemNotFound(id: string, param: string): GatewayError {
+  return new GatewayError(
+    'response_not_found',
+    `No stored item with id '${id.slice(0, 128)}' was made by this user's responses through keygate`,
+    {
+      param,
+    },
+  );
+}
+
 /** Chat's names for the cap: the Responses API refuses them (keygate says which field it takes instead). */
 const CHAT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
 
@@ -126,14 +137,15 @@ export class ResponsesService {
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy, 'max_output_tokens');
     // An item reference fetches an item OpenAI stores under the product's shared key, by its id
-    // alone: keygate cannot tell whose it is, as it can for a previous response.
-    const reference = Array.isArray(body.input) ? body.input.findIndex((item) => isRecord(item) && item.type === 'item_reference') : -1;
-    if (reference !== -1)
-      throw new GatewayError(
-        'unsupported_parameter',
-        'item references are not served through keygate (it cannot tell whose a stored item is); send the item itself, or continue with previous_response_id',
-        { param: `input[${reference}]` },
-      );
+    // alone: only an output item of a response this user made through keygate, at the host that stores it.
+    const referenced = await this.referencedItems(principal, body.input);
+    for (const { at, record } of referenced)
+      if (record.baseUrl !== first.access.baseUrl)
+        throw new GatewayError(
+          'unsupported_parameter',
+          `${at} names an item stored at another host than the one serving ${body.model}: reference it with ${record.model}`,
+          { param: at },
+        );
     // A continuation: only from a response this user made, at the host that stores it; its
     // context is part of the prompt OpenAI bills.
     const previousId = typeof body.previous_response_id === 'string' ? body.previous_response_id : undefined;
@@ -156,14 +168,16 @@ export class ResponsesService {
         {
           cap,
           previous,
+          itemsBaseUrl: referenced[0]?.record.baseUrl,
           promptTokens,
-          onStored: (id, usage, { model, access }) =>
-            this.stored.remember(principal.product, id, {
-              owner,
-              model,
-              baseUrl: access.baseUrl,
-              tokens: usage?.total_tokens ?? promptTokens(),
-            }),
+          onStored: async (id, usage, itemIds, { model, access }) => {
+            const record: StoredResponse = { owner, model, baseUrl: access.baseUrl, tokens: usage?.total_tokens ?? promptTokens() };
+            // Its output items too: a later request may name them in an item_reference.
+            await Promise.all([
+              this.stored.remember(principal.product, id, record),
+              ...itemIds.map((itemId) => this.stored.remember(principal.product, itemId, { ...record, tokens: 0, kind: 'item' })),
+            ]);
+          },
         },
         reply,
       );
@@ -172,6 +186,12 @@ export class ResponsesService {
       if (previousId !== undefined && isGone(error, previousId)) {
         await this.stored.forget(principal.product, previousId);
         throw responseNotFound(previousId, 'previous_response_id');
+      }
+      // A referenced item OpenAI no longer has (its response deleted or expired there): the same.
+      const gone = referenced.find(({ id }) => isGone(error, id));
+      if (gone) {
+        await this.stored.forget(principal.product, gone.id);
+        throw itemNotFound(gone.id, gone.at);
       }
       throw error;
     }
@@ -185,24 +205,27 @@ export class ResponsesService {
     plan: {
       cap: number;
       previous: StoredResponse | undefined;
+      /** The host storing the items the input references, if any (checked to be the first candidate's). */
+      itemsBaseUrl: string | undefined;
       promptTokens: () => number;
-      onStored: (id: string, usage: Usage | null, candidate: Candidate) => Promise<void>;
+      onStored: (id: string, usage: Usage | null, itemIds: string[], candidate: Candidate) => Promise<void>;
     },
     reply: FastifyReply,
   ): Promise<void> {
     const { policy } = first.policy;
     const { previous, promptTokens, cap } = plan;
+    const pinnedBaseUrl = previous?.baseUrl ?? plan.itemsBaseUrl;
     await this.runner.run(
       ctx,
       principal,
       {
         // Fallbacks that OpenAI serves too (the body is the Responses API's), at the host holding
-        // the previous response if there is one.
+        // the previous response or the referenced items if there are any.
         candidates: this.router.withFallbacks(
           ctx,
           first,
           body.model,
-          (access) => access.provider === 'openai' && (previous === undefined || access.baseUrl === previous.baseUrl),
+          (access) => access.provider === 'openai' && (pinnedBaseUrl === undefined || access.baseUrl === pinnedBaseUrl),
         ),
         call: ({ model, access }) => {
           const attemptBody: ResponsesRequest = { ...body, model };
@@ -212,7 +235,7 @@ export class ResponsesService {
             body: attemptBody,
             access,
             signal: ctx.abort.signal,
-            onStored: (id, usage) => plan.onStored(id, usage, { model, access }),
+            onStored: (id, usage, itemIds) => plan.onStored(id, usage, itemIds, { model, access }),
           };
           return ctx.stream ? this.openai.responsesStream(call) : this.openai.responses(call);
         },
@@ -277,6 +300,25 @@ export class ResponsesService {
   }
 
   /** The record of the response a request continues from; 404 when it is not this user's. */
+  /**
+   * The input's item references, each the record of an output item this user's stored response
+   * made through keygate; one that is not (unknown, another user's, not an id) is refused as a
+   * previous response is, without saying which.
+   */
+  private async referencedItems(principal: Principal, input: unknown): Promise<Array<{ id: string; at: string; record: StoredResponse }>> {
+    if (!Array.isArray(input)) return [];
+    const found: Array<{ id: string; at: string; record: StoredResponse }> = [];
+    for (const [i, item] of input.entries()) {
+      if (!isRecord(item) || item.type !== 'item_reference') continue;
+      const at = `input[${i}].id`;
+      const id = typeof item.id === 'string' ? item.id : '';
+      const record = RESPONSE_ID.test(id) ? await this.stored.findItem(principal.product, ownerOf(principal), id) : undefined;
+      if (!record) throw itemNotFound(id, at);
+      found.push({ id, at, record });
+    }
+    return found;
+  }
+
   private async previous(principal: Principal, id: string): Promise<StoredResponse> {
     const record = await this.stored.find(principal.product, ownerOf(principal), id);
     if (!record) throw responseNotFound(id, 'previous_response_id');

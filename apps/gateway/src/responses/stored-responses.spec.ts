@@ -81,6 +81,16 @@ describe('StoredResponses with Redis (two replicas)', () => {
     expect(await two.find(product, 'alice', 'resp_unknown')).toBeUndefined();
   });
 
+  it('keeps an output item apart from a response: found as an item only, on any replica, by its user only', async () => {
+    await one.remember(product, 'msg_item1', { ...record('alice', 0), kind: 'item' });
+    expect(await two.findItem(product, 'alice', 'msg_item1')).toEqual({ ...record('alice', 0), kind: 'item' });
+    expect(await two.findItem(product, 'bob', 'msg_item1')).toBeUndefined();
+    // An item is no response (the stored-response routes and previous_response_id), nor a response an item.
+    expect(await two.find(product, 'alice', 'msg_item1')).toBeUndefined();
+    await one.remember(product, 'resp_items', record('alice'));
+    expect(await two.findItem(product, 'alice', 'resp_items')).toBeUndefined();
+  });
+
   it('keeps a record in Redis for API_KEY_SERVER_STORED_RESPONSE_DAYS, renewed when written again (the usage at the end)', async () => {
     await one.remember(product, 'resp_ttl', record('alice', 5));
     await one.remember(product, 'resp_ttl', record('alice', 50));

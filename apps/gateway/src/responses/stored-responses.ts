@@ -17,6 +17,11 @@ export interface StoredResponse {
   baseUrl: string;
   /** Its input and output tokens: a continuation from it carries them as context. */
   tokens: number;
+  /**
+   * `item`: the record of an output item of a stored response (a message, reasoning, a tool call),
+   * which an `item_reference` may name; absent for a response's own record.
+   */
+  kind?: 'item';
 }
 
 /**
@@ -53,9 +58,16 @@ function splitKey(key: string): [product: string, id: string] {
 function parseRecord(text: string): StoredResponse | undefined {
   try {
     const doc = JSON.parse(text) as Record<string, unknown>;
-    const { owner, model, baseUrl, tokens } = doc;
+    const { owner, model, baseUrl, tokens, kind } = doc;
     if (typeof owner !== 'string' || typeof model !== 'string' || typeof baseUrl !== 'string') return undefined;
-    return { owner, model, baseUrl, tokens: typeof tokens === 'number' && Number.isFinite(tokens) && tokens >= 0 ? tokens : 0 };
+    const record: StoredResponse = {
+      owner,
+      model,
+      baseUrl,
+      tokens: typeof tokens === 'number' && Number.isFinite(tokens) && tokens >= 0 ? tokens : 0,
+    };
+    if (kind === 'item') record.kind = 'item';
+    return record;
   } catch {
     return undefined;
   }
@@ -131,7 +143,13 @@ export class StoredResponses implements OnApplicationShutdown {
    */
   async find(product: string, owner: string, id: string): Promise<StoredResponse | undefined> {
     const record = await this.lookup(product, id);
-    return record?.owner === owner ? record : undefined;
+    return record?.owner === owner && record.kind === undefined ? record : undefined;
+  }
+
+  /** The same for an output item of a stored response (what an `item_reference` names). */
+  async findItem(product: string, owner: string, id: string): Promise<StoredResponse | undefined> {
+    const record = await this.lookup(product, id);
+    return record?.owner === owner && record.kind === 'item' ? record : undefined;
   }
 
   /** Forgets a response (deleted, or gone from the upstream) on every replica; a Redis that is away hears of it when it returns. */
