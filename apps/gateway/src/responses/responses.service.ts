@@ -299,26 +299,28 @@ export class ResponsesService {
     void reply.status(200).type('application/json').send(body);
   }
 
-  /** The record of the response a request continues from; 404 when it is not this user's. */
   /**
    * The input's item references, each the record of an output item this user's stored response
-   * made through keygate; one that is not (unknown, another user's, not an id) is refused as a
-   * previous response is, without saying which.
+   * made through keygate (looked up together: a long history references many); the first that is
+   * not (unknown, another user's, not an id) is refused as a previous response is, without saying why.
    */
   private async referencedItems(principal: Principal, input: unknown): Promise<Array<{ id: string; at: string; record: StoredResponse }>> {
     if (!Array.isArray(input)) return [];
-    const found: Array<{ id: string; at: string; record: StoredResponse }> = [];
-    for (const [i, item] of input.entries()) {
-      if (!isRecord(item) || item.type !== 'item_reference') continue;
-      const at = `input[${i}].id`;
-      const id = typeof item.id === 'string' ? item.id : '';
-      const record = RESPONSE_ID.test(id) ? await this.stored.findItem(principal.product, ownerOf(principal), id) : undefined;
+    const references = input.flatMap((item: unknown, i) =>
+      isRecord(item) && item.type === 'item_reference' ? [{ id: typeof item.id === 'string' ? item.id : '', at: `input[${i}].id` }] : [],
+    );
+    const owner = ownerOf(principal);
+    const records = await Promise.all(
+      references.map(({ id }) => (RESPONSE_ID.test(id) ? this.stored.findItem(principal.product, owner, id) : Promise.resolve(undefined))),
+    );
+    return references.map(({ id, at }, k) => {
+      const record = records[k];
       if (!record) throw itemNotFound(id, at);
-      found.push({ id, at, record });
-    }
-    return found;
+      return { id, at, record };
+    });
   }
 
+  /** The record of the response a request continues from; 404 when it is not this user's. */
   private async previous(principal: Principal, id: string): Promise<StoredResponse> {
     const record = await this.stored.find(principal.product, ownerOf(principal), id);
     if (!record) throw responseNotFound(id, 'previous_response_id');
