@@ -70,6 +70,17 @@ export class CompletionRunner {
     this.attemptLog = upstreamAttemptLog(logger);
   }
 
+  /**
+   * One model's upstream call, counted ({@link countAttempt}) and retried as the policy says, each
+   * failed attempt logged, without fallbacks: for the calls tied to one model (a token count, an
+   * embedding, a stored response). `retry: false` makes one attempt only.
+   */
+  async once<T>(ctx: RequestContext, model: string, start: () => Promise<T>, options: { retry?: boolean } = {}): Promise<T> {
+    const policy = options.retry === false ? { ...this.retry, maxRetries: 0 } : this.retry;
+    const { value } = await runAttempts<T>([{ model, attempt: () => countAttempt(ctx, start) }], policy, ctx.abort.signal, this.attemptLog);
+    return value;
+  }
+
   async run<A extends WholeAnswer, C extends Candidate>(
     ctx: RequestContext,
     principal: Principal,

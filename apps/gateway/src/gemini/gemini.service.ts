@@ -1,9 +1,8 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
-import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { QuotaService } from '@keygate/limits';
-import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
+import type { RequestContext } from '@keygate/observability';
 import { applyGeminiEmbedPolicy, applyGeminiPolicy, type PolicedGeminiRequest } from '@keygate/policy';
 import {
   estimateEmbedContentTokens,
@@ -13,13 +12,9 @@ import {
   requestedCandidates,
   type GeminiApiVersion,
   type GenerateContentPassthrough,
-  type AttemptObserver,
-  type RetryPolicy,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
-import { attemptOnce } from '../routing/attempt-count';
-import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { checkBatchEmbedRequests } from './gemini-embed';
 import { GOOGLE_STREAM } from './google-errors';
@@ -42,20 +37,12 @@ const routeName = (version: GeminiApiVersion, method: string): string => `/${ver
  */
 @Injectable()
 export class GeminiService {
-  private readonly retry: RetryPolicy;
-  private readonly attemptLog: AttemptObserver;
-
   constructor(
     private readonly router: ProductRouter,
     private readonly runner: CompletionRunner,
     private readonly gemini: GeminiAdapter,
     private readonly quota: QuotaService,
-    @Inject(GatewayConfig) config: GatewayConfig,
-    @Inject(KEYGATE_LOGGER) logger: JsonLogger,
-  ) {
-    this.retry = config.retry;
-    this.attemptLog = upstreamAttemptLog(logger);
-  }
+  ) {}
 
   /** `generateContent`, or with `stream` `streamGenerateContent?alt=sse` passed through event by event. */
   async generateContent(
@@ -112,7 +99,7 @@ export class GeminiService {
   ): Promise<void> {
     const { access } = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'countTokens'));
     const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
-    const value = await attemptOnce(ctx, model, this.retry, this.attemptLog, () => this.gemini.countTokens(call));
+    const value = await this.runner.once(ctx, model, () => this.gemini.countTokens(call));
     ctx.status = 200;
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
   }
@@ -161,7 +148,7 @@ export class GeminiService {
     );
     try {
       const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
-      const value = await attemptOnce(ctx, model, this.retry, this.attemptLog, () => this.gemini.embedContent(call, batch));
+      const value = await this.runner.once(ctx, model, () => this.gemini.embedContent(call, batch));
       ctx.tokensIn = value.promptTokens ?? estimate;
       ctx.status = 200;
       await reply.status(200).headers(value.headers).type('application/json').send(value.body);

@@ -1,20 +1,11 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
-import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
+import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyAnthropicCaller, refuseBetas } from '@keygate/policy';
-import {
-  AnthropicAdapter,
-  estimateMessagesPromptTokens,
-  type AttemptObserver,
-  type MessagesPassthrough,
-  type RetryPolicy,
-} from '@keygate/providers';
+import { AnthropicAdapter, estimateMessagesPromptTokens, type MessagesPassthrough } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
-import { attemptOnce } from '../routing/attempt-count';
-import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { ANTHROPIC_STREAM } from './anthropic-errors';
 
@@ -72,19 +63,11 @@ export function anthropicClientHeaders(headers: Record<string, string | string[]
  */
 @Injectable()
 export class MessagesService {
-  private readonly retry: RetryPolicy;
-  private readonly attemptLog: AttemptObserver;
-
   constructor(
     private readonly router: ProductRouter,
     private readonly runner: CompletionRunner,
     private readonly anthropic: AnthropicAdapter,
-    @Inject(GatewayConfig) config: GatewayConfig,
-    @Inject(KEYGATE_LOGGER) logger: JsonLogger,
-  ) {
-    this.retry = config.retry;
-    this.attemptLog = upstreamAttemptLog(logger);
-  }
+  ) {}
 
   async create(
     ctx: RequestContext,
@@ -143,7 +126,7 @@ export class MessagesService {
   ): Promise<void> {
     const { access } = this.anthropicRoute(ctx, principal, body, bodyBytes);
     const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
-    const value = await attemptOnce(ctx, body.model, this.retry, this.attemptLog, () => this.anthropic.countTokens(call));
+    const value = await this.runner.once(ctx, body.model, () => this.anthropic.countTokens(call));
     ctx.status = 200;
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
   }

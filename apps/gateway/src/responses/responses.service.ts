@@ -1,24 +1,19 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
-import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
+import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy';
 import {
   estimateResponsesPromptTokens,
   OpenAiAdapter,
   UpstreamError,
   type ResponsesPassthrough,
-  type AttemptObserver,
-  type RetryPolicy,
   type StoredResponseCall,
   type Usage,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { isRecord } from '../chat/chat-completion.dto';
 import { CompletionRunner, type Candidate } from '../chat/completion-runner';
-import { attemptOnce } from '../routing/attempt-count';
-import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { RESPONSES_STREAM } from './responses-errors';
 import { storedResponseQuery, type StoredResponseRoute } from './stored-response.query';
@@ -83,20 +78,12 @@ const CHAT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
  */
 @Injectable()
 export class ResponsesService {
-  private readonly retry: RetryPolicy;
-  private readonly attemptLog: AttemptObserver;
-
   constructor(
     private readonly router: ProductRouter,
     private readonly runner: CompletionRunner,
     private readonly openai: OpenAiAdapter,
     private readonly stored: StoredResponses,
-    @Inject(GatewayConfig) config: GatewayConfig,
-    @Inject(KEYGATE_LOGGER) logger: JsonLogger,
-  ) {
-    this.retry = config.retry;
-    this.attemptLog = upstreamAttemptLog(logger);
-  }
+  ) {}
 
   async create(ctx: RequestContext, principal: Principal, body: ResponsesRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
     ctx.stream = body.stream === true;
@@ -277,14 +264,8 @@ export class ResponsesService {
     const call: StoredResponseCall = { method, path: `/responses/${id}${suffix}${search}`, access, signal: ctx.abort.signal };
     let body: string;
     try {
-      body = await attemptOnce(
-        ctx,
-        record.model,
-        // A delete is not retried: one that went through but whose answer was lost would come back 404.
-        route === 'delete' ? { ...this.retry, maxRetries: 0 } : this.retry,
-        this.attemptLog,
-        () => this.openai.storedResponse(call),
-      );
+      // A delete is not retried: one that went through but whose answer was lost would come back 404.
+      body = await this.runner.once(ctx, record.model, () => this.openai.storedResponse(call), { retry: route !== 'delete' });
     } catch (error) {
       // Gone upstream (deleted there, expired): forgotten, and answered as any response not the caller's.
       if (route !== 'inputItems' && isGone(error, id)) {

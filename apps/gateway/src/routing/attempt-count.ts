@@ -1,6 +1,6 @@
 import { admissionPending } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
-import { ClientAbortedError, reachedUpstream, runAttempts, type AttemptObserver, type RetryPolicy } from '@keygate/providers';
+import { ClientAbortedError, reachedUpstream } from '@keygate/providers';
 
 /**
  * Starts one upstream attempt and counts it once it is known to have gone to the upstream: it
@@ -32,20 +32,4 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
       throw error;
     },
   );
-}
-
-/**
- * One model's upstream call, counted ({@link countAttempt}) and retried as the policy says, without
- * fallbacks: for the calls tied to one model (a token count, an embedding, a stored response).
- * `observe` hears each attempt's outcome (the failed attempts' log lines, see `upstreamAttemptLog`).
- */
-export async function attemptOnce<T>(
-  ctx: RequestContext,
-  model: string,
-  retry: RetryPolicy,
-  observe: AttemptObserver,
-  start: () => Promise<T>,
-): Promise<T> {
-  const { value } = await runAttempts<T>([{ model, attempt: () => countAttempt(ctx, start) }], retry, ctx.abort.signal, observe);
-  return value;
 }
