@@ -184,6 +184,63 @@ describe('OpenAI wire format', () => {
       });
     });
 
+    it('refuses a top-level argument OpenAI does not take, as OpenAI does, and counts nothing', async () => {
+      const res = await chat({ messages: [user('x')], top_k: 40 });
+      expect(res.status).toBe(400);
+      expect(await readJson<OpenAIErrorBody>(res)).toEqual({
+        error: { message: 'Unrecognized request argument supplied: top_k', type: 'invalid_request_error', param: null, code: null },
+      });
+    });
+
+    it('names every unknown argument, sorted, in one refusal; a null value is still an argument', async () => {
+      const res = await chat({ messages: [user('x')], thinking: { type: 'enabled' }, end_user_id: null, max_output_tokens: 5 });
+      expect(res.status).toBe(400);
+      expect((await readJson<OpenAIErrorBody>(res)).error.message).toBe(
+        'Unrecognized request arguments supplied: end_user_id, max_output_tokens, thinking',
+      );
+    });
+
+    it('takes every argument of the API reference', async () => {
+      const res = await chat({
+        messages: [user('x')],
+        audio: null,
+        frequency_penalty: 0,
+        function_call: null,
+        functions: null,
+        logit_bias: {},
+        logprobs: false,
+        max_completion_tokens: 10,
+        max_tokens: 10,
+        metadata: { k: 'v' },
+        modalities: ['text'],
+        n: 1,
+        parallel_tool_calls: true,
+        prediction: null,
+        presence_penalty: 0,
+        prompt_cache_key: 'k',
+        prompt_cache_retention: '24h',
+        reasoning_effort: 'low',
+        response_format: { type: 'text' },
+        safety_identifier: 'abc',
+        seed: 1,
+        service_tier: 'auto',
+        stop: null,
+        store: false,
+        stream: false,
+        temperature: 1,
+        top_logprobs: null,
+        top_p: 1,
+        user: 'u',
+        verbosity: 'low',
+        web_search_options: null,
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      const streamed = await chat({ messages: [user('x')], stream: true, stream_options: { include_usage: true } });
+      expect(streamed.status).toBe(200);
+      await streamed.text();
+    });
+
     it('rejects a body that is not JSON', async () => {
       const res = await postJson(mock.base, CHAT, '{nope', OPENAI_AUTH);
       expect(res.status).toBe(400);
@@ -247,6 +304,19 @@ describe('OpenAI wire format', () => {
       const buf = Buffer.from(b64.data[0].embedding as string, 'base64');
       expect(buf.length).toBe(32);
       values.forEach((v, i) => expect(buf.readFloatLE(i * 4)).toBeCloseTo(v, 6));
+    });
+
+    it('refuses a top-level argument OpenAI does not take, and takes those it does', async () => {
+      const embed = (body: Record<string, unknown>): Promise<Response> =>
+        postJson(mock.base, '/v1/embeddings', { model: 'text-embedding-3-small', input: 'x', ...body }, OPENAI_AUTH);
+      const refused = await embed({ task_type: 'RETRIEVAL_QUERY' });
+      expect(refused.status).toBe(400);
+      expect(await readJson<OpenAIErrorBody>(refused)).toEqual({
+        error: { message: 'Unrecognized request argument supplied: task_type', type: 'invalid_request_error', param: null, code: null },
+      });
+      const taken = await embed({ dimensions: 4, encoding_format: 'float', user: 'u' });
+      expect(taken.status).toBe(200);
+      await taken.text();
     });
 
     it('reads directives from the input text', async () => {

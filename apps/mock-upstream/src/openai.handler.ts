@@ -17,6 +17,7 @@ import {
   unixSeconds,
 } from './mock.content';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
+import { CHAT_COMPLETION_ARGUMENTS, EMBEDDINGS_ARGUMENTS, unknownArguments } from './openai.arguments';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
 import type {
   ChatCompletion,
@@ -112,6 +113,19 @@ export function errorFor(status: number, message?: string): ErrorReply {
         code: null,
       });
   }
+}
+
+/**
+ * OpenAI's 400 for top-level arguments Chat Completions or Embeddings does not take: one message
+ * naming them all, sorted, with `param` and `code` null (the Responses API answers otherwise).
+ */
+export function unrecognizedArguments(names: readonly string[]): ErrorReply {
+  const sorted = [...names].sort();
+  return openaiError(400, {
+    message: `Unrecognized request argument${sorted.length > 1 ? 's' : ''} supplied: ${sorted.join(', ')}`,
+    type: 'invalid_request_error',
+    code: null,
+  });
 }
 
 /** Shows only the ends of a key, like OpenAI does in its 401 message. */
@@ -231,6 +245,8 @@ class OpenAIHandler implements ProviderHandler {
 
   private embeddings(ex: Exchange): void {
     const body = isRecord(ex.body) ? ex.body : {};
+    const unknown = unknownArguments(body, EMBEDDINGS_ARGUMENTS);
+    if (unknown.length > 0) return ex.sendError(unrecognizedArguments(unknown));
     const model = asString(body.model);
     if (!model) return ex.sendError(errorFor(400, 'you must provide a model parameter'));
     const inputs = embeddingInputs(body.input);
@@ -255,6 +271,8 @@ class OpenAIHandler implements ProviderHandler {
 
   private chat(ex: Exchange): void | Promise<void> {
     const body = isRecord(ex.body) ? ex.body : {};
+    const unknown = unknownArguments(body, CHAT_COMPLETION_ARGUMENTS);
+    if (unknown.length > 0) return ex.sendError(unrecognizedArguments(unknown));
     const model = asString(body.model);
     if (!model) return ex.sendError(errorFor(400, 'you must provide a model parameter'));
     const messages = asArray(body.messages);

@@ -141,7 +141,7 @@ describe('OpenAI Responses API wire format', () => {
           ],
         },
       ];
-      const body = await plain({ input, unknown_field: { ignored: true } });
+      const body = await plain({ input });
       expect(messageOf(body).content[0].text).toBe('Hello from mock openai! You said: second\npart');
       const chars = 'dev rules'.length + 'first [mock status=500]'.length + 'ok'.length + 'second\npart'.length;
       expect(body.usage?.input_tokens).toBe(promptTokens(chars, 4));
@@ -439,6 +439,56 @@ describe('OpenAI Responses API wire format', () => {
       expect(few.status).toBe(400);
       expect((await readJson<OpenAIErrorBody>(few)).error).toMatchObject({ param: 'max_output_tokens', code: 'integer_below_min_value' });
       expect((await plain({ input: 'hi', max_output_tokens: 16 })).max_output_tokens).toBe(16);
+    });
+
+    it("400 for a top-level argument the Responses API does not take, naming the first as OpenAI does; chat's messages points to input", async () => {
+      const unknown = await create({ input: 'hi', max_tokens: 20, seed: 1 });
+      expect(unknown.status).toBe(400);
+      expect(await readJson<OpenAIErrorBody>(unknown)).toEqual({
+        error: {
+          message: "Unknown parameter: 'max_tokens'.",
+          type: 'invalid_request_error',
+          param: 'max_tokens',
+          code: 'unknown_parameter',
+        },
+      });
+      const messages = await create({ messages: [user('hi')] });
+      expect(messages.status).toBe(400);
+      const moved = (await readJson<OpenAIErrorBody>(messages)).error;
+      expect(moved).toMatchObject({ type: 'invalid_request_error', param: null, code: 'unsupported_parameter' });
+      expect(moved.message).toMatch(/^Unsupported parameter: 'messages'\. In the Responses API, this parameter has moved to 'input'\./);
+    });
+
+    it('takes every argument of the API reference', async () => {
+      const response = await plain({
+        input: 'hi',
+        background: false,
+        context_management: null,
+        include: [],
+        instructions: 'be brief',
+        max_output_tokens: 16,
+        max_tool_calls: 2,
+        metadata: { k: 'v' },
+        moderation: null,
+        parallel_tool_calls: true,
+        prompt_cache_key: 'k',
+        prompt_cache_retention: '24h',
+        reasoning: { effort: 'low' },
+        safety_identifier: 'abc',
+        service_tier: 'auto',
+        store: false,
+        stream: false,
+        stream_options: null,
+        temperature: 1,
+        text: { format: { type: 'text' } },
+        tool_choice: 'auto',
+        tools: [],
+        top_logprobs: 0,
+        top_p: 1,
+        truncation: 'disabled',
+        user: 'u',
+      });
+      expect(response.status).toBe('completed');
     });
 
     it('400 for a body that is not JSON', async () => {

@@ -17,6 +17,7 @@ import {
 } from './mock.content';
 import type { ErrorReply, Exchange } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
+import { RESPONSES_ARGUMENTS, unknownArguments } from './openai.arguments';
 import { contentText, errorFor, OpenAIRouteHandler, openaiError, toolCallIds } from './openai.handler';
 import { storedInputItems, type ResponseStore, type StoredResponse } from './openai.responses.store';
 import type { OpenAIErrorBody } from './openai.types';
@@ -93,6 +94,26 @@ function missing(param: string): ErrorReply {
     type: 'invalid_request_error',
     param,
     code: 'missing_required_parameter',
+  });
+}
+
+/**
+ * OpenAI's 400 for a top-level argument the Responses API does not take: it names the first one, as
+ * `param` too. Chat's `messages` gets its own pointer to `input`.
+ */
+function unknownParameter(name: string): ErrorReply {
+  if (name === 'messages')
+    return openaiError(400, {
+      message:
+        "Unsupported parameter: 'messages'. In the Responses API, this parameter has moved to 'input'. Try again with the new parameter. See the API documentation for more information: https://platform.openai.com/docs/api-reference/responses/create.",
+      type: 'invalid_request_error',
+      code: 'unsupported_parameter',
+    });
+  return openaiError(400, {
+    message: `Unknown parameter: '${name}'.`,
+    type: 'invalid_request_error',
+    param: name,
+    code: 'unknown_parameter',
   });
 }
 
@@ -239,6 +260,8 @@ export class OpenAIResponsesHandler extends OpenAIRouteHandler {
 
   handle(ex: Exchange): void | Promise<void> {
     const body = isRecord(ex.body) ? ex.body : {};
+    const [unknown] = unknownArguments(body, RESPONSES_ARGUMENTS);
+    if (unknown !== undefined) return ex.sendError(unknownParameter(unknown));
     const model = asString(body.model);
     if (!model) return ex.sendError(missing('model'));
     const rejected = invalidInput(body.input, body) ?? tooFewOutputTokens(body.max_output_tokens);
