@@ -81,6 +81,7 @@ export interface ProductUrls {
  * - `flaky`: OpenAI on the failing upstream, Claude and Gemini on the mock; `gpt-4o` → Claude.
  * - `flaky2`: Anthropic on the failing upstream, Gemini on the mock; Claude → Gemini.
  * - `flaky3`: Anthropic on the failing upstream, OpenAI on the mock; Claude → `gpt-4o`.
+ * - `flaky4`: Gemini on the failing upstream, OpenAI on the mock; Gemini → `gpt-4o`.
  * - `flakyalone`: OpenAI on the failing upstream, no fallbacks.
  * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
  * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*`, server tools `web_search*` and betas `context-1m*`.
@@ -127,6 +128,12 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
         openai: openaiOnMock,
       },
     },
+    flaky4: {
+      providers: {
+        gemini: { api_key: 'AIza-mock-flaky4', models: [GEMINI_MODEL], base_url: urls.flaky },
+        openai: openaiOnMock,
+      },
+    },
     flakyalone: {
       providers: { openai: { api_key: 'sk-mock-flakyalone', models: [OPENAI_MODEL], base_url: `${urls.flaky}/v1` } },
     },
@@ -162,6 +169,8 @@ export function providerPolicyYaml(): string {
     `    fallbacks: {${ANTHROPIC_MODEL}: [${GEMINI_MODEL}]}`,
     '  flaky3:',
     `    fallbacks: {${ANTHROPIC_MODEL}: [${OPENAI_MODEL}]}`,
+    '  flaky4:',
+    `    fallbacks: {${GEMINI_MODEL}: [${OPENAI_MODEL}]}`,
     '  deadend:',
     `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
     '  guarded:',

@@ -6,7 +6,12 @@
  * `provider-fixtures.ts` for why the mock's directives cannot fail only the primary).
  */
 import { request as httpRequest } from 'node:http';
-import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type {
+  ChatCompletionChunk,
+  ChatCompletionCreateParamsNonStreaming,
+  ChatCompletionCreateParamsStreaming,
+  ChatCompletionMessageParam,
+} from 'openai/resources/chat/completions';
 import {
   ANTHROPIC_MODEL,
   decodeFloat32Base64,
@@ -1708,6 +1713,58 @@ describe('a fallback from Claude to an OpenAI model', () => {
       product: 'flaky3',
       model: OPENAI_MODEL,
       provider: 'openai',
+      attempts: MAX_RETRIES + 2,
+    });
+  });
+});
+
+describe('fields the OpenAI API does not take', () => {
+  // The mock refuses any top-level argument OpenAI's API reference does not list, as OpenAI does.
+  it("sends an OpenAI fallback of a Claude model only the OpenAI API's fields: what Claude's translation left out (top_k) is left out, the rest as sent", async () => {
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('fb-claude-top-k');
+    const body = { model: ANTHROPIC_MODEL, messages: user('sampled by claude'), top_k: 40, seed: 7, store: false };
+    const { result, delta } = await counting(() =>
+      gw.openai(mintToken({ product: 'flaky3' })).chat.completions.create(body as ChatCompletionCreateParamsNonStreaming, { headers }),
+    );
+    expect(result.choices[0].message.content).toBe(mockReply('openai', 'sampled by claude'));
+    expect(flaky.count('/v1/messages')).toBe(1 + MAX_RETRIES);
+    expect(moved(delta)).toEqual({ 'openai.chat': 1 });
+    const sent = lastBody(await mock.stats(), 'openai.chat');
+    expect(sent).not.toHaveProperty('top_k');
+    expect(sent).toMatchObject({ model: OPENAI_MODEL, seed: 7, store: false });
+    await expectOneAudit(id, { status: 200, failure: null, product: 'flaky3', model: OPENAI_MODEL, attempts: MAX_RETRIES + 2 });
+  });
+
+  it("sends a streamed OpenAI fallback of a Gemini model without the Gemini-only fields Gemini's translation left out (extra_body, top_k)", async () => {
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('fb-gemini-extra-body');
+    const body = {
+      model: GEMINI_MODEL,
+      messages: user('sampled by gemini'),
+      stream: true,
+      top_k: 20,
+      extra_body: { google: { thinking_config: { include_thoughts: true } } },
+      temperature: 0.5,
+    };
+    const { result: chunks, delta } = await counting(async () =>
+      collect(
+        await gw.openai(mintToken({ product: 'flaky4' })).chat.completions.create(body as ChatCompletionCreateParamsStreaming, { headers }),
+      ),
+    );
+    expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe(mockReply('openai', 'sampled by gemini'));
+    expect(flaky.hits.length).toBe(1 + MAX_RETRIES);
+    expect(moved(delta)).toEqual({ 'openai.chat': 1 });
+    const sent = lastBody(await mock.stats(), 'openai.chat');
+    expect(sent).not.toHaveProperty('top_k');
+    expect(sent).not.toHaveProperty('extra_body');
+    expect(sent).toMatchObject({ model: OPENAI_MODEL, stream: true, temperature: 0.5 });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      product: 'flaky4',
+      model: OPENAI_MODEL,
+      stream: true,
       attempts: MAX_RETRIES + 2,
     });
   });

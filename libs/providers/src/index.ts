@@ -12,4 +12,5 @@ export * from './openai.responses';
 export * from './gemini.adapter';
 export { requestedCandidates } from './gemini.native';
 export { withoutClaudeThinking } from './anthropic.thinking';
+export { openAiFieldsOnly } from './openai.fields';
 export { GEMINI_EMBED_BATCH_SIZE } from './gemini.translate';

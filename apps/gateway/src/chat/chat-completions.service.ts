@@ -2,7 +2,13 @@ import { Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy';
-import { estimatePromptTokens, withoutClaudeThinking, type ChatCompletionRequest, type ProviderCall } from '@keygate/providers';
+import {
+  estimatePromptTokens,
+  openAiFieldsOnly,
+  withoutClaudeThinking,
+  type ChatCompletionRequest,
+  type ProviderCall,
+} from '@keygate/providers';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { ProductRouter } from '../routing/product.router';
@@ -41,10 +47,12 @@ export class ChatCompletionsService {
       {
         candidates: this.router.withFallbacks(ctx, first, body.model),
         call: ({ model, access, adapter }) => {
-          const attemptBody: ChatCompletionRequest = { ...body, model };
+          // Falling back from Claude or Gemini to OpenAI: only what OpenAI's API takes goes, as the
+          // translations took only that (OpenAI refuses the rest, a 400 that would end the fallback).
+          const crossing = access.provider === 'openai' && first.access.provider !== 'openai';
+          const attemptBody: ChatCompletionRequest = { ...(crossing ? openAiFieldsOnly(body) : body), model };
           // Falling back from Claude: the thinking its answers carried is Claude's alone.
-          if (access.provider === 'openai' && first.access.provider === 'anthropic')
-            attemptBody.messages = withoutClaudeThinking(body.messages);
+          if (crossing && first.access.provider === 'anthropic') attemptBody.messages = withoutClaudeThinking(body.messages);
           applyParameterPolicy(attemptBody, policy, capFieldFor(access));
           if (caller !== undefined) identifyCaller(attemptBody, caller);
           const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
