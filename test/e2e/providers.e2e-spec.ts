@@ -6,6 +6,7 @@
  * `provider-fixtures.ts` for why the mock's directives cannot fail only the primary).
  */
 import { request as httpRequest } from 'node:http';
+import type OpenAI from 'openai';
 import type {
   ChatCompletionChunk,
   ChatCompletionCreateParamsNonStreaming,
@@ -1426,6 +1427,19 @@ describe('POST /v1/embeddings', () => {
     expect(total).toBe(0);
     await expectOneAudit(id, { status: 400, provider: 'anthropic' });
   });
+
+  it("openai: passes a field keygate does not know as sent; OpenAI's refusal comes back 400, not retried", async () => {
+    const { id, headers } = rid('emb-unknown-field');
+    const body = { model: OPENAI_EMBEDDING_MODEL, input: 'a query', input_type: 'query' };
+    const { result: error, delta } = await counting(() =>
+      apiError(gw.openai(token).embeddings.create(body as Parameters<OpenAI['embeddings']['create']>[0], { headers })),
+    );
+    expect(error).toMatchObject({ status: 400, code: 'upstream_bad_request' });
+    expect(error.message).toContain('Unrecognized request argument supplied: input_type');
+    expect(moved(delta)).toEqual({ 'openai.embeddings': 1 });
+    expect(lastBody(await mock.stats(), 'openai.embeddings')).toMatchObject({ input_type: 'query' });
+    await expectOneAudit(id, { status: 400, failure: 'upstream', provider: 'openai', attempts: 1 });
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1720,6 +1734,42 @@ describe('a fallback from Claude to an OpenAI model', () => {
 
 describe('fields the OpenAI API does not take', () => {
   // The mock refuses any top-level argument OpenAI's API reference does not list, as OpenAI does.
+
+  it("passes a field keygate does not know to an OpenAI model as sent; OpenAI's refusal comes back 400, neither retried nor fallen back", async () => {
+    const { id, headers } = rid('unknown-field-openai');
+    const body = { model: OPENAI_MODEL, messages: user('sampled'), top_k: 40 };
+    const { result: error, delta } = await counting(() =>
+      apiError(gw.openai(token).chat.completions.create(body as ChatCompletionCreateParamsNonStreaming, { headers })),
+    );
+    expect(error).toMatchObject({ status: 400, code: 'upstream_bad_request' });
+    expect(error.message).toContain('Unrecognized request argument supplied: top_k');
+    // `prov` falls back from gpt-4o to Claude, but a refusal of the request is the client's to fix.
+    expect(moved(delta)).toEqual({ 'openai.chat': 1 });
+    expect(lastBody(await mock.stats(), 'openai.chat')).toMatchObject({ top_k: 40 });
+    await expectOneAudit(id, { status: 400, failure: 'upstream', provider: 'openai', model: OPENAI_MODEL, attempts: 1 });
+  });
+
+  it('passes the OpenAI parameters keygate does not read to an OpenAI model as sent', async () => {
+    const { id, headers } = rid('openai-params-as-sent');
+    const params = {
+      verbosity: 'low',
+      prompt_cache_key: 'cache-1',
+      prompt_cache_retention: '24h',
+      service_tier: 'default',
+      store: false,
+      metadata: { team: 'search' },
+      seed: 7,
+    };
+    const body = { model: OPENAI_MODEL, messages: user('all known'), ...params };
+    const { result, delta } = await counting(() =>
+      gw.openai(token).chat.completions.create(body as ChatCompletionCreateParamsNonStreaming, { headers }),
+    );
+    expect(result.choices[0].message.content).toBe(mockReply('openai', 'all known'));
+    expect(moved(delta)).toEqual({ 'openai.chat': 1 });
+    expect(lastBody(await mock.stats(), 'openai.chat')).toMatchObject(params);
+    await expectOneAudit(id, { status: 200, provider: 'openai', attempts: 1 });
+  });
+
   it("sends an OpenAI fallback of a Claude model only the OpenAI API's fields: what Claude's translation left out (top_k) is left out, the rest as sent", async () => {
     flaky.script({ status: 503 });
     const { id, headers } = rid('fb-claude-top-k');

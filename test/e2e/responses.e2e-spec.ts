@@ -3,7 +3,7 @@
  * official OpenAI SDK's `responses.create` talks to an OpenAI model through the gateway. Every case
  * checks the outcome, what reached the upstream, and the request's single audit line.
  */
-import { APIError } from 'openai';
+import OpenAI, { APIError } from 'openai';
 import type { Response, ResponseStreamEvent } from 'openai/resources/responses/responses';
 import {
   ANTHROPIC_MODEL,
@@ -772,6 +772,23 @@ describe('stored responses across replicas (Redis)', () => {
 });
 
 describe('POST /v1/responses upstream failures', () => {
+  it("passes a field keygate does not know as sent; OpenAI's refusal comes back 400 naming it, not retried", async () => {
+    const { id, headers } = rid('resp-unknown-field');
+    const body = { model: OPENAI_MODEL, input: 'hi', seed: 7 };
+    const {
+      result: error,
+      moved,
+      after,
+    } = await counting(() =>
+      apiError(gw.openai(token).responses.create(body as Parameters<OpenAI['responses']['create']>[0], { headers })),
+    );
+    expect(error).toMatchObject({ status: 400, code: 'upstream_bad_request', param: 'seed' });
+    expect(error.message).toContain("Unknown parameter: 'seed'.");
+    expect(moved).toEqual({ 'openai.responses': 1 });
+    expect(after.last['openai.responses']?.body).toMatchObject({ seed: 7 });
+    await expectOneAudit(id, { status: 400, failure: 'upstream', provider: 'openai', attempts: 1 });
+  });
+
   it('retries a failing OpenAI like chat, and does not fall back to a model of another provider', async () => {
     flaky.script({ status: 503 });
     const { id, headers } = rid('resp-503');
