@@ -1770,10 +1770,18 @@ describe('fields the OpenAI API does not take', () => {
     await expectOneAudit(id, { status: 200, provider: 'openai', attempts: 1 });
   });
 
-  it("sends an OpenAI fallback of a Claude model only the OpenAI API's fields: what Claude's translation left out (top_k) is left out, the rest as sent", async () => {
+  it("sends an OpenAI fallback of a Claude model only the OpenAI API's fields: what Claude's translation left out (top_k, thinking) is left out, the rest as sent", async () => {
     flaky.script({ status: 503 });
     const { id, headers } = rid('fb-claude-top-k');
-    const body = { model: ANTHROPIC_MODEL, messages: user('sampled by claude'), top_k: 40, seed: 7, store: false };
+    // top_k and thinking as clients written for Claude behind OpenAI-compatible proxies send them.
+    const body = {
+      model: ANTHROPIC_MODEL,
+      messages: user('sampled by claude'),
+      top_k: 40,
+      thinking: { type: 'enabled', budget_tokens: 2048 },
+      seed: 7,
+      store: false,
+    };
     const { result, delta } = await counting(() =>
       gw.openai(mintToken({ product: 'flaky3' })).chat.completions.create(body as ChatCompletionCreateParamsNonStreaming, { headers }),
     );
@@ -1782,6 +1790,7 @@ describe('fields the OpenAI API does not take', () => {
     expect(moved(delta)).toEqual({ 'openai.chat': 1 });
     const sent = lastBody(await mock.stats(), 'openai.chat');
     expect(sent).not.toHaveProperty('top_k');
+    expect(sent).not.toHaveProperty('thinking');
     expect(sent).toMatchObject({ model: OPENAI_MODEL, seed: 7, store: false });
     await expectOneAudit(id, { status: 200, failure: null, product: 'flaky3', model: OPENAI_MODEL, attempts: MAX_RETRIES + 2 });
   });
