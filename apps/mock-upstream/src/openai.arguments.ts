@@ -93,3 +93,13 @@ export function unknownArguments(body: unknown, known: ReadonlySet<string>): str
   for (const key of Object.keys(body)) if (!known.has(key)) unknown.push(key);
   return unknown;
 }
+
+/**
+ * The arguments a Chat Completions model does not take though the route does: `reasoning_effort` on
+ * the models that do not reason (the GPT-3.5 and GPT-4 families, `chatgpt-4o-latest`, GPT-5's `-chat`
+ * variants), which OpenAI answers as it answers an unknown argument. A null value is not sent.
+ */
+export function argumentsTheModelRefuses(body: Record<string, unknown>, model: string): string[] {
+  const reasons = !/^(gpt-3\.5|gpt-4|chatgpt-)/.test(model) && !/-chat(-|$)/.test(model);
+  return !reasons && body.reasoning_effort !== undefined && body.reasoning_effort !== null ? ['reasoning_effort'] : [];
+}

@@ -200,8 +200,33 @@ describe('OpenAI wire format', () => {
       );
     });
 
+    it('refuses reasoning_effort on a model that does not reason, as OpenAI answers an unknown argument; takes it on one that does', async () => {
+      for (const model of ['gpt-4o-mini', 'gpt-4.1', 'gpt-3.5-turbo', 'chatgpt-4o-latest', 'gpt-5-chat-latest']) {
+        const res = await chat({ model, messages: [user('x')], reasoning_effort: 'low' });
+        expect(res.status).toBe(400);
+        expect(await readJson<OpenAIErrorBody>(res)).toEqual({
+          error: {
+            message: 'Unrecognized request argument supplied: reasoning_effort',
+            type: 'invalid_request_error',
+            param: null,
+            code: null,
+          },
+        });
+      }
+      for (const model of ['o4-mini', 'gpt-5', 'gpt-5.1-codex']) {
+        const res = await chat({ model, messages: [user('x')], reasoning_effort: 'low' });
+        expect(res.status).toBe(200);
+        await res.text();
+      }
+      // Null is the value a client sends for "none" to a model that does not reason; OpenAI takes it.
+      const unset = await chat({ messages: [user('x')], reasoning_effort: null });
+      expect(unset.status).toBe(200);
+      await unset.text();
+    });
+
     it('takes every argument of the API reference', async () => {
       const res = await chat({
+        model: 'gpt-5',
         messages: [user('x')],
         audio: null,
         frequency_penalty: 0,

@@ -17,7 +17,7 @@ import {
   unixSeconds,
 } from './mock.content';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
-import { CHAT_COMPLETION_ARGUMENTS, EMBEDDINGS_ARGUMENTS, unknownArguments } from './openai.arguments';
+import { argumentsTheModelRefuses, CHAT_COMPLETION_ARGUMENTS, EMBEDDINGS_ARGUMENTS, unknownArguments } from './openai.arguments';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
 import type {
   ChatCompletion,
@@ -275,6 +275,8 @@ class OpenAIHandler implements ProviderHandler {
     if (unknown.length > 0) return ex.sendError(unrecognizedArguments(unknown));
     const model = asString(body.model);
     if (!model) return ex.sendError(errorFor(400, 'you must provide a model parameter'));
+    const refused = argumentsTheModelRefuses(body, model);
+    if (refused.length > 0) return ex.sendError(unrecognizedArguments(refused));
     const messages = asArray(body.messages);
     if (messages.length === 0) {
       return ex.sendError(
