@@ -35,6 +35,9 @@ export const OPENAI_MODEL = 'gpt-4o';
 export const ANTHROPIC_MODEL = 'claude-3-5-sonnet-20241022';
 /** The Claude models product `claudes` names exactly, in its configuration's order. */
 export const CLAUDE_LIST = [ANTHROPIC_MODEL, 'claude-sonnet-4-5', 'claude-haiku-4-5'] as const;
+/** Models that reason (take `reasoning_effort`), for fallbacks to models that do not. */
+export const OPENAI_REASONING_MODEL = 'o4-mini';
+export const CLAUDE_THINKING_MODEL = 'claude-sonnet-4-5';
 export const GEMINI_MODEL = 'gemini-1.5-pro';
 /** A Gemini 3 model: the mock gives its function calls ids and checks them on the responses. */
 export const GEMINI_3_MODEL = 'gemini-3-pro-preview';
@@ -78,9 +81,9 @@ export interface ProductUrls {
 
 /**
  * - `prov`: every provider on the mock (chat and embeddings); `gpt-4o` falls back to Claude.
- * - `flaky`: OpenAI on the failing upstream, Claude and Gemini on the mock; `gpt-4o` → Claude.
+ * - `flaky`: OpenAI on the failing upstream, Claude and Gemini on the mock; `gpt-4o` and `o4-mini` → Claude 3.5.
  * - `flaky2`: Anthropic on the failing upstream, Gemini on the mock; Claude → Gemini.
- * - `flaky3`: Anthropic on the failing upstream, OpenAI on the mock; Claude → `gpt-4o`.
+ * - `flaky3`: Anthropic on the failing upstream, OpenAI on the mock; Claude 3.5 and Sonnet 4.5 → `gpt-4o`.
  * - `flaky4`: Gemini on the failing upstream, OpenAI on the mock; Gemini → `gpt-4o`.
  * - `flakyalone`: OpenAI on the failing upstream, no fallbacks.
  * - `deadend`: OpenAI on a closed port, Claude on the mock; `gpt-4o` → Claude.
@@ -111,7 +114,7 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
     },
     flaky: {
       providers: {
-        openai: { api_key: 'sk-mock-flaky', models: [OPENAI_MODEL], base_url: `${urls.flaky}/v1` },
+        openai: { api_key: 'sk-mock-flaky', models: [OPENAI_MODEL, OPENAI_REASONING_MODEL], base_url: `${urls.flaky}/v1` },
         anthropic: anthropicOnMock,
         gemini: geminiOnMock,
       },
@@ -124,7 +127,7 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
     },
     flaky3: {
       providers: {
-        anthropic: { api_key: 'sk-ant-mock-flaky3', models: [ANTHROPIC_MODEL], base_url: urls.flaky },
+        anthropic: { api_key: 'sk-ant-mock-flaky3', models: [ANTHROPIC_MODEL, CLAUDE_THINKING_MODEL], base_url: urls.flaky },
         openai: openaiOnMock,
       },
     },
@@ -164,11 +167,11 @@ export function providerPolicyYaml(): string {
     '  prov:',
     `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
     '  flaky:',
-    `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}]}`,
+    `    fallbacks: {${OPENAI_MODEL}: [${ANTHROPIC_MODEL}], ${OPENAI_REASONING_MODEL}: [${ANTHROPIC_MODEL}]}`,
     '  flaky2:',
     `    fallbacks: {${ANTHROPIC_MODEL}: [${GEMINI_MODEL}]}`,
     '  flaky3:',
-    `    fallbacks: {${ANTHROPIC_MODEL}: [${OPENAI_MODEL}]}`,
+    `    fallbacks: {${ANTHROPIC_MODEL}: [${OPENAI_MODEL}], ${CLAUDE_THINKING_MODEL}: [${OPENAI_MODEL}]}`,
     '  flaky4:',
     `    fallbacks: {${GEMINI_MODEL}: [${OPENAI_MODEL}]}`,
     '  deadend:',
@@ -240,6 +243,8 @@ export interface FlakyHit {
   path: string;
   /** `Date.now()` when the request arrived. */
   at: number;
+  /** The request's JSON body, once it was read (undefined until then, or when it is not JSON). */
+  body?: unknown;
 }
 
 /**
@@ -294,10 +299,16 @@ export class FlakyUpstream {
 
   private answer(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0];
-    this.hits.push({ path, at: Date.now() });
+    const hit: FlakyHit = { path, at: Date.now() };
+    this.hits.push(hit);
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.once('end', () => {
+      try {
+        hit.body = JSON.parse(Buffer.concat(chunks).toString());
+      } catch {
+        // not JSON: left undefined
+      }
       const { status, retryAfter, streamError, emptyStream } = this.behaviour;
       const streamed = path === '/v1/chat/completions' && /"stream"\s*:\s*true/.test(Buffer.concat(chunks).toString());
       if (emptyStream && streamed) {

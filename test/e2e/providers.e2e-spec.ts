@@ -15,6 +15,7 @@ import type {
 } from 'openai/resources/chat/completions';
 import {
   ANTHROPIC_MODEL,
+  CLAUDE_THINKING_MODEL,
   decodeFloat32Base64,
   FlakyUpstream,
   GEMINI_EMBEDDING_DIMS,
@@ -24,6 +25,7 @@ import {
   mockReply,
   OPENAI_EMBEDDING_MODEL,
   OPENAI_MODEL,
+  OPENAI_REASONING_MODEL,
   countingUpstream,
   expectOneAuditOn,
   moved,
@@ -1729,6 +1731,44 @@ describe('a fallback from Claude to an OpenAI model', () => {
       provider: 'openai',
       attempts: MAX_RETRIES + 2,
     });
+  });
+});
+
+describe('a fallback to a model that does not reason', () => {
+  it('sends an OpenAI fallback that does not reason (gpt-4o) the request without the reasoning_effort asked of Claude, which OpenAI would refuse', async () => {
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('fb-effort-to-gpt-4o');
+    const { result, delta } = await counting(() =>
+      gw
+        .openai(mintToken({ product: 'flaky3' }))
+        .chat.completions.create({ model: CLAUDE_THINKING_MODEL, messages: user('think hard'), reasoning_effort: 'high' }, { headers }),
+    );
+    expect(result.choices[0].message.content).toBe(mockReply('openai', 'think hard'));
+    // Claude was asked to think (the budget went to the failing upstream), gpt-4o was not.
+    expect(flaky.count('/v1/messages')).toBe(1 + MAX_RETRIES);
+    expect(flaky.hits[0].body).toMatchObject({ thinking: { type: 'enabled', budget_tokens: expect.any(Number) } });
+    expect(moved(delta)).toEqual({ 'openai.chat': 1 });
+    expect(lastBody(await mock.stats(), 'openai.chat')).not.toHaveProperty('reasoning_effort');
+    await expectOneAudit(id, { status: 200, failure: null, product: 'flaky3', model: OPENAI_MODEL, attempts: MAX_RETRIES + 2 });
+  });
+
+  it('sends a Claude fallback that does not think (3.5) the request without reasoning_effort, rather than skipping it', async () => {
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('fb-effort-to-claude-3-5');
+    const { result, delta } = await counting(() =>
+      gw
+        .openai(mintToken({ product: 'flaky' }))
+        .chat.completions.create(
+          { model: OPENAI_REASONING_MODEL, messages: user('reason it out'), reasoning_effort: 'medium' },
+          { headers },
+        ),
+    );
+    expect(result.choices[0].message.content).toBe(mockReply('anthropic', 'reason it out'));
+    expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
+    expect(flaky.hits[0].body).toMatchObject({ reasoning_effort: 'medium' });
+    expect(moved(delta)).toEqual({ 'anthropic.messages': 1 });
+    expect(lastBody(await mock.stats(), 'anthropic.messages')).not.toHaveProperty('thinking');
+    await expectOneAudit(id, { status: 200, failure: null, product: 'flaky', model: ANTHROPIC_MODEL, provider: 'anthropic' });
   });
 });
 

@@ -419,6 +419,11 @@ const THINKING_BUDGETS: Readonly<Record<ReasoningEffort, number>> = {
   xhigh: 24576,
 };
 
+/** Whether a Gemini model thinks: not Gemini 1.x and 2.0, nor the Gemma models Gemini's API serves. */
+export function geminiThinks(model: string): boolean {
+  return !/^(models\/)?(gemma-|gemini-(1([.-]|$)|2\.0([.-]|$)))/.test(model);
+}
+
 /**
  * OpenAI's `reasoning_effort` as Gemini's `thinkingConfig`, which differs by model generation:
  * Gemini 2.5 takes a token budget (`thinkingBudget`), Gemini 3 and later a level (`thinkingLevel`,
@@ -430,7 +435,7 @@ const THINKING_BUDGETS: Readonly<Record<ReasoningEffort, number>> = {
 function thinkingConfig(effort: unknown, model: string): GeminiGenerationConfig['thinkingConfig'] {
   const level = reasoningEffort(effort);
   if (level === undefined) return undefined;
-  if (/^(models\/)?(gemma-|gemini-(1([.-]|$)|2\.0([.-]|$)))/.test(model)) {
+  if (!geminiThinks(model)) {
     if (level === 'none' || level === 'minimal') return undefined;
     throw unsupported('reasoning_effort', `${model} does not think; reasoning_effort applies to Gemini 2.5 and later`);
   }

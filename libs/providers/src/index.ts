@@ -13,4 +13,5 @@ export * from './gemini.adapter';
 export { requestedCandidates } from './gemini.native';
 export { withoutClaudeThinking } from './anthropic.thinking';
 export { openAiFieldsOnly } from './openai.fields';
+export { reasons } from './reasoning';
 export { GEMINI_EMBED_BATCH_SIZE } from './gemini.translate';

@@ -60,3 +60,14 @@ export function openAiFieldsOnly(body: ChatCompletionRequest): ChatCompletionReq
   for (const key of keys) if (OPENAI_CHAT_FIELDS.has(key)) kept[key] = body[key];
   return kept as ChatCompletionRequest;
 }
+
+/**
+ * Whether an OpenAI model takes `reasoning_effort`: not the GPT-3.5 and GPT-4 families (`gpt-4o`,
+ * `gpt-4.1`, `chatgpt-4o-latest`), which answer "Unrecognized request argument supplied:
+ * reasoning_effort", nor the `-chat` variants of the GPT-5 models, which refuse it or take one value
+ * only. Any other name (the o-series, GPT-5 and later, a model keygate has not heard of) is taken
+ * to reason: its refusal, if it is one, is OpenAI's to send.
+ */
+export function openAiReasons(model: string): boolean {
+  return !/^(gpt-3\.5|gpt-4|chatgpt-)/.test(model) && !/-chat(-|$)/.test(model);
+}

@@ -5,6 +5,7 @@ import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy
 import {
   estimatePromptTokens,
   openAiFieldsOnly,
+  reasons,
   withoutClaudeThinking,
   type ChatCompletionRequest,
   type ProviderCall,
@@ -53,6 +54,10 @@ export class ChatCompletionsService {
           const attemptBody: ChatCompletionRequest = { ...(crossing ? openAiFieldsOnly(body) : body), model };
           // Falling back from Claude: the thinking its answers carried is Claude's alone.
           if (crossing && first.access.provider === 'anthropic') attemptBody.messages = withoutClaudeThinking(body.messages);
+          // A fallback that does not reason answers without the effort asked of the requested model
+          // (OpenAI's older models refuse the field; Claude and Gemini translations would refuse it).
+          if (model !== body.model && attemptBody.reasoning_effort != null && !reasons(access.provider, model))
+            delete attemptBody.reasoning_effort;
           applyParameterPolicy(attemptBody, policy, capFieldFor(access));
           if (caller !== undefined) identifyCaller(attemptBody, caller);
           const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
