@@ -3,7 +3,7 @@ import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
 import { JsonLogger } from '@keygate/observability';
 import { Redis } from 'ioredis';
 import { AutoBlocker } from './auto-blocker';
-import { BLOCKS_BOOT_GRACE_MS, BLOCKS_POLL_MS, BlocksService, type Block } from './blocks.service';
+import { ANNOUNCE_CONFIRM_MS, BLOCKS_BOOT_GRACE_MS, BLOCKS_POLL_MS, BlocksService, type Block } from './blocks.service';
 
 // Integration spec against the real Redis: two BlocksService instances on two connections stand in
 // for two replicas. Every block names a product of this run; all of them are removed afterwards.
@@ -136,6 +136,56 @@ describe('BlocksService across replicas (real Redis)', () => {
     await redis.hset(BLOCKS_KEY, field, JSON.stringify(rhea));
     await msUntil('b to apply the announced lift', () => b.find(p, 'rhea') === undefined, BLOCKS_POLL_MS);
     await redis.hdel(BLOCKS_KEY, field);
+  });
+
+  it("answers the operator's change once every replica has applied it, a slow one included: the next request anywhere sees it", async () => {
+    // c hears announcements 150 ms late (its subscriber connection's messages are delivered late).
+    const redis = connect();
+    const duplicate = redis.duplicate.bind(redis);
+    redis.duplicate = (...args: Parameters<Redis['duplicate']>) => {
+      const subscriber = duplicate(...args);
+      connections.push(subscriber);
+      const emit = subscriber.emit.bind(subscriber);
+      subscriber.emit = (event: string | symbol, ...rest: unknown[]) => {
+        if (event !== 'message') return emit(event, ...rest);
+        setTimeout(() => emit(event, ...rest), 150);
+        return true;
+      };
+      return subscriber;
+    };
+    const c = await replica(redis);
+    const { logger, lines } = capture();
+    const d = await replica(connect(), logger);
+    const p = product('confirmed');
+    await d.create(block(p, 'yan'));
+    expect([a, b, c].map((r) => r.find(p, 'yan')?.user)).toEqual(['yan', 'yan', 'yan']);
+    expect(await d.remove(p, 'yan')).toBe(true);
+    expect([a, b, c].map((r) => r.find(p, 'yan'))).toEqual([undefined, undefined, undefined]);
+    expect(lines.filter((l) => /not confirmed/.test(String(l.message)))).toEqual([]);
+  });
+
+  it('stops waiting for a receiver that never confirms after ANNOUNCE_CONFIRM_MS, and says how many did', async () => {
+    // A subscriber of the channel that is no replica (a redis-cli, or a replica of a version that does not confirm).
+    const listener = connect();
+    if (listener.status !== 'ready') await new Promise((r) => listener.once('ready', r));
+    const db = Number(connections[0].options.db ?? 0);
+    await listener.subscribe(db ? `kg:blocks:changes:${db}` : 'kg:blocks:changes');
+    const { logger, lines } = capture();
+    const e = await replica(connect(), logger);
+    const p = product('unconfirmed');
+    try {
+      await e.create(block(p, 'zed'));
+      // Every replica has it all the same (the others confirmed), and the operator had an answer.
+      expect([a, b, e].map((r) => r.find(p, 'zed')?.user)).toEqual(['zed', 'zed', 'zed']);
+      const said = lines.filter((l) => /not confirmed by every replica/.test(String(l.message)));
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatchObject({ severity: 'WARNING' });
+      expect(said[0].message).toContain(`${ANNOUNCE_CONFIRM_MS} ms`);
+      expect(Number(said[0].received) - Number(said[0].confirmed)).toBe(1);
+    } finally {
+      await listener.unsubscribe();
+      await e.remove(p, 'zed');
+    }
   });
 
   it('keeps a change announced while a read of the hash is in flight, and takes the rest of that read', async () => {

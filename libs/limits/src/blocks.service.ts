@@ -46,7 +46,19 @@ const CHANGES_CHANNEL = 'kg:blocks:changes';
 interface BlockChange {
   key: string;
   block: Block | null;
+  /**
+   * The announcement's id: each replica that applies the change says so by publishing the id on the
+   * confirmations channel ({@link confirmationsChannel}), and the replica that made the change
+   * answers the operator once every replica that received it has (see {@link ANNOUNCE_CONFIRM_MS}).
+   */
+  id?: string;
 }
+/**
+ * Longest an operator's change waits for the replicas that received its announcement to confirm
+ * they applied it. They do within milliseconds; one that does not in time (stalled, or a replica of
+ * a version that does not confirm) applies it with its next read, and a WARNING says how many did.
+ */
+export const ANNOUNCE_CONFIRM_MS = 500;
 /**
  * Every replica also re-reads the blocks this often: what a replica missed while its subscription
  * was down (a reconnect), expiries, and changes written by hand reach it within a second.
@@ -100,12 +112,19 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   private announceRefused = false;
   /** Where this replica's database's changes are announced (see {@link changesChannel}). */
   private readonly channel: string;
+  /** Where replicas confirm the announcements they applied. */
+  private readonly confirmations: string;
+  /** Whether this replica receives confirmations (not where a Redis ACL user lacks their channel): else it does not wait for them. */
+  private hearsConfirmations = false;
+  /** This replica's announcements waiting for confirmations, by id. */
+  private readonly awaiting = new Map<string, { confirmed: number; receivers: number; all: () => void }>();
 
   constructor(
     @Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined,
     @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
   ) {
     this.channel = changesChannel(redis);
+    this.confirmations = `${this.channel}:applied`;
   }
 
   async onModuleInit(): Promise<void> {
@@ -160,11 +179,17 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     this.subscriber = subscriber;
     subscriber.on('error', () => undefined);
     closeOnRefusedDatabase(subscriber);
-    subscriber.on('message', (_channel: string, message: string) => this.apply(message));
-    return subscriber.subscribe(this.channel).then(
-      () => undefined,
-      () => undefined,
+    subscriber.on('message', (channel: string, message: string) =>
+      channel === this.confirmations ? this.confirmed(message) : this.apply(message),
     );
+    // Apart: a Redis ACL user may have the changes channel and not the confirmations one.
+    return Promise.all([
+      subscriber.subscribe(this.channel).catch(() => undefined),
+      subscriber.subscribe(this.confirmations).then(
+        () => (this.hearsConfirmations = true),
+        () => undefined,
+      ),
+    ]).then(() => undefined);
   }
 
   private apply(message: string): void {
@@ -177,16 +202,43 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     if (typeof change.key !== 'string' || (change.block !== null && !isBlock(change.block))) return;
     this.duringRead?.push(change);
     applyChange(this.blocks, change);
+    // Said once applied, so the operator's answer means every replica refuses the next request.
+    if (typeof change.id === 'string') this.redis?.publish(this.confirmations, change.id).catch(() => undefined);
+  }
+
+  private confirmed(id: string): void {
+    const waiting = this.awaiting.get(id);
+    if (waiting && ++waiting.confirmed >= waiting.receivers) waiting.all();
   }
 
   /**
-   * Announces a change Redis has taken. Outside the write's transaction, and its failure ignored: a
-   * Redis ACL user without the channel (Redis 7 grants none by default) still creates and lifts
-   * blocks, which then reach the other replicas with their next read (500 ms); said once.
+   * Announces a change Redis has taken, and resolves once every replica that received the
+   * announcement (this one included) has applied it, or after {@link ANNOUNCE_CONFIRM_MS}. Outside
+   * the write's transaction, and its failure ignored: a Redis ACL user without the channel (Redis 7
+   * grants none by default) still creates and lifts blocks, which then reach the other replicas with
+   * their next read (500 ms); said once.
    */
   private async announce(redis: Redis, key: string, block: Block | null): Promise<void> {
+    const id = randomUUID();
+    // Waiting before the announcement goes: confirmations may arrive before PUBLISH's reply. A
+    // replica that cannot hear them (its ACL user lacks their channel) does not wait.
+    const waiting = { confirmed: 0, receivers: Infinity, all: () => undefined as void };
+    const all = new Promise<void>((resolve) => (waiting.all = resolve));
+    if (this.hearsConfirmations) this.awaiting.set(id, waiting);
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await redis.publish(this.channel, announce(key, block));
+      waiting.receivers = await redis.publish(this.channel, announce(key, block, id));
+      if (!this.awaiting.has(id) || waiting.confirmed >= waiting.receivers) return;
+      const confirmed = await Promise.race([
+        all.then(() => true),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ANNOUNCE_CONFIRM_MS))),
+      ]);
+      if (!confirmed)
+        this.logger.write(
+          'WARNING',
+          `a block change was not confirmed by every replica within ${ANNOUNCE_CONFIRM_MS} ms: the others apply it with their next read (${BLOCKS_POLL_MS} ms)`,
+          { confirmed: waiting.confirmed, received: waiting.receivers },
+        );
     } catch (error) {
       if (this.announceRefused) return;
       this.announceRefused = true;
@@ -194,6 +246,9 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
         channel: this.channel,
         reason: error instanceof Error ? error.message : String(error),
       });
+    } finally {
+      clearTimeout(timer);
+      this.awaiting.delete(id);
     }
   }
 
@@ -215,7 +270,8 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * Creates or replaces a block; in force here at once, on other replicas within a second. With
+   * Creates or replaces a block; in force here at once, and on every replica whose subscription is
+   * up by the time it resolves (see {@link announce}; the others within a second). With
    * `whenRedisIsAway: 'local'` (auto-blocks) a block that cannot reach Redis is kept on this replica
    * and written to Redis when it returns; otherwise (an operator's change) the call fails with 503.
    */
@@ -484,8 +540,8 @@ function changesChannel(redis: Redis | undefined): string {
 }
 
 /** The announcement of a change (see {@link CHANGES_CHANNEL}). */
-function announce(key: string, block: Block | null): string {
-  const change: BlockChange = { key, block };
+function announce(key: string, block: Block | null, id: string): string {
+  const change: BlockChange = { key, block, id };
   return JSON.stringify(change);
 }
 
