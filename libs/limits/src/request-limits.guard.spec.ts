@@ -44,6 +44,8 @@ const POLICY = {
     userday: { limits: { user_daily_requests: 2 } },
     mixed: { limits: { daily_requests: 3, user_daily_requests: 10 } },
     both: { limits: { user_requests_per_second: 1, user_daily_requests: 5, daily_tokens: 1000 } },
+    // One request fills both the product's per-second limit and the user's day.
+    spent: { limits: { requests_per_second: 1, user_daily_requests: 1 } },
   },
 };
 
@@ -255,6 +257,21 @@ describe('RequestLimitsGuard', () => {
     expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(before);
     expect(error.options.retryAfterSeconds).toBeGreaterThanOrEqual(after);
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'product_daily' });
+  });
+
+  it('names a full daily cap rather than a per-second limit full at the same time: Retry-After is when the request can pass', async () => {
+    const { guard } = await harness();
+    await freshSecond();
+    await guard.canActivate(request('spent', 'quinn').context);
+    // Within the same second: the product's per-second limit and quinn's day are both full. The
+    // store refuses at the per-second one; a "retry in 1 s" would be refused again until midnight.
+    const before = secondsToUtcMidnight(Date.now());
+    const error = await refusal(guard.canActivate(request('spent', 'quinn').context));
+    expect(error.code).toBe('rate_limit_exceeded');
+    expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_daily' });
+    expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(before);
+    expect(error.options.retryAfterSeconds).toBeGreaterThan(1);
+    expect(error.message).toContain('your daily requests');
   });
 
   it('hands the request a way to give itself back to the daily caps (used when it is refused before any upstream call)', async () => {

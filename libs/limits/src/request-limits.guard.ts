@@ -223,18 +223,20 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       return batch;
     }
     if (batch.refusedBy) return batch;
-    // The store names the first full counter; the user's own ones may be full too (a user flooding
-    // a product that is at its limit because of them): those are the user's doing all the same.
-    const ownFull = hits.find(
-      (hit, i) =>
-        (hit.throttlerName === 'user_qps' || hit.throttlerName === 'user_daily') && hit.limit > 0 && records[i].totalHits >= hit.limit,
+    // The store names the first full counter, a per-second one before a daily one; others may be
+    // full too. The request cannot pass before the last of them resets, so a full daily cap is the
+    // one answered: "retry in 1 s" would send the client (and the SDKs' automatic retries) back to
+    // be refused until midnight. The user's own full ones count toward their auto-block even when a
+    // product's limit, full because of them, is named.
+    const full = hits.flatMap((hit, i) =>
+      hit.limit > 0 && (records[i].isBlocked || records[i].totalHits >= hit.limit) ? [hit.throttlerName as LimitName] : [],
     );
     throw this.refusal(
       product,
       user,
-      hits[records.findIndex((r) => r.isBlocked)].throttlerName as LimitName,
+      full.find(isDaily) ?? full[0],
       ctx,
-      ownFull?.throttlerName as LimitName | undefined,
+      full.find((name) => name === 'user_qps' || name === 'user_daily'),
     );
   }
 
@@ -264,13 +266,16 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     // A product-wide limit is not the user's doing, unless the user is over their own limit too.
     const own = limit === 'user_qps' || limit === 'user_daily' ? limit : ownFull;
     if (own) void this.autoBlocker.refused(product, user, own, ctx);
-    const daily = limit === 'product_daily' || limit === 'user_daily';
-    const retryAfterSeconds = daily ? secondsToUtcMidnight(Date.now()) : 1;
+    const retryAfterSeconds = isDaily(limit) ? secondsToUtcMidnight(Date.now()) : 1;
     return new GatewayError('rate_limit_exceeded', `Rate limit reached for ${LIMIT_TEXT[limit]}; retry in ${retryAfterSeconds} s`, {
       retryAfterSeconds,
       headers: { 'x-keygate-limit': limit },
     });
   }
+}
+
+function isDaily(limit: LimitName): boolean {
+  return limit === 'product_daily' || limit === 'user_daily';
 }
 
 /** The daily request counters among a request's throttler hits (given back when it is refused later). */
