@@ -16,7 +16,7 @@ export class RequestContext {
   stream = false;
   tokensIn: number | null = null;
   tokensOut: number | null = null;
-  /** HTTP status answered; set by whoever answers. */
+  /** HTTP status answered; set by whoever answers ({@link answer}, {@link fail}). */
   status = 0;
   failure: FailureClass | null = null;
   /** Upstream attempts made (retries and fallbacks included). */
@@ -83,6 +83,15 @@ export class RequestContext {
     if (this.failure !== null) return;
     this.failure = failure;
     this.status = status;
+  }
+
+  /**
+   * Records the status of the answer about to go out, unless the request already failed: a client
+   * that left while its answer was being made (the upstream's arrived as it went) stays a 499 with
+   * `client_abort`, never a 200 beside that failure.
+   */
+  answer(status: number): void {
+    if (this.failure === null) this.status = status;
   }
 }
 

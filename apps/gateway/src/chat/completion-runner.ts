@@ -147,7 +147,7 @@ export class CompletionRunner {
       ctx.tokensIn = plan.promptTokens();
       ctx.tokensOut = countTokens(plan.answerText(answer));
     }
-    ctx.status = 200;
+    ctx.answer(200);
     void reply.status(200).type('application/json').send(answer.body);
   }
 }

@@ -80,7 +80,7 @@ export class SseRelay {
     const res = reply.raw;
     // Headers set on the reply before the hijack (CORS, from @fastify/cors) go out with the stream.
     res.writeHead(200, { ...definedHeaders(reply.getHeaders()), ...SSE_HEADERS });
-    ctx.status = 200;
+    ctx.answer(200);
     const text: string[] = [];
     let running: Usage | undefined;
     let overLimit = false;

@@ -91,7 +91,7 @@ export class EmbeddingsService {
       // A host that reports no usage (some OpenAI-compatible ones) is counted at keygate's estimate, as chat is.
       ctx.tokensIn = result.usage?.prompt_tokens ?? inputTokens(body.input);
       ctx.tokensOut = 0;
-      ctx.status = 200;
+      ctx.answer(200);
       await reply.status(200).type('application/json').send(result.body);
     } finally {
       // A request the upstream worked on is billed what it embedded, as chat bills a prompt, whether

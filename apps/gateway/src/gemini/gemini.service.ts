@@ -100,7 +100,7 @@ export class GeminiService {
     const { access } = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'countTokens'));
     const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
     const value = await this.runner.once(ctx, model, () => this.gemini.countTokens(call));
-    ctx.status = 200;
+    ctx.answer(200);
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
   }
 
@@ -150,7 +150,7 @@ export class GeminiService {
       const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
       const value = await this.runner.once(ctx, model, () => this.gemini.embedContent(call, batch));
       ctx.tokensIn = value.promptTokens ?? estimate;
-      ctx.status = 200;
+      ctx.answer(200);
       await reply.status(200).headers(value.headers).type('application/json').send(value.body);
     } finally {
       // Billed as /v1/embeddings bills one call: what Google reported (else the estimate) once it

@@ -127,7 +127,7 @@ export class MessagesService {
     const { access } = this.anthropicRoute(ctx, principal, body, bodyBytes);
     const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
     const value = await this.runner.once(ctx, body.model, () => this.anthropic.countTokens(call));
-    ctx.status = 200;
+    ctx.answer(200);
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
   }
 

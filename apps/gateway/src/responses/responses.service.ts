@@ -276,7 +276,7 @@ export class ResponsesService {
       throw error;
     }
     if (route === 'delete') await this.stored.forget(product.name, id);
-    ctx.status = 200;
+    ctx.answer(200);
     void reply.status(200).type('application/json').send(body);
   }
 
