@@ -96,6 +96,25 @@ describe('estimateGenerateContentPromptTokens', () => {
     expect(estimate).toBe(expected);
     expect(estimateGenerateContentPromptTokens({ contents: 'nonsense' })).toBe(3);
   });
+
+  it('counts an inline text/* file as the text it holds, other inline data at the flat amount', () => {
+    const csv = Array.from({ length: 2000 }, (_, i) => `${i},Paris,Sunny`).join('\n');
+    const estimate = estimateGenerateContentPromptTokens({
+      contents: [
+        {
+          role: 'user',
+          parts: [
+            { inlineData: { mimeType: 'text/csv', data: Buffer.from(csv).toString('base64') } },
+            { inlineData: { mimeType: 'application/pdf', data: 'AAAA' } },
+            { text: question },
+          ],
+        },
+      ],
+    });
+    const tally = new TokenTally();
+    expect(estimate).toBe(3 + 3 + tally.count(csv) + NON_TEXT_PART_TOKENS + tally.count(question));
+    expect(estimate).toBeGreaterThan(5 * NON_TEXT_PART_TOKENS);
+  });
 });
 
 describe('estimateEmbedContentTokens', () => {
@@ -113,7 +132,7 @@ describe('estimateEmbedContentTokens', () => {
 });
 
 describe('estimateMessagesPromptTokens', () => {
-  it('counts an Anthropic request: system, message text, tool inputs and results, thinking, tools; a flat amount per image or document', () => {
+  it('counts an Anthropic request: system, message text, tool inputs and results, thinking, tools; a flat amount per image or document of unknown source', () => {
     const tools = [{ name: 'get_weather', input_schema: { type: 'object' } }];
     const estimate = estimateMessagesPromptTokens({
       system: [{ type: 'text', text: 'Be brief.' }],
@@ -144,6 +163,30 @@ describe('estimateMessagesPromptTokens', () => {
     });
     const text = ['Be brief.', question, 'Look it up.', '{"city":"Paris"}', 'Sunny', JSON.stringify(tools)];
     expect(estimate).toBe(3 + 3 * 3 + text.reduce((sum, t) => sum + countTokens(t), 0) + 2 * NON_TEXT_PART_TOKENS);
+  });
+
+  it('counts a plain-text or custom-content document, and a search result, as the text they hold; a PDF at the flat amount', () => {
+    // A text file the Vercel AI SDK attaches is such a document: Anthropic bills its text, however long.
+    const book = Array.from({ length: 3000 }, (_, i) => `line ${i} of the book`).join('\n');
+    const estimate = estimateMessagesPromptTokens({
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'document', title: 'Book', context: 'Chapter 1', source: { type: 'text', media_type: 'text/plain', data: book } },
+            { type: 'document', source: { type: 'content', content: [{ type: 'text', text: question }] } },
+            { type: 'document', source: { type: 'content', content: 'Sunny' } },
+            { type: 'search_result', source: 'https://example.com', title: 'Weather', content: [{ type: 'text', text: 'Rain' }] },
+            { type: 'document', title: 'Scan', source: { type: 'url', url: 'https://example.com/a.pdf' } },
+          ],
+        },
+      ],
+    });
+    // Counted in this order within the request's one budget (the book is longer than it).
+    const tally = new TokenTally();
+    const text = ['Book', 'Chapter 1', book, question, 'Sunny', 'Weather', 'https://example.com', 'Rain', 'Scan'];
+    expect(estimate).toBe(3 + 3 + text.reduce((sum, t) => sum + tally.count(t), 0) + NON_TEXT_PART_TOKENS);
+    expect(estimate).toBeGreaterThan(10 * NON_TEXT_PART_TOKENS);
   });
 
   it('counts a string system prompt and string contents, and skips what is not a message', () => {

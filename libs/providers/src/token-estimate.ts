@@ -137,9 +137,11 @@ export function countTokens(text: string): number {
 }
 
 /**
- * What one non-text content part (an image, audio, a file) is reserved at: above what any of the
- * three providers charges for one image (OpenAI's largest high-detail tiling ≈1 450, Anthropic's
- * ≈1 600, Gemini's 258); settling brings the day's total back to what was really used.
+ * What one non-text content part (an image, audio, a binary file) is reserved at: about the most
+ * one image costs on most models (OpenAI's gpt-4o at its largest high-detail tiling ≈1 450,
+ * Anthropic's ≈1 600, Gemini's 258 a tile); settling brings the day's total back to what was really
+ * used. Not an upper bound: gpt-4o-mini bills one image as up to ≈48 000 tokens (2 833 + 5 667 a
+ * tile), and a PDF or an audio clip costs by its pages or its length, beyond what is reserved.
  */
 export const NON_TEXT_PART_TOKENS = 1_600;
 
@@ -172,8 +174,9 @@ export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messa
 
 /**
  * Estimates the prompt tokens of an Anthropic Messages request (keygate's `/v1/messages`): the
- * system prompt, the text of every message's blocks (tool inputs and results, thinking), the tool
- * definitions, and a flat {@link NON_TEXT_PART_TOKENS} per image or document.
+ * system prompt, the text of every message's blocks (tool inputs and results, thinking, plain-text
+ * and custom-content documents, search results), the tool definitions, and a flat
+ * {@link NON_TEXT_PART_TOKENS} per image or PDF.
  */
 export function estimateMessagesPromptTokens(request: { system?: unknown; messages?: unknown; tools?: unknown }): number {
   const tally = new TokenTally();
@@ -188,9 +191,9 @@ export function estimateMessagesPromptTokens(request: { system?: unknown; messag
 
 /**
  * Estimates a Gemini `generateContent` request's prompt tokens (keygate's `/v1beta` routes): the
- * text of every part plus a per-turn framing, function calls and responses as their JSON, the
- * system instruction and tool declarations, and a flat {@link NON_TEXT_PART_TOKENS} per inline or
- * file part.
+ * text of every part (an inline `text/*` file's included) plus a per-turn framing, function calls
+ * and responses as their JSON, the system instruction and tool declarations, and a flat
+ * {@link NON_TEXT_PART_TOKENS} per other inline or file part.
  */
 export function estimateGenerateContentPromptTokens(request: { contents?: unknown; systemInstruction?: unknown; tools?: unknown }): number {
   const tally = new TokenTally();
@@ -229,9 +232,18 @@ function partsTokens(parts: unknown, tally: TokenTally): number {
     if (typeof part.text === 'string') total += tally.count(part.text);
     else if (isObject(part.functionCall)) total += tally.count(JSON.stringify(part.functionCall));
     else if (isObject(part.functionResponse)) total += tally.count(JSON.stringify(part.functionResponse));
+    else if (isInlineText(part.inlineData)) total += tally.count(Buffer.from(part.inlineData.data, 'base64').toString('utf8'));
     else total += NON_TEXT_PART_TOKENS;
   }
   return total;
+}
+
+/**
+ * A text file sent inline (`text/plain`, `text/csv`, …, base64): Gemini bills it as the text it
+ * holds, which may be a whole book, not as one image.
+ */
+function isInlineText(data: unknown): data is { mimeType: string; data: string } {
+  return isObject(data) && typeof data.mimeType === 'string' && data.mimeType.startsWith('text/') && typeof data.data === 'string';
 }
 
 function blockTokens(content: unknown, tally: TokenTally): number {
@@ -244,8 +256,30 @@ function blockTokens(content: unknown, tally: TokenTally): number {
     else if (typeof block.thinking === 'string') total += tally.count(block.thinking);
     else if (block.type === 'tool_use') total += tally.count(JSON.stringify(block.input ?? {}));
     else if (block.type === 'tool_result') total += blockTokens(block.content, tally);
+    else if (block.type === 'document') total += documentTokens(block, tally);
+    else if (block.type === 'search_result') total += stringsTokens([block.title, block.source], tally) + blockTokens(block.content, tally);
     else if (block.type !== 'redacted_thinking') total += NON_TEXT_PART_TOKENS;
   }
+  return total;
+}
+
+/**
+ * An Anthropic document: a plain-text one (`source.type: "text"`) or one of custom content
+ * (`"content"`: text and image blocks) is billed as the text it holds, which may be a whole book
+ * (the Vercel AI SDK sends a text file so); a PDF, inline, by URL or by file id, at the flat rate.
+ * Its title and context are prompt text too.
+ */
+function documentTokens(block: Record<string, unknown>, tally: TokenTally): number {
+  const source = isObject(block.source) ? block.source : {};
+  const framing = stringsTokens([block.title, block.context], tally);
+  if (source.type === 'text' && typeof source.data === 'string') return framing + tally.count(source.data);
+  if (source.type === 'content') return framing + blockTokens(source.content, tally);
+  return framing + NON_TEXT_PART_TOKENS;
+}
+
+function stringsTokens(values: unknown[], tally: TokenTally): number {
+  let total = 0;
+  for (const value of values) if (typeof value === 'string') total += tally.count(value);
   return total;
 }
 
