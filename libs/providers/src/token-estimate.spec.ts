@@ -63,6 +63,26 @@ describe('estimatePromptTokens', () => {
     );
   });
 
+  it('counts a text file attached as a data URL as the text it holds (a Gemini model gets it as inline text)', () => {
+    const csv = Array.from({ length: 2000 }, (_, i) => `${i},Paris,Sunny`).join('\n');
+    const file = (url: string) => ({ type: 'file', file: { filename: 'f', file_data: url } });
+    const estimate = estimatePromptTokens({
+      model: 'm',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            file(`data:text/csv;charset=utf-8;base64,${Buffer.from(csv).toString('base64')}`),
+            file('data:application/pdf;base64,AAAA'),
+            file('data:text/plain,not-base64'),
+          ],
+        },
+      ],
+    });
+    expect(estimate).toBe(3 + 3 + new TokenTally().count(csv) + 2 * NON_TEXT_PART_TOKENS);
+    expect(estimate).toBeGreaterThan(5 * NON_TEXT_PART_TOKENS);
+  });
+
   it('counts the tool calls of the history', () => {
     const tool_calls = [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }];
     const messages = [{ role: 'assistant', content: null, tool_calls }];

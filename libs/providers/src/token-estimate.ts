@@ -146,9 +146,10 @@ export function countTokens(text: string): number {
 export const NON_TEXT_PART_TOKENS = 1_600;
 
 /**
- * Estimates a request's prompt tokens: the text of every message plus OpenAI's per-message framing,
- * the tool calls in the history, the tool and function definitions and a response_format schema
- * (providers bill them as prompt), and a flat {@link NON_TEXT_PART_TOKENS} per image, audio or file part.
+ * Estimates a request's prompt tokens: the text of every message plus OpenAI's per-message framing
+ * (a text file attached as a `data:text/…` URL included), the tool calls in the history, the tool
+ * and function definitions and a response_format schema (providers bill them as prompt), and a flat
+ * {@link NON_TEXT_PART_TOKENS} per image, audio or other file part.
  */
 export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messages'> & Partial<ChatCompletionRequest>): number {
   // One budget for the whole request, however many messages it has.
@@ -159,7 +160,14 @@ export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messa
     if (typeof m.content === 'string') total += tally.count(m.content);
     else if (Array.isArray(m.content)) {
       for (const part of m.content) {
-        const text = typeof part.text === 'string' ? part.text : typeof part.refusal === 'string' ? part.refusal : undefined;
+        const text =
+          typeof part.text === 'string'
+            ? part.text
+            : typeof part.refusal === 'string'
+              ? part.refusal
+              : part.type === 'file' && isObject(part.file)
+                ? dataUrlText(part.file.file_data)
+                : undefined;
         total += text === undefined ? NON_TEXT_PART_TOKENS : tally.count(text);
       }
     }
@@ -236,6 +244,17 @@ function partsTokens(parts: unknown, tally: TokenTally): number {
     else total += NON_TEXT_PART_TOKENS;
   }
   return total;
+}
+
+/**
+ * The text of a file part's `data:text/…;base64,` URL (a text file attached inline; a Gemini model
+ * behind the chat route gets it as inline text and bills it as such), else undefined.
+ */
+function dataUrlText(url: unknown): string | undefined {
+  if (typeof url !== 'string' || !/^data:text\//i.test(url)) return undefined;
+  const comma = url.indexOf(',');
+  if (comma < 0 || !url.slice(0, comma).toLowerCase().endsWith(';base64')) return undefined;
+  return Buffer.from(url.slice(comma + 1), 'base64').toString('utf8');
 }
 
 /**
