@@ -47,6 +47,10 @@ export const P = {
   warm: `lim-warm-${RUN}`,
   /** A huge token quota: the streams a gateway finishes during its shutdown drain. */
   drain: `lim-drain-${RUN}`,
+  /** `requests_per_second: 1`, `user_daily_requests: 1`: one request fills both. */
+  spent: `lim-spent-${RUN}`,
+  /** `user_daily_tokens: 5000`, with Claude and Gemini models too: texts sent as documents and files. */
+  docs: `lim-docs-${RUN}`,
 } as const;
 
 export const TOKEN_CAP = 5000;
@@ -55,13 +59,23 @@ export const USER_TOKEN_CAP = 1500;
 export const OVERSHOOT_CAP = 300;
 export const POLICY_MAX_TOKENS = 100;
 export const POLICY_MAX_BYTES = 2048;
+export const DOCS_USER_TOKEN_CAP = 5000;
 export const MODEL = 'gpt-4o-mini';
+export const CLAUDE_MODEL = 'claude-3-5-sonnet-20241022';
+export const GEMINI_MODEL = 'gemini-1.5-pro';
 
 export function limitsProducts(mockUrl: string): Record<string, unknown> {
   const products: Record<string, unknown> = {};
   for (const name of Object.values(P)) {
     products[name] = { providers: { openai: { api_key: `sk-mock-${name}`, models: [MODEL], base_url: `${mockUrl}/v1` } } };
   }
+  products[P.docs] = {
+    providers: {
+      openai: { api_key: `sk-mock-${P.docs}`, models: [MODEL], base_url: `${mockUrl}/v1` },
+      anthropic: { api_key: `sk-ant-mock-${P.docs}`, models: [CLAUDE_MODEL], base_url: mockUrl },
+      gemini: { api_key: `AIza-mock-${P.docs}`, models: [GEMINI_MODEL], base_url: mockUrl },
+    },
+  };
   return products;
 }
 
@@ -106,6 +120,10 @@ export function limitsPolicy(): string {
     '    limits: {daily_tokens: 1000000000}',
     `  ${P.drain}:`,
     '    limits: {daily_tokens: 1000000000}',
+    `  ${P.spent}:`,
+    '    limits: {requests_per_second: 1, user_daily_requests: 1}',
+    `  ${P.docs}:`,
+    `    limits: {user_daily_tokens: ${DOCS_USER_TOKEN_CAP}}`,
     '',
   ].join('\n');
 }
@@ -157,9 +175,9 @@ export function errorOf(answer: Answer): ErrorBody['error'] {
 export async function send(
   gateway: Gateway,
   path: string,
-  options: { id: string; token: string | null; method?: string; body?: unknown; raw?: string },
+  options: { id: string; token: string | null; method?: string; body?: unknown; raw?: string; headers?: Record<string, string> },
 ): Promise<Answer> {
-  const headers: Record<string, string> = { 'x-request-id': options.id };
+  const headers: Record<string, string> = { ...options.headers, 'x-request-id': options.id };
   if (options.token !== null) headers.authorization = `Bearer ${options.token}`;
   if (options.body !== undefined || options.raw !== undefined) headers['content-type'] = 'application/json';
   const start = performance.now();

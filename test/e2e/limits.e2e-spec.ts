@@ -22,7 +22,10 @@ import {
   type MockUpstream,
 } from './harness';
 import {
+  CLAUDE_MODEL,
+  DOCS_USER_TOKEN_CAP,
   errorOf,
+  GEMINI_MODEL,
   limitsPolicy,
   limitsProducts,
   MODEL,
@@ -302,6 +305,26 @@ describe('request limits are exact across three replicas sharing Redis', () => {
     expect(other.status).toBe(200);
   });
 
+  it('requests_per_second: 1 and user_daily_requests: 1, both full within one second → the 429 names the daily cap, with Retry-After to UTC midnight', async () => {
+    const user = uniqueId('spent');
+    const token = mintToken({ product: P.spent, sub: user });
+    await startOfSecond();
+    const first = await chat(replicas[0], token, 'spent');
+    const before = await upstreamTotal();
+    const refused = await chat(replicas[1], token, 'spent-again');
+    expect(first.status).toBe(200);
+    expect(refused.status).toBe(429);
+    // Within the second the product's per-second limit is full too; told "retry in 1 s", the
+    // client (and the SDKs' retries) would come back to be refused until midnight.
+    expect(refused.headers.get('x-keygate-limit')).toBe('user_daily');
+    expect(errorOf(refused).message).toContain('your daily requests');
+    const retryAfter = Number(refused.headers.get('retry-after'));
+    expect(Math.abs(retryAfter - secondsToMidnight())).toBeLessThanOrEqual(3);
+    expect(refused.headers.get('x-should-retry')).toBe(retryAfter > 60 ? 'false' : null);
+    expect((await upstreamTotal()) - before).toBe(0);
+    await expectOneAudit(refused, { failure: 'rate_limit', product: P.spent, user });
+  });
+
   it('user_daily_requests: 3 → requests refused before admission (policy, unknown model) are counted in no limit', async () => {
     const user = uniqueId('ud-refused');
     const token = mintToken({ product: P.userDaily, sub: user });
@@ -409,6 +432,68 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     // Reservations included, the day's total never went past the cap; settled, it is below it.
     expect(highest).toBeLessThanOrEqual(TOKEN_CAP);
     expect(settled).toBeLessThanOrEqual(TOKEN_CAP);
+  });
+
+  it(`reserves a text as the text it holds however it is sent: one longer than user_daily_tokens (${DOCS_USER_TOKEN_CAP}) is refused as a text block, a text document, inline text to Gemini or a text file on chat`, async () => {
+    // About 8,000 tokens: a user quota of 5,000 can never hold it. Sent as a document or a file it
+    // was reserved as one image (1,600 tokens) and let through, and the provider bills every token.
+    const text = Array.from({ length: 4000 }, (_, i) => `word${i % 97}`).join(' ');
+    const base64 = Buffer.from(text).toString('base64');
+    const anthropic = { 'anthropic-version': '2023-06-01' };
+    const asked: Array<[string, string, Record<string, unknown>, Record<string, string>?]> = [
+      ['/v1/messages', 'text block', { model: CLAUDE_MODEL, max_tokens: 10, messages: [{ role: 'user', content: text }] }, anthropic],
+      [
+        '/v1/messages',
+        'text document',
+        {
+          model: CLAUDE_MODEL,
+          max_tokens: 10,
+          messages: [
+            {
+              role: 'user',
+              content: [
+                { type: 'document', source: { type: 'text', media_type: 'text/plain', data: text } },
+                { type: 'text', text: 'Summarize' },
+              ],
+            },
+          ],
+        },
+        anthropic,
+      ],
+      [
+        `/v1beta/models/${GEMINI_MODEL}:generateContent`,
+        'inline text',
+        { contents: [{ role: 'user', parts: [{ inlineData: { mimeType: 'text/plain', data: base64 } }, { text: 'Summarize' }] }] },
+      ],
+      [
+        '/v1/chat/completions',
+        'text file',
+        {
+          model: GEMINI_MODEL,
+          messages: [
+            {
+              role: 'user',
+              content: [
+                { type: 'file', file: { filename: 'notes.txt', file_data: `data:text/plain;base64,${base64}` } },
+                { type: 'text', text: 'Summarize' },
+              ],
+            },
+          ],
+        },
+      ],
+    ];
+    const user = uniqueId('docs');
+    const token = mintToken({ product: P.docs, sub: user });
+    const before = await upstreamTotal();
+    for (const [i, [path, label, body, headers]] of asked.entries()) {
+      const a = await send(replicas[i % 3], path, { id: uniqueId('docs'), token, body, headers });
+      expect({ label, status: a.status }).toEqual({ label, status: 429 });
+      expect(a.text).toContain('daily_quota_exceeded');
+      expect(a.text).toContain(`whole daily token quota (${DOCS_USER_TOKEN_CAP}): it can never be served`);
+      await expectOneAudit(a, { failure: 'quota', product: P.docs, user, attempts: 0 });
+    }
+    expect((await upstreamTotal()) - before).toBe(0);
+    expect((await usage(P.docs)).tokens.users[user]).toBeUndefined();
   });
 
   it('tells a request whose reservation alone exceeds the daily quota that it can never be served as it is, counting nothing', async () => {
