@@ -18,9 +18,12 @@ export const AdmitInHandler = (): MethodDecorator => SetMetadata(ADMIT_IN_HANDLE
 
 /**
  * Counts a request's throttlers, and reserves `tokens` if given, in one step: throws the 429 of a
- * full request limit; otherwise tells the store that counted (null when a token quota refused).
+ * full request limit; otherwise tells the store that counted (null when a token quota refused, with
+ * the day's totals the shared store found).
  */
-export type DeferredAdmission = (tokens?: TokenAsk) => Promise<{ store: StoreName | null; refusedBy?: TokenLimitName }>;
+export type DeferredAdmission = (
+  tokens?: TokenAsk,
+) => Promise<{ store: StoreName | null; refusedBy?: TokenLimitName; tokenTotals?: { product: number; user: number } }>;
 
 const deferred = new WeakMap<RequestContext, DeferredAdmission>();
 

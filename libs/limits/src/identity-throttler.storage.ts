@@ -26,6 +26,8 @@ export interface ThrottlerBatch {
   records: ThrottlerStorageRecord[];
   store: StoreName | null;
   refusedBy?: TokenLimitName;
+  /** With a token quota's refusal by the shared store: the day's token totals it found. */
+  tokenTotals?: { product: number; user: number };
 }
 
 /**
@@ -68,7 +70,9 @@ export class IdentityThrottlerStorage implements ThrottlerStorage {
         timeToBlockExpire: blocked ? seconds : 0,
       };
     });
-    return outcome.admitted ? { records, store: outcome.store } : { records, store: null, refusedBy: outcome.refusedBy };
+    return outcome.admitted
+      ? { records, store: outcome.store }
+      : { records, store: null, refusedBy: outcome.refusedBy, tokenTotals: outcome.tokenTotals };
   }
 
   /** Takes one request back from these counters in the store that counted it (never below zero). */

@@ -27,6 +27,12 @@ export interface TokenReservation {
  */
 @Injectable()
 export class QuotaService implements OnModuleInit {
+  /**
+   * Tokens reserved by this replica's requests in flight, per product and per product and user
+   * (`product\nuser`): what a refusal may be waiting on rather than the day's use.
+   */
+  private readonly inFlight = new Map<string, number>();
+
   constructor(
     @Inject(GatewayConfig) private readonly config: GatewayConfig,
     @Inject(CounterStore) private readonly counters: CounterStore,
@@ -67,17 +73,36 @@ export class QuotaService implements OnModuleInit {
     const { limits } = this.config.policy.forProduct(product);
     const now = Date.now();
     const ask: TokenAsk = { product, user, tokens, productCap: limits.dailyTokens, userCap: limits.userDailyTokens, day: utcDay(now) };
-    let result: { store: StoreName | null; refusedBy?: TokenLimitName };
+    let result: { store: StoreName | null; refusedBy?: TokenLimitName; tokenTotals?: { product: number; user: number } };
     if (deferred) result = await deferred(ask);
     else {
       const outcome = await this.counters.hit([], ask);
-      result = outcome.admitted ? { store: outcome.store } : { store: null, refusedBy: outcome.refusedBy };
+      result = outcome.admitted
+        ? { store: outcome.store }
+        : { store: null, refusedBy: outcome.refusedBy, tokenTotals: outcome.tokenTotals };
     }
-    if (result.store) return { product, user, day: ask.day, tokens, store: result.store };
+    if (result.store) {
+      this.hold(product, user, tokens);
+      return { product, user, day: ask.day, tokens, store: result.store };
+    }
     // Only the user's own quota counts toward auto-block: a product-wide cap is not their doing.
     if (result.refusedBy === 'user_tokens') void this.autoBlocker.refused(product, user, result.refusedBy);
-    const whose = result.refusedBy === 'product_tokens' ? "this product's" : 'your';
-    const cap = result.refusedBy === 'product_tokens' ? limits.dailyTokens : limits.userDailyTokens;
+    const ofProduct = result.refusedBy === 'product_tokens';
+    const whose = ofProduct ? "this product's" : 'your';
+    const cap = ofProduct ? limits.dailyTokens : limits.userDailyTokens;
+    // Room this replica's own requests in flight hold: it comes back as they end (settled to what
+    // they used), so the client is told to retry then, not at midnight (nor, by x-should-retry:
+    // false, not at all). Only when those reservations alone make the room (other replicas' are
+    // not known here), and only with the shared totals (the store that refused says them).
+    const total = ofProduct ? result.tokenTotals?.product : result.tokenTotals?.user;
+    const held = this.inFlight.get(ofProduct ? product : holdKey(product, user)) ?? 0;
+    if (tokens <= cap && total !== undefined && held > 0 && total - held + tokens <= cap)
+      throw new GatewayError(
+        'daily_quota_exceeded',
+        `This request (about ${tokens} tokens) does not fit in ${whose} daily token quota while requests in flight hold ` +
+          `${held} tokens of it (their prompts and the most they may generate); retry when they end`,
+        { retryAfterSeconds: IN_FLIGHT_RETRY_SECONDS },
+      );
     // Larger than the whole day's quota: it will not fit after midnight either, and the client must be told so.
     const message =
       tokens > cap
@@ -90,6 +115,7 @@ export class QuotaService implements OnModuleInit {
   /** Settles a reservation to the tokens really used (never throws: the answer is already sent). */
   settle(reservation: TokenReservation | undefined, used: number): void {
     if (!reservation) return;
+    this.hold(reservation.product, reservation.user, -reservation.tokens);
     this.counters
       .settleTokens(
         reservation.product,
@@ -106,4 +132,19 @@ export class QuotaService implements OnModuleInit {
         });
       });
   }
+
+  private hold(product: string, user: string, tokens: number): void {
+    for (const key of [product, holdKey(product, user)]) {
+      const left = (this.inFlight.get(key) ?? 0) + tokens;
+      if (left > 0) this.inFlight.set(key, left);
+      else this.inFlight.delete(key);
+    }
+  }
+}
+
+/** A refusal that waits on this replica's requests in flight: the client tries again this soon (the SDKs do on their own). */
+export const IN_FLIGHT_RETRY_SECONDS = 2;
+
+function holdKey(product: string, user: string): string {
+  return `${product}\n${user}`;
 }
