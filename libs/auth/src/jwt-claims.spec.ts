@@ -61,8 +61,10 @@ describe('principalFromClaims', () => {
     [{ ...ok, sub: 'alice\ufeff' }, /sub claim has control or invisible characters/],
     [{ ...ok, sub: 'demo\u2066admin\u2069' }, /sub claim has control or invisible characters/],
     [{ ...ok, product: 'demo\u202e' }, /product claim has control or invisible characters/],
-    [{ ...ok, sub: 'x'.repeat(257) }, /sub/],
-    [{ ...ok, product: 7 }, /product/],
+    [{ ...ok, sub: undefined }, /the token has no sub claim/],
+    [{ ...ok, sub: 'x'.repeat(257) }, /the token sub claim is longer than 256 characters/],
+    [{ ...ok, product: 7 }, /the token has no product claim/],
+    [{ ...ok, product: 'p'.repeat(65) }, /the token product claim is longer than 64 characters/],
   ])('rejects %j', (payload, message) => {
     expect(rejected(payload)).toMatch(message);
   });

@@ -30,11 +30,13 @@ export function principalFromClaims(
   const { exp, iat, sub, product } = payload;
   const lifetime = lifetimeProblem(exp, iat, { maxTtlSeconds, skewSeconds, nowSeconds });
   if (lifetime) throw invalid(`the token ${lifetime}`);
-  if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) throw invalid('the token has no sub claim');
+  if (typeof sub !== 'string' || sub.length === 0) throw invalid('the token has no sub claim');
+  if (sub.length > MAX_USER_ID_LENGTH) throw invalid(`the token sub claim is longer than ${MAX_USER_ID_LENGTH} characters`);
   // The user id keys limits and blocks and is printed in the audit: one an operator cannot see
   // whole (POST /admin/blocks refuses it) could pass for another user and never be blocked alone.
   if (hasInvisibleCharacters(sub)) throw invalid(`the token sub claim has ${INVISIBLE_CHARACTERS_RULE}`);
-  if (typeof product !== 'string' || product.length === 0 || product.length > 64) throw invalid('the token has no product claim');
+  if (typeof product !== 'string' || product.length === 0) throw invalid('the token has no product claim');
+  if (product.length > 64) throw invalid('the token product claim is longer than 64 characters');
   // The product is printed in the audit too, even when no product of that name is served (403).
   if (hasInvisibleCharacters(product)) throw invalid(`the token product claim has ${INVISIBLE_CHARACTERS_RULE}`);
   return { kind: 'jwt', product, user: sub, scopes: scopesOf(payload.scope) };
