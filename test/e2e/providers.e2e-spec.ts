@@ -909,9 +909,9 @@ describe('Gemini specifics', () => {
     });
   });
 
-  it('translates JSON mode and a JSON schema into responseMimeType and responseSchema', async () => {
+  it('translates JSON mode and a JSON schema into responseMimeType and responseSchema, and the SDK parses Gemini’s JSON answer, plain and streamed', async () => {
     const jsonMode = rid('gemini-json-mode');
-    const { after } = await counting(() =>
+    const { result: json, after } = await counting(() =>
       gw
         .openai(token)
         .chat.completions.create(
@@ -920,27 +920,65 @@ describe('Gemini specifics', () => {
         ),
     );
     expect(lastBody(after, 'gemini.generateContent').generationConfig).toMatchObject({ responseMimeType: 'application/json' });
+    expect(JSON.parse(json.choices[0].message.content ?? '')).toEqual({ reply: mockReply('gemini', 'answer in JSON') });
     await expectOneAudit(jsonMode.id, { status: 200, provider: 'gemini' });
 
-    const schema = rid('gemini-json-schema');
-    const { after: after2 } = await counting(() =>
-      gw.openai(token).chat.completions.create(
-        {
-          model: GEMINI_MODEL,
-          messages: user('answer with a city'),
-          response_format: {
-            type: 'json_schema',
-            json_schema: { name: 'city', schema: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } },
+    // What zodResponseFormat sends (strict, closed objects, a nullable field): parse() reads the answer as JSON.
+    const response_format = {
+      type: 'json_schema' as const,
+      json_schema: {
+        name: 'city',
+        strict: true,
+        schema: {
+          type: 'object',
+          properties: {
+            name: { type: 'string' },
+            population: { type: 'integer' },
+            nickname: { anyOf: [{ type: 'string' }, { type: 'null' }] },
+            districts: { type: 'array', items: { type: 'string' } },
           },
+          required: ['name', 'population', 'nickname', 'districts'],
+          additionalProperties: false,
         },
-        { headers: schema.headers },
-      ),
+      },
+    };
+    const expected = { name: 'mock', population: 0, nickname: 'mock', districts: [] };
+    const schema = rid('gemini-json-schema');
+    const { result: parsed, after: after2 } = await counting(() =>
+      gw
+        .openai(token)
+        .chat.completions.parse(
+          { model: GEMINI_MODEL, messages: user('answer with a city'), response_format },
+          { headers: schema.headers },
+        ),
     );
     expect(lastBody(after2, 'gemini.generateContent').generationConfig).toMatchObject({
       responseMimeType: 'application/json',
-      responseSchema: { type: 'OBJECT', properties: { name: { type: 'STRING' } }, required: ['name'] },
+      responseSchema: {
+        type: 'OBJECT',
+        properties: {
+          name: { type: 'STRING' },
+          population: { type: 'INTEGER' },
+          nickname: { type: 'STRING', nullable: true },
+          districts: { type: 'ARRAY', items: { type: 'STRING' } },
+        },
+        required: ['name', 'population', 'nickname', 'districts'],
+      },
     });
+    expect(parsed.choices[0].message.parsed).toEqual(expected);
     await expectOneAudit(schema.id, { status: 200, provider: 'gemini' });
+
+    const streamed = rid('gemini-json-schema-stream');
+    const final = await gw
+      .openai(token)
+      .chat.completions.stream(
+        { model: GEMINI_MODEL, messages: user('answer with a city [mock chunks=4]'), response_format },
+        { headers: streamed.headers },
+      )
+      .finalChatCompletion();
+    // The stream helper parses zod formats only; the JSON text it assembled is Gemini's answer whole.
+    expect(JSON.parse(final.choices[0].message.content ?? '')).toEqual(expected);
+    await expectOneAudit(streamed.id, { status: 200, provider: 'gemini', stream: true });
   });
 
   it('maps reasoning_effort to Gemini thinking: a level on Gemini 3, nothing where the model does not think, refused where it cannot', async () => {

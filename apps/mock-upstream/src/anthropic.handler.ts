@@ -15,7 +15,8 @@ import {
   type ToolCallPlan,
 } from './mock.content';
 import { messageRolesProblem } from './anthropic.roles';
-import { outputConfigProblems, sampleJson } from './anthropic.structured';
+import { outputConfigProblems } from './anthropic.structured';
+import { sampleJson } from './mock.structured';
 import { checkThinking, thinkingAnswer, type ThinkingAnswer } from './anthropic.thinking';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';

@@ -104,6 +104,45 @@ describe('Gemini wire format', () => {
     expect(last.usageMetadata.totalTokenCount).toBe(last.usageMetadata.promptTokenCount + Math.ceil(text.length / 4));
   });
 
+  it('answers JSON of a response schema (Gemini’s Schema or JSON Schema), plain and streamed, and of application/json alone', async () => {
+    const responseSchema = {
+      type: 'OBJECT',
+      properties: { name: { type: 'STRING' }, age: { type: 'INTEGER' }, tags: { type: 'ARRAY', items: { type: 'STRING' }, minItems: 1 } },
+      required: ['name', 'age', 'tags'],
+    };
+    const expected = { name: 'mock', age: 0, tags: ['mock'] };
+    const generationConfig = { responseMimeType: 'application/json', responseSchema };
+    expect(
+      JSON.parse(textOf(await readJson<GenerateContentResponse>(await generate({ contents: [user('Bob')], generationConfig })))),
+    ).toEqual(expected);
+    const chunks = await sseChunks(await stream({ contents: [user('Bob [mock chunks=3]')], generationConfig }));
+    expect(JSON.parse(chunks.map(textOf).join(''))).toEqual(expected);
+    const responseJsonSchema = {
+      type: 'object',
+      $defs: { Kind: { enum: ['a', 'b'] } },
+      properties: { kind: { $ref: '#/$defs/Kind' }, n: { type: 'integer', exclusiveMinimum: 0 } },
+      required: ['kind', 'n'],
+    };
+    const json = await generate({ contents: [user('x')], generationConfig: { responseMimeType: 'application/json', responseJsonSchema } });
+    expect(JSON.parse(textOf(await readJson<GenerateContentResponse>(json)))).toEqual({ kind: 'a', n: 1 });
+    const bare = await generate({ contents: [user('as JSON')], generationConfig: { responseMimeType: 'application/json' } });
+    expect(JSON.parse(textOf(await readJson<GenerateContentResponse>(bare)))).toEqual({
+      reply: 'Hello from mock gemini! You said: as JSON',
+    });
+  });
+
+  it('answers the bare first value of an enum schema under text/x.enum, and the usual reply without a JSON type', async () => {
+    const generationConfig = {
+      responseMimeType: 'text/x.enum',
+      responseSchema: { type: 'STRING', format: 'enum', enum: ['positive', 'negative'] },
+    };
+    expect(textOf(await readJson<GenerateContentResponse>(await generate({ contents: [user('great!')], generationConfig })))).toBe(
+      'positive',
+    );
+    const plainText = await generate({ contents: [user('hi')], generationConfig: { responseMimeType: 'text/plain' } });
+    expect(textOf(await readJson<GenerateContentResponse>(plainText))).toBe('Hello from mock gemini! You said: hi');
+  });
+
   it('streams a JSON array without alt=sse', async () => {
     const res = await stream({ contents: [user('hi [mock chunks=2]')] }, '');
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);

@@ -1,4 +1,5 @@
 import { requestSchemaProblems } from './gemini.schema';
+import { jsonObjectReply, sampleJson } from './mock.structured';
 import { stripDirectives } from './mock.directives';
 import {
   asArray,
@@ -161,6 +162,21 @@ function functionResponseIdProblems(contents: unknown[]): string[] {
 /** Gemini's proto-JSON parser accepts camelCase and snake_case field names alike. */
 function field(o: JsonRecord, camel: string, snake: string): unknown {
   return o[camel] ?? o[snake];
+}
+
+/**
+ * The answer's text under `generationConfig`'s response format: JSON of `responseSchema` (or
+ * `responseJsonSchema`) with `responseMimeType: application/json`, a JSON object for that type
+ * alone, the first value of an enum schema for `text/x.enum` (Gemini answers the bare value there),
+ * else the usual reply.
+ */
+function formattedReply(config: unknown, reply: string): string {
+  if (!isRecord(config)) return reply;
+  const mime = field(config, 'responseMimeType', 'response_mime_type');
+  const schema = field(config, 'responseSchema', 'response_schema') ?? field(config, 'responseJsonSchema', 'response_json_schema');
+  if (mime === 'text/x.enum' && isRecord(schema) && Array.isArray(schema.enum)) return String(schema.enum[0]);
+  if (mime !== 'application/json') return reply;
+  return isRecord(schema) ? sampleJson(schema) : jsonObjectReply(reply);
 }
 
 interface GeminiToolInfo {
@@ -364,7 +380,7 @@ class GeminiHandler implements ProviderHandler {
         candidateTokens: completionTokens(plan.argumentsJson) * plan.count,
       };
     }
-    const text = replyText('gemini', userText);
+    const text = formattedReply(field(body, 'generationConfig', 'generation_config'), replyText('gemini', userText));
     return {
       parts: [{ text }],
       chunks: splitChunks(text, d.chunks ?? DEFAULT_CHUNKS).map((piece) => [{ text: piece }]),

@@ -171,6 +171,34 @@ describe('OpenAI wire format', () => {
       expect(chunks[chunks.length - 1].choices[0]).toMatchObject({ delta: {}, finish_reason: 'tool_calls' });
     });
 
+    it('answers a json_schema response format with JSON of the schema, plain and streamed, and json_object with a JSON object', async () => {
+      const schema = {
+        type: 'object',
+        properties: { city: { type: 'string' }, days: { type: 'integer' }, tags: { type: 'array', items: { type: 'string' } } },
+        required: ['city', 'days', 'tags'],
+        additionalProperties: false,
+      };
+      const response_format = { type: 'json_schema', json_schema: { name: 'trip', strict: true, schema } };
+      const expected = { city: 'mock', days: 0, tags: [] };
+      const plain = await readJson<ChatCompletion>(await chat({ messages: [user('Paris for 3 days')], response_format }));
+      expect(JSON.parse(plain.choices[0].message.content!)).toEqual(expected);
+      expect(plain.choices[0].finish_reason).toBe('stop');
+      const { chunks } = await streamChunks(await chat({ stream: true, messages: [user('Paris [mock chunks=4]')], response_format }));
+      expect(JSON.parse(chunks.map((c) => c.choices[0]?.delta.content ?? '').join(''))).toEqual(expected);
+      const json = await readJson<ChatCompletion>(
+        await chat({ messages: [user('answer in JSON')], response_format: { type: 'json_object' } }),
+      );
+      expect(JSON.parse(json.choices[0].message.content!)).toEqual({ reply: 'Hello from mock openai! You said: answer in JSON' });
+    });
+
+    it('calls a planned tool rather than answer a response format', async () => {
+      const response_format = { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: {} } } };
+      const body = await readJson<ChatCompletion>(
+        await chat({ tools: TOOLS, messages: [user('w [mock tool=get_weather]')], response_format }),
+      );
+      expect(body.choices[0]).toMatchObject({ finish_reason: 'tool_calls', message: { content: null } });
+    });
+
     it('rejects a request without messages like OpenAI does', async () => {
       const res = await chat({});
       expect(res.status).toBe(400);

@@ -17,6 +17,7 @@ import {
   unixSeconds,
 } from './mock.content';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
+import { openaiFormattedReply } from './mock.structured';
 import { argumentsTheModelRefuses, CHAT_COMPLETION_ARGUMENTS, EMBEDDINGS_ARGUMENTS, unknownArguments } from './openai.arguments';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
 import type {
@@ -303,7 +304,10 @@ class OpenAIHandler implements ProviderHandler {
       userText,
     });
 
-    const text = plan ? '' : replyText('openai', userText);
+    // A response format constrains the answer to JSON (a tool call, when one is planned, still wins).
+    const format = isRecord(body.response_format) ? body.response_format : {};
+    const schema = isRecord(format.json_schema) ? format.json_schema.schema : undefined;
+    const text = plan ? '' : openaiFormattedReply(format.type, schema, replyText('openai', userText));
     const completionCount = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
     const prompt = promptTokens(promptChars, messages.length);
     const usage: ChatUsage = {

@@ -165,6 +165,29 @@ describe('OpenAI Responses API wire format', () => {
       expect(raw).not.toContain('"usage"');
     });
 
+    it('answers a json_schema text.format with JSON of the schema, plain and streamed, and echoes the text configuration', async () => {
+      const format = {
+        type: 'json_schema',
+        name: 'person',
+        strict: true,
+        schema: {
+          type: 'object',
+          properties: { name: { type: 'string' }, age: { type: 'number' }, nick: { anyOf: [{ type: 'string' }, { type: 'null' }] } },
+          required: ['name', 'age', 'nick'],
+          additionalProperties: false,
+        },
+      };
+      const expected = { name: 'mock', age: 0, nick: 'mock' };
+      const body = await plain({ input: 'Bob is 30', text: { format, verbosity: 'low' } });
+      expect(JSON.parse(messageOf(body).content[0].text)).toEqual(expected);
+      expect(body.text).toEqual({ format, verbosity: 'low' });
+      const { events } = await streamEvents({ input: 'Bob [mock chunks=3]', text: { format } });
+      expect(JSON.parse(deltasOf(events).join(''))).toEqual(expected);
+      const json = await plain({ input: 'in JSON please', text: { format: { type: 'json_object' } } });
+      expect(JSON.parse(messageOf(json).content[0].text)).toEqual({ reply: 'Hello from mock openai! You said: in JSON please' });
+      expect((await plain({ input: 'x' })).text).toEqual({ format: { type: 'text' }, verbosity: 'medium' });
+    });
+
     it('finish=length answers status incomplete with reason max_output_tokens', async () => {
       const body = await plain({ input: 'long [mock finish=length]' });
       expect(body.status).toBe('incomplete');

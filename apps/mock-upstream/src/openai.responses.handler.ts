@@ -16,6 +16,7 @@ import {
   unixSeconds,
 } from './mock.content';
 import type { ErrorReply, Exchange } from './mock.exchange';
+import { openaiFormattedReply } from './mock.structured';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
 import { RESPONSES_ARGUMENTS, unknownArguments } from './openai.arguments';
 import { contentText, errorFor, OpenAIRouteHandler, openaiError, toolCallIds } from './openai.handler';
@@ -310,7 +311,10 @@ export class OpenAIResponsesHandler extends OpenAIRouteHandler {
       userText,
     });
 
-    const text = plan ? '' : replyText('openai', userText);
+    // `text.format` constrains the answer to JSON (a tool call, when one is planned, still wins).
+    const textConfig = isRecord(body.text) ? body.text : {};
+    const format = isRecord(textConfig.format) ? textConfig.format : { type: 'text' };
+    const text = plan ? '' : openaiFormattedReply(format.type, format.schema, replyText('openai', userText));
     // A continuation's prompt holds the previous response's input and output as context.
     const context = previous?.response.usage ? previous.response.usage.input_tokens + previous.response.usage.output_tokens : 0;
     const input = context + promptTokens(promptChars, items.length + (instructions ? 1 : 0));
@@ -334,7 +338,7 @@ export class OpenAIResponsesHandler extends OpenAIRouteHandler {
         service_tier: 'default',
         store: booleanOr(body.store, true),
         temperature: numberOr(body.temperature, 1),
-        text: { format: { type: 'text' }, verbosity: 'medium' },
+        text: { format, verbosity: typeof textConfig.verbosity === 'string' ? textConfig.verbosity : 'medium' },
         tool_choice: body.tool_choice ?? 'auto',
         tools: asArray(body.tools),
         top_logprobs: 0,

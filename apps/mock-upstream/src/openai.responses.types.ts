@@ -63,7 +63,8 @@ export interface ResponseObject {
   service_tier: string;
   store: boolean;
   temperature: number;
-  text: { format: { type: 'text' }; verbosity: 'medium' };
+  /** The request's `text` configuration, as OpenAI echoes it (`format` defaults to text, `verbosity` to medium). */
+  text: { format: Record<string, unknown>; verbosity: string };
   tool_choice: unknown;
   tools: unknown[];
   top_logprobs: number;
