@@ -253,7 +253,8 @@ describe.each(TRANSLATED_PROVIDERS)('$provider ($model) through the OpenAI SDK',
     if (call.type !== 'function') throw new Error('not a function call');
     expect(call.id).toMatch(/\S/);
     expect(call.function.name).toBe('get_time');
-    expect(JSON.parse(call.function.arguments)).toEqual({ echo: 'weather in Paris' });
+    // The arguments follow get_time's parameters, as a model's do.
+    expect(JSON.parse(call.function.arguments)).toEqual({ city: 'weather in Paris' });
     expect(moved(delta)).toEqual({ [route]: 1 });
     await expectOneAudit(id, { status: 200, failure: null, provider, model, tokens_out: result.usage!.completion_tokens });
   });
@@ -317,7 +318,7 @@ describe.each(TRANSLATED_PROVIDERS)('$provider ($model) through the OpenAI SDK',
       if (call.type !== 'function') throw new Error('not a function call');
       // With tools=2 and no tool=NAME the mock calls the first declared tool twice.
       expect(call.function.name).toBe('get_weather');
-      expect(JSON.parse(call.function.arguments)).toEqual({ echo: 'weather in Paris and Rome' });
+      expect(JSON.parse(call.function.arguments)).toEqual({ city: 'weather in Paris and Rome' });
     }
     expect(argumentsDone.map((e) => e.index).sort()).toEqual([0, 1]);
     // Each call's first chunk carries its own index and id.

@@ -112,6 +112,14 @@ describe('Anthropic wire format', () => {
     expect(body.stop_reason).toBe('max_tokens');
   });
 
+  it('gives a tool_use block input that follows the tool’s input_schema', async () => {
+    const tools = [
+      { name: 'lookup', input_schema: { type: 'object', properties: { q: { type: 'string' }, n: { type: 'number' } }, required: ['q'] } },
+    ];
+    const body = await readJson<AnthropicMessage>(await messages({ tools, messages: [user('cats [mock tool=lookup]')] }));
+    expect(body.content).toEqual([{ type: 'tool_use', id: expect.stringMatching(/^toolu_/), name: 'lookup', input: { q: 'cats', n: 0 } }]);
+  });
+
   it('answers tool_use blocks (parallel with tools=2)', async () => {
     const body = await readJson<AnthropicMessage>(await messages({ tools: TOOLS, messages: [user('w [mock tool=get_weather tools=2]')] }));
     expect(body.stop_reason).toBe('tool_use');

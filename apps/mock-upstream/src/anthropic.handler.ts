@@ -174,9 +174,13 @@ class AnthropicHandler implements ProviderHandler {
     if (verdict.problem !== undefined) return ex.sendError(anthropicError(400, verdict.problem));
 
     const declared: string[] = [];
+    const parameters = new Map<string, unknown>();
     for (const t of asArray(body.tools)) {
       const name = isRecord(t) ? asString(t.name) : undefined;
-      if (name) declared.push(name);
+      if (name) {
+        declared.push(name);
+        parameters.set(name, (t as JsonRecord).input_schema);
+      }
     }
     const choice = isRecord(body.tool_choice) ? body.tool_choice : undefined;
     const forced = choice?.type === 'tool' ? asString(choice.name) : choice?.type === 'any' ? '' : undefined;
@@ -185,6 +189,7 @@ class AnthropicHandler implements ProviderHandler {
     const userText = stripDirectives(ex.userText);
     const plan = planToolCalls({
       declared,
+      parameters,
       forced,
       disabled: choice?.type === 'none',
       userTurn: isRecord(last) && last.role === 'user' && !hasToolResult(last),

@@ -178,8 +178,8 @@ describe('Gemini wire format', () => {
     );
     expect(body.candidates[0].finishReason).toBe('STOP');
     expect(body.candidates[0].content?.parts).toEqual([
-      { functionCall: { name: 'get_weather', args: { echo: 'w' } } },
-      { functionCall: { name: 'get_weather', args: { echo: 'w' } } },
+      { functionCall: { name: 'get_weather', args: { city: 'w' } } },
+      { functionCall: { name: 'get_weather', args: { city: 'w' } } },
     ]);
 
     const forced = await readJson<GenerateContentResponse>(
@@ -189,7 +189,7 @@ describe('Gemini wire format', () => {
         contents: [user('w')],
       }),
     );
-    expect(forced.candidates[0].content?.parts[0]).toEqual({ functionCall: { name: 'get_weather', args: { echo: 'w' } } });
+    expect(forced.candidates[0].content?.parts[0]).toEqual({ functionCall: { name: 'get_weather', args: { city: 'w' } } });
 
     const after = await readJson<GenerateContentResponse>(
       await generate({
@@ -234,7 +234,7 @@ describe('Gemini wire format', () => {
     const chunks = await sseChunks(await stream({ tools: TOOLS, contents: [user('w [mock tool=get_weather]')] }));
     expect(chunks).toHaveLength(1);
     expect(chunks[0].candidates[0]).toMatchObject({
-      content: { parts: [{ functionCall: { name: 'get_weather', args: { echo: 'w' } } }] },
+      content: { parts: [{ functionCall: { name: 'get_weather', args: { city: 'w' } } }] },
       finishReason: 'STOP',
     });
   });

@@ -181,17 +181,22 @@ function formattedReply(config: unknown, reply: string): string {
 
 interface GeminiToolInfo {
   declared: string[];
+  parameters: Map<string, unknown>;
   forced: string | undefined;
   disabled: boolean;
 }
 
 function toolInfo(body: JsonRecord): GeminiToolInfo {
   const declared: string[] = [];
+  const parameters = new Map<string, unknown>();
   for (const tool of asArray(body.tools)) {
     if (!isRecord(tool)) continue;
     for (const fn of asArray(field(tool, 'functionDeclarations', 'function_declarations'))) {
       const name = isRecord(fn) ? asString(fn.name) : undefined;
-      if (name) declared.push(name);
+      if (isRecord(fn) && name) {
+        declared.push(name);
+        parameters.set(name, fn.parameters ?? field(fn, 'parametersJsonSchema', 'parameters_json_schema'));
+      }
     }
   }
   const toolConfig = field(body, 'toolConfig', 'tool_config');
@@ -206,7 +211,7 @@ function toolInfo(body: JsonRecord): GeminiToolInfo {
       disabled = true;
     }
   }
-  return { declared, forced, disabled };
+  return { declared, parameters, forced, disabled };
 }
 
 /** Ratings as a blocked answer carries them: one category rated HIGH and marked blocked. */

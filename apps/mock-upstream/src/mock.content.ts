@@ -1,21 +1,13 @@
 import type { MockDirectives } from './mock.directives';
 import type { ProviderName } from './mock.exchange';
+import type { JsonRecord } from './mock.json';
+import { toolArguments } from './mock.structured';
 
 /* ------------------------------------------------------------------ JSON helpers */
 
-export type JsonRecord = Record<string, unknown>;
-
-export function isRecord(value: unknown): value is JsonRecord {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-export function asArray(value: unknown): unknown[] {
-  return Array.isArray(value) ? value : [];
-}
-
-export function asString(value: unknown): string | undefined {
-  return typeof value === 'string' ? value : undefined;
-}
+// Kept here for the handlers that import them with the rest; mock.json.ts holds them so that
+// mock.structured.ts, which this file uses for tool arguments, needs nothing from this one.
+export { asArray, asString, isRecord, type JsonRecord } from './mock.json';
 
 /* ------------------------------------------------------------------ reply text */
 
@@ -78,13 +70,15 @@ export interface ToolCallPlan {
   name: string;
   /** JSON text of the arguments object; identical for every parallel call. */
   argumentsJson: string;
-  args: { echo: string };
+  args: JsonRecord;
   count: number;
 }
 
 export interface ToolDecisionInput {
   /** Names declared in the request's tools, in order. */
   declared: string[];
+  /** Each declared function's parameters schema, as the request gives it (JSON Schema, or Gemini's `Schema`). */
+  parameters?: ReadonlyMap<string, unknown>;
   /** Function forced by the request's tool choice; `''` means "any declared tool". */
   forced: string | undefined;
   /** The request's tool choice forbids calling tools. */
@@ -100,6 +94,7 @@ export interface ToolDecisionInput {
  * tool choice, a "required/any" tool choice or `tools=N` all trigger it, but only
  * when the request declares tools and the last turn is the user's: after a tool
  * result the mock answers in text, as a real model would, so agent loops terminate.
+ * The arguments follow the function's parameters, as a model's do (see `toolArguments`).
  */
 export function planToolCalls(input: ToolDecisionInput): ToolCallPlan | undefined {
   if (input.declared.length === 0 || input.disabled || !input.userTurn) return undefined;
@@ -107,7 +102,7 @@ export function planToolCalls(input: ToolDecisionInput): ToolCallPlan | undefine
   let name = directives.tool ?? (input.forced === '' ? input.declared[0] : input.forced);
   if (name === undefined && directives.tools !== undefined) name = input.declared[0];
   if (name === undefined) return undefined;
-  const args = { echo: truncate(input.userText) };
+  const args = toolArguments(input.parameters?.get(name), truncate(input.userText));
   return { name, args, argumentsJson: JSON.stringify(args), count: directives.tools ?? 1 };
 }
 

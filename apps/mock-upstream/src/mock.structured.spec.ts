@@ -1,4 +1,4 @@
-import { jsonObjectReply, openaiFormattedReply, sampleJson } from './mock.structured';
+import { jsonObjectReply, openaiFormattedReply, sampleJson, toolArguments } from './mock.structured';
 
 const parsed = (schema: Record<string, unknown>): unknown => JSON.parse(sampleJson(schema));
 
@@ -64,6 +64,37 @@ describe('sampleJson', () => {
     expect(parsed(tree)).toEqual({ name: 'mock', children: [] });
     const chain = { type: 'object', properties: { next: { $ref: '#' } } };
     expect(JSON.stringify(parsed(chain))).toMatch(/^(\{"next":)+null\}+$/);
+  });
+});
+
+describe('toolArguments', () => {
+  it('follows the function’s parameters, its free-text strings holding the user’s words', () => {
+    const parameters = {
+      type: 'object',
+      properties: {
+        city: { type: 'string' },
+        unit: { type: 'string', enum: ['c', 'f'] },
+        days: { type: 'integer', minimum: 1 },
+        when: { type: 'string', format: 'date' },
+        filters: { type: 'array', items: { type: 'object', properties: { k: { type: 'string' } } } },
+      },
+      required: ['city', 'unit', 'days', 'when', 'filters'],
+      additionalProperties: false,
+    };
+    expect(toolArguments(parameters, 'weather in Paris')).toEqual({
+      city: 'weather in Paris',
+      unit: 'c',
+      days: 1,
+      when: '2026-01-01',
+      filters: [],
+    });
+    expect(toolArguments({ type: 'OBJECT', properties: { q: { type: 'STRING' } } }, 'find')).toEqual({ q: 'find' });
+  });
+
+  it('echoes the user’s words for a function that declares no properties, or none at all', () => {
+    expect(toolArguments({ type: 'object', properties: {} }, 'hi')).toEqual({ echo: 'hi' });
+    expect(toolArguments({ type: 'object' }, 'hi')).toEqual({ echo: 'hi' });
+    expect(toolArguments(undefined, 'hi')).toEqual({ echo: 'hi' });
   });
 });
 

@@ -1,4 +1,4 @@
-import { isRecord, type JsonRecord } from './mock.content';
+import { isRecord, type JsonRecord } from './mock.json';
 
 /*
  * What a model answers when the request constrains its output: OpenAI's `json_schema` and
@@ -35,7 +35,24 @@ const MAX_DEPTH = 16;
  * an array allows, the number nearest 0 that its bounds allow.
  */
 export function sampleJson(schema: JsonRecord): string {
-  return JSON.stringify(sample(schema, schema, 0));
+  return JSON.stringify(sample(schema, schema, 0, 'mock'));
+}
+
+/**
+ * A tool call's arguments: a value of the function's parameters (strict function calling
+ * guarantees one, and the clients validate them before running the tool), every free-text string
+ * holding `echo`, the user's words; `{"echo": …}` for a function that declares no properties.
+ */
+export function toolArguments(parameters: unknown, echo: string): JsonRecord {
+  if (!isRecord(parameters) || !declaresArguments(parameters)) return { echo };
+  const value = sample(parameters, parameters, 0, echo);
+  return isRecord(value) ? value : { echo };
+}
+
+/** The schema names some argument: properties of its own, or a reference or choice that may. */
+function declaresArguments(schema: JsonRecord): boolean {
+  if (isRecord(schema.properties)) return Object.keys(schema.properties).length > 0;
+  return ['$ref', 'anyOf', 'oneOf', 'allOf'].some((key) => schema[key] !== undefined);
 }
 
 /** JSON mode without a schema (`json_object`, Gemini's `application/json` alone): an object holding the usual reply. */
@@ -53,39 +70,40 @@ export function openaiFormattedReply(type: unknown, schema: unknown, reply: stri
   return reply;
 }
 
-function sample(node: JsonRecord, root: JsonRecord, depth: number): unknown {
+/** A value of `node`; `text` is what a string without a format says. */
+function sample(node: JsonRecord, root: JsonRecord, depth: number, text: string): unknown {
   if (depth > MAX_DEPTH) return null;
   if (typeof node.$ref === 'string') {
     const target = resolveRef(node.$ref, root);
-    return isRecord(target) ? sample(target, root, depth + 1) : null;
+    return isRecord(target) ? sample(target, root, depth + 1, text) : null;
   }
   if (node.const !== undefined) return node.const;
   if (Array.isArray(node.enum)) return node.enum[0];
   for (const choice of ['anyOf', 'oneOf'] as const) {
     const first: unknown = Array.isArray(node[choice]) ? (node[choice] as unknown[])[0] : undefined;
-    if (isRecord(first)) return sample(first, root, depth + 1);
+    if (isRecord(first)) return sample(first, root, depth + 1, text);
   }
   if (Array.isArray(node.allOf)) {
     // Every branch holds: an object takes the properties of each.
-    const parts = (node.allOf as unknown[]).filter(isRecord).map((branch) => sample(branch, root, depth + 1));
+    const parts = (node.allOf as unknown[]).filter(isRecord).map((branch) => sample(branch, root, depth + 1, text));
     return parts.every(isRecord) && parts.length > 0 ? Object.assign({}, ...parts) : (parts[0] ?? null);
   }
   switch (typeOf(node)) {
     case 'object': {
       const out: JsonRecord = {};
       if (isRecord(node.properties))
-        for (const [name, child] of Object.entries(node.properties)) if (isRecord(child)) out[name] = sample(child, root, depth + 1);
+        for (const [name, child] of Object.entries(node.properties)) if (isRecord(child)) out[name] = sample(child, root, depth + 1, text);
       return out;
     }
     case 'array': {
       if (Array.isArray(node.prefixItems))
-        return (node.prefixItems as unknown[]).map((item) => (isRecord(item) ? sample(item, root, depth + 1) : null));
+        return (node.prefixItems as unknown[]).map((item) => (isRecord(item) ? sample(item, root, depth + 1, text) : null));
       const count = typeof node.minItems === 'number' ? Math.min(Math.max(0, Math.ceil(node.minItems)), MAX_SAMPLE_ITEMS) : 0;
-      return isRecord(node.items) ? Array.from({ length: count }, () => sample(node.items as JsonRecord, root, depth + 1)) : [];
+      return isRecord(node.items) ? Array.from({ length: count }, () => sample(node.items as JsonRecord, root, depth + 1, text)) : [];
     }
     case 'string': {
-      const text = (typeof node.format === 'string' ? FORMAT_SAMPLES[node.format] : undefined) ?? 'mock';
-      return typeof node.minLength === 'number' && node.minLength > text.length ? text.padEnd(node.minLength, 'k') : text;
+      const value = (typeof node.format === 'string' ? FORMAT_SAMPLES[node.format] : undefined) ?? text;
+      return typeof node.minLength === 'number' && node.minLength > value.length ? value.padEnd(node.minLength, 'k') : value;
     }
     case 'integer':
       return nearestZero(node, true);

@@ -191,6 +191,20 @@ describe('OpenAI wire format', () => {
       expect(JSON.parse(json.choices[0].message.content!)).toEqual({ reply: 'Hello from mock openai! You said: answer in JSON' });
     });
 
+    it('gives a tool call arguments that follow the function’s parameters', async () => {
+      const tools = [
+        {
+          type: 'function',
+          function: {
+            name: 'get_weather',
+            parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } }, required: ['city', 'days'] },
+          },
+        },
+      ];
+      const body = await readJson<ChatCompletion>(await chat({ tools, messages: [user('Paris [mock tool=get_weather]')] }));
+      expect(JSON.parse(body.choices[0].message.tool_calls![0].function.arguments)).toEqual({ city: 'Paris', days: 0 });
+    });
+
     it('calls a planned tool rather than answer a response format', async () => {
       const response_format = { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: {} } } };
       const body = await readJson<ChatCompletion>(

@@ -167,21 +167,27 @@ function embeddingDims(model: string, requested: unknown): number {
 
 interface ChatToolInfo {
   declared: string[];
+  parameters: Map<string, unknown>;
   forced: string | undefined;
   disabled: boolean;
 }
 
 function toolInfo(body: JsonRecord): ChatToolInfo {
   const declared: string[] = [];
+  const parameters = new Map<string, unknown>();
   for (const t of asArray(body.tools)) {
-    const name = isRecord(t) && isRecord(t.function) ? asString(t.function.name) : undefined;
-    if (name) declared.push(name);
+    const fn = isRecord(t) && isRecord(t.function) ? t.function : undefined;
+    const name = fn ? asString(fn.name) : undefined;
+    if (fn && name) {
+      declared.push(name);
+      parameters.set(name, fn.parameters);
+    }
   }
   const choice = body.tool_choice;
   let forced: string | undefined;
   if (choice === 'required') forced = '';
   else if (isRecord(choice) && isRecord(choice.function)) forced = asString(choice.function.name);
-  return { declared, forced, disabled: choice === 'none' };
+  return { declared, parameters, forced, disabled: choice === 'none' };
 }
 
 class OpenAIHandler implements ProviderHandler {

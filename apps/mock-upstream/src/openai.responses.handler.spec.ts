@@ -199,6 +199,14 @@ describe('OpenAI Responses API wire format', () => {
   });
 
   describe('tool calls', () => {
+    it('gives a function_call arguments that follow the function’s parameters', async () => {
+      const tools = [
+        { type: 'function', name: 'lookup', parameters: { type: 'object', properties: { q: { type: 'string' } }, required: ['q'] } },
+      ];
+      const body = await plain({ tools, input: 'cats [mock tool=lookup]' });
+      expect(body.output[0]).toMatchObject({ type: 'function_call', name: 'lookup', arguments: '{"q":"cats"}' });
+    });
+
     it('answers function_call items when tools are declared and the directive names one', async () => {
       const body = await plain({ tools: TOOLS, input: 'weather? [mock tool=get_weather]' });
       expect(body.status).toBe('completed');

@@ -71,6 +71,7 @@ function itemChars(item: unknown): number {
 
 interface ToolInfo {
   declared: string[];
+  parameters: Map<string, unknown>;
   forced: string | undefined;
   disabled: boolean;
 }
@@ -78,15 +79,19 @@ interface ToolInfo {
 /** Function tools in the Responses flat shape: `{type: "function", name, parameters}`. */
 function toolInfo(body: JsonRecord): ToolInfo {
   const declared: string[] = [];
+  const parameters = new Map<string, unknown>();
   for (const t of asArray(body.tools)) {
     const name = isRecord(t) && t.type === 'function' ? asString(t.name) : undefined;
-    if (name) declared.push(name);
+    if (name) {
+      declared.push(name);
+      parameters.set(name, (t as JsonRecord).parameters);
+    }
   }
   const choice = body.tool_choice;
   let forced: string | undefined;
   if (choice === 'required') forced = '';
   else if (isRecord(choice) && choice.type === 'function') forced = asString(choice.name);
-  return { declared, forced, disabled: choice === 'none' };
+  return { declared, parameters, forced, disabled: choice === 'none' };
 }
 
 function missing(param: string): ErrorReply {

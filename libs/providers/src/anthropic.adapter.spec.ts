@@ -205,7 +205,7 @@ describe('AnthropicAdapter against the mock upstream', () => {
     for (const c of calls) {
       expect(c.id).toMatch(/^toolu_mock/);
       expect(c.name).toBe('get_weather');
-      expect(JSON.parse(c.arguments)).toStrictEqual({ echo: 'Weather in Paris please' });
+      expect(JSON.parse(c.arguments)).toStrictEqual({ location: 'Weather in Paris please' });
     }
     expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('tool_calls');
     expect((await lastMessagesRequest()).body).toMatchObject({
@@ -218,8 +218,8 @@ describe('AnthropicAdapter against the mock upstream', () => {
     const completion = JSON.parse(result.body) as Completion;
     const calls = completion.choices[0].message.tool_calls ?? [];
     expect(calls.map((c) => [c.type, c.function.name, JSON.parse(c.function.arguments) as unknown])).toStrictEqual([
-      ['function', 'get_weather', { echo: 'Weather' }],
-      ['function', 'get_weather', { echo: 'Weather' }],
+      ['function', 'get_weather', { location: 'Weather' }],
+      ['function', 'get_weather', { location: 'Weather' }],
     ]);
     expect(completion.choices[0].message.content).toBeNull();
     expect(completion.choices[0].finish_reason).toBe('tool_calls');

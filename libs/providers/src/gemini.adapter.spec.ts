@@ -183,7 +183,7 @@ describe('GeminiAdapter against the mock upstream', () => {
       {
         id: expect.stringMatching(/^call_/) as unknown,
         type: 'function',
-        function: { name: 'get_weather', arguments: JSON.stringify({ echo: 'weather in Paris' }) },
+        function: { name: 'get_weather', arguments: JSON.stringify({ location: 'weather in Paris' }) },
       },
     ]);
     const sent = (await getStats(mock.base)).last['gemini.generateContent']?.body as { tools: unknown };
@@ -206,7 +206,7 @@ describe('GeminiAdapter against the mock upstream', () => {
         index: 0,
         id: expect.stringMatching(/^call_/) as unknown,
         type: 'function',
-        function: { name: 'get_weather', arguments: JSON.stringify({ echo: 'weather in Paris' }) },
+        function: { name: 'get_weather', arguments: JSON.stringify({ location: 'weather in Paris' }) },
       },
     ]);
     expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe('tool_calls');
