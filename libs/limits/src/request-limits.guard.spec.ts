@@ -154,6 +154,8 @@ describe('RequestLimitsGuard', () => {
     expect(error.status).toBe(429);
     expect(error.spec.failure).toBe('rate_limit');
     expect(error.options.retryAfterSeconds).toBe(1);
+    // The wait in OpenAI's words too: LangChain retries a 429 without headers on "try again in N s".
+    expect(error.message).toBe('Rate limit reached for your requests per second; try again in 1 s');
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
     expect(third.headers.get('x-ratelimit-remaining-requests')).toBe(98);
     expect((await h.counters.usage('qps', utcDay(Date.now()))).requests.users.bob).toBe(2);

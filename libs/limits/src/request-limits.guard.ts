@@ -267,7 +267,9 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     const own = limit === 'user_qps' || limit === 'user_daily' ? limit : ownFull;
     if (own) void this.autoBlocker.refused(product, user, own, ctx);
     const retryAfterSeconds = isDaily(limit) ? secondsToUtcMidnight(Date.now()) : 1;
-    return new GatewayError('rate_limit_exceeded', `Rate limit reached for ${LIMIT_TEXT[limit]}; retry in ${retryAfterSeconds} s`, {
+    // "try again in N s", OpenAI's own wording: clients that cannot see Retry-After read the wait there
+    // (LangChain's retry, for errors without headers such as @langchain/google-genai's, retries on it).
+    return new GatewayError('rate_limit_exceeded', `Rate limit reached for ${LIMIT_TEXT[limit]}; try again in ${retryAfterSeconds} s`, {
       retryAfterSeconds,
       headers: { 'x-keygate-limit': limit },
     });
