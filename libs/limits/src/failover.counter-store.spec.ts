@@ -124,8 +124,9 @@ class RedisProxy {
     this.port = (this.server.address() as AddressInfo).port;
   }
 
+  /** The proxy's address, in the database API_KEY_SERVER_REDIS_URL names (the direct client reads that one). */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `redis://127.0.0.1:${this.port}${new URL(REDIS_URL).pathname}`;
   }
 
   /** Cuts every connection and refuses new ones, like a killed Redis. */

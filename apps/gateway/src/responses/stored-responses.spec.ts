@@ -9,6 +9,8 @@ import { ownerOf, StoredResponses, type StoredResponse } from './stored-response
 
 // Integration spec: two "replicas" share the real Redis; keys are those of this run's products.
 const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** The database REDIS_URL names (its path, `/2`), which a client through a local proxy must use too. */
+const DATABASE = new URL(REDIS_URL).pathname;
 const RUN = `spec-${randomUUID()}`;
 const config = { storedResponseDays: 2 } as GatewayConfig;
 const record = (owner: string, tokens = 42): StoredResponse => ({
@@ -181,7 +183,7 @@ describe('StoredResponses while Redis is away', () => {
     const product = `${RUN}-away`;
     // Made earlier, by another replica.
     await direct.set(`kg:{${product}}:resp:resp_old`, JSON.stringify(record('alice', 3)), 'PX', 60_000);
-    const redis = (away = client(`redis://127.0.0.1:${port}`));
+    const redis = (away = client(`redis://127.0.0.1:${port}${DATABASE}`));
     const { logger: log } = logger();
     const store = new StoredResponses(config, redis, log);
     expect(redis.status).not.toBe('ready');
@@ -243,7 +245,7 @@ describe('StoredResponses with a Redis slower than a request waits', () => {
 
   it('stops waiting, and stops asking for a second; a write that lands late is then read from Redis like any', async () => {
     const product = `${RUN}-slow`;
-    const redis = (slow = client(`redis://127.0.0.1:${(proxy.address() as AddressInfo).port}`));
+    const redis = (slow = client(`redis://127.0.0.1:${(proxy.address() as AddressInfo).port}${DATABASE}`));
     await until('the client ready', () => redis.status === 'ready');
     const { logger: log, lines } = logger();
     const store = new StoredResponses(config, redis, log);
