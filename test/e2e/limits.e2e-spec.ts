@@ -384,7 +384,7 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     for (const refused of answers.filter((a) => a.status === 429)) {
       expect(errorOf(refused)).toMatchObject({ code: 'daily_quota_exceeded', type: 'rate_limit_error' });
       if (soon.includes(refused)) {
-        expect(errorOf(refused).message).toMatch(/while requests in flight hold \d+ tokens of it .*; retry when they end$/);
+        expect(errorOf(refused).message).toMatch(/while requests in flight hold \d+ tokens of it .*; try again in 2 s$/);
         expect(refused.headers.get('x-should-retry')).toBeNull();
       } else {
         expect(Math.abs(Number(refused.headers.get('retry-after')) - secondsToMidnight())).toBeLessThanOrEqual(3);

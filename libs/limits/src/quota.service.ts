@@ -100,7 +100,7 @@ export class QuotaService implements OnModuleInit {
       throw new GatewayError(
         'daily_quota_exceeded',
         `This request (about ${tokens} tokens) does not fit in ${whose} daily token quota while requests in flight hold ` +
-          `${held} tokens of it (their prompts and the most they may generate); retry when they end`,
+          `${held} tokens of it (their prompts and the most they may generate), given back as they end; try again in ${IN_FLIGHT_RETRY_SECONDS} s`,
         { retryAfterSeconds: IN_FLIGHT_RETRY_SECONDS },
       );
     // Larger than the whole day's quota: it will not fit after midnight either, and the client must be told so.
