@@ -48,7 +48,7 @@ interface BlockChange {
   block: Block | null;
   /**
    * The announcement's id: each replica that applies the change says so by publishing the id on the
-   * confirmations channel ({@link confirmationsChannel}), and the replica that made the change
+   * confirmations channel (the changes channel's name and `:applied`), and the replica that made the change
    * answers the operator once every replica that received it has (see {@link ANNOUNCE_CONFIRM_MS}).
    */
   id?: string;

@@ -14,9 +14,12 @@ import { RedisCounterStore, tokenKey } from './redis.counter-store';
 const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const RUN = `spec-${randomUUID().slice(0, 8)}`;
 const P = `${RUN}-quota`;
+/** Auto-blocks a user at their first refusal. */
+const STRICT = `${RUN}-strict`;
 
 let redis: Redis;
 let quota: QuotaService;
+let blocks: BlocksService;
 
 beforeAll(() => {
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
@@ -24,15 +27,18 @@ beforeAll(() => {
   const config = {
     policy: buildPolicyBook({
       defaults: { limits: { requests_per_second: 0, user_requests_per_second: 0, daily_requests: 0, user_daily_requests: 0 } },
-      products: { [P]: { limits: { daily_tokens: 10_000, user_daily_tokens: 1_000 }, auto_block: { rejections: 0 } } },
+      products: {
+        [P]: { limits: { daily_tokens: 10_000, user_daily_tokens: 1_000 }, auto_block: { rejections: 0 } },
+        [STRICT]: { limits: { user_daily_tokens: 1_000 }, auto_block: { rejections: 1, window_seconds: 60, block_seconds: 60 } },
+      },
     }),
   } as unknown as GatewayConfig;
-  const blocks = new BlocksService(undefined, logger);
+  blocks = new BlocksService(undefined, logger);
   quota = new QuotaService(config, new RedisCounterStore(redis), new AutoBlocker(config, undefined, blocks, logger), logger);
 });
 
 afterAll(async () => {
-  await redis.del(tokenKey(P, utcDay(Date.now())));
+  await redis.del(tokenKey(P, utcDay(Date.now())), tokenKey(STRICT, utcDay(Date.now())));
   await redis.quit();
 });
 
@@ -47,9 +53,9 @@ async function refusal(promise: Promise<unknown>): Promise<GatewayError> {
 }
 
 /** Until the settlement (sent without waiting) is in Redis. */
-async function settled(user: string, total: number): Promise<void> {
+async function settled(user: string, total: number, product = P): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    if (Number(await redis.hget(tokenKey(P, utcDay(Date.now())), `u:${user}`)) === total) return;
+    if (Number(await redis.hget(tokenKey(product, utcDay(Date.now())), `u:${user}`)) === total) return;
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`the settlement of ${user} did not reach ${total}`);
@@ -84,5 +90,17 @@ describe('QuotaService over Redis: a refusal that waits on requests in flight', 
     const error = await refusal(quota.admit(undefined, P, 'vera', 600));
     expect(error.message).toContain('it resets at 00:00 UTC');
     quota.settle(held, 0);
+  });
+
+  it('counts a refusal toward auto-block only when the day is spent, not when requests in flight hold the room', async () => {
+    const first = await quota.admit(undefined, STRICT, 'wes', 700);
+    expect((await refusal(quota.admit(undefined, STRICT, 'wes', 600))).options.retryAfterSeconds).toBe(IN_FLIGHT_RETRY_SECONDS);
+    await new Promise((r) => setImmediate(r));
+    expect(blocks.find(STRICT, 'wes')).toBeUndefined();
+    quota.settle(first, 700);
+    await settled('wes', 700, STRICT);
+    expect((await refusal(quota.admit(undefined, STRICT, 'wes', 600))).message).toContain('it resets at 00:00 UTC');
+    await new Promise((r) => setImmediate(r));
+    expect(blocks.find(STRICT, 'wes')).toMatchObject({ product: STRICT, user: 'wes', createdBy: 'auto-block' });
   });
 });

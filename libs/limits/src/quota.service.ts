@@ -85,8 +85,6 @@ export class QuotaService implements OnModuleInit {
       this.hold(product, user, tokens);
       return { product, user, day: ask.day, tokens, store: result.store };
     }
-    // Only the user's own quota counts toward auto-block: a product-wide cap is not their doing.
-    if (result.refusedBy === 'user_tokens') void this.autoBlocker.refused(product, user, result.refusedBy);
     const ofProduct = result.refusedBy === 'product_tokens';
     const whose = ofProduct ? "this product's" : 'your';
     const cap = ofProduct ? limits.dailyTokens : limits.userDailyTokens;
@@ -103,6 +101,10 @@ export class QuotaService implements OnModuleInit {
           `${held} tokens of it (their prompts and the most they may generate), given back as they end; try again in ${IN_FLIGHT_RETRY_SECONDS} s`,
         { retryAfterSeconds: IN_FLIGHT_RETRY_SECONDS },
       );
+    // Only the user's own quota counts toward auto-block: a product-wide cap is not their doing, nor
+    // room their own requests in flight hold (they are told to try again; the per-second limits
+    // still bound how often).
+    if (result.refusedBy === 'user_tokens') void this.autoBlocker.refused(product, user, result.refusedBy);
     // Larger than the whole day's quota: it will not fit after midnight either, and the client must be told so.
     const message =
       tokens > cap
