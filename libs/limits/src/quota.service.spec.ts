@@ -1,6 +1,6 @@
+import { rejectionOf } from '@keygate/errors/testing';
 import { randomUUID } from 'node:crypto';
 import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
-import { GatewayError } from '@keygate/errors';
 import { JsonLogger } from '@keygate/observability';
 import { Redis } from 'ioredis';
 import { AutoBlocker } from './auto-blocker';
@@ -42,16 +42,6 @@ afterAll(async () => {
   await redis.quit();
 });
 
-async function refusal(promise: Promise<unknown>): Promise<GatewayError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof GatewayError) return error;
-    throw error;
-  }
-  throw new Error('expected a refusal');
-}
-
 /** Until the settlement (sent without waiting) is in Redis. */
 async function settled(user: string, total: number, product = P): Promise<void> {
   for (let i = 0; i < 100; i++) {
@@ -65,7 +55,7 @@ describe('QuotaService over Redis: a refusal that waits on requests in flight', 
   it('tells a client held back by its own requests in flight to retry when they end, and one over its day to come back at midnight', async () => {
     const first = await quota.admit(undefined, P, 'una', 700);
     // 700 of una's 1,000 are held by a request in flight, not used: room comes back when it ends.
-    const waiting = await refusal(quota.admit(undefined, P, 'una', 600));
+    const waiting = await rejectionOf(quota.admit(undefined, P, 'una', 600));
     expect(waiting.code).toBe('daily_quota_exceeded');
     expect(waiting.options.retryAfterSeconds).toBe(IN_FLIGHT_RETRY_SECONDS);
     expect(waiting.message).toContain('while requests in flight hold 700 tokens');
@@ -76,7 +66,7 @@ describe('QuotaService over Redis: a refusal that waits on requests in flight', 
     // Used for real: 100 + 600 leaves 300, and nothing in flight would make room for 600 more.
     quota.settle(second, 600);
     await settled('una', 700);
-    const spent = await refusal(quota.admit(undefined, P, 'una', 600));
+    const spent = await rejectionOf(quota.admit(undefined, P, 'una', 600));
     expect(spent.message).toContain('it resets at 00:00 UTC');
     expect(spent.options.retryAfterSeconds).toBeGreaterThan(IN_FLIGHT_RETRY_SECONDS);
     expect(spent.options.retryAfterSeconds).toBeLessThanOrEqual(secondsToUtcMidnight(Date.now()));
@@ -87,19 +77,19 @@ describe('QuotaService over Redis: a refusal that waits on requests in flight', 
     quota.settle(await quota.admit(undefined, P, 'vera', 500), 500);
     await settled('vera', 800);
     // 500 used and 300 held: 300 freed would leave 500 + 600 over the 1,000.
-    const error = await refusal(quota.admit(undefined, P, 'vera', 600));
+    const error = await rejectionOf(quota.admit(undefined, P, 'vera', 600));
     expect(error.message).toContain('it resets at 00:00 UTC');
     quota.settle(held, 0);
   });
 
   it('counts a refusal toward auto-block only when the day is spent, not when requests in flight hold the room', async () => {
     const first = await quota.admit(undefined, STRICT, 'wes', 700);
-    expect((await refusal(quota.admit(undefined, STRICT, 'wes', 600))).options.retryAfterSeconds).toBe(IN_FLIGHT_RETRY_SECONDS);
+    expect((await rejectionOf(quota.admit(undefined, STRICT, 'wes', 600))).options.retryAfterSeconds).toBe(IN_FLIGHT_RETRY_SECONDS);
     await new Promise((r) => setImmediate(r));
     expect(blocks.find(STRICT, 'wes')).toBeUndefined();
     quota.settle(first, 700);
     await settled('wes', 700, STRICT);
-    expect((await refusal(quota.admit(undefined, STRICT, 'wes', 600))).message).toContain('it resets at 00:00 UTC');
+    expect((await rejectionOf(quota.admit(undefined, STRICT, 'wes', 600))).message).toContain('it resets at 00:00 UTC');
     await new Promise((r) => setImmediate(r));
     expect(blocks.find(STRICT, 'wes')).toMatchObject({ product: STRICT, user: 'wes', createdBy: 'auto-block' });
   });

@@ -1,9 +1,9 @@
+import { rejectionOf } from '@keygate/errors/testing';
 import type { ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { SkipThrottle, Throttle } from '@nestjs/throttler';
 import type { Principal } from '@keygate/auth';
 import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
-import { GatewayError } from '@keygate/errors';
 import { attachContext, JsonLogger, RequestContext } from '@keygate/observability';
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
@@ -111,16 +111,6 @@ function request(
   return { context, headers, ctx };
 }
 
-async function refusal(promise: Promise<unknown>): Promise<GatewayError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof GatewayError) return error;
-    throw error;
-  }
-  throw new Error('expected a GatewayError');
-}
-
 /** Lets fire-and-forget auto-block work finish. */
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -133,7 +123,7 @@ async function freshSecond(): Promise<void> {
 describe('RequestLimitsGuard', () => {
   it('refuses a request without a principal (it must run after the credential guard)', async () => {
     const { guard } = await harness();
-    expect((await refusal(guard.canActivate(request('qps', null).context))).code).toBe('invalid_token');
+    expect((await rejectionOf(guard.canActivate(request('qps', null).context))).code).toBe('invalid_token');
   });
 
   it('admits within the limits and sets the OpenAI-style rate-limit headers', async () => {
@@ -149,7 +139,7 @@ describe('RequestLimitsGuard', () => {
     await h.guard.canActivate(request('qps', 'bob').context);
     await h.guard.canActivate(request('qps', 'bob').context);
     const third = request('qps', 'bob');
-    const error = await refusal(h.guard.canActivate(third.context));
+    const error = await rejectionOf(h.guard.canActivate(third.context));
     expect(error.code).toBe('rate_limit_exceeded');
     expect(error.status).toBe(429);
     expect(error.spec.failure).toBe('rate_limit');
@@ -165,7 +155,7 @@ describe('RequestLimitsGuard', () => {
     const h = await harness();
     await freshSecond();
     await expect(h.guard.canActivate(request('qps', 'una', 'strict').context)).resolves.toBe(true);
-    const error = await refusal(h.guard.canActivate(request('qps', 'una', 'strict').context));
+    const error = await rejectionOf(h.guard.canActivate(request('qps', 'una', 'strict').context));
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
     // The same user on a route without the override still has the policy's 2 per second.
     await expect(h.guard.canActivate(request('qps', 'una').context)).resolves.toBe(true);
@@ -176,7 +166,7 @@ describe('RequestLimitsGuard', () => {
     await freshSecond();
     // Product "daily" has no per-second limits; the route sets user_qps to 1.
     await expect(h.guard.canActivate(request('daily', 'xena', 'strict').context)).resolves.toBe(true);
-    const error = await refusal(h.guard.canActivate(request('daily', 'xena', 'strict').context));
+    const error = await rejectionOf(h.guard.canActivate(request('daily', 'xena', 'strict').context));
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
   });
 
@@ -201,7 +191,7 @@ describe('RequestLimitsGuard', () => {
       jest.setSystemTime(Date.now() + 1_500);
       await expect(h.guard.canActivate(request('userday', 'yuri').context)).resolves.toBe(true);
       // user_daily_requests is 2: the first request, on the route with the short ttl, still counts 1.5 s later.
-      expect((await refusal(h.guard.canActivate(request('userday', 'yuri').context))).options.headers).toEqual({
+      expect((await rejectionOf(h.guard.canActivate(request('userday', 'yuri').context))).options.headers).toEqual({
         'x-keygate-limit': 'user_daily',
       });
     } finally {
@@ -240,7 +230,7 @@ describe('RequestLimitsGuard', () => {
     await guard.canActivate(request('mixed', 'lou').context);
     await guard.canActivate(request('mixed', 'lou').context);
     const refused = request('mixed', 'kim');
-    expect((await refusal(guard.canActivate(refused.context))).options.headers).toEqual({ 'x-keygate-limit': 'product_daily' });
+    expect((await rejectionOf(guard.canActivate(refused.context))).options.headers).toEqual({ 'x-keygate-limit': 'product_daily' });
     expect(Object.fromEntries(refused.headers)).toEqual({ 'x-ratelimit-limit-requests': 3, 'x-ratelimit-remaining-requests': 0 });
     // Only the user's cap set: it is the one reported.
     const own = request('userday', 'max');
@@ -253,7 +243,7 @@ describe('RequestLimitsGuard', () => {
     await guard.canActivate(request('daily', 'carol').context);
     await guard.canActivate(request('daily', 'dave').context);
     const before = secondsToUtcMidnight(Date.now());
-    const error = await refusal(guard.canActivate(request('daily', 'erin').context));
+    const error = await rejectionOf(guard.canActivate(request('daily', 'erin').context));
     const after = secondsToUtcMidnight(Date.now());
     expect(error.code).toBe('rate_limit_exceeded');
     expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(before);
@@ -268,7 +258,7 @@ describe('RequestLimitsGuard', () => {
     // Within the same second: the product's per-second limit and quinn's day are both full. The
     // store refuses at the per-second one; a "retry in 1 s" would be refused again until midnight.
     const before = secondsToUtcMidnight(Date.now());
-    const error = await refusal(guard.canActivate(request('spent', 'quinn').context));
+    const error = await rejectionOf(guard.canActivate(request('spent', 'quinn').context));
     expect(error.code).toBe('rate_limit_exceeded');
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_daily' });
     expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(before);
@@ -281,7 +271,7 @@ describe('RequestLimitsGuard', () => {
     const first = request('daily', 'fay');
     await h.guard.canActivate(first.context);
     await h.guard.canActivate(request('daily', 'gus').context);
-    expect((await refusal(h.guard.canActivate(request('daily', 'hal').context))).code).toBe('rate_limit_exceeded');
+    expect((await rejectionOf(h.guard.canActivate(request('daily', 'hal').context))).code).toBe('rate_limit_exceeded');
     expect(first.ctx.releaseDailyCount).toBeInstanceOf(Function);
     first.ctx.releaseDailyCount?.();
     await flush();
@@ -319,7 +309,7 @@ describe('RequestLimitsGuard', () => {
       expiresAt: null,
       createdBy: 'admin',
     });
-    const error = await refusal(h.guard.canActivate(request('qps', 'frank').context));
+    const error = await rejectionOf(h.guard.canActivate(request('qps', 'frank').context));
     expect(error.code).toBe('blocked');
     expect(error.status).toBe(403);
     expect(error.spec.failure).toBe('blocked');
@@ -333,7 +323,7 @@ describe('RequestLimitsGuard', () => {
       expiresAt: null,
       createdBy: 'admin',
     });
-    expect((await refusal(h.guard.canActivate(request('qps', 'gina').context))).code).toBe('blocked');
+    expect((await rejectionOf(h.guard.canActivate(request('qps', 'gina').context))).code).toBe('blocked');
     expect((await h.counters.usage('qps', utcDay(Date.now()))).requests).toEqual({ total: 1, users: { gina: 1 } });
   });
 
@@ -342,9 +332,9 @@ describe('RequestLimitsGuard', () => {
     await freshSecond();
     for (let i = 0; i < 2; i++) await h.guard.canActivate(request('qps', 'hank').context);
     for (let i = 0; i < 3; i++)
-      expect((await refusal(h.guard.canActivate(request('qps', 'hank').context))).code).toBe('rate_limit_exceeded');
+      expect((await rejectionOf(h.guard.canActivate(request('qps', 'hank').context))).code).toBe('rate_limit_exceeded');
     await flush();
-    expect((await refusal(h.guard.canActivate(request('qps', 'hank').context))).code).toBe('blocked');
+    expect((await rejectionOf(h.guard.canActivate(request('qps', 'hank').context))).code).toBe('blocked');
     expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([
       expect.objectContaining({ product: 'qps', user: 'hank', reason: 'user_qps' }),
     ]);
@@ -357,7 +347,7 @@ describe('RequestLimitsGuard', () => {
     const h = await harness();
     await h.guard.canActivate(request('busy', 'heavy').context);
     for (let i = 0; i < 3; i++)
-      expect((await refusal(h.guard.canActivate(request('busy', 'olga').context))).code).toBe('rate_limit_exceeded');
+      expect((await rejectionOf(h.guard.canActivate(request('busy', 'olga').context))).code).toBe('rate_limit_exceeded');
     await flush();
     expect(h.blocks.find('busy', 'olga')).toBeUndefined();
     expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([]);
@@ -370,7 +360,7 @@ describe('auto-block when the product limit is full because of the user', () => 
     await freshSecond();
     for (let i = 0; i < 2; i++) await h.guard.canActivate(request('flood', 'ivan').context);
     for (let i = 0; i < 3; i++) {
-      const error = await refusal(h.guard.canActivate(request('flood', 'ivan').context));
+      const error = await rejectionOf(h.guard.canActivate(request('flood', 'ivan').context));
       expect(error.code).toBe('rate_limit_exceeded');
       expect(error.options.headers).toEqual({ 'x-keygate-limit': 'product_qps' });
     }
@@ -429,7 +419,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     await h.quota.admit(first.ctx, 'both', 'bo', 100);
     const second = request('both', 'bo', 'chat');
     await expect(h.guard.canActivate(second.context)).resolves.toBe(true);
-    const error = await refusal(h.quota.admit(second.ctx, 'both', 'bo', 100));
+    const error = await rejectionOf(h.quota.admit(second.ctx, 'both', 'bo', 100));
     expect(error.code).toBe('rate_limit_exceeded');
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
     expect((await h.counters.usage('both', utcDay(Date.now()))).tokens).toEqual({ total: 100, users: { bo: 100 } });
@@ -443,7 +433,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     await freshSecond();
     const r = request('both', 'cy', 'chat');
     await h.guard.canActivate(r.context);
-    const error = await refusal(h.quota.admit(r.ctx, 'both', 'cy', 500));
+    const error = await rejectionOf(h.quota.admit(r.ctx, 'both', 'cy', 500));
     expect(error.code).toBe('daily_quota_exceeded');
     expect(error.options.retryAfterSeconds).toBeGreaterThan(0);
     expect(await h.counters.usage('both', utcDay(Date.now()))).toMatchObject({
@@ -453,7 +443,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     // Larger than the whole day's quota: the same 429 (SPEC §6), saying it can never be served as it is; nothing counted either.
     const huge = request('both', 'cz', 'chat');
     await h.guard.canActivate(huge.context);
-    const never = await refusal(h.quota.admit(huge.ctx, 'both', 'cz', 1001));
+    const never = await rejectionOf(h.quota.admit(huge.ctx, 'both', 'cz', 1001));
     expect(never.code).toBe('daily_quota_exceeded');
     expect(never.message).toMatch(/more than .* whole daily token quota \(1000\): it can never be served/);
     expect(error.message).not.toMatch(/never/);
@@ -506,7 +496,7 @@ describe('QuotaService', () => {
     const h = await harness();
     const r = await h.quota.admit(undefined, 'tokens', 'ivy', 500);
     expect(r).toMatchObject({ product: 'tokens', user: 'ivy', tokens: 500, day: utcDay(Date.now()) });
-    const error = await refusal(h.quota.admit(undefined, 'tokens', 'ivy', 101));
+    const error = await rejectionOf(h.quota.admit(undefined, 'tokens', 'ivy', 101));
     expect(error.code).toBe('daily_quota_exceeded');
     expect(error.status).toBe(429);
     expect(error.spec.failure).toBe('quota');
@@ -514,7 +504,7 @@ describe('QuotaService', () => {
     expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(secondsToUtcMidnight(Date.now()) + 1);
     // The product cap (1000) still has room for another user.
     await expect(h.quota.admit(undefined, 'tokens', 'jack', 500)).resolves.toMatchObject({ tokens: 500 });
-    expect((await refusal(h.quota.admit(undefined, 'tokens', 'kate', 1))).message).toContain("this product's");
+    expect((await rejectionOf(h.quota.admit(undefined, 'tokens', 'kate', 1))).message).toContain("this product's");
   });
 
   it('settles a reservation to the real usage, freeing room for the next request', async () => {

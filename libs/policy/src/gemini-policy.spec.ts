@@ -1,4 +1,4 @@
-import { GatewayError } from '@keygate/errors';
+import { refusalOf } from '@keygate/errors/testing';
 import { applyGeminiEmbedPolicy, applyGeminiPolicy, refuseDeniedGemini, type PolicedGeminiRequest } from './gemini-policy';
 
 const policy = {
@@ -11,16 +11,6 @@ const policy = {
   refusedBetas: [],
   endUserId: false,
 };
-
-function refusal(run: () => unknown): GatewayError {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof GatewayError) return error;
-    throw error;
-  }
-  throw new Error('not refused');
-}
 
 describe('applyGeminiPolicy', () => {
   it('sets generationConfig.maxOutputTokens to the cap when absent, keeping the other settings', () => {
@@ -54,13 +44,13 @@ describe('applyGeminiPolicy', () => {
     [{ generationConfig: { candidateCount: 0 } }, 'invalid_request', 'generationConfig.candidateCount'],
     [{ generationConfig: { candidateCount: 1.5 } }, 'invalid_request', 'generationConfig.candidateCount'],
   ])('refuses %j (%s, naming %s)', (body, code, param) => {
-    const error = refusal(() => applyGeminiPolicy(body as PolicedGeminiRequest, policy));
+    const error = refusalOf(() => applyGeminiPolicy(body as PolicedGeminiRequest, policy));
     expect(error.code).toBe(code);
     expect(error.options.param).toBe(param);
   });
 
   it('applies refused_fields and refused_tools before the cap', () => {
-    const error = refusal(() => applyGeminiPolicy({ cachedContent: 'c/1' }, { ...policy, refusedFields: ['cachedContent'] }));
+    const error = refusalOf(() => applyGeminiPolicy({ cachedContent: 'c/1' }, { ...policy, refusedFields: ['cachedContent'] }));
     expect(error).toMatchObject({ code: 'policy_violation', options: { param: 'cachedContent' } });
   });
 });
@@ -75,7 +65,7 @@ describe('refuseDeniedGemini', () => {
     [{ cachedContent: 'cachedContents/x' }, 'cachedContent'],
     [{ cached_content: 'cachedContents/x' }, 'cached_content'],
   ])('refuses %j naming %s', (body, param) => {
-    expect(refusal(() => refuseDeniedGemini(body, guarded))).toMatchObject({ code: 'policy_violation', options: { param } });
+    expect(refusalOf(() => refuseDeniedGemini(body, guarded))).toMatchObject({ code: 'policy_violation', options: { param } });
   });
 
   it('passes tool kinds and fields the policy does not list, and listed ones sent as null', () => {
@@ -101,15 +91,15 @@ describe('applyGeminiEmbedPolicy', () => {
   });
 
   it('refuses a refused field at the top of embedContent, in its camelCase form too', () => {
-    const top = refusal(() => applyGeminiEmbedPolicy({ content: {}, title: 'doc' }, guarded, false));
+    const top = refusalOf(() => applyGeminiEmbedPolicy({ content: {}, title: 'doc' }, guarded, false));
     expect(top).toMatchObject({ code: 'policy_violation', options: { param: 'title' } });
-    const snake = refusal(() => applyGeminiEmbedPolicy({ content: {}, output_dimensionality: 8 }, guarded, false));
+    const snake = refusalOf(() => applyGeminiEmbedPolicy({ content: {}, output_dimensionality: 8 }, guarded, false));
     expect(snake).toMatchObject({ code: 'policy_violation', options: { param: 'output_dimensionality' } });
   });
 
   it('refuses a refused field in any request of a batch, naming the request', () => {
     const body = { requests: [{ content: {} }, { content: {}, outputDimensionality: 8 }] };
-    const error = refusal(() => applyGeminiEmbedPolicy(body, guarded, true));
+    const error = refusalOf(() => applyGeminiEmbedPolicy(body, guarded, true));
     expect(error).toMatchObject({ code: 'policy_violation', options: { param: 'requests[1].outputDimensionality' } });
     expect(error.message).toBe('requests[1].outputDimensionality is not allowed for this product');
   });

@@ -1,15 +1,5 @@
-import { GatewayError } from '@keygate/errors';
+import { refusalOf } from '@keygate/errors/testing';
 import { checkBatchEmbedRequests } from './gemini-embed';
-
-function refusal(run: () => unknown): GatewayError {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof GatewayError) return error;
-    throw error;
-  }
-  throw new Error('not refused');
-}
 
 const content = { parts: [{ text: 'x' }] };
 
@@ -24,7 +14,7 @@ describe('checkBatchEmbedRequests', () => {
   });
 
   it('refuses a request naming another model, naming the request', () => {
-    const error = refusal(() =>
+    const error = refusalOf(() =>
       checkBatchEmbedRequests([{ content }, { content, model: 'models/gemini-embedding-001' }], 'text-embedding-004'),
     );
     expect(error).toMatchObject({ code: 'invalid_request', options: { param: 'requests[1].model' } });
@@ -32,7 +22,7 @@ describe('checkBatchEmbedRequests', () => {
   });
 
   it('refuses a model that is not a string', () => {
-    expect(refusal(() => checkBatchEmbedRequests([{ content, model: 7 }], 'text-embedding-004'))).toMatchObject({
+    expect(refusalOf(() => checkBatchEmbedRequests([{ content, model: 7 }], 'text-embedding-004'))).toMatchObject({
       options: { param: 'requests[0].model' },
     });
   });
@@ -42,7 +32,7 @@ describe('checkBatchEmbedRequests', () => {
     ['an array', { content: [content] }],
     ['a string', { content: 'hello' }],
   ])('refuses a request whose content is %s', (_case, request) => {
-    expect(refusal(() => checkBatchEmbedRequests([{ content }, request], 'text-embedding-004'))).toMatchObject({
+    expect(refusalOf(() => checkBatchEmbedRequests([{ content }, request], 'text-embedding-004'))).toMatchObject({
       code: 'invalid_request',
       options: { param: 'requests[1].content' },
     });

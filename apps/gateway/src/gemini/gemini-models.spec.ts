@@ -1,15 +1,5 @@
-import { GatewayError } from '@keygate/errors';
+import { refusalOf } from '@keygate/errors/testing';
 import { geminiModel, geminiModelPage } from './gemini-models';
-
-function refusal(run: () => unknown): GatewayError {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof GatewayError) return error;
-    throw error;
-  }
-  throw new Error('not refused');
-}
 
 const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `gemini-m${String(i).padStart(4, '0')}`);
 
@@ -81,6 +71,6 @@ describe('geminiModelPage', () => {
     ['a token that is not base64url of itself', { pageToken: 'Z2VtaW5pLWE' + '=' }, 'pageToken'],
     ['another parameter', { filter: 'x' }, 'filter'],
   ])('refuses %s (400 naming it)', (_case, query, param) => {
-    expect(refusal(() => geminiModelPage(ids(3), query))).toMatchObject({ code: 'invalid_request', options: { param } });
+    expect(refusalOf(() => geminiModelPage(ids(3), query))).toMatchObject({ code: 'invalid_request', options: { param } });
   });
 });
