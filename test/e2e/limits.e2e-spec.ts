@@ -6,7 +6,7 @@
  */
 import { connect } from 'node:net';
 import { Redis } from 'ioredis';
-import OpenAI from 'openai';
+import OpenAI, { APIError } from 'openai';
 import {
   apiError,
   cleanupTempFiles,
@@ -797,6 +797,73 @@ describe('blocks: created on one replica, in force on all of them at once (SPEC 
     ]);
     expect((await adminCall(replicas[0], 'DELETE', `/admin/blocks?product=${P.blocks}&user=${encodeURIComponent(user)}`)).status).toBe(404);
   });
+
+  it('ends the requests in flight a new block covers, on every replica: a stream with its error event, a call waiting on the upstream with 403; other users go on', async () => {
+    const user = uniqueId('runaway');
+    const token = mintToken({ product: P.blocks, sub: user });
+    const before = await upstreamTotal();
+    // A stream of 100 chunks 100 ms apart (10 s) on replica 2, read with the openai SDK.
+    const streamId = uniqueId('cut-stream');
+    const sdk = new OpenAI({ baseURL: replicas[1].baseURL, apiKey: token, fetch: replicas[1].fetch, maxRetries: 0 });
+    const stream = await sdk.chat.completions.create(
+      { model: MODEL, messages: [{ role: 'user', content: 'runaway [mock chunk_delay_ms=100 chunks=100]' }], stream: true },
+      { headers: { 'x-request-id': streamId } },
+    );
+    let chunks = 0;
+    const reading = (async (): Promise<unknown> => {
+      try {
+        for await (const chunk of stream) if (chunk.choices[0]?.delta?.content) chunks++;
+        return null;
+      } catch (error) {
+        return error;
+      }
+    })();
+    // A call whose upstream answers in 10 s, on replica 3; another user's stream beside it on replica 2.
+    const waiting = chat(replicas[2], token, 'cut-waiting', {}, 'slow [mock delay_ms=10000]');
+    const bystander = chat(
+      replicas[1],
+      mintToken({ product: P.blocks, sub: uniqueId('bystander') }),
+      'cut-bystander',
+      { stream: true },
+      'bystander [mock chunk_delay_ms=100 chunks=15]',
+    );
+    await waitFor(
+      'the three calls to reach the upstream, and the stream to flow',
+      async () => (await upstreamTotal()) - before >= 3 && chunks >= 2,
+      5_000,
+      25,
+    );
+
+    const blockedAt = performance.now();
+    expect((await adminCall(replicas[0], 'POST', '/admin/blocks', { product: P.blocks, user, reason: `runaway ${RUN}` })).status).toBe(201);
+    const streamError = await reading;
+    const cut = await waiting;
+    const endedWithinMs = performance.now() - blockedAt;
+    // Ended by the block, not by the upstream finishing (10 s).
+    expect(endedWithinMs).toBeLessThan(5_000);
+    expect(streamError).toBeInstanceOf(APIError);
+    expect((streamError as APIError).error).toMatchObject({ code: 'blocked', type: 'permission_error' });
+    expect((streamError as APIError).message).toContain(`runaway ${RUN}`);
+    expect(chunks).toBeGreaterThanOrEqual(2);
+    expect(chunks).toBeLessThan(100);
+    expect(cut.status).toBe(403);
+    expect(errorOf(cut)).toMatchObject({ code: 'blocked', type: 'permission_error' });
+
+    // One audit line each, saying so, with the tokens the stream used up to the cut.
+    const streamAudit = await replicas[1].waitForAudit(streamId);
+    expect(replicas[1].auditsFor(streamId)).toHaveLength(1);
+    expect(streamAudit).toMatchObject({ failure: 'blocked', status: 403, stream: true, product: P.blocks, user });
+    expect(streamAudit.tokens_out).toBeGreaterThan(0);
+    await expectOneAudit(cut, { failure: 'blocked', status: 403, product: P.blocks, user });
+
+    // The product's other user's stream ran to its end.
+    const other = await bystander;
+    expect(other.status).toBe(200);
+    expect(other.text.endsWith('data: [DONE]\n\n')).toBe(true);
+    await expectOneAudit(other, { failure: null, product: P.blocks });
+
+    expect((await adminCall(replicas[0], 'DELETE', `/admin/blocks?product=${P.blocks}&user=${encodeURIComponent(user)}`)).status).toBe(200);
+  }, 30_000);
 
   it('blocks a whole product with an expiry, and lifts it by itself when it expires', async () => {
     const token = mintToken({ product: P.blocks, sub: uniqueId('anyone') });

@@ -121,6 +121,28 @@ describe('BlocksService across replicas (real Redis)', () => {
     expect(await a.remove(p, 'oscar')).toBe(false);
   });
 
+  it('tells its listeners each time a block comes into force, however it arrived: made here, announced, or found by a read of the hash', async () => {
+    const p = product('listeners');
+    // What each replica's listener saw in force when called (other specs' blocks call it too).
+    const seen = { a: [] as string[], b: [] as string[] };
+    const watch = (service: BlocksService, into: string[]): void =>
+      service.onBlocked(() => {
+        for (const user of ['made', 'byhand']) if (service.find(p, user)) into.push(user);
+      });
+    watch(a, seen.a);
+    watch(b, seen.b);
+    await a.create(block(p, 'made'));
+    // Made here: told before create() resolves; announced: told as b applies it.
+    expect(seen.a).toContain('made');
+    await msUntil('b to be told of the announced block', () => seen.b.includes('made'), BLOCKS_POLL_MS);
+    // Written by hand, unannounced: told by the next read of the hash.
+    await connections[0].hset(BLOCKS_KEY, `${p}\nbyhand`, JSON.stringify(block(p, 'byhand')));
+    await msUntil('a to be told of the block found by its read', () => seen.a.includes('byhand'), 2 * BLOCKS_POLL_MS);
+    await msUntil('b to be told of the block found by its read', () => seen.b.includes('byhand'), 2 * BLOCKS_POLL_MS);
+    await a.remove(p, 'made');
+    await a.remove(p, 'byhand');
+  });
+
   it('applies the changes another replica announces as they arrive, not at its next read of the hash', async () => {
     const p = product('announced');
     const redis = connections[0];

@@ -104,6 +104,8 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   /** A refresh in flight: the next tick skips rather than overlap it. */
   private refreshing = false;
   private readonly liftListeners: Array<(product: string, user: string) => void> = [];
+  /** Called when a block comes into force on this replica, however it arrived (see {@link onBlocked}). */
+  private readonly blockListeners: Array<() => void> = [];
   /** The connection that receives announced changes (a subscribed connection takes no other command). */
   private subscriber: Redis | undefined;
   /** Changes announced while a refresh's read is in flight: applied to what it read, in order, so it undoes none. */
@@ -202,6 +204,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     if (typeof change.key !== 'string' || (change.block !== null && !isBlock(change.block))) return;
     this.duringRead?.push(change);
     applyChange(this.blocks, change);
+    if (change.block) this.blocked();
     // Said once applied, so the operator's answer means every replica refuses the next request.
     if (typeof change.id === 'string') this.redis?.publish(this.confirmations, change.id).catch(() => undefined);
   }
@@ -290,7 +293,22 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       }
     }
     this.blocks.set(key, block);
+    this.blocked();
     return block;
+  }
+
+  /**
+   * Called each time a block comes into force on this replica: made here, announced by another
+   * replica, or found by a refresh (a change missed while the subscription was down, one written
+   * by hand). The gateway ends the requests in flight that the blocks now cover; the listener
+   * decides which with {@link find}, as the guard does.
+   */
+  onBlocked(listener: () => void): void {
+    this.blockListeners.push(listener);
+  }
+
+  private blocked(): void {
+    for (const listener of this.blockListeners) listener();
   }
 
   /** Called with each user block an operator lifts (the auto-blocker forgets its state of that user). */
@@ -419,7 +437,9 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       // A change announced while this read was in flight may be missing from it: applied again, in order.
       for (const change of this.duringRead) applyChange(next, change);
       this.duringRead = undefined;
+      const previous = this.blocks;
       this.blocks = next;
+      if (addsBlocks(previous, next)) this.blocked();
       // Compare and delete: a block another replica created again under the same key since this
       // read (an auto-block at the expiry, an operator) must not be deleted with the old one.
       if (expired.length) await this.redis.eval(DELETE_IF_UNCHANGED, 1, BLOCKS_KEY, ...expired);
@@ -543,6 +563,25 @@ function changesChannel(redis: Redis | undefined): string {
 function announce(key: string, block: Block | null, id: string): string {
   const change: BlockChange = { key, block, id };
   return JSON.stringify(change);
+}
+
+/** Whether `next` holds a block that `previous` did not (or holds it changed: a new reason, a later expiry). */
+function addsBlocks(previous: Map<string, Block>, next: Map<string, Block>): boolean {
+  for (const [key, block] of next) {
+    const before = previous.get(key);
+    if (!before || before.createdAt !== block.createdAt || before.expiresAt !== block.expiresAt || before.reason !== block.reason)
+      return true;
+  }
+  return false;
+}
+
+/**
+ * The refusal of a request from a blocked product or user: the guard's before the request is
+ * served, and the end of one in flight when the block comes.
+ */
+export function blockedError(block: Block, product: string, user: string): GatewayError {
+  const who = block.user === null ? `product ${product}` : `user ${user} of product ${product}`;
+  return new GatewayError('blocked', `${who} is blocked: ${block.reason}${block.expiresAt ? ` (until ${block.expiresAt})` : ''}`);
 }
 
 function applyChange(blocks: Map<string, Block>, change: BlockChange): void {

@@ -7,7 +7,7 @@ import { GatewayError } from '@keygate/errors';
 import { contextOf, type RequestContext } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AutoBlocker } from './auto-blocker';
-import { BlocksService } from './blocks.service';
+import { blockedError, BlocksService } from './blocks.service';
 import {
   DAILY_COUNTER_TTL_MS,
   requestCounters,
@@ -150,10 +150,7 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     if (!principal) throw new GatewayError('invalid_token', 'a credential is required');
     const { product, user } = principal;
     const block = this.blocks.find(product, user);
-    if (block) {
-      const who = block.user === null ? `product ${product}` : `user ${user} of product ${product}`;
-      throw new GatewayError('blocked', `${who} is blocked: ${block.reason}${block.expiresAt ? ` (until ${block.expiresAt})` : ''}`);
-    }
+    if (block) throw blockedError(block, product, user);
 
     const hits: ThrottlerHit[] = [];
     this.pending.set(request, hits);

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { FailureClass } from '@keygate/errors';
+import type { FailureClass, GatewayError } from '@keygate/errors';
 
 /**
  * Everything known about one request, filled in as it moves along the path and read once by the
@@ -30,10 +30,18 @@ export class RequestContext {
   settled: Promise<void> = Promise.resolve();
   /** Set once the audit line is written: guarantees exactly one. */
   audited = false;
-  /** Aborted when the client disconnects before the response finished, or at the drain deadline. */
+  /**
+   * Aborted when the client disconnects before the response finished, or when keygate ends the
+   * request ({@link endedBy}).
+   */
   readonly abort = new AbortController();
-  /** Set when the drain deadline passed: the request is ended by keygate, not by the client. */
-  shuttingDown = false;
+  /**
+   * Set when keygate ends the request before it finished, with the error the client is told: the
+   * drain deadline passed (503), or a block now covers its caller (403). The request is ended by
+   * keygate, not by the client: a JSON answer not yet sent is this error, a stream ends with it as
+   * its error event, and the audit line records it (never `client_abort`).
+   */
+  endedBy: GatewayError | null = null;
   /**
    * Gives the request back to the daily request caps; set when the limits admitted it, called
    * when it is refused before any upstream attempt (invalid body, policy, unknown model, quota).

@@ -117,13 +117,14 @@ export class SseRelay {
       }
       endStream(res, dialect.done);
     } catch (error) {
-      if (ctx.shuttingDown) {
+      if (ctx.endedBy) {
+        // Ended by keygate (the drain deadline, a block): the client is told why.
         this.endWithError(
           ctx,
           res,
           dialect,
           { eventsSent, nextSequence: lastSequence === undefined ? eventsSent : lastSequence + 1 },
-          new GatewayError('service_unavailable', 'keygate is shutting down; the stream was cut at the end of the drain period'),
+          ctx.endedBy,
         );
       } else if (overLimit) {
         this.endWithError(

@@ -107,7 +107,7 @@ describe('GatewayExceptionFilter', () => {
 
   it('answers a request cut by the drain with the 503, Retry-After and Connection: close (its next request goes elsewhere)', () => {
     const ctx = new RequestContext('req-drain', 'POST', '/v1/chat/completions', 0n, null, true);
-    ctx.shuttingDown = true;
+    ctx.endedBy = new GatewayError('service_unavailable', 'keygate is shutting down', { retryAfterSeconds: 1 });
     const { status, headers, body } = answered(new ClientAbortedError(), ctx);
     expect(status).toBe(503);
     expect(headers).toMatchObject({ 'retry-after': '1', connection: 'close' });

@@ -36,7 +36,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     // Refused once its body was read (validation and after): audited as the stream it asked for.
     if (ctx && askedForStream(request.body)) ctx.stream = true;
 
-    if (exception instanceof ClientAbortedError && !ctx?.shuttingDown) {
+    if (exception instanceof ClientAbortedError && !ctx?.endedBy) {
       ctx?.fail('client_abort', CLIENT_CLOSED_REQUEST);
       return;
     }
@@ -46,9 +46,12 @@ export class GatewayExceptionFilter implements ExceptionFilter {
       return;
     }
     // In the request's context: an error raised outside Nest's pipeline (Fastify's body parsing) is logged with its id too.
-    const error = ctx
-      ? requestContextStorage.run(ctx, () => this.toGatewayError(exception, ctx.requestId))
-      : this.toGatewayError(exception, undefined);
+    // A request keygate ended (the drain deadline, a block) is told why, whatever its handler threw on the abort.
+    const error = ctx?.endedBy
+      ? ctx.endedBy
+      : ctx
+        ? requestContextStorage.run(ctx, () => this.toGatewayError(exception, ctx.requestId))
+        : this.toGatewayError(exception, undefined);
     ctx?.fail(error.spec.failure, error.status);
     // Refused before the credential guard ran (Fastify refuses a body over every product's limit, or
     // one it cannot take, before any guard): the audit line names the caller the headers prove, as
@@ -65,7 +68,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     if (error.status === 429 && (error.options.retryAfterSeconds ?? 0) > SDK_LONGEST_RETRY_WAIT_SECONDS)
       headers['x-should-retry'] = 'false';
     // Refused because keygate is shutting down: the client's next request must go to another replica.
-    if (ctx?.shuttingDown && error.code === 'service_unavailable') headers.connection = 'close';
+    if (ctx?.endedBy?.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
     // Anthropic's route answers in an envelope the Anthropic SDKs read, which is also the contract's.
     const answer = (): void => void reply.status(error.status).headers(headers).type('application/json').send(errorBodyFor(ctx, error));
@@ -82,8 +85,6 @@ export class GatewayExceptionFilter implements ExceptionFilter {
         retryAfterSeconds: Math.ceil(ADMIN_THROTTLE.ttl / 1000),
       });
     }
-    if (exception instanceof ClientAbortedError)
-      return new GatewayError('service_unavailable', 'keygate is shutting down; retry', { retryAfterSeconds: 1 });
     if (exception instanceof UpstreamError) return exception.toGatewayError();
     const status = statusOf(exception);
     if (status !== undefined && status < 500) return new GatewayError(codeForStatus(status, exception), messageFor(status, exception));

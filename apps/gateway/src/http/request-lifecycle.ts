@@ -6,6 +6,7 @@ import { AuditService } from '@keygate/audit';
 import { CredentialGuard } from '@keygate/auth';
 import { GatewayError, type FailureClass } from '@keygate/errors';
 import { LifecycleState } from '@keygate/health';
+import { blockedError, BlocksService } from '@keygate/limits';
 import {
   attachContext,
   contextOf,
@@ -53,12 +54,23 @@ const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
 /** Answered while draining: probes must keep telling the truth, and a scrape may still read the counters. */
 const SERVED_WHILE_DRAINING = new Set(['/healthz', '/readyz', '/metrics']);
 /**
- * At the drain deadline, how long the requests told to end get to end by themselves (a stream
- * writes its error event, a handler winds down its upstream call) before keygate ends their
- * responses itself: a request whose body is still arriving, or a client that stopped reading,
- * would otherwise never close.
+ * How long the requests keygate tells to end (at the drain deadline, or when a block comes) get to
+ * end by themselves (a stream writes its error event, a handler winds down its upstream call)
+ * before keygate ends their responses itself: a request whose body is still arriving, or a client
+ * that stopped reading, would otherwise never close.
  */
 const END_GRACE_MS = 1_000;
+
+/** What a request still open at the drain deadline is told (see {@link RequestLifecycle.endAll}). */
+function drainDeadlineError(): GatewayError {
+  return new GatewayError(
+    'service_unavailable',
+    'keygate is shutting down: the request was ended at the end of the drain period; retry it',
+    {
+      retryAfterSeconds: 1,
+    },
+  );
+}
 
 /**
  * Owns each request's life from arrival to the audit line. A Fastify `onRequest` hook (the first
@@ -78,7 +90,10 @@ export class RequestLifecycle {
     private readonly state: LifecycleState,
     private readonly secrets: SecretsService,
     private readonly credentials: CredentialGuard,
-  ) {}
+    private readonly blocks: BlocksService,
+  ) {
+    blocks.onBlocked(() => this.endBlocked());
+  }
 
   /** Requests whose response has not closed yet. */
   get active(): number {
@@ -91,7 +106,7 @@ export class RequestLifecycle {
    */
   async endAll(): Promise<void> {
     for (const ctx of this.open.keys()) {
-      ctx.shuttingDown = true;
+      ctx.endedBy ??= drainDeadlineError();
       ctx.abort.abort();
     }
     const forceAt = Date.now() + END_GRACE_MS;
@@ -99,9 +114,34 @@ export class RequestLifecycle {
     while (this.open.size || this.audited.size) {
       if (!forced && Date.now() >= forceAt) {
         forced = true;
-        for (const [ctx, reply] of this.open) endResponse(ctx, reply.raw);
+        for (const [ctx, reply] of this.open) endResponse(ctx, reply.raw, ctx.endedBy ?? drainDeadlineError());
       }
       await Promise.race([...this.audited, new Promise((r) => setTimeout(r, 50))]);
+    }
+  }
+
+  /**
+   * A block came into force on this replica: the requests in flight it covers end now (SPEC §6's
+   * "immediate" applies to what is running too: a runaway stream or agent loop is stopped, not left
+   * to finish). Each is told as the guard tells a new request (403 `blocked`): a stream with its
+   * dialect's error event, an answer not sent yet as the error itself. The upstream call is
+   * aborted, and the tokens used so far are charged and audited as for any ended request. Which
+   * requests the blocks cover is the guard's own test ({@link BlocksService.find}); only requests
+   * whose caller is known (past the credential guard) and that are audited (the API routes, not the
+   * operator's) are looked at.
+   */
+  private endBlocked(): void {
+    for (const [ctx, reply] of this.open) {
+      if (!ctx.auditable || ctx.endedBy || ctx.product === null || ctx.user === null) continue;
+      const block = this.blocks.find(ctx.product, ctx.user);
+      if (!block) continue;
+      const error = blockedError(block, ctx.product, ctx.user);
+      ctx.endedBy = error;
+      ctx.abort.abort();
+      // One that does not end by itself in time (a body still arriving, a client not reading) is ended here.
+      setTimeout(() => {
+        if (this.open.has(ctx)) endResponse(ctx, reply.raw, error);
+      }, END_GRACE_MS).unref();
     }
   }
 
@@ -435,12 +475,12 @@ function refuse(ctx: RequestContext, reply: FastifyReply, error: GatewayError): 
 }
 
 /**
- * Ends a response at the drain deadline that did not end when told to: the contract's 503 if
- * nothing was sent yet (a body still arriving, a handler still waiting), else the connection is
- * closed (a client that stopped reading its stream). Either way its close event audits it.
+ * Ends a response keygate told to end (the drain deadline, a block) that did not end by itself:
+ * the error it was ended with if nothing was sent yet (a body still arriving, a handler still
+ * waiting), else the connection is closed (a client that stopped reading its stream). Either way
+ * its close event audits it. The connection closes after the answer: the body may still be arriving.
  */
-function endResponse(ctx: RequestContext, res: ServerResponse): void {
-  const error = new GatewayError('service_unavailable', 'keygate is shutting down; retry the request', { retryAfterSeconds: 1 });
+function endResponse(ctx: RequestContext, res: ServerResponse, error: GatewayError): void {
   ctx.fail(error.spec.failure, error.status);
   if (res.headersSent) {
     res.destroy();
@@ -450,7 +490,7 @@ function endResponse(ctx: RequestContext, res: ServerResponse): void {
   res.writeHead(error.status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
-    'retry-after': '1',
+    ...(error.options.retryAfterSeconds !== undefined ? { 'retry-after': String(error.options.retryAfterSeconds) } : {}),
     connection: 'close',
   });
   res.end(body);

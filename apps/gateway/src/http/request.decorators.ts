@@ -26,6 +26,8 @@ export interface ModelCall {
 export function modelCall(request: FastifyRequest): ModelCall {
   const ctx = contextOf(request.raw);
   if (!ctx) throw new Error('request context missing: RequestLifecycle hook not installed');
+  // Ended by keygate before its handler ran (a block came while its body arrived): told why at once.
+  if (ctx.endedBy) throw ctx.endedBy;
   const { user: principal, rawBody } = request as FastifyRequest & { user: Principal; rawBody?: Buffer };
   return { ctx, principal, bodyBytes: rawBody?.length ?? Number(request.headers['content-length'] ?? 0) };
 }
