@@ -59,7 +59,12 @@ export class AdminController {
 
   @Post('blocks')
   @HttpCode(201)
-  @ApiOperation({ summary: 'Block a product, or one user of a product' })
+  @ApiOperation({
+    summary: 'Block a product, or one user of a product',
+    description:
+      'In force on every replica when the call answers: their next requests get 403 `blocked`, and the requests and streams ' +
+      'already running that the block covers are ended with it (a stream with an error event).',
+  })
   @ApiCreatedResponse({ type: BlockDto })
   @ApiAdminErrors([
     [408, 'The body did not arrive within the request timeout (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS; carries Connection: close)'],
