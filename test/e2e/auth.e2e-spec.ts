@@ -94,6 +94,8 @@ const keyA1 = newSigningKey('RS256', 'idp-a-1');
 const keyA2 = newSigningKey('RS256', 'idp-a-2');
 const keyB1 = newSigningKey('ES256', 'idp-b-1');
 const keyS1 = newSigningKey('ES256', 'shared-1');
+/** Amazon Cognito's kids are standard base64 (`+`, `/`, `=` padding): this one is a real pool's. */
+const keyCognito = newSigningKey('RS256', 'vyVQH7UMjwYboVvyFf+zd4KHZfgc+RtmU/A2vHhgITI=');
 const keyCold = newSigningKey('RS256', 'cold-1');
 const keyTtl1 = newSigningKey('ES256', 'ttl-1');
 const keyTtl2 = newSigningKey('ES256', 'ttl-2');
@@ -158,7 +160,7 @@ beforeAll(async () => {
   coldIssuer = `${keys.url}/cold`;
   ttlIssuer = `${keys.url}/ttl`;
   const idpAUrl = keys.jwks(IDP_A_JWKS, () => keysA);
-  const idpBUrl = keys.jwks(IDP_B_JWKS, () => [keyB1]);
+  const idpBUrl = keys.jwks(IDP_B_JWKS, () => [keyB1, keyCognito]);
   const sharedUrl = keys.jwks(SHARED_JWKS, () => [keyS1]);
   const coldUrl = keys.jwks(COLD_JWKS, () => [keyCold], 'hang');
   const ttlUrl = keys.jwks(TTL_JWKS, () => keysTtl);
@@ -447,6 +449,13 @@ describe('remote JWKS (in order: boot, binding, floods, rotation, outages)', () 
     await expectServed(jw, s, { product: 'demo', user: 'idp-a-user' });
     const es = await send(jw, { token: jwtFor(keyB1, idpB, { sub: 'idp-b-user' }), label: 'jwks-b-es256' });
     await expectServed(jw, es, { product: 'demo', user: 'idp-b-user' });
+    expect(keys.total()).toBe(before);
+  });
+
+  it("verifies a token whose kid is standard base64 (Amazon Cognito's, with +, / and =), without fetching again", async () => {
+    const before = keys.total();
+    const s = await send(jw, { token: jwtFor(keyCognito, idpB, { sub: 'cognito-user' }), label: 'jwks-cognito-kid' });
+    await expectServed(jw, s, { product: 'demo', user: 'cognito-user' });
     expect(keys.total()).toBe(before);
   });
 
