@@ -39,8 +39,14 @@ describe('parseJwtPublicKeys', () => {
     expect(() => parseJwtPublicKeys(JSON.stringify({ k1: make() }), 'jwt-public-keys')).toThrow(new RegExp(`k1: ${expected}`));
   });
 
+  it('accepts a kid in standard base64 with its padding, as Amazon Cognito names its keys', () => {
+    const kid = 'vyVQH7UMjwYboVvyFf+zd4KHZfgc+RtmU/A2vHhgITI=';
+    expect(parseJwtPublicKeys(JSON.stringify({ [kid]: pem(rsa) }), 'jwt-public-keys').get(kid)?.alg).toBe('RS256');
+  });
+
   it('rejects hostile kids, non-objects and empty sets', () => {
-    expect(() => parseJwtPublicKeys(JSON.stringify({ '../../etc/passwd': pem(rsa) }), 's')).toThrow(/kid at index 0/);
+    for (const kid of ['../../etc/passwd', 'keys/../admin', "' OR 1=1--", 'k'.repeat(129)])
+      expect(() => parseJwtPublicKeys(JSON.stringify({ [kid]: pem(rsa) }), 's')).toThrow(/kid at index 0/);
     expect(() => parseJwtPublicKeys('["x"]', 's')).toThrow(/must be a JSON object/);
     expect(() => parseJwtPublicKeys('{}', 's')).toThrow(/no keys/);
   });

@@ -12,7 +12,8 @@ export interface JwtVerificationKey {
   readonly alg: JwtAlgorithm;
 }
 
-const KID = /^[\w.:-]{1,128}$/;
+/** The kids a token may name (see the auth library's token inspection): an identifier, or base64 with its padding (Amazon Cognito's). */
+const KID = /^(?:[\w.:-]{1,128}|[A-Za-z0-9+/_-]{1,128}={0,2})$/;
 
 /** Options of {@link parseJwtPublicKeys}. */
 export interface JwtKeysParseOptions {
@@ -34,7 +35,7 @@ export function parseJwtPublicKeys(
   const keys = new Map<string, JwtVerificationKey>();
   for (const [index, [kid, pem]] of Object.entries(doc as Record<string, unknown>).entries()) {
     if (!KID.test(kid)) {
-      problems.push(`kid at index ${index}: must be 1-128 characters of [A-Za-z0-9_.:-]`);
+      problems.push(`kid at index ${index}: must be 1-128 characters of [A-Za-z0-9_.:-], or base64 with its = padding`);
       continue;
     }
     if (typeof pem !== 'string') {
