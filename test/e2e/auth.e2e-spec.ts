@@ -586,6 +586,8 @@ describe('remote JWKS (in order: boot, binding, floods, rotation, outages)', () 
     const batch = await Promise.all(Array.from({ length: 5 }, () => send(cold, { token: token(), label: 'cold', noCount: true })));
     for (const s of batch) {
       expect(errorOf(s)).toMatchObject({ status: 401, code: 'invalid_token' });
+      // Says the IdP's keys are missing, not that the token names a wrong key.
+      expect(errorOf(s).message).toMatch(/keys are not available: its JWKS endpoint has not been fetched successfully yet/);
       expect(s.elapsedMs).toBeLessThan(4_000);
       expectChallenge(s);
       await expectOneAudit(cold, s.id, { status: 401, failure: 'auth' });
@@ -599,6 +601,17 @@ describe('remote JWKS (in order: boot, binding, floods, rotation, outages)', () 
     }
     expect(keys.count(COLD_JWKS) - before).toBe(1);
     expect((await mock.stats()).total).toBe(mockBefore);
+    // Still in service (HMAC, static keys and other issuers work), and /readyz names the set not fetched.
+    const ready = await fetch(`${cold.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(((await ready.json()) as { details: Record<string, unknown> }).details.keys).toMatchObject({
+      status: 'up',
+      mode: expect.stringMatching(/^degraded/),
+      notFetched: [expect.stringMatching(new RegExp(`${COLD_JWKS.replace(/[.]/g, '\\.')}$`))],
+    });
+    // Where every set is fetched, it says so.
+    const fine = await fetch(`${jw.url}/readyz`);
+    expect(((await fine.json()) as { details: Record<string, unknown> }).details.keys).toMatchObject({ status: 'up', mode: 'loaded' });
   });
 
   it('honours the cache TTL: past it, keys are refreshed in the background, so a key the IdP dropped stops verifying, cached tokens included', async () => {

@@ -89,6 +89,6 @@ export function activeStrategies(config: GatewayConfig): string[] {
     AdminScopeGuard,
   ],
   // PassportModule is re-exported so guards built in importing modules see the default strategies.
-  exports: [PassportModule, VerifiedTokenCache, CredentialGuard, AdminScopeGuard],
+  exports: [PassportModule, VerifiedTokenCache, CredentialGuard, AdminScopeGuard, JwtKeyResolver, IapVerifier],
 })
 export class AuthModule {}

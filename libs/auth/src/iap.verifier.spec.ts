@@ -123,6 +123,29 @@ describe('IapVerifier', () => {
     expect(error).toBeInstanceOf(GatewayError);
     expect(error).toMatchObject({ code: 'invalid_token', status: 401 });
   });
+
+  it("says Google's keys are not available, not that the kid is unknown, while they have never been fetched; readiness names the set", async () => {
+    // A port nothing listens on: every fetch fails at once.
+    const idle = createServer();
+    await new Promise<void>((resolve) => idle.listen(0, '127.0.0.1', resolve));
+    const { port } = idle.address() as AddressInfo;
+    await new Promise((resolve) => idle.close(resolve));
+    const url = `http://127.0.0.1:${port}/jwks`;
+    const unreachable = new IapVerifier(
+      {
+        iap: { audience: AUDIENCE, jwksUrl: url },
+        jwt: { jwks: { timeoutMs: 1_000, ttlMs: 60_000, cooldownMs: 10_000 } },
+      } as unknown as GatewayConfig,
+      new JsonLogger('error', undefined, () => undefined),
+    );
+    const error = await refusal(unreachable.verify(await assertion('good', AUDIENCE)));
+    expect(error).toMatchObject({ code: 'invalid_token', message: expect.stringMatching(/IAP keys are not available/) });
+    expect(unreachable.keySet()).toEqual({ url, keys: 0 });
+    // Once fetched, an unknown kid is said as such.
+    const known = await refusal(verifier.verify(await assertion('no-such-kid', AUDIENCE)));
+    expect(known).toMatchObject({ code: 'invalid_token', message: 'the IAP assertion kid is not a known Google key' });
+    expect(verifier.keySet()?.keys).toBe(2);
+  });
 });
 
 describe('isIapMember', () => {

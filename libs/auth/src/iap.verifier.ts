@@ -53,6 +53,11 @@ export class IapVerifier implements OnApplicationBootstrap {
       });
   }
 
+  /** Google's key set and how many keys it holds now (0: never fetched successfully), for readiness details; undefined without IAP. */
+  keySet(): { url: string; keys: number } | undefined {
+    return this.keys ? { url: this.keys.url, keys: this.keys.size } : undefined;
+  }
+
   /** Starts fetching Google's keys at boot without waiting (see JwtKeyResolver). */
   onApplicationBootstrap(): void {
     void this.keys?.refresh(true);
@@ -65,7 +70,13 @@ export class IapVerifier implements OnApplicationBootstrap {
     try {
       // Inside the try: a published key jose cannot import is this assertion's failure (401), not a 500.
       const key = await this.keys.key({ alg: 'ES256', kid: header.kid });
-      if (!key) throw new GatewayError('invalid_token', 'the IAP assertion kid is not a known Google key');
+      if (!key)
+        throw new GatewayError(
+          'invalid_token',
+          this.keys.loaded
+            ? 'the IAP assertion kid is not a known Google key'
+            : "Google's IAP keys are not available: they have not been fetched successfully yet; retry shortly",
+        );
       const { payload } = await jwtVerify(assertion, key, {
         algorithms: ['ES256'],
         issuer: IAP_ISSUER,

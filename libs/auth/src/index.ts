@@ -6,5 +6,6 @@ export * from './hmac-signature';
 export * from './iap.strategy';
 export * from './iap.verifier';
 export * from './jwt-claims';
+export { JwtKeyResolver } from './jwt-key.resolver';
 export * from './principal';
 export { bearerToken } from './jwt.strategy';

@@ -86,6 +86,11 @@ export class RemoteJwksKeySet {
     return this.keyCount;
   }
 
+  /** Whether a fetch has ever brought keys (they are kept through later failed fetches). */
+  get loaded(): boolean {
+    return this.local !== undefined;
+  }
+
   private async select(header: JWSHeaderParameters): Promise<KeyObject | undefined> {
     if (!this.local) return undefined;
     try {

@@ -55,13 +55,22 @@ export class JwtKeyResolver implements OnApplicationBootstrap {
       if (staticKey.alg !== header.alg) throw invalid(`the token alg is not allowed for this key (expected ${staticKey.alg})`);
       return { key: staticKey.key };
     }
-    for (const set of this.jwksByIssuer.get(issuer) ?? []) {
+    const sets = this.jwksByIssuer.get(issuer) ?? [];
+    for (const set of sets) {
       const generation = set.generation;
       const key = await set.key({ alg: header.alg, kid: header.kid });
       // The generation before the lookup: if the lookup itself refetched, the entry is re-verified once.
       if (key) return { key, jwks: { set, generation } };
     }
+    // Whoever debugs the 401 must learn that the IdP is unreachable, not that the token names a wrong key.
+    if (sets.length && sets.every((set) => !set.loaded))
+      throw invalid("the token issuer's keys are not available: its JWKS endpoint has not been fetched successfully yet; retry shortly");
     throw invalid('the token kid is not a known key');
+  }
+
+  /** Each JWKS endpoint and how many keys it holds now (0: never fetched successfully), for readiness details. */
+  keySets(): Array<{ url: string; keys: number }> {
+    return this.allSets.map((set) => ({ url: set.url, keys: set.size }));
   }
 
   /** Checks the header and the claimed issuer of a token without verifying it. */

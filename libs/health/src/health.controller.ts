@@ -1,4 +1,5 @@
 import { Controller, Get, Inject, ServiceUnavailableException } from '@nestjs/common';
+import { IapVerifier, JwtKeyResolver } from '@keygate/auth';
 import { CounterStore, FailoverCounterStore } from '@keygate/limits';
 import { KEYGATE_REDIS } from '@keygate/redis';
 import type { Redis } from 'ioredis';
@@ -24,6 +25,8 @@ export class HealthController {
     private readonly lifecycle: LifecycleState,
     @Inject(KEYGATE_REDIS) private readonly redis: Redis | undefined,
     @Inject(CounterStore) private readonly store: CounterStore,
+    private readonly jwks: JwtKeyResolver,
+    private readonly iap: IapVerifier,
   ) {}
 
   /** Liveness: answers while the event loop runs; no dependency is checked. */
@@ -38,7 +41,30 @@ export class HealthController {
   readiness(): Promise<HealthCheckResult> {
     if (this.lifecycle.shuttingDown)
       throw new ServiceUnavailableException({ status: 'error', error: { lifecycle: { status: 'down', message: 'shutting down' } } });
-    return this.health.check([() => this.secrets.check(), () => this.indicators.check('lifecycle').up(), () => this.redisDetail()]);
+    return this.health.check([
+      () => this.secrets.check(),
+      () => this.indicators.check('lifecycle').up(),
+      () => this.redisDetail(),
+      () => this.keysDetail(),
+    ]);
+  }
+
+  /**
+   * The remote key sets (JWKS endpoints, Google's IAP keys) and the keys each holds. A set never
+   * fetched does not take a replica out of service (every replica would leave together while an
+   * IdP is down, and static keys, HMAC and the other sets still work): the detail says which
+   * issuer's tokens are refused meanwhile. Keys once fetched are kept through later failures.
+   */
+  private keysDetail(): HealthIndicatorResult {
+    const session = this.indicators.check('keys');
+    const iap = this.iap.keySet();
+    const sets = [...this.jwks.keySets(), ...(iap ? [iap] : [])];
+    const missing = sets.filter((s) => s.keys === 0).map((s) => s.url);
+    return session.up({
+      mode: missing.length ? 'degraded: tokens signed by keys of these sets are refused until they are fetched' : 'loaded',
+      sets: sets.length,
+      ...(missing.length ? { notFetched: missing } : {}),
+    });
   }
 
   /**

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
+import { AuthModule } from '@keygate/auth';
 import { LimitsModule } from '@keygate/limits';
 import { RedisModule } from '@keygate/redis';
 import { SecretsModule } from '@keygate/secrets';
@@ -9,7 +10,7 @@ import { SecretsHealthIndicator } from './secrets.health';
 
 /** `/healthz` and `/readyz` (terminus). */
 @Module({
-  imports: [TerminusModule.forRoot({ logger: false }), SecretsModule, RedisModule, LimitsModule],
+  imports: [TerminusModule.forRoot({ logger: false }), SecretsModule, RedisModule, LimitsModule, AuthModule],
   controllers: [HealthController],
   providers: [SecretsHealthIndicator, LifecycleState],
   exports: [LifecycleState],
