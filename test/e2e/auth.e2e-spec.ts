@@ -1080,6 +1080,9 @@ describe('HMAC request signing', () => {
     '/chat/demo%2F..%2Fother',
     '/chat/demo%2fx',
     '/chat/demo%5C..',
+    // Encoded letters: routed as /chat/demo and /v1/chat/completions, but not in normal form.
+    '/chat/%64emo',
+    '/v1/chat/complet%69ons',
   ];
   it.each(routed)('refuses the non-normalised path %s with 401 before verifying (the signature is valid)', async (target) => {
     const s = await hmacSend(gw, { target, label: 'hmac-path' });

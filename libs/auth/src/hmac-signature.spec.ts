@@ -79,6 +79,10 @@ describe('isNormalisedTarget', () => {
     '/',
     '/v1/files/a.b..c',
     '/v1/.well-known',
+    // Reserved characters and others outside the unreserved set stay encoded in normal form.
+    '/v1beta/models/gemini-1.5-pro%3AgenerateContent',
+    '/v1/models/caf%C3%A9',
+    '/v1/models/a%20b',
   ])('accepts %s', (target) => expect(isNormalisedTarget(target)).toBe(true));
 
   it.each([
@@ -101,6 +105,15 @@ describe('isNormalisedTarget', () => {
     '/v1%5Cmodels',
     '/v1\\models',
     '/v1/models#frag',
+    // An encoded letter, digit, '-', '_' or '~' (normalisation decodes them: /%61dmin is /admin).
+    '/%61dmin/blocks',
+    '/chat/%64emo',
+    '/v1/chat/complet%69ons',
+    '/v%31/models',
+    '/V1/%4Dodels',
+    '/v1/models/gpt%2D4o',
+    '/v1/models/a%5Fb',
+    '/v1/models/a%7eb',
   ])('refuses %s', (target) => expect(isNormalisedTarget(target)).toBe(false));
 });
 

@@ -95,11 +95,18 @@ export function originFormTarget(target: string): string {
 }
 
 /**
+ * A percent-encoded unreserved character (RFC 3986 §2.3: letters, digits, `-`, `.`, `_`, `~`),
+ * which normalisation decodes (§6.2.2.2): `/%61dmin` is `/admin` to whatever normalises paths.
+ */
+const ENCODED_UNRESERVED = /%(3\d|4[1-9a-f]|5[\da]|6[1-9a-f]|7[\da]|2d|2e|5f|7e)/i;
+
+/**
  * True when the path of a request target is in the one form every hop reads the same way: it
- * starts with `/` and has no empty or dot segments, no backslash and no percent-encoded `.`, `/`
- * or `\`. A proxy or router that normalises such a path could route a request elsewhere than
- * the path that was signed. The query string is not held to this: values there legitimately
- * carry encoded slashes, and it is signed byte for byte anyway.
+ * starts with `/` and has no empty or dot segments, no backslash, no percent-encoded `/` or `\`,
+ * and no percent-encoded character that needs none (a letter, a digit, `-`, `.`, `_`, `~`). A
+ * proxy or router that normalises such a path could route a request elsewhere than the path that
+ * was signed. The query string is not held to this: values there legitimately carry encoded
+ * slashes, and it is signed byte for byte anyway.
  */
 export function isNormalisedTarget(target: string): boolean {
   if (!target.startsWith('/')) return false;
@@ -107,7 +114,7 @@ export function isNormalisedTarget(target: string): boolean {
   const path = query === -1 ? target : target.slice(0, query);
   if (path.includes('#')) return false;
   if (path.includes('//') || path.includes('\\')) return false;
-  if (/%(2e|2f|5c)/i.test(path)) return false;
+  if (/%(2f|5c)/i.test(path) || ENCODED_UNRESERVED.test(path)) return false;
   if (path.includes('/./') || path.includes('/../')) return false;
   if (path.endsWith('/.') || path.endsWith('/..')) return false;
   return true;
