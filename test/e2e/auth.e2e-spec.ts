@@ -1690,13 +1690,14 @@ describe('CORS', () => {
   const EXPOSED_HEADERS = [
     'request-id',
     'retry-after',
+    'www-authenticate',
     'x-ratelimit-limit-requests',
     'x-ratelimit-remaining-requests',
     'x-request-id',
     'x-should-retry',
   ];
 
-  it('grants an allowed origin on the actual response and exposes only x-request-id, retry-after, Anthropic’s request-id and the daily cap’s x-ratelimit-*', async () => {
+  it('grants an allowed origin on the actual response and exposes only x-request-id, retry-after, Anthropic’s request-id, the daily cap’s x-ratelimit-*, x-should-retry and the 401 challenge', async () => {
     const s = await send(gw, { headers: { origin: ALLOWED_ORIGINS[1] }, label: 'cors-actual' });
     await expect401(gw, s);
     expect(s.headers['access-control-allow-origin']).toBe(ALLOWED_ORIGINS[1]);

@@ -204,7 +204,9 @@ export function corsOptions(origins: string[]): FastifyCorsOptions {
     allowedHeaders: CORS_ALLOWED_HEADERS,
     // request-id: Anthropic's, on /v1/messages (the SDK's `_request_id`); x-ratelimit-*: the daily
     // request cap's (see RequestLimitsGuard), which a browser client can pace itself by;
-    // x-should-retry: read by the SDKs (see GatewayExceptionFilter).
+    // x-should-retry: read by the SDKs (see GatewayExceptionFilter); www-authenticate: a 401's
+    // challenge, whose resource_metadata a browser client follows to find the authorization
+    // servers (RFC 9728 §5.1), as MCP's browser clients do.
     exposedHeaders: [
       'x-request-id',
       'retry-after',
@@ -212,6 +214,7 @@ export function corsOptions(origins: string[]): FastifyCorsOptions {
       'x-ratelimit-limit-requests',
       'x-ratelimit-remaining-requests',
       'x-should-retry',
+      'www-authenticate',
     ],
     credentials: false,
     maxAge: 600,
