@@ -122,6 +122,9 @@ describe('originFormTarget', () => {
     ['http://gateway.internal:8080/v1/chat/completions?x=1', '/v1/chat/completions?x=1'],
     ['https://evil.example/chat/demo', '/chat/demo'],
     ['http://[::1]:8080/v1/models', '/v1/models'],
+    // A scheme is case-insensitive (RFC 3986 §3.1), as the router reads it.
+    ['HTTP://gateway.internal/v1/models', '/v1/models'],
+    ['Https://gateway.internal/chat/demo?x=1', '/chat/demo?x=1'],
     // The path is kept as sent, for the normal-form check to see.
     ['http://h/v1/../admin', '/v1/../admin'],
     ['http://h//v1/models', '//v1/models'],
@@ -137,7 +140,6 @@ describe('originFormTarget', () => {
     'http://h\\/v1/models',
     'http://h',
     'ftp://h/v1/models',
-    'HTTP://h/v1/models',
     '*',
   ])('leaves %s as it is (it then fails the normal-form check)', (target) => {
     expect(originFormTarget(target)).toBe(target);

@@ -76,12 +76,13 @@ function check(value: string | string[] | undefined, name: string, pattern: RegE
 }
 
 /**
- * The scheme and authority of an absolute-form target (`http(s)://host[:port]`) followed by its
- * path, as Fastify's router strips them. An authority holding `?`, `#`, `@` (userinfo) or `\`, or
+ * The scheme and authority of an absolute-form target (`http(s)://host[:port]`, the scheme in any
+ * case, RFC 3986 §3.1) followed by its path, as Fastify's router strips them (it routes
+ * `HTTP://h/v1/models` as `/v1/models`). An authority holding `?`, `#`, `@` (userinfo) or `\`, or
  * one followed by no path, is not taken: such a target stays absolute and fails the normal-form
  * check, so a signature never covers a target that two readers could take for different paths.
  */
-const ABSOLUTE_FORM_PREFIX = /^https?:\/\/[^/?#@\\]+(?=\/)/;
+const ABSOLUTE_FORM_PREFIX = /^https?:\/\/[^/?#@\\]+(?=\/)/i;
 
 /**
  * The origin-form target (path and query) of an absolute-form one, `http://host/v1/x?q` →
