@@ -22,6 +22,16 @@ function failure(env: NodeJS.ProcessEnv): string {
 }
 
 describe('loadGatewayConfig', () => {
+  it('takes each entry of a comma-separated list once (a JWKS URL listed twice is fetched once)', () => {
+    const config = loadGatewayConfig({
+      ...base,
+      API_KEY_SERVER_JWT_ISSUER: 'issuer-a, issuer-b,issuer-a',
+      API_KEY_SERVER_JWKS_URLS: 'https://idp.example/jwks, https://idp.example/jwks,https://other.example/jwks',
+    });
+    expect(config.jwt?.issuers).toEqual(['issuer-a', 'issuer-b']);
+    expect(config.jwt?.jwksUrls).toEqual(['https://idp.example/jwks', 'https://other.example/jwks']);
+  });
+
   it('applies the SPEC defaults', () => {
     const config = loadGatewayConfig(base);
     expect(config.port).toBe(8080);

@@ -202,11 +202,16 @@ const KNOWN_KEYS: Record<string, true> = Object.fromEntries(
     .map((m) => [m.propertyName, true]),
 );
 
+/** A comma-separated list, each entry once (a JWKS URL listed twice would be fetched twice). */
 function list(value: string | undefined): string[] {
-  return (value ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
+  return [
+    ...new Set(
+      (value ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  ];
 }
 
 /** Node runs a timer set longer than this (about 24.8 days) after 1 ms. */
