@@ -570,6 +570,30 @@ describe('structured logs', () => {
     expect(gw.audits().filter((a) => a.requestId === insane)).toHaveLength(0);
   });
 
+  it('masks a key or a token sent where the model or the path goes on the audit line (the names a client chose)', async () => {
+    const key = `sk-proj-${RUN}${randomBytes(16).toString('hex')}`;
+    const id = uniqueId('key-as-model');
+    const e = await apiError(
+      gw.openai(token).chat.completions.create({ model: key, messages: user(prompt('key as model')) }, { headers: { 'X-Request-Id': id } }),
+    );
+    expect(e.status).toBe(404);
+    const audit = await gw.waitForAudit(id);
+    expect(audit).toMatchObject({ status: 404, failure: 'not_found', model: '[redacted]', requested_model: '[redacted]' });
+
+    const pathId = uniqueId('token-in-path');
+    const res = await fetch(`${gw.url}/v1/${token}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-request-id': pathId },
+      body: '{}',
+      signal: AbortSignal.timeout(10_000),
+    });
+    await res.arrayBuffer();
+    expect(res.status).toBe(404);
+    expect(await gw.waitForAudit(pathId)).toMatchObject({ status: 404, path: '/v1/[redacted]' });
+    for (const line of gw.proc.lines) expect(line.raw).not.toContain(key);
+    expectNoSecretsLogged(gw);
+  });
+
   it('writes only Cloud Logging structured JSON on stdout, and never a prompt, a provider key or a JWT', async () => {
     // Let the last lines arrive.
     await waitFor(

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, redact, type RequestContext } from '@keygate/observability';
 
 /** One audit record, SPEC §7. */
 export interface AuditRecord {
@@ -22,8 +22,18 @@ export interface AuditRecord {
 }
 
 /**
+ * A string of the record that the client chose (the model it asked for, the path it sent), masked
+ * as every other log line is: a request whose model or path holds a key or a token (a client that
+ * passed its API key where the model goes) must not put it in the log.
+ */
+function masked<T extends string | null>(text: T): T {
+  return (text === null ? null : redact(text)) as T;
+}
+
+/**
  * Writes exactly one audit line per auditable request. It never holds prompt or completion text:
- * the record is built only from the context's counters and names.
+ * the record is built only from the context's counters and names, and the names a client chose
+ * (model, path) are masked (SPEC §7: credentials never appear in any log).
  */
 @Injectable()
 export class AuditService {
@@ -38,8 +48,8 @@ export class AuditService {
       requestId: ctx.requestId,
       product: ctx.product,
       user: ctx.user,
-      model: ctx.model,
-      requested_model: ctx.requestedModel,
+      model: masked(ctx.model),
+      requested_model: masked(ctx.requestedModel),
       provider: ctx.provider,
       stream: ctx.stream,
       tokens_in: ctx.tokensIn,
@@ -49,7 +59,7 @@ export class AuditService {
       failure: ctx.failure,
       attempts: ctx.attempts,
       method: ctx.method,
-      path: ctx.path,
+      path: masked(ctx.path),
     };
     // SPEC §7: one record per request whatever LOG_LEVEL says.
     this.logger.always(

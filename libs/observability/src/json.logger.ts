@@ -123,7 +123,7 @@ export class JsonLogger implements LoggerService {
 
   /**
    * Writes one structured entry whatever `LOG_LEVEL` says, without masking: for the audit record,
-   * whose fields are built from counters and configured names only.
+   * whose fields are counters and names (the few a client chose it masks itself).
    */
   always(severity: Severity, message: string, fields: Record<string, unknown> = {}, ctx?: RequestContext): void {
     const context = ctx ?? requestContextStorage.getStore();
