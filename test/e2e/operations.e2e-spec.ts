@@ -929,7 +929,8 @@ describe('graceful shutdown on SIGTERM', () => {
       await waitFor('7 audit lines', () => cut.audits().length >= 7 || undefined, 2_000);
       expect(cut.audits()).toHaveLength(7);
       expect(cut.auditsFor(uploadId)).toHaveLength(1);
-      expect(cut.auditsFor(uploadId)[0]).toMatchObject({ status: 503, failure: 'internal' });
+      // Its caller is named as its token proves, as on every refusal before the guard ran.
+      expect(cut.auditsFor(uploadId)[0]).toMatchObject({ status: 503, failure: 'internal', product: PRODUCT, user: USER });
       for (const o of outcomes!) {
         const lines = cut.auditsFor(o.id);
         expect(lines).toHaveLength(1);

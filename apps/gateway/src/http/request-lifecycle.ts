@@ -114,7 +114,12 @@ export class RequestLifecycle {
     while (this.open.size || this.audited.size) {
       if (!forced && Date.now() >= forceAt) {
         forced = true;
-        for (const [ctx, reply] of this.open) endResponse(ctx, reply.raw, ctx.endedBy ?? drainDeadlineError());
+        for (const [ctx, reply] of this.open) {
+          // One whose body was still arriving never reached the guard: its audit line names the
+          // caller its headers prove, as the drain's and the request timeout's refusals do.
+          this.credentials.nameCallerBeforeAudit(reply.request);
+          endResponse(ctx, reply.raw, ctx.endedBy ?? drainDeadlineError());
+        }
       }
       await Promise.race([...this.audited, new Promise((r) => setTimeout(r, 50))]);
     }
