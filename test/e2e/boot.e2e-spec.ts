@@ -8,8 +8,11 @@ import {
   baseGatewayEnv,
   cleanupTempFiles,
   freePort,
+  GATEWAY_MAIN,
+  ManagedProcess,
   runGatewayExpectingExit,
   startGateway,
+  within,
   writeTempFile,
   type BootResult,
 } from './harness';
@@ -58,6 +61,33 @@ describe('the gateway boots from a valid environment', () => {
     const exit = await gateway.stop();
     expect(exit).toEqual({ code: 0, signal: null });
   }, 30_000);
+
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'exits 0 with one NOTICE line on %s while still starting (nothing in flight), not killed by the signal',
+    async (signal) => {
+      // A Secret Manager endpoint nothing listens on: the boot waits for the product keys (up to 30 s).
+      const env: Record<string, string> = {
+        ...baseGatewayEnv(await freePort(), PRODUCTS),
+        USE_SECRET_MANAGER: 'true',
+        GOOGLE_CLOUD_PROJECT: 'boot-signal-test',
+        API_KEY_SERVER_SECRET_MANAGER_ENDPOINT: `127.0.0.1:${await freePort()}`,
+      };
+      delete env.API_KEY_SERVER_PRODUCT_KEYS;
+      const proc = new ManagedProcess('gateway', GATEWAY_MAIN, env);
+      try {
+        await proc.waitForLine('the boot to begin', (l) => l.json?.message === 'Starting Nest application...', 15_000);
+        expect(proc.lines.some((l) => l.json?.message === 'keygate listening' || l.json?.message === 'secrets loaded')).toBe(false);
+        proc.signal(signal);
+        expect(await within(proc.exited, 5_000)).toEqual({ code: 0, signal: null });
+        const notice = proc.lines.filter((l) => l.json?.message === 'shutdown during start-up: no request was in flight');
+        expect(notice).toHaveLength(1);
+        expect(notice[0]).toMatchObject({ stream: 'stdout', json: { severity: 'NOTICE', signal } });
+      } finally {
+        await proc.stop();
+      }
+    },
+    30_000,
+  );
 
   it('listens on API_KEY_SERVER_LISTEN_ADDRESS (127.0.0.1: this machine only, as npm start does)', async () => {
     const gateway = await startGateway({ products: PRODUCTS, env: { API_KEY_SERVER_LISTEN_ADDRESS: '127.0.0.1' } });

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { ConfigError, loadGatewayConfig } from '@keygate/config';
 import { LifecycleState } from '@keygate/health';
-import { KEYGATE_LOGGER, SERVICE_LOG_LABELS, type JsonLogger } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, SERVICE_LOG_LABELS } from '@keygate/observability';
 import { createGateway } from './bootstrap';
 import { reportCrashes } from './crash-report';
 import { RequestLifecycle } from './http/request-lifecycle';
@@ -41,7 +41,20 @@ async function main(): Promise<void> {
   } catch (error) {
     die(error);
   }
+  // SIGTERM or Ctrl-C while the gateway is still being built (secrets read, which waits up to 30 s
+  // for a Secret Manager that does not answer; Redis connected): no request is in flight, so there
+  // is nothing to drain. One line and exit 0, as a drained shutdown ends, rather than the signal's
+  // default action (killed, exit 143 or 130, without a line).
+  const bootLogger = new JsonLogger(config.logLevel, config.secretManager.project);
+  const stopDuringBoot = (signal: NodeJS.Signals): void => {
+    bootLogger.write('NOTICE', 'shutdown during start-up: no request was in flight', { signal });
+    process.exit(0);
+  };
+  process.on('SIGTERM', stopDuringBoot);
+  process.on('SIGINT', stopDuringBoot);
   const app = await createGateway(config).catch(die);
+  process.off('SIGTERM', stopDuringBoot);
+  process.off('SIGINT', stopDuringBoot);
   const logger = app.get<JsonLogger>(KEYGATE_LOGGER);
   reportCrashes(logger);
   for (const warning of config.warnings) logger.write('WARNING', warning);
