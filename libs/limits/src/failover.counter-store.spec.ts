@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
-import { JsonLogger } from '@keygate/observability';
+import { JsonLogger, RequestContext, requestContextStorage } from '@keygate/observability';
 import { createRequestPathRedis, REDIS_REQUEST_WAIT_MS } from '@keygate/redis';
 import { Redis } from 'ioredis';
 import {
@@ -415,6 +415,25 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     proxy.mode = 'up';
     await until('the settlement to reach Redis', async () => (await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')) === '400', 8_000);
     expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, 'u:hal')).toBe('400');
+  }, 15_000);
+
+  it('logs what a batch send meets without the id of the request whose settlement happened to start the batch', async () => {
+    // The batch carries the settlements of every request that ended within it; its timer must not
+    // run in the context of the first one, whose response may be long gone.
+    const p = product('batch-context');
+    expect(await reserve(store, p, 'ivy', 1_000, 100_000, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    proxy.mode = 'frozen';
+    const ctx = new RequestContext('req-started-the-batch', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+    const settled = requestContextStorage.run(ctx, () => store.settleTokens(p, 'ivy', 100 - 1_000, DAY, 'shared'));
+    await sleep(100); // the batch is written into the frozen connection
+    proxy.down();
+    await settled;
+    const degraded = lines.filter((l) => String(l.message).startsWith('limits degraded'));
+    expect(degraded).toHaveLength(1);
+    expect(degraded[0]).not.toHaveProperty('requestId');
+    expect(JSON.stringify(lines)).not.toContain('req-started-the-batch');
+    proxy.mode = 'up';
+    await until('the settlement to reach Redis', async () => (await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')) === '100', 8_000);
   }, 15_000);
 
   it('applies once a settlement Redis ran whose reply the dropped connection lost, though it is sent again', async () => {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { BeforeApplicationShutdown, OnApplicationShutdown } from '@nestjs/common';
-import type { JsonLogger } from '@keygate/observability';
+import { requestContextStorage, type JsonLogger } from '@keygate/observability';
 import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import {
@@ -332,7 +332,9 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     if (!this.batching) return this.sendHeld();
     this.nextBatch ??= new Promise<void>((resolve) => {
       this.batchSent = resolve;
-      this.batchTimer = setTimeout(() => void this.sendBatch(), SETTLE_BATCH_MS);
+      // Outside the context of the request whose settlement opened the batch: the batch carries
+      // every request's that ended meanwhile, and what its send logs (Redis lost) is none of theirs.
+      this.batchTimer = setTimeout(() => requestContextStorage.exit(() => void this.sendBatch()), SETTLE_BATCH_MS);
       this.batchTimer.unref();
     });
     return this.nextBatch;
