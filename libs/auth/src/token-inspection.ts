@@ -1,15 +1,8 @@
 import { GatewayError } from '@keygate/errors';
+import { JWT_KID } from '@keygate/secrets';
 
 /** The longest compact JWT accepted (SPEC §5 hardening). */
 export const MAX_TOKEN_LENGTH = 8192;
-/**
- * The `kid` shapes accepted: an identifier of letters, digits and `._:-` (most IdPs: Okta, Auth0,
- * Entra ID, Keycloak, Google, Clerk), or standard/URL-safe base64 with its `=` padding (Amazon
- * Cognito's `vyVQ…+…/…=`, WSO2's). Neither shape holds a space, a quote or a control character, and
- * only the one without `/` has dots, so no `../` traversal or SQL passes as a kid (a kid is only ever
- * compared with configured ones, never used as a path or in a query, but it is refused before that).
- */
-const KID = /^(?:[A-Za-z0-9._:-]{1,128}|[A-Za-z0-9+/_-]{1,128}={0,2})$/;
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
 /**
  * Header parameters that carry or point at a key: honouring any of them lets a token pick its own
@@ -49,7 +42,7 @@ export function inspectToken(token: string, acceptedAlgs: ReadonlySet<string>): 
   if (KEY_CARRYING_HEADERS.some((h) => h in header)) throw invalid('tokens that carry their own key or key URL are not accepted');
   if ('crit' in header) throw invalid('the token has critical header parameters keygate does not understand');
   const kid = header.kid;
-  if (typeof kid !== 'string' || !KID.test(kid)) throw invalid('the token header has no usable kid');
+  if (typeof kid !== 'string' || !JWT_KID.test(kid)) throw invalid('the token header has no usable kid');
   return { header: { ...header, alg, kid }, payload };
 }
 

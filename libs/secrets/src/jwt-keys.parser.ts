@@ -12,8 +12,15 @@ export interface JwtVerificationKey {
   readonly alg: JwtAlgorithm;
 }
 
-/** The kids a token may name (see the auth library's token inspection): an identifier, or base64 with its padding (Amazon Cognito's). */
-const KID = /^(?:[\w.:-]{1,128}|[A-Za-z0-9+/_-]{1,128}={0,2})$/;
+/**
+ * The `kid` shapes accepted, for configured keys and the tokens naming them alike: an identifier of
+ * letters, digits and `._:-` (most IdPs: Okta, Auth0, Entra ID, Keycloak, Google, Clerk), or
+ * standard/URL-safe base64 with its `=` padding (Amazon Cognito's `vyVQ…+…/…=`, WSO2's). Neither
+ * shape holds a space, a quote or a control character, and only the one without `/` has dots, so
+ * no `../` traversal or SQL passes as a kid (a kid is only ever compared with configured ones, never
+ * used as a path or in a query, but it is refused before that).
+ */
+export const JWT_KID = /^(?:[A-Za-z0-9._:-]{1,128}|[A-Za-z0-9+/_-]{1,128}={0,2})$/;
 
 /** Options of {@link parseJwtPublicKeys}. */
 export interface JwtKeysParseOptions {
@@ -34,7 +41,7 @@ export function parseJwtPublicKeys(
   const problems: string[] = [];
   const keys = new Map<string, JwtVerificationKey>();
   for (const [index, [kid, pem]] of Object.entries(doc as Record<string, unknown>).entries()) {
-    if (!KID.test(kid)) {
+    if (!JWT_KID.test(kid)) {
       problems.push(`kid at index ${index}: must be 1-128 characters of [A-Za-z0-9_.:-], or base64 with its = padding`);
       continue;
     }
