@@ -1194,6 +1194,50 @@ describe('auto-block', () => {
     // Another user of the product is not blocked.
     expect((await chat(replicas[2], mintToken({ product: P.autoBlock, sub: uniqueId('calm') }), 'calm')).status).toBe(200);
   });
+
+  it('on a replica without Redis too: the refusal that sets it off is still the 429, and the stream the user has running is ended with the block', async () => {
+    // In memory the block comes into force while that refusal is still being answered.
+    const solo = await startGateway({ products: limitsProducts(mock.url), env: { API_KEY_SERVER_POLICY_FILE: policyFile } });
+    try {
+      const user = uniqueId('hammer-solo');
+      const token = mintToken({ product: P.autoBlock, sub: user });
+      const streamId = uniqueId('hammer-stream');
+      const sdk = new OpenAI({ baseURL: solo.baseURL, apiKey: token, fetch: solo.fetch, maxRetries: 0 });
+      const stream = await sdk.chat.completions.create(
+        { model: MODEL, messages: [{ role: 'user', content: 'long [mock chunk_delay_ms=100 chunks=100]' }], stream: true },
+        { headers: { 'x-request-id': streamId } },
+      );
+      const reading = (async (): Promise<unknown> => {
+        try {
+          for await (const chunk of stream) void chunk;
+          return null;
+        } catch (error) {
+          return error;
+        }
+      })();
+      await startOfSecond();
+      const answers: Answer[] = [];
+      for (let i = 0; i < 4; i++) answers.push(await chat(solo, token, 'hammer-solo'));
+      expect(answers.map((a) => a.status)).toEqual([200, 429, 429, 429]);
+      for (const a of answers.slice(1)) {
+        expect(errorOf(a).code).toBe('rate_limit_exceeded');
+        await solo.waitForAudit(a.id);
+        expect(solo.auditsFor(a.id)).toHaveLength(1);
+        expect(solo.auditsFor(a.id)[0]).toMatchObject({ failure: 'rate_limit', status: 429, user });
+      }
+      const streamError = await reading;
+      expect(streamError).toBeInstanceOf(APIError);
+      expect((streamError as APIError).error).toMatchObject({ code: 'blocked', type: 'permission_error' });
+      const streamAudit = await solo.waitForAudit(streamId);
+      expect(solo.auditsFor(streamId)).toHaveLength(1);
+      expect(streamAudit).toMatchObject({ failure: 'blocked', status: 403, stream: true, user });
+      const next = await chat(solo, token, 'hammer-solo-blocked');
+      expect(next.status).toBe(403);
+      expect(errorOf(next).code).toBe('blocked');
+    } finally {
+      await solo.stop();
+    }
+  }, 30_000);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -114,6 +114,31 @@ describe('GatewayExceptionFilter', () => {
     expect(body).toMatchObject({ error: { code: 'service_unavailable' } });
   });
 
+  it('answers a request a block ended with the 403 blocked, whatever its handler threw on the abort', () => {
+    const blocked = new GatewayError('blocked', 'user u of product p is blocked: runaway');
+    for (const thrown of [new ClientAbortedError(), new Error('aborted'), blocked]) {
+      const ctx = new RequestContext('req-blocked', 'POST', '/v1/chat/completions', 0n, null, true);
+      ctx.endedBy = blocked;
+      const { status, headers, body } = answered(thrown, ctx);
+      expect(status).toBe(403);
+      expect(headers).not.toHaveProperty('connection');
+      expect(body).toMatchObject({ error: { code: 'blocked' } });
+      expect(ctx.failure).toBe('blocked');
+    }
+  });
+
+  it('keeps a refusal raised before the block came (the 429 that set off an auto-block): its status, Retry-After and audit class', () => {
+    const ctx = new RequestContext('req-auto-block', 'POST', '/v1/chat/completions', 0n, null, true);
+    // The auto-block the refusal set off came into force, and ended the request, before the filter ran.
+    ctx.endedBy = new GatewayError('blocked', 'user u of product p is blocked: auto-block: 3 refusals (user_qps) within 60 s');
+    const { status, headers, body } = answered(new GatewayError('rate_limit_exceeded', 'too many requests', { retryAfterSeconds: 1 }), ctx);
+    expect(status).toBe(429);
+    expect(headers['retry-after']).toBe('1');
+    expect(body).toMatchObject({ error: { code: 'rate_limit_exceeded' } });
+    expect(ctx.failure).toBe('rate_limit');
+    expect(ctx.status).toBe(429);
+  });
+
   it('answers on /v1/messages in Anthropic’s envelope, which is the contract’s with "type": "error" beside it', () => {
     const ctx = new RequestContext('req-msg', 'POST', '/v1/messages', 0n, null, true);
     // As the lifecycle marks it on arrival.

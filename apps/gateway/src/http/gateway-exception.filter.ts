@@ -46,9 +46,12 @@ export class GatewayExceptionFilter implements ExceptionFilter {
       return;
     }
     // In the request's context: an error raised outside Nest's pipeline (Fastify's body parsing) is logged with its id too.
-    // A request keygate ended (the drain deadline, a block) is told why, whatever its handler threw on the abort.
-    const error = ctx?.endedBy
-      ? ctx.endedBy
+    // A request keygate ended (the drain deadline, a block) is told why, whatever its handler threw on
+    // the abort; a refusal of its own raised before the end came (the guard's 429 that set off an
+    // auto-block, which a replica without Redis applies before this filter runs) stands.
+    const endedBy = ctx?.endedBy && !(exception instanceof GatewayError && exception !== ctx.endedBy) ? ctx.endedBy : null;
+    const error = endedBy
+      ? endedBy
       : ctx
         ? requestContextStorage.run(ctx, () => this.toGatewayError(exception, ctx.requestId))
         : this.toGatewayError(exception, undefined);
