@@ -803,6 +803,29 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
   });
 
+  it('serves a body with a "constructor" key (a tool schema property so named), which validation used to answer 500', async () => {
+    const id = uniqueId('constructor-key');
+    const parameters = { type: 'object', properties: { constructor: { type: 'string' } }, required: ['constructor'] };
+    const tools = [{ type: 'function', function: { name: 'build', parameters } }];
+    const { result, chatCalls, after } = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', id, { model: 'gpt-4o', messages: user(prompt('constructor key')), tools }),
+    );
+    expect(result.res.status).toBe(200);
+    expect(chatCalls).toBe(1);
+    expect((after.last['openai.chat']?.body as { tools: unknown }).tools).toEqual(tools);
+    await expectOneAudit(gw, id, { status: 200, failure: null });
+
+    // One where a string belongs is a wrong type like any other: 400 naming the field, nothing upstream.
+    const wrongId = uniqueId('constructor-model');
+    const wrong = await countingUpstream(() =>
+      post(gw, '/v1/chat/completions', wrongId, { model: { constructor: 1 }, messages: user(prompt('constructor model')) }),
+    );
+    expect(wrong.result.res.status).toBe(400);
+    expect((wrong.result.json as ErrorBody).error).toMatchObject({ code: 'invalid_request', param: 'model' });
+    expect(wrong.calls).toBe(0);
+    await expectOneAudit(gw, wrongId, { status: 400, failure: 'bad_request' });
+  });
+
   it('audits a streamed request refused by validation as streamed (its body says so), a plain one as not', async () => {
     for (const stream of [true, false]) {
       const id = uniqueId(`bad-stream-${stream}`);

@@ -1,7 +1,7 @@
 import { GatewayError } from '@keygate/errors';
 import { CreateBlockDto } from '../admin/admin.dto';
 import { ChatCompletionRequestDto } from '../chat/chat-completion.dto';
-import { DtoValidationPipe, MAX_JSON_DEPTH, nestedDeeperThan } from './dto-validation.pipe';
+import { DtoValidationPipe, MAX_JSON_DEPTH, nestedDeeperThan, withoutConstructorKeys } from './dto-validation.pipe';
 
 function refusal(body: unknown): GatewayError {
   try {
@@ -98,5 +98,50 @@ describe('DtoValidationPipe', () => {
   it('names a __proto__ key for what it is, not as invalid JSON', () => {
     const error = refusal(JSON.parse('{"product": "demo", "reason": "x", "__proto__": {"admin": true}}'));
     expect(error).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/__proto__ or constructor.prototype/) });
+  });
+
+  it('validates a body with a "constructor" key anywhere (class-transformer took it for a class: a 500) and hands it back as sent', () => {
+    const pipe = new DtoValidationPipe();
+    const chat = (extra: Record<string, unknown>): unknown =>
+      pipe.transform(Buffer.from(JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], ...extra })), {
+        type: 'body',
+        metatype: ChatCompletionRequestDto,
+      });
+    // A tool whose schema has a property named `constructor`, and open fields holding one: valid.
+    const tools = [
+      { type: 'function', function: { name: 'build', parameters: { type: 'object', properties: { constructor: { type: 'string' } } } } },
+    ];
+    expect(chat({ tools, metadata: { constructor: 'x' } })).toEqual({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'hi' }],
+      tools,
+      metadata: { constructor: 'x' },
+    });
+    // A wrong type that carries one is named like any other wrong type.
+    const error = ((): GatewayError => {
+      try {
+        chat({ model: { constructor: 1 } });
+      } catch (e) {
+        return e as GatewayError;
+      }
+      throw new Error('expected a refusal');
+    })();
+    expect([error.code, error.options.param]).toEqual(['invalid_request', 'model']);
+    expect(() => chat({ messages: [{ role: 'user', content: [{ type: 'text', text: 'hi', constructor: 1 }] }] })).not.toThrow();
+  });
+
+  it('copies only the paths that lead to a "constructor" key', () => {
+    const untouched = { a: [{ b: 1 }], c: { d: 'e' } };
+    expect(withoutConstructorKeys(untouched)).toBe(untouched);
+    const body: { a: Array<Record<string, unknown>>; c: object; constructor: unknown } = {
+      a: [{ b: 1 }, { constructor: 2, f: 3 }],
+      c: { d: 'e' },
+      constructor: 'x',
+    };
+    const clean = withoutConstructorKeys(body) as typeof body;
+    expect(clean).toEqual({ a: [{ b: 1 }, { f: 3 }], c: { d: 'e' } });
+    expect(clean.c).toBe(body.c);
+    expect(clean.a[0]).toBe(body.a[0]);
+    expect(body.a[1]).toEqual({ constructor: 2, f: 3 });
   });
 });

@@ -34,7 +34,7 @@ export class DtoValidationPipe implements PipeTransform {
     }
     if (Buffer.isBuffer(raw) && (value as { stream?: unknown }).stream === true) STREAMED_BODIES.add(raw);
     const strict = Reflect.getMetadata(STRICT_BODY, type) === true;
-    const errors = validateSync(plainToInstance(type, value) as object, {
+    const errors = validateSync(plainToInstance(type, withoutConstructorKeys(value)) as object, {
       validationError: { target: false, value: false },
       ...(strict ? { whitelist: true, forbidNonWhitelisted: true } : {}),
     });
@@ -44,6 +44,35 @@ export class DtoValidationPipe implements PipeTransform {
     }
     return value;
   }
+}
+
+/**
+ * The value to validate, without its `constructor` keys (copied only along the paths to one).
+ * class-transformer takes an object's `constructor` for its class: one that is a JSON value (a
+ * tool schema's property named `constructor`, a function call's argument) made it throw, a 500 for
+ * a valid request. No DTO declares such a field and class-transformer never copies one, so what is
+ * validated is unchanged; the handler still gets the body as sent, `constructor` keys included.
+ */
+export function withoutConstructorKeys(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    value.forEach((item, i) => {
+      const clean = withoutConstructorKeys(item);
+      if (clean !== item) (copy ??= value.slice())[i] = clean;
+    });
+    return copy ?? value;
+  }
+  let copy: Record<string, unknown> | undefined;
+  for (const [key, item] of Object.entries(value)) {
+    const clean = withoutConstructorKeys(item);
+    if (clean !== item) (copy ??= { ...value })[key] = clean;
+  }
+  if (Object.prototype.hasOwnProperty.call(value, 'constructor')) {
+    copy ??= { ...value };
+    Reflect.deleteProperty(copy, 'constructor');
+  }
+  return copy ?? value;
 }
 
 /**
