@@ -1506,6 +1506,62 @@ describe('request identity', () => {
     },
   );
 
+  /** Writes `raw` on a fresh connection and resolves with all that comes back until it closes. */
+  function rawExchange(raw: string): Promise<string> {
+    return new Promise<string>((done, fail) => {
+      const socket = connect(gw.port, HOST, () => socket.write(raw));
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('close', () => done(Buffer.concat(chunks).toString('utf8')));
+      socket.on('error', () => undefined);
+      socket.setTimeout(5_000, () => {
+        socket.destroy();
+        fail(new Error('no answer'));
+      });
+    });
+  }
+
+  it('refuses a body with malformed chunked framing as its own request: 400 with its X-Request-Id, audited 400 (was a nameless 400 audited 499)', async () => {
+    const id = uniqueId('ident-bad-chunk');
+    const body = chatBody('bad chunk');
+    const head = [
+      'POST /v1/chat/completions HTTP/1.1',
+      'host: 127.0.0.1',
+      `x-request-id: ${id}`,
+      `authorization: Bearer ${mintToken({ sub: 'ident-bad-chunk' })}`,
+      'content-type: application/json',
+      'transfer-encoding: chunked',
+    ];
+    const before = (await mock.stats()).total;
+    const answer = await rawExchange(`${head.join('\r\n')}\r\n\r\n10\r\n${body.slice(0, 16)}\r\nZZ\r\n`);
+    expect(answer.split('\r\n', 1)[0]).toBe('HTTP/1.1 400 Bad Request');
+    expect(answer.toLowerCase()).toContain(`x-request-id: ${id}`);
+    expect(answer.match(/HTTP\/1\.1 \d{3}/g)).toHaveLength(1);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'invalid_request' } });
+    expect((await mock.stats()).total).toBe(before);
+    sent.set(gw, [...(sent.get(gw) ?? []), id]);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', product: 'demo', user: 'ident-bad-chunk' });
+  });
+
+  it('answers a request before refusing what the parser cannot read after it on the same connection (HTTP/1.1 answers in order)', async () => {
+    // A GET sent with a body but no framing: the body is read as the next request, which is malformed.
+    const id = uniqueId('ident-pipelined-garbage');
+    const head = [
+      'GET /v1/models HTTP/1.1',
+      'host: 127.0.0.1',
+      `x-request-id: ${id}`,
+      `authorization: Bearer ${mintToken({ sub: 'ident-pipelined' })}`,
+    ];
+    const answer = await rawExchange(`${head.join('\r\n')}\r\n\r\n{"x":`);
+    // Its own answer first (was: only the parser's 400, while the audit line said 200). The first
+    // body ends without a newline, so the second status line follows it directly.
+    expect(answer.match(/HTTP\/1\.1 \d{3} [^\r]*/g)).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 400 Bad Request']);
+    expect(answer.toLowerCase()).toContain(`x-request-id: ${id}`);
+    expect(answer.indexOf(`"object":"list"`)).toBeLessThan(answer.indexOf('HTTP/1.1 400'));
+    sent.set(gw, [...(sent.get(gw) ?? []), id]);
+    await expectOneAudit(gw, id, { status: 200, failure: null, path: '/v1/models', user: 'ident-pipelined' });
+  });
+
   it('takes the product from the credential, not from an X-Keygate-Product header', async () => {
     const s = await send(gw, {
       token: mintToken({ sub: 'ident-header' }),

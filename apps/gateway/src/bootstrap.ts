@@ -111,9 +111,18 @@ function refuseMalformed(
   socket: Socket,
   securityHeaders: ReadonlyArray<readonly [string, string]>,
   timedOut?: (socket: Socket) => boolean,
+  malformed?: (socket: Socket, answerNext: () => void) => boolean,
 ): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && timedOut?.(socket)) return;
+  // A request open on the connection is answered as itself, or first (see RequestLifecycle.refuseMalformed).
+  // Not when the client closed mid-request (the parser's end-of-input error): it left, it sent nothing malformed.
+  if (
+    error.code !== 'ERR_HTTP_REQUEST_TIMEOUT' &&
+    error.code !== 'HPE_INVALID_EOF_STATE' &&
+    malformed?.(socket, () => refuseMalformed(error, socket, securityHeaders))
+  )
+    return;
   const [status, message] =
     error.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'the request headers are too large']
@@ -129,8 +138,14 @@ function refuseMalformed(
     'connection: close',
     ...securityHeaders.map(([name, value]) => `${name}: ${value}`),
   ];
-  if (socket.writable) socket.write(`${lines.join('\r\n')}\r\n\r\n${body}`);
-  socket.destroy();
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.write(`${lines.join('\r\n')}\r\n\r\n${body}`);
+  // An answer to an earlier request may still be in the socket's buffer: it is flushed first.
+  if (socket.writableLength > 0) socket.destroySoon();
+  else socket.destroy();
 }
 
 /**
@@ -264,10 +279,12 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   const late: {
     refuse?: (error: Error, request: FastifyRequest, reply: FastifyReply) => void;
     timedOut?: (socket: Socket) => boolean;
+    malformed?: (socket: Socket, answerNext: () => void) => boolean;
   } = {};
   const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
   const adapter = new FastifyAdapter({
-    clientErrorHandler: (error: Error & { code?: string }, socket: Socket) => refuseMalformed(error, socket, headers, late.timedOut),
+    clientErrorHandler: (error: Error & { code?: string }, socket: Socket) =>
+      refuseMalformed(error, socket, headers, late.timedOut, late.malformed),
     frameworkErrors: (error: Error, request: FastifyRequest, reply: FastifyReply) => {
       for (const [name, value] of headers) reply.raw.setHeader(name, value);
       if (late.refuse) late.refuse(error, request, reply);
@@ -314,6 +331,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   lifecycle.install(fastify);
   late.refuse = (error, request, reply) => lifecycle.refuseUnroutable(error, request, reply);
   late.timedOut = (socket) => lifecycle.refuseTimedOut(socket);
+  late.malformed = (socket, answerNext) => lifecycle.refuseMalformed(socket, answerNext);
   serveUnknownExpectations(app.getHttpServer());
   // Registered after the lifecycle and helmet hooks (hooks run in registration order), so a
   // preflight is audited and carries X-Request-Id and the security headers like any answer.

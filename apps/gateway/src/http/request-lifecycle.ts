@@ -44,6 +44,7 @@ function adoptGoogleKey(request: FastifyRequest): void {
 /** Status recorded when the client went away before the response finished (nginx's convention). */
 export const CLIENT_CLOSED_REQUEST = 499;
 const REQUEST_TIMEOUT = 408;
+const BAD_REQUEST = 400;
 
 /** SPEC §7's audited paths (see {@link isAudited}), and Gemini's own API under /v1beta. */
 const AUDITED = /^\/(v1|v1beta|chat)\//;
@@ -279,6 +280,42 @@ export class RequestLifecycle {
           'content-length': Buffer.byteLength(body),
           connection: 'close',
         });
+        res.end(body);
+      }
+      // Closed once what was written is flushed; the response's close event then audits the request.
+      socket.destroySoon();
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Node's parser failed on a connection that has a request open. When that request's body was
+   * still arriving, the error is in its body (malformed chunked framing): it is refused as itself,
+   * 400 with its own `X-Request-Id` and its audit line, not as a nameless parse error beside an
+   * audit line that says the client left. When it had arrived whole, the error is in a request
+   * pipelined after it: HTTP/1.1 answers in order, so `answerNext` (bootstrap's nameless 400, which
+   * closes the connection) runs once this one's answer is written, instead of going first and
+   * leaving this one's answer undelivered. Returns false when no request is open on the socket.
+   */
+  refuseMalformed(socket: Socket, answerNext: () => void): boolean {
+    for (const [ctx, reply] of this.open) {
+      const res = reply.raw;
+      if (res.socket !== socket) continue;
+      if (reply.request.raw.complete) {
+        if (res.writableFinished) answerNext();
+        else res.once('finish', answerNext);
+        return true;
+      }
+      ctx.fail('bad_request', BAD_REQUEST);
+      // The guard never ran (Fastify reads the body first).
+      this.credentials.nameCallerBeforeAudit(reply.request);
+      // A refusal recorded before (a 413 held back while the body drains) is not contradicted.
+      if (!res.headersSent && ctx.status === BAD_REQUEST) {
+        const body = JSON.stringify(
+          errorBodyFor(ctx, new GatewayError('invalid_request', 'the request body is not valid HTTP/1.1 (malformed chunked encoding)')),
+        );
+        res.writeHead(BAD_REQUEST, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
         res.end(body);
       }
       // Closed once what was written is flushed; the response's close event then audits the request.
