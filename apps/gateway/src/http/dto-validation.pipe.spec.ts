@@ -1,7 +1,8 @@
 import { GatewayError } from '@keygate/errors';
+import { refusalOf } from '@keygate/errors/testing';
 import { CreateBlockDto } from '../admin/admin.dto';
 import { ChatCompletionRequestDto } from '../chat/chat-completion.dto';
-import { DtoValidationPipe, MAX_JSON_DEPTH, nestedDeeperThan, withoutConstructorKeys } from './dto-validation.pipe';
+import { DtoValidationPipe, MAX_JSON_DEPTH, mayNameConstructor, nestedDeeperThan, withoutConstructorKeys } from './dto-validation.pipe';
 
 function refusal(body: unknown): GatewayError {
   try {
@@ -128,6 +129,17 @@ describe('DtoValidationPipe', () => {
     })();
     expect([error.code, error.options.param]).toEqual(['invalid_request', 'model']);
     expect(() => chat({ messages: [{ role: 'user', content: [{ type: 'text', text: 'hi', constructor: 1 }] }] })).not.toThrow();
+  });
+
+  it('walks a body for "constructor" keys only when its bytes can spell one, escaped letters included', () => {
+    expect(mayNameConstructor(Buffer.from('{"model":"gpt-4o","messages":[]}'))).toBe(false);
+    expect(mayNameConstructor(Buffer.from('{"constructor":1}'))).toBe(true);
+    expect(mayNameConstructor(Buffer.from('{"\\u0063onstructor":1}'))).toBe(true);
+    // The escaped spelling is a constructor key all the same, and validated without a 500.
+    const pipe = new DtoValidationPipe();
+    const body = '{"model":{"\\u0063onstructor":1},"messages":[{"role":"user","content":"hi"}]}';
+    const refused = refusalOf(() => pipe.transform(Buffer.from(body), { type: 'body', metatype: ChatCompletionRequestDto }));
+    expect([refused.code, refused.options.param]).toEqual(['invalid_request', 'model']);
   });
 
   it('copies only the paths that lead to a "constructor" key', () => {

@@ -34,7 +34,9 @@ export class DtoValidationPipe implements PipeTransform {
     }
     if (Buffer.isBuffer(raw) && (value as { stream?: unknown }).stream === true) STREAMED_BODIES.add(raw);
     const strict = Reflect.getMetadata(STRICT_BODY, type) === true;
-    const errors = validateSync(plainToInstance(type, withoutConstructorKeys(value)) as object, {
+    // Only a body whose bytes can spell a `constructor` key is walked for one (the hot path skips it).
+    const checked = Buffer.isBuffer(raw) && !mayNameConstructor(raw) ? value : withoutConstructorKeys(value);
+    const errors = validateSync(plainToInstance(type, checked) as object, {
       validationError: { target: false, value: false },
       ...(strict ? { whitelist: true, forbidNonWhitelisted: true } : {}),
     });
@@ -44,6 +46,15 @@ export class DtoValidationPipe implements PipeTransform {
     }
     return value;
   }
+}
+
+/**
+ * Whether a JSON body's bytes can hold a `constructor` key: spelt out, or with any of its letters
+ * as a `\u` escape (which JSON allows in keys, and Python's `json.dumps` writes for every non-ASCII
+ * character, so such bodies are simply walked).
+ */
+export function mayNameConstructor(raw: Buffer): boolean {
+  return raw.includes('constructor') || raw.includes('\\u');
 }
 
 /**
