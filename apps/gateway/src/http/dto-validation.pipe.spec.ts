@@ -119,14 +119,7 @@ describe('DtoValidationPipe', () => {
       metadata: { constructor: 'x' },
     });
     // A wrong type that carries one is named like any other wrong type.
-    const error = ((): GatewayError => {
-      try {
-        chat({ model: { constructor: 1 } });
-      } catch (e) {
-        return e as GatewayError;
-      }
-      throw new Error('expected a refusal');
-    })();
+    const error = refusalOf(() => chat({ model: { constructor: 1 } }));
     expect([error.code, error.options.param]).toEqual(['invalid_request', 'model']);
     expect(() => chat({ messages: [{ role: 'user', content: [{ type: 'text', text: 'hi', constructor: 1 }] }] })).not.toThrow();
   });
