@@ -59,7 +59,7 @@ const REDACTED = '[redacted]';
  * replaced, and credential-shaped substrings are masked in every string. Depth and size are
  * bounded, so a huge or cyclic object logged by mistake cannot stall the process.
  */
-export function redact(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
+export function redact(value: unknown, depth = 0, seen?: WeakSet<object>): unknown {
   if (typeof value === 'string') return maskString(value);
   // JSON cannot hold a bigint (the line would throw); a function or symbol says nothing.
   if (typeof value === 'bigint') return value.toString();
@@ -68,6 +68,8 @@ export function redact(value: unknown, depth = 0, seen = new WeakSet<object>()):
   // Bytes are content (a prompt's, say), never logged: only their size.
   if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return `[${value.byteLength} bytes]`;
   if (depth > 6) return '[truncated]';
+  // Made for an object only: a string (each audit line masks three) needs none.
+  seen ??= new WeakSet<object>();
   if (seen.has(value)) return '[cycle]';
   seen.add(value);
   if (Array.isArray(value)) return value.slice(0, 50).map((v) => redact(v, depth + 1, seen));
