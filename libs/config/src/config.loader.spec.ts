@@ -22,6 +22,12 @@ function failure(env: NodeJS.ProcessEnv): string {
 }
 
 describe('loadGatewayConfig', () => {
+  it('reads LOG_LEVEL in any case, and still refuses a level it does not know', () => {
+    expect(loadGatewayConfig({ ...base, LOG_LEVEL: 'WARN' }).logLevel).toBe('warn');
+    expect(loadGatewayConfig({ ...base, LOG_LEVEL: ' Debug ' }).logLevel).toBe('debug');
+    expect(() => loadGatewayConfig({ ...base, LOG_LEVEL: 'VERBOSE' })).toThrow(/LOG_LEVEL/);
+  });
+
   it('takes each entry of a comma-separated list once (a JWKS URL listed twice is fetched once)', () => {
     const config = loadGatewayConfig({
       ...base,

@@ -1,3 +1,4 @@
+import { Transform } from 'class-transformer';
 import { IsIn, IsIP, IsOptional, IsString, IsUrl, Matches } from 'class-validator';
 
 const INT = /^\d+$/;
@@ -96,5 +97,9 @@ export class EnvironmentSchema {
   @Matches(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, { message: 'must be an http(s) URL without query or fragment' })
   API_KEY_SERVER_PUBLIC_URL?: string;
   @IsOptional() @IsString() API_KEY_SERVER_AUTHORIZATION_SERVERS?: string;
-  @IsOptional() @IsIn(['debug', 'info', 'warn', 'error']) LOG_LEVEL?: string;
+  /** In any case (`INFO`, as operators often write it), read as lower case. */
+  @IsOptional()
+  @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim().toLowerCase() : value))
+  @IsIn(['debug', 'info', 'warn', 'error'])
+  LOG_LEVEL?: string;
 }
