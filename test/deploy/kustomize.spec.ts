@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { clone, findKustomizations, render, type K8sObject, type Rendered } from './lib/kustomize';
-import { checkArgoProjectAdmits, checkArgoRules, checkWorkloadRules } from './lib/rules';
+import { checkArgoProjectAdmits, checkArgoRules, checkWorkloadRules, quantityBytes } from './lib/rules';
 import { validateSchemas } from './lib/schemas';
 import { checkOverlayAgainstTerraform } from './lib/consistency';
 import { describe as explain, REPO_ROOT, type Violation } from './lib/tools';
@@ -35,7 +35,7 @@ function find(objects: readonly K8sObject[], kind: string, name?: string): K8sOb
 /** Typed access to the gateway container of a rendered Deployment, for the break-it tests. */
 function gateway(objects: K8sObject[]): Record<string, unknown> & {
   image: string;
-  resources: { limits: Record<string, string> };
+  resources: { limits: Record<string, string>; requests: Record<string, string> };
   securityContext: Record<string, unknown>;
   volumeMounts: { name: string; mountPath: string }[];
   startupProbe: { httpGet: { port: number | string } };
@@ -293,6 +293,10 @@ describe('each manifest check fails on a broken manifest', () => {
       (o) => void ((find(o, 'Service').spec as { selector: Record<string, string> }).selector = { app: 'other' }),
     ],
     ['replicas set under an HPA', 'autoscaling', (o) => void ((find(o, 'Deployment').spec as Record<string, unknown>).replicas = 3)],
+    // 384Mi: under the RSS under load × 1.25, and V8 may grow its heap to 304 MiB there, which
+    // with ~100 MB off-heap is over the limit (the kernel kills the pod before V8 collects harder).
+    ['a memory limit the gateway under load outgrows', 'memory', (o) => void (gateway(o).resources.limits.memory = '384Mi')],
+    ['a memory request below the idle RSS', 'memory', (o) => void (gateway(o).resources.requests.memory = '128Mi')],
     [
       'a placeholder left in',
       'placeholder',
@@ -300,6 +304,17 @@ describe('each manifest check fails on a broken manifest', () => {
     ],
     ['an object in another namespace', 'namespace', (o) => void (find(o, 'Service').metadata.namespace = 'default')],
   ];
+
+  it('memory quantities are read as Kubernetes reads them', () => {
+    expect([quantityBytes('512Mi'), quantityBytes('1Gi'), quantityBytes('400M'), quantityBytes('1e9'), quantityBytes('1.5Gi')]).toEqual([
+      512 * 2 ** 20,
+      2 ** 30,
+      400e6,
+      1e9,
+      1.5 * 2 ** 30,
+    ]);
+    expect(quantityBytes('lots')).toBeNaN();
+  });
 
   it('the unbroken dev overlay passes (the baseline of the cases below)', () => {
     expect(checkWorkloadRules(clone(get('k8s/overlays/dev')), { overlay: true })).toEqual([]);

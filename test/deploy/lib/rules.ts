@@ -104,6 +104,32 @@ const GOOGLE_FRONT_END_RANGES = ['35.191.0.0/16', '130.211.0.0/22'];
 const MANAGED_PROMETHEUS_NAMESPACE = 'gke-gmp-system';
 /** Variables that carry secrets (SPEC §2): never a ConfigMap value or a literal in a manifest. */
 const SECRET_VARIABLES = ['API_KEY_SERVER_PRODUCT_KEYS', 'API_KEY_SERVER_JWT_PUBLIC_KEYS', 'API_KEY_SERVER_HMAC_SECRETS'];
+/**
+ * The gateway's measured memory (README, "Container image"): RSS idle (~155 MB) and under load
+ * (~350 MB). A memory request below the idle RSS overcommits the node from the first second.
+ */
+const IDLE_RSS_BYTES = 155e6;
+const LOAD_RSS_BYTES = 350e6;
+/** Headroom a memory limit keeps above the RSS under load (bursts, streams, GC timing). */
+const LOAD_HEADROOM = 1.25;
+/**
+ * V8's heap ceiling in a memory cgroup of `limit` bytes: Node gives V8 the cgroup limit as the
+ * machine's memory, V8 sizes old space at half of it but never below 256 MiB, and the young
+ * generation is three semi-spaces (16 MiB each with the Dockerfile's --max-semi-space-size=16).
+ * Measured: heap_size_limit 304 MiB under 384Mi and 512Mi, 560 MiB under 1Gi.
+ */
+const heapCeilingBytes = (limit: number): number => Math.max(256 * 2 ** 20, limit / 2) + 3 * 16 * 2 ** 20;
+/** What the process holds outside V8's heap: code, buffers, sockets, gRPC (idle RSS − heap). */
+const OFF_HEAP_BYTES = 100e6;
+
+/** A Kubernetes quantity (`512Mi`, `1Gi`, `400M`, `1e9`) in bytes; NaN when unreadable. */
+export function quantityBytes(quantity: string): number {
+  const match = /^(\d+(?:\.\d+)?(?:e\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(quantity);
+  if (!match) return Number.NaN;
+  const units: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+  return Number(match[1]) * (match[2] ? units[match[2]] : 1);
+}
+
 /** Placeholders the base uses; an overlay must replace every one. */
 const PLACEHOLDERS = /\b(PROJECT_ID|REGION)\b/;
 
@@ -200,6 +226,26 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
         for (const resource of ['cpu', 'memory']) {
           if (!container.resources?.[kind]?.[resource]) add(where, 'resources', `resources.${kind}.${resource} is not set`);
         }
+      }
+      if (!isInit) {
+        // The memory limit must hold the RSS under load with headroom, and V8's heap ceiling (which
+        // V8 derives from the limit itself) plus what lives outside the heap: otherwise the kernel
+        // OOM-kills the pod (SIGKILL: no drain, no audit lines) before V8 collects harder.
+        const limitText = container.resources?.limits?.memory;
+        const requestText = container.resources?.requests?.memory;
+        if (limitText) {
+          const limit = quantityBytes(limitText);
+          const needed = Math.max(LOAD_RSS_BYTES * LOAD_HEADROOM, heapCeilingBytes(limit) + OFF_HEAP_BYTES);
+          if (!(limit >= needed))
+            add(
+              where,
+              'memory',
+              `memory limit ${limitText} < ${Math.ceil(needed / 2 ** 20)}Mi: RSS under load ~${LOAD_RSS_BYTES / 1e6} MB × ${LOAD_HEADROOM}, ` +
+                `and V8's heap ceiling there (${Math.round(heapCeilingBytes(limit) / 2 ** 20)} MiB) + ~${OFF_HEAP_BYTES / 1e6} MB off-heap`,
+            );
+        }
+        if (requestText && !(quantityBytes(requestText) >= IDLE_RSS_BYTES))
+          add(where, 'memory', `memory request ${requestText} is below the idle RSS (~${IDLE_RSS_BYTES / 1e6} MB)`);
       }
 
       const sc = container.securityContext ?? {};
