@@ -298,6 +298,12 @@ describe('each manifest check fails on a broken manifest', () => {
     ['a memory limit the gateway under load outgrows', 'memory', (o) => void (gateway(o).resources.limits.memory = '384Mi')],
     ['a memory request below the idle RSS', 'memory', (o) => void (gateway(o).resources.requests.memory = '128Mi')],
     [
+      'a startup probe shorter than the Secret Manager wait at boot',
+      'startup-probe',
+      (o) => void Object.assign(gateway(o).startupProbe, { periodSeconds: 2, failureThreshold: 10 }),
+    ],
+    ['a misspelt variable outside API_KEY_SERVER_', 'env-names', (o) => void gateway(o).env.push({ name: 'LOGLEVEL', value: 'info' })],
+    [
       'a placeholder left in',
       'placeholder',
       (o) => void ((find(o, 'SecretStore').spec as { provider: { gcpsm: { projectID: string } } }).provider.gcpsm.projectID = 'PROJECT_ID'),

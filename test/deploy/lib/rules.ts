@@ -22,6 +22,9 @@ interface EnvFrom {
 }
 interface Probe {
   httpGet?: { path?: string; port?: number | string };
+  initialDelaySeconds?: number;
+  periodSeconds?: number;
+  failureThreshold?: number;
 }
 /** One port or peer block of a NetworkPolicy rule. */
 interface PolicyPort {
@@ -130,6 +133,20 @@ export function quantityBytes(quantity: string): number {
   return Number(match[1]) * (match[2] ? units[match[2]] : 1);
 }
 
+/**
+ * The gateway listens only once its secrets are read, which waits up to 30 s for a Secret Manager
+ * that does not answer (libs/secrets bootTimeoutMs); the startup probe must outlast that wait, the
+ * Redis connection and the boot itself on a CPU-limited pod, or the kubelet restarts it in a loop.
+ */
+const SECRETS_BOOT_WAIT_SECONDS = 30;
+const STARTUP_MARGIN_SECONDS = 15;
+/**
+ * Variables the gateway (or Node) reads besides its API_KEY_SERVER_ ones, which the gateway itself
+ * refuses at boot when it does not know them (the image checks boot every overlay's environment).
+ * Any other name in a manifest is a typo or a setting nothing reads.
+ */
+const OTHER_KNOWN_VARIABLES = ['PORT', 'LOG_LEVEL', 'USE_SECRET_MANAGER', 'GOOGLE_CLOUD_PROJECT', 'NODE_EXTRA_CA_CERTS'];
+
 /** Placeholders the base uses; an overlay must replace every one. */
 const PLACEHOLDERS = /\b(PROJECT_ID|REGION)\b/;
 
@@ -197,6 +214,21 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
         if (!(container.ports ?? []).some((p) => p.containerPort === listenPort))
           add(where, 'ports', `the gateway listens on PORT=${listenPort}, which the container does not declare`);
         checkEnvironment(env, options, (m) => add(where, 'env-hygiene', m));
+        const names = new Set([...env.keys(), ...(container.env ?? []).map((e) => e.name)]);
+        for (const name of [...names].sort()) {
+          if (!name.startsWith('API_KEY_SERVER_') && !OTHER_KNOWN_VARIABLES.includes(name))
+            add(where, 'env-names', `${name} is no variable the gateway reads (SPEC §2, README "Configuration"): a typo?`);
+        }
+        const startup = container.startupProbe;
+        if (startup) {
+          const budget = (startup.initialDelaySeconds ?? 0) + (startup.periodSeconds ?? 10) * (startup.failureThreshold ?? 3);
+          if (budget < SECRETS_BOOT_WAIT_SECONDS + STARTUP_MARGIN_SECONDS)
+            add(
+              where,
+              'startup-probe',
+              `startupProbe gives ${budget} s; the gateway may wait ${SECRETS_BOOT_WAIT_SECONDS} s for Secret Manager before it listens (needs ≥ ${SECRETS_BOOT_WAIT_SECONDS + STARTUP_MARGIN_SECONDS} s)`,
+            );
+        }
       }
 
       checkImage(
