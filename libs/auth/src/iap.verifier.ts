@@ -73,7 +73,7 @@ export class IapVerifier implements OnApplicationBootstrap {
       if (!key)
         throw new GatewayError(
           'invalid_token',
-          this.keys.loaded
+          this.keys.size > 0
             ? 'the IAP assertion kid is not a known Google key'
             : "Google's IAP keys are not available: they have not been fetched successfully yet; retry shortly",
         );

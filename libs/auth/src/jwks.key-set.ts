@@ -81,14 +81,12 @@ export class RemoteJwksKeySet {
     return this.version;
   }
 
-  /** Number of keys held now (for readiness details). */
+  /**
+   * Number of keys held now (for readiness details): 0 until a fetch has brought keys (a fetch
+   * bringing none fails), kept through later failed fetches.
+   */
   get size(): number {
     return this.keyCount;
-  }
-
-  /** Whether a fetch has ever brought keys (they are kept through later failed fetches). */
-  get loaded(): boolean {
-    return this.local !== undefined;
   }
 
   private async select(header: JWSHeaderParameters): Promise<KeyObject | undefined> {

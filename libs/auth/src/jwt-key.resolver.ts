@@ -63,7 +63,7 @@ export class JwtKeyResolver implements OnApplicationBootstrap {
       if (key) return { key, jwks: { set, generation } };
     }
     // Whoever debugs the 401 must learn that the IdP is unreachable, not that the token names a wrong key.
-    if (sets.length && sets.every((set) => !set.loaded))
+    if (sets.length && sets.every((set) => set.size === 0))
       throw invalid("the token issuer's keys are not available: its JWKS endpoint has not been fetched successfully yet; retry shortly");
     throw invalid('the token kid is not a known key');
   }
