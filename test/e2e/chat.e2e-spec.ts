@@ -151,7 +151,7 @@ async function post(
   path: string,
   requestId: string,
   body: unknown,
-  options: { token?: string | null; raw?: string; headers?: Record<string, string> } = {},
+  options: { token?: string | null; raw?: string | Buffer; headers?: Record<string, string> } = {},
 ): Promise<{ res: Response; json: unknown }> {
   const token = options.token === undefined ? demoToken : options.token;
   const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId, ...(options.headers ?? {}) };
@@ -159,7 +159,7 @@ async function post(
   const res = await gateway.fetch(path, {
     method: 'POST',
     headers,
-    body: options.raw ?? JSON.stringify(body),
+    body: options.raw === undefined ? JSON.stringify(body) : typeof options.raw === 'string' ? options.raw : new Uint8Array(options.raw),
     signal: AbortSignal.timeout(20_000),
   });
   const text = await res.text();
@@ -694,6 +694,53 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     expect((result.json as ErrorBody).error.code).toBe('invalid_json');
     expect(calls).toBe(0);
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+  });
+
+  it.each([
+    [
+      'Latin-1 under its declared charset',
+      'latin1',
+      'application/json; charset=ISO-8859-1',
+      /not valid UTF-8 \(its Content-Type declares charset=ISO-8859-1\)$/,
+    ],
+    [
+      'UTF-16 under its declared charset',
+      'utf16le',
+      'application/json; charset=utf-16',
+      /looks like UTF-16 or UTF-32 \(its Content-Type declares charset=utf-16\)$/,
+    ],
+    ['Latin-1 declared as nothing', 'latin1', 'application/json', /not valid UTF-8$/],
+  ] as const)(
+    'answers 400 invalid_json for a body in %s (read as UTF-8, its "é" would reach the model as U+FFFD)',
+    async (_what, encoding, type, message) => {
+      const id = uniqueId('not-utf8');
+      const body = Buffer.from(JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: `café ${MARKER}` }] }), encoding);
+      const { result, calls } = await countingUpstream(() =>
+        post(gw, '/v1/chat/completions', id, null, { raw: body, headers: { 'content-type': type } }),
+      );
+      expect(result.res.status).toBe(400);
+      expect((result.json as ErrorBody).error).toMatchObject({ code: 'invalid_json', message: expect.stringMatching(message) });
+      expect(calls).toBe(0);
+      await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', product: 'demo', user: 'e2e-user' });
+    },
+  );
+
+  it('reads a UTF-8 body whatever charset its Content-Type names when the bytes are ASCII', async () => {
+    const id = uniqueId('ascii-latin1');
+    const { result, calls } = await countingUpstream(() =>
+      post(
+        gw,
+        '/v1/chat/completions',
+        id,
+        { model: 'gpt-4o', messages: user(prompt('ascii under latin1')) },
+        {
+          headers: { 'content-type': 'application/json;charset=iso-8859-1' },
+        },
+      ),
+    );
+    expect(result.res.status).toBe(200);
+    expect(calls).toBe(1);
+    await expectOneAudit(gw, id, { status: 200, product: 'demo', user: 'e2e-user' });
   });
 
   it.each([

@@ -12,6 +12,7 @@ import { contextOf, JsonLogger } from '@keygate/observability';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { documentCredentials } from './http/openapi-credentials';
+import { noteDeclaredCharset } from './http/dto-validation.pipe';
 import { RequestLifecycle } from './http/request-lifecycle';
 import { GOOGLE_KEY_SCHEME } from './gemini/gemini.controller';
 import { ANTHROPIC_KEY_SCHEME } from './messages/messages.controller';
@@ -27,6 +28,7 @@ function keepJsonBodiesAsBytes(fastify: FastifyInstance, bodyLimit: number): voi
   const keepBytes = (request: FastifyRequest, body: string | Buffer, done: (error: null, body: Buffer) => void): void => {
     const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
     (request as FastifyRequest & { rawBody?: Buffer }).rawBody = bytes;
+    noteDeclaredCharset(bytes, request.headers['content-type']);
     done(null, bytes);
   };
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, keepBytes);

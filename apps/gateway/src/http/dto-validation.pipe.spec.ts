@@ -2,7 +2,14 @@ import { GatewayError } from '@keygate/errors';
 import { refusalOf } from '@keygate/errors/testing';
 import { CreateBlockDto } from '../admin/admin.dto';
 import { ChatCompletionRequestDto } from '../chat/chat-completion.dto';
-import { DtoValidationPipe, MAX_JSON_DEPTH, mayNameConstructor, nestedDeeperThan, withoutConstructorKeys } from './dto-validation.pipe';
+import {
+  DtoValidationPipe,
+  MAX_JSON_DEPTH,
+  mayNameConstructor,
+  nestedDeeperThan,
+  noteDeclaredCharset,
+  withoutConstructorKeys,
+} from './dto-validation.pipe';
 
 function refusal(body: unknown): GatewayError {
   try {
@@ -59,6 +66,45 @@ describe('DtoValidationPipe', () => {
     expect(chatRefusal({ tools: [fn('get')], tool_choice: { type: 'function', function: { name: 'other' } } }).options.param).toBe(
       'tool_choice',
     );
+  });
+
+  describe('reads bodies as UTF-8 only', () => {
+    const chat = (bytes: Buffer): unknown => new DtoValidationPipe().transform(bytes, { type: 'body', metatype: ChatCompletionRequestDto });
+    const json = '{"model":"m","messages":[{"role":"user","content":"caf\u00e9 \u00fcber"}]}';
+
+    it('refuses Latin-1 bytes (read as UTF-8 they would reach the model as U+FFFD), naming a declared charset', () => {
+      const latin1 = Buffer.from(json, 'latin1');
+      expect(refusalOf(() => chat(latin1))).toMatchObject({
+        code: 'invalid_json',
+        message: 'the request body must be JSON in UTF-8, and it is not valid UTF-8',
+      });
+      const declared = Buffer.from(json, 'latin1');
+      noteDeclaredCharset(declared, 'application/json; charset="ISO-8859-1"');
+      expect(refusalOf(() => chat(declared)).message).toBe(
+        'the request body must be JSON in UTF-8, and it is not valid UTF-8 (its Content-Type declares charset=ISO-8859-1)',
+      );
+    });
+
+    it('refuses UTF-16 and UTF-32, with or without a byte order mark, naming what they look like', () => {
+      const utf16 = Buffer.from(json, 'utf16le');
+      const utf32 = Buffer.alloc(json.length * 4);
+      [...json].forEach((char, i) => utf32.writeUInt32LE(char.codePointAt(0) ?? 0, i * 4));
+      for (const bytes of [utf16, Buffer.concat([Buffer.from([0xff, 0xfe]), utf16]), Buffer.from(utf16).swap16(), utf32]) {
+        expect(refusalOf(() => chat(bytes))).toMatchObject({
+          code: 'invalid_json',
+          message: expect.stringMatching(/looks like UTF-16 or UTF-32$/),
+        });
+      }
+    });
+
+    it('takes UTF-8 whatever charset the Content-Type names when its bytes are ASCII, and with a UTF-8 byte order mark', () => {
+      const utf8 = Buffer.from(json);
+      expect(chat(utf8)).toMatchObject({ messages: [{ content: 'café über' }] });
+      const ascii = Buffer.from('{"model":"m","messages":[{"role":"user","content":"hi"}]}');
+      noteDeclaredCharset(ascii, 'application/json;charset=iso-8859-1');
+      expect(chat(ascii)).toMatchObject({ model: 'm' });
+      expect(chat(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), utf8]))).toMatchObject({ model: 'm' });
+    });
   });
 
   it('passes unknown fields of an open DTO (OpenAI bodies) through untouched', () => {

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { Injectable, type ArgumentMetadata, type PipeTransform } from '@nestjs/common';
 import { GatewayError } from '@keygate/errors';
 import { plainToInstance } from 'class-transformer';
@@ -97,6 +98,29 @@ export function askedForStream(body: unknown): boolean {
   return Buffer.isBuffer(body) && STREAMED_BODIES.has(body);
 }
 
+/** The charset a JSON body's Content-Type declared, where it is not UTF-8 (named when the bytes are not UTF-8). */
+const DECLARED_CHARSETS = new WeakMap<Buffer, string>();
+
+/** Notes the charset `contentType` declares for `bytes`, unless it is UTF-8 (bootstrap, as the body arrives). */
+export function noteDeclaredCharset(bytes: Buffer, contentType: string | undefined): void {
+  if (!contentType || contentType.length < 20) return; // shorter than `application/json;charset=x`
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
+  if (charset && !/^utf-?8$/i.test(charset)) DECLARED_CHARSETS.set(bytes, charset);
+}
+
+/**
+ * Why a body that does not parse, or is not UTF-8, is refused. JSON is exchanged as UTF-8 (RFC
+ * 8259 §8.1), and keygate reads it so: read any other way, a Latin-1 `é` would reach the model as
+ * U+FFFD and UTF-16 would fail as unreadable JSON with no word of why.
+ */
+function encodingProblem(bytes: Buffer): string | undefined {
+  const declared = DECLARED_CHARSETS.get(bytes);
+  const wide = (bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff) || bytes.subarray(0, 4).includes(0);
+  const problem = wide ? 'it looks like UTF-16 or UTF-32' : !isUtf8(bytes) ? 'it is not valid UTF-8' : undefined;
+  if (!problem) return undefined;
+  return `the request body must be JSON in UTF-8, and ${problem}${declared ? ` (its Content-Type declares charset=${declared})` : ''}`;
+}
+
 /** How deeply a body's arrays and objects may nest (the deepest real tool schemas stay far below). */
 export const MAX_JSON_DEPTH = 64;
 
@@ -107,6 +131,8 @@ export const MAX_JSON_DEPTH = 64;
  */
 function parseJson(bytes: Buffer): unknown {
   if (bytes.length === 0) throw new GatewayError('invalid_request', 'the request body is empty');
+  const encoding = encodingProblem(bytes);
+  if (encoding) throw new GatewayError('invalid_json', encoding);
   if (nestedDeeperThan(bytes, MAX_JSON_DEPTH))
     throw new GatewayError('invalid_request', `the request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`);
   try {
