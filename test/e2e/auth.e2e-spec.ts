@@ -10,7 +10,8 @@
  *         `token_use=access` rule, HMAC on the same Redis as gw (a second replica)
  *   cold  remote JWKS whose endpoint never answers (cold cache, IdP down), 5 s cooldown
  *   ttl   remote JWKS with a 2 s cache TTL and a 1 s cooldown
- *   mem   HMAC with the in-memory replay cache; no CORS, no public URL (defaults)
+ *   mem   HMAC with the in-memory replay cache; no CORS, no public URL (defaults); beside the dev
+ *         keys, a static key bound to one of its two issuers (`{"pem", "issuer"}`)
  *   down  HMAC with an unreachable Redis
  *
  * The JWKS tests run in order and depend on the key server's history (fetch counts, cooldowns).
@@ -22,6 +23,7 @@ import {
   DEV_ISSUER,
   HOST,
   cleanupTempFiles,
+  devJwtPublicKeys,
   mintToken,
   mintedTokens,
   nowSeconds,
@@ -104,6 +106,9 @@ const iapRsaKey = newSigningKey('RS256', 'iap-rsa-1');
 const attacker = newSigningKey('RS256', 'attacker-1');
 const attackerEc = newSigningKey('ES256', 'attacker-ec-1');
 const devRs = devSigningKey('dev-rs256');
+/** A static key of `mem` bound to BOUND_ISSUER, which may not sign for mem's other issuer (DEV_ISSUER). */
+const boundKey = newSigningKey('ES256', 'bound-1');
+const BOUND_ISSUER = 'https://bound.example.com';
 
 /** What the IdP-A endpoint serves now (rotation = changing this list). */
 let keysA: SigningKey[] = [keyA1];
@@ -237,7 +242,19 @@ beforeAll(async () => {
           API_KEY_SERVER_REDIS_URL: redis.url,
         },
       }),
-    () => startGateway({ products, env: { ...common, API_KEY_SERVER_HMAC_SECRETS: HMAC_SECRETS } }),
+    () =>
+      startGateway({
+        products,
+        env: {
+          ...common,
+          API_KEY_SERVER_HMAC_SECRETS: HMAC_SECRETS,
+          API_KEY_SERVER_JWT_ISSUER: [DEV_ISSUER, BOUND_ISSUER].join(','),
+          API_KEY_SERVER_JWT_PUBLIC_KEYS: JSON.stringify({
+            ...(JSON.parse(devJwtPublicKeys()) as Record<string, string>),
+            [boundKey.kid]: { pem: boundKey.publicPem, issuer: BOUND_ISSUER },
+          }),
+        },
+      }),
     () =>
       startGatewayListening({
         products,
@@ -891,6 +908,22 @@ describe.each(VERIFIER_TARGETS)('the verifier with $name refuses hostile tokens 
     expect(keys.snapshot()).toEqual(before);
     expect(keys.count(ATTACKER_JKU)).toBe(0);
     expect(keys.count(ATTACKER_X5U)).toBe(0);
+  });
+});
+
+describe('a static key bound to an issuer (API_KEY_SERVER_JWT_PUBLIC_KEYS {"pem", "issuer"})', () => {
+  it('verifies tokens of its issuer, and refuses with 401 a token it signed in the name of another accepted issuer', async () => {
+    const own = await send(mem, { token: signedJwt(boundKey, claims({ iss: BOUND_ISSUER, sub: 'bound-own' })), label: 'bound-own' });
+    await expectServed(mem, own, { user: 'bound-own', product: 'demo' });
+    // DEV_ISSUER is accepted by mem, but this key may not sign for it.
+    const forged = await send(mem, { token: signedJwt(boundKey, claims({ iss: DEV_ISSUER, sub: 'bound-forged' })), label: 'bound-forged' });
+    await expect401(mem, forged);
+    expect(errorOf(forged).message).toMatch(/issuer is not one this key signs for/);
+  });
+
+  it('leaves a plain PEM key free to sign for every configured issuer (SPEC §2)', async () => {
+    const s = await send(mem, { token: signedJwt(devRs, claims({ iss: BOUND_ISSUER, sub: 'plain-any' })), label: 'plain-any' });
+    await expectServed(mem, s, { user: 'plain-any' });
   });
 });
 

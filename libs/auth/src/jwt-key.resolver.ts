@@ -53,6 +53,7 @@ export class JwtKeyResolver implements OnApplicationBootstrap {
     const staticKey = this.secrets.current.jwtKeys.get(header.kid);
     if (staticKey) {
       if (staticKey.alg !== header.alg) throw invalid(`the token alg is not allowed for this key (expected ${staticKey.alg})`);
+      if (staticKey.issuers && !staticKey.issuers.has(issuer)) throw invalid('the token issuer is not one this key signs for');
       return { key: staticKey.key };
     }
     const sets = this.jwksByIssuer.get(issuer) ?? [];

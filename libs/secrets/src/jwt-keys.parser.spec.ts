@@ -51,8 +51,42 @@ describe('parseJwtPublicKeys', () => {
     expect(() => parseJwtPublicKeys('{}', 's')).toThrow(/no keys/);
   });
 
+  it('binds a key given as {"pem", "issuer"} to its issuer or issuers; a plain PEM signs for every issuer', () => {
+    const keys = parseJwtPublicKeys(
+      JSON.stringify({
+        one: { pem: pem(rsa), issuer: 'https://a.example' },
+        two: { pem: pem(ec), issuer: ['https://a.example', 'https://b.example'] },
+        any: pem(rsa),
+      }),
+      'jwt-public-keys',
+    );
+    expect([...(keys.get('one')?.issuers ?? [])]).toEqual(['https://a.example']);
+    expect(keys.get('two')).toMatchObject({ alg: 'ES256', issuers: new Set(['https://a.example', 'https://b.example']) });
+    expect(keys.get('any')?.issuers).toBeUndefined();
+  });
+
+  it.each([
+    [{ pem: 'x' }, /k1: "issuer" must be an issuer/],
+    [{ pem: 'x', issuer: '' }, /k1: "issuer" must be an issuer/],
+    [{ pem: 'x', issuer: [] }, /k1: "issuer" must be an issuer/],
+    [{ pem: 'x', issuer: [' https://a.example'] }, /k1: "issuer" must be an issuer/],
+    [{ pem: 'x', issuer: ['https://a.example', 7] }, /k1: "issuer" must be an issuer/],
+    [{ issuer: 'https://a.example' }, /k1: "pem" must be a PEM string/],
+    [{ pem: 'x', issuer: 'https://a.example', iss: 'https://b.example' }, /k1: unknown field "iss"/],
+    [['x'], /k1: must be a PEM string, or \{"pem"/],
+  ])('refuses the key entry %j, naming the kid and the problem', (entry, expected) => {
+    expect(() => parseJwtPublicKeys(JSON.stringify({ k1: entry }), 'jwt-public-keys')).toThrow(expected);
+  });
+
+  it('checks the PEM of a bound key as it checks a plain one', () => {
+    const priv = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'sec1', format: 'pem' }).toString();
+    expect(() => parseJwtPublicKeys(JSON.stringify({ k1: { pem: priv, issuer: 'https://a.example' } }), 's')).toThrow(
+      /k1: is a PRIVATE key/,
+    );
+  });
+
   it('accepts an empty set only when told remote JWKS provide the keys', () => {
     expect(parseJwtPublicKeys('{}', 's', { allowEmpty: true }).size).toBe(0);
-    expect(() => parseJwtPublicKeys('{"k1": 42}', 's', { allowEmpty: true })).toThrow(/k1: must be a PEM string/);
+    expect(() => parseJwtPublicKeys('{"k1": 42}', 's', { allowEmpty: true })).toThrow(/k1: must be a PEM string, or/);
   });
 });

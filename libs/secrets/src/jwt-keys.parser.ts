@@ -10,6 +10,11 @@ export interface JwtVerificationKey {
   readonly kid: string;
   readonly key: KeyObject;
   readonly alg: JwtAlgorithm;
+  /**
+   * The issuers whose tokens this key may sign (*extension*: `{"pem": …, "issuer": …}`); absent, it
+   * signs for every configured issuer, as SPEC §2's plain PEM value does.
+   */
+  readonly issuers?: ReadonlySet<string>;
 }
 
 /**
@@ -28,7 +33,12 @@ export interface JwtKeysParseOptions {
   allowEmpty?: boolean;
 }
 
-/** Parses `{"<kid>": "<PEM public key>"}`; RSA keys (≥ 2048 bits) pin RS256, P-256 keys pin ES256. */
+/**
+ * Parses `{"<kid>": "<PEM public key>"}`; RSA keys (≥ 2048 bits) pin RS256, P-256 keys pin ES256. A
+ * value may also be `{"pem": "<PEM public key>", "issuer": "<iss>" | ["<iss>", …]}`, which binds the
+ * key to those issuers: where several issuers are accepted, whoever holds one issuer's signing key
+ * cannot then mint tokens in another's name.
+ */
 export function parseJwtPublicKeys(
   text: string,
   secretName: string,
@@ -40,15 +50,17 @@ export function parseJwtPublicKeys(
   }
   const problems: string[] = [];
   const keys = new Map<string, JwtVerificationKey>();
-  for (const [index, [kid, pem]] of Object.entries(doc as Record<string, unknown>).entries()) {
+  for (const [index, [kid, value]] of Object.entries(doc as Record<string, unknown>).entries()) {
     if (!JWT_KID.test(kid)) {
       problems.push(`kid at index ${index}: must be 1-128 characters of [A-Za-z0-9_.:-], or base64 with its = padding`);
       continue;
     }
-    if (typeof pem !== 'string') {
-      problems.push(`${kid}: must be a PEM string`);
+    const entry = keyEntry(value);
+    if (typeof entry === 'string') {
+      problems.push(`${kid}: ${entry}`);
       continue;
     }
+    const { pem, issuers } = entry;
     // createPublicKey derives the public half of a private key: the signing key would then sit,
     // unnoticed, in a secret many more people and services can read.
     if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
@@ -67,11 +79,26 @@ export function parseJwtPublicKeys(
       problems.push(`${kid}: unsupported key (RSA of at least 2048 bits or EC P-256 expected)`);
       continue;
     }
-    keys.set(kid, { kid, key, alg });
+    keys.set(kid, issuers ? { kid, key, alg, issuers } : { kid, key, alg });
   }
   if (problems.length) throw new SecretFormatError(secretName, problems);
   if (keys.size === 0 && !options.allowEmpty) throw new SecretFormatError(secretName, ['no keys']);
   return keys;
+}
+
+/** A key's value: a PEM string, or `{"pem", "issuer"}`; a string says what is wrong with it. */
+function keyEntry(value: unknown): { pem: string; issuers?: ReadonlySet<string> } | string {
+  if (typeof value === 'string') return { pem: value };
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return 'must be a PEM string, or {"pem": "<PEM public key>", "issuer": "<iss>"}';
+  const { pem, issuer, ...rest } = value as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length) return `unknown field ${JSON.stringify(unknown[0])} (expected "pem" and "issuer")`;
+  if (typeof pem !== 'string') return '"pem" must be a PEM string';
+  const list = typeof issuer === 'string' ? [issuer] : issuer;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((i) => typeof i === 'string' && i.trim() === i && i !== ''))
+    return '"issuer" must be an issuer (a non-empty string without surrounding spaces) or a non-empty list of them';
+  return { pem, issuers: new Set(list as string[]) };
 }
 
 function algorithmFor(key: KeyObject): JwtAlgorithm | undefined {
