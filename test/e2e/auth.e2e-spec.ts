@@ -11,7 +11,8 @@
  *   cold  remote JWKS whose endpoint never answers (cold cache, IdP down), 5 s cooldown
  *   ttl   remote JWKS with a 2 s cache TTL and a 1 s cooldown
  *   mem   HMAC with the in-memory replay cache; no CORS, no public URL (defaults); beside the dev
- *         keys, a static key bound to one of its two issuers (`{"pem", "issuer"}`)
+ *         keys, a static key bound to one of its two issuers (`{"pem", "issuer"}`); the JWT
+ *         audience read from `client_id`, as Amazon Cognito's access tokens carry it
  *   down  HMAC with an unreachable Redis
  *
  * The JWKS tests run in order and depend on the key server's history (fetch counts, cooldowns).
@@ -109,6 +110,17 @@ const devRs = devSigningKey('dev-rs256');
 /** A static key of `mem` bound to BOUND_ISSUER, which may not sign for mem's other issuer (DEV_ISSUER). */
 const boundKey = newSigningKey('ES256', 'bound-1');
 const BOUND_ISSUER = 'https://bound.example.com';
+/** mem's JWT audience, which it reads from `client_id` (API_KEY_SERVER_JWT_AUDIENCE_CLAIM). */
+const MEM_CLIENT_ID = 'cognito-app-client-1';
+/** Claims for mem: the audience in `client_id`, and no `aud`, as in a Cognito access token. */
+function memClaims(opts: { iss: string; sub: string; clientId?: unknown }): Record<string, unknown> {
+  const { aud: _aud, ...rest } = claims({ iss: opts.iss, sub: opts.sub });
+  return 'clientId' in opts
+    ? opts.clientId === undefined
+      ? rest
+      : { ...rest, client_id: opts.clientId }
+    : { ...rest, client_id: MEM_CLIENT_ID };
+}
 
 /** What the IdP-A endpoint serves now (rotation = changing this list). */
 let keysA: SigningKey[] = [keyA1];
@@ -249,6 +261,8 @@ beforeAll(async () => {
           ...common,
           API_KEY_SERVER_HMAC_SECRETS: HMAC_SECRETS,
           API_KEY_SERVER_JWT_ISSUER: [DEV_ISSUER, BOUND_ISSUER].join(','),
+          API_KEY_SERVER_JWT_AUDIENCE: MEM_CLIENT_ID,
+          API_KEY_SERVER_JWT_AUDIENCE_CLAIM: 'client_id',
           API_KEY_SERVER_JWT_PUBLIC_KEYS: JSON.stringify({
             ...(JSON.parse(devJwtPublicKeys()) as Record<string, string>),
             [boundKey.kid]: { pem: boundKey.publicPem, issuer: BOUND_ISSUER },
@@ -913,17 +927,46 @@ describe.each(VERIFIER_TARGETS)('the verifier with $name refuses hostile tokens 
 
 describe('a static key bound to an issuer (API_KEY_SERVER_JWT_PUBLIC_KEYS {"pem", "issuer"})', () => {
   it('verifies tokens of its issuer, and refuses with 401 a token it signed in the name of another accepted issuer', async () => {
-    const own = await send(mem, { token: signedJwt(boundKey, claims({ iss: BOUND_ISSUER, sub: 'bound-own' })), label: 'bound-own' });
+    const own = await send(mem, { token: signedJwt(boundKey, memClaims({ iss: BOUND_ISSUER, sub: 'bound-own' })), label: 'bound-own' });
     await expectServed(mem, own, { user: 'bound-own', product: 'demo' });
     // DEV_ISSUER is accepted by mem, but this key may not sign for it.
-    const forged = await send(mem, { token: signedJwt(boundKey, claims({ iss: DEV_ISSUER, sub: 'bound-forged' })), label: 'bound-forged' });
+    const forged = await send(mem, {
+      token: signedJwt(boundKey, memClaims({ iss: DEV_ISSUER, sub: 'bound-forged' })),
+      label: 'bound-forged',
+    });
     await expect401(mem, forged);
     expect(errorOf(forged).message).toMatch(/issuer is not one this key signs for/);
   });
 
   it('leaves a plain PEM key free to sign for every configured issuer (SPEC §2)', async () => {
-    const s = await send(mem, { token: signedJwt(devRs, claims({ iss: BOUND_ISSUER, sub: 'plain-any' })), label: 'plain-any' });
+    const s = await send(mem, { token: signedJwt(devRs, memClaims({ iss: BOUND_ISSUER, sub: 'plain-any' })), label: 'plain-any' });
     await expectServed(mem, s, { user: 'plain-any' });
+  });
+});
+
+describe('the audience read from another claim (API_KEY_SERVER_JWT_AUDIENCE_CLAIM=client_id, as for Amazon Cognito access tokens)', () => {
+  it('serves a token without aud whose client_id is the audience', async () => {
+    const s = await send(mem, { token: signedJwt(devRs, memClaims({ iss: DEV_ISSUER, sub: 'cognito-user' })), label: 'aud-claim-ok' });
+    await expectServed(mem, s, { user: 'cognito-user', product: 'demo' });
+  });
+
+  it.each([
+    ['another client_id', { clientId: 'another-app-client' }, /client_id is not the audience/],
+    ['no client_id (an ID token, whose aud holds the client)', { clientId: undefined }, /has no client_id claim/],
+  ])('refuses with 401 a token with %s, nothing upstream', async (what, opts, message) => {
+    const payload = memClaims({ iss: DEV_ISSUER, sub: 'cognito-other', ...opts });
+    if (opts.clientId === undefined) payload.aud = MEM_CLIENT_ID;
+    const s = await send(mem, { token: signedJwt(devRs, payload), label: `aud-claim-${what}` });
+    await expect401(mem, s);
+    expect(errorOf(s).message).toMatch(message);
+  });
+
+  it('no longer takes the audience from aud', async () => {
+    const s = await send(mem, {
+      token: signedJwt(devRs, claims({ iss: DEV_ISSUER, aud: MEM_CLIENT_ID, sub: 'aud-only' })),
+      label: 'aud-claim-aud-only',
+    });
+    await expect401(mem, s);
   });
 });
 

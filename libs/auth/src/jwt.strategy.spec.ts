@@ -11,6 +11,39 @@ interface Attempt {
   error: jest.Mock;
 }
 
+describe('JwtStrategy.validate with the audience in another claim (API_KEY_SERVER_JWT_AUDIENCE_CLAIM)', () => {
+  const jwt = {
+    issuers: ['iss-a'],
+    audience: 'app-client-1',
+    audienceClaim: 'client_id',
+    clockSkewSeconds: 30,
+    maxTtlSeconds: 3600,
+    requiredClaims: {},
+  };
+  const set = jest.fn();
+  const strategy = new JwtStrategy({ jwt } as unknown as GatewayConfig, {} as JwtKeyResolver, { set } as unknown as VerifiedTokenCache);
+  const now = Math.floor(Date.now() / 1000);
+  const payload = (extra: Record<string, unknown>) => ({ iss: 'iss-a', sub: 'alice', product: 'demo', iat: now, exp: now + 300, ...extra });
+  const validate = (extra: Record<string, unknown>) => strategy.validate({ headers: { authorization: 'Bearer a.b.c' } }, payload(extra));
+
+  it('takes a token whose claim holds the audience, alone or in a list, with no aud at all', () => {
+    expect(validate({ client_id: 'app-client-1' })).toMatchObject({ user: 'alice', product: 'demo' });
+    expect(validate({ client_id: ['other', 'app-client-1'] })).toMatchObject({ user: 'alice' });
+    expect(set).toHaveBeenCalledTimes(2);
+  });
+
+  it.each([
+    ['another value', { client_id: 'app-client-2' }, 'the token client_id is not the audience this gateway accepts'],
+    ['the audience in aud instead', { aud: 'app-client-1' }, 'the token has no client_id claim, which holds the audience here'],
+    ['a list without it', { client_id: ['x'] }, 'the token client_id is not the audience this gateway accepts'],
+  ])('refuses a token with %s as a failure (not an error), so passport can try the next credential', (_, extra, message) => {
+    set.mockClear();
+    const outcome = validate(extra);
+    expect(outcome).toEqual([false, expect.objectContaining({ code: 'invalid_token', message })]);
+    expect(set).not.toHaveBeenCalled();
+  });
+});
+
 describe('JwtStrategy.authenticate', () => {
   const config = {
     jwt: { issuers: ['keygate-test'], audience: 'keygate', clockSkewSeconds: 30, maxTtlSeconds: 3600, requiredClaims: [] },

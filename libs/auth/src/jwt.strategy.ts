@@ -48,7 +48,8 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
       secretOrKeyProvider: keyProvider,
       algorithms: ['RS256', 'ES256'],
       issuer: settings.issuers,
-      audience: settings.audience,
+      // Another audience claim is checked in validate(): jsonwebtoken reads only `aud`.
+      audience: settings.audienceClaim === 'aud' ? settings.audience : undefined,
       ignoreExpiration: false,
       passReqToCallback: true,
       jsonWebTokenOptions: { clockTolerance: settings.clockSkewSeconds },
@@ -83,6 +84,7 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
     const s = this.settings;
     let principal: Principal;
     try {
+      if (s.audienceClaim !== 'aud') checkAudienceClaim(payload, s.audienceClaim, s.audience);
       principal = principalFromClaims(payload, s.maxTtlSeconds, s.clockSkewSeconds, Math.floor(Date.now() / 1000), s.requiredClaims);
     } catch (error) {
       if (error instanceof GatewayError) return [false, error];
@@ -92,6 +94,17 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
     if (token) this.cache.set(token, principal, payload.exp as number, s.clockSkewSeconds, request[JWKS_ORIGIN]);
     return principal;
   }
+}
+
+/**
+ * The audience in a claim other than `aud` (API_KEY_SERVER_JWT_AUDIENCE_CLAIM): the value, or one of
+ * a list of values, must be the configured audience, as jsonwebtoken checks `aud`.
+ */
+function checkAudienceClaim(payload: JwtPayload, claim: string, audience: string): void {
+  const value = (payload as Record<string, unknown>)[claim];
+  const values = Array.isArray(value) ? value : [value];
+  if (value === undefined) throw new GatewayError('invalid_token', `the token has no ${claim} claim, which holds the audience here`);
+  if (!values.includes(audience)) throw new GatewayError('invalid_token', `the token ${claim} is not the audience this gateway accepts`);
 }
 
 /** RFC 6750 §2.1: `Bearer` 1*SP b64token; anything after the token makes the header malformed. */

@@ -45,6 +45,7 @@ describe('loadGatewayConfig', () => {
     expect(config.jwt).toEqual({
       issuers: ['issuer-a', 'issuer-b'],
       audience: 'keygate',
+      audienceClaim: 'aud',
       maxTtlSeconds: 900,
       jwksUrls: [],
       clockSkewSeconds: 60,
@@ -209,6 +210,14 @@ describe('loadGatewayConfig', () => {
     expect(message).toMatch(/^Invalid environment variables/);
     expect(message).toContain(variable);
     expect(message).not.toContain(SECRET);
+  });
+
+  it('reads the claim that holds the audience, and refuses a name that is not a claim or is one with another meaning', () => {
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWT_AUDIENCE_CLAIM: 'client_id' }).jwt?.audienceClaim).toBe('client_id');
+    for (const name of ['sub', 'iss', 'product', 'client id', '', '1st'].filter(Boolean))
+      expect(failure({ ...base, API_KEY_SERVER_JWT_AUDIENCE_CLAIM: name })).toContain(
+        'API_KEY_SERVER_JWT_AUDIENCE_CLAIM: must be the name of the claim that holds the audience',
+      );
   });
 
   it('reads the required-claims rule', () => {

@@ -53,6 +53,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
       [
         'API_KEY_SERVER_JWT_ISSUER',
         'API_KEY_SERVER_JWT_AUDIENCE',
+        'API_KEY_SERVER_JWT_AUDIENCE_CLAIM',
         'API_KEY_SERVER_JWT_MAX_TTL_SECONDS',
         'API_KEY_SERVER_JWT_REQUIRED_CLAIMS',
         'API_KEY_SERVER_JWKS_CACHE_SECONDS',
@@ -141,6 +142,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
       ? {
           issuers,
           audience,
+          audienceClaim: e.API_KEY_SERVER_JWT_AUDIENCE_CLAIM ?? 'aud',
           maxTtlSeconds: maxTtl,
           jwksUrls: list(e.API_KEY_SERVER_JWKS_URLS),
           clockSkewSeconds: 60,

@@ -49,6 +49,11 @@ export class EnvironmentSchema {
   @IsOptional() @IsString() API_KEY_SERVER_JWKS_URLS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_JWT_ISSUER?: string;
   @IsOptional() @IsString() API_KEY_SERVER_JWT_AUDIENCE?: string;
+  @IsOptional()
+  @Matches(/^(?!(?:iss|sub|exp|nbf|iat|jti|product|scope)$)[A-Za-z_][\w.:-]{0,63}$/, {
+    message: 'must be the name of the claim that holds the audience (`aud`, or `client_id` for Amazon Cognito access tokens)',
+  })
+  API_KEY_SERVER_JWT_AUDIENCE_CLAIM?: string;
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_JWT_MAX_TTL_SECONDS?: string;
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_JWKS_CACHE_SECONDS?: string;
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_JWKS_COOLDOWN_SECONDS?: string;

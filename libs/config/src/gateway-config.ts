@@ -19,8 +19,13 @@ export interface UpstreamTimeouts {
 export interface JwtSettings {
   /** Allowed `iss` values. */
   issuers: string[];
-  /** Required `aud`. */
+  /** The required audience. */
   audience: string;
+  /**
+   * The claim that must hold {@link audience}: `aud` (SPEC §2), or another top-level claim such as
+   * Cognito's `client_id` (its access tokens carry no `aud`).
+   */
+  audienceClaim: string;
   /** Longest accepted token lifetime. */
   maxTtlSeconds: number;
   /** Remote JWKS endpoints. */
