@@ -18,9 +18,11 @@
 // Every S seconds (default 30), and once more after Q seconds without traffic (default 20), it
 // forces a full GC over the inspector protocol (CDP) and records heap used, RSS, active handles
 // and requests (by type), listener counts (process, and on the active handles), requests sent and
-// audit lines written so far. With snapshots (the default) it takes a heap snapshot at about a
-// half of the run and one after the quiet period and prints what grew between them (see
-// bench/heap-diff.js to dig further, e.g. `--retainers NAME`).
+// audit lines written so far. With snapshots (the default) it takes a heap snapshot half way
+// through the run and one after the quiet period and prints what grew between them (dig further
+// with `node bench/heap-diff.js DIR/a.heapsnapshot DIR/b.heapsnapshot --owners 10`). A snapshot
+// stops the gateway for seconds (Redis commands time out meanwhile) and leaves its RSS hundreds of
+// MB higher: the RSS trend is read from the samples before the first one.
 // Output: the sample table, per-resource trends, the outcome of each kind of request, the audit
 // check (exactly one audit line per request sent, matched by X-Request-Id), warnings from the
 // gateway's stderr and its WARNING/ERROR log lines; JSON and the gateway's logs in DIR (default
