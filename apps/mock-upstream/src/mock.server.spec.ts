@@ -343,15 +343,21 @@ describe('mock server', () => {
       await (await fetch(`${mock.base}/v1/responses/resp_unknown`, { headers: OPENAI_AUTH })).text();
       await (await fetch(`${mock.base}/v1/responses/resp_unknown/input_items?limit=2`, { headers: OPENAI_AUTH })).text();
       await (await fetch(`${mock.base}/v1/responses/resp_unknown`, { method: 'DELETE' })).text();
+      await (await fetch(`${mock.base}/v1/responses/resp_unknown/cancel`, { method: 'POST', headers: OPENAI_AUTH })).text();
+      await (await postJson(mock.base, '/v1/responses/input_tokens', { input: 'h' }, OPENAI_AUTH)).text();
+      await (await postJson(mock.base, '/v1/responses/compact', { model: 'm', input: 'i' }, {})).text();
 
       const stats = await getStats(mock.base);
-      expect(stats.total).toBe(16);
+      expect(stats.total).toBe(19);
       expect(stats.byRoute).toEqual({
         'openai.chat': 3,
         'openai.responses': 2,
         'openai.responses.retrieve': 1,
         'openai.responses.delete': 1,
         'openai.responses.inputItems': 1,
+        'openai.responses.cancel': 1,
+        'openai.responses.inputTokens': 1,
+        'openai.responses.compact': 1,
         'openai.embeddings': 1,
         'openai.models': 1,
         'anthropic.messages': 1,

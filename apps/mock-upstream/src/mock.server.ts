@@ -5,6 +5,7 @@ import { Exchange, type ProviderHandler } from './mock.exchange';
 import { MockStats, type RouteName } from './mock.stats';
 import { geminiHandler } from './gemini.handler';
 import { openaiHandler } from './openai.handler';
+import { OpenAICompactHandler, OpenAIInputTokensHandler } from './openai.responses.compact';
 import { OpenAIResponsesHandler } from './openai.responses.handler';
 import { OpenAIStoredResponsesHandler, ResponseStore } from './openai.responses.store';
 
@@ -35,22 +36,31 @@ interface Route {
 interface ServerHandlers {
   responses: ProviderHandler;
   storedResponses: ProviderHandler;
+  inputTokens: ProviderHandler;
+  compact: ProviderHandler;
 }
 
 const GEMINI_PATH = /^\/v1(?:beta)?\/models\/([^/:]+):(generateContent|streamGenerateContent|countTokens|embedContent|batchEmbedContents)$/;
 /** A stored response, or its input items: the id is matched strictly, anything else stays an unknown path. */
 const STORED_RESPONSE_PATH = /^\/v1\/responses\/([A-Za-z0-9_-]+)(\/input_items)?$/;
+/** Cancelling a stored response. */
+const CANCEL_RESPONSE_PATH = /^\/v1\/responses\/([A-Za-z0-9_-]+)\/cancel$/;
 
 /** Exact string compares first: these are the benchmark's hot paths. */
 function matchRoute(method: string | undefined, path: string, h: ServerHandlers): Route | undefined {
   if (method === 'POST') {
     if (path === '/v1/chat/completions') return { name: 'openai.chat', handler: openaiHandler, param: '' };
     if (path === '/v1/responses') return { name: 'openai.responses', handler: h.responses, param: '' };
+    // Fixed paths before the cancel pattern: `input_tokens` and `compact` are no response ids.
+    if (path === '/v1/responses/input_tokens') return { name: 'openai.responses.inputTokens', handler: h.inputTokens, param: '' };
+    if (path === '/v1/responses/compact') return { name: 'openai.responses.compact', handler: h.compact, param: '' };
     if (path === '/v1/messages') return { name: 'anthropic.messages', handler: anthropicHandler, param: '' };
     if (path === '/v1/messages/count_tokens') return { name: 'anthropic.countTokens', handler: anthropicHandler, param: '' };
     if (path === '/v1/embeddings') return { name: 'openai.embeddings', handler: openaiHandler, param: '' };
     const m = GEMINI_PATH.exec(path);
     if (m) return { name: `gemini.${m[2]}` as RouteName, handler: geminiHandler, param: decodeURIComponent(m[1]) };
+    const cancel = CANCEL_RESPONSE_PATH.exec(path);
+    if (cancel) return { name: 'openai.responses.cancel', handler: h.storedResponses, param: cancel[1] };
     return undefined;
   }
   if (method === 'GET' && path === '/v1/models') return { name: 'openai.models', handler: openaiHandler, param: '' };
@@ -156,6 +166,8 @@ export function createMockServer(options: MockServerOptions = {}): Server {
   const handlers: ServerHandlers = {
     responses: new OpenAIResponsesHandler(store),
     storedResponses: new OpenAIStoredResponsesHandler(store),
+    inputTokens: new OpenAIInputTokensHandler(store),
+    compact: new OpenAICompactHandler(store),
   };
 
   const server = createServer({ noDelay: true }, (req, res) => {

@@ -83,6 +83,33 @@ export const RESPONSES_ARGUMENTS: ReadonlySet<string> = new Set([
   'user',
 ]);
 
+/** `POST /v1/responses/input_tokens` (`InputTokenCountParams`): the fields of a create request that shape its input. */
+export const INPUT_TOKENS_ARGUMENTS: ReadonlySet<string> = new Set([
+  'model',
+  'input',
+  'conversation',
+  'instructions',
+  'parallel_tool_calls',
+  'previous_response_id',
+  'reasoning',
+  'text',
+  'tool_choice',
+  'tools',
+  'truncation',
+]);
+
+/** `POST /v1/responses/compact` (`ResponseCompactParams`). */
+export const COMPACT_ARGUMENTS: ReadonlySet<string> = new Set([
+  'model',
+  'input',
+  'instructions',
+  'previous_response_id',
+  'prompt_cache_key',
+  'prompt_cache_options',
+  'prompt_cache_retention',
+  'service_tier',
+]);
+
 /** `POST /v1/embeddings` (`EmbeddingCreateParams`). */
 export const EMBEDDINGS_ARGUMENTS: ReadonlySet<string> = new Set(['model', 'input', 'dimensions', 'encoding_format', 'user']);
 

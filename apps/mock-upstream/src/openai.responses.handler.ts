@@ -41,7 +41,7 @@ import type {
  */
 
 /** `input` as a list of items: a plain string is one user message. */
-function inputItems(input: unknown): unknown[] {
+export function inputItems(input: unknown): unknown[] {
   return typeof input === 'string' ? [{ role: 'user', content: input }] : asArray(input);
 }
 
@@ -50,7 +50,7 @@ function isUserMessage(item: unknown): item is JsonRecord {
   return isRecord(item) && item.role === 'user' && (item.type === undefined || item.type === 'message');
 }
 
-function lastUserText(items: unknown[]): string {
+export function lastUserText(items: unknown[]): string {
   for (let i = items.length - 1; i >= 0; i--) {
     const item = items[i];
     if (isUserMessage(item)) return contentText(item.content);
@@ -94,7 +94,7 @@ function toolInfo(body: JsonRecord): ToolInfo {
   return { declared, parameters, forced, disabled: choice === 'none' };
 }
 
-function missing(param: string): ErrorReply {
+export function missing(param: string): ErrorReply {
   return openaiError(400, {
     message: `Missing required parameter: '${param}'.`,
     type: 'invalid_request_error',
@@ -107,7 +107,7 @@ function missing(param: string): ErrorReply {
  * OpenAI's 400 for a top-level argument the Responses API does not take: it names the first one, as
  * `param` too. Chat's `messages` gets its own pointer to `input`.
  */
-function unknownParameter(name: string): ErrorReply {
+export function unknownParameter(name: string): ErrorReply {
   if (name === 'messages')
     return openaiError(400, {
       message:
@@ -127,7 +127,7 @@ function unknownParameter(name: string): ErrorReply {
  * Why `input` cannot be answered, or undefined when it can. It may be left out where stored context
  * carries the conversation (a `prompt` template, a `conversation`, a previous response), as OpenAI allows.
  */
-function invalidInput(input: unknown, body: Record<string, unknown>): ErrorReply | undefined {
+export function invalidInput(input: unknown, body: Record<string, unknown>): ErrorReply | undefined {
   if (input === undefined || input === null)
     return body.prompt !== undefined || body.conversation !== undefined || body.previous_response_id !== undefined
       ? undefined
@@ -148,6 +148,58 @@ function invalidInput(input: unknown, body: Record<string, unknown>): ErrorReply
     param: 'input',
     code: 'invalid_type',
   });
+}
+
+/**
+ * The stored context a request names, checked as OpenAI checks it: its `previous_response_id`
+ * (a string this server holds) and its `item_reference` inputs (output items of kept responses).
+ * Shared by create, input_tokens and compact.
+ */
+export function storedContext(store: ResponseStore, body: JsonRecord): { previous: StoredResponse | undefined } | { error: ErrorReply } {
+  let previous: StoredResponse | undefined;
+  const previousId = body.previous_response_id;
+  if (previousId !== undefined && previousId !== null) {
+    if (typeof previousId !== 'string') {
+      return {
+        error: openaiError(400, {
+          message: `Invalid type for 'previous_response_id': expected a string, but got ${Array.isArray(previousId) ? 'an array' : typeof previousId === 'object' ? 'an object' : `a ${typeof previousId}`} instead.`,
+          type: 'invalid_request_error',
+          param: 'previous_response_id',
+          code: 'invalid_type',
+        }),
+      };
+    }
+    previous = store.get(previousId);
+    if (!previous) return { error: previousNotFound(previousId) };
+  }
+  // An item reference names an item OpenAI stored (here: an output item of a kept response).
+  const references = Array.isArray(body.input) ? body.input.filter((item) => isRecord(item) && item.type === 'item_reference') : [];
+  for (const reference of references as JsonRecord[]) {
+    const id = reference.id;
+    if (typeof id !== 'string' || !store.hasOutputItem(id))
+      return {
+        error: openaiError(404, {
+          message: `Item with id '${String(id)}' not found. Items are not persisted when \`store\` is set to false. Try again with \`store\` set to true, or remove this item from your input.`,
+          type: 'invalid_request_error',
+          param: 'input',
+          code: null,
+        }),
+      };
+  }
+  return { previous };
+}
+
+/**
+ * The input tokens of a request: its instructions and input items, and a continuation's previous
+ * response (its input and output) as context. What create bills and input_tokens counts alike.
+ */
+export function inputTokens(body: JsonRecord, previous: StoredResponse | undefined): number {
+  const items = inputItems(body.input);
+  const instructions = asString(body.instructions);
+  let promptChars = instructions ? instructions.length : 0;
+  for (const item of items) promptChars += itemChars(item);
+  const context = previous?.response.usage ? previous.response.usage.input_tokens + previous.response.usage.output_tokens : 0;
+  return context + promptTokens(promptChars, items.length + (instructions ? 1 : 0));
 }
 
 /** OpenAI refuses a `max_output_tokens` below 16. */
@@ -237,7 +289,7 @@ function failedResponse(a: Answer, message: string): ResponseObject {
  * `invalid_request_error`, as client reports of that error show. (vLLM's imitation answers 404;
  * we follow OpenAI's documented 400.)
  */
-function previousNotFound(id: string): ErrorReply {
+export function previousNotFound(id: string): ErrorReply {
   return openaiError(400, {
     message: `Previous response with id '${id}' not found.`,
     type: 'invalid_request_error',
@@ -272,42 +324,12 @@ export class OpenAIResponsesHandler extends OpenAIRouteHandler {
     if (!model) return ex.sendError(missing('model'));
     const rejected = invalidInput(body.input, body) ?? tooFewOutputTokens(body.max_output_tokens);
     if (rejected) return ex.sendError(rejected);
-    let previous: StoredResponse | undefined;
-    if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
-      const previousId = body.previous_response_id;
-      if (typeof previousId !== 'string') {
-        return ex.sendError(
-          openaiError(400, {
-            message: `Invalid type for 'previous_response_id': expected a string, but got ${Array.isArray(previousId) ? 'an array' : typeof previousId === 'object' ? 'an object' : `a ${typeof previousId}`} instead.`,
-            type: 'invalid_request_error',
-            param: 'previous_response_id',
-            code: 'invalid_type',
-          }),
-        );
-      }
-      previous = this.store.get(previousId);
-      if (!previous) return ex.sendError(previousNotFound(previousId));
-    }
-
-    // An item reference names an item OpenAI stored (here: an output item of a kept response).
-    const references = Array.isArray(body.input) ? body.input.filter((item) => isRecord(item) && item.type === 'item_reference') : [];
-    for (const reference of references as JsonRecord[]) {
-      const id = reference.id;
-      if (typeof id !== 'string' || !this.store.hasOutputItem(id))
-        return ex.sendError(
-          openaiError(404, {
-            message: `Item with id '${String(id)}' not found. Items are not persisted when \`store\` is set to false. Try again with \`store\` set to true, or remove this item from your input.`,
-            type: 'invalid_request_error',
-            param: 'input',
-            code: null,
-          }),
-        );
-    }
+    const context = storedContext(this.store, body);
+    if ('error' in context) return ex.sendError(context.error);
+    const { previous } = context;
 
     const items = inputItems(body.input);
     const instructions = asString(body.instructions) ?? null;
-    let promptChars = instructions ? instructions.length : 0;
-    for (const item of items) promptChars += itemChars(item);
     const userText = stripDirectives(ex.userText);
     const plan = planToolCalls({
       ...toolInfo(body),
@@ -320,9 +342,7 @@ export class OpenAIResponsesHandler extends OpenAIRouteHandler {
     const textConfig = isRecord(body.text) ? body.text : {};
     const format = isRecord(textConfig.format) ? textConfig.format : { type: 'text' };
     const text = plan ? '' : openaiFormattedReply(format.type, format.schema, replyText('openai', userText));
-    // A continuation's prompt holds the previous response's input and output as context.
-    const context = previous?.response.usage ? previous.response.usage.input_tokens + previous.response.usage.output_tokens : 0;
-    const input = context + promptTokens(promptChars, items.length + (instructions ? 1 : 0));
+    const input = inputTokens(body, previous);
     const output = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
     const answer: Answer = {
       base: {

@@ -344,6 +344,39 @@ describe('OpenAI stored responses', () => {
     });
   });
 
+  describe('POST /v1/responses/{id}/cancel', () => {
+    const cancel = (id: string, headers: Record<string, string> = OPENAI_AUTH): Promise<Response> =>
+      fetch(`${mock.base}${RESPONSES}/${id}/cancel`, { method: 'POST', headers });
+
+    it('refuses a response that was not created in the background with a 400, and keeps it', async () => {
+      const created = await plain({ input: 'cancel me' });
+      expect(created.background).toBe(false);
+      const res = await cancel(created.id);
+      expect(res.status).toBe(400);
+      expect(await readJson<OpenAIErrorBody>(res)).toEqual({
+        error: { message: 'Cannot cancel a synchronous response.', type: 'invalid_request_error', param: null, code: null },
+      });
+      expect(await retrieve(created.id)).toEqual(created);
+    });
+
+    it('answers 404 for an unknown or deleted id', async () => {
+      const created = await plain({ input: 'x' });
+      await (await del(`${RESPONSES}/${created.id}`)).text();
+      for (const id of ['resp_unknown', created.id]) {
+        const res = await cancel(id);
+        expect(res.status).toBe(404);
+        expect(await readJson<OpenAIErrorBody>(res)).toEqual(notFound(id));
+      }
+    });
+
+    it('rejects a missing key with 401, and takes the header directives', async () => {
+      const created = await plain({ input: 'x' });
+      expect((await cancel(created.id, {})).status).toBe(401);
+      const forced = await cancel(created.id, { ...OPENAI_AUTH, 'x-mock-status': '503' });
+      expect(forced.status).toBe(503);
+    });
+  });
+
   describe('keys, directives, stats and paths', () => {
     it('rejects a missing or wrong key with 401 on every stored-response route', async () => {
       const created = await plain({ input: 'x' });
@@ -386,15 +419,18 @@ describe('OpenAI stored responses', () => {
         await (await fetch(`${other.base}${RESPONSES}/${created.id}?include[]=x`, { headers: OPENAI_AUTH })).text();
         await (await fetch(`${other.base}${RESPONSES}/${created.id}/input_items?limit=1`, { headers: OPENAI_AUTH })).text();
         await (await fetch(`${other.base}${RESPONSES}/${created.id}/input_items`, { headers: {} })).text();
+        await (await fetch(`${other.base}${RESPONSES}/${created.id}/cancel`, { method: 'POST', headers: OPENAI_AUTH })).text();
         await (await fetch(`${other.base}${RESPONSES}/${created.id}`, { method: 'DELETE', headers: OPENAI_AUTH })).text();
         const stats = await getStats(other.base);
-        expect(stats.total).toBe(5);
+        expect(stats.total).toBe(6);
         expect(stats.byRoute).toMatchObject({
           'openai.responses': 1,
           'openai.responses.retrieve': 1,
           'openai.responses.inputItems': 2,
           'openai.responses.delete': 1,
+          'openai.responses.cancel': 1,
         });
+        expect(stats.last['openai.responses.cancel']).toMatchObject({ url: `${RESPONSES}/${created.id}/cancel`, body: null });
         expect(stats.last['openai.responses.retrieve']).toMatchObject({ url: `${RESPONSES}/${created.id}?include[]=x`, body: null });
         expect(stats.last['openai.responses.inputItems']?.url).toBe(`${RESPONSES}/${created.id}/input_items`);
         expect(stats.last['openai.responses.delete']?.headers.authorization).toBe(OPENAI_AUTH.authorization);
@@ -415,6 +451,8 @@ describe('OpenAI stored responses', () => {
         ['DELETE', `${RESPONSES}/${created.id}/input_items`],
         ['PUT', `${RESPONSES}/${created.id}`],
         ['POST', `${RESPONSES}/${created.id}`],
+        ['GET', `${RESPONSES}/${created.id}/cancel`],
+        ['POST', `${RESPONSES}/${created.id}/cancel/extra`],
         ['GET', RESPONSES],
       ]) {
         const res = await fetch(`${mock.base}${path}`, { method, headers: OPENAI_AUTH });
@@ -513,6 +551,15 @@ describe('OpenAI stored responses', () => {
       expect(gone).toBeInstanceOf(NotFoundError);
       expect(gone).toMatchObject({ status: 404, type: 'invalid_request_error', param: null, code: null });
       expect((gone as NotFoundError).message).toContain(`Response with id '${created.id}' not found.`);
+    });
+
+    it('refuses to cancel a response made without background, as OpenAI does (400), and an unknown one (404)', async () => {
+      const client = sdk();
+      const created = await client.responses.create({ model: 'gpt-4o-mini', input: 'cancel via sdk' });
+      const refused = await client.responses.cancel(created.id).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(BadRequestError);
+      expect(refused).toMatchObject({ status: 400, type: 'invalid_request_error', param: null, code: null });
+      expect(await client.responses.cancel('resp_lost').catch((e: unknown) => e)).toBeInstanceOf(NotFoundError);
     });
 
     it('streams, then retrieves the completed response; continues it; reports an unknown previous id', async () => {

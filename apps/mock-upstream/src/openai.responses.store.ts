@@ -187,8 +187,8 @@ export function pageOf(items: ResponseInputItem[], limit: number, order: 'asc' |
 }
 
 /**
- * `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items`
- * for one mock server's store. Keys, error envelope and status errors are the chat route's; the
+ * `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` and
+ * `POST /v1/responses/{id}/cancel` for one mock server's store. Keys, error envelope and status errors are the chat route's; the
  * id comes from the path (`ex.pathParam`), the query is read only where it matters.
  */
 export class OpenAIStoredResponsesHandler extends OpenAIRouteHandler {
@@ -211,6 +211,7 @@ export class OpenAIStoredResponsesHandler extends OpenAIRouteHandler {
     const headers = { 'x-request-id': nextId('req_') };
 
     if (query) return sendJsonWithFaults(ex, pageOf(stored.inputItems, query.limit, query.order, query.after), headers);
+    if (ex.route === 'openai.responses.cancel') return this.cancel(ex);
     if (ex.route === 'openai.responses.delete') {
       // OpenAI's API reference example (and Azure's copy of it: "Always return 'response'") gives
       // `object: "response"`; a translated copy of the reference shows "response.deleted". We follow
@@ -233,5 +234,17 @@ export class OpenAIStoredResponsesHandler extends OpenAIRouteHandler {
       );
     }
     sendJsonWithFaults(ex, stored.response, headers);
+  }
+
+  /**
+   * `POST /v1/responses/{id}/cancel`. OpenAI cancels only a response created with `background:
+   * true` and refuses any other with a 400. Its wording is not in its reference; this is the one
+   * OpenAI-compatible servers (vLLM) answer with. The mock makes no background response (it
+   * answers every one at once), so each response it keeps is refused.
+   */
+  private cancel(ex: Exchange): void {
+    ex.sendError(
+      openaiError(400, { message: 'Cannot cancel a synchronous response.', type: 'invalid_request_error', param: null, code: null }),
+    );
   }
 }

@@ -39,7 +39,7 @@ export interface ResponseFunctionCall {
 
 export type ResponseOutputItem = ResponseOutputMessage | ResponseFunctionCall;
 
-export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed';
+export type ResponseStatus = 'queued' | 'in_progress' | 'completed' | 'incomplete' | 'failed' | 'cancelled';
 
 export interface ResponseObject {
   id: string;
@@ -101,6 +101,38 @@ export interface ResponseDeleted {
   id: string;
   object: 'response';
   deleted: true;
+}
+
+/** `POST /v1/responses/input_tokens`: the input a create request with the same fields would be billed. */
+export interface ResponseInputTokens {
+  object: 'response.input_tokens';
+  input_tokens: number;
+}
+
+/** A user message of a compacted conversation, as `POST /v1/responses/compact` lists it. */
+export interface CompactedUserMessage {
+  id: string;
+  type: 'message';
+  status: 'completed';
+  content: Array<{ type: 'input_text'; text: string }>;
+  role: 'user';
+}
+
+/** The opaque item that stands for the rest of a compacted conversation. */
+export interface CompactionItem {
+  id: string;
+  type: 'compaction';
+  encrypted_content: string;
+}
+
+/** `POST /v1/responses/compact`: the conversation's user messages, then one compaction item. */
+export interface ResponseCompaction {
+  id: string;
+  object: 'response.compaction';
+  created_at: number;
+  output: Array<CompactedUserMessage | CompactionItem>;
+  /** Absent with `no_usage`. */
+  usage?: ResponseUsage;
 }
 
 /** One event type per member (a conditional type distributes over the union), so `type` discriminates. */
