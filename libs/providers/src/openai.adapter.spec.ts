@@ -169,6 +169,33 @@ describe('OpenAiAdapter Responses API against the mock upstream: a stored respon
     expect(log).toHaveLength(3);
   });
 
+  it('counts input tokens and compacts at their own paths, the compaction billed from its usage', async () => {
+    const signal = new AbortController().signal;
+    const count = await adapter().responsesInputTokens({ body: { model: 'gpt-4o-mini', input: 'count me' }, access: access(), signal });
+    expect(JSON.parse(count)).toEqual({ object: 'response.input_tokens', input_tokens: expect.any(Number) });
+    const compacted = await adapter().responsesCompact({ body: { model: 'gpt-4o-mini', input: 'compact me' }, access: access(), signal });
+    const body = JSON.parse(compacted.body) as { object: string; usage: { input_tokens: number; output_tokens: number } };
+    expect(body.object).toBe('response.compaction');
+    expect(compacted.usage).toEqual({
+      prompt_tokens: body.usage.input_tokens,
+      completion_tokens: body.usage.output_tokens,
+      total_tokens: body.usage.input_tokens + body.usage.output_tokens,
+    });
+    // The user messages it lists are its text, for an estimate when a host reports no usage.
+    expect(compacted.text).toBe('compact me');
+  });
+
+  it('passes a cancel as a POST without a body, and the refusal of a response made without background as an http error', async () => {
+    const signal = new AbortController().signal;
+    const made = JSON.parse((await adapter().responses({ body: { model: 'gpt-4o-mini', input: 'x' }, access: access(), signal })).body) as {
+      id: string;
+    };
+    const error = await adapter()
+      .storedResponse({ method: 'POST', path: `/responses/${made.id}/cancel`, access: access(), signal })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ kind: 'http', status: 400 });
+  });
+
   function adapter(): OpenAiAdapter {
     return new OpenAiAdapter(client);
   }

@@ -82,7 +82,29 @@ export class OpenAiAdapter implements ProviderAdapter {
   }
 
   /**
-   * A stored Response's route (`GET`/`DELETE /v1/responses/{id}`, `GET …/input_items`) passed
+   * `POST /v1/responses/input_tokens` passed through: OpenAI's count of a request's input tokens,
+   * its text checked to be a JSON object.
+   */
+  async responsesInputTokens(call: ResponsesPassthrough): Promise<string> {
+    const res = await this.post(call, call.body, 'application/json', '/responses/input_tokens');
+    const body = await readText(res, this.name);
+    parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
+    return body;
+  }
+
+  /**
+   * `POST /v1/responses/compact` passed through: a `response.compaction` (stored nowhere: the
+   * client sends its output back as input), with its usage and the text of its output.
+   */
+  async responsesCompact(call: ResponsesPassthrough): Promise<ResponsesAnswer> {
+    const res = await this.post(call, call.body, 'application/json', '/responses/compact');
+    const body = await readText(res, this.name);
+    const compaction = parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
+    return { body, usage: responsesUsage(compaction.usage), text: responseText(compaction) };
+  }
+
+  /**
+   * A stored Response's route (`GET`/`DELETE /v1/responses/{id}`, `GET …/input_items`, `POST …/cancel`) passed
    * through with the product's key: the answer's text, checked to be a JSON object.
    */
   async storedResponse(call: StoredResponseCall): Promise<string> {

@@ -22,10 +22,11 @@ export interface ResponsesPassthrough {
   onStored?: (id: string, usage: Usage | null, itemIds: string[]) => Promise<void> | void;
 }
 
-/** A stored Response's route passed through: retrieve, delete, list its input items. */
+/** A stored Response's route passed through: retrieve, delete, list its input items, cancel. */
 export interface StoredResponseCall {
-  method: 'GET' | 'DELETE';
-  /** Below the host's base URL: `/responses/{id}` or `/responses/{id}/input_items`, with its checked query. */
+  /** `POST` for a cancel, which carries no body. */
+  method: 'GET' | 'DELETE' | 'POST';
+  /** Below the host's base URL: `/responses/{id}`, `/responses/{id}/input_items` or `/responses/{id}/cancel`, with its checked query. */
   path: string;
   access: ProviderAccess;
   signal: AbortSignal;
