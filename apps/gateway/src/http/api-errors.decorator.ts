@@ -239,15 +239,18 @@ const STORED_RESPONSE_STATUSES: Status[] = [
 ];
 
 /** What each stored-response route refuses with a 400: its query. */
-const STORED_RESPONSE_BAD_REQUEST: Record<'retrieve' | 'delete' | 'inputItems', string> = {
+const STORED_RESPONSE_BAD_REQUEST: Record<'retrieve' | 'delete' | 'inputItems' | 'cancel', string> = {
   retrieve:
     'A query parameter other than include[] and stream, a malformed include, or `stream=true` ' +
     '(`unsupported_parameter`: only background responses stream back)',
   delete: 'Any query parameter: this route takes none',
   inputItems: 'A query parameter other than after, limit, order and include[], or a malformed one (limit 1–100, order asc or desc)',
+  cancel:
+    'Any query parameter: this route takes none; or OpenAI’s refusal to cancel a response not created in the background ' +
+    '(`upstream_bad_request`), which is every response made through keygate',
 };
 
-/** Documents the error statuses of `GET`/`DELETE /v1/responses/{id}` and its input items. */
-export function ApiStoredResponseErrors(route: 'retrieve' | 'delete' | 'inputItems'): MethodDecorator & ClassDecorator {
+/** Documents the error statuses of `GET`/`DELETE /v1/responses/{id}`, its input items and its cancel. */
+export function ApiStoredResponseErrors(route: 'retrieve' | 'delete' | 'inputItems' | 'cancel'): MethodDecorator & ClassDecorator {
   return apiErrors(STORED_RESPONSE_STATUSES, ErrorBodyDto, [[400, STORED_RESPONSE_BAD_REQUEST[route]]]);
 }

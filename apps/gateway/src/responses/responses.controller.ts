@@ -1,12 +1,21 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
-import { AdmitInHandler, RequestLimitsGuard, SkipDailyRequestLimits } from '@keygate/limits';
+import { AdmitInHandler, RequestLimitsGuard, SkipDailyRequestLimits, SkipRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiGatewayErrors, ApiStoredResponseErrors } from '../http/api-errors.decorator';
 import { modelCall } from '../http/request.decorators';
-import { InputItemListDto, ResponseDeletedDto, ResponseObjectDto, ResponsesRequestDto } from './responses.dto';
+import {
+  InputItemListDto,
+  ResponseCompactionDto,
+  ResponseDeletedDto,
+  ResponseInputTokensDto,
+  ResponseObjectDto,
+  ResponsesCompactRequestDto,
+  ResponsesInputTokensRequestDto,
+  ResponsesRequestDto,
+} from './responses.dto';
 import { ResponsesService, type ResponsesRequest } from './responses.service';
 import type { StoredResponseRoute } from './stored-response.query';
 
@@ -15,6 +24,19 @@ const RESPONSE_ID_PARAM = ApiParam({
   description: 'A response this user created through keygate',
   example: 'resp_67ccd2bed1ec8190b14f964abc054267',
 });
+/** The 404 and 503 of a route that routes a body's model and may name stored state. */
+const CONTINUATION_ERRORS: Array<[number, string]> = [
+  [
+    404,
+    'Unknown model for this product, or (`response_not_found`, param `previous_response_id` or `input[i].id`) not a response ' +
+      'or item this user created through keygate',
+  ],
+  [
+    503,
+    '`service_unavailable`: Redis, which records who owns each stored response, is unavailable; the HMAC replay cache is ' +
+      'down (an HMAC-signed request); or keygate is shutting down (carries Retry-After)',
+  ],
+];
 const INCLUDE_QUERY = ApiQuery({
   name: 'include[]',
   required: false,
@@ -67,6 +89,63 @@ export class ResponsesController {
       this.responses.create(ctx, principal, body as unknown as ResponsesRequest, bodyBytes, reply),
     );
     await ctx.settled;
+  }
+
+  // Limits as Anthropic's count_tokens and Gemini's countTokens: a free count generates nothing.
+  @Post('input_tokens')
+  @SkipRequestLimits()
+  @HttpCode(200)
+  @ApiOperation({
+    summary: "Count a request's input tokens (OpenAI Responses API, OpenAI models)",
+    description:
+      "OpenAI's count of the input tokens `POST /v1/responses` with the same fields would be billed, passed through " +
+      "(the OpenAI SDKs' `responses.inputTokens.count`). Free and not a generation: not counted against the request or " +
+      'token limits, but blocks and the refused fields and tools of the policy apply, and each is audited. ' +
+      '`previous_response_id` must be a response this user created through keygate.',
+  })
+  @ApiBody({
+    type: ResponsesInputTokensRequestDto,
+    examples: { hello: { summary: 'One text input', value: { model: 'gpt-4o-mini', input: 'Hello!' } } },
+  })
+  @ApiOkResponse({ type: ResponseInputTokensDto, description: 'The input token count, as OpenAI answers it' })
+  @ApiGatewayErrors(undefined, [
+    ...CONTINUATION_ERRORS,
+    [429, 'The upstream rate-limited keygate (carries Retry-After); keygate’s own limits do not count this route'],
+  ])
+  inputTokens(@Req() request: FastifyRequest, @Body() body: ResponsesInputTokensRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    return this.serve(request, body, reply, 'inputTokens');
+  }
+
+  @Post('compact')
+  @AdmitInHandler()
+  @HttpCode(200)
+  @ApiOperation({
+    summary: 'Compact a conversation (OpenAI Responses API, OpenAI models)',
+    description:
+      "OpenAI's compaction, passed through (Codex calls it when its context fills up): the conversation's user messages and one " +
+      'encrypted `compaction` item to send back as input. A model call: counted against the request limits, its tokens ' +
+      '(the usage OpenAI reports) against the daily token quotas, and audited. `previous_response_id` must be a response ' +
+      'this user created through keygate.',
+  })
+  @ApiBody({
+    type: ResponsesCompactRequestDto,
+    examples: {
+      history: {
+        summary: 'A conversation to compact',
+        value: {
+          model: 'gpt-4o-mini',
+          input: [
+            { role: 'user', content: 'Create a landing page for a café.' },
+            { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: '<html>…</html>' }] },
+          ],
+        },
+      },
+    },
+  })
+  @ApiOkResponse({ type: ResponseCompactionDto, description: "OpenAI's `response.compaction` object" })
+  @ApiGatewayErrors(undefined, CONTINUATION_ERRORS)
+  compact(@Req() request: FastifyRequest, @Body() body: ResponsesCompactRequestDto, @Res() reply: FastifyReply): Promise<void> {
+    return this.serve(request, body, reply, 'compact');
   }
 
   @Get(':id')
@@ -129,6 +208,43 @@ export class ResponsesController {
     @Res() reply: FastifyReply,
   ): Promise<void> {
     return this.serveStored(request, 'inputItems', id, query, reply);
+  }
+
+  @Post(':id/cancel')
+  @SkipDailyRequestLimits()
+  @HttpCode(200)
+  @ApiOperation({
+    summary: 'Cancel a response (OpenAI Responses API)',
+    description:
+      'For a response the caller created through keygate, passed through. OpenAI cancels only background responses, which ' +
+      'keygate does not create: its refusal of any other comes back as a 400 (`upstream_bad_request`). Free: counted ' +
+      'against the per-second limits only. Another user’s or product’s response is 404 `response_not_found`.',
+  })
+  @RESPONSE_ID_PARAM
+  @ApiOkResponse({ type: ResponseObjectDto, description: "OpenAI's Response object, `status: cancelled`" })
+  @ApiStoredResponseErrors('cancel')
+  cancel(
+    @Req() request: FastifyRequest,
+    @Param('id') id: string,
+    @Query() query: Record<string, unknown>,
+    @Res() reply: FastifyReply,
+  ): Promise<void> {
+    return this.serveStored(request, 'cancel', id, query, reply);
+  }
+
+  /** The body routes besides create: the admitted request's context and credential. */
+  private async serve(
+    request: FastifyRequest,
+    body: ResponsesInputTokensRequestDto | ResponsesCompactRequestDto,
+    reply: FastifyReply,
+    op: 'inputTokens' | 'compact',
+  ): Promise<void> {
+    const { ctx, principal, bodyBytes } = modelCall(request);
+    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
+    ctx.settled = requestContextStorage.run(ctx, () =>
+      this.responses[op](ctx, principal, body as unknown as ResponsesRequest, bodyBytes, reply),
+    );
+    await ctx.settled;
   }
 
   private async serveStored(

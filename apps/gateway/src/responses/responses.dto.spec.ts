@@ -1,6 +1,6 @@
 import { GatewayError } from '@keygate/errors';
 import { DtoValidationPipe } from '../http/dto-validation.pipe';
-import { ResponsesRequestDto } from './responses.dto';
+import { ResponsesCompactRequestDto, ResponsesInputTokensRequestDto, ResponsesRequestDto } from './responses.dto';
 
 const pipe = new DtoValidationPipe();
 const validate = (body: unknown): unknown =>
@@ -47,5 +47,58 @@ describe('ResponsesRequestDto', () => {
       { role: 'user', content: 'run it' },
     ];
     expect(() => validate({ ...base, input, tool_choice: choice })).not.toThrow();
+  });
+});
+
+describe.each([
+  ['ResponsesInputTokensRequestDto', ResponsesInputTokensRequestDto],
+  ['ResponsesCompactRequestDto', ResponsesCompactRequestDto],
+])('%s', (_name, metatype) => {
+  const check = (body: unknown): unknown => pipe.transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype });
+  const refused = (body: unknown): { code: string; param: string | undefined } => {
+    try {
+      check(body);
+    } catch (error) {
+      if (error instanceof GatewayError) return { code: error.code, param: error.options.param };
+      throw error;
+    }
+    throw new Error('expected a refusal');
+  };
+
+  it('hands the body on as sent, fields it does not model included', () => {
+    const body = {
+      ...base,
+      instructions: 'Be brief.',
+      previous_response_id: 'resp_abc',
+      prompt_cache_key: 'k',
+      text: { verbosity: 'low' },
+    };
+    expect(check(body)).toEqual(body);
+  });
+
+  it.each([
+    ['no model', { input: 'hi' }, 'model'],
+    ['an input that is neither text nor items', { model: 'm', input: 42 }, 'input'],
+    ['an empty input list', { model: 'm', input: [] }, 'input'],
+    ['a content part that is not an object', { model: 'm', input: [{ role: 'user', content: [1] }] }, 'input[0].content[0]'],
+    ['a previous_response_id that is no id', { ...base, previous_response_id: 'resp/../x' }, 'previous_response_id'],
+    ['instructions that are not text', { ...base, instructions: ['x'] }, 'instructions'],
+  ])('refuses %s, naming it', (_what, body, param) => {
+    expect(refused(body)).toEqual({ code: 'invalid_request', param });
+  });
+});
+
+describe('ResponsesInputTokensRequestDto tools', () => {
+  const check = (body: unknown): unknown =>
+    pipe.transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: ResponsesInputTokensRequestDto });
+
+  it('checks function tools and tool_choice as create does', () => {
+    expect(() => check({ ...base, tools: [{ type: 'function', function: { name: 'f' } }] })).toThrow(/flat/);
+    expect(() =>
+      check({ ...base, tools: [{ type: 'function', name: 'f', parameters: {} }], tool_choice: { type: 'function', name: 'g' } }),
+    ).toThrow(/tool_choice names g/);
+    expect(() =>
+      check({ ...base, tools: [{ type: 'function', name: 'f', parameters: {} }], tool_choice: { type: 'function', name: 'f' } }),
+    ).not.toThrow();
   });
 });

@@ -129,6 +129,63 @@ export class ResponsesRequestDto {
   stream_options?: unknown;
 }
 
+const ModelProperty = ApiProperty({
+  example: 'gpt-4o-mini',
+  description: 'An OpenAI model of the caller’s product: it picks the host and key',
+});
+const PreviousResponseProperty = ApiPropertyOptional({
+  description: 'A response this user created through keygate (`store` not false): its context counts too',
+  example: 'resp_67ccd2bed1ec8190b14f964abc054267',
+});
+const InputProperty = ApiPropertyOptional({
+  description: 'Text, or an array of input items, as `POST /v1/responses` takes it',
+  example: 'Hello!',
+  oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'object', additionalProperties: true } }],
+});
+
+/**
+ * `POST /v1/responses/input_tokens` body: the fields of a create request that shape its input
+ * (`model`, `input`, `instructions`, `tools`, `tool_choice`, `previous_response_id`, `text`,
+ * `reasoning`, `truncation`, …), checked as create checks them; the rest goes to OpenAI unchanged.
+ */
+export class ResponsesInputTokensRequestDto {
+  @ModelProperty @IsString() @MinLength(1) @MaxLength(256) model!: string;
+  @InputProperty @IsOptional() @Validate(InputConstraint) input?: string | Array<Record<string, unknown>>;
+  @ApiPropertyOptional({ example: 'Answer briefly.' }) @IsOptional() @IsString() instructions?: string;
+
+  @ApiPropertyOptional({ type: 'array', items: { type: 'object', additionalProperties: true } })
+  @IsOptional()
+  @Validate(ToolsConstraint)
+  tools?: Array<Record<string, unknown>>;
+
+  @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] })
+  @IsOptional()
+  @Validate(ToolChoiceConstraint)
+  tool_choice?: unknown;
+
+  @PreviousResponseProperty
+  @IsOptional()
+  @IsString()
+  @Matches(RESPONSE_ID, { message: 'previous_response_id must be a response id (letters, digits, _ and -)' })
+  previous_response_id?: string;
+}
+
+/**
+ * `POST /v1/responses/compact` body: OpenAI's compaction request (`model`, `input`,
+ * `instructions`, `previous_response_id`; `prompt_cache_key` and the like go on unchanged).
+ */
+export class ResponsesCompactRequestDto {
+  @ModelProperty @IsString() @MinLength(1) @MaxLength(256) model!: string;
+  @InputProperty @IsOptional() @Validate(InputConstraint) input?: string | Array<Record<string, unknown>>;
+  @ApiPropertyOptional({ example: 'Keep the decisions made.' }) @IsOptional() @IsString() instructions?: string;
+
+  @PreviousResponseProperty
+  @IsOptional()
+  @IsString()
+  @Matches(RESPONSE_ID, { message: 'previous_response_id must be a response id (letters, digits, _ and -)' })
+  previous_response_id?: string;
+}
+
 /** The usage block of a Response (documentation only). */
 export class ResponsesUsageDto {
   @ApiProperty({ type: 'integer', example: 12, description: 'Prompt tokens, cached ones included' }) input_tokens!: number;
@@ -173,4 +230,31 @@ export class InputItemListDto {
   @ApiProperty({ type: String, nullable: true, example: 'msg_abc', description: 'null on an empty page' }) first_id!: string | null;
   @ApiProperty({ type: String, nullable: true, example: 'msg_abc', description: 'null on an empty page' }) last_id!: string | null;
   @ApiProperty({ example: false }) has_more!: boolean;
+}
+
+/** OpenAI's input token count, as `POST /v1/responses/input_tokens` answers it unchanged (documentation only). */
+export class ResponseInputTokensDto {
+  @ApiProperty({ enum: ['response.input_tokens'] }) object!: 'response.input_tokens';
+  @ApiProperty({ type: 'integer', example: 11 }) input_tokens!: number;
+}
+
+/** OpenAI's compacted conversation, as `POST /v1/responses/compact` answers it unchanged (documentation only). */
+export class ResponseCompactionDto {
+  @ApiProperty({ example: 'resp_001' }) id!: string;
+  @ApiProperty({ enum: ['response.compaction'] }) object!: 'response.compaction';
+  @ApiProperty({ type: 'integer', example: 1764967971 }) created_at!: number;
+
+  @ApiProperty({
+    description: 'The conversation’s user messages, then one `compaction` item whose `encrypted_content` stands for the rest',
+    type: 'array',
+    items: { type: 'object', additionalProperties: true },
+    example: [
+      { id: 'msg_000', type: 'message', status: 'completed', role: 'user', content: [{ type: 'input_text', text: 'Hello!' }] },
+      { id: 'cmp_001', type: 'compaction', encrypted_content: 'gAAAAABpM0Yj-...=' },
+    ],
+  })
+  output!: Array<Record<string, unknown>>;
+
+  @ApiProperty({ type: ResponsesUsageDto, description: 'What the compaction cost: counted into the daily token quotas' })
+  usage!: ResponsesUsageDto;
 }

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
-import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy';
+import { applyParameterPolicy, endUserId, identifyCaller, refuseDenied } from '@keygate/policy';
 import {
   estimateResponsesPromptTokens,
   OpenAiAdapter,
@@ -38,6 +38,8 @@ const STORED_ROUTES: Readonly<Record<StoredResponseRoute, { method: StoredRespon
   retrieve: { method: 'GET', suffix: '' },
   delete: { method: 'DELETE', suffix: '' },
   inputItems: { method: 'GET', suffix: '/input_items' },
+  // OpenAI cancels a background response only, and refuses any other with a 400 that is passed on.
+  cancel: { method: 'POST', suffix: '/cancel' },
 };
 
 /**
@@ -68,6 +70,26 @@ function itemNotFound(id: string, param: string): GatewayError {
   );
 }
 
+/** The stored state a request names, each checked to be its user's (see ResponsesService.storedState). */
+interface StoredState {
+  previousId: string | undefined;
+  previous: StoredResponse | undefined;
+  referenced: Array<{ id: string; at: string; record: StoredResponse }>;
+}
+
+/**
+ * A conversation is created and kept at OpenAI outside keygate, under the product's shared key:
+ * keygate cannot tell whose it is, as it can for a previous response.
+ */
+function refuseConversation(body: ResponsesRequest): void {
+  if (body.conversation !== undefined && body.conversation !== null)
+    throw new GatewayError(
+      'unsupported_parameter',
+      'conversations are not served through keygate (it cannot tell whose a conversation is); continue with previous_response_id',
+      { param: 'conversation' },
+    );
+}
+
 /** Chat's names for the cap: the Responses API refuses them (keygate says which field it takes instead). */
 const CHAT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
 
@@ -87,11 +109,7 @@ export class ResponsesService {
 
   async create(ctx: RequestContext, principal: Principal, body: ResponsesRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
     ctx.stream = body.stream === true;
-    const first = this.router.resolveServedBy(ctx, principal, body.model, bodyBytes, {
-      provider: 'openai',
-      route: '/v1/responses',
-      api: 'OpenAI',
-    });
+    const first = this.openaiRoute(ctx, principal, body.model, bodyBytes, '/v1/responses');
     for (const field of CHAT_CAP_FIELDS) {
       if (body[field] !== undefined)
         throw new GatewayError(
@@ -112,37 +130,12 @@ export class ResponsesService {
           param: 'background',
         },
       );
-    // A conversation is created and kept at OpenAI outside keygate, under the product's shared key:
-    // keygate cannot tell whose it is, as it can for a previous response.
-    if (body.conversation !== undefined && body.conversation !== null)
-      throw new GatewayError(
-        'unsupported_parameter',
-        'conversations are not served through keygate (it cannot tell whose a conversation is); continue with previous_response_id',
-        { param: 'conversation' },
-      );
+    refuseConversation(body);
     const { policy } = first.policy;
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy, 'max_output_tokens');
-    // An item reference fetches an item OpenAI stores under the product's shared key, by its id
-    // alone: only an output item of a response this user made through keygate, at the host that stores it.
-    const referenced = await this.referencedItems(principal, body.input);
-    for (const { at, record } of referenced)
-      if (record.baseUrl !== first.access.baseUrl)
-        throw new GatewayError(
-          'unsupported_parameter',
-          `${at} names an item stored at another host than the one serving ${body.model}: reference it with ${record.model}`,
-          { param: at },
-        );
-    // A continuation: only from a response this user made, at the host that stores it; its
-    // context is part of the prompt OpenAI bills.
-    const previousId = typeof body.previous_response_id === 'string' ? body.previous_response_id : undefined;
-    const previous = previousId === undefined ? undefined : await this.previous(principal, previousId);
-    if (previous && previous.baseUrl !== first.access.baseUrl)
-      throw new GatewayError(
-        'unsupported_parameter',
-        `previous_response_id is stored at another host than the one serving ${body.model}: continue it with ${previous.model}`,
-        { param: 'previous_response_id' },
-      );
+    const state = await this.storedState(principal, body, first);
+    const { previous } = state;
     const context = previous?.tokens ?? 0;
     const promptTokens = (): number => estimateResponsesPromptTokens(body) + context;
     const owner = ownerOf(principal);
@@ -155,7 +148,7 @@ export class ResponsesService {
         {
           cap,
           previous,
-          itemsBaseUrl: referenced[0]?.record.baseUrl,
+          itemsBaseUrl: state.referenced[0]?.record.baseUrl,
           promptTokens,
           onStored: async (id, usage, itemIds, { model, access }) => {
             const record: StoredResponse = { owner, model, baseUrl: access.baseUrl, tokens: usage?.total_tokens ?? promptTokens() };
@@ -169,19 +162,127 @@ export class ResponsesService {
         reply,
       );
     } catch (error) {
-      // OpenAI no longer has the previous response (deleted there, expired): forgotten, and said as for any other.
-      if (previousId !== undefined && isGone(error, previousId)) {
-        await this.stored.forget(principal.product, previousId);
-        throw responseNotFound(previousId, 'previous_response_id');
-      }
-      // A referenced item OpenAI no longer has (its response deleted or expired there): the same.
-      const gone = referenced.find(({ id }) => isGone(error, id));
-      if (gone) {
-        await this.stored.forget(principal.product, gone.id);
-        throw itemNotFound(gone.id, gone.at);
-      }
-      throw error;
+      throw await this.goneOrSame(error, principal, state);
     }
+  }
+
+  /**
+   * `POST /v1/responses/input_tokens`: OpenAI's count of the input tokens a create request with
+   * these fields would be billed, passed through. Routed as create (an OpenAI model of the
+   * product; `previous_response_id` and item references only this user's, at the host that stores
+   * them), with the parameter policy's refused fields and tools; nothing to cap, nothing generated.
+   * Limits as Anthropic's `count_tokens` and Gemini's `countTokens`: free and no generation, so no
+   * request or token limit counts it and nothing is billed (the route is @SkipRequestLimits); blocks
+   * apply and it is audited. Retried like a call, without fallbacks (a count is per model).
+   */
+  async inputTokens(
+    ctx: RequestContext,
+    principal: Principal,
+    body: ResponsesRequest,
+    bodyBytes: number,
+    reply: FastifyReply,
+  ): Promise<void> {
+    const first = this.openaiRoute(ctx, principal, body.model, bodyBytes, '/v1/responses/input_tokens');
+    refuseConversation(body);
+    refuseDenied(body, first.policy.policy);
+    const state = await this.storedState(principal, body, first);
+    const call: ResponsesPassthrough = { body, access: first.access, signal: ctx.abort.signal };
+    let answer: string;
+    try {
+      answer = await this.runner.once(ctx, body.model, () => this.openai.responsesInputTokens(call));
+    } catch (error) {
+      throw await this.goneOrSame(error, principal, state);
+    }
+    ctx.answer(200);
+    void reply.status(200).type('application/json').send(answer);
+  }
+
+  /**
+   * `POST /v1/responses/compact`: OpenAI's compaction of a conversation (Codex calls it when its
+   * context fills up), passed through. It generates (the compaction is billed as output), so it is
+   * admitted, reserved, settled and audited as create is: the prompt's estimate (with a previous
+   * response's tokens as context) and the product's completion cap are reserved, then settled to
+   * the usage OpenAI reports. Routed and checked as create; not fallen back (the compaction item
+   * is encrypted for the model that made it), never streamed, and not recorded (OpenAI stores no
+   * response for it: its output is sent back as the next request's input).
+   */
+  async compact(ctx: RequestContext, principal: Principal, body: ResponsesRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
+    ctx.stream = false;
+    const first = this.openaiRoute(ctx, principal, body.model, bodyBytes, '/v1/responses/compact');
+    refuseConversation(body);
+    const { policy } = first.policy;
+    refuseDenied(body, policy);
+    const state = await this.storedState(principal, body, first);
+    const context = state.previous?.tokens ?? 0;
+    const promptTokens = (): number => estimateResponsesPromptTokens(body) + context;
+    try {
+      await this.runner.run(
+        ctx,
+        principal,
+        {
+          candidates: [{ model: body.model, access: first.access }],
+          call: ({ access }) => this.openai.responsesCompact({ body, access, signal: ctx.abort.signal }),
+          reserve: () => promptTokens() + policy.maxTokens,
+          promptTokens,
+          answerText: (answer) => answer.text,
+          dialect: RESPONSES_STREAM,
+          maxStreamSeconds: policy.maxStreamSeconds,
+        },
+        reply,
+      );
+    } catch (error) {
+      throw await this.goneOrSame(error, principal, state);
+    }
+  }
+
+  /** The route of a Responses API request: the model must be one the product serves through OpenAI. */
+  private openaiRoute(ctx: RequestContext, principal: Principal, model: string, bodyBytes: number, route: string): ResolvedRoute {
+    return this.router.resolveServedBy(ctx, principal, model, bodyBytes, { provider: 'openai', route, api: 'OpenAI' });
+  }
+
+  /**
+   * What a request continues from, each checked to be this user's: its item references (an item
+   * OpenAI stores under the product's shared key, fetched by its id alone: only an output item of
+   * a response this user made through keygate) and its `previous_response_id` (whose context is
+   * part of the prompt OpenAI bills), both at the host serving the requested model.
+   */
+  private async storedState(principal: Principal, body: ResponsesRequest, first: ResolvedRoute): Promise<StoredState> {
+    const referenced = await this.referencedItems(principal, body.input);
+    for (const { at, record } of referenced)
+      if (record.baseUrl !== first.access.baseUrl)
+        throw new GatewayError(
+          'unsupported_parameter',
+          `${at} names an item stored at another host than the one serving ${body.model}: reference it with ${record.model}`,
+          { param: at },
+        );
+    const previousId = typeof body.previous_response_id === 'string' ? body.previous_response_id : undefined;
+    const previous = previousId === undefined ? undefined : await this.previous(principal, previousId);
+    if (previous && previous.baseUrl !== first.access.baseUrl)
+      throw new GatewayError(
+        'unsupported_parameter',
+        `previous_response_id is stored at another host than the one serving ${body.model}: continue it with ${previous.model}`,
+        { param: 'previous_response_id' },
+      );
+    return { previousId, previous, referenced };
+  }
+
+  /**
+   * The error to answer for an upstream failure of a request that named stored state: a previous
+   * response or a referenced item OpenAI no longer has (deleted there, expired) is forgotten, and
+   * said as for any other not the caller's; any other error is answered as it is.
+   */
+  private async goneOrSame(error: unknown, principal: Principal, state: StoredState): Promise<unknown> {
+    const { previousId, referenced } = state;
+    if (previousId !== undefined && isGone(error, previousId)) {
+      await this.stored.forget(principal.product, previousId);
+      return responseNotFound(previousId, 'previous_response_id');
+    }
+    const gone = referenced.find(({ id }) => isGone(error, id));
+    if (gone) {
+      await this.stored.forget(principal.product, gone.id);
+      return itemNotFound(gone.id, gone.at);
+    }
+    return error;
   }
 
   private async run(

@@ -44,6 +44,9 @@ describe('storedResponseQuery', () => {
   it('refuses a parameter the route does not take, and odd include values', () => {
     expect(refusal(() => storedResponseQuery('retrieve', { limit: '5' }))).toEqual({ code: 'invalid_request', param: 'limit' });
     expect(refusal(() => storedResponseQuery('delete', { include: 'x' }))).toEqual({ code: 'invalid_request', param: 'include' });
+    // A cancel takes no query either (OpenAI's takes none).
+    expect(storedResponseQuery('cancel', {})).toBe('');
+    expect(refusal(() => storedResponseQuery('cancel', { stream: 'false' }))).toEqual({ code: 'invalid_request', param: 'stream' });
     expect(refusal(() => storedResponseQuery('retrieve', { include: 'a&b=c' }))).toEqual({ code: 'invalid_request', param: 'include' });
     expect(refusal(() => storedResponseQuery('retrieve', { 'include[]': Array.from({ length: 17 }, () => 'a.b') }))).toEqual({
       code: 'invalid_request',

@@ -3,7 +3,7 @@ import { knownQuery, queryList, queryValue } from '../http/query-params';
 import { RESPONSE_ID } from './response-id';
 
 /** The stored-response routes keygate serves. */
-export type StoredResponseRoute = 'retrieve' | 'delete' | 'inputItems';
+export type StoredResponseRoute = 'retrieve' | 'delete' | 'inputItems' | 'cancel';
 
 /** `include` values: OpenAI's are dotted names (`message.input_image.image_url`, `reasoning.encrypted_content`…). */
 const INCLUDE = /^[a-z_]{1,64}(\.[a-z_]{1,64}){0,7}$/;
@@ -23,7 +23,7 @@ function includes(params: Record<string, unknown>): string[] {
  */
 export function storedResponseQuery(route: StoredResponseRoute, query: Record<string, unknown> | undefined): string {
   const out = new URLSearchParams();
-  if (route === 'delete') {
+  if (route === 'delete' || route === 'cancel') {
     knownQuery(query, []);
     return '';
   }
