@@ -85,6 +85,9 @@ const CLIENT_ROUTES: Array<[path: string, method: string]> = [
   ['/v1/responses/{id}', 'get'],
   ['/v1/responses/{id}', 'delete'],
   ['/v1/responses/{id}/input_items', 'get'],
+  ['/v1/responses/{id}/cancel', 'post'],
+  ['/v1/responses/input_tokens', 'post'],
+  ['/v1/responses/compact', 'post'],
   ['/v1/models', 'get'],
   ['/v1/models/{model}', 'get'],
 ];
@@ -338,6 +341,9 @@ describe('the OpenAPI document of a gateway that also takes HMAC and IAP credent
     expect(okSchema(doc, '/v1/messages')).toMatch(/AnthropicMessageResponseDto$/);
     expect(okSchema(doc, '/v1/messages/count_tokens')).toMatch(/AnthropicTokenCountDto$/);
     expect(okSchema(doc, '/v1/responses')).toMatch(/ResponseObjectDto$/);
+    expect(okSchema(doc, '/v1/responses/input_tokens')).toMatch(/ResponseInputTokensDto$/);
+    expect(okSchema(doc, '/v1/responses/compact')).toMatch(/ResponseCompactionDto$/);
+    expect(okSchema(doc, '/v1/responses/{id}/cancel')).toMatch(/ResponseObjectDto$/);
   });
 
   it('offers x-goog-api-key on the Gemini routes only, beside the bearer JWT, and documents their answers in Google’s shape', () => {
