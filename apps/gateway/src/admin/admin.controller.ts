@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Post, Query, Req, UseGuards } from '@nestjs/common';
 import { length } from 'class-validator';
-import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { ThrottlerGuard } from '@nestjs/throttler';
 import { administers, AdminScopeGuard, adminReach, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
@@ -65,6 +65,15 @@ export class AdminController {
       'In force on every replica when the call answers: their next requests get 403 `blocked`, and the requests and streams ' +
       'already running that the block covers are ended with it (a stream with an error event).',
   })
+  @ApiBody({
+    type: CreateBlockDto,
+    examples: {
+      user: {
+        summary: 'Block one user for an hour',
+        value: { product: 'demo', user: 'alice', reason: 'abuse report #123', expires_in_seconds: 3600 },
+      },
+    },
+  })
   @ApiCreatedResponse({ type: BlockDto })
   @ApiAdminErrors([
     [408, 'The body did not arrive within the request timeout (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS; carries Connection: close)'],
@@ -104,8 +113,8 @@ export class AdminController {
 
   @Get('blocks')
   @ApiOperation({ summary: 'List the blocks in force, of one product (and one of its users) when asked' })
-  @ApiQuery({ name: 'product', required: false })
-  @ApiQuery({ name: 'user', required: false, description: "With product: that user's own block" })
+  @ApiQuery({ name: 'product', required: false, type: String, example: 'demo' })
+  @ApiQuery({ name: 'user', required: false, type: String, description: "With product: that user's own block" })
   @ApiOkResponse({ type: BlockListDto })
   @ApiAdminErrors()
   list(@Query() query: Record<string, unknown>, @CurrentPrincipal() admin: Principal): { data: Block[] } {
@@ -131,8 +140,8 @@ export class AdminController {
 
   @Delete('blocks')
   @ApiOperation({ summary: 'Lift a block' })
-  @ApiQuery({ name: 'product', required: true })
-  @ApiQuery({ name: 'user', required: false })
+  @ApiQuery({ name: 'product', required: true, type: String, example: 'demo' })
+  @ApiQuery({ name: 'user', required: false, type: String, example: 'alice', description: 'Absent: the block of the whole product' })
   @ApiOkResponse({ type: DeletedDto })
   @ApiAdminErrors([
     [404, '`route_not_found`: no such block in force'],
@@ -156,8 +165,13 @@ export class AdminController {
 
   @Get('usage')
   @ApiOperation({ summary: "A product's requests and tokens for one UTC day, in total and per user" })
-  @ApiQuery({ name: 'product', required: true })
-  @ApiQuery({ name: 'date', required: false, description: 'YYYY-MM-DD (UTC): today (the default) or yesterday; counts are kept two days' })
+  @ApiQuery({ name: 'product', required: true, type: String, example: 'demo' })
+  @ApiQuery({
+    name: 'date',
+    required: false,
+    type: String,
+    description: 'YYYY-MM-DD (UTC): today (the default) or yesterday; counts are kept two days',
+  })
   @ApiOkResponse({ type: UsageDto })
   @ApiAdminErrors()
   async usage(

@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import { AdmitInHandler, RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
@@ -7,6 +7,8 @@ import type { ChatCompletionRequest } from '@keygate/providers';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { modelCall } from '../http/request.decorators';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
+import { ApiOkAnswer } from '../http/api-ok.decorator';
+import { CHAT_COMPLETION_STREAM, ChatCompletionDto } from './chat-completion-response.dto';
 import { ChatCompletionRequestDto } from './chat-completion.dto';
 import { ChatCompletionsService } from './chat-completions.service';
 
@@ -37,8 +39,11 @@ export class ChatController {
   @AdmitInHandler()
   @HttpCode(200)
   @ApiOperation({ summary: 'Create a chat completion (OpenAI-compatible; `stream: true` answers SSE)' })
-  @ApiProduces('application/json', 'text/event-stream')
-  @ApiOkResponse({ description: 'A chat.completion object, or a stream of chat.completion.chunk events' })
+  @ApiOkAnswer({
+    description: 'A chat.completion object, or with `stream: true` a stream of chat.completion.chunk events',
+    json: ChatCompletionDto,
+    stream: CHAT_COMPLETION_STREAM,
+  })
   @CHAT_EXAMPLE
   @ApiGatewayErrors()
   async create(@Req() request: FastifyRequest, @Body() body: ChatCompletionRequestDto, @Res() reply: FastifyReply): Promise<void> {
@@ -52,9 +57,8 @@ export class ChatController {
   @AdmitInHandler()
   @HttpCode(200)
   @ApiOperation({ summary: 'Create a chat completion for the product named in the path (must match the credential)' })
-  @ApiParam({ name: 'product', example: 'demo' })
-  @ApiProduces('application/json', 'text/event-stream')
-  @ApiOkResponse({ description: 'As POST /v1/chat/completions' })
+  @ApiParam({ name: 'product', type: String, example: 'demo' })
+  @ApiOkAnswer({ description: 'As POST /v1/chat/completions', json: ChatCompletionDto, stream: CHAT_COMPLETION_STREAM })
   @CHAT_EXAMPLE
   @ApiGatewayErrors(undefined, [
     [

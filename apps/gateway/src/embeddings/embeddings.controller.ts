@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AdmitInHandler, RequestLimitsGuard } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
@@ -7,7 +7,7 @@ import type { EmbeddingsRequest } from '@keygate/providers';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiGatewayErrors } from '../http/api-errors.decorator';
 import { modelCall } from '../http/request.decorators';
-import { EmbeddingsRequestDto } from './embeddings.dto';
+import { EmbeddingListDto, EmbeddingsRequestDto } from './embeddings.dto';
 import { EmbeddingsService } from './embeddings.service';
 
 /** OpenAI-compatible embeddings (OpenAI and Gemini models). */
@@ -22,7 +22,12 @@ export class EmbeddingsController {
   @AdmitInHandler()
   @HttpCode(200)
   @ApiOperation({ summary: 'Create embeddings (OpenAI-compatible; float or base64)' })
-  @ApiOkResponse({ description: 'An OpenAI embeddings list' })
+  // The body Try it out starts from: without it Swagger UI fills in every optional field (`user: "string"`…).
+  @ApiBody({
+    type: EmbeddingsRequestDto,
+    examples: { embed: { summary: 'One text', value: { model: 'text-embedding-3-small', input: 'The food was delicious' } } },
+  })
+  @ApiOkResponse({ type: EmbeddingListDto, description: 'An OpenAI embeddings list' })
   @ApiGatewayErrors()
   async create(@Req() request: FastifyRequest, @Body() body: EmbeddingsRequestDto, @Res() reply: FastifyReply): Promise<void> {
     const { ctx, principal, bodyBytes: bytes } = modelCall(request);

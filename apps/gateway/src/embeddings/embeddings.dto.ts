@@ -45,3 +45,29 @@ export class EmbeddingsRequestDto {
   @ApiPropertyOptional({ type: 'integer', minimum: 1 }) @IsOptional() @IsInt() @Min(1) dimensions?: number;
   @ApiPropertyOptional() @IsOptional() @IsString() user?: string;
 }
+
+class EmbeddingDto {
+  @ApiProperty({ enum: ['embedding'], example: 'embedding' }) object!: 'embedding';
+  @ApiProperty({ type: 'integer', example: 0, description: 'The position of its input' }) index!: number;
+  @ApiProperty({
+    oneOf: [
+      { type: 'array', items: { type: 'number' } },
+      { type: 'string', description: 'with encoding_format base64: the little-endian float32 values, base64-encoded' },
+    ],
+    example: [0.0023064255, -0.009327292, -0.0028842222],
+  })
+  embedding!: number[] | string;
+}
+
+class EmbeddingsUsageDto {
+  @ApiProperty({ type: 'integer', example: 5 }) prompt_tokens!: number;
+  @ApiProperty({ type: 'integer', example: 5 }) total_tokens!: number;
+}
+
+/** OpenAI's embeddings list, as keygate answers it for every provider. */
+export class EmbeddingListDto {
+  @ApiProperty({ enum: ['list'], example: 'list' }) object!: 'list';
+  @ApiProperty({ type: [EmbeddingDto] }) data!: EmbeddingDto[];
+  @ApiProperty({ example: 'text-embedding-3-small' }) model!: string;
+  @ApiPropertyOptional({ type: EmbeddingsUsageDto }) usage?: EmbeddingsUsageDto;
+}

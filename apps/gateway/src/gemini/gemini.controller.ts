@@ -1,21 +1,12 @@
 import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
-import {
-  ApiBearerAuth,
-  ApiBody,
-  ApiOkResponse,
-  ApiOperation,
-  ApiParam,
-  ApiProduces,
-  ApiQuery,
-  ApiSecurity,
-  ApiTags,
-} from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiParam, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { AdmitInHandler, RequestLimitsGuard, SkipRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiGatewayErrors, GoogleErrorBodyDto } from '../http/api-errors.decorator';
+import { ApiOkAnswer } from '../http/api-ok.decorator';
 import { modelCall } from '../http/request.decorators';
 import type { GeminiApiVersion } from '@keygate/providers';
 import {
@@ -45,12 +36,14 @@ const RESOURCE_PREFIX = 'models/';
 const MODEL_PARAM = ApiParam({
   name: 'model',
   description: 'A Gemini model of the caller’s product (`gemini-2.5-flash`), as the SDKs put it in the path',
+  type: String,
   example: 'gemini-1.5-pro',
 });
 
 const EMBED_MODEL_PARAM = ApiParam({
   name: 'model',
   description: 'A Gemini embedding model of the caller’s product, as the SDKs put it in the path',
+  type: String,
   example: 'text-embedding-004',
 });
 
@@ -120,8 +113,10 @@ export class GeminiController {
   @MODEL_PARAM
   @ApiQuery({ name: 'alt', required: true, enum: ['sse'] })
   @ApiBody({ type: GenerateContentRequestDto, examples: HELLO })
-  @ApiProduces('text/event-stream')
-  @ApiOkResponse({ description: "Google's stream: `data:` events, each a GenerateContentResponse; the last carries the usage" })
+  @ApiOkAnswer({
+    description: "Google's stream: `data:` events, each a GenerateContentResponse; the last carries the usage",
+    stream: 'Server-sent events: `data:` lines, each a GenerateContentResponse (JSON); the last carries usageMetadata',
+  })
   @ApiGatewayErrors(GoogleErrorBodyDto)
   streamGenerateContent(
     @Req() request: FastifyRequest,

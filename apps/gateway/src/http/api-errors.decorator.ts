@@ -139,19 +139,27 @@ const ADMIN_STATUSES: Status[] = [
   [503, '`service_unavailable`: keygate is shutting down (carries Retry-After, Connection: close)'],
 ];
 
-/** The response schema of an error body: a `$ref`, or `oneOf` the bodies of the dialects a route speaks. */
-function bodySchema(body: ErrorBody): { type: typeof ErrorBodyDto } | { schema: { oneOf: Array<{ $ref: string }> } } {
-  if (!Array.isArray(body)) return { type: body as typeof ErrorBodyDto };
-  return { schema: { oneOf: body.map((dto: typeof ErrorBodyDto) => ({ $ref: getSchemaPath(dto) })) } };
+/**
+ * The content of an error answer: always JSON, also on a route that answers a stream (an error comes
+ * before the stream starts), so it is given as content rather than through the route's
+ * `@ApiProduces`. The schema is a `$ref`, or `anyOf` the bodies of the dialects a route speaks: not
+ * `oneOf`, since an Anthropic-envelope body (`type`, `error`, `request_id`) also has the contract's
+ * `error` and so matches both.
+ */
+function errorContent(body: ErrorBody): { content: { 'application/json': { schema: Record<string, unknown> } } } {
+  const schema = Array.isArray(body)
+    ? { anyOf: body.map((dto: typeof ErrorBodyDto) => ({ $ref: getSchemaPath(dto) })) }
+    : { $ref: getSchemaPath(body as typeof ErrorBodyDto) };
+  return { content: { 'application/json': { schema } } };
 }
 
 /** Documents each status with its description and the given error body; `more` adds statuses or replaces the description of one. */
 function apiErrors(statuses: readonly Status[], body: ErrorBody, more: readonly Status[] = []): MethodDecorator & ClassDecorator {
   const all = new Map([...statuses, ...more]);
-  const schema = bodySchema(body);
+  const content = errorContent(body);
   return applyDecorators(
     ApiExtraModels(ErrorBodyDto, AnthropicErrorBodyDto, GoogleErrorBodyDto),
-    ...[...all].sort(([a], [b]) => a - b).map(([status, description]) => ApiResponse({ status, description, ...schema })),
+    ...[...all].sort(([a], [b]) => a - b).map(([status, description]) => ApiResponse({ status, description, ...content })),
   );
 }
 

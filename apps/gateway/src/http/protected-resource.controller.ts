@@ -1,5 +1,5 @@
 import { Controller, Get, Inject, Req } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { ADMIN_SCOPE } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
@@ -7,6 +7,21 @@ import type { FastifyRequest } from 'fastify';
 import { ErrorBodyDto } from './api-errors.decorator';
 import { requestPath } from './request-lifecycle';
 import { METADATA_PATH, publicBaseUrl, resourcePath } from './resource-url';
+
+/** RFC 9728's metadata document, as keygate answers it. */
+class ProtectedResourceMetadataDto {
+  @ApiProperty({ example: 'https://keygate.example.com', description: 'The resource: keygate’s public URL' }) resource!: string;
+  @ApiProperty({
+    type: [String],
+    example: ['https://idp.example.com'],
+    description: 'Where to get a token (API_KEY_SERVER_AUTHORIZATION_SERVERS); may be empty',
+  })
+  authorization_servers!: string[];
+  @ApiProperty({ type: [String], example: ['header'] }) bearer_methods_supported!: string[];
+  @ApiProperty({ type: [String], example: [ADMIN_SCOPE] }) scopes_supported!: string[];
+  @ApiProperty({ example: 'keygate' }) resource_name!: string;
+  @ApiProperty({ example: 'https://keygate.example.com/docs' }) resource_documentation!: string;
+}
 
 /**
  * RFC 9728 OAuth 2.0 Protected Resource Metadata: how a client learns where to get a token. A
@@ -21,7 +36,7 @@ export class ProtectedResourceController {
 
   @Get()
   @ApiOperation({ summary: 'RFC 9728 protected-resource metadata' })
-  @ApiOkResponse({ description: 'resource, authorization_servers, bearer_methods_supported, scopes_supported' })
+  @ApiOkResponse({ type: ProtectedResourceMetadataDto })
   metadata(@Req() request: FastifyRequest): Record<string, unknown> {
     return this.document(request);
   }
@@ -39,7 +54,7 @@ export class ProtectedResourceController {
       'https://gw.example.com/keygate. Swagger UI percent-encodes a slash in it: a path of several segments ' +
       '(keygate/v2) must be sent as it is, e.g. with curl.',
   })
-  @ApiOkResponse({ description: 'As the bare well-known path' })
+  @ApiOkResponse({ type: ProtectedResourceMetadataDto, description: 'As the bare well-known path' })
   @ApiResponse({ status: 404, description: "`route_not_found`: not the public URL's path", type: ErrorBodyDto })
   metadataOfPath(@Req() request: FastifyRequest): Record<string, unknown> {
     const configured = this.config.resource.publicUrl;

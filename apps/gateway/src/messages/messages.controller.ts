@@ -1,10 +1,11 @@
 import { applyDecorators, Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiOperation, ApiProduces, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { AdmitInHandler, RequestLimitsGuard, SkipRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AnthropicErrorBodyDto, ApiGatewayErrors } from '../http/api-errors.decorator';
+import { ApiOkAnswer } from '../http/api-ok.decorator';
 import { modelCall } from '../http/request.decorators';
 import { AnthropicMessageResponseDto, AnthropicTokenCountDto, MessagesRequestDto } from './messages.dto';
 import { anthropicClientHeaders, MessagesService, type MessagesRequest } from './messages.service';
@@ -47,10 +48,10 @@ export class MessagesController {
       },
     },
   })
-  @ApiProduces('application/json', 'text/event-stream')
-  @ApiOkResponse({
-    type: AnthropicMessageResponseDto,
+  @ApiOkAnswer({
     description: "Anthropic's Message object, or with `stream: true` its stream of events (`message_start` … `message_stop`)",
+    json: AnthropicMessageResponseDto,
+    stream: 'Server-sent events as Anthropic sends them: `event:` and `data:` lines, `message_start` … `message_stop`',
   })
   @ApiGatewayErrors(AnthropicErrorBodyDto)
   create(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {

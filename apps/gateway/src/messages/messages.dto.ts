@@ -152,10 +152,10 @@ export class AnthropicMessageResponseDto {
   @ApiProperty({ example: 'claude-3-5-sonnet-20241022' })
   model!: string;
 
-  @ApiProperty({ nullable: true, example: 'end_turn', description: '`end_turn`, `max_tokens`, `stop_sequence`, `tool_use`…' })
+  @ApiProperty({ type: String, nullable: true, example: 'end_turn', description: '`end_turn`, `max_tokens`, `stop_sequence`, `tool_use`…' })
   stop_reason!: string | null;
 
-  @ApiPropertyOptional({ nullable: true })
+  @ApiPropertyOptional({ type: String, nullable: true, example: null, description: 'The stop sequence that ended the message' })
   stop_sequence?: string | null;
 
   @ApiProperty({ type: AnthropicUsageDto })
