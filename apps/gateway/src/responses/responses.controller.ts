@@ -1,10 +1,11 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiParam, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiParam, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { AdmitInHandler, RequestLimitsGuard, SkipDailyRequestLimits, SkipRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiGatewayErrors, ApiStoredResponseErrors } from '../http/api-errors.decorator';
+import { ApiOkAnswer } from '../http/api-ok.decorator';
 import { modelCall } from '../http/request.decorators';
 import {
   InputItemListDto,
@@ -66,10 +67,10 @@ export class ResponsesController {
     type: ResponsesRequestDto,
     examples: { hello: { summary: 'One text input', value: { model: 'gpt-4o-mini', input: 'Hello!' } } },
   })
-  @ApiProduces('application/json', 'text/event-stream')
-  @ApiOkResponse({
-    type: ResponseObjectDto,
+  @ApiOkAnswer({
     description: "OpenAI's Response object, or with `stream: true` its stream of events (`response.created` … `response.completed`)",
+    json: ResponseObjectDto,
+    stream: 'Server-sent events as OpenAI sends them: `event:` and `data:` lines, `response.created` … `response.completed`',
   })
   @ApiGatewayErrors(undefined, [
     [
