@@ -808,6 +808,40 @@ describe('graceful shutdown on SIGTERM', () => {
     }
   }, 40_000);
 
+  // A connection that has sent no request yet (a client pool's spare, a load balancer's, a
+  // browser's preconnect; undici opens one after an aborted response) is not idle to Node, whose
+  // own closing left it open: every such shutdown waited out the whole drain with nothing in
+  // flight, and then logged that it was ending the requests still open.
+  it('exits at once while a client holds a connection on which it has sent no request', async () => {
+    const drain = await drainingGateway(10);
+    const silent = connect(drain.port, '127.0.0.1');
+    try {
+      await new Promise((resolve, reject) => silent.once('connect', resolve).once('error', reject));
+      const closedByServer = new Promise((resolve) => silent.once('close', resolve));
+      // Served on another connection: the gateway has done work, and nothing is in flight.
+      const id = uniqueId('unused-conn');
+      const served = await drain.fetch('/v1/chat/completions', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-request-id': id },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: user(prompt('before SIGTERM')) }),
+      });
+      expect(served.status).toBe(200);
+      await served.text();
+      const exit = drain.proc.stop(20_000);
+      const info = await within(exit, 5_000);
+      if (info === null)
+        throw new Error('still running 5 s after SIGTERM with nothing in flight (drain 10 s): the silent connection holds the close');
+      expect(info).toEqual({ code: 0, signal: null });
+      expect(await within(closedByServer, 1_000)).not.toBeNull();
+      expect(drain.proc.lines.some((l) => l.json?.message === 'shutdown complete')).toBe(true);
+      expect(drain.proc.lines.some((l) => l.json?.message === 'drain period over; ending the requests still open')).toBe(false);
+      expect((await drain.waitForAudit(id, 2_000)).status).toBe(200);
+    } finally {
+      silent.destroy();
+      await drain.stop();
+    }
+  }, 40_000);
+
   it('answers a request that arrives during the drain on a kept-alive connection with the contract 503, Connection: close, and its audit line', async () => {
     const drain = await drainingGateway(10);
     // One raw connection, as a load balancer keeps it: a slow request, then SIGTERM, then another

@@ -5,6 +5,10 @@ import { JsonLogger, KEYGATE_LOGGER, SERVICE_LOG_LABELS } from '@keygate/observa
 import { createGateway } from './bootstrap';
 import { reportCrashes } from './crash-report';
 import { RequestLifecycle } from './http/request-lifecycle';
+import { UnusedConnections } from './http/unused-connections';
+
+/** How long the drain leaves a connection that has sent no request before closing it. */
+const UNUSED_CONNECTION_GRACE_MS = 1_000;
 
 /**
  * Prints a boot failure as one structured line and exits non-zero. Never prints secret values: a
@@ -60,6 +64,7 @@ async function main(): Promise<void> {
   for (const warning of config.warnings) logger.write('WARNING', warning);
   const lifecycle = app.get(LifecycleState);
   const requests = app.get(RequestLifecycle);
+  const unused = new UnusedConnections(app.getHttpServer());
   let stopping = false;
   /** A second Ctrl-C came: the drain was cut short (exit 130, see stopNow). */
   let forced = false;
@@ -74,9 +79,13 @@ async function main(): Promise<void> {
     lifecycle.startDrain();
     logger.write('NOTICE', 'shutdown started', { signal, drainSeconds: config.shutdownDrainSeconds, inFlight: requests.active });
     // Connections that go idle during the drain (a stream finished, a keep-alive client) would hold
-    // the close open until the client hangs up; they are closed as soon as they are idle.
+    // the close open until the client hangs up; they are closed as soon as they are idle. So are
+    // those that have sent no request for a second (Node's own closing leaves them open).
     const server = app.getHttpServer();
-    const reaper = setInterval(() => server.closeIdleConnections(), 100);
+    const reaper = setInterval(() => {
+      server.closeIdleConnections();
+      unused.close(UNUSED_CONNECTION_GRACE_MS);
+    }, 100);
     reaper.unref();
     const deadline = setTimeout(() => {
       logger.write('WARNING', 'drain period over; ending the requests still open', { inFlight: requests.active });
