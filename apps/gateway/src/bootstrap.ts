@@ -14,7 +14,6 @@ import { AppModule } from './app.module';
 import { documentCredentials } from './http/openapi-credentials';
 import { noteDeclaredCharset } from './http/dto-validation.pipe';
 import { RequestLifecycle } from './http/request-lifecycle';
-import { memoizeValidationMetadata } from './http/validation-metadata.memo';
 import { GOOGLE_KEY_SCHEME } from './gemini/gemini.controller';
 import { ANTHROPIC_KEY_SCHEME } from './messages/messages.controller';
 
@@ -275,7 +274,6 @@ function refuseForeignPreflights(fastify: FastifyInstance, origins: string[]): v
  * oversized body is refused while it streams in, never buffered whole.
  */
 export async function createGateway(config: GatewayConfig): Promise<NestFastifyApplication> {
-  memoizeValidationMetadata();
   const headers = securityHeaders(SECURITY_HEADER_OPTIONS);
   // Fastify's router turns some targets away before any hook runs, and Node times out requests
   // whose body is still arriving; the lifecycle answers both once the application exists (nothing
