@@ -577,6 +577,20 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
     expect(foreign.message).toContain(itemId);
     expect(moved).toEqual({});
     await expectOneAudit(other.id, { status: 404, failure: 'not_found' });
+    // OpenAI reads an item with an id and no type (or a null one) as an item_reference: checked alike.
+    for (const item of [{ id: itemId }, { type: null, id: itemId }]) {
+      const untyped = rid('item-ref-untyped');
+      const refused = await counting(() =>
+        apiError(
+          gw
+            .openai(mintToken({ product: 'prov', sub: 'someone-else' }))
+            .responses.create({ model: OPENAI_MODEL, input: [item] } as never, { headers: untyped.headers }),
+        ),
+      );
+      expect([refused.result.status, refused.result.code, refused.result.param]).toEqual([404, 'response_not_found', 'input[0].id']);
+      expect(refused.moved).toEqual({});
+      await expectOneAudit(untyped.id, { status: 404, failure: 'not_found' });
+    }
     // A response item is no response: the stored-response routes do not take its id.
     const asResponse = await counting(() => apiError(gw.openai(token).responses.retrieve(itemId)));
     expect([asResponse.result.status, asResponse.result.code]).toEqual([404, 'response_not_found']);

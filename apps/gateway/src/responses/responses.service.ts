@@ -385,11 +385,14 @@ export class ResponsesService {
    * The input's item references, each the record of an output item this user's stored response
    * made through keygate (looked up together: a long history references many); the first that is
    * not (unknown, another user's, not an id) is refused as a previous response is, without saying why.
+   * OpenAI takes an item without a `type` (or `type: null`) that carries an `id` as a reference too.
    */
   private async referencedItems(principal: Principal, input: unknown): Promise<Array<{ id: string; at: string; record: StoredResponse }>> {
     if (!Array.isArray(input)) return [];
     const references = input.flatMap((item: unknown, i) =>
-      isRecord(item) && item.type === 'item_reference' ? [{ id: typeof item.id === 'string' ? item.id : '', at: `input[${i}].id` }] : [],
+      isRecord(item) && (item.type === 'item_reference' || ((item.type === undefined || item.type === null) && 'id' in item))
+        ? [{ id: typeof item.id === 'string' ? item.id : '', at: `input[${i}].id` }]
+        : [],
     );
     const owner = ownerOf(principal);
     const records = await Promise.all(
