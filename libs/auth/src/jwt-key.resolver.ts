@@ -51,9 +51,10 @@ export class JwtKeyResolver implements OnApplicationBootstrap {
   async keyFor(token: string): Promise<{ key: KeyObject; jwks?: JwksOrigin }> {
     const { header, issuer } = this.inspect(token);
     const staticKey = this.secrets.current.jwtKeys.get(header.kid);
-    if (staticKey) {
+    // A static key bound to other issuers does not hide the token issuer's own JWKS key of that kid
+    // (kids are chosen by each IdP, and may collide).
+    if (staticKey && (!staticKey.issuers || staticKey.issuers.has(issuer))) {
       if (staticKey.alg !== header.alg) throw invalid(`the token alg is not allowed for this key (expected ${staticKey.alg})`);
-      if (staticKey.issuers && !staticKey.issuers.has(issuer)) throw invalid('the token issuer is not one this key signs for');
       return { key: staticKey.key };
     }
     const sets = this.jwksByIssuer.get(issuer) ?? [];
@@ -66,6 +67,7 @@ export class JwtKeyResolver implements OnApplicationBootstrap {
     // Whoever debugs the 401 must learn that the IdP is unreachable, not that the token names a wrong key.
     if (sets.length && sets.every((set) => set.size === 0))
       throw invalid("the token issuer's keys are not available: its JWKS endpoint has not been fetched successfully yet; retry shortly");
+    if (staticKey) throw invalid('the token issuer is not one this key signs for');
     throw invalid('the token kid is not a known key');
   }
 
