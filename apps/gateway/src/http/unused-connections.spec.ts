@@ -8,11 +8,15 @@ describe('UnusedConnections', () => {
   let now = 0;
   let port = 0;
   const sockets: Socket[] = [];
+  /** The server's side of each connection. */
+  const accepted: Socket[] = [];
 
   beforeEach(async () => {
     now = 1_000;
     server = createServer((_req, res) => res.end('ok'));
     unused = new UnusedConnections(server, () => now);
+    accepted.length = 0;
+    server.on('connection', (socket: Socket) => accepted.push(socket));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as AddressInfo).port;
   });
@@ -57,6 +61,21 @@ describe('UnusedConnections', () => {
     now += 5_000;
     expect(unused.close(1_000)).toBe(1); // the silent one only
     expect(agentSocket.destroyed).toBe(false);
+  });
+
+  it('leaves a connection whose first request is arriving, however long ago it connected, and answers it once complete', async () => {
+    const socket = await silentConnection();
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+    socket.write('GET / HT');
+    await waitUntil(() => accepted[0]?.bytesRead > 0);
+    now += 5_000;
+    expect(unused.close(1_000)).toBe(0);
+    expect(unused.size).toBe(0);
+    expect(socket.destroyed).toBe(false);
+    socket.write('TP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(answer).toMatch(/^HTTP\/1\.1 200 [^]*ok$/);
   });
 
   it('forgets a connection the client closed', async () => {

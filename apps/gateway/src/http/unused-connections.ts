@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
  * request's headers). Clients open such connections ahead of need (connection pools, load
  * balancers' spares, browsers' preconnect; undici after an aborted response), and one of them held
  * every shutdown to its drain deadline, with nothing in flight. A connection counts as used from
- * its first request on.
+ * the first byte of its first request on.
  */
 export class UnusedConnections {
   /** Each unused connection and when it connected. */
@@ -34,12 +34,18 @@ export class UnusedConnections {
 
   /**
    * Closes the connections that have sent no request for at least `quietMs` (a client that
-   * connected a moment ago may be sending its first request right now), and says how many.
+   * connected a moment ago may be sending its first request right now), and says how many. One
+   * whose first request has begun to arrive (its headers are read only once complete) is in use:
+   * left to the drain, which answers it, or ends it at the deadline.
    */
   close(quietMs: number): number {
     const before = this.now() - quietMs;
     let closed = 0;
     for (const [socket, at] of this.since) {
+      if (socket.bytesRead > 0) {
+        this.since.delete(socket);
+        continue;
+      }
       if (at > before) continue;
       this.since.delete(socket);
       socket.destroy();
