@@ -44,6 +44,27 @@ describe('JwtStrategy.validate with the audience in another claim (API_KEY_SERVE
   });
 });
 
+it('reads only the token’s own claims as the audience, never one the payload inherits (toString)', () => {
+  const jwt = {
+    issuers: ['iss-a'],
+    audience: 'x',
+    audienceClaim: 'toString',
+    clockSkewSeconds: 30,
+    maxTtlSeconds: 3600,
+    requiredClaims: {},
+  };
+  const strategy = new JwtStrategy(
+    { jwt } as unknown as GatewayConfig,
+    {} as JwtKeyResolver,
+    { set: jest.fn() } as unknown as VerifiedTokenCache,
+  );
+  const now = Math.floor(Date.now() / 1000);
+  expect(strategy.validate({ headers: {} }, { iss: 'iss-a', sub: 'alice', product: 'demo', iat: now, exp: now + 300 })).toEqual([
+    false,
+    expect.objectContaining({ message: 'the token has no toString claim, which holds the audience here' }),
+  ]);
+});
+
 describe('JwtStrategy.authenticate', () => {
   const config = {
     jwt: { issuers: ['keygate-test'], audience: 'keygate', clockSkewSeconds: 30, maxTtlSeconds: 3600, requiredClaims: [] },

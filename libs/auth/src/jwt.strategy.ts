@@ -101,7 +101,7 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
  * a list of values, must be the configured audience, as jsonwebtoken checks `aud`.
  */
 function checkAudienceClaim(payload: JwtPayload, claim: string, audience: string): void {
-  const value = (payload as Record<string, unknown>)[claim];
+  const value = Object.hasOwn(payload, claim) ? (payload as Record<string, unknown>)[claim] : undefined;
   const values = Array.isArray(value) ? value : [value];
   if (value === undefined) throw new GatewayError('invalid_token', `the token has no ${claim} claim, which holds the audience here`);
   if (!values.includes(audience)) throw new GatewayError('invalid_token', `the token ${claim} is not the audience this gateway accepts`);

@@ -214,7 +214,7 @@ describe('loadGatewayConfig', () => {
 
   it('reads the claim that holds the audience, and refuses a name that is not a claim or is one with another meaning', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWT_AUDIENCE_CLAIM: 'client_id' }).jwt?.audienceClaim).toBe('client_id');
-    for (const name of ['sub', 'iss', 'product', 'client id', '', '1st'].filter(Boolean))
+    for (const name of ['sub', 'iss', 'product', 'client id', '1st', '__proto__', 'constructor'])
       expect(failure({ ...base, API_KEY_SERVER_JWT_AUDIENCE_CLAIM: name })).toContain(
         'API_KEY_SERVER_JWT_AUDIENCE_CLAIM: must be the name of the claim that holds the audience',
       );

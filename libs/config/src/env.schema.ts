@@ -50,7 +50,7 @@ export class EnvironmentSchema {
   @IsOptional() @IsString() API_KEY_SERVER_JWT_ISSUER?: string;
   @IsOptional() @IsString() API_KEY_SERVER_JWT_AUDIENCE?: string;
   @IsOptional()
-  @Matches(/^(?!(?:iss|sub|exp|nbf|iat|jti|product|scope)$)[A-Za-z_][\w.:-]{0,63}$/, {
+  @Matches(/^(?!(?:iss|sub|exp|nbf|iat|jti|product|scope|__proto__|constructor|prototype)$)[A-Za-z_][\w.:-]{0,63}$/, {
     message: 'must be the name of the claim that holds the audience (`aud`, or `client_id` for Amazon Cognito access tokens)',
   })
   API_KEY_SERVER_JWT_AUDIENCE_CLAIM?: string;

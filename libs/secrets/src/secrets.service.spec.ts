@@ -110,6 +110,22 @@ describe('SecretsService', () => {
       expect(line?.secrets).toHaveLength(3);
     });
 
+    it('warns of static keys bound only to issuers the gateway does not accept (they verify nothing), naming their kids', async () => {
+      fake.addVersion('openai-api-keys', products(PROVIDER_KEYS[0]));
+      fake.addVersion(
+        'jwt-public-keys',
+        JSON.stringify({
+          'kid-a': { pem: pem(KEY_A), issuer: [ISSUER, 'https://typo.example.com'] },
+          'kid-b': { pem: pem(KEY_B), issuer: 'https://idp.example.co' },
+        }),
+      );
+      fake.addVersion('hmac-secrets', hmac(HMAC_SECRETS[0]));
+      await boot();
+      expect(loggedAt('WARNING').filter((l) => /JWT keys bound only to issuers/.test(String(l.message)))).toEqual([
+        expect.objectContaining({ keys: ['kid-b'] }),
+      ]);
+    });
+
     it('does not read the JWT key secret when JWT is off (Secret Manager without an issuer: HMAC or IAP only)', async () => {
       fake.addVersion('openai-api-keys', products(PROVIDER_KEYS[0]));
       fake.addVersion('hmac-secrets', hmac(HMAC_SECRETS[0]));

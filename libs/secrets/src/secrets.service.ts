@@ -197,6 +197,15 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       this.logger.write('WARNING', 'HMAC clients of products the product keys do not have: their requests are refused', { clients });
     const fallbacks = unservedFallbacks(products, (name) => this.config.policy.forProduct(name).fallbacks);
     if (fallbacks.length) this.logger.write('WARNING', 'fallback models the product does not serve: they are skipped', { fallbacks });
+    // A static key bound only to issuers this gateway does not accept verifies nothing (a typo in either).
+    const accepted = new Set(this.config.jwt?.issuers ?? []);
+    const keys = [...this.snapshot.jwtKeys.values()]
+      .filter((k) => k.issuers && ![...k.issuers].some((i) => accepted.has(i)))
+      .map((k) => k.kid);
+    if (keys.length)
+      this.logger.write('WARNING', 'JWT keys bound only to issuers API_KEY_SERVER_JWT_ISSUER does not list: they verify no token', {
+        keys,
+      });
   }
 
   /** Starts the refresh loop once the application is up. */
