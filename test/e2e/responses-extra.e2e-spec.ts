@@ -246,6 +246,16 @@ describe('input_tokens and compact refusals, before any upstream call', () => {
     }
   });
 
+  it('refuses stream: true on compact (answered as one JSON object) before any upstream call', async () => {
+    const { id, headers } = rid('compact-stream');
+    const { result, moved } = await counting(() =>
+      post<ErrorBody>(gw, '/v1/responses/compact', { model: OPENAI_MODEL, input: 'x', stream: true }, headers),
+    );
+    expect([result.status, result.json.error.code, result.json.error.param]).toEqual([400, 'unsupported_parameter', 'stream']);
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'bad_request' });
+  });
+
   it('refuses another user’s previous response on both routes, as create does, and still serves its owner', async () => {
     const made = await created();
     for (const path of ['/v1/responses/input_tokens', '/v1/responses/compact']) {

@@ -260,5 +260,8 @@ const STORED_RESPONSE_BAD_REQUEST: Record<'retrieve' | 'delete' | 'inputItems' |
 
 /** Documents the error statuses of `GET`/`DELETE /v1/responses/{id}`, its input items and its cancel. */
 export function ApiStoredResponseErrors(route: 'retrieve' | 'delete' | 'inputItems' | 'cancel'): MethodDecorator & ClassDecorator {
-  return apiErrors(STORED_RESPONSE_STATUSES, ErrorBodyDto, [[400, STORED_RESPONSE_BAD_REQUEST[route]]]);
+  const more: Status[] = [[400, STORED_RESPONSE_BAD_REQUEST[route]]];
+  // A POST may carry a body, which it does not need: one over every product's limit is refused as it arrives.
+  if (route === 'cancel') more.push([413, '`request_too_large`: a body over the largest `max_request_bytes` (this route takes none)']);
+  return apiErrors(STORED_RESPONSE_STATUSES, ErrorBodyDto, more);
 }

@@ -209,6 +209,11 @@ export class ResponsesService {
   async compact(ctx: RequestContext, principal: Principal, body: ResponsesRequest, bodyBytes: number, reply: FastifyReply): Promise<void> {
     ctx.stream = false;
     const first = this.openaiRoute(ctx, principal, body.model, bodyBytes, '/v1/responses/compact');
+    // OpenAI answers a compaction as one JSON object: a stream asked for is refused here, not upstream.
+    if (body.stream === true)
+      throw new GatewayError('unsupported_parameter', 'a compaction is answered as one JSON object: leave stream out', {
+        param: 'stream',
+      });
     refuseConversation(body);
     const { policy } = first.policy;
     refuseDenied(body, policy);
