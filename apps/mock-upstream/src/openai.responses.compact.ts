@@ -2,9 +2,16 @@ import { asString, completionTokens, isRecord, nextId, unixSeconds, type JsonRec
 import type { Exchange } from './mock.exchange';
 import { sendJsonWithFaults } from './mock.stream';
 import { COMPACT_ARGUMENTS, INPUT_TOKENS_ARGUMENTS, unknownArguments } from './openai.arguments';
-import { contentText, OpenAIRouteHandler } from './openai.handler';
-import { inputItems, inputTokens, invalidInput, lastUserText, missing, storedContext, unknownParameter } from './openai.responses.handler';
-import type { ResponseStore } from './openai.responses.store';
+import { contentText } from './openai.handler';
+import {
+  ConversationRouteHandler,
+  inputItems,
+  inputTokens,
+  invalidInput,
+  missing,
+  storedContext,
+  unknownParameter,
+} from './openai.responses.handler';
 import type { CompactedUserMessage, CompactionItem, ResponseCompaction, ResponseInputTokens } from './openai.responses.types';
 
 /**
@@ -40,20 +47,6 @@ function conversationText(items: unknown[]): string {
  */
 function encrypted(text: string): string {
   return `gAAAAA${Buffer.from(`mock-compaction:${text}`).toString('base64url')}`;
-}
-
-/** Both routes: one server's store, read for `previous_response_id` and item references. */
-abstract class ConversationRouteHandler extends OpenAIRouteHandler {
-  constructor(protected readonly store: ResponseStore) {
-    super();
-  }
-
-  directiveText(ex: Exchange): string {
-    const body = ex.body;
-    if (!isRecord(body)) return '';
-    ex.userText = lastUserText(inputItems(body.input));
-    return ex.userText;
-  }
 }
 
 /** `POST /v1/responses/input_tokens`: `{"object": "response.input_tokens", "input_tokens": N}`. */

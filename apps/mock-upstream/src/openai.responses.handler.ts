@@ -303,9 +303,12 @@ function pendingResponse(a: Answer): ResponseObject {
   return { ...a.base, status: 'in_progress', output: [], incomplete_details: null, ...(a.usage ? { usage: null } : {}) };
 }
 
-/** `POST /v1/responses` for one mock server: its responses go to that server's store. */
-export class OpenAIResponsesHandler extends OpenAIRouteHandler {
-  constructor(private readonly store: ResponseStore) {
+/**
+ * A route that reads a conversation (`input`, `previous_response_id`, item references) against one
+ * mock server's store: create, input_tokens and compact. Its directives are in the last user message.
+ */
+export abstract class ConversationRouteHandler extends OpenAIRouteHandler {
+  constructor(protected readonly store: ResponseStore) {
     super();
   }
 
@@ -315,7 +318,10 @@ export class OpenAIResponsesHandler extends OpenAIRouteHandler {
     ex.userText = lastUserText(inputItems(body.input));
     return ex.userText;
   }
+}
 
+/** `POST /v1/responses` for one mock server: its responses go to that server's store. */
+export class OpenAIResponsesHandler extends ConversationRouteHandler {
   handle(ex: Exchange): void | Promise<void> {
     const body = isRecord(ex.body) ? ex.body : {};
     const [unknown] = unknownArguments(body, RESPONSES_ARGUMENTS);
