@@ -72,9 +72,7 @@ export class OpenAiAdapter implements ProviderAdapter {
 
   /** `POST /v1/responses` passed through: the client's fields (after policy, re-serialised) with the product's key. */
   async responses(call: ResponsesPassthrough): Promise<ResponsesAnswer> {
-    const res = await this.post(call, call.body, 'application/json', '/responses');
-    const body = await readText(res, this.name);
-    const response = parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
+    const { body, object: response } = await this.postForObject(call, '/responses');
     const usage = responsesUsage(response.usage);
     // Recorded before the answer goes out: the client's next request may continue from it at once.
     await noteStored(response, usage, call.onStored);
@@ -86,10 +84,7 @@ export class OpenAiAdapter implements ProviderAdapter {
    * its text checked to be a JSON object.
    */
   async responsesInputTokens(call: ResponsesPassthrough): Promise<string> {
-    const res = await this.post(call, call.body, 'application/json', '/responses/input_tokens');
-    const body = await readText(res, this.name);
-    parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
-    return body;
+    return (await this.postForObject(call, '/responses/input_tokens')).body;
   }
 
   /**
@@ -97,9 +92,7 @@ export class OpenAiAdapter implements ProviderAdapter {
    * client sends its output back as input), with its usage and the text of its output.
    */
   async responsesCompact(call: ResponsesPassthrough): Promise<ResponsesAnswer> {
-    const res = await this.post(call, call.body, 'application/json', '/responses/compact');
-    const body = await readText(res, this.name);
-    const compaction = parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
+    const { body, object: compaction } = await this.postForObject(call, '/responses/compact');
     return { body, usage: responsesUsage(compaction.usage), text: responseText(compaction) };
   }
 
@@ -119,6 +112,13 @@ export class OpenAiAdapter implements ProviderAdapter {
     const body = await readText(res, this.name);
     parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
     return body;
+  }
+
+  /** A Responses API route's JSON answer to `call.body` posted at `path`: its text, and the object it must be. */
+  private async postForObject(call: ResponsesPassthrough, path: string): Promise<{ body: string; object: Record<string, unknown> }> {
+    const res = await this.post(call, call.body, 'application/json', path);
+    const body = await readText(res, this.name);
+    return { body, object: parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response') };
   }
 
   /** A Responses stream passed through event by event (see {@link ResponsesNativeStream}). */

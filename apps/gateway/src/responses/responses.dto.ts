@@ -1,3 +1,4 @@
+import { applyDecorators } from '@nestjs/common';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsBoolean, IsInt, IsNumber, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, Validate } from 'class-validator';
 import { MIN_OUTPUT_TOKENS } from '@keygate/policy';
@@ -61,6 +62,22 @@ const ToolsConstraint = constraintOf<ResponsesRequestDto>('tools', (tools) => re
 const ToolChoiceConstraint = constraintOf<ResponsesRequestDto>('toolChoice', (choice, request) =>
   responsesToolChoiceProblem(choice, request.tools, request.input),
 );
+/** `tools` and `tool_choice`, checked alike on every body that declares tools (create, input_tokens). */
+const Tools = (): PropertyDecorator =>
+  applyDecorators(
+    ApiPropertyOptional({ type: 'array', items: { type: 'object', additionalProperties: true } }),
+    IsOptional(),
+    Validate(ToolsConstraint),
+  );
+const ToolChoice = (): PropertyDecorator =>
+  applyDecorators(ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] }), IsOptional(), Validate(ToolChoiceConstraint));
+/** `previous_response_id`'s checks, on every body that continues a response (its documentation differs per route). */
+const PreviousResponseId = (): PropertyDecorator =>
+  applyDecorators(
+    IsOptional(),
+    IsString(),
+    Matches(RESPONSE_ID, { message: 'previous_response_id must be a response id (letters, digits, _ and -)' }),
+  );
 /** OpenAI refuses `stream_options` on a request that does not stream. */
 const StreamOptionsConstraint = constraintOf<ResponsesRequestDto>('streamOptions', (_options, request) =>
   request.stream === true ? undefined : 'stream_options is only allowed when stream is true',
@@ -104,23 +121,14 @@ export class ResponsesRequestDto {
   @ApiPropertyOptional({ default: false }) @IsOptional() @IsBoolean() stream?: boolean;
   @ApiPropertyOptional({ example: 0.7 }) @IsOptional() @IsNumber() temperature?: number;
   @ApiPropertyOptional({ minimum: 0, maximum: 1 }) @IsOptional() @IsNumber() @Min(0) @Max(1) top_p?: number;
-  @ApiPropertyOptional({ type: 'array', items: { type: 'object', additionalProperties: true } })
-  @IsOptional()
-  @Validate(ToolsConstraint)
-  tools?: Array<Record<string, unknown>>;
-
-  @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] })
-  @IsOptional()
-  @Validate(ToolChoiceConstraint)
-  tool_choice?: unknown;
+  @Tools() tools?: Array<Record<string, unknown>>;
+  @ToolChoice() tool_choice?: unknown;
 
   @ApiPropertyOptional({
     description: 'A response this user created through keygate (`store` not false), continued from: its context comes with it',
     example: 'resp_67ccd2bed1ec8190b14f964abc054267',
   })
-  @IsOptional()
-  @IsString()
-  @Matches(RESPONSE_ID, { message: 'previous_response_id must be a response id (letters, digits, _ and -)' })
+  @PreviousResponseId()
   previous_response_id?: string;
 
   @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'Only with stream: true (OpenAI refuses it otherwise)' })
@@ -153,20 +161,11 @@ export class ResponsesInputTokensRequestDto {
   @InputProperty @IsOptional() @Validate(InputConstraint) input?: string | Array<Record<string, unknown>>;
   @ApiPropertyOptional({ example: 'Answer briefly.' }) @IsOptional() @IsString() instructions?: string;
 
-  @ApiPropertyOptional({ type: 'array', items: { type: 'object', additionalProperties: true } })
-  @IsOptional()
-  @Validate(ToolsConstraint)
-  tools?: Array<Record<string, unknown>>;
-
-  @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] })
-  @IsOptional()
-  @Validate(ToolChoiceConstraint)
-  tool_choice?: unknown;
+  @Tools() tools?: Array<Record<string, unknown>>;
+  @ToolChoice() tool_choice?: unknown;
 
   @PreviousResponseProperty
-  @IsOptional()
-  @IsString()
-  @Matches(RESPONSE_ID, { message: 'previous_response_id must be a response id (letters, digits, _ and -)' })
+  @PreviousResponseId()
   previous_response_id?: string;
 }
 
@@ -180,9 +179,7 @@ export class ResponsesCompactRequestDto {
   @ApiPropertyOptional({ example: 'Keep the decisions made.' }) @IsOptional() @IsString() instructions?: string;
 
   @PreviousResponseProperty
-  @IsOptional()
-  @IsString()
-  @Matches(RESPONSE_ID, { message: 'previous_response_id must be a response id (letters, digits, _ and -)' })
+  @PreviousResponseId()
   previous_response_id?: string;
 }
 
