@@ -457,6 +457,9 @@ export interface AuditRecord {
   stream: boolean;
   tokens_in: number | null;
   tokens_out: number | null;
+  tokens_cached?: number | null;
+  tokens_cache_write?: number | null;
+  tokens_reasoning?: number | null;
   latency_ms: number;
   status: number;
   failure: string | null;

@@ -1912,6 +1912,128 @@ describe('fields the OpenAI API does not take', () => {
 // the whole file
 // ---------------------------------------------------------------------------------------------
 
+describe('the audit splits tokens as providers bill them: prompt-cache reads and writes, reasoning', () => {
+  it('records OpenAI’s cached and reasoning tokens from a completion, and passes its usage on as sent', async () => {
+    const { id, headers } = rid('usage-openai');
+    const answer = await gw
+      .openai(token)
+      .chat.completions.create({ model: OPENAI_MODEL, messages: user('hi [mock cached_tokens=40 reasoning_tokens=12]') }, { headers });
+    expect(answer.usage?.prompt_tokens_details?.cached_tokens).toBe(40);
+    expect(answer.usage?.completion_tokens_details?.reasoning_tokens).toBe(12);
+    await expectOneAudit(id, {
+      status: 200,
+      tokens_in: answer.usage?.prompt_tokens,
+      tokens_out: answer.usage?.completion_tokens,
+      tokens_cached: 40,
+      tokens_cache_write: null,
+      tokens_reasoning: 12,
+    });
+  });
+
+  it('records Claude’s cache reads and writes from a translated stream, whose usage chunk carries OpenAI’s fields only', async () => {
+    const { id, headers } = rid('usage-claude-stream');
+    const stream = await gw.openai(token).chat.completions.create(
+      {
+        model: ANTHROPIC_MODEL,
+        messages: user('hi [mock cached_tokens=30 cache_write_tokens=20]'),
+        stream: true,
+        stream_options: { include_usage: true },
+      },
+      { headers },
+    );
+    let usage: ChatCompletionChunk['usage'] | undefined;
+    for await (const chunk of stream) if (chunk.usage) usage = chunk.usage;
+    // Anthropic's input_tokens leave the cache out; OpenAI's prompt_tokens hold reads and writes.
+    expect(usage?.prompt_tokens).toBeGreaterThanOrEqual(50);
+    expect(Object.keys(usage ?? {}).sort()).toEqual(['completion_tokens', 'prompt_tokens', 'prompt_tokens_details', 'total_tokens']);
+    expect(usage?.prompt_tokens_details).toEqual({ cached_tokens: 30 });
+    await expectOneAudit(id, {
+      status: 200,
+      stream: true,
+      tokens_in: usage?.prompt_tokens,
+      tokens_cached: 30,
+      tokens_cache_write: 20,
+      tokens_reasoning: null,
+    });
+  });
+
+  it('records Gemini’s cached and thought tokens from a translated stream the client asked no usage of', async () => {
+    const { id, headers } = rid('usage-gemini-stream');
+    const stream = await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: GEMINI_MODEL, messages: user('hi [mock cached_tokens=25 reasoning_tokens=8]'), stream: true },
+        { headers },
+      );
+    for await (const chunk of stream) expect(chunk.usage ?? null).toBeNull();
+    const record = await expectOneAudit(id, {
+      status: 200,
+      stream: true,
+      tokens_cached: 25,
+      tokens_cache_write: null,
+      tokens_reasoning: 8,
+    });
+    expect(record.tokens_in).toBeGreaterThanOrEqual(25);
+  });
+
+  it('leaves a split the provider did not report null, and records the zeros it did report', async () => {
+    const claude = rid('usage-claude-plain');
+    await gw.openai(token).chat.completions.create({ model: ANTHROPIC_MODEL, messages: user('hi') }, { headers: claude.headers });
+    await expectOneAudit(claude.id, { status: 200, tokens_cached: 0, tokens_cache_write: 0, tokens_reasoning: null });
+    const gemini = rid('usage-gemini-plain');
+    await gw.openai(token).chat.completions.create({ model: GEMINI_MODEL, messages: user('hi') }, { headers: gemini.headers });
+    await expectOneAudit(gemini.id, { status: 200, tokens_cached: null, tokens_cache_write: null, tokens_reasoning: null });
+  });
+
+  it('records the split on the native routes too: Responses, Messages and generateContent', async () => {
+    const responses = rid('usage-responses');
+    const made = await gw
+      .openai(token)
+      .responses.create(
+        { model: OPENAI_MODEL, input: 'hi [mock cached_tokens=9 reasoning_tokens=4]', store: false },
+        { headers: responses.headers },
+      );
+    await expectOneAudit(responses.id, {
+      status: 200,
+      tokens_in: made.usage?.input_tokens,
+      tokens_out: made.usage?.output_tokens,
+      tokens_cached: 9,
+      tokens_reasoning: 4,
+    });
+
+    const messages = rid('usage-messages');
+    const message = await gw
+      .anthropic(token)
+      .messages.create(
+        { model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'hi [mock cached_tokens=7 cache_write_tokens=5]' }] },
+        { headers: messages.headers },
+      );
+    expect(message.usage).toMatchObject({ cache_read_input_tokens: 7, cache_creation_input_tokens: 5 });
+    await expectOneAudit(messages.id, {
+      status: 200,
+      tokens_in: message.usage.input_tokens + 7 + 5,
+      tokens_cached: 7,
+      tokens_cache_write: 5,
+    });
+
+    const generate = rid('usage-generate');
+    const res = await gw.fetch(`/v1beta/models/${GEMINI_MODEL}:generateContent`, {
+      method: 'POST',
+      headers: { ...generate.headers, 'content-type': 'application/json', 'x-goog-api-key': token },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi [mock cached_tokens=6 reasoning_tokens=3]' }] }] }),
+    });
+    const body = (await res.json()) as { usageMetadata: { promptTokenCount: number; cachedContentTokenCount: number } };
+    expect(res.status).toBe(200);
+    expect(body.usageMetadata.cachedContentTokenCount).toBe(6);
+    await expectOneAudit(generate.id, {
+      status: 200,
+      tokens_in: body.usageMetadata.promptTokenCount,
+      tokens_cached: 6,
+      tokens_reasoning: 3,
+    });
+  });
+});
+
 describe('audit trail and logs', () => {
   it('kept the gateway and the mock running', () => {
     for (const p of [gw.proc, mock.proc]) expect({ name: p.name, exit: p.exitInfo }).toEqual({ name: p.name, exit: null });

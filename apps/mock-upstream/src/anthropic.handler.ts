@@ -20,6 +20,7 @@ import { sampleJson } from './mock.structured';
 import { checkThinking, thinkingAnswer, type ThinkingAnswer } from './anthropic.thinking';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
+import { mockTokens } from './mock.usage';
 import type {
   AnthropicContentBlock,
   AnthropicErrorBody,
@@ -201,8 +202,14 @@ class AnthropicHandler implements ProviderHandler {
     const schema = isRecord(body.output_config) && isRecord(body.output_config.format) ? body.output_config.format.schema : undefined;
     const text = plan ? '' : isRecord(schema) ? sampleJson(schema) : replyText('anthropic', userText);
     const thought = verdict.thinks ? thinkingAnswer(userText, ex.directives.redactedThinking === true, verdict.display) : undefined;
-    const inputTokens = promptTokens(promptChars(body, messages), messages.length);
-    const outputTokens = (plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text)) + (thought?.tokens ?? 0);
+    const tokens = mockTokens(
+      ex.directives,
+      promptTokens(promptChars(body, messages), messages.length),
+      (plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text)) + (thought?.tokens ?? 0),
+    );
+    // Anthropic's input_tokens are those after the last cache breakpoint: reads and writes are apart.
+    const usage = { input: tokens.prompt - tokens.cached - tokens.cacheWrite, cacheWrite: tokens.cacheWrite, cacheRead: tokens.cached };
+    const outputTokens = tokens.completion;
     const stopReason: AnthropicStopReason = plan ? 'tool_use' : ex.directives.finish === 'length' ? 'max_tokens' : 'end_turn';
     const id = nextId('msg_mock');
     const toolIds: string[] = [];
@@ -221,7 +228,7 @@ class AnthropicHandler implements ProviderHandler {
           plan,
           toolIds,
           stopReason,
-          inputTokens,
+          usage,
           outputTokens,
           chunks: ex.directives.chunks,
           headers,
@@ -242,9 +249,9 @@ class AnthropicHandler implements ProviderHandler {
       stop_reason: stopReason,
       stop_sequence: null,
       usage: {
-        input_tokens: inputTokens,
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: 0,
+        input_tokens: usage.input,
+        cache_creation_input_tokens: usage.cacheWrite,
+        cache_read_input_tokens: usage.cacheRead,
         output_tokens: outputTokens,
         service_tier: 'standard',
       },
@@ -266,7 +273,8 @@ interface MessageStreamInput {
   plan: ToolCallPlan | undefined;
   toolIds: string[];
   stopReason: AnthropicStopReason;
-  inputTokens: number;
+  /** The prompt's tokens as Anthropic splits them: after the last cache breakpoint, written to the cache, read from it. */
+  usage: { input: number; cacheWrite: number; cacheRead: number };
   outputTokens: number;
   chunks: number | undefined;
   headers: OutgoingHttpHeaders;
@@ -292,9 +300,9 @@ function streamPlan(s: MessageStreamInput): StreamPlan {
       stop_reason: null,
       stop_sequence: null,
       usage: {
-        input_tokens: s.inputTokens,
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: 0,
+        input_tokens: s.usage.input,
+        cache_creation_input_tokens: s.usage.cacheWrite,
+        cache_read_input_tokens: s.usage.cacheRead,
         output_tokens: 1,
         service_tier: 'standard',
       },

@@ -18,6 +18,7 @@ import {
 } from './mock.content';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
+import { mockTokens } from './mock.usage';
 import type {
   GeminiCandidate,
   GeminiErrorBody,
@@ -411,20 +412,21 @@ class GeminiHandler implements ProviderHandler {
     a.candidateTokens *= n;
     const model = ex.pathParam;
     const responseId = nextId('mock');
-    const promptDetails = [{ modality: 'TEXT', tokenCount: a.promptTokens }];
     // Only a request that asked for thinking reports thought tokens: the existing answers stay as they were.
-    const thoughts =
-      thinking.thinks && config !== undefined && isRecord(config) && field(config, 'thinkingConfig', 'thinking_config')
-        ? MOCK_THOUGHT_TOKENS
-        : 0;
+    const thinks = thinking.thinks && config !== undefined && isRecord(config) && field(config, 'thinkingConfig', 'thinking_config');
+    const tokens = mockTokens(ex.directives, a.promptTokens, 0);
+    const thoughts = (thinks ? MOCK_THOUGHT_TOKENS : 0) + tokens.reasoning;
+    const promptDetails = [{ modality: 'TEXT', tokenCount: tokens.prompt }];
     // Protobuf JSON omits zero counts, so a blocked answer has no candidatesTokenCount.
+    const cached = tokens.cached ? { cachedContentTokenCount: tokens.cached } : {};
     const finalUsage: GeminiUsageMetadata = a.safety
-      ? { promptTokenCount: a.promptTokens, totalTokenCount: a.promptTokens, promptTokensDetails: promptDetails }
+      ? { promptTokenCount: tokens.prompt, ...cached, totalTokenCount: tokens.prompt, promptTokensDetails: promptDetails }
       : {
-          promptTokenCount: a.promptTokens,
+          promptTokenCount: tokens.prompt,
+          ...cached,
           candidatesTokenCount: a.candidateTokens,
           ...(thoughts ? { thoughtsTokenCount: thoughts } : {}),
-          totalTokenCount: a.promptTokens + a.candidateTokens + thoughts,
+          totalTokenCount: tokens.prompt + a.candidateTokens + thoughts,
           promptTokensDetails: promptDetails,
         };
 
@@ -440,8 +442,9 @@ class GeminiHandler implements ProviderHandler {
 
     // Streaming: intermediate chunks carry prompt-only usage, the last one the totals and finishReason.
     const partialUsage: GeminiUsageMetadata = {
-      promptTokenCount: a.promptTokens,
-      totalTokenCount: a.promptTokens,
+      promptTokenCount: tokens.prompt,
+      ...cached,
+      totalTokenCount: tokens.prompt,
       promptTokensDetails: promptDetails,
     };
     const responses: GenerateContentResponse[] = a.safety

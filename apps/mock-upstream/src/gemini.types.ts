@@ -41,6 +41,8 @@ export interface GeminiUsageMetadata {
   candidatesTokenCount?: number;
   /** Tokens the model spent thinking (absent when it did not think). */
   thoughtsTokenCount?: number;
+  /** Of the prompt, tokens read from the context cache (absent when none). */
+  cachedContentTokenCount?: number;
   totalTokenCount: number;
   promptTokensDetails?: Array<{ modality: string; tokenCount: number }>;
 }

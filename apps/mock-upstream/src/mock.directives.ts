@@ -39,6 +39,19 @@ export interface MockDirectives {
   failed?: boolean;
   /** Anthropic, when the request turns thinking on: a `redacted_thinking` block follows the `thinking` block. */
   redactedThinking?: boolean;
+  /**
+   * Usage: this many of the prompt's tokens were read from the prompt cache, in each provider's
+   * field (OpenAI's `cached_tokens`, Anthropic's `cache_read_input_tokens`, Gemini's
+   * `cachedContentTokenCount`); the prompt's count grows to hold them where it is smaller.
+   */
+  cachedTokens?: number;
+  /** Anthropic usage: this many prompt tokens were written to the prompt cache (`cache_creation_input_tokens`). */
+  cacheWriteTokens?: number;
+  /**
+   * Usage: the model reasoned this many tokens before answering, added to the output's count
+   * (OpenAI's `reasoning_tokens`, Gemini's `thoughtsTokenCount`); Anthropic reports none apart.
+   */
+  reasoningTokens?: number;
 }
 
 type IntKey =
@@ -51,7 +64,10 @@ type IntKey =
   | 'holdAfterEndMs'
   | 'chunks'
   | 'errorEventAfter'
-  | 'tools';
+  | 'tools'
+  | 'cachedTokens'
+  | 'cacheWriteTokens'
+  | 'reasoningTokens';
 
 /** Wire name -> field, plus the inclusive range a value must fall in to be honoured. */
 const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
@@ -65,6 +81,9 @@ const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
   ['chunks', 'chunks', 1, 10_000],
   ['error_event_after', 'errorEventAfter', 0, 100_000],
   ['tools', 'tools', 1, 16],
+  ['cached_tokens', 'cachedTokens', 0, 10_000_000],
+  ['cache_write_tokens', 'cacheWriteTokens', 0, 10_000_000],
+  ['reasoning_tokens', 'reasoningTokens', 0, 10_000_000],
 ];
 
 const INT_KEY_BY_NAME = new Map<string, readonly [string, IntKey, number, number]>(INT_KEYS.map((k) => [k[0], k]));

@@ -20,6 +20,7 @@ import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { openaiFormattedReply } from './mock.structured';
 import { argumentsTheModelRefuses, CHAT_COMPLETION_ARGUMENTS, EMBEDDINGS_ARGUMENTS, unknownArguments } from './openai.arguments';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
+import { mockTokens } from './mock.usage';
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -315,13 +316,18 @@ class OpenAIHandler implements ProviderHandler {
     const schema = isRecord(format.json_schema) ? format.json_schema.schema : undefined;
     const text = plan ? '' : openaiFormattedReply(format.type, schema, replyText('openai', userText));
     const completionCount = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
-    const prompt = promptTokens(promptChars, messages.length);
+    const tokens = mockTokens(ex.directives, promptTokens(promptChars, messages.length), completionCount);
     const usage: ChatUsage = {
-      prompt_tokens: prompt,
-      completion_tokens: completionCount,
-      total_tokens: prompt + completionCount,
-      prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-      completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+      prompt_tokens: tokens.prompt,
+      completion_tokens: tokens.completion,
+      total_tokens: tokens.prompt + tokens.completion,
+      prompt_tokens_details: { cached_tokens: tokens.cached, audio_tokens: 0 },
+      completion_tokens_details: {
+        reasoning_tokens: tokens.reasoning,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     };
     const finish: ChatFinishReason = plan ? 'tool_calls' : ex.directives.finish === 'length' ? 'length' : 'stop';
     const id = nextId('chatcmpl-mock');

@@ -22,6 +22,7 @@ import { RESPONSES_ARGUMENTS, unknownArguments } from './openai.arguments';
 import { contentText, errorFor, OpenAIRouteHandler, openaiError, toolCallIds } from './openai.handler';
 import { storedInputItems, type ResponseStore, type StoredResponse } from './openai.responses.store';
 import type { OpenAIErrorBody } from './openai.types';
+import { mockTokens } from './mock.usage';
 import type {
   ResponseFunctionCall,
   ResponseObject,
@@ -348,8 +349,11 @@ export class OpenAIResponsesHandler extends ConversationRouteHandler {
     const textConfig = isRecord(body.text) ? body.text : {};
     const format = isRecord(textConfig.format) ? textConfig.format : { type: 'text' };
     const text = plan ? '' : openaiFormattedReply(format.type, format.schema, replyText('openai', userText));
-    const input = inputTokens(body, previous);
-    const output = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
+    const tokens = mockTokens(
+      ex.directives,
+      inputTokens(body, previous),
+      plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text),
+    );
     const answer: Answer = {
       base: {
         id: nextId('resp_mock'),
@@ -387,11 +391,11 @@ export class OpenAIResponsesHandler extends ConversationRouteHandler {
       usage: ex.directives.noUsage
         ? undefined
         : {
-            input_tokens: input,
-            input_tokens_details: { cached_tokens: 0 },
-            output_tokens: output,
-            output_tokens_details: { reasoning_tokens: 0 },
-            total_tokens: input + output,
+            input_tokens: tokens.prompt,
+            input_tokens_details: { cached_tokens: tokens.cached },
+            output_tokens: tokens.completion,
+            output_tokens_details: { reasoning_tokens: tokens.reasoning },
+            total_tokens: tokens.prompt + tokens.completion,
           },
     };
     const headers: OutgoingHttpHeaders = { 'x-request-id': nextId('req_') };

@@ -49,6 +49,26 @@ describe('AuditService', () => {
     expect(line).toMatchObject({ model: '[redacted]', requested_model: '[redacted]', path: '/v1/[redacted]/[redacted]', status: 404 });
   });
 
+  it('writes how the tokens split (cache reads and writes, reasoning), null where the provider did not say', () => {
+    const unsaid = record((ctx) => (ctx.status = 200));
+    expect(unsaid).toMatchObject({
+      tokens_in: null,
+      tokens_out: null,
+      tokens_cached: null,
+      tokens_cache_write: null,
+      tokens_reasoning: null,
+    });
+    const said = record((ctx) => {
+      ctx.tokensIn = 120;
+      ctx.tokensOut = 30;
+      ctx.tokensCached = 100;
+      ctx.tokensCacheWrite = 0;
+      ctx.tokensReasoning = 12;
+      ctx.status = 200;
+    });
+    expect(said).toMatchObject({ tokens_in: 120, tokens_out: 30, tokens_cached: 100, tokens_cache_write: 0, tokens_reasoning: 12 });
+  });
+
   it('writes one line per request', () => {
     const lines: string[] = [];
     const audit = new AuditService(new JsonLogger('error', undefined, (line) => lines.push(line)));

@@ -13,6 +13,12 @@ export interface AuditRecord {
   stream: boolean;
   tokens_in: number | null;
   tokens_out: number | null;
+  /** Extension: of `tokens_in`, read from the provider's prompt cache; null when it did not say. */
+  tokens_cached: number | null;
+  /** Extension: of `tokens_in`, written to the prompt cache (Anthropic); null when it did not say. */
+  tokens_cache_write: number | null;
+  /** Extension: of `tokens_out`, spent reasoning; null when the provider did not say. */
+  tokens_reasoning: number | null;
   latency_ms: number;
   status: number;
   failure: RequestContext['failure'];
@@ -54,6 +60,9 @@ export class AuditService {
       stream: ctx.stream,
       tokens_in: ctx.tokensIn,
       tokens_out: ctx.tokensOut,
+      tokens_cached: ctx.tokensCached,
+      tokens_cache_write: ctx.tokensCacheWrite,
+      tokens_reasoning: ctx.tokensReasoning,
       latency_ms: Math.round(Number(process.hrtime.bigint() - ctx.startedAt) / 1e4) / 100,
       status: ctx.status,
       failure: ctx.failure,

@@ -16,6 +16,12 @@ export class RequestContext {
   stream = false;
   tokensIn: number | null = null;
   tokensOut: number | null = null;
+  /** Of {@link tokensIn}, those read from the provider's prompt cache; null when the upstream did not say. */
+  tokensCached: number | null = null;
+  /** Of {@link tokensIn}, those written to the provider's prompt cache (Anthropic); null when it did not say. */
+  tokensCacheWrite: number | null = null;
+  /** Of {@link tokensOut}, those the model spent reasoning; null when the upstream did not say. */
+  tokensReasoning: number | null = null;
   /** HTTP status answered; set by whoever answers ({@link answer}, {@link fail}). */
   status = 0;
   failure: FailureClass | null = null;

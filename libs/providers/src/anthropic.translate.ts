@@ -1,6 +1,6 @@
 import { GatewayError } from '@keygate/errors';
 import { invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
-import type { ChatCompletionRequest, ChatMessage, StreamEvent } from './chat.types';
+import { withCacheWrites, type ChatCompletionRequest, type ChatMessage, type StreamEvent } from './chat.types';
 import type {
   CompletionMeta,
   OpenAiChatCompletion,
@@ -530,7 +530,7 @@ export function toUsage(u: AnthropicUsage): OpenAiUsage {
   const completion = u.output_tokens ?? 0;
   const usage: OpenAiUsage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
   if (typeof u.cache_read_input_tokens === 'number') usage.prompt_tokens_details = { cached_tokens: cacheRead };
-  return usage;
+  return typeof u.cache_creation_input_tokens === 'number' ? withCacheWrites(usage, u.cache_creation_input_tokens) : usage;
 }
 
 function isText(block: AnthropicResponseBlock): block is AnthropicTextBlock {

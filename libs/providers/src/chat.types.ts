@@ -1,8 +1,29 @@
+/**
+ * Prompt tokens written to the provider's prompt cache (Anthropic's `cache_creation_input_tokens`),
+ * billed above plain input. OpenAI's usage has no such field, so it rides on a symbol key, which
+ * `JSON.stringify` leaves out of every answer sent to a client; set it with {@link withCacheWrites}.
+ */
+export const CACHE_WRITE_TOKENS: unique symbol = Symbol('keygate.cacheWriteTokens');
+
+/**
+ * Notes `tokens` cache writes on `usage`, not enumerable: the usage object is also the one a
+ * translated answer carries, and nothing that copies or compares it as OpenAI's should see it.
+ */
+export function withCacheWrites<U extends Usage>(usage: U, tokens: number): U {
+  return Object.defineProperty(usage, CACHE_WRITE_TOKENS, { value: tokens, enumerable: false });
+}
+
 /** Token usage in OpenAI's shape. */
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Of `prompt_tokens`, those read from the provider's prompt cache (billed below plain input). */
+  prompt_tokens_details?: { cached_tokens?: number };
+  /** Of `completion_tokens`, those the model spent reasoning (billed as output, never shown). */
+  completion_tokens_details?: { reasoning_tokens?: number };
+  /** Of `prompt_tokens`, those written to the prompt cache (Anthropic). */
+  [CACHE_WRITE_TOKENS]?: number;
 }
 
 /** One chat message as OpenAI takes it; content is text, parts, or null (assistant tool calls). */

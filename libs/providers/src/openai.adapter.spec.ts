@@ -174,12 +174,22 @@ describe('OpenAiAdapter Responses API against the mock upstream: a stored respon
     const count = await adapter().responsesInputTokens({ body: { model: 'gpt-4o-mini', input: 'count me' }, access: access(), signal });
     expect(JSON.parse(count)).toEqual({ object: 'response.input_tokens', input_tokens: expect.any(Number) });
     const compacted = await adapter().responsesCompact({ body: { model: 'gpt-4o-mini', input: 'compact me' }, access: access(), signal });
-    const body = JSON.parse(compacted.body) as { object: string; usage: { input_tokens: number; output_tokens: number } };
+    const body = JSON.parse(compacted.body) as {
+      object: string;
+      usage: {
+        input_tokens: number;
+        output_tokens: number;
+        input_tokens_details: { cached_tokens: number };
+        output_tokens_details: { reasoning_tokens: number };
+      };
+    };
     expect(body.object).toBe('response.compaction');
     expect(compacted.usage).toEqual({
       prompt_tokens: body.usage.input_tokens,
       completion_tokens: body.usage.output_tokens,
       total_tokens: body.usage.input_tokens + body.usage.output_tokens,
+      prompt_tokens_details: { cached_tokens: body.usage.input_tokens_details.cached_tokens },
+      completion_tokens_details: { reasoning_tokens: body.usage.output_tokens_details.reasoning_tokens },
     });
     // The user messages it lists are its text, for an estimate when a host reports no usage.
     expect(compacted.text).toBe('compact me');

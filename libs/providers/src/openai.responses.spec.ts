@@ -141,15 +141,31 @@ describe('isResponseEnd', () => {
 });
 
 describe('responsesUsage and responseText', () => {
-  it('reads input and output tokens (cached ones are inside input_tokens); none when neither is there', () => {
-    expect(responsesUsage({ input_tokens: 100, input_tokens_details: { cached_tokens: 80 }, output_tokens: 7, total_tokens: 107 })).toEqual(
-      {
-        prompt_tokens: 100,
-        completion_tokens: 7,
+  it('reads input and output tokens (cached ones are inside input_tokens, reasoning ones inside output_tokens); none when neither is there', () => {
+    expect(
+      responsesUsage({
+        input_tokens: 100,
+        input_tokens_details: { cached_tokens: 80 },
+        output_tokens: 7,
+        output_tokens_details: { reasoning_tokens: 5 },
         total_tokens: 107,
-      },
-    );
+      }),
+    ).toEqual({
+      prompt_tokens: 100,
+      completion_tokens: 7,
+      total_tokens: 107,
+      prompt_tokens_details: { cached_tokens: 80 },
+      completion_tokens_details: { reasoning_tokens: 5 },
+    });
     expect(responsesUsage({ output_tokens: 3 })).toEqual({ prompt_tokens: 0, completion_tokens: 3, total_tokens: 3 });
+    // A detail that is not a count is left out, not passed on as one.
+    expect(
+      responsesUsage({ input_tokens: 4, input_tokens_details: { cached_tokens: -2 }, output_tokens: 1, output_tokens_details: null }),
+    ).toEqual({
+      prompt_tokens: 4,
+      completion_tokens: 1,
+      total_tokens: 5,
+    });
     expect(responsesUsage({})).toBeNull();
     expect(responsesUsage(undefined)).toBeNull();
     expect(responsesUsage({ input_tokens: -1, output_tokens: 'x' })).toBeNull();

@@ -150,13 +150,21 @@ export function isResponseEnd(event: { event?: string; data: string }): boolean 
   return /^\s*\{\s*"type"\s*:\s*"response\.(completed|incomplete|failed)"/.test(event.data);
 }
 
-/** A Response's usage in OpenAI's chat shape (`input_tokens` counts cached ones too); null when it has none. */
+/**
+ * A Response's usage in OpenAI's chat shape (`input_tokens` counts cached ones too, `output_tokens`
+ * reasoning ones), with those two details when OpenAI reported them; null when it has none.
+ */
 export function responsesUsage(usage: unknown): Usage | null {
   if (!isRecord(usage)) return null;
   const input = count(usage.input_tokens);
   const output = count(usage.output_tokens);
   if (input === undefined && output === undefined) return null;
-  return { prompt_tokens: input ?? 0, completion_tokens: output ?? 0, total_tokens: (input ?? 0) + (output ?? 0) };
+  const result: Usage = { prompt_tokens: input ?? 0, completion_tokens: output ?? 0, total_tokens: (input ?? 0) + (output ?? 0) };
+  const cached = isRecord(usage.input_tokens_details) ? count(usage.input_tokens_details.cached_tokens) : undefined;
+  const reasoning = isRecord(usage.output_tokens_details) ? count(usage.output_tokens_details.reasoning_tokens) : undefined;
+  if (cached !== undefined) result.prompt_tokens_details = { cached_tokens: cached };
+  if (reasoning !== undefined) result.completion_tokens_details = { reasoning_tokens: reasoning };
+  return result;
 }
 
 /** The generated text of a Response (messages' text and refusals, tool-call arguments, reasoning summaries). */

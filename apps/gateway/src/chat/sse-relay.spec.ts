@@ -3,9 +3,9 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net';
 import type { GatewayConfig } from '@keygate/config';
 import { JsonLogger, MetricsService, RequestContext } from '@keygate/observability';
-import type { ChatStream, StreamEvent } from '@keygate/providers';
+import { withCacheWrites, type ChatStream, type StreamEvent } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
-import { OPENAI_STREAM, SseRelay } from './sse-relay';
+import { OPENAI_STREAM, recordUsage, SseRelay } from './sse-relay';
 
 // The relay against a real HTTP response, for what the audit line says when the client is gone
 // before the stream's first byte: the upstream's first content arrived (priming succeeded) just
@@ -65,5 +65,49 @@ describe('SseRelay', () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe('recordUsage', () => {
+  const context = (): RequestContext =>
+    new RequestContext('req-usage', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+
+  it('records the totals and how they split: cache reads, cache writes, reasoning', () => {
+    const ctx = context();
+    const usage = withCacheWrites(
+      {
+        prompt_tokens: 150,
+        completion_tokens: 40,
+        total_tokens: 190,
+        prompt_tokens_details: { cached_tokens: 100 },
+        completion_tokens_details: { reasoning_tokens: 25 },
+      },
+      30,
+    );
+    recordUsage(ctx, usage);
+    expect([ctx.tokensIn, ctx.tokensOut, ctx.tokensCached, ctx.tokensCacheWrite, ctx.tokensReasoning]).toEqual([150, 40, 100, 30, 25]);
+    // The cache writes ride along unseen by anything that serialises the usage for a client.
+    expect(JSON.parse(JSON.stringify(usage))).toEqual({
+      prompt_tokens: 150,
+      completion_tokens: 40,
+      total_tokens: 190,
+      prompt_tokens_details: { cached_tokens: 100 },
+      completion_tokens_details: { reasoning_tokens: 25 },
+    });
+  });
+
+  it('reads a split an upstream wrote as anything but a count as not said, and a later usage replaces an earlier one', () => {
+    const ctx = context();
+    recordUsage(ctx, { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6, prompt_tokens_details: { cached_tokens: 4 } });
+    expect(ctx.tokensCached).toBe(4);
+    const odd = {
+      prompt_tokens: 9,
+      completion_tokens: 2,
+      total_tokens: 11,
+      prompt_tokens_details: null,
+      completion_tokens_details: { reasoning_tokens: -1 },
+    };
+    recordUsage(ctx, odd as never);
+    expect([ctx.tokensIn, ctx.tokensCached, ctx.tokensCacheWrite, ctx.tokensReasoning]).toEqual([9, null, null, null]);
   });
 });

@@ -4,7 +4,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER, MetricsService, type RequestContext } from '@keygate/observability';
-import { ClientAbortedError, countTokens, UpstreamError, type ChatStream, type Usage } from '@keygate/providers';
+import { CACHE_WRITE_TOKENS, ClientAbortedError, countTokens, UpstreamError, type ChatStream, type Usage } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { endStream } from './stream-end';
 
@@ -43,6 +43,22 @@ export function recordUsage(ctx: RequestContext, usage: Usage | null | undefined
   if (!usage) return;
   ctx.tokensIn = usage.prompt_tokens;
   ctx.tokensOut = usage.completion_tokens;
+  recordUsageDetails(ctx, usage);
+}
+
+/**
+ * Records how the reported tokens split (cache reads and writes, reasoning), which providers bill
+ * at other rates: what the audit and the cost need. The counts come as the upstream wrote them (an
+ * OpenAI-compatible host's JSON is passed on as it is), so anything but a count reads as not said.
+ */
+function recordUsageDetails(ctx: RequestContext, usage: Usage): void {
+  ctx.tokensCached = tokenCount(usage.prompt_tokens_details?.cached_tokens);
+  ctx.tokensCacheWrite = tokenCount(usage[CACHE_WRITE_TOKENS]);
+  ctx.tokensReasoning = tokenCount(usage.completion_tokens_details?.reasoning_tokens);
+}
+
+function tokenCount(value: unknown): number | null {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null;
 }
 
 /**
@@ -156,7 +172,10 @@ export class SseRelay {
       clearInterval(keepAlive);
       // The upstream started generating, so it bills the prompt: what it reported so far, else
       // keygate's estimate; the answer at least as long as what reached keygate.
-      if (ctx.tokensIn === null) ctx.tokensIn = running ? running.prompt_tokens : estimatePrompt();
+      if (ctx.tokensIn === null) {
+        ctx.tokensIn = running ? running.prompt_tokens : estimatePrompt();
+        if (running) recordUsageDetails(ctx, running);
+      }
       if (ctx.tokensOut === null) ctx.tokensOut = Math.max(running?.completion_tokens ?? 0, countTokens(text.join('')));
     }
   }
