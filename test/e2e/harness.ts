@@ -460,6 +460,7 @@ export interface AuditRecord {
   tokens_cached?: number | null;
   tokens_cache_write?: number | null;
   tokens_reasoning?: number | null;
+  cost_usd?: number | null;
   latency_ms: number;
   status: number;
   failure: string | null;

@@ -155,6 +155,10 @@ export const TINY_CAP = 8;
 /** Generous limits (this suite is not about them), the fallbacks of {@link providerProducts}. */
 export function providerPolicyYaml(): string {
   return [
+    // Dollars per million tokens, for the audit's cost_usd (Gemini's models have none).
+    'prices:',
+    `  ${OPENAI_MODEL}: {input: 2.5, cached_input: 1.25, output: 10}`,
+    "  'claude-3-5-*': {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}",
     'defaults:',
     '  limits:',
     '    requests_per_second: 100000',

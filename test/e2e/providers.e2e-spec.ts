@@ -1920,7 +1920,7 @@ describe('the audit splits tokens as providers bill them: prompt-cache reads and
       .chat.completions.create({ model: OPENAI_MODEL, messages: user('hi [mock cached_tokens=40 reasoning_tokens=12]') }, { headers });
     expect(answer.usage?.prompt_tokens_details?.cached_tokens).toBe(40);
     expect(answer.usage?.completion_tokens_details?.reasoning_tokens).toBe(12);
-    await expectOneAudit(id, {
+    const record = await expectOneAudit(id, {
       status: 200,
       tokens_in: answer.usage?.prompt_tokens,
       tokens_out: answer.usage?.completion_tokens,
@@ -1928,6 +1928,9 @@ describe('the audit splits tokens as providers bill them: prompt-cache reads and
       tokens_cache_write: null,
       tokens_reasoning: 12,
     });
+    // The policy's gpt-4o prices: $2.50 per million plain input, $1.25 cached, $10 output.
+    const prompt = answer.usage?.prompt_tokens ?? 0;
+    expect(record.cost_usd).toBeCloseTo(((prompt - 40) * 2.5 + 40 * 1.25 + (answer.usage?.completion_tokens ?? 0) * 10) / 1e6, 9);
   });
 
   it('records Claude’s cache reads and writes from a translated stream, whose usage chunk carries OpenAI’s fields only', async () => {
@@ -1947,7 +1950,7 @@ describe('the audit splits tokens as providers bill them: prompt-cache reads and
     expect(usage?.prompt_tokens).toBeGreaterThanOrEqual(50);
     expect(Object.keys(usage ?? {}).sort()).toEqual(['completion_tokens', 'prompt_tokens', 'prompt_tokens_details', 'total_tokens']);
     expect(usage?.prompt_tokens_details).toEqual({ cached_tokens: 30 });
-    await expectOneAudit(id, {
+    const record = await expectOneAudit(id, {
       status: 200,
       stream: true,
       tokens_in: usage?.prompt_tokens,
@@ -1955,6 +1958,9 @@ describe('the audit splits tokens as providers bill them: prompt-cache reads and
       tokens_cache_write: 20,
       tokens_reasoning: null,
     });
+    // Priced by the policy's 'claude-3-5-*' entry: reads at $0.30, writes at $3.75, the rest at $3, output at $15.
+    const plain = (usage?.prompt_tokens ?? 0) - 50;
+    expect(record.cost_usd).toBeCloseTo((plain * 3 + 30 * 0.3 + 20 * 3.75 + (usage?.completion_tokens ?? 0) * 15) / 1e6, 9);
   });
 
   it('records Gemini’s cached and thought tokens from a translated stream the client asked no usage of', async () => {
@@ -1974,6 +1980,8 @@ describe('the audit splits tokens as providers bill them: prompt-cache reads and
       tokens_reasoning: 8,
     });
     expect(record.tokens_in).toBeGreaterThanOrEqual(25);
+    // The policy has no price for Gemini's models.
+    expect(record.cost_usd).toBeNull();
   });
 
   it('leaves a split the provider did not report null, and records the zeros it did report', async () => {
@@ -2031,6 +2039,34 @@ describe('the audit splits tokens as providers bill them: prompt-cache reads and
       tokens_cached: 6,
       tokens_reasoning: 3,
     });
+  });
+});
+
+describe('the cost of a request at the policy file’s prices', () => {
+  /** `keygate_cost_usd_total` of a product and configured model on the gateway's /metrics, 0 when absent. */
+  async function costMetric(product: string, model: string): Promise<number> {
+    const res = await fetch(`${gw.url}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    const text = await res.text();
+    const line = text.split('\n').find((l) => l.startsWith(`keygate_cost_usd_total{product="${product}",model="${model}"}`));
+    return line ? Number(line.split(' ').pop()) : 0;
+  }
+
+  it('adds each priced request’s cost_usd to keygate_cost_usd_total, under the model that answered', async () => {
+    const before = await costMetric('prov', OPENAI_MODEL);
+    const { id, headers } = rid('cost-metric');
+    await gw.openai(token).chat.completions.create({ model: OPENAI_MODEL, messages: user('what does this cost') }, { headers });
+    const record = await expectOneAudit(id, { status: 200, model: OPENAI_MODEL });
+    expect(record.cost_usd).toBeGreaterThan(0);
+    expect((await costMetric('prov', OPENAI_MODEL)) - before).toBeCloseTo(record.cost_usd as number, 9);
+  });
+
+  it('prices a refused request at nothing: no upstream answered it', async () => {
+    const { id, headers } = rid('cost-refused');
+    const error = await apiError(
+      gw.openai(token).chat.completions.create({ model: OPENAI_MODEL, messages: user('x'), temperature: 9 }, { headers }),
+    );
+    expect(error.status).toBe(400);
+    await expectOneAudit(id, { status: 400, cost_usd: null, tokens_in: null });
   });
 });
 

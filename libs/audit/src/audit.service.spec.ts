@@ -1,9 +1,17 @@
+import { buildPolicyBook } from '@keygate/config';
 import { JsonLogger, RequestContext } from '@keygate/observability';
 import { AuditService } from './audit.service';
 
+const policy = buildPolicyBook({
+  prices: {
+    'gpt-4o': { input: 2.5, cached_input: 1.25, output: 10 },
+    'claude-sonnet-4-5*': { input: 3, cached_input: 0.3, cache_write: 3.75, output: 15 },
+  },
+});
+
 function record(fill: (ctx: RequestContext) => void, path = '/v1/chat/completions'): Record<string, unknown> {
   const lines: string[] = [];
-  const audit = new AuditService(new JsonLogger('info', undefined, (line) => lines.push(line)));
+  const audit = new AuditService(new JsonLogger('info', undefined, (line) => lines.push(line)), { policy });
   const ctx = new RequestContext('req-1', 'POST', path, process.hrtime.bigint(), null, true);
   fill(ctx);
   expect(audit.record(ctx)).toBe(true);
@@ -69,9 +77,40 @@ describe('AuditService', () => {
     expect(said).toMatchObject({ tokens_in: 120, tokens_out: 30, tokens_cached: 100, tokens_cache_write: 0, tokens_reasoning: 12 });
   });
 
+  it('prices the tokens of the model that answered at the policy file’s prices, cache reads and writes at their own rates', () => {
+    const claude = record((ctx) => {
+      ctx.provider = 'anthropic';
+      ctx.model = 'claude-sonnet-4-5-20250929';
+      ctx.requestedModel = 'gpt-4o';
+      ctx.tokensIn = 1_000_000;
+      ctx.tokensCached = 600_000;
+      ctx.tokensCacheWrite = 100_000;
+      ctx.tokensOut = 10_000;
+      ctx.status = 200;
+    });
+    // 300k plain at $3, 600k read at $0.30, 100k written at $3.75, 10k out at $15 (per million).
+    expect(claude.cost_usd).toBeCloseTo(0.9 + 0.18 + 0.375 + 0.15, 9);
+    const gpt = record((ctx) => {
+      ctx.provider = 'openai';
+      ctx.model = 'gpt-4o';
+      ctx.tokensIn = 12;
+      ctx.tokensOut = 3;
+      ctx.status = 200;
+    });
+    expect(gpt.cost_usd).toBe(0.00006);
+  });
+
+  it('writes no cost for a model without a price, a request without tokens or one no upstream answered', () => {
+    expect(
+      record((ctx) => Object.assign(ctx, { provider: 'openai', model: 'gpt-4o-mini', tokensIn: 5, tokensOut: 1 })).cost_usd,
+    ).toBeNull();
+    expect(record((ctx) => Object.assign(ctx, { provider: 'openai', model: 'gpt-4o', status: 502 })).cost_usd).toBeNull();
+    expect(record((ctx) => Object.assign(ctx, { model: 'gpt-4o', tokensIn: 5, status: 404 })).cost_usd).toBeNull();
+  });
+
   it('writes one line per request', () => {
     const lines: string[] = [];
-    const audit = new AuditService(new JsonLogger('error', undefined, (line) => lines.push(line)));
+    const audit = new AuditService(new JsonLogger('error', undefined, (line) => lines.push(line)), { policy });
     const ctx = new RequestContext('req-2', 'POST', '/v1/embeddings', process.hrtime.bigint(), null, true);
     expect(audit.record(ctx)).toBe(true);
     expect(audit.record(ctx)).toBe(false);

@@ -1,5 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { GatewayConfig } from '@keygate/config';
 import { JsonLogger, KEYGATE_LOGGER, redact, type RequestContext } from '@keygate/observability';
+import { costUsd } from './audit.cost';
 
 /** One audit record, SPEC §7. */
 export interface AuditRecord {
@@ -19,6 +21,8 @@ export interface AuditRecord {
   tokens_cache_write: number | null;
   /** Extension: of `tokens_out`, spent reasoning; null when the provider did not say. */
   tokens_reasoning: number | null;
+  /** Extension: what the tokens cost in US dollars at the policy file's `prices` for `model`; null without one. */
+  cost_usd: number | null;
   latency_ms: number;
   status: number;
   failure: RequestContext['failure'];
@@ -43,12 +47,17 @@ function masked<T extends string | null>(text: T): T {
  */
 @Injectable()
 export class AuditService {
-  constructor(@Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger) {}
+  constructor(
+    @Inject(KEYGATE_LOGGER) private readonly logger: JsonLogger,
+    @Inject(GatewayConfig) private readonly config: Pick<GatewayConfig, 'policy'>,
+  ) {}
 
   /** Writes the record for `ctx` unless it was written already; returns whether it wrote. */
   record(ctx: RequestContext): boolean {
     if (!ctx.auditable || ctx.audited) return false;
     ctx.audited = true;
+    // Priced by the model that answered (a fallback's own price), as configured: never a client's name.
+    ctx.costUsd = ctx.provider && ctx.model !== null ? costUsd(ctx, this.config.policy.priceOf(ctx.model)) : null;
     const record: AuditRecord = {
       type: 'audit',
       requestId: ctx.requestId,
@@ -63,6 +72,7 @@ export class AuditService {
       tokens_cached: ctx.tokensCached,
       tokens_cache_write: ctx.tokensCacheWrite,
       tokens_reasoning: ctx.tokensReasoning,
+      cost_usd: ctx.costUsd,
       latency_ms: Math.round(Number(process.hrtime.bigint() - ctx.startedAt) / 1e4) / 100,
       status: ctx.status,
       failure: ctx.failure,

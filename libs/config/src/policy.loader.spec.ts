@@ -223,3 +223,46 @@ describe('buildPolicyBook', () => {
     expect(problems(doc)).toContain(path);
   });
 });
+
+describe('prices', () => {
+  it('reads dollars per million tokens by model, cache rates defaulting to the input rate, and matches the longest prefix', () => {
+    const book = buildPolicyBook(
+      parse(`
+prices:
+  gpt-4o: {input: 2.5, cached_input: 1.25, output: 10}
+  claude-*: {input: 1, output: 5}
+  claude-sonnet-4-5*: {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}
+`),
+    );
+    expect(book.priceOf('gpt-4o')).toEqual({ input: 2.5, cachedInput: 1.25, cacheWrite: 2.5, output: 10 });
+    expect(book.priceOf('claude-sonnet-4-5-20250929')).toEqual({ input: 3, cachedInput: 0.3, cacheWrite: 3.75, output: 15 });
+    expect(book.priceOf('claude-haiku-4-5')).toEqual({ input: 1, cachedInput: 1, cacheWrite: 1, output: 5 });
+    // Exact names only, but for a prefix entry: a dated snapshot of gpt-4o is not gpt-4o's price.
+    expect(book.priceOf('gpt-4o-2024-08-06')).toBeUndefined();
+    expect(buildPolicyBook({}).priceOf('gpt-4o')).toBeUndefined();
+  });
+
+  it('refuses prices that are not a table of non-negative dollar amounts, naming each', () => {
+    const message = problems({
+      prices: {
+        a: { input: 1 },
+        b: { input: -1, output: 1 },
+        c: { input: '1', output: 1 },
+        d: { input: 1, output: 1, per: 'token' },
+        'two words': { input: 1, output: 1 },
+        e: null,
+        f: { input: 1, output: 1e9 },
+      },
+    });
+    expect(message).toContain('prices.a.output: must be a number (US dollars per million tokens)');
+    expect(message).toContain('prices.b.input: must not be less than 0');
+    expect(message).toContain('prices.c.input');
+    expect(message).toContain('prices.d.per: property per should not exist');
+    expect(message).toContain('prices.two words: must be a model name');
+    expect(message).toContain('prices.e: must be an object');
+    expect(message).toContain('prices.f.output: must not be greater than 100000');
+    expect(problems({ prices: null })).toContain('prices: empty');
+    expect(problems({ prices: ['gpt-4o'] })).toContain('prices: must be an object keyed by model name');
+    expect(problems({ price: {} })).toContain('price: unknown top-level field (expected "defaults", "products" or "prices")');
+  });
+});

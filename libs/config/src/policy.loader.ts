@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { isScalar, parse as parseYaml, type ParsedNode } from 'yaml';
 import { ConfigError } from './config.error';
-import { ProductPolicySchema } from './policy.schema';
-import type { Limits, ParameterPolicy, PolicyBook, ProductPolicy } from './policy.types';
+import { ModelPriceSchema, ProductPolicySchema } from './policy.schema';
+import type { Limits, ModelPrice, ParameterPolicy, PolicyBook, ProductPolicy } from './policy.types';
 import { validatePlain } from './validation.util';
 
 /** Built-in defaults, the values SPEC §4 shows; used where the policy file says nothing. */
@@ -63,12 +63,12 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
   const problems: string[] = [];
   if (!isPlainObject(doc)) throw new ConfigError(`${source}: the document must be an object with "defaults" and/or "products"`);
   for (const key of Object.keys(doc)) {
-    if (key !== 'defaults' && key !== 'products') problems.push(`${key}: unknown top-level field (expected "defaults" or "products")`);
+    if (!TOP_LEVEL.includes(key)) problems.push(`${key}: unknown top-level field (expected "defaults", "products" or "prices")`);
   }
   // `defaults:` or `products:` left empty (YAML null), like any field left empty, reads as a block
   // that was meant to say something: refused rather than taken for an empty one.
-  for (const key of ['defaults', 'products'] as const)
-    if (key in doc && doc[key] === null) problems.push(`${key}: empty (write {} or leave it out)`);
+  for (const key of TOP_LEVEL) if (key in doc && doc[key] === null) problems.push(`${key}: empty (write {} or leave it out)`);
+  const prices = readPrices(doc.prices ?? {}, problems);
   const defaultsDoc = doc.defaults ?? {};
   const defaults = validateProduct(defaultsDoc, 'defaults', problems);
   const productsDoc = doc.products ?? {};
@@ -124,7 +124,48 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
     longestStreamSeconds,
     productNames: [...resolved.keys()],
     forProduct: (product) => resolved.get(product) ?? resolvedDefaults,
+    priceOf: prices,
   };
+}
+
+const TOP_LEVEL = ['defaults', 'products', 'prices'];
+
+/**
+ * Reads `prices` (model name, or a prefix ending in `*`, to dollars per million tokens) into a
+ * lookup: a model's own entry, else the longest prefix it starts with (`claude-sonnet-4-5*` covers
+ * its dated snapshots). Looked up once per request, when its audit line is written.
+ */
+function readPrices(doc: unknown, problems: string[]): (model: string) => ModelPrice | undefined {
+  const exact = new Map<string, ModelPrice>();
+  const prefixes: Array<[string, ModelPrice]> = [];
+  if (!isPlainObject(doc)) {
+    problems.push('prices: must be an object keyed by model name');
+    return () => undefined;
+  }
+  for (const [name, entry] of Object.entries(doc)) {
+    const path = `prices.${name}`;
+    if (!/^[^\s*]{1,200}\*?$/.test(name)) {
+      problems.push(`${path}: must be a model name, or a prefix ending in * (no spaces, at most 200 characters)`);
+      continue;
+    }
+    if (!isPlainObject(entry)) {
+      problems.push(`${path}: must be an object with input and output (dollars per million tokens)`);
+      continue;
+    }
+    const { value, problems: found } = validatePlain(ModelPriceSchema, entry, path);
+    problems.push(...found);
+    if (found.length) continue;
+    const price: ModelPrice = {
+      input: value.input,
+      cachedInput: value.cached_input ?? value.input,
+      cacheWrite: value.cache_write ?? value.input,
+      output: value.output,
+    };
+    if (name.endsWith('*')) prefixes.push([name.slice(0, -1), price]);
+    else exact.set(name, price);
+  }
+  prefixes.sort((a, b) => b[0].length - a[0].length);
+  return (model) => exact.get(model) ?? prefixes.find(([prefix]) => model.startsWith(prefix))?.[1];
 }
 
 function validateProduct(entry: unknown, path: string, problems: string[]): ProductPolicySchema {

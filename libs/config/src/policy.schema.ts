@@ -107,3 +107,26 @@ export class ProductPolicySchema {
   })
   iap_members?: string[];
 }
+
+/** A million tokens for more than this many dollars is a typo (a price per token written per million, or cents). */
+const MAX_PRICE_PER_MILLION = 100_000;
+
+/** One model's entry under the policy file's `prices`: US dollars per million tokens. */
+export class ModelPriceSchema {
+  @Dollars() input!: number;
+  @Dollars() output!: number;
+  /** Prompt-cache reads; `input` when left out. */
+  @Optional() @Dollars() cached_input?: number;
+  /** Prompt-cache writes (Anthropic); `input` when left out. */
+  @Optional() @Dollars() cache_write?: number;
+}
+
+/** A price: a finite number of dollars per million tokens, from 0 to {@link MAX_PRICE_PER_MILLION}. */
+function Dollars(): PropertyDecorator {
+  const rules = [
+    IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number (US dollars per million tokens)' }),
+    Min(0),
+    Max(MAX_PRICE_PER_MILLION),
+  ];
+  return (target, key) => rules.forEach((rule) => rule(target, key));
+}

@@ -36,10 +36,27 @@ export interface ProductPolicy {
   iapMembers: readonly string[];
 }
 
+/**
+ * What a model's tokens cost, in US dollars per million tokens (the providers' price lists' unit),
+ * from the policy file's `prices`: the audit's `cost_usd` and `keygate_cost_usd_total`.
+ */
+export interface ModelPrice {
+  /** Prompt tokens read from nowhere cheaper. */
+  input: number;
+  /** Prompt tokens read from the provider's prompt cache (`input` when the file says nothing). */
+  cachedInput: number;
+  /** Prompt tokens written to the prompt cache, Anthropic's (`input` when the file says nothing). */
+  cacheWrite: number;
+  /** Output tokens, reasoning included. */
+  output: number;
+}
+
 /** The policy file, resolved once at boot: `forProduct` is a map lookup on the hot path. */
 export interface PolicyBook {
   readonly defaults: ProductPolicy;
   forProduct(product: string): ProductPolicy;
+  /** The price of a model's tokens: its own entry, else the longest `prefix*` entry it matches; undefined when none. */
+  priceOf(model: string): ModelPrice | undefined;
   /** The largest `max_request_bytes` of any product: the HTTP server's hard body limit. */
   readonly largestRequestBytes: number;
   /** The products the file names under `products` (to check against the product keys). */

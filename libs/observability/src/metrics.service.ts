@@ -45,6 +45,12 @@ export class MetricsService {
     labelNames: ['product', 'model', 'direction'],
     registers: [this.registry],
   });
+  readonly cost = new Counter({
+    name: 'keygate_cost_usd_total',
+    help: "What the tokens cost in US dollars at the policy file's prices, by product and model (models without a price are not counted)",
+    labelNames: ['product', 'model'],
+    registers: [this.registry],
+  });
   readonly rejections = new Counter({
     name: 'keygate_limit_rejections_total',
     help: 'Requests refused by a rate limit, a quota or a block',
@@ -106,6 +112,7 @@ export class MetricsService {
     this.latency.observe({ product, provider, stream: String(ctx.stream) }, Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
     if (ctx.tokensIn) this.tokens.inc({ product, model, direction: 'in' }, ctx.tokensIn);
     if (ctx.tokensOut) this.tokens.inc({ product, model, direction: 'out' }, ctx.tokensOut);
+    if (ctx.costUsd) this.cost.inc({ product, model }, ctx.costUsd);
     if (ctx.failure === 'rate_limit' || ctx.failure === 'quota' || ctx.failure === 'blocked')
       this.rejections.inc({ product, reason: ctx.failure });
     // Each attempt under the provider it went to: a fallback's are not the answering provider's.

@@ -22,6 +22,8 @@ export class RequestContext {
   tokensCacheWrite: number | null = null;
   /** Of {@link tokensOut}, those the model spent reasoning; null when the upstream did not say. */
   tokensReasoning: number | null = null;
+  /** What the tokens cost in US dollars at the configured prices; set when the audit line is written, null without a price. */
+  costUsd: number | null = null;
   /** HTTP status answered; set by whoever answers ({@link answer}, {@link fail}). */
   status = 0;
   failure: FailureClass | null = null;

@@ -1,0 +1,28 @@
+import type { ModelPrice } from '@keygate/config';
+
+/** A request's token counts as the audit records them (null: not known). */
+export interface BilledTokens {
+  tokensIn: number | null;
+  tokensOut: number | null;
+  tokensCached: number | null;
+  tokensCacheWrite: number | null;
+}
+
+/**
+ * What a request's tokens cost at `price`, in US dollars: the prompt's cache reads and writes at
+ * their own rates and the rest at the input rate, the output (reasoning included) at the output
+ * rate. Null without a price or without any token count. Rounded to a billionth of a dollar, so
+ * summing audit lines does not pile up binary fractions.
+ */
+export function costUsd(tokens: BilledTokens, price: ModelPrice | undefined): number | null {
+  if (!price || (tokens.tokensIn === null && tokens.tokensOut === null)) return null;
+  const prompt = tokens.tokensIn ?? 0;
+  const cached = Math.min(tokens.tokensCached ?? 0, prompt);
+  const written = Math.min(tokens.tokensCacheWrite ?? 0, prompt - cached);
+  const micro =
+    (prompt - cached - written) * price.input +
+    cached * price.cachedInput +
+    written * price.cacheWrite +
+    (tokens.tokensOut ?? 0) * price.output;
+  return Math.round(micro * 1000) / 1e9;
+}
