@@ -87,6 +87,15 @@ describe('loadGatewayConfig', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '300000' }).upstream.totalMs).toBe(300_000);
   });
 
+  it('names a total timeout shorter than the streams beside the other bad variables, in one error', () => {
+    const message = failure({ ...base, PORT: 'abc', API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '1000' });
+    expect(message).toMatch(/^Invalid environment variables:\n {2}- PORT: must be a port number/);
+    expect(message).toContain('API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS (1000) is shorter than the policy');
+    // A value already refused for itself is not reported a second time.
+    const outOfRange = failure({ ...base, API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: '0' });
+    expect(outOfRange.match(/API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS/g)).toHaveLength(1);
+  });
+
   it('refuses an API_KEY_SERVER_ variable it does not know (a typo would silently leave a feature off), naming it without its value', () => {
     const message = failure({
       ...base,

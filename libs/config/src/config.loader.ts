@@ -123,16 +123,19 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     if (!(error instanceof ConfigError)) throw error;
     policyProblem = error.message;
   }
+  // A stream is one upstream request: the total timeout would cut it first, as an upstream failure.
+  // Checked with the other variables (not after them), so one boot names every fix to make; a value
+  // already refused (not digits, out of range) is not reported twice.
+  const totalTimeoutRefused = problems.some((problem) => problem.startsWith('API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS:'));
+  if (policy !== undefined && !totalTimeoutRefused && policy.longestStreamSeconds * 1000 > upstream.totalMs)
+    problems.push(
+      `API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS (${upstream.totalMs}) is shorter than the policy's longest max_stream_seconds ` +
+        `(${policy.longestStreamSeconds} s): streams would be cut by the upstream timeout; raise the timeout or lower max_stream_seconds`,
+    );
   if (problems.length || policy === undefined) {
     const env = problems.length ? `Invalid environment variables:\n  - ${[...new Set(problems)].join('\n  - ')}` : undefined;
     throw new ConfigError([env, policyProblem].filter((part) => part !== undefined).join('\n'));
   }
-  // A stream is one upstream request: the total timeout would cut it first, as an upstream failure.
-  if (policy.longestStreamSeconds * 1000 > upstream.totalMs)
-    throw new ConfigError(
-      `API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS (${upstream.totalMs}) is shorter than the policy's longest max_stream_seconds ` +
-        `(${policy.longestStreamSeconds} s): streams would be cut by the upstream timeout; raise the timeout or lower max_stream_seconds`,
-    );
 
   return {
     port,
