@@ -266,3 +266,30 @@ prices:
     expect(problems({ price: {} })).toContain('price: unknown top-level field (expected "defaults", "products" or "prices")');
   });
 });
+
+describe('buildPolicyBook temperature range', () => {
+  it('refuses a range whose min is above its max, in the defaults or once a product overrides one end', () => {
+    expect(problems({ defaults: { policy: { temperature: { min: 1.8, max: 1 } } } })).toContain(
+      'defaults.policy.temperature: min is above max',
+    );
+    // The product's min is checked against the max it inherits (1.5, built in).
+    expect(problems({ products: { demo: { policy: { temperature: { min: 1.6 } } } } })).toContain(
+      'products.demo.policy.temperature: min is above max',
+    );
+  });
+
+  it('names a reversed range beside the document’s other problems, in one error', () => {
+    const message = problems({
+      defaults: { limits: { request_per_second: 5 } },
+      products: { demo: { policy: { temperature: { min: 1.8, max: 1 } } } },
+    });
+    expect(message).toContain('defaults.limits.request_per_second');
+    expect(message).toContain('products.demo.policy.temperature: min is above max');
+  });
+
+  it('leaves an end that is itself refused to its own message', () => {
+    const message = problems({ products: { demo: { policy: { temperature: { min: 5, max: 1 } } } } });
+    expect(message).toContain('products.demo.policy.temperature.min');
+    expect(message).not.toContain('min is above max');
+  });
+});

@@ -75,17 +75,18 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
   const products = new Map<string, ProductPolicySchema>();
   if (!isPlainObject(productsDoc)) problems.push('products: must be an object keyed by product name');
   else for (const [name, entry] of Object.entries(productsDoc)) products.set(name, validateProduct(entry, `products.${name}`, problems));
+  // With the other problems, not after them: one boot names every fix to make.
+  const defaultRange = temperatureRange(defaults, BUILT_IN_POLICY.policy.temperature);
+  for (const [name, entry] of products) {
+    const range = temperatureRange(entry, defaultRange);
+    if (range.min > range.max) problems.push(`products.${name}.policy.temperature: min is above max`);
+  }
+  if (defaultRange.min > defaultRange.max) problems.push('defaults.policy.temperature: min is above max');
   if (problems.length) throw new ConfigError(`${source} is invalid:\n  - ${problems.join('\n  - ')}`);
 
   const resolvedDefaults = merge(BUILT_IN_POLICY, defaults);
   const resolved = new Map<string, ProductPolicy>();
   for (const [name, entry] of products) resolved.set(name, merge(resolvedDefaults, entry));
-  for (const [name, p] of resolved) {
-    if (p.policy.temperature.min > p.policy.temperature.max) problems.push(`products.${name}.policy.temperature: min is above max`);
-  }
-  if (resolvedDefaults.policy.temperature.min > resolvedDefaults.policy.temperature.max)
-    problems.push('defaults.policy.temperature: min is above max');
-  if (problems.length) throw new ConfigError(`${source} is invalid:\n  - ${problems.join('\n  - ')}`);
 
   const largestRequestBytes = Math.max(
     resolvedDefaults.policy.maxRequestBytes,
@@ -231,6 +232,19 @@ function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
     },
     iapMembers: over.iap_members ? over.iap_members.map((m) => m.toLowerCase()) : base.iapMembers,
   };
+}
+
+/**
+ * The temperature range an entry ends up with over `base`, read before the document is known to
+ * be valid: an end that is not a number in range is already reported, and `base`'s is taken for it.
+ */
+function temperatureRange(entry: ProductPolicySchema, base: { min: number; max: number }): { min: number; max: number } {
+  const range: unknown = (entry.policy as { temperature?: unknown } | null | undefined)?.temperature;
+  const end = (key: 'min' | 'max'): number => {
+    const value: unknown = isPlainObject(range) ? range[key] : undefined;
+    return typeof value === 'number' && value >= 0 && value <= 2 ? value : base[key];
+  };
+  return { min: end('min'), max: end('max') };
 }
 
 /** Whether `name` is `pattern`, or starts with what comes before its trailing `*`. */
