@@ -293,3 +293,12 @@ describe('buildPolicyBook temperature range', () => {
     expect(message).not.toContain('min is above max');
   });
 });
+
+describe('buildPolicyBook unknown fields', () => {
+  it('calls a misspelt field an unknown field, with its path, as the secrets do', () => {
+    const message = problems({ defaults: { limits: { request_per_second: 5 } }, products: { demo: { policy: { max_tokenz: 1 } } } });
+    expect(message).toContain('defaults.limits.request_per_second: unknown field');
+    expect(message).toContain('products.demo.policy.max_tokenz: unknown field');
+    expect(message).not.toContain('should not exist');
+  });
+});

@@ -34,9 +34,12 @@ function flattenErrors(errors: ValidationError[], prefix: string): string[] {
     const path = prefix ? `${prefix}.${error.property}` : error.property;
     const constraints = Object.entries(error.constraints ?? {});
     const wrongType = constraints.filter(([name]) => TYPE_CHECKS.has(name));
-    for (const [, message] of wrongType.length ? wrongType : constraints) {
+    for (const [name, message] of wrongType.length ? wrongType : constraints) {
+      // The whitelist's own wording ("property x should not exist") repeats the name and differs
+      // from the secrets' and the top level's "unknown field" for the same mistake.
+      if (name === 'whitelistValidation') out.push(`${path}: unknown field`);
       // class-validator prefixes messages with the property name; replace it with the full path.
-      out.push(`${path}: ${message.startsWith(error.property) ? message.slice(error.property.length).trim() : message}`);
+      else out.push(`${path}: ${message.startsWith(error.property) ? message.slice(error.property.length).trim() : message}`);
     }
     if (error.children?.length && !wrongType.length) out.push(...flattenErrors(error.children, path));
   }
