@@ -130,8 +130,9 @@ describe('loadGatewayConfig', () => {
     ['API_KEY_SERVER_PUBLIC_URL', 'http://[bad'],
     ['API_KEY_SERVER_PUBLIC_URL', 'https://keygate.example:99999'],
     ['API_KEY_SERVER_AUTHORIZATION_SERVERS', 'https://idp.example, http://[bad'],
-  ])('refuses %s=%s, a URL that could never be fetched (it used to pass, and fail only at use)', (name, value) => {
-    expect(failure({ ...base, API_KEY_SERVER_IAP_AUDIENCE: 'aud', [name]: value })).toContain(name);
+  ])('refuses %s=%s, a URL that could never be fetched (it used to pass, and fail only at use), in one line', (name, value) => {
+    const message = failure({ ...base, API_KEY_SERVER_IAP_AUDIENCE: 'aud', [name]: value });
+    expect(message.split('\n').filter((line) => line.includes(name))).toHaveLength(1);
   });
 
   it.each([

@@ -1,5 +1,5 @@
 import { Transform } from 'class-transformer';
-import { IsIn, IsIP, IsOptional, IsString, IsUrl, Matches } from 'class-validator';
+import { IsIn, IsIP, IsOptional, IsString, Matches } from 'class-validator';
 
 const INT = /^\d+$/;
 const BOOL = /^(true|false|1|0)$/i;
@@ -65,9 +65,8 @@ export class EnvironmentSchema {
   API_KEY_SERVER_JWT_REQUIRED_CLAIMS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_HMAC_SECRETS?: string;
   @IsOptional() @IsString() API_KEY_SERVER_IAP_AUDIENCE?: string;
-  @IsOptional()
-  @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] }, { message: 'must be an http(s) URL' })
-  API_KEY_SERVER_IAP_JWKS_URL?: string;
+  // Checked with the other URL settings (urlSettingProblems): a second check here named the variable twice.
+  @IsOptional() @IsString() API_KEY_SERVER_IAP_JWKS_URL?: string;
   @IsOptional() @IsString() API_KEY_SERVER_POLICY_FILE?: string;
   @IsOptional() @Matches(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }) API_KEY_SERVER_REDIS_URL?: string;
   @IsOptional() @Matches(BOOL, { message: 'must be true or false' }) USE_SECRET_MANAGER?: string;
