@@ -294,6 +294,11 @@ describe('HmacStrategy', () => {
     expect(cache.calls).toHaveLength(0);
   });
 
+  it('names the rule a percent-encoded unreserved character breaks (/chat/%64emo is routed as /chat/demo)', async () => {
+    expect(await invalidToken(signedRequest({ url: '/chat/%64emo' }))).toMatch(/normal form.*percent-encoded letter, digit/);
+    expect(cache.calls).toHaveLength(0);
+  });
+
   describe('an absolute-form target (http://host/path, as through a forward proxy)', () => {
     it('is verified over its path and query, as the client signed them (SPEC §5)', async () => {
       const request = signedRequest({ url: 'http://gateway.internal:8080/v1/models?limit=5', signed: { url: '/v1/models?limit=5' } });

@@ -105,8 +105,9 @@ export class HmacStrategy extends PassportStrategy(Strategy, HMAC_STRATEGY) {
     // An absolute-form target is signed, checked and routed as its path and query.
     const target = typeof request.url === 'string' ? originFormTarget(request.url) : undefined;
     if (target === undefined || !isNormalisedTarget(target)) {
+      // Every rule is named: a client refused for /chat/%64emo was told only of dots and slashes.
       throw invalid(
-        'the request path must be in normal form (no //, dot segments, backslashes, or percent-encoded dots, slashes or backslashes)',
+        'the request path must be in normal form (no //, dot segments or backslashes, no percent-encoded / or \\, and no percent-encoded letter, digit, -, ., _ or ~, which need no encoding)',
       );
     }
     const client = this.clients.client(clientId);
