@@ -257,7 +257,7 @@ prices:
     expect(message).toContain('prices.a.output: must be a number (US dollars per million tokens)');
     expect(message).toContain('prices.b.input: must not be less than 0');
     expect(message).toContain('prices.c.input');
-    expect(message).toContain('prices.d.per: property per should not exist');
+    expect(message).toContain('prices.d.per: unknown field');
     expect(message).toContain('prices.two words: must be a model name');
     expect(message).toContain('prices.e: must be an object');
     expect(message).toContain('prices.f.output: must not be greater than 100000');
