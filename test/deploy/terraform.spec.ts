@@ -19,6 +19,7 @@ const AUDIT_FIELDS = [
   'stream',
   'tokens_in',
   'tokens_out',
+  'cost_usd',
   'latency_ms',
   'status',
   'failure',

@@ -35,6 +35,7 @@ module "keygate" {
   ip_allowlist         = var.ip_allowlist
   blocked_ip_ranges    = var.blocked_ip_ranges
 
-  daily_tokens_alert_threshold = var.daily_tokens_alert_threshold
-  notification_channels        = var.notification_channels
+  daily_tokens_alert_threshold   = var.daily_tokens_alert_threshold
+  daily_cost_alert_threshold_usd = var.daily_cost_alert_threshold_usd
+  notification_channels          = var.notification_channels
 }

@@ -62,6 +62,12 @@ variable "daily_tokens_alert_threshold" {
   description = "Alert when one product uses more tokens than this in 24 h."
 }
 
+variable "daily_cost_alert_threshold_usd" {
+  type        = number
+  description = "Alert when one product costs more than this many US dollars in 24 h, at the policy file's prices (set them first); null: no alert."
+  default     = null
+}
+
 variable "promotion_source_project_id" {
   type        = string
   description = "Project of the previous environment, whose registry images are promoted from."

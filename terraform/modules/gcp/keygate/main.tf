@@ -168,13 +168,14 @@ module "cloud_armor" {
 module "monitoring" {
   source = "../monitoring"
 
-  project_id                   = var.project_id
-  environment                  = var.environment
-  namespace                    = local.namespace
-  daily_tokens_alert_threshold = var.daily_tokens_alert_threshold
-  failure_rate_threshold       = var.failure_rate_threshold
-  latency_p95_threshold_ms     = var.latency_p95_threshold_ms
-  notification_channels        = var.notification_channels
+  project_id                     = var.project_id
+  environment                    = var.environment
+  namespace                      = local.namespace
+  daily_tokens_alert_threshold   = var.daily_tokens_alert_threshold
+  daily_cost_alert_threshold_usd = var.daily_cost_alert_threshold_usd
+  failure_rate_threshold         = var.failure_rate_threshold
+  latency_p95_threshold_ms       = var.latency_p95_threshold_ms
+  notification_channels          = var.notification_channels
 
   depends_on = [module.services]
 }

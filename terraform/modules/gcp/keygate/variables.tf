@@ -160,6 +160,12 @@ variable "daily_tokens_alert_threshold" {
   description = "Alert when a product uses more tokens than this in 24 h."
 }
 
+variable "daily_cost_alert_threshold_usd" {
+  type        = number
+  description = "Alert when a product costs more than this many US dollars in 24 h, at the policy file's prices; null: no alert."
+  default     = null
+}
+
 variable "failure_rate_threshold" {
   type        = number
   description = "Alert when this share of requests fails on the service side."

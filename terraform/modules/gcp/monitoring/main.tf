@@ -30,6 +30,7 @@ locals {
     failures   = "logging_googleapis_com:user_${google_logging_metric.failures.name}"
     tokens_in  = "logging_googleapis_com:user_${google_logging_metric.tokens_in.name}"
     tokens_out = "logging_googleapis_com:user_${google_logging_metric.tokens_out.name}"
+    cost       = "logging_googleapis_com:user_${google_logging_metric.cost.name}"
     latency    = "logging_googleapis_com:user_${google_logging_metric.latency.name}"
     upstream   = "logging_googleapis_com:user_${google_logging_metric.upstream_failures.name}"
   }
@@ -176,6 +177,45 @@ resource "google_logging_metric" "tokens_out" {
       num_finite_buckets = 24
       growth_factor      = 2
       scale              = 1
+    }
+  }
+}
+
+# What the requests cost, from the audit's cost_usd (the policy file's `prices`; requests of models
+# without a price carry null and are left out).
+resource "google_logging_metric" "cost" {
+  project         = var.project_id
+  name            = "${var.name_prefix}_cost_usd"
+  filter          = "${local.audit_filter} AND jsonPayload.cost_usd>0"
+  value_extractor = "EXTRACT(jsonPayload.cost_usd)"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "USD"
+    display_name = "keygate request cost"
+
+    labels {
+      key        = "product"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "model"
+      value_type = "STRING"
+    }
+  }
+
+  label_extractors = {
+    product = "EXTRACT(jsonPayload.product)"
+    model   = "EXTRACT(jsonPayload.model)"
+  }
+
+  # From a millionth of a dollar up to about $4,000 for one request.
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 32
+      growth_factor      = 2
+      scale              = 0.000001
     }
   }
 }
@@ -373,5 +413,33 @@ resource "google_monitoring_alert_policy" "crash" {
   documentation {
     mime_type = "text/markdown"
     content   = "A gateway process hit an exception no code handled and exited (Kubernetes restarts it; its open requests failed). The line carries the stack and, when it happened while serving one, the request id."
+  }
+}
+
+# Optional: only where the policy file prices the models (daily_cost_alert_threshold_usd set).
+resource "google_monitoring_alert_policy" "daily_cost" {
+  count                 = var.daily_cost_alert_threshold_usd == null ? 0 : 1
+  project               = var.project_id
+  display_name          = "keygate ${var.environment}: daily cost of a product over ${var.daily_cost_alert_threshold_usd} USD"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "cost in USD per product, last 24 h"
+    condition_prometheus_query_language {
+      query               = "sum by (product) (increase(${local.promql.cost}_sum[1d])) > ${coalesce(var.daily_cost_alert_threshold_usd, 0)}"
+      duration            = "0s"
+      evaluation_interval = "300s"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A product cost more in the last 24 h than expected, at the policy file's prices. Check the audit records (jsonPayload.cost_usd by user and model) and /admin/usage; lower its daily_tokens or block it if it is abuse (docs/runbook.md, \"Abuse response\")."
   }
 }

@@ -30,6 +30,17 @@ variable "daily_tokens_alert_threshold" {
   description = "Alert when one product uses more tokens (prompt + completion) than this in 24 h."
 }
 
+variable "daily_cost_alert_threshold_usd" {
+  type        = number
+  description = "Alert when one product costs more than this many US dollars in 24 h, at the policy file's prices; null: no alert."
+  default     = null
+
+  validation {
+    condition     = var.daily_cost_alert_threshold_usd == null || try(var.daily_cost_alert_threshold_usd > 0, false)
+    error_message = "daily_cost_alert_threshold_usd must be above 0, or null for no alert."
+  }
+}
+
 variable "failure_rate_threshold" {
   type        = number
   description = "Alert when this share of requests fails with one of failure_rate_classes (0-1)."
