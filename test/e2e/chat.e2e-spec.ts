@@ -850,6 +850,23 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
   });
 
+  it('answers 400 naming the field for a number beyond a double’s range, where it used to reach the upstream as null', async () => {
+    // JSON.parse reads 1e309 as Infinity, which JSON.stringify writes as null: a tool schema's bound
+    // (a field keygate passes on unread) went upstream as `"maximum": null`, the request changed.
+    const id = uniqueId('huge-number');
+    const schema = '{"type":"object","properties":{"n":{"type":"number","maximum":1e309}}}';
+    const raw = `{"model":"gpt-4o","stream":true,"messages":${JSON.stringify(user(prompt('huge number')))},"tools":[{"type":"function","function":{"name":"f","parameters":${schema}}}]}`;
+    const { result, calls } = await countingUpstream(() => post(gw, '/v1/chat/completions', id, null, { raw }));
+    expect(result.res.status).toBe(400);
+    expect((result.json as ErrorBody).error).toMatchObject({
+      code: 'invalid_request',
+      param: 'tools[0].function.parameters.properties.n.maximum',
+      message: expect.stringContaining('too large'),
+    });
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request', stream: true });
+  });
+
   it('serves a body with a "constructor" key (a tool schema property so named), which validation used to answer 500', async () => {
     const id = uniqueId('constructor-key');
     const parameters = { type: 'object', properties: { constructor: { type: 'string' } }, required: ['constructor'] };

@@ -5,9 +5,10 @@ import { ChatCompletionRequestDto } from '../chat/chat-completion.dto';
 import {
   DtoValidationPipe,
   MAX_JSON_DEPTH,
+  infiniteNumberPath,
   mayNameConstructor,
-  nestedDeeperThan,
   noteDeclaredCharset,
+  scanJsonText,
   withoutConstructorKeys,
 } from './dto-validation.pipe';
 
@@ -132,14 +133,43 @@ describe('DtoValidationPipe', () => {
       });
     }
     // The body itself is one level: 63 more fit.
-    expect(nestedDeeperThan(Buffer.from(deep(MAX_JSON_DEPTH - 1)), MAX_JSON_DEPTH)).toBe(false);
+    expect(scanJsonText(Buffer.from(deep(MAX_JSON_DEPTH - 1)), MAX_JSON_DEPTH).tooDeep).toBe(false);
   });
 
   it('does not count brackets inside strings, escaped quotes included', () => {
     const text = JSON.stringify({ a: '[[[[{{{{', b: 'say \\"[[[[\\" and \\\\', c: [[1]] });
-    expect(nestedDeeperThan(Buffer.from(text), 3)).toBe(false);
-    expect(nestedDeeperThan(Buffer.from(text), 2)).toBe(true);
-    expect(nestedDeeperThan(Buffer.from('{"unterminated'), 1)).toBe(false);
+    expect(scanJsonText(Buffer.from(text), 3).tooDeep).toBe(false);
+    expect(scanJsonText(Buffer.from(text), 2).tooDeep).toBe(true);
+    expect(scanJsonText(Buffer.from('{"unterminated'), 1).tooDeep).toBe(false);
+  });
+
+  it("refuses a number beyond a double's range anywhere in the body, naming where (it reached the provider as null)", () => {
+    const chat = (text: string): unknown =>
+      new DtoValidationPipe().transform(Buffer.from(text), { type: 'body', metatype: ChatCompletionRequestDto });
+    const schema = '{"type":"object","properties":{"n":{"type":"number","maximum":1e309}}}';
+    const body = `{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":${schema}}}]}`;
+    const where = (text: string): [string, string | undefined] => {
+      const error = refusalOf(() => chat(text));
+      return [error.code, error.options.param];
+    };
+    expect(where(body)).toEqual(['invalid_request', 'tools[0].function.parameters.properties.n.maximum']);
+    expect(where('{"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"50256":-1e309}}')).toEqual([
+      'invalid_request',
+      'logit_bias.50256',
+    ]);
+    // An integer of 310 digits overflows without an exponent; small and long-but-finite numbers pass.
+    expect(where(`{"model":"m","messages":[{"role":"user","content":"hi"}],"seed":1${'0'.repeat(309)}}`)).toEqual([
+      'invalid_request',
+      'seed',
+    ]);
+    expect(chat('{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1e-7,"x":1.5e300}')).toMatchObject({ x: 1.5e300 });
+  });
+
+  it('flags only number literals that may overflow, outside strings', () => {
+    expect(scanJsonText(Buffer.from('{"a":"1e309","b":-12.5,"c":1e-5,"d":true}'), 64).longNumber).toBe(false);
+    expect(scanJsonText(Buffer.from('{"a":[1,2,1E+400]}'), 64).longNumber).toBe(true);
+    expect(infiniteNumberPath({ a: [1, { b: -Infinity }] })).toBe('a[1].b');
+    expect(infiniteNumberPath({ a: [1, { b: 1e308 }] })).toBeUndefined();
   });
 
   it('names a __proto__ key for what it is, not as invalid JSON', () => {

@@ -29,11 +29,17 @@ export class DtoValidationPipe implements PipeTransform {
     // Fastify hands a text/plain body over as a string: the content type is the mistake to name.
     if (typeof raw === 'string')
       throw new GatewayError('invalid_request', 'send the request body as JSON, with Content-Type: application/json');
-    const value = Buffer.isBuffer(raw) ? parseJson(raw) : raw;
+    const { value, longNumber } = Buffer.isBuffer(raw) ? parseJson(raw) : { value: raw, longNumber: false };
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new GatewayError('invalid_request', 'the request body must be a JSON object');
     }
     if (Buffer.isBuffer(raw) && (value as { stream?: unknown }).stream === true) STREAMED_BODIES.add(raw);
+    // A literal beyond a double's range parses as Infinity, which re-serialises as null: a field
+    // keygate does not model (a tool schema's `maximum`, a `logit_bias` value, Gemini's `topP`)
+    // would reach the provider as null, the request quietly changed, instead of being refused.
+    const overflow = longNumber ? infiniteNumberPath(value) : undefined;
+    if (overflow !== undefined)
+      throw new GatewayError('invalid_request', `${overflow}: the number is too large to represent (beyond ±1.8e308)`, { param: overflow });
     const strict = Reflect.getMetadata(STRICT_BODY, type) === true;
     // Only a body whose bytes can spell a `constructor` key is walked for one (the hot path skips it).
     const checked = Buffer.isBuffer(raw) && !mayNameConstructor(raw) ? value : withoutConstructorKeys(value);
@@ -124,19 +130,26 @@ function encodingProblem(bytes: Buffer): string | undefined {
 /** How deeply a body's arrays and objects may nest (the deepest real tool schemas stay far below). */
 export const MAX_JSON_DEPTH = 64;
 
+/** A parsed body, and whether its text holds a number literal that may lie beyond a double's range. */
+interface ParsedBody {
+  value: unknown;
+  longNumber: boolean;
+}
+
 /**
  * Parses a JSON body; `__proto__` and `constructor.prototype` keys are refused (prototype
  * poisoning), and so is nesting deeper than {@link MAX_JSON_DEPTH}, which would otherwise
  * exhaust the stack of the code that walks the body (a 500 for a 10 KB request).
  */
-function parseJson(bytes: Buffer): unknown {
+function parseJson(bytes: Buffer): ParsedBody {
   if (bytes.length === 0) throw new GatewayError('invalid_request', 'the request body is empty');
   const encoding = encodingProblem(bytes);
   if (encoding) throw new GatewayError('invalid_json', encoding);
-  if (nestedDeeperThan(bytes, MAX_JSON_DEPTH))
+  const scan = scanJsonText(bytes, MAX_JSON_DEPTH);
+  if (scan.tooDeep)
     throw new GatewayError('invalid_request', `the request body nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`);
   try {
-    return secureJson.parse(bytes, undefined, { protoAction: 'error', constructorAction: 'error' });
+    return { value: secureJson.parse(bytes, undefined, { protoAction: 'error', constructorAction: 'error' }), longNumber: scan.longNumber };
   } catch (error) {
     if (error instanceof SyntaxError && /prototype/i.test(error.message))
       throw new GatewayError('invalid_request', 'the request body has a __proto__ or constructor.prototype key, which is refused');
@@ -144,13 +157,31 @@ function parseJson(bytes: Buffer): unknown {
   }
 }
 
+/** What one pass over a JSON text, outside its strings, finds before it is parsed. */
+export interface JsonTextScan {
+  /** Arrays and objects nest deeper than the limit. */
+  tooDeep: boolean;
+  /**
+   * A number literal that may lie beyond a double's range: one with an exponent (`1e309`) or of
+   * 309 characters or more. Rare, so only such a body is walked for an infinite number.
+   */
+  longNumber: boolean;
+}
+
+/** The bytes a JSON number literal is made of: digits, `-`, `+`, `.`, `e` and `E`. */
+function inNumber(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45;
+}
+
 /**
- * Whether the JSON text nests brackets deeper than `limit`. Strings are skipped with a native
+ * One pass over a JSON text: whether it nests brackets deeper than `depthLimit`, and whether it
+ * holds a long number literal (see {@link JsonTextScan}). Strings are skipped with a native
  * search for their closing quote (a base64 image costs one memchr, not a loop over its bytes).
  * Malformed text is left to the parser.
  */
-export function nestedDeeperThan(bytes: Buffer, limit: number): boolean {
+export function scanJsonText(bytes: Buffer, depthLimit: number): JsonTextScan {
   let depth = 0;
+  let longNumber = false;
   for (let i = 0; i < bytes.length; i++) {
     const c = bytes[i];
     if (c === 0x22) {
@@ -158,19 +189,49 @@ export function nestedDeeperThan(bytes: Buffer, limit: number): boolean {
       let end = i;
       for (;;) {
         end = bytes.indexOf(0x22, end + 1);
-        if (end === -1) return false;
+        if (end === -1) return { tooDeep: false, longNumber };
         let slashes = 0;
         while (bytes[end - 1 - slashes] === 0x5c) slashes++;
         if (slashes % 2 === 0) break;
       }
       i = end;
     } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > limit) return true;
+      if (++depth > depthLimit) return { tooDeep: true, longNumber };
     } else if (c === 0x7d || c === 0x5d) {
       depth--;
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      // Outside strings only a number holds a digit or a minus sign.
+      let end = i + 1;
+      let exponent = false;
+      for (; end < bytes.length && inNumber(bytes[end]); end++) if (bytes[end] === 0x65 || bytes[end] === 0x45) exponent = true;
+      // The shortest literals that can overflow: `1e309` (5 characters), and `1` with 309 zeros
+      // (309 characters keeps a margin for a sign or a fraction); the walk after parsing decides.
+      if ((exponent && end - i >= 5) || end - i >= 309) longNumber = true;
+      i = end - 1;
     }
   }
-  return false;
+  return { tooDeep: false, longNumber };
+}
+
+/**
+ * Where a parsed JSON value holds a number the parser read as ±Infinity (a literal beyond a
+ * double's range), as a field path (`tools[0].function.parameters.maximum`); undefined when none.
+ */
+export function infiniteNumberPath(value: unknown, path = ''): string | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : path;
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = infiniteNumberPath(value[i], `${path}[${i}]`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  for (const [key, item] of Object.entries(value)) {
+    const found = infiniteNumberPath(item, path ? `${path}.${key}` : key);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 /** class-validator's type checks, named before any range or format rule of the same field. */
