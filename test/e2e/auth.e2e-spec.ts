@@ -1803,6 +1803,39 @@ describe('CORS', () => {
     }
   });
 
+  it('refuses OPTIONS on the Anthropic and Gemini routes in their own envelopes, as every other refusal there', async () => {
+    // The CORS plugin's route takes every OPTIONS path; these refusals came in the OpenAI shape.
+    const notPreflight = await send(gw, {
+      method: 'OPTIONS',
+      target: '/v1/messages',
+      body: null,
+      headers: { origin: ALLOWED_ORIGINS[0] },
+      label: 'options-messages',
+    });
+    expect(notPreflight.status).toBe(400);
+    expect(notPreflight.json).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error', code: 'invalid_request' },
+      request_id: notPreflight.id,
+    });
+    const foreign = await send(gw, {
+      method: 'OPTIONS',
+      target: '/v1beta/models/gemini-1.5-pro:generateContent',
+      body: null,
+      headers: { origin: 'https://evil.example.com', 'access-control-request-method': 'POST' },
+      label: 'options-gemini',
+    });
+    expect(foreign.status).toBe(403);
+    expect(foreign.json).toMatchObject({ error: { code: 403, status: 'PERMISSION_DENIED' } });
+    for (const [s, failure] of [
+      [notPreflight, 'bad_request'],
+      [foreign, 'forbidden'],
+    ] as const) {
+      expect(s.upstream).toBe(0);
+      await expectOneAudit(gw, s.id, { status: s.status, failure, method: 'OPTIONS' });
+    }
+  });
+
   it('preflight answers go through the request lifecycle: X-Request-Id, security headers and one audit line', async () => {
     const refused = await preflight(gw, 'https://evil.example.com');
     const granted = await preflight(gw, ALLOWED_ORIGINS[0]);

@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { documentCredentials } from './http/openapi-credentials';
 import { noteDeclaredCharset } from './http/dto-validation.pipe';
+import { errorBodyFor } from './http/error-envelope';
 import { RequestLifecycle } from './http/request-lifecycle';
 import { GOOGLE_KEY_SCHEME } from './gemini/gemini.controller';
 import { ANTHROPIC_KEY_SCHEME } from './messages/messages.controller';
@@ -263,8 +264,10 @@ function refuseForeignPreflights(fastify: FastifyInstance, origins: string[]): v
       done();
       return;
     }
-    contextOf(request.raw)?.fail(error.spec.failure, error.status);
-    void reply.code(error.status).type('application/json').send(error.toBody());
+    const ctx = contextOf(request.raw);
+    ctx?.fail(error.spec.failure, error.status);
+    // In the envelope of the API the path speaks (Anthropic's, Google's), as every other refusal there.
+    void reply.code(error.status).type('application/json').send(errorBodyFor(ctx, error));
   });
 }
 

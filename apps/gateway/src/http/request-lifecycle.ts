@@ -48,6 +48,8 @@ const BAD_REQUEST = 400;
 
 /** SPEC §7's audited paths (see {@link isAudited}), and Gemini's own API under /v1beta. */
 const AUDITED = /^\/(v1|v1beta|chat)\//;
+/** The route `@fastify/cors` registers for every preflight (`OPTIONS *`). */
+const CORS_PREFLIGHT_ROUTE = '*';
 /** Gemini's streaming method, at the end of its path. */
 const STREAM_ACTION = /:streamGenerateContent$/i;
 /** The scheme and authority of an absolute-form request target (`POST http://host/v1/...`). */
@@ -225,8 +227,11 @@ export class RequestLifecycle {
       isAudited(routed, route),
     );
     ctx.route = route;
-    ctx.anthropic = speaksAnthropic(route, routed, raw.headers);
-    ctx.google = speaksGoogle(route, routed);
+    // The CORS plugin's route takes every OPTIONS path: a preflight speaks the API of its path, as
+    // a path no route takes does (its refusals then come in Anthropic's or Google's envelope).
+    const apiRoute = route === CORS_PREFLIGHT_ROUTE ? undefined : route;
+    ctx.anthropic = speaksAnthropic(apiRoute, routed, raw.headers);
+    ctx.google = speaksGoogle(apiRoute, routed);
     // Gemini's streaming route says so in its path, not its body: audited as a stream whatever refuses it.
     if (ctx.google && STREAM_ACTION.test(route ?? routed)) ctx.stream = true;
     attachContext(raw, ctx);
