@@ -1836,6 +1836,15 @@ describe('CORS', () => {
     }
   });
 
+  it('answers OPTIONS * (the whole server) with its X-Request-Id, like any answer', async () => {
+    // Nest's adapter sends an asterisk-form target to the not-found handler ahead of keygate's hooks:
+    // it came back without X-Request-Id. Not a /v1 path, so not audited.
+    const s = await send(gw, { method: 'OPTIONS', target: '*', body: null, label: 'options-asterisk' });
+    expect(errorOf(s)).toMatchObject({ status: 404, code: 'route_not_found' });
+    expect(s.headers['x-request-id']).toBe(s.id);
+    expect(s.upstream).toBe(0);
+  });
+
   it('preflight answers go through the request lifecycle: X-Request-Id, security headers and one audit line', async () => {
     const refused = await preflight(gw, 'https://evil.example.com');
     const granted = await preflight(gw, ALLOWED_ORIGINS[0]);

@@ -198,10 +198,12 @@ export class RequestLifecycle {
     // request's context, so every line written while serving it carries its id and trace: a JWKS
     // fetch a guard starts, an internal error the filter logs. The context set in onRequest does not
     // reach here: the body is read on the socket's events, outside it.
-    fastify.addHook('preHandler', (request, _reply, done) => {
-      const ctx = contextOf(request.raw);
-      if (ctx) requestContextStorage.run(ctx, done);
-      else done();
+    // A request without one began here: Nest's adapter sends a target that is not in origin form
+    // (`OPTIONS *`, which the CORS plugin's route takes) to the not-found handler from an onRequest
+    // hook of its own, registered before the one above, and only preHandler hooks run then.
+    fastify.addHook('preHandler', (request, reply, done) => {
+      const ctx = contextOf(request.raw) ?? this.begin(request, reply);
+      requestContextStorage.run(ctx, done);
     });
   }
 
