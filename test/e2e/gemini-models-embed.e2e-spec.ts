@@ -388,6 +388,30 @@ describe('the stable API version (apiVersion: v1)', () => {
     expect(calls).toEqual({});
     await expectOneAudit(id, { status: 403, failure: 'forbidden', path: `/v1/models/${OTHER_MODEL}:generateContent` });
   });
+  it('refuses a /v1 Gemini call no route takes (an over-long or malformed model, another method) in Google’s shape too', async () => {
+    // These came in the OpenAI shape: an unmatched /v1 path was taken for OpenAI's.
+    const cases = [
+      { label: 'gem-v1-long-model', method: 'POST', path: `/v1/models/${'m'.repeat(300)}:generateContent`, status: 400 },
+      { label: 'gem-v1-bad-escape', method: 'POST', path: `/v1/models/${GEMINI_MODEL}%:streamGenerateContent?alt=sse`, status: 400 },
+      { label: 'gem-v1-put', method: 'PUT', path: `/v1/models/${GEMINI_MODEL}:countTokens`, status: 404 },
+    ];
+    for (const { label, method, path, status } of cases) {
+      const { id, headers } = rid(label);
+      const { result: res, moved: calls } = await counting(() =>
+        gw.fetch(path, {
+          method,
+          headers: { ...headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
+          body: JSON.stringify({ contents: say('x') }),
+        }),
+      );
+      expect(res.status).toBe(status);
+      const body = (await res.json()) as GoogleError['body'];
+      expect(body.error).toMatchObject({ code: status, status: status === 400 ? 'INVALID_ARGUMENT' : 'NOT_FOUND' });
+      expect(errorInfo(body)).toMatchObject({ request_id: id });
+      expect(calls).toEqual({});
+      await expectOneAudit(id, { status, failure: status === 400 ? 'bad_request' : 'not_found' });
+    }
+  });
 });
 
 describe('Google refusing the product’s key', () => {

@@ -69,6 +69,15 @@ describe('Google error envelope', () => {
     expect(speaksGoogle('/v1/models', '/v1/models')).toBe(false);
     expect(speaksGoogle('/v1/models/:model', '/v1/models/ft:gpt-4o:org::id')).toBe(false);
     expect(speaksGoogle(undefined, '/v1/models/m:predict')).toBe(false);
+    expect(speaksGoogle(undefined, '/v1/models/m')).toBe(false);
+  });
+
+  it('takes an unmatched /v1 path that names a Gemini method (a model the router refused, a method but POST) as Google’s', () => {
+    // The lifecycle classifies the path decoded and lower-cased; an over-long or malformed model matches no route.
+    expect(speaksGoogle(undefined, `/v1/models/${'m'.repeat(300)}:generatecontent`)).toBe(true);
+    expect(speaksGoogle(undefined, '/v1/models/gemini-1.5-pro%:streamgeneratecontent')).toBe(true);
+    expect(speaksGoogle(undefined, '/v1/models/m:batchembedcontents')).toBe(true);
+    expect(speaksGoogle(undefined, '/v1/models/a/b:generatecontent')).toBe(false);
   });
 
   it('is the envelope errorBodyFor picks on a Google request, Anthropic’s and the contract’s elsewhere', () => {

@@ -10,15 +10,20 @@ const GOOGLE_PATH = /^\/v1beta(\/|$)/i;
  * model, then a method after a colon. `/v1/models` and `/v1/models/:model` are OpenAI's.
  */
 const GOOGLE_V1_ROUTE = /^\/v1\/models\/:model\([^/]*\)::[A-Za-z]+$/;
+/** A path under `/v1` that names a model and one of the Gemini methods keygate serves (decoded, lower-cased). */
+const GOOGLE_V1_METHOD_PATH = /^\/v1\/models\/[^/]+:(generatecontent|streamgeneratecontent|counttokens|embedcontent|batchembedcontents)$/;
 
 /**
  * Whether a request speaks Google's Gemini API (its credentials and error envelope): a route under
  * `/v1beta` matched, or its path when none did (`/v1beta/tunedModels`, which keygate does not
- * serve, is refused in Google's shape too); or one of the Gemini routes under `/v1` matched (an
- * unmatched `/v1` path is OpenAI's).
+ * serve, is refused in Google's shape too); or one of the Gemini routes under `/v1` matched, or
+ * when none did, a path that names one of their methods (a model the router refused, malformed or
+ * over-long; another HTTP method than POST but GET, which OpenAI's `/v1/models/{model}` takes).
+ * Any other unmatched `/v1` path is OpenAI's.
  */
 export function speaksGoogle(route: string | undefined, path: string): boolean {
   if (route !== undefined && GOOGLE_V1_ROUTE.test(route)) return true;
+  if (route === undefined && GOOGLE_V1_METHOD_PATH.test(path)) return true;
   return GOOGLE_PATH.test(route ?? path);
 }
 
