@@ -138,7 +138,9 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
       },
     },
     flakyalone: {
-      providers: { openai: { api_key: 'sk-mock-flakyalone', models: [OPENAI_MODEL], base_url: `${urls.flaky}/v1` } },
+      providers: {
+        openai: { api_key: 'sk-mock-flakyalone', models: [OPENAI_MODEL, OPENAI_EMBEDDING_MODEL], base_url: `${urls.flaky}/v1` },
+      },
     },
     deadend: {
       providers: {
@@ -241,6 +243,12 @@ export interface FlakyBehaviour {
   streamError?: { type: string; code: string | null };
   /** On a streamed chat request: answer 200 and an SSE stream that ends at once, cleanly, with no event. */
   emptyStream?: boolean;
+  /**
+   * On a chat request: answer 200 with a one-word completion (plain, or streamed with a usage
+   * chunk), on an embeddings request one vector, whose `usage` is this object as written, as a
+   * careless OpenAI-compatible host may send it.
+   */
+  usage?: Record<string, unknown>;
 }
 
 export interface FlakyHit {
@@ -313,8 +321,32 @@ export class FlakyUpstream {
       } catch {
         // not JSON: left undefined
       }
-      const { status, retryAfter, streamError, emptyStream } = this.behaviour;
+      const { status, retryAfter, streamError, emptyStream, usage } = this.behaviour;
       const streamed = path === '/v1/chat/completions' && /"stream"\s*:\s*true/.test(Buffer.concat(chunks).toString());
+      if (usage && path === '/v1/embeddings') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.5, -0.5] }], model: 'x', usage }));
+        return;
+      }
+      if (usage && path === '/v1/chat/completions') {
+        const head = { id: 'chatcmpl-flaky', created: 0, model: 'gpt-4o' };
+        if (!streamed) {
+          const message = { role: 'assistant', content: 'Hello', refusal: null };
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ ...head, object: 'chat.completion', choices: [{ index: 0, message, finish_reason: 'stop' }], usage }));
+          return;
+        }
+        const chunk = (choices: unknown[], chunkUsage: unknown): string =>
+          `data: ${JSON.stringify({ ...head, object: 'chat.completion.chunk', choices, usage: chunkUsage })}\n\n`;
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end(
+          chunk([{ index: 0, delta: { role: 'assistant', content: 'Hello' }, finish_reason: null }], null) +
+            chunk([{ index: 0, delta: {}, finish_reason: 'stop' }], null) +
+            chunk([], usage) +
+            'data: [DONE]\n\n',
+        );
+        return;
+      }
       if (emptyStream && streamed) {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         res.end();

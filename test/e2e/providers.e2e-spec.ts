@@ -2060,6 +2060,38 @@ describe('the cost of a request at the policy file’s prices', () => {
     expect((await costMetric('prov', OPENAI_MODEL)) - before).toBeCloseTo(record.cost_usd as number, 9);
   });
 
+  it('takes no usage whose counts are not counts: keygate’s estimate bills it, and the gateway stays up', async () => {
+    // An OpenAI-compatible host's usage is passed on as written: counts as strings, a negative one, one missing.
+    const broken = [
+      { prompt_tokens: '5', completion_tokens: '3', total_tokens: 8 },
+      { prompt_tokens: -1000, completion_tokens: 1, total_tokens: -999 },
+      { completion_tokens: 3, total_tokens: 3 },
+    ];
+    const alone = gw.openai(mintToken({ product: 'flakyalone' }));
+    for (const usage of broken) {
+      flaky.script({ status: 200, usage });
+      for (const stream of [false, true]) {
+        const { id, headers } = rid('cost-broken-usage');
+        if (stream)
+          await collect(await alone.chat.completions.create({ model: OPENAI_MODEL, messages: user('hi'), stream: true }, { headers }));
+        else await alone.chat.completions.create({ model: OPENAI_MODEL, messages: user('hi') }, { headers });
+        const record = await expectOneAudit(id, { status: 200, model: OPENAI_MODEL, tokens_cached: null, tokens_reasoning: null });
+        // The estimate: whole counts, the answer's one word at least, and a price from them.
+        expect(Number.isSafeInteger(record.tokens_in) && (record.tokens_in as number) > 0).toBe(true);
+        expect(record.tokens_out).toBe(1);
+        expect(record.cost_usd).toBeCloseTo(((record.tokens_in as number) * 2.5 + 10) / 1e6, 9);
+      }
+      const { id, headers } = rid('cost-broken-embedding-usage');
+      await alone.embeddings.create({ model: OPENAI_EMBEDDING_MODEL, input: 'hello world' }, { headers });
+      const record = await expectOneAudit(id, { status: 200, tokens_out: 0, cost_usd: null });
+      expect(Number.isSafeInteger(record.tokens_in) && (record.tokens_in as number) > 0).toBe(true);
+    }
+    // The metrics took every one of them: a scrape answers, with the counters as numbers.
+    expect(await costMetric('flakyalone', OPENAI_MODEL)).toBeGreaterThan(0);
+    expect(gw.proc.exitInfo).toBeNull();
+    flaky.script({ status: 503 });
+  });
+
   it('prices a refused request at nothing: no upstream answered it', async () => {
     const { id, headers } = rid('cost-refused');
     const error = await apiError(

@@ -123,8 +123,7 @@ export class CompletionRunner {
       // message_start, read while priming the stream), else keygate's estimate. A request that
       // failed upstream is not: providers do not bill their own errors.
       if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) {
-        if (reportedBeforeFailure) recordUsage(ctx, reportedBeforeFailure);
-        else ctx.tokensIn = plan.promptTokens();
+        if (!recordUsage(ctx, reportedBeforeFailure)) ctx.tokensIn = plan.promptTokens();
       }
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
     }
@@ -140,10 +139,9 @@ export class CompletionRunner {
     plan: CompletionPlan<A, C>,
     reply: FastifyReply,
   ): void {
-    if (answer.usage) recordUsage(ctx, answer.usage);
-    else {
-      // An upstream that reports no usage (some compatible hosts): keygate's estimate stands in, so
-      // the request is still counted against the token quotas and in the audit.
+    if (!recordUsage(ctx, answer.usage)) {
+      // An upstream that reports no usage, or none keygate can read (some compatible hosts):
+      // keygate's estimate stands in, so the request is still counted against the token quotas and in the audit.
       ctx.tokensIn = plan.promptTokens();
       ctx.tokensOut = countTokens(plan.answerText(answer));
     }

@@ -38,12 +38,22 @@ export const OPENAI_STREAM: RelayDialect = {
   errorEvent: (error) => `data: ${JSON.stringify(error.toBody())}\n\n`,
 };
 
-/** Records the usage an upstream reported on the request's context (the audit, the token quotas). */
-export function recordUsage(ctx: RequestContext, usage: Usage | null | undefined): void {
-  if (!usage) return;
-  ctx.tokensIn = usage.prompt_tokens;
-  ctx.tokensOut = usage.completion_tokens;
+/**
+ * Records the usage an upstream reported on the request's context (the audit, the token quotas, the
+ * cost); returns whether it did. An OpenAI-compatible host's usage is passed on as it wrote it, so
+ * a prompt or completion count that is missing or not a count (a string, a negative number) is not
+ * taken: the caller bills keygate's estimate instead. Taken, a string reached the Prometheus
+ * counters (which throw on it, and the process with them) and the audit line as text, a missing
+ * count left `tokens_in` out of the line, and a negative one refunded quota and priced below zero.
+ */
+export function recordUsage(ctx: RequestContext, usage: Usage | null | undefined): boolean {
+  const prompt = tokenCount(usage?.prompt_tokens);
+  const completion = tokenCount(usage?.completion_tokens);
+  if (!usage || prompt === null || completion === null) return false;
+  ctx.tokensIn = prompt;
+  ctx.tokensOut = completion;
   recordUsageDetails(ctx, usage);
+  return true;
 }
 
 /**
@@ -57,7 +67,8 @@ function recordUsageDetails(ctx: RequestContext, usage: Usage): void {
   ctx.tokensReasoning = tokenCount(usage.completion_tokens_details?.reasoning_tokens);
 }
 
-function tokenCount(value: unknown): number | null {
+/** `value` when it is a token count (a whole number, 0 or more), else null. */
+export function tokenCount(value: unknown): number | null {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null;
 }
 

@@ -15,6 +15,7 @@ import {
   type PartsSpend,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
+import { tokenCount } from '../chat/sse-relay';
 import { countAttempt } from '../routing/attempt-count';
 import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter } from '../routing/product.router';
@@ -88,8 +89,9 @@ export class EmbeddingsService {
         ctx.abort.signal,
         this.attemptLog,
       );
-      // A host that reports no usage (some OpenAI-compatible ones) is counted at keygate's estimate, as chat is.
-      ctx.tokensIn = result.usage?.prompt_tokens ?? inputTokens(body.input);
+      // A host that reports no usage, or a count that is not one (some OpenAI-compatible ones), is
+      // counted at keygate's estimate, as chat is.
+      ctx.tokensIn = tokenCount(result.usage?.prompt_tokens) ?? inputTokens(body.input);
       ctx.tokensOut = 0;
       ctx.answer(200);
       await reply.status(200).type('application/json').send(result.body);
