@@ -200,7 +200,7 @@ class AnthropicHandler implements ProviderHandler {
 
     // Structured outputs: the answer is JSON of the schema (a tool call, when one is planned, still wins).
     const schema = isRecord(body.output_config) && isRecord(body.output_config.format) ? body.output_config.format.schema : undefined;
-    const text = plan ? '' : isRecord(schema) ? sampleJson(schema) : replyText('anthropic', userText);
+    const text = plan ? '' : isRecord(schema) ? sampleJson(schema) : replyText('anthropic', userText, ex.directives.answerChars);
     const thought = verdict.thinks ? thinkingAnswer(userText, ex.directives.redactedThinking === true, verdict.display) : undefined;
     const tokens = mockTokens(
       ex.directives,

@@ -386,7 +386,10 @@ class GeminiHandler implements ProviderHandler {
         candidateTokens: completionTokens(plan.argumentsJson) * plan.count,
       };
     }
-    const text = formattedReply(field(body, 'generationConfig', 'generation_config'), replyText('gemini', userText));
+    const text = formattedReply(
+      field(body, 'generationConfig', 'generation_config'),
+      replyText('gemini', userText, ex.directives.answerChars),
+    );
     return {
       parts: [{ text }],
       chunks: splitChunks(text, d.chunks ?? DEFAULT_CHUNKS).map((piece) => [{ text: piece }]),

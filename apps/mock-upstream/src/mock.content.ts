@@ -21,8 +21,11 @@ export function truncate(text: string, max: number = MAX_ECHO): string {
   return last >= 0xd800 && last <= 0xdbff ? cut.slice(0, -1) : cut;
 }
 
-export function replyText(provider: ProviderName, userText: string): string {
-  return `Hello from mock ${provider}! You said: ${truncate(userText)}`;
+/** The echo reply; with `chars` (the `answer_chars` directive) repeated to that length, a long answer. */
+export function replyText(provider: ProviderName, userText: string, chars?: number): string {
+  const text = `Hello from mock ${provider}! You said: ${truncate(userText)}`;
+  if (chars === undefined) return text;
+  return truncate(`${text} `.repeat(Math.ceil(chars / (text.length + 1))), chars);
 }
 
 /* ------------------------------------------------------------------ tokens */

@@ -3,7 +3,7 @@ import { parseDirectiveHeaders, parseDirectiveText, resolveDirectives, stripDire
 describe('mock directives', () => {
   it('parses every key from a body token', () => {
     const d = parseDirectiveText(
-      'hello [mock delay_ms=10 status=503 retry_after=7 stall_after=2 cut_after=3 chunk_delay_ms=4 chunks=9 error_event_after=1 safety=1 finish=length tool=get_weather tools=2 no_usage=1 failed=1 redacted_thinking=1 cached_tokens=5 cache_write_tokens=6 reasoning_tokens=7]',
+      'hello [mock delay_ms=10 status=503 retry_after=7 stall_after=2 cut_after=3 chunk_delay_ms=4 chunks=9 error_event_after=1 safety=1 finish=length tool=get_weather tools=2 no_usage=1 failed=1 redacted_thinking=1 cached_tokens=5 cache_write_tokens=6 reasoning_tokens=7 answer_chars=5000 eol=cr]',
     );
     expect(d).toEqual({
       delayMs: 10,
@@ -24,6 +24,8 @@ describe('mock directives', () => {
       cachedTokens: 5,
       cacheWriteTokens: 6,
       reasoningTokens: 7,
+      answerChars: 5000,
+      eol: 'cr',
     });
   });
 
@@ -32,7 +34,7 @@ describe('mock directives', () => {
   });
 
   it('ignores unknown keys, junk values and out-of-range numbers', () => {
-    expect(parseDirectiveText('[mock nope=1 status=abc chunks=0 status=99 delay_ms=-5 tool=bad/name]')).toEqual({});
+    expect(parseDirectiveText('[mock nope=1 status=abc chunks=0 status=99 delay_ms=-5 tool=bad/name eol=lfcr answer_chars=0]')).toEqual({});
   });
 
   it('returns nothing for text without a token (fast path)', () => {

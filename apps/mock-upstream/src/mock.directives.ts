@@ -23,6 +23,8 @@ export interface MockDirectives {
   holdAfterEndMs?: number;
   /** Streaming: number of content chunks the reply is split into. */
   chunks?: number;
+  /** The reply text repeated to this many characters: a long answer, or with `chunks=1` one huge event. */
+  answerChars?: number;
   /** Streaming: after K content chunks emit the provider's in-stream error event and end. */
   errorEventAfter?: number;
   /** Gemini: answer with a SAFETY block instead of text. */
@@ -52,6 +54,8 @@ export interface MockDirectives {
    * (OpenAI's `reasoning_tokens`, Gemini's `thoughtsTokenCount`); Anthropic reports none apart.
    */
   reasoningTokens?: number;
+  /** SSE streams: the line ending every line of the stream is written with (all three are valid SSE). */
+  eol?: 'lf' | 'crlf' | 'cr';
 }
 
 type IntKey =
@@ -63,6 +67,7 @@ type IntKey =
   | 'chunkDelayMs'
   | 'holdAfterEndMs'
   | 'chunks'
+  | 'answerChars'
   | 'errorEventAfter'
   | 'tools'
   | 'cachedTokens'
@@ -79,6 +84,7 @@ const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
   ['chunk_delay_ms', 'chunkDelayMs', 0, 600_000],
   ['hold_after_end_ms', 'holdAfterEndMs', 0, 600_000],
   ['chunks', 'chunks', 1, 10_000],
+  ['answer_chars', 'answerChars', 1, 64 * 1024 * 1024],
   ['error_event_after', 'errorEventAfter', 0, 100_000],
   ['tools', 'tools', 1, 16],
   ['cached_tokens', 'cachedTokens', 0, 10_000_000],
@@ -100,6 +106,7 @@ const HEADER_KEYS: ReadonlyArray<readonly [string, string, string]> = [
   'no_usage',
   'failed',
   'redacted_thinking',
+  'eol',
 ].map((key) => [key, `x-mock-${key}`, `x-mock-${key.replace(/_/g, '-')}`] as const);
 
 /** `[mock k=v k=v]`; case-insensitive on the `mock` word so hand-typed prompts still work. */
@@ -139,6 +146,11 @@ function apply(target: MockDirectives, rawKey: string, value: string): void {
     case 'tool':
       if (/^[\w.-]{1,64}$/.test(value)) target.tool = value;
       return;
+    case 'eol': {
+      const v = value.toLowerCase();
+      if (v === 'lf' || v === 'crlf' || v === 'cr') target.eol = v;
+      return;
+    }
     default:
       return;
   }

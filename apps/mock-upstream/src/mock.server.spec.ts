@@ -202,6 +202,28 @@ describe('mock server', () => {
       expect(pieces.join('')).toBe(`Hello from mock ${p.provider}! You said: abc`);
     });
 
+    it('answer_chars=N repeats the reply to N characters, split into the chunks asked for', async () => {
+      const pieces = p.contentOf(await (await call(p, 'abc [mock answer_chars=5000 chunks=3]', true)).text());
+      expect(pieces).toHaveLength(3);
+      expect(pieces.join('')).toHaveLength(5000);
+      expect(pieces.join('')).toMatch(new RegExp(`^Hello from mock ${p.provider}! You said: abc Hello from mock ${p.provider}!`));
+    });
+
+    it('eol=cr writes every line of the stream with a bare CR', async () => {
+      const raw = await (await call(p, 'abc [mock eol=cr]', true)).text();
+      expect(raw).not.toContain('\n');
+      expect(raw.endsWith('\r\r')).toBe(true);
+      expect(p.contentOf(raw.replace(/\r/g, '\n')).join('')).toBe(`Hello from mock ${p.provider}! You said: abc`);
+      expect(raw).toContain(p.completionMarker);
+    });
+
+    it('eol=crlf writes every line of the stream with CRLF', async () => {
+      const raw = await (await call(p, 'abc [mock eol=crlf]', true)).text();
+      expect(raw.replace(/\r\n/g, '')).not.toMatch(/[\r\n]/);
+      expect(raw.endsWith('\r\n\r\n')).toBe(true);
+      expect(p.contentOf(raw).join('')).toBe(`Hello from mock ${p.provider}! You said: abc`);
+    });
+
     it('chunk_delay_ms paces the stream', async () => {
       const t0 = Date.now();
       const raw = await (await call(p, 'x [mock chunks=3 chunk_delay_ms=40]', true)).text();

@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import type { MockDirectives } from './mock.directives';
 import type { Exchange } from './mock.exchange';
 
 /**
@@ -50,12 +51,31 @@ function applyFault(ex: Exchange, fault: Fault, sent: number, plan: StreamPlan):
 }
 
 /**
+ * The plan of an SSE stream with every line ending written as `eol` asks: SSE allows CRLF, LF and a
+ * bare CR, and a client must read all three (a JSON-array stream, Gemini's without `alt=sse`, keeps
+ * its own). JSON text holds no raw line break, so every one in a frame is a line ending.
+ */
+function withLineEndings(plan: StreamPlan, eol: MockDirectives['eol']): StreamPlan {
+  if (eol === undefined || !String(plan.headers['content-type']).startsWith('text/event-stream')) return plan;
+  const ending = eol === 'cr' ? '\r' : eol === 'crlf' ? '\r\n' : '\n';
+  const rewrite = (text: string): string => text.replace(/\r\n|\r|\n/g, ending);
+  return {
+    headers: plan.headers,
+    head: rewrite(plan.head),
+    body: plan.body.map(rewrite),
+    tail: rewrite(plan.tail),
+    errorFrame: (sent) => rewrite(plan.errorFrame(sent)),
+  };
+}
+
+/**
  * Writes a stream plan honouring the streaming directives. Without any of them
  * the whole stream is sent with a single `end()`, the cheapest possible path for
  * the benchmark; chunk boundaries are then up to TCP, as they are upstream.
  */
-export async function sendStream(ex: Exchange, plan: StreamPlan): Promise<void> {
+export async function sendStream(ex: Exchange, asked: StreamPlan): Promise<void> {
   if (ex.closed) return;
+  const plan = withLineEndings(asked, ex.directives.eol);
   const fault = pickFault(ex);
   const delay = ex.directives.chunkDelayMs ?? 0;
   const hold = ex.directives.holdAfterEndMs ?? 0;

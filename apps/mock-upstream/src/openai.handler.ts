@@ -314,7 +314,7 @@ class OpenAIHandler implements ProviderHandler {
     // A response format constrains the answer to JSON (a tool call, when one is planned, still wins).
     const format = isRecord(body.response_format) ? body.response_format : {};
     const schema = isRecord(format.json_schema) ? format.json_schema.schema : undefined;
-    const text = plan ? '' : openaiFormattedReply(format.type, schema, replyText('openai', userText));
+    const text = plan ? '' : openaiFormattedReply(format.type, schema, replyText('openai', userText, ex.directives.answerChars));
     const completionCount = plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text);
     const tokens = mockTokens(ex.directives, promptTokens(promptChars, messages.length), completionCount);
     const usage: ChatUsage = {

@@ -348,7 +348,7 @@ export class OpenAIResponsesHandler extends ConversationRouteHandler {
     // `text.format` constrains the answer to JSON (a tool call, when one is planned, still wins).
     const textConfig = isRecord(body.text) ? body.text : {};
     const format = isRecord(textConfig.format) ? textConfig.format : { type: 'text' };
-    const text = plan ? '' : openaiFormattedReply(format.type, format.schema, replyText('openai', userText));
+    const text = plan ? '' : openaiFormattedReply(format.type, format.schema, replyText('openai', userText, ex.directives.answerChars));
     const tokens = mockTokens(
       ex.directives,
       inputTokens(body, previous),
