@@ -1287,6 +1287,30 @@ describe('upstream failures', () => {
     await expectOneAudit(tight, id, { status: 504, failure: 'timeout', provider: 'openai', stream: false });
   });
 
+  it.each(['gpt-4o', 'claude-3-5-sonnet-20241022', 'gemini-1.5-pro'])(
+    'reads a %s stream whose SSE lines end in a bare CR (valid SSE) to its last event, not as an answer cut short',
+    async (model) => {
+      // The directive shapes streams only: the plain answer to the same prompt gives its content and usage.
+      const text = prompt('bare CR', '[mock eol=cr]');
+      const reference = await gw.openai(demoToken).chat.completions.create({ model, messages: user(text) });
+      const { id, headers } = rid('bare-cr');
+      const chunks: ChatCompletionChunk[] = [];
+      const stream = await gw.openai(demoToken).chat.completions.create({ model, messages: user(text), stream: true }, { headers });
+      // Before the fix the last event (`[DONE]`, Anthropic's message_stop, Gemini's finishing
+      // chunk), whose closing blank line is the body's last CR, was never read: an APIError.
+      for await (const chunk of stream) chunks.push(chunk);
+      expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe(reference.choices[0].message.content);
+      expect(chunks[chunks.length - 1].choices[0]?.finish_reason).toBe('stop');
+      await expectOneAudit(gw, id, {
+        status: 200,
+        failure: null,
+        stream: true,
+        tokens_in: reference.usage!.prompt_tokens,
+        tokens_out: reference.usage!.completion_tokens,
+      });
+    },
+  );
+
   it('ends a stream with an error event when the upstream goes idle mid-stream', async () => {
     const { id, headers } = rid('idle');
     const started = Date.now();

@@ -63,6 +63,22 @@ describe('sseEvents', () => {
     expect(data).toEqual(['{"a":1}', '[DONE]']);
   });
 
+  it('reads every event of a stream whose lines end in a bare CR, its last one included', async () => {
+    const { data, error } = await read(response(['data: {"a":1}\r\r', 'event: x\rdata: {"b":2}\r\r', 'data: [DONE]\r\r']), 64);
+    expect(error).toBeUndefined();
+    expect(data).toEqual(['{"a":1}', '{"b":2}', '[DONE]']);
+  });
+
+  it('reads a CRLF split between chunks as one line ending', async () => {
+    const events: { event?: string; data: string }[] = [];
+    const chunks = ['event: x\r', '\ndata: {"a":1}\r\n\r', '\n', 'data: [DONE]\r', '\n\r', '\n'];
+    for await (const event of sseEvents(response(chunks), 'openai')) events.push({ event: event.event, data: event.data });
+    expect(events).toEqual([
+      { event: 'x', data: '{"a":1}' },
+      { event: undefined, data: '[DONE]' },
+    ]);
+  });
+
   it('reads the first event of a body that starts with a byte-order mark (split or not)', async () => {
     const bom = Buffer.from([0xef, 0xbb, 0xbf]);
     for (const chunks of [

@@ -186,6 +186,12 @@ export async function* sseEvents(
   // Bytes received since the last complete event (approximately: a chunk that completes one
   // resets the count, whatever of it follows that event).
   let unfinished = 0;
+  // SSE ends a line with CRLF, LF or a bare CR. The parser cannot tell a CR that ends a chunk from
+  // the first half of a CRLF, so it holds that line back until more arrives: the last event of a
+  // stream written with bare CRs (its closing blank line a CR) would never be read, and one held
+  // back until the body ends. Such a CR is read as a complete line end (a LF is fed after it) and
+  // the LF the next chunk may begin with, the rest of its CRLF, is dropped.
+  let endedInCr = false;
   let lastSeen = false;
   let outcome: 'ended' | 'failed' | 'left' = 'left';
   try {
@@ -196,7 +202,11 @@ export async function* sseEvents(
         start = false;
         if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
       }
-      parser.feed(text);
+      if (text !== '') {
+        if (endedInCr && text.charCodeAt(0) === 0x0a) text = text.slice(1);
+        endedInCr = text.charCodeAt(text.length - 1) === 0x0d;
+        parser.feed(endedInCr ? `${text}\n` : text);
+      }
       if (pending.length) unfinished = 0;
       else if (unfinished > maxEventBytes)
         throw new UpstreamError('protocol', provider, `an event of the stream exceeded ${maxEventBytes} bytes`);
