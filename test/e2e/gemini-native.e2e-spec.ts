@@ -517,3 +517,35 @@ describe('Gemini API refusals, in Google’s error shape', () => {
     await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'gemini', attempts: 1 + MAX_RETRIES });
   });
 });
+
+describe('a Gemini stream whose host is slow to close its body (idle timeout 500 ms)', () => {
+  let slow: Gateway;
+  beforeAll(async () => {
+    const gemini = { api_key: 'AIza-mock-gem', models: [GEMINI_MODEL], base_url: mock.url };
+    slow = await startGateway({ products: { gem: { providers: { gemini } } }, env: { API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: '500' } });
+  }, 45_000);
+  afterAll(() => slow?.stop(), 30_000);
+
+  it('ends a complete answer as it is, not with a timeout error event after it (audited 200, billed its usage)', async () => {
+    const { id, httpOptions } = withId('gem-slow-close');
+    const client = new GoogleGenAI({ apiKey: token, httpOptions: { baseUrl: slow.url, fetch: slow.fetch, timeout: 20_000 } });
+    const chunks: GenerateContentResponse[] = [];
+    // The mock sends the whole answer, then keeps the body open past the idle timeout.
+    const stream = await client.models.generateContentStream({
+      model: GEMINI_MODEL,
+      contents: say('Slow close [mock chunks=3 hold_after_end_ms=3000]'),
+      config: { httpOptions },
+    });
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.map((c) => c.text ?? '').join('')).toBe(mockReply('gemini', 'Slow close'));
+    expect(chunks.at(-1)?.candidates?.[0]?.finishReason).toBe('STOP');
+    const usage = chunks.at(-1)?.usageMetadata;
+    await expectOneAuditOn(slow, id, {
+      status: 200,
+      failure: null,
+      stream: true,
+      tokens_in: usage?.promptTokenCount,
+      tokens_out: usage?.candidatesTokenCount,
+    });
+  });
+});

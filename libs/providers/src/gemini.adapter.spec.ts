@@ -390,6 +390,29 @@ describe('GeminiAdapter against the mock upstream', () => {
       }
     });
 
+    it('ends a complete answer whose body the host keeps open, its trailing events passed on, without an idle timeout after it', async () => {
+      const done = {
+        candidates: [{ content: { role: 'model', parts: [{ text: 'hi' }] }, finishReason: 'STOP', index: 0 }],
+        usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 1, totalTokenCount: 4 },
+      };
+      const trailing = { candidates: [{ content: { role: 'model', parts: [{ text: '', thoughtSignature: 'c2ln' }] }, index: 0 }] };
+      // The body is never ended: the adapter's idle timeout (5 s) would fail the stream after its answer.
+      const server = createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`data: ${JSON.stringify(done)}\r\n\r\ndata: ${JSON.stringify(trailing)}\r\n\r\n`);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+        const { events } = await adapter.streamGenerateContent({ ...passthrough({ contents }), access: { ...access(), baseUrl: base } });
+        const out = await collect(events);
+        expect(out.map((e) => e.data)).toEqual([JSON.stringify(done), JSON.stringify(trailing)]);
+      } finally {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    });
+
     it('counts tokens through countTokens', async () => {
       const answer = await adapter.countTokens(passthrough({ contents }));
       expect(JSON.parse(answer.body)).toMatchObject({ totalTokens: expect.any(Number) as unknown });

@@ -21,7 +21,7 @@ import {
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { TokenTally } from './token-estimate';
 import { ClientAbortedError, UpstreamClient, type UpstreamResponse } from './upstream.client';
-import { MAX_ERROR_BODY_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
+import { BODY_END_GRACE_MS, MAX_ERROR_BODY_BYTES, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
 
 /** The versions of Google's API keygate passes through: the one a client called is the one called upstream. */
@@ -229,9 +229,26 @@ export class GeminiAdapter implements ProviderAdapter {
    * The native stream passes on every event Google sends, to the end of its body: a pass-through
    * drops nothing (an event after the one that completes the answer may still carry a part's
    * `thoughtSignature` or grounding metadata); its end is checked (see {@link GeminiNativeStream}).
+   * Once the answer is complete the body gets {@link BODY_END_GRACE_MS} between events to end, as
+   * the other streams get after their last event: a host slow to close it must not hold a finished
+   * answer back until the idle timeout, nor turn it into a failure (the idle timeout, a reset) after
+   * the client has had all of it.
    */
   private async *nativeEvents(res: UpstreamResponse, stream: GeminiNativeStream): AsyncGenerator<StreamEvent> {
-    for await (const event of sseEvents(res, this.name)) yield stream.push(event);
+    let grace: NodeJS.Timeout | undefined;
+    try {
+      for await (const event of sseEvents(res, this.name)) {
+        clearTimeout(grace);
+        yield stream.push(event);
+        // Timed while keygate waits for the upstream, not while a slow client reads.
+        if (stream.stopped) grace = setTimeout(() => res.body.destroy(), BODY_END_GRACE_MS).unref();
+      }
+    } catch (error) {
+      // A client that left (or a stream keygate ended) is not a complete answer to deliver.
+      if (!stream.stopped || error instanceof ClientAbortedError) throw error;
+    } finally {
+      clearTimeout(grace);
+    }
     stream.end();
   }
 
