@@ -1460,6 +1460,33 @@ describe('client disconnects', () => {
     expect(audit.tokens_out ?? 0).toBe(0);
   });
 
+  it('bills nothing to a streaming client that leaves while keygate waits to retry a refused attempt (no call in flight)', async () => {
+    const { id, headers } = rid('abort-backoff');
+    const before = await mock.stats();
+    const controller = new AbortController();
+    // The upstream refuses with 503 and Retry-After: 4 s, which keygate waits out before its retry.
+    const pending = apiError(
+      gw
+        .openai(demoToken)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: user(prompt('abort in backoff', '[mock status=503 retry_after=4]')), stream: true },
+          { headers, signal: controller.signal },
+        ),
+    );
+    await gw.proc.waitForLine(
+      'the retry of the refused attempt',
+      (l) => l.json?.requestId === id && l.json.message === 'upstream attempt failed; retrying',
+      10_000,
+    );
+    controller.abort();
+    expect(await pending).toBeInstanceOf(APIUserAbortError);
+    const audit = await expectOneAudit(gw, id, { status: 499, failure: 'client_abort', stream: true, attempts: 1 });
+    // The provider bills nothing for its refusal and no other call went out: there is nothing to bill.
+    expect(audit.tokens_in).toBeNull();
+    expect(audit.tokens_out).toBeNull();
+    expect((await mock.stats()).byRoute['openai.chat'] - before.byRoute['openai.chat']).toBe(1);
+  });
+
   it('cancels the upstream stream and audits client_abort with the tokens seen so far when a streaming client goes away', async () => {
     const { id, headers } = rid('abort-stream');
     const before = await mock.stats();

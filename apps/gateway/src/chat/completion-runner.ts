@@ -89,6 +89,10 @@ export class CompletionRunner {
   ): Promise<void> {
     // What the last attempt's upstream reported before its stream failed in priming (never replayed).
     let reportedBeforeFailure: Usage | undefined;
+    // Whether an attempt was under way when the request was aborted (the client left, keygate ended
+    // it): the abort failed that attempt. Aborted in the wait between two attempts, no upstream was
+    // generating anything.
+    let abortedInFlight = false;
     const candidates = plan.candidates.map((candidate) => ({
       model: candidate.model,
       attempt: () => {
@@ -101,6 +105,7 @@ export class CompletionRunner {
             .call(candidate)
             .then<A | ChatStream>((answer) => ('events' in answer ? primed(answer, (usage) => (reportedBeforeFailure = usage)) : answer)),
         ).catch((error: unknown) => {
+          if (ctx.abort.signal.aborted) abortedInFlight = true;
           // Refused before any upstream call (a fallback that cannot express the request is then
           // skipped): the audit and the metrics keep naming the model that was last tried.
           if (!reachedUpstream(error)) Object.assign(ctx, before);
@@ -118,11 +123,12 @@ export class CompletionRunner {
       if ('events' in value) await this.sse.relay(ctx, value, reply, plan.dialect, plan.maxStreamSeconds, plan.promptTokens);
       else this.send(ctx, value, plan, reply);
     } finally {
-      // A request the client abandoned after it reached the upstream is billed for its prompt (the
+      // A request the client abandoned while an attempt was under way is billed for its prompt (the
       // stream path does the same): what the upstream had reported by then (Anthropic's
       // message_start, read while priming the stream), else keygate's estimate. A request that
-      // failed upstream is not: providers do not bill their own errors.
-      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) {
+      // failed upstream is not, nor one abandoned while keygate waited to retry such a failure:
+      // providers do not bill their own errors.
+      if (ctx.tokensIn === null && ctx.attempts > 0 && abortedInFlight) {
         if (!recordUsage(ctx, reportedBeforeFailure)) ctx.tokensIn = plan.promptTokens();
       }
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
