@@ -272,6 +272,23 @@ function refuseForeignPreflights(fastify: FastifyInstance, origins: string[]): v
 }
 
 /**
+ * Swagger UI is served at /docs, and by @nestjs/swagger also at /docs/ and /docs/index.html. The
+ * document's server URL is relative (`.`), which the UI resolves against the page: from /docs/ it
+ * would call /docs/v1/..., and /docs/index.html loads its assets from /docs/docs/ (a blank page).
+ * Both are redirected to /docs, by a relative Location so that a path prefix in front is kept.
+ * Done on the routes at registration, so no request pays for it.
+ */
+function redirectDocsVariants(fastify: FastifyInstance): void {
+  fastify.addHook('onRoute', (route) => {
+    if (route.url !== '/docs/' && route.url !== '/docs/index.html') return;
+    route.handler = (request: FastifyRequest, reply: FastifyReply) => {
+      const query = request.url.indexOf('?');
+      return reply.redirect(`../docs${query === -1 ? '' : request.url.slice(query)}`, 308);
+    };
+  });
+}
+
+/**
  * Builds the gateway application from a validated configuration (used by `main.ts` and tests).
  * The HTTP server's hard body limit is the largest `max_request_bytes` of any product, so an
  * oversized body is refused while it streams in, never buffered whole.
@@ -346,21 +363,39 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
     await app.register(fastifyCors, corsOptions(config.corsOrigins));
   }
 
+  // Before SwaggerModule.setup, whose routes this hook rewrites.
+  redirectDocsVariants(fastify);
   const document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
       .setTitle('keygate')
-      .setDescription('OpenAI-compatible gateway to OpenAI, Gemini and Claude. Authorize with a short-lived JWT (`npm run token`).')
+      .setDescription(
+        'OpenAI-compatible gateway to OpenAI, Gemini and Claude. Press **Authorize** and paste a short-lived JWT (`npm run token` ' +
+          'mints one for the demo; `npm run token -- --scope keygate.admin` one for the `/admin` routes).',
+      )
       .setVersion('1')
-      .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A short-lived RS256/ES256 JWT' })
+      // Relative to where the document (/docs-json) or Swagger UI (/docs) was loaded from (OpenAPI 3.0
+      // §4.7.5), so "Try it out" calls the gateway that served the page, behind a path prefix too
+      // (https://host/keygate/docs calls https://host/keygate/v1/...). Without servers, Swagger UI
+      // calls the host's root, which behind a prefix is not keygate.
+      .addServer('.', 'This gateway: where this document was loaded from')
+      .addBearerAuth({
+        type: 'http',
+        scheme: 'bearer',
+        bearerFormat: 'JWT',
+        description:
+          'A short-lived RS256/ES256 JWT, for every route: paste the token alone (Swagger UI adds `Bearer `). ' +
+          '`npm run token` mints one for the demo; the `/admin` routes need the `keygate.admin` scope ' +
+          '(`npm run token -- --scope keygate.admin`).',
+      })
       .addApiKey(
         {
           type: 'apiKey',
           in: 'header',
           name: 'x-api-key',
           description:
-            'The same JWT, where Anthropic’s clients send a key: /v1/messages and /v1/messages/count_tokens, and /v1/models ' +
-            'and /v1/models/{model} with anthropic-version',
+            'Optional: the same JWT, in the header where Anthropic’s clients send their key (`/v1/messages`, ' +
+            '`/v1/messages/count_tokens`, and `/v1/models` and `/v1/models/{model}` with `anthropic-version`). The bearer JWT alone does as well.',
         },
         ANTHROPIC_KEY_SCHEME,
       )
@@ -370,7 +405,8 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
           in: 'header',
           name: 'x-goog-api-key',
           description:
-            'The same JWT, where Google’s clients send a key: the Gemini routes under /v1beta and their methods under /v1 (never as ?key=, which is refused)',
+            'Optional: the same JWT, in the header where Google’s clients send their key (the Gemini routes under `/v1beta`, ' +
+            'and their methods under `/v1`; never as `?key=`, which is refused). The bearer JWT alone does as well.',
         },
         GOOGLE_KEY_SCHEME,
       )
