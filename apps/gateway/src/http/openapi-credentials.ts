@@ -2,13 +2,23 @@ import type { OpenAPIObject } from '@nestjs/swagger';
 import { HMAC_HEADERS, IAP_ASSERTION_HEADER } from '@keygate/auth';
 import type { GatewayConfig } from '@keygate/config';
 
+// Markdown, as Swagger UI renders it: `<timestamp>` outside a code span would be taken for an HTML tag and vanish.
+const NOT_IN_SWAGGER_UI =
+  'For programs: a signature covers one request’s body and time and is accepted once, so Swagger UI cannot reuse it; use the bearer JWT there.';
 const HMAC_SCHEMES = {
-  'hmac-client-id': { header: HMAC_HEADERS.clientId, description: 'HMAC client id (SPEC §5); send with X-Timestamp and X-Signature' },
-  'hmac-timestamp': { header: HMAC_HEADERS.timestamp, description: 'Unix seconds, within ±300 s of the gateway clock' },
+  'hmac-client-id': {
+    header: HMAC_HEADERS.clientId,
+    description: `HMAC client id (SPEC §5), sent with \`x-timestamp\` and \`x-signature\`. ${NOT_IN_SWAGGER_UI}`,
+  },
+  'hmac-timestamp': {
+    header: HMAC_HEADERS.timestamp,
+    description: `Unix seconds, within ±300 s of the gateway clock. ${NOT_IN_SWAGGER_UI}`,
+  },
   'hmac-signature': {
     header: HMAC_HEADERS.signature,
     description:
-      'Lowercase hex HMAC-SHA256 over "<timestamp>\\n<METHOD>\\n<request target with query>\\n<sha256 hex of the raw body>"; accepted once. `npm run sign` computes it.',
+      'Lowercase hex HMAC-SHA256 over `<timestamp>\\n<METHOD>\\n<request target with query>\\n<sha256 hex of the raw body>`; ' +
+      `\`npm run sign\` computes it. ${NOT_IN_SWAGGER_UI}`,
   },
 } as const;
 
