@@ -144,7 +144,7 @@ export class AdminController {
   @ApiQuery({ name: 'user', required: false, type: String, example: 'alice', description: 'Absent: the block of the whole product' })
   @ApiOkResponse({ type: DeletedDto })
   @ApiAdminErrors([
-    [404, '`route_not_found`: no such block in force'],
+    [404, '`route_not_found`: no such block in force', new GatewayError('route_not_found', 'no such block')],
     [503, '`service_unavailable`: Redis is down, so block changes are refused; or keygate is shutting down (carries Retry-After)'],
   ])
   async remove(

@@ -148,7 +148,11 @@ export class GeminiController {
   @ApiBody({ type: CountTokensRequestDto, examples: HELLO })
   @ApiOkResponse({ type: CountTokensResponseDto, description: 'The prompt’s token count, as Google answers it' })
   @ApiGatewayErrors(GoogleErrorBodyDto, [
-    [429, 'The upstream rate-limited keygate (carries Retry-After); keygate’s own limits do not count this route'],
+    [
+      429,
+      'The upstream rate-limited keygate (carries Retry-After); keygate’s own limits do not count this route',
+      new GatewayError('upstream_rate_limited', 'upstream gemini is rate limiting keygate; retry later', { retryAfterSeconds: 1 }),
+    ],
   ])
   countTokens(@Req() request: FastifyRequest, @Body() body: CountTokensRequestDto, @Res() reply: FastifyReply): Promise<void> {
     return this.serve(request, (ctx, principal, model, bytes, version) =>

@@ -1,7 +1,8 @@
 import { applyDecorators } from '@nestjs/common';
 import { ApiExtraModels, ApiProperty, ApiResponse, ApiSchema, getSchemaPath } from '@nestjs/swagger';
-import { ERROR_CODES } from '@keygate/errors';
-import { anthropicErrorType } from '../messages/anthropic-errors';
+import { ERROR_CODES, GatewayError } from '@keygate/errors';
+import { googleErrorBody } from '../gemini/google-errors';
+import { anthropicErrorBody, anthropicErrorType } from '../messages/anthropic-errors';
 
 class ErrorDetailDto {
   @ApiProperty({ example: 'the token has expired' }) message!: string;
@@ -79,8 +80,11 @@ export class GoogleErrorBodyDto {
   @ApiProperty({ type: GoogleErrorDetailDto }) error!: GoogleErrorDetailDto;
 }
 
-/** One documented status: the code and its description. */
-type Status = readonly [status: number, description: string];
+/**
+ * One documented status: the code, its description, and the error it shows as its example (the
+ * status's usual one when left out).
+ */
+type Status = readonly [status: number, description: string, example?: GatewayError];
 /** The error body a route answers with: one DTO, or several when the client's dialect picks it. */
 type ErrorBody =
   | typeof ErrorBodyDto
@@ -131,35 +135,94 @@ const STATUSES: Status[] = [
 ];
 
 const ADMIN_STATUSES: Status[] = [
-  [400, 'Invalid body or query parameter'],
+  [400, 'Invalid body or query parameter', new GatewayError('invalid_request', 'product must be a product name', { param: 'product' })],
   UNAUTHORIZED,
-  [403, 'The credential lacks the keygate.admin scope (or keygate.admin:<product> for the product named)'],
-  [429, 'Too many requests from this operator (carries Retry-After)'],
+  // In a code span: Swagger UI renders descriptions as Markdown, where a bare <product> is an HTML tag and vanishes.
+  [
+    403,
+    'The credential lacks the `keygate.admin` scope (or `keygate.admin:<product>` for the product named)',
+    new GatewayError('forbidden', 'this route needs the keygate.admin scope, or keygate.admin:<product>'),
+  ],
+  [
+    429,
+    'Too many requests from this operator (carries Retry-After)',
+    new GatewayError('rate_limit_exceeded', 'Too many requests to the operator routes; retry later'),
+  ],
   INTERNAL,
   [503, '`service_unavailable`: keygate is shutting down (carries Retry-After, Connection: close)'],
 ];
+
+/** The request id the examples carry (Anthropic's `request_id`, Google's ErrorInfo metadata). */
+const EXAMPLE_REQUEST_ID = '5f0c2e1a-8b7d-4c1e-9a35-2d6f4b8e7c10';
+
+/**
+ * The error each status shows as its example, unless its route names another: without one, Swagger
+ * UI shows the schema's own example under every status, a 401's "the token has expired" under a 400
+ * or a 429 alike.
+ */
+const USUAL_ERRORS: Readonly<Record<number, GatewayError>> = {
+  400: new GatewayError('invalid_json', 'the request body is not valid JSON'),
+  401: new GatewayError('invalid_token', 'the token has expired'),
+  403: new GatewayError('blocked', 'user alice of product demo is blocked: abuse report #123'),
+  404: new GatewayError('model_not_found', "The model 'no-such-model' does not exist on this gateway", { param: 'model' }),
+  408: new GatewayError('invalid_request', 'the request body did not arrive in time'),
+  413: new GatewayError('request_too_large', "the request body exceeds this product's limit of 1048576 bytes"),
+  429: new GatewayError('rate_limit_exceeded', 'Rate limit reached for your requests per second; try again in 1 s', {
+    retryAfterSeconds: 1,
+  }),
+  500: new GatewayError('internal_error', `internal error (request id ${EXAMPLE_REQUEST_ID})`),
+  502: new GatewayError('upstream_error', 'upstream openai is unreachable'),
+  503: new GatewayError('service_unavailable', 'keygate is shutting down; retry the request', { retryAfterSeconds: 1 }),
+  504: new GatewayError('upstream_timeout', 'upstream openai did not answer in time'),
+};
+
+/** An error's body in a dialect, built by the code that answers it, so the example is what comes back. */
+function exampleBody(body: typeof ErrorBodyDto | typeof AnthropicErrorBodyDto | typeof GoogleErrorBodyDto, error: GatewayError): unknown {
+  if (body === AnthropicErrorBodyDto) return anthropicErrorBody(error, EXAMPLE_REQUEST_ID);
+  if (body === GoogleErrorBodyDto) return googleErrorBody(error, EXAMPLE_REQUEST_ID);
+  return error.toBody();
+}
+
+/** How Swagger UI labels each dialect's example where a route answers in several. */
+const DIALECTS = new Map<unknown, { name: string; summary: string }>([
+  [ErrorBodyDto, { name: 'openai', summary: 'OpenAI’s envelope' }],
+  [AnthropicErrorBodyDto, { name: 'anthropic', summary: 'Anthropic’s envelope (with anthropic-version)' }],
+]);
 
 /**
  * The content of an error answer: always JSON, also on a route that answers a stream (an error comes
  * before the stream starts), so it is given as content rather than through the route's
  * `@ApiProduces`. The schema is a `$ref`, or `anyOf` the bodies of the dialects a route speaks: not
  * `oneOf`, since an Anthropic-envelope body (`type`, `error`, `request_id`) also has the contract's
- * `error` and so matches both.
+ * `error` and so matches both. Its example is the status's error in each dialect.
  */
-function errorContent(body: ErrorBody): { content: { 'application/json': { schema: Record<string, unknown> } } } {
-  const schema = Array.isArray(body)
-    ? { anyOf: body.map((dto: typeof ErrorBodyDto) => ({ $ref: getSchemaPath(dto) })) }
-    : { $ref: getSchemaPath(body as typeof ErrorBodyDto) };
-  return { content: { 'application/json': { schema } } };
+function errorContent(body: ErrorBody, error: GatewayError | undefined): { content: { 'application/json': Record<string, unknown> } } {
+  if (Array.isArray(body)) {
+    const dialects = body as ReadonlyArray<typeof ErrorBodyDto>;
+    const schema = { anyOf: dialects.map((dto) => ({ $ref: getSchemaPath(dto) })) };
+    if (!error) return { content: { 'application/json': { schema } } };
+    const examples: Record<string, { summary: string; value: unknown }> = {};
+    for (const dto of dialects) {
+      const { name, summary } = DIALECTS.get(dto) ?? { name: dto.name, summary: dto.name };
+      examples[name] = { summary, value: exampleBody(dto, error) };
+    }
+    return { content: { 'application/json': { schema, examples } } };
+  }
+  const dto = body as typeof ErrorBodyDto;
+  const schema = { $ref: getSchemaPath(dto) };
+  return { content: { 'application/json': error ? { schema, example: exampleBody(dto, error) } : { schema } } };
 }
 
-/** Documents each status with its description and the given error body; `more` adds statuses or replaces the description of one. */
+/** Documents each status with its description and the given error body; `more` adds statuses or replaces one. */
 function apiErrors(statuses: readonly Status[], body: ErrorBody, more: readonly Status[] = []): MethodDecorator & ClassDecorator {
-  const all = new Map([...statuses, ...more]);
-  const content = errorContent(body);
+  const all = new Map([...statuses, ...more].map((status) => [status[0], status]));
   return applyDecorators(
     ApiExtraModels(ErrorBodyDto, AnthropicErrorBodyDto, GoogleErrorBodyDto),
-    ...[...all].sort(([a], [b]) => a - b).map(([status, description]) => ApiResponse({ status, description, ...content })),
+    ...[...all]
+      .sort(([a], [b]) => a - b)
+      .map(([status, [, description, example]]) =>
+        ApiResponse({ status, description, ...errorContent(body, example ?? USUAL_ERRORS[status]) }),
+      ),
   );
 }
 
@@ -188,6 +251,9 @@ export function ApiModelsErrors(route: 'list' | 'retrieve'): MethodDecorator & C
         ? 'Malformed request; with anthropic-version, also a query parameter the route does not take (it takes limit, after_id, ' +
           'before_id, lifecycle, lifecycle[], beta), a limit outside 1–1000, a cursor naming no listed model, or both cursors'
         : 'Malformed request; with anthropic-version, also a query parameter the route does not take (it takes beta)',
+      route === 'list'
+        ? new GatewayError('invalid_request', 'limit must be a whole number from 1 to 1000', { param: 'limit' })
+        : unknownQuery('beta'),
     ],
     UNAUTHORIZED,
     route === 'retrieve' ? MODEL_FORBIDDEN : FORBIDDEN,
@@ -217,6 +283,9 @@ export function ApiGeminiModelsErrors(route: 'list' | 'retrieve'): MethodDecorat
       route === 'list'
         ? 'A query parameter the route does not take (it takes pageSize and pageToken), a malformed pageSize, or a pageToken it did not give'
         : 'A query parameter (the route takes none)',
+      route === 'list'
+        ? new GatewayError('invalid_request', 'pageSize must be a whole number (at most 1000 are listed per page)', { param: 'pageSize' })
+        : unknownQuery('none'),
     ],
     UNAUTHORIZED,
     route === 'retrieve' ? MODEL_FORBIDDEN : FORBIDDEN,
@@ -234,7 +303,14 @@ export function ApiGeminiModelsErrors(route: 'list' | 'retrieve'): MethodDecorat
 const STORED_RESPONSE_STATUSES: Status[] = [
   UNAUTHORIZED,
   FORBIDDEN,
-  [404, '`response_not_found`: not a response this user created through keygate, or one OpenAI no longer has'],
+  [
+    404,
+    '`response_not_found`: not a response this user created through keygate, or one OpenAI no longer has',
+    new GatewayError(
+      'response_not_found',
+      "No response with id 'resp_67ccd2bed1ec8190b14f964abc054267' was created by this user through keygate",
+    ),
+  ],
   [429, 'Per-second rate limit, or the upstream rate-limited keygate (carries Retry-After)'],
   INTERNAL,
   UPSTREAM,
@@ -245,6 +321,19 @@ const STORED_RESPONSE_STATUSES: Status[] = [
   ],
   UPSTREAM_TIMEOUT,
 ];
+
+/** The refusal of a query parameter a route does not take, as keygate words it. */
+function unknownQuery(taken: string): GatewayError {
+  return new GatewayError('invalid_request', `x: unknown query parameter (this route takes ${taken})`, { param: 'x' });
+}
+
+/** A stored-response route's 400 example: a query it refuses. */
+const STORED_RESPONSE_BAD_QUERY: Record<'retrieve' | 'delete' | 'inputItems' | 'cancel', GatewayError> = {
+  retrieve: unknownQuery('include, include[], stream'),
+  delete: unknownQuery('none'),
+  inputItems: new GatewayError('invalid_request', 'limit must be a whole number from 1 to 100', { param: 'limit' }),
+  cancel: unknownQuery('none'),
+};
 
 /** What each stored-response route refuses with a 400: its query. */
 const STORED_RESPONSE_BAD_REQUEST: Record<'retrieve' | 'delete' | 'inputItems' | 'cancel', string> = {
@@ -260,7 +349,7 @@ const STORED_RESPONSE_BAD_REQUEST: Record<'retrieve' | 'delete' | 'inputItems' |
 
 /** Documents the error statuses of `GET`/`DELETE /v1/responses/{id}`, its input items and its cancel. */
 export function ApiStoredResponseErrors(route: 'retrieve' | 'delete' | 'inputItems' | 'cancel'): MethodDecorator & ClassDecorator {
-  const more: Status[] = [[400, STORED_RESPONSE_BAD_REQUEST[route]]];
+  const more: Status[] = [[400, STORED_RESPONSE_BAD_REQUEST[route], STORED_RESPONSE_BAD_QUERY[route]]];
   // A POST may carry a body, which it does not need: one over every product's limit is refused as it arrives.
   if (route === 'cancel') more.push([413, '`request_too_large`: a body over the largest `max_request_bytes` (this route takes none)']);
   return apiErrors(STORED_RESPONSE_STATUSES, ErrorBodyDto, more);

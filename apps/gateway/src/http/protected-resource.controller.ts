@@ -55,7 +55,13 @@ export class ProtectedResourceController {
       '(keygate/v2) must be sent as it is, e.g. with curl.',
   })
   @ApiOkResponse({ type: ProtectedResourceMetadataDto, description: 'As the bare well-known path' })
-  @ApiResponse({ status: 404, description: "`route_not_found`: not the public URL's path", type: ErrorBodyDto })
+  @ApiResponse({
+    status: 404,
+    description: "`route_not_found`: not the public URL's path",
+    type: ErrorBodyDto,
+    // The schema's own example is a 401's.
+    example: new GatewayError('route_not_found', 'no such resource').toBody(),
+  })
   metadataOfPath(@Req() request: FastifyRequest): Record<string, unknown> {
     const configured = this.config.resource.publicUrl;
     // As sent (percent-encoded), to compare with the public URL's path as a URL holds it.

@@ -4,6 +4,7 @@ import { AdmitInHandler, RequestLimitsGuard, SkipRequestLimits } from '@keygate/
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError } from '@keygate/errors';
 import { AnthropicErrorBodyDto, ApiGatewayErrors } from '../http/api-errors.decorator';
 import { ApiOkAnswer } from '../http/api-ok.decorator';
 import { modelCall } from '../http/request.decorators';
@@ -79,7 +80,11 @@ export class MessagesController {
   })
   @ApiOkResponse({ type: AnthropicTokenCountDto, description: 'The prompt’s token count, as Anthropic answers it' })
   @ApiGatewayErrors(AnthropicErrorBodyDto, [
-    [429, 'The upstream rate-limited keygate (carries Retry-After); keygate’s own limits do not count this route'],
+    [
+      429,
+      'The upstream rate-limited keygate (carries Retry-After); keygate’s own limits do not count this route',
+      new GatewayError('upstream_rate_limited', 'upstream anthropic is rate limiting keygate; retry later', { retryAfterSeconds: 1 }),
+    ],
   ])
   countTokens(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {
     return this.serve(request, body, reply, 'countTokens');

@@ -4,6 +4,7 @@ import { AdmitInHandler, RequestLimitsGuard, SkipDailyRequestLimits, SkipRequest
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError } from '@keygate/errors';
 import { ApiGatewayErrors, ApiStoredResponseErrors } from '../http/api-errors.decorator';
 import { ApiOkAnswer } from '../http/api-ok.decorator';
 import { modelCall } from '../http/request.decorators';
@@ -22,7 +23,11 @@ import type { StoredResponseRoute } from './stored-response.query';
 
 const RESPONSE_ID_PARAM = ApiParam({
   name: 'id',
-  description: 'A response this user created through keygate',
+  // The example is the shape of an id, not one of the reader's: Try it out with it is a 404, so the
+  // description says where a real one comes from.
+  description:
+    'The `id` of a response this user created through keygate: paste the one `POST /v1/responses` answered. ' +
+    'The example is no response of yours (404 `response_not_found`).',
   example: 'resp_67ccd2bed1ec8190b14f964abc054267',
 });
 /** The 404 and 503 of a route that routes a body's model and may name stored state. */
@@ -111,7 +116,11 @@ export class ResponsesController {
   @ApiOkResponse({ type: ResponseInputTokensDto, description: 'The input token count, as OpenAI answers it' })
   @ApiGatewayErrors(undefined, [
     ...CONTINUATION_ERRORS,
-    [429, 'The upstream rate-limited keygate (carries Retry-After); keygate’s own limits do not count this route'],
+    [
+      429,
+      'The upstream rate-limited keygate (carries Retry-After); keygate’s own limits do not count this route',
+      new GatewayError('upstream_rate_limited', 'upstream openai is rate limiting keygate; retry later', { retryAfterSeconds: 1 }),
+    ],
   ])
   inputTokens(@Req() request: FastifyRequest, @Body() body: ResponsesInputTokensRequestDto, @Res() reply: FastifyReply): Promise<void> {
     return this.serve(request, body, reply, 'inputTokens');
