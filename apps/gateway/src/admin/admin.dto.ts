@@ -42,12 +42,13 @@ export class CreateBlockDto {
 
 /** A block as listed. */
 export class BlockDto {
-  @ApiProperty() product!: string;
-  @ApiProperty({ nullable: true, type: String }) user!: string | null;
-  @ApiProperty() reason!: string;
-  @ApiProperty() createdAt!: string;
-  @ApiProperty({ nullable: true, type: String }) expiresAt!: string | null;
-  @ApiProperty() createdBy!: string;
+  @ApiProperty({ example: 'demo' }) product!: string;
+  @ApiProperty({ nullable: true, type: String, example: 'alice', description: 'null: the whole product is blocked' }) user!: string | null;
+  @ApiProperty({ example: 'abuse report #123' }) reason!: string;
+  @ApiProperty({ example: '2026-12-05T09:30:00.000Z' }) createdAt!: string;
+  @ApiProperty({ nullable: true, type: String, example: '2026-12-05T10:30:00.000Z', description: 'null: until deleted' })
+  expiresAt!: string | null;
+  @ApiProperty({ example: 'ops-oncall', description: 'The operator who made it (their token’s sub)' }) createdBy!: string;
 }
 
 /** `GET /admin/blocks`. */
