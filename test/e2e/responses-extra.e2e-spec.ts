@@ -1,6 +1,7 @@
 /**
  * The Responses API's routes beside create, black box: `POST /v1/responses/input_tokens`,
- * `POST /v1/responses/compact` (raw requests: the openai SDK 5.23.2 has neither) and
+ * `POST /v1/responses/compact` (raw requests for what the SDK would not send, and the SDK's
+ * `responses.inputTokens.count` and `responses.compact` as clients call them) and
  * `POST /v1/responses/{id}/cancel` (the SDK's `responses.cancel`), through the built gateway to the
  * mock upstream. Every case checks the outcome, what reached the upstream, and the request's single
  * audit line; the last suite checks what each route counts against the limits.
@@ -274,6 +275,46 @@ describe('input_tokens and compact refusals, before any upstream call', () => {
       rid('own').headers,
     );
     expect(own.status).toBe(200);
+  });
+});
+
+describe('the official SDK’s responses.inputTokens.count and responses.compact', () => {
+  it('counts and compacts through keygate as against OpenAI, each audited once, compact with its usage and cost', async () => {
+    const client = gw.openai(token);
+    const counted = rid('sdk-input-tokens');
+    const count = await client.responses.inputTokens.count(
+      { model: OPENAI_MODEL, instructions: 'Be brief.', input: 'How many tokens is this?' },
+      { headers: counted.headers },
+    );
+    expect(count).toEqual({ object: 'response.input_tokens', input_tokens: expect.any(Number) });
+    expect(count.input_tokens).toBeGreaterThan(0);
+    await expectOneAudit(counted.id, { status: 200, failure: null, model: OPENAI_MODEL, tokens_in: null, cost_usd: null });
+
+    const compacted = rid('sdk-compact');
+    const compaction = await client.responses.compact(
+      { model: OPENAI_MODEL, input: [{ role: 'user', content: 'Summarise our chat so far.' }] },
+      { headers: compacted.headers },
+    );
+    expect(compaction.object).toBe('response.compaction');
+    expect(compaction.output.at(-1)?.type).toBe('compaction');
+    const record = await expectOneAudit(compacted.id, {
+      status: 200,
+      failure: null,
+      tokens_in: compaction.usage.input_tokens,
+      tokens_out: compaction.usage.output_tokens,
+    });
+    // The provider stack's gpt-4o prices: $2.50 per million in, $10 out.
+    expect(record.cost_usd).toBeCloseTo((compaction.usage.input_tokens * 2.5 + compaction.usage.output_tokens * 10) / 1e6, 9);
+  });
+
+  it('raises the SDK’s own error for a model the route cannot serve, refused before any upstream call', async () => {
+    const { id, headers } = rid('sdk-compact-claude');
+    const { result, moved } = await counting(() =>
+      apiError(gw.openai(token).responses.compact({ model: ANTHROPIC_MODEL, input: 'x' }, { headers })),
+    );
+    expect(result.status).toBe(400);
+    expect(moved).toEqual({});
+    await expectOneAudit(id, { status: 400 });
   });
 });
 
