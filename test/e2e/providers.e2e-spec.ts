@@ -744,11 +744,12 @@ describe('Anthropic specifics', () => {
       const { id, headers } = rid('claude-think-stream');
       const { result: chunks, after } = await counting(async () =>
         collect(
-          await gw.openai(claudes()).chat.completions.create(
-            // The SDK's types predate OpenAI's xhigh effort.
-            { model: 'claude-opus-4-7', messages: user('think hard'), reasoning_effort: 'xhigh' as 'high', stream: true },
-            { headers },
-          ),
+          await gw
+            .openai(claudes())
+            .chat.completions.create(
+              { model: 'claude-opus-4-7', messages: user('think hard'), reasoning_effort: 'xhigh', stream: true },
+              { headers },
+            ),
         ),
       );
       const sent = lastBody(after, 'anthropic.messages');
