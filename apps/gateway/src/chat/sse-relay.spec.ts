@@ -111,3 +111,30 @@ describe('recordUsage', () => {
     expect([ctx.tokensIn, ctx.tokensCached, ctx.tokensCacheWrite, ctx.tokensReasoning]).toEqual([9, null, null, null]);
   });
 });
+
+describe('SseRelay usage that is not a count', () => {
+  it('bills the estimate, not a running usage whose counts recordUsage refused', async () => {
+    const { server, res } = await responseOfAGoneClient();
+    try {
+      const ctx = new RequestContext('req-odd', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+      const reply = { hijack: () => undefined, raw: res, getHeaders: () => ({}) } as unknown as FastifyReply;
+      const relay = new SseRelay(config, new MetricsService(), new JsonLogger('error', undefined, () => undefined));
+      // An Anthropic-compatible host's message_start with a negative count: toUsage passes it on as the running usage.
+      const odd = { prompt_tokens: -3, completion_tokens: 1.5, total_tokens: -1.5, prompt_tokens_details: { cached_tokens: 2 } };
+      await relay.relay(
+        ctx,
+        stream([
+          { data: null, runningUsage: odd },
+          { data: null, usage: odd, runningUsage: odd },
+        ]),
+        reply,
+        OPENAI_STREAM,
+        60,
+        () => 7,
+      );
+      expect([ctx.tokensIn, ctx.tokensOut, ctx.tokensCached]).toEqual([7, 0, null]);
+    } finally {
+      server.close();
+    }
+  });
+});

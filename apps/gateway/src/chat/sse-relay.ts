@@ -182,12 +182,15 @@ export class SseRelay {
       clearTimeout(limit);
       clearInterval(keepAlive);
       // The upstream started generating, so it bills the prompt: what it reported so far, else
-      // keygate's estimate; the answer at least as long as what reached keygate.
+      // keygate's estimate; the answer at least as long as what reached keygate. A running count
+      // that is not a count is not taken, as recordUsage takes none (a negative one would throw in
+      // the Prometheus counters, outside any handler).
       if (ctx.tokensIn === null) {
-        ctx.tokensIn = running ? running.prompt_tokens : estimatePrompt();
-        if (running) recordUsageDetails(ctx, running);
+        const reported = tokenCount(running?.prompt_tokens);
+        ctx.tokensIn = reported ?? estimatePrompt();
+        if (running && reported !== null) recordUsageDetails(ctx, running);
       }
-      if (ctx.tokensOut === null) ctx.tokensOut = Math.max(running?.completion_tokens ?? 0, countTokens(text.join('')));
+      if (ctx.tokensOut === null) ctx.tokensOut = Math.max(tokenCount(running?.completion_tokens) ?? 0, countTokens(text.join('')));
     }
   }
 
