@@ -110,9 +110,11 @@ export class MetricsService {
     const provider = ctx.provider ?? 'none';
     this.requests.inc({ product, provider, model, status: String(ctx.status), failure: ctx.failure ?? 'none' });
     this.latency.observe({ product, provider, stream: String(ctx.stream) }, Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
-    if (ctx.tokensIn) this.tokens.inc({ product, model, direction: 'in' }, ctx.tokensIn);
-    if (ctx.tokensOut) this.tokens.inc({ product, model, direction: 'out' }, ctx.tokensOut);
-    if (ctx.costUsd) this.cost.inc({ product, model }, ctx.costUsd);
+    // A counter throws on anything but a positive number, here outside any handler (the process
+    // would exit): a count an upstream got wrong is left out of the metrics, whatever let it through.
+    if (positive(ctx.tokensIn)) this.tokens.inc({ product, model, direction: 'in' }, ctx.tokensIn);
+    if (positive(ctx.tokensOut)) this.tokens.inc({ product, model, direction: 'out' }, ctx.tokensOut);
+    if (positive(ctx.costUsd)) this.cost.inc({ product, model }, ctx.costUsd);
     if (ctx.failure === 'rate_limit' || ctx.failure === 'quota' || ctx.failure === 'blocked')
       this.rejections.inc({ product, reason: ctx.failure });
     // Each attempt under the provider it went to: a fallback's are not the answering provider's.
@@ -120,4 +122,8 @@ export class MetricsService {
     else if (ctx.attempts) this.attempts.inc({ provider }, ctx.attempts);
     if (ctx.requestedModel && ctx.model && ctx.model !== ctx.requestedModel && ctx.failure === null) this.fallbacks.inc({ product, model });
   }
+}
+
+function positive(value: number | null): value is number {
+  return typeof value === 'number' && value > 0 && Number.isFinite(value);
 }

@@ -6,6 +6,14 @@
 export const CACHE_WRITE_TOKENS: unique symbol = Symbol('keygate.cacheWriteTokens');
 
 /**
+ * `value` when it is a token count (a whole number, 0 or more), else null: an OpenAI-compatible
+ * host's usage is passed on as it wrote it, so a count may be a string, negative or missing.
+ */
+export function tokenCount(value: unknown): number | null {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null;
+}
+
+/**
  * Notes `tokens` cache writes on `usage`, not enumerable: the usage object is also the one a
  * translated answer carries, and nothing that copies or compares it as OpenAI's should see it.
  */

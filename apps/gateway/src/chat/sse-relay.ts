@@ -4,7 +4,15 @@ import { Inject, Injectable } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER, MetricsService, type RequestContext } from '@keygate/observability';
-import { CACHE_WRITE_TOKENS, ClientAbortedError, countTokens, UpstreamError, type ChatStream, type Usage } from '@keygate/providers';
+import {
+  CACHE_WRITE_TOKENS,
+  ClientAbortedError,
+  countTokens,
+  tokenCount,
+  UpstreamError,
+  type ChatStream,
+  type Usage,
+} from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { endStream } from './stream-end';
 
@@ -65,11 +73,6 @@ function recordUsageDetails(ctx: RequestContext, usage: Usage): void {
   ctx.tokensCached = tokenCount(usage.prompt_tokens_details?.cached_tokens);
   ctx.tokensCacheWrite = tokenCount(usage[CACHE_WRITE_TOKENS]);
   ctx.tokensReasoning = tokenCount(usage.completion_tokens_details?.reasoning_tokens);
-}
-
-/** `value` when it is a token count (a whole number, 0 or more), else null. */
-export function tokenCount(value: unknown): number | null {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null;
 }
 
 /**

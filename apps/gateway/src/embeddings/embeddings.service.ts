@@ -13,9 +13,9 @@ import {
   type AttemptObserver,
   type EmbeddingsRequest,
   type PartsSpend,
+  tokenCount,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
-import { tokenCount } from '../chat/sse-relay';
 import { countAttempt } from '../routing/attempt-count';
 import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter } from '../routing/product.router';
