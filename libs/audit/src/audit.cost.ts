@@ -11,8 +11,8 @@ export interface BilledTokens {
 /**
  * What a request's tokens cost at `price`, in US dollars: the prompt's cache reads and writes at
  * their own rates and the rest at the input rate, the output (reasoning included) at the output
- * rate. Null without a price or without any token count. Rounded to a billionth of a dollar, so
- * summing audit lines does not pile up binary fractions.
+ * rate. Null without a price or without any token count. Rounded to a billionth of a dollar: a
+ * line carries no more decimals than the amount means.
  */
 export function costUsd(tokens: BilledTokens, price: ModelPrice | undefined): number | null {
   if (!price || (tokens.tokensIn === null && tokens.tokensOut === null)) return null;

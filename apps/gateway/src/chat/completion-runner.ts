@@ -91,7 +91,8 @@ export class CompletionRunner {
     let reportedBeforeFailure: Usage | undefined;
     // Whether an attempt was under way when the request was aborted (the client left, keygate ended
     // it): the abort failed that attempt. Aborted in the wait between two attempts, no upstream was
-    // generating anything.
+    // generating anything. An abort that lands as an attempt fails on its own counts as under way
+    // (the safe side: billed its prompt).
     let abortedInFlight = false;
     const candidates = plan.candidates.map((candidate) => ({
       model: candidate.model,

@@ -163,6 +163,9 @@ describe('DtoValidationPipe', () => {
       'seed',
     ]);
     expect(chat('{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1e-7,"x":1.5e300}')).toMatchObject({ x: 1.5e300 });
+    // The path is the client's key names: echoed up to 256 characters, however long they are.
+    const [, param] = where(`{"model":"m","messages":[{"role":"user","content":"hi"}],"${'k'.repeat(5000)}":1e999}`);
+    expect(param).toBe(`${'k'.repeat(256)}…`);
   });
 
   it('flags only number literals that may overflow, outside strings', () => {

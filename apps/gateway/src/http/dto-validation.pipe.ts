@@ -37,9 +37,12 @@ export class DtoValidationPipe implements PipeTransform {
     // A literal beyond a double's range parses as Infinity, which re-serialises as null: a field
     // keygate does not model (a tool schema's `maximum`, a `logit_bias` value, Gemini's `topP`)
     // would reach the provider as null, the request quietly changed, instead of being refused.
-    const overflow = longNumber ? infiniteNumberPath(value) : undefined;
-    if (overflow !== undefined)
+    const found = longNumber ? infiniteNumberPath(value) : undefined;
+    if (found !== undefined) {
+      // The path is made of the client's key names: bounded, as every name an error echoes.
+      const overflow = found.length > MAX_ECHOED_PATH ? `${found.slice(0, MAX_ECHOED_PATH)}…` : found;
       throw new GatewayError('invalid_request', `${overflow}: the number is too large to represent (beyond ±1.8e308)`, { param: overflow });
+    }
     const strict = Reflect.getMetadata(STRICT_BODY, type) === true;
     // Only a body whose bytes can spell a `constructor` key is walked for one (the hot path skips it).
     const checked = Buffer.isBuffer(raw) && !mayNameConstructor(raw) ? value : withoutConstructorKeys(value);
@@ -126,6 +129,9 @@ function encodingProblem(bytes: Buffer): string | undefined {
   if (!problem) return undefined;
   return `the request body must be JSON in UTF-8, and ${problem}${declared ? ` (its Content-Type declares charset=${declared})` : ''}`;
 }
+
+/** The longest field path an error echoes (a path is the client's key names, each of any length). */
+const MAX_ECHOED_PATH = 256;
 
 /** How deeply a body's arrays and objects may nest (the deepest real tool schemas stay far below). */
 export const MAX_JSON_DEPTH = 64;

@@ -192,7 +192,7 @@ resource "google_logging_metric" "cost" {
   metric_descriptor {
     metric_kind  = "DELTA"
     value_type   = "DISTRIBUTION"
-    unit         = "USD"
+    unit         = "{USD}"
     display_name = "keygate request cost"
 
     labels {
