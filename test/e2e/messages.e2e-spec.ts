@@ -524,6 +524,40 @@ describe('POST /v1/messages upstream failures', () => {
     await expectOneAudit(first.id, { status: 502, failure: 'upstream', attempts: 1 + MAX_RETRIES });
   });
 
+  it('answers a refusal Anthropic sent with Anthropic’s request-id (header and body), plain, streamed and counted, as its stream errors do', async () => {
+    const ask = { model: ANTHROPIC_MODEL, messages: [{ role: 'user' as const, content: 'refuse me [mock status=400]' }] };
+    const calls: [string, (headers: Record<string, string>) => Promise<unknown>][] = [
+      ['create', (headers) => gw.anthropic(token).messages.create({ ...ask, max_tokens: 16 }, { headers })],
+      ['stream', (headers) => gw.anthropic(token).messages.create({ ...ask, max_tokens: 16, stream: true }, { headers })],
+      ['count_tokens', (headers) => gw.anthropic(token).messages.countTokens(ask, { headers })],
+    ];
+    for (const [how, call] of calls) {
+      const { id, headers } = rid(`msg-upstream-400-${how}`);
+      const { result: error, moved } = await counting(() => sdkError(call(headers)));
+      expect(error).toBeInstanceOf(Anthropic.BadRequestError);
+      // The id Anthropic's support can look up, not keygate's, which stays in X-Request-Id.
+      expect({ how, requestID: error.requestID }).toEqual({ how, requestID: expect.stringMatching(/^req_mock/) });
+      expect(error.error).toMatchObject({ type: 'error', error: { code: 'upstream_bad_request' }, request_id: error.requestID });
+      expect(error.headers?.get('x-request-id')).toBe(id);
+      expect(moved).toEqual({ [how === 'count_tokens' ? 'anthropic.countTokens' : 'anthropic.messages']: 1 });
+      await expectOneAudit(id, { status: 400, failure: 'upstream', attempts: 1 });
+    }
+    // Overloaded after keygate's retries: the last answer's id.
+    const { id, headers } = rid('msg-upstream-529-id');
+    const { result: overloaded, moved } = await counting(() =>
+      sdkError(
+        gw
+          .anthropic(token)
+          .messages.create({ ...ask, max_tokens: 16, messages: [{ role: 'user', content: 'busy [mock status=529]' }] }, { headers }),
+      ),
+    );
+    expect(overloaded.status).toBe(502);
+    expect(overloaded.requestID).toMatch(/^req_mock/);
+    expect(overloaded.error).toMatchObject({ request_id: overloaded.requestID });
+    expect(moved).toEqual({ 'anthropic.messages': 1 + MAX_RETRIES });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', attempts: 1 + MAX_RETRIES });
+  });
+
   it('bills a client that leaves mid-stream what the upstream reported, and audits it 499', async () => {
     const prompt = 'slow [mock chunk_delay_ms=200 chunks=20]';
     // What Anthropic reports as the prompt's tokens (message_start), from the same request whole.

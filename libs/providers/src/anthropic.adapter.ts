@@ -126,7 +126,8 @@ export class AnthropicAdapter implements ProviderAdapter {
       signal,
     });
     // Anthropic's `{"type":"error","error":{...}}` bodies are read by failFromStatus; 529 overloaded is a 5xx.
-    if (res.statusCode < 200 || res.statusCode >= 300) await failFromStatus(res, this.name);
+    // Its request-id goes with the refusal too: a client of Anthropic's API gets it, as with an answer.
+    if (res.statusCode < 200 || res.statusCode >= 300) await failFromStatus(res, this.name, passedHeaders(res)['request-id']);
     return res;
   }
 

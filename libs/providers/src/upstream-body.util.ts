@@ -87,8 +87,11 @@ export function trailingUsage(text: string): Record<string, unknown> | undefined
   return typeof usage === 'object' && usage !== null && !Array.isArray(usage) ? (usage as Record<string, unknown>) : undefined;
 }
 
-/** Turns a non-2xx upstream answer into an {@link UpstreamError} with the provider's own message. */
-export async function failFromStatus(res: UpstreamResponse, provider: string): Promise<never> {
+/**
+ * Turns a non-2xx upstream answer into an {@link UpstreamError} with the provider's own message
+ * (and `upstreamRequestId`, the answer's id as the provider's adapter reads it).
+ */
+export async function failFromStatus(res: UpstreamResponse, provider: string, upstreamRequestId?: string): Promise<never> {
   const text = await readText(res, provider, MAX_ERROR_BODY_BYTES).catch(() => '');
   throw new UpstreamError(
     'http',
@@ -98,6 +101,7 @@ export async function failFromStatus(res: UpstreamResponse, provider: string): P
     retryAfter(res.headers['retry-after']),
     upstreamParam(text),
     upstreamCode(text),
+    upstreamRequestId,
   );
 }
 

@@ -42,6 +42,11 @@ export class UpstreamError extends Error {
     readonly param?: string,
     /** The upstream's own error code (OpenAI's `error.code`, e.g. `previous_response_not_found`), for keygate to tell refusals apart. */
     readonly code?: string,
+    /**
+     * The upstream's id of the answer that failed (Anthropic's `request-id`): a client of the
+     * provider's own API is given it, since that provider's support asks for it.
+     */
+    readonly upstreamRequestId?: string,
   ) {
     super(message);
     this.name = 'UpstreamError';

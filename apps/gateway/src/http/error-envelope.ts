@@ -8,12 +8,14 @@ export type ErrorEnvelope = ReturnType<GatewayError['toBody']> | GoogleErrorBody
 
 /**
  * The error body for a request: Anthropic's envelope on its routes, Google's on the Gemini routes
- * (`/v1beta`), the contract's elsewhere.
+ * (`/v1beta`), the contract's elsewhere. `requestId` is the id the answer names (keygate's unless
+ * the refusal was Anthropic's own).
  */
 export function errorBodyFor(
   ctx: Pick<RequestContext, 'anthropic' | 'google' | 'requestId'> | undefined,
   error: GatewayError,
+  requestId = ctx?.requestId,
 ): ErrorEnvelope {
   if (ctx !== undefined && isGoogleRequest(ctx)) return googleErrorBody(error, ctx.requestId);
-  return ctx !== undefined && isAnthropicRequest(ctx) ? anthropicErrorBody(error, ctx.requestId) : error.toBody();
+  return ctx !== undefined && isAnthropicRequest(ctx) ? anthropicErrorBody(error, requestId ?? null) : error.toBody();
 }

@@ -8,6 +8,7 @@ import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 import { ThrottlerException } from '@nestjs/throttler';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { askedForStream } from './dto-validation.pipe';
+import { anthropicRequestIdOf, isAnthropicRequest } from '../messages/anthropic-errors';
 import { errorBodyFor } from './error-envelope';
 import { answerAfterBody } from './refused-body';
 import { CLIENT_CLOSED_REQUEST } from './request-lifecycle';
@@ -73,8 +74,13 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     // Refused because keygate is shutting down: the client's next request must go to another replica.
     if (ctx?.endedBy?.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
+    // A refusal Anthropic sent names Anthropic's id of it (what its support asks for), as its answers
+    // and stream errors do; keygate's stays in X-Request-Id.
+    const upstreamId = isAnthropicRequest(ctx) ? anthropicRequestIdOf(error) : undefined;
+    if (upstreamId !== undefined) headers['request-id'] = upstreamId;
+    const body = errorBodyFor(ctx, error, upstreamId ?? ctx?.requestId);
     // Anthropic's route answers in an envelope the Anthropic SDKs read, which is also the contract's.
-    const answer = (): void => void reply.status(error.status).headers(headers).type('application/json').send(errorBodyFor(ctx, error));
+    const answer = (): void => void reply.status(error.status).headers(headers).type('application/json').send(body);
     // A body refused before it was read (above every product's limit): answered once it has arrived.
     if (error.status === 413) answerAfterBody(request.raw, answer, { signal: ctx?.abort.signal });
     else answer();

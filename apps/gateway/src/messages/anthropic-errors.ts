@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
+import { UpstreamError } from '@keygate/providers';
 import type { RelayDialect } from '../chat/sse-relay';
 
 /** keygate's Anthropic-compatible routes. */
@@ -68,6 +69,14 @@ export type AnthropicErrorBody = { type: 'error'; request_id: string | null } & 
 export function anthropicErrorBody(error: GatewayError, requestId: string | null): AnthropicErrorBody {
   const body = error.toBody();
   return { type: 'error', error: { ...body.error, type: anthropicErrorType(error.status) }, request_id: requestId };
+}
+
+/**
+ * Anthropic's own id of a refusal it sent (its `request-id`), which keygate passes on, or undefined
+ * when the refusal is keygate's (or came without one).
+ */
+export function anthropicRequestIdOf(error: GatewayError): string | undefined {
+  return error.cause instanceof UpstreamError ? error.cause.upstreamRequestId : undefined;
 }
 
 /** Anthropic's stream: its events pass with their names; it ends with its own `message_stop`; errors are `event: error`. */
