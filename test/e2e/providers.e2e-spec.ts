@@ -1551,6 +1551,20 @@ describe('retries and fallbacks', () => {
     await expectOneAudit(limited.id, { status: 429, failure: 'upstream', provider: 'openai', attempts: MAX_RETRIES + 1 });
   });
 
+  it('tells the SDK not to retry what keygate already retried: one SDK call with two retries of its own is three upstream calls, not nine', async () => {
+    flaky.script({ status: 503 });
+    const { id, headers } = rid('one-layer-retries');
+    const error = await apiError(
+      gw
+        .openai(mintToken({ product: 'flakyalone' }))
+        .chat.completions.create({ model: OPENAI_MODEL, messages: user('down for good') }, { headers, maxRetries: 2 }),
+    );
+    expect(error.status).toBe(502);
+    expect(error.headers?.get('x-should-retry')).toBe('false');
+    expect(flaky.count('/v1/chat/completions')).toBe(1 + MAX_RETRIES);
+    await expectOneAudit(id, { status: 502, failure: 'upstream', attempts: MAX_RETRIES + 1 });
+  });
+
   it("waits the upstream's Retry-After between retries of a 429, then falls back when the 429s go on", async () => {
     flaky.script({ status: 429, retryAfter: 1 });
     const { id, headers } = rid('fb-429');

@@ -105,6 +105,28 @@ describe('GatewayExceptionFilter', () => {
     );
   });
 
+  it('tells the SDKs not to retry an upstream failure keygate already retried, and leaves one it tried once to them', () => {
+    const context = (attempts: number): RequestContext => {
+      const ctx = new RequestContext(`req-${attempts}`, 'POST', '/v1/chat/completions', 0n, null, true);
+      ctx.attempts = attempts;
+      return ctx;
+    };
+    const failures = [
+      new GatewayError('upstream_error', 'upstream openai answered 503'),
+      new GatewayError('upstream_timeout', 'upstream openai did not answer in time'),
+      new GatewayError('upstream_rate_limited', 'upstream openai is rate limiting keygate', { retryAfterSeconds: 2 }),
+    ];
+    for (const error of failures) {
+      expect(answered(error, context(3)).headers['x-should-retry']).toBe('false');
+      expect(answered(error, context(1)).headers).not.toHaveProperty('x-should-retry');
+    }
+    // Not an upstream failure (the drain's 503: the next replica may serve it), or one the SDKs never retry (a 400).
+    expect(answered(new GatewayError('service_unavailable', 'down', { retryAfterSeconds: 1 }), context(3)).headers).not.toHaveProperty(
+      'x-should-retry',
+    );
+    expect(answered(new GatewayError('upstream_bad_request', 'refused'), context(3)).headers).not.toHaveProperty('x-should-retry');
+  });
+
   it('answers a request cut by the drain with the 503, Retry-After and Connection: close (its next request goes elsewhere)', () => {
     const ctx = new RequestContext('req-drain', 'POST', '/v1/chat/completions', 0n, null, true);
     ctx.endedBy = new GatewayError('service_unavailable', 'keygate is shutting down', { retryAfterSeconds: 1 });

@@ -2,7 +2,7 @@ import { Catch, HttpException, Inject, Optional, type ArgumentsHost, type Except
 import { CredentialGuard } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
-import { contextOf, JsonLogger, KEYGATE_LOGGER, requestContextStorage } from '@keygate/observability';
+import { contextOf, JsonLogger, KEYGATE_LOGGER, requestContextStorage, type RequestContext } from '@keygate/observability';
 import { ADMIN_THROTTLE } from '@keygate/limits';
 import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 import { ThrottlerException } from '@nestjs/throttler';
@@ -71,6 +71,11 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     // auto-block); both SDKs give up at once on this header.
     if (error.status === 429 && (error.options.retryAfterSeconds ?? 0) > SDK_LONGEST_RETRY_WAIT_SECONDS)
       headers['x-should-retry'] = 'false';
+    // An upstream failure keygate already retried (with backoff, then the product's fallbacks):
+    // retries belong to one layer. The SDKs' own on top would multiply the calls to a provider in
+    // trouble (two SDK retries of three attempts: nine calls for one request). One attempt only (no
+    // retries configured, nothing retryable) is left to the client to retry.
+    else if (alreadyRetried(ctx, error)) headers['x-should-retry'] = 'false';
     // Refused because keygate is shutting down: the client's next request must go to another replica.
     if (ctx?.endedBy?.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
@@ -164,4 +169,11 @@ function messageFor(status: number, exception: unknown): string {
   const message = (exception as { message?: unknown } | null)?.message;
   if (typeof message === 'string' && message.startsWith('Body cannot be empty')) return 'the request body is empty';
   return exception instanceof Error ? exception.message : 'bad request';
+}
+
+/** Whether a failure the SDKs would retry (429, 5xx) is an upstream's that keygate itself made more than one attempt at. */
+function alreadyRetried(ctx: RequestContext | undefined, error: GatewayError): boolean {
+  if (ctx === undefined || ctx.attempts < 2) return false;
+  if (error.status !== 429 && error.status < 500) return false;
+  return error.spec.failure === 'upstream' || error.spec.failure === 'timeout';
 }
