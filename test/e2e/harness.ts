@@ -459,6 +459,7 @@ export interface AuditRecord {
   tokens_out: number | null;
   tokens_cached?: number | null;
   tokens_cache_write?: number | null;
+  tokens_cache_write_1h?: number | null;
   tokens_reasoning?: number | null;
   cost_usd?: number | null;
   latency_ms: number;

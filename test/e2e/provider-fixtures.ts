@@ -160,7 +160,7 @@ export function providerPolicyYaml(): string {
     // Dollars per million tokens, for the audit's cost_usd (Gemini's models have none).
     'prices:',
     `  ${OPENAI_MODEL}: {input: 2.5, cached_input: 1.25, output: 10}`,
-    "  'claude-3-5-*': {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}",
+    "  'claude-3-5-*': {input: 3, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6, output: 15}",
     'defaults:',
     '  limits:',
     '    requests_per_second: 100000',

@@ -1999,6 +1999,25 @@ describe('the audit splits tokens as providers bill them: prompt-cache reads and
     expect(record.cost_usd).toBeNull();
   });
 
+  it('records Claude’s hour-long cache writes apart, and prices them at the hour’s rate (Claude Code’s long sessions write them)', async () => {
+    const { id, headers } = rid('usage-claude-1h');
+    const message = await gw.anthropic(token).messages.create(
+      {
+        model: ANTHROPIC_MODEL,
+        max_tokens: 64,
+        messages: [{ role: 'user', content: 'hi [mock cache_write_tokens=20 cache_write_1h_tokens=10]' }],
+      },
+      { headers },
+    );
+    expect(message.usage).toMatchObject({
+      cache_creation_input_tokens: 30,
+      cache_creation: { ephemeral_5m_input_tokens: 20, ephemeral_1h_input_tokens: 10 },
+    });
+    const record = await expectOneAudit(id, { status: 200, tokens_cache_write: 30, tokens_cache_write_1h: 10, tokens_cached: 0 });
+    // 'claude-3-5-*': $3 plain, $3.75 a 5-minute write, $6 an hour's, $15 out (per million).
+    expect(record.cost_usd).toBeCloseTo((message.usage.input_tokens * 3 + 20 * 3.75 + 10 * 6 + message.usage.output_tokens * 15) / 1e6, 9);
+  });
+
   it('leaves a split the provider did not report null, and records the zeros it did report', async () => {
     const claude = rid('usage-claude-plain');
     await gw.openai(token).chat.completions.create({ model: ANTHROPIC_MODEL, messages: user('hi') }, { headers: claude.headers });

@@ -208,7 +208,12 @@ class AnthropicHandler implements ProviderHandler {
       (plan ? completionTokens(plan.argumentsJson) * plan.count : completionTokens(text)) + (thought?.tokens ?? 0),
     );
     // Anthropic's input_tokens are those after the last cache breakpoint: reads and writes are apart.
-    const usage = { input: tokens.prompt - tokens.cached - tokens.cacheWrite, cacheWrite: tokens.cacheWrite, cacheRead: tokens.cached };
+    const usage = {
+      input: tokens.prompt - tokens.cached - tokens.cacheWrite,
+      cacheWrite: tokens.cacheWrite,
+      cacheWrite1h: tokens.cacheWrite1h,
+      cacheRead: tokens.cached,
+    };
     const outputTokens = tokens.completion;
     const stopReason: AnthropicStopReason = plan ? 'tool_use' : ex.directives.finish === 'length' ? 'max_tokens' : 'end_turn';
     const id = nextId('msg_mock');
@@ -252,12 +257,26 @@ class AnthropicHandler implements ProviderHandler {
         input_tokens: usage.input,
         cache_creation_input_tokens: usage.cacheWrite,
         cache_read_input_tokens: usage.cacheRead,
+        cache_creation: cacheCreation(usage),
         output_tokens: outputTokens,
         service_tier: 'standard',
       },
     };
     sendJsonWithFaults(ex, message, headers);
   }
+}
+
+/** A prompt's tokens as Anthropic splits them: after the last cache breakpoint, written to the cache (an hour's of them apart), read from it. */
+interface MessageUsage {
+  input: number;
+  cacheWrite: number;
+  cacheWrite1h: number;
+  cacheRead: number;
+}
+
+/** Anthropic's split of the cache writes by how long they are kept. */
+function cacheCreation(usage: MessageUsage): { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number } {
+  return { ephemeral_5m_input_tokens: usage.cacheWrite - usage.cacheWrite1h, ephemeral_1h_input_tokens: usage.cacheWrite1h };
 }
 
 /** The thinking an answer opens with, in order. */
@@ -273,8 +292,7 @@ interface MessageStreamInput {
   plan: ToolCallPlan | undefined;
   toolIds: string[];
   stopReason: AnthropicStopReason;
-  /** The prompt's tokens as Anthropic splits them: after the last cache breakpoint, written to the cache, read from it. */
-  usage: { input: number; cacheWrite: number; cacheRead: number };
+  usage: MessageUsage;
   outputTokens: number;
   chunks: number | undefined;
   headers: OutgoingHttpHeaders;
@@ -303,6 +321,7 @@ function streamPlan(s: MessageStreamInput): StreamPlan {
         input_tokens: s.usage.input,
         cache_creation_input_tokens: s.usage.cacheWrite,
         cache_read_input_tokens: s.usage.cacheRead,
+        cache_creation: cacheCreation(s.usage),
         output_tokens: 1,
         service_tier: 'standard',
       },

@@ -47,8 +47,10 @@ export interface MockDirectives {
    * `cachedContentTokenCount`); the prompt's count grows to hold them where it is smaller.
    */
   cachedTokens?: number;
-  /** Anthropic usage: this many prompt tokens were written to the prompt cache (`cache_creation_input_tokens`). */
+  /** Anthropic usage: this many prompt tokens were written to the prompt cache for 5 minutes (`cache_creation_input_tokens`). */
   cacheWriteTokens?: number;
+  /** Anthropic usage: this many more were written for an hour (`cache_creation.ephemeral_1h_input_tokens`, in the total too). */
+  cacheWrite1hTokens?: number;
   /**
    * Usage: the model reasoned this many tokens before answering, added to the output's count
    * (OpenAI's `reasoning_tokens`, Gemini's `thoughtsTokenCount`); Anthropic reports none apart.
@@ -72,6 +74,7 @@ type IntKey =
   | 'tools'
   | 'cachedTokens'
   | 'cacheWriteTokens'
+  | 'cacheWrite1hTokens'
   | 'reasoningTokens';
 
 /** Wire name -> field, plus the inclusive range a value must fall in to be honoured. */
@@ -89,6 +92,7 @@ const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
   ['tools', 'tools', 1, 16],
   ['cached_tokens', 'cachedTokens', 0, 10_000_000],
   ['cache_write_tokens', 'cacheWriteTokens', 0, 10_000_000],
+  ['cache_write_1h_tokens', 'cacheWrite1hTokens', 0, 10_000_000],
   ['reasoning_tokens', 'reasoningTokens', 0, 10_000_000],
 ];
 

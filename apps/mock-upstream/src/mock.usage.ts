@@ -10,6 +10,8 @@ export interface MockTokens {
   cached: number;
   /** Of `prompt`, written to the prompt cache (Anthropic reports it; the others do not write apart). */
   cacheWrite: number;
+  /** Of `cacheWrite`, written for an hour. */
+  cacheWrite1h: number;
   /** Of `completion`, spent reasoning. */
   reasoning: number;
 }
@@ -17,7 +19,8 @@ export interface MockTokens {
 /** The counts a reply reports: the mock's own for its prompt and text, plus what the directives ask for. */
 export function mockTokens(directives: MockDirectives, prompt: number, completion: number): MockTokens {
   const cached = directives.cachedTokens ?? 0;
-  const cacheWrite = directives.cacheWriteTokens ?? 0;
+  const cacheWrite1h = directives.cacheWrite1hTokens ?? 0;
+  const cacheWrite = (directives.cacheWriteTokens ?? 0) + cacheWrite1h;
   const reasoning = directives.reasoningTokens ?? 0;
-  return { prompt: Math.max(prompt, cached + cacheWrite), completion: completion + reasoning, cached, cacheWrite, reasoning };
+  return { prompt: Math.max(prompt, cached + cacheWrite), completion: completion + reasoning, cached, cacheWrite, cacheWrite1h, reasoning };
 }

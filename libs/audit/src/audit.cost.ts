@@ -6,11 +6,12 @@ export interface BilledTokens {
   tokensOut: number | null;
   tokensCached: number | null;
   tokensCacheWrite: number | null;
+  tokensCacheWrite1h: number | null;
 }
 
 /**
- * What a request's tokens cost at `price`, in US dollars: the prompt's cache reads and writes at
- * their own rates and the rest at the input rate, the output (reasoning included) at the output
+ * What a request's tokens cost at `price`, in US dollars: the prompt's cache reads and writes (5
+ * minutes, an hour) at their own rates and the rest at the input rate, the output (reasoning included) at the output
  * rate. Null without a price or without any token count. Rounded to a billionth of a dollar: a
  * line carries no more decimals than the amount means.
  */
@@ -19,10 +20,12 @@ export function costUsd(tokens: BilledTokens, price: ModelPrice | undefined): nu
   const prompt = tokens.tokensIn ?? 0;
   const cached = Math.min(tokens.tokensCached ?? 0, prompt);
   const written = Math.min(tokens.tokensCacheWrite ?? 0, prompt - cached);
+  const writtenForAnHour = Math.min(tokens.tokensCacheWrite1h ?? 0, written);
   const micro =
     (prompt - cached - written) * price.input +
     cached * price.cachedInput +
-    written * price.cacheWrite +
+    (written - writtenForAnHour) * price.cacheWrite +
+    writtenForAnHour * price.cacheWrite1h +
     (tokens.tokensOut ?? 0) * price.output;
   return Math.round(micro * 1000) / 1e9;
 }

@@ -19,6 +19,8 @@ export interface AuditRecord {
   tokens_cached: number | null;
   /** Extension: of `tokens_in`, written to the prompt cache (Anthropic); null when it did not say. */
   tokens_cache_write: number | null;
+  /** Extension: of `tokens_cache_write`, written for an hour (Anthropic); null when it did not say. */
+  tokens_cache_write_1h: number | null;
   /** Extension: of `tokens_out`, spent reasoning; null when the provider did not say. */
   tokens_reasoning: number | null;
   /** Extension: what the tokens cost in US dollars at the policy file's `prices` for `model`; null without one. */
@@ -71,6 +73,7 @@ export class AuditService {
       tokens_out: ctx.tokensOut,
       tokens_cached: ctx.tokensCached,
       tokens_cache_write: ctx.tokensCacheWrite,
+      tokens_cache_write_1h: ctx.tokensCacheWrite1h,
       tokens_reasoning: ctx.tokensReasoning,
       cost_usd: ctx.costUsd,
       latency_ms: Math.round(Number(process.hrtime.bigint() - ctx.startedAt) / 1e4) / 100,

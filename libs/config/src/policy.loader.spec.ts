@@ -225,18 +225,24 @@ describe('buildPolicyBook', () => {
 });
 
 describe('prices', () => {
-  it('reads dollars per million tokens by model, cache rates defaulting to the input rate, and matches the longest prefix', () => {
+  it('reads dollars per million tokens by model, cache rates defaulting to the input rate (an hour’s writes to the 5-minute rate), and matches the longest prefix', () => {
     const book = buildPolicyBook(
       parse(`
 prices:
   gpt-4o: {input: 2.5, cached_input: 1.25, output: 10}
-  claude-*: {input: 1, output: 5}
-  claude-sonnet-4-5*: {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}
+  claude-*: {input: 1, cache_write: 1.25, output: 5}
+  claude-sonnet-4-5*: {input: 3, cached_input: 0.3, cache_write: 3.75, cache_write_1h: 6, output: 15}
 `),
     );
-    expect(book.priceOf('gpt-4o')).toEqual({ input: 2.5, cachedInput: 1.25, cacheWrite: 2.5, output: 10 });
-    expect(book.priceOf('claude-sonnet-4-5-20250929')).toEqual({ input: 3, cachedInput: 0.3, cacheWrite: 3.75, output: 15 });
-    expect(book.priceOf('claude-haiku-4-5')).toEqual({ input: 1, cachedInput: 1, cacheWrite: 1, output: 5 });
+    expect(book.priceOf('gpt-4o')).toEqual({ input: 2.5, cachedInput: 1.25, cacheWrite: 2.5, cacheWrite1h: 2.5, output: 10 });
+    expect(book.priceOf('claude-sonnet-4-5-20250929')).toEqual({
+      input: 3,
+      cachedInput: 0.3,
+      cacheWrite: 3.75,
+      cacheWrite1h: 6,
+      output: 15,
+    });
+    expect(book.priceOf('claude-haiku-4-5')).toEqual({ input: 1, cachedInput: 1, cacheWrite: 1.25, cacheWrite1h: 1.25, output: 5 });
     // Exact names only, but for a prefix entry: a dated snapshot of gpt-4o is not gpt-4o's price.
     expect(book.priceOf('gpt-4o-2024-08-06')).toBeUndefined();
     expect(buildPolicyBook({}).priceOf('gpt-4o')).toBeUndefined();

@@ -160,6 +160,7 @@ function readPrices(doc: unknown, problems: string[]): (model: string) => ModelP
       input: value.input,
       cachedInput: value.cached_input ?? value.input,
       cacheWrite: value.cache_write ?? value.input,
+      cacheWrite1h: value.cache_write_1h ?? value.cache_write ?? value.input,
       output: value.output,
     };
     if (name.endsWith('*')) prefixes.push([name.slice(0, -1), price]);

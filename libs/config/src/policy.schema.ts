@@ -117,8 +117,10 @@ export class ModelPriceSchema {
   @Dollars() output!: number;
   /** Prompt-cache reads; `input` when left out. */
   @Optional() @Dollars() cached_input?: number;
-  /** Prompt-cache writes (Anthropic); `input` when left out. */
+  /** Prompt-cache writes for 5 minutes (Anthropic); `input` when left out. */
   @Optional() @Dollars() cache_write?: number;
+  /** Prompt-cache writes for an hour (Anthropic); `cache_write` when left out. */
+  @Optional() @Dollars() cache_write_1h?: number;
 }
 
 /** A price: a finite number of dollars per million tokens, from 0 to {@link MAX_PRICE_PER_MILLION}. */

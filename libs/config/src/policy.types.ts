@@ -45,8 +45,10 @@ export interface ModelPrice {
   input: number;
   /** Prompt tokens read from the provider's prompt cache (`input` when the file says nothing). */
   cachedInput: number;
-  /** Prompt tokens written to the prompt cache, Anthropic's (`input` when the file says nothing). */
+  /** Prompt tokens written to the prompt cache for 5 minutes, Anthropic's (`input` when the file says nothing). */
   cacheWrite: number;
+  /** Prompt tokens written to the prompt cache for an hour, Anthropic's (`cacheWrite` when the file says nothing). */
+  cacheWrite1h: number;
   /** Output tokens, reasoning included. */
   output: number;
 }

@@ -20,6 +20,8 @@ export class RequestContext {
   tokensCached: number | null = null;
   /** Of {@link tokensIn}, those written to the provider's prompt cache (Anthropic); null when it did not say. */
   tokensCacheWrite: number | null = null;
+  /** Of {@link tokensCacheWrite}, those written for an hour (Anthropic); null when it did not say. */
+  tokensCacheWrite1h: number | null = null;
   /** Of {@link tokensOut}, those the model spent reasoning; null when the upstream did not say. */
   tokensReasoning: number | null = null;
   /** What the tokens cost in US dollars at the configured prices; set when the audit line is written, null without a price. */

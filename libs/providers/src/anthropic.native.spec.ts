@@ -1,4 +1,5 @@
 import { AnthropicNativeStream, messageText, messageUsage } from './anthropic.native';
+import { CACHE_WRITE_1H_TOKENS, CACHE_WRITE_TOKENS } from './chat.types';
 import { UpstreamError } from './upstream.error';
 
 function sse(event: string | undefined, data: unknown): { event?: string; data: string; id?: string } {
@@ -124,6 +125,28 @@ describe('messageUsage and messageText', () => {
     };
     expect(messageUsage(message)).toEqual({ prompt_tokens: 7, completion_tokens: 9, total_tokens: 16 });
     expect(messageText(message)).toBe('Let me see. Calling. {"city":"Paris"}');
+  });
+
+  it('keep the cache writes, and those made for an hour, beside the usage (never in its JSON)', () => {
+    const usage = messageUsage({
+      usage: {
+        input_tokens: 3,
+        cache_creation_input_tokens: 40,
+        cache_read_input_tokens: 5,
+        cache_creation: { ephemeral_5m_input_tokens: 30, ephemeral_1h_input_tokens: 10 },
+        output_tokens: 2,
+      },
+    });
+    expect(usage?.[CACHE_WRITE_TOKENS]).toBe(40);
+    expect(usage?.[CACHE_WRITE_1H_TOKENS]).toBe(10);
+    expect(JSON.parse(JSON.stringify(usage))).toEqual({
+      prompt_tokens: 48,
+      completion_tokens: 2,
+      total_tokens: 50,
+      prompt_tokens_details: { cached_tokens: 5 },
+    });
+    // An older answer without the split: the writes, none said to be an hour's.
+    expect(messageUsage({ usage: { input_tokens: 1, cache_creation_input_tokens: 4 } })?.[CACHE_WRITE_1H_TOKENS]).toBeUndefined();
   });
 
   it('give null usage and no text for an answer without them', () => {

@@ -530,7 +530,9 @@ export function toUsage(u: AnthropicUsage): OpenAiUsage {
   const completion = u.output_tokens ?? 0;
   const usage: OpenAiUsage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
   if (typeof u.cache_read_input_tokens === 'number') usage.prompt_tokens_details = { cached_tokens: cacheRead };
-  return typeof u.cache_creation_input_tokens === 'number' ? withCacheWrites(usage, u.cache_creation_input_tokens) : usage;
+  if (typeof u.cache_creation_input_tokens !== 'number') return usage;
+  const oneHour = u.cache_creation?.ephemeral_1h_input_tokens;
+  return withCacheWrites(usage, u.cache_creation_input_tokens, typeof oneHour === 'number' ? oneHour : undefined);
 }
 
 function isText(block: AnthropicResponseBlock): block is AnthropicTextBlock {
@@ -826,5 +828,6 @@ export function mergeUsage(into: AnthropicUsage, from: AnthropicUsage): void {
   if (typeof from.input_tokens === 'number') into.input_tokens = from.input_tokens;
   if (typeof from.cache_creation_input_tokens === 'number') into.cache_creation_input_tokens = from.cache_creation_input_tokens;
   if (typeof from.cache_read_input_tokens === 'number') into.cache_read_input_tokens = from.cache_read_input_tokens;
+  if (typeof from.cache_creation === 'object' && from.cache_creation !== null) into.cache_creation = { ...from.cache_creation };
   if (typeof from.output_tokens === 'number') into.output_tokens = from.output_tokens;
 }

@@ -111,6 +111,8 @@ export interface AnthropicUsage {
   input_tokens?: number | null;
   cache_creation_input_tokens?: number | null;
   cache_read_input_tokens?: number | null;
+  /** Of `cache_creation_input_tokens`, those written for 5 minutes and for an hour (billed at other rates). */
+  cache_creation?: { ephemeral_5m_input_tokens?: number | null; ephemeral_1h_input_tokens?: number | null } | null;
   output_tokens?: number | null;
 }
 

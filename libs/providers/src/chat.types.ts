@@ -5,6 +5,9 @@
  */
 export const CACHE_WRITE_TOKENS: unique symbol = Symbol('keygate.cacheWriteTokens');
 
+/** Of {@link CACHE_WRITE_TOKENS}, those written for an hour (Anthropic's `ephemeral_1h_input_tokens`, billed above 5-minute writes). */
+export const CACHE_WRITE_1H_TOKENS: unique symbol = Symbol('keygate.cacheWrite1hTokens');
+
 /**
  * `value` when it is a token count (a whole number, 0 or more), else null: an OpenAI-compatible
  * host's usage is passed on as it wrote it, so a count may be a string, negative or missing.
@@ -14,11 +17,14 @@ export function tokenCount(value: unknown): number | null {
 }
 
 /**
- * Notes `tokens` cache writes on `usage`, not enumerable: the usage object is also the one a
- * translated answer carries, and nothing that copies or compares it as OpenAI's should see it.
+ * Notes `tokens` cache writes on `usage` (`oneHour` of them written for an hour, when said), not
+ * enumerable: the usage object is also the one a translated answer carries, and nothing that copies
+ * or compares it as OpenAI's should see them.
  */
-export function withCacheWrites<U extends Usage>(usage: U, tokens: number): U {
-  return Object.defineProperty(usage, CACHE_WRITE_TOKENS, { value: tokens, enumerable: false });
+export function withCacheWrites<U extends Usage>(usage: U, tokens: number, oneHour?: number): U {
+  Object.defineProperty(usage, CACHE_WRITE_TOKENS, { value: tokens, enumerable: false });
+  if (oneHour !== undefined) Object.defineProperty(usage, CACHE_WRITE_1H_TOKENS, { value: oneHour, enumerable: false });
+  return usage;
 }
 
 /** Token usage in OpenAI's shape. */
@@ -32,6 +38,8 @@ export interface Usage {
   completion_tokens_details?: { reasoning_tokens?: number };
   /** Of `prompt_tokens`, those written to the prompt cache (Anthropic). */
   [CACHE_WRITE_TOKENS]?: number;
+  /** Of those, written for an hour. */
+  [CACHE_WRITE_1H_TOKENS]?: number;
 }
 
 /** One chat message as OpenAI takes it; content is text, parts, or null (assistant tool calls). */

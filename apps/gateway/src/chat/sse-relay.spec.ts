@@ -83,9 +83,12 @@ describe('recordUsage', () => {
         completion_tokens_details: { reasoning_tokens: 25 },
       },
       30,
+      10,
     );
     recordUsage(ctx, usage);
-    expect([ctx.tokensIn, ctx.tokensOut, ctx.tokensCached, ctx.tokensCacheWrite, ctx.tokensReasoning]).toEqual([150, 40, 100, 30, 25]);
+    expect([ctx.tokensIn, ctx.tokensOut, ctx.tokensCached, ctx.tokensCacheWrite, ctx.tokensCacheWrite1h, ctx.tokensReasoning]).toEqual([
+      150, 40, 100, 30, 10, 25,
+    ]);
     // The cache writes ride along unseen by anything that serialises the usage for a client.
     expect(JSON.parse(JSON.stringify(usage))).toEqual({
       prompt_tokens: 150,

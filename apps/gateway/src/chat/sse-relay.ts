@@ -5,6 +5,7 @@ import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER, MetricsService, type RequestContext } from '@keygate/observability';
 import {
+  CACHE_WRITE_1H_TOKENS,
   CACHE_WRITE_TOKENS,
   ClientAbortedError,
   countTokens,
@@ -72,6 +73,7 @@ export function recordUsage(ctx: RequestContext, usage: Usage | null | undefined
 function recordUsageDetails(ctx: RequestContext, usage: Usage): void {
   ctx.tokensCached = tokenCount(usage.prompt_tokens_details?.cached_tokens);
   ctx.tokensCacheWrite = tokenCount(usage[CACHE_WRITE_TOKENS]);
+  ctx.tokensCacheWrite1h = tokenCount(usage[CACHE_WRITE_1H_TOKENS]);
   ctx.tokensReasoning = tokenCount(usage.completion_tokens_details?.reasoning_tokens);
 }
 
