@@ -367,50 +367,43 @@ describe('GeminiAdapter against the mock upstream', () => {
       );
     });
 
-    it('passes on every event to the end of the body, one after the event that completes the answer too', async () => {
-      // Google may send a part's thoughtSignature (or grounding metadata) in an event of its own.
-      const done = {
-        candidates: [{ content: { role: 'model', parts: [{ text: 'hi' }] }, finishReason: 'STOP', index: 0 }],
-        usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 1, totalTokenCount: 4 },
-      };
-      const trailing = { candidates: [{ content: { role: 'model', parts: [{ text: '', thoughtSignature: 'c2ln' }] }, index: 0 }] };
-      const server = createServer((_req, res) => {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        res.end(`data: ${JSON.stringify(done)}\r\n\r\ndata: ${JSON.stringify(trailing)}\r\n\r\n`);
-      });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      try {
-        const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-        const { events } = await adapter.streamGenerateContent({ ...passthrough({ contents }), access: { ...access(), baseUrl: base } });
-        const out = await collect(events);
-        expect(out.map((e) => e.data)).toEqual([JSON.stringify(done), JSON.stringify(trailing)]);
-        expect(out[0].usage).toMatchObject({ prompt_tokens: 3, completion_tokens: 1 });
-      } finally {
-        await new Promise((resolve) => server.close(resolve));
-      }
-    });
+    /** An answer's events as a host sends them: the one that completes the answer, then one more after it. */
+    const done = {
+      candidates: [{ content: { role: 'model', parts: [{ text: 'hi' }] }, finishReason: 'STOP', index: 0 }],
+      usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 1, totalTokenCount: 4 },
+    };
+    const trailing = { candidates: [{ content: { role: 'model', parts: [{ text: '', thoughtSignature: 'c2ln' }] }, index: 0 }] };
+    const answerEvents = `data: ${JSON.stringify(done)}\r\n\r\ndata: ${JSON.stringify(trailing)}\r\n\r\n`;
 
-    it('ends a complete answer whose body the host keeps open, its trailing events passed on, without an idle timeout after it', async () => {
-      const done = {
-        candidates: [{ content: { role: 'model', parts: [{ text: 'hi' }] }, finishReason: 'STOP', index: 0 }],
-        usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 1, totalTokenCount: 4 },
-      };
-      const trailing = { candidates: [{ content: { role: 'model', parts: [{ text: '', thoughtSignature: 'c2ln' }] }, index: 0 }] };
-      // The body is never ended: the adapter's idle timeout (5 s) would fail the stream after its answer.
+    /** The adapter's native stream from a host of this test's that writes `answerEvents`, then ends its body or keeps it open. */
+    async function streamFromHost(endBody: boolean): Promise<StreamEvent[]> {
       const server = createServer((_req, res) => {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
-        res.write(`data: ${JSON.stringify(done)}\r\n\r\ndata: ${JSON.stringify(trailing)}\r\n\r\n`);
+        if (endBody) res.end(answerEvents);
+        else res.write(answerEvents);
       });
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       try {
         const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
         const { events } = await adapter.streamGenerateContent({ ...passthrough({ contents }), access: { ...access(), baseUrl: base } });
-        const out = await collect(events);
-        expect(out.map((e) => e.data)).toEqual([JSON.stringify(done), JSON.stringify(trailing)]);
+        return await collect(events);
       } finally {
         server.closeAllConnections();
         await new Promise((resolve) => server.close(resolve));
       }
+    }
+
+    it('passes on every event to the end of the body, one after the event that completes the answer too', async () => {
+      // Google may send a part's thoughtSignature (or grounding metadata) in an event of its own.
+      const out = await streamFromHost(true);
+      expect(out.map((e) => e.data)).toEqual([JSON.stringify(done), JSON.stringify(trailing)]);
+      expect(out[0].usage).toMatchObject({ prompt_tokens: 3, completion_tokens: 1 });
+    });
+
+    it('ends a complete answer whose body the host keeps open, its trailing events passed on, without an idle timeout after it', async () => {
+      // The body is never ended: the adapter's idle timeout (5 s) would fail the stream after its answer.
+      const out = await streamFromHost(false);
+      expect(out.map((e) => e.data)).toEqual([JSON.stringify(done), JSON.stringify(trailing)]);
     });
 
     it('counts tokens through countTokens', async () => {
