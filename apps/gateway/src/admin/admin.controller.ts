@@ -70,7 +70,7 @@ export class AdminController {
     examples: {
       user: {
         summary: 'Block one user for an hour',
-        value: { product: 'demo', user: 'alice', reason: 'abuse report #123', expires_in_seconds: 3600 },
+        value: { product: 'demo', user: 'mallory', reason: 'abuse report #123', expires_in_seconds: 3600 },
       },
     },
   })
@@ -141,7 +141,7 @@ export class AdminController {
   @Delete('blocks')
   @ApiOperation({ summary: 'Lift a block' })
   @ApiQuery({ name: 'product', required: true, type: String, example: 'demo' })
-  @ApiQuery({ name: 'user', required: false, type: String, example: 'alice', description: 'Absent: the block of the whole product' })
+  @ApiQuery({ name: 'user', required: false, type: String, example: 'mallory', description: 'Absent: the block of the whole product' })
   @ApiOkResponse({ type: DeletedDto })
   @ApiAdminErrors([
     [404, '`route_not_found`: no such block in force', new GatewayError('route_not_found', 'no such block')],

@@ -11,7 +11,7 @@ const MAX_BLOCK_SECONDS = 10 * 365 * 86_400;
 @StrictBody()
 export class CreateBlockDto {
   @ApiProperty({ example: 'demo' }) @Matches(NAME, { message: 'product must be a product name' }) product!: string;
-  @ApiPropertyOptional({ description: 'Block only this user of the product', example: 'alice' })
+  @ApiPropertyOptional({ description: 'Block only this user of the product', example: 'mallory' })
   @IsOptional()
   @IsString()
   @MinLength(1)
@@ -43,7 +43,8 @@ export class CreateBlockDto {
 /** A block as listed. */
 export class BlockDto {
   @ApiProperty({ example: 'demo' }) product!: string;
-  @ApiProperty({ nullable: true, type: String, example: 'alice', description: 'null: the whole product is blocked' }) user!: string | null;
+  @ApiProperty({ nullable: true, type: String, example: 'mallory', description: 'null: the whole product is blocked' }) user!:
+    string | null;
   @ApiProperty({ example: 'abuse report #123' }) reason!: string;
   @ApiProperty({ example: '2026-12-05T09:30:00.000Z' }) createdAt!: string;
   @ApiProperty({ nullable: true, type: String, example: '2026-12-05T10:30:00.000Z', description: 'null: until deleted' })

@@ -163,7 +163,7 @@ const EXAMPLE_REQUEST_ID = '5f0c2e1a-8b7d-4c1e-9a35-2d6f4b8e7c10';
 const USUAL_ERRORS: Readonly<Record<number, GatewayError>> = {
   400: new GatewayError('invalid_json', 'the request body is not valid JSON'),
   401: new GatewayError('invalid_token', 'the token has expired'),
-  403: new GatewayError('blocked', 'user alice of product demo is blocked: abuse report #123'),
+  403: new GatewayError('blocked', 'user mallory of product demo is blocked: abuse report #123'),
   404: new GatewayError('model_not_found', "The model 'no-such-model' does not exist on this gateway", { param: 'model' }),
   408: new GatewayError('invalid_request', 'the request body did not arrive in time'),
   413: new GatewayError('request_too_large', "the request body exceeds this product's limit of 1048576 bytes"),
