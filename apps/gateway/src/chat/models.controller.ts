@@ -89,8 +89,8 @@ const ANTHROPIC_BETA_QUERY = ApiQuery({
   name: 'beta',
   required: false,
   type: String,
-  example: 'true',
-  description: `${ANTHROPIC_ONLY}: sent by the Anthropic SDKs' beta.models calls; taken and ignored`,
+  // No example: Swagger UI would fill it in on the OpenAI format's "Try it out", where it means nothing.
+  description: `${ANTHROPIC_ONLY}: sent by the Anthropic SDKs' beta.models calls (\`true\`); taken and ignored`,
 });
 
 /**
@@ -115,8 +115,9 @@ export class ModelsController {
   @ApiQuery({
     name: 'limit',
     required: false,
-    schema: { type: 'integer', minimum: 1, maximum: 1000, default: 20 },
-    description: `${ANTHROPIC_ONLY}: models per page`,
+    // Its default is said, not declared: Swagger UI would fill a declared one in (see beta).
+    schema: { type: 'integer', minimum: 1, maximum: 1000 },
+    description: `${ANTHROPIC_ONLY}: models per page (20 when left out)`,
   })
   @ApiQuery({
     name: 'after_id',
