@@ -83,7 +83,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     // and stream errors do; keygate's stays in X-Request-Id.
     const upstreamId = isAnthropicRequest(ctx) ? anthropicRequestIdOf(error) : undefined;
     if (upstreamId !== undefined) headers['request-id'] = upstreamId;
-    const body = errorBodyFor(ctx, error, upstreamId ?? ctx?.requestId);
+    const body = errorBodyFor(ctx, error, upstreamId);
     // Anthropic's route answers in an envelope the Anthropic SDKs read, which is also the contract's.
     const answer = (): void => void reply.status(error.status).headers(headers).type('application/json').send(body);
     // A body refused before it was read (above every product's limit): answered once it has arrived.
