@@ -83,6 +83,15 @@ describe('parseProductKeys', () => {
     expect(problems(text)).toContain(expected);
   });
 
+  it('reports a model under two providers together with the other problems of those entries, not only once they are fixed', () => {
+    const text = JSON.stringify({
+      p: { providers: { anthropic: { api_key: '', models: ['gpt-4o-mini'] }, openai: { api_key: KEY, models: [' gpt-4o-mini ', 7] } } },
+    });
+    expect(problems(text)).toContain('p.providers.anthropic.api_key: must be a non-empty string');
+    expect(problems(text)).toContain('p.providers.openai.models: must be a non-empty list of model names');
+    expect(problems(text)).toContain('p.providers: model gpt-4o-mini is listed under both anthropic and openai');
+  });
+
   it('refuses a secret with no product: every request would be refused', () => {
     expect(problems('{}')).toMatch(/no products: at least one product is required/);
   });

@@ -44,6 +44,9 @@ export function parseProductKeys(text: string, secretName: string): ProductCatal
       if (key !== 'providers') problems.push(`${product}.${fieldLabel(key, i)}: unknown field`);
     });
     const providers: ProviderAccess[] = [];
+    // Every entry's model names, its other fields valid or not: a name under two providers is a
+    // problem of its own, reported with the rest rather than only once the rest is fixed.
+    const listed: { provider: string; models: string[] }[] = [];
     for (const [i, [provider, access]] of Object.entries(entry.providers).entries()) {
       if (!(PROVIDER_NAMES as readonly string[]).includes(provider)) {
         problems.push(
@@ -54,10 +57,12 @@ export function parseProductKeys(text: string, secretName: string): ProductCatal
       const path = `${product}.providers.${provider}`;
       const parsed = parseAccess(provider as ProviderName, access, path, problems);
       if (parsed) providers.push(parsed);
+      const models = isObject(access) && Array.isArray(access.models) ? (access.models as unknown[]) : [];
+      listed.push({ provider, models: models.filter((m): m is string => typeof m === 'string' && m.trim() !== '').map((m) => m.trim()) });
     }
     const before = problems.length;
     const served = new Map<string, string>();
-    for (const { provider, models } of providers) {
+    for (const { provider, models } of listed) {
       for (const model of models) {
         const other = served.get(model);
         // The same name under two providers: which one serves it would depend on key order.
