@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
 import { JsonLogger } from '@keygate/observability';
+import { closeOnRefusedDatabase, refusedDatabase } from '@keygate/redis';
 import { Redis } from 'ioredis';
 import { AutoBlocker } from './auto-blocker';
 import { ANNOUNCE_CONFIRM_MS, BLOCKS_BOOT_GRACE_MS, BLOCKS_POLL_MS, BlocksService, type Block } from './blocks.service';
@@ -553,6 +554,27 @@ describe('BlocksService booting while Redis is away', () => {
     expect(lines.filter((l) => /blocks not loaded/.test(String(l.message)))).toEqual([
       expect.objectContaining({ severity: 'WARNING', waitedMs: BLOCKS_BOOT_GRACE_MS }),
     ]);
+  });
+});
+
+describe('BlocksService on a database Redis refuses', () => {
+  it('leaves the not-loaded WARNING out: the refusal has its own ERROR line, and no outage will end', async () => {
+    // Past any server's `databases`: Redis refuses the SELECT ioredis sends on connecting.
+    const redis = new Redis(`${REDIS_URL.replace(/\/\d*$/, '')}/2147483647`, {
+      ...TEST_CONNECTION,
+      maxRetriesPerRequest: 0,
+      lazyConnect: false,
+    });
+    redis.on('error', () => undefined);
+    closeOnRefusedDatabase(redis);
+    connections.push(redis);
+    const { logger, lines } = capture();
+    const service = new BlocksService(redis, logger);
+    services.push(service);
+    await service.onModuleInit();
+    await msUntil('the client closed', () => refusedDatabase(redis), 2_000);
+    await new Promise((r) => setTimeout(r, BLOCKS_BOOT_GRACE_MS + 500));
+    expect(lines.filter((l) => /blocks not loaded/.test(String(l.message)))).toEqual([]);
   });
 });
 

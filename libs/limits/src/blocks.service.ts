@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
-import { closeOnRefusedDatabase, KEYGATE_REDIS } from '@keygate/redis';
+import { closeOnRefusedDatabase, KEYGATE_REDIS, refusedDatabase } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 
@@ -149,7 +149,8 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     // A replica that boots while Redis is away serves with no blocks at all until it answers
     // (it stays ready: limits count per replica meanwhile): an operator must know.
     setTimeout(() => {
-      if (!this.refreshedOnce && !this.stopped)
+      // A refused database has its own ERROR line, which says blocks are not in force: no outage to wait out.
+      if (!this.refreshedOnce && !this.stopped && !refusedDatabase(redis))
         this.logger.write(
           'WARNING',
           'blocks not loaded: Redis has not answered since boot; no block is in force on this replica until it does',

@@ -7,6 +7,8 @@ import {
   redisMisconfiguration,
   withinRequestWait,
 } from './redis.factory';
+import { redisErrorReporter } from './redis.module';
+import { JsonLogger } from '@keygate/observability';
 
 // Integration spec: runs against the real Redis, writing nothing.
 const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -118,5 +120,28 @@ describe('withinRequestWait', () => {
     } finally {
       redis.disconnect();
     }
+  });
+});
+
+describe('redisErrorReporter', () => {
+  it("says a refused database once for all of a logger's clients, while each still reports its own outage", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = new JsonLogger('info', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
+    const requestPath = redisErrorReporter(logger, 'request path down');
+    const replayCache = redisErrorReporter(logger, 'replay cache down');
+    const refusal = await selectRefusal(2147483647);
+    requestPath(refusal);
+    replayCache(refusal);
+    expect(lines.map((l) => [l.severity, l.message])).toEqual([
+      ['ERROR', expect.stringMatching(/^API_KEY_SERVER_REDIS_URL selects a database/)],
+    ]);
+    // Fresh reporters: each stays quiet a minute after its first line.
+    const outage = new Error('connect ECONNREFUSED 127.0.0.1:1');
+    redisErrorReporter(logger, 'request path down')(outage);
+    redisErrorReporter(logger, 'replay cache down')(outage);
+    expect(lines.slice(1).map((l) => [l.severity, l.message])).toEqual([
+      ['WARNING', 'request path down'],
+      ['WARNING', 'replay cache down'],
+    ]);
   });
 });

@@ -42,8 +42,18 @@ export function createRequestPathRedis(url: string, onError: (error: Error) => v
  */
 export function closeOnRefusedDatabase(redis: Redis): void {
   redis.on('error', (error: Error) => {
-    if (redisMisconfiguration(error)) redis.disconnect();
+    if (!redisMisconfiguration(error)) return;
+    refused.add(redis);
+    redis.disconnect();
   });
+}
+
+/** Clients closed by {@link closeOnRefusedDatabase}. */
+const refused = new WeakSet<Redis>();
+
+/** Whether `redis` was closed because Redis refused its database: it will not answer until a restart. */
+export function refusedDatabase(redis: Redis): boolean {
+  return refused.has(redis);
 }
 
 /**
@@ -55,7 +65,7 @@ export function closeOnRefusedDatabase(redis: Redis): void {
 export function redisMisconfiguration(error: Error): string | undefined {
   const command = (error as { command?: { name?: unknown } }).command;
   return command?.name === 'select'
-    ? "API_KEY_SERVER_REDIS_URL selects a database this Redis refuses (Redis's reply is the reason): keygate stops using this Redis, so limits count per replica and HMAC requests are refused (503), until the URL is fixed (an index from 0 to the server's databases setting minus 1; none on a cluster) and keygate restarted"
+    ? "API_KEY_SERVER_REDIS_URL selects a database this Redis refuses (Redis's reply is the reason): keygate stops using this Redis, so limits count per replica, no block set through Redis is in force and HMAC requests are refused (503), until the URL is fixed (an index from 0 to the server's databases setting minus 1; none on a cluster) and keygate restarted"
     : undefined;
 }
 

@@ -13,10 +13,18 @@ import { createRequestPathRedis, redisMisconfiguration, reportOncePer } from './
 export function redisErrorReporter(logger: JsonLogger, outage: string): (error: Error) => void {
   return reportOncePer(60_000, (error) => {
     const misconfiguration = redisMisconfiguration(error);
-    if (misconfiguration) logger.write('ERROR', misconfiguration, { reason: error.message });
-    else logger.write('WARNING', outage, { reason: error.message });
+    if (!misconfiguration) logger.write('WARNING', outage, { reason: error.message });
+    // Each client (the request path's, the replay cache's) is refused the same URL's database: the
+    // line says what all of them stop doing, once.
+    else if (!toldMisconfiguration.has(logger)) {
+      toldMisconfiguration.add(logger);
+      logger.write('ERROR', misconfiguration, { reason: error.message });
+    }
   });
 }
+
+/** Loggers that have said Redis refuses the URL's database. */
+const toldMisconfiguration = new WeakSet<JsonLogger>();
 
 /** The shared Redis client of the request path (limits, quotas, blocks), when configured. */
 @Module({
