@@ -246,6 +246,21 @@ prices:
     // Exact names only, but for a prefix entry: a dated snapshot of gpt-4o is not gpt-4o's price.
     expect(book.priceOf('gpt-4o-2024-08-06')).toBeUndefined();
     expect(buildPolicyBook({}).priceOf('gpt-4o')).toBeUndefined();
+    expect(book.warnings).toEqual([]);
+  });
+
+  it('warns of cache rates the wrong way round (most likely two numbers swapped), and boots', () => {
+    const book = buildPolicyBook({
+      prices: {
+        'gpt-4o': { input: 1.25, cached_input: 2.5, output: 10 },
+        'claude-*': { input: 3, cache_write: 6, cache_write_1h: 3.75, output: 15 },
+      },
+    });
+    expect(book.warnings).toEqual([
+      'prices.gpt-4o: cached_input (2.5) is above input (1.25); cache reads are priced below input',
+      'prices.claude-*: cache_write_1h (3.75) is below cache_write (6); an hour-long cache write is priced above a 5-minute one',
+    ]);
+    expect(book.priceOf('gpt-4o')?.cachedInput).toBe(2.5);
   });
 
   it('refuses prices that are not a table of non-negative dollar amounts, naming each', () => {

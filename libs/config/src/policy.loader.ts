@@ -68,7 +68,8 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
   // `defaults:` or `products:` left empty (YAML null), like any field left empty, reads as a block
   // that was meant to say something: refused rather than taken for an empty one.
   for (const key of TOP_LEVEL) if (key in doc && doc[key] === null) problems.push(`${key}: empty (write {} or leave it out)`);
-  const prices = readPrices(doc.prices ?? {}, problems);
+  const warnings: string[] = [];
+  const prices = readPrices(doc.prices ?? {}, problems, warnings);
   const defaultsDoc = doc.defaults ?? {};
   const defaults = validateProduct(defaultsDoc, 'defaults', problems);
   const productsDoc = doc.products ?? {};
@@ -98,7 +99,6 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
   );
   // A request without max_tokens reserves the cap: a cap above a daily token quota could never be
   // admitted (429 until midnight, every day). Valid (clients may always send a smaller max_tokens), so said, not refused.
-  const warnings: string[] = [];
   for (const [where, p] of [['defaults', resolvedDefaults] as const, ...[...resolved].map(([n, p]) => [`products.${n}`, p] as const)]) {
     for (const [field, quota] of [
       ['user_daily_tokens', p.limits.userDailyTokens],
@@ -136,7 +136,7 @@ const TOP_LEVEL = ['defaults', 'products', 'prices'];
  * lookup: a model's own entry, else the longest prefix it starts with (`claude-sonnet-4-5*` covers
  * its dated snapshots). Looked up once per request, when its audit line is written.
  */
-function readPrices(doc: unknown, problems: string[]): (model: string) => ModelPrice | undefined {
+function readPrices(doc: unknown, problems: string[], warnings: string[]): (model: string) => ModelPrice | undefined {
   const exact = new Map<string, ModelPrice>();
   const prefixes: Array<[string, ModelPrice]> = [];
   if (!isPlainObject(doc)) {
@@ -163,6 +163,14 @@ function readPrices(doc: unknown, problems: string[]): (model: string) => ModelP
       cacheWrite1h: value.cache_write_1h ?? value.cache_write ?? value.input,
       output: value.output,
     };
+    // Valid, but every provider discounts cache reads and charges more for the longer cache write:
+    // the other way round is most likely two numbers swapped, which would skew every cost quietly.
+    if (price.cachedInput > price.input)
+      warnings.push(`${path}: cached_input (${price.cachedInput}) is above input (${price.input}); cache reads are priced below input`);
+    if (price.cacheWrite1h < price.cacheWrite)
+      warnings.push(
+        `${path}: cache_write_1h (${price.cacheWrite1h}) is below cache_write (${price.cacheWrite}); an hour-long cache write is priced above a 5-minute one`,
+      );
     if (name.endsWith('*')) prefixes.push([name.slice(0, -1), price]);
     else exact.set(name, price);
   }
