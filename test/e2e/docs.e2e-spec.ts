@@ -3,6 +3,7 @@
  */
 import { createRequire } from 'node:module';
 import Ajv from 'ajv';
+import { createParser } from 'eventsource-parser';
 import { cleanupTempFiles, mintToken, startGateway, startMock, uniqueId, writeTempFile, type Gateway, type MockUpstream } from './harness';
 
 /** The environment of `npm start` (dev/demo-env.js), whose demo product Swagger UI's examples are tried against. */
@@ -443,6 +444,21 @@ describe('routes outside /v1 and /chat', () => {
  * and every answer must be one the operation documents, in a media type documented for that status,
  * with a body that the schema documented for it describes.
  */
+/** A stream's first and last events, each by its name, else its data's `type`, else `[DONE]` or `object`. */
+function sseEnds(text: string): string[] {
+  const found: string[] = [];
+  const parser = createParser({
+    onEvent: ({ event, data }) => {
+      if (event) return found.push(event);
+      if (data === '[DONE]') return found.push(data);
+      const parsed = JSON.parse(data) as Record<string, unknown>;
+      found.push(typeof parsed.type === 'string' ? parsed.type : 'object');
+    },
+  });
+  parser.feed(text);
+  return [found[0], found.at(-1) ?? ''];
+}
+
 describe('the OpenAPI document against what the gateway answers', () => {
   type Operation = {
     parameters?: OpenApiParameter[];
@@ -588,7 +604,17 @@ describe('the OpenAPI document against what the gateway answers', () => {
       if (!example || !(takesStream || path.endsWith(':streamGenerateContent'))) continue;
       const answer = await send(method, target(path, op), credentialFor(path), takesStream ? { ...example, stream: true } : example);
       // Some take `stream` and answer JSON all the same (count_tokens): checked as whatever they answer.
-      if (answer.status === 200 && answer.media === 'text/event-stream') streams++;
+      if (answer.status === 200 && answer.media === 'text/event-stream') {
+        streams++;
+        // The example Swagger UI shows begins and ends as the real stream does.
+        const documented = (op.responses?.['200']?.content?.['text/event-stream'] as { example?: unknown } | undefined)?.example;
+        if (typeof documented !== 'string') problems.push(`${key}: its event stream has no example`);
+        else {
+          const [shown, real] = [sseEnds(documented), sseEnds(answer.text)];
+          if (JSON.stringify(shown) !== JSON.stringify(real))
+            problems.push(`${key}: its stream example runs ${JSON.stringify(shown)}, the stream ${JSON.stringify(real)}`);
+        }
+      }
       problems.push(...mismatch(key, op, answer));
     }
     expect(streams).toBeGreaterThanOrEqual(5);

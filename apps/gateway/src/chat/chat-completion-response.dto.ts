@@ -1,4 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { CHAT_STREAM_EXAMPLE } from '../http/stream-examples';
 
 /** The assistant's message of a choice (OpenAI's shape, whatever the provider). */
 class ChatCompletionMessageDto {
@@ -44,4 +45,8 @@ export class ChatCompletionDto {
 }
 
 /** The stream of `POST /v1/chat/completions` with `stream: true`. */
-export const CHAT_COMPLETION_STREAM = 'Server-sent events: `data:` lines, each a chat.completion.chunk object, then `data: [DONE]`';
+export const CHAT_COMPLETION_STREAM = {
+  description:
+    'Server-sent events: `data:` lines, each a chat.completion.chunk object, then `data: [DONE]`; with `stream_options.include_usage`, a last chunk with no choices carries the usage',
+  example: CHAT_STREAM_EXAMPLE,
+};

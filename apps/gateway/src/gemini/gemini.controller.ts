@@ -7,6 +7,7 @@ import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiGatewayErrors, GoogleErrorBodyDto } from '../http/api-errors.decorator';
 import { ApiOkAnswer } from '../http/api-ok.decorator';
+import { GEMINI_STREAM_EXAMPLE } from '../http/stream-examples';
 import { modelCall } from '../http/request.decorators';
 import type { GeminiApiVersion } from '@keygate/providers';
 import {
@@ -115,7 +116,10 @@ export class GeminiController {
   @ApiBody({ type: GenerateContentRequestDto, examples: HELLO })
   @ApiOkAnswer({
     description: "Google's stream: `data:` events, each a GenerateContentResponse; the last carries the usage",
-    stream: 'Server-sent events: `data:` lines, each a GenerateContentResponse (JSON); the last carries usageMetadata',
+    stream: {
+      description: 'Server-sent events: `data:` lines, each a GenerateContentResponse (JSON); the last carries usageMetadata',
+      example: GEMINI_STREAM_EXAMPLE,
+    },
   })
   @ApiGatewayErrors(GoogleErrorBodyDto)
   streamGenerateContent(

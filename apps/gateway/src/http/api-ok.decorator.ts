@@ -9,10 +9,16 @@ import { ApiExtraModels, ApiOkResponse, getSchemaPath } from '@nestjs/swagger';
  * event stream the JSON object's schema and every error answer (always JSON) the event stream's
  * media type.
  */
-export function ApiOkAnswer(options: { description: string; json?: Type<unknown>; stream?: string }): MethodDecorator & ClassDecorator {
-  const content: Record<string, { schema: Record<string, unknown> }> = {};
+export function ApiOkAnswer(options: {
+  description: string;
+  json?: Type<unknown>;
+  /** The event stream: what it is, and an example of it (see stream-examples.ts). */
+  stream?: { description: string; example: string };
+}): MethodDecorator & ClassDecorator {
+  const content: Record<string, { schema: Record<string, unknown>; example?: string }> = {};
   if (options.json) content['application/json'] = { schema: { $ref: getSchemaPath(options.json) } };
-  if (options.stream) content['text/event-stream'] = { schema: { type: 'string', description: options.stream } };
+  if (options.stream)
+    content['text/event-stream'] = { schema: { type: 'string', description: options.stream.description }, example: options.stream.example };
   return applyDecorators(
     ...(options.json ? [ApiExtraModels(options.json)] : []),
     ApiOkResponse({ description: options.description, content }),

@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '@keygate/errors';
 import { AnthropicErrorBodyDto, ApiGatewayErrors } from '../http/api-errors.decorator';
 import { ApiOkAnswer } from '../http/api-ok.decorator';
+import { MESSAGES_STREAM_EXAMPLE } from '../http/stream-examples';
 import { modelCall } from '../http/request.decorators';
 import { AnthropicMessageResponseDto, AnthropicTokenCountDto, MessagesRequestDto } from './messages.dto';
 import { anthropicClientHeaders, MessagesService, type MessagesRequest } from './messages.service';
@@ -52,7 +53,10 @@ export class MessagesController {
   @ApiOkAnswer({
     description: "Anthropic's Message object, or with `stream: true` its stream of events (`message_start` … `message_stop`)",
     json: AnthropicMessageResponseDto,
-    stream: 'Server-sent events as Anthropic sends them: `event:` and `data:` lines, `message_start` … `message_stop`',
+    stream: {
+      description: 'Server-sent events as Anthropic sends them: `event:` and `data:` lines, `message_start` … `message_stop`',
+      example: MESSAGES_STREAM_EXAMPLE,
+    },
   })
   @ApiGatewayErrors(AnthropicErrorBodyDto)
   create(@Req() request: FastifyRequest, @Body() body: MessagesRequestDto, @Res() reply: FastifyReply): Promise<void> {

@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '@keygate/errors';
 import { ApiGatewayErrors, ApiStoredResponseErrors } from '../http/api-errors.decorator';
 import { ApiOkAnswer } from '../http/api-ok.decorator';
+import { RESPONSES_STREAM_EXAMPLE } from '../http/stream-examples';
 import { modelCall } from '../http/request.decorators';
 import {
   InputItemListDto,
@@ -75,7 +76,10 @@ export class ResponsesController {
   @ApiOkAnswer({
     description: "OpenAI's Response object, or with `stream: true` its stream of events (`response.created` … `response.completed`)",
     json: ResponseObjectDto,
-    stream: 'Server-sent events as OpenAI sends them: `event:` and `data:` lines, `response.created` … `response.completed`',
+    stream: {
+      description: 'Server-sent events as OpenAI sends them: `event:` and `data:` lines, `response.created` … `response.completed`',
+      example: RESPONSES_STREAM_EXAMPLE,
+    },
   })
   @ApiGatewayErrors(undefined, [
     [
