@@ -146,7 +146,10 @@ export class ModelsController {
     description: `${ANTHROPIC_ONLY}: lifecycle as the Anthropic SDKs spell it`,
   })
   @ANTHROPIC_BETA_QUERY
-  @ApiOkResponse({ schema: { oneOf: [{ $ref: getSchemaPath(ModelListDto) }, { $ref: getSchemaPath(AnthropicModelListDto) }] } })
+  @ApiOkResponse({
+    description: "The models the caller's product serves: OpenAI's list, or with `anthropic-version` Anthropic's page",
+    schema: { oneOf: [{ $ref: getSchemaPath(ModelListDto) }, { $ref: getSchemaPath(AnthropicModelListDto) }] },
+  })
   @ApiModelsErrors('list')
   list(@Req() request: FastifyRequest): ModelListDto | AnthropicModelListDto {
     const { ctx, principal } = modelCall(request);
@@ -165,7 +168,10 @@ export class ModelsController {
   @ApiParam({ name: 'model', example: 'gpt-4o-mini' })
   @ANTHROPIC_FORMAT
   @ANTHROPIC_BETA_QUERY
-  @ApiOkResponse({ schema: { oneOf: [{ $ref: getSchemaPath(ModelDto) }, { $ref: getSchemaPath(AnthropicModelDto) }] } })
+  @ApiOkResponse({
+    description: "The model: OpenAI's model object, or with `anthropic-version` Anthropic's",
+    schema: { oneOf: [{ $ref: getSchemaPath(ModelDto) }, { $ref: getSchemaPath(AnthropicModelDto) }] },
+  })
   @ApiModelsErrors('retrieve')
   retrieve(@Req() request: FastifyRequest, @Param('model') id: string): ModelDto | AnthropicModelDto {
     const { ctx, principal } = modelCall(request);

@@ -63,7 +63,7 @@ export class GeminiModelsController {
   @ApiOperation({ summary: "List the Gemini models of the caller's product (Gemini API)" })
   @ApiQuery({ name: 'pageSize', required: false, schema: { type: 'integer', minimum: 0, default: 50 }, description: 'At most 1000' })
   @ApiQuery({ name: 'pageToken', required: false, type: String, description: 'The nextPageToken of the previous page' })
-  @ApiOkResponse({ type: GeminiModelListDto })
+  @ApiOkResponse({ type: GeminiModelListDto, description: "The product's Gemini models, a page of Google's ListModelsResponse" })
   @ApiGeminiModelsErrors('list')
   list(@Req() request: FastifyRequest): GeminiModelList {
     const { principal } = modelCall(request);
@@ -80,7 +80,7 @@ export class GeminiModelsController {
     description: 'A name the product serves through a pattern (`gemini-2.5-*`) is answered too: generateContent would accept it.',
   })
   @ApiParam({ name: 'model', example: 'gemini-2.5-flash' })
-  @ApiOkResponse({ type: GeminiModelDto })
+  @ApiOkResponse({ type: GeminiModelDto, description: "The model, as Google's Model resource" })
   @ApiGeminiModelsErrors('retrieve')
   retrieve(@Req() request: FastifyRequest, @Param('model') param: string): GeminiModel {
     const { ctx, principal } = modelCall(request);

@@ -36,7 +36,10 @@ export class ProtectedResourceController {
 
   @Get()
   @ApiOperation({ summary: 'RFC 9728 protected-resource metadata' })
-  @ApiOkResponse({ type: ProtectedResourceMetadataDto })
+  @ApiOkResponse({
+    type: ProtectedResourceMetadataDto,
+    description: 'The resource, its authorization servers and the bearer methods it takes',
+  })
   metadata(@Req() request: FastifyRequest): Record<string, unknown> {
     return this.document(request);
   }
