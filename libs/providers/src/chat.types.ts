@@ -10,10 +10,21 @@ export const CACHE_WRITE_1H_TOKENS: unique symbol = Symbol('keygate.cacheWrite1h
 
 /**
  * `value` when it is a token count (a whole number, 0 or more), else null: an OpenAI-compatible
- * host's usage is passed on as it wrote it, so a count may be a string, negative or missing.
+ * host's usage is passed on as it wrote it, so a count may be a string, negative or missing. Never
+ * coerced: `"12"` is not 12 (added to another count it concatenates).
  */
 export function tokenCount(value: unknown): number | null {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null;
+}
+
+/**
+ * A usage's main count (prompt or completion) as a translator reads it from the provider: 0 when it
+ * is left out (null included), as Gemini leaves out the output of an answer that has none; null
+ * when it is there but not a count, and then the whole usage is unreported (keygate's estimate bills
+ * the request) rather than a part of it taken for the whole.
+ */
+export function mainTokenCount(value: unknown): number | null {
+  return value === undefined || value === null ? 0 : tokenCount(value);
 }
 
 /**

@@ -95,6 +95,28 @@ describe('GeminiNativeStream', () => {
   });
 });
 
+/* A Gemini-compatible host's counts come as it wrote them (JSON carries no NaN or Infinity). */
+describe.each(['12', -1, 1.5, 2 ** 53])('GeminiNativeStream with the count %p', (bad) => {
+  it('as the prompt count of the answer’s only usage: complete, with no usage (keygate estimates it)', () => {
+    const stream = new GeminiNativeStream();
+    const out = stream.push(data({ candidates: [text('hi', 'STOP')], usageMetadata: { promptTokenCount: bad, candidatesTokenCount: 1 } }));
+    expect(out).not.toHaveProperty('usage');
+    expect(out).not.toHaveProperty('runningUsage');
+    expect(stream.stopped).toBe(true);
+  });
+
+  it('in a later event: the counts read before it stand, for a main count and a detail alike', () => {
+    const stream = new GeminiNativeStream();
+    stream.push(data({ candidates: [text('h')], usageMetadata: { promptTokenCount: 7, candidatesTokenCount: 1, thoughtsTokenCount: 2 } }));
+    const last = stream.push(
+      data({ candidates: [text('i', 'STOP')], usageMetadata: { promptTokenCount: bad, candidatesTokenCount: 3, thoughtsTokenCount: bad } }),
+    );
+    const usage = { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12, completion_tokens_details: { reasoning_tokens: 2 } };
+    expect(last.usage).toStrictEqual(usage);
+    expect(last.runningUsage).toStrictEqual(usage);
+  });
+});
+
 describe('generateContentUsage and generateContentText', () => {
   it('read a whole answer’s usage and its text, function calls and thoughts included', () => {
     const answer = {
@@ -115,6 +137,17 @@ describe('generateContentUsage and generateContentText', () => {
     expect(generateContentText(answer as never)).toBe('thinkingHi{"a":1}');
     expect(generateContentUsage(answer as never)).toEqual({ prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
     expect(generateContentUsage({})).toBeNull();
+    // A main count that is not one: none read (keygate estimates it); a detail that is not one: left out.
+    for (const bad of ['2', -2, 2.5, NaN, Infinity, 2 ** 53]) {
+      expect(generateContentUsage({ usageMetadata: { promptTokenCount: 2, candidatesTokenCount: bad } } as never)).toBeNull();
+      expect(
+        generateContentUsage({ usageMetadata: { promptTokenCount: 2, candidatesTokenCount: 3, cachedContentTokenCount: bad } } as never),
+      ).toEqual({
+        prompt_tokens: 2,
+        completion_tokens: 3,
+        total_tokens: 5,
+      });
+    }
     expect(generateContentText({ candidates: 'nonsense' } as never)).toBe('');
   });
 });

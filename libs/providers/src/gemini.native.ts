@@ -1,7 +1,7 @@
 import type { EventSourceMessage } from 'eventsource-parser';
 import type { StreamEvent, Usage } from './chat.types';
-import { toUsage } from './gemini.translate';
-import type { GeminiErrorBody, GeminiPart, GenerateContentResponse } from './gemini.types';
+import { nextUsageMetadata, toUsage } from './gemini.translate';
+import type { GeminiErrorBody, GeminiPart, GeminiUsageMetadata, GenerateContentResponse } from './gemini.types';
 import { isRecord } from './translate.util';
 import { parseUpstreamObject } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
@@ -12,8 +12,9 @@ const PROVIDER = 'gemini';
  * Gemini's own `streamGenerateContent?alt=sse` stream passed on event by event (keygate's
  * `/v1beta/models/{model}:streamGenerateContent`): every `data:` event goes out as Google sent it;
  * keygate only reads it.
- * - `usageMetadata` carries running totals (the last one wins, nothing is summed): each is the
- *   stream's running usage, and the one of the event that completes the answer its final usage;
+ * - `usageMetadata` carries running totals (the last one wins, save its counts that are not counts;
+ *   nothing is summed): each is the stream's running usage, and the one of the event that completes
+ *   the answer its final usage (none when its prompt or candidates count is not a count);
  * - the text of parts (thoughts and function calls included) is kept, to estimate an answer cut short;
  * - an error event (`{"error": {code, message, status}}`) throws `UpstreamError('stream_error')`,
  *   with its code when Google would send it as an HTTP 429 or 5xx (retried like it before any content);
@@ -24,7 +25,7 @@ const PROVIDER = 'gemini';
 export class GeminiNativeStream {
   private readonly finished = new Set<number>();
   private blocked = false;
-  private usage: Usage | undefined;
+  private usage: GeminiUsageMetadata | undefined;
   private complete = false;
 
   /** @param candidates how many candidates the request asked for (`generationConfig.candidateCount`, default 1). */
@@ -50,11 +51,12 @@ export class GeminiNativeStream {
         this.finished.add(typeof candidate.index === 'number' ? candidate.index : k);
     });
     if (isRecord(event.usageMetadata)) {
-      this.usage = toUsage(event.usageMetadata);
-      out.runningUsage = this.usage;
+      this.usage = nextUsageMetadata(this.usage, event.usageMetadata);
+      const usage = toUsage(this.usage);
+      if (usage) out.runningUsage = usage;
       if (this.blocked || this.finished.size >= this.candidates) {
         this.complete = true;
-        out.usage = this.usage;
+        if (usage) out.usage = usage;
       }
     }
     return out;

@@ -801,3 +801,87 @@ describe('Gemini translation', () => {
     });
   });
 });
+
+/*
+ * A Gemini-compatible host's counts come as it wrote them: only a non-negative safe integer is a
+ * count. JSON cannot carry NaN or Infinity, but a translator takes objects and must not trust them.
+ */
+describe('Gemini usage counts that are not counts', () => {
+  const meta: CompletionMeta = { fallbackId: 'chatcmpl-x', created: 1, model: 'gemini-2.5-flash' };
+  const NOT_COUNTS: unknown[] = ['12', -1, 1.5, NaN, Infinity, 2 ** 53];
+  const candidate = (finishReason?: string): GenerateContentResponse['candidates'] => [
+    { content: { role: 'model', parts: [{ text: 'hi' }] }, index: 0, ...(finishReason ? { finishReason } : {}) },
+  ];
+  /** An answer with `usageMetadata`, which may hold anything. */
+  const answer = (usageMetadata: Record<string, unknown>): GenerateContentResponse => ({ candidates: candidate('STOP'), usageMetadata });
+  const streamed = (events: Array<Record<string, unknown>>, clientWantsUsage: boolean): StreamEvent[] => {
+    const t = new GeminiStreamTranslator({ ...meta, clientWantsUsage });
+    return [...events.flatMap((e) => t.push(e as GenerateContentResponse)), ...t.end()];
+  };
+
+  describe.each(NOT_COUNTS)('%p', (bad) => {
+    it.each(['promptTokenCount', 'candidatesTokenCount'])('as %s: the answer carries no usage (keygate estimates it)', (field) => {
+      const { completion, usage } = toChatCompletion(answer({ promptTokenCount: 12, candidatesTokenCount: 3, [field]: bad }), meta);
+      expect(usage).toBeNull();
+      expect(completion).not.toHaveProperty('usage');
+    });
+
+    it.each([false, true])(
+      'as promptTokenCount of a stream: no usage, running or final, nor usage chunk (client wants it: %s)',
+      (wants) => {
+        const events = streamed(
+          [{ candidates: candidate('STOP'), usageMetadata: { promptTokenCount: bad, candidatesTokenCount: 3 } }],
+          wants,
+        );
+        expect(events.filter((e) => e.usage || e.runningUsage)).toEqual([]);
+        const chunks = events
+          .filter((e) => e.data !== null)
+          .map((e) => JSON.parse(e.data as string) as { choices: unknown[]; usage?: unknown });
+        expect(chunks.filter((c) => c.choices.length === 0 || (c.usage !== undefined && c.usage !== null))).toEqual([]);
+      },
+    );
+
+    it('as a detail (thoughts, cached, tool-use prompt, total): left out, the rest kept', () => {
+      const { completion, usage } = toChatCompletion(
+        answer({
+          promptTokenCount: 12,
+          candidatesTokenCount: 3,
+          thoughtsTokenCount: bad,
+          cachedContentTokenCount: bad,
+          toolUsePromptTokenCount: bad,
+          totalTokenCount: bad,
+        }),
+        meta,
+      );
+      expect(usage).toStrictEqual({ prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 });
+      expect(completion.usage).toStrictEqual(usage);
+      // A candidatesTokenCount left out (an answer without output) still reads as 0.
+      expect(toChatCompletion(answer({ promptTokenCount: 12, thoughtsTokenCount: bad }), meta).usage).toStrictEqual({
+        prompt_tokens: 12,
+        completion_tokens: 0,
+        total_tokens: 12,
+      });
+    });
+
+    it('in a later event of a stream: the count read before it stands, for a main count and a detail alike', () => {
+      const events = streamed(
+        [
+          { candidates: candidate(), usageMetadata: { promptTokenCount: 12, candidatesTokenCount: 1, thoughtsTokenCount: 4 } },
+          { candidates: candidate('STOP'), usageMetadata: { promptTokenCount: bad, candidatesTokenCount: 3, thoughtsTokenCount: bad } },
+        ],
+        true,
+      );
+      const usage = { prompt_tokens: 12, completion_tokens: 7, total_tokens: 19, completion_tokens_details: { reasoning_tokens: 4 } };
+      expect(events.filter((e) => e.runningUsage).at(-1)?.runningUsage).toStrictEqual(usage);
+      const last = events.at(-1);
+      expect(last?.usage).toStrictEqual(usage);
+      expect(JSON.parse(last?.data as string)).toMatchObject({ choices: [], usage });
+    });
+  });
+
+  it('never adds string counts up as text ("12" + "3")', () => {
+    const { completion } = toChatCompletion(answer({ promptTokenCount: '12', candidatesTokenCount: '3', totalTokenCount: '15' }), meta);
+    expect(JSON.stringify(completion)).not.toContain('"123"');
+    expect(completion.usage).toBeUndefined();
+  });
+});

@@ -9,7 +9,14 @@ import {
   type Json,
   type ReasoningEffort,
 } from './translate.util';
-import type { ChatCompletionRequest, ChatMessage, EmbeddingsRequest, StreamEvent } from './chat.types';
+import {
+  mainTokenCount,
+  tokenCount,
+  type ChatCompletionRequest,
+  type ChatMessage,
+  type EmbeddingsRequest,
+  type StreamEvent,
+} from './chat.types';
 import type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 import type {
   BatchEmbedContentsRequest,
@@ -813,18 +820,40 @@ export function finishReason(reason: string | undefined, hasToolCalls: boolean):
 /**
  * Gemini token counts as OpenAI usage. Thinking tokens are billed as output, so they count as
  * completion tokens (OpenAI does the same with reasoning tokens); tool-use prompt tokens as prompt.
+ * A Gemini-compatible host's counts come as it wrote them: a part that is not a count (a string,
+ * which would concatenate, a negative or fractional number) is left out as if unsaid; a prompt or
+ * candidates count that is not one makes the usage unreported (null), so keygate's estimate bills it.
  */
-export function toUsage(u: GeminiUsageMetadata): OpenAiUsage {
-  const prompt = (u.promptTokenCount ?? 0) + (u.toolUsePromptTokenCount ?? 0);
-  const completion = (u.candidatesTokenCount ?? 0) + (u.thoughtsTokenCount ?? 0);
+export function toUsage(u: GeminiUsageMetadata): OpenAiUsage | null {
+  const input = mainTokenCount(u.promptTokenCount);
+  const output = mainTokenCount(u.candidatesTokenCount);
+  if (input === null || output === null) return null;
+  const thoughts = tokenCount(u.thoughtsTokenCount);
+  const cached = tokenCount(u.cachedContentTokenCount);
+  const prompt = input + (tokenCount(u.toolUsePromptTokenCount) ?? 0);
+  const completion = output + (thoughts ?? 0);
   const usage: OpenAiUsage = {
     prompt_tokens: prompt,
     completion_tokens: completion,
-    total_tokens: u.totalTokenCount ?? prompt + completion,
+    total_tokens: tokenCount(u.totalTokenCount) ?? prompt + completion,
   };
-  if (u.cachedContentTokenCount !== undefined) usage.prompt_tokens_details = { cached_tokens: u.cachedContentTokenCount };
-  if (u.thoughtsTokenCount !== undefined) usage.completion_tokens_details = { reasoning_tokens: u.thoughtsTokenCount };
+  if (cached !== null) usage.prompt_tokens_details = { cached_tokens: cached };
+  if (thoughts !== null) usage.completion_tokens_details = { reasoning_tokens: thoughts };
   return usage;
+}
+
+/**
+ * The running usage after `next`, one of a stream's `usageMetadata` (running totals: the last one
+ * wins), where a count of `next` that is not one keeps the one `previous` had, if that was a count:
+ * a later event's bad count does not spoil the usage read so far.
+ */
+export function nextUsageMetadata(previous: GeminiUsageMetadata | undefined, next: GeminiUsageMetadata): GeminiUsageMetadata {
+  if (previous === undefined) return next;
+  const merged: GeminiUsageMetadata = { ...next };
+  for (const key of Object.keys(next) as Array<keyof GeminiUsageMetadata>) {
+    if (tokenCount(next[key]) === null && tokenCount(previous[key]) !== null) merged[key] = previous[key];
+  }
+  return merged;
 }
 
 /** One functionCall part as an OpenAI tool call; its thought signature rides along in `extra_content`. */
@@ -915,7 +944,8 @@ interface ChoiceState {
 /**
  * Turns the `data:` events of `streamGenerateContent?alt=sse` into OpenAI chunks. Stateful (role
  * chunk once per choice, tool-call indexes, usage) but free of I/O. Gemini repeats `usageMetadata`
- * on several events with running totals: the last one wins, nothing is summed.
+ * on several events with running totals: the last one wins (save its counts that are not counts,
+ * see {@link nextUsageMetadata}), nothing is summed.
  */
 export class GeminiStreamTranslator {
   private id: string | undefined;
@@ -949,7 +979,7 @@ export class GeminiStreamTranslator {
       );
     }
     this.id ??= completionId(event.responseId, this.meta.fallbackId);
-    if (event.usageMetadata) this.usage = event.usageMetadata;
+    if (event.usageMetadata) this.usage = nextUsageMetadata(this.usage, event.usageMetadata);
     const out: StreamEvent[] = [];
     const candidates = event.candidates ?? [];
     if (candidates.length === 0 && event.promptFeedback?.blockReason) {
@@ -978,8 +1008,9 @@ export class GeminiStreamTranslator {
       }
     }
     // Running totals: what the stream is billed if it fails before its end.
-    if (event.usageMetadata) {
-      out.push({ data: null, runningUsage: toUsage(event.usageMetadata) });
+    if (this.usage && event.usageMetadata) {
+      const running = toUsage(this.usage);
+      if (running) out.push({ data: null, runningUsage: running });
       this.complete = this.allFinished();
     }
     return out;
@@ -991,8 +1022,9 @@ export class GeminiStreamTranslator {
    */
   end(): StreamEvent[] {
     if (!this.allFinished()) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended early');
-    if (!this.usage) return [];
-    const usage = toUsage(this.usage);
+    // None reported, or none that reads as a count: no usage chunk, and keygate's estimate bills it.
+    const usage = this.usage && toUsage(this.usage);
+    if (!usage) return [];
     if (!this.meta.clientWantsUsage) return [{ data: null, usage }];
     const chunk = { id: this.id, object: 'chat.completion.chunk', created: this.meta.created, model: this.meta.model, choices: [], usage };
     return [{ data: JSON.stringify(chunk), usage }];
