@@ -113,6 +113,32 @@ describe('AnthropicNativeStream', () => {
   });
 });
 
+/* A compatible host's counts come as it wrote them (JSON carries no NaN or Infinity). */
+describe('AnthropicNativeStream with counts that are not counts', () => {
+  const start = (usage: Record<string, unknown>): { event?: string; data: string } =>
+    sse('message_start', { type: 'message_start', message: { id: 'm', content: [], usage } });
+  const delta = (usage: Record<string, unknown>): { event?: string; data: string } =>
+    sse('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage });
+
+  it.each(['12', -1, 1.5, 2 ** 53])('reports no usage, running or final, when the only input count is %p (keygate estimates it)', (bad) => {
+    const stream = new AnthropicNativeStream();
+    expect(stream.push(start({ input_tokens: bad, output_tokens: 1 }))).not.toHaveProperty('runningUsage');
+    expect(stream.push(delta({ output_tokens: 3 }))).not.toHaveProperty('runningUsage');
+    expect(stream.push(sse('message_stop', { type: 'message_stop' }))).not.toHaveProperty('usage');
+  });
+
+  // A string was never merged (only numbers were); these are the numbers that are not counts.
+  it.each([-1, 1.5, 2 ** 53])('takes no %p in message_delta over the counts message_start reported, main and cache counts alike', (bad) => {
+    const stream = new AnthropicNativeStream();
+    stream.push(start({ input_tokens: 10, cache_creation_input_tokens: 4, output_tokens: 1 }));
+    const usage = { prompt_tokens: 14, completion_tokens: 3, total_tokens: 17 };
+    expect(stream.push(delta({ input_tokens: bad, cache_creation_input_tokens: bad, output_tokens: 3 })).runningUsage).toStrictEqual(usage);
+    const stop = stream.push(sse('message_stop', { type: 'message_stop' }));
+    expect(stop.usage).toStrictEqual(usage);
+    expect(stop.usage?.[CACHE_WRITE_TOKENS]).toBe(4);
+  });
+});
+
 describe('messageUsage and messageText', () => {
   it('read a whole answer’s usage (cache tokens included, as OpenAI counts them) and its text, thinking and tool input', () => {
     const message = {
@@ -148,6 +174,18 @@ describe('messageUsage and messageText', () => {
     // An older answer without the split: the writes, none said to be an hour's.
     expect(messageUsage({ usage: { input_tokens: 1, cache_creation_input_tokens: 4 } })?.[CACHE_WRITE_1H_TOKENS]).toBeUndefined();
   });
+
+  it.each(['3', -3, 3.5, NaN, Infinity, 2 ** 53])(
+    'give null usage for an answer whose output count is %p, and leave out such a cache count',
+    (bad) => {
+      expect(messageUsage({ usage: { input_tokens: 3, output_tokens: bad } } as never)).toBeNull();
+      const usage = messageUsage({
+        usage: { input_tokens: 3, cache_read_input_tokens: bad, cache_creation_input_tokens: bad, output_tokens: 2 },
+      } as never);
+      expect(usage).toStrictEqual({ prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 });
+      expect(usage?.[CACHE_WRITE_TOKENS]).toBeUndefined();
+    },
+  );
 
   it('give null usage and no text for an answer without them', () => {
     expect(messageUsage({})).toBeNull();

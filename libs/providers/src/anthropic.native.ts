@@ -50,8 +50,9 @@ export class AnthropicNativeStream {
         break;
       case 'message_stop':
         this.ended = true;
-        // A compatible host that reported no usage at all: keygate's estimate stands in, not zeros.
-        if (Object.keys(this.usage).length) out.usage = toUsage(this.usage);
+        // A compatible host that reported no usage at all, or none that reads as counts: keygate's
+        // estimate stands in, not zeros.
+        this.withUsage(out, 'usage');
         break;
       case 'error':
         throw anthropicStreamError(event.error?.type, event.error?.message);
@@ -73,7 +74,13 @@ export class AnthropicNativeStream {
   /** Merges reported counts; the running usage goes on the event only once some count is known (`{}` is none). */
   private merge(usage: AnthropicUsage, out: StreamEvent): void {
     mergeUsage(this.usage, usage);
-    if (Object.keys(this.usage).length) out.runningUsage = toUsage(this.usage);
+    this.withUsage(out, 'runningUsage');
+  }
+
+  /** Puts the usage reported so far on `out` as `field`, when there is one (see {@link toUsage}). */
+  private withUsage(out: StreamEvent, field: 'usage' | 'runningUsage'): void {
+    const usage = Object.keys(this.usage).length ? toUsage(this.usage) : null;
+    if (usage) out[field] = usage;
   }
 }
 

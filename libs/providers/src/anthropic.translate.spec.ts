@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { GatewayError } from '@keygate/errors';
 import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic.types';
 import { AnthropicStreamTranslator, finishReason, toChatCompletion, toMessagesRequest, toUsage } from './anthropic.translate';
-import type { ChatCompletionRequest, StreamEvent, Usage } from './chat.types';
+import { CACHE_WRITE_1H_TOKENS, CACHE_WRITE_TOKENS, type ChatCompletionRequest, type StreamEvent, type Usage } from './chat.types';
 import { UpstreamError } from './upstream.error';
 
 /*
@@ -608,4 +608,97 @@ describe('AnthropicStreamTranslator', () => {
     });
     expect((JSON.parse(first.data as string) as { id: string }).id).toBe(FALLBACK_ID);
   });
+});
+
+/*
+ * A compatible host's counts come as it wrote them: only a non-negative safe integer is a count.
+ * JSON cannot carry NaN or Infinity, but a translator takes objects and must not trust them.
+ */
+describe('Anthropic usage counts that are not counts', () => {
+  const meta = { fallbackId: FALLBACK_ID, created: CREATED, model: MODEL };
+  const NUMBERS_NOT_COUNTS: unknown[] = [-1, 1.5, NaN, Infinity, 2 ** 53];
+  const NOT_COUNTS: unknown[] = ['12', ...NUMBERS_NOT_COUNTS];
+  /** An answer with `usage`, which may hold anything. */
+  const answer = (usage: Record<string, unknown>): AnthropicMessage => ({
+    id: 'msg_1',
+    type: 'message',
+    role: 'assistant',
+    model: 'm',
+    content: [{ type: 'text', text: 'hi' }],
+    stop_reason: 'end_turn',
+    usage,
+  });
+  const streamed = (starting: Record<string, unknown>, final: Record<string, unknown>, clientWantsUsage: boolean): StreamEvent[] => {
+    const t = new AnthropicStreamTranslator({ ...meta, clientWantsUsage });
+    return [
+      { ...answer(starting), content: [], stop_reason: null },
+      { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+      { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'hi' } },
+      { type: 'content_block_stop', index: 0 },
+      { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: final },
+      { type: 'message_stop' },
+    ].flatMap((event, i) => t.push((i === 0 ? { type: 'message_start', message: event } : event) as AnthropicStreamEvent));
+  };
+  const usageChunks = (events: StreamEvent[]): unknown[] =>
+    events
+      .filter((e) => e.data !== null)
+      .map((e) => JSON.parse(e.data as string) as { choices: unknown[]; usage?: unknown })
+      .filter((c) => c.choices.length === 0 || (c.usage !== undefined && c.usage !== null));
+
+  describe.each(NOT_COUNTS)('%p', (bad) => {
+    it.each(['input_tokens', 'output_tokens'])('as %s: the answer carries no usage (keygate estimates it)', (field) => {
+      const { completion, usage } = toChatCompletion(answer({ input_tokens: 12, output_tokens: 3, [field]: bad }), meta);
+      expect(usage).toBeNull();
+      expect(completion).not.toHaveProperty('usage');
+    });
+
+    it('as a cache count (reads, writes, hour-long writes): left out, the rest kept', () => {
+      const usage = toUsage({
+        input_tokens: 12,
+        cache_read_input_tokens: bad,
+        cache_creation_input_tokens: bad,
+        output_tokens: 3,
+      } as never);
+      expect(usage).toStrictEqual({ prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 });
+      expect(usage?.[CACHE_WRITE_TOKENS]).toBeUndefined();
+      const oneHour = toUsage({
+        input_tokens: 12,
+        cache_creation_input_tokens: 8,
+        cache_creation: { ephemeral_5m_input_tokens: 8, ephemeral_1h_input_tokens: bad },
+        output_tokens: 3,
+      } as never);
+      expect(oneHour).toStrictEqual({ prompt_tokens: 20, completion_tokens: 3, total_tokens: 23 });
+      expect(oneHour?.[CACHE_WRITE_TOKENS]).toBe(8);
+      expect(oneHour?.[CACHE_WRITE_1H_TOKENS]).toBeUndefined();
+    });
+
+    it.each([false, true])(
+      'in message_start: a count message_delta reports instead is taken; none, and the stream has no usage, running or final, nor usage chunk (client wants it: %s)',
+      (wants) => {
+        const replaced = streamed({ input_tokens: 12, output_tokens: bad }, { output_tokens: 3 }, wants);
+        expect(replaced.filter((e) => e.usage).map((e) => e.usage)).toStrictEqual([
+          { prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 },
+        ]);
+        const events = streamed({ input_tokens: bad, output_tokens: 1 }, { output_tokens: 3 }, wants);
+        expect(events.filter((e) => e.usage || e.runningUsage)).toEqual([]);
+        expect(usageChunks(events)).toEqual([]);
+      },
+    );
+  });
+
+  // A string was never merged (only numbers were); these are the numbers that are not counts.
+  it.each(NUMBERS_NOT_COUNTS)(
+    'takes no %p in message_delta over the counts message_start reported, for main counts and cache counts alike',
+    (bad) => {
+      const events = streamed(
+        { input_tokens: 12, cache_read_input_tokens: 5, output_tokens: 1 },
+        { input_tokens: bad, cache_read_input_tokens: bad, output_tokens: 3 },
+        true,
+      );
+      const usage = { prompt_tokens: 17, completion_tokens: 3, total_tokens: 20, prompt_tokens_details: { cached_tokens: 5 } };
+      expect(events.filter((e) => e.runningUsage).at(-1)?.runningUsage).toStrictEqual(usage);
+      expect(events.filter((e) => e.usage).map((e) => e.usage)).toStrictEqual([usage]);
+      expect(usageChunks(events)).toEqual([expect.objectContaining({ choices: [], usage })]);
+    },
+  );
 });

@@ -1,6 +1,6 @@
 import { GatewayError } from '@keygate/errors';
 import { invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
-import { withCacheWrites, type ChatCompletionRequest, type ChatMessage, type StreamEvent } from './chat.types';
+import { mainTokenCount, tokenCount, withCacheWrites, type ChatCompletionRequest, type ChatMessage, type StreamEvent } from './chat.types';
 import type {
   CompletionMeta,
   OpenAiChatCompletion,
@@ -523,16 +523,22 @@ export function finishReason(reason: AnthropicStopReason | null | undefined): Op
 /**
  * Anthropic usage as OpenAI's. Anthropic's `input_tokens` excludes the tokens written to and read
  * from the prompt cache; OpenAI's `prompt_tokens` includes cached tokens, so all three are added.
+ * A compatible host's counts come as it wrote them: a cache count that is not a count (a string, a
+ * negative or fractional number) is left out as if unsaid; an input or output count that is not one
+ * makes the usage unreported (null), so keygate's estimate bills the request.
  */
-export function toUsage(u: AnthropicUsage): OpenAiUsage {
-  const cacheRead = u.cache_read_input_tokens ?? 0;
-  const prompt = (u.input_tokens ?? 0) + (u.cache_creation_input_tokens ?? 0) + cacheRead;
-  const completion = u.output_tokens ?? 0;
+export function toUsage(u: AnthropicUsage): OpenAiUsage | null {
+  const input = mainTokenCount(u.input_tokens);
+  const completion = mainTokenCount(u.output_tokens);
+  if (input === null || completion === null) return null;
+  const cacheRead = tokenCount(u.cache_read_input_tokens);
+  const cacheWrite = tokenCount(u.cache_creation_input_tokens);
+  const prompt = input + (cacheWrite ?? 0) + (cacheRead ?? 0);
   const usage: OpenAiUsage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
-  if (typeof u.cache_read_input_tokens === 'number') usage.prompt_tokens_details = { cached_tokens: cacheRead };
-  if (typeof u.cache_creation_input_tokens !== 'number') return usage;
-  const oneHour = u.cache_creation?.ephemeral_1h_input_tokens;
-  return withCacheWrites(usage, u.cache_creation_input_tokens, typeof oneHour === 'number' ? oneHour : undefined);
+  if (cacheRead !== null) usage.prompt_tokens_details = { cached_tokens: cacheRead };
+  if (cacheWrite === null) return usage;
+  const oneHour = tokenCount(u.cache_creation?.ephemeral_1h_input_tokens);
+  return withCacheWrites(usage, cacheWrite, oneHour ?? undefined);
 }
 
 function isText(block: AnthropicResponseBlock): block is AnthropicTextBlock {
@@ -655,7 +661,8 @@ export class AnthropicStreamTranslator {
         if (!event.message?.usage) return [role];
         mergeUsage(this.usage, event.message.usage);
         // `usage: {}` reports nothing: no running usage of zeros (keygate's estimate then bills it).
-        return Object.keys(this.usage).length ? [{ ...role, runningUsage: toUsage(this.usage) }] : [role];
+        const running = this.runningUsage();
+        return running ? [{ ...role, runningUsage: running }] : [role];
       }
       case 'content_block_start':
         return this.blockStart(event.index, event.content_block);
@@ -680,7 +687,8 @@ export class AnthropicStreamTranslator {
         const running: StreamEvent[] = [];
         if (event.usage) {
           mergeUsage(this.usage, event.usage);
-          if (Object.keys(this.usage).length) running.push({ data: null, runningUsage: toUsage(this.usage) });
+          const usage = this.runningUsage();
+          if (usage) running.push({ data: null, runningUsage: usage });
         }
         const reason = event.delta?.stop_reason;
         const thoughts = this.thoughtsChunk();
@@ -780,11 +788,16 @@ export class AnthropicStreamTranslator {
     if (this.id === undefined) throw new UpstreamError('protocol', PROVIDER, 'stream event before message_start');
   }
 
+  /** The usage reported so far; none while nothing is (`usage: {}`) or a main count is not a count. */
+  private runningUsage(): OpenAiUsage | null {
+    return Object.keys(this.usage).length ? toUsage(this.usage) : null;
+  }
+
   private usageEvent(): StreamEvent {
-    // A compatible host that reported no usage at all: no zeros, so keygate's estimate bills the
-    // stream, and the client gets no usage chunk rather than a false one.
-    if (Object.keys(this.usage).length === 0) return { data: null };
-    const usage = toUsage(this.usage);
+    // A compatible host that reported no usage at all, or none that reads as counts: no zeros, so
+    // keygate's estimate bills the stream, and the client gets no usage chunk rather than a false one.
+    const usage = this.runningUsage();
+    if (!usage) return { data: null };
     if (!this.meta.clientWantsUsage) return { data: null, usage };
     const chunk = { id: this.id, object: 'chat.completion.chunk', created: this.meta.created, model: this.meta.model, choices: [], usage };
     return { data: JSON.stringify(chunk), usage };
@@ -823,11 +836,28 @@ export function anthropicStreamError(type: string | undefined, message: string |
   return new UpstreamError('stream_error', PROVIDER, text, status);
 }
 
-/** Copies the counts `from` carries; `message_delta` usage is cumulative, so its counts replace `message_start`'s. */
+/**
+ * Copies the counts `from` carries; `message_delta` usage is cumulative, so its counts replace
+ * `message_start`'s. A count that is not one (a compatible host's string or negative number) never
+ * replaces one that is: a later event's bad count does not spoil the usage read so far. Where none
+ * was, it is kept, so that {@link toUsage} sees it said and not counted.
+ */
 export function mergeUsage(into: AnthropicUsage, from: AnthropicUsage): void {
-  if (typeof from.input_tokens === 'number') into.input_tokens = from.input_tokens;
-  if (typeof from.cache_creation_input_tokens === 'number') into.cache_creation_input_tokens = from.cache_creation_input_tokens;
-  if (typeof from.cache_read_input_tokens === 'number') into.cache_read_input_tokens = from.cache_read_input_tokens;
-  if (typeof from.cache_creation === 'object' && from.cache_creation !== null) into.cache_creation = { ...from.cache_creation };
-  if (typeof from.output_tokens === 'number') into.output_tokens = from.output_tokens;
+  mergeCount(into, from, 'input_tokens');
+  mergeCount(into, from, 'cache_creation_input_tokens');
+  mergeCount(into, from, 'cache_read_input_tokens');
+  if (typeof from.cache_creation === 'object' && from.cache_creation !== null) {
+    const cacheCreation = { ...into.cache_creation };
+    mergeCount(cacheCreation, from.cache_creation, 'ephemeral_5m_input_tokens');
+    mergeCount(cacheCreation, from.cache_creation, 'ephemeral_1h_input_tokens');
+    into.cache_creation = cacheCreation;
+  }
+  mergeCount(into, from, 'output_tokens');
+}
+
+/** `from[key]` into `into` when it is said, unless it is not a count and `into` already has one. */
+function mergeCount<K extends string>(into: Partial<Record<K, number | null>>, from: Partial<Record<K, number | null>>, key: K): void {
+  const value = from[key];
+  if (value === undefined || value === null) return;
+  if (tokenCount(value) !== null || tokenCount(into[key]) === null) into[key] = value;
 }
