@@ -3,7 +3,14 @@ import { Injectable } from '@nestjs/common';
 import { GatewayError } from '@keygate/errors';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { PassedAnswer } from './anthropic.adapter';
-import type { ChatResult, ChatStream, EmbeddingsRequest, EmbeddingsResult, StreamEvent } from './chat.types';
+import {
+  tokenCount,
+  type ChatResult,
+  type ChatStream,
+  type EmbeddingsRequest,
+  type EmbeddingsResult,
+  type StreamEvent,
+} from './chat.types';
 import { GeminiNativeStream, generateContentText, generateContentUsage, requestedCandidates } from './gemini.native';
 import type { BatchEmbedContentsResponse, GenerateContentResponse } from './gemini.types';
 import {
@@ -131,7 +138,7 @@ export class GeminiAdapter implements ProviderAdapter {
     return {
       body,
       headers: {},
-      promptTokens: typeof reported === 'number' && Number.isInteger(reported) && reported >= 0 ? reported : undefined,
+      promptTokens: tokenCount(reported) ?? undefined,
     };
   }
 

@@ -171,6 +171,24 @@ describe('responsesUsage and responseText', () => {
     expect(responsesUsage({ input_tokens: -1, output_tokens: 'x' })).toBeNull();
   });
 
+  it.each(['4', -4, 4.5, NaN, Infinity, 2 ** 53])(
+    'reads none when an input or output count is %p (keygate estimates it), and leaves out such a detail',
+    (bad) => {
+      expect(responsesUsage({ input_tokens: bad, output_tokens: 1 })).toBeNull();
+      expect(responsesUsage({ input_tokens: 4, output_tokens: bad })).toBeNull();
+      expect(
+        responsesUsage({
+          input_tokens: 4,
+          input_tokens_details: { cached_tokens: bad },
+          output_tokens: 1,
+          output_tokens_details: { reasoning_tokens: bad },
+        }),
+      ).toStrictEqual({ prompt_tokens: 4, completion_tokens: 1, total_tokens: 5 });
+      // Neither said (null is how a host leaves one out): none, not zeros.
+      expect(responsesUsage({ input_tokens: null, output_tokens: null })).toBeNull();
+    },
+  );
+
   it('collects the text of messages, refusals, tool calls and reasoning summaries', () => {
     const response = {
       output: [

@@ -1,6 +1,6 @@
 import type { EventSourceMessage } from 'eventsource-parser';
 import type { ProviderAccess } from '@keygate/secrets';
-import type { StreamEvent, Usage } from './chat.types';
+import { mainTokenCount, tokenCount, type StreamEvent, type Usage } from './chat.types';
 import { isRecord } from './translate.util';
 import { parseUpstreamObject } from './upstream-body.util';
 import { openAiStreamFailure, UpstreamError } from './upstream.error';
@@ -152,18 +152,22 @@ export function isResponseEnd(event: { event?: string; data: string }): boolean 
 
 /**
  * A Response's usage in OpenAI's chat shape (`input_tokens` counts cached ones too, `output_tokens`
- * reasoning ones), with those two details when OpenAI reported them; null when it has none.
+ * reasoning ones), with those two details when OpenAI reported them; null when it has none, or
+ * when its input or output count is there but not a count (keygate's estimate then bills it). A
+ * detail that is not a count is left out.
  */
 export function responsesUsage(usage: unknown): Usage | null {
   if (!isRecord(usage)) return null;
-  const input = count(usage.input_tokens);
-  const output = count(usage.output_tokens);
-  if (input === undefined && output === undefined) return null;
-  const result: Usage = { prompt_tokens: input ?? 0, completion_tokens: output ?? 0, total_tokens: (input ?? 0) + (output ?? 0) };
-  const cached = isRecord(usage.input_tokens_details) ? count(usage.input_tokens_details.cached_tokens) : undefined;
-  const reasoning = isRecord(usage.output_tokens_details) ? count(usage.output_tokens_details.reasoning_tokens) : undefined;
-  if (cached !== undefined) result.prompt_tokens_details = { cached_tokens: cached };
-  if (reasoning !== undefined) result.completion_tokens_details = { reasoning_tokens: reasoning };
+  const input = mainTokenCount(usage.input_tokens);
+  const output = mainTokenCount(usage.output_tokens);
+  if (input === null || output === null) return null;
+  // Neither said (absent or null): no usage, rather than zeros.
+  if ((usage.input_tokens ?? usage.output_tokens ?? null) === null) return null;
+  const result: Usage = { prompt_tokens: input, completion_tokens: output, total_tokens: input + output };
+  const cached = isRecord(usage.input_tokens_details) ? tokenCount(usage.input_tokens_details.cached_tokens) : null;
+  const reasoning = isRecord(usage.output_tokens_details) ? tokenCount(usage.output_tokens_details.reasoning_tokens) : null;
+  if (cached !== null) result.prompt_tokens_details = { cached_tokens: cached };
+  if (reasoning !== null) result.completion_tokens_details = { reasoning_tokens: reasoning };
   return result;
 }
 
@@ -184,8 +188,4 @@ export function responseText(response: Record<string, unknown>): string {
     }
   }
   return text;
-}
-
-function count(value: unknown): number | undefined {
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
 }
