@@ -151,6 +151,16 @@ describe('Anthropic wire format', () => {
     expect(after.content[0]).toEqual({ type: 'text', text: 'Hello from mock anthropic! You said: w' });
   });
 
+  it('bad_usage=1 writes every usage count as a string, plain and streamed', async () => {
+    const plain = await readJson<AnthropicMessage>(await messages({ messages: [user('hi [mock bad_usage=1]')] }));
+    expect(plain.usage).toMatchObject({ input_tokens: expect.any(String), output_tokens: expect.any(String) });
+    const streamed = await events(await messages({ stream: true, messages: [user('hi [mock bad_usage=1 chunks=2]')] }));
+    const start = streamed.find((e): e is MessageStartEvent => e.type === 'message_start');
+    const delta = streamed.find((e): e is MessageDeltaEvent => e.type === 'message_delta');
+    expect(start?.message.usage).toMatchObject({ input_tokens: expect.any(String), output_tokens: '1' });
+    expect(delta?.usage).toEqual({ output_tokens: expect.any(String) });
+  });
+
   it('streams tool_use via content_block_start + input_json_delta', async () => {
     const evs = await events(
       await messages({ stream: true, tools: TOOLS, messages: [user('w [mock tool=get_weather tools=2 chunks=2]')] }),

@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
-import { stripDirectives } from './mock.directives';
+import { stripDirectives, type MockDirectives } from './mock.directives';
 import {
   asArray,
   asString,
@@ -20,7 +20,7 @@ import { sampleJson } from './mock.structured';
 import { checkThinking, thinkingAnswer, type ThinkingAnswer } from './anthropic.thinking';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
-import { mockTokens } from './mock.usage';
+import { mockTokens, writtenUsage } from './mock.usage';
 import type {
   AnthropicContentBlock,
   AnthropicErrorBody,
@@ -236,6 +236,7 @@ class AnthropicHandler implements ProviderHandler {
           usage,
           outputTokens,
           chunks: ex.directives.chunks,
+          directives: ex.directives,
           headers,
         }),
       );
@@ -253,14 +254,14 @@ class AnthropicHandler implements ProviderHandler {
       content,
       stop_reason: stopReason,
       stop_sequence: null,
-      usage: {
+      usage: writtenUsage(ex.directives, {
         input_tokens: usage.input,
         cache_creation_input_tokens: usage.cacheWrite,
         cache_read_input_tokens: usage.cacheRead,
         cache_creation: cacheCreation(usage),
         output_tokens: outputTokens,
         service_tier: 'standard',
-      },
+      }),
     };
     sendJsonWithFaults(ex, message, headers);
   }
@@ -295,6 +296,8 @@ interface MessageStreamInput {
   usage: MessageUsage;
   outputTokens: number;
   chunks: number | undefined;
+  /** The request's directives: `bad_usage` writes the usage of message_start and message_delta. */
+  directives: MockDirectives;
   headers: OutgoingHttpHeaders;
 }
 
@@ -317,14 +320,14 @@ function streamPlan(s: MessageStreamInput): StreamPlan {
       content: [],
       stop_reason: null,
       stop_sequence: null,
-      usage: {
+      usage: writtenUsage(s.directives, {
         input_tokens: s.usage.input,
         cache_creation_input_tokens: s.usage.cacheWrite,
         cache_read_input_tokens: s.usage.cacheRead,
         cache_creation: cacheCreation(s.usage),
         output_tokens: 1,
         service_tier: 'standard',
-      },
+      }),
     },
   });
   const ping = sse({ type: 'ping' });
@@ -380,7 +383,11 @@ function streamPlan(s: MessageStreamInput): StreamPlan {
 
   const tail =
     blockStop(lastIndex) +
-    sse({ type: 'message_delta', delta: { stop_reason: s.stopReason, stop_sequence: null }, usage: { output_tokens: s.outputTokens } }) +
+    sse({
+      type: 'message_delta',
+      delta: { stop_reason: s.stopReason, stop_sequence: null },
+      usage: writtenUsage(s.directives, { output_tokens: s.outputTokens }),
+    }) +
     sse({ type: 'message_stop' });
 
   return {

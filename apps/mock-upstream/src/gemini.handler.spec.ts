@@ -104,6 +104,17 @@ describe('Gemini wire format', () => {
     expect(last.usageMetadata.totalTokenCount).toBe(last.usageMetadata.promptTokenCount + Math.ceil(text.length / 4));
   });
 
+  it('bad_usage=1 writes every usage count as a string, plain and streamed', async () => {
+    const plain = await readJson<GenerateContentResponse>(await generate({ contents: [user('hi [mock bad_usage=1]')] }));
+    const counts = plain.usageMetadata as unknown as Record<string, unknown>;
+    expect(typeof counts.promptTokenCount).toBe('string');
+    expect(typeof counts.candidatesTokenCount).toBe('string');
+    expect(counts.totalTokenCount).toBe(String(Number(counts.promptTokenCount) + Number(counts.candidatesTokenCount)));
+    const chunks = await sseChunks(await stream({ contents: [user('hi [mock bad_usage=1 chunks=2]')] }));
+    for (const c of chunks) expect(typeof (c.usageMetadata as unknown as Record<string, unknown>).promptTokenCount).toBe('string');
+    expect(typeof (chunks[1].usageMetadata as unknown as Record<string, unknown>).candidatesTokenCount).toBe('string');
+  });
+
   it('answers JSON of a response schema (Gemini’s Schema or JSON Schema), plain and streamed, and of application/json alone', async () => {
     const responseSchema = {
       type: 'OBJECT',

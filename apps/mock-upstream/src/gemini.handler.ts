@@ -18,7 +18,7 @@ import {
 } from './mock.content';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
-import { mockTokens } from './mock.usage';
+import { mockTokens, writtenUsage } from './mock.usage';
 import type {
   GeminiCandidate,
   GeminiErrorBody,
@@ -422,16 +422,19 @@ class GeminiHandler implements ProviderHandler {
     const promptDetails = [{ modality: 'TEXT', tokenCount: tokens.prompt }];
     // Protobuf JSON omits zero counts, so a blocked answer has no candidatesTokenCount.
     const cached = tokens.cached ? { cachedContentTokenCount: tokens.cached } : {};
-    const finalUsage: GeminiUsageMetadata = a.safety
-      ? { promptTokenCount: tokens.prompt, ...cached, totalTokenCount: tokens.prompt, promptTokensDetails: promptDetails }
-      : {
-          promptTokenCount: tokens.prompt,
-          ...cached,
-          candidatesTokenCount: a.candidateTokens,
-          ...(thoughts ? { thoughtsTokenCount: thoughts } : {}),
-          totalTokenCount: tokens.prompt + a.candidateTokens + thoughts,
-          promptTokensDetails: promptDetails,
-        };
+    const finalUsage: GeminiUsageMetadata = writtenUsage(
+      ex.directives,
+      a.safety
+        ? { promptTokenCount: tokens.prompt, ...cached, totalTokenCount: tokens.prompt, promptTokensDetails: promptDetails }
+        : {
+            promptTokenCount: tokens.prompt,
+            ...cached,
+            candidatesTokenCount: a.candidateTokens,
+            ...(thoughts ? { thoughtsTokenCount: thoughts } : {}),
+            totalTokenCount: tokens.prompt + a.candidateTokens + thoughts,
+            promptTokensDetails: promptDetails,
+          },
+    );
 
     if (ex.route === 'gemini.generateContent') {
       const candidate: GeminiCandidate = a.safety
@@ -444,12 +447,12 @@ class GeminiHandler implements ProviderHandler {
     }
 
     // Streaming: intermediate chunks carry prompt-only usage, the last one the totals and finishReason.
-    const partialUsage: GeminiUsageMetadata = {
+    const partialUsage: GeminiUsageMetadata = writtenUsage(ex.directives, {
       promptTokenCount: tokens.prompt,
       ...cached,
       totalTokenCount: tokens.prompt,
       promptTokensDetails: promptDetails,
-    };
+    });
     const responses: GenerateContentResponse[] = a.safety
       ? [
           {

@@ -37,6 +37,8 @@ export interface MockDirectives {
   tools?: number;
   /** OpenAI: report no usage (some OpenAI-compatible hosts do not), streamed or not. */
   noUsage?: boolean;
+  /** Anthropic and Gemini: write every count of the usage as a string (`"12"`), as a careless compatible host might, streamed or not. */
+  badUsage?: boolean;
   /** OpenAI Responses: the in-stream failure of `error_event_after` is a `response.failed` event, not an `error` event. */
   failed?: boolean;
   /** Anthropic, when the request turns thinking on: a `redacted_thinking` block follows the `thinking` block. */
@@ -108,6 +110,7 @@ const HEADER_KEYS: ReadonlyArray<readonly [string, string, string]> = [
   'finish',
   'tool',
   'no_usage',
+  'bad_usage',
   'failed',
   'redacted_thinking',
   'eol',
@@ -134,6 +137,9 @@ function apply(target: MockDirectives, rawKey: string, value: string): void {
       return;
     case 'no_usage':
       target.noUsage = value === '1' || value.toLowerCase() === 'true';
+      return;
+    case 'bad_usage':
+      target.badUsage = value === '1' || value.toLowerCase() === 'true';
       return;
     case 'failed':
       target.failed = value === '1' || value.toLowerCase() === 'true';

@@ -1,4 +1,4 @@
-import { mockTokens } from './mock.usage';
+import { mockTokens, writtenUsage } from './mock.usage';
 
 describe('mockTokens', () => {
   it('reports the mock’s own counts when no usage directive is given', () => {
@@ -20,6 +20,28 @@ describe('mockTokens', () => {
       cached: 1000,
       cacheWrite: 30,
       cacheWrite1h: 6,
+    });
+  });
+});
+
+describe('writtenUsage', () => {
+  const usage = {
+    input_tokens: 12,
+    cache_creation: { ephemeral_1h_input_tokens: 0 },
+    details: [{ modality: 'TEXT', tokenCount: 3 }],
+    tier: 'standard',
+  };
+
+  it('writes a usage as it is without bad_usage', () => {
+    expect(writtenUsage({}, usage)).toBe(usage);
+  });
+
+  it('writes every count as a string with bad_usage, nested ones too, and leaves the rest', () => {
+    expect(writtenUsage({ badUsage: true }, usage)).toEqual({
+      input_tokens: '12',
+      cache_creation: { ephemeral_1h_input_tokens: '0' },
+      details: [{ modality: 'TEXT', tokenCount: '3' }],
+      tier: 'standard',
     });
   });
 });

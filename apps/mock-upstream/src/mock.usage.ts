@@ -24,3 +24,20 @@ export function mockTokens(directives: MockDirectives, prompt: number, completio
   const reasoning = directives.reasoningTokens ?? 0;
   return { prompt: Math.max(prompt, cached + cacheWrite), completion: completion + reasoning, cached, cacheWrite, cacheWrite1h, reasoning };
 }
+
+/**
+ * A usage as a reply writes it: with `bad_usage`, every count in it (nested ones too) a string
+ * (`"12"`), as a careless compatible host writes them; else as it is. Typed as the usage it stands
+ * in for, which is what a client reading it takes it to be.
+ */
+export function writtenUsage<T extends object>(directives: MockDirectives, usage: T): T {
+  return directives.badUsage ? (countsAsStrings(usage) as T) : usage;
+}
+
+function countsAsStrings(value: unknown): unknown {
+  if (typeof value === 'number') return String(value);
+  if (Array.isArray(value)) return value.map(countsAsStrings);
+  if (typeof value === 'object' && value !== null)
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, countsAsStrings(v)]));
+  return value;
+}
