@@ -257,6 +257,43 @@ describe('Gemini embeddings (models.embedContent, embedContent, batchEmbedConten
     await expectOneAudit(id, { status, failure, model });
   });
 
+  it.each([
+    ['embedContent', { content: { parts: [{ text: 'abort in backoff [mock status=503 retry_after=4]' }] } }],
+    ['batchEmbedContents', { requests: [{ content: { parts: [{ text: 'abort in backoff [mock status=503 retry_after=4]' }] } }] }],
+  ] as const)(
+    'bills nothing to a %s client that leaves while keygate waits to retry a refused call (no call in flight)',
+    async (method, body) => {
+      const { id, headers } = rid(`gem-${method}-abort-backoff`);
+      const route = `gemini.${method}` as const;
+      const before = await mock.stats();
+      const controller = new AbortController();
+      // Google refuses with 503 and Retry-After: 4 s, which keygate waits out before its retry.
+      const pending = gw
+        .fetch(`/v1beta/models/${GEMINI_EMBEDDING_MODEL}:${method}`, {
+          method: 'POST',
+          headers: { ...headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+          signal: controller.signal,
+        })
+        .then(
+          () => new Error('answered: the client did not leave'),
+          (error: unknown) => error,
+        );
+      await gw.proc.waitForLine(
+        'the retry of the refused attempt',
+        (l) => l.json?.requestId === id && l.json.message === 'upstream attempt failed; retrying',
+        10_000,
+      );
+      controller.abort();
+      expect(await pending).toMatchObject({ name: 'AbortError' });
+      const audit = await expectOneAudit(id, { status: 499, failure: 'client_abort', provider: 'gemini', attempts: 1 });
+      // Google bills nothing for its refusal and no other call went out: there is nothing to bill.
+      expect(audit.tokens_in).toBeNull();
+      expect(audit.tokens_out).toBeNull();
+      expect((await mock.stats()).byRoute[route] - before.byRoute[route]).toBe(1);
+    },
+  );
+
   it('refuses a bad credential (401 UNAUTHENTICATED) without calling any upstream', async () => {
     const { id, httpOptions } = withId('gem-embed-401');
     const { result: error, moved: calls } = await counting(() =>

@@ -6,7 +6,7 @@
  * `provider-fixtures.ts` for why the mock's directives cannot fail only the primary).
  */
 import { request as httpRequest } from 'node:http';
-import type OpenAI from 'openai';
+import OpenAI, { APIUserAbortError } from 'openai';
 import type {
   ChatCompletionChunk,
   ChatCompletionCreateParamsNonStreaming,
@@ -1393,6 +1393,33 @@ describe('POST /v1/embeddings', () => {
     expect(error.status).toBe(502);
     expect(moved(delta)).toEqual({ 'openai.embeddings': 1 + MAX_RETRIES });
     await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'openai', attempts: 1 + MAX_RETRIES });
+  });
+
+  it('bills nothing to a client that leaves while keygate waits to retry a refused embeddings call (no call in flight)', async () => {
+    const { id, headers } = rid('emb-abort-backoff');
+    const before = await mock.stats();
+    const controller = new AbortController();
+    // The upstream refuses with 503 and Retry-After: 4 s, which keygate waits out before its retry.
+    const pending = apiError(
+      gw
+        .openai(token)
+        .embeddings.create(
+          { model: OPENAI_EMBEDDING_MODEL, input: 'abort in backoff [mock status=503 retry_after=4]', encoding_format: 'float' },
+          { headers, signal: controller.signal },
+        ),
+    );
+    await gw.proc.waitForLine(
+      'the retry of the refused attempt',
+      (l) => l.json?.requestId === id && l.json.message === 'upstream attempt failed; retrying',
+      10_000,
+    );
+    controller.abort();
+    expect(await pending).toBeInstanceOf(APIUserAbortError);
+    const audit = await expectOneAudit(id, { status: 499, failure: 'client_abort', provider: 'openai', attempts: 1 });
+    // The provider bills nothing for its refusal and no other call went out: there is nothing to bill.
+    expect(audit.tokens_in).toBeNull();
+    expect(audit.tokens_out).toBeNull();
+    expect((await mock.stats()).byRoute['openai.embeddings'] - before.byRoute['openai.embeddings']).toBe(1);
   });
 
   it('gemini: a retry resends only the batch that failed, not the ones already answered', async () => {

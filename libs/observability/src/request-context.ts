@@ -36,6 +36,13 @@ export class RequestContext {
    * provider's model makes attempts to two providers, and each is counted under its own.
    */
   attemptsByProvider: Map<string, number> | null = null;
+  /**
+   * Whether the request was aborted (the client left, keygate ended it) while one of its counted
+   * attempts was under way: the abort failed that attempt, and the upstream may have read, and
+   * billed, the prompt by then. Aborted in the wait between two attempts, no upstream was working
+   * on it. An abort that lands as an attempt fails on its own counts as under way (the safe side).
+   */
+  abortedInFlight = false;
   /** Resolves when the handler has finished with the upstream (so aborted streams count usage). */
   settled: Promise<void> = Promise.resolve();
   /** Set once the audit line is written: guarantees exactly one. */

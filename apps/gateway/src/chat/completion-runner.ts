@@ -89,11 +89,6 @@ export class CompletionRunner {
   ): Promise<void> {
     // What the last attempt's upstream reported before its stream failed in priming (never replayed).
     let reportedBeforeFailure: Usage | undefined;
-    // Whether an attempt was under way when the request was aborted (the client left, keygate ended
-    // it): the abort failed that attempt. Aborted in the wait between two attempts, no upstream was
-    // generating anything. An abort that lands as an attempt fails on its own counts as under way
-    // (the safe side: billed its prompt).
-    let abortedInFlight = false;
     const candidates = plan.candidates.map((candidate) => ({
       model: candidate.model,
       attempt: () => {
@@ -106,7 +101,6 @@ export class CompletionRunner {
             .call(candidate)
             .then<A | ChatStream>((answer) => ('events' in answer ? primed(answer, (usage) => (reportedBeforeFailure = usage)) : answer)),
         ).catch((error: unknown) => {
-          if (ctx.abort.signal.aborted) abortedInFlight = true;
           // Refused before any upstream call (a fallback that cannot express the request is then
           // skipped): the audit and the metrics keep naming the model that was last tried.
           if (!reachedUpstream(error)) Object.assign(ctx, before);
@@ -128,8 +122,8 @@ export class CompletionRunner {
       // stream path does the same): what the upstream had reported by then (Anthropic's
       // message_start, read while priming the stream), else keygate's estimate. A request that
       // failed upstream is not, nor one abandoned while keygate waited to retry such a failure:
-      // providers do not bill their own errors.
-      if (ctx.tokensIn === null && ctx.attempts > 0 && abortedInFlight) {
+      // providers do not bill their own errors (ctx.abortedInFlight tells the two apart).
+      if (ctx.tokensIn === null && ctx.abortedInFlight) {
         if (!recordUsage(ctx, reportedBeforeFailure)) ctx.tokensIn = plan.promptTokens();
       }
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));

@@ -99,10 +99,12 @@ export class EmbeddingsService {
       // A request the upstream worked on is billed what it embedded, as chat bills a prompt, whether
       // or not anyone read the answer. A call sent in parts (Gemini's batches) counts the parts
       // answered or cut off in flight, also when another part failed; a single call that failed
-      // upstream counts nothing (providers do not bill their own errors), one the client left, all of its input.
+      // upstream counts nothing (providers do not bill their own errors), one the client left while
+      // it was under way, all of its input; one the client left while keygate waited to retry a
+      // failure, nothing, as chat (no upstream was working on it).
       if (ctx.tokensIn === null && spend?.counted) {
         if (spend.promptTokens > 0) ctx.tokensIn = spend.promptTokens;
-      } else if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = inputTokens(body.input);
+      } else if (ctx.tokensIn === null && ctx.abortedInFlight) ctx.tokensIn = inputTokens(body.input);
       // An embedding generates no output tokens, whatever became of the request.
       if (ctx.tokensIn !== null) ctx.tokensOut = 0;
       this.quota.settle(reservation, ctx.tokensIn ?? 0);

@@ -154,9 +154,10 @@ export class GeminiService {
       await reply.status(200).headers(value.headers).type('application/json').send(value.body);
     } finally {
       // Billed as /v1/embeddings bills one call: what Google reported (else the estimate) once it
-      // answered, the whole input when the client left after the call went out (Google may have
-      // embedded it), nothing for a call Google refused or failed.
-      if (ctx.tokensIn === null && ctx.attempts > 0 && ctx.abort.signal.aborted) ctx.tokensIn = estimate;
+      // answered, the whole input when the client left while a call was out (Google may have
+      // embedded it), nothing for a call Google refused or failed, nor when the client left while
+      // keygate waited to retry such a failure.
+      if (ctx.tokensIn === null && ctx.abortedInFlight) ctx.tokensIn = estimate;
       // An embedding generates no output tokens, whatever became of the request.
       if (ctx.tokensIn !== null) ctx.tokensOut = 0;
       this.quota.settle(reservation, ctx.tokensIn ?? 0);

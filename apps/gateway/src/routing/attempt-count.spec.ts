@@ -14,6 +14,26 @@ describe('countAttempt', () => {
     expect(ctx.attempts).toBe(3);
   });
 
+  it('notes an abort that failed an attempt under way, not a failure before it nor the abort that follows it', async () => {
+    const failed = context();
+    await expect(countAttempt(failed, () => Promise.reject(new UpstreamError('http', 'openai', 'HTTP 503', 503)))).rejects.toThrow(
+      'HTTP 503',
+    );
+    // The client leaves after the attempt failed (while keygate waits to retry it): no call was out.
+    failed.abort.abort();
+    expect(failed.abortedInFlight).toBe(false);
+
+    const cut = context();
+    await expect(
+      countAttempt(cut, () => {
+        cut.abort.abort();
+        return Promise.reject(new ClientAbortedError());
+      }),
+    ).rejects.toBeInstanceOf(ClientAbortedError);
+    expect(cut.abortedInFlight).toBe(true);
+    expect(cut.attempts).toBe(1);
+  });
+
   it('does not count a request the adapter refused before sending it', async () => {
     const ctx = context();
     await expect(countAttempt(ctx, () => Promise.reject(new Error('n > 1 is not supported')))).rejects.toThrow('n > 1');
@@ -27,6 +47,7 @@ describe('countAttempt', () => {
     await expect(countAttempt(ctx, start)).rejects.toBeInstanceOf(ClientAbortedError);
     expect(start).not.toHaveBeenCalled();
     expect(ctx.attempts).toBe(0);
+    expect(ctx.abortedInFlight).toBe(false);
   });
 
   it('refuses to start an attempt while the request’s limits are left uncounted by its handler', async () => {

@@ -10,7 +10,9 @@ import { ClientAbortedError, reachedUpstream } from '@keygate/providers';
  *
  * Every upstream call of a request goes through here, so this is also where a request whose
  * limits were left to its handler (`@AdmitInHandler`) and never counted is stopped: a handler that
- * forgot `QuotaService.admit` fails with a 500 instead of serving requests no limit has seen.
+ * forgot `QuotaService.admit` fails with a 500 instead of serving requests no limit has seen. And
+ * where an abort that failed an attempt is noted ({@link RequestContext.abortedInFlight}), for
+ * every route's billing of an abandoned request.
  */
 export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): Promise<T> {
   if (admissionPending(ctx)) {
@@ -28,7 +30,12 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
       return value;
     },
     (error: unknown) => {
-      if (reachedUpstream(error)) ctx.countAttempt(provider ?? ctx.provider ?? 'none');
+      if (reachedUpstream(error)) {
+        ctx.countAttempt(provider ?? ctx.provider ?? 'none');
+        // What the routes bill a request abandoned mid-attempt by (its prompt), and not one
+        // abandoned while keygate waited to retry: the abort is seen here, not by runAttempts' wait.
+        if (ctx.abort.signal.aborted) ctx.abortedInFlight = true;
+      }
       throw error;
     },
   );
