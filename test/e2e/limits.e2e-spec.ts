@@ -1095,6 +1095,50 @@ describe('blocks: created on one replica, in force on all of them at once (SPEC 
     const listed = (await adminCall(replicas[1], 'GET', '/admin/blocks')).json as { data: Array<{ product: string }> };
     expect(listed.data.filter((b) => b.product === stray)).toEqual([]);
   });
+
+  it('refuses to list the blocks of a product it does not serve, but lists and lifts one a product since removed left behind', async () => {
+    // A misspelt product would read as "no block": refused as POST /admin/blocks and GET /admin/usage refuse it.
+    const stray = `${RUN}-not-a-product`;
+    for (const path of [`/admin/blocks?product=${stray}`, `/admin/blocks?product=${stray}&user=bob`]) {
+      const typo = await adminCall(replicas[0], 'GET', path);
+      expect({ path, status: typo.status, error: typo.json }).toEqual({
+        path,
+        status: 400,
+        error: {
+          error: expect.objectContaining({
+            code: 'invalid_request',
+            param: 'product',
+            message: `product ${stray} is not configured on this gateway`,
+          }),
+        },
+      });
+    }
+    // A block of a product no longer in the configuration stays in Redis (written here as keygate
+    // wrote it when it served the product): listed, and lifted, by naming that product.
+    const removed = `${RUN}-removed-product`;
+    const left = {
+      product: removed,
+      user: null,
+      reason: 'before the product went',
+      createdAt: new Date().toISOString(),
+      expiresAt: null,
+      createdBy: 'ops',
+    };
+    await shared.hset('kg:blocks', removed, JSON.stringify(left));
+    const named = `/admin/blocks?product=${removed}`;
+    // Read by the replica's next refresh of the blocks (within a second: nothing announced this write).
+    const found = await waitFor('the left-over block to be listed', async () => {
+      const answer = await adminCall(replicas[1], 'GET', named);
+      return answer.status === 200 ? answer : undefined;
+    });
+    expect(found.json).toEqual({ data: [left] });
+    const lifted = await adminCall(replicas[1], 'DELETE', named);
+    expect({ status: lifted.status, body: lifted.json }).toEqual({ status: 200, body: { deleted: true } });
+    expect(await shared.hexists('kg:blocks', removed)).toBe(0);
+    // Gone, the product is one this gateway does not serve again.
+    const after = await adminCall(replicas[1], 'GET', named);
+    expect({ status: after.status, param: errorOf(after).param }).toEqual({ status: 400, param: 'product' });
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -33,6 +33,11 @@ function mayOperate(admin: Principal, product: string): void {
     throw new GatewayError('forbidden', `this credential may not administer product ${product.slice(0, 64)}`, { param: 'product' });
 }
 
+/** The refusal (400) of a product this gateway is not configured with. */
+function notConfigured(product: string): GatewayError {
+  return new GatewayError('invalid_request', `product ${product} is not configured on this gateway`, { param: 'product' });
+}
+
 /** A real calendar day, YYYY-MM-DD: 2024-02-30 is not one. */
 function isDay(value: string): boolean {
   if (!DAY.test(value)) return false;
@@ -83,8 +88,7 @@ export class AdminController {
   async create(@Body() body: CreateBlockDto, @CurrentPrincipal() admin: Principal, @Req() request: FastifyRequest): Promise<Block> {
     mayOperate(admin, body.product);
     // A misspelt product would be a block that stops nothing while the operator believes it does.
-    if (!this.secrets.product(body.product))
-      throw new GatewayError('invalid_request', `product ${body.product} is not configured on this gateway`, { param: 'product' });
+    if (!this.secrets.product(body.product)) throw notConfigured(body.product);
     const now = Date.now();
     const block = await this.blocks.create({
       product: body.product,
@@ -116,7 +120,14 @@ export class AdminController {
   @ApiQuery({ name: 'product', required: false, type: String, example: 'demo' })
   @ApiQuery({ name: 'user', required: false, type: String, description: "With product: that user's own block" })
   @ApiOkResponse({ type: BlockListDto })
-  @ApiAdminErrors()
+  @ApiAdminErrors([
+    [
+      400,
+      'A query parameter the route does not take, user without product, or a product not configured on this gateway ' +
+        '(one since removed from the configuration is listed while a block of it is in force, so that it can be lifted)',
+      notConfigured('demo-typo'),
+    ],
+  ])
   list(@Query() query: Record<string, unknown>, @CurrentPrincipal() admin: Principal): { data: Block[] } {
     // A filter that is ignored would read as "no block" for the product or user asked about.
     const { product: productParam, user: userParam } = knownQuery(query, ['product', 'user']);
@@ -124,17 +135,22 @@ export class AdminController {
     if (userParam !== undefined && product === undefined)
       throw new GatewayError('invalid_request', 'user needs product', { param: 'product' });
     const user = userParam === undefined ? undefined : queryValue(userParam, 'user', USER, 'one user id (1-256 characters)');
-    if (product !== undefined) mayOperate(admin, product);
+    const blocks = this.blocks.list();
+    if (product !== undefined) {
+      mayOperate(admin, product);
+      // A misspelt product would read as "no block": refused, as POST /admin/blocks and GET
+      // /admin/usage refuse it. A product since removed from the configuration may still have a block
+      // in Redis (back in force if the product comes back): that one is listed, for DELETE to lift.
+      if (!this.secrets.product(product) && !blocks.some((block) => block.product === product)) throw notConfigured(product);
+    }
     const reach = adminReach(admin);
     return {
-      data: this.blocks
-        .list()
-        .filter(
-          (block) =>
-            administers(reach, block.product) &&
-            (product === undefined || block.product === product) &&
-            (user === undefined || (block.user !== null && blockedUserKey(block.user) === blockedUserKey(user))),
-        ),
+      data: blocks.filter(
+        (block) =>
+          administers(reach, block.product) &&
+          (product === undefined || block.product === product) &&
+          (user === undefined || (block.user !== null && blockedUserKey(block.user) === blockedUserKey(user))),
+      ),
     };
   }
 
@@ -156,6 +172,8 @@ export class AdminController {
     if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
     mayOperate(admin, product);
+    // Not refused when the product is not configured (unlike POST): a product since removed from the
+    // configuration keeps its blocks in Redis until they are lifted. A misspelt one lifts nothing and is told 404.
     const user = userParam === undefined ? null : queryValue(userParam, 'user', USER, 'one user id (1-256 characters)');
     const deleted = await this.blocks.remove(product, user);
     if (!deleted) throw new GatewayError('route_not_found', 'no such block');
@@ -183,8 +201,7 @@ export class AdminController {
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
     mayOperate(admin, product);
     // A misspelt product would read as a product that had no traffic.
-    if (!this.secrets.product(product))
-      throw new GatewayError('invalid_request', `product ${product} is not configured on this gateway`, { param: 'product' });
+    if (!this.secrets.product(product)) throw notConfigured(product);
     if (dateParam !== undefined && (typeof dateParam !== 'string' || !isDay(dateParam)))
       throw new GatewayError('invalid_request', 'date must be one calendar day, YYYY-MM-DD', { param: 'date' });
     const now = Date.now();
