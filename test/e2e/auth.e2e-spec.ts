@@ -1935,6 +1935,50 @@ describe('security headers', () => {
       expectSecurityHeaders(s.headers);
     }
   });
+
+  /** The headers helmet can set, whichever of its options are on. */
+  const HELMET_HEADERS = [
+    'content-security-policy',
+    'cross-origin-opener-policy',
+    'cross-origin-resource-policy',
+    'origin-agent-cluster',
+    'referrer-policy',
+    'strict-transport-security',
+    'x-content-type-options',
+    'x-dns-prefetch-control',
+    'x-download-options',
+    'x-frame-options',
+    'x-permitted-cross-domain-policies',
+    'x-xss-protection',
+  ];
+  const helmetHeaders = (headers: IncomingHttpHeaders): Record<string, unknown> =>
+    Object.fromEntries(HELMET_HEADERS.filter((name) => headers[name] !== undefined).map((name) => [name, headers[name]]));
+
+  it('are on every OPTIONS answer, as on GET /healthz: OPTIONS *, and preflights granted, refused or malformed, with CORS on or off', async () => {
+    const healthz = helmetHeaders((await send(gw, { method: 'GET', target: '/healthz', label: 'sec-healthz' })).headers);
+    expectSecurityHeaders(healthz as IncomingHttpHeaders);
+    const asked = { 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' };
+    const answers = {
+      // The CORS plugin's route takes the asterisk-form target, and Nest's adapter answers it 404 ahead of keygate's hooks.
+      'OPTIONS * (CORS on)': await send(gw, { method: 'OPTIONS', target: '*', body: null, label: 'sec-options-asterisk' }),
+      'OPTIONS * as a preflight (CORS on)': await send(gw, {
+        method: 'OPTIONS',
+        target: '*',
+        body: null,
+        headers: { origin: ALLOWED_ORIGINS[0], ...asked },
+        label: 'sec-options-asterisk-preflight',
+      }),
+      'OPTIONS * (CORS off)': await send(mem, { method: 'OPTIONS', target: '*', body: null, label: 'sec-options-asterisk-off' }),
+      'a granted preflight': await preflight(gw, ALLOWED_ORIGINS[0]),
+      'a preflight from a foreign origin': await preflight(gw, 'https://evil.example.com'),
+      'an OPTIONS that is no preflight': await preflight(gw, undefined),
+      'a preflight with CORS off': await preflight(mem, ALLOWED_ORIGINS[0]),
+    };
+    const seen = Object.entries(answers).map(([what, answer]) => [what, answer.status, helmetHeaders(answer.headers)] as const);
+    expect(seen.map(([what, status, headers]) => ({ what, status, ...headers }))).toEqual(
+      seen.map(([what, status]) => ({ what, status, ...healthz })),
+    );
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -90,6 +90,16 @@ function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<r
     for (const [name, value] of headers) raw.setHeader(name, value);
     done();
   });
+  // Nest's adapter sends a target that a route matches but that is not in origin form (`OPTIONS *`,
+  // which the CORS plugin's route takes) to the not-found handler from an onRequest hook of its
+  // own, registered before the one above: only preHandler hooks run then. One header tells.
+  const [first] = headers;
+  if (!first) return;
+  fastify.addHook('preHandler', (_request, reply, done) => {
+    const raw = reply.raw;
+    if (!raw.hasHeader(first[0])) for (const [name, value] of headers) raw.setHeader(name, value);
+    done();
+  });
 }
 
 /**
