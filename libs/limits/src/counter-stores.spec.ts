@@ -227,6 +227,7 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
       scope: where === 'shared' ? 'shared' : 'replica',
       requests: { total: 60, users: { gina: 20, hank: 40 } },
       tokens: { total: 0, users: {} },
+      costNanoUsd: { total: 0, users: {} },
     });
   });
 
@@ -301,12 +302,31 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
       scope: where === 'shared' ? 'shared' : 'replica',
       requests: { total: 3, users: { olga: 2, pete: 1 } },
       tokens: { total: 48, users: { olga: 40, pete: 8 } },
+      costNanoUsd: { total: 0, users: {} },
     });
     expect(await store.usage(product('nobody'), DAY)).toEqual({
       scope: where === 'shared' ? 'shared' : 'replica',
       requests: { total: 0, users: {} },
       tokens: { total: 0, users: {} },
+      costNanoUsd: { total: 0, users: {} },
     });
+  });
+
+  it('adds up request costs per user and day, exactly (integers: a million costs of $0.0000072 are $7.20)', async () => {
+    const p = product('cost');
+    // $0.0000072, a typical small completion: 7 200 billionths. Summed as dollars (floats) a million
+    // times, it drifts off 7.2; as integers it cannot.
+    await Promise.all(Array.from({ length: 100 }, () => store.addCost(p, 'quinn', 7_200, DAY, where)));
+    await store.addCost(p, 'rosa', 1, DAY, where);
+    await store.addCost(p, 'rosa', 0, DAY, where);
+    await store.addCost(p, 'quinn', 5, '2031-05-18', where);
+    expect((await store.usage(p, DAY)).costNanoUsd).toEqual({ total: 720_001, users: { quinn: 720_000, rosa: 1 } });
+    expect((await store.usage(p, '2031-05-18')).costNanoUsd).toEqual({ total: 5, users: { quinn: 5 } });
+    // A cost alone shows in no other count: no user with 0 requests or 0 tokens.
+    expect((await store.usage(p, DAY)).tokens).toEqual({ total: 0, users: {} });
+    expect((await store.usage(p, DAY)).requests).toEqual({ total: 0, users: {} });
+    await store.addCost(p, 'sam', 1_000_000 * 7_200, DAY, where);
+    expect((await store.usage(p, DAY)).costNanoUsd.users.sam).toBe(7_200_000_000);
   });
 
   it('counts any number of counters together, all or none, and names the first full one', async () => {
@@ -448,16 +468,18 @@ describe('RedisCounterStore keys (real Redis)', () => {
     expect(await snapshot()).toEqual(before);
   });
 
-  it('expires per-second counters within 2 s and the daily hashes (requests and tokens) after two days', async () => {
+  it('expires per-second counters within 2 s and the daily hashes (requests, tokens and cost) after two days', async () => {
     const p = product('ttl');
     await admit(store, p, 'sam', NONE, SECOND, DAY);
     await reserve(store, p, 'sam', 10, 0, 0, DAY);
+    await store.addCost(p, 'sam', 7_200, DAY, 'shared');
     for (const key of [`kg:{${p}}:qps:${SECOND}`, `kg:{${p}}:qps:${SECOND}:u:sam`]) {
       const ttl = await redis.pttl(key);
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(2000);
     }
-    for (const key of [`kg:{${p}}:req:${DAY}`, `kg:{${p}}:tok:${DAY}`]) {
+    // The cost hash shares the request counters' hash tag (their Redis Cluster slot).
+    for (const key of [`kg:{${p}}:req:${DAY}`, `kg:{${p}}:tok:${DAY}`, `kg:{${p}}:cost:${DAY}`]) {
       const ttl = await redis.ttl(key);
       expect(ttl).toBeGreaterThan(86_400);
       expect(ttl).toBeLessThanOrEqual(2 * 86_400);

@@ -58,6 +58,8 @@ export interface DailyUsage {
   scope: 'shared' | 'replica';
   requests: { total: number; users: Record<string, number> };
   tokens: { total: number; users: Record<string, number> };
+  /** What the day's priced requests cost, in whole billionths of a US dollar (integers: no float drift). */
+  costNanoUsd: { total: number; users: Record<string, number> };
 }
 
 /**
@@ -80,7 +82,14 @@ export interface CounterStore {
    * the whole usage of a reservation it took in memory.
    */
   settleTokens(product: string, user: string, delta: number, day: string, store: StoreName, reserved?: number): Promise<void>;
-  /** The day's request and token counts of a product, per user. */
+  /**
+   * Adds what a finished request cost (`nanoUsd`, whole billionths of a dollar) to the day's cost
+   * totals of its product and user, in the store that admitted it (the day it was counted in): as
+   * a settlement is, off the request path, and a failover store also brings a cost taken in memory
+   * to the shared totals.
+   */
+  addCost(product: string, user: string, nanoUsd: number, day: string, store: StoreName): Promise<void>;
+  /** The day's request and token counts and cost of a product, per user. */
   usage(product: string, day: string): Promise<DailyUsage>;
 }
 
@@ -127,4 +136,19 @@ export const requestCounters = {
 /** The hash of a product's request counts for one UTC day. */
 export function dailyRequestsKey(product: string, day: string): string {
   return `kg:{${product}}:req:${day}`;
+}
+
+/** The day of a daily counter, whose key ends with it (`kg:{product}:req:<day>`). */
+export function dayOfDailyKey(dailyKey: string): string {
+  return dailyKey.slice(dailyKey.lastIndexOf(':') + 1);
+}
+
+/** Whole billionths of a dollar (an audit's `cost_usd` is rounded to them already): what the stores add up. */
+export function toNanoUsd(usd: number): number {
+  return Math.round(usd * 1e9);
+}
+
+/** Dollars from billionths, rounded to the billionth (a sum of integers has no float drift to hide). */
+export function fromNanoUsd(nanoUsd: number): number {
+  return Math.round(nanoUsd) / 1e9;
 }

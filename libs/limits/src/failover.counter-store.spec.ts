@@ -202,10 +202,21 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
     const reservation = await reserve(store, p, 'kim', 1_000, 0, 0, DAY);
     expect(reservation).toMatchObject({ reserved: true, store: 'local' });
     await store.settleTokens(p, 'kim', 200 - 1_000, DAY, 'local', 1_000);
+    // A cost alone (a product without token quotas) is a settlement too; one with tokens, the same one.
+    await store.addCost(p, 'kim', 7_200, DAY, 'local');
+    await store.addCost(p, 'lin', 7_200, DAY, 'shared');
     store.onApplicationShutdown();
-    expect(lines.filter((l) => String(l.message).startsWith('token settlements not sent'))).toEqual([
-      expect.objectContaining({ severity: 'WARNING', settlements: 1 }),
+    expect(lines.filter((l) => String(l.message).startsWith('token and cost settlements not sent'))).toEqual([
+      expect.objectContaining({ severity: 'WARNING', settlements: 2 }),
     ]);
+  });
+
+  it('counts the cost of a request admitted in memory there, for this replica’s usage', async () => {
+    const p = product('dead-cost');
+    expect(await admit(store, p, 'mae', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    await store.addCost(p, 'mae', 7_200, DAY, 'local');
+    await store.addCost(p, 'mae', 800, DAY, 'local');
+    expect(await store.usage(p, DAY)).toMatchObject({ scope: 'replica', costNanoUsd: { total: 8_000, users: { mae: 8_000 } } });
   });
 });
 
@@ -691,6 +702,89 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(redis.status).toBe('ready');
     await until('the held counts to reach Redis', async () => (await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:ned')) === '4');
     expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('4');
+  }, 15_000);
+
+  it('sends a request’s cost with the batch of its tokens’ settlement: one script per product, user and day, the cost in its own hash', async () => {
+    const p = product('batched-cost');
+    expect(await reserve(store, p, 'ada', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
+    const monitor = await direct.monitor();
+    const scripts: string[][] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (/^eval/i.test(args[0]) && args.some((a) => a.includes(p))) scripts.push(args);
+    });
+    try {
+      // Two requests end within one batch: each settles its tokens and adds its cost.
+      await Promise.all([
+        store.settleTokens(p, 'ada', -900, DAY, 'shared'),
+        store.addCost(p, 'ada', 7_200, DAY, 'shared'),
+        store.addCost(p, 'ada', 3_100, DAY, 'shared'),
+        // Another user of a product without token quotas: a cost alone.
+        store.addCost(p, 'bo', 50, DAY, 'shared'),
+      ]);
+      expect(await direct.hgetall(`kg:{${p}}:cost:${DAY}`)).toEqual({ _total: '10350', 'u:ada': '10300', 'u:bo': '50' });
+      expect(await direct.hgetall(`kg:{${p}}:tok:${DAY}`)).toEqual({ _total: '100', 'u:ada': '100' });
+      await until('the monitor to report the scripts', () => scripts.length >= 2);
+      await sleep(50);
+      // One script per user, the tokens and the cost together; none per request.
+      expect(scripts.filter((a) => a.includes('u:ada'))).toEqual([expect.arrayContaining(['-900', '10300'])]);
+      expect(scripts.filter((a) => a.includes('u:bo'))).toHaveLength(1);
+    } finally {
+      monitor.disconnect();
+    }
+    expect(await store.usage(p, DAY)).toMatchObject({ scope: 'shared', costNanoUsd: { total: 10_350, users: { ada: 10_300, bo: 50 } } });
+  });
+
+  it('counts the cost of a request admitted in memory during an outage there, and brings it to Redis when it returns, once', async () => {
+    const p = product('outage-cost');
+    expect(await admit(store, p, 'cy', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'shared' });
+    await store.addCost(p, 'cy', 1_000, DAY, 'shared');
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    expect(await admit(store, p, 'cy', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    await store.addCost(p, 'cy', 7_200, DAY, 'local');
+    // This replica's usage during the outage: the requests and costs it counted in memory.
+    expect(await store.usage(p, DAY)).toMatchObject({
+      scope: 'replica',
+      requests: { users: { cy: 1 } },
+      costNanoUsd: { total: 7_200, users: { cy: 7_200 } },
+    });
+    // A request admitted before the outage that ends during it: held for Redis, as its tokens are.
+    await store.addCost(p, 'dee', 40, DAY, 'shared');
+    expect(await direct.hgetall(`kg:{${p}}:cost:${DAY}`)).toEqual({ _total: '1000', 'u:cy': '1000' });
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    await until('the outage cost to reach Redis', async () => (await direct.hget(`kg:{${p}}:cost:${DAY}`, '_total')) === '8240');
+    expect(await direct.hgetall(`kg:{${p}}:cost:${DAY}`)).toEqual({ _total: '8240', 'u:cy': '8200', 'u:dee': '40' });
+    expect(await store.usage(p, DAY)).toMatchObject({ scope: 'shared', costNanoUsd: { total: 8_240, users: { cy: 8_200, dee: 40 } } });
+    // Sent once: nothing is held any more, and the next outage starts from an empty replica.
+    await store.beforeApplicationShutdown();
+    expect(await direct.hget(`kg:{${p}}:cost:${DAY}`, '_total')).toBe('8240');
+    proxy.down();
+    await until('the client to notice the second cut', () => redis.status !== 'ready');
+    expect((await store.usage(p, DAY)).costNanoUsd).toEqual({ total: 0, users: {} });
+  }, 20_000);
+
+  it('applies once a cost Redis added whose reply the dropped connection lost, though it is sent again', async () => {
+    const p = product('cost-reply-lost');
+    proxy.mode = 'deaf';
+    const added = store.addCost(p, 'eli', 7_200, DAY, 'shared');
+    await until('Redis to add the cost', async () => (await direct.hget(`kg:{${p}}:cost:${DAY}`, '_total')) === '7200');
+    proxy.down();
+    await added;
+    const monitor = await direct.monitor();
+    let resent = 0;
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (/^eval/i.test(args[0]) && args.some((a) => a.includes(p)) && args.includes('7200')) resent++;
+    });
+    try {
+      proxy.mode = 'up';
+      await until('the cost to be sent again', () => resent > 0, 8_000);
+    } finally {
+      monitor.disconnect();
+    }
+    expect(await direct.hgetall(`kg:{${p}}:cost:${DAY}`)).toEqual({ _total: '7200', 'u:eli': '7200' });
+    // A cost alone leaves no token field behind (no user with 0 tokens in /admin/usage).
+    expect(await direct.exists(`kg:{${p}}:tok:${DAY}`)).toBe(0);
   }, 15_000);
 
   it('holds a settlement while Redis is away and sends it when Redis returns', async () => {

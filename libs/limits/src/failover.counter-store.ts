@@ -4,6 +4,7 @@ import { requestContextStorage, type JsonLogger } from '@keygate/observability';
 import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import {
+  dayOfDailyKey,
   utcDay,
   type CounterHit,
   type CounterRef,
@@ -25,12 +26,24 @@ interface HeldCounter {
 }
 
 /**
+ * What requests that ended owe the shared totals of one product, user and day, sent as one
+ * settlement: a token delta (actual minus reserved, or a whole usage taken in memory) and what they
+ * cost (billionths of a dollar); either may be 0.
+ */
+interface Settlement {
+  product: string;
+  user: string;
+  day: string;
+  delta: number;
+  cost: number;
+}
+
+/**
  * A batch sent to Redis under its operation id (applied at most once): a settlement, or the request
  * counts one counter took in memory. One whose send failed is sent again under the same id.
  */
 type SentOperation = { op: string; firstSentAt: number } & (
-  | { kind: 'tokens'; product: string; user: string; day: string; delta: number }
-  | { kind: 'requests'; key: string; field?: string; ttlMs: number; count: number }
+  ({ kind: 'settlement' } & Settlement) | { kind: 'requests'; key: string; field?: string; ttlMs: number; count: number }
 );
 
 /** After a failed command, Redis is not tried again for this long (so an outage costs no waits). */
@@ -48,11 +61,6 @@ const MAX_REMEMBERED_COUNTS = 100_000;
 
 function counterId(counter: CounterRef): string {
   return `${counter.key}\n${counter.field ?? ''}`;
-}
-
-/** The day of a daily request counter, whose key ends with it (`kg:{product}:req:<day>`). */
-function dayOf(dailyKey: string): string {
-  return dailyKey.slice(dailyKey.lastIndexOf(':') + 1);
 }
 
 function tokenId(product: string, day: string, user?: string): string {
@@ -76,8 +84,9 @@ const REPLAYED_COUNTER_MIN_TTL_MS = 60_000;
  * arrives, a settlement that cannot be sent while Redis is away is held and sent when it returns,
  * and a request counted in memory during the outage brings its whole usage to the shared totals.
  * Daily request counts are kept the same way: a request admitted in memory is added to the shared
- * daily counters when Redis returns, so `/admin/usage` and the daily caps see the outage's traffic.
- * Settlements to Redis are coalesced per product, user and day and sent every 25 ms.
+ * daily counters when Redis returns, so `/admin/usage` and the daily caps see the outage's traffic;
+ * and so are request costs: one admitted in memory is counted there and held for Redis, like its tokens.
+ * Settlements to Redis (token deltas and costs) are coalesced per product, user and day and sent every 25 ms.
  */
 export class FailoverCounterStore implements CounterStore, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly shared: RedisCounterStore;
@@ -87,8 +96,8 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   private localUsed = false;
   private coolOffUntil = 0;
   private wasDegraded = false;
-  /** Token deltas for the shared store not sent yet (batched, or held while Redis is away), by product, user and day. */
-  private readonly held = new Map<string, { product: string; user: string; day: string; delta: number }>();
+  /** Token deltas and costs for the shared store not sent yet (batched, or held while Redis is away), by product, user and day. */
+  private readonly held = new Map<string, Settlement>();
   private heldDropped = 0;
   /** Daily request counts taken in memory while Redis was away, by counter: added to Redis when it returns. */
   private readonly heldRequests = new Map<string, { key: string; field?: string; ttlMs: number; count: number }>();
@@ -136,9 +145,9 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
 
   /** At exit, settlements still held (Redis away to the end) are lost: said, not silently dropped. */
   onApplicationShutdown(): void {
-    const lost = [...this.held.values()].filter((h) => h.delta !== 0).length + this.heldDropped;
+    const lost = [...this.held.values()].filter(owes).length + this.heldDropped;
     if (lost > 0)
-      this.logger.write('WARNING', 'token settlements not sent to Redis before exit: the shared daily totals under-count them', {
+      this.logger.write('WARNING', 'token and cost settlements not sent to Redis before exit: the shared daily totals miss them', {
         settlements: lost,
       });
     const unconfirmed = this.unconfirmed.length;
@@ -263,7 +272,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   /** Keeps the shared counts a hit saw (its daily counters, the day's token totals) for an outage to go on from. */
   private remember(hits: readonly CounterHit[], tokens: TokenAsk | undefined, outcome: HitOutcome): HitOutcome {
     hits.forEach((h, i) => {
-      if (h.ttlMs > REPLAYED_COUNTER_MIN_TTL_MS) this.rememberCount(dayOf(h.key), counterId(h), outcome.counts[i]);
+      if (h.ttlMs > REPLAYED_COUNTER_MIN_TTL_MS) this.rememberCount(dayOfDailyKey(h.key), counterId(h), outcome.counts[i]);
     });
     if (tokens && outcome.tokenTotals) {
       this.rememberCount(tokens.day, tokenId(tokens.product, tokens.day), outcome.tokenTotals.product);
@@ -301,6 +310,23 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     if (reserved !== undefined) await this.settleShared(product, user, reserved + delta, day);
   }
 
+  /**
+   * Adds a request's cost as its tokens are settled: to the shared totals with the next batch (held
+   * while Redis is away); a request admitted in memory is counted there too (this replica's usage
+   * during an outage shows it) and brought whole to the shared totals, as its request count and
+   * tokens are, once Redis returns. Resolves once sent (at once when held).
+   */
+  async addCost(product: string, user: string, nanoUsd: number, day: string, store: StoreName): Promise<void> {
+    if (nanoUsd === 0) return;
+    if (store === 'local') {
+      // Replaced once all it holds reached Redis (this cost included): a store Redis's return already
+      // emptied must not keep a cost the shared totals have too, for the next outage to show.
+      this.localUsed = true;
+      await this.local.addCost(product, user, nanoUsd, day, 'local');
+    }
+    return this.settleShared(product, user, 0, day, nanoUsd);
+  }
+
   usage(product: string, day: string): Promise<DailyUsage> {
     return this.run((s) => s.usage(product, day));
   }
@@ -324,10 +350,10 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     }
   }
 
-  /** Adds a delta to the next batch (resolved once sent), or holds it while Redis is away. */
-  private settleShared(product: string, user: string, delta: number, day: string): Promise<void> {
-    if (delta === 0) return Promise.resolve();
-    this.hold(product, user, delta, day);
+  /** Adds a token delta and a cost to the next batch (resolved once sent), or holds them while Redis is away. */
+  private settleShared(product: string, user: string, delta: number, day: string, cost = 0): Promise<void> {
+    if (delta === 0 && cost === 0) return Promise.resolve();
+    this.hold(product, user, delta, day, cost);
     if (this.redis.status !== 'ready') return Promise.resolve();
     if (!this.batching) return this.sendHeld();
     this.nextBatch ??= new Promise<void>((resolve) => {
@@ -371,11 +397,13 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     sent?.();
   }
 
-  private hold(product: string, user: string, delta: number, day: string): void {
+  private hold(product: string, user: string, delta: number, day: string, cost: number): void {
     const key = `${product}\n${user}\n${day}`;
     const entry = this.held.get(key);
-    if (entry) entry.delta += delta;
-    else if (this.held.size < MAX_HELD_SETTLEMENTS) this.held.set(key, { product, user, day, delta });
+    if (entry) {
+      entry.delta += delta;
+      entry.cost += cost;
+    } else if (this.held.size < MAX_HELD_SETTLEMENTS) this.held.set(key, { product, user, day, delta, cost });
     else this.heldDropped++;
   }
 
@@ -426,7 +454,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     if (this.heldDropped > 0) {
       this.logger.write(
         'WARNING',
-        `token settlements dropped: more than ${MAX_HELD_SETTLEMENTS} product/user/day totals were waiting for Redis (shared totals over-count)`,
+        `token and cost settlements dropped: more than ${MAX_HELD_SETTLEMENTS} product/user/day totals were waiting for Redis (shared token totals over-count, costs under-count)`,
         {
           dropped: this.heldDropped,
         },
@@ -457,7 +485,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       if (h.count > 0) operations.push({ kind: 'requests', op: randomUUID(), firstSentAt: now, ...h });
     this.heldRequests.clear();
     for (const h of this.held.values())
-      if (h.day >= oldest && h.delta !== 0) operations.push({ kind: 'tokens', op: randomUUID(), firstSentAt: now, ...h });
+      if (h.day >= oldest && owes(h)) operations.push({ kind: 'settlement', op: randomUUID(), firstSentAt: now, ...h });
     this.held.clear();
     let unsent = 0;
     let finished: () => void = () => undefined;
@@ -465,7 +493,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     // The quotas this send gives tokens back to, until Redis has answered it.
     const givingBack: string[] = [];
     for (const o of operations)
-      if (o.kind === 'tokens' && o.delta < 0) givingBack.push(givingBackKey(o.product, o.day, o.user), givingBackKey(o.product, o.day));
+      if (o.kind === 'settlement' && o.delta < 0) givingBack.push(givingBackKey(o.product, o.day, o.user), givingBackKey(o.product, o.day));
     for (const key of givingBack) this.inFlightGiveBacks.set(key, done);
     // In the same tick as the operations, so in the same auto-pipelined write.
     const forgotten = this.confirmedMarkers.splice(0);
@@ -502,8 +530,8 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
 
   /** Sends an operation; resolves with what Redis then holds: the day's token totals, or the counter. */
   private send(o: SentOperation): Promise<{ product: number; user: number } | number> {
-    return o.kind === 'tokens'
-      ? this.shared.settleTokensOnce(o.product, o.user, o.delta, o.day, o.op)
+    return o.kind === 'settlement'
+      ? this.shared.settleOnce(o.product, o.user, o.day, { tokens: o.delta, costNanoUsd: o.cost }, o.op)
       : this.shared.addOnce(o, o.count, o.op);
   }
 
@@ -514,15 +542,15 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
    * settlement would hold Redis memory for 10 minutes).
    */
   private confirmed(o: SentOperation, held: { product: number; user: number } | number): void {
-    if (o.kind === 'tokens' && typeof held === 'object') {
+    if (o.kind === 'settlement' && typeof held === 'object') {
       this.rememberCount(o.day, tokenId(o.product, o.day), held.product);
       this.rememberCount(o.day, tokenId(o.product, o.day, o.user), held.user);
     } else if (o.kind === 'requests' && typeof held === 'number') {
-      this.rememberCount(dayOf(o.key), counterId(o), held);
+      this.rememberCount(dayOfDailyKey(o.key), counterId(o), held);
     }
     // Beyond the bound, a marker is left to expire.
     if (this.confirmedMarkers.length < MAX_HELD_SETTLEMENTS)
-      this.confirmedMarkers.push({ counterKey: o.kind === 'tokens' ? tokenKey(o.product, o.day) : o.key, op: o.op });
+      this.confirmedMarkers.push({ counterKey: o.kind === 'settlement' ? tokenKey(o.product, o.day) : o.key, op: o.op });
   }
 
   /**
@@ -548,6 +576,11 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       void this.sendHeld();
     }
   }
+}
+
+/** Whether a settlement has anything to send. */
+function owes(settlement: Settlement): boolean {
+  return settlement.delta !== 0 || settlement.cost !== 0;
 }
 
 /** A day's token quota: the product's, or one user's of it. */

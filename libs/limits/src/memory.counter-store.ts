@@ -29,6 +29,8 @@ export class MemoryCounterStore implements CounterStore {
   private nextSweep = 0;
   /** Token totals per product and day, fields `_total` and `u:<user>`. */
   private readonly days = new Map<string, Map<string, number>>();
+  /** Cost totals (billionths of a dollar) per product and day, the same fields. */
+  private readonly costDays = new Map<string, Map<string, number>>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -68,7 +70,7 @@ export class MemoryCounterStore implements CounterStore {
 
   /** Reserves the tokens if both quotas have room; else names the one that has none (the user's first). */
   private reserveTokens({ product, user, tokens, productCap, userCap, day }: TokenAsk): TokenLimitName | undefined {
-    const d = this.tokenDay(product, day);
+    const d = totalsOf(this.days, product, day);
     const tp = d.get('_total') ?? 0;
     const tu = d.get(`u:${user}`) ?? 0;
     // The user's own quota first: when both are full, the refusal is theirs (and counts toward
@@ -81,16 +83,30 @@ export class MemoryCounterStore implements CounterStore {
   }
 
   settleTokens(product: string, user: string, delta: number, day: string, _store?: StoreName): Promise<void> {
-    const d = this.tokenDay(product, day);
+    const d = totalsOf(this.days, product, day);
     // Never below zero, as in Redis.
     d.set('_total', Math.max(0, (d.get('_total') ?? 0) + delta));
     d.set(`u:${user}`, Math.max(0, (d.get(`u:${user}`) ?? 0) + delta));
     return Promise.resolve();
   }
 
+  addCost(product: string, user: string, nanoUsd: number, day: string, _store?: StoreName): Promise<void> {
+    if (nanoUsd === 0) return Promise.resolve();
+    const d = totalsOf(this.costDays, product, day);
+    d.set('_total', (d.get('_total') ?? 0) + nanoUsd);
+    d.set(`u:${user}`, (d.get(`u:${user}`) ?? 0) + nanoUsd);
+    return Promise.resolve();
+  }
+
   usage(product: string, day: string): Promise<DailyUsage> {
     const requests = this.live(dailyRequestsKey(product, day), this.now())?.counts;
-    return Promise.resolve({ scope: 'replica', requests: split(requests), tokens: split(this.days.get(`${product}\n${day}`)) });
+    const id = `${product}\n${day}`;
+    return Promise.resolve({
+      scope: 'replica',
+      requests: split(requests),
+      tokens: split(this.days.get(id)),
+      costNanoUsd: split(this.costDays.get(id)),
+    });
   }
 
   private live(key: string, now: number): Bucket | undefined {
@@ -104,18 +120,19 @@ export class MemoryCounterStore implements CounterStore {
     this.nextSweep = now + SWEEP_EVERY_MS;
     for (const [key, bucket] of this.buckets) if (bucket.expiresAt <= now) this.buckets.delete(key);
   }
+}
 
-  private tokenDay(product: string, day: string): Map<string, number> {
-    const key = `${product}\n${day}`;
-    let d = this.days.get(key);
-    if (!d) {
-      // Keep today and yesterday only: a long-running replica's memory stays bounded.
-      for (const k of this.days.keys()) if (!k.endsWith(day) && !k.endsWith(previousDay(day))) this.days.delete(k);
-      d = new Map();
-      this.days.set(key, d);
-    }
-    return d;
+/** The totals of a product's day in `days` (token or cost totals), made if new. */
+function totalsOf(days: Map<string, Map<string, number>>, product: string, day: string): Map<string, number> {
+  const key = `${product}\n${day}`;
+  let d = days.get(key);
+  if (!d) {
+    // Keep today and yesterday only: a long-running replica's memory stays bounded.
+    for (const k of days.keys()) if (!k.endsWith(day) && !k.endsWith(previousDay(day))) days.delete(k);
+    d = new Map();
+    days.set(key, d);
   }
+  return d;
 }
 
 function previousDay(day: string): string {

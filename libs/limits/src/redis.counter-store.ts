@@ -96,7 +96,7 @@ end
 if ARGV[2] == '' then return tonumber(redis.call('GET', KEYS[1]) or '0') end
 return tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')`;
 
-/** Token hashes (fields `_total` and `u:<user>`) outlive their day by one, so `/admin/usage` can report yesterday. */
+/** Token and cost hashes (fields `_total` and `u:<user>`) outlive their day by one, so `/admin/usage` can report yesterday. */
 const DAY_TTL_SECONDS = DAILY_COUNTER_TTL_MS / 1000;
 
 // Never below zero: a settlement whose reservation Redis lost (a restart without persistence, as on
@@ -107,14 +107,24 @@ if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', 
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`;
 
-// SETTLE applied at most once per operation id: KEYS[2] is the operation's marker, kept ARGV[4] ms.
-// A batch whose reply was lost (the connection dropped after sending) is sent again under its id;
-// Redis applies it only if the first one never arrived. Replies the day's totals {product, user}.
+// A batch's settlement of one product, user and day, applied at most once per operation id: KEYS[2]
+// is the operation's marker, kept ARGV[4] ms. A batch whose reply was lost (the connection dropped
+// after sending) is sent again under its id; Redis applies it only if the first one never arrived.
+// ARGV[1] is SETTLE's token delta on KEYS[1], ARGV[5] the requests' cost added to the cost hash
+// KEYS[3] (same fields, same lifetime); either may be 0, and a 0 touches nothing (no user shows up
+// with 0 tokens for a cost alone). Replies the day's token totals {product, user}.
 const SETTLE_ONCE = `
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
-  if redis.call('HINCRBY', KEYS[1], '_total', ARGV[1]) < 0 then redis.call('HSET', KEYS[1], '_total', 0) end
-  if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', KEYS[1], ARGV[2], 0) end
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  if tonumber(ARGV[1]) ~= 0 then
+    if redis.call('HINCRBY', KEYS[1], '_total', ARGV[1]) < 0 then redis.call('HSET', KEYS[1], '_total', 0) end
+    if redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[1]) < 0 then redis.call('HSET', KEYS[1], ARGV[2], 0) end
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+  end
+  if tonumber(ARGV[5]) ~= 0 then
+    redis.call('HINCRBY', KEYS[3], '_total', ARGV[5])
+    redis.call('HINCRBY', KEYS[3], ARGV[2], ARGV[5])
+    redis.call('EXPIRE', KEYS[3], ARGV[3])
+  end
 end
 return {tonumber(redis.call('HGET', KEYS[1], '_total') or '0'), tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')}`;
 
@@ -122,7 +132,7 @@ interface ScriptedRedis extends Redis {
   kgHit(...keysThenArgs: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
   kgRelease(numberOfKeys: number, ...keysThenFields: string[]): Promise<number>;
-  kgSettleOnce(k1: string, op: string, ...args: Array<string | number>): Promise<[number, number]>;
+  kgSettleOnce(k1: string, op: string, k3: string, ...args: Array<string | number>): Promise<[number, number]>;
   kgAddOnce(key: string, op: string, n: number, field: string, ttlMs: number, opTtlMs: number): Promise<number>;
 }
 
@@ -139,7 +149,7 @@ export class RedisCounterStore implements CounterStore {
     redis.defineCommand('kgHit', { lua: HIT });
     redis.defineCommand('kgSettle', { numberOfKeys: 1, lua: SETTLE });
     redis.defineCommand('kgRelease', { lua: RELEASE });
-    redis.defineCommand('kgSettleOnce', { numberOfKeys: 2, lua: SETTLE_ONCE });
+    redis.defineCommand('kgSettleOnce', { numberOfKeys: 3, lua: SETTLE_ONCE });
     redis.defineCommand('kgAddOnce', { numberOfKeys: 2, lua: ADD_ONCE });
     this.redis = redis as ScriptedRedis;
   }
@@ -170,8 +180,14 @@ export class RedisCounterStore implements CounterStore {
     await this.redis.kgSettle(tokenKey(product, day), delta, `u:${user}`, DAY_TTL_SECONDS);
   }
 
+  async addCost(product: string, user: string, nanoUsd: number, day: string, _store?: StoreName): Promise<void> {
+    if (nanoUsd === 0) return;
+    // SETTLE on the cost hash: both fields by the amount, the hash's lifetime renewed.
+    await this.redis.kgSettle(costKey(product, day), nanoUsd, `u:${user}`, DAY_TTL_SECONDS);
+  }
+
   /**
-   * Adds `n` to one counter (which lives `ttlMs` from now if it is new), and {@link settleTokens},
+   * Adds `n` to one counter (which lives `ttlMs` from now if it is new), and {@link settleOnce},
    * applied at most once under `op` (a UUID) within {@link OPERATION_MARKER_TTL_MS}: safe to send
    * again when the first reply was lost. Each resolves with what Redis then holds (the counter; the
    * day's product and user token totals). Not part of {@link CounterStore} (see FailoverCounterStore).
@@ -185,37 +201,50 @@ export class RedisCounterStore implements CounterStore {
     await Promise.all(operations.map(({ counterKey, op }) => this.redis.unlink(operationKey(counterKey, op))));
   }
 
-  async settleTokensOnce(
+  /**
+   * {@link settleTokens} and {@link addCost} of one product, user and day in one script (a batch's
+   * settlement: either amount may be 0), applied at most once under `op`.
+   */
+  async settleOnce(
     product: string,
     user: string,
-    delta: number,
     day: string,
+    amounts: { tokens: number; costNanoUsd: number },
     op: string,
   ): Promise<{ product: number; user: number }> {
     const key = tokenKey(product, day);
     const [total, ofUser] = await this.redis.kgSettleOnce(
       key,
       operationKey(key, op),
-      delta,
+      costKey(product, day),
+      amounts.tokens,
       `u:${user}`,
       DAY_TTL_SECONDS,
       OPERATION_MARKER_TTL_MS,
+      amounts.costNanoUsd,
     );
     return { product: total, user: ofUser };
   }
 
   async usage(product: string, day: string): Promise<DailyUsage> {
-    const [requests, tokens] = await Promise.all([
+    // Auto-pipelined, one slot (the product's hash tag): one round trip.
+    const [requests, tokens, cost] = await Promise.all([
       this.redis.hgetall(dailyRequestsKey(product, day)),
       this.redis.hgetall(tokenKey(product, day)),
+      this.redis.hgetall(costKey(product, day)),
     ]);
-    return { scope: 'shared', requests: split(requests), tokens: split(tokens) };
+    return { scope: 'shared', requests: split(requests), tokens: split(tokens), costNanoUsd: split(cost) };
   }
 }
 
 /** The hash of a product's token totals for one UTC day (same hash tag, so same Cluster slot, as its request counters). */
 export function tokenKey(product: string, day: string): string {
   return `kg:{${product}}:tok:${day}`;
+}
+
+/** The hash of a product's cost for one UTC day, in billionths of a dollar (fields `_total` and `u:<user>`; its request counters' slot). */
+export function costKey(product: string, day: string): string {
+  return `kg:{${product}}:cost:${day}`;
 }
 
 /** The marker of an operation on a counter: in the counter's hash tag (its Cluster slot), so one script may touch both. */
