@@ -79,4 +79,9 @@ export class IdentityThrottlerStorage implements ThrottlerStorage {
   release(counters: readonly CounterRef[], store: StoreName): Promise<void> {
     return this.counters.release(counters, store);
   }
+
+  /** Adds a request's cost (billionths of a dollar) to its day's cost totals in the store that counted it. */
+  addCost(product: string, user: string, nanoUsd: number, day: string, store: StoreName): Promise<void> {
+    return this.counters.addCost(product, user, nanoUsd, day, store);
+  }
 }

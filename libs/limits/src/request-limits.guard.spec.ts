@@ -279,6 +279,28 @@ describe('RequestLimitsGuard', () => {
     await expect(h.guard.canActivate(request('daily', 'hal').context)).resolves.toBe(true);
   });
 
+  it('hands the request a way to add its cost to the day it was counted in, whether the guard or the handler counted it; none once given back', async () => {
+    const h = await harness();
+    const day = utcDay(Date.now());
+    const guarded = request('daily', 'kit');
+    await h.guard.canActivate(guarded.context);
+    guarded.ctx.chargeDailyCost?.(0.0000072);
+    // Counted by the handler (no token quota here): the cost is the day's once it is counted.
+    const handled = request('daily', 'lou', 'chat');
+    await h.guard.canActivate(handled.context);
+    expect(handled.ctx.chargeDailyCost).toBeNull();
+    await h.quota.admit(handled.ctx, 'daily', 'lou', undefined);
+    handled.ctx.chargeDailyCost?.(0.000123456);
+    // Given back to the day (refused before any upstream): its cost, if it had one, is not the day's either.
+    const givenBack = request('tokens', 'max');
+    await h.guard.canActivate(givenBack.context);
+    givenBack.ctx.releaseDailyCount?.();
+    givenBack.ctx.chargeDailyCost?.(1);
+    await flush();
+    expect((await h.counters.usage('daily', day)).costNanoUsd).toEqual({ total: 130_656, users: { kit: 7_200, lou: 123_456 } });
+    expect((await h.counters.usage('tokens', day)).costNanoUsd).toEqual({ total: 0, users: {} });
+  });
+
   it('gives the request back at once when its client left while it was being counted (its audit line is already written)', async () => {
     const h = await harness();
     const gone = request('daily', 'zed');

@@ -10,9 +10,11 @@ import { AutoBlocker } from './auto-blocker';
 import { blockedError, BlocksService } from './blocks.service';
 import {
   DAILY_COUNTER_TTL_MS,
+  dayOfDailyKey,
   requestCounters,
   SECOND_COUNTER_TTL_MS,
   secondsToUtcMidnight,
+  toNanoUsd,
   utcDay,
   type CounterRef,
   type LimitName,
@@ -212,6 +214,15 @@ export class RequestLimitsGuard extends ThrottlerGuard {
           const counters = dailyCounters(hits);
           if (counters.length) void this.storage.release(counters, store).catch(() => undefined);
         };
+        // The cost goes to the day the request was counted in (its daily counters name it), like
+        // its token reservation: a request that ends after midnight is the day before's.
+        ctx.chargeDailyCost = (usd) => {
+          if (released) return;
+          const day = hits.find(isDailyHit)?.key;
+          void this.storage
+            .addCost(product, user, toNanoUsd(usd), day ? dayOfDailyKey(day) : utcDay(Date.now()), store)
+            .catch(() => undefined);
+        };
         // In the guard, a client that left while its counters were being counted has its audit
         // line written already, and its handler will not run: nothing else would give the request
         // back. (In the handler, the request's end waits for the handler, and decides then.)
@@ -275,6 +286,11 @@ export class RequestLimitsGuard extends ThrottlerGuard {
 
 function isDaily(limit: LimitName): boolean {
   return limit === 'product_daily' || limit === 'user_daily';
+}
+
+/** A request's daily counter (whose key names its day). */
+function isDailyHit(hit: ThrottlerHit): boolean {
+  return hit.throttlerName === 'product_daily' || hit.throttlerName === 'user_daily';
 }
 
 /** The daily request counters among a request's throttler hits (given back when it is refused later). */

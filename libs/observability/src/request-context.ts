@@ -65,6 +65,13 @@ export class RequestContext {
    */
   releaseDailyCount: (() => void) | null = null;
   /**
+   * Adds what the request cost (US dollars, its audit's `cost_usd`) to the day's cost totals of its
+   * product and user (`/admin/usage`), in the store and day the limits counted it in; set with
+   * {@link releaseDailyCount}, called once when the audit line is written. Nothing once the request
+   * was given back to the day.
+   */
+  chargeDailyCost: ((usd: number) => void) | null = null;
+  /**
    * The route the router matched, as declared (`/v1/messages`), whatever spelling of it the client
    * sent (percent-escapes such as `/v1/%6dessages`); undefined when no route matched.
    */

@@ -394,7 +394,12 @@ export class RequestLifecycle {
       .finally(() => {
         // Refused after admission without reaching an upstream: not charged to the daily caps.
         if (ctx.releaseDailyCount && ctx.failure !== null && ctx.attempts === 0) ctx.releaseDailyCount();
-        if (this.audit.record(ctx)) this.metrics.observeRequest(ctx, this.labels(ctx));
+        if (this.audit.record(ctx)) {
+          this.metrics.observeRequest(ctx, this.labels(ctx));
+          // The day's cost in /admin/usage: the audit line's own, added where the limits counted the
+          // request, here where it is written once (a request without a price adds nothing).
+          if (ctx.costUsd !== null && ctx.costUsd > 0) ctx.chargeDailyCost?.(ctx.costUsd);
+        }
         this.audited.delete(done);
       });
     this.audited.add(done);
