@@ -149,6 +149,11 @@ describe('the OpenAPI document', () => {
     expect(ref('/admin/blocks', 'get', '200')).toMatch(/BlockListDto$/);
     expect(ref('/admin/blocks', 'delete', '200')).toMatch(/DeletedDto$/);
     expect(ref('/admin/usage', 'get', '200')).toMatch(/UsageDto$/);
+    // The day's cost beside its counts: dollars (numbers, not integers), in total and per user.
+    expect(JSON.stringify(property(doc, 'UsageDto', 'cost_usd'))).toMatch(/DailyCostDto"/);
+    expect(property(doc, 'UsageDto', 'cost_usd')).toMatchObject({ description: expect.stringMatching(/cost_usd/) as unknown });
+    expect(property(doc, 'DailyCostDto', 'total')).toMatchObject({ type: 'number' });
+    expect(property(doc, 'DailyCostDto', 'users')).toMatchObject({ additionalProperties: { type: 'number' } });
     for (const [path, method] of [
       ['/admin/blocks', 'post'],
       ['/admin/blocks', 'get'],

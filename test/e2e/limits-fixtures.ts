@@ -51,6 +51,8 @@ export const P = {
   spent: `lim-spent-${RUN}`,
   /** `user_daily_tokens: 5000`, with Claude and Gemini models too: texts sent as documents and files. */
   docs: `lim-docs-${RUN}`,
+  /** No token quota, a priced model: the day's cost in `/admin/usage`. */
+  cost: `lim-cost-${RUN}`,
 } as const;
 
 export const TOKEN_CAP = 5000;
@@ -81,6 +83,9 @@ export function limitsProducts(mockUrl: string): Record<string, unknown> {
 
 export function limitsPolicy(): string {
   return [
+    // Dollars per million tokens: every request of MODEL gets a cost_usd, which /admin/usage adds up.
+    'prices:',
+    `  ${MODEL}: {input: 0.15, cached_input: 0.075, output: 0.6}`,
     'defaults:',
     '  limits:',
     '    requests_per_second: 0',

@@ -150,6 +150,12 @@ interface Usage {
   scope: 'shared' | 'replica';
   requests: { total: number; users: Record<string, number> };
   tokens: { total: number; users: Record<string, number> };
+  cost_usd: { total: number; users: Record<string, number> };
+}
+
+/** Whole billionths of a dollar: an audit line's cost_usd is rounded to them, and /admin/usage adds them up so. */
+function nanoUsd(usd: number | null | undefined): number {
+  return Math.round((usd ?? 0) * 1e9);
 }
 
 async function usage(product: string, gateway: Gateway = replicas[0]): Promise<Usage> {
@@ -1063,6 +1069,7 @@ describe('blocks: created on one replica, in force on all of them at once (SPEC 
       scope: 'shared',
       requests: { total: 0, users: {} },
       tokens: { total: 0, users: {} },
+      cost_usd: { total: 0, users: {} },
     });
     const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
     for (const date of ['2001-01-01', tomorrow]) {
@@ -1138,6 +1145,69 @@ describe('blocks: created on one replica, in force on all of them at once (SPEC 
     // Gone, the product is one this gateway does not serve again.
     const after = await adminCall(replicas[1], 'GET', named);
     expect({ status: after.status, param: errorOf(after).param }).toEqual({ status: 400, param: 'product' });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// the day's cost
+// ---------------------------------------------------------------------------------------------
+
+describe("the day's cost in /admin/usage, added up across three replicas", () => {
+  it("equals the sum of the audit lines' cost_usd, in total and per user, for a product without token quotas", async () => {
+    const users = [uniqueId('cost-a'), uniqueId('cost-b')];
+    const sent: Array<{ gateway: Gateway; id: string }> = [];
+    // Plain answers and streams of several lengths, through every replica, with the official SDK.
+    await Promise.all(
+      Array.from({ length: 9 }, async (_, i) => {
+        const gateway = replicas[i % 3];
+        const id = uniqueId('cost');
+        sent.push({ gateway, id });
+        const client = gateway.openai(mintToken({ product: P.cost, sub: users[i % 2] }));
+        const messages = [{ role: 'user' as const, content: `what does this cost ${'and this '.repeat(i * 7)}` }];
+        const headers = { 'x-request-id': id };
+        if (i % 4 === 3) {
+          const stream = await client.chat.completions.create({ model: MODEL, messages, stream: true }, { headers });
+          for await (const chunk of stream) void chunk;
+        } else await client.chat.completions.create({ model: MODEL, messages, max_tokens: 10 + i }, { headers });
+      }),
+    );
+    // A request refused before any upstream call costs nothing and is counted nowhere.
+    const refused = await apiError(
+      replicas[0]
+        .openai(mintToken({ product: P.cost, sub: users[0] }))
+        .chat.completions.create({ model: 'not-a-model-of-this-product', messages: [{ role: 'user', content: 'x' }] }),
+    );
+    expect(refused.status).toBeGreaterThanOrEqual(400);
+    const audits = await Promise.all(sent.map(({ gateway, id }) => gateway.waitForAudit(id)));
+    const sum = { total: 0, users: {} as Record<string, number> };
+    let dollars = 0;
+    for (const record of audits) {
+      expect(record).toMatchObject({ status: 200, product: P.cost, model: MODEL });
+      expect(record.cost_usd).toBeGreaterThan(0);
+      sum.total += nanoUsd(record.cost_usd);
+      sum.users[record.user as string] = (sum.users[record.user as string] ?? 0) + nanoUsd(record.cost_usd);
+      dollars += record.cost_usd as number;
+    }
+    const expected = {
+      total: sum.total / 1e9,
+      users: Object.fromEntries(Object.entries(sum.users).map(([user, nano]) => [user, nano / 1e9])),
+    };
+    expect(Object.keys(expected.users).sort()).toEqual([...users].sort());
+    // Each replica sends its costs with its settlements, every 25 ms: the last ones are waited for.
+    await waitFor('every replica’s costs to reach Redis', async () => (await usage(P.cost)).cost_usd.total === expected.total, 3_000, 50);
+    for (const gateway of replicas) {
+      const day = await usage(P.cost, gateway);
+      expect(day).toEqual({
+        product: P.cost,
+        date: today(),
+        scope: 'shared',
+        requests: { total: 9, users: { [users[0]]: 5, [users[1]]: 4 } },
+        // Tokens are counted against token quotas only, which this product has none of; its cost is counted all the same.
+        tokens: { total: 0, users: {} },
+        cost_usd: expected,
+      });
+      expect(day.cost_usd.total).toBeCloseTo(dollars, 9);
+    }
   });
 });
 
@@ -1330,6 +1400,8 @@ async function redisUpMetric(): Promise<string | null> {
 describe('Redis outage on a private redis-server (killed, then restarted)', () => {
   const hash = (): string => `kg:{${P.outage}}:req:${today()}`;
   let killedAt = 0;
+  /** What the requests admitted during the outage cost (billionths of a dollar), by their audit lines. */
+  let duringCost = 0;
 
   it('counts in the private Redis while it is up', async () => {
     const inspect = privateRedis.client();
@@ -1368,8 +1440,9 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
     expect(errorOf(during[2]).code).toBe('rate_limit_exceeded');
     expect(during[2].headers.get('retry-after')).toBe('1');
     expect((await upstreamTotal()) - before).toBe(2);
-    await expectOneAudit(during[2], { failure: 'rate_limit', product: P.outage });
-    for (const a of during.slice(0, 2)) await expectOneAudit(a, { failure: null });
+    await expectOneAudit(during[2], { failure: 'rate_limit', product: P.outage, cost_usd: null });
+    for (const a of during.slice(0, 2)) duringCost += nanoUsd((await expectOneAudit(a, { failure: null })).cost_usd);
+    expect(duringCost).toBeGreaterThan(0);
   });
 
   it('stays ready during the outage, and /readyz says counting is degraded', async () => {
@@ -1404,6 +1477,8 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
     expect({ usage: usageDuring.status, blocks: blocksDuring.status }).toEqual({ usage: 200, blocks: 200 });
     expect(usageDuring.ms).toBeLessThan(300);
     expect((usageDuring.json as Usage).requests.users.during).toBe(2);
+    // Their cost too, counted in memory as their requests are.
+    expect((usageDuring.json as Usage).cost_usd.users).toEqual({ during: duringCost / 1e9 });
     // Said in the answer: these are this replica's counts only.
     expect((usageDuring.json as Usage).scope).toBe('replica');
   });
@@ -1435,8 +1510,19 @@ describe('Redis outage on a private redis-server (killed, then restarted)', () =
         5_000,
         100,
       );
+      // And so does their cost, once (the restarted Redis held nothing of it).
+      await waitFor(
+        'the outage requests’ cost to reach the shared day',
+        async () => (await back.hget(`kg:{${P.outage}}:cost:${today()}`, 'u:during')) === String(duringCost),
+        5_000,
+        100,
+      );
       const usageAfter = await adminCall(lonely, 'GET', `/admin/usage?product=${P.outage}`);
-      expect(usageAfter.json).toMatchObject({ scope: 'shared', requests: { users: { during: 2 } } });
+      expect(usageAfter.json).toMatchObject({
+        scope: 'shared',
+        requests: { users: { during: 2 } },
+        cost_usd: { users: { during: duringCost / 1e9 } },
+      });
       const after = mintToken({ product: P.outage, sub: 'after' });
       await startOfSecond();
       const resumed: Answer[] = [];

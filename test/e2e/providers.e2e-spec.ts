@@ -46,6 +46,7 @@ import {
   sleep,
   waitFor,
   type AuditRecord,
+  uniqueId,
   type Gateway,
   type MockRoute,
   type MockStats,
@@ -2151,6 +2152,43 @@ describe('the cost of a request at the policy file’s prices', () => {
     expect(await costMetric('flakyalone', OPENAI_MODEL)).toBeGreaterThan(0);
     expect(gw.proc.exitInfo).toBeNull();
     flaky.script({ status: 503 });
+  });
+
+  it('adds the day’s cost_usd up in GET /admin/usage, in total and per user, as the audit lines say (per replica without Redis)', async () => {
+    const admin = mintToken({ product: 'prov', sub: 'cost-ops', extraClaims: { scope: 'keygate.admin' } });
+    type Usage = { scope: string; cost_usd: { total: number; users: Record<string, number> } };
+    const usage = async (): Promise<Usage> => {
+      const res = await gw.fetch('/admin/usage?product=prov', { headers: { authorization: `Bearer ${admin}` } });
+      expect(res.status).toBe(200);
+      return (await res.json()) as Usage;
+    };
+    const before = await usage();
+    const users = [uniqueId('spender'), uniqueId('spender')];
+    const nano: Record<string, number> = { [users[0]]: 0, [users[1]]: 0 };
+    // OpenAI's and Claude's prices (cache reads and writes included), plain and streamed.
+    for (let i = 0; i < 6; i++) {
+      const { id, headers } = rid('cost-usage');
+      const client = gw.openai(mintToken({ product: 'prov', sub: users[i % 2] }));
+      const model = i % 3 === 1 ? ANTHROPIC_MODEL : OPENAI_MODEL;
+      const messages = user(
+        `what does this cost ${i} [mock cached_tokens=${i * 10}${model === ANTHROPIC_MODEL ? ' cache_write_tokens=20' : ''}]`,
+      );
+      if (i === 5) await collect(await client.chat.completions.create({ model, messages, stream: true }, { headers }));
+      else await client.chat.completions.create({ model, messages }, { headers });
+      const record = await expectOneAudit(id, { status: 200, model, user: users[i % 2] });
+      expect(record.cost_usd).toBeGreaterThan(0);
+      nano[users[i % 2]] += Math.round((record.cost_usd as number) * 1e9);
+    }
+    // A model without a price adds nothing.
+    const { id, headers } = rid('cost-usage-unpriced');
+    await gw
+      .openai(mintToken({ product: 'prov', sub: users[0] }))
+      .chat.completions.create({ model: GEMINI_MODEL, messages: user('free?') }, { headers });
+    await expectOneAudit(id, { status: 200, cost_usd: null });
+    const after = await usage();
+    expect(after.scope).toBe('replica');
+    expect(after.cost_usd.users).toMatchObject({ [users[0]]: nano[users[0]] / 1e9, [users[1]]: nano[users[1]] / 1e9 });
+    expect(Math.round((after.cost_usd.total - before.cost_usd.total) * 1e9)).toBe(nano[users[0]] + nano[users[1]]);
   });
 
   it('prices a refused request at nothing: no upstream answered it', async () => {

@@ -5,7 +5,7 @@ import { ThrottlerGuard } from '@nestjs/throttler';
 import { administers, AdminScopeGuard, adminReach, CredentialGuard, type Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { contextOf, JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
-import { blockedUserKey, BlocksService, CounterStore, utcDay, type Block, type DailyUsage } from '@keygate/limits';
+import { blockedUserKey, BlocksService, CounterStore, fromNanoUsd, utcDay, type Block, type DailyUsage } from '@keygate/limits';
 import { SecretsService } from '@keygate/secrets';
 import type { FastifyRequest } from 'fastify';
 import { ApiAdminErrors } from '../http/api-errors.decorator';
@@ -43,6 +43,14 @@ function isDay(value: string): boolean {
   if (!DAY.test(value)) return false;
   const [y, m, d] = value.split('-').map(Number);
   return new Date(Date.UTC(y, m - 1, d)).toISOString().slice(0, 10) === value;
+}
+
+/** A day's cost totals, kept in billionths of a dollar, in dollars. */
+function inDollars(cost: DailyUsage['costNanoUsd']): UsageDto['cost_usd'] {
+  // No prototype, as the stores' maps: a user whose id is `__proto__` is a key like any other.
+  const users = Object.create(null) as Record<string, number>;
+  for (const [user, nano] of Object.entries(cost.users)) users[user] = fromNanoUsd(nano);
+  return { total: fromNanoUsd(cost.total), users };
 }
 
 /**
@@ -182,7 +190,7 @@ export class AdminController {
   }
 
   @Get('usage')
-  @ApiOperation({ summary: "A product's requests and tokens for one UTC day, in total and per user" })
+  @ApiOperation({ summary: "A product's requests, tokens and cost for one UTC day, in total and per user" })
   @ApiQuery({ name: 'product', required: true, type: String, example: 'demo' })
   @ApiQuery({
     name: 'date',
@@ -192,10 +200,7 @@ export class AdminController {
   })
   @ApiOkResponse({ type: UsageDto })
   @ApiAdminErrors()
-  async usage(
-    @Query() query: Record<string, unknown>,
-    @CurrentPrincipal() admin: Principal,
-  ): Promise<{ product: string; date: string } & DailyUsage> {
+  async usage(@Query() query: Record<string, unknown>, @CurrentPrincipal() admin: Principal): Promise<UsageDto> {
     const { product: productParam, date: dateParam } = knownQuery(query, ['product', 'date']);
     if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
     const product = queryValue(productParam, 'product', PRODUCT, 'one product name');
@@ -216,6 +221,7 @@ export class AdminController {
           param: 'date',
         },
       );
-    return { product, date: day, ...(await this.counters.usage(product, day)) };
+    const { scope, requests, tokens, costNanoUsd } = await this.counters.usage(product, day);
+    return { product, date: day, scope, requests, tokens, cost_usd: inDollars(costNanoUsd) };
   }
 }

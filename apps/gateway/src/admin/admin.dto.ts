@@ -67,6 +67,12 @@ class DailyCountsDto {
   @ApiProperty({ example: { alice: 40, bob: 2 }, additionalProperties: { type: 'integer' } }) users!: Record<string, number>;
 }
 
+/** A day's cost, in US dollars (added up in billionths of a dollar, so no float drift). */
+class DailyCostDto {
+  @ApiProperty({ type: 'number', example: 0.412537 }) total!: number;
+  @ApiProperty({ example: { alice: 0.40125, bob: 0.011287 }, additionalProperties: { type: 'number' } }) users!: Record<string, number>;
+}
+
 /** `GET /admin/usage`. */
 export class UsageDto {
   @ApiProperty({ example: 'demo' }) product!: string;
@@ -80,4 +86,11 @@ export class UsageDto {
   scope!: 'shared' | 'replica';
   @ApiProperty({ type: DailyCountsDto }) requests!: DailyCountsDto;
   @ApiProperty({ type: DailyCountsDto }) tokens!: DailyCountsDto;
+  @ApiProperty({
+    type: DailyCostDto,
+    description:
+      "What the day's requests cost in US dollars: the sum of their audit records' cost_usd, at the policy file's prices " +
+      '(a model without a price adds nothing: a product none of whose models has one reports 0)',
+  })
+  cost_usd!: DailyCostDto;
 }
