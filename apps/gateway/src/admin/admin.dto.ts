@@ -85,7 +85,12 @@ export class UsageDto {
   })
   scope!: 'shared' | 'replica';
   @ApiProperty({ type: DailyCountsDto }) requests!: DailyCountsDto;
-  @ApiProperty({ type: DailyCountsDto }) tokens!: DailyCountsDto;
+  @ApiProperty({
+    type: DailyCountsDto,
+    description:
+      'Tokens counted against the daily token quotas (a request in flight at its reservation, settled when it ends): products with daily_tokens or user_daily_tokens only',
+  })
+  tokens!: DailyCountsDto;
   @ApiProperty({
     type: DailyCostDto,
     description:
