@@ -207,6 +207,17 @@ describe('the OpenAPI document', () => {
     expect(property(doc, 'ResponsesRequestDto', 'max_output_tokens')).toMatchObject({ type: 'integer', minimum: 16 });
   });
 
+  it('says in each success answer what it is (Swagger UI shows the description beside the status)', () => {
+    const bare = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item as Record<string, { responses?: Record<string, { description?: string }> }>).flatMap(([method, op]) =>
+        Object.entries(op.responses ?? {})
+          .filter(([status, answer]) => status.startsWith('2') && !answer.description?.trim())
+          .map(([status]) => `${method.toUpperCase()} ${path} ${status}`),
+      ),
+    );
+    expect(bare).toEqual([]);
+  });
+
   it('documents the statuses each route can answer, and only those', () => {
     for (const [path, method] of CLIENT_ROUTES)
       expect({ path, method, statuses: statuses(doc, path, method) }).toMatchObject({

@@ -87,7 +87,7 @@ export class AdminController {
       },
     },
   })
-  @ApiCreatedResponse({ type: BlockDto })
+  @ApiCreatedResponse({ type: BlockDto, description: 'The block, in force on every replica (with Redis) when this answers' })
   @ApiAdminErrors([
     [408, 'The body did not arrive within the request timeout (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS; carries Connection: close)'],
     [413, 'Body larger than the largest max_request_bytes of any product'],
@@ -127,7 +127,7 @@ export class AdminController {
   @ApiOperation({ summary: 'List the blocks in force, of one product (and one of its users) when asked' })
   @ApiQuery({ name: 'product', required: false, type: String, example: 'demo' })
   @ApiQuery({ name: 'user', required: false, type: String, description: "With product: that user's own block" })
-  @ApiOkResponse({ type: BlockListDto })
+  @ApiOkResponse({ type: BlockListDto, description: 'The blocks in force that this credential may administer, filtered as asked' })
   @ApiAdminErrors([
     [
       400,
@@ -166,7 +166,7 @@ export class AdminController {
   @ApiOperation({ summary: 'Lift a block' })
   @ApiQuery({ name: 'product', required: true, type: String, example: 'demo' })
   @ApiQuery({ name: 'user', required: false, type: String, example: 'mallory', description: 'Absent: the block of the whole product' })
-  @ApiOkResponse({ type: DeletedDto })
+  @ApiOkResponse({ type: DeletedDto, description: 'The block is lifted' })
   @ApiAdminErrors([
     [404, '`route_not_found`: no such block in force', new GatewayError('route_not_found', 'no such block')],
     [503, '`service_unavailable`: Redis is down, so block changes are refused; or keygate is shutting down (carries Retry-After)'],
@@ -198,7 +198,7 @@ export class AdminController {
     type: String,
     description: 'YYYY-MM-DD (UTC): today (the default) or yesterday; counts are kept two days',
   })
-  @ApiOkResponse({ type: UsageDto })
+  @ApiOkResponse({ type: UsageDto, description: "The product's counts and cost for the day, in total and per user" })
   @ApiAdminErrors()
   async usage(@Query() query: Record<string, unknown>, @CurrentPrincipal() admin: Principal): Promise<UsageDto> {
     const { product: productParam, date: dateParam } = knownQuery(query, ['product', 'date']);
