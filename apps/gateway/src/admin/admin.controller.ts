@@ -89,6 +89,11 @@ export class AdminController {
   })
   @ApiCreatedResponse({ type: BlockDto, description: 'The block, in force on every replica (with Redis) when this answers' })
   @ApiAdminErrors([
+    [
+      400,
+      'A body that does not validate (unknown or malformed fields, expires_in_seconds outside 1 s–10 years), or a product not configured on this gateway',
+      notConfigured('demo-typo'),
+    ],
     [408, 'The body did not arrive within the request timeout (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS; carries Connection: close)'],
     [413, 'Body larger than the largest max_request_bytes of any product'],
     [503, '`service_unavailable`: Redis is down, so block changes are refused; or keygate is shutting down (carries Retry-After)'],
@@ -199,7 +204,13 @@ export class AdminController {
     description: 'YYYY-MM-DD (UTC): today (the default) or yesterday; counts are kept two days',
   })
   @ApiOkResponse({ type: UsageDto, description: "The product's counts and cost for the day, in total and per user" })
-  @ApiAdminErrors()
+  @ApiAdminErrors([
+    [
+      400,
+      'A query parameter the route does not take, no product, a product not configured on this gateway, or a date other than today or yesterday (UTC)',
+      notConfigured('demo-typo'),
+    ],
+  ])
   async usage(@Query() query: Record<string, unknown>, @CurrentPrincipal() admin: Principal): Promise<UsageDto> {
     const { product: productParam, date: dateParam } = knownQuery(query, ['product', 'date']);
     if (productParam === undefined) throw new GatewayError('invalid_request', 'product is required', { param: 'product' });
