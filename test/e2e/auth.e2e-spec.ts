@@ -1489,15 +1489,25 @@ describe('request identity', () => {
   });
 
   it.each([
-    ['a malformed percent-escape', '/v1/chat/%zz'],
-    ['a product name over the path parameter limit', `/chat/${'p'.repeat(1100)}`],
-  ])('answers a target the router cannot take (%s) with the contract 400, its headers and one audit line', async (_what, target) => {
-    const s = await send(gw, { target, token: mintToken({ sub: 'ident-unroutable' }), label: 'ident-unroutable' });
-    expect(errorOf(s)).toMatchObject({ status: 400, code: 'invalid_request' });
+    ['a malformed percent-escape', '/v1/chat/%zz', 'the request target is not a valid URL path (malformed percent-encoding)'],
+    ['a product name over the path parameter limit', `/chat/${'p'.repeat(1100)}`, 'a path segment of the request target is too long'],
+  ])(
+    'answers a target the router cannot take (%s) with the contract 400 saying why, its headers and one audit line',
+    async (_what, target, message) => {
+      const s = await send(gw, { target, token: mintToken({ sub: 'ident-unroutable' }), label: 'ident-unroutable' });
+      expect(errorOf(s)).toMatchObject({ status: 400, code: 'invalid_request', message });
+      expect(s.upstream).toBe(0);
+      expect(s.headers['x-request-id']).toBe(s.id);
+      expect(s.headers['x-content-type-options']).toBe('nosniff');
+      await expectOneAudit(gw, s.id, { status: 400, failure: 'bad_request', path: target });
+    },
+  );
+
+  it('tells a target that is no path (a stray character before it) so, rather than blaming its percent-encoding; unaudited, as any path outside /v1 and /chat', async () => {
+    const s = await send(gw, { target: '*v1/chat/completions', token: mintToken({ sub: 'ident-unroutable' }), label: 'ident-no-path' });
+    expect(errorOf(s)).toEqual({ status: 400, code: 'invalid_request', message: 'the request target must be a path starting with /' });
     expect(s.upstream).toBe(0);
     expect(s.headers['x-request-id']).toBe(s.id);
-    expect(s.headers['x-content-type-options']).toBe('nosniff');
-    await expectOneAudit(gw, s.id, { status: 400, failure: 'bad_request', path: target });
   });
 
   it('serves a request with an Expect other than 100-continue like any other, audited (Node would answer a bare 417)', async () => {

@@ -256,13 +256,7 @@ export class RequestLifecycle {
    */
   refuseUnroutable(error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
     const ctx = this.begin(request, reply);
-    const message =
-      error.code === 'FST_ERR_MAX_PARAM_LENGTH'
-        ? 'a path segment of the request target is too long'
-        : error.code === 'FST_ERR_BAD_URL'
-          ? 'the request target is not a valid URL path (malformed percent-encoding)'
-          : 'the request target cannot be routed';
-    refuse(ctx, reply, new GatewayError('invalid_request', message));
+    refuse(ctx, reply, new GatewayError('invalid_request', unroutable(error.code, request.raw.url)));
   }
 
   /**
@@ -548,4 +542,14 @@ function endResponse(ctx: RequestContext, res: ServerResponse, error: GatewayErr
     connection: 'close',
   });
   res.end(body);
+}
+
+/** Why the router could not take a request target (`code`: Fastify's), for its 400. */
+export function unroutable(code: string | undefined, target: string | undefined): string {
+  if (code === 'FST_ERR_MAX_PARAM_LENGTH') return 'a path segment of the request target is too long';
+  if (code !== 'FST_ERR_BAD_URL') return 'the request target cannot be routed';
+  // The router refuses both a target that is no path (`*v1/models`) and a malformed percent-escape.
+  return target?.startsWith('/')
+    ? 'the request target is not a valid URL path (malformed percent-encoding)'
+    : 'the request target must be a path starting with /';
 }
