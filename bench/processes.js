@@ -38,7 +38,8 @@ function cleanEnv() {
 
 /**
  * The policy file of a measured gateway: rate limits, daily caps and token quotas far above any
- * load, so every request pays for its counters and its token reservation but none is refused.
+ * load, so every request pays for its counters and its token reservation but none is refused; and
+ * prices for the bench's models, so every request is priced too.
  */
 const UNREACHABLE_LIMITS_POLICY = [
   'defaults:',
@@ -49,6 +50,12 @@ const UNREACHABLE_LIMITS_POLICY = [
   '    user_daily_requests: 1000000000',
   '    daily_tokens: 100000000000',
   '    user_daily_tokens: 100000000000',
+  // Priced, so every request also pays for its cost: computed for its audit line, counted in the
+  // metrics and added to the day's totals (/admin/usage).
+  'prices:',
+  '  gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.6}',
+  '  claude-3-5-sonnet*: {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}',
+  '  gemini-2.5-flash: {input: 0.3, cached_input: 0.03, output: 2.5}',
   '',
 ].join('\n');
 
