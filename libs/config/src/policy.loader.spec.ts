@@ -315,6 +315,45 @@ describe('buildPolicyBook temperature range', () => {
   });
 });
 
+describe('daily cost budgets', () => {
+  const PRICES = { 'gpt-4o': { input: 2.5, output: 10 } };
+
+  it('reads daily_cost_usd and user_daily_cost_usd (off by default), merged field by field, fractions allowed', () => {
+    const book = buildPolicyBook({
+      prices: PRICES,
+      defaults: { limits: { daily_cost_usd: 100, user_daily_cost_usd: 2.5 } },
+      products: { cheap: { limits: { user_daily_cost_usd: 0.25 } }, free: { limits: { daily_cost_usd: 0, user_daily_cost_usd: 0 } } },
+    });
+    expect(book.forProduct('cheap').limits).toMatchObject({ dailyCostUsd: 100, userDailyCostUsd: 0.25 });
+    expect(book.forProduct('free').limits).toMatchObject({ dailyCostUsd: 0, userDailyCostUsd: 0 });
+    expect(book.forProduct('other').limits).toMatchObject({ dailyCostUsd: 100, userDailyCostUsd: 2.5 });
+    expect(buildPolicyBook({}).defaults.limits).toMatchObject({ dailyCostUsd: 0, userDailyCostUsd: 0 });
+    expect(book.warnings).toEqual([]);
+  });
+
+  it('refuses a budget that is not a number of dollars from 0 to a billion, and a misspelt one, naming each', () => {
+    const message = problems({
+      defaults: { limits: { daily_cost_usd: -1, user_daily_cost_usd: '5' } },
+      products: { p: { limits: { daily_cost_usd: 2e9 } }, q: { limits: { daily_costs_usd: 5 } } },
+    });
+    expect(message).toContain('defaults.limits.daily_cost_usd');
+    expect(message).toContain('defaults.limits.user_daily_cost_usd: must be a number (US dollars per UTC day, 0 for no budget)');
+    expect(message).toContain('products.p.limits.daily_cost_usd');
+    expect(message).toContain('products.q.limits.daily_costs_usd: unknown field');
+  });
+
+  it('warns at boot of a budget with no prices at all (every request would be refused as unpriced)', () => {
+    const book = buildPolicyBook({ products: { p: { limits: { user_daily_cost_usd: 1 } }, q: {} } });
+    expect(book.warnings).toEqual([
+      expect.stringMatching(/^products\.p: limits\.user_daily_cost_usd sets a daily budget but the policy file has no prices/),
+    ]);
+    expect(buildPolicyBook({ defaults: { limits: { daily_cost_usd: 1 } } }).warnings).toEqual([
+      expect.stringMatching(/^defaults: limits\.daily_cost_usd sets a daily budget/),
+    ]);
+    expect(buildPolicyBook({ prices: PRICES, defaults: { limits: { daily_cost_usd: 1 } } }).warnings).toEqual([]);
+  });
+});
+
 describe('buildPolicyBook unknown fields', () => {
   it('calls a misspelt field an unknown field, with its path, as the secrets do', () => {
     const message = problems({ defaults: { limits: { request_per_second: 5 } }, products: { demo: { policy: { max_tokenz: 1 } } } });

@@ -14,6 +14,8 @@ export const BUILT_IN_POLICY: ProductPolicy = Object.freeze({
     userDailyRequests: 1_000,
     dailyTokens: 5_000_000,
     userDailyTokens: 500_000,
+    dailyCostUsd: 0,
+    userDailyCostUsd: 0,
   }),
   policy: Object.freeze({
     maxTokens: 4096,
@@ -70,6 +72,7 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
   for (const key of TOP_LEVEL) if (key in doc && doc[key] === null) problems.push(`${key}: empty (write {} or leave it out)`);
   const warnings: string[] = [];
   const prices = readPrices(doc.prices ?? {}, problems, warnings);
+  const priced = isPlainObject(doc.prices) && Object.keys(doc.prices).length > 0;
   const defaultsDoc = doc.defaults ?? {};
   const defaults = validateProduct(defaultsDoc, 'defaults', problems);
   const productsDoc = doc.products ?? {};
@@ -111,6 +114,12 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
         break;
       }
     }
+    // Under a budget a model without a price is refused (its cost could not be counted): with no
+    // prices at all, every request of the product would be.
+    if (!priced && (p.limits.dailyCostUsd > 0 || p.limits.userDailyCostUsd > 0))
+      warnings.push(
+        `${where}: limits.${p.limits.dailyCostUsd > 0 ? 'daily_cost_usd' : 'user_daily_cost_usd'} sets a daily budget but the policy file has no prices: every request of it is refused (its model has no price)`,
+      );
     // Valid (a chat client may be told to leave the cap to keygate), but the Anthropic SDKs always send it.
     const cap = p.policy.refusedFields.find((pattern) => matchesName('max_tokens', pattern));
     if (cap !== undefined)
@@ -216,6 +225,8 @@ function merge(base: ProductPolicy, over: ProductPolicySchema): ProductPolicy {
     userDailyRequests: l.user_daily_requests ?? base.limits.userDailyRequests,
     dailyTokens: l.daily_tokens ?? base.limits.dailyTokens,
     userDailyTokens: l.user_daily_tokens ?? base.limits.userDailyTokens,
+    dailyCostUsd: l.daily_cost_usd ?? base.limits.dailyCostUsd,
+    userDailyCostUsd: l.user_daily_cost_usd ?? base.limits.userDailyCostUsd,
   };
   const policy: ParameterPolicy = {
     maxTokens: p.max_tokens ?? base.policy.maxTokens,

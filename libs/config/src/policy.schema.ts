@@ -24,6 +24,19 @@ const Optional = (): PropertyDecorator => ValidateIf((_object: object, value: un
 /** Node runs a timer set longer than this many seconds (about 24.8 days) after 1 ms. */
 const MAX_TIMER_SECONDS = 2_147_483;
 
+/** A budget above this many dollars a day is a typo (cents written as dollars, or a stray exponent). */
+const MAX_DAILY_BUDGET_USD = 1e9;
+
+/** A daily budget: a finite number of US dollars, from 0 (none) to {@link MAX_DAILY_BUDGET_USD}. */
+function BudgetDollars(): PropertyDecorator {
+  const rules = [
+    IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number (US dollars per UTC day, 0 for no budget)' }),
+    Min(0),
+    Max(MAX_DAILY_BUDGET_USD),
+  ];
+  return (target, key) => rules.forEach((rule) => rule(target, key));
+}
+
 /** `limits` block of the policy file (SPEC §4). 0 disables a limit. */
 export class LimitsSchema {
   @Optional() @IsInt() @Min(0) requests_per_second?: number;
@@ -32,6 +45,10 @@ export class LimitsSchema {
   @Optional() @IsInt() @Min(0) user_daily_requests?: number;
   @Optional() @IsInt() @Min(0) daily_tokens?: number;
   @Optional() @IsInt() @Min(0) user_daily_tokens?: number;
+  /** US dollars the product's priced requests may cost per UTC day, fractions allowed (0: no budget). */
+  @Optional() @BudgetDollars() daily_cost_usd?: number;
+  /** The same for each user of the product. */
+  @Optional() @BudgetDollars() user_daily_cost_usd?: number;
 }
 
 /** `auto_block`: a user refused this many times within the window is blocked for a while. */

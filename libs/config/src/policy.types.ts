@@ -6,6 +6,10 @@ export interface Limits {
   userDailyRequests: number;
   dailyTokens: number;
   userDailyTokens: number;
+  /** US dollars the product's priced requests may cost per UTC day (0: no budget). */
+  dailyCostUsd: number;
+  /** The same for each user of the product. */
+  userDailyCostUsd: number;
 }
 
 /** Server-side parameter policy after merging. */
