@@ -9,7 +9,7 @@ import {
   type CounterStore,
   type LimitName,
   type StoreName,
-  type TokenLimitName,
+  type QuotaName,
 } from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
 import { RedisCounterStore } from './redis.counter-store';
@@ -50,7 +50,7 @@ async function admit(store: CounterStore, p: string, user: string, limits: Reque
     : { admitted: false, refusedBy: LIMIT_ORDER[outcome.refusedAt], counts: outcome.counts };
 }
 
-type Reserved = { reserved: true; store: StoreName } | { reserved: false; refusedBy: TokenLimitName };
+type Reserved = { reserved: true; store: StoreName } | { reserved: false; refusedBy: QuotaName };
 
 /** Reserves tokens alone (no request counter), as QuotaService.admit does on a route the guard counted. */
 async function reserve(
@@ -327,6 +327,59 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     expect((await store.usage(p, DAY)).requests).toEqual({ total: 0, users: {} });
     await store.addCost(p, 'sam', 1_000_000 * 7_200, DAY, where);
     expect((await store.usage(p, DAY)).costNanoUsd.users.sam).toBe(7_200_000_000);
+  });
+
+  describe('daily cost budgets', () => {
+    /** The four counters of a request (none limited), with the day's budgets of its product and user (billionths of a dollar). */
+    function hitWithBudget(p: string, user: string, productCap: number, userCap: number, tokens?: number) {
+      return store.hit(
+        [
+          { ...counters.productPerSecond(p, SECOND), limit: 0, ttlMs: SECOND_COUNTER_TTL_MS },
+          { ...counters.productPerDay(p, DAY), limit: 0, ttlMs: DAILY_COUNTER_TTL_MS },
+          { ...counters.userPerDay(p, user, DAY), limit: 0, ttlMs: DAILY_COUNTER_TTL_MS },
+        ],
+        tokens === undefined ? undefined : { product: p, user, tokens, productCap: 0, userCap: 0, day: DAY },
+        { product: p, user, productCapNanoUsd: productCap, userCapNanoUsd: userCap, day: DAY },
+      );
+    }
+
+    it("refuses once the day's cost has reached the product's budget (>=), counting and reserving nothing", async () => {
+      const p = product('budget');
+      await store.addCost(p, 'una', 999_999, DAY, where);
+      expect(await hitWithBudget(p, 'una', 1_000_000, 0, 50)).toMatchObject({ admitted: true, counts: [1, 1, 1] });
+      await store.addCost(p, 'una', 1, DAY, where);
+      // Exactly at the budget: spent. Another user too (the product's budget).
+      expect(await hitWithBudget(p, 'vic', 1_000_000, 0, 50)).toMatchObject({ admitted: false, refusedAt: -1, refusedBy: 'product_cost' });
+      await store.addCost(p, 'una', 5, DAY, where);
+      expect(await hitWithBudget(p, 'una', 1_000_000, 0, 50)).toMatchObject({ admitted: false, refusedAt: -1, refusedBy: 'product_cost' });
+      const usage = await store.usage(p, DAY);
+      expect(usage.requests).toEqual({ total: 1, users: { una: 1 } });
+      expect(usage.tokens).toEqual({ total: 50, users: { una: 50 } });
+      // Checked, never charged: the cost is what was added, nothing more.
+      expect(usage.costNanoUsd).toEqual({ total: 1_000_005, users: { una: 1_000_005 } });
+      // Another day's cost, or no budget, refuses nothing.
+      expect(await hitWithBudget(p, 'una', 0, 0)).toMatchObject({ admitted: true });
+    });
+
+    it("refuses a user whose own day's cost reached their budget, not another user, and names the user's first when both are spent", async () => {
+      const p = product('user-budget');
+      await store.addCost(p, 'wil', 300, DAY, where);
+      expect(await hitWithBudget(p, 'wil', 0, 300)).toMatchObject({ admitted: false, refusedBy: 'user_cost' });
+      expect(await hitWithBudget(p, 'xia', 0, 300)).toMatchObject({ admitted: true });
+      expect(await hitWithBudget(p, 'wil', 300, 300)).toMatchObject({ admitted: false, refusedBy: 'user_cost' });
+      expect(await hitWithBudget(p, 'xia', 300, 300)).toMatchObject({ admitted: false, refusedBy: 'product_cost' });
+      expect((await store.usage(p, DAY)).requests).toEqual({ total: 1, users: { xia: 1 } });
+    });
+
+    it('names a full request counter before a spent budget', async () => {
+      const p = product('budget-order');
+      const daily = [{ ...counters.productPerDay(p, DAY), limit: 1, ttlMs: DAILY_COUNTER_TTL_MS }];
+      const budget = { product: p, user: 'yan', productCapNanoUsd: 5, userCapNanoUsd: 0, day: DAY };
+      expect(await store.hit(daily, undefined, budget)).toMatchObject({ admitted: true });
+      await store.addCost(p, 'yan', 10, DAY, where);
+      expect(await store.hit(daily, undefined, budget)).toMatchObject({ admitted: false, refusedAt: 0 });
+      expect(await store.hit([], undefined, budget)).toMatchObject({ admitted: false, refusedAt: -1, refusedBy: 'product_cost' });
+    });
   });
 
   it('counts any number of counters together, all or none, and names the first full one', async () => {

@@ -36,17 +36,38 @@ export interface TokenAsk {
 export type TokenLimitName = 'product_tokens' | 'user_tokens';
 
 /**
+ * A request's check against the day's cost budgets of its product and of its user, in whole
+ * billionths of a dollar (a cap of 0: none). Checked, never charged: the cost is added once the
+ * request has ended ({@link CounterStore.addCost}).
+ */
+export interface BudgetAsk {
+  product: string;
+  user: string;
+  productCapNanoUsd: number;
+  userCapNanoUsd: number;
+  day: string;
+}
+
+/** The daily cost budget that refused a request. */
+export type BudgetName = 'product_cost' | 'user_cost';
+
+/** A day's quota that refused a request none of its counters refused: its tokens or its cost. */
+export type QuotaName = TokenLimitName | BudgetName;
+
+/**
  * The outcome of counting one request in several counters, and of reserving its tokens when asked:
  * all counted and reserved, or nothing, with the index of the first counter that was full, or
- * (`refusedAt` -1) the token quota that had no room. `counts` are after counting (admitted) or as
+ * (`refusedAt` -1) the cost budget already spent or the token quota that had no room. `counts` are after counting (admitted) or as
  * found (refused); `ttlsMs` are the counters' remaining lifetimes (0 for a counter that does not exist).
  */
 export type HitOutcome = (
   | { admitted: true; counts: number[]; ttlsMs: number[]; store: StoreName }
-  | { admitted: false; refusedAt: number; refusedBy?: TokenLimitName; counts: number[]; ttlsMs: number[] }
+  | { admitted: false; refusedAt: number; refusedBy?: QuotaName; counts: number[]; ttlsMs: number[] }
 ) & {
   /** With tokens asked of the shared store: the day's token totals of the product and the user, after reserving or as found. */
   tokenTotals?: { product: number; user: number };
+  /** With a budget asked of the shared store: the day's cost totals (billionths of a dollar) of the product and the user, as found. */
+  costTotals?: { product: number; user: number };
 };
 
 /** One product's usage for one UTC day. */
@@ -70,10 +91,12 @@ export interface DailyUsage {
 export interface CounterStore {
   /**
    * Counts a request in every counter and reserves its tokens (`tokens`, if given) against the
-   * day's quotas, if each counter has room under its limit and each quota under its cap; otherwise
-   * does neither. One atomic step (one Redis round trip).
+   * day's quotas, if each counter has room under its limit, each quota under its cap and (`budget`,
+   * if given) the day's cost under each budget; otherwise does none of it. One atomic step (one
+   * Redis round trip). A budget is refused once the day's cost has reached it (`>=`), the user's
+   * named first when both have.
    */
-  hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome>;
+  hit(hits: readonly CounterHit[], tokens?: TokenAsk, budget?: BudgetAsk): Promise<HitOutcome>;
   /** Takes one back from each counter (never below zero, never creating one) in the store that counted it. */
   release(counters: readonly CounterRef[], store: StoreName): Promise<void>;
   /**

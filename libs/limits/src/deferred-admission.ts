@@ -1,6 +1,6 @@
 import { SetMetadata } from '@nestjs/common';
 import type { RequestContext } from '@keygate/observability';
-import type { StoreName, TokenAsk, TokenLimitName } from './counter.store';
+import type { BudgetAsk, QuotaName, StoreName, TokenAsk } from './counter.store';
 
 /** Route metadata: the route's handler admits the request itself, with its token reservation. */
 export const ADMIT_IN_HANDLER = 'keygate:admit-in-handler';
@@ -17,13 +17,15 @@ export const ADMIT_IN_HANDLER = 'keygate:admit-in-handler';
 export const AdmitInHandler = (): MethodDecorator => SetMetadata(ADMIT_IN_HANDLER, true);
 
 /**
- * Counts a request's throttlers, and reserves `tokens` if given, in one step: throws the 429 of a
- * full request limit; otherwise tells the store that counted (null when a token quota refused, with
- * the day's totals the shared store found).
+ * Counts a request's throttlers, and reserves `tokens` if given, in one step, checking the day's
+ * cost against `budget` if given: throws the 429 of a full request limit; otherwise tells the store
+ * that counted (null when a token quota or a budget refused, with the day's token totals the shared
+ * store found).
  */
 export type DeferredAdmission = (
   tokens?: TokenAsk,
-) => Promise<{ store: StoreName | null; refusedBy?: TokenLimitName; tokenTotals?: { product: number; user: number } }>;
+  budget?: BudgetAsk,
+) => Promise<{ store: StoreName | null; refusedBy?: QuotaName; tokenTotals?: { product: number; user: number } }>;
 
 const deferred = new WeakMap<RequestContext, DeferredAdmission>();
 

@@ -41,6 +41,11 @@ async function reserve(store: CounterStore, p: string, user: string, tokens: num
   const outcome = await store.hit([], { product: p, user, tokens, productCap, userCap, day });
   return outcome.admitted ? { reserved: true as const, store: outcome.store } : { reserved: false as const, refusedBy: outcome.refusedBy };
 }
+/** Checks the day's cost against budgets alone (no request counter), as QuotaService.admit does on a route the guard counted. */
+async function spend(store: CounterStore, p: string, user: string, productCapNanoUsd: number, userCapNanoUsd: number, day: string) {
+  const outcome = await store.hit([], undefined, { product: p, user, productCapNanoUsd, userCapNanoUsd, day });
+  return outcome.admitted ? { admitted: true as const, store: outcome.store } : { admitted: false as const, refusedBy: outcome.refusedBy };
+}
 const ignore = (): void => undefined;
 
 let seq = 0;
@@ -218,6 +223,15 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
     await store.addCost(p, 'mae', 800, DAY, 'local');
     expect(await store.usage(p, DAY)).toMatchObject({ scope: 'replica', costNanoUsd: { total: 8_000, users: { mae: 8_000 } } });
   });
+  it("checks a daily budget against this replica's own costs while Redis is unreachable", async () => {
+    const p = product('dead-budget');
+    expect(await spend(store, p, 'ned', 1_000, 500, DAY)).toEqual({ admitted: true, store: 'local' });
+    await store.addCost(p, 'ned', 500, DAY, 'local');
+    expect(await spend(store, p, 'ned', 1_000, 500, DAY)).toEqual({ admitted: false, refusedBy: 'user_cost' });
+    expect(await spend(store, p, 'ona', 1_000, 500, DAY)).toEqual({ admitted: true, store: 'local' });
+    await store.addCost(p, 'ona', 500, DAY, 'local');
+    expect(await spend(store, p, 'pia', 1_000, 500, DAY)).toEqual({ admitted: false, refusedBy: 'product_cost' });
+  });
 });
 
 describe('FailoverCounterStore through a proxy that fails and recovers', () => {
@@ -303,6 +317,27 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     await store.settleTokens(p, 'gus', 0, DAY, 'local', 200);
     await until('the outage tokens to reach Redis', async () => (await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')) === '900');
     expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBe('2');
+  }, 15_000);
+
+  it("keeps a budget the day's cost reached in Redis reached during an outage, and goes on from the cost it last saw there", async () => {
+    const p = product('budget-outage');
+    await store.addCost(p, 'quin', 600, DAY, 'shared');
+    await until('the cost to reach Redis', async () => (await direct.hget(`kg:{${p}}:cost:${DAY}`, '_total')) === '600');
+    // Seen in Redis by a request that asked a budget: 600 of the product's 1000, and all of quin's 600.
+    expect(await spend(store, p, 'quin', 1_000, 600, DAY)).toEqual({ admitted: false, refusedBy: 'user_cost' });
+    expect(await spend(store, p, 'rex', 1_000, 600, DAY)).toEqual({ admitted: true, store: 'shared' });
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    // In memory, on from what Redis held: quin's budget stays spent; the product has 400 left.
+    expect(await spend(store, p, 'quin', 1_000, 600, DAY)).toEqual({ admitted: false, refusedBy: 'user_cost' });
+    expect(await spend(store, p, 'rex', 1_000, 600, DAY)).toEqual({ admitted: true, store: 'local' });
+    await store.addCost(p, 'rex', 400, DAY, 'local');
+    expect(await spend(store, p, 'sid', 1_000, 600, DAY)).toEqual({ admitted: false, refusedBy: 'product_cost' });
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    // The outage's cost reaches Redis, and the shared check refuses on it.
+    await until('the outage cost to reach Redis', async () => (await direct.hget(`kg:{${p}}:cost:${DAY}`, '_total')) === '1000');
+    expect(await spend(store, p, 'sid', 1_000, 600, DAY)).toEqual({ admitted: false, refusedBy: 'product_cost' });
   }, 15_000);
 
   it('counts a second outage of the day on from Redis, which holds the first one’s requests, not twice', async () => {

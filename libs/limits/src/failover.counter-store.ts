@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import {
   dayOfDailyKey,
   utcDay,
+  type BudgetAsk,
   type CounterHit,
   type CounterRef,
   type CounterStore,
@@ -67,6 +68,10 @@ function tokenId(product: string, day: string, user?: string): string {
   return user === undefined ? `tokens\n${product}\n${day}` : `tokens\n${product}\n${day}\n${user}`;
 }
 
+function costId(product: string, day: string, user?: string): string {
+  return user === undefined ? `cost\n${product}\n${day}` : `cost\n${product}\n${day}\n${user}`;
+}
+
 /**
  * Request counters living longer than this (the daily ones) are brought to Redis after an outage;
  * per-second counters are over by the time it returns.
@@ -86,6 +91,8 @@ const REPLAYED_COUNTER_MIN_TTL_MS = 60_000;
  * Daily request counts are kept the same way: a request admitted in memory is added to the shared
  * daily counters when Redis returns, so `/admin/usage` and the daily caps see the outage's traffic;
  * and so are request costs: one admitted in memory is counted there and held for Redis, like its tokens.
+ * Daily cost budgets are checked, while Redis is away, against the day's cost this replica last saw
+ * there plus what the requests it admitted in memory since cost (per replica, as the limits are).
  * Settlements to Redis (token deltas and costs) are coalesced per product, user and day and sent every 25 ms.
  */
 export class FailoverCounterStore implements CounterStore, BeforeApplicationShutdown, OnApplicationShutdown {
@@ -103,8 +110,8 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   private readonly heldRequests = new Map<string, { key: string; field?: string; ttlMs: number; count: number }>();
   private heldRequestsDropped = 0;
   /**
-   * The shared counts this replica last saw of the daily counters (`key\nfield`) and token totals
-   * (`tokens\nproduct\nday[\nuser]`): during an outage, counting in memory goes on from them, so a
+   * The shared counts this replica last saw of the daily counters (`key\nfield`), token totals
+   * (`tokens\nproduct\nday[\nuser]`) and cost totals (`cost\nproduct\nday[\nuser]`): during an outage, counting in memory goes on from them, so a
    * day's cap already reached stays reached and a replica gives out only what the day had left.
    */
   private readonly lastShared = new Map<string, number>();
@@ -193,8 +200,8 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
    * request had held are taken back (one dropped from a full hold was never sent). The tokens a late
    * admission reserved are given back (the request went on with a reservation in memory).
    */
-  async hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
-    const outcome = await this.hitOnce(hits, tokens);
+  async hit(hits: readonly CounterHit[], tokens?: TokenAsk, budget?: BudgetAsk): Promise<HitOutcome> {
+    const outcome = await this.hitOnce(hits, tokens, budget);
     // Refused in Redis by a token quota to which settlements still batched here give tokens back:
     // typically a client's next request, sent as soon as its last answer arrived, while that
     // answer's unused reservation (its completion cap) waits up to SETTLE_BATCH_MS to be given
@@ -205,7 +212,9 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     // Only a token quota's refusal: settlements make no room in a request limit (the chat route asks
     // both in one step, and a burst at a per-second limit would otherwise flush and ask twice per 429).
     const givingBack =
-      !outcome.admitted && tokens && outcome.tokenTotals && outcome.refusedBy ? this.givingBack(tokens, outcome.refusedBy) : undefined;
+      !outcome.admitted && tokens && outcome.tokenTotals && (outcome.refusedBy === 'product_tokens' || outcome.refusedBy === 'user_tokens')
+        ? this.givingBack(tokens, outcome.refusedBy)
+        : undefined;
     if (!givingBack || !tokens) return outcome;
     // Waited on like any request's command (the batch goes whether or not this request waits for
     // it): a Redis that stalls now must not hold the request for the client's command timeout.
@@ -214,16 +223,16 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     } catch {
       return outcome;
     }
-    return this.hitOnce(hits, tokens);
+    return this.hitOnce(hits, tokens, budget);
   }
 
-  private hitOnce(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
+  private hitOnce(hits: readonly CounterHit[], tokens?: TokenAsk, budget?: BudgetAsk): Promise<HitOutcome> {
     let held: readonly HeldCounter[] = [];
     return this.run(
       (s) =>
         s === this.local
-          ? this.hitLocal(hits, tokens, (h) => (held = h))
-          : s.hit(hits, tokens).then((outcome) => this.remember(hits, tokens, outcome)),
+          ? this.hitLocal(hits, tokens, budget, (h) => (held = h))
+          : s.hit(hits, tokens, budget).then((outcome) => this.remember(hits, tokens, budget, outcome)),
       (late) => {
         if (!late.admitted) return;
         this.unholdRequests(held);
@@ -235,10 +244,14 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   /**
    * Counts in memory on top of the shared counts last seen: each daily limit and token quota gets
    * only what it had left (one already reached refuses at once); counts come back as the day's.
+   * A budget is checked the same way: the day's cost this replica last saw in Redis (its last hit
+   * that asked one), plus what the requests it admitted in memory since cost; the costs of other
+   * replicas' requests meanwhile are not known here.
    */
   private async hitLocal(
     hits: readonly CounterHit[],
     tokens: TokenAsk | undefined,
+    budget: BudgetAsk | undefined,
     onHeld: (held: HeldCounter[]) => void,
   ): Promise<HitOutcome> {
     const seen = hits.map((h) => (h.ttlMs > REPLAYED_COUNTER_MIN_TTL_MS ? (this.lastShared.get(counterId(h)) ?? 0) : 0));
@@ -249,9 +262,18 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     });
     const full = hits.findIndex((h, i) => h.limit > 0 && seen[i] >= h.limit);
     if (full >= 0) return refused({ admitted: false, refusedAt: full });
+    const left = (cap: number, id: string): number => (cap > 0 ? cap - (this.lastShared.get(id) ?? 0) : 0);
+    let budgetLeft = budget;
+    if (budget) {
+      const userLeft = left(budget.userCapNanoUsd, costId(budget.product, budget.day, budget.user));
+      const productLeft = left(budget.productCapNanoUsd, costId(budget.product, budget.day));
+      // Spent in Redis already: refused here without asking the memory store (whose caps of 0 mean none).
+      if (budget.userCapNanoUsd > 0 && userLeft <= 0) return refused({ admitted: false, refusedAt: -1, refusedBy: 'user_cost' });
+      if (budget.productCapNanoUsd > 0 && productLeft <= 0) return refused({ admitted: false, refusedAt: -1, refusedBy: 'product_cost' });
+      budgetLeft = { ...budget, userCapNanoUsd: userLeft, productCapNanoUsd: productLeft };
+    }
     let ask = tokens;
     if (tokens) {
-      const left = (cap: number, id: string): number => (cap > 0 ? cap - (this.lastShared.get(id) ?? 0) : 0);
       const userLeft = left(tokens.userCap, tokenId(tokens.product, tokens.day, tokens.user));
       const productLeft = left(tokens.productCap, tokenId(tokens.product, tokens.day));
       // The user's own quota first, as in the stores.
@@ -264,19 +286,29 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     const outcome = await this.local.hit(
       hits.map((h, i) => (seen[i] > 0 && h.limit > 0 ? { ...h, limit: h.limit - seen[i] } : h)),
       ask,
+      budgetLeft,
     );
     if (outcome.admitted) onHeld(this.holdRequests(hits));
     return { ...outcome, counts: outcome.counts.map((count, i) => count + seen[i]) };
   }
 
-  /** Keeps the shared counts a hit saw (its daily counters, the day's token totals) for an outage to go on from. */
-  private remember(hits: readonly CounterHit[], tokens: TokenAsk | undefined, outcome: HitOutcome): HitOutcome {
+  /** Keeps the shared counts a hit saw (its daily counters, the day's token and cost totals) for an outage to go on from. */
+  private remember(
+    hits: readonly CounterHit[],
+    tokens: TokenAsk | undefined,
+    budget: BudgetAsk | undefined,
+    outcome: HitOutcome,
+  ): HitOutcome {
     hits.forEach((h, i) => {
       if (h.ttlMs > REPLAYED_COUNTER_MIN_TTL_MS) this.rememberCount(dayOfDailyKey(h.key), counterId(h), outcome.counts[i]);
     });
     if (tokens && outcome.tokenTotals) {
       this.rememberCount(tokens.day, tokenId(tokens.product, tokens.day), outcome.tokenTotals.product);
       this.rememberCount(tokens.day, tokenId(tokens.product, tokens.day, tokens.user), outcome.tokenTotals.user);
+    }
+    if (budget && outcome.costTotals) {
+      this.rememberCount(budget.day, costId(budget.product, budget.day), outcome.costTotals.product);
+      this.rememberCount(budget.day, costId(budget.product, budget.day, budget.user), outcome.costTotals.user);
     }
     return outcome;
   }

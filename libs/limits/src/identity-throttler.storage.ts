@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
-import { CounterStore, type CounterRef, type StoreName, type TokenAsk, type TokenLimitName } from './counter.store';
+import { CounterStore, type BudgetAsk, type CounterRef, type QuotaName, type StoreName, type TokenAsk } from './counter.store';
 
 /** What @nestjs/throttler's storage answers for one throttler. */
 export type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
@@ -20,12 +20,12 @@ export interface ThrottlerHit {
 
 /**
  * The records of a request's throttlers, in order, and the store that counted them (null: refused);
- * `refusedBy` names the token quota that refused the request when none of the throttlers did.
+ * `refusedBy` names the token quota or cost budget that refused the request when none of the throttlers did.
  */
 export interface ThrottlerBatch {
   records: ThrottlerStorageRecord[];
   store: StoreName | null;
-  refusedBy?: TokenLimitName;
+  refusedBy?: QuotaName;
   /** With a token quota's refusal by the shared store: the day's token totals it found. */
   tokenTotals?: { product: number; user: number };
 }
@@ -52,12 +52,13 @@ export class IdentityThrottlerStorage implements ThrottlerStorage {
   /**
    * Counts every hit if each has room under its limit, else none; the refusing one comes back
    * blocked. With `tokens`, the same step reserves them against the day's token quotas, and counts
-   * nothing if they do not fit.
+   * nothing if they do not fit; with `budget`, nothing either if the day's cost has reached one.
    */
-  async incrementAll(hits: readonly ThrottlerHit[], tokens?: TokenAsk): Promise<ThrottlerBatch> {
+  async incrementAll(hits: readonly ThrottlerHit[], tokens?: TokenAsk, budget?: BudgetAsk): Promise<ThrottlerBatch> {
     const outcome = await this.counters.hit(
       hits.map((h) => ({ key: h.key, field: h.field, limit: h.limit, ttlMs: h.ttl })),
       tokens,
+      budget,
     );
     const records = hits.map((_, i): ThrottlerStorageRecord => {
       const blocked = !outcome.admitted && outcome.refusedAt === i;

@@ -1,5 +1,7 @@
 import {
   dailyRequestsKey,
+  type BudgetAsk,
+  type BudgetName,
   type CounterHit,
   type CounterRef,
   type CounterStore,
@@ -34,7 +36,7 @@ export class MemoryCounterStore implements CounterStore {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
+  hit(hits: readonly CounterHit[], tokens?: TokenAsk, budget?: BudgetAsk): Promise<HitOutcome> {
     const now = this.now();
     this.sweep(now);
     const found = hits.map((h) => this.live(h.key, now));
@@ -42,6 +44,8 @@ export class MemoryCounterStore implements CounterStore {
     const ttlsMs = found.map((b) => (b ? b.expiresAt - now : 0));
     const refusedAt = hits.findIndex((h, i) => h.limit > 0 && counts[i] >= h.limit);
     if (refusedAt >= 0) return Promise.resolve({ admitted: false, refusedAt, counts, ttlsMs });
+    const spent = budget && this.spentBudget(budget);
+    if (spent) return Promise.resolve({ admitted: false, refusedAt: -1, refusedBy: spent, counts, ttlsMs });
     if (tokens) {
       const refusedBy = this.reserveTokens(tokens);
       if (refusedBy) return Promise.resolve({ admitted: false, refusedAt: -1, refusedBy, counts, ttlsMs });
@@ -66,6 +70,14 @@ export class MemoryCounterStore implements CounterStore {
       if (bucket && n > 0) bucket.counts.set(field, n - 1);
     }
     return Promise.resolve();
+  }
+
+  /** The budget the day's cost has reached, if any (the user's first, as in Redis). */
+  private spentBudget({ product, user, productCapNanoUsd, userCapNanoUsd, day }: BudgetAsk): BudgetName | undefined {
+    const d = this.costDays.get(`${product}\n${day}`);
+    if (userCapNanoUsd > 0 && (d?.get(`u:${user}`) ?? 0) >= userCapNanoUsd) return 'user_cost';
+    if (productCapNanoUsd > 0 && (d?.get('_total') ?? 0) >= productCapNanoUsd) return 'product_cost';
+    return undefined;
   }
 
   /** Reserves the tokens if both quotas have room; else names the one that has none (the user's first). */

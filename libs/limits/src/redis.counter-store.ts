@@ -6,56 +6,75 @@ import {
   type CounterRef,
   type CounterStore,
   type DailyUsage,
+  type BudgetAsk,
   type HitOutcome,
+  type QuotaName,
   type StoreName,
   type TokenAsk,
 } from './counter.store';
 
 /*
  * Counts one request in every counter, and reserves its tokens when asked, if each counter has
- * room and each quota too; else does neither.
- * KEYS: the counters, then (with tokens) the day's token hash. ARGV[1]: the number of counters n;
- * then each counter's limit, lifetime in ms and hash field ('' for a plain key); then (with tokens)
- * the tokens, the product's cap, the user's cap (0: none), the user's field and the hash's lifetime in s.
- * Replies {admitted, index of the full counter (0: none), refusing quota (0: none, 1: product, 2: user; the user's is
- * named first when both are full, so it counts toward their auto-block),
- * counts..., pttls..., the product's and the user's token totals (after reserving, or as found)}.
+ * room, each token quota too, and the day's cost has reached no budget asked; else does nothing.
+ * KEYS: the counters, then (with tokens) the day's token hash, then (with a budget) the day's cost
+ * hash (both in the counters' `{product}` slot). ARGV[1]: the number of counters n; ARGV[2], ARGV[3]:
+ * 1 with tokens, 1 with a budget (else 0); then each counter's limit, lifetime in ms and hash field
+ * ('' for a plain key); then (with tokens) the tokens, the product's cap, the user's cap (0: none),
+ * the user's field and the hash's lifetime in s; then (with a budget) the product's and the user's
+ * budget in billionths of a dollar (0: none) and the user's field. The cost hash is only read.
+ * Replies {admitted, index of the full counter (0: none), refusing quota (0: none, 1: product's
+ * tokens, 2: user's tokens, 3: product's budget, 4: user's budget; the user's is named first when
+ * both are full, so it counts toward their auto-block; a budget before tokens: it refuses until
+ * midnight whatever the request's size), counts..., pttls..., the product's and the user's token
+ * totals (after reserving, or as found), the product's and the user's cost totals (as found)}.
  */
 const HIT = `
 local n = tonumber(ARGV[1])
+local withTokens, withBudget = ARGV[2] == '1', ARGV[3] == '1'
 local counts = {}
 for i = 1, n do
-  local field = ARGV[3 * i + 1]
+  local field = ARGV[3 * i + 3]
   if field == '' then counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
   else counts[i] = tonumber(redis.call('HGET', KEYS[i], field) or '0') end
 end
 local refused = 0
 for i = 1, n do
-  local limit = tonumber(ARGV[3 * i - 1])
+  local limit = tonumber(ARGV[3 * i + 1])
   if limit > 0 and counts[i] >= limit then refused = i break end
 end
 local quota = 0
-local t = 3 * n + 1
-local tokens = #KEYS > n and tonumber(ARGV[t + 1])
-local tp, tu = 0, 0
+local t = 3 * n + 3
+local tokens = withTokens and tonumber(ARGV[t + 1])
+local tp, tu, cp, cu = 0, 0, 0, 0
 if tokens then
   tp = tonumber(redis.call('HGET', KEYS[n + 1], '_total') or '0')
   tu = tonumber(redis.call('HGET', KEYS[n + 1], ARGV[t + 4]) or '0')
 end
-if refused == 0 and tokens then
+if withBudget then
+  local b = withTokens and t + 5 or t
+  local key = KEYS[withTokens and n + 2 or n + 1]
+  cp = tonumber(redis.call('HGET', key, '_total') or '0')
+  cu = tonumber(redis.call('HGET', key, ARGV[b + 3]) or '0')
+  if refused == 0 then
+    local productCap, userCap = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+    if userCap > 0 and cu >= userCap then quota = 4
+    elseif productCap > 0 and cp >= productCap then quota = 3 end
+  end
+end
+if refused == 0 and quota == 0 and tokens then
   local productCap, userCap = tonumber(ARGV[t + 2]), tonumber(ARGV[t + 3])
   if userCap > 0 and tu + tokens > userCap then quota = 2
   elseif productCap > 0 and tp + tokens > productCap then quota = 1 end
 end
 if refused == 0 and quota == 0 then
   for i = 1, n do
-    local field = ARGV[3 * i + 1]
+    local field = ARGV[3 * i + 3]
     if field == '' then
       counts[i] = redis.call('INCR', KEYS[i])
-      if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i]) end
+      if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i + 2]) end
     else
       counts[i] = redis.call('HINCRBY', KEYS[i], field, 1)
-      if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i]) end
+      if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i + 2]) end
     end
   end
   if tokens then
@@ -69,7 +88,12 @@ for i = 1, n do out[3 + i] = counts[i] end
 for i = 1, n do out[3 + n + i] = math.max(0, redis.call('PTTL', KEYS[i])) end
 out[3 + 2 * n + 1] = tp
 out[3 + 2 * n + 2] = tu
+out[3 + 2 * n + 3] = cp
+out[3 + 2 * n + 4] = cu
 return out`;
+
+/** The quota a HIT reply names (its third element, 1 to 4). */
+const REFUSING_QUOTA: readonly QuotaName[] = ['product_tokens', 'user_tokens', 'product_cost', 'user_cost'];
 
 // Only counters that exist and are above zero (an admission created them), so a late release
 // cannot leave a negative count, or a count without an expiry. ARGV: each key's hash field or ''.
@@ -154,21 +178,25 @@ export class RedisCounterStore implements CounterStore {
     this.redis = redis as ScriptedRedis;
   }
 
-  async hit(hits: readonly CounterHit[], tokens?: TokenAsk): Promise<HitOutcome> {
+  async hit(hits: readonly CounterHit[], tokens?: TokenAsk, budget?: BudgetAsk): Promise<HitOutcome> {
     const n = hits.length;
-    const args: Array<string | number> = [n + (tokens ? 1 : 0)];
+    const args: Array<string | number> = [n + (tokens ? 1 : 0) + (budget ? 1 : 0)];
     for (const h of hits) args.push(h.key);
     if (tokens) args.push(tokenKey(tokens.product, tokens.day));
-    args.push(n);
+    // Only when a budget applies: a request without one reads no cost hash.
+    if (budget) args.push(costKey(budget.product, budget.day));
+    args.push(n, tokens ? 1 : 0, budget ? 1 : 0);
     for (const h of hits) args.push(h.limit, h.ttlMs, h.field ?? '');
     if (tokens) args.push(tokens.tokens, tokens.productCap, tokens.userCap, `u:${tokens.user}`, DAY_TTL_SECONDS);
+    if (budget) args.push(budget.productCapNanoUsd, budget.userCapNanoUsd, `u:${budget.user}`);
     const reply = await this.redis.kgHit(...args);
     const counts = reply.slice(3, 3 + n);
     const ttlsMs = reply.slice(3 + n, 3 + 2 * n);
     const tokenTotals = tokens ? { product: reply[3 + 2 * n], user: reply[4 + 2 * n] } : undefined;
-    if (reply[0] === 1) return { admitted: true, counts, ttlsMs, store: 'shared', tokenTotals };
-    if (reply[1] > 0) return { admitted: false, refusedAt: reply[1] - 1, counts, ttlsMs, tokenTotals };
-    return { admitted: false, refusedAt: -1, refusedBy: reply[2] === 1 ? 'product_tokens' : 'user_tokens', counts, ttlsMs, tokenTotals };
+    const costTotals = budget ? { product: reply[5 + 2 * n], user: reply[6 + 2 * n] } : undefined;
+    if (reply[0] === 1) return { admitted: true, counts, ttlsMs, store: 'shared', tokenTotals, costTotals };
+    if (reply[1] > 0) return { admitted: false, refusedAt: reply[1] - 1, counts, ttlsMs, tokenTotals, costTotals };
+    return { admitted: false, refusedAt: -1, refusedBy: REFUSING_QUOTA[reply[2] - 1], counts, ttlsMs, tokenTotals, costTotals };
   }
 
   async release(counters: readonly CounterRef[], _store?: StoreName): Promise<void> {

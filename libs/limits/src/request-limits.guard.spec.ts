@@ -46,8 +46,18 @@ const POLICY = {
     both: { limits: { user_requests_per_second: 1, user_daily_requests: 5, daily_tokens: 1000 } },
     // One request fills both the product's per-second limit and the user's day.
     spent: { limits: { requests_per_second: 1, user_daily_requests: 1 } },
+    // Daily cost budgets of $0.001 (a million billionths); their users are auto-blocked at their first own refusal.
+    budget: {
+      limits: { daily_cost_usd: 0.001, user_daily_requests: 10 },
+      auto_block: { rejections: 1, window_seconds: 60, block_seconds: 60 },
+    },
+    ubudget: { limits: { user_daily_cost_usd: 0.001 }, auto_block: { rejections: 1, window_seconds: 60, block_seconds: 60 } },
   },
+  prices: { 'gpt-4o-mini': { input: 0.15, output: 0.6 }, 'claude-*': { input: 3, output: 15 } },
 };
+
+/** The models a request may be answered by: priced. */
+const MODELS = ['gpt-4o-mini'];
 
 interface Harness {
   guard: RequestLimitsGuard;
@@ -289,7 +299,7 @@ describe('RequestLimitsGuard', () => {
     const handled = request('daily', 'lou', 'chat');
     await h.guard.canActivate(handled.context);
     expect(handled.ctx.chargeDailyCost).toBeNull();
-    await h.quota.admit(handled.ctx, 'daily', 'lou', undefined);
+    await h.quota.admit(handled.ctx, 'daily', 'lou', undefined, MODELS);
     handled.ctx.chargeDailyCost?.(0.000123456);
     // Given back to the day (refused before any upstream): its cost, if it had one, is not the day's either.
     const givenBack = request('tokens', 'max');
@@ -415,7 +425,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     await expect(h.guard.canActivate(r.context)).resolves.toBe(true);
     expect(calls).toEqual([]);
     expect((await counters.usage('both', day)).requests.total).toBe(0);
-    await expect(h.quota.admit(r.ctx, 'both', 'ann', 300)).resolves.toMatchObject({
+    await expect(h.quota.admit(r.ctx, 'both', 'ann', 300, MODELS)).resolves.toMatchObject({
       product: 'both',
       user: 'ann',
       tokens: 300,
@@ -429,7 +439,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     });
     expect(Object.fromEntries(r.headers)).toEqual({ 'x-ratelimit-limit-requests': 5, 'x-ratelimit-remaining-requests': 4 });
     // Taken once: a second admit of the same request counts nothing more.
-    await h.quota.admit(r.ctx, 'both', 'ann', undefined);
+    await h.quota.admit(r.ctx, 'both', 'ann', undefined, MODELS);
     expect(calls).toHaveLength(1);
   });
 
@@ -438,10 +448,10 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     await freshSecond();
     const first = request('both', 'bo', 'chat');
     await h.guard.canActivate(first.context);
-    await h.quota.admit(first.ctx, 'both', 'bo', 100);
+    await h.quota.admit(first.ctx, 'both', 'bo', 100, MODELS);
     const second = request('both', 'bo', 'chat');
     await expect(h.guard.canActivate(second.context)).resolves.toBe(true);
-    const error = await rejectionOf(h.quota.admit(second.ctx, 'both', 'bo', 100));
+    const error = await rejectionOf(h.quota.admit(second.ctx, 'both', 'bo', 100, MODELS));
     expect(error.code).toBe('rate_limit_exceeded');
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
     expect((await h.counters.usage('both', utcDay(Date.now()))).tokens).toEqual({ total: 100, users: { bo: 100 } });
@@ -451,11 +461,11 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     const h = await harness();
     const first = request('both', 'cx', 'chat');
     await h.guard.canActivate(first.context);
-    await h.quota.admit(first.ctx, 'both', 'cx', 600);
+    await h.quota.admit(first.ctx, 'both', 'cx', 600, MODELS);
     await freshSecond();
     const r = request('both', 'cy', 'chat');
     await h.guard.canActivate(r.context);
-    const error = await rejectionOf(h.quota.admit(r.ctx, 'both', 'cy', 500));
+    const error = await rejectionOf(h.quota.admit(r.ctx, 'both', 'cy', 500, MODELS));
     expect(error.code).toBe('daily_quota_exceeded');
     expect(error.options.retryAfterSeconds).toBeGreaterThan(0);
     expect(await h.counters.usage('both', utcDay(Date.now()))).toMatchObject({
@@ -465,7 +475,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     // Larger than the whole day's quota: the same 429 (SPEC §6), saying it can never be served as it is; nothing counted either.
     const huge = request('both', 'cz', 'chat');
     await h.guard.canActivate(huge.context);
-    const never = await rejectionOf(h.quota.admit(huge.ctx, 'both', 'cz', 1001));
+    const never = await rejectionOf(h.quota.admit(huge.ctx, 'both', 'cz', 1001, MODELS));
     expect(never.code).toBe('daily_quota_exceeded');
     expect(never.message).toMatch(/more than .* whole daily token quota \(1000\): it can never be served/);
     expect(error.message).not.toMatch(/never/);
@@ -473,7 +483,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     // Not counted in the per-second limit either: the same user is admitted at once.
     const next = request('both', 'cy', 'chat');
     await h.guard.canActivate(next.context);
-    await expect(h.quota.admit(next.ctx, 'both', 'cy', 10)).resolves.toBeDefined();
+    await expect(h.quota.admit(next.ctx, 'both', 'cy', 10, MODELS)).resolves.toBeDefined();
   });
 
   it('leaves the give-back of a client that left during admission to the end of the request, which waits for the handler', async () => {
@@ -481,7 +491,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     const r = request('daily', 'fi', 'chat');
     await h.guard.canActivate(r.context);
     r.ctx.abort.abort();
-    await h.quota.admit(r.ctx, 'daily', 'fi', undefined);
+    await h.quota.admit(r.ctx, 'daily', 'fi', undefined, MODELS);
     await flush();
     // Still counted: the handler may yet reach the upstream; RequestLifecycle gives it back if it did not.
     expect((await h.counters.usage('daily', utcDay(Date.now()))).requests.total).toBe(1);
@@ -495,7 +505,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     const h = await harness(counters);
     const r = request('daily', 'di', 'chat');
     await h.guard.canActivate(r.context);
-    await expect(h.quota.admit(r.ctx, 'daily', 'di', undefined)).resolves.toBeUndefined();
+    await expect(h.quota.admit(r.ctx, 'daily', 'di', undefined, MODELS)).resolves.toBeUndefined();
     expect(calls).toEqual([[2, undefined]]);
     expect(r.ctx.releaseDailyCount).toBeInstanceOf(Function);
   });
@@ -516,38 +526,126 @@ describe('QuotaService', () => {
 
   it('reserves while the estimate fits and refuses with daily_quota_exceeded (429, Retry-After to UTC midnight) otherwise', async () => {
     const h = await harness();
-    const r = await h.quota.admit(undefined, 'tokens', 'ivy', 500);
+    const r = await h.quota.admit(undefined, 'tokens', 'ivy', 500, MODELS);
     expect(r).toMatchObject({ product: 'tokens', user: 'ivy', tokens: 500, day: utcDay(Date.now()) });
-    const error = await rejectionOf(h.quota.admit(undefined, 'tokens', 'ivy', 101));
+    const error = await rejectionOf(h.quota.admit(undefined, 'tokens', 'ivy', 101, MODELS));
     expect(error.code).toBe('daily_quota_exceeded');
     expect(error.status).toBe(429);
     expect(error.spec.failure).toBe('quota');
     expect(error.options.retryAfterSeconds).toBeGreaterThan(0);
     expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(secondsToUtcMidnight(Date.now()) + 1);
     // The product cap (1000) still has room for another user.
-    await expect(h.quota.admit(undefined, 'tokens', 'jack', 500)).resolves.toMatchObject({ tokens: 500 });
-    expect((await rejectionOf(h.quota.admit(undefined, 'tokens', 'kate', 1))).message).toContain("this product's");
+    await expect(h.quota.admit(undefined, 'tokens', 'jack', 500, MODELS)).resolves.toMatchObject({ tokens: 500 });
+    expect((await rejectionOf(h.quota.admit(undefined, 'tokens', 'kate', 1, MODELS))).message).toContain("this product's");
   });
 
   it('settles a reservation to the real usage, freeing room for the next request', async () => {
     const h = await harness();
     const day = utcDay(Date.now());
-    const r = await h.quota.admit(undefined, 'tokens', 'liam', 600);
+    const r = await h.quota.admit(undefined, 'tokens', 'liam', 600, MODELS);
     h.quota.settle(r, 150);
     await flush();
     expect((await h.counters.usage('tokens', day)).tokens).toEqual({ total: 150, users: { liam: 150 } });
-    await expect(h.quota.admit(undefined, 'tokens', 'liam', 450)).resolves.toBeDefined();
+    await expect(h.quota.admit(undefined, 'tokens', 'liam', 450, MODELS)).resolves.toBeDefined();
     h.quota.settle(undefined, 999);
   });
 
   it('logs (and never throws) when a settle fails', async () => {
     const failing: CounterStore = Object.assign(new MemoryCounterStore(), { settleTokens: () => Promise.reject(new Error('redis gone')) });
     const h = await harness(failing);
-    const r = await h.quota.admit(undefined, 'tokens', 'mia', 10);
+    const r = await h.quota.admit(undefined, 'tokens', 'mia', 10, MODELS);
     expect(() => h.quota.settle(r, 5)).not.toThrow();
     await flush();
     expect(h.lines).toEqual([
       expect.objectContaining({ severity: 'WARNING', message: 'token usage could not be settled', product: 'tokens' }),
+    ]);
+  });
+});
+
+describe('QuotaService daily cost budgets', () => {
+  it("refuses every user once the product's day has cost its budget: 429 daily_quota_exceeded to UTC midnight, nothing counted, nobody auto-blocked", async () => {
+    const h = await harness();
+    const day = utcDay(Date.now());
+    const first = request('budget', 'amy', 'chat');
+    await h.guard.canActivate(first.context);
+    // Under the budget: admitted, with no token quota (no reservation), counted in the request limits.
+    await expect(h.quota.admit(first.ctx, 'budget', 'amy', undefined, MODELS)).resolves.toBeUndefined();
+    expect(Object.fromEntries(first.headers)).toEqual({ 'x-ratelimit-limit-requests': 10, 'x-ratelimit-remaining-requests': 9 });
+    // What the request cost, charged once it ended: exactly the budget.
+    first.ctx.chargeDailyCost?.(0.001);
+    await flush();
+    for (const user of ['amy', 'bea']) {
+      const r = request('budget', user, 'chat');
+      await h.guard.canActivate(r.context);
+      const error = await rejectionOf(h.quota.admit(r.ctx, 'budget', user, undefined, MODELS));
+      expect(error.code).toBe('daily_quota_exceeded');
+      expect(error.status).toBe(429);
+      expect(error.spec.failure).toBe('quota');
+      expect(error.message).toBe("The day's requests have reached this product's daily budget of $0.001; it resets at 00:00 UTC");
+      expect(error.options.retryAfterSeconds).toBeGreaterThan(0);
+      expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(secondsToUtcMidnight(Date.now()));
+      // The rate-limit headers say the user's day as found: the refused request took none of it.
+      expect(Object.fromEntries(r.headers)).toEqual({
+        'x-ratelimit-limit-requests': 10,
+        'x-ratelimit-remaining-requests': user === 'amy' ? 9 : 10,
+      });
+    }
+    expect((await h.counters.usage('budget', day)).requests).toEqual({ total: 1, users: { amy: 1 } });
+    await flush();
+    // A product-wide budget is not the user's doing.
+    expect(h.blocks.find('budget', 'amy')).toBeUndefined();
+    expect(h.blocks.find('budget', 'bea')).toBeUndefined();
+  });
+
+  it('refuses a user over their own budget (auto-block counting it), and not another user', async () => {
+    const h = await harness();
+    await h.counters.addCost('ubudget', 'cal', 1_000_000, utcDay(Date.now()), 'local');
+    const error = await rejectionOf(h.quota.admit(undefined, 'ubudget', 'cal', undefined, MODELS));
+    expect(error.code).toBe('daily_quota_exceeded');
+    expect(error.message).toBe("The day's requests have reached your daily budget of $0.001; it resets at 00:00 UTC");
+    await expect(h.quota.admit(undefined, 'ubudget', 'dan', undefined, MODELS)).resolves.toBeUndefined();
+    await flush();
+    expect(h.blocks.find('ubudget', 'cal')).toMatchObject({ createdBy: 'auto-block' });
+    expect(h.blocks.find('ubudget', 'dan')).toBeUndefined();
+  });
+
+  it('refuses a model, or a fallback, without a price under a budget (400 policy_violation, nothing counted); not without a budget', async () => {
+    const h = await harness();
+    const r = request('budget', 'eve', 'chat');
+    await h.guard.canActivate(r.context);
+    const unpriced = await rejectionOf(h.quota.admit(r.ctx, 'budget', 'eve', undefined, ['mystery-1']));
+    expect(unpriced.code).toBe('policy_violation');
+    expect(unpriced.status).toBe(400);
+    expect(unpriced.message).toBe(
+      "The model 'mystery-1' has no price in the policy file's prices, and this product has a daily cost budget: its cost could not be counted against it",
+    );
+    const fallback = await rejectionOf(h.quota.admit(undefined, 'ubudget', 'eve', undefined, ['gpt-4o-mini', 'claude-x', 'mystery-2']));
+    expect(fallback.message).toContain("The model 'mystery-2' (a fallback of 'gpt-4o-mini') has no price");
+    expect((await h.counters.usage('budget', utcDay(Date.now()))).requests.total).toBe(0);
+    // Priced by prefix, every candidate: admitted.
+    await expect(h.quota.admit(undefined, 'ubudget', 'eve', undefined, ['gpt-4o-mini', 'claude-x'])).resolves.toBeUndefined();
+    // No budget: a model without a price is served (its audit's cost_usd is null).
+    await expect(h.quota.admit(undefined, 'tokens', 'eve', 10, ['mystery-1'])).resolves.toBeDefined();
+  });
+
+  it('checks the budget in the same store step as the limits and the tokens, and only with a budget', async () => {
+    const counters = new MemoryCounterStore();
+    const asks: Array<[number, boolean, boolean]> = [];
+    const hit = counters.hit.bind(counters);
+    counters.hit = (hits, tokens, budget) => {
+      asks.push([hits.length, tokens !== undefined, budget !== undefined]);
+      return hit(hits, tokens, budget);
+    };
+    const h = await harness(counters);
+    const r = request('budget', 'fay', 'chat');
+    await h.guard.canActivate(r.context);
+    await h.quota.admit(r.ctx, 'budget', 'fay', undefined, MODELS);
+    const plain = request('daily', 'fay', 'chat');
+    await h.guard.canActivate(plain.context);
+    await h.quota.admit(plain.ctx, 'daily', 'fay', undefined, MODELS);
+    expect(asks).toEqual([
+      [2, false, true],
+      [2, false, false],
     ]);
   });
 });

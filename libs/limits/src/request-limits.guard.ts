@@ -16,6 +16,7 @@ import {
   secondsToUtcMidnight,
   toNanoUsd,
   utcDay,
+  type BudgetAsk,
   type CounterRef,
   type LimitName,
   type TokenAsk,
@@ -165,7 +166,7 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     const raw = http.getResponse<FastifyReply>().raw;
     const ctx = contextOf(request.raw);
     if (ctx && this.reflector.get<boolean | undefined>(ADMIT_IN_HANDLER, context.getHandler())) {
-      deferAdmission(ctx, (tokens) => this.count(product, user, hits, raw, ctx, true, tokens));
+      deferAdmission(ctx, (tokens, budget) => this.count(product, user, hits, raw, ctx, true, tokens, budget));
       return true;
     }
     await this.count(product, user, hits, raw, ctx, false);
@@ -173,9 +174,9 @@ export class RequestLimitsGuard extends ThrottlerGuard {
   }
 
   /**
-   * Counts a request's throttlers (and reserves its tokens, if given) in one store step, and sets
-   * the rate-limit headers. Throws the 429 of a full request limit; a token quota's refusal is
-   * returned (`refusedBy`) for the quota service to answer.
+   * Counts a request's throttlers (and reserves its tokens, checks its budget, if given) in one
+   * store step, and sets the rate-limit headers. Throws the 429 of a full request limit; a token
+   * quota's or a budget's refusal is returned (`refusedBy`) for the quota service to answer.
    */
   private async count(
     product: string,
@@ -185,8 +186,9 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     ctx: RequestContext | undefined,
     inHandler: boolean,
     tokens?: TokenAsk,
+    budget?: BudgetAsk,
   ): Promise<ThrottlerBatch> {
-    const batch = await this.storage.incrementAll(hits, tokens);
+    const batch = await this.storage.incrementAll(hits, tokens, budget);
     const { records, store } = batch;
     // OpenAI's header names, so SDK users find them where they expect, for the daily cap (the
     // product's or the user's) with the fewest requests left; set on the raw response so streamed

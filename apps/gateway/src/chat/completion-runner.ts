@@ -110,7 +110,9 @@ export class CompletionRunner {
     }));
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
     const tokens = this.quota.enabled(principal.product) ? plan.reserve() : undefined;
-    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
+    // The models any attempt may call (fallbacks included): each must have a price under a budget.
+    const models = plan.candidates.map((candidate) => candidate.model);
+    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens, models);
     try {
       const { value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal, this.attemptLog);
       // The answering attempt's: a stream's go out with its head (the relay keeps the reply's headers).

@@ -57,7 +57,7 @@ export class EmbeddingsService {
     if (policy.policy.endUserId) body.user = endUserId(principal.product, principal.user);
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
     const tokens = this.quota.enabled(principal.product) ? inputTokens(body.input) : undefined;
-    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens);
+    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens, [body.model]);
     let spend: PartsSpend | undefined;
     try {
       const embed = adapter.embeddings.bind(adapter);

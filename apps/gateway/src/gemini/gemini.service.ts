@@ -145,6 +145,7 @@ export class GeminiService {
       principal.product,
       principal.user,
       this.quota.enabled(principal.product) ? estimate : undefined,
+      [model],
     );
     try {
       const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
