@@ -37,9 +37,9 @@ function cleanEnv() {
 }
 
 /**
- * The policy file of a measured gateway: rate limits, daily caps and token quotas far above any
- * load, so every request pays for its counters and its token reservation but none is refused; and
- * prices for the bench's models, so every request is priced too.
+ * The policy file of a measured gateway: rate limits, daily caps, token quotas and cost budgets far
+ * above any load, so every request pays for its counters, its token reservation and its budget
+ * check but none is refused; and prices for the bench's models, so every request is priced too.
  */
 const UNREACHABLE_LIMITS_POLICY = [
   'defaults:',
@@ -50,6 +50,8 @@ const UNREACHABLE_LIMITS_POLICY = [
   '    user_daily_requests: 1000000000',
   '    daily_tokens: 100000000000',
   '    user_daily_tokens: 100000000000',
+  '    daily_cost_usd: 1000000000',
+  '    user_daily_cost_usd: 1000000000',
   // Priced, so every request also pays for its cost: computed for its audit line, counted in the
   // metrics and added to the day's totals (/admin/usage).
   'prices:',
