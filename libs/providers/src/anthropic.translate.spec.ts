@@ -645,6 +645,22 @@ describe('Anthropic usage counts that are not counts', () => {
       .map((e) => JSON.parse(e.data as string) as { choices: unknown[]; usage?: unknown })
       .filter((c) => c.choices.length === 0 || (c.usage !== undefined && c.usage !== null));
 
+  it.each([undefined, null])(
+    'an input or output count left out (%p): the answer carries no usage (keygate estimates it; a prompt read as 0 would be billed as free)',
+    (missing) => {
+      for (const usage of [
+        { input_tokens: missing, output_tokens: 3 },
+        { input_tokens: 12, output_tokens: missing },
+        { input_tokens: missing, output_tokens: missing, cache_read_input_tokens: 5 },
+      ]) {
+        const { completion, usage: read } = toChatCompletion(answer(usage), meta);
+        expect(read).toBeNull();
+        expect(completion).not.toHaveProperty('usage');
+        expect(toUsage(usage as never)).toBeNull();
+      }
+    },
+  );
+
   describe.each(NOT_COUNTS)('%p', (bad) => {
     it.each(['input_tokens', 'output_tokens'])('as %s: the answer carries no usage (keygate estimates it)', (field) => {
       const { completion, usage } = toChatCompletion(answer({ input_tokens: 12, output_tokens: 3, [field]: bad }), meta);

@@ -1,6 +1,6 @@
 import { GatewayError } from '@keygate/errors';
 import { invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
-import { mainTokenCount, tokenCount, withCacheWrites, type ChatCompletionRequest, type ChatMessage, type StreamEvent } from './chat.types';
+import { tokenCount, withCacheWrites, type ChatCompletionRequest, type ChatMessage, type StreamEvent } from './chat.types';
 import type {
   CompletionMeta,
   OpenAiChatCompletion,
@@ -524,12 +524,13 @@ export function finishReason(reason: AnthropicStopReason | null | undefined): Op
  * Anthropic usage as OpenAI's. Anthropic's `input_tokens` excludes the tokens written to and read
  * from the prompt cache; OpenAI's `prompt_tokens` includes cached tokens, so all three are added.
  * A compatible host's counts come as it wrote them: a cache count that is not a count (a string, a
- * negative or fractional number) is left out as if unsaid; an input or output count that is not one
- * makes the usage unreported (null), so keygate's estimate bills the request.
+ * negative or fractional number) is left out as if unsaid; an input or output count that is not one,
+ * or is left out (Anthropic always sends both: read as 0, a missing input count would bill the
+ * prompt as free), makes the usage unreported (null), so keygate's estimate bills the request.
  */
 export function toUsage(u: AnthropicUsage): OpenAiUsage | null {
-  const input = mainTokenCount(u.input_tokens);
-  const completion = mainTokenCount(u.output_tokens);
+  const input = tokenCount(u.input_tokens);
+  const completion = tokenCount(u.output_tokens);
   if (input === null || completion === null) return null;
   const cacheRead = tokenCount(u.cache_read_input_tokens);
   const cacheWrite = tokenCount(u.cache_creation_input_tokens);

@@ -18,8 +18,9 @@ export function tokenCount(value: unknown): number | null {
 }
 
 /**
- * A usage's main count (prompt or completion) as a translator reads it from the provider: 0 when it
- * is left out (null included), as Gemini leaves out the output of an answer that has none; null
+ * A usage's completion count as Gemini's translators read it: 0 when it is left out (null included),
+ * as Gemini leaves out the output of an answer that has none (a prompt count is never left out: one
+ * that is, is read with {@link tokenCount}, as unreported, not as a free prompt); null
  * when it is there but not a count, and then the whole usage is unreported (keygate's estimate bills
  * the request) rather than a part of it taken for the whole.
  */

@@ -819,6 +819,29 @@ describe('Gemini usage counts that are not counts', () => {
     return [...events.flatMap((e) => t.push(e as GenerateContentResponse)), ...t.end()];
   };
 
+  it.each([undefined, null])(
+    'a promptTokenCount left out (%p): the answer and the stream carry no usage (keygate estimates it; a prompt read as 0 would be billed as free)',
+    (missing) => {
+      for (const usageMetadata of [
+        { promptTokenCount: missing, candidatesTokenCount: 3 },
+        {},
+        { totalTokenCount: 15, thoughtsTokenCount: 2 },
+      ]) {
+        const { completion, usage } = toChatCompletion(answer(usageMetadata), meta);
+        expect(usage).toBeNull();
+        expect(completion).not.toHaveProperty('usage');
+        const events = streamed([{ candidates: candidate('STOP'), usageMetadata }], true);
+        expect(events.filter((e) => e.usage || e.runningUsage)).toEqual([]);
+      }
+      // A candidatesTokenCount left out is Gemini's way of saying 0 (an answer without output).
+      expect(toChatCompletion(answer({ promptTokenCount: 12, candidatesTokenCount: missing }), meta).usage).toStrictEqual({
+        prompt_tokens: 12,
+        completion_tokens: 0,
+        total_tokens: 12,
+      });
+    },
+  );
+
   describe.each(NOT_COUNTS)('%p', (bad) => {
     it.each(['promptTokenCount', 'candidatesTokenCount'])('as %s: the answer carries no usage (keygate estimates it)', (field) => {
       const { completion, usage } = toChatCompletion(answer({ promptTokenCount: 12, candidatesTokenCount: 3, [field]: bad }), meta);

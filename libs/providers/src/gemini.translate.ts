@@ -822,10 +822,12 @@ export function finishReason(reason: string | undefined, hasToolCalls: boolean):
  * completion tokens (OpenAI does the same with reasoning tokens); tool-use prompt tokens as prompt.
  * A Gemini-compatible host's counts come as it wrote them: a part that is not a count (a string,
  * which would concatenate, a negative or fractional number) is left out as if unsaid; a prompt or
- * candidates count that is not one makes the usage unreported (null), so keygate's estimate bills it.
+ * candidates count that is not one makes the usage unreported (null), so keygate's estimate bills it,
+ * and so does a prompt count left out (every request has a prompt: read as 0, it would bill the prompt
+ * as free); a candidates count left out is Gemini's 0 (an answer without output).
  */
 export function toUsage(u: GeminiUsageMetadata): OpenAiUsage | null {
-  const input = mainTokenCount(u.promptTokenCount);
+  const input = tokenCount(u.promptTokenCount);
   const output = mainTokenCount(u.candidatesTokenCount);
   if (input === null || output === null) return null;
   const thoughts = tokenCount(u.thoughtsTokenCount);

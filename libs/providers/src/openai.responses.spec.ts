@@ -157,7 +157,11 @@ describe('responsesUsage and responseText', () => {
       prompt_tokens_details: { cached_tokens: 80 },
       completion_tokens_details: { reasoning_tokens: 5 },
     });
-    expect(responsesUsage({ output_tokens: 3 })).toEqual({ prompt_tokens: 0, completion_tokens: 3, total_tokens: 3 });
+    // An input or output count left out: none (keygate estimates it), not a prompt billed as free.
+    expect(responsesUsage({ output_tokens: 3 })).toBeNull();
+    expect(responsesUsage({ input_tokens: null, output_tokens: 3 })).toBeNull();
+    expect(responsesUsage({ input_tokens: 4 })).toBeNull();
+    expect(responsesUsage({ input_tokens: 4, output_tokens: null })).toBeNull();
     // A detail that is not a count is left out, not passed on as one.
     expect(
       responsesUsage({ input_tokens: 4, input_tokens_details: { cached_tokens: -2 }, output_tokens: 1, output_tokens_details: null }),

@@ -1,6 +1,6 @@
 import type { EventSourceMessage } from 'eventsource-parser';
 import type { ProviderAccess } from '@keygate/secrets';
-import { mainTokenCount, tokenCount, type StreamEvent, type Usage } from './chat.types';
+import { tokenCount, type StreamEvent, type Usage } from './chat.types';
 import { isRecord } from './translate.util';
 import { parseUpstreamObject } from './upstream-body.util';
 import { openAiStreamFailure, UpstreamError } from './upstream.error';
@@ -153,16 +153,17 @@ export function isResponseEnd(event: { event?: string; data: string }): boolean 
 /**
  * A Response's usage in OpenAI's chat shape (`input_tokens` counts cached ones too, `output_tokens`
  * reasoning ones), with those two details when OpenAI reported them; null when it has none, or
- * when its input or output count is there but not a count (keygate's estimate then bills it). A
+ * when its input or output count is left out or not a count (keygate's estimate then bills it). A
  * detail that is not a count is left out.
  */
 export function responsesUsage(usage: unknown): Usage | null {
   if (!isRecord(usage)) return null;
-  const input = mainTokenCount(usage.input_tokens);
-  const output = mainTokenCount(usage.output_tokens);
+  // OpenAI always sends both: one left out (absent or null) or not a count leaves the usage
+  // unreported, so keygate's estimate bills it (a missing input count read as 0 would bill the
+  // prompt as free).
+  const input = tokenCount(usage.input_tokens);
+  const output = tokenCount(usage.output_tokens);
   if (input === null || output === null) return null;
-  // Neither said (absent or null): no usage, rather than zeros.
-  if ((usage.input_tokens ?? usage.output_tokens ?? null) === null) return null;
   const result: Usage = { prompt_tokens: input, completion_tokens: output, total_tokens: input + output };
   const cached = isRecord(usage.input_tokens_details) ? tokenCount(usage.input_tokens_details.cached_tokens) : null;
   const reasoning = isRecord(usage.output_tokens_details) ? tokenCount(usage.output_tokens_details.reasoning_tokens) : null;
