@@ -7,6 +7,7 @@ import {
   embeddingInputs,
   GeminiStreamTranslator,
   geminiHttpError,
+  nextUsageMetadata,
   toBatchEmbedRequest,
   toChatCompletion,
   toGeminiSchema,
@@ -841,6 +842,25 @@ describe('Gemini usage counts that are not counts', () => {
       });
     },
   );
+
+  it('a count a later event of a stream leaves out keeps the one read before (running totals; the native route merges them alike)', () => {
+    const events = [
+      { candidates: candidate(), usageMetadata: { promptTokenCount: 12, candidatesTokenCount: 1, thoughtsTokenCount: 4 } },
+      { candidates: candidate('STOP'), usageMetadata: { candidatesTokenCount: 3, totalTokenCount: 19 } },
+    ];
+    const usage = { prompt_tokens: 12, completion_tokens: 7, total_tokens: 19, completion_tokens_details: { reasoning_tokens: 4 } };
+    expect(
+      streamed(events, true)
+        .filter((e) => e.usage)
+        .map((e) => e.usage),
+    ).toStrictEqual([usage]);
+    expect(nextUsageMetadata(events[0].usageMetadata, events[1].usageMetadata)).toStrictEqual({
+      promptTokenCount: 12,
+      candidatesTokenCount: 3,
+      thoughtsTokenCount: 4,
+      totalTokenCount: 19,
+    });
+  });
 
   describe.each(NOT_COUNTS)('%p', (bad) => {
     it.each(['promptTokenCount', 'candidatesTokenCount'])('as %s: the answer carries no usage (keygate estimates it)', (field) => {

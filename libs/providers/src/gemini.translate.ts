@@ -846,13 +846,14 @@ export function toUsage(u: GeminiUsageMetadata): OpenAiUsage | null {
 
 /**
  * The running usage after `next`, one of a stream's `usageMetadata` (running totals: the last one
- * wins), where a count of `next` that is not one keeps the one `previous` had, if that was a count:
- * a later event's bad count does not spoil the usage read so far.
+ * wins), where a count of `next` that is not one, or that `next` leaves out, keeps the one
+ * `previous` had, if that was a count: a later event's bad or missing count does not spoil the usage
+ * read so far (a prompt count left out would leave the stream's usage unreported).
  */
 export function nextUsageMetadata(previous: GeminiUsageMetadata | undefined, next: GeminiUsageMetadata): GeminiUsageMetadata {
   if (previous === undefined) return next;
   const merged: GeminiUsageMetadata = { ...next };
-  for (const key of Object.keys(next) as Array<keyof GeminiUsageMetadata>) {
+  for (const key of new Set([...Object.keys(previous), ...Object.keys(next)]) as Set<keyof GeminiUsageMetadata>) {
     if (tokenCount(next[key]) === null && tokenCount(previous[key]) !== null) merged[key] = previous[key];
   }
   return merged;
