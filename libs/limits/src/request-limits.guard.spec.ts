@@ -306,8 +306,13 @@ describe('RequestLimitsGuard', () => {
     await h.guard.canActivate(givenBack.context);
     givenBack.ctx.releaseDailyCount?.();
     givenBack.ctx.chargeDailyCost?.(1);
+    // Past 2^53 billionths ($9M for one request: a host's nonsense priced) the sums would not be exact: not added.
+    const absurd = request('tokens', 'ned');
+    await h.guard.canActivate(absurd.context);
+    absurd.ctx.chargeDailyCost?.(135_107_988_821.1149);
     await flush();
     expect((await h.counters.usage('daily', day)).costNanoUsd).toEqual({ total: 130_656, users: { kit: 7_200, lou: 123_456 } });
+    expect((await h.counters.usage('tokens', day)).costNanoUsd).toEqual({ total: 0, users: {} });
     expect((await h.counters.usage('tokens', day)).costNanoUsd).toEqual({ total: 0, users: {} });
   });
 

@@ -219,11 +219,12 @@ export class RequestLimitsGuard extends ThrottlerGuard {
         // The cost goes to the day the request was counted in (its daily counters name it), like
         // its token reservation: a request that ends after midnight is the day before's.
         ctx.chargeDailyCost = (usd) => {
-          if (released) return;
+          const nanoUsd = toNanoUsd(usd);
+          // Above 2^53 billionths ($9M for one request) a sum is no longer exact, and Redis's 64-bit
+          // counter is not far: no real request costs that much (the audit line still says it).
+          if (released || !Number.isSafeInteger(nanoUsd)) return;
           const day = hits.find(isDailyHit)?.key;
-          void this.storage
-            .addCost(product, user, toNanoUsd(usd), day ? dayOfDailyKey(day) : utcDay(Date.now()), store)
-            .catch(() => undefined);
+          void this.storage.addCost(product, user, nanoUsd, day ? dayOfDailyKey(day) : utcDay(Date.now()), store).catch(() => undefined);
         };
         // In the guard, a client that left while its counters were being counted has its audit
         // line written already, and its handler will not run: nothing else would give the request

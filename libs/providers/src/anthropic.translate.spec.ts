@@ -616,7 +616,7 @@ describe('AnthropicStreamTranslator', () => {
  */
 describe('Anthropic usage counts that are not counts', () => {
   const meta = { fallbackId: FALLBACK_ID, created: CREATED, model: MODEL };
-  const NUMBERS_NOT_COUNTS: unknown[] = [-1, 1.5, NaN, Infinity, 2 ** 53];
+  const NUMBERS_NOT_COUNTS: unknown[] = [-1, 1.5, NaN, Infinity, 2 ** 53, 2 ** 53 - 1, 1_000_000_001];
   const NOT_COUNTS: unknown[] = ['12', ...NUMBERS_NOT_COUNTS];
   /** An answer with `usage`, which may hold anything. */
   const answer = (usage: Record<string, unknown>): AnthropicMessage => ({

@@ -9,13 +9,20 @@ export const CACHE_WRITE_TOKENS: unique symbol = Symbol('keygate.cacheWriteToken
 export const CACHE_WRITE_1H_TOKENS: unique symbol = Symbol('keygate.cacheWrite1hTokens');
 
 /**
- * `value` when it is a token count (a whole number, 0 or more), else null: an OpenAI-compatible
- * host's usage is passed on as it wrote it, so a count may be a string, negative or missing. Never
- * coerced: `"12"` is not 12 (added to another count it concatenates).
+ * `value` when it is a token count (a whole number, 0 or more, and at most {@link MAX_TOKEN_COUNT}),
+ * else null: an OpenAI-compatible host's usage is passed on as it wrote it, so a count may be a
+ * string, negative or missing. Never coerced: `"12"` is not 12 (added to another count it concatenates).
  */
 export function tokenCount(value: unknown): number | null {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : null;
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= MAX_TOKEN_COUNT ? value : null;
 }
+
+/**
+ * More tokens than any one request can hold (100 times the longest context window, or a whole
+ * embeddings batch): a larger count is a host's nonsense, and taken as said it would spend a day's
+ * token quota in one request and, priced, overflow Redis's 64-bit cost counters.
+ */
+export const MAX_TOKEN_COUNT = 1_000_000_000;
 
 /**
  * A usage's completion count as Gemini's translators read it: 0 when it is left out (null included),

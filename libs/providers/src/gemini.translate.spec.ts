@@ -809,7 +809,7 @@ describe('Gemini translation', () => {
  */
 describe('Gemini usage counts that are not counts', () => {
   const meta: CompletionMeta = { fallbackId: 'chatcmpl-x', created: 1, model: 'gemini-2.5-flash' };
-  const NOT_COUNTS: unknown[] = ['12', -1, 1.5, NaN, Infinity, 2 ** 53];
+  const NOT_COUNTS: unknown[] = ['12', -1, 1.5, NaN, Infinity, 2 ** 53, 2 ** 53 - 1, 1_000_000_001];
   const candidate = (finishReason?: string): GenerateContentResponse['candidates'] => [
     { content: { role: 'model', parts: [{ text: 'hi' }] }, index: 0, ...(finishReason ? { finishReason } : {}) },
   ];
