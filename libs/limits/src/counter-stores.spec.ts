@@ -329,6 +329,17 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     expect((await store.usage(p, DAY)).costNanoUsd.users.sam).toBe(7_200_000_000);
   });
 
+  it("keeps the day's costs when a request counted the day before, the first of its product, is charged after midnight", async () => {
+    const a = product('cost-today');
+    const b = product('cost-late');
+    const next = '2031-05-18';
+    // After midnight: a's new day has a cost; then b's last request of the day before ends, its first cost of that day.
+    await store.addCost(a, 'uma', 7_200, next, where);
+    await store.addCost(b, 'vin', 100, DAY, where);
+    expect((await store.usage(a, next)).costNanoUsd).toEqual({ total: 7_200, users: { uma: 7_200 } });
+    expect((await store.usage(b, DAY)).costNanoUsd).toEqual({ total: 100, users: { vin: 100 } });
+  });
+
   describe('daily cost budgets', () => {
     /** The four counters of a request (none limited), with the day's budgets of its product and user (billionths of a dollar). */
     function hitWithBudget(p: string, user: string, productCap: number, userCap: number, tokens?: number) {

@@ -139,8 +139,11 @@ function totalsOf(days: Map<string, Map<string, number>>, product: string, day: 
   const key = `${product}\n${day}`;
   let d = days.get(key);
   if (!d) {
-    // Keep today and yesterday only: a long-running replica's memory stays bounded.
-    for (const k of days.keys()) if (!k.endsWith(day) && !k.endsWith(previousDay(day))) days.delete(k);
+    // Keep two days only, so a long-running replica's memory stays bounded: those before `day`'s
+    // previous one go. Never a later day: the day before's first cost may come after midnight (a
+    // request counted then, charged when it ends), and today's totals must outlive it.
+    const oldest = previousDay(day);
+    for (const k of days.keys()) if (k.slice(k.lastIndexOf('\n') + 1) < oldest) days.delete(k);
     d = new Map();
     days.set(key, d);
   }
