@@ -53,9 +53,14 @@ const UNREACHABLE_LIMITS_POLICY = [
   '    daily_cost_usd: 1000000000',
   '    user_daily_cost_usd: 1000000000',
   // Priced, so every request also pays for its cost: computed for its audit line, counted in the
-  // metrics and added to the day's totals (/admin/usage).
+  // metrics and added to the day's totals (/admin/usage). Every model the demo product serves (the
+  // profile and A/B tools take --model): under a budget an unpriced one is refused.
   'prices:',
+  '  gpt-4o: {input: 2.5, cached_input: 1.25, output: 10}',
   '  gpt-4o-mini: {input: 0.15, cached_input: 0.075, output: 0.6}',
+  '  text-embedding-3-small: {input: 0.02, output: 0}',
+  '  gemini-1.5-pro: {input: 1.25, cached_input: 0.3125, output: 5}',
+  '  text-embedding-004: {input: 0, output: 0}',
   '  claude-3-5-sonnet*: {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}',
   '  gemini-2.5-flash: {input: 0.3, cached_input: 0.03, output: 2.5}',
   '',
