@@ -340,6 +340,14 @@ describe('daily cost budgets', () => {
     expect(message).toContain('defaults.limits.user_daily_cost_usd: must be a number (US dollars per UTC day, 0 for no budget)');
     expect(message).toContain('products.p.limits.daily_cost_usd');
     expect(message).toContain('products.q.limits.daily_costs_usd: unknown field');
+    // Counted in billionths of a dollar: less would round to 0, which is no budget at all.
+    expect(problems({ products: { r: { limits: { user_daily_cost_usd: 1e-10 } } } })).toContain(
+      'products.r.limits.user_daily_cost_usd: must be 0 (no budget) or at least 0.000000001 (a billionth of a dollar)',
+    );
+    expect(
+      buildPolicyBook({ defaults: { limits: { daily_cost_usd: 1e-9 } }, prices: { m: { input: 1, output: 1 } } }).defaults.limits
+        .dailyCostUsd,
+    ).toBe(1e-9);
   });
 
   it('warns at boot of a budget with no prices at all (every request would be refused as unpriced)', () => {

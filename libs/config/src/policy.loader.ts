@@ -194,6 +194,12 @@ function validateProduct(entry: unknown, path: string, problems: string[]): Prod
   }
   const { value, problems: found } = validatePlain(ProductPolicySchema, entry, path);
   problems.push(...found);
+  // Budgets are counted in billionths of a dollar: a smaller one would round to 0, no budget at all.
+  for (const field of ['daily_cost_usd', 'user_daily_cost_usd'] as const) {
+    const budget = value.limits?.[field];
+    if (typeof budget === 'number' && budget > 0 && budget < 1e-9)
+      problems.push(`${path}.limits.${field}: must be 0 (no budget) or at least 0.000000001 (a billionth of a dollar)`);
+  }
   // Every request carries these: refusing them would refuse every request of the product.
   for (const name of value.policy?.refused_fields ?? []) {
     if (['model', 'messages', 'input'].some((required) => matchesName(required, name)))
