@@ -113,6 +113,36 @@ describe('recordUsage', () => {
     recordUsage(ctx, odd as never);
     expect([ctx.tokensIn, ctx.tokensCached, ctx.tokensCacheWrite, ctx.tokensReasoning]).toEqual([9, null, null, null]);
   });
+
+  it('reads a part larger than its whole as not said (a careless host): 1,000 cached tokens of a 10-token prompt', () => {
+    const ctx = context();
+    const usage = withCacheWrites(
+      {
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        total_tokens: 15,
+        prompt_tokens_details: { cached_tokens: 1000 },
+        completion_tokens_details: { reasoning_tokens: 1000 },
+      },
+      4,
+      1000,
+    );
+    recordUsage(ctx, usage);
+    expect([ctx.tokensIn, ctx.tokensOut, ctx.tokensCached, ctx.tokensCacheWrite, ctx.tokensCacheWrite1h, ctx.tokensReasoning]).toEqual([
+      10,
+      5,
+      null,
+      4,
+      null,
+      null,
+    ]);
+    // Parts equal to their whole are parts.
+    recordUsage(
+      ctx,
+      withCacheWrites({ prompt_tokens: 8, completion_tokens: 3, total_tokens: 11, prompt_tokens_details: { cached_tokens: 8 } }, 8, 8),
+    );
+    expect([ctx.tokensCached, ctx.tokensCacheWrite, ctx.tokensCacheWrite1h, ctx.tokensReasoning]).toEqual([8, 8, 8, null]);
+  });
 });
 
 describe('SseRelay usage that is not a count', () => {

@@ -68,13 +68,21 @@ export function recordUsage(ctx: RequestContext, usage: Usage | null | undefined
 /**
  * Records how the reported tokens split (cache reads and writes, reasoning), which providers bill
  * at other rates: what the audit and the cost need. The counts come as the upstream wrote them (an
- * OpenAI-compatible host's JSON is passed on as it is), so anything but a count reads as not said.
+ * OpenAI-compatible host's JSON is passed on as it is), so anything but a count reads as not said,
+ * and so does a part larger than its whole (1,000 cached tokens of a 10-token prompt): a chargeback
+ * that reads the split fields would take it as said.
  */
 function recordUsageDetails(ctx: RequestContext, usage: Usage): void {
-  ctx.tokensCached = tokenCount(usage.prompt_tokens_details?.cached_tokens);
-  ctx.tokensCacheWrite = tokenCount(usage[CACHE_WRITE_TOKENS]);
-  ctx.tokensCacheWrite1h = tokenCount(usage[CACHE_WRITE_1H_TOKENS]);
-  ctx.tokensReasoning = tokenCount(usage.completion_tokens_details?.reasoning_tokens);
+  const prompt = ctx.tokensIn ?? 0;
+  ctx.tokensCached = partOf(tokenCount(usage.prompt_tokens_details?.cached_tokens), prompt);
+  ctx.tokensCacheWrite = partOf(tokenCount(usage[CACHE_WRITE_TOKENS]), prompt);
+  ctx.tokensCacheWrite1h = partOf(tokenCount(usage[CACHE_WRITE_1H_TOKENS]), ctx.tokensCacheWrite ?? 0);
+  ctx.tokensReasoning = partOf(tokenCount(usage.completion_tokens_details?.reasoning_tokens), ctx.tokensOut ?? 0);
+}
+
+/** `part` when it is no larger than its `whole`, else null (not said). */
+function partOf(part: number | null, whole: number): number | null {
+  return part !== null && part <= whole ? part : null;
 }
 
 /**
