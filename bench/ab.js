@@ -4,7 +4,7 @@
 //
 //   npm run bench:ab -- [--a MAIN] [--b MAIN] [--a-args="NODE FLAGS"] [--b-args="NODE FLAGS"]
 //                       [--rounds N] [--duration S] [--warmup S] [--connections C] [--mode plain|stream]
-//                       [--model M] [--redis URL | --no-redis] [--memory-limit MB]
+//                       [--model M] [--redis URL | --no-redis] [--memory-limit MB] [--policy FILE]
 //
 // MAIN is a built gateway's main.js (default: this checkout's dist/apps/gateway/main.js; another
 // build comes from a `git worktree` of the older commit, built there). NODE FLAGS replace the
@@ -18,6 +18,9 @@
 // gateway's CPU time per request (from /proc, all threads), req/s and p50, then the median B/A
 // ratio of each and how many rounds B used less CPU. The bench's targets are `npm run bench`'s,
 // never this tool's.
+//
+// --policy FILE gives both gateways that policy file instead of the bench's (an older build may
+// not know a field the bench's policy sets: it would refuse to boot).
 //
 // --memory-limit MB starts each gateway in a memory cgroup of its own with that limit (Linux, root:
 // cgroup v2 or v1's memory controller), as a Kubernetes memory limit does: Node sizes its heap,
@@ -57,6 +60,7 @@ function options(argv) {
       ...loadRunOptions(3),
       rounds: { type: 'string', default: '10' },
       'memory-limit': { type: 'string' },
+      policy: { type: 'string' },
     },
   });
   const num = (name, min) => integerOption(values, name, min);
@@ -72,6 +76,7 @@ function options(argv) {
     connections: num('connections', 1),
     mode: values.mode,
     model: values.model,
+    policy: values.policy === undefined ? UNREACHABLE_LIMITS_POLICY : fs.readFileSync(values.policy, 'utf8'),
     redisUrl: values['no-redis'] ? null : values.redis,
     memoryLimitMb: values['memory-limit'] === undefined ? null : num('memory-limit', 64),
   };
@@ -145,7 +150,7 @@ async function main() {
     const mock = start(process.execPath, [MOCK_MAIN], { ...cleanEnv(), PORT: String(mockPort) }, 'ignore');
     await waitFor(`http://127.0.0.1:${mockPort}/__mock/health`, mock, 15_000);
     const policyFile = path.join(tmp, 'policy.yaml');
-    fs.writeFileSync(policyFile, UNREACHABLE_LIMITS_POLICY);
+    fs.writeFileSync(policyFile, opts.policy);
     const gateways = [opts.a, opts.b];
     for (const g of gateways) {
       g.port = await freePort();
