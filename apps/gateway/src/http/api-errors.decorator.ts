@@ -92,7 +92,10 @@ type ErrorBody =
   | typeof GoogleErrorBodyDto
   | ReadonlyArray<typeof ErrorBodyDto | typeof AnthropicErrorBodyDto>;
 
-const BAD_REQUEST: Status = [400, 'Malformed body, invalid parameter, or parameter policy violation'];
+const BAD_REQUEST: Status = [
+  400,
+  'Malformed body, invalid parameter, or parameter policy violation (`policy_violation` also for a model without a price under a daily cost budget)',
+];
 const UNAUTHORIZED: Status = [401, 'Missing or invalid credential (carries WWW-Authenticate)'];
 const FORBIDDEN: Status = [
   403,
@@ -109,7 +112,10 @@ const BODY_TIMEOUT: Status = [
   'The body did not arrive within the request timeout (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS; carries Connection: close)',
 ];
 const TOO_LARGE: Status = [413, 'Body larger than the product allows (max_request_bytes)'];
-const LIMITED: Status = [429, 'Rate limit or daily quota, or the upstream rate-limited keygate (carries Retry-After)'];
+const LIMITED: Status = [
+  429,
+  'Rate limit, daily token quota or daily cost budget (`daily_quota_exceeded`), or the upstream rate-limited keygate (carries Retry-After)',
+];
 const INTERNAL: Status = [500, '`internal_error`: a bug; the message carries the request id'];
 const UPSTREAM: Status = [502, 'Upstream failure'];
 const UNAVAILABLE: Status = [
