@@ -384,6 +384,24 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(await direct.hget(`kg:{${p}}:req:${DAY}`, 'u:jo')).toBe('3');
   }, 20_000);
 
+  it("remembers the day's cost Redis holds once an outage's costs reach it, so the next outage refuses a budget already spent", async () => {
+    const p = product('budget-outages');
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    expect(await spend(store, p, 'kit', 1_000, 0, DAY)).toEqual({ admitted: true, store: 'local' });
+    await store.addCost(p, 'kit', 1_000, DAY, 'local');
+    expect(await spend(store, p, 'kit', 1_000, 0, DAY)).toEqual({ admitted: false, refusedBy: 'product_cost' });
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    await until('the outage cost to reach Redis', async () => (await direct.hget(`kg:{${p}}:cost:${DAY}`, '_total')) === '1000');
+    await sleep(100);
+    // No request between the outages: the cost this replica sent is the day's it knows of.
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    expect(await spend(store, p, 'kit', 1_000, 0, DAY)).toEqual({ admitted: false, refusedBy: 'product_cost' });
+    expect(await spend(store, p, 'lou', 1_000, 0, DAY)).toEqual({ admitted: false, refusedBy: 'product_cost' });
+  }, 20_000);
+
   it('drops the marker of a settlement Redis confirmed with the next send (no key left behind per settlement)', async () => {
     const p = product('marker-dropped');
     expect(await reserve(store, p, 'ivy', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });

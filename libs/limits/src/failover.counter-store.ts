@@ -17,7 +17,7 @@ import {
   type TokenLimitName,
 } from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
-import { OPERATION_MARKER_TTL_MS, RedisCounterStore, tokenKey } from './redis.counter-store';
+import { OPERATION_MARKER_TTL_MS, RedisCounterStore, tokenKey, type SettledTotals } from './redis.counter-store';
 
 /** A daily counter a request was counted on in memory, held to be brought to Redis. */
 interface HeldCounter {
@@ -561,7 +561,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   }
 
   /** Sends an operation; resolves with what Redis then holds: the day's token totals, or the counter. */
-  private send(o: SentOperation): Promise<{ product: number; user: number } | number> {
+  private send(o: SentOperation): Promise<SettledTotals | number> {
     return o.kind === 'settlement'
       ? this.shared.settleOnce(o.product, o.user, o.day, { tokens: o.delta, costNanoUsd: o.cost }, o.op)
       : this.shared.addOnce(o, o.count, o.op);
@@ -573,10 +573,15 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
    * its marker is dropped with the next send (it will not be sent again; left to expire, every
    * settlement would hold Redis memory for 10 minutes).
    */
-  private confirmed(o: SentOperation, held: { product: number; user: number } | number): void {
+  private confirmed(o: SentOperation, held: SettledTotals | number): void {
     if (o.kind === 'settlement' && typeof held === 'object') {
       this.rememberCount(o.day, tokenId(o.product, o.day), held.product);
       this.rememberCount(o.day, tokenId(o.product, o.day, o.user), held.user);
+      // The day's cost too: the memory store that counted an outage's costs is replaced once they
+      // are sent, and the next outage must go on from Redis's totals, which hold them, not from
+      // those seen by the last request before the first outage (a whole budget again).
+      this.rememberCount(o.day, costId(o.product, o.day), held.cost.product);
+      this.rememberCount(o.day, costId(o.product, o.day, o.user), held.cost.user);
     } else if (o.kind === 'requests' && typeof held === 'number') {
       this.rememberCount(dayOfDailyKey(o.key), counterId(o), held);
     }

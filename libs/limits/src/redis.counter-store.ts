@@ -136,7 +136,8 @@ return 1`;
 // after sending) is sent again under its id; Redis applies it only if the first one never arrived.
 // ARGV[1] is SETTLE's token delta on KEYS[1], ARGV[5] the requests' cost added to the cost hash
 // KEYS[3] (same fields, same lifetime); either may be 0, and a 0 touches nothing (no user shows up
-// with 0 tokens for a cost alone). Replies the day's token totals {product, user}.
+// with 0 tokens for a cost alone). Replies the day's token totals and cost totals {product, user,
+// product's cost, user's cost}: what a later outage goes on from.
 const SETTLE_ONCE = `
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
   if tonumber(ARGV[1]) ~= 0 then
@@ -150,13 +151,16 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
     redis.call('EXPIRE', KEYS[3], ARGV[3])
   end
 end
-return {tonumber(redis.call('HGET', KEYS[1], '_total') or '0'), tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')}`;
+return {
+  tonumber(redis.call('HGET', KEYS[1], '_total') or '0'), tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0'),
+  tonumber(redis.call('HGET', KEYS[3], '_total') or '0'), tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
+}`;
 
 interface ScriptedRedis extends Redis {
   kgHit(...keysThenArgs: Array<string | number>): Promise<number[]>;
   kgSettle(k1: string, ...args: Array<string | number>): Promise<number>;
   kgRelease(numberOfKeys: number, ...keysThenFields: string[]): Promise<number>;
-  kgSettleOnce(k1: string, op: string, k3: string, ...args: Array<string | number>): Promise<[number, number]>;
+  kgSettleOnce(k1: string, op: string, k3: string, ...args: Array<string | number>): Promise<[number, number, number, number]>;
   kgAddOnce(key: string, op: string, n: number, field: string, ttlMs: number, opTtlMs: number): Promise<number>;
 }
 
@@ -231,7 +235,8 @@ export class RedisCounterStore implements CounterStore {
 
   /**
    * {@link settleTokens} and {@link addCost} of one product, user and day in one script (a batch's
-   * settlement: either amount may be 0), applied at most once under `op`.
+   * settlement: either amount may be 0), applied at most once under `op`. Resolves with the day's
+   * token totals and cost totals (billionths of a dollar) Redis then holds.
    */
   async settleOnce(
     product: string,
@@ -239,9 +244,9 @@ export class RedisCounterStore implements CounterStore {
     day: string,
     amounts: { tokens: number; costNanoUsd: number },
     op: string,
-  ): Promise<{ product: number; user: number }> {
+  ): Promise<SettledTotals> {
     const key = tokenKey(product, day);
-    const [total, ofUser] = await this.redis.kgSettleOnce(
+    const [total, ofUser, cost, costOfUser] = await this.redis.kgSettleOnce(
       key,
       operationKey(key, op),
       costKey(product, day),
@@ -251,7 +256,7 @@ export class RedisCounterStore implements CounterStore {
       OPERATION_MARKER_TTL_MS,
       amounts.costNanoUsd,
     );
-    return { product: total, user: ofUser };
+    return { product: total, user: ofUser, cost: { product: cost, user: costOfUser } };
   }
 
   async usage(product: string, day: string): Promise<DailyUsage> {
@@ -263,6 +268,13 @@ export class RedisCounterStore implements CounterStore {
     ]);
     return { scope: 'shared', requests: split(requests), tokens: split(tokens), costNanoUsd: split(cost) };
   }
+}
+
+/** What Redis holds for a product, user and day once a settlement is applied: token totals, and cost totals in billionths of a dollar. */
+export interface SettledTotals {
+  product: number;
+  user: number;
+  cost: { product: number; user: number };
 }
 
 /** The hash of a product's token totals for one UTC day (same hash tag, so same Cluster slot, as its request counters). */
