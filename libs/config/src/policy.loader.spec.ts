@@ -350,6 +350,20 @@ describe('daily cost budgets', () => {
     ).toBe(1e-9);
   });
 
+  it('warns at boot of a fallback without a price under a budget (every request for the model it backs up is refused)', () => {
+    const book = buildPolicyBook({
+      defaults: { limits: { daily_cost_usd: 10 } },
+      products: {
+        p: { fallbacks: { 'gpt-4o': ['claude-sonnet-4-5', 'gemini-2.5-pro'] } },
+        q: { limits: { daily_cost_usd: 0 }, fallbacks: { 'gpt-4o': ['gemini-2.5-pro'] } },
+      },
+      prices: { 'gpt-4o': { input: 2.5, output: 10 }, 'claude-*': { input: 3, output: 15 } },
+    });
+    expect(book.warnings).toEqual([
+      'products.p: fallbacks.gpt-4o names gemini-2.5-pro, which has no price, under a daily cost budget: every request for gpt-4o is refused',
+    ]);
+  });
+
   it('warns at boot of a budget with no prices at all (every request would be refused as unpriced)', () => {
     const book = buildPolicyBook({ products: { p: { limits: { user_daily_cost_usd: 1 } }, q: {} } });
     expect(book.warnings).toEqual([

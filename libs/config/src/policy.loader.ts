@@ -116,10 +116,20 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
     }
     // Under a budget a model without a price is refused (its cost could not be counted): with no
     // prices at all, every request of the product would be.
-    if (!priced && (p.limits.dailyCostUsd > 0 || p.limits.userDailyCostUsd > 0))
+    const budgeted = p.limits.dailyCostUsd > 0 || p.limits.userDailyCostUsd > 0;
+    if (!priced && budgeted)
       warnings.push(
         `${where}: limits.${p.limits.dailyCostUsd > 0 ? 'daily_cost_usd' : 'user_daily_cost_usd'} sets a daily budget but the policy file has no prices: every request of it is refused (its model has no price)`,
       );
+    // Likewise a fallback without a price: every request for the model it backs up is refused.
+    else if (budgeted)
+      for (const [model, list] of Object.entries(p.fallbacks)) {
+        const unpriced = list.filter((fallback) => !prices(fallback));
+        if (unpriced.length)
+          warnings.push(
+            `${where}: fallbacks.${model} names ${unpriced.join(', ')}, which has no price, under a daily cost budget: every request for ${model} is refused`,
+          );
+      }
     // Valid (a chat client may be told to leave the cap to keygate), but the Anthropic SDKs always send it.
     const cap = p.policy.refusedFields.find((pattern) => matchesName('max_tokens', pattern));
     if (cap !== undefined)
