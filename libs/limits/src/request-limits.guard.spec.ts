@@ -568,6 +568,27 @@ describe('QuotaService', () => {
 });
 
 describe('QuotaService daily cost budgets', () => {
+  it('charges the cost to the day its budget was checked in, when the handler admits it after midnight and the guard ran before', async () => {
+    const h = await harness();
+    const midnight = Date.UTC(2031, 4, 7);
+    const clock = jest.spyOn(Date, 'now');
+    try {
+      clock.mockReturnValue(midnight - 100);
+      const r = request('budget', 'ivy', 'chat');
+      await h.guard.canActivate(r.context);
+      clock.mockReturnValue(midnight + 100);
+      await h.quota.admit(r.ctx, 'budget', 'ivy', undefined, MODELS);
+      r.ctx.chargeDailyCost?.(0.0005);
+      await flush();
+    } finally {
+      clock.mockRestore();
+    }
+    // The request counters are the guard's day's; the budget was checked on the next, and the cost counts there.
+    expect((await h.counters.usage('budget', '2031-05-06')).requests.total).toBe(1);
+    expect((await h.counters.usage('budget', '2031-05-07')).costNanoUsd).toEqual({ total: 500_000, users: { ivy: 500_000 } });
+    expect((await h.counters.usage('budget', '2031-05-06')).costNanoUsd.total).toBe(0);
+  });
+
   it("refuses every user once the product's day has cost its budget: 429 daily_quota_exceeded to UTC midnight, nothing counted, nobody auto-blocked", async () => {
     const h = await harness();
     const day = utcDay(Date.now());

@@ -216,15 +216,18 @@ export class RequestLimitsGuard extends ThrottlerGuard {
           const counters = dailyCounters(hits);
           if (counters.length) void this.storage.release(counters, store).catch(() => undefined);
         };
-        // The cost goes to the day the request was counted in (its daily counters name it), like
-        // its token reservation: a request that ends after midnight is the day before's.
+        // The cost goes to the day the request was admitted in: a request that ends after midnight
+        // is the day before's. That is the day its budget was checked against and its tokens
+        // reserved in, when asked (a handler's admission, which may come after midnight when the
+        // guard ran just before it), else the day its daily counters name.
         ctx.chargeDailyCost = (usd) => {
           const nanoUsd = toNanoUsd(usd);
           // Above 2^53 billionths ($9M for one request) a sum is no longer exact, and Redis's 64-bit
           // counter is not far: no real request costs that much (the audit line still says it).
           if (released || !Number.isSafeInteger(nanoUsd)) return;
-          const day = hits.find(isDailyHit)?.key;
-          void this.storage.addCost(product, user, nanoUsd, day ? dayOfDailyKey(day) : utcDay(Date.now()), store).catch(() => undefined);
+          const dailyKey = hits.find(isDailyHit)?.key;
+          const day = budget?.day ?? tokens?.day ?? (dailyKey ? dayOfDailyKey(dailyKey) : utcDay(Date.now()));
+          void this.storage.addCost(product, user, nanoUsd, day, store).catch(() => undefined);
         };
         // In the guard, a client that left while its counters were being counted has its audit
         // line written already, and its handler will not run: nothing else would give the request
