@@ -83,23 +83,11 @@ export function securityHeaders(options: HelmetOptions): ReadonlyArray<readonly 
   return [...set];
 }
 
-function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<readonly [string, string]>, cors: boolean): void {
+function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<readonly [string, string]>): void {
   fastify.addHook('onRequest', (_request, reply, done) => {
     // On the raw response, so hijacked (streamed) replies and Fastify's own answers carry them too.
     const raw = reply.raw;
     for (const [name, value] of headers) raw.setHeader(name, value);
-    done();
-  });
-  // Nest's adapter sends a target that a route matches but that is not in origin form (`OPTIONS *`,
-  // which the CORS plugin's route takes) to the not-found handler from an onRequest hook of its
-  // own, registered before the one above: only preHandler hooks run then. One header tells. Only
-  // with CORS on: without its route, `OPTIONS *` takes the ordinary not-found path (the hook
-  // above), and no request pays for a second hook.
-  const [first] = headers;
-  if (!first || !cors) return;
-  fastify.addHook('preHandler', (_request, reply, done) => {
-    const raw = reply.raw;
-    if (!raw.hasHeader(first[0])) for (const [name, value] of headers) raw.setHeader(name, value);
     done();
   });
 }
@@ -360,9 +348,9 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   keepJsonBodiesAsBytes(fastify, config.policy.largestRequestBytes);
   // First of the hooks: every answer carries them, those the lifecycle hook gives itself (the 503
   // of the drain) included.
-  applySecurityHeaders(fastify, headers, config.corsOrigins.length > 0);
+  applySecurityHeaders(fastify, headers);
   const lifecycle = app.get(RequestLifecycle);
-  lifecycle.install(fastify);
+  lifecycle.install(fastify, headers);
   late.refuse = (error, request, reply) => lifecycle.refuseUnroutable(error, request, reply);
   late.timedOut = (socket) => lifecycle.refuseTimedOut(socket);
   late.malformed = (socket, answerNext) => lifecycle.refuseMalformed(socket, answerNext);

@@ -153,7 +153,11 @@ export class RequestLifecycle {
     }
   }
 
-  install(fastify: FastifyInstance): void {
+  /**
+   * `securityHeaders`: every answer's (helmet's), which an onRequest hook registered before this
+   * one sets; a request that skipped the onRequest hooks (below) gets them here.
+   */
+  install(fastify: FastifyInstance, securityHeaders: ReadonlyArray<readonly [string, string]>): void {
     fastify.addHook('onRequest', (request, reply, done) => {
       const ctx = this.begin(request, reply);
       if (this.state.shuttingDown && !SERVED_WHILE_DRAINING.has(ctx.path)) return this.refuseWhileDraining(ctx, reply);
@@ -200,9 +204,14 @@ export class RequestLifecycle {
     // reach here: the body is read on the socket's events, outside it.
     // A request without one began here: Nest's adapter sends a target that is not in origin form
     // (`OPTIONS *`, which the CORS plugin's route takes) to the not-found handler from an onRequest
-    // hook of its own, registered before the one above, and only preHandler hooks run then.
+    // hook of its own, registered before the one above and the security headers', and only
+    // preHandler hooks run then.
     fastify.addHook('preHandler', (request, reply, done) => {
-      const ctx = contextOf(request.raw) ?? this.begin(request, reply);
+      let ctx = contextOf(request.raw);
+      if (!ctx) {
+        for (const [name, value] of securityHeaders) reply.raw.setHeader(name, value);
+        ctx = this.begin(request, reply);
+      }
       requestContextStorage.run(ctx, done);
     });
   }
