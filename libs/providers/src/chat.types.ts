@@ -25,17 +25,6 @@ export function tokenCount(value: unknown): number | null {
 export const MAX_TOKEN_COUNT = 1_000_000_000;
 
 /**
- * A usage's completion count as Gemini's translators read it: 0 when it is left out (null included),
- * as Gemini leaves out the output of an answer that has none (a prompt count is never left out: one
- * that is, is read with {@link tokenCount}, as unreported, not as a free prompt); null
- * when it is there but not a count, and then the whole usage is unreported (keygate's estimate bills
- * the request) rather than a part of it taken for the whole.
- */
-export function mainTokenCount(value: unknown): number | null {
-  return value === undefined || value === null ? 0 : tokenCount(value);
-}
-
-/**
  * Notes `tokens` cache writes on `usage` (`oneHour` of them written for an hour, when said), not
  * enumerable: the usage object is also the one a translated answer carries, and nothing that copies
  * or compares it as OpenAI's should see them.

@@ -9,14 +9,7 @@ import {
   type Json,
   type ReasoningEffort,
 } from './translate.util';
-import {
-  mainTokenCount,
-  tokenCount,
-  type ChatCompletionRequest,
-  type ChatMessage,
-  type EmbeddingsRequest,
-  type StreamEvent,
-} from './chat.types';
+import { tokenCount, type ChatCompletionRequest, type ChatMessage, type EmbeddingsRequest, type StreamEvent } from './chat.types';
 import type { CompletionMeta, OpenAiChatCompletion, OpenAiFinishReason, OpenAiToolCall, OpenAiUsage } from './openai-response.types';
 import type {
   BatchEmbedContentsRequest,
@@ -828,7 +821,8 @@ export function finishReason(reason: string | undefined, hasToolCalls: boolean):
  */
 export function toUsage(u: GeminiUsageMetadata): OpenAiUsage | null {
   const input = tokenCount(u.promptTokenCount);
-  const output = mainTokenCount(u.candidatesTokenCount);
+  // Google leaves the candidates count out of an answer without output: 0, unless it is there and not a count.
+  const output = u.candidatesTokenCount === undefined || u.candidatesTokenCount === null ? 0 : tokenCount(u.candidatesTokenCount);
   if (input === null || output === null) return null;
   const thoughts = tokenCount(u.thoughtsTokenCount);
   const cached = tokenCount(u.cachedContentTokenCount);
