@@ -4,6 +4,7 @@ import { GatewayError } from '@keygate/errors';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import secureJson from 'secure-json-parse';
+import { memoizeValidationMetadata } from './validation-metadata-cache';
 
 const STRICT_BODY = Symbol('keygate:strict-body');
 
@@ -23,6 +24,11 @@ export function StrictBody(): ClassDecorator {
  */
 @Injectable()
 export class DtoValidationPipe implements PipeTransform {
+  constructor() {
+    // class-validator otherwise re-reads every class's rules for each object of each body it validates.
+    memoizeValidationMetadata();
+  }
+
   transform(raw: unknown, metadata: ArgumentMetadata): unknown {
     const type = metadata.metatype;
     if (metadata.type !== 'body' || !type || type === Object) return raw;
