@@ -1,7 +1,7 @@
 import { rejectionOf } from '@keygate/errors/testing';
 import type { ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { SkipThrottle, Throttle } from '@nestjs/throttler';
+import { SkipThrottle, Throttle, ThrottlerGuard } from '@nestjs/throttler';
 import type { Principal } from '@keygate/auth';
 import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
 import { attachContext, JsonLogger, RequestContext } from '@keygate/observability';
@@ -97,6 +97,9 @@ class RouteController {
   shortDaily(): void {}
   @AdmitInHandler()
   chat(): void {}
+  // A limit only known asynchronously: the stock guard resolves it.
+  @Throttle({ user_qps: { limit: () => Promise.resolve(1), ttl: 1_000 } })
+  awaited(): void {}
 }
 
 function request(
@@ -230,6 +233,44 @@ describe('RequestLimitsGuard', () => {
     await h.guard.canActivate(request('qps', 'wes').context);
     // qps has per-second limits for the user only: product_qps (0) is skipped, the daily ones are always counted.
     expect(calls).toEqual([3]);
+  });
+
+  it("resolves keygate's throttlers without the stock guard's awaits, route overrides included", async () => {
+    const stock = jest.spyOn(ThrottlerGuard.prototype, 'canActivate');
+    try {
+      const h = await harness();
+      await freshSecond();
+      await expect(h.guard.canActivate(request('qps', 'abe').context)).resolves.toBe(true);
+      await expect(h.guard.canActivate(request('qps', 'abi', 'strict').context)).resolves.toBe(true);
+      expect(stock).not.toHaveBeenCalled();
+    } finally {
+      stock.mockRestore();
+    }
+  });
+
+  it('leaves a route whose limit must be awaited to the stock guard, and counts each throttler once', async () => {
+    const counters = new MemoryCounterStore();
+    const calls: string[][] = [];
+    const hit = counters.hit.bind(counters);
+    counters.hit = (hits) => {
+      calls.push(hits.map((one) => `${one.key} ${one.field ?? ''}`));
+      return hit(hits);
+    };
+    const stock = jest.spyOn(ThrottlerGuard.prototype, 'canActivate');
+    try {
+      const h = await harness(counters);
+      await freshSecond();
+      await expect(h.guard.canActivate(request('qps', 'ada', 'awaited').context)).resolves.toBe(true);
+      expect(stock).toHaveBeenCalledTimes(1);
+      // user_qps (the route's 1), and the two daily counters: each once.
+      expect(calls).toHaveLength(1);
+      expect(calls[0]).toHaveLength(3);
+      expect(new Set(calls[0]).size).toBe(3);
+      const error = await rejectionOf(h.guard.canActivate(request('qps', 'ada', 'awaited').context));
+      expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
+    } finally {
+      stock.mockRestore();
+    }
   });
 
   it('reports in the rate-limit headers the daily cap with the fewest requests left, the product’s or the user’s', async () => {

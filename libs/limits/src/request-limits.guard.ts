@@ -1,6 +1,14 @@
 import { Inject, Injectable, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { SkipThrottle, ThrottlerGuard, type ThrottlerOptions, type ThrottlerRequest } from '@nestjs/throttler';
+import {
+  SkipThrottle,
+  ThrottlerGuard,
+  type Resolvable,
+  type ThrottlerGenerateKeyFunction,
+  type ThrottlerGetTrackerFunction,
+  type ThrottlerOptions,
+  type ThrottlerRequest,
+} from '@nestjs/throttler';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
@@ -132,6 +140,8 @@ export function identityThrottlers(config: GatewayConfig): IdentityThrottler[] {
 export class RequestLimitsGuard extends ThrottlerGuard {
   /** The throttlers resolved for each request being checked, counted together once all are known. */
   private readonly pending = new WeakMap<object, ThrottlerHit[]>();
+  /** Per route (handler, then controller): each throttler with the route's own settings for it. */
+  private readonly routes = new WeakMap<RouteTarget, WeakMap<RouteTarget, RouteThrottler[]>>();
 
   // Every parameter that lines up with one of ThrottlerGuard's (options, storage) names its token:
   // Nest would otherwise inherit the parent's @InjectThrottlerOptions/@InjectThrottlerStorage.
@@ -158,7 +168,12 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     const hits: ThrottlerHit[] = [];
     this.pending.set(request, hits);
     try {
-      await super.canActivate(context);
+      // The stock guard awaits four times per throttler (a dozen promises a request, each paid for
+      // by async_hooks while AsyncLocalStorage is on); keygate's throttlers resolve at once.
+      if (!this.collectAtOnce(context)) {
+        hits.length = 0;
+        await super.canActivate(context);
+      }
     } finally {
       this.pending.delete(request);
     }
@@ -254,6 +269,58 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     );
   }
 
+  /**
+   * What the stock guard's canActivate does, without waiting: for each throttler, the route's
+   * `@SkipThrottle`/`skipIf`, then its limit, ttl and block duration (a route's `@Throttle` over the
+   * throttler's own), handed to {@link handleRequest}. False, with nothing decided, when a value or
+   * a tracker is a promise or not a number: the stock guard then does it all (and names the bad value).
+   * Its `shouldSkip` is not asked: keygate does not override it, and the stock one answers false.
+   */
+  private collectAtOnce(context: ExecutionContext): boolean {
+    const routes = this.routeThrottlers(context.getHandler(), context.getClass());
+    const req = this.getRequestResponse(context).req;
+    for (const { throttler, skip, limit, ttl, blockDuration, getTracker, generateKey } of routes) {
+      const skipIf = throttler.skipIf || this.commonOptions.skipIf;
+      if (skip || skipIf?.(context)) continue;
+      const limitNow = resolvedNumber(context, limit ?? throttler.limit);
+      const ttlNow = resolvedNumber(context, ttl ?? throttler.ttl);
+      if (limitNow === undefined || ttlNow === undefined) return false;
+      const blockNow = resolvedNumber(context, blockDuration ?? throttler.blockDuration ?? ttlNow);
+      const tracker = getTracker ?? throttler.getTracker ?? this.commonOptions.getTracker;
+      if (blockNow === undefined || !tracker || typeof tracker(req, context) !== 'string') return false;
+      void this.handleRequest({
+        context,
+        limit: limitNow,
+        ttl: ttlNow,
+        throttler,
+        blockDuration: blockNow,
+        getTracker: tracker,
+        generateKey: generateKey ?? throttler.generateKey ?? this.commonOptions.generateKey!,
+      });
+    }
+    return true;
+  }
+
+  /** Each throttler with what a route's decorators set for it, read once per route (they are fixed once the classes load). */
+  private routeThrottlers(handler: RouteTarget, classRef: RouteTarget): RouteThrottler[] {
+    let byClass = this.routes.get(handler);
+    if (!byClass) this.routes.set(handler, (byClass = new WeakMap()));
+    let found = byClass.get(classRef);
+    if (found) return found;
+    const read = <T>(key: string, name: string): T | undefined => this.reflector.getAllAndOverride<T>(key + name, [handler, classRef]);
+    found = (this.throttlers as IdentityThrottler[]).map((throttler) => ({
+      throttler,
+      skip: read<boolean>(THROTTLER_SKIP, throttler.name),
+      limit: read<Resolvable<number>>(THROTTLER_LIMIT, throttler.name),
+      ttl: read<Resolvable<number>>(THROTTLER_TTL, throttler.name),
+      blockDuration: read<Resolvable<number>>(THROTTLER_BLOCK_DURATION, throttler.name),
+      getTracker: read<ThrottlerGetTrackerFunction>(THROTTLER_TRACKER, throttler.name),
+      generateKey: read<ThrottlerGenerateKeyFunction>(THROTTLER_KEY_GENERATOR, throttler.name),
+    }));
+    byClass.set(classRef, found);
+    return found;
+  }
+
   /** Called by the stock guard once per throttler, resolved: collected here, counted together by canActivate. */
   protected override handleRequest(props: ThrottlerRequest): Promise<boolean> {
     const { context, limit, blockDuration, getTracker } = props;
@@ -288,6 +355,35 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       headers: { 'x-keygate-limit': limit },
     });
   }
+}
+
+// The stock guard's metadata keys (its decorators write them; the package does not export its constants).
+const THROTTLER_SKIP = 'THROTTLER:SKIP';
+const THROTTLER_LIMIT = 'THROTTLER:LIMIT';
+const THROTTLER_TTL = 'THROTTLER:TTL';
+const THROTTLER_BLOCK_DURATION = 'THROTTLER:BLOCK_DURATION';
+const THROTTLER_TRACKER = 'THROTTLER:TRACKER';
+const THROTTLER_KEY_GENERATOR = 'THROTTLER:KEY_GENERATOR';
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- what ExecutionContext's getHandler/getClass return
+type RouteTarget = Function;
+
+/** A throttler and what a route's `@SkipThrottle`/`@Throttle` set for it (undefined: the throttler's own). */
+interface RouteThrottler {
+  throttler: IdentityThrottler;
+  skip?: boolean;
+  limit?: Resolvable<number>;
+  ttl?: Resolvable<number>;
+  blockDuration?: Resolvable<number>;
+  getTracker?: ThrottlerGetTrackerFunction;
+  generateKey?: ThrottlerGenerateKeyFunction;
+}
+
+/** A resolvable option's number now, as the stock guard reads it (numeric strings too); undefined when it is a promise or not a number. */
+function resolvedNumber(context: ExecutionContext, value: Resolvable<number>): number | undefined {
+  const resolved: unknown = typeof value === 'function' ? value(context) : value;
+  const number = typeof resolved === 'string' && resolved.trim() !== '' ? Number(resolved) : resolved;
+  return typeof number === 'number' && !Number.isNaN(number) ? number : undefined;
 }
 
 function isDaily(limit: LimitName): boolean {
