@@ -341,8 +341,11 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
   });
 
   describe('daily cost budgets', () => {
-    /** The four counters of a request (none limited), with the day's budgets of its product and user (billionths of a dollar). */
-    function hitWithBudget(p: string, user: string, productCap: number, userCap: number, tokens?: number) {
+    /**
+     * The counters of a request (none limited), with the day's budgets of its product and user and its
+     * cost estimate (billionths of a dollar).
+     */
+    function hitWithBudget(p: string, user: string, productCap: number, userCap: number, tokens?: number, cost = 0) {
       return store.hit(
         [
           { ...counters.productPerSecond(p, SECOND), limit: 0, ttlMs: SECOND_COUNTER_TTL_MS },
@@ -350,7 +353,7 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
           { ...counters.userPerDay(p, user, DAY), limit: 0, ttlMs: DAILY_COUNTER_TTL_MS },
         ],
         tokens === undefined ? undefined : { product: p, user, tokens, productCap: 0, userCap: 0, day: DAY },
-        { product: p, user, productCapNanoUsd: productCap, userCapNanoUsd: userCap, day: DAY },
+        { product: p, user, nanoUsd: cost, productCapNanoUsd: productCap, userCapNanoUsd: userCap, day: DAY },
       );
     }
 
@@ -385,7 +388,7 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
     it('names a full request counter before a spent budget', async () => {
       const p = product('budget-order');
       const daily = [{ ...counters.productPerDay(p, DAY), limit: 1, ttlMs: DAILY_COUNTER_TTL_MS }];
-      const budget = { product: p, user: 'yan', productCapNanoUsd: 5, userCapNanoUsd: 0, day: DAY };
+      const budget = { product: p, user: 'yan', nanoUsd: 0, productCapNanoUsd: 5, userCapNanoUsd: 0, day: DAY };
       expect(await store.hit(daily, undefined, budget)).toMatchObject({ admitted: true });
       await store.addCost(p, 'yan', 10, DAY, where);
       expect(await store.hit(daily, undefined, budget)).toMatchObject({ admitted: false, refusedAt: 0 });

@@ -36,13 +36,14 @@ export interface TokenAsk {
 export type TokenLimitName = 'product_tokens' | 'user_tokens';
 
 /**
- * A request's check against the day's cost budgets of its product and of its user, in whole
- * billionths of a dollar (a cap of 0: none). Checked, never charged: the cost is added once the
- * request has ended ({@link CounterStore.addCost}).
+ * The most a request may cost (`nanoUsd`), reserved against the day's cost budgets of its product
+ * and of its user, in whole billionths of a dollar (a cap of 0: none). Settled to what it really
+ * cost once the request has ended ({@link CounterStore.addCost} with `reserved`).
  */
 export interface BudgetAsk {
   product: string;
   user: string;
+  nanoUsd: number;
   productCapNanoUsd: number;
   userCapNanoUsd: number;
   day: string;
@@ -66,7 +67,10 @@ export type HitOutcome = (
 ) & {
   /** With tokens asked of the shared store: the day's token totals of the product and the user, after reserving or as found. */
   tokenTotals?: { product: number; user: number };
-  /** With a budget asked of the shared store: the day's cost totals (billionths of a dollar) of the product and the user, as found. */
+  /**
+   * With a budget asked of the shared store: the day's cost totals (billionths of a dollar, outstanding
+   * reservations included) of the product and the user, after reserving or as found.
+   */
   costTotals?: { product: number; user: number };
 };
 
@@ -91,10 +95,11 @@ export interface DailyUsage {
 export interface CounterStore {
   /**
    * Counts a request in every counter and reserves its tokens (`tokens`, if given) against the
-   * day's quotas, if each counter has room under its limit, each quota under its cap and (`budget`,
-   * if given) the day's cost under each budget; otherwise does none of it. One atomic step (one
-   * Redis round trip). A budget is refused once the day's cost has reached it (`>=`), the user's
-   * named first when both have.
+   * day's quotas and its cost estimate (`budget`, if given) against the day's budgets, if each
+   * counter has room under its limit, each quota under its cap and each budget too; otherwise does
+   * none of it. One atomic step (one Redis round trip). A budget refuses once the day's cost
+   * (reservations included) has reached it (`>=`) or the estimate does not fit under it, the user's
+   * named first when both do, a budget before a token quota.
    */
   hit(hits: readonly CounterHit[], tokens?: TokenAsk, budget?: BudgetAsk): Promise<HitOutcome>;
   /** Takes one back from each counter (never below zero, never creating one) in the store that counted it. */
@@ -106,12 +111,13 @@ export interface CounterStore {
    */
   settleTokens(product: string, user: string, delta: number, day: string, store: StoreName, reserved?: number): Promise<void>;
   /**
-   * Adds what a finished request cost (`nanoUsd`, whole billionths of a dollar) to the day's cost
-   * totals of its product and user, in the store that admitted it (the day it was counted in): as
-   * a settlement is, off the request path, and a failover store also brings a cost taken in memory
-   * to the shared totals.
+   * Adds `nanoUsd` (whole billionths of a dollar: what a finished request cost minus the `reserved`
+   * estimate it held, so possibly negative; never below zero) to the day's cost totals of its
+   * product and user, in the store that admitted it (the day it was counted in): as a token
+   * settlement is, off the request path, and a failover store also brings the shared totals the
+   * whole cost (`reserved + nanoUsd`) of a request it admitted in memory.
    */
-  addCost(product: string, user: string, nanoUsd: number, day: string, store: StoreName): Promise<void>;
+  addCost(product: string, user: string, nanoUsd: number, day: string, store: StoreName, reserved?: number): Promise<void>;
   /** The day's request and token counts and cost of a product, per user. */
   usage(product: string, day: string): Promise<DailyUsage>;
 }

@@ -17,15 +17,19 @@ export const ADMIT_IN_HANDLER = 'keygate:admit-in-handler';
 export const AdmitInHandler = (): MethodDecorator => SetMetadata(ADMIT_IN_HANDLER, true);
 
 /**
- * Counts a request's throttlers, and reserves `tokens` if given, in one step, checking the day's
- * cost against `budget` if given: throws the 429 of a full request limit; otherwise tells the store
- * that counted (null when a token quota or a budget refused, with the day's token totals the shared
- * store found).
+ * Counts a request's throttlers, and reserves `tokens` and `budget` (its cost estimate) if given,
+ * in one step: throws the 429 of a full request limit; otherwise tells the store that counted (null
+ * when a token quota or a budget refused, with the day's token and cost totals the shared store found).
  */
 export type DeferredAdmission = (
   tokens?: TokenAsk,
   budget?: BudgetAsk,
-) => Promise<{ store: StoreName | null; refusedBy?: QuotaName; tokenTotals?: { product: number; user: number } }>;
+) => Promise<{
+  store: StoreName | null;
+  refusedBy?: QuotaName;
+  tokenTotals?: { product: number; user: number };
+  costTotals?: { product: number; user: number };
+}>;
 
 const deferred = new WeakMap<RequestContext, DeferredAdmission>();
 

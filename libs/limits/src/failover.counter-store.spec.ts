@@ -41,9 +41,20 @@ async function reserve(store: CounterStore, p: string, user: string, tokens: num
   const outcome = await store.hit([], { product: p, user, tokens, productCap, userCap, day });
   return outcome.admitted ? { reserved: true as const, store: outcome.store } : { reserved: false as const, refusedBy: outcome.refusedBy };
 }
-/** Checks the day's cost against budgets alone (no request counter), as QuotaService.admit does on a route the guard counted. */
-async function spend(store: CounterStore, p: string, user: string, productCapNanoUsd: number, userCapNanoUsd: number, day: string) {
-  const outcome = await store.hit([], undefined, { product: p, user, productCapNanoUsd, userCapNanoUsd, day });
+/**
+ * Reserves a cost estimate (`nanoUsd`, 0: a check alone) against budgets alone (no request counter), as
+ * QuotaService.admit does on a route the guard counted.
+ */
+async function spend(
+  store: CounterStore,
+  p: string,
+  user: string,
+  productCapNanoUsd: number,
+  userCapNanoUsd: number,
+  day: string,
+  nanoUsd = 0,
+) {
+  const outcome = await store.hit([], undefined, { product: p, user, nanoUsd, productCapNanoUsd, userCapNanoUsd, day });
   return outcome.admitted ? { admitted: true as const, store: outcome.store } : { admitted: false as const, refusedBy: outcome.refusedBy };
 }
 const ignore = (): void => undefined;

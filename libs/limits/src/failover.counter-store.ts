@@ -14,7 +14,7 @@ import {
   type HitOutcome,
   type StoreName,
   type TokenAsk,
-  type TokenLimitName,
+  type QuotaName,
 } from './counter.store';
 import { MemoryCounterStore } from './memory.counter-store';
 import { OPERATION_MARKER_TTL_MS, RedisCounterStore, tokenKey, type SettledTotals } from './redis.counter-store';
@@ -91,8 +91,10 @@ const REPLAYED_COUNTER_MIN_TTL_MS = 60_000;
  * Daily request counts are kept the same way: a request admitted in memory is added to the shared
  * daily counters when Redis returns, so `/admin/usage` and the daily caps see the outage's traffic;
  * and so are request costs: one admitted in memory is counted there and held for Redis, like its tokens.
- * Daily cost budgets are checked, while Redis is away, against the day's cost this replica last saw
- * there plus what the requests it admitted in memory since cost (per replica, as the limits are).
+ * Cost reservations are kept the same way as token reservations: while Redis is away, a request's
+ * cost estimate is reserved in memory against what the day's budgets had left when this replica last
+ * saw the shared totals (plus what its requests admitted in memory since hold or cost; per replica,
+ * as the limits are), settled there, and its whole cost brought to the shared totals when Redis returns.
  * Settlements to Redis (token deltas and costs) are coalesced per product, user and day and sent every 25 ms.
  */
 export class FailoverCounterStore implements CounterStore, BeforeApplicationShutdown, OnApplicationShutdown {
@@ -197,8 +199,8 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
    * the request after it was counted in memory) takes that count back: from what is still held,
    * else (already sent with a batch, as while Redis is stalled but connected) from Redis itself, so
    * a stall does not leave the request counted twice in the shared day. Only the counters this
-   * request had held are taken back (one dropped from a full hold was never sent). The tokens a late
-   * admission reserved are given back (the request went on with a reservation in memory).
+   * request had held are taken back (one dropped from a full hold was never sent). The tokens and the
+   * cost a late admission reserved are given back (the request went on with reservations in memory).
    */
   async hit(hits: readonly CounterHit[], tokens?: TokenAsk, budget?: BudgetAsk): Promise<HitOutcome> {
     const outcome = await this.hitOnce(hits, tokens, budget);
@@ -209,13 +211,19 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     // asked again (a refusal counted nothing).
     // A batch already on its way with such a settlement counts too: one another request refused at
     // the same moment sent (Redis read this request's totals before it), or the timer's.
-    // Only a token quota's refusal: settlements make no room in a request limit (the chat route asks
+    // Only a token quota's (or a budget's) refusal: settlements make no room in a request limit (the chat route asks
     // both in one step, and a burst at a per-second limit would otherwise flush and ask twice per 429).
+    // A budget's refusal likewise, by settlements that give cost back (an answer that cost less than
+    // its estimate).
     const givingBack =
-      !outcome.admitted && tokens && outcome.tokenTotals && (outcome.refusedBy === 'product_tokens' || outcome.refusedBy === 'user_tokens')
-        ? this.givingBack(tokens, outcome.refusedBy)
-        : undefined;
-    if (!givingBack || !tokens) return outcome;
+      outcome.admitted || !outcome.refusedBy
+        ? undefined
+        : tokens && outcome.tokenTotals && (outcome.refusedBy === 'product_tokens' || outcome.refusedBy === 'user_tokens')
+          ? this.givingBack(tokens, outcome.refusedBy)
+          : budget && outcome.costTotals && (outcome.refusedBy === 'product_cost' || outcome.refusedBy === 'user_cost')
+            ? this.givingBack(budget, outcome.refusedBy)
+            : undefined;
+    if (!givingBack) return outcome;
     // Waited on like any request's command (the batch goes whether or not this request waits for
     // it): a Redis that stalls now must not hold the request for the client's command timeout.
     try {
@@ -237,6 +245,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
         if (!late.admitted) return;
         this.unholdRequests(held);
         if (tokens) void this.settleShared(tokens.product, tokens.user, -tokens.tokens, tokens.day);
+        if (budget) void this.settleShared(budget.product, budget.user, 0, budget.day, -budget.nanoUsd);
       },
     );
   }
@@ -244,9 +253,10 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   /**
    * Counts in memory on top of the shared counts last seen: each daily limit and token quota gets
    * only what it had left (one already reached refuses at once); counts come back as the day's.
-   * A budget is checked the same way: the day's cost this replica last saw in Redis (its last hit
-   * that asked one), plus what the requests it admitted in memory since cost; the costs of other
-   * replicas' requests meanwhile are not known here.
+   * A budget the same way: a cost estimate is reserved against what the day's budget had left in
+   * the shared totals this replica last saw (reservations included), less what the requests it
+   * admitted in memory since hold or cost; the costs of other replicas' requests meanwhile are not
+   * known here.
    */
   private async hitLocal(
     hits: readonly CounterHit[],
@@ -343,20 +353,24 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   }
 
   /**
-   * Adds a request's cost as its tokens are settled: to the shared totals with the next batch (held
-   * while Redis is away); a request admitted in memory is counted there too (this replica's usage
-   * during an outage shows it) and brought whole to the shared totals, as its request count and
-   * tokens are, once Redis returns. Resolves once sent (at once when held).
+   * Settles a request's cost (`nanoUsd`: its cost minus the `reserved` estimate) as its tokens are
+   * settled: in the store that took the reservation, the shared totals with the next batch (held
+   * while Redis is away); a request admitted in memory is settled there (this replica's usage and
+   * budgets during an outage show it) and brought whole (`reserved + nanoUsd`) to the shared
+   * totals, as its request count and tokens are, once Redis returns. Resolves once sent (at once
+   * when held).
    */
-  async addCost(product: string, user: string, nanoUsd: number, day: string, store: StoreName): Promise<void> {
-    if (nanoUsd === 0) return;
-    if (store === 'local') {
-      // Replaced once all it holds reached Redis (this cost included): a store Redis's return already
-      // emptied must not keep a cost the shared totals have too, for the next outage to show.
+  async addCost(product: string, user: string, nanoUsd: number, day: string, store: StoreName, reserved = 0): Promise<void> {
+    if (store === 'shared') return this.settleShared(product, user, 0, day, nanoUsd);
+    // Replaced once all it holds reached Redis (this cost included): a store Redis's return already
+    // emptied must not keep a cost the shared totals have too, for the next outage to show.
+    if (nanoUsd !== 0) {
       this.localUsed = true;
       await this.local.addCost(product, user, nanoUsd, day, 'local');
     }
-    return this.settleShared(product, user, 0, day, nanoUsd);
+    // Admitted in memory while Redis was away: the shared totals never saw the reservation, so they
+    // get the whole cost (never the delta), held until Redis is back, as its tokens are.
+    return this.settleShared(product, user, 0, day, reserved + nanoUsd);
   }
 
   usage(product: string, day: string): Promise<DailyUsage> {
@@ -399,17 +413,20 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   }
 
   /**
-   * When settlements give tokens back to the quota that refused `tokens`: those waiting here are
-   * sent now (resolves once applied); those already sent and not yet answered, as they are. Undefined
-   * when none does.
+   * When settlements give tokens (or cost) back to the quota (or budget) that refused `ask`: those
+   * waiting here are sent now (resolves once applied); those already sent and not yet answered, as
+   * they are. Undefined when none does.
    */
-  private givingBack(tokens: TokenAsk, refusedBy: TokenLimitName): Promise<void> | undefined {
-    const key =
-      refusedBy === 'user_tokens' ? givingBackKey(tokens.product, tokens.day, tokens.user) : givingBackKey(tokens.product, tokens.day);
-    if (refusedBy === 'user_tokens') {
-      if ((this.held.get(`${tokens.product}\n${tokens.user}\n${tokens.day}`)?.delta ?? 0) < 0) return this.flushBatch();
+  private givingBack(ask: TokenAsk | BudgetAsk, refusedBy: QuotaName): Promise<void> | undefined {
+    const ofCost = refusedBy === 'product_cost' || refusedBy === 'user_cost';
+    const ofUser = refusedBy === 'user_tokens' || refusedBy === 'user_cost';
+    const givesBack = (h: Settlement): boolean => (ofCost ? h.cost < 0 : h.delta < 0);
+    const key = givingBackKey(ask.product, ask.day, ofUser ? ask.user : undefined, ofCost);
+    if (ofUser) {
+      const h = this.held.get(`${ask.product}\n${ask.user}\n${ask.day}`);
+      if (h && givesBack(h)) return this.flushBatch();
     } else {
-      for (const h of this.held.values()) if (h.product === tokens.product && h.day === tokens.day && h.delta < 0) return this.flushBatch();
+      for (const h of this.held.values()) if (h.product === ask.product && h.day === ask.day && givesBack(h)) return this.flushBatch();
     }
     return this.inFlightGiveBacks.get(key);
   }
@@ -522,10 +539,13 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     let unsent = 0;
     let finished: () => void = () => undefined;
     const done = new Promise<void>((resolve) => (finished = resolve));
-    // The quotas this send gives tokens back to, until Redis has answered it.
+    // The quotas this send gives tokens back to, and the budgets it gives cost back to, until Redis has answered it.
     const givingBack: string[] = [];
-    for (const o of operations)
-      if (o.kind === 'settlement' && o.delta < 0) givingBack.push(givingBackKey(o.product, o.day, o.user), givingBackKey(o.product, o.day));
+    for (const o of operations) {
+      if (o.kind !== 'settlement') continue;
+      if (o.delta < 0) givingBack.push(givingBackKey(o.product, o.day, o.user), givingBackKey(o.product, o.day));
+      if (o.cost < 0) givingBack.push(givingBackKey(o.product, o.day, o.user, true), givingBackKey(o.product, o.day, undefined, true));
+    }
     for (const key of givingBack) this.inFlightGiveBacks.set(key, done);
     // In the same tick as the operations, so in the same auto-pipelined write.
     const forgotten = this.confirmedMarkers.splice(0);
@@ -620,7 +640,8 @@ function owes(settlement: Settlement): boolean {
   return settlement.delta !== 0 || settlement.cost !== 0;
 }
 
-/** A day's token quota: the product's, or one user's of it. */
-function givingBackKey(product: string, day: string, user?: string): string {
-  return user === undefined ? `${product}\n${day}` : `${product}\n${day}\n${user}`;
+/** A day's token quota (or, `cost`, its cost budget): the product's, or one user's of it. */
+function givingBackKey(product: string, day: string, user?: string, cost = false): string {
+  const quota = user === undefined ? `${product}\n${day}` : `${product}\n${day}\n${user}`;
+  return cost ? `cost\n${quota}` : quota;
 }

@@ -28,6 +28,8 @@ export interface ThrottlerBatch {
   refusedBy?: QuotaName;
   /** With a token quota's refusal by the shared store: the day's token totals it found. */
   tokenTotals?: { product: number; user: number };
+  /** With a budget's refusal by the shared store: the day's cost totals it found (billionths of a dollar). */
+  costTotals?: { product: number; user: number };
 }
 
 /**
@@ -52,7 +54,7 @@ export class IdentityThrottlerStorage implements ThrottlerStorage {
   /**
    * Counts every hit if each has room under its limit, else none; the refusing one comes back
    * blocked. With `tokens`, the same step reserves them against the day's token quotas, and counts
-   * nothing if they do not fit; with `budget`, nothing either if the day's cost has reached one.
+   * nothing if they do not fit; with `budget`, reserves its cost estimate the same way.
    */
   async incrementAll(hits: readonly ThrottlerHit[], tokens?: TokenAsk, budget?: BudgetAsk): Promise<ThrottlerBatch> {
     const outcome = await this.counters.hit(
@@ -73,7 +75,7 @@ export class IdentityThrottlerStorage implements ThrottlerStorage {
     });
     return outcome.admitted
       ? { records, store: outcome.store }
-      : { records, store: null, refusedBy: outcome.refusedBy, tokenTotals: outcome.tokenTotals };
+      : { records, store: null, refusedBy: outcome.refusedBy, tokenTotals: outcome.tokenTotals, costTotals: outcome.costTotals };
   }
 
   /** Takes one request back from these counters in the store that counted it (never below zero). */

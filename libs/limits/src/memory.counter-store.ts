@@ -50,6 +50,7 @@ export class MemoryCounterStore implements CounterStore {
       const refusedBy = this.reserveTokens(tokens);
       if (refusedBy) return Promise.resolve({ admitted: false, refusedAt: -1, refusedBy, counts, ttlsMs });
     }
+    if (budget && budget.nanoUsd > 0) this.addCostNow(budget.product, budget.user, budget.nanoUsd, budget.day);
     hits.forEach((h, i) => {
       // Two hits may share a key (two fields of one hash): the bucket made for the first serves both.
       const bucket = this.live(h.key, now) ?? { expiresAt: now + h.ttlMs, counts: new Map<string, number>() };
@@ -72,11 +73,15 @@ export class MemoryCounterStore implements CounterStore {
     return Promise.resolve();
   }
 
-  /** The budget the day's cost has reached, if any (the user's first, as in Redis). */
-  private spentBudget({ product, user, productCapNanoUsd, userCapNanoUsd, day }: BudgetAsk): BudgetName | undefined {
+  /**
+   * The budget the day's cost (reservations included) has reached, or that has no room for the
+   * request's estimate, if any (the user's first, as in Redis).
+   */
+  private spentBudget({ product, user, nanoUsd, productCapNanoUsd, userCapNanoUsd, day }: BudgetAsk): BudgetName | undefined {
     const d = this.costDays.get(`${product}\n${day}`);
-    if (userCapNanoUsd > 0 && (d?.get(`u:${user}`) ?? 0) >= userCapNanoUsd) return 'user_cost';
-    if (productCapNanoUsd > 0 && (d?.get('_total') ?? 0) >= productCapNanoUsd) return 'product_cost';
+    const full = (spent: number, cap: number): boolean => cap > 0 && (spent >= cap || spent + nanoUsd > cap);
+    if (full(d?.get(`u:${user}`) ?? 0, userCapNanoUsd)) return 'user_cost';
+    if (full(d?.get('_total') ?? 0, productCapNanoUsd)) return 'product_cost';
     return undefined;
   }
 
@@ -102,12 +107,17 @@ export class MemoryCounterStore implements CounterStore {
     return Promise.resolve();
   }
 
-  addCost(product: string, user: string, nanoUsd: number, day: string, _store?: StoreName): Promise<void> {
-    if (nanoUsd === 0) return Promise.resolve();
-    const d = totalsOf(this.costDays, product, day);
-    d.set('_total', (d.get('_total') ?? 0) + nanoUsd);
-    d.set(`u:${user}`, (d.get(`u:${user}`) ?? 0) + nanoUsd);
+  addCost(product: string, user: string, nanoUsd: number, day: string, _store?: StoreName, _reserved?: number): Promise<void> {
+    this.addCostNow(product, user, nanoUsd, day);
     return Promise.resolve();
+  }
+
+  /** Adds to the day's cost totals (a settlement's delta may be negative: never below zero, as in Redis). */
+  private addCostNow(product: string, user: string, nanoUsd: number, day: string): void {
+    if (nanoUsd === 0) return;
+    const d = totalsOf(this.costDays, product, day);
+    d.set('_total', Math.max(0, (d.get('_total') ?? 0) + nanoUsd));
+    d.set(`u:${user}`, Math.max(0, (d.get(`u:${user}`) ?? 0) + nanoUsd));
   }
 
   usage(product: string, day: string): Promise<DailyUsage> {

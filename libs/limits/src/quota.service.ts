@@ -1,11 +1,12 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { GatewayConfig, type Limits } from '@keygate/config';
+import { GatewayConfig, type Limits, type ModelPrice } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import { AutoBlocker } from './auto-blocker';
 import { countTokens } from '@keygate/providers';
 import {
   CounterStore,
+  fromNanoUsd,
   secondsToUtcMidnight,
   toNanoUsd,
   utcDay,
@@ -14,19 +15,58 @@ import {
   type StoreName,
   type TokenAsk,
 } from './counter.store';
-import { takeDeferredAdmission } from './deferred-admission';
+import { takeDeferredAdmission, type DeferredAdmission } from './deferred-admission';
 
-/** Tokens held against the day's quotas for one request, to settle when it ends. */
+/**
+ * What one request holds against the day's quotas and budgets, to settle when it ends: tokens
+ * (undefined when no token quota applies) and the most it may cost, in whole billionths of a dollar
+ * (undefined when no budget applies).
+ */
 export interface TokenReservation {
   readonly product: string;
   readonly user: string;
   readonly day: string;
-  readonly tokens: number;
+  readonly tokens?: number;
+  readonly costNanoUsd?: number;
   readonly store: StoreName;
 }
 
 /**
- * Daily token quotas (`daily_tokens`, `user_daily_tokens`). Before the upstream call an estimate
+ * A request's token estimate, in the two parts that are priced apart: the prompt (counted with
+ * keygate's tokenizer) and the completion allowance (the capped or set completion tokens, times the
+ * choices asked for). Reserved as their sum against the token quotas.
+ */
+export interface TokenEstimate {
+  prompt: number;
+  completion: number;
+}
+
+/**
+ * The most a request of `estimate` tokens may cost when any of `prices` (those of the models that may
+ * answer it) applies: the prompt at the highest input rate, the completion at the highest output
+ * rate, in whole billionths of a dollar rounded up (so it is never below the audit's own rounding
+ * of the same tokens). Cache reads are priced below input; cache writes (Anthropic's) may be priced
+ * above it, and are counted at the input rate here, as the prompt's tokens are.
+ */
+export function maxCostNanoUsd(estimate: TokenEstimate, prices: ReadonlyArray<ModelPrice | undefined>): number {
+  let input = 0;
+  let output = 0;
+  for (const price of prices) {
+    if (!price) continue;
+    input = Math.max(input, price.input);
+    output = Math.max(output, price.output);
+  }
+  // Dollars per million tokens: a token at rate r costs r × 1000 billionths. Float noise (1000 ×
+  // 0.15 × 1000 is 150000.00000000003) is not rounded up: what lies that close above a whole
+  // billionth is taken off first (never as much as the half the audit rounds to the nearest by).
+  const nano = (estimate.prompt * input + estimate.completion * output) * 1000;
+  return Math.max(0, Math.min(Number.MAX_SAFE_INTEGER, Math.ceil(nano - Math.max(1e-6, nano * 1e-12))));
+}
+
+/**
+ * Daily token quotas (`daily_tokens`, `user_daily_tokens`) and cost budgets (`daily_cost_usd`,
+ * `user_daily_cost_usd`, the estimate's most possible cost reserved the same way, settled when the
+ * request's audit line gives its cost). Before the upstream call an estimate
  * (the prompt counted with a real tokenizer plus the capped completion tokens) is reserved
  * atomically against both quotas, in the same step as the request's limits are counted (see
  * {@link QuotaService.admit}); when the request ends the reservation is settled to the real
@@ -41,6 +81,10 @@ export class QuotaService implements OnModuleInit {
    * (`product\nuser`): what a refusal may be waiting on rather than the day's use.
    */
   private readonly inFlight = new Map<string, number>();
+  /** The same for cost (billionths of a dollar) reserved against the budgets. */
+  private readonly inFlightCost = new Map<string, number>();
+  /** Reservations whose cost was settled: once each, however often asked. */
+  private readonly costSettled = new WeakSet<TokenReservation>();
 
   constructor(
     @Inject(GatewayConfig) private readonly config: GatewayConfig,
@@ -62,14 +106,17 @@ export class QuotaService implements OnModuleInit {
 
   /**
    * Admits a request: counts it in the request limits the guard left to its handler (routes marked
-   * `@AdmitInHandler()`), reserves `tokens` against the day's quotas (undefined: no quota applies)
-   * and checks the day's cost against the product's and the user's budgets (when it has one), all
-   * in one store step, one Redis round trip. `models` are the models the request may be answered by
-   * (the one asked for, then its fallbacks): under a budget each must have a price, else 400
-   * `policy_violation` before anything is counted. Throws the limits guard's 429 for a full request
-   * limit, or 429 `daily_quota_exceeded` with `Retry-After` to UTC midnight when a budget is spent or
-   * the tokens do not fit (saying so when they exceed a whole day's quota, so would never fit);
-   * either way nothing is counted or reserved.
+   * `@AdmitInHandler()`), reserves its tokens against the day's quotas (when one applies) and the
+   * most it may cost against the product's and the user's budgets (when one applies), all in one
+   * store step, one Redis round trip. `estimate` is asked only then (undefined: a request that
+   * generates nothing to estimate, reserved nothing). `models` are the models the request may be
+   * answered by (the one asked for, then its fallbacks): under a budget each must have a price, else
+   * 400 `policy_violation` before anything is counted, and the cost reserved is the estimate at the
+   * highest of their rates ({@link maxCostNanoUsd}). Throws the limits guard's 429 for a full request
+   * limit, or 429 `daily_quota_exceeded` when a budget or a token quota has no room (saying so when
+   * the request alone exceeds a whole day's, so would never fit); either way nothing is counted or
+   * reserved. The cost reservation is settled when the request's audit line is written
+   * (`ctx.chargeDailyCost`, to what it cost: nothing for a request that ended without cost).
    *
    * Only the routes that call a model come here (every `@AdmitInHandler` route's handler, before its
    * first upstream call): the free ones (token counts, model lists, stored responses) are never
@@ -79,50 +126,145 @@ export class QuotaService implements OnModuleInit {
     ctx: RequestContext | undefined,
     product: string,
     user: string,
-    tokens: number | undefined,
+    estimate: (() => TokenEstimate) | undefined,
     models: readonly string[],
   ): Promise<TokenReservation | undefined> {
     const { limits } = this.config.policy.forProduct(product);
     const now = Date.now();
     const day = utcDay(now);
-    const budget: BudgetAsk | undefined =
-      limits.dailyCostUsd > 0 || limits.userDailyCostUsd > 0
-        ? { product, user, productCapNanoUsd: toNanoUsd(limits.dailyCostUsd), userCapNanoUsd: toNanoUsd(limits.userDailyCostUsd), day }
-        : undefined;
-    if (budget) this.refuseUnpriced(models);
+    const budgeted = limits.dailyCostUsd > 0 || limits.userDailyCostUsd > 0;
+    if (budgeted) this.refuseUnpriced(models);
+    const quota = limits.dailyTokens > 0 || limits.userDailyTokens > 0;
     const deferred = ctx ? takeDeferredAdmission(ctx) : undefined;
-    if (tokens === undefined && !budget) {
+    // Only a product with a token quota or a budget pays for the estimate (the tokenizer's pass).
+    const tokens = quota || budgeted ? estimate?.() : undefined;
+    const ask: TokenAsk | undefined =
+      quota && tokens
+        ? { product, user, tokens: tokens.prompt + tokens.completion, productCap: limits.dailyTokens, userCap: limits.userDailyTokens, day }
+        : undefined;
+    const budget: BudgetAsk | undefined = budgeted
+      ? {
+          product,
+          user,
+          nanoUsd: tokens
+            ? maxCostNanoUsd(
+                tokens,
+                models.map((model) => this.config.policy.priceOf(model)),
+              )
+            : 0,
+          productCapNanoUsd: toNanoUsd(limits.dailyCostUsd),
+          userCapNanoUsd: toNanoUsd(limits.userDailyCostUsd),
+          day,
+        }
+      : undefined;
+    if (!ask && !budget) {
       if (deferred) await deferred();
       return undefined;
     }
-    const ask: TokenAsk | undefined =
-      tokens === undefined ? undefined : { product, user, tokens, productCap: limits.dailyTokens, userCap: limits.userDailyTokens, day };
-    let result: { store: StoreName | null; refusedBy?: QuotaName; tokenTotals?: { product: number; user: number } };
+    let result: Awaited<ReturnType<DeferredAdmission>>;
     if (deferred) result = await deferred(ask, budget);
     else {
       const outcome = await this.counters.hit([], ask, budget);
       result = outcome.admitted
         ? { store: outcome.store }
-        : { store: null, refusedBy: outcome.refusedBy, tokenTotals: outcome.tokenTotals };
+        : { store: null, refusedBy: outcome.refusedBy, tokenTotals: outcome.tokenTotals, costTotals: outcome.costTotals };
     }
-    if (result.store) {
-      if (!ask) return undefined;
-      this.hold(product, user, ask.tokens);
-      return { product, user, day, tokens: ask.tokens, store: result.store };
-    }
+    if (result.store) return this.reserved(ctx, product, user, day, result.store, ask, budget);
     if (result.refusedBy === 'product_cost' || result.refusedBy === 'user_cost') {
-      const ofProduct = result.refusedBy === 'product_cost';
-      // As with tokens, only the user's own budget counts toward their auto-block.
-      if (!ofProduct) void this.autoBlocker.refused(product, user, result.refusedBy, ctx);
-      const cap = ofProduct ? limits.dailyCostUsd : limits.userDailyCostUsd;
-      throw new GatewayError(
-        'daily_quota_exceeded',
-        `The day's requests have reached ${ofProduct ? "this product's" : 'your'} daily budget of $${formatUsd(cap)}; it resets at 00:00 UTC`,
-        { retryAfterSeconds: secondsToUtcMidnight(now) },
-      );
+      if (!budget) throw new Error('a request was refused by a budget it was not checked against');
+      throw this.budgetRefusal(ctx, budget, result.refusedBy, result.costTotals, limits, now);
     }
     if (!ask || !result.refusedBy) throw new Error('a request was refused by a token quota it reserved nothing against');
     throw this.tokenRefusal(ask, result.refusedBy, result.tokenTotals, limits, now);
+  }
+
+  /**
+   * The reservation of an admitted request. Its cost reservation is held (what a budget's refusal
+   * may be waiting on) and settled when its audit line is written: `ctx.chargeDailyCost`, which the
+   * limits guard set to add the cost alone, settles the estimate to the cost instead (one store
+   * call, to the store and day that took it).
+   */
+  private reserved(
+    ctx: RequestContext | undefined,
+    product: string,
+    user: string,
+    day: string,
+    store: StoreName,
+    ask: TokenAsk | undefined,
+    budget: BudgetAsk | undefined,
+  ): TokenReservation | undefined {
+    const costNanoUsd = budget && budget.nanoUsd > 0 ? budget.nanoUsd : undefined;
+    if (!ask && costNanoUsd === undefined) return undefined;
+    if (ask) this.hold(this.inFlight, product, user, ask.tokens);
+    const reservation: TokenReservation = { product, user, day, tokens: ask?.tokens, costNanoUsd, store };
+    if (costNanoUsd !== undefined) {
+      this.hold(this.inFlightCost, product, user, costNanoUsd);
+      if (ctx) ctx.chargeDailyCost = (usd) => this.settleCost(reservation, usd);
+    }
+    return reservation;
+  }
+
+  /**
+   * Settles a reservation's cost to what the request really cost (US dollars, its audit's
+   * `cost_usd`; 0 for none): the day's cost totals get the difference, in the store that took it.
+   * Once; never throws (the answer is already sent).
+   */
+  settleCost(reservation: TokenReservation | undefined, usd: number): void {
+    const reserved = reservation?.costNanoUsd;
+    if (!reservation || reserved === undefined || this.costSettled.has(reservation)) return;
+    this.costSettled.add(reservation);
+    this.hold(this.inFlightCost, reservation.product, reservation.user, -reserved);
+    const nanoUsd = toNanoUsd(usd);
+    // Above 2^53 billionths ($9M for one request) a sum is no longer exact: the estimate stays charged
+    // (the audit line still says what it cost).
+    const delta = Number.isSafeInteger(nanoUsd) && nanoUsd >= 0 ? nanoUsd - reserved : 0;
+    this.counters
+      .addCost(reservation.product, reservation.user, delta, reservation.day, reservation.store, reserved)
+      .catch((error: unknown) => {
+        this.logger.write('WARNING', 'request cost could not be settled', {
+          product: reservation.product,
+          reason: (error as Error).message,
+        });
+      });
+  }
+
+  /** The 429 of a budget that had no room for `budget` (its estimate), or that the day has spent. */
+  private budgetRefusal(
+    ctx: RequestContext | undefined,
+    budget: BudgetAsk,
+    refusedBy: QuotaName,
+    costTotals: { product: number; user: number } | undefined,
+    limits: Limits,
+    now: number,
+  ): GatewayError {
+    const { product, user, nanoUsd } = budget;
+    const ofProduct = refusedBy === 'product_cost';
+    const whose = ofProduct ? "this product's" : 'your';
+    const capUsd = ofProduct ? limits.dailyCostUsd : limits.userDailyCostUsd;
+    const cap = ofProduct ? budget.productCapNanoUsd : budget.userCapNanoUsd;
+    const estimate = `$${formatUsd(fromNanoUsd(nanoUsd))}`;
+    // As for tokens: room this replica's own requests in flight hold comes back as they end (settled
+    // to what they cost), so the client is told to retry then, when those alone make the room.
+    const total = ofProduct ? costTotals?.product : costTotals?.user;
+    const held = this.inFlightCost.get(ofProduct ? product : holdKey(product, user)) ?? 0;
+    if (nanoUsd <= cap && total !== undefined && held > 0 && total - held + nanoUsd <= cap)
+      return new GatewayError(
+        'daily_quota_exceeded',
+        `This request (up to ${estimate}) does not fit in ${whose} daily budget of $${formatUsd(capUsd)} while requests in flight hold ` +
+          `$${formatUsd(fromNanoUsd(held))} of it (the most they may cost), given back as they end; try again in ${IN_FLIGHT_RETRY_SECONDS} s`,
+        { retryAfterSeconds: IN_FLIGHT_RETRY_SECONDS },
+      );
+    // As with tokens, only the user's own budget counts toward their auto-block.
+    if (!ofProduct) void this.autoBlocker.refused(product, user, refusedBy, ctx);
+    const message =
+      nanoUsd > cap
+        ? `This request may cost up to ${estimate} (its prompt and the most it may generate, at the highest prices of the models that may answer it), ` +
+          `more than ${whose} whole daily budget of $${formatUsd(capUsd)}: it can never be served as it is; ask for fewer output tokens ` +
+          `(max_tokens, max_output_tokens or maxOutputTokens, as the API names it) or send a shorter prompt`
+        : total !== undefined && total < cap
+          ? `This request (up to ${estimate}) does not fit in what is left of ${whose} daily budget of $${formatUsd(capUsd)}; it resets at 00:00 UTC`
+          : `The day's requests have reached ${whose} daily budget of $${formatUsd(capUsd)}; it resets at 00:00 UTC`;
+    return new GatewayError('daily_quota_exceeded', message, { retryAfterSeconds: secondsToUtcMidnight(now) });
   }
 
   /**
@@ -179,19 +321,13 @@ export class QuotaService implements OnModuleInit {
     return new GatewayError('daily_quota_exceeded', message, { retryAfterSeconds: secondsToUtcMidnight(now) });
   }
 
-  /** Settles a reservation to the tokens really used (never throws: the answer is already sent). */
+  /** Settles a reservation's tokens to those really used (never throws: the answer is already sent). */
   settle(reservation: TokenReservation | undefined, used: number): void {
-    if (!reservation) return;
-    this.hold(reservation.product, reservation.user, -reservation.tokens);
+    const reserved = reservation?.tokens;
+    if (!reservation || reserved === undefined) return;
+    this.hold(this.inFlight, reservation.product, reservation.user, -reserved);
     this.counters
-      .settleTokens(
-        reservation.product,
-        reservation.user,
-        used - reservation.tokens,
-        reservation.day,
-        reservation.store,
-        reservation.tokens,
-      )
+      .settleTokens(reservation.product, reservation.user, used - reserved, reservation.day, reservation.store, reserved)
       .catch((error: unknown) => {
         this.logger.write('WARNING', 'token usage could not be settled', {
           product: reservation.product,
@@ -200,11 +336,11 @@ export class QuotaService implements OnModuleInit {
       });
   }
 
-  private hold(product: string, user: string, tokens: number): void {
+  private hold(inFlight: Map<string, number>, product: string, user: string, amount: number): void {
     for (const key of [product, holdKey(product, user)]) {
-      const left = (this.inFlight.get(key) ?? 0) + tokens;
-      if (left > 0) this.inFlight.set(key, left);
-      else this.inFlight.delete(key);
+      const left = (inFlight.get(key) ?? 0) + amount;
+      if (left > 0) inFlight.set(key, left);
+      else inFlight.delete(key);
     }
   }
 }

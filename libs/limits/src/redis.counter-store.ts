@@ -14,19 +14,22 @@ import {
 } from './counter.store';
 
 /*
- * Counts one request in every counter, and reserves its tokens when asked, if each counter has
- * room, each token quota too, and the day's cost has reached no budget asked; else does nothing.
+ * Counts one request in every counter, and reserves its tokens and its cost estimate when asked, if
+ * each counter has room, each token quota too, and each budget asked has room for the estimate;
+ * else does nothing.
  * KEYS: the counters, then (with tokens) the day's token hash, then (with a budget) the day's cost
  * hash (both in the counters' `{product}` slot). ARGV[1]: the number of counters n; ARGV[2], ARGV[3]:
  * 1 with tokens, 1 with a budget (else 0); then each counter's limit, lifetime in ms and hash field
  * ('' for a plain key); then (with tokens) the tokens, the product's cap, the user's cap (0: none),
  * the user's field and the hash's lifetime in s; then (with a budget) the product's and the user's
- * budget in billionths of a dollar (0: none) and the user's field. The cost hash is only read.
+ * budget in billionths of a dollar (0: none), the user's field, the cost estimate to reserve and the
+ * hash's lifetime in s. A budget refuses once the day's cost, reservations
+ * included, has reached it, or when the estimate does not fit under it.
  * Replies {admitted, index of the full counter (0: none), refusing quota (0: none, 1: product's
  * tokens, 2: user's tokens, 3: product's budget, 4: user's budget; the user's is named first when
- * both are full, so it counts toward their auto-block; a budget before tokens: it refuses until
- * midnight whatever the request's size), counts..., pttls..., the product's and the user's token
- * totals (after reserving, or as found), the product's and the user's cost totals (as found)}.
+ * both are full, so it counts toward their auto-block; a budget before tokens), counts..., pttls...,
+ * the product's and the user's token totals, the product's and the user's cost totals (each after
+ * reserving, or as found)}.
  */
 const HIT = `
 local n = tonumber(ARGV[1])
@@ -56,9 +59,9 @@ if withBudget then
   cp = tonumber(redis.call('HGET', key, '_total') or '0')
   cu = tonumber(redis.call('HGET', key, ARGV[b + 3]) or '0')
   if refused == 0 then
-    local productCap, userCap = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
-    if userCap > 0 and cu >= userCap then quota = 4
-    elseif productCap > 0 and cp >= productCap then quota = 3 end
+    local productCap, userCap, cost = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 4])
+    if userCap > 0 and (cu >= userCap or cu + cost > userCap) then quota = 4
+    elseif productCap > 0 and (cp >= productCap or cp + cost > productCap) then quota = 3 end
   end
 end
 if refused == 0 and quota == 0 and tokens then
@@ -81,6 +84,16 @@ if refused == 0 and quota == 0 then
     tp = redis.call('HINCRBY', KEYS[n + 1], '_total', tokens)
     tu = redis.call('HINCRBY', KEYS[n + 1], ARGV[t + 4], tokens)
     redis.call('EXPIRE', KEYS[n + 1], ARGV[t + 5])
+  end
+  if withBudget then
+    local b = withTokens and t + 5 or t
+    local cost = tonumber(ARGV[b + 4])
+    if cost > 0 then
+      local key = KEYS[withTokens and n + 2 or n + 1]
+      cp = redis.call('HINCRBY', key, '_total', cost)
+      cu = redis.call('HINCRBY', key, ARGV[b + 3], cost)
+      redis.call('EXPIRE', key, ARGV[b + 5])
+    end
   end
 end
 local out = {(refused == 0 and quota == 0) and 1 or 0, refused, quota}
@@ -134,9 +147,10 @@ return 1`;
 // A batch's settlement of one product, user and day, applied at most once per operation id: KEYS[2]
 // is the operation's marker, kept ARGV[4] ms. A batch whose reply was lost (the connection dropped
 // after sending) is sent again under its id; Redis applies it only if the first one never arrived.
-// ARGV[1] is SETTLE's token delta on KEYS[1], ARGV[5] the requests' cost added to the cost hash
-// KEYS[3] (same fields, same lifetime); either may be 0, and a 0 touches nothing (no user shows up
-// with 0 tokens for a cost alone). Replies the day's token totals and cost totals {product, user,
+// ARGV[1] is SETTLE's token delta on KEYS[1], ARGV[5] the requests' cost delta (what they cost minus
+// the estimates they reserved, so possibly negative) added to the cost hash KEYS[3] (same fields,
+// same lifetime, never below zero either); either may be 0, and a 0 touches nothing (no user shows
+// up with 0 tokens for a cost alone). Replies the day's token totals and cost totals {product, user,
 // product's cost, user's cost}: what a later outage goes on from.
 const SETTLE_ONCE = `
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
@@ -146,8 +160,8 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then
     redis.call('EXPIRE', KEYS[1], ARGV[3])
   end
   if tonumber(ARGV[5]) ~= 0 then
-    redis.call('HINCRBY', KEYS[3], '_total', ARGV[5])
-    redis.call('HINCRBY', KEYS[3], ARGV[2], ARGV[5])
+    if redis.call('HINCRBY', KEYS[3], '_total', ARGV[5]) < 0 then redis.call('HSET', KEYS[3], '_total', 0) end
+    if redis.call('HINCRBY', KEYS[3], ARGV[2], ARGV[5]) < 0 then redis.call('HSET', KEYS[3], ARGV[2], 0) end
     redis.call('EXPIRE', KEYS[3], ARGV[3])
   end
 end
@@ -192,7 +206,7 @@ export class RedisCounterStore implements CounterStore {
     args.push(n, tokens ? 1 : 0, budget ? 1 : 0);
     for (const h of hits) args.push(h.limit, h.ttlMs, h.field ?? '');
     if (tokens) args.push(tokens.tokens, tokens.productCap, tokens.userCap, `u:${tokens.user}`, DAY_TTL_SECONDS);
-    if (budget) args.push(budget.productCapNanoUsd, budget.userCapNanoUsd, `u:${budget.user}`);
+    if (budget) args.push(budget.productCapNanoUsd, budget.userCapNanoUsd, `u:${budget.user}`, budget.nanoUsd, DAY_TTL_SECONDS);
     const reply = await this.redis.kgHit(...args);
     const counts = reply.slice(3, 3 + n);
     const ttlsMs = reply.slice(3 + n, 3 + 2 * n);
@@ -212,9 +226,9 @@ export class RedisCounterStore implements CounterStore {
     await this.redis.kgSettle(tokenKey(product, day), delta, `u:${user}`, DAY_TTL_SECONDS);
   }
 
-  async addCost(product: string, user: string, nanoUsd: number, day: string, _store?: StoreName): Promise<void> {
+  async addCost(product: string, user: string, nanoUsd: number, day: string, _store?: StoreName, _reserved?: number): Promise<void> {
     if (nanoUsd === 0) return;
-    // SETTLE on the cost hash: both fields by the amount, the hash's lifetime renewed.
+    // SETTLE on the cost hash: both fields by the amount (never below zero), the hash's lifetime renewed.
     await this.redis.kgSettle(costKey(product, day), nanoUsd, `u:${user}`, DAY_TTL_SECONDS);
   }
 

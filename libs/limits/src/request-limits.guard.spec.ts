@@ -11,7 +11,7 @@ import { AdmitInHandler } from './deferred-admission';
 import { secondsToUtcMidnight, utcDay, type CounterStore } from './counter.store';
 import { IdentityThrottlerStorage } from './identity-throttler.storage';
 import { MemoryCounterStore } from './memory.counter-store';
-import { QuotaService } from './quota.service';
+import { QuotaService, type TokenEstimate } from './quota.service';
 import { RequestLimitsGuard } from './request-limits.guard';
 
 // Unit spec: the guard and the quota service over the in-memory store (the store itself is held to
@@ -58,6 +58,9 @@ const POLICY = {
 
 /** The models a request may be answered by: priced. */
 const MODELS = ['gpt-4o-mini'];
+
+/** A request's estimate of `tokens` prompt tokens. */
+const estimated = (tokens: number) => (): TokenEstimate => ({ prompt: tokens, completion: 0 });
 
 interface Harness {
   guard: RequestLimitsGuard;
@@ -471,7 +474,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     await expect(h.guard.canActivate(r.context)).resolves.toBe(true);
     expect(calls).toEqual([]);
     expect((await counters.usage('both', day)).requests.total).toBe(0);
-    await expect(h.quota.admit(r.ctx, 'both', 'ann', 300, MODELS)).resolves.toMatchObject({
+    await expect(h.quota.admit(r.ctx, 'both', 'ann', estimated(300), MODELS)).resolves.toMatchObject({
       product: 'both',
       user: 'ann',
       tokens: 300,
@@ -494,10 +497,10 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     await freshSecond();
     const first = request('both', 'bo', 'chat');
     await h.guard.canActivate(first.context);
-    await h.quota.admit(first.ctx, 'both', 'bo', 100, MODELS);
+    await h.quota.admit(first.ctx, 'both', 'bo', estimated(100), MODELS);
     const second = request('both', 'bo', 'chat');
     await expect(h.guard.canActivate(second.context)).resolves.toBe(true);
-    const error = await rejectionOf(h.quota.admit(second.ctx, 'both', 'bo', 100, MODELS));
+    const error = await rejectionOf(h.quota.admit(second.ctx, 'both', 'bo', estimated(100), MODELS));
     expect(error.code).toBe('rate_limit_exceeded');
     expect(error.options.headers).toEqual({ 'x-keygate-limit': 'user_qps' });
     expect((await h.counters.usage('both', utcDay(Date.now()))).tokens).toEqual({ total: 100, users: { bo: 100 } });
@@ -507,11 +510,11 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     const h = await harness();
     const first = request('both', 'cx', 'chat');
     await h.guard.canActivate(first.context);
-    await h.quota.admit(first.ctx, 'both', 'cx', 600, MODELS);
+    await h.quota.admit(first.ctx, 'both', 'cx', estimated(600), MODELS);
     await freshSecond();
     const r = request('both', 'cy', 'chat');
     await h.guard.canActivate(r.context);
-    const error = await rejectionOf(h.quota.admit(r.ctx, 'both', 'cy', 500, MODELS));
+    const error = await rejectionOf(h.quota.admit(r.ctx, 'both', 'cy', estimated(500), MODELS));
     expect(error.code).toBe('daily_quota_exceeded');
     expect(error.options.retryAfterSeconds).toBeGreaterThan(0);
     expect(await h.counters.usage('both', utcDay(Date.now()))).toMatchObject({
@@ -521,7 +524,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     // Larger than the whole day's quota: the same 429 (SPEC §6), saying it can never be served as it is; nothing counted either.
     const huge = request('both', 'cz', 'chat');
     await h.guard.canActivate(huge.context);
-    const never = await rejectionOf(h.quota.admit(huge.ctx, 'both', 'cz', 1001, MODELS));
+    const never = await rejectionOf(h.quota.admit(huge.ctx, 'both', 'cz', estimated(1001), MODELS));
     expect(never.code).toBe('daily_quota_exceeded');
     expect(never.message).toMatch(/more than .* whole daily token quota \(1000\): it can never be served/);
     expect(error.message).not.toMatch(/never/);
@@ -529,7 +532,7 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     // Not counted in the per-second limit either: the same user is admitted at once.
     const next = request('both', 'cy', 'chat');
     await h.guard.canActivate(next.context);
-    await expect(h.quota.admit(next.ctx, 'both', 'cy', 10, MODELS)).resolves.toBeDefined();
+    await expect(h.quota.admit(next.ctx, 'both', 'cy', estimated(10), MODELS)).resolves.toBeDefined();
   });
 
   it('leaves the give-back of a client that left during admission to the end of the request, which waits for the handler', async () => {
@@ -572,34 +575,34 @@ describe('QuotaService', () => {
 
   it('reserves while the estimate fits and refuses with daily_quota_exceeded (429, Retry-After to UTC midnight) otherwise', async () => {
     const h = await harness();
-    const r = await h.quota.admit(undefined, 'tokens', 'ivy', 500, MODELS);
+    const r = await h.quota.admit(undefined, 'tokens', 'ivy', estimated(500), MODELS);
     expect(r).toMatchObject({ product: 'tokens', user: 'ivy', tokens: 500, day: utcDay(Date.now()) });
-    const error = await rejectionOf(h.quota.admit(undefined, 'tokens', 'ivy', 101, MODELS));
+    const error = await rejectionOf(h.quota.admit(undefined, 'tokens', 'ivy', estimated(101), MODELS));
     expect(error.code).toBe('daily_quota_exceeded');
     expect(error.status).toBe(429);
     expect(error.spec.failure).toBe('quota');
     expect(error.options.retryAfterSeconds).toBeGreaterThan(0);
     expect(error.options.retryAfterSeconds).toBeLessThanOrEqual(secondsToUtcMidnight(Date.now()) + 1);
     // The product cap (1000) still has room for another user.
-    await expect(h.quota.admit(undefined, 'tokens', 'jack', 500, MODELS)).resolves.toMatchObject({ tokens: 500 });
-    expect((await rejectionOf(h.quota.admit(undefined, 'tokens', 'kate', 1, MODELS))).message).toContain("this product's");
+    await expect(h.quota.admit(undefined, 'tokens', 'jack', estimated(500), MODELS)).resolves.toMatchObject({ tokens: 500 });
+    expect((await rejectionOf(h.quota.admit(undefined, 'tokens', 'kate', estimated(1), MODELS))).message).toContain("this product's");
   });
 
   it('settles a reservation to the real usage, freeing room for the next request', async () => {
     const h = await harness();
     const day = utcDay(Date.now());
-    const r = await h.quota.admit(undefined, 'tokens', 'liam', 600, MODELS);
+    const r = await h.quota.admit(undefined, 'tokens', 'liam', estimated(600), MODELS);
     h.quota.settle(r, 150);
     await flush();
     expect((await h.counters.usage('tokens', day)).tokens).toEqual({ total: 150, users: { liam: 150 } });
-    await expect(h.quota.admit(undefined, 'tokens', 'liam', 450, MODELS)).resolves.toBeDefined();
+    await expect(h.quota.admit(undefined, 'tokens', 'liam', estimated(450), MODELS)).resolves.toBeDefined();
     h.quota.settle(undefined, 999);
   });
 
   it('logs (and never throws) when a settle fails', async () => {
     const failing: CounterStore = Object.assign(new MemoryCounterStore(), { settleTokens: () => Promise.reject(new Error('redis gone')) });
     const h = await harness(failing);
-    const r = await h.quota.admit(undefined, 'tokens', 'mia', 10, MODELS);
+    const r = await h.quota.admit(undefined, 'tokens', 'mia', estimated(10), MODELS);
     expect(() => h.quota.settle(r, 5)).not.toThrow();
     await flush();
     expect(h.lines).toEqual([
@@ -692,7 +695,7 @@ describe('QuotaService daily cost budgets', () => {
     // Priced by prefix, every candidate: admitted.
     await expect(h.quota.admit(undefined, 'ubudget', 'eve', undefined, ['gpt-4o-mini', 'claude-x'])).resolves.toBeUndefined();
     // No budget: a model without a price is served (its audit's cost_usd is null).
-    await expect(h.quota.admit(undefined, 'tokens', 'eve', 10, ['mystery-1'])).resolves.toBeDefined();
+    await expect(h.quota.admit(undefined, 'tokens', 'eve', estimated(10), ['mystery-1'])).resolves.toBeDefined();
   });
 
   it('checks the budget in the same store step as the limits and the tokens, and only with a budget', async () => {

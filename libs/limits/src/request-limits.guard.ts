@@ -235,11 +235,13 @@ export class RequestLimitsGuard extends ThrottlerGuard {
         // is the day before's. That is the day its budget was checked against and its tokens
         // reserved in, when asked (a handler's admission, which may come after midnight when the
         // guard ran just before it), else the day its daily counters name.
+        // A request that reserved its cost against a budget has this replaced by its settlement
+        // (QuotaService.admit): this adds the cost of one that reserved none.
         ctx.chargeDailyCost = (usd) => {
           const nanoUsd = toNanoUsd(usd);
           // Above 2^53 billionths ($9M for one request) a sum is no longer exact, and Redis's 64-bit
           // counter is not far: no real request costs that much (the audit line still says it).
-          if (released || !Number.isSafeInteger(nanoUsd)) return;
+          if (released || nanoUsd <= 0 || !Number.isSafeInteger(nanoUsd)) return;
           const dailyKey = hits.find(isDailyHit)?.key;
           const day = budget?.day ?? tokens?.day ?? (dailyKey ? dayOfDailyKey(dailyKey) : utcDay(Date.now()));
           void this.storage.addCost(product, user, nanoUsd, day, store).catch(() => undefined);

@@ -65,10 +65,12 @@ export class RequestContext {
    */
   releaseDailyCount: (() => void) | null = null;
   /**
-   * Adds what the request cost (US dollars, its audit's `cost_usd`) to the day's cost totals of its
-   * product and user (`/admin/usage`), in the store and day the limits counted it in; set with
-   * {@link releaseDailyCount}, called once when the audit line is written. Nothing once the request
-   * was given back to the day.
+   * Adds what the request cost (US dollars, its audit's `cost_usd`; 0 for none) to the day's cost
+   * totals of its product and user (`/admin/usage`), in the store and day the limits counted it in;
+   * set with {@link releaseDailyCount}, called once when the audit line is written, whatever the
+   * request cost. A request that reserved its cost against a budget settles that reservation to it
+   * (all of it given back for a request that cost nothing). Nothing once the request was given back
+   * to the day (without a reservation).
    */
   chargeDailyCost: ((usd: number) => void) | null = null;
   /**

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
-import { QuotaService } from '@keygate/limits';
+import { QuotaService, type TokenEstimate } from '@keygate/limits';
 import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import {
   countTokens,
@@ -40,8 +40,11 @@ export interface CompletionPlan<A extends WholeAnswer, C extends Candidate = Can
   candidates: readonly C[];
   /** One attempt's upstream call: a whole answer, or a stream when the client asked for one. */
   call(candidate: C): Promise<A | ChatStream>;
-  /** The tokens to reserve (prompt estimate and completion cap), asked only when the product has token quotas. */
-  reserve(): number;
+  /**
+   * The tokens to reserve: the prompt's estimate and the completion allowance (its cap), asked only
+   * when the product has a token quota or a cost budget (the budget reserves them at the models' prices).
+   */
+  reserve(): TokenEstimate;
   /** keygate's estimate of the prompt's tokens, for an upstream that reported none. */
   promptTokens(): number;
   /** The completion text of a whole answer, to estimate it when the upstream reported no usage. */
@@ -108,11 +111,11 @@ export class CompletionRunner {
         });
       },
     }));
-    // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
-    const tokens = this.quota.enabled(principal.product) ? plan.reserve() : undefined;
-    // The models any attempt may call (fallbacks included): each must have a price under a budget.
+    // The request's limits are counted here, with the reservations (@AdmitInHandler on the route).
+    // The models any attempt may call (fallbacks included): each must have a price under a budget,
+    // and the cost reserved is at the highest of their prices.
     const models = plan.candidates.map((candidate) => candidate.model);
-    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens, models);
+    const reservation = await this.quota.admit(ctx, principal.product, principal.user, () => plan.reserve(), models);
     try {
       const { value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal, this.attemptLog);
       // The answering attempt's: a stream's go out with its head (the relay keeps the reply's headers).

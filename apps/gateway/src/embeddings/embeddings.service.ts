@@ -56,8 +56,13 @@ export class EmbeddingsService {
     // it could pass for someone else); Gemini's embeddings have no such field.
     if (policy.policy.endUserId) body.user = endUserId(principal.product, principal.user);
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
-    const tokens = this.quota.enabled(principal.product) ? inputTokens(body.input) : undefined;
-    const reservation = await this.quota.admit(ctx, principal.product, principal.user, tokens, [body.model]);
+    const reservation = await this.quota.admit(
+      ctx,
+      principal.product,
+      principal.user,
+      () => ({ prompt: inputTokens(body.input), completion: 0 }),
+      [body.model],
+    );
     let spend: PartsSpend | undefined;
     try {
       const embed = adapter.embeddings.bind(adapter);

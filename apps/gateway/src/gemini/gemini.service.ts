@@ -73,7 +73,7 @@ export class GeminiService {
           return stream ? this.gemini.streamGenerateContent(call) : this.gemini.generateContent(call);
         },
         // Each candidate asked for is bounded by the cap, as chat reserves for each of `n`.
-        reserve: () => estimateGenerateContentPromptTokens(body) + cap * requestedCandidates(body),
+        reserve: () => ({ prompt: estimateGenerateContentPromptTokens(body), completion: cap * requestedCandidates(body) }),
         promptTokens: () => estimateGenerateContentPromptTokens(body),
         answerText: (answer) => answer.text,
         dialect: GOOGLE_STREAM,
@@ -140,13 +140,9 @@ export class GeminiService {
     applyGeminiEmbedPolicy(body, policy.policy, batch);
     const estimate = estimateEmbedContentTokens(body, batch);
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
-    const reservation = await this.quota.admit(
-      ctx,
-      principal.product,
-      principal.user,
-      this.quota.enabled(principal.product) ? estimate : undefined,
-      [model],
-    );
+    const reservation = await this.quota.admit(ctx, principal.product, principal.user, () => ({ prompt: estimate, completion: 0 }), [
+      model,
+    ]);
     try {
       const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
       const value = await this.runner.once(ctx, model, () => this.gemini.embedContent(call, batch));

@@ -400,8 +400,10 @@ export class RequestLifecycle {
         if (this.audit.record(ctx)) {
           this.metrics.observeRequest(ctx, this.labels(ctx));
           // The day's cost in /admin/usage: the audit line's own, added where the limits counted the
-          // request, here where it is written once (a request without a price adds nothing).
-          if (ctx.costUsd !== null && ctx.costUsd > 0) ctx.chargeDailyCost?.(ctx.costUsd);
+          // request, here where it is written once (a request without a price adds nothing). Called
+          // for every request, costing or not: one that reserved its cost against a budget settles
+          // the reservation here (a request that ended without cost gives it all back).
+          ctx.chargeDailyCost?.(ctx.costUsd !== null && ctx.costUsd > 0 ? ctx.costUsd : 0);
         }
         this.audited.delete(done);
       });

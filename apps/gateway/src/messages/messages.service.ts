@@ -101,7 +101,7 @@ export class MessagesService {
           const call: MessagesPassthrough = { body: attemptBody, access, signal: ctx.abort.signal, ...client };
           return ctx.stream ? this.anthropic.messagesStream(call) : this.anthropic.messages(call);
         },
-        reserve: () => estimateMessagesPromptTokens(body) + cap,
+        reserve: () => ({ prompt: estimateMessagesPromptTokens(body), completion: cap }),
         promptTokens: () => estimateMessagesPromptTokens(body),
         answerText: (answer) => answer.text,
         dialect: ANTHROPIC_STREAM,
