@@ -385,6 +385,53 @@ describe.each(stores)('%s', (_name, makeStore, where) => {
       expect((await store.usage(p, DAY)).requests).toEqual({ total: 1, users: { xia: 1 } });
     });
 
+    it('reserves the cost estimate in the same step, and refuses one that does not fit under a budget (counting and reserving nothing)', async () => {
+      const p = product('budget-reserve');
+      // 600 of the product's 1 000 reserved: in the day's cost at once, in the counters too.
+      expect(await hitWithBudget(p, 'ana', 1_000, 0, 50, 600)).toMatchObject({ admitted: true, counts: [1, 1, 1] });
+      expect((await store.usage(p, DAY)).costNanoUsd).toEqual({ total: 600, users: { ana: 600 } });
+      // 401 more would pass it: refused, though the day's cost has not reached it.
+      const refused = await hitWithBudget(p, 'bob', 1_000, 0, 50, 401);
+      expect(refused).toMatchObject({ admitted: false, refusedAt: -1, refusedBy: 'product_cost' });
+      // The shared store says the totals it found (reservations included), for the quota service's message.
+      if (where === 'shared') expect(refused.costTotals).toEqual({ product: 600, user: 0 });
+      // Exactly up to the budget fits.
+      expect(await hitWithBudget(p, 'bob', 1_000, 0, 50, 400)).toMatchObject({ admitted: true, counts: [2, 2, 1] });
+      expect(await hitWithBudget(p, 'cid', 1_000, 0, 50, 1)).toMatchObject({ admitted: false, refusedBy: 'product_cost' });
+      const usage = await store.usage(p, DAY);
+      expect(usage.requests).toEqual({ total: 2, users: { ana: 1, bob: 1 } });
+      expect(usage.tokens).toEqual({ total: 100, users: { ana: 50, bob: 50 } });
+      expect(usage.costNanoUsd).toEqual({ total: 1_000, users: { ana: 600, bob: 400 } });
+    });
+
+    it("reserves against a user's budget, naming it before the product's", async () => {
+      const p = product('user-budget-reserve');
+      expect(await hitWithBudget(p, 'dee', 10_000, 500, undefined, 300)).toMatchObject({ admitted: true });
+      // 300 + 201 passes dee's 500 (and would fit the product's): the user's budget refuses.
+      expect(await hitWithBudget(p, 'dee', 10_000, 500, undefined, 201)).toMatchObject({ admitted: false, refusedBy: 'user_cost' });
+      expect(await hitWithBudget(p, 'eli', 10_000, 500, undefined, 500)).toMatchObject({ admitted: true });
+      // Both would pass: the user's is named.
+      expect(await hitWithBudget(p, 'dee', 700, 500, undefined, 300)).toMatchObject({ admitted: false, refusedBy: 'user_cost' });
+      expect((await store.usage(p, DAY)).costNanoUsd).toEqual({ total: 800, users: { dee: 300, eli: 500 } });
+    });
+
+    it('settles a cost reservation down or up to what the request cost, gives a costless one back whole, and never goes below zero', async () => {
+      const p = product('budget-settle');
+      for (const user of ['fox', 'gia', 'hal'])
+        expect(await hitWithBudget(p, user, 3_000, 0, undefined, 1_000)).toMatchObject({ admitted: true });
+      expect(await hitWithBudget(p, 'ivo', 3_000, 0, undefined, 1)).toMatchObject({ admitted: false, refusedBy: 'product_cost' });
+      await store.addCost(p, 'fox', 250 - 1_000, DAY, where, 1_000); // cost less than its estimate
+      await store.addCost(p, 'gia', 1_200 - 1_000, DAY, where, 1_000); // more (a prompt under-estimated)
+      await store.addCost(p, 'hal', 0 - 1_000, DAY, where, 1_000); // an upstream error: nothing
+      expect((await store.usage(p, DAY)).costNanoUsd).toEqual({ total: 1_450, users: { fox: 250, gia: 1_200, hal: 0 } });
+      // The room given back is there for the next request.
+      expect(await hitWithBudget(p, 'ivo', 3_000, 0, undefined, 1_550)).toMatchObject({ admitted: true });
+      // A give-back whose reservation the store lost (a Redis restart) leaves 0, not free budget.
+      await store.addCost(p, 'jo', -500, DAY, where, 500);
+      expect((await store.usage(p, DAY)).costNanoUsd.users.jo).toBe(0);
+      expect((await store.usage(p, DAY)).costNanoUsd.total).toBe(2_500);
+    });
+
     it('names a full request counter before a spent budget', async () => {
       const p = product('budget-order');
       const daily = [{ ...counters.productPerDay(p, DAY), limit: 1, ttlMs: DAILY_COUNTER_TTL_MS }];

@@ -243,6 +243,17 @@ describe('FailoverCounterStore with Redis unreachable (dead port)', () => {
     await store.addCost(p, 'ona', 500, DAY, 'local');
     expect(await spend(store, p, 'pia', 1_000, 500, DAY)).toEqual({ admitted: false, refusedBy: 'product_cost' });
   });
+
+  it('reserves a cost estimate in memory while Redis is unreachable, refusing one that does not fit, and settles it there', async () => {
+    const p = product('dead-budget-reserve');
+    expect(await spend(store, p, 'kay', 1_000, 0, DAY, 600)).toEqual({ admitted: true, store: 'local' });
+    expect(await spend(store, p, 'lee', 1_000, 0, DAY, 401)).toEqual({ admitted: false, refusedBy: 'product_cost' });
+    expect((await store.usage(p, DAY)).costNanoUsd).toEqual({ total: 600, users: { kay: 600 } });
+    // It cost 100: the rest of its estimate is given back, and fits the next.
+    await store.addCost(p, 'kay', 100 - 600, DAY, 'local', 600);
+    expect((await store.usage(p, DAY)).costNanoUsd).toEqual({ total: 100, users: { kay: 100 } });
+    expect(await spend(store, p, 'lee', 1_000, 0, DAY, 900)).toEqual({ admitted: true, store: 'local' });
+  });
 });
 
 describe('FailoverCounterStore through a proxy that fails and recovers', () => {
@@ -349,6 +360,25 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     // The outage's cost reaches Redis, and the shared check refuses on it.
     await until('the outage cost to reach Redis', async () => (await direct.hget(`kg:{${p}}:cost:${DAY}`, '_total')) === '1000');
     expect(await spend(store, p, 'sid', 1_000, 600, DAY)).toEqual({ admitted: false, refusedBy: 'product_cost' });
+  }, 15_000);
+
+  it("reserves cost during an outage on from the shared totals it last saw, and brings a memory reservation's whole cost (never its estimate) to Redis", async () => {
+    const p = product('budget-reserve-outage');
+    expect(await spend(store, p, 'tia', 1_000, 0, DAY, 600)).toEqual({ admitted: true, store: 'shared' });
+    expect(await direct.hget(`kg:{${p}}:cost:${DAY}`, '_total')).toBe('600');
+    proxy.down();
+    await until('the client to notice the cut', () => redis.status !== 'ready');
+    // 400 of the 1 000 are left (600 held by tia's request in flight): 401 does not fit, 400 does.
+    expect(await spend(store, p, 'uli', 1_000, 0, DAY, 401)).toEqual({ admitted: false, refusedBy: 'product_cost' });
+    expect(await spend(store, p, 'uli', 1_000, 0, DAY, 400)).toEqual({ admitted: true, store: 'local' });
+    expect(await spend(store, p, 'vic', 1_000, 0, DAY, 1)).toEqual({ admitted: false, refusedBy: 'product_cost' });
+    proxy.mode = 'up';
+    await until('the client to reconnect', () => redis.status === 'ready', 8_000);
+    // uli's request (admitted in memory) cost 150, tia's (in Redis) 500.
+    await store.addCost(p, 'uli', 150 - 400, DAY, 'local', 400);
+    await store.addCost(p, 'tia', 500 - 600, DAY, 'shared', 600);
+    await store.beforeApplicationShutdown(); // sends what is still batched
+    expect(await direct.hgetall(`kg:{${p}}:cost:${DAY}`)).toEqual({ _total: '650', 'u:tia': '500', 'u:uli': '150' });
   }, 15_000);
 
   it('counts a second outage of the day on from Redis, which holds the first one’s requests, not twice', async () => {
@@ -555,6 +585,16 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     await until('the cool-off to end', () => !store.degraded, 3_000);
   }, 15_000);
 
+  it('gives back a cost reservation Redis took after the request stopped waiting and reserved it in memory', async () => {
+    const p = product('late-cost-reserve');
+    proxy.mode = 'slow';
+    expect(await spend(store, p, 'gwen', 100_000, 0, DAY, 5_000)).toEqual({ admitted: true, store: 'local' });
+    proxy.mode = 'up';
+    await until('the late cost reservation to be given back', async () => (await direct.hget(`kg:{${p}}:cost:${DAY}`, '_total')) === '0');
+    expect(await direct.hget(`kg:{${p}}:cost:${DAY}`, 'u:gwen')).toBe('0');
+    await until('the cool-off to end', () => !store.degraded, 3_000);
+  }, 15_000);
+
   it('sends the settlements of one product, user and day as one script per batch, resolving once applied', async () => {
     const p = product('batched-settle');
     expect(await reserve(store, p, 'kai', 1_000, 0, 0, DAY)).toMatchObject({ reserved: true, store: 'shared' });
@@ -594,6 +634,18 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(await reserve(store, q, 'ola', 4_100, 6_000, 0, DAY)).toEqual({ reserved: false, refusedBy: 'product_tokens' });
     expect(await direct.hget(`kg:{${p}}:tok:${DAY}`, '_total')).toBe('4113');
     expect(await direct.hget(`kg:{${q}}:tok:${DAY}`, '_total')).toBe('4113');
+  });
+
+  it("admits a request whose cost estimate fits once the batched settlements give back an answer's unused estimate, rather than refusing it until midnight", async () => {
+    const p = product('batched-cost-refusal');
+    expect(await spend(store, p, 'mo', 0, 6_000, DAY, 4_100)).toEqual({ admitted: true, store: 'shared' });
+    // It cost 13: the settlement waits in the batch; the next request, at once, fits in 13 + 4 100.
+    const settled = store.addCost(p, 'mo', 13 - 4_100, DAY, 'shared', 4_100);
+    expect(await spend(store, p, 'mo', 0, 6_000, DAY, 4_100)).toEqual({ admitted: true, store: 'shared' });
+    await settled;
+    expect(await direct.hget(`kg:{${p}}:cost:${DAY}`, 'u:mo')).toBe('4113');
+    // What does not fit even so is refused as before.
+    expect(await spend(store, p, 'mo', 0, 6_000, DAY, 4_100)).toEqual({ admitted: false, refusedBy: 'user_cost' });
   });
 
   it('asks Redis once for a request a request limit refused (no token quota did), though settlements of its product wait in the batch', async () => {

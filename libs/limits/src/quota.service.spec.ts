@@ -6,8 +6,8 @@ import { Redis } from 'ioredis';
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
 import { secondsToUtcMidnight, utcDay } from './counter.store';
-import { IN_FLIGHT_RETRY_SECONDS, QuotaService, type TokenEstimate } from './quota.service';
-import { RedisCounterStore, tokenKey } from './redis.counter-store';
+import { IN_FLIGHT_RETRY_SECONDS, maxCostNanoUsd, QuotaService, type TokenEstimate } from './quota.service';
+import { costKey, RedisCounterStore, tokenKey } from './redis.counter-store';
 
 // Integration spec: the quota service over the Redis store (real Redis), whose refusals carry the
 // day's totals. Every product name carries RUN; its keys are removed afterwards.
@@ -16,6 +16,8 @@ const RUN = `spec-${randomUUID().slice(0, 8)}`;
 const P = `${RUN}-quota`;
 /** Auto-blocks a user at their first refusal. */
 const STRICT = `${RUN}-strict`;
+/** A daily budget of $0.001 (a million billionths), no token quota. */
+const BUDGET = `${RUN}-budget`;
 
 /** The models a request may be answered by (no budget here: none needs a price). */
 const MODELS = ['gpt-4o-mini'];
@@ -36,7 +38,9 @@ beforeAll(() => {
       products: {
         [P]: { limits: { daily_tokens: 10_000, user_daily_tokens: 1_000 }, auto_block: { rejections: 0 } },
         [STRICT]: { limits: { user_daily_tokens: 1_000 }, auto_block: { rejections: 1, window_seconds: 60, block_seconds: 60 } },
+        [BUDGET]: { limits: { daily_cost_usd: 0.001, daily_tokens: 0, user_daily_tokens: 0 }, auto_block: { rejections: 0 } },
       },
+      prices: { 'gpt-4o-mini': { input: 0.15, output: 0.6 }, 'claude-x': { input: 3, output: 15 }, 'odd-1': { input: 5, output: 1 } },
     }),
   } as unknown as GatewayConfig;
   blocks = new BlocksService(undefined, logger);
@@ -44,7 +48,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  await redis.del(tokenKey(P, utcDay(Date.now())), tokenKey(STRICT, utcDay(Date.now())));
+  await redis.del(tokenKey(P, utcDay(Date.now())), tokenKey(STRICT, utcDay(Date.now())), costKey(BUDGET, utcDay(Date.now())));
   await redis.quit();
 });
 
@@ -100,5 +104,84 @@ describe('QuotaService over Redis: a refusal that waits on requests in flight', 
     expect((await rejectionOf(quota.admit(undefined, STRICT, 'wes', estimated(600), MODELS))).message).toContain('it resets at 00:00 UTC');
     await new Promise((r) => setImmediate(r));
     expect(blocks.find(STRICT, 'wes')).toMatchObject({ product: STRICT, user: 'wes', createdBy: 'auto-block' });
+  });
+});
+
+describe('the most a request may cost (maxCostNanoUsd)', () => {
+  const mini = { input: 0.15, cachedInput: 0.075, cacheWrite: 0.15, cacheWrite1h: 0.15, output: 0.6 };
+  const claude = { input: 3, cachedInput: 0.3, cacheWrite: 3.75, cacheWrite1h: 6, output: 15 };
+  const odd = { input: 5, cachedInput: 5, cacheWrite: 5, cacheWrite1h: 5, output: 1 };
+
+  it('prices the prompt at the highest input rate and the completion at the highest output rate among the models that may answer', () => {
+    expect(maxCostNanoUsd({ prompt: 1_000, completion: 500 }, [mini])).toBe(1_000 * 150 + 500 * 600);
+    // The requested model and a fallback that costs more: the fallback's rates.
+    expect(maxCostNanoUsd({ prompt: 1_000, completion: 500 }, [mini, claude])).toBe(1_000 * 3_000 + 500 * 15_000);
+    // Each rate's highest, even from different models: odd-1's input, claude's output.
+    expect(maxCostNanoUsd({ prompt: 1_000, completion: 500 }, [mini, claude, odd])).toBe(1_000 * 5_000 + 500 * 15_000);
+    expect(maxCostNanoUsd({ prompt: 0, completion: 0 }, [claude])).toBe(0);
+  });
+
+  it('rounds up to whole billionths, and not for float noise', () => {
+    const tiny = { ...mini, input: 0.0001, output: 0.0007 };
+    // 0.1 and 0.7 billionths: 1 each, never 0 (the audit would round 0.7 to 1).
+    expect(maxCostNanoUsd({ prompt: 1, completion: 0 }, [tiny])).toBe(1);
+    expect(maxCostNanoUsd({ prompt: 0, completion: 1 }, [tiny])).toBe(1);
+    expect(maxCostNanoUsd({ prompt: 15, completion: 0 }, [tiny])).toBe(2);
+    // 3 × 0.1 × 1000 is 300.00000000000006 in floating point: 300, as the audit's cost of it.
+    expect(maxCostNanoUsd({ prompt: 3, completion: 0 }, [{ ...mini, input: 0.1 }])).toBe(300);
+  });
+});
+
+describe('QuotaService over Redis: cost reserved against a daily budget', () => {
+  /** 100 prompt tokens and 20 of completion, answered by gpt-4o-mini or claude-x: at claude-x's prices, 100 × 3 000 + 20 × 15 000 billionths. */
+  const ESTIMATE = (): TokenEstimate => ({ prompt: 100, completion: 20 });
+  const MAX_COST = 600_000;
+  const CANDIDATES = ['gpt-4o-mini', 'claude-x'];
+  const costOf = async (field: string): Promise<number> => Number(await redis.hget(costKey(BUDGET, utcDay(Date.now())), field));
+
+  it("reserves the estimate at the fallbacks' highest prices, holds it, settles it to the request's cost, and tells a client waiting on its own requests to retry in 2 s", async () => {
+    const first = await quota.admit(undefined, BUDGET, 'ada', ESTIMATE, CANDIDATES);
+    expect(first).toMatchObject({ product: BUDGET, user: 'ada', costNanoUsd: MAX_COST, store: 'shared' });
+    expect(first?.tokens).toBeUndefined();
+    expect(await costOf('_total')).toBe(MAX_COST);
+    // 600 000 + 600 000 does not fit the 1 000 000, and the room is held by this replica's request in flight.
+    const waiting = await rejectionOf(quota.admit(undefined, BUDGET, 'bo', ESTIMATE, CANDIDATES));
+    expect(waiting.code).toBe('daily_quota_exceeded');
+    expect(waiting.options.retryAfterSeconds).toBe(IN_FLIGHT_RETRY_SECONDS);
+    expect(waiting.message).toBe(
+      "This request (up to $0.0006) does not fit in this product's daily budget of $0.001 while requests in flight hold $0.0006 of it " +
+        '(the most they may cost), given back as they end; try again in 2 s',
+    );
+    // It cost $0.0001: the rest of its estimate comes back, once.
+    quota.settleCost(first, 0.0001);
+    quota.settleCost(first, 0.0001);
+    for (let i = 0; i < 100 && (await costOf('_total')) !== 100_000; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await costOf('_total')).toBe(100_000);
+    expect(await costOf('u:ada')).toBe(100_000);
+    const second = await quota.admit(undefined, BUDGET, 'bo', ESTIMATE, CANDIDATES);
+    expect(await costOf('_total')).toBe(700_000);
+    // bo's cost $0.0004, $0.0002 less than its estimate.
+    quota.settleCost(second, 0.0004);
+    for (let i = 0; i < 100 && (await costOf('_total')) !== 500_000; i++) await new Promise((r) => setTimeout(r, 10));
+    // 500 000 spent: 600 000 more does not fit, and nothing in flight would make room: midnight.
+    const spent = await rejectionOf(quota.admit(undefined, BUDGET, 'cy', ESTIMATE, CANDIDATES));
+    expect(spent.message).toBe(
+      "This request (up to $0.0006) does not fit in what is left of this product's daily budget of $0.001; it resets at 00:00 UTC",
+    );
+    expect(spent.options.retryAfterSeconds).toBeGreaterThan(IN_FLIGHT_RETRY_SECONDS);
+    expect(spent.options.retryAfterSeconds).toBeLessThanOrEqual(secondsToUtcMidnight(Date.now()));
+    // The requested model alone: 100 × 150 + 20 × 600 = 27 000 fits.
+    const cheap = await quota.admit(undefined, BUDGET, 'cy', ESTIMATE, ['gpt-4o-mini']);
+    expect(cheap?.costNanoUsd).toBe(27_000);
+    quota.settleCost(cheap, 0);
+  });
+
+  it('says a request whose estimate alone passes the whole budget can never be served, and how to shrink it', async () => {
+    const error = await rejectionOf(quota.admit(undefined, BUDGET, 'dee', () => ({ prompt: 100, completion: 100_000 }), CANDIDATES));
+    expect(error.code).toBe('daily_quota_exceeded');
+    expect(error.message).toContain(
+      "This request may cost up to $1.5003 (its prompt and the most it may generate, at the highest prices of the models that may answer it), more than this product's whole daily budget of $0.001: it can never be served as it is; ask for fewer output tokens",
+    );
+    expect(error.options.retryAfterSeconds).toBeGreaterThan(IN_FLIGHT_RETRY_SECONDS);
   });
 });

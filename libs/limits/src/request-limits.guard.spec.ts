@@ -698,6 +698,36 @@ describe('QuotaService daily cost budgets', () => {
     await expect(h.quota.admit(undefined, 'tokens', 'eve', estimated(10), ['mystery-1'])).resolves.toBeDefined();
   });
 
+  it("reserves the request's most possible cost with its limits, and settles it when its audit line charges the cost (all of it back for none)", async () => {
+    const h = await harness();
+    const day = utcDay(Date.now());
+    const estimate = (): TokenEstimate => ({ prompt: 1_000, completion: 500 });
+    // gpt-4o-mini: 1 000 × 150 + 500 × 600 billionths.
+    const costly = request('budget', 'gil', 'chat');
+    await h.guard.canActivate(costly.context);
+    await expect(h.quota.admit(costly.ctx, 'budget', 'gil', estimate, MODELS)).resolves.toMatchObject({
+      costNanoUsd: 450_000,
+      store: 'local',
+    });
+    const failed = request('budget', 'hal', 'chat');
+    await h.guard.canActivate(failed.context);
+    await h.quota.admit(failed.ctx, 'budget', 'hal', estimate, MODELS);
+    expect((await h.counters.usage('budget', day)).costNanoUsd).toEqual({ total: 900_000, users: { gil: 450_000, hal: 450_000 } });
+    // A third does not fit the $0.001 while both are in flight.
+    const third = request('budget', 'ivy', 'chat');
+    await h.guard.canActivate(third.context);
+    expect((await rejectionOf(h.quota.admit(third.ctx, 'budget', 'ivy', estimate, MODELS))).code).toBe('daily_quota_exceeded');
+    // gil's cost $0.0002; hal's failed upstream (no cost): its whole estimate comes back.
+    costly.ctx.chargeDailyCost?.(0.0002);
+    failed.ctx.chargeDailyCost?.(0);
+    failed.ctx.chargeDailyCost?.(0.0003); // once only
+    await flush();
+    expect((await h.counters.usage('budget', day)).costNanoUsd).toEqual({ total: 200_000, users: { gil: 200_000, hal: 0 } });
+    const again = request('budget', 'ivy', 'chat');
+    await h.guard.canActivate(again.context);
+    await expect(h.quota.admit(again.ctx, 'budget', 'ivy', estimate, MODELS)).resolves.toMatchObject({ costNanoUsd: 450_000 });
+  });
+
   it('checks the budget in the same store step as the limits and the tokens, and only with a budget', async () => {
     const counters = new MemoryCounterStore();
     const asks: Array<[number, boolean, boolean]> = [];
