@@ -1,10 +1,12 @@
 /**
  * Daily cost budgets (`limits.daily_cost_usd`, `limits.user_daily_cost_usd`), black box: THREE built
  * gateways share the real Redis like three replicas, with a policy file that prices the mock's
- * model at $1,000 per million tokens (a request of a few dozen tokens costs a few cents) and sets
- * budgets of $0.01, which one request spends. Clients use the official `openai` SDK. Every refusal
- * is checked for its status, code and Retry-After, for reaching no upstream, and for its single
- * audit line.
+ * model at $1,000 per million tokens (a tenth of a cent a token) and caps completions at 50 tokens,
+ * so a request reserves its prompt's estimate plus 50 tokens, a few cents. The budgets of $0.2 are
+ * spent by one request whose answer the mock makes far longer than the cap (the mock ignores
+ * max_tokens: a cost beyond the estimate, which a budget may be passed by). Clients use the
+ * official `openai` SDK, or plain fetch where an SDK retry would hide a refusal. Every refusal is
+ * checked for its status, code and Retry-After, for reaching no upstream, and for its single audit line.
  */
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -22,7 +24,7 @@ import {
   type Gateway,
   type MockUpstream,
 } from './harness';
-import { secondsToMidnight, send, SHARED_REDIS_URL } from './limits-fixtures';
+import { secondsToMidnight, send, SHARED_REDIS_URL, type Answer } from './limits-fixtures';
 
 const RUN = randomBytes(3).toString('hex');
 /** The run's products (daily totals live two days in the shared Redis: names never repeat). */
@@ -35,13 +37,23 @@ const P = {
   unpriced: `bud-unpriced-${RUN}`,
   /** `daily_cost_usd: 100`, the priced model falling back to one without a price. */
   fallback: `bud-fallback-${RUN}`,
+  /** `daily_cost_usd: 100`: a request's reservation measured while it is in flight. */
+  probe: `bud-probe-${RUN}`,
+  /** `daily_cost_usd: RACE_BUDGET_USD`: concurrent requests, of which only as many as the budget holds estimates for are admitted. */
+  race: `bud-race-${RUN}`,
+  /** `daily_cost_usd: ONE_ESTIMATE_BUDGET_USD`: room for one request's estimate at a time. */
+  failing: `bud-failing-${RUN}`,
   /** No budget: admin calls. */
   ops: `bud-ops-${RUN}`,
 } as const;
 const MODEL = 'gpt-4o-mini';
 /** Served by the mock, not priced by the policy file. */
 const UNPRICED_MODEL = 'gpt-4o';
-const BUDGET_USD = 0.01;
+const BUDGET_USD = 0.2;
+/** The completion cap, reserved in full by every request (whatever the mock then answers). */
+const MAX_TOKENS = 50;
+const RACE_BUDGET_USD = 0.3;
+const ONE_ESTIMATE_BUDGET_USD = 0.1;
 
 function policy(): string {
   return [
@@ -49,6 +61,7 @@ function policy(): string {
     `  ${MODEL}: {input: 1000, output: 1000}`,
     'defaults:',
     '  limits: {requests_per_second: 0, user_requests_per_second: 0, daily_requests: 0, user_daily_requests: 0, daily_tokens: 0, user_daily_tokens: 0}',
+    `  policy: {max_tokens: ${MAX_TOKENS}}`,
     // The user's own budget refusals auto-block at the third; a product's never do.
     '  auto_block: {rejections: 3, window_seconds: 60, block_seconds: 60}',
     'products:',
@@ -61,6 +74,12 @@ function policy(): string {
     `  ${P.fallback}:`,
     '    limits: {daily_cost_usd: 100}',
     `    fallbacks: {${MODEL}: [${UNPRICED_MODEL}]}`,
+    `  ${P.probe}:`,
+    '    limits: {daily_cost_usd: 100}',
+    `  ${P.race}:`,
+    `    limits: {daily_cost_usd: ${RACE_BUDGET_USD}}`,
+    `  ${P.failing}:`,
+    `    limits: {daily_cost_usd: ${ONE_ESTIMATE_BUDGET_USD}}`,
     '',
   ].join('\n');
 }
@@ -68,7 +87,6 @@ function policy(): string {
 let mock: MockUpstream;
 let replicas: Gateway[];
 let shared: Redis;
-let adminToken: string;
 
 beforeAll(async () => {
   mock = await startMock();
@@ -82,7 +100,6 @@ beforeAll(async () => {
     ),
   );
   shared = new Redis(SHARED_REDIS_URL, { maxRetriesPerRequest: 1 });
-  adminToken = mintToken({ product: P.ops, sub: 'ops-admin', extraClaims: { scope: 'keygate.admin' } });
 }, 60_000);
 
 afterAll(async () => {
@@ -98,13 +115,37 @@ afterAll(async () => {
   cleanupTempFiles();
 }, 30_000);
 
-/** A chat completion through the openai SDK, with its own request id. */
+/**
+ * A chat completion through the openai SDK, with its own request id, whose answer the mock makes
+ * 1,000 characters long (250 completion tokens, $0.25: past the cap it was reserved for).
+ */
 function chat(gateway: Gateway, token: string, model = MODEL): { id: string; call: Promise<unknown> } {
   const id = uniqueId('budget');
   const call = gateway
     .openai(token)
-    .chat.completions.create({ model, messages: [{ role: 'user', content: `spend ${id}` }] }, { headers: { 'x-request-id': id } });
+    .chat.completions.create(
+      { model, messages: [{ role: 'user', content: `spend ${id} [mock answer_chars=1000]` }] },
+      { headers: { 'x-request-id': id } },
+    );
   return { id, call };
+}
+
+/** Billionths of a dollar, as the stores add them up (an audit's cost_usd is rounded to them). */
+function nanoUsd(usd: number): number {
+  return Math.round(usd * 1e9);
+}
+
+/**
+ * One chat completion by plain fetch (no SDK retry: a refusal is seen as it is), every one with the
+ * same prompt, so the same estimate: the mock answers 8 characters (2 tokens, far below the cap it
+ * was reserved for) after `delayMs`, or fails with `status`.
+ */
+function raw(gateway: Gateway, product: string, user: string, directives: string): Promise<Answer> {
+  return send(gateway, '/v1/chat/completions', {
+    id: uniqueId('budget-raw'),
+    token: mintToken({ product, sub: user }),
+    body: { model: MODEL, messages: [{ role: 'user', content: `How much may this cost? [mock answer_chars=8 ${directives}]` }] },
+  });
 }
 
 async function upstreamTotal(): Promise<number> {
@@ -122,7 +163,9 @@ async function expectOneAudit(gateway: Gateway, id: string, expected: Partial<Au
 
 /** The day's cost of a product (and of its users), as GET /admin/usage reports it. */
 async function costOf(product: string, gateway: Gateway): Promise<{ total: number; users: Record<string, number> }> {
-  const answer = await send(gateway, `/admin/usage?product=${encodeURIComponent(product)}`, { id: uniqueId('admin'), token: adminToken });
+  // An operator of its own per call: the tests poll, past the admin routes' 120 a minute per operator.
+  const token = mintToken({ product: P.ops, sub: uniqueId('ops-admin'), extraClaims: { scope: 'keygate.admin' } });
+  const answer = await send(gateway, `/admin/usage?product=${encodeURIComponent(product)}`, { id: uniqueId('admin'), token });
   expect(answer.status).toBe(200);
   return (answer.json as { cost_usd: { total: number; users: Record<string, number> } }).cost_usd;
 }
@@ -237,5 +280,99 @@ describe('models without a price under a budget', () => {
     expect(error.message).toContain(`The model '${UNPRICED_MODEL}' (a fallback of '${MODEL}') has no price`);
     await expectOneAudit(replicas[2], refused.id, { status: 400, failure: 'policy' });
     expect(await upstreamTotal()).toBe(before);
+  });
+});
+
+describe('cost reserved ahead: the most each request may cost is held against the budget while it runs', () => {
+  /**
+   * The reservation of one request of {@link raw}'s prompt (its estimate at the model's prices),
+   * measured in /admin/usage while a slow one is in flight on a product whose budget never refuses;
+   * once it has ended, the day's cost is what its audit line says it cost.
+   */
+  async function measuredEstimate(): Promise<number> {
+    const before = nanoUsd((await costOf(P.probe, replicas[1])).total);
+    const call = raw(replicas[0], P.probe, 'probe', 'delay_ms=1500');
+    let held = 0;
+    await waitFor(
+      'the reservation to show in /admin/usage',
+      async () => (held = nanoUsd((await costOf(P.probe, replicas[1])).total) - before) > 0,
+      5_000,
+      20,
+    );
+    const answer = await call;
+    expect(answer.status).toBe(200);
+    const record = await expectOneAudit(replicas[0], answer.id, { status: 200, failure: null });
+    const cost = nanoUsd(record.cost_usd ?? 0);
+    // Settled: the day's cost grew by the audit's, the reservation's surplus given back.
+    await waitFor('the settlement', async () => nanoUsd((await costOf(P.probe, replicas[2])).total) === before + cost, 5_000, 20);
+    expect(cost).toBeLessThan(held);
+    return held / 1e9;
+  }
+
+  it('admits, of N concurrent requests on three replicas, at most the k whose estimates the budget holds; the rest get 429 with no upstream call; the day settles within the budget', async () => {
+    const estimate = await measuredEstimate();
+    const k = Math.floor(nanoUsd(RACE_BUDGET_USD) / nanoUsd(estimate));
+    const n = 10;
+    // The fixture's premise: the budget holds some of the requests' estimates, not all.
+    expect(k).toBeGreaterThanOrEqual(1);
+    expect(k).toBeLessThan(n);
+    const before = await upstreamTotal();
+    // Slow answers: all are in flight together, none settles before the others are admitted or refused.
+    const answers = await Promise.all(
+      Array.from({ length: n }, (_, i) => raw(replicas[i % replicas.length], P.race, `racer-${i}`, 'delay_ms=1000')),
+    );
+    const admitted = answers.filter((a) => a.status === 200);
+    const refused = answers.filter((a) => a.status !== 200);
+    expect(admitted.length).toBeGreaterThanOrEqual(1);
+    expect(admitted.length).toBeLessThanOrEqual(k);
+    // Only the admitted reached the upstream.
+    expect(await upstreamTotal()).toBe(before + admitted.length);
+    let settled = 0;
+    for (const answer of admitted) {
+      const record = await expectOneAudit(answer.gateway, answer.id, { status: 200, failure: null, product: P.race });
+      // Each cost at most its estimate (the mock answered 2 tokens of the 50 reserved)…
+      expect(record.cost_usd).toBeLessThanOrEqual(estimate);
+      settled += nanoUsd(record.cost_usd ?? 0);
+    }
+    for (const answer of refused) {
+      expect(answer.status).toBe(429);
+      expect(answer.json).toMatchObject({ error: { code: 'daily_quota_exceeded' } });
+      expect(Number(answer.headers.get('retry-after'))).toBeGreaterThan(0);
+      await expectOneAudit(answer.gateway, answer.id, { status: 429, failure: 'quota', product: P.race, tokens_in: null, cost_usd: null });
+    }
+    // …so the day's settled cost, the sum of the audit lines', stays within the budget.
+    await waitFor('the settlements', async () => nanoUsd((await costOf(P.race, replicas[0])).total) === settled, 5_000, 20);
+    expect(settled).toBeLessThanOrEqual(nanoUsd(RACE_BUDGET_USD));
+  });
+
+  it('gives the whole reservation back when the upstream fails: the budget is not eaten', async () => {
+    const estimate = await measuredEstimate();
+    // The fixture's premise: one estimate fits the budget, two do not.
+    expect(Math.floor(nanoUsd(ONE_ESTIMATE_BUDGET_USD) / nanoUsd(estimate))).toBe(1);
+    const before = await upstreamTotal();
+    // A request the upstream will refuse, slowly: while it is in flight it holds the budget…
+    const failing = raw(replicas[0], P.failing, 'fay', 'delay_ms=1500 status=400');
+    await waitFor('the reservation to show', async () => (await costOf(P.failing, replicas[1])).total > 0, 5_000, 20);
+    const held = await raw(replicas[1], P.failing, 'gus', 'delay_ms=0');
+    expect(held.status).toBe(429);
+    expect(held.json).toMatchObject({ error: { code: 'daily_quota_exceeded' } });
+    await expectOneAudit(replicas[1], held.id, { status: 429, failure: 'quota' });
+    const failed = await failing;
+    expect(failed.status).toBe(400);
+    await expectOneAudit(replicas[0], failed.id, { status: 400, cost_usd: null });
+    // …and gives all of it back when it fails.
+    await waitFor('the reservation to be given back', async () => (await costOf(P.failing, replicas[2])).total === 0, 5_000, 20);
+    // Failing again and again, on each replica, eats nothing either. (Each give-back reaches Redis in
+    // the replica's next 25 ms batch: a request sent to another replica before then may still be refused.)
+    for (let i = 0; i < 3; i++) {
+      expect((await raw(replicas[i], P.failing, 'fay', 'status=400')).status).toBe(400);
+      await waitFor('the reservation to be given back', async () => (await costOf(P.failing, replicas[2])).total === 0, 5_000, 20);
+    }
+    const served = await raw(replicas[2], P.failing, 'gus', 'delay_ms=0');
+    expect(served.status).toBe(200);
+    const record = await expectOneAudit(replicas[2], served.id, { status: 200, failure: null });
+    // Four failed calls and one answered reached the upstream; the day cost the one answer alone.
+    expect(await upstreamTotal()).toBe(before + 5);
+    await waitFor('the settlement', async () => (await costOf(P.failing, replicas[0])).total === record.cost_usd, 5_000, 20);
   });
 });
