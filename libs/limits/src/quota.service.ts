@@ -256,14 +256,16 @@ export class QuotaService implements OnModuleInit {
       );
     // As with tokens, only the user's own budget counts toward their auto-block.
     if (!ofProduct) void this.autoBlocker.refused(product, user, refusedBy, ctx);
+    // "Does not fit in what is left" without the shared totals too (a memory store's refusal): true
+    // whether or not the day has reached the budget.
     const message =
       nanoUsd > cap
         ? `This request may cost up to ${estimate} (its prompt and the most it may generate, at the highest prices of the models that may answer it), ` +
           `more than ${whose} whole daily budget of $${formatUsd(capUsd)}: it can never be served as it is; ask for fewer output tokens ` +
           `(max_tokens, max_output_tokens or maxOutputTokens, as the API names it) or send a shorter prompt`
-        : total !== undefined && total < cap
-          ? `This request (up to ${estimate}) does not fit in what is left of ${whose} daily budget of $${formatUsd(capUsd)}; it resets at 00:00 UTC`
-          : `The day's requests have reached ${whose} daily budget of $${formatUsd(capUsd)}; it resets at 00:00 UTC`;
+        : nanoUsd === 0 || (total !== undefined && total >= cap)
+          ? `The day's requests have reached ${whose} daily budget of $${formatUsd(capUsd)}; it resets at 00:00 UTC`
+          : `This request (up to ${estimate}) does not fit in what is left of ${whose} daily budget of $${formatUsd(capUsd)}; it resets at 00:00 UTC`;
     return new GatewayError('daily_quota_exceeded', message, { retryAfterSeconds: secondsToUtcMidnight(now) });
   }
 
