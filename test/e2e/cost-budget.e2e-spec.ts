@@ -345,6 +345,31 @@ describe('cost reserved ahead: the most each request may cost is held against th
     expect(settled).toBeLessThanOrEqual(nanoUsd(RACE_BUDGET_USD));
   });
 
+  it('settles the reservation of a stream the client leaves midway to what its audit line says it cost', async () => {
+    const before = nanoUsd((await costOf(P.probe, replicas[1])).total);
+    const id = uniqueId('budget-abort');
+    const controller = new AbortController();
+    const stream = await replicas[1]
+      .openai(mintToken({ product: P.probe, sub: 'leaver' }))
+      .chat.completions.create(
+        { model: MODEL, messages: [{ role: 'user', content: 'Stream, slowly. [mock chunk_delay_ms=200 chunks=20]' }], stream: true },
+        { headers: { 'x-request-id': id }, signal: controller.signal },
+      );
+    // The reservation is held while the stream runs.
+    await waitFor('the reservation to show', async () => nanoUsd((await costOf(P.probe, replicas[0])).total) > before, 5_000, 20);
+    let chunks = 0;
+    try {
+      for await (const chunk of stream) if (chunk.choices[0]?.delta?.content && ++chunks === 2) controller.abort();
+    } catch {
+      // The SDK's abort error: the client left.
+    }
+    const record = await expectOneAudit(replicas[1], id, { status: 499, failure: 'client_abort', stream: true });
+    // Billed for what it used so far (the prompt at least), no more: the rest of the estimate comes back.
+    const cost = nanoUsd(record.cost_usd ?? 0);
+    expect(cost).toBeGreaterThan(0);
+    await waitFor('the settlement', async () => nanoUsd((await costOf(P.probe, replicas[2])).total) === before + cost, 5_000, 20);
+  });
+
   it('gives the whole reservation back when the upstream fails: the budget is not eaten', async () => {
     const estimate = await measuredEstimate();
     // The fixture's premise: one estimate fits the budget, two do not.
