@@ -95,6 +95,25 @@ describe('buildPolicyBook', () => {
     expect(buildPolicyBook({ products: { off: { limits: { user_daily_tokens: 0 } } } }).warnings).toEqual([]);
   });
 
+  it('warns where a request without max_tokens could never fit a daily cost budget, even at the cheapest output price', () => {
+    const prices = { 'gpt-4o-mini': { input: 0.15, output: 0.6 }, 'gpt-4o': { input: 2.5, output: 10 } };
+    const book = buildPolicyBook({
+      prices,
+      products: {
+        // 4096 × $0.6 per million = $0.0025 > $0.002: refused every day, whatever the model.
+        tiny: { limits: { user_daily_cost_usd: 0.002 } },
+        // $0.0025 fits; at gpt-4o's price it would not, but a client of gpt-4o-mini is served.
+        small: { limits: { daily_cost_usd: 0.003 } },
+        capped: { limits: { daily_cost_usd: 0.002 }, policy: { max_tokens: 1000 } },
+      },
+    });
+    expect(book.warnings).toEqual([
+      expect.stringMatching(
+        /^products\.tiny: policy\.max_tokens \(4096\) at the lowest output price in prices \(\$0\.6 per million tokens\) costs more than limits\.user_daily_cost_usd \(\$0\.002\)/,
+      ),
+    ]);
+  });
+
   it('answers defaults for products it does not name', () => {
     const book = buildPolicyBook({ defaults: { policy: { max_tokens: 100 } } });
     expect(book.forProduct('unknown').policy.maxTokens).toBe(100);

@@ -71,7 +71,7 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
   // that was meant to say something: refused rather than taken for an empty one.
   for (const key of TOP_LEVEL) if (key in doc && doc[key] === null) problems.push(`${key}: empty (write {} or leave it out)`);
   const warnings: string[] = [];
-  const prices = readPrices(doc.prices ?? {}, problems, warnings);
+  const { priceOf: prices, cheapestOutput } = readPrices(doc.prices ?? {}, problems, warnings);
   const priced = isPlainObject(doc.prices) && Object.keys(doc.prices).length > 0;
   const defaultsDoc = doc.defaults ?? {};
   const defaults = validateProduct(defaultsDoc, 'defaults', problems);
@@ -130,6 +130,22 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
             `${where}: fallbacks.${model} names ${unpriced.join(', ')}, which has no price, under a daily cost budget: every request for ${model} is refused`,
           );
       }
+    // A request without max_tokens reserves the cap at the highest output price of its models (see
+    // QuotaService.admit): when the cap at the cheapest output price of all is already a whole
+    // budget, every such request is refused every day, whatever model it asks for.
+    if (budgeted && cheapestOutput !== undefined)
+      for (const [field, budget] of [
+        ['user_daily_cost_usd', p.limits.userDailyCostUsd],
+        ['daily_cost_usd', p.limits.dailyCostUsd],
+      ] as const) {
+        const capCost = (p.policy.maxTokens * cheapestOutput) / 1e6;
+        if (budget > 0 && capCost > budget) {
+          warnings.push(
+            `${where}: policy.max_tokens (${p.policy.maxTokens}) at the lowest output price in prices ($${cheapestOutput} per million tokens) costs more than limits.${field} ($${budget}): a request that sends no max_tokens reserves the cap and is refused every day`,
+          );
+          break;
+        }
+      }
     // Valid (a chat client may be told to leave the cap to keygate), but the Anthropic SDKs always send it.
     const cap = p.policy.refusedFields.find((pattern) => matchesName('max_tokens', pattern));
     if (cap !== undefined)
@@ -155,12 +171,13 @@ const TOP_LEVEL = ['defaults', 'products', 'prices'];
  * lookup: a model's own entry, else the longest prefix it starts with (`claude-sonnet-4-5*` covers
  * its dated snapshots). Looked up once per request, when its audit line is written.
  */
-function readPrices(doc: unknown, problems: string[], warnings: string[]): (model: string) => ModelPrice | undefined {
+function readPrices(doc: unknown, problems: string[], warnings: string[]): PriceTable {
   const exact = new Map<string, ModelPrice>();
   const prefixes: Array<[string, ModelPrice]> = [];
+  let cheapestOutput: number | undefined;
   if (!isPlainObject(doc)) {
     problems.push('prices: must be an object keyed by model name');
-    return () => undefined;
+    return { priceOf: () => undefined, cheapestOutput };
   }
   for (const [name, entry] of Object.entries(doc)) {
     const path = `prices.${name}`;
@@ -192,9 +209,16 @@ function readPrices(doc: unknown, problems: string[], warnings: string[]): (mode
       );
     if (name.endsWith('*')) prefixes.push([name.slice(0, -1), price]);
     else exact.set(name, price);
+    cheapestOutput = Math.min(cheapestOutput ?? Infinity, price.output);
   }
   prefixes.sort((a, b) => b[0].length - a[0].length);
-  return (model) => exact.get(model) ?? prefixes.find(([prefix]) => model.startsWith(prefix))?.[1];
+  return { priceOf: (model) => exact.get(model) ?? prefixes.find(([prefix]) => model.startsWith(prefix))?.[1], cheapestOutput };
+}
+
+/** The policy file's prices: a model's, and the lowest output rate of any (undefined: no prices). */
+interface PriceTable {
+  priceOf: (model: string) => ModelPrice | undefined;
+  cheapestOutput: number | undefined;
 }
 
 function validateProduct(entry: unknown, path: string, problems: string[]): ProductPolicySchema {
