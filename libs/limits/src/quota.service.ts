@@ -98,10 +98,9 @@ export class QuotaService implements OnModuleInit {
     countTokens('warm up');
   }
 
-  /** Whether either token quota applies to the product (the estimate is skipped otherwise). */
+  /** Whether either token quota applies to the product (the estimate is skipped otherwise, unless a budget applies). */
   enabled(product: string): boolean {
-    const { limits } = this.config.policy.forProduct(product);
-    return limits.dailyTokens > 0 || limits.userDailyTokens > 0;
+    return hasTokenQuota(this.config.policy.forProduct(product).limits);
   }
 
   /**
@@ -134,7 +133,7 @@ export class QuotaService implements OnModuleInit {
     const day = utcDay(now);
     const budgeted = limits.dailyCostUsd > 0 || limits.userDailyCostUsd > 0;
     if (budgeted) this.refuseUnpriced(models);
-    const quota = limits.dailyTokens > 0 || limits.userDailyTokens > 0;
+    const quota = hasTokenQuota(limits);
     const deferred = ctx ? takeDeferredAdmission(ctx) : undefined;
     // Only a product with a token quota or a budget pays for the estimate (the tokenizer's pass).
     const tokens = quota || budgeted ? estimate?.() : undefined;
@@ -353,6 +352,10 @@ export const IN_FLIGHT_RETRY_SECONDS = 2;
 /** Dollars as a budget is written in the policy file: no exponent, no trailing zeros ($0.0000001, $2.5, $1,000). */
 function formatUsd(usd: number): string {
   return usd.toLocaleString('en-US', { maximumFractionDigits: 9 });
+}
+
+function hasTokenQuota(limits: Limits): boolean {
+  return limits.dailyTokens > 0 || limits.userDailyTokens > 0;
 }
 
 function holdKey(product: string, user: string): string {
