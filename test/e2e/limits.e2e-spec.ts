@@ -1153,7 +1153,7 @@ describe('blocks: created on one replica, in force on all of them at once (SPEC 
 // ---------------------------------------------------------------------------------------------
 
 describe("the day's cost in /admin/usage, added up across three replicas", () => {
-  it("equals the sum of the audit lines' cost_usd, in total and per user, for a product without token quotas", async () => {
+  it("equals the sum of the audit lines' cost_usd (and tokens), in total and per user, for a product without token quotas", async () => {
     const users = [uniqueId('cost-a'), uniqueId('cost-b')];
     const sent: Array<{ gateway: Gateway; id: string }> = [];
     // Plain answers and streams of several lengths, through every replica, with the official SDK.
@@ -1180,10 +1180,15 @@ describe("the day's cost in /admin/usage, added up across three replicas", () =>
     expect(refused.status).toBeGreaterThanOrEqual(400);
     const audits = await Promise.all(sent.map(({ gateway, id }) => gateway.waitForAudit(id)));
     const sum = { total: 0, users: {} as Record<string, number> };
+    const tokens = { total: 0, users: {} as Record<string, number> };
     let dollars = 0;
     for (const record of audits) {
       expect(record).toMatchObject({ status: 200, product: P.cost, model: MODEL });
       expect(record.cost_usd).toBeGreaterThan(0);
+      const used = (record.tokens_in ?? 0) + (record.tokens_out ?? 0);
+      expect(used).toBeGreaterThan(0);
+      tokens.total += used;
+      tokens.users[record.user as string] = (tokens.users[record.user as string] ?? 0) + used;
       sum.total += nanoUsd(record.cost_usd);
       sum.users[record.user as string] = (sum.users[record.user as string] ?? 0) + nanoUsd(record.cost_usd);
       dollars += record.cost_usd as number;
@@ -1194,7 +1199,15 @@ describe("the day's cost in /admin/usage, added up across three replicas", () =>
     };
     expect(Object.keys(expected.users).sort()).toEqual([...users].sort());
     // Each replica sends its costs with its settlements, every 25 ms: the last ones are waited for.
-    await waitFor('every replica’s costs to reach Redis', async () => (await usage(P.cost)).cost_usd.total === expected.total, 3_000, 50);
+    await waitFor(
+      'every replica’s costs and tokens to reach Redis',
+      async () => {
+        const day = await usage(P.cost);
+        return day.cost_usd.total === expected.total && day.tokens.total === tokens.total;
+      },
+      3_000,
+      50,
+    );
     for (const gateway of replicas) {
       const day = await usage(P.cost, gateway);
       expect(day).toEqual({
@@ -1202,8 +1215,8 @@ describe("the day's cost in /admin/usage, added up across three replicas", () =>
         date: today(),
         scope: 'shared',
         requests: { total: 9, users: { [users[0]]: 5, [users[1]]: 4 } },
-        // Tokens are counted against token quotas only, which this product has none of; its cost is counted all the same.
-        tokens: { total: 0, users: {} },
+        // Counted without a token quota too: the audit lines' tokens, as its cost.
+        tokens,
         cost_usd: expected,
       });
       expect(day.cost_usd.total).toBeCloseTo(dollars, 9);

@@ -19,8 +19,9 @@ import { takeDeferredAdmission, type DeferredAdmission } from './deferred-admiss
 
 /**
  * What one request holds against the day's quotas and budgets, to settle when it ends: tokens
- * (undefined when no token quota applies) and the most it may cost, in whole billionths of a dollar
- * (undefined when no budget applies).
+ * (undefined when no token quota applies: the tokens it uses are then only counted) and the most it
+ * may cost, in whole billionths of a dollar (undefined when no budget applies); and where and on
+ * which day it was counted.
  */
 export interface TokenReservation {
   readonly product: string;
@@ -157,8 +158,11 @@ export class QuotaService implements OnModuleInit {
         }
       : undefined;
     if (!ask && !budget) {
-      if (deferred) await deferred();
-      return undefined;
+      if (!deferred) return undefined;
+      // Nothing to reserve, but the tokens it uses are counted all the same (/admin/usage), where
+      // the request was: the reservation of none.
+      const { store } = await deferred();
+      return store ? this.reserved(ctx, product, user, day, store, undefined, undefined) : undefined;
     }
     let result: Awaited<ReturnType<DeferredAdmission>>;
     if (deferred) result = await deferred(ask, budget);
@@ -191,9 +195,8 @@ export class QuotaService implements OnModuleInit {
     store: StoreName,
     ask: TokenAsk | undefined,
     budget: BudgetAsk | undefined,
-  ): TokenReservation | undefined {
+  ): TokenReservation {
     const costNanoUsd = budget && budget.nanoUsd > 0 ? budget.nanoUsd : undefined;
-    if (!ask && costNanoUsd === undefined) return undefined;
     if (ask) this.hold(this.inFlight, product, user, ask.tokens);
     const reservation: TokenReservation = { product, user, day, tokens: ask?.tokens, costNanoUsd, store };
     if (costNanoUsd !== undefined) {
@@ -322,11 +325,16 @@ export class QuotaService implements OnModuleInit {
     return new GatewayError('daily_quota_exceeded', message, { retryAfterSeconds: secondsToUtcMidnight(now) });
   }
 
-  /** Settles a reservation's tokens to those really used (never throws: the answer is already sent). */
+  /**
+   * Settles a reservation's tokens to those really used, or, where no token quota applies (none
+   * reserved), adds them to the day's token counts, which `/admin/usage` reports for every product.
+   * Never throws: the answer is already sent.
+   */
   settle(reservation: TokenReservation | undefined, used: number): void {
-    const reserved = reservation?.tokens;
-    if (!reservation || reserved === undefined) return;
-    this.hold(this.inFlight, reservation.product, reservation.user, -reserved);
+    if (!reservation) return;
+    const reserved = reservation.tokens ?? 0;
+    if (reservation.tokens !== undefined) this.hold(this.inFlight, reservation.product, reservation.user, -reserved);
+    else if (used === 0) return;
     this.counters
       .settleTokens(reservation.product, reservation.user, used - reserved, reservation.day, reservation.store, reserved)
       .catch((error: unknown) => {

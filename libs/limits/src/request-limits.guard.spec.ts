@@ -56,6 +56,9 @@ const POLICY = {
   prices: { 'gpt-4o-mini': { input: 0.15, output: 0.6 }, 'claude-*': { input: 3, output: 15 } },
 };
 
+/** An admission that reserved nothing (no token quota; no budget, or no estimate to price): its tokens are only counted. */
+const NOTHING_RESERVED = { tokens: undefined, costNanoUsd: undefined };
+
 /** The models a request may be answered by: priced. */
 const MODELS = ['gpt-4o-mini'];
 
@@ -554,9 +557,27 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     const h = await harness(counters);
     const r = request('daily', 'di', 'chat');
     await h.guard.canActivate(r.context);
-    await expect(h.quota.admit(r.ctx, 'daily', 'di', undefined, MODELS)).resolves.toBeUndefined();
+    await expect(h.quota.admit(r.ctx, 'daily', 'di', undefined, MODELS)).resolves.toMatchObject(NOTHING_RESERVED);
     expect(calls).toEqual([[2, undefined]]);
     expect(r.ctx.releaseDailyCount).toBeInstanceOf(Function);
+  });
+
+  it("counts the tokens of a request under no token quota in the day's usage, on settlement, without holding any", async () => {
+    const h = await harness();
+    const day = utcDay(Date.now());
+    const r = request('daily', 'dot', 'chat');
+    await h.guard.canActivate(r.context);
+    const reservation = await h.quota.admit(r.ctx, 'daily', 'dot', undefined, MODELS);
+    expect((await h.counters.usage('daily', day)).tokens).toEqual({ total: 0, users: {} });
+    h.quota.settle(reservation, 42);
+    await flush();
+    expect((await h.counters.usage('daily', day)).tokens).toEqual({ total: 42, users: { dot: 42 } });
+    // A request that used nothing adds nobody.
+    const idle = request('daily', 'nil', 'chat');
+    await h.guard.canActivate(idle.context);
+    h.quota.settle(await h.quota.admit(idle.ctx, 'daily', 'nil', undefined, MODELS), 0);
+    await flush();
+    expect((await h.counters.usage('daily', day)).tokens).toEqual({ total: 42, users: { dot: 42 } });
   });
 
   it('counts a request that never reaches admit (refused on the way: invalid body, policy) in no limit', async () => {
@@ -639,7 +660,7 @@ describe('QuotaService daily cost budgets', () => {
     const first = request('budget', 'amy', 'chat');
     await h.guard.canActivate(first.context);
     // Under the budget: admitted, with no token quota (no reservation), counted in the request limits.
-    await expect(h.quota.admit(first.ctx, 'budget', 'amy', undefined, MODELS)).resolves.toBeUndefined();
+    await expect(h.quota.admit(first.ctx, 'budget', 'amy', undefined, MODELS)).resolves.toMatchObject(NOTHING_RESERVED);
     expect(Object.fromEntries(first.headers)).toEqual({ 'x-ratelimit-limit-requests': 10, 'x-ratelimit-remaining-requests': 9 });
     // What the request cost, charged once it ended: exactly the budget.
     first.ctx.chargeDailyCost?.(0.001);
@@ -673,7 +694,7 @@ describe('QuotaService daily cost budgets', () => {
     const error = await rejectionOf(h.quota.admit(undefined, 'ubudget', 'cal', undefined, MODELS));
     expect(error.code).toBe('daily_quota_exceeded');
     expect(error.message).toBe("The day's requests have reached your daily budget of $0.001; it resets at 00:00 UTC");
-    await expect(h.quota.admit(undefined, 'ubudget', 'dan', undefined, MODELS)).resolves.toBeUndefined();
+    await expect(h.quota.admit(undefined, 'ubudget', 'dan', undefined, MODELS)).resolves.toMatchObject(NOTHING_RESERVED);
     await flush();
     expect(h.blocks.find('ubudget', 'cal')).toMatchObject({ createdBy: 'auto-block' });
     expect(h.blocks.find('ubudget', 'dan')).toBeUndefined();
@@ -693,7 +714,9 @@ describe('QuotaService daily cost budgets', () => {
     expect(fallback.message).toContain("The model 'mystery-2' (a fallback of 'gpt-4o-mini') has no price");
     expect((await h.counters.usage('budget', utcDay(Date.now()))).requests.total).toBe(0);
     // Priced by prefix, every candidate: admitted.
-    await expect(h.quota.admit(undefined, 'ubudget', 'eve', undefined, ['gpt-4o-mini', 'claude-x'])).resolves.toBeUndefined();
+    await expect(h.quota.admit(undefined, 'ubudget', 'eve', undefined, ['gpt-4o-mini', 'claude-x'])).resolves.toMatchObject(
+      NOTHING_RESERVED,
+    );
     // No budget: a model without a price is served (its audit's cost_usd is null).
     await expect(h.quota.admit(undefined, 'tokens', 'eve', estimated(10), ['mystery-1'])).resolves.toBeDefined();
   });

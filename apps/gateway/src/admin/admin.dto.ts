@@ -88,7 +88,7 @@ export class UsageDto {
   @ApiProperty({
     type: DailyCountsDto,
     description:
-      'Tokens counted against the daily token quotas (a request in flight at its reservation, settled when it ends): products with daily_tokens or user_daily_tokens only',
+      "The day's tokens (tokens_in + tokens_out of its requests), counted when each request ends; under a daily token quota a request in flight counts at its reservation (its prompt estimate and max_tokens) until it is settled",
   })
   tokens!: DailyCountsDto;
   @ApiProperty({
