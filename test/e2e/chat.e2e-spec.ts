@@ -361,6 +361,37 @@ describe('chat completions through the OpenAI SDK', () => {
     expect(streamAudit.tokens_out).toBeGreaterThan(3);
   });
 
+  it('streams whole from a host that ends its stream without [DONE] once every choice finished, in one upstream call', async () => {
+    const { id, headers } = rid('no-done');
+    const { result, chatCalls } = await countingUpstream(async () => {
+      const stream = await gw.openai(demoToken).chat.completions.create(
+        {
+          model: 'gpt-4o',
+          messages: user(prompt('a host that sends no DONE [mock no_done=1 chunks=3]')),
+          stream: true,
+          stream_options: { include_usage: true },
+        },
+        { headers },
+      );
+      const chunks: ChatCompletionChunk[] = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      return chunks;
+    });
+    // The SDK raised nothing: the client's stream ended with keygate's [DONE], the answer whole.
+    expect(result.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toContain('a host that sends no DONE');
+    expect(result.some((c) => c.choices[0]?.finish_reason === 'stop')).toBe(true);
+    const last = result[result.length - 1];
+    expect(last.usage!.completion_tokens).toBeGreaterThan(0);
+    expect(chatCalls).toBe(1);
+    await expectOneAudit(gw, id, {
+      status: 200,
+      failure: null,
+      stream: true,
+      tokens_in: last.usage!.prompt_tokens,
+      tokens_out: last.usage!.completion_tokens,
+    });
+  });
+
   it('streams with include_usage: the last chunk carries the usage and no choices', async () => {
     const { id, headers } = rid('stream-usage');
     const { result, chatCalls } = await countingUpstream(async () => {

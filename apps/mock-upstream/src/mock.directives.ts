@@ -37,6 +37,8 @@ export interface MockDirectives {
   tools?: number;
   /** OpenAI: report no usage (some OpenAI-compatible hosts do not), streamed or not. */
   noUsage?: boolean;
+  /** OpenAI chat streams: end the stream after its last chunk without `data: [DONE]` (as some OpenAI-compatible hosts do). */
+  noDone?: boolean;
   /** Anthropic and Gemini: write every count of the usage as a string (`"12"`), as a careless compatible host might, streamed or not. */
   badUsage?: boolean;
   /** OpenAI Responses: the in-stream failure of `error_event_after` is a `response.failed` event, not an `error` event. */
@@ -110,6 +112,7 @@ const HEADER_KEYS: ReadonlyArray<readonly [string, string, string]> = [
   'finish',
   'tool',
   'no_usage',
+  'no_done',
   'bad_usage',
   'failed',
   'redacted_thinking',
@@ -137,6 +140,9 @@ function apply(target: MockDirectives, rawKey: string, value: string): void {
       return;
     case 'no_usage':
       target.noUsage = value === '1' || value.toLowerCase() === 'true';
+      return;
+    case 'no_done':
+      target.noDone = value === '1' || value.toLowerCase() === 'true';
       return;
     case 'bad_usage':
       target.badUsage = value === '1' || value.toLowerCase() === 'true';

@@ -72,6 +72,14 @@ describe('OpenAI wire format', () => {
       expect(text).not.toContain('"usage"');
     });
 
+    it('ends a stream after its finish chunk and usage without [DONE] with no_done', async () => {
+      const res = await chat({ stream: true, stream_options: { include_usage: true }, messages: [user('hi [mock no_done=1 chunks=2]')] });
+      const text = await res.text();
+      expect(text).not.toContain('[DONE]');
+      expect(text).toContain('"finish_reason":"stop"');
+      expect(text.trimEnd().split('\n\n').pop()).toContain('"usage":{"prompt_tokens"');
+    });
+
     it('streams chat.completion.chunk events: role chunk, content, finish chunk, [DONE]; no usage key', async () => {
       const res = await chat({ stream: true, messages: [user('hi there')] });
       expect(res.status).toBe(200);

@@ -339,7 +339,20 @@ class OpenAIHandler implements ProviderHandler {
       const includeUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true && !ex.directives.noUsage;
       return sendStream(
         ex,
-        streamPlan({ id, created, model, includeUsage, text, plan, toolCalls, finish, usage, chunks: ex.directives.chunks, headers }),
+        streamPlan({
+          id,
+          created,
+          model,
+          includeUsage,
+          text,
+          plan,
+          toolCalls,
+          finish,
+          usage,
+          chunks: ex.directives.chunks,
+          headers,
+          done: !ex.directives.noDone,
+        }),
       );
     }
 
@@ -388,6 +401,8 @@ interface ChatStreamInput {
   usage: ChatUsage;
   chunks: number | undefined;
   headers: OutgoingHttpHeaders;
+  /** Whether the stream ends with `data: [DONE]` (OpenAI's does; some compatible hosts' do not). */
+  done: boolean;
 }
 
 /**
@@ -448,7 +463,7 @@ function streamPlan(s: ChatStreamInput): StreamPlan {
     };
     tail += `data: ${JSON.stringify(usageChunk)}\n\n`;
   }
-  tail += 'data: [DONE]\n\n';
+  if (s.done) tail += 'data: [DONE]\n\n';
 
   const errorBody = errorFor(500).body;
   return {

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { generatedText, OpenAiAdapter, withoutUsage, type OpenAiChunk } from './openai.adapter';
 import { testUpstreamClient } from './testing/upstream-client';
 import type { UpstreamClient } from './upstream.client';
+import { UpstreamError } from './upstream.error';
 import type { ProviderAccess } from '@keygate/secrets';
 import { startMock, type RunningMock } from '../../../apps/mock-upstream/src/mock.testing';
 
@@ -209,4 +210,101 @@ describe('OpenAiAdapter Responses API against the mock upstream: a stored respon
   function adapter(): OpenAiAdapter {
     return new OpenAiAdapter(client);
   }
+});
+
+describe('OpenAiAdapter streaming from an OpenAI-compatible host that ends its stream without [DONE]', () => {
+  // A real HTTP server on 127.0.0.1 whose body is the request's `x-body` case: the stream ends
+  // (the body closes cleanly) with no `data: [DONE]`.
+  const chunk = (choices: Array<[number, Record<string, unknown>, string | null]>): string =>
+    `data: ${JSON.stringify({
+      id: 'chatcmpl-nodone',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model: 'local-model',
+      choices: choices.map(([index, delta, finish]) => ({ index, delta, finish_reason: finish })),
+    })}\n\n`;
+  const usage = `data: ${JSON.stringify({ id: 'chatcmpl-nodone', choices: [], usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 } })}\n\n`;
+  const bodies: Record<string, string> = {
+    finished: chunk([[0, { role: 'assistant', content: '' }, null]]) + chunk([[0, { content: 'Hi' }, null]]) + chunk([[0, {}, 'stop']]),
+    'finished-with-usage': chunk([[0, { content: 'Hi' }, null]]) + chunk([[0, {}, 'length']]) + usage,
+    unfinished: chunk([[0, { role: 'assistant', content: '' }, null]]) + chunk([[0, { content: 'Hi' }, null]]),
+    'one-of-two-finished':
+      chunk([
+        [0, { content: 'a' }, null],
+        [1, { content: 'b' }, null],
+      ]) + chunk([[0, {}, 'stop']]),
+    'two-of-two-finished':
+      chunk([
+        [0, { content: 'a' }, null],
+        [1, { content: 'b' }, null],
+      ]) +
+      chunk([
+        [0, {}, 'stop'],
+        [1, {}, 'stop'],
+      ]),
+  };
+  let server: Server;
+  let client: UpstreamClient;
+  let baseUrl = '';
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' }).end(bodies[String(req.headers['x-body'])]);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    client = testUpstreamClient();
+  });
+
+  afterAll(async () => {
+    await client.onApplicationShutdown();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  /** The events of one stream of `bodies[name]`, or the error that ended it. */
+  async function read(name: string, n?: number): Promise<{ texts: string[]; usage?: unknown; error?: unknown }> {
+    // The test server picks its body from a header the adapter never sends: a client of its own adds it.
+    const withCase: UpstreamClient = Object.assign(Object.create(client) as UpstreamClient, {
+      send: (request: Parameters<UpstreamClient['send']>[0]) =>
+        client.send({ ...request, headers: { ...request.headers, 'x-body': name } }),
+    });
+    const stream = await new OpenAiAdapter(withCase).chatStream({
+      body: { model: 'local-model', messages: [{ role: 'user', content: 'Hi' }], stream: true, ...(n ? { n } : {}) },
+      access: { provider: 'openai', apiKey: 'sk-local', baseUrl, models: ['local-model'] },
+      signal: new AbortController().signal,
+      clientWantsUsage: false,
+    });
+    const texts: string[] = [];
+    let usage: unknown;
+    try {
+      for await (const event of stream.events) {
+        if (event.text !== undefined) texts.push(event.text);
+        if (event.usage) usage = event.usage;
+      }
+    } catch (error) {
+      return { texts, usage, error };
+    }
+    return { texts, usage };
+  }
+
+  it('ends normally when every choice has its finish_reason, with or without usage', async () => {
+    expect(await read('finished')).toEqual({ texts: ['Hi'], usage: undefined });
+    expect(await read('finished-with-usage')).toEqual({
+      texts: ['Hi'],
+      usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+    });
+    expect(await read('two-of-two-finished', 2)).toEqual({ texts: ['ab'], usage: undefined });
+  });
+
+  it('is a lost connection when a choice never finished (a cut stream)', async () => {
+    for (const [name, n] of [
+      ['unfinished', undefined],
+      ['one-of-two-finished', 2],
+    ] as const) {
+      const { error } = await read(name, n);
+      expect(error).toBeInstanceOf(UpstreamError);
+      expect(error).toMatchObject({ kind: 'connection_lost', message: 'stream ended without [DONE]' });
+    }
+  });
 });

@@ -24,7 +24,7 @@ import {
 import { openAiStreamFailure, UpstreamError } from './upstream.error';
 
 export interface OpenAiChunk {
-  choices?: Array<{ delta?: { content?: unknown; tool_calls?: unknown } }>;
+  choices?: Array<{ index?: unknown; delta?: { content?: unknown; tool_calls?: unknown }; finish_reason?: unknown }>;
   usage?: Usage | null;
   error?: Record<string, unknown>;
 }
@@ -58,7 +58,7 @@ export class OpenAiAdapter implements ProviderAdapter {
       stream_options: { ...(call.body.stream_options ?? {}), include_usage: true },
     };
     const res = await this.post(call, body, 'text/event-stream');
-    return { events: this.events(res, call.clientWantsUsage) };
+    return { events: this.events(res, call.clientWantsUsage, typeof call.body.n === 'number' ? call.body.n : 1) };
   }
 
   async embeddings(call: ProviderCall<EmbeddingsRequest>): Promise<EmbeddingsResult> {
@@ -162,9 +162,17 @@ export class OpenAiAdapter implements ProviderAdapter {
    * Re-emits the upstream's chunks. When the client did not ask for usage, the usage chunk is
    * dropped and the `"usage": null` OpenAI adds to every other chunk is removed, so the client's
    * stream is byte-for-byte what OpenAI would have sent it.
+   *
+   * A stream ends at `[DONE]`. Some OpenAI-compatible hosts (llama.cpp's server, for one, in some
+   * versions) close the body after their last chunk without it: a stream that ends that way after
+   * each of its `choices` choices (`n`) has its `finish_reason` is whole, and ends as if `[DONE]` had
+   * come (usage it did not report is estimated, as for any host that reports none). Without a
+   * finish for every choice it was cut: an upstream failure.
    */
-  private async *events(res: UpstreamResponse, clientWantsUsage: boolean): AsyncGenerator<StreamEvent> {
+  private async *events(res: UpstreamResponse, clientWantsUsage: boolean, choices: number): AsyncGenerator<StreamEvent> {
     let done = false;
+    // The indexes of the choices the host has finished (a non-null `finish_reason`).
+    let finished: Set<unknown> | undefined;
     for await (const event of sseEvents(res, this.name, { isLast: isDone })) {
       if (isDone(event)) {
         done = true;
@@ -172,6 +180,9 @@ export class OpenAiAdapter implements ProviderAdapter {
       }
       const chunk = parseUpstreamObject<OpenAiChunk>(event.data, this.name, 'stream chunk');
       if (chunk.error) throw openAiStreamFailure(this.name, chunk.error, 'error event');
+      for (const choice of chunk.choices ?? []) {
+        if (choice?.finish_reason != null) (finished ??= new Set()).add(choice.index ?? 0);
+      }
       const usage = chunk.usage ?? undefined;
       const text = generatedText(chunk);
       // An event sent over several `data:` lines (valid SSE; pretty-printed JSON from some
@@ -185,7 +196,7 @@ export class OpenAiAdapter implements ProviderAdapter {
         yield { data: withoutUsage(data, chunk), usage, text };
       }
     }
-    if (!done) throw new UpstreamError('connection_lost', this.name, 'stream ended without [DONE]');
+    if (!done && (finished?.size ?? 0) < choices) throw new UpstreamError('connection_lost', this.name, 'stream ended without [DONE]');
   }
 }
 
