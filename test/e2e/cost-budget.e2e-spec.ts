@@ -43,6 +43,8 @@ const P = {
   race: `bud-race-${RUN}`,
   /** `daily_cost_usd: ONE_ESTIMATE_BUDGET_USD`: room for one request's estimate at a time. */
   failing: `bud-failing-${RUN}`,
+  /** `daily_cost_usd: CACHE_BUDGET_USD`, Claude on the mock at a cache-write price above its input price. */
+  cache: `bud-cache-${RUN}`,
   /** No budget: admin calls. */
   ops: `bud-ops-${RUN}`,
 } as const;
@@ -54,11 +56,18 @@ const BUDGET_USD = 0.2;
 const MAX_TOKENS = 50;
 const RACE_BUDGET_USD = 0.3;
 const ONE_ESTIMATE_BUDGET_USD = 0.1;
+const CLAUDE = 'claude-sonnet-4-5';
+/**
+ * A ~400-token prompt and the 50-token cap at CLAUDE's prices: ~$0.45 at `input`, ~$0.55 as a
+ * 5-minute cache write, ~$0.85 as an hour-long one. The budget holds the first two, never the third.
+ */
+const CACHE_BUDGET_USD = 0.7;
 
 function policy(): string {
   return [
     'prices:',
     `  ${MODEL}: {input: 1000, output: 1000}`,
+    `  ${CLAUDE}: {input: 1000, cache_write: 1250, cache_write_1h: 2000, output: 1000}`,
     'defaults:',
     '  limits: {requests_per_second: 0, user_requests_per_second: 0, daily_requests: 0, user_daily_requests: 0, daily_tokens: 0, user_daily_tokens: 0}',
     `  policy: {max_tokens: ${MAX_TOKENS}}`,
@@ -80,6 +89,8 @@ function policy(): string {
     `    limits: {daily_cost_usd: ${RACE_BUDGET_USD}}`,
     `  ${P.failing}:`,
     `    limits: {daily_cost_usd: ${ONE_ESTIMATE_BUDGET_USD}}`,
+    `  ${P.cache}:`,
+    `    limits: {daily_cost_usd: ${CACHE_BUDGET_USD}}`,
     '',
   ].join('\n');
 }
@@ -93,6 +104,7 @@ beforeAll(async () => {
   const products: Record<string, unknown> = {};
   for (const name of Object.values(P))
     products[name] = { providers: { openai: { api_key: `sk-mock-${name}`, models: [MODEL, UNPRICED_MODEL], base_url: `${mock.url}/v1` } } };
+  products[P.cache] = { providers: { anthropic: { api_key: `sk-ant-mock-${P.cache}`, models: [CLAUDE], base_url: mock.url } } };
   const policyFile = writeTempFile('budget-policy.yaml', policy());
   replicas = await Promise.all(
     [1, 2, 3].map(() =>
@@ -399,5 +411,33 @@ describe('cost reserved ahead: the most each request may cost is held against th
     // Four failed calls and one answered reached the upstream; the day cost the one answer alone.
     expect(await upstreamTotal()).toBe(before + 5);
     await waitFor('the settlement', async () => (await costOf(P.failing, replicas[0])).total === record.cost_usd, 5_000, 20);
+  });
+});
+
+describe('a budget and the prompt cache (Anthropic bills cache writes above input)', () => {
+  /** A Messages request of ~400 prompt tokens whose last block asks for a cache write of `ttl` (none: no cache_control). */
+  function messages(ttl: '5m' | '1h' | null): Promise<Answer> {
+    const block: Record<string, unknown> = { type: 'text', text: `${'word '.repeat(400)}[mock answer_chars=8]` };
+    if (ttl) block.cache_control = { type: 'ephemeral', ttl };
+    return send(replicas[0], '/v1/messages', {
+      id: uniqueId('budget-cache'),
+      token: mintToken({ product: P.cache, sub: 'flo' }),
+      body: { model: CLAUDE, max_tokens: MAX_TOKENS, messages: [{ role: 'user', content: [block] }] },
+    });
+  }
+
+  it("reserves a prompt that asks for an hour-long cache write at that write price: over the whole budget, refused before any upstream call; a 5-minute write's fits", async () => {
+    const before = await upstreamTotal();
+    const refused = await messages('1h');
+    expect(refused.status).toBe(429);
+    expect(refused.json).toMatchObject({ type: 'error', error: { type: 'rate_limit_error' } });
+    expect(refused.text).toContain(`whole daily budget of $${CACHE_BUDGET_USD}: it can never be served`);
+    await expectOneAudit(replicas[0], refused.id, { status: 429, failure: 'quota', product: P.cache, tokens_in: null });
+    expect(await upstreamTotal()).toBe(before);
+
+    const served = await messages('5m');
+    expect(served.status).toBe(200);
+    await expectOneAudit(replicas[0], served.id, { status: 200, failure: null, product: P.cache, model: CLAUDE });
+    expect(await upstreamTotal()).toBe(before + 1);
   });
 });

@@ -121,6 +121,14 @@ describe('the most a request may cost (maxCostNanoUsd)', () => {
     expect(maxCostNanoUsd({ prompt: 0, completion: 0 }, [claude])).toBe(0);
   });
 
+  it('prices the prompt of a request that writes to the prompt cache at the write rate the request asks for, where that is higher', () => {
+    expect(maxCostNanoUsd({ prompt: 1_000, completion: 500, promptCacheWrite: '5m' }, [claude])).toBe(1_000 * 3_750 + 500 * 15_000);
+    expect(maxCostNanoUsd({ prompt: 1_000, completion: 500, promptCacheWrite: '1h' }, [claude])).toBe(1_000 * 6_000 + 500 * 15_000);
+    // Another model's higher input rate still wins over a lower write rate.
+    expect(maxCostNanoUsd({ prompt: 1_000, completion: 0, promptCacheWrite: '1h' }, [claude, odd])).toBe(1_000 * 6_000);
+    expect(maxCostNanoUsd({ prompt: 1_000, completion: 0, promptCacheWrite: '5m' }, [mini, odd])).toBe(1_000 * 5_000);
+  });
+
   it('rounds up to whole billionths, and not for float noise', () => {
     const tiny = { ...mini, input: 0.0001, output: 0.0007 };
     // 0.1 and 0.7 billionths: 1 each, never 0 (the audit would round 0.7 to 1).

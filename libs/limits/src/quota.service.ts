@@ -40,21 +40,28 @@ export interface TokenReservation {
 export interface TokenEstimate {
   prompt: number;
   completion: number;
+  /**
+   * The longest prompt-cache write the request asks for (Anthropic's `cache_control`, 5 minutes
+   * unless its `ttl` says `1h`): its prompt may be billed at that write rate, above `input`.
+   */
+  promptCacheWrite?: '5m' | '1h';
 }
 
 /**
  * The most a request of `estimate` tokens may cost when any of `prices` (those of the models that may
- * answer it) applies: the prompt at the highest input rate, the completion at the highest output
- * rate, in whole billionths of a dollar rounded up (so it is never below the audit's own rounding
- * of the same tokens). Cache reads are priced below input; cache writes (Anthropic's) may be priced
- * above it, and are counted at the input rate here, as the prompt's tokens are.
+ * answer it) applies: the prompt at the highest input rate (the highest cache-write rate instead
+ * where that is higher and the request writes to the prompt cache: Anthropic bills those writes
+ * 1.25× to 2× `input`), the completion at the highest output rate, in whole billionths of a
+ * dollar rounded up (so it is never below the audit's own rounding of the same tokens). Cache
+ * reads are priced below input, so a prompt read from the cache costs less than its estimate.
  */
 export function maxCostNanoUsd(estimate: TokenEstimate, prices: ReadonlyArray<ModelPrice | undefined>): number {
   let input = 0;
   let output = 0;
   for (const price of prices) {
     if (!price) continue;
-    input = Math.max(input, price.input);
+    const write = estimate.promptCacheWrite === '1h' ? price.cacheWrite1h : estimate.promptCacheWrite === '5m' ? price.cacheWrite : 0;
+    input = Math.max(input, price.input, write);
     output = Math.max(output, price.output);
   }
   // Dollars per million tokens: a token at rate r costs r × 1000 billionths. Float noise (1000 ×

@@ -3,6 +3,7 @@ import {
   estimateEmbedContentTokens,
   estimateGenerateContentPromptTokens,
   estimateMessagesPromptTokens,
+  promptCacheWrite,
   estimatePromptTokens,
   type MergeableRanks,
   NON_TEXT_PART_TOKENS,
@@ -213,6 +214,35 @@ describe('estimateMessagesPromptTokens', () => {
     expect(estimateMessagesPromptTokens({ system: 'Be brief.', messages: [{ role: 'user', content: question }, 'junk'] })).toBe(
       3 + countTokens('Be brief.') + 3 + countTokens(question) + 3,
     );
+  });
+});
+
+describe('promptCacheWrite', () => {
+  const text = (t: string, cache?: Record<string, unknown>) => ({ type: 'text', text: t, ...(cache ? { cache_control: cache } : {}) });
+
+  it('is undefined for a request that asks for no cache write', () => {
+    expect(promptCacheWrite({ system: 'Be brief.', messages: [{ role: 'user', content: [text('hi')] }] })).toBeUndefined();
+    // A text that merely names the field is no cache write.
+    expect(promptCacheWrite({ messages: [{ role: 'user', content: 'set "cache_control": {"ttl": "1h"}' }] })).toBeUndefined();
+  });
+
+  it('is 5m for an ephemeral cache_control anywhere: system, tools, a message block, a nested tool result, the request itself', () => {
+    const ephemeral = { type: 'ephemeral' };
+    expect(promptCacheWrite({ system: [text('Be brief.', ephemeral)], messages: [] })).toBe('5m');
+    expect(promptCacheWrite({ tools: [{ name: 'f', input_schema: { type: 'object' }, cache_control: ephemeral }], messages: [] })).toBe(
+      '5m',
+    );
+    expect(promptCacheWrite({ messages: [{ role: 'user', content: [text('a'), text('b', { type: 'ephemeral', ttl: '5m' })] }] })).toBe(
+      '5m',
+    );
+    const toolResult = { type: 'tool_result', tool_use_id: 't1', content: [text('42', ephemeral)] };
+    expect(promptCacheWrite({ messages: [{ role: 'user', content: [toolResult] }] })).toBe('5m');
+    expect(promptCacheWrite({ cache_control: ephemeral, messages: [] } as Record<string, unknown>)).toBe('5m');
+  });
+
+  it('is 1h when any cache_control asks for an hour, whatever else asks for 5 minutes', () => {
+    const messages = [{ role: 'user', content: [text('a', { type: 'ephemeral' }), text('b', { type: 'ephemeral', ttl: '1h' })] }];
+    expect(promptCacheWrite({ system: [text('s', { type: 'ephemeral' })], messages })).toBe('1h');
   });
 });
 

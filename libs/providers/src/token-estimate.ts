@@ -198,6 +198,36 @@ export function estimateMessagesPromptTokens(request: { system?: unknown; messag
 }
 
 /**
+ * The longest prompt-cache write an Anthropic Messages request asks for: `1h` when a `cache_control`
+ * anywhere in it (the request's own, the system prompt's, a tool's, a message block's, however
+ * deeply nested) says `"ttl": "1h"`, else `5m` when there is one, else undefined. Anthropic bills the
+ * tokens such a request writes to the cache above `input`, so a cost budget reserves its prompt at
+ * that rate.
+ */
+export function promptCacheWrite(request: { system?: unknown; messages?: unknown; tools?: unknown }): '5m' | '1h' | undefined {
+  let found: '5m' | '1h' | undefined;
+  // Iterative, so no nesting depth can overflow the stack; strings and numbers are never entered.
+  const pending: unknown[] = [request];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (Array.isArray(value)) {
+      for (const item of value) if (typeof item === 'object' && item !== null) pending.push(item);
+      continue;
+    }
+    if (!isObject(value)) continue;
+    for (const key in value) {
+      const item = value[key];
+      if (typeof item !== 'object' || item === null) continue;
+      if (key === 'cache_control' && !Array.isArray(item)) {
+        if ((item as Record<string, unknown>).ttl === '1h') return '1h';
+        found = '5m';
+      } else pending.push(item);
+    }
+  }
+  return found;
+}
+
+/**
  * Estimates a Gemini `generateContent` request's prompt tokens (keygate's `/v1beta` routes): the
  * text of every part (an inline `text/*` file's included) plus a per-turn framing, function calls
  * and responses as their JSON, the system instruction and tool declarations, and a flat

@@ -3,7 +3,7 @@ import type { Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyAnthropicCaller, refuseBetas } from '@keygate/policy';
-import { AnthropicAdapter, estimateMessagesPromptTokens, type MessagesPassthrough } from '@keygate/providers';
+import { AnthropicAdapter, estimateMessagesPromptTokens, promptCacheWrite, type MessagesPassthrough } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
@@ -101,7 +101,7 @@ export class MessagesService {
           const call: MessagesPassthrough = { body: attemptBody, access, signal: ctx.abort.signal, ...client };
           return ctx.stream ? this.anthropic.messagesStream(call) : this.anthropic.messages(call);
         },
-        reserve: () => ({ prompt: estimateMessagesPromptTokens(body), completion: cap }),
+        reserve: () => ({ prompt: estimateMessagesPromptTokens(body), completion: cap, promptCacheWrite: promptCacheWrite(body) }),
         promptTokens: () => estimateMessagesPromptTokens(body),
         answerText: (answer) => answer.text,
         dialect: ANTHROPIC_STREAM,
