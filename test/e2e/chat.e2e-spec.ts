@@ -200,6 +200,21 @@ function rid(label: string): { headers: Record<string, string>; id: string } {
 // the happy paths
 // ---------------------------------------------------------------------------------------------
 
+/** A gpt-4o stream of `text` with include_usage, read whole through the SDK, and the chat calls the mock took for it. */
+function streamWithUsage(text: string, headers: Record<string, string>): Promise<{ result: ChatCompletionChunk[]; chatCalls: number }> {
+  return countingUpstream(async () => {
+    const stream = await gw
+      .openai(demoToken)
+      .chat.completions.create(
+        { model: 'gpt-4o', messages: user(text), stream: true, stream_options: { include_usage: true } },
+        { headers },
+      );
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    return chunks;
+  });
+}
+
 describe('chat completions through the OpenAI SDK', () => {
   it('answers a plain completion with the mock content and usage, and audits the same token counts', async () => {
     const { id, headers } = rid('plain');
@@ -363,20 +378,7 @@ describe('chat completions through the OpenAI SDK', () => {
 
   it('streams whole from a host that ends its stream without [DONE] once every choice finished, in one upstream call', async () => {
     const { id, headers } = rid('no-done');
-    const { result, chatCalls } = await countingUpstream(async () => {
-      const stream = await gw.openai(demoToken).chat.completions.create(
-        {
-          model: 'gpt-4o',
-          messages: user(prompt('a host that sends no DONE [mock no_done=1 chunks=3]')),
-          stream: true,
-          stream_options: { include_usage: true },
-        },
-        { headers },
-      );
-      const chunks: ChatCompletionChunk[] = [];
-      for await (const chunk of stream) chunks.push(chunk);
-      return chunks;
-    });
+    const { result, chatCalls } = await streamWithUsage(prompt('a host that sends no DONE [mock no_done=1 chunks=3]'), headers);
     // The SDK raised nothing: the client's stream ended with keygate's [DONE], the answer whole.
     expect(result.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toContain('a host that sends no DONE');
     expect(result.some((c) => c.choices[0]?.finish_reason === 'stop')).toBe(true);
@@ -394,17 +396,7 @@ describe('chat completions through the OpenAI SDK', () => {
 
   it('streams with include_usage: the last chunk carries the usage and no choices', async () => {
     const { id, headers } = rid('stream-usage');
-    const { result, chatCalls } = await countingUpstream(async () => {
-      const stream = await gw
-        .openai(demoToken)
-        .chat.completions.create(
-          { model: 'gpt-4o', messages: user(prompt('stream with usage')), stream: true, stream_options: { include_usage: true } },
-          { headers },
-        );
-      const chunks: ChatCompletionChunk[] = [];
-      for await (const chunk of stream) chunks.push(chunk);
-      return chunks;
-    });
+    const { result, chatCalls } = await streamWithUsage(prompt('stream with usage'), headers);
 
     const last = result[result.length - 1];
     expect(last.choices).toEqual([]);

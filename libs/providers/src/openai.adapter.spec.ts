@@ -12,6 +12,31 @@ import { startMock, type RunningMock } from '../../../apps/mock-upstream/src/moc
 
 const strip = (data: string): string => withoutUsage(data, JSON.parse(data) as OpenAiChunk);
 
+/**
+ * A real HTTP server on 127.0.0.1 standing in for an OpenAI-compatible host, started and stopped
+ * with the enclosing describe: each request is answered 200 with the SSE body `bodyFor` gives for
+ * its path. `baseUrl(prefix)` is the host's `/v1` under that path prefix.
+ */
+function compatibleHost(bodyFor: (path: string) => string | undefined): { client(): UpstreamClient; baseUrl(prefix?: string): string } {
+  let server: Server;
+  let client: UpstreamClient;
+  let origin = '';
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' }).end(bodyFor(req.url ?? '/'));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    client = testUpstreamClient();
+  });
+  afterAll(async () => {
+    await client.onApplicationShutdown();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { client: () => client, baseUrl: (prefix = '') => `${origin}${prefix}/v1` };
+}
+
 describe('withoutUsage', () => {
   it("cuts OpenAI's trailing usage:null and leaves every other byte as sent", () => {
     const data = '{"id":"c1","choices":[{"index":0,"delta":{"content":"caf\\u00e9 ,\\"usage\\":null}"}}],"usage":null}';
@@ -64,30 +89,13 @@ describe('OpenAiAdapter streaming from an OpenAI-compatible host that splits eve
         .join(''),
     )
     .join('\r\n')}\r\ndata: [DONE]\r\n\r\n`;
-  let server: Server;
-  let client: UpstreamClient;
-  let baseUrl = '';
-
-  beforeAll(async () => {
-    server = createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' }).end(body);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-    client = testUpstreamClient();
-  });
-
-  afterAll(async () => {
-    await client.onApplicationShutdown();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  const host = compatibleHost(() => body);
 
   it('re-sends each event as one data line of compact JSON, content unchanged', async () => {
-    const adapter = new OpenAiAdapter(client);
+    const adapter = new OpenAiAdapter(host.client());
     const stream = await adapter.chatStream({
       body: { model: 'local-model', messages: [{ role: 'user', content: 'Hi' }], stream: true },
-      access: { provider: 'openai', apiKey: 'sk-local', baseUrl, models: ['local-model'] },
+      access: { provider: 'openai', apiKey: 'sk-local', baseUrl: host.baseUrl(), models: ['local-model'] },
       signal: new AbortController().signal,
       clientWantsUsage: false,
     });
@@ -213,8 +221,7 @@ describe('OpenAiAdapter Responses API against the mock upstream: a stored respon
 });
 
 describe('OpenAiAdapter streaming from an OpenAI-compatible host that ends its stream without [DONE]', () => {
-  // A real HTTP server on 127.0.0.1 whose body is the request's `x-body` case: the stream ends
-  // (the body closes cleanly) with no `data: [DONE]`.
+  // Each case's stream ends (the body closes cleanly) with no `data: [DONE]`.
   const chunk = (choices: Array<[number, Record<string, unknown>, string | null]>): string =>
     `data: ${JSON.stringify({
       id: 'chatcmpl-nodone',
@@ -243,35 +250,14 @@ describe('OpenAiAdapter streaming from an OpenAI-compatible host that ends its s
         [1, {}, 'stop'],
       ]),
   };
-  let server: Server;
-  let client: UpstreamClient;
-  let baseUrl = '';
-
-  beforeAll(async () => {
-    server = createServer((req, res) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream' }).end(bodies[String(req.headers['x-body'])]);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-    client = testUpstreamClient();
-  });
-
-  afterAll(async () => {
-    await client.onApplicationShutdown();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  // The body is picked by the first segment of the request's path (the case's base URL).
+  const host = compatibleHost((path) => bodies[path.split('/')[1]]);
 
   /** The events of one stream of `bodies[name]`, or the error that ended it. */
   async function read(name: string, n?: number): Promise<{ texts: string[]; usage?: unknown; error?: unknown }> {
-    // The test server picks its body from a header the adapter never sends: a client of its own adds it.
-    const withCase: UpstreamClient = Object.assign(Object.create(client) as UpstreamClient, {
-      send: (request: Parameters<UpstreamClient['send']>[0]) =>
-        client.send({ ...request, headers: { ...request.headers, 'x-body': name } }),
-    });
-    const stream = await new OpenAiAdapter(withCase).chatStream({
+    const stream = await new OpenAiAdapter(host.client()).chatStream({
       body: { model: 'local-model', messages: [{ role: 'user', content: 'Hi' }], stream: true, ...(n ? { n } : {}) },
-      access: { provider: 'openai', apiKey: 'sk-local', baseUrl, models: ['local-model'] },
+      access: { provider: 'openai', apiKey: 'sk-local', baseUrl: host.baseUrl(`/${name}`), models: ['local-model'] },
       signal: new AbortController().signal,
       clientWantsUsage: false,
     });
