@@ -38,6 +38,16 @@ describe('UpstreamError.toGatewayError', () => {
   });
 });
 
+describe('a stream stalled before its first content', () => {
+  it('is retried, unlike an idle timeout, and answered like one: 504 upstream_timeout, a timeout', () => {
+    const stalled = new UpstreamError('stalled', 'openai', 'no data in time');
+    expect([stalled.retryable, new UpstreamError('idle_timeout', 'openai', 'no data in time').retryable]).toEqual([true, false]);
+    const error = stalled.toGatewayError();
+    expect(error).toMatchObject({ code: 'upstream_timeout', status: 504 });
+    expect(error.spec.failure).toBe('timeout');
+  });
+});
+
 describe('openAiStreamFailure', () => {
   it.each([
     ['a server_error type with no code', { type: 'server_error', code: null, message: 'boom' }, 500],

@@ -16,6 +16,12 @@ export type UpstreamFailureKind =
    * content first; a whole answer is read before it is sent).
    */
   | 'connection_lost'
+  /**
+   * A stream that went silent for the idle timeout before its first content. Retryable, unlike
+   * `idle_timeout`: keygate holds a stream's events back until its first content, so the client has
+   * had none of them yet (at most the HTTP head, once the priming time is up).
+   */
+  | 'stalled'
   /** The upstream answered, but its model failed to generate a usable answer (a 5xx `status`: retryable). */
   | 'generation'
   /**
@@ -57,6 +63,7 @@ export class UpstreamError extends Error {
       this.kind === 'connect' ||
       this.kind === 'connect_timeout' ||
       this.kind === 'connection_lost' ||
+      this.kind === 'stalled' ||
       ((this.kind === 'http' || this.kind === 'stream_error' || this.kind === 'generation') &&
         (this.status === 429 || (this.status ?? 0) >= 500))
     );
@@ -82,6 +89,8 @@ export class UpstreamError extends Error {
         return ['upstream_timeout', `${who} did not answer in time`];
       case 'idle_timeout':
         return ['upstream_timeout', `${who} stopped sending data`];
+      case 'stalled':
+        return ['upstream_timeout', `${who} stopped sending data before its answer began`];
       case 'total_timeout':
         return ['upstream_timeout', `${who} took longer than the total timeout`];
       case 'connect':
