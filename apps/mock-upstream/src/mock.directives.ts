@@ -27,6 +27,13 @@ export interface MockDirectives {
   answerChars?: number;
   /** Streaming: after K content chunks emit the provider's in-stream error event and end. */
   errorEventAfter?: number;
+  /**
+   * The failure directives (`status`, `stall_after`, `cut_after`, `error_event_after`) apply to the
+   * first N requests carrying the same directive text (whatever the route), and the later ones are
+   * answered as if they were not there: an upstream that fails a request and answers its retry, or
+   * fails every attempt at one model and answers the fallback.
+   */
+  failFirst?: number;
   /** Gemini: answer with a SAFETY block instead of text. */
   safety?: boolean;
   /** `length` makes the reply end with the provider's "ran out of tokens" reason. */
@@ -75,6 +82,7 @@ type IntKey =
   | 'chunks'
   | 'answerChars'
   | 'errorEventAfter'
+  | 'failFirst'
   | 'tools'
   | 'cachedTokens'
   | 'cacheWriteTokens'
@@ -93,6 +101,7 @@ const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
   ['chunks', 'chunks', 1, 10_000],
   ['answer_chars', 'answerChars', 1, 64 * 1024 * 1024],
   ['error_event_after', 'errorEventAfter', 0, 100_000],
+  ['fail_first', 'failFirst', 0, 100_000],
   ['tools', 'tools', 1, 16],
   ['cached_tokens', 'cachedTokens', 0, 10_000_000],
   ['cache_write_tokens', 'cacheWriteTokens', 0, 10_000_000],
@@ -195,6 +204,29 @@ export function parseDirectiveHeaders(headers: IncomingHttpHeaders, into: MockDi
 /** Headers first, then the body token, so the body (what the gateway forwards) wins on conflict. */
 export function resolveDirectives(headers: IncomingHttpHeaders, text: string): MockDirectives {
   return parseDirectiveText(text, parseDirectiveHeaders(headers));
+}
+
+/**
+ * Counts requests by their directive text, for `fail_first`: one per server, so servers running side
+ * by side (tests) keep their counts apart; the oldest texts are forgotten past a bound.
+ */
+export class FailureCounter {
+  private readonly seen = new Map<string, number>();
+
+  constructor(private readonly limit = 10_000) {}
+
+  /** Drops the failure directives from a request past its `fail_first` count. */
+  apply(text: string, directives: MockDirectives): void {
+    if (directives.failFirst === undefined) return;
+    const count = this.seen.get(text) ?? 0;
+    if (this.seen.size >= this.limit && !this.seen.has(text)) this.seen.delete(this.seen.keys().next().value as string);
+    this.seen.set(text, count + 1);
+    if (count < directives.failFirst) return;
+    delete directives.status;
+    delete directives.stallAfter;
+    delete directives.cutAfter;
+    delete directives.errorEventAfter;
+  }
 }
 
 /** The user's words without the control tokens, so echoes stay readable in assertions. */

@@ -284,6 +284,18 @@ describe('mock server', () => {
       );
     });
 
+    it('fail_first=N fails the first N requests with the same directive text, and answers the later ones whole', async () => {
+      const text = `x ${p.name} [mock status=503 fail_first=2]`;
+      expect((await call(p, text, false)).status).toBe(503);
+      // The same text on a stream (another route for Gemini): still counted together.
+      expect((await call(p, text, true)).status).toBe(503);
+      const res = await call(p, text, true);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain(p.completionMarker);
+      // Another text has its own count.
+      expect((await call(p, `y ${p.name} [mock status=503 fail_first=2]`, false)).status).toBe(503);
+    });
+
     it('non-streaming cut_after drops the connection with a truncated body', async () => {
       const res = await call(p, 'x [mock cut_after=0]', false);
       expect(res.status).toBe(200);

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { anthropicHandler } from './anthropic.handler';
-import { resolveDirectives } from './mock.directives';
+import { FailureCounter, resolveDirectives } from './mock.directives';
 import { Exchange, type ProviderHandler } from './mock.exchange';
 import { MockStats, type RouteName } from './mock.stats';
 import { geminiHandler } from './gemini.handler';
@@ -112,7 +112,13 @@ function sendPlainJson(res: ServerResponse, status: number, body: unknown): void
  * delay, then auth, forced status, body validity, and finally the provider's
  * answer. Auth comes after the delay so `delay_ms` also slows down rejections.
  */
-async function serve(ex: Exchange, handler: ProviderHandler, stats: MockStats, acceptAnyKey: boolean): Promise<void> {
+async function serve(
+  ex: Exchange,
+  handler: ProviderHandler,
+  stats: MockStats,
+  acceptAnyKey: boolean,
+  failures: FailureCounter,
+): Promise<void> {
   const raw = await readBody(ex.req);
   if (raw.text !== '') {
     try {
@@ -122,7 +128,9 @@ async function serve(ex: Exchange, handler: ProviderHandler, stats: MockStats, a
     }
   }
   stats.remember(ex.route, ex.req.headers, ex.bodyInvalid ? raw.text : (ex.body ?? null), ex.req.url ?? '');
-  ex.directives = resolveDirectives(ex.req.headers, ex.body === undefined ? '' : handler.directiveText(ex));
+  const text = ex.body === undefined ? '' : handler.directiveText(ex);
+  ex.directives = resolveDirectives(ex.req.headers, text);
+  failures.apply(text, ex.directives);
 
   const d = ex.directives;
   if (d.delayMs !== undefined && !(await ex.wait(d.delayMs))) return;
@@ -163,6 +171,7 @@ export function createMockServer(options: MockServerOptions = {}): Server {
   const acceptAnyKey = options.acceptAnyKey ?? false;
   // Owned by this server: tests running several mock servers keep their stored responses apart.
   const store = new ResponseStore(options.maxStoredResponses);
+  const failures = new FailureCounter();
   const handlers: ServerHandlers = {
     responses: new OpenAIResponsesHandler(store),
     storedResponses: new OpenAIStoredResponsesHandler(store),
@@ -188,7 +197,7 @@ export function createMockServer(options: MockServerOptions = {}): Server {
 
     stats.count(route.name);
     const ex = new Exchange(req, res, route.name, q === -1 ? '' : url.slice(q + 1), stats, route.param);
-    serve(ex, route.handler, stats, acceptAnyKey).catch((err: unknown) => {
+    serve(ex, route.handler, stats, acceptAnyKey, failures).catch((err: unknown) => {
       // A client that vanished mid-upload rejects readBody: nothing to answer.
       if (ex.closed) return;
       process.stderr.write(`${JSON.stringify({ message: 'mock-upstream handler failed', error: String(err) })}\n`);
