@@ -18,7 +18,7 @@ import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
 import { upstreamAttemptLog } from '../routing/attempt-log';
 import { primed } from './primed-stream';
-import { recordUsage, SseRelay, type RelayDialect } from './sse-relay';
+import { recordUsage, SseRelay, type RelayDialect, type SseStream } from './sse-relay';
 
 /** A whole (non-streamed) answer: its text for the client, and what keygate bills it. */
 export interface WholeAnswer {
@@ -55,8 +55,9 @@ export interface CompletionPlan<A extends WholeAnswer, C extends Candidate = Can
 
 /**
  * The common course of a completion, whatever the API: limits and the token reservation counted
- * together, attempts (retries and fallbacks, only before a byte has gone to the client; a stream
- * primed up to its first content), the answer (JSON or SSE), and the settlement of what was billed.
+ * together, attempts (retries and fallbacks, only before an event has gone to the client; a stream
+ * primed up to its first content, its HTTP head sent meanwhile once that takes long), the answer
+ * (JSON or SSE), and the settlement of what was billed.
  */
 @Injectable()
 export class CompletionRunner {
@@ -92,6 +93,15 @@ export class CompletionRunner {
   ): Promise<void> {
     // What the last attempt's upstream reported before its stream failed in priming (never replayed).
     let reportedBeforeFailure: Usage | undefined;
+    // The client's stream once its HTTP head is out: at the priming time, when an attempt's stream has
+    // no content yet. Its events are held back until one has, so a failure before then is still
+    // retried and falls back; the last failure then ends the stream with its error event, not JSON.
+    let opened: SseStream | undefined;
+    const open = (): SseStream => (opened ??= this.sse.open(ctx, reply, plan.dialect, plan.maxStreamSeconds));
+    const priming = {
+      commit: open,
+      onUsage: (usage: Usage) => (reportedBeforeFailure = usage),
+    };
     const candidates = plan.candidates.map((candidate) => ({
       model: candidate.model,
       attempt: () => {
@@ -100,9 +110,7 @@ export class CompletionRunner {
         ctx.model = candidate.model;
         reportedBeforeFailure = undefined;
         return countAttempt<A | ChatStream>(ctx, () =>
-          plan
-            .call(candidate)
-            .then<A | ChatStream>((answer) => ('events' in answer ? primed(answer, (usage) => (reportedBeforeFailure = usage)) : answer)),
+          plan.call(candidate).then<A | ChatStream>((answer) => ('events' in answer ? primed(answer, priming) : answer)),
         ).catch((error: unknown) => {
           // Refused before any upstream call (a fallback that cannot express the request is then
           // skipped): the audit and the metrics keep naming the model that was last tried.
@@ -117,11 +125,25 @@ export class CompletionRunner {
     const models = plan.candidates.map((candidate) => candidate.model);
     const reservation = await this.quota.admit(ctx, principal.product, principal.user, () => plan.reserve(), models);
     try {
-      const { value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal, this.attemptLog);
-      // The answering attempt's: a stream's go out with its head (the relay keeps the reply's headers).
-      if (value.headers) void reply.headers(value.headers);
-      if ('events' in value) await this.sse.relay(ctx, value, reply, plan.dialect, plan.maxStreamSeconds, plan.promptTokens);
-      else this.send(ctx, value, plan, reply);
+      let value: A | ChatStream;
+      try {
+        ({ value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal, this.attemptLog));
+      } catch (error) {
+        // Nothing went out: the filter answers the failure as JSON, with its status and headers.
+        if (!opened) throw error;
+        this.sse.fail(ctx, opened, error);
+        return;
+      }
+      if ('events' in value) {
+        // The answering attempt's upstream headers (Anthropic's `request-id`) go out with the stream's
+        // head, unless the head left at the priming time while keygate waited for content (perhaps
+        // from another attempt): an HTTP head cannot be amended, so the client goes without them.
+        if (value.headers && !opened) void reply.headers(value.headers);
+        await this.sse.relay(ctx, value, open(), plan.promptTokens);
+      } else {
+        if (value.headers) void reply.headers(value.headers);
+        this.send(ctx, value, plan, reply);
+      }
     } finally {
       // A request the client abandoned while an attempt was under way is billed for its prompt (the
       // stream path does the same): what the upstream had reported by then (Anthropic's

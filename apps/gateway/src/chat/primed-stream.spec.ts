@@ -1,8 +1,11 @@
-import type { ChatStream, StreamEvent } from '@keygate/providers';
+import { UpstreamError, type ChatStream, type StreamEvent } from '@keygate/providers';
 import { primed } from './primed-stream';
 
 const role: StreamEvent = { data: '{"role":"assistant"}' };
 const content: StreamEvent = { data: '{"content":"hi"}', text: 'hi' };
+
+/** Priming that never reaches its time limit (or whose caller does nothing then). */
+const noCommit = { commit: () => undefined };
 
 /** An upstream read: a turn of the event loop, as a socket read would take. */
 const upstream = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -27,7 +30,7 @@ describe('primed', () => {
       reads++;
       yield { data: '{"content":"!"}', text: '!' };
     }
-    const stream = await primed({ events: events() });
+    const stream = await primed({ events: events() }, noCommit);
     expect(reads).toBe(2); // the role chunk and the first content, nothing after
     expect(await all(stream)).toEqual([role.data, content.data, '{"content":"!"}']);
   });
@@ -37,7 +40,7 @@ describe('primed', () => {
       await upstream();
       yield content;
     }
-    const stream = await primed({ events: events(), headers: { 'request-id': 'req_1' } });
+    const stream = await primed({ events: events(), headers: { 'request-id': 'req_1' } }, noCommit);
     expect(stream.headers).toEqual({ 'request-id': 'req_1' });
     expect(await all(stream)).toEqual([content.data]);
   });
@@ -48,7 +51,7 @@ describe('primed', () => {
       yield role;
       throw new Error('overloaded');
     }
-    await expect(primed({ events: events() })).rejects.toThrow('overloaded');
+    await expect(primed({ events: events() }, noCommit)).rejects.toThrow('overloaded');
   });
 
   it('hands the usage the upstream reported before failing to onUsage (those events are never replayed)', async () => {
@@ -59,7 +62,7 @@ describe('primed', () => {
       throw new Error('client left');
     }
     const seen: unknown[] = [];
-    await expect(primed({ events: events() }, (usage) => seen.push(usage))).rejects.toThrow('client left');
+    await expect(primed({ events: events() }, { ...noCommit, onUsage: (usage) => seen.push(usage) })).rejects.toThrow('client left');
     expect(seen).toEqual([running]);
 
     // Nothing reported: nothing handed on.
@@ -68,11 +71,11 @@ describe('primed', () => {
       yield role;
       throw new Error('overloaded');
     }
-    await expect(primed({ events: bare() }, (usage) => seen.push(usage))).rejects.toThrow('overloaded');
+    await expect(primed({ events: bare() }, { ...noCommit, onUsage: (usage) => seen.push(usage) })).rejects.toThrow('overloaded');
     expect(seen).toHaveLength(1);
   });
 
-  it('hands the stream on after 2 s without content (a model still thinking), the read in progress included', async () => {
+  it('gives the client the HTTP head after 2 s without content (a model still thinking), then waits for the content', async () => {
     jest.useFakeTimers();
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
@@ -81,17 +84,76 @@ describe('primed', () => {
       await gate;
       yield content;
     }
+    let commits = 0;
     let done = false;
-    const priming = primed({ events: events() }).then((s) => {
+    const priming = primed({ events: events() }, { commit: () => commits++ }).then((s) => {
       done = true;
       return s;
     });
     await jest.advanceTimersByTimeAsync(1_900);
-    expect(done).toBe(false);
+    expect(commits).toBe(0);
     await jest.advanceTimersByTimeAsync(200);
-    expect(done).toBe(true);
+    expect(commits).toBe(1);
+    // Still the attempt's: its head events are held back, and a failure now would be retried.
+    await jest.advanceTimersByTimeAsync(60_000);
+    expect([commits, done]).toEqual([1, false]);
     release();
     expect(await all(await priming)).toEqual([role.data, content.data]);
+    expect(commits).toBe(1);
+  });
+
+  it('fails the attempt when the upstream fails after the HTTP head went out, before any content', async () => {
+    jest.useFakeTimers();
+    let fail: (error: Error) => void = () => undefined;
+    const gate = new Promise<void>((_resolve, reject) => (fail = reject));
+    async function* events(): AsyncGenerator<StreamEvent> {
+      yield role;
+      await gate;
+      yield content;
+    }
+    let commits = 0;
+    const priming = primed({ events: events() }, { commit: () => commits++ });
+    const outcome = priming.then(
+      () => 'answered',
+      (error: unknown) => error,
+    );
+    await jest.advanceTimersByTimeAsync(2_100);
+    expect(commits).toBe(1);
+    fail(new UpstreamError('connection_lost', 'openai', 'connection lost'));
+    expect(await outcome).toMatchObject({ kind: 'connection_lost', retryable: true });
+  });
+
+  it('reads an idle timeout before the first content as a stall, which is retried; one after it stays an idle timeout', async () => {
+    async function* stalls(): AsyncGenerator<StreamEvent> {
+      await upstream();
+      yield role;
+      throw new UpstreamError('idle_timeout', 'anthropic', 'no data in time');
+    }
+    await expect(primed({ events: stalls() }, noCommit)).rejects.toMatchObject({ kind: 'stalled', provider: 'anthropic', retryable: true });
+
+    async function* stallsLater(): AsyncGenerator<StreamEvent> {
+      await upstream();
+      yield content;
+      throw new UpstreamError('idle_timeout', 'anthropic', 'no data in time');
+    }
+    const stream = await primed({ events: stallsLater() }, noCommit);
+    await expect(all(stream)).rejects.toMatchObject({ kind: 'idle_timeout', retryable: false });
+  });
+
+  it('hands on a stream that ends with no content after the HTTP head went out, as it ended', async () => {
+    jest.useFakeTimers();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    async function* events(): AsyncGenerator<StreamEvent> {
+      yield role;
+      await gate;
+    }
+    let commits = 0;
+    const priming = primed({ events: events() }, { commit: () => commits++ });
+    await jest.advanceTimersByTimeAsync(2_100);
+    release();
+    expect(await all(await priming)).toEqual([role.data]);
+    expect(commits).toBe(1);
   });
 
   it('returns the upstream’s iterator when the consumer stops early (the upstream is released)', async () => {
@@ -106,7 +168,7 @@ describe('primed', () => {
         released = true;
       }
     }
-    const stream = await primed({ events: events() });
+    const stream = await primed({ events: events() }, noCommit);
     for await (const event of stream.events) if (event.text) break;
     expect(released).toBe(true);
   });

@@ -1,34 +1,51 @@
-import type { ChatStream, StreamEvent, Usage } from '@keygate/providers';
+import { UpstreamError, type ChatStream, type StreamEvent, type Usage } from '@keygate/providers';
 
 /**
- * How long a stream may take to its first content before its headers go out anyway: a reasoning
- * model can think for a minute before it writes, and clients (and proxies) want headers sooner.
+ * How long a stream may take to its first content before the client is given its HTTP head anyway:
+ * a reasoning model can think for a minute before it writes, and clients (and proxies) want headers sooner.
  */
 const PRIME_MAX_MS = 2_000;
 
+/** What priming a stream tells its caller along the way. */
+export interface Priming {
+  /**
+   * Called when the priming time is up without content: gives the client the stream's HTTP head
+   * (and its keep-alive comments), never an event. Called on every attempt that takes that long, so
+   * it must be idempotent; it must not throw (the attempt's read is under way).
+   */
+  commit(): void;
+  /**
+   * Given the usage the upstream had reported (Anthropic's `message_start`) when the priming fails
+   * (the client left, the upstream failed): those events are never replayed, and it bills the
+   * attempt better than an estimate.
+   */
+  onUsage?(usage: Usage): void;
+}
+
 /**
  * A stream read up to its first content (text or tool-call arguments), its final usage or its end,
- * for at most {@link PRIME_MAX_MS}, before a byte goes to the client: an error the provider sends
- * as the stream's first event (Anthropic's in-stream `overloaded_error`, Gemini's error chunk) then
- * fails the attempt, which is retried or falls back like the same error sent as an HTTP status.
- * What was read is replayed. When the priming fails (the client left, the upstream failed), the
- * usage the upstream had reported by then (Anthropic's `message_start`) is handed to `onUsage`,
- * since those events are never replayed: it bills the attempt better than an estimate.
+ * before any of its events goes to the client: a failure before then (an error the provider sends
+ * as the stream's first event, such as Anthropic's in-stream `overloaded_error`; a cut; the upstream
+ * going silent for the idle timeout) fails the attempt, which is retried or falls back like the
+ * same failure sent as an HTTP status. Past {@link PRIME_MAX_MS} the client is given the HTTP head
+ * ({@link Priming.commit}) and the reading goes on, with no time limit of its own (the upstream
+ * idle timeout and the stream's `max_stream_seconds` bound it), still before any event: only the
+ * first event written to the client is past the point of no return. What was read is replayed.
  */
-export async function primed(stream: ChatStream, onUsage?: (usage: Usage) => void): Promise<ChatStream> {
+export async function primed(stream: ChatStream, priming: Priming): Promise<ChatStream> {
   const iterator = stream.events[Symbol.asyncIterator]();
   const head: StreamEvent[] = [];
   let ended = false;
-  // A read still running when the priming time is up: the replay hands it on first.
-  let pending: Promise<IteratorResult<StreamEvent>> | undefined;
+  let committed = false;
   const deadline = Date.now() + PRIME_MAX_MS;
   try {
     for (;;) {
       const read = iterator.next();
-      const next = await withinMs(read, deadline - Date.now());
+      let next = committed ? await read : await withinMs(read, deadline - Date.now());
       if (next === undefined) {
-        pending = read;
-        break;
+        committed = true;
+        priming.commit();
+        next = await read;
       }
       if (next.done) {
         ended = true;
@@ -39,9 +56,9 @@ export async function primed(stream: ChatStream, onUsage?: (usage: Usage) => voi
     }
   } catch (error) {
     const usage = lastUsage(head);
-    if (usage && onUsage) onUsage(usage);
+    if (usage) priming.onUsage?.(usage);
     await iterator.return?.();
-    throw error;
+    throw stalledBeforeContent(error);
   }
   // Replays what was read, then hands the upstream's own iterator on: no extra generator (and no
   // extra promises) per event; a consumer that stops early returns the upstream's iterator.
@@ -50,16 +67,21 @@ export async function primed(stream: ChatStream, onUsage?: (usage: Usage) => voi
     next: () => {
       if (replayed < head.length) return Promise.resolve({ value: head[replayed++], done: false });
       if (ended) return Promise.resolve({ value: undefined, done: true });
-      if (pending) {
-        const read = pending;
-        pending = undefined;
-        return read;
-      }
       return iterator.next();
     },
     return: (value?: unknown) => (iterator.return ? iterator.return(value) : Promise.resolve({ value: undefined, done: true })),
   };
   return { events: { [Symbol.asyncIterator]: () => replay }, headers: stream.headers };
+}
+
+/**
+ * An idle timeout before the stream's first content is `stalled`, which is retried: the upstream
+ * answered and then went silent (an upstream that hangs), and the client has had none of it.
+ */
+function stalledBeforeContent(error: unknown): unknown {
+  return error instanceof UpstreamError && error.kind === 'idle_timeout'
+    ? new UpstreamError('stalled', error.provider, error.message)
+    : error;
 }
 
 /** The latest usage among events (a final one, else a running one). */
@@ -71,12 +93,9 @@ function lastUsage(events: readonly StreamEvent[]): Usage | undefined {
   return undefined;
 }
 
-/** `promise`'s value, or undefined once `ms` have passed (the promise keeps running). */
+/** `promise`'s value, or undefined once `ms` have passed (the promise keeps running, and is awaited after). */
 function withinMs<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  if (ms <= 0) {
-    promise.catch(() => undefined); // read later by the replay; never an unhandled rejection meanwhile
-    return Promise.resolve(undefined);
-  }
+  if (ms <= 0) return Promise.resolve(undefined);
   return new Promise<T | undefined>((resolve, reject) => {
     const timer = setTimeout(() => resolve(undefined), ms);
     promise.then(

@@ -53,9 +53,7 @@ describe('SseRelay', () => {
       await relay.relay(
         ctx,
         stream([{ data: '{"choices":[]}' }, { data: '{"choices":[]}', text: 'Hello' }]),
-        reply,
-        OPENAI_STREAM,
-        60,
+        relay.open(ctx, reply, OPENAI_STREAM, 60),
         () => 7,
       );
       expect(ctx.failure).toBe('client_abort');
@@ -160,9 +158,7 @@ describe('SseRelay usage that is not a count', () => {
           { data: null, runningUsage: odd },
           { data: null, usage: odd, runningUsage: odd },
         ]),
-        reply,
-        OPENAI_STREAM,
-        60,
+        relay.open(ctx, reply, OPENAI_STREAM, 60),
         () => 7,
       );
       expect([ctx.tokensIn, ctx.tokensOut, ctx.tokensCached]).toEqual([7, 0, null]);

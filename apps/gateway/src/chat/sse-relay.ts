@@ -86,9 +86,68 @@ function partOf(part: number | null, whole: number): number | null {
 }
 
 /**
+ * A client's SSE response whose HTTP head (200 and the SSE headers) is out, and nothing else yet
+ * perhaps: its time limit (`max_stream_seconds`) and its keep-alive comments run from then, whether
+ * events flow or keygate still waits for an attempt's first content.
+ */
+export class SseStream {
+  /** Whether the stream's time limit ended it. */
+  overLimit = false;
+  /** How many events went out. */
+  eventsSent = 0;
+  /** The `sequence_number` of the last event sent that had one. */
+  lastSequence: number | undefined;
+  /** Whether something was written in the current keep-alive period. */
+  wrote = true;
+  private readonly limit: NodeJS.Timeout;
+  private readonly keepAlive: NodeJS.Timeout | undefined;
+
+  constructor(
+    ctx: RequestContext,
+    readonly res: ServerResponse,
+    readonly dialect: RelayDialect,
+    readonly maxStreamSeconds: number,
+    keepAliveMs: number,
+  ) {
+    this.limit = setTimeout(() => {
+      this.overLimit = true;
+      ctx.abort.abort();
+    }, maxStreamSeconds * 1000);
+    this.limit.unref();
+    // A model may think for minutes before it writes (Anthropic's pings, which say so, have no
+    // OpenAI chunk), and keygate may wait for a retry's first content: a comment, which SSE clients
+    // skip, keeps proxies with an idle timeout from cutting a silent stream. Checked once per
+    // period, so an event costs one assignment.
+    this.keepAlive =
+      keepAliveMs > 0
+        ? setInterval(() => {
+            if (!this.wrote && !res.writableEnded && !res.destroyed && res.writableLength === 0) res.write(': keep-alive\n\n');
+            this.wrote = false;
+          }, keepAliveMs)
+        : undefined;
+    this.keepAlive?.unref();
+  }
+
+  /** Where the stream stands, for its error event. */
+  position(requestId: string): StreamPosition {
+    return {
+      requestId,
+      eventsSent: this.eventsSent,
+      nextSequence: this.lastSequence === undefined ? this.eventsSent : this.lastSequence + 1,
+    };
+  }
+
+  /** Stops the timers. */
+  close(): void {
+    clearTimeout(this.limit);
+    clearInterval(this.keepAlive);
+  }
+}
+
+/**
  * Writes an upstream stream to the client as server-sent events, in the route's dialect. Errors
- * before the upstream answered are thrown by the caller (the filter answers them as JSON with their
- * real status); after the first byte they end the stream with the dialect's error event, since the
+ * before the client's HTTP head went out are thrown by the caller (the filter answers them as JSON
+ * with their real status); after it they end the stream with the dialect's error event, since the
  * 200 is already on the wire.
  */
 @Injectable()
@@ -104,96 +163,49 @@ export class SseRelay {
   }
 
   /**
-   * Streams `upstream` to the client. `estimatePrompt` bills the prompt of a stream that ends
-   * before the upstream reported any usage.
+   * Sends the client the stream's HTTP head, flushed at once (no event may follow for a while:
+   * keygate holds events back until an attempt's first content), and starts the stream's time limit
+   * and keep-alive comments. Every stream is opened once, and ended by {@link relay} or {@link fail}.
    */
-  async relay(
-    ctx: RequestContext,
-    upstream: ChatStream,
-    reply: FastifyReply,
-    dialect: RelayDialect,
-    maxStreamSeconds: number,
-    estimatePrompt: () => number,
-  ): Promise<void> {
+  open(ctx: RequestContext, reply: FastifyReply, dialect: RelayDialect, maxStreamSeconds: number): SseStream {
     reply.hijack();
     this.metrics.activeStreams.inc();
     const res = reply.raw;
     // Headers set on the reply before the hijack (CORS, from @fastify/cors) go out with the stream.
     res.writeHead(200, { ...definedHeaders(reply.getHeaders()), ...SSE_HEADERS });
+    if (!res.destroyed) res.flushHeaders();
     ctx.answer(200);
+    return new SseStream(ctx, res, dialect, maxStreamSeconds, this.keepAliveMs);
+  }
+
+  /**
+   * Streams `upstream` to the client through `out`, and ends it. `estimatePrompt` bills the prompt
+   * of a stream that ends before the upstream reported any usage.
+   */
+  async relay(ctx: RequestContext, upstream: ChatStream, out: SseStream, estimatePrompt: () => number): Promise<void> {
+    const { res } = out;
     const text: string[] = [];
     let running: Usage | undefined;
-    let overLimit = false;
-    const limit = setTimeout(() => {
-      overLimit = true;
-      ctx.abort.abort();
-    }, maxStreamSeconds * 1000);
-    limit.unref();
-    // A model may think for minutes before it writes (Anthropic's pings, which say so, have no
-    // OpenAI chunk): a comment, which SSE clients skip, keeps proxies with an idle timeout from
-    // cutting a silent stream. Checked once per period, so an event costs one assignment.
-    let wrote = true;
-    let eventsSent = 0;
-    let lastSequence: number | undefined;
-    const keepAlive =
-      this.keepAliveMs > 0
-        ? setInterval(() => {
-            if (!wrote && !res.writableEnded && !res.destroyed && res.writableLength === 0) res.write(': keep-alive\n\n');
-            wrote = false;
-          }, this.keepAliveMs)
-        : undefined;
-    keepAlive?.unref();
     try {
       for await (const event of upstream.events) {
         if (event.usage) recordUsage(ctx, event.usage);
         if (event.runningUsage) running = event.runningUsage;
         if (event.text) text.push(event.text);
         if (event.data === null) continue;
-        wrote = true;
-        eventsSent++;
-        if (event.sequence !== undefined) lastSequence = event.sequence;
+        out.wrote = true;
+        out.eventsSent++;
+        if (event.sequence !== undefined) out.lastSequence = event.sequence;
         const frame = event.event === undefined ? `data: ${event.data}\n\n` : `event: ${event.event}\ndata: ${event.data}\n\n`;
         if (!res.write(frame)) await once(res, 'drain', { signal: ctx.abort.signal });
       }
-      endStream(res, dialect.done);
+      endStream(res, out.dialect.done);
     } catch (error) {
-      if (ctx.endedBy) {
-        // Ended by keygate (the drain deadline, a block): the client is told why.
-        this.endWithError(
-          ctx,
-          res,
-          dialect,
-          { eventsSent, nextSequence: lastSequence === undefined ? eventsSent : lastSequence + 1 },
-          ctx.endedBy,
-        );
-      } else if (overLimit) {
-        this.endWithError(
-          ctx,
-          res,
-          dialect,
-          { eventsSent, nextSequence: lastSequence === undefined ? eventsSent : lastSequence + 1 },
-          new GatewayError('stream_timeout', `the stream exceeded this product's limit of ${maxStreamSeconds} seconds`),
-        );
-      } else if (error instanceof ClientAbortedError || ctx.abort.signal.aborted) {
-        ctx.fail('client_abort', 499);
-      } else {
-        this.logStreamFailure(ctx, error, eventsSent);
-        this.endWithError(
-          ctx,
-          res,
-          dialect,
-          { eventsSent, nextSequence: lastSequence === undefined ? eventsSent : lastSequence + 1 },
-          error instanceof UpstreamError
-            ? error.toGatewayError()
-            : error instanceof GatewayError
-              ? error
-              : new GatewayError('internal_error', 'internal error while streaming'),
-        );
-      }
+      if (!ctx.endedBy && !out.overLimit && !(error instanceof ClientAbortedError || ctx.abort.signal.aborted))
+        this.logStreamFailure(ctx, error, out.eventsSent);
+      this.endWithFailure(ctx, out, error);
     } finally {
       this.metrics.activeStreams.dec();
-      clearTimeout(limit);
-      clearInterval(keepAlive);
+      out.close();
       // The upstream started generating, so it bills the prompt: what it reported so far, else
       // keygate's estimate; the answer at least as long as what reached keygate. A running count
       // that is not a count is not taken, as recordUsage takes none (a negative one would throw in
@@ -204,6 +216,52 @@ export class SseRelay {
         if (running && reported !== null) recordUsageDetails(ctx, running);
       }
       if (ctx.tokensOut === null) ctx.tokensOut = Math.max(tokenCount(running?.completion_tokens) ?? 0, countTokens(text.join('')));
+    }
+  }
+
+  /**
+   * Ends a stream whose head went out while keygate waited for content, and whose attempts then all
+   * failed before any event (or the client left, or keygate ended the request meanwhile): the
+   * client is told as after a first event, with the dialect's error event and the status the
+   * failure maps to. Each failed attempt was logged as it failed; billing is the caller's.
+   */
+  fail(ctx: RequestContext, out: SseStream, error: unknown): void {
+    try {
+      if (!(error instanceof UpstreamError || error instanceof GatewayError || error instanceof ClientAbortedError))
+        this.logStreamFailure(ctx, error, out.eventsSent);
+      this.endWithFailure(ctx, out, error);
+    } finally {
+      this.metrics.activeStreams.dec();
+      out.close();
+    }
+  }
+
+  /**
+   * The end of a failed stream: the reason keygate ended it (the drain deadline, a block, its time
+   * limit), nothing for a client that left, else the failure as the dialect's error event.
+   */
+  private endWithFailure(ctx: RequestContext, out: SseStream, error: unknown): void {
+    if (ctx.endedBy) {
+      // Ended by keygate (the drain deadline, a block): the client is told why.
+      this.endWithError(ctx, out, ctx.endedBy);
+    } else if (out.overLimit) {
+      this.endWithError(
+        ctx,
+        out,
+        new GatewayError('stream_timeout', `the stream exceeded this product's limit of ${out.maxStreamSeconds} seconds`),
+      );
+    } else if (error instanceof ClientAbortedError || ctx.abort.signal.aborted) {
+      ctx.fail('client_abort', 499);
+    } else {
+      this.endWithError(
+        ctx,
+        out,
+        error instanceof UpstreamError
+          ? error.toGatewayError()
+          : error instanceof GatewayError
+            ? error
+            : new GatewayError('internal_error', 'internal error while streaming'),
+      );
     }
   }
 
@@ -230,17 +288,11 @@ export class SseRelay {
     }
   }
 
-  private endWithError(
-    ctx: RequestContext,
-    res: ServerResponse,
-    dialect: RelayDialect,
-    sent: Pick<StreamPosition, 'eventsSent' | 'nextSequence'>,
-    error: GatewayError,
-  ): void {
+  private endWithError(ctx: RequestContext, out: SseStream, error: GatewayError): void {
     ctx.fail(error.spec.failure, error.status);
     // The id the client was given in `request-id` (Anthropic's own, passed on), else keygate's.
-    const given = res.getHeader('request-id');
-    endStream(res, dialect.errorEvent(error, { requestId: typeof given === 'string' ? given : ctx.requestId, ...sent }));
+    const given = out.res.getHeader('request-id');
+    endStream(out.res, out.dialect.errorEvent(error, out.position(typeof given === 'string' ? given : ctx.requestId)));
   }
 }
 
