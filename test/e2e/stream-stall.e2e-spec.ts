@@ -1,0 +1,195 @@
+/**
+ * A stream whose upstream answers 200 and then stalls before any content, black box: the built
+ * gateway and mock upstream as real processes, driven with the official `openai` SDK. keygate gives
+ * the client the stream's HTTP head once its 2 s of priming are up, and holds the events back until
+ * content comes: until then the stall is retried, and falls back, as a failure before the head is.
+ *
+ * The mock stalls with `stall_after=0` (its OpenAI head, the role chunk, then silence: the upstream
+ * idle timeout, 3 s here, fires after the priming time) and `fail_first=N` makes only the first N
+ * requests with the same prompt stall, so a retry or a fallback gets the answer.
+ */
+import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import {
+  cleanupTempFiles,
+  mintToken,
+  startGateway,
+  startMock,
+  streamUntilError,
+  uniqueId,
+  waitFor,
+  writeTempFile,
+  type AuditRecord,
+  type Gateway,
+  type MockRoute,
+  type MockStats,
+  type MockUpstream,
+} from './harness';
+
+/** Retries per model after the first attempt: two attempts per model keep the stalls short. */
+const MAX_RETRIES = 1;
+const IDLE_TIMEOUT_MS = 3_000;
+const CLAUDE = 'claude-3-5-sonnet-20241022';
+
+let mock: MockUpstream;
+let gw: Gateway;
+let token: string;
+
+beforeAll(async () => {
+  mock = await startMock();
+  const products = {
+    stall: {
+      providers: {
+        openai: { api_key: 'sk-mock-stall', models: ['gpt-4o', 'gpt-4o-mini'], base_url: `${mock.url}/v1` },
+        anthropic: { api_key: 'sk-ant-mock-stall', models: [CLAUDE], base_url: mock.url },
+      },
+    },
+  };
+  const policy = ['products:', '  stall:', `    fallbacks: {gpt-4o: [${CLAUDE}]}`, ''].join('\n');
+  gw = await startGateway({
+    products,
+    env: {
+      API_KEY_SERVER_POLICY_FILE: writeTempFile('stall-policy.yaml', policy),
+      API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS),
+      API_KEY_SERVER_UPSTREAM_MAX_RETRIES: String(MAX_RETRIES),
+      API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '20',
+    },
+  });
+  token = mintToken({ product: 'stall', sub: 'stall-user' });
+}, 45_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), mock?.stop()]);
+  cleanupTempFiles();
+}, 30_000);
+
+function user(text: string): ChatCompletionMessageParam[] {
+  return [{ role: 'user', content: text }];
+}
+
+function textOf(chunks: ChatCompletionChunk[]): string {
+  return chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+}
+
+function calls(before: MockStats, after: MockStats, route: MockRoute): number {
+  return after.byRoute[route] - (before.byRoute[route] ?? 0);
+}
+
+async function expectOneAudit(id: string, expected: Partial<AuditRecord>): Promise<AuditRecord> {
+  const record = await gw.waitForAudit(id, 10_000);
+  expect(gw.auditsFor(id)).toHaveLength(1);
+  expect(record).toMatchObject(expected);
+  return record;
+}
+
+/** The failed-attempt lines the gateway wrote for a request: outcome, failure kind. */
+function attemptLines(id: string): Array<[unknown, unknown]> {
+  return gw.proc.lines
+    .filter((l) => l.json?.requestId === id && String(l.json.message).startsWith('upstream attempt failed'))
+    .map((l) => [l.json?.message, l.json?.failure]);
+}
+
+describe('a stream that stalls after its head, before any content', () => {
+  it('is retried once the client has the HTTP head: the SDK reads the whole answer of the retry, no error', async () => {
+    const id = uniqueId('stall-retry');
+    const before = await mock.stats();
+    const stream = await gw.openai(token).chat.completions.create(
+      {
+        model: 'gpt-4o-mini',
+        messages: user(`stall once ${id} [mock stall_after=0 fail_first=1]`),
+        stream: true,
+        stream_options: { include_usage: true },
+      },
+      { headers: { 'X-Request-Id': id } },
+    );
+    // The head came while the first attempt was still stalled (the retry comes only at its idle timeout).
+    expect(calls(before, await mock.stats(), 'openai.chat')).toBe(1);
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(textOf(chunks)).toBe(`Hello from mock openai! You said: stall once ${id}`);
+    // One role chunk: the stalled attempt's head events never reached the client.
+    expect(chunks.filter((c) => c.choices[0]?.delta?.role === 'assistant')).toHaveLength(1);
+    const usage = chunks.at(-1)?.usage;
+    expect(usage?.prompt_tokens).toBeGreaterThan(0);
+    expect(calls(before, await mock.stats(), 'openai.chat')).toBe(2);
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      stream: true,
+      model: 'gpt-4o-mini',
+      provider: 'openai',
+      attempts: 2,
+      tokens_in: usage?.prompt_tokens,
+      tokens_out: usage?.completion_tokens,
+    });
+    expect(attemptLines(id)).toEqual([['upstream attempt failed; retrying', 'stalled']]);
+  }, 20_000);
+
+  it('falls back when every attempt at the model stalls: the fallback answers, and the audit names it', async () => {
+    const id = uniqueId('stall-fallback');
+    const before = await mock.stats();
+    const stream = await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: 'gpt-4o', messages: user(`stall twice ${id} [mock stall_after=0 fail_first=${1 + MAX_RETRIES}]`), stream: true },
+        { headers: { 'X-Request-Id': id } },
+      );
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(textOf(chunks)).toBe(`Hello from mock anthropic! You said: stall twice ${id}`);
+    const after = await mock.stats();
+    expect([calls(before, after, 'openai.chat'), calls(before, after, 'anthropic.messages')]).toEqual([1 + MAX_RETRIES, 1]);
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      stream: true,
+      model: CLAUDE,
+      provider: 'anthropic',
+      attempts: 2 + MAX_RETRIES,
+    });
+    expect(attemptLines(id)).toEqual([
+      ['upstream attempt failed; retrying', 'stalled'],
+      ['upstream attempt failed; trying the next fallback model', 'stalled'],
+    ]);
+  }, 30_000);
+
+  it('ends the stream with the error event when every attempt stalls: an APIError for the SDK, one audit line with the timeout', async () => {
+    const id = uniqueId('stall-always');
+    const before = await mock.stats();
+    const { received, error } = await streamUntilError(
+      gw.openai(token),
+      { model: 'gpt-4o-mini', messages: user(`stall always ${id} [mock stall_after=0]`), stream: true },
+      { 'X-Request-Id': id },
+    );
+    expect(received).toEqual([]);
+    expect(error.code).toBe('upstream_timeout');
+    expect(calls(before, await mock.stats(), 'openai.chat')).toBe(1 + MAX_RETRIES);
+    await expectOneAudit(id, { status: 504, failure: 'timeout', stream: true, model: 'gpt-4o-mini', attempts: 1 + MAX_RETRIES });
+    expect(attemptLines(id)).toEqual([
+      ['upstream attempt failed; retrying', 'stalled'],
+      ['upstream attempt failed; no retry or fallback left', 'stalled'],
+    ]);
+  }, 30_000);
+
+  it('cancels the upstream request of a client that leaves while keygate waits after the head: one audit line, 499', async () => {
+    const id = uniqueId('stall-leave');
+    const before = await mock.stats();
+    const abort = new AbortController();
+    const { response } = await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(`stall and leave ${id} [mock stall_after=0]`), stream: true },
+        { headers: { 'X-Request-Id': id }, signal: abort.signal },
+      )
+      .withResponse();
+    expect([response.status, response.headers.get('content-type')]).toEqual([200, 'text/event-stream; charset=utf-8']);
+    // The client leaves with nothing but the head read, while keygate waits for the stalled attempt.
+    abort.abort();
+    const after = await waitFor('the mock to see its request cancelled', async () => {
+      const stats = await mock.stats();
+      return stats.aborted > before.aborted ? stats : undefined;
+    });
+    expect(after.aborted - before.aborted).toBe(1);
+    expect(calls(before, after, 'openai.chat')).toBe(1);
+    await expectOneAudit(id, { status: 499, failure: 'client_abort', stream: true, attempts: 1 });
+  }, 20_000);
+});
