@@ -3,7 +3,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net';
 import type { GatewayConfig } from '@keygate/config';
 import { JsonLogger, MetricsService, RequestContext } from '@keygate/observability';
-import { withCacheWrites, type ChatStream, type StreamEvent } from '@keygate/providers';
+import { UpstreamError, withCacheWrites, type ChatStream, type StreamEvent } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { OPENAI_STREAM, recordUsage, SseRelay } from './sse-relay';
 
@@ -162,6 +162,46 @@ describe('SseRelay usage that is not a count', () => {
         () => 7,
       );
       expect([ctx.tokensIn, ctx.tokensOut, ctx.tokensCached]).toEqual([7, 0, null]);
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('SseRelay.fail', () => {
+  it('ends a stream whose head went out before its attempts all failed with the error event, and audits the failure', async () => {
+    let handed: (res: ServerResponse) => void = () => undefined;
+    const response = new Promise<ServerResponse>((resolve) => (handed = resolve));
+    const server = createServer((_req: IncomingMessage, res: ServerResponse) => handed(res));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const answered = new Promise<{ status: number | undefined; type: string | undefined; body: string }>((resolve, reject) => {
+        const client = httpRequest(
+          { host: '127.0.0.1', port: (server.address() as AddressInfo).port, method: 'POST', path: '/' },
+          (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => (body += chunk));
+            res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'], body }));
+          },
+        );
+        client.on('error', reject);
+        client.end('{}');
+      });
+      const res = await response;
+      const ctx = new RequestContext('req-stalled', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+      const reply = { hijack: () => undefined, raw: res, getHeaders: () => ({}) } as unknown as FastifyReply;
+      const relay = new SseRelay(config, new MetricsService(), new JsonLogger('error', undefined, () => undefined));
+      const out = relay.open(ctx, reply, OPENAI_STREAM, 60);
+      expect(ctx.status).toBe(200);
+      relay.fail(ctx, out, new UpstreamError('stalled', 'openai', 'no data in time'));
+      const { status, type, body } = await answered;
+      expect([status, type]).toEqual([200, 'text/event-stream; charset=utf-8']);
+      // The error event alone: no event of the failed attempts, no [DONE].
+      expect(body.split('\n\n').filter((frame) => frame !== '')).toHaveLength(1);
+      expect(JSON.parse(body.replace(/^data: /, ''))).toMatchObject({ error: { code: 'upstream_timeout' } });
+      expect([ctx.status, ctx.failure]).toEqual([504, 'timeout']);
     } finally {
       server.close();
     }
