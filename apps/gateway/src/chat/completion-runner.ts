@@ -99,7 +99,8 @@ export class CompletionRunner {
     let opened: SseStream | undefined;
     const open = (): SseStream => (opened ??= this.sse.open(ctx, reply, plan.dialect, plan.maxStreamSeconds));
     const priming = {
-      commit: open,
+      // The head goes out now: keygate may wait long for a first event.
+      commit: () => open().flushHead(),
       onUsage: (usage: Usage) => (reportedBeforeFailure = usage),
     };
     const candidates = plan.candidates.map((candidate) => ({

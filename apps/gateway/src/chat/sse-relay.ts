@@ -99,6 +99,7 @@ export class SseStream {
   lastSequence: number | undefined;
   /** Whether something was written in the current keep-alive period. */
   wrote = true;
+  private headFlushed = false;
   private readonly limit: NodeJS.Timeout;
   private readonly keepAlive: NodeJS.Timeout | undefined;
 
@@ -137,6 +138,17 @@ export class SseStream {
     };
   }
 
+  /**
+   * Sends the HTTP head now, where no event may follow for a while (keygate waits for an attempt's
+   * first content). Otherwise the head leaves with the first event, in one write.
+   */
+  flushHead(): void {
+    // Once: `headersSent` is true from writeHead on, before the head has left.
+    if (this.headFlushed || this.res.destroyed) return;
+    this.headFlushed = true;
+    this.res.flushHeaders();
+  }
+
   /** Stops the timers. */
   close(): void {
     clearTimeout(this.limit);
@@ -163,9 +175,9 @@ export class SseRelay {
   }
 
   /**
-   * Sends the client the stream's HTTP head, flushed at once (no event may follow for a while:
-   * keygate holds events back until an attempt's first content), and starts the stream's time limit
-   * and keep-alive comments. Every stream is opened once, and ended by {@link relay} or {@link fail}.
+   * Gives the client the stream's HTTP head (written with the first event, or at once by
+   * {@link SseStream.flushHead}), and starts the stream's time limit and keep-alive comments. Every
+   * stream is opened once, and ended by {@link relay} or {@link fail}.
    */
   open(ctx: RequestContext, reply: FastifyReply, dialect: RelayDialect, maxStreamSeconds: number): SseStream {
     reply.hijack();
@@ -173,7 +185,6 @@ export class SseRelay {
     const res = reply.raw;
     // Headers set on the reply before the hijack (CORS, from @fastify/cors) go out with the stream.
     res.writeHead(200, { ...definedHeaders(reply.getHeaders()), ...SSE_HEADERS });
-    if (!res.destroyed) res.flushHeaders();
     ctx.answer(200);
     return new SseStream(ctx, res, dialect, maxStreamSeconds, this.keepAliveMs);
   }
