@@ -29,6 +29,8 @@ import {
 const MAX_RETRIES = 1;
 const IDLE_TIMEOUT_MS = 3_000;
 const CLAUDE = 'claude-3-5-sonnet-20241022';
+/** The `stall-limit` product's `max_stream_seconds`: its limit comes before its second attempt's idle timeout. */
+const LIMIT_SECONDS = 3;
 
 let mock: MockUpstream;
 let gw: Gateway;
@@ -43,8 +45,16 @@ beforeAll(async () => {
         anthropic: { api_key: 'sk-ant-mock-stall', models: [CLAUDE], base_url: mock.url },
       },
     },
+    'stall-limit': { providers: { openai: { api_key: 'sk-mock-stall-limit', models: ['gpt-4o-mini'], base_url: `${mock.url}/v1` } } },
   };
-  const policy = ['products:', '  stall:', `    fallbacks: {gpt-4o: [${CLAUDE}]}`, ''].join('\n');
+  const policy = [
+    'products:',
+    '  stall:',
+    `    fallbacks: {gpt-4o: [${CLAUDE}]}`,
+    '  stall-limit:',
+    `    policy: {max_stream_seconds: ${LIMIT_SECONDS}}`,
+    '',
+  ].join('\n');
   gw = await startGateway({
     products,
     env: {
@@ -52,6 +62,7 @@ beforeAll(async () => {
       API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS),
       API_KEY_SERVER_UPSTREAM_MAX_RETRIES: String(MAX_RETRIES),
       API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '20',
+      API_KEY_SERVER_SSE_KEEPALIVE_SECONDS: '1',
     },
   });
   token = mintToken({ product: 'stall', sub: 'stall-user' });
@@ -191,5 +202,30 @@ describe('a stream that stalls after its head, before any content', () => {
     expect(after.aborted - before.aborted).toBe(1);
     expect(calls(before, after, 'openai.chat')).toBe(1);
     await expectOneAudit(id, { status: 499, failure: 'client_abort', stream: true, attempts: 1 });
+  }, 20_000);
+
+  it('keeps the waiting client alive with SSE comments, and ends the wait at max_stream_seconds, counted from the head, with the stream_timeout event', async () => {
+    const id = uniqueId('stall-limit');
+    const before = await mock.stats();
+    // The head at 2 s, comments every second, the first attempt's idle timeout at 3 s, its retry's
+    // at 6 s: the limit (2 + 3 s) ends the retry's wait.
+    const response = await gw
+      .openai(mintToken({ product: 'stall-limit', sub: 'stall-user' }))
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(`stall past the limit ${id} [mock stall_after=0]`), stream: true },
+        { headers: { 'X-Request-Id': id } },
+      )
+      .asResponse();
+    expect(response.status).toBe(200);
+    const frames = (await response.text()).split('\n\n').filter((frame) => frame !== '');
+    // Comments only, then the error event: no event of either attempt (no role chunk) went out.
+    const last = frames.pop();
+    expect(frames.length).toBeGreaterThan(0);
+    expect(new Set(frames)).toEqual(new Set([': keep-alive']));
+    expect(JSON.parse(String(last?.replace(/^data: /, '')))).toMatchObject({
+      error: { code: 'stream_timeout', message: `the stream exceeded this product's limit of ${LIMIT_SECONDS} seconds` },
+    });
+    expect(calls(before, await mock.stats(), 'openai.chat')).toBe(2);
+    await expectOneAudit(id, { status: 504, failure: 'policy', stream: true, model: 'gpt-4o-mini', attempts: 2 });
   }, 20_000);
 });
