@@ -61,6 +61,15 @@ describe('generatedText', () => {
     expect(generatedText(call)).toBe('{"city":');
   });
 
+  it('is the reasoning and refusal deltas too (OpenAI-compatible reasoning hosts, structured-output refusals): generated output, as their Responses deltas are', () => {
+    // vLLM, SGLang and DeepSeek stream a reasoning model's thinking as `reasoning_content`, others as `reasoning`:
+    // it comes long before any `content`, and is output the host bills.
+    expect(generatedText({ choices: [{ delta: { reasoning_content: 'Let me think' } }] })).toBe('Let me think');
+    expect(generatedText({ choices: [{ delta: { reasoning: 'Hmm' } }] })).toBe('Hmm');
+    expect(generatedText({ choices: [{ delta: { refusal: 'I cannot' } }] })).toBe('I cannot');
+    expect(generatedText({ choices: [{ delta: { reasoning_content: '', content: '' } }] })).toBeUndefined();
+  });
+
   it('is undefined for chunks that generated nothing: the role chunk, a tool call’s name, the usage chunk', () => {
     expect(generatedText({ choices: [{ delta: { content: '' } }] })).toBeUndefined();
     expect(

@@ -24,7 +24,11 @@ import {
 import { openAiStreamFailure, UpstreamError } from './upstream.error';
 
 export interface OpenAiChunk {
-  choices?: Array<{ index?: unknown; delta?: { content?: unknown; tool_calls?: unknown }; finish_reason?: unknown }>;
+  choices?: Array<{
+    index?: unknown;
+    delta?: { content?: unknown; tool_calls?: unknown; refusal?: unknown; reasoning_content?: unknown; reasoning?: unknown };
+    finish_reason?: unknown;
+  }>;
   usage?: Usage | null;
   error?: Record<string, unknown>;
 }
@@ -201,7 +205,7 @@ export class OpenAiAdapter implements ProviderAdapter {
 }
 
 /**
- * What a chunk generated: its text and tool-call argument deltas, every choice's (undefined when
+ * What a chunk generated: its text, refusal, reasoning and tool-call argument deltas, every choice's (undefined when
  * none: the role chunk's `""` is no content). Priming stops at the first (so a tool-call stream is
  * not held back), and an answer nobody reported usage for is counted from them.
  */
@@ -211,6 +215,11 @@ export function generatedText(chunk: OpenAiChunk): string | undefined {
     const delta = choice.delta;
     if (!delta) continue;
     if (typeof delta.content === 'string') text += delta.content;
+    // A refusal, and the thinking of a reasoning model on an OpenAI-compatible host (vLLM, SGLang and
+    // DeepSeek send it as `reasoning_content`, others as `reasoning`), long before any `content`:
+    // generated output too, which primes the stream (else held back until the answer begins) and
+    // is billed as output.
+    for (const field of ['refusal', 'reasoning_content', 'reasoning'] as const) if (typeof delta[field] === 'string') text += delta[field];
     if (!Array.isArray(delta.tool_calls)) continue;
     for (const call of delta.tool_calls as unknown[]) {
       const args = (call as { function?: { arguments?: unknown } } | null)?.function?.arguments;

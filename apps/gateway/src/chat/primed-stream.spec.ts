@@ -1,4 +1,7 @@
-import { UpstreamError, type ChatStream, type StreamEvent } from '@keygate/providers';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { OpenAiAdapter, UpstreamError, type ChatStream, type StreamEvent } from '@keygate/providers';
+import { testUpstreamClient } from '../../../../libs/providers/src/testing/upstream-client';
 import { primed } from './primed-stream';
 
 const role: StreamEvent = { data: '{"role":"assistant"}' };
@@ -171,5 +174,49 @@ describe('primed', () => {
     const stream = await primed({ events: events() }, noCommit);
     for await (const event of stream.events) if (event.text) break;
     expect(released).toBe(true);
+  });
+});
+
+describe('primed, over an OpenAI-compatible reasoning host', () => {
+  // A real HTTP server on 127.0.0.1 standing in for vLLM/DeepSeek: the role chunk and the model's
+  // thinking (`reasoning_content`) come at once, then nothing until the test ends the answer.
+  const chunk = (delta: Record<string, unknown>): string =>
+    `data: ${JSON.stringify({ id: 'chatcmpl-r', object: 'chat.completion.chunk', created: 1, model: 'r1', choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
+  let server: Server;
+  let origin = '';
+  const open: ServerResponse[] = [];
+  beforeAll(async () => {
+    server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(chunk({ role: 'assistant', content: '' }) + chunk({ reasoning_content: 'Let me think' }));
+      open.push(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('hands the stream on at the first reasoning delta: the thinking reaches the client as it comes, not held back until the answer', async () => {
+    const client = testUpstreamClient();
+    try {
+      const stream = await new OpenAiAdapter(client).chatStream({
+        body: { model: 'r1', messages: [{ role: 'user', content: 'Hi' }], stream: true },
+        access: { provider: 'openai', apiKey: 'sk-local', baseUrl: `${origin}/v1`, models: ['r1'] },
+        signal: new AbortController().signal,
+        clientWantsUsage: false,
+      });
+      // Resolves with what the host sent so far (no content yet), while the host is still thinking.
+      const handed = await primed(stream, noCommit);
+      const iterator = handed.events[Symbol.asyncIterator]();
+      expect((await iterator.next()).value).toMatchObject({ data: expect.stringContaining('"role":"assistant"') });
+      expect((await iterator.next()).value).toMatchObject({ text: 'Let me think' });
+      await iterator.return?.();
+    } finally {
+      for (const res of open) res.end();
+      await client.onApplicationShutdown();
+    }
   });
 });
