@@ -97,6 +97,11 @@ export interface StreamEvent {
   runningUsage?: Usage;
   /** Completion text in this event, kept to estimate usage if the stream ends early. */
   text?: string;
+  /**
+   * The event carries generated output that is not text (a Responses stream's partial image): it
+   * ends a stream's priming as text does, so it goes to the client as it comes.
+   */
+  output?: true;
   /** The event's own `sequence_number` (a Responses stream's), which keygate's error event follows. */
   sequence?: number;
 }

@@ -67,6 +67,9 @@ describe('generatedText', () => {
     expect(generatedText({ choices: [{ delta: { reasoning_content: 'Let me think' } }] })).toBe('Let me think');
     expect(generatedText({ choices: [{ delta: { reasoning: 'Hmm' } }] })).toBe('Hmm');
     expect(generatedText({ choices: [{ delta: { refusal: 'I cannot' } }] })).toBe('I cannot');
+    // An audio answer's transcript, streamed beside its audio data.
+    expect(generatedText({ choices: [{ delta: { audio: { id: 'audio_1', data: 'UklGRg==', transcript: 'Hello' } } }] })).toBe('Hello');
+    expect(generatedText({ choices: [{ delta: { audio: { id: 'audio_1', data: 'UklGRg==' } } }] })).toBeUndefined();
     expect(generatedText({ choices: [{ delta: { reasoning_content: '', content: '' } }] })).toBeUndefined();
   });
 

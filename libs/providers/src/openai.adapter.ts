@@ -26,7 +26,14 @@ import { openAiStreamFailure, UpstreamError } from './upstream.error';
 export interface OpenAiChunk {
   choices?: Array<{
     index?: unknown;
-    delta?: { content?: unknown; tool_calls?: unknown; refusal?: unknown; reasoning_content?: unknown; reasoning?: unknown };
+    delta?: {
+      content?: unknown;
+      tool_calls?: unknown;
+      refusal?: unknown;
+      reasoning_content?: unknown;
+      reasoning?: unknown;
+      audio?: unknown;
+    };
     finish_reason?: unknown;
   }>;
   usage?: Usage | null;
@@ -205,7 +212,7 @@ export class OpenAiAdapter implements ProviderAdapter {
 }
 
 /**
- * What a chunk generated: its text, refusal, reasoning and tool-call argument deltas, every choice's (undefined when
+ * What a chunk generated: its text, refusal, reasoning, audio-transcript and tool-call argument deltas, every choice's (undefined when
  * none: the role chunk's `""` is no content). Priming stops at the first (so a tool-call stream is
  * not held back), and an answer nobody reported usage for is counted from them.
  */
@@ -220,6 +227,9 @@ export function generatedText(chunk: OpenAiChunk): string | undefined {
     // generated output too, which primes the stream (else held back until the answer begins) and
     // is billed as output.
     for (const field of ['refusal', 'reasoning_content', 'reasoning'] as const) if (typeof delta[field] === 'string') text += delta[field];
+    // An audio answer (`modalities: ["text", "audio"]`) streams its transcript beside the audio.
+    const transcript = (delta.audio as { transcript?: unknown } | null | undefined)?.transcript;
+    if (typeof transcript === 'string') text += transcript;
     if (!Array.isArray(delta.tool_calls)) continue;
     for (const call of delta.tool_calls as unknown[]) {
       const args = (call as { function?: { arguments?: unknown } } | null)?.function?.arguments;

@@ -27,8 +27,27 @@ describe('ResponsesNativeStream', () => {
     expect(stream.push(event('response.refusal.delta', { delta: 'No' })).text).toBe('No');
     expect(stream.push(event('response.function_call_arguments.delta', { delta: '{"a"' })).text).toBe('{"a"');
     expect(stream.push(event('response.reasoning_summary_text.delta', { delta: 'think' })).text).toBe('think');
+    expect(stream.push(event('response.code_interpreter_call_code.delta', { delta: 'print(1)' })).text).toBe('print(1)');
+    expect(stream.push(event('response.mcp_call_arguments.delta', { delta: '{"q"' })).text).toBe('{"q"');
+    expect(stream.push(event('response.audio.transcript.delta', { delta: 'Hi there' })).text).toBe('Hi there');
     expect(stream.push(event('response.output_text.done', { text: 'Hello' })).text).toBeUndefined();
     expect(stream.push(event('response.output_text.delta', { delta: '' })).text).toBeUndefined();
+  });
+
+  it('marks generated output that is not text (a partial image, audio) so that it primes the stream, and nothing else', () => {
+    const stream = new ResponsesNativeStream();
+    const partial = stream.push(
+      event('response.image_generation_call.partial_image', { partial_image_b64: 'iVBORw0KGgo=', partial_image_index: 0 }),
+    );
+    expect([partial.output, partial.text]).toEqual([true, undefined]);
+    expect(stream.push(event('response.audio.delta', { delta: 'UklGRg==' })).output).toBe(true);
+    for (const type of [
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.image_generation_call.generating',
+    ])
+      expect(stream.push(event(type, { response: { id: 'resp_1' } })).output).toBeUndefined();
   });
 
   it.each(['response.completed', 'response.incomplete'])('ends with %s, billed its usage', (type) => {

@@ -51,15 +51,22 @@ const TEXT_DELTAS = new Set([
   'response.custom_tool_call_input.delta',
   'response.reasoning_summary_text.delta',
   'response.reasoning_text.delta',
+  'response.code_interpreter_call_code.delta',
+  'response.mcp_call_arguments.delta',
+  'response.audio.transcript.delta',
 ]);
+
+/** Events of generated output that is not text: they end priming (never held back, a partial image is large). */
+const OUTPUT_EVENTS = new Set(['response.image_generation_call.partial_image', 'response.audio.delta']);
 
 /**
  * OpenAI's own Responses stream passed on event by event: every event goes out with the name and
  * data OpenAI sent, unknown ones included; keygate only reads them.
  * - `response.completed`, `response.incomplete` and `response.failed` end the stream, with the
  *   Response's usage (`input_tokens`, `output_tokens`);
- * - output text, refusal, tool-argument and reasoning deltas are kept as text, to prime the stream
- *   and to estimate an answer cut short;
+ * - output text, refusal, tool-argument (function, custom, code interpreter, MCP), reasoning and
+ *   audio-transcript deltas are kept as text, to prime the stream and to estimate an answer cut
+ *   short; a partial image or an audio delta primes it too (`output`);
  * - an `error` event throws `UpstreamError('stream_error')`. Its details are read from its `error`
  *   object, as OpenAI sends them, or from the event itself, as its reference documents them; a
  *   `server_error` or a rate limit stands for a 500 or a 429, retried when it comes before any content;
@@ -103,6 +110,7 @@ export class ResponsesNativeStream {
         'error event',
       );
     if (type !== undefined && TEXT_DELTAS.has(type) && typeof event.delta === 'string' && event.delta !== '') out.text = event.delta;
+    else if (type !== undefined && OUTPUT_EVENTS.has(type)) out.output = true;
     // Its owner may use the id as soon as it has it: recorded when announced, again with the usage at the end.
     if (type === 'response.created' && isRecord(event.response)) this.recording = noteStored(event.response, null, this.onStored);
     if (type !== undefined && TERMINAL.has(type)) {

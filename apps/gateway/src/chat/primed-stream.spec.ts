@@ -38,6 +38,27 @@ describe('primed', () => {
     expect(await all(stream)).toEqual([role.data, content.data, '{"content":"!"}']);
   });
 
+  it('stops at generated output that is not text (a partial image): it is not held back until text comes', async () => {
+    const image: StreamEvent = {
+      event: 'response.image_generation_call.partial_image',
+      data: '{"partial_image_b64":"iVBO"}',
+      output: true,
+    };
+    let reads = 0;
+    async function* events(): AsyncGenerator<StreamEvent> {
+      await upstream();
+      reads++;
+      yield role;
+      reads++;
+      yield image;
+      reads++;
+      yield content;
+    }
+    const stream = await primed({ events: events() }, noCommit);
+    expect(reads).toBe(2);
+    expect(await all(stream)).toEqual([role.data, image.data, content.data]);
+  });
+
   it('keeps the headers the upstream answered with, for the client’s response head', async () => {
     async function* events(): AsyncGenerator<StreamEvent> {
       await upstream();

@@ -23,7 +23,8 @@ export interface Priming {
 }
 
 /**
- * A stream read up to its first content (text or tool-call arguments), its final usage or its end,
+ * A stream read up to its first content (text, reasoning, tool-call arguments, other generated output
+ * such as a partial image), its final usage or its end,
  * before any of its events goes to the client: a failure before then (an error the provider sends
  * as the stream's first event, such as Anthropic's in-stream `overloaded_error`; a cut; the upstream
  * going silent for the idle timeout) fails the attempt, which is retried or falls back like the
@@ -52,7 +53,7 @@ export async function primed(stream: ChatStream, priming: Priming): Promise<Chat
         break;
       }
       head.push(next.value);
-      if (next.value.text !== undefined || next.value.usage !== undefined) break;
+      if (next.value.text !== undefined || next.value.usage !== undefined || next.value.output) break;
     }
   } catch (error) {
     const usage = lastUsage(head);
