@@ -7,6 +7,7 @@ import {
   countTokens,
   reachedUpstream,
   runAttempts,
+  UpstreamError,
   type AttemptObserver,
   type ChatStream,
   type PassedHeaders,
@@ -125,11 +126,15 @@ export class CompletionRunner {
     // and the cost reserved is at the highest of their prices.
     const models = plan.candidates.map((candidate) => candidate.model);
     const reservation = await this.quota.admit(ctx, principal.product, principal.user, () => plan.reserve(), models);
+    // Whether the request failed with its last attempt cut by keygate at the upstream idle timeout
+    // (a stream that went silent before its first content): the upstream had begun, and bills.
+    let cutByKeygate = false;
     try {
       let value: A | ChatStream;
       try {
         ({ value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal, this.attemptLog));
       } catch (error) {
+        cutByKeygate = error instanceof UpstreamError && error.kind === 'stalled';
         // Nothing went out: the filter answers the failure as JSON, with its status and headers.
         if (!opened) throw error;
         this.sse.fail(ctx, opened, error);
@@ -148,10 +153,12 @@ export class CompletionRunner {
     } finally {
       // A request the client abandoned while an attempt was under way is billed for its prompt (the
       // stream path does the same): what the upstream had reported by then (Anthropic's
-      // message_start, read while priming the stream), else keygate's estimate. A request that
-      // failed upstream is not, nor one abandoned while keygate waited to retry such a failure:
-      // providers do not bill their own errors (ctx.abortedInFlight tells the two apart).
-      if (ctx.tokensIn === null && ctx.abortedInFlight) {
+      // message_start, read while priming the stream), else keygate's estimate; so is one whose last
+      // attempt keygate cut off at the idle timeout, which the upstream had begun to answer (as a
+      // stream cut after its first event is). A request that failed upstream is not, nor one
+      // abandoned while keygate waited to retry such a failure: providers do not bill their own
+      // errors (ctx.abortedInFlight tells the two apart).
+      if (ctx.tokensIn === null && (ctx.abortedInFlight || cutByKeygate)) {
         if (!recordUsage(ctx, reportedBeforeFailure)) ctx.tokensIn = plan.promptTokens();
       }
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
