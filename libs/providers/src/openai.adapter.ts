@@ -211,6 +211,9 @@ export class OpenAiAdapter implements ProviderAdapter {
   }
 }
 
+/** A chat delta's generated text besides `content` (see {@link generatedText}). */
+const OTHER_TEXT_DELTAS = ['refusal', 'reasoning_content', 'reasoning'] as const;
+
 /**
  * What a chunk generated: its text, refusal, reasoning, audio-transcript and tool-call argument deltas, every choice's (undefined when
  * none: the role chunk's `""` is no content). Priming stops at the first (so a tool-call stream is
@@ -226,7 +229,7 @@ export function generatedText(chunk: OpenAiChunk): string | undefined {
     // DeepSeek send it as `reasoning_content`, others as `reasoning`), long before any `content`:
     // generated output too, which primes the stream (else held back until the answer begins) and
     // is billed as output.
-    for (const field of ['refusal', 'reasoning_content', 'reasoning'] as const) if (typeof delta[field] === 'string') text += delta[field];
+    for (const field of OTHER_TEXT_DELTAS) if (typeof delta[field] === 'string') text += delta[field];
     // An audio answer (`modalities: ["text", "audio"]`) streams its transcript beside the audio.
     const transcript = (delta.audio as { transcript?: unknown } | null | undefined)?.transcript;
     if (typeof transcript === 'string') text += transcript;
