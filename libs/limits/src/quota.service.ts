@@ -106,11 +106,6 @@ export class QuotaService implements OnModuleInit {
     countTokens('warm up');
   }
 
-  /** Whether either token quota applies to the product (the estimate is skipped otherwise, unless a budget applies). */
-  enabled(product: string): boolean {
-    return hasTokenQuota(this.config.policy.forProduct(product).limits);
-  }
-
   /**
    * Admits a request: counts it in the request limits the guard left to its handler (routes marked
    * `@AdmitInHandler()`), reserves its tokens against the day's quotas (when one applies) and the

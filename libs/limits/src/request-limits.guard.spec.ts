@@ -588,10 +588,18 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
 });
 
 describe('QuotaService', () => {
-  it('is enabled only for products with a token quota', async () => {
+  it('estimates a request only for a product with a token quota (the tokenizer pass is skipped otherwise)', async () => {
     const { quota } = await harness();
-    expect(quota.enabled('tokens')).toBe(true);
-    expect(quota.enabled('qps')).toBe(false);
+    let asked = 0;
+    const estimate = (): TokenEstimate => {
+      asked++;
+      return { prompt: 10, completion: 0 };
+    };
+    expect(await quota.admit(undefined, 'qps', 'una', estimate, MODELS)).toBeUndefined();
+    expect(asked).toBe(0);
+    const reservation = await quota.admit(undefined, 'tokens', 'una', estimate, MODELS);
+    expect([asked, reservation?.tokens]).toEqual([1, 10]);
+    quota.settle(reservation, 0);
   });
 
   it('reserves while the estimate fits and refuses with daily_quota_exceeded (429, Retry-After to UTC midnight) otherwise', async () => {
