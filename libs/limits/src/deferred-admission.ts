@@ -17,11 +17,14 @@ export const ADMIT_IN_HANDLER = 'keygate:admit-in-handler';
 export const AdmitInHandler = (): MethodDecorator => SetMetadata(ADMIT_IN_HANDLER, true);
 
 /**
- * Counts a request's throttlers, and reserves `tokens` and `budget` (its cost estimate) if given,
- * in one step: throws the 429 of a full request limit; otherwise tells the store that counted (null
- * when a token quota or a budget refused, with the day's token and cost totals the shared store found).
+ * Counts a request's throttlers, its daily ones on `day` (the UTC day of the admission, which may
+ * follow the guard's across midnight), and reserves `tokens` and `budget` (its cost estimate) if
+ * given, in one step: throws the 429 of a full request limit; otherwise tells the store that
+ * counted (null when a token quota or a budget refused, with the day's token and cost totals the
+ * shared store found).
  */
 export type DeferredAdmission = (
+  day: string,
   tokens?: TokenAsk,
   budget?: BudgetAsk,
 ) => Promise<{

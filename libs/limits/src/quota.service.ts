@@ -163,11 +163,11 @@ export class QuotaService implements OnModuleInit {
       if (!deferred) return undefined;
       // Nothing to reserve, but the tokens it uses are counted all the same (/admin/usage), where
       // the request was: the reservation of none.
-      const { store } = await deferred();
+      const { store } = await deferred(day);
       return store ? this.reserved(ctx, product, user, day, store, undefined, undefined) : undefined;
     }
     let result: Awaited<ReturnType<DeferredAdmission>>;
-    if (deferred) result = await deferred(ask, budget);
+    if (deferred) result = await deferred(day, ask, budget);
     else {
       const outcome = await this.counters.hit([], ask, budget);
       result = outcome.admitted

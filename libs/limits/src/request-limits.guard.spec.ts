@@ -580,6 +580,29 @@ describe('admission in the handler (@AdmitInHandler routes)', () => {
     expect((await h.counters.usage('daily', day)).tokens).toEqual({ total: 42, users: { dot: 42 } });
   });
 
+  it('counts a request its guard saw before midnight and its handler admitted after on the new day, with its tokens', async () => {
+    const h = await harness();
+    const midnight = Date.UTC(2031, 0, 1);
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(midnight - 100);
+    try {
+      const r = request('tokens', 'mia', 'chat');
+      await h.guard.canActivate(r.context);
+      clock.mockReturnValue(midnight + 100);
+      const reservation = await h.quota.admit(r.ctx, 'tokens', 'mia', estimated(7), MODELS);
+      expect(reservation).toMatchObject({ tokens: 7, day: '2031-01-01' });
+      await flush();
+      expect((await h.counters.usage('tokens', '2031-01-01')).requests).toEqual({ total: 1, users: { mia: 1 } });
+      expect((await h.counters.usage('tokens', '2030-12-31')).requests.total).toBe(0);
+      // Given back on its own day, had it ended without reaching an upstream.
+      r.ctx.releaseDailyCount?.();
+      await flush();
+      expect((await h.counters.usage('tokens', '2031-01-01')).requests.total).toBe(0);
+      h.quota.settle(reservation, 0);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it('counts a request that never reaches admit (refused on the way: invalid body, policy) in no limit', async () => {
     const h = await harness();
     for (let i = 0; i < 3; i++) await expect(h.guard.canActivate(request('busy', 'ed', 'chat').context)).resolves.toBe(true);
@@ -656,8 +679,9 @@ describe('QuotaService daily cost budgets', () => {
     } finally {
       clock.mockRestore();
     }
-    // The request counters are the guard's day's; the budget was checked on the next, and the cost counts there.
-    expect((await h.counters.usage('budget', '2031-05-06')).requests.total).toBe(1);
+    // The budget was checked on the next day, and the cost counts there, as the request counters do.
+    expect((await h.counters.usage('budget', '2031-05-07')).requests.total).toBe(1);
+    expect((await h.counters.usage('budget', '2031-05-06')).requests.total).toBe(0);
     expect((await h.counters.usage('budget', '2031-05-07')).costNanoUsd).toEqual({ total: 500_000, users: { ivy: 500_000 } });
     expect((await h.counters.usage('budget', '2031-05-06')).costNanoUsd.total).toBe(0);
   });

@@ -18,6 +18,7 @@ import { AutoBlocker } from './auto-blocker';
 import { blockedError, BlocksService } from './blocks.service';
 import {
   DAILY_COUNTER_TTL_MS,
+  dailyRequestsKey,
   dayOfDailyKey,
   requestCounters,
   SECOND_COUNTER_TTL_MS,
@@ -181,7 +182,7 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     const raw = http.getResponse<FastifyReply>().raw;
     const ctx = contextOf(request.raw);
     if (ctx && this.reflector.get<boolean | undefined>(ADMIT_IN_HANDLER, context.getHandler())) {
-      deferAdmission(ctx, (tokens, budget) => this.count(product, user, hits, raw, ctx, true, tokens, budget));
+      deferAdmission(ctx, (day, tokens, budget) => this.count(product, user, onDay(hits, product, day), raw, ctx, true, tokens, budget));
       return true;
     }
     await this.count(product, user, hits, raw, ctx, false);
@@ -390,6 +391,17 @@ function resolvedNumber(context: ExecutionContext, value: Resolvable<number>): n
 
 function isDaily(limit: LimitName): boolean {
   return limit === 'product_daily' || limit === 'user_daily';
+}
+
+/**
+ * A request's throttler hits with its daily counters on `day`, the day its handler admits it: a
+ * request the guard saw just before midnight and its handler admitted after is counted on the new
+ * day, where its tokens and cost go (the same hits when they are on it already, as nearly always).
+ */
+function onDay(hits: ThrottlerHit[], product: string, day: string): ThrottlerHit[] {
+  if (!hits.some((hit) => isDailyHit(hit) && dayOfDailyKey(hit.key) !== day)) return hits;
+  const key = dailyRequestsKey(product, day);
+  return hits.map((hit) => (isDailyHit(hit) ? { ...hit, key } : hit));
 }
 
 /** A request's daily counter (whose key names its day). */

@@ -61,7 +61,7 @@ describe('countAttempt', () => {
     expect(ctx.attempts).toBe(0);
 
     // Once the handler took its admission (QuotaService.admit does), the attempt goes ahead.
-    await takeDeferredAdmission(ctx)?.();
+    await takeDeferredAdmission(ctx)?.('2026-12-07');
     expect(admit).toHaveBeenCalledTimes(1);
     await expect(countAttempt(ctx, start)).resolves.toBe('answer');
     expect(start).toHaveBeenCalledTimes(1);
