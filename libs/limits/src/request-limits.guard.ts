@@ -399,7 +399,8 @@ function isDaily(limit: LimitName): boolean {
  * day, where its tokens and cost go (the same hits when they are on it already, as nearly always).
  */
 function onDay(hits: ThrottlerHit[], product: string, day: string): ThrottlerHit[] {
-  if (!hits.some((hit) => isDailyHit(hit) && dayOfDailyKey(hit.key) !== day)) return hits;
+  // A daily key ends with its day (`…:2031-01-01`): compared in place, no string made per request.
+  if (!hits.some((hit) => isDailyHit(hit) && !hit.key.endsWith(day))) return hits;
   const key = dailyRequestsKey(product, day);
   return hits.map((hit) => (isDailyHit(hit) ? { ...hit, key } : hit));
 }
