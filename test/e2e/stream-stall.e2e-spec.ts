@@ -24,6 +24,7 @@ import {
   type MockStats,
   type MockUpstream,
 } from './harness';
+import { expectOneAuditOn } from './provider-fixtures';
 
 /** Retries per model after the first attempt: two attempts per model keep the stalls short. */
 const MAX_RETRIES = 1;
@@ -85,11 +86,9 @@ function calls(before: MockStats, after: MockStats, route: MockRoute): number {
   return after.byRoute[route] - (before.byRoute[route] ?? 0);
 }
 
-async function expectOneAudit(id: string, expected: Partial<AuditRecord>): Promise<AuditRecord> {
-  const record = await gw.waitForAudit(id, 10_000);
-  expect(gw.auditsFor(id)).toHaveLength(1);
-  expect(record).toMatchObject(expected);
-  return record;
+/** Exactly one audit line for the request, matching `expected`. */
+function expectOneAudit(id: string, expected: Partial<AuditRecord>): Promise<AuditRecord> {
+  return expectOneAuditOn(gw, id, expected);
 }
 
 /** The failed-attempt lines the gateway wrote for a request: outcome, failure kind. */

@@ -25,14 +25,27 @@ function stream(events: StreamEvent[]): ChatStream {
   };
 }
 
+/** The relay as the gateway builds it (no keep-alives), with a silent logger. */
+const newRelay = (): SseRelay => new SseRelay(config, new MetricsService(), new JsonLogger('error', undefined, () => undefined));
+
+/** The hijacked Fastify reply the relay writes through: `res` itself. */
+const replyOver = (res: ServerResponse): FastifyReply =>
+  ({ hijack: () => undefined, raw: res, getHeaders: () => ({}) }) as unknown as FastifyReply;
+
+/** A listening server whose requests `onRequest` takes, and its port. */
+async function listening(onRequest: (res: ServerResponse) => void): Promise<{ server: Server; port: number }> {
+  const server = createServer((_req: IncomingMessage, res: ServerResponse) => onRequest(res));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
 /** A server whose one request's response is handed to the test once its client has closed the connection. */
 async function responseOfAGoneClient(): Promise<{ server: Server; res: ServerResponse }> {
   let handed: (res: ServerResponse) => void = () => undefined;
   const closed = new Promise<ServerResponse>((resolve) => (handed = resolve));
-  const server = createServer((_req: IncomingMessage, res: ServerResponse) => res.once('close', () => handed(res)));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const client = httpRequest({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, method: 'POST', path: '/' });
+  const { server, port } = await listening((res) => res.once('close', () => handed(res)));
+  const client = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/' });
   client.on('error', () => undefined);
   client.end('{}');
   // Gone before any answer.
@@ -48,8 +61,8 @@ describe('SseRelay', () => {
       // What the request lifecycle does when the response closes undelivered.
       ctx.fail('client_abort', 499);
       ctx.abort.abort();
-      const reply = { hijack: () => undefined, raw: res, getHeaders: () => ({}) } as unknown as FastifyReply;
-      const relay = new SseRelay(config, new MetricsService(), new JsonLogger('error', undefined, () => undefined));
+      const reply = replyOver(res);
+      const relay = newRelay();
       await relay.relay(
         ctx,
         stream([{ data: '{"choices":[]}' }, { data: '{"choices":[]}', text: 'Hello' }]),
@@ -148,8 +161,8 @@ describe('SseRelay usage that is not a count', () => {
     const { server, res } = await responseOfAGoneClient();
     try {
       const ctx = new RequestContext('req-odd', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
-      const reply = { hijack: () => undefined, raw: res, getHeaders: () => ({}) } as unknown as FastifyReply;
-      const relay = new SseRelay(config, new MetricsService(), new JsonLogger('error', undefined, () => undefined));
+      const reply = replyOver(res);
+      const relay = newRelay();
       // An Anthropic-compatible host's message_start with a negative count: toUsage passes it on as the running usage.
       const odd = { prompt_tokens: -3, completion_tokens: 1.5, total_tokens: -1.5, prompt_tokens_details: { cached_tokens: 2 } };
       await relay.relay(
@@ -172,27 +185,22 @@ describe('SseRelay.fail', () => {
   it('ends a stream whose head went out before its attempts all failed with the error event, and audits the failure', async () => {
     let handed: (res: ServerResponse) => void = () => undefined;
     const response = new Promise<ServerResponse>((resolve) => (handed = resolve));
-    const server = createServer((_req: IncomingMessage, res: ServerResponse) => handed(res));
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
+    const { server, port } = await listening((res) => handed(res));
     try {
       const answered = new Promise<{ status: number | undefined; type: string | undefined; body: string }>((resolve, reject) => {
-        const client = httpRequest(
-          { host: '127.0.0.1', port: (server.address() as AddressInfo).port, method: 'POST', path: '/' },
-          (res) => {
-            let body = '';
-            res.setEncoding('utf8');
-            res.on('data', (chunk: string) => (body += chunk));
-            res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'], body }));
-          },
-        );
+        const client = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/' }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'], body }));
+        });
         client.on('error', reject);
         client.end('{}');
       });
       const res = await response;
       const ctx = new RequestContext('req-stalled', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
-      const reply = { hijack: () => undefined, raw: res, getHeaders: () => ({}) } as unknown as FastifyReply;
-      const relay = new SseRelay(config, new MetricsService(), new JsonLogger('error', undefined, () => undefined));
+      const reply = replyOver(res);
+      const relay = newRelay();
       const out = relay.open(ctx, reply, OPENAI_STREAM, 60);
       expect(ctx.status).toBe(200);
       relay.fail(ctx, out, new UpstreamError('stalled', 'openai', 'no data in time'));
