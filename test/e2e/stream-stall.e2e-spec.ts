@@ -29,6 +29,8 @@ import { expectOneAuditOn } from './provider-fixtures';
 /** Retries per model after the first attempt: two attempts per model keep the stalls short. */
 const MAX_RETRIES = 1;
 const IDLE_TIMEOUT_MS = 3_000;
+/** Within the priming time: a stream whose headers never come fails before its HTTP head is sent. */
+const TTFB_TIMEOUT_MS = 1_000;
 const CLAUDE = 'claude-3-5-sonnet-20241022';
 /** The `stall-limit` product's `max_stream_seconds`: its limit comes before its second attempt's idle timeout. */
 const LIMIT_SECONDS = 3;
@@ -61,6 +63,7 @@ beforeAll(async () => {
     env: {
       API_KEY_SERVER_POLICY_FILE: writeTempFile('stall-policy.yaml', policy),
       API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS),
+      API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: String(TTFB_TIMEOUT_MS),
       API_KEY_SERVER_UPSTREAM_MAX_RETRIES: String(MAX_RETRIES),
       API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '20',
       API_KEY_SERVER_SSE_KEEPALIVE_SECONDS: '1',
@@ -235,5 +238,71 @@ describe('a stream that stalls after its head, before any content', () => {
     });
     expect(calls(before, await mock.stats(), 'openai.chat')).toBe(2);
     await expectOneAudit(id, { status: 504, failure: 'policy', stream: true, model: 'gpt-4o-mini', attempts: 2 });
+  }, 20_000);
+});
+
+describe('a stream whose upstream sends no response headers within the TTFB timeout', () => {
+  it('is retried, and falls back, as a stall: a provider sends a stream’s headers before it generates', async () => {
+    const id = uniqueId('ttfb-stream');
+    const before = await mock.stats();
+    // Every attempt at gpt-4o hangs before its headers; the fallback answers.
+    const text = `no headers ${id} [mock delay_ms=60000 fail_first=${1 + MAX_RETRIES}]`;
+    const stream = await gw
+      .openai(token)
+      .chat.completions.create({ model: 'gpt-4o', messages: user(text), stream: true }, { headers: { 'X-Request-Id': id } });
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(textOf(chunks)).toBe(`Hello from mock anthropic! You said: no headers ${id}`);
+    const after = await mock.stats();
+    expect([calls(before, after, 'openai.chat'), calls(before, after, 'anthropic.messages')]).toEqual([1 + MAX_RETRIES, 1]);
+    await expectOneAudit(id, { status: 200, failure: null, stream: true, model: CLAUDE, provider: 'anthropic', attempts: 2 + MAX_RETRIES });
+    expect(attemptLines(id)).toEqual([
+      ['upstream attempt failed; retrying', 'stalled'],
+      ['upstream attempt failed; trying the next fallback model', 'stalled'],
+    ]);
+  }, 20_000);
+
+  it('answers 504 upstream_timeout as JSON when every attempt hangs (no head went out), billed the prompt', async () => {
+    const id = uniqueId('ttfb-stream-always');
+    const before = await mock.stats();
+    const error = await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(`never any headers ${id} [mock delay_ms=60000]`), stream: true },
+        { headers: { 'X-Request-Id': id }, maxRetries: 0 },
+      )
+      .then(
+        () => undefined,
+        (e: unknown) => e as { status?: number; code?: string },
+      );
+    expect([error?.status, error?.code]).toEqual([504, 'upstream_timeout']);
+    expect(calls(before, await mock.stats(), 'openai.chat')).toBe(1 + MAX_RETRIES);
+    const audit = await expectOneAudit(id, {
+      status: 504,
+      failure: 'timeout',
+      stream: true,
+      model: 'gpt-4o-mini',
+      attempts: 1 + MAX_RETRIES,
+    });
+    expect(audit.tokens_in).toBeGreaterThan(0);
+  }, 20_000);
+
+  it('is not retried for a whole (non-streamed) answer, whose headers come with the finished answer', async () => {
+    const id = uniqueId('ttfb-whole');
+    const before = await mock.stats();
+    const error = await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: 'gpt-4o-mini', messages: user(`whole, no headers ${id} [mock delay_ms=60000]`) },
+        { headers: { 'X-Request-Id': id }, maxRetries: 0 },
+      )
+      .then(
+        () => undefined,
+        (e: unknown) => e as { status?: number; code?: string },
+      );
+    expect([error?.status, error?.code]).toEqual([504, 'upstream_timeout']);
+    expect(calls(before, await mock.stats(), 'openai.chat')).toBe(1);
+    await expectOneAudit(id, { status: 504, failure: 'timeout', stream: false, attempts: 1 });
+    expect(attemptLines(id)).toEqual([['upstream attempt failed; no retry or fallback left', 'ttfb_timeout']]);
   }, 20_000);
 });

@@ -28,7 +28,7 @@ export interface MockDirectives {
   /** Streaming: after K content chunks emit the provider's in-stream error event and end. */
   errorEventAfter?: number;
   /**
-   * The failure directives (`status`, `stall_after`, `cut_after`, `error_event_after`) apply to the
+   * The failure directives (`status`, `delay_ms`, `stall_after`, `cut_after`, `error_event_after`) apply to the
    * first N requests carrying the same directive text (whatever the route), and the later ones are
    * answered as if they were not there: an upstream that fails a request and answers its retry, or
    * fails every attempt at one model and answers the fallback.
@@ -223,6 +223,7 @@ export class FailureCounter {
     this.seen.set(text, count + 1);
     if (count < directives.failFirst) return;
     delete directives.status;
+    delete directives.delayMs;
     delete directives.stallAfter;
     delete directives.cutAfter;
     delete directives.errorEventAfter;

@@ -296,6 +296,15 @@ describe('mock server', () => {
       expect((await call(p, `y ${p.name} [mock status=503 fail_first=2]`, false)).status).toBe(503);
     });
 
+    it('fail_first=N holds back only the first N answers of a delay_ms (an upstream that hangs once)', async () => {
+      const text = `slow once ${p.name} [mock delay_ms=60000 fail_first=1]`;
+      // The first request is still held back when the client gives up on it.
+      await expect(call(p, text, true, {}, AbortSignal.timeout(300))).rejects.toThrow();
+      const res = await call(p, text, true);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toContain(p.completionMarker);
+    });
+
     it('non-streaming cut_after drops the connection with a truncated body', async () => {
       const res = await call(p, 'x [mock cut_after=0]', false);
       expect(res.status).toBe(200);

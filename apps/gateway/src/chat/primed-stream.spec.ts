@@ -2,7 +2,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { OpenAiAdapter, UpstreamError, type ChatStream, type StreamEvent } from '@keygate/providers';
 import { testUpstreamClient } from '../../../../libs/providers/src/testing/upstream-client';
-import { primed } from './primed-stream';
+import { MAX_HELD_EVENTS, primed, stalledBeforeHeaders } from './primed-stream';
 
 const role: StreamEvent = { data: '{"role":"assistant"}' };
 const content: StreamEvent = { data: '{"content":"hi"}', text: 'hi' };
@@ -164,6 +164,14 @@ describe('primed', () => {
     await expect(all(stream)).rejects.toMatchObject({ kind: 'idle_timeout', retryable: false });
   });
 
+  it('reads a stream request’s TTFB timeout as a stall, which is retried; other failures pass unchanged', () => {
+    const ttfb = new UpstreamError('ttfb_timeout', 'openai', 'no response headers in time');
+    expect(ttfb.retryable).toBe(false);
+    expect(stalledBeforeHeaders(ttfb)).toMatchObject({ kind: 'stalled', provider: 'openai', retryable: true });
+    const refused = new UpstreamError('http', 'openai', 'bad request', 400);
+    expect(stalledBeforeHeaders(refused)).toBe(refused);
+  });
+
   it('hands on a stream that ends with no content after the HTTP head went out, as it ended', async () => {
     jest.useFakeTimers();
     let release: () => void = () => undefined;
@@ -195,6 +203,25 @@ describe('primed', () => {
     const stream = await primed({ events: events() }, noCommit);
     for await (const event of stream.events) if (event.text) break;
     expect(released).toBe(true);
+  });
+
+  it('holds back at most MAX_HELD_EVENTS events without content, then hands the stream on as it is', async () => {
+    const ping: StreamEvent = { event: 'ping', data: '{"type":"ping"}' };
+    let reads = 0;
+    async function* events(): AsyncGenerator<StreamEvent> {
+      await upstream();
+      for (let i = 0; i < MAX_HELD_EVENTS + 10; i++) {
+        reads++;
+        yield ping;
+      }
+      reads++;
+      yield content;
+    }
+    const stream = await primed({ events: events() }, noCommit);
+    expect(reads).toBe(MAX_HELD_EVENTS); // stopped there, not at the content
+    const out = await all(stream);
+    expect(out).toHaveLength(MAX_HELD_EVENTS + 11);
+    expect(out.at(-1)).toBe(content.data);
   });
 });
 

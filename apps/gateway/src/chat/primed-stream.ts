@@ -6,6 +6,15 @@ import { UpstreamError, type ChatStream, type StreamEvent, type Usage } from '@k
  */
 const PRIME_MAX_MS = 2_000;
 
+/**
+ * The most events held back before the first content. Providers send a handful (a role chunk,
+ * `message_start` and a ping, `response.created`/`in_progress` and an output item's opening);
+ * an upstream that sends many more without content (keep-alive events every few milliseconds, a
+ * host's progress reports) is handed on as it is, so keygate never buffers an unbounded prelude:
+ * a failure after that is no longer retried.
+ */
+export const MAX_HELD_EVENTS = 64;
+
 /** What priming a stream tells its caller along the way. */
 export interface Priming {
   /**
@@ -32,6 +41,7 @@ export interface Priming {
  * ({@link Priming.commit}) and the reading goes on, with no time limit of its own (the upstream
  * idle timeout and the stream's `max_stream_seconds` bound it), still before any event: only the
  * first event written to the client is past the point of no return. What was read is replayed.
+ * The reading also stops at {@link MAX_HELD_EVENTS} events without content.
  */
 export async function primed(stream: ChatStream, priming: Priming): Promise<ChatStream> {
   const iterator = stream.events[Symbol.asyncIterator]();
@@ -53,7 +63,7 @@ export async function primed(stream: ChatStream, priming: Priming): Promise<Chat
         break;
       }
       head.push(next.value);
-      if (next.value.text !== undefined || next.value.usage !== undefined || next.value.output) break;
+      if (next.value.text !== undefined || next.value.usage !== undefined || next.value.output || head.length >= MAX_HELD_EVENTS) break;
     }
   } catch (error) {
     const usage = lastUsage(head);
@@ -81,6 +91,18 @@ export async function primed(stream: ChatStream, priming: Priming): Promise<Chat
  */
 function stalledBeforeContent(error: unknown): unknown {
   return error instanceof UpstreamError && error.kind === 'idle_timeout'
+    ? new UpstreamError('stalled', error.provider, error.message)
+    : error;
+}
+
+/**
+ * A stream's request whose response headers did not come within the TTFB timeout is `stalled`
+ * too, and retried: a provider sends a stream's headers before it generates, so nothing was
+ * answered, and the client has had nothing (a whole answer's headers come with the answer, so its
+ * TTFB timeout may cut a finished generation, and stays `ttfb_timeout`, not retried).
+ */
+export function stalledBeforeHeaders(error: unknown): unknown {
+  return error instanceof UpstreamError && error.kind === 'ttfb_timeout'
     ? new UpstreamError('stalled', error.provider, error.message)
     : error;
 }
