@@ -4,7 +4,9 @@
  * fourth gateway runs on a private redis-server that the suite kills and restarts. Every refusal is
  * checked for its status and code, for reaching no upstream, and for its single audit line.
  */
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import OpenAI, { APIError } from 'openai';
 import {
@@ -505,6 +507,78 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
       const a = await send(replicas[i % 3], path, { id: uniqueId('docs'), token, body, headers });
       expect({ label, status: a.status }).toEqual({ label, status: 429 });
       expect(a.text).toContain('daily_quota_exceeded');
+      expect(a.text).toContain(`whole daily token quota (${DOCS_USER_TOKEN_CAP}): it can never be served`);
+      await expectOneAudit(a, { failure: 'quota', product: P.docs, user, attempts: 0 });
+    }
+    expect((await upstreamTotal()) - before).toBe(0);
+    expect((await usage(P.docs)).tokens.users[user]).toBeUndefined();
+  });
+
+  it(`reserves a PDF sent inline by its pages: a 7-page one (~17,500 tokens) is refused under user_daily_tokens (${DOCS_USER_TOKEN_CAP}) on chat, /v1/messages and /v1/responses`, async () => {
+    // Its page objects sit in a compressed object stream (written by qpdf). Reserved as one image
+    // (1,600 tokens), it was let through, and the provider bills every page.
+    const pdf = readFileSync(join(__dirname, '../../libs/providers/src/testing/pdf/seven-pages-object-streams.pdf')).toString('base64');
+    const dataUrl = `data:application/pdf;base64,${pdf}`;
+    const asked: Array<[string, string, Record<string, unknown>, Record<string, string>?]> = [
+      [
+        '/v1/chat/completions',
+        'chat file',
+        {
+          model: CLAUDE_MODEL,
+          max_tokens: 10,
+          messages: [
+            {
+              role: 'user',
+              content: [
+                { type: 'file', file: { filename: 'report.pdf', file_data: dataUrl } },
+                { type: 'text', text: 'Summarize' },
+              ],
+            },
+          ],
+        },
+      ],
+      [
+        '/v1/messages',
+        'document',
+        {
+          model: CLAUDE_MODEL,
+          max_tokens: 10,
+          messages: [
+            {
+              role: 'user',
+              content: [
+                { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: pdf } },
+                { type: 'text', text: 'Summarize' },
+              ],
+            },
+          ],
+        },
+        { 'anthropic-version': '2023-06-01' },
+      ],
+      [
+        '/v1/responses',
+        'input_file',
+        {
+          model: MODEL,
+          max_output_tokens: 16,
+          input: [
+            {
+              role: 'user',
+              content: [
+                { type: 'input_file', filename: 'report.pdf', file_data: dataUrl },
+                { type: 'input_text', text: 'Summarize' },
+              ],
+            },
+          ],
+        },
+      ],
+    ];
+    const user = uniqueId('pdf');
+    const token = mintToken({ product: P.docs, sub: user });
+    const before = await upstreamTotal();
+    for (const [i, [path, label, body, headers]] of asked.entries()) {
+      const a = await send(replicas[i % 3], path, { id: uniqueId('pdf'), token, body, headers });
+      expect({ label, status: a.status }).toEqual({ label, status: 429 });
       expect(a.text).toContain(`whole daily token quota (${DOCS_USER_TOKEN_CAP}): it can never be served`);
       await expectOneAudit(a, { failure: 'quota', product: P.docs, user, attempts: 0 });
     }

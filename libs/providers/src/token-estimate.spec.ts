@@ -1,6 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   countTokens,
   estimateEmbedContentTokens,
+  estimateResponsesPromptTokens,
+  GEMINI_PDF_PAGE_TOKENS,
+  PDF_PAGE_TOKENS,
   estimateGenerateContentPromptTokens,
   estimateMessagesPromptTokens,
   promptCacheWrite,
@@ -214,6 +219,60 @@ describe('estimateMessagesPromptTokens', () => {
     expect(estimateMessagesPromptTokens({ system: 'Be brief.', messages: [{ role: 'user', content: question }, 'junk'] })).toBe(
       3 + countTokens('Be brief.') + 3 + countTokens(question) + 3,
     );
+  });
+});
+
+describe('PDFs sent inline are reserved by their pages', () => {
+  // Seven pages, their page objects in a compressed object stream (see pdf-pages.spec.ts).
+  const pdf = readFileSync(join(__dirname, 'testing', 'pdf', 'seven-pages-object-streams.pdf')).toString('base64');
+  const unreadable = Buffer.from('not a PDF at all').toString('base64');
+
+  it('on chat, a file part with a data:application/pdf URL', () => {
+    const file = (url: string) => ({ type: 'file', file: { filename: 'report.pdf', file_data: url } });
+    const messages = [
+      { role: 'user', content: [file(`data:application/pdf;base64,${pdf}`), file(`data:application/pdf;base64,${unreadable}`)] },
+    ];
+    expect(estimatePromptTokens({ messages })).toBe(3 + 3 + 7 * PDF_PAGE_TOKENS + NON_TEXT_PART_TOKENS);
+  });
+
+  it('on /v1/messages, a base64 document block (one named by URL is not in the request: the flat amount)', () => {
+    const document = (source: Record<string, unknown>) => ({ type: 'document', source });
+    const estimate = estimateMessagesPromptTokens({
+      messages: [
+        {
+          role: 'user',
+          content: [
+            document({ type: 'base64', media_type: 'application/pdf', data: pdf }),
+            document({ type: 'url', url: 'https://example.com/a.pdf' }),
+          ],
+        },
+      ],
+    });
+    expect(estimate).toBe(3 + 3 + 7 * PDF_PAGE_TOKENS + NON_TEXT_PART_TOKENS);
+  });
+
+  it('on /v1/responses, an input_file part (a text file as its text)', () => {
+    const csv = 'city,sky\nParis,Sunny';
+    const estimate = estimateResponsesPromptTokens({
+      input: [
+        {
+          role: 'user',
+          content: [
+            { type: 'input_file', filename: 'a.pdf', file_data: `data:application/pdf;base64,${pdf}` },
+            { type: 'input_file', filename: 'a.csv', file_data: `data:text/csv;base64,${Buffer.from(csv).toString('base64')}` },
+            { type: 'input_file', file_id: 'file-abc' },
+          ],
+        },
+      ],
+    });
+    expect(estimate).toBe(3 + 3 + 7 * PDF_PAGE_TOKENS + countTokens(csv) + NON_TEXT_PART_TOKENS);
+  });
+
+  it('on Gemini’s API, inline application/pdf data, at Gemini’s rate a page', () => {
+    const estimate = estimateGenerateContentPromptTokens({
+      contents: [{ role: 'user', parts: [{ inlineData: { mimeType: 'application/pdf', data: pdf } }] }],
+    });
+    expect(estimate).toBe(3 + 3 + 7 * GEMINI_PDF_PAGE_TOKENS);
   });
 });
 

@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { ChatCompletionRequest } from './chat.types';
+import { pdfPageCount } from './pdf-pages';
 
 type Encoder = { countTokens(text: string): number };
 /** One entry per token rank, as gpt-tokenizer keeps them: the token's text, or its bytes when they are not text. */
@@ -146,9 +147,42 @@ export function countTokens(text: string): number {
 export const NON_TEXT_PART_TOKENS = 1_600;
 
 /**
+ * What one page of a PDF sent inline is reserved at, on Claude's and OpenAI's routes: both bill a
+ * page as its extracted text plus an image of it (Claude: ~2,100–2,500 a page of text, ~1,600 a
+ * scanned one, measured). A PDF whose pages keygate cannot count (see {@link pdfPageCount}) is
+ * reserved at the flat {@link NON_TEXT_PART_TOKENS}.
+ */
+export const PDF_PAGE_TOKENS = 2_500;
+
+/** What one page of a PDF sent inline to Gemini's own API is reserved at: Gemini bills a page as an image (258 tokens on 2.x, ~560 on 3.x, measured). */
+export const GEMINI_PDF_PAGE_TOKENS = 560;
+
+/** A base64 PDF's reservation: its pages at `perPage`, else the flat rate. */
+function pdfTokens(base64: string, perPage: number): number {
+  const pages = pdfPageCount(Buffer.from(base64, 'base64'));
+  return pages === undefined ? NON_TEXT_PART_TOKENS : pages * perPage;
+}
+
+/** The base64 data of a `data:application/pdf;base64,…` URL (a PDF attached inline), else undefined. */
+function dataUrlPdf(url: unknown): string | undefined {
+  if (typeof url !== 'string' || !/^data:application\/pdf[;,]/i.test(url)) return undefined;
+  const comma = url.indexOf(',');
+  return comma > 0 && url.slice(0, comma).toLowerCase().endsWith(';base64') ? url.slice(comma + 1) : undefined;
+}
+
+/** A chat `file` part or a Responses `input_file` part: its text file's text, its PDF's pages, else the flat rate. */
+function filePartTokens(fileData: unknown, tally: TokenTally): number {
+  const text = dataUrlText(fileData);
+  if (text !== undefined) return tally.count(text);
+  const pdf = dataUrlPdf(fileData);
+  return pdf === undefined ? NON_TEXT_PART_TOKENS : pdfTokens(pdf, PDF_PAGE_TOKENS);
+}
+
+/**
  * Estimates a request's prompt tokens: the text of every message plus OpenAI's per-message framing
  * (a text file attached as a `data:text/…` URL included), the tool calls in the history, the tool
- * and function definitions and a response_format schema (providers bill them as prompt), and a flat
+ * and function definitions and a response_format schema (providers bill them as prompt),
+ * {@link PDF_PAGE_TOKENS} a page of a PDF attached as a `data:application/pdf` URL, and a flat
  * {@link NON_TEXT_PART_TOKENS} per image, audio or other file part.
  */
 export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messages'> & Partial<ChatCompletionRequest>): number {
@@ -160,15 +194,10 @@ export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messa
     if (typeof m.content === 'string') total += tally.count(m.content);
     else if (Array.isArray(m.content)) {
       for (const part of m.content) {
-        const text =
-          typeof part.text === 'string'
-            ? part.text
-            : typeof part.refusal === 'string'
-              ? part.refusal
-              : part.type === 'file' && isObject(part.file)
-                ? dataUrlText(part.file.file_data)
-                : undefined;
-        total += text === undefined ? NON_TEXT_PART_TOKENS : tally.count(text);
+        if (typeof part.text === 'string') total += tally.count(part.text);
+        else if (typeof part.refusal === 'string') total += tally.count(part.refusal);
+        else if (part.type === 'file' && isObject(part.file)) total += filePartTokens(part.file.file_data, tally);
+        else total += NON_TEXT_PART_TOKENS;
       }
     }
     if (m.tool_calls) total += tally.count(JSON.stringify(m.tool_calls));
@@ -183,8 +212,8 @@ export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messa
 /**
  * Estimates the prompt tokens of an Anthropic Messages request (keygate's `/v1/messages`): the
  * system prompt, the text of every message's blocks (tool inputs and results, thinking, plain-text
- * and custom-content documents, search results), the tool definitions, and a flat
- * {@link NON_TEXT_PART_TOKENS} per image or PDF.
+ * and custom-content documents, search results), the tool definitions, {@link PDF_PAGE_TOKENS}
+ * a page of a base64 PDF, and a flat {@link NON_TEXT_PART_TOKENS} per image or other PDF.
  */
 export function estimateMessagesPromptTokens(request: { system?: unknown; messages?: unknown; tools?: unknown }): number {
   const tally = new TokenTally();
@@ -230,7 +259,8 @@ export function promptCacheWrite(request: { system?: unknown; messages?: unknown
 /**
  * Estimates a Gemini `generateContent` request's prompt tokens (keygate's `/v1beta` routes): the
  * text of every part (an inline `text/*` file's included) plus a per-turn framing, function calls
- * and responses as their JSON, the system instruction and tool declarations, and a flat
+ * and responses as their JSON, the system instruction and tool declarations,
+ * {@link GEMINI_PDF_PAGE_TOKENS} a page of an inline PDF, and a flat
  * {@link NON_TEXT_PART_TOKENS} per other inline or file part.
  */
 export function estimateGenerateContentPromptTokens(request: { contents?: unknown; systemInstruction?: unknown; tools?: unknown }): number {
@@ -271,6 +301,7 @@ function partsTokens(parts: unknown, tally: TokenTally): number {
     else if (isObject(part.functionCall)) total += tally.count(JSON.stringify(part.functionCall));
     else if (isObject(part.functionResponse)) total += tally.count(JSON.stringify(part.functionResponse));
     else if (isInlineText(part.inlineData)) total += tally.count(Buffer.from(part.inlineData.data, 'base64').toString('utf8'));
+    else if (isInlinePdf(part.inlineData)) total += pdfTokens(part.inlineData.data, GEMINI_PDF_PAGE_TOKENS);
     else total += NON_TEXT_PART_TOKENS;
   }
   return total;
@@ -295,6 +326,11 @@ function isInlineText(data: unknown): data is { mimeType: string; data: string }
   return isObject(data) && typeof data.mimeType === 'string' && data.mimeType.startsWith('text/') && typeof data.data === 'string';
 }
 
+/** A PDF sent inline (base64): Gemini bills it by its pages. */
+function isInlinePdf(data: unknown): data is { mimeType: string; data: string } {
+  return isObject(data) && data.mimeType === 'application/pdf' && typeof data.data === 'string';
+}
+
 function blockTokens(content: unknown, tally: TokenTally): number {
   if (typeof content === 'string') return tally.count(content);
   if (!Array.isArray(content)) return 0;
@@ -315,7 +351,8 @@ function blockTokens(content: unknown, tally: TokenTally): number {
 /**
  * An Anthropic document: a plain-text one (`source.type: "text"`) or one of custom content
  * (`"content"`: text and image blocks) is billed as the text it holds, which may be a whole book
- * (the Vercel AI SDK sends a text file so); a PDF, inline, by URL or by file id, at the flat rate.
+ * (the Vercel AI SDK sends a text file so); a base64 PDF by its pages; one by URL or by file id
+ * (not in the request) at the flat rate.
  * Its title and context are prompt text too.
  */
 function documentTokens(block: Record<string, unknown>, tally: TokenTally): number {
@@ -323,6 +360,8 @@ function documentTokens(block: Record<string, unknown>, tally: TokenTally): numb
   const framing = stringsTokens([block.title, block.context], tally);
   if (source.type === 'text' && typeof source.data === 'string') return framing + tally.count(source.data);
   if (source.type === 'content') return framing + blockTokens(source.content, tally);
+  if (source.type === 'base64' && source.media_type === 'application/pdf' && typeof source.data === 'string')
+    return framing + pdfTokens(source.data, PDF_PAGE_TOKENS);
   return framing + NON_TEXT_PART_TOKENS;
 }
 
@@ -339,8 +378,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /**
  * Estimates the prompt tokens of an OpenAI Responses request (keygate's `/v1/responses`): the
  * instructions, every input item's text (messages' parts, function calls' arguments and outputs,
- * reasoning summaries), the tool definitions and a `text.format` schema, and a flat
- * {@link NON_TEXT_PART_TOKENS} per image, file or audio part. An item of a type it does not know is
+ * reasoning summaries), the tool definitions and a `text.format` schema, an `input_file`'s text or
+ * PDF pages (as on chat), and a flat {@link NON_TEXT_PART_TOKENS} per image, other file or audio part. An item of a type it does not know is
  * counted as its JSON.
  */
 export function estimateResponsesPromptTokens(request: {
@@ -367,15 +406,17 @@ export function estimateResponsesPromptTokens(request: {
   return total;
 }
 
-/** A Responses content: text, or parts (`input_text`, `output_text`, `refusal`, `summary_text`; anything else at the flat rate). */
+/** A Responses content: text, or parts (`input_text`, `output_text`, `refusal`, `summary_text`, `input_file`; anything else at the flat rate). */
 function partTokens(content: unknown, tally: TokenTally): number {
   if (typeof content === 'string') return tally.count(content);
   if (!Array.isArray(content)) return 0;
   let total = 0;
   for (const part of content as unknown[]) {
     if (!isObject(part)) continue;
-    const text = typeof part.text === 'string' ? part.text : typeof part.refusal === 'string' ? part.refusal : undefined;
-    total += text === undefined ? NON_TEXT_PART_TOKENS : tally.count(text);
+    if (typeof part.text === 'string') total += tally.count(part.text);
+    else if (typeof part.refusal === 'string') total += tally.count(part.refusal);
+    else if (part.type === 'input_file') total += filePartTokens(part.file_data, tally);
+    else total += NON_TEXT_PART_TOKENS;
   }
   return total;
 }

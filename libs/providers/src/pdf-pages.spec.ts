@@ -1,0 +1,47 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
+import { pdfPageCount } from './pdf-pages';
+
+/** Seven-page PDFs written by qpdf from one page: as they are, with object streams, and linearized (object streams too). */
+const fixture = (name: string): Buffer => readFileSync(join(__dirname, 'testing', 'pdf', name));
+
+describe('pdfPageCount', () => {
+  it('counts the page objects of a PDF, not its page tree nodes', () => {
+    const pdf = fixture('seven-pages.pdf');
+    expect(pdf.toString('latin1')).toContain('/Type /Pages');
+    expect(pdfPageCount(pdf)).toBe(7);
+  });
+
+  it('counts the pages kept in Flate-compressed object streams (PDF 1.5+), where no page object is visible', () => {
+    const pdf = fixture('seven-pages-object-streams.pdf');
+    expect(pdf.toString('latin1')).not.toMatch(/\/Type\s*\/Page\b/);
+    expect(pdfPageCount(pdf)).toBe(7);
+    expect(pdfPageCount(fixture('seven-pages-linearized.pdf'))).toBe(7);
+  });
+
+  it('reads `/Type/Page` without its space, and not other names that begin with /Page', () => {
+    const pdf = Buffer.from(
+      '%PDF-1.7\n1 0 obj <</Type/Page>> endobj 2 0 obj <</Type /PageLabel>> endobj 3 0 obj <</Type/Page/Parent 4 0 R>> endobj',
+    );
+    expect(pdfPageCount(pdf)).toBe(2);
+  });
+
+  it('skips a damaged object stream and counts what it can read', () => {
+    const good = deflateSync(Buffer.from('<< /Type /Page >> << /Type /Page >>'));
+    const pdf = Buffer.concat([
+      Buffer.from('%PDF-1.5\n1 0 obj << /Type /ObjStm /N 2 /First 8 /Filter /FlateDecode >>\nstream\n'),
+      Buffer.from('not deflate data'),
+      Buffer.from('\nendstream\nendobj\n2 0 obj << /Type /ObjStm /Length 5 0 R /Filter /FlateDecode >>\nstream\r\n'),
+      good,
+      Buffer.from('\r\nendstream\nendobj\n%%EOF'),
+    ]);
+    expect(pdfPageCount(pdf)).toBe(2);
+  });
+
+  it('is undefined for bytes that hold no page object (not a PDF, or one it cannot read)', () => {
+    expect(pdfPageCount(Buffer.from('hello, world'))).toBeUndefined();
+    expect(pdfPageCount(Buffer.alloc(0))).toBeUndefined();
+    expect(pdfPageCount(Buffer.from('%PDF-1.5\n1 0 obj << /Type /ObjStm >>\nstream\n'))).toBeUndefined();
+  });
+});
