@@ -97,9 +97,9 @@ function stalledBeforeContent(error: unknown): unknown {
 
 /**
  * A stream's request whose response headers did not come within the TTFB timeout is `stalled`
- * too, and retried: a provider sends a stream's headers before it generates, so nothing was
- * answered, and the client has had nothing (a whole answer's headers come with the answer, so its
- * TTFB timeout may cut a finished generation, and stays `ttfb_timeout`, not retried).
+ * too, and retried: a stream's headers normally come before the model writes, so the upstream
+ * hangs, and the client has had nothing (a whole answer's headers come with the answer, so its TTFB
+ * timeout may cut a finished generation, and stays `ttfb_timeout`, not retried).
  */
 export function stalledBeforeHeaders(error: unknown): unknown {
   return error instanceof UpstreamError && error.kind === 'ttfb_timeout'
