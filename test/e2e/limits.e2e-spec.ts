@@ -452,6 +452,29 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     expect(settled).toBeLessThanOrEqual(TOKEN_CAP);
   });
 
+  /**
+   * Each request (path, label, body, headers), sent by a new user of the docs product across the
+   * replicas, is refused 429 as one whose reservation alone exceeds the user's daily quota: audited,
+   * never sent upstream, counted nowhere.
+   */
+  async function expectNeverServed(
+    name: string,
+    asked: Array<[string, string, Record<string, unknown>, Record<string, string>?]>,
+  ): Promise<void> {
+    const user = uniqueId(name);
+    const token = mintToken({ product: P.docs, sub: user });
+    const before = await upstreamTotal();
+    for (const [i, [path, label, body, headers]] of asked.entries()) {
+      const a = await send(replicas[i % 3], path, { id: uniqueId(name), token, body, headers });
+      expect({ label, status: a.status }).toEqual({ label, status: 429 });
+      expect(a.text).toContain('daily_quota_exceeded');
+      expect(a.text).toContain(`whole daily token quota (${DOCS_USER_TOKEN_CAP}): it can never be served`);
+      await expectOneAudit(a, { failure: 'quota', product: P.docs, user, attempts: 0 });
+    }
+    expect((await upstreamTotal()) - before).toBe(0);
+    expect((await usage(P.docs)).tokens.users[user]).toBeUndefined();
+  }
+
   it(`reserves a text as the text it holds however it is sent: one longer than user_daily_tokens (${DOCS_USER_TOKEN_CAP}) is refused as a text block, a text document, inline text to Gemini or a text file on chat`, async () => {
     // About 8,000 tokens: a user quota of 5,000 can never hold it. Sent as a document or a file it
     // was reserved as one image (1,600 tokens) and let through, and the provider bills every token.
@@ -500,18 +523,7 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
         },
       ],
     ];
-    const user = uniqueId('docs');
-    const token = mintToken({ product: P.docs, sub: user });
-    const before = await upstreamTotal();
-    for (const [i, [path, label, body, headers]] of asked.entries()) {
-      const a = await send(replicas[i % 3], path, { id: uniqueId('docs'), token, body, headers });
-      expect({ label, status: a.status }).toEqual({ label, status: 429 });
-      expect(a.text).toContain('daily_quota_exceeded');
-      expect(a.text).toContain(`whole daily token quota (${DOCS_USER_TOKEN_CAP}): it can never be served`);
-      await expectOneAudit(a, { failure: 'quota', product: P.docs, user, attempts: 0 });
-    }
-    expect((await upstreamTotal()) - before).toBe(0);
-    expect((await usage(P.docs)).tokens.users[user]).toBeUndefined();
+    await expectNeverServed('docs', asked);
   });
 
   it(`reserves a PDF sent inline by its pages: a 7-page one (~17,500 tokens) is refused under user_daily_tokens (${DOCS_USER_TOKEN_CAP}) on chat, /v1/messages and /v1/responses`, async () => {
@@ -573,17 +585,7 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
         },
       ],
     ];
-    const user = uniqueId('pdf');
-    const token = mintToken({ product: P.docs, sub: user });
-    const before = await upstreamTotal();
-    for (const [i, [path, label, body, headers]] of asked.entries()) {
-      const a = await send(replicas[i % 3], path, { id: uniqueId('pdf'), token, body, headers });
-      expect({ label, status: a.status }).toEqual({ label, status: 429 });
-      expect(a.text).toContain(`whole daily token quota (${DOCS_USER_TOKEN_CAP}): it can never be served`);
-      await expectOneAudit(a, { failure: 'quota', product: P.docs, user, attempts: 0 });
-    }
-    expect((await upstreamTotal()) - before).toBe(0);
-    expect((await usage(P.docs)).tokens.users[user]).toBeUndefined();
+    await expectNeverServed('pdf', asked);
   });
 
   it('tells a request whose reservation alone exceeds the daily quota that it can never be served as it is, counting nothing', async () => {

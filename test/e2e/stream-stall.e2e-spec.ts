@@ -10,6 +10,7 @@
  */
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import {
+  apiError,
   cleanupTempFiles,
   mintToken,
   startGateway,
@@ -94,6 +95,32 @@ function expectOneAudit(id: string, expected: Partial<AuditRecord>): Promise<Aud
   return expectOneAuditOn(gw, id, expected);
 }
 
+/**
+ * A stream whose every attempt at gpt-4o fails with `directive` (each a stall) is answered by its
+ * fallback, Claude: the client reads Claude's answer, the audit names it, the attempt log says why.
+ */
+async function expectFallbackAfterStalls(name: string, directive: string): Promise<void> {
+  const id = uniqueId(name);
+  const before = await mock.stats();
+  const text = `stalls ${id}`;
+  const stream = await gw
+    .openai(token)
+    .chat.completions.create(
+      { model: 'gpt-4o', messages: user(`${text} [mock ${directive} fail_first=${1 + MAX_RETRIES}]`), stream: true },
+      { headers: { 'X-Request-Id': id } },
+    );
+  const chunks: ChatCompletionChunk[] = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  expect(textOf(chunks)).toBe(`Hello from mock anthropic! You said: ${text}`);
+  const after = await mock.stats();
+  expect([calls(before, after, 'openai.chat'), calls(before, after, 'anthropic.messages')]).toEqual([1 + MAX_RETRIES, 1]);
+  await expectOneAudit(id, { status: 200, failure: null, stream: true, model: CLAUDE, provider: 'anthropic', attempts: 2 + MAX_RETRIES });
+  expect(attemptLines(id)).toEqual([
+    ['upstream attempt failed; retrying', 'stalled'],
+    ['upstream attempt failed; trying the next fallback model', 'stalled'],
+  ]);
+}
+
 /** The failed-attempt lines the gateway wrote for a request: outcome, failure kind. */
 function attemptLines(id: string): Array<[unknown, unknown]> {
   return gw.proc.lines
@@ -138,31 +165,7 @@ describe('a stream that stalls after its head, before any content', () => {
   }, 20_000);
 
   it('falls back when every attempt at the model stalls: the fallback answers, and the audit names it', async () => {
-    const id = uniqueId('stall-fallback');
-    const before = await mock.stats();
-    const stream = await gw
-      .openai(token)
-      .chat.completions.create(
-        { model: 'gpt-4o', messages: user(`stall twice ${id} [mock stall_after=0 fail_first=${1 + MAX_RETRIES}]`), stream: true },
-        { headers: { 'X-Request-Id': id } },
-      );
-    const chunks: ChatCompletionChunk[] = [];
-    for await (const chunk of stream) chunks.push(chunk);
-    expect(textOf(chunks)).toBe(`Hello from mock anthropic! You said: stall twice ${id}`);
-    const after = await mock.stats();
-    expect([calls(before, after, 'openai.chat'), calls(before, after, 'anthropic.messages')]).toEqual([1 + MAX_RETRIES, 1]);
-    await expectOneAudit(id, {
-      status: 200,
-      failure: null,
-      stream: true,
-      model: CLAUDE,
-      provider: 'anthropic',
-      attempts: 2 + MAX_RETRIES,
-    });
-    expect(attemptLines(id)).toEqual([
-      ['upstream attempt failed; retrying', 'stalled'],
-      ['upstream attempt failed; trying the next fallback model', 'stalled'],
-    ]);
+    await expectFallbackAfterStalls('stall-fallback', 'stall_after=0');
   }, 30_000);
 
   it('ends the stream with the error event when every attempt stalls: an APIError for the SDK, one audit line with the timeout', async () => {
@@ -242,40 +245,23 @@ describe('a stream that stalls after its head, before any content', () => {
 });
 
 describe('a stream whose upstream sends no response headers within the TTFB timeout', () => {
-  it('is retried, and falls back, as a stall: a provider sends a stream’s headers before it generates', async () => {
-    const id = uniqueId('ttfb-stream');
-    const before = await mock.stats();
+  it('is retried, and falls back, as a stall: a stream’s headers normally come before the model writes', async () => {
     // Every attempt at gpt-4o hangs before its headers; the fallback answers.
-    const text = `no headers ${id} [mock delay_ms=60000 fail_first=${1 + MAX_RETRIES}]`;
-    const stream = await gw
-      .openai(token)
-      .chat.completions.create({ model: 'gpt-4o', messages: user(text), stream: true }, { headers: { 'X-Request-Id': id } });
-    const chunks: ChatCompletionChunk[] = [];
-    for await (const chunk of stream) chunks.push(chunk);
-    expect(textOf(chunks)).toBe(`Hello from mock anthropic! You said: no headers ${id}`);
-    const after = await mock.stats();
-    expect([calls(before, after, 'openai.chat'), calls(before, after, 'anthropic.messages')]).toEqual([1 + MAX_RETRIES, 1]);
-    await expectOneAudit(id, { status: 200, failure: null, stream: true, model: CLAUDE, provider: 'anthropic', attempts: 2 + MAX_RETRIES });
-    expect(attemptLines(id)).toEqual([
-      ['upstream attempt failed; retrying', 'stalled'],
-      ['upstream attempt failed; trying the next fallback model', 'stalled'],
-    ]);
+    await expectFallbackAfterStalls('ttfb-stream', 'delay_ms=60000');
   }, 20_000);
 
   it('answers 504 upstream_timeout as JSON when every attempt hangs (no head went out), billed the prompt', async () => {
     const id = uniqueId('ttfb-stream-always');
     const before = await mock.stats();
-    const error = await gw
-      .openai(token)
-      .chat.completions.create(
-        { model: 'gpt-4o-mini', messages: user(`never any headers ${id} [mock delay_ms=60000]`), stream: true },
-        { headers: { 'X-Request-Id': id }, maxRetries: 0 },
-      )
-      .then(
-        () => undefined,
-        (e: unknown) => e as { status?: number; code?: string },
-      );
-    expect([error?.status, error?.code]).toEqual([504, 'upstream_timeout']);
+    const error = await apiError(
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: 'gpt-4o-mini', messages: user(`never any headers ${id} [mock delay_ms=60000]`), stream: true },
+          { headers: { 'X-Request-Id': id }, maxRetries: 0 },
+        ),
+    );
+    expect([error.status, error.code]).toEqual([504, 'upstream_timeout']);
     expect(calls(before, await mock.stats(), 'openai.chat')).toBe(1 + MAX_RETRIES);
     const audit = await expectOneAudit(id, {
       status: 504,
@@ -290,17 +276,15 @@ describe('a stream whose upstream sends no response headers within the TTFB time
   it('is not retried for a whole (non-streamed) answer, whose headers come with the finished answer', async () => {
     const id = uniqueId('ttfb-whole');
     const before = await mock.stats();
-    const error = await gw
-      .openai(token)
-      .chat.completions.create(
-        { model: 'gpt-4o-mini', messages: user(`whole, no headers ${id} [mock delay_ms=60000]`) },
-        { headers: { 'X-Request-Id': id }, maxRetries: 0 },
-      )
-      .then(
-        () => undefined,
-        (e: unknown) => e as { status?: number; code?: string },
-      );
-    expect([error?.status, error?.code]).toEqual([504, 'upstream_timeout']);
+    const error = await apiError(
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: 'gpt-4o-mini', messages: user(`whole, no headers ${id} [mock delay_ms=60000]`) },
+          { headers: { 'X-Request-Id': id }, maxRetries: 0 },
+        ),
+    );
+    expect([error.status, error.code]).toEqual([504, 'upstream_timeout']);
     expect(calls(before, await mock.stats(), 'openai.chat')).toBe(1);
     await expectOneAudit(id, { status: 504, failure: 'timeout', stream: false, attempts: 1 });
     expect(attemptLines(id)).toEqual([['upstream attempt failed; no retry or fallback left', 'ttfb_timeout']]);
