@@ -749,6 +749,30 @@ describe('Gemini translation', () => {
     ]);
   });
 
+  it('reads null among an enum’s values as nullable, keeping the other values (strict mode’s nullable enum)', () => {
+    const schema = { type: 'object', properties: { k: { type: ['string', 'null'], enum: ['a', 'b', null] } }, required: ['k'] };
+    expect(toGeminiSchema(schema, 'p')).toEqual({
+      type: 'OBJECT',
+      properties: { k: { type: 'STRING', nullable: true, enum: ['a', 'b'] } },
+      required: ['k'],
+    });
+    expect(toGeminiSchema({ enum: ['a', null] }, 'p')).toEqual({ type: 'STRING', nullable: true, enum: ['a'] });
+  });
+
+  it('refuses a $ref beside an anyOf in Gemini’s Schema form too (inlined, one of the two would be lost)', () => {
+    const schema = {
+      type: 'object',
+      $defs: { B: { type: 'object', properties: { x: { type: 'string' } } } },
+      properties: { a: { $ref: '#/$defs/B', anyOf: [{ type: 'object', properties: { y: { type: 'string' } } }] } },
+    };
+    expect(thrown(() => toGeminiSchema(schema, 'tools[0].function.parameters'))).toMatchObject({
+      code: 'unsupported_parameter',
+      message: expect.stringContaining('a $ref beside an anyOf (#/$defs/B)'),
+    });
+    const nullable = { $defs: { A: { type: 'string' } }, $ref: '#/$defs/A', anyOf: [{ type: 'null' }, { type: 'integer' }] };
+    expect(thrown(() => toGeminiSchema(nullable, 'p'))).toMatchObject({ code: 'unsupported_parameter' });
+  });
+
   it('gives a typeless const or enum the STRING type Gemini requires of enum values', () => {
     expect(toGeminiSchema({ const: 'k' }, 'p')).toEqual({ type: 'STRING', enum: ['k'] });
     expect(toGeminiSchema({ enum: ['a', 'b'] }, 'p')).toEqual({ type: 'STRING', enum: ['a', 'b'] });

@@ -663,8 +663,10 @@ function convertNode(node: Json, ctx: SchemaContext): GeminiSchema {
   if (typeof node.description === 'string') out.description = node.description;
   if (typeof node.format === 'string' && SCHEMA_FORMATS.has(node.format)) out.format = node.format;
   if (Array.isArray(node.enum)) {
-    const values: unknown[] = node.enum;
-    if (values.every((v): v is string => typeof v === 'string')) out.enum = values;
+    // `null` among the values (a nullable enum, as strict mode writes one) is Gemini's `nullable`.
+    const values: unknown[] = node.enum.filter((v) => v !== null);
+    if (values.length < node.enum.length) out.nullable = true;
+    if (values.length > 0 && values.every((v): v is string => typeof v === 'string')) out.enum = values;
     // Numbers Gemini's Schema cannot list (its enums are strings); its JSON Schema can.
     else if (values.length > 0 && values.every((v) => typeof v === 'string' || typeof v === 'number')) throw new NeedsJsonSchema(ctx.param);
   } else if (typeof node.const === 'string') {
@@ -741,8 +743,11 @@ function convertRef(node: Json, ref: string, ctx: SchemaContext): GeminiSchema {
   // A boolean schema (`true`: any value) has no type to say.
   if (typeof target === 'boolean') throw new NeedsJsonSchema(ref);
   if (!isRecord(target)) throw invalid(ctx.param, `${ctx.param}: $ref ${ref} does not resolve`);
-  ctx.expanding.add(ref);
   const { $ref: _ref, ...siblings } = node;
+  // Inlined, the reference's own type and the anyOf would be merged into one node, one of them lost.
+  if (siblings.anyOf !== undefined || siblings.oneOf !== undefined)
+    throw unsupported(ctx.param, `a $ref beside an anyOf (${ref}) cannot be expressed in Gemini schemas`);
+  ctx.expanding.add(ref);
   const out = convertSchema({ ...target, ...siblings }, ctx);
   ctx.expanding.delete(ref);
   return out;
