@@ -360,6 +360,32 @@ describe('toMessagesRequest', () => {
     ]);
   });
 
+  it('sends tool-call ids another host wrote (`functions.f:0`, `call_1|fc_2`) in the characters Anthropic takes, the call and its result alike', () => {
+    const ids = ['functions.get_weather:0', 'call_1|fc_2', 'functions_get_weather_0', 'toolu_01A-b_c'];
+    const out = toMessagesRequest({
+      model: 'claude-3-5-sonnet-20241022',
+      max_tokens: 100,
+      messages: [
+        { role: 'user', content: 'weather?' },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: ids.map((id) => ({ id, type: 'function', function: { name: 'f', arguments: '{}' } })),
+        },
+        ...ids.map((id) => ({ role: 'tool', tool_call_id: id, content: 'sunny' })),
+      ],
+    });
+    const sent = (out.messages[1].content as Array<{ id: string }>).map((b) => b.id);
+    const answered = (out.messages[2].content as Array<{ tool_use_id: string }>).map((b) => b.tool_use_id);
+    expect(answered).toEqual(sent);
+    for (const id of sent) expect(id).toMatch(/^[a-zA-Z0-9_-]+$/);
+    // Ids Anthropic takes are unchanged; two that differ only in a replaced character stay apart.
+    expect(sent[3]).toBe('toolu_01A-b_c');
+    expect(sent[2]).toBe('functions_get_weather_0');
+    expect(sent[0]).toMatch(/^functions_get_weather_0_[0-9a-f]{12}$/);
+    expect(new Set(sent).size).toBe(ids.length);
+  });
+
   it('trims the trailing whitespace of a final assistant turn (a prefill), which Anthropic refuses', () => {
     const prefill = (content: ChatCompletionRequest['messages'][number]['content']) =>
       toMessagesRequest({

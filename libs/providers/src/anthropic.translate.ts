@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { GatewayError } from '@keygate/errors';
 import { invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
 import { tokenCount, withCacheWrites, type ChatCompletionRequest, type ChatMessage, type StreamEvent } from './chat.types';
@@ -380,7 +381,21 @@ function assistantContent(m: ChatMessage, i: number): string | AnthropicRequestB
   return blocks.every((b) => b.type === 'thinking' || b.type === 'redacted_thinking') ? [] : blocks;
 }
 
-/** An OpenAI tool call as a `tool_use` block; its id is kept so the later tool result still matches. */
+/** The characters Anthropic takes in a `tool_use` block's id (and a `tool_result`'s `tool_use_id`). */
+const ANTHROPIC_TOOL_ID = /^[a-zA-Z0-9_-]+$/;
+
+/**
+ * A tool call's id as Anthropic takes it: unchanged when it is one Anthropic could have written;
+ * else (a history from another host: `functions.get_weather:0`, `call_…|fc_…`) its other characters
+ * as `_`, with a digest of the whole id after them so two ids that differ only there stay apart.
+ * The same for the call and its result, so they still match; Claude's answer names its own ids.
+ */
+export function anthropicToolId(id: string): string {
+  if (ANTHROPIC_TOOL_ID.test(id)) return id;
+  return `${id.replace(/[^a-zA-Z0-9_-]/g, '_')}_${createHash('sha256').update(id).digest('hex').slice(0, 12)}`;
+}
+
+/** An OpenAI tool call as a `tool_use` block; its id is kept (see {@link anthropicToolId}) so the later tool result still matches. */
 function toolUse(call: unknown, where: string): AnthropicToolUseBlock {
   const fn = isRecord(call) ? call.function : undefined;
   if (
@@ -392,7 +407,12 @@ function toolUse(call: unknown, where: string): AnthropicToolUseBlock {
   ) {
     throw invalid(where, `${where} must be a function tool call with an id and a name`);
   }
-  return { type: 'tool_use', id: call.id, name: fn.name, input: parseArguments(fn.arguments, `${where}.function.arguments`) };
+  return {
+    type: 'tool_use',
+    id: anthropicToolId(call.id),
+    name: fn.name,
+    input: parseArguments(fn.arguments, `${where}.function.arguments`),
+  };
 }
 
 /** Anthropic's `input` is a JSON object; OpenAI's `arguments` is that object serialized. */
@@ -410,8 +430,9 @@ function parseArguments(raw: unknown, param: string): Record<string, unknown> {
 }
 
 function toolResult(m: ChatMessage, i: number): AnthropicRequestBlock {
-  const id = m.tool_call_id;
-  if (typeof id !== 'string' || id === '') throw invalid(`messages[${i}].tool_call_id`, `messages[${i}].tool_call_id is required`);
+  if (typeof m.tool_call_id !== 'string' || m.tool_call_id === '')
+    throw invalid(`messages[${i}].tool_call_id`, `messages[${i}].tool_call_id is required`);
+  const id = anthropicToolId(m.tool_call_id);
   const content = m.content;
   if (typeof content === 'string')
     return hasText(content) ? { type: 'tool_result', tool_use_id: id, content } : { type: 'tool_result', tool_use_id: id };
