@@ -475,7 +475,7 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     expect((await usage(P.docs)).tokens.users[user]).toBeUndefined();
   }
 
-  it(`reserves a text as the text it holds however it is sent: one longer than user_daily_tokens (${DOCS_USER_TOKEN_CAP}) is refused as a text block, a text document, inline text to Gemini or a text file on chat`, async () => {
+  it(`reserves a text as the text it holds however it is sent: one longer than user_daily_tokens (${DOCS_USER_TOKEN_CAP}) is refused as a text block, a text document, inline text or a system instruction to Gemini, or a text file on chat`, async () => {
     // About 8,000 tokens: a user quota of 5,000 can never hold it. Sent as a document or a file it
     // was reserved as one image (1,600 tokens) and let through, and the provider bills every token.
     const text = Array.from({ length: 4000 }, (_, i) => `word${i % 97}`).join(' ');
@@ -505,6 +505,12 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
         `/v1beta/models/${GEMINI_MODEL}:generateContent`,
         'inline text',
         { contents: [{ role: 'user', parts: [{ inlineData: { mimeType: 'text/plain', data: base64 } }, { text: 'Summarize' }] }] },
+      ],
+      // Google's parser takes snake_case too, as its REST examples write it.
+      [
+        `/v1beta/models/${GEMINI_MODEL}:generateContent`,
+        'snake_case system instruction',
+        { system_instruction: { parts: [{ text }] }, contents: [{ role: 'user', parts: [{ text: 'Summarize' }] }] },
       ],
       [
         '/v1/chat/completions',

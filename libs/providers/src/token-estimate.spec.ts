@@ -143,6 +143,38 @@ describe('estimateGenerateContentPromptTokens', () => {
   });
 });
 
+describe('estimateGenerateContentPromptTokens, snake_case', () => {
+  it('reads the snake_case spellings Google’s parser takes as it reads the camelCase ones (system_instruction, inline_data, mime_type, function_call)', () => {
+    const book = Buffer.from(Array.from({ length: 2000 }, (_, i) => `line ${i}`).join('\n')).toString('base64');
+    const pdf = readFileSync(join(__dirname, 'testing', 'pdf', 'seven-pages.pdf')).toString('base64');
+    const call = { name: 'get_weather', args: { city: 'Paris' } };
+    const camel = estimateGenerateContentPromptTokens({
+      systemInstruction: { parts: [{ text: 'Be brief. '.repeat(500) }] },
+      contents: [
+        {
+          role: 'user',
+          parts: [{ inlineData: { mimeType: 'text/plain', data: book } }, { inlineData: { mimeType: 'application/pdf', data: pdf } }],
+        },
+        { role: 'model', parts: [{ functionCall: call }] },
+        { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { sky: 'Sunny' } } }] },
+      ],
+    });
+    const snake = estimateGenerateContentPromptTokens({
+      system_instruction: { parts: [{ text: 'Be brief. '.repeat(500) }] },
+      contents: [
+        {
+          role: 'user',
+          parts: [{ inline_data: { mime_type: 'text/plain', data: book } }, { inline_data: { mime_type: 'application/pdf', data: pdf } }],
+        },
+        { role: 'model', parts: [{ function_call: call }] },
+        { role: 'user', parts: [{ function_response: { name: 'get_weather', response: { sky: 'Sunny' } } }] },
+      ],
+    });
+    expect(snake).toBe(camel);
+    expect(camel).toBeGreaterThan(countTokens('Be brief. '.repeat(500)) + 7 * GEMINI_PDF_PAGE_TOKENS);
+  });
+});
+
 describe('estimateEmbedContentTokens', () => {
   it('counts an embedContent body: its title and its parts’ text, a flat amount per other part', () => {
     const body = { content: { parts: [{ text: question }, { inlineData: { mimeType: 'image/png', data: 'AAAA' } }] }, title: 'Weather' };

@@ -261,11 +261,19 @@ export function promptCacheWrite(request: { system?: unknown; messages?: unknown
  * text of every part (an inline `text/*` file's included) plus a per-turn framing, function calls
  * and responses as their JSON, the system instruction and tool declarations,
  * {@link GEMINI_PDF_PAGE_TOKENS} a page of an inline PDF, and a flat
- * {@link NON_TEXT_PART_TOKENS} per other inline or file part.
+ * {@link NON_TEXT_PART_TOKENS} per other inline or file part. Google's JSON parser takes each
+ * field in snake_case too (`system_instruction`, `inline_data`, `mime_type`, `function_call`, as
+ * its REST examples write them): both spellings are read.
  */
-export function estimateGenerateContentPromptTokens(request: { contents?: unknown; systemInstruction?: unknown; tools?: unknown }): number {
+export function estimateGenerateContentPromptTokens(request: {
+  contents?: unknown;
+  systemInstruction?: unknown;
+  system_instruction?: unknown;
+  tools?: unknown;
+}): number {
   const tally = new TokenTally();
-  let total = 3 + (isObject(request.systemInstruction) ? partsTokens(request.systemInstruction.parts, tally) : 0);
+  const system = request.systemInstruction ?? request.system_instruction;
+  let total = 3 + (isObject(system) ? partsTokens(system.parts, tally) : 0);
   for (const content of Array.isArray(request.contents) ? (request.contents as unknown[]) : []) {
     total += 3;
     if (isObject(content)) total += partsTokens(content.parts, tally);
@@ -293,18 +301,31 @@ export function estimateEmbedContentTokens(body: { content?: unknown; requests?:
   return total;
 }
 
+/** A Gemini part's tokens: its text, a function call's or response's JSON, inline text or PDF pages, else the flat rate (either spelling of each field). */
 function partsTokens(parts: unknown, tally: TokenTally): number {
   let total = 0;
   for (const part of Array.isArray(parts) ? (parts as unknown[]) : []) {
     if (!isObject(part)) continue;
+    const call = part.functionCall ?? part.function_call;
+    const response = part.functionResponse ?? part.function_response;
+    const inline = inlineData(part.inlineData ?? part.inline_data);
     if (typeof part.text === 'string') total += tally.count(part.text);
-    else if (isObject(part.functionCall)) total += tally.count(JSON.stringify(part.functionCall));
-    else if (isObject(part.functionResponse)) total += tally.count(JSON.stringify(part.functionResponse));
-    else if (isInlineText(part.inlineData)) total += tally.count(Buffer.from(part.inlineData.data, 'base64').toString('utf8'));
-    else if (isInlinePdf(part.inlineData)) total += pdfTokens(part.inlineData.data, GEMINI_PDF_PAGE_TOKENS);
+    else if (isObject(call)) total += tally.count(JSON.stringify(call));
+    else if (isObject(response)) total += tally.count(JSON.stringify(response));
+    // A text file sent inline (`text/plain`, `text/csv`, …): Gemini bills it as the text it holds,
+    // which may be a whole book, not as one image; a PDF by its pages.
+    else if (inline?.mimeType.startsWith('text/')) total += tally.count(Buffer.from(inline.data, 'base64').toString('utf8'));
+    else if (inline?.mimeType === 'application/pdf') total += pdfTokens(inline.data, GEMINI_PDF_PAGE_TOKENS);
     else total += NON_TEXT_PART_TOKENS;
   }
   return total;
+}
+
+/** A part's inline data (base64 and its MIME type, in either spelling), if it is well formed. */
+function inlineData(data: unknown): { mimeType: string; data: string } | undefined {
+  if (!isObject(data) || typeof data.data !== 'string') return undefined;
+  const mimeType = data.mimeType ?? data.mime_type;
+  return typeof mimeType === 'string' ? { mimeType, data: data.data } : undefined;
 }
 
 /**
@@ -316,19 +337,6 @@ function dataUrlText(url: unknown): string | undefined {
   const comma = url.indexOf(',');
   if (comma < 0 || !url.slice(0, comma).toLowerCase().endsWith(';base64')) return undefined;
   return Buffer.from(url.slice(comma + 1), 'base64').toString('utf8');
-}
-
-/**
- * A text file sent inline (`text/plain`, `text/csv`, …, base64): Gemini bills it as the text it
- * holds, which may be a whole book, not as one image.
- */
-function isInlineText(data: unknown): data is { mimeType: string; data: string } {
-  return isObject(data) && typeof data.mimeType === 'string' && data.mimeType.startsWith('text/') && typeof data.data === 'string';
-}
-
-/** A PDF sent inline (base64): Gemini bills it by its pages. */
-function isInlinePdf(data: unknown): data is { mimeType: string; data: string } {
-  return isObject(data) && data.mimeType === 'application/pdf' && typeof data.data === 'string';
 }
 
 function blockTokens(content: unknown, tally: TokenTally): number {
