@@ -14,6 +14,8 @@ const MAX_RETRIES = 2;
 const DEFAULT_CAP = 4096;
 /** A Gemini model only product `other` has. */
 const OTHER_MODEL = 'gemini-2.5-pro';
+/** Product `thinkers`' thinking model, which falls back to {@link GEMINI_MODEL}, which does not think. */
+const THINKING_MODEL = 'gemini-2.5-flash';
 
 let mock: MockUpstream;
 let gw: Gateway;
@@ -29,6 +31,7 @@ beforeAll(async () => {
       other: { providers: { gemini: { ...gemini, models: [OTHER_MODEL] } } },
       limited: { providers: { gemini } },
       guarded: { providers: { gemini } },
+      thinkers: { providers: { gemini: { ...gemini, models: [GEMINI_MODEL, THINKING_MODEL] } } },
     },
     env: {
       API_KEY_SERVER_POLICY_FILE: writeTempFile(
@@ -41,6 +44,8 @@ beforeAll(async () => {
           '    limits: {daily_requests: 1}',
           '  guarded:',
           "    policy: {refused_fields: ['cachedContent'], refused_tools: ['googleSearch*'], max_request_bytes: 4096}",
+          '  thinkers:',
+          `    fallbacks: {${THINKING_MODEL}: [${GEMINI_MODEL}]}`,
           '',
         ].join('\n'),
       ),
@@ -97,6 +102,30 @@ describe('Gemini API with @google/genai', () => {
       tokens_out: usage?.candidatesTokenCount,
       path: `/v1beta/models/${GEMINI_MODEL}:generateContent`,
     });
+  });
+
+  it('falls back from a thinking Gemini to one that does not think (Gemini 1.5) without its thinkingConfig', async () => {
+    const { id, httpOptions } = withId('gem-think-fallback');
+    // Every attempt at Gemini 2.5 Flash is refused 503; the fallback, which refuses thinking, answers.
+    const text = `think, then fall back ${id}`;
+    const {
+      result: answer,
+      moved,
+      after,
+    } = await counting(() =>
+      genai(mintToken({ product: 'thinkers' })).models.generateContent({
+        model: THINKING_MODEL,
+        contents: say(`${text} [mock status=503 fail_first=${1 + MAX_RETRIES}]`),
+        config: { httpOptions, thinkingConfig: { thinkingBudget: 1024 }, maxOutputTokens: 2048 },
+      }),
+    );
+    expect(answer.text).toBe(mockReply('gemini', text));
+    expect(moved).toEqual({ 'gemini.generateContent': 2 + MAX_RETRIES });
+    const upstream = after.last['gemini.generateContent'];
+    expect(upstream?.url).toBe(`/v1beta/models/${GEMINI_MODEL}:generateContent`);
+    expect(upstream?.body).toMatchObject({ generationConfig: { maxOutputTokens: 2048 } });
+    expect((upstream?.body as { generationConfig: Record<string, unknown> }).generationConfig.thinkingConfig).toBeUndefined();
+    await expectOneAudit(id, { status: 200, failure: null, model: GEMINI_MODEL, attempts: 2 + MAX_RETRIES });
   });
 
   it('passes a maxOutputTokens within the cap on as sent, and takes the model as Google’s resource name (models/…)', async () => {

@@ -9,6 +9,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import {
   ANTHROPIC_MODEL,
   CLAUDE_LIST,
+  CLAUDE_THINKING_MODEL,
   GEMINI_MODEL,
   mockReply,
   OPENAI_EMBEDDING_MODEL,
@@ -453,6 +454,44 @@ describe('POST /v1/messages upstream failures', () => {
     // flaky2 falls Claude back to Gemini for chat; an Anthropic body cannot go there.
     expect(moved).toEqual({});
     await expectOneAudit(id, { status: 502, failure: 'upstream', provider: 'anthropic', attempts: 1 + MAX_RETRIES });
+  });
+
+  it('falls back from a thinking Claude to one that does not think (Claude 3.5) without the thinking, whose history thinking is left out', async () => {
+    const { id, headers } = rid('msg-think-fallback');
+    // Every attempt at Sonnet 4.5 is overloaded; the fallback, which refuses thinking, answers.
+    const text = `think, then fall back ${id}`;
+    const {
+      result: message,
+      moved,
+      after,
+    } = await counting(() =>
+      gw.anthropic(mintToken({ product: 'thinkers' })).messages.create(
+        {
+          model: CLAUDE_THINKING_MODEL,
+          max_tokens: 2048,
+          thinking: { type: 'enabled', budget_tokens: 1024 },
+          messages: [
+            { role: 'user', content: 'first' },
+            {
+              role: 'assistant',
+              content: [
+                { type: 'thinking', thinking: 'hmm', signature: 'sig' },
+                { type: 'text', text: 'ok' },
+              ],
+            },
+            { role: 'user', content: `${text} [mock status=529 fail_first=${1 + MAX_RETRIES}]` },
+          ],
+        },
+        { headers },
+      ),
+    );
+    expect(textOf(message)).toBe(mockReply('anthropic', text));
+    expect(moved).toEqual({ 'anthropic.messages': 2 + MAX_RETRIES });
+    const sent = after.last['anthropic.messages']?.body as { model: string; thinking?: unknown; messages: Array<{ content: unknown }> };
+    expect(sent.model).toBe(ANTHROPIC_MODEL);
+    expect(sent.thinking).toBeUndefined();
+    expect(sent.messages[1].content).toEqual([{ type: 'text', text: 'ok' }]);
+    await expectOneAudit(id, { status: 200, failure: null, model: ANTHROPIC_MODEL, attempts: 2 + MAX_RETRIES });
   });
 
   it('retries count_tokens on a 503 and logs each failed attempt in a WARNING with the request id, as a message call does', async () => {

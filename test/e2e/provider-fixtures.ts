@@ -90,6 +90,7 @@ export interface ProductUrls {
  * - `guarded`: like `prov`, with a policy refusing `service_tier`, `mcp_*`, server tools `web_search*` and betas `context-1m*`.
  * - `traced`: like `prov`, with `end_user_id` on (each request names its caller to the provider).
  * - `tinycap`: OpenAI on the mock, with a `max_tokens` cap of 8, below the Responses API's minimum `max_output_tokens` (16).
+ * - `thinkers`: Claude on the mock; a thinking model falls back to one that does not think (Claude Sonnet 4.5 → Claude 3.5).
  */
 export function providerProducts(urls: ProductUrls): Record<string, unknown> {
   const openaiOnMock = {
@@ -104,6 +105,7 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
     guarded: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     traced: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     tinycap: { providers: { openai: openaiOnMock } },
+    thinkers: { providers: { anthropic: { ...anthropicOnMock, models: [ANTHROPIC_MODEL, CLAUDE_THINKING_MODEL] } } },
     // Three Claude models by name and a pattern, beside other providers': Anthropic's model list pages.
     claudes: {
       providers: {
@@ -188,6 +190,8 @@ export function providerPolicyYaml(): string {
     '    policy: {end_user_id: true}',
     '  tinycap:',
     `    policy: {max_tokens: ${TINY_CAP}}`,
+    '  thinkers:',
+    `    fallbacks: {${CLAUDE_THINKING_MODEL}: [${ANTHROPIC_MODEL}]}`,
     '',
   ].join('\n');
 }

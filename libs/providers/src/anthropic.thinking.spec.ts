@@ -1,5 +1,6 @@
 import { GatewayError } from '@keygate/errors';
-import { claudeVersion, thinkingBlocksOf, thinkingForm, withoutClaudeThinking } from './anthropic.thinking';
+import { refusalOf } from '@keygate/errors/testing';
+import { claudeVersion, messagesForFallback, thinkingBlocksOf, thinkingForm, withoutClaudeThinking } from './anthropic.thinking';
 import { toMessagesRequest } from './anthropic.translate';
 import type { ChatCompletionRequest } from './chat.types';
 
@@ -332,5 +333,59 @@ describe('withoutClaudeThinking', () => {
   it('returns the same array when no message carries thinking', () => {
     const messages = [{ role: 'user', content: 'hi' }];
     expect(withoutClaudeThinking(messages)).toBe(messages);
+  });
+});
+
+describe('messagesForFallback', () => {
+  const history = [
+    { role: 'user', content: 'first' },
+    {
+      role: 'assistant',
+      content: [
+        { type: 'thinking', thinking: 'hmm', signature: 'sig' },
+        { type: 'redacted_thinking', data: 'x' },
+        { type: 'text', text: 'ok' },
+      ],
+    },
+    { role: 'user', content: 'next' },
+  ];
+  const budget = { model: 'claude-sonnet-4-5', max_tokens: 2048, thinking: { type: 'enabled', budget_tokens: 1024 }, messages: history };
+  const adaptive = {
+    model: 'claude-opus-4-7',
+    max_tokens: 2048,
+    thinking: { type: 'adaptive' },
+    output_config: { effort: 'high', format: { type: 'json_schema', schema: {} } },
+    messages: history,
+  };
+
+  it('sends a fallback that does not think (Claude 3.5) the request without thinking, effort or the history’s thinking blocks', () => {
+    const out = messagesForFallback(adaptive, 'claude-3-5-sonnet-20241022');
+    expect(out).not.toHaveProperty('thinking');
+    expect(out.output_config).toEqual({ format: { type: 'json_schema', schema: {} } });
+    expect(out.messages[1]).toEqual({ role: 'assistant', content: [{ type: 'text', text: 'ok' }] });
+    expect(out.messages[0]).toBe(history[0]);
+    const plain = messagesForFallback({ ...budget, output_config: { effort: 'low' } }, 'claude-3-haiku-20240307');
+    expect(plain).not.toHaveProperty('output_config');
+    // The client's body is not changed: the requested model's next attempt still thinks.
+    expect(history[1].content).toHaveLength(3);
+  });
+
+  it('passes a budget to Claude 3.7 to 4.6 and adaptive thinking to 4.6 and later as they are', () => {
+    expect(messagesForFallback(budget, 'claude-3-7-sonnet-20250219')).toBe(budget);
+    expect(messagesForFallback(budget, 'claude-opus-4-6')).toBe(budget);
+    expect(messagesForFallback(adaptive, 'claude-opus-4-6')).toBe(adaptive);
+    expect(messagesForFallback(adaptive, 'claude-opus-4-8')).toBe(adaptive);
+  });
+
+  it('skips (refuses) a fallback that thinks in another form: a budget on 4.7 and later, adaptive thinking before 4.6', () => {
+    expect(refusalOf(() => messagesForFallback(budget, 'claude-opus-4-7')).code).toBe('unsupported_parameter');
+    expect(refusalOf(() => messagesForFallback(adaptive, 'claude-sonnet-4-5')).code).toBe('unsupported_parameter');
+  });
+
+  it('passes a request without thinking, or with it disabled, as it is', () => {
+    const off = { ...budget, thinking: { type: 'disabled' } };
+    expect(messagesForFallback(off, 'claude-3-5-sonnet-20241022')).toBe(off);
+    const none = { model: 'claude-sonnet-4-5', messages: history };
+    expect(messagesForFallback(none, 'claude-3-5-sonnet-20241022')).toBe(none);
   });
 });

@@ -215,3 +215,43 @@ export function thinkingBlocksOf(value: unknown, where: string): Array<Anthropic
     );
   });
 }
+
+/**
+ * A Messages request (keygate's `/v1/messages`, passed through) for a fallback model, whose thinking
+ * the requested model was asked for: unchanged where the fallback thinks the same way; for one that
+ * does not think (Claude 3.5 and earlier) without it, as chat answers a fallback without its
+ * `reasoning_effort` (no `thinking`, no `output_config.effort`, and the history's thinking blocks,
+ * Claude's signed thinking, left out); a GatewayError (the fallback is skipped) for one that thinks
+ * in another form: a budget (`enabled`) on Claude 4.7 and later, which refuse it, or `adaptive` on
+ * Claude 3.7 to 4.5, which know only the budget.
+ */
+export function messagesForFallback<T extends { thinking?: unknown; output_config?: unknown; messages: unknown[] }>(
+  body: T,
+  model: string,
+): T {
+  const asked = isRecord(body.thinking) ? body.thinking.type : undefined;
+  if (asked !== 'enabled' && asked !== 'adaptive') return body;
+  const form = thinkingForm(model);
+  if (form === 'none') {
+    const { thinking: _thinking, ...rest } = body;
+    const out = { ...rest, messages: body.messages.map(withoutThinkingBlocks) } as unknown as T;
+    if (isRecord(body.output_config) && body.output_config.effort !== undefined) {
+      const { effort: _effort, ...config } = body.output_config;
+      if (Object.keys(config).length > 0) out.output_config = config;
+      else delete out.output_config;
+    }
+    return out;
+  }
+  const v = claudeVersion(model);
+  const takesBudget = form === 'budget' || (v !== null && v.major === 4 && v.minor === 6);
+  if (asked === 'enabled' ? takesBudget : form === 'adaptive') return body;
+  throw unsupported('thinking', `${model} does not take thinking of type ${asked}`);
+}
+
+/** An assistant message without its thinking blocks (any other message, or one without them, as it is). */
+function withoutThinkingBlocks(m: unknown): unknown {
+  if (!isRecord(m) || m.role !== 'assistant' || !Array.isArray(m.content)) return m;
+  const isThinking = (b: unknown): boolean => isRecord(b) && (b.type === 'thinking' || b.type === 'redacted_thinking');
+  const content: unknown[] = m.content;
+  return content.some(isThinking) ? { ...m, content: content.filter((b) => !isThinking(b)) } : m;
+}

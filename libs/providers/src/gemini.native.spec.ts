@@ -1,4 +1,11 @@
-import { GeminiNativeStream, generateContentText, generateContentUsage, requestedCandidates } from './gemini.native';
+import { refusalOf } from '@keygate/errors/testing';
+import {
+  GeminiNativeStream,
+  generateContentForFallback,
+  generateContentText,
+  generateContentUsage,
+  requestedCandidates,
+} from './gemini.native';
 import { UpstreamError } from './upstream.error';
 
 const data = (value: unknown): { data: string } => ({ data: JSON.stringify(value) });
@@ -162,5 +169,32 @@ describe('requestedCandidates', () => {
     [{ generationConfig: null }, 1],
   ])('reads %j as %i', (body, count) => {
     expect(requestedCandidates(body)).toBe(count);
+  });
+});
+
+describe('generateContentForFallback', () => {
+  const body = { contents: [], generationConfig: { maxOutputTokens: 64, thinkingConfig: { thinkingBudget: 1024 } } };
+
+  it('leaves the thinking to a fallback that thinks, and takes it away from one that does not (Gemini 1.x, 2.0)', () => {
+    expect(generateContentForFallback(body, 'gemini-2.5-pro')).toBe(body);
+    expect(generateContentForFallback(body, 'gemini-1.5-pro')).toEqual({ contents: [], generationConfig: { maxOutputTokens: 64 } });
+    const snake = { generationConfig: { thinking_config: { thinking_budget: 0 } } };
+    expect(generateContentForFallback(snake, 'models/gemini-2.0-flash')).toEqual({ generationConfig: {} });
+    // The client's body is not changed: the requested model's next attempt still thinks.
+    expect(body.generationConfig.thinkingConfig).toEqual({ thinkingBudget: 1024 });
+  });
+
+  it('skips (refuses) a Gemini 2.5 fallback for a thinkingLevel, which it does not take; Gemini 3 takes both', () => {
+    const level = { generationConfig: { thinkingConfig: { thinkingLevel: 'high' } } };
+    expect(refusalOf(() => generateContentForFallback(level, 'gemini-2.5-flash')).code).toBe('unsupported_parameter');
+    expect(generateContentForFallback(level, 'gemini-3-pro-preview')).toBe(level);
+    expect(generateContentForFallback(body, 'gemini-3-pro-preview')).toBe(body);
+  });
+
+  it('passes a request without thinking as it is', () => {
+    const plain = { contents: [], generationConfig: { temperature: 0.2 } };
+    expect(generateContentForFallback(plain, 'gemini-1.5-pro')).toBe(plain);
+    const none: { contents: unknown[]; generationConfig?: unknown } = { contents: [] };
+    expect(generateContentForFallback(none, 'gemini-1.5-pro')).toBe(none);
   });
 });

@@ -1,6 +1,7 @@
 import type { EventSourceMessage } from 'eventsource-parser';
+import { GatewayError } from '@keygate/errors';
 import type { StreamEvent, Usage } from './chat.types';
-import { nextUsageMetadata, toUsage } from './gemini.translate';
+import { geminiThinks, geminiThinksByBudget, nextUsageMetadata, toUsage } from './gemini.translate';
 import type { GeminiErrorBody, GeminiPart, GeminiUsageMetadata, GenerateContentResponse } from './gemini.types';
 import { isRecord } from './translate.util';
 import { parseUpstreamObject } from './upstream-body.util';
@@ -110,4 +111,29 @@ function partText(part: GeminiPart): string {
   if (typeof part.text === 'string') return part.text;
   if (isRecord(part.functionCall)) return JSON.stringify(part.functionCall.args ?? {});
   return '';
+}
+
+/**
+ * A `generateContent` request (keygate's Gemini routes, passed through) for a fallback model, whose
+ * thinking (`generationConfig.thinkingConfig`) the requested model was asked for: unchanged where
+ * the fallback thinks; for one that does not (Gemini 1.x and 2.0, which refuse it) without it, as
+ * chat answers a fallback without its `reasoning_effort`; a GatewayError (the fallback is skipped)
+ * for a `thinkingLevel` on Gemini 2.5, which takes a budget only.
+ */
+export function generateContentForFallback<T extends { generationConfig?: unknown }>(body: T, model: string): T {
+  const config = body.generationConfig;
+  if (!isRecord(config)) return body;
+  const key = config.thinkingConfig !== undefined ? 'thinkingConfig' : config.thinking_config !== undefined ? 'thinking_config' : undefined;
+  if (key === undefined) return body;
+  if (!geminiThinks(model)) {
+    const { [key]: _thinking, ...rest } = config;
+    return { ...body, generationConfig: rest };
+  }
+  const thinking = config[key];
+  const level = isRecord(thinking) ? (thinking.thinkingLevel ?? thinking.thinking_level) : undefined;
+  if (level !== undefined && geminiThinksByBudget(model))
+    throw new GatewayError('unsupported_parameter', `${model} takes a thinkingBudget, not a thinkingLevel`, {
+      param: `generationConfig.${key}`,
+    });
+  return body;
 }

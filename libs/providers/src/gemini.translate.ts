@@ -424,6 +424,11 @@ export function geminiThinks(model: string): boolean {
   return !/^(models\/)?(gemma-|gemini-(1([.-]|$)|2\.0([.-]|$)))/.test(model);
 }
 
+/** Whether a thinking Gemini model takes a token budget (`thinkingBudget`: Gemini 2.5) rather than a level (Gemini 3 and later). */
+export function geminiThinksByBudget(model: string): boolean {
+  return /^(models\/)?gemini-2([.-]|$)/.test(model);
+}
+
 /**
  * OpenAI's `reasoning_effort` as Gemini's `thinkingConfig`, which differs by model generation:
  * Gemini 2.5 takes a token budget (`thinkingBudget`), Gemini 3 and later a level (`thinkingLevel`,
@@ -439,7 +444,7 @@ function thinkingConfig(effort: unknown, model: string): GeminiGenerationConfig[
     if (level === 'none' || level === 'minimal') return undefined;
     throw unsupported('reasoning_effort', `${model} does not think; reasoning_effort applies to Gemini 2.5 and later`);
   }
-  if (/^(models\/)?gemini-2([.-]|$)/.test(model)) return { thinkingBudget: THINKING_BUDGETS[level] };
+  if (geminiThinksByBudget(model)) return { thinkingBudget: THINKING_BUDGETS[level] };
   return { thinkingLevel: level === 'none' ? 'minimal' : level };
 }
 

@@ -9,6 +9,7 @@ import {
   estimateGenerateContentPromptTokens,
   GeminiAdapter,
   isGeminiEmbeddingModel,
+  generateContentForFallback,
   requestedCandidates,
   type GeminiApiVersion,
   type GenerateContentPassthrough,
@@ -67,7 +68,8 @@ export class GeminiService {
         // Fallbacks that Gemini serves too: the body is Google's.
         candidates: this.router.withFallbacks(ctx, first, model, (access) => access.provider === 'gemini'),
         call: ({ model: attempt, access }) => {
-          const attemptBody: GenerateContentRequest = { ...body };
+          // A fallback that does not think gets the request without its thinkingConfig, or is skipped.
+          const attemptBody: GenerateContentRequest = { ...(attempt === model ? body : generateContentForFallback(body, attempt)) };
           applyGeminiPolicy(attemptBody, policy);
           const call: GenerateContentPassthrough = { model: attempt, body: attemptBody, access, signal: ctx.abort.signal, version };
           return stream ? this.gemini.streamGenerateContent(call) : this.gemini.generateContent(call);

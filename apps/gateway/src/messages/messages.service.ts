@@ -3,7 +3,13 @@ import type { Principal } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyAnthropicCaller, refuseBetas } from '@keygate/policy';
-import { AnthropicAdapter, estimateMessagesPromptTokens, promptCacheWrite, type MessagesPassthrough } from '@keygate/providers';
+import {
+  AnthropicAdapter,
+  estimateMessagesPromptTokens,
+  messagesForFallback,
+  promptCacheWrite,
+  type MessagesPassthrough,
+} from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
@@ -95,7 +101,8 @@ export class MessagesService {
         // Fallbacks that Anthropic serves too: the body is Anthropic's.
         candidates: this.router.withFallbacks(ctx, first, body.model, (access) => access.provider === 'anthropic'),
         call: ({ model, access }) => {
-          const attemptBody: MessagesRequest = { ...body, model };
+          // A fallback that thinks otherwise (or not at all) gets the request as it can take it, or is skipped.
+          const attemptBody: MessagesRequest = { ...(model === body.model ? body : messagesForFallback(body, model)), model };
           applyParameterPolicy(attemptBody, policy);
           if (policy.endUserId) identifyAnthropicCaller(attemptBody, endUserId(principal.product, principal.user));
           const call: MessagesPassthrough = { body: attemptBody, access, signal: ctx.abort.signal, ...client };
