@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { pdfPageCount } from './pdf-pages';
 
-/** Seven-page PDFs written by qpdf from one page: as they are, with object streams, and linearized (object streams too). */
+/**
+ * Seven-page PDFs written by qpdf from one page: as they are, with object streams, linearized (object
+ * streams too), and as they are with three pages rewritten by an incremental update.
+ */
 const fixture = (name: string): Buffer => readFileSync(join(__dirname, 'testing', 'pdf', name));
 
 describe('pdfPageCount', () => {
@@ -18,6 +21,13 @@ describe('pdfPageCount', () => {
     expect(pdf.toString('latin1')).not.toMatch(/\/Type\s*\/Page\b/);
     expect(pdfPageCount(pdf)).toBe(7);
     expect(pdfPageCount(fixture('seven-pages-linearized.pdf'))).toBe(7);
+  });
+
+  it('counts a page rewritten by an incremental update (annotated, signed) once: its versions share an object number', () => {
+    // Pages 3 0 obj to 5 0 obj written again after the file's end (qpdf --check passes it; --show-npages says 7).
+    const pdf = fixture('seven-pages-updated.pdf');
+    expect(pdf.toString('latin1').match(/\/Type \/Page\b/g)).toHaveLength(10);
+    expect(pdfPageCount(pdf)).toBe(7);
   });
 
   it('reads `/Type/Page` without its space, and not other names that begin with /Page', () => {

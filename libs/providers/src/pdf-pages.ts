@@ -10,28 +10,77 @@ const MAX_OBJECT_STREAMS = 1_024;
 /** The most bytes one object stream is inflated to (they hold object dictionaries: kilobytes, as a rule). */
 const MAX_INFLATED_BYTES = 4 << 20;
 
+/** An indirect object's header in a file's body: `12 0 obj`. */
+const OBJECT_HEADER = /(\d+)\s+\d+\s+obj\b/g;
+
 /**
  * How many pages a PDF has, read from its bytes without rendering it: its page objects
  * (`/Type /Page`), in the file's body and in its Flate-compressed object streams (`/Type /ObjStm`,
- * PDF 1.5 and later, where most producers now put them). Undefined when no page object is found
- * (not a PDF, an encrypted one, object streams under another filter). An estimate: a file updated
- * incrementally may hold a page's older versions too, each counted.
+ * PDF 1.5 and later, where most producers now put them), each object number once: a file updated
+ * incrementally (annotated, signed) holds a page's older versions too, under the same number.
+ * Undefined when no page object is found (not a PDF, an encrypted one, object streams under another
+ * filter).
  */
 export function pdfPageCount(pdf: Buffer): number | undefined {
   // latin1 maps each byte to one character, so offsets in the text are offsets in the bytes.
   const text = pdf.toString('latin1');
-  let pages = count(text);
+  const pages = new Set<string>();
+  const body = objectStarts(text);
+  for (const at of matchesOf(text)) pages.add(objectAt(body, at) ?? `@${at}`);
   let streams = 0;
   for (let at = text.indexOf('/ObjStm'); at >= 0 && streams < MAX_OBJECT_STREAMS; at = text.indexOf('/ObjStm', at + 7)) {
     streams++;
     const data = streamData(pdf, text, at);
-    if (data) pages += count(inflated(data));
+    if (!data) continue;
+    const content = inflated(data);
+    const objects = streamObjects(content, firstOffset(text, at));
+    for (const offset of matchesOf(content)) pages.add(objectAt(objects, offset) ?? `${at}@${offset}`);
   }
-  return pages > 0 ? pages : undefined;
+  return pages.size > 0 ? pages.size : undefined;
 }
 
-function count(text: string): number {
-  return text.match(PAGE_TYPE)?.length ?? 0;
+/** Where each page object's `/Type /Page` stands in `text`. */
+function matchesOf(text: string): number[] {
+  return Array.from(text.matchAll(PAGE_TYPE), (m) => m.index);
+}
+
+/** Object numbers and where each object starts, in order. */
+type ObjectStarts = Array<{ start: number; number: string }>;
+
+function objectStarts(text: string): ObjectStarts {
+  return Array.from(text.matchAll(OBJECT_HEADER), (m) => ({ start: m.index, number: m[1] }));
+}
+
+/** The number of the object holding offset `at`: the last that starts at or before it. */
+function objectAt(objects: ObjectStarts, at: number): string | undefined {
+  let low = 0;
+  let high = objects.length - 1;
+  let found: string | undefined;
+  while (low <= high) {
+    const mid = (low + high) >> 1;
+    if (objects[mid].start <= at) {
+      found = objects[mid].number;
+      low = mid + 1;
+    } else high = mid - 1;
+  }
+  return found;
+}
+
+/** The `/First` of the object stream whose dictionary holds `at`: where its objects begin, after its header. */
+function firstOffset(text: string, at: number): number | undefined {
+  const open = text.lastIndexOf('<<', at);
+  const end = text.indexOf('stream', at);
+  const first = /\/First\s+(\d+)/.exec(text.slice(open < 0 ? at : open, end < 0 ? at + 256 : end));
+  return first ? Number(first[1]) : undefined;
+}
+
+/** An object stream's objects: its header's pairs (object number, offset from `/First`), as starts in its content. */
+function streamObjects(content: string, first: number | undefined): ObjectStarts {
+  if (first === undefined) return [];
+  const numbers = content.slice(0, first).trim().split(/\s+/);
+  const objects: ObjectStarts = [];
+  for (let i = 0; i + 1 < numbers.length; i += 2) objects.push({ start: first + Number(numbers[i + 1]), number: numbers[i] });
+  return objects.sort((a, b) => a.start - b.start);
 }
 
 /**
