@@ -1,7 +1,7 @@
 import type { EventSourceMessage } from 'eventsource-parser';
 import { GatewayError } from '@keygate/errors';
 import type { StreamEvent, Usage } from './chat.types';
-import { geminiThinks, geminiThinksByBudget, nextUsageMetadata, toUsage } from './gemini.translate';
+import { geminiStreamError, geminiThinks, geminiThinksByBudget, nextUsageMetadata, toUsage } from './gemini.translate';
 import type { GeminiErrorBody, GeminiPart, GeminiUsageMetadata, GenerateContentResponse } from './gemini.types';
 import { isRecord } from './translate.util';
 import { parseUpstreamObject } from './upstream-body.util';
@@ -72,13 +72,6 @@ export class GeminiNativeStream {
     if (this.complete || this.blocked || this.finished.size >= this.candidates) return;
     throw new UpstreamError('connection_lost', PROVIDER, 'stream ended before the answer was complete');
   }
-}
-
-/** The in-stream error as the failure it stands for (see {@link GeminiNativeStream}). */
-function geminiStreamError(error: NonNullable<GeminiErrorBody['error']>): UpstreamError {
-  const code = error.code;
-  const status = typeof code === 'number' && (code === 400 || code === 429 || code >= 500) ? code : undefined;
-  return new UpstreamError('stream_error', PROVIDER, typeof error.message === 'string' ? error.message : 'error event', status);
 }
 
 /**

@@ -277,6 +277,18 @@ describe('Gemini translation', () => {
     expect(() => t.push({ error: { code: 503, message: 'unavailable' } })).toThrow(UpstreamError);
   });
 
+  it('reads an error event as the status it stands for: 429 and 5xx retried, a 400 the client’s (400 upstream_bad_request)', () => {
+    const failure = (code: number): UpstreamError =>
+      thrown(() =>
+        new GeminiStreamTranslator({ ...meta, clientWantsUsage: false }).push({ error: { code, message: 'no' } }),
+      ) as UpstreamError;
+    expect(failure(400)).toMatchObject({ kind: 'stream_error', status: 400, retryable: false });
+    expect(failure(400).toGatewayError()).toMatchObject({ code: 'upstream_bad_request', status: 400 });
+    expect(failure(429)).toMatchObject({ status: 429, retryable: true });
+    expect(failure(503)).toMatchObject({ status: 503, retryable: true });
+    expect(failure(418).toGatewayError()).toMatchObject({ code: 'upstream_error', status: 502 });
+  });
+
   it('keeps an id Gemini did send on a functionCall', () => {
     const { completion } = toChatCompletion(
       { candidates: [{ content: { parts: [{ functionCall: { id: 'fc-1', name: 'f', args: {} } }] }, finishReason: 'STOP' }] },

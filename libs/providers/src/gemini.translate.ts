@@ -760,6 +760,18 @@ function convertRef(node: Json, ref: string, ctx: SchemaContext): GeminiSchema {
 
 /* ------------------------------------------------------------------ response: Gemini -> OpenAI */
 
+/**
+ * A Gemini stream's error event (`{"error": {code, message, status}}`) as the failure it stands for:
+ * a status Google would send as HTTP 429 or 5xx is retried like it when no content came first; a
+ * 400 (the request refused) is the client's to fix, answered 400 `upstream_bad_request` as its HTTP
+ * 400 would be; any other is a 502.
+ */
+export function geminiStreamError(error: NonNullable<GeminiErrorBody['error']>): UpstreamError {
+  const code = error.code;
+  const status = typeof code === 'number' && (code === 400 || code === 429 || code >= 500) ? code : undefined;
+  return new UpstreamError('stream_error', PROVIDER, typeof error.message === 'string' ? error.message : 'error event', status);
+}
+
 /** `chatcmpl-<Gemini responseId>`, so a completion can be traced to Google's logs. */
 export function completionId(responseId: string | undefined, fallback: string): string {
   return responseId ? `chatcmpl-${responseId}` : fallback;
@@ -974,17 +986,7 @@ export class GeminiStreamTranslator {
 
   /** The chunks for one Gemini event. Throws `UpstreamError('stream_error')` for an error event. */
   push(event: GenerateContentResponse & GeminiErrorBody): StreamEvent[] {
-    if (event.error) {
-      // A status Google would send as HTTP (429, 5xx) is retried like it when no content came first.
-      const code = event.error.code;
-      const message = event.error.message ?? 'error event';
-      throw new UpstreamError(
-        'stream_error',
-        PROVIDER,
-        message,
-        typeof code === 'number' && (code === 429 || code >= 500) ? code : undefined,
-      );
-    }
+    if (event.error) throw geminiStreamError(event.error);
     this.id ??= completionId(event.responseId, this.meta.fallbackId);
     if (event.usageMetadata) this.usage = nextUsageMetadata(this.usage, event.usageMetadata);
     const out: StreamEvent[] = [];
