@@ -368,6 +368,19 @@ describe('Gemini translation', () => {
     [{ reasoning_effort: 'medium' }, { thinkingConfig: { thinkingBudget: 8192 } }],
     [{ reasoning_effort: 'high' }, { thinkingConfig: { thinkingBudget: 24576 } }],
     [{ model: 'models/gemini-2.5-pro', reasoning_effort: 'xhigh' }, { thinkingConfig: { thinkingBudget: 24576 } }],
+    // Gemini counts thoughts in maxOutputTokens: the budget stays below it, leaving the answer room.
+    [
+      { reasoning_effort: 'high', max_tokens: 4096 },
+      { maxOutputTokens: 4096, thinkingConfig: { thinkingBudget: 4095 } },
+    ],
+    [
+      { reasoning_effort: 'low', max_completion_tokens: 4096 },
+      { maxOutputTokens: 4096, thinkingConfig: { thinkingBudget: 1024 } },
+    ],
+    [
+      { reasoning_effort: 'none', max_tokens: 16 },
+      { maxOutputTokens: 16, thinkingConfig: { thinkingBudget: 0 } },
+    ],
     [{ model: 'gemini-3-pro-preview', reasoning_effort: 'low' }, { thinkingConfig: { thinkingLevel: 'low' } }],
     [{ model: 'gemini-3-flash-preview', reasoning_effort: 'none' }, { thinkingConfig: { thinkingLevel: 'minimal' } }],
     [{ model: 'gemini-4-pro', reasoning_effort: 'xhigh' }, { thinkingConfig: { thinkingLevel: 'xhigh' } }],

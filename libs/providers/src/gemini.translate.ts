@@ -404,7 +404,7 @@ function generationConfig(body: ChatCompletionRequest): GeminiGenerationConfig |
   const seed = num(body.seed);
   if (seed !== undefined) config.seed = seed;
   responseFormat(body.response_format, config);
-  const thinking = thinkingConfig(body.reasoning_effort, body.model);
+  const thinking = thinkingConfig(body.reasoning_effort, body.model, config.maxOutputTokens);
   if (thinking) config.thinkingConfig = thinking;
   return Object.keys(config).length ? config : undefined;
 }
@@ -437,14 +437,19 @@ export function geminiThinksByBudget(model: string): boolean {
  * Gemma models Gemini's API serves, do not think: the least efforts ask for nothing there, and the
  * others are refused. An alias (`gemini-flash-latest`) is taken for a current model (a level).
  */
-function thinkingConfig(effort: unknown, model: string): GeminiGenerationConfig['thinkingConfig'] {
+function thinkingConfig(effort: unknown, model: string, maxOutputTokens: number | undefined): GeminiGenerationConfig['thinkingConfig'] {
   const level = reasoningEffort(effort);
   if (level === undefined) return undefined;
   if (!geminiThinks(model)) {
     if (level === 'none' || level === 'minimal') return undefined;
     throw unsupported('reasoning_effort', `${model} does not think; reasoning_effort applies to Gemini 2.5 and later`);
   }
-  if (geminiThinksByBudget(model)) return { thinkingBudget: THINKING_BUDGETS[level] };
+  // Gemini counts thought tokens in `maxOutputTokens`: a budget kept below it leaves the answer room
+  // (as Claude's is kept below `max_tokens`); above it the model could think the whole cap away.
+  if (geminiThinksByBudget(model)) {
+    const budget = THINKING_BUDGETS[level];
+    return { thinkingBudget: maxOutputTokens === undefined || budget === 0 ? budget : Math.max(1, Math.min(budget, maxOutputTokens - 1)) };
+  }
   return { thinkingLevel: level === 'none' ? 'minimal' : level };
 }
 
