@@ -201,14 +201,15 @@ function rid(label: string): { headers: Record<string, string>; id: string } {
 // ---------------------------------------------------------------------------------------------
 
 /** A gpt-4o stream of `text` with include_usage, read whole through the SDK, and the chat calls the mock took for it. */
-function streamWithUsage(text: string, headers: Record<string, string>): Promise<{ result: ChatCompletionChunk[]; chatCalls: number }> {
+function streamWithUsage(
+  text: string,
+  headers: Record<string, string>,
+  model = 'gpt-4o',
+): Promise<{ result: ChatCompletionChunk[]; chatCalls: number; calls: number }> {
   return countingUpstream(async () => {
     const stream = await gw
       .openai(demoToken)
-      .chat.completions.create(
-        { model: 'gpt-4o', messages: user(text), stream: true, stream_options: { include_usage: true } },
-        { headers },
-      );
+      .chat.completions.create({ model, messages: user(text), stream: true, stream_options: { include_usage: true } }, { headers });
     const chunks: ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     return chunks;
@@ -376,23 +377,26 @@ describe('chat completions through the OpenAI SDK', () => {
     expect(streamAudit.tokens_out).toBeGreaterThan(3);
   });
 
-  it('streams whole from a host that ends its stream without [DONE] once every choice finished, in one upstream call', async () => {
-    const { id, headers } = rid('no-done');
-    const { result, chatCalls } = await streamWithUsage(prompt('a host that sends no DONE [mock no_done=1 chunks=3]'), headers);
-    // The SDK raised nothing: the client's stream ended with keygate's [DONE], the answer whole.
-    expect(result.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toContain('a host that sends no DONE');
-    expect(result.some((c) => c.choices[0]?.finish_reason === 'stop')).toBe(true);
-    const last = result[result.length - 1];
-    expect(last.usage!.completion_tokens).toBeGreaterThan(0);
-    expect(chatCalls).toBe(1);
-    await expectOneAudit(gw, id, {
-      status: 200,
-      failure: null,
-      stream: true,
-      tokens_in: last.usage!.prompt_tokens,
-      tokens_out: last.usage!.completion_tokens,
-    });
-  });
+  it.each(['gpt-4o', 'claude-3-5-sonnet-20241022'])(
+    'streams %s whole from a host that ends its stream without [DONE] (message_stop) once every choice finished, in one upstream call',
+    async (model) => {
+      const { id, headers } = rid('no-done');
+      const { result, calls } = await streamWithUsage(prompt('a host that sends no DONE [mock no_done=1 chunks=3]'), headers, model);
+      // The SDK raised nothing: the client's stream ended with keygate's [DONE], the answer whole.
+      expect(result.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toContain('a host that sends no DONE');
+      expect(result.some((c) => c.choices[0]?.finish_reason === 'stop')).toBe(true);
+      const last = result[result.length - 1];
+      expect(last.usage!.completion_tokens).toBeGreaterThan(0);
+      expect(calls).toBe(1);
+      await expectOneAudit(gw, id, {
+        status: 200,
+        failure: null,
+        stream: true,
+        tokens_in: last.usage!.prompt_tokens,
+        tokens_out: last.usage!.completion_tokens,
+      });
+    },
+  );
 
   it('streams with include_usage: the last chunk carries the usage and no choices', async () => {
     const { id, headers } = rid('stream-usage');

@@ -184,6 +184,32 @@ describe('POST /v1/messages with the Anthropic SDK', () => {
     });
   });
 
+  it('streams whole from a host that ends its stream after message_delta without message_stop: the client is given the message_stop', async () => {
+    const { id, headers } = rid('msg-no-stop');
+    const names: string[] = [];
+    const { result: message, moved } = await counting(async () => {
+      const stream = gw
+        .anthropic(token)
+        .messages.stream(
+          { model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'No stop [mock no_done=1 chunks=3]' }] },
+          { headers },
+        );
+      stream.on('streamEvent', (event) => names.push(event.type));
+      return stream.finalMessage();
+    });
+    expect(textOf(message)).toBe(mockReply('anthropic', 'No stop'));
+    expect(message.stop_reason).toBe('end_turn');
+    expect(names.slice(-2)).toEqual(['message_delta', 'message_stop']);
+    expect(moved).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(id, {
+      status: 200,
+      failure: null,
+      stream: true,
+      tokens_in: billed(message.usage),
+      tokens_out: message.usage.output_tokens,
+    });
+  });
+
   it('passes tools and tool_use blocks through unchanged', async () => {
     const { headers } = rid('msg-tools');
     const message = await gw.anthropic(token).messages.create(

@@ -107,6 +107,11 @@ describe('Anthropic wire format', () => {
     expect(evs[8]).toEqual(messageDelta);
   });
 
+  it('no_done=1 ends a stream after its message_delta, without message_stop', async () => {
+    const evs = await events(await messages({ stream: true, messages: [user('hi [mock no_done=1 chunks=2]')] }));
+    expect(evs.map((e) => e.type).slice(-2)).toEqual(['content_block_stop', 'message_delta']);
+  });
+
   it('finish=length reports max_tokens', async () => {
     const body = await readJson<AnthropicMessage>(await messages({ messages: [user('x [mock finish=length]')] }));
     expect(body.stop_reason).toBe('max_tokens');

@@ -388,7 +388,7 @@ function streamPlan(s: MessageStreamInput): StreamPlan {
       delta: { stop_reason: s.stopReason, stop_sequence: null },
       usage: writtenUsage(s.directives, { output_tokens: s.outputTokens }),
     }) +
-    sse({ type: 'message_stop' });
+    (s.directives.noDone ? '' : sse({ type: 'message_stop' }));
 
   return {
     headers: { ...s.headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' },

@@ -44,7 +44,10 @@ export interface MockDirectives {
   tools?: number;
   /** OpenAI: report no usage (some OpenAI-compatible hosts do not), streamed or not. */
   noUsage?: boolean;
-  /** OpenAI chat streams: end the stream after its last chunk without `data: [DONE]` (as some OpenAI-compatible hosts do). */
+  /**
+   * Streams end without their closing marker (as some compatible hosts end them): OpenAI chat after its
+   * last chunk without `data: [DONE]`, Anthropic after its `message_delta` without `message_stop`.
+   */
   noDone?: boolean;
   /** Anthropic and Gemini: write every count of the usage as a string (`"12"`), as a careless compatible host might, streamed or not. */
   badUsage?: boolean;

@@ -137,7 +137,7 @@ export class AnthropicAdapter implements ProviderAdapter {
       yield stream.push(event);
       if (stream.stopped) break;
     }
-    stream.end();
+    yield* stream.end();
   }
 
   /**
@@ -150,7 +150,7 @@ export class AnthropicAdapter implements ProviderAdapter {
       yield* translator.push(parse<AnthropicStreamEvent>(event.data, 'stream event'));
       if (translator.stopped) break;
     }
-    translator.end();
+    yield* translator.end();
   }
 }
 

@@ -111,6 +111,24 @@ describe('AnthropicNativeStream', () => {
     stream.push(sse('message_start', { type: 'message_start', message: { usage: { input_tokens: 1 } } }));
     expect(() => stream.end()).toThrow(/without message_stop/);
   });
+
+  it('takes a body that ends after message_delta gave the stop reason for whole, and gives the message_stop left out, with the usage', () => {
+    const stream = new AnthropicNativeStream();
+    stream.push(sse('message_start', { type: 'message_start', message: { usage: { input_tokens: 10, output_tokens: 1 } } }));
+    stream.push(sse('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 7 } }));
+    expect(stream.end()).toEqual([
+      {
+        event: 'message_stop',
+        data: '{"type":"message_stop"}',
+        usage: expect.objectContaining({ prompt_tokens: 10, completion_tokens: 7 }),
+      },
+    ]);
+    expect(stream.end()).toEqual([]);
+    // A message_delta without a stop reason (usage alone) does not end the answer.
+    const cut = new AnthropicNativeStream();
+    cut.push(sse('message_delta', { type: 'message_delta', delta: {}, usage: { output_tokens: 3 } }));
+    expect(() => cut.end()).toThrow(/without message_stop/);
+  });
 });
 
 /* A compatible host's counts come as it wrote them (JSON carries no NaN or Infinity). */

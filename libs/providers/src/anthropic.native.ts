@@ -16,11 +16,15 @@ const PROVIDER = 'anthropic';
  * - text, tool-input and thinking deltas are kept as text, to estimate an answer cut short;
  * - an `error` event throws `UpstreamError('stream_error')` with the status its type stands for
  *   (the caller answers with its own error event; before any content it is retried like that status);
- * - a body that ends before `message_stop` is a truncated answer.
+ * - a body that ends before `message_stop` is a truncated answer, unless its `message_delta` gave the
+ *   stop reason (a compatible host that leaves `message_stop` out): that answer is whole, and the
+ *   client is given the `message_stop` the host left out.
  */
 export class AnthropicNativeStream {
   private readonly usage: AnthropicUsage = {};
   private ended = false;
+  /** Whether a `message_delta` gave the stop reason: the answer is complete, `message_stop` or not. */
+  private stopReason = false;
 
   /** Whether `message_stop` has been seen: the stream is complete, whatever follows it. */
   get stopped(): boolean {
@@ -47,6 +51,7 @@ export class AnthropicNativeStream {
         break;
       case 'message_delta':
         if (isRecord(event.usage)) this.merge(event.usage, out);
+        if (isRecord(event.delta) && typeof event.delta.stop_reason === 'string') this.stopReason = true;
         break;
       case 'message_stop':
         this.ended = true;
@@ -66,9 +71,17 @@ export class AnthropicNativeStream {
     return out;
   }
 
-  /** Checks the stream ended with `message_stop`; a clean close before it is a truncated answer. */
-  end(): void {
-    if (!this.ended) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended without message_stop');
+  /**
+   * Checks the stream ended with `message_stop`, or after the stop reason (then gives the
+   * `message_stop` left out, with the final usage); a clean close before either is a truncated answer.
+   */
+  end(): StreamEvent[] {
+    if (this.ended) return [];
+    if (!this.stopReason) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended without message_stop');
+    this.ended = true;
+    const out: StreamEvent = { event: 'message_stop', data: '{"type":"message_stop"}' };
+    this.withUsage(out, 'usage');
+    return [out];
   }
 
   /** Merges reported counts; the running usage goes on the event only once some count is known (`{}` is none). */

@@ -64,7 +64,7 @@ function runStream(c: StreamCase): { events: StreamEvent[]; error: unknown } {
   const events: StreamEvent[] = [];
   try {
     for (const { data } of c.anthropicEvents) events.push(...translator.push(data));
-    translator.end();
+    events.push(...translator.end());
   } catch (error) {
     return { events, error };
   }
@@ -557,6 +557,27 @@ describe('AnthropicStreamTranslator', () => {
       .map((e) => JSON.parse(e.data as string) as { choices: Array<{ finish_reason: string | null }> });
     expect(chunks.map((c) => c.choices[0].finish_reason)).toStrictEqual([null, 'stop']);
     expect(() => t.end()).not.toThrow();
+  });
+
+  it('ends a stream whose host left message_stop out after the stop reason as whole: its usage chunk, no error', () => {
+    const t = new AnthropicStreamTranslator({ fallbackId: FALLBACK_ID, created: CREATED, model: MODEL, clientWantsUsage: true });
+    t.push({ type: 'message_start', message: { id: 'msg_1', usage: { input_tokens: 10, output_tokens: 1 } } } as AnthropicStreamEvent);
+    t.push({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+    t.push({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'hi' } });
+    const finish = t.push({
+      type: 'message_delta',
+      delta: { stop_reason: 'end_turn' },
+      usage: { output_tokens: 2 },
+    });
+    expect(finish.some((e) => e.data?.includes('"finish_reason":"stop"'))).toBe(true);
+    const closing = t.end();
+    expect(closing).toHaveLength(1);
+    expect(closing[0].usage).toMatchObject({ prompt_tokens: 10, completion_tokens: 2 });
+    expect(JSON.parse(closing[0].data as string)).toMatchObject({ choices: [], usage: { completion_tokens: 2 } });
+    // Without the stop reason the answer was cut short.
+    const cut = new AnthropicStreamTranslator({ fallbackId: FALLBACK_ID, created: CREATED, model: MODEL, clientWantsUsage: true });
+    cut.push({ type: 'message_start', message: { id: 'msg_2', usage: { input_tokens: 10 } } } as AnthropicStreamEvent);
+    expect(() => cut.end()).toThrow(/without message_stop/);
   });
 
   it('sends the thinking blocks before the finish when the answer ends while thinking (max_tokens)', () => {

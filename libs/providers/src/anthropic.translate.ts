@@ -751,9 +751,16 @@ export class AnthropicStreamTranslator {
     }
   }
 
-  /** Checks the stream ended with `message_stop`; a clean close before it is a truncated answer. */
-  end(): void {
-    if (!this.ended) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended without message_stop');
+  /**
+   * Checks the stream ended with `message_stop`, or after the stop reason (a compatible host that
+   * leaves `message_stop` out: the answer is whole, and its closing events are given here); a clean
+   * close before either is a truncated answer.
+   */
+  end(): StreamEvent[] {
+    if (this.ended) return [];
+    if (!this.finished) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended without message_stop');
+    this.ended = true;
+    return [...this.thoughtsChunk(), this.usageEvent()];
   }
 
   private blockStart(blockIndex: number, block: AnthropicResponseBlock | undefined): StreamEvent[] {
