@@ -213,6 +213,12 @@ describe('refuseBetas', () => {
     expect(refusal('mcp-client-2025-04-04')).toBeInstanceOf(GatewayError);
   });
 
+  it('refuses a listed feature in any letter case (a feature name is not made new by capitals)', () => {
+    expect(refusal('Context-1M-2025-08-07')).toBeInstanceOf(GatewayError);
+    expect(refusal('MCP-Client-2025-04-04')).toBeInstanceOf(GatewayError);
+    expect(refusal('mcp-client-2025-04-04', { ...policy, refusedBetas: ['MCP-client-*'] })).toBeInstanceOf(GatewayError);
+  });
+
   it('passes features not listed, no header, and any list when the policy refuses none', () => {
     expect(refusal('interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14')).toBeUndefined();
     expect(refusal('mcp-client-2025-11-20')).toBeUndefined();

@@ -141,7 +141,9 @@ export function refuseBetas(beta: string | undefined, policy: ParameterPolicy): 
   if (beta === undefined || policy.refusedBetas.length === 0) return;
   for (const feature of beta.split(',')) {
     const name = feature.trim();
-    if (policy.refusedBetas.some((pattern) => matchesName(name, pattern)))
+    // In any letter case: the list is a refusal, and a capital must not slip a feature past it.
+    const lower = name.toLowerCase();
+    if (policy.refusedBetas.some((pattern) => matchesName(lower, pattern.toLowerCase())))
       throw new GatewayError('policy_violation', `the anthropic-beta feature ${name} is not allowed for this product`, {
         param: 'anthropic-beta',
       });
