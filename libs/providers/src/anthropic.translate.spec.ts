@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GatewayError } from '@keygate/errors';
+import { refusalOf } from '@keygate/errors/testing';
 import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic.types';
 import { AnthropicStreamTranslator, finishReason, toChatCompletion, toMessagesRequest, toUsage } from './anthropic.translate';
 import { CACHE_WRITE_1H_TOKENS, CACHE_WRITE_TOKENS, type ChatCompletionRequest, type StreamEvent, type Usage } from './chat.types';
@@ -384,6 +385,13 @@ describe('toMessagesRequest', () => {
     expect(sent[2]).toBe('functions_get_weather_0');
     expect(sent[0]).toMatch(/^functions_get_weather_0_[0-9a-f]{12}$/);
     expect(new Set(sent).size).toBe(ids.length);
+  });
+
+  it('refuses a content part that names no type as malformed (invalid_request), one of a type Claude lacks as unsupported', () => {
+    const part = (p: Record<string, unknown>) =>
+      refusalOf(() => toMessagesRequest({ ...base, messages: [{ role: 'user', content: [p] }] }));
+    expect(part({ text: 'hi' })).toMatchObject({ code: 'invalid_request', message: 'messages[0].content[0].type is required' });
+    expect(part({ type: 'video_url' })).toMatchObject({ code: 'unsupported_parameter' });
   });
 
   it('trims the trailing whitespace of a final assistant turn (a prefill), which Anthropic refuses', () => {

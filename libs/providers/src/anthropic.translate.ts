@@ -343,7 +343,9 @@ function userContent(content: ChatMessage['content'], i: number): string | Anthr
         break;
       }
       default:
-        throw unsupported(`${where}.type`, `content part type "${String(part.type)}" has no Anthropic equivalent`);
+        // A part that names no type is malformed, as OpenAI would answer it; one of another type is OpenAI's alone.
+        if (typeof part.type !== 'string') throw invalid(`${where}.type`, `${where}.type is required`);
+        throw unsupported(`${where}.type`, `content part type "${part.type}" has no Anthropic equivalent`);
     }
   }
   return blocks;

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GatewayError } from '@keygate/errors';
+import { refusalOf } from '@keygate/errors/testing';
 import type { ChatCompletionRequest, EmbeddingsRequest, StreamEvent } from './chat.types';
 import type { BatchEmbedContentsResponse, GenerateContentResponse } from './gemini.types';
 import {
@@ -244,6 +245,13 @@ describe('Gemini translation', () => {
       ['p0w9e8r7', { n: 2 }],
       ['gq7x1k2m', { n: 1 }],
     ]);
+  });
+
+  it('refuses a content part that names no type as malformed (invalid_request), one of a type Gemini lacks as unsupported', () => {
+    const part = (p: Record<string, unknown>) =>
+      refusalOf(() => toGenerateContentRequest(req({ messages: [{ role: 'user', content: [p] }] })));
+    expect(part({ text: 'hi' })).toMatchObject({ code: 'invalid_request', message: 'messages[0].content[0].type is required' });
+    expect(part({ type: 'video_url' })).toMatchObject({ code: 'unsupported_parameter' });
   });
 
   it('gives the same tool-call ids to the streamed and the non-streamed translation', () => {

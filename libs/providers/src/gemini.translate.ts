@@ -212,7 +212,9 @@ function userParts(content: ChatMessage['content'], i: number): GeminiPart[] {
         break;
       }
       default:
-        throw unsupported(`${where}.type`, `content part type "${String(part.type)}" has no Gemini equivalent`);
+        // A part that names no type is malformed, as OpenAI would answer it; one of another type is OpenAI's alone.
+        if (typeof part.type !== 'string') throw invalid(`${where}.type`, `${where}.type is required`);
+        throw unsupported(`${where}.type`, `content part type "${part.type}" has no Gemini equivalent`);
     }
   }
   return parts;
