@@ -392,6 +392,11 @@ describe('toMessagesRequest', () => {
       refusalOf(() => toMessagesRequest({ ...base, messages: [{ role: 'user', content: [p] }] }));
     expect(part({ text: 'hi' })).toMatchObject({ code: 'invalid_request', message: 'messages[0].content[0].type is required' });
     expect(part({ type: 'video_url' })).toMatchObject({ code: 'unsupported_parameter' });
+    // A user message without content at all, as OpenAI answers it (not "needs at least one message").
+    expect(refusalOf(() => toMessagesRequest({ ...base, messages: [{ role: 'user' }] }))).toMatchObject({
+      code: 'invalid_request',
+      options: { param: 'messages[0].content' },
+    });
   });
 
   it('trims the trailing whitespace of a final assistant turn (a prefill), which Anthropic refuses', () => {

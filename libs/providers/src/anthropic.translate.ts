@@ -311,6 +311,8 @@ function systemTexts(content: ChatMessage['content'], i: number, out: string[]):
 }
 
 function userContent(content: ChatMessage['content'], i: number): string | AnthropicRequestBlock[] {
+  // OpenAI requires a user message's content; without it the turn would vanish, or the request be refused for another reason.
+  if (content === undefined || content === null) throw invalid(`messages[${i}].content`, `messages[${i}].content is required`);
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
   const blocks: AnthropicRequestBlock[] = [];

@@ -252,6 +252,11 @@ describe('Gemini translation', () => {
       refusalOf(() => toGenerateContentRequest(req({ messages: [{ role: 'user', content: [p] }] })));
     expect(part({ text: 'hi' })).toMatchObject({ code: 'invalid_request', message: 'messages[0].content[0].type is required' });
     expect(part({ type: 'video_url' })).toMatchObject({ code: 'unsupported_parameter' });
+    // A user message without content at all, as OpenAI answers it (not "needs at least one message").
+    expect(refusalOf(() => toGenerateContentRequest(req({ messages: [{ role: 'user' }] })))).toMatchObject({
+      code: 'invalid_request',
+      options: { param: 'messages[0].content' },
+    });
   });
 
   it('gives the same tool-call ids to the streamed and the non-streamed translation', () => {

@@ -174,6 +174,7 @@ function textParts(content: ChatMessage['content'], where: string, out: GeminiPa
 }
 
 function userParts(content: ChatMessage['content'], i: number): GeminiPart[] {
+  if (content === undefined || content === null) throw invalid(`messages[${i}].content`, `messages[${i}].content is required`);
   if (typeof content === 'string') return content === '' ? [] : [{ text: content }];
   if (!Array.isArray(content)) return [];
   const parts: GeminiPart[] = [];
