@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
-import { pdfPageCount } from './pdf-pages';
+import { PdfWork, pdfPageCount } from './pdf-pages';
 
 /**
  * Seven-page PDFs written by qpdf from one page: as they are, with object streams, linearized (object
@@ -47,6 +47,38 @@ describe('pdfPageCount', () => {
       Buffer.from('\r\nendstream\nendobj\n%%EOF'),
     ]);
     expect(pdfPageCount(pdf)).toBe(2);
+  });
+
+  it('still counts page objects a header gives one number to hide them, at least a quarter of them', () => {
+    const header = '1 0 1 20 1 40 1 60 1 80 1 100 1 120 1 140 ';
+    const objects = Array.from({ length: 8 }, () => '<< /Type /Page >>'.padEnd(20)).join('');
+    const stream = deflateSync(Buffer.from(header + objects));
+    const pdf = Buffer.concat([
+      Buffer.from(`%PDF-1.5\n9 0 obj << /Type /ObjStm /N 8 /First ${header.length} /Filter /FlateDecode >>\nstream\n`),
+      stream,
+      Buffer.from('\nendstream\nendobj\n%%EOF'),
+    ]);
+    expect(pdfPageCount(pdf)).toBe(2);
+  });
+
+  it('inflates within one budget for all of a request’s PDFs, a deflate bomb charged what it was allowed', () => {
+    const bomb = deflateSync(Buffer.alloc(8 << 20, 0x20));
+    const pdf = (n: number) =>
+      Buffer.concat([Buffer.from(`%PDF-1.5\n${n} 0 obj << /Type /ObjStm /First 0 >>\nstream\n`), bomb, Buffer.from('\nendstream\n')]);
+    const work = new PdfWork(10 << 20);
+    expect(pdfPageCount(pdf(1), work)).toBeUndefined();
+    expect(work.inflateBytes).toBe(6 << 20); // 4 MiB, the most one stream may inflate to
+    pdfPageCount(Buffer.concat([pdf(2), pdf(3)]), work);
+    expect(work.inflateBytes).toBeLessThanOrEqual(0);
+    // Many names of one stream inflate it once.
+    const many = new PdfWork();
+    const names = Buffer.concat([
+      Buffer.from(`%PDF-1.5\n1 0 obj << /Type /ObjStm ${'/ObjStm '.repeat(300)}/First 0 >>\nstream\n`),
+      bomb,
+      Buffer.from('\nendstream\n'),
+    ]);
+    pdfPageCount(names, many);
+    expect(many.inflateBytes).toBe((16 << 20) - (4 << 20));
   });
 
   it('is undefined for bytes that hold no page object (not a PDF, or one it cannot read)', () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  UNCOUNTED_PDF_BYTES_PER_PAGE,
   countTokens,
   estimateEmbedContentTokens,
   estimateResponsesPromptTokens,
@@ -85,7 +86,8 @@ describe('estimatePromptTokens', () => {
         },
       ],
     });
-    expect(estimate).toBe(3 + 3 + new TokenTally().count(csv) + 2 * NON_TEXT_PART_TOKENS);
+    // A PDF whose pages cannot be counted is reserved by its size: one page here.
+    expect(estimate).toBe(3 + 3 + new TokenTally().count(csv) + PDF_PAGE_TOKENS + NON_TEXT_PART_TOKENS);
     expect(estimate).toBeGreaterThan(5 * NON_TEXT_PART_TOKENS);
   });
 
@@ -123,7 +125,7 @@ describe('estimateGenerateContentPromptTokens', () => {
     expect(estimateGenerateContentPromptTokens({ contents: 'nonsense' })).toBe(3);
   });
 
-  it('counts an inline text/* file as the text it holds, other inline data at the flat amount', () => {
+  it('counts an inline text/* file as the text it holds, a PDF whose pages cannot be counted as one page by its size', () => {
     const csv = Array.from({ length: 2000 }, (_, i) => `${i},Paris,Sunny`).join('\n');
     const estimate = estimateGenerateContentPromptTokens({
       contents: [
@@ -138,7 +140,7 @@ describe('estimateGenerateContentPromptTokens', () => {
       ],
     });
     const tally = new TokenTally();
-    expect(estimate).toBe(3 + 3 + tally.count(csv) + NON_TEXT_PART_TOKENS + tally.count(question));
+    expect(estimate).toBe(3 + 3 + tally.count(csv) + GEMINI_PDF_PAGE_TOKENS + tally.count(question));
     expect(estimate).toBeGreaterThan(5 * NON_TEXT_PART_TOKENS);
   });
 });
@@ -172,6 +174,40 @@ describe('estimateGenerateContentPromptTokens, snake_case', () => {
     });
     expect(snake).toBe(camel);
     expect(camel).toBeGreaterThan(countTokens('Be brief. '.repeat(500)) + 7 * GEMINI_PDF_PAGE_TOKENS);
+  });
+
+  it('counts both spellings where a body carries both, so a second one does not slip past the estimate', () => {
+    const long = 'Be brief. '.repeat(500);
+    const text = Buffer.from(long).toString('base64');
+    expect(
+      estimateGenerateContentPromptTokens({
+        systemInstruction: { parts: [] },
+        system_instruction: { parts: [{ text: long }] },
+        contents: [{ role: 'user', parts: [{ inlineData: { mimeType: 'image/png', mime_type: 'text/plain', data: text } }] }],
+      }),
+    ).toBe(3 + 3 + 2 * countTokens(long));
+  });
+
+  it('counts generated code and its result in the history as their JSON (a run’s output can be long), not at the flat amount', () => {
+    const output = 'row\n'.repeat(5000);
+    const estimate = estimateGenerateContentPromptTokens({
+      contents: [
+        {
+          role: 'model',
+          parts: [
+            { executableCode: { language: 'PYTHON', code: 'print(1)' } },
+            { code_execution_result: { outcome: 'OUTCOME_OK', output } },
+          ],
+        },
+      ],
+    });
+    expect(estimate).toBe(
+      3 +
+        3 +
+        countTokens(JSON.stringify({ language: 'PYTHON', code: 'print(1)' })) +
+        countTokens(JSON.stringify({ outcome: 'OUTCOME_OK', output })),
+    );
+    expect(estimate).toBeGreaterThan(NON_TEXT_PART_TOKENS);
   });
 });
 
@@ -264,7 +300,15 @@ describe('PDFs sent inline are reserved by their pages', () => {
     const messages = [
       { role: 'user', content: [file(`data:application/pdf;base64,${pdf}`), file(`data:application/pdf;base64,${unreadable}`)] },
     ];
-    expect(estimatePromptTokens({ messages })).toBe(3 + 3 + 7 * PDF_PAGE_TOKENS + NON_TEXT_PART_TOKENS);
+    expect(estimatePromptTokens({ messages })).toBe(3 + 3 + 7 * PDF_PAGE_TOKENS + PDF_PAGE_TOKENS);
+  });
+
+  it('reserves a PDF whose pages cannot be counted (encrypted, or written to hide them) by its size', () => {
+    const hidden = Buffer.alloc(5 * UNCOUNTED_PDF_BYTES_PER_PAGE + 1, 'x').toString('base64');
+    const messages = [
+      { role: 'user', content: [{ type: 'file', file: { filename: 'a.pdf', file_data: `data:application/pdf;base64,${hidden}` } }] },
+    ];
+    expect(estimatePromptTokens({ messages })).toBe(3 + 3 + 6 * PDF_PAGE_TOKENS);
   });
 
   it('on /v1/messages, a base64 document block (one named by URL is not in the request: the flat amount)', () => {

@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { ChatCompletionRequest } from './chat.types';
-import { pdfPageCount } from './pdf-pages';
+import { PdfWork, pdfPageCount } from './pdf-pages';
 
 type Encoder = { countTokens(text: string): number };
 /** One entry per token rank, as gpt-tokenizer keeps them: the token's text, or its bytes when they are not text. */
@@ -90,6 +90,8 @@ export const TOKENIZED_CHARS_PER_TALLY = 32_768;
 export class TokenTally {
   private chars = 0;
   private tokens = 0;
+  /** What counting the request's PDFs' pages may inflate, all of them together. */
+  readonly pdfWork = new PdfWork();
 
   constructor(private readonly budget = TOKENIZED_CHARS_PER_TALLY) {}
 
@@ -150,17 +152,21 @@ export const NON_TEXT_PART_TOKENS = 1_600;
  * What one page of a PDF sent inline is reserved at, on Claude's and OpenAI's routes: both bill a
  * page as its extracted text plus an image of it (Claude: ~2,100–2,500 a page of text, ~1,600 a
  * scanned one, measured). A PDF whose pages keygate cannot count (see {@link pdfPageCount}) is
- * reserved at the flat {@link NON_TEXT_PART_TOKENS}.
+ * reserved by its size, a page per {@link UNCOUNTED_PDF_BYTES_PER_PAGE}.
  */
 export const PDF_PAGE_TOKENS = 2_500;
+
+/** The bytes taken for one page of a PDF whose pages cannot be counted (encrypted, or written to hide them): a scanned page's size. */
+export const UNCOUNTED_PDF_BYTES_PER_PAGE = 100_000;
 
 /** What one page of a PDF sent inline to Gemini's own API is reserved at: Gemini bills a page as an image (258 tokens on 2.x, ~560 on 3.x, measured). */
 export const GEMINI_PDF_PAGE_TOKENS = 560;
 
-/** A base64 PDF's reservation: its pages at `perPage`, else the flat rate. */
-function pdfTokens(base64: string, perPage: number): number {
-  const pages = pdfPageCount(Buffer.from(base64, 'base64'));
-  return pages === undefined ? NON_TEXT_PART_TOKENS : pages * perPage;
+/** A base64 PDF's reservation: its pages at `perPage`, counted within the request's work (see {@link TokenTally}), else by its size. */
+function pdfTokens(base64: string, perPage: number, tally: TokenTally): number {
+  const pdf = Buffer.from(base64, 'base64');
+  const pages = pdfPageCount(pdf, tally.pdfWork) ?? Math.max(1, Math.ceil(pdf.length / UNCOUNTED_PDF_BYTES_PER_PAGE));
+  return pages * perPage;
 }
 
 /** The base64 data of a `data:application/pdf;base64,…` URL (a PDF attached inline), else undefined. */
@@ -175,7 +181,7 @@ function filePartTokens(fileData: unknown, tally: TokenTally): number {
   const text = dataUrlText(fileData);
   if (text !== undefined) return tally.count(text);
   const pdf = dataUrlPdf(fileData);
-  return pdf === undefined ? NON_TEXT_PART_TOKENS : pdfTokens(pdf, PDF_PAGE_TOKENS);
+  return pdf === undefined ? NON_TEXT_PART_TOKENS : pdfTokens(pdf, PDF_PAGE_TOKENS, tally);
 }
 
 /**
@@ -272,8 +278,9 @@ export function estimateGenerateContentPromptTokens(request: {
   tools?: unknown;
 }): number {
   const tally = new TokenTally();
-  const system = request.systemInstruction ?? request.system_instruction;
-  let total = 3 + (isObject(system) ? partsTokens(system.parts, tally) : 0);
+  let total = 3;
+  for (const system of [request.systemInstruction, request.system_instruction])
+    if (isObject(system)) total += partsTokens(system.parts, tally);
   for (const content of Array.isArray(request.contents) ? (request.contents as unknown[]) : []) {
     total += 3;
     if (isObject(content)) total += partsTokens(content.parts, tally);
@@ -301,31 +308,61 @@ export function estimateEmbedContentTokens(body: { content?: unknown; requests?:
   return total;
 }
 
-/** A Gemini part's tokens: its text, a function call's or response's JSON, inline text or PDF pages, else the flat rate (either spelling of each field). */
+/** Gemini part fields that are billed as their JSON (either spelling Google's parser takes). */
+const GEMINI_JSON_PARTS = [
+  'functionCall',
+  'function_call',
+  'functionResponse',
+  'function_response',
+  'executableCode',
+  'executable_code',
+  'codeExecutionResult',
+  'code_execution_result',
+] as const;
+
+/**
+ * A Gemini part's tokens: its text, a function call's or response's (or generated code's and its
+ * result's) JSON, inline text or PDF pages, else the flat rate. Each field in either spelling, both
+ * counted where a part carries both, so no second spelling slips past the estimate.
+ */
 function partsTokens(parts: unknown, tally: TokenTally): number {
   let total = 0;
   for (const part of Array.isArray(parts) ? (parts as unknown[]) : []) {
     if (!isObject(part)) continue;
-    const call = part.functionCall ?? part.function_call;
-    const response = part.functionResponse ?? part.function_response;
-    const inline = inlineData(part.inlineData ?? part.inline_data);
+    let counted = typeof part.text === 'string';
     if (typeof part.text === 'string') total += tally.count(part.text);
-    else if (isObject(call)) total += tally.count(JSON.stringify(call));
-    else if (isObject(response)) total += tally.count(JSON.stringify(response));
-    // A text file sent inline (`text/plain`, `text/csv`, …): Gemini bills it as the text it holds,
-    // which may be a whole book, not as one image; a PDF by its pages.
-    else if (inline?.mimeType.startsWith('text/')) total += tally.count(Buffer.from(inline.data, 'base64').toString('utf8'));
-    else if (inline?.mimeType === 'application/pdf') total += pdfTokens(inline.data, GEMINI_PDF_PAGE_TOKENS);
-    else total += NON_TEXT_PART_TOKENS;
+    for (const key of GEMINI_JSON_PARTS) {
+      const value = part[key];
+      if (!isObject(value)) continue;
+      total += tally.count(JSON.stringify(value));
+      counted = true;
+    }
+    for (const data of [part.inlineData, part.inline_data]) {
+      const inline = inlineData(data);
+      if (inline === undefined) continue;
+      total += inlineTokens(inline, tally);
+      counted = true;
+    }
+    if (!counted) total += NON_TEXT_PART_TOKENS;
   }
   return total;
 }
 
-/** A part's inline data (base64 and its MIME type, in either spelling), if it is well formed. */
-function inlineData(data: unknown): { mimeType: string; data: string } | undefined {
+/**
+ * Inline data's tokens: a text file sent inline (`text/plain`, `text/csv`, …) as the text it holds,
+ * which may be a whole book, not as one image; a PDF by its pages; anything else at the flat rate.
+ */
+function inlineTokens(inline: { mimeTypes: string[]; data: string }, tally: TokenTally): number {
+  if (inline.mimeTypes.some((type) => type.startsWith('text/'))) return tally.count(Buffer.from(inline.data, 'base64').toString('utf8'));
+  if (inline.mimeTypes.includes('application/pdf')) return pdfTokens(inline.data, GEMINI_PDF_PAGE_TOKENS, tally);
+  return NON_TEXT_PART_TOKENS;
+}
+
+/** A part's inline data (base64, and its MIME type in either spelling, both where it has both), if it is well formed. */
+function inlineData(data: unknown): { mimeTypes: string[]; data: string } | undefined {
   if (!isObject(data) || typeof data.data !== 'string') return undefined;
-  const mimeType = data.mimeType ?? data.mime_type;
-  return typeof mimeType === 'string' ? { mimeType, data: data.data } : undefined;
+  const mimeTypes = [data.mimeType, data.mime_type].filter((type): type is string => typeof type === 'string');
+  return mimeTypes.length > 0 ? { mimeTypes, data: data.data } : undefined;
 }
 
 /**
@@ -369,7 +406,7 @@ function documentTokens(block: Record<string, unknown>, tally: TokenTally): numb
   if (source.type === 'text' && typeof source.data === 'string') return framing + tally.count(source.data);
   if (source.type === 'content') return framing + blockTokens(source.content, tally);
   if (source.type === 'base64' && source.media_type === 'application/pdf' && typeof source.data === 'string')
-    return framing + pdfTokens(source.data, PDF_PAGE_TOKENS);
+    return framing + pdfTokens(source.data, PDF_PAGE_TOKENS, tally);
   return framing + NON_TEXT_PART_TOKENS;
 }
 
