@@ -17,10 +17,10 @@ export type UpstreamFailureKind =
    */
   | 'connection_lost'
   /**
-   * A stream that went silent before its first content: for the idle timeout once its headers had
-   * come, or for the TTFB timeout before them. Retryable, unlike `idle_timeout` and `ttfb_timeout`
-   * (a whole answer's): keygate holds a stream's events back until its first content, so the client
-   * has had none of them yet (at most the HTTP head, once the priming time is up).
+   * A stream that went silent for the idle timeout after its headers, before its first content.
+   * Retryable, unlike `idle_timeout`: keygate holds a stream's events back until its first content,
+   * so the client has had none of them yet (at most the HTTP head, once the priming time is up).
+   * (A stream's `ttfb_timeout` is retried too, see the gateway's `retryableWhenStreamed`.)
    */
   | 'stalled'
   /** The upstream answered, but its model failed to generate a usable answer (a 5xx `status`: retryable). */
@@ -91,7 +91,7 @@ export class UpstreamError extends Error {
       case 'idle_timeout':
         return ['upstream_timeout', `${who} stopped sending data`];
       case 'stalled':
-        return ['upstream_timeout', `${who} went silent before its answer began`];
+        return ['upstream_timeout', `${who} stopped sending data before its answer began`];
       case 'total_timeout':
         return ['upstream_timeout', `${who} took longer than the total timeout`];
       case 'connect':

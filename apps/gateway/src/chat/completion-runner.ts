@@ -18,7 +18,7 @@ import type { ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { countAttempt } from '../routing/attempt-count';
 import { upstreamAttemptLog } from '../routing/attempt-log';
-import { primed, stalledBeforeHeaders } from './primed-stream';
+import { primed, retryableWhenStreamed } from './primed-stream';
 import { recordUsage, SseRelay, type RelayDialect, type SseStream } from './sse-relay';
 
 /** A whole (non-streamed) answer: its text for the client, and what keygate bills it. */
@@ -117,7 +117,7 @@ export class CompletionRunner {
           // Refused before any upstream call (a fallback that cannot express the request is then
           // skipped): the audit and the metrics keep naming the model that was last tried.
           if (!reachedUpstream(error)) Object.assign(ctx, before);
-          throw ctx.stream ? stalledBeforeHeaders(error) : error;
+          throw ctx.stream ? retryableWhenStreamed(error) : error;
         });
       },
     }));

@@ -2,7 +2,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { OpenAiAdapter, UpstreamError, type ChatStream, type StreamEvent } from '@keygate/providers';
 import { testUpstreamClient } from '../../../../libs/providers/src/testing/upstream-client';
-import { MAX_HELD_EVENTS, primed, stalledBeforeHeaders } from './primed-stream';
+import { MAX_HELD_EVENTS, primed, retryableWhenStreamed } from './primed-stream';
 
 const role: StreamEvent = { data: '{"role":"assistant"}' };
 const content: StreamEvent = { data: '{"content":"hi"}', text: 'hi' };
@@ -164,12 +164,16 @@ describe('primed', () => {
     await expect(all(stream)).rejects.toMatchObject({ kind: 'idle_timeout', retryable: false });
   });
 
-  it('reads a stream request’s TTFB timeout as a stall, which is retried; other failures pass unchanged', () => {
+  it('makes a stream request’s TTFB timeout retryable, still a ttfb_timeout (a 504, billed nothing); other failures pass unchanged', () => {
     const ttfb = new UpstreamError('ttfb_timeout', 'openai', 'no response headers in time');
     expect(ttfb.retryable).toBe(false);
-    expect(stalledBeforeHeaders(ttfb)).toMatchObject({ kind: 'stalled', provider: 'openai', retryable: true });
+    const retried = retryableWhenStreamed(ttfb);
+    expect(retried).toBeInstanceOf(UpstreamError);
+    expect(retried).toMatchObject({ kind: 'ttfb_timeout', provider: 'openai', retryable: true });
+    expect((retried as UpstreamError).toGatewayError()).toMatchObject({ code: 'upstream_timeout', status: 504 });
+    expect(retryableWhenStreamed(retried)).toBe(retried);
     const refused = new UpstreamError('http', 'openai', 'bad request', 400);
-    expect(stalledBeforeHeaders(refused)).toBe(refused);
+    expect(retryableWhenStreamed(refused)).toBe(refused);
   });
 
   it('hands on a stream that ends with no content after the HTTP head went out, as it ended', async () => {

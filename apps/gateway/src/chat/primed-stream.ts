@@ -96,14 +96,24 @@ function stalledBeforeContent(error: unknown): unknown {
 }
 
 /**
- * A stream's request whose response headers did not come within the TTFB timeout is `stalled`
- * too, and retried: a stream's headers normally come before the model writes, so the upstream
- * hangs, and the client has had nothing (a whole answer's headers come with the answer, so its TTFB
- * timeout may cut a finished generation, and stays `ttfb_timeout`, not retried).
+ * A stream request's TTFB timeout: retried and fallen back (a stream's headers normally come before
+ * the model writes, so the upstream hangs, and the client has had nothing), but logged, answered and
+ * billed as a `ttfb_timeout` (504; nothing billed: nothing was answered).
  */
-export function stalledBeforeHeaders(error: unknown): unknown {
-  return error instanceof UpstreamError && error.kind === 'ttfb_timeout'
-    ? new UpstreamError('stalled', error.provider, error.message)
+class StreamHeadersTimeout extends UpstreamError {
+  override get retryable(): boolean {
+    return true;
+  }
+}
+
+/**
+ * A stream's request whose response headers did not come within the TTFB timeout, made retryable
+ * (see {@link StreamHeadersTimeout}). A whole answer's headers come with the answer, so its TTFB
+ * timeout may cut a finished generation: it stays `ttfb_timeout`, not retried.
+ */
+export function retryableWhenStreamed(error: unknown): unknown {
+  return error instanceof UpstreamError && error.kind === 'ttfb_timeout' && !(error instanceof StreamHeadersTimeout)
+    ? new StreamHeadersTimeout('ttfb_timeout', error.provider, error.message)
     : error;
 }
 
