@@ -394,6 +394,15 @@ describe('Gemini translation', () => {
       { reasoning_effort: 'none', max_tokens: 16 },
       { maxOutputTokens: 16, thinkingConfig: { thinkingBudget: 0 } },
     ],
+    // Never below 512, the least Flash-Lite takes: a small cap keeps a small effort's budget as asked.
+    [
+      { reasoning_effort: 'minimal', max_tokens: 300 },
+      { maxOutputTokens: 300, thinkingConfig: { thinkingBudget: 512 } },
+    ],
+    [
+      { reasoning_effort: 'medium', max_tokens: 300 },
+      { maxOutputTokens: 300, thinkingConfig: { thinkingBudget: 512 } },
+    ],
     [{ model: 'gemini-3-pro-preview', reasoning_effort: 'low' }, { thinkingConfig: { thinkingLevel: 'low' } }],
     [{ model: 'gemini-3-flash-preview', reasoning_effort: 'none' }, { thinkingConfig: { thinkingLevel: 'minimal' } }],
     [{ model: 'gemini-4-pro', reasoning_effort: 'xhigh' }, { thinkingConfig: { thinkingLevel: 'xhigh' } }],

@@ -422,6 +422,9 @@ const THINKING_BUDGETS: Readonly<Record<ReasoningEffort, number>> = {
   xhigh: 24576,
 };
 
+/** The least thinking budget keygate lowers a Gemini 2.5 budget to under a small `maxOutputTokens`: the least Flash-Lite takes. */
+const LEAST_KEPT_BUDGET = 512;
+
 /** Whether a Gemini model thinks: not Gemini 1.x and 2.0, nor the Gemma models Gemini's API serves. */
 export function geminiThinks(model: string): boolean {
   return !/^(models\/)?(gemma-|gemini-(1([.-]|$)|2\.0([.-]|$)))/.test(model);
@@ -448,10 +451,12 @@ function thinkingConfig(effort: unknown, model: string, maxOutputTokens: number 
     throw unsupported('reasoning_effort', `${model} does not think; reasoning_effort applies to Gemini 2.5 and later`);
   }
   // Gemini counts thought tokens in `maxOutputTokens`: a budget kept below it leaves the answer room
-  // (as Claude's is kept below `max_tokens`); above it the model could think the whole cap away.
+  // (as Claude's is kept below `max_tokens`); above it the model could think the whole cap away. Not
+  // below 512, though, the least some 2.5 models take (Flash-Lite's): a small cap keeps the budget.
   if (geminiThinksByBudget(model)) {
     const budget = THINKING_BUDGETS[level];
-    return { thinkingBudget: maxOutputTokens === undefined || budget === 0 ? budget : Math.max(1, Math.min(budget, maxOutputTokens - 1)) };
+    if (maxOutputTokens === undefined || budget <= LEAST_KEPT_BUDGET) return { thinkingBudget: budget };
+    return { thinkingBudget: Math.max(LEAST_KEPT_BUDGET, Math.min(budget, maxOutputTokens - 1)) };
   }
   return { thinkingLevel: level === 'none' ? 'minimal' : level };
 }
