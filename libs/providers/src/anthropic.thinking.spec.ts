@@ -368,6 +368,12 @@ describe('messagesForFallback', () => {
     expect(plain).not.toHaveProperty('output_config');
     // The client's body is not changed: the requested model's next attempt still thinks.
     expect(history[1].content).toHaveLength(3);
+    // A turn that was only thinking goes: Anthropic refuses an empty one, and joins the turns either side.
+    const onlyThinking = {
+      ...budget,
+      messages: [history[0], { role: 'assistant', content: [{ type: 'thinking', thinking: 'hmm', signature: 'sig' }] }, history[2]],
+    };
+    expect(messagesForFallback(onlyThinking, 'claude-3-5-sonnet-20241022').messages).toEqual([history[0], history[2]]);
   });
 
   it('passes a budget to Claude 3.7 to 4.6 and adaptive thinking to 4.6 and later as they are', () => {

@@ -234,7 +234,9 @@ export function messagesForFallback<T extends { thinking?: unknown; output_confi
   const form = thinkingForm(model);
   if (form === 'none') {
     const { thinking: _thinking, ...rest } = body;
-    const out = { ...rest, messages: body.messages.map(withoutThinkingBlocks) } as unknown as T;
+    // An assistant turn that was only thinking goes (Anthropic joins the turns either side of it).
+    const messages = body.messages.map(withoutThinkingBlocks).filter((m) => m !== undefined);
+    const out = { ...rest, messages } as unknown as T;
     if (isRecord(body.output_config) && body.output_config.effort !== undefined) {
       const { effort: _effort, ...config } = body.output_config;
       if (Object.keys(config).length > 0) out.output_config = config;
@@ -248,10 +250,15 @@ export function messagesForFallback<T extends { thinking?: unknown; output_confi
   throw unsupported('thinking', `${model} does not take thinking of type ${asked}`);
 }
 
-/** An assistant message without its thinking blocks (any other message, or one without them, as it is). */
+/**
+ * An assistant message without its thinking blocks (any other message, or one without them, as it
+ * is); undefined for one that held nothing else.
+ */
 function withoutThinkingBlocks(m: unknown): unknown {
   if (!isRecord(m) || m.role !== 'assistant' || !Array.isArray(m.content)) return m;
   const isThinking = (b: unknown): boolean => isRecord(b) && (b.type === 'thinking' || b.type === 'redacted_thinking');
   const content: unknown[] = m.content;
-  return content.some(isThinking) ? { ...m, content: content.filter((b) => !isThinking(b)) } : m;
+  if (!content.some(isThinking)) return m;
+  const rest = content.filter((b) => !isThinking(b));
+  return rest.length > 0 ? { ...m, content: rest } : undefined;
 }

@@ -346,7 +346,8 @@ function userContent(content: ChatMessage['content'], i: number): string | Anthr
       }
       default:
         // A part that names no type is malformed, as OpenAI would answer it; one of another type is OpenAI's alone.
-        if (typeof part.type !== 'string') throw invalid(`${where}.type`, `${where}.type is required`);
+        if (typeof part.type !== 'string')
+          throw invalid(`${where}.type`, part.type === undefined ? `${where}.type is required` : `${where}.type must be a string`);
         throw unsupported(`${where}.type`, `content part type "${part.type}" has no Anthropic equivalent`);
     }
   }

@@ -214,7 +214,8 @@ function userParts(content: ChatMessage['content'], i: number): GeminiPart[] {
       }
       default:
         // A part that names no type is malformed, as OpenAI would answer it; one of another type is OpenAI's alone.
-        if (typeof part.type !== 'string') throw invalid(`${where}.type`, `${where}.type is required`);
+        if (typeof part.type !== 'string')
+          throw invalid(`${where}.type`, part.type === undefined ? `${where}.type is required` : `${where}.type must be a string`);
         throw unsupported(`${where}.type`, `content part type "${part.type}" has no Gemini equivalent`);
     }
   }
@@ -764,7 +765,10 @@ function convertRef(node: Json, ref: string, ctx: SchemaContext): GeminiSchema {
   const { $ref: _ref, ...siblings } = node;
   // Inlined, the reference's own type and the anyOf would be merged into one node, one of them lost.
   if (siblings.anyOf !== undefined || siblings.oneOf !== undefined)
-    throw unsupported(ctx.param, `a $ref beside an anyOf (${ref}) cannot be expressed in Gemini schemas`);
+    throw unsupported(
+      ctx.param,
+      `a $ref beside an ${siblings.anyOf !== undefined ? 'anyOf' : 'oneOf'} (${ref}) cannot be expressed in Gemini schemas`,
+    );
   ctx.expanding.add(ref);
   const out = convertSchema({ ...target, ...siblings }, ctx);
   ctx.expanding.delete(ref);
