@@ -290,3 +290,31 @@ describe('a stream whose upstream sends no response headers within the TTFB time
     expect(attemptLines(id)).toEqual([['upstream attempt failed; no retry or fallback left', 'ttfb_timeout']]);
   }, 20_000);
 });
+
+describe('a stream whose host leaves out its closing marker and holds the connection open', () => {
+  it.each([
+    ['gpt-4o-mini', 'openai.chat' as const, 'openai'],
+    [CLAUDE, 'anthropic.messages' as const, 'anthropic'],
+  ])(
+    '%s: the whole answer ends at the idle timeout after every choice finished, as if [DONE] had come, not with an error',
+    async (model, route, provider) => {
+      const id = uniqueId('held-open');
+      const before = await mock.stats();
+      const text = `held open ${id}`;
+      const stream = await gw
+        .openai(token)
+        .chat.completions.create(
+          { model, messages: user(`${text} [mock no_done=1 hold_after_end_ms=20000 chunks=3]`), stream: true },
+          { headers: { 'X-Request-Id': id } },
+        );
+      const chunks: ChatCompletionChunk[] = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      expect(textOf(chunks)).toBe(`Hello from mock ${provider}! You said: ${text}`);
+      expect(chunks.at(-1)?.choices[0]?.finish_reason).toBe('stop');
+      expect(calls(before, await mock.stats(), route)).toBe(1);
+      const audit = await expectOneAudit(id, { status: 200, failure: null, stream: true, model, attempts: 1 });
+      expect(audit.tokens_out).toBeGreaterThan(0);
+    },
+    20_000,
+  );
+});

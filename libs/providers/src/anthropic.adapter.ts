@@ -7,7 +7,7 @@ import { AnthropicStreamTranslator, toChatCompletion, toMessagesRequest, type Co
 import type { ChatResult, ChatStream, PassedHeaders, StreamEvent } from './chat.types';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
-import { failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
+import { cutAfterAnswer, failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
 
 /** The Messages API version keygate's translation is written against. */
 export const ANTHROPIC_VERSION = '2023-06-01';
@@ -133,9 +133,14 @@ export class AnthropicAdapter implements ProviderAdapter {
 
   private async *nativeEvents(res: UpstreamResponse): AsyncGenerator<StreamEvent> {
     const stream = new AnthropicNativeStream();
-    for await (const event of sseEvents(res, this.name, { isLast: isMessageStop })) {
-      yield stream.push(event);
-      if (stream.stopped) break;
+    try {
+      for await (const event of sseEvents(res, this.name, { isLast: isMessageStop })) {
+        yield stream.push(event);
+        if (stream.stopped) break;
+      }
+    } catch (error) {
+      // A host that gave the stop reason and then went silent or dropped the connection: whole.
+      if (!(stream.answered && cutAfterAnswer(error))) throw error;
     }
     yield* stream.end();
   }
@@ -146,9 +151,14 @@ export class AnthropicAdapter implements ProviderAdapter {
    * complete answer with an idle timeout or a reset that comes after it.
    */
   private async *events(res: UpstreamResponse, translator: AnthropicStreamTranslator): AsyncGenerator<StreamEvent> {
-    for await (const event of sseEvents(res, this.name, { isLast: isMessageStop })) {
-      yield* translator.push(parse<AnthropicStreamEvent>(event.data, 'stream event'));
-      if (translator.stopped) break;
+    try {
+      for await (const event of sseEvents(res, this.name, { isLast: isMessageStop })) {
+        yield* translator.push(parse<AnthropicStreamEvent>(event.data, 'stream event'));
+        if (translator.stopped) break;
+      }
+    } catch (error) {
+      // A host that gave the stop reason and then went silent or dropped the connection: whole.
+      if (!(translator.answered && cutAfterAnswer(error))) throw error;
     }
     yield* translator.end();
   }

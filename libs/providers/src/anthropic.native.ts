@@ -31,6 +31,11 @@ export class AnthropicNativeStream {
     return this.ended;
   }
 
+  /** Whether the stop reason has been given (`message_delta`): the answer is whole, `message_stop` or not. */
+  get answered(): boolean {
+    return this.stopReason;
+  }
+
   /** The event to pass on for one upstream event. */
   push(message: EventSourceMessage): StreamEvent {
     const event = parseUpstreamObject<AnthropicStreamEvent>(message.data, PROVIDER, 'stream event');

@@ -677,6 +677,11 @@ export class AnthropicStreamTranslator {
     return this.ended;
   }
 
+  /** Whether the stop reason has been given (`message_delta`): the answer is whole, `message_stop` or not. */
+  get answered(): boolean {
+    return this.finished;
+  }
+
   /** The chunks for one event's data. */
   push(event: AnthropicStreamEvent): StreamEvent[] {
     if (this.ended) return [];

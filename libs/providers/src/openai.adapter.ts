@@ -13,6 +13,7 @@ import {
 } from './openai.responses';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import {
+  cutAfterAnswer,
   failFromStatus,
   MAX_SSE_EVENT_BYTES,
   parseUpstreamObject,
@@ -184,28 +185,34 @@ export class OpenAiAdapter implements ProviderAdapter {
     let done = false;
     // The indexes of the choices the host has finished (a non-null `finish_reason`).
     let finished: Set<unknown> | undefined;
-    for await (const event of sseEvents(res, this.name, { isLast: isDone })) {
-      if (isDone(event)) {
-        done = true;
-        break;
+    try {
+      for await (const event of sseEvents(res, this.name, { isLast: isDone })) {
+        if (isDone(event)) {
+          done = true;
+          break;
+        }
+        const chunk = parseUpstreamObject<OpenAiChunk>(event.data, this.name, 'stream chunk');
+        if (chunk.error) throw openAiStreamFailure(this.name, chunk.error, 'error event');
+        for (const choice of chunk.choices ?? []) {
+          if (choice?.finish_reason != null) (finished ??= new Set()).add(choice.index ?? 0);
+        }
+        const usage = chunk.usage ?? undefined;
+        const text = generatedText(chunk);
+        // An event sent over several `data:` lines (valid SSE; pretty-printed JSON from some
+        // OpenAI-compatible hosts) arrives joined by newlines, which one `data:` line cannot carry.
+        const data = event.data.includes('\n') ? JSON.stringify(chunk) : event.data;
+        if (clientWantsUsage || !('usage' in chunk)) {
+          yield { data, usage, text };
+        } else if (usage && (chunk.choices?.length ?? 0) === 0) {
+          yield { data: null, usage };
+        } else {
+          yield { data: withoutUsage(data, chunk), usage, text };
+        }
       }
-      const chunk = parseUpstreamObject<OpenAiChunk>(event.data, this.name, 'stream chunk');
-      if (chunk.error) throw openAiStreamFailure(this.name, chunk.error, 'error event');
-      for (const choice of chunk.choices ?? []) {
-        if (choice?.finish_reason != null) (finished ??= new Set()).add(choice.index ?? 0);
-      }
-      const usage = chunk.usage ?? undefined;
-      const text = generatedText(chunk);
-      // An event sent over several `data:` lines (valid SSE; pretty-printed JSON from some
-      // OpenAI-compatible hosts) arrives joined by newlines, which one `data:` line cannot carry.
-      const data = event.data.includes('\n') ? JSON.stringify(chunk) : event.data;
-      if (clientWantsUsage || !('usage' in chunk)) {
-        yield { data, usage, text };
-      } else if (usage && (chunk.choices?.length ?? 0) === 0) {
-        yield { data: null, usage };
-      } else {
-        yield { data: withoutUsage(data, chunk), usage, text };
-      }
+    } catch (error) {
+      // A host that finished every choice and then went silent or dropped the connection, with no
+      // [DONE]: the answer is whole, as when it closes the body.
+      if (!((finished?.size ?? 0) >= choices && cutAfterAnswer(error))) throw error;
     }
     if (!done && (finished?.size ?? 0) < choices) throw new UpstreamError('connection_lost', this.name, 'stream ended without [DONE]');
   }

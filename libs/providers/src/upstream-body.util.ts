@@ -146,6 +146,17 @@ export function retryAfter(header: string | string[] | undefined): number | unde
   return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
+/**
+ * Whether a stream's read failed only for want of its closing marker: the upstream went silent or
+ * dropped the connection after the answer was whole (every choice finished, the stop reason given),
+ * as a host that leaves out `[DONE]` or `message_stop` and holds its connection open does. Such a
+ * stream ends as if the marker had come; any other failure (a client abort, the total timeout)
+ * stays one.
+ */
+export function cutAfterAnswer(error: unknown): boolean {
+  return error instanceof UpstreamError && (error.kind === 'idle_timeout' || error.kind === 'connection_lost');
+}
+
 /** A failure while reading a body whose headers had arrived: a dropped connection is `connection_lost`. */
 export function midResponseError(error: unknown, provider: string, res: UpstreamResponse): Error {
   const mapped = toUpstreamError(error, provider, res.signal);
