@@ -38,6 +38,7 @@ describe('ChatCompletionRequestDto', () => {
     ['presence_penalty above 2', { presence_penalty: 5 }, 'presence_penalty', /2/],
     ['frequency_penalty below -2', { frequency_penalty: -3 }, 'frequency_penalty', /-2/],
     ['a logit_bias that is an array', { logit_bias: [1, 2] }, 'logit_bias', /object/],
+    ['metadata that is a string', { metadata: 'x' }, 'metadata', /object/],
     ['a seed that is a string', { seed: 'x' }, 'seed', /integer/],
     ['logprobs that is a string', { logprobs: 'yes' }, 'logprobs', /boolean/],
     ['top_logprobs above 20', { top_logprobs: 21 }, 'top_logprobs', /20/],
@@ -117,6 +118,7 @@ describe('ChatCompletionRequestDto', () => {
       tool_choice: { type: 'function', function: { name: 'get_weather' } },
       response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } },
       service_tier: 'flex',
+      metadata: { team: 'search' },
       messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }],
     };
     expect(validate(body)).toEqual(body);

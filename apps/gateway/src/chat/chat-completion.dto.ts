@@ -241,4 +241,12 @@ export class ChatCompletionRequestDto {
   @Validate(ResponseFormatConstraint)
   response_format?: Record<string, unknown>;
   @ApiPropertyOptional() @IsOptional() @IsString() user?: string;
+  @ApiPropertyOptional({
+    type: 'object',
+    additionalProperties: { type: 'string' },
+    description: 'Key-value pairs (OpenAI stores them with the completion)',
+  })
+  @IsOptional()
+  @IsObject()
+  metadata?: Record<string, string>;
 }
