@@ -63,7 +63,7 @@ export class ChatCompletionsService {
           const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
           return ctx.stream ? adapter.chatStream(call) : adapter.chat(call);
         },
-        reserve: () => ({ prompt: estimatePromptTokens(body), completion: completionCap * choices(body) }),
+        reserve: (prompt) => ({ prompt, completion: completionCap * choices(body) }),
         promptTokens: () => estimatePromptTokens(body),
         answerText: (answer) => completionText(answer.body),
         dialect: OPENAI_STREAM,

@@ -42,11 +42,15 @@ export interface CompletionPlan<A extends WholeAnswer, C extends Candidate = Can
   /** One attempt's upstream call: a whole answer, or a stream when the client asked for one. */
   call(candidate: C): Promise<A | ChatStream>;
   /**
-   * The tokens to reserve: the prompt's estimate and the completion allowance (its cap), asked only
-   * when the product has a token quota or a cost budget (the budget reserves them at the models' prices).
+   * The tokens to reserve, given the prompt's estimate ({@link promptTokens}): it and the completion
+   * allowance (its cap), asked only when the product has a token quota or a cost budget (the budget
+   * reserves them at the models' prices).
    */
-  reserve(): TokenEstimate;
-  /** keygate's estimate of the prompt's tokens, for an upstream that reported none. */
+  reserve(promptTokens: number): TokenEstimate;
+  /**
+   * keygate's estimate of the prompt's tokens: reserved, and billed for an upstream that reported
+   * none. Asked at most once per request (the runner keeps it): a PDF's pages are counted once.
+   */
   promptTokens(): number;
   /** The completion text of a whole answer, to estimate it when the upstream reported no usage. */
   answerText(answer: A): string;
@@ -125,7 +129,10 @@ export class CompletionRunner {
     // The models any attempt may call (fallbacks included): each must have a price under a budget,
     // and the cost reserved is at the highest of their prices.
     const models = plan.candidates.map((candidate) => candidate.model);
-    const reservation = await this.quota.admit(ctx, principal.product, principal.user, () => plan.reserve(), models);
+    // The prompt's estimate, made once whoever asks first (the reservation, or the billing of a failure).
+    let prompt: number | undefined;
+    const promptTokens = (): number => (prompt ??= plan.promptTokens());
+    const reservation = await this.quota.admit(ctx, principal.product, principal.user, () => plan.reserve(promptTokens()), models);
     // Whether the request failed with its last attempt cut by keygate at the upstream idle timeout
     // (a stream that went silent before its first content): the upstream had begun, and bills.
     let cutByKeygate = false;
@@ -145,10 +152,10 @@ export class CompletionRunner {
         // head, unless the head left at the priming time while keygate waited for content (perhaps
         // from another attempt): an HTTP head cannot be amended, so the client goes without them.
         if (value.headers && !opened) void reply.headers(value.headers);
-        await this.sse.relay(ctx, value, open(), plan.promptTokens);
+        await this.sse.relay(ctx, value, open(), promptTokens);
       } else {
         if (value.headers) void reply.headers(value.headers);
-        this.send(ctx, value, plan, reply);
+        this.send(ctx, value, plan, reply, promptTokens);
       }
     } finally {
       // A request the client abandoned while an attempt was under way is billed for its prompt (the
@@ -159,7 +166,7 @@ export class CompletionRunner {
       // abandoned while keygate waited to retry such a failure: providers do not bill their own
       // errors (ctx.abortedInFlight tells the two apart).
       if (ctx.tokensIn === null && (ctx.abortedInFlight || cutByKeygate)) {
-        if (!recordUsage(ctx, reportedBeforeFailure)) ctx.tokensIn = plan.promptTokens();
+        if (!recordUsage(ctx, reportedBeforeFailure)) ctx.tokensIn = promptTokens();
       }
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
     }
@@ -174,11 +181,12 @@ export class CompletionRunner {
     answer: A,
     plan: CompletionPlan<A, C>,
     reply: FastifyReply,
+    promptTokens: () => number,
   ): void {
     if (!recordUsage(ctx, answer.usage)) {
       // An upstream that reports no usage, or none keygate can read (some compatible hosts):
       // keygate's estimate stands in, so the request is still counted against the token quotas and in the audit.
-      ctx.tokensIn = plan.promptTokens();
+      ctx.tokensIn = promptTokens();
       ctx.tokensOut = countTokens(plan.answerText(answer));
     }
     ctx.answer(200);

@@ -75,7 +75,7 @@ export class GeminiService {
           return stream ? this.gemini.streamGenerateContent(call) : this.gemini.generateContent(call);
         },
         // Each candidate asked for is bounded by the cap, as chat reserves for each of `n`.
-        reserve: () => ({ prompt: estimateGenerateContentPromptTokens(body), completion: cap * requestedCandidates(body) }),
+        reserve: (prompt) => ({ prompt, completion: cap * requestedCandidates(body) }),
         promptTokens: () => estimateGenerateContentPromptTokens(body),
         answerText: (answer) => answer.text,
         dialect: GOOGLE_STREAM,

@@ -108,7 +108,7 @@ export class MessagesService {
           const call: MessagesPassthrough = { body: attemptBody, access, signal: ctx.abort.signal, ...client };
           return ctx.stream ? this.anthropic.messagesStream(call) : this.anthropic.messages(call);
         },
-        reserve: () => ({ prompt: estimateMessagesPromptTokens(body), completion: cap, promptCacheWrite: promptCacheWrite(body) }),
+        reserve: (prompt) => ({ prompt, completion: cap, promptCacheWrite: promptCacheWrite(body) }),
         promptTokens: () => estimateMessagesPromptTokens(body),
         answerText: (answer) => answer.text,
         dialect: ANTHROPIC_STREAM,

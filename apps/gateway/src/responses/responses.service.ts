@@ -227,7 +227,7 @@ export class ResponsesService {
         {
           candidates: [{ model: body.model, access: first.access }],
           call: ({ access }) => this.openai.responsesCompact({ body, access, signal: ctx.abort.signal }),
-          reserve: () => ({ prompt: promptTokens(), completion: policy.maxTokens }),
+          reserve: (prompt) => ({ prompt, completion: policy.maxTokens }),
           promptTokens,
           answerText: (answer) => answer.text,
           dialect: RESPONSES_STREAM,
@@ -332,7 +332,7 @@ export class ResponsesService {
           };
           return ctx.stream ? this.openai.responsesStream(call) : this.openai.responses(call);
         },
-        reserve: () => ({ prompt: promptTokens(), completion: cap }),
+        reserve: (prompt) => ({ prompt, completion: cap }),
         promptTokens,
         answerText: (answer) => answer.text,
         dialect: RESPONSES_STREAM,
