@@ -169,19 +169,25 @@ function pdfTokens(base64: string, perPage: number, tally: TokenTally): number {
   return pages * perPage;
 }
 
-/** The base64 data of a `data:application/pdf;base64,…` URL (a PDF attached inline), else undefined. */
-function dataUrlPdf(url: unknown): string | undefined {
-  if (typeof url !== 'string' || !/^data:application\/pdf[;,]/i.test(url)) return undefined;
+/** A `data:<type>[;…];base64,…` URL's media type (lower case) and data, else undefined. */
+function base64DataUrl(url: unknown): { mediaType: string; data: string } | undefined {
+  if (typeof url !== 'string' || !/^data:/i.test(url)) return undefined;
   const comma = url.indexOf(',');
-  return comma > 0 && url.slice(0, comma).toLowerCase().endsWith(';base64') ? url.slice(comma + 1) : undefined;
+  const head = url.slice(5, Math.max(comma, 5)).toLowerCase();
+  if (comma < 0 || !head.endsWith(';base64')) return undefined;
+  return { mediaType: head.slice(0, head.indexOf(';')), data: url.slice(comma + 1) };
 }
 
-/** A chat `file` part or a Responses `input_file` part: its text file's text, its PDF's pages, else the flat rate. */
+/**
+ * A chat `file` part or a Responses `input_file` part: a text file attached inline (`data:text/…`;
+ * a Gemini model behind the chat route gets it as inline text and bills it as such) as its text, a
+ * PDF by its pages, anything else at the flat rate.
+ */
 function filePartTokens(fileData: unknown, tally: TokenTally): number {
-  const text = dataUrlText(fileData);
-  if (text !== undefined) return tally.count(text);
-  const pdf = dataUrlPdf(fileData);
-  return pdf === undefined ? NON_TEXT_PART_TOKENS : pdfTokens(pdf, PDF_PAGE_TOKENS, tally);
+  const file = base64DataUrl(fileData);
+  if (file?.mediaType.startsWith('text/')) return tally.count(Buffer.from(file.data, 'base64').toString('utf8'));
+  if (file?.mediaType === 'application/pdf') return pdfTokens(file.data, PDF_PAGE_TOKENS, tally);
+  return NON_TEXT_PART_TOKENS;
 }
 
 /**
@@ -363,17 +369,6 @@ function inlineData(data: unknown): { mimeTypes: string[]; data: string } | unde
   if (!isObject(data) || typeof data.data !== 'string') return undefined;
   const mimeTypes = [data.mimeType, data.mime_type].filter((type): type is string => typeof type === 'string');
   return mimeTypes.length > 0 ? { mimeTypes, data: data.data } : undefined;
-}
-
-/**
- * The text of a file part's `data:text/…;base64,` URL (a text file attached inline; a Gemini model
- * behind the chat route gets it as inline text and bills it as such), else undefined.
- */
-function dataUrlText(url: unknown): string | undefined {
-  if (typeof url !== 'string' || !/^data:text\//i.test(url)) return undefined;
-  const comma = url.indexOf(',');
-  if (comma < 0 || !url.slice(0, comma).toLowerCase().endsWith(';base64')) return undefined;
-  return Buffer.from(url.slice(comma + 1), 'base64').toString('utf8');
 }
 
 function blockTokens(content: unknown, tally: TokenTally): number {
