@@ -146,6 +146,31 @@ describe('estimateGenerateContentPromptTokens', () => {
 });
 
 describe('estimateGenerateContentPromptTokens, snake_case', () => {
+  it('counts the answer’s schema in either form and either spelling (responseSchema, responseJsonSchema, generation_config.response_schema)', () => {
+    const schema = {
+      type: 'OBJECT',
+      properties: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`field_${i}`, { type: 'STRING' }])),
+    };
+    const contents = [{ role: 'user', parts: [{ text: question }] }];
+    const bare = estimateGenerateContentPromptTokens({ contents });
+    const schemaTokens = countTokens(JSON.stringify(schema));
+    expect(schemaTokens).toBeGreaterThan(1000);
+    for (const config of [
+      { generationConfig: { responseMimeType: 'application/json', responseSchema: schema } },
+      { generationConfig: { responseJsonSchema: schema } },
+      { generation_config: { response_schema: schema } },
+      { generation_config: { response_json_schema: schema } },
+    ])
+      expect(estimateGenerateContentPromptTokens({ contents, ...config })).toBe(bare + schemaTokens);
+    expect(
+      estimateGenerateContentPromptTokens({
+        contents,
+        generationConfig: { responseSchema: schema },
+        generation_config: { response_schema: schema },
+      }),
+    ).toBe(bare + 2 * schemaTokens);
+  });
+
   it('reads the snake_case spellings Google’s parser takes as it reads the camelCase ones (system_instruction, inline_data, mime_type, function_call)', () => {
     const book = Buffer.from(Array.from({ length: 2000 }, (_, i) => `line ${i}`).join('\n')).toString('base64');
     const pdf = readFileSync(join(__dirname, 'testing', 'pdf', 'seven-pages.pdf')).toString('base64');
@@ -226,6 +251,21 @@ describe('estimateEmbedContentTokens', () => {
 });
 
 describe('estimateMessagesPromptTokens', () => {
+  it('counts a structured output’s schema, GA (output_config.format) and beta (output_format) alike: Anthropic bills it as prompt', () => {
+    const schema = {
+      type: 'object',
+      properties: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`field_${i}`, { type: 'string' }])),
+    };
+    const messages = [{ role: 'user', content: question }];
+    const bare = estimateMessagesPromptTokens({ messages });
+    const format = { type: 'json_schema', schema };
+    const schemaTokens = countTokens(JSON.stringify(format));
+    expect(schemaTokens).toBeGreaterThan(1000);
+    expect(estimateMessagesPromptTokens({ messages, output_config: { effort: 'low', format } })).toBe(bare + schemaTokens);
+    expect(estimateMessagesPromptTokens({ messages, output_format: format })).toBe(bare + schemaTokens);
+    expect(estimateMessagesPromptTokens({ messages, output_config: 'nonsense' })).toBe(bare);
+  });
+
   it('counts an Anthropic request: system, message text, tool inputs and results, thinking, tools; a flat amount per image or document of unknown source', () => {
     const tools = [{ name: 'get_weather', input_schema: { type: 'object' } }];
     const estimate = estimateMessagesPromptTokens({

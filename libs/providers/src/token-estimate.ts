@@ -214,27 +214,40 @@ export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messa
     }
     if (m.tool_calls) total += tally.count(JSON.stringify(m.tool_calls));
   }
-  for (const field of ['tools', 'functions', 'response_format'] as const) {
-    const value = request[field];
-    if (value !== undefined && value !== null) total += tally.count(JSON.stringify(value));
-  }
+  total += jsonTokens([request.tools, request.functions, request.response_format], tally);
   return total;
 }
 
 /**
  * Estimates the prompt tokens of an Anthropic Messages request (keygate's `/v1/messages`): the
  * system prompt, the text of every message's blocks (tool inputs and results, thinking, plain-text
- * and custom-content documents, search results), the tool definitions, {@link PDF_PAGE_TOKENS}
- * a page of a base64 PDF, and a flat {@link NON_TEXT_PART_TOKENS} per image or other PDF.
+ * and custom-content documents, search results), the tool definitions, the structured output's
+ * schema (`output_config.format`, or the beta's `output_format`: Anthropic bills it as prompt),
+ * {@link PDF_PAGE_TOKENS} a page of a base64 PDF, and a flat {@link NON_TEXT_PART_TOKENS} per image
+ * or other PDF.
  */
-export function estimateMessagesPromptTokens(request: { system?: unknown; messages?: unknown; tools?: unknown }): number {
+export function estimateMessagesPromptTokens(request: {
+  system?: unknown;
+  messages?: unknown;
+  tools?: unknown;
+  output_format?: unknown;
+  output_config?: unknown;
+}): number {
   const tally = new TokenTally();
   let total = 3 + blockTokens(request.system, tally);
   for (const message of Array.isArray(request.messages) ? (request.messages as unknown[]) : []) {
     total += 3;
     if (isObject(message)) total += blockTokens(message.content, tally);
   }
-  if (request.tools !== undefined && request.tools !== null) total += tally.count(JSON.stringify(request.tools));
+  const format = isObject(request.output_config) ? request.output_config.format : undefined;
+  total += jsonTokens([request.tools, request.output_format, format], tally);
+  return total;
+}
+
+/** Definitions billed as prompt (tools, schemas): each value that is there, as its JSON. */
+function jsonTokens(values: unknown[], tally: TokenTally): number {
+  let total = 0;
+  for (const value of values) if (value !== undefined && value !== null) total += tally.count(JSON.stringify(value));
   return total;
 }
 
@@ -271,17 +284,21 @@ export function promptCacheWrite(request: { system?: unknown; messages?: unknown
 /**
  * Estimates a Gemini `generateContent` request's prompt tokens (keygate's `/v1beta` routes): the
  * text of every part (an inline `text/*` file's included) plus a per-turn framing, function calls
- * and responses as their JSON, the system instruction and tool declarations,
+ * and responses as their JSON, the system instruction, the tool declarations and the answer's
+ * schema (`responseSchema` or `responseJsonSchema`: Gemini bills it as prompt),
  * {@link GEMINI_PDF_PAGE_TOKENS} a page of an inline PDF, and a flat
  * {@link NON_TEXT_PART_TOKENS} per other inline or file part. Google's JSON parser takes each
- * field in snake_case too (`system_instruction`, `inline_data`, `mime_type`, `function_call`, as
- * its REST examples write them): both spellings are read.
+ * field in snake_case too (`system_instruction`, `inline_data`, `mime_type`, `function_call`,
+ * `generation_config`, `response_schema`, as its REST examples write them): both spellings are
+ * read.
  */
 export function estimateGenerateContentPromptTokens(request: {
   contents?: unknown;
   systemInstruction?: unknown;
   system_instruction?: unknown;
   tools?: unknown;
+  generationConfig?: unknown;
+  generation_config?: unknown;
 }): number {
   const tally = new TokenTally();
   let total = 3;
@@ -291,7 +308,10 @@ export function estimateGenerateContentPromptTokens(request: {
     total += 3;
     if (isObject(content)) total += partsTokens(content.parts, tally);
   }
-  if (request.tools !== undefined && request.tools !== null) total += tally.count(JSON.stringify(request.tools));
+  total += jsonTokens([request.tools], tally);
+  for (const config of [request.generationConfig, request.generation_config])
+    if (isObject(config))
+      total += jsonTokens([config.responseSchema, config.response_schema, config.responseJsonSchema, config.response_json_schema], tally);
   return total;
 }
 
@@ -441,8 +461,7 @@ export function estimateResponsesPromptTokens(request: {
     else if (Array.isArray(item.summary)) total += partTokens(item.summary, tally);
     else if (item.type !== 'item_reference') total += tally.count(JSON.stringify(item));
   }
-  for (const value of [request.tools, isObject(request.text) ? request.text.format : undefined])
-    if (value !== undefined && value !== null) total += tally.count(JSON.stringify(value));
+  total += jsonTokens([request.tools, isObject(request.text) ? request.text.format : undefined], tally);
   return total;
 }
 
