@@ -263,4 +263,18 @@ describe('estimateResponsesPromptTokens', () => {
         countTokens(JSON.stringify(tools)),
     );
   });
+
+  it('counts a stored prompt’s variables, substituted into it: text as text, an input part as that part', () => {
+    const book = 'Chapter one. '.repeat(300);
+    const variables = {
+      topic: book,
+      picture: { type: 'input_image', image_url: 'https://x/y.png' },
+      note: { type: 'input_text', text: 'Look' },
+    };
+    expect(estimateResponsesPromptTokens({ input: 'Go', prompt: { id: 'pmpt_1', version: '2', variables } })).toBe(
+      3 + 3 + countTokens('Go') + countTokens(book) + NON_TEXT_PART_TOKENS + countTokens('Look'),
+    );
+    expect(estimateResponsesPromptTokens({ input: 'Go', prompt: { id: 'pmpt_1' } })).toBe(3 + 3 + countTokens('Go'));
+    expect(estimateResponsesPromptTokens({ input: 'Go', prompt: 'nonsense' })).toBe(3 + 3 + countTokens('Go'));
+  });
 });

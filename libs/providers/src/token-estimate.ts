@@ -438,8 +438,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /**
  * Estimates the prompt tokens of an OpenAI Responses request (keygate's `/v1/responses`): the
  * instructions, every input item's text (messages' parts, function calls' arguments and outputs,
- * reasoning summaries), the tool definitions and a `text.format` schema, an `input_file`'s text or
- * PDF pages (as on chat), and a flat {@link NON_TEXT_PART_TOKENS} per image, other file or audio part. An item of a type it does not know is
+ * reasoning summaries), the tool definitions and a `text.format` schema, a stored prompt's
+ * variables (text, or input parts), an `input_file`'s text or PDF pages (as on chat), and a flat {@link NON_TEXT_PART_TOKENS} per image, other file or audio part. An item of a type it does not know is
  * counted as its JSON.
  */
 export function estimateResponsesPromptTokens(request: {
@@ -447,6 +447,7 @@ export function estimateResponsesPromptTokens(request: {
   input?: unknown;
   tools?: unknown;
   text?: unknown;
+  prompt?: unknown;
 }): number {
   const tally = new TokenTally();
   let total = 3 + (typeof request.instructions === 'string' ? tally.count(request.instructions) : 0);
@@ -462,6 +463,11 @@ export function estimateResponsesPromptTokens(request: {
     else if (item.type !== 'item_reference') total += tally.count(JSON.stringify(item));
   }
   total += jsonTokens([request.tools, isObject(request.text) ? request.text.format : undefined], tally);
+  // A stored prompt's variables are substituted into it: each is text or an input part. The stored
+  // template itself is OpenAI's, unknown here (as a previous response's items are).
+  if (isObject(request.prompt) && isObject(request.prompt.variables))
+    for (const value of Object.values(request.prompt.variables))
+      total += typeof value === 'string' ? tally.count(value) : partTokens([value], tally);
   return total;
 }
 
