@@ -1,9 +1,9 @@
 import { isUtf8 } from 'node:buffer';
 import { Injectable, type ArgumentMetadata, type PipeTransform } from '@nestjs/common';
 import { GatewayError } from '@keygate/errors';
-import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import secureJson from 'secure-json-parse';
+import { instantiateDto } from './nested-dto';
 import { memoizeValidationMetadata } from './validation-metadata-cache';
 
 const STRICT_BODY = Symbol('keygate:strict-body');
@@ -50,9 +50,7 @@ export class DtoValidationPipe implements PipeTransform {
       throw new GatewayError('invalid_request', `${overflow}: the number is too large to represent (beyond ±1.8e308)`, { param: overflow });
     }
     const strict = Reflect.getMetadata(STRICT_BODY, type) === true;
-    // Only a body whose bytes can spell a `constructor` key is walked for one (the hot path skips it).
-    const checked = Buffer.isBuffer(raw) && !mayNameConstructor(raw) ? value : withoutConstructorKeys(value);
-    const errors = validateSync(plainToInstance(type, checked) as object, {
+    const errors = validateSync(instantiateDto(type as new () => object, value), {
       validationError: { target: false, value: false },
       ...(strict ? { whitelist: true, forbidNonWhitelisted: true } : {}),
     });
@@ -62,44 +60,6 @@ export class DtoValidationPipe implements PipeTransform {
     }
     return value;
   }
-}
-
-/**
- * Whether a JSON body's bytes can hold a `constructor` key: spelt out, or with any of its letters
- * as a `\u` escape (which JSON allows in keys, and Python's `json.dumps` writes for every non-ASCII
- * character, so such bodies are simply walked).
- */
-export function mayNameConstructor(raw: Buffer): boolean {
-  return raw.includes('constructor') || raw.includes('\\u');
-}
-
-/**
- * The value to validate, without its `constructor` keys (copied only along the paths to one).
- * class-transformer takes an object's `constructor` for its class: one that is a JSON value (a
- * tool schema's property named `constructor`, a function call's argument) made it throw, a 500 for
- * a valid request. No DTO declares such a field and class-transformer never copies one, so what is
- * validated is unchanged; the handler still gets the body as sent, `constructor` keys included.
- */
-export function withoutConstructorKeys(value: unknown): unknown {
-  if (typeof value !== 'object' || value === null) return value;
-  if (Array.isArray(value)) {
-    let copy: unknown[] | undefined;
-    value.forEach((item, i) => {
-      const clean = withoutConstructorKeys(item);
-      if (clean !== item) (copy ??= value.slice())[i] = clean;
-    });
-    return copy ?? value;
-  }
-  let copy: Record<string, unknown> | undefined;
-  for (const [key, item] of Object.entries(value)) {
-    const clean = withoutConstructorKeys(item);
-    if (clean !== item) (copy ??= { ...value })[key] = clean;
-  }
-  if (Object.prototype.hasOwnProperty.call(value, 'constructor')) {
-    copy ??= { ...value };
-    Reflect.deleteProperty(copy, 'constructor');
-  }
-  return copy ?? value;
 }
 
 /**

@@ -1,5 +1,4 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
 import {
   ArrayNotEmpty,
   IsArray,
@@ -16,9 +15,9 @@ import {
   MinLength,
   Validate,
   ValidateIf,
-  ValidateNested,
 } from 'class-validator';
-import { constraintOf, declaredToolsProblem, isRecord } from '../chat/chat-completion.dto';
+import { NestedDto } from '../http/nested-dto';
+import { MAX_MESSAGES, constraintOf, declaredToolsProblem, isRecord } from '../chat/chat-completion.dto';
 
 const CONTENT = 'content must be a string or an array of content blocks (objects)';
 
@@ -79,8 +78,7 @@ export class MessagesRequestDto {
   @IsArray()
   @ArrayNotEmpty({ message: 'messages must contain at least one message' })
   @IsObject({ each: true, message: 'each message must be an object with a role and content' })
-  @ValidateNested({ each: true })
-  @Type(() => AnthropicMessageDto)
+  @NestedDto(() => AnthropicMessageDto, { each: true, maxItems: MAX_MESSAGES, items: 'messages' })
   messages!: AnthropicMessageDto[];
 
   @ApiPropertyOptional({ type: 'integer', minimum: 1, description: 'Capped by the product policy; set to the cap when absent' })
