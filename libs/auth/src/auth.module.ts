@@ -7,6 +7,7 @@ import { redisErrorReporter } from '@keygate/redis';
 import { AdminScopeGuard } from './admin-scope.guard';
 import { JWT_STRATEGY } from './auth.constants';
 import { CredentialGuard } from './credential.guard';
+import { HMAC_WINDOW_SECONDS } from './hmac-signature';
 import { HMAC_STRATEGY, HmacClientLookup, HmacStrategy } from './hmac.strategy';
 import { IAP_STRATEGY, IapStrategy } from './iap.strategy';
 import { IapVerifier } from './iap.verifier';
@@ -70,6 +71,8 @@ export function activeStrategies(config: GatewayConfig): string[] {
                 config.redisUrl,
                 redisErrorReporter(logger, 'replay-cache Redis unavailable; HMAC requests are refused (503) until it returns'),
               ),
+              HMAC_WINDOW_SECONDS,
+              (severity, message, fields) => logger.write(severity, message, fields),
             )
           : new MemoryReplayCache(),
     },

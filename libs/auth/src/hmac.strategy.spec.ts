@@ -26,17 +26,18 @@ class MapClients implements HmacClientLookup {
 
 /** A replay cache that records what it was asked, in front of the real in-memory one. */
 class RecordingCache implements ReplayCache {
-  readonly calls: Array<[string, number]> = [];
+  readonly calls: Array<[string, number, number | undefined]> = [];
   constructor(private readonly inner: ReplayCache) {}
-  remember(key: string, ttlSeconds: number): Promise<boolean> {
-    this.calls.push([key, ttlSeconds]);
-    return this.inner.remember(key, ttlSeconds);
+  remember(key: string, ttlSeconds: number, signedAt?: number): Promise<boolean> {
+    this.calls.push([key, ttlSeconds, signedAt]);
+    return this.inner.remember(key, ttlSeconds, signedAt);
   }
 }
 
 class UnavailableCache implements ReplayCache {
+  constructor(private readonly error = new ReplayCacheUnavailableError('the Redis replay cache did not answer')) {}
   remember(): Promise<boolean> {
-    return Promise.reject(new ReplayCacheUnavailableError('the Redis replay cache did not answer'));
+    return Promise.reject(this.error);
   }
 }
 
@@ -189,7 +190,7 @@ describe('HmacStrategy', () => {
     expect(await invalidToken(request)).toBe('this signature was already used');
     now += 299;
     expect(await invalidToken(request)).toBe('this signature was already used');
-    expect(cache.calls[0]).toEqual([`billing-batch:${NOW}:${request.headers['x-signature'] as string}`, HMAC_REPLAY_TTL_SECONDS]);
+    expect(cache.calls[0]).toEqual([`billing-batch:${NOW}:${request.headers['x-signature'] as string}`, HMAC_REPLAY_TTL_SECONDS, NOW]);
     // Accepted while the gateway's whole-second clock is within ±300 s: up to 601 s of real time,
     // and replicas' clocks differ; the signature must be remembered longer than that.
     expect(HMAC_REPLAY_TTL_SECONDS).toBeGreaterThan(2 * 300 + 1);
@@ -215,6 +216,12 @@ describe('HmacStrategy', () => {
     expect(error.status).toBe(503);
     expect(error.message).toBe('the replay cache is unavailable; retry shortly');
     expect(error.options.retryAfterSeconds).toBe(1);
+  });
+
+  it('passes on what the cache says when it knows more (a signature refused until a time after a data loss)', async () => {
+    const lost = new ReplayCacheUnavailableError('before the loss', { retryAfterSeconds: 240, clientMessage: 'sign again after 12:05' });
+    const error = await rejection(signedRequest(), new HmacStrategy(new MapClients(), new UnavailableCache(lost), () => now));
+    expect([error.status, error.message, error.options.retryAfterSeconds]).toEqual([503, 'sign again after 12:05', 240]);
   });
 
   describe('the audit context of a request refused because the replay cache is unavailable', () => {

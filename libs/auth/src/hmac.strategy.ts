@@ -121,14 +121,14 @@ export class HmacStrategy extends PassportStrategy(Strategy, HMAC_STRATEGY) {
 
     let firstUse: boolean;
     try {
-      firstUse = await this.replay.remember(`${clientId}:${timestamp}:${signature}`, HMAC_REPLAY_TTL_SECONDS);
+      firstUse = await this.replay.remember(`${clientId}:${timestamp}:${signature}`, HMAC_REPLAY_TTL_SECONDS, Number(timestamp));
     } catch (error) {
       if (error instanceof ReplayCacheUnavailableError) {
         // The signature verified, so the client is known though the request is refused: the audit
         // names it, as it names a verified caller refused a product.
         nameCaller(request, client);
-        throw new GatewayError('service_unavailable', 'the replay cache is unavailable; retry shortly', {
-          retryAfterSeconds: 1,
+        throw new GatewayError('service_unavailable', error.clientMessage ?? 'the replay cache is unavailable; retry shortly', {
+          retryAfterSeconds: error.retryAfterSeconds ?? 1,
           cause: error,
         });
       }

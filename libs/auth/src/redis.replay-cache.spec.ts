@@ -1,7 +1,8 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
-import { REPLAY_KEY_PREFIX, RedisReplayCache, createReplayRedis } from './redis.replay-cache';
+import { REPLAY_EPOCH_KEY, REPLAY_KEY_PREFIX, RedisReplayCache, type ReplayCacheLog, createReplayRedis } from './redis.replay-cache';
 import { ReplayCacheUnavailableError } from './replay-cache';
 
 // Integration spec: runs against the real Redis, touching only keys of this run.
@@ -234,5 +235,111 @@ describe('RedisReplayCache (real Redis)', () => {
   it('refuses a ttl that is not a positive whole number of seconds', async () => {
     await expect(cache.remember(`${RUN}:bad`, 0)).rejects.toBeInstanceOf(RangeError);
     await expect(cache.remember(`${RUN}:bad`, 1.5)).rejects.toBeInstanceOf(RangeError);
+  });
+});
+
+describe('RedisReplayCache after Redis lost its data (private redis-server, flushed)', () => {
+  const WINDOW = 300;
+  let server: ChildProcess;
+  let url: string;
+  let admin: Redis;
+  let now = 1_800_000_000;
+  const clock = (): number => now;
+  const opened: Redis[] = [];
+  const replica = async (log: ReplayCacheLog = ignore): Promise<RedisReplayCache> => {
+    const redis = createReplayRedis(url, ignore);
+    opened.push(redis);
+    await whenReady(redis);
+    return new RedisReplayCache(redis, WINDOW, log, clock);
+  };
+  const refusal = async (work: Promise<unknown>): Promise<ReplayCacheUnavailableError> => {
+    const error = await work.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ReplayCacheUnavailableError);
+    return error as ReplayCacheUnavailableError;
+  };
+
+  beforeAll(async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const address = probe.address();
+        probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+      });
+    });
+    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
+    url = `redis://127.0.0.1:${port}`;
+    admin = createReplayRedis(url, ignore);
+    // redis-server takes a moment to listen: ioredis reconnects until it does (whenReady waits 5 s).
+    await whenReady(admin);
+  });
+
+  afterAll(async () => {
+    for (const redis of [...opened, admin]) redis.disconnect();
+    server.kill('SIGKILL');
+    await new Promise((resolve) => server.once('exit', resolve));
+  });
+
+  beforeEach(async () => {
+    await admin.flushall();
+    now += 10_000;
+  });
+
+  it('refuses, on every replica and on one started since, the signatures made before the loss plus the window; later ones are checked as before', async () => {
+    const errors: Array<[string, Record<string, unknown>]> = [];
+    const a = await replica((_, message, fields) => errors.push([message, fields]));
+    const b = await replica();
+    // The first replica on an empty Redis creates the epoch and refuses nothing.
+    await expect(a.remember('c:1:used', 600, now)).resolves.toBe(true);
+    await expect(b.remember('c:2:other', 600, now)).resolves.toBe(true);
+    await expect(b.remember('c:1:used', 600, now)).resolves.toBe(false);
+    expect(errors).toEqual([]);
+
+    // Redis restarts empty (a flush leaves it the same): the used signature is forgotten. The loss
+    // is dated when the next request finds it.
+    await admin.flushall();
+    now += 10;
+    const lostAt = now;
+    const replayed = await refusal(a.remember('c:1:used', 600, now - 10));
+    expect(replayed.retryAfterSeconds).toBe(WINDOW);
+    expect(replayed.clientMessage).toMatch(/lost its record of used signatures .* sign again after that time \(in 300 s\)/);
+    expect(errors).toEqual([
+      [
+        expect.stringMatching(/^Redis lost its data: the HMAC replay cache/),
+        expect.objectContaining({ lostAt: new Date(lostAt * 1000).toISOString() }),
+      ],
+    ]);
+    // The refused signature is not spent: no key is left for it.
+    await admin.ping();
+    await a.remember('c:9:flush', 600, lostAt + WINDOW);
+    expect(await admin.get(`${REPLAY_KEY_PREFIX}c:1:used`)).toBeNull();
+
+    // The other replica, and one started after the loss, adopt the loss's time.
+    now += 5;
+    expect((await refusal(b.remember('c:2:other', 600, now - 15))).retryAfterSeconds).toBe(WINDOW - 5);
+    const c = await replica();
+    await refusal(c.remember('c:3:fresh', 600, now));
+    // A signature made after the loss plus the window (a clock ahead, or simply later) is accepted, once.
+    await expect(c.remember('c:3:later', 600, lostAt + WINDOW)).resolves.toBe(true);
+    await expect(a.remember('c:3:later', 600, lostAt + WINDOW)).resolves.toBe(false);
+    expect(errors).toHaveLength(1);
+  });
+
+  it('dates the loss when a replica that started after it created the epoch first (it could not know)', async () => {
+    const a = await replica();
+    await expect(a.remember('d:1:used', 600, now)).resolves.toBe(true);
+    await admin.flushall();
+    // A new replica reaches the empty Redis first: it creates an undated epoch and refuses nothing.
+    const fresh = await replica();
+    await expect(fresh.remember('d:2:new', 600, now)).resolves.toBe(true);
+    // The running replica sees its epoch replaced: the loss is dated now, for it and for later replicas.
+    now += 20;
+    await refusal(a.remember('d:1:used', 600, now - 20));
+    const later = await replica();
+    expect((await refusal(later.remember('d:3:x', 600, now))).retryAfterSeconds).toBe(WINDOW);
+    expect(await admin.get(REPLAY_EPOCH_KEY)).toMatch(new RegExp(` ${now}$`));
   });
 });
