@@ -130,6 +130,39 @@ describe('Kubernetes manifests', () => {
     expect(min('prod')).toBeGreaterThanOrEqual(3);
   });
 
+  it.each(ENVIRONMENTS)(
+    "overlay %s: the Ingress routes every public route (Gemini's /v1beta included), and not /metrics or the probes",
+    (env) => {
+      type Path = { path: string; pathType: string };
+      const rules = (find(get(`k8s/overlays/${env}`).objects, 'Ingress').spec as { rules: { http: { paths: Path[] } }[] }).rules;
+      const paths = rules.flatMap((rule) => rule.http.paths);
+      // As Kubernetes matches them: Prefix by whole path elements (/v1 is not a prefix of /v1beta/…).
+      const routed = (target: string): boolean =>
+        paths.some(({ path, pathType }) =>
+          pathType === 'Exact' ? target === path : target === path || target.startsWith(path.endsWith('/') ? path : `${path}/`),
+        );
+      const publicRoutes = [
+        '/v1/chat/completions',
+        '/chat/demo/completions',
+        '/v1/messages',
+        '/v1/messages/count_tokens',
+        '/v1/responses',
+        '/v1/embeddings',
+        '/v1/models',
+        '/v1/models/gemini-2.5-flash:generateContent',
+        '/v1beta/models/gemini-2.5-flash:streamGenerateContent',
+        '/v1beta/models',
+        '/admin/blocks',
+        '/admin/usage',
+        '/.well-known/oauth-protected-resource',
+        '/docs',
+        '/docs-json',
+      ];
+      expect(publicRoutes.filter((route) => !routed(route))).toEqual([]);
+      expect(['/metrics', '/healthz', '/readyz'].filter(routed)).toEqual([]);
+    },
+  );
+
   it.each(ENVIRONMENTS)('overlay %s agrees with its Terraform environment (Redis range, region, namespace)', async (env) => {
     const violations = await checkOverlayAgainstTerraform(
       get(`k8s/overlays/${env}`),
