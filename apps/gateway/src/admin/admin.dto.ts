@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy } from 'class-validator';
+import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy, ValidateIf } from 'class-validator';
 import { hasInvisibleCharacters, INVISIBLE_CHARACTERS_RULE } from '@keygate/auth';
 import { StrictBody } from '../http/dto-validation.pipe';
 
@@ -11,9 +11,11 @@ const MAX_BLOCK_SECONDS = 10 * 365 * 86_400;
 @StrictBody()
 export class CreateBlockDto {
   @ApiProperty({ example: 'demo' }) @Matches(NAME, { message: 'product must be a product name' }) product!: string;
-  @ApiPropertyOptional({ description: 'Block only this user of the product', example: 'mallory' })
-  @IsOptional()
-  @IsString()
+  @ApiPropertyOptional({ description: 'Block only this user of the product; leave it out to block the whole product', example: 'mallory' })
+  // Only absent means the whole product: a script's `null` (Python's None) for a user it did not
+  // find must not widen the block to every user.
+  @ValidateIf((block: CreateBlockDto) => block.user !== undefined)
+  @IsString({ message: 'user must be a string (leave user out to block the whole product)' })
   @MinLength(1)
   @MaxLength(256)
   // As DELETE takes it: a block no DELETE can name would stay until Redis is edited by hand.
@@ -25,7 +27,19 @@ export class CreateBlockDto {
     },
   })
   user?: string;
-  @ApiProperty({ example: 'abuse report #123' }) @IsString() @MinLength(1) @MaxLength(500) reason!: string;
+  @ApiProperty({ example: 'abuse report #123' })
+  @IsString()
+  @MinLength(1)
+  @MaxLength(500)
+  // It is written to log lines and told to the blocked caller: no line breaks or bidirectional tricks.
+  @ValidateBy({
+    name: 'noInvisibleCharacters',
+    validator: {
+      validate: (v: unknown) => typeof v === 'string' && !hasInvisibleCharacters(v),
+      defaultMessage: () => `reason must not contain ${INVISIBLE_CHARACTERS_RULE}`,
+    },
+  })
+  reason!: string;
   @ApiPropertyOptional({
     description: 'Seconds until the block lifts (at most 10 years); absent = until deleted',
     example: 3600,

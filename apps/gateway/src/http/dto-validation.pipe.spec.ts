@@ -30,6 +30,18 @@ describe('DtoValidationPipe', () => {
     expect(new DtoValidationPipe().transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: CreateBlockDto })).toEqual(body);
   });
 
+  it('refuses a block whose user is null (only leaving user out blocks the whole product), and a reason with line breaks or bidi controls', () => {
+    const nullUser = refusal({ product: 'demo', user: null, reason: 'x' });
+    expect([nullUser.options.param, nullUser.message]).toEqual([
+      'user',
+      'user must be a string (leave user out to block the whole product)',
+    ]);
+    for (const reason of ['abuse\nALERT forged line', 'a\u202eb'])
+      expect(refusal({ product: 'demo', user: 'mallory', reason }).options.param).toBe('reason');
+    const body = { product: 'demo', reason: 'abuse report #123 — café 🚫' };
+    expect(new DtoValidationPipe().transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: CreateBlockDto })).toEqual(body);
+  });
+
   it('refuses an unknown field of a @StrictBody DTO, naming it', () => {
     const error = refusal({ product: 'demo', user_id: 'alice', reason: 'x' });
     expect(error.options.param).toBe('user_id');
