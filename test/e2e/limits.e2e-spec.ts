@@ -228,6 +228,25 @@ describe('request limits are exact across three replicas sharing Redis', () => {
     expect((await usage(P.userQps)).requests.users[user]).toBe(4);
   });
 
+  it('user_requests_per_second: 4 paces the token-count routes too (each a call on the product key), though no daily cap counts them', async () => {
+    const user = uniqueId('u');
+    const token = mintToken({ product: P.userQps, sub: user });
+    const before = await upstreamTotal();
+    await startOfSecond();
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        send(replicas[i % 3], '/v1/responses/input_tokens', { id: uniqueId('count'), token, body: { model: MODEL, input: `count ${i}` } }),
+      ),
+    );
+    expect(statuses(answers)).toEqual({ 200: 4, 429: 1 });
+    const refused = answers.find((a) => a.status === 429)!;
+    expect(refused.headers.get('x-keygate-limit')).toBe('user_qps');
+    expect((await upstreamTotal()) - before).toBe(4);
+    for (const a of answers) await expectOneAudit(a, { product: P.userQps, user, failure: a.status === 200 ? null : 'rate_limit' });
+    // Not a request of the day: the daily counts hold none of them.
+    expect((await usage(P.userQps)).requests.users[user] ?? 0).toBe(0);
+  });
+
   it('requests_per_second: 3 (product-wide) → of 4 concurrent requests by 4 users over 3 replicas, exactly 3 × 200', async () => {
     const before = await upstreamTotal();
     await startOfSecond();

@@ -69,18 +69,10 @@ export interface IdentityThrottler extends ThrottlerOptions {
  * routes. Sorted by ttl, they keep this order, which is the order refusals are named in.
  */
 /**
- * A route whose requests the identity limits do not count: calls that are free and generate
- * nothing (Anthropic's token count). Blocks still apply. The stock `@SkipThrottle()` would skip
- * only a throttler named `default`.
- */
-export function SkipRequestLimits(): MethodDecorator & ClassDecorator {
-  return SkipThrottle({ product_qps: true, user_qps: true, product_daily: true, user_daily: true });
-}
-
-/**
- * A route counted against the per-second limits but not the daily request caps: calls that read
- * what the caller made and generate nothing (a stored response), which still spend the product
- * key's rate at the provider.
+ * A route counted against the per-second limits but not the daily request caps: calls that
+ * generate nothing (a token count) or read what the caller made (a stored response), which still
+ * spend the product key's rate at the provider. Blocks apply. (The stock `@SkipThrottle()` would
+ * skip only a throttler named `default`.)
  */
 export function SkipDailyRequestLimits(): MethodDecorator & ClassDecorator {
   return SkipThrottle({ product_daily: true, user_daily: true });

@@ -1,6 +1,6 @@
 import { Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiParam, ApiQuery, ApiSecurity, ApiTags } from '@nestjs/swagger';
-import { AdmitInHandler, RequestLimitsGuard, SkipRequestLimits } from '@keygate/limits';
+import { AdmitInHandler, RequestLimitsGuard, SkipDailyRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { GatewayError } from '@keygate/errors';
 import { requestContextStorage } from '@keygate/observability';
@@ -140,7 +140,9 @@ export class GeminiController {
   }
 
   @Post(`${MODEL}::countTokens`)
-  @SkipRequestLimits()
+  // A count generates nothing (no daily cap) but is a call on the product's key, paced by the
+  // per-second limits like any other (unlimited, one user could spend the key's rate at the provider).
+  @SkipDailyRequestLimits()
   @HttpCode(200)
   @ApiOperation({
     summary: "Count a prompt's tokens (Gemini API, Gemini models)",

@@ -1,6 +1,6 @@
 import { applyDecorators, Body, Controller, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
-import { AdmitInHandler, RequestLimitsGuard, SkipRequestLimits } from '@keygate/limits';
+import { AdmitInHandler, RequestLimitsGuard, SkipDailyRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -64,7 +64,9 @@ export class MessagesController {
   }
 
   @Post('count_tokens')
-  @SkipRequestLimits()
+  // A count generates nothing (no daily cap) but is a call on the product's key, paced by the
+  // per-second limits like any other (unlimited, one user could spend the key's rate at the provider).
+  @SkipDailyRequestLimits()
   @HttpCode(200)
   @ApiOperation({
     summary: "Count a message's tokens (Anthropic-compatible, Claude models)",

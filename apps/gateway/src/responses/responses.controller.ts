@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiParam, ApiQuery, ApiTags } from '@nestjs/swagger';
-import { AdmitInHandler, RequestLimitsGuard, SkipDailyRequestLimits, SkipRequestLimits } from '@keygate/limits';
+import { AdmitInHandler, RequestLimitsGuard, SkipDailyRequestLimits } from '@keygate/limits';
 import { CredentialGuard } from '@keygate/auth';
 import { requestContextStorage } from '@keygate/observability';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -101,9 +101,10 @@ export class ResponsesController {
     await ctx.settled;
   }
 
-  // Limits as Anthropic's count_tokens and Gemini's countTokens: a free count generates nothing.
   @Post('input_tokens')
-  @SkipRequestLimits()
+  // A count generates nothing (no daily cap) but is a call on the product's key, paced by the
+  // per-second limits like any other (unlimited, one user could spend the key's rate at the provider).
+  @SkipDailyRequestLimits()
   @HttpCode(200)
   @ApiOperation({
     summary: "Count a request's input tokens (OpenAI Responses API, OpenAI models)",

@@ -171,9 +171,9 @@ export class ResponsesService {
    * these fields would be billed, passed through. Routed as create (an OpenAI model of the
    * product; `previous_response_id` and item references only this user's, at the host that stores
    * them), with the parameter policy's refused fields and tools; nothing to cap, nothing generated.
-   * Limits as Anthropic's `count_tokens` and Gemini's `countTokens`: free and no generation, so no
-   * request or token limit counts it and nothing is billed (the route is @SkipRequestLimits); blocks
-   * apply and it is audited. Retried like a call, without fallbacks (a count is per model).
+   * Limits as Anthropic's `count_tokens` and Gemini's `countTokens`: free and no generation, so the
+   * per-second limits pace it (a call on the product's key) but no daily cap or token limit counts
+   * it and nothing is billed (the route is @SkipDailyRequestLimits); blocks apply and it is audited. Retried like a call, without fallbacks (a count is per model).
    */
   async inputTokens(
     ctx: RequestContext,
