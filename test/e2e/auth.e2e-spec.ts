@@ -1528,11 +1528,15 @@ describe('request identity', () => {
     await expectOneAudit(gw, refused.id, { status: 401, failure: 'auth' });
   });
 
-  it('answers an HTTP/1.1 request without Host with the contract 400 and one audit line (RFC 9112 §3.2)', async () => {
+  it.each([
+    ['without Host', [] as string[], 'an HTTP/1.1 request needs a Host header'],
+    ['with two Host headers', [`host: ${HOST}:1`, 'host: attacker.example'], 'send one Host header'],
+  ])('answers an HTTP/1.1 request %s with the contract 400 and one audit line (RFC 9112 §3.2)', async (_label, hosts, message) => {
     const id = uniqueId('ident-no-host');
     const body = chatBody('no host');
     const head = [
       'POST /v1/chat/completions HTTP/1.1',
+      ...hosts,
       `x-request-id: ${id}`,
       `authorization: Bearer ${mintToken({ sub: 'ident-no-host' })}`,
       'content-type: application/json',
@@ -1551,7 +1555,7 @@ describe('request identity', () => {
     const [statusLine] = answer.split('\r\n', 1);
     expect(statusLine).toBe('HTTP/1.1 400 Bad Request');
     expect(answer.toLowerCase()).toContain(`x-request-id: ${id}`);
-    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'invalid_request' } });
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'invalid_request', message } });
     expect((await mock.stats()).total).toBe(before);
     sent.set(gw, [...(sent.get(gw) ?? []), id]);
     // Refused before the guard ran, named all the same by the token it carried.

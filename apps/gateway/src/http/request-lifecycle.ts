@@ -163,7 +163,12 @@ export class RequestLifecycle {
       if (this.state.shuttingDown && !SERVED_WHILE_DRAINING.has(ctx.path)) return this.refuseWhileDraining(ctx, reply);
       // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400. Node's own answer to it (turned
       // off in bootstrap) is a bare 400 that no hook sees, so the request would go unaudited.
-      if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) return this.refuseWithoutHost(ctx, reply);
+      if (request.raw.httpVersion === '1.1' && request.headers.host === undefined)
+        return this.refuseHost(ctx, reply, 'an HTTP/1.1 request needs a Host header');
+      // And one with several (§3.2 again): Node keeps the first, which the URLs keygate writes
+      // (RFC 9728's) are built from, while a proxy in front may have routed by another.
+      if (request.headers.host !== undefined && repeatedHeader(request.raw.rawHeaders, 'host'))
+        return this.refuseHost(ctx, reply, 'send one Host header');
       // A compressed body would only fail later as "not valid JSON" (and HMAC signs the bytes sent).
       const encoding = request.headers['content-encoding'];
       const hasBody = (request.headers['content-length'] ?? '0') !== '0' || request.headers['transfer-encoding'] !== undefined;
@@ -367,12 +372,8 @@ export class RequestLifecycle {
     return { product: ctx.product, model };
   }
 
-  private refuseWithoutHost(ctx: RequestContext, reply: FastifyReply): void {
-    this.refuseNamingCaller(
-      ctx,
-      reply.header('connection', 'close'),
-      new GatewayError('invalid_request', 'an HTTP/1.1 request needs a Host header'),
-    );
+  private refuseHost(ctx: RequestContext, reply: FastifyReply, message: string): void {
+    this.refuseNamingCaller(ctx, reply.header('connection', 'close'), new GatewayError('invalid_request', message));
   }
 
   private onClose(ctx: RequestContext, res: ServerResponse, socket: Socket | null): void {
