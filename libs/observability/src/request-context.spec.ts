@@ -9,6 +9,20 @@ describe('pickRequestId', () => {
     expect(pickRequestId(['a', 'b'], gen)).toBe('generated');
     expect(pickRequestId(undefined, gen)).toBe('generated');
   });
+
+  it('replaces an id shaped like a credential (a key pasted into the wrong header): the id is logged unmasked', () => {
+    for (const key of [
+      'sk-abcdefghijklmnop1234',
+      'sk-ant-api03-abcdef',
+      'AIzaSyA-abcdefghijklmnopqrstuvw',
+      'ya29.a0AfH6SM',
+      'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig',
+    ])
+      expect(pickRequestId(key, gen)).toBe('generated');
+    // Ids that merely contain such letters are kept.
+    expect(pickRequestId('task-sk-1', gen)).toBe('task-sk-1');
+    expect(pickRequestId('req_AIza', gen)).toBe('req_AIza');
+  });
 });
 
 describe('parseTrace', () => {

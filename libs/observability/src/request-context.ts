@@ -133,10 +133,15 @@ export class RequestContext {
 export const requestContextStorage = new AsyncLocalStorage<RequestContext>();
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/**
+ * What a credential starts with (provider keys, a Google access token, a JWT): an id shaped so is
+ * a key pasted into the wrong header, and the request id is written unmasked on every line.
+ */
+const CREDENTIAL_SHAPED = /^(?:(?:sk|rk|pk)-|AIza|ya29\.|eyJ)/;
 
-/** A caller's `X-Request-Id` when it is sane, else a fresh UUID. */
+/** A caller's `X-Request-Id` when it is sane (and not shaped like a credential), else a fresh UUID. */
 export function pickRequestId(header: string | string[] | undefined, generate: () => string): string {
-  return typeof header === 'string' && REQUEST_ID.test(header) ? header : generate();
+  return typeof header === 'string' && REQUEST_ID.test(header) && !CREDENTIAL_SHAPED.test(header) ? header : generate();
 }
 
 /**
