@@ -205,6 +205,25 @@ describe('Gemini translation', () => {
       parts: [{ functionCall: { id, name: 'f', args: { a: 1 } }, thoughtSignature: 'SIG' }],
     });
     expect(next.contents[2]).toEqual({ role: 'user', parts: [{ functionResponse: { id, name: 'f', response: { ok: true } } }] });
+    // A tool result in several text parts: one text, a part a line.
+    const parts = toGenerateContentRequest(
+      req({
+        messages: [
+          ...user,
+          message,
+          {
+            role: 'tool',
+            tool_call_id: id,
+            content: [
+              { type: 'text', text: 'Paris: sunny' },
+              { type: 'text', text: 'Rome: rain' },
+            ],
+          },
+        ],
+        tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'integer' } } } } }],
+      }),
+    );
+    expect(parts.contents[2].parts[0].functionResponse?.response).toEqual({ content: 'Paris: sunny\nRome: rain' });
   });
 
   it("round-trips Gemini 3's own call ids: the tool call's id, then the functionCall and functionResponse ids of the next turn", () => {

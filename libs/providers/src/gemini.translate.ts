@@ -312,7 +312,10 @@ function functionResponsePart(m: ChatMessage, i: number, toolNames: Map<string, 
   let text = '';
   if (typeof m.content === 'string') text = m.content;
   else if (Array.isArray(m.content)) {
-    for (const part of m.content) if (typeof part.text === 'string') text += part.text;
+    // One text for Gemini's one response: the parts on lines of their own, not run together.
+    const texts: string[] = [];
+    for (const part of m.content) if (typeof part.text === 'string') texts.push(part.text);
+    text = texts.join('\n');
   }
   return { functionResponse: { id: id as string, name, response: jsonObject(text) ?? { content: text } } };
 }
