@@ -135,11 +135,18 @@ describe('buildPolicyBook', () => {
   });
 
   it('reports a value of the wrong type once, by its type (not the ranges or nested fields that follow from it)', () => {
-    expect(problems({ defaults: { limits: null } })).toBe('policy is invalid:\n  - defaults.limits: must be an object');
+    expect(problems({ defaults: { limits: 5 } })).toBe('policy is invalid:\n  - defaults.limits: must be an object');
+    // A field left empty (YAML `limits:` or `daily_tokens:` with nothing after it) is said to be empty.
+    expect(problems({ defaults: { limits: null } })).toBe(
+      'policy is invalid:\n  - defaults.limits: empty (give it a value or leave the field out)',
+    );
+    expect(problems({ defaults: { limits: { daily_tokens: null } } })).toBe(
+      'policy is invalid:\n  - defaults.limits.daily_tokens: empty (give it a value or leave the field out)',
+    );
     expect(problems({ defaults: { policy: { max_tokens: '100' } } })).toBe(
       'policy is invalid:\n  - defaults.policy.max_tokens: must be an integer number',
     );
-    expect(problems({ products: { a: { policy: { temperature: null } } } })).toBe(
+    expect(problems({ products: { a: { policy: { temperature: 'hot' } } } })).toBe(
       'policy is invalid:\n  - products.a.policy.temperature: must be an object',
     );
     // A value of the right type still gets its range checked.

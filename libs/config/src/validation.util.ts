@@ -22,16 +22,33 @@ export function validatePlain<T extends object>(
   // A `__proto__` key (JSON keeps it as an own key) never reaches the instance, so the whitelist
   // cannot see it: reported like any unknown field.
   protoKeys(plain, pathPrefix, problems);
-  return { value, problems: [...problems, ...flattenErrors(errors, pathPrefix)] };
+  const empty = new Set<string>();
+  emptyPaths(plain, pathPrefix, empty);
+  return { value, problems: [...problems, ...flattenErrors(errors, pathPrefix, empty)] };
+}
+
+/** The paths of the fields left empty (YAML's `field:` with nothing after it reads as null). */
+function emptyPaths(plain: unknown, path: string, out: Set<string>): void {
+  if (typeof plain !== 'object' || plain === null || Array.isArray(plain)) return;
+  for (const [key, child] of Object.entries(plain)) {
+    const at = path ? `${path}.${key}` : key;
+    if (child === null) out.add(at);
+    else emptyPaths(child, at, out);
+  }
 }
 
 /** The checks of a value's type: when one fails, the others (ranges, nested fields) only repeat it. */
 const TYPE_CHECKS = new Set(['isInt', 'isNumber', 'isObject', 'isArray', 'isString', 'isBoolean']);
 
-function flattenErrors(errors: ValidationError[], prefix: string): string[] {
+function flattenErrors(errors: ValidationError[], prefix: string, empty: ReadonlySet<string>): string[] {
   const out: string[] = [];
   for (const error of errors) {
     const path = prefix ? `${prefix}.${error.property}` : error.property;
+    // A field left empty is refused as empty, not as the wrong type ("must be an integer number").
+    if (empty.has(path)) {
+      out.push(`${path}: empty (give it a value or leave the field out)`);
+      continue;
+    }
     const constraints = Object.entries(error.constraints ?? {});
     const wrongType = constraints.filter(([name]) => TYPE_CHECKS.has(name));
     for (const [name, message] of wrongType.length ? wrongType : constraints) {
@@ -41,7 +58,7 @@ function flattenErrors(errors: ValidationError[], prefix: string): string[] {
       // class-validator prefixes messages with the property name; replace it with the full path.
       else out.push(`${path}: ${message.startsWith(error.property) ? message.slice(error.property.length).trim() : message}`);
     }
-    if (error.children?.length && !wrongType.length) out.push(...flattenErrors(error.children, path));
+    if (error.children?.length && !wrongType.length) out.push(...flattenErrors(error.children, path, empty));
   }
   return out;
 }
