@@ -38,6 +38,7 @@ const {
   gatewayNodeArgs,
   integerOption,
   loadRunOptions,
+  printedHelp,
   loadWorker,
   rssMb,
   waitFor,
@@ -61,8 +62,10 @@ function options(argv) {
       rounds: { type: 'string', default: '10' },
       'memory-limit': { type: 'string' },
       policy: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (printedHelp(values, __filename)) return undefined;
   const num = (name, min) => integerOption(values, name, min);
   if (!['plain', 'stream'].includes(values.mode)) throw new Error('--mode must be plain or stream');
   // Without --a-args/--b-args, a gateway gets the node flags the container image gives it.
@@ -133,6 +136,7 @@ function memoryCgroup(name, mb) {
 
 async function main() {
   const opts = options(process.argv.slice(2));
+  if (!opts) return;
   for (const main of [MOCK_MAIN, opts.a.main, opts.b.main])
     if (!fs.existsSync(main)) throw new Error(`${main} missing: npm run build (there, for another checkout)`);
   const children = [];

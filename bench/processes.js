@@ -171,13 +171,32 @@ function loadRunOptions(defaultDurationS) {
     duration: { type: 'string', default: String(defaultDurationS) },
     warmup: { type: 'string', default: '3' },
     model: { type: 'string', default: 'gpt-4o-mini' },
-    redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
+    // As the bench: the configured Redis, else the local one.
+    redis: { type: 'string', default: process.env.API_KEY_SERVER_REDIS_URL || 'redis://127.0.0.1:6379' },
     'no-redis': { type: 'boolean', default: false },
   };
 }
 
+/**
+ * `--help` of a bench tool: the comment at the head of its file (its usage and what it does), on
+ * stdout. Returns whether it was asked for.
+ */
+function printedHelp(values, file) {
+  if (!values.help) return false;
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  const head = [];
+  for (const line of lines.slice(1)) {
+    if (line.startsWith("'use strict'")) continue;
+    if (!line.startsWith('//')) break;
+    head.push(line.replace(/^\/\/ ?/, ''));
+  }
+  process.stdout.write(`${head.join('\n')}\n`);
+  return true;
+}
+
 module.exports = {
   loadRunOptions,
+  printedHelp,
   freePort,
   cleanEnv,
   gatewayNodeArgs,

@@ -25,6 +25,7 @@ const {
   gatewayNodeArgs,
   integerOption,
   loadRunOptions,
+  printedHelp,
   loadWorker,
   waitFor,
   UNREACHABLE_LIMITS_POLICY,
@@ -47,8 +48,10 @@ function options() {
       match: { type: 'string' },
       out: { type: 'string', default: path.join(ROOT, 'bench/results/gateway.cpuprofile') },
       policy: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (printedHelp(values, __filename)) return undefined;
   const num = (name, min) => integerOption(values, name, min);
   if (!['plain', 'stream'].includes(values.mode)) throw new Error('--mode must be plain or stream');
   if (!['jwt', 'hmac'].includes(values.auth)) throw new Error('--auth must be jwt or hmac');
@@ -84,6 +87,7 @@ process.on('exit', () => {
 
 async function main() {
   const opts = options();
+  if (!opts) return;
   for (const main of [MOCK_MAIN, GATEWAY_MAIN])
     if (!fs.existsSync(main)) throw new Error(`${path.relative(ROOT, main)} missing: npm run build`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keygate-profile-'));

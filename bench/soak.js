@@ -36,7 +36,16 @@ const OpenAI = require('openai').default;
 const { WebSocket } = require('undici');
 const { demoEnv } = require('../dev/demo-env');
 const { countByConstructor, diffCounts, formatDiff, index } = require('./heap-diff');
-const { cleanEnv, freePort, gatewayNodeArgs, integerOption, rssMb, waitFor, UNREACHABLE_LIMITS_POLICY } = require('./processes');
+const {
+  cleanEnv,
+  freePort,
+  gatewayNodeArgs,
+  integerOption,
+  printedHelp,
+  rssMb,
+  waitFor,
+  UNREACHABLE_LIMITS_POLICY,
+} = require('./processes');
 
 const ROOT = path.join(__dirname, '..');
 const MOCK_MAIN = path.join(ROOT, 'dist/apps/mock-upstream/main.js');
@@ -68,8 +77,10 @@ function options() {
       'redis-port': { type: 'string', default: '6395' },
       'no-snapshots': { type: 'boolean', default: false },
       out: { type: 'string', default: path.join(ROOT, 'bench/results/soak') },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (printedHelp(values, __filename)) return undefined;
   const minutes = Number(values.minutes);
   if (!Number.isFinite(minutes) || minutes <= 0 || minutes > 120) throw new Error('--minutes must be a number in (0, 120]');
   return {
@@ -528,6 +539,7 @@ function trend(samples, field, tolerance) {
 
 async function main() {
   const opts = options();
+  if (!opts) return;
   for (const main of [MOCK_MAIN, GATEWAY_MAIN])
     if (!fs.existsSync(main)) throw new Error(`${path.relative(ROOT, main)} missing: npm run build`);
   fs.mkdirSync(opts.out, { recursive: true });
