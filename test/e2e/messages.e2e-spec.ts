@@ -913,7 +913,7 @@ describe('POST /v1/messages/count_tokens', () => {
     });
   });
 
-  it('is not counted against the request limits (Claude Code sends them in bursts): no rate-limit headers, unlike a message', async () => {
+  it('is outside the daily request caps (Claude Code sends them in bursts): no daily rate-limit headers, unlike a message', async () => {
     const send = (path: string, extra: Record<string, unknown> = {}): Promise<Response> =>
       gw.fetch(path, {
         method: 'POST',
@@ -930,7 +930,7 @@ describe('POST /v1/messages/count_tokens', () => {
     expect(message.headers.get('x-ratelimit-limit-requests')).not.toBeNull();
   });
 
-  it('refuses a blocked caller (403 blocked) without calling any upstream, though it counts against no limit', async () => {
+  it('refuses a blocked caller (403 blocked) without calling any upstream, though it counts against no daily cap', async () => {
     const admin = mintToken({ product: 'prov', sub: 'ops', extraClaims: { scope: 'keygate.admin' } });
     const blocked = await gw.fetch('/admin/blocks', {
       method: 'POST',

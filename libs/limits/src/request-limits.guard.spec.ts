@@ -424,6 +424,17 @@ describe('RequestLimitsGuard', () => {
     ]);
   });
 
+  it('paces a route outside the daily caps (a token count) but never auto-blocks its user for its refusals', async () => {
+    const h = await harness();
+    await freshSecond();
+    for (let i = 0; i < 2; i++) await h.guard.canActivate(request('qps', 'cody', 'uncounted').context);
+    for (let i = 0; i < 5; i++)
+      expect((await rejectionOf(h.guard.canActivate(request('qps', 'cody', 'uncounted').context))).code).toBe('rate_limit_exceeded');
+    await flush();
+    expect(h.blocks.find('qps', 'cody')).toBeUndefined();
+    expect(h.lines.filter((l) => l.severity === 'ALERT')).toEqual([]);
+  });
+
   it("does not auto-block a user for refusals caused by the product's limit, which another user exhausted", async () => {
     // auto_block is for "a user who keeps hitting their limit". Here olga never got a request through:
     // the product-wide daily_requests was used up by another user. Three refusals later she is blocked

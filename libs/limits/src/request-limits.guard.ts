@@ -255,12 +255,17 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     const full = hits.flatMap((hit, i) =>
       hit.limit > 0 && (records[i].isBlocked || records[i].totalHits >= hit.limit) ? [hit.throttlerName as LimitName] : [],
     );
+    // A route outside the daily caps (a token count, a stored response read: nothing generated) is
+    // paced, but its refusals do not count toward auto-block: Claude Code's bursts of counts at
+    // startup, and its SDK's retries of them, must not block a user who generated nothing.
+    const generating = hits.some(isDailyHit);
     throw this.refusal(
       product,
       user,
       full.find(isDaily) ?? full[0],
       ctx,
-      full.find((name) => name === 'user_qps' || name === 'user_daily'),
+      generating ? full.find((name) => name === 'user_qps' || name === 'user_daily') : undefined,
+      generating,
     );
   }
 
@@ -337,10 +342,20 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     return typeof tracker === 'string' ? (collect(tracker), COLLECTED) : tracker.then(collect);
   }
 
-  /** The contract's 429 (SPEC §6) rather than the stock ThrottlerException; only the user's own limits count toward auto-block. */
-  private refusal(product: string, user: string, limit: LimitName, ctx: RequestContext | undefined, ownFull?: LimitName): GatewayError {
+  /**
+   * The contract's 429 (SPEC §6) rather than the stock ThrottlerException; only the user's own limits
+   * count toward auto-block, and only on a route that generates (`autoBlock`).
+   */
+  private refusal(
+    product: string,
+    user: string,
+    limit: LimitName,
+    ctx: RequestContext | undefined,
+    ownFull?: LimitName,
+    autoBlock = true,
+  ): GatewayError {
     // A product-wide limit is not the user's doing, unless the user is over their own limit too.
-    const own = limit === 'user_qps' || limit === 'user_daily' ? limit : ownFull;
+    const own = !autoBlock ? undefined : limit === 'user_qps' || limit === 'user_daily' ? limit : ownFull;
     if (own) void this.autoBlocker.refused(product, user, own, ctx);
     const retryAfterSeconds = isDaily(limit) ? secondsToUtcMidnight(Date.now()) : 1;
     // "try again in N s", OpenAI's own wording: clients that cannot see Retry-After read the wait there
