@@ -16,6 +16,13 @@ resource "google_redis_instance" "this" {
   auth_enabled            = true
   transit_encryption_mode = "SERVER_AUTHENTICATION"
 
+  # Memorystore's default (volatile-lru) would evict keys with a TTL under memory pressure: the HMAC
+  # replay cache's, letting a used signature be accepted again. Full, Redis refuses writes instead:
+  # HMAC requests get 503 and limits count per replica, as in an outage.
+  redis_configs = {
+    "maxmemory-policy" = "noeviction"
+  }
+
   maintenance_policy {
     weekly_maintenance_window {
       day = "TUESDAY"
