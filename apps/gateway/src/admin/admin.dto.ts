@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy, ValidateIf } from 'class-validator';
+import { IsInt, IsString, Matches, Max, MaxLength, Min, MinLength, ValidateBy, ValidateIf } from 'class-validator';
 import { hasInvisibleCharacters, INVISIBLE_CHARACTERS_RULE } from '@keygate/auth';
 import { StrictBody } from '../http/dto-validation.pipe';
 
@@ -47,8 +47,9 @@ export class CreateBlockDto {
     minimum: 1,
     maximum: MAX_BLOCK_SECONDS,
   })
-  @IsOptional()
-  @IsInt()
+  // Only absent means no expiry: a script's `null` must not make a block it meant to end permanent.
+  @ValidateIf((block: CreateBlockDto) => block.expires_in_seconds !== undefined)
+  @IsInt({ message: 'expires_in_seconds must be an integer number (leave it out for a block until deleted)' })
   @Min(1)
   @Max(MAX_BLOCK_SECONDS)
   expires_in_seconds?: number;

@@ -42,6 +42,22 @@ describe('DtoValidationPipe', () => {
     expect(new DtoValidationPipe().transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: CreateBlockDto })).toEqual(body);
   });
 
+  it('refuses a block whose expiry is null (only leaving it out makes a block until deleted)', () => {
+    const error = refusal({ product: 'demo', user: 'mallory', reason: 'x', expires_in_seconds: null });
+    expect([error.options.param, error.message]).toEqual([
+      'expires_in_seconds',
+      'expires_in_seconds must be an integer number (leave it out for a block until deleted)',
+    ]);
+  });
+
+  it.each(['toString', 'hasOwnProperty', 'constructor', 'valueOf'])(
+    'refuses a @StrictBody field named like an Object.prototype member (%s), which the whitelist would find there',
+    (key) => {
+      const error = refusal(JSON.parse(`{"product": "demo", "reason": "x", "${key}": 1}`));
+      expect([error.options.param, error.message]).toEqual([key, `${key}: unknown field`]);
+    },
+  );
+
   it('refuses an unknown field of a @StrictBody DTO, naming it', () => {
     const error = refusal({ product: 'demo', user_id: 'alice', reason: 'x' });
     expect(error.options.param).toBe('user_id');

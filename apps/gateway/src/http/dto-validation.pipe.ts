@@ -50,6 +50,10 @@ export class DtoValidationPipe implements PipeTransform {
       throw new GatewayError('invalid_request', `${overflow}: the number is too large to represent (beyond ±1.8e308)`, { param: overflow });
     }
     const strict = Reflect.getMetadata(STRICT_BODY, type) === true;
+    // class-validator's whitelist looks a field up in a plain object, where `toString`,
+    // `hasOwnProperty` or `constructor` are found on its prototype: such a key would pass as known.
+    const inherited = strict ? Object.keys(value).find((key) => key in Object.prototype) : undefined;
+    if (inherited !== undefined) throw new GatewayError('invalid_request', `${inherited}: unknown field`, { param: inherited });
     const errors = validateSync(instantiateDto(type as new () => object, value), {
       validationError: { target: false, value: false },
       ...(strict ? { whitelist: true, forbidNonWhitelisted: true } : {}),

@@ -1,9 +1,9 @@
 import { refusalOf } from '@keygate/errors/testing';
-import { IsString } from 'class-validator';
+import { getMetadataStorage, IsString, ValidationTypes } from 'class-validator';
 import { ChatCompletionRequestDto, ChatMessageDto, MAX_MESSAGES } from '../chat/chat-completion.dto';
 import { MessagesRequestDto } from '../messages/messages.dto';
 import { DtoValidationPipe } from './dto-validation.pipe';
-import { NestedDto, instantiateDto } from './nested-dto';
+import { NestedDto, instantiateDto, isNestedDto } from './nested-dto';
 
 class PartDto {
   @IsString() text!: string;
@@ -78,5 +78,35 @@ describe('DtoValidationPipe with nested DTOs', () => {
         'messages',
       ]);
     }
+  });
+});
+
+describe('every body DTO', () => {
+  it('marks each property class-validator validates as nested with @NestedDto (a bare @ValidateNested would validate plain objects: every body refused)', async () => {
+    const modules = await Promise.all([
+      import('../admin/admin.dto'),
+      import('../chat/chat-completion.dto'),
+      import('../embeddings/embeddings.dto'),
+      import('../gemini/gemini.dto'),
+      import('../messages/messages.dto'),
+      import('../responses/responses.dto'),
+    ]);
+    const storage = getMetadataStorage();
+    const classes = modules.flatMap((m): unknown[] => Object.values(m)).filter((v): v is new () => object => typeof v === 'function');
+    const nested = classes.flatMap((cls) =>
+      storage
+        .getTargetValidationMetadatas(cls, '', true, false)
+        .filter((rule) => rule.type === ValidationTypes.NESTED_VALIDATION)
+        .map((rule) => [cls, rule.propertyName] as const),
+    );
+    // The ones there are today: the check below is not vacuous.
+    expect(nested.map(([cls, property]) => `${cls.name}.${property}`)).toEqual(
+      expect.arrayContaining([
+        'ChatCompletionRequestDto.messages',
+        'ChatCompletionRequestDto.stream_options',
+        'MessagesRequestDto.messages',
+      ]),
+    );
+    expect(nested.filter(([cls, property]) => !isNestedDto(cls, property)).map(([cls, property]) => `${cls.name}.${property}`)).toEqual([]);
   });
 });

@@ -37,6 +37,11 @@ export function NestedDto(
   };
 }
 
+/** Whether `property` of `type` (or of an ancestor) is marked {@link NestedDto}. */
+export function isNestedDto(type: DtoClass, property: string): boolean {
+  return nestedOf(type)?.has(property) === true;
+}
+
 /** The nested-DTO properties of a class, its ancestors' included; undefined when it has none. */
 function nestedOf(type: DtoClass): Map<string, Nested> | undefined {
   let found: Map<string, Nested> | undefined;
