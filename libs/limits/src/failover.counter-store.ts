@@ -215,8 +215,9 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     // both in one step, and a burst at a per-second limit would otherwise flush and ask twice per 429).
     // A budget's refusal likewise, by settlements that give cost back (an answer that cost less than
     // its estimate).
+    // Counted in memory (Redis away), there is no batch to send: the refusal stands.
     const givingBack =
-      outcome.admitted || !outcome.refusedBy
+      outcome.admitted || !outcome.refusedBy || this.degraded
         ? undefined
         : tokens && outcome.tokenTotals && (outcome.refusedBy === 'product_tokens' || outcome.refusedBy === 'user_tokens')
           ? this.givingBack(tokens, outcome.refusedBy)
@@ -299,7 +300,26 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       budgetLeft,
     );
     if (outcome.admitted) onHeld(this.holdRequests(hits));
-    return { ...outcome, counts: outcome.counts.map((count, i) => count + seen[i]) };
+    // The day's totals as this replica knows them: the shared ones it last saw, plus its own since.
+    const base = (id: string, local: number): number => local + (this.lastShared.get(id) ?? 0);
+    return {
+      ...outcome,
+      counts: outcome.counts.map((count, i) => count + seen[i]),
+      ...(tokens &&
+        outcome.tokenTotals && {
+          tokenTotals: {
+            product: base(tokenId(tokens.product, tokens.day), outcome.tokenTotals.product),
+            user: base(tokenId(tokens.product, tokens.day, tokens.user), outcome.tokenTotals.user),
+          },
+        }),
+      ...(budget &&
+        outcome.costTotals && {
+          costTotals: {
+            product: base(costId(budget.product, budget.day), outcome.costTotals.product),
+            user: base(costId(budget.product, budget.day, budget.user), outcome.costTotals.user),
+          },
+        }),
+    };
   }
 
   /** Keeps the shared counts a hit saw (its daily counters, the day's token and cost totals) for an outage to go on from. */

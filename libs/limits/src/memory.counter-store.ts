@@ -42,13 +42,20 @@ export class MemoryCounterStore implements CounterStore {
     const found = hits.map((h) => this.live(h.key, now));
     const counts = hits.map((h, i) => found[i]?.counts.get(h.field ?? '') ?? 0);
     const ttlsMs = found.map((b) => (b ? b.expiresAt - now : 0));
+    // The day's token and cost totals, after reserving or as found, as Redis answers them: the quota
+    // service tells a request refused only for room its replica's requests in flight hold to retry
+    // in 2 s, not at midnight.
+    const totals = (): Pick<HitOutcome, 'tokenTotals' | 'costTotals'> => ({
+      ...(tokens && { tokenTotals: dayTotals(this.days, tokens.product, tokens.user, tokens.day) }),
+      ...(budget && { costTotals: dayTotals(this.costDays, budget.product, budget.user, budget.day) }),
+    });
     const refusedAt = hits.findIndex((h, i) => h.limit > 0 && counts[i] >= h.limit);
     if (refusedAt >= 0) return Promise.resolve({ admitted: false, refusedAt, counts, ttlsMs });
     const spent = budget && this.spentBudget(budget);
-    if (spent) return Promise.resolve({ admitted: false, refusedAt: -1, refusedBy: spent, counts, ttlsMs });
+    if (spent) return Promise.resolve({ admitted: false, refusedAt: -1, refusedBy: spent, counts, ttlsMs, ...totals() });
     if (tokens) {
       const refusedBy = this.reserveTokens(tokens);
-      if (refusedBy) return Promise.resolve({ admitted: false, refusedAt: -1, refusedBy, counts, ttlsMs });
+      if (refusedBy) return Promise.resolve({ admitted: false, refusedAt: -1, refusedBy, counts, ttlsMs, ...totals() });
     }
     if (budget && budget.nanoUsd > 0) this.addCostNow(budget.product, budget.user, budget.nanoUsd, budget.day);
     hits.forEach((h, i) => {
@@ -60,7 +67,7 @@ export class MemoryCounterStore implements CounterStore {
       bucket.counts.set(field, counts[i]);
       ttlsMs[i] = bucket.expiresAt - now;
     });
-    return Promise.resolve({ admitted: true, counts, ttlsMs, store: 'local' });
+    return Promise.resolve({ admitted: true, counts, ttlsMs, store: 'local', ...totals() });
   }
 
   release(counters: readonly CounterRef[], _store?: StoreName): Promise<void> {
@@ -158,6 +165,12 @@ function totalsOf(days: Map<string, Map<string, number>>, product: string, day: 
     days.set(key, d);
   }
   return d;
+}
+
+/** A product's and a user's totals of a day in `days` (0 where there are none). */
+function dayTotals(days: Map<string, Map<string, number>>, product: string, user: string, day: string): { product: number; user: number } {
+  const d = days.get(`${product}\n${day}`);
+  return { product: d?.get('_total') ?? 0, user: d?.get(`u:${user}`) ?? 0 };
 }
 
 function previousDay(day: string): string {

@@ -7,6 +7,7 @@ import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
 import { secondsToUtcMidnight, utcDay } from './counter.store';
 import { IN_FLIGHT_RETRY_SECONDS, maxCostNanoUsd, QuotaService, type TokenEstimate } from './quota.service';
+import { MemoryCounterStore } from './memory.counter-store';
 import { costKey, RedisCounterStore, tokenKey } from './redis.counter-store';
 
 // Integration spec: the quota service over the Redis store (real Redis), whose refusals carry the
@@ -191,5 +192,39 @@ describe('QuotaService over Redis: cost reserved against a daily budget', () => 
       "This request may cost up to $1.5003 (its prompt and the most it may generate, at the highest prices of the models that may answer it), more than this product's whole daily budget of $0.001: it can never be served as it is; ask for fewer output tokens",
     );
     expect(error.options.retryAfterSeconds).toBeGreaterThan(IN_FLIGHT_RETRY_SECONDS);
+  });
+});
+
+describe('QuotaService without Redis (the memory store, one replica)', () => {
+  it('tells a client held back by its own requests in flight to retry in 2 s, not at midnight (tokens and cost budgets alike)', async () => {
+    const logger = new JsonLogger('error', undefined, () => undefined);
+    const config = {
+      policy: buildPolicyBook({
+        defaults: { limits: { requests_per_second: 0, user_requests_per_second: 0, daily_requests: 0, user_daily_requests: 0 } },
+        products: {
+          mem: { limits: { user_daily_tokens: 1_000 }, auto_block: { rejections: 1, window_seconds: 60, block_seconds: 60 } },
+          memcost: { limits: { daily_cost_usd: 0.001 }, auto_block: { rejections: 0 } },
+        },
+        prices: { 'gpt-4o-mini': { input: 0.15, output: 0.6 } },
+      }),
+    } as unknown as GatewayConfig;
+    const memoryBlocks = new BlocksService(undefined, logger);
+    const local = new QuotaService(config, new MemoryCounterStore(), new AutoBlocker(config, undefined, memoryBlocks, logger), logger);
+
+    const first = await local.admit(undefined, 'mem', 'ike', estimated(700), MODELS);
+    const waiting = await rejectionOf(local.admit(undefined, 'mem', 'ike', estimated(600), MODELS));
+    expect([waiting.code, waiting.options.retryAfterSeconds]).toEqual(['daily_quota_exceeded', IN_FLIGHT_RETRY_SECONDS]);
+    expect(waiting.message).toContain('while requests in flight hold 700 tokens');
+    await new Promise((r) => setImmediate(r));
+    // Told to retry, not counted toward auto-block (its first refusal would block here).
+    expect(memoryBlocks.find('mem', 'ike')).toBeUndefined();
+    local.settle(first, 100);
+    await expect(local.admit(undefined, 'mem', 'ike', estimated(600), MODELS)).resolves.toBeDefined();
+
+    // A budget: 2,000 prompt tokens at $0.15/M is $0.0003, held while in flight.
+    const held = await local.admit(undefined, 'memcost', 'jo', estimated(2_000), MODELS);
+    const budgetWait = await rejectionOf(local.admit(undefined, 'memcost', 'jo', () => ({ prompt: 5_000, completion: 0 }), MODELS));
+    expect(budgetWait.options.retryAfterSeconds).toBe(IN_FLIGHT_RETRY_SECONDS);
+    local.settle(held, 0);
   });
 });
