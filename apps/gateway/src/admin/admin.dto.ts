@@ -7,6 +7,17 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** The longest expiry a block may be given: ten years (an expiry must stay a valid date). */
 const MAX_BLOCK_SECONDS = 10 * 365 * 86_400;
 
+/** A text field without control or invisible characters (bidi controls, zero-width spaces, line breaks). */
+function NoInvisibleCharacters(field: string): PropertyDecorator {
+  return ValidateBy({
+    name: 'noInvisibleCharacters',
+    validator: {
+      validate: (v: unknown) => typeof v === 'string' && !hasInvisibleCharacters(v),
+      defaultMessage: () => `${field} must not contain ${INVISIBLE_CHARACTERS_RULE}`,
+    },
+  });
+}
+
 /** `POST /admin/blocks`: unknown fields are refused (a misspelt `user` would block the whole product). */
 @StrictBody()
 export class CreateBlockDto {
@@ -19,26 +30,14 @@ export class CreateBlockDto {
   @MinLength(1)
   @MaxLength(256)
   // As DELETE takes it: a block no DELETE can name would stay until Redis is edited by hand.
-  @ValidateBy({
-    name: 'noInvisibleCharacters',
-    validator: {
-      validate: (v: unknown) => typeof v === 'string' && !hasInvisibleCharacters(v),
-      defaultMessage: () => `user must not contain ${INVISIBLE_CHARACTERS_RULE}`,
-    },
-  })
+  @NoInvisibleCharacters('user')
   user?: string;
   @ApiProperty({ example: 'abuse report #123' })
   @IsString()
   @MinLength(1)
   @MaxLength(500)
   // It is written to log lines and told to the blocked caller: no line breaks or bidirectional tricks.
-  @ValidateBy({
-    name: 'noInvisibleCharacters',
-    validator: {
-      validate: (v: unknown) => typeof v === 'string' && !hasInvisibleCharacters(v),
-      defaultMessage: () => `reason must not contain ${INVISIBLE_CHARACTERS_RULE}`,
-    },
-  })
+  @NoInvisibleCharacters('reason')
   reason!: string;
   @ApiPropertyOptional({
     description: 'Seconds until the block lifts (at most 10 years); absent = until deleted',
