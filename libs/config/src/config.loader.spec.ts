@@ -1,8 +1,19 @@
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from './config.error';
 import { loadGatewayConfig } from './config.loader';
+
+/** The temporary directories the policy-file tests write to, removed after the suite. */
+const policyDirs: string[] = [];
+function policyDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
+  policyDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of policyDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 const SECRET = 'sk-should-never-be-printed-123';
 const base = {
@@ -400,14 +411,14 @@ describe('loadGatewayConfig', () => {
   });
 
   it('loads the policy file it is pointed at', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
+    const dir = policyDir();
     const file = join(dir, 'policy.yaml');
     writeFileSync(file, 'products:\n  demo:\n    policy: {max_tokens: 64}\n');
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_POLICY_FILE: file }).policy.forProduct('demo').policy.maxTokens).toBe(64);
   });
 
   it('names the bad variables and the policy file’s problems in one error (one boot shows every fix to make)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
+    const dir = policyDir();
     const file = join(dir, 'policy.yaml');
     writeFileSync(file, 'products:\n  demo:\n    policy: {max_tokenz: 64}\n');
     const message = failure({ ...base, PORT: 'abc', API_KEY_SERVER_POLICY_FILE: file });
@@ -418,7 +429,7 @@ describe('loadGatewayConfig', () => {
   });
 
   it('refuses a key written twice in the policy file, 123 and "123" included (one product name once read)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
+    const dir = policyDir();
     for (const [name, text] of [
       ['same.yaml', 'products:\n  demo: {}\n  demo: {limits: {requests_per_second: 1}}\n'],
       ['typed.yaml', 'products:\n  123: {}\n  "123": {limits: {requests_per_second: 1}}\n'],
