@@ -145,6 +145,17 @@ async function expectOneAudit(gateway: Gateway, requestId: string, expected: Par
   return record;
 }
 
+/** One audit line for a stream answered whole: status 200, the usage its last chunk gave the client. */
+function expectStreamAudited(requestId: string, last: ChatCompletionChunk): Promise<AuditRecord> {
+  return expectOneAudit(gw, requestId, {
+    status: 200,
+    failure: null,
+    stream: true,
+    tokens_in: last.usage!.prompt_tokens,
+    tokens_out: last.usage!.completion_tokens,
+  });
+}
+
 /** POSTs JSON (or raw text) with fetch. */
 async function post(
   gateway: Gateway,
@@ -388,13 +399,7 @@ describe('chat completions through the OpenAI SDK', () => {
       const last = result[result.length - 1];
       expect(last.usage!.completion_tokens).toBeGreaterThan(0);
       expect(calls).toBe(1);
-      await expectOneAudit(gw, id, {
-        status: 200,
-        failure: null,
-        stream: true,
-        tokens_in: last.usage!.prompt_tokens,
-        tokens_out: last.usage!.completion_tokens,
-      });
+      await expectStreamAudited(id, last);
     },
   );
 
@@ -410,13 +415,7 @@ describe('chat completions through the OpenAI SDK', () => {
     expect(result.slice(0, -1).every((c) => !c.usage)).toBe(true);
     expect(result.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toContain('stream with usage');
     expect(chatCalls).toBe(1);
-    await expectOneAudit(gw, id, {
-      status: 200,
-      failure: null,
-      stream: true,
-      tokens_in: last.usage!.prompt_tokens,
-      tokens_out: last.usage!.completion_tokens,
-    });
+    await expectStreamAudited(id, last);
   });
 });
 

@@ -127,6 +127,11 @@ async function upstreamTotal(): Promise<number> {
   return (await mock.stats()).total;
 }
 
+/** A request to `model` to summarize what one content part holds (a document, a file), at most 10 tokens out. */
+function askToSummarize(model: string, part: Record<string, unknown>): Record<string, unknown> {
+  return { model, max_tokens: 10, messages: [{ role: 'user', content: [part, { type: 'text', text: 'Summarize' }] }] };
+}
+
 /** Exactly one audit line for the answer's request on the gateway that served it, matching `expected`. */
 async function expectOneAudit(answer: Answer, expected: Partial<AuditRecord>): Promise<AuditRecord> {
   const record = await answer.gateway.waitForAudit(answer.id);
@@ -505,19 +510,7 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
       [
         '/v1/messages',
         'text document',
-        {
-          model: CLAUDE_MODEL,
-          max_tokens: 10,
-          messages: [
-            {
-              role: 'user',
-              content: [
-                { type: 'document', source: { type: 'text', media_type: 'text/plain', data: text } },
-                { type: 'text', text: 'Summarize' },
-              ],
-            },
-          ],
-        },
+        askToSummarize(CLAUDE_MODEL, { type: 'document', source: { type: 'text', media_type: 'text/plain', data: text } }),
         anthropic,
       ],
       [
@@ -560,36 +553,12 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
       [
         '/v1/chat/completions',
         'chat file',
-        {
-          model: CLAUDE_MODEL,
-          max_tokens: 10,
-          messages: [
-            {
-              role: 'user',
-              content: [
-                { type: 'file', file: { filename: 'report.pdf', file_data: dataUrl } },
-                { type: 'text', text: 'Summarize' },
-              ],
-            },
-          ],
-        },
+        askToSummarize(CLAUDE_MODEL, { type: 'file', file: { filename: 'report.pdf', file_data: dataUrl } }),
       ],
       [
         '/v1/messages',
         'document',
-        {
-          model: CLAUDE_MODEL,
-          max_tokens: 10,
-          messages: [
-            {
-              role: 'user',
-              content: [
-                { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: pdf } },
-                { type: 'text', text: 'Summarize' },
-              ],
-            },
-          ],
-        },
+        askToSummarize(CLAUDE_MODEL, { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: pdf } }),
         { 'anthropic-version': '2023-06-01' },
       ],
       [
