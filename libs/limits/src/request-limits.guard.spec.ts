@@ -106,7 +106,11 @@ class RouteController {
   // A limit only known asynchronously: the stock guard resolves it.
   @Throttle({ user_qps: { limit: () => Promise.resolve(1), ttl: 1_000 } })
   awaited(): void {}
+  // A route's own tracker, which counts how often it is asked.
+  @Throttle({ user_qps: { limit: 5, ttl: 1_000, getTracker: () => `tracked-${++trackerCalls}` } })
+  tracked(): void {}
 }
+let trackerCalls = 0;
 
 function request(
   product: string,
@@ -252,6 +256,21 @@ describe('RequestLimitsGuard', () => {
     } finally {
       stock.mockRestore();
     }
+  });
+
+  it("asks a throttler's tracker once per request, and counts under the identity it answered", async () => {
+    const counters = new MemoryCounterStore();
+    const keys: string[] = [];
+    const hit = counters.hit.bind(counters);
+    counters.hit = (hits) => {
+      keys.push(...hits.map((one) => one.key));
+      return hit(hits);
+    };
+    const h = await harness(counters);
+    const before = trackerCalls;
+    await expect(h.guard.canActivate(request('qps', 'ali', 'tracked').context)).resolves.toBe(true);
+    expect(trackerCalls - before).toBe(1);
+    expect(keys.some((key) => key.includes(`tracked-${trackerCalls}`))).toBe(true);
   });
 
   it('leaves a route whose limit must be awaited to the stock guard, and counts each throttler once', async () => {

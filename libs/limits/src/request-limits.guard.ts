@@ -287,14 +287,17 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       if (limitNow === undefined || ttlNow === undefined) return false;
       const blockNow = resolvedNumber(context, blockDuration ?? throttler.blockDuration ?? ttlNow);
       const tracker = getTracker ?? throttler.getTracker ?? this.commonOptions.getTracker;
-      if (blockNow === undefined || !tracker || typeof tracker(req, context) !== 'string') return false;
+      if (blockNow === undefined || !tracker) return false;
+      const tracked = tracker(req, context);
+      if (typeof tracked !== 'string') return false;
       void this.handleRequest({
         context,
         limit: limitNow,
         ttl: ttlNow,
         throttler,
         blockDuration: blockNow,
-        getTracker: tracker,
+        // Asked once: the value just read, not the tracker again.
+        getTracker: () => tracked,
         generateKey: generateKey ?? throttler.generateKey ?? this.commonOptions.generateKey!,
       });
     }
