@@ -2015,12 +2015,16 @@ describe('RFC 9728 protected-resource metadata and WWW-Authenticate', () => {
       scopes_supported: expect.arrayContaining(['keygate.admin']) as unknown,
     });
     expect(s.text).not.toContain('attacker.example');
+    // Configured, the same for every caller: cacheable.
+    expect(s.headers['cache-control']).toBe('public, max-age=3600');
   });
 
   it('without a configured public URL, names the URL the gateway was called at', async () => {
     const s = await send(mem, { method: 'GET', target: '/.well-known/oauth-protected-resource' });
     expect(s.status).toBe(200);
     expect((s.json as { resource: string }).resource).toBe(mem.url);
+    // Derived from the caller's own headers: a shared cache must not keep it for the next caller.
+    expect(s.headers['cache-control']).toBe('no-store');
   });
 
   it('without a configured public URL, never copies a malformed Host into the metadata or the challenge', async () => {

@@ -1,9 +1,9 @@
-import { Controller, Get, Inject, Req } from '@nestjs/common';
+import { Controller, Get, Inject, Req, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { ADMIN_SCOPE } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorBodyDto } from './api-errors.decorator';
 import { requestPath } from './request-lifecycle';
 import { METADATA_PATH, publicBaseUrl, resourcePath } from './resource-url';
@@ -40,8 +40,8 @@ export class ProtectedResourceController {
     type: ProtectedResourceMetadataDto,
     description: 'The resource, its authorization servers and the bearer methods it takes',
   })
-  metadata(@Req() request: FastifyRequest): Record<string, unknown> {
-    return this.document(request);
+  metadata(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Record<string, unknown> {
+    return this.document(request, reply);
   }
 
   @Get('*')
@@ -65,16 +65,23 @@ export class ProtectedResourceController {
     // The schema's own example is a 401's.
     example: new GatewayError('route_not_found', 'no such resource').toBody(),
   })
-  metadataOfPath(@Req() request: FastifyRequest): Record<string, unknown> {
+  metadataOfPath(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply): Record<string, unknown> {
     const configured = this.config.resource.publicUrl;
     // As sent (percent-encoded), to compare with the public URL's path as a URL holds it.
     const asked = requestPath(request.url).slice(METADATA_PATH.length).replace(/\/+$/, '');
     if (asked !== (configured ? resourcePath(configured) : '')) throw new GatewayError('route_not_found', 'no such resource');
-    return this.document(request);
+    return this.document(request, reply);
   }
 
-  private document(request: FastifyRequest): Record<string, unknown> {
-    const base = publicBaseUrl(request, this.config.resource.publicUrl);
+  /**
+   * The document, with how long it may be kept: an hour when the public URL is configured (it
+   * changes with a rollout); never stored when it is derived from the request's own headers, which
+   * a shared cache must not hand to another caller.
+   */
+  private document(request: FastifyRequest, reply: FastifyReply): Record<string, unknown> {
+    const configured = this.config.resource.publicUrl;
+    void reply.header('cache-control', configured ? 'public, max-age=3600' : 'no-store');
+    const base = publicBaseUrl(request, configured);
     return {
       resource: base,
       authorization_servers: this.config.resource.authorizationServers,
