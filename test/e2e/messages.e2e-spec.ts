@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import Anthropic from '@anthropic-ai/sdk';
+import { betaTool } from '@anthropic-ai/sdk/helpers/beta/json-schema';
 import {
   ANTHROPIC_MODEL,
   CLAUDE_LIST,
@@ -890,6 +891,155 @@ describe('what Claude Code sends', () => {
     expect(error.error).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', code: 'upstream_bad_request' } });
     expect(moved).toEqual({ 'anthropic.messages': 1 });
     await expectOneAudit(id, { status: 400, failure: 'upstream', product: 'claudes', attempts: 1 });
+  });
+});
+
+describe('Anthropic server-held threads (`thread`, the message-threads beta the SDK’s tool runner uses)', () => {
+  const betas: Anthropic.Beta.AnthropicBeta[] = ['message-threads-2026-08-12'];
+  const client = (user: string): Anthropic => gw.anthropic(mintToken({ product: 'prov', sub: user }));
+
+  it('continues a thread only for the user who made it: another user of the product gets 404 thread_not_found, nothing sent upstream', async () => {
+    const alice = client('thread-alice');
+    const bob = client('thread-bob');
+    const first = rid('thread-create');
+    const created = await counting(() =>
+      alice.beta.messages.create(
+        {
+          model: ANTHROPIC_MODEL,
+          max_tokens: 64,
+          messages: [{ role: 'user', content: 'Remember pineapple' }],
+          thread: { type: 'create' },
+          betas,
+        },
+        { headers: first.headers },
+      ),
+    );
+    expect(created.moved).toEqual({ 'anthropic.messages': 1 });
+    expect(created.after.last['anthropic.messages']?.body).toMatchObject({ thread: { type: 'create' } });
+    await expectOneAudit(first.id, { status: 200, failure: null, user: 'thread-alice' });
+    const thread = { type: 'continue' as const, previous_message_id: created.result.id };
+
+    // Another user of the same product, who has the id: refused before any upstream call, as Anthropic
+    // refuses a thread it does not hold (the SDK's tool runner then replays under a thread of its own).
+    const stolen = rid('thread-other-user');
+    const refused = await counting(() =>
+      sdkError(
+        bob.beta.messages.create(
+          { model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'What did I say?' }], thread, betas },
+          { headers: stolen.headers },
+        ),
+      ),
+    );
+    expect(refused.result.status).toBe(404);
+    expect(refused.result.errorCode).toBe('thread_not_found');
+    expect(refused.result.error).toMatchObject({
+      type: 'error',
+      error: { type: 'not_found_error', code: 'thread_not_found', param: 'thread.previous_message_id' },
+    });
+    expect(refused.moved).toEqual({});
+    await expectOneAudit(stolen.id, { status: 404, failure: 'not_found', user: 'thread-bob' });
+
+    // A count of the continuation (the SDK's types have no thread there; a client may send one) would read the thread too.
+    const count = rid('thread-count-other-user');
+    const countParams = { model: ANTHROPIC_MODEL, messages: [{ role: 'user', content: 'What did I say?' }], thread, betas };
+    const uncounted = await counting(() =>
+      sdkError(bob.beta.messages.countTokens(countParams as Anthropic.Beta.MessageCountTokensParams, { headers: count.headers })),
+    );
+    expect(uncounted.result.status).toBe(404);
+    expect(uncounted.result.errorCode).toBe('thread_not_found');
+    expect(uncounted.moved).toEqual({});
+    await expectOneAudit(count.id, { status: 404, failure: 'not_found', user: 'thread-bob' });
+
+    // Its owner continues it: only the new turn goes upstream, with the thread.
+    const next = rid('thread-continue');
+    const continued = await counting(() =>
+      alice.beta.messages.create(
+        { model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'And now?' }], thread, betas },
+        { headers: next.headers },
+      ),
+    );
+    expect(continued.moved).toEqual({ 'anthropic.messages': 1 });
+    expect(continued.after.last['anthropic.messages']?.body).toMatchObject({ messages: [{ role: 'user', content: 'And now?' }], thread });
+    await expectOneAudit(next.id, { status: 200, failure: null, user: 'thread-alice' });
+  });
+
+  it('runs the SDK’s tool runner, which threads by default: the second turn sends only the tool result and is answered in context', async () => {
+    const tool = betaTool({
+      name: 'get_weather',
+      description: 'The weather in a city',
+      inputSchema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+      run: () => '21C',
+    });
+    const {
+      result: turns,
+      moved,
+      after,
+    } = await counting(async () => {
+      const out: Anthropic.Beta.BetaMessage[] = [];
+      const runner = client('thread-runner').beta.messages.toolRunner({
+        model: ANTHROPIC_MODEL,
+        max_tokens: 256,
+        messages: [{ role: 'user', content: 'Weather in Paris [mock tool=get_weather]' }],
+        tools: [tool],
+      });
+      for await (const message of runner) out.push(message);
+      return out;
+    });
+    expect(turns.map((t) => t.stop_reason)).toEqual(['tool_use', 'end_turn']);
+    // The mock answers the whole conversation it holds: the user's question, not the tool's result.
+    expect(turns[1].content).toEqual([{ type: 'text', text: mockReply('anthropic', 'Weather in Paris') }]);
+    expect(moved).toEqual({ 'anthropic.messages': 2 });
+    expect(after.last['anthropic.messages']?.body).toMatchObject({
+      messages: [{ role: 'user', content: [{ type: 'tool_result', content: '21C' }] }],
+      thread: { type: 'continue', previous_message_id: turns[0].id },
+    });
+  });
+
+  it('records a streamed answer’s thread as its user’s, and passes Anthropic’s own thread refusals on with their error_code', async () => {
+    const alice = client('thread-streamer');
+    const first = await alice.beta.messages
+      .stream({ model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'Hello' }], thread: { type: 'create' }, betas })
+      .finalMessage();
+    const thread = { type: 'continue' as const, previous_message_id: first.id };
+    const again = { model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user' as const, content: 'Again' }], thread, betas };
+    const continued = await counting(() => alice.beta.messages.create(again));
+    expect(continued.moved).toEqual({ 'anthropic.messages': 1 });
+    expect(textOf(continued.result as Anthropic.Message)).toBe(mockReply('anthropic', 'Again'));
+
+    // Each answer can be continued once: Anthropic's 400 comes back with its error_code, which the
+    // SDK recovers from (it replays the conversation under a new thread).
+    const twice = rid('thread-continued-twice');
+    const refused = await counting(() => sdkError(alice.beta.messages.create(again, { headers: twice.headers })));
+    expect(refused.result.status).toBe(400);
+    expect(refused.result.errorCode).toBe('thread_already_continued');
+    expect(refused.moved).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(twice.id, { status: 400, failure: 'upstream', user: 'thread-streamer' });
+  });
+
+  it.each([
+    ['no previous_message_id', { type: 'continue' }, 'thread.previous_message_id'],
+    ['an id that is no id', { type: 'continue', previous_message_id: 'msg with spaces' }, 'thread.previous_message_id'],
+    ['a type Anthropic does not have', { type: 'fork' }, 'thread'],
+    ['a string', 'create', 'thread'],
+  ])('refuses a thread with %s (400 naming the field), without calling any upstream', async (_what, thread, param) => {
+    const bad = rid('thread-malformed');
+    const { result: error, moved } = await counting(() =>
+      sdkError(
+        client('thread-alice').messages.create(
+          {
+            model: ANTHROPIC_MODEL,
+            max_tokens: 64,
+            messages: [{ role: 'user', content: 'Hi' }],
+            ...({ thread } as Record<string, unknown>),
+          } as Anthropic.MessageCreateParamsNonStreaming,
+          { headers: bad.headers },
+        ),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.error).toMatchObject({ type: 'error', error: { code: 'invalid_request', param } });
+    expect(moved).toEqual({});
+    await expectOneAudit(bad.id, { status: 400, failure: 'bad_request' });
   });
 });
 

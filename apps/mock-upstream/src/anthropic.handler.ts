@@ -18,6 +18,7 @@ import { messageRolesProblem } from './anthropic.roles';
 import { outputConfigProblems } from './anthropic.structured';
 import { sampleJson } from './mock.structured';
 import { checkThinking, thinkingAnswer, type ThinkingAnswer } from './anthropic.thinking';
+import { holdThread, resolveThread } from './anthropic.threads';
 import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
 import { mockTokens, writtenUsage } from './mock.usage';
@@ -73,11 +74,12 @@ function defaultMessage(status: number): string {
   }
 }
 
-function anthropicError(status: number, message?: string): ErrorReply {
+/** Anthropic's error body; `code` is its `error.details.error_code` (a thread refusal's). */
+function anthropicError(status: number, message?: string, code?: string): ErrorReply {
   const requestId = nextId('req_mock');
   const body: AnthropicErrorBody = {
     type: 'error',
-    error: { type: errorType(status), message: message ?? defaultMessage(status) },
+    error: { type: errorType(status), message: message ?? defaultMessage(status), ...(code ? { details: { error_code: code } } : {}) },
     request_id: requestId,
   };
   return { status, body, headers: { 'request-id': requestId } };
@@ -91,6 +93,19 @@ function blocksText(content: unknown): string {
     if (isRecord(block) && block.type === 'text' && typeof block.text === 'string') out = out === '' ? block.text : `${out}\n${block.text}`;
   }
   return out;
+}
+
+/** The words of the last user message that is not tool results only (undefined: none). */
+function lastUserText(messages: unknown[]): string | undefined {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i];
+    // A user message made only of tool results is the client talking for a tool, not the user.
+    if (isRecord(m) && m.role === 'user') {
+      const text = blocksText(m.content);
+      if (text !== '' || !hasToolResult(m)) return text;
+    }
+  }
+  return undefined;
 }
 
 function hasToolResult(message: unknown): boolean {
@@ -137,18 +152,7 @@ class AnthropicHandler implements ProviderHandler {
   directiveText(ex: Exchange): string {
     const body = ex.body;
     if (!isRecord(body)) return '';
-    const messages = asArray(body.messages);
-    for (let i = messages.length - 1; i >= 0; i--) {
-      const m = messages[i];
-      // A user message made only of tool results is the client talking for a tool, not the user.
-      if (isRecord(m) && m.role === 'user') {
-        const text = blocksText(m.content);
-        if (text !== '' || !hasToolResult(m)) {
-          ex.userText = text;
-          break;
-        }
-      }
-    }
+    ex.userText = lastUserText(asArray(body.messages)) ?? ex.userText;
     return ex.userText;
   }
 
@@ -157,20 +161,23 @@ class AnthropicHandler implements ProviderHandler {
     const model = asString(body.model);
     if (!model) return ex.sendError(anthropicError(400, 'model: Field required'));
     if (!Array.isArray(body.messages)) return ex.sendError(anthropicError(400, 'messages: Field required'));
-    const rolesProblem = messageRolesProblem(model, body.messages);
+    // A thread's continuation is answered as the whole conversation it continues.
+    const thread = resolveThread(body, ex.req.headers['anthropic-beta']);
+    if (thread.refusal) return ex.sendError(anthropicError(thread.refusal.status, thread.refusal.message, thread.refusal.code));
+    const messages = thread.messages;
+    const rolesProblem = messageRolesProblem(model, messages);
     if (rolesProblem !== undefined) return ex.sendError(anthropicError(400, rolesProblem));
     // POST /v1/messages/count_tokens: the prompt's tokens as a Messages answer would report them.
     if (ex.route === 'anthropic.countTokens')
       return sendJsonWithFaults(
         ex,
-        { input_tokens: promptTokens(promptChars(body, body.messages), body.messages.length) },
+        { input_tokens: promptTokens(promptChars(body, messages), messages.length) },
         { 'request-id': nextId('req_mock') },
       );
     // Required by the real API: catches gateways that forget to set it when translating.
     if (typeof body.max_tokens !== 'number') return ex.sendError(anthropicError(400, 'max_tokens: Field required'));
     const formatProblems = outputConfigProblems(body.output_config);
     if (formatProblems.length) return ex.sendError(anthropicError(400, formatProblems.join('; ')));
-    const messages = body.messages as unknown[];
     const verdict = checkThinking(body, model, messages);
     if (verdict.problem !== undefined) return ex.sendError(anthropicError(400, verdict.problem));
 
@@ -187,7 +194,8 @@ class AnthropicHandler implements ProviderHandler {
     const forced = choice?.type === 'tool' ? asString(choice.name) : choice?.type === 'any' ? '' : undefined;
     // A mid-conversation system message after the user's turn leaves it the user's turn.
     const last = messages.filter((m) => !(isRecord(m) && m.role === 'system')).at(-1);
-    const userText = stripDirectives(ex.userText);
+    // A continuation's new turn may be tool results only: the user's words are in the thread.
+    const userText = stripDirectives(thread.continues === undefined ? ex.userText : (lastUserText(messages) ?? ''));
     const plan = planToolCalls({
       declared,
       parameters,
@@ -221,6 +229,10 @@ class AnthropicHandler implements ProviderHandler {
     if (plan) for (let i = 0; i < plan.count; i++) toolIds.push(nextId('toolu_mock'));
     const requestId = nextId('req_mock');
     const headers: OutgoingHttpHeaders = { 'request-id': requestId };
+    const content: AnthropicContentBlock[] = plan
+      ? toolIds.map((toolId) => ({ type: 'tool_use', id: toolId, name: plan.name, input: plan.args }))
+      : [{ type: 'text', text }];
+    if (thread.holds) holdThread(id, messages, content, thread.continues);
 
     if (body.stream === true) {
       return sendStream(
@@ -242,9 +254,6 @@ class AnthropicHandler implements ProviderHandler {
       );
     }
 
-    const content: AnthropicContentBlock[] = plan
-      ? toolIds.map((toolId) => ({ type: 'tool_use', id: toolId, name: plan.name, input: plan.args }))
-      : [{ type: 'text', text }];
     if (thought) content.unshift(...thinkingBlocks(thought));
     const message: AnthropicMessage = {
       id,

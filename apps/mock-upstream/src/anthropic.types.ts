@@ -5,7 +5,7 @@
 
 export interface AnthropicErrorBody {
   type: 'error';
-  error: { type: string; message: string };
+  error: { type: string; message: string; details?: { error_code: string } };
   request_id?: string;
 }
 

@@ -14,6 +14,7 @@ export type GatewayErrorCode =
   | 'model_not_found'
   | 'route_not_found'
   | 'response_not_found'
+  | 'thread_not_found'
   | 'rate_limit_exceeded'
   | 'daily_quota_exceeded'
   | 'upstream_error'
@@ -51,6 +52,7 @@ export const ERROR_CODES: Readonly<Record<GatewayErrorCode, ErrorCodeSpec>> = {
   model_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
   route_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
   response_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
+  thread_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error', failure: 'rate_limit' },
   daily_quota_exceeded: { status: 429, type: 'rate_limit_error', failure: 'quota' },
   upstream_error: { status: 502, type: 'upstream_error', failure: 'upstream' },

@@ -10,6 +10,11 @@ export interface GatewayErrorOptions {
   param?: string;
   /** Underlying error, kept for logs only: never sent to the client. */
   cause?: unknown;
+  /**
+   * Machine-readable detail, sent as `error.details` (Anthropic's envelope has it: its SDKs read
+   * `details.error_code` to tell a thread refusal they can recover from).
+   */
+  details?: Readonly<Record<string, string>>;
 }
 
 /** A domain error with a code; the exception filter turns it into the contract's error body. */
@@ -32,13 +37,15 @@ export class GatewayError extends Error {
 
   /** The OpenAI-shaped body: `{"error": {"message", "type", "code", "param"}}`. */
   toBody(): OpenAiErrorBody {
-    return errorBody(this.code, this.message, this.options.param);
+    const body = errorBody(this.code, this.message, this.options.param);
+    if (this.options.details) body.error.details = { ...this.options.details };
+    return body;
   }
 }
 
 /** OpenAI's error envelope. */
 export interface OpenAiErrorBody {
-  error: { message: string; type: string; code: string; param: string | null };
+  error: { message: string; type: string; code: string; param: string | null; details?: Record<string, string> };
 }
 
 /** Builds the contract's error body for a code. */

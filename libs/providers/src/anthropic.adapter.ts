@@ -4,7 +4,7 @@ import type { ProviderAccess } from '@keygate/secrets';
 import { AnthropicNativeStream, messageText, messageUsage } from './anthropic.native';
 import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic.types';
 import { AnthropicStreamTranslator, toChatCompletion, toMessagesRequest, type CompletionMeta } from './anthropic.translate';
-import type { ChatResult, ChatStream, PassedHeaders, StreamEvent } from './chat.types';
+import type { ChatResult, ChatStream, PassedHeaders, StreamEvent, Usage } from './chat.types';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { cutAfterAnswer, failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
@@ -22,7 +22,16 @@ export interface MessagesPassthrough {
   version?: string;
   /** The client's `anthropic-beta` feature list, checked. */
   beta?: string;
+  /**
+   * Told the id of the answer (a `message_start`'s, a whole answer's) before the client has it, and
+   * again with the answer's usage once it is whole: a request that asked Anthropic to hold a thread
+   * records whose it is (the client continues from that id). Awaited before the event goes out.
+   */
+  onMessage?: OnMessage;
 }
+
+/** See {@link MessagesPassthrough.onMessage}. */
+export type OnMessage = (id: string, usage: Usage | null) => Promise<void> | void;
 
 /** A passed-through answer (a message, a token count): its text as Anthropic sent it, and the headers passed on. */
 export interface PassedAnswer {
@@ -85,7 +94,10 @@ export class AnthropicAdapter implements ProviderAdapter {
     const res = await this.post(call.access, call.signal, call.body, call);
     const body = await readText(res, this.name);
     const message = parse<Partial<AnthropicMessage>>(body, 'response');
-    return { body, headers: passedHeaders(res), usage: messageUsage(message), text: messageText(message) };
+    const usage = messageUsage(message);
+    // Recorded before the answer goes out: the client may continue its thread at once.
+    if (call.onMessage && typeof message.id === 'string') await call.onMessage(message.id, usage);
+    return { body, headers: passedHeaders(res), usage, text: messageText(message) };
   }
 
   /**
@@ -102,7 +114,7 @@ export class AnthropicAdapter implements ProviderAdapter {
   /** A Messages stream passed through event by event (see {@link AnthropicNativeStream}). */
   async messagesStream(call: MessagesPassthrough): Promise<ChatStream> {
     const res = await this.post(call.access, call.signal, { ...call.body, stream: true }, call);
-    return { events: this.nativeEvents(res), headers: passedHeaders(res) };
+    return { events: this.nativeEvents(res, call.onMessage), headers: passedHeaders(res) };
   }
 
   private async post(
@@ -131,18 +143,25 @@ export class AnthropicAdapter implements ProviderAdapter {
     return res;
   }
 
-  private async *nativeEvents(res: UpstreamResponse): AsyncGenerator<StreamEvent> {
-    const stream = new AnthropicNativeStream();
+  private async *nativeEvents(res: UpstreamResponse, onMessage: OnMessage | undefined): AsyncGenerator<StreamEvent> {
+    const stream = new AnthropicNativeStream(onMessage);
     try {
       for await (const event of sseEvents(res, this.name, { isLast: isMessageStop })) {
-        yield stream.push(event);
+        const out = stream.push(event);
+        // The event naming the answer's id goes out once its owner is recorded (see onMessage).
+        const recording = stream.takeRecording();
+        if (recording) await recording;
+        yield out;
         if (stream.stopped) break;
       }
     } catch (error) {
       // A host that gave the stop reason and then went silent or dropped the connection: whole.
       if (!(stream.answered && cutAfterAnswer(error))) throw error;
     }
-    yield* stream.end();
+    const last = stream.end();
+    const recording = stream.takeRecording();
+    if (recording) await recording;
+    yield* last;
   }
 
   /**

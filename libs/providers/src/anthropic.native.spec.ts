@@ -7,6 +7,33 @@ function sse(event: string | undefined, data: unknown): { event?: string; data: 
 }
 
 describe('AnthropicNativeStream', () => {
+  it('tells onMessage the answer’s id at message_start (before it goes on) and its usage at message_stop, given or made up', async () => {
+    const noted: Array<[string, unknown]> = [];
+    let release: () => void = () => undefined;
+    const stream = new AnthropicNativeStream((id, usage) => {
+      noted.push([id, usage]);
+      return new Promise<void>((resolve) => (release = resolve));
+    });
+    stream.push(sse('message_start', { type: 'message_start', message: { id: 'msg_t', usage: { input_tokens: 7, output_tokens: 1 } } }));
+    expect(noted).toEqual([['msg_t', null]]);
+    const recording = stream.takeRecording();
+    expect(recording).toBeInstanceOf(Promise);
+    expect(stream.takeRecording()).toBeUndefined();
+    release();
+    await recording;
+    stream.push(sse('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 3 } }));
+    expect(stream.takeRecording()).toBeUndefined();
+    // The host leaves message_stop out: the one keygate gives records the usage too.
+    stream.end();
+    expect(noted[1]).toEqual(['msg_t', { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 }]);
+    // Without an id nothing is told.
+    const anonymous: string[] = [];
+    const other = new AnthropicNativeStream((id) => void anonymous.push(id));
+    other.push(sse('message_start', { type: 'message_start', message: { usage: { input_tokens: 1 } } }));
+    other.push(sse('message_stop', { type: 'message_stop' }));
+    expect(anonymous).toEqual([]);
+  });
+
   it('passes every event on with its name and data as sent, reading usage and text on the way', () => {
     const stream = new AnthropicNativeStream();
     const start = sse('message_start', {

@@ -25,6 +25,19 @@ export class AnthropicNativeStream {
   private ended = false;
   /** Whether a `message_delta` gave the stop reason: the answer is complete, `message_stop` or not. */
   private stopReason = false;
+  /** The answer's id, from `message_start`. */
+  private id: string | undefined;
+  private recording: Promise<void> | void = undefined;
+
+  /** `onMessage`: told the answer's id at `message_start` and its usage at `message_stop` (see MessagesPassthrough). */
+  constructor(private readonly onMessage?: (id: string, usage: Usage | null) => Promise<void> | void) {}
+
+  /** The `onMessage` call the last event made, to wait on before passing that event on (taken once). */
+  takeRecording(): Promise<void> | void {
+    const recording = this.recording;
+    this.recording = undefined;
+    return recording;
+  }
 
   /** Whether `message_stop` has been seen: the stream is complete, whatever follows it. */
   get stopped(): boolean {
@@ -47,6 +60,10 @@ export class AnthropicNativeStream {
     switch (event.type) {
       case 'message_start':
         if (isRecord(event.message?.usage)) this.merge(event.message.usage, out);
+        if (typeof event.message?.id === 'string') {
+          this.id = event.message.id;
+          this.note(null);
+        }
         break;
       case 'content_block_start':
         out.text = blockText(event.content_block);
@@ -63,6 +80,7 @@ export class AnthropicNativeStream {
         // A compatible host that reported no usage at all, or none that reads as counts: keygate's
         // estimate stands in, not zeros.
         this.withUsage(out, 'usage');
+        this.note(out.usage ?? null);
         break;
       case 'error':
         throw anthropicStreamError(event.error?.type, event.error?.message);
@@ -86,7 +104,13 @@ export class AnthropicNativeStream {
     this.ended = true;
     const out: StreamEvent = { event: 'message_stop', data: '{"type":"message_stop"}' };
     this.withUsage(out, 'usage');
+    this.note(out.usage ?? null);
     return [out];
+  }
+
+  /** Tells `onMessage` of the answer's id (and usage, at the end), when it has one. */
+  private note(usage: Usage | null): void {
+    if (this.onMessage && this.id !== undefined) this.recording = this.onMessage(this.id, usage);
   }
 
   /** Merges reported counts; the running usage goes on the event only once some count is known (`{}` is none). */

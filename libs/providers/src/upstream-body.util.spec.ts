@@ -233,6 +233,11 @@ describe('the field an upstream refusal names', () => {
     expect(upstreamCode('{"error":{"message":"bad","code":null}}')).toBeUndefined();
     expect(upstreamCode('{"error":{"message":"bad","code":429}}')).toBeUndefined();
     expect(upstreamCode('not json')).toBeUndefined();
+    // Anthropic's bodies have no error.code: its details.error_code stands in.
+    expect(
+      upstreamCode('{"type":"error","error":{"type":"not_found_error","message":"x","details":{"error_code":"thread_not_found"}}}'),
+    ).toBe('thread_not_found');
+    expect(upstreamCode('{"type":"error","error":{"type":"invalid_request_error","message":"x","details":null}}')).toBeUndefined();
   });
 
   it('goes on with the 400 the client can fix, not with keygate’s own failures', async () => {

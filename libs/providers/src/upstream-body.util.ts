@@ -105,11 +105,17 @@ export async function failFromStatus(res: UpstreamResponse, provider: string, up
   );
 }
 
-/** A string field of an OpenAI(-compatible) error body's `error` object, when it is a sane name. */
+/**
+ * A string field of an OpenAI(-compatible) error body's `error` object, when it is a sane name; for
+ * `code`, Anthropic's `error.details.error_code` when there is no `error.code` (Anthropic's bodies
+ * have none).
+ */
 function errorField(text: string, field: 'param' | 'code'): string | undefined {
   try {
     const doc = JSON.parse(text) as { error?: Record<string, unknown> };
-    const value = typeof doc.error === 'object' && doc.error !== null ? doc.error[field] : undefined;
+    const error = typeof doc.error === 'object' && doc.error !== null ? doc.error : undefined;
+    const details = field === 'code' && error && typeof error.details === 'object' && error.details !== null ? error.details : undefined;
+    const value = error?.[field] ?? (details as Record<string, unknown> | undefined)?.error_code;
     return typeof value === 'string' && /^[\w.[\]-]{1,128}$/.test(value) ? value : undefined;
   } catch {
     return undefined;
@@ -121,7 +127,7 @@ export function upstreamParam(text: string): string | undefined {
   return errorField(text, 'param');
 }
 
-/** The error code an OpenAI(-compatible) error body gives (`error.code`), when it is a sane name. */
+/** The error code an OpenAI(-compatible) error body gives (`error.code`; Anthropic's `error.details.error_code`), when it is a sane name. */
 export function upstreamCode(text: string): string | undefined {
   return errorField(text, 'code');
 }

@@ -30,6 +30,27 @@ describe('UpstreamError.toGatewayError', () => {
     expect(error.options.retryAfterSeconds).toBe(1);
   });
 
+  it('passes Anthropic’s details.error_code of a refusal on, and answers its thread_not_found 404 as such, not as an unknown model', () => {
+    const gone = new UpstreamError('http', 'anthropic', 'No thread', 404, undefined, undefined, 'thread_not_found').toGatewayError();
+    expect(gone).toMatchObject({ code: 'thread_not_found', status: 404 });
+    expect(gone.toBody().error.details).toEqual({ error_code: 'thread_not_found' });
+    const twice = new UpstreamError(
+      'http',
+      'anthropic',
+      'continued',
+      400,
+      undefined,
+      undefined,
+      'thread_already_continued',
+    ).toGatewayError();
+    expect(twice).toMatchObject({ code: 'upstream_bad_request', status: 400 });
+    expect(twice.toBody().error.details).toEqual({ error_code: 'thread_already_continued' });
+    // An OpenAI code is read by keygate (a gone previous response), not passed on.
+    const openai = new UpstreamError('http', 'openai', 'gone', 400, undefined, undefined, 'previous_response_not_found').toGatewayError();
+    expect(openai.toBody().error).not.toHaveProperty('details');
+    expect(new UpstreamError('http', 'anthropic', 'no such model', 404).toGatewayError()).toMatchObject({ code: 'model_not_found' });
+  });
+
   it('keeps any other in-stream error a 502', () => {
     expect(new UpstreamError('stream_error', 'anthropic', 'overloaded_error', 529).toGatewayError()).toMatchObject({
       code: 'upstream_error',

@@ -78,7 +78,16 @@ export class UpstreamError extends Error {
     const [code, message] = this.classify();
     const retryAfterSeconds = this.retryAfterSeconds ?? (code === 'upstream_rate_limited' ? DEFAULT_RATE_LIMIT_RETRY_SECONDS : undefined);
     const param = code === 'upstream_bad_request' ? this.param : undefined;
-    return new GatewayError(code, message, { retryAfterSeconds, cause: this, ...(param === undefined ? {} : { param }) });
+    // Anthropic's `details.error_code` of a refusal goes on: its SDKs recover from some by it (a
+    // thread to replay). Only Anthropic's: an OpenAI(-compatible) `error.code` is read, not passed.
+    const details =
+      this.provider === 'anthropic' && this.code !== undefined && this.kind === 'http' ? { error_code: this.code } : undefined;
+    return new GatewayError(code, message, {
+      retryAfterSeconds,
+      cause: this,
+      ...(param === undefined ? {} : { param }),
+      ...(details === undefined ? {} : { details }),
+    });
   }
 
   private classify(): [GatewayErrorCode, string] {
@@ -121,6 +130,8 @@ export class UpstreamError extends Error {
     // The client's own mistakes are passed on with the upstream's explanation; keygate's own
     // credential problems and upstream outages become 502, which the client cannot fix.
     if (status === 400 || status === 422) return ['upstream_bad_request', `${who} rejected the request: ${this.message}`];
+    // Anthropic holds no thread for a `previous_message_id` (expired, or never stored): not the model.
+    if (status === 404 && this.code === 'thread_not_found') return ['thread_not_found', `${who}: ${this.message}`];
     if (status === 404) return ['model_not_found', `${who}: ${this.message}`];
     if (status === 413) return ['request_too_large', `${who}: request too large`];
     if (status === 429) return ['upstream_rate_limited', `${who} is rate limiting keygate; retry later`];

@@ -111,6 +111,21 @@ export class MessagesRequestDto {
   @IsOptional()
   @Validate(ToolChoiceConstraint)
   tool_choice?: unknown;
+  // Checked by the service (it decides whose a thread is), documented here.
+  @ApiPropertyOptional({
+    description:
+      "Anthropic's server-held thread (anthropic-beta message-threads-2026-08-12): create one, or continue from an earlier answer's id. " +
+      'keygate continues a thread only for the user who created it (else 404 thread_not_found)',
+    oneOf: [
+      { type: 'object', properties: { type: { type: 'string', enum: ['create'] } }, required: ['type'] },
+      {
+        type: 'object',
+        properties: { type: { type: 'string', enum: ['continue'] }, previous_message_id: { type: 'string', example: 'msg_01ABC' } },
+        required: ['type', 'previous_message_id'],
+      },
+    ],
+  })
+  thread?: unknown;
 }
 
 /** The usage block of an Anthropic message (documentation only). */

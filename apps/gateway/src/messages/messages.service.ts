@@ -8,10 +8,16 @@ import {
   estimateMessagesPromptTokens,
   messagesForFallback,
   promptCacheWrite,
+  UpstreamError,
   type MessagesPassthrough,
+  type OnMessage,
 } from '@keygate/providers';
+import type { ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
+import { isRecord } from '../chat/chat-completion.dto';
 import { CompletionRunner } from '../chat/completion-runner';
+import { RESPONSE_ID } from '../responses/response-id';
+import { ownerOf, StoredResponses, type StoredResponse } from '../responses/stored-responses';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { ANTHROPIC_STREAM } from './anthropic-errors';
 
@@ -24,6 +30,7 @@ export interface MessagesRequest {
   stream?: boolean;
   system?: unknown;
   tools?: unknown;
+  thread?: unknown;
   [key: string]: unknown;
 }
 
@@ -63,6 +70,47 @@ export function anthropicClientHeaders(headers: Record<string, string | string[]
 }
 
 /**
+ * What a request asks of Anthropic's server-held threads (`thread`, the message-threads beta the
+ * Anthropic SDKs' tool runner uses by default): a new thread held under the answer's id, or the
+ * continuation of one from an earlier answer's id, the request then carrying only the new turn.
+ */
+type ThreadAsk = { type: 'create' } | { type: 'continue'; previousId: string };
+
+/** The request's `thread`, checked: anything but the two shapes Anthropic documents is refused (keygate could not tell whose it is). */
+export function threadOf(body: Pick<MessagesRequest, 'thread'>): ThreadAsk | undefined {
+  const { thread } = body;
+  if (thread === undefined || thread === null) return undefined;
+  if (isRecord(thread) && thread.type === 'create') return { type: 'create' };
+  if (isRecord(thread) && thread.type === 'continue') {
+    const id = thread.previous_message_id;
+    if (typeof id === 'string' && RESPONSE_ID.test(id)) return { type: 'continue', previousId: id };
+    throw new GatewayError('invalid_request', 'thread.previous_message_id must be the id of an earlier answer (msg_…)', {
+      param: 'thread.previous_message_id',
+    });
+  }
+  throw new GatewayError('invalid_request', 'thread must be {"type": "create"} or {"type": "continue", "previous_message_id": "msg_…"}', {
+    param: 'thread',
+  });
+}
+
+/**
+ * The answer for a thread the caller may not continue: none recorded, another user's, another
+ * product's, gone at Anthropic, all alike. Anthropic's own `details.error_code`: its SDKs then replay
+ * the whole conversation under a new thread, which is the caller's.
+ */
+function threadNotFound(id: string): GatewayError {
+  return new GatewayError('thread_not_found', `No thread answer with id '${id.slice(0, 128)}' was made for this user through keygate`, {
+    param: 'thread.previous_message_id',
+    details: { error_code: 'thread_not_found' },
+  });
+}
+
+/** Whether Anthropic said it holds no thread for the id a continuation named (404 `thread_not_found`). */
+function isThreadGone(error: unknown): boolean {
+  return error instanceof UpstreamError && error.kind === 'http' && error.status === 404 && error.code === 'thread_not_found';
+}
+
+/**
  * `POST /v1/messages`: Anthropic's Messages API for the Claude models of the caller's product,
  * passed through (the Anthropic SDKs and Claude Code speak it). Routed, policed, limited, retried,
  * billed and audited like chat; the body and the answer stay Anthropic's.
@@ -73,6 +121,7 @@ export class MessagesService {
     private readonly router: ProductRouter,
     private readonly runner: CompletionRunner,
     private readonly anthropic: AnthropicAdapter,
+    private readonly stored: StoredResponses,
   ) {}
 
   async create(
@@ -94,28 +143,67 @@ export class MessagesService {
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy);
     refuseBetas(client.beta, policy);
-    await this.runner.run(
-      ctx,
-      principal,
-      {
-        // Fallbacks that Anthropic serves too: the body is Anthropic's.
-        candidates: this.router.withFallbacks(ctx, first, body.model, (access) => access.provider === 'anthropic'),
-        call: ({ model, access }) => {
-          // A fallback that thinks otherwise (or not at all) gets the request as it can take it, or is skipped.
-          const attemptBody: MessagesRequest = { ...(model === body.model ? body : messagesForFallback(body, model)), model };
-          applyParameterPolicy(attemptBody, policy);
-          if (policy.endUserId) identifyAnthropicCaller(attemptBody, endUserId(principal.product, principal.user));
-          const call: MessagesPassthrough = { body: attemptBody, access, signal: ctx.abort.signal, ...client };
-          return ctx.stream ? this.anthropic.messagesStream(call) : this.anthropic.messages(call);
+    const thread = threadOf(body);
+    const previous = thread?.type === 'continue' ? await this.threadRecord(principal, thread.previousId, first, body.model) : undefined;
+    // A continuation carries only the new turn: the thread's context is part of the prompt Anthropic bills.
+    const promptTokens = (): number => estimateMessagesPromptTokens(body) + (previous?.tokens ?? 0);
+    const owner = ownerOf(principal);
+    // An answer that holds a thread is recorded as its user's before the client has its id.
+    const onMessage = (model: string, access: ProviderAccess): OnMessage | undefined =>
+      thread &&
+      ((id, usage) =>
+        this.stored.remember(principal.product, id, {
+          owner,
+          model,
+          baseUrl: access.baseUrl,
+          tokens: usage?.total_tokens ?? promptTokens(),
+          kind: 'thread',
+        }));
+    try {
+      await this.runner.run(
+        ctx,
+        principal,
+        {
+          // Fallbacks that Anthropic serves too (the body is Anthropic's); a continuation only on the
+          // model and at the host that hold its thread.
+          candidates: this.router
+            .withFallbacks(
+              ctx,
+              first,
+              body.model,
+              (access) => access.provider === 'anthropic' && (!previous || access.baseUrl === previous.baseUrl),
+            )
+            .filter((candidate) => !previous || candidate.model === body.model),
+          call: ({ model, access }) => {
+            // A fallback that thinks otherwise (or not at all) gets the request as it can take it, or is skipped.
+            const attemptBody: MessagesRequest = { ...(model === body.model ? body : messagesForFallback(body, model)), model };
+            applyParameterPolicy(attemptBody, policy);
+            if (policy.endUserId) identifyAnthropicCaller(attemptBody, endUserId(principal.product, principal.user));
+            const call: MessagesPassthrough = {
+              body: attemptBody,
+              access,
+              signal: ctx.abort.signal,
+              ...client,
+              onMessage: onMessage(model, access),
+            };
+            return ctx.stream ? this.anthropic.messagesStream(call) : this.anthropic.messages(call);
+          },
+          reserve: (prompt) => ({ prompt, completion: cap, promptCacheWrite: promptCacheWrite(body) }),
+          promptTokens,
+          answerText: (answer) => answer.text,
+          dialect: ANTHROPIC_STREAM,
+          maxStreamSeconds: policy.maxStreamSeconds,
         },
-        reserve: (prompt) => ({ prompt, completion: cap, promptCacheWrite: promptCacheWrite(body) }),
-        promptTokens: () => estimateMessagesPromptTokens(body),
-        answerText: (answer) => answer.text,
-        dialect: ANTHROPIC_STREAM,
-        maxStreamSeconds: policy.maxStreamSeconds,
-      },
-      reply,
-    );
+        reply,
+      );
+    } catch (error) {
+      // Anthropic no longer holds the thread (expired there): forgotten, and answered as any thread not the caller's.
+      if (thread?.type === 'continue' && isThreadGone(error)) {
+        await this.stored.forget(principal.product, thread.previousId);
+        throw threadNotFound(thread.previousId);
+      }
+      throw error;
+    }
   }
 
   /**
@@ -131,11 +219,31 @@ export class MessagesService {
     bodyBytes: number,
     reply: FastifyReply,
   ): Promise<void> {
-    const { access } = this.anthropicRoute(ctx, principal, body, bodyBytes);
+    const route = this.anthropicRoute(ctx, principal, body, bodyBytes);
+    const { access } = route;
+    // A count of a continuation counts the thread's context: only the caller's own thread.
+    const thread = threadOf(body);
+    if (thread?.type === 'continue') await this.threadRecord(principal, thread.previousId, route, body.model);
     const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
     const value = await this.runner.once(ctx, body.model, () => this.anthropic.countTokens(call));
     ctx.answer(200);
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
+  }
+
+  /**
+   * The record of the thread answer a request continues from: the caller's own (else 404, said as
+   * Anthropic says it, see {@link threadNotFound}), held at the host serving the requested model.
+   */
+  private async threadRecord(principal: Principal, id: string, first: ResolvedRoute, model: string): Promise<StoredResponse> {
+    const record = await this.stored.findThread(principal.product, ownerOf(principal), id);
+    if (!record) throw threadNotFound(id);
+    if (record.baseUrl !== first.access.baseUrl)
+      throw new GatewayError(
+        'unsupported_parameter',
+        `thread.previous_message_id is held at another host than the one serving ${model}: continue it with ${record.model}`,
+        { param: 'thread.previous_message_id' },
+      );
+    return record;
   }
 
   /** The route of a Messages request: the model must be one the product serves through Anthropic. */

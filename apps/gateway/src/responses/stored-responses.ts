@@ -19,9 +19,11 @@ export interface StoredResponse {
   tokens: number;
   /**
    * `item`: the record of an output item of a stored response (a message, reasoning, a tool call),
-   * which an `item_reference` may name; absent for a response's own record.
+   * which an `item_reference` may name; `thread`: an answer of Anthropic's Messages API that holds a
+   * thread (a later request continues from its id: `thread.previous_message_id`); absent for a
+   * response's own record.
    */
-  kind?: 'item';
+  kind?: 'item' | 'thread';
 }
 
 /**
@@ -66,7 +68,7 @@ function parseRecord(text: string): StoredResponse | undefined {
       baseUrl,
       tokens: typeof tokens === 'number' && Number.isFinite(tokens) && tokens >= 0 ? tokens : 0,
     };
-    if (kind === 'item') record.kind = 'item';
+    if (kind === 'item' || kind === 'thread') record.kind = kind;
     return record;
   } catch {
     return undefined;
@@ -150,6 +152,12 @@ export class StoredResponses implements OnApplicationShutdown {
   async findItem(product: string, owner: string, id: string): Promise<StoredResponse | undefined> {
     const record = await this.lookup(product, id);
     return record?.owner === owner && record.kind === 'item' ? record : undefined;
+  }
+
+  /** The same for an Anthropic answer that holds a thread (what `thread.previous_message_id` names). */
+  async findThread(product: string, owner: string, id: string): Promise<StoredResponse | undefined> {
+    const record = await this.lookup(product, id);
+    return record?.owner === owner && record.kind === 'thread' ? record : undefined;
   }
 
   /** Forgets a response (deleted, or gone from the upstream) on every replica; a Redis that is away hears of it when it returns. */
