@@ -1498,6 +1498,20 @@ describe('POST /v1/embeddings', () => {
     await expectOneAudit(id, { status: 400, provider: 'anthropic' });
   });
 
+  it('gemini: refuses a generative Gemini model with 400 naming model, without calling any upstream, as Gemini’s own route does', async () => {
+    const { id, headers } = rid('emb-gemini-generative');
+    const { result: error, total } = await counting(() =>
+      apiError(
+        gw.openai(token).embeddings.create({ model: GEMINI_MODEL, input: 'no embeddings here', encoding_format: 'float' }, { headers }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.code).toBe('unsupported_parameter');
+    expect(error.param).toBe('model');
+    expect(total).toBe(0);
+    await expectOneAudit(id, { status: 400, failure: 'bad_request', provider: 'gemini' });
+  });
+
   it("openai: passes a field keygate does not know as sent; OpenAI's refusal comes back 400, not retried", async () => {
     const { id, headers } = rid('emb-unknown-field');
     const body = { model: OPENAI_EMBEDDING_MODEL, input: 'a query', input_type: 'query' };

@@ -6,6 +6,7 @@ import { QuotaService } from '@keygate/limits';
 import { endUserId } from '@keygate/policy';
 import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
 import {
+  isGeminiEmbeddingModel,
   retryDelay,
   runAttempts,
   TokenTally,
@@ -52,6 +53,14 @@ export class EmbeddingsService {
         { param: 'model' },
       );
     }
+    // Google embeds with its embedding models only: refused here, before it is counted, as on
+    // Gemini's own embedContent. (An OpenAI-compatible host names its embedding models as it likes.)
+    if (access.provider === 'gemini' && !isGeminiEmbeddingModel(body.model))
+      throw new GatewayError(
+        'unsupported_parameter',
+        `The model '${body.model}' does not embed: /v1/embeddings serves the product's embedding models`,
+        { param: 'model' },
+      );
     // The policy's end_user_id: OpenAI's `user` names the caller (the client's own value replaced:
     // it could pass for someone else); Gemini's embeddings have no such field.
     if (policy.policy.endUserId) body.user = endUserId(principal.product, principal.user);
