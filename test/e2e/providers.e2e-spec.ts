@@ -1607,6 +1607,21 @@ describe('retries and fallbacks', () => {
     await expectOneAudit(id, { status: 502, failure: 'upstream', attempts: MAX_RETRIES + 1 });
   });
 
+  it('tells the SDK not to retry a provider’s refusal of keygate’s own key, which keygate tried once: one upstream call, not three', async () => {
+    flaky.script({ status: 401 });
+    const { id, headers } = rid('refused-key');
+    const error = await apiError(
+      gw
+        .openai(mintToken({ product: 'flakyalone' }))
+        .chat.completions.create({ model: OPENAI_MODEL, messages: user('bad key') }, { headers, maxRetries: 2 }),
+    );
+    expect(error.status).toBe(502);
+    expect(error.message).toContain("refused keygate's credentials (status 401)");
+    expect(error.headers?.get('x-should-retry')).toBe('false');
+    expect(flaky.count('/v1/chat/completions')).toBe(1);
+    await expectOneAudit(id, { status: 502, failure: 'upstream', attempts: 1 });
+  });
+
   it("waits the upstream's Retry-After between retries of a 429, then falls back when the 429s go on", async () => {
     flaky.script({ status: 429, retryAfter: 1 });
     const { id, headers } = rid('fb-429');

@@ -75,7 +75,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     // retries belong to one layer. The SDKs' own on top would multiply the calls to a provider in
     // trouble (two SDK retries of three attempts: nine calls for one request). One attempt only (no
     // retries configured, nothing retryable) is left to the client to retry.
-    else if (alreadyRetried(ctx, error)) headers['x-should-retry'] = 'false';
+    else if (alreadyRetried(ctx, error) || refusedKeygatesKey(error)) headers['x-should-retry'] = 'false';
     // Refused because keygate is shutting down: the client's next request must go to another replica.
     if (ctx?.endedBy?.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
@@ -172,6 +172,16 @@ function messageFor(status: number, exception: unknown): string {
 }
 
 /** Whether a failure the SDKs would retry (429, 5xx) is an upstream's that keygate itself made more than one attempt at. */
+/**
+ * Whether the upstream refused keygate's own key (a 502 the client cannot fix): a retry a moment
+ * later is refused the same until an operator replaces the key, so the SDKs are told not to.
+ */
+function refusedKeygatesKey(error: GatewayError): boolean {
+  const cause = error.cause;
+  if (!(cause instanceof UpstreamError)) return false;
+  return cause.kind === 'credentials' || (cause.kind === 'http' && (cause.status === 401 || cause.status === 403));
+}
+
 function alreadyRetried(ctx: RequestContext | undefined, error: GatewayError): boolean {
   if (ctx === undefined || ctx.attempts < 2) return false;
   if (error.status !== 429 && error.status < 500) return false;
