@@ -560,10 +560,11 @@ describe('POST /v1/messages upstream failures', () => {
       );
       expect(error).toBeInstanceOf(Anthropic.APIError);
       expect(String((error as Error).message)).toMatch(/overloaded|upstream/i);
-      // keygate's error event names the request as the stream's request-id header did: Anthropic's own.
+      // keygate's error event names the request as the stream's request-id header did: Anthropic's own;
+      // and the failure as Anthropic did (the mock's event is an overloaded_error).
       expect((error as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({
         type: 'error',
-        error: { type: 'api_error' },
+        error: { type: 'overloaded_error', code: 'upstream_error' },
         request_id: expect.stringMatching(/^req_mock/),
       });
     });

@@ -1,4 +1,5 @@
 import { ERROR_CODES, GatewayError, type GatewayErrorCode } from '@keygate/errors';
+import { UpstreamError } from '@keygate/providers';
 import { routedPath } from '../http/request-lifecycle';
 import { ANTHROPIC_STREAM, anthropicErrorBody, anthropicErrorType, speaksAnthropic } from './anthropic-errors';
 
@@ -44,6 +45,20 @@ describe('Anthropic error envelope', () => {
       error: { type: 'timeout_error', code: 'upstream_timeout', param: 'model', message: 'slow' },
       request_id: 'req-7',
     });
+  });
+
+  it('names Anthropic’s own overload overloaded_error though keygate answers it 502, plain or sent in its stream', () => {
+    const answered = new UpstreamError('http', 'anthropic', 'Overloaded', 529).toGatewayError();
+    expect(answered.status).toBe(502);
+    expect(anthropicErrorBody(answered, null).error).toMatchObject({ type: 'overloaded_error', code: 'upstream_error' });
+    // What an `overloaded_error` event in Anthropic's stream is read as.
+    const inStream = new UpstreamError('stream_error', 'anthropic', 'Overloaded', 529).toGatewayError();
+    expect(anthropicErrorBody(inStream, null).error.type).toBe('overloaded_error');
+    // Another provider's 529, or Anthropic's other failures, keep their status's type.
+    expect(anthropicErrorBody(new UpstreamError('http', 'openai', 'x', 529).toGatewayError(), null).error.type).toBe('api_error');
+    expect(anthropicErrorBody(new UpstreamError('stream_error', 'anthropic', 'x', 500).toGatewayError(), null).error.type).toBe(
+      'api_error',
+    );
   });
 
   it('writes a stream failure as Anthropic’s error event with the request id', () => {

@@ -68,7 +68,18 @@ export type AnthropicErrorBody = { type: 'error'; request_id: string | null } & 
  */
 export function anthropicErrorBody(error: GatewayError, requestId: string | null): AnthropicErrorBody {
   const body = error.toBody();
-  return { type: 'error', error: { ...body.error, type: anthropicErrorType(error.status) }, request_id: requestId };
+  return { type: 'error', error: { ...body.error, type: anthropicTypeOf(error) }, request_id: requestId };
+}
+
+/**
+ * The `error.type` of a keygate error in Anthropic's envelope: its status's, except for Anthropic's
+ * own overload (a 529, or an `overloaded_error` event in its stream), which keygate answers 502 as
+ * the contract says but names as Anthropic did, so a client that backs off on it (Claude Code) still can.
+ */
+function anthropicTypeOf(error: GatewayError): string {
+  const cause = error.cause;
+  if (cause instanceof UpstreamError && cause.provider === 'anthropic' && cause.status === 529) return anthropicErrorType(529);
+  return anthropicErrorType(error.status);
 }
 
 /**
