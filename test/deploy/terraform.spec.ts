@@ -15,6 +15,7 @@ const AUDIT_FIELDS = [
   'product',
   'user',
   'model',
+  'model_label',
   'provider',
   'stream',
   'tokens_in',
@@ -84,6 +85,9 @@ describe('Terraform', () => {
     expect(fields).toEqual(expect.arrayContaining(['type', 'product', 'tokens_in', 'tokens_out', 'failure', 'latency_ms']));
     // Beside the audit record's: the message, which tells the failed-attempt and crash lines apart.
     expect(fields.filter((f) => !AUDIT_FIELDS.includes(f) && f !== 'message')).toEqual([]);
+    // A model a client named is not a label: any caller could grow the metrics without bound.
+    expect(fields).not.toContain('model');
+    expect(fields).toContain('model_label');
   });
 
   it('the messages the metrics and alerts match are ones the gateway writes (failed upstream attempts and streams, crashes)', () => {

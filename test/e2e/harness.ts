@@ -453,6 +453,8 @@ export interface AuditRecord {
   product: string | null;
   user: string | null;
   model: string | null;
+  requested_model?: string | null;
+  model_label?: string;
   provider: string | null;
   stream: boolean;
   tokens_in: number | null;

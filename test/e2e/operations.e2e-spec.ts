@@ -319,6 +319,13 @@ describe('/metrics after real requests', () => {
     expect(Object.fromEntries(requests)).toEqual(Object.fromEntries(expected));
     expect(audits.unauth.product).toBeNull();
     expect(audits.model404.product).toBe(PRODUCT);
+    // The audit line carries the series' model label too (what the log-based metrics read): a model a
+    // client invented is `none` there, whatever its `model` says.
+    expect(audits.plain.model_label).toBe('gpt-4o-mini');
+    expect(audits.claude.model_label).toBe(CLAUDE_MODEL);
+    expect(audits.upstream503.model_label).toBe('gpt-4o-mini');
+    expect(audits.model404.model_label).toBe('none');
+    expect(audits.model404.requested_model).not.toBe('none');
 
     // keygate_tokens_total: in/out by product and model equal the audit sums.
     const tokenKey = (l: Record<string, string>): string => `${l.product}|${l.model}|${l.direction}`;

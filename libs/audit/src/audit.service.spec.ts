@@ -40,6 +40,17 @@ describe('AuditService', () => {
     });
   });
 
+  it('writes the model’s bounded metrics label beside it: the one it is given, none when not', () => {
+    const lines: string[] = [];
+    const audit = new AuditService(new JsonLogger('info', undefined, (line) => lines.push(line)), { policy });
+    const served = new RequestContext('req-2', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+    served.model = 'gpt-4o-2024-08-06';
+    served.provider = 'openai';
+    expect(audit.record(served, 'gpt-4o*')).toBe(true);
+    expect(audit.record(new RequestContext('req-3', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true))).toBe(true);
+    expect(lines.map((line) => (JSON.parse(line) as { model_label: string }).model_label)).toEqual(['gpt-4o*', 'none']);
+  });
+
   it('masks a key or a token the client put where the model or the path goes', () => {
     const key = 'sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123456789';
     const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ';

@@ -11,6 +11,11 @@ export interface AuditRecord {
   user: string | null;
   model: string | null;
   requested_model: string | null;
+  /**
+   * Extension: `model` as `/metrics` labels it: the configured name or pattern that served it,
+   * `other`, or `none`. Bounded whatever a client sends, unlike `model`: what log-based metrics read.
+   */
+  model_label: string;
   provider: string | null;
   stream: boolean;
   tokens_in: number | null;
@@ -54,8 +59,8 @@ export class AuditService {
     @Inject(GatewayConfig) private readonly config: Pick<GatewayConfig, 'policy'>,
   ) {}
 
-  /** Writes the record for `ctx` unless it was written already; returns whether it wrote. */
-  record(ctx: RequestContext): boolean {
+  /** Writes the record for `ctx` unless it was written already; returns whether it wrote. `modelLabel`: see {@link AuditRecord.model_label}. */
+  record(ctx: RequestContext, modelLabel = 'none'): boolean {
     if (!ctx.auditable || ctx.audited) return false;
     ctx.audited = true;
     // Priced by the model that answered (a fallback's own price), as configured: never a client's name.
@@ -67,6 +72,7 @@ export class AuditService {
       user: ctx.user,
       model: masked(ctx.model),
       requested_model: masked(ctx.requestedModel),
+      model_label: masked(modelLabel),
       provider: ctx.provider,
       stream: ctx.stream,
       tokens_in: ctx.tokensIn,

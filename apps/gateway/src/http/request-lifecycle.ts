@@ -398,8 +398,9 @@ export class RequestLifecycle {
       .finally(() => {
         // Refused after admission without reaching an upstream: not charged to the daily caps.
         if (ctx.releaseDailyCount && ctx.failure !== null && ctx.attempts === 0) ctx.releaseDailyCount();
-        if (this.audit.record(ctx)) {
-          this.metrics.observeRequest(ctx, this.labels(ctx));
+        const labels = this.labels(ctx);
+        if (this.audit.record(ctx, labels.model)) {
+          this.metrics.observeRequest(ctx, labels);
           // The day's cost in /admin/usage: the audit line's own, added where the limits counted the
           // request, here where it is written once (a request without a price adds nothing). Called
           // for every request, costing or not: one that reserved its cost against a budget settles

@@ -1,7 +1,8 @@
 # Log-based metrics from the gateway's audit records (one JSON line per request on stdout,
 # SPEC §7, read by Cloud Logging as jsonPayload.*) and the alert policies built on them.
 # Label cardinality is bounded: product, model, provider, status and failure class; never the
-# user.
+# user, and never the model a client named (`model_label`: the configured name or pattern that served
+# it, `other` or `none`, as /metrics labels it; `model` holds whatever a client sent to a 404).
 locals {
   container_filter = join(" AND ", [
     "resource.type=\"k8s_container\"",
@@ -72,7 +73,7 @@ resource "google_logging_metric" "requests" {
 
   label_extractors = {
     product  = "EXTRACT(jsonPayload.product)"
-    model    = "EXTRACT(jsonPayload.model)"
+    model    = "EXTRACT(jsonPayload.model_label)"
     provider = "EXTRACT(jsonPayload.provider)"
     status   = "EXTRACT(jsonPayload.status)"
     failure  = "EXTRACT(jsonPayload.failure)"
@@ -133,7 +134,7 @@ resource "google_logging_metric" "tokens_in" {
 
   label_extractors = {
     product = "EXTRACT(jsonPayload.product)"
-    model   = "EXTRACT(jsonPayload.model)"
+    model   = "EXTRACT(jsonPayload.model_label)"
   }
 
   bucket_options {
@@ -169,7 +170,7 @@ resource "google_logging_metric" "tokens_out" {
 
   label_extractors = {
     product = "EXTRACT(jsonPayload.product)"
-    model   = "EXTRACT(jsonPayload.model)"
+    model   = "EXTRACT(jsonPayload.model_label)"
   }
 
   bucket_options {
@@ -207,7 +208,7 @@ resource "google_logging_metric" "cost" {
 
   label_extractors = {
     product = "EXTRACT(jsonPayload.product)"
-    model   = "EXTRACT(jsonPayload.model)"
+    model   = "EXTRACT(jsonPayload.model_label)"
   }
 
   # From a millionth of a dollar up to about $4,000 for one request.
