@@ -40,6 +40,24 @@ describe('parseProductKeys', () => {
     expect(a.modelIds).toEqual(['gpt-4o', 'gpt-4o-mini', 'gemini-1.5-pro', 'claude-3-5-sonnet-20241022']);
   });
 
+  it('takes a base URL with a path of its own (a proxy’s prefix) that is not one keygate appends', () => {
+    const catalog = parseProductKeys(
+      JSON.stringify({
+        p: {
+          providers: {
+            anthropic: { api_key: KEY, models: ['c'], base_url: 'https://proxy.example/anthropic' },
+            openai: { api_key: KEY, models: ['o'], base_url: 'https://proxy.example/openai/v1' },
+          },
+        },
+      }),
+      'openai-api-keys',
+    );
+    expect(catalog.get('p')?.providers.map((a) => a.baseUrl)).toEqual([
+      'https://proxy.example/anthropic',
+      'https://proxy.example/openai/v1',
+    ]);
+  });
+
   it('strips a trailing slash from base_url and defaults the rest to the public endpoints', () => {
     const a = catalog.get('product-a')!;
     expect(a.route('gpt-4o')?.baseUrl).toBe('http://127.0.0.1:8090/v1');
@@ -60,6 +78,21 @@ describe('parseProductKeys', () => {
     [JSON.stringify({ p: { providers: { openai: { api_key: '', models: ['m'] } } } }), 'p.providers.openai.api_key'],
     [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: [] } } } }), 'p.providers.openai.models'],
     [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], base_url: 'ftp://x' } } } }), 'p.providers.openai.base_url'],
+    // A path keygate appends itself: every call would go to …/v1/v1/messages, a 404 read as an unknown model.
+    [
+      JSON.stringify({ p: { providers: { anthropic: { api_key: KEY, models: ['m'], base_url: 'https://api.anthropic.com/v1/' } } } }),
+      "p.providers.anthropic.base_url: ends in /v1, which keygate appends itself: write it as the provider's SDK takes it (https://api.anthropic.com)",
+    ],
+    [
+      JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], base_url: 'https://h.example/v1/chat/completions' } } } }),
+      'p.providers.openai.base_url: ends in /chat/completions',
+    ],
+    [
+      JSON.stringify({
+        p: { providers: { gemini: { api_key: KEY, models: ['m'], base_url: 'https://generativelanguage.googleapis.com/v1beta' } } },
+      }),
+      'p.providers.gemini.base_url: ends in /v1beta',
+    ],
     [
       JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], extra: 1 } } } }),
       'p.providers.openai.extra: unknown field',

@@ -105,10 +105,31 @@ function parseAccess(provider: ProviderName, access: unknown, path: string, prob
   let base = DEFAULT_BASE_URLS[provider];
   if (baseUrl !== undefined) {
     if (typeof baseUrl !== 'string' || !isHttpUrl(baseUrl)) problems.push(`${path}.base_url: must be an http(s) URL`);
-    else base = baseUrl.replace(/\/+$/, '');
+    else {
+      base = baseUrl.replace(/\/+$/, '');
+      const appended = appendedPathIn(provider, base);
+      if (appended)
+        problems.push(
+          `${path}.base_url: ends in ${appended}, which keygate appends itself: write it as the provider's SDK takes it (${DEFAULT_BASE_URLS[provider]})`,
+        );
+    }
   }
   if (problems.length > before) return undefined;
   return { provider, apiKey: (apiKey as string).trim(), baseUrl: base, models: (models as string[]).map((m) => m.trim()) };
+}
+
+/**
+ * The end of a base URL's path that keygate appends to it itself (every call would go to
+ * `…/v1/v1/messages`, answered 404 as if the model were unknown), per provider; undefined when none.
+ */
+const APPENDED_PATHS: Readonly<Record<ProviderName, RegExp>> = {
+  openai: /\/(chat\/completions|responses|embeddings|models)$/i,
+  anthropic: /\/v1(\/messages)?$/i,
+  gemini: /\/(v1beta|v1)(\/models)?$/i,
+};
+
+function appendedPathIn(provider: ProviderName, base: string): string | undefined {
+  return APPENDED_PATHS[provider].exec(new URL(base).pathname.replace(/\/+$/, ''))?.[0];
 }
 
 /** The longest model name a request may carry (the request schemas' limit). */
