@@ -268,6 +268,12 @@ describe('loadGatewayConfig', () => {
       expect(failure({ ...base, API_KEY_SERVER_JWT_AUDIENCE: blank })).toContain('API_KEY_SERVER_JWT_AUDIENCE: must not be blank');
   });
 
+  it('refuses a list of audiences, written as the issuers are: one audience, which no token would equal with a comma in it', () => {
+    expect(failure({ ...base, API_KEY_SERVER_JWT_AUDIENCE: 'keygate,keygate-dev' })).toContain(
+      'API_KEY_SERVER_JWT_AUDIENCE: one audience, not a list',
+    );
+  });
+
   it('takes a key URL whose scheme is written in capitals (schemes are case-insensitive)', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_JWKS_URLS: 'HTTPS://idp.example/jwks' }).jwt?.jwksUrls).toEqual([
       'HTTPS://idp.example/jwks',

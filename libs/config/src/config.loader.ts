@@ -334,7 +334,12 @@ function redisDbProblem(value: string): string | undefined {
  * Secret or a manifest booted cleanly and then made every token a 401, its `aud` never equal.
  */
 function jwtAudience(value: string | undefined, problems: string[]): string {
-  return value === undefined ? 'keygate' : (trimmedAudience('API_KEY_SERVER_JWT_AUDIENCE', value, problems) ?? '');
+  if (value === undefined) return 'keygate';
+  const audience = trimmedAudience('API_KEY_SERVER_JWT_AUDIENCE', value, problems) ?? '';
+  // The issuers are a list; the audience is one value, which no token's `aud` would equal with a comma in it.
+  if (audience.includes(','))
+    problems.push('API_KEY_SERVER_JWT_AUDIENCE: one audience, not a list (a comma is not allowed: every token would be refused)');
+  return audience;
 }
 
 /** An audience variable trimmed (the same newline trap for IAP's); blank after trimming is refused. */

@@ -1,4 +1,4 @@
-import { makeProductEntry, namedByAnotherProduct, unservedFallbacks, type ProviderAccess } from './product-catalog';
+import { fallbacksForNoModel, makeProductEntry, namedByAnotherProduct, unservedFallbacks, type ProviderAccess } from './product-catalog';
 
 const access = (provider: ProviderAccess['provider'], models: string[]): ProviderAccess => ({
   provider,
@@ -55,6 +55,18 @@ describe('unservedFallbacks', () => {
       'b: gpt-4o -> claude-typo',
     ]);
     expect(unservedFallbacks(products, () => ({ 'gpt-4o': [] }))).toEqual([]);
+  });
+});
+
+describe('fallbacksForNoModel', () => {
+  it('names, once, each model given fallbacks that no product serves (a misspelt key), not one some product serves', () => {
+    const products = new Map([
+      ['a', makeProductEntry('a', [access('openai', ['gpt-4o', 'o3*'])])],
+      ['b', makeProductEntry('b', [access('anthropic', ['claude-x'])])],
+    ]);
+    const fallbacks = { 'gpt-4o-minii': ['gpt-4o'], 'claude-x': ['gpt-4o'], 'o3-pro': ['gpt-4o'] };
+    expect(fallbacksForNoModel(products, () => fallbacks)).toEqual(['gpt-4o-minii']);
+    expect(fallbacksForNoModel(products, () => ({}))).toEqual([]);
   });
 });
 

@@ -86,6 +86,20 @@ export function namedByAnotherProduct(products: ProductCatalog, except: string, 
 }
 
 /**
+ * The models the policy gives fallbacks for that no product serves (once each): a typo in a
+ * `fallbacks` key (`gpt-4o-minii`) leaves the real model without its fallbacks, silently. Said at
+ * boot and after each rotation, with {@link unservedFallbacks}.
+ */
+export function fallbacksForNoModel(
+  products: ProductCatalog,
+  fallbacksOf: (product: string) => Readonly<Record<string, readonly string[]>>,
+): string[] {
+  const models = new Set<string>();
+  for (const name of products.keys()) for (const model of Object.keys(fallbacksOf(name))) models.add(model);
+  return [...models].filter((model) => ![...products.values()].some((entry) => entry.route(model)));
+}
+
+/**
  * A product's fallbacks that name a model its keys do not serve (`product: model -> fallback`), for
  * the models it does serve: each request of that model would skip them. Said once at boot and
  * after each rotation rather than on every request.

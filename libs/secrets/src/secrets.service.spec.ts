@@ -343,7 +343,7 @@ describe('SecretsService', () => {
       const policyFile = join(dir, 'policy.yaml');
       writeFileSync(
         policyFile,
-        'products:\n  demo: {limits: {requests_per_second: 5}, fallbacks: {gpt-4o: [claude-nope]}}\n  dmeo: {limits: {requests_per_second: 50}}\n',
+        'products:\n  demo: {limits: {requests_per_second: 5}, fallbacks: {gpt-4o: [claude-nope], gpt-4o-minii: [gpt-4o]}}\n  dmeo: {limits: {requests_per_second: 50}}\n',
       );
       try {
         seed();
@@ -354,6 +354,10 @@ describe('SecretsService', () => {
         // A fallback the product cannot serve: said once here, not on every request that would skip it.
         expect(loggedAt('WARNING').filter((l) => /fallback models/.test(String(l.message)))).toEqual([
           expect.objectContaining({ fallbacks: ['demo: gpt-4o -> claude-nope'] }),
+        ]);
+        // Fallbacks keyed by a model no product serves (a misspelt model): they never apply.
+        expect(loggedAt('WARNING').filter((l) => /fallbacks given for models no product serves/.test(String(l.message)))).toEqual([
+          expect.objectContaining({ models: ['gpt-4o-minii'] }),
         ]);
         expect(loggedAt('WARNING').filter((l) => /HMAC clients/.test(String(l.message)))).toHaveLength(0);
         // A rotation brings an HMAC client of a product the keys do not have.
