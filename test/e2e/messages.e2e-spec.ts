@@ -964,6 +964,39 @@ describe('Anthropic server-held threads (`thread`, the message-threads beta the 
     await expectOneAudit(next.id, { status: 200, failure: null, user: 'thread-alice' });
   });
 
+  it('forgets a thread Anthropic no longer holds (its 404 thread_not_found), and answers the next continuation itself, nothing sent', async () => {
+    const alice = client('thread-expired');
+    const created = await alice.beta.messages.create({
+      model: ANTHROPIC_MODEL,
+      max_tokens: 64,
+      messages: [{ role: 'user', content: 'Short-lived' }],
+      thread: { type: 'create' },
+      betas,
+    });
+    // Expired at Anthropic.
+    expect((await fetch(`${mock.url}/__mock/anthropic/threads/${created.id}`, { method: 'DELETE' })).status).toBe(200);
+    const thread = { type: 'continue' as const, previous_message_id: created.id };
+    const params = {
+      model: ANTHROPIC_MODEL,
+      max_tokens: 64,
+      messages: [{ role: 'user' as const, content: 'Still there?' }],
+      thread,
+      betas,
+    };
+    const first = rid('thread-expired-upstream');
+    const gone = await counting(() => sdkError(alice.beta.messages.create(params, { headers: first.headers })));
+    expect(gone.result.status).toBe(404);
+    expect(gone.result.errorCode).toBe('thread_not_found');
+    expect(gone.moved).toEqual({ 'anthropic.messages': 1 });
+    await expectOneAudit(first.id, { status: 404, failure: 'not_found', user: 'thread-expired' });
+    const second = rid('thread-expired-forgotten');
+    const forgotten = await counting(() => sdkError(alice.beta.messages.create(params, { headers: second.headers })));
+    expect(forgotten.result.status).toBe(404);
+    expect(forgotten.result.errorCode).toBe('thread_not_found');
+    expect(forgotten.moved).toEqual({});
+    await expectOneAudit(second.id, { status: 404, failure: 'not_found' });
+  });
+
   it('runs the SDK’s tool runner, which threads by default: the second turn sends only the tool result and is answered in context', async () => {
     const tool = betaTool({
       name: 'get_weather',

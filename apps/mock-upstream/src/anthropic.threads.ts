@@ -62,3 +62,8 @@ export function holdThread(id: string, messages: unknown[], answer: unknown[], c
   held.set(id, { messages: [...messages, { role: 'assistant', content: answer }], continued: false });
   if (held.size > MAX_THREADS) held.delete(held.keys().next().value as string);
 }
+
+/** Drops a held thread (`DELETE /__mock/anthropic/threads/{id}`): as if it expired at Anthropic. Whether it was held. */
+export function forgetThread(id: string): boolean {
+  return held.delete(id);
+}

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { anthropicHandler } from './anthropic.handler';
+import { forgetThread } from './anthropic.threads';
 import { FailureCounter, resolveDirectives } from './mock.directives';
 import { Exchange, type ProviderHandler } from './mock.exchange';
 import { MockStats, type RouteName } from './mock.stats';
@@ -158,6 +159,9 @@ function serveControl(req: IncomingMessage, res: ServerResponse, path: string, s
     return sendPlainJson(res, 200, { ok: true });
   }
   if (req.method === 'GET' && path === '/__mock/health') return sendPlainJson(res, 200, { status: 'ok' });
+  // An Anthropic thread expired (or lost) at Anthropic: its continuation is answered thread_not_found.
+  const thread = /^\/__mock\/anthropic\/threads\/([^/]+)$/.exec(path);
+  if (req.method === 'DELETE' && thread) return sendPlainJson(res, 200, { deleted: forgetThread(decodeURIComponent(thread[1])) });
   sendPlainJson(res, 404, { error: { message: `Unknown mock control route ${req.method ?? ''} ${path}` } });
 }
 
