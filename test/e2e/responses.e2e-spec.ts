@@ -591,6 +591,39 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
       expect(refused.moved).toEqual({});
       await expectOneAudit(untyped.id, { status: 404, failure: 'not_found' });
     }
+    // OpenAI also looks up a typed item by its id (a reasoning item, a generated image, an output
+    // message sent back as history), and an MCP approval's request id: each checked alike.
+    for (const [item, param] of [
+      [{ type: 'reasoning', id: itemId, summary: [] }, 'input[0].id'],
+      [{ type: 'message', id: itemId, role: 'assistant', content: [{ type: 'output_text', text: 'x', annotations: [] }] }, 'input[0].id'],
+      [{ type: 'mcp_approval_response', approval_request_id: itemId, approve: true }, 'input[0].approval_request_id'],
+    ] as const) {
+      const typed = rid('item-ref-typed');
+      const refused = await counting(() =>
+        apiError(
+          gw
+            .openai(mintToken({ product: 'prov', sub: 'someone-else' }))
+            .responses.create({ model: OPENAI_MODEL, input: [item] } as never, { headers: typed.headers }),
+        ),
+      );
+      expect({ type: item.type, answer: [refused.result.status, refused.result.code, refused.result.param] }).toEqual({
+        type: item.type,
+        answer: [404, 'response_not_found', param],
+      });
+      expect(refused.moved).toEqual({});
+      await expectOneAudit(typed.id, { status: 404, failure: 'not_found' });
+    }
+    // Its owner sends it back as history, typed: taken.
+    const replay = await counting(() =>
+      gw.openai(token).responses.create({
+        model: OPENAI_MODEL,
+        input: [
+          { type: 'message', id: itemId, role: 'assistant', content: [{ type: 'output_text', text: 'Mine', annotations: [] }] },
+          { role: 'user', content: 'And then?' },
+        ],
+      } as never),
+    );
+    expect(replay.moved).toEqual({ 'openai.responses': 1 });
     // A response item is no response: the stored-response routes do not take its id.
     const asResponse = await counting(() => apiError(gw.openai(token).responses.retrieve(itemId)));
     expect([asResponse.result.status, asResponse.result.code]).toEqual([404, 'response_not_found']);

@@ -4,6 +4,7 @@ import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface
 import {
   isResponseEnd,
   noteStored,
+  outputItemIds,
   responsesUsage,
   responseText,
   ResponsesNativeStream,
@@ -105,6 +106,8 @@ export class OpenAiAdapter implements ProviderAdapter {
    */
   async responsesCompact(call: ResponsesPassthrough): Promise<ResponsesAnswer> {
     const { body, object: compaction } = await this.postForObject(call, '/responses/compact');
+    // Its items go back as the client's next input: recorded as the caller's before it has them.
+    if (call.onItems) await call.onItems(outputItemIds(compaction));
     return { body, usage: responsesUsage(compaction.usage), text: responseText(compaction) };
   }
 

@@ -20,6 +20,11 @@ export interface ResponsesPassthrough {
    * or that event, goes on once the promise settles.
    */
   onStored?: (id: string, usage: Usage | null, itemIds: string[]) => Promise<void> | void;
+  /**
+   * A compaction's answer (no stored Response): called with the ids of its output items, which the
+   * client sends back as its next input. The answer goes on once the promise settles.
+   */
+  onItems?: (itemIds: string[]) => Promise<void> | void;
 }
 
 /** A stored Response's route passed through: retrieve, delete, list its input items, cancel. */
@@ -147,7 +152,7 @@ export function noteStored(
 }
 
 /** The ids of a Response's output items (messages, reasoning, tool calls): what a later `item_reference` may name. */
-function outputItemIds(response: Record<string, unknown>): string[] {
+export function outputItemIds(response: Record<string, unknown>): string[] {
   if (!Array.isArray(response.output)) return [];
   return response.output.flatMap((item: unknown) => (isRecord(item) && typeof item.id === 'string' ? [item.id] : []));
 }

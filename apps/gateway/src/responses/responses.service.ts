@@ -153,10 +153,7 @@ export class ResponsesService {
           onStored: async (id, usage, itemIds, { model, access }) => {
             const record: StoredResponse = { owner, model, baseUrl: access.baseUrl, tokens: usage?.total_tokens ?? promptTokens() };
             // Its output items too: a later request may name them in an item_reference.
-            await Promise.all([
-              this.stored.remember(principal.product, id, record),
-              ...itemIds.map((itemId) => this.stored.remember(principal.product, itemId, { ...record, tokens: 0, kind: 'item' })),
-            ]);
+            await Promise.all([this.stored.remember(principal.product, id, record), this.rememberItems(principal, itemIds, record)]);
           },
         },
         reply,
@@ -220,13 +217,22 @@ export class ResponsesService {
     const state = await this.storedState(principal, body, first);
     const context = state.previous?.tokens ?? 0;
     const promptTokens = (): number => estimateResponsesPromptTokens(body) + context;
+    const owner = ownerOf(principal);
     try {
       await this.runner.run(
         ctx,
         principal,
         {
           candidates: [{ model: body.model, access: first.access }],
-          call: ({ access }) => this.openai.responsesCompact({ body, access, signal: ctx.abort.signal }),
+          call: ({ access }) =>
+            this.openai.responsesCompact({
+              body,
+              access,
+              signal: ctx.abort.signal,
+              // The compaction's items come back as the next request's input: the caller's, as a stored response's are.
+              onItems: (itemIds) =>
+                this.rememberItems(principal, itemIds, { owner, model: body.model, baseUrl: access.baseUrl, tokens: 0 }),
+            }),
           reserve: (prompt) => ({ prompt, completion: policy.maxTokens }),
           promptTokens,
           answerText: (answer) => answer.text,
@@ -390,15 +396,27 @@ export class ResponsesService {
    * The input's item references, each the record of an output item this user's stored response
    * made through keygate (looked up together: a long history references many); the first that is
    * not (unknown, another user's, not an id) is refused as a previous response is, without saying why.
-   * OpenAI takes an item without a `type` (or `type: null`) that carries an `id` as a reference too.
+   * OpenAI takes an item without a `type` (or `type: null`) that carries an `id` as a reference too,
+   * and looks up any typed item by its `id` (a reasoning item, a generated image, a tool call sent
+   * back as history: a client's own replay of its stored output), so every id is checked; so is an
+   * MCP approval's `approval_request_id`, which names an output item as well. (An item OpenAI did not
+   * store, from a `store: false` answer, is refused by OpenAI whatever keygate says.)
    */
   private async referencedItems(principal: Principal, input: unknown): Promise<Array<{ id: string; at: string; record: StoredResponse }>> {
     if (!Array.isArray(input)) return [];
-    const references = input.flatMap((item: unknown, i) =>
-      isRecord(item) && (item.type === 'item_reference' || ((item.type === undefined || item.type === null) && 'id' in item))
-        ? [{ id: typeof item.id === 'string' ? item.id : '', at: `input[${i}].id` }]
-        : [],
-    );
+    const references = input.flatMap((item: unknown, i): Array<{ id: string; at: string }> => {
+      if (!isRecord(item)) return [];
+      const named: Array<{ id: string; at: string }> = [];
+      const untyped = item.type === undefined || item.type === null;
+      if (item.type === 'item_reference' || (untyped && 'id' in item) || (typeof item.id === 'string' && item.id !== ''))
+        named.push({ id: typeof item.id === 'string' ? item.id : '', at: `input[${i}].id` });
+      if (item.type === 'mcp_approval_response' && item.approval_request_id !== undefined && item.approval_request_id !== null)
+        named.push({
+          id: typeof item.approval_request_id === 'string' ? item.approval_request_id : '',
+          at: `input[${i}].approval_request_id`,
+        });
+      return named;
+    });
     const owner = ownerOf(principal);
     const records = await Promise.all(
       references.map(({ id }) => (RESPONSE_ID.test(id) ? this.stored.findItem(principal.product, owner, id) : Promise.resolve(undefined))),
@@ -408,6 +426,11 @@ export class ResponsesService {
       if (!record) throw itemNotFound(id, at);
       return { id, at, record };
     });
+  }
+
+  /** Records output items as the caller's (what a later request may name by id: see referencedItems). */
+  private async rememberItems(principal: Principal, itemIds: string[], record: StoredResponse): Promise<void> {
+    await Promise.all(itemIds.map((itemId) => this.stored.remember(principal.product, itemId, { ...record, tokens: 0, kind: 'item' })));
   }
 
   /** The record of the response a request continues from; 404 when it is not this user's. */
