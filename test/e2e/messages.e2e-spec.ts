@@ -1077,6 +1077,72 @@ describe('Anthropic server-held threads (`thread`, the message-threads beta the 
   });
 });
 
+describe('Anthropic code execution containers (`container`, reused by id)', () => {
+  const codeTool = { type: 'code_execution_20250825', name: 'code_execution' } as unknown as Anthropic.ToolUnion;
+  const ask = (content: string, extra: Record<string, unknown> = {}): Anthropic.MessageCreateParamsNonStreaming => ({
+    model: ANTHROPIC_MODEL,
+    max_tokens: 64,
+    messages: [{ role: 'user', content }],
+    tools: [codeTool],
+    ...extra,
+  });
+  const containerIdOf = (message: unknown): string => (message as { container: { id: string } }).container.id;
+
+  it('lets only the user whose answer ran in a container reuse it: another user of the product gets 404, nothing sent upstream', async () => {
+    const alice = gw.anthropic(mintToken({ product: 'prov', sub: 'box-alice' }));
+    const bob = gw.anthropic(mintToken({ product: 'prov', sub: 'box-bob' }));
+    const first = await alice.messages.create(ask('Write a file'));
+    const container = containerIdOf(first);
+    expect(container).toMatch(/^container_mock/);
+
+    for (const named of [container, { id: container }]) {
+      const stolen = rid('container-other-user');
+      const refused = await counting(() =>
+        sdkError(bob.messages.create(ask('Read the file', { container: named }), { headers: stolen.headers })),
+      );
+      expect(refused.result.status).toBe(404);
+      expect(refused.result.error).toMatchObject({
+        type: 'error',
+        error: { type: 'not_found_error', code: 'container_not_found', param: typeof named === 'string' ? 'container' : 'container.id' },
+      });
+      expect(refused.moved).toEqual({});
+      await expectOneAudit(stolen.id, { status: 404, failure: 'not_found', user: 'box-bob' });
+    }
+    // Counting tokens with it reads nothing of the container, but is refused alike.
+    const counted = await counting(() =>
+      sdkError(bob.messages.countTokens({ model: ANTHROPIC_MODEL, messages: [{ role: 'user', content: 'x' }], container } as never)),
+    );
+    expect(counted.result.status).toBe(404);
+    expect(counted.moved).toEqual({});
+
+    // Its user reuses it, plain and streamed; a streamed answer's container (in message_delta) is recorded too.
+    const again = await counting(() => alice.messages.create(ask('Read the file', { container })));
+    expect(again.moved).toEqual({ 'anthropic.messages': 1 });
+    expect(again.after.last['anthropic.messages']?.body).toMatchObject({ container });
+    const streamed: string[] = [];
+    const stream = bob.messages.stream({ ...ask('Fresh box for bob'), stream: true });
+    stream.on('streamEvent', (event) => {
+      const delta = (event as { type: string; delta?: { container?: { id: string } } }).delta;
+      if (event.type === 'message_delta' && delta?.container) streamed.push(delta.container.id);
+    });
+    await stream.finalMessage();
+    expect(streamed).toHaveLength(1);
+    const reuse = await counting(() => bob.messages.create(ask('Back in my box', { container: streamed[0] })));
+    expect(reuse.moved).toEqual({ 'anthropic.messages': 1 });
+  });
+
+  it('refuses a container that is neither an id nor an object with one (400 naming it), without calling any upstream', async () => {
+    const bad = rid('container-malformed');
+    const { result: error, moved } = await counting(() =>
+      sdkError(gw.anthropic(token).messages.create(ask('Hi', { container: 42 }), { headers: bad.headers })),
+    );
+    expect(error.status).toBe(400);
+    expect(error.error).toMatchObject({ error: { code: 'invalid_request', param: 'container' } });
+    expect(moved).toEqual({});
+    await expectOneAudit(bad.id, { status: 400, failure: 'bad_request' });
+  });
+});
+
 describe('POST /v1/messages/count_tokens', () => {
   const body = { model: ANTHROPIC_MODEL, messages: [{ role: 'user' as const, content: 'How many tokens is this?' }] };
 

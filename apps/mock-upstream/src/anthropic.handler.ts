@@ -23,6 +23,7 @@ import type { ErrorReply, Exchange, ProviderHandler } from './mock.exchange';
 import { sendJsonWithFaults, sendStream, type StreamPlan } from './mock.stream';
 import { mockTokens, writtenUsage } from './mock.usage';
 import type {
+  AnthropicContainer,
   AnthropicContentBlock,
   AnthropicErrorBody,
   AnthropicMessage,
@@ -229,6 +230,7 @@ class AnthropicHandler implements ProviderHandler {
     if (plan) for (let i = 0; i < plan.count; i++) toolIds.push(nextId('toolu_mock'));
     const requestId = nextId('req_mock');
     const headers: OutgoingHttpHeaders = { 'request-id': requestId };
+    const container = codeContainer(body);
     const content: AnthropicContentBlock[] = plan
       ? toolIds.map((toolId) => ({ type: 'tool_use', id: toolId, name: plan.name, input: plan.args }))
       : [{ type: 'text', text }];
@@ -250,6 +252,7 @@ class AnthropicHandler implements ProviderHandler {
           chunks: ex.directives.chunks,
           directives: ex.directives,
           headers,
+          container,
         }),
       );
     }
@@ -271,9 +274,24 @@ class AnthropicHandler implements ProviderHandler {
         output_tokens: outputTokens,
         service_tier: 'standard',
       }),
+      ...(container ? { container } : {}),
     };
     sendJsonWithFaults(ex, message, headers);
   }
+}
+
+/** How long a code execution container lives after its last use (Anthropic: 30 days at most; idle containers sooner). */
+const CONTAINER_LIFETIME_MS = 30 * 86_400_000;
+
+/**
+ * The container a request with a code execution tool runs in: the one it names (`container`, an id
+ * or `{id}`), else a new one. None without such a tool.
+ */
+function codeContainer(body: JsonRecord): AnthropicContainer | undefined {
+  const codeTool = asArray(body.tools).some((t) => isRecord(t) && typeof t.type === 'string' && t.type.startsWith('code_execution'));
+  if (!codeTool) return undefined;
+  const named = typeof body.container === 'string' ? body.container : isRecord(body.container) ? asString(body.container.id) : undefined;
+  return { id: named ?? nextId('container_mock'), expires_at: new Date(Date.now() + CONTAINER_LIFETIME_MS).toISOString() };
 }
 
 /** A prompt's tokens as Anthropic splits them: after the last cache breakpoint, written to the cache (an hour's of them apart), read from it. */
@@ -308,6 +326,8 @@ interface MessageStreamInput {
   /** The request's directives: `bad_usage` writes the usage of message_start and message_delta. */
   directives: MockDirectives;
   headers: OutgoingHttpHeaders;
+  /** The code execution container, sent with message_delta as Anthropic does. */
+  container: AnthropicContainer | undefined;
 }
 
 /**
@@ -394,7 +414,7 @@ function streamPlan(s: MessageStreamInput): StreamPlan {
     blockStop(lastIndex) +
     sse({
       type: 'message_delta',
-      delta: { stop_reason: s.stopReason, stop_sequence: null },
+      delta: { stop_reason: s.stopReason, stop_sequence: null, ...(s.container ? { container: s.container } : {}) },
       usage: writtenUsage(s.directives, { output_tokens: s.outputTokens }),
     }) +
     (s.directives.noDone ? '' : sse({ type: 'message_stop' }));

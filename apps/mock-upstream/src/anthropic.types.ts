@@ -56,6 +56,14 @@ export interface AnthropicMessage {
   stop_reason: AnthropicStopReason | null;
   stop_sequence: null;
   usage: AnthropicUsage;
+  /** The code execution container the answer ran in (a code execution tool was declared). */
+  container?: AnthropicContainer | null;
+}
+
+/** A code execution container, reusable by id for its lifetime (`container` on a later request). */
+export interface AnthropicContainer {
+  id: string;
+  expires_at: string;
 }
 
 export interface MessageStartEvent {
@@ -85,7 +93,7 @@ export interface ContentBlockStopEvent {
 }
 export interface MessageDeltaEvent {
   type: 'message_delta';
-  delta: { stop_reason: AnthropicStopReason; stop_sequence: null };
+  delta: { stop_reason: AnthropicStopReason; stop_sequence: null; container?: AnthropicContainer | null };
   usage: { output_tokens: number };
 }
 export interface MessageStopEvent {

@@ -15,6 +15,7 @@ export type GatewayErrorCode =
   | 'route_not_found'
   | 'response_not_found'
   | 'thread_not_found'
+  | 'container_not_found'
   | 'rate_limit_exceeded'
   | 'daily_quota_exceeded'
   | 'upstream_error'
@@ -53,6 +54,7 @@ export const ERROR_CODES: Readonly<Record<GatewayErrorCode, ErrorCodeSpec>> = {
   route_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
   response_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
   thread_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
+  container_not_found: { status: 404, type: 'invalid_request_error', failure: 'not_found' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error', failure: 'rate_limit' },
   daily_quota_exceeded: { status: 429, type: 'rate_limit_error', failure: 'quota' },
   upstream_error: { status: 502, type: 'upstream_error', failure: 'upstream' },

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import type { ProviderAccess } from '@keygate/secrets';
-import { AnthropicNativeStream, messageText, messageUsage } from './anthropic.native';
+import { AnthropicNativeStream, containerIdOf, messageText, messageUsage, type AnswerNotes } from './anthropic.native';
 import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic.types';
 import { AnthropicStreamTranslator, toChatCompletion, toMessagesRequest, type CompletionMeta } from './anthropic.translate';
 import type { ChatResult, ChatStream, PassedHeaders, StreamEvent, Usage } from './chat.types';
@@ -28,6 +28,12 @@ export interface MessagesPassthrough {
    * records whose it is (the client continues from that id). Awaited before the event goes out.
    */
   onMessage?: OnMessage;
+  /**
+   * Told the id of the code execution container the answer ran in (a whole answer's `container`, a
+   * stream's `message_start` or `message_delta`), before the client has it: a later request may
+   * name it (`container`) to reuse it, and only its user may. Awaited before the event goes out.
+   */
+  onContainer?: (containerId: string) => Promise<void> | void;
 }
 
 /** See {@link MessagesPassthrough.onMessage}. */
@@ -95,8 +101,10 @@ export class AnthropicAdapter implements ProviderAdapter {
     const body = await readText(res, this.name);
     const message = parse<Partial<AnthropicMessage>>(body, 'response');
     const usage = messageUsage(message);
-    // Recorded before the answer goes out: the client may continue its thread at once.
+    // Recorded before the answer goes out: the client may continue its thread, or reuse its container, at once.
     if (call.onMessage && typeof message.id === 'string') await call.onMessage(message.id, usage);
+    const container = containerIdOf(message.container);
+    if (call.onContainer && container !== undefined) await call.onContainer(container);
     return { body, headers: passedHeaders(res), usage, text: messageText(message) };
   }
 
@@ -114,7 +122,7 @@ export class AnthropicAdapter implements ProviderAdapter {
   /** A Messages stream passed through event by event (see {@link AnthropicNativeStream}). */
   async messagesStream(call: MessagesPassthrough): Promise<ChatStream> {
     const res = await this.post(call.access, call.signal, { ...call.body, stream: true }, call);
-    return { events: this.nativeEvents(res, call.onMessage), headers: passedHeaders(res) };
+    return { events: this.nativeEvents(res, { onMessage: call.onMessage, onContainer: call.onContainer }), headers: passedHeaders(res) };
   }
 
   private async post(
@@ -143,8 +151,8 @@ export class AnthropicAdapter implements ProviderAdapter {
     return res;
   }
 
-  private async *nativeEvents(res: UpstreamResponse, onMessage: OnMessage | undefined): AsyncGenerator<StreamEvent> {
-    const stream = new AnthropicNativeStream(onMessage);
+  private async *nativeEvents(res: UpstreamResponse, notes: AnswerNotes): AsyncGenerator<StreamEvent> {
+    const stream = new AnthropicNativeStream(notes);
     try {
       for await (const event of sseEvents(res, this.name, { isLast: isMessageStop })) {
         const out = stream.push(event);

@@ -7,12 +7,32 @@ function sse(event: string | undefined, data: unknown): { event?: string; data: 
 }
 
 describe('AnthropicNativeStream', () => {
+  it('tells onContainer, once, of the code execution container a stream names (message_start or message_delta)', async () => {
+    const containers: string[] = [];
+    const stream = new AnthropicNativeStream({
+      onContainer: (id) => {
+        containers.push(id);
+        return Promise.resolve();
+      },
+    });
+    stream.push(sse('message_start', { type: 'message_start', message: { id: 'msg_c', container: null, usage: {} } }));
+    expect(stream.takeRecording()).toBeUndefined();
+    const delta = { stop_reason: 'end_turn', container: { id: 'container_1', expires_at: '2026-12-08T00:00:00Z' } };
+    stream.push(sse('message_delta', { type: 'message_delta', delta, usage: { output_tokens: 2 } }));
+    await stream.takeRecording();
+    stream.push(sse('message_delta', { type: 'message_delta', delta, usage: { output_tokens: 3 } }));
+    expect(stream.takeRecording()).toBeUndefined();
+    expect(containers).toEqual(['container_1']);
+  });
+
   it('tells onMessage the answer’s id at message_start (before it goes on) and its usage at message_stop, given or made up', async () => {
     const noted: Array<[string, unknown]> = [];
     let release: () => void = () => undefined;
-    const stream = new AnthropicNativeStream((id, usage) => {
-      noted.push([id, usage]);
-      return new Promise<void>((resolve) => (release = resolve));
+    const stream = new AnthropicNativeStream({
+      onMessage: (id, usage) => {
+        noted.push([id, usage]);
+        return new Promise<void>((resolve) => (release = resolve));
+      },
     });
     stream.push(sse('message_start', { type: 'message_start', message: { id: 'msg_t', usage: { input_tokens: 7, output_tokens: 1 } } }));
     expect(noted).toEqual([['msg_t', null]]);
@@ -28,7 +48,7 @@ describe('AnthropicNativeStream', () => {
     expect(noted[1]).toEqual(['msg_t', { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 }]);
     // Without an id nothing is told.
     const anonymous: string[] = [];
-    const other = new AnthropicNativeStream((id) => void anonymous.push(id));
+    const other = new AnthropicNativeStream({ onMessage: (id) => void anonymous.push(id) });
     other.push(sse('message_start', { type: 'message_start', message: { usage: { input_tokens: 1 } } }));
     other.push(sse('message_stop', { type: 'message_stop' }));
     expect(anonymous).toEqual([]);

@@ -27,16 +27,21 @@ export class AnthropicNativeStream {
   private stopReason = false;
   /** The answer's id, from `message_start`. */
   private id: string | undefined;
-  private recording: Promise<void> | void = undefined;
+  /** The code execution container already told of. */
+  private container: string | undefined;
+  private recording: Array<Promise<void> | void> = [];
 
-  /** `onMessage`: told the answer's id at `message_start` and its usage at `message_stop` (see MessagesPassthrough). */
-  constructor(private readonly onMessage?: (id: string, usage: Usage | null) => Promise<void> | void) {}
+  /**
+   * `notes.onMessage`: told the answer's id at `message_start` and its usage at `message_stop`;
+   * `notes.onContainer`: told the id of the code execution container it names (see MessagesPassthrough).
+   */
+  constructor(private readonly notes: AnswerNotes = {}) {}
 
-  /** The `onMessage` call the last event made, to wait on before passing that event on (taken once). */
+  /** What the last event's notes started, to wait on before passing that event on (taken once). */
   takeRecording(): Promise<void> | void {
-    const recording = this.recording;
-    this.recording = undefined;
-    return recording;
+    const recording = this.recording.filter((r): r is Promise<void> => r instanceof Promise);
+    this.recording = [];
+    if (recording.length) return Promise.all(recording).then(() => undefined);
   }
 
   /** Whether `message_stop` has been seen: the stream is complete, whatever follows it. */
@@ -64,6 +69,7 @@ export class AnthropicNativeStream {
           this.id = event.message.id;
           this.note(null);
         }
+        this.noteContainer(event.message?.container);
         break;
       case 'content_block_start':
         out.text = blockText(event.content_block);
@@ -74,6 +80,7 @@ export class AnthropicNativeStream {
       case 'message_delta':
         if (isRecord(event.usage)) this.merge(event.usage, out);
         if (isRecord(event.delta) && typeof event.delta.stop_reason === 'string') this.stopReason = true;
+        if (isRecord(event.delta)) this.noteContainer(event.delta.container);
         break;
       case 'message_stop':
         this.ended = true;
@@ -110,7 +117,15 @@ export class AnthropicNativeStream {
 
   /** Tells `onMessage` of the answer's id (and usage, at the end), when it has one. */
   private note(usage: Usage | null): void {
-    if (this.onMessage && this.id !== undefined) this.recording = this.onMessage(this.id, usage);
+    if (this.notes.onMessage && this.id !== undefined) this.recording.push(this.notes.onMessage(this.id, usage));
+  }
+
+  /** Tells `onContainer` of a container the stream names, once. */
+  private noteContainer(container: unknown): void {
+    const id = containerIdOf(container);
+    if (id === undefined || id === this.container || !this.notes.onContainer) return;
+    this.container = id;
+    this.recording.push(this.notes.onContainer(id));
   }
 
   /** Merges reported counts; the running usage goes on the event only once some count is known (`{}` is none). */
@@ -124,6 +139,17 @@ export class AnthropicNativeStream {
     const usage = Object.keys(this.usage).length ? toUsage(this.usage) : null;
     if (usage) out[field] = usage;
   }
+}
+
+/** What a passed-through answer is read for: its id and usage, its code execution container (see MessagesPassthrough). */
+export interface AnswerNotes {
+  onMessage?: (id: string, usage: Usage | null) => Promise<void> | void;
+  onContainer?: (containerId: string) => Promise<void> | void;
+}
+
+/** The id of an answer's `container` (`{id, expires_at}`), when it names one. */
+export function containerIdOf(container: unknown): string | undefined {
+  return isRecord(container) && typeof container.id === 'string' && container.id !== '' ? container.id : undefined;
 }
 
 /** The usage of a whole Messages answer, in OpenAI's shape; null when it has none. */

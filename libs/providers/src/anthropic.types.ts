@@ -129,6 +129,8 @@ export interface AnthropicMessage {
   stop_reason: AnthropicStopReason | null;
   stop_sequence?: string | null;
   usage?: AnthropicUsage;
+  /** The code execution container the answer ran in (`{id, expires_at}`), when a code execution tool was used. */
+  container?: unknown;
 }
 
 /** Anthropic's error envelope: the body of a non-2xx answer and the data of a stream's `error` event. */
@@ -165,7 +167,7 @@ export interface ContentBlockStopEvent {
 /** Top-level changes at the end of the turn; its usage counts are cumulative. */
 export interface MessageDeltaEvent {
   type: 'message_delta';
-  delta: { stop_reason?: AnthropicStopReason | null; stop_sequence?: string | null };
+  delta: { stop_reason?: AnthropicStopReason | null; stop_sequence?: string | null; container?: unknown };
   usage?: AnthropicUsage;
 }
 

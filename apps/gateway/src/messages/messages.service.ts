@@ -16,6 +16,7 @@ import type { ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { isRecord } from '../chat/chat-completion.dto';
 import { CompletionRunner } from '../chat/completion-runner';
+import { checkContainers, rememberContainer, type NamedContainer } from '../responses/containers';
 import { RESPONSE_ID } from '../responses/response-id';
 import { ownerOf, StoredResponses, type StoredResponse } from '../responses/stored-responses';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
@@ -31,6 +32,7 @@ export interface MessagesRequest {
   system?: unknown;
   tools?: unknown;
   thread?: unknown;
+  container?: unknown;
   [key: string]: unknown;
 }
 
@@ -94,6 +96,23 @@ export function threadOf(body: Pick<MessagesRequest, 'thread'>): ThreadAsk | und
 }
 
 /**
+ * The code execution container a request names to reuse (`container`: its id, or `{id, skills}`);
+ * none for `{skills}` alone (a new container with those skills).
+ */
+export function containerOf(body: Pick<MessagesRequest, 'container'>): NamedContainer[] {
+  const { container } = body;
+  if (container === undefined || container === null) return [];
+  if (typeof container === 'string') return [{ id: container, at: 'container' }];
+  if (isRecord(container)) {
+    if (container.id === undefined || container.id === null) return [];
+    if (typeof container.id === 'string') return [{ id: container.id, at: 'container.id' }];
+  }
+  throw new GatewayError('invalid_request', 'container must be a container id or an object with an id and/or skills', {
+    param: 'container',
+  });
+}
+
+/**
  * The answer for a thread the caller may not continue: none recorded, another user's, another
  * product's, gone at Anthropic, all alike. Anthropic's own `details.error_code`: its SDKs then replay
  * the whole conversation under a new thread, which is the caller's.
@@ -145,6 +164,11 @@ export class MessagesService {
     refuseBetas(client.beta, policy);
     const thread = threadOf(body);
     const previous = thread?.type === 'continue' ? await this.threadRecord(principal, thread.previousId, first, body.model) : undefined;
+    // A container reused: the caller's own, at the host that holds it.
+    const containerHost = await checkContainers(this.stored, principal, containerOf(body), {
+      baseUrl: first.access.baseUrl,
+      model: body.model,
+    });
     // A continuation carries only the new turn: the thread's context is part of the prompt Anthropic bills.
     const promptTokens = (): number => estimateMessagesPromptTokens(body) + (previous?.tokens ?? 0);
     const owner = ownerOf(principal);
@@ -171,7 +195,10 @@ export class MessagesService {
               ctx,
               first,
               body.model,
-              (access) => access.provider === 'anthropic' && (!previous || access.baseUrl === previous.baseUrl),
+              (access) =>
+                access.provider === 'anthropic' &&
+                (!previous || access.baseUrl === previous.baseUrl) &&
+                (containerHost === undefined || access.baseUrl === containerHost),
             )
             .filter((candidate) => !previous || candidate.model === body.model),
           call: ({ model, access }) => {
@@ -185,6 +212,7 @@ export class MessagesService {
               signal: ctx.abort.signal,
               ...client,
               onMessage: onMessage(model, access),
+              onContainer: (id) => rememberContainer(this.stored, principal, id, { model, baseUrl: access.baseUrl }),
             };
             return ctx.stream ? this.anthropic.messagesStream(call) : this.anthropic.messages(call);
           },
@@ -224,6 +252,7 @@ export class MessagesService {
     // A count of a continuation counts the thread's context: only the caller's own thread.
     const thread = threadOf(body);
     if (thread?.type === 'continue') await this.threadRecord(principal, thread.previousId, route, body.model);
+    await checkContainers(this.stored, principal, containerOf(body), { baseUrl: access.baseUrl, model: body.model });
     const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
     const value = await this.runner.once(ctx, body.model, () => this.anthropic.countTokens(call));
     ctx.answer(200);

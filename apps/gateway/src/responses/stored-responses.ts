@@ -20,10 +20,11 @@ export interface StoredResponse {
   /**
    * `item`: the record of an output item of a stored response (a message, reasoning, a tool call),
    * which an `item_reference` may name; `thread`: an answer of Anthropic's Messages API that holds a
-   * thread (a later request continues from its id: `thread.previous_message_id`); absent for a
-   * response's own record.
+   * thread (a later request continues from its id: `thread.previous_message_id`); `container`: a code
+   * execution container an answer ran in (Anthropic's, OpenAI's code interpreter's), which a later
+   * request may name to reuse it; absent for a response's own record.
    */
-  kind?: 'item' | 'thread';
+  kind?: 'item' | 'thread' | 'container';
 }
 
 /**
@@ -68,7 +69,7 @@ function parseRecord(text: string): StoredResponse | undefined {
       baseUrl,
       tokens: typeof tokens === 'number' && Number.isFinite(tokens) && tokens >= 0 ? tokens : 0,
     };
-    if (kind === 'item' || kind === 'thread') record.kind = kind;
+    if (kind === 'item' || kind === 'thread' || kind === 'container') record.kind = kind;
     return record;
   } catch {
     return undefined;
@@ -158,6 +159,12 @@ export class StoredResponses implements OnApplicationShutdown {
   async findThread(product: string, owner: string, id: string): Promise<StoredResponse | undefined> {
     const record = await this.lookup(product, id);
     return record?.owner === owner && record.kind === 'thread' ? record : undefined;
+  }
+
+  /** The same for a code execution container an answer ran in (what a later request's `container` names). */
+  async findContainer(product: string, owner: string, id: string): Promise<StoredResponse | undefined> {
+    const record = await this.lookup(product, id);
+    return record?.owner === owner && record.kind === 'container' ? record : undefined;
   }
 
   /** Forgets a response (deleted, or gone from the upstream) on every replica; a Redis that is away hears of it when it returns. */
