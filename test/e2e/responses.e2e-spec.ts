@@ -758,6 +758,63 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
   });
 });
 
+describe('code interpreter containers (reused by id), the user whose answer ran in one only', () => {
+  type Tools = OpenAI.Responses.ResponseCreateParams['tools'];
+  const containerOf = (response: Response): string =>
+    (response.output.find((item) => item.type === 'code_interpreter_call') as { container_id: string }).container_id;
+
+  it('refuses another user’s container, named by a code interpreter or a shell tool (404, nothing sent upstream), and takes its owner’s', async () => {
+    const alice = gw.openai(mintToken({ product: 'prov', sub: 'ci-alice' }));
+    const bob = gw.openai(mintToken({ product: 'prov', sub: 'ci-bob' }));
+    // Not stored: the container is the caller's all the same.
+    const made = await alice.responses.create({
+      model: OPENAI_MODEL,
+      input: 'Run some code',
+      store: false,
+      tools: [{ type: 'code_interpreter', container: { type: 'auto' } }],
+    });
+    const container = containerOf(made);
+    expect(container).toMatch(/^cntr_mock/);
+
+    for (const [tools, param] of [
+      [[{ type: 'code_interpreter', container }], 'tools[0].container'],
+      [[{ type: 'shell', environment: { type: 'container_reference', container_id: container } }], 'tools[0].environment.container_id'],
+    ] as Array<[Tools, string]>) {
+      const stolen = rid('container-foreign');
+      const refused = await counting(() =>
+        apiError(bob.responses.create({ model: OPENAI_MODEL, input: 'Read their files', tools }, { headers: stolen.headers })),
+      );
+      expect([refused.result.status, refused.result.code, refused.result.param]).toEqual([404, 'container_not_found', param]);
+      expect(refused.moved).toEqual({});
+      await expectOneAudit(stolen.id, { status: 404, failure: 'not_found', user: 'ci-bob' });
+    }
+
+    const reused = await counting(() =>
+      alice.responses.create({ model: OPENAI_MODEL, input: 'Again', tools: [{ type: 'code_interpreter', container }] }),
+    );
+    expect(reused.moved).toEqual({ 'openai.responses': 1 });
+    expect(reused.after.last['openai.responses']?.body).toMatchObject({ tools: [{ type: 'code_interpreter', container }] });
+    expect(containerOf(reused.result)).toBe(container);
+  });
+
+  it('records the container a stream names (in its items’ events) before the client has it', async () => {
+    const carol = gw.openai(mintToken({ product: 'prov', sub: 'ci-carol' }));
+    const { final } = await readStream(
+      await carol.responses.create({
+        model: OPENAI_MODEL,
+        input: 'Stream some code',
+        stream: true,
+        tools: [{ type: 'code_interpreter', container: { type: 'auto' } }],
+      }),
+    );
+    const container = containerOf(final!);
+    const reused = await counting(() =>
+      carol.responses.create({ model: OPENAI_MODEL, input: 'Again', tools: [{ type: 'code_interpreter', container }] }),
+    );
+    expect(reused.moved).toEqual({ 'openai.responses': 1 });
+  });
+});
+
 describe('stored responses across replicas (Redis)', () => {
   let a: Gateway | undefined;
   let b: Gateway | undefined;

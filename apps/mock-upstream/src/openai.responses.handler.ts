@@ -24,6 +24,7 @@ import { storedInputItems, type ResponseStore, type StoredResponse } from './ope
 import type { OpenAIErrorBody } from './openai.types';
 import { mockTokens } from './mock.usage';
 import type {
+  ResponseCodeInterpreterCall,
   ResponseFunctionCall,
   ResponseObject,
   ResponseOutputItem,
@@ -230,6 +231,8 @@ interface Answer {
   failed: boolean;
   /** undefined with `no_usage`. */
   usage: ResponseUsage | undefined;
+  /** A code interpreter tool's run before the answer, and the container it ran in. */
+  codeRun: { id: string; containerId: string } | undefined;
 }
 
 function outputText(text: string): ResponseOutputText {
@@ -253,8 +256,24 @@ function callItem(a: Answer, index: number, done: boolean): ResponseFunctionCall
 }
 
 function finalOutput(a: Answer): ResponseOutputItem[] {
-  if (a.plan) return a.calls.map((_, i) => callItem(a, i, true));
-  return [messageItem(a, a.incomplete ? 'incomplete' : 'completed', [outputText(a.text)])];
+  const run = a.codeRun ? [codeRunItem(a.codeRun)] : [];
+  if (a.plan) return [...run, ...a.calls.map((_, i) => callItem(a, i, true))];
+  return [...run, messageItem(a, a.incomplete ? 'incomplete' : 'completed', [outputText(a.text)])];
+}
+
+function codeRunItem(run: { id: string; containerId: string }): ResponseCodeInterpreterCall {
+  return { id: run.id, type: 'code_interpreter_call', status: 'completed', code: 'print(1)', container_id: run.containerId, outputs: null };
+}
+
+/**
+ * The code interpreter run of a request that declares the tool: in the container its `container`
+ * names (an id), else in a new one (`{type: "auto"}`). None without the tool.
+ */
+function codeRunOf(body: JsonRecord): { id: string; containerId: string } | undefined {
+  const tool = asArray(body.tools).find((t) => isRecord(t) && t.type === 'code_interpreter');
+  if (!isRecord(tool)) return undefined;
+  const containerId = typeof tool.container === 'string' ? tool.container : nextId('cntr_mock');
+  return { id: nextId('ci_mock'), containerId };
 }
 
 function finalResponse(a: Answer): ResponseObject {
@@ -387,6 +406,7 @@ export class OpenAIResponsesHandler extends ConversationRouteHandler {
       messageId: nextId('msg_mock'),
       calls: plan ? toolCallIds(plan).map((callId) => ({ id: nextId('fc_mock'), callId })) : [],
       incomplete: !plan && ex.directives.finish === 'length',
+      codeRun: codeRunOf(body),
       failed: ex.directives.failed === true,
       usage: ex.directives.noUsage
         ? undefined
@@ -444,39 +464,53 @@ function streamPlan(a: Answer, chunks: number, headers: OutgoingHttpHeaders, onF
   const seqAfter: number[] = [];
   let tail = '';
 
+  // A code interpreter run comes first, whole: the answer's items follow it.
+  const first = a.codeRun ? 1 : 0;
+  if (a.codeRun) {
+    const run = codeRunItem(a.codeRun);
+    head +=
+      w.frame({ type: 'response.output_item.added', output_index: 0, item: { ...run, status: 'in_progress' } }) +
+      w.frame({ type: 'response.output_item.done', output_index: 0, item: run });
+  }
   if (a.plan) {
     const plan = a.plan;
     const closeCall = (i: number): string =>
-      w.frame({ type: 'response.function_call_arguments.done', item_id: a.calls[i].id, output_index: i, arguments: plan.argumentsJson }) +
-      w.frame({ type: 'response.output_item.done', output_index: i, item: callItem(a, i, true) });
-    head += w.frame({ type: 'response.output_item.added', output_index: 0, item: callItem(a, 0, false) });
+      w.frame({
+        type: 'response.function_call_arguments.done',
+        item_id: a.calls[i].id,
+        output_index: first + i,
+        arguments: plan.argumentsJson,
+      }) + w.frame({ type: 'response.output_item.done', output_index: first + i, item: callItem(a, i, true) });
+    head += w.frame({ type: 'response.output_item.added', output_index: first, item: callItem(a, 0, false) });
     seqAfter.push(w.seq);
     for (let i = 0; i < plan.count; i++) {
       splitChunks(plan.argumentsJson, chunks).forEach((delta, k) => {
         const open =
           i > 0 && k === 0
-            ? closeCall(i - 1) + w.frame({ type: 'response.output_item.added', output_index: i, item: callItem(a, i, false) })
+            ? closeCall(i - 1) + w.frame({ type: 'response.output_item.added', output_index: first + i, item: callItem(a, i, false) })
             : '';
-        body.push(open + w.frame({ type: 'response.function_call_arguments.delta', item_id: a.calls[i].id, output_index: i, delta }));
+        body.push(
+          open + w.frame({ type: 'response.function_call_arguments.delta', item_id: a.calls[i].id, output_index: first + i, delta }),
+        );
         seqAfter.push(w.seq);
       });
     }
     tail = closeCall(plan.count - 1);
   } else {
-    const at = { item_id: a.messageId, output_index: 0, content_index: 0 };
+    const at = { item_id: a.messageId, output_index: first, content_index: 0 };
     head +=
-      w.frame({ type: 'response.output_item.added', output_index: 0, item: messageItem(a, 'in_progress', []) }) +
+      w.frame({ type: 'response.output_item.added', output_index: first, item: messageItem(a, 'in_progress', []) }) +
       w.frame({ type: 'response.content_part.added', ...at, part: outputText('') });
     seqAfter.push(w.seq);
     for (const delta of splitChunks(a.text, chunks)) {
       body.push(w.frame({ type: 'response.output_text.delta', ...at, delta, logprobs: [] }));
       seqAfter.push(w.seq);
     }
-    const final = finalOutput(a)[0];
+    const final = finalOutput(a)[first];
     tail =
       w.frame({ type: 'response.output_text.done', ...at, text: a.text, logprobs: [] }) +
       w.frame({ type: 'response.content_part.done', ...at, part: outputText(a.text) }) +
-      w.frame({ type: 'response.output_item.done', output_index: 0, item: final });
+      w.frame({ type: 'response.output_item.done', output_index: first, item: final });
   }
   tail += w.frame({ type: a.incomplete ? 'response.incomplete' : 'response.completed', response: finalResponse(a) });
 

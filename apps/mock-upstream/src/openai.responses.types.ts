@@ -37,7 +37,17 @@ export interface ResponseFunctionCall {
   name: string;
 }
 
-export type ResponseOutputItem = ResponseOutputMessage | ResponseFunctionCall;
+/** A code interpreter run, in the container it ran in (reusable by id: a later tool's `container`). */
+export interface ResponseCodeInterpreterCall {
+  id: string;
+  type: 'code_interpreter_call';
+  status: ResponseItemStatus;
+  code: string;
+  container_id: string;
+  outputs: null;
+}
+
+export type ResponseOutputItem = ResponseOutputMessage | ResponseFunctionCall | ResponseCodeInterpreterCall;
 
 export type ResponseStatus = 'queued' | 'in_progress' | 'completed' | 'incomplete' | 'failed' | 'cancelled';
 

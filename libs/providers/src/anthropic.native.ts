@@ -41,7 +41,8 @@ export class AnthropicNativeStream {
   takeRecording(): Promise<void> | void {
     const recording = this.recording.filter((r): r is Promise<void> => r instanceof Promise);
     this.recording = [];
-    if (recording.length) return Promise.all(recording).then(() => undefined);
+    if (recording.length > 1) return Promise.all(recording).then(() => undefined);
+    return recording[0];
   }
 
   /** Whether `message_stop` has been seen: the stream is complete, whatever follows it. */

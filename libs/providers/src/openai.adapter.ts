@@ -4,6 +4,7 @@ import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface
 import {
   isResponseEnd,
   noteStored,
+  outputContainerIds,
   outputItemIds,
   responsesUsage,
   responseText,
@@ -89,6 +90,8 @@ export class OpenAiAdapter implements ProviderAdapter {
     const usage = responsesUsage(response.usage);
     // Recorded before the answer goes out: the client's next request may continue from it at once.
     await noteStored(response, usage, call.onStored);
+    const containers = outputContainerIds(response);
+    if (call.onContainers && containers.length) await call.onContainers(containers);
     return { body, usage, text: responseText(response) };
   }
 
@@ -139,11 +142,15 @@ export class OpenAiAdapter implements ProviderAdapter {
   /** A Responses stream passed through event by event (see {@link ResponsesNativeStream}). */
   async responsesStream(call: ResponsesPassthrough): Promise<ChatStream> {
     const res = await this.post(call, { ...call.body, stream: true }, 'text/event-stream', '/responses');
-    return { events: this.responseEvents(res, call.onStored) };
+    return { events: this.responseEvents(res, call.onStored, call.onContainers) };
   }
 
-  private async *responseEvents(res: UpstreamResponse, onStored: ResponsesPassthrough['onStored']): AsyncGenerator<StreamEvent> {
-    const stream = new ResponsesNativeStream(onStored);
+  private async *responseEvents(
+    res: UpstreamResponse,
+    onStored: ResponsesPassthrough['onStored'],
+    onContainers: ResponsesPassthrough['onContainers'],
+  ): AsyncGenerator<StreamEvent> {
+    const stream = new ResponsesNativeStream(onStored, onContainers);
     // `response.completed` repeats every output item, images generated as base64 included.
     for await (const event of sseEvents(res, this.name, { isLast: isResponseEnd, maxEventBytes: MAX_RESPONSES_EVENT_BYTES })) {
       const out = stream.push(event);

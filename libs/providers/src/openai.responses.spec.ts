@@ -1,4 +1,11 @@
-import { isResponseEnd, responsesUsage, responseText, ResponsesNativeStream } from './openai.responses';
+import {
+  containersOfItem,
+  isResponseEnd,
+  outputContainerIds,
+  responsesUsage,
+  responseText,
+  ResponsesNativeStream,
+} from './openai.responses';
 import { estimateResponsesPromptTokens, countTokens, NON_TEXT_PART_TOKENS } from './token-estimate';
 import { UpstreamError } from './upstream.error';
 
@@ -147,6 +154,56 @@ describe('ResponsesNativeStream', () => {
     const stream = new ResponsesNativeStream();
     stream.push(event('response.output_text.delta', { delta: 'Hel' }));
     expect(() => stream.end()).toThrow('stream ended without response.completed');
+  });
+});
+
+describe('the code execution containers an answer names', () => {
+  it('reads a code interpreter run, a shell call’s container and a message’s container file citations, each once', () => {
+    expect(containersOfItem({ type: 'code_interpreter_call', id: 'ci_1', container_id: 'cntr_a' })).toEqual(['cntr_a']);
+    expect(containersOfItem({ type: 'shell_call', environment: { type: 'container_reference', container_id: 'cntr_b' } })).toEqual([
+      'cntr_b',
+    ]);
+    const cited = {
+      type: 'message',
+      content: [
+        {
+          type: 'output_text',
+          annotations: [
+            { type: 'container_file_citation', container_id: 'cntr_c', file_id: 'cfile_1' },
+            { type: 'container_file_citation', container_id: 'cntr_c', file_id: 'cfile_2' },
+            { type: 'url_citation', url: 'https://x' },
+          ],
+        },
+      ],
+    };
+    expect(containersOfItem(cited)).toEqual(['cntr_c']);
+    expect(containersOfItem({ type: 'function_call', id: 'fc_1' })).toEqual([]);
+    expect(
+      outputContainerIds({
+        output: [
+          { type: 'code_interpreter_call', container_id: 'cntr_a' },
+          cited,
+          { type: 'code_interpreter_call', container_id: 'cntr_a' },
+        ],
+      }),
+    ).toEqual(['cntr_a', 'cntr_c']);
+  });
+
+  it('tells onContainers of a stream’s containers once each, as its items’ events name them, stored or not', async () => {
+    const told: string[][] = [];
+    const stream = new ResponsesNativeStream(undefined, (ids) => {
+      told.push(ids);
+      return Promise.resolve();
+    });
+    const item = { type: 'code_interpreter_call', id: 'ci_1', container_id: 'cntr_s' };
+    const event = (type: string, extra: Record<string, unknown>) => ({ event: type, data: JSON.stringify({ type, ...extra }) });
+    stream.push(event('response.output_item.added', { output_index: 0, item }));
+    await stream.takeRecording();
+    stream.push(event('response.output_item.done', { output_index: 0, item }));
+    expect(stream.takeRecording()).toBeUndefined();
+    stream.push(event('response.completed', { response: { id: 'resp_1', store: false, output: [item], usage: null } }));
+    expect(stream.takeRecording()).toBeUndefined();
+    expect(told).toEqual([['cntr_s']]);
   });
 });
 

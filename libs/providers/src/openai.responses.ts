@@ -25,6 +25,13 @@ export interface ResponsesPassthrough {
    * client sends back as its next input. The answer goes on once the promise settles.
    */
   onItems?: (itemIds: string[]) => Promise<void> | void;
+  /**
+   * Called with the ids of the code execution containers an answer names (a code interpreter run's
+   * `container_id`, a shell call's container, a container file citation), stored or not, before the
+   * client has them: a later request may name one to reuse it. The answer, or that event, goes on once
+   * the promise settles.
+   */
+  onContainers?: (containerIds: string[]) => Promise<void> | void;
 }
 
 /** A stored Response's route passed through: retrieve, delete, list its input items, cancel. */
@@ -83,15 +90,21 @@ const OUTPUT_EVENTS = new Set(['response.image_generation_call.partial_image', '
 export class ResponsesNativeStream {
   private ended = false;
   private failure: UpstreamError | undefined;
-  private recording: Promise<void> | void = undefined;
+  private recording: Array<Promise<void> | void> = [];
+  /** The containers already told of. */
+  private readonly containers = new Set<string>();
 
-  constructor(private readonly onStored?: ResponsesPassthrough['onStored']) {}
+  constructor(
+    private readonly onStored?: ResponsesPassthrough['onStored'],
+    private readonly onContainers?: ResponsesPassthrough['onContainers'],
+  ) {}
 
-  /** The `onStored` call the last event made, to wait on before passing that event on (taken once). */
+  /** What the last event's `onStored`/`onContainers` calls started, to wait on before passing that event on (taken once). */
   takeRecording(): Promise<void> | void {
-    const recording = this.recording;
-    this.recording = undefined;
-    return recording;
+    const recording = this.recording.filter((r): r is Promise<void> => r instanceof Promise);
+    this.recording = [];
+    if (recording.length > 1) return Promise.all(recording).then(() => undefined);
+    return recording[0];
   }
 
   /** Whether a terminal event has been seen: the stream is complete, whatever follows it. */
@@ -117,12 +130,16 @@ export class ResponsesNativeStream {
     if (type !== undefined && TEXT_DELTAS.has(type) && typeof event.delta === 'string' && event.delta !== '') out.text = event.delta;
     else if (type !== undefined && OUTPUT_EVENTS.has(type)) out.output = true;
     // Its owner may use the id as soon as it has it: recorded when announced, again with the usage at the end.
-    if (type === 'response.created' && isRecord(event.response)) this.recording = noteStored(event.response, null, this.onStored);
+    if (type === 'response.created' && isRecord(event.response)) this.recording.push(noteStored(event.response, null, this.onStored));
+    // A container is named in its item's events (a code interpreter run), before the answer ends.
+    if ((type === 'response.output_item.added' || type === 'response.output_item.done') && isRecord(event.item))
+      this.noteContainers(containersOfItem(event.item));
     if (type !== undefined && TERMINAL.has(type)) {
       this.ended = true;
       const response = isRecord(event.response) ? event.response : {};
       const usage = responsesUsage(response.usage);
-      this.recording = noteStored(response, usage, this.onStored);
+      this.recording.push(noteStored(response, usage, this.onStored));
+      this.noteContainers(outputContainerIds(response));
       if (type === 'response.failed') {
         this.failure = openAiStreamFailure(PROVIDER, isRecord(response.error) ? response.error : {}, 'response failed');
         // What the failed attempt is billed; not a final usage, which would end a priming as a success.
@@ -140,6 +157,14 @@ export class ResponsesNativeStream {
     if (this.failure) throw this.failure;
     if (!this.ended) throw new UpstreamError('connection_lost', PROVIDER, 'stream ended without response.completed');
   }
+
+  /** Tells `onContainers` of the containers not told of yet. */
+  private noteContainers(ids: string[]): void {
+    const fresh = ids.filter((id) => !this.containers.has(id));
+    if (!fresh.length || !this.onContainers) return;
+    for (const id of fresh) this.containers.add(id);
+    this.recording.push(this.onContainers(fresh));
+  }
 }
 
 /** Tells `onStored` of a Response OpenAI stores (its `store` is not false); what it returns, to wait on. */
@@ -155,6 +180,27 @@ export function noteStored(
 export function outputItemIds(response: Record<string, unknown>): string[] {
   if (!Array.isArray(response.output)) return [];
   return response.output.flatMap((item: unknown) => (isRecord(item) && typeof item.id === 'string' ? [item.id] : []));
+}
+
+/**
+ * The code execution containers an output item names: a code interpreter run's `container_id`, a
+ * shell call's container (`environment.container_id`), a message's container file citations.
+ */
+export function containersOfItem(item: Record<string, unknown>): string[] {
+  const ids: unknown[] = [];
+  if (item.type === 'code_interpreter_call') ids.push(item.container_id);
+  if (isRecord(item.environment)) ids.push(item.environment.container_id);
+  if (item.type === 'message' && Array.isArray(item.content))
+    for (const part of item.content)
+      if (isRecord(part) && Array.isArray(part.annotations))
+        for (const note of part.annotations) if (isRecord(note) && note.type === 'container_file_citation') ids.push(note.container_id);
+  return [...new Set(ids.filter((id): id is string => typeof id === 'string' && id !== ''))];
+}
+
+/** The containers a Response's output names (see {@link containersOfItem}). */
+export function outputContainerIds(response: Record<string, unknown>): string[] {
+  if (!Array.isArray(response.output)) return [];
+  return [...new Set(response.output.flatMap((item: unknown) => (isRecord(item) ? containersOfItem(item) : [])))];
 }
 
 /** Whether an event ends a Responses stream (its body may stay open after it). */

@@ -17,6 +17,7 @@ import { CompletionRunner, type Candidate } from '../chat/completion-runner';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { RESPONSES_STREAM } from './responses-errors';
 import { storedResponseQuery, type StoredResponseRoute } from './stored-response.query';
+import { checkContainers, rememberContainer, type NamedContainer } from './containers';
 import { RESPONSE_ID } from './response-id';
 import { ownerOf, StoredResponses, type StoredResponse } from './stored-responses';
 
@@ -75,6 +76,27 @@ interface StoredState {
   previousId: string | undefined;
   previous: StoredResponse | undefined;
   referenced: Array<{ id: string; at: string; record: StoredResponse }>;
+  /** The host of the containers the request's tools reuse, when they name any. */
+  containerHost: string | undefined;
+}
+
+/**
+ * The code execution containers a request's tools name to reuse: a code interpreter's `container`
+ * given as an id (not `{type: "auto"}`), a shell tool's `environment` of type `container_reference`.
+ */
+export function toolContainers(tools: unknown): NamedContainer[] {
+  if (!Array.isArray(tools)) return [];
+  return tools.flatMap((tool: unknown, i): NamedContainer[] => {
+    if (!isRecord(tool)) return [];
+    if (tool.type === 'code_interpreter' && typeof tool.container === 'string')
+      return [{ id: tool.container, at: `tools[${i}].container` }];
+    const environment = tool.environment;
+    if (isRecord(environment) && environment.type === 'container_reference')
+      return [
+        { id: typeof environment.container_id === 'string' ? environment.container_id : '', at: `tools[${i}].environment.container_id` },
+      ];
+    return [];
+  });
 }
 
 /**
@@ -148,7 +170,7 @@ export class ResponsesService {
         {
           cap,
           previous,
-          itemsBaseUrl: state.referenced[0]?.record.baseUrl,
+          itemsBaseUrl: state.referenced[0]?.record.baseUrl ?? state.containerHost,
           promptTokens,
           onStored: async (id, usage, itemIds, { model, access }) => {
             const record: StoredResponse = { owner, model, baseUrl: access.baseUrl, tokens: usage?.total_tokens ?? promptTokens() };
@@ -274,7 +296,12 @@ export class ResponsesService {
         `previous_response_id is stored at another host than the one serving ${body.model}: continue it with ${previous.model}`,
         { param: 'previous_response_id' },
       );
-    return { previousId, previous, referenced };
+    // A container reused: the caller's own (a code interpreter's container holds its files and state), at this host.
+    const containerHost = await checkContainers(this.stored, principal, toolContainers(body.tools), {
+      baseUrl: first.access.baseUrl,
+      model: body.model,
+    });
+    return { previousId, previous, referenced, containerHost };
   }
 
   /**
@@ -304,7 +331,7 @@ export class ResponsesService {
     plan: {
       cap: number;
       previous: StoredResponse | undefined;
-      /** The host storing the items the input references, if any (checked to be the first candidate's). */
+      /** The host storing the items the input references or the containers its tools reuse, if any (checked to be the first candidate's). */
       itemsBaseUrl: string | undefined;
       promptTokens: () => number;
       onStored: (id: string, usage: Usage | null, itemIds: string[], candidate: Candidate) => Promise<void>;
@@ -335,6 +362,10 @@ export class ResponsesService {
             access,
             signal: ctx.abort.signal,
             onStored: (id, usage, itemIds) => plan.onStored(id, usage, itemIds, { model, access }),
+            // The containers its code ran in: reusable by this user only.
+            onContainers: async (ids) => {
+              await Promise.all(ids.map((id) => rememberContainer(this.stored, principal, id, { model, baseUrl: access.baseUrl })));
+            },
           };
           return ctx.stream ? this.openai.responsesStream(call) : this.openai.responses(call);
         },
