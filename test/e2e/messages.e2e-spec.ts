@@ -1143,6 +1143,44 @@ describe('Anthropic code execution containers (`container`, reused by id)', () =
   });
 });
 
+describe('Anthropic’s server-side fallbacks (`fallbacks`)', () => {
+  const ask = (fallbacks: unknown): Anthropic.MessageCreateParamsNonStreaming =>
+    ({ model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }], fallbacks }) as never;
+
+  it.each([
+    ['a model the product does not serve', [{ model: 'claude-opus-4-8' }], 403, 'model_not_allowed', 'fallbacks[0].model'],
+    [
+      'a model another provider serves',
+      [{ model: ANTHROPIC_MODEL }, { model: OPENAI_MODEL }],
+      403,
+      'model_not_allowed',
+      'fallbacks[1].model',
+    ],
+    ['Anthropic’s own choice ("default")', 'default', 400, 'unsupported_parameter', 'fallbacks'],
+    ['an entry without a model', [{ max_tokens: 10 }], 400, 'invalid_request', 'fallbacks[0].model'],
+  ])(
+    'refuses %s before any upstream call: the answer would come from a model keygate did not check',
+    async (_what, fallbacks, status, code, param) => {
+      const bad = rid('server-fallbacks');
+      const { result: error, moved } = await counting(() =>
+        sdkError(gw.anthropic(token).messages.create(ask(fallbacks), { headers: bad.headers })),
+      );
+      expect(error.status).toBe(status);
+      expect(error.error).toMatchObject({ error: { code, param } });
+      expect(moved).toEqual({});
+      await expectOneAudit(bad.id, { status, failure: status === 403 ? 'forbidden' : 'bad_request' });
+    },
+  );
+
+  it('passes fallbacks to the product’s own Claude models on', async () => {
+    // The product serves this one Claude model at the mock: the fallback the client lists.
+    const fallbacks = [{ model: ANTHROPIC_MODEL, max_tokens: 32 }];
+    const { moved, after } = await counting(() => gw.anthropic(token).messages.create(ask(fallbacks)));
+    expect(moved).toEqual({ 'anthropic.messages': 1 });
+    expect(after.last['anthropic.messages']?.body).toMatchObject({ fallbacks });
+  });
+});
+
 describe('POST /v1/messages/count_tokens', () => {
   const body = { model: ANTHROPIC_MODEL, messages: [{ role: 'user' as const, content: 'How many tokens is this?' }] };
 

@@ -12,7 +12,7 @@ import {
   type MessagesPassthrough,
   type OnMessage,
 } from '@keygate/providers';
-import type { ProviderAccess } from '@keygate/secrets';
+import type { ProductEntry, ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
 import { isRecord } from '../chat/chat-completion.dto';
 import { CompletionRunner } from '../chat/completion-runner';
@@ -33,6 +33,7 @@ export interface MessagesRequest {
   tools?: unknown;
   thread?: unknown;
   container?: unknown;
+  fallbacks?: unknown;
   [key: string]: unknown;
 }
 
@@ -113,6 +114,39 @@ export function containerOf(body: Pick<MessagesRequest, 'container'>): NamedCont
 }
 
 /**
+ * Anthropic's server-side `fallbacks` (a model to retry on when the requested one declines), checked:
+ * each must be a Claude model the caller's product serves at the host serving the request, since the
+ * answer would come from it. `"default"` (models Anthropic picks) is refused: keygate could not tell
+ * which model answers, and the product may not serve it.
+ */
+export function checkServerFallbacks(body: Pick<MessagesRequest, 'fallbacks'>, product: ProductEntry, host: string): void {
+  const { fallbacks } = body;
+  if (fallbacks === undefined || fallbacks === null) return;
+  if (fallbacks === 'default')
+    throw new GatewayError(
+      'unsupported_parameter',
+      'fallbacks: "default" lets Anthropic pick the models, which keygate cannot check against this product\'s: list them',
+      { param: 'fallbacks' },
+    );
+  if (!Array.isArray(fallbacks))
+    throw new GatewayError('invalid_request', 'fallbacks must be a list of {"model": …} entries', { param: 'fallbacks' });
+  fallbacks.forEach((entry: unknown, i) => {
+    const model = isRecord(entry) ? entry.model : undefined;
+    const at = `fallbacks[${i}].model`;
+    if (typeof model !== 'string' || model === '') throw new GatewayError('invalid_request', `${at} must be a model name`, { param: at });
+    const access = product.route(model);
+    if (!access || access.provider !== 'anthropic' || access.baseUrl !== host)
+      throw new GatewayError(
+        'model_not_allowed',
+        `The model '${model.slice(0, 256)}' is not one this product serves through Anthropic here`,
+        {
+          param: at,
+        },
+      );
+  });
+}
+
+/**
  * The answer for a thread the caller may not continue: none recorded, another user's, another
  * product's, gone at Anthropic, all alike. Anthropic's own `details.error_code`: its SDKs then replay
  * the whole conversation under a new thread, which is the caller's.
@@ -162,6 +196,8 @@ export class MessagesService {
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyParameterPolicy({ ...body }, policy);
     refuseBetas(client.beta, policy);
+    // Anthropic's own fallbacks answer from another model: one this product serves, at this host.
+    checkServerFallbacks(body, first.product, first.access.baseUrl);
     const thread = threadOf(body);
     const previous = thread?.type === 'continue' ? await this.threadRecord(principal, thread.previousId, first, body.model) : undefined;
     // A container reused: the caller's own, at the host that holds it.
