@@ -711,6 +711,20 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
   });
 
+  it('answers 400 naming an assistant message’s audio, an earlier audio answer named by id (kept by OpenAI under the product’s key)', async () => {
+    const id = uniqueId('audio-ref');
+    const messages = [
+      { role: 'user', content: prompt('speak') },
+      { role: 'assistant', audio: { id: 'audio_someone_elses' } },
+      { role: 'user', content: 'Say it again' },
+    ];
+    const { result, calls } = await countingUpstream(() => post(gw, '/v1/chat/completions', id, { model: 'gpt-4o', messages }));
+    expect(result.res.status).toBe(400);
+    expect((result.json as ErrorBody).error).toMatchObject({ code: 'unsupported_parameter', param: 'messages[1].audio' });
+    expect(calls).toBe(0);
+    await expectOneAudit(gw, id, { status: 400, failure: 'bad_request' });
+  });
+
   it('answers 400 invalid_json for a body that is not JSON', async () => {
     const id = uniqueId('bad-json');
     const { result, calls } = await countingUpstream(() =>

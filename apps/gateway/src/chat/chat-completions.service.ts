@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
+import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy';
 import {
@@ -16,6 +17,23 @@ import { ProductRouter } from '../routing/product.router';
 import { CompletionRunner } from './completion-runner';
 import { isOpenAiOwnHost } from './openai-host';
 import { OPENAI_STREAM } from './sse-relay';
+
+/**
+ * An assistant message's `audio` names an earlier audio answer by id, which OpenAI keeps under the
+ * product's shared key: keygate cannot tell whose it is, so it is refused (its transcript, sent as
+ * the message's content, carries the same turn).
+ */
+function refuseAudioReferences(body: ChatCompletionRequest): void {
+  body.messages.forEach((message, i) => {
+    const audio = (message as { audio?: unknown }).audio;
+    if (audio !== undefined && audio !== null)
+      throw new GatewayError(
+        'unsupported_parameter',
+        "an earlier audio answer named by id is not served through keygate (it cannot tell whose it is): send the answer's transcript as content",
+        { param: `messages[${i}].audio` },
+      );
+  });
+}
 
 /**
  * The chat-completions path: product and model resolution, parameter policy, the provider call,
@@ -38,6 +56,7 @@ export class ChatCompletionsService {
     ctx.stream = body.stream === true;
     const first = this.router.resolve(ctx, principal, body.model, bodyBytes);
     const { policy } = first.policy;
+    refuseAudioReferences(body);
     // Policy violations are the client's to fix: refused before any upstream is called.
     const completionCap = applyParameterPolicy({ ...body }, policy, capFieldFor(first.access));
     const clientWantsUsage = body.stream_options?.include_usage === true;
