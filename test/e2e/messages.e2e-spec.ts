@@ -1143,6 +1143,38 @@ describe('Anthropic code execution containers (`container`, reused by id)', () =
   });
 });
 
+describe('Files API ids (a file kept by Anthropic under the product’s key)', () => {
+  it.each([
+    ['a document', { type: 'document', source: { type: 'file', file_id: 'file_011someone' } }, 'messages[0].content[0].source.file_id'],
+    ['an image', { type: 'image', source: { type: 'file', file_id: 'file_011someone' } }, 'messages[0].content[0].source.file_id'],
+    ['a container upload', { type: 'container_upload', file_id: 'file_011someone' }, 'messages[0].content[0].file_id'],
+    [
+      'a document in a tool result',
+      {
+        type: 'tool_result',
+        tool_use_id: 'toolu_1',
+        content: [{ type: 'document', source: { type: 'file', file_id: 'file_011someone' } }],
+      },
+      'messages[0].content[0].content[0].source.file_id',
+    ],
+  ])('refuses %s named by its file id, 400 naming it, before any upstream call (count_tokens too)', async (_what, block, param) => {
+    const messages = [{ role: 'user', content: [block, { type: 'text', text: 'What is in it?' }] }];
+    const bad = rid('file-id');
+    const { result: error, moved } = await counting(() =>
+      sdkError(
+        gw.anthropic(token).messages.create({ model: ANTHROPIC_MODEL, max_tokens: 64, messages } as never, { headers: bad.headers }),
+      ),
+    );
+    expect(error.status).toBe(400);
+    expect(error.error).toMatchObject({ error: { code: 'unsupported_parameter', param } });
+    expect(moved).toEqual({});
+    await expectOneAudit(bad.id, { status: 400, failure: 'bad_request' });
+    const counted = await counting(() => sdkError(gw.anthropic(token).messages.countTokens({ model: ANTHROPIC_MODEL, messages } as never)));
+    expect(counted.result.status).toBe(400);
+    expect(counted.moved).toEqual({});
+  });
+});
+
 describe('Anthropic’s server-side fallbacks (`fallbacks`)', () => {
   const ask = (fallbacks: unknown): Anthropic.MessageCreateParamsNonStreaming =>
     ({ model: ANTHROPIC_MODEL, max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }], fallbacks }) as never;

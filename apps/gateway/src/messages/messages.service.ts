@@ -147,6 +147,38 @@ export function checkServerFallbacks(body: Pick<MessagesRequest, 'fallbacks'>, p
 }
 
 /**
+ * A content block that names a file of Anthropic's Files API by id (a document or image whose
+ * `source` is `{type: "file"}`, a `container_upload`), in a message or a tool result inside one.
+ * keygate serves no Files API, so such a file was made under the product's shared key some other
+ * way (a code execution tool's output file, another user's): refused, since keygate cannot tell
+ * whose it is. Send the file's content instead.
+ */
+export function refuseFileReferences(messages: unknown): void {
+  if (!Array.isArray(messages)) return;
+  const check = (block: unknown, at: string): void => {
+    if (!isRecord(block)) return;
+    const named =
+      block.type === 'container_upload'
+        ? `${at}.file_id`
+        : isRecord(block.source) && block.source.type === 'file'
+          ? `${at}.source.file_id`
+          : undefined;
+    if (named)
+      throw new GatewayError(
+        'unsupported_parameter',
+        'a file named by its Files API id is not served through keygate (it cannot tell whose the file is): send its content (base64 or text)',
+        { param: named },
+      );
+    if (block.type === 'tool_result' && Array.isArray(block.content))
+      block.content.forEach((inner, k) => check(inner, `${at}.content[${k}]`));
+  };
+  messages.forEach((message, i) => {
+    if (isRecord(message) && Array.isArray(message.content))
+      message.content.forEach((block, j) => check(block, `messages[${i}].content[${j}]`));
+  });
+}
+
+/**
  * The answer for a thread the caller may not continue: none recorded, another user's, another
  * product's, gone at Anthropic, all alike. Anthropic's own `details.error_code`: its SDKs then replay
  * the whole conversation under a new thread, which is the caller's.
@@ -198,6 +230,7 @@ export class MessagesService {
     refuseBetas(client.beta, policy);
     // Anthropic's own fallbacks answer from another model: one this product serves, at this host.
     checkServerFallbacks(body, first.product, first.access.baseUrl);
+    refuseFileReferences(body.messages);
     const thread = threadOf(body);
     const previous = thread?.type === 'continue' ? await this.threadRecord(principal, thread.previousId, first, body.model) : undefined;
     // A container reused: the caller's own, at the host that holds it.
@@ -287,6 +320,7 @@ export class MessagesService {
     const { access } = route;
     // A count of a continuation counts the thread's context: only the caller's own thread.
     const thread = threadOf(body);
+    refuseFileReferences(body.messages);
     if (thread?.type === 'continue') await this.threadRecord(principal, thread.previousId, route, body.model);
     await checkContainers(this.stored, principal, containerOf(body), { baseUrl: access.baseUrl, model: body.model });
     const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
