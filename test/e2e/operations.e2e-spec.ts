@@ -1144,6 +1144,79 @@ describe('a client too slow to send its request (API_KEY_SERVER_REQUEST_TIMEOUT_
   }, 30_000);
 });
 
+describe('requests pipelined on one connection (HTTP/1.1): each answered or ended in turn, each audited once', () => {
+  /** Writes `raw` on a new connection, optionally more after `thenMs`, and collects what comes back until the connection closes. */
+  function pipeline(port: number, raw: string, then?: { ms: number; write?: string; close?: boolean }): Promise<string> {
+    return new Promise<string>((done) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(raw);
+        if (then)
+          setTimeout(() => {
+            if (then.write) socket.write(then.write);
+            if (then.close) socket.destroy();
+          }, then.ms);
+      });
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (answer += d));
+      socket.on('error', () => undefined);
+      socket.on('close', () => done(answer));
+    });
+  }
+  const chat = (id: string, content: string, extra = ''): string => {
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: user(prompt(content)) });
+    return (
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+      `X-Request-Id: ${id}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`
+    );
+  };
+
+  it('ends a request queued behind one whose answer closes the connection (a 413) as a client abort, audited once, not left open', async () => {
+    const big = uniqueId('pipe-413');
+    const queued = uniqueId('pipe-behind-413');
+    // Over every product's limit (Content-Length): refused once the body has arrived, Connection: close.
+    const oversize = 'x'.repeat(1_100_000);
+    const first =
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+      `X-Request-Id: ${big}\r\nContent-Length: ${oversize.length}\r\n\r\n${oversize}`;
+    const answer = await pipeline(gw.port, first + chat(queued, 'queued behind a refusal'));
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    await waitFor('both audit lines', () => (gw.auditsFor(big).length && gw.auditsFor(queued).length) || undefined, 5_000);
+    expect(gw.auditsFor(big)).toEqual([expect.objectContaining({ status: 413 })]);
+    expect(gw.auditsFor(queued)).toEqual([expect.objectContaining({ status: 499, failure: 'client_abort' })]);
+  });
+
+  it('ends a request queued behind one in flight when the client leaves, each audited once (499)', async () => {
+    const slowId = uniqueId('pipe-slow');
+    const queued = uniqueId('pipe-queued');
+    await pipeline(gw.port, chat(slowId, 'slow [mock delay_ms=1500]') + chat(queued, 'queued'), { ms: 300, close: true });
+    await waitFor('both audit lines', () => (gw.auditsFor(slowId).length && gw.auditsFor(queued).length) || undefined, 5_000);
+    expect(gw.auditsFor(slowId)).toEqual([expect.objectContaining({ status: 499, failure: 'client_abort' })]);
+    expect(gw.auditsFor(queued)).toEqual([expect.objectContaining({ status: 499, failure: 'client_abort' })]);
+  });
+
+  it('answers a request in flight before refusing, 408 as itself, the one pipelined after it whose body is late', async () => {
+    const slow = await startGateway({
+      products: opsProducts(mock.url),
+      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: '1' },
+    });
+    try {
+      const answered = uniqueId('pipe-answered');
+      const late = uniqueId('pipe-late-body');
+      // The second request's body stops 10 bytes short, for good.
+      const second = chat(late, 'late body');
+      const answer = await pipeline(slow.port, chat(answered, 'in flight [mock delay_ms=2500]') + second.slice(0, -10));
+      expect(answer.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 408']);
+      expect(answer.indexOf(`x-request-id: ${answered}`)).toBeLessThan(answer.indexOf(`x-request-id: ${late}`));
+      await waitFor('both audit lines', () => (slow.auditsFor(answered).length && slow.auditsFor(late).length) || undefined, 5_000);
+      expect(slow.auditsFor(answered)).toEqual([expect.objectContaining({ status: 200, failure: null })]);
+      expect(slow.auditsFor(late)).toEqual([expect.objectContaining({ status: 408, failure: 'timeout' })]);
+    } finally {
+      await slow.stop();
+    }
+  }, 30_000);
+});
+
 describe('a gateway whose OpenAI upstream is down and whose IdP key URL does not answer', () => {
   let down: Gateway;
   /** The boot's own JWKS fetch fails too; only lines after it are a request's. */

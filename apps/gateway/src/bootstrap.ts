@@ -113,11 +113,12 @@ function refuseMalformed(
   error: Error & { code?: string },
   socket: Socket,
   securityHeaders: ReadonlyArray<readonly [string, string]>,
-  timedOut?: (socket: Socket) => boolean,
+  timedOut?: (socket: Socket, answerNext: () => void) => boolean,
   malformed?: (socket: Socket, answerNext: () => void) => boolean,
 ): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && timedOut?.(socket)) return;
+  // A request whose body is late is answered as itself; one whose headers are late, after the answers before it.
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT' && timedOut?.(socket, () => refuseMalformed(error, socket, securityHeaders))) return;
   // A request open on the connection is answered as itself, or first (see RequestLifecycle.refuseMalformed).
   // Not when the client closed mid-request (the parser's end-of-input error): it left, it sent nothing malformed.
   if (
@@ -300,7 +301,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   // is served before that).
   const late: {
     refuse?: (error: Error, request: FastifyRequest, reply: FastifyReply) => void;
-    timedOut?: (socket: Socket) => boolean;
+    timedOut?: (socket: Socket, answerNext: () => void) => boolean;
     malformed?: (socket: Socket, answerNext: () => void) => boolean;
   } = {};
   const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
@@ -352,7 +353,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   const lifecycle = app.get(RequestLifecycle);
   lifecycle.install(fastify, headers);
   late.refuse = (error, request, reply) => lifecycle.refuseUnroutable(error, request, reply);
-  late.timedOut = (socket) => lifecycle.refuseTimedOut(socket);
+  late.timedOut = (socket, answerNext) => lifecycle.refuseTimedOut(socket, answerNext);
   late.malformed = (socket, answerNext) => lifecycle.refuseMalformed(socket, answerNext);
   serveUnknownExpectations(app.getHttpServer());
   // Registered after the lifecycle and helmet hooks (hooks run in registration order), so a

@@ -86,6 +86,8 @@ export class RequestLifecycle {
   /** Requests whose response has not closed yet, with their reply (its request and raw response). */
   private readonly open = new Map<RequestContext, FastifyReply>();
   private readonly audited = new Set<Promise<void>>();
+  /** Connections whose close is watched (one listener a connection, for its pipelined requests: see onSocketClose). */
+  private readonly watched = new WeakSet<Socket>();
 
   constructor(
     private readonly audit: AuditService,
@@ -260,7 +262,43 @@ export class RequestLifecycle {
     // The connection now: a keep-alive response is detached from it once finished.
     const socket = raw.socket;
     reply.raw.once('close', () => this.onClose(ctx, reply.raw, socket));
+    if (socket && !this.watched.has(socket)) {
+      this.watched.add(socket);
+      socket.once('close', () => this.onSocketClose(socket));
+    }
     return ctx;
+  }
+
+  /**
+   * A connection closed with requests pipelined on it whose responses never got it (queued behind an
+   * earlier answer that closed the connection, or cut with it): Node never closes such a response, so
+   * they end here as requests whose client left (499, the upstream call aborted, the audit line
+   * written) instead of staying open for ever (no audit line, their memory held, the drain blocked).
+   */
+  private onSocketClose(socket: Socket): void {
+    for (const [ctx, reply] of this.open) {
+      if (reply.request.raw.socket === socket && reply.raw.socket !== socket) this.onClose(ctx, reply.raw, socket);
+    }
+  }
+
+  /**
+   * The request on `socket` whose body is still arriving (the one Node's parser is on), with its
+   * reply: a request pipelined behind others on the connection, whose answers are still to come,
+   * is not the one to blame.
+   */
+  private arriving(socket: Socket): [RequestContext, FastifyReply] | undefined {
+    for (const entry of this.open) if (entry[1].request.raw.socket === socket && !entry[1].request.raw.complete) return entry;
+    return undefined;
+  }
+
+  /**
+   * Ends a refused request whose body did not arrive whole, with the connection: at once when its
+   * answer is the connection's current one, else once its answer (queued behind those of requests
+   * before it, which are still answered) is written.
+   */
+  private closeAfter(res: ServerResponse, socket: Socket): void {
+    if (res.socket === socket) socket.destroySoon();
+    else res.once('finish', () => socket.destroySoon());
   }
 
   /**
@@ -281,63 +319,70 @@ export class RequestLifecycle {
    * covers the body). Returns false when the socket holds no such request (its headers never
    * arrived): bootstrap answers then.
    */
-  refuseTimedOut(socket: Socket): boolean {
-    for (const [ctx, reply] of this.open) {
-      const res = reply.raw;
-      if (res.socket !== socket) continue;
-      ctx.fail('timeout', REQUEST_TIMEOUT);
-      // The guard never ran (Fastify reads the body first).
-      this.credentials.nameCallerBeforeAudit(reply.request);
-      if (!res.headersSent) {
-        const body = JSON.stringify(errorBodyFor(ctx, new GatewayError('invalid_request', 'the request body did not arrive in time')));
-        res.writeHead(REQUEST_TIMEOUT, {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-          connection: 'close',
-        });
-        res.end(body);
-      }
-      // Closed once what was written is flushed; the response's close event then audits the request.
-      socket.destroySoon();
-      return true;
-    }
-    return false;
+  refuseTimedOut(socket: Socket, answerNext: () => void): boolean {
+    const late = this.arriving(socket);
+    if (!late) return this.answerAfterOpen(socket, answerNext);
+    const [ctx, reply] = late;
+    ctx.fail('timeout', REQUEST_TIMEOUT);
+    // The guard never ran (Fastify reads the body first).
+    this.credentials.nameCallerBeforeAudit(reply.request);
+    this.answerRefused(
+      reply.raw,
+      socket,
+      new GatewayError('invalid_request', 'the request body did not arrive in time'),
+      ctx,
+      REQUEST_TIMEOUT,
+    );
+    return true;
   }
 
   /**
-   * Node's parser failed on a connection that has a request open. When that request's body was
-   * still arriving, the error is in its body (malformed chunked framing): it is refused as itself,
-   * 400 with its own `X-Request-Id` and its audit line, not as a nameless parse error beside an
-   * audit line that says the client left. When it had arrived whole, the error is in a request
-   * pipelined after it: HTTP/1.1 answers in order, so `answerNext` (bootstrap's nameless 400, which
-   * closes the connection) runs once this one's answer is written, instead of going first and
-   * leaving this one's answer undelivered. Returns false when no request is open on the socket.
+   * Node's parser failed on a connection that has a request open. When a request's body was still
+   * arriving, the error is in its body (malformed chunked framing): it is refused as itself, 400
+   * with its own `X-Request-Id` and its audit line, not as a nameless parse error beside an audit
+   * line that says the client left. Otherwise the error is in a request pipelined after those open,
+   * which arrived whole: HTTP/1.1 answers in order, so `answerNext` (bootstrap's nameless 400, which
+   * closes the connection) runs once their answers are written, instead of going first and leaving
+   * them undelivered. Returns false when no request is open on the socket.
    */
   refuseMalformed(socket: Socket, answerNext: () => void): boolean {
-    for (const [ctx, reply] of this.open) {
-      const res = reply.raw;
-      if (res.socket !== socket) continue;
-      if (reply.request.raw.complete) {
-        if (res.writableFinished) answerNext();
-        else res.once('finish', answerNext);
-        return true;
-      }
-      ctx.fail('bad_request', BAD_REQUEST);
-      // The guard never ran (Fastify reads the body first).
-      this.credentials.nameCallerBeforeAudit(reply.request);
-      // A refusal recorded before (a 413 held back while the body drains) is not contradicted.
-      if (!res.headersSent && ctx.status === BAD_REQUEST) {
-        const body = JSON.stringify(
-          errorBodyFor(ctx, new GatewayError('invalid_request', 'the request body is not valid HTTP/1.1 (malformed chunked encoding)')),
-        );
-        res.writeHead(BAD_REQUEST, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
-        res.end(body);
-      }
-      // Closed once what was written is flushed; the response's close event then audits the request.
-      socket.destroySoon();
-      return true;
+    const late = this.arriving(socket);
+    if (!late) return this.answerAfterOpen(socket, answerNext);
+    const [ctx, reply] = late;
+    ctx.fail('bad_request', BAD_REQUEST);
+    // The guard never ran (Fastify reads the body first).
+    this.credentials.nameCallerBeforeAudit(reply.request);
+    // A refusal recorded before (a 413 held back while the body drains) is not contradicted.
+    const error = new GatewayError('invalid_request', 'the request body is not valid HTTP/1.1 (malformed chunked encoding)');
+    this.answerRefused(reply.raw, socket, ctx.status === BAD_REQUEST ? error : undefined, ctx, BAD_REQUEST);
+    return true;
+  }
+
+  /**
+   * Runs `answerNext` (a nameless answer that closes the connection) once the answers of the
+   * requests open on `socket` are written; false when none is open there.
+   */
+  private answerAfterOpen(socket: Socket, answerNext: () => void): boolean {
+    let last: ServerResponse | undefined;
+    for (const [, reply] of this.open) if (reply.request.raw.socket === socket) last = reply.raw;
+    if (!last) return false;
+    if (last.writableFinished) answerNext();
+    else last.once('finish', answerNext);
+    return true;
+  }
+
+  /**
+   * Writes a refusal (when one is given and nothing was sent yet) with `Connection: close`, and
+   * closes the connection once it is flushed (after the answers queued before it): the response's
+   * close event then audits the request.
+   */
+  private answerRefused(res: ServerResponse, socket: Socket, error: GatewayError | undefined, ctx: RequestContext, status: number): void {
+    if (error && !res.headersSent) {
+      const body = JSON.stringify(errorBodyFor(ctx, error));
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+      res.end(body);
     }
-    return false;
+    this.closeAfter(res, socket);
   }
 
   /**
@@ -377,7 +422,8 @@ export class RequestLifecycle {
   }
 
   private onClose(ctx: RequestContext, res: ServerResponse, socket: Socket | null): void {
-    this.open.delete(ctx);
+    // Once: a pipelined request ended with its connection (onSocketClose) is not ended again.
+    if (!this.open.delete(ctx)) return;
     if (!delivered(res, socket)) {
       // A response closed before it reached the client: the client left, unless keygate ended it
       // and said why first (a stream cut at its limit or by the drain, the drain's 503): the first
