@@ -2,7 +2,14 @@ import { GatewayError } from '@keygate/errors';
 import { refusalOf } from '@keygate/errors/testing';
 import { CreateBlockDto } from '../admin/admin.dto';
 import { ChatCompletionRequestDto } from '../chat/chat-completion.dto';
-import { DtoValidationPipe, MAX_JSON_DEPTH, infiniteNumberPath, noteDeclaredCharset, scanJsonText } from './dto-validation.pipe';
+import {
+  DtoValidationPipe,
+  MAX_BODY_FIELDS,
+  MAX_JSON_DEPTH,
+  infiniteNumberPath,
+  noteDeclaredCharset,
+  scanJsonText,
+} from './dto-validation.pipe';
 
 function refusal(body: unknown): GatewayError {
   try {
@@ -126,6 +133,19 @@ describe('DtoValidationPipe', () => {
       expect(chat(ascii)).toMatchObject({ model: 'm' });
       expect(chat(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), utf8]))).toMatchObject({ model: 'm' });
     });
+  });
+
+  it('refuses a body with more top-level fields than the limit (each is copied and passed on), and takes one at the limit', () => {
+    const body = (fields: number): Record<string, unknown> => {
+      const out: Record<string, unknown> = { model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] };
+      for (let i = 2; i < fields; i++) out[`x${i}`] = 0;
+      return out;
+    };
+    const pipe = new DtoValidationPipe();
+    const meta = { type: 'body' as const, metatype: ChatCompletionRequestDto };
+    expect(Object.keys(pipe.transform(Buffer.from(JSON.stringify(body(MAX_BODY_FIELDS))), meta) as object)).toHaveLength(MAX_BODY_FIELDS);
+    const error = refusalOf(() => pipe.transform(Buffer.from(JSON.stringify(body(MAX_BODY_FIELDS + 1))), meta));
+    expect(error).toMatchObject({ code: 'invalid_request', message: `the request body has more than ${MAX_BODY_FIELDS} fields` });
   });
 
   it('passes unknown fields of an open DTO (OpenAI bodies) through untouched', () => {
