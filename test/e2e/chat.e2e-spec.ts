@@ -653,6 +653,8 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     ['GET', '/v1/MODELS'],
     ['GET', '/%761/no-such-thing'],
     ['GET', '/%56%31/models'],
+    // An SDK whose base URL ends in `/`.
+    ['POST', '//v1/chat/completions'],
   ])('answers %s %s, which no route takes (routes are case-sensitive), 404 route_not_found, and audits it once', async (method, path) => {
     const id = uniqueId('odd-path');
     const { result: res, calls } = await countingUpstream(() =>

@@ -53,6 +53,10 @@ describe('isAudited', () => {
     ['/healthz', '/healthz', false],
     ['/Admin/blocks', undefined, false],
     ['/v2/models', undefined, false],
+    // A base URL ending in `/`: no route takes it, audited all the same.
+    ['//v1/chat/completions', undefined, true],
+    ['///chat/demo', undefined, true],
+    ['//admin/blocks', undefined, false],
   ])('%s (route %s) -> %s', (path, route, audited) => {
     expect(isAudited(routedPath(path), route)).toBe(audited);
   });

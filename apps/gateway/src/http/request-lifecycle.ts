@@ -47,7 +47,8 @@ const REQUEST_TIMEOUT = 408;
 const BAD_REQUEST = 400;
 
 /** SPEC §7's audited paths (see {@link isAudited}), and Gemini's own API under /v1beta. */
-const AUDITED = /^\/(v1|v1beta|chat)\//;
+// Leading slashes doubled (`//v1/…`, a base URL ending in `/`) name the same API: no route takes it (404), audited all the same.
+const AUDITED = /^\/+(v1|v1beta|chat)\//;
 /** The route `@fastify/cors` registers for every preflight (`OPTIONS *`). */
 const CORS_PREFLIGHT_ROUTE = '*';
 /** Gemini's streaming method, at the end of its path. */
