@@ -1157,6 +1157,14 @@ describe('Files API ids (a file kept by Anthropic under the product’s key)', (
       },
       'messages[0].content[0].content[0].source.file_id',
     ],
+    [
+      'an image inside a document made of content blocks',
+      {
+        type: 'document',
+        source: { type: 'content', content: [{ type: 'image', source: { type: 'file', file_id: 'file_011someone' } }] },
+      },
+      'messages[0].content[0].source.content[0].source.file_id',
+    ],
   ])('refuses %s named by its file id, 400 naming it, before any upstream call (count_tokens too)', async (_what, block, param) => {
     const messages = [{ role: 'user', content: [block, { type: 'text', text: 'What is in it?' }] }];
     const bad = rid('file-id');
@@ -1190,6 +1198,14 @@ describe('Anthropic’s server-side fallbacks (`fallbacks`)', () => {
     ],
     ['Anthropic’s own choice ("default")', 'default', 400, 'unsupported_parameter', 'fallbacks'],
     ['an entry without a model', [{ max_tokens: 10 }], 400, 'invalid_request', 'fallbacks[0].model'],
+    // Its own overrides would skip the parameter policy (a cap of 4096 here) and the reservation.
+    [
+      'an entry with its own max_tokens',
+      [{ model: ANTHROPIC_MODEL, max_tokens: 200_000 }],
+      400,
+      'unsupported_parameter',
+      'fallbacks[0].max_tokens',
+    ],
   ])(
     'refuses %s before any upstream call: the answer would come from a model keygate did not check',
     async (_what, fallbacks, status, code, param) => {
@@ -1206,7 +1222,7 @@ describe('Anthropic’s server-side fallbacks (`fallbacks`)', () => {
 
   it('passes fallbacks to the product’s own Claude models on', async () => {
     // The product serves this one Claude model at the mock: the fallback the client lists.
-    const fallbacks = [{ model: ANTHROPIC_MODEL, max_tokens: 32 }];
+    const fallbacks = [{ model: ANTHROPIC_MODEL }];
     const { moved, after } = await counting(() => gw.anthropic(token).messages.create(ask(fallbacks)));
     expect(moved).toEqual({ 'anthropic.messages': 1 });
     expect(after.last['anthropic.messages']?.body).toMatchObject({ fallbacks });

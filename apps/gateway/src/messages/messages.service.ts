@@ -116,8 +116,9 @@ export function containerOf(body: Pick<MessagesRequest, 'container'>): NamedCont
 /**
  * Anthropic's server-side `fallbacks` (a model to retry on when the requested one declines), checked:
  * each must be a Claude model the caller's product serves at the host serving the request, since the
- * answer would come from it. `"default"` (models Anthropic picks) is refused: keygate could not tell
- * which model answers, and the product may not serve it.
+ * answer would come from it, with the request's own (policed) parameters: an entry's overrides are
+ * refused. `"default"` (models Anthropic picks) is refused: keygate could not tell which model
+ * answers, and the product may not serve it.
  */
 export function checkServerFallbacks(body: Pick<MessagesRequest, 'fallbacks'>, product: ProductEntry, host: string): void {
   const { fallbacks } = body;
@@ -134,6 +135,17 @@ export function checkServerFallbacks(body: Pick<MessagesRequest, 'fallbacks'>, p
     const model = isRecord(entry) ? entry.model : undefined;
     const at = `fallbacks[${i}].model`;
     if (typeof model !== 'string' || model === '') throw new GatewayError('invalid_request', `${at} must be a model name`, { param: at });
+    // An entry's own max_tokens, thinking, output_config or speed would apply to that attempt past the
+    // parameter policy and the reservation (checked on the request's own fields only): refused.
+    const other = Object.keys(entry as Record<string, unknown>).find((key) => key !== 'model');
+    if (other !== undefined)
+      throw new GatewayError(
+        'unsupported_parameter',
+        `fallbacks[${i}].${other.slice(0, 64)}: an entry takes only a model through keygate`,
+        {
+          param: `fallbacks[${i}].${other.slice(0, 64)}`,
+        },
+      );
     const access = product.route(model);
     if (!access || access.provider !== 'anthropic' || access.baseUrl !== host)
       throw new GatewayError(
@@ -171,6 +183,9 @@ export function refuseFileReferences(messages: unknown): void {
       );
     if (block.type === 'tool_result' && Array.isArray(block.content))
       block.content.forEach((inner, k) => check(inner, `${at}.content[${k}]`));
+    // A document made of content blocks (`source: {type: "content", content: [...]}`) may hold an image by file id.
+    if (isRecord(block.source) && block.source.type === 'content' && Array.isArray(block.source.content))
+      block.source.content.forEach((inner, k) => check(inner, `${at}.source.content[${k}]`));
   };
   messages.forEach((message, i) => {
     if (isRecord(message) && Array.isArray(message.content))
@@ -267,6 +282,8 @@ export class MessagesService {
               (access) =>
                 access.provider === 'anthropic' &&
                 (!previous || access.baseUrl === previous.baseUrl) &&
+                // Anthropic's own fallbacks were checked against the first host's models.
+                (body.fallbacks === undefined || body.fallbacks === null || access.baseUrl === first.access.baseUrl) &&
                 (containerHost === undefined || access.baseUrl === containerHost),
             )
             .filter((candidate) => !previous || candidate.model === body.model),
