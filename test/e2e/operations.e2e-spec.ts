@@ -1182,6 +1182,7 @@ describe('requests pipelined on one connection (HTTP/1.1): each answered or ende
     const answer = await pipeline(gw.port, first + chat(queued, 'queued behind a refusal'));
     expect(answer).toMatch(/^HTTP\/1\.1 413 /);
     await waitFor('both audit lines', () => (gw.auditsFor(big).length && gw.auditsFor(queued).length) || undefined, 5_000);
+    await new Promise((r) => setTimeout(r, 300));
     expect(gw.auditsFor(big)).toEqual([expect.objectContaining({ status: 413 })]);
     expect(gw.auditsFor(queued)).toEqual([expect.objectContaining({ status: 499, failure: 'client_abort' })]);
   });
@@ -1191,8 +1192,44 @@ describe('requests pipelined on one connection (HTTP/1.1): each answered or ende
     const queued = uniqueId('pipe-queued');
     await pipeline(gw.port, chat(slowId, 'slow [mock delay_ms=1500]') + chat(queued, 'queued'), { ms: 300, close: true });
     await waitFor('both audit lines', () => (gw.auditsFor(slowId).length && gw.auditsFor(queued).length) || undefined, 5_000);
+    await new Promise((r) => setTimeout(r, 300));
     expect(gw.auditsFor(slowId)).toEqual([expect.objectContaining({ status: 499, failure: 'client_abort' })]);
     expect(gw.auditsFor(queued)).toEqual([expect.objectContaining({ status: 499, failure: 'client_abort' })]);
+  });
+
+  it('answers a request in flight before refusing, 400 as itself, the one pipelined after it with malformed chunked framing, however much more the client sends', async () => {
+    const answered = uniqueId('pipe-before-bad-chunk');
+    const bad = uniqueId('pipe-bad-chunk');
+    const head =
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+      `X-Request-Id: ${bad}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"mod\r\nZZ\r\n`;
+    const warningsBefore = gw.proc.lines.filter((l) => l.stream === 'stderr').length;
+    // After the bad chunk the client keeps writing: Node reports the parser's error for each chunk.
+    const junk = Array.from({ length: 30 }, (_, i) => `junk ${i}\r\n`);
+    const answer = await new Promise<string>((done) => {
+      const socket = connect(gw.port, '127.0.0.1', () => {
+        socket.write(chat(answered, 'in flight [mock delay_ms=1200]') + head);
+        let k = 0;
+        const more = setInterval(() => {
+          if (k < junk.length && !socket.destroyed) socket.write(junk[k++]);
+          else clearInterval(more);
+        }, 10);
+      });
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (text += d));
+      socket.on('error', () => undefined);
+      socket.on('close', () => done(text));
+    });
+    expect(answer.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 400']);
+    expect(answer.indexOf(`x-request-id: ${answered}`)).toBeLessThan(answer.indexOf(`x-request-id: ${bad}`));
+    await waitFor('both audit lines', () => (gw.auditsFor(answered).length && gw.auditsFor(bad).length) || undefined, 5_000);
+    // No second line for either, even a little later.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(gw.auditsFor(answered)).toEqual([expect.objectContaining({ status: 200, failure: null })]);
+    expect(gw.auditsFor(bad)).toEqual([expect.objectContaining({ status: 400, failure: 'bad_request' })]);
+    // Refused once: no listener piled up per chunk (Node warns past ten).
+    expect(gw.proc.lines.filter((l) => l.stream === 'stderr').slice(warningsBefore)).toEqual([]);
   });
 
   it('answers a request in flight before refusing, 408 as itself, the one pipelined after it whose body is late', async () => {

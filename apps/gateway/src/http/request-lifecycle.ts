@@ -89,6 +89,11 @@ export class RequestLifecycle {
   private readonly audited = new Set<Promise<void>>();
   /** Connections whose close is watched (one listener a connection, for its pipelined requests: see onSocketClose). */
   private readonly watched = new WeakSet<Socket>();
+  /**
+   * Connections already refused for a late or malformed request: Node reports the parser's error
+   * again for every chunk the client goes on sending, which must not refuse (and add listeners) again.
+   */
+  private readonly refused = new WeakSet<Socket>();
 
   constructor(
     private readonly audit: AuditService,
@@ -321,6 +326,7 @@ export class RequestLifecycle {
    * arrived): bootstrap answers then.
    */
   refuseTimedOut(socket: Socket, answerNext: () => void): boolean {
+    if (this.refused.has(socket)) return true;
     const late = this.arriving(socket);
     if (!late) return this.answerAfterOpen(socket, answerNext);
     const [ctx, reply] = late;
@@ -347,6 +353,7 @@ export class RequestLifecycle {
    * them undelivered. Returns false when no request is open on the socket.
    */
   refuseMalformed(socket: Socket, answerNext: () => void): boolean {
+    if (this.refused.has(socket)) return true;
     const late = this.arriving(socket);
     if (!late) return this.answerAfterOpen(socket, answerNext);
     const [ctx, reply] = late;
@@ -367,6 +374,7 @@ export class RequestLifecycle {
     let last: ServerResponse | undefined;
     for (const [, reply] of this.open) if (reply.request.raw.socket === socket) last = reply.raw;
     if (!last) return false;
+    this.refused.add(socket);
     if (last.writableFinished) answerNext();
     else last.once('finish', answerNext);
     return true;
@@ -378,6 +386,7 @@ export class RequestLifecycle {
    * close event then audits the request.
    */
   private answerRefused(res: ServerResponse, socket: Socket, error: GatewayError | undefined, ctx: RequestContext, status: number): void {
+    this.refused.add(socket);
     if (error && !res.headersSent) {
       const body = JSON.stringify(errorBodyFor(ctx, error));
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
