@@ -47,14 +47,19 @@ describe('parseProductKeys', () => {
           providers: {
             anthropic: { api_key: KEY, models: ['c'], base_url: 'https://proxy.example/anthropic' },
             openai: { api_key: KEY, models: ['o'], base_url: 'https://proxy.example/openai/v1' },
+            // Azure AI Foundry's OpenAI-compatible endpoint ends in /models (chat at /models/chat/completions).
+            gemini: { api_key: KEY, models: ['g'], base_url: 'https://proxy.example/google' },
           },
         },
+        azure: { providers: { openai: { api_key: KEY, models: ['a'], base_url: 'https://res.services.ai.azure.com/models' } } },
       }),
       'openai-api-keys',
     );
+    expect(catalog.get('azure')?.providers[0].baseUrl).toBe('https://res.services.ai.azure.com/models');
     expect(catalog.get('p')?.providers.map((a) => a.baseUrl)).toEqual([
       'https://proxy.example/anthropic',
       'https://proxy.example/openai/v1',
+      'https://proxy.example/google',
     ]);
   });
 

@@ -123,7 +123,7 @@ function parseAccess(provider: ProviderName, access: unknown, path: string, prob
  * `…/v1/v1/messages`, answered 404 as if the model were unknown), per provider; undefined when none.
  */
 const APPENDED_PATHS: Readonly<Record<ProviderName, RegExp>> = {
-  openai: /\/(chat\/completions|responses|embeddings|models)$/i,
+  openai: /\/(chat\/completions|responses|embeddings)$/i,
   anthropic: /\/v1(\/messages)?$/i,
   gemini: /\/(v1beta|v1)(\/models)?$/i,
 };
