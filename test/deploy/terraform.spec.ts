@@ -16,6 +16,7 @@ const AUDIT_FIELDS = [
   'user',
   'model',
   'model_label',
+  'product_label',
   'provider',
   'stream',
   'tokens_in',
@@ -82,12 +83,15 @@ describe('Terraform', () => {
 
   it('the log-based metrics read only fields the audit record has (and those of the failed-attempt lines they count)', () => {
     const fields = [...jsonPayloadFields(join(TERRAFORM, 'modules', 'gcp', 'monitoring'))];
-    expect(fields).toEqual(expect.arrayContaining(['type', 'product', 'tokens_in', 'tokens_out', 'failure', 'latency_ms']));
+    expect(fields).toEqual(expect.arrayContaining(['type', 'product_label', 'tokens_in', 'tokens_out', 'failure', 'latency_ms']));
     // Beside the audit record's: the message, which tells the failed-attempt and crash lines apart.
     expect(fields.filter((f) => !AUDIT_FIELDS.includes(f) && f !== 'message')).toEqual([]);
     // A model a client named is not a label: any caller could grow the metrics without bound.
     expect(fields).not.toContain('model');
     expect(fields).toContain('model_label');
+    // Nor a product a token names (any claim a trusted issuer signs).
+    expect(fields).not.toContain('product');
+    expect(fields).toContain('product_label');
   });
 
   it('the messages the metrics and alerts match are ones the gateway writes (failed upstream attempts and streams, crashes)', () => {

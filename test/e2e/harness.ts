@@ -455,6 +455,7 @@ export interface AuditRecord {
   model: string | null;
   requested_model?: string | null;
   model_label?: string;
+  product_label?: string;
   provider: string | null;
   stream: boolean;
   tokens_in: number | null;
@@ -478,8 +479,8 @@ export interface TrackedRequest {
   path: string;
 }
 
-/** SPEC §7: `/v1/*` and `/chat/*` requests are audited (and the Gemini routes under `/v1beta/*`), however their path is spelt (`/V1/models` is one, refused 404). */
-const AUDITED_PATH = /^\/(v1|v1beta|chat)\//i;
+/** SPEC §7: `/v1/*` and `/chat/*` requests are audited (and the Gemini routes under `/v1beta/*`), however their path is spelt (`/V1/models` is one, refused 404; so is `//v1/…`). */
+const AUDITED_PATH = /^\/+(v1|v1beta|chat)\//i;
 
 /**
  * The path the gateway's router matches: percent-escapes decoded (`/%761/…` reaches a `/v1` route,

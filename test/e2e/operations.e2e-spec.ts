@@ -325,6 +325,9 @@ describe('/metrics after real requests', () => {
     expect(audits.claude.model_label).toBe(CLAUDE_MODEL);
     expect(audits.upstream503.model_label).toBe('gpt-4o-mini');
     expect(audits.model404.model_label).toBe('none');
+    expect(audits.plain.product_label).toBe(PRODUCT);
+    // A token naming a product no one configured: its claim in product, not in the label.
+    expect(audits.ghost.product_label).toBe('unconfigured');
     expect(audits.model404.requested_model).not.toBe('none');
 
     // keygate_tokens_total: in/out by product and model equal the audit sums.

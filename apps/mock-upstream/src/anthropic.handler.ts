@@ -234,7 +234,8 @@ class AnthropicHandler implements ProviderHandler {
     const content: AnthropicContentBlock[] = plan
       ? toolIds.map((toolId) => ({ type: 'tool_use', id: toolId, name: plan.name, input: plan.args }))
       : [{ type: 'text', text }];
-    if (thread.holds) holdThread(id, messages, content, thread.continues);
+    // A copy: thinking blocks put before a whole answer's content below are not the thread's (as a stream's are not).
+    if (thread.holds) holdThread(id, messages, [...content], thread.continues);
 
     if (body.stream === true) {
       return sendStream(

@@ -40,15 +40,19 @@ describe('AuditService', () => {
     });
   });
 
-  it('writes the model’s bounded metrics label beside it: the one it is given, none when not', () => {
+  it('writes the product’s and the model’s bounded metrics labels beside them: those it is given, none when not', () => {
     const lines: string[] = [];
     const audit = new AuditService(new JsonLogger('info', undefined, (line) => lines.push(line)), { policy });
     const served = new RequestContext('req-2', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
     served.model = 'gpt-4o-2024-08-06';
     served.provider = 'openai';
-    expect(audit.record(served, 'gpt-4o*')).toBe(true);
+    expect(audit.record(served, { product: 'demo', model: 'gpt-4o*' })).toBe(true);
     expect(audit.record(new RequestContext('req-3', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true))).toBe(true);
-    expect(lines.map((line) => (JSON.parse(line) as { model_label: string }).model_label)).toEqual(['gpt-4o*', 'none']);
+    const written = lines.map((line) => JSON.parse(line) as { model_label: string; product_label: string });
+    expect(written.map((l) => [l.product_label, l.model_label])).toEqual([
+      ['demo', 'gpt-4o*'],
+      ['none', 'none'],
+    ]);
   });
 
   it('masks a key or a token the client put where the model or the path goes', () => {

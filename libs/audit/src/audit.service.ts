@@ -16,6 +16,11 @@ export interface AuditRecord {
    * `other`, or `none`. Bounded whatever a client sends, unlike `model`: what log-based metrics read.
    */
   model_label: string;
+  /**
+   * Extension: `product` as `/metrics` labels it: a configured product, `unconfigured` (a token's
+   * claim naming none), or `none`. Bounded, unlike `product`: what log-based metrics read.
+   */
+  product_label: string;
   provider: string | null;
   stream: boolean;
   tokens_in: number | null;
@@ -38,6 +43,9 @@ export interface AuditRecord {
   path: string;
 }
 
+/** The labels of a request whose product and model are not known. */
+const NO_LABELS = Object.freeze({ product: 'none', model: 'none' });
+
 /**
  * A string of the record that the client chose (the model it asked for, the path it sent), masked
  * as every other log line is: a request whose model or path holds a key or a token (a client that
@@ -59,8 +67,11 @@ export class AuditService {
     @Inject(GatewayConfig) private readonly config: Pick<GatewayConfig, 'policy'>,
   ) {}
 
-  /** Writes the record for `ctx` unless it was written already; returns whether it wrote. `modelLabel`: see {@link AuditRecord.model_label}. */
-  record(ctx: RequestContext, modelLabel = 'none'): boolean {
+  /**
+   * Writes the record for `ctx` unless it was written already; returns whether it wrote. `labels`:
+   * the request's metrics labels (see {@link AuditRecord.model_label}, {@link AuditRecord.product_label}).
+   */
+  record(ctx: RequestContext, labels: { product: string; model: string } = NO_LABELS): boolean {
     if (!ctx.auditable || ctx.audited) return false;
     ctx.audited = true;
     // Priced by the model that answered (a fallback's own price), as configured: never a client's name.
@@ -72,7 +83,8 @@ export class AuditService {
       user: ctx.user,
       model: masked(ctx.model),
       requested_model: masked(ctx.requestedModel),
-      model_label: masked(modelLabel),
+      model_label: masked(labels.model),
+      product_label: labels.product,
       provider: ctx.provider,
       stream: ctx.stream,
       tokens_in: ctx.tokensIn,

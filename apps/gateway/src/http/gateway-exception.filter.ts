@@ -171,7 +171,6 @@ function messageFor(status: number, exception: unknown): string {
   return exception instanceof Error ? exception.message : 'bad request';
 }
 
-/** Whether a failure the SDKs would retry (429, 5xx) is an upstream's that keygate itself made more than one attempt at. */
 /**
  * Whether the upstream refused keygate's own key (a 502 the client cannot fix): a retry a moment
  * later is refused the same until an operator replaces the key, so the SDKs are told not to.
@@ -182,6 +181,7 @@ function refusedKeygatesKey(error: GatewayError): boolean {
   return cause.kind === 'credentials' || (cause.kind === 'http' && (cause.status === 401 || cause.status === 403));
 }
 
+/** Whether a failure the SDKs would retry (429, 5xx) is an upstream's that keygate itself made more than one attempt at. */
 function alreadyRetried(ctx: RequestContext | undefined, error: GatewayError): boolean {
   if (ctx === undefined || ctx.attempts < 2) return false;
   if (error.status !== 429 && error.status < 500) return false;

@@ -455,7 +455,7 @@ export class RequestLifecycle {
         // Refused after admission without reaching an upstream: not charged to the daily caps.
         if (ctx.releaseDailyCount && ctx.failure !== null && ctx.attempts === 0) ctx.releaseDailyCount();
         const labels = this.labels(ctx);
-        if (this.audit.record(ctx, labels.model)) {
+        if (this.audit.record(ctx, labels)) {
           this.metrics.observeRequest(ctx, labels);
           // The day's cost in /admin/usage: the audit line's own, added where the limits counted the
           // request, here where it is written once (a request without a price adds nothing). Called

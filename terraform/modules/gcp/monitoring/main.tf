@@ -1,8 +1,9 @@
 # Log-based metrics from the gateway's audit records (one JSON line per request on stdout,
 # SPEC §7, read by Cloud Logging as jsonPayload.*) and the alert policies built on them.
 # Label cardinality is bounded: product, model, provider, status and failure class; never the
-# user, and never the model a client named (`model_label`: the configured name or pattern that served
-# it, `other` or `none`, as /metrics labels it; `model` holds whatever a client sent to a 404).
+# user, and never a name a client chose: `model_label` (the configured name or pattern that served
+# it, `other` or `none`, as /metrics labels it; `model` holds whatever a client sent to a 404) and
+# `product_label` (a configured product, `unconfigured` or `none`; `product` is the token's claim).
 locals {
   container_filter = join(" AND ", [
     "resource.type=\"k8s_container\"",
@@ -72,7 +73,7 @@ resource "google_logging_metric" "requests" {
   }
 
   label_extractors = {
-    product  = "EXTRACT(jsonPayload.product)"
+    product  = "EXTRACT(jsonPayload.product_label)"
     model    = "EXTRACT(jsonPayload.model_label)"
     provider = "EXTRACT(jsonPayload.provider)"
     status   = "EXTRACT(jsonPayload.status)"
@@ -105,7 +106,7 @@ resource "google_logging_metric" "failures" {
   }
 
   label_extractors = {
-    product = "EXTRACT(jsonPayload.product)"
+    product = "EXTRACT(jsonPayload.product_label)"
     failure = "EXTRACT(jsonPayload.failure)"
   }
 }
@@ -133,7 +134,7 @@ resource "google_logging_metric" "tokens_in" {
   }
 
   label_extractors = {
-    product = "EXTRACT(jsonPayload.product)"
+    product = "EXTRACT(jsonPayload.product_label)"
     model   = "EXTRACT(jsonPayload.model_label)"
   }
 
@@ -169,7 +170,7 @@ resource "google_logging_metric" "tokens_out" {
   }
 
   label_extractors = {
-    product = "EXTRACT(jsonPayload.product)"
+    product = "EXTRACT(jsonPayload.product_label)"
     model   = "EXTRACT(jsonPayload.model_label)"
   }
 
@@ -207,7 +208,7 @@ resource "google_logging_metric" "cost" {
   }
 
   label_extractors = {
-    product = "EXTRACT(jsonPayload.product)"
+    product = "EXTRACT(jsonPayload.product_label)"
     model   = "EXTRACT(jsonPayload.model_label)"
   }
 
@@ -244,7 +245,7 @@ resource "google_logging_metric" "latency" {
   }
 
   label_extractors = {
-    product  = "EXTRACT(jsonPayload.product)"
+    product  = "EXTRACT(jsonPayload.product_label)"
     provider = "EXTRACT(jsonPayload.provider)"
   }
 
