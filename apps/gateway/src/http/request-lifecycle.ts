@@ -326,21 +326,7 @@ export class RequestLifecycle {
    * arrived): bootstrap answers then.
    */
   refuseTimedOut(socket: Socket, answerNext: () => void): boolean {
-    if (this.refused.has(socket)) return true;
-    const late = this.arriving(socket);
-    if (!late) return this.answerAfterOpen(socket, answerNext);
-    const [ctx, reply] = late;
-    ctx.fail('timeout', REQUEST_TIMEOUT);
-    // The guard never ran (Fastify reads the body first).
-    this.credentials.nameCallerBeforeAudit(reply.request);
-    this.answerRefused(
-      reply.raw,
-      socket,
-      new GatewayError('invalid_request', 'the request body did not arrive in time'),
-      ctx,
-      REQUEST_TIMEOUT,
-    );
-    return true;
+    return this.refuseArriving(socket, answerNext, 'timeout', REQUEST_TIMEOUT, 'the request body did not arrive in time');
   }
 
   /**
@@ -353,16 +339,38 @@ export class RequestLifecycle {
    * them undelivered. Returns false when no request is open on the socket.
    */
   refuseMalformed(socket: Socket, answerNext: () => void): boolean {
+    return this.refuseArriving(
+      socket,
+      answerNext,
+      'bad_request',
+      BAD_REQUEST,
+      'the request body is not valid HTTP/1.1 (malformed chunked encoding)',
+    );
+  }
+
+  /**
+   * Refuses, as itself, the request on `socket` whose body is arriving (see refuseTimedOut and
+   * refuseMalformed), or, when none is, runs `answerNext` after the answers of those open; once a
+   * connection (Node reports a parser error again for every chunk that follows).
+   */
+  private refuseArriving(
+    socket: Socket,
+    answerNext: () => void,
+    failure: 'timeout' | 'bad_request',
+    status: number,
+    message: string,
+  ): boolean {
     if (this.refused.has(socket)) return true;
     const late = this.arriving(socket);
     if (!late) return this.answerAfterOpen(socket, answerNext);
     const [ctx, reply] = late;
-    ctx.fail('bad_request', BAD_REQUEST);
+    ctx.fail(failure, status);
     // The guard never ran (Fastify reads the body first).
     this.credentials.nameCallerBeforeAudit(reply.request);
-    // A refusal recorded before (a 413 held back while the body drains) is not contradicted.
-    const error = new GatewayError('invalid_request', 'the request body is not valid HTTP/1.1 (malformed chunked encoding)');
-    this.answerRefused(reply.raw, socket, ctx.status === BAD_REQUEST ? error : undefined, ctx, BAD_REQUEST);
+    // A malformed body does not contradict a refusal recorded before it (a 413 held back while the
+    // body drains: nothing more is written); a late one is answered 408 whatever was held back.
+    const answer = failure === 'timeout' || ctx.status === status ? new GatewayError('invalid_request', message) : undefined;
+    this.answerRefused(reply.raw, socket, answer, ctx, status);
     return true;
   }
 
