@@ -5,6 +5,7 @@ import type { StreamEvent, Usage } from './chat.types';
 import { isRecord } from './translate.util';
 import { parseUpstreamObject } from './upstream-body.util';
 import { UpstreamError } from './upstream.error';
+import { PendingRecords } from './pending-records';
 
 const PROVIDER = 'anthropic';
 
@@ -29,7 +30,7 @@ export class AnthropicNativeStream {
   private id: string | undefined;
   /** The code execution container already told of. */
   private container: string | undefined;
-  private recording: Array<Promise<void> | void> = [];
+  private readonly recording = new PendingRecords();
 
   /**
    * `notes.onMessage`: told the answer's id at `message_start` and its usage at `message_stop`;
@@ -39,10 +40,7 @@ export class AnthropicNativeStream {
 
   /** What the last event's notes started, to wait on before passing that event on (taken once). */
   takeRecording(): Promise<void> | void {
-    const recording = this.recording.filter((r): r is Promise<void> => r instanceof Promise);
-    this.recording = [];
-    if (recording.length > 1) return Promise.all(recording).then(() => undefined);
-    return recording[0];
+    return this.recording.take();
   }
 
   /** Whether `message_stop` has been seen: the stream is complete, whatever follows it. */
@@ -118,7 +116,7 @@ export class AnthropicNativeStream {
 
   /** Tells `onMessage` of the answer's id (and usage, at the end), when it has one. */
   private note(usage: Usage | null): void {
-    if (this.notes.onMessage && this.id !== undefined) this.recording.push(this.notes.onMessage(this.id, usage));
+    if (this.notes.onMessage && this.id !== undefined) this.recording.add(this.notes.onMessage(this.id, usage));
   }
 
   /** Tells `onContainer` of a container the stream names, once. */
@@ -126,7 +124,7 @@ export class AnthropicNativeStream {
     const id = containerIdOf(container);
     if (id === undefined || id === this.container || !this.notes.onContainer) return;
     this.container = id;
-    this.recording.push(this.notes.onContainer(id));
+    this.recording.add(this.notes.onContainer(id));
   }
 
   /** Merges reported counts; the running usage goes on the event only once some count is known (`{}` is none). */

@@ -4,6 +4,7 @@ import { tokenCount, type StreamEvent, type Usage } from './chat.types';
 import { isRecord } from './translate.util';
 import { parseUpstreamObject } from './upstream-body.util';
 import { openAiStreamFailure, UpstreamError } from './upstream.error';
+import { PendingRecords } from './pending-records';
 
 const PROVIDER = 'openai';
 
@@ -90,7 +91,7 @@ const OUTPUT_EVENTS = new Set(['response.image_generation_call.partial_image', '
 export class ResponsesNativeStream {
   private ended = false;
   private failure: UpstreamError | undefined;
-  private recording: Array<Promise<void> | void> = [];
+  private readonly recording = new PendingRecords();
   /** The containers already told of. */
   private readonly containers = new Set<string>();
 
@@ -101,10 +102,7 @@ export class ResponsesNativeStream {
 
   /** What the last event's `onStored`/`onContainers` calls started, to wait on before passing that event on (taken once). */
   takeRecording(): Promise<void> | void {
-    const recording = this.recording.filter((r): r is Promise<void> => r instanceof Promise);
-    this.recording = [];
-    if (recording.length > 1) return Promise.all(recording).then(() => undefined);
-    return recording[0];
+    return this.recording.take();
   }
 
   /** Whether a terminal event has been seen: the stream is complete, whatever follows it. */
@@ -130,7 +128,7 @@ export class ResponsesNativeStream {
     if (type !== undefined && TEXT_DELTAS.has(type) && typeof event.delta === 'string' && event.delta !== '') out.text = event.delta;
     else if (type !== undefined && OUTPUT_EVENTS.has(type)) out.output = true;
     // Its owner may use the id as soon as it has it: recorded when announced, again with the usage at the end.
-    if (type === 'response.created' && isRecord(event.response)) this.recording.push(noteStored(event.response, null, this.onStored));
+    if (type === 'response.created' && isRecord(event.response)) this.recording.add(noteStored(event.response, null, this.onStored));
     // A container is named in its item's events (a code interpreter run), before the answer ends.
     if ((type === 'response.output_item.added' || type === 'response.output_item.done') && isRecord(event.item))
       this.noteContainers(containersOfItem(event.item));
@@ -138,7 +136,7 @@ export class ResponsesNativeStream {
       this.ended = true;
       const response = isRecord(event.response) ? event.response : {};
       const usage = responsesUsage(response.usage);
-      this.recording.push(noteStored(response, usage, this.onStored));
+      this.recording.add(noteStored(response, usage, this.onStored));
       this.noteContainers(outputContainerIds(response));
       if (type === 'response.failed') {
         this.failure = openAiStreamFailure(PROVIDER, isRecord(response.error) ? response.error : {}, 'response failed');
@@ -163,7 +161,7 @@ export class ResponsesNativeStream {
     const fresh = ids.filter((id) => !this.containers.has(id));
     if (!fresh.length || !this.onContainers) return;
     for (const id of fresh) this.containers.add(id);
-    this.recording.push(this.onContainers(fresh));
+    this.recording.add(this.onContainers(fresh));
   }
 }
 
