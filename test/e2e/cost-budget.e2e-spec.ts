@@ -57,6 +57,8 @@ const MAX_TOKENS = 50;
 const RACE_BUDGET_USD = 0.3;
 const ONE_ESTIMATE_BUDGET_USD = 0.1;
 const CLAUDE = 'claude-sonnet-4-5';
+/** Served beside CLAUDE by the cache product, not priced by the policy file. */
+const UNPRICED_CLAUDE = 'claude-haiku-4-5';
 /**
  * A ~400-token prompt and the 50-token cap at CLAUDE's prices: ~$0.45 at `input`, ~$0.55 as a
  * 5-minute cache write, ~$0.85 as an hour-long one. The budget holds the first two, never the third.
@@ -104,7 +106,9 @@ beforeAll(async () => {
   const products: Record<string, unknown> = {};
   for (const name of Object.values(P))
     products[name] = { providers: { openai: { api_key: `sk-mock-${name}`, models: [MODEL, UNPRICED_MODEL], base_url: `${mock.url}/v1` } } };
-  products[P.cache] = { providers: { anthropic: { api_key: `sk-ant-mock-${P.cache}`, models: [CLAUDE], base_url: mock.url } } };
+  products[P.cache] = {
+    providers: { anthropic: { api_key: `sk-ant-mock-${P.cache}`, models: [CLAUDE, UNPRICED_CLAUDE], base_url: mock.url } },
+  };
   const policyFile = writeTempFile('budget-policy.yaml', policy());
   replicas = await Promise.all(
     [1, 2, 3].map(() =>
@@ -291,6 +295,20 @@ describe('models without a price under a budget', () => {
     expect(error.code).toBe('policy_violation');
     expect(error.message).toContain(`The model '${UNPRICED_MODEL}' (a fallback of '${MODEL}') has no price`);
     await expectOneAudit(replicas[2], refused.id, { status: 400, failure: 'policy' });
+    expect(await upstreamTotal()).toBe(before);
+  });
+
+  it('refuses a priced Claude model whose Anthropic server-side fallback (`fallbacks`) has no price: that model may answer', async () => {
+    const before = await upstreamTotal();
+    const refused = await send(replicas[1], '/v1/messages', {
+      id: uniqueId('budget-server-fallback'),
+      token: mintToken({ product: P.cache, sub: 'gus' }),
+      body: { model: CLAUDE, max_tokens: MAX_TOKENS, messages: [{ role: 'user', content: 'Hi' }], fallbacks: [{ model: UNPRICED_CLAUDE }] },
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.json).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', code: 'policy_violation' } });
+    expect(refused.text).toContain(`The model '${UNPRICED_CLAUDE}' (a fallback of '${CLAUDE}') has no price`);
+    await expectOneAudit(replicas[1], refused.id, { status: 400, failure: 'policy', model: CLAUDE });
     expect(await upstreamTotal()).toBe(before);
   });
 });

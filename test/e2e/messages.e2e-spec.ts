@@ -1227,6 +1227,38 @@ describe('Anthropic’s server-side fallbacks (`fallbacks`)', () => {
     expect(moved).toEqual({ 'anthropic.messages': 1 });
     expect(after.last['anthropic.messages']?.body).toMatchObject({ fallbacks });
   });
+
+  it.each([false, true])(
+    'audits and prices an answer one of them gave as that model’s, not the one asked for (streamed: %s)',
+    async (stream) => {
+      // Product claudes serves both at the mock; the policy file prices the fallback, not the model asked for.
+      const [, asked] = CLAUDE_LIST;
+      const { id, headers } = rid('server-fallback-answered');
+      const client = gw.anthropic(mintToken({ product: 'claudes', sub: 'fallback-user' }));
+      const body = {
+        model: asked,
+        max_tokens: 64,
+        messages: [{ role: 'user', content: 'Hi [mock decline=1]' }],
+        fallbacks: [{ model: ANTHROPIC_MODEL }],
+      } as never as Anthropic.MessageCreateParamsNonStreaming;
+      let answered: string;
+      if (stream) {
+        const events = await client.messages.create({ ...body, stream: true }, { headers });
+        answered = '';
+        for await (const event of events) if (event.type === 'message_start') answered = event.message.model;
+      } else answered = (await client.messages.create(body, { headers })).model;
+      expect(answered).toBe(ANTHROPIC_MODEL);
+      const record = await expectOneAudit(id, {
+        status: 200,
+        failure: null,
+        provider: 'anthropic',
+        model: ANTHROPIC_MODEL,
+        requested_model: asked,
+        model_label: ANTHROPIC_MODEL,
+      });
+      expect(record.cost_usd).toBeGreaterThan(0);
+    },
+  );
 });
 
 describe('POST /v1/messages/count_tokens', () => {

@@ -231,6 +231,7 @@ class AnthropicHandler implements ProviderHandler {
     const requestId = nextId('req_mock');
     const headers: OutgoingHttpHeaders = { 'request-id': requestId };
     const container = codeContainer(body);
+    const answering = answeringModel(body, model, ex.directives.decline === true);
     const content: AnthropicContentBlock[] = plan
       ? toolIds.map((toolId) => ({ type: 'tool_use', id: toolId, name: plan.name, input: plan.args }))
       : [{ type: 'text', text }];
@@ -242,7 +243,7 @@ class AnthropicHandler implements ProviderHandler {
         ex,
         streamPlan({
           id,
-          model,
+          model: answering,
           thought,
           text,
           plan,
@@ -263,7 +264,7 @@ class AnthropicHandler implements ProviderHandler {
       id,
       type: 'message',
       role: 'assistant',
-      model,
+      model: answering,
       content,
       stop_reason: stopReason,
       stop_sequence: null,
@@ -279,6 +280,15 @@ class AnthropicHandler implements ProviderHandler {
     };
     sendJsonWithFaults(ex, message, headers);
   }
+}
+
+/**
+ * The model that answers: the requested one, or, when it declines (`decline`) and the request lists
+ * server-side `fallbacks`, the first of them.
+ */
+function answeringModel(body: JsonRecord, model: string, declines: boolean): string {
+  const first = declines ? asArray(body.fallbacks)[0] : undefined;
+  return (isRecord(first) && asString(first.model)) || model;
 }
 
 /** How long a code execution container lives after its last use (Anthropic: 30 days at most; idle containers sooner). */

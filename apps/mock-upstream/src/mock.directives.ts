@@ -56,6 +56,11 @@ export interface MockDirectives {
   /** Anthropic, when the request turns thinking on: a `redacted_thinking` block follows the `thinking` block. */
   redactedThinking?: boolean;
   /**
+   * Anthropic, when the request lists server-side `fallbacks`: the requested model declines, and the
+   * first fallback answers (the answer's `model` names it, as Anthropic's does).
+   */
+  decline?: boolean;
+  /**
    * Usage: this many of the prompt's tokens were read from the prompt cache, in each provider's
    * field (OpenAI's `cached_tokens`, Anthropic's `cache_read_input_tokens`, Gemini's
    * `cachedContentTokenCount`); the prompt's count grows to hold them where it is smaller.
@@ -128,6 +133,7 @@ const HEADER_KEYS: ReadonlyArray<readonly [string, string, string]> = [
   'bad_usage',
   'failed',
   'redacted_thinking',
+  'decline',
   'eol',
 ].map((key) => [key, `x-mock-${key}`, `x-mock-${key.replace(/_/g, '-')}`] as const);
 
@@ -164,6 +170,9 @@ function apply(target: MockDirectives, rawKey: string, value: string): void {
       return;
     case 'redacted_thinking':
       target.redactedThinking = value === '1' || value.toLowerCase() === 'true';
+      return;
+    case 'decline':
+      target.decline = value === '1' || value.toLowerCase() === 'true';
       return;
     case 'finish': {
       const v = value.toLowerCase();

@@ -34,6 +34,11 @@ export interface MessagesPassthrough {
    * name it (`container`) to reuse it, and only its user may. Awaited before the event goes out.
    */
   onContainer?: (containerId: string) => Promise<void> | void;
+  /**
+   * Told the model the answer names (a whole answer's `model`, a stream's `message_start`): another
+   * than the one asked for when one of Anthropic's server-side `fallbacks` answered.
+   */
+  onModel?: (model: string) => void;
 }
 
 /** See {@link MessagesPassthrough.onMessage}. */
@@ -101,6 +106,7 @@ export class AnthropicAdapter implements ProviderAdapter {
     const body = await readText(res, this.name);
     const message = parse<Partial<AnthropicMessage>>(body, 'response');
     const usage = messageUsage(message);
+    if (call.onModel && typeof message.model === 'string') call.onModel(message.model);
     // Recorded before the answer goes out: the client may continue its thread, or reuse its container, at once.
     if (call.onMessage && typeof message.id === 'string') await call.onMessage(message.id, usage);
     const container = containerIdOf(message.container);
@@ -122,7 +128,10 @@ export class AnthropicAdapter implements ProviderAdapter {
   /** A Messages stream passed through event by event (see {@link AnthropicNativeStream}). */
   async messagesStream(call: MessagesPassthrough): Promise<ChatStream> {
     const res = await this.post(call.access, call.signal, { ...call.body, stream: true }, call);
-    return { events: this.nativeEvents(res, { onMessage: call.onMessage, onContainer: call.onContainer }), headers: passedHeaders(res) };
+    return {
+      events: this.nativeEvents(res, { onMessage: call.onMessage, onContainer: call.onContainer, onModel: call.onModel }),
+      headers: passedHeaders(res),
+    };
   }
 
   private async post(

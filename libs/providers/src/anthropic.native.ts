@@ -34,7 +34,8 @@ export class AnthropicNativeStream {
 
   /**
    * `notes.onMessage`: told the answer's id at `message_start` and its usage at `message_stop`;
-   * `notes.onContainer`: told the id of the code execution container it names (see MessagesPassthrough).
+   * `notes.onContainer`: told the id of the code execution container it names;
+   * `notes.onModel`: told the model `message_start` names (see MessagesPassthrough).
    */
   constructor(private readonly notes: AnswerNotes = {}) {}
 
@@ -69,6 +70,7 @@ export class AnthropicNativeStream {
           this.note(null);
         }
         this.noteContainer(event.message?.container);
+        if (this.notes.onModel && typeof event.message?.model === 'string') this.notes.onModel(event.message.model);
         break;
       case 'content_block_start':
         out.text = blockText(event.content_block);
@@ -140,10 +142,11 @@ export class AnthropicNativeStream {
   }
 }
 
-/** What a passed-through answer is read for: its id and usage, its code execution container (see MessagesPassthrough). */
+/** What a passed-through answer is read for: its id and usage, its code execution container, its model (see MessagesPassthrough). */
 export interface AnswerNotes {
   onMessage?: (id: string, usage: Usage | null) => Promise<void> | void;
   onContainer?: (containerId: string) => Promise<void> | void;
+  onModel?: (model: string) => void;
 }
 
 /** The id of an answer's `container` (`{id, expires_at}`), when it names one. */

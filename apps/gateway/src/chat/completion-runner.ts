@@ -39,6 +39,11 @@ export interface Candidate {
 export interface CompletionPlan<A extends WholeAnswer, C extends Candidate = Candidate> {
   /** The requested model, then its fallbacks. */
   candidates: readonly C[];
+  /**
+   * Models an upstream may answer from of its own accord (Anthropic's server-side `fallbacks`),
+   * checked by the route: priced with the candidates under a budget.
+   */
+  alsoAnsweredBy?: readonly string[];
   /** One attempt's upstream call: a whole answer, or a stream when the client asked for one. */
   call(candidate: C): Promise<A | ChatStream>;
   /**
@@ -128,7 +133,7 @@ export class CompletionRunner {
     // The request's limits are counted here, with the reservations (@AdmitInHandler on the route).
     // The models any attempt may call (fallbacks included): each must have a price under a budget,
     // and the cost reserved is at the highest of their prices.
-    const models = plan.candidates.map((candidate) => candidate.model);
+    const models = plan.candidates.map((candidate) => candidate.model).concat(plan.alsoAnsweredBy ?? []);
     // The prompt's estimate, made once whoever asks first (the reservation, or the billing of a failure).
     let prompt: number | undefined;
     const promptTokens = (): number => (prompt ??= plan.promptTokens());

@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { anthropicClientHeaders } from './messages.service';
+import { anthropicClientHeaders, answeringFallback } from './messages.service';
 
 describe('anthropicClientHeaders', () => {
   it('keeps the client’s anthropic-version and anthropic-beta, and nothing else', () => {
@@ -33,5 +33,26 @@ describe('anthropicClientHeaders', () => {
 
   it('refuses a header sent twice (an array)', () => {
     expect(() => anthropicClientHeaders({ 'anthropic-beta': ['a', 'b'] })).toThrow(GatewayError);
+  });
+});
+
+describe('answeringFallback', () => {
+  const fallbacks = ['claude-sonnet-4', 'claude-haiku-4-5'];
+
+  it('names the listed fallback an answer came from, by its name or a dated version of it', () => {
+    expect(answeringFallback('claude-haiku-4-5', 'claude-opus-4-1', fallbacks)).toBe('claude-haiku-4-5');
+    expect(answeringFallback('claude-haiku-4-5-20251001', 'claude-opus-4-1', fallbacks)).toBe('claude-haiku-4-5');
+  });
+
+  it('names none for the model asked for, its dated version, or a model not listed', () => {
+    expect(answeringFallback('claude-opus-4-1', 'claude-opus-4-1', fallbacks)).toBeUndefined();
+    // A dated version of the model asked for, though a listed fallback's name is a prefix of it.
+    expect(answeringFallback('claude-sonnet-4-5-20250929', 'claude-sonnet-4-5', ['claude-sonnet-4'])).toBeUndefined();
+    expect(answeringFallback('claude-3-opus', 'claude-opus-4-1', fallbacks)).toBeUndefined();
+    expect(answeringFallback('claude-haiku-4-5', 'claude-opus-4-1', [])).toBeUndefined();
+  });
+
+  it('prefers an exact name to a listed model it is a dated version of', () => {
+    expect(answeringFallback('claude-sonnet-4-5', 'claude-opus-4-1', ['claude-sonnet-4', 'claude-sonnet-4-5'])).toBe('claude-sonnet-4-5');
   });
 });

@@ -158,6 +158,21 @@ export function checkServerFallbacks(body: Pick<MessagesRequest, 'fallbacks'>, p
   });
 }
 
+/** The models a request's server-side `fallbacks` list (after {@link checkServerFallbacks}). */
+export function serverFallbackModels(body: Pick<MessagesRequest, 'fallbacks'>): string[] {
+  return Array.isArray(body.fallbacks) ? body.fallbacks.map((entry: { model: string }) => entry.model) : [];
+}
+
+/**
+ * Which of a request's server-side fallbacks an answer came from, by the model it names (Anthropic
+ * may name a dated version of the listed one): undefined when it is the model asked for, or none.
+ */
+export function answeringFallback(answered: string, asked: string, fallbacks: readonly string[]): string | undefined {
+  const names = (model: string): boolean => answered === model || answered.startsWith(`${model}-`);
+  if (names(asked)) return undefined;
+  return fallbacks.find((model) => answered === model) ?? fallbacks.find(names);
+}
+
 /**
  * A content block that names a file of Anthropic's Files API by id (a document or image whose
  * `source` is `{type: "file"}`, a `container_upload`), in a message or a tool result inside one.
@@ -245,6 +260,7 @@ export class MessagesService {
     refuseBetas(client.beta, policy);
     // Anthropic's own fallbacks answer from another model: one this product serves, at this host.
     checkServerFallbacks(body, first.product, first.access.baseUrl);
+    const serverFallbacks = serverFallbackModels(body);
     refuseFileReferences(body.messages);
     const thread = threadOf(body);
     const previous = thread?.type === 'continue' ? await this.threadRecord(principal, thread.previousId, first, body.model) : undefined;
@@ -299,9 +315,17 @@ export class MessagesService {
               ...client,
               onMessage: onMessage(model, access),
               onContainer: (id) => rememberContainer(this.stored, principal, id, { model, baseUrl: access.baseUrl }),
+              // An answer from one of Anthropic's own fallbacks is audited and priced as that model's.
+              onModel: serverFallbacks.length
+                ? (answered) => {
+                    const fallback = answeringFallback(answered, model, serverFallbacks);
+                    if (fallback !== undefined) ctx.model = fallback;
+                  }
+                : undefined,
             };
             return ctx.stream ? this.anthropic.messagesStream(call) : this.anthropic.messages(call);
           },
+          alsoAnsweredBy: serverFallbacks,
           reserve: (prompt) => ({ prompt, completion: cap, promptCacheWrite: promptCacheWrite(body) }),
           promptTokens,
           answerText: (answer) => answer.text,
