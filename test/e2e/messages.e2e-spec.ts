@@ -1077,6 +1077,86 @@ describe('Anthropic server-held threads (`thread`, the message-threads beta the 
   });
 });
 
+describe('Anthropic cache diagnostics (`diagnostics.previous_message_id`, the cache-diagnosis beta)', () => {
+  const beta = { 'anthropic-beta': 'cache-diagnosis-2026-04-07' };
+  const client = (user: string): Anthropic => gw.anthropic(mintToken({ product: 'prov', sub: user }));
+  const ask = (previous: string | null, extra: Record<string, unknown> = {}): Anthropic.MessageCreateParamsNonStreaming =>
+    ({
+      model: ANTHROPIC_MODEL,
+      max_tokens: 64,
+      messages: [{ role: 'user', content: 'Summarise section 1' }],
+      diagnostics: { previous_message_id: previous },
+      ...extra,
+    }) as never;
+
+  it.each([false, true])(
+    'compares a request with its own user’s earlier answer only: another user of the product gets 400, nothing sent upstream (first answer streamed: %s)',
+    async (stream) => {
+      const alice = client(`diag-alice-${stream}`);
+      const bob = client(`diag-bob-${stream}`);
+      // The first turn opts in (null); Anthropic fingerprints it under the answer's id.
+      const first = stream
+        ? await alice.messages.stream(ask(null), { headers: beta }).finalMessage()
+        : await alice.messages.create(ask(null), { headers: beta });
+      const own = await counting(() => alice.messages.create(ask(first.id), { headers: beta }));
+      expect(own.moved).toEqual({ 'anthropic.messages': 1 });
+      expect(own.after.last['anthropic.messages']?.body).toMatchObject({ diagnostics: { previous_message_id: first.id } });
+
+      // Another user who has the id would learn, prefix by prefix, whether their prompt matches alice's.
+      const probe = rid('diag-other-user');
+      const refused = await counting(() => sdkError(bob.messages.create(ask(first.id), { headers: { ...beta, ...probe.headers } })));
+      expect(refused.result.status).toBe(400);
+      expect(refused.result.error).toMatchObject({
+        type: 'error',
+        error: { code: 'invalid_request', param: 'diagnostics.previous_message_id' },
+      });
+      expect(refused.moved).toEqual({});
+      await expectOneAudit(probe.id, { status: 400, failure: 'bad_request', user: `diag-bob-${stream}` });
+      // Nor through the count route.
+      const counted = await counting(() =>
+        sdkError(bob.messages.countTokens(ask(first.id) as unknown as Anthropic.MessageCountTokensParams, { headers: beta })),
+      );
+      expect(counted.result.status).toBe(400);
+      expect(counted.moved).toEqual({});
+    },
+  );
+
+  it('compares with a thread answer of the same user, and not with an answer sent without the beta (Anthropic kept no fingerprint of it)', async () => {
+    const carol = client('diag-carol');
+    const plain = await carol.messages.create(ask(null, { diagnostics: undefined }));
+    const unknown = rid('diag-unfingerprinted');
+    const refused = await counting(() => sdkError(carol.messages.create(ask(plain.id), { headers: { ...beta, ...unknown.headers } })));
+    expect(refused.result.status).toBe(400);
+    expect(refused.moved).toEqual({});
+    await expectOneAudit(unknown.id, { status: 400, failure: 'bad_request' });
+
+    const threaded = await carol.beta.messages.create({
+      model: ANTHROPIC_MODEL,
+      max_tokens: 64,
+      messages: [{ role: 'user', content: 'Hello' }],
+      thread: { type: 'create' },
+      betas: ['message-threads-2026-08-12'],
+    });
+    const compared = await counting(() => carol.messages.create(ask(threaded.id), { headers: beta }));
+    expect(compared.moved).toEqual({ 'anthropic.messages': 1 });
+  });
+
+  it.each([
+    ['a string', 'msg_1', 'diagnostics'],
+    ['an id that is no id', { previous_message_id: 'not an id' }, 'diagnostics.previous_message_id'],
+    ['a number as the id', { previous_message_id: 7 }, 'diagnostics.previous_message_id'],
+  ])('refuses diagnostics as %s (400 naming the field), without calling any upstream', async (_what, diagnostics, param) => {
+    const bad = rid('diag-malformed');
+    const { result: error, moved } = await counting(() =>
+      sdkError(client('diag-dan').messages.create(ask(null, { diagnostics }), { headers: { ...beta, ...bad.headers } })),
+    );
+    expect(error.status).toBe(400);
+    expect(error.error).toMatchObject({ type: 'error', error: { code: 'invalid_request', param } });
+    expect(moved).toEqual({});
+    await expectOneAudit(bad.id, { status: 400, failure: 'bad_request' });
+  });
+});
+
 describe('Anthropic code execution containers (`container`, reused by id)', () => {
   const codeTool = { type: 'code_execution_20250825', name: 'code_execution' } as unknown as Anthropic.ToolUnion;
   const ask = (content: string, extra: Record<string, unknown> = {}): Anthropic.MessageCreateParamsNonStreaming => ({

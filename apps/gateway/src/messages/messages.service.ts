@@ -34,6 +34,7 @@ export interface MessagesRequest {
   thread?: unknown;
   container?: unknown;
   fallbacks?: unknown;
+  diagnostics?: unknown;
   [key: string]: unknown;
 }
 
@@ -94,6 +95,33 @@ export function threadOf(body: Pick<MessagesRequest, 'thread'>): ThreadAsk | und
   throw new GatewayError('invalid_request', 'thread must be {"type": "create"} or {"type": "continue", "previous_message_id": "msg_…"}', {
     param: 'thread',
   });
+}
+
+/**
+ * The earlier answer a request asks Anthropic's cache diagnostics to compare it with
+ * (`diagnostics.previous_message_id`), checked; undefined for none (`null` opts in on a first turn).
+ */
+export function diagnosedAgainst(body: Pick<MessagesRequest, 'diagnostics'>): string | undefined {
+  const { diagnostics } = body;
+  if (diagnostics === undefined || diagnostics === null) return undefined;
+  if (!isRecord(diagnostics))
+    throw new GatewayError('invalid_request', 'diagnostics must be an object: {"previous_message_id": "msg_…" or null}', {
+      param: 'diagnostics',
+    });
+  const id = diagnostics.previous_message_id;
+  if (id === undefined || id === null) return undefined;
+  if (typeof id === 'string' && RESPONSE_ID.test(id)) return id;
+  throw new GatewayError('invalid_request', 'diagnostics.previous_message_id must be the id of an earlier answer (msg_…) or null', {
+    param: 'diagnostics.previous_message_id',
+  });
+}
+
+/**
+ * Whether Anthropic fingerprints the request for its cache diagnostics: it does for every request
+ * sent with the `cache-diagnosis-*` beta, keyed by the answer's id.
+ */
+export function fingerprinted(beta: string | undefined): boolean {
+  return beta !== undefined && beta.split(',').some((feature) => feature.trim().toLowerCase().startsWith('cache-diagnosis-'));
 }
 
 /**
@@ -264,6 +292,8 @@ export class MessagesService {
     refuseFileReferences(body.messages);
     const thread = threadOf(body);
     const previous = thread?.type === 'continue' ? await this.threadRecord(principal, thread.previousId, first, body.model) : undefined;
+    await this.checkDiagnosed(principal, body);
+    const fingerprint = fingerprinted(client.beta);
     // A container reused: the caller's own, at the host that holds it.
     const containerHost = await checkContainers(this.stored, principal, containerOf(body), {
       baseUrl: first.access.baseUrl,
@@ -272,17 +302,26 @@ export class MessagesService {
     // A continuation carries only the new turn: the thread's context is part of the prompt Anthropic bills.
     const promptTokens = (): number => estimateMessagesPromptTokens(body) + (previous?.tokens ?? 0);
     const owner = ownerOf(principal);
-    // An answer that holds a thread is recorded as its user's before the client has its id.
-    const onMessage = (model: string, access: ProviderAccess): OnMessage | undefined =>
-      thread &&
-      ((id, usage) =>
-        this.stored.remember(principal.product, id, {
-          owner,
-          model,
-          baseUrl: access.baseUrl,
-          tokens: usage?.total_tokens ?? promptTokens(),
-          kind: 'thread',
-        }));
+    // An answer that holds a thread is recorded as its user's before the client has its id; so is
+    // one whose request Anthropic fingerprinted (once: the id is all a comparison needs).
+    const onMessage = (model: string, access: ProviderAccess): OnMessage | undefined => {
+      if (thread)
+        return (id, usage) =>
+          this.stored.remember(principal.product, id, {
+            owner,
+            model,
+            baseUrl: access.baseUrl,
+            tokens: usage?.total_tokens ?? promptTokens(),
+            kind: 'thread',
+          });
+      if (!fingerprint) return undefined;
+      let told = false;
+      return (id) => {
+        if (told) return;
+        told = true;
+        return this.stored.remember(principal.product, id, { owner, model, baseUrl: access.baseUrl, tokens: 0, kind: 'message' });
+      };
+    };
     try {
       await this.runner.run(
         ctx,
@@ -363,6 +402,7 @@ export class MessagesService {
     const thread = threadOf(body);
     refuseFileReferences(body.messages);
     if (thread?.type === 'continue') await this.threadRecord(principal, thread.previousId, route, body.model);
+    await this.checkDiagnosed(principal, body);
     await checkContainers(this.stored, principal, containerOf(body), { baseUrl: access.baseUrl, model: body.model });
     const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
     const value = await this.runner.once(ctx, body.model, () => this.anthropic.countTokens(call));
@@ -384,6 +424,21 @@ export class MessagesService {
         { param: 'thread.previous_message_id' },
       );
     return record;
+  }
+
+  /**
+   * A request comparing itself with an earlier answer for Anthropic's cache diagnostics: only with
+   * an answer of the caller's own (another user's would tell whether that user's model, system
+   * prompt, tools or messages match the ones sent, prefix by prefix), else 400.
+   */
+  private async checkDiagnosed(principal: Principal, body: MessagesRequest): Promise<void> {
+    const id = diagnosedAgainst(body);
+    if (id === undefined || (await this.stored.findMessage(principal.product, ownerOf(principal), id))) return;
+    throw new GatewayError(
+      'invalid_request',
+      `diagnostics.previous_message_id '${id}' is no answer of yours that keygate saw sent with a cache-diagnosis beta: send null on a first turn`,
+      { param: 'diagnostics.previous_message_id' },
+    );
   }
 
   /** The route of a Messages request: the model must be one the product serves through Anthropic. */

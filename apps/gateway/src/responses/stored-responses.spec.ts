@@ -93,6 +93,24 @@ describe('StoredResponses with Redis (two replicas)', () => {
     expect(await two.findItem(product, 'alice', 'resp_items')).toBeUndefined();
   });
 
+  it('finds a fingerprinted Anthropic answer, or a thread answer, as a message of its user only; no other kind', async () => {
+    await one.remember(product, 'msg_fp1', { ...record('alice', 0), kind: 'message' });
+    await one.remember(product, 'msg_thread1', { ...record('alice', 0), kind: 'thread' });
+    await one.remember(product, 'msg_item2', { ...record('alice', 0), kind: 'item' });
+    expect(await two.findMessage(product, 'alice', 'msg_fp1')).toEqual({ ...record('alice', 0), kind: 'message' });
+    expect(await two.findMessage(product, 'alice', 'msg_thread1')).toEqual({ ...record('alice', 0), kind: 'thread' });
+    expect(await two.findMessage(product, 'bob', 'msg_fp1')).toBeUndefined();
+    expect(await two.findMessage(product, 'alice', 'msg_item2')).toBeUndefined();
+    // A message is no thread to continue, nor a response.
+    expect(await two.findThread(product, 'alice', 'msg_fp1')).toBeUndefined();
+    expect(await two.find(product, 'alice', 'msg_fp1')).toBeUndefined();
+  });
+
+  it('reads a record of a kind it does not know (a newer replica wrote it) as no record at all, not as a response', async () => {
+    await direct.set(`kg:{${product}}:resp:resp_future`, JSON.stringify({ ...record('alice', 1), kind: 'future' }));
+    expect(await two.find(product, 'alice', 'resp_future')).toBeUndefined();
+  });
+
   it('keeps a record in Redis for API_KEY_SERVER_STORED_RESPONSE_DAYS, renewed when written again (the usage at the end)', async () => {
     await one.remember(product, 'resp_ttl', record('alice', 5));
     await one.remember(product, 'resp_ttl', record('alice', 50));

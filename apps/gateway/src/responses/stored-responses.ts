@@ -22,9 +22,12 @@ export interface StoredResponse {
    * which an `item_reference` may name; `thread`: an answer of Anthropic's Messages API that holds a
    * thread (a later request continues from its id: `thread.previous_message_id`); `container`: a code
    * execution container an answer ran in (Anthropic's, OpenAI's code interpreter's), which a later
-   * request may name to reuse it; absent for a response's own record.
+   * request may name to reuse it; `message`: an answer of Anthropic's Messages API whose request
+   * Anthropic fingerprinted for cache diagnostics (sent with a `cache-diagnosis-*` beta), which a
+   * later request may compare itself with (`diagnostics.previous_message_id`); absent for a
+   * response's own record.
    */
-  kind?: 'item' | 'thread' | 'container';
+  kind?: 'item' | 'thread' | 'container' | 'message';
 }
 
 /**
@@ -69,7 +72,9 @@ function parseRecord(text: string): StoredResponse | undefined {
       baseUrl,
       tokens: typeof tokens === 'number' && Number.isFinite(tokens) && tokens >= 0 ? tokens : 0,
     };
-    if (kind === 'item' || kind === 'thread' || kind === 'container') record.kind = kind;
+    if (kind === 'item' || kind === 'thread' || kind === 'container' || kind === 'message') record.kind = kind;
+    // A kind this version does not know (a newer replica's, mid-rollout) is no response's record.
+    else if (kind !== undefined) return undefined;
     return record;
   } catch {
     return undefined;
@@ -159,6 +164,15 @@ export class StoredResponses implements OnApplicationShutdown {
   async findThread(product: string, owner: string, id: string): Promise<StoredResponse | undefined> {
     const record = await this.lookup(product, id);
     return record?.owner === owner && record.kind === 'thread' ? record : undefined;
+  }
+
+  /**
+   * The same for an Anthropic answer whose request Anthropic fingerprinted for cache diagnostics (what
+   * `diagnostics.previous_message_id` names): one sent with the beta, or one that holds a thread.
+   */
+  async findMessage(product: string, owner: string, id: string): Promise<StoredResponse | undefined> {
+    const record = await this.lookup(product, id);
+    return record?.owner === owner && (record.kind === 'message' || record.kind === 'thread') ? record : undefined;
   }
 
   /** The same for a code execution container an answer ran in (what a later request's `container` names). */
