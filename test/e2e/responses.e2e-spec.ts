@@ -776,13 +776,28 @@ describe('code interpreter containers (reused by id), the user whose answer ran 
     const container = containerOf(made);
     expect(container).toMatch(/^cntr_mock/);
 
-    for (const [tools, param] of [
-      [[{ type: 'code_interpreter', container }], 'tools[0].container'],
-      [[{ type: 'shell', environment: { type: 'container_reference', container_id: container } }], 'tools[0].environment.container_id'],
-    ] as Array<[Tools, string]>) {
+    const interpreter = { type: 'code_interpreter', container };
+    for (const [tools, input, param] of [
+      [[interpreter], 'Read their files', 'tools[0].container'],
+      [
+        [{ type: 'shell', environment: { type: 'container_reference', container_id: container } }],
+        'Read them',
+        'tools[0].environment.container_id',
+      ],
+      // A tool a client's tool search loaded (an input item's own tools), and one in a namespace.
+      [
+        undefined,
+        [
+          { type: 'message', role: 'user', content: 'Read their files' },
+          { type: 'tool_search_output', execution: 'client', call_id: 'call_1', tools: [interpreter] },
+        ],
+        'input[1].tools[0].container',
+      ],
+      [[{ type: 'namespace', name: 'ops', description: 'ops', tools: [interpreter] }], 'Read them', 'tools[0].tools[0].container'],
+    ] as Array<[Tools, OpenAI.Responses.ResponseCreateParams['input'], string]>) {
       const stolen = rid('container-foreign');
       const refused = await counting(() =>
-        apiError(bob.responses.create({ model: OPENAI_MODEL, input: 'Read their files', tools }, { headers: stolen.headers })),
+        apiError(bob.responses.create({ model: OPENAI_MODEL, input, tools }, { headers: stolen.headers })),
       );
       expect([refused.result.status, refused.result.code, refused.result.param]).toEqual([404, 'container_not_found', param]);
       expect(refused.moved).toEqual({});
@@ -795,6 +810,29 @@ describe('code interpreter containers (reused by id), the user whose answer ran 
     expect(reused.moved).toEqual({ 'openai.responses': 1 });
     expect(reused.after.last['openai.responses']?.body).toMatchObject({ tools: [{ type: 'code_interpreter', container }] });
     expect(containerOf(reused.result)).toBe(container);
+  });
+
+  it('refuses a shell container reference without an id (400 naming it), nothing sent upstream', async () => {
+    const bad = rid('container-empty');
+    const refused = await counting(() =>
+      apiError(
+        gw.openai(mintToken({ product: 'prov', sub: 'ci-dan' })).responses.create(
+          {
+            model: OPENAI_MODEL,
+            input: 'Run it',
+            tools: [{ type: 'shell', environment: { type: 'container_reference', container_id: '' } }] as Tools,
+          },
+          { headers: bad.headers },
+        ),
+      ),
+    );
+    expect([refused.result.status, refused.result.code, refused.result.param]).toEqual([
+      400,
+      'invalid_request',
+      'tools[0].environment.container_id',
+    ]);
+    expect(refused.moved).toEqual({});
+    await expectOneAudit(bad.id, { status: 400, failure: 'bad_request' });
   });
 
   it('records the container a stream names (in its items’ events) before the client has it', async () => {

@@ -81,22 +81,40 @@ interface StoredState {
 }
 
 /**
- * The code execution containers a request's tools name to reuse: a code interpreter's `container`
- * given as an id (not `{type: "auto"}`), a shell tool's `environment` of type `container_reference`.
+ * The code execution containers a list of tools names to reuse: a code interpreter's `container`
+ * given as an id (not `{type: "auto"}`), a shell tool's `environment` of type `container_reference`,
+ * also inside a `namespace`'s tools. A reference without an id is 400.
  */
-export function toolContainers(tools: unknown): NamedContainer[] {
+export function toolContainers(tools: unknown, at = 'tools'): NamedContainer[] {
   if (!Array.isArray(tools)) return [];
   return tools.flatMap((tool: unknown, i): NamedContainer[] => {
     if (!isRecord(tool)) return [];
+    if (tool.type === 'namespace') return toolContainers(tool.tools, `${at}[${i}].tools`);
     if (tool.type === 'code_interpreter' && typeof tool.container === 'string')
-      return [{ id: tool.container, at: `tools[${i}].container` }];
+      return [{ id: tool.container, at: `${at}[${i}].container` }];
     const environment = tool.environment;
-    if (isRecord(environment) && environment.type === 'container_reference')
-      return [
-        { id: typeof environment.container_id === 'string' ? environment.container_id : '', at: `tools[${i}].environment.container_id` },
-      ];
+    if (isRecord(environment) && environment.type === 'container_reference') {
+      const where = `${at}[${i}].environment.container_id`;
+      if (typeof environment.container_id !== 'string' || environment.container_id === '')
+        throw new GatewayError('invalid_request', `${where} must be the id of a container`, { param: where });
+      return [{ id: environment.container_id, at: where }];
+    }
     return [];
   });
+}
+
+/**
+ * The containers a Responses request names to reuse: in its tools, and in the tools its input
+ * items declare (a client's `tool_search_output`, Codex's `additional_tools`), as the parameter
+ * policy reads them.
+ */
+export function requestContainers(body: Pick<ResponsesRequest, 'tools' | 'input'>): NamedContainer[] {
+  const named = toolContainers(body.tools);
+  if (Array.isArray(body.input))
+    body.input.forEach((item: unknown, i) => {
+      if (isRecord(item)) named.push(...toolContainers(item.tools, `input[${i}].tools`));
+    });
+  return named;
 }
 
 /**
@@ -297,7 +315,7 @@ export class ResponsesService {
         { param: 'previous_response_id' },
       );
     // A container reused: the caller's own (a code interpreter's container holds its files and state), at this host.
-    const containerHost = await checkContainers(this.stored, principal, toolContainers(body.tools), {
+    const containerHost = await checkContainers(this.stored, principal, requestContainers(body), {
       baseUrl: first.access.baseUrl,
       model: body.model,
     });
