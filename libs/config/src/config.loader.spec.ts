@@ -194,6 +194,20 @@ describe('loadGatewayConfig', () => {
     expect(loadGatewayConfig(base).warnings).toEqual([]);
   });
 
+  it('says timeouts and retry delays that cannot mean what was set, without refusing them', () => {
+    expect(
+      loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: '900000', API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '9000' })
+        .warnings,
+    ).toEqual([
+      expect.stringMatching(
+        /^API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS \(600000\) is not above the connect \(5000\) or first-byte \(900000\)/,
+      ),
+      'API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS (9000) is above API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS (5000): every retry waits the maximum',
+    ]);
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS: '600000' }).warnings).toHaveLength(1);
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '5000' }).warnings).toEqual([]);
+  });
+
   it('takes API_KEY_SERVER_SECRET_REFRESH_SECONDS=0 as "never re-read", as the README says', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_SECRET_REFRESH_SECONDS: '0' }).secretManager.refreshSeconds).toBe(0);
   });
@@ -421,6 +435,17 @@ describe('loadGatewayConfig', () => {
     const file = join(dir, 'policy.yaml');
     writeFileSync(file, 'products:\n  demo:\n    policy: {max_tokens: 64}\n');
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_POLICY_FILE: file }).policy.forProduct('demo').policy.maxTokens).toBe(64);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['only a comment', '# policy to come\n'],
+  ])('says a policy file that is %s leaves every product on the built-in defaults', (_what, text) => {
+    const file = join(policyDir(), 'policy.yaml');
+    writeFileSync(file, text);
+    const config = loadGatewayConfig({ ...base, API_KEY_SERVER_POLICY_FILE: file });
+    expect(config.warnings).toEqual([`API_KEY_SERVER_POLICY_FILE (${file}) is empty: every product gets the built-in defaults`]);
+    expect(config.policy.forProduct('demo').policy.maxTokens).toBe(4096);
   });
 
   it('names the bad variables and the policy file’s problems in one error (one boot shows every fix to make)', () => {

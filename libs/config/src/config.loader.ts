@@ -86,6 +86,18 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     idleMs: int(e.API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS, 60_000),
     totalMs: int(e.API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS, 600_000),
   };
+  // Settings that work but cannot mean what was set: said, so an operator sees the slip.
+  if (upstream.connectMs >= upstream.totalMs || upstream.ttfbMs >= upstream.totalMs)
+    warnings.push(
+      `API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS (${upstream.totalMs}) is not above the connect (${upstream.connectMs}) or first-byte ` +
+        `(${upstream.ttfbMs}) timeout: the total timeout ends an attempt first`,
+    );
+  const retryBaseMs = int(e.API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS, 250);
+  const retryMaxMs = int(e.API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS, 5_000);
+  if (retryBaseMs > retryMaxMs)
+    warnings.push(
+      `API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS (${retryBaseMs}) is above API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS (${retryMaxMs}): every retry waits the maximum`,
+    );
   const corsOrigins: string[] = [];
   for (const origin of list(e.API_KEY_SERVER_CORS_ORIGINS)) {
     const exact = exactOrigin(origin);
@@ -183,8 +195,8 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     upstream,
     retry: {
       maxRetries: int(e.API_KEY_SERVER_UPSTREAM_MAX_RETRIES, 2),
-      baseDelayMs: int(e.API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS, 250),
-      maxDelayMs: int(e.API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS, 5_000),
+      baseDelayMs: retryBaseMs,
+      maxDelayMs: retryMaxMs,
     },
     shutdownDrainSeconds: int(e.API_KEY_SERVER_SHUTDOWN_DRAIN_SECONDS, 45),
     sseKeepAliveSeconds: int(e.API_KEY_SERVER_SSE_KEEPALIVE_SECONDS, 15),

@@ -48,7 +48,14 @@ export function loadPolicyFile(path: string | undefined): PolicyBook {
   } catch (error) {
     throw new ConfigError(`API_KEY_SERVER_POLICY_FILE: ${path} is not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
   }
-  return buildPolicyBook(doc ?? {}, `API_KEY_SERVER_POLICY_FILE (${path})`);
+  const book = buildPolicyBook(doc ?? {}, `API_KEY_SERVER_POLICY_FILE (${path})`);
+  // An empty file (a ConfigMap key mounted empty) leaves every product on the built-in defaults: said.
+  if (doc === null || doc === undefined)
+    return {
+      ...book,
+      warnings: [`API_KEY_SERVER_POLICY_FILE (${path}) is empty: every product gets the built-in defaults`, ...book.warnings],
+    };
+  return book;
 }
 
 /**

@@ -1,4 +1,11 @@
-import { fallbacksForNoModel, makeProductEntry, namedByAnotherProduct, unservedFallbacks, type ProviderAccess } from './product-catalog';
+import {
+  fallbacksForNoModel,
+  makeProductEntry,
+  namedByAnotherProduct,
+  plainHttpUpstreams,
+  unservedFallbacks,
+  type ProviderAccess,
+} from './product-catalog';
 
 const access = (provider: ProviderAccess['provider'], models: string[]): ProviderAccess => ({
   provider,
@@ -67,6 +74,28 @@ describe('fallbacksForNoModel', () => {
     const fallbacks = { 'gpt-4o-minii': ['gpt-4o'], 'claude-x': ['gpt-4o'], 'o3-pro': ['gpt-4o'] };
     expect(fallbacksForNoModel(products, () => fallbacks)).toEqual(['gpt-4o-minii']);
     expect(fallbacksForNoModel(products, () => ({}))).toEqual([]);
+  });
+});
+
+describe('plainHttpUpstreams', () => {
+  it('names each provider reached over plain HTTP at another host, by its host only; not HTTPS, not this machine', () => {
+    const at = (provider: ProviderAccess['provider'], baseUrl: string): ProviderAccess => ({ ...access(provider, ['m']), baseUrl });
+    const products = new Map([
+      [
+        'a',
+        makeProductEntry('a', [at('openai', 'http://proxy.internal:8080/v1/secret-path'), at('anthropic', 'https://api.anthropic.com')]),
+      ],
+      [
+        'b',
+        makeProductEntry('b', [
+          at('gemini', 'http://127.0.0.1:8090'),
+          at('openai', 'HTTP://LOCALHOST:9000/v1'),
+          at('anthropic', 'http://[::1]:9001'),
+        ]),
+      ],
+      ['c', makeProductEntry('c', [at('anthropic', 'http://10.0.0.7')])],
+    ]);
+    expect(plainHttpUpstreams(products)).toEqual(['a: openai http://proxy.internal:8080', 'c: anthropic http://10.0.0.7']);
   });
 });
 

@@ -117,3 +117,24 @@ export function unservedFallbacks(
   }
   return out;
 }
+
+/** Hosts a plain-HTTP base_url may name without leaving the machine (a sidecar, a local mock). */
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
+
+/**
+ * The providers whose `base_url` is plain HTTP to a host other than this machine's
+ * (`product: provider http://host`): the product's key and every prompt would cross the network
+ * unencrypted. Allowed (an in-cluster proxy may terminate TLS itself) but said at boot and after
+ * each rotation.
+ */
+export function plainHttpUpstreams(products: ProductCatalog): string[] {
+  const out: string[] = [];
+  for (const [name, entry] of products)
+    for (const access of entry.providers) {
+      if (!access.baseUrl.toLowerCase().startsWith('http://')) continue;
+      // Its host only: a path or user info may hold something secret.
+      const url = new URL(access.baseUrl);
+      if (!LOOPBACK.test(url.hostname)) out.push(`${name}: ${access.provider} http://${url.host}`);
+    }
+  return out;
+}
