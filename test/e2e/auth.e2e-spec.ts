@@ -1568,6 +1568,34 @@ describe('request identity', () => {
     });
   });
 
+  it('answers CONNECT on an API path as a method no route takes (404, the contract body, one audit line), then closes the connection', async () => {
+    const id = uniqueId('ident-connect');
+    const head = [
+      'CONNECT /v1/chat/completions HTTP/1.1',
+      `host: ${HOST}:${gw.port}`,
+      `x-request-id: ${id}`,
+      `authorization: Bearer ${mintToken({ sub: 'ident-connect' })}`,
+    ];
+    const before = (await mock.stats()).total;
+    // Node hands CONNECT to a tunnel handler, and without one dropped the connection unanswered.
+    const answer = await new Promise<string>((done, fail) => {
+      const socket = connect(gw.port, HOST, () => socket.write(`${head.join('\r\n')}\r\n\r\ntunnelled bytes`));
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
+      socket.on('error', fail);
+      socket.setTimeout(5_000, () => socket.destroy(new Error('no answer')));
+    });
+    const [statusLine] = answer.split('\r\n', 1);
+    expect(statusLine).toBe('HTTP/1.1 404 Not Found');
+    expect(answer.toLowerCase()).toContain(`x-request-id: ${id}`);
+    expect(answer.toLowerCase()).toContain('x-content-type-options: nosniff');
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: { code: 'route_not_found' } });
+    expect((await mock.stats()).total).toBe(before);
+    sent.set(gw, [...(sent.get(gw) ?? []), id]);
+    await expectOneAudit(gw, id, { status: 404, failure: 'not_found', method: 'CONNECT', path: '/v1/chat/completions' });
+  });
+
   it.each([
     ['headers over the size limit', 431, `GET /v1/models?x=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
     [

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { ServerResponse, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -100,6 +100,26 @@ function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<r
  */
 function serveUnknownExpectations(server: Server): void {
   server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => server.emit('request', request, response));
+}
+
+/**
+ * Node hands a `CONNECT` request to the server's `connect` listeners, not to the request handler,
+ * and with none it drops the connection: no answer, no audit line, even on an API path. keygate
+ * tunnels nothing, so such a request is served like any other method no route takes (404
+ * `route_not_found` in the contract's shape, audited on an API path), on a response made for it,
+ * and the connection is closed after the answer (its bytes after the head are no HTTP any more).
+ */
+function serveConnect(server: Server): void {
+  server.on('connect', (request: IncomingMessage, socket: Socket) => {
+    const response = new ServerResponse(request);
+    response.shouldKeepAlive = false;
+    response.assignSocket(socket);
+    response.once('finish', () => {
+      response.detachSocket(socket);
+      socket.end();
+    });
+    server.emit('request', request, response);
+  });
 }
 
 /**
@@ -356,6 +376,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   late.timedOut = (socket, answerNext) => lifecycle.refuseTimedOut(socket, answerNext);
   late.malformed = (socket, answerNext) => lifecycle.refuseMalformed(socket, answerNext);
   serveUnknownExpectations(app.getHttpServer());
+  serveConnect(app.getHttpServer());
   // Registered after the lifecycle and helmet hooks (hooks run in registration order), so a
   // preflight is audited and carries X-Request-Id and the security headers like any answer.
   // (Nest's enableCors would install its hook when the adapter is built, ahead of ours.)
