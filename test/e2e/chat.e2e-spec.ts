@@ -1121,6 +1121,41 @@ describe('malformed or disallowed requests are refused before the upstream', () 
     await expectOneAudit(gw, id, { status: 499, failure: 'client_abort' });
   });
 
+  it.each([
+    ['above every product’s limit: refused at once, no 100 Continue (it would upload a body only to hear 413)', 2_000_000, 413],
+    ['within a product’s limit: told 100 Continue, then served once its body comes', 0, 200],
+  ])('answers Expect: 100-continue for a body %s', async (_what, declared, status) => {
+    const id = uniqueId('expect-continue');
+    gw.requests.push({ id, method: 'POST', path: '/v1/chat/completions' });
+    const body = JSON.stringify({ model: 'gpt-4o', messages: user(prompt('expect')) });
+    const length = declared || Buffer.byteLength(body);
+    const { result: answer, calls } = await countingUpstream(
+      () =>
+        new Promise<string>((resolve, reject) => {
+          let text = '';
+          const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () =>
+            socket.write(
+              `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${demoToken}\r\n` +
+                `Content-Type: application/json\r\nContent-Length: ${length}\r\nX-Request-Id: ${id}\r\n` +
+                'Expect: 100-continue\r\nConnection: close\r\n\r\n',
+            ),
+          );
+          socket.on('data', (chunk: Buffer) => {
+            text += chunk.toString('utf8');
+            // As a client that honours the expectation: the body goes only after 100 Continue.
+            if (text === 'HTTP/1.1 100 Continue\r\n\r\n') socket.write(body);
+          });
+          socket.on('close', () => resolve(text));
+          socket.on('error', reject);
+          socket.setTimeout(4_000, () => socket.destroy(new Error('no answer: the body was never asked for, or never answered')));
+        }),
+    );
+    expect(answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n')).toBe(status === 200);
+    expect(answer.replace('HTTP/1.1 100 Continue\r\n\r\n', '')).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    expect(calls).toBe(status === 200 ? 1 : 0);
+    await expectOneAudit(gw, id, { status, failure: status === 200 ? null : 'policy', user: 'e2e-user' });
+  });
+
   it('lets the SDK read that 413 for an 8 MB body, not a reset mid-upload (which it would retry, upload and all)', async () => {
     const huge = user(prompt('z'.repeat(8_000_000)));
     const ids = Array.from({ length: 3 }, () => rid('huge-sdk'));

@@ -14,6 +14,7 @@ import { AppModule } from './app.module';
 import { documentCredentials } from './http/openapi-credentials';
 import { noteDeclaredCharset } from './http/dto-validation.pipe';
 import { errorBodyFor } from './http/error-envelope';
+import { expectContinue } from './http/refused-body';
 import { RequestLifecycle } from './http/request-lifecycle';
 import { GOOGLE_KEY_SCHEME } from './gemini/gemini.controller';
 import { ANTHROPIC_KEY_SCHEME } from './messages/messages.controller';
@@ -97,9 +98,14 @@ function applySecurityHeaders(fastify: FastifyInstance, headers: ReadonlyArray<r
  * before any hook: no `X-Request-Id`, no contract body, no audit line. RFC 9110 §10.1.1 lets a
  * server that does not know an expectation ignore it (417 is a MAY), so such a request is served
  * like any other: handed to the normal request handler, which authenticates and audits it.
+ * `100-continue` is answered only when the declared body fits some product's limit ({@link expectContinue}).
  */
-function serveUnknownExpectations(server: Server): void {
+function serveExpectations(server: Server, largestBytes: number): void {
   server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => server.emit('request', request, response));
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    expectContinue(request, response, largestBytes);
+    server.emit('request', request, response);
+  });
 }
 
 /**
@@ -375,7 +381,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   late.refuse = (error, request, reply) => lifecycle.refuseUnroutable(error, request, reply);
   late.timedOut = (socket, answerNext) => lifecycle.refuseTimedOut(socket, answerNext);
   late.malformed = (socket, answerNext) => lifecycle.refuseMalformed(socket, answerNext);
-  serveUnknownExpectations(app.getHttpServer());
+  serveExpectations(app.getHttpServer(), config.policy.largestRequestBytes);
   serveConnect(app.getHttpServer());
   // Registered after the lifecycle and helmet hooks (hooks run in registration order), so a
   // preflight is audited and carries X-Request-Id and the security headers like any answer.

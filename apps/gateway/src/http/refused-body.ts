@@ -1,9 +1,27 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** At most this many bytes of a refused body are read (and dropped) before its answer goes anyway. */
 export const REFUSED_BODY_MAX_BYTES = 16 * 1024 * 1024;
 /** At most this long is waited for the rest of a refused body before its answer goes anyway. */
 export const REFUSED_BODY_MAX_MS = 5_000;
+
+/**
+ * Requests that asked `Expect: 100-continue` and were not told to continue: their client holds the
+ * body back, so a refusal goes at once (see {@link expectContinue}).
+ */
+const continueWithheld = new WeakSet<IncomingMessage>();
+
+/**
+ * Node's `checkContinue` handling, with the size checked first: a request whose `Content-Length`
+ * is above every product's limit is not told `100 Continue` (it would upload a body only to hear
+ * 413); its 413 then goes at once, the body never sent. Any other is told to continue, as Node
+ * does without a listener (its own product's limit and its credential are known only later).
+ */
+export function expectContinue(request: IncomingMessage, response: ServerResponse, largestBytes: number): void {
+  const length = Number(request.headers['content-length']);
+  if (Number.isFinite(length) && length > largestBytes) continueWithheld.add(request);
+  else response.writeContinue();
+}
 
 /**
  * Sends `answer` once the rest of a refused request body has arrived, read and dropped (nginx's
@@ -24,7 +42,7 @@ export function answerAfterBody(
     maxMs = REFUSED_BODY_MAX_MS,
   }: { signal?: AbortSignal; maxBytes?: number; maxMs?: number } = {},
 ): void {
-  if (request.complete || request.destroyed || signal?.aborted) return answer();
+  if (request.complete || request.destroyed || signal?.aborted || continueWithheld.has(request)) return answer();
   let read = 0;
   let answered = false;
   const finish = (): void => {
