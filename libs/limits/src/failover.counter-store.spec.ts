@@ -316,6 +316,25 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     expect(lines.some((l) => l.severity === 'NOTICE' && String(l.message).includes('back on shared Redis'))).toBe(true);
   }, 15_000);
 
+  it('says Redis refused the counting commands, not that it is unavailable, when it answers with an error; counts in memory meanwhile', async () => {
+    const p = product('wrongtype');
+    // A key of another type where the day's request counts go: every counting script fails on it.
+    await direct.set(`kg:{${p}}:req:${DAY}`, 'not a hash');
+    try {
+      expect((await admit(store, p, 'hal', NONE, SECOND, DAY)).admitted).toBe(true);
+      expect(store.degraded).toBe(true);
+      expect(lines.filter((l) => String(l.message).startsWith('limits degraded'))).toEqual([
+        expect.objectContaining({
+          severity: 'ERROR',
+          message: 'limits degraded to per-replica counting: Redis refused the counting commands',
+          reason: expect.stringContaining('WRONGTYPE'),
+        }),
+      ]);
+    } finally {
+      await direct.del(`kg:{${p}}:req:${DAY}`);
+    }
+  });
+
   it('keeps a daily cap reached in Redis reached during an outage, and gives out only the token quota the day had left', async () => {
     const p = product('seeded');
     const capped: RequestLimits = { ...NONE, productPerDay: 2 };

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { BeforeApplicationShutdown, OnApplicationShutdown } from '@nestjs/common';
 import { requestContextStorage, type JsonLogger } from '@keygate/observability';
 import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
-import type { Redis } from 'ioredis';
+import { ReplyError, type Redis } from 'ioredis';
 import {
   dayOfDailyKey,
   utcDay,
@@ -189,7 +189,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       return true;
     } catch (error) {
       this.coolOffUntil = Date.now() + COOL_OFF_MS;
-      this.transition(true, (error as Error).message);
+      this.transition(true, error);
       return false;
     }
   }
@@ -354,7 +354,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       await this.shared.release(counters, 'shared');
     } catch (error) {
       this.coolOffUntil = Date.now() + COOL_OFF_MS;
-      this.transition(true, (error as Error).message);
+      this.transition(true, error);
     }
   }
 
@@ -411,7 +411,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     } catch (error) {
       if (error instanceof RedisWaitExceededError && onLate) command.then(onLate, () => undefined);
       this.coolOffUntil = Date.now() + COOL_OFF_MS;
-      this.transition(true, (error as Error).message);
+      this.transition(true, error);
       return op(this.local);
     }
   }
@@ -579,7 +579,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
               if (this.unconfirmed.length < MAX_HELD_SETTLEMENTS) this.unconfirmed.push(o);
               else unsent++;
               this.coolOffUntil = Date.now() + COOL_OFF_MS;
-              this.transition(true, (error as Error).message);
+              this.transition(true, error);
             },
           ),
         ),
@@ -643,10 +643,20 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     this.lastShared.set(id, count);
   }
 
-  private transition(degraded: boolean, reason?: string): void {
+  private transition(degraded: boolean, cause?: unknown): void {
     if (degraded === this.wasDegraded) return;
     this.wasDegraded = degraded;
-    if (degraded) this.logger.write('ERROR', 'limits degraded to per-replica counting: Redis unavailable', { reason });
+    // A Redis that answers with an error (a key of another type where a counter should be, a full
+    // memory under noeviction) is up: counting falls back all the same, but the operator must look
+    // at Redis's data or settings, not at the network.
+    if (degraded)
+      this.logger.write(
+        'ERROR',
+        cause instanceof ReplyError
+          ? 'limits degraded to per-replica counting: Redis refused the counting commands'
+          : 'limits degraded to per-replica counting: Redis unavailable',
+        { reason: cause instanceof Error ? cause.message : cause },
+      );
     else {
       this.logger.write('NOTICE', 'limits back on shared Redis counting');
       // A slow Redis comes back without a reconnect (no 'ready' event): what was held meanwhile goes now.
