@@ -343,6 +343,38 @@ describe('Gemini embeddings (models.embedContent, embedContent, batchEmbedConten
     await expectOneAudit(id, { status: 400, failure: 'policy', product: 'guarded' });
   });
 
+  it.each([
+    ['embedContent', { content: { parts: { text: 'x'.repeat(1500) } } }, 'content.parts'],
+    [
+      'batchEmbedContents',
+      {
+        requests: [
+          { content: { parts: [{ text: 'x' }] } },
+          ...Array.from({ length: 99 }, () => ({ content: { parts: { text: 'x'.repeat(1500) } } })),
+        ],
+      },
+      'requests[1].content.parts',
+    ],
+  ])('refuses %s whose content holds one Part, not a list, 400 naming it, before it is counted or sent', async (method, sent, param) => {
+    // Google's parser takes one object for a repeated field; keygate's estimate, the whole bill of an
+    // embedding, read a list only: 100 such requests were billed 0 tokens, past a token quota of 20.
+    const { id, headers } = rid('gem-embed-bare-parts');
+    const { result: res, moved: calls } = await counting(() =>
+      gw.fetch(`/v1beta/models/${GEMINI_EMBEDDING_MODEL}:${method}`, {
+        method: 'POST',
+        headers: { ...headers, 'x-goog-api-key': mintToken({ product: 'quota', sub: 'bare-parts' }), 'content-type': 'application/json' },
+        body: JSON.stringify(sent),
+      }),
+    );
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as GoogleError['body'];
+    expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+    expect(body.error.message).toContain(`${param} must be a list`);
+    expect(errorInfo(body)).toMatchObject({ code: 'invalid_request', param });
+    expect(calls).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'bad_request', product: 'quota', tokens_in: null });
+  });
+
   it('refuses a batch whose request names another model, and one over 100 requests, without calling any upstream', async () => {
     const send = (id: string, body: unknown): Promise<Response> =>
       gw.fetch(`/v1beta/models/${GEMINI_EMBEDDING_MODEL}:batchEmbedContents`, {

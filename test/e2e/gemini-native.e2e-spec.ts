@@ -489,6 +489,49 @@ describe('Gemini API refusals, in Google’s error shape', () => {
     await expectOneAudit(unknown.id, { status: 404, failure: 'not_found' });
   });
 
+  it.each([
+    ['a turn', 'generateContent', { contents: [{ role: 'user', parts: { text: 'x'.repeat(1500) } }] }, 'contents[0].parts'],
+    [
+      'a turn',
+      'streamGenerateContent?alt=sse',
+      { contents: [...say('x'), { role: 'user', parts: { inlineData: { mimeType: 'text/plain', data: 'aGVsbG8=' } } }] },
+      'contents[1].parts',
+    ],
+    [
+      'the system instruction',
+      'generateContent',
+      { systemInstruction: { parts: { text: 'y' } }, contents: say('x') },
+      'systemInstruction.parts',
+    ],
+    [
+      'the snake_case system instruction',
+      'generateContent',
+      { system_instruction: { parts: { text: 'y' } }, contents: say('x') },
+      'system_instruction.parts',
+    ],
+  ])(
+    'refuses %s whose parts are one Part, not a list (%s), 400 naming it, without calling any upstream',
+    async (_case, method, sent, param) => {
+      // Google's parser takes one object for a repeated field; keygate's estimate read a list only,
+      // so such a prompt was reserved at nothing.
+      const { id, headers } = rid('gem-bare-parts');
+      const { result: res, moved: calls } = await counting(() =>
+        gw.fetch(`/v1beta/models/${GEMINI_MODEL}:${method}`, {
+          method: 'POST',
+          headers: { ...headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
+          body: JSON.stringify(sent),
+        }),
+      );
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as GoogleError['body'];
+      expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+      expect(body.error.message).toContain(`${param} must be a list`);
+      expect(errorInfo(body)).toMatchObject({ code: 'invalid_request', param });
+      expect(calls).toEqual({});
+      await expectOneAudit(id, { status: 400, failure: 'bad_request', model: GEMINI_MODEL });
+    },
+  );
+
   it('passes Gemini’s own refusal on with its status name (400)', async () => {
     const { id, httpOptions } = withId('gem-upstream-400');
     const { result: error, moved: calls } = await counting(() =>

@@ -37,4 +37,12 @@ describe('checkBatchEmbedRequests', () => {
       options: { param: 'requests[1].content' },
     });
   });
+
+  it('refuses a request whose content holds one Part, not a list of them (its text would be estimated as nothing)', () => {
+    const bare = { content: { parts: { text: 'x'.repeat(1500) } } };
+    expect(refusalOf(() => checkBatchEmbedRequests([{ content }, bare], 'text-embedding-004'))).toMatchObject({
+      code: 'invalid_request',
+      options: { param: 'requests[1].content.parts' },
+    });
+  });
 });

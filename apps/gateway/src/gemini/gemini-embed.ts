@@ -1,10 +1,12 @@
 import { GatewayError } from '@keygate/errors';
+import { checkParts } from './gemini-body';
 
 /**
  * Checks the requests of a `batchEmbedContents` body beyond its DTO, before anything is counted:
- * each must hold a `content` object, and name the path's model (`models/{model}`, or the bare id)
- * or none. Google embeds each request with the model it names, so another name would be embedded by
- * a model the product's routing, policy and limits never saw.
+ * each must hold a `content` object whose parts are a list (see {@link checkParts}), and name the
+ * path's model (`models/{model}`, or the bare id) or none. Google embeds each request with the
+ * model it names, so another name would be embedded by a model the product's routing, policy and
+ * limits never saw.
  */
 export function checkBatchEmbedRequests(requests: ReadonlyArray<Record<string, unknown>>, model: string): void {
   requests.forEach((request, i) => {
@@ -13,6 +15,7 @@ export function checkBatchEmbedRequests(requests: ReadonlyArray<Record<string, u
       throw new GatewayError('invalid_request', `requests[${i}].content must be a Content object ({parts})`, {
         param: `requests[${i}].content`,
       });
+    checkParts(content, `requests[${i}].content`);
     const named = request.model;
     if (named === undefined || named === null || named === model || named === `models/${model}`) return;
     const shown = typeof named === 'string' ? named.slice(0, 128) : typeof named;

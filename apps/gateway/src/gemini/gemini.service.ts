@@ -17,6 +17,7 @@ import {
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
+import { checkGenerateContentParts, checkParts } from './gemini-body';
 import { checkBatchEmbedRequests } from './gemini-embed';
 import { GOOGLE_STREAM } from './google-errors';
 
@@ -24,6 +25,7 @@ import { GOOGLE_STREAM } from './google-errors';
 export interface GenerateContentRequest extends PolicedGeminiRequest {
   contents?: unknown;
   systemInstruction?: unknown;
+  system_instruction?: unknown;
 }
 
 /** How the routes name themselves, in the refusal of another provider's model. */
@@ -59,6 +61,7 @@ export class GeminiService {
     ctx.stream = stream;
     const first = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'generateContent'));
     const { policy } = first.policy;
+    checkGenerateContentParts(body);
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyGeminiPolicy({ ...body }, policy);
     await this.runner.run(
@@ -139,6 +142,7 @@ export class GeminiService {
         { param: 'model' },
       );
     if (batch) checkBatchEmbedRequests(body.requests as Array<Record<string, unknown>>, model);
+    else checkParts(body.content, 'content');
     applyGeminiEmbedPolicy(body, policy.policy, batch);
     const estimate = estimateEmbedContentTokens(body, batch);
     // The request's limits are counted here, with the reservation (@AdmitInHandler on the route).
