@@ -375,6 +375,28 @@ describe('Gemini embeddings (models.embedContent, embedContent, batchEmbedConten
     await expectOneAudit(id, { status: 400, failure: 'bad_request', product: 'quota', tokens_in: null });
   });
 
+  it.each([
+    ['embedContent', { model: `models/${OTHER_EMBEDDING_MODEL}`, content: { parts: [{ text: 'x' }] } }],
+    ['batchEmbedContents', { model: OTHER_EMBEDDING_MODEL, requests: [{ content: { parts: [{ text: 'x' }] } }] }],
+  ])('refuses %s whose body names another model than the path’s, 400 naming it, without calling any upstream', async (method, sent) => {
+    // The body goes to Google as sent: the model it names would embed, one the product may not serve.
+    const { id, headers } = rid('gem-embed-body-model');
+    const { result: res, moved: calls } = await counting(() =>
+      gw.fetch(`/v1beta/models/${GEMINI_EMBEDDING_MODEL}:${method}`, {
+        method: 'POST',
+        headers: { ...headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
+        body: JSON.stringify(sent),
+      }),
+    );
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as GoogleError['body'];
+    expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+    expect(body.error.message).toContain(`models/${GEMINI_EMBEDDING_MODEL}`);
+    expect(errorInfo(body)).toMatchObject({ code: 'invalid_request', param: 'model' });
+    expect(calls).toEqual({});
+    await expectOneAudit(id, { status: 400, failure: 'bad_request', model: GEMINI_EMBEDDING_MODEL });
+  });
+
   it('refuses a batch whose request names another model, and one over 100 requests, without calling any upstream', async () => {
     const send = (id: string, body: unknown): Promise<Response> =>
       gw.fetch(`/v1beta/models/${GEMINI_EMBEDDING_MODEL}:batchEmbedContents`, {

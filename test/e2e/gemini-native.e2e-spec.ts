@@ -532,6 +532,48 @@ describe('Gemini API refusals, in Google’s error shape', () => {
     },
   );
 
+  it.each([
+    ['generateContent', { model: `models/${OTHER_MODEL}`, contents: say('x') }, 'model'],
+    ['streamGenerateContent?alt=sse', { model: OTHER_MODEL, contents: say('x') }, 'model'],
+    ['countTokens', { generateContentRequest: { model: `models/${OTHER_MODEL}`, contents: say('x') } }, 'generateContentRequest.model'],
+  ])(
+    'refuses a body naming another model than the path’s (%s), 400 naming it, without calling any upstream',
+    async (method, sent, param) => {
+      // The body goes to Google as sent: the model it names would answer, one the product may not serve.
+      const { id, headers } = rid('gem-body-model');
+      const { result: res, moved: calls } = await counting(() =>
+        gw.fetch(`/v1beta/models/${GEMINI_MODEL}:${method}`, {
+          method: 'POST',
+          headers: { ...headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
+          body: JSON.stringify(sent),
+        }),
+      );
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as GoogleError['body'];
+      expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+      expect(body.error.message).toContain(`models/${GEMINI_MODEL}`);
+      expect(errorInfo(body)).toMatchObject({ code: 'invalid_request', param });
+      expect(calls).toEqual({});
+      await expectOneAudit(id, { status: 400, failure: 'bad_request', model: GEMINI_MODEL });
+    },
+  );
+
+  it('takes a body naming the path’s model, as Google’s resource name or the bare id', async () => {
+    for (const named of [`models/${GEMINI_MODEL}`, GEMINI_MODEL]) {
+      const { id, headers } = rid('gem-body-same-model');
+      const { result: res, moved: calls } = await counting(() =>
+        gw.fetch(`/v1beta/models/${GEMINI_MODEL}:generateContent`, {
+          method: 'POST',
+          headers: { ...headers, 'x-goog-api-key': token, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: named, contents: say('same model') }),
+        }),
+      );
+      expect(res.status).toBe(200);
+      expect(calls).toEqual({ 'gemini.generateContent': 1 });
+      await expectOneAudit(id, { status: 200, failure: null, model: GEMINI_MODEL });
+    }
+  });
+
   it('passes Gemini’s own refusal on with its status name (400)', async () => {
     const { id, httpOptions } = withId('gem-upstream-400');
     const { result: error, moved: calls } = await counting(() =>

@@ -1,5 +1,5 @@
 import { refusalOf } from '@keygate/errors/testing';
-import { checkGenerateContentParts, checkParts } from './gemini-body';
+import { checkBodyModel, checkGenerateContentParts, checkParts } from './gemini-body';
 
 const turn = (parts: unknown): Record<string, unknown> => ({ role: 'user', parts });
 
@@ -45,6 +45,25 @@ describe('checkGenerateContentParts', () => {
     ).toMatchObject({
       code: 'invalid_request',
       options: { param: `${field}.parts` },
+    });
+  });
+});
+
+describe('checkBodyModel', () => {
+  it('takes a body naming the path’s model as Google’s resource name, as the bare id, or not at all', () => {
+    for (const body of [{ model: 'models/gemini-2.5-flash' }, { model: 'gemini-2.5-flash' }, {}, { model: null }])
+      expect(() => checkBodyModel(body, 'gemini-2.5-flash')).not.toThrow();
+  });
+
+  it('refuses a body naming another model, naming both', () => {
+    const error = refusalOf(() => checkBodyModel({ model: 'models/gemini-2.5-pro' }, 'gemini-2.5-flash'));
+    expect(error).toMatchObject({ code: 'invalid_request', options: { param: 'model' } });
+    expect(error.message).toMatch(/models\/gemini-2\.5-pro.*models\/gemini-2\.5-flash/);
+  });
+
+  it('names the request within a body, and refuses a model that is not a string', () => {
+    expect(refusalOf(() => checkBodyModel({ model: 7 }, 'gemini-2.5-flash', 'generateContentRequest.'))).toMatchObject({
+      options: { param: 'generateContentRequest.model' },
     });
   });
 });

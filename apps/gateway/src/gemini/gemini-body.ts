@@ -22,3 +22,20 @@ export function checkGenerateContentParts(body: { contents?: unknown; systemInst
   checkParts(body.systemInstruction, 'systemInstruction');
   checkParts(body.system_instruction, 'system_instruction');
 }
+
+/**
+ * Refuses a body, or a request within one (`at`: `requests[0].`, `generateContentRequest.`), whose
+ * `model` names another model than the path's (`models/{model}` and the bare id both name it, and
+ * none is the path's), before anything is counted. The body goes to Google as sent, and Google may
+ * serve the model it names: one the product's routing, policy and limits never saw.
+ */
+export function checkBodyModel(body: Record<string, unknown>, model: string, at = ''): void {
+  const named = body.model;
+  if (named === undefined || named === null || named === model || named === `models/${model}`) return;
+  const shown = typeof named === 'string' ? named.slice(0, 128) : typeof named;
+  throw new GatewayError(
+    'invalid_request',
+    `${at}model is ${shown}: it must name the model of the path (models/${model}), or be left out`,
+    { param: `${at}model` },
+  );
+}

@@ -1,5 +1,5 @@
 import { GatewayError } from '@keygate/errors';
-import { checkParts } from './gemini-body';
+import { checkBodyModel, checkParts } from './gemini-body';
 
 /**
  * Checks the requests of a `batchEmbedContents` body beyond its DTO, before anything is counted:
@@ -16,13 +16,6 @@ export function checkBatchEmbedRequests(requests: ReadonlyArray<Record<string, u
         param: `requests[${i}].content`,
       });
     checkParts(content, `requests[${i}].content`);
-    const named = request.model;
-    if (named === undefined || named === null || named === model || named === `models/${model}`) return;
-    const shown = typeof named === 'string' ? named.slice(0, 128) : typeof named;
-    throw new GatewayError(
-      'invalid_request',
-      `requests[${i}].model is ${shown}: every request of a batch must name the model of the path (models/${model}) or none`,
-      { param: `requests[${i}].model` },
-    );
+    checkBodyModel(request, model, `requests[${i}].`);
   });
 }

@@ -17,7 +17,7 @@ import {
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
-import { checkGenerateContentParts, checkParts } from './gemini-body';
+import { checkBodyModel, checkGenerateContentParts, checkParts } from './gemini-body';
 import { checkBatchEmbedRequests } from './gemini-embed';
 import { GOOGLE_STREAM } from './google-errors';
 
@@ -61,6 +61,7 @@ export class GeminiService {
     ctx.stream = stream;
     const first = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'generateContent'));
     const { policy } = first.policy;
+    checkBodyModel(body, model);
     checkGenerateContentParts(body);
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyGeminiPolicy({ ...body }, policy);
@@ -103,6 +104,9 @@ export class GeminiService {
     version: GeminiApiVersion = 'v1beta',
   ): Promise<void> {
     const { access } = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'countTokens'));
+    checkBodyModel(body, model);
+    const inner = body.generateContentRequest;
+    if (typeof inner === 'object' && inner !== null) checkBodyModel(inner as Record<string, unknown>, model, 'generateContentRequest.');
     const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
     const value = await this.runner.once(ctx, model, () => this.gemini.countTokens(call));
     ctx.answer(200);
@@ -141,6 +145,7 @@ export class GeminiService {
         `The model '${model}' does not embed: ${method} serves the product's Gemini embedding models (see supportedGenerationMethods in GET /v1beta/models)`,
         { param: 'model' },
       );
+    checkBodyModel(body, model);
     if (batch) checkBatchEmbedRequests(body.requests as Array<Record<string, unknown>>, model);
     else checkParts(body.content, 'content');
     applyGeminiEmbedPolicy(body, policy.policy, batch);
