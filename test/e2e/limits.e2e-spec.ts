@@ -544,6 +544,18 @@ describe('daily token quotas (reserve an estimate, settle to the real usage)', (
     await expectNeverServed('docs', asked);
   });
 
+  it(`reserves a chat prediction (Predicted Outputs) beside the cap: one longer than user_daily_tokens (${DOCS_USER_TOKEN_CAP}) is refused, as a text or as text parts`, async () => {
+    // About 8,000 tokens: OpenAI bills what of a prediction the answer leaves out as completion
+    // tokens, beyond max_tokens. Left out of the reservation, it was reserved at ~17 tokens.
+    const text = Array.from({ length: 4000 }, (_, i) => `word${i % 97}`).join(' ');
+    const predicting = (content: unknown): Record<string, unknown> =>
+      chatBody('hi', { max_tokens: 10, prediction: { type: 'content', content } });
+    await expectNeverServed('prediction', [
+      ['/v1/chat/completions', 'prediction text', predicting(text)],
+      ['/v1/chat/completions', 'prediction text parts', predicting([{ type: 'text', text }])],
+    ]);
+  });
+
   it(`reserves a PDF sent inline by its pages: a 7-page one (~17,500 tokens) is refused under user_daily_tokens (${DOCS_USER_TOKEN_CAP}) on chat, /v1/messages and /v1/responses`, async () => {
     // Its page objects sit in a compressed object stream (written by qpdf). Reserved as one image
     // (1,600 tokens), it was let through, and the provider bills every page.

@@ -11,6 +11,7 @@ import {
   estimateMessagesPromptTokens,
   promptCacheWrite,
   estimatePromptTokens,
+  estimatePredictionTokens,
   type MergeableRanks,
   NON_TEXT_PART_TOKENS,
   parseTiktokenRanks,
@@ -95,6 +96,26 @@ describe('estimatePromptTokens', () => {
     const tool_calls = [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }];
     const messages = [{ role: 'assistant', content: null, tool_calls }];
     expect(estimatePromptTokens({ messages })).toBe(3 + 3 + countTokens(JSON.stringify(tool_calls)));
+  });
+});
+
+describe('estimatePredictionTokens', () => {
+  const predicted = 'const answer = 42;\n'.repeat(200);
+
+  it('counts a prediction’s content, a text or text parts, with the o200k tokenizer (OpenAI bills what the answer leaves out)', () => {
+    expect(estimatePredictionTokens({ prediction: { type: 'content', content: predicted } })).toBe(countTokens(predicted));
+    const content = [
+      { type: 'text', text: predicted },
+      { type: 'text', text: question },
+    ];
+    expect(estimatePredictionTokens({ prediction: { type: 'content', content } })).toBe(countTokens(predicted) + countTokens(question));
+  });
+
+  it('counts nothing without a prediction, and a shape it does not know as its JSON', () => {
+    expect(estimatePredictionTokens({})).toBe(0);
+    expect(estimatePredictionTokens({ prediction: null })).toBe(0);
+    const odd = { type: 'content', content: { text: predicted } };
+    expect(estimatePredictionTokens({ prediction: odd })).toBe(countTokens(JSON.stringify(odd)));
   });
 });
 

@@ -197,9 +197,12 @@ function filePartTokens(fileData: unknown, tally: TokenTally): number {
  * {@link PDF_PAGE_TOKENS} a page of a PDF attached as a `data:application/pdf` URL, and a flat
  * {@link NON_TEXT_PART_TOKENS} per image, audio or other file part.
  */
-export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messages'> & Partial<ChatCompletionRequest>): number {
-  // One budget for the whole request, however many messages it has.
-  const tally = new TokenTally();
+export function estimatePromptTokens(
+  request: Pick<ChatCompletionRequest, 'messages'> & Partial<ChatCompletionRequest>,
+  // One budget for the whole request, however many messages it has (its prediction's too, see
+  // estimatePredictionTokens, when the caller passes both the same tally).
+  tally = new TokenTally(),
+): number {
   let total = 3;
   for (const m of request.messages) {
     total += 3;
@@ -215,6 +218,23 @@ export function estimatePromptTokens(request: Pick<ChatCompletionRequest, 'messa
     if (m.tool_calls) total += tally.count(JSON.stringify(m.tool_calls));
   }
   total += jsonTokens([request.tools, request.functions, request.response_format], tally);
+  return total;
+}
+
+/**
+ * Estimates the tokens of a chat request's `prediction` (OpenAI's Predicted Outputs: `content`, a
+ * text or text parts; any other shape as its JSON). What of it the answer does not use OpenAI still
+ * bills, as completion tokens, so it is reserved beside the completion cap, not as prompt.
+ */
+export function estimatePredictionTokens(request: Partial<ChatCompletionRequest>, tally = new TokenTally()): number {
+  const prediction = request.prediction;
+  if (prediction === undefined || prediction === null) return 0;
+  const content = isObject(prediction) ? prediction.content : undefined;
+  if (typeof content === 'string') return tally.count(content);
+  if (!Array.isArray(content)) return jsonTokens([prediction], tally);
+  let total = 0;
+  for (const part of content as unknown[])
+    total += isObject(part) && typeof part.text === 'string' ? tally.count(part.text) : jsonTokens([part], tally);
   return total;
 }
 

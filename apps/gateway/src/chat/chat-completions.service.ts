@@ -4,9 +4,11 @@ import { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
 import { applyParameterPolicy, endUserId, identifyCaller } from '@keygate/policy';
 import {
+  estimatePredictionTokens,
   estimatePromptTokens,
   openAiFieldsOnly,
   reasons,
+  TokenTally,
   withoutClaudeThinking,
   type ChatCompletionRequest,
   type ProviderCall,
@@ -61,6 +63,8 @@ export class ChatCompletionsService {
     const completionCap = applyParameterPolicy({ ...body }, policy, capFieldFor(first.access));
     const clientWantsUsage = body.stream_options?.include_usage === true;
     const caller = policy.endUserId ? endUserId(principal.product, principal.user) : undefined;
+    // The prompt and the prediction are counted within one budget of the tokenizer's work.
+    const tally = new TokenTally();
     await this.runner.run(
       ctx,
       principal,
@@ -82,8 +86,9 @@ export class ChatCompletionsService {
           const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
           return ctx.stream ? adapter.chatStream(call) : adapter.chat(call);
         },
-        reserve: (prompt) => ({ prompt, completion: completionCap * choices(body) }),
-        promptTokens: () => estimatePromptTokens(body),
+        // A prediction's tokens the answer leaves out are billed as completion, beyond the cap.
+        reserve: (prompt) => ({ prompt, completion: completionCap * choices(body) + estimatePredictionTokens(body, tally) }),
+        promptTokens: () => estimatePromptTokens(body, tally),
         answerText: (answer) => completionText(answer.body),
         dialect: OPENAI_STREAM,
         maxStreamSeconds: policy.maxStreamSeconds,
