@@ -574,6 +574,25 @@ describe('Gemini API refusals, in Google’s error shape', () => {
     }
   });
 
+  it('names the fallback in the body of a fallback’s attempt, where the body named the model asked for', async () => {
+    const { id, headers } = rid('gem-body-model-fallback');
+    const { result: res, after } = await counting(() =>
+      gw.fetch(`/v1beta/models/${THINKING_MODEL}:generateContent`, {
+        method: 'POST',
+        headers: { ...headers, 'x-goog-api-key': mintToken({ product: 'thinkers' }), 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: `models/${THINKING_MODEL}`,
+          contents: say(`fall back ${id} [mock status=503 fail_first=${1 + MAX_RETRIES}]`),
+        }),
+      }),
+    );
+    expect(res.status).toBe(200);
+    const upstream = after.last['gemini.generateContent'];
+    expect(upstream?.url).toBe(`/v1beta/models/${GEMINI_MODEL}:generateContent`);
+    expect(upstream?.body).toMatchObject({ model: `models/${GEMINI_MODEL}` });
+    await expectOneAudit(id, { status: 200, failure: null, model: GEMINI_MODEL, requested_model: THINKING_MODEL });
+  });
+
   it('passes Gemini’s own refusal on with its status name (400)', async () => {
     const { id, httpOptions } = withId('gem-upstream-400');
     const { result: error, moved: calls } = await counting(() =>

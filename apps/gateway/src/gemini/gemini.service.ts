@@ -74,6 +74,8 @@ export class GeminiService {
         call: ({ model: attempt, access }) => {
           // A fallback that does not think gets the request without its thinkingConfig, or is skipped.
           const attemptBody: GenerateContentRequest = { ...(attempt === model ? body : generateContentForFallback(body, attempt)) };
+          // A body naming the model asked for names the fallback on its attempt: Google reads either.
+          if (attempt !== model && attemptBody.model !== undefined && attemptBody.model !== null) attemptBody.model = `models/${attempt}`;
           applyGeminiPolicy(attemptBody, policy);
           const call: GenerateContentPassthrough = { model: attempt, body: attemptBody, access, signal: ctx.abort.signal, version };
           return stream ? this.gemini.streamGenerateContent(call) : this.gemini.generateContent(call);
