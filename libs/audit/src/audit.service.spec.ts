@@ -72,6 +72,21 @@ describe('AuditService', () => {
     expect(line).toMatchObject({ model: '[redacted]', requested_model: '[redacted]', path: '/v1/[redacted]/[redacted]', status: 404 });
   });
 
+  it('keeps at most 1,024 characters of a path or model the client chose, masked before the cut', () => {
+    const key = 'sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123456789';
+    // The key straddles the cut: masked whole first, nothing of it is left.
+    const path = `/v1/${'a'.repeat(1_000)}/${key}/${'b'.repeat(15_000)}`;
+    const line = record((ctx) => {
+      ctx.requestedModel = 'm'.repeat(5_000);
+      ctx.status = 404;
+      ctx.failure = 'not_found';
+    }, path);
+    expect(line.path).toBe(`/v1/${'a'.repeat(1_000)}/[redacted]/${'b'.repeat(1_024 - 1_016)}…`);
+    expect(line.requested_model).toBe(`${'m'.repeat(1_024)}…`);
+    expect(JSON.stringify(line)).not.toContain('AbCdEfGh');
+    expect(record((ctx) => (ctx.status = 200), '/v1/chat/completions').path).toBe('/v1/chat/completions');
+  });
+
   it('writes how the tokens split (cache reads and writes, reasoning), null where the provider did not say', () => {
     const unsaid = record((ctx) => (ctx.status = 200));
     expect(unsaid).toMatchObject({

@@ -56,6 +56,17 @@ function masked<T extends string | null>(text: T): T {
 }
 
 /**
+ * The most of a client-chosen string an audit line keeps (a path may be ~16 KB, all the headers
+ * Node takes): masked first, so a cut never leaves part of a key unrecognised, then cut with `…`.
+ */
+export const AUDIT_TEXT_MAX_CHARS = 1024;
+
+function clipped<T extends string | null>(text: T): T {
+  const shown = masked(text);
+  return (shown !== null && shown.length > AUDIT_TEXT_MAX_CHARS ? `${shown.slice(0, AUDIT_TEXT_MAX_CHARS)}…` : shown) as T;
+}
+
+/**
  * Writes exactly one audit line per auditable request. It never holds prompt or completion text:
  * the record is built only from the context's counters and names, and the names a client chose
  * (model, path) are masked (SPEC §7: credentials never appear in any log).
@@ -81,8 +92,8 @@ export class AuditService {
       requestId: ctx.requestId,
       product: ctx.product,
       user: ctx.user,
-      model: masked(ctx.model),
-      requested_model: masked(ctx.requestedModel),
+      model: clipped(ctx.model),
+      requested_model: clipped(ctx.requestedModel),
       model_label: masked(labels.model),
       product_label: labels.product,
       provider: ctx.provider,
@@ -99,7 +110,7 @@ export class AuditService {
       failure: ctx.failure,
       attempts: ctx.attempts,
       method: ctx.method,
-      path: masked(ctx.path),
+      path: clipped(ctx.path),
     };
     // SPEC §7: one record per request whatever LOG_LEVEL says.
     this.logger.always(
