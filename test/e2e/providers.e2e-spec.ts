@@ -1233,6 +1233,50 @@ describe('Gemini specifics', () => {
     expect(contents[2].parts[0]).toMatchObject({ functionResponse: { id: 'call_sig_1', name: 'get_weather' } });
     await expectOneAudit(id, { status: 200, failure: null, provider: 'gemini' });
   });
+
+  describe("what a Gemini model's generation cannot take is refused with 400 naming it, before any upstream call", () => {
+    it.each([
+      [
+        'tools beside JSON output before Gemini 3',
+        GEMINI_MODEL,
+        { tools: [WEATHER_TOOL], response_format: { type: 'json_object' as const } },
+        'response_format',
+      ],
+      [
+        'tools beside JSON output before Gemini 3, under tool_choice none (which still declares them)',
+        GEMINI_MODEL,
+        { tools: [WEATHER_TOOL], tool_choice: 'none' as const, response_format: { type: 'json_object' as const } },
+        'response_format',
+      ],
+    ])('%s', async (_what, model, extra, param) => {
+      const { id, headers } = rid('gemini-refused');
+      const { result: error, total } = await counting(() =>
+        apiError(gw.openai(token).chat.completions.create({ model, messages: user('refuse me'), ...extra }, { headers })),
+      );
+      expect(error).toMatchObject({ status: 400, code: 'unsupported_parameter', param });
+      expect(error.message).toContain(param);
+      expect(total).toBe(0);
+      await expectOneAudit(id, { status: 400, failure: 'bad_request', provider: 'gemini', model });
+    });
+
+    it('Gemini 3 takes tools beside JSON output: both are sent', async () => {
+      const { id, headers } = rid('gemini3-tools-json');
+      const { result, delta, after } = await counting(() =>
+        gw
+          .openai(token)
+          .chat.completions.create(
+            { model: GEMINI_3_MODEL, messages: user('answer in JSON'), tools: [WEATHER_TOOL], response_format: { type: 'json_object' } },
+            { headers },
+          ),
+      );
+      expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
+      const sent = lastBody(after, 'gemini.generateContent');
+      expect(sent.tools).toHaveLength(1);
+      expect(sent.generationConfig).toMatchObject({ responseMimeType: 'application/json' });
+      expect(JSON.parse(result.choices[0].message.content ?? '')).toEqual({ reply: mockReply('gemini', 'answer in JSON') });
+      await expectOneAudit(id, { status: 200, failure: null, provider: 'gemini', model: GEMINI_3_MODEL });
+    });
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

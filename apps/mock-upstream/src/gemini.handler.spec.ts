@@ -316,6 +316,36 @@ describe('Gemini wire format', () => {
     });
   });
 
+  describe('what a model generation refuses, as the real API does', () => {
+    const on = (model: string, generationConfig: Record<string, unknown>, tools?: unknown): Promise<Response> =>
+      postJson(mock.base, `/v1beta/models/${model}:generateContent`, { contents: [user('x')], generationConfig, tools }, GEMINI_AUTH);
+
+    it.each([
+      [
+        'gemini-2.5-flash',
+        { responseMimeType: 'application/json' },
+        TOOLS,
+        /Function calling with a response mime type: 'application\/json' is unsupported/,
+      ],
+      ['gemini-1.5-pro', { responseMimeType: 'application/json' }, TOOLS, /Function calling with a response mime type/],
+    ])('%s refuses %j beside tools', async (model, config, tools, message) => {
+      const res = await on(model, config, tools);
+      expect(res.status).toBe(400);
+      expect((await readJson<GeminiErrorBody>(res)).error).toMatchObject({
+        status: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(message),
+      });
+    });
+
+    it.each([
+      ['gemini-3-pro-preview', { responseMimeType: 'application/json' }, TOOLS],
+      ['gemini-2.5-flash', { responseMimeType: 'application/json' }, undefined],
+      ['gemini-2.5-flash', {}, TOOLS],
+    ])('%s takes %j (tools: %j)', async (model, config, tools) => {
+      expect((await on(model, config, tools)).status).toBe(200);
+    });
+  });
+
   describe('errors', () => {
     it('missing key: 403 PERMISSION_DENIED, as Google answers unregistered callers', async () => {
       const res = await generate({ contents: [user('x')] }, {});

@@ -160,6 +160,18 @@ function functionResponseIdProblems(contents: unknown[]): string[] {
   return problems;
 }
 
+/**
+ * What Gemini refuses of a request's combination of fields, by model generation: function
+ * declarations beside JSON output before Gemini 3 (Gemini 3 takes both).
+ */
+function generationProblems(body: JsonRecord, config: unknown, model: string): string[] {
+  const problems: string[] = [];
+  const mime = isRecord(config) ? field(config, 'responseMimeType', 'response_mime_type') : undefined;
+  if (mime === 'application/json' && !GEMINI_3.test(model) && toolInfo(body).declared.length > 0)
+    problems.push("Function calling with a response mime type: 'application/json' is unsupported");
+  return problems;
+}
+
 /** Gemini's proto-JSON parser accepts camelCase and snake_case field names alike. */
 function field(o: JsonRecord, camel: string, snake: string): unknown {
   return o[camel] ?? o[snake];
@@ -406,7 +418,12 @@ class GeminiHandler implements ProviderHandler {
     if (contents.length === 0) return ex.sendError(geminiError(400, '* GenerateContentRequest.contents: contents is not specified\n'));
     const config = field(body, 'generationConfig', 'generation_config');
     const thinking = thinkingProblems(config, ex.pathParam);
-    const problems = [...requestSchemaProblems(body), ...functionResponseIdProblems(contents), ...thinking.problems];
+    const problems = [
+      ...requestSchemaProblems(body),
+      ...functionResponseIdProblems(contents),
+      ...thinking.problems,
+      ...generationProblems(body, config, ex.pathParam),
+    ];
     if (problems.length > 0) return ex.sendError(geminiError(400, problems.join('\n')));
     const a = this.answer(ex, body, contents);
     // generationConfig.candidateCount: that many candidates (the same answer), each numbered.

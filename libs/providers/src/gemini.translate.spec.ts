@@ -497,6 +497,35 @@ describe('Gemini translation', () => {
     expect(error).toMatchObject({ code, options: { param } });
   });
 
+  describe('tools beside JSON output (response_format json_object or json_schema)', () => {
+    const tools = [{ type: 'function', function: { name: 'f' } }];
+    const schema = { type: 'json_schema', json_schema: { name: 'o', schema: { type: 'object', properties: { a: { type: 'string' } } } } };
+
+    it.each([
+      ['gemini-2.5-flash', { type: 'json_object' }, undefined],
+      ['gemini-2.0-flash', schema, undefined],
+      ['models/gemini-1.5-pro', { type: 'json_object' }, undefined],
+      // tool_choice none still declares the tools, which is what Gemini refuses.
+      ['gemini-2.5-pro', { type: 'json_object' }, 'none'],
+    ])('are refused on %s (response_format %j, tool_choice %s), naming both', (model, format, choice) => {
+      const error = thrown(() => toGenerateContentRequest(req({ model, tools, response_format: format, tool_choice: choice })));
+      expect(error).toBeInstanceOf(GatewayError);
+      expect(error).toMatchObject({ code: 'unsupported_parameter', options: { param: 'response_format' } });
+      expect((error as GatewayError).message).toMatch(/response_format[\s\S]*tools/);
+    });
+
+    it.each(['gemini-3-pro-preview', 'gemini-3-flash-preview', 'gemini-flash-latest'])('are both sent to %s', (model) => {
+      const out = toGenerateContentRequest(req({ model, tools, response_format: schema }));
+      expect(out.tools).toEqual([{ functionDeclarations: [{ name: 'f' }] }]);
+      expect(out.generationConfig).toMatchObject({ responseMimeType: 'application/json', responseSchema: { type: 'OBJECT' } });
+    });
+
+    it('leave plain text output beside tools alone, on every model', () => {
+      for (const model of ['gemini-2.5-flash', 'gemini-1.5-pro'])
+        expect(toGenerateContentRequest(req({ model, tools, response_format: { type: 'text' } })).tools).toHaveLength(1);
+    });
+  });
+
   it("takes a function name of 64 characters, Gemini's longest", () => {
     const name = 'f'.repeat(64);
     const request = toGenerateContentRequest(req({ tools: [{ type: 'function', function: { name } }] }));
@@ -653,8 +682,10 @@ describe('Gemini translation', () => {
       properties: { head: { $ref: '#/definitions/Item' } },
     };
     const flat = { type: 'object', properties: { city: { type: 'string' } } };
+    // Gemini 3: the generation that takes function declarations beside JSON output.
     const out = toGenerateContentRequest(
       req({
+        model: 'gemini-3-pro-preview',
         messages: [{ role: 'user', content: 'x' }],
         tools: [
           { type: 'function', function: { name: 'walk', parameters: list } },

@@ -143,8 +143,25 @@ export function toGenerateContentRequest(body: ChatCompletionRequest): GenerateC
   const mode = toolChoice(body.tool_choice, tools !== undefined);
   if (mode) out.toolConfig = { functionCallingConfig: mode };
   const config = generationConfig(body);
+  // Gemini before 3 refuses function declarations beside JSON output (400 "Function calling with a
+  // response mime type: 'application/json' is unsupported"), even under tool_choice none, which
+  // still declares them: refused before any upstream call, so a fallback that can take it is tried.
+  if (tools && config?.responseMimeType !== undefined && !isGemini3OrLater(body.model)) {
+    throw unsupported(
+      'response_format',
+      `${body.model} cannot answer in JSON (response_format ${(body.response_format as Json).type as string}) while tools are declared (tool_choice none still declares them); Gemini 3 and later can: send one of the two, or ask a Gemini 3 model`,
+    );
+  }
   if (config) out.generationConfig = config;
   return out;
+}
+
+/**
+ * Whether a Gemini model is of Gemini 3 or later, read from its id: not 1.x or 2.x, nor a Gemma model
+ * Gemini's API serves. An alias (`gemini-flash-latest`) is taken for a current model.
+ */
+function isGemini3OrLater(model: string): boolean {
+  return !/^(models\/)?(gemma-|gemini-[12]([.-]|$))/.test(model);
 }
 
 /** Adds a turn, merging it into the previous one when the role repeats (Gemini wants alternating turns). */
