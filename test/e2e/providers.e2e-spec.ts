@@ -295,14 +295,24 @@ describe.each(TRANSLATED_PROVIDERS)('$provider ($model) through the OpenAI SDK',
     const messages: ChatCompletionMessageParam[] = user('weather in Paris and Rome [mock tools=2]');
     const chunks: ChatCompletionChunk[] = [];
     const argumentsDone: Array<{ index: number; name: string; parsed: unknown }> = [];
+    // The helper's argument events in order, and what each call's deltas added up to when it was done.
+    const argumentEvents: string[] = [];
+    const streamed = new Map<number, string>();
+    const doneWith = new Map<number, string | undefined>();
     const { result: final, delta } = await counting(async () => {
       const runner = gw
         .openai(token)
         .chat.completions.stream({ model, messages, tools, stream_options: { include_usage: true } }, { headers });
       runner.on('chunk', (chunk) => chunks.push(chunk));
-      runner.on('tool_calls.function.arguments.done', (e) =>
-        argumentsDone.push({ index: e.index, name: e.name, parsed: e.parsed_arguments }),
-      );
+      runner.on('tool_calls.function.arguments.delta', (e) => {
+        argumentEvents.push(`delta ${e.index}`);
+        streamed.set(e.index, (streamed.get(e.index) ?? '') + e.arguments_delta);
+      });
+      runner.on('tool_calls.function.arguments.done', (e) => {
+        argumentEvents.push(`done ${e.index}`);
+        doneWith.set(e.index, streamed.get(e.index));
+        argumentsDone.push({ index: e.index, name: e.name, parsed: e.parsed_arguments });
+      });
       return runner.finalChatCompletion();
     });
     expect(moved(delta)).toEqual({ [streamRoute]: 1 });
@@ -322,6 +332,10 @@ describe.each(TRANSLATED_PROVIDERS)('$provider ($model) through the OpenAI SDK',
       expect(JSON.parse(call.function.arguments)).toEqual({ city: 'weather in Paris and Rome' });
     }
     expect(argumentsDone.map((e) => e.index).sort()).toEqual([0, 1]);
+    // Each call's arguments stream before it is done, as OpenAI streams calls: one call per chunk.
+    expect(argumentEvents.filter((e, i) => e !== argumentEvents[i - 1])).toEqual(['delta 0', 'done 0', 'delta 1', 'done 1']);
+    expect([doneWith.get(0), doneWith.get(1)]).toEqual(calls.map((c) => (c.type === 'function' ? c.function.arguments : '')));
+    expect(chunks.every((c) => (c.choices[0]?.delta?.tool_calls?.length ?? 0) <= 1)).toBe(true);
     // Each call's first chunk carries its own index and id.
     const firsts = chunks.flatMap((c) => c.choices[0]?.delta?.tool_calls ?? []).filter((t) => t.id);
     expect(firsts.map((t) => [t.index, t.id])).toEqual([

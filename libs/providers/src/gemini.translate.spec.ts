@@ -297,6 +297,30 @@ describe('Gemini translation', () => {
     expect(new Set(plain).size).toBe(2);
   });
 
+  it('streams the parallel calls of one Gemini event one per chunk, as OpenAI does (the SDK ends a call when the next index starts)', () => {
+    const t = new GeminiStreamTranslator({ ...meta, clientWantsUsage: false });
+    const parts = [
+      { functionCall: { name: 'a', args: { x: 1 } } },
+      { functionCall: { name: 'b', args: {} } },
+      { functionCall: { name: 'c', args: { y: 'z' } } },
+    ];
+    const deltas = t
+      .push({ responseId: 'p', candidates: [{ content: { role: 'model', parts }, finishReason: 'STOP' }] })
+      .map((e) => JSON.parse(e.data as string) as { choices: Array<{ delta: Record<string, unknown>; finish_reason: string | null }> })
+      .map((c) => [c.choices[0].delta.tool_calls ?? c.choices[0].delta, c.choices[0].finish_reason]);
+    const call = (index: number, name: string, args: string): unknown[] => [
+      [{ index, id: expect.stringMatching(/^call_/), type: 'function', function: { name, arguments: args } }],
+      null,
+    ];
+    expect(deltas).toEqual([
+      [{ role: 'assistant', content: '', refusal: null }, null],
+      call(0, 'a', '{"x":1}'),
+      call(1, 'b', '{}'),
+      call(2, 'c', '{"y":"z"}'),
+      [{}, 'tool_calls'],
+    ]);
+  });
+
   it('reports each chunk’s running usageMetadata for keygate only, so a stream that fails later is billed what Gemini counted', () => {
     const t = new GeminiStreamTranslator({ ...meta, clientWantsUsage: false });
     const out = t.push({

@@ -1044,10 +1044,11 @@ export class GeminiStreamTranslator {
       const state = this.choice(index, out);
       const { text, toolCalls } = readParts(c.content?.parts, this.id, index, state.toolCalls, true);
       if (text !== null && text !== '') out.push({ ...this.chunk(index, { content: text }, null), text });
-      if (toolCalls.length) {
-        state.toolCalls += toolCalls.length;
-        out.push(this.chunk(index, { tool_calls: toolCalls }, null));
-      }
+      // Gemini sends parallel calls whole in one event; OpenAI streams one call per chunk, and the
+      // SDK's stream helper reads a call at a new index as the end of the one before: together, the
+      // first call was reported done before any of its arguments.
+      state.toolCalls += toolCalls.length;
+      for (const call of toolCalls) out.push(this.chunk(index, { tool_calls: [call] }, null));
       if (c.finishReason && !state.finished) {
         state.finished = true;
         out.push(this.chunk(index, {}, finishReason(c.finishReason, state.toolCalls > 0)));
