@@ -39,6 +39,8 @@ export const CLAUDE_LIST = [ANTHROPIC_MODEL, 'claude-sonnet-4-5', 'claude-haiku-
 export const OPENAI_REASONING_MODEL = 'o4-mini';
 export const CLAUDE_THINKING_MODEL = 'claude-sonnet-4-5';
 export const GEMINI_MODEL = 'gemini-1.5-pro';
+/** A Gemini 2.5 model: it thinks by budget and, like Gemini 3, refuses penalties. */
+export const GEMINI_25_MODEL = 'gemini-2.5-flash';
 /** A Gemini 3 model: the mock gives its function calls ids and checks them on the responses. */
 export const GEMINI_3_MODEL = 'gemini-3-pro-preview';
 export const OPENAI_EMBEDDING_MODEL = 'text-embedding-3-small';
@@ -99,7 +101,11 @@ export function providerProducts(urls: ProductUrls): Record<string, unknown> {
     base_url: `${urls.mock}/v1`,
   };
   const anthropicOnMock = { api_key: 'sk-ant-mock-prov', models: [ANTHROPIC_MODEL], base_url: urls.mock };
-  const geminiOnMock = { api_key: 'AIza-mock-prov', models: [GEMINI_MODEL, GEMINI_3_MODEL, GEMINI_EMBEDDING_MODEL], base_url: urls.mock };
+  const geminiOnMock = {
+    api_key: 'AIza-mock-prov',
+    models: [GEMINI_MODEL, GEMINI_25_MODEL, GEMINI_3_MODEL, GEMINI_EMBEDDING_MODEL],
+    base_url: urls.mock,
+  };
   return {
     prov: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },
     guarded: { providers: { openai: openaiOnMock, anthropic: anthropicOnMock, gemini: geminiOnMock } },

@@ -20,6 +20,7 @@ import {
   FlakyUpstream,
   GEMINI_EMBEDDING_DIMS,
   GEMINI_EMBEDDING_MODEL,
+  GEMINI_25_MODEL,
   GEMINI_3_MODEL,
   GEMINI_MODEL,
   mockReply,
@@ -1262,6 +1263,8 @@ describe('Gemini specifics', () => {
         { tools: [WEATHER_TOOL], tool_choice: 'none' as const, response_format: { type: 'json_object' as const } },
         'response_format',
       ],
+      ['a presence penalty on Gemini 2.5', GEMINI_25_MODEL, { presence_penalty: 0.5 }, 'presence_penalty'],
+      ['a frequency penalty on Gemini 3', GEMINI_3_MODEL, { frequency_penalty: -1 }, 'frequency_penalty'],
     ])('%s', async (_what, model, extra, param) => {
       const { id, headers } = rid('gemini-refused');
       const { result: error, total } = await counting(() =>
@@ -1271,6 +1274,36 @@ describe('Gemini specifics', () => {
       expect(error.message).toContain(param);
       expect(total).toBe(0);
       await expectOneAudit(id, { status: 400, failure: 'bad_request', provider: 'gemini', model });
+    });
+
+    it('penalties go to Gemini 1.5 (which takes them); a penalty of 0 is left out on Gemini 2.5', async () => {
+      const taken = rid('gemini-penalties');
+      const { delta, after } = await counting(() =>
+        gw
+          .openai(token)
+          .chat.completions.create(
+            { model: GEMINI_MODEL, messages: user('less repetition'), presence_penalty: 0.5, frequency_penalty: -1 },
+            { headers: taken.headers },
+          ),
+      );
+      expect(moved(delta)).toEqual({ 'gemini.generateContent': 1 });
+      expect(lastBody(after, 'gemini.generateContent').generationConfig).toMatchObject({ presencePenalty: 0.5, frequencyPenalty: -1 });
+      await expectOneAudit(taken.id, { status: 200, failure: null, provider: 'gemini', model: GEMINI_MODEL });
+
+      const zero = rid('gemini-penalties-zero');
+      const { delta: delta2, after: after2 } = await counting(() =>
+        gw
+          .openai(token)
+          .chat.completions.create(
+            { model: GEMINI_25_MODEL, messages: user('as usual'), presence_penalty: 0, frequency_penalty: 0 },
+            { headers: zero.headers },
+          ),
+      );
+      expect(moved(delta2)).toEqual({ 'gemini.generateContent': 1 });
+      const config = lastBody(after2, 'gemini.generateContent').generationConfig as Json;
+      expect(config).not.toHaveProperty('presencePenalty');
+      expect(config).not.toHaveProperty('frequencyPenalty');
+      await expectOneAudit(zero.id, { status: 200, failure: null, provider: 'gemini', model: GEMINI_25_MODEL });
     });
 
     it('Gemini 3 takes tools beside JSON output: both are sent', async () => {

@@ -328,7 +328,9 @@ describe('Gemini wire format', () => {
         /Function calling with a response mime type: 'application\/json' is unsupported/,
       ],
       ['gemini-1.5-pro', { responseMimeType: 'application/json' }, TOOLS, /Function calling with a response mime type/],
-    ])('%s refuses %j beside tools', async (model, config, tools, message) => {
+      ['gemini-2.5-flash', { presencePenalty: 0.5 }, undefined, /Penalty is not enabled for models\/gemini-2\.5-flash/],
+      ['gemini-3-pro-preview', { frequencyPenalty: -1 }, undefined, /Penalty is not enabled/],
+    ])('%s refuses %j (tools: %j)', async (model, config, tools, message) => {
       const res = await on(model, config, tools);
       expect(res.status).toBe(400);
       expect((await readJson<GeminiErrorBody>(res)).error).toMatchObject({
@@ -341,6 +343,9 @@ describe('Gemini wire format', () => {
       ['gemini-3-pro-preview', { responseMimeType: 'application/json' }, TOOLS],
       ['gemini-2.5-flash', { responseMimeType: 'application/json' }, undefined],
       ['gemini-2.5-flash', {}, TOOLS],
+      ['gemini-2.5-flash', { presencePenalty: 0, frequencyPenalty: 0 }, undefined],
+      ['gemini-2.0-flash', { presencePenalty: 0.5, frequencyPenalty: -1 }, undefined],
+      ['gemini-1.5-pro', { presencePenalty: 0.5 }, undefined],
     ])('%s takes %j (tools: %j)', async (model, config, tools) => {
       expect((await on(model, config, tools)).status).toBe(200);
     });

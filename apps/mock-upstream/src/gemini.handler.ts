@@ -160,15 +160,23 @@ function functionResponseIdProblems(contents: unknown[]): string[] {
   return problems;
 }
 
+/** Models that refuse penalties (Gemini 2.5 and later). */
+const REFUSES_PENALTIES = /^gemini-(2\.5|[3-9])/;
+
 /**
- * What Gemini refuses of a request's combination of fields, by model generation: function
- * declarations beside JSON output before Gemini 3 (Gemini 3 takes both).
+ * What Gemini refuses of a request's fields by model generation: function declarations beside JSON
+ * output before Gemini 3 (Gemini 3 takes both); a penalty other than 0 from Gemini 2.5 on.
  */
 function generationProblems(body: JsonRecord, config: unknown, model: string): string[] {
   const problems: string[] = [];
   const mime = isRecord(config) ? field(config, 'responseMimeType', 'response_mime_type') : undefined;
   if (mime === 'application/json' && !GEMINI_3.test(model) && toolInfo(body).declared.length > 0)
     problems.push("Function calling with a response mime type: 'application/json' is unsupported");
+  const penalties = isRecord(config)
+    ? [field(config, 'presencePenalty', 'presence_penalty'), field(config, 'frequencyPenalty', 'frequency_penalty')]
+    : [];
+  if (REFUSES_PENALTIES.test(model) && penalties.some((p) => p !== undefined && p !== 0))
+    problems.push(`Penalty is not enabled for models/${model}`);
   return problems;
 }
 

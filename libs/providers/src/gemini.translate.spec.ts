@@ -452,6 +452,17 @@ describe('Gemini translation', () => {
     [{ model: 'gemini-1.5-pro', reasoning_effort: 'minimal' }, undefined],
     [{ model: 'gemini-2.0-flash', reasoning_effort: 'none' }, undefined],
     [{ reasoning_effort: null }, undefined],
+    // Penalties: Gemini 1.5 and 2.0 take them; on 2.5 and later, which refuse them, 0 (nothing asked) is left out.
+    [
+      { model: 'gemini-1.5-pro', presence_penalty: 0.5, frequency_penalty: -1 },
+      { presencePenalty: 0.5, frequencyPenalty: -1 },
+    ],
+    [
+      { model: 'gemini-2.0-flash', presence_penalty: 0, frequency_penalty: 0.3 },
+      { presencePenalty: 0, frequencyPenalty: 0.3 },
+    ],
+    [{ presence_penalty: 0, frequency_penalty: 0 }, undefined],
+    [{ model: 'gemini-3-pro-preview', presence_penalty: 0, frequency_penalty: null }, undefined],
   ])('maps %j to generationConfig %j', (extra, config) => {
     expect(toGenerateContentRequest(req(extra)).generationConfig).toEqual(config);
   });
@@ -465,6 +476,11 @@ describe('Gemini translation', () => {
     ['reasoning_effort', { model: 'gemini-2.0-flash', reasoning_effort: 'high' }, 'unsupported_parameter'],
     ['reasoning_effort', { model: 'gemma-3-27b-it', reasoning_effort: 'low' }, 'unsupported_parameter'],
     ['stop', { stop: ['1', '2', '3', '4', '5', '6'] }, 'unsupported_parameter'],
+    // Gemini 2.5 and later answer 400 "Penalty is not enabled".
+    ['presence_penalty', { presence_penalty: 0.5 }, 'unsupported_parameter'],
+    ['frequency_penalty', { model: 'gemini-2.5-pro', presence_penalty: 0, frequency_penalty: -0.1 }, 'unsupported_parameter'],
+    ['frequency_penalty', { model: 'gemini-3-flash-preview', frequency_penalty: 1 }, 'unsupported_parameter'],
+    ['presence_penalty', { model: 'gemini-flash-latest', presence_penalty: 2 }, 'unsupported_parameter'],
     ['tools[0].function.name', { tools: [{ type: 'function', function: { name: 'f'.repeat(65) } }] }, 'unsupported_parameter'],
     ['messages', { messages: [{ role: 'system', content: 'only a system prompt' }] }, 'invalid_request'],
     ['messages[0].role', { messages: [{ role: 'function', name: 'f', content: '1' }] }, 'unsupported_parameter'],

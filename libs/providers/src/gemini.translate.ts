@@ -421,16 +421,38 @@ function generationConfig(body: ChatCompletionRequest): GeminiGenerationConfig |
     if (n > GEMINI_MAX_CANDIDATES) throw unsupported('n', `Gemini returns at most ${GEMINI_MAX_CANDIDATES} choices`);
     config.candidateCount = n;
   }
-  const presence = num(body.presence_penalty);
-  if (presence !== undefined) config.presencePenalty = presence;
-  const frequency = num(body.frequency_penalty);
-  if (frequency !== undefined) config.frequencyPenalty = frequency;
+  penalties(body, config);
   const seed = num(body.seed);
   if (seed !== undefined) config.seed = seed;
   responseFormat(body.response_format, config);
   const thinking = thinkingConfig(body.reasoning_effort, body.model, config.maxOutputTokens);
   if (thinking) config.thinkingConfig = thinking;
   return Object.keys(config).length ? config : undefined;
+}
+
+/**
+ * Whether a Gemini model takes `presencePenalty` and `frequencyPenalty`: Gemini 1.x and 2.0 (and the
+ * Gemma models, as before); Gemini 2.5 and later answer 400 "Penalty is not enabled for models/…".
+ */
+function geminiTakesPenalties(model: string): boolean {
+  return /^(models\/)?(gemma-|gemini-(1([.-]|$)|2\.0([.-]|$)))/.test(model);
+}
+
+/**
+ * OpenAI's penalties as Gemini's, on the models that take them. Elsewhere a penalty is refused as
+ * Claude's are, before Google's 400 would come after admission; 0, which asks for nothing, is left out.
+ */
+function penalties(body: ChatCompletionRequest, config: GeminiGenerationConfig): void {
+  const takes = geminiTakesPenalties(body.model);
+  for (const [param, field] of [
+    ['presence_penalty', 'presencePenalty'],
+    ['frequency_penalty', 'frequencyPenalty'],
+  ] as const) {
+    const value = num(body[param]);
+    if (value === undefined || (!takes && value === 0)) continue;
+    if (!takes) throw unsupported(param, `${body.model} takes no penalties (Gemini 2.5 and later refuse them; 1.5 and 2.0 take them)`);
+    config[field] = value;
+  }
 }
 
 /** Thinking tokens a Gemini 2.5 model may spend for each effort (0 turns thinking off, where the model allows it). */
