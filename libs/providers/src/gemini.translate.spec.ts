@@ -452,6 +452,9 @@ describe('Gemini translation', () => {
     [{ model: 'gemini-1.5-pro', reasoning_effort: 'minimal' }, undefined],
     [{ model: 'gemini-2.0-flash', reasoning_effort: 'none' }, undefined],
     [{ reasoning_effort: null }, undefined],
+    // Gemini's seed is an int32: its bounds are taken.
+    [{ seed: 2147483647 }, { seed: 2147483647 }],
+    [{ seed: -2147483648 }, { seed: -2147483648 }],
     // Penalties: Gemini 1.5 and 2.0 take them; on 2.5 and later, which refuse them, 0 (nothing asked) is left out.
     [
       { model: 'gemini-1.5-pro', presence_penalty: 0.5, frequency_penalty: -1 },
@@ -476,6 +479,10 @@ describe('Gemini translation', () => {
     ['reasoning_effort', { model: 'gemini-2.0-flash', reasoning_effort: 'high' }, 'unsupported_parameter'],
     ['reasoning_effort', { model: 'gemma-3-27b-it', reasoning_effort: 'low' }, 'unsupported_parameter'],
     ['stop', { stop: ['1', '2', '3', '4', '5', '6'] }, 'unsupported_parameter'],
+    // OpenAI takes a 64-bit seed, Gemini an int32 only.
+    ['seed', { seed: 12345678901 }, 'unsupported_parameter'],
+    ['seed', { seed: 2147483648 }, 'unsupported_parameter'],
+    ['seed', { model: 'gemini-1.5-pro', seed: -2147483649 }, 'unsupported_parameter'],
     // Gemini 2.5 and later answer 400 "Penalty is not enabled".
     ['presence_penalty', { presence_penalty: 0.5 }, 'unsupported_parameter'],
     ['frequency_penalty', { model: 'gemini-2.5-pro', presence_penalty: 0, frequency_penalty: -0.1 }, 'unsupported_parameter'],

@@ -44,6 +44,8 @@ export const GEMINI_MAX_FUNCTION_NAME = 64;
 export const GEMINI_MAX_STOP_SEQUENCES = 5;
 /** Gemini returns at most 8 candidates (`candidateCount`). */
 export const GEMINI_MAX_CANDIDATES = 8;
+/** `generationConfig.seed` is an int32; OpenAI's `seed` may be any 64-bit integer. */
+export const GEMINI_SEED_RANGE = { min: -(2 ** 31), max: 2 ** 31 - 1 } as const;
 /** `batchEmbedContents` rejects more requests than this in one call. */
 export const GEMINI_EMBED_BATCH_SIZE = 100;
 /** How many `batchEmbedContents` calls one embeddings request has in flight at most. */
@@ -423,6 +425,8 @@ function generationConfig(body: ChatCompletionRequest): GeminiGenerationConfig |
   }
   penalties(body, config);
   const seed = num(body.seed);
+  if (seed !== undefined && (seed < GEMINI_SEED_RANGE.min || seed > GEMINI_SEED_RANGE.max))
+    throw unsupported('seed', `Gemini takes a seed from ${GEMINI_SEED_RANGE.min} to ${GEMINI_SEED_RANGE.max} (a 32-bit integer)`);
   if (seed !== undefined) config.seed = seed;
   responseFormat(body.response_format, config);
   const thinking = thinkingConfig(body.reasoning_effort, body.model, config.maxOutputTokens);
