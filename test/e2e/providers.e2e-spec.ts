@@ -1266,6 +1266,7 @@ describe('Gemini specifics', () => {
       ['a presence penalty on Gemini 2.5', GEMINI_25_MODEL, { presence_penalty: 0.5 }, 'presence_penalty'],
       ['a frequency penalty on Gemini 3', GEMINI_3_MODEL, { frequency_penalty: -1 }, 'frequency_penalty'],
       ['a seed outside int32 (OpenAI takes 64-bit seeds)', GEMINI_MODEL, { seed: 12345678901 }, 'seed'],
+      ['n over 1 on Gemini 3 (which answers one candidate)', GEMINI_3_MODEL, { n: 2 }, 'n'],
     ])('%s', async (_what, model, extra, param) => {
       const { id, headers } = rid('gemini-refused');
       const { result: error, total } = await counting(() =>

@@ -330,6 +330,7 @@ describe('Gemini wire format', () => {
       ['gemini-1.5-pro', { responseMimeType: 'application/json' }, TOOLS, /Function calling with a response mime type/],
       ['gemini-2.5-flash', { presencePenalty: 0.5 }, undefined, /Penalty is not enabled for models\/gemini-2\.5-flash/],
       ['gemini-3-pro-preview', { frequencyPenalty: -1 }, undefined, /Penalty is not enabled/],
+      ['gemini-3-pro-preview', { candidateCount: 2 }, undefined, /Multiple candidates is not enabled for this model/],
       ['gemini-1.5-pro', { seed: 12345678901 }, undefined, /Invalid value at 'generation_config\.seed' \(TYPE_INT32\), 12345678901/],
     ])('%s refuses %j (tools: %j)', async (model, config, tools, message) => {
       const res = await on(model, config, tools);
@@ -348,6 +349,8 @@ describe('Gemini wire format', () => {
       ['gemini-2.0-flash', { presencePenalty: 0.5, frequencyPenalty: -1 }, undefined],
       ['gemini-1.5-pro', { presencePenalty: 0.5 }, undefined],
       ['gemini-2.5-flash', { seed: 2147483647 }, undefined],
+      ['gemini-2.5-flash', { candidateCount: 2 }, undefined],
+      ['gemini-3-pro-preview', { candidateCount: 1 }, undefined],
     ])('%s takes %j (tools: %j)', async (model, config, tools) => {
       expect((await on(model, config, tools)).status).toBe(200);
     });

@@ -165,8 +165,8 @@ const REFUSES_PENALTIES = /^gemini-(2\.5|[3-9])/;
 
 /**
  * What Gemini refuses of a request's fields by model generation: function declarations beside JSON
- * output before Gemini 3 (Gemini 3 takes both); a penalty other than 0 from Gemini 2.5 on; and on
- * every model a seed outside int32.
+ * output before Gemini 3 (Gemini 3 takes both); a penalty other than 0 from Gemini 2.5 on; more
+ * than one candidate on Gemini 3; and on every model a seed outside int32.
  */
 function generationProblems(body: JsonRecord, config: unknown, model: string): string[] {
   const problems: string[] = [];
@@ -178,6 +178,9 @@ function generationProblems(body: JsonRecord, config: unknown, model: string): s
     : [];
   if (REFUSES_PENALTIES.test(model) && penalties.some((p) => p !== undefined && p !== 0))
     problems.push(`Penalty is not enabled for models/${model}`);
+  const candidates = isRecord(config) ? field(config, 'candidateCount', 'candidate_count') : undefined;
+  if (GEMINI_3.test(model) && typeof candidates === 'number' && candidates > 1)
+    problems.push('Multiple candidates is not enabled for this model');
   // Any model: the seed is an int32 in Google's proto, which refuses a larger number while parsing.
   const seed = isRecord(config) ? config.seed : undefined;
   if (typeof seed === 'number' && (seed < -(2 ** 31) || seed > 2 ** 31 - 1))

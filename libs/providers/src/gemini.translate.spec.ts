@@ -412,6 +412,8 @@ describe('Gemini translation', () => {
 
   it.each([
     [{ n: 8 }, { candidateCount: 8 }],
+    [{ model: 'gemini-1.5-pro', n: 2 }, { candidateCount: 2 }],
+    [{ model: 'gemini-3-pro-preview', n: 1 }, undefined],
     [{ n: 1 }, undefined],
     [{ response_format: { type: 'text' } }, undefined],
     [{ stop: [] }, undefined],
@@ -479,6 +481,10 @@ describe('Gemini translation', () => {
     ['reasoning_effort', { model: 'gemini-2.0-flash', reasoning_effort: 'high' }, 'unsupported_parameter'],
     ['reasoning_effort', { model: 'gemma-3-27b-it', reasoning_effort: 'low' }, 'unsupported_parameter'],
     ['stop', { stop: ['1', '2', '3', '4', '5', '6'] }, 'unsupported_parameter'],
+    // Gemini 3 answers 400 "Multiple candidates is not enabled for this model".
+    ['n', { model: 'gemini-3-pro-preview', n: 2 }, 'unsupported_parameter'],
+    ['n', { model: 'models/gemini-3-flash-preview', n: 8 }, 'unsupported_parameter'],
+    ['n', { model: 'gemini-flash-latest', n: 3 }, 'unsupported_parameter'],
     // OpenAI takes a 64-bit seed, Gemini an int32 only.
     ['seed', { seed: 12345678901 }, 'unsupported_parameter'],
     ['seed', { seed: 2147483648 }, 'unsupported_parameter'],

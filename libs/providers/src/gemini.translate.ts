@@ -42,7 +42,7 @@ const PROVIDER = 'gemini';
 export const GEMINI_MAX_FUNCTION_NAME = 64;
 /** `generationConfig.stopSequences` holds at most 5. */
 export const GEMINI_MAX_STOP_SEQUENCES = 5;
-/** Gemini returns at most 8 candidates (`candidateCount`). */
+/** Gemini before 3 returns at most 8 candidates (`candidateCount`); Gemini 3 only one. */
 export const GEMINI_MAX_CANDIDATES = 8;
 /** `generationConfig.seed` is an int32; OpenAI's `seed` may be any 64-bit integer. */
 export const GEMINI_SEED_RANGE = { min: -(2 ** 31), max: 2 ** 31 - 1 } as const;
@@ -421,6 +421,12 @@ function generationConfig(body: ChatCompletionRequest): GeminiGenerationConfig |
   const n = num(body.n);
   if (n !== undefined && n !== 1) {
     if (n > GEMINI_MAX_CANDIDATES) throw unsupported('n', `Gemini returns at most ${GEMINI_MAX_CANDIDATES} choices`);
+    // Gemini 3 answers 400 "Multiple candidates is not enabled for this model".
+    if (n > 1 && isGemini3OrLater(body.model))
+      throw unsupported(
+        'n',
+        `${body.model} returns one choice per request (Gemini 3 and later); earlier Gemini models return up to ${GEMINI_MAX_CANDIDATES}`,
+      );
     config.candidateCount = n;
   }
   penalties(body, config);
