@@ -73,6 +73,10 @@ describe('buildPolicyBook', () => {
     });
     expect(book.forProduct('private').fallbacks).toEqual({ 'gpt-4o': [], 'gpt-4o-mini': ['gemini-y'] });
     expect(book.forProduct('other').fallbacks).toEqual({ 'gpt-4o': ['claude-x'], 'gpt-4o-mini': ['gemini-y'] });
+    // A product's own section, apart from the defaults merged into it.
+    expect(book.ownFallbacks('private')).toEqual({ 'gpt-4o': [] });
+    expect(book.ownFallbacks('other')).toEqual({});
+    expect(book.ownFallbacks('unnamed')).toEqual({});
     expect(problems({ products: { p: { fallbacks: { 'gpt-4o': [''] } } } })).toContain(
       'products.p.fallbacks.gpt-4o: must be a list of model names ([] for none)',
     );

@@ -167,6 +167,7 @@ export function buildPolicyBook(doc: unknown, source = 'policy'): PolicyBook {
     longestStreamSeconds,
     productNames: [...resolved.keys()],
     forProduct: (product) => resolved.get(product) ?? resolvedDefaults,
+    ownFallbacks: (product) => products.get(product)?.fallbacks ?? {},
     priceOf: prices,
   };
 }

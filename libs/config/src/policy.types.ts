@@ -61,6 +61,8 @@ export interface ModelPrice {
 export interface PolicyBook {
   readonly defaults: ProductPolicy;
   forProduct(product: string): ProductPolicy;
+  /** The fallbacks a product's own section gives (not the defaults'): to check against the models it serves. */
+  ownFallbacks(product: string): Readonly<Record<string, readonly string[]>>;
   /** The price of a model's tokens: its own entry, else the longest `prefix*` entry it matches; undefined when none. */
   priceOf(model: string): ModelPrice | undefined;
   /** The largest `max_request_bytes` of any product: the HTTP server's hard body limit. */

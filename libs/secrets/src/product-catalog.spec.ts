@@ -1,4 +1,5 @@
 import {
+  fallbacksForAnotherProductsModel,
   fallbacksForNoModel,
   makeProductEntry,
   namedByAnotherProduct,
@@ -74,6 +75,21 @@ describe('fallbacksForNoModel', () => {
     const fallbacks = { 'gpt-4o-minii': ['gpt-4o'], 'claude-x': ['gpt-4o'], 'o3-pro': ['gpt-4o'] };
     expect(fallbacksForNoModel(products, () => fallbacks)).toEqual(['gpt-4o-minii']);
     expect(fallbacksForNoModel(products, () => ({}))).toEqual([]);
+  });
+});
+
+describe('fallbacksForAnotherProductsModel', () => {
+  it("names a product's own fallbacks for a model only another product serves; not one it serves, none serves, or an empty list", () => {
+    const products = new Map([
+      ['a', makeProductEntry('a', [access('openai', ['gpt-4o'])])],
+      ['b', makeProductEntry('b', [access('anthropic', ['claude-x']), access('openai', ['gpt-4o'])])],
+    ]);
+    const own: Record<string, Record<string, string[]>> = {
+      a: { 'claude-x': ['gpt-4o'], 'gpt-4o': ['claude-x'], 'nobody-serves': ['gpt-4o'] },
+      b: { 'claude-x': ['gpt-4o'] },
+    };
+    expect(fallbacksForAnotherProductsModel(products, (name) => own[name] ?? {})).toEqual(['a: claude-x']);
+    expect(fallbacksForAnotherProductsModel(products, () => ({ 'claude-x': [] }))).toEqual([]);
   });
 });
 

@@ -100,6 +100,23 @@ export function fallbacksForNoModel(
 }
 
 /**
+ * The models a product's own `fallbacks` are given for that it does not serve, though another
+ * product does (`product: model`): a key copied from another product's section, or misspelt into
+ * another product's model, never applies to this one. (Keys no product serves are
+ * {@link fallbacksForNoModel}'s; the defaults' keys apply only where a product serves them.)
+ */
+export function fallbacksForAnotherProductsModel(
+  products: ProductCatalog,
+  ownFallbacksOf: (product: string) => Readonly<Record<string, readonly string[]>>,
+): string[] {
+  const out: string[] = [];
+  for (const [name, entry] of products)
+    for (const [model, list] of Object.entries(ownFallbacksOf(name)))
+      if (list.length && !entry.route(model) && [...products.values()].some((other) => other.route(model))) out.push(`${name}: ${model}`);
+  return out;
+}
+
+/**
  * A product's fallbacks that name a model its keys do not serve (`product: model -> fallback`), for
  * the models it does serve: each request of that model would skip them. Said once at boot and
  * after each rotation rather than on every request.

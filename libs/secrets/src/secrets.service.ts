@@ -3,7 +3,14 @@ import { ConfigError, type GatewayConfig } from '@keygate/config';
 import type { JsonLogger } from '@keygate/observability';
 import { parseHmacSecrets, type HmacClient } from './hmac-secrets.parser';
 import { parseJwtPublicKeys, type JwtVerificationKey } from './jwt-keys.parser';
-import { fallbacksForNoModel, plainHttpUpstreams, unservedFallbacks, type ProductCatalog, type ProductEntry } from './product-catalog';
+import {
+  fallbacksForAnotherProductsModel,
+  fallbacksForNoModel,
+  plainHttpUpstreams,
+  unservedFallbacks,
+  type ProductCatalog,
+  type ProductEntry,
+} from './product-catalog';
 import { parseProductKeys } from './product-keys.parser';
 import { SECRET_NAME_VARIABLES, SECRET_VERSION_VARIABLES, shortVersion } from './secrets.constants';
 import { SecretFormatError } from './secret-format.error';
@@ -197,6 +204,11 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       this.logger.write('WARNING', 'HMAC clients of products the product keys do not have: their requests are refused', { clients });
     const fallbacks = unservedFallbacks(products, (name) => this.config.policy.forProduct(name).fallbacks);
     if (fallbacks.length) this.logger.write('WARNING', 'fallback models the product does not serve: they are skipped', { fallbacks });
+    const elsewhere = fallbacksForAnotherProductsModel(products, (name) => this.config.policy.ownFallbacks(name));
+    if (elsewhere.length)
+      this.logger.write('WARNING', "fallbacks a product's own policy gives for models only other products serve: they never apply to it", {
+        fallbacks: elsewhere,
+      });
     const plain = plainHttpUpstreams(products);
     if (plain.length)
       this.logger.write(
