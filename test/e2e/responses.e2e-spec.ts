@@ -591,11 +591,10 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
       expect(refused.moved).toEqual({});
       await expectOneAudit(untyped.id, { status: 404, failure: 'not_found' });
     }
-    // OpenAI also looks up a typed item by its id (a reasoning item, a generated image, an output
-    // message sent back as history), and an MCP approval's request id: each checked alike.
+    // OpenAI also looks up a reasoning item without its encrypted content by its id, and an MCP
+    // approval's request id: each checked alike.
     for (const [item, param] of [
       [{ type: 'reasoning', id: itemId, summary: [] }, 'input[0].id'],
-      [{ type: 'message', id: itemId, role: 'assistant', content: [{ type: 'output_text', text: 'x', annotations: [] }] }, 'input[0].id'],
       [{ type: 'mcp_approval_response', approval_request_id: itemId, approve: true }, 'input[0].approval_request_id'],
     ] as const) {
       const typed = rid('item-ref-typed');
@@ -613,7 +612,24 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
       expect(refused.moved).toEqual({});
       await expectOneAudit(typed.id, { status: 404, failure: 'not_found' });
     }
-    // Its owner sends it back as history, typed: taken.
+    // A typed item that carries its own content goes on without another user's id: nothing for
+    // OpenAI to look up by it.
+    const carried = await counting(() =>
+      gw.openai(mintToken({ product: 'prov', sub: 'someone-else' })).responses.create({
+        model: OPENAI_MODEL,
+        input: [
+          { type: 'message', id: itemId, role: 'assistant', content: [{ type: 'output_text', text: 'x', annotations: [] }] },
+          { role: 'user', content: 'go on' },
+        ],
+      } as never),
+    );
+    expect(carried.moved).toEqual({ 'openai.responses': 1 });
+    expect((carried.after.last['openai.responses']?.body as { input: Array<Record<string, unknown>> }).input[0]).toEqual({
+      type: 'message',
+      role: 'assistant',
+      content: [{ type: 'output_text', text: 'x', annotations: [] }],
+    });
+    // Its owner sends it back as history, typed: taken, id and all.
     const replay = await counting(() =>
       gw.openai(token).responses.create({
         model: OPENAI_MODEL,
@@ -624,6 +640,9 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
       } as never),
     );
     expect(replay.moved).toEqual({ 'openai.responses': 1 });
+    expect((replay.after.last['openai.responses']?.body as { input: Array<Record<string, unknown>> }).input[0]).toMatchObject({
+      id: itemId,
+    });
     // A response item is no response: the stored-response routes do not take its id.
     const asResponse = await counting(() => apiError(gw.openai(token).responses.retrieve(itemId)));
     expect([asResponse.result.status, asResponse.result.code]).toEqual([404, 'response_not_found']);
@@ -639,6 +658,44 @@ describe('stored responses: retrieve, delete, input items, continue (the creator
     expect(second.result.code).toBe('response_not_found');
     expect(second.moved).toEqual({});
   });
+
+  it.each([false, true])(
+    'serves a stateless chain (store: false) that sends its output items back with their ids, as the Agents SDK does (streamed: %s)',
+    async (stream) => {
+      const tools = [{ type: 'function' as const, name: 'get_weather', parameters: { type: 'object', properties: {} }, strict: false }];
+      const client = gw.openai(mintToken({ product: 'prov', sub: 'stateless-user' }));
+      const ask = { model: OPENAI_MODEL, tools, store: false, include: ['reasoning.encrypted_content' as const] };
+      const first = await client.responses.create({ ...ask, input: 'Weather in Paris? [mock tool=get_weather]', tool_choice: 'required' });
+      const call = first.output.find((item) => item.type === 'function_call');
+      expect(call).toMatchObject({ type: 'function_call', id: expect.stringMatching(/^fc_/) });
+      // The output items as the SDK gives them back (the Agents SDK sends them so).
+      const input = [
+        { role: 'user' as const, content: 'Weather in Paris? [mock tool=get_weather]' },
+        ...first.output,
+        { type: 'function_call_output' as const, call_id: call!.call_id, output: '21C' },
+      ] as OpenAI.Responses.ResponseInput;
+      const { id, headers } = rid('stateless-chain');
+      const next = await counting(async () => {
+        if (!stream) return (await client.responses.create({ ...ask, input }, { headers })).status;
+        let status: string | undefined;
+        for await (const event of await client.responses.create({ ...ask, input, stream: true }, { headers }))
+          if (event.type === 'response.completed') status = event.response.status;
+        return status;
+      });
+      expect(next.result).toBe('completed');
+      expect(next.moved).toEqual({ 'openai.responses': 1 });
+      // The call went on without its id (recorded nowhere: OpenAI stored nothing), its content whole.
+      const sent = (next.after.last['openai.responses']?.body as { input: Array<Record<string, unknown>> }).input[1];
+      expect(sent).toEqual({
+        type: 'function_call',
+        call_id: call!.call_id,
+        name: 'get_weather',
+        arguments: call!.arguments,
+        status: call!.status,
+      });
+      await expectOneAudit(id, { status: 200, failure: null, user: 'stateless-user' });
+    },
+  );
 
   it('serves no response made with store: false', async () => {
     const made = await created('Forget me', false);

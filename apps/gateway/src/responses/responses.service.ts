@@ -118,6 +118,16 @@ export function requestContainers(body: Pick<ResponsesRequest, 'tools' | 'input'
 }
 
 /**
+ * Whether an input item carries its own content, so that it means the same without its `id`: any
+ * typed item but an item reference and a reasoning item without `encrypted_content` (which stands
+ * for the stored reasoning of that id).
+ */
+function carriesContent(item: Record<string, unknown>): boolean {
+  if (typeof item.type !== 'string' || item.type === 'item_reference') return false;
+  return item.type !== 'reasoning' || (typeof item.encrypted_content === 'string' && item.encrypted_content !== '');
+}
+
+/**
  * A conversation is created and kept at OpenAI outside keygate, under the product's shared key:
  * keygate cannot tell whose it is, as it can for a previous response.
  */
@@ -446,19 +456,22 @@ export class ResponsesService {
    * made through keygate (looked up together: a long history references many); the first that is
    * not (unknown, another user's, not an id) is refused as a previous response is, without saying why.
    * OpenAI takes an item without a `type` (or `type: null`) that carries an `id` as a reference too,
-   * and looks up any typed item by its `id` (a reasoning item, a generated image, a tool call sent
-   * back as history: a client's own replay of its stored output), so every id is checked; so is an
-   * MCP approval's `approval_request_id`, which names an output item as well. (An item OpenAI did not
-   * store, from a `store: false` answer, is refused by OpenAI whatever keygate says.)
+   * and may look up a typed item by its `id` (a reasoning item, a generated image, a tool call sent
+   * back as history), so every id is checked; so is an MCP approval's `approval_request_id`, which
+   * names an output item as well. A typed item that carries its own content (any but a reasoning
+   * item without `encrypted_content`, which is only a reference) and whose id is not the caller's
+   * goes on without the id instead: OpenAI then has nothing to look up, and a stateless chain
+   * (`store: false`, whose output items are recorded nowhere) that sends its output items back, as
+   * the Agents SDK does, is served as OpenAI serves it.
    */
   private async referencedItems(principal: Principal, input: unknown): Promise<Array<{ id: string; at: string; record: StoredResponse }>> {
     if (!Array.isArray(input)) return [];
-    const references = input.flatMap((item: unknown, i): Array<{ id: string; at: string }> => {
+    const references = input.flatMap((item: unknown, i): Array<{ id: string; at: string; carried?: number }> => {
       if (!isRecord(item)) return [];
-      const named: Array<{ id: string; at: string }> = [];
+      const named: Array<{ id: string; at: string; carried?: number }> = [];
       const untyped = item.type === undefined || item.type === null;
       if (item.type === 'item_reference' || (untyped && 'id' in item) || (typeof item.id === 'string' && item.id !== ''))
-        named.push({ id: typeof item.id === 'string' ? item.id : '', at: `input[${i}].id` });
+        named.push({ id: typeof item.id === 'string' ? item.id : '', at: `input[${i}].id`, carried: carriesContent(item) ? i : undefined });
       if (item.type === 'mcp_approval_response' && item.approval_request_id !== undefined && item.approval_request_id !== null)
         named.push({
           id: typeof item.approval_request_id === 'string' ? item.approval_request_id : '',
@@ -470,10 +483,13 @@ export class ResponsesService {
     const records = await Promise.all(
       references.map(({ id }) => (RESPONSE_ID.test(id) ? this.stored.findItem(principal.product, owner, id) : Promise.resolve(undefined))),
     );
-    return references.map(({ id, at }, k) => {
+    return references.flatMap(({ id, at, carried }, k) => {
       const record = records[k];
-      if (!record) throw itemNotFound(id, at);
-      return { id, at, record };
+      if (record) return [{ id, at, record }];
+      if (carried === undefined) throw itemNotFound(id, at);
+      const { id: _unknown, ...item } = input[carried] as Record<string, unknown>;
+      input[carried] = item;
+      return [];
     });
   }
 
