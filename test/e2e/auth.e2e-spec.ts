@@ -1601,6 +1601,35 @@ describe('request identity', () => {
     await expectOneAudit(gw, id, { status: 404, failure: 'not_found', method: 'CONNECT', path: '/v1/chat/completions' });
   });
 
+  it('answers a CONNECT pipelined behind another request after that one, and lives on when its client resets the connection after the answer', async () => {
+    const id = uniqueId('ident-connect-pipelined');
+    // Both in one write: the CONNECT arrives while the first answer is still owed on the connection.
+    const answer = await new Promise<string>((done, fail) => {
+      const socket = connect(gw.port, HOST, () =>
+        socket.write(
+          `GET /healthz HTTP/1.1\r\nhost: ${HOST}\r\n\r\n` + `CONNECT /v1/models HTTP/1.1\r\nhost: ${HOST}\r\nx-request-id: ${id}\r\n\r\n`,
+        ),
+      );
+      let text = '';
+      socket.on('data', (c: Buffer) => {
+        text += c.toString('utf8');
+        // Read both answers, then reset: no FIN, an RST the gateway's socket meets as ECONNRESET.
+        if ((text.match(/HTTP\/1\.1 \d{3}/g) ?? []).length === 2 && text.includes('route_not_found')) {
+          socket.resetAndDestroy();
+          done(text);
+        }
+      });
+      socket.on('error', fail);
+      socket.setTimeout(5_000, () => socket.destroy(new Error('no second answer')));
+    });
+    expect(answer.match(/HTTP\/1\.1 \d{3} [A-Za-z ]+/g)).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 404 Not Found']);
+    sent.set(gw, [...(sent.get(gw) ?? []), id]);
+    await expectOneAudit(gw, id, { status: 404, failure: 'not_found', method: 'CONNECT', path: '/v1/models' });
+    // The reset did not take the gateway down (an unhandled socket error would have).
+    await sleep(100);
+    expect((await fetch(`http://${HOST}:${gw.port}/healthz`)).status).toBe(200);
+  });
+
   it.each([
     ['headers over the size limit', 431, `GET /v1/models?x=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
     [

@@ -108,24 +108,47 @@ function serveExpectations(server: Server, largestBytes: number): void {
   });
 }
 
+/** How long a connection that sent `CONNECT` may stay open once handed over (its answer is a few hundred bytes). */
+const CONNECT_SOCKET_TIMEOUT_MS = 10_000;
+
 /**
  * Node hands a `CONNECT` request to the server's `connect` listeners, not to the request handler,
  * and with none it drops the connection: no answer, no audit line, even on an API path. keygate
  * tunnels nothing, so such a request is served like any other method no route takes (404
- * `route_not_found` in the contract's shape, audited on an API path), on a response made for it,
- * and the connection is closed after the answer (its bytes after the head are no HTTP any more).
+ * `route_not_found` in the contract's shape, audited on an API path) on a response made for it, as
+ * Node makes one for any request: it gets the connection once an answer still owed before it on the
+ * connection is written (pipelined), is closed once written (so the lifecycle ends it), and the
+ * connection is ended after it (its bytes after the head are no HTTP any more). Node has taken its
+ * own error, timeout and close handling off the socket before the handover: they are given back here.
  */
 function serveConnect(server: Server): void {
   server.on('connect', (request: IncomingMessage, socket: Socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(CONNECT_SOCKET_TIMEOUT_MS, () => socket.destroy());
     const response = new ServerResponse(request);
     response.shouldKeepAlive = false;
-    response.assignSocket(socket);
     response.once('finish', () => {
       response.detachSocket(socket);
-      socket.end();
+      process.nextTick(() => closed(response));
+      socket.destroySoon();
     });
+    const assign = (): void => {
+      if (!socket.destroyed) response.assignSocket(socket);
+    };
+    const owed = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (owed) owed.once('finish', assign);
+    else assign();
     server.emit('request', request, response);
   });
+}
+
+/** Marks a response closed and says so, as Node does for the responses it makes (`close` ends the request's lifecycle). */
+function closed(response: ServerResponse): void {
+  const state = response as ServerResponse & { _closed?: boolean };
+  if (state._closed) return;
+  state._closed = true;
+  response.destroyed = true;
+  response.emit('close');
 }
 
 /**
