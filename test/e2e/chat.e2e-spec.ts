@@ -1122,31 +1122,38 @@ describe('malformed or disallowed requests are refused before the upstream', () 
   });
 
   it.each([
-    ['above every product’s limit: refused at once, no 100 Continue (it would upload a body only to hear 413)', 2_000_000, 413],
-    ['within a product’s limit: told 100 Continue, then served once its body comes', 0, 200],
-  ])('answers Expect: 100-continue for a body %s', async (_what, declared, status) => {
+    ['above every product’s limit: refused at once, no 100 Continue (it would upload a body only to hear 413)', 2_000_000, 413, false],
+    [
+      'above every product’s limit, sent without waiting (RFC 9110 lets a client): the 413 read, not a reset mid-upload',
+      2_000_000,
+      413,
+      true,
+    ],
+    ['within a product’s limit: told 100 Continue, then served once its body comes', 0, 200, false],
+  ])('answers Expect: 100-continue for a body %s', async (_what, declared, status, eager) => {
     const id = uniqueId('expect-continue');
     gw.requests.push({ id, method: 'POST', path: '/v1/chat/completions' });
-    const body = JSON.stringify({ model: 'gpt-4o', messages: user(prompt('expect')) });
+    const body = eager ? 'x'.repeat(declared) : JSON.stringify({ model: 'gpt-4o', messages: user(prompt('expect')) });
     const length = declared || Buffer.byteLength(body);
     const { result: answer, calls } = await countingUpstream(
       () =>
         new Promise<string>((resolve, reject) => {
           let text = '';
-          const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () =>
+          const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () => {
             socket.write(
               `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${demoToken}\r\n` +
                 `Content-Type: application/json\r\nContent-Length: ${length}\r\nX-Request-Id: ${id}\r\n` +
                 'Expect: 100-continue\r\nConnection: close\r\n\r\n',
-            ),
-          );
+            );
+            if (eager) socket.write(body);
+          });
           socket.on('data', (chunk: Buffer) => {
             text += chunk.toString('utf8');
             // As a client that honours the expectation: the body goes only after 100 Continue.
-            if (text === 'HTTP/1.1 100 Continue\r\n\r\n') socket.write(body);
+            if (!eager && text === 'HTTP/1.1 100 Continue\r\n\r\n') socket.write(body);
           });
           socket.on('close', () => resolve(text));
-          socket.on('error', reject);
+          socket.on('error', (error) => reject(new Error(`${String(error)} after ${JSON.stringify(text.slice(0, 40))}`)));
           socket.setTimeout(4_000, () => socket.destroy(new Error('no answer: the body was never asked for, or never answered')));
         }),
     );

@@ -14,13 +14,40 @@ const continueWithheld = new WeakSet<IncomingMessage>();
 /**
  * Node's `checkContinue` handling, with the size checked first: a request whose `Content-Length`
  * is above every product's limit is not told `100 Continue` (it would upload a body only to hear
- * 413); its 413 then goes at once, the body never sent. Any other is told to continue, as Node
- * does without a listener (its own product's limit and its credential are known only later).
+ * 413); its 413 then goes at once. A client may send its body without waiting for the 100 (RFC
+ * 9110 §10.1.1), so the connection is not dropped under an upload still arriving (its next write
+ * would meet a reset instead of the 413): after the answer it is half-closed and what still comes is
+ * read and dropped, as {@link answerAfterBody} does before an answer, until the client closes its
+ * side or the same bounds pass. Any other request is told to continue, as Node does without a
+ * listener (its own product's limit and its credential are known only later).
  */
-export function expectContinue(request: IncomingMessage, response: ServerResponse, largestBytes: number): void {
+export function expectContinue(
+  request: IncomingMessage,
+  response: ServerResponse,
+  largestBytes: number,
+  { maxBytes = REFUSED_BODY_MAX_BYTES, maxMs = REFUSED_BODY_MAX_MS }: { maxBytes?: number; maxMs?: number } = {},
+): void {
   const length = Number(request.headers['content-length']);
-  if (Number.isFinite(length) && length > largestBytes) continueWithheld.add(request);
-  else response.writeContinue();
+  if (!(Number.isFinite(length) && length > largestBytes)) return void response.writeContinue();
+  continueWithheld.add(request);
+  // Node ends the connection of a `Connection: close` answer with destroySoon once it is written:
+  // on this one connection, that becomes a lingering close.
+  const socket = request.socket;
+  socket.destroySoon = (): void => {
+    socket.end();
+    let read = 0;
+    const close = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    const timer = setTimeout(close, maxMs).unref();
+    socket.on('data', (chunk: Buffer) => {
+      read += chunk.length;
+      if (read > maxBytes) close();
+    });
+    socket.once('end', close);
+    socket.resume();
+  };
 }
 
 /**
