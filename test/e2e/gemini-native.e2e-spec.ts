@@ -536,6 +536,7 @@ describe('Gemini API refusals, in Google’s error shape', () => {
     ['generateContent', { model: `models/${OTHER_MODEL}`, contents: say('x') }, 'model'],
     ['streamGenerateContent?alt=sse', { model: OTHER_MODEL, contents: say('x') }, 'model'],
     ['countTokens', { generateContentRequest: { model: `models/${OTHER_MODEL}`, contents: say('x') } }, 'generateContentRequest.model'],
+    ['countTokens', { generate_content_request: { model: `models/${OTHER_MODEL}`, contents: say('x') } }, 'generate_content_request.model'],
   ])(
     'refuses a body naming another model than the path’s (%s), 400 naming it, without calling any upstream',
     async (method, sent, param) => {

@@ -869,25 +869,19 @@ describe('code interpreter containers (reused by id), the user whose answer ran 
     expect(containerOf(reused.result)).toBe(container);
   });
 
-  it('refuses a shell container reference without an id (400 naming it), nothing sent upstream', async () => {
+  it.each([
+    [[{ type: 'shell', environment: { type: 'container_reference', container_id: '' } }], 'tools[0].environment.container_id'],
+    [[{ type: 'code_interpreter', container: '' }], 'tools[0].container'],
+  ])('refuses a container named by an empty id (400 naming it), nothing sent upstream', async (tools, param) => {
     const bad = rid('container-empty');
     const refused = await counting(() =>
       apiError(
-        gw.openai(mintToken({ product: 'prov', sub: 'ci-dan' })).responses.create(
-          {
-            model: OPENAI_MODEL,
-            input: 'Run it',
-            tools: [{ type: 'shell', environment: { type: 'container_reference', container_id: '' } }] as Tools,
-          },
-          { headers: bad.headers },
-        ),
+        gw
+          .openai(mintToken({ product: 'prov', sub: 'ci-dan' }))
+          .responses.create({ model: OPENAI_MODEL, input: 'Run it', tools: tools as Tools }, { headers: bad.headers }),
       ),
     );
-    expect([refused.result.status, refused.result.code, refused.result.param]).toEqual([
-      400,
-      'invalid_request',
-      'tools[0].environment.container_id',
-    ]);
+    expect([refused.result.status, refused.result.code, refused.result.param]).toEqual([400, 'invalid_request', param]);
     expect(refused.moved).toEqual({});
     await expectOneAudit(bad.id, { status: 400, failure: 'bad_request' });
   });

@@ -202,7 +202,7 @@ describe('loadGatewayConfig', () => {
       expect.stringMatching(
         /^API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS \(600000\) is not above the connect \(5000\) or first-byte \(900000\)/,
       ),
-      'API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS (9000) is above API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS (5000): every retry waits the maximum',
+      "API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS (9000) is above API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS (5000): every retry's wait is drawn up to the maximum, from the first",
     ]);
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_CONNECT_TIMEOUT_MS: '600000' }).warnings).toHaveLength(1);
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS: '5000' }).warnings).toEqual([]);

@@ -96,7 +96,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
   const retryMaxMs = int(e.API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS, 5_000);
   if (retryBaseMs > retryMaxMs)
     warnings.push(
-      `API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS (${retryBaseMs}) is above API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS (${retryMaxMs}): every retry waits the maximum`,
+      `API_KEY_SERVER_UPSTREAM_RETRY_BASE_MS (${retryBaseMs}) is above API_KEY_SERVER_UPSTREAM_RETRY_MAX_MS (${retryMaxMs}): every retry's wait is drawn up to the maximum, from the first`,
     );
   const corsOrigins: string[] = [];
   for (const origin of list(e.API_KEY_SERVER_CORS_ORIGINS)) {

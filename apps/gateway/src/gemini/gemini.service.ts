@@ -107,8 +107,11 @@ export class GeminiService {
   ): Promise<void> {
     const { access } = this.geminiRoute(ctx, principal, model, bodyBytes, routeName(version, 'countTokens'));
     checkBodyModel(body, model);
-    const inner = body.generateContentRequest;
-    if (typeof inner === 'object' && inner !== null) checkBodyModel(inner as Record<string, unknown>, model, 'generateContentRequest.');
+    // In either spelling Google's parser takes.
+    for (const field of ['generateContentRequest', 'generate_content_request']) {
+      const inner = body[field];
+      if (typeof inner === 'object' && inner !== null) checkBodyModel(inner as Record<string, unknown>, model, `${field}.`);
+    }
     const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
     const value = await this.runner.once(ctx, model, () => this.gemini.countTokens(call));
     ctx.answer(200);

@@ -52,6 +52,13 @@ describe('answeringFallback', () => {
     expect(answeringFallback('claude-haiku-4-5', 'claude-opus-4-1', [])).toBeUndefined();
   });
 
+  it('names a listed fallback whose name extends the model asked for (claude-opus-4 asked, claude-opus-4-5 answered)', () => {
+    expect(answeringFallback('claude-opus-4-5-20251101', 'claude-opus-4', ['claude-opus-4-5'])).toBe('claude-opus-4-5');
+    expect(answeringFallback('claude-sonnet-4-5', 'claude-sonnet-4', ['claude-sonnet-4-5'])).toBe('claude-sonnet-4-5');
+    // A snapshot of the model asked for, whatever is listed.
+    expect(answeringFallback('claude-opus-4-20250514', 'claude-opus-4', ['claude-opus-4-5'])).toBeUndefined();
+  });
+
   it('prefers an exact name to a listed model it is a dated version of', () => {
     expect(answeringFallback('claude-sonnet-4-5', 'claude-opus-4-1', ['claude-sonnet-4', 'claude-sonnet-4-5'])).toBe('claude-sonnet-4-5');
   });

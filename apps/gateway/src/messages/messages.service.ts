@@ -191,14 +191,20 @@ export function serverFallbackModels(body: Pick<MessagesRequest, 'fallbacks'>): 
   return Array.isArray(body.fallbacks) ? body.fallbacks.map((entry: { model: string }) => entry.model) : [];
 }
 
+/** A model name with a snapshot date (`claude-sonnet-4-5-20250929`), as Anthropic may name the answering model. */
+const DATED = /^(.+)-\d{8}$/;
+
 /**
- * Which of a request's server-side fallbacks an answer came from, by the model it names (Anthropic
- * may name a dated version of the listed one): undefined when it is the model asked for, or none.
+ * Which of a request's server-side fallbacks an answer came from, by the model it names: a listed
+ * one by its name, else by its dated snapshot (`-YYYYMMDD`, which Anthropic may answer with);
+ * undefined when it is the model asked for (by name or snapshot), or none listed.
  */
 export function answeringFallback(answered: string, asked: string, fallbacks: readonly string[]): string | undefined {
-  const names = (model: string): boolean => answered === model || answered.startsWith(`${model}-`);
-  if (names(asked)) return undefined;
-  return fallbacks.find((model) => answered === model) ?? fallbacks.find(names);
+  if (answered === asked) return undefined;
+  if (fallbacks.includes(answered)) return answered;
+  const undated = DATED.exec(answered)?.[1];
+  if (undated === undefined || undated === asked) return undefined;
+  return fallbacks.find((model) => model === undated);
 }
 
 /**

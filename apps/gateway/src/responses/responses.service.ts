@@ -83,15 +83,19 @@ interface StoredState {
 /**
  * The code execution containers a list of tools names to reuse: a code interpreter's `container`
  * given as an id (not `{type: "auto"}`), a shell tool's `environment` of type `container_reference`,
- * also inside a `namespace`'s tools. A reference without an id is 400.
+ * also inside a `namespace`'s tools. An empty id is 400.
  */
 export function toolContainers(tools: unknown, at = 'tools'): NamedContainer[] {
   if (!Array.isArray(tools)) return [];
   return tools.flatMap((tool: unknown, i): NamedContainer[] => {
     if (!isRecord(tool)) return [];
     if (tool.type === 'namespace') return toolContainers(tool.tools, `${at}[${i}].tools`);
-    if (tool.type === 'code_interpreter' && typeof tool.container === 'string')
-      return [{ id: tool.container, at: `${at}[${i}].container` }];
+    if (tool.type === 'code_interpreter' && typeof tool.container === 'string') {
+      const where = `${at}[${i}].container`;
+      if (tool.container === '')
+        throw new GatewayError('invalid_request', `${where} must be the id of a container, or {"type": "auto"}`, { param: where });
+      return [{ id: tool.container, at: where }];
+    }
     const environment = tool.environment;
     if (isRecord(environment) && environment.type === 'container_reference') {
       const where = `${at}[${i}].environment.container_id`;
