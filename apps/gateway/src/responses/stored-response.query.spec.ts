@@ -25,6 +25,18 @@ describe('storedResponseQuery', () => {
     expect(storedResponseQuery('retrieve', { stream: 'false' })).toBe('');
     expect(refusal(() => storedResponseQuery('retrieve', { stream: 'true' }))).toEqual({ code: 'unsupported_parameter', param: 'stream' });
     expect(refusal(() => storedResponseQuery('retrieve', { stream: 'yes' }))).toEqual({ code: 'invalid_request', param: 'stream' });
+    // What the SDK's retrieve may send beside stream, checked and passed on.
+    expect(storedResponseQuery('retrieve', { include_obfuscation: 'false', starting_after: '3' })).toBe(
+      '?include_obfuscation=false&starting_after=3',
+    );
+    expect(refusal(() => storedResponseQuery('retrieve', { include_obfuscation: 'no' }))).toEqual({
+      code: 'invalid_request',
+      param: 'include_obfuscation',
+    });
+    expect(refusal(() => storedResponseQuery('retrieve', { starting_after: '-1' }))).toEqual({
+      code: 'invalid_request',
+      param: 'starting_after',
+    });
   });
 
   it('rebuilds the input items paging from checked values', () => {

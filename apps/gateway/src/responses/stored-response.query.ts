@@ -28,8 +28,14 @@ export function storedResponseQuery(route: StoredResponseRoute, query: Record<st
     return '';
   }
   if (route === 'retrieve') {
-    const params = knownQuery(query, ['include', 'include[]', 'stream']);
+    // `include_obfuscation` and `starting_after` shape a stream back (refused below), and are taken
+    // as the SDKs' retrieve sends them, checked and passed on.
+    const params = knownQuery(query, ['include', 'include[]', 'stream', 'include_obfuscation', 'starting_after']);
     for (const value of includes(params)) out.append('include[]', value);
+    if (params.include_obfuscation !== undefined)
+      out.append('include_obfuscation', queryValue(params.include_obfuscation, 'include_obfuscation', /^(true|false)$/, 'true or false'));
+    if (params.starting_after !== undefined)
+      out.append('starting_after', queryValue(params.starting_after, 'starting_after', /^\d{1,9}$/, 'a sequence number'));
     if (params.stream !== undefined) {
       const stream = queryValue(params.stream, 'stream', /^(true|false)$/, 'true or false');
       // OpenAI streams back only a background response, which keygate does not create.
