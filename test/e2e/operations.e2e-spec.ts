@@ -1073,6 +1073,55 @@ describe('a client that leaves in the grace after the drain deadline', () => {
   }, 30_000);
 });
 
+describe('a client that stops reading a whole answer (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS)', () => {
+  /** A chat completion sent on a raw socket that reads nothing of the answer once it has asked. */
+  function unreadAnswer(port: number, id: string, directives: string): { socket: ReturnType<typeof connect> } {
+    const body = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: `never read ${directives}` }] });
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nX-Request-Id: ${id}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      socket.pause();
+    });
+    socket.on('error', () => undefined);
+    return { socket };
+  }
+
+  it('loses its connection once it has read nothing for the timeout, the answer dropped and audited as a client that left; a slow upstream is no such pause', async () => {
+    const gateway = await startGateway({
+      products: opsProducts(mock.url),
+      env: { API_KEY_SERVER_POLICY_FILE: policyFile, API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: '1' },
+    });
+    try {
+      // 20 MB: more than the connection's buffers take while nobody reads.
+      const id = uniqueId('unread');
+      const unread = unreadAnswer(gateway.port, id, '[mock answer_chars=20000000]');
+      try {
+        // The gateway's end: the client, reading nothing, cannot even see the connection close.
+        await waitFor('the audit line', () => gateway.auditsFor(id).length >= 1 || undefined, 10_000);
+        expect(gateway.auditsFor(id)).toEqual([expect.objectContaining({ status: 499, failure: 'client_abort', user: USER })]);
+      } finally {
+        unread.socket.destroy();
+      }
+
+      // The upstream taking longer than the timeout to answer is not the client pausing: served whole.
+      const slow = uniqueId('unread-slow-upstream');
+      const answer = await gateway
+        .openai(token)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: [{ role: 'user', content: 'slow [mock delay_ms=1800]' }] },
+          { headers: { 'x-request-id': slow } },
+        );
+      expect(answer.choices[0].message.content).toBeTruthy();
+      await waitFor('the audit line', () => gateway.auditsFor(slow).length >= 1 || undefined, 5_000);
+      expect(gateway.auditsFor(slow)).toEqual([expect.objectContaining({ status: 200, failure: null })]);
+    } finally {
+      await gateway.stop();
+    }
+  }, 30_000);
+});
+
 describe('a client too slow to send its request (API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS)', () => {
   const hmacClient = `ops-client-${RUN}`;
   const hmacSecret = `ops-hmac-secret-${RUN}-${randomBytes(16).toString('hex')}`;

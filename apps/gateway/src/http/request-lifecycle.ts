@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { AuditService } from '@keygate/audit';
 import { CredentialGuard } from '@keygate/auth';
+import { GatewayConfig } from '@keygate/config';
 import { GatewayError, type FailureClass } from '@keygate/errors';
 import { LifecycleState } from '@keygate/health';
 import { blockedError, BlocksService } from '@keygate/limits';
@@ -94,8 +95,11 @@ export class RequestLifecycle {
    * again for every chunk the client goes on sending, which must not refuse (and add listeners) again.
    */
   private readonly refused = new WeakSet<Socket>();
+  /** How long an answer's client may stop reading it (see {@link watchDelivery}). */
+  private readonly readIdleMs: number;
 
   constructor(
+    @Inject(GatewayConfig) config: GatewayConfig,
     private readonly audit: AuditService,
     private readonly metrics: MetricsService,
     private readonly state: LifecycleState,
@@ -103,6 +107,7 @@ export class RequestLifecycle {
     private readonly credentials: CredentialGuard,
     private readonly blocks: BlocksService,
   ) {
+    this.readIdleMs = config.requestTimeoutSeconds * 1000;
     blocks.onBlocked(() => this.endBlocked());
   }
 
@@ -268,6 +273,7 @@ export class RequestLifecycle {
     // The connection now: a keep-alive response is detached from it once finished.
     const socket = raw.socket;
     reply.raw.once('close', () => this.onClose(ctx, reply.raw, socket));
+    reply.raw.once('prefinish', () => watchDelivery(reply.raw, this.readIdleMs));
     if (socket && !this.watched.has(socket)) {
       this.watched.add(socket);
       socket.once('close', () => this.onSocketClose(socket));
@@ -605,6 +611,33 @@ function refuse(ctx: RequestContext, reply: FastifyReply, error: GatewayError): 
  * waiting), else the connection is closed (a client that stopped reading its stream). Either way
  * its close event audits it. The connection closes after the answer: the body may still be arriving.
  */
+/**
+ * Once a response is all written (`prefinish`: its last bytes handed to the connection), a client
+ * that reads none of it for `idleMs` loses the connection: a whole answer (an embeddings answer of
+ * 40 MB, a long completion) otherwise sat in memory for as long as the client kept the connection
+ * and read nothing, the request timeout covering only the request's arrival (a stream's own limit
+ * covers it while it runs). A client that reads, however slowly, keeps it. The request then ends as
+ * one whose client left (499). The connection's keep-alive timeout, set once the answer is read, is
+ * left to Node.
+ */
+function watchDelivery(res: ServerResponse, idleMs: number): void {
+  const socket = res.socket;
+  if (!socket || res.writableFinished || idleMs <= 0) return;
+  // Destroyed with an error: the response then counts as not delivered (see delivered), whatever
+  // of it the connection had taken.
+  const stalled = (): void => {
+    socket.destroy(new Error(`the client read nothing of the answer for ${idleMs} ms`));
+  };
+  // On the response: Node's own handler of the connection's timeout tells the response first, and
+  // destroys the connection itself (without an error) only when nothing listens there.
+  res.setTimeout(idleMs, stalled);
+  res.once('finish', () => {
+    res.off('timeout', stalled);
+    // Still this watch's (Node set no keep-alive timeout: a pipelined answer is next): cleared.
+    if (socket.timeout === idleMs) socket.setTimeout(0);
+  });
+}
+
 function endResponse(ctx: RequestContext, res: ServerResponse, error: GatewayError): void {
   ctx.fail(error.spec.failure, error.status);
   if (res.headersSent) {
