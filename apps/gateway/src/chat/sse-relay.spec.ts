@@ -3,7 +3,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net';
 import type { GatewayConfig } from '@keygate/config';
 import { JsonLogger, MetricsService, RequestContext } from '@keygate/observability';
-import { UpstreamError, withCacheWrites, type ChatStream, type StreamEvent } from '@keygate/providers';
+import { countTokens, UpstreamError, withCacheWrites, type ChatStream, type StreamEvent } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
 import { OPENAI_STREAM, recordUsage, SseRelay } from './sse-relay';
 
@@ -74,6 +74,34 @@ describe('SseRelay', () => {
       // Billed what the upstream began: the prompt (keygate's estimate here).
       expect(ctx.tokensIn).toBe(7);
     } finally {
+      server.close();
+    }
+  });
+});
+
+describe('SseRelay without usage from the upstream', () => {
+  it('estimates the answer from a bounded share of its text: a million characters counted, the rest at four a token', async () => {
+    let handed: (res: ServerResponse) => void = () => undefined;
+    const served = new Promise<ServerResponse>((resolve) => (handed = resolve));
+    const { server, port } = await listening((res) => handed(res));
+    const client = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/' }, (answer) => answer.resume());
+    client.on('error', () => undefined);
+    client.end('{}');
+    const res = await served;
+    try {
+      const ctx = new RequestContext('req-long', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+      // 300 events of 10,000 characters: 3 million, no usage anywhere.
+      const piece = 'word '.repeat(2_000);
+      const relay = newRelay();
+      await relay.relay(
+        ctx,
+        stream(Array.from({ length: 300 }, () => ({ data: '{"choices":[]}', text: piece }))),
+        relay.open(ctx, replyOver(res), OPENAI_STREAM, 60),
+        () => 7,
+      );
+      expect(ctx.tokensOut).toBe(countTokens(piece.repeat(100)) + 2_000_000 / 4);
+    } finally {
+      client.destroy();
       server.close();
     }
   });

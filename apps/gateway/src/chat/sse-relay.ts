@@ -48,6 +48,14 @@ export const OPENAI_STREAM: RelayDialect = {
 };
 
 /**
+ * The most of a stream's text kept to estimate its answer when the upstream reports no usage: a
+ * million characters is a quarter of a million tokens, beyond what models answer. Past it (a host
+ * gone wrong), characters are counted at {@link CHARS_PER_TOKEN_BEYOND} a token.
+ */
+const KEPT_TEXT_CHARS = 1_000_000;
+const CHARS_PER_TOKEN_BEYOND = 4;
+
+/**
  * Records the usage an upstream reported on the request's context (the audit, the token quotas, the
  * cost); returns whether it did. An OpenAI-compatible host's usage is passed on as it wrote it, so
  * a prompt or completion count that is missing or not a count (a string, a negative number) is not
@@ -195,13 +203,22 @@ export class SseRelay {
    */
   async relay(ctx: RequestContext, upstream: ChatStream, out: SseStream, estimatePrompt: () => number): Promise<void> {
     const { res } = out;
+    // The answer's text, for an estimate when the upstream reports no usage: kept up to a bound, the
+    // rest only counted (a stream of gigabytes was held whole, and its join threw past V8's longest string).
     const text: string[] = [];
+    let keptChars = 0;
+    let beyondChars = 0;
     let running: Usage | undefined;
     try {
       for await (const event of upstream.events) {
         if (event.usage) recordUsage(ctx, event.usage);
         if (event.runningUsage) running = event.runningUsage;
-        if (event.text) text.push(event.text);
+        if (event.text) {
+          if (keptChars < KEPT_TEXT_CHARS) {
+            text.push(event.text);
+            keptChars += event.text.length;
+          } else beyondChars += event.text.length;
+        }
         if (event.data === null) continue;
         out.wrote = true;
         out.eventsSent++;
@@ -226,7 +243,11 @@ export class SseRelay {
         ctx.tokensIn = reported ?? estimatePrompt();
         if (running && reported !== null) recordUsageDetails(ctx, running);
       }
-      if (ctx.tokensOut === null) ctx.tokensOut = Math.max(tokenCount(running?.completion_tokens) ?? 0, countTokens(text.join('')));
+      if (ctx.tokensOut === null)
+        ctx.tokensOut = Math.max(
+          tokenCount(running?.completion_tokens) ?? 0,
+          countTokens(text.join('')) + Math.ceil(beyondChars / CHARS_PER_TOKEN_BEYOND),
+        );
     }
   }
 
