@@ -2,7 +2,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { OpenAiAdapter, UpstreamError, type ChatStream, type StreamEvent } from '@keygate/providers';
 import { testUpstreamClient } from '../../../../libs/providers/src/testing/upstream-client';
-import { MAX_HELD_EVENTS, primed, retryableWhenStreamed } from './primed-stream';
+import { MAX_HELD_CHARS, MAX_HELD_EVENTS, primed, retryableWhenStreamed } from './primed-stream';
 
 const role: StreamEvent = { data: '{"role":"assistant"}' };
 const content: StreamEvent = { data: '{"content":"hi"}', text: 'hi' };
@@ -225,6 +225,26 @@ describe('primed', () => {
     expect(reads).toBe(MAX_HELD_EVENTS); // stopped there, not at the content
     const out = await all(stream);
     expect(out).toHaveLength(MAX_HELD_EVENTS + 11);
+    expect(out.at(-1)).toBe(content.data);
+  });
+
+  it('holds back at most MAX_HELD_CHARS characters of events without content, however few the events', async () => {
+    // A role chunk padded to 400 KB, as a broken or hostile host might send: three pass the bound.
+    const padded: StreamEvent = { data: `{"choices":[{"delta":{"role":"assistant"}}],"pad":"${'x'.repeat(400 * 1024)}"}` };
+    let reads = 0;
+    async function* events(): AsyncGenerator<StreamEvent> {
+      await upstream();
+      for (let i = 0; i < 10; i++) {
+        reads++;
+        yield padded;
+      }
+      reads++;
+      yield content;
+    }
+    const stream = await primed({ events: events() }, noCommit);
+    expect(reads).toBe(Math.ceil(MAX_HELD_CHARS / padded.data!.length));
+    const out = await all(stream);
+    expect(out).toHaveLength(11);
     expect(out.at(-1)).toBe(content.data);
   });
 });

@@ -14,6 +14,11 @@ const PRIME_MAX_MS = 2_000;
  * a failure after that is no longer retried.
  */
 export const MAX_HELD_EVENTS = 64;
+/**
+ * The most characters of events held back before the first content, likewise: each event may be
+ * up to 8 MB (32 MB on the Responses API), and 64 such preludes of two streams held 1.6 GB.
+ */
+export const MAX_HELD_CHARS = 1024 * 1024;
 
 /** What priming a stream tells its caller along the way. */
 export interface Priming {
@@ -41,11 +46,12 @@ export interface Priming {
  * ({@link Priming.commit}) and the reading goes on, with no time limit of its own (the upstream
  * idle timeout and the stream's `max_stream_seconds` bound it), still before any event: only the
  * first event written to the client is past the point of no return. What was read is replayed.
- * The reading also stops at {@link MAX_HELD_EVENTS} events without content.
+ * The reading also stops at {@link MAX_HELD_EVENTS} events, or {@link MAX_HELD_CHARS} characters of them, without content.
  */
 export async function primed(stream: ChatStream, priming: Priming): Promise<ChatStream> {
   const iterator = stream.events[Symbol.asyncIterator]();
   const head: StreamEvent[] = [];
+  let heldChars = 0;
   let ended = false;
   let committed = false;
   const deadline = Date.now() + PRIME_MAX_MS;
@@ -63,7 +69,15 @@ export async function primed(stream: ChatStream, priming: Priming): Promise<Chat
         break;
       }
       head.push(next.value);
-      if (next.value.text !== undefined || next.value.usage !== undefined || next.value.output || head.length >= MAX_HELD_EVENTS) break;
+      heldChars += next.value.data?.length ?? 0;
+      if (
+        next.value.text !== undefined ||
+        next.value.usage !== undefined ||
+        next.value.output ||
+        head.length >= MAX_HELD_EVENTS ||
+        heldChars >= MAX_HELD_CHARS
+      )
+        break;
     }
   } catch (error) {
     const usage = lastUsage(head);
