@@ -622,7 +622,9 @@ function refuse(ctx: RequestContext, reply: FastifyReply, error: GatewayError): 
  */
 function watchDelivery(res: ServerResponse, idleMs: number): void {
   const socket = res.socket;
-  if (!socket || res.writableFinished || idleMs <= 0) return;
+  // Only an answer the connection could not take at once (past its buffer's high-water mark) is
+  // held in memory here; a small one waits in the kernel, and the keep-alive timeout ends it.
+  if (!socket || res.writableFinished || idleMs <= 0 || !socket.writableNeedDrain) return;
   // Destroyed with an error: the response then counts as not delivered (see delivered), whatever
   // of it the connection had taken.
   const stalled = (): void => {
