@@ -1081,11 +1081,22 @@ describe('POST /v1/responses upstream failures', () => {
       }
       return undefined;
     });
-    // The client saw OpenAI's own response.failed, then keygate's error event (the SDK raises it).
+    // The client saw OpenAI's own response.failed as the stream's end, nothing after it, as from OpenAI.
     expect(types.at(-1)).toBe('response.failed');
-    expect(error).toBeInstanceOf(APIError);
+    expect(error).toBeUndefined();
     expect(moved).toEqual({ 'openai.responses': 1 });
     await expectOneAudit(late.id, { status: 502, failure: 'upstream', stream: true, attempts: 1 });
+    // The SDK's stream helper then resolves with the failed Response (another error event made it throw).
+    const helper = rid('resp-failed-helper');
+    const failed = await gw
+      .openai(token)
+      .responses.stream(
+        { model: OPENAI_MODEL, input: 'fail late again [mock error_event_after=2 chunks=6 failed=1]' },
+        { headers: helper.headers },
+      )
+      .finalResponse();
+    expect(failed.status).toBe('failed');
+    await expectOneAudit(helper.id, { status: 502, failure: 'upstream', stream: true });
   });
 
   it('bills a client that leaves mid-stream keygate’s estimate, and audits it 499', async () => {

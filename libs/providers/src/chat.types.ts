@@ -104,6 +104,11 @@ export interface StreamEvent {
   output?: true;
   /** The event's own `sequence_number` (a Responses stream's), which keygate's error event follows. */
   sequence?: number;
+  /**
+   * The event tells the client the answer failed, as the stream's last (a Responses stream's
+   * `response.failed`): once it has gone out, the failure that follows is the client's already.
+   */
+  tellsFailure?: true;
 }
 
 /** A streamed completion whose upstream has answered with a success status. */

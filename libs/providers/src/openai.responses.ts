@@ -140,6 +140,7 @@ export class ResponsesNativeStream {
       this.noteContainers(outputContainerIds(response));
       if (type === 'response.failed') {
         this.failure = openAiStreamFailure(PROVIDER, isRecord(response.error) ? response.error : {}, 'response failed');
+        out.tellsFailure = true;
         // What the failed attempt is billed; not a final usage, which would end a priming as a success.
         if (usage) out.runningUsage = usage;
       } else if (usage) out.usage = usage;

@@ -209,6 +209,8 @@ export class SseRelay {
     let keptChars = 0;
     let beyondChars = 0;
     let running: Usage | undefined;
+    // The client has read the upstream's own account of its failure (Responses' `response.failed`).
+    let toldFailure = false;
     try {
       for await (const event of upstream.events) {
         if (event.usage) recordUsage(ctx, event.usage);
@@ -224,10 +226,20 @@ export class SseRelay {
         out.eventsSent++;
         if (event.sequence !== undefined) out.lastSequence = event.sequence;
         const frame = event.event === undefined ? `data: ${event.data}\n\n` : `event: ${event.event}\ndata: ${event.data}\n\n`;
+        if (event.tellsFailure) toldFailure = true;
         if (!res.write(frame)) await once(res, 'drain', { signal: ctx.abort.signal });
       }
       endStream(res, out.dialect.done);
     } catch (error) {
+      // Told as the upstream tells it (OpenAI's SDKs end a Responses stream there with its failed
+      // Response, which another error event would turn into a thrown error): audited, nothing added.
+      if (toldFailure && error instanceof UpstreamError && !ctx.endedBy && !out.overLimit && !ctx.abort.signal.aborted) {
+        this.logStreamFailure(ctx, error, out.eventsSent);
+        const told = error.toGatewayError();
+        ctx.fail(told.spec.failure, told.status);
+        endStream(res, out.dialect.done);
+        return;
+      }
       if (!ctx.endedBy && !out.overLimit && !(error instanceof ClientAbortedError || ctx.abort.signal.aborted))
         this.logStreamFailure(ctx, error, out.eventsSent);
       this.endWithFailure(ctx, out, error);
