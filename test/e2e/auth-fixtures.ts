@@ -435,6 +435,22 @@ export function rawRequest(
   });
 }
 
+/**
+ * Bytes written on a raw TCP connection as they are (what node:http would not send: no Host, a
+ * CONNECT), and everything the server answers until it ends the connection. `end`: the client
+ * half-closes after its bytes (else it keeps its side open, as a tunnel would).
+ */
+export function socketExchange(port: number, bytes: string, { end = true }: { end?: boolean } = {}): Promise<string> {
+  return new Promise<string>((done, fail) => {
+    const socket = connect(port, HOST, () => (end ? socket.end(bytes) : socket.write(bytes)));
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
+    socket.on('error', fail);
+    socket.setTimeout(5_000, () => socket.destroy(new Error('no answer')));
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gateways
 // ---------------------------------------------------------------------------------------------

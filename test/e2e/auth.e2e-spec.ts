@@ -48,6 +48,7 @@ import {
   mintIapAssertion,
   newSigningKey,
   rawRequest,
+  socketExchange,
   resolveRedis,
   signHmac,
   signedJwt,
@@ -1549,14 +1550,7 @@ describe('request identity', () => {
       'connection: close',
     ];
     const before = (await mock.stats()).total;
-    const answer = await new Promise<string>((done, fail) => {
-      const socket = connect(gw.port, HOST, () => socket.end(`${head.join('\r\n')}\r\n\r\n${body}`));
-      const chunks: Buffer[] = [];
-      socket.on('data', (c: Buffer) => chunks.push(c));
-      socket.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
-      socket.on('error', fail);
-      socket.setTimeout(5_000, () => socket.destroy(new Error('no answer')));
-    });
+    const answer = await socketExchange(gw.port, `${head.join('\r\n')}\r\n\r\n${body}`);
     const [statusLine] = answer.split('\r\n', 1);
     expect(statusLine).toBe('HTTP/1.1 400 Bad Request');
     expect(answer.toLowerCase()).toContain(`x-request-id: ${id}`);
@@ -1583,14 +1577,7 @@ describe('request identity', () => {
     ];
     const before = (await mock.stats()).total;
     // Node hands CONNECT to a tunnel handler, and without one dropped the connection unanswered.
-    const answer = await new Promise<string>((done, fail) => {
-      const socket = connect(gw.port, HOST, () => socket.write(`${head.join('\r\n')}\r\n\r\ntunnelled bytes`));
-      const chunks: Buffer[] = [];
-      socket.on('data', (c: Buffer) => chunks.push(c));
-      socket.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
-      socket.on('error', fail);
-      socket.setTimeout(5_000, () => socket.destroy(new Error('no answer')));
-    });
+    const answer = await socketExchange(gw.port, `${head.join('\r\n')}\r\n\r\ntunnelled bytes`, { end: false });
     const [statusLine] = answer.split('\r\n', 1);
     expect(statusLine).toBe('HTTP/1.1 404 Not Found');
     expect(answer.toLowerCase()).toContain(`x-request-id: ${id}`);

@@ -29,6 +29,18 @@ export function errorInfo(body: GoogleError['body']): { code?: string; param?: s
   return body.error.details.find((d) => d['@type'] === 'type.googleapis.com/google.rpc.ErrorInfo')?.metadata ?? {};
 }
 
+/**
+ * Checks a keygate refusal in Google's envelope: 400 `INVALID_ARGUMENT`, a message holding
+ * `mentions`, and keygate's `invalid_request` naming `param`.
+ */
+export async function expectInvalidArgument(res: Response, param: string, mentions: string): Promise<void> {
+  expect(res.status).toBe(400);
+  const body = (await res.json()) as GoogleError['body'];
+  expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
+  expect(body.error.message).toContain(mentions);
+  expect(errorInfo(body)).toMatchObject({ code: 'invalid_request', param });
+}
+
 /** The per-request options that send a request id. */
 export function withId(label: string): { id: string; httpOptions: { headers: Record<string, string> } } {
   const { id, headers } = rid(label);

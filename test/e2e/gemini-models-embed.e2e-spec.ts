@@ -7,7 +7,7 @@
  * single audit line.
  */
 import { GoogleGenAI, type Model } from '@google/genai';
-import { countingOn, errorInfo, say, sdkError, withId, type GoogleError } from './gemini-fixtures';
+import { countingOn, errorInfo, expectInvalidArgument, say, sdkError, withId, type GoogleError } from './gemini-fixtures';
 import {
   expectOneAuditOn,
   GEMINI_EMBEDDING_DIMS,
@@ -366,11 +366,7 @@ describe('Gemini embeddings (models.embedContent, embedContent, batchEmbedConten
         body: JSON.stringify(sent),
       }),
     );
-    expect(res.status).toBe(400);
-    const body = (await res.json()) as GoogleError['body'];
-    expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
-    expect(body.error.message).toContain(`${param} must be a list`);
-    expect(errorInfo(body)).toMatchObject({ code: 'invalid_request', param });
+    await expectInvalidArgument(res, param, `${param} must be a list`);
     expect(calls).toEqual({});
     await expectOneAudit(id, { status: 400, failure: 'bad_request', product: 'quota', tokens_in: null });
   });
@@ -388,11 +384,7 @@ describe('Gemini embeddings (models.embedContent, embedContent, batchEmbedConten
         body: JSON.stringify(sent),
       }),
     );
-    expect(res.status).toBe(400);
-    const body = (await res.json()) as GoogleError['body'];
-    expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
-    expect(body.error.message).toContain(`models/${GEMINI_EMBEDDING_MODEL}`);
-    expect(errorInfo(body)).toMatchObject({ code: 'invalid_request', param: 'model' });
+    await expectInvalidArgument(res, 'model', `models/${GEMINI_EMBEDDING_MODEL}`);
     expect(calls).toEqual({});
     await expectOneAudit(id, { status: 400, failure: 'bad_request', model: GEMINI_EMBEDDING_MODEL });
   });

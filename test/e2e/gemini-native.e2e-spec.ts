@@ -5,7 +5,7 @@
  * case checks the outcome, what reached the upstream, and the request's single audit line.
  */
 import { GoogleGenAI, type GenerateContentResponse } from '@google/genai';
-import { countingOn, errorInfo, say, sdkError, withId, type GoogleError } from './gemini-fixtures';
+import { countingOn, errorInfo, expectInvalidArgument, say, sdkError, withId, type GoogleError } from './gemini-fixtures';
 import { GEMINI_MODEL, mockReply, OPENAI_MODEL, expectOneAuditOn, rid } from './provider-fixtures';
 import { cleanupTempFiles, mintToken, startGateway, startMock, writeTempFile, type Gateway, type MockUpstream } from './harness';
 
@@ -522,11 +522,7 @@ describe('Gemini API refusals, in Google’s error shape', () => {
           body: JSON.stringify(sent),
         }),
       );
-      expect(res.status).toBe(400);
-      const body = (await res.json()) as GoogleError['body'];
-      expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
-      expect(body.error.message).toContain(`${param} must be a list`);
-      expect(errorInfo(body)).toMatchObject({ code: 'invalid_request', param });
+      await expectInvalidArgument(res, param, `${param} must be a list`);
       expect(calls).toEqual({});
       await expectOneAudit(id, { status: 400, failure: 'bad_request', model: GEMINI_MODEL });
     },
@@ -549,11 +545,7 @@ describe('Gemini API refusals, in Google’s error shape', () => {
           body: JSON.stringify(sent),
         }),
       );
-      expect(res.status).toBe(400);
-      const body = (await res.json()) as GoogleError['body'];
-      expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
-      expect(body.error.message).toContain(`models/${GEMINI_MODEL}`);
-      expect(errorInfo(body)).toMatchObject({ code: 'invalid_request', param });
+      await expectInvalidArgument(res, param, `models/${GEMINI_MODEL}`);
       expect(calls).toEqual({});
       await expectOneAudit(id, { status: 400, failure: 'bad_request', model: GEMINI_MODEL });
     },
