@@ -4,7 +4,7 @@ import type { ProviderAccess } from '@keygate/secrets';
 import { AnthropicNativeStream, containerIdOf, messageText, messageUsage, type AnswerNotes } from './anthropic.native';
 import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic.types';
 import { AnthropicStreamTranslator, toChatCompletion, toMessagesRequest, type CompletionMeta } from './anthropic.translate';
-import type { ChatResult, ChatStream, PassedHeaders, StreamEvent, Usage } from './chat.types';
+import type { ChatResult, ChatStream, PassedHeaders, StreamEvent } from './chat.types';
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import { UpstreamClient, type UpstreamResponse } from './upstream.client';
 import { cutAfterAnswer, failFromStatus, parseUpstreamObject, readText, sseEvents } from './upstream-body.util';
@@ -12,8 +12,8 @@ import { cutAfterAnswer, failFromStatus, parseUpstreamObject, readText, sseEvent
 /** The Messages API version keygate's translation is written against. */
 export const ANTHROPIC_VERSION = '2023-06-01';
 
-/** A Messages request passed through as its client wrote it (keygate's `/v1/messages`). */
-export interface MessagesPassthrough {
+/** A Messages request passed through as its client wrote it (keygate's `/v1/messages`), and what its answer is read for. */
+export interface MessagesPassthrough extends AnswerNotes {
   /** The client's body, with this attempt's model and the product's policy applied. */
   body: Record<string, unknown>;
   access: ProviderAccess;
@@ -22,27 +22,10 @@ export interface MessagesPassthrough {
   version?: string;
   /** The client's `anthropic-beta` feature list, checked. */
   beta?: string;
-  /**
-   * Told the id of the answer (a `message_start`'s, a whole answer's) before the client has it, and
-   * again with the answer's usage once it is whole: a request that asked Anthropic to hold a thread
-   * records whose it is (the client continues from that id). Awaited before the event goes out.
-   */
-  onMessage?: OnMessage;
-  /**
-   * Told the id of the code execution container the answer ran in (a whole answer's `container`, a
-   * stream's `message_start` or `message_delta`), before the client has it: a later request may
-   * name it (`container`) to reuse it, and only its user may. Awaited before the event goes out.
-   */
-  onContainer?: (containerId: string) => Promise<void> | void;
-  /**
-   * Told the model the answer names (a whole answer's `model`, a stream's `message_start`): another
-   * than the one asked for when one of Anthropic's server-side `fallbacks` answered.
-   */
-  onModel?: (model: string) => void;
 }
 
-/** See {@link MessagesPassthrough.onMessage}. */
-export type OnMessage = (id: string, usage: Usage | null) => Promise<void> | void;
+/** See {@link AnswerNotes.onMessage}. */
+export type OnMessage = NonNullable<AnswerNotes['onMessage']>;
 
 /** A passed-through answer (a message, a token count): its text as Anthropic sent it, and the headers passed on. */
 export interface PassedAnswer {
@@ -129,7 +112,7 @@ export class AnthropicAdapter implements ProviderAdapter {
   async messagesStream(call: MessagesPassthrough): Promise<ChatStream> {
     const res = await this.post(call.access, call.signal, { ...call.body, stream: true }, call);
     return {
-      events: this.nativeEvents(res, { onMessage: call.onMessage, onContainer: call.onContainer, onModel: call.onModel }),
+      events: this.nativeEvents(res, call),
       headers: passedHeaders(res),
     };
   }

@@ -35,7 +35,7 @@ export class AnthropicNativeStream {
   /**
    * `notes.onMessage`: told the answer's id at `message_start` and its usage at `message_stop`;
    * `notes.onContainer`: told the id of the code execution container it names;
-   * `notes.onModel`: told the model `message_start` names (see MessagesPassthrough).
+   * `notes.onModel`: told the model `message_start` names (see AnswerNotes).
    */
   constructor(private readonly notes: AnswerNotes = {}) {}
 
@@ -142,10 +142,24 @@ export class AnthropicNativeStream {
   }
 }
 
-/** What a passed-through answer is read for: its id and usage, its code execution container, its model (see MessagesPassthrough). */
+/** What a passed-through answer is read for (a whole answer's, or its stream's events). */
 export interface AnswerNotes {
+  /**
+   * Told the id of the answer (a `message_start`'s, a whole answer's) before the client has it, and
+   * again with the answer's usage once it is whole: a request that asked Anthropic to hold a thread
+   * records whose it is (the client continues from that id). Awaited before the event goes out.
+   */
   onMessage?: (id: string, usage: Usage | null) => Promise<void> | void;
+  /**
+   * Told the id of the code execution container the answer ran in (a whole answer's `container`, a
+   * stream's `message_start` or `message_delta`), before the client has it: a later request may
+   * name it (`container`) to reuse it, and only its user may. Awaited before the event goes out.
+   */
   onContainer?: (containerId: string) => Promise<void> | void;
+  /**
+   * Told the model the answer names (a whole answer's `model`, a stream's `message_start`): another
+   * than the one asked for when one of Anthropic's server-side `fallbacks` answered.
+   */
   onModel?: (model: string) => void;
 }
 
