@@ -1410,6 +1410,57 @@ describe('POST /v1/embeddings', () => {
     await expectOneAudit(id, { status: 200, provider: 'openai', tokens_in: answer.usage.prompt_tokens, tokens_out: 0 });
   });
 
+  it('openai: a large answer waits while earlier ones fill the budget for buffered answers, and both arrive whole', async () => {
+    // A gateway of its own, with a 1 MB budget: each answer here is ~3 MB.
+    const small = await startProviderStack(0, { API_KEY_SERVER_BUFFERED_ANSWERS_MB: '1' });
+    try {
+      const metric = async (name: string): Promise<number> => {
+        const text = await (await fetch(`${small.gw.url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+        const line = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+        if (!line) throw new Error(`${name} is not on /metrics`);
+        return Number(line[1]);
+      };
+      const embed = (label: string, first: string): { id: string; done: Promise<{ status: number; text: string }> } => {
+        const { id, headers } = rid(label);
+        const input = [first, ...Array.from({ length: 119 }, (_, i) => `sentence number ${i} of a long batch`)];
+        const done = small.gw
+          .fetch('/v1/embeddings', {
+            method: 'POST',
+            headers: { ...headers, authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ model: OPENAI_EMBEDDING_MODEL, input, encoding_format: 'float' }),
+          })
+          .then(async (res) => ({ status: res.status, text: await res.text() }));
+        return { id, done };
+      };
+      expect(await metric('keygate_buffered_answer_waits_total')).toBe(0);
+      // The first answer's upstream sends half of it, then pauses: keygate holds that half (over the budget).
+      const slow = embed('emb-budget-first', 'a slow one [mock body_pause_ms=2500]');
+      await waitFor('the first answer to be held', async () => (await metric('keygate_buffered_answer_bytes')) > 1024 * 1024, 5_000, 20);
+      const later = embed('emb-budget-later', 'a quick one');
+      let laterDone = false;
+      void later.done.then(() => (laterDone = true));
+      await waitFor('the later answer to wait', async () => (await metric('keygate_buffered_answer_waits_total')) === 1, 5_000, 20);
+      // Its upstream sent it whole at once; it waits for the first, which is still paused.
+      await sleep(300);
+      expect(laterDone).toBe(false);
+      const [first, second] = await Promise.all([slow.done, later.done]);
+      for (const [answer, id] of [
+        [first, slow.id],
+        [second, later.id],
+      ] as const) {
+        expect(answer.status).toBe(200);
+        const body = JSON.parse(answer.text) as { data: Array<{ embedding: number[] }>; usage: { prompt_tokens: number } };
+        expect(body.data).toHaveLength(120);
+        for (const d of body.data) expect(d.embedding).toHaveLength(1536);
+        await expectOneAuditOn(small.gw, id, { status: 200, failure: null, provider: 'openai', tokens_in: body.usage.prompt_tokens });
+      }
+      expect(await metric('keygate_buffered_answer_bytes')).toBe(0);
+      expect(await metric('keygate_buffered_answer_waits_total')).toBe(1);
+    } finally {
+      await stopProviderStack(small);
+    }
+  }, 30_000);
+
   it('gemini: passes dimensions on as outputDimensionality', async () => {
     const { id, headers } = rid('emb-gemini-dims');
     const { result, after } = await counting(() =>

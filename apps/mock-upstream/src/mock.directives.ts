@@ -19,6 +19,11 @@ export interface MockDirectives {
   cutAfter?: number;
   /** Streaming: pause between chunks. */
   chunkDelayMs?: number;
+  /**
+   * Plain (not streamed) JSON answers: the body's first half is sent, then this pause, then the
+   * rest (an upstream slow to send a large answer).
+   */
+  bodyPauseMs?: number;
   /** Streaming: after the closing frames keep the response open this long before ending it. */
   holdAfterEndMs?: number;
   /** Streaming: number of content chunks the reply is split into. */
@@ -87,6 +92,7 @@ type IntKey =
   | 'cutAfter'
   | 'chunkDelayMs'
   | 'holdAfterEndMs'
+  | 'bodyPauseMs'
   | 'chunks'
   | 'answerChars'
   | 'errorEventAfter'
@@ -106,6 +112,7 @@ const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
   ['cut_after', 'cutAfter', 0, 100_000],
   ['chunk_delay_ms', 'chunkDelayMs', 0, 600_000],
   ['hold_after_end_ms', 'holdAfterEndMs', 0, 600_000],
+  ['body_pause_ms', 'bodyPauseMs', 0, 600_000],
   ['chunks', 'chunks', 1, 10_000],
   ['answer_chars', 'answerChars', 1, 64 * 1024 * 1024],
   ['error_event_after', 'errorEventAfter', 0, 100_000],

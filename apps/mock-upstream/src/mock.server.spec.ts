@@ -310,6 +310,18 @@ describe('mock server', () => {
       expect(res.status).toBe(200);
       await expect(res.text()).rejects.toThrow();
     });
+
+    it('non-streaming body_pause_ms sends half the body, pauses, then the rest', async () => {
+      const res = await call(p, 'x [mock body_pause_ms=1500]', false);
+      expect(res.status).toBe(200);
+      const first = await readUntilIdle(res, 300);
+      expect(first.idle).toBe(true);
+      const declared = Number(res.headers.get('content-length'));
+      expect(Buffer.byteLength(first.text)).toBe(Math.floor(declared / 2));
+      const rest = await readUntilIdle(res, 5_000);
+      expect(rest.done).toBe(true);
+      expect(JSON.parse(first.text + rest.text)).toBeInstanceOf(Object);
+    });
   });
 
   it('stops timers when a client leaves a paced stream early', async () => {

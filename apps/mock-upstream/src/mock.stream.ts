@@ -113,11 +113,12 @@ export async function sendStream(ex: Exchange, asked: StreamPlan): Promise<void>
 /**
  * Non-streaming counterpart of the fault directives: `stall_after` sends the
  * headers and never the body; `cut_after` sends the headers and half the body,
- * then drops the connection.
+ * then drops the connection; `body_pause_ms` sends half the body, pauses, then
+ * sends the rest.
  */
 export function sendJsonWithFaults(ex: Exchange, body: unknown, headers?: OutgoingHttpHeaders): void {
   const d = ex.directives;
-  if (d.stallAfter === undefined && d.cutAfter === undefined) {
+  if (d.stallAfter === undefined && d.cutAfter === undefined && d.bodyPauseMs === undefined) {
     ex.sendJson(200, body, headers);
     return;
   }
@@ -129,6 +130,12 @@ export function sendJsonWithFaults(ex: Exchange, body: unknown, headers?: Outgoi
   if (d.cutAfter !== undefined && (d.stallAfter === undefined || d.cutAfter <= d.stallAfter)) {
     ex.res.write(bytes.subarray(0, Math.floor(bytes.length / 2)));
     ex.cut();
+    return;
+  }
+  if (d.stallAfter === undefined && d.bodyPauseMs !== undefined) {
+    const half = Math.floor(bytes.length / 2);
+    ex.res.write(bytes.subarray(0, half));
+    void ex.wait(d.bodyPauseMs).then((open) => open && ex.res.end(bytes.subarray(half)));
     return;
   }
   ex.res.flushHeaders();

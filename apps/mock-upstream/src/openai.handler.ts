@@ -274,7 +274,7 @@ class OpenAIHandler implements ProviderHandler {
     });
     const usage = ex.directives.noUsage ? '' : `,"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}`;
     const text = `{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(model)}${usage}}`;
-    ex.sendJson(200, text, { 'x-request-id': nextId('req_') });
+    sendJsonWithFaults(ex, text, { 'x-request-id': nextId('req_') });
   }
 
   private chat(ex: Exchange): void | Promise<void> {

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { ConfigError } from './config.error';
 import { loadGatewayConfig } from './config.loader';
 
@@ -366,6 +367,14 @@ describe('loadGatewayConfig', () => {
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_STORED_RESPONSE_DAYS: '7' }).storedResponseDays).toBe(7);
     for (const bad of ['0', '366', '1.5', 'week'])
       expect(failure({ ...base, API_KEY_SERVER_STORED_RESPONSE_DAYS: bad })).toContain('API_KEY_SERVER_STORED_RESPONSE_DAYS');
+  });
+
+  it('takes the budget for buffered answers in megabytes: a quarter of the heap limit, at least 64 MB, unless set', () => {
+    const quarterHeap = Math.floor(getHeapStatistics().heap_size_limit / 4);
+    expect(loadGatewayConfig(base).bufferedAnswerBytes).toBe(Math.max(64 * 1024 * 1024, quarterHeap));
+    expect(loadGatewayConfig({ ...base, API_KEY_SERVER_BUFFERED_ANSWERS_MB: '200' }).bufferedAnswerBytes).toBe(200 * 1024 * 1024);
+    for (const bad of ['0', '1048577', '1.5', 'lots'])
+      expect(failure({ ...base, API_KEY_SERVER_BUFFERED_ANSWERS_MB: bad })).toContain('API_KEY_SERVER_BUFFERED_ANSWERS_MB');
   });
 
   it('takes the request timeout in seconds', () => {

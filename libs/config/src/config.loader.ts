@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { getMetadataStorage } from 'class-validator';
 import { ConfigError } from './config.error';
 import { EnvironmentSchema, urlListProblem, urlProblem, type UrlProblem } from './env.schema';
@@ -202,6 +203,10 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv): GatewayConfig {
     sseKeepAliveSeconds: int(e.API_KEY_SERVER_SSE_KEEPALIVE_SECONDS, 15),
     requestTimeoutSeconds: int(e.API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS, 60),
     storedResponseDays: int(e.API_KEY_SERVER_STORED_RESPONSE_DAYS, 30),
+    bufferedAnswerBytes:
+      e.API_KEY_SERVER_BUFFERED_ANSWERS_MB === undefined
+        ? defaultBufferedAnswerBytes()
+        : int(e.API_KEY_SERVER_BUFFERED_ANSWERS_MB, 0) * MIB,
     corsOrigins,
     resource: { publicUrl: e.API_KEY_SERVER_PUBLIC_URL?.replace(/\/+$/, ''), authorizationServers },
     policy,
@@ -261,7 +266,20 @@ const NUMBER_RANGES: Readonly<Record<string, readonly [number, number]>> = {
   API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS: [1, MAX_TIMER_SECONDS],
   // OpenAI keeps a stored response 30 days; a record outliving that only costs Redis memory.
   API_KEY_SERVER_STORED_RESPONSE_DAYS: [1, 365],
+  // 1 TiB: no heap is larger; under 1 MB, every answer above a few kilobytes would queue.
+  API_KEY_SERVER_BUFFERED_ANSWERS_MB: [1, 1_048_576],
 };
+
+const MIB = 1024 * 1024;
+
+/**
+ * A quarter of the heap V8 may grow to (it sizes that from the container's memory limit: about
+ * 76 MB under 512Mi), and never under 64 MB. Reading an answer takes its bytes again as a string,
+ * and parsing and translating it takes more: a quarter leaves room for that and for everything else.
+ */
+function defaultBufferedAnswerBytes(): number {
+  return Math.max(64 * MIB, Math.floor(getHeapStatistics().heap_size_limit / 4));
+}
 
 /**
  * An origin as browsers send it in `Origin` (lowercase scheme and host, no default port), or

@@ -96,6 +96,7 @@ export class EnvironmentSchema {
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_SSE_KEEPALIVE_SECONDS?: string;
   @IsOptional() @Matches(INT, { message: 'must be a whole number of seconds' }) API_KEY_SERVER_REQUEST_TIMEOUT_SECONDS?: string;
   @IsOptional() @Matches(INT, { message: 'must be a whole number of days' }) API_KEY_SERVER_STORED_RESPONSE_DAYS?: string;
+  @IsOptional() @Matches(INT, { message: 'must be a whole number of megabytes' }) API_KEY_SERVER_BUFFERED_ANSWERS_MB?: string;
   @IsOptional() @IsString() API_KEY_SERVER_CORS_ORIGINS?: string;
   @IsOptional()
   @Matches(/^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/, { message: 'must be an http(s) URL without query or fragment' })

@@ -81,6 +81,11 @@ export interface GatewayConfig {
   sseKeepAliveSeconds: number;
   /** How long a client may take to send a whole request, headers and body (slowloris protection). */
   requestTimeoutSeconds: number;
+  /**
+   * The most bytes of whole (not streamed) upstream answers read into memory at once, across
+   * requests; past it, later answers wait for earlier ones (see AnswerBudget in libs/providers).
+   */
+  bufferedAnswerBytes: number;
   /** How long keygate remembers who created a stored Responses API response (to serve it to them alone). */
   storedResponseDays: number;
   corsOrigins: string[];

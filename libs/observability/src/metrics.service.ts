@@ -81,6 +81,16 @@ export class MetricsService {
     help: '1 while the shared Redis answers, 0 while limits count per replica',
     registers: [this.registry],
   });
+  readonly bufferedAnswerBytes = new Gauge({
+    name: 'keygate_buffered_answer_bytes',
+    help: 'Bytes of whole (not streamed) upstream answers being read into memory now',
+    registers: [this.registry],
+  });
+  readonly bufferedAnswerWaits = new Counter({
+    name: 'keygate_buffered_answer_waits_total',
+    help: 'Whole upstream answers whose reading waited for others to finish (the buffered-answer budget was spent)',
+    registers: [this.registry],
+  });
 
   private readonly probes: ScrapeProbe[] = [];
 

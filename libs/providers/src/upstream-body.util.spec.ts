@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { AnswerBudget } from './answer-budget';
 import type { UpstreamResponse } from './upstream.client';
 import {
   BODY_END_GRACE_MS,
@@ -213,6 +214,67 @@ describe('readText', () => {
     expect(body.destroyed).toBe(true);
     // An endless body: a few chunks past the limit at most, not until the total timeout.
     expect(produced).toBeLessThan(40);
+  });
+});
+
+describe('readText under a budget for buffered answers', () => {
+  /** An upstream body the test feeds chunk by chunk, counted against `budget`. */
+  const fed = (budget: AnswerBudget, headers: Record<string, string> = {}): { res: UpstreamResponse; body: Readable } => {
+    const body = new Readable({ read: () => undefined });
+    const res = {
+      statusCode: 200,
+      headers,
+      body,
+      signal: { signal: new AbortController().signal, clientAborted: () => false, timedOut: () => false, dispose: () => undefined },
+      answerBudget: budget,
+    } as unknown as UpstreamResponse;
+    return { res, body };
+  };
+  const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  it('holds a later answer back while an earlier one fills the budget, and reads both whole', async () => {
+    const budget = new AnswerBudget(10);
+    const first = fed(budget);
+    const second = fed(budget);
+    const firstText = readText(first.res, 'openai');
+    const secondText = readText(second.res, 'openai');
+    first.body.push('a'.repeat(8));
+    await settle();
+    second.body.push('b'.repeat(5));
+    second.body.push('b'.repeat(5));
+    second.body.push(null);
+    await settle();
+    // The second answer's first chunk did not fit: it waits, the bytes it read are its own, and it is not done.
+    expect(budget.waits).toBe(1);
+    let secondDone = false;
+    void secondText.then(() => (secondDone = true));
+    await settle();
+    expect(secondDone).toBe(false);
+    first.body.push('a'.repeat(8)); // the oldest reader goes on past the budget
+    first.body.push(null);
+    expect(await firstText).toBe('a'.repeat(16));
+    expect(await secondText).toBe('b'.repeat(10));
+    expect(budget.held).toBe(0);
+  });
+
+  it('gives the room back when a read fails', async () => {
+    const budget = new AnswerBudget(100);
+    const { res, body } = fed(budget);
+    const text = readText(res, 'openai', 10);
+    body.push('x'.repeat(8));
+    await settle();
+    expect(budget.held).toBe(8);
+    body.push('x'.repeat(8));
+    await expect(text).rejects.toMatchObject({ kind: 'protocol' });
+    expect(budget.held).toBe(0);
+  });
+
+  it('does not count an answer that declares a small length', async () => {
+    const budget = new AnswerBudget(1);
+    const { res, body } = fed(budget, { 'content-length': '2' });
+    Object.assign(body, { text: () => Promise.resolve('{}') });
+    expect(await readText(res, 'openai')).toBe('{}');
+    expect(budget.waits).toBe(0);
   });
 });
 

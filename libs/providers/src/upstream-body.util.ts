@@ -1,5 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { AnswerHold } from './answer-budget';
 import type { UpstreamResponse } from './upstream.client';
 import { toUpstreamError } from './upstream.client';
 import { UpstreamError } from './upstream.error';
@@ -13,21 +14,32 @@ export const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 /** Most bytes read of an upstream's error body: only its message is wanted. */
 export const MAX_ERROR_BODY_BYTES = 1024 * 1024;
 
+/**
+ * An answer that says it is at most this long is read without counting it against the
+ * {@link AnswerBudget}: most answers are a few kilobytes, and a megabyte each cannot add up to
+ * trouble before the request limits do.
+ */
+const UNCOUNTED_ANSWER_BYTES = 1024 * 1024;
+
 /** Reads a whole upstream body as text, at most `maxBytes` of it, mapping transport failures. */
 export async function readText(res: UpstreamResponse, provider: string, maxBytes = MAX_RESPONSE_BYTES): Promise<string> {
+  let hold: AnswerHold | undefined;
   try {
     // A declared length is what the HTTP parser reads, no more: checked before a byte is buffered.
     const declared = res.headers['content-length'];
     if (typeof declared === 'string') {
       if (Number(declared) > maxBytes) throw tooLarge(provider, maxBytes);
-      return await res.body.text();
+      if (Number(declared) <= UNCOUNTED_ANSWER_BYTES) return await res.body.text();
     }
+    // Counted against the process's budget for buffered answers as it arrives.
+    hold = res.answerBudget?.open(res.signal.signal);
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       size += chunk.length;
       if (size > maxBytes) throw tooLarge(provider, maxBytes);
       chunks.push(chunk);
+      if (hold && !hold.tryTake(chunk.length)) await hold.waitFor(chunk.length);
     }
     return Buffer.concat(chunks, size).toString('utf8');
   } catch (error) {
@@ -37,6 +49,7 @@ export async function readText(res: UpstreamResponse, provider: string, maxBytes
     }
     throw midResponseError(error, provider, res);
   } finally {
+    hold?.release();
     res.signal.dispose();
   }
 }

@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { MetricsService } from '@keygate/observability';
 import { Agent, type Dispatcher } from 'undici';
+import { AnswerBudget } from './answer-budget';
 import { UpstreamError } from './upstream.error';
 
 /** Thrown when the caller went away; not an upstream failure. */
@@ -30,6 +31,8 @@ export interface UpstreamResponse {
   body: Dispatcher.ResponseData['body'];
   /** Aborted on client disconnect or when the total timeout expires; tells the two apart. */
   signal: UpstreamSignal;
+  /** What a body read whole is counted against (absent: not counted). */
+  answerBudget?: AnswerBudget;
 }
 
 /** The combined abort signal of one upstream call and which cause fired. */
@@ -67,6 +70,8 @@ export class UpstreamClient implements OnApplicationShutdown {
   private readonly agent: Agent;
   private readonly totalMs: number;
   private readonly urlParts = new Map<string, { origin: string; path: string }>();
+  /** The bytes of whole answers being read at once, across requests. */
+  readonly answerBudget: AnswerBudget;
 
   constructor(
     @Inject(GatewayConfig) config: GatewayConfig,
@@ -74,6 +79,13 @@ export class UpstreamClient implements OnApplicationShutdown {
   ) {
     const t = config.upstream;
     this.totalMs = t.totalMs;
+    this.answerBudget = new AnswerBudget(config.bufferedAnswerBytes);
+    let waitsSeen = 0;
+    metrics.probe((m) => {
+      m.bufferedAnswerBytes.set(this.answerBudget.held);
+      m.bufferedAnswerWaits.inc(this.answerBudget.waits - waitsSeen);
+      waitsSeen = this.answerBudget.waits;
+    });
     this.agent = new Agent({
       connect: { timeout: t.connectMs },
       headersTimeout: t.ttfbMs,
@@ -98,7 +110,7 @@ export class UpstreamClient implements OnApplicationShutdown {
         signal: signal.signal,
       });
       this.metrics.upstreamTtfb.observe({ provider: req.provider }, Number(process.hrtime.bigint() - started) / 1e9);
-      return { statusCode: res.statusCode, headers: res.headers, body: res.body, signal };
+      return { statusCode: res.statusCode, headers: res.headers, body: res.body, signal, answerBudget: this.answerBudget };
     } catch (error) {
       signal.dispose();
       throw toUpstreamError(error, req.provider, signal);
