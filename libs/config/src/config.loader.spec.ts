@@ -369,9 +369,9 @@ describe('loadGatewayConfig', () => {
       expect(failure({ ...base, API_KEY_SERVER_STORED_RESPONSE_DAYS: bad })).toContain('API_KEY_SERVER_STORED_RESPONSE_DAYS');
   });
 
-  it('takes the budget for buffered answers in megabytes: a quarter of the heap limit, at least 64 MB, unless set', () => {
-    const quarterHeap = Math.floor(getHeapStatistics().heap_size_limit / 4);
-    expect(loadGatewayConfig(base).bufferedAnswerBytes).toBe(Math.max(64 * 1024 * 1024, quarterHeap));
+  it('takes the budget for buffered answers in megabytes: an eighth of the heap limit, at least 32 MB, unless set', () => {
+    const eighthHeap = Math.floor(getHeapStatistics().heap_size_limit / 8);
+    expect(loadGatewayConfig(base).bufferedAnswerBytes).toBe(Math.max(32 * 1024 * 1024, eighthHeap));
     expect(loadGatewayConfig({ ...base, API_KEY_SERVER_BUFFERED_ANSWERS_MB: '200' }).bufferedAnswerBytes).toBe(200 * 1024 * 1024);
     for (const bad of ['0', '1048577', '1.5', 'lots'])
       expect(failure({ ...base, API_KEY_SERVER_BUFFERED_ANSWERS_MB: bad })).toContain('API_KEY_SERVER_BUFFERED_ANSWERS_MB');

@@ -273,12 +273,14 @@ const NUMBER_RANGES: Readonly<Record<string, readonly [number, number]>> = {
 const MIB = 1024 * 1024;
 
 /**
- * A quarter of the heap V8 may grow to (it sizes that from the container's memory limit: about
- * 76 MB under 512Mi), and never under 64 MB. Reading an answer takes its bytes again as a string,
- * and parsing and translating it takes more: a quarter leaves room for that and for everything else.
+ * An eighth of the heap V8 may grow to (it sizes that from the container's memory limit: about
+ * 38 MB under 512Mi), and never under 32 MB. An answer takes several times its size while it is
+ * read, parsed, translated and written (a 40 MB embeddings answer raised the peak RSS by ~150 MB):
+ * measured with eight such answers at once under a 256 MiB heap, a quarter peaked at ~500 MB, an
+ * eighth at ~400 MB.
  */
 function defaultBufferedAnswerBytes(): number {
-  return Math.max(64 * MIB, Math.floor(getHeapStatistics().heap_size_limit / 4));
+  return Math.max(32 * MIB, Math.floor(getHeapStatistics().heap_size_limit / 8));
 }
 
 /**

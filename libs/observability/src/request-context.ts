@@ -47,6 +47,9 @@ export class RequestContext {
   settled: Promise<void> = Promise.resolve();
   /** Set once the audit line is written: guarantees exactly one. */
   audited = false;
+  /** Run once when the response has closed ({@link atEnd}); null until one is added. */
+  private endHooks: Array<() => void> | null = null;
+  private ended = false;
   /**
    * Aborted when the client disconnects before the response finished, or when keygate ends the
    * request ({@link endedBy}).
@@ -100,6 +103,24 @@ export class RequestContext {
     /** Whether this request gets an audit line (SPEC §7: `/v1/*` and `/chat/*`). */
     readonly auditable: boolean,
   ) {}
+
+  /**
+   * Runs `hook` once the request's response has closed, sent or not (at once if it has): for what
+   * the request holds until then, such as an upstream answer's bytes.
+   */
+  atEnd(hook: () => void): void {
+    if (this.ended) hook();
+    else (this.endHooks ??= []).push(hook);
+  }
+
+  /** The response has closed: runs the {@link atEnd} hooks (the request lifecycle calls it once). */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const hooks = this.endHooks;
+    this.endHooks = null;
+    if (hooks) for (const hook of hooks) hook();
+  }
 
   /** Counts one upstream attempt, made to `provider`. */
   countAttempt(provider: string): void {

@@ -56,6 +56,42 @@ describe('AnswerBudget', () => {
     expect(budget.held).toBe(150);
   });
 
+  it('keeps an answer read whole held until released, and the oldest reader past the budget waits for it', async () => {
+    const budget = new AnswerBudget(100);
+    const first = budget.open(signal());
+    const second = budget.open(signal());
+    first.tryTake(90);
+    expect(second.tryTake(20)).toBe(false);
+    let admitted = false;
+    const waiting = second.waitFor(20).then(() => (admitted = true));
+    first.doneReading();
+    await settle();
+    // The second is the oldest reader now, but the first answer's 90 bytes are still in memory.
+    expect(admitted).toBe(false);
+    expect(budget.held).toBe(90);
+    first.release();
+    await waiting;
+    expect(budget.held).toBe(20);
+    second.release();
+    expect(budget.held).toBe(0);
+  });
+
+  it('serves readers in turn: a later one that would fit waits behind an earlier one that waits', async () => {
+    const budget = new AnswerBudget(100);
+    const done = budget.open(signal());
+    done.tryTake(50);
+    done.doneReading();
+    const big = budget.open(signal());
+    expect(big.tryTake(80)).toBe(false);
+    const bigWaits = big.waitFor(80);
+    const small = budget.open(signal());
+    expect(small.tryTake(10)).toBe(false);
+    done.release();
+    await bigWaits;
+    expect(budget.held).toBe(80);
+    expect(small.tryTake(10)).toBe(true);
+  });
+
   it('stops waiting, without taking the chunk, when the request is aborted', async () => {
     const budget = new AnswerBudget(100);
     const first = budget.open(signal());

@@ -1,38 +1,43 @@
 /**
- * The bytes of whole upstream answers being read into memory, across every request of the process.
+ * The bytes of whole upstream answers in memory, across every request of the process.
  *
  * A plain (not streamed) answer is buffered whole before keygate parses, translates and counts it:
  * up to 256 MB each (a 2 048-input embeddings answer is ~130 MB of JSON). Each is bounded; their sum
  * was not, and a batch job sending a few such requests at once took a pod past its memory limit,
- * where the kernel kills it with every other request in flight. Past the budget, an answer's reader
- * waits before taking its next chunk (undici stops reading the socket, and the upstream's TCP window
- * holds the rest), until answers ahead of it are done. The reader that began first never waits, so
- * the oldest answer always progresses: memory stays within the budget plus that one answer, and
- * nothing deadlocks. A waiting reader still ends on its request's abort, total timeout or the
- * upstream's idle timeout.
+ * where the kernel kills it with every other request in flight. An answer's bytes are held from the
+ * first chunk until its request's response has closed (its parse, translation and the client's copy
+ * come from them). Past the budget, an answer's reader waits before taking its next chunk (undici
+ * stops reading the socket, and the upstream's TCP window holds the rest) until answers ahead of it
+ * are done. The reader that began first among those still reading waits only for answers already
+ * read (their requests end on their own: sent, failed or timed out); once none is held it goes on
+ * whatever its size. So one answer always progresses, nothing deadlocks, and one answer larger
+ * than the budget still completes. A waiting reader still ends on its request's abort or total
+ * timeout.
  */
 export class AnswerBudget {
   private heldBytes = 0;
-  /** Readers in the order they began; the first never waits. */
-  private readonly readers = new Set<AnswerHold>();
+  /** Of {@link heldBytes}, those of answers read whole and not yet released. */
+  private readBytes = 0;
+  /** Holds whose answer is still being read, in the order they began; the first never waits. */
+  private readonly reading = new Set<AnswerHold>();
   private wakers: Array<() => void> = [];
   private waitCount = 0;
 
   constructor(readonly limitBytes: number) {}
 
-  /** Starts accounting one answer's bytes; release it with {@link AnswerHold.release} whatever happens. */
+  /** Starts accounting one answer's bytes; {@link AnswerHold.release} it whatever happens. */
   open(signal: AbortSignal): AnswerHold {
     const hold = new AnswerHold(this, signal);
-    this.readers.add(hold);
+    this.reading.add(hold);
     return hold;
   }
 
-  /** Bytes held by answers being read now. */
+  /** Bytes held by answers in memory now. */
   get held(): number {
     return this.heldBytes;
   }
 
-  /** How many times a reader had to wait for room (a counter, for metrics). */
+  /** How many answers had to wait for room (a counter, for metrics). */
   get waits(): number {
     return this.waitCount;
   }
@@ -41,16 +46,27 @@ export class AnswerBudget {
     this.waitCount++;
   }
 
-  /** Takes `bytes` for `hold` when they fit (or it is the oldest reader); false when it must wait. */
+  /**
+   * Takes `bytes` for `hold` when they fit and no reader ahead of it waits, or when it is the oldest
+   * reader and no answer read whole is held; false when it must wait. Readers are served in turn: a
+   * large answer first in line is not starved by later ones that would each fit.
+   */
   tryTake(hold: AnswerHold, bytes: number): boolean {
-    if (this.heldBytes + bytes > this.limitBytes && this.readers.values().next().value !== hold) return false;
+    const fits = this.heldBytes + bytes <= this.limitBytes;
+    let first = true;
+    for (const ahead of this.reading) {
+      if (ahead === hold) break;
+      first = false;
+      if (ahead.waiting) return false;
+    }
+    if (!fits && (!first || this.readBytes > 0)) return false;
     this.heldBytes += bytes;
     hold.bytes += bytes;
     return true;
   }
 
-  /** Resolves once an answer ahead was released, or at once when the reader's signal is aborted. */
-  nextRelease(signal: AbortSignal): Promise<void> {
+  /** Resolves at the next change that may make room (or make a waiter the oldest reader), or when `signal` aborts. */
+  nextChange(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
@@ -62,10 +78,22 @@ export class AnswerBudget {
     });
   }
 
+  /** The hold's answer is read whole: it keeps its bytes, but no longer stands first in line. */
+  doneReading(hold: AnswerHold): void {
+    if (!this.reading.delete(hold)) return;
+    this.readBytes += hold.bytes;
+    this.wake();
+  }
+
   release(hold: AnswerHold): void {
-    if (!this.readers.delete(hold)) return;
+    if (!this.reading.delete(hold)) this.readBytes -= hold.bytes;
     this.heldBytes -= hold.bytes;
     hold.bytes = 0;
+    this.wake();
+  }
+
+  /** Lets every waiting reader check again. */
+  wake(): void {
     const wakers = this.wakers;
     this.wakers = [];
     for (const wake of wakers) wake();
@@ -75,6 +103,9 @@ export class AnswerBudget {
 /** One answer's share of an {@link AnswerBudget}. */
 export class AnswerHold {
   bytes = 0;
+  /** Whether the reader is waiting for room now. */
+  waiting = false;
+  private released = false;
 
   constructor(
     private readonly budget: AnswerBudget,
@@ -88,17 +119,32 @@ export class AnswerHold {
 
   /**
    * Waits until a chunk of `bytes` fits (after {@link tryTake} said no), as answers ahead of this one
-   * are released. Returns without taking them once the request is aborted (its read then fails).
+   * are done. Returns without taking them once the request is aborted (its read then fails).
    */
   async waitFor(bytes: number): Promise<void> {
     this.budget.countWait();
-    do {
-      if (this.signal.aborted) return;
-      await this.budget.nextRelease(this.signal);
-    } while (!this.budget.tryTake(this, bytes));
+    this.waiting = true;
+    try {
+      do {
+        if (this.signal.aborted) return;
+        await this.budget.nextChange(this.signal);
+      } while (!this.budget.tryTake(this, bytes));
+    } finally {
+      this.waiting = false;
+      // A reader behind this one may have been held back only by its waiting.
+      this.budget.wake();
+    }
   }
 
+  /** The answer is read whole; its bytes stay held until {@link release}. */
+  doneReading(): void {
+    this.budget.doneReading(this);
+  }
+
+  /** Gives the answer's bytes back (once; later calls do nothing). */
   release(): void {
+    if (this.released) return;
+    this.released = true;
     this.budget.release(this);
   }
 }

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { RequestContext, requestContextStorage } from '@keygate/observability';
 import { AnswerBudget } from './answer-budget';
 import type { UpstreamResponse } from './upstream.client';
 import {
@@ -218,6 +219,7 @@ describe('readText', () => {
 });
 
 describe('readText under a budget for buffered answers', () => {
+  const MB = 1024 * 1024;
   /** An upstream body the test feeds chunk by chunk, counted against `budget`. */
   const fed = (budget: AnswerBudget, headers: Record<string, string> = {}): { res: UpstreamResponse; body: Readable } => {
     const body = new Readable({ read: () => undefined });
@@ -231,40 +233,98 @@ describe('readText under a budget for buffered answers', () => {
     return { res, body };
   };
   const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  const request = (): RequestContext => new RequestContext('req-1', 'POST', '/v1/embeddings', process.hrtime.bigint(), null, true);
+
+  it('counts nothing of an answer up to 1 MB, then all of it', async () => {
+    const budget = new AnswerBudget(10 * MB);
+    const { res, body } = fed(budget);
+    const text = readText(res, 'openai');
+    body.push('a'.repeat(MB));
+    await settle();
+    expect(budget.held).toBe(0);
+    body.push('a');
+    await settle();
+    expect(budget.held).toBe(MB + 1);
+    body.push(null);
+    expect((await text).length).toBe(MB + 1);
+    expect(budget.held).toBe(0);
+  });
 
   it('holds a later answer back while an earlier one fills the budget, and reads both whole', async () => {
-    const budget = new AnswerBudget(10);
+    const budget = new AnswerBudget(2 * MB);
     const first = fed(budget);
     const second = fed(budget);
     const firstText = readText(first.res, 'openai');
     const secondText = readText(second.res, 'openai');
-    first.body.push('a'.repeat(8));
+    first.body.push('a'.repeat(1.5 * MB));
     await settle();
-    second.body.push('b'.repeat(5));
-    second.body.push('b'.repeat(5));
+    second.body.push('b'.repeat(MB));
+    second.body.push('b'.repeat(MB));
     second.body.push(null);
     await settle();
-    // The second answer's first chunk did not fit: it waits, the bytes it read are its own, and it is not done.
+    // Past its uncounted megabyte the second answer does not fit: it waits, and is not done.
     expect(budget.waits).toBe(1);
     let secondDone = false;
     void secondText.then(() => (secondDone = true));
     await settle();
     expect(secondDone).toBe(false);
-    first.body.push('a'.repeat(8)); // the oldest reader goes on past the budget
+    first.body.push('a'.repeat(MB)); // the oldest reader goes on past the budget
     first.body.push(null);
-    expect(await firstText).toBe('a'.repeat(16));
-    expect(await secondText).toBe('b'.repeat(10));
+    expect((await firstText).length).toBe(2.5 * MB);
+    expect(await secondText).toBe('b'.repeat(2 * MB));
+    expect(budget.held).toBe(0);
+  });
+
+  it('holds an answer read within a request until the request ends, and one read outside any request until it is read', async () => {
+    const budget = new AnswerBudget(100 * MB);
+    const inRequest = fed(budget);
+    const ctx = request();
+    const text = requestContextStorage.run(ctx, () => readText(inRequest.res, 'openai'));
+    inRequest.body.push('x'.repeat(2 * MB));
+    inRequest.body.push(null);
+    expect((await text).length).toBe(2 * MB);
+    expect(budget.held).toBe(2 * MB);
+    ctx.end();
+    expect(budget.held).toBe(0);
+
+    const outside = fed(budget);
+    const alone = readText(outside.res, 'openai');
+    outside.body.push('y'.repeat(2 * MB));
+    outside.body.push(null);
+    expect((await alone).length).toBe(2 * MB);
+    expect(budget.held).toBe(0);
+  });
+
+  it('makes a reader over the budget wait for answers already read to be released, not only for readers', async () => {
+    const budget = new AnswerBudget(3 * MB);
+    const done = fed(budget);
+    const ctx = request();
+    await requestContextStorage.run(ctx, async () => {
+      const text = readText(done.res, 'openai');
+      done.body.push('x'.repeat(2 * MB));
+      done.body.push(null);
+      await text;
+    });
+    const next = fed(budget);
+    const nextText = readText(next.res, 'openai');
+    next.body.push('y'.repeat(2 * MB));
+    next.body.push(null);
+    await settle();
+    // 2 MB read and held + 2 MB more: over the budget, and the first answer's request is still open.
+    expect(budget.waits).toBe(1);
+    ctx.end();
+    expect((await nextText).length).toBe(2 * MB);
     expect(budget.held).toBe(0);
   });
 
   it('gives the room back when a read fails', async () => {
-    const budget = new AnswerBudget(100);
+    const budget = new AnswerBudget(100 * MB);
     const { res, body } = fed(budget);
-    const text = readText(res, 'openai', 10);
-    body.push('x'.repeat(8));
+    const text = readText(res, 'openai', 3 * MB);
+    body.push('x'.repeat(2 * MB));
     await settle();
-    expect(budget.held).toBe(8);
-    body.push('x'.repeat(8));
+    expect(budget.held).toBe(2 * MB);
+    body.push('x'.repeat(2 * MB));
     await expect(text).rejects.toMatchObject({ kind: 'protocol' });
     expect(budget.held).toBe(0);
   });

@@ -1,4 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
+import { requestContextStorage } from '@keygate/observability';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { AnswerHold } from './answer-budget';
 import type { UpstreamResponse } from './upstream.client';
@@ -15,9 +16,9 @@ export const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 export const MAX_ERROR_BODY_BYTES = 1024 * 1024;
 
 /**
- * An answer that says it is at most this long is read without counting it against the
- * {@link AnswerBudget}: most answers are a few kilobytes, and a megabyte each cannot add up to
- * trouble before the request limits do.
+ * The first bytes of an answer are read without counting them against the {@link AnswerBudget}:
+ * most answers are a few kilobytes, and a megabyte each cannot add up to trouble before the
+ * request limits do. An answer is counted, all of it, once it is longer.
  */
 const UNCOUNTED_ANSWER_BYTES = 1024 * 1024;
 
@@ -31,17 +32,32 @@ export async function readText(res: UpstreamResponse, provider: string, maxBytes
       if (Number(declared) > maxBytes) throw tooLarge(provider, maxBytes);
       if (Number(declared) <= UNCOUNTED_ANSWER_BYTES) return await res.body.text();
     }
-    // Counted against the process's budget for buffered answers as it arrives.
-    hold = res.answerBudget?.open(res.signal.signal);
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
       size += chunk.length;
       if (size > maxBytes) throw tooLarge(provider, maxBytes);
       chunks.push(chunk);
-      if (hold && !hold.tryTake(chunk.length)) await hold.waitFor(chunk.length);
+      // Counted against the process's budget for buffered answers once past the uncounted part.
+      if (hold) {
+        if (!hold.tryTake(chunk.length)) await hold.waitFor(chunk.length);
+      } else if (size > UNCOUNTED_ANSWER_BYTES && res.answerBudget) {
+        hold = res.answerBudget.open(res.signal.signal);
+        if (!hold.tryTake(size)) await hold.waitFor(size);
+      }
     }
-    return Buffer.concat(chunks, size).toString('utf8');
+    const text = Buffer.concat(chunks, size).toString('utf8');
+    if (hold) {
+      // Held until the request's response has closed: the text, its parse and the client's copy live until then.
+      hold.doneReading();
+      const request = requestContextStorage.getStore();
+      if (request) {
+        const read = hold;
+        request.atEnd(() => read.release());
+        hold = undefined;
+      }
+    }
+    return text;
   } catch (error) {
     if (!res.body.destroyed) {
       res.body.on('error', ignore);

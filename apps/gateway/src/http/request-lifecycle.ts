@@ -448,6 +448,7 @@ export class RequestLifecycle {
   private onClose(ctx: RequestContext, res: ServerResponse, socket: Socket | null): void {
     // Once: a pipelined request ended with its connection (onSocketClose) is not ended again.
     if (!this.open.delete(ctx)) return;
+    ctx.end();
     if (!delivered(res, socket)) {
       // A response closed before it reached the client: the client left, unless keygate ended it
       // and said why first (a stream cut at its limit or by the drain, the drain's 503): the first
