@@ -20,6 +20,9 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { STATUS_CODES, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import Anthropic from '@anthropic-ai/sdk';
+import { GoogleGenAI } from '@google/genai';
+import OpenAI from 'openai';
 import {
   DEV_ISSUER,
   HOST,
@@ -1816,6 +1819,44 @@ describe('CORS', () => {
     expect(s.status).toBe(204);
     const allowed = String(s.headers['access-control-allow-headers']).toLowerCase().split(/,\s*/);
     expect(allowed).toEqual(expect.arrayContaining(asked.split(', ')));
+  });
+
+  it('allows every header the official SDKs send from a page (their User-Agent, which Firefox sends; @google/genai’s X-Server-Timeout)', async () => {
+    // The header names each SDK gives its fetch, as a page's fetch would send them: learnt from the
+    // SDKs themselves, answered here without a network call (only the preflight goes to keygate).
+    const asked = new Set<string>();
+    const learn = ((_url: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      new Headers(init?.headers).forEach((_value, name) => asked.add(name));
+      return Promise.resolve(new Response('{}', { status: 200, headers: { 'content-type': 'application/json' } }));
+    }) as typeof fetch;
+    const token = mintToken({ product: 'demo', sub: 'page-user' });
+    const anthropic = new Anthropic({ baseURL: gw.url, apiKey: token, fetch: learn, dangerouslyAllowBrowser: true, maxRetries: 0 });
+    await anthropic.beta.messages.create({
+      model: 'claude-sonnet-4-5',
+      max_tokens: 16,
+      betas: ['context-1m-2025-08-07'],
+      messages: [{ role: 'user', content: 'Hi' }],
+    });
+    await new OpenAI({
+      baseURL: `${gw.url}/v1`,
+      apiKey: token,
+      fetch: learn,
+      dangerouslyAllowBrowser: true,
+      maxRetries: 0,
+    }).chat.completions.create({
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'Hi' }],
+    });
+    const genai = new GoogleGenAI({ apiKey: token, httpOptions: { baseUrl: gw.url, fetch: learn, timeout: 30_000 } });
+    await genai.models.generateContent({ model: 'gemini-2.5-flash', contents: 'Hi' });
+    // `Accept: application/json` is CORS-safelisted: a browser never asks for it.
+    asked.delete('accept');
+    expect([...asked]).toEqual(expect.arrayContaining(['user-agent', 'x-server-timeout', 'x-stainless-lang', 'x-goog-api-client']));
+    const s = await preflight(gw, ALLOWED_ORIGINS[0], [...asked].sort().join(', '));
+    expect(s.status).toBe(204);
+    const allowed = String(s.headers['access-control-allow-headers']).toLowerCase().split(/,\s*/);
+    expect([...asked].filter((name) => !allowed.includes(name))).toEqual([]);
+    expect(s.upstream).toBe(0);
   });
 
   it('allows the headers the SDKs’ helpers add (streaming helpers, tool runners, pollers)', async () => {

@@ -258,6 +258,11 @@ const CORS_ALLOWED_HEADERS = [
   // @google/genai's, on the Gemini routes (under /v1beta, and /v1 with apiVersion 'v1') (its key header, and its client identification).
   'x-goog-api-key',
   'x-goog-api-client',
+  // @google/genai's deadline, sent whenever `httpOptions.timeout` is set.
+  'x-server-timeout',
+  // Every official SDK sets its own User-Agent: Chromium drops it, but Firefox sends it and asks for
+  // it in the preflight, so without it no SDK call from a Firefox page gets past CORS.
+  'user-agent',
 ];
 
 /**
