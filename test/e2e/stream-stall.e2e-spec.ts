@@ -8,6 +8,7 @@
  * idle timeout, 3 s here, fires after the priming time) and `fail_first=N` makes only the first N
  * requests with the same prompt stall, so a retry or a fallback gets the answer.
  */
+import Anthropic from '@anthropic-ai/sdk';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import {
   apiError,
@@ -288,6 +289,28 @@ describe('a stream whose upstream sends no response headers within the TTFB time
     expect(calls(before, await mock.stats(), 'openai.chat')).toBe(1);
     await expectOneAudit(id, { status: 504, failure: 'timeout', stream: false, attempts: 1 });
     expect(attemptLines(id)).toEqual([['upstream attempt failed; no retry or fallback left', 'ttfb_timeout']]);
+  }, 20_000);
+
+  it('tells the SDKs not to retry a whole answer cut so (x-should-retry: false): the Anthropic SDK, at its default two retries, calls once', async () => {
+    const id = uniqueId('ttfb-whole-sdk');
+    const before = await mock.stats();
+    let error: unknown;
+    try {
+      await gw
+        .anthropic(token)
+        .messages.create(
+          { model: CLAUDE, max_tokens: 64, messages: [{ role: 'user', content: `whole, no headers ${id} [mock delay_ms=60000]` }] },
+          { headers: { 'X-Request-Id': id }, maxRetries: 2 },
+        );
+    } catch (caught) {
+      error = caught;
+    }
+    // Each retry would have had Claude generate the whole answer again, to be cut at the same point.
+    expect(error).toBeInstanceOf(Anthropic.APIError);
+    expect(error).toMatchObject({ status: 504, error: { type: 'error', error: { type: 'timeout_error', code: 'upstream_timeout' } } });
+    expect((error as InstanceType<typeof Anthropic.APIError>).headers?.get('x-should-retry')).toBe('false');
+    expect(calls(before, await mock.stats(), 'anthropic.messages')).toBe(1);
+    await expectOneAudit(id, { status: 504, failure: 'timeout', stream: false, attempts: 1 });
   }, 20_000);
 });
 

@@ -3,7 +3,7 @@ import { ThrottlerException } from '@nestjs/throttler';
 import type { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { attachContext, JsonLogger, RequestContext } from '@keygate/observability';
-import { ClientAbortedError } from '@keygate/providers';
+import { ClientAbortedError, UpstreamError } from '@keygate/providers';
 import type { CredentialGuard } from '@keygate/auth';
 import { challengeText, GatewayExceptionFilter } from './gateway-exception.filter';
 import { speaksAnthropic } from '../messages/anthropic-errors';
@@ -125,6 +125,26 @@ describe('GatewayExceptionFilter', () => {
       'x-should-retry',
     );
     expect(answered(new GatewayError('upstream_bad_request', 'refused'), context(3)).headers).not.toHaveProperty('x-should-retry');
+  });
+
+  it('tells the SDKs not to retry a whole answer cut at the timeout for its headers or the whole request, and leaves a stream’s to them', () => {
+    const context = (stream: boolean): RequestContext => {
+      const ctx = new RequestContext(`req-cut-${stream}`, 'POST', '/v1/messages', 0n, null, true);
+      ctx.attempts = 1;
+      ctx.stream = stream;
+      return ctx;
+    };
+    for (const kind of ['ttfb_timeout', 'total_timeout'] as const) {
+      const cut = new UpstreamError(kind, 'anthropic', 'too slow').toGatewayError();
+      const whole = answered(cut, context(false));
+      expect(whole.status).toBe(504);
+      expect(whole.headers['x-should-retry']).toBe('false');
+      // A stream's headers come before the model writes: nothing was generated, the SDKs may retry.
+      expect(answered(cut, context(true)).headers).not.toHaveProperty('x-should-retry');
+    }
+    // Another failure of one attempt (the connection dropped) stays the SDKs' to retry.
+    const dropped = new UpstreamError('connection_lost', 'anthropic', 'closed').toGatewayError();
+    expect(answered(dropped, context(false)).headers).not.toHaveProperty('x-should-retry');
   });
 
   it('answers a request cut by the drain with the 503, Retry-After and Connection: close (its next request goes elsewhere)', () => {

@@ -75,7 +75,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
     // retries belong to one layer. The SDKs' own on top would multiply the calls to a provider in
     // trouble (two SDK retries of three attempts: nine calls for one request). One attempt only (no
     // retries configured, nothing retryable) is left to the client to retry.
-    else if (alreadyRetried(ctx, error) || refusedKeygatesKey(error)) headers['x-should-retry'] = 'false';
+    else if (alreadyRetried(ctx, error) || refusedKeygatesKey(error) || cutWholeAnswer(ctx, error)) headers['x-should-retry'] = 'false';
     // Refused because keygate is shutting down: the client's next request must go to another replica.
     if (ctx?.endedBy?.code === 'service_unavailable') headers.connection = 'close';
     if (error.status === 401) headers['www-authenticate'] = this.wwwAuthenticate(request, error);
@@ -179,6 +179,17 @@ function refusedKeygatesKey(error: GatewayError): boolean {
   const cause = error.cause;
   if (!(cause instanceof UpstreamError)) return false;
   return cause.kind === 'credentials' || (cause.kind === 'http' && (cause.status === 401 || cause.status === 403));
+}
+
+/**
+ * Whether a whole (non-streamed) answer was cut by keygate's timeout for the upstream's headers or
+ * for the whole request: its headers come with the finished answer, so the provider may have
+ * generated (and billed) all of it. keygate does not retry it; neither should the SDKs (twice by
+ * default), whose retry would generate it again and, as long again, be cut at the same point.
+ */
+function cutWholeAnswer(ctx: RequestContext | undefined, error: GatewayError): boolean {
+  const cause = error.cause;
+  return ctx?.stream === false && cause instanceof UpstreamError && (cause.kind === 'ttfb_timeout' || cause.kind === 'total_timeout');
 }
 
 /** Whether a failure the SDKs would retry (429, 5xx) is an upstream's that keygate itself made more than one attempt at. */
