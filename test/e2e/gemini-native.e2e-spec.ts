@@ -128,6 +128,32 @@ describe('Gemini API with @google/genai', () => {
     await expectOneAudit(id, { status: 200, failure: null, model: GEMINI_MODEL, attempts: 2 + MAX_RETRIES });
   });
 
+  it('never falls back on a long decode’s next hop (continuationToken): it resumes its own model’s answer, and fails as that model failed', async () => {
+    const { id, httpOptions } = withId('gem-continuation');
+    // As @google/genai sends the next hop after a CONTINUATION finish; every attempt at the model is refused 503.
+    const {
+      result: error,
+      moved,
+      after,
+    } = await counting(() =>
+      sdkError(
+        genai(mintToken({ product: 'thinkers' })).models.generateContent({
+          model: THINKING_MODEL,
+          contents: say(`go on ${id} [mock status=503 fail_first=${1 + MAX_RETRIES}]`),
+          config: { httpOptions, continuationToken: 'Q2hlY2twb2ludA==', automaticContinuation: false },
+        }),
+      ),
+    );
+    expect(error.status).toBe(502);
+    expect(error.body.error).toMatchObject({ code: 502, status: 'UNAVAILABLE' });
+    // Retried at the model whose generation the token resumes; its fallback never called.
+    expect(moved).toEqual({ 'gemini.generateContent': 1 + MAX_RETRIES });
+    const upstream = after.last['gemini.generateContent'];
+    expect(upstream?.url).toBe(`/v1beta/models/${THINKING_MODEL}:generateContent`);
+    expect(upstream?.body).toMatchObject({ continuationToken: 'Q2hlY2twb2ludA==' });
+    await expectOneAudit(id, { status: 502, failure: 'upstream', model: THINKING_MODEL, attempts: 1 + MAX_RETRIES });
+  });
+
   it('passes a maxOutputTokens within the cap on as sent, and takes the model as Google’s resource name (models/…)', async () => {
     const { id, httpOptions } = withId('gem-cap');
     const { result: answer, after } = await counting(() =>

@@ -1,5 +1,5 @@
 import { refusalOf } from '@keygate/errors/testing';
-import { checkBodyModel, checkGenerateContentParts, checkParts } from './gemini-body';
+import { checkBodyModel, checkGenerateContentParts, checkParts, continuesGeneration } from './gemini-body';
 
 const turn = (parts: unknown): Record<string, unknown> => ({ role: 'user', parts });
 
@@ -65,5 +65,17 @@ describe('checkBodyModel', () => {
     expect(refusalOf(() => checkBodyModel({ model: 7 }, 'gemini-2.5-flash', 'generateContentRequest.'))).toMatchObject({
       options: { param: 'generateContentRequest.model' },
     });
+  });
+});
+
+describe('continuesGeneration', () => {
+  it('tells a long decode’s next hop by its token, in either spelling', () => {
+    expect(continuesGeneration({ contents: [], continuationToken: 'dG9rZW4=' })).toBe(true);
+    expect(continuesGeneration({ contents: [], continuation_token: 'dG9rZW4=' })).toBe(true);
+  });
+
+  it('takes a body without one, or with a null one, as a new answer', () => {
+    expect(continuesGeneration({ contents: [] })).toBe(false);
+    expect(continuesGeneration({ contents: [], continuationToken: null })).toBe(false);
   });
 });

@@ -39,3 +39,13 @@ export function checkBodyModel(body: Record<string, unknown>, model: string, at 
     { param: `${at}model` },
   );
 }
+
+/**
+ * Whether a `generateContent` body resumes a long-decode answer (Google's `continuationToken`, which
+ * `@google/genai` sends by itself after a `CONTINUATION` finish, in either spelling its parser takes):
+ * the token resumes that model's generation, so no other model may take the request.
+ */
+export function continuesGeneration(body: Record<string, unknown>): boolean {
+  const token = body.continuationToken ?? body.continuation_token;
+  return token !== undefined && token !== null;
+}

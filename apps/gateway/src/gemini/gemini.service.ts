@@ -17,7 +17,7 @@ import {
 import type { FastifyReply } from 'fastify';
 import { CompletionRunner } from '../chat/completion-runner';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
-import { checkBodyModel, checkGenerateContentParts, checkParts } from './gemini-body';
+import { checkBodyModel, checkGenerateContentParts, checkParts, continuesGeneration } from './gemini-body';
 import { checkBatchEmbedRequests } from './gemini-embed';
 import { GOOGLE_STREAM } from './google-errors';
 
@@ -69,8 +69,12 @@ export class GeminiService {
       ctx,
       principal,
       {
-        // Fallbacks that Gemini serves too: the body is Google's.
-        candidates: this.router.withFallbacks(ctx, first, model, (access) => access.provider === 'gemini'),
+        // Fallbacks that Gemini serves too: the body is Google's. A long decode's next hop resumes
+        // its model's generation from the token: no other model may take it (its answer would start
+        // over, appended by the SDK to what the earlier hops wrote).
+        candidates: this.router
+          .withFallbacks(ctx, first, model, (access) => access.provider === 'gemini')
+          .filter((candidate) => candidate.model === model || !continuesGeneration(body)),
         call: ({ model: attempt, access }) => {
           // A fallback that does not think gets the request without its thinkingConfig, or is skipped.
           const attemptBody: GenerateContentRequest = { ...(attempt === model ? body : generateContentForFallback(body, attempt)) };
