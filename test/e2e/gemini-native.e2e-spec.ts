@@ -513,6 +513,12 @@ describe('Gemini API refusals, in Google’s error shape', () => {
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as GoogleError['body']).error).toMatchObject({ code: 404, status: 'NOT_FOUND' });
     await expectOneAudit(unknown.id, { status: 404, failure: 'not_found' });
+
+    // Files are not served: the SDK's upload (to Google's /upload/v1beta/files) is refused the same way.
+    const upload = await counting(() => sdkError(genai(token).files.upload({ file: new Blob(['hello'], { type: 'text/plain' }) })));
+    expect(upload.result.status).toBe(404);
+    expect(upload.result.body.error).toMatchObject({ code: 404, status: 'NOT_FOUND' });
+    expect(upload.moved).toEqual({});
   });
 
   it.each([

@@ -61,6 +61,9 @@ describe('Google error envelope', () => {
     expect(speaksGoogle(undefined, '/V1BETA/models/m:generateContent')).toBe(true);
     expect(speaksGoogle('/v1/chat/completions', '/v1/chat/completions')).toBe(false);
     expect(speaksGoogle(undefined, '/v1betax/models')).toBe(false);
+    // @google/genai's files.upload, not served: refused in Google's shape too.
+    expect(speaksGoogle(undefined, '/upload/v1beta/files')).toBe(true);
+    expect(speaksGoogle(undefined, '/upload/v1/files')).toBe(false);
   });
 
   it('takes the Gemini routes under /v1 by the route matched, and leaves the OpenAI model routes and unmatched /v1 paths alone', () => {

@@ -3,8 +3,11 @@ import type { RequestContext } from '@keygate/observability';
 import { UpstreamError } from '@keygate/providers';
 import type { RelayDialect } from '../chat/sse-relay';
 
-/** keygate's Gemini-compatible routes live under Google's API version (`/v1beta/models/{model}:generateContent`, …). */
-const GOOGLE_PATH = /^\/v1beta(\/|$)/i;
+/**
+ * keygate's Gemini-compatible routes live under Google's API version (`/v1beta/models/{model}:generateContent`, …);
+ * Google's uploads under `/upload/v1beta` (`@google/genai`'s `files.upload`, which keygate does not serve).
+ */
+const GOOGLE_PATH = /^\/(upload\/)?v1beta(\/|$)/i;
 /**
  * The Gemini routes under Google's stable `/v1` (`/v1/models/:model(…)::generateContent`, …): a
  * model, then a method after a colon. `/v1/models` and `/v1/models/:model` are OpenAI's.
