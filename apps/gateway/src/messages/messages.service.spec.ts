@@ -13,6 +13,13 @@ describe('anthropicClientHeaders', () => {
     expect(anthropicClientHeaders({})).toEqual({});
   });
 
+  it('leaves out an oauth-* beta (the SDK adds it with `credentials`; keygate calls Anthropic with an API key)', () => {
+    expect(anthropicClientHeaders({ 'anthropic-beta': 'oauth-2025-04-20,prompt-caching-2024-07-31' })).toEqual({
+      beta: 'prompt-caching-2024-07-31',
+    });
+    expect(anthropicClientHeaders({ 'anthropic-beta': 'OAuth-2025-04-20' })).toEqual({});
+  });
+
   it.each([
     ['anthropic-version', 'latest'],
     ['anthropic-version', '2023-06-01, 2023-06-01'],

@@ -51,6 +51,9 @@ const MAX_BETA_LENGTH = 1024;
 /**
  * `anthropic-version` and `anthropic-beta` as the client sent them, checked: they pick the API's
  * behaviour (Claude Code sends several betas), so they go on; nothing else of the client's does.
+ * An `oauth-*` beta (which the Anthropic SDK adds to every request when given `credentials`) is
+ * left out: it concerns how the caller authenticates, and keygate calls Anthropic with the
+ * product's API key.
  */
 export function anthropicClientHeaders(headers: Record<string, string | string[] | undefined>): AnthropicClientHeaders {
   const out: AnthropicClientHeaders = {};
@@ -68,7 +71,11 @@ export function anthropicClientHeaders(headers: Record<string, string | string[]
       throw new GatewayError('invalid_request', 'the anthropic-beta header must be a comma-separated list of feature names', {
         param: 'anthropic-beta',
       });
-    out.beta = beta.trim();
+    const features = beta
+      .trim()
+      .split(',')
+      .filter((feature) => !/^\s*oauth-/i.test(feature));
+    if (features.length > 0) out.beta = features.join(',');
   }
   return out;
 }
