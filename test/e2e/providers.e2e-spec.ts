@@ -1410,7 +1410,7 @@ describe('POST /v1/embeddings', () => {
     await expectOneAudit(id, { status: 200, provider: 'openai', tokens_in: answer.usage.prompt_tokens, tokens_out: 0 });
   });
 
-  it('openai: a large answer waits while earlier ones fill the budget for buffered answers, and both arrive whole', async () => {
+  it('a large answer waits while earlier ones fill the budget for buffered answers; a Gemini request of many batches never waits on its own', async () => {
     // A gateway of its own, with a 1 MB budget: each answer here is ~3 MB.
     const small = await startProviderStack(0, { API_KEY_SERVER_BUFFERED_ANSWERS_MB: '1' });
     try {
@@ -1456,6 +1456,24 @@ describe('POST /v1/embeddings', () => {
       }
       expect(await metric('keygate_buffered_answer_bytes')).toBe(0);
       expect(await metric('keygate_buffered_answer_waits_total')).toBe(1);
+
+      // A Gemini request of several batches (100 inputs of 3,072 numbers: ~3 MB each), each over the budget: its later batches are read while
+      // its earlier ones are held for it (they are given back only when it ends).
+      const gemini = rid('emb-budget-gemini');
+      const many = Array.from({ length: 300 }, (_, i) => `gemini sentence ${i} of a long batch`);
+      const { result } = await countingUpstream(small.mock, () =>
+        small.gw
+          .openai(token)
+          .embeddings.create(
+            { model: GEMINI_EMBEDDING_MODEL, input: many, dimensions: 3072, encoding_format: 'float' },
+            { headers: gemini.headers },
+          ),
+      );
+      expect(result.data).toHaveLength(300);
+      for (const d of result.data) expect(d.embedding).toHaveLength(3072);
+      expect(result.data.map((d) => d.index)).toEqual(many.map((_, i) => i));
+      await expectOneAuditOn(small.gw, gemini.id, { status: 200, failure: null, provider: 'gemini' });
+      expect(await metric('keygate_buffered_answer_bytes')).toBe(0);
     } finally {
       await stopProviderStack(small);
     }

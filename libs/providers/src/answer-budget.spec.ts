@@ -92,6 +92,42 @@ describe('AnswerBudget', () => {
     expect(small.tryTake(10)).toBe(true);
   });
 
+  it('lets a request that holds an answer read whole read its next ones at once, over the budget', () => {
+    const budget = new AnswerBudget(100);
+    const request = {};
+    const firstBatch = budget.open(signal(), request);
+    firstBatch.tryTake(90);
+    firstBatch.doneReading();
+    const secondBatch = budget.open(signal(), request);
+    expect(secondBatch.tryTake(90)).toBe(true);
+    // Another request's answer does not fit, and waits.
+    expect(budget.open(signal(), {}).tryTake(1)).toBe(false);
+  });
+
+  it('never deadlocks two requests that each read several answers', async () => {
+    const budget = new AnswerBudget(100);
+    const a = {};
+    const b = {};
+    const bFirst = budget.open(signal(), b);
+    bFirst.tryTake(80);
+    bFirst.doneReading();
+    // A's first answer is first in line but over the budget: it waits for B's answer to be released.
+    const aFirst = budget.open(signal(), a);
+    expect(aFirst.tryTake(50)).toBe(false);
+    let aGoes = false;
+    const aWaits = aFirst.waitFor(50).then(() => (aGoes = true));
+    // B's next answer, behind A's in line, is not held up by it: B can finish, and release.
+    const bSecond = budget.open(signal(), b);
+    expect(bSecond.tryTake(80)).toBe(true);
+    bSecond.doneReading();
+    await settle();
+    expect(aGoes).toBe(false);
+    bFirst.release();
+    bSecond.release();
+    await aWaits;
+    expect(budget.held).toBe(50);
+  });
+
   it('stops waiting, without taking the chunk, when the request is aborted', async () => {
     const budget = new AnswerBudget(100);
     const first = budget.open(signal());

@@ -10,14 +10,17 @@
  * stops reading the socket, and the upstream's TCP window holds the rest) until answers ahead of it
  * are done. The reader that began first among those still reading waits only for answers already
  * read (their requests end on their own: sent, failed or timed out); once none is held it goes on
- * whatever its size. So one answer always progresses, nothing deadlocks, and one answer larger
- * than the budget still completes. A waiting reader still ends on its request's abort or total
- * timeout.
+ * whatever its size. A request that already holds an answer read whole reads its next ones without
+ * waiting (see {@link tryTake}). So one answer always progresses, nothing deadlocks, and one answer
+ * larger than the budget still completes. A waiting reader still ends on its request's abort or
+ * total timeout.
  */
 export class AnswerBudget {
   private heldBytes = 0;
   /** Of {@link heldBytes}, those of answers read whole and not yet released. */
   private readBytes = 0;
+  /** Of {@link readBytes}, those of each request (holds opened with an owner). */
+  private readonly readBytesOf = new Map<object, number>();
   /** Holds whose answer is still being read, in the order they began; the first never waits. */
   private readonly reading = new Set<AnswerHold>();
   private wakers: Array<() => void> = [];
@@ -25,9 +28,12 @@ export class AnswerBudget {
 
   constructor(readonly limitBytes: number) {}
 
-  /** Starts accounting one answer's bytes; {@link AnswerHold.release} it whatever happens. */
-  open(signal: AbortSignal): AnswerHold {
-    const hold = new AnswerHold(this, signal);
+  /**
+   * Starts accounting one answer's bytes, for the request `owner` when there is one;
+   * {@link AnswerHold.release} it whatever happens.
+   */
+  open(signal: AbortSignal, owner?: object): AnswerHold {
+    const hold = new AnswerHold(this, signal, owner);
     this.reading.add(hold);
     return hold;
   }
@@ -49,17 +55,21 @@ export class AnswerBudget {
   /**
    * Takes `bytes` for `hold` when they fit and no reader ahead of it waits, or when it is the oldest
    * reader and no answer read whole is held; false when it must wait. Readers are served in turn: a
-   * large answer first in line is not starved by later ones that would each fit.
+   * large answer first in line is not starved by later ones that would each fit. A reader for a
+   * request that already holds an answer read whole (a Gemini embeddings request's next batch, a
+   * retry after an answer that could not be read) never waits: the request is under way, and only
+   * its end gives those bytes back, so making it wait could hold every reader up.
    */
   tryTake(hold: AnswerHold, bytes: number): boolean {
-    const fits = this.heldBytes + bytes <= this.limitBytes;
-    let first = true;
-    for (const ahead of this.reading) {
-      if (ahead === hold) break;
-      first = false;
-      if (ahead.waiting) return false;
+    if (this.ownReadBytes(hold) === 0) {
+      let first = true;
+      for (const ahead of this.reading) {
+        if (ahead === hold) break;
+        first = false;
+        if (ahead.waiting) return false;
+      }
+      if (this.heldBytes + bytes > this.limitBytes && (!first || this.readBytes > 0)) return false;
     }
-    if (!fits && (!first || this.readBytes > 0)) return false;
     this.heldBytes += bytes;
     hold.bytes += bytes;
     return true;
@@ -82,14 +92,26 @@ export class AnswerBudget {
   doneReading(hold: AnswerHold): void {
     if (!this.reading.delete(hold)) return;
     this.readBytes += hold.bytes;
+    if (hold.owner) this.readBytesOf.set(hold.owner, this.ownReadBytes(hold) + hold.bytes);
     this.wake();
   }
 
   release(hold: AnswerHold): void {
-    if (!this.reading.delete(hold)) this.readBytes -= hold.bytes;
+    if (!this.reading.delete(hold)) {
+      this.readBytes -= hold.bytes;
+      if (hold.owner) {
+        const left = this.ownReadBytes(hold) - hold.bytes;
+        if (left > 0) this.readBytesOf.set(hold.owner, left);
+        else this.readBytesOf.delete(hold.owner);
+      }
+    }
     this.heldBytes -= hold.bytes;
     hold.bytes = 0;
     this.wake();
+  }
+
+  private ownReadBytes(hold: AnswerHold): number {
+    return hold.owner ? (this.readBytesOf.get(hold.owner) ?? 0) : 0;
   }
 
   /** Lets every waiting reader check again. */
@@ -110,6 +132,8 @@ export class AnswerHold {
   constructor(
     private readonly budget: AnswerBudget,
     private readonly signal: AbortSignal,
+    /** The request the answer is read for (its other answers never hold this one back). */
+    readonly owner?: object,
   ) {}
 
   /** Takes room for a chunk of `bytes` when there is some now (or this is the oldest reader). */

@@ -1,5 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
-import { requestContextStorage } from '@keygate/observability';
+import { requestContextStorage, type RequestContext } from '@keygate/observability';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { AnswerHold } from './answer-budget';
 import type { UpstreamResponse } from './upstream.client';
@@ -25,6 +25,7 @@ const UNCOUNTED_ANSWER_BYTES = 1024 * 1024;
 /** Reads a whole upstream body as text, at most `maxBytes` of it, mapping transport failures. */
 export async function readText(res: UpstreamResponse, provider: string, maxBytes = MAX_RESPONSE_BYTES): Promise<string> {
   let hold: AnswerHold | undefined;
+  let request: RequestContext | undefined;
   try {
     // A declared length is what the HTTP parser reads, no more: checked before a byte is buffered.
     const declared = res.headers['content-length'];
@@ -42,7 +43,8 @@ export async function readText(res: UpstreamResponse, provider: string, maxBytes
       if (hold) {
         if (!hold.tryTake(chunk.length)) await hold.waitFor(chunk.length);
       } else if (size > UNCOUNTED_ANSWER_BYTES && res.answerBudget) {
-        hold = res.answerBudget.open(res.signal.signal);
+        request = requestContextStorage.getStore();
+        hold = res.answerBudget.open(res.signal.signal, request);
         if (!hold.tryTake(size)) await hold.waitFor(size);
       }
     }
@@ -50,7 +52,6 @@ export async function readText(res: UpstreamResponse, provider: string, maxBytes
     if (hold) {
       // Held until the request's response has closed: the text, its parse and the client's copy live until then.
       hold.doneReading();
-      const request = requestContextStorage.getStore();
       if (request) {
         const read = hold;
         request.atEnd(() => read.release());
