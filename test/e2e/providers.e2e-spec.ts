@@ -1782,6 +1782,12 @@ describe('retries and fallbacks', () => {
     expect(error.headers?.get('x-should-retry')).toBe('false');
     expect(flaky.count('/v1/chat/completions')).toBe(1);
     await expectOneAudit(id, { status: 502, failure: 'upstream', attempts: 1 });
+    // The operator's to fix, not the client's: its WARNING names the status the provider sent (a
+    // revoked key, not an outage), as the log-based alert on failed upstream attempts reads it.
+    const warnings = gw.proc.lines.filter((l) => l.json?.requestId === id && l.json.type !== 'audit').map((l) => l.json!);
+    expect(warnings.map((j) => [j.severity, j.message, j.provider, j.failure, j.upstreamStatus])).toEqual([
+      ['WARNING', 'upstream attempt failed; no retry or fallback left', 'openai', 'http', 401],
+    ]);
   });
 
   it("waits the upstream's Retry-After between retries of a 429, then falls back when the 429s go on", async () => {

@@ -82,6 +82,22 @@ describe('upstreamAttemptLog', () => {
     ]);
   });
 
+  it("writes a provider's refusal of keygate's own key (a 502 the operator must fix), with the status it sent, never its text", async () => {
+    // OpenAI's 401 quotes part of the key it refused; Gemini refuses a bad key with a 400 API_KEY_INVALID.
+    const refusals = [
+      new UpstreamError('http', 'openai', 'Incorrect API key provided: sk-proj-****abcd', 401),
+      new UpstreamError('http', 'anthropic', 'permission_error: your key may not use this model', 403),
+      new UpstreamError('credentials', 'gemini', 'API key not valid. Please pass a valid API key.', 400),
+    ];
+    for (const refusal of refusals) {
+      const lines = await linesOf([{ model: 'm', attempt: () => Promise.reject(refusal) }]);
+      expect(lines.map((l) => [l.message, l.provider, l.failure, l.upstreamStatus])).toEqual([
+        ['upstream attempt failed; no retry or fallback left', refusal.provider, refusal.kind, refusal.status],
+      ]);
+      expect(JSON.stringify(lines)).not.toContain(refusal.message);
+    }
+  });
+
   it('follows LOG_LEVEL: nothing at error', async () => {
     expect(await linesOf([{ model: 'gpt-4o', attempt: () => Promise.reject(echoing500()) }], 'error')).toEqual([]);
   });
