@@ -92,6 +92,8 @@ const IDP_B_JWKS = '/idp-b/jwks.json';
 const SHARED_JWKS = '/shared/jwks.json';
 const COLD_JWKS = '/cold/jwks.json';
 const TTL_JWKS = '/ttl/jwks.json';
+/** The API key the cold gateway's JWKS URL carries in its query. */
+const COLD_JWKS_QUERY_KEY = 'jwks-query-key-0123456789';
 const IAP_JWKS = '/iap/public_key-jwk';
 const ATTACKER_JKU = '/attacker/jku.json';
 const ATTACKER_X5U = '/attacker/x5u.pem';
@@ -226,7 +228,8 @@ beforeAll(async () => {
           ...common,
           API_KEY_SERVER_JWT_PUBLIC_KEYS: undefined,
           API_KEY_SERVER_JWT_ISSUER: coldIssuer,
-          API_KEY_SERVER_JWKS_URLS: coldUrl,
+          // A key in the query (an IdP behind an API gateway): masked wherever keygate shows the URL.
+          API_KEY_SERVER_JWKS_URLS: `${coldUrl}?key=${COLD_JWKS_QUERY_KEY}`,
           API_KEY_SERVER_JWKS_COOLDOWN_SECONDS: String(COLD_COOLDOWN_MS / 1000),
         },
       }),
@@ -639,10 +642,12 @@ describe('remote JWKS (in order: boot, binding, floods, rotation, outages)', () 
     // Still in service (HMAC, static keys and other issuers work), and /readyz names the set not fetched.
     const ready = await fetch(`${cold.url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(((await ready.json()) as { details: Record<string, unknown> }).details.keys).toMatchObject({
+    const readiness = await ready.text();
+    expect(readiness).not.toContain(COLD_JWKS_QUERY_KEY);
+    expect((JSON.parse(readiness) as { details: Record<string, unknown> }).details.keys).toMatchObject({
       status: 'up',
       mode: expect.stringMatching(/^degraded/),
-      notFetched: [expect.stringMatching(new RegExp(`${COLD_JWKS.replace(/[.]/g, '\\.')}$`))],
+      notFetched: [expect.stringMatching(new RegExp(`${COLD_JWKS.replace(/[.]/g, '\\.')}\\?key=\\[redacted\\]$`))],
     });
     // Where every set is fetched, it says so.
     const fine = await fetch(`${jw.url}/readyz`);
@@ -2226,6 +2231,7 @@ describe('audit trail and logs', () => {
     const leaks = (needle: string): string[] => everything.filter((line) => line.includes(needle));
     expect(leaks(CLIENT_SECRET)).toEqual([]);
     expect(leaks(OTHER_SECRET)).toEqual([]);
+    expect(leaks(COLD_JWKS_QUERY_KEY)).toEqual([]);
     expect(mintedTokens.length).toBeGreaterThan(50);
     for (const token of mintedTokens) {
       const signature = token.split('.')[2] ?? '';

@@ -1,6 +1,7 @@
 import { Controller, Get, Inject, ServiceUnavailableException } from '@nestjs/common';
 import { IapVerifier, JwtKeyResolver } from '@keygate/auth';
 import { CounterStore, FailoverCounterStore } from '@keygate/limits';
+import { redact } from '@keygate/observability';
 import { KEYGATE_REDIS } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import { ApiExcludeController } from '@nestjs/swagger';
@@ -59,7 +60,8 @@ export class HealthController {
     const session = this.indicators.check('keys');
     const iap = this.iap.keySet();
     const sets = [...this.jwks.keySets(), ...(iap ? [iap] : [])];
-    const missing = sets.filter((s) => s.keys === 0).map((s) => s.url);
+    // Masked as the logs mask them (`?key=…`, `?access_token=…`): /readyz answers anyone who reaches the port.
+    const missing = sets.filter((s) => s.keys === 0).map((s) => redact(s.url) as string);
     return session.up({
       mode: missing.length ? 'degraded: tokens signed by keys of these sets are refused until they are fetched' : 'loaded',
       sets: sets.length,
