@@ -2,12 +2,16 @@ import { EventEmitter } from 'node:events';
 import { JsonLogger, requestContextStorage, RequestContext } from '@keygate/observability';
 import { reportCrashes } from './crash-report';
 
-function crashingProcess(): { proc: EventEmitter & { exit: jest.Mock }; lines: Record<string, unknown>[]; logger: JsonLogger } {
+function crashingProcess(beforeExit?: (lines: Record<string, unknown>[]) => void): {
+  proc: EventEmitter & { exit: jest.Mock };
+  lines: Record<string, unknown>[];
+  logger: JsonLogger;
+} {
   const lines: Record<string, unknown>[] = [];
   const proc = Object.assign(new EventEmitter(), { exit: jest.fn() });
   // The level does not silence a crash: CRITICAL passes every level.
   const logger = new JsonLogger('error', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
-  reportCrashes(logger, proc);
+  reportCrashes(logger, proc, beforeExit && (() => beforeExit(lines)));
   return { proc, lines, logger };
 }
 
@@ -33,6 +37,18 @@ describe('reportCrashes', () => {
       message: 'crashed (unhandled promise rejection): a bare string',
       requestId: 'req-crash-1',
     });
+    expect(proc.exit).toHaveBeenCalledWith(1);
+  });
+
+  it('runs beforeExit (the audit lines of the requests in flight) after the CRITICAL line and before exiting, even when it throws', () => {
+    const seen: Array<[number, boolean]> = [];
+    const { proc, lines } = crashingProcess((written) => {
+      seen.push([written.length, proc.exit.mock.calls.length > 0]);
+      throw new Error('a second failure');
+    });
+    proc.emit('uncaughtException', new Error('boom'));
+    expect(seen).toEqual([[1, false]]);
+    expect(lines).toHaveLength(1);
     expect(proc.exit).toHaveBeenCalledWith(1);
   });
 });

@@ -60,10 +60,10 @@ async function main(): Promise<void> {
   process.off('SIGTERM', stopDuringBoot);
   process.off('SIGINT', stopDuringBoot);
   const logger = app.get<JsonLogger>(KEYGATE_LOGGER);
-  reportCrashes(logger);
   for (const warning of config.warnings) logger.write('WARNING', warning);
   const lifecycle = app.get(LifecycleState);
   const requests = app.get(RequestLifecycle);
+  reportCrashes(logger, process, () => requests.auditBeforeCrash());
   const unused = new UnusedConnections(app.getHttpServer());
   let stopping = false;
   /** A second Ctrl-C came: the drain was cut short (exit 130, see stopNow). */

@@ -1,9 +1,19 @@
+import { EventEmitter } from 'node:events';
+import { AuditService } from '@keygate/audit';
+import type { CredentialGuard } from '@keygate/auth';
+import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
+import { LifecycleState } from '@keygate/health';
+import type { BlocksService } from '@keygate/limits';
+import { JsonLogger, MetricsService, type RequestContext } from '@keygate/observability';
+import type { SecretsService } from '@keygate/secrets';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
   CLIENT_CLOSED_REQUEST,
   credentialProblem,
   failureForStatus,
   isAudited,
   repeatedHeader,
+  RequestLifecycle,
   requestPath,
   routedPath,
 } from './request-lifecycle';
@@ -139,5 +149,79 @@ describe('credentialProblem', () => {
     expect(
       credentialProblem(google(['Authorization', 'Bearer a', 'x-goog-api-key', 'b'], '/v1/chat/completions?key=a'), false),
     ).toBeUndefined();
+  });
+});
+
+describe('RequestLifecycle.auditBeforeCrash', () => {
+  /** A lifecycle whose audit lines land in `lines`; its collaborators beyond the audit are inert stand-ins. */
+  function lifecycle(lines: Array<Record<string, unknown>>): RequestLifecycle {
+    const audit = new AuditService(new JsonLogger('error', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)), {
+      policy: buildPolicyBook({ prices: { 'gpt-4o': { input: 2.5, output: 10 } } }),
+    });
+    return new RequestLifecycle(
+      { requestTimeoutSeconds: 60 } as GatewayConfig,
+      audit,
+      new MetricsService(),
+      new LifecycleState(),
+      { product: () => undefined } as unknown as SecretsService,
+      {} as unknown as CredentialGuard,
+      { onBlocked: () => undefined } as unknown as BlocksService,
+    );
+  }
+
+  /** A request as the onRequest hook sees it arrive, and its raw response (finished or not). */
+  function arrive(requests: RequestLifecycle, id: string): { ctx: RequestContext; res: EventEmitter & { writableFinished: boolean } } {
+    const raw = Object.assign(new EventEmitter(), { headers: { 'x-request-id': id }, socket: null });
+    const res = Object.assign(new EventEmitter(), {
+      setHeader: () => undefined,
+      writableFinished: false,
+      headersSent: false,
+      statusCode: 200,
+    });
+    const url = '/v1/chat/completions';
+    const request = { raw, url, method: 'POST', routeOptions: { url } } as unknown as FastifyRequest;
+    const ctx = requests.begin(request, { raw: res, request } as unknown as FastifyReply);
+    Object.assign(ctx, { product: 'demo', user: 'alice', provider: 'openai', model: 'gpt-4o', requestedModel: 'gpt-4o', stream: true });
+    return { ctx, res };
+  }
+
+  it('writes the audit line of a request still open, with the tokens it used so far, as an internal 500; once', () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const requests = lifecycle(lines);
+    const { ctx } = arrive(requests, 'req-open');
+    ctx.tokensIn = 120;
+    ctx.tokensOut = 30;
+    requests.auditBeforeCrash();
+    requests.auditBeforeCrash();
+    expect(lines).toEqual([
+      expect.objectContaining({
+        type: 'audit',
+        requestId: 'req-open',
+        severity: 'WARNING',
+        status: 500,
+        failure: 'internal',
+        tokens_in: 120,
+        tokens_out: 30,
+        cost_usd: 0.0006,
+      }),
+    ]);
+  });
+
+  it('keeps the outcome of a request answered while its handler still winds down, and writes no second line after', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const requests = lifecycle(lines);
+    const { ctx, res } = arrive(requests, 'req-settling');
+    let settle = (): void => undefined;
+    ctx.settled = new Promise<void>((done) => (settle = done));
+    ctx.tokensIn = 10;
+    res.writableFinished = true;
+    res.emit('close');
+    expect(lines).toEqual([]);
+    requests.auditBeforeCrash();
+    expect(lines).toEqual([expect.objectContaining({ requestId: 'req-settling', status: 200, failure: null, tokens_in: 10 })]);
+    settle();
+    await ctx.settled;
+    await new Promise((done) => setImmediate(done));
+    expect(lines).toHaveLength(1);
   });
 });

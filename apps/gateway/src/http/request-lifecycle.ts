@@ -88,6 +88,8 @@ export class RequestLifecycle {
   /** Requests whose response has not closed yet, with their reply (its request and raw response). */
   private readonly open = new Map<RequestContext, FastifyReply>();
   private readonly audited = new Set<Promise<void>>();
+  /** Requests whose response closed and whose audit line waits for the handler to wind down its upstream call. */
+  private readonly settling = new Set<RequestContext>();
   /** Connections whose close is watched (one listener a connection, for its pipelined requests: see onSocketClose). */
   private readonly watched = new WeakSet<Socket>();
   /**
@@ -139,6 +141,21 @@ export class RequestLifecycle {
       }
       await Promise.race([...this.audited, new Promise((r) => setTimeout(r, 50))]);
     }
+  }
+
+  /**
+   * The process is crashing (an exception no code caught): nothing will end the requests not yet
+   * audited, so each gets its audit line now, with what it used so far (SPEC §7: one line per
+   * request whatever its outcome; their tokens are what chargeback reads). One still open is an
+   * `internal` 500 (its client loses the connection with the process); one whose response closed
+   * keeps the outcome recorded then.
+   */
+  auditBeforeCrash(): void {
+    for (const ctx of this.open.keys()) {
+      ctx.fail('internal', 500);
+      this.audit.record(ctx, this.labels(ctx));
+    }
+    for (const ctx of this.settling) this.audit.record(ctx, this.labels(ctx));
   }
 
   /**
@@ -464,6 +481,7 @@ export class RequestLifecycle {
     // An error answered outside keygate's filter (a plugin's own reply) still gets its class (SPEC §7).
     if (ctx.failure === null && ctx.status >= 400) ctx.failure = failureForStatus(ctx.status);
     // Wait for the handler to wind down the upstream call so usage seen so far is counted.
+    this.settling.add(ctx);
     const done = ctx.settled
       .catch(() => undefined)
       .finally(() => {
@@ -478,6 +496,7 @@ export class RequestLifecycle {
           // the reservation here (a request that ended without cost gives it all back).
           ctx.chargeDailyCost?.(ctx.costUsd !== null && ctx.costUsd > 0 ? ctx.costUsd : 0);
         }
+        this.settling.delete(ctx);
         this.audited.delete(done);
       });
     this.audited.add(done);
