@@ -63,9 +63,14 @@ async function main(): Promise<void> {
   for (const warning of config.warnings) logger.write('WARNING', warning);
   const lifecycle = app.get(LifecycleState);
   const requests = app.get(RequestLifecycle);
-  reportCrashes(logger, process, () => requests.auditBeforeCrash());
+  reportCrashes(logger, process, () => requests.auditUnfinished());
   const unused = new UnusedConnections(app.getHttpServer());
   let stopping = false;
+  /** Exits without waiting for the requests still unfinished, each audited first (one line each, whatever happens). */
+  const exitAudited = (code: number): void => {
+    requests.auditUnfinished();
+    process.exit(code);
+  };
   /** A second Ctrl-C came: the drain was cut short (exit 130, see stopNow). */
   let forced = false;
   /**
@@ -91,7 +96,7 @@ async function main(): Promise<void> {
       logger.write('WARNING', 'drain period over; ending the requests still open', { inFlight: requests.active });
       void requests.endAll().then(() => server.closeAllConnections());
       // Whatever happens, the pod must not outlive its termination grace period.
-      setTimeout(() => process.exit(0), 5_000).unref();
+      setTimeout(() => exitAudited(0), 5_000).unref();
     }, config.shutdownDrainSeconds * 1000);
     deadline.unref();
     app
@@ -104,7 +109,7 @@ async function main(): Promise<void> {
       })
       .catch((error: unknown) => {
         logger.error(error instanceof Error ? error : String(error), undefined, 'shutdown');
-        process.exit(1);
+        exitAudited(1);
       });
   };
   /**
@@ -117,7 +122,7 @@ async function main(): Promise<void> {
     forced = true;
     logger.write('WARNING', 'interrupted again; ending the requests still open now', { inFlight: requests.active });
     void requests.endAll().finally(() => process.exit(130));
-    setTimeout(() => process.exit(130), 2_000).unref();
+    setTimeout(() => exitAudited(130), 2_000).unref();
   };
   // Installed before listening, and kept: a second SIGTERM during the drain is ignored (Kubernetes
   // sends one, then SIGKILL after the grace period); a second Ctrl-C ends the drain at once

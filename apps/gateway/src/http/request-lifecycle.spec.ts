@@ -152,7 +152,7 @@ describe('credentialProblem', () => {
   });
 });
 
-describe('RequestLifecycle.auditBeforeCrash', () => {
+describe('RequestLifecycle.auditUnfinished', () => {
   /** A lifecycle whose audit lines land in `lines`; its collaborators beyond the audit are inert stand-ins. */
   function lifecycle(lines: Array<Record<string, unknown>>): RequestLifecycle {
     const audit = new AuditService(new JsonLogger('error', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)), {
@@ -191,8 +191,8 @@ describe('RequestLifecycle.auditBeforeCrash', () => {
     const { ctx } = arrive(requests, 'req-open');
     ctx.tokensIn = 120;
     ctx.tokensOut = 30;
-    requests.auditBeforeCrash();
-    requests.auditBeforeCrash();
+    requests.auditUnfinished();
+    requests.auditUnfinished();
     expect(lines).toEqual([
       expect.objectContaining({
         type: 'audit',
@@ -217,7 +217,7 @@ describe('RequestLifecycle.auditBeforeCrash', () => {
     res.writableFinished = true;
     res.emit('close');
     expect(lines).toEqual([]);
-    requests.auditBeforeCrash();
+    requests.auditUnfinished();
     expect(lines).toEqual([expect.objectContaining({ requestId: 'req-settling', status: 200, failure: null, tokens_in: 10 })]);
     settle();
     await ctx.settled;

@@ -144,13 +144,13 @@ export class RequestLifecycle {
   }
 
   /**
-   * The process is crashing (an exception no code caught): nothing will end the requests not yet
-   * audited, so each gets its audit line now, with what it used so far (SPEC §7: one line per
-   * request whatever its outcome; their tokens are what chargeback reads). One still open is an
-   * `internal` 500 (its client loses the connection with the process); one whose response closed
-   * keeps the outcome recorded then.
+   * The process exits before the requests not yet audited could end (a crash, or the drain's
+   * last-resort exit when a request does not wind down): each gets its audit line now, with what
+   * it used so far (SPEC §7: one line per request whatever its outcome; their tokens are what
+   * chargeback reads). One still open is an `internal` 500 unless it failed already (its client
+   * loses the connection with the process); one whose response closed keeps the outcome recorded then.
    */
-  auditBeforeCrash(): void {
+  auditUnfinished(): void {
     for (const ctx of this.open.keys()) {
       ctx.fail('internal', 500);
       this.audit.record(ctx, this.labels(ctx));
