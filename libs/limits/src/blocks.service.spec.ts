@@ -13,6 +13,8 @@ const RUN = `spec-${randomUUID().slice(0, 8)}`;
 const BLOCKS_KEY = 'kg:blocks';
 /** The field of the blocks hash that marks Redis's data as not lost (blocks.service.ts). */
 const EPOCH_FIELD = '\nepoch';
+/** The field of the blocks hash counting the changes made through keygate (blocks.service.ts). */
+const VERSION_FIELD = '\nversion';
 
 let seq = 0;
 function product(label: string): string {
@@ -430,6 +432,46 @@ describe('BlocksService when Redis loses its data', () => {
   });
 });
 
+describe('BlocksService when Redis goes back to older data', () => {
+  it('writes back the blocks made since (a restart from a snapshot, a failover to a replica that missed the last writes), and says so once per replica', async () => {
+    const lines = [capture(), capture()];
+    const [one, two] = await Promise.all(lines.map(({ logger }) => replica(connect(), logger)));
+    const p = product('went-back');
+    const redis = connect();
+    if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+    await one.create(block(p, 'before'));
+    const snapshotVersion = await redis.hget(BLOCKS_KEY, VERSION_FIELD);
+    expect(Number(snapshotVersion)).toBeGreaterThan(0);
+    await one.create(block(p, 'after'));
+    await msUntil('two to see the block made after the snapshot', () => two.find(p, 'after') !== undefined, 1_000);
+    // Both have read the hash since (its version with it).
+    await new Promise((r) => setTimeout(r, BLOCKS_POLL_MS + 100));
+    expect(lines.flatMap((c) => c.lines).filter((l) => l.severity === 'ERROR')).toEqual([]);
+
+    // Redis comes back with the older data: the block made since is gone, the epoch marker is not.
+    await redis
+      .multi()
+      .hdel(BLOCKS_KEY, `${p}\nafter`)
+      .hset(BLOCKS_KEY, VERSION_FIELD, snapshotVersion as string)
+      .exec();
+    const deadline = Date.now() + 3 * BLOCKS_POLL_MS + 500;
+    while (Date.now() < deadline && (await redis.hexists(BLOCKS_KEY, `${p}\nafter`)) === 0) await new Promise((r) => setTimeout(r, 50));
+    expect(JSON.parse((await redis.hget(BLOCKS_KEY, `${p}\nafter`)) ?? 'null')).toMatchObject({ product: p, user: 'after' });
+    // Still in force on both replicas, and each said what happened, once.
+    await new Promise((r) => setTimeout(r, 2 * BLOCKS_POLL_MS));
+    for (const service of [one, two]) {
+      expect(service.find(p, 'after')).toMatchObject({ user: 'after' });
+      expect(service.find(p, 'before')).toMatchObject({ user: 'before' });
+    }
+    for (const { lines: said } of lines) {
+      const errors = said.filter((l) => l.severity === 'ERROR');
+      expect(errors).toHaveLength(1);
+      // (Or "lost its data (found by another replica)": the first replica to find it replaces the epoch for the others.)
+      expect(errors[0]).toMatchObject({ message: expect.stringMatching(/^Redis (went back to older data|lost its data)/) });
+    }
+  });
+});
+
 describe('BlocksService when Redis loses its data while a replica cannot read it', () => {
   it('writes nothing back from a replica cut off while Redis kept running (a block may have been lifted meanwhile), and says so', async () => {
     const said = capture();
@@ -493,9 +535,11 @@ describe('BlocksService when Redis is connected but silent', () => {
     const redis = connect();
     const service = await replica(redis);
     const p = product('silent');
-    // A write that never answers, as a paused or overloaded Redis does: no rejection to wait for.
-    const hset = redis.hset.bind(redis);
-    (redis as unknown as { hset: () => Promise<never> }).hset = () => new Promise<never>(() => undefined);
+    // A write (the block and the version, one transaction) that never answers, as a paused or
+    // overloaded Redis does: no rejection to wait for.
+    const multi = redis.multi.bind(redis);
+    const silent = { hset: () => silent, hincrby: () => silent, exec: () => new Promise<never>(() => undefined) };
+    (redis as unknown as { multi: () => typeof silent }).multi = () => silent;
     try {
       const error = await service.create(block(p, 'zed')).then(
         () => undefined,
@@ -503,7 +547,7 @@ describe('BlocksService when Redis is connected but silent', () => {
       );
       expect(error).toMatchObject({ code: 'service_unavailable', message: expect.stringMatching(/may still be applied/) });
     } finally {
-      (redis as unknown as { hset: typeof hset }).hset = hset;
+      (redis as unknown as { multi: typeof multi }).multi = multi;
     }
     expect(service.find(p, 'zed')).toBeUndefined();
   });

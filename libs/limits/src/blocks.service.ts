@@ -30,6 +30,21 @@ const BLOCKS_KEY = 'kg:blocks';
  * no block's field starts with a newline (it is `product` or `product\nuser`).
  */
 const EPOCH_FIELD = '\nepoch';
+/**
+ * A field of the blocks hash counting the changes made through keygate (each create, lift and
+ * write-back adds one, in the same transaction): it only grows, unless Redis went back to older data
+ * (restarted from a snapshot, failed over to a replica that had not received the last writes),
+ * which keeps the epoch but loses the blocks made since. A replica that reads a number lower than
+ * one it was given before knows (as the HMAC replay cache does with its counter). Not a block's
+ * field either (it starts with a newline).
+ */
+const VERSION_FIELD = '\nversion';
+/** How an epoch set after Redis went back starts, so the replicas that did not find it say what happened. */
+const WENT_BACK_EPOCH = 'went-back:';
+/** Replaces the epoch (KEYS[1]'s field ARGV[1]) by ARGV[3] if it still is ARGV[2]: one new epoch however many replicas find the same loss. */
+const REPLACE_EPOCH = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+return 0`;
 /** Deletes each field (ARGV: field, value, field, value…) whose value is still the one given. */
 const DELETE_IF_UNCHANGED = `
 for i = 1, #ARGV, 2 do
@@ -97,6 +112,8 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
   private epoch: string | undefined;
   /** When the blocks were last read from Redis (ms since the epoch), 0 before the first read. */
   private readAt = 0;
+  /** The highest {@link VERSION_FIELD} Redis gave this replica since it last adopted an epoch (0: none yet). */
+  private version = 0;
   /** When refreshing started to fail (Redis unreachable from here), undefined while it works. */
   private failingSince: number | undefined;
   /** This replica found the epoch missing and has not finished handling it (for the ERROR line). */
@@ -285,7 +302,10 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
       try {
         const redis = this.redis;
         await this.shared(async () => {
-          await redis.hset(BLOCKS_KEY, key, JSON.stringify(block));
+          const [, version] = checked(
+            await redis.multi().hset(BLOCKS_KEY, key, JSON.stringify(block)).hincrby(BLOCKS_KEY, VERSION_FIELD, 1).exec(),
+          );
+          this.seen(version as number);
           await this.announce(redis, key, block);
         });
       } catch (error) {
@@ -342,9 +362,13 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
               live ||= inForce(block, now);
             }
           }
-          const multi = redis.multi().hdel(BLOCKS_KEY, ...fields);
+          const multi = redis
+            .multi()
+            .hdel(BLOCKS_KEY, ...fields)
+            .hincrby(BLOCKS_KEY, VERSION_FIELD, 1);
           if (user !== null) multi.del(autoBlockLockKey(product, user), autoBlockCountKey(product, user));
-          const [count] = checked(await multi.exec());
+          const [count, version] = checked(await multi.exec());
+          this.seen(version as number);
           await this.announce(redis, key, null);
           // Deleted by this call (another lifting it at the same moment deleted nothing then).
           return live && (count as number) > 0;
@@ -394,6 +418,11 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
+  /** A number Redis gave for {@link VERSION_FIELD}: the highest is what a later read must not be below. */
+  private seen(version: number): void {
+    if (version > this.version) this.version = version;
+  }
+
   private async refresh(): Promise<void> {
     if (!this.redis || this.refreshing) return;
     this.refreshing = true;
@@ -414,14 +443,22 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     }
     try {
       for (const [key, block] of this.unsynced) {
-        await this.redis.hset(BLOCKS_KEY, key, JSON.stringify(block));
+        const [, version] = checked(
+          await this.redis.multi().hset(BLOCKS_KEY, key, JSON.stringify(block)).hincrby(BLOCKS_KEY, VERSION_FIELD, 1).exec(),
+        );
+        this.seen(version as number);
         this.unsynced.delete(key);
       }
       this.duringRead = [];
+      // Every number this replica was given came from a command Redis ran before this read.
+      const known = this.version;
       let raw = await this.redis.hgetall(BLOCKS_KEY);
       const readAt = Date.now();
       if (raw[EPOCH_FIELD] === undefined || raw[EPOCH_FIELD] !== this.epoch) raw = await this.newEpoch(raw);
+      else if (versionOf(raw) < known) raw = await this.newEpoch(raw, true);
+      else this.seen(versionOf(raw));
       delete raw[EPOCH_FIELD];
+      delete raw[VERSION_FIELD];
       const next = new Map<string, Block>();
       // Field and value of each expired block, so only that value is deleted.
       const expired: string[] = [];
@@ -461,21 +498,30 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
 
   /**
    * The epoch is missing (Redis lost its data), is not the one this replica adopted (another
-   * replica found it missing first), or this replica is starting. After a loss the blocks this
+   * replica found a loss first), or this replica is starting; or (`wentBack`) the epoch is there but
+   * Redis went back to older data, which lost the blocks made since (see {@link VERSION_FIELD}): the
+   * epoch is replaced, so the other replicas handle the loss too. After a loss the blocks this
    * replica held go back to Redis, each only where no block is stored under its key now, so one
    * made since is kept; every replica does the same, so the union of what they held survives.
    *
    * Nothing is written back from a view that may miss a lift: one already old when this replica
    * lost contact with Redis, or one from a replica cut off while Redis kept running (it did not
    * restart meanwhile, so others could lift blocks through it). Redis restarting, or failing over
-   * to an empty replica that started since, is the loss this is for. Returns the hash as stored.
+   * to an empty replica that started since, is the loss this is for; Redis going back is one
+   * whatever its uptime (a replica promoted after running for days), so only the view's age counts
+   * then. Returns the hash as stored.
    */
-  private async newEpoch(raw: Record<string, string>): Promise<Record<string, string>> {
+  private async newEpoch(raw: Record<string, string>, wentBack = false): Promise<Record<string, string>> {
     const redis = this.redis as Redis;
     const starting = this.epoch === undefined && !this.refreshedOnce;
+    // Another replica that found Redis gone back says so in the epoch it set.
+    wentBack ||= !starting && raw[EPOCH_FIELD]?.startsWith(WENT_BACK_EPOCH) === true;
     if (raw[EPOCH_FIELD] === undefined) {
       if (!starting) this.lossFoundHere = true;
       await redis.hsetnx(BLOCKS_KEY, EPOCH_FIELD, randomUUID());
+    } else if (wentBack && raw[EPOCH_FIELD] === this.epoch) {
+      this.lossFoundHere = true;
+      await redis.eval(REPLACE_EPOCH, 1, BLOCKS_KEY, EPOCH_FIELD, raw[EPOCH_FIELD], `${WENT_BACK_EPOCH}${randomUUID()}`);
     }
     let restored = 0;
     let withheld: string | undefined;
@@ -483,7 +529,7 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     if (!starting) {
       const lostContactAt = this.failingSince ?? now;
       if (lostContactAt - this.readAt > FRESH_VIEW_MS) withheld = 'its view of the blocks was already old when it lost contact';
-      else if (this.failingSince !== undefined) {
+      else if (this.failingSince !== undefined && !wentBack) {
         const startedAt = await redisStartedAt(redis, now);
         if (startedAt !== undefined && startedAt < this.failingSince - RESTART_SLACK_MS)
           withheld = 'Redis kept running while this replica could not reach it, so blocks may have been lifted meanwhile';
@@ -499,14 +545,21 @@ export class BlocksService implements OnModuleInit, OnApplicationShutdown {
     const stored = await redis.hgetall(BLOCKS_KEY);
     // Adopted, and said, only once the write-back is done: a failure above leaves both to the next refresh.
     this.epoch = stored[EPOCH_FIELD];
+    // Counted again from what Redis holds now (it went back, or starts from nothing).
+    this.version = versionOf(stored);
     if (!starting) {
-      this.logger.write(
-        'ERROR',
-        `Redis lost its data${this.lossFoundHere ? '' : ' (found by another replica)'}: ${
-          withheld ? `nothing written back from this replica (${withheld})` : 'blocks written back from this replica'
-        }; shared limit and quota counts restart from zero`,
-        { restored, viewAgeMs: now - this.readAt },
-      );
+      const what = `${
+        wentBack
+          ? 'Redis went back to older data (restarted from a snapshot, or failed over to a replica that had not received the last writes)'
+          : 'Redis lost its data'
+      }${this.lossFoundHere ? '' : ' (found by another replica)'}`;
+      const written = withheld
+        ? `nothing written back from this replica (${withheld})`
+        : wentBack
+          ? 'blocks written back from this replica (a block lifted since that data was written may be back: list them)'
+          : 'blocks written back from this replica';
+      const counts = wentBack ? 'shared limit and quota counts went back with it' : 'shared limit and quota counts restart from zero';
+      this.logger.write('ERROR', `${what}: ${written}; ${counts}`, { restored, viewAgeMs: now - this.readAt });
       this.lossFoundHere = false;
     }
     return stored;
@@ -614,6 +667,12 @@ function parseBlock(json: string): Block | undefined {
 function isBlock(b: unknown): b is Block {
   const block = b as Partial<Block> | null;
   return typeof block?.product === 'string' && (block.user === null || typeof block.user === 'string');
+}
+
+/** The blocks hash's {@link VERSION_FIELD} (0 when absent). */
+function versionOf(raw: Record<string, string>): number {
+  const version = Number(raw[VERSION_FIELD] ?? 0);
+  return Number.isSafeInteger(version) ? version : 0;
 }
 
 /** When the Redis server started (INFO's `uptime_in_seconds`), or undefined when it will not say. */
