@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
 import { JsonLogger, RequestContext, requestContextStorage } from '@keygate/observability';
-import { createRequestPathRedis, REDIS_REQUEST_WAIT_MS } from '@keygate/redis';
+import { createRequestPathRedis, REDIS_REQUEST_WAIT_MS, RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import { Redis } from 'ioredis';
 import {
   DAILY_COUNTER_TTL_MS,
@@ -485,6 +485,18 @@ describe('FailoverCounterStore through a proxy that fails and recovers', () => {
     proxy.mode = 'up';
     await until('the cool-off to end', () => !store.degraded, 3_000);
     expect(await store.checkShared()).toBe(true);
+  });
+
+  it('skips, during the cool-off, a Redis another user of the connection has just waited on in vain (a request waits once, not once per user)', async () => {
+    const p = product('silenced');
+    // The stored responses (or the admin throttle) waited in vain on this connection.
+    await expect(withinRequestWait(new Promise<never>(() => undefined), redis)).rejects.toBeInstanceOf(RedisWaitExceededError);
+    expect(store.degraded).toBe(true);
+    expect(await admit(store, p, 'ivy', NONE, SECOND, DAY)).toMatchObject({ admitted: true, store: 'local' });
+    expect(await direct.hget(`kg:{${p}}:req:${DAY}`, '_total')).toBeNull();
+    const degradedLines = lines.filter((l) => l.severity === 'ERROR' && /limits degraded/.test(String(l.message)));
+    expect(degradedLines).toHaveLength(1);
+    expect(degradedLines[0].reason).toMatch(/did not answer within/);
   });
 
   it('waits at most one command timeout on a hung Redis, then skips it during the cool-off', async () => {

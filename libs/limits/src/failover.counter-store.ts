@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { BeforeApplicationShutdown, OnApplicationShutdown } from '@nestjs/common';
 import { requestContextStorage, type JsonLogger } from '@keygate/observability';
-import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
+import { REDIS_COOL_OFF_MS, redisSilent, RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import { ReplyError, type Redis } from 'ioredis';
 import {
   dayOfDailyKey,
@@ -47,8 +47,6 @@ type SentOperation = { op: string; firstSentAt: number } & (
   ({ kind: 'settlement' } & Settlement) | { kind: 'requests'; key: string; field?: string; ttlMs: number; count: number }
 );
 
-/** After a failed command, Redis is not tried again for this long (so an outage costs no waits). */
-const COOL_OFF_MS = 1_000;
 /** Settlements waiting for Redis (product × user × day, coalesced); beyond this, dropped. */
 const MAX_HELD_SETTLEMENTS = 10_000;
 /**
@@ -171,9 +169,12 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
       });
   }
 
-  /** True while counting happens per replica. */
+  /**
+   * True while counting happens per replica: Redis disconnected, failing (a cool-off after a failed
+   * command), or silent (another user of the connection waited on it in vain: see {@link redisSilent}).
+   */
   get degraded(): boolean {
-    return this.redis.status !== 'ready' || Date.now() < this.coolOffUntil;
+    return this.redis.status !== 'ready' || Date.now() < this.coolOffUntil || redisSilent(this.redis);
   }
 
   /**
@@ -184,11 +185,11 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   async checkShared(): Promise<boolean> {
     if (this.degraded) return false;
     try {
-      await withinRequestWait(this.redis.ping());
+      await withinRequestWait(this.redis.ping(), this.redis);
       this.transition(false);
       return true;
     } catch (error) {
-      this.coolOffUntil = Date.now() + COOL_OFF_MS;
+      this.coolOffUntil = Date.now() + REDIS_COOL_OFF_MS;
       this.transition(true, error);
       return false;
     }
@@ -228,7 +229,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     // Waited on like any request's command (the batch goes whether or not this request waits for
     // it): a Redis that stalls now must not hold the request for the client's command timeout.
     try {
-      await withinRequestWait(givingBack);
+      await withinRequestWait(givingBack, this.redis);
     } catch {
       return outcome;
     }
@@ -353,7 +354,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
     try {
       await this.shared.release(counters, 'shared');
     } catch (error) {
-      this.coolOffUntil = Date.now() + COOL_OFF_MS;
+      this.coolOffUntil = Date.now() + REDIS_COOL_OFF_MS;
       this.transition(true, error);
     }
   }
@@ -400,17 +401,17 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
   /** Runs `op` on Redis, waiting at most REDIS_REQUEST_WAIT_MS, else in memory; `onLate` gets a reply that came after that. */
   private async run<T>(op: (store: CounterStore) => Promise<T>, onLate?: (late: T) => void): Promise<T> {
     if (this.degraded) {
-      this.transition(true, 'Redis not ready');
+      this.transition(true, this.redis.status === 'ready' && redisSilent(this.redis) ? new RedisWaitExceededError() : 'Redis not ready');
       return op(this.local);
     }
     const command = op(this.shared);
     try {
-      const result = await withinRequestWait(command);
+      const result = await withinRequestWait(command, this.redis);
       this.transition(false);
       return result;
     } catch (error) {
       if (error instanceof RedisWaitExceededError && onLate) command.then(onLate, () => undefined);
-      this.coolOffUntil = Date.now() + COOL_OFF_MS;
+      this.coolOffUntil = Date.now() + REDIS_COOL_OFF_MS;
       this.transition(true, error);
       return op(this.local);
     }
@@ -578,7 +579,7 @@ export class FailoverCounterStore implements CounterStore, BeforeApplicationShut
             (error: unknown) => {
               if (this.unconfirmed.length < MAX_HELD_SETTLEMENTS) this.unconfirmed.push(o);
               else unsent++;
-              this.coolOffUntil = Date.now() + COOL_OFF_MS;
+              this.coolOffUntil = Date.now() + REDIS_COOL_OFF_MS;
               this.transition(true, error);
             },
           ),

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import { FailoverThrottlerStorage } from './failover.throttler-storage';
 
 const REDIS_URL = process.env.API_KEY_SERVER_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -36,5 +37,26 @@ describe('FailoverThrottlerStorage', () => {
     expect((await storage.increment(key, 60_000, 5, 0, 'admin')).totalHits).toBe(1);
     expect((await storage.increment(key, 60_000, 5, 0, 'admin')).totalHits).toBe(2);
     expect(asked).toBe(1);
+  });
+
+  it('does not ask a Redis another user of the connection has just waited on in vain (an outage costs a request one wait)', async () => {
+    const silent = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, disconnectTimeout: 100 });
+    try {
+      if (silent.status !== 'ready') await new Promise((r) => silent.once('ready', r));
+      const storage = new FailoverThrottlerStorage(silent);
+      const shared = (storage as unknown as { shared: { increment: (...args: unknown[]) => Promise<never> } }).shared;
+      let asked = 0;
+      shared.increment = () => {
+        asked++;
+        return new Promise<never>(() => undefined);
+      };
+      // The limits (or the stored responses) waited in vain on this connection.
+      await expect(withinRequestWait(new Promise<never>(() => undefined), silent)).rejects.toBeInstanceOf(RedisWaitExceededError);
+      const key = `kg-spec-silenced-${Date.now()}`;
+      expect((await storage.increment(key, 60_000, 5, 0, 'admin')).totalHits).toBe(1);
+      expect(asked).toBe(0);
+    } finally {
+      await silent.quit();
+    }
   });
 });

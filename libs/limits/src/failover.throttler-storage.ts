@@ -1,7 +1,7 @@
 import type { ThrottlerStorage } from '@nestjs/throttler';
 import { ThrottlerStorageService } from '@nestjs/throttler';
 import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
-import { withinRequestWait } from '@keygate/redis';
+import { REDIS_COOL_OFF_MS, redisSilent, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 
 type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
@@ -22,16 +22,14 @@ export class FailoverThrottlerStorage implements ThrottlerStorage {
 
   /** Waits on Redis as the request path does (at most ~250 ms, then a 1 s cool-off), never the 2 s command timeout. */
   async increment(key: string, ttl: number, limit: number, blockDuration: number, throttlerName: string): Promise<ThrottlerStorageRecord> {
-    if (this.redis.status === 'ready' && Date.now() >= this.coolOffUntil) {
+    if (this.redis.status === 'ready' && Date.now() >= this.coolOffUntil && !redisSilent(this.redis)) {
       try {
-        return await withinRequestWait(this.shared.increment(key, ttl, limit, blockDuration, throttlerName));
+        return await withinRequestWait(this.shared.increment(key, ttl, limit, blockDuration, throttlerName), this.redis);
       } catch {
         // Counted locally below.
-        this.coolOffUntil = Date.now() + THROTTLE_COOL_OFF_MS;
+        this.coolOffUntil = Date.now() + REDIS_COOL_OFF_MS;
       }
     }
     return this.local.increment(key, ttl, limit, blockDuration, throttlerName);
   }
 }
-
-const THROTTLE_COOL_OFF_MS = 1_000;

@@ -2,9 +2,11 @@ import { Redis } from 'ioredis';
 import {
   closeOnRefusedDatabase,
   createRequestPathRedis,
+  REDIS_COOL_OFF_MS,
   REDIS_REQUEST_WAIT_MS,
   RedisWaitExceededError,
   redisMisconfiguration,
+  redisSilent,
   withinRequestWait,
 } from './redis.factory';
 import { redisErrorReporter } from './redis.module';
@@ -102,12 +104,32 @@ describe('withinRequestWait', () => {
   it("takes a reply that arrived while the replica's own work held the event loop past the wait, not an outage", async () => {
     const redis = await requestPathRedis();
     try {
-      const waited = withinRequestWait(redis.ping());
+      const waited = withinRequestWait(redis.ping(), redis);
       await new Promise((resolve) => setImmediate(resolve)); // the command is on the wire
       busyPastTheWait();
       await expect(waited).resolves.toBe('PONG');
+      // Nor is the connection taken for silent: the other users of it go on asking Redis.
+      expect(redisSilent(redis)).toBe(false);
     } finally {
       redis.disconnect();
+    }
+  });
+
+  it('marks the connection of a wait in vain silent for the cool-off, for every user of it; not another connection', async () => {
+    const [redis, other] = await Promise.all([requestPathRedis(), requestPathRedis()]);
+    try {
+      // A command that never answers on `redis` (a hung Redis), as the limits' would.
+      await expect(withinRequestWait(new Promise<never>(() => undefined), redis)).rejects.toBeInstanceOf(RedisWaitExceededError);
+      expect(redisSilent(redis)).toBe(true);
+      expect(redisSilent(other)).toBe(false);
+      await expect(withinRequestWait(other.ping(), other)).resolves.toBe('PONG');
+      expect(redisSilent(other)).toBe(false);
+      // Asked again once the cool-off is over.
+      await new Promise((resolve) => setTimeout(resolve, REDIS_COOL_OFF_MS + 50));
+      expect(redisSilent(redis)).toBe(false);
+    } finally {
+      redis.disconnect();
+      other.disconnect();
     }
   });
 

@@ -103,28 +103,56 @@ export class RedisWaitExceededError extends Error {
  * writes it from a `setImmediate` queued when the command was issued, before this one), and gives up
  * from a `setImmediate` too, which runs after the loop has read the replies that arrived meanwhile
  * (timers run before sockets are read). A Redis that is really silent still costs one wait.
+ *
+ * With `redis`, the connection `command` was sent on, a wait in vain marks that connection silent
+ * for {@link REDIS_COOL_OFF_MS} ({@link redisSilent}): every user of it on the request path (the
+ * limits, the stored responses, the admin throttle) then skips it, so a request that needs several
+ * of them waits once, not once per user (a Responses continuation waited 500 ms, two waits, when
+ * Redis hung).
  */
-export function withinRequestWait<T>(command: Promise<T>): Promise<T> {
+export function withinRequestWait<T>(command: Promise<T>, redis?: Redis): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
-    // A reply read in the last pass has settled the promise already, and the rejection is a no-op.
+    let settled = false;
+    // A reply read in the last pass has settled the promise already: no rejection, no silence.
     const giveUp = (): void => {
-      setImmediate(() => reject(new RedisWaitExceededError()));
+      setImmediate(() => {
+        if (settled) return;
+        if (redis) silentUntil.set(redis, Date.now() + REDIS_COOL_OFF_MS);
+        reject(new RedisWaitExceededError());
+      });
     };
     const sent = setImmediate(() => {
       timer = setTimeout(giveUp, REDIS_REQUEST_WAIT_MS);
     });
     command.then(
       (value) => {
+        settled = true;
         clearImmediate(sent);
         clearTimeout(timer);
         resolve(value);
       },
       (error: unknown) => {
+        settled = true;
         clearImmediate(sent);
         clearTimeout(timer);
         reject(error instanceof Error ? error : new Error(String(error)));
       },
     );
   });
+}
+
+/** After a request waited on a connection in vain, the request path does not ask it again for this long. */
+export const REDIS_COOL_OFF_MS = 1_000;
+
+/** Until when each connection is taken for silent (see {@link withinRequestWait}). */
+const silentUntil = new WeakMap<Redis, number>();
+
+/**
+ * Whether a request waited on `redis` in vain less than {@link REDIS_COOL_OFF_MS} ago, whichever
+ * user of the connection it was: the request path skips it meanwhile (a hung Redis costs one wait).
+ */
+export function redisSilent(redis: Redis): boolean {
+  const until = silentUntil.get(redis);
+  return until !== undefined && Date.now() < until;
 }

@@ -3,7 +3,7 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 import type { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger } from '@keygate/observability';
-import { createRequestPathRedis } from '@keygate/redis';
+import { createRequestPathRedis, RedisWaitExceededError, withinRequestWait } from '@keygate/redis';
 import { Redis } from 'ioredis';
 import { ownerOf, StoredResponses, type StoredResponse } from './stored-responses';
 
@@ -289,6 +289,25 @@ describe('StoredResponses with a Redis slower than a request waits', () => {
         return false;
       }
     });
+    store.onApplicationShutdown();
+  });
+
+  it('does not ask a Redis the limits have just waited on in vain on the same connection (a continuation waits once, not twice)', async () => {
+    const product = `${RUN}-silenced`;
+    const redis = client(`redis://127.0.0.1:${(proxy.address() as AddressInfo).port}${DATABASE}`);
+    await until('the client ready', () => redis.status === 'ready');
+    const store = new StoredResponses(config, redis, logger().logger);
+    lateMs = 0;
+    await direct.set(`kg:{${product}}:resp:resp_other`, JSON.stringify(record('alice')), 'PX', 60_000);
+    expect(await store.find(product, 'alice', 'resp_other')).toEqual(record('alice'));
+    // The limits' command for the same request waited in vain on this connection.
+    await expect(withinRequestWait(new Promise<never>(() => undefined), redis)).rejects.toBeInstanceOf(RedisWaitExceededError);
+    // Not asked again meanwhile: a record made elsewhere cannot be told (as after a wait of its own).
+    const error = await rejection(store.find(product, 'alice', 'resp_other'));
+    expect((error as GatewayError).code).toBe('service_unavailable');
+    // What this replica made it still serves.
+    await store.remember(product, 'resp_here', record('alice'));
+    expect(await store.find(product, 'alice', 'resp_here')).toEqual(record('alice'));
     store.onApplicationShutdown();
   });
 });

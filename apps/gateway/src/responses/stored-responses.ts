@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 import { JsonLogger, KEYGATE_LOGGER } from '@keygate/observability';
-import { KEYGATE_REDIS, withinRequestWait } from '@keygate/redis';
+import { KEYGATE_REDIS, REDIS_COOL_OFF_MS, redisSilent, withinRequestWait } from '@keygate/redis';
 import type { Redis } from 'ioredis';
 import type { Principal } from '@keygate/auth';
 import { RESPONSE_ID } from './response-id';
@@ -42,8 +42,6 @@ export function ownerOf(principal: Pick<Principal, 'kind' | 'user'>): string {
 const MAX_MEMORY_RECORDS = 20_000;
 /** A failed Redis command is said at most this often (a Redis outage would otherwise log each response). */
 const WARN_EVERY_MS = 60_000;
-/** After Redis made a request wait in vain, it is not waited on for this long (so a hung Redis costs one wait, not one per request). */
-const COOL_OFF_MS = 1_000;
 /** How often records and deletions Redis has not taken yet are sent again. */
 const RESEND_EVERY_MS = 1_000;
 
@@ -192,9 +190,13 @@ export class StoredResponses implements OnApplicationShutdown {
     if (this.reachable(this.redis)) await this.delete(this.redis, key);
   }
 
-  /** Whether Redis may be asked: connected, and not cooling off after a wait in vain. */
+  /**
+   * Whether Redis may be asked: connected, not cooling off after a failed command here, and not
+   * silent (a wait in vain here or by another user of the connection, such as the limits: a hung
+   * Redis costs a request one wait, not one per lookup).
+   */
   private reachable(redis: Redis): boolean {
-    return redis.status === 'ready' && Date.now() >= this.coolOffUntil;
+    return redis.status === 'ready' && Date.now() >= this.coolOffUntil && !redisSilent(redis);
   }
 
   private async lookup(product: string, id: string): Promise<StoredResponse | undefined> {
@@ -265,12 +267,12 @@ export class StoredResponses implements OnApplicationShutdown {
     }
   }
 
-  /** A command waited on as a request waits (REDIS_REQUEST_WAIT_MS); a wait in vain starts a cool-off. */
+  /** A command waited on as a request waits (REDIS_REQUEST_WAIT_MS); a failure or a wait in vain starts a cool-off. */
   private async waited<T>(command: Promise<T>): Promise<T> {
     try {
-      return await withinRequestWait(command);
+      return await withinRequestWait(command, this.redis);
     } catch (error) {
-      this.coolOffUntil = Date.now() + COOL_OFF_MS;
+      this.coolOffUntil = Date.now() + REDIS_COOL_OFF_MS;
       throw error;
     }
   }
