@@ -68,6 +68,17 @@ describe('refuseDeniedGemini', () => {
     expect(refusalOf(() => refuseDeniedGemini(body, guarded))).toMatchObject({ code: 'policy_violation', options: { param } });
   });
 
+  it.each([
+    [{ tools: [{ googleSearch: {} }] }, 'tools[0].googleSearch'],
+    [{ tools: [{ google_search: {} }] }, 'tools[0].google_search'],
+    [{ tools: [{ codeExecution: {} }] }, 'tools[0].codeExecution'],
+    [{ cachedContent: 'cachedContents/x' }, 'cachedContent'],
+    [{ safetySettings: [] }, 'safetySettings'],
+  ])('refuses %j naming %s when the policy writes the names in snake_case', (body, param) => {
+    const snake = { ...policy, refusedFields: ['cached_content', 'safety_settings'], refusedTools: ['google_search', 'code_execution*'] };
+    expect(refusalOf(() => refuseDeniedGemini(body, snake))).toMatchObject({ code: 'policy_violation', options: { param } });
+  });
+
   it('passes tool kinds and fields the policy does not list, and listed ones sent as null', () => {
     expect(() =>
       refuseDeniedGemini(

@@ -93,7 +93,7 @@ export function refuseDeniedGemini(body: PolicedGeminiRequest, policy: Parameter
     for (const [key, value] of Object.entries(tool)) {
       if (value === undefined || value === null) continue;
       const kind = camelCase(key);
-      if (policy.refusedTools.some((pattern) => matchesName(kind, pattern)))
+      if (policy.refusedTools.some((pattern) => matchesGemini(kind, pattern)))
         throw new GatewayError('policy_violation', `tools[${i}]: the tool ${kind} is not allowed for this product`, {
           param: `tools[${i}].${key}`,
         });
@@ -121,9 +121,20 @@ function refuseFields(holder: Record<string, unknown>, policy: ParameterPolicy, 
   if (!policy.refusedFields.length) return;
   for (const field of Object.keys(holder)) {
     if (holder[field] === undefined || holder[field] === null) continue;
-    if (policy.refusedFields.some((pattern) => matchesName(field, pattern) || matchesName(camelCase(field), pattern)))
+    if (policy.refusedFields.some((pattern) => matchesName(field, pattern) || matchesGemini(camelCase(field), pattern)))
       throw new GatewayError('policy_violation', `${at}${field} is not allowed for this product`, { param: `${at}${field}` });
   }
+}
+
+/**
+ * Whether a Gemini name (in camelCase) is refused by `pattern`, written in either spelling: Google's
+ * parser takes both, its Python SDK and REST reference write `google_search` and `code_execution`,
+ * and one `code_execution*` entry is meant to cover Anthropic's `code_execution_20250522` and
+ * Gemini's `codeExecution` alike. A snake_case pattern matched only as written let every Gemini
+ * request through.
+ */
+function matchesGemini(name: string, pattern: string): boolean {
+  return matchesName(name, pattern) || matchesName(name, camelCase(pattern));
 }
 
 /** `google_search` → `googleSearch`; a camelCase name is left as it is. */
