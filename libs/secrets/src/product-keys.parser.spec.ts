@@ -1,3 +1,4 @@
+import { plainHttpUpstreams } from './product-catalog';
 import { parseProductKeys } from './product-keys.parser';
 import { SecretFormatError } from './secret-format.error';
 
@@ -70,6 +71,15 @@ describe('parseProductKeys', () => {
     expect(a.route('claude-3-5-sonnet-20241022')?.baseUrl).toBe('https://api.anthropic.com');
   });
 
+  it('trims the spaces around a base_url and normalizes it, as keygate appends paths to it', () => {
+    const withBase = (baseUrl: string) =>
+      parseProductKeys(JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], base_url: baseUrl } } } }), 'S');
+    expect(withBase(' https://h.example/v1 \n').get('p')?.route('m')?.baseUrl).toBe('https://h.example/v1');
+    expect(withBase('HTTPS://H.Example:443/v1/').get('p')?.route('m')?.baseUrl).toBe('https://h.example/v1');
+    // Still said as plain HTTP to another host (the WARNING at boot), not passed over for its leading space.
+    expect(plainHttpUpstreams(withBase(' http://10.0.0.5/v1'))).toEqual(['p: openai http://10.0.0.5']);
+  });
+
   it('routes every model of a legacy product to OpenAI', () => {
     const b = catalog.get('product-b')!;
     expect(b.route('anything')).toMatchObject({ provider: 'openai', apiKey: 'sk-legacy', baseUrl: 'https://api.openai.com/v1' });
@@ -83,6 +93,17 @@ describe('parseProductKeys', () => {
     [JSON.stringify({ p: { providers: { openai: { api_key: '', models: ['m'] } } } }), 'p.providers.openai.api_key'],
     [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: [] } } } }), 'p.providers.openai.models'],
     [JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], base_url: 'ftp://x' } } } }), 'p.providers.openai.base_url'],
+    // keygate appends its paths to the base: they would land in a query or a fragment, even an empty one.
+    ...[
+      'https://h.example/v1?',
+      'https://h.example/v1#',
+      'https://h.example/v1?key=x',
+      'https://h.example/v 1',
+      'https://u:p@h.example/v1',
+    ].map((baseUrl) => [
+      JSON.stringify({ p: { providers: { openai: { api_key: KEY, models: ['m'], base_url: baseUrl } } } }),
+      'p.providers.openai.base_url: must be an http(s) URL without spaces, user name, password, query or fragment',
+    ]),
     // A path keygate appends itself: every call would go to …/v1/v1/messages, a 404 read as an unknown model.
     [
       JSON.stringify({ p: { providers: { anthropic: { api_key: KEY, models: ['m'], base_url: 'https://api.anthropic.com/v1/' } } } }),

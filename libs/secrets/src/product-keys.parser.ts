@@ -104,9 +104,10 @@ function parseAccess(provider: ProviderName, access: unknown, path: string, prob
   }
   let base = DEFAULT_BASE_URLS[provider];
   if (baseUrl !== undefined) {
-    if (typeof baseUrl !== 'string' || !isHttpUrl(baseUrl)) problems.push(`${path}.base_url: must be an http(s) URL`);
+    const url = typeof baseUrl === 'string' ? httpBaseUrl(baseUrl) : undefined;
+    if (url === undefined) problems.push(`${path}.base_url: must be an http(s) URL without spaces, user name, password, query or fragment`);
     else {
-      base = baseUrl.replace(/\/+$/, '');
+      base = url;
       const appended = appendedPathIn(provider, base);
       if (appended)
         problems.push(
@@ -139,12 +140,22 @@ export const MAX_MODEL_LENGTH = 256;
 const API_KEY = /^[\x21-\x7e]+$/;
 const API_KEY_RULE = 'must be printable ASCII without spaces or control characters';
 
-function isHttpUrl(value: string): boolean {
+/**
+ * A base URL as keygate appends the provider's paths to it: normalized, without a trailing slash,
+ * or undefined when it is not one. Surrounding whitespace is trimmed, as the key's is. A `?` or `#`
+ * is refused even with nothing after it (`…/v1?`, which URL reads as no query): the appended path
+ * would land in it, every call going to the base itself, answered 404 as an unknown model. So is a
+ * space inside (`…/v1 /chat/completions`).
+ */
+function httpBaseUrl(value: string): string | undefined {
+  const text = value.trim();
+  if (/[\s?#]/.test(text)) return undefined;
   try {
-    const u = new URL(value);
-    return (u.protocol === 'http:' || u.protocol === 'https:') && !u.username && !u.password && !u.search && !u.hash;
+    const u = new URL(text);
+    if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.username || u.password) return undefined;
+    return u.href.replace(/\/+$/, '');
   } catch {
-    return false;
+    return undefined;
   }
 }
 
