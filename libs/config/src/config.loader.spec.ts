@@ -320,6 +320,24 @@ describe('loadGatewayConfig', () => {
     expect(failure({ ...base, USE_SECRET_MANAGER: 'true' })).toContain('GOOGLE_CLOUD_PROJECT');
   });
 
+  it('names a Secret Manager secret id or project that cannot be one (a resource name pasted whole, a newline from a manifest)', () => {
+    const sm = { ...base, USE_SECRET_MANAGER: 'true', GOOGLE_CLOUD_PROJECT: 'my-project' };
+    expect(loadGatewayConfig({ ...sm, API_KEY_SERVER_SECRET_HMAC_SECRETS_NAME: 'hmac_Secrets-2' }).secretManager.names.hmacSecrets).toBe(
+      'hmac_Secrets-2',
+    );
+    expect(loadGatewayConfig({ ...sm, GOOGLE_CLOUD_PROJECT: 'example.com:my-project' }).secretManager.project).toBe(
+      'example.com:my-project',
+    );
+    for (const [name, value] of [
+      ['API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME', 'projects/my-project/secrets/openai-api-keys'],
+      ['API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_NAME', 'jwt-public-keys\n'],
+      ['API_KEY_SERVER_SECRET_HMAC_SECRETS_NAME', 'hmac secrets'],
+      ['GOOGLE_CLOUD_PROJECT', 'my-project '],
+      ['GOOGLE_CLOUD_PROJECT', 'projects/my-project'],
+    ])
+      expect(failure({ ...sm, [name]: value })).toMatch(new RegExp(`${name}: must be a (secret id|project id)`));
+  });
+
   it('requires some credential method', () => {
     expect(failure({ API_KEY_SERVER_PRODUCT_KEYS: '{}' })).toContain('no credential method configured');
   });

@@ -5,6 +5,16 @@ const INT = /^\d+$/;
 const BOOL = /^(true|false|1|0)$/i;
 /** `latest`, a version number, or a version alias (letters, digits, `_`, `-`). */
 const SECRET_VERSION = /^[A-Za-z0-9][\w-]{0,62}$/;
+/**
+ * A Secret Manager secret id, as Google allows it. keygate builds `projects/<project>/secrets/<id>/…`
+ * from it: a resource name pasted whole (`projects/p/secrets/s`) or a trailing newline from a
+ * manifest otherwise failed the boot as an INVALID_ARGUMENT or NOT_FOUND of the secret, without
+ * naming the variable to fix.
+ */
+const SECRET_ID = /^[A-Za-z0-9_-]{1,255}$/;
+const SECRET_ID_MESSAGE = 'must be a secret id (letters, digits, _ and -), not a resource name such as projects/…/secrets/…';
+/** A project id (`my-project`, the legacy `example.com:my-project`) or number: the same resource-name trap. */
+const PROJECT = /^[A-Za-z0-9][A-Za-z0-9.:-]*$/;
 /** Why a URL setting is refused: it cannot be parsed as http(s), or it carries a user name or password. */
 export type UrlProblem = 'invalid' | 'user-info';
 
@@ -70,10 +80,10 @@ export class EnvironmentSchema {
   @IsOptional() @IsString() API_KEY_SERVER_POLICY_FILE?: string;
   @IsOptional() @Matches(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }) API_KEY_SERVER_REDIS_URL?: string;
   @IsOptional() @Matches(BOOL, { message: 'must be true or false' }) USE_SECRET_MANAGER?: string;
-  @IsOptional() @IsString() GOOGLE_CLOUD_PROJECT?: string;
-  @IsOptional() @IsString() API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME?: string;
-  @IsOptional() @IsString() API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_NAME?: string;
-  @IsOptional() @IsString() API_KEY_SERVER_SECRET_HMAC_SECRETS_NAME?: string;
+  @IsOptional() @Matches(PROJECT, { message: 'must be a project id or number (no spaces or slashes)' }) GOOGLE_CLOUD_PROJECT?: string;
+  @IsOptional() @Matches(SECRET_ID, { message: SECRET_ID_MESSAGE }) API_KEY_SERVER_SECRET_PRODUCT_KEYS_NAME?: string;
+  @IsOptional() @Matches(SECRET_ID, { message: SECRET_ID_MESSAGE }) API_KEY_SERVER_SECRET_JWT_PUBLIC_KEYS_NAME?: string;
+  @IsOptional() @Matches(SECRET_ID, { message: SECRET_ID_MESSAGE }) API_KEY_SERVER_SECRET_HMAC_SECRETS_NAME?: string;
   @IsOptional()
   @Matches(SECRET_VERSION, { message: 'must be latest, a version number or a version alias' })
   API_KEY_SERVER_SECRET_PRODUCT_KEYS_VERSION?: string;
