@@ -500,6 +500,31 @@ describe('loadGatewayConfig', () => {
     }
   });
 
+  it('reads merge keys in the policy file, a key written beside one overriding the merged value', () => {
+    const file = join(policyDir(), 'merge.yaml');
+    writeFileSync(
+      file,
+      'defaults:\n  limits: &shared {requests_per_second: 5, daily_requests: 7}\nproducts:\n  demo:\n    limits:\n      <<: *shared\n      daily_requests: 9\n',
+    );
+    const limits = loadGatewayConfig({ ...base, API_KEY_SERVER_POLICY_FILE: file }).policy.forProduct('demo').limits;
+    expect(limits).toMatchObject({ requestsPerSecond: 5, dailyRequests: 9 });
+  });
+
+  it.each([
+    // A Map or a Set: every field under it was silently ignored.
+    ['omap', 'products:\n  demo: !!omap\n    - limits: {requests_per_second: 1}\n'],
+    ['set', 'defaults:\n  policy:\n    refused_fields: !!set {service_tier}\n'],
+    // Tags the parser cannot resolve: a string, and a raw warning on stderr.
+    ['js', "defaults:\n  limits:\n    requests_per_second: !!js/function 'function () {}'\n"],
+    ['float', 'defaults:\n  limits:\n    requests_per_second: !!float 10\n'],
+  ])('refuses a YAML tag keygate does not read (%s), naming the file', (name, text) => {
+    const file = join(policyDir(), `${name}.yaml`);
+    writeFileSync(file, text);
+    expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: file })).toMatch(
+      /^API_KEY_SERVER_POLICY_FILE: .* is not valid YAML or JSON: Unresolved tag: tag:yaml.org,2002:/,
+    );
+  });
+
   it('names an unreadable policy file', () => {
     expect(failure({ ...base, API_KEY_SERVER_POLICY_FILE: '/nonexistent/policy.yaml' })).toMatch(
       /API_KEY_SERVER_POLICY_FILE: cannot read .* \(ENOENT\)/,

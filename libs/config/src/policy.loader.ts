@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { isScalar, parse as parseYaml, type ParsedNode } from 'yaml';
+import { isScalar, parseDocument, type ParsedNode } from 'yaml';
 import { ConfigError } from './config.error';
 import { ModelPriceSchema, ProductPolicySchema } from './policy.schema';
 import type { Limits, ModelPrice, ParameterPolicy, PolicyBook, ProductPolicy } from './policy.types';
@@ -41,12 +41,22 @@ export function loadPolicyFile(path: string | undefined): PolicyBook {
   } catch (error) {
     throw new ConfigError(`API_KEY_SERVER_POLICY_FILE: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
   }
+  const invalid = (message: string): ConfigError =>
+    new ConfigError(`API_KEY_SERVER_POLICY_FILE: ${path} is not valid YAML or JSON: ${message.split('\n')[0]}`);
   let doc: unknown;
   try {
-    // YAML 1.2 is a superset of JSON, so one parser reads both formats.
-    doc = parseYaml(text, { uniqueKeys: sameKey });
+    // YAML 1.2 is a superset of JSON, so one parser reads both formats. Merge keys (`<<: *limits`)
+    // are read, as YAML 1.1 and Kubernetes tooling read them, to share a block between products.
+    // YAML 1.1's other tags are not: !!omap and !!set made a Map or a Set, whose fields were then
+    // silently ignored, and a tag the parser cannot resolve (!!js/function, !!float on an integer)
+    // left a string and printed a raw, multi-line warning on stderr: both stop the boot instead.
+    const parsed = parseDocument(text, { uniqueKeys: sameKey, merge: true, resolveKnownTags: false });
+    const problem = parsed.errors[0] ?? parsed.warnings[0];
+    if (problem) throw invalid(problem.message);
+    doc = parsed.toJS();
   } catch (error) {
-    throw new ConfigError(`API_KEY_SERVER_POLICY_FILE: ${path} is not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
+    if (error instanceof ConfigError) throw error;
+    throw invalid((error as Error).message);
   }
   const book = buildPolicyBook(doc ?? {}, `API_KEY_SERVER_POLICY_FILE (${path})`);
   // An empty file (a ConfigMap key mounted empty) leaves every product on the built-in defaults: said.
