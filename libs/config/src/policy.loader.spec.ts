@@ -82,6 +82,15 @@ describe('buildPolicyBook', () => {
     );
   });
 
+  it('refuses a pattern among fallbacks: they are looked up by the exact model and sent upstream as written', () => {
+    expect(problems({ defaults: { fallbacks: { 'gpt-4o*': ['claude-x'] } } })).toContain(
+      'defaults.fallbacks.gpt-4o*: fallbacks name exact models, not patterns ending in *',
+    );
+    expect(problems({ products: { p: { fallbacks: { 'gpt-4o': ['claude-*'] } } } })).toContain(
+      'products.p.fallbacks.gpt-4o: fallbacks name exact models, not patterns ending in *',
+    );
+  });
+
   it('refuses a fallback list that names its own model or a model twice', () => {
     expect(problems({ products: { p: { fallbacks: { 'gpt-4o': ['gpt-4o', 'claude-x'] } } } })).toContain(
       'products.p.fallbacks.gpt-4o: lists the model itself',

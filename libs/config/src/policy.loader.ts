@@ -262,6 +262,11 @@ function validateProduct(entry: unknown, path: string, problems: string[]): Prod
       // `[]` is allowed: a product's list replaces the default's, so `[]` turns a default's fallbacks off.
       if (!Array.isArray(list) || !list.every((m) => typeof m === 'string' && m.length > 0)) {
         problems.push(`${path}.fallbacks.${model}: must be a list of model names ([] for none)`);
+      } else if (model.endsWith('*') || list.some((m) => m.endsWith('*'))) {
+        // Fallbacks are looked up by the requested model's exact name and sent upstream as written:
+        // a pattern (as prices and the product keys take) never applied, and matching the keys'
+        // own patterns it escaped the boot's WARNING about fallbacks that apply to nothing.
+        problems.push(`${path}.fallbacks.${model}: fallbacks name exact models, not patterns ending in *`);
       } else if (list.includes(model)) {
         // The model again after its own retries: its failures would be retried twice over.
         problems.push(`${path}.fallbacks.${model}: lists the model itself`);
