@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { SecretManagerSource, type SecretManagerSourceOptions } from './secret-manager.source';
 import { SecretSourceError, type SecretKind } from './secrets-source';
 import { FakeSecretManagerServer } from './testing/fake-secret-manager.server';
@@ -46,7 +47,13 @@ describe('SecretManagerSource', () => {
     fake.addVersion('openai-api-keys', '{"v": 2}');
     const sm = source();
     const version = await sm.resolve('productKeys');
-    expect(version).toEqual({ name: fake.versionName('openai-api-keys', 2), state: 'enabled', resolvedBy: 'metadata' });
+    expect(version).toEqual({
+      name: fake.versionName('openai-api-keys', 2),
+      state: 'enabled',
+      resolvedBy: 'metadata',
+      // Its creation time: a secret created again reuses the name versions/1 for other content.
+      revision: expect.stringMatching(/^created:\d+\.\d+$/) as unknown,
+    });
     expect(fake.callsOf('AccessSecretVersion')).toHaveLength(0);
     expect(fake.callsOf('GetSecretVersion')[0]?.name).toBe('projects/test/secrets/openai-api-keys/versions/latest');
     await expect(sm.read('productKeys', version)).resolves.toBe('{"v": 2}');
@@ -83,7 +90,12 @@ describe('SecretManagerSource', () => {
       fake.denyMetadata('openai-api-keys');
       const sm = source();
       const version = await sm.resolve('productKeys');
-      expect(version).toEqual({ name: fake.versionName('openai-api-keys', 2), state: 'enabled', resolvedBy: 'payload' });
+      expect(version).toEqual({
+        name: fake.versionName('openai-api-keys', 2),
+        state: 'enabled',
+        resolvedBy: 'payload',
+        revision: `sha256:${createHash('sha256').update('{"v": 2}').digest('hex')}`,
+      });
       await expect(sm.read('productKeys', version)).resolves.toBe('{"v": 2}');
       expect(fake.callsOf('AccessSecretVersion')).toHaveLength(1);
       await sm.resolve('productKeys');

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { shortVersion } from './secrets.constants';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { credentials, status } from '@grpc/grpc-js';
@@ -65,7 +66,7 @@ export class SecretManagerSource implements SecretsSource {
         const [version] = await this.connect().getSecretVersion({ name: requested }, this.callOptions);
         if (!version.name)
           throw new SecretSourceError(this.options.names[kind], 'failed', 'Secret Manager answered without a version name');
-        return { name: version.name, state: stateOf(version.state), resolvedBy: 'metadata' };
+        return { name: version.name, state: stateOf(version.state), resolvedBy: 'metadata', revision: createdAt(version.createTime) };
       } catch (error) {
         if ((error as { code?: unknown } | null)?.code !== status.PERMISSION_DENIED) throw this.failure(kind, requested, error);
         // Denied metadata may still allow the payload (secretAccessor alone); if not, access fails below and says so.
@@ -74,7 +75,7 @@ export class SecretManagerSource implements SecretsSource {
     }
     const { name, text } = await this.access(kind, requested);
     this.fetched.set(kind, { name, text });
-    return { name, state: 'enabled', resolvedBy: 'payload' };
+    return { name, state: 'enabled', resolvedBy: 'payload', revision: `sha256:${createHash('sha256').update(text).digest('hex')}` };
   }
 
   async read(kind: SecretKind, version: SecretVersionRef): Promise<string> {
@@ -160,6 +161,14 @@ function classify(code: number | undefined, message: string): [SecretSourceFailu
       }
       return ['failed', 'the call failed'];
   }
+}
+
+/** A version's creation time as a revision (`created:<seconds>.<nanos>`), or undefined when the answer has none. */
+function createdAt(
+  time: { seconds?: string | number | { toString(): string } | null; nanos?: number | null } | null | undefined,
+): string | undefined {
+  if (time?.seconds === undefined || time.seconds === null) return undefined;
+  return `created:${time.seconds.toString()}.${time.nanos ?? 0}`;
 }
 
 function stateOf(state: unknown): SecretVersionRef['state'] {

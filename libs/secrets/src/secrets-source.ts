@@ -22,6 +22,12 @@ export interface SecretVersionRef {
   readonly state: 'enabled' | 'disabled' | 'destroyed';
   /** How the version was found: from its metadata alone, or by reading its payload (metadata not readable). */
   readonly resolvedBy?: 'metadata' | 'payload';
+  /**
+   * What tells apart two versions of the same name, where a store can reuse one: a secret deleted
+   * and created again (a Terraform replacement) numbers its versions from 1 again. Secret Manager:
+   * the creation time (metadata) or a digest of the payload, each prefixed by which it is.
+   */
+  readonly revision?: string;
 }
 
 /**

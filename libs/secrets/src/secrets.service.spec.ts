@@ -508,6 +508,19 @@ describe('SecretsService', () => {
       expect(service.status()[1]?.refreshes).toMatchObject({ rotated: 1, failed: 0 });
     });
 
+    it('reads a secret deleted and created again, its version 1 told apart by its content', async () => {
+      seed();
+      accessorOnly();
+      const service = await boot();
+      fake.deleteSecret('hmac-secrets');
+      fake.addVersion('hmac-secrets', hmac(HMAC_SECRETS[1]));
+      accessorOnly();
+      await service.refreshNow();
+      expect(service.current.hmacClients.get('batch-job')?.secret.toString()).toBe(HMAC_SECRETS[1]);
+      await service.refreshNow();
+      expect(service.status()[2]?.refreshes).toMatchObject({ rotated: 1, unchanged: 1 });
+    });
+
     it('refuses a bad version once, and keeps the old one while latest is disabled', async () => {
       seed();
       accessorOnly();
@@ -560,6 +573,23 @@ describe('SecretsService', () => {
           .filter((l) => l.message === 'Secret Manager reachable again')
           .map((l) => l.secretName),
       ).toEqual(expect.arrayContaining(['openai-api-keys', 'jwt-public-keys', 'hmac-secrets']));
+    });
+
+    it('reads a secret deleted and created again, whose versions are numbered from 1 again (a Terraform replacement)', async () => {
+      seed();
+      const service = await boot();
+      fake.deleteSecret('openai-api-keys');
+      await service.refreshNow();
+      fake.addVersion('openai-api-keys', products(PROVIDER_KEYS[1]));
+      await service.refreshNow();
+      // The same version name as the one in force, with other content: not taken for the same version.
+      expect(service.status()[0]?.version).toBe(fake.versionName('openai-api-keys', 1));
+      expect(service.product('demo')?.route('gpt-4o')?.apiKey).toBe(PROVIDER_KEYS[1]);
+      expect(logged().filter((l) => l.message === 'secret rotated; the new version is in force')).toHaveLength(1);
+      // And checked by metadata again from then on: the next check reads nothing.
+      const reads = fake.callsOf('AccessSecretVersion', 'openai-api-keys').length;
+      await service.refreshNow();
+      expect(fake.callsOf('AccessSecretVersion', 'openai-api-keys')).toHaveLength(reads);
     });
 
     it('keeps the last good values when a secret is deleted or access is revoked, with an ERROR', async () => {

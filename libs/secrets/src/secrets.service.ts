@@ -65,6 +65,8 @@ interface HeldSecret {
   version: string;
   /** How its version is checked: metadata only, or (without `secretmanager.versions.get`) by reading the payload. */
   readonly resolvedBy?: SecretVersionRef['resolvedBy'];
+  /** The revision of the version in force (see {@link SecretVersionRef.revision}). */
+  revision?: string;
   /** The last version refused (with its state), so it is neither read nor reported again. */
   refused?: string;
   /** The last failure reported, so an outage is logged when it starts and when it ends, not on every check. */
@@ -156,7 +158,14 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
           return {
             kind,
             problems: [] as string[],
-            held: { kind, location, version: version.name, resolvedBy: version.resolvedBy, refreshes: counters() },
+            held: {
+              kind,
+              location,
+              version: version.name,
+              resolvedBy: version.resolvedBy,
+              revision: version.revision,
+              refreshes: counters(),
+            },
             value,
           };
         } catch (error) {
@@ -311,11 +320,12 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       this.failed(held, error);
       return undefined;
     }
-    const key = `${version.name}#${version.state}`;
-    if (version.name === held.version || key === held.refused) {
+    const key = `${version.name}#${version.state}#${version.revision ?? ''}`;
+    const inForce = sameVersion(held, version);
+    if (inForce || key === held.refused) {
       // The check is complete: whatever failed before answers again.
       this.recovered(held);
-      if (version.name === held.version && version.state !== 'enabled' && key !== held.refused) {
+      if (inForce && version.state !== 'enabled' && key !== held.refused) {
         // The content is still in memory and stays in force, but the next boot could not read it.
         held.refused = key;
         this.logger.write('WARNING', 'the version in force is no longer enabled; keeping it, but a restart would fail', {
@@ -365,6 +375,7 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       previousVersion: held.version,
     });
     held.version = version.name;
+    held.revision = version.revision;
     held.refused = undefined;
     return value;
   }
@@ -457,6 +468,18 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       }
     }
   }
+}
+
+/**
+ * Whether `version` is the one in force: the same name and, where both carry a revision of the same
+ * kind, the same revision (a secret created again reuses the name `…/versions/1` for new content,
+ * which was otherwise never read until a restart). A revision of another kind (the metadata became
+ * unreadable since) cannot tell, and is not taken for a change.
+ */
+function sameVersion(held: HeldSecret, version: SecretVersionRef): boolean {
+  if (version.name !== held.version) return false;
+  const kind = (revision: string | undefined): string | undefined => revision?.slice(0, revision.indexOf(':'));
+  return !held.revision || !version.revision || kind(held.revision) !== kind(version.revision) || held.revision === version.revision;
 }
 
 function counters(): Record<SecretRefreshOutcome, number> {

@@ -92,6 +92,8 @@ export class FakeSecretManagerServer {
   private readonly definition: ServiceDefinition;
   private server?: Server;
   private outage = false;
+  /** When the last version was made (ms), so no two versions share a creation time. */
+  private lastCreated = 0;
   private boundPort = 0;
 
   private constructor(
@@ -167,7 +169,10 @@ export class FakeSecretManagerServer {
   addVersion(secret: string, content: string | Buffer, state: FakeVersionState = 'ENABLED'): number {
     const entry = this.entry(secret);
     const id = entry.versions.length + 1;
-    entry.versions.push({ id, data: Buffer.isBuffer(content) ? content : Buffer.from(content, 'utf8'), state, createdAt: new Date() });
+    // Strictly later than the last version made, as the real service's microsecond times are.
+    const createdAt = new Date(Math.max(Date.now(), this.lastCreated + 1));
+    this.lastCreated = createdAt.getTime();
+    entry.versions.push({ id, data: Buffer.isBuffer(content) ? content : Buffer.from(content, 'utf8'), state, createdAt });
     return id;
   }
 
@@ -235,7 +240,10 @@ export class FakeSecretManagerServer {
         return {
           name: this.versionName(secret, version.id),
           state: version.state,
-          createTime: { seconds: String(Math.floor(version.createdAt.getTime() / 1000)), nanos: 0 },
+          createTime: {
+            seconds: String(Math.floor(version.createdAt.getTime() / 1000)),
+            nanos: (version.createdAt.getTime() % 1000) * 1e6,
+          },
         };
       }),
       AccessSecretVersion: this.unary('AccessSecretVersion', (name) => {
