@@ -253,6 +253,8 @@ export interface FlakyBehaviour {
   streamError?: { type: string; code: string | null };
   /** On a streamed chat request: answer 200 and an SSE stream that ends at once, cleanly, with no event. */
   emptyStream?: boolean;
+  /** On a streamed chat request: answer 200 with a whole JSON completion, as a host that ignores `stream: true` does. */
+  wholeAnswer?: boolean;
   /**
    * On a chat request: answer 200 with a one-word completion (plain, or streamed with a usage
    * chunk), on an embeddings request one vector, whose `usage` is this object as written, as a
@@ -331,7 +333,7 @@ export class FlakyUpstream {
       } catch {
         // not JSON: left undefined
       }
-      const { status, retryAfter, streamError, emptyStream, usage } = this.behaviour;
+      const { status, retryAfter, streamError, emptyStream, wholeAnswer, usage } = this.behaviour;
       const streamed = path === '/v1/chat/completions' && /"stream"\s*:\s*true/.test(Buffer.concat(chunks).toString());
       if (usage && path === '/v1/embeddings') {
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -354,6 +356,20 @@ export class FlakyUpstream {
             chunk([{ index: 0, delta: {}, finish_reason: 'stop' }], null) +
             chunk([], usage) +
             'data: [DONE]\n\n',
+        );
+        return;
+      }
+      if (wholeAnswer && streamed) {
+        const message = { role: 'assistant', content: 'Hello', refusal: null };
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            id: 'chatcmpl-flaky',
+            object: 'chat.completion',
+            created: 0,
+            model: 'gpt-4o',
+            choices: [{ index: 0, message, finish_reason: 'stop' }],
+          }),
         );
         return;
       }

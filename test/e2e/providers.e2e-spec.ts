@@ -1739,6 +1739,23 @@ describe('retries and fallbacks', () => {
     await expectOneAudit(id, { status: 200, failure: null, provider: 'anthropic', stream: true, attempts: MAX_RETRIES + 2 });
   });
 
+  it('refuses a whole JSON answer to a stream (a host that ignores stream: true) at once, 502, without retrying it', async () => {
+    flaky.script({ status: 200, wholeAnswer: true });
+    const { id, headers } = rid('stream-whole-answer');
+    const error = await apiError(
+      gw
+        .openai(mintToken({ product: 'flakyalone' }))
+        .chat.completions.create({ model: OPENAI_MODEL, messages: user('stream please'), stream: true }, { headers, maxRetries: 0 }),
+    );
+    expect(error.status).toBe(502);
+    expect(error.message).toContain('upstream openai sent an invalid response');
+    // Generated (and billed) once: a protocol error is not retried.
+    expect(flaky.count('/v1/chat/completions')).toBe(1);
+    await expectOneAudit(id, { status: 502, failure: 'upstream', attempts: 1, stream: true });
+    const warnings = gw.proc.lines.filter((l) => l.json?.requestId === id && l.json.type !== 'audit').map((l) => l.json!);
+    expect(warnings.map((j) => [j.severity, j.failure])).toEqual([['WARNING', 'protocol']]);
+  });
+
   it('answers a rate limit sent as an OpenAI stream’s first event as one, 429, where no fallback is left', async () => {
     flaky.script({ status: 200, streamError: { type: 'rate_limit_error', code: 'rate_limit_exceeded' } });
     const limited = rid('stream-rate-limited');

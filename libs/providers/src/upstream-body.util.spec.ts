@@ -94,6 +94,24 @@ describe('sseEvents', () => {
     }
   });
 
+  it('refuses a whole JSON or HTML answer to a stream at once, as a protocol error (not retried), reading none of it', async () => {
+    for (const type of ['application/json', 'application/json; charset=utf-8', 'Application/Problem+JSON', 'text/html;charset=UTF-8']) {
+      const body = Readable.from([Buffer.from('{"id":"chatcmpl-1","choices":[]}')]);
+      const res = { ...response([]), headers: { 'content-type': type }, body } as unknown as UpstreamResponse;
+      const { data, error } = await read(res, 64);
+      expect(data).toEqual([]);
+      expect(error).toMatchObject({ kind: 'protocol', provider: 'openai' });
+      expect((error as UpstreamError).retryable).toBe(false);
+      expect((error as Error).message).toContain('not server-sent events');
+      expect(body.destroyed).toBe(true);
+    }
+    // An event stream, or one without a type, is read as events.
+    for (const type of ['text/event-stream; charset=utf-8', undefined]) {
+      const res = { ...response(['data: {"a":1}\n\n']), headers: type ? { 'content-type': type } : {} };
+      expect((await read(res, 64)).data).toEqual(['{"a":1}']);
+    }
+  });
+
   it('ends the stream with a protocol error when an event grows past the limit without completing (no endless buffer)', async () => {
     const endless = Array.from({ length: 10 }, () => 'x'.repeat(20));
     const { data, error } = await read(response(['data: {"a":1}\n\n', 'data: ', ...endless]), 64);

@@ -208,6 +208,14 @@ export function midResponseError(error: unknown, provider: string, res: Upstream
  */
 export const MAX_SSE_EVENT_BYTES = 8 * 1024 * 1024;
 
+/**
+ * Content types of a whole answer, which a stream's body never has: a host that ignores
+ * `stream: true` answers JSON, and a proxy in front of one may answer an HTML page. Such a body is
+ * a protocol error at once (not read as events until it ends, then taken for a dropped stream and
+ * retried: a whole answer is generated, and billed, each time).
+ */
+const WHOLE_BODY_TYPE = /^\s*(?:application\/(?:[\w.+-]+\+)?json|text\/html)\s*(?:;|$)/i;
+
 /** How long an upstream may take to end its body after the event that ends the stream. */
 export const BODY_END_GRACE_MS = 1000;
 
@@ -246,6 +254,13 @@ export async function* sseEvents(
   let lastSeen = false;
   let outcome: 'ended' | 'failed' | 'left' = 'left';
   try {
+    const type = res.headers['content-type'];
+    if (typeof type === 'string' && WHOLE_BODY_TYPE.test(type))
+      throw new UpstreamError(
+        'protocol',
+        provider,
+        `answered a stream with a whole ${type.split(';')[0].trim()} body, not server-sent events (does the host take stream: true?)`,
+      );
     for await (const chunk of res.body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       unfinished += chunk.length;
       let text = decoder.write(chunk);
