@@ -202,6 +202,9 @@ describe('SecretsService', () => {
       expect(Date.now() - started).toBeGreaterThanOrEqual(TIMING.bootTimeoutMs - 500);
       expect(message).toContain('Secret Manager secret openai-api-keys: Secret Manager is unreachable');
       expect(fake.callsOf('GetSecretVersion', 'openai-api-keys').length).toBeGreaterThan(1);
+      // Said at the first failure, once a secret, not only when the deadline has passed.
+      const retrying = logged().filter((l) => l.severity === 'WARNING' && String(l.message).includes('retrying until the boot deadline'));
+      expect(retrying.map((l) => l.name).sort()).toEqual(['hmac-secrets', 'jwt-public-keys', 'openai-api-keys']);
     });
 
     it('rides out a short outage at boot', async () => {
@@ -336,6 +339,13 @@ describe('SecretsService', () => {
       fake.addVersion('hmac-secrets', hmac(HMAC_SECRETS[1]));
       await service.refreshNow();
       expect(service.current.hmacClients.get('batch-job')?.secret.toString()).toBe(HMAC_SECRETS[1]);
+      const noClient = (): unknown[] => logged().filter((l) => l.severity === 'WARNING' && String(l.message).includes('lists no client'));
+      expect(noClient()).toHaveLength(0);
+      // A version with no client at all is valid, and takes effect, but is not routine.
+      fake.addVersion('hmac-secrets', '{}');
+      await service.refreshNow();
+      expect(service.current.hmacClients.size).toBe(0);
+      expect(noClient()).toEqual([expect.objectContaining({ clientsBefore: 1, version: expect.stringContaining('3') })]);
     });
 
     it('warns about policy entries and HMAC clients for products the keys do not have, and fallbacks they do not serve, at boot and after a rotation', async () => {

@@ -146,14 +146,25 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
         const location = this.source.locate(kind);
         // JWT off (Secret Manager without an issuer): its key secret is not read at all.
         if (!location || (kind === 'jwtPublicKeys' && !this.config.jwt)) return { kind, problems: [] as string[] };
+        // The first transient failure is said at once: the boot may retry for a while before it gives up.
+        let said = false;
+        const retrying = (error: SecretSourceError): void => {
+          if (said) return;
+          said = true;
+          this.logger.write('WARNING', `Secret Manager secret ${location.label} could not be read; retrying until the boot deadline`, {
+            name: location.label,
+            error: error.message,
+            retryForSeconds: Math.max(0, Math.round((deadline - Date.now()) / 1000)),
+          });
+        };
         try {
-          const version = await this.untilDeadline(() => this.source.resolve(kind), deadline);
+          const version = await this.untilDeadline(() => this.source.resolve(kind), deadline, retrying);
           const name = this.title(location, version.name);
           if (version.state !== 'enabled') {
             const fix = `enable it, add a version, or pin an enabled one with ${SECRET_VERSION_VARIABLES[kind]}`;
             return { kind, problems: [`${name}: the version is ${version.state} (${fix})`] };
           }
-          const text = await this.untilDeadline(() => this.source.read(kind, version), deadline);
+          const text = await this.untilDeadline(() => this.source.read(kind, version), deadline, retrying);
           const value = this.parse(kind, text, name);
           return {
             kind,
@@ -374,6 +385,14 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       version: version.name,
       previousVersion: held.version,
     });
+    // Valid, but every HMAC client loses access at once: a rotation that left the list out by mistake
+    // must not read as routine.
+    if (held.kind === 'hmacSecrets' && value.hmacClients?.size === 0 && this.snapshot.hmacClients.size > 0)
+      this.logger.write('WARNING', 'the new HMAC secrets version lists no client: every HMAC-signed request is refused now', {
+        secretName: held.location.label,
+        version: version.name,
+        clientsBefore: this.snapshot.hmacClients.size,
+      });
     held.version = version.name;
     held.revision = version.revision;
     held.refused = undefined;
@@ -457,13 +476,14 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
   }
 
   /** Retries transient store failures with backoff until `deadline`; other failures are thrown at once. */
-  private async untilDeadline<T>(call: () => Promise<T>, deadline: number): Promise<T> {
+  private async untilDeadline<T>(call: () => Promise<T>, deadline: number, retrying: (error: SecretSourceError) => void): Promise<T> {
     for (let delay = 250; ; delay = Math.min(delay * 2, 4_000)) {
       try {
         return await call();
       } catch (error) {
         const left = deadline - Date.now();
         if (!(error instanceof SecretSourceError) || !error.transient || left <= 0) throw error;
+        retrying(error);
         await new Promise((done) => setTimeout(done, Math.min(delay, left)));
       }
     }
