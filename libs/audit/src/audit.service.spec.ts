@@ -72,6 +72,16 @@ describe('AuditService', () => {
     expect(line).toMatchObject({ model: '[redacted]', requested_model: '[redacted]', path: '/v1/[redacted]/[redacted]', status: 404 });
   });
 
+  it('masks a token written with percent-escapes in the path, and keeps an ordinary escaped path as sent', () => {
+    const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+    const escaped = `/v1/${jwt.replace(/\./g, '%2E')}/x`;
+    const line = record((ctx) => (ctx.status = 404), escaped);
+    expect(JSON.stringify(line)).not.toContain(jwt.split('.')[2]);
+    expect(line.path).toBe('/v1/[redacted]/x');
+    expect(record((ctx) => (ctx.status = 404), '/v1/chat%2Fcompletions').path).toBe('/v1/chat%2Fcompletions');
+    expect(record((ctx) => (ctx.status = 404), '/v1/%E0%A4%A').path).toBe('/v1/%E0%A4%A');
+  });
+
   it('keeps at most 1,024 characters of a path or model the client chose, masked before the cut', () => {
     const key = 'sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123456789';
     // The key straddles the cut: masked whole first, nothing of it is left.

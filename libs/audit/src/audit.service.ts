@@ -56,13 +56,30 @@ function masked<T extends string | null>(text: T): T {
 }
 
 /**
+ * A path as sent, masked; with percent-escapes, masked as decoded too: a key or a token written with
+ * escapes (`%2E` for a JWT's dots) is not recognised as sent, and the decoded form, masked, is kept
+ * when it hides something the raw form showed.
+ */
+function maskedPath(path: string): string {
+  const shown = redact(path) as string;
+  if (!path.includes('%')) return shown;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return shown;
+  }
+  const decodedShown = redact(decoded) as string;
+  return decodedShown === decoded ? shown : decodedShown;
+}
+
+/**
  * The most of a client-chosen string an audit line keeps (a path may be ~16 KB, all the headers
  * Node takes): masked first, so a cut never leaves part of a key unrecognised, then cut with `…`.
  */
 export const AUDIT_TEXT_MAX_CHARS = 1024;
 
-function clipped<T extends string | null>(text: T): T {
-  const shown = masked(text);
+function clipped<T extends string | null>(text: T, shown: T = masked(text)): T {
   return (shown !== null && shown.length > AUDIT_TEXT_MAX_CHARS ? `${shown.slice(0, AUDIT_TEXT_MAX_CHARS)}…` : shown) as T;
 }
 
@@ -110,7 +127,7 @@ export class AuditService {
       failure: ctx.failure,
       attempts: ctx.attempts,
       method: ctx.method,
-      path: clipped(ctx.path),
+      path: clipped(ctx.path, maskedPath(ctx.path)),
     };
     // SPEC §7: one record per request whatever LOG_LEVEL says.
     this.logger.always(
