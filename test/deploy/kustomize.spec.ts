@@ -312,6 +312,13 @@ describe('each manifest check fails on a broken manifest', () => {
           find(o, 'BackendConfig').spec as { connectionDraining: { drainingTimeoutSec: number } }
         ).connectionDraining.drainingTimeoutSec = 60),
     ],
+    [
+      'an ExternalSecret remoteRef left to the CRD defaults (Argo CD drift)',
+      'argo-drift',
+      (o) =>
+        void delete (find(o, 'ExternalSecret', 'keygate-redis').spec as { data: { remoteRef: Record<string, unknown> }[] }).data[1]
+          .remoteRef.decodingStrategy,
+    ],
     ['a Secret nothing produces', 'config-refs', (o) => void o.splice(o.indexOf(find(o, 'ExternalSecret', 'keygate-redis')), 1)],
     ['a ConfigMap that does not exist', 'config-refs', (o) => void (gateway(o).envFrom = [{ configMapRef: { name: 'nope' } }])],
     [

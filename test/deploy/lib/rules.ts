@@ -147,6 +147,9 @@ const STARTUP_MARGIN_SECONDS = 15;
  */
 const OTHER_KNOWN_VARIABLES = ['PORT', 'LOG_LEVEL', 'USE_SECRET_MANAGER', 'GOOGLE_CLOUD_PROJECT', 'NODE_EXTRA_CA_CERTS'];
 
+/** What the External Secrets Operator's CRD writes into a remoteRef that leaves these out. */
+const REMOTE_REF_DEFAULTS: Record<string, string> = { conversionStrategy: 'Default', decodingStrategy: 'None', metadataPolicy: 'None' };
+
 /** Placeholders the base uses; an overlay must replace every one. */
 const PLACEHOLDERS = /\b(PROJECT_ID|REGION)\b/;
 
@@ -369,6 +372,24 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
   for (const map of configMaps.values()) {
     for (const key of Object.keys(map.data ?? {})) {
       if (SECRET_VARIABLES.includes(key)) add(at(map), 'env-hygiene', `${key} is a secret (SPEC §2); it may not be a ConfigMap value`);
+    }
+  }
+
+  // The External Secrets Operator's CRDs default three fields of each remoteRef. Inside the `data`
+  // list (which a merge replaces whole) Argo CD then finds the live object differing from Git for
+  // ever: the Application is OutOfSync with nothing changed, and dev's self-heal re-applies it in a loop.
+  for (const external of objects.filter((o) => o.kind === 'ExternalSecret')) {
+    const data = (external.spec as { data?: { secretKey?: string; remoteRef?: Record<string, unknown> }[] } | undefined)?.data ?? [];
+    for (const entry of data) {
+      const missing = Object.keys(REMOTE_REF_DEFAULTS).filter((field) => entry.remoteRef?.[field] === undefined);
+      if (missing.length)
+        add(
+          at(external),
+          'argo-drift',
+          `data ${entry.secretKey ?? '?'}: remoteRef leaves ${missing.join(', ')} to the CRD's defaults (${missing
+            .map((f) => `${f}: ${REMOTE_REF_DEFAULTS[f]}`)
+            .join(', ')}), which Argo CD reports as drift`,
+        );
     }
   }
 
