@@ -81,6 +81,20 @@ describe('Terraform', () => {
     expect(repositories.map((r) => r.docker_config?.[0]?.immutable_tags)).toEqual(repositories.map(() => true));
   });
 
+  it('Cloud NAT lets a node hold more than 64 connections to one provider address (streams keep theirs for minutes)', async () => {
+    const file = join(TERRAFORM, 'modules', 'gcp', 'network', 'main.tf');
+    type Nat = { enable_dynamic_port_allocation?: boolean; min_ports_per_vm?: number; max_ports_per_vm?: number };
+    const doc = (await parse(file, readFileSync(file, 'utf8'))) as { resource: { google_compute_router_nat: Record<string, Nat[]> } };
+    const gateways = Object.values(doc.resource.google_compute_router_nat).flat();
+    expect(gateways.length).toBeGreaterThan(0);
+    // Cloud NAT's default is 64 ports per node, allocated statically: 64 connections at once from all
+    // the node's pods to one destination address and port, after which new connections are dropped.
+    for (const nat of gateways) {
+      const most = nat.enable_dynamic_port_allocation === true ? (nat.max_ports_per_vm ?? 65536) : (nat.min_ports_per_vm ?? 64);
+      expect(most).toBeGreaterThanOrEqual(1024);
+    }
+  });
+
   it('the log-based metrics read only fields the audit record has (and those of the failed-attempt lines they count)', () => {
     const fields = [...jsonPayloadFields(join(TERRAFORM, 'modules', 'gcp', 'monitoring'))];
     expect(fields).toEqual(expect.arrayContaining(['type', 'product_label', 'tokens_in', 'tokens_out', 'failure', 'latency_ms']));

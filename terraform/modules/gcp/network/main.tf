@@ -47,6 +47,16 @@ resource "google_compute_router_nat" "this" {
   nat_ip_allocate_option             = "AUTO_ONLY"
   source_subnetwork_ip_ranges_to_nat = "ALL_SUBNETWORKS_ALL_IP_RANGES"
 
+  # The default (64 ports per node, static) allows 64 connections at once from one node to one
+  # provider address and port: the gateway holds one per stream in flight, for minutes, across every
+  # pod on the node, so past ~64 concurrent calls to api.openai.com new connections are dropped
+  # (audited as upstream connect timeouts). Dynamic allocation grows a node's share as it needs
+  # (it excludes endpoint-independent mapping).
+  enable_dynamic_port_allocation      = true
+  enable_endpoint_independent_mapping = false
+  min_ports_per_vm                    = 256
+  max_ports_per_vm                    = 16384
+
   log_config {
     enable = true
     filter = "ERRORS_ONLY"
