@@ -108,6 +108,22 @@ describe('Terraform', () => {
     expect(fields).toContain('product_label');
   });
 
+  it("the latency alert reads requests that were not streamed (a stream's latency_ms is the whole stream)", async () => {
+    const file = join(TERRAFORM, 'modules', 'gcp', 'monitoring', 'main.tf');
+    type Metric = { label_extractors?: Record<string, string> };
+    type Alert = { conditions: { condition_prometheus_query_language?: { query: string }[] }[] };
+    const doc = (await parse(file, readFileSync(file, 'utf8'))) as {
+      resource: { google_logging_metric: Record<string, Metric[]>; google_monitoring_alert_policy: Record<string, Alert[]> };
+    };
+    expect(doc.resource.google_logging_metric.latency[0].label_extractors?.stream).toBe('EXTRACT(jsonPayload.stream)');
+    const queries = Object.values(doc.resource.google_monitoring_alert_policy)
+      .flat()
+      .flatMap((a) => a.conditions.flatMap((c) => (c.condition_prometheus_query_language ?? []).map((q) => q.query)))
+      .filter((q) => q.includes('local.promql.latency'));
+    expect(queries.length).toBeGreaterThan(0);
+    for (const query of queries) expect(query).toMatch(/_bucket\{stream="false"\}/);
+  });
+
   it('the messages the metrics and alerts match are ones the gateway writes (failed upstream attempts and streams, crashes)', () => {
     const tf = readFileSync(join(TERRAFORM, 'modules', 'gcp', 'monitoring', 'main.tf'), 'utf8');
     const prefixes = [...tf.matchAll(/jsonPayload\.message=~\\"\^([^\\"]+)\\"/g)].map((m) => m[1]);

@@ -174,7 +174,7 @@ variable "failure_rate_threshold" {
 
 variable "latency_p95_threshold_ms" {
   type        = number
-  description = "Alert when the p95 latency exceeds this (ms)."
+  description = "Alert when the p95 latency of requests not streamed exceeds this (ms)."
   default     = 45000
 }
 

@@ -60,7 +60,7 @@ variable "failure_rate_classes" {
 
 variable "latency_p95_threshold_ms" {
   type        = number
-  description = "Alert when the p95 request latency of a provider exceeds this (ms). LLM calls are slow: leave room."
+  description = "Alert when the p95 latency of a provider's requests that were not streamed exceeds this (ms). LLM calls are slow: leave room."
   default     = 45000
 }
 
