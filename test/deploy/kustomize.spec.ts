@@ -319,6 +319,8 @@ describe('each manifest check fails on a broken manifest', () => {
         void delete (find(o, 'ExternalSecret', 'keygate-redis').spec as { data: { remoteRef: Record<string, unknown> }[] }).data[1]
           .remoteRef.decodingStrategy,
     ],
+    ["args that drop the image's node flags", 'node-flags', (o) => void Object.assign(gateway(o), { args: ['dist/apps/gateway/main.js'] })],
+    ['a command that replaces the entrypoint', 'node-flags', (o) => void Object.assign(gateway(o), { command: ['node'] })],
     ['a Secret nothing produces', 'config-refs', (o) => void o.splice(o.indexOf(find(o, 'ExternalSecret', 'keygate-redis')), 1)],
     ['a ConfigMap that does not exist', 'config-refs', (o) => void (gateway(o).envFrom = [{ configMapRef: { name: 'nope' } }])],
     [

@@ -55,6 +55,8 @@ interface Container {
   livenessProbe?: Probe;
   startupProbe?: Probe;
   lifecycle?: { preStop?: { sleep?: { seconds: number } } };
+  command?: string[];
+  args?: string[];
   securityContext?: SecurityContext;
   volumeMounts?: { name: string; mountPath: string }[];
 }
@@ -147,6 +149,12 @@ const STARTUP_MARGIN_SECONDS = 15;
  */
 const OTHER_KNOWN_VARIABLES = ['PORT', 'LOG_LEVEL', 'USE_SECRET_MANAGER', 'GOOGLE_CLOUD_PROJECT', 'NODE_EXTRA_CA_CERTS'];
 
+/** Node flags the image's CMD sets, which a Deployment's `args` must keep. */
+const NODE_FLAGS: [string, RegExp][] = [
+  ['--max-semi-space-size=16', /^--max-semi-space-size=\d+$/],
+  ['--expose-gc', /^--expose-gc$/],
+];
+
 /** What the External Secrets Operator's CRD writes into a remoteRef that leaves these out. */
 const REMOTE_REF_DEFAULTS: Record<string, string> = { conversionStrategy: 'Default', decodingStrategy: 'None', metadataPolicy: 'None' };
 
@@ -221,6 +229,14 @@ export function checkWorkloadRules(rendered: Rendered, options: RuleOptions): Vi
         for (const name of [...names].sort()) {
           if (!name.startsWith('API_KEY_SERVER_') && !OTHER_KNOWN_VARIABLES.includes(name))
             add(where, 'env-names', `${name} is no variable the gateway reads (SPEC §2, README "Configuration"): a typo?`);
+        }
+        // The image's CMD holds node's flags (README "Container image": the young generation the
+        // benchmark measured, and the collection after boot); `args` replace it, `command` the
+        // entrypoint (tini, which forwards SIGTERM for the drain).
+        if (container.command) add(where, 'node-flags', "command replaces the image's entrypoint (tini, then node)");
+        if (container.args) {
+          for (const [flag, given] of NODE_FLAGS)
+            if (!container.args.some((a) => given.test(a))) add(where, 'node-flags', `args replace the image's CMD without ${flag}`);
         }
         const startup = container.startupProbe;
         if (startup) {
