@@ -124,6 +124,26 @@ describe('Terraform', () => {
     for (const query of queries) expect(query).toMatch(/_bucket\{stream="false"\}/);
   });
 
+  it('the alerts on the Prometheus scrape name metrics the gateway exports, Redis among them', async () => {
+    const file = join(TERRAFORM, 'modules', 'gcp', 'monitoring', 'main.tf');
+    type Alert = { conditions: { condition_prometheus_query_language?: { query: string }[] }[] };
+    const doc = (await parse(file, readFileSync(file, 'utf8'))) as {
+      resource: { google_monitoring_alert_policy: Record<string, Alert[]> };
+    };
+    const queries = Object.values(doc.resource.google_monitoring_alert_policy)
+      .flat()
+      .flatMap((a) => a.conditions.flatMap((c) => (c.condition_prometheus_query_language ?? []).map((q) => q.query)));
+    const scraped = [...new Set(queries.flatMap((q) => [...q.matchAll(/\b(keygate_[a-z_]+)\b/g)].map((m) => m[1])))];
+    const exported = [
+      ...readFileSync(join(REPO_ROOT, 'libs', 'observability', 'src', 'metrics.service.ts'), 'utf8').matchAll(/name: '(keygate_\w+)'/g),
+    ].map((m) => m[1]);
+    expect(scraped).toContain('keygate_redis_up');
+    for (const name of scraped) expect(exported).toContain(name);
+    // Scoped to the environment's namespace, as the log-based metrics are.
+    for (const query of queries.filter((q) => /\bkeygate_redis_up\b/.test(q)))
+      expect(query).toMatch(/keygate_redis_up\{namespace=\\?"\$\{var\.namespace\}\\?"\}/);
+  });
+
   it('the messages the metrics and alerts match are ones the gateway writes (failed upstream attempts and streams, crashes)', () => {
     const tf = readFileSync(join(TERRAFORM, 'modules', 'gcp', 'monitoring', 'main.tf'), 'utf8');
     const prefixes = [...tf.matchAll(/jsonPayload\.message=~\\"\^([^\\"]+)\\"/g)].map((m) => m[1]);

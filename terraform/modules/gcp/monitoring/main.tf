@@ -427,6 +427,37 @@ resource "google_monitoring_alert_policy" "crash" {
   }
 }
 
+# Memorystore unreachable (an outage, maintenance gone wrong, the AUTH string changed): keygate keeps
+# serving, but each replica counts limits alone (a product gets its limit once per replica), blocks
+# set through Redis are not in force and HMAC requests get 503. From the gateway's own gauge
+# (/metrics, scraped by Managed Service for Prometheus through k8s/base/podmonitoring.yaml), which
+# is 0 while a replica counts alone.
+resource "google_monitoring_alert_policy" "redis_down" {
+  project               = var.project_id
+  display_name          = "keygate ${var.environment}: a replica counts limits without Redis"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "keygate_redis_up is 0 on a replica"
+    condition_prometheus_query_language {
+      query               = "min by (pod) (keygate_redis_up{namespace=\"${var.namespace}\"}) < 1"
+      duration            = "300s"
+      evaluation_interval = "60s"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Limits count per replica (each replica admits a product's whole limit), blocks set through Redis are not in force and HMAC requests get 503 until Redis answers again. /readyz of a replica says `degraded` with the connection state; check the Memorystore instance and, after an AUTH change, the redis-url secret and the keygate-redis ExternalSecret (docs/runbook.md, \"Key rotation\")."
+  }
+}
+
 # Optional: only where the policy file prices the models (daily_cost_alert_threshold_usd set).
 resource "google_monitoring_alert_policy" "daily_cost" {
   count                 = var.daily_cost_alert_threshold_usd == null ? 0 : 1
