@@ -124,6 +124,26 @@ describe('Terraform', () => {
     for (const query of queries) expect(query).toMatch(/_bucket\{stream="false"\}/);
   });
 
+  it("the load balancer's log entries of a URL that carries a credential (Gemini's ?key=) are not stored, for this gateway's backends only", async () => {
+    const file = join(TERRAFORM, 'modules', 'gcp', 'monitoring', 'main.tf');
+    const doc = (await parse(file, readFileSync(file, 'utf8'))) as {
+      resource: { google_logging_project_exclusion?: Record<string, { filter: string }[]> };
+    };
+    const filters = Object.values(doc.resource.google_logging_project_exclusion ?? {})
+      .flat()
+      .map((e) => e.filter);
+    const credentialInUrl = filters.filter((f) => f.includes('http_load_balancer') && f.includes('requestUrl'));
+    expect(credentialInUrl).toHaveLength(1);
+    const [filter] = credentialInUrl;
+    expect(filter).toContain('backend_service_name:\\"${var.namespace}\\"');
+    // The pattern the filter uses, as Cloud Logging's RE2 reads it, matches a key in the query and nothing else.
+    const pattern = new RegExp(/requestUrl=~\\"(.+?)\\"/.exec(filter)![1]);
+    expect(pattern.test('https://gw.example.com/v1beta/models/gemini-2.5-flash:generateContent?key=eyJhbGciOi')).toBe(true);
+    expect(pattern.test('https://gw.example.com/v1beta/models/x:streamGenerateContent?alt=sse&key=eyJ')).toBe(true);
+    expect(pattern.test('https://gw.example.com/v1/chat/completions')).toBe(false);
+    expect(pattern.test('https://gw.example.com/v1/models?monkey=1')).toBe(false);
+  });
+
   it('the alerts on the Prometheus scrape name metrics the gateway exports, Redis among them', async () => {
     const file = join(TERRAFORM, 'modules', 'gcp', 'monitoring', 'main.tf');
     type Alert = { conditions: { condition_prometheus_query_language?: { query: string }[] }[] };

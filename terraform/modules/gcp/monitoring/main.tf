@@ -485,3 +485,19 @@ resource "google_monitoring_alert_policy" "daily_cost" {
     content   = "A product cost more in the last 24 h than expected, at the policy file's prices. Check the audit records (jsonPayload.cost_usd by user and model) and /admin/usage; lower its daily_tokens or block it if it is abuse (docs/runbook.md, \"Abuse response\")."
   }
 }
+
+# The load balancer logs every request's full URL (k8s/base/backendconfig.yaml samples all of them),
+# query string included. A client that sends its token in the URL, as Gemini's REST examples send
+# `?key=`, is refused 400 by keygate, which never logs it, but the load balancer's entry would keep
+# it for the log bucket's retention: such entries are not stored. keygate's audit line records each
+# of those requests. Only this gateway's backends (their GKE names hold the namespace).
+resource "google_logging_project_exclusion" "credential_in_url" {
+  project     = var.project_id
+  name        = "${var.name_prefix}-${var.environment}-credential-in-url"
+  description = "keygate ${var.environment}: load balancer entries whose URL carries a credential (?key=, ?access_token=); keygate refuses and audits such requests itself."
+  filter = join(" AND ", [
+    "resource.type=\"http_load_balancer\"",
+    "resource.labels.backend_service_name:\"${var.namespace}\"",
+    "httpRequest.requestUrl=~\"[?&](key|api_key|access_token)=\"",
+  ])
+}
