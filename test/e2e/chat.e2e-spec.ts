@@ -1647,6 +1647,30 @@ describe('SSE keep-alive comments (API_KEY_SERVER_SSE_KEEPALIVE_SECONDS=1)', () 
     expect(withComments).not.toBe('');
     expect(withComments).toBe(without);
   }, 20_000);
+
+  it('writes none on Gemini’s own stream, whose SDKs read nothing but data: events (a comment broke @google/generative-ai mid-stream)', async () => {
+    const id = uniqueId('keepalive-gemini');
+    const res = await slow.fetch('/v1beta/models/gemini-1.5-pro:streamGenerateContent?alt=sse', {
+      method: 'POST',
+      headers: { 'x-goog-api-key': demoToken, 'content-type': 'application/json', 'x-request-id': id },
+      body: JSON.stringify({
+        contents: [{ role: 'user', parts: [{ text: prompt('keep gemini alive', '[mock chunk_delay_ms=2500 chunks=2]') }] }],
+      }),
+    });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    // @google/generative-ai's parser: the buffer must start with a whole `data: …` event, each time.
+    let rest = text;
+    const texts: string[] = [];
+    for (let event = /^data: (.*)(?:\n\n|\r\r|\r\n\r\n)/.exec(rest); event; event = /^data: (.*)(?:\n\n|\r\r|\r\n\r\n)/.exec(rest)) {
+      const chunk = JSON.parse(event[1]) as { candidates?: Array<{ content?: { parts?: Array<{ text?: string }> } }> };
+      texts.push(chunk.candidates?.[0]?.content?.parts?.[0]?.text ?? '');
+      rest = rest.slice(event[0].length);
+    }
+    expect(rest.trim()).toBe('');
+    expect(texts.join('')).toContain('keep gemini alive');
+    await expectOneAudit(slow, id, { status: 200, failure: null, stream: true, provider: 'gemini' });
+  }, 20_000);
 });
 
 describe('model names that are also Object property names', () => {

@@ -30,7 +30,12 @@ export interface RelayDialect {
   done: string;
   /** The stream's error event for a failure after the first byte. */
   errorEvent(error: GatewayError, stream: StreamPosition): string;
+  /** Written when the stream has been silent for a keep-alive period; undefined where the API's clients read nothing but its events. */
+  keepAlive: string | undefined;
 }
+
+/** An SSE comment, which a client that parses SSE as the standard says skips. */
+export const SSE_KEEP_ALIVE = ': keep-alive\n\n';
 
 /** Where a stream stands when it fails: the request id the client was given, and what went out before. */
 export interface StreamPosition {
@@ -45,6 +50,7 @@ export interface StreamPosition {
 export const OPENAI_STREAM: RelayDialect = {
   done: 'data: [DONE]\n\n',
   errorEvent: (error) => `data: ${JSON.stringify(error.toBody())}\n\n`,
+  keepAlive: SSE_KEEP_ALIVE,
 };
 
 /**
@@ -127,10 +133,11 @@ export class SseStream {
     // OpenAI chunk), and keygate may wait for a retry's first content: a comment, which SSE clients
     // skip, keeps proxies with an idle timeout from cutting a silent stream. Checked once per
     // period, so an event costs one assignment.
+    const comment = dialect.keepAlive;
     this.keepAlive =
-      keepAliveMs > 0
+      keepAliveMs > 0 && comment !== undefined
         ? setInterval(() => {
-            if (!this.wrote && !res.writableEnded && !res.destroyed && res.writableLength === 0) res.write(': keep-alive\n\n');
+            if (!this.wrote && !res.writableEnded && !res.destroyed && res.writableLength === 0) res.write(comment);
             this.wrote = false;
           }, keepAliveMs)
         : undefined;

@@ -93,10 +93,17 @@ export function googleErrorBody(error: GatewayError, requestId: string | null): 
   return { error: { code: error.status, message: error.message, status: upstream ?? googleRpcStatus(error.status), details } };
 }
 
-/** Google's stream: its `data:` events pass as they are, and it ends with the answer's last one; an error is a `data:` event holding Google's error envelope. */
+/**
+ * Google's stream: its `data:` events pass as they are, and it ends with the answer's last one; an
+ * error is a `data:` event holding Google's error envelope. Nothing else is written between events,
+ * as Google writes nothing: Google's SDKs read the stream as `data:` lines and nothing else, and
+ * fail on an SSE comment (`@google/generative-ai`, which LangChain's `@langchain/google-genai`
+ * uses: "Failed to parse stream"; `@google/genai` before 1.32; the Python `google-genai`).
+ */
 export const GOOGLE_STREAM: RelayDialect = {
   done: '',
   errorEvent: (error, { requestId }) => `data: ${JSON.stringify(googleErrorBody(error, requestId))}\n\n`,
+  keepAlive: undefined,
 };
 
 /** Whether a request was found to speak Google's API on arrival (see {@link speaksGoogle}). */

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayError } from '@keygate/errors';
 import type { RequestContext } from '@keygate/observability';
 import { UpstreamError } from '@keygate/providers';
-import type { RelayDialect } from '../chat/sse-relay';
+import { SSE_KEEP_ALIVE, type RelayDialect } from '../chat/sse-relay';
 
 /** keygate's Anthropic-compatible routes. */
 const ANTHROPIC_PATHS: ReadonlySet<string | undefined> = new Set(['/v1/messages', '/v1/messages/count_tokens']);
@@ -94,4 +94,5 @@ export function anthropicRequestIdOf(error: GatewayError): string | undefined {
 export const ANTHROPIC_STREAM: RelayDialect = {
   done: '',
   errorEvent: (error, { requestId }) => `event: error\ndata: ${JSON.stringify(anthropicErrorBody(error, requestId))}\n\n`,
+  keepAlive: SSE_KEEP_ALIVE,
 };

@@ -1,4 +1,4 @@
-import type { RelayDialect } from '../chat/sse-relay';
+import { SSE_KEEP_ALIVE, type RelayDialect } from '../chat/sse-relay';
 
 /**
  * The Responses API's stream: its events pass with their names; it ends with its own
@@ -21,4 +21,5 @@ export const RESPONSES_STREAM: RelayDialect = {
     };
     return `event: error\ndata: ${JSON.stringify(event)}\n\n`;
   },
+  keepAlive: SSE_KEEP_ALIVE,
 };
