@@ -87,9 +87,11 @@ function drainDeadlineError(): GatewayError {
 export class RequestLifecycle {
   /** Requests whose response has not closed yet, with their reply (its request and raw response). */
   private readonly open = new Map<RequestContext, FastifyReply>();
-  private readonly audited = new Set<Promise<void>>();
-  /** Requests whose response closed and whose audit line waits for the handler to wind down its upstream call. */
-  private readonly settling = new Set<RequestContext>();
+  /**
+   * Requests whose response closed and whose audit line waits for the handler to wind down its
+   * upstream call, each with the promise that writes it (one map: every request passes through it).
+   */
+  private readonly settling = new Map<RequestContext, Promise<void>>();
   /** Connections whose close is watched (one listener a connection, for its pipelined requests: see onSocketClose). */
   private readonly watched = new WeakSet<Socket>();
   /**
@@ -129,7 +131,7 @@ export class RequestLifecycle {
     }
     const forceAt = Date.now() + END_GRACE_MS;
     let forced = false;
-    while (this.open.size || this.audited.size) {
+    while (this.open.size || this.settling.size) {
       if (!forced && Date.now() >= forceAt) {
         forced = true;
         for (const [ctx, reply] of this.open) {
@@ -139,7 +141,7 @@ export class RequestLifecycle {
           endResponse(ctx, reply.raw, ctx.endedBy ?? drainDeadlineError());
         }
       }
-      await Promise.race([...this.audited, new Promise((r) => setTimeout(r, 50))]);
+      await Promise.race([...this.settling.values(), new Promise((r) => setTimeout(r, 50))]);
     }
   }
 
@@ -155,7 +157,7 @@ export class RequestLifecycle {
       ctx.fail('internal', 500);
       this.audit.record(ctx, this.labels(ctx));
     }
-    for (const ctx of this.settling) this.audit.record(ctx, this.labels(ctx));
+    for (const ctx of this.settling.keys()) this.audit.record(ctx, this.labels(ctx));
   }
 
   /**
@@ -481,7 +483,6 @@ export class RequestLifecycle {
     // An error answered outside keygate's filter (a plugin's own reply) still gets its class (SPEC §7).
     if (ctx.failure === null && ctx.status >= 400) ctx.failure = failureForStatus(ctx.status);
     // Wait for the handler to wind down the upstream call so usage seen so far is counted.
-    this.settling.add(ctx);
     const done = ctx.settled
       .catch(() => undefined)
       .finally(() => {
@@ -497,9 +498,8 @@ export class RequestLifecycle {
           ctx.chargeDailyCost?.(ctx.costUsd !== null && ctx.costUsd > 0 ? ctx.costUsd : 0);
         }
         this.settling.delete(ctx);
-        this.audited.delete(done);
       });
-    this.audited.add(done);
+    this.settling.set(ctx, done);
   }
 }
 
