@@ -209,6 +209,44 @@ describe('SseRelay usage that is not a count', () => {
   });
 });
 
+describe('SseRelay running usage of a stream that ends early', () => {
+  it('keeps the split the running usage reported: the reasoning of a Gemini stream cut after it thought', async () => {
+    const { server, res } = await responseOfAGoneClient();
+    try {
+      const ctx = new RequestContext('req-cut', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+      const relay = newRelay();
+      // Gemini's running usageMetadata once it has thought (300 thought tokens, 1,000 of the prompt
+      // cached) and before its last chunk: toUsage counts the thoughts as completion tokens.
+      const running = {
+        prompt_tokens: 1000,
+        completion_tokens: 300,
+        total_tokens: 1300,
+        prompt_tokens_details: { cached_tokens: 1000 },
+        completion_tokens_details: { reasoning_tokens: 300 },
+      };
+      // Then the connection drops, before the last chunk and its usage.
+      const cut: ChatStream = {
+        events: {
+          [Symbol.asyncIterator]: () => {
+            let sent = false;
+            return {
+              next: () => {
+                if (sent) return Promise.reject(new UpstreamError('connection_lost', 'gemini', 'stream ended early'));
+                sent = true;
+                return Promise.resolve({ value: { data: null, text: 'Hello', runningUsage: running }, done: false });
+              },
+            };
+          },
+        },
+      };
+      await relay.relay(ctx, cut, relay.open(ctx, replyOver(res), OPENAI_STREAM, 60), () => 7);
+      expect([ctx.tokensIn, ctx.tokensOut, ctx.tokensCached, ctx.tokensReasoning]).toEqual([1000, 300, 1000, 300]);
+    } finally {
+      server.close();
+    }
+  });
+});
+
 describe('SseRelay.fail', () => {
   it('ends a stream whose head went out before its attempts all failed with the error event, and audits the failure', async () => {
     let handed: (res: ServerResponse) => void = () => undefined;

@@ -257,16 +257,17 @@ export class SseRelay {
       // keygate's estimate; the answer at least as long as what reached keygate. A running count
       // that is not a count is not taken, as recordUsage takes none (a negative one would throw in
       // the Prometheus counters, outside any handler).
+      const answered = (): number =>
+        Math.max(tokenCount(running?.completion_tokens) ?? 0, countTokens(text.join('')) + Math.ceil(beyondChars / CHARS_PER_TOKEN_BEYOND));
       if (ctx.tokensIn === null) {
         const reported = tokenCount(running?.prompt_tokens);
         ctx.tokensIn = reported ?? estimatePrompt();
+        // Before the split, which is checked against its whole: Gemini's running thoughts were
+        // checked against an output not yet set (read as 0), and left out as not said.
+        ctx.tokensOut ??= answered();
         if (running && reported !== null) recordUsageDetails(ctx, running);
       }
-      if (ctx.tokensOut === null)
-        ctx.tokensOut = Math.max(
-          tokenCount(running?.completion_tokens) ?? 0,
-          countTokens(text.join('')) + Math.ceil(beyondChars / CHARS_PER_TOKEN_BEYOND),
-        );
+      ctx.tokensOut ??= answered();
     }
   }
 
