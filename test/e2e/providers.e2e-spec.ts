@@ -2316,6 +2316,35 @@ describe('the audit splits tokens as providers bill them: prompt-cache reads and
       tokens_reasoning: 3,
     });
   });
+
+  it('keeps the split a stream cut before its last chunk reported so far: a Gemini stream that thought, native and on chat', async () => {
+    const native = rid('usage-gemini-cut');
+    const res = await gw.fetch(`/v1beta/models/${GEMINI_MODEL}:streamGenerateContent?alt=sse`, {
+      method: 'POST',
+      headers: { ...native.headers, 'content-type': 'application/json', 'x-goog-api-key': token },
+      body: JSON.stringify({
+        contents: [{ role: 'user', parts: [{ text: 'hi [mock cached_tokens=6 reasoning_tokens=30 cut_after=2]' }] }],
+      }),
+    });
+    expect(res.status).toBe(200);
+    await res.text();
+    // Billed what Gemini's running usage said: the prompt, its cached part, and the thoughts as output.
+    const record = await expectOneAudit(native.id, { status: 502, failure: 'upstream', tokens_cached: 6, tokens_reasoning: 30 });
+    expect(record.tokens_out).toBeGreaterThanOrEqual(30);
+
+    const chat = rid('usage-gemini-chat-cut');
+    const stream = await gw
+      .openai(token)
+      .chat.completions.create(
+        { model: GEMINI_MODEL, messages: user('hi [mock cached_tokens=6 reasoning_tokens=30 cut_after=2]'), stream: true },
+        { headers: chat.headers },
+      );
+    await expect(async () => {
+      for await (const chunk of stream) void chunk;
+    }).rejects.toThrow();
+    const translated = await expectOneAudit(chat.id, { status: 502, failure: 'upstream', tokens_cached: 6, tokens_reasoning: 30 });
+    expect(translated.tokens_out).toBeGreaterThanOrEqual(30);
+  });
 });
 
 describe('the cost of a request at the policy file’s prices', () => {

@@ -104,6 +104,14 @@ describe('Gemini wire format', () => {
     expect(last.usageMetadata.totalTokenCount).toBe(last.usageMetadata.promptTokenCount + Math.ceil(text.length / 4));
   });
 
+  it('streams the thought tokens in every running usage, as Gemini reports them once the model has thought', async () => {
+    const chunks = await sseChunks(await stream({ contents: [user('hi [mock chunks=3 reasoning_tokens=40]')] }));
+    expect(chunks).toHaveLength(3);
+    for (const c of chunks) expect(c.usageMetadata.thoughtsTokenCount).toBe(40);
+    expect(chunks[0].usageMetadata.totalTokenCount).toBe(chunks[0].usageMetadata.promptTokenCount + 40);
+    expect(chunks[0].usageMetadata.candidatesTokenCount).toBeUndefined();
+  });
+
   it('bad_usage=1 writes every usage count as a string, plain and streamed', async () => {
     const plain = await readJson<GenerateContentResponse>(await generate({ contents: [user('hi [mock bad_usage=1]')] }));
     const counts = plain.usageMetadata as unknown as Record<string, unknown>;

@@ -479,11 +479,14 @@ class GeminiHandler implements ProviderHandler {
       return;
     }
 
-    // Streaming: intermediate chunks carry prompt-only usage, the last one the totals and finishReason.
+    // Streaming: intermediate chunks carry the prompt's usage and, as Gemini's running totals do once
+    // the model has thought (before its first text), the thought tokens; the last one the totals and
+    // finishReason.
     const partialUsage: GeminiUsageMetadata = writtenUsage(ex.directives, {
       promptTokenCount: tokens.prompt,
       ...cached,
-      totalTokenCount: tokens.prompt,
+      ...(thoughts ? { thoughtsTokenCount: thoughts } : {}),
+      totalTokenCount: tokens.prompt + thoughts,
       promptTokensDetails: promptDetails,
     });
     const responses: GenerateContentResponse[] = a.safety
