@@ -83,7 +83,7 @@ export class MetricsService {
   });
   readonly bufferedAnswerBytes = new Gauge({
     name: 'keygate_buffered_answer_bytes',
-    help: 'Bytes of whole (not streamed) upstream answers being read into memory now',
+    help: 'Bytes of whole (not streamed) upstream answers in memory now: being read, or read and held until their response closes',
     registers: [this.registry],
   });
   readonly bufferedAnswerWaits = new Counter({
