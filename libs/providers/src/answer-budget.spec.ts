@@ -138,6 +138,10 @@ describe('AnswerBudget', () => {
     abort.abort();
     await waiting;
     expect(budget.held).toBe(100);
+    expect(budget.waits).toBe(1);
+    // A chunk already buffered when the abort came: no second wait, none counted.
+    await second.waitFor(10);
+    expect(budget.waits).toBe(1);
     second.release();
     first.release();
     expect(budget.held).toBe(0);

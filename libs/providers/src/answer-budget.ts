@@ -146,6 +146,8 @@ export class AnswerHold {
    * are done. Returns without taking them once the request is aborted (its read then fails).
    */
   async waitFor(bytes: number): Promise<void> {
+    // An aborted read (a chunk that was already buffered) neither waits nor counts as waiting.
+    if (this.signal.aborted) return;
     this.budget.countWait();
     this.waiting = true;
     try {

@@ -72,9 +72,9 @@ export class GeminiService {
         // Fallbacks that Gemini serves too: the body is Google's. A long decode's next hop resumes
         // its model's generation from the token: no other model may take it (its answer would start
         // over, appended by the SDK to what the earlier hops wrote).
-        candidates: this.router
-          .withFallbacks(ctx, first, model, (access) => access.provider === 'gemini')
-          .filter((candidate) => candidate.model === model || !continuesGeneration(body)),
+        candidates: continuesGeneration(body)
+          ? this.router.withFallbacks(ctx, first, model, (access) => access.provider === 'gemini').filter((c) => c.model === model)
+          : this.router.withFallbacks(ctx, first, model, (access) => access.provider === 'gemini'),
         call: ({ model: attempt, access }) => {
           // A fallback that does not think gets the request without its thinkingConfig, or is skipped.
           const attemptBody: GenerateContentRequest = { ...(attempt === model ? body : generateContentForFallback(body, attempt)) };

@@ -71,11 +71,14 @@ export function anthropicClientHeaders(headers: Record<string, string | string[]
       throw new GatewayError('invalid_request', 'the anthropic-beta header must be a comma-separated list of feature names', {
         param: 'anthropic-beta',
       });
-    const features = beta
-      .trim()
-      .split(',')
-      .filter((feature) => !/^\s*oauth-/i.test(feature));
-    if (features.length > 0) out.beta = features.join(',');
+    if (!/(?:^|,)\s*oauth-/i.test(beta)) out.beta = beta.trim();
+    else {
+      const features = beta
+        .trim()
+        .split(',')
+        .filter((feature) => !/^\s*oauth-/i.test(feature));
+      if (features.length > 0) out.beta = features.join(',');
+    }
   }
   return out;
 }
