@@ -162,6 +162,14 @@ describe('Terraform', () => {
     // Scoped to the environment's namespace, as the log-based metrics are.
     for (const query of queries.filter((q) => /\bkeygate_redis_up\b/.test(q)))
       expect(query).toMatch(/keygate_redis_up\{namespace=\\?"\$\{var\.namespace\}\\?"\}/);
+    // A refused secret rotation: the outcomes it reads are ones the gateway counts.
+    const rotation = queries.filter((q) => /\bkeygate_secret_refreshes_total\b/.test(q));
+    expect(rotation).toHaveLength(1);
+    expect(rotation[0]).toMatch(/namespace=\\?"\$\{var\.namespace\}\\?"/);
+    const outcomes = /const OUTCOMES[^=]*= \[([^\]]*)\]/.exec(
+      readFileSync(join(REPO_ROOT, 'libs', 'secrets', 'src', 'secrets.service.ts'), 'utf8'),
+    )![1];
+    for (const result of /result=~\\?"([^"\\]+)/.exec(rotation[0])![1].split('|')) expect(outcomes).toContain(`'${result}'`);
   });
 
   it('the messages the metrics and alerts match are ones the gateway writes (failed upstream attempts and streams, crashes)', () => {

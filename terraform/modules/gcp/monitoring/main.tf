@@ -458,6 +458,35 @@ resource "google_monitoring_alert_policy" "redis_down" {
   }
 }
 
+# A secret rotation keygate refused (a malformed, disabled or destroyed new version, access denied):
+# the replicas keep the version in force, so nothing breaks yet, but the rotation did not happen and
+# the next boot may not read the secret. From the gateway's counter (/metrics, scraped as above).
+resource "google_monitoring_alert_policy" "secret_rotation_refused" {
+  project               = var.project_id
+  display_name          = "keygate ${var.environment}: a secret rotation was refused"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+
+  conditions {
+    display_name = "keygate_secret_refreshes_total refused or failed"
+    condition_prometheus_query_language {
+      query               = "sum by (secret) (increase(keygate_secret_refreshes_total{namespace=\"${var.namespace}\", result=~\"refused|failed\"}[10m])) > 0"
+      duration            = "0s"
+      evaluation_interval = "60s"
+    }
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A new version of a secret was not taken: the ERROR line `secret version refused` (or the one for an unreadable secret) names the secret, the version and each problem, never a value. The version in force stays in force; fix the new version or pin one with API_KEY_SERVER_SECRET_*_VERSION before the old key is revoked (docs/runbook.md, \"Key rotation\")."
+  }
+}
+
 # Optional: only where the policy file prices the models (daily_cost_alert_threshold_usd set).
 resource "google_monitoring_alert_policy" "daily_cost" {
   count                 = var.daily_cost_alert_threshold_usd == null ? 0 : 1
