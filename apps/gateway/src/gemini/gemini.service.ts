@@ -65,6 +65,7 @@ export class GeminiService {
     checkGenerateContentParts(body);
     // Policy violations are the client's to fix: refused before any upstream is called.
     const cap = applyGeminiPolicy({ ...body }, policy);
+    const fallbacks = this.router.withFallbacks(ctx, first, model, (access) => access.provider === 'gemini');
     await this.runner.run(
       ctx,
       principal,
@@ -72,9 +73,7 @@ export class GeminiService {
         // Fallbacks that Gemini serves too: the body is Google's. A long decode's next hop resumes
         // its model's generation from the token: no other model may take it (its answer would start
         // over, appended by the SDK to what the earlier hops wrote).
-        candidates: continuesGeneration(body)
-          ? this.router.withFallbacks(ctx, first, model, (access) => access.provider === 'gemini').filter((c) => c.model === model)
-          : this.router.withFallbacks(ctx, first, model, (access) => access.provider === 'gemini'),
+        candidates: continuesGeneration(body) ? fallbacks.filter((c) => c.model === model) : fallbacks,
         call: ({ model: attempt, access }) => {
           // A fallback that does not think gets the request without its thinkingConfig, or is skipped.
           const attemptBody: GenerateContentRequest = { ...(attempt === model ? body : generateContentForFallback(body, attempt)) };

@@ -71,14 +71,15 @@ export function anthropicClientHeaders(headers: Record<string, string | string[]
       throw new GatewayError('invalid_request', 'the anthropic-beta header must be a comma-separated list of feature names', {
         param: 'anthropic-beta',
       });
-    if (!/(?:^|,)\s*oauth-/i.test(beta)) out.beta = beta.trim();
-    else {
-      const features = beta
-        .trim()
-        .split(',')
-        .filter((feature) => !/^\s*oauth-/i.test(feature));
-      if (features.length > 0) out.beta = features.join(',');
-    }
+    const sent = beta.trim();
+    // Split only when an oauth-* feature may be there (Claude Code sends betas on every request).
+    const kept = /oauth-/i.test(sent)
+      ? sent
+          .split(',')
+          .filter((feature) => !/^\s*oauth-/i.test(feature))
+          .join(',')
+      : sent;
+    if (kept !== '') out.beta = kept;
   }
   return out;
 }
