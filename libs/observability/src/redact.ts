@@ -83,7 +83,8 @@ export function redact(value: unknown, depth = 0, seen?: WeakSet<object>): unkno
   return out;
 }
 
-function maskString(s: string): string {
+/** `s` with every credential-shaped substring (a JWT, a provider key, a PEM block, a URL's password…) masked. */
+export function maskString(s: string): string {
   let out = s;
   for (const [pattern, replacement] of SECRET_VALUES)
     out = typeof replacement === 'string' ? out.replace(pattern, replacement) : out.replace(pattern, replacement);

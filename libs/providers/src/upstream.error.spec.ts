@@ -24,6 +24,20 @@ describe('toUpstreamError', () => {
 });
 
 describe('UpstreamError.toGatewayError', () => {
+  it('masks a credential the upstream echoed in its message before it reaches the client', () => {
+    const echoed = new UpstreamError(
+      'http',
+      'openai',
+      'Invalid header: Authorization: Bearer sk-proj-Abc123def456ghi789 for key AIzaSyA1234567890abcdefghijkl',
+      400,
+    ).toGatewayError();
+    expect(echoed).toMatchObject({ code: 'upstream_bad_request', status: 400 });
+    expect(echoed.message).not.toMatch(/sk-proj|AIzaSy/);
+    expect(echoed.message).toContain('upstream openai rejected the request: Invalid header: Authorization: Bearer [redacted]');
+    const inStream = new UpstreamError('stream_error', 'anthropic', 'bad key sk-ant-api03-abcdefghijkl', 500).toGatewayError();
+    expect(inStream.message).toBe('upstream anthropic reported an error in its stream: bad key [redacted]');
+  });
+
   it('answers a rate limit sent in the stream before any byte like the HTTP 429: upstream_rate_limited with Retry-After', () => {
     const error = new UpstreamError('stream_error', 'anthropic', 'rate_limit_error: slow down', 429).toGatewayError();
     expect(error).toMatchObject({ code: 'upstream_rate_limited', status: 429 });

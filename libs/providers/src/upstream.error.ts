@@ -1,4 +1,5 @@
 import { GatewayError, type GatewayErrorCode } from '@keygate/errors';
+import { maskString } from '@keygate/observability';
 
 /** What went wrong talking to an upstream, before it is mapped to a gateway error. */
 export type UpstreamFailureKind =
@@ -75,7 +76,10 @@ export class UpstreamError extends Error {
    * always carries `Retry-After` (SPEC §6): the upstream's when it sent one, else a short default.
    */
   toGatewayError(): GatewayError {
-    const [code, message] = this.classify();
+    const [code, classified] = this.classify();
+    // The upstream's own words go to the client: masked like a log line, so a host that echoes a
+    // credential back (its own key, the Authorization keygate sent) cannot hand it on.
+    const message = maskString(classified);
     const retryAfterSeconds = this.retryAfterSeconds ?? (code === 'upstream_rate_limited' ? DEFAULT_RATE_LIMIT_RETRY_SECONDS : undefined);
     const param = code === 'upstream_bad_request' ? this.param : undefined;
     // Anthropic's `details.error_code` of a refusal goes on: its SDKs recover from some by it (a
