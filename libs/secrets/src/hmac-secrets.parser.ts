@@ -57,6 +57,22 @@ export function parseHmacSecrets(text: string, secretName: string): ReadonlyMap<
   return clients;
 }
 
+/**
+ * The client ids that share one secret, each group sorted, for a warning: whoever holds that secret
+ * can sign as any of them (another client id, and so another user and maybe product). Ids only:
+ * never a secret.
+ */
+export function clientsSharingASecret(clients: ReadonlyMap<string, HmacClient>): string[][] {
+  const bySecret = new Map<string, string[]>();
+  for (const { clientId, secret } of clients.values()) {
+    const key = secret.toString('base64');
+    const ids = bySecret.get(key);
+    if (ids) ids.push(clientId);
+    else bySecret.set(key, [clientId]);
+  }
+  return [...bySecret.values()].filter((ids) => ids.length > 1).map((ids) => ids.sort());
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -348,6 +348,34 @@ describe('SecretsService', () => {
       expect(noClient()).toEqual([expect.objectContaining({ clientsBefore: 1, version: expect.stringContaining('3') })]);
     });
 
+    it('warns, naming the client ids and never the secret, when HMAC clients share a secret (at boot and after a rotation)', async () => {
+      const shared = (): Array<Record<string, unknown>> =>
+        logged().filter((l) => l.severity === 'WARNING' && String(l.message).includes('share a secret'));
+      seed();
+      await boot();
+      expect(shared()).toHaveLength(0);
+      fake.addVersion(
+        'hmac-secrets',
+        JSON.stringify({
+          'batch-job': { secret: HMAC_SECRETS[0], product: 'demo' },
+          nightly: { secret: HMAC_SECRETS[1], product: 'demo' },
+          'etl-b': { secret: HMAC_SECRETS[0], product: 'other' },
+          'etl-a': { secret: HMAC_SECRETS[0], product: 'demo' },
+        }),
+      );
+      const service = await boot();
+      expect(service.current.hmacClients.size).toBe(4);
+      expect(shared()).toEqual([expect.objectContaining({ clients: [['batch-job', 'etl-a', 'etl-b']] })]);
+      expect(JSON.stringify(shared())).not.toContain(HMAC_SECRETS[0]);
+      fake.addVersion(
+        'hmac-secrets',
+        JSON.stringify({ a: { secret: HMAC_SECRETS[1], product: 'demo' }, b: { secret: HMAC_SECRETS[1], product: 'demo' } }),
+      );
+      await service.refreshNow();
+      expect(shared()).toHaveLength(2);
+      expect(shared()[1]).toMatchObject({ clients: [['a', 'b']] });
+    });
+
     it('warns about policy entries and HMAC clients for products the keys do not have, and fallbacks they do not serve, at boot and after a rotation', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
       const policyFile = join(dir, 'policy.yaml');

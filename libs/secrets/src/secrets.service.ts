@@ -1,7 +1,7 @@
 import type { OnApplicationBootstrap, OnApplicationShutdown, OnModuleDestroy } from '@nestjs/common';
 import { ConfigError, type GatewayConfig } from '@keygate/config';
 import type { JsonLogger } from '@keygate/observability';
-import { parseHmacSecrets, type HmacClient } from './hmac-secrets.parser';
+import { clientsSharingASecret, parseHmacSecrets, type HmacClient } from './hmac-secrets.parser';
 import { parseJwtPublicKeys, type JwtVerificationKey } from './jwt-keys.parser';
 import {
   fallbacksForAnotherProductsModel,
@@ -451,8 +451,16 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
       case 'jwtPublicKeys':
         // Remote JWKS can be the only JWT keys; then an empty static set is a valid choice, not a mistake.
         return { jwtKeys: parseJwtPublicKeys(text, name, { allowEmpty: (this.config.jwt?.jwksUrls.length ?? 0) > 0 }) };
-      case 'hmacSecrets':
-        return { hmacClients: parseHmacSecrets(text, name) };
+      case 'hmacSecrets': {
+        const hmacClients = parseHmacSecrets(text, name);
+        const shared = clientsSharingASecret(hmacClients);
+        if (shared.length)
+          this.logger.write('WARNING', 'HMAC clients share a secret: each of them can sign as the others; give every client its own', {
+            secretName: name,
+            clients: shared,
+          });
+        return { hmacClients };
+      }
     }
   }
 
