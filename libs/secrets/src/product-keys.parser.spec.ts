@@ -165,6 +165,22 @@ describe('parseProductKeys', () => {
     ).toMatch(/appears twice/);
   });
 
+  it('refuses a model name holding whitespace or a control character, naming its place', () => {
+    for (const name of ['gpt 4o', 'gpt-4o\tmini', 'gpt-4o\nmini', 'gpt-4o\u0000', 'gpt\u00a04o'])
+      expect(() =>
+        parseProductKeys(
+          JSON.stringify({ p: { providers: { openai: { api_key: 'sk-test-0123456789', models: ['gpt-4o', name] } } } }),
+          'KEYS',
+        ),
+      ).toThrow(/p\.providers\.openai\.models\[1\]: must not hold whitespace or control characters/);
+    // Padding around a name is trimmed, as before.
+    expect(
+      parseProductKeys(JSON.stringify({ p: { providers: { openai: { api_key: 'sk-test-0123456789', models: [' gpt-4o '] } } } }), 'KEYS')
+        .get('p')
+        ?.route('gpt-4o')?.provider,
+    ).toBe('openai');
+  });
+
   it('refuses a model name longer than a request may carry', () => {
     const long = 'm'.repeat(257);
     expect(problems(JSON.stringify({ p: { providers: { openai: { api_key: 'sk-1', models: ['ok', long] } } } }))).toMatch(

@@ -100,6 +100,9 @@ function parseAccess(provider: ProviderName, access: unknown, path: string, prob
     // A request names at most MAX_MODEL_LENGTH characters: a longer name could never be called.
     models.forEach((m: string, i) => {
       if (m.trim().length > MAX_MODEL_LENGTH) problems.push(`${path}.models[${i}]: longer than ${MAX_MODEL_LENGTH} characters`);
+      // No provider names a model with whitespace or a control character (a pasted tab, a newline
+      // inside the quotes): such a name could only be called by repeating the mistake.
+      else if (/[\s\p{Cc}]/u.test(m.trim())) problems.push(`${path}.models[${i}]: must not hold whitespace or control characters`);
     });
   }
   let base = DEFAULT_BASE_URLS[provider];
