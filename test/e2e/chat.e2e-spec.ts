@@ -1368,7 +1368,11 @@ describe('upstream failures', () => {
     expect(error.status).toBe(504);
     expect(error.code).toBe('upstream_timeout');
     expect(chatCalls).toBe(1);
-    await expectOneAudit(tight, id, { status: 504, failure: 'timeout', provider: 'openai', stream: false });
+    // The upstream took the request and was writing the answer (a whole answer's headers come with
+    // it), which it bills: the prompt is billed, at keygate's estimate.
+    const line = await expectOneAudit(tight, id, { status: 504, failure: 'timeout', provider: 'openai', stream: false });
+    expect(line.tokens_in).toEqual(expect.any(Number));
+    expect(line.tokens_in).toBeGreaterThan(0);
   });
 
   it.each(['gpt-4o', 'claude-3-5-sonnet-20241022', 'gemini-1.5-pro'])(
@@ -1458,7 +1462,9 @@ describe('upstream failures', () => {
     expect(error.status).toBe(504);
     expect(error.code).toBe('upstream_timeout');
     expect(chatCalls).toBe(1);
-    await expectOneAudit(tight, id, { status: 504, failure: 'timeout', stream: false });
+    // The answer was being sent: the prompt is billed (keygate's estimate), as for a header timeout.
+    const line = await expectOneAudit(tight, id, { status: 504, failure: 'timeout', stream: false });
+    expect(line.tokens_in).toBeGreaterThan(0);
   });
 
   it("answers 502 without revealing the key when the upstream refuses keygate's provider key", async () => {

@@ -138,15 +138,15 @@ export class CompletionRunner {
     let prompt: number | undefined;
     const promptTokens = (): number => (prompt ??= plan.promptTokens());
     const reservation = await this.quota.admit(ctx, principal.product, principal.user, () => plan.reserve(promptTokens()), models);
-    // Whether the request failed with its last attempt cut by keygate at the upstream idle timeout
-    // (a stream that went silent before its first content): the upstream had begun, and bills.
+    // Whether the request failed with its last attempt cut off by keygate while the upstream was
+    // answering it (see cutWhileAnswering): the upstream had begun, and bills.
     let cutByKeygate = false;
     try {
       let value: A | ChatStream;
       try {
         ({ value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal, this.attemptLog));
       } catch (error) {
-        cutByKeygate = error instanceof UpstreamError && error.kind === 'stalled';
+        cutByKeygate = error instanceof UpstreamError && cutWhileAnswering(error, ctx.stream);
         // Nothing went out: the filter answers the failure as JSON, with its status and headers.
         if (!opened) throw error;
         this.sse.fail(ctx, opened, error);
@@ -196,5 +196,25 @@ export class CompletionRunner {
     }
     ctx.answer(200);
     void reply.status(200).type('application/json').send(answer.body);
+  }
+}
+
+/**
+ * Whether keygate gave up on an attempt the upstream had taken and was answering, which the
+ * provider bills: a stream that went silent before its first content (`stalled`); one cut at the
+ * total timeout; a whole answer whose headers did not come in time (they come with the finished
+ * answer, so the model was writing it) or that went silent mid-body. Not a stream's header timeout:
+ * a stream's headers come before the model writes, so nothing was answered.
+ */
+function cutWhileAnswering(error: UpstreamError, streamed: boolean): boolean {
+  switch (error.kind) {
+    case 'stalled':
+    case 'total_timeout':
+      return true;
+    case 'ttfb_timeout':
+    case 'idle_timeout':
+      return !streamed;
+    default:
+      return false;
   }
 }
