@@ -39,3 +39,59 @@ describe('costUsd', () => {
     expect(costUsd(tokens({ tokensIn: 3 }), flat(0.1))).toBe(3e-7);
   });
 });
+
+describe('costUsd with long-context tiers (every token of a request whose prompt passes a threshold at the tier’s rates)', () => {
+  // Rates shaped as Gemini 2.5 Pro's and Claude Sonnet 4.5's 1M-context prices (dollars per million tokens).
+  const gemini = {
+    input: 1.25,
+    cachedInput: 0.125,
+    cacheWrite: 1.25,
+    cacheWrite1h: 1.25,
+    output: 10,
+    tiers: [{ abovePromptTokens: 200_000, input: 2.5, cachedInput: 0.25, cacheWrite: 2.5, cacheWrite1h: 2.5, output: 15 }],
+  };
+  const claude = {
+    ...price,
+    tiers: [{ abovePromptTokens: 200_000, input: 6, cachedInput: 0.6, cacheWrite: 7.5, cacheWrite1h: 12, output: 22.5 }],
+  };
+
+  it('bills a prompt below or at the threshold at the base rates, one token above it at the tier’s, output included', () => {
+    expect(costUsd(tokens({ tokensIn: 199_999, tokensOut: 1_000 }), gemini)).toBe((199_999 * 1.25 + 1_000 * 10) / 1e6);
+    // Google's "prompts <= 200k tokens", Anthropic's "exceed 200K input tokens": the threshold itself is below.
+    expect(costUsd(tokens({ tokensIn: 200_000, tokensOut: 1_000 }), gemini)).toBe((200_000 * 1.25 + 1_000 * 10) / 1e6);
+    expect(costUsd(tokens({ tokensIn: 200_001, tokensOut: 1_000 }), gemini)).toBe((200_001 * 2.5 + 1_000 * 15) / 1e6);
+    expect(costUsd(tokens({ tokensIn: 200_001, tokensOut: 1_000 }), claude)).toBe((200_001 * 6 + 1_000 * 22.5) / 1e6);
+  });
+
+  it('counts cache reads and writes toward the threshold, and bills them at the tier’s cache rates', () => {
+    // Gemini: 50,001 plain and 150,000 read from the cache, 200,001 in all.
+    expect(costUsd(tokens({ tokensIn: 200_001, tokensCached: 150_000, tokensOut: 10 }), gemini)).toBe(
+      (50_001 * 2.5 + 150_000 * 0.25 + 10 * 15) / 1e6,
+    );
+    // The same split at 200,000 in all: base rates, cache reads at the base cache rate.
+    expect(costUsd(tokens({ tokensIn: 200_000, tokensCached: 150_000, tokensOut: 10 }), gemini)).toBe(
+      (50_000 * 1.25 + 150_000 * 0.125 + 10 * 10) / 1e6,
+    );
+    // Claude: 1 plain token past 100,000 read, 60,000 written for 5 minutes and 40,000 for an hour.
+    expect(
+      costUsd(
+        tokens({ tokensIn: 200_001, tokensCached: 100_000, tokensCacheWrite: 100_000, tokensCacheWrite1h: 40_000, tokensOut: 100 }),
+        claude,
+      ),
+    ).toBe((1 * 6 + 100_000 * 0.6 + 60_000 * 7.5 + 40_000 * 12 + 100 * 22.5) / 1e6);
+  });
+
+  it('bills at the highest tier the prompt passes, and an unknown prompt (output only) at the base rates', () => {
+    const stepped = {
+      ...flat(1, 10),
+      tiers: [
+        { ...flat(2, 20), abovePromptTokens: 1_000 },
+        { ...flat(4, 40), abovePromptTokens: 5_000 },
+      ],
+    };
+    expect(costUsd(tokens({ tokensIn: 1_000, tokensOut: 1 }), stepped)).toBe((1_000 * 1 + 10) / 1e6);
+    expect(costUsd(tokens({ tokensIn: 5_000, tokensOut: 1 }), stepped)).toBe((5_000 * 2 + 20) / 1e6);
+    expect(costUsd(tokens({ tokensIn: 5_001, tokensOut: 1 }), stepped)).toBe((5_001 * 4 + 40) / 1e6);
+    expect(costUsd(tokens({ tokensOut: 1_000 }), stepped)).toBe(0.01);
+  });
+});

@@ -327,6 +327,119 @@ prices:
   });
 });
 
+describe('price tiers (long-context rates above a prompt length)', () => {
+  it('reads a price’s tiers by ascending threshold, each tier’s cache rates defaulting as a price’s do, and leaves a price without tiers as it was', () => {
+    const book = buildPolicyBook(
+      parse(`
+prices:
+  gemini-2.5-pro*:
+    input: 1.25
+    cached_input: 0.125
+    output: 10
+    tiers:
+      - {above_prompt_tokens: 200000, input: 2.5, cached_input: 0.25, output: 15}
+  claude-sonnet-4-5*:
+    input: 3
+    output: 15
+    tiers:
+      - {above_prompt_tokens: 200000, input: 6, cache_write: 7.5, output: 22.5}
+      - {above_prompt_tokens: 500000, input: 7, output: 30}
+  gpt-4o: {input: 2.5, output: 10, tiers: []}
+`),
+    );
+    expect(book.priceOf('gemini-2.5-pro')).toEqual({
+      input: 1.25,
+      cachedInput: 0.125,
+      cacheWrite: 1.25,
+      cacheWrite1h: 1.25,
+      output: 10,
+      tiers: [{ abovePromptTokens: 200_000, input: 2.5, cachedInput: 0.25, cacheWrite: 2.5, cacheWrite1h: 2.5, output: 15 }],
+    });
+    expect(book.priceOf('claude-sonnet-4-5-20250929')?.tiers).toEqual([
+      { abovePromptTokens: 200_000, input: 6, cachedInput: 6, cacheWrite: 7.5, cacheWrite1h: 7.5, output: 22.5 },
+      { abovePromptTokens: 500_000, input: 7, cachedInput: 7, cacheWrite: 7, cacheWrite1h: 7, output: 30 },
+    ]);
+    // An empty list is no tiers: the price reads as one written without them.
+    expect(book.priceOf('gpt-4o')).toEqual({ input: 2.5, cachedInput: 2.5, cacheWrite: 2.5, cacheWrite1h: 2.5, output: 10 });
+    expect(book.warnings).toEqual([]);
+  });
+
+  it('refuses thresholds that are not whole positive token counts, tiers out of order, and tiers that are not rates, naming each path', () => {
+    const tier = (t: Record<string, unknown>) => ({ input: 2, output: 20, ...t });
+    const message = problems({
+      prices: {
+        zero: { input: 1, output: 10, tiers: [tier({ above_prompt_tokens: 0 })] },
+        negative: { input: 1, output: 10, tiers: [tier({ above_prompt_tokens: -5 })] },
+        fraction: { input: 1, output: 10, tiers: [tier({ above_prompt_tokens: 200000.5 })] },
+        text: { input: 1, output: 10, tiers: [tier({ above_prompt_tokens: '200000' })] },
+        huge: { input: 1, output: 10, tiers: [tier({ above_prompt_tokens: 1e9 })] },
+        missing: { input: 1, output: 10, tiers: [{ input: 2, output: 20 }] },
+        unordered: { input: 1, output: 10, tiers: [tier({ above_prompt_tokens: 500000 }), tier({ above_prompt_tokens: 200000 })] },
+        repeated: { input: 1, output: 10, tiers: [tier({ above_prompt_tokens: 200000 }), tier({ above_prompt_tokens: 200000 })] },
+        noRates: { input: 1, output: 10, tiers: [{ above_prompt_tokens: 200000, input: 2 }] },
+        badRate: { input: 1, output: 10, tiers: [tier({ above_prompt_tokens: 200000, cached_input: -1 })] },
+        typo: { input: 1, output: 10, tiers: [tier({ above_prompt_tokens: 200000, ouptut: 1 })] },
+        scalar: { input: 1, output: 10, tiers: [200000] },
+        object: { input: 1, output: 10, tiers: { above_prompt_tokens: 200000, input: 2, output: 20 } },
+        empty: { input: 1, output: 10, tiers: null },
+        many: { input: 1, output: 10, tiers: Array.from({ length: 9 }, (_, i) => tier({ above_prompt_tokens: (i + 1) * 1000 })) },
+      },
+    });
+    expect(message).toContain('prices.zero.tiers[0].above_prompt_tokens: must not be less than 1');
+    expect(message).toContain('prices.negative.tiers[0].above_prompt_tokens: must not be less than 1');
+    expect(message).toContain('prices.fraction.tiers[0].above_prompt_tokens: must be a whole number of prompt tokens');
+    expect(message).toContain('prices.text.tiers[0].above_prompt_tokens: must be a whole number of prompt tokens');
+    expect(message).toContain('prices.huge.tiers[0].above_prompt_tokens: must not be greater than 100000000');
+    expect(message).toContain('prices.missing.tiers[0].above_prompt_tokens: must be a whole number of prompt tokens');
+    expect(message).toContain(
+      'prices.unordered.tiers[1].above_prompt_tokens: must be above prices.unordered.tiers[0].above_prompt_tokens (500000): list tiers from the lowest threshold up',
+    );
+    expect(message).toContain(
+      'prices.repeated.tiers[1].above_prompt_tokens: must be above prices.repeated.tiers[0].above_prompt_tokens (200000)',
+    );
+    expect(message).toContain('prices.noRates.tiers[0].output: must be a number (US dollars per million tokens)');
+    expect(message).toContain('prices.badRate.tiers[0].cached_input: must not be less than 0');
+    expect(message).toContain('prices.typo.tiers[0].ouptut: unknown field');
+    expect(message).toContain('prices.scalar.tiers[0]: must be an object with above_prompt_tokens, input and output');
+    expect(message).toContain('prices.object.tiers: must be an array');
+    expect(message).toContain('prices.empty.tiers: empty');
+    expect(message).toContain('prices.many.tiers: must contain no more than 8 elements');
+    // The list's own problem only, not one per entry.
+    expect(message).not.toContain('prices.many.tiers[');
+  });
+
+  it('names a tier’s problem beside its price’s own, in one error', () => {
+    const message = problems({ prices: { m: { input: -1, output: 10, tiers: [{ above_prompt_tokens: 0, input: 2, output: 20 }] } } });
+    expect(message).toContain('prices.m.input: must not be less than 0');
+    expect(message).toContain('prices.m.tiers[0].above_prompt_tokens: must not be less than 1');
+  });
+
+  it('warns of a tier that leaves out a cache rate its price sets, of one priced below the rates it follows, and of swapped cache rates, and boots', () => {
+    const book = buildPolicyBook({
+      prices: {
+        'claude-sonnet-4-5*': {
+          input: 3,
+          cached_input: 0.3,
+          cache_write: 3.75,
+          cache_write_1h: 6,
+          output: 15,
+          tiers: [
+            { above_prompt_tokens: 200000, input: 6, cached_input: 0.6, output: 22.5 },
+            { above_prompt_tokens: 400000, input: 5, cached_input: 9, cache_write: 7.5, cache_write_1h: 12, output: 30 },
+          ],
+        },
+      },
+    });
+    expect(book.warnings).toEqual([
+      "prices.claude-sonnet-4-5*.tiers[0]: sets no cache_write though prices.claude-sonnet-4-5* does: above 200000 prompt tokens it is the tier's input rate",
+      "prices.claude-sonnet-4-5*.tiers[0]: sets no cache_write_1h though prices.claude-sonnet-4-5* does: above 200000 prompt tokens it is the tier's cache_write rate",
+      'prices.claude-sonnet-4-5*.tiers[1]: cached_input (9) is above input (5); cache reads are priced below input',
+      "prices.claude-sonnet-4-5*.tiers[1]: input (5) is below prices.claude-sonnet-4-5*.tiers[0]'s (6); a longer prompt is priced above a shorter one",
+    ]);
+    expect(book.priceOf('claude-sonnet-4-5')?.tiers?.[0].cacheWrite).toBe(6);
+  });
+});
+
 describe('buildPolicyBook temperature range', () => {
   it('refuses a range whose min is above its max, in the defaults or once a product overrides one end', () => {
     expect(problems({ defaults: { policy: { temperature: { min: 1.8, max: 1 } } } })).toContain(

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { isScalar, parseDocument, type ParsedNode } from 'yaml';
 import { ConfigError } from './config.error';
-import { ModelPriceSchema, ProductPolicySchema } from './policy.schema';
-import type { Limits, ModelPrice, ParameterPolicy, PolicyBook, ProductPolicy } from './policy.types';
+import { MAX_PRICE_TIERS, ModelPriceSchema, PriceTierSchema, ProductPolicySchema } from './policy.schema';
+import type { Limits, ModelPrice, ParameterPolicy, PolicyBook, PriceRates, PriceTier, ProductPolicy } from './policy.types';
 import { validatePlain } from './validation.util';
 
 /** Built-in defaults, the values SPEC §4 shows; used where the policy file says nothing. */
@@ -209,28 +209,103 @@ function readPrices(doc: unknown, problems: string[], warnings: string[]): Price
     }
     const { value, problems: found } = validatePlain(ModelPriceSchema, entry, path);
     problems.push(...found);
-    if (found.length) continue;
-    const price: ModelPrice = {
-      input: value.input,
-      cachedInput: value.cached_input ?? value.input,
-      cacheWrite: value.cache_write ?? value.input,
-      cacheWrite1h: value.cache_write_1h ?? value.cache_write ?? value.input,
-      output: value.output,
-    };
-    // Valid, but every provider discounts cache reads and charges more for the longer cache write:
-    // the other way round is most likely two numbers swapped, which would skew every cost quietly.
-    if (price.cachedInput > price.input)
-      warnings.push(`${path}: cached_input (${price.cachedInput}) is above input (${price.input}); cache reads are priced below input`);
-    if (price.cacheWrite1h < price.cacheWrite)
-      warnings.push(
-        `${path}: cache_write_1h (${price.cacheWrite1h}) is below cache_write (${price.cacheWrite}); an hour-long cache write is priced above a 5-minute one`,
-      );
+    if (!found.length) warnSwapped(ratesOf(value), path, warnings);
+    // A list too long is reported as such, not entry by entry.
+    const listed = Array.isArray(value.tiers) && value.tiers.length <= MAX_PRICE_TIERS ? value.tiers : [];
+    const tiers = readTiers(listed, value, path, problems, warnings);
+    if (found.length || tiers === undefined) continue;
+    const price: ModelPrice = tiers.length ? { ...ratesOf(value), tiers } : ratesOf(value);
     if (name.endsWith('*')) prefixes.push([name.slice(0, -1), price]);
     else exact.set(name, price);
     cheapestOutput = Math.min(cheapestOutput ?? Infinity, price.output);
   }
   prefixes.sort((a, b) => b[0].length - a[0].length);
   return { priceOf: (model) => exact.get(model) ?? prefixes.find(([prefix]) => model.startsWith(prefix))?.[1], cheapestOutput };
+}
+
+/**
+ * A price's `tiers` (each checked, thresholds ascending), or undefined when one is invalid. Valid,
+ * but warned of: a tier that leaves out a cache rate the model's own rates set (it would default to
+ * the tier's input rate: likely forgotten), and a tier priced below the rates it follows.
+ */
+function readTiers(
+  list: readonly unknown[],
+  base: ModelPriceSchema,
+  path: string,
+  problems: string[],
+  warnings: string[],
+): PriceTier[] | undefined {
+  const tiers: PriceTier[] = [];
+  let valid = true;
+  let previous: { at: string; rates: PriceRates; threshold: number } | undefined;
+  list.forEach((entry, i) => {
+    const at = `${path}.tiers[${i}]`;
+    if (!isPlainObject(entry)) {
+      problems.push(`${at}: must be an object with above_prompt_tokens, input and output (dollars per million tokens)`);
+      valid = false;
+      return;
+    }
+    const { value, problems: found } = validatePlain(PriceTierSchema, entry, at);
+    problems.push(...found);
+    if (found.length) {
+      valid = false;
+      return;
+    }
+    const threshold = value.above_prompt_tokens;
+    if (previous && threshold <= previous.threshold) {
+      problems.push(
+        `${at}.above_prompt_tokens: must be above ${previous.at}.above_prompt_tokens (${previous.threshold}): list tiers from the lowest threshold up`,
+      );
+      valid = false;
+      return;
+    }
+    const rates = ratesOf(value);
+    warnSwapped(rates, at, warnings);
+    for (const field of ['cached_input', 'cache_write', 'cache_write_1h'] as const)
+      if (base[field] !== undefined && value[field] === undefined)
+        warnings.push(
+          `${at}: sets no ${field} though ${path} does: above ${threshold} prompt tokens it is ${field === 'cache_write_1h' ? "the tier's cache_write" : "the tier's input"} rate`,
+        );
+    const below = previous?.rates ?? ratesOf(base);
+    for (const field of ['input', 'output'] as const)
+      if (rates[field] < below[field])
+        warnings.push(
+          `${at}: ${field} (${rates[field]}) is below ${previous?.at ?? path}'s (${below[field]}); a longer prompt is priced above a shorter one`,
+        );
+    tiers.push({ abovePromptTokens: threshold, ...rates });
+    previous = { at, rates, threshold };
+  });
+  return valid ? tiers : undefined;
+}
+
+/** The rates a price or tier entry gives, the cache rates it leaves out defaulted (to `input`; an hour's writes to `cache_write`). */
+function ratesOf(value: {
+  input: number;
+  output: number;
+  cached_input?: number;
+  cache_write?: number;
+  cache_write_1h?: number;
+}): PriceRates {
+  return {
+    input: value.input,
+    cachedInput: value.cached_input ?? value.input,
+    cacheWrite: value.cache_write ?? value.input,
+    cacheWrite1h: value.cache_write_1h ?? value.cache_write ?? value.input,
+    output: value.output,
+  };
+}
+
+/**
+ * Valid, but every provider discounts cache reads and charges more for the longer cache write:
+ * the other way round is most likely two numbers swapped, which would skew every cost quietly.
+ */
+function warnSwapped(rates: PriceRates, path: string, warnings: string[]): void {
+  if (rates.cachedInput > rates.input)
+    warnings.push(`${path}: cached_input (${rates.cachedInput}) is above input (${rates.input}); cache reads are priced below input`);
+  if (rates.cacheWrite1h < rates.cacheWrite)
+    warnings.push(
+      `${path}: cache_write_1h (${rates.cacheWrite1h}) is below cache_write (${rates.cacheWrite}); an hour-long cache write is priced above a 5-minute one`,
+    );
 }
 
 /** The policy file's prices: a model's, and the lowest output rate of any (undefined: no prices). */

@@ -128,6 +128,9 @@ export class ProductPolicySchema {
 /** A million tokens for more than this many dollars is a typo (a price per token written per million, or cents). */
 const MAX_PRICE_PER_MILLION = 100_000;
 
+/** More price tiers than this for one model is a mistake: providers publish one or two. */
+export const MAX_PRICE_TIERS = 8;
+
 /** One model's entry under the policy file's `prices`: US dollars per million tokens. */
 export class ModelPriceSchema {
   @Dollars() input!: number;
@@ -137,6 +140,28 @@ export class ModelPriceSchema {
   /** Prompt-cache writes for 5 minutes (Anthropic); `input` when left out. */
   @Optional() @Dollars() cache_write?: number;
   /** Prompt-cache writes for an hour (Anthropic); `cache_write` when left out. */
+  @Optional() @Dollars() cache_write_1h?: number;
+  /** Higher rates for longer prompts, lowest threshold first: each entry is a {@link PriceTierSchema}, checked in the loader. */
+  @Optional() @IsArray() @ArrayMaxSize(MAX_PRICE_TIERS) tiers?: unknown[];
+}
+
+/** No model reads a prompt of more than this many tokens (the longest context windows hold 10 M). */
+const MAX_TIER_THRESHOLD = 100_000_000;
+
+/**
+ * One entry of a price's `tiers`: the rates of every token of a request whose prompt (cache reads
+ * and writes included) is longer than `above_prompt_tokens`. Cache rates left out default as a
+ * price's do, to this tier's `input` (an hour's writes to its `cache_write`).
+ */
+export class PriceTierSchema {
+  @IsInt({ message: 'must be a whole number of prompt tokens' })
+  @Min(1)
+  @Max(MAX_TIER_THRESHOLD)
+  above_prompt_tokens!: number;
+  @Dollars() input!: number;
+  @Dollars() output!: number;
+  @Optional() @Dollars() cached_input?: number;
+  @Optional() @Dollars() cache_write?: number;
   @Optional() @Dollars() cache_write_1h?: number;
 }
 

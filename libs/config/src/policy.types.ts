@@ -40,11 +40,8 @@ export interface ProductPolicy {
   iapMembers: readonly string[];
 }
 
-/**
- * What a model's tokens cost, in US dollars per million tokens (the providers' price lists' unit),
- * from the policy file's `prices`: the audit's `cost_usd` and `keygate_cost_usd_total`.
- */
-export interface ModelPrice {
+/** One set of rates, in US dollars per million tokens (the providers' price lists' unit). */
+export interface PriceRates {
   /** Prompt tokens read from nowhere cheaper. */
   input: number;
   /** Prompt tokens read from the provider's prompt cache (`input` when the file says nothing). */
@@ -55,6 +52,24 @@ export interface ModelPrice {
   cacheWrite1h: number;
   /** Output tokens, reasoning included. */
   output: number;
+}
+
+/**
+ * The rates of a request whose prompt (cache reads and writes included) is longer than
+ * `abovePromptTokens`: every token of it, input and output, as the long-context prices of Gemini
+ * 2.5 Pro (over 200k) and Claude's 1M-token context window (over 200k) bill a whole request.
+ */
+export interface PriceTier extends PriceRates {
+  abovePromptTokens: number;
+}
+
+/**
+ * What a model's tokens cost, from the policy file's `prices`: the audit's `cost_usd` and
+ * `keygate_cost_usd_total`. The rates are a prompt's up to the first tier's threshold.
+ */
+export interface ModelPrice extends PriceRates {
+  /** Higher rates for longer prompts, by ascending threshold; none when left out (see {@link ratesAt}). */
+  tiers?: readonly PriceTier[];
 }
 
 /** The policy file, resolved once at boot: `forProduct` is a map lookup on the hot path. */

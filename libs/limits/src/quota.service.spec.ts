@@ -1,12 +1,12 @@
 import { rejectionOf } from '@keygate/errors/testing';
 import { randomUUID } from 'node:crypto';
-import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
+import { buildPolicyBook, ratesAt, type GatewayConfig } from '@keygate/config';
 import { JsonLogger } from '@keygate/observability';
 import { Redis } from 'ioredis';
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
 import { secondsToUtcMidnight, utcDay } from './counter.store';
-import { IN_FLIGHT_RETRY_SECONDS, maxCostNanoUsd, QuotaService, type TokenEstimate } from './quota.service';
+import { IN_FLIGHT_RETRY_SECONDS, maxCostNanoUsd, QuotaService, TIER_ESTIMATE_FACTOR, type TokenEstimate } from './quota.service';
 import { MemoryCounterStore } from './memory.counter-store';
 import { costKey, RedisCounterStore, tokenKey } from './redis.counter-store';
 
@@ -128,6 +128,57 @@ describe('the most a request may cost (maxCostNanoUsd)', () => {
     // Another model's higher input rate still wins over a lower write rate.
     expect(maxCostNanoUsd({ prompt: 1_000, completion: 0, promptCacheWrite: '1h' }, [claude, odd])).toBe(1_000 * 6_000);
     expect(maxCostNanoUsd({ prompt: 1_000, completion: 0, promptCacheWrite: '5m' }, [mini, odd])).toBe(1_000 * 5_000);
+  });
+
+  describe('with long-context tiers', () => {
+    const gemini = {
+      input: 1.25,
+      cachedInput: 0.125,
+      cacheWrite: 1.25,
+      cacheWrite1h: 1.25,
+      output: 10,
+      tiers: [{ abovePromptTokens: 200_000, input: 2.5, cachedInput: 0.25, cacheWrite: 2.5, cacheWrite1h: 2.5, output: 15 }],
+    };
+    const sonnet = {
+      ...claude,
+      tiers: [{ abovePromptTokens: 200_000, input: 6, cachedInput: 0.6, cacheWrite: 7.5, cacheWrite1h: 12, output: 22.5 }],
+    };
+    /** The reservation's billionths at `input` and `output` dollars per million tokens. */
+    const at = (prompt: number, completion: number, input: number, output: number) =>
+      Math.round((prompt * input + completion * output) * 1000);
+
+    it('reserves a prompt estimated far below a threshold at the base rates, one far above it at the tier’s', () => {
+      expect(maxCostNanoUsd({ prompt: 100_000, completion: 1_000 }, [gemini])).toBe(at(100_000, 1_000, 1.25, 10));
+      expect(maxCostNanoUsd({ prompt: 300_000, completion: 1_000 }, [gemini])).toBe(at(300_000, 1_000, 2.5, 15));
+      expect(maxCostNanoUsd({ prompt: 300_000, completion: 1_000 }, [sonnet])).toBe(at(300_000, 1_000, 6, 22.5));
+    });
+
+    it(`reserves at the tier's rates a prompt estimated under the threshold by less than the estimate's error (${TIER_ESTIMATE_FACTOR}×)`, () => {
+      // 133,333 × 1.5 = 199,999.5: a real count of at most that stays at the base rates.
+      expect(maxCostNanoUsd({ prompt: 133_333, completion: 1_000 }, [gemini])).toBe(at(133_333, 1_000, 1.25, 10));
+      expect(maxCostNanoUsd({ prompt: 133_334, completion: 1_000 }, [gemini])).toBe(at(133_334, 1_000, 2.5, 15));
+      expect(maxCostNanoUsd({ prompt: 199_999, completion: 1_000 }, [sonnet])).toBe(at(199_999, 1_000, 6, 22.5));
+      // A cache write is reserved at the tier's write rate.
+      expect(maxCostNanoUsd({ prompt: 190_000, completion: 0, promptCacheWrite: '1h' }, [sonnet])).toBe(at(190_000, 0, 12, 0));
+      expect(maxCostNanoUsd({ prompt: 100_000, completion: 0, promptCacheWrite: '1h' }, [sonnet])).toBe(at(100_000, 0, 6, 0));
+    });
+
+    it('never reserves a lower rate than the one a real prompt of up to the factor times the estimate is billed at', () => {
+      for (let estimate = 130_000; estimate <= 210_000; estimate += 101) {
+        for (const price of [gemini, sonnet]) {
+          const billed = ratesAt(price, Math.floor(estimate * TIER_ESTIMATE_FACTOR));
+          expect(maxCostNanoUsd({ prompt: estimate, completion: 100 }, [price])).toBeGreaterThanOrEqual(
+            at(estimate, 100, billed.input, billed.output),
+          );
+        }
+      }
+    });
+
+    it('takes the highest rates among the models that may answer, each model’s at the tiers the prompt may reach', () => {
+      const flatPrice = { input: 2, cachedInput: 2, cacheWrite: 2, cacheWrite1h: 2, output: 12 };
+      expect(maxCostNanoUsd({ prompt: 150_000, completion: 1_000 }, [gemini, flatPrice])).toBe(at(150_000, 1_000, 2.5, 15));
+      expect(maxCostNanoUsd({ prompt: 100_000, completion: 1_000 }, [gemini, flatPrice])).toBe(at(100_000, 1_000, 2, 12));
+    });
   });
 
   it('rounds up to whole billionths, and not for float noise', () => {

@@ -48,21 +48,37 @@ export interface TokenEstimate {
 }
 
 /**
+ * How far above keygate's estimate of a prompt its real count may land, as far as a price tier is
+ * concerned. The estimate counts text with OpenAI's o200k tokenizer, which Claude's and Gemini's
+ * tokenizers out-count by up to ~30% (code the most): a prompt estimated just under a tier's
+ * threshold may be billed above it, every token of the request at the higher rates (twice the
+ * input, 1.5 times the output, for Gemini 2.5 Pro and Claude's 1M context). So a prompt whose
+ * estimate times this factor passes a threshold is reserved at that tier's rates (for a 200k
+ * threshold, from an estimate of 133,334 tokens).
+ */
+export const TIER_ESTIMATE_FACTOR = 1.5;
+
+/**
  * The most a request of `estimate` tokens may cost when any of `prices` (those of the models that may
  * answer it) applies: the prompt at the highest input rate (the highest cache-write rate instead
  * where that is higher and the request writes to the prompt cache: Anthropic bills those writes
  * 1.25× to 2× `input`), the completion at the highest output rate, in whole billionths of a
- * dollar rounded up (so it is never below the audit's own rounding of the same tokens). Cache
- * reads are priced below input, so a prompt read from the cache costs less than its estimate.
+ * dollar rounded up (so it is never below the audit's own rounding of the same tokens). The rates
+ * of a price's tiers count too where the prompt may be billed at them: an estimate that, times
+ * {@link TIER_ESTIMATE_FACTOR}, passes a tier's threshold. Cache reads are priced below input, so
+ * a prompt read from the cache costs less than its estimate.
  */
 export function maxCostNanoUsd(estimate: TokenEstimate, prices: ReadonlyArray<ModelPrice | undefined>): number {
   let input = 0;
   let output = 0;
+  const reach = estimate.prompt * TIER_ESTIMATE_FACTOR;
   for (const price of prices) {
     if (!price) continue;
-    const write = estimate.promptCacheWrite === '1h' ? price.cacheWrite1h : estimate.promptCacheWrite === '5m' ? price.cacheWrite : 0;
-    input = Math.max(input, price.input, write);
-    output = Math.max(output, price.output);
+    for (const rates of [price, ...(price.tiers ?? []).filter((tier) => reach > tier.abovePromptTokens)]) {
+      const write = estimate.promptCacheWrite === '1h' ? rates.cacheWrite1h : estimate.promptCacheWrite === '5m' ? rates.cacheWrite : 0;
+      input = Math.max(input, rates.input, write);
+      output = Math.max(output, rates.output);
+    }
   }
   // Dollars per million tokens: a token at rate r costs r × 1000 billionths. Float noise (1000 ×
   // 0.15 × 1000 is 150000.00000000003) is not rounded up: what lies that close above a whole
