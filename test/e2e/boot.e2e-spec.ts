@@ -240,6 +240,29 @@ describe('the gateway refuses to boot on invalid configuration', () => {
     expect(output).toContain('defaults.policy.max_tokens');
   });
 
+  it('names the JSON path of a price tier out of order and of a threshold that is not a whole token count', async () => {
+    const file = writeTempFile(
+      'tiers.yaml',
+      [
+        'prices:',
+        '  gemini-2.5-pro:',
+        '    input: 1.25',
+        '    output: 10',
+        '    tiers:',
+        '      - {above_prompt_tokens: 500000, input: 3, output: 20}',
+        '      - {above_prompt_tokens: 200000, input: 2.5, output: 15}',
+        '  claude-sonnet-4-5: {input: 3, output: 15, tiers: [{above_prompt_tokens: 200k, input: 6, output: 22.5}]}',
+        '',
+      ].join('\n'),
+    );
+    const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: file });
+    expect(output).toContain('API_KEY_SERVER_POLICY_FILE');
+    expect(output).toContain(
+      'prices.gemini-2.5-pro.tiers[1].above_prompt_tokens: must be above prices.gemini-2.5-pro.tiers[0].above_prompt_tokens (500000)',
+    );
+    expect(output).toContain('prices.claude-sonnet-4-5.tiers[0].above_prompt_tokens: must be a whole number of prompt tokens');
+  });
+
   it('names the policy file when it is not valid YAML or JSON', async () => {
     const file = writeTempFile('broken.yaml', 'defaults: [unclosed\n');
     const { output } = await boot({ API_KEY_SERVER_POLICY_FILE: file });

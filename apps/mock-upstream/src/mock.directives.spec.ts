@@ -3,7 +3,7 @@ import { parseDirectiveHeaders, parseDirectiveText, resolveDirectives, stripDire
 describe('mock directives', () => {
   it('parses every key from a body token', () => {
     const d = parseDirectiveText(
-      'hello [mock delay_ms=10 status=503 retry_after=7 stall_after=2 cut_after=3 chunk_delay_ms=4 chunks=9 error_event_after=1 safety=1 finish=length tool=get_weather tools=2 no_usage=1 no_done=1 bad_usage=1 failed=1 redacted_thinking=1 cached_tokens=5 cache_write_tokens=6 cache_write_1h_tokens=2 reasoning_tokens=7 answer_chars=5000 eol=cr]',
+      'hello [mock delay_ms=10 status=503 retry_after=7 stall_after=2 cut_after=3 chunk_delay_ms=4 chunks=9 error_event_after=1 safety=1 finish=length tool=get_weather tools=2 no_usage=1 no_done=1 bad_usage=1 failed=1 redacted_thinking=1 prompt_tokens=300000 cached_tokens=5 cache_write_tokens=6 cache_write_1h_tokens=2 reasoning_tokens=7 answer_chars=5000 eol=cr]',
     );
     expect(d).toEqual({
       delayMs: 10,
@@ -23,6 +23,7 @@ describe('mock directives', () => {
       badUsage: true,
       failed: true,
       redactedThinking: true,
+      promptTokens: 300_000,
       cachedTokens: 5,
       cacheWriteTokens: 6,
       cacheWrite1hTokens: 2,

@@ -66,6 +66,11 @@ export interface MockDirectives {
    */
   decline?: boolean;
   /**
+   * Usage: the prompt counts at least this many tokens (a long prompt, as the provider would count
+   * it, without sending one), cache reads and writes included; the mock's own count where larger.
+   */
+  promptTokens?: number;
+  /**
    * Usage: this many of the prompt's tokens were read from the prompt cache, in each provider's
    * field (OpenAI's `cached_tokens`, Anthropic's `cache_read_input_tokens`, Gemini's
    * `cachedContentTokenCount`); the prompt's count grows to hold them where it is smaller.
@@ -98,6 +103,7 @@ type IntKey =
   | 'errorEventAfter'
   | 'failFirst'
   | 'tools'
+  | 'promptTokens'
   | 'cachedTokens'
   | 'cacheWriteTokens'
   | 'cacheWrite1hTokens'
@@ -118,6 +124,7 @@ const INT_KEYS: ReadonlyArray<readonly [string, IntKey, number, number]> = [
   ['error_event_after', 'errorEventAfter', 0, 100_000],
   ['fail_first', 'failFirst', 0, 100_000],
   ['tools', 'tools', 1, 16],
+  ['prompt_tokens', 'promptTokens', 0, 10_000_000],
   ['cached_tokens', 'cachedTokens', 0, 10_000_000],
   ['cache_write_tokens', 'cacheWriteTokens', 0, 10_000_000],
   ['cache_write_1h_tokens', 'cacheWrite1hTokens', 0, 10_000_000],

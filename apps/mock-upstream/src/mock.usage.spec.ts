@@ -24,6 +24,14 @@ describe('mockTokens', () => {
   });
 });
 
+describe('mockTokens prompt_tokens', () => {
+  it('reports a prompt of at least prompt_tokens, its cache reads and writes inside it, and the mock’s own count where larger', () => {
+    expect(mockTokens({ promptTokens: 250_000, cachedTokens: 100_000 }, 12, 5)).toMatchObject({ prompt: 250_000, cached: 100_000 });
+    expect(mockTokens({ promptTokens: 10 }, 12, 5)).toMatchObject({ prompt: 12 });
+    expect(mockTokens({ promptTokens: 10, cacheWriteTokens: 30 }, 12, 5)).toMatchObject({ prompt: 30, cacheWrite: 30 });
+  });
+});
+
 describe('writtenUsage', () => {
   const usage = {
     input_tokens: 12,

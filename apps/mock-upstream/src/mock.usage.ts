@@ -16,13 +16,20 @@ export interface MockTokens {
   reasoning: number;
 }
 
-/** The counts a reply reports: the mock's own for its prompt and text, plus what the directives ask for. */
+/** The counts a reply reports: the mock's own for its prompt and text, plus what the directives ask for (a prompt at least `prompt_tokens` long). */
 export function mockTokens(directives: MockDirectives, prompt: number, completion: number): MockTokens {
   const cached = directives.cachedTokens ?? 0;
   const cacheWrite1h = directives.cacheWrite1hTokens ?? 0;
   const cacheWrite = (directives.cacheWriteTokens ?? 0) + cacheWrite1h;
   const reasoning = directives.reasoningTokens ?? 0;
-  return { prompt: Math.max(prompt, cached + cacheWrite), completion: completion + reasoning, cached, cacheWrite, cacheWrite1h, reasoning };
+  return {
+    prompt: Math.max(prompt, directives.promptTokens ?? 0, cached + cacheWrite),
+    completion: completion + reasoning,
+    cached,
+    cacheWrite,
+    cacheWrite1h,
+    reasoning,
+  };
 }
 
 /**
