@@ -134,6 +134,23 @@ describe('the audit prices a long prompt at its model’s long-context tier, eve
     // $2.50 plain, $0.25 a cache read, $15 out (per million).
     expect(record.cost_usd).toBeCloseTo((50_001 * 2.5 + 150_000 * 0.25 + (answer.usage?.completion_tokens ?? 0) * 15) / 1e6, 9);
   });
+  it('bills a Gemini 2.5 Pro prompt of 300,000 tokens on the native route (generateContent) at the long-prompt rates, thought tokens as output', async () => {
+    const id = uniqueId('tier-gemini-native');
+    const res = await gw.fetch(`/v1beta/models/${GEMINI}:generateContent`, {
+      method: 'POST',
+      headers: { 'x-request-id': id, 'x-goog-api-key': token, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        contents: [{ role: 'user', parts: [{ text: 'a long video [mock prompt_tokens=300000 reasoning_tokens=40]' }] }],
+      }),
+    });
+    expect(res.status).toBe(200);
+    const usage = (
+      (await res.json()) as { usageMetadata: { promptTokenCount: number; candidatesTokenCount: number; thoughtsTokenCount: number } }
+    ).usageMetadata;
+    expect(usage).toMatchObject({ promptTokenCount: 300_000, thoughtsTokenCount: 40 });
+    const record = await expectOneAudit(id, { status: 200, provider: 'gemini', tokens_in: 300_000, tokens_reasoning: 40 });
+    expect(record.cost_usd).toBeCloseTo((300_000 * 2.5 + (usage.candidatesTokenCount + 40) * 15) / 1e6, 9);
+  });
 });
 
 describe('a budget reserves a prompt estimated near a tier’s threshold at the tier’s rates', () => {
