@@ -445,11 +445,20 @@ describe('promptCacheWrite', () => {
 describe('TokenTally', () => {
   // The library itself, as the reference for what one piece costs.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const library = require('gpt-tokenizer') as { countTokens(text: string): number };
+  const library = require('gpt-tokenizer') as { countTokens(text: string, options?: { disallowedSpecial: Set<string> }): number };
 
   it('counts ordinary text exactly as the tokenizer does', () => {
     const text = `${question} ${'The quick brown fox jumps over the lazy dog. '.repeat(50)}`;
     expect(new TokenTally().count(text)).toBe(library.countTokens(text));
+  });
+
+  it('counts special tokens in a caller’s text as ordinary text, never throwing (as OpenAI reads a prompt)', () => {
+    for (const text of ['a <|endoftext|> b', 'x<|endofprompt|>', 'see <|fim_prefix|> and <|im_start|>system']) {
+      expect(new TokenTally().count(text)).toBe(library.countTokens(text, { disallowedSpecial: new Set() }));
+    }
+    // More than one token: the text of the marker, not one special token.
+    expect(countTokens('<|endoftext|>')).toBeGreaterThan(1);
+    expect(estimatePromptTokens({ messages: [{ role: 'user', content: 'the <|endoftext|> marker' }] })).toBeGreaterThan(6);
   });
 
   it('counts a run without breaks (no spaces, as in CJK text) in pieces, never whole: BPE is quadratic in a run', () => {

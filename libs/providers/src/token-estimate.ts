@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import type { ChatCompletionRequest } from './chat.types';
 import { PdfWork, pdfPageCount } from './pdf-pages';
 
-type Encoder = { countTokens(text: string): number };
+type Encoder = { countTokens(text: string, options: { disallowedSpecial: Set<string> }): number };
 /** One entry per token rank, as gpt-tokenizer keeps them: the token's text, or its bytes when they are not text. */
 export type MergeableRanks = (string | number[])[];
 type GptEncodingModule = { GptEncoding: { getEncodingApi(name: 'o200k_base', ranks: () => MergeableRanks): Encoder } };
@@ -56,6 +56,14 @@ export function parseTiktokenRanks(file: string): MergeableRanks {
   if (ranks.length !== lines) throw new Error('tiktoken: ranks are not 0..n-1, each once');
   return ranks;
 }
+
+/**
+ * Special tokens (`<|endoftext|>`, `<|endofprompt|>`) in a caller's text are counted as the ordinary
+ * text they are, as OpenAI reads them in a prompt (tiktoken's `encode_ordinary`): gpt-tokenizer's
+ * default throws on them ("Disallowed special token found"), which made any prompt or answer that
+ * mentions one (code about tokenizers, a pasted model transcript) a 500 wherever keygate counted it.
+ */
+const ORDINARY_TEXT = { disallowedSpecial: new Set<string>() };
 
 /**
  * Loads the tokenizer on first use. QuotaService loads it at boot (the limits module is always
@@ -127,7 +135,7 @@ export class TokenTally {
       if (cut === 0) cut = (text.charCodeAt(room) & 0xfc00) === 0xdc00 ? room + 1 : room;
       return this.tokenize(text.slice(0, cut)) + this.tokenize(text.slice(cut));
     }
-    const n = tokenizer().countTokens(text);
+    const n = tokenizer().countTokens(text, ORDINARY_TEXT);
     this.chars += text.length;
     this.tokens += n;
     return n;
