@@ -135,8 +135,11 @@ describe('the OpenAPI document', () => {
     expect(dto?.properties?.input.oneOf).toEqual([
       expect.objectContaining({ type: 'string' }),
       expect.objectContaining({ type: 'array', items: expect.objectContaining({ type: 'string' }) }),
-      expect.objectContaining({ type: 'array', items: { type: 'integer' } }),
-      expect.objectContaining({ type: 'array', items: expect.objectContaining({ type: 'array', items: { type: 'integer' } }) }),
+      expect.objectContaining({ type: 'array', items: { type: 'integer', minimum: 0, maximum: 2147483647 } }),
+      expect.objectContaining({
+        type: 'array',
+        items: expect.objectContaining({ type: 'array', items: { type: 'integer', minimum: 0, maximum: 2147483647 } }),
+      }),
     ]);
     expect(dto?.properties?.dimensions.type).toBe('integer');
   });

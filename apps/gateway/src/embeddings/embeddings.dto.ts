@@ -1,9 +1,17 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsInt, IsOptional, IsString, MaxLength, Min, MinLength, ValidateBy, type ValidationOptions } from 'class-validator';
 
-/** A string, a non-empty list of strings, a token array, or a non-empty list of token arrays (OpenAI's `input`). */
+/** The largest token id taken: a tokenizer's ids are int32 (o200k's end near 200,000). */
+const MAX_TOKEN_ID = 2 ** 31 - 1;
+const isTokenId = (t: unknown): boolean => Number.isInteger(t) && (t as number) >= 0 && (t as number) <= MAX_TOKEN_ID;
+
+/**
+ * A string, a non-empty list of strings, a token array, or a non-empty list of token arrays (OpenAI's
+ * `input`). A token id is a whole number 0–2^31−1: a negative one, or one past any tokenizer, is no
+ * token and was passed on for the provider to refuse.
+ */
 function IsEmbeddingInput(options?: ValidationOptions): PropertyDecorator {
-  const isTokens = (v: unknown): boolean => Array.isArray(v) && v.length > 0 && v.every((t) => Number.isInteger(t));
+  const isTokens = (v: unknown): boolean => Array.isArray(v) && v.length > 0 && v.every(isTokenId);
   return ValidateBy(
     {
       name: 'isEmbeddingInput',
@@ -14,7 +22,8 @@ function IsEmbeddingInput(options?: ValidationOptions): PropertyDecorator {
             v.length > 0 &&
             v.length <= 2048 &&
             (v.every((s) => typeof s === 'string' && s.length > 0) || isTokens(v) || v.every(isTokens))),
-        defaultMessage: () => 'input must be a non-empty string, a list of up to 2048 non-empty strings, or token arrays',
+        defaultMessage: () =>
+          'input must be a non-empty string, a list of up to 2048 non-empty strings, or token arrays (token ids are whole numbers 0-2147483647)',
       },
     },
     options,
@@ -28,10 +37,16 @@ export class EmbeddingsRequestDto {
     oneOf: [
       { type: 'string', minLength: 1 },
       { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1, maxItems: 2048 },
-      { type: 'array', items: { type: 'integer' }, minItems: 1, maxItems: 2048, description: 'token ids (OpenAI models only)' },
       {
         type: 'array',
-        items: { type: 'array', items: { type: 'integer' }, minItems: 1 },
+        items: { type: 'integer', minimum: 0, maximum: 2147483647 },
+        minItems: 1,
+        maxItems: 2048,
+        description: 'token ids (OpenAI models only)',
+      },
+      {
+        type: 'array',
+        items: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 2147483647 }, minItems: 1 },
         minItems: 1,
         maxItems: 2048,
         description: 'lists of token ids (OpenAI models only)',
