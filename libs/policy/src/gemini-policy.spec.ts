@@ -22,6 +22,10 @@ describe('applyGeminiPolicy', () => {
     expect(bare.generationConfig).toEqual({ maxOutputTokens: 1000 });
   });
 
+  it('takes 1 to 8 candidates, as many as Gemini generates', () => {
+    for (const candidateCount of [1, 8]) expect(applyGeminiPolicy({ generationConfig: { candidateCount } }, policy)).toBe(1000);
+  });
+
   it('keeps a cap within the product’s and returns it', () => {
     const body: PolicedGeminiRequest = { generationConfig: { maxOutputTokens: 300, temperature: 1 } };
     expect(applyGeminiPolicy(body, policy)).toBe(300);
@@ -43,6 +47,9 @@ describe('applyGeminiPolicy', () => {
     [{ generationConfig: { candidateCount: '6' } }, 'invalid_request', 'generationConfig.candidateCount'],
     [{ generationConfig: { candidateCount: 0 } }, 'invalid_request', 'generationConfig.candidateCount'],
     [{ generationConfig: { candidateCount: 1.5 } }, 'invalid_request', 'generationConfig.candidateCount'],
+    // More than Gemini generates: the client's mistake, not a reservation past the daily quota.
+    [{ generationConfig: { candidateCount: 9 } }, 'invalid_request', 'generationConfig.candidateCount'],
+    [{ generationConfig: { candidateCount: 2 ** 53 } }, 'invalid_request', 'generationConfig.candidateCount'],
   ])('refuses %j (%s, naming %s)', (body, code, param) => {
     const error = refusalOf(() => applyGeminiPolicy(body as PolicedGeminiRequest, policy));
     expect(error.code).toBe(code);

@@ -1,6 +1,9 @@
 import { matchesName, type ParameterPolicy } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
 
+/** The most candidates Gemini generates for one request (`generationConfig.candidateCount`; Gemini 3: one, which Google enforces). */
+const GEMINI_MAX_CANDIDATES = 8;
+
 /** The fields of a Gemini `generateContent` request the parameter policy reads and writes. */
 export interface PolicedGeminiRequest {
   generationConfig?: { maxOutputTokens?: number | null; temperature?: number | null; [key: string]: unknown } | null;
@@ -53,14 +56,16 @@ export function applyGeminiPolicy(body: PolicedGeminiRequest, policy: ParameterP
     });
   else effective = asked;
   // Each candidate is reserved at the cap: a count the reservation could not read (Google's parser
-  // also takes "2") would generate more than it reserved.
+  // also takes "2") would generate more than it reserved. Above Gemini's most, the request is the
+  // client's mistake (Google refuses it), not a reservation past the daily quota (a 429 that counts
+  // toward auto-block, reserving 2^53 times the cap).
   const candidates = generation.candidateCount;
   if (
     candidates !== undefined &&
     candidates !== null &&
-    (typeof candidates !== 'number' || !Number.isInteger(candidates) || candidates < 1)
+    (typeof candidates !== 'number' || !Number.isInteger(candidates) || candidates < 1 || candidates > GEMINI_MAX_CANDIDATES)
   )
-    throw new GatewayError('invalid_request', 'generationConfig.candidateCount must be a positive integer', {
+    throw new GatewayError('invalid_request', `generationConfig.candidateCount must be a whole number from 1 to ${GEMINI_MAX_CANDIDATES}`, {
       param: 'generationConfig.candidateCount',
     });
   const t = generation.temperature;
