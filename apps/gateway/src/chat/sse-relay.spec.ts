@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import type { GatewayConfig } from '@keygate/config';
 import { JsonLogger, MetricsService, RequestContext } from '@keygate/observability';
 import { countTokens, UpstreamError, withCacheWrites, type ChatStream, type StreamEvent } from '@keygate/providers';
@@ -276,6 +276,123 @@ describe('SseRelay.fail', () => {
       expect(body.split('\n\n').filter((frame) => frame !== '')).toHaveLength(1);
       expect(JSON.parse(body.replace(/^data: /, ''))).toMatchObject({ error: { code: 'upstream_timeout' } });
       expect([ctx.status, ctx.failure]).toEqual([504, 'timeout']);
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('SseRelay writes', () => {
+  /** A served request whose response the test gets, and the raw bytes (chunked framing included) its client reads. */
+  async function served(): Promise<{ server: Server; res: ServerResponse; raw: Promise<string> }> {
+    let handed: (res: ServerResponse) => void = () => undefined;
+    const response = new Promise<ServerResponse>((resolve) => (handed = resolve));
+    const { server, port } = await listening((res) => handed(res));
+    const socket = connect(port, '127.0.0.1');
+    socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+    let raw = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (raw += chunk));
+    const ended = once(socket, 'close').then(() => raw);
+    return { server, res: await response, raw: ended };
+  }
+
+  it('writes the events read together in one write, the same bytes in one HTTP chunk', async () => {
+    const { server, res, raw } = await served();
+    try {
+      const ctx = new RequestContext('req-batch', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+      const relay = newRelay();
+      const write = jest.spyOn(res, 'write');
+      const events: StreamEvent[] = [
+        { data: '{"n":1}', text: 'a' },
+        { data: null, usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } },
+        { data: '{"n":2}', text: 'b' },
+        { event: 'named', data: '{"n":3}' },
+      ];
+      // Read together (one upstream read), then the upstream's end a turn of the event loop later.
+      let next = 0;
+      const together: ChatStream = {
+        events: {
+          [Symbol.asyncIterator]: () => ({
+            next: () =>
+              next < events.length
+                ? Promise.resolve({ value: events[next++], done: false })
+                : new Promise((resolve) => setImmediate(() => resolve({ value: undefined, done: true }))),
+          }),
+        },
+      };
+      await relay.relay(ctx, together, relay.open(ctx, replyOver(res), OPENAI_STREAM, 60), () => 7);
+      const frames = 'data: {"n":1}\n\ndata: {"n":2}\n\nevent: named\ndata: {"n":3}\n\n';
+      expect(write.mock.calls.map((call) => call[0] as unknown)).toEqual([frames]);
+      const body = (await raw).split('\r\n\r\n').slice(1).join('\r\n\r\n');
+      const hex = (text: string): string => Buffer.byteLength(text).toString(16);
+      expect(body).toBe(`${hex(frames)}\r\n${frames}\r\n${hex('data: [DONE]\n\n')}\r\ndata: [DONE]\n\n\r\n0\r\n\r\n`);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('writes each event as it comes when the upstream sends them apart', async () => {
+    const { server, res, raw } = await served();
+    try {
+      const ctx = new RequestContext('req-apart', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+      const relay = newRelay();
+      const write = jest.spyOn(res, 'write');
+      const events: StreamEvent[] = [{ data: '{"n":1}' }, { data: '{"n":2}' }];
+      let next = 0;
+      const apart: ChatStream = {
+        events: {
+          [Symbol.asyncIterator]: () => ({
+            next: () =>
+              new Promise((resolve) =>
+                setImmediate(() =>
+                  resolve(next < events.length ? { value: events[next++], done: false } : { value: undefined, done: true }),
+                ),
+              ),
+          }),
+        },
+      };
+      await relay.relay(ctx, apart, relay.open(ctx, replyOver(res), OPENAI_STREAM, 60), () => 7);
+      expect(write.mock.calls.map((call) => call[0] as unknown)).toEqual(['data: {"n":1}\n\n', 'data: {"n":2}\n\n']);
+      expect(await raw).toContain('data: {"n":1}\n\n\r\n');
+    } finally {
+      server.close();
+    }
+  });
+
+  it('stops reading the upstream while a client that does not read has a full buffer', async () => {
+    let handed: (res: ServerResponse) => void = () => undefined;
+    const response = new Promise<ServerResponse>((resolve) => (handed = resolve));
+    const { server, port } = await listening((res) => handed(res));
+    const socket = connect(port, '127.0.0.1');
+    socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}');
+    socket.pause();
+    const res = await response;
+    try {
+      const ctx = new RequestContext('req-unread', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+      const relay = newRelay();
+      // An endless upstream of 64 KB events, a few read together each time.
+      const data = JSON.stringify({ text: 'x'.repeat(64 * 1024) });
+      let pulled = 0;
+      const endless: ChatStream = {
+        events: {
+          [Symbol.asyncIterator]: () => ({
+            next: () =>
+              pulled++ % 4 === 0
+                ? new Promise((resolve) => setImmediate(() => resolve({ value: { data }, done: false })))
+                : Promise.resolve({ value: { data }, done: false }),
+          }),
+        },
+      };
+      const relayed = relay.relay(ctx, endless, relay.open(ctx, replyOver(res), OPENAI_STREAM, 60), () => 7);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const held = pulled;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Waiting for the client: nothing more read (what went out is in the socket buffers).
+      expect(pulled).toBe(held);
+      ctx.abort.abort();
+      socket.destroy();
+      await relayed;
     } finally {
       server.close();
     }

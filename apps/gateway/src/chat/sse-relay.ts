@@ -114,6 +114,9 @@ export class SseStream {
   /** Whether something was written in the current keep-alive period. */
   wrote = true;
   private headFlushed = false;
+  /** Frames queued by {@link send} and not yet written. */
+  private pending = '';
+  private readonly flushPending = (): void => this.flush();
   private readonly limit: NodeJS.Timeout;
   private readonly keepAlive: NodeJS.Timeout | undefined;
 
@@ -164,8 +167,34 @@ export class SseStream {
     this.res.flushHeaders();
   }
 
-  /** Stops the timers. */
+  /**
+   * Queues an event's frame. The frames of the events one upstream read brought (many, when the
+   * upstream writes faster than keygate reads) go out in one write once that read's events are
+   * relayed: a `process.nextTick` runs after the promise jobs the relay's iteration is made of. A
+   * write per event cost the socket four buffers (a chunk's size line, the frame, its CRLFs) each,
+   * most of a long stream's CPU. The client reads the same bytes, in fewer HTTP chunks.
+   */
+  send(frame: string): void {
+    if (this.pending === '') process.nextTick(this.flushPending);
+    this.pending += frame;
+  }
+
+  /** Writes the queued frames now. */
+  flush(): void {
+    const text = this.take();
+    if (text !== '' && !this.res.destroyed && !this.res.writableEnded) this.res.write(text);
+  }
+
+  /** The queued frames, taken to be written with the stream's last bytes. */
+  take(): string {
+    const text = this.pending;
+    this.pending = '';
+    return text;
+  }
+
+  /** Stops the timers, and drops what is still queued: the stream has ended (or its client left). */
   close(): void {
+    this.pending = '';
     clearTimeout(this.limit);
     clearInterval(this.keepAlive);
   }
@@ -234,9 +263,13 @@ export class SseRelay {
         if (event.sequence !== undefined) out.lastSequence = event.sequence;
         const frame = event.event === undefined ? `data: ${event.data}\n\n` : `event: ${event.event}\ndata: ${event.data}\n\n`;
         if (event.tellsFailure) toldFailure = true;
-        if (!res.write(frame)) await once(res, 'drain', { signal: ctx.abort.signal });
+        out.send(frame);
+        if (res.writableNeedDrain) {
+          out.flush();
+          await once(res, 'drain', { signal: ctx.abort.signal });
+        }
       }
-      endStream(res, out.dialect.done);
+      endStream(res, out.take() + out.dialect.done);
     } catch (error) {
       // Told as the upstream tells it (OpenAI's SDKs end a Responses stream there with its failed
       // Response, which another error event would turn into a thrown error): audited, nothing added.
@@ -244,7 +277,7 @@ export class SseRelay {
         this.logStreamFailure(ctx, error, out.eventsSent);
         const told = error.toGatewayError();
         ctx.fail(told.spec.failure, told.status);
-        endStream(res, out.dialect.done);
+        endStream(res, out.take() + out.dialect.done);
         return;
       }
       if (!ctx.endedBy && !out.overLimit && !(error instanceof ClientAbortedError || ctx.abort.signal.aborted))
@@ -344,7 +377,7 @@ export class SseRelay {
     ctx.fail(error.spec.failure, error.status);
     // The id the client was given in `request-id` (Anthropic's own, passed on), else keygate's.
     const given = out.res.getHeader('request-id');
-    endStream(out.res, out.dialect.errorEvent(error, out.position(typeof given === 'string' ? given : ctx.requestId)));
+    endStream(out.res, out.take() + out.dialect.errorEvent(error, out.position(typeof given === 'string' ? given : ctx.requestId)));
   }
 }
 
