@@ -172,7 +172,8 @@ export class AnthropicAdapter implements ProviderAdapter {
   private async *events(res: UpstreamResponse, translator: AnthropicStreamTranslator): AsyncGenerator<StreamEvent> {
     try {
       for await (const event of sseEvents(res, this.name, { isLast: isMessageStop })) {
-        yield* translator.push(parse<AnthropicStreamEvent>(event.data, 'stream event'));
+        // A loop, not `yield*`: an array delegated to costs a promise more per element (the async-from-sync iterator).
+        for (const out of translator.push(parse<AnthropicStreamEvent>(event.data, 'stream event'))) yield out;
         if (translator.stopped) break;
       }
     } catch (error) {
