@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { GatewayError } from '@keygate/errors';
-import { invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
+import { chunkHead, chunkText, invalidParameter, isRecord, splitDataUrl, unsupportedParameter, type Json } from './translate.util';
 import { tokenCount, withCacheWrites, type ChatCompletionRequest, type ChatMessage, type StreamEvent } from './chat.types';
 import type {
   CompletionMeta,
@@ -658,6 +658,8 @@ export interface StreamMeta extends CompletionMeta {
  */
 export class AnthropicStreamTranslator {
   private id: string | undefined;
+  /** What every chunk opens with (see {@link chunkHead}). */
+  private head: string | undefined;
   private readonly usage: AnthropicUsage = {};
   /** Anthropic content-block index -> the OpenAI tool call it streams. */
   private readonly tools = new Map<number, { index: number; hasArguments: boolean }>();
@@ -843,16 +845,10 @@ export class AnthropicStreamTranslator {
   }
 
   private chunk(delta: Json, finish: OpenAiFinishReason | null): StreamEvent {
-    const chunk: Json = {
-      id: this.id,
-      object: 'chat.completion.chunk',
-      created: this.meta.created,
-      model: this.meta.model,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    };
+    // Serialised once the id is known (`message_start`, which sets it once).
+    this.head ??= chunkHead(this.id, this.meta.created, this.meta.model);
     // OpenAI puts `"usage": null` on every chunk only when the client asked for the usage chunk.
-    if (this.meta.clientWantsUsage) chunk.usage = null;
-    return { data: JSON.stringify(chunk) };
+    return { data: chunkText(this.head, 0, delta, finish, this.meta.clientWantsUsage) };
   }
 }
 

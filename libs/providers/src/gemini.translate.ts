@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { GatewayError } from '@keygate/errors';
 import {
+  chunkHead,
+  chunkText,
   invalidParameter,
   isRecord,
   reasoningEffort,
@@ -1037,6 +1039,8 @@ interface ChoiceState {
  */
 export class GeminiStreamTranslator {
   private id: string | undefined;
+  /** What every chunk opens with (see {@link chunkHead}). */
+  private head: string | undefined;
   private readonly choices = new Map<number, ChoiceState>();
   private usage: GeminiUsageMetadata | undefined;
   private blocked = false;
@@ -1129,16 +1133,10 @@ export class GeminiStreamTranslator {
   }
 
   private chunk(index: number, delta: Json, finish: OpenAiFinishReason | null): StreamEvent {
-    const chunk: Json = {
-      id: this.id,
-      object: 'chat.completion.chunk',
-      created: this.meta.created,
-      model: this.meta.model,
-      choices: [{ index, delta, logprobs: null, finish_reason: finish }],
-    };
+    // Serialised once the id is known (the first event's, set once).
+    this.head ??= chunkHead(this.id, this.meta.created, this.meta.model);
     // OpenAI puts `"usage": null` on every chunk only when the client asked for the usage chunk.
-    if (this.meta.clientWantsUsage) chunk.usage = null;
-    return { data: JSON.stringify(chunk) };
+    return { data: chunkText(this.head, index, delta, finish, this.meta.clientWantsUsage) };
   }
 }
 

@@ -8,6 +8,25 @@ export function isRecord(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * The members every `chat.completion.chunk` of a translated stream shares (`id`, `object`, `created`,
+ * `model`), as {@link chunkText} takes them: the JSON object they open, serialised once a stream.
+ */
+export function chunkHead(id: string | undefined, created: number, model: string): string {
+  return JSON.stringify({ id, object: 'chat.completion.chunk', created, model }).slice(0, -1);
+}
+
+/**
+ * A translated stream's chunk of one choice: exactly what `JSON.stringify` writes for
+ * `{ id, object, created, model, choices: [{ index, delta, logprobs: null, finish_reason }] }` (and
+ * `usage: null` last with `nullUsage`), its shared members given by {@link chunkHead}. A long
+ * stream's thousands of chunks each serialised them again.
+ */
+export function chunkText(head: string, index: number, delta: Json, finish: string | null, nullUsage: boolean): string {
+  const choice = `{"index":${JSON.stringify(index)},"delta":${JSON.stringify(delta)},"logprobs":null,"finish_reason":${JSON.stringify(finish)}}`;
+  return `${head},"choices":[${choice}]${nullUsage ? ',"usage":null' : ''}}`;
+}
+
 /** 400 `unsupported_parameter`: a parameter this provider cannot honour, named in `param`. */
 export function unsupportedParameter(provider: string, param: string, why: string): GatewayError {
   return new GatewayError('unsupported_parameter', `${param} is not supported by ${provider} models: ${why}`, { param });
