@@ -297,7 +297,7 @@ describe('SseRelay writes', () => {
     return { server, res: await response, raw: ended };
   }
 
-  it('writes the events read together in one write, the same bytes in one HTTP chunk', async () => {
+  it('writes the events read with the first of a turn together, in one write and one HTTP chunk', async () => {
     const { server, res, raw } = await served();
     try {
       const ctx = new RequestContext('req-batch', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
@@ -322,11 +322,14 @@ describe('SseRelay writes', () => {
         },
       };
       await relay.relay(ctx, together, relay.open(ctx, replyOver(res), OPENAI_STREAM, 60), () => 7);
-      const frames = 'data: {"n":1}\n\ndata: {"n":2}\n\nevent: named\ndata: {"n":3}\n\n';
-      expect(write.mock.calls.map((call) => call[0] as unknown)).toEqual([frames]);
+      // The first at once, the others read with it together.
+      const first = 'data: {"n":1}\n\n';
+      const rest = 'data: {"n":2}\n\nevent: named\ndata: {"n":3}\n\n';
+      expect(write.mock.calls.map((call) => call[0] as unknown)).toEqual([first, rest]);
       const body = (await raw).split('\r\n\r\n').slice(1).join('\r\n\r\n');
       const hex = (text: string): string => Buffer.byteLength(text).toString(16);
-      expect(body).toBe(`${hex(frames)}\r\n${frames}\r\n${hex('data: [DONE]\n\n')}\r\ndata: [DONE]\n\n\r\n0\r\n\r\n`);
+      const chunk = (text: string): string => `${hex(text)}\r\n${text}\r\n`;
+      expect(body).toBe(`${chunk(first)}${chunk(rest)}${chunk('data: [DONE]\n\n')}0\r\n\r\n`);
     } finally {
       server.close();
     }
