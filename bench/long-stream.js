@@ -32,7 +32,7 @@ const { parseArgs } = require('node:util');
 const { request } = require('undici');
 const { demoEnv } = require('../dev/demo-env');
 const { summarize, formatSummary } = require('./cpuprofile-summary');
-const { cleanEnv, freePort, gatewayNodeArgs, integerOption, waitFor, UNREACHABLE_LIMITS_POLICY } = require('./processes');
+const { cleanEnv, freePort, gatewayNodeArgs, integerOption, printedHelp, waitFor, UNREACHABLE_LIMITS_POLICY } = require('./processes');
 
 const ROOT = path.join(__dirname, '..');
 const MOCK_MAIN = path.join(ROOT, 'dist/apps/mock-upstream/main.js');
@@ -56,8 +56,10 @@ function options() {
       gateway: { type: 'string' },
       profile: { type: 'string' },
       top: { type: 'string', default: '40' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (printedHelp(values, __filename)) return undefined;
   const paths = values.paths.split(',').filter(Boolean);
   for (const p of paths) if (!ALL_PATHS.includes(p)) throw new Error(`unknown path ${p}`);
   if (!['burst', 'paced'].includes(values.pace)) throw new Error('--pace must be burst or paced');
@@ -205,6 +207,7 @@ async function run(port, pid, req, opts) {
 
 async function main() {
   const opts = options();
+  if (!opts) return;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keygate-long-stream-'));
   const port = async (i) => (opts.portBase === undefined ? freePort() : opts.portBase + i);
   try {
