@@ -1,6 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { FailureClass, GatewayError } from '@keygate/errors';
 
+/** What a released context's `settled` is. */
+const SETTLED: Promise<void> = Promise.resolve();
+
 /**
  * Everything known about one request, filled in as it moves along the path and read once by the
  * audit writer when the response closes. One object per request, created by the HTTP hook.
@@ -120,6 +123,19 @@ export class RequestContext {
     const hooks = this.endHooks;
     this.endHooks = null;
     if (hooks) for (const hook of hooks) hook();
+  }
+
+  /**
+   * The audit line is written: drops what the request's handling left here. A context outlives its
+   * request (a kept-alive connection's timer holds the async context it was armed in, up to the
+   * 620 s keep-alive), and these held the request: a handler's rejection (`settled`) keeps the
+   * frames of its stack, and with them the request and its body; the limits' closures keep its
+   * response. What the audit line says stays.
+   */
+  release(): void {
+    this.settled = SETTLED;
+    this.releaseDailyCount = null;
+    this.chargeDailyCost = null;
   }
 
   /** Counts one upstream attempt, made to `provider`. */

@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { AuditService } from '@keygate/audit';
 import type { CredentialGuard } from '@keygate/auth';
 import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
@@ -223,5 +225,111 @@ describe('RequestLifecycle.auditUnfinished', () => {
     await ctx.settled;
     await new Promise((done) => setImmediate(done));
     expect(lines).toHaveLength(1);
+  });
+});
+
+describe('RequestLifecycle: a connection kept alive', () => {
+  // The GC, to see what a connection still holds once its request has ended.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+
+  /**
+   * One request on `socket`, whose body is `body`, answered and closed: a weak reference to its
+   * request (a FastifyRequest, which holds the body), made in a scope of its own so the test keeps none.
+   */
+  async function requestEnded(requests: RequestLifecycle, socket: EventEmitter): Promise<WeakRef<object>> {
+    const raw = Object.assign(new EventEmitter(), { headers: { 'x-request-id': 'req-kept-alive' }, socket });
+    const res = Object.assign(new EventEmitter(), {
+      setHeader: () => undefined,
+      writableFinished: true,
+      headersSent: true,
+      statusCode: 200,
+      socket,
+    });
+    const url = '/v1/chat/completions';
+    const request = { raw, url, method: 'POST', routeOptions: { url }, body: Buffer.alloc(1024 * 1024) } as unknown as FastifyRequest;
+    requests.begin(request, { raw: res, request } as unknown as FastifyReply);
+    res.emit('close');
+    await new Promise((done) => setImmediate(done));
+    return new WeakRef(request);
+  }
+
+  it('keeps nothing of a request that has ended (its body) while the connection stays open', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const requests = new RequestLifecycle(
+      { requestTimeoutSeconds: 60 } as GatewayConfig,
+      new AuditService(new JsonLogger('error', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)), {
+        policy: buildPolicyBook({}),
+      }),
+      new MetricsService(),
+      new LifecycleState(),
+      { product: () => undefined } as unknown as SecretsService,
+      {} as unknown as CredentialGuard,
+      { onBlocked: () => undefined } as unknown as BlocksService,
+    );
+    const socket = new EventEmitter();
+    const request = await requestEnded(requests, socket);
+    expect(lines).toEqual([expect.objectContaining({ requestId: 'req-kept-alive', status: 200 })]);
+    // The connection is still watched (its close ends requests pipelined behind an answer that closed it)...
+    expect(socket.listenerCount('close')).toBe(1);
+    // ...but that watch must not hold the connection's first request: its body stayed in memory for
+    // as long as the connection lived (kept alive up to 620 s, for ever under steady use).
+    await new Promise((done) => setImmediate(done));
+    gc();
+    expect(request.deref()).toBeUndefined();
+  });
+  /**
+   * One request whose handler failed (its rejection holds what the handler held, as the frames of a
+   * thrown error's stack do) and whose limits left a cost to charge, answered and closed; the
+   * context stays reachable, as a kept-alive connection's timer keeps the async context it was
+   * armed in. Weak references to what the rejection and the closure held.
+   */
+  async function failedRequestEnded(
+    requests: RequestLifecycle,
+    kept: RequestContext[],
+  ): Promise<{ rejected: WeakRef<object>; charged: WeakRef<object>; charges: number[] }> {
+    const raw = Object.assign(new EventEmitter(), { headers: { 'x-request-id': 'req-refused' }, socket: null });
+    const res = Object.assign(new EventEmitter(), {
+      setHeader: () => undefined,
+      writableFinished: true,
+      headersSent: true,
+      statusCode: 400,
+    });
+    const url = '/v1/chat/completions';
+    const request = { raw, url, method: 'POST', routeOptions: { url } } as unknown as FastifyRequest;
+    const ctx = requests.begin(request, { raw: res, request } as unknown as FastifyReply);
+    const body = { messages: ['x'.repeat(1024 * 1024)] };
+    ctx.settled = Promise.reject(Object.assign(new Error('refused'), { body }));
+    const estimate = { tokens: new Array(1024).fill(1) };
+    const charges: number[] = [];
+    ctx.chargeDailyCost = (usd) => charges.push(usd + estimate.tokens.length * 0);
+    kept.push(ctx);
+    res.emit('close');
+    await new Promise((done) => setImmediate(done));
+    return { rejected: new WeakRef(body), charged: new WeakRef(estimate), charges };
+  }
+
+  it('drops what a finished request left on its context (a rejection, the limits’ closures), which may outlive it', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const requests = new RequestLifecycle(
+      { requestTimeoutSeconds: 60 } as GatewayConfig,
+      new AuditService(new JsonLogger('error', undefined, (line) => lines.push(JSON.parse(line) as Record<string, unknown>)), {
+        policy: buildPolicyBook({}),
+      }),
+      new MetricsService(),
+      new LifecycleState(),
+      { product: () => undefined } as unknown as SecretsService,
+      {} as unknown as CredentialGuard,
+      { onBlocked: () => undefined } as unknown as BlocksService,
+    );
+    const kept: RequestContext[] = [];
+    const { rejected, charged, charges } = await failedRequestEnded(requests, kept);
+    expect(lines).toEqual([expect.objectContaining({ requestId: 'req-refused', status: 400, failure: 'bad_request' })]);
+    expect(charges).toEqual([0]);
+    await new Promise((done) => setImmediate(done));
+    gc();
+    expect(kept[0].audited).toBe(true);
+    expect(rejected.deref()).toBeUndefined();
+    expect(charged.deref()).toBeUndefined();
   });
 });

@@ -295,9 +295,20 @@ export class RequestLifecycle {
     reply.raw.once('prefinish', () => watchDelivery(reply.raw, this.readIdleMs));
     if (socket && !this.watched.has(socket)) {
       this.watched.add(socket);
-      socket.once('close', () => this.onSocketClose(socket));
+      this.watchSocket(socket);
     }
     return ctx;
+  }
+
+  /**
+   * Watches a connection's close (see {@link onSocketClose}). Its listener is made here, not in
+   * {@link begin}: a closure there shares begin's scope with the response's listeners, which hold
+   * the request and its reply, so the connection kept its first request (the body of it, up to the
+   * largest a policy allows) for as long as it lived: up to the 620 s keep-alive once idle, for
+   * ever under steady use.
+   */
+  private watchSocket(socket: Socket): void {
+    socket.once('close', () => this.onSocketClose(socket));
   }
 
   /**
@@ -497,6 +508,7 @@ export class RequestLifecycle {
           // the reservation here (a request that ended without cost gives it all back).
           ctx.chargeDailyCost?.(ctx.costUsd !== null && ctx.costUsd > 0 ? ctx.costUsd : 0);
         }
+        ctx.release();
         this.settling.delete(ctx);
       });
     this.settling.set(ctx, done);
