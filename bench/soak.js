@@ -4,7 +4,7 @@
 //
 //   npm run soak -- [--minutes M] [--concurrency C] [--sample-seconds S] [--quiesce-seconds Q]
 //                   [--redis-port P] [--port-base B] [--no-snapshots] [--out DIR]
-//                   [--per-kind N [--kinds REGEX] [--snapshot-kind KIND|all]]
+//                   [--per-kind N [--kinds REGEX] [--snapshot-kind KIND|all]] [--idle-connections N]
 //
 // Starts a private Redis (`redis-server --port P`, default 6395, no persistence; shut down at the
 // end), the mock upstream and the built gateway (the container's node flags plus
@@ -37,6 +37,10 @@
 // kind far above the others, confirmed with --snapshot-kind KIND (snapshots kind-a, kind-b around
 // it; `all`: around every kind) and `node bench/heap-diff.js DIR/kind-a.heapsnapshot
 // DIR/kind-b.heapsnapshot --owners 15`, which names the long-lived objects the new ones hang from.
+// After the quiet period, --idle-connections N (default 20; 0: not) opens N connections per case,
+// each sending one request with a 500 kB prompt (answered, streamed, refused by the parameter
+// policy, for an unknown model) and staying open: what the gateway keeps per idle kept-alive
+// connection is the heap then less the heap once they are closed.
 // At the end, every key in the soak's Redis is counted by pattern, with those that have no TTL.
 // Output: the sample table, per-resource trends, the outcome of each kind of request, the audit
 // check (exactly one audit line per request sent, matched by X-Request-Id; a 408 that answers no
@@ -46,6 +50,7 @@
 // bench/results/soak/). Exit code 0 when nothing grew steadily and the audit check held, 1 otherwise.
 const { spawn, spawnSync, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
+const http = require('node:http');
 const path = require('node:path');
 const readline = require('node:readline');
 const { parseArgs } = require('node:util');
@@ -98,6 +103,7 @@ function options() {
       'redis-port': { type: 'string', default: '6395' },
       'port-base': { type: 'string', default: '0' },
       'per-kind': { type: 'string', default: '0' },
+      'idle-connections': { type: 'string', default: '20' },
       'snapshot-kind': { type: 'string' },
       kinds: { type: 'string' },
       'no-snapshots': { type: 'boolean', default: false },
@@ -116,6 +122,7 @@ function options() {
     redisPort: integerOption(values, 'redis-port', 1),
     portBase: integerOption(values, 'port-base', 0),
     perKind: integerOption(values, 'per-kind', 0),
+    idleConnections: integerOption(values, 'idle-connections', 0),
     snapshotKind: values['snapshot-kind'],
     kinds: values.kinds === undefined ? undefined : new RegExp(values.kinds),
     snapshots: !values['no-snapshots'],
@@ -746,6 +753,7 @@ function makeTraffic(base, tokens, stats) {
     sent,
     kinds,
     runKind,
+    rid,
     block: () =>
       http('POST', '/admin/blocks', {
         tok: tokens.admin,
@@ -808,6 +816,70 @@ async function measureKinds(opts, traffic, cdp, gateway, port, mint, out) {
     }
   }
   if (all) rows.push({ kind: 'all', grew: diffCounts(allA, await heapSnapshot(cdp, out('kind-b.heapsnapshot'))).slice(0, 30) });
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle kept-alive connections
+
+/** The body of each request of {@link measureIdleConnections}: large, so that a connection that keeps it shows. */
+const IDLE_PROMPT_CHARS = 500_000;
+
+/**
+ * What a kept-alive connection keeps of its last request once it is idle (the gateway keeps such a
+ * connection up to 620 s): `n` connections each send one request with a 500 kB prompt and stay
+ * open; the heap after forced GCs then, less the heap once they are closed, per connection. For
+ * an answered request, a refused one (parameter policy, unknown model) and a stream.
+ */
+async function measureIdleConnections(n, cdp, gateway, port, tok, rid) {
+  const heapMb = async () => (await sample(cdp, gateway.pid, port)).heapMb;
+  const send = (agent, body) =>
+    new Promise((resolve) => {
+      const text = JSON.stringify(body);
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/v1/chat/completions',
+          method: 'POST',
+          agent,
+          headers: {
+            authorization: `Bearer ${tok}`,
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(text),
+            'x-request-id': rid(),
+          },
+        },
+        (res) => res.resume().on('end', () => resolve(res.statusCode)),
+      );
+      req.on('error', () => resolve('network'));
+      req.end(text);
+    });
+  const prompt = [{ role: 'user', content: 'x '.repeat(IDLE_PROMPT_CHARS / 2) }];
+  const cases = [
+    ['answered', { model: GPT, messages: prompt, max_tokens: 16 }],
+    ['answered stream', { model: GPT, messages: prompt, max_tokens: 16, stream: true }],
+    ['refused: parameter policy', { model: GPT, messages: prompt, temperature: 9 }],
+    ['refused: unknown model', { model: 'no-such-model', messages: prompt }],
+  ];
+  const rows = [];
+  for (const [name, body] of cases) {
+    const agents = Array.from({ length: n }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+    const statuses = await Promise.all(agents.map((agent) => send(agent, body)));
+    await sleep(SETTLE_MS);
+    const open = await heapMb();
+    for (const agent of agents) agent.destroy();
+    await sleep(SETTLE_MS);
+    const closed = await heapMb();
+    const row = {
+      case: name,
+      connections: n,
+      statuses: [...new Set(statuses)],
+      keptKbPerConnection: Math.round(((open - closed) * 1024) / n),
+    };
+    rows.push(row);
+    log(`idle connections, ${name} (${row.statuses.join(', ')}): ${row.keptKbPerConnection} kB kept per connection`);
+  }
   return rows;
 }
 
@@ -1071,6 +1143,9 @@ async function main() {
       log('heap snapshot B');
       grew = diffCounts(snapA, await heapSnapshot(cdp, out('b.heapsnapshot')));
     }
+    const idle = opts.idleConnections
+      ? await measureIdleConnections(opts.idleConnections, cdp, gateway, port, tokens.users[0], traffic.rid)
+      : null;
     const perKind = opts.perKind ? await measureKinds(opts, traffic, cdp, gateway, port, mint, out) : null;
     if (opts.perKind) await record('per-kind done');
     cdp.close();
@@ -1148,6 +1223,12 @@ async function main() {
       .sort((a, b) => b[1] - a[1])
       .slice(0, 30))
       report.push(`  ${n} × ${line}`);
+    if (idle) {
+      report.push('');
+      report.push(`idle kept-alive connections (${opts.idleConnections} each, one request with a ${IDLE_PROMPT_CHARS / 1000} kB prompt):`);
+      for (const r of idle)
+        report.push(`  ${String(r.keptKbPerConnection).padStart(6)} kB kept per connection  ${r.case} (${r.statuses.join(', ')})`);
+    }
     if (perKind) {
       report.push('');
       report.push(`each kind alone (${opts.perKind} requests each; heap after forced GCs):`);
@@ -1188,6 +1269,7 @@ async function main() {
           logLines,
           grew: grew?.slice(0, 50),
           perKind,
+          idle,
           redisKeys,
         },
         null,
