@@ -120,6 +120,19 @@ describe('ResponsesNativeStream', () => {
     expect(thrown({}).message).toBe('error event');
   });
 
+  it('masks a credential the upstream echoed in the message of response.failed, as in an error message', () => {
+    const failed = event('response.failed', {
+      response: { id: 'resp_1', status: 'failed', error: { code: 'invalid_api_key', message: 'bad key sk-proj-Abc123def456ghi789' } },
+    });
+    const out = new ResponsesNativeStream().push(failed);
+    expect(out.data).not.toContain('sk-proj');
+    expect(JSON.parse(out.data ?? '')).toEqual({
+      type: 'response.failed',
+      sequence_number: 1,
+      response: { id: 'resp_1', status: 'failed', error: { code: 'invalid_api_key', message: 'bad key [redacted]' } },
+    });
+  });
+
   it('passes response.failed on, then fails with what its error names (retried before any content when it stands for a 5xx or 429)', () => {
     const stream = new ResponsesNativeStream();
     const failed = event('response.failed', {

@@ -1,4 +1,5 @@
 import type { EventSourceMessage } from 'eventsource-parser';
+import { maskString } from '@keygate/observability';
 import type { ProviderAccess } from '@keygate/secrets';
 import { tokenCount, type StreamEvent, type Usage } from './chat.types';
 import { isRecord } from './translate.util';
@@ -141,6 +142,16 @@ export class ResponsesNativeStream {
       if (type === 'response.failed') {
         this.failure = openAiStreamFailure(PROVIDER, isRecord(response.error) ? response.error : {}, 'response failed');
         out.tellsFailure = true;
+        // The upstream's own words reach the client here as they do in an error's message (see
+        // UpstreamError.toGatewayError): masked, so a host that echoes a credential cannot hand it on.
+        const error = response.error;
+        if (isRecord(error) && typeof error.message === 'string') {
+          const masked = maskString(error.message);
+          if (masked !== error.message) {
+            error.message = masked;
+            out.data = JSON.stringify(event);
+          }
+        }
         // What the failed attempt is billed; not a final usage, which would end a priming as a success.
         if (usage) out.runningUsage = usage;
       } else if (usage) out.usage = usage;
