@@ -1,0 +1,76 @@
+/**
+ * A request cut at the upstream total timeout, black box: the built gateway and mock upstream as
+ * real processes, driven with the official `openai` SDK. The upstream had taken the request (its
+ * TTFB and idle timeouts, far longer here, never fire), so it is billed its prompt at keygate's
+ * estimate, as README's "Retries" section says, whether the answer was whole or streamed.
+ */
+import {
+  apiError,
+  cleanupTempFiles,
+  demoProducts,
+  mintToken,
+  startGateway,
+  startMock,
+  writeTempFile,
+  type Gateway,
+  type MockUpstream,
+} from './harness';
+import { expectOneAuditOn, rid } from './provider-fixtures';
+
+/** The policy's streams end within it (a total timeout below the longest `max_stream_seconds` is refused at boot). */
+const TOTAL_TIMEOUT_MS = 1_000;
+
+let mock: MockUpstream;
+let gw: Gateway;
+let token: string;
+
+beforeAll(async () => {
+  mock = await startMock();
+  gw = await startGateway({
+    products: demoProducts(mock.url),
+    env: {
+      API_KEY_SERVER_POLICY_FILE: writeTempFile('total-timeout-policy.yaml', 'defaults:\n  policy: {max_stream_seconds: 1}\n'),
+      API_KEY_SERVER_UPSTREAM_TOTAL_TIMEOUT_MS: String(TOTAL_TIMEOUT_MS),
+      API_KEY_SERVER_UPSTREAM_TTFB_TIMEOUT_MS: '20000',
+      API_KEY_SERVER_UPSTREAM_IDLE_TIMEOUT_MS: '20000',
+    },
+  });
+  token = mintToken();
+}, 45_000);
+
+afterAll(async () => {
+  await Promise.all([gw?.stop(), mock?.stop()]);
+  cleanupTempFiles();
+}, 30_000);
+
+describe('a request cut at the upstream total timeout', () => {
+  it('bills a whole answer its prompt at keygate’s estimate', async () => {
+    const { id, headers } = rid('total-whole');
+    const error = await apiError(
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: [{ role: 'user', content: 'a long answer [mock delay_ms=3000]' }] },
+          { headers, maxRetries: 0 },
+        ),
+    );
+    expect([error.status, error.code]).toEqual([504, 'upstream_timeout']);
+    const line = await expectOneAuditOn(gw, id, { status: 504, failure: 'timeout', stream: false });
+    expect(line.tokens_in).toBeGreaterThan(0);
+  });
+
+  it('bills a stream cut before its first content its prompt at keygate’s estimate', async () => {
+    const { id, headers } = rid('total-stream');
+    const error = await apiError(
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: [{ role: 'user', content: 'a slow thinker [mock stall_after=0]' }], stream: true },
+          { headers, maxRetries: 0 },
+        ),
+    );
+    expect([error.status, error.code]).toEqual([504, 'upstream_timeout']);
+    const line = await expectOneAuditOn(gw, id, { status: 504, failure: 'timeout', stream: true });
+    expect(line.tokens_in).toBeGreaterThan(0);
+  });
+});
