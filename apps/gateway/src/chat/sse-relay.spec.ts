@@ -335,6 +335,37 @@ describe('SseRelay writes', () => {
     }
   });
 
+  it('writes the events queued in a turn before the error event of an upstream that fails in that turn, and nothing after it', async () => {
+    const { server, res, raw } = await served();
+    try {
+      const ctx = new RequestContext('req-batch-fail', 'POST', '/v1/chat/completions', process.hrtime.bigint(), null, true);
+      const relay = newRelay();
+      const events: StreamEvent[] = [{ data: '{"n":1}' }, { data: '{"n":2}' }, { data: '{"n":3}' }];
+      // All read in one turn, the upstream's failure with them.
+      let next = 0;
+      const failing: ChatStream = {
+        events: {
+          [Symbol.asyncIterator]: () => ({
+            next: () =>
+              next < events.length
+                ? Promise.resolve({ value: events[next++], done: false })
+                : Promise.reject(new UpstreamError('connection_lost', 'openai', 'cut')),
+          }),
+        },
+      };
+      await relay.relay(ctx, failing, relay.open(ctx, replyOver(res), OPENAI_STREAM, 60), () => 7);
+      const body = await raw;
+      const frames = [...body.matchAll(/data: (\{[^\n]*\})\n\n/g)].map((m) => JSON.parse(m[1]) as Record<string, unknown>);
+      expect(frames.slice(0, 3)).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
+      expect(frames).toHaveLength(4);
+      expect(frames[3]).toMatchObject({ error: { code: 'upstream_error' } });
+      expect(body.endsWith('0\r\n\r\n')).toBe(true);
+      expect(ctx.failure).toBe('upstream');
+    } finally {
+      server.close();
+    }
+  });
+
   it('writes each event as it comes when the upstream sends them apart', async () => {
     const { server, res, raw } = await served();
     try {
