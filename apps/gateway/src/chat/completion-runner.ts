@@ -206,7 +206,7 @@ export class CompletionRunner {
  * answer, so the model was writing it) or that went silent mid-body. Not a stream's header timeout:
  * a stream's headers come before the model writes, so nothing was answered.
  */
-function cutWhileAnswering(error: UpstreamError, streamed: boolean): boolean {
+export function cutWhileAnswering(error: UpstreamError, streamed: boolean): boolean {
   switch (error.kind) {
     case 'stalled':
     case 'total_timeout':

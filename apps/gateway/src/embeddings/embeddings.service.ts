@@ -17,6 +17,7 @@ import {
   tokenCount,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
+import { cutWhileAnswering } from '../chat/completion-runner';
 import { countAttempt } from '../routing/attempt-count';
 import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter } from '../routing/product.router';
@@ -73,6 +74,8 @@ export class EmbeddingsService {
       [body.model],
     );
     let spend: PartsSpend | undefined;
+    // Whether keygate cut the call off at a timeout while the upstream had it (see cutWhileAnswering).
+    let cutByKeygate = false;
     try {
       const embed = adapter.embeddings.bind(adapter);
       // Parts of the call answered by one attempt (Gemini's batches) are not sent again by a retry.
@@ -109,16 +112,20 @@ export class EmbeddingsService {
       ctx.tokensOut = 0;
       ctx.answer(200);
       await reply.status(200).type('application/json').send(result.body);
+    } catch (error) {
+      cutByKeygate = error instanceof UpstreamError && cutWhileAnswering(error, false);
+      throw error;
     } finally {
       // A request the upstream worked on is billed what it embedded, as chat bills a prompt, whether
       // or not anyone read the answer. A call sent in parts (Gemini's batches) counts the parts
       // answered or cut off in flight, also when another part failed; a single call that failed
       // upstream counts nothing (providers do not bill their own errors), one the client left while
       // it was under way, all of its input; one the client left while keygate waited to retry a
-      // failure, nothing, as chat (no upstream was working on it).
+      // failure, nothing, as chat (no upstream was working on it). A single call keygate cut off at
+      // a timeout counts all of its input, as chat bills such a call's prompt (and as a Gemini batch cut so counts).
       if (ctx.tokensIn === null && spend?.counted) {
         if (spend.promptTokens > 0) ctx.tokensIn = spend.promptTokens;
-      } else if (ctx.tokensIn === null && ctx.abortedInFlight) ctx.tokensIn = inputTokens(body.input);
+      } else if (ctx.tokensIn === null && (ctx.abortedInFlight || cutByKeygate)) ctx.tokensIn = inputTokens(body.input);
       // An embedding generates no output tokens, whatever became of the request.
       if (ctx.tokensIn !== null) ctx.tokensOut = 0;
       this.quota.settle(reservation, ctx.tokensIn ?? 0);

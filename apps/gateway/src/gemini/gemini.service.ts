@@ -11,11 +11,12 @@ import {
   isGeminiEmbeddingModel,
   generateContentForFallback,
   requestedCandidates,
+  UpstreamError,
   type GeminiApiVersion,
   type GenerateContentPassthrough,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
-import { CompletionRunner } from '../chat/completion-runner';
+import { CompletionRunner, cutWhileAnswering } from '../chat/completion-runner';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { checkBodyModel, checkGenerateContentParts, checkParts, continuesGeneration } from './gemini-body';
 import { checkBatchEmbedRequests } from './gemini-embed';
@@ -162,18 +163,24 @@ export class GeminiService {
     const reservation = await this.quota.admit(ctx, principal.product, principal.user, () => ({ prompt: estimate, completion: 0 }), [
       model,
     ]);
+    // Whether keygate cut the call off at a timeout while Google had it (see cutWhileAnswering).
+    let cutByKeygate = false;
     try {
       const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
       const value = await this.runner.once(ctx, model, () => this.gemini.embedContent(call, batch));
       ctx.tokensIn = value.promptTokens ?? estimate;
       ctx.answer(200);
       await reply.status(200).headers(value.headers).type('application/json').send(value.body);
+    } catch (error) {
+      cutByKeygate = error instanceof UpstreamError && cutWhileAnswering(error, false);
+      throw error;
     } finally {
       // Billed as /v1/embeddings bills one call: what Google reported (else the estimate) once it
       // answered, the whole input when the client left while a call was out (Google may have
       // embedded it), nothing for a call Google refused or failed, nor when the client left while
-      // keygate waited to retry such a failure.
-      if (ctx.tokensIn === null && ctx.abortedInFlight) ctx.tokensIn = estimate;
+      // keygate waited to retry such a failure; the whole input when keygate cut the call off at a
+      // timeout (as /v1/embeddings counts a batch so cut).
+      if (ctx.tokensIn === null && (ctx.abortedInFlight || cutByKeygate)) ctx.tokensIn = estimate;
       // An embedding generates no output tokens, whatever became of the request.
       if (ctx.tokensIn !== null) ctx.tokensOut = 0;
       this.quota.settle(reservation, ctx.tokensIn ?? 0);
