@@ -34,6 +34,13 @@ describe('UpstreamError.toGatewayError', () => {
     expect(echoed).toMatchObject({ code: 'upstream_bad_request', status: 400 });
     expect(echoed.message).not.toMatch(/sk-proj|AIzaSy/);
     expect(echoed.message).toContain('upstream openai rejected the request: Invalid header: Authorization: Bearer [redacted]');
+    // A field name the upstream gave is passed on as `param`, unless it is shaped like a credential.
+    expect(new UpstreamError('http', 'openai', 'bad', 400, undefined, 'messages[0].content').toGatewayError().options.param).toBe(
+      'messages[0].content',
+    );
+    expect(
+      new UpstreamError('http', 'openai', 'bad', 400, undefined, 'sk-proj-Abc123def456ghi789').toGatewayError().options.param,
+    ).toBeUndefined();
     const inStream = new UpstreamError('stream_error', 'anthropic', 'bad key sk-ant-api03-abcdefghijkl', 500).toGatewayError();
     expect(inStream.message).toBe('upstream anthropic reported an error in its stream: bad key [redacted]');
   });

@@ -81,7 +81,9 @@ export class UpstreamError extends Error {
     // credential back (its own key, the Authorization keygate sent) cannot hand it on.
     const message = maskString(classified);
     const retryAfterSeconds = this.retryAfterSeconds ?? (code === 'upstream_rate_limited' ? DEFAULT_RATE_LIMIT_RETRY_SECONDS : undefined);
-    const param = code === 'upstream_bad_request' ? this.param : undefined;
+    // The field the upstream named, unless it is shaped like a credential (it is passed on as it is, never masked in part).
+    const param =
+      code === 'upstream_bad_request' && this.param !== undefined && maskString(this.param) === this.param ? this.param : undefined;
     // Anthropic's `details.error_code` of a refusal goes on: its SDKs recover from some by it (a
     // thread to replay). Only Anthropic's: an OpenAI(-compatible) `error.code` is read, not passed.
     const details =
