@@ -8,7 +8,7 @@ import { attachContext, JsonLogger, RequestContext } from '@keygate/observabilit
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
 import { AdmitInHandler } from './deferred-admission';
-import { secondsToUtcMidnight, utcDay, type CounterStore } from './counter.store';
+import { requestCounters, secondsToUtcMidnight, utcDay, type CounterStore } from './counter.store';
 import { IdentityThrottlerStorage } from './identity-throttler.storage';
 import { MemoryCounterStore } from './memory.counter-store';
 import { QuotaService, type TokenEstimate } from './quota.service';
@@ -229,6 +229,32 @@ describe('RequestLimitsGuard', () => {
     expect((await h.counters.usage('daily', day)).requests).toEqual({ total: 0, users: {} });
     await expect(h.guard.canActivate(request('daily', 'vic').context)).resolves.toBe(true);
     expect((await h.counters.usage('daily', day)).requests).toEqual({ total: 1, users: { vic: 1 } });
+  });
+
+  it("counts a request's product and user daily counters on one day when midnight passes while the guard resolves them", async () => {
+    const h = await harness();
+    const midnight = Date.UTC(2031, 2, 1);
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(midnight - 1);
+    // The clock turns midnight right after the product's day counter was named, before the user's.
+    const productPerDay = requestCounters.productPerDay;
+    const turn = jest.spyOn(requestCounters, 'productPerDay').mockImplementation((product, day) => {
+      clock.mockReturnValue(midnight);
+      return productPerDay(product, day);
+    });
+    try {
+      const r = request('mixed', 'kit');
+      await expect(h.guard.canActivate(r.context)).resolves.toBe(true);
+      expect(turn).toHaveBeenCalled();
+      expect((await h.counters.usage('mixed', '2031-02-28')).requests).toEqual({ total: 1, users: { kit: 1 } });
+      expect((await h.counters.usage('mixed', '2031-03-01')).requests).toEqual({ total: 0, users: {} });
+      // Given back where it was counted, both counters alike.
+      r.ctx.releaseDailyCount?.();
+      await flush();
+      expect((await h.counters.usage('mixed', '2031-02-28')).requests).toEqual({ total: 0, users: { kit: 0 } });
+    } finally {
+      turn.mockRestore();
+      clock.mockRestore();
+    }
   });
 
   it('counts all four throttlers in one store operation (one Redis round trip), not one per throttler', async () => {

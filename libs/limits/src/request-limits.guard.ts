@@ -171,13 +171,17 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       this.pending.delete(request);
     }
     if (!hits.length) return true;
+    // Each throttler named its counter from the clock in turn: midnight may pass between the
+    // product's day and the user's. A request is counted on one day, the first one named.
+    const daily = hits.find(isDailyHit);
+    const counted = daily ? onDay(hits, product, dayOfDailyKey(daily.key)) : hits;
     const raw = http.getResponse<FastifyReply>().raw;
     const ctx = contextOf(request.raw);
     if (ctx && this.reflector.get<boolean | undefined>(ADMIT_IN_HANDLER, context.getHandler())) {
-      deferAdmission(ctx, (day, tokens, budget) => this.count(product, user, onDay(hits, product, day), raw, ctx, true, tokens, budget));
+      deferAdmission(ctx, (day, tokens, budget) => this.count(product, user, onDay(counted, product, day), raw, ctx, true, tokens, budget));
       return true;
     }
-    await this.count(product, user, hits, raw, ctx, false);
+    await this.count(product, user, counted, raw, ctx, false);
     return true;
   }
 
