@@ -4,6 +4,7 @@ import {
   DAILY_COUNTER_TTL_MS,
   requestCounters as counters,
   SECOND_COUNTER_TTL_MS,
+  secondsToEndOfUtcDay,
   secondsToUtcMidnight,
   utcDay,
   type CounterStore,
@@ -667,5 +668,16 @@ describe('UTC day helpers', () => {
     expect(secondsToUtcMidnight(Date.parse('2031-05-17T00:00:00.000Z'))).toBe(86_400);
     expect(secondsToUtcMidnight(Date.parse('2031-05-17T23:00:00.000Z'))).toBe(3600);
     expect(secondsToUtcMidnight(Date.parse('2031-05-17T23:59:59.500Z'))).toBe(1);
+    expect(secondsToUtcMidnight(Date.parse('2031-05-17T23:59:59.999Z'))).toBe(1);
+  });
+
+  it('counts whole seconds to the end of a named UTC day, at least 1 once it is over', () => {
+    expect(secondsToEndOfUtcDay('2031-05-17', Date.parse('2031-05-17T00:00:00.000Z'))).toBe(86_400);
+    expect(secondsToEndOfUtcDay('2031-05-17', Date.parse('2031-05-17T23:59:59.999Z'))).toBe(1);
+    expect(secondsToEndOfUtcDay('2031-05-17', Date.parse('2031-05-18T00:00:00.000Z'))).toBe(1);
+    expect(secondsToEndOfUtcDay('2031-05-17', Date.parse('2031-05-18T00:00:00.005Z'))).toBe(1);
+    // The day of now: the same as to the next midnight.
+    const now = Date.parse('2031-05-17T13:14:15.016Z');
+    expect(secondsToEndOfUtcDay('2031-05-17', now)).toBe(secondsToUtcMidnight(now));
   });
 });

@@ -144,6 +144,15 @@ export function secondsToUtcMidnight(ms: number): number {
   return Math.max(1, Math.ceil((next.getTime() - ms) / 1000));
 }
 
+/**
+ * Whole seconds from `ms` to the end of the UTC day `day` (`YYYY-MM-DD`), at least 1: how long a
+ * refusal by that day's counters lasts, also when it is answered after that day's midnight (a
+ * request named on the day before whose store step came back after it may retry at once).
+ */
+export function secondsToEndOfUtcDay(day: string, ms: number): number {
+  return Math.max(1, Math.ceil((Date.parse(`${day}T00:00:00Z`) + 86_400_000 - ms) / 1000));
+}
+
 /** Daily request counters are kept a day past their own, so `/admin/usage` can report yesterday. */
 export const DAILY_COUNTER_TTL_MS = 2 * 86_400_000;
 /** Per-second counters outlive their second by one (a request counted at its very end still finds it). */

@@ -340,6 +340,32 @@ describe('RequestLimitsGuard', () => {
     expect(Object.fromEntries(own.headers)).toEqual({ 'x-ratelimit-limit-requests': 2, 'x-ratelimit-remaining-requests': 1 });
   });
 
+  it("tells a request its day's full cap refused once midnight has passed to retry in 1 s, not in a day", async () => {
+    const counters = new MemoryCounterStore();
+    const h = await harness(counters);
+    const midnight = Date.UTC(2031, 6, 1);
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(midnight - 1_000);
+    try {
+      // "daily" takes 2 requests a day: the day before's are spent.
+      for (let i = 0; i < 2; i++) await h.guard.canActivate(request('daily', 'ola').context);
+      // The next is named on the day before; the store answers after midnight.
+      const hit = counters.hit.bind(counters);
+      jest.spyOn(counters, 'hit').mockImplementation(async (...args) => {
+        const outcome = await hit(...args);
+        clock.mockReturnValue(midnight + 5);
+        return outcome;
+      });
+      const error = await rejectionOf(h.guard.canActivate(request('daily', 'ola').context));
+      expect(error.options.headers).toEqual({ 'x-keygate-limit': 'product_daily' });
+      expect(error.options.retryAfterSeconds).toBe(1);
+      expect(error.message).toContain('try again in 1 s');
+      // The new day has room at once.
+      await expect(h.guard.canActivate(request('daily', 'ola').context)).resolves.toBe(true);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it('answers 429 with Retry-After to the next UTC midnight over a daily cap', async () => {
     const { guard } = await harness();
     await guard.canActivate(request('daily', 'carol').context);

@@ -22,6 +22,7 @@ import {
   dayOfDailyKey,
   requestCounters,
   SECOND_COUNTER_TTL_MS,
+  secondsToEndOfUtcDay,
   secondsToUtcMidnight,
   toNanoUsd,
   utcDay,
@@ -262,7 +263,8 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     // A route outside the daily caps (a token count, a stored response read: nothing generated) is
     // paced, but its refusals do not count toward auto-block: Claude Code's bursts of counts at
     // startup, and its SDK's retries of them, must not block a user who generated nothing.
-    const generating = hits.some(isDailyHit);
+    const daily = hits.find(isDailyHit);
+    const generating = daily !== undefined;
     throw this.refusal(
       product,
       user,
@@ -270,6 +272,7 @@ export class RequestLimitsGuard extends ThrottlerGuard {
       ctx,
       generating ? full.find((name) => name === 'user_qps' || name === 'user_daily') : undefined,
       generating,
+      daily && dayOfDailyKey(daily.key),
     );
   }
 
@@ -360,11 +363,16 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     ctx: RequestContext | undefined,
     ownFull?: LimitName,
     autoBlock = true,
+    day?: string,
   ): GatewayError {
     // A product-wide limit is not the user's doing, unless the user is over their own limit too.
     const own = !autoBlock ? undefined : limit === 'user_qps' || limit === 'user_daily' ? limit : ownFull;
     if (own) void this.autoBlocker.refused(product, user, own, ctx);
-    const retryAfterSeconds = isDaily(limit) ? secondsToUtcMidnight(Date.now()) : 1;
+    // Until the end of the day whose counter refused (the request's, named before the store step),
+    // not of the day it is now: one refused on a full day that midnight ended while Redis answered
+    // would otherwise be told to wait a whole day (x-should-retry: false) when the new day has room.
+    const now = Date.now();
+    const retryAfterSeconds = isDaily(limit) ? (day ? secondsToEndOfUtcDay(day, now) : secondsToUtcMidnight(now)) : 1;
     // "try again in N s", OpenAI's own wording: clients that cannot see Retry-After read the wait there
     // (LangChain's retry, for errors without headers such as @langchain/google-genai's, retries on it).
     return new GatewayError('rate_limit_exceeded', `Rate limit reached for ${LIMIT_TEXT[limit]}; try again in ${retryAfterSeconds} s`, {
