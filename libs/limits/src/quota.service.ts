@@ -101,8 +101,10 @@ export function maxCostNanoUsd(estimate: TokenEstimate, prices: ReadonlyArray<Mo
 @Injectable()
 export class QuotaService implements OnModuleInit {
   /**
-   * Tokens reserved by this replica's requests in flight, per product and per product and user
-   * (`product\nuser`): what a refusal may be waiting on rather than the day's use.
+   * Tokens reserved by this replica's requests in flight, per product and per product and user, of
+   * the day they were reserved on ({@link holdKey}): what a refusal may be waiting on rather than
+   * the day's use. Only the refused request's own day counts: a request admitted before midnight
+   * and still in flight gives nothing back to the new day when it ends.
    */
   private readonly inFlight = new Map<string, number>();
   /** The same for cost (billionths of a dollar) reserved against the budgets. */
@@ -215,10 +217,10 @@ export class QuotaService implements OnModuleInit {
     budget: BudgetAsk | undefined,
   ): TokenReservation {
     const costNanoUsd = budget && budget.nanoUsd > 0 ? budget.nanoUsd : undefined;
-    if (ask) this.hold(this.inFlight, product, user, ask.tokens);
+    if (ask) this.hold(this.inFlight, product, user, day, ask.tokens);
     const reservation: TokenReservation = { product, user, day, tokens: ask?.tokens, costNanoUsd, store };
     if (costNanoUsd !== undefined) {
-      this.hold(this.inFlightCost, product, user, costNanoUsd);
+      this.hold(this.inFlightCost, product, user, day, costNanoUsd);
       if (ctx) ctx.chargeDailyCost = (usd) => this.settleCost(reservation, usd);
     }
     return reservation;
@@ -233,7 +235,7 @@ export class QuotaService implements OnModuleInit {
     const reserved = reservation?.costNanoUsd;
     if (!reservation || reserved === undefined || this.costSettled.has(reservation)) return;
     this.costSettled.add(reservation);
-    this.hold(this.inFlightCost, reservation.product, reservation.user, -reserved);
+    this.hold(this.inFlightCost, reservation.product, reservation.user, reservation.day, -reserved);
     const nanoUsd = toNanoUsd(usd);
     // Above 2^53 billionths ($9M for one request) a sum is no longer exact: the estimate stays charged
     // (the audit line still says what it cost).
@@ -266,7 +268,7 @@ export class QuotaService implements OnModuleInit {
     // As for tokens: room this replica's own requests in flight hold comes back as they end (settled
     // to what they cost), so the client is told to retry then, when those alone make the room.
     const total = ofProduct ? costTotals?.product : costTotals?.user;
-    const held = this.inFlightCost.get(ofProduct ? product : holdKey(product, user)) ?? 0;
+    const held = this.inFlightCost.get(ofProduct ? holdKey(product, budget.day) : holdKey(product, budget.day, user)) ?? 0;
     if (nanoUsd <= cap && total !== undefined && held > 0 && total - held + nanoUsd <= cap)
       return new GatewayError(
         'daily_quota_exceeded',
@@ -322,7 +324,7 @@ export class QuotaService implements OnModuleInit {
     // false, not at all). Only when those reservations alone make the room (other replicas' are
     // not known here), and only with the shared totals (the store that refused says them).
     const total = ofProduct ? tokenTotals?.product : tokenTotals?.user;
-    const held = this.inFlight.get(ofProduct ? product : holdKey(product, user)) ?? 0;
+    const held = this.inFlight.get(ofProduct ? holdKey(product, ask.day) : holdKey(product, ask.day, user)) ?? 0;
     if (tokens <= cap && total !== undefined && held > 0 && total - held + tokens <= cap)
       return new GatewayError(
         'daily_quota_exceeded',
@@ -351,7 +353,7 @@ export class QuotaService implements OnModuleInit {
   settle(reservation: TokenReservation | undefined, used: number): void {
     if (!reservation) return;
     const reserved = reservation.tokens ?? 0;
-    if (reservation.tokens !== undefined) this.hold(this.inFlight, reservation.product, reservation.user, -reserved);
+    if (reservation.tokens !== undefined) this.hold(this.inFlight, reservation.product, reservation.user, reservation.day, -reserved);
     else if (used === 0) return;
     this.counters
       .settleTokens(reservation.product, reservation.user, used - reserved, reservation.day, reservation.store, reserved)
@@ -363,8 +365,8 @@ export class QuotaService implements OnModuleInit {
       });
   }
 
-  private hold(inFlight: Map<string, number>, product: string, user: string, amount: number): void {
-    for (const key of [product, holdKey(product, user)]) {
+  private hold(inFlight: Map<string, number>, product: string, user: string, day: string, amount: number): void {
+    for (const key of [holdKey(product, day), holdKey(product, day, user)]) {
       const left = (inFlight.get(key) ?? 0) + amount;
       if (left > 0) inFlight.set(key, left);
       else inFlight.delete(key);
@@ -384,6 +386,7 @@ function hasTokenQuota(limits: Limits): boolean {
   return limits.dailyTokens > 0 || limits.userDailyTokens > 0;
 }
 
-function holdKey(product: string, user: string): string {
-  return `${product}\n${user}`;
+/** What requests in flight hold of a product's day (`product\nday`), or of one user's (`product\nday\nuser`). */
+function holdKey(product: string, day: string, user?: string): string {
+  return user === undefined ? `${product}\n${day}` : `${product}\n${day}\n${user}`;
 }

@@ -733,6 +733,33 @@ describe('QuotaService', () => {
     h.quota.settle(undefined, 999);
   });
 
+  it("does not count the day before's reservations still in flight as room the new day's refusal waits on (tokens and cost alike)", async () => {
+    const h = await harness();
+    const midnight = Date.UTC(2031, 8, 1);
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(midnight - 1_000);
+    try {
+      // Admitted the day before, still in flight after midnight.
+      const late = await h.quota.admit(undefined, 'tokens', 'amy', estimated(500), MODELS);
+      const lateCost = await h.quota.admit(undefined, 'budget', 'amy', estimated(4_000), MODELS);
+      clock.mockReturnValue(midnight + 1_000);
+      // The new day: 500 of its 1000 tokens used, $0.0006 of its $0.001 spent, nothing in flight on it.
+      h.quota.settle(await h.quota.admit(undefined, 'tokens', 'ben', estimated(500), MODELS), 500);
+      h.quota.settleCost(await h.quota.admit(undefined, 'budget', 'ben', estimated(4_000), MODELS), 0.0006);
+      await flush();
+      // Nothing that ends today gives the new day room: midnight, not "try again in 2 s".
+      const tokens = await rejectionOf(h.quota.admit(undefined, 'tokens', 'cal', estimated(600), MODELS));
+      expect(tokens.message).toContain('it resets at 00:00 UTC');
+      expect(tokens.options.retryAfterSeconds).toBe(86_399);
+      const cost = await rejectionOf(h.quota.admit(undefined, 'budget', 'cal', estimated(4_000), MODELS));
+      expect(cost.message).toContain('it resets at 00:00 UTC');
+      expect(cost.options.retryAfterSeconds).toBe(86_399);
+      h.quota.settle(late, 0);
+      h.quota.settleCost(lateCost, 0);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it('logs (and never throws) when a settle fails', async () => {
     const failing: CounterStore = Object.assign(new MemoryCounterStore(), { settleTokens: () => Promise.reject(new Error('redis gone')) });
     const h = await harness(failing);
