@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { MetricsService } from '@keygate/observability';
@@ -38,8 +39,8 @@ export interface UpstreamResponse {
 /** The combined abort signal of one upstream call and which cause fired. */
 export interface UpstreamSignal {
   readonly signal: AbortSignal;
-  readonly clientAborted: () => boolean;
-  readonly timedOut: () => boolean;
+  clientAborted(): boolean;
+  timedOut(): boolean;
   dispose(): void;
 }
 
@@ -107,7 +108,7 @@ export class UpstreamClient implements OnApplicationShutdown {
         method: req.method ?? 'POST',
         headers: req.headers,
         body: req.body,
-        signal: signal.signal,
+        signal,
       });
       this.metrics.upstreamTtfb.observe({ provider: req.provider }, Number(process.hrtime.bigint() - started) / 1e9);
       return { statusCode: res.statusCode, headers: res.headers, body: res.body, signal, answerBudget: this.answerBudget };
@@ -134,33 +135,71 @@ export class UpstreamClient implements OnApplicationShutdown {
   }
 
   /** Combines the client's signal with the total timeout, remembering which fired first. */
-  private signalFor(client: AbortSignal): UpstreamSignal {
-    const controller = new AbortController();
-    let cause: 'client' | 'timeout' | null = null;
-    const onClient = (): void => {
-      cause ??= 'client';
-      controller.abort(new ClientAbortedError());
-    };
-    if (client.aborted) onClient();
-    else client.addEventListener('abort', onClient, { once: true });
-    const timer = setTimeout(() => {
-      cause ??= 'timeout';
-      controller.abort(new UpstreamError('total_timeout', 'upstream', 'total timeout'));
-    }, this.totalMs);
-    timer.unref();
-    return {
-      signal: controller.signal,
-      clientAborted: () => cause === 'client',
-      timedOut: () => cause === 'timeout',
-      dispose: () => {
-        clearTimeout(timer);
-        client.removeEventListener('abort', onClient);
-      },
-    };
+  private signalFor(client: AbortSignal): CallSignal {
+    return new CallSignal(client, this.totalMs);
   }
 
   async onApplicationShutdown(): Promise<void> {
     await this.agent.close();
+  }
+}
+
+/**
+ * One upstream call's abort signal: fired by the client's abort or the total timeout, whichever
+ * comes first, with the same reasons an AbortController was aborted with. undici takes an
+ * EventEmitter with `aborted` and `reason` as a request's signal; Node 20 makes an AbortController
+ * and wires an EventTarget listener to it for several microseconds, on every upstream call. A real
+ * AbortSignal is made only when asked for ({@link signal}: a large answer's read waiting on the
+ * answer budget).
+ */
+class CallSignal extends EventEmitter implements UpstreamSignal {
+  aborted = false;
+  reason: unknown = undefined;
+  private cause: 'client' | 'timeout' | null = null;
+  private readonly timer: NodeJS.Timeout;
+  private mirror: AbortController | undefined;
+  private readonly onClient = (): void => this.fire('client', new ClientAbortedError());
+
+  constructor(
+    private readonly client: AbortSignal,
+    totalMs: number,
+  ) {
+    super();
+    if (client.aborted) this.onClient();
+    else client.addEventListener('abort', this.onClient, { once: true });
+    this.timer = setTimeout(() => this.fire('timeout', new UpstreamError('total_timeout', 'upstream', 'total timeout')), totalMs);
+    this.timer.unref();
+  }
+
+  /** An AbortSignal that aborts with this one (made on first use). */
+  get signal(): AbortSignal {
+    if (!this.mirror) {
+      this.mirror = new AbortController();
+      if (this.aborted) this.mirror.abort(this.reason);
+    }
+    return this.mirror.signal;
+  }
+
+  clientAborted(): boolean {
+    return this.cause === 'client';
+  }
+
+  timedOut(): boolean {
+    return this.cause === 'timeout';
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.client.removeEventListener('abort', this.onClient);
+  }
+
+  private fire(cause: 'client' | 'timeout', reason: Error): void {
+    this.cause ??= cause;
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.mirror?.abort(reason);
+    this.emit('abort');
   }
 }
 
