@@ -25,6 +25,27 @@ describe('redact', () => {
     expect(out.match(/\[redacted\]/g)).toHaveLength(4);
   });
 
+  it('masks each credential shape alone in a string, with nothing else around it (no spaces, quotes or URL)', () => {
+    const alone: Array<[string, string]> = [
+      [JWT, '[redacted]'],
+      ['sk-proj-abcdefghijklmnop', '[redacted]'],
+      ['rk-abcdefghijkl', '[redacted]'],
+      ['pk-abcdefghijkl', '[redacted]'],
+      ['sk-ant-abcdefghijkl', '[redacted]'],
+      ['AIzaSyA1234567890abcdefghijkl', '[redacted]'],
+      ['ya29.a0AfH6SMBabcdefgh', '[redacted]'],
+      ['-----BEGIN PRIVATE KEY-----MIIB-----END PRIVATE KEY-----', '[redacted]'],
+      ['Bearer\tabc.def-123', '[redacted]'],
+      ['redis://:hunter2@host:6379/0', 'redis://***@host:6379/0'],
+      ['/v1/models?key=AIzaLeaked', '/v1/models?key=[redacted]'],
+      ['{"api_key":"x"}', '{"api_key":"[redacted]"}'],
+    ];
+    for (const [text, masked] of alone) expect(redact(text)).toBe(masked);
+    // Names and paths with none of those shapes come back as they were.
+    for (const text of ['gpt-4o-mini', 'claude-sonnet-4-5@20250929', '/v1/chat/completions', 'models/gemini-2.5-pro:generateContent'])
+      expect(redact(text)).toBe(text);
+  });
+
   it('masks compound credential field names, keeps what names or counts a secret', () => {
     const out = redact({
       openai_api_key: 'plain1',
