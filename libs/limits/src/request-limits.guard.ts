@@ -247,7 +247,7 @@ export class RequestLimitsGuard extends ThrottlerGuard {
         // In the guard, a client that left while its counters were being counted has its audit
         // line written already, and its handler will not run: nothing else would give the request
         // back. (In the handler, the request's end waits for the handler, and decides then.)
-        if (!inHandler && ctx.abort.signal.aborted) ctx.releaseDailyCount();
+        if (!inHandler && ctx.abort.aborted) ctx.releaseDailyCount();
       }
       return batch;
     }

@@ -1,4 +1,4 @@
-import { parseTrace, pickRequestId } from './request-context';
+import { abortSignalOf, parseTrace, pickRequestId, RequestAbort } from './request-context';
 
 describe('pickRequestId', () => {
   const gen = (): string => 'generated';
@@ -77,5 +77,61 @@ describe('parseTrace', () => {
     expect(parseTrace('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00', '105445aa7843bc8bf206b12000100000')?.traceId).toBe(
       '4bf92f3577b34da6a3ce929d0e0e4736',
     );
+  });
+});
+
+describe('RequestAbort', () => {
+  it('is not aborted until aborted, and then is, with its signal, whenever the signal is asked for', () => {
+    const before = new RequestAbort();
+    const early = before.signal;
+    expect(before.aborted).toBe(false);
+    before.abort();
+    expect(before.aborted).toBe(true);
+    expect(early.aborted).toBe(true);
+    expect(early.reason).toMatchObject({ name: 'AbortError' });
+
+    const after = new RequestAbort();
+    const reason = new Error('ended');
+    after.abort(reason);
+    after.abort(new Error('again')); // once, as an AbortController
+    expect(after.aborted).toBe(true);
+    expect(after.signal.aborted).toBe(true);
+    expect(after.signal.reason).toBe(reason);
+    expect(abortSignalOf(after)).toBe(after.signal);
+  });
+
+  it('calls the listeners added to it and to its signal once, in the order they were added, when aborted', () => {
+    const abort = new RequestAbort();
+    const calls: string[] = [];
+    const first = (): number => calls.push('first');
+    const removed = (): number => calls.push('removed');
+    abort.addEventListener('abort', first, { once: true });
+    abort.addEventListener('abort', first, { once: true }); // added once only, as an EventTarget does
+    abort.addEventListener('abort', removed);
+    abort.removeEventListener('abort', removed);
+    abort.addEventListener('abort', () => calls.push('second'));
+    // The signal made now: the listeners waiting go onto it first.
+    abort.signal.addEventListener('abort', () => calls.push('on the signal'));
+    abort.addEventListener('abort', () => calls.push('after the signal was made'));
+    abort.abort();
+    abort.abort();
+    expect(calls).toEqual(['first', 'second', 'on the signal', 'after the signal was made']);
+  });
+
+  it('calls a listener added before any signal was made when aborted, and not one removed', () => {
+    const abort = new RequestAbort();
+    const heard = jest.fn();
+    const gone = jest.fn();
+    abort.addEventListener('abort', heard, { once: true });
+    abort.addEventListener('abort', gone);
+    abort.removeEventListener('abort', gone);
+    abort.abort();
+    expect(heard).toHaveBeenCalledTimes(1);
+    expect(gone).not.toHaveBeenCalled();
+  });
+
+  it('gives an AbortSignal itself as the signal of a source', () => {
+    const signal = new AbortController().signal;
+    expect(abortSignalOf(signal)).toBe(signal);
   });
 });

@@ -5,6 +5,70 @@ import type { FailureClass, GatewayError } from '@keygate/errors';
 const SETTLED: Promise<void> = Promise.resolve();
 
 /**
+ * What listens for an abort: an AbortSignal, or a request's {@link RequestAbort} (which makes its
+ * signal only when one is asked for).
+ */
+export interface AbortSource {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
+/** The AbortSignal of an abort source (a request's is made then, if it was not yet). */
+export function abortSignalOf(source: AbortSource): AbortSignal {
+  return source instanceof RequestAbort ? source.signal : (source as AbortSignal);
+}
+
+/**
+ * A request's AbortController, whose AbortSignal is made only when something asks for it: Node 20
+ * takes several microseconds to make one (its EventTarget, its prototype set after the fact), and
+ * a request served without incident never needs it. Whether it was aborted is known without it,
+ * and listeners added to it directly (an upstream call's, while it waits) are kept here until
+ * the signal is made (moved onto it then, in the order they came) or the request is aborted (the
+ * signal is made then, and the abort goes through it as it always did).
+ */
+export class RequestAbort implements AbortSource {
+  private controller: AbortController | undefined;
+  private waiting: Array<[() => void, { once?: boolean } | undefined]> | undefined;
+
+  get signal(): AbortSignal {
+    return this.made().signal;
+  }
+
+  get aborted(): boolean {
+    return this.controller?.signal.aborted ?? false;
+  }
+
+  /** Aborts the signal (made now, with the listeners waiting: the abort reaches them through it). */
+  abort(reason?: unknown): void {
+    this.made().abort(reason);
+  }
+
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void {
+    if (this.controller) return this.controller.signal.addEventListener(type, listener, options);
+    // As an EventTarget does: a listener already added is not added again.
+    if (this.waiting?.some(([added]) => added === listener)) return;
+    (this.waiting ??= []).push([listener, options]);
+  }
+
+  removeEventListener(type: 'abort', listener: () => void): void {
+    if (this.controller) return this.controller.signal.removeEventListener(type, listener);
+    const i = this.waiting?.findIndex(([added]) => added === listener) ?? -1;
+    if (i >= 0) this.waiting?.splice(i, 1);
+  }
+
+  private made(): AbortController {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      const waiting = this.waiting;
+      this.waiting = undefined;
+      if (waiting) for (const [listener, options] of waiting) this.controller.signal.addEventListener('abort', listener, options);
+    }
+    return this.controller;
+  }
+}
+
+/**
  * Everything known about one request, filled in as it moves along the path and read once by the
  * audit writer when the response closes. One object per request, created by the HTTP hook.
  */
@@ -57,7 +121,7 @@ export class RequestContext {
    * Aborted when the client disconnects before the response finished, or when keygate ends the
    * request ({@link endedBy}).
    */
-  readonly abort = new AbortController();
+  readonly abort = new RequestAbort();
   /**
    * Set when keygate ends the request before it finished, with the error the client is told: the
    * drain deadline passed (503), or a block now covers its caller (403). The request is ended by

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
+import type { AbortSource } from '@keygate/observability';
 import type { ProviderAccess } from '@keygate/secrets';
 import { AnthropicNativeStream, containerIdOf, messageText, messageUsage, type AnswerNotes } from './anthropic.native';
 import type { AnthropicMessage, AnthropicStreamEvent } from './anthropic.types';
@@ -119,7 +120,7 @@ export class AnthropicAdapter implements ProviderAdapter {
 
   private async post(
     access: ProviderAccess,
-    signal: AbortSignal,
+    signal: AbortSource,
     body: unknown,
     client: { version?: string; beta?: string } = {},
     path = '/v1/messages',

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { abortSignalOf, type AbortSource } from '@keygate/observability';
 import { ClientAbortedError } from './upstream.client';
 import { UpstreamError } from './upstream.error';
 
@@ -42,7 +43,7 @@ export type AttemptObserver = (model: string, outcome: 'ok' | 'retry' | 'fallbac
 export async function runAttempts<T>(
   candidates: ReadonlyArray<Candidate<T>>,
   policy: RetryPolicy,
-  signal: AbortSignal,
+  signal: AbortSource,
   observe: AttemptObserver = () => undefined,
   random: () => number = Math.random,
 ): Promise<{ value: T; model: string }> {
@@ -73,7 +74,7 @@ export async function runAttempts<T>(
         }
         observe(candidate.model, 'retry', error);
         try {
-          await sleep(wait, undefined, { signal });
+          await sleep(wait, undefined, { signal: abortSignalOf(signal) });
         } catch {
           throw new ClientAbortedError();
         }

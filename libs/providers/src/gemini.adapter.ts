@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { GatewayError } from '@keygate/errors';
+import { abortSignalOf } from '@keygate/observability';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { PassedAnswer } from './anthropic.adapter';
 import {
@@ -170,7 +171,7 @@ export class GeminiAdapter implements ProviderAdapter {
     // one that will, they finish, so their vectors are kept and the retry resends only what failed.
     const willRetry = call.willRetry ?? (() => false);
     const cancel = new AbortController();
-    const batchCall = { ...call, signal: AbortSignal.any([call.signal, cancel.signal]) };
+    const batchCall = { ...call, signal: AbortSignal.any([abortSignalOf(call.signal), cancel.signal]) };
     let failure: Error | undefined;
     const send = async (b: number): Promise<void> => {
       try {

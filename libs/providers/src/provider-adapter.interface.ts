@@ -1,3 +1,4 @@
+import type { AbortSource } from '@keygate/observability';
 import type { ProviderAccess, ProviderName } from '@keygate/secrets';
 import type { ChatCompletionRequest, ChatResult, ChatStream, EmbeddingsRequest, EmbeddingsResult } from './chat.types';
 
@@ -5,7 +6,8 @@ import type { ChatCompletionRequest, ChatResult, ChatStream, EmbeddingsRequest, 
 export interface ProviderCall<TBody = ChatCompletionRequest> {
   body: TBody;
   access: ProviderAccess;
-  signal: AbortSignal;
+  /** The request's abort (see RequestAbort), or an AbortSignal. */
+  signal: AbortSource;
   /** The client asked for the final usage chunk (`stream_options.include_usage`). */
   clientWantsUsage: boolean;
   /**

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
-import { MetricsService } from '@keygate/observability';
+import { MetricsService, type AbortSource } from '@keygate/observability';
 import { Agent, type Dispatcher } from 'undici';
 import { AnswerBudget } from './answer-budget';
 import { UpstreamError } from './upstream.error';
@@ -22,7 +22,7 @@ export interface UpstreamRequest {
   body?: string;
   method?: 'GET' | 'POST' | 'DELETE';
   /** Aborted when the client disconnects. */
-  signal: AbortSignal;
+  signal: AbortSource;
 }
 
 /** A response whose headers arrived; the body is still to be read (or streamed). */
@@ -135,7 +135,7 @@ export class UpstreamClient implements OnApplicationShutdown {
   }
 
   /** Combines the client's signal with the total timeout, remembering which fired first. */
-  private signalFor(client: AbortSignal): CallSignal {
+  private signalFor(client: AbortSource): CallSignal {
     return new CallSignal(client, this.totalMs);
   }
 
@@ -161,7 +161,7 @@ class CallSignal extends EventEmitter implements UpstreamSignal {
   private readonly onClient = (): void => this.fire('client', new ClientAbortedError());
 
   constructor(
-    private readonly client: AbortSignal,
+    private readonly client: AbortSource,
     totalMs: number,
   ) {
     super();

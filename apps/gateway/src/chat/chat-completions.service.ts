@@ -83,7 +83,7 @@ export class ChatCompletionsService {
             delete attemptBody.reasoning_effort;
           applyParameterPolicy(attemptBody, policy, capFieldFor(access));
           if (caller !== undefined) identifyCaller(attemptBody, caller);
-          const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort.signal, clientWantsUsage };
+          const call: ProviderCall = { body: attemptBody, access, signal: ctx.abort, clientWantsUsage };
           return ctx.stream ? adapter.chatStream(call) : adapter.chat(call);
         },
         // A prediction's tokens the answer leaves out are billed as completion, beyond the cap.

@@ -48,7 +48,7 @@ export class ChatController {
   @ApiGatewayErrors()
   async create(@Req() request: FastifyRequest, @Body() body: ChatCompletionRequestDto, @Res() reply: FastifyReply): Promise<void> {
     const { ctx, principal, bodyBytes: bytes } = modelCall(request);
-    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
+    if (ctx.abort.aborted) return; // the client left before the handler: audited, nothing to charge
     ctx.settled = requestContextStorage.run(ctx, () => this.chat.complete(ctx, principal, body as ChatCompletionRequest, bytes, reply));
     await ctx.settled;
   }

@@ -144,7 +144,7 @@ export class CompletionRunner {
     try {
       let value: A | ChatStream;
       try {
-        ({ value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort.signal, this.attemptLog));
+        ({ value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort, this.attemptLog));
       } catch (error) {
         cutByKeygate = error instanceof UpstreamError && cutWhileAnswering(error, ctx.stream);
         // Nothing went out: the filter answers the failure as JSON, with its status and headers.

@@ -278,14 +278,14 @@ export class SseRelay {
     } catch (error) {
       // Told as the upstream tells it (OpenAI's SDKs end a Responses stream there with its failed
       // Response, which another error event would turn into a thrown error): audited, nothing added.
-      if (toldFailure && error instanceof UpstreamError && !ctx.endedBy && !out.overLimit && !ctx.abort.signal.aborted) {
+      if (toldFailure && error instanceof UpstreamError && !ctx.endedBy && !out.overLimit && !ctx.abort.aborted) {
         this.logStreamFailure(ctx, error, out.eventsSent);
         const told = error.toGatewayError();
         ctx.fail(told.spec.failure, told.status);
         endStream(res, out.take() + out.dialect.done);
         return;
       }
-      if (!ctx.endedBy && !out.overLimit && !(error instanceof ClientAbortedError || ctx.abort.signal.aborted))
+      if (!ctx.endedBy && !out.overLimit && !(error instanceof ClientAbortedError || ctx.abort.aborted))
         this.logStreamFailure(ctx, error, out.eventsSent);
       this.endWithFailure(ctx, out, error);
     } finally {
@@ -340,7 +340,7 @@ export class SseRelay {
         out,
         new GatewayError('stream_timeout', `the stream exceeded this product's limit of ${out.maxStreamSeconds} seconds`),
       );
-    } else if (error instanceof ClientAbortedError || ctx.abort.signal.aborted) {
+    } else if (error instanceof ClientAbortedError || ctx.abort.aborted) {
       ctx.fail('client_abort', 499);
     } else {
       this.endWithError(

@@ -31,7 +31,7 @@ export class EmbeddingsController {
   @ApiGatewayErrors()
   async create(@Req() request: FastifyRequest, @Body() body: EmbeddingsRequestDto, @Res() reply: FastifyReply): Promise<void> {
     const { ctx, principal, bodyBytes: bytes } = modelCall(request);
-    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
+    if (ctx.abort.aborted) return; // the client left before the handler: audited, nothing to charge
     ctx.settled = requestContextStorage.run(ctx, () => this.embeddings.embed(ctx, principal, body as EmbeddingsRequest, bytes, reply));
     await ctx.settled;
   }

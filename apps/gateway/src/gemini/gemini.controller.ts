@@ -218,7 +218,7 @@ export class GeminiController {
     ) => Promise<void>,
   ): Promise<void> {
     const { ctx, principal, bodyBytes } = modelCall(request);
-    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
+    if (ctx.abort.aborted) return; // the client left before the handler: audited, nothing to charge
     const param = (request.params as { model?: string }).model ?? '';
     const model = param.startsWith(RESOURCE_PREFIX) ? param.slice(RESOURCE_PREFIX.length) : param;
     ctx.settled = requestContextStorage.run(ctx, () => handle(ctx, principal, model, bodyBytes, apiVersion(request)));

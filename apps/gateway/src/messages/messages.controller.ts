@@ -99,7 +99,7 @@ export class MessagesController {
   /** Both routes: the admitted request's context and credential, the client's Anthropic headers checked. */
   private async serve(request: FastifyRequest, body: MessagesRequestDto, reply: FastifyReply, op: 'create' | 'countTokens'): Promise<void> {
     const { ctx, principal, bodyBytes } = modelCall(request);
-    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
+    if (ctx.abort.aborted) return; // the client left before the handler: audited, nothing to charge
     const client = anthropicClientHeaders(request.headers);
     ctx.settled = requestContextStorage.run(ctx, () =>
       this.messages[op](ctx, principal, body as unknown as MessagesRequest, client, bodyBytes, reply),

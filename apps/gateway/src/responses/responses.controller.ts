@@ -94,7 +94,7 @@ export class ResponsesController {
   ])
   async create(@Req() request: FastifyRequest, @Body() body: ResponsesRequestDto, @Res() reply: FastifyReply): Promise<void> {
     const { ctx, principal, bodyBytes } = modelCall(request);
-    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
+    if (ctx.abort.aborted) return; // the client left before the handler: audited, nothing to charge
     ctx.settled = requestContextStorage.run(ctx, () =>
       this.responses.create(ctx, principal, body as unknown as ResponsesRequest, bodyBytes, reply),
     );
@@ -255,7 +255,7 @@ export class ResponsesController {
     op: 'inputTokens' | 'compact',
   ): Promise<void> {
     const { ctx, principal, bodyBytes } = modelCall(request);
-    if (ctx.abort.signal.aborted) return; // the client left before the handler: audited, nothing to charge
+    if (ctx.abort.aborted) return; // the client left before the handler: audited, nothing to charge
     ctx.settled = requestContextStorage.run(ctx, () =>
       this.responses[op](ctx, principal, body as unknown as ResponsesRequest, bodyBytes, reply),
     );
@@ -270,7 +270,7 @@ export class ResponsesController {
     reply: FastifyReply,
   ): Promise<void> {
     const { ctx, principal } = modelCall(request);
-    if (ctx.abort.signal.aborted) return;
+    if (ctx.abort.aborted) return;
     ctx.settled = requestContextStorage.run(ctx, () => this.responses.storedResponse(ctx, principal, route, id, query, reply));
     await ctx.settled;
   }

@@ -21,7 +21,7 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
   // The client left (or the drain ended the request) while it was being admitted: nothing is sent,
   // and an attempt never made is not counted (so the request is given back to the daily caps and
   // billed nothing).
-  if (ctx.abort.signal.aborted) return Promise.reject(new ClientAbortedError());
+  if (ctx.abort.aborted) return Promise.reject(new ClientAbortedError());
   // The provider this attempt goes to (a fallback's may differ from the one that answers last).
   const provider = ctx.provider;
   return start().then(
@@ -34,7 +34,7 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
         ctx.countAttempt(provider ?? ctx.provider ?? 'none');
         // What the routes bill a request abandoned mid-attempt by (its prompt), and not one
         // abandoned while keygate waited to retry: the abort is seen here, not by runAttempts' wait.
-        if (ctx.abort.signal.aborted) ctx.abortedInFlight = true;
+        if (ctx.abort.aborted) ctx.abortedInFlight = true;
       }
       throw error;
     },
