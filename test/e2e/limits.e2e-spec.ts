@@ -1389,8 +1389,15 @@ describe('auto-block', () => {
     }
     expect((await upstreamTotal()) - before).toBe(1);
 
-    const alerts = replicas.flatMap((g) => g.proc.lines.filter((l) => l.stream === 'stdout' && l.json?.severity === 'ALERT'));
-    const mine = alerts.filter((l) => l.json?.product === P.autoBlock && l.json?.user === user);
+    const alertsOf = (): (typeof replicas)[number]['proc']['lines'] =>
+      replicas
+        .flatMap((g) => g.proc.lines.filter((l) => l.stream === 'stdout' && l.json?.severity === 'ALERT'))
+        .filter((l) => l.json?.product === P.autoBlock && l.json?.user === user);
+    // The ALERT follows the block's creation, which other replicas may act on before the replica that
+    // made it has heard back from Redis (a loaded CI machine saw the 403s first): waited for, then counted.
+    await waitFor('the auto-block ALERT line', () => alertsOf().length > 0);
+    await sleep(50);
+    const mine = alertsOf();
     expect(mine).toHaveLength(1);
     expect(mine[0].json).toMatchObject({ product: P.autoBlock, user, reason: 'user_qps' });
     // Written while serving the refused request (in its guard): its request id, like every such line.
