@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { FailureClass, GatewayError } from '@keygate/errors';
 
-/** What a released context's `settled` is. */
+/** A context's `settled` before its handler runs, and once it is released. */
 const SETTLED: Promise<void> = Promise.resolve();
 
 /**
@@ -111,7 +111,7 @@ export class RequestContext {
    */
   abortedInFlight = false;
   /** Resolves when the handler has finished with the upstream (so aborted streams count usage). */
-  settled: Promise<void> = Promise.resolve();
+  settled: Promise<void> = SETTLED;
   /** Set once the audit line is written: guarantees exactly one. */
   audited = false;
   /** Run once when the response has closed ({@link atEnd}); null until one is added. */

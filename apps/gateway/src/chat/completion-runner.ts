@@ -7,7 +7,6 @@ import {
   countTokens,
   reachedUpstream,
   runAttempts,
-  UpstreamError,
   type AttemptObserver,
   type ChatStream,
   type PassedHeaders,
@@ -16,7 +15,7 @@ import {
 } from '@keygate/providers';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { FastifyReply } from 'fastify';
-import { countAttempt } from '../routing/attempt-count';
+import { countAttempt, cutWhileAnswering } from '../routing/attempt-count';
 import { upstreamAttemptLog } from '../routing/attempt-log';
 import { primed, retryableWhenStreamed } from './primed-stream';
 import { recordUsage, SseRelay, type RelayDialect, type SseStream } from './sse-relay';
@@ -146,7 +145,7 @@ export class CompletionRunner {
       try {
         ({ value } = await runAttempts<A | ChatStream>(candidates, this.retry, ctx.abort, this.attemptLog));
       } catch (error) {
-        cutByKeygate = error instanceof UpstreamError && cutWhileAnswering(error, ctx.stream);
+        cutByKeygate = cutWhileAnswering(error, ctx.stream);
         // Nothing went out: the filter answers the failure as JSON, with its status and headers.
         if (!opened) throw error;
         this.sse.fail(ctx, opened, error);
@@ -196,25 +195,5 @@ export class CompletionRunner {
     }
     ctx.answer(200);
     void reply.status(200).type('application/json').send(answer.body);
-  }
-}
-
-/**
- * Whether keygate gave up on an attempt the upstream had taken and was answering, which the
- * provider bills: a stream that went silent before its first content (`stalled`); one cut at the
- * total timeout; a whole answer whose headers did not come in time (they come with the finished
- * answer, so the model was writing it) or that went silent mid-body. Not a stream's header timeout:
- * a stream's headers come before the model writes, so nothing was answered.
- */
-export function cutWhileAnswering(error: UpstreamError, streamed: boolean): boolean {
-  switch (error.kind) {
-    case 'stalled':
-    case 'total_timeout':
-      return true;
-    case 'ttfb_timeout':
-    case 'idle_timeout':
-      return !streamed;
-    default:
-      return false;
   }
 }

@@ -17,8 +17,7 @@ import {
   tokenCount,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
-import { cutWhileAnswering } from '../chat/completion-runner';
-import { countAttempt } from '../routing/attempt-count';
+import { countAttempt, cutWhileAnswering } from '../routing/attempt-count';
 import { upstreamAttemptLog } from '../routing/attempt-log';
 import { ProductRouter } from '../routing/product.router';
 
@@ -113,7 +112,7 @@ export class EmbeddingsService {
       ctx.answer(200);
       await reply.status(200).type('application/json').send(result.body);
     } catch (error) {
-      cutByKeygate = error instanceof UpstreamError && cutWhileAnswering(error, false);
+      cutByKeygate = cutWhileAnswering(error, false);
       throw error;
     } finally {
       // A request the upstream worked on is billed what it embedded, as chat bills a prompt, whether

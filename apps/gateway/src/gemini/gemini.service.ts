@@ -11,12 +11,12 @@ import {
   isGeminiEmbeddingModel,
   generateContentForFallback,
   requestedCandidates,
-  UpstreamError,
   type GeminiApiVersion,
   type GenerateContentPassthrough,
 } from '@keygate/providers';
 import type { FastifyReply } from 'fastify';
-import { CompletionRunner, cutWhileAnswering } from '../chat/completion-runner';
+import { CompletionRunner } from '../chat/completion-runner';
+import { cutWhileAnswering } from '../routing/attempt-count';
 import { ProductRouter, type ResolvedRoute } from '../routing/product.router';
 import { checkBodyModel, checkGenerateContentParts, checkParts, continuesGeneration } from './gemini-body';
 import { checkBatchEmbedRequests } from './gemini-embed';
@@ -172,7 +172,7 @@ export class GeminiService {
       ctx.answer(200);
       await reply.status(200).headers(value.headers).type('application/json').send(value.body);
     } catch (error) {
-      cutByKeygate = error instanceof UpstreamError && cutWhileAnswering(error, false);
+      cutByKeygate = cutWhileAnswering(error, false);
       throw error;
     } finally {
       // Billed as /v1/embeddings bills one call: what Google reported (else the estimate) once it

@@ -1,6 +1,6 @@
 import { admissionPending } from '@keygate/limits';
 import type { RequestContext } from '@keygate/observability';
-import { ClientAbortedError, reachedUpstream } from '@keygate/providers';
+import { ClientAbortedError, reachedUpstream, UpstreamError } from '@keygate/providers';
 
 /**
  * Starts one upstream attempt and counts it once it is known to have gone to the upstream: it
@@ -39,4 +39,26 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
       throw error;
     },
   );
+}
+
+/**
+ * Whether keygate gave up on an attempt the upstream had taken and was answering, which the
+ * provider bills: a stream that went silent before its first content (`stalled`); one cut at the
+ * total timeout; a whole answer whose headers did not come in time (they come with the finished
+ * answer, so the model was writing it) or that went silent mid-body. Not a stream's header timeout:
+ * a stream's headers come before the model writes, so nothing was answered. Every route bills such
+ * a request its prompt, as one abandoned while an attempt was under way.
+ */
+export function cutWhileAnswering(error: unknown, streamed: boolean): boolean {
+  if (!(error instanceof UpstreamError)) return false;
+  switch (error.kind) {
+    case 'stalled':
+    case 'total_timeout':
+      return true;
+    case 'ttfb_timeout':
+    case 'idle_timeout':
+      return !streamed;
+    default:
+      return false;
+  }
 }
