@@ -1,3 +1,4 @@
+import { GEMINI_25_PRO_PRICE, SONNET_1M_TIER } from '../../config/src/testing/prices';
 import { costUsd, type BilledTokens } from './audit.cost';
 
 const price = { input: 3, cachedInput: 0.3, cacheWrite: 3.75, cacheWrite1h: 6, output: 15 };
@@ -42,18 +43,8 @@ describe('costUsd', () => {
 
 describe('costUsd with long-context tiers (every token of a request whose prompt passes a threshold at the tier’s rates)', () => {
   // Rates shaped as Gemini 2.5 Pro's and Claude Sonnet 4.5's 1M-context prices (dollars per million tokens).
-  const gemini = {
-    input: 1.25,
-    cachedInput: 0.125,
-    cacheWrite: 1.25,
-    cacheWrite1h: 1.25,
-    output: 10,
-    tiers: [{ abovePromptTokens: 200_000, input: 2.5, cachedInput: 0.25, cacheWrite: 2.5, cacheWrite1h: 2.5, output: 15 }],
-  };
-  const claude = {
-    ...price,
-    tiers: [{ abovePromptTokens: 200_000, input: 6, cachedInput: 0.6, cacheWrite: 7.5, cacheWrite1h: 12, output: 22.5 }],
-  };
+  const gemini = GEMINI_25_PRO_PRICE;
+  const claude = { ...price, tiers: [SONNET_1M_TIER] };
 
   it('bills a prompt below or at the threshold at the base rates, one token above it at the tier’s, output included', () => {
     expect(costUsd(tokens({ tokensIn: 199_999, tokensOut: 1_000 }), gemini)).toBe((199_999 * 1.25 + 1_000 * 10) / 1e6);

@@ -1,6 +1,7 @@
 import { parse } from 'yaml';
 import { ConfigError } from './config.error';
 import { BUILT_IN_POLICY, buildPolicyBook } from './policy.loader';
+import { GEMINI_25_PRO_PRICE } from './testing/prices';
 
 const SPEC_EXAMPLE = `
 defaults:
@@ -347,14 +348,7 @@ prices:
   gpt-4o: {input: 2.5, output: 10, tiers: []}
 `),
     );
-    expect(book.priceOf('gemini-2.5-pro')).toEqual({
-      input: 1.25,
-      cachedInput: 0.125,
-      cacheWrite: 1.25,
-      cacheWrite1h: 1.25,
-      output: 10,
-      tiers: [{ abovePromptTokens: 200_000, input: 2.5, cachedInput: 0.25, cacheWrite: 2.5, cacheWrite1h: 2.5, output: 15 }],
-    });
+    expect(book.priceOf('gemini-2.5-pro')).toEqual(GEMINI_25_PRO_PRICE);
     expect(book.priceOf('claude-sonnet-4-5-20250929')?.tiers).toEqual([
       { abovePromptTokens: 200_000, input: 6, cachedInput: 6, cacheWrite: 7.5, cacheWrite1h: 7.5, output: 22.5 },
       { abovePromptTokens: 500_000, input: 7, cachedInput: 7, cacheWrite: 7, cacheWrite1h: 7, output: 30 },

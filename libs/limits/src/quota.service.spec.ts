@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { buildPolicyBook, ratesAt, type GatewayConfig } from '@keygate/config';
 import { JsonLogger } from '@keygate/observability';
 import { Redis } from 'ioredis';
+import { GEMINI_25_PRO_PRICE, SONNET_1M_TIER } from '../../config/src/testing/prices';
 import { AutoBlocker } from './auto-blocker';
 import { BlocksService } from './blocks.service';
 import { secondsToUtcMidnight, utcDay } from './counter.store';
@@ -131,18 +132,8 @@ describe('the most a request may cost (maxCostNanoUsd)', () => {
   });
 
   describe('with long-context tiers', () => {
-    const gemini = {
-      input: 1.25,
-      cachedInput: 0.125,
-      cacheWrite: 1.25,
-      cacheWrite1h: 1.25,
-      output: 10,
-      tiers: [{ abovePromptTokens: 200_000, input: 2.5, cachedInput: 0.25, cacheWrite: 2.5, cacheWrite1h: 2.5, output: 15 }],
-    };
-    const sonnet = {
-      ...claude,
-      tiers: [{ abovePromptTokens: 200_000, input: 6, cachedInput: 0.6, cacheWrite: 7.5, cacheWrite1h: 12, output: 22.5 }],
-    };
+    const gemini = GEMINI_25_PRO_PRICE;
+    const sonnet = { ...claude, tiers: [SONNET_1M_TIER] };
     /** The reservation's billionths at `input` and `output` dollars per million tokens. */
     const at = (prompt: number, completion: number, input: number, output: number) =>
       Math.round((prompt * input + completion * output) * 1000);
