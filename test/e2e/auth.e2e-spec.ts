@@ -396,7 +396,8 @@ function presentsCredential(g: Gateway, headers: OutgoingHttpHeaders): boolean {
       .map(([h, v]) => [h.toLowerCase(), v]),
   );
   const authorization = sent.get('authorization');
-  const bearer = typeof authorization === 'string' && /^bearer +[A-Za-z0-9\-._~+/]+=* *$/i.test(authorization);
+  // The Bearer scheme with something after it: a token presented, well formed or not.
+  const bearer = typeof authorization === 'string' && /^bearer +\S/i.test(authorization);
   const hmac = ['x-client-id', 'x-timestamp', 'x-signature'].some((h) => sent.has(h));
   return bearer || (takes(g).hmac && hmac) || (takes(g).iap && sent.has('x-goog-iap-jwt-assertion'));
 }
@@ -2139,6 +2140,10 @@ describe('RFC 9728 protected-resource metadata and WWW-Authenticate', () => {
       ['no credential', await send(gw, { label: 'www-none' })],
       ['a bad bearer token', await send(gw, { token: 'x.y.z', label: 'www-bad-token' })],
       ['an empty bearer', await send(gw, { headers: { authorization: 'Bearer ' }, label: 'www-empty-bearer' })],
+      [
+        'a bearer token with a non-ASCII byte',
+        await send(gw, { headers: { authorization: 'Bearer abc\u00e9.def.ghi' }, label: 'www-latin1' }),
+      ],
       ['a Basic credential', await send(gw, { headers: { authorization: 'Basic YWxpY2U6c2VjcmV0' }, label: 'www-basic' })],
       ['a bad HMAC signature', await hmacSend(gw, { secret: OTHER_SECRET, label: 'www-hmac' })],
       ['a bad IAP assertion', await send(gw, { headers: { 'x-goog-iap-jwt-assertion': 'garbage' }, label: 'www-iap' })],
@@ -2152,13 +2157,16 @@ describe('RFC 9728 protected-resource metadata and WWW-Authenticate', () => {
     // An HMAC signature and an IAP assertion are credentials as a bearer token is: the challenge names
     // the same error, with the body's reason.
     const presented = new Map(cases);
-    for (const label of ['a bad bearer token', 'a bad HMAC signature', 'a bad IAP assertion']) {
+    for (const label of ['a bad bearer token', 'a bearer token with a non-ASCII byte', 'a bad HMAC signature', 'a bad IAP assertion']) {
       const s = presented.get(label)!;
       expect({ label, www: s.headers['www-authenticate'] }).toEqual({
         label,
         www: `Bearer resource_metadata="${METADATA_URL}", error="invalid_token", error_description="${errorOf(s).message}"`,
       });
     }
+    expect(errorOf(presented.get('a bearer token with a non-ASCII byte')!).message).toBe(
+      'the bearer token is malformed (RFC 6750 allows letters, digits and -._~+/ then = padding)',
+    );
   });
 
   it('names no error for a credential of a kind the gateway does not take (RFC 6750: an unsupported method)', async () => {

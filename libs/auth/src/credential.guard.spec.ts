@@ -121,6 +121,8 @@ describe('CredentialGuard.presentsCredential', () => {
     ['no credential', {}, false],
     ['Basic credentials', { authorization: 'Basic dXNlcjpwYXNz' }, false],
     ['a bare Bearer', { authorization: 'Bearer ' }, false],
+    ['a bearer token with a non-ASCII byte (presented, malformed)', { authorization: 'Bearer abc\u00e9def' }, true],
+    ['two tokens after Bearer (presented, malformed)', { authorization: 'Bearer abc def' }, true],
     ['a forged identity header', { 'x-goog-authenticated-user-email': 'accounts.google.com:a@example.com' }, false],
   ])('with every kind configured, finds %s: %s', (_case, headers: Record<string, string>, expected) => {
     expect(all.presentsCredential(headers)).toBe(expected);

@@ -9,7 +9,7 @@ import { JWT_STRATEGY } from './auth.constants';
 import { parseHmacHeaders } from './hmac-signature';
 import { HMAC_STRATEGY } from './hmac.strategy';
 import { IAP_ASSERTION_HEADER, IAP_STRATEGY } from './iap.strategy';
-import { bearerToken } from './jwt.strategy';
+import { bearerToken, malformedBearer } from './jwt.strategy';
 import type { Principal } from './principal';
 import { VerifiedTokenCache } from './verified-token.cache';
 
@@ -71,7 +71,7 @@ export class CredentialGuard extends AuthGuard() {
    */
   presentsCredential(headers: IncomingHttpHeaders): boolean {
     return (
-      (this.strategies.has(JWT_STRATEGY) && bearerToken(headers.authorization) !== undefined) ||
+      (this.strategies.has(JWT_STRATEGY) && (bearerToken(headers.authorization) !== undefined || malformedBearer(headers.authorization))) ||
       (this.strategies.has(HMAC_STRATEGY) && parseHmacHeaders(headers).status !== 'absent') ||
       (this.strategies.has(IAP_STRATEGY) && headers[IAP_ASSERTION_HEADER] !== undefined)
     );

@@ -1,4 +1,5 @@
 import type { GatewayConfig } from '@keygate/config';
+import { GatewayError } from '@keygate/errors';
 import type { JwtKeyResolver } from './jwt-key.resolver';
 import { JwtStrategy, NO_AUTH_TOKEN } from './jwt.strategy';
 import type { VerifiedTokenCache } from './verified-token.cache';
@@ -85,7 +86,7 @@ describe('JwtStrategy.authenticate', () => {
   it.each([
     ['no Authorization header', {}],
     ['a Basic credential', { authorization: 'Basic dXNlcjpwYXNz' }],
-    ['a malformed bearer header', { authorization: 'Bearer a b' }],
+    ['a bare Bearer scheme', { authorization: 'Bearer ' }],
   ])('fails a request with %s as "no token", without making an Error or looking for a key', (_, headers) => {
     const a = attempt();
     a.authenticate({ headers });
@@ -93,6 +94,24 @@ describe('JwtStrategy.authenticate', () => {
     expect(a.fail.mock.calls[0][0]).not.toBeInstanceOf(Error);
     expect(keyFor).not.toHaveBeenCalled();
   });
+
+  it.each([
+    ['two tokens', 'Bearer a b'],
+    ['a non-ASCII byte', 'Bearer abc\u00e9.def.ghi'],
+    ['a quote', 'Bearer abc"def'],
+  ])(
+    'fails a bearer token with %s as an invalid token (not a missing one), echoing nothing, without looking for a key',
+    (_, authorization) => {
+      const a = attempt();
+      a.authenticate({ headers: { authorization } });
+      const [reason, status] = a.fail.mock.calls[0] as [GatewayError, number];
+      expect(status).toBe(401);
+      expect(reason).toBeInstanceOf(GatewayError);
+      expect(reason.code).toBe('invalid_token');
+      expect(reason.message).toBe('the bearer token is malformed (RFC 6750 allows letters, digits and -._~+/ then = padding)');
+      expect(keyFor).not.toHaveBeenCalled();
+    },
+  );
 
   it('hands a request with a bearer token to passport-jwt, which looks for its key', async () => {
     keyFor.mockRejectedValue(new Error('unknown kid'));

@@ -64,8 +64,9 @@ export class JwtStrategy extends PassportStrategy(Strategy, JWT_STRATEGY) {
    * the credential guard reads both as "no token". Requests with a token go to passport-jwt.
    */
   override authenticate(request: { headers: { authorization?: string } }, options?: object): void {
-    if (bearerToken(request.headers.authorization) === undefined) {
-      this.fail(NO_AUTH_TOKEN, 401);
+    const header = request.headers.authorization;
+    if (bearerToken(header) === undefined) {
+      this.fail(malformedBearer(header) ? MALFORMED_BEARER() : NO_AUTH_TOKEN, 401);
       return;
     }
     super.authenticate(request as Parameters<Strategy['authenticate']>[0], options);
@@ -114,3 +115,19 @@ const BEARER_HEADER = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 export function bearerToken(header: string | undefined): string | undefined {
   return header === undefined ? undefined : BEARER_HEADER.exec(header)?.[1];
 }
+
+/** The `Bearer` scheme followed by something: a bearer credential presented, well formed or not. */
+const BEARER_PRESENTED = /^bearer +\S/i;
+
+/**
+ * Whether a header presents a bearer token that is not one b64token (a space or a non-ASCII byte
+ * inside it, a second token after it): a credential that is invalid, not a missing one, so its 401
+ * says so (RFC 6750 §3.1 `invalid_token`) rather than asking for a credential.
+ */
+export function malformedBearer(header: string | undefined): boolean {
+  return header !== undefined && BEARER_PRESENTED.test(header) && bearerToken(header) === undefined;
+}
+
+/** The refusal of a {@link malformedBearer} header; no part of the header is echoed. */
+const MALFORMED_BEARER = (): GatewayError =>
+  new GatewayError('invalid_token', 'the bearer token is malformed (RFC 6750 allows letters, digits and -._~+/ then = padding)');
