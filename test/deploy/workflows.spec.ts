@@ -40,6 +40,21 @@ describe('GitHub workflows', () => {
     expect(steps(deliver).some((s) => s.uses?.startsWith('peter-evans/create-pull-request@'))).toBe(true);
   });
 
+  it('delivery builds only when the commit has no image yet (tags are immutable), and a re-run pins the one there', () => {
+    const deliver = workflow('deliver.yml');
+    const image = deliver.jobs.image as Workflow['jobs'][string] & { outputs: Record<string, string> };
+    const ids = image.steps.map((s) => (s as Step & { id?: string }).id);
+    const existing = image.steps[ids.indexOf('existing')] as Step & { env?: Record<string, string> };
+    const build = image.steps[ids.indexOf('build')] as Step & { if?: string };
+    expect(ids.indexOf('existing')).toBeGreaterThan(-1);
+    expect(ids.indexOf('existing')).toBeLessThan(ids.indexOf('build'));
+    expect(existing.run).toContain('docker buildx imagetools inspect "$IMAGE"');
+    expect(existing.env?.IMAGE).toBe('${{ vars.GAR_REPOSITORY_DEV }}/gateway:${{ steps.meta.outputs.tag }}');
+    expect(build.with?.tags).toBe(existing.env?.IMAGE);
+    expect(build.if).toBe("steps.existing.outputs.digest == ''");
+    expect(image.outputs.digest).toBe('${{ steps.build.outputs.digest || steps.existing.outputs.digest }}');
+  });
+
   it('promotion runs in the protected GitHub environment of its target', () => {
     const promote = workflow('promote.yml');
     expect(promote.jobs.promote.environment).toBe('${{ inputs.environment }}');
