@@ -672,4 +672,13 @@ describe('the OpenAPI document against what the gateway answers', () => {
     }
     expect(problems).toEqual([]);
   }, 60_000);
+
+  it('documents Claude’s overload as it is answered: a 529 from Anthropic is a 502 whose error.type is overloaded_error', async () => {
+    const op = doc.paths['/v1/messages'].post as Operation;
+    const body = { model: 'claude-3-5-sonnet-20241022', max_tokens: 16, messages: [{ role: 'user', content: 'Hello [mock status=529]' }] };
+    const answer = await send('post', '/v1/messages', bearer, body);
+    expect(answer.status).toBe(502);
+    expect((JSON.parse(answer.text) as { error: { type: string } }).error.type).toBe('overloaded_error');
+    expect(mismatch('POST /v1/messages', op, answer)).toEqual([]);
+  });
 });

@@ -16,8 +16,13 @@ export class ErrorBodyDto {
   @ApiProperty({ type: ErrorDetailDto }) error!: ErrorDetailDto;
 }
 
-/** Anthropic's `error.type` for each status keygate answers, as anthropicErrorType gives them. */
-const ANTHROPIC_ERROR_TYPES = [...new Set(Object.values(ERROR_CODES).map((spec) => anthropicErrorType(spec.status)))];
+/**
+ * Anthropic's `error.type` for each status keygate answers, as anthropicErrorType gives them, and
+ * Anthropic's own overload (a 529 upstream), which keygate answers 502 under Anthropic's name for it.
+ */
+const ANTHROPIC_ERROR_TYPES = [
+  ...new Set([...Object.values(ERROR_CODES).map((spec) => anthropicErrorType(spec.status)), anthropicErrorType(529)]),
+];
 
 class AnthropicErrorDetailDto {
   @ApiProperty({ example: 'the token has expired' }) message!: string;
@@ -26,7 +31,8 @@ class AnthropicErrorDetailDto {
     example: 'authentication_error',
     description:
       "Anthropic's type for the status: authentication_error 401, permission_error 403, not_found_error 404, " +
-      'request_too_large 413, rate_limit_error 429, timeout_error 504, api_error any other 5xx, ' +
+      'request_too_large 413, rate_limit_error 429, timeout_error 504, overloaded_error 502 when Claude answered 529 (overloaded), ' +
+      'api_error any other 5xx, ' +
       'invalid_request_error any other 4xx',
   })
   type!: string;
