@@ -681,4 +681,53 @@ describe('the OpenAPI document against what the gateway answers', () => {
     expect((JSON.parse(answer.text) as { error: { type: string } }).error.type).toBe('overloaded_error');
     expect(mismatch('POST /v1/messages', op, answer)).toEqual([]);
   });
+
+  /** Every schema object in the document (components, parameters, bodies, answers, and those within them), with where it is. */
+  function schemaObjects(): Array<[at: string, schema: Record<string, unknown>]> {
+    const found: Array<[string, Record<string, unknown>]> = [];
+    const holdsSchemas = new Set(['schema', 'items', 'not', 'oneOf', 'anyOf', 'allOf']);
+    const walk = (value: unknown, at: string, isSchema: boolean): void => {
+      if (Array.isArray(value)) value.forEach((item, i) => walk(item, `${at}[${i}]`, isSchema));
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) return;
+      if (isSchema) found.push([at, value as Record<string, unknown>]);
+      for (const [key, inner] of Object.entries(value)) {
+        if ((key === 'properties' && isSchema) || (key === 'schemas' && at === '#/components')) {
+          for (const [name, schema] of Object.entries(inner as object)) walk(schema, `${at}/${key}/${name}`, true);
+        } else if (!['example', 'examples', 'default', 'enum'].includes(key)) {
+          walk(inner, `${at}/${key}`, holdsSchemas.has(key) || (isSchema && key === 'additionalProperties'));
+        }
+      }
+    };
+    walk(doc, '#', false);
+    return found;
+  }
+
+  it('puts `nullable` only beside a `type` (OpenAPI 3.0.3), so the null a chat takes is in its schema: an assistant’s tool call with content null', async () => {
+    expect(
+      schemaObjects()
+        .filter(([, s]) => 'nullable' in s && !('type' in s))
+        .map(([at]) => at),
+    ).toEqual([]);
+    const op = doc.paths['/v1/chat/completions'].post as Operation;
+    const toolCall = { id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{}' } };
+    const body = {
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'user', content: 'The weather?' },
+        { role: 'assistant', content: null, tool_calls: [toolCall] },
+        { role: 'tool', tool_call_id: 'call_1', content: 'sunny' },
+      ],
+      tools: [{ type: 'function', function: { name: 'weather', parameters: { type: 'object', properties: {} } } }],
+    };
+    const schema = op.requestBody!.content!['application/json'].schema!;
+    const validate = ajv.compile(JSON.parse(JSON.stringify(schema).replace(/"#\/components\//g, '"openapi#/components/')) as object);
+    expect(validate(body) ? [] : validate.errors).toEqual([]);
+    expect((await send('post', '/v1/chat/completions', bearer, body)).status).toBe(200);
+  });
+
+  it('says of every object what fields beyond its own it takes, so a generated client can send a tool or a field keygate passes on', () => {
+    // An object without its fields listed is read as an empty one by openapi-typescript, say (a tool could not be sent).
+    const unsaid = schemaObjects().filter(([, s]) => s.type === 'object' && !s.properties && s.additionalProperties === undefined);
+    expect(unsaid.map(([at]) => at)).toEqual([]);
+  });
 });

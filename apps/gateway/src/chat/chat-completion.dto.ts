@@ -41,8 +41,11 @@ export class ChatMessageDto {
   @ApiPropertyOptional({
     description: 'Text, or an array of content parts; null for assistant tool calls',
     example: 'Say hello',
-    nullable: true,
-    oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'object', additionalProperties: true } }],
+    // `nullable` only where a `type` is beside it (OpenAPI 3.0.3): beside `oneOf` alone it allows no null.
+    oneOf: [
+      { type: 'string', nullable: true },
+      { type: 'array', items: { type: 'object', additionalProperties: true } },
+    ],
   })
   @ValidateIf((m: ChatMessageDto) => m.content !== null && m.content !== undefined)
   @ValidateIf((m: ChatMessageDto) => typeof m.content !== 'string')
@@ -51,7 +54,7 @@ export class ChatMessageDto {
   content?: string | Array<Record<string, unknown>> | null;
 
   @ApiPropertyOptional() @IsOptional() @IsString() name?: string;
-  @ApiPropertyOptional({ type: 'array', items: { type: 'object' } })
+  @ApiPropertyOptional({ type: 'array', items: { type: 'object', additionalProperties: true } })
   @IsOptional()
   @IsArray()
   @IsObject({ each: true, message: 'tool_calls must be an array of tool call objects' })
@@ -233,12 +236,12 @@ export class ChatCompletionRequestDto {
   @IsArray({ message: 'stop must be a string or an array of strings' })
   @IsString({ each: true, message: 'stop must be a string or an array of strings' })
   stop?: string | string[];
-  @ApiPropertyOptional({ type: 'array', items: { type: 'object' } })
+  @ApiPropertyOptional({ type: 'array', items: { type: 'object', additionalProperties: true } })
   @IsOptional()
   @IsArray()
   @Validate(ToolsConstraint)
   tools?: unknown[];
-  @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] })
+  @ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object', additionalProperties: true }] })
   @IsOptional()
   @Validate(ToolChoiceConstraint)
   tool_choice?: unknown;

@@ -56,7 +56,7 @@ class AnthropicModelDto {
   @ApiProperty({ example: EPOCH, description: 'The epoch: keygate knows no release date (`created` is 0 in the OpenAI format)' })
   created_at!: string;
   @ApiProperty({ example: 'active', description: 'Every model a product may use is `active`' }) lifecycle!: 'active';
-  @ApiProperty({ type: Object, nullable: true, example: null }) capabilities!: null;
+  @ApiProperty({ type: 'object', additionalProperties: true, nullable: true, example: null }) capabilities!: null;
   @ApiProperty({ type: String, nullable: true, example: null }) line!: null;
   @ApiProperty({ type: 'integer', nullable: true, example: null }) max_input_tokens!: null;
   @ApiProperty({ type: 'integer', nullable: true, example: null }) max_tokens!: null;

@@ -70,7 +70,11 @@ const Tools = (): PropertyDecorator =>
     Validate(ToolsConstraint),
   );
 const ToolChoice = (): PropertyDecorator =>
-  applyDecorators(ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object' }] }), IsOptional(), Validate(ToolChoiceConstraint));
+  applyDecorators(
+    ApiPropertyOptional({ oneOf: [{ type: 'string' }, { type: 'object', additionalProperties: true }] }),
+    IsOptional(),
+    Validate(ToolChoiceConstraint),
+  );
 /** `previous_response_id`'s checks, on every body that continues a response (its documentation differs per route). */
 const PreviousResponseId = (): PropertyDecorator =>
   applyDecorators(
