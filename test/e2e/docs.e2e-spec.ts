@@ -730,4 +730,35 @@ describe('the OpenAPI document against what the gateway answers', () => {
     const unsaid = schemaObjects().filter(([, s]) => s.type === 'object' && !s.properties && s.additionalProperties === undefined);
     expect(unsaid.map(([at]) => at)).toEqual([]);
   });
+
+  it('documents each body as taking fields it does not list where keygate passes them on, and as closed where it refuses them', async () => {
+    const problems: string[] = [];
+    let closed = 0;
+    for (const { key, path, method, op } of operations) {
+      const media = op.requestBody?.content?.['application/json'];
+      const example = Object.values(media?.examples ?? {})[0]?.value as Record<string, unknown> | undefined;
+      if (!media || !example) continue;
+      const name = ((media.schema?.$ref as string | undefined) ?? '').split('/').pop() ?? '';
+      const open = (doc.components?.schemas?.[name] as { additionalProperties?: unknown } | undefined)?.additionalProperties;
+      const answer = await send(method, target(path, op), credentialFor(path), { ...example, x_unlisted: 1 });
+      const refused = answer.status === 400 && answer.text.includes('x_unlisted: unknown field');
+      if (open === false) closed++;
+      if (open === true ? refused : open === false ? !refused : true)
+        problems.push(
+          `${key}: documents additionalProperties ${String(open)}, and a field it does not list answered ${answer.status}: ${answer.text.slice(0, 200)}`,
+        );
+    }
+    expect(closed).toBeGreaterThanOrEqual(1);
+    expect(problems).toEqual([]);
+    const schemas = doc.components?.schemas as Record<string, { additionalProperties?: unknown }>;
+    for (const open of [
+      'ChatCompletionRequestDto',
+      'ChatMessageDto',
+      'MessagesRequestDto',
+      'GenerateContentRequestDto',
+      'ResponsesRequestDto',
+    ])
+      expect([open, schemas[open].additionalProperties]).toEqual([open, true]);
+    expect(schemas.CreateBlockDto.additionalProperties).toBe(false);
+  }, 60_000);
 });

@@ -11,6 +11,7 @@ import { GatewayError } from '@keygate/errors';
 import { contextOf, JsonLogger } from '@keygate/observability';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
+import { documentRequestBodies } from './http/openapi-bodies';
 import { documentCredentials } from './http/openapi-credentials';
 import { noteDeclaredCharset } from './http/dto-validation.pipe';
 import { errorBodyFor } from './http/error-envelope';
@@ -469,6 +470,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
       .build(),
   );
   documentCredentials(document, config);
+  documentRequestBodies(document);
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', swaggerOptions: { persistAuthorization: true } });
   return app;
 }

@@ -7,6 +7,8 @@ import { instantiateDto } from './nested-dto';
 import { memoizeValidationMetadata } from './validation-metadata-cache';
 
 const STRICT_BODY = Symbol('keygate:strict-body');
+/** The class names of the strict body DTOs: their schemas in the API document (see documentRequestBodies). */
+const STRICT_BODY_NAMES = new Set<string>();
 
 /**
  * Marks a body DTO whose unknown fields are refused (400 naming the field): an operator's typo
@@ -14,7 +16,15 @@ const STRICT_BODY = Symbol('keygate:strict-body');
  * open, since fields keygate does not model are passed on.
  */
 export function StrictBody(): ClassDecorator {
-  return (target) => Reflect.defineMetadata(STRICT_BODY, true, target);
+  return (target) => {
+    Reflect.defineMetadata(STRICT_BODY, true, target);
+    STRICT_BODY_NAMES.add(target.name);
+  };
+}
+
+/** The names of the body DTOs marked {@link StrictBody}. */
+export function strictBodyNames(): ReadonlySet<string> {
+  return STRICT_BODY_NAMES;
 }
 
 /**
