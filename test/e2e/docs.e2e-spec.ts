@@ -483,12 +483,16 @@ describe('the OpenAPI document against what the gateway answers', () => {
     parameters?: OpenApiParameter[];
     security?: Array<Record<string, unknown>>;
     requestBody?: { content?: Record<string, { schema?: Record<string, unknown>; examples?: Record<string, { value: unknown }> }> };
-    responses?: Record<string, { content?: Record<string, { schema?: Record<string, unknown> }> }>;
+    responses?: Record<
+      string,
+      { headers?: Record<string, { required?: boolean }>; content?: Record<string, { schema?: Record<string, unknown> }> }
+    >;
   };
   interface Answer {
     status: number;
     media: string;
     text: string;
+    headers: Headers;
   }
 
   let mock: MockUpstream;
@@ -548,7 +552,12 @@ describe('the OpenAPI document against what the gateway answers', () => {
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
       signal: AbortSignal.timeout(20_000),
     });
-    return { status: res.status, media: (res.headers.get('content-type') ?? '').split(';')[0].trim(), text: await res.text() };
+    return {
+      status: res.status,
+      media: (res.headers.get('content-type') ?? '').split(';')[0].trim(),
+      text: await res.text(),
+      headers: res.headers,
+    };
   }
 
   /**
@@ -670,6 +679,34 @@ describe('the OpenAPI document against what the gateway answers', () => {
         }
       }
     }
+    expect(problems).toEqual([]);
+  }, 60_000);
+
+  it('declares the headers its errors carry, and they come with them: WWW-Authenticate on every 401, Retry-After on a 429', async () => {
+    const problems: string[] = [];
+    const required = (op: Operation, status: string): string[] =>
+      Object.entries(op.responses?.[status]?.headers ?? {})
+        .filter(([, header]) => header.required)
+        .map(([name]) => name);
+    for (const { key, path, method, op } of operations) {
+      if (!op.security?.length) continue;
+      if (op.responses?.['401'] && !required(op, '401').includes('WWW-Authenticate'))
+        problems.push(`${key}: its 401 declares no WWW-Authenticate`);
+      if (op.responses?.['429'] && !required(op, '429').includes('Retry-After')) problems.push(`${key}: its 429 declares no Retry-After`);
+      const example = Object.values(op.requestBody?.content?.['application/json']?.examples ?? {})[0]?.value;
+      const anonymous = await send(method, target(path, op), {}, example);
+      for (const name of required(op, String(anonymous.status)))
+        if (!anonymous.headers.get(name)) problems.push(`${key}: its ${anonymous.status} came without ${name}`);
+    }
+    // An upstream's 429, passed on.
+    const chat = doc.paths['/v1/chat/completions'].post as Operation;
+    const limited = await send('post', '/v1/chat/completions', bearer, {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Hello [mock status=429]' }],
+    });
+    expect(limited.status).toBe(429);
+    for (const name of required(chat, '429'))
+      if (!limited.headers.get(name)) problems.push(`POST /v1/chat/completions: its 429 came without ${name}`);
     expect(problems).toEqual([]);
   }, 60_000);
 

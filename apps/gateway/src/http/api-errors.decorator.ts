@@ -225,6 +225,25 @@ function errorContent(body: ErrorBody, error: GatewayError | undefined): { conte
   return { content: { 'application/json': error ? { schema, example: exampleBody(dto, error) } : { schema } } };
 }
 
+/**
+ * The headers an error status carries, declared so that a generated client and Swagger UI show them
+ * (the descriptions say "carries …"): every 401 points to the protected-resource metadata, every
+ * 429 says when to retry (SPEC §6), and a 503 does while keygate shuts down.
+ */
+const STATUS_HEADERS: Readonly<Record<number, Record<string, { description: string; required?: boolean; schema: object }>>> = {
+  401: {
+    'WWW-Authenticate': {
+      description: '`Bearer resource_metadata="…"`: where the protected-resource metadata (RFC 9728) is',
+      required: true,
+      schema: { type: 'string' },
+    },
+  },
+  429: { 'Retry-After': { description: 'Seconds to wait before retrying', required: true, schema: { type: 'integer', minimum: 0 } } },
+  503: {
+    'Retry-After': { description: 'Seconds to wait before retrying (while keygate shuts down)', schema: { type: 'integer', minimum: 0 } },
+  },
+};
+
 /** Documents each status with its description and the given error body; `more` adds statuses or replaces one. */
 function apiErrors(statuses: readonly Status[], body: ErrorBody, more: readonly Status[] = []): MethodDecorator & ClassDecorator {
   const all = new Map([...statuses, ...more].map((status) => [status[0], status]));
@@ -233,7 +252,12 @@ function apiErrors(statuses: readonly Status[], body: ErrorBody, more: readonly 
     ...[...all]
       .sort(([a], [b]) => a - b)
       .map(([status, [, description, example]]) =>
-        ApiResponse({ status, description, ...errorContent(body, example ?? USUAL_ERRORS[status]) }),
+        ApiResponse({
+          status,
+          description,
+          ...(STATUS_HEADERS[status] ? { headers: STATUS_HEADERS[status] } : {}),
+          ...errorContent(body, example ?? USUAL_ERRORS[status]),
+        }),
       ),
   );
 }
