@@ -710,6 +710,15 @@ describe('the OpenAPI document against what the gateway answers', () => {
     expect(problems).toEqual([]);
   }, 60_000);
 
+  it('gives every operation an id a client generator can make a method name of, unique (the Gemini routes under /v1beta and /v1 apart)', () => {
+    const ids = operations.map(({ op }) => (op as { operationId?: string }).operationId ?? '');
+    expect(ids.filter((id) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(id))).toEqual([]);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect((doc.paths['/v1/models/{model}:generateContent'].post as { operationId?: string }).operationId).toBe(
+      'GeminiController_generateContent_v1',
+    );
+  });
+
   it('documents Claude’s overload as it is answered: a 529 from Anthropic is a 502 whose error.type is overloaded_error', async () => {
     const op = doc.paths['/v1/messages'].post as Operation;
     const body = { model: 'claude-3-5-sonnet-20241022', max_tokens: 16, messages: [{ role: 'user', content: 'Hello [mock status=529]' }] };

@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppModule } from './app.module';
 import { documentRequestBodies } from './http/openapi-bodies';
 import { documentCredentials } from './http/openapi-credentials';
+import { documentOperationIds } from './http/openapi-operation-ids';
 import { noteDeclaredCharset } from './http/dto-validation.pipe';
 import { errorBodyFor } from './http/error-envelope';
 import { expectContinue } from './http/refused-body';
@@ -471,6 +472,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   );
   documentCredentials(document, config);
   documentRequestBodies(document);
+  documentOperationIds(document);
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', swaggerOptions: { persistAuthorization: true } });
   return app;
 }
