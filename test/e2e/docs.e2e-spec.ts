@@ -719,6 +719,17 @@ describe('the OpenAPI document against what the gateway answers', () => {
     );
   });
 
+  it('says of every operation which credentials it takes, the public ones none (security: []), and the public ones answer without one', async () => {
+    expect(operations.filter(({ op }) => op.security === undefined).map(({ key }) => key)).toEqual([]);
+    const open = operations.filter(({ op }) => op.security?.length === 0);
+    expect(open.map(({ key }) => key)).toEqual([
+      'GET /.well-known/oauth-protected-resource',
+      'GET /.well-known/oauth-protected-resource/{path}',
+    ]);
+    for (const { key, path, method, op } of open)
+      expect([key, mismatch(key, op, await send(method, target(path, op), {}))]).toEqual([key, []]);
+  });
+
   it('documents Claude’s overload as it is answered: a 529 from Anthropic is a 502 whose error.type is overloaded_error', async () => {
     const op = doc.paths['/v1/messages'].post as Operation;
     const body = { model: 'claude-3-5-sonnet-20241022', max_tokens: 16, messages: [{ role: 'user', content: 'Hello [mock status=529]' }] };
