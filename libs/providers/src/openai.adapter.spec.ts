@@ -232,6 +232,41 @@ describe('OpenAiAdapter Responses API against the mock upstream: a stored respon
   }
 });
 
+describe('OpenAiAdapter: a failed Response read whole from a host that echoed a credential in its error', () => {
+  const failed = {
+    id: 'resp_failed1',
+    object: 'response',
+    status: 'failed',
+    model: 'gpt-4o-mini',
+    output: [],
+    error: { code: 'server_error', message: 'upstream said: bad key sk-proj-Abc123def456ghi789' },
+  };
+  const host = compatibleHost(() => JSON.stringify(failed));
+  const access = (): ProviderAccess => ({ provider: 'openai', apiKey: 'sk-local', baseUrl: host.baseUrl(), models: ['gpt-4o-mini'] });
+  const masked = { ...failed, error: { code: 'server_error', message: 'upstream said: bad key [redacted]' } };
+
+  it('masks its error.message when read back (GET /v1/responses/{id}), as its stream’s response.failed is', async () => {
+    const body = await new OpenAiAdapter(host.client()).storedResponse({
+      method: 'GET',
+      path: '/responses/resp_failed1',
+      access: access(),
+      signal: new AbortController().signal,
+    });
+    expect(body).not.toContain('sk-proj');
+    expect(JSON.parse(body)).toEqual(masked);
+  });
+
+  it('masks it in a whole answer to a create too', async () => {
+    const answer = await new OpenAiAdapter(host.client()).responses({
+      body: { model: 'gpt-4o-mini', input: 'x' },
+      access: access(),
+      signal: new AbortController().signal,
+    });
+    expect(answer.body).not.toContain('sk-proj');
+    expect(JSON.parse(answer.body)).toEqual(masked);
+  });
+});
+
 describe('OpenAiAdapter streaming from an OpenAI-compatible host that ends its stream without [DONE]', () => {
   // Each case's stream ends (the body closes cleanly) with no `data: [DONE]`.
   const chunk = (choices: Array<[number, Record<string, unknown>, string | null]>): string =>

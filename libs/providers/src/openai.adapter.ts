@@ -3,6 +3,7 @@ import type { ChatCompletionRequest, ChatResult, ChatStream, EmbeddingsRequest, 
 import type { ProviderAdapter, ProviderCall } from './provider-adapter.interface';
 import {
   isResponseEnd,
+  maskFailureMessage,
   noteStored,
   outputContainerIds,
   outputItemIds,
@@ -92,7 +93,8 @@ export class OpenAiAdapter implements ProviderAdapter {
     await noteStored(response, usage, call.onStored);
     const containers = outputContainerIds(response);
     if (call.onContainers && containers.length) await call.onContainers(containers);
-    return { body, usage, text: responseText(response) };
+    // A whole answer that is a failed Response: its error's message masked, as a stream's is.
+    return { body: maskFailureMessage(response) ? JSON.stringify(response) : body, usage, text: responseText(response) };
   }
 
   /**
@@ -128,8 +130,9 @@ export class OpenAiAdapter implements ProviderAdapter {
     });
     if (res.statusCode < 200 || res.statusCode >= 300) await failFromStatus(res, this.name);
     const body = await readText(res, this.name);
-    parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
-    return body;
+    const response = parseUpstreamObject<Record<string, unknown>>(body, this.name, 'response');
+    // A failed Response read back says what failed in the upstream's words: masked, as its stream's response.failed was.
+    return maskFailureMessage(response) ? JSON.stringify(response) : body;
   }
 
   /** A Responses API route's JSON answer to `call.body` posted at `path`: its text, and the object it must be. */

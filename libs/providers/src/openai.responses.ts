@@ -142,16 +142,7 @@ export class ResponsesNativeStream {
       if (type === 'response.failed') {
         this.failure = openAiStreamFailure(PROVIDER, isRecord(response.error) ? response.error : {}, 'response failed');
         out.tellsFailure = true;
-        // The upstream's own words reach the client here as they do in an error's message (see
-        // UpstreamError.toGatewayError): masked, so a host that echoes a credential cannot hand it on.
-        const error = response.error;
-        if (isRecord(error) && typeof error.message === 'string') {
-          const masked = maskString(error.message);
-          if (masked !== error.message) {
-            error.message = masked;
-            out.data = JSON.stringify(event);
-          }
-        }
+        if (maskFailureMessage(response)) out.data = JSON.stringify(event);
         // What the failed attempt is billed; not a final usage, which would end a priming as a success.
         if (usage) out.runningUsage = usage;
       } else if (usage) out.usage = usage;
@@ -175,6 +166,21 @@ export class ResponsesNativeStream {
     for (const id of fresh) this.containers.add(id);
     this.recording.add(this.onContainers(fresh));
   }
+}
+
+/**
+ * Masks a failed Response's `error.message` in place, like a log line; returns whether it changed.
+ * The upstream's own words reach the client in a failed Response (a stream's `response.failed`, a
+ * stored one read back) as they do in an error's message (see UpstreamError.toGatewayError):
+ * masked, so a host that echoes a credential cannot hand it on.
+ */
+export function maskFailureMessage(response: Record<string, unknown>): boolean {
+  const error = response.error;
+  if (!isRecord(error) || typeof error.message !== 'string') return false;
+  const masked = maskString(error.message);
+  if (masked === error.message) return false;
+  error.message = masked;
+  return true;
 }
 
 /** Tells `onStored` of a Response OpenAI stores (its `store` is not false); what it returns, to wait on. */
