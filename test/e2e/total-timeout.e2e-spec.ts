@@ -2,7 +2,8 @@
  * A request cut at the upstream total timeout, black box: the built gateway and mock upstream as
  * real processes, driven with the official `openai` SDK. The upstream had taken the request (its
  * TTFB and idle timeouts, far longer here, never fire), so it is billed its prompt at keygate's
- * estimate, as README's "Retries" section says, whether the answer was whole or streamed.
+ * estimate, as README's "Retries" section says, whether the answer was whole or streamed; a stream
+ * whose response headers had not come is billed nothing, as at its header timeout.
  */
 import { apiError, cleanupTempFiles, mintToken, startGateway, startMock, writeTempFile, type Gateway, type MockUpstream } from './harness';
 import { expectOneAuditOn, rid } from './provider-fixtures';
@@ -72,6 +73,21 @@ describe('a request cut at the upstream total timeout', () => {
     expect([error.status, error.code]).toEqual([504, 'upstream_timeout']);
     const line = await expectOneAuditOn(gw, id, { status: 504, failure: 'timeout', stream: true });
     expect(line.tokens_in).toBeGreaterThan(0);
+  });
+
+  it('bills nothing for a stream whose response headers had not come, as at its header timeout (nothing was answered)', async () => {
+    const { id, headers } = rid('total-stream-headers');
+    const error = await apiError(
+      gw
+        .openai(token)
+        .chat.completions.create(
+          { model: 'gpt-4o', messages: [{ role: 'user', content: 'a host that hangs [mock delay_ms=3000]' }], stream: true },
+          { headers, maxRetries: 0 },
+        ),
+    );
+    expect([error.status, error.code]).toEqual([504, 'upstream_timeout']);
+    const line = await expectOneAuditOn(gw, id, { status: 504, failure: 'timeout', stream: true, attempts: 1 });
+    expect([line.tokens_in, line.tokens_out]).toEqual([null, null]);
   });
 
   it('bills an OpenAI embeddings call its input at keygate’s estimate, as a Gemini batch cut so is', async () => {

@@ -79,13 +79,13 @@ describe('UpstreamClient aborts', () => {
     }
   });
 
-  it('fails a call waiting for headers at the total timeout, as total_timeout', async () => {
+  it('fails a call waiting for headers at the total timeout, as total_timeout before its headers', async () => {
     const c = client(100);
     try {
       const sent = c.send({ provider: 'openai', url: `${base}/wait`, headers: {}, body: '{}', signal: new AbortController().signal });
       const error = await rejection(sent);
       expect(error).toBeInstanceOf(UpstreamError);
-      expect(error).toMatchObject({ kind: 'total_timeout' });
+      expect(error).toMatchObject({ kind: 'total_timeout', beforeHeaders: true });
     } finally {
       await c.onApplicationShutdown();
     }
@@ -96,7 +96,7 @@ describe('UpstreamClient aborts', () => {
     try {
       const timed = await c.send({ provider: 'openai', url: `${base}/headers`, headers: {}, signal: new AbortController().signal });
       expect(timed.signal.signal.aborted).toBe(false);
-      expect(await rejection(readText(timed, 'openai'))).toMatchObject({ kind: 'total_timeout' });
+      expect(await rejection(readText(timed, 'openai'))).toMatchObject({ kind: 'total_timeout', beforeHeaders: false });
       expect(timed.signal.timedOut()).toBe(true);
       expect(timed.signal.clientAborted()).toBe(false);
       // The AbortSignal a caller asks for after the fact is aborted, with the same reason.

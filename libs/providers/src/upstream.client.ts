@@ -114,7 +114,9 @@ export class UpstreamClient implements OnApplicationShutdown {
       return { statusCode: res.statusCode, headers: res.headers, body: res.body, signal, answerBudget: this.answerBudget };
     } catch (error) {
       signal.dispose();
-      throw toUpstreamError(error, req.provider, signal);
+      const failure = toUpstreamError(error, req.provider, signal);
+      if (failure instanceof UpstreamError) failure.beforeHeaders = true;
+      throw failure;
     }
   }
 

@@ -60,6 +60,14 @@ export class UpstreamError extends Error {
     this.name = 'UpstreamError';
   }
 
+  /**
+   * Whether the call failed before the upstream's response headers came (a connect error, the TTFB
+   * timeout, the total timeout while waiting for them): set by the upstream client where a call's
+   * headers are awaited. A stream's headers come before the model writes, so a stream cut then was
+   * not being answered (see the gateway's `cutWhileAnswering`); a whole answer's come with the answer.
+   */
+  beforeHeaders = false;
+
   get retryable(): boolean {
     return (
       this.kind === 'connect' ||

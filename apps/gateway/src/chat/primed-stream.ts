@@ -126,9 +126,10 @@ class StreamHeadersTimeout extends UpstreamError {
  * timeout may cut a finished generation: it stays `ttfb_timeout`, not retried.
  */
 export function retryableWhenStreamed(error: unknown): unknown {
-  return error instanceof UpstreamError && error.kind === 'ttfb_timeout' && !(error instanceof StreamHeadersTimeout)
-    ? new StreamHeadersTimeout('ttfb_timeout', error.provider, error.message)
-    : error;
+  if (!(error instanceof UpstreamError) || error.kind !== 'ttfb_timeout' || error instanceof StreamHeadersTimeout) return error;
+  const retryable = new StreamHeadersTimeout('ttfb_timeout', error.provider, error.message);
+  retryable.beforeHeaders = error.beforeHeaders;
+  return retryable;
 }
 
 /** The latest usage among events (a final one, else a running one). */

@@ -1,7 +1,7 @@
 import { deferAdmission, takeDeferredAdmission } from '@keygate/limits';
 import { RequestContext } from '@keygate/observability';
 import { ClientAbortedError, UpstreamError } from '@keygate/providers';
-import { countAttempt } from './attempt-count';
+import { countAttempt, cutWhileAnswering } from './attempt-count';
 
 const context = (): RequestContext => new RequestContext('req-1', 'POST', '/v1/chat/completions', 0n, null, true);
 
@@ -66,5 +66,25 @@ describe('countAttempt', () => {
     await expect(countAttempt(ctx, start)).resolves.toBe('answer');
     expect(start).toHaveBeenCalledTimes(1);
     expect(ctx.attempts).toBe(1);
+  });
+});
+
+describe('cutWhileAnswering', () => {
+  const failure = (kind: UpstreamError['kind'], beforeHeaders: boolean): UpstreamError => {
+    const error = new UpstreamError(kind, 'openai', kind);
+    error.beforeHeaders = beforeHeaders;
+    return error;
+  };
+
+  it('bills a whole answer cut at the total timeout whether its headers had come or not (they come with the answer)', () => {
+    expect(cutWhileAnswering(failure('total_timeout', true), false)).toBe(true);
+    expect(cutWhileAnswering(failure('total_timeout', false), false)).toBe(true);
+  });
+
+  it('bills a stream cut at the total timeout after its headers, not one whose headers had not come (as at its header timeout)', () => {
+    expect(cutWhileAnswering(failure('total_timeout', false), true)).toBe(true);
+    expect(cutWhileAnswering(failure('total_timeout', true), true)).toBe(false);
+    expect(cutWhileAnswering(failure('ttfb_timeout', true), true)).toBe(false);
+    expect(cutWhileAnswering(failure('stalled', false), true)).toBe(true);
   });
 });

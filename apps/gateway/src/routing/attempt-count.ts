@@ -44,17 +44,19 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
 /**
  * Whether keygate gave up on an attempt the upstream had taken and was answering, which the
  * provider bills: a stream that went silent before its first content (`stalled`); one cut at the
- * total timeout; a whole answer whose headers did not come in time (they come with the finished
- * answer, so the model was writing it) or that went silent mid-body. Not a stream's header timeout:
- * a stream's headers come before the model writes, so nothing was answered. Every route bills such
- * a request its prompt, as one abandoned while an attempt was under way.
+ * total timeout after its headers; a whole answer whose headers did not come in time (they come
+ * with the finished answer, so the model was writing it), that went silent mid-body, or that the
+ * total timeout cut. Not a stream whose headers did not come, at the header timeout or the total
+ * timeout: a stream's headers come before the model writes, so nothing was answered. Every route
+ * bills such a request its prompt, as one abandoned while an attempt was under way.
  */
 export function cutWhileAnswering(error: unknown, streamed: boolean): boolean {
   if (!(error instanceof UpstreamError)) return false;
   switch (error.kind) {
     case 'stalled':
-    case 'total_timeout':
       return true;
+    case 'total_timeout':
+      return !(streamed && error.beforeHeaders);
     case 'ttfb_timeout':
     case 'idle_timeout':
       return !streamed;
