@@ -114,6 +114,8 @@ export class RequestContext {
   settled: Promise<void> = SETTLED;
   /** Set once the audit line is written: guarantees exactly one. */
   audited = false;
+  /** Upstream attempts started and not yet settled ({@link startAttempt}); null until one starts. */
+  private underWay: Array<string | null> | null = null;
   /** Run once when the response has closed ({@link atEnd}); null until one is added. */
   private endHooks: Array<() => void> | null = null;
   private ended = false;
@@ -207,6 +209,31 @@ export class RequestContext {
     this.attempts++;
     const byProvider = (this.attemptsByProvider ??= new Map());
     byProvider.set(provider, (byProvider.get(provider) ?? 0) + 1);
+  }
+
+  /**
+   * An upstream attempt has started, to `provider` (or to the request's provider, when it is named
+   * later): counted when it settles ({@link endAttempt}, then {@link countAttempt}), or by
+   * {@link countAttemptsUnderWay} before then.
+   */
+  startAttempt(provider: string | null): void {
+    (this.underWay ??= []).push(provider);
+  }
+
+  /** An attempt {@link startAttempt} began has settled. */
+  endAttempt(provider: string | null): void {
+    const i = this.underWay?.indexOf(provider) ?? -1;
+    if (i >= 0) this.underWay?.splice(i, 1);
+  }
+
+  /**
+   * Counts the attempts started and not yet settled, for an audit line written before they could
+   * settle (the process crashing, or the drain's last-resort exit): the upstream has the request.
+   */
+  countAttemptsUnderWay(): void {
+    const underWay = this.underWay;
+    this.underWay = null;
+    if (underWay) for (const provider of underWay) this.countAttempt(provider ?? this.provider ?? 'none');
   }
 
   /**

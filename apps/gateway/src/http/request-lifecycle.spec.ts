@@ -7,8 +7,10 @@ import { buildPolicyBook, type GatewayConfig } from '@keygate/config';
 import { LifecycleState } from '@keygate/health';
 import type { BlocksService } from '@keygate/limits';
 import { JsonLogger, MetricsService, type RequestContext } from '@keygate/observability';
+import { UpstreamError } from '@keygate/providers';
 import type { SecretsService } from '@keygate/secrets';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { countAttempt } from '../routing/attempt-count';
 import {
   CLIENT_CLOSED_REQUEST,
   credentialProblem,
@@ -207,6 +209,24 @@ describe('RequestLifecycle.auditUnfinished', () => {
         cost_usd: 0.0006,
       }),
     ]);
+  });
+
+  it('counts the upstream attempts under way among the attempts, beside those that settled (the upstream has the request)', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const requests = lifecycle(lines);
+    const { ctx } = arrive(requests, 'req-attempting');
+    // A first attempt failed (a 503, counted), a fallback's attempt to another provider is under way.
+    await countAttempt(ctx, () => Promise.reject(new UpstreamError('http', 'openai', 'HTTP 503', 503))).catch(() => undefined);
+    ctx.provider = 'anthropic';
+    void countAttempt(ctx, () => new Promise<never>(() => undefined));
+    requests.auditUnfinished();
+    expect(lines).toEqual([expect.objectContaining({ requestId: 'req-attempting', status: 500, failure: 'internal', attempts: 2 })]);
+    expect(ctx.attemptsByProvider).toEqual(
+      new Map([
+        ['openai', 1],
+        ['anthropic', 1],
+      ]),
+    );
   });
 
   it('keeps the outcome of a request answered while its handler still winds down, and writes no second line after', async () => {

@@ -149,15 +149,19 @@ export class RequestLifecycle {
    * The process exits before the requests not yet audited could end (a crash, or the drain's
    * last-resort exit when a request does not wind down): each gets its audit line now, with what
    * it used so far (SPEC §7: one line per request whatever its outcome; their tokens are what
-   * chargeback reads). One still open is an `internal` 500 unless it failed already (its client
+   * chargeback reads), an upstream attempt still under way counted among its attempts. One still open is an `internal` 500 unless it failed already (its client
    * loses the connection with the process); one whose response closed keeps the outcome recorded then.
    */
   auditUnfinished(): void {
     for (const ctx of this.open.keys()) {
       ctx.fail('internal', 500);
+      ctx.countAttemptsUnderWay();
       this.audit.record(ctx, this.labels(ctx));
     }
-    for (const ctx of this.settling.keys()) this.audit.record(ctx, this.labels(ctx));
+    for (const ctx of this.settling.keys()) {
+      ctx.countAttemptsUnderWay();
+      this.audit.record(ctx, this.labels(ctx));
+    }
   }
 
   /**

@@ -34,6 +34,18 @@ describe('countAttempt', () => {
     expect(cut.attempts).toBe(1);
   });
 
+  it('leaves an attempt under way to countAttemptsUnderWay (an audit line written before it settles), once; not one that settled', async () => {
+    const ctx = context();
+    ctx.provider = 'openai';
+    await countAttempt(ctx, () => Promise.resolve('answer'));
+    await expect(countAttempt(ctx, () => Promise.reject(new Error('n > 1 is not supported')))).rejects.toThrow('n > 1');
+    void countAttempt(ctx, () => new Promise<never>(() => undefined));
+    expect(ctx.attempts).toBe(1);
+    ctx.countAttemptsUnderWay();
+    ctx.countAttemptsUnderWay();
+    expect(ctx.attempts).toBe(2);
+  });
+
   it('does not count a request the adapter refused before sending it', async () => {
     const ctx = context();
     await expect(countAttempt(ctx, () => Promise.reject(new Error('n > 1 is not supported')))).rejects.toThrow('n > 1');

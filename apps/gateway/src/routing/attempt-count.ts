@@ -24,12 +24,16 @@ export function countAttempt<T>(ctx: RequestContext, start: () => Promise<T>): P
   if (ctx.abort.aborted) return Promise.reject(new ClientAbortedError());
   // The provider this attempt goes to (a fallback's may differ from the one that answers last).
   const provider = ctx.provider;
+  // Counted as it settles; an audit line written before then (a crash) counts it as under way.
+  ctx.startAttempt(provider);
   return start().then(
     (value) => {
+      ctx.endAttempt(provider);
       ctx.countAttempt(provider ?? ctx.provider ?? 'none');
       return value;
     },
     (error: unknown) => {
+      ctx.endAttempt(provider);
       if (reachedUpstream(error)) {
         ctx.countAttempt(provider ?? ctx.provider ?? 'none');
         // What the routes bill a request abandoned mid-attempt by (its prompt), and not one
