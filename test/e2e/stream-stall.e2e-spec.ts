@@ -36,6 +36,14 @@ const TTFB_TIMEOUT_MS = 1_000;
 const CLAUDE = 'claude-3-5-sonnet-20241022';
 /** The `stall-limit` product's `max_stream_seconds`: its limit comes before its second attempt's idle timeout. */
 const LIMIT_SECONDS = 3;
+/** A product of its own for the billing of stalled attempts: its day's usage is theirs alone. */
+const BILLED = 'stall-billed';
+/** US dollars per million tokens, a different price for each model: each attempt is priced at its own. */
+const PRICES: Record<string, { input: number; output: number }> = {
+  'gpt-4o': { input: 1000, output: 4000 },
+  'gpt-4o-mini': { input: 100, output: 400 },
+  [CLAUDE]: { input: 10, output: 40 },
+};
 
 let mock: MockUpstream;
 let gw: Gateway;
@@ -51,13 +59,23 @@ beforeAll(async () => {
       },
     },
     'stall-limit': { providers: { openai: { api_key: 'sk-mock-stall-limit', models: ['gpt-4o-mini'], base_url: `${mock.url}/v1` } } },
+    [BILLED]: {
+      providers: {
+        openai: { api_key: 'sk-mock-stall-billed', models: ['gpt-4o', 'gpt-4o-mini'], base_url: `${mock.url}/v1` },
+        anthropic: { api_key: 'sk-ant-mock-stall-billed', models: [CLAUDE], base_url: mock.url },
+      },
+    },
   };
   const policy = [
+    'prices:',
+    ...Object.entries(PRICES).map(([model, price]) => `  ${model}: {input: ${price.input}, output: ${price.output}}`),
     'products:',
     '  stall:',
     `    fallbacks: {gpt-4o: [${CLAUDE}]}`,
     '  stall-limit:',
     `    policy: {max_stream_seconds: ${LIMIT_SECONDS}}`,
+    `  ${BILLED}:`,
+    `    fallbacks: {gpt-4o: [${CLAUDE}]}`,
     '',
   ].join('\n');
   gw = await startGateway({
@@ -152,16 +170,17 @@ describe('a stream that stalls after its head, before any content', () => {
     const usage = chunks.at(-1)?.usage;
     expect(usage?.prompt_tokens).toBeGreaterThan(0);
     expect(calls(before, await mock.stats(), 'openai.chat')).toBe(2);
-    await expectOneAudit(id, {
+    const audit = await expectOneAudit(id, {
       status: 200,
       failure: null,
       stream: true,
       model: 'gpt-4o-mini',
       provider: 'openai',
       attempts: 2,
-      tokens_in: usage?.prompt_tokens,
       tokens_out: usage?.completion_tokens,
     });
+    // The answer's prompt, and the stalled attempt's (keygate's estimate: see 'bills each stalled attempt').
+    expect(audit.tokens_in).toBeGreaterThan(usage?.prompt_tokens ?? Infinity);
     expect(attemptLines(id)).toEqual([['upstream attempt failed; retrying', 'stalled']]);
   }, 20_000);
 
@@ -195,6 +214,91 @@ describe('a stream that stalls after its head, before any content', () => {
       ['upstream attempt failed; no retry or fallback left', 'stalled'],
     ]);
   }, 30_000);
+
+  describe('bills each stalled attempt its prompt, as the last one is, whether a retry or a fallback answers', () => {
+    const billed = (): string => mintToken({ product: BILLED, sub: 'stall-billed-user' });
+
+    /** One stream of `messages` read to its end: its text and reported usage, and its audit line. */
+    async function streamed(
+      model: string,
+      messages: ChatCompletionMessageParam[],
+    ): Promise<{ text: string; usage?: ChatCompletionChunk['usage']; audit: AuditRecord }> {
+      const id = uniqueId('stall-billed');
+      const stream = await gw
+        .openai(billed())
+        .chat.completions.create(
+          { model, messages, stream: true, stream_options: { include_usage: true } },
+          { headers: { 'X-Request-Id': id } },
+        );
+      const chunks: ChatCompletionChunk[] = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      const audit = await expectOneAudit(id, { status: 200, failure: null, stream: true, product: BILLED });
+      return { text: textOf(chunks), usage: chunks.at(-1)?.usage, audit };
+    }
+
+    /** The day's tokens and cost of the BILLED product, as GET /admin/usage reports them. */
+    async function usageOfDay(): Promise<{ tokens: number; cost: number }> {
+      const admin = mintToken({ product: BILLED, sub: uniqueId('stall-admin'), extraClaims: { scope: 'keygate.admin' } });
+      const res = await gw.fetch(`/admin/usage?product=${BILLED}`, { headers: { authorization: `Bearer ${admin}` } });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { tokens: { total: number }; cost_usd: { total: number } };
+      return { tokens: body.tokens.total, cost: body.cost_usd.total };
+    }
+
+    it('a retry answers: the stalled attempt adds keygate’s estimate of the prompt to the tokens, the cost and the day’s usage', async () => {
+      const before = await usageOfDay();
+      // The mock reports no usage (no_usage=1): the answer is billed keygate's estimate of the prompt too.
+      const messages = user(`stall then answer ${uniqueId('billed-retry')} [mock stall_after=0 fail_first=1 no_usage=1]`);
+      const retried = await streamed('gpt-4o-mini', messages);
+      expect(retried.audit.attempts).toBe(2);
+      // The same messages again, answered at once (fail_first spent): one attempt's bill.
+      const once = await streamed('gpt-4o-mini', messages);
+      expect(once.audit.attempts).toBe(1);
+      expect(retried.text).toBe(once.text);
+      const estimate = once.audit.tokens_in ?? 0;
+      expect(estimate).toBeGreaterThan(0);
+      expect(retried.audit).toMatchObject({ tokens_in: 2 * estimate, tokens_out: once.audit.tokens_out });
+      expect(retried.audit.cost_usd).toBeCloseTo((once.audit.cost_usd ?? 0) + (estimate * PRICES['gpt-4o-mini'].input) / 1e6, 9);
+      // The day's usage counts the line's tokens and cost.
+      const lines = [retried.audit, once.audit];
+      const expected = {
+        tokens: before.tokens + lines.reduce((sum, l) => sum + (l.tokens_in ?? 0) + (l.tokens_out ?? 0), 0),
+        cost: before.cost + lines.reduce((sum, l) => sum + (l.cost_usd ?? 0), 0),
+      };
+      await waitFor(
+        'the day’s usage to count both requests',
+        async () => (await usageOfDay()).tokens === expected.tokens || undefined,
+        5_000,
+      );
+      const after = await usageOfDay();
+      expect(after.cost).toBeCloseTo(expected.cost, 6);
+    }, 30_000);
+
+    it('a fallback answers: each stalled attempt at gpt-4o is billed its prompt at gpt-4o’s price, the answer at Claude’s', async () => {
+      const messages = user(
+        `stall then fall back ${uniqueId('billed-fallback')} [mock stall_after=0 fail_first=${1 + MAX_RETRIES} no_usage=1]`,
+      );
+      const fellBack = await streamed('gpt-4o', messages);
+      expect(fellBack.audit).toMatchObject({ model: CLAUDE, provider: 'anthropic', attempts: 2 + MAX_RETRIES });
+      const claude = fellBack.usage;
+      expect(claude?.prompt_tokens).toBeGreaterThan(0);
+      // keygate's estimate of the prompt at gpt-4o: the same messages, answered by gpt-4o at once (without usage).
+      const once = await streamed('gpt-4o', messages);
+      expect(once.audit).toMatchObject({ model: 'gpt-4o', attempts: 1 });
+      const estimate = once.audit.tokens_in ?? 0;
+      const stalled = 1 + MAX_RETRIES;
+      expect(fellBack.audit).toMatchObject({
+        tokens_in: stalled * estimate + (claude?.prompt_tokens ?? 0),
+        tokens_out: claude?.completion_tokens,
+      });
+      const cost =
+        (stalled * estimate * PRICES['gpt-4o'].input +
+          (claude?.prompt_tokens ?? 0) * PRICES[CLAUDE].input +
+          (claude?.completion_tokens ?? 0) * PRICES[CLAUDE].output) /
+        1e6;
+      expect(fellBack.audit.cost_usd).toBeCloseTo(cost, 9);
+    }, 30_000);
+  });
 
   it('cancels the upstream request of a client that leaves while keygate waits after the head: one audit line, 499', async () => {
     const id = uniqueId('stall-leave');

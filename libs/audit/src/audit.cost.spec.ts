@@ -1,5 +1,7 @@
 import { GEMINI_25_PRO_PRICE, SONNET_1M_TIER } from '../../config/src/testing/prices';
-import { costUsd, type BilledTokens } from './audit.cost';
+import type { ModelPrice } from '@keygate/config';
+import { RequestContext } from '@keygate/observability';
+import { costUsd, requestCostUsd, type BilledTokens } from './audit.cost';
 
 const price = { input: 3, cachedInput: 0.3, cacheWrite: 3.75, cacheWrite1h: 6, output: 15 };
 const flat = (rate: number, output = 0) => ({ input: rate, cachedInput: rate, cacheWrite: rate, cacheWrite1h: rate, output });
@@ -84,5 +86,54 @@ describe('costUsd with long-context tiers (every token of a request whose prompt
     expect(costUsd(tokens({ tokensIn: 5_000, tokensOut: 1 }), stepped)).toBe((5_000 * 2 + 20) / 1e6);
     expect(costUsd(tokens({ tokensIn: 5_001, tokensOut: 1 }), stepped)).toBe((5_001 * 4 + 40) / 1e6);
     expect(costUsd(tokens({ tokensOut: 1_000 }), stepped)).toBe(0.01);
+  });
+});
+
+describe('requestCostUsd: a request billed for earlier attempts (cut by keygate, then retried or fallen back)', () => {
+  const prices: Record<string, ModelPrice> = { claude: price, 'gpt-4o': flat(2.5, 10), gemini: GEMINI_25_PRO_PRICE };
+  const priceOf = (model: string) => prices[model];
+  const earlier = (model: string, tokensIn: number) => ({
+    model,
+    tokensIn,
+    tokensOut: null,
+    tokensCached: null,
+    tokensCacheWrite: null,
+    tokensCacheWrite1h: null,
+    tokensReasoning: null,
+  });
+  const request = (): RequestContext => new RequestContext('req-1', 'POST', '/v1/chat/completions', 0n, null, true);
+
+  it('prices the last attempt at its model and each earlier one at its own, the request’s counts holding them all', () => {
+    const ctx = request();
+    Object.assign(ctx, { tokensIn: 2_000, tokensCached: 1_000, tokensOut: 100 });
+    ctx.billEarlierAttempts([earlier('gpt-4o', 300), earlier('gpt-4o', 300)]);
+    expect([ctx.tokensIn, ctx.tokensOut, ctx.tokensCached, ctx.tokensCacheWrite]).toEqual([2_600, 100, 1_000, null]);
+    const last = costUsd(tokens({ tokensIn: 2_000, tokensCached: 1_000, tokensOut: 100 }), price) ?? 0;
+    expect(requestCostUsd(ctx, 'claude', priceOf)).toBeCloseTo(last + (600 * 2.5) / 1e6, 12);
+  });
+
+  it('prices each attempt’s prompt alone against a long-context tier, not their sum', () => {
+    const ctx = request();
+    Object.assign(ctx, { tokensIn: 150_000, tokensOut: 0 });
+    ctx.billEarlierAttempts([earlier('gemini', 150_000)]);
+    // 300,000 tokens in all, each prompt of 150,000 below the 200,000 threshold: the base rate.
+    expect(requestCostUsd(ctx, 'gemini', priceOf)).toBe((300_000 * 1.25) / 1e6);
+  });
+
+  it('bills the earlier attempts of a request whose last attempt was billed nothing; null when a billed attempt has no price', () => {
+    const ctx = request();
+    ctx.billEarlierAttempts([earlier('gpt-4o', 400)]);
+    expect([ctx.tokensIn, ctx.tokensOut]).toEqual([400, null]);
+    expect(requestCostUsd(ctx, 'unpriced', priceOf)).toBe((400 * 2.5) / 1e6);
+    const unpriced = request();
+    Object.assign(unpriced, { tokensIn: 10, tokensOut: 10 });
+    unpriced.billEarlierAttempts([earlier('unpriced', 400)]);
+    expect(requestCostUsd(unpriced, 'gpt-4o', priceOf)).toBeNull();
+  });
+
+  it('is the plain cost of a request without earlier attempts', () => {
+    const ctx = request();
+    Object.assign(ctx, { tokensIn: 2_000, tokensOut: 100 });
+    expect(requestCostUsd(ctx, 'gpt-4o', priceOf)).toBe(costUsd(ctx, prices['gpt-4o']));
   });
 });

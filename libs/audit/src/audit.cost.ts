@@ -1,4 +1,5 @@
 import { ratesAt, type ModelPrice } from '@keygate/config';
+import type { EarlierAttempt, TokenCounts } from '@keygate/observability';
 
 /** A request's token counts as the audit records them (null: not known). */
 export interface BilledTokens {
@@ -31,4 +32,40 @@ export function costUsd(tokens: BilledTokens, price: ModelPrice | undefined): nu
     writtenForAnHour * rates.cacheWrite1h +
     (tokens.tokensOut ?? 0) * rates.output;
   return Math.round(micro * 1000) / 1e9;
+}
+
+/**
+ * What a request cost, in US dollars: its last attempt's tokens at `model`'s price, and each earlier
+ * attempt it was billed for (keygate cut it while the upstream answered, then retried or fell back)
+ * at its own model's price, each alone (a long-context tier is the prompt's, not the sum's). The
+ * last attempt's tokens are the request's less the earlier ones'. Null when a part with tokens has
+ * no price, or when no part has a token count.
+ */
+export function requestCostUsd(
+  tokens: TokenCounts & { earlierAttempts: readonly EarlierAttempt[] | null },
+  model: string,
+  priceOf: (model: string) => ModelPrice | undefined,
+): number | null {
+  const earlier = tokens.earlierAttempts;
+  if (!earlier?.length) return costUsd(tokens, priceOf(model));
+  const less = (whole: number | null, part: (attempt: EarlierAttempt) => number | null): number | null =>
+    whole === null ? null : whole - earlier.reduce((sum, attempt) => sum + (part(attempt) ?? 0), 0);
+  const last: BilledTokens = {
+    tokensIn: less(tokens.tokensIn, (a) => a.tokensIn),
+    tokensOut: less(tokens.tokensOut, (a) => a.tokensOut),
+    tokensCached: less(tokens.tokensCached, (a) => a.tokensCached),
+    tokensCacheWrite: less(tokens.tokensCacheWrite, (a) => a.tokensCacheWrite),
+    tokensCacheWrite1h: less(tokens.tokensCacheWrite1h, (a) => a.tokensCacheWrite1h),
+  };
+  let total = 0;
+  let priced = false;
+  for (const [part, partModel] of [[last, model], ...earlier.map((a) => [a, a.model] as const)] as const) {
+    // A part that was billed nothing (the last attempt of a request whose earlier ones are billed) needs no price.
+    if (!(part.tokensIn ?? 0) && !(part.tokensOut ?? 0)) continue;
+    const cost = costUsd(part, priceOf(partModel));
+    if (cost === null) return null;
+    total += cost;
+    priced = true;
+  }
+  return priced ? Math.round(total * 1e9) / 1e9 : costUsd(last, priceOf(model));
 }

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { JsonLogger, KEYGATE_LOGGER, redact, type RequestContext } from '@keygate/observability';
-import { costUsd } from './audit.cost';
+import { requestCostUsd } from './audit.cost';
 
 /** One audit record, SPEC §7. */
 export interface AuditRecord {
@@ -103,7 +103,8 @@ export class AuditService {
     if (!ctx.auditable || ctx.audited) return false;
     ctx.audited = true;
     // Priced by the model that answered (a fallback's own price), as configured: never a client's name.
-    ctx.costUsd = ctx.provider && ctx.model !== null ? costUsd(ctx, this.config.policy.priceOf(ctx.model)) : null;
+    // Earlier attempts the request is billed for at their own models' prices.
+    ctx.costUsd = ctx.provider && ctx.model !== null ? requestCostUsd(ctx, ctx.model, (model) => this.config.policy.priceOf(model)) : null;
     const record: AuditRecord = {
       type: 'audit',
       requestId: ctx.requestId,

@@ -68,6 +68,27 @@ export class RequestAbort implements AbortSource {
   }
 }
 
+/** Tokens billed, as the audit records them (null: not known, or not said by the upstream). */
+export interface TokenCounts {
+  tokensIn: number | null;
+  tokensOut: number | null;
+  /** Of `tokensIn`, those read from the provider's prompt cache. */
+  tokensCached: number | null;
+  /** Of `tokensIn`, those written to the provider's prompt cache (Anthropic). */
+  tokensCacheWrite: number | null;
+  /** Of `tokensCacheWrite`, those written for an hour (Anthropic). */
+  tokensCacheWrite1h: number | null;
+  /** Of `tokensOut`, those the model spent reasoning. */
+  tokensReasoning: number | null;
+}
+
+/** An attempt before a request's last that it is billed for, and the model it went to (priced at that model's price). */
+export interface EarlierAttempt extends TokenCounts {
+  model: string;
+}
+
+const TOKEN_FIELDS = ['tokensIn', 'tokensOut', 'tokensCached', 'tokensCacheWrite', 'tokensCacheWrite1h', 'tokensReasoning'] as const;
+
 /**
  * Everything known about one request, filled in as it moves along the path and read once by the
  * audit writer when the response closes. One object per request, created by the HTTP hook.
@@ -91,6 +112,12 @@ export class RequestContext {
   tokensCacheWrite1h: number | null = null;
   /** Of {@link tokensOut}, those the model spent reasoning; null when the upstream did not say. */
   tokensReasoning: number | null = null;
+  /**
+   * Attempts before the last that the request is billed for (attempts keygate cut while the upstream
+   * was answering them, then retried or fell back): their tokens are in the counts above
+   * ({@link billEarlierAttempts}), and each is priced at its own model's price. Null when none.
+   */
+  earlierAttempts: EarlierAttempt[] | null = null;
   /** What the tokens cost in US dollars at the configured prices; set when the audit line is written, null without a price. */
   costUsd: number | null = null;
   /** HTTP status answered; set by whoever answers ({@link answer}, {@link fail}). */
@@ -202,6 +229,24 @@ export class RequestContext {
     this.settled = SETTLED;
     this.releaseDailyCount = null;
     this.chargeDailyCost = null;
+  }
+
+  /**
+   * Bills the request for attempts before its last (see {@link earlierAttempts}): their tokens are
+   * added to the request's, the last attempt's (or nothing) counted so far. Each count stays null
+   * (not known) only when neither the request nor any of these attempts said it.
+   */
+  billEarlierAttempts(attempts: readonly EarlierAttempt[]): void {
+    if (attempts.length === 0) return;
+    for (const field of TOKEN_FIELDS) {
+      let sum = this[field];
+      for (const attempt of attempts) {
+        const count = attempt[field];
+        if (count !== null) sum = (sum ?? 0) + count;
+      }
+      this[field] = sum;
+    }
+    (this.earlierAttempts ??= []).push(...attempts);
   }
 
   /** Counts one upstream attempt, made to `provider`. */

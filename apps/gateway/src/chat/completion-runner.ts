@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '@keygate/auth';
 import { GatewayConfig } from '@keygate/config';
 import { QuotaService, type TokenEstimate } from '@keygate/limits';
-import { JsonLogger, KEYGATE_LOGGER, type RequestContext } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, type EarlierAttempt, type RequestContext } from '@keygate/observability';
 import {
   countTokens,
   reachedUpstream,
@@ -112,21 +112,37 @@ export class CompletionRunner {
       commit: () => open().flushHead(),
       onUsage: (usage: Usage) => (reportedBeforeFailure = usage),
     };
+    // The attempts keygate cut while the upstream was answering them (see cutWhileAnswering), each
+    // billed its prompt, with what its upstream had reported; and the last attempt that reached an
+    // upstream, which the request's own billing below covers when it failed so.
+    const cuts: Array<{ attempt: number; model: string; reported: Usage | undefined }> = [];
+    let attempts = 0;
+    let lastReached = 0;
     const candidates = plan.candidates.map((candidate) => ({
       model: candidate.model,
       attempt: () => {
         const before = { provider: ctx.provider, model: ctx.model };
+        const attempt = ++attempts;
         ctx.provider = candidate.access.provider;
         ctx.model = candidate.model;
         reportedBeforeFailure = undefined;
         return countAttempt<A | ChatStream>(ctx, () =>
           plan.call(candidate).then<A | ChatStream>((answer) => ('events' in answer ? primed(answer, priming) : answer)),
-        ).catch((error: unknown) => {
-          // Refused before any upstream call (a fallback that cannot express the request is then
-          // skipped): the audit and the metrics keep naming the model that was last tried.
-          if (!reachedUpstream(error)) Object.assign(ctx, before);
-          throw ctx.stream ? retryableWhenStreamed(error) : error;
-        });
+        ).then(
+          (answer) => {
+            lastReached = attempt;
+            return answer;
+          },
+          (error: unknown) => {
+            // Refused before any upstream call (a fallback that cannot express the request is then
+            // skipped): the audit and the metrics keep naming the model that was last tried.
+            if (!reachedUpstream(error)) Object.assign(ctx, before);
+            else lastReached = attempt;
+            const failure = ctx.stream ? retryableWhenStreamed(error) : error;
+            if (cutWhileAnswering(failure, ctx.stream)) cuts.push({ attempt, model: candidate.model, reported: reportedBeforeFailure });
+            throw failure;
+          },
+        );
       },
     }));
     // The request's limits are counted here, with the reservations (@AdmitInHandler on the route).
@@ -172,6 +188,13 @@ export class CompletionRunner {
       if (ctx.tokensIn === null && (ctx.abortedInFlight || cutByKeygate)) {
         if (!recordUsage(ctx, reportedBeforeFailure)) ctx.tokensIn = promptTokens();
       }
+      // So is each other attempt keygate cut so (a stream stalled before its first content, then
+      // retried or fallen back; the client perhaps leaving in the wait that followed), the same way
+      // and at its own model's price: the upstream had begun it, and bills it, whatever came after.
+      const billedAbove = ctx.abortedInFlight || cutByKeygate ? lastReached : 0;
+      ctx.billEarlierAttempts(
+        cuts.filter((cut) => cut.attempt !== billedAbove).map((cut) => billedAttempt(cut.model, cut.reported, promptTokens)),
+      );
       this.quota.settle(reservation, (ctx.tokensIn ?? 0) + (ctx.tokensOut ?? 0));
     }
   }
@@ -196,4 +219,22 @@ export class CompletionRunner {
     ctx.answer(200);
     void reply.status(200).type('application/json').send(answer.body);
   }
+}
+
+/**
+ * What an attempt cut while the upstream answered it is billed, as the request's last attempt so
+ * cut is: what its upstream had reported (Anthropic's message_start), else keygate's estimate of the prompt.
+ */
+function billedAttempt(model: string, reported: Usage | undefined, promptTokens: () => number): EarlierAttempt {
+  const attempt: EarlierAttempt = {
+    model,
+    tokensIn: null,
+    tokensOut: null,
+    tokensCached: null,
+    tokensCacheWrite: null,
+    tokensCacheWrite1h: null,
+    tokensReasoning: null,
+  };
+  if (!recordUsage(attempt, reported)) attempt.tokensIn = promptTokens();
+  return attempt;
 }

@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { Inject, Injectable } from '@nestjs/common';
 import { GatewayConfig } from '@keygate/config';
 import { GatewayError } from '@keygate/errors';
-import { JsonLogger, KEYGATE_LOGGER, MetricsService, type RequestContext } from '@keygate/observability';
+import { JsonLogger, KEYGATE_LOGGER, MetricsService, type RequestContext, type TokenCounts } from '@keygate/observability';
 import {
   CACHE_WRITE_1H_TOKENS,
   CACHE_WRITE_TOKENS,
@@ -69,7 +69,7 @@ const CHARS_PER_TOKEN_BEYOND = 4;
  * counters (which throw on it, and the process with them) and the audit line as text, a missing
  * count left `tokens_in` out of the line, and a negative one refunded quota and priced below zero.
  */
-export function recordUsage(ctx: RequestContext, usage: Usage | null | undefined): boolean {
+export function recordUsage(ctx: TokenCounts, usage: Usage | null | undefined): boolean {
   const prompt = tokenCount(usage?.prompt_tokens);
   const completion = tokenCount(usage?.completion_tokens);
   if (!usage || prompt === null || completion === null) return false;
@@ -86,7 +86,7 @@ export function recordUsage(ctx: RequestContext, usage: Usage | null | undefined
  * and so does a part larger than its whole (1,000 cached tokens of a 10-token prompt): a chargeback
  * that reads the split fields would take it as said.
  */
-function recordUsageDetails(ctx: RequestContext, usage: Usage): void {
+function recordUsageDetails(ctx: TokenCounts, usage: Usage): void {
   const prompt = ctx.tokensIn ?? 0;
   ctx.tokensCached = partOf(tokenCount(usage.prompt_tokens_details?.cached_tokens), prompt);
   ctx.tokensCacheWrite = partOf(tokenCount(usage[CACHE_WRITE_TOKENS]), prompt);
