@@ -18,7 +18,7 @@ export interface MessagesPassthrough extends AnswerNotes {
   /** The client's body, with this attempt's model and the product's policy applied. */
   body: Record<string, unknown>;
   access: ProviderAccess;
-  signal: AbortSignal;
+  signal: AbortSource;
   /** The client's `anthropic-version` (keygate's {@link ANTHROPIC_VERSION} when absent), checked. */
   version?: string;
   /** The client's `anthropic-beta` feature list, checked. */

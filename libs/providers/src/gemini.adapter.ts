@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { GatewayError } from '@keygate/errors';
-import { abortSignalOf } from '@keygate/observability';
+import { abortSignalOf, type AbortSource } from '@keygate/observability';
 import type { ProviderAccess } from '@keygate/secrets';
 import type { PassedAnswer } from './anthropic.adapter';
 import {
@@ -42,7 +42,7 @@ export interface GenerateContentPassthrough {
   /** The client's body, with the product's policy applied. */
   body: Record<string, unknown>;
   access: ProviderAccess;
-  signal: AbortSignal;
+  signal: AbortSource;
   /** The API version the client called, and so the one called upstream (`v1beta` when absent). */
   version?: GeminiApiVersion;
 }

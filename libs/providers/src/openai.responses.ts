@@ -1,5 +1,5 @@
 import type { EventSourceMessage } from 'eventsource-parser';
-import { maskString } from '@keygate/observability';
+import { maskString, type AbortSource } from '@keygate/observability';
 import type { ProviderAccess } from '@keygate/secrets';
 import { tokenCount, type StreamEvent, type Usage } from './chat.types';
 import { isRecord } from './translate.util';
@@ -14,7 +14,7 @@ export interface ResponsesPassthrough {
   /** The client's body, with this attempt's model and the product's policy applied. */
   body: Record<string, unknown>;
   access: ProviderAccess;
-  signal: AbortSignal;
+  signal: AbortSource;
   /**
    * Called with the id of a Response OpenAI stores (`store` not false) and its usage so far: when a
    * stream announces it (`response.created`, no usage yet) and when it is answered (a whole answer,
@@ -43,7 +43,7 @@ export interface StoredResponseCall {
   /** Below the host's base URL: `/responses/{id}`, `/responses/{id}/input_items` or `/responses/{id}/cancel`, with its checked query. */
   path: string;
   access: ProviderAccess;
-  signal: AbortSignal;
+  signal: AbortSource;
 }
 
 /** A passed-through Response object: its text as OpenAI sent it, and what keygate read of it. */

@@ -90,7 +90,7 @@ export class CompletionRunner {
    */
   async once<T>(ctx: RequestContext, model: string, start: () => Promise<T>, options: { retry?: boolean } = {}): Promise<T> {
     const policy = options.retry === false ? { ...this.retry, maxRetries: 0 } : this.retry;
-    const { value } = await runAttempts<T>([{ model, attempt: () => countAttempt(ctx, start) }], policy, ctx.abort.signal, this.attemptLog);
+    const { value } = await runAttempts<T>([{ model, attempt: () => countAttempt(ctx, start) }], policy, ctx.abort, this.attemptLog);
     return value;
   }
 

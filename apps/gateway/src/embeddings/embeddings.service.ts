@@ -96,13 +96,13 @@ export class EmbeddingsService {
                 n < retry.maxRetries &&
                 retryDelay(error, n, retry, () => 0) !== undefined;
               return countAttempt(ctx, () =>
-                embed({ body, access, signal: ctx.abort.signal, clientWantsUsage: false, answeredParts, spend, willRetry }),
+                embed({ body, access, signal: ctx.abort, clientWantsUsage: false, answeredParts, spend, willRetry }),
               );
             },
           },
         ],
         this.config.retry,
-        ctx.abort.signal,
+        ctx.abort,
         this.attemptLog,
       );
       // A host that reports no usage, or a count that is not one (some OpenAI-compatible ones), is

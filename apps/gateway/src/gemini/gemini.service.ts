@@ -81,7 +81,7 @@ export class GeminiService {
           // A body naming the model asked for names the fallback on its attempt: Google reads either.
           if (attempt !== model && attemptBody.model !== undefined && attemptBody.model !== null) attemptBody.model = `models/${attempt}`;
           applyGeminiPolicy(attemptBody, policy);
-          const call: GenerateContentPassthrough = { model: attempt, body: attemptBody, access, signal: ctx.abort.signal, version };
+          const call: GenerateContentPassthrough = { model: attempt, body: attemptBody, access, signal: ctx.abort, version };
           return stream ? this.gemini.streamGenerateContent(call) : this.gemini.generateContent(call);
         },
         // Each candidate asked for is bounded by the cap, as chat reserves for each of `n`.
@@ -116,7 +116,7 @@ export class GeminiService {
       const inner = body[field];
       if (typeof inner === 'object' && inner !== null) checkBodyModel(inner as Record<string, unknown>, model, `${field}.`);
     }
-    const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
+    const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort, version };
     const value = await this.runner.once(ctx, model, () => this.gemini.countTokens(call));
     ctx.answer(200);
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);
@@ -166,7 +166,7 @@ export class GeminiService {
     // Whether keygate cut the call off at a timeout while Google had it (see cutWhileAnswering).
     let cutByKeygate = false;
     try {
-      const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort.signal, version };
+      const call: GenerateContentPassthrough = { model, body, access, signal: ctx.abort, version };
       const value = await this.runner.once(ctx, model, () => this.gemini.embedContent(call, batch));
       ctx.tokensIn = value.promptTokens ?? estimate;
       ctx.answer(200);

@@ -367,7 +367,7 @@ export class MessagesService {
             const call: MessagesPassthrough = {
               body: attemptBody,
               access,
-              signal: ctx.abort.signal,
+              signal: ctx.abort,
               ...client,
               onMessage: onMessage(model, access),
               onContainer: (id) => rememberContainer(this.stored, principal, id, { model, baseUrl: access.baseUrl }),
@@ -421,7 +421,7 @@ export class MessagesService {
     if (thread?.type === 'continue') await this.threadRecord(principal, thread.previousId, route, body.model);
     await this.checkDiagnosed(principal, body);
     await checkContainers(this.stored, principal, containerOf(body), { baseUrl: access.baseUrl, model: body.model });
-    const call: MessagesPassthrough = { body, access, signal: ctx.abort.signal, ...client };
+    const call: MessagesPassthrough = { body, access, signal: ctx.abort, ...client };
     const value = await this.runner.once(ctx, body.model, () => this.anthropic.countTokens(call));
     ctx.answer(200);
     void reply.status(200).headers(value.headers).type('application/json').send(value.body);

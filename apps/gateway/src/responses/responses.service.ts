@@ -237,7 +237,7 @@ export class ResponsesService {
     refuseConversation(body);
     refuseDenied(body, first.policy.policy);
     const state = await this.storedState(principal, body, first);
-    const call: ResponsesPassthrough = { body, access: first.access, signal: ctx.abort.signal };
+    const call: ResponsesPassthrough = { body, access: first.access, signal: ctx.abort };
     let answer: string;
     try {
       answer = await this.runner.once(ctx, body.model, () => this.openai.responsesInputTokens(call));
@@ -282,7 +282,7 @@ export class ResponsesService {
             this.openai.responsesCompact({
               body,
               access,
-              signal: ctx.abort.signal,
+              signal: ctx.abort,
               // The compaction's items come back as the next request's input: the caller's, as a stored response's are.
               onItems: (itemIds) =>
                 this.rememberItems(principal, itemIds, { owner, model: body.model, baseUrl: access.baseUrl, tokens: 0 }),
@@ -392,7 +392,7 @@ export class ResponsesService {
           const call: ResponsesPassthrough = {
             body: attemptBody,
             access,
-            signal: ctx.abort.signal,
+            signal: ctx.abort,
             onStored: (id, usage, itemIds) => plan.onStored(id, usage, itemIds, { model, access }),
             // The containers its code ran in: reusable by this user only.
             onContainers: async (ids) => {
@@ -436,7 +436,7 @@ export class ResponsesService {
     const access = product.providers.find((a) => a.provider === 'openai' && a.baseUrl === record.baseUrl);
     if (!access) throw responseNotFound(id);
     const { method, suffix } = STORED_ROUTES[route];
-    const call: StoredResponseCall = { method, path: `/responses/${id}${suffix}${search}`, access, signal: ctx.abort.signal };
+    const call: StoredResponseCall = { method, path: `/responses/${id}${suffix}${search}`, access, signal: ctx.abort };
     let body: string;
     try {
       // A delete is not retried: one that went through but whose answer was lost would come back 404.
