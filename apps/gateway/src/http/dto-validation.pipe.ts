@@ -4,6 +4,7 @@ import { GatewayError } from '@keygate/errors';
 import { validateSync, type ValidationError } from 'class-validator';
 import secureJson from 'secure-json-parse';
 import { instantiateDto } from './nested-dto';
+import { isValidDto } from './valid-dto';
 import { memoizeValidationMetadata } from './validation-metadata-cache';
 
 const STRICT_BODY = Symbol('keygate:strict-body');
@@ -68,7 +69,11 @@ export class DtoValidationPipe implements PipeTransform {
     // `hasOwnProperty` or `constructor` are found on its prototype: such a key would pass as known.
     const inherited = strict ? Object.keys(value).find((key) => key in Object.prototype) : undefined;
     if (inherited !== undefined) throw new GatewayError('invalid_request', `${inherited}: unknown field`, { param: inherited });
-    const errors = validateSync(instantiateDto(type as new () => object, value), {
+    const dto = instantiateDto(type as new () => object, value);
+    // class-validator builds an error record for every declared field of every object even when
+    // all is well: it is asked only for a body the same rules refuse, to name the problem.
+    if (isValidDto(dto, strict)) return value;
+    const errors = validateSync(dto, {
       validationError: { target: false, value: false },
       ...(strict ? { whitelist: true, forbidNonWhitelisted: true } : {}),
     });
