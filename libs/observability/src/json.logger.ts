@@ -130,7 +130,7 @@ export class JsonLogger implements LoggerService {
     const entry: Record<string, unknown> = { severity, time: new Date().toISOString(), message, ...fields };
     if (context) {
       entry.requestId = context.requestId;
-      Object.assign(entry, this.traceFields(context));
+      if (context.trace) Object.assign(entry, this.traceFields(context));
       // Labels are indexed by Cloud Logging: a request's lines are found by one label filter.
       entry[LABELS_FIELD] = { service: SERVICE, request_id: context.requestId };
     } else {
