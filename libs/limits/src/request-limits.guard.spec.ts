@@ -1,5 +1,6 @@
 import { rejectionOf } from '@keygate/errors/testing';
 import type { ExecutionContext } from '@nestjs/common';
+import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host';
 import { Reflector } from '@nestjs/core';
 import { SkipThrottle, Throttle, ThrottlerGuard } from '@nestjs/throttler';
 import type { Principal } from '@keygate/auth';
@@ -125,12 +126,9 @@ function request(
   attachContext(rawRequest, ctx);
   const req = { user: principal, raw: rawRequest, headers: {} };
   const res = { raw };
-  // What the stock ThrottlerGuard reads from the context: the request, the response, and the handler and class for route metadata.
-  const context = {
-    switchToHttp: () => ({ getRequest: () => req, getResponse: () => res }),
-    getHandler: () => RouteController.prototype[handler],
-    getClass: () => RouteController,
-  } as unknown as ExecutionContext;
+  // Nest's own HTTP context: the request, the response, and the handler and class for route metadata.
+  const context = new ExecutionContextHost([req, res], RouteController, RouteController.prototype[handler]);
+  context.setType('http');
   return { context, headers, ctx };
 }
 

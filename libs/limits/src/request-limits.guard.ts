@@ -48,8 +48,10 @@ const COLLECTED: Promise<boolean> = Promise.resolve(true);
 type LimitField = 'requestsPerSecond' | 'userRequestsPerSecond' | 'dailyRequests' | 'userDailyRequests';
 
 function principalOf(context: ExecutionContext): Principal {
-  // canActivate refuses a request without one before any throttler is resolved.
-  return context.switchToHttp().getRequest<FastifyRequest & { user: Principal }>().user;
+  // canActivate refuses a request without one before any throttler is resolved. The request is the
+  // context's first argument, what switchToHttp().getRequest() returns; switchToHttp makes three
+  // closures each time it is called, and this is asked about ten times a request (limits, trackers, counters).
+  return context.getArgByIndex<FastifyRequest & { user: Principal }>(0).user;
 }
 
 /** An identity throttler: a stock throttler, plus the counter it counts in. */
@@ -329,6 +331,11 @@ export class RequestLimitsGuard extends ThrottlerGuard {
     }));
     byClass.set(classRef, found);
     return found;
+  }
+
+  /** The stock one's answer (HTTP: the request and the reply), read without switchToHttp (see {@link principalOf}). */
+  protected override getRequestResponse(context: ExecutionContext): { req: Record<string, unknown>; res: Record<string, unknown> } {
+    return { req: context.getArgByIndex(0), res: context.getArgByIndex(1) };
   }
 
   /** Called by the stock guard once per throttler, resolved: collected here, counted together by canActivate. */
