@@ -24,7 +24,9 @@ export const AUDIENCE = 'keygate';
 export const HOST = '127.0.0.1';
 
 const DEV_DIR = join(ROOT, 'dev');
-const READY_TIMEOUT_MS = 15_000;
+// A bound on a process's start, not a measure of it: a loaded CI runner (two cores, three gateways
+// booting at once beside other suites' processes) once took over 15 s to print "keygate listening".
+const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5_000;
 const KILL_TIMEOUT_MS = 2_000;
 
