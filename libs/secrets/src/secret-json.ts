@@ -1,4 +1,3 @@
-import { parseDocument } from 'yaml';
 import { SecretFormatError } from './secret-format.error';
 
 /**
@@ -14,13 +13,56 @@ export function parseSecretJson(text: string, secretName: string): unknown {
   } catch {
     throw new SecretFormatError(secretName, ['not valid JSON']);
   }
-  // JSON is YAML: its parser reports equal keys in one object (and is only asked about that).
-  const duplicate = parseDocument(text, { uniqueKeys: true }).errors.find((e) => e.code === 'DUPLICATE_KEY');
-  if (duplicate) {
-    const line = duplicate.linePos?.[0].line;
-    throw new SecretFormatError(secretName, [
-      `a key appears twice in one object${line ? ` (line ${line})` : ''}: JSON would keep the last one silently`,
-    ]);
-  }
+  const line = duplicateKeyLine(text);
+  if (line !== undefined)
+    throw new SecretFormatError(secretName, [`a key appears twice in one object (line ${line}): JSON would keep the last one silently`]);
   return doc;
+}
+
+/**
+ * The line (from 1) of the first key that repeats an earlier key of its object, in JSON text that
+ * `JSON.parse` has accepted; undefined when there is none. Keys are compared as `JSON.parse`
+ * reads them (`"a"` and `"\u0061"` are one key). One pass over the text, each object's keys in a
+ * Set: a 1,000-product secret is read at boot and on every rotation, on the event loop, and YAML's
+ * duplicate check (which this replaced) compares each key with every earlier one of its object.
+ */
+export function duplicateKeyLine(text: string): number | undefined {
+  /** One entry per open object (its keys) or array (null). */
+  const open: Array<Set<string> | null> = [];
+  let line = 1;
+  /** Whether the next string in the innermost object is a key: after `{` or its `,`. */
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x0a) line++;
+    else if (c === 0x7b /* { */) {
+      open.push(new Set());
+      expectKey = true;
+    } else if (c === 0x5b /* [ */) {
+      open.push(null);
+      expectKey = false;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      open.pop();
+      expectKey = false;
+    } else if (c === 0x2c /* , */) expectKey = open[open.length - 1] != null;
+    else if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) {
+          i++;
+          escaped = true;
+        } else if (d === 0x22) break;
+      }
+      if (!expectKey) continue;
+      expectKey = false;
+      const raw = text.slice(start + 1, i);
+      const key = escaped ? (JSON.parse(text.slice(start, i + 1)) as string) : raw;
+      const keys = open[open.length - 1] as Set<string>;
+      if (keys.has(key)) return line;
+      keys.add(key);
+    }
+  }
+  return undefined;
 }
