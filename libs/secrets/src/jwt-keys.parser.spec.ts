@@ -10,7 +10,7 @@ describe('parseJwtPublicKeys', () => {
 
   it('refuses a kid listed twice: the second key would replace the first without a word', () => {
     const text = `{"k1": ${JSON.stringify(pem(rsa))},\n"k1": ${JSON.stringify(pem(ec))}}`;
-    expect(() => parseJwtPublicKeys(text, 'jwt-public-keys')).toThrow(/a key appears twice in one object \(line 2\)/);
+    expect(() => parseJwtPublicKeys(text, 'jwt-public-keys')).toThrow(/a key appears twice in one object \(line 2, column 1\)/);
   });
 
   it('pins RS256 to RSA keys and ES256 to P-256 keys', () => {

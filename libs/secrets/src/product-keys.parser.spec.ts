@@ -157,7 +157,7 @@ describe('parseProductKeys', () => {
 
   it('refuses a product listed twice (JSON.parse would keep the second silently), naming the line, never the key', () => {
     const text = `{\n  "${KEY}": "sk-legacy-one",\n  "${KEY}": "sk-legacy-two"\n}`;
-    expect(problems(text)).toMatch(/a key appears twice in one object \(line 3\)/);
+    expect(problems(text)).toMatch(/a key appears twice in one object \(line 3, column 3\)/);
     expect(
       problems(
         JSON.stringify({ p: { providers: { openai: { api_key: 'sk-1', models: ['m'] } } } }).replace('"models"', '"api_key":"x","models"'),

@@ -13,29 +13,37 @@ export function parseSecretJson(text: string, secretName: string): unknown {
   } catch {
     throw new SecretFormatError(secretName, ['not valid JSON']);
   }
-  const line = duplicateKeyLine(text);
-  if (line !== undefined)
-    throw new SecretFormatError(secretName, [`a key appears twice in one object (line ${line}): JSON would keep the last one silently`]);
+  const at = duplicateKeyAt(text);
+  if (at)
+    throw new SecretFormatError(secretName, [
+      `a key appears twice in one object (line ${at.line}, column ${at.column}): JSON would keep the last one silently`,
+    ]);
   return doc;
 }
 
 /**
- * The line (from 1) of the first key that repeats an earlier key of its object, in JSON text that
- * `JSON.parse` has accepted; undefined when there is none. Keys are compared as `JSON.parse`
+ * Where the first key that repeats an earlier key of its object starts (line and column of its
+ * opening quote, from 1), in JSON text that `JSON.parse` has accepted; undefined when there is
+ * none. The column matters: a secret is often one minified line of a megabyte, where "line 1" says
+ * nothing. Keys are compared as `JSON.parse`
  * reads them (`"a"` and `"\u0061"` are one key). One pass over the text, each object's keys in a
  * Set: a 1,000-product secret is read at boot and on every rotation, on the event loop, and YAML's
  * duplicate check (which this replaced) compares each key with every earlier one of its object.
  */
-export function duplicateKeyLine(text: string): number | undefined {
+export function duplicateKeyAt(text: string): { line: number; column: number } | undefined {
   /** One entry per open object (its keys) or array (null). */
   const open: Array<Set<string> | null> = [];
   let line = 1;
+  /** Where the current line starts. */
+  let lineStart = 0;
   /** Whether the next string in the innermost object is a key: after `{` or its `,`. */
   let expectKey = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c === 0x0a) line++;
-    else if (c === 0x7b /* { */) {
+    if (c === 0x0a) {
+      line++;
+      lineStart = i + 1;
+    } else if (c === 0x7b /* { */) {
       open.push(new Set());
       expectKey = true;
     } else if (c === 0x5b /* [ */) {
@@ -60,7 +68,7 @@ export function duplicateKeyLine(text: string): number | undefined {
       const raw = text.slice(start + 1, i);
       const key = escaped ? (JSON.parse(text.slice(start, i + 1)) as string) : raw;
       const keys = open[open.length - 1] as Set<string>;
-      if (keys.has(key)) return line;
+      if (keys.has(key)) return { line, column: start - lineStart + 1 };
       keys.add(key);
     }
   }
