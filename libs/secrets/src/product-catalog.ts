@@ -72,17 +72,49 @@ export function makeProductEntry(name: string, providers: ProviderAccess[]): Pro
   };
 }
 
+/** Which products name each model: exactly, or through a pattern other than the catch-all. */
+interface ModelOwners {
+  /** Exact model name -> the products that list it. */
+  readonly exact: ReadonlyMap<string, readonly string[]>;
+  /** Prefix patterns (`gpt-4o*`, not `*`), with their product. */
+  readonly patterns: ReadonlyArray<{ readonly prefix: string; readonly product: string }>;
+}
+
+/** One index per catalog (a rotation brings a new catalog, hence a new index), built when first asked. */
+const ownersByCatalog = new WeakMap<ProductCatalog, ModelOwners>();
+
+function ownersOf(products: ProductCatalog): ModelOwners {
+  let owners = ownersByCatalog.get(products);
+  if (owners) return owners;
+  const exact = new Map<string, string[]>();
+  const patterns: Array<{ prefix: string; product: string }> = [];
+  for (const [name, entry] of products)
+    for (const access of entry.providers)
+      for (const model of access.models) {
+        if (model === '*') continue;
+        if (model.endsWith('*')) patterns.push({ prefix: model.slice(0, -1), product: name });
+        else {
+          const list = exact.get(model);
+          if (!list) exact.set(model, [name]);
+          else if (!list.includes(name)) list.push(name);
+        }
+      }
+  owners = { exact, patterns };
+  ownersByCatalog.set(products, owners);
+  return owners;
+}
+
 /**
  * Whether a product other than `except` names `model`: exactly, or through a pattern with a prefix.
- * The legacy format's catch-all (`*`) names no model in particular, so it does not count.
+ * The legacy format's catch-all (`*`) names no model in particular, so it does not count. Asked on
+ * every request refused for its model (403 or 404): answered from an index of the catalog (a Map
+ * of exact names, and the patterns), not by asking each of a platform's 1,000 products in turn.
  */
 export function namedByAnotherProduct(products: ProductCatalog, except: string, model: string): boolean {
-  for (const [name, entry] of products) {
-    if (name === except) continue;
-    const configured = entry.configuredModel(model);
-    if (configured !== undefined && configured !== '*') return true;
-  }
-  return false;
+  const { exact, patterns } = ownersOf(products);
+  const named = exact.get(model);
+  if (named && named.some((name) => name !== except)) return true;
+  return patterns.some((p) => p.product !== except && model.startsWith(p.prefix));
 }
 
 /**
