@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ConfigError, loadGatewayConfig, type GatewayConfig } from '@keygate/config';
 import { JsonLogger } from '@keygate/observability';
 import { secretsSourceFor } from './secrets.module';
-import { SecretsService } from './secrets.service';
+import { SecretsService, WARNING_LIST_MAX, listed } from './secrets.service';
 import { FakeSecretManagerServer } from './testing/fake-secret-manager.server';
 
 /**
@@ -405,6 +405,27 @@ describe('SecretsService', () => {
           expect.objectContaining({ clients: ['batch-job'] }),
         ]);
         expect(policyLines()).toHaveLength(2);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('lists a short list whole, with nothing left out', () => {
+      expect(listed('keys', ['a', 'b'])).toEqual({ keys: ['a', 'b'] });
+      expect(WARNING_LIST_MAX).toBe(50);
+    });
+
+    it('names at most 50 entries in one such WARNING, and how many it left out', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'kg-policy-'));
+      const policyFile = join(dir, 'policy.yaml');
+      const typos = Array.from({ length: 60 }, (_, i) => `team-${String(i).padStart(2, '0')}`);
+      writeFileSync(policyFile, `products:\n${typos.map((name) => `  ${name}: {limits: {requests_per_second: 5}}\n`).join('')}`);
+      try {
+        seed();
+        await boot(configFor({ API_KEY_SERVER_POLICY_FILE: policyFile }));
+        const [line] = loggedAt('WARNING').filter((l) => /policy file has settings for products/.test(String(l.message)));
+        expect(line.products).toEqual(typos.slice(0, WARNING_LIST_MAX));
+        expect(line.products_not_listed).toBe(60 - WARNING_LIST_MAX);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

@@ -77,6 +77,18 @@ interface HeldSecret {
 const EMPTY: SecretsSnapshot = { products: new Map(), jwtKeys: new Map(), hmacClients: new Map() };
 
 /**
+ * The most entries of a list one reference WARNING names: a platform's configuration (a default
+ * fallback most of 1,000 products do not serve) made one line of ~40 KB, which log viewers cut.
+ */
+export const WARNING_LIST_MAX = 50;
+
+/** `{ [field]: items }`, the first {@link WARNING_LIST_MAX} of them, and `<field>_not_listed`: how many more there are. */
+export function listed(field: string, items: readonly string[]): Record<string, unknown> {
+  if (items.length <= WARNING_LIST_MAX) return { [field]: items };
+  return { [field]: items.slice(0, WARNING_LIST_MAX), [`${field}_not_listed`]: items.length - WARNING_LIST_MAX };
+}
+
+/**
  * Holds the current secrets. {@link SecretsService.create} loads every configured secret before
  * the application starts, so a missing or malformed secret stops the boot with a message naming
  * it; afterwards secrets that can rotate are re-read every `refreshSeconds`. Callers read `current`
@@ -216,40 +228,53 @@ export class SecretsService implements OnApplicationBootstrap, OnModuleDestroy, 
     const { products, hmacClients } = this.snapshot;
     const policy = this.config.policy.productNames.filter((name) => !products.has(name));
     if (policy.length)
-      this.logger.write('WARNING', 'the policy file has settings for products the product keys do not have: they apply to nothing', {
-        products: policy,
-      });
+      this.logger.write(
+        'WARNING',
+        'the policy file has settings for products the product keys do not have: they apply to nothing',
+        listed('products', policy),
+      );
     const clients = [...hmacClients.values()].filter((c) => !products.has(c.product)).map((c) => c.clientId);
     if (clients.length)
-      this.logger.write('WARNING', 'HMAC clients of products the product keys do not have: their requests are refused', { clients });
+      this.logger.write(
+        'WARNING',
+        'HMAC clients of products the product keys do not have: their requests are refused',
+        listed('clients', clients),
+      );
     const fallbacks = unservedFallbacks(products, (name) => this.config.policy.forProduct(name).fallbacks);
-    if (fallbacks.length) this.logger.write('WARNING', 'fallback models the product does not serve: they are skipped', { fallbacks });
+    if (fallbacks.length)
+      this.logger.write('WARNING', 'fallback models the product does not serve: they are skipped', listed('fallbacks', fallbacks));
     const elsewhere = fallbacksForAnotherProductsModel(products, (name) => this.config.policy.ownFallbacks(name));
     if (elsewhere.length)
-      this.logger.write('WARNING', "fallbacks a product's own policy gives for models only other products serve: they never apply to it", {
-        fallbacks: elsewhere,
-      });
+      this.logger.write(
+        'WARNING',
+        "fallbacks a product's own policy gives for models only other products serve: they never apply to it",
+        listed('fallbacks', elsewhere),
+      );
     const plain = plainHttpUpstreams(products);
     if (plain.length)
       this.logger.write(
         'WARNING',
         'provider base_url over plain HTTP to another host: the key and the prompts cross the network unencrypted',
-        {
-          upstreams: plain,
-        },
+        listed('upstreams', plain),
       );
     const keyed = fallbacksForNoModel(products, (name) => this.config.policy.forProduct(name).fallbacks);
     if (keyed.length)
-      this.logger.write('WARNING', 'fallbacks given for models no product serves: they never apply (a misspelt model?)', { models: keyed });
+      this.logger.write(
+        'WARNING',
+        'fallbacks given for models no product serves: they never apply (a misspelt model?)',
+        listed('models', keyed),
+      );
     // A static key bound only to issuers this gateway does not accept verifies nothing (a typo in either).
     const accepted = new Set(this.config.jwt?.issuers ?? []);
     const keys = [...this.snapshot.jwtKeys.values()]
       .filter((k) => k.issuers && ![...k.issuers].some((i) => accepted.has(i)))
       .map((k) => k.kid);
     if (keys.length)
-      this.logger.write('WARNING', 'JWT keys bound only to issuers API_KEY_SERVER_JWT_ISSUER does not list: they verify no token', {
-        keys,
-      });
+      this.logger.write(
+        'WARNING',
+        'JWT keys bound only to issuers API_KEY_SERVER_JWT_ISSUER does not list: they verify no token',
+        listed('keys', keys),
+      );
   }
 
   /** Starts the refresh loop once the application is up. */
