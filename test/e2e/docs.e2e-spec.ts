@@ -730,6 +730,25 @@ describe('the OpenAPI document against what the gateway answers', () => {
       expect([key, mismatch(key, op, await send(method, target(path, op), {}))]).toEqual([key, []]);
   });
 
+  it('declares X-Request-Id on every answer of every operation, and every answer carries it', async () => {
+    const problems: string[] = [];
+    for (const { key, path, method, op } of operations) {
+      for (const [status, response] of Object.entries(op.responses ?? {}))
+        if (!response.headers?.['X-Request-Id']?.required) problems.push(`${key}: its ${status} declares no X-Request-Id`);
+      const example = Object.values(op.requestBody?.content?.['application/json']?.examples ?? {})[0]?.value;
+      const anonymous = await send(method, target(path, op), {}, example);
+      if (!anonymous.headers.get('x-request-id')) problems.push(`${key}: its ${anonymous.status} came without X-Request-Id`);
+    }
+    // And an answer that is not a refusal.
+    const answered = await send('post', '/v1/chat/completions', bearer, {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(answered.status).toBe(200);
+    expect(answered.headers.get('x-request-id')).toMatch(/\S/);
+    expect(problems).toEqual([]);
+  }, 60_000);
+
   it('documents Claude’s overload as it is answered: a 529 from Anthropic is a 502 whose error.type is overloaded_error', async () => {
     const op = doc.paths['/v1/messages'].post as Operation;
     const body = { model: 'claude-3-5-sonnet-20241022', max_tokens: 16, messages: [{ role: 'user', content: 'Hello [mock status=529]' }] };

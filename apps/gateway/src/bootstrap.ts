@@ -14,6 +14,7 @@ import { AppModule } from './app.module';
 import { documentRequestBodies } from './http/openapi-bodies';
 import { documentCredentials } from './http/openapi-credentials';
 import { documentOperationIds } from './http/openapi-operation-ids';
+import { documentRequestIdHeader } from './http/openapi-request-id';
 import { noteDeclaredCharset } from './http/dto-validation.pipe';
 import { errorBodyFor } from './http/error-envelope';
 import { expectContinue } from './http/refused-body';
@@ -473,6 +474,7 @@ export async function createGateway(config: GatewayConfig): Promise<NestFastifyA
   documentCredentials(document, config);
   documentRequestBodies(document);
   documentOperationIds(document);
+  documentRequestIdHeader(document);
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json', swaggerOptions: { persistAuthorization: true } });
   return app;
 }
