@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { GatewayConfig } from '@keygate/config';
+import { GatewayConfig, type ModelPrice } from '@keygate/config';
 import { JsonLogger, KEYGATE_LOGGER, redact, type RequestContext } from '@keygate/observability';
 import { requestCostUsd } from './audit.cost';
 
@@ -95,6 +95,9 @@ export class AuditService {
     @Inject(GatewayConfig) private readonly config: Pick<GatewayConfig, 'policy'>,
   ) {}
 
+  /** A model's configured price (made once, not a closure per audited request). */
+  private readonly priceOf = (model: string): ModelPrice | undefined => this.config.policy.priceOf(model);
+
   /**
    * Writes the record for `ctx` unless it was written already; returns whether it wrote. `labels`:
    * the request's metrics labels (see {@link AuditRecord.model_label}, {@link AuditRecord.product_label}).
@@ -104,7 +107,7 @@ export class AuditService {
     ctx.audited = true;
     // Priced by the model that answered (a fallback's own price), as configured: never a client's name.
     // Earlier attempts the request is billed for at their own models' prices.
-    ctx.costUsd = ctx.provider && ctx.model !== null ? requestCostUsd(ctx, ctx.model, (model) => this.config.policy.priceOf(model)) : null;
+    ctx.costUsd = ctx.provider && ctx.model !== null ? requestCostUsd(ctx, ctx.model, this.priceOf) : null;
     const record = {
       type: 'audit',
       requestId: ctx.requestId,
