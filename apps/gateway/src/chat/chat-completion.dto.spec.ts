@@ -1,25 +1,12 @@
-import { GatewayError } from '@keygate/errors';
-import { DtoValidationPipe } from '../http/dto-validation.pipe';
+import { bodyCheck } from '../http/testing/body-check';
 import { ChatCompletionRequestDto } from './chat-completion.dto';
 
-const pipe = new DtoValidationPipe();
-const validate = (body: unknown): unknown =>
-  pipe.transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: ChatCompletionRequestDto });
+const { validate, refusal } = bodyCheck(ChatCompletionRequestDto);
 const base = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
 const tool = (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
   type: 'function',
   function: { name, parameters: { type: 'object', properties: {} }, ...extra },
 });
-
-function refusal(body: unknown): GatewayError {
-  try {
-    validate(body);
-  } catch (error) {
-    expect(error).toBeInstanceOf(GatewayError);
-    return error as GatewayError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('ChatCompletionRequestDto', () => {
   it.each([

@@ -1,20 +1,7 @@
-import { GatewayError } from '@keygate/errors';
-import { DtoValidationPipe } from '../http/dto-validation.pipe';
+import { bodyCheck } from '../http/testing/body-check';
 import { EmbeddingsRequestDto } from './embeddings.dto';
 
-const pipe = new DtoValidationPipe();
-const validate = (body: unknown): unknown =>
-  pipe.transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: EmbeddingsRequestDto });
-
-function refusal(body: unknown): GatewayError {
-  try {
-    validate(body);
-  } catch (error) {
-    expect(error).toBeInstanceOf(GatewayError);
-    return error as GatewayError;
-  }
-  throw new Error('expected a refusal');
-}
+const { validate, refusal } = bodyCheck(EmbeddingsRequestDto);
 
 describe('EmbeddingsRequestDto input', () => {
   it.each([

@@ -1,5 +1,6 @@
 import { GatewayError } from '@keygate/errors';
 import { refusalOf } from '@keygate/errors/testing';
+import { bodyCheck } from './testing/body-check';
 import { CreateBlockDto } from '../admin/admin.dto';
 import { ChatCompletionRequestDto } from '../chat/chat-completion.dto';
 import {
@@ -11,15 +12,7 @@ import {
   scanJsonText,
 } from './dto-validation.pipe';
 
-function refusal(body: unknown): GatewayError {
-  try {
-    new DtoValidationPipe().transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: CreateBlockDto });
-  } catch (error) {
-    expect(error).toBeInstanceOf(GatewayError);
-    return error as GatewayError;
-  }
-  throw new Error('expected a refusal');
-}
+const { refusal } = bodyCheck(CreateBlockDto);
 
 describe('DtoValidationPipe', () => {
   it('names a wrong type before the range rules of the same field', () => {

@@ -1,21 +1,8 @@
-import { GatewayError } from '@keygate/errors';
-import { DtoValidationPipe } from '../http/dto-validation.pipe';
+import { bodyCheck } from '../http/testing/body-check';
 import { ResponsesCompactRequestDto, ResponsesInputTokensRequestDto, ResponsesRequestDto } from './responses.dto';
 
-const pipe = new DtoValidationPipe();
-const validate = (body: unknown): unknown =>
-  pipe.transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: ResponsesRequestDto });
+const { validate, refusal } = bodyCheck(ResponsesRequestDto);
 const base = { model: 'gpt-4o-mini', input: 'hi' };
-
-function refusal(body: unknown): GatewayError {
-  try {
-    validate(body);
-  } catch (error) {
-    expect(error).toBeInstanceOf(GatewayError);
-    return error as GatewayError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('ResponsesRequestDto', () => {
   it.each([1, 15])("refuses max_output_tokens %i, below OpenAI's minimum of 16, naming the parameter and the minimum", (value) => {
@@ -54,15 +41,10 @@ describe.each([
   ['ResponsesInputTokensRequestDto', ResponsesInputTokensRequestDto],
   ['ResponsesCompactRequestDto', ResponsesCompactRequestDto],
 ])('%s', (_name, metatype) => {
-  const check = (body: unknown): unknown => pipe.transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype });
+  const { validate: check, refusal } = bodyCheck(metatype);
   const refused = (body: unknown): { code: string; param: string | undefined } => {
-    try {
-      check(body);
-    } catch (error) {
-      if (error instanceof GatewayError) return { code: error.code, param: error.options.param };
-      throw error;
-    }
-    throw new Error('expected a refusal');
+    const error = refusal(body);
+    return { code: error.code, param: error.options.param };
   };
 
   it('hands the body on as sent, fields it does not model included', () => {
@@ -89,8 +71,7 @@ describe.each([
 });
 
 describe('ResponsesInputTokensRequestDto tools', () => {
-  const check = (body: unknown): unknown =>
-    pipe.transform(Buffer.from(JSON.stringify(body)), { type: 'body', metatype: ResponsesInputTokensRequestDto });
+  const { validate: check } = bodyCheck(ResponsesInputTokensRequestDto);
 
   it('checks function tools and tool_choice as create does', () => {
     expect(() => check({ ...base, tools: [{ type: 'function', function: { name: 'f' } }] })).toThrow(/flat/);
